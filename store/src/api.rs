@@ -1,0 +1,339 @@
+//! The store's request/response vocabulary: what a client may ask of a member and what it
+//! gets back. It mirrors etcd's v3 KV API (`etcdserverpb`): Range, Put, DeleteRange, Txn,
+//! Compact and Watch, each answered with a header carrying the store revision.
+//!
+//! These are plain data: the MVCC state machine executes them, the member server carries
+//! them over the simulated network, the client builds them. Nothing here knows about Raft.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// A store revision. etcd: starts at 1 on an empty store and every mutating request or
+/// transaction adds exactly 1.
+pub type Revision = i64;
+
+/// Identity of a Raft member (etcd `member_id`).
+pub type MemberId = u64;
+
+/// etcd's default `--max-request-bytes` (1.5 MiB). Larger requests are refused.
+pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// etcd's default `--max-txn-ops`.
+pub const MAX_TXN_OPS: usize = 128;
+
+/// Who is asking. Every request carries one; the member's access rule is that only the
+/// `ApiServer` role may mutate (single-writer invariant 1).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// kube-apiserver: the only component allowed to write the store.
+    ApiServer,
+    /// Read-only tooling (backups, checkers, debugging).
+    Reader,
+    /// Anything else that managed to reach the store.
+    Other,
+}
+
+impl Principal {
+    pub fn apiserver(name: impl Into<String>) -> Self {
+        Self { name: name.into(), role: Role::ApiServer }
+    }
+    pub fn reader(name: impl Into<String>) -> Self {
+        Self { name: name.into(), role: Role::Reader }
+    }
+    pub fn other(name: impl Into<String>) -> Self {
+        Self { name: name.into(), role: Role::Other }
+    }
+    pub fn may_mutate(&self) -> bool {
+        self.role == Role::ApiServer
+    }
+}
+
+/// etcd `mvccpb.KeyValue`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Bytes,
+    /// Revision of the last creation of this key.
+    pub create_revision: Revision,
+    /// Revision of the last modification of this key.
+    pub mod_revision: Revision,
+    /// 1 on create, +1 on each modification; the key is gone (version 0) after delete.
+    pub version: i64,
+}
+
+/// The key range a request addresses. etcd encodes this as `key` + `range_end`; kubesim
+/// names the three shapes that etcd's encoding allows.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum KeyRange {
+    /// Exactly this key.
+    Key(String),
+    /// Every key starting with this prefix (etcd: `range_end = prefix + 1`).
+    Prefix(String),
+    /// `[start, end)` in byte order.
+    Range { start: String, end: String },
+}
+
+impl KeyRange {
+    pub fn contains(&self, key: &str) -> bool {
+        match self {
+            KeyRange::Key(k) => k == key,
+            KeyRange::Prefix(p) => key.starts_with(p.as_str()),
+            KeyRange::Range { start, end } => key >= start.as_str() && key < end.as_str(),
+        }
+    }
+}
+
+/// etcd `ResponseHeader`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseHeader {
+    /// The store's revision when the request was served.
+    pub revision: Revision,
+    pub member_id: MemberId,
+    pub raft_term: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeRequest {
+    pub range: KeyRange,
+    /// 0 means the current revision; otherwise read the keyspace as of this revision.
+    pub revision: Revision,
+    /// 0 means no limit.
+    pub limit: usize,
+    /// Serializable (local, possibly stale) read instead of a linearizable one.
+    pub serializable: bool,
+    pub count_only: bool,
+}
+
+impl RangeRequest {
+    pub fn new(range: KeyRange) -> Self {
+        Self { range, revision: 0, limit: 0, serializable: false, count_only: false }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeResponse {
+    pub header: ResponseHeader,
+    pub kvs: Vec<KeyValue>,
+    /// Number of keys in the range (before `limit`).
+    pub count: usize,
+    /// True when `limit` cut the result.
+    pub more: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutRequest {
+    pub key: String,
+    pub value: Bytes,
+    pub prev_kv: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutResponse {
+    pub header: ResponseHeader,
+    pub prev_kv: Option<KeyValue>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteRangeRequest {
+    pub range: KeyRange,
+    pub prev_kv: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteRangeResponse {
+    pub header: ResponseHeader,
+    pub deleted: usize,
+    pub prev_kvs: Vec<KeyValue>,
+}
+
+/// What a `Compare` looks at. etcd `Compare.target` + the matching union field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareTarget {
+    Value(Bytes),
+    CreateRevision(Revision),
+    ModRevision(Revision),
+    Version(i64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareOp {
+    Equal,
+    NotEqual,
+    Greater,
+    Less,
+}
+
+/// etcd `Compare`: a missing key compares as zero revisions/version and an empty value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compare {
+    pub key: String,
+    pub op: CompareOp,
+    pub target: CompareTarget,
+}
+
+impl Compare {
+    pub fn mod_revision(key: impl Into<String>, op: CompareOp, revision: Revision) -> Self {
+        Self { key: key.into(), op, target: CompareTarget::ModRevision(revision) }
+    }
+    pub fn create_revision(key: impl Into<String>, op: CompareOp, revision: Revision) -> Self {
+        Self { key: key.into(), op, target: CompareTarget::CreateRevision(revision) }
+    }
+    pub fn version(key: impl Into<String>, op: CompareOp, version: i64) -> Self {
+        Self { key: key.into(), op, target: CompareTarget::Version(version) }
+    }
+    pub fn value(key: impl Into<String>, op: CompareOp, value: impl Into<Bytes>) -> Self {
+        Self { key: key.into(), op, target: CompareTarget::Value(value.into()) }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestOp {
+    Range(RangeRequest),
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResponseOp {
+    Range(RangeResponse),
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+}
+
+/// etcd `TxnRequest`: if every compare holds, run `success`, else run `failure`. The whole
+/// transaction is one revision (or none, if it only reads).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnRequest {
+    pub compare: Vec<Compare>,
+    pub success: Vec<RequestOp>,
+    pub failure: Vec<RequestOp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnResponse {
+    pub header: ResponseHeader,
+    pub succeeded: bool,
+    pub responses: Vec<ResponseOp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactRequest {
+    pub revision: Revision,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactResponse {
+    pub header: ResponseHeader,
+}
+
+/// A request that goes through Raft and changes the state machine. Reads normally do not
+/// (they use ReadIndex), but a `Txn` may contain both.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mutation {
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    Compact(CompactRequest),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MutationResponse {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compact(CompactResponse),
+}
+
+impl MutationResponse {
+    pub fn header(&self) -> &ResponseHeader {
+        match self {
+            MutationResponse::Put(r) => &r.header,
+            MutationResponse::DeleteRange(r) => &r.header,
+            MutationResponse::Txn(r) => &r.header,
+            MutationResponse::Compact(r) => &r.header,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+/// etcd `mvccpb.Event`. For a delete, `kv` holds the key with `mod_revision` set to the
+/// deletion's revision and an empty value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub kind: EventKind,
+    pub kv: KeyValue,
+    pub prev_kv: Option<KeyValue>,
+}
+
+impl Event {
+    /// etcd clientv3 `Event.IsCreate`: a put whose key version is 1.
+    pub fn is_create(&self) -> bool {
+        self.kind == EventKind::Put && self.kv.version == 1
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchRequest {
+    pub range: KeyRange,
+    /// Inclusive; 0 means "from the next revision".
+    pub start_revision: Revision,
+    pub prev_kv: bool,
+}
+
+/// One batch delivered on a watch stream. etcd delivers all events of one revision in one
+/// response (watch atomicity), in revision order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchResponse {
+    pub header: ResponseHeader,
+    pub watch_id: u64,
+    pub events: Vec<Event>,
+    /// Set when the watch was cancelled because its start revision is compacted.
+    pub compact_revision: Option<Revision>,
+    pub canceled: bool,
+}
+
+/// Errors the store returns. Each is an expected operational outcome, never a panic.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum StoreError {
+    /// etcd `ErrCompacted`: "mvcc: required revision has been compacted".
+    #[error("required revision {requested} has been compacted (compacted at {compacted})")]
+    Compacted { requested: Revision, compacted: Revision },
+    /// etcd `ErrFutureRev`: "mvcc: required revision is a future revision".
+    #[error("required revision {requested} is a future revision (current {current})")]
+    FutureRevision { requested: Revision, current: Revision },
+    /// etcd `ErrRequestTooLarge`.
+    #[error("request is too large: {size} bytes, limit {limit}")]
+    RequestTooLarge { size: usize, limit: usize },
+    /// etcd `ErrDuplicateKey`: "duplicate key given in txn request".
+    #[error("duplicate key given in txn request: {key}")]
+    DuplicateKeyInTxn { key: String },
+    /// etcd `ErrTooManyOps`.
+    #[error("too many operations in txn request: {n_ops}, limit {limit}")]
+    TooManyOps { n_ops: usize, limit: usize },
+    /// The principal may not do this (only the apiserver role may mutate).
+    #[error("permission denied: principal {principal} may not {action}")]
+    PermissionDenied { principal: String, action: String },
+    /// This member is not the leader; `leader_hint` names the one it believes leads.
+    #[error("not leader (leader hint: {leader_hint:?})")]
+    NotLeader { leader_hint: Option<MemberId> },
+    /// The member cannot serve right now (no leader, stopping, disk failed).
+    #[error("store unavailable: {reason}")]
+    Unavailable { reason: String },
+    /// The request may or may not have taken effect (etcd: "request timed out").
+    #[error("request outcome unknown: {reason}")]
+    UnknownOutcome { reason: String },
+    /// The request is malformed.
+    #[error("invalid request: {reason}")]
+    InvalidRequest { reason: String },
+}

@@ -1,0 +1,17 @@
+//! kubesim's store: an etcd-like replicated key-value member.
+//!
+//! - [`raft`]: sans-IO Raft (election with pre-vote and check-quorum, replication,
+//!   ReadIndex). It knows nothing of madsim, disks, networks or time.
+//! - [`mvcc`]: etcd's multi-version key-value semantics (revisions, Txn, Compact, watch
+//!   history). Pure state machine.
+//! - [`wal`]: the write-ahead log and hard state on a [`wal::Disk`], with checksums;
+//!   [`wal::SimDisk`] models fsync, torn writes, disk loss and corruption.
+//! - [`api`]: the request/response vocabulary shared by member, client and apiserver.
+//!
+//! Only the apiserver may depend on this crate's client; `controllers` must not depend on
+//! `store` at all.
+
+pub mod api;
+pub mod mvcc;
+pub mod raft;
+pub mod wal;
