@@ -1,1 +1,5 @@
-//! (placeholder: being written)
+//! Sans-IO Raft. (Being written.)
+
+mod entry;
+
+pub use entry::{Entry, EntryKind, HardState, NodeId, SnapshotMeta};

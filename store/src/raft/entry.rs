@@ -1,0 +1,45 @@
+//! The durable vocabulary of Raft: log entries, hard state and snapshot metadata. These are
+//! what the WAL persists, so they are shared by `raft` (which produces them) and `wal`
+//! (which stores them) and change only with a WAL format change.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Identity of a Raft peer; the same number as the store's `MemberId`.
+pub type NodeId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// Application data (an encoded store mutation), or empty: the no-op a new leader
+    /// appends in its term (Raft §5.4.2 / §8).
+    Normal,
+    /// A membership change (reserved for the membership-change work).
+    ConfChange,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub term: u64,
+    pub index: u64,
+    pub kind: EntryKind,
+    pub data: Bytes,
+}
+
+/// Raft's persistent state (Figure 2: currentTerm, votedFor) plus the commit index, which
+/// etcd also persists so that a restarted member need not wait to relearn it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    pub term: u64,
+    pub vote: Option<NodeId>,
+    pub commit: u64,
+}
+
+/// Describes the state a snapshot replaces the log prefix with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    /// Index and term of the last entry the snapshot covers.
+    pub index: u64,
+    pub term: u64,
+    /// Voting members as of `index`.
+    pub voters: Vec<NodeId>,
+}
