@@ -1,0 +1,14 @@
+//! The Kubernetes API as kubesim's components see it: object types, the apiserver's
+//! request/response protocol with typed errors, and the client every component uses.
+//!
+//! This crate knows nothing of the store. `controllers` depends on it and not on `store`,
+//! so the compiler keeps every component other than the apiserver away from the store
+//! (single-writer at the code level).
+
+pub mod client;
+pub mod objects;
+pub mod protocol;
+
+pub use client::{ApiClient, ApiObserver, ClientConfig};
+pub use objects::*;
+pub use protocol::*;

@@ -1,0 +1,413 @@
+//! Kubernetes object types: the subset of fields the simulated controllers read and write.
+//!
+//! Field names follow the Kubernetes API (`spec.nodeName` is `spec.node_name`). Times are
+//! simulated milliseconds since the start of the run, as read through a component's
+//! (possibly skewed) clock.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Simulated wall time in milliseconds, as a component's clock reports it.
+pub type TimestampMs = u64;
+
+/// A resourceVersion: the store's mod_revision of the object's key (or, for a list, the
+/// store revision it was read at). Kubernetes treats it as opaque; kubesim keeps it numeric
+/// so that checkers can compare it.
+pub type ResourceVersion = i64;
+
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerReference {
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+    /// True for the managing controller (Kubernetes: `controller: true`).
+    pub controller: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub name: String,
+    /// Empty for cluster-scoped objects (Node, Namespace).
+    pub namespace: String,
+    /// Assigned by the apiserver on create; never changes.
+    pub uid: String,
+    /// Set by the apiserver from the store on every read; 0 on an object not yet created.
+    /// It is not part of the stored value.
+    pub resource_version: ResourceVersion,
+    /// Incremented by the apiserver on every spec change.
+    pub generation: i64,
+    pub labels: Labels,
+    pub owner_references: Vec<OwnerReference>,
+    pub creation_timestamp_ms: TimestampMs,
+    /// Set when a graceful delete has begun.
+    pub deletion_timestamp_ms: Option<TimestampMs>,
+}
+
+impl ObjectMeta {
+    pub fn named(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            namespace: namespace.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The owner reference marked `controller: true`, if any.
+    pub fn controller_owner(&self) -> Option<&OwnerReference> {
+        self.owner_references.iter().find(|r| r.controller)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    pub metadata: ObjectMeta,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    /// Requested CPU in millicores (for least-allocated scheduling).
+    pub cpu_millis: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodSpec {
+    /// Set once, by a binding; never changes afterwards (invariant 12).
+    pub node_name: Option<String>,
+    pub containers: Vec<Container>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PodPhase {
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodStatus {
+    pub phase: PodPhase,
+    /// When the kubelet reported the pod's containers started.
+    pub start_time_ms: Option<TimestampMs>,
+    /// Why the pod is in its phase (for example `NodeLost` after eviction).
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pod {
+    pub metadata: ObjectMeta,
+    pub spec: PodSpec,
+    pub status: PodStatus,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodTemplateSpec {
+    /// Only labels are used from the template's metadata.
+    pub labels: Labels,
+    pub spec: PodSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaSetSpec {
+    pub replicas: i32,
+    /// Match-labels selector.
+    pub selector: Labels,
+    pub template: PodTemplateSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaSetStatus {
+    pub replicas: i32,
+    pub ready_replicas: i32,
+    pub observed_generation: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaSet {
+    pub metadata: ObjectMeta,
+    pub spec: ReplicaSetSpec,
+    pub status: ReplicaSetStatus,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentSpec {
+    pub replicas: i32,
+    pub selector: Labels,
+    pub template: PodTemplateSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentStatus {
+    pub replicas: i32,
+    pub updated_replicas: i32,
+    pub ready_replicas: i32,
+    pub available_replicas: i32,
+    pub observed_generation: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub metadata: ObjectMeta,
+    pub spec: DeploymentSpec,
+    pub status: DeploymentStatus,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    pub unschedulable: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The NodeReady condition: set True by the kubelet, False/Unknown by the node
+    /// lifecycle controller when the kubelet's heartbeat lapses.
+    pub ready: bool,
+    /// CPU capacity in millicores.
+    pub cpu_capacity_millis: u32,
+    pub last_heartbeat_ms: TimestampMs,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub metadata: ObjectMeta,
+    pub spec: NodeSpec,
+    pub status: NodeStatus,
+}
+
+/// coordination.k8s.io/v1 Lease: used for node heartbeats (kube-node-lease namespace) and
+/// controller leader election (kube-system namespace).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseSpec {
+    pub holder_identity: Option<String>,
+    pub lease_duration_seconds: u32,
+    pub acquire_time_ms: Option<TimestampMs>,
+    pub renew_time_ms: Option<TimestampMs>,
+    /// Incremented each time the holder changes.
+    pub lease_transitions: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub metadata: ObjectMeta,
+    pub spec: LeaseSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigMap {
+    pub metadata: ObjectMeta,
+    pub data: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret {
+    pub metadata: ObjectMeta,
+    pub data: BTreeMap<String, String>,
+}
+
+/// The resource types the apiserver serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Resource {
+    Namespaces,
+    Nodes,
+    Pods,
+    ReplicaSets,
+    Deployments,
+    Leases,
+    ConfigMaps,
+    Secrets,
+}
+
+impl Resource {
+    pub const ALL: [Resource; 8] = [
+        Resource::Namespaces,
+        Resource::Nodes,
+        Resource::Pods,
+        Resource::ReplicaSets,
+        Resource::Deployments,
+        Resource::Leases,
+        Resource::ConfigMaps,
+        Resource::Secrets,
+    ];
+
+    /// The plural name used in store keys (`/registry/<plural>/...`). Kubernetes stores
+    /// leases under `leases`, replicasets under `replicasets`, and so on.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Resource::Namespaces => "namespaces",
+            Resource::Nodes => "minions", // Kubernetes' historical storage prefix for nodes
+            Resource::Pods => "pods",
+            Resource::ReplicaSets => "replicasets",
+            Resource::Deployments => "deployments",
+            Resource::Leases => "leases",
+            Resource::ConfigMaps => "configmaps",
+            Resource::Secrets => "secrets",
+        }
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            Resource::Namespaces => "Namespace",
+            Resource::Nodes => "Node",
+            Resource::Pods => "Pod",
+            Resource::ReplicaSets => "ReplicaSet",
+            Resource::Deployments => "Deployment",
+            Resource::Leases => "Lease",
+            Resource::ConfigMaps => "ConfigMap",
+            Resource::Secrets => "Secret",
+        }
+    }
+
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Resource::Namespaces | Resource::Nodes)
+    }
+
+    /// `/registry/<plural>/` : the prefix under which every object of this type lives.
+    pub fn key_prefix(self) -> String {
+        format!("/registry/{}/", self.plural())
+    }
+
+    /// The store key of one object: `/registry/<plural>/<namespace>/<name>`, or
+    /// `/registry/<plural>/<name>` for cluster-scoped resources.
+    pub fn key(self, namespace: &str, name: &str) -> String {
+        if self.namespaced() {
+            format!("/registry/{}/{}/{}", self.plural(), namespace, name)
+        } else {
+            format!("/registry/{}/{}", self.plural(), name)
+        }
+    }
+
+    /// The prefix of a namespace's objects of this type (or all of them when `namespace`
+    /// is empty or the resource is cluster-scoped).
+    pub fn namespace_prefix(self, namespace: &str) -> String {
+        if self.namespaced() && !namespace.is_empty() {
+            format!("/registry/{}/{}/", self.plural(), namespace)
+        } else {
+            self.key_prefix()
+        }
+    }
+
+    /// Which resource a store key belongs to, if any.
+    pub fn from_key(key: &str) -> Option<Resource> {
+        let rest = key.strip_prefix("/registry/")?;
+        let plural = rest.split('/').next()?;
+        Resource::ALL.into_iter().find(|r| r.plural() == plural)
+    }
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.plural())
+    }
+}
+
+/// Any object the apiserver serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Object {
+    Namespace(Namespace),
+    Node(Node),
+    Pod(Pod),
+    ReplicaSet(ReplicaSet),
+    Deployment(Deployment),
+    Lease(Lease),
+    ConfigMap(ConfigMap),
+    Secret(Secret),
+}
+
+macro_rules! object_accessors {
+    ($($variant:ident => $resource:ident, $as_ref:ident, $into:ident;)*) => {
+        impl Object {
+            pub fn resource(&self) -> Resource {
+                match self { $(Object::$variant(_) => Resource::$resource,)* }
+            }
+            pub fn metadata(&self) -> &ObjectMeta {
+                match self { $(Object::$variant(o) => &o.metadata,)* }
+            }
+            pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+                match self { $(Object::$variant(o) => &mut o.metadata,)* }
+            }
+            $(
+                pub fn $as_ref(&self) -> Option<&$variant> {
+                    match self { Object::$variant(o) => Some(o), _ => None }
+                }
+                pub fn $into(self) -> Option<$variant> {
+                    match self { Object::$variant(o) => Some(o), _ => None }
+                }
+            )*
+        }
+        $(
+            impl From<$variant> for Object {
+                fn from(o: $variant) -> Self { Object::$variant(o) }
+            }
+        )*
+    };
+}
+
+object_accessors! {
+    Namespace => Namespaces, as_namespace, into_namespace;
+    Node => Nodes, as_node, into_node;
+    Pod => Pods, as_pod, into_pod;
+    ReplicaSet => ReplicaSets, as_replica_set, into_replica_set;
+    Deployment => Deployments, as_deployment, into_deployment;
+    Lease => Leases, as_lease, into_lease;
+    ConfigMap => ConfigMaps, as_config_map, into_config_map;
+    Secret => Secrets, as_secret, into_secret;
+}
+
+impl Object {
+    /// The store key of this object.
+    pub fn key(&self) -> String {
+        let m = self.metadata();
+        self.resource().key(&m.namespace, &m.name)
+    }
+}
+
+/// Whether `labels` satisfies a match-labels `selector` (every selector pair present).
+/// An empty selector matches nothing, as for ReplicaSets (Kubernetes rejects empty
+/// selectors on apps/v1 workloads, so matching everything would be a bug).
+pub fn selector_matches(selector: &Labels, labels: &Labels) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_kubernetes_registry_layout() {
+        assert_eq!(
+            Resource::Deployments.key("default", "nginx-deployment"),
+            "/registry/deployments/default/nginx-deployment"
+        );
+        assert_eq!(
+            Resource::Nodes.key("", "worker-1"),
+            "/registry/minions/worker-1"
+        );
+        assert_eq!(
+            Resource::from_key("/registry/pods/default/p"),
+            Some(Resource::Pods)
+        );
+        assert_eq!(Resource::from_key("/elsewhere/pods/default/p"), None);
+        assert_eq!(
+            Resource::Pods.namespace_prefix("default"),
+            "/registry/pods/default/"
+        );
+        assert_eq!(
+            Resource::Nodes.namespace_prefix("default"),
+            "/registry/minions/"
+        );
+    }
+
+    #[test]
+    fn empty_selector_matches_nothing() {
+        let labels: Labels = [("app".to_string(), "nginx".to_string())].into();
+        assert!(!selector_matches(&Labels::new(), &labels));
+        assert!(selector_matches(&labels, &labels));
+    }
+}
