@@ -6,9 +6,11 @@
 //! (single-writer at the code level).
 
 pub mod client;
+pub mod clock;
 pub mod objects;
 pub mod protocol;
 
 pub use client::{ApiClient, ApiObserver, ClientConfig};
+pub use clock::Clock;
 pub use objects::*;
 pub use protocol::*;
