@@ -1,1 +1,12 @@
-//! (placeholder: being written)
+//! kubesim's simulation layer: builds the simulated cluster on madsim nodes, runs a
+//! scenario's workload, records the history, checks it, and reports. The `kubesim` binary
+//! (src/main.rs) is its command line.
+//!
+//! The simulated system never reads anything from here back: the recorder only listens,
+//! checkers only read the finished history.
+
+pub mod cluster;
+pub mod history;
+pub mod report;
+pub mod runner;
+pub mod scenario;

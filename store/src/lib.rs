@@ -15,3 +15,6 @@ pub mod api;
 pub mod mvcc;
 pub mod raft;
 pub mod wal;
+pub mod client;
+pub mod rpc;
+pub mod server;

@@ -1,0 +1,197 @@
+//! The history of one seed: every observable event, stamped with simulated time, and the
+//! trace hash over it.
+//!
+//! Components report into a [`Recorder`] through observer traits (store members, the store
+//! client workload, apiservers, controllers, the nemesis). Checkers read the finished
+//! [`History`]; nothing in the simulated system reads it back. The trace hash is a running
+//! xxh3 over each record's canonical (bincode) encoding, so two runs hash equal exactly
+//! when they recorded the same events at the same simulated instants.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use store::api::{MemberId, Principal, Revision, Role as PrincipalRole};
+use store::raft::Role;
+use store::server::{AppliedEntry, StoreObserver};
+use xxhash_rust::xxh3::Xxh3;
+
+/// Bound on records per seed; a run that exceeds it is stopped with an error rather than
+/// growing without limit.
+pub const MAX_RECORDS: usize = 4_000_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreOpKind {
+    Put { key: String, value: String },
+    /// Linearizable single-key read.
+    Get { key: String },
+    /// Conditional write: put `value` if `key`'s mod_revision equals `expected_mod_revision`.
+    CompareAndPut { key: String, expected_mod_revision: Revision, value: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreOpOutcome {
+    /// A write that committed at `revision`; `succeeded` is false for a failed compare.
+    Written { revision: Revision, succeeded: bool },
+    /// A read served at `revision`: the value and mod_revision it saw (None: absent).
+    Read { revision: Revision, value: Option<String>, mod_revision: Revision },
+    /// Definitely not applied.
+    Failed { error: String },
+    /// May or may not have been applied.
+    Unknown { error: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HistoryEvent {
+    /// A member recovered from its disk and started.
+    MemberStarted { member: MemberId, recovered_entries: usize, torn_bytes: u64 },
+    /// A member refused to start or stopped serving because of its disk.
+    MemberFailed { member: MemberId, reason: String },
+    RoleChanged { member: MemberId, term: u64, role: Role, leader: Option<MemberId> },
+    /// A member applied a committed entry.
+    Applied {
+        member: MemberId,
+        index: u64,
+        term: u64,
+        proposal_id: u64,
+        principal: String,
+        principal_role: PrincipalRole,
+        source: String,
+        revision: Revision,
+        succeeded: bool,
+        n_events: usize,
+    },
+    /// The store's ACL refused a request at a member's door.
+    StoreRejected { member: MemberId, principal: String, source: String, error: String },
+    /// A client operation on the store began.
+    StoreOpInvoked { client: String, op_id: u64, op: StoreOpKind },
+    /// A client operation on the store ended.
+    StoreOpReturned { client: String, op_id: u64, outcome: StoreOpOutcome },
+    /// The nemesis or the operator did something to the world.
+    Fault { description: String },
+    /// A free-form milestone of the scenario (shown in the timeline).
+    Note { text: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Simulated nanoseconds since the run began.
+    pub at_ns: u64,
+    pub event: HistoryEvent,
+}
+
+/// A finished history.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    pub records: Vec<Record>,
+    pub trace_hash: u64,
+    /// Set if the recorder hit `MAX_RECORDS`.
+    pub overflowed: bool,
+}
+
+impl History {
+    pub fn events(&self) -> impl Iterator<Item = (u64, &HistoryEvent)> {
+        self.records.iter().map(|r| (r.at_ns, &r.event))
+    }
+}
+
+struct Inner {
+    records: Vec<Record>,
+    hasher: Xxh3,
+    overflowed: bool,
+}
+
+/// Shared by every observer of one run. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        Self { inner: Arc::new(Mutex::new(Inner { records: Vec::new(), hasher: Xxh3::new(), overflowed: false })) }
+    }
+
+    /// Simulated time now, in ns since the run began.
+    pub fn now_ns() -> u64 {
+        madsim::time::TimeHandle::current().elapsed().as_nanos() as u64
+    }
+
+    pub fn record(&self, event: HistoryEvent) {
+        let record = Record { at_ns: Self::now_ns(), event };
+        let mut inner = self.inner.lock().expect("recorder lock");
+        if inner.records.len() >= MAX_RECORDS {
+            inner.overflowed = true;
+            return;
+        }
+        let bytes = bincode::serialize(&record).expect("history records always serialize");
+        inner.hasher.update(&bytes);
+        inner.records.push(record);
+    }
+
+    pub fn note(&self, text: impl Into<String>) {
+        self.record(HistoryEvent::Note { text: text.into() });
+    }
+
+    pub fn fault(&self, description: impl Into<String>) {
+        self.record(HistoryEvent::Fault { description: description.into() });
+    }
+
+    /// The history so far (the recorder keeps recording).
+    pub fn snapshot(&self) -> History {
+        let inner = self.inner.lock().expect("recorder lock");
+        History { records: inner.records.clone(), trace_hash: inner.hasher.digest(), overflowed: inner.overflowed }
+    }
+
+    /// Takes the history out, leaving the recorder empty.
+    pub fn finish(&self) -> History {
+        let mut inner = self.inner.lock().expect("recorder lock");
+        let trace_hash = inner.hasher.digest();
+        History { records: std::mem::take(&mut inner.records), trace_hash, overflowed: inner.overflowed }
+    }
+}
+
+impl StoreObserver for Recorder {
+    fn role_changed(&self, member: MemberId, term: u64, role: Role, leader: Option<MemberId>) {
+        self.record(HistoryEvent::RoleChanged { member, term, role, leader });
+    }
+
+    fn applied(&self, member: MemberId, entry: &AppliedEntry<'_>) {
+        let principal: &Principal = &entry.proposal.principal;
+        self.record(HistoryEvent::Applied {
+            member,
+            index: entry.index,
+            term: entry.term,
+            proposal_id: entry.proposal.id,
+            principal: principal.name.clone(),
+            principal_role: principal.role,
+            source: entry.proposal.source.clone(),
+            revision: entry.revision,
+            succeeded: entry.result.is_ok(),
+            n_events: entry.events.len(),
+        });
+    }
+
+    fn rejected(&self, member: MemberId, principal: &Principal, source: SocketAddr, error: &store::api::StoreError) {
+        self.record(HistoryEvent::StoreRejected {
+            member,
+            principal: principal.name.clone(),
+            source: source.to_string(),
+            error: error.to_string(),
+        });
+    }
+
+    fn disk_failed(&self, member: MemberId, reason: &str) {
+        self.record(HistoryEvent::MemberFailed { member, reason: reason.to_string() });
+    }
+
+    fn started(&self, member: MemberId, recovered_entries: usize, torn_bytes: u64) {
+        self.record(HistoryEvent::MemberStarted { member, recovered_entries, torn_bytes });
+    }
+}

@@ -1,0 +1,51 @@
+//! Runs one seed of one scenario in a fresh madsim runtime and turns its history into a
+//! report. Everything a seed does is a function of (scenario, seed, options).
+
+use madsim::runtime::Runtime;
+
+use crate::cluster::StoreOptions;
+use crate::history::Recorder;
+use crate::report::RunReport;
+use crate::scenario::{store_smoke, Scenario};
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub seed: u64,
+    pub scenario: Scenario,
+    pub store: StoreOptions,
+}
+
+impl RunOptions {
+    pub fn new(seed: u64, scenario: Scenario) -> Self {
+        Self { seed, scenario, store: StoreOptions { n_members: 3, ..StoreOptions::default() } }
+    }
+}
+
+/// Runs the seed to completion in a fresh runtime on the current thread.
+pub fn run_seed(options: &RunOptions) -> RunReport {
+    let runtime = Runtime::with_seed_and_config(options.seed, madsim::Config::default());
+    let recorder = Recorder::new();
+    let (outcome, simulated_secs, messages_delivered) = runtime.block_on({
+        let recorder = recorder.clone();
+        let options = options.clone();
+        async move {
+            let outcome = match options.scenario {
+                Scenario::StoreSmoke => store_smoke::run(recorder, options.store.clone()).await,
+            };
+            let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
+            let messages = madsim::net::NetSim::current().stat().msg_count;
+            (outcome, simulated_secs, messages)
+        }
+    });
+    let history = recorder.finish();
+    RunReport {
+        seed: options.seed,
+        scenario: options.scenario.name().to_string(),
+        timeline: outcome.timeline,
+        checks: outcome.checks,
+        trace_hash: format!("{:016x}", history.trace_hash),
+        simulated_secs,
+        messages_delivered,
+        history_records: history.records.len(),
+    }
+}

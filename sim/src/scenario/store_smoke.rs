@@ -1,0 +1,256 @@
+//! `store-smoke`: three store members, a client workload of puts, linearizable reads and
+//! compare-and-puts, and one leader crash in the middle.
+//!
+//! It exercises the store alone (no apiserver): election, replication, failover, restart
+//! from the synced state and catch-up. At the end every member must hold the same
+//! keyspace and every acknowledged write must be readable at the revision it was
+//! acknowledged with.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use madsim::rand::Rng;
+use store::api::{
+    Compare, CompareOp, KeyRange, MemberId, Principal, PutRequest, RangeRequest, RequestOp, Revision, TxnRequest,
+};
+use store::client::{StoreClient, StoreClientConfig};
+use store::raft::Role;
+
+use crate::cluster::{ip, StoreCluster, StoreOptions};
+use crate::history::{HistoryEvent, Recorder, StoreOpKind, StoreOpOutcome};
+use crate::report::{Check, ScenarioOutcome};
+
+pub const N_KEYS: usize = 16;
+const N_WORKERS: usize = 3;
+const WORKLOAD_DURATION: Duration = Duration::from_secs(20);
+const CRASH_AT: Duration = Duration::from_secs(6);
+const RESTART_AFTER: Duration = Duration::from_secs(3);
+
+pub async fn run(recorder: Recorder, store: StoreOptions) -> ScenarioOutcome {
+    let cluster = StoreCluster::start(&store, &recorder);
+    let members = cluster.addresses();
+
+    let workload = madsim::runtime::Handle::current().create_node().name("workload").ip(ip(9, 1)).build();
+    let mut workers = Vec::new();
+    for worker_idx in 0..N_WORKERS {
+        let (members, recorder) = (members.clone(), recorder.clone());
+        workers.push(workload.spawn(async move {
+            let principal = Principal::apiserver(format!("workload-{worker_idx}"));
+            let client = StoreClient::connect(members, principal, StoreClientConfig::default())
+                .await
+                .expect("bind workload endpoint");
+            run_worker(&client, &recorder, worker_idx).await
+        }));
+    }
+
+    madsim::time::sleep(CRASH_AT).await;
+    let leader = current_leader(&recorder);
+    match leader {
+        Some(leader) => {
+            recorder.fault(format!("crash store-{leader} (the leader), losing unsynced writes"));
+            let tear: u64 = madsim::rand::thread_rng().gen();
+            cluster.crash(leader, Some(tear));
+            madsim::time::sleep(RESTART_AFTER).await;
+            recorder.fault(format!("restart store-{leader}"));
+            cluster.restart(leader);
+        }
+        None => recorder.note("no leader to crash at the planned time"),
+    }
+
+    let mut n_acknowledged = 0;
+    for w in workers {
+        n_acknowledged += w.await.expect("workload worker");
+    }
+    // Let the restarted member catch up before comparing keyspaces.
+    madsim::time::sleep(Duration::from_secs(5)).await;
+    let checker = workload.spawn({
+        let members = members.clone();
+        let recorder = recorder.clone();
+        async move { final_checks(members, &recorder).await }
+    });
+    let mut checks = checker.await.expect("final checks");
+    checks.insert(0, Check::info(format!("acknowledged writes: {n_acknowledged}")));
+    ScenarioOutcome { checks, timeline: leaders_per_term(&recorder) }
+}
+
+/// One client's loop of operations; returns the number of acknowledged writes.
+async fn run_worker(client: &StoreClient, recorder: &Recorder, worker_idx: usize) -> usize {
+    let client_name = format!("workload-{worker_idx}");
+    let mut n_acknowledged = 0;
+    let mut op_id = 0u64;
+    let start = madsim::time::Instant::now();
+    while start.elapsed() < WORKLOAD_DURATION {
+        op_id += 1;
+        let (key_idx, choice, think_ms) = {
+            let mut rng = madsim::rand::thread_rng();
+            (rng.gen_range(0..N_KEYS), rng.gen_range(0..10u32), rng.gen_range(5..40u64))
+        };
+        let key = format!("/smoke/key-{key_idx:02}");
+        let value = format!("{client_name}-{op_id}");
+        let op = match choice {
+            0..=4 => StoreOpKind::Put { key: key.clone(), value },
+            5..=7 => StoreOpKind::Get { key: key.clone() },
+            _ => {
+                // Compare-and-put against the revision this client last read.
+                let expected = match client.range(RangeRequest::new(KeyRange::Key(key.clone()))).await {
+                    Ok(r) => r.kvs.first().map_or(0, |kv| kv.mod_revision),
+                    Err(_) => 0,
+                };
+                StoreOpKind::CompareAndPut { key: key.clone(), expected_mod_revision: expected, value }
+            }
+        };
+        recorder.record(HistoryEvent::StoreOpInvoked { client: client_name.clone(), op_id, op: op.clone() });
+        let outcome = execute(client, &op).await;
+        if matches!(outcome, StoreOpOutcome::Written { succeeded: true, .. }) {
+            n_acknowledged += 1;
+        }
+        recorder.record(HistoryEvent::StoreOpReturned { client: client_name.clone(), op_id, outcome });
+        madsim::time::sleep(Duration::from_millis(think_ms)).await;
+    }
+    n_acknowledged
+}
+
+pub async fn execute(client: &StoreClient, op: &StoreOpKind) -> StoreOpOutcome {
+    use store::api::StoreError;
+    let classify = |e: StoreError| match e {
+        StoreError::UnknownOutcome { .. } => StoreOpOutcome::Unknown { error: e.to_string() },
+        other => StoreOpOutcome::Failed { error: other.to_string() },
+    };
+    match op {
+        StoreOpKind::Put { key, value } => {
+            let put = PutRequest { key: key.clone(), value: Bytes::from(value.clone()), prev_kv: false };
+            match client.put(put).await {
+                Ok(r) => StoreOpOutcome::Written { revision: r.header.revision, succeeded: true },
+                Err(e) => classify(e),
+            }
+        }
+        StoreOpKind::Get { key } => match client.range(RangeRequest::new(KeyRange::Key(key.clone()))).await {
+            Ok(r) => {
+                let kv = r.kvs.first();
+                StoreOpOutcome::Read {
+                    revision: r.header.revision,
+                    value: kv.map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
+                    mod_revision: kv.map_or(0, |kv| kv.mod_revision),
+                }
+            }
+            Err(e) => StoreOpOutcome::Failed { error: e.to_string() },
+        },
+        StoreOpKind::CompareAndPut { key, expected_mod_revision, value } => {
+            let txn = TxnRequest {
+                compare: vec![Compare::mod_revision(key.clone(), CompareOp::Equal, *expected_mod_revision)],
+                success: vec![RequestOp::Put(PutRequest {
+                    key: key.clone(),
+                    value: Bytes::from(value.clone()),
+                    prev_kv: false,
+                })],
+                failure: vec![],
+            };
+            match client.txn(txn).await {
+                Ok(r) => StoreOpOutcome::Written { revision: r.header.revision, succeeded: r.succeeded },
+                Err(e) => classify(e),
+            }
+        }
+    }
+}
+
+/// The member that most recently became leader, according to the history.
+fn current_leader(recorder: &Recorder) -> Option<MemberId> {
+    let history = recorder.snapshot();
+    history.events().rev().find_map(|(_, e)| match e {
+        HistoryEvent::RoleChanged { member, role: Role::Leader, .. } => Some(*member),
+        _ => None,
+    })
+}
+
+fn leaders_per_term(recorder: &Recorder) -> Vec<String> {
+    let history = recorder.snapshot();
+    let mut leaders: BTreeMap<u64, (u64, Vec<MemberId>)> = BTreeMap::new();
+    for (at_ns, e) in history.events() {
+        if let HistoryEvent::RoleChanged { member, term, role: Role::Leader, .. } = e {
+            let entry = leaders.entry(*term).or_insert((at_ns, Vec::new()));
+            entry.1.push(*member);
+        }
+    }
+    leaders
+        .into_iter()
+        .map(|(term, (at_ns, members))| {
+            let names: Vec<String> = members.iter().map(|m| format!("store-{m}")).collect();
+            format!("{:>9.3}s  term {term}: leader {}", at_ns as f64 / 1e9, names.join(", "))
+        })
+        .collect()
+}
+
+/// Every member holds the same keyspace; every acknowledged write is readable at its
+/// revision with its value.
+async fn final_checks(members: BTreeMap<MemberId, std::net::SocketAddr>, recorder: &Recorder) -> Vec<Check> {
+    let client = StoreClient::connect(members.clone(), Principal::reader("checker"), StoreClientConfig::default())
+        .await
+        .expect("bind checker endpoint");
+    let mut checks = Vec::new();
+    let mut statuses = BTreeMap::new();
+    for &id in members.keys() {
+        match client.status(id).await {
+            Ok(s) => {
+                statuses.insert(id, (s.revision, s.keyspace_digest));
+            }
+            Err(e) => checks.push(Check::fail("members agree", format!("store-{id} did not answer: {e}"))),
+        }
+    }
+    let distinct: std::collections::BTreeSet<_> = statuses.values().collect();
+    if distinct.len() == 1 && statuses.len() == members.len() {
+        let (revision, digest) = statuses.values().next().expect("non-empty");
+        checks.push(Check::pass(
+            "members agree",
+            format!("all {} members at revision {revision}, keyspace digest {digest:016x}", members.len()),
+        ));
+    } else if !statuses.is_empty() {
+        let detail: Vec<String> =
+            statuses.iter().map(|(id, (rev, d))| format!("store-{id}: revision {rev} digest {d:016x}")).collect();
+        checks.push(Check::fail("members agree", detail.join("; ")));
+    }
+    checks.push(acknowledged_writes_readable(&client, recorder).await);
+    checks
+}
+
+async fn acknowledged_writes_readable(client: &StoreClient, recorder: &Recorder) -> Check {
+    let history = recorder.snapshot();
+    let mut invoked: BTreeMap<(String, u64), StoreOpKind> = BTreeMap::new();
+    let mut acknowledged: Vec<(String, String, Revision)> = Vec::new();
+    for (_, e) in history.events() {
+        match e {
+            HistoryEvent::StoreOpInvoked { client, op_id, op } => {
+                invoked.insert((client.clone(), *op_id), op.clone());
+            }
+            HistoryEvent::StoreOpReturned {
+                client,
+                op_id,
+                outcome: StoreOpOutcome::Written { revision, succeeded: true },
+            } => match invoked.get(&(client.clone(), *op_id)) {
+                Some(StoreOpKind::Put { key, value }) | Some(StoreOpKind::CompareAndPut { key, value, .. }) => {
+                    acknowledged.push((key.clone(), value.clone(), *revision));
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    for (key, value, revision) in &acknowledged {
+        let mut request = RangeRequest::new(KeyRange::Key(key.clone()));
+        request.revision = *revision;
+        match client.range(request).await {
+            Ok(r) => {
+                let found = r.kvs.first();
+                let ok = found.is_some_and(|kv| kv.mod_revision == *revision && kv.value == value.as_bytes());
+                if !ok {
+                    return Check::fail(
+                        "no acknowledged write lost",
+                        format!("{key}={value} acknowledged at revision {revision}, but the store has {found:?}"),
+                    );
+                }
+            }
+            Err(e) => return Check::fail("no acknowledged write lost", format!("reading {key}@{revision}: {e}")),
+        }
+    }
+    Check::pass("no acknowledged write lost", format!("{} acknowledged writes all readable", acknowledged.len()))
+}

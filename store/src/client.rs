@@ -1,0 +1,214 @@
+//! The store client: the only way to mutate the store, and only the apiserver depends on it.
+//!
+//! It finds the leader (following `NotLeader` hints, rotating through members when there is
+//! no hint) with bounded attempts and backoff. A mutation that was sent but never answered
+//! is reported as `UnknownOutcome`, never as success or failure, and never retried: a
+//! retried Txn could apply twice.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use madsim::net::Endpoint;
+
+use crate::api::{
+    CompactRequest, DeleteRangeRequest, DeleteRangeResponse, KeyRange, MemberId, Mutation, MutationResponse,
+    Principal, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision, StoreError, TxnRequest, TxnResponse,
+    WatchRequest, WatchResponse,
+};
+use crate::rpc::{MemberStatus, StoreOp, StoreReply, StoreRequest};
+
+#[derive(Clone, Debug)]
+pub struct StoreClientConfig {
+    /// How long to wait for one member's answer (the member itself gives up earlier).
+    pub request_timeout: Duration,
+    /// Bound on attempts (redirects and retries) for one request.
+    pub max_attempts: usize,
+}
+
+impl Default for StoreClientConfig {
+    fn default() -> Self {
+        Self { request_timeout: Duration::from_secs(4), max_attempts: 8 }
+    }
+}
+
+#[derive(Clone)]
+pub struct StoreClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: Endpoint,
+    members: BTreeMap<MemberId, SocketAddr>,
+    principal: Principal,
+    config: StoreClientConfig,
+    /// The member believed to lead (0: unknown).
+    leader_hint: AtomicU64,
+}
+
+impl StoreClient {
+    /// Binds a client endpoint on the current simulated node.
+    pub async fn connect(
+        members: BTreeMap<MemberId, SocketAddr>,
+        principal: Principal,
+        config: StoreClientConfig,
+    ) -> std::io::Result<Self> {
+        assert!(!members.is_empty(), "a StoreClient needs at least one member");
+        let endpoint = Endpoint::bind("0.0.0.0:0").await?;
+        let first = *members.keys().next().expect("checked non-empty");
+        Ok(Self {
+            inner: Arc::new(Inner { endpoint, members, principal, config, leader_hint: AtomicU64::new(first) }),
+        })
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.inner.principal
+    }
+
+    pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse, StoreError> {
+        match self.send(StoreOp::Range(request)).await? {
+            StoreReply::Range(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<RangeResponse, StoreError> {
+        self.range(RangeRequest::new(KeyRange::Key(key.to_string()))).await
+    }
+
+    pub async fn mutate(&self, mutation: Mutation) -> Result<MutationResponse, StoreError> {
+        match self.send(StoreOp::Mutate(mutation)).await? {
+            StoreReply::Mutate(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn put(&self, request: PutRequest) -> Result<PutResponse, StoreError> {
+        match self.mutate(Mutation::Put(request)).await? {
+            MutationResponse::Put(r) => Ok(r),
+            other => Err(unexpected_mutation(other)),
+        }
+    }
+
+    pub async fn delete_range(&self, request: DeleteRangeRequest) -> Result<DeleteRangeResponse, StoreError> {
+        match self.mutate(Mutation::DeleteRange(request)).await? {
+            MutationResponse::DeleteRange(r) => Ok(r),
+            other => Err(unexpected_mutation(other)),
+        }
+    }
+
+    pub async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, StoreError> {
+        match self.mutate(Mutation::Txn(request)).await? {
+            MutationResponse::Txn(r) => Ok(r),
+            other => Err(unexpected_mutation(other)),
+        }
+    }
+
+    pub async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        self.mutate(Mutation::Compact(CompactRequest { revision })).await.map(|_| ())
+    }
+
+    /// Events from `request.start_revision` on, waiting up to `wait` for the first one.
+    /// Served by any member (watches are not linearizable in etcd either).
+    pub async fn watch_poll(
+        &self,
+        request: WatchRequest,
+        max_events: usize,
+        wait: Duration,
+    ) -> Result<WatchResponse, StoreError> {
+        let op = StoreOp::WatchPoll { request, max_events, wait_ms: wait.as_millis() as u64 };
+        match self.send_with_timeout(op, self.inner.config.request_timeout + wait).await? {
+            StoreReply::Watch(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Asks one member for its status (no redirection).
+    pub async fn status(&self, member: MemberId) -> Result<MemberStatus, StoreError> {
+        let addr = *self.inner.members.get(&member).ok_or_else(|| StoreError::InvalidRequest {
+            reason: format!("unknown member {member}"),
+        })?;
+        match self.call(addr, StoreOp::Status, self.inner.config.request_timeout).await {
+            Ok(Ok(StoreReply::Status(s))) => Ok(s),
+            Ok(Ok(other)) => Err(unexpected(other)),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(StoreError::Unavailable { reason: format!("member {member}: {e}") }),
+        }
+    }
+
+    async fn send(&self, op: StoreOp) -> Result<StoreReply, StoreError> {
+        self.send_with_timeout(op, self.inner.config.request_timeout).await
+    }
+
+    async fn send_with_timeout(&self, op: StoreOp, timeout: Duration) -> Result<StoreReply, StoreError> {
+        let inner = &self.inner;
+        let is_mutation = op.is_mutation();
+        let mut last_error = StoreError::Unavailable { reason: "no store member reachable".into() };
+        for attempt in 0..inner.config.max_attempts {
+            let member = inner.leader_hint.load(Ordering::Relaxed);
+            let addr = inner.members[&member];
+            match self.call(addr, op.clone(), timeout).await {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(StoreError::NotLeader { leader_hint })) => {
+                    // Nothing was proposed: safe to go where the member points.
+                    last_error = StoreError::NotLeader { leader_hint };
+                    match leader_hint.filter(|h| inner.members.contains_key(h) && *h != member) {
+                        Some(hint) => {
+                            inner.leader_hint.store(hint, Ordering::Relaxed);
+                            continue;
+                        }
+                        None => self.rotate_from(member),
+                    }
+                }
+                Ok(Err(e @ StoreError::Unavailable { .. })) => {
+                    last_error = e;
+                    self.rotate_from(member);
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(e) if is_mutation && e.kind() == std::io::ErrorKind::TimedOut => {
+                    self.rotate_from(member);
+                    return Err(StoreError::UnknownOutcome { reason: format!("no answer from member {member}: {e}") });
+                }
+                Err(e) => {
+                    last_error = StoreError::Unavailable { reason: format!("member {member}: {e}") };
+                    self.rotate_from(member);
+                }
+            }
+            // Bounded backoff: 20ms, 40ms, ... capped at 500ms.
+            let backoff_ms = (20u64 << attempt.min(5)).min(500);
+            madsim::time::sleep(Duration::from_millis(backoff_ms)).await;
+        }
+        Err(last_error)
+    }
+
+    async fn call(
+        &self,
+        addr: SocketAddr,
+        op: StoreOp,
+        timeout: Duration,
+    ) -> std::io::Result<Result<StoreReply, StoreError>> {
+        let request = StoreRequest { principal: self.inner.principal.clone(), op };
+        self.inner.endpoint.call_timeout(addr, request, timeout).await
+    }
+
+    fn rotate_from(&self, member: MemberId) {
+        let members = &self.inner.members;
+        let next = members
+            .range(member + 1..)
+            .next()
+            .or_else(|| members.iter().next())
+            .map(|(id, _)| *id)
+            .expect("members is non-empty");
+        let _ = self.inner.leader_hint.compare_exchange(member, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+fn unexpected(reply: StoreReply) -> StoreError {
+    StoreError::InvalidRequest { reason: format!("unexpected reply shape: {reply:?}") }
+}
+
+fn unexpected_mutation(response: MutationResponse) -> StoreError {
+    StoreError::InvalidRequest { reason: format!("unexpected response shape: {response:?}") }
+}

@@ -1,0 +1,404 @@
+//! The member's synchronous core: Raft, the MVCC state machine and the WAL, glued by the
+//! persistence contract. Inputs (a tick, a peer's message, a client proposal or read) go
+//! in; what to send and whom to answer comes out. The async driver in `server::member`
+//! feeds it and performs the sends; nothing here awaits.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, Revision, StoreError};
+use crate::mvcc::Mvcc;
+use crate::raft::{Entry, EntryKind, Message, ProposeError, Raft, ReadState, Role, SoftState};
+use crate::rpc::MemberStatus;
+use crate::server::{MemberConfig, StoreObserver};
+use crate::wal::{Disk, Wal, WalError};
+
+/// What a member proposes through Raft: the mutation with who asked and from where.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Unique per proposing member: `member_id << 40 | counter`.
+    pub id: u64,
+    pub principal: Principal,
+    /// The sender's network address, as the proposing member saw it.
+    pub source: String,
+    pub mutation: Mutation,
+}
+
+/// One applied entry, as observers see it.
+#[derive(Clone, Debug)]
+pub struct AppliedEntry<'a> {
+    pub index: u64,
+    pub term: u64,
+    pub proposal: &'a Proposal,
+    /// The store revision after applying (unchanged when the mutation wrote nothing).
+    pub revision: Revision,
+    pub result: &'a Result<MutationResponse, StoreError>,
+    pub events: &'a [crate::api::Event],
+}
+
+type MutationReply = oneshot::Sender<Result<MutationResponse, StoreError>>;
+type RangeReply = oneshot::Sender<Result<RangeResponse, StoreError>>;
+
+struct PendingRead {
+    request: RangeRequest,
+    reply: RangeReply,
+    /// Known once Raft confirmed the read index.
+    read_index: Option<u64>,
+}
+
+/// Upper bound on client requests waiting inside one member.
+pub const MAX_PENDING_REQUESTS: usize = 4096;
+
+pub struct MemberCore<D: Disk> {
+    pub(crate) id: MemberId,
+    config: MemberConfig,
+    raft: Raft,
+    mvcc: Mvcc,
+    wal: Wal<D>,
+    applied_index: u64,
+    next_proposal_seq: u64,
+    pending_mutations: BTreeMap<u64, MutationReply>,
+    pending_reads: BTreeMap<u64, PendingRead>,
+    next_read_ctx: u64,
+    /// Woken whenever new events are applied (watch long-polls).
+    watch_waiters: Vec<oneshot::Sender<()>>,
+    observer: Option<std::sync::Arc<dyn StoreObserver>>,
+    /// Set when the disk failed while running; the member stops serving.
+    failed: Option<String>,
+    /// Only with the `ack_before_fsync` planted bug: written but not yet fsynced.
+    sync_deferred: bool,
+}
+
+impl<D: Disk> MemberCore<D> {
+    pub fn new(
+        config: MemberConfig,
+        wal: Wal<D>,
+        raft: Raft,
+        observer: Option<std::sync::Arc<dyn StoreObserver>>,
+    ) -> Self {
+        Self {
+            id: config.id,
+            config,
+            raft,
+            mvcc: Mvcc::new(),
+            wal,
+            applied_index: 0,
+            next_proposal_seq: 0,
+            pending_mutations: BTreeMap::new(),
+            pending_reads: BTreeMap::new(),
+            next_read_ctx: 1,
+            watch_waiters: Vec::new(),
+            observer,
+            failed: None,
+            sync_deferred: false,
+        }
+    }
+
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    pub fn mvcc(&self) -> &Mvcc {
+        &self.mvcc
+    }
+
+    pub fn tick(&mut self) -> Vec<Message> {
+        if std::mem::take(&mut self.sync_deferred) {
+            if let Err(e) = self.wal.sync() {
+                self.fail(format!("WAL sync failed: {e}"));
+                return Vec::new();
+            }
+        }
+        self.raft.tick();
+        self.process_ready()
+    }
+
+    pub fn step(&mut self, message: Message) -> Vec<Message> {
+        self.raft.step(message);
+        self.process_ready()
+    }
+
+    pub fn status(&self) -> MemberStatus {
+        let s = self.raft.status();
+        MemberStatus {
+            member_id: self.id,
+            term: s.term,
+            role: s.role,
+            leader: s.leader,
+            commit_index: s.commit,
+            applied_index: self.applied_index,
+            revision: self.mvcc.current_revision(),
+            compacted_revision: self.mvcc.compacted_revision(),
+            keyspace_digest: self.mvcc.digest(),
+        }
+    }
+
+    fn check_available(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(reason) => Err(StoreError::Unavailable { reason: reason.clone() }),
+            None if self.pending_mutations.len() + self.pending_reads.len() >= MAX_PENDING_REQUESTS => {
+                Err(StoreError::Unavailable { reason: format!("member {} has too many requests in flight", self.id) })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Proposes a mutation; `reply` is answered when it is applied (or dropped if this
+    /// member loses track of it, which the caller reports as an unknown outcome).
+    pub fn propose(
+        &mut self,
+        principal: Principal,
+        source: SocketAddr,
+        mutation: Mutation,
+        reply: MutationReply,
+    ) -> Vec<Message> {
+        if let Err(e) = self.check_available().and_then(|_| Mvcc::validate(&mutation)) {
+            let _ = reply.send(Err(e));
+            return Vec::new();
+        }
+        self.next_proposal_seq += 1;
+        let proposal = Proposal {
+            id: (self.id << 40) | self.next_proposal_seq,
+            principal,
+            source: source.to_string(),
+            mutation,
+        };
+        let data = Bytes::from(bincode::serialize(&proposal).expect("proposals always serialize"));
+        match self.raft.propose(data) {
+            Ok(_index) => {
+                self.pending_mutations.insert(proposal.id, reply);
+            }
+            Err(ProposeError::NotLeader { leader_hint }) => {
+                let _ = reply.send(Err(StoreError::NotLeader { leader_hint }));
+            }
+            #[allow(unreachable_patterns)]
+            Err(e) => {
+                let _ = reply.send(Err(StoreError::Unavailable { reason: e.to_string() }));
+            }
+        }
+        self.process_ready()
+    }
+
+    /// A read: linearizable through ReadIndex unless `serializable`.
+    pub fn read(&mut self, request: RangeRequest, reply: RangeReply) -> Vec<Message> {
+        if let Err(e) = self.check_available() {
+            let _ = reply.send(Err(e));
+            return Vec::new();
+        }
+        if request.serializable || self.config.planted_bugs.follower_reads_without_read_index {
+            // PLANTED BUG (when `follower_reads_without_read_index`): every read is served
+            // from local state, so a partitioned follower returns stale data.
+            let _ = reply.send(self.serve_range(&request));
+            return Vec::new();
+        }
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        match self.raft.read_index(ctx) {
+            Ok(()) => {
+                self.pending_reads.insert(ctx, PendingRead { request, reply, read_index: None });
+            }
+            Err(ProposeError::NotLeader { leader_hint }) => {
+                let _ = reply.send(Err(StoreError::NotLeader { leader_hint }));
+            }
+            #[allow(unreachable_patterns)]
+            Err(e) => {
+                let _ = reply.send(Err(StoreError::Unavailable { reason: e.to_string() }));
+            }
+        }
+        self.process_ready()
+    }
+
+    fn serve_range(&self, request: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        let mut response = self.mvcc.range(request)?;
+        response.header.member_id = self.id;
+        response.header.raft_term = self.raft.term();
+        Ok(response)
+    }
+
+    pub fn add_watch_waiter(&mut self, waiter: oneshot::Sender<()>) {
+        self.watch_waiters.push(waiter);
+    }
+
+    /// Drains Raft's Ready under the persistence contract: persist hard state and entries
+    /// (fsync), then hand back the messages to send, then apply committed entries.
+    fn process_ready(&mut self) -> Vec<Message> {
+        if self.failed.is_some() || !self.raft.has_ready() {
+            return Vec::new();
+        }
+        let ready = self.raft.ready();
+        if let Some(soft) = &ready.soft_state {
+            self.on_soft_state(soft);
+        }
+        if let Err(e) = self.persist(ready.hard_state.as_ref(), &ready.entries) {
+            self.fail(format!("WAL write failed: {e}"));
+            return Vec::new();
+        }
+        for entry in &ready.committed_entries {
+            self.apply(entry);
+        }
+        self.on_read_states(&ready.read_states);
+        self.serve_ready_reads();
+        ready.messages
+    }
+
+    fn persist(&mut self, hard_state: Option<&crate::raft::HardState>, entries: &[Entry]) -> Result<(), WalError> {
+        if hard_state.is_none() && entries.is_empty() {
+            return Ok(());
+        }
+        let hard_state = hard_state.map(|hs| {
+            let mut hs = *hs;
+            if self.config.planted_bugs.vote_not_persisted {
+                // PLANTED BUG (`vote_not_persisted`): the vote never reaches the disk, so
+                // after a crash this member may vote twice in one term.
+                hs.vote = None;
+            }
+            hs
+        });
+        self.wal.save(hard_state.as_ref(), entries)?;
+        if self.config.planted_bugs.ack_before_fsync {
+            // PLANTED BUG (`ack_before_fsync`): the fsync is put off to the next tick, so
+            // messages that promise durability (votes, append acks) and client answers go
+            // out while the data sits in the disk's volatile cache; a crash in between
+            // loses acknowledged writes (caught by "no acknowledged write lost").
+            self.sync_deferred = true;
+            return Ok(());
+        }
+        self.wal.sync()
+    }
+
+    fn fail(&mut self, reason: String) {
+        tracing::error!(member = self.id, %reason, "member stops serving");
+        if let Some(o) = &self.observer {
+            o.disk_failed(self.id, &reason);
+        }
+        self.failed = Some(reason.clone());
+        for (_, reply) in std::mem::take(&mut self.pending_mutations) {
+            let _ = reply.send(Err(StoreError::UnknownOutcome { reason: reason.clone() }));
+        }
+        for (_, read) in std::mem::take(&mut self.pending_reads) {
+            let _ = read.reply.send(Err(StoreError::Unavailable { reason: reason.clone() }));
+        }
+    }
+
+    fn on_soft_state(&mut self, soft: &SoftState) {
+        if let Some(o) = &self.observer {
+            o.role_changed(self.id, soft.term, soft.role, soft.leader);
+        }
+        if soft.role != Role::Leader {
+            // Reads waiting for this member's leadership confirmation will not get it.
+            let waiting: Vec<u64> =
+                self.pending_reads.iter().filter(|(_, r)| r.read_index.is_none()).map(|(c, _)| *c).collect();
+            for ctx in waiting {
+                if let Some(read) = self.pending_reads.remove(&ctx) {
+                    let _ = read.reply.send(Err(StoreError::NotLeader { leader_hint: soft.leader }));
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, entry: &Entry) {
+        assert!(
+            entry.index == self.applied_index + 1,
+            "member {}: applying entry {} after {}: entries must apply in order with no gap",
+            self.id,
+            entry.index,
+            self.applied_index
+        );
+        self.applied_index = entry.index;
+        self.raft.advance_applied(entry.index);
+        if entry.kind != EntryKind::Normal || entry.data.is_empty() {
+            return;
+        }
+        let proposal: Proposal = match bincode::deserialize(&entry.data) {
+            Ok(p) => p,
+            Err(e) => panic!("member {}: committed entry {} does not decode: {e}", self.id, entry.index),
+        };
+        let revision_before = self.mvcc.current_revision();
+        let result = if proposal.principal.may_mutate() {
+            self.mvcc.apply(&proposal.mutation)
+        } else {
+            // Defence in depth: a non-apiserver mutation is refused at apply time too, on
+            // every member, so it can never change the state machine.
+            Err(StoreError::PermissionDenied { principal: proposal.principal.name.clone(), action: "mutate".into() })
+        };
+        let (result, events) = match result {
+            Ok((mut response, events)) => {
+                set_header(&mut response, self.id, self.raft.term());
+                (Ok(response), events)
+            }
+            Err(e) => (Err(e), Vec::new()),
+        };
+        let revision = self.mvcc.current_revision();
+        assert!(revision >= revision_before, "store revision went backwards on apply");
+        if let Some(o) = &self.observer {
+            o.applied(
+                self.id,
+                &AppliedEntry {
+                    index: entry.index,
+                    term: entry.term,
+                    proposal: &proposal,
+                    revision,
+                    result: &result,
+                    events: &events,
+                },
+            );
+        }
+        if let Some(reply) = self.pending_mutations.remove(&proposal.id) {
+            let _ = reply.send(result);
+        }
+        if !events.is_empty() {
+            for waiter in self.watch_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    fn on_read_states(&mut self, read_states: &[ReadState]) {
+        for rs in read_states {
+            if let Some(read) = self.pending_reads.get_mut(&rs.request_ctx) {
+                read.read_index = Some(rs.index);
+            }
+        }
+    }
+
+    fn serve_ready_reads(&mut self) {
+        let applied = self.applied_index;
+        let ready: Vec<u64> = self
+            .pending_reads
+            .iter()
+            .filter(|(_, r)| r.read_index.is_some_and(|idx| idx <= applied))
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        for ctx in ready {
+            let read = self.pending_reads.remove(&ctx).expect("collected above");
+            let _ = read.reply.send(self.serve_range(&read.request));
+        }
+    }
+
+    /// Forgets requests whose callers gave up waiting (their outcome was reported
+    /// unknown); keeps the pending maps bounded by live requests.
+    pub fn drop_abandoned(&mut self) {
+        self.pending_mutations.retain(|_, r| !r.is_canceled());
+        self.pending_reads.retain(|_, r| !r.reply.is_canceled());
+        self.watch_waiters.retain(|w| !w.is_canceled());
+    }
+
+    pub fn observer(&self) -> Option<std::sync::Arc<dyn StoreObserver>> {
+        self.observer.clone()
+    }
+}
+
+fn set_header(response: &mut MutationResponse, member_id: MemberId, term: u64) {
+    let header = match response {
+        MutationResponse::Put(r) => &mut r.header,
+        MutationResponse::DeleteRange(r) => &mut r.header,
+        MutationResponse::Txn(r) => &mut r.header,
+        MutationResponse::Compact(r) => &mut r.header,
+    };
+    header.member_id = member_id;
+    header.raft_term = term;
+}
