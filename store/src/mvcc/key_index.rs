@@ -136,7 +136,7 @@ impl KeyHistory {
     /// was deleted at or below `revision`. Returns true when nothing is left of the key.
     pub(crate) fn compact(&mut self, revision: Revision) -> bool {
         self.generations
-            .retain(|g| !g.deleted_at.is_some_and(|deleted| deleted <= revision));
+            .retain(|g| g.deleted_at.is_none_or(|deleted| deleted > revision));
         if let Some(generation) = self.generations.first_mut() {
             let keep_from = generation
                 .versions
