@@ -16,8 +16,8 @@
 //! - `deliver-msgs [from=ID] [to=ID] [drop=(A,B)]..`: one round: deliver the messages in
 //!   flight (matching the filters), in order, except those from A to B; messages sent while
 //!   delivering wait for the next round. `drop-msgs [from=ID] [to=ID]`, `msgs` (list).
-//! - `stabilize`: deliver rounds until no message is in flight. `tick-until-leader [max=R]`:
-//!   rounds of ticking every live node once and stabilizing, until some node leads.
+//! - `stabilize`: deliver rounds until no message is in flight. `tick-until-leader [ID..] [max=R]`:
+//!   rounds of ticking the nodes (default all) once and stabilizing, until one of them leads.
 //! - `partition 1 | 2 3` (messages across groups are lost), `heal`
 //! - `crash ID` (the node loses all volatile state), `restart ID` (from durable state)
 //! - `status`, `log ID` (the durable hard state and log)
@@ -405,7 +405,14 @@ impl Cluster {
             }
             self.deliver_msgs(&everything);
         }
-        panic!("stabilize: the cluster did not quiesce within 1000 rounds");
+        let tail: String = self
+            .out
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n");
+        panic!("stabilize: the cluster did not quiesce within 1000 rounds; last lines (reversed):\n{tail}");
     }
 
     fn tick(&mut self, args: &Args) {
@@ -427,17 +434,25 @@ impl Cluster {
         }
     }
 
-    /// Rounds of: tick every live node once, then stabilize; until some node leads.
+    /// Rounds of: tick the listed nodes (default: every live node) once, then stabilize;
+    /// until one of them leads.
     fn tick_until_leader(&mut self, args: &Args) {
         let max_rounds: u64 = args.get("max").map_or(100, |n| n.parse().expect("max"));
+        let ids = if args.words.is_empty() {
+            vec!["all"]
+        } else {
+            args.words.iter().map(String::as_str).collect()
+        };
+        let tick_args = Args::parse(&ids);
         for round in 1..=max_rounds {
-            let everyone = Args::parse(&["all"]);
-            self.tick(&everyone);
+            self.tick(&tick_args);
             self.stabilize();
+            let is_candidate = |id: &NodeId| args.words.is_empty() || args.ids().contains(id);
             let leader = self
                 .nodes
-                .values()
-                .filter_map(|n| n.raft.as_ref())
+                .iter()
+                .filter(|(id, _)| is_candidate(id))
+                .filter_map(|(_, n)| n.raft.as_ref())
                 .find(|r| r.role() == Role::Leader);
             if let Some(leader) = leader {
                 let id = leader.id();
@@ -551,6 +566,7 @@ impl Cluster {
             "restart" => {
                 let id = args.first_id();
                 self.start(id);
+                self.handle_ready(id, "");
             }
             "status" => self.status(),
             "log" => {
