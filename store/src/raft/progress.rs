@@ -82,10 +82,13 @@ impl Progress {
     /// A rejection of the append after `rejected`; `hint_next` is where the hint says to
     /// probe. Returns false for a stale rejection.
     pub(crate) fn maybe_decrease_to(&mut self, rejected: u64, hint_next: u64) -> bool {
-        match self.mode {
-            ReplicationMode::Replicate if rejected <= self.match_index => return false,
-            ReplicationMode::Probe if self.next_index != rejected + 1 => return false,
-            _ => {}
+        // A rejection at or below the match index is stale (or, after a follower lost
+        // data it had acknowledged, unrepairable by probing).
+        if rejected <= self.match_index {
+            return false;
+        }
+        if self.mode == ReplicationMode::Probe && self.next_index != rejected + 1 {
+            return false;
         }
         // Never below what is known to match, never above the rejected probe.
         self.next_index = hint_next.min(rejected).max(self.match_index + 1);

@@ -237,12 +237,16 @@ impl Raft {
             );
             return;
         }
+        let was_paused = progress.is_paused();
         if progress.maybe_update(index) {
             if progress.mode == ReplicationMode::Probe {
                 progress.become_replicate();
             }
             if self.maybe_commit() {
                 self.broadcast_append();
+            } else if was_paused {
+                // It was skipped by earlier broadcasts, so it may lack the commit index.
+                self.send_append(from, true);
             }
         }
         // Keep the pipeline full (bounded by the inflight window).
