@@ -160,6 +160,9 @@ pub struct WatchEvent {
     pub resource_version: ResourceVersion,
 }
 
+// A response is built once and moved once per request; boxing the object would cost an
+// allocation on the hot path to save stack space nobody is short of.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ApiResponse {
     Object(Object),

@@ -22,11 +22,20 @@ pub const MAX_RECORDS: usize = 4_000_000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StoreOpKind {
-    Put { key: String, value: String },
+    Put {
+        key: String,
+        value: String,
+    },
     /// Linearizable single-key read.
-    Get { key: String },
+    Get {
+        key: String,
+    },
     /// Conditional write: put `value` if `key`'s mod_revision equals `expected_mod_revision`.
-    CompareAndPut { key: String, expected_mod_revision: Revision, value: String },
+    CompareAndPut {
+        key: String,
+        expected_mod_revision: Revision,
+        value: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +43,11 @@ pub enum StoreOpOutcome {
     /// A write that committed at `revision`; `succeeded` is false for a failed compare.
     Written { revision: Revision, succeeded: bool },
     /// A read served at `revision`: the value and mod_revision it saw (None: absent).
-    Read { revision: Revision, value: Option<String>, mod_revision: Revision },
+    Read {
+        revision: Revision,
+        value: Option<String>,
+        mod_revision: Revision,
+    },
     /// Definitely not applied.
     Failed { error: String },
     /// May or may not have been applied.
@@ -44,10 +57,19 @@ pub enum StoreOpOutcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HistoryEvent {
     /// A member recovered from its disk and started.
-    MemberStarted { member: MemberId, recovered_entries: usize, torn_bytes: u64 },
+    MemberStarted {
+        member: MemberId,
+        recovered_entries: usize,
+        torn_bytes: u64,
+    },
     /// A member refused to start or stopped serving because of its disk.
     MemberFailed { member: MemberId, reason: String },
-    RoleChanged { member: MemberId, term: u64, role: Role, leader: Option<MemberId> },
+    RoleChanged {
+        member: MemberId,
+        term: u64,
+        role: Role,
+        leader: Option<MemberId>,
+    },
     /// A member applied a committed entry.
     Applied {
         member: MemberId,
@@ -62,11 +84,24 @@ pub enum HistoryEvent {
         n_events: usize,
     },
     /// The store's ACL refused a request at a member's door.
-    StoreRejected { member: MemberId, principal: String, source: String, error: String },
+    StoreRejected {
+        member: MemberId,
+        principal: String,
+        source: String,
+        error: String,
+    },
     /// A client operation on the store began.
-    StoreOpInvoked { client: String, op_id: u64, op: StoreOpKind },
+    StoreOpInvoked {
+        client: String,
+        op_id: u64,
+        op: StoreOpKind,
+    },
     /// A client operation on the store ended.
-    StoreOpReturned { client: String, op_id: u64, outcome: StoreOpOutcome },
+    StoreOpReturned {
+        client: String,
+        op_id: u64,
+        outcome: StoreOpOutcome,
+    },
     /// The nemesis or the operator did something to the world.
     Fault { description: String },
     /// A free-form milestone of the scenario (shown in the timeline).
@@ -115,7 +150,13 @@ impl Default for Recorder {
 
 impl Recorder {
     pub fn new() -> Self {
-        Self { inner: Arc::new(Mutex::new(Inner { records: Vec::new(), hasher: Xxh3::new(), overflowed: false })) }
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                records: Vec::new(),
+                hasher: Xxh3::new(),
+                overflowed: false,
+            })),
+        }
     }
 
     /// Simulated time now, in ns since the run began.
@@ -124,7 +165,10 @@ impl Recorder {
     }
 
     pub fn record(&self, event: HistoryEvent) {
-        let record = Record { at_ns: Self::now_ns(), event };
+        let record = Record {
+            at_ns: Self::now_ns(),
+            event,
+        };
         let mut inner = self.inner.lock().expect("recorder lock");
         if inner.records.len() >= MAX_RECORDS {
             inner.overflowed = true;
@@ -140,26 +184,41 @@ impl Recorder {
     }
 
     pub fn fault(&self, description: impl Into<String>) {
-        self.record(HistoryEvent::Fault { description: description.into() });
+        self.record(HistoryEvent::Fault {
+            description: description.into(),
+        });
     }
 
     /// The history so far (the recorder keeps recording).
     pub fn snapshot(&self) -> History {
         let inner = self.inner.lock().expect("recorder lock");
-        History { records: inner.records.clone(), trace_hash: inner.hasher.digest(), overflowed: inner.overflowed }
+        History {
+            records: inner.records.clone(),
+            trace_hash: inner.hasher.digest(),
+            overflowed: inner.overflowed,
+        }
     }
 
     /// Takes the history out, leaving the recorder empty.
     pub fn finish(&self) -> History {
         let mut inner = self.inner.lock().expect("recorder lock");
         let trace_hash = inner.hasher.digest();
-        History { records: std::mem::take(&mut inner.records), trace_hash, overflowed: inner.overflowed }
+        History {
+            records: std::mem::take(&mut inner.records),
+            trace_hash,
+            overflowed: inner.overflowed,
+        }
     }
 }
 
 impl StoreObserver for Recorder {
     fn role_changed(&self, member: MemberId, term: u64, role: Role, leader: Option<MemberId>) {
-        self.record(HistoryEvent::RoleChanged { member, term, role, leader });
+        self.record(HistoryEvent::RoleChanged {
+            member,
+            term,
+            role,
+            leader,
+        });
     }
 
     fn applied(&self, member: MemberId, entry: &AppliedEntry<'_>) {
@@ -178,7 +237,13 @@ impl StoreObserver for Recorder {
         });
     }
 
-    fn rejected(&self, member: MemberId, principal: &Principal, source: SocketAddr, error: &store::api::StoreError) {
+    fn rejected(
+        &self,
+        member: MemberId,
+        principal: &Principal,
+        source: SocketAddr,
+        error: &store::api::StoreError,
+    ) {
         self.record(HistoryEvent::StoreRejected {
             member,
             principal: principal.name.clone(),
@@ -188,10 +253,17 @@ impl StoreObserver for Recorder {
     }
 
     fn disk_failed(&self, member: MemberId, reason: &str) {
-        self.record(HistoryEvent::MemberFailed { member, reason: reason.to_string() });
+        self.record(HistoryEvent::MemberFailed {
+            member,
+            reason: reason.to_string(),
+        });
     }
 
     fn started(&self, member: MemberId, recovered_entries: usize, torn_bytes: u64) {
-        self.record(HistoryEvent::MemberStarted { member, recovered_entries, torn_bytes });
+        self.record(HistoryEvent::MemberStarted {
+            member,
+            recovered_entries,
+            torn_bytes,
+        });
     }
 }

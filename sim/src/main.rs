@@ -10,7 +10,11 @@ use sim::runner::{run_seed, RunOptions};
 use sim::scenario::Scenario;
 
 #[derive(Parser, Debug)]
-#[command(name = "kubesim", version, about = "Deterministic simulation testing for the storage path of a Kubernetes control plane")]
+#[command(
+    name = "kubesim",
+    version,
+    about = "Deterministic simulation testing for the storage path of a Kubernetes control plane"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,31 +40,44 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let is_help = matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
+            let is_help = matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            );
             let _ = e.print();
-            return if is_help { ExitCode::SUCCESS } else { ExitCode::from(2) };
+            return if is_help {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
         }
     };
     match cli.command {
-        Command::Run { seed, scenario, trace } => {
+        Command::Run {
+            seed,
+            scenario,
+            trace,
+        } => {
             if trace {
                 init_tracing();
             }
-            println!("kubesim run --seed {seed} --scenario {scenario}");
+            out(&format!("kubesim run --seed {seed} --scenario {scenario}"));
             let options = RunOptions::new(seed, scenario);
             let wall = Instant::now();
             let report = run_seed(&options);
             let wall_secs = wall.elapsed().as_secs_f64();
-            print!("{}", report.render());
-            println!(
+            out(report.render().trim_end());
+            out(&format!(
                 "wall time {:.3}s ({:.0}x simulated time per wall second)",
                 wall_secs,
                 report.simulated_secs / wall_secs.max(1e-9)
-            );
+            ));
             if report.passed() {
                 ExitCode::SUCCESS
             } else {
-                println!("repro: kubesim run --seed {seed} --scenario {scenario}");
+                out(&format!(
+                    "repro: kubesim run --seed {seed} --scenario {scenario}"
+                ));
                 ExitCode::from(1)
             }
         }
@@ -70,5 +87,18 @@ fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+/// Prints a line to stdout; a closed pipe (`kubesim ... | head`) ends output quietly
+/// instead of panicking.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{text}").is_err() {
+        std::process::exit(0);
+    }
 }

@@ -21,13 +21,25 @@ pub struct Check {
 
 impl Check {
     pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { name: name.into(), status: CheckStatus::Pass, detail: detail.into() }
+        Self {
+            name: name.into(),
+            status: CheckStatus::Pass,
+            detail: detail.into(),
+        }
     }
     pub fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { name: name.into(), status: CheckStatus::Fail, detail: detail.into() }
+        Self {
+            name: name.into(),
+            status: CheckStatus::Fail,
+            detail: detail.into(),
+        }
     }
     pub fn info(detail: impl Into<String>) -> Self {
-        Self { name: String::new(), status: CheckStatus::Info, detail: detail.into() }
+        Self {
+            name: String::new(),
+            status: CheckStatus::Info,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -80,7 +92,10 @@ impl RunReport {
             "simulated {:.1}s, {} messages delivered, {} history records\n",
             self.simulated_secs, self.messages_delivered, self.history_records
         ));
-        out.push_str(&format!("verdict: {}\n", if self.passed() { "pass" } else { "FAIL" }));
+        out.push_str(&format!(
+            "verdict: {}\n",
+            if self.passed() { "pass" } else { "FAIL" }
+        ));
         out.push_str(&format!("trace-hash: {}\n", self.trace_hash));
         out
     }

@@ -17,7 +17,14 @@ pub struct RunOptions {
 
 impl RunOptions {
     pub fn new(seed: u64, scenario: Scenario) -> Self {
-        Self { seed, scenario, store: StoreOptions { n_members: 3, ..StoreOptions::default() } }
+        Self {
+            seed,
+            scenario,
+            store: StoreOptions {
+                n_members: 3,
+                ..StoreOptions::default()
+            },
+        }
     }
 }
 

@@ -110,7 +110,8 @@ pub struct ResponseHeader {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeRequest {
     pub range: KeyRange,
-    /// 0 means the current revision; otherwise read the keyspace as of this revision.
+    /// 0 (or below) means the current revision; otherwise read the keyspace as of this
+    /// revision.
     pub revision: Revision,
     /// 0 means no limit.
     pub limit: usize,
@@ -184,7 +185,8 @@ pub enum CompareOp {
     Less,
 }
 
-/// etcd `Compare`: a missing key compares as zero revisions/version and an empty value.
+/// etcd `Compare`: a missing key compares as zero for revisions and version; a `Value`
+/// compare on a missing key always fails, whatever the operator (etcd `applyCompare`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compare {
     pub key: String,

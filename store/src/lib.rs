@@ -12,9 +12,9 @@
 //! `store` at all.
 
 pub mod api;
+pub mod client;
 pub mod mvcc;
 pub mod raft;
-pub mod wal;
-pub mod client;
 pub mod rpc;
 pub mod server;
+pub mod wal;

@@ -8,7 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, StoreError, WatchRequest, WatchResponse};
+use crate::api::{
+    MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, StoreError,
+    WatchRequest, WatchResponse,
+};
 use crate::raft::Role;
 
 /// Tag of Raft messages between members.
@@ -28,7 +31,11 @@ pub enum StoreOp {
     Range(RangeRequest),
     Mutate(Mutation),
     /// Events from `request.start_revision` on, waiting up to `wait_ms` for the first.
-    WatchPoll { request: WatchRequest, max_events: usize, wait_ms: u64 },
+    WatchPoll {
+        request: WatchRequest,
+        max_events: usize,
+        wait_ms: u64,
+    },
     Status,
 }
 

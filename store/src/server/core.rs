@@ -10,12 +10,15 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, Revision, StoreError};
+use crate::api::{
+    MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, Revision,
+    StoreError,
+};
 use crate::mvcc::Mvcc;
 use crate::raft::{Entry, EntryKind, Message, ProposeError, Raft, ReadState, Role, SoftState};
 use crate::rpc::MemberStatus;
 use crate::server::{MemberConfig, StoreObserver};
-use crate::wal::{Disk, Wal, WalError};
+use crate::wal::{Disk, Wal};
 
 /// What a member proposes through Raft: the mutation with who asked and from where.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -50,6 +53,16 @@ struct PendingRead {
     read_index: Option<u64>,
 }
 
+/// One Ready's worth of work for the driver's persistence pipeline.
+pub struct ReadyBatch {
+    /// Whether hard state or entries were written and must be fsynced.
+    pub needs_sync: bool,
+    /// To send only after the fsync (the persistence contract).
+    pub messages: Vec<Message>,
+    pub committed_entries: Vec<Entry>,
+    pub read_states: Vec<ReadState>,
+}
+
 /// Upper bound on client requests waiting inside one member.
 pub const MAX_PENDING_REQUESTS: usize = 4096;
 
@@ -69,8 +82,6 @@ pub struct MemberCore<D: Disk> {
     observer: Option<std::sync::Arc<dyn StoreObserver>>,
     /// Set when the disk failed while running; the member stops serving.
     failed: Option<String>,
-    /// Only with the `ack_before_fsync` planted bug: written but not yet fsynced.
-    sync_deferred: bool,
 }
 
 impl<D: Disk> MemberCore<D> {
@@ -94,7 +105,6 @@ impl<D: Disk> MemberCore<D> {
             watch_waiters: Vec::new(),
             observer,
             failed: None,
-            sync_deferred: false,
         }
     }
 
@@ -106,20 +116,16 @@ impl<D: Disk> MemberCore<D> {
         &self.mvcc
     }
 
-    pub fn tick(&mut self) -> Vec<Message> {
-        if std::mem::take(&mut self.sync_deferred) {
-            if let Err(e) = self.wal.sync() {
-                self.fail(format!("WAL sync failed: {e}"));
-                return Vec::new();
-            }
-        }
+    pub fn tick(&mut self) {
         self.raft.tick();
-        self.process_ready()
     }
 
-    pub fn step(&mut self, message: Message) -> Vec<Message> {
+    pub fn step(&mut self, message: Message) {
         self.raft.step(message);
-        self.process_ready()
+    }
+
+    pub fn has_ready(&self) -> bool {
+        self.failed.is_none() && self.raft.has_ready()
     }
 
     pub fn status(&self) -> MemberStatus {
@@ -139,9 +145,15 @@ impl<D: Disk> MemberCore<D> {
 
     fn check_available(&self) -> Result<(), StoreError> {
         match &self.failed {
-            Some(reason) => Err(StoreError::Unavailable { reason: reason.clone() }),
-            None if self.pending_mutations.len() + self.pending_reads.len() >= MAX_PENDING_REQUESTS => {
-                Err(StoreError::Unavailable { reason: format!("member {} has too many requests in flight", self.id) })
+            Some(reason) => Err(StoreError::Unavailable {
+                reason: reason.clone(),
+            }),
+            None if self.pending_mutations.len() + self.pending_reads.len()
+                >= MAX_PENDING_REQUESTS =>
+            {
+                Err(StoreError::Unavailable {
+                    reason: format!("member {} has too many requests in flight", self.id),
+                })
             }
             None => Ok(()),
         }
@@ -155,10 +167,13 @@ impl<D: Disk> MemberCore<D> {
         source: SocketAddr,
         mutation: Mutation,
         reply: MutationReply,
-    ) -> Vec<Message> {
-        if let Err(e) = self.check_available().and_then(|_| Mvcc::validate(&mutation)) {
+    ) {
+        if let Err(e) = self
+            .check_available()
+            .and_then(|_| Mvcc::validate(&mutation))
+        {
             let _ = reply.send(Err(e));
-            return Vec::new();
+            return;
         }
         self.next_proposal_seq += 1;
         let proposal = Proposal {
@@ -177,39 +192,48 @@ impl<D: Disk> MemberCore<D> {
             }
             #[allow(unreachable_patterns)]
             Err(e) => {
-                let _ = reply.send(Err(StoreError::Unavailable { reason: e.to_string() }));
+                let _ = reply.send(Err(StoreError::Unavailable {
+                    reason: e.to_string(),
+                }));
             }
         }
-        self.process_ready()
     }
 
     /// A read: linearizable through ReadIndex unless `serializable`.
-    pub fn read(&mut self, request: RangeRequest, reply: RangeReply) -> Vec<Message> {
+    pub fn read(&mut self, request: RangeRequest, reply: RangeReply) {
         if let Err(e) = self.check_available() {
             let _ = reply.send(Err(e));
-            return Vec::new();
+            return;
         }
         if request.serializable || self.config.planted_bugs.follower_reads_without_read_index {
             // PLANTED BUG (when `follower_reads_without_read_index`): every read is served
             // from local state, so a partitioned follower returns stale data.
             let _ = reply.send(self.serve_range(&request));
-            return Vec::new();
+            return;
         }
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
         match self.raft.read_index(ctx) {
             Ok(()) => {
-                self.pending_reads.insert(ctx, PendingRead { request, reply, read_index: None });
+                self.pending_reads.insert(
+                    ctx,
+                    PendingRead {
+                        request,
+                        reply,
+                        read_index: None,
+                    },
+                );
             }
             Err(ProposeError::NotLeader { leader_hint }) => {
                 let _ = reply.send(Err(StoreError::NotLeader { leader_hint }));
             }
             #[allow(unreachable_patterns)]
             Err(e) => {
-                let _ = reply.send(Err(StoreError::Unavailable { reason: e.to_string() }));
+                let _ = reply.send(Err(StoreError::Unavailable {
+                    reason: e.to_string(),
+                }));
             }
         }
-        self.process_ready()
     }
 
     fn serve_range(&self, request: &RangeRequest) -> Result<RangeResponse, StoreError> {
@@ -223,51 +247,66 @@ impl<D: Disk> MemberCore<D> {
         self.watch_waiters.push(waiter);
     }
 
-    /// Drains Raft's Ready under the persistence contract: persist hard state and entries
-    /// (fsync), then hand back the messages to send, then apply committed entries.
-    fn process_ready(&mut self) -> Vec<Message> {
-        if self.failed.is_some() || !self.raft.has_ready() {
-            return Vec::new();
+    /// Step 1 of the persistence pipeline: takes Raft's Ready and writes its hard state
+    /// and entries to the WAL (not yet fsynced). The caller then waits out the disk's
+    /// fsync latency, calls [`Self::sync`], and only then sends the batch's messages and
+    /// calls [`Self::apply_batch`]. A crash before `sync` loses (or tears) the write.
+    pub fn take_ready(&mut self) -> Option<ReadyBatch> {
+        if !self.has_ready() {
+            return None;
         }
         let ready = self.raft.ready();
         if let Some(soft) = &ready.soft_state {
             self.on_soft_state(soft);
         }
-        if let Err(e) = self.persist(ready.hard_state.as_ref(), &ready.entries) {
-            self.fail(format!("WAL write failed: {e}"));
-            return Vec::new();
+        let needs_sync = ready.hard_state.is_some() || !ready.entries.is_empty();
+        if needs_sync {
+            let hard_state = ready.hard_state.map(|mut hs| {
+                if self.config.planted_bugs.vote_not_persisted {
+                    // PLANTED BUG (`vote_not_persisted`): the vote never reaches the disk,
+                    // so after a crash this member may vote twice in one term.
+                    hs.vote = None;
+                }
+                hs
+            });
+            if let Err(e) = self.wal.save(hard_state.as_ref(), &ready.entries) {
+                self.fail(format!("WAL write failed: {e}"));
+                return None;
+            }
         }
-        for entry in &ready.committed_entries {
-            self.apply(entry);
-        }
-        self.on_read_states(&ready.read_states);
-        self.serve_ready_reads();
-        ready.messages
+        Some(ReadyBatch {
+            needs_sync,
+            messages: ready.messages,
+            committed_entries: ready.committed_entries,
+            read_states: ready.read_states,
+        })
     }
 
-    fn persist(&mut self, hard_state: Option<&crate::raft::HardState>, entries: &[Entry]) -> Result<(), WalError> {
-        if hard_state.is_none() && entries.is_empty() {
-            return Ok(());
+    /// Step 2: fsync. Returns false (and stops the member) if the disk failed.
+    pub fn sync(&mut self) -> bool {
+        if self.failed.is_some() {
+            return false;
         }
-        let hard_state = hard_state.map(|hs| {
-            let mut hs = *hs;
-            if self.config.planted_bugs.vote_not_persisted {
-                // PLANTED BUG (`vote_not_persisted`): the vote never reaches the disk, so
-                // after a crash this member may vote twice in one term.
-                hs.vote = None;
+        match self.wal.sync() {
+            Ok(()) => true,
+            Err(e) => {
+                self.fail(format!("WAL sync failed: {e}"));
+                false
             }
-            hs
-        });
-        self.wal.save(hard_state.as_ref(), entries)?;
-        if self.config.planted_bugs.ack_before_fsync {
-            // PLANTED BUG (`ack_before_fsync`): the fsync is put off to the next tick, so
-            // messages that promise durability (votes, append acks) and client answers go
-            // out while the data sits in the disk's volatile cache; a crash in between
-            // loses acknowledged writes (caught by "no acknowledged write lost").
-            self.sync_deferred = true;
-            return Ok(());
         }
-        self.wal.sync()
+    }
+
+    /// Step 3 (after the batch's messages went out): apply committed entries, then serve
+    /// the reads whose index is now applied.
+    pub fn apply_batch(&mut self, committed_entries: &[Entry], read_states: &[ReadState]) {
+        if self.failed.is_some() {
+            return;
+        }
+        for entry in committed_entries {
+            self.apply(entry);
+        }
+        self.on_read_states(read_states);
+        self.serve_ready_reads();
     }
 
     fn fail(&mut self, reason: String) {
@@ -277,10 +316,14 @@ impl<D: Disk> MemberCore<D> {
         }
         self.failed = Some(reason.clone());
         for (_, reply) in std::mem::take(&mut self.pending_mutations) {
-            let _ = reply.send(Err(StoreError::UnknownOutcome { reason: reason.clone() }));
+            let _ = reply.send(Err(StoreError::UnknownOutcome {
+                reason: reason.clone(),
+            }));
         }
         for (_, read) in std::mem::take(&mut self.pending_reads) {
-            let _ = read.reply.send(Err(StoreError::Unavailable { reason: reason.clone() }));
+            let _ = read.reply.send(Err(StoreError::Unavailable {
+                reason: reason.clone(),
+            }));
         }
     }
 
@@ -290,11 +333,17 @@ impl<D: Disk> MemberCore<D> {
         }
         if soft.role != Role::Leader {
             // Reads waiting for this member's leadership confirmation will not get it.
-            let waiting: Vec<u64> =
-                self.pending_reads.iter().filter(|(_, r)| r.read_index.is_none()).map(|(c, _)| *c).collect();
+            let waiting: Vec<u64> = self
+                .pending_reads
+                .iter()
+                .filter(|(_, r)| r.read_index.is_none())
+                .map(|(c, _)| *c)
+                .collect();
             for ctx in waiting {
                 if let Some(read) = self.pending_reads.remove(&ctx) {
-                    let _ = read.reply.send(Err(StoreError::NotLeader { leader_hint: soft.leader }));
+                    let _ = read.reply.send(Err(StoreError::NotLeader {
+                        leader_hint: soft.leader,
+                    }));
                 }
             }
         }
@@ -315,7 +364,10 @@ impl<D: Disk> MemberCore<D> {
         }
         let proposal: Proposal = match bincode::deserialize(&entry.data) {
             Ok(p) => p,
-            Err(e) => panic!("member {}: committed entry {} does not decode: {e}", self.id, entry.index),
+            Err(e) => panic!(
+                "member {}: committed entry {} does not decode: {e}",
+                self.id, entry.index
+            ),
         };
         let revision_before = self.mvcc.current_revision();
         let result = if proposal.principal.may_mutate() {
@@ -323,7 +375,10 @@ impl<D: Disk> MemberCore<D> {
         } else {
             // Defence in depth: a non-apiserver mutation is refused at apply time too, on
             // every member, so it can never change the state machine.
-            Err(StoreError::PermissionDenied { principal: proposal.principal.name.clone(), action: "mutate".into() })
+            Err(StoreError::PermissionDenied {
+                principal: proposal.principal.name.clone(),
+                action: "mutate".into(),
+            })
         };
         let (result, events) = match result {
             Ok((mut response, events)) => {
@@ -333,7 +388,10 @@ impl<D: Disk> MemberCore<D> {
             Err(e) => (Err(e), Vec::new()),
         };
         let revision = self.mvcc.current_revision();
-        assert!(revision >= revision_before, "store revision went backwards on apply");
+        assert!(
+            revision >= revision_before,
+            "store revision went backwards on apply"
+        );
         if let Some(o) = &self.observer {
             o.applied(
                 self.id,

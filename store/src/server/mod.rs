@@ -1,9 +1,12 @@
 //! A store member on a simulated node: the thin async driver around [`core::MemberCore`].
 //!
-//! Three loops share the core: a ticker (Raft's logical clock, every `tick_interval` of
-//! simulated time), a receiver of peers' Raft messages, and a receiver of client requests
-//! (each request handled in its own task). Every input goes through the core under its
-//! lock; the messages it hands back are sent after the lock is released.
+//! Inputs reach the core from three loops: a ticker (Raft's logical clock, every
+//! `tick_interval` of simulated time), a receiver of peers' Raft messages, and a receiver
+//! of client requests (each request handled in its own task). Each input only updates
+//! Raft and wakes the ready loop, which alone drains Raft's output through the persistence
+//! pipeline (etcd's raftNode loop): write the WAL, wait out the disk's fsync latency,
+//! fsync, then send the messages, then apply. A crash during the fsync wait loses (or
+//! tears) that write, as on a real disk.
 
 pub mod core;
 
@@ -27,9 +30,10 @@ pub use self::core::{AppliedEntry, MemberCore, Proposal};
 /// the invariant that must catch it, and marked `PLANTED BUG` where it acts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreBugs {
-    /// fsync is put off until the next tick while votes, append acks and client answers
-    /// go out at once (a disk cache with no write barrier, or an fsync the code forgot).
-    /// Caught by "no acknowledged write lost" (invariant 11) after a crash.
+    /// Messages (votes, append acks) go out and committed entries are applied (clients
+    /// answered) before the fsync completes, instead of after: a disk cache with no write
+    /// barrier, or an fsync the code forgot to wait for. A crash in the window loses
+    /// acknowledged writes. Caught by "no acknowledged write lost" (invariant 11).
     pub ack_before_fsync: bool,
     /// The vote is not written to the WAL (the hard state is persisted without it), so a
     /// member that crashes after voting may vote again in the same term. Caught by Raft
@@ -53,6 +57,8 @@ pub struct MemberConfig {
     pub heartbeat_tick: u64,
     /// How long a request waits inside the member before its outcome is reported unknown.
     pub request_timeout: Duration,
+    /// How long one fsync takes (chosen uniformly in this range per fsync).
+    pub fsync_latency: std::ops::Range<Duration>,
     pub planted_bugs: StoreBugs,
     pub raft_bugs: RaftBugs,
 }
@@ -66,6 +72,7 @@ impl MemberConfig {
             election_tick: 10,
             heartbeat_tick: 1,
             request_timeout: Duration::from_secs(3),
+            fsync_latency: Duration::from_micros(500)..Duration::from_millis(3),
             planted_bugs: StoreBugs::default(),
             raft_bugs: RaftBugs::default(),
         }
@@ -81,7 +88,14 @@ pub trait StoreObserver: Send + Sync {
     fn role_changed(&self, _member: MemberId, _term: u64, _role: Role, _leader: Option<MemberId>) {}
     fn applied(&self, _member: MemberId, _entry: &AppliedEntry<'_>) {}
     /// A request the member refused at its door (the store ACL).
-    fn rejected(&self, _member: MemberId, _principal: &Principal, _source: SocketAddr, _error: &StoreError) {}
+    fn rejected(
+        &self,
+        _member: MemberId,
+        _principal: &Principal,
+        _source: SocketAddr,
+        _error: &StoreError,
+    ) {
+    }
     fn disk_failed(&self, _member: MemberId, _reason: &str) {}
     /// The member recovered from its disk and is about to serve.
     fn started(&self, _member: MemberId, _recovered_entries: usize, _torn_bytes: u64) {}
@@ -94,10 +108,32 @@ pub enum MemberError {
     #[error("member {member}: invalid recovered Raft state: {reason}")]
     Raft { member: MemberId, reason: String },
     #[error("member {member}: network: {source}")]
-    Network { member: MemberId, source: std::io::Error },
+    Network {
+        member: MemberId,
+        source: std::io::Error,
+    },
 }
 
 type SharedCore<D> = Arc<Mutex<MemberCore<D>>>;
+
+/// Wakes the ready loop. Notifications coalesce: one pending wake-up is enough, since the
+/// loop drains everything Raft has when it runs.
+#[derive(Clone)]
+struct Wake(futures::channel::mpsc::Sender<()>);
+
+impl Wake {
+    fn wake(&self) {
+        let _ = self.0.clone().try_send(());
+    }
+}
+
+/// The member's shared parts, handed to each of its loops.
+struct Shared<D: Disk> {
+    core: SharedCore<D>,
+    endpoint: Endpoint,
+    wake: Wake,
+    config: MemberConfig,
+}
 
 /// Runs a member until its node is killed. Returns only on a startup failure (an
 /// unreadable or corrupted disk), which the member reports instead of serving.
@@ -117,15 +153,22 @@ pub async fn run<D: Disk>(
             return Err(e);
         }
     };
-    let core: SharedCore<D> = Arc::new(Mutex::new(core));
     let endpoint = Endpoint::bind(config.listen_addr())
         .await
         .map_err(|source| MemberError::Network { member: id, source })?;
-    let peers = Arc::new(config.peers.clone());
+    let (wake_tx, wake_rx) = futures::channel::mpsc::channel(1);
+    let shared = Arc::new(Shared {
+        core: Arc::new(Mutex::new(core)),
+        endpoint,
+        wake: Wake(wake_tx),
+        config,
+    });
+    shared.wake.wake(); // committed entries recovered from the WAL are applied at once
 
-    madsim::task::spawn(tick_loop(core.clone(), endpoint.clone(), peers.clone(), config.tick_interval));
-    madsim::task::spawn(raft_receive_loop(core.clone(), endpoint.clone(), peers.clone()));
-    request_loop(core, endpoint, peers, config.request_timeout).await;
+    madsim::task::spawn(ready_loop(shared.clone(), wake_rx));
+    madsim::task::spawn(tick_loop(shared.clone()));
+    madsim::task::spawn(raft_receive_loop(shared.clone()));
+    request_loop(shared).await;
     Ok(())
 }
 
@@ -135,7 +178,8 @@ fn recover<D: Disk>(
     observer: Option<Arc<dyn StoreObserver>>,
 ) -> Result<MemberCore<D>, MemberError> {
     let id = config.id;
-    let (wal, recovered) = Wal::open(disk).map_err(|source| MemberError::Recovery { member: id, source })?;
+    let (wal, recovered) =
+        Wal::open(disk).map_err(|source| MemberError::Recovery { member: id, source })?;
     let mut raft_config = raft::Config::new(id, config.peers.keys().copied().collect());
     raft_config.election_tick = config.election_tick;
     raft_config.heartbeat_tick = config.heartbeat_tick;
@@ -147,87 +191,141 @@ fn recover<D: Disk>(
         snapshot: recovered.snapshot,
     };
     let rng_seed: u64 = madsim::rand::random();
-    let raft = raft::Raft::new(raft_config, restored, rng_seed)
-        .map_err(|e| MemberError::Raft { member: id, reason: e.to_string() })?;
+    let raft = raft::Raft::new(raft_config, restored, rng_seed).map_err(|e| MemberError::Raft {
+        member: id,
+        reason: e.to_string(),
+    })?;
     if let Some(o) = &observer {
         o.started(id, n_entries, recovered.truncated_torn_bytes);
     }
     Ok(MemberCore::new(config.clone(), wal, raft, observer))
 }
 
-async fn send_all(endpoint: &Endpoint, peers: &BTreeMap<MemberId, SocketAddr>, messages: Vec<Message>) {
+async fn send_all(shared: &Shared<impl Disk>, messages: Vec<Message>) {
     for message in messages {
-        if let Some(addr) = peers.get(&message.to) {
+        if let Some(addr) = shared.config.peers.get(&message.to) {
             // A send fails only when this node's network is gone; Raft retries on its own.
-            let _ = endpoint.send_to_raw(*addr, RAFT_TAG, Box::new(message)).await;
+            let _ = shared
+                .endpoint
+                .send_to_raw(*addr, RAFT_TAG, Box::new(message))
+                .await;
         }
     }
 }
 
-async fn tick_loop<D: Disk>(
-    core: SharedCore<D>,
-    endpoint: Endpoint,
-    peers: Arc<BTreeMap<MemberId, SocketAddr>>,
-    tick_interval: Duration,
+/// The only place Raft's output is drained: WAL write, fsync latency, fsync, send, apply.
+async fn ready_loop<D: Disk>(
+    shared: Arc<Shared<D>>,
+    mut wake: futures::channel::mpsc::Receiver<()>,
 ) {
-    let mut n_ticks: u64 = 0;
-    loop {
-        madsim::time::sleep(tick_interval).await;
-        n_ticks += 1;
-        let messages = {
-            let mut core = core.lock().expect("member core lock");
-            if n_ticks % 10 == 0 {
-                core.drop_abandoned();
+    use futures::StreamExt;
+    let ack_before_fsync = shared.config.planted_bugs.ack_before_fsync;
+    while wake.next().await.is_some() {
+        loop {
+            let Some(batch) = shared.core.lock().expect("member core lock").take_ready() else {
+                break;
+            };
+            if ack_before_fsync {
+                // PLANTED BUG (`ack_before_fsync`): answer first, fsync afterwards.
+                send_all(&shared, batch.messages).await;
+                shared
+                    .core
+                    .lock()
+                    .expect("member core lock")
+                    .apply_batch(&batch.committed_entries, &batch.read_states);
+                if batch.needs_sync {
+                    madsim::time::sleep(fsync_latency(&shared.config)).await;
+                    shared.core.lock().expect("member core lock").sync();
+                }
+                continue;
             }
-            core.tick()
-        };
-        send_all(&endpoint, &peers, messages).await;
+            if batch.needs_sync {
+                madsim::time::sleep(fsync_latency(&shared.config)).await;
+                if !shared.core.lock().expect("member core lock").sync() {
+                    return;
+                }
+            }
+            send_all(&shared, batch.messages).await;
+            shared
+                .core
+                .lock()
+                .expect("member core lock")
+                .apply_batch(&batch.committed_entries, &batch.read_states);
+        }
     }
 }
 
-async fn raft_receive_loop<D: Disk>(core: SharedCore<D>, endpoint: Endpoint, peers: Arc<BTreeMap<MemberId, SocketAddr>>) {
-    while let Ok((payload, _from)) = endpoint.recv_from_raw(RAFT_TAG).await {
+fn fsync_latency(config: &MemberConfig) -> Duration {
+    use madsim::rand::Rng;
+    let range = config.fsync_latency.clone();
+    if range.is_empty() {
+        return range.start;
+    }
+    madsim::rand::thread_rng().gen_range(range)
+}
+
+async fn tick_loop<D: Disk>(shared: Arc<Shared<D>>) {
+    let mut n_ticks: u64 = 0;
+    loop {
+        madsim::time::sleep(shared.config.tick_interval).await;
+        n_ticks += 1;
+        let mut core = shared.core.lock().expect("member core lock");
+        if n_ticks.is_multiple_of(10) {
+            core.drop_abandoned();
+        }
+        core.tick();
+        drop(core);
+        shared.wake.wake();
+    }
+}
+
+async fn raft_receive_loop<D: Disk>(shared: Arc<Shared<D>>) {
+    while let Ok((payload, _from)) = shared.endpoint.recv_from_raw(RAFT_TAG).await {
         let Ok(message) = payload.downcast::<Message>() else {
             tracing::warn!("dropping a malformed Raft message");
             continue;
         };
-        let messages = core.lock().expect("member core lock").step(*message);
-        send_all(&endpoint, &peers, messages).await;
+        shared.core.lock().expect("member core lock").step(*message);
+        shared.wake.wake();
     }
 }
 
-async fn request_loop<D: Disk>(
-    core: SharedCore<D>,
-    endpoint: Endpoint,
-    peers: Arc<BTreeMap<MemberId, SocketAddr>>,
-    request_timeout: Duration,
-) {
-    while let Ok((payload, from)) = endpoint.recv_from_raw(<StoreRequest as madsim::net::rpc::Request>::ID).await {
+async fn request_loop<D: Disk>(shared: Arc<Shared<D>>) {
+    while let Ok((payload, from)) = shared
+        .endpoint
+        .recv_from_raw(<StoreRequest as madsim::net::rpc::Request>::ID)
+        .await
+    {
         let Ok(envelope) = payload.downcast::<(u64, StoreRequest, Bytes)>() else {
             tracing::warn!(%from, "dropping a malformed store request");
             continue;
         };
         let (reply_tag, request, _) = *envelope;
-        let (core, endpoint, peers) = (core.clone(), endpoint.clone(), peers.clone());
+        let shared = shared.clone();
         madsim::task::spawn(async move {
-            let result = handle(&core, &endpoint, &peers, request, from, request_timeout).await;
-            let _ = endpoint.send_to_raw(from, reply_tag, Box::new((result, Bytes::new()))).await;
+            let result = handle(&shared, request, from).await;
+            let _ = shared
+                .endpoint
+                .send_to_raw(from, reply_tag, Box::new((result, Bytes::new())))
+                .await;
         });
     }
 }
 
 async fn handle<D: Disk>(
-    core: &SharedCore<D>,
-    endpoint: &Endpoint,
-    peers: &BTreeMap<MemberId, SocketAddr>,
+    shared: &Shared<D>,
     request: StoreRequest,
     from: SocketAddr,
-    request_timeout: Duration,
 ) -> Result<StoreReply, StoreError> {
     let StoreRequest { principal, op } = request;
+    let core = &shared.core;
+    let request_timeout = shared.config.request_timeout;
     if op.is_mutation() && !principal.may_mutate() {
         // The store's access rule: only the apiserver role may mutate (invariant 1).
-        let error = StoreError::PermissionDenied { principal: principal.name.clone(), action: "mutate the store".into() };
+        let error = StoreError::PermissionDenied {
+            principal: principal.name.clone(),
+            action: "mutate the store".into(),
+        };
         let core = core.lock().expect("member core lock");
         if let Some(o) = &core_observer(&core) {
             o.rejected(core.id, &principal, from, &error);
@@ -237,27 +335,49 @@ async fn handle<D: Disk>(
     match op {
         StoreOp::Mutate(mutation) => {
             let (tx, rx) = oneshot::channel();
-            let messages = core.lock().expect("member core lock").propose(principal, from, mutation, tx);
-            send_all(endpoint, peers, messages).await;
+            core.lock()
+                .expect("member core lock")
+                .propose(principal, from, mutation, tx);
+            shared.wake.wake();
             match madsim::time::timeout(request_timeout, rx).await {
                 Ok(Ok(result)) => result.map(StoreReply::Mutate),
-                Ok(Err(_canceled)) => Err(StoreError::UnknownOutcome { reason: "member lost track of the proposal".into() }),
-                Err(_elapsed) => Err(StoreError::UnknownOutcome { reason: "request timed out".into() }),
+                Ok(Err(_canceled)) => Err(StoreError::UnknownOutcome {
+                    reason: "member lost track of the proposal".into(),
+                }),
+                Err(_elapsed) => Err(StoreError::UnknownOutcome {
+                    reason: "request timed out".into(),
+                }),
             }
         }
         StoreOp::Range(range) => {
             let (tx, rx) = oneshot::channel();
-            let messages = core.lock().expect("member core lock").read(range, tx);
-            send_all(endpoint, peers, messages).await;
+            core.lock().expect("member core lock").read(range, tx);
+            shared.wake.wake();
             match madsim::time::timeout(request_timeout, rx).await {
                 Ok(Ok(result)) => result.map(StoreReply::Range),
-                Ok(Err(_)) | Err(_) => Err(StoreError::Unavailable { reason: "read timed out".into() }),
+                Ok(Err(_)) | Err(_) => Err(StoreError::Unavailable {
+                    reason: "read timed out".into(),
+                }),
             }
         }
-        StoreOp::WatchPoll { request, max_events, wait_ms } => {
-            watch_poll(core, request.range, request.start_revision, request.prev_kv, max_events, wait_ms).await
+        StoreOp::WatchPoll {
+            request,
+            max_events,
+            wait_ms,
+        } => {
+            watch_poll(
+                core,
+                request.range,
+                request.start_revision,
+                request.prev_kv,
+                max_events,
+                wait_ms,
+            )
+            .await
         }
-        StoreOp::Status => Ok(StoreReply::Status(core.lock().expect("member core lock").status())),
+        StoreOp::Status => Ok(StoreReply::Status(
+            core.lock().expect("member core lock").status(),
+        )),
     }
 }
 
@@ -282,17 +402,33 @@ async fn watch_poll<D: Disk>(
         let waiter = {
             let mut core = core.lock().expect("member core lock");
             if let Some(reason) = core.failed() {
-                return Err(StoreError::Unavailable { reason: reason.to_string() });
+                return Err(StoreError::Unavailable {
+                    reason: reason.to_string(),
+                });
             }
             let status = core.status();
-            let header = ResponseHeader { revision: status.revision, member_id: status.member_id, raft_term: status.term };
-            let start = if start_revision <= 0 { status.revision + 1 } else { start_revision };
+            let header = ResponseHeader {
+                revision: status.revision,
+                member_id: status.member_id,
+                raft_term: status.term,
+            };
+            let start = if start_revision <= 0 {
+                status.revision + 1
+            } else {
+                start_revision
+            };
             match core.mvcc().events(&range, start, max_events.max(1)) {
                 Ok(mut events) if !events.is_empty() => {
                     if !prev_kv {
                         events.iter_mut().for_each(|e| e.prev_kv = None);
                     }
-                    let response = WatchResponse { header, watch_id: 0, events, compact_revision: None, canceled: false };
+                    let response = WatchResponse {
+                        header,
+                        watch_id: 0,
+                        events,
+                        compact_revision: None,
+                        canceled: false,
+                    };
                     return Ok(StoreReply::Watch(response));
                 }
                 Err(StoreError::Compacted { compacted, .. }) => {
@@ -307,7 +443,13 @@ async fn watch_poll<D: Disk>(
                 }
                 Err(e) => return Err(e),
                 Ok(_) if madsim::time::Instant::now() >= deadline => {
-                    let response = WatchResponse { header, watch_id: 0, events: Vec::new(), compact_revision: None, canceled: false };
+                    let response = WatchResponse {
+                        header,
+                        watch_id: 0,
+                        events: Vec::new(),
+                        compact_revision: None,
+                        canceled: false,
+                    };
                     return Ok(StoreReply::Watch(response));
                 }
                 Ok(_) => {
