@@ -13,6 +13,10 @@
 //! actions. Time comes from madsim or from the node's [`api::Clock`], randomness from
 //! `madsim::rand`, and every map whose order can reach behaviour is a `BTreeMap`.
 
+pub mod deployment;
+pub mod driver;
 pub mod informer;
+pub mod leader_election;
 pub mod notify;
+pub mod observer;
 pub mod workqueue;
