@@ -19,4 +19,5 @@ pub mod informer;
 pub mod leader_election;
 pub mod notify;
 pub mod observer;
+pub mod replicaset;
 pub mod workqueue;
