@@ -21,6 +21,10 @@ pub enum SyncError {
     /// The apiserver refused or did not answer; the key is retried with backoff.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// The sync cannot complete yet for another reason (no node fits a pod); the key is
+    /// retried with backoff.
+    #[error("{0}")]
+    Retry(String),
 }
 
 impl From<NotLeader> for SyncError {
@@ -78,7 +82,7 @@ where
         match sync(key.clone()).await {
             Ok(()) => queue.forget(&key),
             Err(SyncError::NotLeader) => {}
-            Err(SyncError::Api(e)) => {
+            Err(e @ (SyncError::Api(_) | SyncError::Retry(_))) => {
                 tracing::debug!("sync {key} failed: {e}; retrying");
                 queue.add_rate_limited(&key);
             }

@@ -28,6 +28,7 @@ use api::{
 };
 use madsim::rand::Rng;
 
+use crate::driver::TaskGroup;
 use crate::notify::Notify;
 use crate::observer::ControllerObserver;
 
@@ -313,7 +314,7 @@ async fn try_acquire_or_renew(
 /// Runs the election forever, publishing leadership through `handle`.
 pub async fn run_leader_election(
     config: LeaderElectionConfig,
-    component: &str,
+    component: String,
     client: ApiClient,
     clock: Clock,
     handle: LeaderHandle,
@@ -352,7 +353,7 @@ pub async fn run_leader_election(
                     if state.leading {
                         // We held it, lost it unnoticed, and took it over again: a new epoch.
                         handle.lost();
-                        notify_lost(&observer, component, &identity);
+                        notify_lost(&observer, &component, &identity);
                     }
                     let transitions = lease.spec.lease_transitions;
                     handle.acquired(rv, transitions, renewed_ms);
@@ -360,7 +361,7 @@ pub async fn run_leader_election(
                         "{identity} leads {component}, epoch {transitions}, lease rv {rv}"
                     );
                     if let Some(o) = &observer {
-                        o.leader_acquired(component, &identity, transitions, rv);
+                        o.leader_acquired(&component, &identity, transitions, rv);
                     }
                 }
             }
@@ -368,7 +369,7 @@ pub async fn run_leader_election(
                 if state.leading {
                     tracing::info!("{identity} lost {component}: lease held by {holder}");
                     handle.lost();
-                    notify_lost(&observer, component, &identity);
+                    notify_lost(&observer, &component, &identity);
                 }
             }
             failed => {
@@ -380,7 +381,7 @@ pub async fn run_leader_election(
                 {
                     tracing::info!("{identity} lost {component}: renew deadline passed");
                     handle.lost();
-                    notify_lost(&observer, component, &identity);
+                    notify_lost(&observer, &component, &identity);
                 }
             }
         }
@@ -390,6 +391,36 @@ pub async fn run_leader_election(
             sleep_ms += madsim::rand::thread_rng().gen_range(0..=config.retry_period_ms * 6 / 5);
         }
         madsim::time::sleep(Duration::from_millis(sleep_ms)).await;
+    }
+}
+
+/// Runs leader election and, during each term of leadership, the tasks `start_term`
+/// returns; they are aborted as soon as leadership is lost. Runs forever.
+pub async fn run_while_leader<F>(
+    config: LeaderElectionConfig,
+    component: &str,
+    client: ApiClient,
+    clock: Clock,
+    observer: Option<Arc<dyn ControllerObserver>>,
+    mut start_term: F,
+) where
+    F: FnMut(LeaderHandle) -> TaskGroup,
+{
+    let handle = LeaderHandle::new(&config);
+    let mut elector = TaskGroup::new();
+    elector.spawn(run_leader_election(
+        config,
+        component.to_string(),
+        client,
+        clock,
+        handle.clone(),
+        observer,
+    ));
+    loop {
+        handle.wait_until_leader().await;
+        let term = start_term(handle.clone());
+        handle.wait_until_lost().await;
+        drop(term);
     }
 }
 
