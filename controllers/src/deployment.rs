@@ -18,7 +18,7 @@ use api::{
     ReplicaSet, ReplicaSetSpec, ReplicaSetStatus,
 };
 
-use crate::driver::{run_resync, run_worker, SyncError, TaskGroup};
+use crate::driver::{run_resync, run_worker, wait_for_cache_sync, SyncError, TaskGroup};
 use crate::informer::{object_key, Informer, InformerEvent};
 use crate::leader_election::LeaderHandle;
 use crate::workqueue::{SharedWorkQueue, WorkQueueConfig};
@@ -202,6 +202,7 @@ impl DeploymentController {
         let this = Arc::new(self);
         let leader = this.leader.clone();
         tasks.spawn(async move {
+            wait_for_cache_sync(&[&this.deployments, &this.replica_sets]).await;
             run_worker(queue, Some(leader), move |key| {
                 let this = this.clone();
                 async move { this.sync(&key).await }

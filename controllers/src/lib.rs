@@ -13,9 +13,11 @@
 //! actions. Time comes from madsim or from the node's [`api::Clock`], randomness from
 //! `madsim::rand`, and every map whose order can reach behaviour is a `BTreeMap`.
 
+pub mod controller_manager;
 pub mod deployment;
 pub mod driver;
 pub mod informer;
+pub mod kubelet;
 pub mod leader_election;
 pub mod node_lifecycle;
 pub mod notify;

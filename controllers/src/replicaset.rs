@@ -19,7 +19,7 @@ use api::{
 };
 use madsim::rand::Rng;
 
-use crate::driver::{run_resync, run_worker, SyncError, TaskGroup};
+use crate::driver::{run_resync, run_worker, wait_for_cache_sync, SyncError, TaskGroup};
 use crate::informer::{key_of, object_key, Informer, InformerEvent};
 use crate::leader_election::LeaderHandle;
 use crate::workqueue::{SharedWorkQueue, WorkQueueConfig};
@@ -394,6 +394,7 @@ impl ReplicaSetController {
         });
         let leader = self.leader;
         tasks.spawn(async move {
+            wait_for_cache_sync(&[&running.replica_sets, &running.pods]).await;
             run_worker(queue, Some(leader), move |key| {
                 let running = running.clone();
                 async move { running.sync(&key).await }
