@@ -265,8 +265,10 @@ mod tests {
     }
 
     fn nginx(replicas: i32, image: &str) -> Deployment {
-        let mut d = Deployment::default();
-        d.metadata = ObjectMeta::named("default", "nginx-deployment");
+        let mut d = Deployment {
+            metadata: ObjectMeta::named("default", "nginx-deployment"),
+            ..Deployment::default()
+        };
         d.metadata.uid = "uid-d".into();
         d.metadata.generation = 1;
         d.spec.replicas = replicas;

@@ -56,6 +56,9 @@ impl Default for InformerConfig {
 }
 
 /// A change to the cache, as delivered to subscribers.
+// Short-lived values handed to subscribers by reference: boxing would only add
+// allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InformerEvent {
     Added(Object),

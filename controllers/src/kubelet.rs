@@ -486,8 +486,10 @@ mod tests {
     use super::*;
 
     fn pod(name: &str, uid: &str, node: Option<&str>, phase: PodPhase) -> (String, Pod) {
-        let mut p = Pod::default();
-        p.metadata = ObjectMeta::named("default", name);
+        let mut p = Pod {
+            metadata: ObjectMeta::named("default", name),
+            ..Pod::default()
+        };
         p.metadata.uid = uid.into();
         p.spec.node_name = node.map(str::to_string);
         p.status.phase = phase;

@@ -272,6 +272,8 @@ impl LeaderHandle {
     }
 }
 
+// One value per election attempt: size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum AttemptOutcome {
     Holding(Lease, bool),
     HeldByOther(String),

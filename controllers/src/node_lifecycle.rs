@@ -224,22 +224,28 @@ mod tests {
     use api::ObjectMeta;
 
     fn node(name: &str, ready: bool) -> Node {
-        let mut n = Node::default();
-        n.metadata = ObjectMeta::named("", name);
+        let mut n = Node {
+            metadata: ObjectMeta::named("", name),
+            ..Node::default()
+        };
         n.status.ready = ready;
         n
     }
 
     fn lease(name: &str, renew_ms: u64) -> Lease {
-        let mut l = Lease::default();
-        l.metadata = ObjectMeta::named(NODE_LEASE_NAMESPACE, name);
+        let mut l = Lease {
+            metadata: ObjectMeta::named(NODE_LEASE_NAMESPACE, name),
+            ..Lease::default()
+        };
         l.spec.renew_time_ms = Some(renew_ms);
         l
     }
 
     fn bound_pod(name: &str, node: &str) -> Pod {
-        let mut p = Pod::default();
-        p.metadata = ObjectMeta::named("default", name);
+        let mut p = Pod {
+            metadata: ObjectMeta::named("default", name),
+            ..Pod::default()
+        };
         p.spec.node_name = Some(node.into());
         p
     }

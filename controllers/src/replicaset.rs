@@ -133,6 +133,8 @@ impl Expectations {
     }
 }
 
+// A handful per sync: boxing the ReplicaSet would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplicaSetAction {
     /// Create this many pods from the template (names are chosen by the driver).
@@ -524,8 +526,10 @@ mod tests {
     use api::Labels;
 
     fn rs(replicas: i32) -> ReplicaSet {
-        let mut rs = ReplicaSet::default();
-        rs.metadata = ObjectMeta::named("default", "nginx-deployment-abc");
+        let mut rs = ReplicaSet {
+            metadata: ObjectMeta::named("default", "nginx-deployment-abc"),
+            ..ReplicaSet::default()
+        };
         rs.metadata.uid = "uid-rs".into();
         rs.metadata.generation = 1;
         rs.spec.replicas = replicas;

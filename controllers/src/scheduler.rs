@@ -257,16 +257,20 @@ mod tests {
     use api::{Container, ObjectMeta};
 
     fn node(name: &str, ready: bool, capacity: u32) -> Node {
-        let mut n = Node::default();
-        n.metadata = ObjectMeta::named("", name);
+        let mut n = Node {
+            metadata: ObjectMeta::named("", name),
+            ..Node::default()
+        };
         n.status.ready = ready;
         n.status.cpu_capacity_millis = capacity;
         n
     }
 
     fn pod(name: &str, node: Option<&str>, cpu: u32) -> Pod {
-        let mut p = Pod::default();
-        p.metadata = ObjectMeta::named("default", name);
+        let mut p = Pod {
+            metadata: ObjectMeta::named("default", name),
+            ..Pod::default()
+        };
         p.spec.node_name = node.map(str::to_string);
         p.spec.containers = vec![Container {
             name: "c".into(),

@@ -72,8 +72,10 @@ async fn client(user: &str) -> ApiClient {
 
 fn nginx_deployment(replicas: i32) -> Deployment {
     let labels: Labels = [("app".to_string(), "nginx".to_string())].into();
-    let mut d = Deployment::default();
-    d.metadata = ObjectMeta::named("default", "nginx-deployment");
+    let mut d = Deployment {
+        metadata: ObjectMeta::named("default", "nginx-deployment"),
+        ..Deployment::default()
+    };
     d.spec.replicas = replicas;
     d.spec.selector = labels.clone();
     d.spec.template = PodTemplateSpec {
