@@ -93,7 +93,24 @@ fn nginx_deployment(replicas: i32) -> Deployment {
 }
 
 /// Starts the fake apiserver, two controller-managers, a scheduler and three kubelets.
+/// Component settings a scenario may shorten.
+#[derive(Clone, Default)]
+struct ClusterOptions {
+    controller_manager: ControllerManagerConfig,
+    kubelet: KubeletConfig,
+}
+
 fn start_cluster(server: &Arc<FakeApiServer>, recorder: &Arc<Recorder>) -> Vec<Arc<KubeletState>> {
+    start_cluster_with(server, recorder, ClusterOptions::default())
+}
+
+/// Starts the fake apiserver, controller-managers `cm-1` and `cm-2`, a scheduler and
+/// kubelets `worker-1..3`.
+fn start_cluster_with(
+    server: &Arc<FakeApiServer>,
+    recorder: &Arc<Recorder>,
+    options: ClusterOptions,
+) -> Vec<Arc<KubeletState>> {
     let handle = madsim::runtime::Handle::current();
     let addr: SocketAddr = APISERVER.parse().unwrap();
     let node = handle.create_node().name("apiserver").ip(addr.ip()).build();
@@ -107,7 +124,7 @@ fn start_cluster(server: &Arc<FakeApiServer>, recorder: &Arc<Recorder>) -> Vec<A
             .name(&identity)
             .ip(ip.parse::<IpAddr>().unwrap())
             .build();
-        let mut config = ControllerManagerConfig::default();
+        let mut config = options.controller_manager.clone();
         config.leader_election.identity = identity;
         let observer = observer();
         node.spawn(async move {
@@ -147,11 +164,11 @@ fn start_cluster(server: &Arc<FakeApiServer>, recorder: &Arc<Recorder>) -> Vec<A
                 .name(&name)
                 .ip(format!("10.0.3.{idx}").parse::<IpAddr>().unwrap())
                 .build();
-            let (s, observer) = (state.clone(), observer());
+            let (s, observer, options) = (state.clone(), observer(), options.clone());
             node.spawn(async move {
                 let config = KubeletConfig {
                     node_name: name.clone(),
-                    ..KubeletConfig::default()
+                    ..options.kubelet
                 };
                 let client = client(&format!("system:node:{name}")).await;
                 kubelet::run(config, client, Clock::new(), s, observer).await
@@ -265,5 +282,116 @@ async fn nginx_deployment_reaches_three_running_pods_on_ready_nodes_within_30s()
         deployment.status.ready_replicas, 3,
         "{:?}",
         deployment.status
+    );
+}
+
+async fn create_nginx(server: &FakeApiServer, replicas: i32) {
+    server
+        .apply(Operation::Create {
+            object: Object::Deployment(nginx_deployment(replicas)),
+            fence: None,
+        })
+        .expect("kubectl create deployment");
+}
+
+/// Waits up to `limit_s` simulated seconds for `n` pods, all Running on Ready nodes.
+async fn wait_for_running(
+    server: &FakeApiServer,
+    n: usize,
+    limit_s: u64,
+) -> Vec<(String, String, PodPhase)> {
+    for _ in 0..limit_s {
+        let pods = pods_on_ready_nodes(server);
+        if pods.len() == n && pods.iter().all(|(_, _, phase)| *phase == PodPhase::Running) {
+            return pods;
+        }
+        madsim::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!(
+        "not {n} Running pods within {limit_s} s: {:?}",
+        pods_on_ready_nodes(server)
+    );
+}
+
+fn current_leader(recorder: &Recorder, component: &str) -> (String, u32) {
+    let leaders = recorder.leaders.lock().unwrap();
+    let (_, identity, epoch) = leaders
+        .iter()
+        .rev()
+        .find(|(c, _, _)| c == component)
+        .expect("a leader");
+    (identity.clone(), *epoch)
+}
+
+#[madsim::test]
+async fn controller_manager_failover_after_leader_crash_then_scale_up() {
+    let server = FakeApiServer::new();
+    let recorder = Arc::new(Recorder::default());
+    start_cluster(&server, &recorder);
+    create_nginx(&server, 3).await;
+    wait_for_running(&server, 3, 30).await;
+    let (old_leader, old_epoch) = current_leader(&recorder, controller_manager::COMPONENT);
+
+    madsim::runtime::Handle::current().kill(old_leader.as_str());
+    let mut deployment = server.objects(Resource::Deployments).remove(0);
+    if let Object::Deployment(d) = &mut deployment {
+        d.spec.replicas = 5;
+    }
+    server
+        .apply(Operation::Update {
+            object: deployment,
+            fence: None,
+        })
+        .expect("kubectl scale");
+
+    // The standby takes over once the lease (15 s) expires, then scales up.
+    wait_for_running(&server, 5, 40).await;
+    let (new_leader, new_epoch) = current_leader(&recorder, controller_manager::COMPONENT);
+    assert_ne!(new_leader, old_leader);
+    assert_eq!(new_epoch, old_epoch + 1, "a takeover starts a new epoch");
+}
+
+#[madsim::test]
+async fn silent_kubelet_node_goes_not_ready_and_its_pod_is_replaced_elsewhere() {
+    let server = FakeApiServer::new();
+    let recorder = Arc::new(Recorder::default());
+    let mut options = ClusterOptions::default();
+    options.kubelet.node_lease_renew_interval_ms = 1_000;
+    options
+        .controller_manager
+        .node_lifecycle
+        .node_monitor_period_ms = 1_000;
+    options
+        .controller_manager
+        .node_lifecycle
+        .node_monitor_grace_period_ms = 4_000;
+    options
+        .controller_manager
+        .node_lifecycle
+        .pod_eviction_timeout_ms = 5_000;
+    start_cluster_with(&server, &recorder, options);
+    create_nginx(&server, 3).await;
+    let before = wait_for_running(&server, 3, 30).await;
+
+    madsim::runtime::Handle::current().kill("worker-1");
+    // Grace (4 s) + eviction (5 s) + monitor periods, then a new pod on another node.
+    madsim::time::sleep(Duration::from_secs(15)).await;
+    let after = wait_for_running(&server, 3, 20).await;
+    assert!(
+        after.iter().all(|(_, node, _)| node != "worker-1"),
+        "{after:?}"
+    );
+    let worker_1 = server
+        .objects(Resource::Nodes)
+        .into_iter()
+        .filter_map(Object::into_node)
+        .find(|n| n.metadata.name == "worker-1")
+        .unwrap();
+    assert!(!worker_1.status.ready);
+    let replaced: Vec<_> = before.iter().filter(|p| !after.contains(p)).collect();
+    assert_eq!(
+        replaced.len(),
+        1,
+        "exactly worker-1's pod was evicted: {replaced:?}"
     );
 }
