@@ -1,0 +1,117 @@
+//! kube-controller-manager: leader election on `kube-system/kube-controller-manager` and,
+//! while leading, the deployment, replicaset and node-lifecycle controllers over shared
+//! informers. Every write of a term carries that term's lease fence (when fencing is on).
+//! Losing leadership aborts the term's informers and workers at once; winning it again
+//! starts fresh ones (with empty caches and expectations, as a restarted Kubernetes
+//! controller-manager would).
+
+use std::sync::Arc;
+
+use api::{ApiClient, Clock, Resource};
+
+use crate::deployment::{DeploymentController, DeploymentControllerConfig};
+use crate::driver::TaskGroup;
+use crate::informer::{Informer, InformerConfig};
+use crate::leader_election::{run_while_leader, LeaderElectionConfig, LeaderHandle};
+use crate::node_lifecycle::{NodeLifecycleConfig, NodeLifecycleController, NODE_LEASE_NAMESPACE};
+use crate::observer::ControllerObserver;
+use crate::replicaset::{ReplicaSetConfig, ReplicaSetController};
+
+pub const COMPONENT: &str = "kube-controller-manager";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerManagerConfig {
+    /// Lease `kube-system/kube-controller-manager`; the simulator sets `identity` per
+    /// instance and may switch `fencing` off.
+    pub leader_election: LeaderElectionConfig,
+    pub informer: InformerConfig,
+    pub deployment: DeploymentControllerConfig,
+    pub replica_set: ReplicaSetConfig,
+    pub node_lifecycle: NodeLifecycleConfig,
+}
+
+impl Default for ControllerManagerConfig {
+    fn default() -> Self {
+        Self {
+            leader_election: LeaderElectionConfig::for_lease(
+                "kube-system",
+                "kube-controller-manager",
+                "kube-controller-manager",
+            ),
+            informer: InformerConfig::default(),
+            deployment: DeploymentControllerConfig::default(),
+            replica_set: ReplicaSetConfig::default(),
+            node_lifecycle: NodeLifecycleConfig::default(),
+        }
+    }
+}
+
+/// The controller-manager's entry point. Runs until the node is killed.
+pub async fn run(
+    config: ControllerManagerConfig,
+    client: ApiClient,
+    clock: Clock,
+    observer: Option<Arc<dyn ControllerObserver>>,
+) {
+    let election = config.leader_election.clone();
+    run_while_leader(
+        election,
+        COMPONENT,
+        client.clone(),
+        clock.clone(),
+        observer,
+        |leader| start_term(&config, &client, &clock, leader),
+    )
+    .await
+}
+
+fn start_term(
+    config: &ControllerManagerConfig,
+    client: &ApiClient,
+    clock: &Clock,
+    leader: LeaderHandle,
+) -> TaskGroup {
+    let mut tasks = TaskGroup::new();
+    let informer =
+        |resource, namespace| Informer::new(resource, namespace, config.informer.clone());
+    let deployments = informer(Resource::Deployments, "");
+    let replica_sets = informer(Resource::ReplicaSets, "");
+    let pods = informer(Resource::Pods, "");
+    let nodes = informer(Resource::Nodes, "");
+    let node_leases = informer(Resource::Leases, NODE_LEASE_NAMESPACE);
+
+    // Controllers subscribe before the informers start, so they miss no event.
+    DeploymentController {
+        config: config.deployment.clone(),
+        client: client.clone(),
+        leader: leader.clone(),
+        deployments: deployments.clone(),
+        replica_sets: replica_sets.clone(),
+    }
+    .start(&mut tasks);
+    ReplicaSetController {
+        config: config.replica_set.clone(),
+        client: client.clone(),
+        clock: clock.clone(),
+        leader: leader.clone(),
+        replica_sets: replica_sets.clone(),
+        pods: pods.clone(),
+    }
+    .start(&mut tasks);
+    NodeLifecycleController {
+        config: config.node_lifecycle.clone(),
+        client: client.clone(),
+        clock: clock.clone(),
+        leader,
+        nodes: nodes.clone(),
+        node_leases: node_leases.clone(),
+        pods: pods.clone(),
+    }
+    .start(&mut tasks);
+
+    for informer in [deployments, replica_sets, pods, nodes, node_leases] {
+        let client = client.clone();
+        tasks.spawn(async move { informer.run(client).await });
+    }
+    tasks
+}

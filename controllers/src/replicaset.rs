@@ -1,0 +1,691 @@
+//! The replicaset controller: creates and deletes pods so that each ReplicaSet has
+//! `spec.replicas` active pods, and reports status.
+//!
+//! Expectations (Kubernetes `ControllerExpectations`): after issuing N creates (or
+//! deletes) for a ReplicaSet, the controller does not act on that ReplicaSet again until
+//! its pod informer has observed them, or until they expire (5 minutes of this node's
+//! clock). Without them a sync that runs before the informer has caught up sees too few
+//! pods and creates more (DESIGN.md §1).
+//!
+//! [`ReplicaSetSync`] is the sans-IO core (ReplicaSet, pods, time in; actions out; pod
+//! events update its expectations); [`ReplicaSetController`] is the async driver.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use api::{
+    ApiClient, ApiError, Clock, Object, ObjectMeta, OwnerReference, Pod, PodPhase, PodStatus,
+    ReplicaSet, Resource, ResourceVersion,
+};
+use madsim::rand::Rng;
+
+use crate::driver::{run_resync, run_worker, wait_for_cache_sync, SyncError, TaskGroup};
+use crate::informer::{key_of, object_key, Informer, InformerEvent};
+use crate::leader_election::LeaderHandle;
+use crate::workqueue::{SharedWorkQueue, WorkQueueConfig};
+
+/// Kubernetes' `ExpectationsTimeout`: 5 minutes.
+pub const EXPECTATIONS_TIMEOUT_MS: u64 = 5 * 60 * 1_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaSetConfig {
+    /// Most creates or deletes issued by one sync (Kubernetes' `burstReplicas`: 500).
+    pub burst_replicas: usize,
+    /// How long unmet expectations block a ReplicaSet (Kubernetes: 5 minutes).
+    pub expectations_timeout_ms: u64,
+    /// Every ReplicaSet is re-synced this often (30 s; see the deployment controller).
+    pub resync_period_ms: u64,
+    pub workqueue: WorkQueueConfig,
+    /// PLANTED BUG (`kubesim --bug rs-no-expectations`), default off. When on, the
+    /// controller ignores its expectations and acts on whatever its informer cache shows.
+    /// A stale cache (the informer has not yet seen the pods just created) then makes it
+    /// create too many pods; kubesim's convergence checker (invariant 13, "no more pods
+    /// than desired at rest", and the created-pods count in the history) must catch it.
+    pub planted_bug_no_expectations: bool,
+}
+
+impl Default for ReplicaSetConfig {
+    fn default() -> Self {
+        Self {
+            burst_replicas: 500,
+            expectations_timeout_ms: EXPECTATIONS_TIMEOUT_MS,
+            resync_period_ms: 30_000,
+            workqueue: WorkQueueConfig::default(),
+            planted_bug_no_expectations: false,
+        }
+    }
+}
+
+/// Outstanding creates and deletes of one ReplicaSet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Expectation {
+    creates_pending: i64,
+    /// Keys of pods whose deletion has not been observed yet (Kubernetes tracks deletes
+    /// by pod key too: `UIDTrackingControllerExpectations`).
+    deletes_pending: BTreeSet<String>,
+    set_at_ms: u64,
+}
+
+/// ControllerExpectations keyed by ReplicaSet key.
+#[derive(Clone, Debug, Default)]
+pub struct Expectations {
+    records: BTreeMap<String, Expectation>,
+    timeout_ms: u64,
+}
+
+impl Expectations {
+    pub fn new(timeout_ms: u64) -> Self {
+        Self {
+            records: BTreeMap::new(),
+            timeout_ms,
+        }
+    }
+
+    /// Whether the controller may act on `rs_key`: nothing outstanding, or it expired.
+    pub fn satisfied(&self, rs_key: &str, now_ms: u64) -> bool {
+        match self.records.get(rs_key) {
+            None => true,
+            Some(e) => {
+                (e.creates_pending <= 0 && e.deletes_pending.is_empty())
+                    || now_ms.saturating_sub(e.set_at_ms) > self.timeout_ms
+            }
+        }
+    }
+
+    pub fn expect_creations(&mut self, rs_key: &str, n: usize, now_ms: u64) {
+        self.records.insert(
+            rs_key.to_string(),
+            Expectation {
+                creates_pending: n as i64,
+                deletes_pending: BTreeSet::new(),
+                set_at_ms: now_ms,
+            },
+        );
+    }
+
+    pub fn expect_deletions(&mut self, rs_key: &str, pod_keys: BTreeSet<String>, now_ms: u64) {
+        self.records.insert(
+            rs_key.to_string(),
+            Expectation {
+                creates_pending: 0,
+                deletes_pending: pod_keys,
+                set_at_ms: now_ms,
+            },
+        );
+    }
+
+    /// A pod of `rs_key` appeared, or a create failed and will never appear.
+    pub fn creation_observed(&mut self, rs_key: &str) {
+        if let Some(e) = self.records.get_mut(rs_key) {
+            e.creates_pending -= 1;
+        }
+    }
+
+    /// A pod of `rs_key` disappeared, or its delete failed and will never be observed.
+    pub fn deletion_observed(&mut self, rs_key: &str, pod_key: &str) {
+        if let Some(e) = self.records.get_mut(rs_key) {
+            e.deletes_pending.remove(pod_key);
+        }
+    }
+
+    pub fn forget(&mut self, rs_key: &str) {
+        self.records.remove(rs_key);
+    }
+}
+
+// A handful per sync: boxing the ReplicaSet would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplicaSetAction {
+    /// Create this many pods from the template (names are chosen by the driver).
+    CreatePods(usize),
+    DeletePods(Vec<Pod>),
+    /// Write the ReplicaSet's status subresource.
+    UpdateStatus(ReplicaSet),
+}
+
+/// Whether `pod` is controlled by `rs`.
+pub fn is_owned_by(pod: &Pod, rs: &ReplicaSet) -> bool {
+    pod.metadata.controller_owner().is_some_and(|o| {
+        o.kind == "ReplicaSet" && o.uid == rs.metadata.uid && o.name == rs.metadata.name
+    })
+}
+
+/// Kubernetes' `IsPodActive`: not terminating and not finished.
+pub fn is_active(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp_ms.is_none()
+        && !matches!(pod.status.phase, PodPhase::Succeeded | PodPhase::Failed)
+}
+
+/// The ReplicaSet key of the controller owning `pod`, if a ReplicaSet owns it.
+pub fn owner_rs_key(pod: &Pod) -> Option<String> {
+    pod.metadata
+        .controller_owner()
+        .filter(|o| o.kind == "ReplicaSet")
+        .map(|o| object_key(&pod.metadata.namespace, &o.name))
+}
+
+/// Which pods to delete first when scaling down (Kubernetes' `ActivePods` order, reduced
+/// to the fields kubesim has): unscheduled before scheduled, pending before running,
+/// newer before older, then by name for determinism.
+fn deletion_rank(pod: &Pod) -> (bool, u8, std::cmp::Reverse<u64>, String) {
+    let phase_rank = match pod.status.phase {
+        PodPhase::Pending => 0,
+        PodPhase::Unknown => 1,
+        _ => 2,
+    };
+    (
+        pod.spec.node_name.is_some(),
+        phase_rank,
+        std::cmp::Reverse(pod.metadata.creation_timestamp_ms),
+        pod.metadata.name.clone(),
+    )
+}
+
+/// The pure reconcile of one ReplicaSet: `pods` are the pods of its namespace as the cache
+/// shows them; `may_act` is whether expectations allow creates and deletes.
+pub fn reconcile_replica_set(
+    rs: &ReplicaSet,
+    pods: &[Pod],
+    may_act: bool,
+    burst_replicas: usize,
+) -> Vec<ReplicaSetAction> {
+    let mut active: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| is_owned_by(p, rs) && is_active(p))
+        .collect();
+    let desired = rs.spec.replicas.max(0) as usize;
+    let mut actions = Vec::new();
+    if may_act {
+        if active.len() < desired {
+            actions.push(ReplicaSetAction::CreatePods(
+                (desired - active.len()).min(burst_replicas),
+            ));
+        } else if active.len() > desired {
+            active.sort_by_key(|p| deletion_rank(p));
+            let n_delete = (active.len() - desired).min(burst_replicas);
+            actions.push(ReplicaSetAction::DeletePods(
+                active[..n_delete].iter().map(|p| (*p).clone()).collect(),
+            ));
+        }
+    }
+    let mut status = rs.status.clone();
+    status.replicas = active.len() as i32;
+    status.ready_replicas = active
+        .iter()
+        .filter(|p| p.status.phase == PodPhase::Running)
+        .count() as i32;
+    status.observed_generation = rs.metadata.generation;
+    if status != rs.status {
+        let mut updated = rs.clone();
+        updated.status = status;
+        actions.push(ReplicaSetAction::UpdateStatus(updated));
+    }
+    actions
+}
+
+/// A new pod for `rs` named `<rs-name>-<suffix>`: template labels and spec, an owner
+/// reference to the ReplicaSet, Pending and unbound.
+pub fn new_pod(rs: &ReplicaSet, suffix: &str) -> Pod {
+    let mut metadata = ObjectMeta::named(
+        &rs.metadata.namespace,
+        format!("{}-{suffix}", rs.metadata.name),
+    );
+    metadata.labels = rs.spec.template.labels.clone();
+    metadata.owner_references = vec![OwnerReference {
+        kind: "ReplicaSet".into(),
+        name: rs.metadata.name.clone(),
+        uid: rs.metadata.uid.clone(),
+        controller: true,
+    }];
+    let mut spec = rs.spec.template.spec.clone();
+    spec.node_name = None;
+    Pod {
+        metadata,
+        spec,
+        status: PodStatus::default(),
+    }
+}
+
+/// Kubernetes' generateName suffix: 5 characters from its safe lowercase alphabet,
+/// drawn from the simulator's seeded rng.
+pub fn random_pod_suffix() -> String {
+    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = madsim::rand::thread_rng();
+    (0..5)
+        .map(|_| ALPHANUMS[rng.gen_range(0..ALPHANUMS.len())] as char)
+        .collect()
+}
+
+/// The sans-IO core: reconcile plus expectations.
+#[derive(Clone, Debug)]
+pub struct ReplicaSetSync {
+    config: ReplicaSetConfig,
+    expectations: Expectations,
+}
+
+impl ReplicaSetSync {
+    pub fn new(config: ReplicaSetConfig) -> Self {
+        let expectations = Expectations::new(config.expectations_timeout_ms);
+        Self {
+            config,
+            expectations,
+        }
+    }
+
+    pub fn expectations(&self) -> &Expectations {
+        &self.expectations
+    }
+
+    /// One sync of `rs` at `now_ms` (this node's clock); records expectations for the
+    /// creates and deletes it asks for.
+    pub fn sync(&mut self, rs: &ReplicaSet, pods: &[Pod], now_ms: u64) -> Vec<ReplicaSetAction> {
+        let rs_key = object_key(&rs.metadata.namespace, &rs.metadata.name);
+        // PLANTED BUG (planted_bug_no_expectations): acting regardless of expectations.
+        let may_act =
+            self.config.planted_bug_no_expectations || self.expectations.satisfied(&rs_key, now_ms);
+        let actions = reconcile_replica_set(rs, pods, may_act, self.config.burst_replicas);
+        for action in &actions {
+            match action {
+                ReplicaSetAction::CreatePods(n) => {
+                    self.expectations.expect_creations(&rs_key, *n, now_ms)
+                }
+                ReplicaSetAction::DeletePods(pods) => self.expectations.expect_deletions(
+                    &rs_key,
+                    pods.iter()
+                        .map(|p| object_key(&p.metadata.namespace, &p.metadata.name))
+                        .collect(),
+                    now_ms,
+                ),
+                ReplicaSetAction::UpdateStatus(_) => {}
+            }
+        }
+        actions
+    }
+
+    /// Feeds a pod informer event into the expectations.
+    pub fn pod_event(&mut self, event: &InformerEvent) {
+        let Some(pod) = event.object().as_pod() else {
+            return;
+        };
+        let Some(rs_key) = owner_rs_key(pod) else {
+            return;
+        };
+        match event {
+            InformerEvent::Added(_) => self.expectations.creation_observed(&rs_key),
+            InformerEvent::Deleted(_) => self
+                .expectations
+                .deletion_observed(&rs_key, &key_of(event.object())),
+            InformerEvent::Modified { .. } => {}
+        }
+    }
+
+    /// A create was refused or lost: it will never be observed.
+    pub fn create_failed(&mut self, rs_key: &str) {
+        self.expectations.creation_observed(rs_key);
+    }
+
+    /// A delete was refused: the pod will not disappear because of it.
+    pub fn delete_failed(&mut self, rs_key: &str, pod_key: &str) {
+        self.expectations.deletion_observed(rs_key, pod_key);
+    }
+
+    pub fn replica_set_deleted(&mut self, rs_key: &str) {
+        self.expectations.forget(rs_key);
+    }
+}
+
+/// The controller's driver for one leadership term.
+pub struct ReplicaSetController {
+    pub config: ReplicaSetConfig,
+    pub client: ApiClient,
+    pub clock: Clock,
+    pub leader: LeaderHandle,
+    pub replica_sets: Informer,
+    pub pods: Informer,
+}
+
+struct Running {
+    client: ApiClient,
+    clock: Clock,
+    leader: LeaderHandle,
+    replica_sets: Informer,
+    pods: Informer,
+    core: Arc<Mutex<ReplicaSetSync>>,
+}
+
+impl ReplicaSetController {
+    /// Subscribes to the informers and spawns the worker and resync into `tasks`.
+    pub fn start(self, tasks: &mut TaskGroup) {
+        let queue = SharedWorkQueue::new(self.config.workqueue.clone());
+        let core = Arc::new(Mutex::new(ReplicaSetSync::new(self.config.clone())));
+        let q = queue.clone();
+        let c = core.clone();
+        self.pods.subscribe(Box::new(move |event: &InformerEvent| {
+            c.lock().expect("rs core").pod_event(event);
+            if let Some(rs_key) = event.object().as_pod().and_then(owner_rs_key) {
+                q.add(&rs_key);
+            }
+        }));
+        let q = queue.clone();
+        let c = core.clone();
+        self.replica_sets
+            .subscribe(Box::new(move |event: &InformerEvent| {
+                let key = key_of(event.object());
+                if matches!(event, InformerEvent::Deleted(_)) {
+                    c.lock().expect("rs core").replica_set_deleted(&key);
+                }
+                q.add(&key);
+            }));
+        let replica_sets = self.replica_sets.clone();
+        let q = queue.clone();
+        let period_ms = self.config.resync_period_ms;
+        tasks.spawn(async move {
+            run_resync(q, period_ms, move || {
+                replica_sets.cache().objects().keys().cloned().collect()
+            })
+            .await
+        });
+        let running = Arc::new(Running {
+            client: self.client,
+            clock: self.clock,
+            leader: self.leader.clone(),
+            replica_sets: self.replica_sets,
+            pods: self.pods,
+            core,
+        });
+        let leader = self.leader;
+        tasks.spawn(async move {
+            wait_for_cache_sync(&[&running.replica_sets, &running.pods]).await;
+            run_worker(queue, Some(leader), move |key| {
+                let running = running.clone();
+                async move { running.sync(&key).await }
+            })
+            .await
+        });
+    }
+}
+
+impl Running {
+    async fn sync(&self, key: &str) -> Result<(), SyncError> {
+        let Some(rs) = self
+            .replica_sets
+            .get(key)
+            .and_then(Object::into_replica_set)
+        else {
+            return Ok(());
+        };
+        let pods: Vec<Pod> = self
+            .pods
+            .list()
+            .into_iter()
+            .filter_map(Object::into_pod)
+            .filter(|p| p.metadata.namespace == rs.metadata.namespace)
+            .collect();
+        let actions = self
+            .core
+            .lock()
+            .expect("rs core")
+            .sync(&rs, &pods, self.clock.now_ms());
+        let mut first_error = None;
+        for action in actions {
+            let result = match action {
+                ReplicaSetAction::CreatePods(n) => self.create_pods(key, &rs, n).await,
+                ReplicaSetAction::DeletePods(pods) => self.delete_pods(key, pods).await,
+                ReplicaSetAction::UpdateStatus(updated) => {
+                    let fence = self.leader.write_fence()?;
+                    match self
+                        .client
+                        .update_status(Object::ReplicaSet(updated), fence)
+                        .await
+                    {
+                        Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            };
+            if let Err(e) = result {
+                if e == SyncError::NotLeader {
+                    return Err(e);
+                }
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Issues `n` creates; each failed one lowers the expectations (it will never be
+    /// observed). Stops at leadership loss, lowering the expectations of those not sent.
+    async fn create_pods(&self, rs_key: &str, rs: &ReplicaSet, n: usize) -> Result<(), SyncError> {
+        let mut first_error = None;
+        for created in 0..n {
+            let fence = match self.leader.write_fence() {
+                Ok(fence) => fence,
+                Err(not_leader) => {
+                    let mut core = self.core.lock().expect("rs core");
+                    for _ in created..n {
+                        core.create_failed(rs_key);
+                    }
+                    return Err(not_leader.into());
+                }
+            };
+            let mut pod = new_pod(rs, &random_pod_suffix());
+            pod.metadata.creation_timestamp_ms = self.clock.now_ms();
+            if let Err(e) = self.client.create(Object::Pod(pod), fence).await {
+                self.core.lock().expect("rs core").create_failed(rs_key);
+                first_error.get_or_insert(SyncError::Api(e));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn delete_pods(&self, rs_key: &str, pods: Vec<Pod>) -> Result<(), SyncError> {
+        let mut first_error = None;
+        for pod in &pods {
+            let pod_key = object_key(&pod.metadata.namespace, &pod.metadata.name);
+            let fence = match self.leader.write_fence() {
+                Ok(fence) => fence,
+                Err(not_leader) => {
+                    self.core
+                        .lock()
+                        .expect("rs core")
+                        .delete_failed(rs_key, &pod_key);
+                    first_error.get_or_insert(not_leader.into());
+                    continue;
+                }
+            };
+            let precondition: Option<ResourceVersion> = None;
+            match self
+                .client
+                .delete(
+                    Resource::Pods,
+                    &pod.metadata.namespace,
+                    &pod.metadata.name,
+                    precondition,
+                    fence,
+                )
+                .await
+            {
+                Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                Err(e) => {
+                    self.core
+                        .lock()
+                        .expect("rs core")
+                        .delete_failed(rs_key, &pod_key);
+                    first_error.get_or_insert(SyncError::Api(e));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::Labels;
+
+    fn rs(replicas: i32) -> ReplicaSet {
+        let mut rs = ReplicaSet {
+            metadata: ObjectMeta::named("default", "nginx-deployment-abc"),
+            ..ReplicaSet::default()
+        };
+        rs.metadata.uid = "uid-rs".into();
+        rs.metadata.generation = 1;
+        rs.spec.replicas = replicas;
+        let labels: Labels = [("app".to_string(), "nginx".to_string())].into();
+        rs.spec.selector = labels.clone();
+        rs.spec.template.labels = labels;
+        rs
+    }
+
+    fn pod_of(rs: &ReplicaSet, suffix: &str, phase: PodPhase) -> Pod {
+        let mut p = new_pod(rs, suffix);
+        p.status.phase = phase;
+        p
+    }
+
+    fn creates(actions: &[ReplicaSetAction]) -> usize {
+        actions
+            .iter()
+            .map(|a| match a {
+                ReplicaSetAction::CreatePods(n) => *n,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// The pod informer has not caught up with the creates of the first sync: the second
+    /// sync sees the same empty cache.
+    fn stale_cache_scenario(planted_bug: bool) -> (usize, usize) {
+        let mut core = ReplicaSetSync::new(ReplicaSetConfig {
+            planted_bug_no_expectations: planted_bug,
+            ..ReplicaSetConfig::default()
+        });
+        let rs = rs(3);
+        let first = creates(&core.sync(&rs, &[], 1_000));
+        let second = creates(&core.sync(&rs, &[], 1_100));
+        (first, second)
+    }
+
+    #[test]
+    fn expectations_suppress_duplicate_creates_from_a_stale_cache() {
+        assert_eq!(stale_cache_scenario(false), (3, 0));
+    }
+
+    #[test]
+    fn planted_bug_over_creates_from_a_stale_cache() {
+        assert_eq!(stale_cache_scenario(true), (3, 3));
+    }
+
+    #[test]
+    fn expectations_are_met_by_observed_pods_or_expire() {
+        let rs = rs(3);
+        let mut core = ReplicaSetSync::new(ReplicaSetConfig::default());
+        assert_eq!(creates(&core.sync(&rs, &[], 0)), 3);
+        let pods: Vec<Pod> = ["a", "b"]
+            .iter()
+            .map(|s| pod_of(&rs, s, PodPhase::Pending))
+            .collect();
+        for p in &pods {
+            core.pod_event(&InformerEvent::Added(Object::Pod(p.clone())));
+        }
+        assert!(!core
+            .expectations()
+            .satisfied("default/nginx-deployment-abc", 1));
+        // Third create failed at the apiserver: it will never be observed.
+        core.create_failed("default/nginx-deployment-abc");
+        assert_eq!(
+            creates(&core.sync(&rs, &pods, 2)),
+            1,
+            "acts again once satisfied"
+        );
+
+        // Unobserved creates block until the 5-minute expiry of this node's clock.
+        assert_eq!(creates(&core.sync(&rs, &pods, 3)), 0);
+        assert_eq!(
+            creates(&core.sync(&rs, &pods, 2 + EXPECTATIONS_TIMEOUT_MS)),
+            0
+        );
+        assert_eq!(
+            creates(&core.sync(&rs, &pods, 3 + EXPECTATIONS_TIMEOUT_MS)),
+            1
+        );
+    }
+
+    #[test]
+    fn scale_down_deletes_unscheduled_and_pending_first_and_waits_for_deletions() {
+        let rs = rs(1);
+        let mut running = pod_of(&rs, "run", PodPhase::Running);
+        running.spec.node_name = Some("n1".into());
+        let mut bound = pod_of(&rs, "bound", PodPhase::Pending);
+        bound.spec.node_name = Some("n2".into());
+        let unbound = pod_of(&rs, "new", PodPhase::Pending);
+        let pods = vec![running.clone(), bound.clone(), unbound.clone()];
+        let mut core = ReplicaSetSync::new(ReplicaSetConfig::default());
+        let actions = core.sync(&rs, &pods, 0);
+        let ReplicaSetAction::DeletePods(deleted) = &actions[0] else {
+            panic!("expected deletes, got {actions:?}");
+        };
+        let names: Vec<&str> = deleted.iter().map(|p| p.metadata.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["nginx-deployment-abc-new", "nginx-deployment-abc-bound"]
+        );
+        // Stale cache still shows all three: no second round of deletes.
+        assert!(!core
+            .sync(&rs, &pods, 1)
+            .iter()
+            .any(|a| matches!(a, ReplicaSetAction::DeletePods(_))));
+        core.pod_event(&InformerEvent::Deleted(Object::Pod(unbound)));
+        core.pod_event(&InformerEvent::Deleted(Object::Pod(bound)));
+        assert!(core
+            .expectations()
+            .satisfied("default/nginx-deployment-abc", 2));
+        assert!(core
+            .sync(&rs, &[running], 2)
+            .iter()
+            .all(|a| matches!(a, ReplicaSetAction::UpdateStatus(_))));
+    }
+
+    #[test]
+    fn status_counts_active_and_running_pods_of_this_replica_set_only() {
+        let rs = rs(3);
+        let mut other = pod_of(&rs, "other", PodPhase::Running);
+        other.metadata.owner_references[0].uid = "uid-other".into();
+        let mut finished = pod_of(&rs, "done", PodPhase::Succeeded);
+        finished.spec.node_name = Some("n1".into());
+        let pods = vec![
+            pod_of(&rs, "a", PodPhase::Running),
+            pod_of(&rs, "b", PodPhase::Pending),
+            pod_of(&rs, "c", PodPhase::Running),
+            other,
+            finished,
+        ];
+        let actions = reconcile_replica_set(&rs, &pods, true, 500);
+        assert_eq!(
+            actions.len(),
+            1,
+            "3 active pods: nothing to create or delete"
+        );
+        let ReplicaSetAction::UpdateStatus(updated) = &actions[0] else {
+            panic!("expected status update");
+        };
+        assert_eq!(
+            (updated.status.replicas, updated.status.ready_replicas),
+            (3, 2)
+        );
+        assert_eq!(updated.status.observed_generation, 1);
+    }
+
+    #[test]
+    fn new_pods_carry_template_labels_and_owner() {
+        let rs = rs(1);
+        let pod = new_pod(&rs, "x2b4z");
+        assert_eq!(pod.metadata.name, "nginx-deployment-abc-x2b4z");
+        assert_eq!(pod.metadata.labels, rs.spec.template.labels);
+        assert!(is_owned_by(&pod, &rs));
+        assert_eq!(pod.spec.node_name, None);
+        assert_eq!(pod.status.phase, PodPhase::Pending);
+    }
+}
