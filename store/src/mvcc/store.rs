@@ -1,0 +1,529 @@
+//! The MVCC state machine: etcd's `mvcc` package (kvstore.go, kvstore_txn.go) plus the
+//! apply logic of `etcdserver/apply.go` (Txn compares, prev_kv, the one-revision-per-request
+//! rule). Pure: requests in, responses and watch events out.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::key_index::KeyHistory;
+use super::validate;
+use crate::api::{
+    CompactRequest, CompactResponse, Compare, CompareOp, CompareTarget, DeleteRangeRequest,
+    DeleteRangeResponse, Event, EventKind, KeyRange, KeyValue, Mutation, MutationResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp,
+    Revision, StoreError, TxnRequest, TxnResponse,
+};
+
+/// etcd: an empty store is at revision 1 (revision 0 is never a valid store revision).
+const INITIAL_REVISION: Revision = 1;
+
+/// An etcd-like multi-version key-value store.
+///
+/// Revisions: every request that writes at least one key adds exactly 1 to the store
+/// revision (a Txn's writes share one revision); a request that writes nothing leaves it.
+/// History since the last compaction is kept both per key (for reads at past revisions) and
+/// per revision (for watch catch-up). History grows until the owner compacts: the bound is
+/// the compaction policy of whoever drives this store.
+#[derive(Debug)]
+pub struct Mvcc {
+    keys: BTreeMap<String, KeyHistory>,
+    /// Every revision above `compacted_revision` that wrote something, with its events in
+    /// execution order (etcd's sub-revision order).
+    events: BTreeMap<Revision, Vec<Event>>,
+    current_revision: Revision,
+    /// 0 if never compacted.
+    compacted_revision: Revision,
+}
+
+/// Everything an [`Mvcc`] holds, for `snapshot save` and Raft snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MvccSnapshot {
+    keys: BTreeMap<String, KeyHistory>,
+    events: BTreeMap<Revision, Vec<Event>>,
+    current_revision: Revision,
+    compacted_revision: Revision,
+}
+
+/// The writes of one request, all at `revision` (= current + 1) until it commits.
+struct WriteBatch {
+    revision: Revision,
+    events: Vec<Event>,
+}
+
+impl Default for Mvcc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Mvcc {
+    pub fn new() -> Self {
+        Self {
+            keys: BTreeMap::new(),
+            events: BTreeMap::new(),
+            current_revision: INITIAL_REVISION,
+            compacted_revision: 0,
+        }
+    }
+
+    pub fn current_revision(&self) -> Revision {
+        self.current_revision
+    }
+
+    pub fn compacted_revision(&self) -> Revision {
+        self.compacted_revision
+    }
+
+    /// etcd `Range`: the header carries the current revision whatever revision was read.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        self.range_as_of(req, self.current_revision)
+    }
+
+    /// Static checks done before proposing; see [`validate`](super::validate).
+    pub fn validate(m: &Mutation) -> Result<(), StoreError> {
+        validate::validate(m)
+    }
+
+    /// Applies a committed mutation. Every check that can fail runs before the first write,
+    /// so an `Err` leaves the store exactly as it was (and every member agrees on it, since
+    /// the checks depend only on the request and the deterministic store state).
+    pub fn apply(&mut self, m: &Mutation) -> Result<(MutationResponse, Vec<Event>), StoreError> {
+        validate::validate(m)?;
+        let mut batch = WriteBatch {
+            revision: self.current_revision + 1,
+            events: Vec::new(),
+        };
+        let response = match m {
+            Mutation::Put(put) => MutationResponse::Put(self.put(&mut batch, put)),
+            Mutation::DeleteRange(delete) => {
+                MutationResponse::DeleteRange(self.delete_range(&mut batch, delete))
+            }
+            Mutation::Txn(txn) => MutationResponse::Txn(self.txn(&mut batch, txn)?),
+            Mutation::Compact(compact) => MutationResponse::Compact(self.compact(compact)?),
+        };
+        let events = self.commit(batch);
+        let response = with_header_revision(response, self.current_revision);
+        Ok((response, events))
+    }
+
+    /// History for watch catch-up: every event with revision `>= start_revision` whose key is
+    /// in `range`, in revision order, with `prev_kv` filled. Whole revisions only (watch
+    /// atomicity): it stops before a revision that would take it past `max_events`, but
+    /// always returns the first matching revision whole. `max_events == 0` means no limit.
+    /// `start_revision <= 0` means "from the next revision" (nothing yet).
+    ///
+    /// etcd cancels a watch whose start revision is compacted. This store is one step
+    /// stricter: `start_revision <= compacted_revision` fails with `Compacted`, because a
+    /// delete at exactly the compacted revision is no longer in the history (etcd drops that
+    /// tombstone too, `keyIndex.compact`, and its watch then silently misses it).
+    pub fn events(
+        &self,
+        range: &KeyRange,
+        start_revision: Revision,
+        max_events: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let start_revision = if start_revision <= 0 {
+            self.current_revision + 1
+        } else {
+            start_revision
+        };
+        if start_revision <= self.compacted_revision {
+            return Err(StoreError::Compacted {
+                requested: start_revision,
+                compacted: self.compacted_revision,
+            });
+        }
+        let mut out = Vec::new();
+        for (_, revision_events) in self.events.range(start_revision..) {
+            let matching: Vec<&Event> = revision_events
+                .iter()
+                .filter(|e| range.contains(&e.kv.key))
+                .collect();
+            if matching.is_empty() {
+                continue;
+            }
+            if max_events > 0 && !out.is_empty() && out.len() + matching.len() > max_events {
+                break;
+            }
+            out.extend(matching.into_iter().cloned());
+        }
+        Ok(out)
+    }
+
+    /// Every live key at `revision` (0 = current), sorted by key.
+    pub fn keyspace_at(&self, revision: Revision) -> Result<Vec<KeyValue>, StoreError> {
+        let revision = self.read_revision(revision, self.current_revision)?;
+        Ok(self
+            .keys
+            .iter()
+            .filter_map(|(key, history)| history.get(key, revision))
+            .collect())
+    }
+
+    /// 64-bit FNV-1a over the current revision and every live key-value (lengths prefixed so
+    /// that different keyspaces cannot collide by concatenation). Deterministic across runs
+    /// and platforms.
+    pub fn digest(&self) -> u64 {
+        let mut hasher = Fnv1a::new();
+        hasher.write(&self.current_revision.to_le_bytes());
+        for (key, history) in &self.keys {
+            let Some(kv) = history.latest(key) else {
+                continue;
+            };
+            hasher.write(&(kv.key.len() as u64).to_le_bytes());
+            hasher.write(kv.key.as_bytes());
+            hasher.write(&(kv.value.len() as u64).to_le_bytes());
+            hasher.write(&kv.value);
+            hasher.write(&kv.create_revision.to_le_bytes());
+            hasher.write(&kv.mod_revision.to_le_bytes());
+            hasher.write(&kv.version.to_le_bytes());
+        }
+        hasher.finish()
+    }
+
+    pub fn to_snapshot(&self) -> MvccSnapshot {
+        MvccSnapshot {
+            keys: self.keys.clone(),
+            events: self.events.clone(),
+            current_revision: self.current_revision,
+            compacted_revision: self.compacted_revision,
+        }
+    }
+
+    pub fn from_snapshot(s: MvccSnapshot) -> Self {
+        assert!(
+            s.current_revision >= INITIAL_REVISION,
+            "snapshot revision {}",
+            s.current_revision
+        );
+        assert!(
+            (0..=s.current_revision).contains(&s.compacted_revision),
+            "snapshot compacted revision {} outside [0, {}]",
+            s.compacted_revision,
+            s.current_revision
+        );
+        if let (Some((&first, _)), Some((&last, _))) =
+            (s.events.first_key_value(), s.events.last_key_value())
+        {
+            assert!(first > s.compacted_revision && last <= s.current_revision);
+        }
+        Self {
+            keys: s.keys,
+            events: s.events,
+            current_revision: s.current_revision,
+            compacted_revision: s.compacted_revision,
+        }
+    }
+
+    // ---- reads ----
+
+    /// etcd `rangeKeys`: `revision <= 0` reads at `view_revision`; above it is
+    /// `ErrFutureRev`; below the compacted revision is `ErrCompacted` (reading exactly at the
+    /// compacted revision is allowed: compaction keeps what that read needs).
+    fn read_revision(
+        &self,
+        requested: Revision,
+        view_revision: Revision,
+    ) -> Result<Revision, StoreError> {
+        if requested <= 0 {
+            return Ok(view_revision);
+        }
+        if requested > view_revision {
+            return Err(StoreError::FutureRevision {
+                requested,
+                current: view_revision,
+            });
+        }
+        if requested < self.compacted_revision {
+            return Err(StoreError::Compacted {
+                requested,
+                compacted: self.compacted_revision,
+            });
+        }
+        Ok(requested)
+    }
+
+    /// A range as seen from `view_revision`, which is the current revision, or inside a Txn
+    /// that already wrote, the Txn's own revision (etcd `storeTxnWrite.Range`: a txn's
+    /// reads see its earlier writes).
+    fn range_as_of(
+        &self,
+        req: &RangeRequest,
+        view_revision: Revision,
+    ) -> Result<RangeResponse, StoreError> {
+        let revision = self.read_revision(req.revision, view_revision)?;
+        let mut kvs = Vec::new();
+        let mut count = 0;
+        for (key, history) in self.keys_in(&req.range) {
+            let Some(kv) = history.get(key, revision) else {
+                continue;
+            };
+            assert!(kv.mod_revision <= revision, "{kv:?} read at {revision}");
+            count += 1;
+            if !req.count_only && (req.limit == 0 || kvs.len() < req.limit) {
+                kvs.push(kv);
+            }
+        }
+        let more = !req.count_only && req.limit > 0 && count > req.limit;
+        Ok(RangeResponse {
+            header: header(view_revision),
+            kvs,
+            count,
+            more,
+        })
+    }
+
+    fn keys_in<'a>(
+        &'a self,
+        range: &'a KeyRange,
+    ) -> Box<dyn Iterator<Item = (&'a String, &'a KeyHistory)> + 'a> {
+        match range {
+            KeyRange::Key(key) => Box::new(self.keys.get_key_value(key.as_str()).into_iter()),
+            KeyRange::Prefix(prefix) => Box::new(
+                self.keys
+                    .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+                    .take_while(move |(key, _)| key.starts_with(prefix.as_str())),
+            ),
+            // An inverted or empty range matches nothing (BTreeMap::range would panic on it).
+            KeyRange::Range { start, end } if start >= end => Box::new(std::iter::empty()),
+            KeyRange::Range { start, end } => Box::new(self.keys.range::<str, _>((
+                Bound::Included(start.as_str()),
+                Bound::Excluded(end.as_str()),
+            ))),
+        }
+    }
+
+    // ---- writes ----
+
+    fn put(&mut self, batch: &mut WriteBatch, req: &PutRequest) -> PutResponse {
+        let history = self.keys.entry(req.key.clone()).or_default();
+        let prev_kv = history.get(&req.key, batch.revision);
+        history.put(batch.revision, req.value.clone());
+        let kv = history.get(&req.key, batch.revision).expect("just written");
+        batch.events.push(Event {
+            kind: EventKind::Put,
+            kv,
+            prev_kv: prev_kv.clone(),
+        });
+        PutResponse {
+            header: header(batch.revision),
+            prev_kv: if req.prev_kv { prev_kv } else { None },
+        }
+    }
+
+    fn delete_range(
+        &mut self,
+        batch: &mut WriteBatch,
+        req: &DeleteRangeRequest,
+    ) -> DeleteRangeResponse {
+        let live: Vec<KeyValue> = self
+            .keys_in(&req.range)
+            .filter_map(|(key, history)| history.get(key, batch.revision))
+            .collect();
+        for prev in &live {
+            let deleted = self
+                .keys
+                .get_mut(&prev.key)
+                .expect("listed above")
+                .delete(batch.revision);
+            assert!(deleted, "{} was live", prev.key);
+            batch.events.push(Event {
+                kind: EventKind::Delete,
+                kv: tombstone(&prev.key, batch.revision),
+                prev_kv: Some(prev.clone()),
+            });
+        }
+        let deleted = live.len();
+        DeleteRangeResponse {
+            header: header(if deleted > 0 {
+                batch.revision
+            } else {
+                self.current_revision
+            }),
+            deleted,
+            prev_kvs: if req.prev_kv { live } else { Vec::new() },
+        }
+    }
+
+    /// etcd `applyTxn`: compares read the store before the txn; the chosen branch's ranges
+    /// are checked for compacted/future revisions before anything is written
+    /// (`checkRequests`), then its ops run in order, each seeing the writes before it.
+    fn txn(&mut self, batch: &mut WriteBatch, req: &TxnRequest) -> Result<TxnResponse, StoreError> {
+        let succeeded = req.compare.iter().all(|c| self.compare(c));
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
+        validate::check_intervals(ops)?;
+        for op in ops {
+            if let RequestOp::Range(range) = op {
+                self.read_revision(range.revision, self.current_revision)?;
+            }
+        }
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            let response = match op {
+                RequestOp::Range(range) => {
+                    let view_revision = if batch.events.is_empty() {
+                        self.current_revision
+                    } else {
+                        batch.revision
+                    };
+                    let response = self.range_as_of(range, view_revision);
+                    ResponseOp::Range(response.expect("range revision checked before writing"))
+                }
+                RequestOp::Put(put) => ResponseOp::Put(self.put(batch, put)),
+                RequestOp::DeleteRange(delete) => {
+                    ResponseOp::DeleteRange(self.delete_range(batch, delete))
+                }
+            };
+            responses.push(response);
+        }
+        Ok(TxnResponse {
+            header: header(batch.revision),
+            succeeded,
+            responses,
+        })
+    }
+
+    /// etcd `applyCompare`: a missing key compares as a zero `KeyValue` (version and both
+    /// revisions 0), except that a `Value` compare on a missing key is always false ("nil ==
+    /// empty string in grpc; no way to represent missing value"), whatever the operator.
+    fn compare(&self, compare: &Compare) -> bool {
+        let kv = self
+            .keys
+            .get(&compare.key)
+            .and_then(|history| history.latest(&compare.key));
+        let ordering = match (&compare.target, &kv) {
+            (CompareTarget::Value(_), None) => return false,
+            (CompareTarget::Value(target), Some(kv)) => kv.value.as_ref().cmp(target.as_ref()),
+            (CompareTarget::CreateRevision(target), kv) => {
+                kv.as_ref().map_or(0, |kv| kv.create_revision).cmp(target)
+            }
+            (CompareTarget::ModRevision(target), kv) => {
+                kv.as_ref().map_or(0, |kv| kv.mod_revision).cmp(target)
+            }
+            (CompareTarget::Version(target), kv) => {
+                kv.as_ref().map_or(0, |kv| kv.version).cmp(target)
+            }
+        };
+        match compare.op {
+            CompareOp::Equal => ordering.is_eq(),
+            CompareOp::NotEqual => ordering.is_ne(),
+            CompareOp::Greater => ordering.is_gt(),
+            CompareOp::Less => ordering.is_lt(),
+        }
+    }
+
+    /// etcd `kvstore.updateCompactRev` + `compact`: a revision at or below the compacted one
+    /// is `ErrCompacted`, above the current one `ErrFutureRev`. Compaction writes nothing, so
+    /// it does not bump the revision.
+    fn compact(&mut self, req: &CompactRequest) -> Result<CompactResponse, StoreError> {
+        let revision = req.revision;
+        if revision > self.current_revision {
+            return Err(StoreError::FutureRevision {
+                requested: revision,
+                current: self.current_revision,
+            });
+        }
+        if revision <= self.compacted_revision {
+            return Err(StoreError::Compacted {
+                requested: revision,
+                compacted: self.compacted_revision,
+            });
+        }
+        self.keys.retain(|_, history| !history.compact(revision));
+        self.events = self.events.split_off(&(revision + 1));
+        self.compacted_revision = revision;
+        Ok(CompactResponse {
+            header: header(self.current_revision),
+        })
+    }
+
+    /// Makes a batch's writes the new current revision, if it wrote anything.
+    fn commit(&mut self, batch: WriteBatch) -> Vec<Event> {
+        if batch.events.is_empty() {
+            return Vec::new();
+        }
+        assert_eq!(
+            batch.revision,
+            self.current_revision + 1,
+            "revisions strictly increase by 1"
+        );
+        for event in &batch.events {
+            assert_eq!(event.kv.mod_revision, batch.revision, "{event:?}");
+        }
+        self.current_revision = batch.revision;
+        let previous = self.events.insert(batch.revision, batch.events.clone());
+        assert!(
+            previous.is_none(),
+            "revision {} written twice",
+            batch.revision
+        );
+        batch.events
+    }
+}
+
+/// The response headers are filled as the store moves: a write that wrote nothing reports
+/// the (unchanged) current revision, like etcd.
+fn with_header_revision(response: MutationResponse, current: Revision) -> MutationResponse {
+    match response {
+        MutationResponse::Txn(mut txn) => {
+            txn.header.revision = current;
+            MutationResponse::Txn(txn)
+        }
+        MutationResponse::Put(mut put) => {
+            put.header.revision = current;
+            MutationResponse::Put(put)
+        }
+        MutationResponse::DeleteRange(mut delete) => {
+            delete.header.revision = current;
+            MutationResponse::DeleteRange(delete)
+        }
+        MutationResponse::Compact(mut compact) => {
+            compact.header.revision = current;
+            MutationResponse::Compact(compact)
+        }
+    }
+}
+
+fn header(revision: Revision) -> ResponseHeader {
+    ResponseHeader {
+        revision,
+        ..ResponseHeader::default()
+    }
+}
+
+/// etcd's delete event: the key with `mod_revision` = the delete's revision, everything
+/// else zero/empty.
+fn tombstone(key: &str, revision: Revision) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Bytes::new(),
+        create_revision: 0,
+        mod_revision: revision,
+        version: 0,
+    }
+}
+
+/// 64-bit FNV-1a, written out so the digest never depends on std's randomized hasher.
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}

@@ -1,0 +1,360 @@
+//! The write-ahead log: Raft hard state and entries appended as checksummed records to one
+//! file, plus an optional snapshot file replaced atomically.
+//!
+//! Recovery rules (what `Wal::open` guarantees):
+//! - it reads exactly what the disk holds; an incomplete record at the end of the log (a
+//!   torn write) is cut off, the cut made durable, and its size reported;
+//! - any complete record whose checksum fails is `WalError::Corrupt` with file and offset,
+//!   wherever it is: corruption is never skipped, since skipping could lose an acknowledged
+//!   entry or vote;
+//! - entries come back contiguous: an entry record whose index is at or below the last one
+//!   truncates the suffix from that index, exactly as `save` did when it was written.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::disk::{Disk, DiskError};
+use super::record::{self, Decoded, RecordKind};
+use crate::raft::{Entry, HardState, SnapshotMeta};
+
+pub const WAL_FILE: &str = "wal";
+pub const SNAPSHOT_FILE: &str = "snap";
+
+/// A record larger than this is corruption, not an allocation (an entry holds at most one
+/// request of `MAX_REQUEST_BYTES`, 1.5 MiB).
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+/// Bound on the snapshot file's single record.
+pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum WalError {
+    #[error("corrupt {file} at offset {offset}: {reason}")]
+    Corrupt {
+        file: String,
+        offset: u64,
+        reason: String,
+    },
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error("invalid wal operation: {reason}")]
+    Invalid { reason: String },
+}
+
+/// What `Wal::open` found on the disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub hard_state: HardState,
+    /// Contiguous; the first is `snapshot.index + 1` (or 1 without a snapshot).
+    pub entries: Vec<Entry>,
+    pub snapshot: Option<SnapshotMeta>,
+    /// Bytes of an incomplete last record (a torn write) cut off the log.
+    pub truncated_torn_bytes: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotRecord {
+    meta: SnapshotMeta,
+    data: Bytes,
+}
+
+pub struct Wal<D: Disk> {
+    disk: D,
+    last_index: u64,
+    /// Index of the last entry covered by the saved snapshot (0 without one).
+    snapshot_index: u64,
+}
+
+/// The log file decoded: last hard state, entries after applying truncations, and how many
+/// bytes of it are whole records.
+struct ParsedLog {
+    hard_state: Option<HardState>,
+    entries: Vec<Entry>,
+    valid_len: usize,
+}
+
+impl<D: Disk> Wal<D> {
+    /// Recovers from whatever the disk holds; an empty disk gives the default state.
+    pub fn open(disk: D) -> Result<(Wal<D>, Recovered), WalError> {
+        let snapshot = read_snapshot(&disk)?.map(|record| record.meta);
+        let bytes = disk.read(WAL_FILE)?.unwrap_or_default();
+        let parsed = parse_log(&bytes)?;
+        let truncated_torn_bytes = (bytes.len() - parsed.valid_len) as u64;
+        if truncated_torn_bytes > 0 {
+            tracing::warn!(truncated_torn_bytes, "wal: cutting off a torn last record");
+            disk.truncate(WAL_FILE, parsed.valid_len as u64)?;
+            disk.sync(WAL_FILE)?;
+        }
+        let entries = entries_after_snapshot(parsed.entries, snapshot.as_ref());
+        let snapshot_index = snapshot.as_ref().map_or(0, |meta| meta.index);
+        if let Some(first) = entries.first() {
+            if first.index != snapshot_index + 1 {
+                return Err(WalError::Corrupt {
+                    file: WAL_FILE.to_string(),
+                    offset: 0,
+                    reason: format!(
+                        "log starts at index {} but the snapshot ends at {snapshot_index}",
+                        first.index
+                    ),
+                });
+            }
+        }
+        let last_index = entries.last().map_or(snapshot_index, |entry| entry.index);
+        let wal = Wal {
+            disk,
+            last_index,
+            snapshot_index,
+        };
+        let recovered = Recovered {
+            hard_state: parsed.hard_state.unwrap_or_default(),
+            entries,
+            snapshot,
+            truncated_torn_bytes,
+        };
+        Ok((wal, recovered))
+    }
+
+    /// Appends the hard state (if given) and the entries. Entries must be contiguous; the
+    /// first may be at or below `last_index` (a follower overwriting a conflicting suffix),
+    /// but not past `last_index + 1` and not inside the snapshot. Not durable until `sync`.
+    pub fn save(
+        &mut self,
+        hard_state: Option<&HardState>,
+        entries: &[Entry],
+    ) -> Result<(), WalError> {
+        if let Some(first) = entries.first() {
+            if first.index <= self.snapshot_index || first.index > self.last_index + 1 {
+                return Err(WalError::Invalid {
+                    reason: format!(
+                        "first entry index {} outside [{}, {}]",
+                        first.index,
+                        self.snapshot_index + 1,
+                        self.last_index + 1
+                    ),
+                });
+            }
+            for pair in entries.windows(2) {
+                if pair[1].index != pair[0].index + 1 || pair[1].term < pair[0].term {
+                    return Err(WalError::Invalid {
+                        reason: format!(
+                            "entries not contiguous: ({}, term {}) then ({}, term {})",
+                            pair[0].index, pair[0].term, pair[1].index, pair[1].term
+                        ),
+                    });
+                }
+            }
+        }
+        let mut buffer = Vec::new();
+        if let Some(hard_state) = hard_state {
+            encode(RecordKind::HardState, hard_state, &mut buffer)?;
+        }
+        for entry in entries {
+            encode(RecordKind::Entry, entry, &mut buffer)?;
+        }
+        if !buffer.is_empty() {
+            self.disk.append(WAL_FILE, &buffer)?;
+        }
+        if let Some(last) = entries.last() {
+            self.last_index = last.index;
+        }
+        Ok(())
+    }
+
+    /// fsync: everything saved so far survives a crash.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        match self.disk.sync(WAL_FILE) {
+            // Nothing was ever saved: nothing to make durable.
+            Err(DiskError::NotFound { .. }) => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    pub fn disk(&self) -> &D {
+        &self.disk
+    }
+
+    /// Saves a snapshot durably, then rewrites the log without the entries it covers. Raft's
+    /// rule for installing a snapshot applies: entries after `meta.index` are kept only if
+    /// the log holds `meta.index` with `meta.term`; otherwise the whole log is discarded.
+    /// A crash between the two steps is harmless: recovery applies the same rule.
+    pub fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), WalError> {
+        if meta.index < self.snapshot_index {
+            return Err(WalError::Invalid {
+                reason: format!(
+                    "snapshot at {} older than the saved one at {}",
+                    meta.index, self.snapshot_index
+                ),
+            });
+        }
+        let mut buffer = Vec::new();
+        let snapshot = SnapshotRecord {
+            meta: meta.clone(),
+            data: Bytes::copy_from_slice(data),
+        };
+        let payload = bincode::serialize(&snapshot).map_err(invalid)?;
+        if payload.len() > MAX_SNAPSHOT_BYTES {
+            return Err(WalError::Invalid {
+                reason: format!(
+                    "snapshot of {} bytes exceeds {MAX_SNAPSHOT_BYTES}",
+                    payload.len()
+                ),
+            });
+        }
+        record::encode(RecordKind::Snapshot, &payload, &mut buffer);
+        self.disk.write_atomic(SNAPSHOT_FILE, &buffer)?;
+
+        let bytes = self.disk.read(WAL_FILE)?.unwrap_or_default();
+        let parsed = parse_log(&bytes)?;
+        let entries = entries_after_snapshot(parsed.entries, Some(meta));
+        let mut log = Vec::new();
+        if let Some(hard_state) = &parsed.hard_state {
+            encode(RecordKind::HardState, hard_state, &mut log)?;
+        }
+        for entry in &entries {
+            encode(RecordKind::Entry, entry, &mut log)?;
+        }
+        self.disk.write_atomic(WAL_FILE, &log)?;
+        self.snapshot_index = meta.index;
+        self.last_index = entries.last().map_or(meta.index, |entry| entry.index);
+        Ok(())
+    }
+
+    /// The saved snapshot and its data, checksum verified.
+    pub fn load_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, WalError> {
+        Ok(read_snapshot(&self.disk)?.map(|record| (record.meta, record.data.to_vec())))
+    }
+}
+
+fn invalid(error: bincode::Error) -> WalError {
+    WalError::Invalid {
+        reason: format!("cannot encode record: {error}"),
+    }
+}
+
+fn encode<T: Serialize>(kind: RecordKind, value: &T, out: &mut Vec<u8>) -> Result<(), WalError> {
+    let payload = bincode::serialize(value).map_err(invalid)?;
+    if payload.len() > MAX_RECORD_BYTES {
+        return Err(WalError::Invalid {
+            reason: format!(
+                "{kind:?} record of {} bytes exceeds {MAX_RECORD_BYTES}",
+                payload.len()
+            ),
+        });
+    }
+    record::encode(kind, &payload, out);
+    Ok(())
+}
+
+fn read_snapshot<D: Disk>(disk: &D) -> Result<Option<SnapshotRecord>, WalError> {
+    let Some(bytes) = disk.read(SNAPSHOT_FILE)? else {
+        return Ok(None);
+    };
+    let corrupt = |reason: String| WalError::Corrupt {
+        file: SNAPSHOT_FILE.to_string(),
+        offset: 0,
+        reason,
+    };
+    // Written with write_atomic: it is whole or absent, so anything short is corruption.
+    match record::decode(&bytes, 0, MAX_SNAPSHOT_BYTES) {
+        Decoded::Record {
+            kind: RecordKind::Snapshot,
+            payload,
+            next_offset,
+        } if next_offset == bytes.len() => {
+            let snapshot: SnapshotRecord = bincode::deserialize(payload)
+                .map_err(|e| corrupt(format!("undecodable snapshot: {e}")))?;
+            Ok(Some(snapshot))
+        }
+        Decoded::Record { kind, .. } => Err(corrupt(format!(
+            "unexpected {kind:?} record or trailing bytes"
+        ))),
+        Decoded::Torn => Err(corrupt("incomplete snapshot file".to_string())),
+        Decoded::Corrupt { reason } => Err(corrupt(reason)),
+    }
+}
+
+fn parse_log(bytes: &[u8]) -> Result<ParsedLog, WalError> {
+    let mut parsed = ParsedLog {
+        hard_state: None,
+        entries: Vec::new(),
+        valid_len: 0,
+    };
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let corrupt = |reason: String| WalError::Corrupt {
+            file: WAL_FILE.to_string(),
+            offset: offset as u64,
+            reason,
+        };
+        let (kind, payload, next_offset) = match record::decode(bytes, offset, MAX_RECORD_BYTES) {
+            Decoded::Record {
+                kind,
+                payload,
+                next_offset,
+            } => (kind, payload, next_offset),
+            Decoded::Torn => break,
+            Decoded::Corrupt { reason } => return Err(corrupt(reason)),
+        };
+        match kind {
+            RecordKind::HardState => {
+                let hard_state: HardState = bincode::deserialize(payload)
+                    .map_err(|e| corrupt(format!("undecodable hard state: {e}")))?;
+                parsed.hard_state = Some(hard_state);
+            }
+            RecordKind::Entry => {
+                let entry: Entry = bincode::deserialize(payload)
+                    .map_err(|e| corrupt(format!("undecodable entry: {e}")))?;
+                append_entry(&mut parsed.entries, entry).map_err(corrupt)?;
+            }
+            RecordKind::Snapshot => {
+                return Err(corrupt("snapshot record inside the log".to_string()))
+            }
+        }
+        offset = next_offset;
+        parsed.valid_len = offset;
+    }
+    Ok(parsed)
+}
+
+/// Replays one entry record: at or below the last index it truncates the suffix first.
+fn append_entry(entries: &mut Vec<Entry>, entry: Entry) -> Result<(), String> {
+    if let Some(first) = entries.first() {
+        let last_index = first.index + entries.len() as u64 - 1;
+        if entry.index > last_index + 1 {
+            return Err(format!(
+                "entry {} leaves a gap after {last_index}",
+                entry.index
+            ));
+        }
+        let keep = entry.index.saturating_sub(first.index) as usize;
+        entries.truncate(keep);
+    }
+    entries.push(entry);
+    Ok(())
+}
+
+/// Raft's rule for a log under a snapshot: keep the entries after it only when the log
+/// holds the snapshot's last entry with the same term (or begins right after it).
+fn entries_after_snapshot(entries: Vec<Entry>, snapshot: Option<&SnapshotMeta>) -> Vec<Entry> {
+    let Some(meta) = snapshot else { return entries };
+    let Some(first) = entries.first() else {
+        return entries;
+    };
+    if first.index == meta.index + 1 {
+        return entries;
+    }
+    let holds_snapshot_entry = entries
+        .iter()
+        .any(|entry| entry.index == meta.index && entry.term == meta.term);
+    if holds_snapshot_entry {
+        entries
+            .into_iter()
+            .filter(|entry| entry.index > meta.index)
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
