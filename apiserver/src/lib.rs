@@ -1,1 +1,29 @@
-//! (placeholder: being written)
+//! kube-apiserver for kubesim: the only component that talks to the store.
+//!
+//! It holds authentication (bearer tokens) and authorization (RBAC-like roles, the Node
+//! authorizer and NodeRestriction) in [`authz`], validating admission in [`admission`], the
+//! registry of Kubernetes objects over the store's transactions (optimistic concurrency,
+//! lease fencing, NamespaceLifecycle) in [`registry`], the watch cache that serves long-poll
+//! watches in [`watch_cache`], the compactor and the RPC server in [`server`], and what it
+//! needs of the store, with an in-memory store for tests, in [`backend`].
+//!
+//! What it must not know: Raft, members, disks or the network path to the store (all behind
+//! [`Backend`]); the nemesis, the checkers and the history recorder (it reports store writes
+//! to an [`ApiServerObserver`] and never reads anything back). Time comes from the
+//! simulator through [`api::Clock`], randomness from madsim's seeded RNG.
+//!
+//! Planted bugs (off by default) live in [`ApiServerBugs`].
+
+pub mod admission;
+pub mod authz;
+pub mod backend;
+pub mod config;
+pub mod registry;
+pub mod server;
+pub mod watch_cache;
+
+pub use authz::{authenticate, authorize, Attributes, Decision};
+pub use backend::{Backend, InMemoryBackend};
+pub use config::{ApiServerBugs, ApiServerConfig, UserInfo};
+pub use registry::api_error_from_store;
+pub use server::{serve, ApiServer, ApiServerObserver, BackgroundTasks};

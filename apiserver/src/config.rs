@@ -1,0 +1,80 @@
+//! The apiserver's configuration: identity, address, who may authenticate, the watch
+//! cache's bound, the compactor's interval, and the planted bugs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Who a bearer token authenticates as (Kubernetes `user.Info`: name and groups).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl UserInfo {
+    pub fn new(name: impl Into<String>, groups: &[&str]) -> Self {
+        Self {
+            name: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}
+
+/// Defects that can be planted in the apiserver so that kubesim's checkers can be shown to
+/// catch them (`kubesim bugs`). Every one is off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApiServerBugs {
+    /// PLANTED BUG. Answer a create, update or status update as successful *before* the
+    /// store has committed it: the transaction is spawned in the background and the client
+    /// gets its object back at once, with a guessed resourceVersion (the watch cache's
+    /// revision + 1). When the transaction then fails (conflict, lost leader, timeout) the
+    /// client was told a lie. Caught by the "no acknowledged write lost" (DESIGN.md §4,
+    /// invariant 11) and linearizability (invariant 9) checkers.
+    pub ack_before_commit: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiServerConfig {
+    /// This apiserver's name, reported to the observer with every store write.
+    pub name: String,
+    pub listen_addr: SocketAddr,
+    /// Bearer token -> the user it authenticates (Kubernetes' static token file).
+    pub tokens: BTreeMap<String, UserInfo>,
+    /// How many store events the watch cache keeps (Kubernetes' watch cache size). A
+    /// watch from before the oldest kept event gets 410 Gone.
+    pub watch_cache_capacity: usize,
+    /// kube-apiserver's `--etcd-compaction-interval` (default 5 min): every interval,
+    /// compact the store to the revision seen at the previous interval. Zero switches the
+    /// compactor off; one apiserver per cluster is enough to run it.
+    pub compaction_interval: Duration,
+    pub planted_bugs: ApiServerBugs,
+}
+
+impl ApiServerConfig {
+    pub const DEFAULT_WATCH_CACHE_CAPACITY: usize = 1000;
+    pub const DEFAULT_COMPACTION_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+    /// A configuration with Kubernetes' defaults and no tokens (nobody can authenticate
+    /// until tokens are added).
+    pub fn new(name: impl Into<String>, listen_addr: SocketAddr) -> Self {
+        Self {
+            name: name.into(),
+            listen_addr,
+            tokens: BTreeMap::new(),
+            watch_cache_capacity: Self::DEFAULT_WATCH_CACHE_CAPACITY,
+            compaction_interval: Self::DEFAULT_COMPACTION_INTERVAL,
+            planted_bugs: ApiServerBugs::default(),
+        }
+    }
+
+    /// Adds a bearer token for a user.
+    pub fn with_token(mut self, token: impl Into<String>, user: UserInfo) -> Self {
+        self.tokens.insert(token.into(), user);
+        self
+    }
+}

@@ -1,0 +1,726 @@
+//! The registry: Kubernetes objects stored in the store, one key per object, every write
+//! an optimistic-concurrency transaction (Kubernetes `storage/etcd3/store.go`).
+//!
+//! - Key: `/registry/<plural>/<namespace>/<name>` ([`api::Resource::key`]).
+//! - Value: the object as JSON with `metadata.resourceVersion` zeroed; on read the
+//!   resourceVersion is the key's `mod_revision`, and a list's is the read's revision.
+//! - Create: `Txn[mod_revision(key) == 0 -> put]`, else 409 AlreadyExists.
+//! - Update / status update: `Txn[mod_revision(key) == resourceVersion -> put]`, else 409
+//!   Conflict (404 if gone).
+//! - Delete and Bind read, check and write with `Txn[mod_revision(key) == read revision]`,
+//!   retrying a bounded number of times when the object changed underneath (Kubernetes
+//!   `GuaranteedUpdate`).
+//! - A lease fence adds `mod_revision(lease key) == fence.resourceVersion` to the same
+//!   transaction; NamespaceLifecycle adds `version(namespace key) > 0` to a create's.
+//!   When the transaction fails, its failure branch reads those keys back to tell which
+//!   precondition failed, in the same round trip.
+//!
+//! A write is acknowledged only after the store committed it, except under the planted
+//! bug [`ApiServerBugs::ack_before_commit`].
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use api::{
+    ApiError, ApiResponse, Clock, LeaseFence, Namespace, Object, ObjectMeta, Resource, Verb,
+};
+use bytes::Bytes;
+use store::api::{
+    Compare, CompareOp, DeleteRangeRequest, KeyRange, KeyValue, PutRequest, RangeRequest,
+    RequestOp, ResponseOp, Revision, StoreError, TxnRequest,
+};
+
+use crate::admission;
+use crate::authz::Decision;
+use crate::backend::Backend;
+use crate::config::{ApiServerBugs, UserInfo};
+use crate::server::ApiServerObserver;
+
+/// Bound on read-check-write rounds for one Delete or Bind whose object keeps changing
+/// (Kubernetes' GuaranteedUpdate retries without bound; kubesim bounds every retry loop).
+pub const MAX_WRITE_ATTEMPTS: usize = 5;
+
+/// How a store error reaches a client.
+pub fn api_error_from_store(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Unavailable { .. } | StoreError::NotLeader { .. } => ApiError::Unavailable {
+            reason: format!("store: {error}"),
+        },
+        StoreError::UnknownOutcome { .. } => ApiError::Timeout {
+            reason: format!("store: {error}"),
+        },
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::Gone {
+            requested,
+            compacted,
+        },
+        StoreError::RequestTooLarge { .. } => ApiError::TooLarge {
+            reason: format!("store: {error}"),
+        },
+        StoreError::FutureRevision { .. }
+        | StoreError::DuplicateKeyInTxn { .. }
+        | StoreError::TooManyOps { .. }
+        | StoreError::PermissionDenied { .. }
+        | StoreError::InvalidRequest { .. } => ApiError::Internal {
+            reason: format!("store: {error}"),
+        },
+    }
+}
+
+/// The stored form of an object: JSON with the resourceVersion zeroed (it is not part of
+/// the value; it is the key's mod_revision).
+pub fn encode(object: &Object) -> Result<Bytes, ApiError> {
+    let mut object = object.clone();
+    object.metadata_mut().resource_version = 0;
+    serde_json::to_vec(&object)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::Internal {
+            reason: format!("cannot serialize {}: {e}", object.key()),
+        })
+}
+
+/// An object read from the store, with resourceVersion := the key's mod_revision.
+pub fn decode(kv: &KeyValue) -> Result<Object, ApiError> {
+    let mut object: Object = serde_json::from_slice(&kv.value).map_err(|e| ApiError::Internal {
+        reason: format!("cannot decode the value of {}: {e}", kv.key),
+    })?;
+    if object.key() != kv.key {
+        return Err(ApiError::Internal {
+            reason: format!("key {} holds the object of {}", kv.key, object.key()),
+        });
+    }
+    object.metadata_mut().resource_version = kv.mod_revision;
+    Ok(object)
+}
+
+fn not_found(resource: Resource, namespace: &str, name: &str) -> ApiError {
+    ApiError::NotFound {
+        resource,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
+}
+
+/// Kubernetes' optimistic-concurrency conflict message.
+fn conflict(resource: Resource, name: &str) -> ApiError {
+    ApiError::Conflict {
+        reason: format!(
+            "Operation cannot be fulfilled on {resource} {name:?}: the object has been \
+             modified; please apply your changes to the latest version and try again"
+        ),
+    }
+}
+
+fn put(key: &str, value: Bytes) -> RequestOp {
+    RequestOp::Put(PutRequest {
+        key: key.to_string(),
+        value,
+        prev_kv: false,
+    })
+}
+
+fn read(key: &str) -> RequestOp {
+    RequestOp::Range(RangeRequest::new(KeyRange::Key(key.to_string())))
+}
+
+/// One conditional store write, before the fence and namespace preconditions are added.
+struct Write {
+    verb: Verb,
+    key: String,
+    /// The object's own precondition (mod_revision equality).
+    compare: Compare,
+    success: RequestOp,
+    fence: Option<LeaseFence>,
+    /// Create only: the namespace that must exist (NamespaceLifecycle).
+    namespace: Option<String>,
+}
+
+enum Outcome {
+    Committed(Revision),
+    /// The object's precondition failed; the key's current value, if any.
+    ObjectChanged(Option<KeyValue>),
+}
+
+#[derive(Clone)]
+pub struct Registry<B> {
+    backend: B,
+    clock: Clock,
+    apiserver_name: Arc<str>,
+    observer: Option<Arc<dyn ApiServerObserver>>,
+    bugs: ApiServerBugs,
+    /// The highest store revision any response showed this apiserver. Only the planted
+    /// bug reads it, to guess a resourceVersion.
+    highest_revision_seen: Arc<AtomicI64>,
+}
+
+impl<B: Backend> Registry<B> {
+    pub fn new(
+        backend: B,
+        clock: Clock,
+        apiserver_name: &str,
+        observer: Option<Arc<dyn ApiServerObserver>>,
+        bugs: ApiServerBugs,
+    ) -> Self {
+        Self {
+            backend,
+            clock,
+            apiserver_name: apiserver_name.into(),
+            observer,
+            bugs,
+            highest_revision_seen: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    /// The same registry without planted bugs (for the apiserver's own bootstrap writes).
+    pub fn without_bugs(&self) -> Self {
+        Self {
+            bugs: ApiServerBugs::default(),
+            ..self.clone()
+        }
+    }
+
+    fn saw_revision(&self, revision: Revision) {
+        self.highest_revision_seen
+            .fetch_max(revision, Ordering::Relaxed);
+    }
+
+    /// A linearizable read of one key.
+    async fn read_key(&self, key: &str) -> Result<Option<KeyValue>, ApiError> {
+        let response = self
+            .backend
+            .range(RangeRequest::new(KeyRange::Key(key.to_string())))
+            .await
+            .map_err(api_error_from_store)?;
+        self.saw_revision(response.header.revision);
+        Ok(response.kvs.into_iter().next())
+    }
+
+    pub async fn get(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Object, ApiError> {
+        match self.read_key(&resource.key(namespace, name)).await? {
+            Some(kv) => decode(&kv),
+            None => Err(not_found(resource, namespace, name)),
+        }
+    }
+
+    /// A linearizable list of one namespace (or all, when `namespace` is empty); its
+    /// resourceVersion is the revision it was read at.
+    pub async fn list(&self, resource: Resource, namespace: &str) -> Result<ApiResponse, ApiError> {
+        let response = self
+            .backend
+            .range(RangeRequest::new(KeyRange::Prefix(
+                resource.namespace_prefix(namespace),
+            )))
+            .await
+            .map_err(api_error_from_store)?;
+        self.saw_revision(response.header.revision);
+        let items = response.kvs.iter().map(decode).collect::<Result<_, _>>()?;
+        Ok(ApiResponse::List {
+            items,
+            resource_version: response.header.revision,
+        })
+    }
+
+    pub async fn create(
+        &self,
+        user: &UserInfo,
+        mut object: Object,
+        fence: Option<LeaseFence>,
+    ) -> Result<Object, ApiError> {
+        validate_fence(fence.as_ref())?;
+        admission::validate(&object)?;
+        prepare_for_create(&mut object, self.clock.now_ms(), new_uid());
+        let key = object.key();
+        let namespace = object
+            .resource()
+            .namespaced()
+            .then(|| object.metadata().namespace.clone());
+        let write = Write {
+            verb: Verb::Create,
+            compare: Compare::mod_revision(&key, CompareOp::Equal, 0),
+            success: put(&key, encode(&object)?),
+            key,
+            fence,
+            namespace,
+        };
+        match self.commit(user, write).await? {
+            Outcome::Committed(revision) => {
+                object.metadata_mut().resource_version = revision;
+                Ok(object)
+            }
+            Outcome::ObjectChanged(_) => {
+                let meta = object.metadata();
+                Err(ApiError::AlreadyExists {
+                    resource: object.resource(),
+                    namespace: meta.namespace.clone(),
+                    name: meta.name.clone(),
+                })
+            }
+        }
+    }
+
+    /// Update (`status_only == false`: spec and metadata, status kept as stored) or
+    /// UpdateStatus (`status_only == true`: status only, everything else kept as stored).
+    /// The object's resourceVersion is the precondition.
+    pub async fn update(
+        &self,
+        user: &UserInfo,
+        decision: &Decision,
+        object: Object,
+        fence: Option<LeaseFence>,
+        status_only: bool,
+    ) -> Result<Object, ApiError> {
+        validate_fence(fence.as_ref())?;
+        let verb = if status_only {
+            Verb::UpdateStatus
+        } else {
+            Verb::Update
+        };
+        let resource = object.resource();
+        let ObjectMeta {
+            namespace,
+            name,
+            resource_version,
+            ..
+        } = object.metadata().clone();
+        if resource_version == 0 {
+            return Err(ApiError::Invalid {
+                field: "metadata.resourceVersion".into(),
+                reason: "must be specified for an update".into(),
+            });
+        }
+        if status_only && !has_status(resource) {
+            return Err(ApiError::Invalid {
+                field: "status".into(),
+                reason: format!("{} has no status subresource", resource.kind()),
+            });
+        }
+        if !status_only {
+            admission::validate(&object)?;
+        }
+        let key = object.key();
+        let stored_kv = self
+            .read_key(&key)
+            .await?
+            .ok_or_else(|| not_found(resource, &namespace, &name))?;
+        let stored = decode(&stored_kv)?;
+        check_node_restriction(decision, &stored, user, verb)?;
+        if stored_kv.mod_revision != resource_version {
+            return Err(conflict(resource, &name));
+        }
+        let mut updated = if status_only {
+            merge_status(&stored, object)?
+        } else {
+            merge_update(&stored, object)?
+        };
+        admission::check_size(&updated)?;
+        let write = Write {
+            verb,
+            compare: Compare::mod_revision(&key, CompareOp::Equal, resource_version),
+            success: put(&key, encode(&updated)?),
+            key,
+            fence,
+            namespace: None,
+        };
+        match self.commit(user, write).await? {
+            Outcome::Committed(revision) => {
+                updated.metadata_mut().resource_version = revision;
+                Ok(updated)
+            }
+            Outcome::ObjectChanged(None) => Err(not_found(resource, &namespace, &name)),
+            Outcome::ObjectChanged(Some(_)) => Err(conflict(resource, &name)),
+        }
+    }
+
+    /// Immediate delete. Returns the object's last state with the deletion's revision as
+    /// its resourceVersion (as the Deleted watch event carries it).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn delete(
+        &self,
+        user: &UserInfo,
+        decision: &Decision,
+        resource: Resource,
+        namespace: &str,
+        name: &str,
+        precondition: Option<Revision>,
+        fence: Option<LeaseFence>,
+    ) -> Result<Object, ApiError> {
+        validate_fence(fence.as_ref())?;
+        let key = resource.key(namespace, name);
+        for _attempt in 0..MAX_WRITE_ATTEMPTS {
+            let stored_kv = self
+                .read_key(&key)
+                .await?
+                .ok_or_else(|| not_found(resource, namespace, name))?;
+            let mut stored = decode(&stored_kv)?;
+            check_node_restriction(decision, &stored, user, Verb::Delete)?;
+            if let Some(expected) = precondition {
+                if stored_kv.mod_revision != expected {
+                    return Err(ApiError::Conflict {
+                        reason: format!(
+                            "precondition failed for {resource} {namespace}/{name}: \
+                             resourceVersion is {}, not {expected}",
+                            stored_kv.mod_revision
+                        ),
+                    });
+                }
+            }
+            let write = Write {
+                verb: Verb::Delete,
+                compare: Compare::mod_revision(&key, CompareOp::Equal, stored_kv.mod_revision),
+                success: RequestOp::DeleteRange(DeleteRangeRequest {
+                    range: KeyRange::Key(key.clone()),
+                    prev_kv: false,
+                }),
+                key: key.clone(),
+                fence: fence.clone(),
+                namespace: None,
+            };
+            match self.commit(user, write).await? {
+                Outcome::Committed(revision) => {
+                    stored.metadata_mut().resource_version = revision;
+                    return Ok(stored);
+                }
+                Outcome::ObjectChanged(None) => return Err(not_found(resource, namespace, name)),
+                Outcome::ObjectChanged(Some(_)) => continue,
+            }
+        }
+        Err(gave_up(resource, namespace, name))
+    }
+
+    /// pods/binding: sets `spec.nodeName` once. 409 when the pod is already bound.
+    pub async fn bind(
+        &self,
+        user: &UserInfo,
+        namespace: &str,
+        pod_name: &str,
+        node: &str,
+        fence: Option<LeaseFence>,
+    ) -> Result<Object, ApiError> {
+        validate_fence(fence.as_ref())?;
+        admission::validate_dns1123_subdomain("target.name", node)?;
+        let key = Resource::Pods.key(namespace, pod_name);
+        for _attempt in 0..MAX_WRITE_ATTEMPTS {
+            let stored_kv = self
+                .read_key(&key)
+                .await?
+                .ok_or_else(|| not_found(Resource::Pods, namespace, pod_name))?;
+            let mut pod = decode(&stored_kv)?
+                .into_pod()
+                .ok_or_else(|| ApiError::Internal {
+                    reason: format!("{key} does not hold a pod"),
+                })?;
+            if let Some(bound_to) = &pod.spec.node_name {
+                return Err(ApiError::Conflict {
+                    reason: format!("pod {pod_name} is already assigned to node {bound_to}"),
+                });
+            }
+            pod.spec.node_name = Some(node.to_string());
+            let mut bound = Object::Pod(pod);
+            let write = Write {
+                verb: Verb::Bind,
+                compare: Compare::mod_revision(&key, CompareOp::Equal, stored_kv.mod_revision),
+                success: put(&key, encode(&bound)?),
+                key: key.clone(),
+                fence: fence.clone(),
+                namespace: None,
+            };
+            match self.commit(user, write).await? {
+                Outcome::Committed(revision) => {
+                    bound.metadata_mut().resource_version = revision;
+                    return Ok(bound);
+                }
+                Outcome::ObjectChanged(None) => {
+                    return Err(not_found(Resource::Pods, namespace, pod_name))
+                }
+                // Changed but perhaps still unbound (a status update): read again.
+                Outcome::ObjectChanged(Some(_)) => continue,
+            }
+        }
+        Err(gave_up(Resource::Pods, namespace, pod_name))
+    }
+
+    /// Creates namespace `name` unless it exists (kube-apiserver's bootstrap controller
+    /// creates `default`, `kube-system`, `kube-public` and `kube-node-lease`).
+    pub async fn ensure_namespace(&self, user: &UserInfo, name: &str) -> Result<(), ApiError> {
+        let namespace = Namespace {
+            metadata: ObjectMeta::named("", name),
+        };
+        match self.create(user, namespace.into(), None).await {
+            Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs one conditional write with its fence and namespace preconditions in the same
+    /// transaction. Fenced and NamespaceMissing are answered here; the object's own
+    /// precondition failure is left to the verb to name.
+    async fn commit(&self, user: &UserInfo, write: Write) -> Result<Outcome, ApiError> {
+        let mut compare = vec![write.compare];
+        let mut failure = vec![read(&write.key)];
+        let namespace_key = write
+            .namespace
+            .as_ref()
+            .map(|ns| Resource::Namespaces.key("", ns));
+        if let Some(ns_key) = &namespace_key {
+            compare.push(Compare::version(ns_key, CompareOp::Greater, 0));
+            failure.push(read(ns_key));
+        }
+        let lease_key = write
+            .fence
+            .as_ref()
+            .map(|f| Resource::Leases.key(&f.namespace, &f.name));
+        if let (Some(fence), Some(lease_key)) = (&write.fence, &lease_key) {
+            compare.push(Compare::mod_revision(
+                lease_key,
+                CompareOp::Equal,
+                fence.resource_version,
+            ));
+            failure.push(read(lease_key));
+        }
+        let txn = TxnRequest {
+            compare,
+            success: vec![write.success],
+            failure,
+        };
+
+        if self.bugs.ack_before_commit
+            && matches!(write.verb, Verb::Create | Verb::Update | Verb::UpdateStatus)
+        {
+            return Ok(self.commit_in_background(user, write.verb, write.key, txn));
+        }
+
+        let response = self.backend.txn(txn).await.map_err(api_error_from_store)?;
+        self.saw_revision(response.header.revision);
+        if response.succeeded {
+            self.observe(user, write.verb, &write.key, response.header.revision);
+            return Ok(Outcome::Committed(response.header.revision));
+        }
+        // The failure branch read [object, namespace?, lease?] at the revision the
+        // compares failed at. Name the first precondition that failed, fence first: a
+        // deposed leader must learn it is deposed.
+        let mut reads = response.responses.into_iter().map(|r| match r {
+            ResponseOp::Range(range) => Ok(range.kvs.into_iter().next()),
+            other => Err(ApiError::Internal {
+                reason: format!("unexpected txn failure response {other:?}"),
+            }),
+        });
+        let mut next_read = || {
+            reads.next().unwrap_or_else(|| {
+                Err(ApiError::Internal {
+                    reason: "txn failure branch answered too few reads".into(),
+                })
+            })
+        };
+        let object_kv = next_read()?;
+        let namespace_kv = match &write.namespace {
+            Some(_) => Some(next_read()?),
+            None => None,
+        };
+        if let Some(fence) = &write.fence {
+            let lease_kv = next_read()?;
+            if lease_kv.map(|kv| kv.mod_revision) != Some(fence.resource_version) {
+                return Err(ApiError::Fenced {
+                    namespace: fence.namespace.clone(),
+                    name: fence.name.clone(),
+                    resource_version: fence.resource_version,
+                });
+            }
+        }
+        if let (Some(ns), Some(None)) = (&write.namespace, &namespace_kv) {
+            return Err(not_found(Resource::Namespaces, "", ns));
+        }
+        Ok(Outcome::ObjectChanged(object_kv))
+    }
+
+    /// PLANTED BUG (`ApiServerBugs::ack_before_commit`): acknowledge the write before the
+    /// store has committed it, with a guessed revision. If the transaction then fails, the
+    /// client was told its write succeeded when it did not.
+    fn commit_in_background(
+        &self,
+        user: &UserInfo,
+        verb: Verb,
+        key: String,
+        txn: TxnRequest,
+    ) -> Outcome {
+        let guessed_revision = self.highest_revision_seen.load(Ordering::Relaxed) + 1;
+        let registry = self.clone();
+        let user = user.clone();
+        madsim::task::spawn(async move {
+            match registry.backend.txn(txn).await {
+                Ok(response) if response.succeeded => {
+                    registry.saw_revision(response.header.revision);
+                    registry.observe(&user, verb, &key, response.header.revision);
+                }
+                Ok(_) => tracing::debug!(%key, "acknowledged write was refused by the store"),
+                Err(e) => tracing::debug!(%key, "acknowledged write failed in the store: {e}"),
+            }
+        });
+        Outcome::Committed(guessed_revision)
+    }
+
+    fn observe(&self, user: &UserInfo, verb: Verb, key: &str, revision: Revision) {
+        if let Some(observer) = &self.observer {
+            observer.store_write(&self.apiserver_name, &user.name, verb, key, revision);
+        }
+    }
+}
+
+fn gave_up(resource: Resource, namespace: &str, name: &str) -> ApiError {
+    ApiError::Conflict {
+        reason: format!(
+            "{resource} {namespace}/{name} kept changing: gave up after {MAX_WRITE_ATTEMPTS} attempts"
+        ),
+    }
+}
+
+/// A fence names an existing lease version; resourceVersion 0 would match a missing lease.
+fn validate_fence(fence: Option<&LeaseFence>) -> Result<(), ApiError> {
+    match fence {
+        Some(f) if f.resource_version <= 0 => Err(ApiError::Invalid {
+            field: "fence.resourceVersion".into(),
+            reason: "must be the lease's current resourceVersion (> 0)".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// NodeRestriction: a kubelet may touch a pod only if the stored pod is bound to it.
+fn check_node_restriction(
+    decision: &Decision,
+    stored: &Object,
+    user: &UserInfo,
+    verb: Verb,
+) -> Result<(), ApiError> {
+    let Decision::AllowIfPodBoundTo(node) = decision else {
+        return Ok(());
+    };
+    let bound_to = stored.as_pod().and_then(|p| p.spec.node_name.as_deref());
+    if bound_to == Some(node.as_str()) {
+        return Ok(());
+    }
+    let meta = stored.metadata();
+    Err(ApiError::Forbidden {
+        user: user.name.clone(),
+        verb,
+        resource: stored.resource(),
+        reason: format!(
+            "pod {}/{} is bound to {}, not to node {node}",
+            meta.namespace,
+            meta.name,
+            bound_to.unwrap_or("no node")
+        ),
+    })
+}
+
+fn has_status(resource: Resource) -> bool {
+    matches!(
+        resource,
+        Resource::Nodes | Resource::Pods | Resource::ReplicaSets | Resource::Deployments
+    )
+}
+
+/// A random UUID-shaped uid, from the simulator's seeded RNG (deterministic per seed).
+fn new_uid() -> String {
+    use madsim::rand::Rng;
+    let bits: u128 = madsim::rand::thread_rng().gen();
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// What the apiserver sets on create (Kubernetes `BeforeCreate` + each strategy's
+/// `PrepareForCreate`): uid, creation time, generation 1; workloads and pods start with an
+/// empty status (a pod starts Pending).
+fn prepare_for_create(object: &mut Object, now_ms: u64, uid: String) {
+    let meta = object.metadata_mut();
+    meta.uid = uid;
+    meta.creation_timestamp_ms = now_ms;
+    meta.generation = 1;
+    meta.resource_version = 0;
+    meta.deletion_timestamp_ms = None;
+    match object {
+        Object::Pod(p) => p.status = Default::default(),
+        Object::ReplicaSet(rs) => rs.status = Default::default(),
+        Object::Deployment(d) => d.status = Default::default(),
+        _ => {}
+    }
+}
+
+/// Update: the client's spec and metadata, with the stored status and the fields only the
+/// apiserver sets (uid, creation time, deletion time); generation +1 when the spec changed.
+/// A pod's `spec.nodeName` may only be set by a binding.
+fn merge_update(stored: &Object, mut updated: Object) -> Result<Object, ApiError> {
+    let spec_changed = match (stored, &mut updated) {
+        (Object::Pod(s), Object::Pod(u)) => {
+            if s.spec.node_name != u.spec.node_name {
+                return Err(ApiError::Invalid {
+                    field: "spec.nodeName".into(),
+                    reason: "field is immutable: a pod's node is set only by binding".into(),
+                });
+            }
+            u.status = s.status.clone();
+            s.spec != u.spec
+        }
+        (Object::Node(s), Object::Node(u)) => {
+            u.status = s.status.clone();
+            s.spec != u.spec
+        }
+        (Object::ReplicaSet(s), Object::ReplicaSet(u)) => {
+            u.status = s.status.clone();
+            s.spec != u.spec
+        }
+        (Object::Deployment(s), Object::Deployment(u)) => {
+            u.status = s.status.clone();
+            s.spec != u.spec
+        }
+        (Object::Lease(s), Object::Lease(u)) => s.spec != u.spec,
+        (Object::Namespace(_), Object::Namespace(_))
+        | (Object::ConfigMap(_), Object::ConfigMap(_))
+        | (Object::Secret(_), Object::Secret(_)) => false,
+        _ => return Err(kind_mismatch(stored, &updated)),
+    };
+    let stored_meta = stored.metadata();
+    let meta = updated.metadata_mut();
+    meta.uid = stored_meta.uid.clone();
+    meta.creation_timestamp_ms = stored_meta.creation_timestamp_ms;
+    meta.deletion_timestamp_ms = stored_meta.deletion_timestamp_ms;
+    meta.generation = stored_meta.generation + i64::from(spec_changed);
+    Ok(updated)
+}
+
+/// UpdateStatus: the stored object with the client's status.
+fn merge_status(stored: &Object, updated: Object) -> Result<Object, ApiError> {
+    let mut merged = stored.clone();
+    match (&mut merged, updated) {
+        (Object::Pod(m), Object::Pod(u)) => m.status = u.status,
+        (Object::Node(m), Object::Node(u)) => m.status = u.status,
+        (Object::ReplicaSet(m), Object::ReplicaSet(u)) => m.status = u.status,
+        (Object::Deployment(m), Object::Deployment(u)) => m.status = u.status,
+        (_, updated) => return Err(kind_mismatch(stored, &updated)),
+    }
+    Ok(merged)
+}
+
+fn kind_mismatch(stored: &Object, updated: &Object) -> ApiError {
+    ApiError::Internal {
+        reason: format!(
+            "{} is stored as a {} but the request carries a {}",
+            stored.key(),
+            stored.resource().kind(),
+            updated.resource().kind()
+        ),
+    }
+}
