@@ -210,3 +210,23 @@ impl Backend for InMemoryBackend {
         }
     }
 }
+
+/// The real store: a client of the replicated members. The apiserver is the only
+/// component holding one.
+impl Backend for store::client::StoreClient {
+    async fn range(&self, request: RangeRequest) -> Result<RangeResponse, StoreError> {
+        store::client::StoreClient::range(self, request).await
+    }
+
+    async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, StoreError> {
+        store::client::StoreClient::txn(self, request).await
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<CompactResponse, StoreError> {
+        store::client::StoreClient::compact(self, revision).await
+    }
+
+    async fn watch_poll(&self, request: WatchRequest, max_events: usize, wait: Duration) -> Result<WatchResponse, StoreError> {
+        store::client::StoreClient::watch_poll(self, request, max_events, wait).await
+    }
+}

@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use api::{ApiRequest, ApiResponse, ApiResult, Operation, Resource, Verb};
 use serde::{Deserialize, Serialize};
 use store::api::{MemberId, Principal, Revision, Role as PrincipalRole};
 use store::raft::Role;
@@ -52,6 +53,12 @@ pub enum StoreOpOutcome {
     Failed { error: String },
     /// May or may not have been applied.
     Unknown { error: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApiOutcome {
+    Ok { resource_version: i64 },
+    Error { status: u16, message: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +109,19 @@ pub enum HistoryEvent {
         op_id: u64,
         outcome: StoreOpOutcome,
     },
+    /// An apiserver committed a store write on behalf of `user` (the stage timeline and
+    /// the single-writer evidence at the Kubernetes level).
+    StoreWrite { apiserver: String, user: String, verb: Verb, key: String, revision: Revision },
+    /// A component's request to an apiserver began (watch polls are not recorded).
+    ApiInvoked { client: String, request_id: u64, verb: Verb, resource: Resource, namespace: String, name: String },
+    /// ... and ended: the resourceVersion of the object or list, or the HTTP status.
+    ApiReturned { client: String, request_id: u64, outcome: ApiOutcome },
+    LeaderAcquired { component: String, identity: String, transitions: u32, lease_resource_version: i64 },
+    LeaderLost { component: String, identity: String },
+    KubeletRegistered { node: String },
+    /// A kubelet started a pod's containers.
+    PodStarted { node: String, namespace: String, name: String, uid: String },
+    PodStopped { node: String, namespace: String, name: String, uid: String, reason: String },
     /// The nemesis or the operator did something to the world.
     Fault { description: String },
     /// A free-form milestone of the scenario (shown in the timeline).
@@ -265,5 +285,99 @@ impl StoreObserver for Recorder {
             recovered_entries,
             torn_bytes,
         });
+    }
+}
+
+impl apiserver::ApiServerObserver for Recorder {
+    fn store_write(&self, apiserver: &str, user: &str, verb: Verb, key: &str, revision: i64) {
+        self.record(HistoryEvent::StoreWrite {
+            apiserver: apiserver.to_string(),
+            user: user.to_string(),
+            verb,
+            key: key.to_string(),
+            revision,
+        });
+    }
+}
+
+fn operation_target(operation: &Operation) -> (String, String) {
+    match operation {
+        Operation::Get { namespace, name, .. } | Operation::Delete { namespace, name, .. } => {
+            (namespace.clone(), name.clone())
+        }
+        Operation::List { namespace, .. } | Operation::Watch { namespace, .. } => (namespace.clone(), String::new()),
+        Operation::Create { object, .. } | Operation::Update { object, .. } | Operation::UpdateStatus { object, .. } => {
+            (object.metadata().namespace.clone(), object.metadata().name.clone())
+        }
+        Operation::Bind { namespace, pod, .. } => (namespace.clone(), pod.clone()),
+    }
+}
+
+impl api::ApiObserver for Recorder {
+    fn invoked(&self, client: &str, request: &ApiRequest) {
+        if request.operation.verb() == Verb::Watch {
+            return;
+        }
+        let (namespace, name) = operation_target(&request.operation);
+        self.record(HistoryEvent::ApiInvoked {
+            client: client.to_string(),
+            request_id: request.request_id,
+            verb: request.operation.verb(),
+            resource: request.operation.resource(),
+            namespace,
+            name,
+        });
+    }
+
+    fn returned(&self, client: &str, request: &ApiRequest, result: &ApiResult) {
+        if request.operation.verb() == Verb::Watch {
+            return;
+        }
+        let outcome = match result {
+            Ok(ApiResponse::Object(o)) => ApiOutcome::Ok { resource_version: o.metadata().resource_version },
+            Ok(ApiResponse::List { resource_version, .. }) | Ok(ApiResponse::Watch { resource_version, .. }) => {
+                ApiOutcome::Ok { resource_version: *resource_version }
+            }
+            Err(e) => ApiOutcome::Error { status: e.status_code(), message: e.to_string() },
+        };
+        self.record(HistoryEvent::ApiReturned { client: client.to_string(), request_id: request.request_id, outcome });
+    }
+}
+
+impl controllers::observer::ControllerObserver for Recorder {
+    fn leader_acquired(&self, component: &str, identity: &str, transitions: u32, lease_rv: i64) {
+        self.record(HistoryEvent::LeaderAcquired {
+            component: component.to_string(),
+            identity: identity.to_string(),
+            transitions,
+            lease_resource_version: lease_rv,
+        });
+    }
+
+    fn leader_lost(&self, component: &str, identity: &str) {
+        self.record(HistoryEvent::LeaderLost { component: component.to_string(), identity: identity.to_string() });
+    }
+
+    fn pod_started(&self, node: &str, namespace: &str, name: &str, uid: &str) {
+        self.record(HistoryEvent::PodStarted {
+            node: node.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            uid: uid.to_string(),
+        });
+    }
+
+    fn pod_stopped(&self, node: &str, namespace: &str, name: &str, uid: &str, reason: &str) {
+        self.record(HistoryEvent::PodStopped {
+            node: node.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            uid: uid.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+
+    fn kubelet_registered(&self, node: &str) {
+        self.record(HistoryEvent::KubeletRegistered { node: node.to_string() });
     }
 }

@@ -6,6 +6,7 @@
 //! checkers only read the finished history.
 
 pub mod cluster;
+pub mod control_plane;
 pub mod history;
 pub mod report;
 pub mod runner;

@@ -28,7 +28,7 @@ enum Command {
         #[arg(long)]
         seed: u64,
         /// Which scenario to run.
-        #[arg(long, default_value = "store-smoke")]
+        #[arg(long, default_value = "deploy-nginx")]
         scenario: Scenario,
         /// Print the detailed log (tracing, filtered by RUST_LOG, default "info").
         #[arg(long)]

@@ -3,28 +3,21 @@
 
 use madsim::runtime::Runtime;
 
-use crate::cluster::StoreOptions;
+use crate::control_plane::ControlPlaneOptions;
 use crate::history::Recorder;
 use crate::report::RunReport;
-use crate::scenario::{store_smoke, Scenario};
+use crate::scenario::{deploy_nginx, store_smoke, Scenario};
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub seed: u64,
     pub scenario: Scenario,
-    pub store: StoreOptions,
+    pub cluster: ControlPlaneOptions,
 }
 
 impl RunOptions {
     pub fn new(seed: u64, scenario: Scenario) -> Self {
-        Self {
-            seed,
-            scenario,
-            store: StoreOptions {
-                n_members: 3,
-                ..StoreOptions::default()
-            },
-        }
+        Self { seed, scenario, cluster: ControlPlaneOptions::default() }
     }
 }
 
@@ -37,7 +30,8 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         let options = options.clone();
         async move {
             let outcome = match options.scenario {
-                Scenario::StoreSmoke => store_smoke::run(recorder, options.store.clone()).await,
+                Scenario::DeployNginx => deploy_nginx::run(recorder, options.cluster.clone()).await,
+                Scenario::StoreSmoke => store_smoke::run(recorder, options.cluster.store.clone()).await,
             };
             let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
             let messages = madsim::net::NetSim::current().stat().msg_count;

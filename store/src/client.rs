@@ -14,7 +14,7 @@ use std::time::Duration;
 use madsim::net::Endpoint;
 
 use crate::api::{
-    CompactRequest, DeleteRangeRequest, DeleteRangeResponse, KeyRange, MemberId, Mutation,
+    CompactRequest, CompactResponse, DeleteRangeRequest, DeleteRangeResponse, KeyRange, MemberId, Mutation,
     MutationResponse, Principal, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision,
     StoreError, TxnRequest, TxnResponse, WatchRequest, WatchResponse,
 };
@@ -122,10 +122,11 @@ impl StoreClient {
         }
     }
 
-    pub async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        self.mutate(Mutation::Compact(CompactRequest { revision }))
-            .await
-            .map(|_| ())
+    pub async fn compact(&self, revision: Revision) -> Result<CompactResponse, StoreError> {
+        match self.mutate(Mutation::Compact(CompactRequest { revision })).await? {
+            MutationResponse::Compact(r) => Ok(r),
+            other => Err(unexpected_mutation(other)),
+        }
     }
 
     /// Events from `request.start_revision` on, waiting up to `wait` for the first one.

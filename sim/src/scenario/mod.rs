@@ -1,6 +1,7 @@
 //! Scenarios: a cluster shape plus a workload, each a function from a seed's runtime to a
 //! [`ScenarioOutcome`](crate::report::ScenarioOutcome).
 
+pub mod deploy_nginx;
 pub mod store_smoke;
 
 use std::fmt;
@@ -10,15 +11,19 @@ use std::str::FromStr;
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub enum Scenario {
+    /// The default: the whole control plane runs `kubectl create deployment
+    /// nginx-deployment --replicas=3`, then scales it to 5.
+    DeployNginx,
     /// Three store members, a client workload, one leader crash.
     StoreSmoke,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 1] = [Scenario::StoreSmoke];
+    pub const ALL: [Scenario; 2] = [Scenario::DeployNginx, Scenario::StoreSmoke];
 
     pub fn name(self) -> &'static str {
         match self {
+            Scenario::DeployNginx => "deploy-nginx",
             Scenario::StoreSmoke => "store-smoke",
         }
     }

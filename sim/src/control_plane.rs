@@ -1,0 +1,276 @@
+//! The whole simulated control plane: store members, apiservers, controller-managers, the
+//! scheduler, kubelets, and the user's kubectl, each a madsim node with its own clock and
+//! credential.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use api::{ApiClient, ApiObserver, ClientConfig, Clock, Credential};
+use apiserver::{ApiServerBugs, ApiServerConfig, ApiServerObserver, UserInfo};
+use controllers::controller_manager::ControllerManagerConfig;
+use controllers::kubelet::{KubeletConfig, KubeletState};
+use controllers::observer::ControllerObserver;
+use controllers::scheduler::SchedulerConfig;
+use madsim::runtime::{Handle, NodeHandle};
+use store::api::Principal;
+use store::client::{StoreClient, StoreClientConfig};
+
+use crate::cluster::{ip, StoreCluster, StoreOptions};
+use crate::history::Recorder;
+
+pub const APISERVER_PORT: u16 = 6443;
+
+/// The cluster's shape and the switches scenarios and planted bugs turn.
+#[derive(Clone, Debug)]
+pub struct ControlPlaneOptions {
+    pub store: StoreOptions,
+    pub n_apiservers: u32,
+    pub n_controller_managers: u32,
+    pub n_kubelets: u32,
+    /// kubesim's lease fencing of controller writes (Kubernetes has none).
+    pub fencing: bool,
+    pub apiserver_bugs: ApiServerBugs,
+    pub replicaset_no_expectations: bool,
+}
+
+impl Default for ControlPlaneOptions {
+    fn default() -> Self {
+        Self {
+            store: StoreOptions { n_members: 3, ..StoreOptions::default() },
+            n_apiservers: 1,
+            n_controller_managers: 2,
+            n_kubelets: 3,
+            fencing: true,
+            apiserver_bugs: ApiServerBugs::default(),
+            replicaset_no_expectations: false,
+        }
+    }
+}
+
+/// One simulated process other than a store member.
+pub struct Component {
+    /// Node name, e.g. `apiserver-0`, `kubelet-2` (also the kubelet's Kubernetes node name).
+    pub name: String,
+    pub node: NodeHandle,
+    /// The node's wall clock; the nemesis skews it.
+    pub clock: Clock,
+}
+
+pub struct ControlPlane {
+    pub store: StoreCluster,
+    pub apiservers: Vec<Component>,
+    pub controller_managers: Vec<Component>,
+    pub scheduler: Component,
+    pub kubelets: Vec<(Component, Arc<KubeletState>)>,
+    pub apiserver_addrs: Vec<SocketAddr>,
+}
+
+/// Each component's bearer token is derived from its user name.
+fn token_for(user: &str) -> String {
+    format!("token:{user}")
+}
+
+fn credential(user: &str) -> Credential {
+    Credential { user: user.to_string(), token: token_for(user) }
+}
+
+pub fn kubelet_name(idx: u32) -> String {
+    format!("kubelet-{idx}")
+}
+
+impl ControlPlane {
+    /// Creates and starts every node. Must be called from the simulation's supervisor.
+    pub fn start(options: &ControlPlaneOptions, recorder: &Recorder) -> Self {
+        let store = StoreCluster::start(&options.store, recorder);
+        let apiserver_addrs: Vec<SocketAddr> =
+            (0..options.n_apiservers).map(|i| SocketAddr::new(ip(2, i as u8 + 1), APISERVER_PORT)).collect();
+        let mut users = vec![UserInfo::admin(), UserInfo::controller_manager(), UserInfo::scheduler()];
+        users.extend((0..options.n_kubelets).map(|i| UserInfo::node(&kubelet_name(i))));
+
+        let apiservers = (0..options.n_apiservers)
+            .map(|i| start_apiserver(i, options, &store, &apiserver_addrs, &users, recorder))
+            .collect();
+        let controller_managers = (0..options.n_controller_managers)
+            .map(|i| start_controller_manager(i, options, &apiserver_addrs, recorder))
+            .collect();
+        let scheduler = start_scheduler(&apiserver_addrs, recorder);
+        let kubelets = (0..options.n_kubelets).map(|i| start_kubelet(i, &apiserver_addrs, recorder)).collect();
+        Self { store, apiservers, controller_managers, scheduler, kubelets, apiserver_addrs }
+    }
+
+    /// A client for the user `admin` (kubectl) on a new node.
+    pub async fn kubectl(&self, recorder: &Recorder) -> (NodeHandle, ApiClient) {
+        let node = Handle::current().create_node().name("kubectl").ip(ip(9, 1)).build();
+        let (servers, observer) = (self.apiserver_addrs.clone(), api_observer(recorder));
+        let client = node
+            .spawn(async move { ApiClient::connect(servers, credential("admin"), ClientConfig::default(), observer).await })
+            .await
+            .expect("kubectl node")
+            .expect("bind kubectl endpoint");
+        (node, client)
+    }
+}
+
+fn api_observer(recorder: &Recorder) -> Option<Arc<dyn ApiObserver>> {
+    Some(Arc::new(recorder.clone()))
+}
+
+fn controller_observer(recorder: &Recorder) -> Option<Arc<dyn ControllerObserver>> {
+    Some(Arc::new(recorder.clone()))
+}
+
+fn start_apiserver(
+    idx: u32,
+    options: &ControlPlaneOptions,
+    store: &StoreCluster,
+    addrs: &[SocketAddr],
+    users: &[UserInfo],
+    recorder: &Recorder,
+) -> Component {
+    let name = format!("apiserver-{idx}");
+    let mut config = ApiServerConfig::new(name.clone(), addrs[idx as usize]);
+    for user in users {
+        config = config.with_token(token_for(&user.name), user.clone());
+    }
+    config.planted_bugs = options.apiserver_bugs;
+    if idx != 0 {
+        // One compactor per cluster is enough (kube-apiserver runs one per instance, but
+        // they race harmlessly; kubesim keeps the history simpler).
+        config.compaction_interval = std::time::Duration::ZERO;
+    }
+    let clock = Clock::new();
+    let members = store.addresses();
+    let observer: Arc<dyn ApiServerObserver> = Arc::new(recorder.clone());
+    let node_clock = clock.clone();
+    let node = Handle::current()
+        .create_node()
+        .name(name.clone())
+        .ip(addrs[idx as usize].ip())
+        .init(move || {
+            let (config, members, clock, observer) =
+                (config.clone(), members.clone(), node_clock.clone(), observer.clone());
+            async move {
+                let principal = Principal::apiserver(config.name.clone());
+                let backend = StoreClient::connect(members, principal, StoreClientConfig::default())
+                    .await
+                    .expect("bind the apiserver's store client");
+                if let Err(e) = apiserver::serve(config, backend, clock, Some(observer)).await {
+                    tracing::error!(error = %e, "apiserver failed to start");
+                }
+            }
+        })
+        .build();
+    Component { name, node, clock }
+}
+
+fn start_controller_manager(idx: u32, options: &ControlPlaneOptions, servers: &[SocketAddr], recorder: &Recorder) -> Component {
+    let name = format!("controller-manager-{idx}");
+    let mut config = ControllerManagerConfig::default();
+    config.leader_election.identity = name.clone();
+    config.leader_election.fencing = options.fencing;
+    config.replica_set.planted_bug_no_expectations = options.replicaset_no_expectations;
+    let clock = Clock::new();
+    let (servers, node_clock) = (servers.to_vec(), clock.clone());
+    let (api_obs, ctl_obs) = (api_observer(recorder), controller_observer(recorder));
+    let node = Handle::current()
+        .create_node()
+        .name(name.clone())
+        .ip(ip(3, idx as u8 + 1))
+        .init(move || {
+            let (config, servers, clock, api_obs, ctl_obs) =
+                (config.clone(), servers.clone(), node_clock.clone(), api_obs.clone(), ctl_obs.clone());
+            async move {
+                let client = ApiClient::connect(
+                    servers,
+                    credential("system:kube-controller-manager"),
+                    ClientConfig::default(),
+                    api_obs,
+                )
+                .await
+                .expect("bind the controller-manager's client");
+                controllers::controller_manager::run(config, client, clock, ctl_obs).await;
+            }
+        })
+        .build();
+    Component { name, node, clock }
+}
+
+fn start_scheduler(servers: &[SocketAddr], recorder: &Recorder) -> Component {
+    let name = "scheduler-0".to_string();
+    let mut config = SchedulerConfig::default();
+    config.leader_election.identity = name.clone();
+    let clock = Clock::new();
+    let (servers, node_clock) = (servers.to_vec(), clock.clone());
+    let (api_obs, ctl_obs) = (api_observer(recorder), controller_observer(recorder));
+    let node = Handle::current()
+        .create_node()
+        .name(name.clone())
+        .ip(ip(4, 1))
+        .init(move || {
+            let (config, servers, clock, api_obs, ctl_obs) =
+                (config.clone(), servers.clone(), node_clock.clone(), api_obs.clone(), ctl_obs.clone());
+            async move {
+                let client =
+                    ApiClient::connect(servers, credential("system:kube-scheduler"), ClientConfig::default(), api_obs)
+                        .await
+                        .expect("bind the scheduler's client");
+                controllers::scheduler::run(config, client, clock, ctl_obs).await;
+            }
+        })
+        .build();
+    Component { name, node, clock }
+}
+
+fn start_kubelet(idx: u32, servers: &[SocketAddr], recorder: &Recorder) -> (Component, Arc<KubeletState>) {
+    let name = kubelet_name(idx);
+    let config = KubeletConfig { node_name: name.clone(), ..KubeletConfig::default() };
+    let clock = Clock::new();
+    // Running containers outlive a kubelet restart, as on a real machine; a machine crash
+    // is modelled by clearing this state.
+    let state = Arc::new(KubeletState::default());
+    let user = format!("system:node:{name}");
+    let (servers, node_clock, node_state) = (servers.to_vec(), clock.clone(), state.clone());
+    let (api_obs, ctl_obs) = (api_observer(recorder), controller_observer(recorder));
+    let node = Handle::current()
+        .create_node()
+        .name(name.clone())
+        .ip(ip(5, idx as u8 + 1))
+        .init(move || {
+            let (config, servers, clock, state, api_obs, ctl_obs, user) = (
+                config.clone(),
+                servers.clone(),
+                node_clock.clone(),
+                node_state.clone(),
+                api_obs.clone(),
+                ctl_obs.clone(),
+                user.clone(),
+            );
+            async move {
+                let client = ApiClient::connect(servers, credential(&user), ClientConfig::default(), api_obs)
+                    .await
+                    .expect("bind the kubelet's client");
+                controllers::kubelet::run(config, client, clock, state, ctl_obs).await;
+            }
+        })
+        .build();
+    (Component { name, node, clock }, state)
+}
+
+/// Which simulated component a node name belongs to, for reports.
+pub fn components_by_name(plane: &ControlPlane) -> BTreeMap<String, madsim::task::NodeId> {
+    let mut map = BTreeMap::new();
+    for m in plane.store.members.values() {
+        map.insert(format!("store-{}", m.id), m.node.id());
+    }
+    let others = plane
+        .apiservers
+        .iter()
+        .chain(&plane.controller_managers)
+        .chain(std::iter::once(&plane.scheduler))
+        .chain(plane.kubelets.iter().map(|(c, _)| c));
+    for c in others {
+        map.insert(c.name.clone(), c.node.id());
+    }
+    map
+}

@@ -1,0 +1,209 @@
+//! `deploy-nginx`, the default scenario: `kubectl create deployment nginx-deployment
+//! --replicas=3`, played out by the whole control plane (3 store members, apiservers, 2
+//! controller-manager replicas, a scheduler, 3 kubelets), then `kubectl scale
+//! --replicas=5`.
+//!
+//! Its timeline is the five stages of DESIGN.md §1 as the apiserver wrote them to the
+//! store: which key, at which revision, on whose behalf.
+
+use std::time::Duration;
+
+use api::{
+    ApiClient, ApiError, Container, Deployment, DeploymentSpec, Labels, Object, ObjectMeta, Pod, PodPhase, PodSpec,
+    PodTemplateSpec, Resource, Verb,
+};
+
+use crate::control_plane::{ControlPlane, ControlPlaneOptions};
+use crate::history::{HistoryEvent, Recorder};
+use crate::report::{Check, ScenarioOutcome};
+
+pub const NAMESPACE: &str = "default";
+pub const DEPLOYMENT: &str = "nginx-deployment";
+pub const INITIAL_REPLICAS: i32 = 3;
+pub const SCALED_REPLICAS: i32 = 5;
+/// How long each rollout may take to reach its Running pods (the convergence bound).
+pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(30);
+
+pub fn nginx_deployment(replicas: i32) -> Deployment {
+    let labels: Labels = [("app".to_string(), "nginx".to_string())].into();
+    let mut metadata = ObjectMeta::named(NAMESPACE, DEPLOYMENT);
+    metadata.labels = labels.clone();
+    Deployment {
+        metadata,
+        spec: DeploymentSpec {
+            replicas,
+            selector: labels.clone(),
+            template: PodTemplateSpec {
+                labels,
+                spec: PodSpec {
+                    node_name: None,
+                    containers: vec![Container { name: "nginx".into(), image: "nginx:1.14.2".into(), cpu_millis: 100 }],
+                },
+            },
+        },
+        status: Default::default(),
+    }
+}
+
+pub async fn run(recorder: Recorder, options: ControlPlaneOptions) -> ScenarioOutcome {
+    let plane = ControlPlane::start(&options, &recorder);
+    let (kubectl_node, kubectl) = plane.kubectl(&recorder).await;
+    let checks = kubectl_node
+        .spawn({
+            let recorder = recorder.clone();
+            async move { user_workload(&kubectl, &recorder).await }
+        })
+        .await
+        .expect("kubectl workload");
+    ScenarioOutcome { timeline: timeline(&recorder), checks }
+}
+
+/// What the user does and sees: create, wait, scale, wait, look.
+async fn user_workload(kubectl: &ApiClient, recorder: &Recorder) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let typed_at = madsim::time::Instant::now();
+    recorder.note(format!("kubectl create deployment {DEPLOYMENT} --replicas={INITIAL_REPLICAS}"));
+    if let Err(e) = create_with_retries(kubectl, nginx_deployment(INITIAL_REPLICAS)).await {
+        checks.push(Check::fail("deployment created", format!("kubectl create never succeeded: {e}")));
+        return checks;
+    }
+    checks.push(wait_for_running(kubectl, INITIAL_REPLICAS, typed_at, recorder).await);
+
+    let typed_at = madsim::time::Instant::now();
+    recorder.note(format!("kubectl scale deployment {DEPLOYMENT} --replicas={SCALED_REPLICAS}"));
+    if let Err(e) = scale(kubectl, SCALED_REPLICAS).await {
+        checks.push(Check::fail("deployment scaled", format!("kubectl scale never succeeded: {e}")));
+        return checks;
+    }
+    checks.push(wait_for_running(kubectl, SCALED_REPLICAS, typed_at, recorder).await);
+    // At rest: exactly the desired pods, no extras.
+    madsim::time::sleep(Duration::from_secs(5)).await;
+    let pods = list_pods(kubectl).await;
+    let n_pods = pods.len() as i32;
+    if n_pods == SCALED_REPLICAS {
+        checks.push(Check::pass("no extra pods at rest", format!("{n_pods} pods for {SCALED_REPLICAS} replicas")));
+    } else {
+        checks.push(Check::fail("no extra pods at rest", format!("{n_pods} pods for {SCALED_REPLICAS} replicas")));
+    }
+    checks.push(Check::info("final state:"));
+    for pod in &pods {
+        checks.push(Check::info(format!(
+            "  pod {:<34} node {:<10} {:?}",
+            pod.metadata.name,
+            pod.spec.node_name.as_deref().unwrap_or("-"),
+            pod.status.phase
+        )));
+    }
+    checks
+}
+
+pub async fn create_with_retries(kubectl: &ApiClient, deployment: Deployment) -> Result<(), ApiError> {
+    let mut last = None;
+    for _ in 0..60 {
+        match kubectl.create(Object::Deployment(deployment.clone()), None).await {
+            Ok(_) | Err(ApiError::AlreadyExists { .. }) => return Ok(()),
+            Err(e) if e.is_retryable() || matches!(e, ApiError::NotFound { .. }) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+        // The apiserver may still be bootstrapping its namespaces.
+        madsim::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(last.expect("the loop ran"))
+}
+
+pub async fn scale(kubectl: &ApiClient, replicas: i32) -> Result<(), ApiError> {
+    let mut last = None;
+    for _ in 0..60 {
+        let result = async {
+            let object = kubectl.get(Resource::Deployments, NAMESPACE, DEPLOYMENT).await?;
+            let mut deployment = object.into_deployment().expect("a deployment");
+            deployment.spec.replicas = replicas;
+            kubectl.update(Object::Deployment(deployment), None).await
+        }
+        .await;
+        match result {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_retryable() || matches!(e, ApiError::Conflict { .. }) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+        madsim::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(last.expect("the loop ran"))
+}
+
+pub async fn list_pods(kubectl: &ApiClient) -> Vec<Pod> {
+    match kubectl.list(Resource::Pods, NAMESPACE).await {
+        Ok((items, _)) => items.into_iter().filter_map(Object::into_pod).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Polls until `replicas` pods of the deployment are Running, within the bound counted
+/// from `start` (when the user typed the command).
+pub async fn wait_for_running(
+    kubectl: &ApiClient,
+    replicas: i32,
+    start: madsim::time::Instant,
+    recorder: &Recorder,
+) -> Check {
+    let name = format!("{replicas} pods Running within {}s", CONVERGENCE_BOUND.as_secs());
+    let mut running = 0;
+    while start.elapsed() <= CONVERGENCE_BOUND {
+        let pods = list_pods(kubectl).await;
+        running = pods.iter().filter(|p| p.status.phase == PodPhase::Running).count() as i32;
+        if running >= replicas {
+            let took = start.elapsed().as_secs_f64();
+            recorder.note(format!("{running} pods Running"));
+            return Check::pass(name, format!("after {took:.1}s"));
+        }
+        madsim::time::sleep(Duration::from_millis(250)).await;
+    }
+    Check::fail(name, format!("only {running} Running after {}s", CONVERGENCE_BOUND.as_secs()))
+}
+
+/// The store writes of the deployment's flow, labelled with the stage they belong to.
+fn timeline(recorder: &Recorder) -> Vec<String> {
+    let history = recorder.snapshot();
+    let mut started_pods = std::collections::BTreeSet::new();
+    let mut lines = Vec::new();
+    let deployment_key = Resource::Deployments.key(NAMESPACE, DEPLOYMENT);
+    let rs_prefix = format!("{}{DEPLOYMENT}-", Resource::ReplicaSets.namespace_prefix(NAMESPACE));
+    let pod_prefix = format!("{}{DEPLOYMENT}-", Resource::Pods.namespace_prefix(NAMESPACE));
+    for (at_ns, event) in history.events() {
+        let text = match event {
+            HistoryEvent::Note { text } => format!("--  {text}"),
+            HistoryEvent::Fault { description } => format!("!!  fault: {description}"),
+            HistoryEvent::StoreWrite { user, verb, key, revision, .. } => {
+                let stage = if *key == deployment_key {
+                    match verb {
+                        Verb::Create => "1 deployment created",
+                        Verb::Update => "  deployment scaled",
+                        _ => continue,
+                    }
+                } else if key.starts_with(&rs_prefix) {
+                    match verb {
+                        Verb::Create => "2 replicaset created",
+                        Verb::Update => "  replicaset scaled",
+                        _ => continue,
+                    }
+                } else if key.starts_with(&pod_prefix) {
+                    match verb {
+                        Verb::Create => "3 pod created (Pending)",
+                        Verb::Bind => "4 pod scheduled",
+                        Verb::UpdateStatus if user.starts_with("system:node:") && started_pods.insert(key.clone()) => {
+                            "5 pod running"
+                        }
+                        Verb::Delete => "  pod deleted",
+                        _ => continue,
+                    }
+                } else {
+                    continue;
+                };
+                format!("{stage:<24} {key:<62} rev {revision:<5} by {user}")
+            }
+            _ => continue,
+        };
+        lines.push(format!("{:>8.3}s  {text}", at_ns as f64 / 1e9));
+    }
+    lines
+}
