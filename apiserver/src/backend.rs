@@ -226,7 +226,12 @@ impl Backend for store::client::StoreClient {
         store::client::StoreClient::compact(self, revision).await
     }
 
-    async fn watch_poll(&self, request: WatchRequest, max_events: usize, wait: Duration) -> Result<WatchResponse, StoreError> {
+    async fn watch_poll(
+        &self,
+        request: WatchRequest,
+        max_events: usize,
+        wait: Duration,
+    ) -> Result<WatchResponse, StoreError> {
         store::client::StoreClient::watch_poll(self, request, max_events, wait).await
     }
 }

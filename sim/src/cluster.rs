@@ -17,6 +17,14 @@ use store::wal::SimDisk;
 
 use crate::history::Recorder;
 
+/// Restarts a node's process: kills it first, because madsim's `restart` alone keeps the
+/// old process's sockets bound and the new process could not bind its port again.
+pub fn restart_node(id: madsim::task::NodeId) {
+    let handle = Handle::current();
+    handle.kill(id);
+    handle.restart(id);
+}
+
 pub fn ip(subnet: u8, host: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, subnet, host))
 }

@@ -37,7 +37,10 @@ pub struct ControlPlaneOptions {
 impl Default for ControlPlaneOptions {
     fn default() -> Self {
         Self {
-            store: StoreOptions { n_members: 3, ..StoreOptions::default() },
+            store: StoreOptions {
+                n_members: 3,
+                ..StoreOptions::default()
+            },
             n_apiservers: 1,
             n_controller_managers: 2,
             n_kubelets: 3,
@@ -72,7 +75,10 @@ fn token_for(user: &str) -> String {
 }
 
 fn credential(user: &str) -> Credential {
-    Credential { user: user.to_string(), token: token_for(user) }
+    Credential {
+        user: user.to_string(),
+        token: token_for(user),
+    }
 }
 
 pub fn kubelet_name(idx: u32) -> String {
@@ -83,9 +89,14 @@ impl ControlPlane {
     /// Creates and starts every node. Must be called from the simulation's supervisor.
     pub fn start(options: &ControlPlaneOptions, recorder: &Recorder) -> Self {
         let store = StoreCluster::start(&options.store, recorder);
-        let apiserver_addrs: Vec<SocketAddr> =
-            (0..options.n_apiservers).map(|i| SocketAddr::new(ip(2, i as u8 + 1), APISERVER_PORT)).collect();
-        let mut users = vec![UserInfo::admin(), UserInfo::controller_manager(), UserInfo::scheduler()];
+        let apiserver_addrs: Vec<SocketAddr> = (0..options.n_apiservers)
+            .map(|i| SocketAddr::new(ip(2, i as u8 + 1), APISERVER_PORT))
+            .collect();
+        let mut users = vec![
+            UserInfo::admin(),
+            UserInfo::controller_manager(),
+            UserInfo::scheduler(),
+        ];
         users.extend((0..options.n_kubelets).map(|i| UserInfo::node(&kubelet_name(i))));
 
         let apiservers = (0..options.n_apiservers)
@@ -95,19 +106,49 @@ impl ControlPlane {
             .map(|i| start_controller_manager(i, options, &apiserver_addrs, recorder))
             .collect();
         let scheduler = start_scheduler(&apiserver_addrs, recorder);
-        let kubelets = (0..options.n_kubelets).map(|i| start_kubelet(i, &apiserver_addrs, recorder)).collect();
-        Self { store, apiservers, controller_managers, scheduler, kubelets, apiserver_addrs }
+        let kubelets = (0..options.n_kubelets)
+            .map(|i| start_kubelet(i, &apiserver_addrs, recorder))
+            .collect();
+        Self {
+            store,
+            apiservers,
+            controller_managers,
+            scheduler,
+            kubelets,
+            apiserver_addrs,
+        }
     }
 
     /// A client for the user `admin` (kubectl) on a new node.
     pub async fn kubectl(&self, recorder: &Recorder) -> (NodeHandle, ApiClient) {
-        let node = Handle::current().create_node().name("kubectl").ip(ip(9, 1)).build();
-        let (servers, observer) = (self.apiserver_addrs.clone(), api_observer(recorder));
+        self.client_as("admin", "kubectl", 1, recorder).await
+    }
+
+    /// A client with `user`'s credential on a new node `node_name` at 10.0.9.`host`.
+    pub async fn client_as(
+        &self,
+        user: &str,
+        node_name: &str,
+        host: u8,
+        recorder: &Recorder,
+    ) -> (NodeHandle, ApiClient) {
+        let node = Handle::current()
+            .create_node()
+            .name(node_name)
+            .ip(ip(9, host))
+            .build();
+        let (servers, observer, credential) = (
+            self.apiserver_addrs.clone(),
+            api_observer(recorder),
+            credential(user),
+        );
         let client = node
-            .spawn(async move { ApiClient::connect(servers, credential("admin"), ClientConfig::default(), observer).await })
+            .spawn(async move {
+                ApiClient::connect(servers, credential, ClientConfig::default(), observer).await
+            })
             .await
-            .expect("kubectl node")
-            .expect("bind kubectl endpoint");
+            .expect("client node")
+            .expect("bind client endpoint");
         (node, client)
     }
 }
@@ -148,13 +189,18 @@ fn start_apiserver(
         .name(name.clone())
         .ip(addrs[idx as usize].ip())
         .init(move || {
-            let (config, members, clock, observer) =
-                (config.clone(), members.clone(), node_clock.clone(), observer.clone());
+            let (config, members, clock, observer) = (
+                config.clone(),
+                members.clone(),
+                node_clock.clone(),
+                observer.clone(),
+            );
             async move {
                 let principal = Principal::apiserver(config.name.clone());
-                let backend = StoreClient::connect(members, principal, StoreClientConfig::default())
-                    .await
-                    .expect("bind the apiserver's store client");
+                let backend =
+                    StoreClient::connect(members, principal, StoreClientConfig::default())
+                        .await
+                        .expect("bind the apiserver's store client");
                 if let Err(e) = apiserver::serve(config, backend, clock, Some(observer)).await {
                     tracing::error!(error = %e, "apiserver failed to start");
                 }
@@ -164,7 +210,12 @@ fn start_apiserver(
     Component { name, node, clock }
 }
 
-fn start_controller_manager(idx: u32, options: &ControlPlaneOptions, servers: &[SocketAddr], recorder: &Recorder) -> Component {
+fn start_controller_manager(
+    idx: u32,
+    options: &ControlPlaneOptions,
+    servers: &[SocketAddr],
+    recorder: &Recorder,
+) -> Component {
     let name = format!("controller-manager-{idx}");
     let mut config = ControllerManagerConfig::default();
     config.leader_election.identity = name.clone();
@@ -178,8 +229,13 @@ fn start_controller_manager(idx: u32, options: &ControlPlaneOptions, servers: &[
         .name(name.clone())
         .ip(ip(3, idx as u8 + 1))
         .init(move || {
-            let (config, servers, clock, api_obs, ctl_obs) =
-                (config.clone(), servers.clone(), node_clock.clone(), api_obs.clone(), ctl_obs.clone());
+            let (config, servers, clock, api_obs, ctl_obs) = (
+                config.clone(),
+                servers.clone(),
+                node_clock.clone(),
+                api_obs.clone(),
+                ctl_obs.clone(),
+            );
             async move {
                 let client = ApiClient::connect(
                     servers,
@@ -208,13 +264,22 @@ fn start_scheduler(servers: &[SocketAddr], recorder: &Recorder) -> Component {
         .name(name.clone())
         .ip(ip(4, 1))
         .init(move || {
-            let (config, servers, clock, api_obs, ctl_obs) =
-                (config.clone(), servers.clone(), node_clock.clone(), api_obs.clone(), ctl_obs.clone());
+            let (config, servers, clock, api_obs, ctl_obs) = (
+                config.clone(),
+                servers.clone(),
+                node_clock.clone(),
+                api_obs.clone(),
+                ctl_obs.clone(),
+            );
             async move {
-                let client =
-                    ApiClient::connect(servers, credential("system:kube-scheduler"), ClientConfig::default(), api_obs)
-                        .await
-                        .expect("bind the scheduler's client");
+                let client = ApiClient::connect(
+                    servers,
+                    credential("system:kube-scheduler"),
+                    ClientConfig::default(),
+                    api_obs,
+                )
+                .await
+                .expect("bind the scheduler's client");
                 controllers::scheduler::run(config, client, clock, ctl_obs).await;
             }
         })
@@ -222,9 +287,16 @@ fn start_scheduler(servers: &[SocketAddr], recorder: &Recorder) -> Component {
     Component { name, node, clock }
 }
 
-fn start_kubelet(idx: u32, servers: &[SocketAddr], recorder: &Recorder) -> (Component, Arc<KubeletState>) {
+fn start_kubelet(
+    idx: u32,
+    servers: &[SocketAddr],
+    recorder: &Recorder,
+) -> (Component, Arc<KubeletState>) {
     let name = kubelet_name(idx);
-    let config = KubeletConfig { node_name: name.clone(), ..KubeletConfig::default() };
+    let config = KubeletConfig {
+        node_name: name.clone(),
+        ..KubeletConfig::default()
+    };
     let clock = Clock::new();
     // Running containers outlive a kubelet restart, as on a real machine; a machine crash
     // is modelled by clearing this state.
@@ -247,9 +319,14 @@ fn start_kubelet(idx: u32, servers: &[SocketAddr], recorder: &Recorder) -> (Comp
                 user.clone(),
             );
             async move {
-                let client = ApiClient::connect(servers, credential(&user), ClientConfig::default(), api_obs)
-                    .await
-                    .expect("bind the kubelet's client");
+                let client = ApiClient::connect(
+                    servers,
+                    credential(&user),
+                    ClientConfig::default(),
+                    api_obs,
+                )
+                .await
+                .expect("bind the kubelet's client");
                 controllers::kubelet::run(config, client, clock, state, ctl_obs).await;
             }
         })

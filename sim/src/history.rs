@@ -70,7 +70,10 @@ pub enum HistoryEvent {
         torn_bytes: u64,
     },
     /// A member refused to start or stopped serving because of its disk.
-    MemberFailed { member: MemberId, reason: String },
+    MemberFailed {
+        member: MemberId,
+        reason: String,
+    },
     RoleChanged {
         member: MemberId,
         term: u64,
@@ -111,21 +114,63 @@ pub enum HistoryEvent {
     },
     /// An apiserver committed a store write on behalf of `user` (the stage timeline and
     /// the single-writer evidence at the Kubernetes level).
-    StoreWrite { apiserver: String, user: String, verb: Verb, key: String, revision: Revision },
+    StoreWrite {
+        apiserver: String,
+        user: String,
+        verb: Verb,
+        key: String,
+        revision: Revision,
+    },
     /// A component's request to an apiserver began (watch polls are not recorded).
-    ApiInvoked { client: String, request_id: u64, verb: Verb, resource: Resource, namespace: String, name: String },
+    ApiInvoked {
+        client: String,
+        request_id: u64,
+        verb: Verb,
+        resource: Resource,
+        namespace: String,
+        name: String,
+    },
     /// ... and ended: the resourceVersion of the object or list, or the HTTP status.
-    ApiReturned { client: String, request_id: u64, outcome: ApiOutcome },
-    LeaderAcquired { component: String, identity: String, transitions: u32, lease_resource_version: i64 },
-    LeaderLost { component: String, identity: String },
-    KubeletRegistered { node: String },
+    ApiReturned {
+        client: String,
+        request_id: u64,
+        outcome: ApiOutcome,
+    },
+    LeaderAcquired {
+        component: String,
+        identity: String,
+        transitions: u32,
+        lease_resource_version: i64,
+    },
+    LeaderLost {
+        component: String,
+        identity: String,
+    },
+    KubeletRegistered {
+        node: String,
+    },
     /// A kubelet started a pod's containers.
-    PodStarted { node: String, namespace: String, name: String, uid: String },
-    PodStopped { node: String, namespace: String, name: String, uid: String, reason: String },
+    PodStarted {
+        node: String,
+        namespace: String,
+        name: String,
+        uid: String,
+    },
+    PodStopped {
+        node: String,
+        namespace: String,
+        name: String,
+        uid: String,
+        reason: String,
+    },
     /// The nemesis or the operator did something to the world.
-    Fault { description: String },
+    Fault {
+        description: String,
+    },
     /// A free-form milestone of the scenario (shown in the timeline).
-    Note { text: String },
+    Note {
+        text: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,13 +347,21 @@ impl apiserver::ApiServerObserver for Recorder {
 
 fn operation_target(operation: &Operation) -> (String, String) {
     match operation {
-        Operation::Get { namespace, name, .. } | Operation::Delete { namespace, name, .. } => {
-            (namespace.clone(), name.clone())
+        Operation::Get {
+            namespace, name, ..
         }
-        Operation::List { namespace, .. } | Operation::Watch { namespace, .. } => (namespace.clone(), String::new()),
-        Operation::Create { object, .. } | Operation::Update { object, .. } | Operation::UpdateStatus { object, .. } => {
-            (object.metadata().namespace.clone(), object.metadata().name.clone())
+        | Operation::Delete {
+            namespace, name, ..
+        } => (namespace.clone(), name.clone()),
+        Operation::List { namespace, .. } | Operation::Watch { namespace, .. } => {
+            (namespace.clone(), String::new())
         }
+        Operation::Create { object, .. }
+        | Operation::Update { object, .. }
+        | Operation::UpdateStatus { object, .. } => (
+            object.metadata().namespace.clone(),
+            object.metadata().name.clone(),
+        ),
         Operation::Bind { namespace, pod, .. } => (namespace.clone(), pod.clone()),
     }
 }
@@ -334,13 +387,27 @@ impl api::ApiObserver for Recorder {
             return;
         }
         let outcome = match result {
-            Ok(ApiResponse::Object(o)) => ApiOutcome::Ok { resource_version: o.metadata().resource_version },
-            Ok(ApiResponse::List { resource_version, .. }) | Ok(ApiResponse::Watch { resource_version, .. }) => {
-                ApiOutcome::Ok { resource_version: *resource_version }
-            }
-            Err(e) => ApiOutcome::Error { status: e.status_code(), message: e.to_string() },
+            Ok(ApiResponse::Object(o)) => ApiOutcome::Ok {
+                resource_version: o.metadata().resource_version,
+            },
+            Ok(ApiResponse::List {
+                resource_version, ..
+            })
+            | Ok(ApiResponse::Watch {
+                resource_version, ..
+            }) => ApiOutcome::Ok {
+                resource_version: *resource_version,
+            },
+            Err(e) => ApiOutcome::Error {
+                status: e.status_code(),
+                message: e.to_string(),
+            },
         };
-        self.record(HistoryEvent::ApiReturned { client: client.to_string(), request_id: request.request_id, outcome });
+        self.record(HistoryEvent::ApiReturned {
+            client: client.to_string(),
+            request_id: request.request_id,
+            outcome,
+        });
     }
 }
 
@@ -355,7 +422,10 @@ impl controllers::observer::ControllerObserver for Recorder {
     }
 
     fn leader_lost(&self, component: &str, identity: &str) {
-        self.record(HistoryEvent::LeaderLost { component: component.to_string(), identity: identity.to_string() });
+        self.record(HistoryEvent::LeaderLost {
+            component: component.to_string(),
+            identity: identity.to_string(),
+        });
     }
 
     fn pod_started(&self, node: &str, namespace: &str, name: &str, uid: &str) {
@@ -378,6 +448,8 @@ impl controllers::observer::ControllerObserver for Recorder {
     }
 
     fn kubelet_registered(&self, node: &str) {
-        self.record(HistoryEvent::KubeletRegistered { node: node.to_string() });
+        self.record(HistoryEvent::KubeletRegistered {
+            node: node.to_string(),
+        });
     }
 }

@@ -17,7 +17,11 @@ pub struct RunOptions {
 
 impl RunOptions {
     pub fn new(seed: u64, scenario: Scenario) -> Self {
-        Self { seed, scenario, cluster: ControlPlaneOptions::default() }
+        Self {
+            seed,
+            scenario,
+            cluster: ControlPlaneOptions::default(),
+        }
     }
 }
 
@@ -31,7 +35,9 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         async move {
             let outcome = match options.scenario {
                 Scenario::DeployNginx => deploy_nginx::run(recorder, options.cluster.clone()).await,
-                Scenario::StoreSmoke => store_smoke::run(recorder, options.cluster.store.clone()).await,
+                Scenario::StoreSmoke => {
+                    store_smoke::run(recorder, options.cluster.store.clone()).await
+                }
             };
             let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
             let messages = madsim::net::NetSim::current().stat().msg_count;

@@ -14,9 +14,9 @@ use std::time::Duration;
 use madsim::net::Endpoint;
 
 use crate::api::{
-    CompactRequest, CompactResponse, DeleteRangeRequest, DeleteRangeResponse, KeyRange, MemberId, Mutation,
-    MutationResponse, Principal, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision,
-    StoreError, TxnRequest, TxnResponse, WatchRequest, WatchResponse,
+    CompactRequest, CompactResponse, DeleteRangeRequest, DeleteRangeResponse, KeyRange, MemberId,
+    Mutation, MutationResponse, Principal, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    Revision, StoreError, TxnRequest, TxnResponse, WatchRequest, WatchResponse,
 };
 use crate::rpc::{MemberStatus, StoreOp, StoreReply, StoreRequest};
 
@@ -123,7 +123,10 @@ impl StoreClient {
     }
 
     pub async fn compact(&self, revision: Revision) -> Result<CompactResponse, StoreError> {
-        match self.mutate(Mutation::Compact(CompactRequest { revision })).await? {
+        match self
+            .mutate(Mutation::Compact(CompactRequest { revision }))
+            .await?
+        {
             MutationResponse::Compact(r) => Ok(r),
             other => Err(unexpected_mutation(other)),
         }

@@ -1,0 +1,53 @@
+//! Architecture invariants that the build can check (ARCHITECTURE.md): only the
+//! apiserver reaches the store, and the sans-IO cores stay free of the simulator.
+
+use std::path::Path;
+
+fn read(relative: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::read_to_string(root.join(relative))
+        .unwrap_or_else(|e| panic!("reading {relative}: {e}"))
+}
+
+fn dependencies(manifest: &str) -> Vec<String> {
+    let text = read(manifest);
+    let deps = text.split("[dependencies]").nth(1).unwrap_or("");
+    let deps = deps.split("\n[").next().unwrap_or("");
+    deps.lines()
+        .filter_map(|l| l.split(['=', '.']).next())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[test]
+fn controllers_and_api_do_not_depend_on_store() {
+    for manifest in ["controllers/Cargo.toml", "api/Cargo.toml"] {
+        let deps = dependencies(manifest);
+        assert!(
+            !deps.iter().any(|d| d == "store" || d == "apiserver"),
+            "{manifest} depends on {deps:?}"
+        );
+    }
+}
+
+#[test]
+fn raft_mvcc_and_wal_know_nothing_of_the_simulator() {
+    for dir in ["store/src/raft", "store/src/mvcc", "store/src/wal"] {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.lines().filter(|l| !l.trim_start().starts_with("//"));
+            for line in code {
+                for forbidden in ["madsim", "std::time", "HashMap", "thread::spawn"] {
+                    assert!(
+                        !line.contains(forbidden),
+                        "{} uses {forbidden}: {line}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
