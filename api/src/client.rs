@@ -13,9 +13,7 @@ use std::time::Duration;
 use madsim::net::Endpoint;
 
 use crate::objects::{Object, Resource, ResourceVersion};
-use crate::protocol::{
-    ApiError, ApiRequest, ApiResponse, ApiResult, Credential, LeaseFence, Operation, WatchEvent,
-};
+use crate::protocol::{ApiError, ApiRequest, ApiResponse, ApiResult, Credential, LeaseFence, Operation, WatchEvent};
 
 /// Sees every request a client makes and every answer it gets: the history recorder
 /// implements it. It must not steer the run.
@@ -35,10 +33,7 @@ pub struct ClientConfig {
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        Self {
-            request_timeout: Duration::from_secs(5),
-            max_read_attempts: 6,
-        }
+        Self { request_timeout: Duration::from_secs(5), max_read_attempts: 6 }
     }
 }
 
@@ -65,10 +60,7 @@ impl ApiClient {
         config: ClientConfig,
         observer: Option<Arc<dyn ApiObserver>>,
     ) -> std::io::Result<Self> {
-        assert!(
-            !servers.is_empty(),
-            "an ApiClient needs at least one apiserver address"
-        );
+        assert!(!servers.is_empty(), "an ApiClient needs at least one apiserver address");
         let endpoint = Endpoint::bind("0.0.0.0:0").await?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -108,28 +100,16 @@ impl ApiClient {
     async fn send_with_retries(&self, request: &ApiRequest) -> ApiResult {
         let inner = &self.inner;
         let is_write = request.operation.verb().is_write();
-        let max_attempts = if is_write {
-            inner.servers.len()
-        } else {
-            inner.config.max_read_attempts
-        };
-        let mut last_error = ApiError::Unavailable {
-            reason: "no apiserver reachable".into(),
-        };
+        let max_attempts = if is_write { inner.servers.len() } else { inner.config.max_read_attempts };
+        let mut last_error = ApiError::Unavailable { reason: "no apiserver reachable".into() };
         for attempt in 0..max_attempts {
             let server_idx = inner.preferred.load(Ordering::Relaxed) % inner.servers.len();
             let server = inner.servers[server_idx];
             let timeout = match &request.operation {
-                Operation::Watch { wait_ms, .. } => {
-                    inner.config.request_timeout + Duration::from_millis(*wait_ms)
-                }
+                Operation::Watch { wait_ms, .. } => inner.config.request_timeout + Duration::from_millis(*wait_ms),
                 _ => inner.config.request_timeout,
             };
-            match inner
-                .endpoint
-                .call_timeout(server, request.clone(), timeout)
-                .await
-            {
+            match inner.endpoint.call_timeout(server, request.clone(), timeout).await {
                 Ok(Err(ApiError::Unavailable { reason })) => {
                     // The server answered and changed nothing: safe to try elsewhere.
                     last_error = ApiError::Unavailable { reason };
@@ -137,14 +117,10 @@ impl ApiClient {
                 Ok(result) => return result,
                 Err(e) if is_write && e.kind() == std::io::ErrorKind::TimedOut => {
                     self.rotate(server_idx);
-                    return Err(ApiError::Timeout {
-                        reason: format!("no answer from apiserver {server}: {e}"),
-                    });
+                    return Err(ApiError::Timeout { reason: format!("no answer from apiserver {server}: {e}") });
                 }
                 Err(e) => {
-                    last_error = ApiError::Unavailable {
-                        reason: format!("apiserver {server}: {e}"),
-                    };
+                    last_error = ApiError::Unavailable { reason: format!("apiserver {server}: {e}") };
                 }
             }
             self.rotate(server_idx);
@@ -164,65 +140,28 @@ impl ApiClient {
         );
     }
 
-    pub async fn get(
-        &self,
-        resource: Resource,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Object, ApiError> {
-        let op = Operation::Get {
-            resource,
-            namespace: namespace.into(),
-            name: name.into(),
-        };
+    pub async fn get(&self, resource: Resource, namespace: &str, name: &str) -> Result<Object, ApiError> {
+        let op = Operation::Get { resource, namespace: namespace.into(), name: name.into() };
         expect_object(self.request(op).await?)
     }
 
-    pub async fn list(
-        &self,
-        resource: Resource,
-        namespace: &str,
-    ) -> Result<(Vec<Object>, ResourceVersion), ApiError> {
-        match self
-            .request(Operation::List {
-                resource,
-                namespace: namespace.into(),
-            })
-            .await?
-        {
-            ApiResponse::List {
-                items,
-                resource_version,
-            } => Ok((items, resource_version)),
+    pub async fn list(&self, resource: Resource, namespace: &str) -> Result<(Vec<Object>, ResourceVersion), ApiError> {
+        match self.request(Operation::List { resource, namespace: namespace.into() }).await? {
+            ApiResponse::List { items, resource_version } => Ok((items, resource_version)),
             other => Err(unexpected(other)),
         }
     }
 
-    pub async fn create(
-        &self,
-        object: Object,
-        fence: Option<LeaseFence>,
-    ) -> Result<Object, ApiError> {
+    pub async fn create(&self, object: Object, fence: Option<LeaseFence>) -> Result<Object, ApiError> {
         expect_object(self.request(Operation::Create { object, fence }).await?)
     }
 
-    pub async fn update(
-        &self,
-        object: Object,
-        fence: Option<LeaseFence>,
-    ) -> Result<Object, ApiError> {
+    pub async fn update(&self, object: Object, fence: Option<LeaseFence>) -> Result<Object, ApiError> {
         expect_object(self.request(Operation::Update { object, fence }).await?)
     }
 
-    pub async fn update_status(
-        &self,
-        object: Object,
-        fence: Option<LeaseFence>,
-    ) -> Result<Object, ApiError> {
-        expect_object(
-            self.request(Operation::UpdateStatus { object, fence })
-                .await?,
-        )
+    pub async fn update_status(&self, object: Object, fence: Option<LeaseFence>) -> Result<Object, ApiError> {
+        expect_object(self.request(Operation::UpdateStatus { object, fence }).await?)
     }
 
     pub async fn delete(
@@ -233,13 +172,7 @@ impl ApiClient {
         precondition: Option<ResourceVersion>,
         fence: Option<LeaseFence>,
     ) -> Result<Object, ApiError> {
-        let op = Operation::Delete {
-            resource,
-            namespace: namespace.into(),
-            name: name.into(),
-            precondition,
-            fence,
-        };
+        let op = Operation::Delete { resource, namespace: namespace.into(), name: name.into(), precondition, fence };
         expect_object(self.request(op).await?)
     }
 
@@ -250,12 +183,7 @@ impl ApiClient {
         node: &str,
         fence: Option<LeaseFence>,
     ) -> Result<Object, ApiError> {
-        let op = Operation::Bind {
-            namespace: namespace.into(),
-            pod: pod.into(),
-            node: node.into(),
-            fence,
-        };
+        let op = Operation::Bind { namespace: namespace.into(), pod: pod.into(), node: node.into(), fence };
         expect_object(self.request(op).await?)
     }
 
@@ -266,17 +194,9 @@ impl ApiClient {
         since: ResourceVersion,
         wait_ms: u64,
     ) -> Result<(Vec<WatchEvent>, ResourceVersion), ApiError> {
-        let op = Operation::Watch {
-            resource,
-            namespace: namespace.into(),
-            since,
-            wait_ms,
-        };
+        let op = Operation::Watch { resource, namespace: namespace.into(), since, wait_ms };
         match self.request(op).await? {
-            ApiResponse::Watch {
-                events,
-                resource_version,
-            } => Ok((events, resource_version)),
+            ApiResponse::Watch { events, resource_version } => Ok((events, resource_version)),
             other => Err(unexpected(other)),
         }
     }
@@ -290,7 +210,5 @@ fn expect_object(response: ApiResponse) -> Result<Object, ApiError> {
 }
 
 fn unexpected(response: ApiResponse) -> ApiError {
-    ApiError::Internal {
-        reason: format!("unexpected response shape: {response:?}"),
-    }
+    ApiError::Internal { reason: format!("unexpected response shape: {response:?}") }
 }

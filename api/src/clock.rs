@@ -39,18 +39,13 @@ impl Clock {
     pub fn now_ms(&self) -> TimestampMs {
         let sim_ms = Self::sim_now_ms();
         let skew = *self.skew.lock().expect("clock skew lock");
-        let drift_ms =
-            (sim_ms.saturating_sub(skew.drift_since_ms) as i64) * skew.drift_ms_per_s / 1000;
+        let drift_ms = (sim_ms.saturating_sub(skew.drift_since_ms) as i64) * skew.drift_ms_per_s / 1000;
         (sim_ms as i64 + skew.offset_ms + drift_ms).max(0) as u64
     }
 
     pub fn set_skew(&self, offset_ms: i64, drift_ms_per_s: i64) {
         let mut s = self.skew.lock().expect("clock skew lock");
-        *s = ClockSkew {
-            offset_ms,
-            drift_ms_per_s,
-            drift_since_ms: Self::sim_now_ms(),
-        };
+        *s = ClockSkew { offset_ms, drift_ms_per_s, drift_since_ms: Self::sim_now_ms() };
     }
 
     pub fn reset(&self) {

@@ -48,11 +48,7 @@ pub struct ObjectMeta {
 
 impl ObjectMeta {
     pub fn named(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            namespace: namespace.into(),
-            ..Self::default()
-        }
+        Self { name: name.into(), namespace: namespace.into(), ..Self::default() }
     }
 
     /// The owner reference marked `controller: true`, if any.
@@ -385,23 +381,11 @@ mod tests {
             Resource::Deployments.key("default", "nginx-deployment"),
             "/registry/deployments/default/nginx-deployment"
         );
-        assert_eq!(
-            Resource::Nodes.key("", "worker-1"),
-            "/registry/minions/worker-1"
-        );
-        assert_eq!(
-            Resource::from_key("/registry/pods/default/p"),
-            Some(Resource::Pods)
-        );
+        assert_eq!(Resource::Nodes.key("", "worker-1"), "/registry/minions/worker-1");
+        assert_eq!(Resource::from_key("/registry/pods/default/p"), Some(Resource::Pods));
         assert_eq!(Resource::from_key("/elsewhere/pods/default/p"), None);
-        assert_eq!(
-            Resource::Pods.namespace_prefix("default"),
-            "/registry/pods/default/"
-        );
-        assert_eq!(
-            Resource::Nodes.namespace_prefix("default"),
-            "/registry/minions/"
-        );
+        assert_eq!(Resource::Pods.namespace_prefix("default"), "/registry/pods/default/");
+        assert_eq!(Resource::Nodes.namespace_prefix("default"), "/registry/minions/");
     }
 
     #[test]

@@ -185,38 +185,18 @@ pub enum ApiError {
     #[error("401 Unauthorized: {reason}")]
     Unauthorized { reason: String },
     #[error("403 Forbidden: user {user} cannot {verb:?} {resource}: {reason}")]
-    Forbidden {
-        user: String,
-        verb: Verb,
-        resource: Resource,
-        reason: String,
-    },
+    Forbidden { user: String, verb: Verb, resource: Resource, reason: String },
     #[error("404 NotFound: {resource} {namespace}/{name}")]
-    NotFound {
-        resource: Resource,
-        namespace: String,
-        name: String,
-    },
+    NotFound { resource: Resource, namespace: String, name: String },
     #[error("409 AlreadyExists: {resource} {namespace}/{name}")]
-    AlreadyExists {
-        resource: Resource,
-        namespace: String,
-        name: String,
-    },
+    AlreadyExists { resource: Resource, namespace: String, name: String },
     #[error("409 Conflict: {reason}")]
     Conflict { reason: String },
     /// The write carried a lease fence and the lease has moved on: the writer is deposed.
     #[error("409 Conflict: fenced out, lease {namespace}/{name} is no longer at resourceVersion {resource_version}")]
-    Fenced {
-        namespace: String,
-        name: String,
-        resource_version: ResourceVersion,
-    },
+    Fenced { namespace: String, name: String, resource_version: ResourceVersion },
     #[error("410 Gone: resourceVersion {requested} is too old (compacted at {compacted})")]
-    Gone {
-        requested: ResourceVersion,
-        compacted: ResourceVersion,
-    },
+    Gone { requested: ResourceVersion, compacted: ResourceVersion },
     #[error("413 RequestEntityTooLarge: {reason}")]
     TooLarge { reason: String },
     #[error("422 Invalid: {field}: {reason}")]
@@ -236,9 +216,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => 401,
             ApiError::Forbidden { .. } => 403,
             ApiError::NotFound { .. } => 404,
-            ApiError::AlreadyExists { .. }
-            | ApiError::Conflict { .. }
-            | ApiError::Fenced { .. } => 409,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } | ApiError::Fenced { .. } => 409,
             ApiError::Gone { .. } => 410,
             ApiError::TooLarge { .. } => 413,
             ApiError::Invalid { .. } => 422,
@@ -250,10 +228,7 @@ impl ApiError {
 
     /// Whether retrying the same request later may succeed without changing it.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ApiError::Unavailable { .. } | ApiError::Timeout { .. } | ApiError::Internal { .. }
-        )
+        matches!(self, ApiError::Unavailable { .. } | ApiError::Timeout { .. } | ApiError::Internal { .. })
     }
 }
 

@@ -54,26 +54,15 @@ pub async fn run(
     observer: Option<Arc<dyn ControllerObserver>>,
 ) {
     let election = config.leader_election.clone();
-    run_while_leader(
-        election,
-        COMPONENT,
-        client.clone(),
-        clock.clone(),
-        observer,
-        |leader| start_term(&config, &client, &clock, leader),
-    )
+    run_while_leader(election, COMPONENT, client.clone(), clock.clone(), observer, |leader| {
+        start_term(&config, &client, &clock, leader)
+    })
     .await
 }
 
-fn start_term(
-    config: &ControllerManagerConfig,
-    client: &ApiClient,
-    clock: &Clock,
-    leader: LeaderHandle,
-) -> TaskGroup {
+fn start_term(config: &ControllerManagerConfig, client: &ApiClient, clock: &Clock, leader: LeaderHandle) -> TaskGroup {
     let mut tasks = TaskGroup::new();
-    let informer =
-        |resource, namespace| Informer::new(resource, namespace, config.informer.clone());
+    let informer = |resource, namespace| Informer::new(resource, namespace, config.informer.clone());
     let deployments = informer(Resource::Deployments, "");
     let replica_sets = informer(Resource::ReplicaSets, "");
     let pods = informer(Resource::Pods, "");

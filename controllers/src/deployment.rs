@@ -14,8 +14,8 @@
 use std::sync::Arc;
 
 use api::{
-    ApiClient, ApiError, Deployment, Object, ObjectMeta, OwnerReference, PodTemplateSpec,
-    ReplicaSet, ReplicaSetSpec, ReplicaSetStatus,
+    ApiClient, ApiError, Deployment, Object, ObjectMeta, OwnerReference, PodTemplateSpec, ReplicaSet, ReplicaSetSpec,
+    ReplicaSetStatus,
 };
 
 use crate::driver::{run_resync, run_worker, wait_for_cache_sync, SyncError, TaskGroup};
@@ -36,10 +36,7 @@ pub struct DeploymentControllerConfig {
 
 impl Default for DeploymentControllerConfig {
     fn default() -> Self {
-        Self {
-            resync_period_ms: 30_000,
-            workqueue: WorkQueueConfig::default(),
-        }
+        Self { resync_period_ms: 30_000, workqueue: WorkQueueConfig::default() }
     }
 }
 
@@ -57,9 +54,7 @@ pub fn fnv1a_32(bytes: &[u8]) -> u32 {
 /// cannot spell words.
 pub fn safe_encode(s: &str) -> String {
     const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    s.bytes()
-        .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
-        .collect()
+    s.bytes().map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char).collect()
 }
 
 /// The pod-template-hash of a template: stable across runs and processes, because the
@@ -76,9 +71,7 @@ pub fn replica_set_name(deployment_name: &str, hash: &str) -> String {
 /// Whether `rs` is controlled by `deployment` (controller owner reference with its uid).
 pub fn is_owned_by(rs: &ReplicaSet, deployment: &Deployment) -> bool {
     rs.metadata.controller_owner().is_some_and(|o| {
-        o.kind == "Deployment"
-            && o.uid == deployment.metadata.uid
-            && o.name == deployment.metadata.name
+        o.kind == "Deployment" && o.uid == deployment.metadata.uid && o.name == deployment.metadata.name
     })
 }
 
@@ -86,15 +79,11 @@ pub fn is_owned_by(rs: &ReplicaSet, deployment: &Deployment) -> bool {
 pub fn new_replica_set(deployment: &Deployment) -> ReplicaSet {
     let hash = pod_template_hash(&deployment.spec.template);
     let mut template = deployment.spec.template.clone();
-    template
-        .labels
-        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
+    template.labels.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
     let mut selector = deployment.spec.selector.clone();
     selector.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
-    let mut metadata = ObjectMeta::named(
-        &deployment.metadata.namespace,
-        replica_set_name(&deployment.metadata.name, &hash),
-    );
+    let mut metadata =
+        ObjectMeta::named(&deployment.metadata.namespace, replica_set_name(&deployment.metadata.name, &hash));
     metadata.labels = template.labels.clone();
     metadata.owner_references = vec![OwnerReference {
         kind: "Deployment".into(),
@@ -104,11 +93,7 @@ pub fn new_replica_set(deployment: &Deployment) -> ReplicaSet {
     }];
     ReplicaSet {
         metadata,
-        spec: ReplicaSetSpec {
-            replicas: deployment.spec.replicas,
-            selector,
-            template,
-        },
+        spec: ReplicaSetSpec { replicas: deployment.spec.replicas, selector, template },
         status: ReplicaSetStatus::default(),
     }
 }
@@ -123,15 +108,10 @@ pub enum DeploymentAction {
 }
 
 /// The pure reconcile: the deployment and the ReplicaSets it owns in, writes out.
-pub fn reconcile_deployment(
-    deployment: &Deployment,
-    owned: &[ReplicaSet],
-) -> Vec<DeploymentAction> {
+pub fn reconcile_deployment(deployment: &Deployment, owned: &[ReplicaSet]) -> Vec<DeploymentAction> {
     let desired = new_replica_set(deployment);
     let mut actions = Vec::new();
-    let current = owned
-        .iter()
-        .find(|rs| rs.metadata.name == desired.metadata.name);
+    let current = owned.iter().find(|rs| rs.metadata.name == desired.metadata.name);
     match current {
         None => actions.push(DeploymentAction::CreateReplicaSet(desired.clone())),
         Some(rs) if rs.spec.replicas != deployment.spec.replicas => {
@@ -177,27 +157,22 @@ impl DeploymentController {
     pub fn start(self, tasks: &mut TaskGroup) {
         let queue = SharedWorkQueue::new(self.config.workqueue.clone());
         let q = queue.clone();
-        self.deployments
-            .subscribe(Box::new(move |event: &InformerEvent| {
-                let m = event.object().metadata();
-                q.add(&object_key(&m.namespace, &m.name));
-            }));
+        self.deployments.subscribe(Box::new(move |event: &InformerEvent| {
+            let m = event.object().metadata();
+            q.add(&object_key(&m.namespace, &m.name));
+        }));
         let q = queue.clone();
-        self.replica_sets
-            .subscribe(Box::new(move |event: &InformerEvent| {
-                let m = event.object().metadata();
-                if let Some(owner) = m.controller_owner().filter(|o| o.kind == "Deployment") {
-                    q.add(&object_key(&m.namespace, &owner.name));
-                }
-            }));
+        self.replica_sets.subscribe(Box::new(move |event: &InformerEvent| {
+            let m = event.object().metadata();
+            if let Some(owner) = m.controller_owner().filter(|o| o.kind == "Deployment") {
+                q.add(&object_key(&m.namespace, &owner.name));
+            }
+        }));
         let deployments = self.deployments.clone();
         let period_ms = self.config.resync_period_ms;
         let q = queue.clone();
         tasks.spawn(async move {
-            run_resync(q, period_ms, move || {
-                deployments.cache().objects().keys().cloned().collect()
-            })
-            .await
+            run_resync(q, period_ms, move || deployments.cache().objects().keys().cloned().collect()).await
         });
         let this = Arc::new(self);
         let leader = this.leader.clone();
@@ -232,16 +207,12 @@ impl DeploymentController {
                         other => other.map(drop),
                     }
                 }
-                DeploymentAction::ScaleReplicaSet(rs) => self
-                    .client
-                    .update(Object::ReplicaSet(rs), fence)
-                    .await
-                    .map(drop),
-                DeploymentAction::UpdateStatus(d) => self
-                    .client
-                    .update_status(Object::Deployment(d), fence)
-                    .await
-                    .map(drop),
+                DeploymentAction::ScaleReplicaSet(rs) => {
+                    self.client.update(Object::ReplicaSet(rs), fence).await.map(drop)
+                }
+                DeploymentAction::UpdateStatus(d) => {
+                    self.client.update_status(Object::Deployment(d), fence).await.map(drop)
+                }
             };
             match result {
                 Ok(()) | Err(ApiError::NotFound { .. }) => {}
@@ -258,17 +229,11 @@ mod tests {
     use api::{Container, Labels, PodSpec};
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn nginx(replicas: i32, image: &str) -> Deployment {
-        let mut d = Deployment {
-            metadata: ObjectMeta::named("default", "nginx-deployment"),
-            ..Deployment::default()
-        };
+        let mut d = Deployment { metadata: ObjectMeta::named("default", "nginx-deployment"), ..Deployment::default() };
         d.metadata.uid = "uid-d".into();
         d.metadata.generation = 1;
         d.spec.replicas = replicas;
@@ -277,11 +242,7 @@ mod tests {
             labels: labels(&[("app", "nginx")]),
             spec: PodSpec {
                 node_name: None,
-                containers: vec![Container {
-                    name: "nginx".into(),
-                    image: image.into(),
-                    cpu_millis: 100,
-                }],
+                containers: vec![Container { name: "nginx".into(), image: image.into(), cpu_millis: 100 }],
             },
         };
         d
@@ -302,10 +263,7 @@ mod tests {
         // Pinned: a change here changes every ReplicaSet name in saved runs.
         assert_eq!(hash, "6c645f5d57");
         assert_eq!(rs.metadata.name, format!("nginx-deployment-{hash}"));
-        assert_eq!(
-            new_replica_set(&nginx(5, "nginx:1.14.2")).metadata.name,
-            rs.metadata.name
-        );
+        assert_eq!(new_replica_set(&nginx(5, "nginx:1.14.2")).metadata.name, rs.metadata.name);
         assert_ne!(
             new_replica_set(&nginx(3, "nginx:1.16.1")).metadata.name,
             rs.metadata.name,
@@ -317,28 +275,21 @@ mod tests {
         assert_eq!(rs.spec.template.labels, expected);
         assert_eq!(rs.spec.replicas, 3);
         let owner = rs.metadata.controller_owner().expect("controller owner");
-        assert_eq!(
-            (owner.kind.as_str(), owner.uid.as_str()),
-            ("Deployment", "uid-d")
-        );
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Deployment", "uid-d"));
     }
 
     #[test]
     fn creates_then_scales_then_retires_old_template() {
         let d = nginx(3, "nginx:1.14.2");
         let actions = reconcile_deployment(&d, &[]);
-        assert!(
-            matches!(&actions[0], DeploymentAction::CreateReplicaSet(rs) if rs.spec.replicas == 3)
-        );
+        assert!(matches!(&actions[0], DeploymentAction::CreateReplicaSet(rs) if rs.spec.replicas == 3));
 
         let mut rs = new_replica_set(&d);
         rs.status.replicas = 3;
         rs.status.ready_replicas = 2;
         let scaled_up = nginx(5, "nginx:1.14.2");
         let actions = reconcile_deployment(&scaled_up, std::slice::from_ref(&rs));
-        assert!(
-            matches!(&actions[0], DeploymentAction::ScaleReplicaSet(s) if s.spec.replicas == 5)
-        );
+        assert!(matches!(&actions[0], DeploymentAction::ScaleReplicaSet(s) if s.spec.replicas == 5));
         match &actions[1] {
             DeploymentAction::UpdateStatus(d) => {
                 assert_eq!(d.status.replicas, 3);

@@ -47,11 +47,7 @@ pub struct InformerConfig {
 
 impl Default for InformerConfig {
     fn default() -> Self {
-        Self {
-            watch_wait_ms: 5_000,
-            backoff_initial_ms: 100,
-            backoff_max_ms: 5_000,
-        }
+        Self { watch_wait_ms: 5_000, backoff_initial_ms: 100, backoff_max_ms: 5_000 }
     }
 }
 
@@ -155,10 +151,7 @@ impl InformerCache {
         for (key, new) in &fresh {
             match self.objects.get(key) {
                 None => events.push(InformerEvent::Added(new.clone())),
-                Some(old) if old != new => events.push(InformerEvent::Modified {
-                    old: old.clone(),
-                    new: new.clone(),
-                }),
+                Some(old) if old != new => events.push(InformerEvent::Modified { old: old.clone(), new: new.clone() }),
                 Some(_) => {}
             }
         }
@@ -171,19 +164,10 @@ impl InformerCache {
     }
 
     /// Applies one watch event unless it is not newer than what the cache holds.
-    pub fn apply(
-        &mut self,
-        event: &WatchEvent,
-        filter: Option<&ObjectFilter>,
-    ) -> Option<InformerEvent> {
+    pub fn apply(&mut self, event: &WatchEvent, filter: Option<&ObjectFilter>) -> Option<InformerEvent> {
         let key = key_of(&event.object);
-        let cached_rv = self
-            .objects
-            .get(&key)
-            .map(|o| o.metadata().resource_version);
-        if event.resource_version <= self.resource_version
-            || cached_rv.is_some_and(|rv| rv >= event.resource_version)
-        {
+        let cached_rv = self.objects.get(&key).map(|o| o.metadata().resource_version);
+        if event.resource_version <= self.resource_version || cached_rv.is_some_and(|rv| rv >= event.resource_version) {
             self.n_stale_events_skipped += 1;
             tracing::warn!(
                 "informer skips stale {:?} of {key} at rv {} (cache at {}, object at {:?})",
@@ -261,10 +245,7 @@ impl Informer {
 
     /// Registers a subscriber; it sees every event from the next one on.
     pub fn subscribe(&self, handler: EventHandler) {
-        self.handlers
-            .lock()
-            .expect("informer handlers")
-            .push(handler);
+        self.handlers.lock().expect("informer handlers").push(handler);
     }
 
     /// The cache, locked. Hold it briefly and never across an await.
@@ -325,22 +306,11 @@ impl Informer {
     async fn watch_until_gone(&self, client: &ApiClient, backoff_ms: &mut u64) {
         loop {
             let since = self.resource_version();
-            match client
-                .watch(
-                    self.resource,
-                    &self.namespace,
-                    since,
-                    self.config.watch_wait_ms,
-                )
-                .await
-            {
+            match client.watch(self.resource, &self.namespace, since, self.config.watch_wait_ms).await {
                 Ok((watch_events, bookmark)) => {
                     let events: Vec<InformerEvent> = {
                         let mut cache = self.cache();
-                        let events = watch_events
-                            .iter()
-                            .filter_map(|e| cache.apply(e, self.filter.as_ref()))
-                            .collect();
+                        let events = watch_events.iter().filter_map(|e| cache.apply(e, self.filter.as_ref())).collect();
                         cache.bookmark(bookmark);
                         events
                     };
@@ -371,10 +341,7 @@ mod tests {
     use api::{ObjectMeta, Pod};
 
     fn pod(name: &str, rv: ResourceVersion, node: Option<&str>) -> Object {
-        let mut p = Pod {
-            metadata: ObjectMeta::named("default", name),
-            ..Pod::default()
-        };
+        let mut p = Pod { metadata: ObjectMeta::named("default", name), ..Pod::default() };
         p.metadata.resource_version = rv;
         p.spec.node_name = node.map(str::to_string);
         Object::Pod(p)
@@ -382,11 +349,7 @@ mod tests {
 
     fn event(kind: WatchEventKind, object: Object) -> WatchEvent {
         let resource_version = object.metadata().resource_version;
-        WatchEvent {
-            kind,
-            object,
-            resource_version,
-        }
+        WatchEvent { kind, object, resource_version }
     }
 
     #[test]
@@ -395,26 +358,17 @@ mod tests {
         assert!(cache.replace(vec![pod("a", 5, None)], 7, None).len() == 1);
         assert!(cache.has_synced());
         // Older than the list: skipped.
-        assert_eq!(
-            cache.apply(&event(WatchEventKind::Modified, pod("a", 6, None)), None),
-            None
-        );
+        assert_eq!(cache.apply(&event(WatchEventKind::Modified, pod("a", 6, None)), None), None);
         let added = cache.apply(&event(WatchEventKind::Added, pod("b", 8, None)), None);
         assert!(matches!(added, Some(InformerEvent::Added(_))));
         let modified = cache.apply(&event(WatchEventKind::Modified, pod("a", 9, None)), None);
         assert!(matches!(modified, Some(InformerEvent::Modified { .. })));
         // A duplicate delivered again after a reconnect: skipped.
-        assert_eq!(
-            cache.apply(&event(WatchEventKind::Modified, pod("a", 9, None)), None),
-            None
-        );
+        assert_eq!(cache.apply(&event(WatchEventKind::Modified, pod("a", 9, None)), None), None);
         let deleted = cache.apply(&event(WatchEventKind::Deleted, pod("b", 10, None)), None);
         assert!(matches!(deleted, Some(InformerEvent::Deleted(_))));
         assert_eq!(cache.resource_version(), 10);
-        assert_eq!(
-            cache.objects().keys().collect::<Vec<_>>(),
-            vec!["default/a"]
-        );
+        assert_eq!(cache.objects().keys().collect::<Vec<_>>(), vec!["default/a"]);
         assert_eq!(cache.n_stale_events_skipped(), 2);
     }
 
@@ -448,22 +402,14 @@ mod tests {
 
     #[test]
     fn filtered_informer_drops_objects_that_stop_matching() {
-        let filter: ObjectFilter = Arc::new(|o: &Object| {
-            o.as_pod()
-                .is_some_and(|p| p.spec.node_name.as_deref() == Some("n1"))
-        });
+        let filter: ObjectFilter =
+            Arc::new(|o: &Object| o.as_pod().is_some_and(|p| p.spec.node_name.as_deref() == Some("n1")));
         let mut cache = InformerCache::new();
         cache.replace(vec![pod("a", 1, None)], 1, Some(&filter));
         assert!(cache.objects().is_empty());
-        let bound = cache.apply(
-            &event(WatchEventKind::Modified, pod("a", 2, Some("n1"))),
-            Some(&filter),
-        );
+        let bound = cache.apply(&event(WatchEventKind::Modified, pod("a", 2, Some("n1"))), Some(&filter));
         assert!(matches!(bound, Some(InformerEvent::Added(_))));
-        let other = cache.apply(
-            &event(WatchEventKind::Modified, pod("a", 3, Some("n2"))),
-            Some(&filter),
-        );
+        let other = cache.apply(&event(WatchEventKind::Modified, pod("a", 3, Some("n2"))), Some(&filter));
         assert!(matches!(other, Some(InformerEvent::Deleted(_))));
     }
 }

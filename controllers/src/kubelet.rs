@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::{
-    ApiClient, ApiError, Clock, Lease, LeaseSpec, Node, NodeStatus, Object, ObjectMeta, Pod,
-    PodPhase, Resource,
+    ApiClient, ApiError, Clock, Lease, LeaseSpec, Node, NodeStatus, Object, ObjectMeta, Pod, PodPhase, Resource,
 };
 use madsim::rand::Rng;
 
@@ -107,11 +106,7 @@ pub enum KubeletAction {
     /// Begin starting the pod's containers (they run after the start delay).
     Start { key: String, uid: String },
     /// Stop a running pod.
-    Stop {
-        key: String,
-        uid: String,
-        reason: String,
-    },
+    Stop { key: String, uid: String, reason: String },
     /// Write status.phase = Running for a running pod the apiserver does not show Running.
     ReportRunning(Pod),
 }
@@ -124,11 +119,8 @@ pub fn plan_pod_sync(
     running: &BTreeMap<String, RunningPod>,
     starting: &BTreeMap<String, String>,
 ) -> Vec<KubeletAction> {
-    let wanted = |key: &str| {
-        desired
-            .get(key)
-            .filter(|p| p.spec.node_name.as_deref() == Some(node_name) && is_active(p))
-    };
+    let wanted =
+        |key: &str| desired.get(key).filter(|p| p.spec.node_name.as_deref() == Some(node_name) && is_active(p));
     let mut actions = Vec::new();
     for (key, pod) in running {
         let stop_reason = match desired.get(key.as_str()) {
@@ -144,11 +136,7 @@ pub fn plan_pod_sync(
             }
         };
         if let Some(reason) = stop_reason {
-            actions.push(KubeletAction::Stop {
-                key: key.clone(),
-                uid: pod.uid.clone(),
-                reason: reason.into(),
-            });
+            actions.push(KubeletAction::Stop { key: key.clone(), uid: pod.uid.clone(), reason: reason.into() });
         }
     }
     for key in desired.keys() {
@@ -157,10 +145,7 @@ pub fn plan_pod_sync(
         let is_running = running.get(key).is_some_and(|r| &r.uid == uid);
         let is_starting = starting.get(key) == Some(uid);
         if !is_running && !is_starting {
-            actions.push(KubeletAction::Start {
-                key: key.clone(),
-                uid: uid.clone(),
-            });
+            actions.push(KubeletAction::Start { key: key.clone(), uid: uid.clone() });
         }
     }
     actions
@@ -174,26 +159,13 @@ pub async fn run(
     state: Arc<KubeletState>,
     observer: Option<Arc<dyn ControllerObserver>>,
 ) {
-    assert!(
-        config.pod_start_delay_min_ms <= config.pod_start_delay_max_ms,
-        "kubelet pod start delay: min above max"
-    );
-    let kubelet = Arc::new(Kubelet {
-        config,
-        client,
-        clock,
-        state,
-        observer,
-        wake: Notify::new(),
-    });
+    assert!(config.pod_start_delay_min_ms <= config.pod_start_delay_max_ms, "kubelet pod start delay: min above max");
+    let kubelet = Arc::new(Kubelet { config, client, clock, state, observer, wake: Notify::new() });
     kubelet.register().await;
     let node_name = kubelet.config.node_name.clone();
-    let filter = Arc::new(move |o: &Object| {
-        o.as_pod()
-            .is_some_and(|p| p.spec.node_name.as_deref() == Some(node_name.as_str()))
-    });
-    let pods =
-        Informer::new(Resource::Pods, "", kubelet.config.informer.clone()).with_filter(filter);
+    let filter =
+        Arc::new(move |o: &Object| o.as_pod().is_some_and(|p| p.spec.node_name.as_deref() == Some(node_name.as_str())));
+    let pods = Informer::new(Resource::Pods, "", kubelet.config.informer.clone()).with_filter(filter);
     let k = kubelet.clone();
     pods.subscribe(Box::new(move |_: &InformerEvent| k.wake.notify()));
 
@@ -248,36 +220,22 @@ impl Kubelet {
 
     /// Makes sure the Node exists, is Ready and shows this kubelet's capacity.
     async fn ensure_node(&self) -> Result<(), ApiError> {
-        let current = match self
-            .client
-            .get(Resource::Nodes, "", &self.config.node_name)
-            .await
-        {
+        let current = match self.client.get(Resource::Nodes, "", &self.config.node_name).await {
             Ok(object) => object.into_node(),
             Err(ApiError::NotFound { .. }) => None,
             Err(e) => return Err(e),
         };
         match current {
-            None => match self
-                .client
-                .create(Object::Node(self.node_object()), None)
-                .await
-            {
+            None => match self.client.create(Object::Node(self.node_object()), None).await {
                 Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
                 Err(e) => Err(e),
             },
-            Some(node)
-                if node.status.ready
-                    && node.status.cpu_capacity_millis == self.config.cpu_capacity_millis =>
-            {
+            Some(node) if node.status.ready && node.status.cpu_capacity_millis == self.config.cpu_capacity_millis => {
                 Ok(())
             }
             Some(mut node) => {
                 node.status = self.node_object().status;
-                self.client
-                    .update_status(Object::Node(node), None)
-                    .await
-                    .map(drop)
+                self.client.update_status(Object::Node(node), None).await.map(drop)
             }
         }
     }
@@ -285,11 +243,7 @@ impl Kubelet {
     async fn renew_lease(&self) -> Result<(), ApiError> {
         let name = &self.config.node_name;
         let now_ms = self.clock.now_ms();
-        match self
-            .client
-            .get(Resource::Leases, NODE_LEASE_NAMESPACE, name)
-            .await
-        {
+        match self.client.get(Resource::Leases, NODE_LEASE_NAMESPACE, name).await {
             Ok(object) => {
                 let mut lease = object.into_lease().ok_or_else(|| ApiError::Internal {
                     reason: "lease read answered with another kind of object".into(),
@@ -297,10 +251,7 @@ impl Kubelet {
                 lease.spec.holder_identity = Some(name.clone());
                 lease.spec.lease_duration_seconds = self.config.node_lease_duration_seconds;
                 lease.spec.renew_time_ms = Some(now_ms);
-                self.client
-                    .update(Object::Lease(lease), None)
-                    .await
-                    .map(drop)
+                self.client.update(Object::Lease(lease), None).await.map(drop)
             }
             Err(ApiError::NotFound { .. }) => {
                 let lease = Lease {
@@ -313,10 +264,7 @@ impl Kubelet {
                         lease_transitions: 0,
                     },
                 };
-                self.client
-                    .create(Object::Lease(lease), None)
-                    .await
-                    .map(drop)
+                self.client.create(Object::Lease(lease), None).await.map(drop)
             }
             Err(e) => Err(e),
         }
@@ -328,10 +276,7 @@ impl Kubelet {
         loop {
             let renewed = self.renew_lease().await;
             if let Err(e) = &renewed {
-                tracing::debug!(
-                    "kubelet {} lease renewal failed: {e}",
-                    self.config.node_name
-                );
+                tracing::debug!("kubelet {} lease renewal failed: {e}", self.config.node_name);
             }
             if let Err(e) = self.ensure_node().await {
                 tracing::debug!("kubelet {} node status failed: {e}", self.config.node_name);
@@ -356,8 +301,7 @@ impl Kubelet {
             let wait_ms = next_start_ms
                 .map_or(self.config.sync_period_ms, |due| due.saturating_sub(now_ms))
                 .clamp(1, self.config.sync_period_ms);
-            let _ =
-                madsim::time::timeout(Duration::from_millis(wait_ms), self.wake.notified()).await;
+            let _ = madsim::time::timeout(Duration::from_millis(wait_ms), self.wake.notified()).await;
         }
     }
 
@@ -370,11 +314,8 @@ impl Kubelet {
             .collect();
         // Containers whose start delay has passed are up, if the pod is still wanted.
         let now_ms = Clock::sim_now_ms();
-        let due: Vec<String> = starting
-            .iter()
-            .filter(|(_, (_, due_ms))| *due_ms <= now_ms)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let due: Vec<String> =
+            starting.iter().filter(|(_, (_, due_ms))| *due_ms <= now_ms).map(|(k, _)| k.clone()).collect();
         for key in due {
             let (uid, _) = starting.remove(&key).expect("due key present");
             let still_wanted = desired.get(&key).is_some_and(|p| {
@@ -386,41 +327,26 @@ impl Kubelet {
                 self.started(&key, &uid, now_ms);
             }
         }
-        let starting_uids: BTreeMap<String, String> = starting
-            .iter()
-            .map(|(k, (uid, _))| (k.clone(), uid.clone()))
-            .collect();
-        let actions = plan_pod_sync(
-            &self.config.node_name,
-            &desired,
-            &self.state.running_pods(),
-            &starting_uids,
-        );
+        let starting_uids: BTreeMap<String, String> =
+            starting.iter().map(|(k, (uid, _))| (k.clone(), uid.clone())).collect();
+        let actions = plan_pod_sync(&self.config.node_name, &desired, &self.state.running_pods(), &starting_uids);
         for action in actions {
             match action {
                 KubeletAction::Start { key, uid } => {
-                    let delay_ms = madsim::rand::thread_rng().gen_range(
-                        self.config.pod_start_delay_min_ms..=self.config.pod_start_delay_max_ms,
-                    );
+                    let delay_ms = madsim::rand::thread_rng()
+                        .gen_range(self.config.pod_start_delay_min_ms..=self.config.pod_start_delay_max_ms);
                     starting.insert(key, (uid, now_ms + delay_ms));
                 }
                 KubeletAction::Stop { key, uid, reason } => self.stopped(&key, &uid, &reason),
                 KubeletAction::ReportRunning(pod) => {
                     if let Err(e) = self.report_running(pod).await {
-                        tracing::debug!(
-                            "kubelet {} status write failed: {e}",
-                            self.config.node_name
-                        );
+                        tracing::debug!("kubelet {} status write failed: {e}", self.config.node_name);
                     }
                 }
             }
         }
         // Pods that stopped being wanted while starting are simply never started.
-        starting.retain(|key, (uid, _)| {
-            desired
-                .get(key)
-                .is_some_and(|p| &p.metadata.uid == uid && is_active(p))
-        });
+        starting.retain(|key, (uid, _)| desired.get(key).is_some_and(|p| &p.metadata.uid == uid && is_active(p)));
     }
 
     fn started(&self, key: &str, uid: &str, now_ms: u64) {
@@ -428,12 +354,7 @@ impl Kubelet {
         tracing::debug!("kubelet {} started pod {key}", self.config.node_name);
         self.state.insert(
             key.to_string(),
-            RunningPod {
-                namespace: namespace.into(),
-                name: name.into(),
-                uid: uid.into(),
-                started_at_ms: now_ms,
-            },
+            RunningPod { namespace: namespace.into(), name: name.into(), uid: uid.into(), started_at_ms: now_ms },
         );
         if let Some(o) = &self.observer {
             o.pod_started(&self.config.node_name, namespace, name, uid);
@@ -444,10 +365,7 @@ impl Kubelet {
         let removed = self.state.remove(key);
         debug_assert!(removed.is_some(), "stopping pod {key} that is not running");
         let (namespace, name) = split_key(key);
-        tracing::debug!(
-            "kubelet {} stopped pod {key}: {reason}",
-            self.config.node_name
-        );
+        tracing::debug!("kubelet {} stopped pod {key}: {reason}", self.config.node_name);
         if let Some(o) = &self.observer {
             o.pod_stopped(&self.config.node_name, namespace, name, uid, reason);
         }
@@ -469,9 +387,7 @@ impl Kubelet {
                     attempt += 1;
                     let fresh = self.client.get(Resource::Pods, &namespace, &name).await?;
                     match fresh.into_pod() {
-                        Some(p) if p.metadata.uid == uid && p.status.phase != PodPhase::Running => {
-                            pod = p
-                        }
+                        Some(p) if p.metadata.uid == uid && p.status.phase != PodPhase::Running => pod = p,
                         _ => return Ok(()),
                     }
                 }
@@ -486,10 +402,7 @@ mod tests {
     use super::*;
 
     fn pod(name: &str, uid: &str, node: Option<&str>, phase: PodPhase) -> (String, Pod) {
-        let mut p = Pod {
-            metadata: ObjectMeta::named("default", name),
-            ..Pod::default()
-        };
+        let mut p = Pod { metadata: ObjectMeta::named("default", name), ..Pod::default() };
         p.metadata.uid = uid.into();
         p.spec.node_name = node.map(str::to_string);
         p.status.phase = phase;
@@ -499,12 +412,7 @@ mod tests {
     fn running(name: &str, uid: &str) -> (String, RunningPod) {
         (
             format!("default/{name}"),
-            RunningPod {
-                namespace: "default".into(),
-                name: name.into(),
-                uid: uid.into(),
-                started_at_ms: 0,
-            },
+            RunningPod { namespace: "default".into(), name: name.into(), uid: uid.into(), started_at_ms: 0 },
         )
     }
 
@@ -516,31 +424,21 @@ mod tests {
             pod("c", "u-c", Some("n1"), PodPhase::Running),
         ]
         .into();
-        let running_pods: BTreeMap<String, RunningPod> =
-            [running("a", "u-a"), running("c", "u-c")].into();
+        let running_pods: BTreeMap<String, RunningPod> = [running("a", "u-a"), running("c", "u-c")].into();
         let starting: BTreeMap<String, String> = BTreeMap::new();
         let actions = plan_pod_sync("n1", &desired, &running_pods, &starting);
         assert_eq!(actions.len(), 2);
         assert!(matches!(&actions[0], KubeletAction::ReportRunning(p) if p.metadata.name == "a"));
-        assert_eq!(
-            actions[1],
-            KubeletAction::Start {
-                key: "default/b".into(),
-                uid: "u-b".into()
-            }
-        );
-        let starting: BTreeMap<String, String> =
-            [("default/b".to_string(), "u-b".to_string())].into();
+        assert_eq!(actions[1], KubeletAction::Start { key: "default/b".into(), uid: "u-b".into() });
+        let starting: BTreeMap<String, String> = [("default/b".to_string(), "u-b".to_string())].into();
         let actions = plan_pod_sync("n1", &desired, &running_pods, &starting);
         assert_eq!(actions.len(), 1, "b is already starting: {actions:?}");
     }
 
     #[test]
     fn stops_deleted_replaced_and_unknown_pods() {
-        let desired: BTreeMap<String, Pod> =
-            [pod("b", "u-b2", Some("n1"), PodPhase::Pending)].into();
-        let running_pods: BTreeMap<String, RunningPod> =
-            [running("a", "u-a"), running("b", "u-b1")].into();
+        let desired: BTreeMap<String, Pod> = [pod("b", "u-b2", Some("n1"), PodPhase::Pending)].into();
+        let running_pods: BTreeMap<String, RunningPod> = [running("a", "u-a"), running("b", "u-b1")].into();
         let actions = plan_pod_sync("n1", &desired, &running_pods, &BTreeMap::new());
         let stops: Vec<(&str, &str)> = actions
             .iter()
@@ -550,9 +448,6 @@ mod tests {
             })
             .collect();
         assert_eq!(stops, vec![("default/a", "u-a"), ("default/b", "u-b1")]);
-        assert!(actions.contains(&KubeletAction::Start {
-            key: "default/b".into(),
-            uid: "u-b2".into()
-        }));
+        assert!(actions.contains(&KubeletAction::Start { key: "default/b".into(), uid: "u-b2".into() }));
     }
 }

@@ -22,10 +22,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use api::{
-    ApiClient, ApiError, Clock, Lease, LeaseFence, LeaseSpec, Object, ObjectMeta, Resource,
-    ResourceVersion,
-};
+use api::{ApiClient, ApiError, Clock, Lease, LeaseFence, LeaseSpec, Object, ObjectMeta, Resource, ResourceVersion};
 use madsim::rand::Rng;
 
 use crate::driver::TaskGroup;
@@ -95,11 +92,7 @@ pub fn lease_expiry_ms(spec: &LeaseSpec) -> u64 {
 
 /// The pure core of leader election: what to do given the current lease and this node's
 /// time.
-pub fn decide(
-    current: Option<&Lease>,
-    now_ms: u64,
-    config: &LeaderElectionConfig,
-) -> LeaseDecision {
+pub fn decide(current: Option<&Lease>, now_ms: u64, config: &LeaderElectionConfig) -> LeaseDecision {
     let lease_duration_seconds = config.lease_duration_ms.div_ceil(1_000) as u32;
     let Some(current) = current else {
         let mut lease = Lease {
@@ -115,25 +108,17 @@ pub fn decide(
         lease.metadata.resource_version = 0;
         return LeaseDecision::Create(lease);
     };
-    let holder = current
-        .spec
-        .holder_identity
-        .clone()
-        .filter(|h| !h.is_empty());
+    let holder = current.spec.holder_identity.clone().filter(|h| !h.is_empty());
     let mut lease = current.clone();
     match holder {
         Some(holder) if holder == config.identity => {
             lease.spec.renew_time_ms = Some(now_ms);
             lease.spec.lease_duration_seconds = lease_duration_seconds;
-            LeaseDecision::Update {
-                lease,
-                takeover: false,
-            }
+            LeaseDecision::Update { lease, takeover: false }
         }
-        Some(holder) if lease_expiry_ms(&current.spec) > now_ms => LeaseDecision::HeldByOther {
-            holder,
-            expires_at_ms: lease_expiry_ms(&current.spec),
-        },
+        Some(holder) if lease_expiry_ms(&current.spec) > now_ms => {
+            LeaseDecision::HeldByOther { holder, expires_at_ms: lease_expiry_ms(&current.spec) }
+        }
         // Free, or expired by our clock: take it over.
         _ => {
             lease.spec = LeaseSpec {
@@ -143,10 +128,7 @@ pub fn decide(
                 renew_time_ms: Some(now_ms),
                 lease_transitions: current.spec.lease_transitions + 1,
             };
-            LeaseDecision::Update {
-                lease,
-                takeover: true,
-            }
+            LeaseDecision::Update { lease, takeover: true }
         }
     }
 }
@@ -231,23 +213,14 @@ impl LeaderHandle {
     }
 
     fn acquired(&self, lease_rv: ResourceVersion, transitions: u32, now_ms: u64) {
-        *self.state() = LeaderState {
-            leading: true,
-            lease_rv,
-            transitions,
-            last_renew_ms: now_ms,
-        };
+        *self.state() = LeaderState { leading: true, lease_rv, transitions, last_renew_ms: now_ms };
         self.inner.changed.notify();
     }
 
     fn renewed(&self, lease_rv: ResourceVersion, now_ms: u64) {
         let mut state = self.state();
         assert!(state.leading, "renewed a lease we do not hold");
-        assert!(
-            lease_rv > state.lease_rv,
-            "lease resourceVersion went back from {} to {lease_rv}",
-            state.lease_rv
-        );
+        assert!(lease_rv > state.lease_rv, "lease resourceVersion went back from {} to {lease_rv}", state.lease_rv);
         state.lease_rv = lease_rv;
         state.last_renew_ms = now_ms;
     }
@@ -284,32 +257,19 @@ async fn try_acquire_or_renew(
     clock: &Clock,
     config: &LeaderElectionConfig,
 ) -> Result<AttemptOutcome, ApiError> {
-    let current = match client
-        .get(
-            Resource::Leases,
-            &config.lease_namespace,
-            &config.lease_name,
-        )
-        .await
-    {
+    let current = match client.get(Resource::Leases, &config.lease_namespace, &config.lease_name).await {
         Ok(object) => object.into_lease(),
         Err(ApiError::NotFound { .. }) => None,
         Err(e) => return Err(e),
     };
     let written = match decide(current.as_ref(), clock.now_ms(), config) {
-        LeaseDecision::HeldByOther { holder, .. } => {
-            return Ok(AttemptOutcome::HeldByOther(holder))
-        }
+        LeaseDecision::HeldByOther { holder, .. } => return Ok(AttemptOutcome::HeldByOther(holder)),
         LeaseDecision::Create(lease) => (client.create(Object::Lease(lease), None).await?, true),
-        LeaseDecision::Update { lease, takeover } => {
-            (client.update(Object::Lease(lease), None).await?, takeover)
-        }
+        LeaseDecision::Update { lease, takeover } => (client.update(Object::Lease(lease), None).await?, takeover),
     };
     match written.0.into_lease() {
         Some(lease) => Ok(AttemptOutcome::Holding(lease, written.1)),
-        None => Err(ApiError::Internal {
-            reason: "lease write answered with another kind of object".into(),
-        }),
+        None => Err(ApiError::Internal { reason: "lease write answered with another kind of object".into() }),
     }
 }
 
@@ -332,18 +292,13 @@ pub async fn run_leader_election(
         // Bound every attempt: a leader must not wait past its renew deadline for an answer.
         let attempt_ms = if state.leading {
             let since_renew_ms = clock.now_ms().saturating_sub(state.last_renew_ms);
-            config
-                .renew_deadline_ms
-                .saturating_sub(since_renew_ms)
-                .max(1)
+            config.renew_deadline_ms.saturating_sub(since_renew_ms).max(1)
         } else {
             config.renew_deadline_ms
         };
-        let attempt = madsim::time::timeout(
-            Duration::from_millis(attempt_ms),
-            try_acquire_or_renew(&client, &clock, &config),
-        )
-        .await;
+        let attempt =
+            madsim::time::timeout(Duration::from_millis(attempt_ms), try_acquire_or_renew(&client, &clock, &config))
+                .await;
         let now_ms = clock.now_ms();
         match attempt {
             Ok(Ok(AttemptOutcome::Holding(lease, takeover))) => {
@@ -359,9 +314,7 @@ pub async fn run_leader_election(
                     }
                     let transitions = lease.spec.lease_transitions;
                     handle.acquired(rv, transitions, renewed_ms);
-                    tracing::info!(
-                        "{identity} leads {component}, epoch {transitions}, lease rv {rv}"
-                    );
+                    tracing::info!("{identity} leads {component}, epoch {transitions}, lease rv {rv}");
                     if let Some(o) = &observer {
                         o.leader_acquired(&component, &identity, transitions, rv);
                     }
@@ -378,9 +331,7 @@ pub async fn run_leader_election(
                 if let Ok(Err(e)) = &failed {
                     tracing::debug!("{identity}: lease attempt failed: {e}");
                 }
-                if state.leading
-                    && now_ms.saturating_sub(state.last_renew_ms) >= config.renew_deadline_ms
-                {
+                if state.leading && now_ms.saturating_sub(state.last_renew_ms) >= config.renew_deadline_ms {
                     tracing::info!("{identity} lost {component}: renew deadline passed");
                     handle.lost();
                     notify_lost(&observer, &component, &identity);
@@ -410,14 +361,7 @@ pub async fn run_while_leader<F>(
 {
     let handle = LeaderHandle::new(&config);
     let mut elector = TaskGroup::new();
-    elector.spawn(run_leader_election(
-        config,
-        component.to_string(),
-        client,
-        clock,
-        handle.clone(),
-        observer,
-    ));
+    elector.spawn(run_leader_election(config, component.to_string(), client, clock, handle.clone(), observer));
     loop {
         handle.wait_until_leader().await;
         let term = start_term(handle.clone());
@@ -476,10 +420,7 @@ mod tests {
                 assert!(!takeover);
                 assert_eq!(lease.spec.renew_time_ms, Some(12_000));
                 assert_eq!(lease.spec.lease_transitions, 3);
-                assert_eq!(
-                    lease.metadata.resource_version, 42,
-                    "read rv is the precondition"
-                );
+                assert_eq!(lease.metadata.resource_version, 42, "read rv is the precondition");
             }
             other => panic!("expected renewal, got {other:?}"),
         }
@@ -490,19 +431,13 @@ mod tests {
         let current = lease("cm-1", 10_000, 3);
         assert_eq!(
             decide(Some(&current), 24_999, &config("cm-2")),
-            LeaseDecision::HeldByOther {
-                holder: "cm-1".into(),
-                expires_at_ms: 25_000
-            }
+            LeaseDecision::HeldByOther { holder: "cm-1".into(), expires_at_ms: 25_000 }
         );
         match decide(Some(&current), 25_000, &config("cm-2")) {
             LeaseDecision::Update { lease, takeover } => {
                 assert!(takeover);
                 assert_eq!(lease.spec.holder_identity.as_deref(), Some("cm-2"));
-                assert_eq!(
-                    lease.spec.lease_transitions, 4,
-                    "a takeover starts a new epoch"
-                );
+                assert_eq!(lease.spec.lease_transitions, 4, "a takeover starts a new epoch");
                 assert_eq!(lease.spec.acquire_time_ms, Some(25_000));
             }
             other => panic!("expected takeover, got {other:?}"),
@@ -549,10 +484,7 @@ mod tests {
         fenced.lost();
         assert_eq!(fenced.write_fence(), Err(NotLeader));
 
-        let unfenced = LeaderHandle::new(&LeaderElectionConfig {
-            fencing: false,
-            ..config("cm-1")
-        });
+        let unfenced = LeaderHandle::new(&LeaderElectionConfig { fencing: false, ..config("cm-1") });
         unfenced.acquired(7, 1, 0);
         assert_eq!(unfenced.write_fence(), Ok(None));
         assert_eq!(unfenced.term(), 1);

@@ -70,27 +70,15 @@ pub struct NodeLifecycle {
 
 impl NodeLifecycle {
     pub fn new(config: NodeLifecycleConfig) -> Self {
-        Self {
-            config,
-            health: BTreeMap::new(),
-        }
+        Self { config, health: BTreeMap::new() }
     }
 
     /// One monitor pass at `now_ms` (this node's clock). `leases` are the heartbeat
     /// leases (`kube-node-lease`, named after their node).
-    pub fn monitor(
-        &mut self,
-        nodes: &[Node],
-        leases: &[Lease],
-        pods: &[Pod],
-        now_ms: u64,
-    ) -> Vec<NodeLifecycleAction> {
-        let renew_times: BTreeMap<&str, Option<u64>> = leases
-            .iter()
-            .map(|l| (l.metadata.name.as_str(), l.spec.renew_time_ms))
-            .collect();
-        self.health
-            .retain(|name, _| nodes.iter().any(|n| &n.metadata.name == name));
+    pub fn monitor(&mut self, nodes: &[Node], leases: &[Lease], pods: &[Pod], now_ms: u64) -> Vec<NodeLifecycleAction> {
+        let renew_times: BTreeMap<&str, Option<u64>> =
+            leases.iter().map(|l| (l.metadata.name.as_str(), l.spec.renew_time_ms)).collect();
+        self.health.retain(|name, _| nodes.iter().any(|n| &n.metadata.name == name));
         let mut actions = Vec::new();
         for node in nodes {
             let name = node.metadata.name.as_str();
@@ -106,8 +94,7 @@ impl NodeLifecycle {
             }
             if node.status.ready {
                 health.not_ready_since_ms = None;
-                if now_ms.saturating_sub(health.probe_ms) > self.config.node_monitor_grace_period_ms
-                {
+                if now_ms.saturating_sub(health.probe_ms) > self.config.node_monitor_grace_period_ms {
                     let mut not_ready = node.clone();
                     not_ready.status.ready = false;
                     health.not_ready_since_ms = Some(now_ms);
@@ -149,45 +136,21 @@ impl NodeLifecycleController {
                 if let Err(e) = self.monitor_once(&core).await {
                     tracing::debug!("node lifecycle pass failed: {e}");
                 }
-                madsim::time::sleep(Duration::from_millis(self.config.node_monitor_period_ms))
-                    .await;
+                madsim::time::sleep(Duration::from_millis(self.config.node_monitor_period_ms)).await;
             }
         });
     }
 
     async fn monitor_once(&self, core: &Mutex<NodeLifecycle>) -> Result<(), SyncError> {
-        let nodes: Vec<Node> = self
-            .nodes
-            .list()
-            .into_iter()
-            .filter_map(Object::into_node)
-            .collect();
-        let leases: Vec<Lease> = self
-            .node_leases
-            .list()
-            .into_iter()
-            .filter_map(Object::into_lease)
-            .collect();
-        let pods: Vec<Pod> = self
-            .pods
-            .list()
-            .into_iter()
-            .filter_map(Object::into_pod)
-            .collect();
-        let actions = core.lock().expect("node lifecycle").monitor(
-            &nodes,
-            &leases,
-            &pods,
-            self.clock.now_ms(),
-        );
+        let nodes: Vec<Node> = self.nodes.list().into_iter().filter_map(Object::into_node).collect();
+        let leases: Vec<Lease> = self.node_leases.list().into_iter().filter_map(Object::into_lease).collect();
+        let pods: Vec<Pod> = self.pods.list().into_iter().filter_map(Object::into_pod).collect();
+        let actions = core.lock().expect("node lifecycle").monitor(&nodes, &leases, &pods, self.clock.now_ms());
         for action in actions {
             let fence = self.leader.write_fence()?;
             let result = match action {
                 NodeLifecycleAction::MarkNotReady(node) => {
-                    tracing::info!(
-                        "node {} NotReady: heartbeat lease silent",
-                        node.metadata.name
-                    );
+                    tracing::info!("node {} NotReady: heartbeat lease silent", node.metadata.name);
                     self.client.update_status(Object::Node(node), fence).await
                 }
                 NodeLifecycleAction::EvictPod(pod) => {
@@ -197,15 +160,7 @@ impl NodeLifecycleController {
                         pod.metadata.name,
                         pod.spec.node_name
                     );
-                    self.client
-                        .delete(
-                            Resource::Pods,
-                            &pod.metadata.namespace,
-                            &pod.metadata.name,
-                            None,
-                            fence,
-                        )
-                        .await
+                    self.client.delete(Resource::Pods, &pod.metadata.namespace, &pod.metadata.name, None, fence).await
                 }
             };
             match result {
@@ -224,28 +179,19 @@ mod tests {
     use api::ObjectMeta;
 
     fn node(name: &str, ready: bool) -> Node {
-        let mut n = Node {
-            metadata: ObjectMeta::named("", name),
-            ..Node::default()
-        };
+        let mut n = Node { metadata: ObjectMeta::named("", name), ..Node::default() };
         n.status.ready = ready;
         n
     }
 
     fn lease(name: &str, renew_ms: u64) -> Lease {
-        let mut l = Lease {
-            metadata: ObjectMeta::named(NODE_LEASE_NAMESPACE, name),
-            ..Lease::default()
-        };
+        let mut l = Lease { metadata: ObjectMeta::named(NODE_LEASE_NAMESPACE, name), ..Lease::default() };
         l.spec.renew_time_ms = Some(renew_ms);
         l
     }
 
     fn bound_pod(name: &str, node: &str) -> Pod {
-        let mut p = Pod {
-            metadata: ObjectMeta::named("default", name),
-            ..Pod::default()
-        };
+        let mut p = Pod { metadata: ObjectMeta::named("default", name), ..Pod::default() };
         p.spec.node_name = Some(node.into());
         p
     }
@@ -257,14 +203,10 @@ mod tests {
     fn silent_heartbeat_marks_not_ready_only_after_the_grace_period() {
         let mut nl = NodeLifecycle::new(NodeLifecycleConfig::default());
         let nodes = [node("n1", true), node("n2", true)];
-        assert!(nl
-            .monitor(&nodes, &[lease("n1", 0), lease("n2", 0)], &[], 1_000)
-            .is_empty());
+        assert!(nl.monitor(&nodes, &[lease("n1", 0), lease("n2", 0)], &[], 1_000).is_empty());
         // n2 keeps renewing; n1 goes silent after its renewal at 0.
         let leases = [lease("n1", 0), lease("n2", 40_000)];
-        assert!(nl
-            .monitor(&nodes, &leases, &[], 1_000 + GRACE_MS)
-            .is_empty());
+        assert!(nl.monitor(&nodes, &leases, &[], 1_000 + GRACE_MS).is_empty());
         let actions = nl.monitor(&nodes, &leases, &[], 1_001 + GRACE_MS);
         assert_eq!(actions.len(), 1);
         assert!(matches!(&actions[0], NodeLifecycleAction::MarkNotReady(n)
@@ -278,13 +220,9 @@ mod tests {
         let nodes = [node("n1", false), node("n2", true)];
         // n2's kubelet keeps renewing; n1's node is NotReady.
         let leases_at = |t: u64| [lease("n1", 0), lease("n2", t)];
-        assert!(nl
-            .monitor(&nodes, &leases_at(10_000), &pods, 10_000)
-            .is_empty());
+        assert!(nl.monitor(&nodes, &leases_at(10_000), &pods, 10_000).is_empty());
         let just_before = 10_000 + EVICTION_MS - 1;
-        assert!(nl
-            .monitor(&nodes, &leases_at(just_before), &pods, just_before)
-            .is_empty());
+        assert!(nl.monitor(&nodes, &leases_at(just_before), &pods, just_before).is_empty());
         let at = 10_000 + EVICTION_MS;
         let actions = nl.monitor(&nodes, &leases_at(at), &pods, at);
         assert_eq!(actions.len(), 1);
@@ -298,17 +236,9 @@ mod tests {
         let leases = [lease("n1", 0)];
         nl.monitor(&[node("n1", false)], &leases, &pods, 0);
         nl.monitor(&[node("n1", true)], &[lease("n1", 5)], &pods, 200_000);
-        assert!(nl
-            .monitor(&[node("n1", false)], &[lease("n1", 5)], &pods, 210_000)
-            .is_empty());
-        assert!(nl
-            .monitor(&[node("n1", false)], &[lease("n1", 5)], &pods, 400_000)
-            .is_empty());
-        assert_eq!(
-            nl.monitor(&[node("n1", false)], &[lease("n1", 5)], &pods, 510_000)
-                .len(),
-            1
-        );
+        assert!(nl.monitor(&[node("n1", false)], &[lease("n1", 5)], &pods, 210_000).is_empty());
+        assert!(nl.monitor(&[node("n1", false)], &[lease("n1", 5)], &pods, 400_000).is_empty());
+        assert_eq!(nl.monitor(&[node("n1", false)], &[lease("n1", 5)], &pods, 510_000).len(), 1);
     }
 
     #[test]
@@ -317,12 +247,8 @@ mod tests {
         // has only just started observing.
         let mut nl = NodeLifecycle::new(NodeLifecycleConfig::default());
         let nodes = [node("n1", true)];
-        assert!(nl
-            .monitor(&nodes, &[lease("n1", 0)], &[], 500_000)
-            .is_empty());
-        assert!(nl
-            .monitor(&nodes, &[lease("n1", 0)], &[], 540_000)
-            .is_empty());
+        assert!(nl.monitor(&nodes, &[lease("n1", 0)], &[], 500_000).is_empty());
+        assert!(nl.monitor(&nodes, &[lease("n1", 0)], &[], 540_000).is_empty());
         assert_eq!(nl.monitor(&nodes, &[lease("n1", 0)], &[], 540_001).len(), 1);
     }
 }

@@ -9,13 +9,7 @@ pub trait ControllerObserver: Send + Sync {
     /// `component` ("kube-controller-manager", "kube-scheduler") became leader as
     /// `identity` in epoch `transitions` (the lease's lease_transitions), with the lease at
     /// `lease_rv` (its first fencing token).
-    fn leader_acquired(
-        &self,
-        component: &str,
-        identity: &str,
-        transitions: u32,
-        lease_rv: ResourceVersion,
-    ) {
+    fn leader_acquired(&self, component: &str, identity: &str, transitions: u32, lease_rv: ResourceVersion) {
         let _ = (component, identity, transitions, lease_rv);
     }
 

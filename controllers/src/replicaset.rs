@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use api::{
-    ApiClient, ApiError, Clock, Object, ObjectMeta, OwnerReference, Pod, PodPhase, PodStatus,
-    ReplicaSet, Resource, ResourceVersion,
+    ApiClient, ApiError, Clock, Object, ObjectMeta, OwnerReference, Pod, PodPhase, PodStatus, ReplicaSet, Resource,
+    ResourceVersion,
 };
 use madsim::rand::Rng;
 
@@ -75,10 +75,7 @@ pub struct Expectations {
 
 impl Expectations {
     pub fn new(timeout_ms: u64) -> Self {
-        Self {
-            records: BTreeMap::new(),
-            timeout_ms,
-        }
+        Self { records: BTreeMap::new(), timeout_ms }
     }
 
     /// Whether the controller may act on `rs_key`: nothing outstanding, or it expired.
@@ -95,22 +92,14 @@ impl Expectations {
     pub fn expect_creations(&mut self, rs_key: &str, n: usize, now_ms: u64) {
         self.records.insert(
             rs_key.to_string(),
-            Expectation {
-                creates_pending: n as i64,
-                deletes_pending: BTreeSet::new(),
-                set_at_ms: now_ms,
-            },
+            Expectation { creates_pending: n as i64, deletes_pending: BTreeSet::new(), set_at_ms: now_ms },
         );
     }
 
     pub fn expect_deletions(&mut self, rs_key: &str, pod_keys: BTreeSet<String>, now_ms: u64) {
         self.records.insert(
             rs_key.to_string(),
-            Expectation {
-                creates_pending: 0,
-                deletes_pending: pod_keys,
-                set_at_ms: now_ms,
-            },
+            Expectation { creates_pending: 0, deletes_pending: pod_keys, set_at_ms: now_ms },
         );
     }
 
@@ -146,15 +135,14 @@ pub enum ReplicaSetAction {
 
 /// Whether `pod` is controlled by `rs`.
 pub fn is_owned_by(pod: &Pod, rs: &ReplicaSet) -> bool {
-    pod.metadata.controller_owner().is_some_and(|o| {
-        o.kind == "ReplicaSet" && o.uid == rs.metadata.uid && o.name == rs.metadata.name
-    })
+    pod.metadata
+        .controller_owner()
+        .is_some_and(|o| o.kind == "ReplicaSet" && o.uid == rs.metadata.uid && o.name == rs.metadata.name)
 }
 
 /// Kubernetes' `IsPodActive`: not terminating and not finished.
 pub fn is_active(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp_ms.is_none()
-        && !matches!(pod.status.phase, PodPhase::Succeeded | PodPhase::Failed)
+    pod.metadata.deletion_timestamp_ms.is_none() && !matches!(pod.status.phase, PodPhase::Succeeded | PodPhase::Failed)
 }
 
 /// The ReplicaSet key of the controller owning `pod`, if a ReplicaSet owns it.
@@ -190,31 +178,21 @@ pub fn reconcile_replica_set(
     may_act: bool,
     burst_replicas: usize,
 ) -> Vec<ReplicaSetAction> {
-    let mut active: Vec<&Pod> = pods
-        .iter()
-        .filter(|p| is_owned_by(p, rs) && is_active(p))
-        .collect();
+    let mut active: Vec<&Pod> = pods.iter().filter(|p| is_owned_by(p, rs) && is_active(p)).collect();
     let desired = rs.spec.replicas.max(0) as usize;
     let mut actions = Vec::new();
     if may_act {
         if active.len() < desired {
-            actions.push(ReplicaSetAction::CreatePods(
-                (desired - active.len()).min(burst_replicas),
-            ));
+            actions.push(ReplicaSetAction::CreatePods((desired - active.len()).min(burst_replicas)));
         } else if active.len() > desired {
             active.sort_by_key(|p| deletion_rank(p));
             let n_delete = (active.len() - desired).min(burst_replicas);
-            actions.push(ReplicaSetAction::DeletePods(
-                active[..n_delete].iter().map(|p| (*p).clone()).collect(),
-            ));
+            actions.push(ReplicaSetAction::DeletePods(active[..n_delete].iter().map(|p| (*p).clone()).collect()));
         }
     }
     let mut status = rs.status.clone();
     status.replicas = active.len() as i32;
-    status.ready_replicas = active
-        .iter()
-        .filter(|p| p.status.phase == PodPhase::Running)
-        .count() as i32;
+    status.ready_replicas = active.iter().filter(|p| p.status.phase == PodPhase::Running).count() as i32;
     status.observed_generation = rs.metadata.generation;
     if status != rs.status {
         let mut updated = rs.clone();
@@ -227,10 +205,7 @@ pub fn reconcile_replica_set(
 /// A new pod for `rs` named `<rs-name>-<suffix>`: template labels and spec, an owner
 /// reference to the ReplicaSet, Pending and unbound.
 pub fn new_pod(rs: &ReplicaSet, suffix: &str) -> Pod {
-    let mut metadata = ObjectMeta::named(
-        &rs.metadata.namespace,
-        format!("{}-{suffix}", rs.metadata.name),
-    );
+    let mut metadata = ObjectMeta::named(&rs.metadata.namespace, format!("{}-{suffix}", rs.metadata.name));
     metadata.labels = rs.spec.template.labels.clone();
     metadata.owner_references = vec![OwnerReference {
         kind: "ReplicaSet".into(),
@@ -240,11 +215,7 @@ pub fn new_pod(rs: &ReplicaSet, suffix: &str) -> Pod {
     }];
     let mut spec = rs.spec.template.spec.clone();
     spec.node_name = None;
-    Pod {
-        metadata,
-        spec,
-        status: PodStatus::default(),
-    }
+    Pod { metadata, spec, status: PodStatus::default() }
 }
 
 /// Kubernetes' generateName suffix: 5 characters from its safe lowercase alphabet,
@@ -252,9 +223,7 @@ pub fn new_pod(rs: &ReplicaSet, suffix: &str) -> Pod {
 pub fn random_pod_suffix() -> String {
     const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = madsim::rand::thread_rng();
-    (0..5)
-        .map(|_| ALPHANUMS[rng.gen_range(0..ALPHANUMS.len())] as char)
-        .collect()
+    (0..5).map(|_| ALPHANUMS[rng.gen_range(0..ALPHANUMS.len())] as char).collect()
 }
 
 /// The sans-IO core: reconcile plus expectations.
@@ -267,10 +236,7 @@ pub struct ReplicaSetSync {
 impl ReplicaSetSync {
     pub fn new(config: ReplicaSetConfig) -> Self {
         let expectations = Expectations::new(config.expectations_timeout_ms);
-        Self {
-            config,
-            expectations,
-        }
+        Self { config, expectations }
     }
 
     pub fn expectations(&self) -> &Expectations {
@@ -282,19 +248,14 @@ impl ReplicaSetSync {
     pub fn sync(&mut self, rs: &ReplicaSet, pods: &[Pod], now_ms: u64) -> Vec<ReplicaSetAction> {
         let rs_key = object_key(&rs.metadata.namespace, &rs.metadata.name);
         // PLANTED BUG (planted_bug_no_expectations): acting regardless of expectations.
-        let may_act =
-            self.config.planted_bug_no_expectations || self.expectations.satisfied(&rs_key, now_ms);
+        let may_act = self.config.planted_bug_no_expectations || self.expectations.satisfied(&rs_key, now_ms);
         let actions = reconcile_replica_set(rs, pods, may_act, self.config.burst_replicas);
         for action in &actions {
             match action {
-                ReplicaSetAction::CreatePods(n) => {
-                    self.expectations.expect_creations(&rs_key, *n, now_ms)
-                }
+                ReplicaSetAction::CreatePods(n) => self.expectations.expect_creations(&rs_key, *n, now_ms),
                 ReplicaSetAction::DeletePods(pods) => self.expectations.expect_deletions(
                     &rs_key,
-                    pods.iter()
-                        .map(|p| object_key(&p.metadata.namespace, &p.metadata.name))
-                        .collect(),
+                    pods.iter().map(|p| object_key(&p.metadata.namespace, &p.metadata.name)).collect(),
                     now_ms,
                 ),
                 ReplicaSetAction::UpdateStatus(_) => {}
@@ -313,9 +274,7 @@ impl ReplicaSetSync {
         };
         match event {
             InformerEvent::Added(_) => self.expectations.creation_observed(&rs_key),
-            InformerEvent::Deleted(_) => self
-                .expectations
-                .deletion_observed(&rs_key, &key_of(event.object())),
+            InformerEvent::Deleted(_) => self.expectations.deletion_observed(&rs_key, &key_of(event.object())),
             InformerEvent::Modified { .. } => {}
         }
     }
@@ -369,22 +328,18 @@ impl ReplicaSetController {
         }));
         let q = queue.clone();
         let c = core.clone();
-        self.replica_sets
-            .subscribe(Box::new(move |event: &InformerEvent| {
-                let key = key_of(event.object());
-                if matches!(event, InformerEvent::Deleted(_)) {
-                    c.lock().expect("rs core").replica_set_deleted(&key);
-                }
-                q.add(&key);
-            }));
+        self.replica_sets.subscribe(Box::new(move |event: &InformerEvent| {
+            let key = key_of(event.object());
+            if matches!(event, InformerEvent::Deleted(_)) {
+                c.lock().expect("rs core").replica_set_deleted(&key);
+            }
+            q.add(&key);
+        }));
         let replica_sets = self.replica_sets.clone();
         let q = queue.clone();
         let period_ms = self.config.resync_period_ms;
         tasks.spawn(async move {
-            run_resync(q, period_ms, move || {
-                replica_sets.cache().objects().keys().cloned().collect()
-            })
-            .await
+            run_resync(q, period_ms, move || replica_sets.cache().objects().keys().cloned().collect()).await
         });
         let running = Arc::new(Running {
             client: self.client,
@@ -408,11 +363,7 @@ impl ReplicaSetController {
 
 impl Running {
     async fn sync(&self, key: &str) -> Result<(), SyncError> {
-        let Some(rs) = self
-            .replica_sets
-            .get(key)
-            .and_then(Object::into_replica_set)
-        else {
+        let Some(rs) = self.replica_sets.get(key).and_then(Object::into_replica_set) else {
             return Ok(());
         };
         let pods: Vec<Pod> = self
@@ -422,11 +373,7 @@ impl Running {
             .filter_map(Object::into_pod)
             .filter(|p| p.metadata.namespace == rs.metadata.namespace)
             .collect();
-        let actions = self
-            .core
-            .lock()
-            .expect("rs core")
-            .sync(&rs, &pods, self.clock.now_ms());
+        let actions = self.core.lock().expect("rs core").sync(&rs, &pods, self.clock.now_ms());
         let mut first_error = None;
         for action in actions {
             let result = match action {
@@ -434,11 +381,7 @@ impl Running {
                 ReplicaSetAction::DeletePods(pods) => self.delete_pods(key, pods).await,
                 ReplicaSetAction::UpdateStatus(updated) => {
                     let fence = self.leader.write_fence()?;
-                    match self
-                        .client
-                        .update_status(Object::ReplicaSet(updated), fence)
-                        .await
-                    {
+                    match self.client.update_status(Object::ReplicaSet(updated), fence).await {
                         Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
                         Err(e) => Err(e.into()),
                     }
@@ -486,10 +429,7 @@ impl Running {
             let fence = match self.leader.write_fence() {
                 Ok(fence) => fence,
                 Err(not_leader) => {
-                    self.core
-                        .lock()
-                        .expect("rs core")
-                        .delete_failed(rs_key, &pod_key);
+                    self.core.lock().expect("rs core").delete_failed(rs_key, &pod_key);
                     first_error.get_or_insert(not_leader.into());
                     continue;
                 }
@@ -497,21 +437,12 @@ impl Running {
             let precondition: Option<ResourceVersion> = None;
             match self
                 .client
-                .delete(
-                    Resource::Pods,
-                    &pod.metadata.namespace,
-                    &pod.metadata.name,
-                    precondition,
-                    fence,
-                )
+                .delete(Resource::Pods, &pod.metadata.namespace, &pod.metadata.name, precondition, fence)
                 .await
             {
                 Ok(_) | Err(ApiError::NotFound { .. }) => {}
                 Err(e) => {
-                    self.core
-                        .lock()
-                        .expect("rs core")
-                        .delete_failed(rs_key, &pod_key);
+                    self.core.lock().expect("rs core").delete_failed(rs_key, &pod_key);
                     first_error.get_or_insert(SyncError::Api(e));
                 }
             }
@@ -526,10 +457,8 @@ mod tests {
     use api::Labels;
 
     fn rs(replicas: i32) -> ReplicaSet {
-        let mut rs = ReplicaSet {
-            metadata: ObjectMeta::named("default", "nginx-deployment-abc"),
-            ..ReplicaSet::default()
-        };
+        let mut rs =
+            ReplicaSet { metadata: ObjectMeta::named("default", "nginx-deployment-abc"), ..ReplicaSet::default() };
         rs.metadata.uid = "uid-rs".into();
         rs.metadata.generation = 1;
         rs.spec.replicas = replicas;
@@ -583,34 +512,19 @@ mod tests {
         let rs = rs(3);
         let mut core = ReplicaSetSync::new(ReplicaSetConfig::default());
         assert_eq!(creates(&core.sync(&rs, &[], 0)), 3);
-        let pods: Vec<Pod> = ["a", "b"]
-            .iter()
-            .map(|s| pod_of(&rs, s, PodPhase::Pending))
-            .collect();
+        let pods: Vec<Pod> = ["a", "b"].iter().map(|s| pod_of(&rs, s, PodPhase::Pending)).collect();
         for p in &pods {
             core.pod_event(&InformerEvent::Added(Object::Pod(p.clone())));
         }
-        assert!(!core
-            .expectations()
-            .satisfied("default/nginx-deployment-abc", 1));
+        assert!(!core.expectations().satisfied("default/nginx-deployment-abc", 1));
         // Third create failed at the apiserver: it will never be observed.
         core.create_failed("default/nginx-deployment-abc");
-        assert_eq!(
-            creates(&core.sync(&rs, &pods, 2)),
-            1,
-            "acts again once satisfied"
-        );
+        assert_eq!(creates(&core.sync(&rs, &pods, 2)), 1, "acts again once satisfied");
 
         // Unobserved creates block until the 5-minute expiry of this node's clock.
         assert_eq!(creates(&core.sync(&rs, &pods, 3)), 0);
-        assert_eq!(
-            creates(&core.sync(&rs, &pods, 2 + EXPECTATIONS_TIMEOUT_MS)),
-            0
-        );
-        assert_eq!(
-            creates(&core.sync(&rs, &pods, 3 + EXPECTATIONS_TIMEOUT_MS)),
-            1
-        );
+        assert_eq!(creates(&core.sync(&rs, &pods, 2 + EXPECTATIONS_TIMEOUT_MS)), 0);
+        assert_eq!(creates(&core.sync(&rs, &pods, 3 + EXPECTATIONS_TIMEOUT_MS)), 1);
     }
 
     #[test]
@@ -628,24 +542,13 @@ mod tests {
             panic!("expected deletes, got {actions:?}");
         };
         let names: Vec<&str> = deleted.iter().map(|p| p.metadata.name.as_str()).collect();
-        assert_eq!(
-            names,
-            vec!["nginx-deployment-abc-new", "nginx-deployment-abc-bound"]
-        );
+        assert_eq!(names, vec!["nginx-deployment-abc-new", "nginx-deployment-abc-bound"]);
         // Stale cache still shows all three: no second round of deletes.
-        assert!(!core
-            .sync(&rs, &pods, 1)
-            .iter()
-            .any(|a| matches!(a, ReplicaSetAction::DeletePods(_))));
+        assert!(!core.sync(&rs, &pods, 1).iter().any(|a| matches!(a, ReplicaSetAction::DeletePods(_))));
         core.pod_event(&InformerEvent::Deleted(Object::Pod(unbound)));
         core.pod_event(&InformerEvent::Deleted(Object::Pod(bound)));
-        assert!(core
-            .expectations()
-            .satisfied("default/nginx-deployment-abc", 2));
-        assert!(core
-            .sync(&rs, &[running], 2)
-            .iter()
-            .all(|a| matches!(a, ReplicaSetAction::UpdateStatus(_))));
+        assert!(core.expectations().satisfied("default/nginx-deployment-abc", 2));
+        assert!(core.sync(&rs, &[running], 2).iter().all(|a| matches!(a, ReplicaSetAction::UpdateStatus(_))));
     }
 
     #[test]
@@ -663,18 +566,11 @@ mod tests {
             finished,
         ];
         let actions = reconcile_replica_set(&rs, &pods, true, 500);
-        assert_eq!(
-            actions.len(),
-            1,
-            "3 active pods: nothing to create or delete"
-        );
+        assert_eq!(actions.len(), 1, "3 active pods: nothing to create or delete");
         let ReplicaSetAction::UpdateStatus(updated) = &actions[0] else {
             panic!("expected status update");
         };
-        assert_eq!(
-            (updated.status.replicas, updated.status.ready_replicas),
-            (3, 2)
-        );
+        assert_eq!((updated.status.replicas, updated.status.ready_replicas), (3, 2));
         assert_eq!(updated.status.observed_generation, 1);
     }
 

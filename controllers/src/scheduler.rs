@@ -38,11 +38,7 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
-            leader_election: LeaderElectionConfig::for_lease(
-                "kube-system",
-                "kube-scheduler",
-                "kube-scheduler",
-            ),
+            leader_election: LeaderElectionConfig::for_lease("kube-system", "kube-scheduler", "kube-scheduler"),
             informer: InformerConfig::default(),
             workqueue: WorkQueueConfig::default(),
             unschedulable_retry_ms: 5_000,
@@ -52,11 +48,7 @@ impl Default for SchedulerConfig {
 
 /// The CPU a pod requests: the sum over its containers.
 pub fn pod_cpu_millis(pod: &Pod) -> u64 {
-    pod.spec
-        .containers
-        .iter()
-        .map(|c| u64::from(c.cpu_millis))
-        .sum()
+    pod.spec.containers.iter().map(|c| u64::from(c.cpu_millis)).sum()
 }
 
 /// A pod the scheduler bound and the informer has not yet shown bound: (node, cpu).
@@ -87,11 +79,7 @@ pub fn is_schedulable(node: &Node) -> bool {
 
 /// The pure core: the least allocated schedulable node with room for `pod_cpu` millicores,
 /// ties broken by name.
-pub fn choose_node(
-    pod_cpu: u64,
-    nodes: &[Node],
-    requested: &BTreeMap<String, u64>,
-) -> Option<String> {
+pub fn choose_node(pod_cpu: u64, nodes: &[Node], requested: &BTreeMap<String, u64>) -> Option<String> {
     nodes
         .iter()
         .filter(|n| is_schedulable(n))
@@ -100,11 +88,7 @@ pub fn choose_node(
             (used, n)
         })
         .filter(|(used, n)| used + pod_cpu <= u64::from(n.status.cpu_capacity_millis))
-        .min_by(|(a_used, a), (b_used, b)| {
-            a_used
-                .cmp(b_used)
-                .then_with(|| a.metadata.name.cmp(&b.metadata.name))
-        })
+        .min_by(|(a_used, a), (b_used, b)| a_used.cmp(b_used).then_with(|| a.metadata.name.cmp(&b.metadata.name)))
         .map(|(_, n)| n.metadata.name.clone())
 }
 
@@ -122,14 +106,9 @@ pub async fn run(
     observer: Option<Arc<dyn ControllerObserver>>,
 ) {
     let election = config.leader_election.clone();
-    run_while_leader(
-        election,
-        COMPONENT,
-        client.clone(),
-        clock,
-        observer,
-        |leader| start_term(&config, &client, leader),
-    )
+    run_while_leader(election, COMPONENT, client.clone(), clock, observer, |leader| {
+        start_term(&config, &client, leader)
+    })
     .await
 }
 
@@ -211,41 +190,22 @@ impl Term {
         if !needs_scheduling(&pod) || self.assumed.lock().expect("assumed pods").contains_key(key) {
             return Ok(());
         }
-        let nodes: Vec<Node> = self
-            .nodes
-            .list()
-            .into_iter()
-            .filter_map(Object::into_node)
-            .collect();
-        let pods: Vec<Pod> = self
-            .pods
-            .list()
-            .into_iter()
-            .filter_map(Object::into_pod)
-            .collect();
+        let nodes: Vec<Node> = self.nodes.list().into_iter().filter_map(Object::into_node).collect();
+        let pods: Vec<Pod> = self.pods.list().into_iter().filter_map(Object::into_pod).collect();
         let cpu = pod_cpu_millis(&pod);
         let requested = requested_cpu_by_node(&pods, &self.assumed.lock().expect("assumed pods"));
         let Some(node) = choose_node(cpu, &nodes, &requested) else {
-            return Err(SyncError::Retry(format!(
-                "pod {key}: no schedulable node fits {cpu}m cpu"
-            )));
+            return Err(SyncError::Retry(format!("pod {key}: no schedulable node fits {cpu}m cpu")));
         };
         let fence = self.leader.write_fence()?;
         let (namespace, name) = split_key(key);
         match self.client.bind(namespace, name, &node, fence).await {
             Ok(_) => {
-                self.assumed
-                    .lock()
-                    .expect("assumed pods")
-                    .insert(key.to_string(), (node, cpu));
+                self.assumed.lock().expect("assumed pods").insert(key.to_string(), (node, cpu));
                 Ok(())
             }
             // Bound by someone else, or gone: nothing left to do for this pod.
-            Err(
-                ApiError::Conflict { .. }
-                | ApiError::AlreadyExists { .. }
-                | ApiError::NotFound { .. },
-            ) => Ok(()),
+            Err(ApiError::Conflict { .. } | ApiError::AlreadyExists { .. } | ApiError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -257,26 +217,16 @@ mod tests {
     use api::{Container, ObjectMeta};
 
     fn node(name: &str, ready: bool, capacity: u32) -> Node {
-        let mut n = Node {
-            metadata: ObjectMeta::named("", name),
-            ..Node::default()
-        };
+        let mut n = Node { metadata: ObjectMeta::named("", name), ..Node::default() };
         n.status.ready = ready;
         n.status.cpu_capacity_millis = capacity;
         n
     }
 
     fn pod(name: &str, node: Option<&str>, cpu: u32) -> Pod {
-        let mut p = Pod {
-            metadata: ObjectMeta::named("default", name),
-            ..Pod::default()
-        };
+        let mut p = Pod { metadata: ObjectMeta::named("default", name), ..Pod::default() };
         p.spec.node_name = node.map(str::to_string);
-        p.spec.containers = vec![Container {
-            name: "c".into(),
-            image: "nginx".into(),
-            cpu_millis: cpu,
-        }];
+        p.spec.containers = vec![Container { name: "c".into(), image: "nginx".into(), cpu_millis: cpu }];
         p
     }
 
@@ -287,17 +237,9 @@ mod tests {
 
     #[test]
     fn least_allocated_node_wins_ties_by_name() {
-        let nodes = [
-            node("n3", true, 4000),
-            node("n1", true, 4000),
-            node("n2", true, 4000),
-        ];
+        let nodes = [node("n3", true, 4000), node("n1", true, 4000), node("n2", true, 4000)];
         check(&[], &AssumedPods::new(), &nodes, 100, Some("n1"));
-        let pods = [
-            pod("a", Some("n1"), 500),
-            pod("b", Some("n2"), 200),
-            pod("c", Some("n3"), 200),
-        ];
+        let pods = [pod("a", Some("n1"), 500), pod("b", Some("n2"), 200), pod("c", Some("n3"), 200)];
         check(&pods, &AssumedPods::new(), &nodes, 100, Some("n2"));
     }
 
@@ -327,12 +269,6 @@ mod tests {
         let nodes = [node("n1", true, 4000), node("n2", true, 4000)];
         let mut done = pod("a", Some("n1"), 1000);
         done.status.phase = api::PodPhase::Succeeded;
-        check(
-            &[done, pod("b", Some("n2"), 10)],
-            &AssumedPods::new(),
-            &nodes,
-            100,
-            Some("n1"),
-        );
+        check(&[done, pod("b", Some("n2"), 10)], &AssumedPods::new(), &nodes, 100, Some("n1"));
     }
 }

@@ -38,12 +38,7 @@ pub struct WorkQueueConfig {
 
 impl Default for WorkQueueConfig {
     fn default() -> Self {
-        Self {
-            base_delay_ms: 5,
-            max_delay_ms: 1_000,
-            max_retries: 15,
-            max_len: 10_000,
-        }
+        Self { base_delay_ms: 5, max_delay_ms: 1_000, max_retries: 15, max_len: 10_000 }
     }
 }
 
@@ -106,10 +101,7 @@ impl WorkQueue {
             return Ok(());
         }
         if self.len() >= self.config.max_len {
-            return Err(WorkQueueError::Full {
-                key: key.to_string(),
-                max_len: self.config.max_len,
-            });
+            return Err(WorkQueueError::Full { key: key.to_string(), max_len: self.config.max_len });
         }
         self.dirty.insert(key.to_string());
         if !self.processing.contains(key) {
@@ -130,10 +122,7 @@ impl WorkQueue {
             self.delayed.remove(&(existing_due, seq));
             self.delayed_due.remove(key);
         } else if self.len() >= self.config.max_len {
-            return Err(WorkQueueError::Full {
-                key: key.to_string(),
-                max_len: self.config.max_len,
-            });
+            return Err(WorkQueueError::Full { key: key.to_string(), max_len: self.config.max_len });
         }
         let slot = (due_ms, self.next_seq);
         self.next_seq += 1;
@@ -152,18 +141,12 @@ impl WorkQueue {
         let delay_ms = self.backoff_ms(failures);
         self.add_at(key, now_ms + delay_ms)?;
         self.failures.insert(key.to_string(), failures + 1);
-        Ok(Retry::After {
-            delay_ms,
-            failures: failures + 1,
-        })
+        Ok(Retry::After { delay_ms, failures: failures + 1 })
     }
 
     fn backoff_ms(&self, failures: u32) -> u64 {
         let exponent = failures.min(32);
-        self.config
-            .base_delay_ms
-            .saturating_mul(1u64 << exponent)
-            .min(self.config.max_delay_ms)
+        self.config.base_delay_ms.saturating_mul(1u64 << exponent).min(self.config.max_delay_ms)
     }
 
     /// Clears a key's failure count (call after a successful sync).
@@ -228,9 +211,7 @@ pub struct SharedWorkQueue {
 
 impl SharedWorkQueue {
     pub fn new(config: WorkQueueConfig) -> Self {
-        Self {
-            inner: Arc::new((Mutex::new(WorkQueue::new(config)), Notify::new())),
-        }
+        Self { inner: Arc::new((Mutex::new(WorkQueue::new(config)), Notify::new())) }
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, WorkQueue> {
@@ -288,11 +269,7 @@ impl SharedWorkQueue {
             match next_due_ms {
                 Some(due_ms) => {
                     let wait_ms = due_ms.saturating_sub(Clock::sim_now_ms()).max(1);
-                    let _ = madsim::time::timeout(
-                        Duration::from_millis(wait_ms),
-                        self.inner.1.notified(),
-                    )
-                    .await;
+                    let _ = madsim::time::timeout(Duration::from_millis(wait_ms), self.inner.1.notified()).await;
                 }
                 None => self.inner.1.notified().await,
             }
@@ -305,10 +282,7 @@ mod tests {
     use super::*;
 
     fn queue(max_len: usize) -> WorkQueue {
-        WorkQueue::new(WorkQueueConfig {
-            max_len,
-            ..WorkQueueConfig::default()
-        })
+        WorkQueue::new(WorkQueueConfig { max_len, ..WorkQueueConfig::default() })
     }
 
     #[test]
@@ -332,10 +306,7 @@ mod tests {
 
     #[test]
     fn failing_key_backs_off_exponentially_capped_then_gives_up() {
-        let mut q = WorkQueue::new(WorkQueueConfig {
-            max_retries: 10,
-            ..WorkQueueConfig::default()
-        });
+        let mut q = WorkQueue::new(WorkQueueConfig { max_retries: 10, ..WorkQueueConfig::default() });
         let mut delays = Vec::new();
         let mut now_ms = 0;
         loop {
@@ -364,13 +335,7 @@ mod tests {
         q.add_rate_limited("k", 0).unwrap();
         assert_eq!(q.failures("k"), 2);
         q.forget("k");
-        assert_eq!(
-            q.add_rate_limited("k", 0).unwrap(),
-            Retry::After {
-                delay_ms: 5,
-                failures: 1
-            }
-        );
+        assert_eq!(q.add_rate_limited("k", 0).unwrap(), Retry::After { delay_ms: 5, failures: 1 });
     }
 
     #[test]
@@ -378,13 +343,7 @@ mod tests {
         let mut q = queue(2);
         q.add("a").unwrap();
         q.add_at("b", 100).unwrap();
-        assert_eq!(
-            q.add("c"),
-            Err(WorkQueueError::Full {
-                key: "c".into(),
-                max_len: 2
-            })
-        );
+        assert_eq!(q.add("c"), Err(WorkQueueError::Full { key: "c".into(), max_len: 2 }));
         // Keys already waiting can still be added (dedup) without error.
         q.add("a").unwrap();
         q.add_at("b", 50).unwrap();

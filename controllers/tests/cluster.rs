@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::{
-    ApiClient, ClientConfig, Clock, Container, Credential, Deployment, Labels, Object, ObjectMeta,
-    Operation, PodPhase, PodSpec, PodTemplateSpec, Resource, ResourceVersion,
+    ApiClient, ClientConfig, Clock, Container, Credential, Deployment, Labels, Object, ObjectMeta, Operation, PodPhase,
+    PodSpec, PodTemplateSpec, Resource, ResourceVersion,
 };
 use controllers::controller_manager::{self, ControllerManagerConfig};
 use controllers::kubelet::{self, KubeletConfig, KubeletState};
@@ -32,23 +32,11 @@ struct Recorder {
 }
 
 impl ControllerObserver for Recorder {
-    fn leader_acquired(
-        &self,
-        component: &str,
-        identity: &str,
-        transitions: u32,
-        _: ResourceVersion,
-    ) {
-        self.leaders
-            .lock()
-            .unwrap()
-            .push((component.into(), identity.into(), transitions));
+    fn leader_acquired(&self, component: &str, identity: &str, transitions: u32, _: ResourceVersion) {
+        self.leaders.lock().unwrap().push((component.into(), identity.into(), transitions));
     }
     fn pod_started(&self, node: &str, _: &str, name: &str, _: &str) {
-        self.started
-            .lock()
-            .unwrap()
-            .push((node.into(), name.into()));
+        self.started.lock().unwrap().push((node.into(), name.into()));
     }
     fn kubelet_registered(&self, node: &str) {
         self.registered.lock().unwrap().insert(node.into());
@@ -56,37 +44,22 @@ impl ControllerObserver for Recorder {
 }
 
 async fn client(user: &str) -> ApiClient {
-    let credential = Credential {
-        user: user.into(),
-        token: format!("token-{user}"),
-    };
-    ApiClient::connect(
-        vec![APISERVER.parse().unwrap()],
-        credential,
-        ClientConfig::default(),
-        None,
-    )
-    .await
-    .expect("connect")
+    let credential = Credential { user: user.into(), token: format!("token-{user}") };
+    ApiClient::connect(vec![APISERVER.parse().unwrap()], credential, ClientConfig::default(), None)
+        .await
+        .expect("connect")
 }
 
 fn nginx_deployment(replicas: i32) -> Deployment {
     let labels: Labels = [("app".to_string(), "nginx".to_string())].into();
-    let mut d = Deployment {
-        metadata: ObjectMeta::named("default", "nginx-deployment"),
-        ..Deployment::default()
-    };
+    let mut d = Deployment { metadata: ObjectMeta::named("default", "nginx-deployment"), ..Deployment::default() };
     d.spec.replicas = replicas;
     d.spec.selector = labels.clone();
     d.spec.template = PodTemplateSpec {
         labels,
         spec: PodSpec {
             node_name: None,
-            containers: vec![Container {
-                name: "nginx".into(),
-                image: "nginx:1.14.2".into(),
-                cpu_millis: 100,
-            }],
+            containers: vec![Container { name: "nginx".into(), image: "nginx:1.14.2".into(), cpu_millis: 100 }],
         },
     };
     d
@@ -119,11 +92,7 @@ fn start_cluster_with(
     let observer = || Some(recorder.clone() as Arc<dyn ControllerObserver>);
     for (idx, ip) in ["10.0.1.1", "10.0.1.2"].into_iter().enumerate() {
         let identity = format!("cm-{}", idx + 1);
-        let node = handle
-            .create_node()
-            .name(&identity)
-            .ip(ip.parse::<IpAddr>().unwrap())
-            .build();
+        let node = handle.create_node().name(&identity).ip(ip.parse::<IpAddr>().unwrap()).build();
         let mut config = options.controller_manager.clone();
         config.leader_election.identity = identity;
         let observer = observer();
@@ -132,44 +101,23 @@ fn start_cluster_with(
             controller_manager::run(config, client, Clock::new(), observer).await
         });
     }
-    let node = handle
-        .create_node()
-        .name("scheduler-1")
-        .ip("10.0.2.1".parse().unwrap())
-        .build();
+    let node = handle.create_node().name("scheduler-1").ip("10.0.2.1".parse().unwrap()).build();
     let observer_s = observer();
     node.spawn(async move {
         let config = SchedulerConfig {
-            leader_election: LeaderElectionConfig::for_lease(
-                "kube-system",
-                "kube-scheduler",
-                "scheduler-1",
-            ),
+            leader_election: LeaderElectionConfig::for_lease("kube-system", "kube-scheduler", "scheduler-1"),
             ..SchedulerConfig::default()
         };
-        scheduler::run(
-            config,
-            client("system:kube-scheduler").await,
-            Clock::new(),
-            observer_s,
-        )
-        .await
+        scheduler::run(config, client("system:kube-scheduler").await, Clock::new(), observer_s).await
     });
     (1..=3)
         .map(|idx| {
             let name = format!("worker-{idx}");
             let state = Arc::new(KubeletState::new());
-            let node = handle
-                .create_node()
-                .name(&name)
-                .ip(format!("10.0.3.{idx}").parse::<IpAddr>().unwrap())
-                .build();
+            let node = handle.create_node().name(&name).ip(format!("10.0.3.{idx}").parse::<IpAddr>().unwrap()).build();
             let (s, observer, options) = (state.clone(), observer(), options.clone());
             node.spawn(async move {
-                let config = KubeletConfig {
-                    node_name: name.clone(),
-                    ..options.kubelet
-                };
+                let config = KubeletConfig { node_name: name.clone(), ..options.kubelet };
                 let client = client(&format!("system:node:{name}")).await;
                 kubelet::run(config, client, Clock::new(), s, observer).await
             });
@@ -193,11 +141,7 @@ fn pods_on_ready_nodes(server: &FakeApiServer) -> Vec<(String, String, PodPhase)
         .filter_map(Object::into_pod)
         .map(|p| {
             let node = p.spec.node_name.clone().unwrap_or_default();
-            let phase = if ready.contains(&node) {
-                p.status.phase
-            } else {
-                PodPhase::Unknown
-            };
+            let phase = if ready.contains(&node) { p.status.phase } else { PodPhase::Unknown };
             (p.metadata.name, node, phase)
         })
         .collect()
@@ -209,10 +153,7 @@ async fn nginx_deployment_reaches_three_running_pods_on_ready_nodes_within_30s()
     let recorder = Arc::new(Recorder::default());
     let kubelets = start_cluster(&server, &recorder);
     server
-        .apply(Operation::Create {
-            object: Object::Deployment(nginx_deployment(3)),
-            fence: None,
-        })
+        .apply(Operation::Create { object: Object::Deployment(nginx_deployment(3)), fence: None })
         .expect("kubectl create deployment");
 
     let mut converged_at_s = None;
@@ -225,26 +166,18 @@ async fn nginx_deployment_reaches_three_running_pods_on_ready_nodes_within_30s()
         }
     }
     let pods = pods_on_ready_nodes(&server);
-    assert!(
-        converged_at_s.is_some(),
-        "not converged within 30 s: {pods:?}"
-    );
+    assert!(converged_at_s.is_some(), "not converged within 30 s: {pods:?}");
     eprintln!("converged after {converged_at_s:?} s: {pods:?}");
 
     // Least-allocated scheduling spreads the three equal pods over the three nodes.
     let nodes: BTreeSet<&str> = pods.iter().map(|(_, node, _)| node.as_str()).collect();
     assert_eq!(nodes.len(), 3, "{pods:?}");
     // Stage 2: one ReplicaSet named after the template hash, owning every pod.
-    let replica_sets: Vec<String> = server
-        .objects(Resource::ReplicaSets)
-        .into_iter()
-        .map(|o| o.metadata().name.clone())
-        .collect();
+    let replica_sets: Vec<String> =
+        server.objects(Resource::ReplicaSets).into_iter().map(|o| o.metadata().name.clone()).collect();
     let hash = controllers::deployment::pod_template_hash(&nginx_deployment(3).spec.template);
     assert_eq!(replica_sets, vec![format!("nginx-deployment-{hash}")]);
-    assert!(pods
-        .iter()
-        .all(|(name, _, _)| name.starts_with(&replica_sets[0])));
+    assert!(pods.iter().all(|(name, _, _)| name.starts_with(&replica_sets[0])));
     // The kubelets run exactly those pods, and said so.
     let n_running: usize = kubelets.iter().map(|k| k.running_pods().len()).sum();
     assert_eq!(n_running, 3);
@@ -253,53 +186,24 @@ async fn nginx_deployment_reaches_three_running_pods_on_ready_nodes_within_30s()
     // One controller-manager and one scheduler lead; nobody was fenced out.
     let leaders = recorder.leaders.lock().unwrap().clone();
     let components: Vec<&str> = leaders.iter().map(|(c, _, _)| c.as_str()).collect();
-    assert_eq!(
-        components
-            .iter()
-            .filter(|c| **c == controller_manager::COMPONENT)
-            .count(),
-        1,
-        "{leaders:?}"
-    );
-    assert_eq!(
-        components
-            .iter()
-            .filter(|c| **c == scheduler::COMPONENT)
-            .count(),
-        1,
-        "{leaders:?}"
-    );
+    assert_eq!(components.iter().filter(|c| **c == controller_manager::COMPONENT).count(), 1, "{leaders:?}");
+    assert_eq!(components.iter().filter(|c| **c == scheduler::COMPONENT).count(), 1, "{leaders:?}");
 
     // At rest, a few seconds later, still exactly three pods (no over-creation).
     madsim::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(server.objects(Resource::Pods).len(), 3);
-    let deployment = server
-        .objects(Resource::Deployments)
-        .remove(0)
-        .into_deployment()
-        .unwrap();
-    assert_eq!(
-        deployment.status.ready_replicas, 3,
-        "{:?}",
-        deployment.status
-    );
+    let deployment = server.objects(Resource::Deployments).remove(0).into_deployment().unwrap();
+    assert_eq!(deployment.status.ready_replicas, 3, "{:?}", deployment.status);
 }
 
 async fn create_nginx(server: &FakeApiServer, replicas: i32) {
     server
-        .apply(Operation::Create {
-            object: Object::Deployment(nginx_deployment(replicas)),
-            fence: None,
-        })
+        .apply(Operation::Create { object: Object::Deployment(nginx_deployment(replicas)), fence: None })
         .expect("kubectl create deployment");
 }
 
 /// Waits up to `limit_s` simulated seconds for `n` pods, all Running on Ready nodes.
-async fn wait_for_running(
-    server: &FakeApiServer,
-    n: usize,
-    limit_s: u64,
-) -> Vec<(String, String, PodPhase)> {
+async fn wait_for_running(server: &FakeApiServer, n: usize, limit_s: u64) -> Vec<(String, String, PodPhase)> {
     for _ in 0..limit_s {
         let pods = pods_on_ready_nodes(server);
         if pods.len() == n && pods.iter().all(|(_, _, phase)| *phase == PodPhase::Running) {
@@ -307,19 +211,12 @@ async fn wait_for_running(
         }
         madsim::time::sleep(Duration::from_secs(1)).await;
     }
-    panic!(
-        "not {n} Running pods within {limit_s} s: {:?}",
-        pods_on_ready_nodes(server)
-    );
+    panic!("not {n} Running pods within {limit_s} s: {:?}", pods_on_ready_nodes(server));
 }
 
 fn current_leader(recorder: &Recorder, component: &str) -> (String, u32) {
     let leaders = recorder.leaders.lock().unwrap();
-    let (_, identity, epoch) = leaders
-        .iter()
-        .rev()
-        .find(|(c, _, _)| c == component)
-        .expect("a leader");
+    let (_, identity, epoch) = leaders.iter().rev().find(|(c, _, _)| c == component).expect("a leader");
     (identity.clone(), *epoch)
 }
 
@@ -337,12 +234,7 @@ async fn controller_manager_failover_after_leader_crash_then_scale_up() {
     if let Object::Deployment(d) = &mut deployment {
         d.spec.replicas = 5;
     }
-    server
-        .apply(Operation::Update {
-            object: deployment,
-            fence: None,
-        })
-        .expect("kubectl scale");
+    server.apply(Operation::Update { object: deployment, fence: None }).expect("kubectl scale");
 
     // The standby takes over once the lease (15 s) expires, then scales up.
     wait_for_running(&server, 5, 40).await;
@@ -357,18 +249,9 @@ async fn silent_kubelet_node_goes_not_ready_and_its_pod_is_replaced_elsewhere() 
     let recorder = Arc::new(Recorder::default());
     let mut options = ClusterOptions::default();
     options.kubelet.node_lease_renew_interval_ms = 1_000;
-    options
-        .controller_manager
-        .node_lifecycle
-        .node_monitor_period_ms = 1_000;
-    options
-        .controller_manager
-        .node_lifecycle
-        .node_monitor_grace_period_ms = 4_000;
-    options
-        .controller_manager
-        .node_lifecycle
-        .pod_eviction_timeout_ms = 5_000;
+    options.controller_manager.node_lifecycle.node_monitor_period_ms = 1_000;
+    options.controller_manager.node_lifecycle.node_monitor_grace_period_ms = 4_000;
+    options.controller_manager.node_lifecycle.pod_eviction_timeout_ms = 5_000;
     start_cluster_with(&server, &recorder, options);
     create_nginx(&server, 3).await;
     let before = wait_for_running(&server, 3, 30).await;
@@ -377,10 +260,7 @@ async fn silent_kubelet_node_goes_not_ready_and_its_pod_is_replaced_elsewhere() 
     // Grace (4 s) + eviction (5 s) + monitor periods, then a new pod on another node.
     madsim::time::sleep(Duration::from_secs(15)).await;
     let after = wait_for_running(&server, 3, 20).await;
-    assert!(
-        after.iter().all(|(_, node, _)| node != "worker-1"),
-        "{after:?}"
-    );
+    assert!(after.iter().all(|(_, node, _)| node != "worker-1"), "{after:?}");
     let worker_1 = server
         .objects(Resource::Nodes)
         .into_iter()
@@ -389,9 +269,5 @@ async fn silent_kubelet_node_goes_not_ready_and_its_pod_is_replaced_elsewhere() 
         .unwrap();
     assert!(!worker_1.status.ready);
     let replaced: Vec<_> = before.iter().filter(|p| !after.contains(p)).collect();
-    assert_eq!(
-        replaced.len(),
-        1,
-        "exactly worker-1's pod was evicted: {replaced:?}"
-    );
+    assert_eq!(replaced.len(), 1, "exactly worker-1's pod was evicted: {replaced:?}");
 }

@@ -60,9 +60,8 @@ impl StoreCluster {
     /// the simulation's supervisor (the future given to `block_on`).
     pub fn start(options: &StoreOptions, recorder: &Recorder) -> Self {
         let handle = Handle::current();
-        let peers: BTreeMap<MemberId, SocketAddr> = (1..=options.n_members as MemberId)
-            .map(|id| (id, store_member_addr(id)))
-            .collect();
+        let peers: BTreeMap<MemberId, SocketAddr> =
+            (1..=options.n_members as MemberId).map(|id| (id, store_member_addr(id))).collect();
         let mut members = BTreeMap::new();
         for &id in peers.keys() {
             let disk = SimDisk::new();
@@ -76,8 +75,7 @@ impl StoreCluster {
                 .name(format!("store-{id}"))
                 .ip(peers[&id].ip())
                 .init(move || {
-                    let (config, disk, observer) =
-                        (config.clone(), node_disk.clone(), observer.clone());
+                    let (config, disk, observer) = (config.clone(), node_disk.clone(), observer.clone());
                     async move {
                         // A startup failure (corrupted disk) is recorded by the member; the
                         // node then stays down, as a real etcd member exits.
@@ -85,15 +83,7 @@ impl StoreCluster {
                     }
                 })
                 .build();
-            members.insert(
-                id,
-                StoreMember {
-                    id,
-                    node,
-                    disk,
-                    addr: peers[&id],
-                },
-            );
+            members.insert(id, StoreMember { id, node, disk, addr: peers[&id] });
         }
         Self { members }
     }

@@ -32,21 +32,21 @@ pub struct ControlPlaneOptions {
     pub fencing: bool,
     pub apiserver_bugs: ApiServerBugs,
     pub replicaset_no_expectations: bool,
+    /// Planted bug `controller-writes-store`: see [`rogue_store_writer`].
+    pub controller_writes_store: bool,
 }
 
 impl Default for ControlPlaneOptions {
     fn default() -> Self {
         Self {
-            store: StoreOptions {
-                n_members: 3,
-                ..StoreOptions::default()
-            },
+            store: StoreOptions { n_members: 3, ..StoreOptions::default() },
             n_apiservers: 1,
             n_controller_managers: 2,
             n_kubelets: 3,
             fencing: true,
             apiserver_bugs: ApiServerBugs::default(),
             replicaset_no_expectations: false,
+            controller_writes_store: false,
         }
     }
 }
@@ -75,10 +75,7 @@ fn token_for(user: &str) -> String {
 }
 
 fn credential(user: &str) -> Credential {
-    Credential {
-        user: user.to_string(),
-        token: token_for(user),
-    }
+    Credential { user: user.to_string(), token: token_for(user) }
 }
 
 pub fn kubelet_name(idx: u32) -> String {
@@ -89,34 +86,20 @@ impl ControlPlane {
     /// Creates and starts every node. Must be called from the simulation's supervisor.
     pub fn start(options: &ControlPlaneOptions, recorder: &Recorder) -> Self {
         let store = StoreCluster::start(&options.store, recorder);
-        let apiserver_addrs: Vec<SocketAddr> = (0..options.n_apiservers)
-            .map(|i| SocketAddr::new(ip(2, i as u8 + 1), APISERVER_PORT))
-            .collect();
-        let mut users = vec![
-            UserInfo::admin(),
-            UserInfo::controller_manager(),
-            UserInfo::scheduler(),
-        ];
+        let apiserver_addrs: Vec<SocketAddr> =
+            (0..options.n_apiservers).map(|i| SocketAddr::new(ip(2, i as u8 + 1), APISERVER_PORT)).collect();
+        let mut users = vec![UserInfo::admin(), UserInfo::controller_manager(), UserInfo::scheduler()];
         users.extend((0..options.n_kubelets).map(|i| UserInfo::node(&kubelet_name(i))));
 
         let apiservers = (0..options.n_apiservers)
             .map(|i| start_apiserver(i, options, &store, &apiserver_addrs, &users, recorder))
             .collect();
         let controller_managers = (0..options.n_controller_managers)
-            .map(|i| start_controller_manager(i, options, &apiserver_addrs, recorder))
+            .map(|i| start_controller_manager(i, options, &store, &apiserver_addrs, recorder))
             .collect();
         let scheduler = start_scheduler(&apiserver_addrs, recorder);
-        let kubelets = (0..options.n_kubelets)
-            .map(|i| start_kubelet(i, &apiserver_addrs, recorder))
-            .collect();
-        Self {
-            store,
-            apiservers,
-            controller_managers,
-            scheduler,
-            kubelets,
-            apiserver_addrs,
-        }
+        let kubelets = (0..options.n_kubelets).map(|i| start_kubelet(i, &apiserver_addrs, recorder)).collect();
+        Self { store, apiservers, controller_managers, scheduler, kubelets, apiserver_addrs }
     }
 
     /// A client for the user `admin` (kubectl) on a new node.
@@ -132,20 +115,11 @@ impl ControlPlane {
         host: u8,
         recorder: &Recorder,
     ) -> (NodeHandle, ApiClient) {
-        let node = Handle::current()
-            .create_node()
-            .name(node_name)
-            .ip(ip(9, host))
-            .build();
-        let (servers, observer, credential) = (
-            self.apiserver_addrs.clone(),
-            api_observer(recorder),
-            credential(user),
-        );
+        let node = Handle::current().create_node().name(node_name).ip(ip(9, host)).build();
+        let (servers, observer, credential) =
+            (self.apiserver_addrs.clone(), api_observer(node_name, recorder), credential(user));
         let client = node
-            .spawn(async move {
-                ApiClient::connect(servers, credential, ClientConfig::default(), observer).await
-            })
+            .spawn(async move { ApiClient::connect(servers, credential, ClientConfig::default(), observer).await })
             .await
             .expect("client node")
             .expect("bind client endpoint");
@@ -153,8 +127,24 @@ impl ControlPlane {
     }
 }
 
-fn api_observer(recorder: &Recorder) -> Option<Arc<dyn ApiObserver>> {
-    Some(Arc::new(recorder.clone()))
+/// Records a node's API calls under the node's name (several nodes may share a user, as
+/// the two controller-managers do).
+struct NodeApiObserver {
+    node: String,
+    recorder: Recorder,
+}
+
+impl ApiObserver for NodeApiObserver {
+    fn invoked(&self, _client: &str, request: &api::ApiRequest) {
+        self.recorder.invoked(&self.node, request);
+    }
+    fn returned(&self, _client: &str, request: &api::ApiRequest, result: &api::ApiResult) {
+        self.recorder.returned(&self.node, request, result);
+    }
+}
+
+fn api_observer(node: &str, recorder: &Recorder) -> Option<Arc<dyn ApiObserver>> {
+    Some(Arc::new(NodeApiObserver { node: node.to_string(), recorder: recorder.clone() }))
 }
 
 fn controller_observer(recorder: &Recorder) -> Option<Arc<dyn ControllerObserver>> {
@@ -189,18 +179,13 @@ fn start_apiserver(
         .name(name.clone())
         .ip(addrs[idx as usize].ip())
         .init(move || {
-            let (config, members, clock, observer) = (
-                config.clone(),
-                members.clone(),
-                node_clock.clone(),
-                observer.clone(),
-            );
+            let (config, members, clock, observer) =
+                (config.clone(), members.clone(), node_clock.clone(), observer.clone());
             async move {
                 let principal = Principal::apiserver(config.name.clone());
-                let backend =
-                    StoreClient::connect(members, principal, StoreClientConfig::default())
-                        .await
-                        .expect("bind the apiserver's store client");
+                let backend = StoreClient::connect(members, principal, StoreClientConfig::default())
+                    .await
+                    .expect("bind the apiserver's store client");
                 if let Err(e) = apiserver::serve(config, backend, clock, Some(observer)).await {
                     tracing::error!(error = %e, "apiserver failed to start");
                 }
@@ -210,9 +195,31 @@ fn start_apiserver(
     Component { name, node, clock }
 }
 
+/// PLANTED BUG (`controller-writes-store`): the controller-manager got hold of the
+/// apiserver's store credential and writes objects straight to the store, bypassing
+/// authorization, admission and the watch cache. The store's ACL cannot tell (the
+/// principal is the apiserver's); the single-writer checker sees the write come from a
+/// controller-manager's address.
+async fn rogue_store_writer(members: BTreeMap<store::api::MemberId, SocketAddr>) {
+    let principal = Principal::apiserver("apiserver-0");
+    let Ok(client) = StoreClient::connect(members, principal, StoreClientConfig::default()).await else {
+        return;
+    };
+    for n in 0u64.. {
+        madsim::time::sleep(std::time::Duration::from_secs(10)).await;
+        let put = store::api::PutRequest {
+            key: format!("/registry/configmaps/kube-system/controller-shortcut-{n}"),
+            value: bytes::Bytes::from_static(b"{}"),
+            prev_kv: false,
+        };
+        let _ = client.put(put).await;
+    }
+}
+
 fn start_controller_manager(
     idx: u32,
     options: &ControlPlaneOptions,
+    store: &StoreCluster,
     servers: &[SocketAddr],
     recorder: &Recorder,
 ) -> Component {
@@ -223,20 +230,20 @@ fn start_controller_manager(
     config.replica_set.planted_bug_no_expectations = options.replicaset_no_expectations;
     let clock = Clock::new();
     let (servers, node_clock) = (servers.to_vec(), clock.clone());
-    let (api_obs, ctl_obs) = (api_observer(recorder), controller_observer(recorder));
+    let (api_obs, ctl_obs) = (api_observer(&name, recorder), controller_observer(recorder));
+    let rogue_members = options.controller_writes_store.then(|| store.addresses());
     let node = Handle::current()
         .create_node()
         .name(name.clone())
         .ip(ip(3, idx as u8 + 1))
         .init(move || {
-            let (config, servers, clock, api_obs, ctl_obs) = (
-                config.clone(),
-                servers.clone(),
-                node_clock.clone(),
-                api_obs.clone(),
-                ctl_obs.clone(),
-            );
+            let (config, servers, clock, api_obs, ctl_obs) =
+                (config.clone(), servers.clone(), node_clock.clone(), api_obs.clone(), ctl_obs.clone());
+            let rogue_members = rogue_members.clone();
             async move {
+                if let Some(members) = rogue_members {
+                    madsim::task::spawn(rogue_store_writer(members));
+                }
                 let client = ApiClient::connect(
                     servers,
                     credential("system:kube-controller-manager"),
@@ -258,28 +265,19 @@ fn start_scheduler(servers: &[SocketAddr], recorder: &Recorder) -> Component {
     config.leader_election.identity = name.clone();
     let clock = Clock::new();
     let (servers, node_clock) = (servers.to_vec(), clock.clone());
-    let (api_obs, ctl_obs) = (api_observer(recorder), controller_observer(recorder));
+    let (api_obs, ctl_obs) = (api_observer(&name, recorder), controller_observer(recorder));
     let node = Handle::current()
         .create_node()
         .name(name.clone())
         .ip(ip(4, 1))
         .init(move || {
-            let (config, servers, clock, api_obs, ctl_obs) = (
-                config.clone(),
-                servers.clone(),
-                node_clock.clone(),
-                api_obs.clone(),
-                ctl_obs.clone(),
-            );
+            let (config, servers, clock, api_obs, ctl_obs) =
+                (config.clone(), servers.clone(), node_clock.clone(), api_obs.clone(), ctl_obs.clone());
             async move {
-                let client = ApiClient::connect(
-                    servers,
-                    credential("system:kube-scheduler"),
-                    ClientConfig::default(),
-                    api_obs,
-                )
-                .await
-                .expect("bind the scheduler's client");
+                let client =
+                    ApiClient::connect(servers, credential("system:kube-scheduler"), ClientConfig::default(), api_obs)
+                        .await
+                        .expect("bind the scheduler's client");
                 controllers::scheduler::run(config, client, clock, ctl_obs).await;
             }
         })
@@ -287,23 +285,16 @@ fn start_scheduler(servers: &[SocketAddr], recorder: &Recorder) -> Component {
     Component { name, node, clock }
 }
 
-fn start_kubelet(
-    idx: u32,
-    servers: &[SocketAddr],
-    recorder: &Recorder,
-) -> (Component, Arc<KubeletState>) {
+fn start_kubelet(idx: u32, servers: &[SocketAddr], recorder: &Recorder) -> (Component, Arc<KubeletState>) {
     let name = kubelet_name(idx);
-    let config = KubeletConfig {
-        node_name: name.clone(),
-        ..KubeletConfig::default()
-    };
+    let config = KubeletConfig { node_name: name.clone(), ..KubeletConfig::default() };
     let clock = Clock::new();
     // Running containers outlive a kubelet restart, as on a real machine; a machine crash
     // is modelled by clearing this state.
     let state = Arc::new(KubeletState::default());
     let user = format!("system:node:{name}");
     let (servers, node_clock, node_state) = (servers.to_vec(), clock.clone(), state.clone());
-    let (api_obs, ctl_obs) = (api_observer(recorder), controller_observer(recorder));
+    let (api_obs, ctl_obs) = (api_observer(&name, recorder), controller_observer(recorder));
     let node = Handle::current()
         .create_node()
         .name(name.clone())
@@ -319,14 +310,9 @@ fn start_kubelet(
                 user.clone(),
             );
             async move {
-                let client = ApiClient::connect(
-                    servers,
-                    credential(&user),
-                    ClientConfig::default(),
-                    api_obs,
-                )
-                .await
-                .expect("bind the kubelet's client");
+                let client = ApiClient::connect(servers, credential(&user), ClientConfig::default(), api_obs)
+                    .await
+                    .expect("bind the kubelet's client");
                 controllers::kubelet::run(config, client, clock, state, ctl_obs).await;
             }
         })

@@ -44,11 +44,7 @@ pub enum StoreOpOutcome {
     /// A write that committed at `revision`; `succeeded` is false for a failed compare.
     Written { revision: Revision, succeeded: bool },
     /// A read served at `revision`: the value and mod_revision it saw (None: absent).
-    Read {
-        revision: Revision,
-        value: Option<String>,
-        mod_revision: Revision,
-    },
+    Read { revision: Revision, value: Option<String>, mod_revision: Revision },
     /// Definitely not applied.
     Failed { error: String },
     /// May or may not have been applied.
@@ -215,13 +211,7 @@ impl Default for Recorder {
 
 impl Recorder {
     pub fn new() -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(Inner {
-                records: Vec::new(),
-                hasher: Xxh3::new(),
-                overflowed: false,
-            })),
-        }
+        Self { inner: Arc::new(Mutex::new(Inner { records: Vec::new(), hasher: Xxh3::new(), overflowed: false })) }
     }
 
     /// Simulated time now, in ns since the run began.
@@ -230,10 +220,7 @@ impl Recorder {
     }
 
     pub fn record(&self, event: HistoryEvent) {
-        let record = Record {
-            at_ns: Self::now_ns(),
-            event,
-        };
+        let record = Record { at_ns: Self::now_ns(), event };
         let mut inner = self.inner.lock().expect("recorder lock");
         if inner.records.len() >= MAX_RECORDS {
             inner.overflowed = true;
@@ -249,41 +236,26 @@ impl Recorder {
     }
 
     pub fn fault(&self, description: impl Into<String>) {
-        self.record(HistoryEvent::Fault {
-            description: description.into(),
-        });
+        self.record(HistoryEvent::Fault { description: description.into() });
     }
 
     /// The history so far (the recorder keeps recording).
     pub fn snapshot(&self) -> History {
         let inner = self.inner.lock().expect("recorder lock");
-        History {
-            records: inner.records.clone(),
-            trace_hash: inner.hasher.digest(),
-            overflowed: inner.overflowed,
-        }
+        History { records: inner.records.clone(), trace_hash: inner.hasher.digest(), overflowed: inner.overflowed }
     }
 
     /// Takes the history out, leaving the recorder empty.
     pub fn finish(&self) -> History {
         let mut inner = self.inner.lock().expect("recorder lock");
         let trace_hash = inner.hasher.digest();
-        History {
-            records: std::mem::take(&mut inner.records),
-            trace_hash,
-            overflowed: inner.overflowed,
-        }
+        History { records: std::mem::take(&mut inner.records), trace_hash, overflowed: inner.overflowed }
     }
 }
 
 impl StoreObserver for Recorder {
     fn role_changed(&self, member: MemberId, term: u64, role: Role, leader: Option<MemberId>) {
-        self.record(HistoryEvent::RoleChanged {
-            member,
-            term,
-            role,
-            leader,
-        });
+        self.record(HistoryEvent::RoleChanged { member, term, role, leader });
     }
 
     fn applied(&self, member: MemberId, entry: &AppliedEntry<'_>) {
@@ -302,13 +274,7 @@ impl StoreObserver for Recorder {
         });
     }
 
-    fn rejected(
-        &self,
-        member: MemberId,
-        principal: &Principal,
-        source: SocketAddr,
-        error: &store::api::StoreError,
-    ) {
+    fn rejected(&self, member: MemberId, principal: &Principal, source: SocketAddr, error: &store::api::StoreError) {
         self.record(HistoryEvent::StoreRejected {
             member,
             principal: principal.name.clone(),
@@ -318,18 +284,11 @@ impl StoreObserver for Recorder {
     }
 
     fn disk_failed(&self, member: MemberId, reason: &str) {
-        self.record(HistoryEvent::MemberFailed {
-            member,
-            reason: reason.to_string(),
-        });
+        self.record(HistoryEvent::MemberFailed { member, reason: reason.to_string() });
     }
 
     fn started(&self, member: MemberId, recovered_entries: usize, torn_bytes: u64) {
-        self.record(HistoryEvent::MemberStarted {
-            member,
-            recovered_entries,
-            torn_bytes,
-        });
+        self.record(HistoryEvent::MemberStarted { member, recovered_entries, torn_bytes });
     }
 }
 
@@ -347,21 +306,15 @@ impl apiserver::ApiServerObserver for Recorder {
 
 fn operation_target(operation: &Operation) -> (String, String) {
     match operation {
-        Operation::Get {
-            namespace, name, ..
+        Operation::Get { namespace, name, .. } | Operation::Delete { namespace, name, .. } => {
+            (namespace.clone(), name.clone())
         }
-        | Operation::Delete {
-            namespace, name, ..
-        } => (namespace.clone(), name.clone()),
-        Operation::List { namespace, .. } | Operation::Watch { namespace, .. } => {
-            (namespace.clone(), String::new())
-        }
+        Operation::List { namespace, .. } | Operation::Watch { namespace, .. } => (namespace.clone(), String::new()),
         Operation::Create { object, .. }
         | Operation::Update { object, .. }
-        | Operation::UpdateStatus { object, .. } => (
-            object.metadata().namespace.clone(),
-            object.metadata().name.clone(),
-        ),
+        | Operation::UpdateStatus { object, .. } => {
+            (object.metadata().namespace.clone(), object.metadata().name.clone())
+        }
         Operation::Bind { namespace, pod, .. } => (namespace.clone(), pod.clone()),
     }
 }
@@ -387,27 +340,13 @@ impl api::ApiObserver for Recorder {
             return;
         }
         let outcome = match result {
-            Ok(ApiResponse::Object(o)) => ApiOutcome::Ok {
-                resource_version: o.metadata().resource_version,
-            },
-            Ok(ApiResponse::List {
-                resource_version, ..
-            })
-            | Ok(ApiResponse::Watch {
-                resource_version, ..
-            }) => ApiOutcome::Ok {
-                resource_version: *resource_version,
-            },
-            Err(e) => ApiOutcome::Error {
-                status: e.status_code(),
-                message: e.to_string(),
-            },
+            Ok(ApiResponse::Object(o)) => ApiOutcome::Ok { resource_version: o.metadata().resource_version },
+            Ok(ApiResponse::List { resource_version, .. }) | Ok(ApiResponse::Watch { resource_version, .. }) => {
+                ApiOutcome::Ok { resource_version: *resource_version }
+            }
+            Err(e) => ApiOutcome::Error { status: e.status_code(), message: e.to_string() },
         };
-        self.record(HistoryEvent::ApiReturned {
-            client: client.to_string(),
-            request_id: request.request_id,
-            outcome,
-        });
+        self.record(HistoryEvent::ApiReturned { client: client.to_string(), request_id: request.request_id, outcome });
     }
 }
 
@@ -422,10 +361,7 @@ impl controllers::observer::ControllerObserver for Recorder {
     }
 
     fn leader_lost(&self, component: &str, identity: &str) {
-        self.record(HistoryEvent::LeaderLost {
-            component: component.to_string(),
-            identity: identity.to_string(),
-        });
+        self.record(HistoryEvent::LeaderLost { component: component.to_string(), identity: identity.to_string() });
     }
 
     fn pod_started(&self, node: &str, namespace: &str, name: &str, uid: &str) {
@@ -448,8 +384,6 @@ impl controllers::observer::ControllerObserver for Recorder {
     }
 
     fn kubelet_registered(&self, node: &str) {
-        self.record(HistoryEvent::KubeletRegistered {
-            node: node.to_string(),
-        });
+        self.record(HistoryEvent::KubeletRegistered { node: node.to_string() });
     }
 }

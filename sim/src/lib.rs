@@ -5,6 +5,8 @@
 //! The simulated system never reads anything from here back: the recorder only listens,
 //! checkers only read the finished history.
 
+pub mod bugs;
+pub mod campaign;
 pub mod cluster;
 pub mod control_plane;
 pub mod history;

@@ -40,24 +40,14 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let is_help = matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            );
+            let is_help =
+                matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
             let _ = e.print();
-            return if is_help {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
+            return if is_help { ExitCode::SUCCESS } else { ExitCode::from(2) };
         }
     };
     match cli.command {
-        Command::Run {
-            seed,
-            scenario,
-            trace,
-        } => {
+        Command::Run { seed, scenario, trace } => {
             if trace {
                 init_tracing();
             }
@@ -75,9 +65,7 @@ fn main() -> ExitCode {
             if report.passed() {
                 ExitCode::SUCCESS
             } else {
-                out(&format!(
-                    "repro: kubesim run --seed {seed} --scenario {scenario}"
-                ));
+                out(&format!("repro: kubesim run --seed {seed} --scenario {scenario}"));
                 ExitCode::from(1)
             }
         }
@@ -87,10 +75,7 @@ fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 }
 
 /// Prints a line to stdout; a closed pipe (`kubesim ... | head`) ends output quietly

@@ -21,25 +21,13 @@ pub struct Check {
 
 impl Check {
     pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            status: CheckStatus::Pass,
-            detail: detail.into(),
-        }
+        Self { name: name.into(), status: CheckStatus::Pass, detail: detail.into() }
     }
     pub fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            status: CheckStatus::Fail,
-            detail: detail.into(),
-        }
+        Self { name: name.into(), status: CheckStatus::Fail, detail: detail.into() }
     }
     pub fn info(detail: impl Into<String>) -> Self {
-        Self {
-            name: String::new(),
-            status: CheckStatus::Info,
-            detail: detail.into(),
-        }
+        Self { name: String::new(), status: CheckStatus::Info, detail: detail.into() }
     }
 }
 
@@ -49,6 +37,7 @@ pub struct ScenarioOutcome {
     /// Human-readable timeline lines, already formatted with simulated time.
     pub timeline: Vec<String>,
     pub checks: Vec<Check>,
+    pub stats: std::collections::BTreeMap<String, i64>,
 }
 
 /// The result of one seed.
@@ -58,6 +47,10 @@ pub struct RunReport {
     pub scenario: String,
     pub timeline: Vec<String>,
     pub checks: Vec<Check>,
+    /// One line per fault the nemesis applied, with its simulated time.
+    pub faults: Vec<String>,
+    /// Figures a scenario reports (restores, data-loss windows, ...).
+    pub stats: std::collections::BTreeMap<String, i64>,
     pub trace_hash: String,
     pub simulated_secs: f64,
     pub messages_delivered: u64,
@@ -92,10 +85,7 @@ impl RunReport {
             "simulated {:.1}s, {} messages delivered, {} history records\n",
             self.simulated_secs, self.messages_delivered, self.history_records
         ));
-        out.push_str(&format!(
-            "verdict: {}\n",
-            if self.passed() { "pass" } else { "FAIL" }
-        ));
+        out.push_str(&format!("verdict: {}\n", if self.passed() { "pass" } else { "FAIL" }));
         out.push_str(&format!("trace-hash: {}\n", self.trace_hash));
         out
     }

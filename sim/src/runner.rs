@@ -4,7 +4,7 @@
 use madsim::runtime::Runtime;
 
 use crate::control_plane::ControlPlaneOptions;
-use crate::history::Recorder;
+use crate::history::{HistoryEvent, Recorder};
 use crate::report::RunReport;
 use crate::scenario::{deploy_nginx, store_smoke, Scenario};
 
@@ -17,11 +17,7 @@ pub struct RunOptions {
 
 impl RunOptions {
     pub fn new(seed: u64, scenario: Scenario) -> Self {
-        Self {
-            seed,
-            scenario,
-            cluster: ControlPlaneOptions::default(),
-        }
+        Self { seed, scenario, cluster: ControlPlaneOptions::default() }
     }
 }
 
@@ -35,9 +31,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         async move {
             let outcome = match options.scenario {
                 Scenario::DeployNginx => deploy_nginx::run(recorder, options.cluster.clone()).await,
-                Scenario::StoreSmoke => {
-                    store_smoke::run(recorder, options.cluster.store.clone()).await
-                }
+                Scenario::StoreSmoke => store_smoke::run(recorder, options.cluster.store.clone()).await,
             };
             let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
             let messages = madsim::net::NetSim::current().stat().msg_count;
@@ -45,11 +39,20 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         }
     });
     let history = recorder.finish();
+    let faults = history
+        .events()
+        .filter_map(|(at_ns, e)| match e {
+            HistoryEvent::Fault { description } => Some(format!("{:.3}s {description}", at_ns as f64 / 1e9)),
+            _ => None,
+        })
+        .collect();
     RunReport {
         seed: options.seed,
         scenario: options.scenario.name().to_string(),
         timeline: outcome.timeline,
         checks: outcome.checks,
+        faults,
+        stats: outcome.stats,
         trace_hash: format!("{:016x}", history.trace_hash),
         simulated_secs,
         messages_delivered,

@@ -41,22 +41,13 @@ pub enum Role {
 
 impl Principal {
     pub fn apiserver(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            role: Role::ApiServer,
-        }
+        Self { name: name.into(), role: Role::ApiServer }
     }
     pub fn reader(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            role: Role::Reader,
-        }
+        Self { name: name.into(), role: Role::Reader }
     }
     pub fn other(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            role: Role::Other,
-        }
+        Self { name: name.into(), role: Role::Other }
     }
     pub fn may_mutate(&self) -> bool {
         self.role == Role::ApiServer
@@ -122,13 +113,7 @@ pub struct RangeRequest {
 
 impl RangeRequest {
     pub fn new(range: KeyRange) -> Self {
-        Self {
-            range,
-            revision: 0,
-            limit: 0,
-            serializable: false,
-            count_only: false,
-        }
+        Self { range, revision: 0, limit: 0, serializable: false, count_only: false }
     }
 }
 
@@ -196,32 +181,16 @@ pub struct Compare {
 
 impl Compare {
     pub fn mod_revision(key: impl Into<String>, op: CompareOp, revision: Revision) -> Self {
-        Self {
-            key: key.into(),
-            op,
-            target: CompareTarget::ModRevision(revision),
-        }
+        Self { key: key.into(), op, target: CompareTarget::ModRevision(revision) }
     }
     pub fn create_revision(key: impl Into<String>, op: CompareOp, revision: Revision) -> Self {
-        Self {
-            key: key.into(),
-            op,
-            target: CompareTarget::CreateRevision(revision),
-        }
+        Self { key: key.into(), op, target: CompareTarget::CreateRevision(revision) }
     }
     pub fn version(key: impl Into<String>, op: CompareOp, version: i64) -> Self {
-        Self {
-            key: key.into(),
-            op,
-            target: CompareTarget::Version(version),
-        }
+        Self { key: key.into(), op, target: CompareTarget::Version(version) }
     }
     pub fn value(key: impl Into<String>, op: CompareOp, value: impl Into<Bytes>) -> Self {
-        Self {
-            key: key.into(),
-            op,
-            target: CompareTarget::Value(value.into()),
-        }
+        Self { key: key.into(), op, target: CompareTarget::Value(value.into()) }
     }
 }
 
@@ -341,16 +310,10 @@ pub struct WatchResponse {
 pub enum StoreError {
     /// etcd `ErrCompacted`: "mvcc: required revision has been compacted".
     #[error("required revision {requested} has been compacted (compacted at {compacted})")]
-    Compacted {
-        requested: Revision,
-        compacted: Revision,
-    },
+    Compacted { requested: Revision, compacted: Revision },
     /// etcd `ErrFutureRev`: "mvcc: required revision is a future revision".
     #[error("required revision {requested} is a future revision (current {current})")]
-    FutureRevision {
-        requested: Revision,
-        current: Revision,
-    },
+    FutureRevision { requested: Revision, current: Revision },
     /// etcd `ErrRequestTooLarge`.
     #[error("request is too large: {size} bytes, limit {limit}")]
     RequestTooLarge { size: usize, limit: usize },

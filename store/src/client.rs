@@ -14,9 +14,9 @@ use std::time::Duration;
 use madsim::net::Endpoint;
 
 use crate::api::{
-    CompactRequest, CompactResponse, DeleteRangeRequest, DeleteRangeResponse, KeyRange, MemberId,
-    Mutation, MutationResponse, Principal, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    Revision, StoreError, TxnRequest, TxnResponse, WatchRequest, WatchResponse,
+    CompactRequest, CompactResponse, DeleteRangeRequest, DeleteRangeResponse, KeyRange, MemberId, Mutation,
+    MutationResponse, Principal, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision, StoreError,
+    TxnRequest, TxnResponse, WatchRequest, WatchResponse,
 };
 use crate::rpc::{MemberStatus, StoreOp, StoreReply, StoreRequest};
 
@@ -30,10 +30,7 @@ pub struct StoreClientConfig {
 
 impl Default for StoreClientConfig {
     fn default() -> Self {
-        Self {
-            request_timeout: Duration::from_secs(4),
-            max_attempts: 8,
-        }
+        Self { request_timeout: Duration::from_secs(4), max_attempts: 8 }
     }
 }
 
@@ -58,21 +55,10 @@ impl StoreClient {
         principal: Principal,
         config: StoreClientConfig,
     ) -> std::io::Result<Self> {
-        assert!(
-            !members.is_empty(),
-            "a StoreClient needs at least one member"
-        );
+        assert!(!members.is_empty(), "a StoreClient needs at least one member");
         let endpoint = Endpoint::bind("0.0.0.0:0").await?;
         let first = *members.keys().next().expect("checked non-empty");
-        Ok(Self {
-            inner: Arc::new(Inner {
-                endpoint,
-                members,
-                principal,
-                config,
-                leader_hint: AtomicU64::new(first),
-            }),
-        })
+        Ok(Self { inner: Arc::new(Inner { endpoint, members, principal, config, leader_hint: AtomicU64::new(first) }) })
     }
 
     pub fn principal(&self) -> &Principal {
@@ -87,8 +73,7 @@ impl StoreClient {
     }
 
     pub async fn get(&self, key: &str) -> Result<RangeResponse, StoreError> {
-        self.range(RangeRequest::new(KeyRange::Key(key.to_string())))
-            .await
+        self.range(RangeRequest::new(KeyRange::Key(key.to_string()))).await
     }
 
     pub async fn mutate(&self, mutation: Mutation) -> Result<MutationResponse, StoreError> {
@@ -105,10 +90,7 @@ impl StoreClient {
         }
     }
 
-    pub async fn delete_range(
-        &self,
-        request: DeleteRangeRequest,
-    ) -> Result<DeleteRangeResponse, StoreError> {
+    pub async fn delete_range(&self, request: DeleteRangeRequest) -> Result<DeleteRangeResponse, StoreError> {
         match self.mutate(Mutation::DeleteRange(request)).await? {
             MutationResponse::DeleteRange(r) => Ok(r),
             other => Err(unexpected_mutation(other)),
@@ -123,10 +105,7 @@ impl StoreClient {
     }
 
     pub async fn compact(&self, revision: Revision) -> Result<CompactResponse, StoreError> {
-        match self
-            .mutate(Mutation::Compact(CompactRequest { revision }))
-            .await?
-        {
+        match self.mutate(Mutation::Compact(CompactRequest { revision })).await? {
             MutationResponse::Compact(r) => Ok(r),
             other => Err(unexpected_mutation(other)),
         }
@@ -140,15 +119,8 @@ impl StoreClient {
         max_events: usize,
         wait: Duration,
     ) -> Result<WatchResponse, StoreError> {
-        let op = StoreOp::WatchPoll {
-            request,
-            max_events,
-            wait_ms: wait.as_millis() as u64,
-        };
-        match self
-            .send_with_timeout(op, self.inner.config.request_timeout + wait)
-            .await?
-        {
+        let op = StoreOp::WatchPoll { request, max_events, wait_ms: wait.as_millis() as u64 };
+        match self.send_with_timeout(op, self.inner.config.request_timeout + wait).await? {
             StoreReply::Watch(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -160,37 +132,23 @@ impl StoreClient {
             .inner
             .members
             .get(&member)
-            .ok_or_else(|| StoreError::InvalidRequest {
-                reason: format!("unknown member {member}"),
-            })?;
-        match self
-            .call(addr, StoreOp::Status, self.inner.config.request_timeout)
-            .await
-        {
+            .ok_or_else(|| StoreError::InvalidRequest { reason: format!("unknown member {member}") })?;
+        match self.call(addr, StoreOp::Status, self.inner.config.request_timeout).await {
             Ok(Ok(StoreReply::Status(s))) => Ok(s),
             Ok(Ok(other)) => Err(unexpected(other)),
             Ok(Err(e)) => Err(e),
-            Err(e) => Err(StoreError::Unavailable {
-                reason: format!("member {member}: {e}"),
-            }),
+            Err(e) => Err(StoreError::Unavailable { reason: format!("member {member}: {e}") }),
         }
     }
 
     async fn send(&self, op: StoreOp) -> Result<StoreReply, StoreError> {
-        self.send_with_timeout(op, self.inner.config.request_timeout)
-            .await
+        self.send_with_timeout(op, self.inner.config.request_timeout).await
     }
 
-    async fn send_with_timeout(
-        &self,
-        op: StoreOp,
-        timeout: Duration,
-    ) -> Result<StoreReply, StoreError> {
+    async fn send_with_timeout(&self, op: StoreOp, timeout: Duration) -> Result<StoreReply, StoreError> {
         let inner = &self.inner;
         let is_mutation = op.is_mutation();
-        let mut last_error = StoreError::Unavailable {
-            reason: "no store member reachable".into(),
-        };
+        let mut last_error = StoreError::Unavailable { reason: "no store member reachable".into() };
         for attempt in 0..inner.config.max_attempts {
             let member = inner.leader_hint.load(Ordering::Relaxed);
             let addr = inner.members[&member];
@@ -214,14 +172,10 @@ impl StoreClient {
                 Ok(Err(e)) => return Err(e),
                 Err(e) if is_mutation && e.kind() == std::io::ErrorKind::TimedOut => {
                     self.rotate_from(member);
-                    return Err(StoreError::UnknownOutcome {
-                        reason: format!("no answer from member {member}: {e}"),
-                    });
+                    return Err(StoreError::UnknownOutcome { reason: format!("no answer from member {member}: {e}") });
                 }
                 Err(e) => {
-                    last_error = StoreError::Unavailable {
-                        reason: format!("member {member}: {e}"),
-                    };
+                    last_error = StoreError::Unavailable { reason: format!("member {member}: {e}") };
                     self.rotate_from(member);
                 }
             }
@@ -238,14 +192,8 @@ impl StoreClient {
         op: StoreOp,
         timeout: Duration,
     ) -> std::io::Result<Result<StoreReply, StoreError>> {
-        let request = StoreRequest {
-            principal: self.inner.principal.clone(),
-            op,
-        };
-        self.inner
-            .endpoint
-            .call_timeout(addr, request, timeout)
-            .await
+        let request = StoreRequest { principal: self.inner.principal.clone(), op };
+        self.inner.endpoint.call_timeout(addr, request, timeout).await
     }
 
     fn rotate_from(&self, member: MemberId) {
@@ -256,23 +204,14 @@ impl StoreClient {
             .or_else(|| members.iter().next())
             .map(|(id, _)| *id)
             .expect("members is non-empty");
-        let _ = self.inner.leader_hint.compare_exchange(
-            member,
-            next,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        let _ = self.inner.leader_hint.compare_exchange(member, next, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 
 fn unexpected(reply: StoreReply) -> StoreError {
-    StoreError::InvalidRequest {
-        reason: format!("unexpected reply shape: {reply:?}"),
-    }
+    StoreError::InvalidRequest { reason: format!("unexpected reply shape: {reply:?}") }
 }
 
 fn unexpected_mutation(response: MutationResponse) -> StoreError {
-    StoreError::InvalidRequest {
-        reason: format!("unexpected response shape: {response:?}"),
-    }
+    StoreError::InvalidRequest { reason: format!("unexpected response shape: {response:?}") }
 }

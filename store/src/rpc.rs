@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
-    MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, StoreError,
-    WatchRequest, WatchResponse,
+    MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, StoreError, WatchRequest,
+    WatchResponse,
 };
 use crate::raft::Role;
 

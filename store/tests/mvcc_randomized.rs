@@ -55,39 +55,23 @@ fn mvcc_matches_a_naive_model_under_random_requests() {
                         },
                     };
                     next.insert(k.clone(), kv);
-                    Mutation::Put(PutRequest {
-                        key: k,
-                        value,
-                        prev_kv: false,
-                    })
+                    Mutation::Put(PutRequest { key: k, value, prev_kv: false })
                 }
                 5..=6 => {
                     let k = key(&mut rng);
                     next.remove(&k);
-                    Mutation::DeleteRange(DeleteRangeRequest {
-                        range: KeyRange::Key(k),
-                        prev_kv: false,
-                    })
+                    Mutation::DeleteRange(DeleteRangeRequest { range: KeyRange::Key(k), prev_kv: false })
                 }
                 7 => {
                     next.clear();
-                    Mutation::DeleteRange(DeleteRangeRequest {
-                        range: KeyRange::Prefix("/k/".into()),
-                        prev_kv: false,
-                    })
+                    Mutation::DeleteRange(DeleteRangeRequest { range: KeyRange::Prefix("/k/".into()), prev_kv: false })
                 }
                 _ => {
                     let oldest = store.compacted_revision().max(1);
-                    let target =
-                        oldest + rng.below((store.current_revision() - oldest + 1) as u64) as i64;
+                    let target = oldest + rng.below((store.current_revision() - oldest + 1) as u64) as i64;
                     let compacted_before = store.compacted_revision();
-                    let result =
-                        store.apply(&Mutation::Compact(CompactRequest { revision: target }));
-                    assert_eq!(
-                        result.is_ok(),
-                        target > compacted_before,
-                        "seed {seed} step {step}"
-                    );
+                    let result = store.apply(&Mutation::Compact(CompactRequest { revision: target }));
+                    assert_eq!(result.is_ok(), target > compacted_before, "seed {seed} step {step}");
                     continue;
                 }
             };
@@ -98,34 +82,20 @@ fn mvcc_matches_a_naive_model_under_random_requests() {
             } else {
                 assert!(events.is_empty(), "seed {seed} step {step}: {events:?}");
             }
-            assert_eq!(
-                store.current_revision() as usize,
-                model.len() - 1,
-                "seed {seed} step {step}"
-            );
+            assert_eq!(store.current_revision() as usize, model.len() - 1, "seed {seed} step {step}");
         }
         let compacted = store.compacted_revision();
         for revision in compacted.max(1)..=store.current_revision() {
             let expected: Vec<KeyValue> = model[revision as usize].values().cloned().collect();
-            assert_eq!(
-                store.keyspace_at(revision).unwrap(),
-                expected,
-                "seed {seed} revision {revision}"
-            );
+            assert_eq!(store.keyspace_at(revision).unwrap(), expected, "seed {seed} revision {revision}");
         }
         if compacted > 1 {
-            assert!(matches!(
-                store.keyspace_at(compacted - 1),
-                Err(StoreError::Compacted { .. })
-            ));
+            assert!(matches!(store.keyspace_at(compacted - 1), Err(StoreError::Compacted { .. })));
         }
         // Replaying history after the compaction point rebuilds the current keyspace.
         let start = compacted.max(1);
         let mut replayed = model[start as usize].clone();
-        for event in store
-            .events(&KeyRange::Prefix("".into()), start + 1, 0)
-            .unwrap()
-        {
+        for event in store.events(&KeyRange::Prefix("".into()), start + 1, 0).unwrap() {
             match event.kind {
                 EventKind::Put => replayed.insert(event.kv.key.clone(), event.kv),
                 EventKind::Delete => replayed.remove(&event.kv.key),

@@ -6,11 +6,7 @@ use store::api::*;
 use store::mvcc::Mvcc;
 
 fn put(store: &mut Mvcc, key: &str, value: &str) -> (PutResponse, Vec<Event>) {
-    let m = Mutation::Put(PutRequest {
-        key: key.into(),
-        value: Bytes::from(value.to_string()),
-        prev_kv: true,
-    });
+    let m = Mutation::Put(PutRequest { key: key.into(), value: Bytes::from(value.to_string()), prev_kv: true });
     match store.apply(&m).expect("put") {
         (MutationResponse::Put(r), events) => (r, events),
         other => panic!("{other:?}"),
@@ -18,10 +14,7 @@ fn put(store: &mut Mvcc, key: &str, value: &str) -> (PutResponse, Vec<Event>) {
 }
 
 fn delete(store: &mut Mvcc, range: KeyRange) -> (DeleteRangeResponse, Vec<Event>) {
-    let m = Mutation::DeleteRange(DeleteRangeRequest {
-        range,
-        prev_kv: true,
-    });
+    let m = Mutation::DeleteRange(DeleteRangeRequest { range, prev_kv: true });
     match store.apply(&m).expect("delete") {
         (MutationResponse::DeleteRange(r), events) => (r, events),
         other => panic!("{other:?}"),
@@ -36,12 +29,7 @@ fn txn(store: &mut Mvcc, request: TxnRequest) -> Result<(TxnResponse, Vec<Event>
 }
 
 fn get(store: &Mvcc, key: &str) -> Option<KeyValue> {
-    store
-        .range(&RangeRequest::new(KeyRange::Key(key.into())))
-        .unwrap()
-        .kvs
-        .into_iter()
-        .next()
+    store.range(&RangeRequest::new(KeyRange::Key(key.into()))).unwrap().kvs.into_iter().next()
 }
 
 fn get_at(store: &Mvcc, key: &str, revision: Revision) -> Result<Option<KeyValue>, StoreError> {
@@ -55,27 +43,11 @@ fn keys(kvs: &[KeyValue]) -> Vec<&str> {
 }
 
 fn put_op(key: &str, value: &str) -> RequestOp {
-    RequestOp::Put(PutRequest {
-        key: key.into(),
-        value: Bytes::from(value.to_string()),
-        prev_kv: false,
-    })
+    RequestOp::Put(PutRequest { key: key.into(), value: Bytes::from(value.to_string()), prev_kv: false })
 }
 
-fn kv(
-    key: &str,
-    value: &str,
-    create_revision: Revision,
-    mod_revision: Revision,
-    version: i64,
-) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Bytes::from(value.to_string()),
-        create_revision,
-        mod_revision,
-        version,
-    }
+fn kv(key: &str, value: &str, create_revision: Revision, mod_revision: Revision, version: i64) -> KeyValue {
+    KeyValue { key: key.into(), value: Bytes::from(value.to_string()), create_revision, mod_revision, version }
 }
 
 /// etcd: an empty store is at revision 1, and every put adds exactly 1 (the put's header
@@ -112,15 +84,10 @@ fn requests_that_write_nothing_do_not_bump_the_revision() {
     let mut store = Mvcc::new();
     put(&mut store, "a", "1");
     let (response, events) = delete(&mut store, KeyRange::Key("missing".into()));
-    assert_eq!(
-        (response.deleted, response.header.revision, events.len()),
-        (0, 2, 0)
-    );
+    assert_eq!((response.deleted, response.header.revision, events.len()), (0, 2, 0));
     let read_only = TxnRequest {
         compare: vec![],
-        success: vec![RequestOp::Range(RangeRequest::new(KeyRange::Key(
-            "a".into(),
-        )))],
+        success: vec![RequestOp::Range(RangeRequest::new(KeyRange::Key("a".into())))],
         failure: vec![],
     };
     let (response, events) = txn(&mut store, read_only).unwrap();
@@ -138,23 +105,11 @@ fn range_single_key_prefix_and_interval() {
     }
     let range = |r: KeyRange| store.range(&RangeRequest::new(r)).unwrap().kvs;
     assert_eq!(keys(&range(KeyRange::Key("/a/1".into()))), ["/a/1"]);
-    assert_eq!(
-        keys(&range(KeyRange::Prefix("/a/".into()))),
-        ["/a/1", "/a/2"]
-    );
-    assert_eq!(
-        keys(&range(KeyRange::Prefix("".into()))),
-        ["/a", "/a/1", "/a/2", "/b/1"]
-    );
-    let interval = KeyRange::Range {
-        start: "/a/2".into(),
-        end: "/b/2".into(),
-    };
+    assert_eq!(keys(&range(KeyRange::Prefix("/a/".into()))), ["/a/1", "/a/2"]);
+    assert_eq!(keys(&range(KeyRange::Prefix("".into()))), ["/a", "/a/1", "/a/2", "/b/1"]);
+    let interval = KeyRange::Range { start: "/a/2".into(), end: "/b/2".into() };
     assert_eq!(keys(&range(interval)), ["/a/2", "/b/1"]);
-    let inverted = KeyRange::Range {
-        start: "/z".into(),
-        end: "/a".into(),
-    };
+    let inverted = KeyRange::Range { start: "/z".into(), end: "/a".into() };
     assert!(range(inverted).is_empty());
 }
 
@@ -166,14 +121,8 @@ fn range_at_a_past_revision() {
     put(&mut store, "k", "v1"); // 2
     put(&mut store, "k", "v2"); // 3
     delete(&mut store, KeyRange::Key("k".into())); // 4
-    assert_eq!(
-        get_at(&store, "k", 2).unwrap(),
-        Some(kv("k", "v1", 2, 2, 1))
-    );
-    assert_eq!(
-        get_at(&store, "k", 3).unwrap(),
-        Some(kv("k", "v2", 2, 3, 2))
-    );
+    assert_eq!(get_at(&store, "k", 2).unwrap(), Some(kv("k", "v1", 2, 2, 1)));
+    assert_eq!(get_at(&store, "k", 3).unwrap(), Some(kv("k", "v2", 2, 3, 2)));
     assert_eq!(get_at(&store, "k", 4).unwrap(), None);
     assert_eq!(get_at(&store, "k", 1).unwrap(), None);
     let mut req = RangeRequest::new(KeyRange::Key("k".into()));
@@ -186,13 +135,7 @@ fn range_at_a_past_revision() {
 fn range_above_the_current_revision_is_future_rev() {
     let mut store = Mvcc::new();
     put(&mut store, "k", "v");
-    assert_eq!(
-        get_at(&store, "k", 3),
-        Err(StoreError::FutureRevision {
-            requested: 3,
-            current: 2
-        })
-    );
+    assert_eq!(get_at(&store, "k", 3), Err(StoreError::FutureRevision { requested: 3, current: 2 }));
 }
 
 /// etcd `rangeKeys`: `if rev < compactMainRev { return ErrCompacted }` — below the compacted
@@ -203,31 +146,11 @@ fn range_below_the_compacted_revision_fails_with_compacted() {
     put(&mut store, "k", "v1"); // 2
     put(&mut store, "k", "v2"); // 3
     put(&mut store, "k", "v3"); // 4
-    store
-        .apply(&Mutation::Compact(CompactRequest { revision: 3 }))
-        .unwrap();
-    assert_eq!(
-        get_at(&store, "k", 2),
-        Err(StoreError::Compacted {
-            requested: 2,
-            compacted: 3
-        })
-    );
-    assert_eq!(
-        get_at(&store, "k", 3).unwrap(),
-        Some(kv("k", "v2", 2, 3, 2))
-    );
-    assert_eq!(
-        get_at(&store, "k", 4).unwrap(),
-        Some(kv("k", "v3", 2, 4, 3))
-    );
-    assert_eq!(
-        store.keyspace_at(2),
-        Err(StoreError::Compacted {
-            requested: 2,
-            compacted: 3
-        })
-    );
+    store.apply(&Mutation::Compact(CompactRequest { revision: 3 })).unwrap();
+    assert_eq!(get_at(&store, "k", 2), Err(StoreError::Compacted { requested: 2, compacted: 3 }));
+    assert_eq!(get_at(&store, "k", 3).unwrap(), Some(kv("k", "v2", 2, 3, 2)));
+    assert_eq!(get_at(&store, "k", 4).unwrap(), Some(kv("k", "v3", 2, 4, 3)));
+    assert_eq!(store.keyspace_at(2), Err(StoreError::Compacted { requested: 2, compacted: 3 }));
 }
 
 /// etcd RangeRequest.limit / RangeResponse.count / more: count is the number of keys in
@@ -241,23 +164,14 @@ fn range_limit_count_more_and_count_only() {
     let mut req = RangeRequest::new(KeyRange::Prefix("".into()));
     req.limit = 2;
     let response = store.range(&req).unwrap();
-    assert_eq!(
-        (keys(&response.kvs), response.count, response.more),
-        (vec!["a", "b"], 3, true)
-    );
+    assert_eq!((keys(&response.kvs), response.count, response.more), (vec!["a", "b"], 3, true));
     req.limit = 3;
     let response = store.range(&req).unwrap();
-    assert_eq!(
-        (response.kvs.len(), response.count, response.more),
-        (3, 3, false)
-    );
+    assert_eq!((response.kvs.len(), response.count, response.more), (3, 3, false));
     req.limit = 0;
     req.count_only = true;
     let response = store.range(&req).unwrap();
-    assert_eq!(
-        (response.kvs.len(), response.count, response.more),
-        (0, 3, false)
-    );
+    assert_eq!((response.kvs.len(), response.count, response.more), (0, 3, false));
     assert_eq!(response.header.revision, 4);
 }
 
@@ -266,10 +180,7 @@ fn range_limit_count_more_and_count_only() {
 fn put_with_prev_kv() {
     let mut store = Mvcc::new();
     assert_eq!(put(&mut store, "k", "v1").0.prev_kv, None);
-    assert_eq!(
-        put(&mut store, "k", "v2").0.prev_kv,
-        Some(kv("k", "v1", 2, 2, 1))
-    );
+    assert_eq!(put(&mut store, "k", "v2").0.prev_kv, Some(kv("k", "v1", 2, 2, 1)));
 }
 
 /// etcd DeleteRange: `deleted` counts the keys removed, `prev_kvs` holds them when asked;
@@ -282,10 +193,7 @@ fn delete_range_with_prev_kv_is_one_revision() {
     put(&mut store, "/q", "3");
     let (response, events) = delete(&mut store, KeyRange::Prefix("/p/".into()));
     assert_eq!(response.deleted, 2);
-    assert_eq!(
-        response.prev_kvs,
-        vec![kv("/p/a", "1", 2, 2, 1), kv("/p/b", "2", 3, 3, 1)]
-    );
+    assert_eq!(response.prev_kvs, vec![kv("/p/a", "1", 2, 2, 1), kv("/p/b", "2", 3, 3, 1)]);
     assert_eq!(response.header.revision, 5);
     assert_eq!(events.len(), 2);
     assert_eq!(store.current_revision(), 5);
@@ -299,34 +207,14 @@ fn delete_range_with_prev_kv_is_one_revision() {
 fn events_for_put_and_delete_carry_kv_and_prev_kv() {
     let mut store = Mvcc::new();
     let (_, created) = put(&mut store, "k", "v1");
-    assert_eq!(
-        created,
-        vec![Event {
-            kind: EventKind::Put,
-            kv: kv("k", "v1", 2, 2, 1),
-            prev_kv: None
-        }]
-    );
+    assert_eq!(created, vec![Event { kind: EventKind::Put, kv: kv("k", "v1", 2, 2, 1), prev_kv: None }]);
     assert!(created[0].is_create());
     let (_, updated) = put(&mut store, "k", "v2");
     assert_eq!(updated[0].prev_kv, Some(kv("k", "v1", 2, 2, 1)));
     assert!(!updated[0].is_create());
     let (_, deleted) = delete(&mut store, KeyRange::Key("k".into()));
-    let tombstone = KeyValue {
-        key: "k".into(),
-        value: Bytes::new(),
-        create_revision: 0,
-        mod_revision: 4,
-        version: 0,
-    };
-    assert_eq!(
-        deleted,
-        vec![Event {
-            kind: EventKind::Delete,
-            kv: tombstone,
-            prev_kv: Some(kv("k", "v2", 2, 3, 2))
-        }]
-    );
+    let tombstone = KeyValue { key: "k".into(), value: Bytes::new(), create_revision: 0, mod_revision: 4, version: 0 };
+    assert_eq!(deleted, vec![Event { kind: EventKind::Delete, kv: tombstone, prev_kv: Some(kv("k", "v2", 2, 3, 2)) }]);
 }
 
 /// etcd watch catch-up from history: events with revision >= start, in revision order,
@@ -338,37 +226,22 @@ fn event_history_from_a_start_revision() {
     put(&mut store, "/b", "1"); // 3
     txn(
         &mut store,
-        TxnRequest {
-            compare: vec![],
-            success: vec![put_op("/a", "2"), put_op("/c", "1")],
-            failure: vec![],
-        },
+        TxnRequest { compare: vec![], success: vec![put_op("/a", "2"), put_op("/c", "1")], failure: vec![] },
     )
     .unwrap(); // 4
-    let revisions = |events: Vec<Event>| {
-        events
-            .iter()
-            .map(|e| (e.kv.key.clone(), e.kv.mod_revision))
-            .collect::<Vec<_>>()
-    };
+    let revisions =
+        |events: Vec<Event>| events.iter().map(|e| (e.kv.key.clone(), e.kv.mod_revision)).collect::<Vec<_>>();
     let all = KeyRange::Prefix("/".into());
     assert_eq!(
         revisions(store.events(&all, 3, 0).unwrap()),
-        [
-            ("/b".to_string(), 3),
-            ("/a".to_string(), 4),
-            ("/c".to_string(), 4)
-        ]
+        [("/b".to_string(), 3), ("/a".to_string(), 4), ("/c".to_string(), 4)]
     );
     assert_eq!(
         revisions(store.events(&KeyRange::Key("/a".into()), 1, 0).unwrap()),
         [("/a".to_string(), 2), ("/a".to_string(), 4)]
     );
     // max_events never splits revision 4's two events.
-    assert_eq!(
-        revisions(store.events(&all, 3, 2).unwrap()),
-        [("/b".to_string(), 3)]
-    );
+    assert_eq!(revisions(store.events(&all, 3, 2).unwrap()), [("/b".to_string(), 3)]);
     assert_eq!(store.events(&all, 4, 1).unwrap().len(), 2);
     assert!(store.events(&all, 5, 0).unwrap().is_empty());
 }
@@ -381,24 +254,10 @@ fn event_history_from_a_compacted_revision_fails() {
     put(&mut store, "k", "1"); // 2
     put(&mut store, "k", "2"); // 3
     put(&mut store, "k", "3"); // 4
-    store
-        .apply(&Mutation::Compact(CompactRequest { revision: 3 }))
-        .unwrap();
+    store.apply(&Mutation::Compact(CompactRequest { revision: 3 })).unwrap();
     let all = KeyRange::Prefix("".into());
-    assert_eq!(
-        store.events(&all, 3, 0),
-        Err(StoreError::Compacted {
-            requested: 3,
-            compacted: 3
-        })
-    );
-    assert_eq!(
-        store.events(&all, 2, 0),
-        Err(StoreError::Compacted {
-            requested: 2,
-            compacted: 3
-        })
-    );
+    assert_eq!(store.events(&all, 3, 0), Err(StoreError::Compacted { requested: 3, compacted: 3 }));
+    assert_eq!(store.events(&all, 2, 0), Err(StoreError::Compacted { requested: 2, compacted: 3 }));
     let events = store.events(&all, 4, 0).unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].prev_kv, Some(kv("k", "2", 2, 3, 2)));
@@ -414,10 +273,7 @@ fn txn_is_one_revision_for_all_its_writes() {
         success: vec![
             put_op("a", "1"),
             put_op("b", "1"),
-            RequestOp::DeleteRange(DeleteRangeRequest {
-                range: KeyRange::Key("old".into()),
-                prev_kv: false,
-            }),
+            RequestOp::DeleteRange(DeleteRangeRequest { range: KeyRange::Key("old".into()), prev_kv: false }),
         ],
         failure: vec![],
     };
@@ -425,14 +281,8 @@ fn txn_is_one_revision_for_all_its_writes() {
     assert!(response.succeeded);
     assert_eq!(response.header.revision, 3);
     assert_eq!(store.current_revision(), 3);
-    assert_eq!(
-        events.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>(),
-        [3, 3, 3]
-    );
-    assert_eq!(
-        get(&store, "a").unwrap().mod_revision,
-        get(&store, "b").unwrap().mod_revision
-    );
+    assert_eq!(events.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>(), [3, 3, 3]);
+    assert_eq!(get(&store, "a").unwrap().mod_revision, get(&store, "b").unwrap().mod_revision);
 }
 
 /// etcd `applyCompare` on an existing key: Value/CreateRevision/ModRevision/Version with
@@ -457,16 +307,8 @@ fn txn_compares_on_every_target_and_operator() {
         (Compare::version("k", CompareOp::Greater, 2), false),
     ];
     for (compare, expected) in cases {
-        let request = TxnRequest {
-            compare: vec![compare.clone()],
-            success: vec![],
-            failure: vec![],
-        };
-        assert_eq!(
-            txn(&mut store, request).unwrap().0.succeeded,
-            expected,
-            "{compare:?}"
-        );
+        let request = TxnRequest { compare: vec![compare.clone()], success: vec![], failure: vec![] };
+        assert_eq!(txn(&mut store, request).unwrap().0.succeeded, expected, "{compare:?}");
     }
 }
 
@@ -479,26 +321,15 @@ fn txn_compare_on_a_missing_key() {
     let mut store = Mvcc::new();
     let cases = [
         (Compare::mod_revision("missing", CompareOp::Equal, 0), true),
-        (
-            Compare::create_revision("missing", CompareOp::Equal, 0),
-            true,
-        ),
+        (Compare::create_revision("missing", CompareOp::Equal, 0), true),
         (Compare::version("missing", CompareOp::Equal, 0), true),
         (Compare::version("missing", CompareOp::Less, 1), true),
         (Compare::value("missing", CompareOp::Equal, ""), false),
         (Compare::value("missing", CompareOp::NotEqual, "x"), false),
     ];
     for (compare, expected) in cases {
-        let request = TxnRequest {
-            compare: vec![compare.clone()],
-            success: vec![],
-            failure: vec![],
-        };
-        assert_eq!(
-            txn(&mut store, request).unwrap().0.succeeded,
-            expected,
-            "{compare:?}"
-        );
+        let request = TxnRequest { compare: vec![compare.clone()], success: vec![], failure: vec![] };
+        assert_eq!(txn(&mut store, request).unwrap().0.succeeded, expected, "{compare:?}");
     }
 }
 
@@ -509,15 +340,9 @@ fn txn_compare_on_a_missing_key() {
 fn txn_runs_success_or_failure_branch() {
     let mut store = Mvcc::new();
     let create = |value: &str| TxnRequest {
-        compare: vec![Compare::mod_revision(
-            "/registry/pods/default/p",
-            CompareOp::Equal,
-            0,
-        )],
+        compare: vec![Compare::mod_revision("/registry/pods/default/p", CompareOp::Equal, 0)],
         success: vec![put_op("/registry/pods/default/p", value)],
-        failure: vec![RequestOp::Range(RangeRequest::new(KeyRange::Key(
-            "/registry/pods/default/p".into(),
-        )))],
+        failure: vec![RequestOp::Range(RangeRequest::new(KeyRange::Key("/registry/pods/default/p".into())))],
     };
     let (first, _) = txn(&mut store, create("one")).unwrap();
     assert!(first.succeeded);
@@ -526,13 +351,8 @@ fn txn_runs_success_or_failure_branch() {
     assert!(!second.succeeded);
     assert!(events.is_empty());
     assert_eq!(second.header.revision, 2);
-    let ResponseOp::Range(existing) = &second.responses[0] else {
-        panic!("{second:?}")
-    };
-    assert_eq!(
-        existing.kvs,
-        vec![kv("/registry/pods/default/p", "one", 2, 2, 1)]
-    );
+    let ResponseOp::Range(existing) = &second.responses[0] else { panic!("{second:?}") };
+    assert_eq!(existing.kvs, vec![kv("/registry/pods/default/p", "one", 2, 2, 1)]);
 }
 
 /// etcd `storeTxnWrite.Range`: within a txn, a range sees the txn's earlier writes (it reads
@@ -546,25 +366,15 @@ fn txn_ranges_see_earlier_writes_of_the_same_txn() {
         success: vec![
             RequestOp::Range(RangeRequest::new(KeyRange::Prefix("".into()))),
             put_op("new", "1"),
-            RequestOp::DeleteRange(DeleteRangeRequest {
-                range: KeyRange::Key("gone".into()),
-                prev_kv: false,
-            }),
+            RequestOp::DeleteRange(DeleteRangeRequest { range: KeyRange::Key("gone".into()), prev_kv: false }),
             RequestOp::Range(RangeRequest::new(KeyRange::Prefix("".into()))),
         ],
         failure: vec![],
     };
     let (response, _) = txn(&mut store, request).unwrap();
-    let ResponseOp::Range(before) = &response.responses[0] else {
-        panic!()
-    };
-    let ResponseOp::Range(after) = &response.responses[3] else {
-        panic!()
-    };
-    assert_eq!(
-        (keys(&before.kvs), before.header.revision),
-        (vec!["gone"], 2)
-    );
+    let ResponseOp::Range(before) = &response.responses[0] else { panic!() };
+    let ResponseOp::Range(after) = &response.responses[3] else { panic!() };
+    assert_eq!((keys(&before.kvs), before.header.revision), (vec!["gone"], 2));
     assert_eq!(after.kvs, vec![kv("new", "1", 3, 3, 1)]);
     assert_eq!(after.header.revision, 3);
 }
@@ -576,20 +386,11 @@ fn txn_ranges_see_earlier_writes_of_the_same_txn() {
 fn txn_modifying_the_same_key_twice_is_duplicate_key() {
     let mut store = Mvcc::new();
     put(&mut store, "a/1", "x");
-    let twice = TxnRequest {
-        compare: vec![],
-        success: vec![put_op("k", "1"), put_op("k", "2")],
-        failure: vec![],
-    };
+    let twice = TxnRequest { compare: vec![], success: vec![put_op("k", "1"), put_op("k", "2")], failure: vec![] };
     let expected = Err(StoreError::DuplicateKeyInTxn { key: "k".into() });
     assert_eq!(Mvcc::validate(&Mutation::Txn(twice.clone())), expected);
     assert_eq!(txn(&mut store, twice).map(|_| ()), expected);
-    let del = |range: KeyRange| {
-        RequestOp::DeleteRange(DeleteRangeRequest {
-            range,
-            prev_kv: false,
-        })
-    };
+    let del = |range: KeyRange| RequestOp::DeleteRange(DeleteRangeRequest { range, prev_kv: false });
     let put_in_deleted = TxnRequest {
         compare: vec![],
         success: vec![],
@@ -601,10 +402,7 @@ fn txn_modifying_the_same_key_twice_is_duplicate_key() {
     );
     let overlapping_deletes = TxnRequest {
         compare: vec![],
-        success: vec![
-            del(KeyRange::Prefix("a/".into())),
-            del(KeyRange::Key("a/1".into())),
-        ],
+        success: vec![del(KeyRange::Prefix("a/".into())), del(KeyRange::Key("a/1".into()))],
         failure: vec![],
     };
     let (response, events) = txn(&mut store, overlapping_deletes).unwrap();
@@ -616,45 +414,23 @@ fn txn_modifying_the_same_key_twice_is_duplicate_key() {
             _ => panic!(),
         })
         .collect();
-    assert_eq!(
-        (deleted, events.len(), store.current_revision()),
-        (vec![1, 0], 1, 3)
-    );
+    assert_eq!((deleted, events.len(), store.current_revision()), (vec![1, 0], 1, 3));
     // The same key in both branches is fine: only one branch runs.
-    let both_branches = TxnRequest {
-        compare: vec![],
-        success: vec![put_op("k", "1")],
-        failure: vec![put_op("k", "2")],
-    };
+    let both_branches =
+        TxnRequest { compare: vec![], success: vec![put_op("k", "1")], failure: vec![put_op("k", "2")] };
     assert_eq!(Mvcc::validate(&Mutation::Txn(both_branches)), Ok(()));
 }
 
 /// etcd `--max-txn-ops` (default 128): more ops in a txn is ErrTooManyOps.
 #[test]
 fn txn_with_more_than_128_ops_is_too_many_ops() {
-    let ops: Vec<RequestOp> = (0..=MAX_TXN_OPS)
-        .map(|i| put_op(&format!("k{i}"), "v"))
-        .collect();
-    let request = Mutation::Txn(TxnRequest {
-        compare: vec![],
-        success: ops.clone(),
-        failure: vec![],
-    });
-    assert_eq!(
-        Mvcc::validate(&request),
-        Err(StoreError::TooManyOps {
-            n_ops: 129,
-            limit: 128
-        })
-    );
+    let ops: Vec<RequestOp> = (0..=MAX_TXN_OPS).map(|i| put_op(&format!("k{i}"), "v")).collect();
+    let request = Mutation::Txn(TxnRequest { compare: vec![], success: ops.clone(), failure: vec![] });
+    assert_eq!(Mvcc::validate(&request), Err(StoreError::TooManyOps { n_ops: 129, limit: 128 }));
     let mut store = Mvcc::new();
     assert!(store.apply(&request).is_err());
     assert_eq!(store.current_revision(), 1);
-    let at_limit = Mutation::Txn(TxnRequest {
-        compare: vec![],
-        success: ops[..MAX_TXN_OPS].to_vec(),
-        failure: vec![],
-    });
+    let at_limit = Mutation::Txn(TxnRequest { compare: vec![], success: ops[..MAX_TXN_OPS].to_vec(), failure: vec![] });
     assert_eq!(Mvcc::validate(&at_limit), Ok(()));
 }
 
@@ -663,19 +439,10 @@ fn txn_with_more_than_128_ops_is_too_many_ops() {
 #[test]
 fn put_larger_than_max_request_bytes_is_refused() {
     let mut store = Mvcc::new();
-    let request = Mutation::Put(PutRequest {
-        key: "k".into(),
-        value: Bytes::from(vec![0u8; MAX_REQUEST_BYTES]),
-        prev_kv: false,
-    });
-    assert!(matches!(
-        Mvcc::validate(&request),
-        Err(StoreError::RequestTooLarge { .. })
-    ));
-    assert!(matches!(
-        store.apply(&request),
-        Err(StoreError::RequestTooLarge { .. })
-    ));
+    let request =
+        Mutation::Put(PutRequest { key: "k".into(), value: Bytes::from(vec![0u8; MAX_REQUEST_BYTES]), prev_kv: false });
+    assert!(matches!(Mvcc::validate(&request), Err(StoreError::RequestTooLarge { .. })));
+    assert!(matches!(store.apply(&request), Err(StoreError::RequestTooLarge { .. })));
     assert_eq!((store.current_revision(), get(&store, "k")), (1, None));
     let fits = Mutation::Put(PutRequest {
         key: "k".into(),
@@ -688,23 +455,10 @@ fn put_larger_than_max_request_bytes_is_refused() {
 /// etcd ErrGRPCEmptyKey: "key is not provided".
 #[test]
 fn empty_key_is_invalid() {
-    let request = Mutation::Put(PutRequest {
-        key: "".into(),
-        value: Bytes::new(),
-        prev_kv: false,
-    });
-    assert!(matches!(
-        Mvcc::validate(&request),
-        Err(StoreError::InvalidRequest { .. })
-    ));
-    let delete = Mutation::DeleteRange(DeleteRangeRequest {
-        range: KeyRange::Key("".into()),
-        prev_kv: false,
-    });
-    assert!(matches!(
-        Mvcc::validate(&delete),
-        Err(StoreError::InvalidRequest { .. })
-    ));
+    let request = Mutation::Put(PutRequest { key: "".into(), value: Bytes::new(), prev_kv: false });
+    assert!(matches!(Mvcc::validate(&request), Err(StoreError::InvalidRequest { .. })));
+    let delete = Mutation::DeleteRange(DeleteRangeRequest { range: KeyRange::Key("".into()), prev_kv: false });
+    assert!(matches!(Mvcc::validate(&delete), Err(StoreError::InvalidRequest { .. })));
 }
 
 /// etcd Txn: a range in the chosen branch at a compacted or future revision fails the whole
@@ -716,22 +470,10 @@ fn failing_txn_changes_nothing() {
     let digest = store.digest();
     let mut future = RangeRequest::new(KeyRange::Key("k".into()));
     future.revision = 10;
-    let request = TxnRequest {
-        compare: vec![],
-        success: vec![put_op("x", "1"), RequestOp::Range(future)],
-        failure: vec![],
-    };
-    assert_eq!(
-        txn(&mut store, request).map(|_| ()),
-        Err(StoreError::FutureRevision {
-            requested: 10,
-            current: 2
-        })
-    );
-    assert_eq!(
-        (store.current_revision(), store.digest(), get(&store, "x")),
-        (2, digest, None)
-    );
+    let request =
+        TxnRequest { compare: vec![], success: vec![put_op("x", "1"), RequestOp::Range(future)], failure: vec![] };
+    assert_eq!(txn(&mut store, request).map(|_| ()), Err(StoreError::FutureRevision { requested: 10, current: 2 }));
+    assert_eq!((store.current_revision(), store.digest(), get(&store, "x")), (2, digest, None));
 }
 
 /// etcd Compact: a revision above the current one is ErrFutureRev, at or below the
@@ -741,32 +483,12 @@ fn compact_errors_and_does_not_bump_the_revision() {
     let mut store = Mvcc::new();
     put(&mut store, "k", "1");
     put(&mut store, "k", "2");
-    let compact =
-        |store: &mut Mvcc, revision| store.apply(&Mutation::Compact(CompactRequest { revision }));
-    assert_eq!(
-        compact(&mut store, 4).map(|_| ()),
-        Err(StoreError::FutureRevision {
-            requested: 4,
-            current: 3
-        })
-    );
+    let compact = |store: &mut Mvcc, revision| store.apply(&Mutation::Compact(CompactRequest { revision }));
+    assert_eq!(compact(&mut store, 4).map(|_| ()), Err(StoreError::FutureRevision { requested: 4, current: 3 }));
     let (response, events) = compact(&mut store, 2).unwrap();
-    assert_eq!(
-        (
-            response.header().revision,
-            events.len(),
-            store.current_revision()
-        ),
-        (3, 0, 3)
-    );
+    assert_eq!((response.header().revision, events.len(), store.current_revision()), (3, 0, 3));
     assert_eq!(store.compacted_revision(), 2);
-    assert_eq!(
-        compact(&mut store, 2).map(|_| ()),
-        Err(StoreError::Compacted {
-            requested: 2,
-            compacted: 2
-        })
-    );
+    assert_eq!(compact(&mut store, 2).map(|_| ()), Err(StoreError::Compacted { requested: 2, compacted: 2 }));
     assert_eq!(compact(&mut store, 3).map(|_| ()), Ok(()));
 }
 
@@ -783,16 +505,11 @@ fn compact_keeps_what_reads_at_or_after_it_need() {
     put(&mut store, "live", "3"); // 6
     let before: Vec<_> = (5..=6).map(|r| store.keyspace_at(r).unwrap()).collect();
     let digest = store.digest();
-    store
-        .apply(&Mutation::Compact(CompactRequest { revision: 5 }))
-        .unwrap();
+    store.apply(&Mutation::Compact(CompactRequest { revision: 5 })).unwrap();
     let after: Vec<_> = (5..=6).map(|r| store.keyspace_at(r).unwrap()).collect();
     assert_eq!(before, after);
     assert_eq!(store.digest(), digest);
-    assert_eq!(
-        get_at(&store, "live", 5).unwrap(),
-        Some(kv("live", "2", 2, 4, 2))
-    );
+    assert_eq!(get_at(&store, "live", 5).unwrap(), Some(kv("live", "2", 2, 4, 2)));
     assert_eq!(get(&store, "live"), Some(kv("live", "3", 2, 6, 3)));
     // A re-create after compaction starts a fresh generation.
     put(&mut store, "dead", "again");
@@ -809,9 +526,7 @@ fn digest_and_snapshot_round_trip() {
         put(store, "x", "1");
         put(store, "y", "1");
         put(store, "x", "2");
-        store
-            .apply(&Mutation::Compact(CompactRequest { revision: 3 }))
-            .unwrap();
+        store.apply(&Mutation::Compact(CompactRequest { revision: 3 })).unwrap();
     }
     assert_eq!(a.digest(), b.digest());
     put(&mut b, "y", "2");
@@ -820,18 +535,9 @@ fn digest_and_snapshot_round_trip() {
     let encoded = bincode::serialize(&b.to_snapshot()).unwrap();
     let restored = Mvcc::from_snapshot(bincode::deserialize(&encoded).unwrap());
     assert_eq!(restored.digest(), b.digest());
-    assert_eq!(
-        (restored.current_revision(), restored.compacted_revision()),
-        (5, 3)
-    );
+    assert_eq!((restored.current_revision(), restored.compacted_revision()), (5, 3));
     assert_eq!(restored.keyspace_at(3), b.keyspace_at(3));
     let all = KeyRange::Prefix("".into());
     assert_eq!(restored.events(&all, 4, 0), b.events(&all, 4, 0));
-    assert_eq!(
-        restored.events(&all, 3, 0),
-        Err(StoreError::Compacted {
-            requested: 3,
-            compacted: 3
-        })
-    );
+    assert_eq!(restored.events(&all, 3, 0), Err(StoreError::Compacted { requested: 3, compacted: 3 }));
 }

@@ -27,9 +27,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use bytes::Bytes;
-use store::raft::{
-    Config, Entry, EntryKind, HardState, Message, MessageBody, NodeId, Raft, RestoredState, Role,
-};
+use store::raft::{Config, Entry, EntryKind, HardState, Message, MessageBody, NodeId, Raft, RestoredState, Role};
 
 #[derive(Default)]
 struct Durable {
@@ -60,12 +58,7 @@ fn fmt_entry(e: &Entry) -> String {
         EntryKind::Normal => "",
         EntryKind::ConfChange => "conf ",
     };
-    format!(
-        "t{}/i{} {kind}{:?}",
-        e.term,
-        e.index,
-        String::from_utf8_lossy(&e.data)
-    )
+    format!("t{}/i{} {kind}{:?}", e.term, e.index, String::from_utf8_lossy(&e.data))
 }
 
 fn fmt_entries(entries: &[Entry]) -> String {
@@ -79,51 +72,25 @@ fn fmt_opt(id: Option<NodeId>) -> String {
 
 fn fmt_msg(m: &Message) -> String {
     let body = match &m.body {
-        MessageBody::PreVote {
-            last_log_index,
-            last_log_term,
-        } => {
+        MessageBody::PreVote { last_log_index, last_log_term } => {
             format!("PreVote last=t{last_log_term}/i{last_log_index}")
         }
-        MessageBody::Vote {
-            last_log_index,
-            last_log_term,
-        } => {
+        MessageBody::Vote { last_log_index, last_log_term } => {
             format!("Vote last=t{last_log_term}/i{last_log_index}")
         }
         MessageBody::PreVoteResponse { reject } => {
-            format!(
-                "PreVoteResponse {}",
-                if *reject { "rejected" } else { "granted" }
-            )
+            format!("PreVoteResponse {}", if *reject { "rejected" } else { "granted" })
         }
         MessageBody::VoteResponse { reject } => {
-            format!(
-                "VoteResponse {}",
-                if *reject { "rejected" } else { "granted" }
-            )
+            format!("VoteResponse {}", if *reject { "rejected" } else { "granted" })
         }
-        MessageBody::Append {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            commit,
-        } => format!(
-            "Append prev=t{prev_log_term}/i{prev_log_index} commit={commit} {}",
-            fmt_entries(entries)
-        ),
-        MessageBody::AppendResponse {
-            reject: false,
-            index,
-            ..
-        } => {
+        MessageBody::Append { prev_log_index, prev_log_term, entries, commit } => {
+            format!("Append prev=t{prev_log_term}/i{prev_log_index} commit={commit} {}", fmt_entries(entries))
+        }
+        MessageBody::AppendResponse { reject: false, index, .. } => {
             format!("AppendResponse index={index}")
         }
-        MessageBody::AppendResponse {
-            reject: true,
-            index,
-            reject_hint,
-        } => {
+        MessageBody::AppendResponse { reject: true, index, reject_hint } => {
             let hint = reject_hint.map_or("-".to_owned(), |h| {
                 let term = h.conflict_term.map_or("-".to_owned(), |t| t.to_string());
                 format!("(term {term}, index {})", h.conflict_index)
@@ -153,10 +120,7 @@ struct Args {
 
 impl Args {
     fn parse(tokens: &[&str]) -> Args {
-        let mut args = Args {
-            words: Vec::new(),
-            keyed: Vec::new(),
-        };
+        let mut args = Args { words: Vec::new(), keyed: Vec::new() };
         for token in tokens {
             match token.split_once('=') {
                 Some((key, value)) => args.keyed.push((key.to_owned(), value.to_owned())),
@@ -167,31 +131,19 @@ impl Args {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.keyed
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.keyed.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.keyed
-            .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.keyed.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     fn ids(&self) -> Vec<NodeId> {
-        self.words
-            .iter()
-            .map(|w| w.parse().expect("node id"))
-            .collect()
+        self.words.iter().map(|w| w.parse().expect("node id")).collect()
     }
 
     fn first_id(&self) -> NodeId {
-        self.words
-            .first()
-            .and_then(|w| w.parse().ok())
-            .expect("a node id")
+        self.words.first().and_then(|w| w.parse().ok()).expect("a node id")
     }
 
     fn id(&self, key: &str) -> Option<NodeId> {
@@ -202,10 +154,7 @@ impl Args {
 fn parse_pair(pair: &str) -> (NodeId, NodeId) {
     let inner = pair.trim_start_matches('(').trim_end_matches(')');
     let (a, b) = inner.split_once(',').expect("drop=(from,to)");
-    (
-        a.trim().parse().expect("node id"),
-        b.trim().parse().expect("node id"),
-    )
+    (a.trim().parse().expect("node id"), b.trim().parse().expect("node id"))
 }
 
 impl Cluster {
@@ -215,10 +164,7 @@ impl Cluster {
     }
 
     fn raft(&mut self, id: NodeId) -> &mut Raft {
-        self.nodes
-            .get_mut(&id)
-            .and_then(|n| n.raft.as_mut())
-            .unwrap_or_else(|| panic!("node {id} is down"))
+        self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()).unwrap_or_else(|| panic!("node {id} is down"))
     }
 
     fn add_nodes(&mut self, args: &Args) {
@@ -232,9 +178,7 @@ impl Cluster {
                     "pre-vote" => config.pre_vote = value.parse().unwrap(),
                     "check-quorum" => config.check_quorum = value.parse().unwrap(),
                     "election-tick" => config.election_tick = value.parse().unwrap(),
-                    "max-entries-per-append" => {
-                        config.max_entries_per_append = value.parse().unwrap()
-                    }
+                    "max-entries-per-append" => config.max_entries_per_append = value.parse().unwrap(),
                     "max-inflight-appends" => config.max_inflight_appends = value.parse().unwrap(),
                     "planted-bug" if value == "commit-previous-term-by-counting" => {
                         config.planted_bugs.commit_previous_term_by_counting = true
@@ -242,11 +186,7 @@ impl Cluster {
                     _ => panic!("unknown add-nodes option {key}={value}"),
                 }
             }
-            let node = Node {
-                config,
-                raft: None,
-                durable: Durable::default(),
-            };
+            let node = Node { config, raft: None, durable: Durable::default() };
             self.nodes.insert(id, node);
             self.start(id);
         }
@@ -261,8 +201,7 @@ impl Cluster {
             entries: node.durable.entries.clone(),
             snapshot: None,
         };
-        node.raft =
-            Some(Raft::new(node.config.clone(), restored, id).expect("valid durable state"));
+        node.raft = Some(Raft::new(node.config.clone(), restored, id).expect("valid durable state"));
     }
 
     /// Plays the driver for one node: persist, send, apply, as `Ready` prescribes.
@@ -276,54 +215,34 @@ impl Cluster {
         let ready = raft.ready();
         if let Some(soft) = ready.soft_state {
             let (role, leader) = (soft.role, fmt_opt(soft.leader));
-            self.line(format!(
-                "{indent}{id}: {role:?} term={} leader={leader}",
-                soft.term
-            ));
+            self.line(format!("{indent}{id}: {role:?} term={} leader={leader}", soft.term));
         }
         let node = self.nodes.get_mut(&id).unwrap();
         if let Some(hard) = ready.hard_state {
             node.durable.hard_state = hard;
         }
         if let Some(first) = ready.entries.first() {
-            let keep = node
-                .durable
-                .entries
-                .iter()
-                .take_while(|e| e.index < first.index)
-                .count();
+            let keep = node.durable.entries.iter().take_while(|e| e.index < first.index).count();
             node.durable.entries.truncate(keep);
             node.durable.entries.extend(ready.entries.iter().cloned());
         }
         if let Some(hard) = ready.hard_state {
             let vote = fmt_opt(hard.vote);
-            self.line(format!(
-                "{indent}{id}: persist term={} vote={vote} commit={}",
-                hard.term, hard.commit
-            ));
+            self.line(format!("{indent}{id}: persist term={} vote={vote} commit={}", hard.term, hard.commit));
         }
         if !ready.entries.is_empty() {
-            self.line(format!(
-                "{indent}{id}: persist {}",
-                fmt_entries(&ready.entries)
-            ));
+            self.line(format!("{indent}{id}: persist {}", fmt_entries(&ready.entries)));
         }
         self.in_flight.extend(ready.messages);
         if let Some(last) = ready.committed_entries.last().map(|e| e.index) {
-            self.line(format!(
-                "{indent}{id}: apply {}",
-                fmt_entries(&ready.committed_entries)
-            ));
+            self.line(format!("{indent}{id}: apply {}", fmt_entries(&ready.committed_entries)));
             for entry in &ready.committed_entries {
                 self.check_state_machine_safety(id, entry, indent);
             }
             self.raft(id).advance_applied(last);
         }
         for read in ready.read_states {
-            self.line(format!(
-                "{indent}{id}: read-state ctx={} index={}",
-                read.request_ctx, read.index
-            ));
+            self.line(format!("{indent}{id}: read-state ctx={} index={}", read.request_ctx, read.index));
         }
     }
 
@@ -340,8 +259,7 @@ impl Cluster {
             }
             Some(_) => {}
             None => {
-                self.applied_by_index
-                    .insert(entry.index, (id, entry.clone()));
+                self.applied_by_index.insert(entry.index, (id, entry.clone()));
             }
         }
     }
@@ -360,11 +278,8 @@ impl Cluster {
         if self.nodes.get(&m.to).is_none_or(|n| n.raft.is_none()) {
             return Some("dropped: receiver down");
         }
-        let same_side = |groups: &Vec<BTreeSet<NodeId>>| {
-            groups
-                .iter()
-                .any(|g| g.contains(&m.from) && g.contains(&m.to))
-        };
+        let same_side =
+            |groups: &Vec<BTreeSet<NodeId>>| groups.iter().any(|g| g.contains(&m.from) && g.contains(&m.to));
         match &self.partition {
             Some(groups) if !same_side(groups) => Some("dropped: partitioned"),
             _ => None,
@@ -373,11 +288,8 @@ impl Cluster {
 
     fn take_matching(&mut self, args: &Args) -> Vec<Message> {
         let (from, to) = (args.id("from"), args.id("to"));
-        let matches =
-            |m: &Message| from.is_none_or(|f| m.from == f) && to.is_none_or(|t| m.to == t);
-        let (taken, kept) = std::mem::take(&mut self.in_flight)
-            .into_iter()
-            .partition(matches);
+        let matches = |m: &Message| from.is_none_or(|f| m.from == f) && to.is_none_or(|t| m.to == t);
+        let (taken, kept) = std::mem::take(&mut self.in_flight).into_iter().partition(matches);
         self.in_flight = kept;
         taken
     }
@@ -405,24 +317,14 @@ impl Cluster {
             }
             self.deliver_msgs(&everything);
         }
-        let tail: String = self
-            .out
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n");
+        let tail: String = self.out.lines().rev().take(30).collect::<Vec<_>>().join("\n");
         panic!("stabilize: the cluster did not quiesce within 1000 rounds; last lines (reversed):\n{tail}");
     }
 
     fn tick(&mut self, args: &Args) {
         let n: u64 = args.get("n").map_or(1, |n| n.parse().expect("n"));
         let ids = if args.words.first().map(String::as_str) == Some("all") {
-            self.nodes
-                .iter()
-                .filter(|(_, n)| n.raft.is_some())
-                .map(|(&id, _)| id)
-                .collect()
+            self.nodes.iter().filter(|(_, n)| n.raft.is_some()).map(|(&id, _)| id).collect()
         } else {
             args.ids()
         };
@@ -438,11 +340,7 @@ impl Cluster {
     /// until one of them leads.
     fn tick_until_leader(&mut self, args: &Args) {
         let max_rounds: u64 = args.get("max").map_or(100, |n| n.parse().expect("max"));
-        let ids = if args.words.is_empty() {
-            vec!["all"]
-        } else {
-            args.words.iter().map(String::as_str).collect()
-        };
+        let ids = if args.words.is_empty() { vec!["all"] } else { args.words.iter().map(String::as_str).collect() };
         let tick_args = Args::parse(&ids);
         for round in 1..=max_rounds {
             self.tick(&tick_args);
@@ -504,12 +402,7 @@ impl Cluster {
     fn partition(&mut self, line: &str) {
         let groups = line
             .split('|')
-            .map(|group| {
-                group
-                    .split_whitespace()
-                    .map(|id| id.parse().expect("node id"))
-                    .collect()
-            })
+            .map(|group| group.split_whitespace().map(|id| id.parse().expect("node id")).collect())
             .collect();
         self.partition = Some(groups);
     }
@@ -588,36 +481,21 @@ impl Cluster {
 /// One block of a scenario file: prose, or a command with its expected output.
 enum Block {
     Prose(String),
-    Case {
-        comments: Vec<String>,
-        command: String,
-        expected: String,
-    },
+    Case { comments: Vec<String>, command: String, expected: String },
 }
 
 fn parse_blocks(text: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
-    for chunk in text
-        .split("\n\n")
-        .map(|c| c.trim_matches('\n'))
-        .filter(|c| !c.is_empty())
-    {
+    for chunk in text.split("\n\n").map(|c| c.trim_matches('\n')).filter(|c| !c.is_empty()) {
         let Some((head, expected)) = chunk.split_once("\n----") else {
             blocks.push(Block::Prose(chunk.to_owned()));
             continue;
         };
         let mut comments: Vec<String> = head.lines().map(str::to_owned).collect();
         let command = comments.pop().expect("a command before ----");
-        assert!(
-            comments.iter().all(|c| c.starts_with('#')),
-            "only # comments may precede a command: {head}"
-        );
+        assert!(comments.iter().all(|c| c.starts_with('#')), "only # comments may precede a command: {head}");
         let expected = expected.trim_start_matches('\n').to_owned();
-        blocks.push(Block::Case {
-            comments,
-            command,
-            expected,
-        });
+        blocks.push(Block::Case { comments, command, expected });
     }
     blocks
 }
@@ -633,11 +511,7 @@ fn run_file(path: &Path, rewrite: bool) -> Vec<String> {
             Block::Prose(prose) => {
                 let _ = write!(rewritten, "{prose}\n\n");
             }
-            Block::Case {
-                comments,
-                command,
-                expected,
-            } => {
+            Block::Case { comments, command, expected } => {
                 let actual = cluster.run(&command);
                 if actual.trim_end() != expected.trim_end() {
                     failures.push(format!(
@@ -671,10 +545,5 @@ fn raft_interaction_scenarios() {
     paths.sort();
     assert!(!paths.is_empty(), "no scenario files in {}", dir.display());
     let failures: Vec<String> = paths.iter().flat_map(|p| run_file(p, rewrite)).collect();
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }

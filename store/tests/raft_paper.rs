@@ -6,26 +6,16 @@
 
 use bytes::Bytes;
 use store::raft::{
-    Config, Entry, EntryKind, HardState, Message, MessageBody, NodeId, Raft, Ready, RestoredState,
-    Role,
+    Config, Entry, EntryKind, HardState, Message, MessageBody, NodeId, Raft, Ready, RestoredState, Role,
 };
 
 fn entry(term: u64, index: u64) -> Entry {
-    Entry {
-        term,
-        index,
-        kind: EntryKind::Normal,
-        data: Bytes::new(),
-    }
+    Entry { term, index, kind: EntryKind::Normal, data: Bytes::new() }
 }
 
 /// Entries with the given terms at indices 1, 2, ...
 fn log_of_terms(terms: &[u64]) -> Vec<Entry> {
-    terms
-        .iter()
-        .enumerate()
-        .map(|(i, &t)| entry(t, i as u64 + 1))
-        .collect()
+    terms.iter().enumerate().map(|(i, &t)| entry(t, i as u64 + 1)).collect()
 }
 
 fn node(id: NodeId, n_voters: u64, term: u64, terms: &[u64]) -> Raft {
@@ -33,11 +23,7 @@ fn node(id: NodeId, n_voters: u64, term: u64, terms: &[u64]) -> Raft {
     config.pre_vote = false;
     config.check_quorum = false;
     let restored = RestoredState {
-        hard_state: HardState {
-            term,
-            vote: None,
-            commit: 0,
-        },
+        hard_state: HardState { term, vote: None, commit: 0 },
         entries: log_of_terms(terms),
         snapshot: None,
     };
@@ -45,12 +31,7 @@ fn node(id: NodeId, n_voters: u64, term: u64, terms: &[u64]) -> Raft {
 }
 
 fn msg(from: NodeId, to: NodeId, term: u64, body: MessageBody) -> Message {
-    Message {
-        from,
-        to,
-        term,
-        body,
-    }
+    Message { from, to, term, body }
 }
 
 fn elect(raft: &mut Raft) -> Ready {
@@ -59,24 +40,14 @@ fn elect(raft: &mut Raft) -> Ready {
     let term = raft.term();
     let id = raft.id();
     for m in &ready.messages {
-        raft.step(msg(
-            m.to,
-            id,
-            term,
-            MessageBody::VoteResponse { reject: false },
-        ));
+        raft.step(msg(m.to, id, term, MessageBody::VoteResponse { reject: false }));
     }
     assert_eq!(raft.role(), Role::Leader);
     raft.ready()
 }
 
 fn appends_to(ready: &Ready, to: NodeId) -> Vec<&MessageBody> {
-    ready
-        .messages
-        .iter()
-        .filter(|m| m.to == to)
-        .map(|m| &m.body)
-        .collect()
+    ready.messages.iter().filter(|m| m.to == to).map(|m| &m.body).collect()
 }
 
 /// Reference: section 5.1. A node that sees a higher term adopts it and, if it was a
@@ -94,16 +65,9 @@ fn higher_term_message_updates_term_and_steps_down() {
         }
         assert_eq!(raft.role(), role);
         let higher = raft.term() + 1;
-        let heartbeat = MessageBody::Heartbeat {
-            commit: 0,
-            read_seq: 0,
-        };
+        let heartbeat = MessageBody::Heartbeat { commit: 0, read_seq: 0 };
         raft.step(msg(2, 1, higher, heartbeat));
-        assert_eq!(
-            (raft.term(), raft.role(), raft.leader()),
-            (higher, Role::Follower, Some(2)),
-            "{role:?}"
-        );
+        assert_eq!((raft.term(), raft.role(), raft.leader()), (higher, Role::Follower, Some(2)), "{role:?}");
     }
 }
 
@@ -111,12 +75,7 @@ fn higher_term_message_updates_term_and_steps_down() {
 #[test]
 fn stale_term_append_is_rejected() {
     let mut raft = node(1, 3, 3, &[]);
-    let append = MessageBody::Append {
-        prev_log_index: 0,
-        prev_log_term: 0,
-        entries: vec![entry(2, 1)],
-        commit: 0,
-    };
+    let append = MessageBody::Append { prev_log_index: 0, prev_log_term: 0, entries: vec![entry(2, 1)], commit: 0 };
     raft.step(msg(2, 1, 2, append));
     let ready = raft.ready();
     assert!(ready.entries.is_empty());
@@ -134,21 +93,11 @@ fn follower_times_out_and_starts_election() {
     }
     assert_eq!((raft.role(), raft.term()), (Role::Candidate, 2));
     let ready = raft.ready();
-    assert_eq!(
-        ready.hard_state,
-        Some(HardState {
-            term: 2,
-            vote: Some(1),
-            commit: 0
-        })
-    );
+    assert_eq!(ready.hard_state, Some(HardState { term: 2, vote: Some(1), commit: 0 }));
     let mut to: Vec<NodeId> = ready.messages.iter().map(|m| m.to).collect();
     to.sort();
     assert_eq!(to, vec![2, 3]);
-    assert!(ready
-        .messages
-        .iter()
-        .all(|m| matches!(m.body, MessageBody::Vote { .. }) && m.term == 2));
+    assert!(ready.messages.iter().all(|m| matches!(m.body, MessageBody::Vote { .. }) && m.term == 2));
 }
 
 /// Reference: section 5.2. A candidate wins with votes from a majority, loses when a
@@ -156,12 +105,8 @@ fn follower_times_out_and_starts_election() {
 #[test]
 fn candidate_wins_with_majority_only() {
     // (voters, grants, rejections) -> role
-    let cases = [
-        (3, 1, 0, Role::Leader),
-        (5, 2, 0, Role::Leader),
-        (5, 1, 0, Role::Candidate),
-        (5, 0, 3, Role::Follower),
-    ];
+    let cases =
+        [(3, 1, 0, Role::Leader), (5, 2, 0, Role::Leader), (5, 1, 0, Role::Candidate), (5, 0, 3, Role::Follower)];
     for (n_voters, n_grants, n_rejections, expected) in cases {
         let mut raft = node(1, n_voters, 0, &[]);
         raft.campaign();
@@ -172,11 +117,7 @@ fn candidate_wins_with_majority_only() {
         for id in peers.take(n_rejections) {
             raft.step(msg(id, 1, 1, MessageBody::VoteResponse { reject: true }));
         }
-        assert_eq!(
-            raft.role(),
-            expected,
-            "{n_voters} voters, {n_grants} grants, {n_rejections} rejections"
-        );
+        assert_eq!(raft.role(), expected, "{n_voters} voters, {n_grants} grants, {n_rejections} rejections");
     }
 }
 
@@ -185,10 +126,7 @@ fn candidate_wins_with_majority_only() {
 #[test]
 fn voter_grants_at_most_one_vote_per_term() {
     let mut raft = node(1, 3, 0, &[]);
-    let vote = || MessageBody::Vote {
-        last_log_index: 0,
-        last_log_term: 0,
-    };
+    let vote = || MessageBody::Vote { last_log_index: 0, last_log_term: 0 };
     raft.step(msg(2, 1, 1, vote()));
     raft.step(msg(3, 1, 1, vote()));
     raft.step(msg(2, 1, 1, vote())); // a retransmission is granted again
@@ -210,19 +148,8 @@ fn voter_grants_at_most_one_vote_per_term() {
 fn candidate_concedes_to_leader_of_same_term() {
     let mut raft = node(1, 3, 0, &[]);
     raft.campaign();
-    raft.step(msg(
-        2,
-        1,
-        1,
-        MessageBody::Heartbeat {
-            commit: 0,
-            read_seq: 0,
-        },
-    ));
-    assert_eq!(
-        (raft.role(), raft.leader(), raft.term()),
-        (Role::Follower, Some(2), 1)
-    );
+    raft.step(msg(2, 1, 1, MessageBody::Heartbeat { commit: 0, read_seq: 0 }));
+    assert_eq!((raft.role(), raft.leader(), raft.term()), (Role::Follower, Some(2), 1));
 }
 
 /// Reference: section 5.3. A follower refuses an append whose previous entry it does not
@@ -230,47 +157,22 @@ fn candidate_concedes_to_leader_of_same_term() {
 #[test]
 fn follower_consistency_check() {
     // The follower's log has terms [1, 1, 2, 2]; (prev index, prev term, accepted).
-    let cases = [
-        (0, 0, true),
-        (2, 1, true),
-        (4, 2, true),
-        (4, 3, false),
-        (5, 2, false),
-        (3, 1, false),
-    ];
+    let cases = [(0, 0, true), (2, 1, true), (4, 2, true), (4, 3, false), (5, 2, false), (3, 1, false)];
     for (prev_log_index, prev_log_term, accepted) in cases {
         let mut raft = node(1, 3, 3, &[1, 1, 2, 2]);
-        let append = MessageBody::Append {
-            prev_log_index,
-            prev_log_term,
-            entries: vec![],
-            commit: 0,
-        };
+        let append = MessageBody::Append { prev_log_index, prev_log_term, entries: vec![], commit: 0 };
         raft.step(msg(2, 1, 3, append));
         let ready = raft.ready();
-        let [MessageBody::AppendResponse {
-            reject,
-            reject_hint,
-            ..
-        }] = appends_to(&ready, 2)[..]
-        else {
+        let [MessageBody::AppendResponse { reject, reject_hint, .. }] = appends_to(&ready, 2)[..] else {
             panic!("expected one AppendResponse");
         };
         assert_eq!(!reject, accepted, "prev {prev_log_index}/{prev_log_term}");
         if !accepted && prev_log_index == 5 {
-            assert_eq!(
-                reject_hint.unwrap().conflict_index,
-                5,
-                "log shorter than prev: last index + 1"
-            );
+            assert_eq!(reject_hint.unwrap().conflict_index, 5, "log shorter than prev: last index + 1");
         }
         if !accepted && prev_log_index == 4 {
             assert_eq!(reject_hint.unwrap().conflict_term, Some(2));
-            assert_eq!(
-                reject_hint.unwrap().conflict_index,
-                3,
-                "first index of the conflicting term"
-            );
+            assert_eq!(reject_hint.unwrap().conflict_index, 3, "first index of the conflicting term");
         }
     }
 }
@@ -281,12 +183,7 @@ fn follower_consistency_check() {
 fn follower_replaces_conflicting_suffix() {
     let mut raft = node(1, 3, 3, &[1, 1, 2, 2]);
     let entries = vec![entry(3, 3), entry(3, 4), entry(3, 5)];
-    let append = MessageBody::Append {
-        prev_log_index: 2,
-        prev_log_term: 1,
-        entries: entries.clone(),
-        commit: 0,
-    };
+    let append = MessageBody::Append { prev_log_index: 2, prev_log_term: 1, entries: entries.clone(), commit: 0 };
     raft.step(msg(2, 1, 3, append));
     let ready = raft.ready();
     assert_eq!(ready.entries, entries);
@@ -308,19 +205,10 @@ fn leader_repairs_divergent_follower() {
         for m in follower.ready().messages {
             leader.step(m);
         }
-        to_follower = leader
-            .ready()
-            .messages
-            .into_iter()
-            .filter(|m| m.to == 2)
-            .collect();
+        to_follower = leader.ready().messages.into_iter().filter(|m| m.to == 2).collect();
     }
     assert_eq!(follower.status().last_index, 5);
-    assert_eq!(
-        follower.status().commit,
-        5,
-        "the leader's no-op of term 6 commits with the follower"
-    );
+    assert_eq!(follower.status().commit, 5, "the leader's no-op of term 6 commits with the follower");
     assert_eq!(leader.status().commit, 5);
 }
 
@@ -329,24 +217,10 @@ fn leader_repairs_divergent_follower() {
 #[test]
 fn election_restriction() {
     // The voter's log has terms [1, 2, 2]; (candidate last index, last term, granted).
-    let cases = [
-        (3, 2, true),
-        (4, 2, true),
-        (2, 2, false),
-        (9, 1, false),
-        (1, 3, true),
-    ];
+    let cases = [(3, 2, true), (4, 2, true), (2, 2, false), (9, 1, false), (1, 3, true)];
     for (last_log_index, last_log_term, granted) in cases {
         let mut raft = node(1, 3, 3, &[1, 2, 2]);
-        raft.step(msg(
-            2,
-            1,
-            4,
-            MessageBody::Vote {
-                last_log_index,
-                last_log_term,
-            },
-        ));
+        raft.step(msg(2, 1, 4, MessageBody::Vote { last_log_index, last_log_term }));
         let ready = raft.ready();
         assert_eq!(
             ready.messages[0].body,
@@ -363,11 +237,7 @@ fn election_restriction() {
 fn leader_commits_only_current_term_entries_by_counting() {
     let ack = |raft: &mut Raft, from: NodeId, index: u64| {
         let term = raft.term();
-        let body = MessageBody::AppendResponse {
-            reject: false,
-            index,
-            reject_hint: None,
-        };
+        let body = MessageBody::AppendResponse { reject: false, index, reject_hint: None };
         raft.step(msg(from, 1, term, body));
     };
     // The leader holds an uncommitted term-2 entry at index 2 and becomes leader of term 4
@@ -376,29 +246,17 @@ fn leader_commits_only_current_term_entries_by_counting() {
     elect(&mut leader);
     ack(&mut leader, 2, 2);
     ack(&mut leader, 3, 2);
-    assert_eq!(
-        leader.status().commit,
-        0,
-        "index 2 (term 2) is on a majority but not committable"
-    );
+    assert_eq!(leader.status().commit, 0, "index 2 (term 2) is on a majority but not committable");
     ack(&mut leader, 2, 3);
     ack(&mut leader, 3, 3);
-    assert_eq!(
-        leader.status().commit,
-        3,
-        "the term-4 no-op commits, and index 2 with it"
-    );
+    assert_eq!(leader.status().commit, 3, "the term-4 no-op commits, and index 2 with it");
 
     // With the planted bug the leader commits the old entry by counting.
     let mut config = Config::new(1, (1..=5).collect());
     config.pre_vote = false;
     config.planted_bugs.commit_previous_term_by_counting = true;
     let restored = RestoredState {
-        hard_state: HardState {
-            term: 3,
-            vote: None,
-            commit: 0,
-        },
+        hard_state: HardState { term: 3, vote: None, commit: 0 },
         entries: log_of_terms(&[1, 2]),
         snapshot: None,
     };
@@ -406,11 +264,7 @@ fn leader_commits_only_current_term_entries_by_counting() {
     elect(&mut buggy);
     ack(&mut buggy, 2, 2);
     ack(&mut buggy, 3, 2);
-    assert_eq!(
-        buggy.status().commit,
-        2,
-        "the planted bug commits a previous-term entry"
-    );
+    assert_eq!(buggy.status().commit, 2, "the planted bug commits a previous-term entry");
 }
 
 /// Reference: section 5.4.2 / §8. A new leader appends a no-op entry of its term.
@@ -425,22 +279,9 @@ fn new_leader_appends_noop() {
 #[test]
 fn follower_refuses_proposals_with_leader_hint() {
     let mut raft = node(1, 3, 1, &[]);
-    raft.step(msg(
-        2,
-        1,
-        1,
-        MessageBody::Heartbeat {
-            commit: 0,
-            read_seq: 0,
-        },
-    ));
+    raft.step(msg(2, 1, 1, MessageBody::Heartbeat { commit: 0, read_seq: 0 }));
     let error = raft.propose(Bytes::from_static(b"x")).unwrap_err();
-    assert_eq!(
-        error,
-        store::raft::ProposeError::NotLeader {
-            leader_hint: Some(2)
-        }
-    );
+    assert_eq!(error, store::raft::ProposeError::NotLeader { leader_hint: Some(2) });
 }
 
 /// Restored state is input: a malformed one is an error, not a panic.
@@ -448,21 +289,13 @@ fn follower_refuses_proposals_with_leader_hint() {
 fn invalid_restored_state_is_an_error() {
     let config = Config::new(1, vec![1, 2, 3]);
     let gap = RestoredState {
-        hard_state: HardState {
-            term: 2,
-            vote: None,
-            commit: 0,
-        },
+        hard_state: HardState { term: 2, vote: None, commit: 0 },
         entries: vec![entry(1, 1), entry(1, 3)],
         snapshot: None,
     };
     assert!(Raft::new(config.clone(), gap, 1).is_err());
     let commit_beyond = RestoredState {
-        hard_state: HardState {
-            term: 2,
-            vote: None,
-            commit: 5,
-        },
+        hard_state: HardState { term: 2, vote: None, commit: 5 },
         entries: vec![entry(1, 1)],
         snapshot: None,
     };
@@ -474,38 +307,10 @@ fn invalid_restored_state_is_an_error() {
 #[test]
 fn odd_messages_are_ignored() {
     let mut raft = node(1, 3, 1, &[1]);
-    raft.step(msg(
-        2,
-        7,
-        1,
-        MessageBody::Heartbeat {
-            commit: 0,
-            read_seq: 0,
-        },
-    ));
-    let snapshot = MessageBody::Snapshot {
-        meta: Default::default(),
-        data: Bytes::new(),
-    };
+    raft.step(msg(2, 7, 1, MessageBody::Heartbeat { commit: 0, read_seq: 0 }));
+    let snapshot = MessageBody::Snapshot { meta: Default::default(), data: Bytes::new() };
     raft.step(msg(2, 1, 1, snapshot));
-    raft.step(msg(
-        2,
-        1,
-        1,
-        MessageBody::AppendResponse {
-            reject: true,
-            index: 99,
-            reject_hint: None,
-        },
-    ));
-    raft.step(msg(
-        2,
-        1,
-        1,
-        MessageBody::ReadIndexResponse {
-            request_ctx: 1,
-            index: 0,
-        },
-    ));
+    raft.step(msg(2, 1, 1, MessageBody::AppendResponse { reject: true, index: 99, reject_hint: None }));
+    raft.step(msg(2, 1, 1, MessageBody::ReadIndexResponse { request_ctx: 1, index: 0 }));
     assert_eq!(raft.role(), Role::Follower);
 }

@@ -95,32 +95,18 @@ impl Sim {
         config.max_entries_per_append = 4;
         config.max_inflight_appends = 8;
         let durable = self.durable[&id].clone();
-        let restored = RestoredState {
-            hard_state: durable.hard_state,
-            entries: durable.entries,
-            snapshot: None,
-        };
+        let restored = RestoredState { hard_state: durable.hard_state, entries: durable.entries, snapshot: None };
         self.n_restarts += 1;
         let rng_seed = self.seed.wrapping_mul(1000).wrapping_add(self.n_restarts);
-        self.nodes.insert(
-            id,
-            Some(Raft::new(config, restored, rng_seed).expect("durable state is valid")),
-        );
+        self.nodes.insert(id, Some(Raft::new(config, restored, rng_seed).expect("durable state is valid")));
     }
 
     fn live(&self) -> Vec<NodeId> {
-        self.nodes
-            .iter()
-            .filter(|(_, r)| r.is_some())
-            .map(|(&id, _)| id)
-            .collect()
+        self.nodes.iter().filter(|(_, r)| r.is_some()).map(|(&id, _)| id).collect()
     }
 
     fn fail(&self, what: String) -> ! {
-        panic!(
-            "seed {}: {what}\nreproduce: RAFT_SEED={} cargo test -p store --test raft_random",
-            self.seed, self.seed
-        );
+        panic!("seed {}: {what}\nreproduce: RAFT_SEED={} cargo test -p store --test raft_random", self.seed, self.seed);
     }
 
     fn handle_ready(&mut self, id: NodeId) {
@@ -135,9 +121,7 @@ impl Sim {
         if role == Role::Leader {
             let leader = *self.leader_of_term.entry(term).or_insert(id);
             if leader != id {
-                self.fail(format!(
-                    "election safety: nodes {leader} and {id} both lead term {term}"
-                ));
+                self.fail(format!("election safety: nodes {leader} and {id} both lead term {term}"));
             }
         }
         let durable = self.durable.get_mut(&id).unwrap();
@@ -145,11 +129,7 @@ impl Sim {
             durable.hard_state = hard_state;
         }
         if let Some(first) = ready.entries.first() {
-            let keep = durable
-                .entries
-                .iter()
-                .take_while(|e| e.index < first.index)
-                .count();
+            let keep = durable.entries.iter().take_while(|e| e.index < first.index).count();
             durable.entries.truncate(keep);
             durable.entries.extend(ready.entries.iter().cloned());
         }
@@ -158,21 +138,13 @@ impl Sim {
             for entry in ready.committed_entries {
                 self.check_applied(id, entry);
             }
-            self.nodes
-                .get_mut(&id)
-                .unwrap()
-                .as_mut()
-                .unwrap()
-                .advance_applied(last);
+            self.nodes.get_mut(&id).unwrap().as_mut().unwrap().advance_applied(last);
         }
         for read in ready.read_states {
             self.n_reads_served += 1;
             let began_at = self.reads.remove(&(id, read.request_ctx)).unwrap_or(0);
             if read.index < began_at {
-                self.fail(format!(
-                    "read ctx {} on {id} got index {} < {began_at}",
-                    read.request_ctx, read.index
-                ));
+                self.fail(format!("read ctx {} on {id} got index {} < {began_at}", read.request_ctx, read.index));
             }
         }
         self.check_durable_commits(id);
@@ -180,9 +152,9 @@ impl Sim {
 
     fn check_applied(&mut self, id: NodeId, entry: Entry) {
         match self.committed.get(&entry.index) {
-            Some(known) if *known != entry => self.fail(format!(
-                "state machine safety: {id} applied {entry:?}, {known:?} was applied before"
-            )),
+            Some(known) if *known != entry => {
+                self.fail(format!("state machine safety: {id} applied {entry:?}, {known:?} was applied before"))
+            }
             Some(_) => {}
             None => {
                 self.committed.insert(entry.index, entry);
@@ -194,20 +166,9 @@ impl Sim {
     /// index equals the entry applied at that index (if any node applied it yet).
     fn check_durable_commits(&self, id: NodeId) {
         let durable = &self.durable[&id];
-        for entry in durable
-            .entries
-            .iter()
-            .filter(|e| e.index <= durable.hard_state.commit)
-        {
-            if self
-                .committed
-                .get(&entry.index)
-                .is_some_and(|known| known != entry)
-            {
-                self.fail(format!(
-                    "committed entry {} changed on node {id}",
-                    entry.index
-                ));
+        for entry in durable.entries.iter().filter(|e| e.index <= durable.hard_state.commit) {
+            if self.committed.get(&entry.index).is_some_and(|known| known != entry) {
+                self.fail(format!("committed entry {} changed on node {id}", entry.index));
             }
         }
     }
@@ -224,10 +185,7 @@ impl Sim {
                     continue;
                 };
                 if la[..=top] != lb[..=top] {
-                    self.fail(format!(
-                        "log matching violated between {a} and {b} below index {}",
-                        top + 1
-                    ));
+                    self.fail(format!("log matching violated between {a} and {b} below index {}", top + 1));
                 }
             }
         }
@@ -235,10 +193,7 @@ impl Sim {
 
     fn deliver(&mut self, position: usize) {
         let m = self.in_flight.remove(position);
-        let cut = self
-            .partition
-            .as_ref()
-            .is_some_and(|side| side.contains(&m.from) != side.contains(&m.to));
+        let cut = self.partition.as_ref().is_some_and(|side| side.contains(&m.from) != side.contains(&m.to));
         if cut {
             return;
         }
@@ -284,12 +239,7 @@ impl Sim {
                 }
             }
             96..=97 => {
-                let down: Vec<NodeId> = self
-                    .nodes
-                    .iter()
-                    .filter(|(_, r)| r.is_none())
-                    .map(|(&id, _)| id)
-                    .collect();
+                let down: Vec<NodeId> = self.nodes.iter().filter(|(_, r)| r.is_none()).map(|(&id, _)| id).collect();
                 if !down.is_empty() {
                     let id = down[self.rng.below(down.len() as u64) as usize];
                     self.start(id);
@@ -330,12 +280,7 @@ impl Sim {
     /// Heals every fault, then requires a leader and a new committed entry everywhere.
     fn check_liveness(&mut self) {
         self.partition = None;
-        let down: Vec<NodeId> = self
-            .nodes
-            .iter()
-            .filter(|(_, r)| r.is_none())
-            .map(|(&id, _)| id)
-            .collect();
+        let down: Vec<NodeId> = self.nodes.iter().filter(|(_, r)| r.is_none()).map(|(&id, _)| id).collect();
         for id in down {
             self.start(id);
             self.handle_ready(id);
@@ -350,10 +295,7 @@ impl Sim {
                 self.deliver(0);
             }
             if proposed.is_none() {
-                let leader = self
-                    .live()
-                    .into_iter()
-                    .find(|id| self.nodes[id].as_ref().unwrap().role() == Role::Leader);
+                let leader = self.live().into_iter().find(|id| self.nodes[id].as_ref().unwrap().role() == Role::Leader);
                 if let Some(leader) = leader {
                     let raft = self.nodes.get_mut(&leader).unwrap().as_mut().unwrap();
                     proposed = raft.propose(Bytes::from_static(b"final")).ok();
@@ -361,18 +303,12 @@ impl Sim {
                 }
             }
             if let Some(index) = proposed {
-                if self
-                    .nodes
-                    .values()
-                    .all(|r| r.as_ref().unwrap().status().applied >= index)
-                {
+                if self.nodes.values().all(|r| r.as_ref().unwrap().status().applied >= index) {
                     return;
                 }
             }
         }
-        self.fail(format!(
-            "liveness: no proposal committed everywhere after healing (proposed {proposed:?})"
-        ));
+        self.fail(format!("liveness: no proposal committed everywhere after healing (proposed {proposed:?})"));
     }
 }
 
@@ -410,10 +346,7 @@ fn raft_random_faults_preserve_safety() {
         return;
     }
     // RAFT_SEEDS=N runs a longer campaign of seeds 0..N.
-    let n_seeds = std::env::var("RAFT_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(N_SEEDS);
+    let n_seeds = std::env::var("RAFT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(N_SEEDS);
     let mut total = Coverage::default();
     for seed in 0..n_seeds {
         let coverage = run_seed(seed);
@@ -424,9 +357,6 @@ fn raft_random_faults_preserve_safety() {
     println!("{n_seeds} seeds: {total:?}");
     // The faults must leave room for real work, or the safety checks above prove nothing.
     assert!(total.n_terms_with_leader as u64 > 2 * n_seeds, "{total:?}");
-    assert!(
-        total.n_committed_before_healing as u64 > 5 * n_seeds,
-        "{total:?}"
-    );
+    assert!(total.n_committed_before_healing as u64 > 5 * n_seeds, "{total:?}");
     assert!(total.n_reads_served > n_seeds, "{total:?}");
 }

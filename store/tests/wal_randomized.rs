@@ -57,10 +57,7 @@ fn recovery_equals_the_last_synced_state_under_random_crashes() {
         let mut rng = Rng(seed);
         let disk = SimDisk::new();
         let (mut wal, recovered) = Wal::open(disk.clone()).unwrap();
-        let mut synced = State {
-            hard_state: recovered.hard_state,
-            entries: recovered.entries,
-        };
+        let mut synced = State { hard_state: recovered.hard_state, entries: recovered.entries };
         // States after each unsynced record, oldest first.
         let mut unsynced: Vec<State> = Vec::new();
         let mut term = 1;
@@ -91,19 +88,13 @@ fn recovery_equals_the_last_synced_state_under_random_crashes() {
                     });
                     wal.save(hard_state.as_ref(), &batch).unwrap();
                     let mut state = current;
-                    let records = hard_state
-                        .map(Record::HardState)
-                        .into_iter()
-                        .chain(batch.into_iter().map(Record::Entry));
+                    let records =
+                        hard_state.map(Record::HardState).into_iter().chain(batch.into_iter().map(Record::Entry));
                     for record in records {
                         state.apply(&record);
                         unsynced.push(state.clone());
                     }
-                    assert_eq!(
-                        wal.last_index(),
-                        state.entries.len() as u64,
-                        "seed {seed} step {step}"
-                    );
+                    assert_eq!(wal.last_index(), state.entries.len() as u64, "seed {seed} step {step}");
                 }
                 6..=7 => {
                     wal.sync().unwrap();
@@ -114,13 +105,9 @@ fn recovery_equals_the_last_synced_state_under_random_crashes() {
                     let tear = (rng.below(2) == 0).then(|| rng.next());
                     disk.crash(tear);
                     n_crashes += 1;
-                    let (reopened, recovered) = Wal::open(disk.clone()).unwrap_or_else(|e| {
-                        panic!("seed {seed} step {step}: recovery failed: {e}")
-                    });
-                    let state = State {
-                        hard_state: recovered.hard_state,
-                        entries: recovered.entries,
-                    };
+                    let (reopened, recovered) = Wal::open(disk.clone())
+                        .unwrap_or_else(|e| panic!("seed {seed} step {step}: recovery failed: {e}"));
+                    let state = State { hard_state: recovered.hard_state, entries: recovered.entries };
                     if tear.is_none() {
                         assert_eq!(state, synced, "seed {seed} step {step}: crash without tear");
                         assert_eq!(recovered.truncated_torn_bytes, 0, "seed {seed} step {step}");
@@ -133,21 +120,11 @@ fn recovery_equals_the_last_synced_state_under_random_crashes() {
                             n_torn_recoveries += 1;
                         }
                     }
-                    assert_eq!(
-                        reopened.last_index(),
-                        state.entries.len() as u64,
-                        "seed {seed} step {step}"
-                    );
+                    assert_eq!(reopened.last_index(), state.entries.len() as u64, "seed {seed} step {step}");
                     // What recovery returns is durable: a second crash must give it again.
                     disk.crash(None);
                     let (wal_again, again) = Wal::open(disk.clone()).unwrap();
-                    assert_eq!(
-                        State {
-                            hard_state: again.hard_state,
-                            entries: again.entries
-                        },
-                        state
-                    );
+                    assert_eq!(State { hard_state: again.hard_state, entries: again.entries }, state);
                     assert_eq!(again.truncated_torn_bytes, 0);
                     wal = wal_again;
                     synced = state;
@@ -158,8 +135,5 @@ fn recovery_equals_the_last_synced_state_under_random_crashes() {
     }
     // The run must actually have exercised torn tails, or it proves nothing about them.
     assert!(n_crashes > 1000, "{n_crashes} crashes");
-    assert!(
-        n_torn_recoveries > 50,
-        "{n_torn_recoveries} torn recoveries"
-    );
+    assert!(n_torn_recoveries > 50, "{n_torn_recoveries} torn recoveries");
 }

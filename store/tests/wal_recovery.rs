@@ -3,17 +3,10 @@
 
 use bytes::Bytes;
 use store::raft::{Entry, EntryKind, HardState, SnapshotMeta};
-use store::wal::{
-    Disk, DiskError, FileDisk, Recovered, SimDisk, Wal, WalError, SNAPSHOT_FILE, WAL_FILE,
-};
+use store::wal::{Disk, DiskError, FileDisk, Recovered, SimDisk, Wal, WalError, SNAPSHOT_FILE, WAL_FILE};
 
 fn entry(index: u64, term: u64) -> Entry {
-    Entry {
-        term,
-        index,
-        kind: EntryKind::Normal,
-        data: Bytes::from(format!("entry {index} term {term}")),
-    }
+    Entry { term, index, kind: EntryKind::Normal, data: Bytes::from(format!("entry {index} term {term}")) }
 }
 
 fn entries(indexes: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
@@ -21,11 +14,7 @@ fn entries(indexes: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
 }
 
 fn hard_state(term: u64, commit: u64) -> HardState {
-    HardState {
-        term,
-        vote: Some(1),
-        commit,
-    }
+    HardState { term, vote: Some(1), commit }
 }
 
 fn open(disk: &SimDisk) -> (Wal<SimDisk>, Recovered) {
@@ -37,11 +26,9 @@ fn open(disk: &SimDisk) -> (Wal<SimDisk>, Recovered) {
 fn unsynced_writes_are_lost_on_crash() {
     let disk = SimDisk::new();
     let (mut wal, _) = open(&disk);
-    wal.save(Some(&hard_state(1, 0)), &entries(1..=3, 1))
-        .unwrap();
+    wal.save(Some(&hard_state(1, 0)), &entries(1..=3, 1)).unwrap();
     wal.sync().unwrap();
-    wal.save(Some(&hard_state(2, 3)), &entries(4..=5, 2))
-        .unwrap();
+    wal.save(Some(&hard_state(2, 3)), &entries(4..=5, 2)).unwrap();
     assert_eq!(wal.last_index(), 5);
     disk.crash(None);
     let (wal, recovered) = open(&disk);
@@ -56,8 +43,7 @@ fn synced_writes_survive_crash() {
     let disk = SimDisk::new();
     let (mut wal, recovered) = open(&disk);
     assert_eq!(recovered, Recovered::default());
-    wal.save(Some(&hard_state(1, 0)), &entries(1..=2, 1))
-        .unwrap();
+    wal.save(Some(&hard_state(1, 0)), &entries(1..=2, 1)).unwrap();
     wal.sync().unwrap();
     disk.crash(None);
     let (mut wal, _) = open(&disk);
@@ -78,8 +64,7 @@ fn synced_writes_survive_crash() {
 fn torn_tail_is_truncated_and_reported() {
     let disk = SimDisk::new();
     let (mut wal, _) = open(&disk);
-    wal.save(Some(&hard_state(1, 0)), &entries(1..=2, 1))
-        .unwrap();
+    wal.save(Some(&hard_state(1, 0)), &entries(1..=2, 1)).unwrap();
     wal.sync().unwrap();
     let synced_len = disk.file_len(WAL_FILE, true).unwrap();
     wal.save(None, &entries(3..=3, 1)).unwrap();
@@ -90,11 +75,7 @@ fn torn_tail_is_truncated_and_reported() {
     let (_, recovered) = open(&disk);
     assert_eq!(recovered.truncated_torn_bytes, 5);
     assert_eq!(recovered.entries, entries(1..=2, 1));
-    assert_eq!(
-        disk.file_len(WAL_FILE, true),
-        Some(synced_len),
-        "the cut is durable"
-    );
+    assert_eq!(disk.file_len(WAL_FILE, true), Some(synced_len), "the cut is durable");
     // A tear inside the payload (header complete) is torn too, not corruption.
     let (mut wal, _) = open(&disk);
     wal.save(None, &entries(3..=3, 1)).unwrap();
@@ -118,12 +99,8 @@ fn corrupted_byte_in_a_middle_record_is_corrupt_with_offset() {
     }
     // Flip a payload byte of the second record.
     disk.corrupt(WAL_FILE, offsets[1] + 20, 0x40).unwrap();
-    let error = Wal::open(disk.clone())
-        .err()
-        .expect("corruption must be detected");
-    let WalError::Corrupt { file, offset, .. } = error else {
-        panic!("{error:?}")
-    };
+    let error = Wal::open(disk.clone()).err().expect("corruption must be detected");
+    let WalError::Corrupt { file, offset, .. } = error else { panic!("{error:?}") };
     assert_eq!((file.as_str(), offset), (WAL_FILE, offsets[1]));
 }
 
@@ -136,10 +113,7 @@ fn corrupted_length_field_is_corrupt_not_torn() {
     wal.save(None, &entries(1..=3, 1)).unwrap();
     wal.sync().unwrap();
     disk.corrupt(WAL_FILE, 3, 0x10).unwrap(); // most significant length byte of record 1
-    assert!(matches!(
-        Wal::open(disk.clone()),
-        Err(WalError::Corrupt { offset: 0, .. })
-    ));
+    assert!(matches!(Wal::open(disk.clone()), Err(WalError::Corrupt { offset: 0, .. })));
 }
 
 /// A corrupted hard state record, even as the last complete record, is detected.
@@ -154,13 +128,8 @@ fn corrupted_hard_state_is_detected() {
     wal.sync().unwrap();
     let end = disk.file_len(WAL_FILE, true).unwrap();
     disk.corrupt(WAL_FILE, end - 1, 0x01).unwrap();
-    let error = Wal::open(disk.clone())
-        .err()
-        .expect("corruption must be detected");
-    assert!(
-        matches!(error, WalError::Corrupt { offset, .. } if offset == hard_state_offset),
-        "{error:?}"
-    );
+    let error = Wal::open(disk.clone()).err().expect("corruption must be detected");
+    assert!(matches!(error, WalError::Corrupt { offset, .. } if offset == hard_state_offset), "{error:?}");
 }
 
 /// Entries saved at or below the last index overwrite that suffix (a follower resolving a
@@ -169,10 +138,8 @@ fn corrupted_hard_state_is_detected() {
 fn overwritten_suffix_is_recovered_truncated() {
     let disk = SimDisk::new();
     let (mut wal, _) = open(&disk);
-    wal.save(Some(&hard_state(1, 0)), &entries(1..=5, 1))
-        .unwrap();
-    wal.save(Some(&hard_state(2, 0)), &entries(3..=4, 2))
-        .unwrap();
+    wal.save(Some(&hard_state(1, 0)), &entries(1..=5, 1)).unwrap();
+    wal.save(Some(&hard_state(2, 0)), &entries(3..=4, 2)).unwrap();
     assert_eq!(wal.last_index(), 4);
     wal.save(None, &entries(5..=5, 2)).unwrap();
     wal.sync().unwrap();
@@ -181,10 +148,7 @@ fn overwritten_suffix_is_recovered_truncated() {
     let mut expected = entries(1..=2, 1);
     expected.extend(entries(3..=5, 2));
     assert_eq!(recovered.entries, expected);
-    assert_eq!(
-        (recovered.hard_state, wal.last_index()),
-        (hard_state(2, 0), 5)
-    );
+    assert_eq!((recovered.hard_state, wal.last_index()), (hard_state(2, 0), 5));
 }
 
 /// `save` refuses a gap or non-contiguous entries and writes nothing.
@@ -192,22 +156,10 @@ fn overwritten_suffix_is_recovered_truncated() {
 fn save_rejects_non_contiguous_entries() {
     let disk = SimDisk::new();
     let (mut wal, _) = open(&disk);
-    assert!(matches!(
-        wal.save(None, &entries(2..=3, 1)),
-        Err(WalError::Invalid { .. })
-    ));
-    assert!(matches!(
-        wal.save(None, &[entry(1, 1), entry(3, 1)]),
-        Err(WalError::Invalid { .. })
-    ));
-    assert!(matches!(
-        wal.save(None, &[entry(1, 2), entry(2, 1)]),
-        Err(WalError::Invalid { .. })
-    ));
-    assert_eq!(
-        (wal.last_index(), disk.file_len(WAL_FILE, false)),
-        (0, None)
-    );
+    assert!(matches!(wal.save(None, &entries(2..=3, 1)), Err(WalError::Invalid { .. })));
+    assert!(matches!(wal.save(None, &[entry(1, 1), entry(3, 1)]), Err(WalError::Invalid { .. })));
+    assert!(matches!(wal.save(None, &[entry(1, 2), entry(2, 1)]), Err(WalError::Invalid { .. })));
+    assert_eq!((wal.last_index(), disk.file_len(WAL_FILE, false)), (0, None));
 }
 
 /// Disk loss: after a wipe the member recovers the empty default state.
@@ -215,18 +167,9 @@ fn save_rejects_non_contiguous_entries() {
 fn wipe_recovers_empty_state() {
     let disk = SimDisk::new();
     let (mut wal, _) = open(&disk);
-    wal.save(Some(&hard_state(4, 2)), &entries(1..=3, 4))
-        .unwrap();
+    wal.save(Some(&hard_state(4, 2)), &entries(1..=3, 4)).unwrap();
     wal.sync().unwrap();
-    wal.save_snapshot(
-        &SnapshotMeta {
-            index: 2,
-            term: 4,
-            voters: vec![1, 2, 3],
-        },
-        b"state",
-    )
-    .unwrap();
+    wal.save_snapshot(&SnapshotMeta { index: 2, term: 4, voters: vec![1, 2, 3] }, b"state").unwrap();
     disk.wipe();
     assert_eq!(disk.list().unwrap(), Vec::<String>::new());
     let (wal, recovered) = open(&disk);
@@ -239,13 +182,8 @@ fn wipe_recovers_empty_state() {
 fn snapshot_is_recovered_and_its_corruption_detected() {
     let disk = SimDisk::new();
     let (mut wal, _) = open(&disk);
-    wal.save(Some(&hard_state(2, 5)), &entries(1..=6, 2))
-        .unwrap();
-    let meta = SnapshotMeta {
-        index: 4,
-        term: 2,
-        voters: vec![1, 2, 3],
-    };
+    wal.save(Some(&hard_state(2, 5)), &entries(1..=6, 2)).unwrap();
+    let meta = SnapshotMeta { index: 4, term: 2, voters: vec![1, 2, 3] };
     wal.save_snapshot(&meta, b"mvcc snapshot bytes").unwrap();
     assert_eq!(wal.last_index(), 6);
     wal.save(None, &entries(7..=7, 2)).unwrap();
@@ -255,30 +193,17 @@ fn snapshot_is_recovered_and_its_corruption_detected() {
     assert_eq!(recovered.snapshot, Some(meta.clone()));
     assert_eq!(recovered.entries, entries(5..=7, 2));
     assert_eq!(recovered.hard_state, hard_state(2, 5));
-    assert_eq!(
-        wal.load_snapshot().unwrap(),
-        Some((meta.clone(), b"mvcc snapshot bytes".to_vec()))
-    );
+    assert_eq!(wal.load_snapshot().unwrap(), Some((meta.clone(), b"mvcc snapshot bytes".to_vec())));
 
     // A snapshot whose last entry conflicts with the log replaces the whole log.
     let (mut wal, _) = open(&disk);
-    wal.save_snapshot(
-        &SnapshotMeta {
-            index: 9,
-            term: 3,
-            voters: vec![1],
-        },
-        b"newer",
-    )
-    .unwrap();
+    wal.save_snapshot(&SnapshotMeta { index: 9, term: 3, voters: vec![1] }, b"newer").unwrap();
     assert_eq!(wal.last_index(), 9);
     let (_, recovered) = open(&disk);
     assert!(recovered.entries.is_empty());
 
     disk.corrupt(SNAPSHOT_FILE, 15, 0x02).unwrap();
-    assert!(
-        matches!(Wal::open(disk.clone()), Err(WalError::Corrupt { file, .. }) if file == SNAPSHOT_FILE)
-    );
+    assert!(matches!(Wal::open(disk.clone()), Err(WalError::Corrupt { file, .. }) if file == SNAPSHOT_FILE));
 }
 
 /// SimDisk's crash model: a file created since the last sync vanishes, an unsynced truncate
@@ -304,20 +229,12 @@ fn sim_disk_crash_model() {
     assert!(disk.corrupt("a", 8, 1).is_err());
     disk.corrupt("a", 0, 0x20).unwrap();
     assert_eq!(disk.read("a").unwrap(), Some(b"Hello wo".to_vec()));
-    assert_eq!(
-        disk.sync("missing"),
-        Err(DiskError::NotFound {
-            name: "missing".into()
-        })
-    );
+    assert_eq!(disk.sync("missing"), Err(DiskError::NotFound { name: "missing".into() }));
     disk.set_failed(true);
     assert!(matches!(disk.read("a"), Err(DiskError::Failed { .. })));
     disk.set_failed(false);
     let stats = disk.stats();
-    assert_eq!(
-        (stats.syncs, stats.bytes_written, stats.bytes_synced),
-        (1, 23, 5)
-    );
+    assert_eq!((stats.syncs, stats.bytes_written, stats.bytes_synced), (1, 23, 5));
 }
 
 /// FileDisk: the same WAL round-trips through a real directory (so a member can run outside
@@ -328,18 +245,9 @@ fn file_disk_round_trip() {
     {
         let (mut wal, recovered) = Wal::open(FileDisk::open(dir.path()).unwrap()).unwrap();
         assert_eq!(recovered, Recovered::default());
-        wal.save(Some(&hard_state(1, 1)), &entries(1..=3, 1))
-            .unwrap();
+        wal.save(Some(&hard_state(1, 1)), &entries(1..=3, 1)).unwrap();
         wal.sync().unwrap();
-        wal.save_snapshot(
-            &SnapshotMeta {
-                index: 1,
-                term: 1,
-                voters: vec![1],
-            },
-            b"snap",
-        )
-        .unwrap();
+        wal.save_snapshot(&SnapshotMeta { index: 1, term: 1, voters: vec![1] }, b"snap").unwrap();
         wal.disk().append(WAL_FILE, &[1, 2, 3]).unwrap();
     }
     let disk = FileDisk::open(dir.path()).unwrap();

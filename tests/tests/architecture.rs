@@ -5,8 +5,7 @@ use std::path::Path;
 
 fn read(relative: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::fs::read_to_string(root.join(relative))
-        .unwrap_or_else(|e| panic!("reading {relative}: {e}"))
+    std::fs::read_to_string(root.join(relative)).unwrap_or_else(|e| panic!("reading {relative}: {e}"))
 }
 
 fn dependencies(manifest: &str) -> Vec<String> {
@@ -24,10 +23,7 @@ fn dependencies(manifest: &str) -> Vec<String> {
 fn controllers_and_api_do_not_depend_on_store() {
     for manifest in ["controllers/Cargo.toml", "api/Cargo.toml"] {
         let deps = dependencies(manifest);
-        assert!(
-            !deps.iter().any(|d| d == "store" || d == "apiserver"),
-            "{manifest} depends on {deps:?}"
-        );
+        assert!(!deps.iter().any(|d| d == "store" || d == "apiserver"), "{manifest} depends on {deps:?}");
     }
 }
 
@@ -41,11 +37,7 @@ fn raft_mvcc_and_wal_know_nothing_of_the_simulator() {
             let code = text.lines().filter(|l| !l.trim_start().starts_with("//"));
             for line in code {
                 for forbidden in ["madsim", "std::time", "HashMap", "thread::spawn"] {
-                    assert!(
-                        !line.contains(forbidden),
-                        "{} uses {forbidden}: {line}",
-                        path.display()
-                    );
+                    assert!(!line.contains(forbidden), "{} uses {forbidden}: {line}", path.display());
                 }
             }
         }

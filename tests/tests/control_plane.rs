@@ -11,9 +11,7 @@ use sim::control_plane::{ControlPlane, ControlPlaneOptions};
 use sim::history::{HistoryEvent, Recorder};
 use sim::report::CheckStatus;
 use sim::runner::{run_seed, RunOptions};
-use sim::scenario::deploy_nginx::{
-    create_with_retries, list_pods, nginx_deployment, wait_for_running, NAMESPACE,
-};
+use sim::scenario::deploy_nginx::{create_with_retries, list_pods, nginx_deployment, wait_for_running, NAMESPACE};
 use sim::scenario::Scenario;
 use store::api::Role as PrincipalRole;
 
@@ -33,9 +31,7 @@ where
             let (kubectl, recorder) = (kubectl.clone(), recorder.clone());
             node.spawn(async move {
                 let start = madsim::time::Instant::now();
-                create_with_retries(&kubectl, nginx_deployment(3))
-                    .await
-                    .expect("create the deployment");
+                create_with_retries(&kubectl, nginx_deployment(3)).await.expect("create the deployment");
                 wait_for_running(&kubectl, 3, start, &recorder).await
             })
             .await
@@ -48,9 +44,7 @@ where
 
 async fn running_pods(node: &madsim::runtime::NodeHandle, kubectl: &ApiClient) -> Vec<api::Pod> {
     let kubectl = kubectl.clone();
-    node.spawn(async move { list_pods(&kubectl).await })
-        .await
-        .unwrap()
+    node.spawn(async move { list_pods(&kubectl).await }).await.unwrap()
 }
 
 /// Waits (bounded) until `n` pods are Running on nodes other than `excluded`.
@@ -66,17 +60,12 @@ async fn converges_to(
         let pods = running_pods(node, kubectl).await;
         let running = pods
             .iter()
-            .filter(|p| {
-                p.status.phase == PodPhase::Running && p.spec.node_name.as_deref() != excluded
-            })
+            .filter(|p| p.status.phase == PodPhase::Running && p.spec.node_name.as_deref() != excluded)
             .count();
         if running == n && pods.len() == n {
             return;
         }
-        assert!(
-            start.elapsed() < bound,
-            "not converged to {n} Running pods within {bound:?}: {pods:#?}"
-        );
+        assert!(start.elapsed() < bound, "not converged to {n} Running pods within {bound:?}: {pods:#?}");
         madsim::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -91,68 +80,33 @@ fn every_store_mutation_is_made_by_an_apiserver_principal() {
     let history = recorder_out.lock().unwrap().take().unwrap();
     let mut n_mutations = 0;
     for (_, e) in history.events() {
-        if let HistoryEvent::Applied {
-            principal,
-            principal_role,
-            source,
-            n_events,
-            ..
-        } = e
-        {
+        if let HistoryEvent::Applied { principal, principal_role, source, n_events, .. } = e {
             if *n_events > 0 {
                 n_mutations += 1;
-                assert_eq!(
-                    *principal_role,
-                    PrincipalRole::ApiServer,
-                    "{principal} from {source}"
-                );
-                assert!(
-                    source.starts_with("10.0.2."),
-                    "store mutation from a non-apiserver node {source}"
-                );
+                assert_eq!(*principal_role, PrincipalRole::ApiServer, "{principal} from {source}");
+                assert!(source.starts_with("10.0.2."), "store mutation from a non-apiserver node {source}");
             }
         }
     }
-    assert!(
-        n_mutations > 20,
-        "the flow writes the store many times ({n_mutations})"
-    );
+    assert!(n_mutations > 20, "the flow writes the store many times ({n_mutations})");
 }
 
 #[test]
 fn a_kubelet_updating_another_nodes_pod_gets_403_and_nothing_changes() {
     with_deployment(12, |plane, kubectl, node, recorder| async move {
         let pods = running_pods(&node, &kubectl).await;
-        let victim = pods
-            .iter()
-            .find(|p| p.spec.node_name.as_deref() != Some("kubelet-0"))
-            .unwrap()
-            .clone();
-        let (k0_node, kubelet0) = plane
-            .client_as("system:node:kubelet-0", "impostor", 2, &recorder)
-            .await;
+        let victim = pods.iter().find(|p| p.spec.node_name.as_deref() != Some("kubelet-0")).unwrap().clone();
+        let (k0_node, kubelet0) = plane.client_as("system:node:kubelet-0", "impostor", 2, &recorder).await;
         let mut tampered = victim.clone();
         tampered.status.phase = PodPhase::Failed;
-        let result = k0_node
-            .spawn(async move { kubelet0.update_status(Object::Pod(tampered), None).await })
-            .await
-            .unwrap();
-        assert!(
-            matches!(result, Err(ApiError::Forbidden { .. })),
-            "{result:?}"
-        );
+        let result =
+            k0_node.spawn(async move { kubelet0.update_status(Object::Pod(tampered), None).await }).await.unwrap();
+        assert!(matches!(result, Err(ApiError::Forbidden { .. })), "{result:?}");
         let kubectl2 = kubectl.clone();
         let name = victim.metadata.name.clone();
-        let after = node
-            .spawn(async move { kubectl2.get(Resource::Pods, NAMESPACE, &name).await })
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            after.metadata().resource_version,
-            victim.metadata.resource_version,
-            "nothing changed"
-        );
+        let after =
+            node.spawn(async move { kubectl2.get(Resource::Pods, NAMESPACE, &name).await }).await.unwrap().unwrap();
+        assert_eq!(after.metadata().resource_version, victim.metadata.resource_version, "nothing changed");
     });
 }
 
@@ -161,32 +115,15 @@ fn the_scheduler_rebinding_a_bound_pod_gets_409() {
     with_deployment(13, |plane, kubectl, node, recorder| async move {
         let pods = running_pods(&node, &kubectl).await;
         let bound = pods[0].clone();
-        let other_node = if bound.spec.node_name.as_deref() == Some("kubelet-0") {
-            "kubelet-1"
-        } else {
-            "kubelet-0"
-        };
-        let (s_node, scheduler) = plane
-            .client_as("system:kube-scheduler", "scheduler-impostor", 3, &recorder)
-            .await;
+        let other_node = if bound.spec.node_name.as_deref() == Some("kubelet-0") { "kubelet-1" } else { "kubelet-0" };
+        let (s_node, scheduler) = plane.client_as("system:kube-scheduler", "scheduler-impostor", 3, &recorder).await;
         let name = bound.metadata.name.clone();
-        let result = s_node
-            .spawn(async move { scheduler.bind(NAMESPACE, &name, other_node, None).await })
-            .await
-            .unwrap();
-        assert!(
-            matches!(result, Err(ApiError::Conflict { .. })),
-            "{result:?}"
-        );
+        let result =
+            s_node.spawn(async move { scheduler.bind(NAMESPACE, &name, other_node, None).await }).await.unwrap();
+        assert!(matches!(result, Err(ApiError::Conflict { .. })), "{result:?}");
         let pods_after = running_pods(&node, &kubectl).await;
-        let same = pods_after
-            .iter()
-            .find(|p| p.metadata.name == bound.metadata.name)
-            .unwrap();
-        assert_eq!(
-            same.spec.node_name, bound.spec.node_name,
-            "a pod's node never changes"
-        );
+        let same = pods_after.iter().find(|p| p.metadata.name == bound.metadata.name).unwrap();
+        assert_eq!(same.spec.node_name, bound.spec.node_name, "a pod's node never changes");
     });
 }
 
@@ -197,29 +134,19 @@ fn killing_the_leading_controller_manager_hands_over_and_the_deployment_still_co
             .snapshot()
             .events()
             .filter_map(|(_, e)| match e {
-                HistoryEvent::LeaderAcquired {
-                    component,
-                    identity,
-                    ..
-                } if component.contains("controller-manager") => Some(identity.clone()),
+                HistoryEvent::LeaderAcquired { component, identity, .. }
+                    if component.contains("controller-manager") =>
+                {
+                    Some(identity.clone())
+                }
                 _ => None,
             })
             .last()
             .expect("a controller-manager leads");
-        let leading = plane
-            .controller_managers
-            .iter()
-            .find(|c| c.name == leader)
-            .unwrap();
+        let leading = plane.controller_managers.iter().find(|c| c.name == leader).unwrap();
         Handle::current().kill(leading.node.id());
         let kubectl2 = kubectl.clone();
-        node.spawn(async move {
-            sim::scenario::deploy_nginx::scale(&kubectl2, 5)
-                .await
-                .unwrap()
-        })
-        .await
-        .unwrap();
+        node.spawn(async move { sim::scenario::deploy_nginx::scale(&kubectl2, 5).await.unwrap() }).await.unwrap();
         converges_to(&node, &kubectl, 5, None, Duration::from_secs(60)).await;
         let new_leader = recorder.snapshot().events().any(|(_, e)| {
             matches!(e, HistoryEvent::LeaderAcquired { component, identity, .. }
@@ -233,13 +160,7 @@ fn killing_the_leading_controller_manager_hands_over_and_the_deployment_still_co
 fn restarting_the_apiserver_and_one_kubelet_mid_flow_still_converges() {
     with_deployment(15, |plane, kubectl, node, _recorder| async move {
         let kubectl2 = kubectl.clone();
-        node.spawn(async move {
-            sim::scenario::deploy_nginx::scale(&kubectl2, 5)
-                .await
-                .unwrap()
-        })
-        .await
-        .unwrap();
+        node.spawn(async move { sim::scenario::deploy_nginx::scale(&kubectl2, 5).await.unwrap() }).await.unwrap();
         sim::cluster::restart_node(plane.apiservers[0].node.id());
         sim::cluster::restart_node(plane.kubelets[1].0.node.id());
         converges_to(&node, &kubectl, 5, None, Duration::from_secs(60)).await;
@@ -251,28 +172,14 @@ fn a_stopped_kubelets_pods_are_evicted_and_rescheduled_on_the_remaining_nodes() 
     with_deployment(16, |plane, kubectl, node, recorder| async move {
         let pods = running_pods(&node, &kubectl).await;
         let victim = pods[0].spec.node_name.clone().unwrap();
-        let (component, _) = plane
-            .kubelets
-            .iter()
-            .find(|(c, _)| c.name == victim)
-            .unwrap();
+        let (component, _) = plane.kubelets.iter().find(|(c, _)| c.name == victim).unwrap();
         Handle::current().kill(component.node.id());
         // NotReady after the 40 s grace period, eviction after the 5 min timeout.
-        converges_to(
-            &node,
-            &kubectl,
-            3,
-            Some(&victim),
-            Duration::from_secs(7 * 60),
-        )
-        .await;
+        converges_to(&node, &kubectl, 3, Some(&victim), Duration::from_secs(7 * 60)).await;
         let evicted = recorder.snapshot().events().any(|(_, e)| {
             matches!(e, HistoryEvent::StoreWrite { user, verb: api::Verb::Delete, .. } if user.contains("controller-manager"))
         });
-        assert!(
-            evicted,
-            "the node lifecycle controller evicted the stopped node's pods"
-        );
+        assert!(evicted, "the node lifecycle controller evicted the stopped node's pods");
     });
 }
 
@@ -283,8 +190,7 @@ fn without_faults_every_seed_in_0_100_reaches_3_running_pods_within_30_simulated
         assert!(report.passed(), "seed {seed}:\n{}", report.render());
         let first = &report.checks[0];
         assert!(
-            first.name.starts_with("3 pods Running within 30s")
-                && first.status == CheckStatus::Pass,
+            first.name.starts_with("3 pods Running within 30s") && first.status == CheckStatus::Pass,
             "seed {seed}: {first:?}"
         );
     }

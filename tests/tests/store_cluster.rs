@@ -22,13 +22,7 @@ where
     let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
     runtime.block_on(async move {
         let recorder = Recorder::new();
-        let cluster = StoreCluster::start(
-            &StoreOptions {
-                n_members: 3,
-                ..Default::default()
-            },
-            &recorder,
-        );
+        let cluster = StoreCluster::start(&StoreOptions { n_members: 3, ..Default::default() }, &recorder);
         body(cluster, recorder).await;
     });
 }
@@ -40,23 +34,14 @@ async fn client_node(
     cluster: &StoreCluster,
     only: Option<MemberId>,
 ) -> (madsim::runtime::NodeHandle, StoreClient) {
-    let node = Handle::current()
-        .create_node()
-        .name(name)
-        .ip(ip(9, host))
-        .build();
+    let node = Handle::current().create_node().name(name).ip(ip(9, host)).build();
     let mut members = cluster.addresses();
     if let Some(m) = only {
         members.retain(|id, _| *id == m);
     }
     let client = node
         .spawn(async move {
-            StoreClient::connect(
-                members,
-                Principal::apiserver("test-writer"),
-                StoreClientConfig::default(),
-            )
-            .await
+            StoreClient::connect(members, Principal::apiserver("test-writer"), StoreClientConfig::default()).await
         })
         .await
         .unwrap()
@@ -65,19 +50,11 @@ async fn client_node(
 }
 
 fn put(key: &str, value: &str) -> PutRequest {
-    PutRequest {
-        key: key.into(),
-        value: Bytes::from(value.to_string()),
-        prev_kv: false,
-    }
+    PutRequest { key: key.into(), value: Bytes::from(value.to_string()), prev_kv: false }
 }
 
 /// The member that currently says it leads, asked through `client`.
-async fn leader(
-    node: &madsim::runtime::NodeHandle,
-    client: &StoreClient,
-    cluster: &StoreCluster,
-) -> Option<MemberId> {
+async fn leader(node: &madsim::runtime::NodeHandle, client: &StoreClient, cluster: &StoreCluster) -> Option<MemberId> {
     for &id in cluster.members.keys() {
         let c = client.clone();
         if let Ok(Ok(s)) = node.spawn(async move { c.status(id).await }).await {
@@ -89,11 +66,7 @@ async fn leader(
     None
 }
 
-async fn wait_for_leader(
-    node: &madsim::runtime::NodeHandle,
-    client: &StoreClient,
-    cluster: &StoreCluster,
-) -> MemberId {
+async fn wait_for_leader(node: &madsim::runtime::NodeHandle, client: &StoreClient, cluster: &StoreCluster) -> MemberId {
     for _ in 0..100 {
         if let Some(l) = leader(node, client, cluster).await {
             return l;
@@ -125,26 +98,13 @@ async fn write_keys(
     .unwrap()
 }
 
-async fn assert_all_readable(
-    node: &madsim::runtime::NodeHandle,
-    client: &StoreClient,
-    acked: &[(String, i64)],
-) {
+async fn assert_all_readable(node: &madsim::runtime::NodeHandle, client: &StoreClient, acked: &[(String, i64)]) {
     let (client, acked) = (client.clone(), acked.to_vec());
     node.spawn(async move {
         for (key, revision) in acked {
-            let r = client
-                .range(RangeRequest::new(KeyRange::Key(key.clone())))
-                .await
-                .unwrap();
-            let kv = r
-                .kvs
-                .first()
-                .unwrap_or_else(|| panic!("acknowledged key {key} lost"));
-            assert_eq!(
-                kv.mod_revision, revision,
-                "{key} acknowledged at {revision}"
-            );
+            let r = client.range(RangeRequest::new(KeyRange::Key(key.clone()))).await.unwrap();
+            let kv = r.kvs.first().unwrap_or_else(|| panic!("acknowledged key {key} lost"));
+            assert_eq!(kv.mod_revision, revision, "{key} acknowledged at {revision}");
         }
     })
     .await
@@ -152,11 +112,7 @@ async fn assert_all_readable(
 }
 
 /// Waits until every listed member reports the same revision and keyspace digest.
-async fn assert_members_converge(
-    node: &madsim::runtime::NodeHandle,
-    client: &StoreClient,
-    members: &[MemberId],
-) {
+async fn assert_members_converge(node: &madsim::runtime::NodeHandle, client: &StoreClient, members: &[MemberId]) {
     let mut last = Vec::new();
     for _ in 0..50 {
         last.clear();
@@ -179,11 +135,7 @@ fn three_members_elect_a_leader_and_commit_1000_writes() {
         let (node, client) = client_node("writer", 1, &cluster, None).await;
         wait_for_leader(&node, &client, &cluster).await;
         let acked = write_keys(&node, &client, "/k", 1000).await;
-        assert_eq!(
-            acked.len(),
-            1000,
-            "every write is acknowledged without faults"
-        );
+        assert_eq!(acked.len(), 1000, "every write is acknowledged without faults");
         // etcd: revision starts at 1 and each put adds exactly 1.
         assert_eq!(acked.last().unwrap().1, 1001);
         assert_members_converge(&node, &client, &[1, 2, 3]).await;
@@ -191,12 +143,7 @@ fn three_members_elect_a_leader_and_commit_1000_writes() {
             .snapshot()
             .events()
             .filter_map(|(_, e)| match e {
-                HistoryEvent::RoleChanged {
-                    term,
-                    role: Role::Leader,
-                    member,
-                    ..
-                } => Some((*term, *member)),
+                HistoryEvent::RoleChanged { term, role: Role::Leader, member, .. } => Some((*term, *member)),
                 _ => None,
             })
             .collect();
@@ -215,11 +162,7 @@ fn leader_killed_new_leader_elected_and_no_acknowledged_write_lost() {
         let new_leader = wait_for_leader(&node, &client, &cluster).await;
         assert_ne!(new_leader, old_leader);
         acked.extend(write_keys(&node, &client, "/after", 200).await);
-        assert!(
-            acked.len() >= 390,
-            "the survivors keep committing: {} acknowledged",
-            acked.len()
-        );
+        assert!(acked.len() >= 390, "the survivors keep committing: {} acknowledged", acked.len());
         assert_all_readable(&node, &client, &acked).await;
     });
 }
@@ -238,20 +181,12 @@ fn a_minority_partition_cannot_commit() {
                 net.clog_link(m.node.id(), cluster.member(leader).node.id());
             }
         }
-        let (minority_node, minority_client) =
-            client_node("minority-writer", 2, &cluster, Some(leader)).await;
+        let (minority_node, minority_client) = client_node("minority-writer", 2, &cluster, Some(leader)).await;
         let result = minority_node
-            .spawn(async move {
-                minority_client
-                    .put(put("/minority", "must-not-commit"))
-                    .await
-            })
+            .spawn(async move { minority_client.put(put("/minority", "must-not-commit")).await })
             .await
             .unwrap();
-        assert!(
-            result.is_err(),
-            "a put through the isolated member must not be acknowledged: {result:?}"
-        );
+        assert!(result.is_err(), "a put through the isolated member must not be acknowledged: {result:?}");
         // The majority elects a new leader and commits.
         madsim::time::sleep(Duration::from_secs(3)).await;
         let majority_acked = write_keys(&node, &client, "/majority", 20).await;
@@ -265,16 +200,10 @@ fn a_minority_partition_cannot_commit() {
         assert_members_converge(&node, &client, &[1, 2, 3]).await;
         let c = client.clone();
         let r = node
-            .spawn(async move {
-                c.range(RangeRequest::new(KeyRange::Key("/minority".into())))
-                    .await
-            })
+            .spawn(async move { c.range(RangeRequest::new(KeyRange::Key("/minority".into()))).await })
             .await
             .unwrap();
-        assert!(
-            r.unwrap().kvs.is_empty(),
-            "the minority's proposal never committed"
-        );
+        assert!(r.unwrap().kvs.is_empty(), "the minority's proposal never committed");
     });
 }
 
@@ -299,10 +228,7 @@ fn a_member_crashed_with_unsynced_writes_restarts_from_its_synced_state_and_catc
         let synced_len = disk.file_len(WAL_FILE, true).unwrap();
         cluster.crash(follower, Some(7));
         let after_crash_len = disk.file_len(WAL_FILE, false).unwrap();
-        assert!(
-            after_crash_len >= synced_len,
-            "synced data survives a crash"
-        );
+        assert!(after_crash_len >= synced_len, "synced data survives a crash");
         madsim::time::sleep(Duration::from_secs(2)).await;
         cluster.restart(follower);
         let acked = writer.await.unwrap();
@@ -312,19 +238,14 @@ fn a_member_crashed_with_unsynced_writes_restarts_from_its_synced_state_and_catc
             .snapshot()
             .events()
             .filter_map(|(_, e)| match e {
-                HistoryEvent::MemberStarted {
-                    member,
-                    recovered_entries,
-                    ..
-                } if *member == follower => Some(*recovered_entries),
+                HistoryEvent::MemberStarted { member, recovered_entries, .. } if *member == follower => {
+                    Some(*recovered_entries)
+                }
                 _ => None,
             })
             .collect();
         assert_eq!(restarts.len(), 2, "started, then restarted once");
-        assert!(
-            restarts[1] > 0,
-            "the restarted follower recovered its synced log"
-        );
+        assert!(restarts[1] > 0, "the restarted follower recovered its synced log");
     });
 }
 
@@ -345,19 +266,10 @@ fn a_followers_disk_corruption_is_detected_and_not_served() {
         let failed = recorder.snapshot().events().any(|(_, e)| {
             matches!(e, HistoryEvent::MemberFailed { member, reason } if *member == follower && reason.contains("corrupt"))
         });
-        assert!(
-            failed,
-            "the corrupted member reports the corruption and refuses to start"
-        );
+        assert!(failed, "the corrupted member reports the corruption and refuses to start");
         let c = client.clone();
-        let status = node
-            .spawn(async move { c.status(follower).await })
-            .await
-            .unwrap();
-        assert!(
-            status.is_err(),
-            "the corrupted member serves nothing: {status:?}"
-        );
+        let status = node.spawn(async move { c.status(follower).await }).await.unwrap();
+        assert!(status.is_err(), "the corrupted member serves nothing: {status:?}");
         let acked = write_keys(&node, &client, "/after", 50).await;
         assert_eq!(acked.len(), 50, "the two healthy members still commit");
     });
@@ -370,36 +282,25 @@ fn only_the_apiserver_role_may_mutate_the_store() {
         wait_for_leader(&node, &client, &cluster).await;
         write_keys(&node, &client, "/k", 5).await;
         let members = cluster.addresses();
-        let rogue = Handle::current()
-            .create_node()
-            .name("rogue")
-            .ip(ip(9, 9))
-            .build();
+        let rogue = Handle::current().create_node().name("rogue").ip(ip(9, 9)).build();
         let result = rogue
             .spawn(async move {
-                let c = StoreClient::connect(
-                    members,
-                    Principal::other("kubelet-1"),
-                    StoreClientConfig::default(),
-                )
-                .await
-                .unwrap();
+                let c = StoreClient::connect(members, Principal::other("kubelet-1"), StoreClientConfig::default())
+                    .await
+                    .unwrap();
                 let write = c.put(put("/registry/pods/default/evil", "x")).await;
-                let read = c
-                    .range(RangeRequest::new(KeyRange::Prefix("/k".into())))
-                    .await;
+                let read = c.range(RangeRequest::new(KeyRange::Prefix("/k".into()))).await;
                 (write, read)
             })
             .await
             .unwrap();
-        assert!(
-            matches!(result.0, Err(StoreError::PermissionDenied { .. })),
-            "{:?}",
-            result.0
-        );
+        assert!(matches!(result.0, Err(StoreError::PermissionDenied { .. })), "{:?}", result.0);
         let read = result.1.expect("reads are allowed");
         assert_eq!(read.header.revision, 6, "the refused write changed nothing");
-        let rejected = recorder.snapshot().events().any(|(_, e)| matches!(e, HistoryEvent::StoreRejected { principal, .. } if principal == "kubelet-1"));
+        let rejected = recorder
+            .snapshot()
+            .events()
+            .any(|(_, e)| matches!(e, HistoryEvent::StoreRejected { principal, .. } if principal == "kubelet-1"));
         assert!(rejected, "the refusal is recorded");
     });
 }

@@ -12,12 +12,7 @@ fn deploy_nginx_seed_1_stage_timeline() {
     let mut text = report.timeline.join("\n");
     text.push_str("\n\n");
     text.push_str(
-        &report
-            .checks
-            .iter()
-            .map(|c| format!("{:?} {} {}", c.status, c.name, c.detail))
-            .collect::<Vec<_>>()
-            .join("\n"),
+        &report.checks.iter().map(|c| format!("{:?} {} {}", c.status, c.name, c.detail)).collect::<Vec<_>>().join("\n"),
     );
     text.push_str(&format!("\ntrace-hash: {}", report.trace_hash));
     insta::assert_snapshot!(text);

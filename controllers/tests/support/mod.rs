@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::{
-    ApiError, ApiRequest, ApiResponse, ApiResult, Clock, LeaseFence, Object, Operation, Resource,
-    ResourceVersion, WatchEvent, WatchEventKind,
+    ApiError, ApiRequest, ApiResponse, ApiResult, Clock, LeaseFence, Object, Operation, Resource, ResourceVersion,
+    WatchEvent, WatchEventKind,
 };
 
 #[derive(Default)]
@@ -33,11 +33,7 @@ pub struct FakeState {
 }
 
 fn not_found(resource: Resource, namespace: &str, name: &str) -> ApiError {
-    ApiError::NotFound {
-        resource,
-        namespace: namespace.into(),
-        name: name.into(),
-    }
+    ApiError::NotFound { resource, namespace: namespace.into(), name: name.into() }
 }
 
 /// Status-subresource semantics: `stored` with `incoming`'s status.
@@ -67,10 +63,7 @@ impl FakeState {
     fn check_fence(&mut self, fence: Option<&LeaseFence>) -> Result<(), ApiError> {
         let Some(fence) = fence else { return Ok(()) };
         let key = Resource::Leases.key(&fence.namespace, &fence.name);
-        let current = self
-            .objects
-            .get(&key)
-            .map(|o| o.metadata().resource_version);
+        let current = self.objects.get(&key).map(|o| o.metadata().resource_version);
         if current != Some(fence.resource_version) {
             self.n_fenced_writes += 1;
             return Err(ApiError::Fenced {
@@ -94,33 +87,20 @@ impl FakeState {
                 self.objects.insert(key, object.clone());
             }
         }
-        self.events.push(WatchEvent {
-            kind,
-            object: object.clone(),
-            resource_version: self.revision,
-        });
+        self.events.push(WatchEvent { kind, object: object.clone(), resource_version: self.revision });
         object
     }
 
     fn stored(&self, object: &Object) -> Result<Object, ApiError> {
         let m = object.metadata();
-        self.objects
-            .get(&object.key())
-            .cloned()
-            .ok_or_else(|| not_found(object.resource(), &m.namespace, &m.name))
+        self.objects.get(&object.key()).cloned().ok_or_else(|| not_found(object.resource(), &m.namespace, &m.name))
     }
 
     fn check_precondition(stored: &Object, incoming: &Object) -> Result<(), ApiError> {
-        let (have, want) = (
-            stored.metadata().resource_version,
-            incoming.metadata().resource_version,
-        );
+        let (have, want) = (stored.metadata().resource_version, incoming.metadata().resource_version);
         if have != want {
             return Err(ApiError::Conflict {
-                reason: format!(
-                    "{}: resourceVersion {want} is stale (now {have})",
-                    incoming.key()
-                ),
+                reason: format!("{}: resourceVersion {want} is stale (now {have})", incoming.key()),
             });
         }
         Ok(())
@@ -132,20 +112,13 @@ impl FakeState {
             self.check_fence(Some(&fence))?;
         }
         match operation {
-            Operation::Get {
-                resource,
-                namespace,
-                name,
-            } => self
+            Operation::Get { resource, namespace, name } => self
                 .objects
                 .get(&resource.key(&namespace, &name))
                 .cloned()
                 .map(ApiResponse::Object)
                 .ok_or_else(|| not_found(resource, &namespace, &name)),
-            Operation::List {
-                resource,
-                namespace,
-            } => {
+            Operation::List { resource, namespace } => {
                 let prefix = resource.namespace_prefix(&namespace);
                 let items = self
                     .objects
@@ -153,10 +126,7 @@ impl FakeState {
                     .take_while(|(k, _)| k.starts_with(&prefix))
                     .map(|(_, o)| o.clone())
                     .collect();
-                Ok(ApiResponse::List {
-                    items,
-                    resource_version: self.revision,
-                })
+                Ok(ApiResponse::List { items, resource_version: self.revision })
             }
             Operation::Create { mut object, .. } => {
                 if self.objects.contains_key(&object.key()) {
@@ -173,17 +143,13 @@ impl FakeState {
                 meta.uid = uid;
                 meta.generation = 1;
                 meta.creation_timestamp_ms = Clock::sim_now_ms();
-                Ok(ApiResponse::Object(
-                    self.commit(WatchEventKind::Added, object),
-                ))
+                Ok(ApiResponse::Object(self.commit(WatchEventKind::Added, object)))
             }
             Operation::Update { object, .. } => {
                 let stored = self.stored(&object)?;
                 Self::check_precondition(&stored, &object)?;
                 let merged = with_spec_of(&stored, &object);
-                Ok(ApiResponse::Object(
-                    self.commit(WatchEventKind::Modified, merged),
-                ))
+                Ok(ApiResponse::Object(self.commit(WatchEventKind::Modified, merged)))
             }
             Operation::UpdateStatus { object, .. } => {
                 let stored = self.stored(&object)?;
@@ -192,68 +158,37 @@ impl FakeState {
                     field: "status".into(),
                     reason: "this kind has no status".into(),
                 })?;
-                Ok(ApiResponse::Object(
-                    self.commit(WatchEventKind::Modified, merged),
-                ))
+                Ok(ApiResponse::Object(self.commit(WatchEventKind::Modified, merged)))
             }
-            Operation::Delete {
-                resource,
-                namespace,
-                name,
-                precondition,
-                ..
-            } => {
+            Operation::Delete { resource, namespace, name, precondition, .. } => {
                 let key = resource.key(&namespace, &name);
-                let stored = self
-                    .objects
-                    .get(&key)
-                    .cloned()
-                    .ok_or_else(|| not_found(resource, &namespace, &name))?;
+                let stored = self.objects.get(&key).cloned().ok_or_else(|| not_found(resource, &namespace, &name))?;
                 if precondition.is_some_and(|rv| rv != stored.metadata().resource_version) {
-                    return Err(ApiError::Conflict {
-                        reason: format!("{key}: delete precondition failed"),
-                    });
+                    return Err(ApiError::Conflict { reason: format!("{key}: delete precondition failed") });
                 }
-                Ok(ApiResponse::Object(
-                    self.commit(WatchEventKind::Deleted, stored),
-                ))
+                Ok(ApiResponse::Object(self.commit(WatchEventKind::Deleted, stored)))
             }
-            Operation::Bind {
-                namespace,
-                pod,
-                node,
-                ..
-            } => {
+            Operation::Bind { namespace, pod, node, .. } => {
                 let key = Resource::Pods.key(&namespace, &pod);
                 let Some(Object::Pod(mut stored)) = self.objects.get(&key).cloned() else {
                     return Err(not_found(Resource::Pods, &namespace, &pod));
                 };
                 if let Some(bound) = &stored.spec.node_name {
-                    return Err(ApiError::Conflict {
-                        reason: format!("pod {key} is already bound to {bound}"),
-                    });
+                    return Err(ApiError::Conflict { reason: format!("pod {key} is already bound to {bound}") });
                 }
                 stored.spec.node_name = Some(node);
-                Ok(ApiResponse::Object(
-                    self.commit(WatchEventKind::Modified, Object::Pod(stored)),
-                ))
+                Ok(ApiResponse::Object(self.commit(WatchEventKind::Modified, Object::Pod(stored))))
             }
             Operation::Watch { .. } => unreachable!("watch is served by FakeApiServer::watch"),
         }
     }
 
-    fn events_after(
-        &self,
-        resource: Resource,
-        namespace: &str,
-        since: ResourceVersion,
-    ) -> Vec<WatchEvent> {
+    fn events_after(&self, resource: Resource, namespace: &str, since: ResourceVersion) -> Vec<WatchEvent> {
         let first = self.events.partition_point(|e| e.resource_version <= since);
         self.events[first..]
             .iter()
             .filter(|e| {
-                e.object.resource() == resource
-                    && (namespace.is_empty() || e.object.metadata().namespace == namespace)
+                e.object.resource() == resource && (namespace.is_empty() || e.object.metadata().namespace == namespace)
             })
             .cloned()
             .collect()
@@ -275,36 +210,19 @@ impl FakeApiServer {
     }
 
     pub fn objects(&self, resource: Resource) -> Vec<Object> {
-        self.state()
-            .objects
-            .values()
-            .filter(|o| o.resource() == resource)
-            .cloned()
-            .collect()
+        self.state().objects.values().filter(|o| o.resource() == resource).cloned().collect()
     }
 
-    async fn watch(
-        &self,
-        resource: Resource,
-        namespace: String,
-        since: ResourceVersion,
-        wait_ms: u64,
-    ) -> ApiResult {
+    async fn watch(&self, resource: Resource, namespace: String, since: ResourceVersion, wait_ms: u64) -> ApiResult {
         let deadline_ms = Clock::sim_now_ms() + wait_ms;
         loop {
             let (events, revision) = {
                 let state = self.state();
-                (
-                    state.events_after(resource, &namespace, since),
-                    state.revision,
-                )
+                (state.events_after(resource, &namespace, since), state.revision)
             };
             let now_ms = Clock::sim_now_ms();
             if !events.is_empty() || now_ms >= deadline_ms {
-                return Ok(ApiResponse::Watch {
-                    events,
-                    resource_version: revision,
-                });
+                return Ok(ApiResponse::Watch { events, resource_version: revision });
             }
             // Polling keeps the fake small; 10 ms is far below every controller period.
             madsim::time::sleep(Duration::from_millis(10)).await;
@@ -313,19 +231,14 @@ impl FakeApiServer {
 
     /// Serves the apiserver protocol on `addr`, on the current simulated node.
     pub async fn serve(self: Arc<Self>, addr: SocketAddr) {
-        let endpoint = madsim::net::Endpoint::bind(addr)
-            .await
-            .expect("bind fake apiserver");
+        let endpoint = madsim::net::Endpoint::bind(addr).await.expect("bind fake apiserver");
         endpoint.add_rpc_handler(move |request: ApiRequest| {
             let server = self.clone();
             async move {
                 match request.operation {
-                    Operation::Watch {
-                        resource,
-                        namespace,
-                        since,
-                        wait_ms,
-                    } => server.watch(resource, namespace, since, wait_ms).await,
+                    Operation::Watch { resource, namespace, since, wait_ms } => {
+                        server.watch(resource, namespace, since, wait_ms).await
+                    }
                     operation => server.apply(operation),
                 }
             }

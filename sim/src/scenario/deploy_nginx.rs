@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use api::{
-    ApiClient, ApiError, Container, Deployment, DeploymentSpec, Labels, Object, ObjectMeta, Pod,
-    PodPhase, PodSpec, PodTemplateSpec, Resource, Verb,
+    ApiClient, ApiError, Container, Deployment, DeploymentSpec, Labels, Object, ObjectMeta, Pod, PodPhase, PodSpec,
+    PodTemplateSpec, Resource, Verb,
 };
 
 use crate::control_plane::{ControlPlane, ControlPlaneOptions};
@@ -37,11 +37,7 @@ pub fn nginx_deployment(replicas: i32) -> Deployment {
                 labels,
                 spec: PodSpec {
                     node_name: None,
-                    containers: vec![Container {
-                        name: "nginx".into(),
-                        image: "nginx:1.14.2".into(),
-                        cpu_millis: 100,
-                    }],
+                    containers: vec![Container { name: "nginx".into(), image: "nginx:1.14.2".into(), cpu_millis: 100 }],
                 },
             },
         },
@@ -59,37 +55,24 @@ pub async fn run(recorder: Recorder, options: ControlPlaneOptions) -> ScenarioOu
         })
         .await
         .expect("kubectl workload");
-    ScenarioOutcome {
-        timeline: timeline(&recorder),
-        checks,
-    }
+    ScenarioOutcome { timeline: timeline(&recorder), checks, stats: Default::default() }
 }
 
 /// What the user does and sees: create, wait, scale, wait, look.
 async fn user_workload(kubectl: &ApiClient, recorder: &Recorder) -> Vec<Check> {
     let mut checks = Vec::new();
     let typed_at = madsim::time::Instant::now();
-    recorder.note(format!(
-        "kubectl create deployment {DEPLOYMENT} --replicas={INITIAL_REPLICAS}"
-    ));
+    recorder.note(format!("kubectl create deployment {DEPLOYMENT} --replicas={INITIAL_REPLICAS}"));
     if let Err(e) = create_with_retries(kubectl, nginx_deployment(INITIAL_REPLICAS)).await {
-        checks.push(Check::fail(
-            "deployment created",
-            format!("kubectl create never succeeded: {e}"),
-        ));
+        checks.push(Check::fail("deployment created", format!("kubectl create never succeeded: {e}")));
         return checks;
     }
     checks.push(wait_for_running(kubectl, INITIAL_REPLICAS, typed_at, recorder).await);
 
     let typed_at = madsim::time::Instant::now();
-    recorder.note(format!(
-        "kubectl scale deployment {DEPLOYMENT} --replicas={SCALED_REPLICAS}"
-    ));
+    recorder.note(format!("kubectl scale deployment {DEPLOYMENT} --replicas={SCALED_REPLICAS}"));
     if let Err(e) = scale(kubectl, SCALED_REPLICAS).await {
-        checks.push(Check::fail(
-            "deployment scaled",
-            format!("kubectl scale never succeeded: {e}"),
-        ));
+        checks.push(Check::fail("deployment scaled", format!("kubectl scale never succeeded: {e}")));
         return checks;
     }
     checks.push(wait_for_running(kubectl, SCALED_REPLICAS, typed_at, recorder).await);
@@ -98,15 +81,9 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder) -> Vec<Check> {
     let pods = list_pods(kubectl).await;
     let n_pods = pods.len() as i32;
     if n_pods == SCALED_REPLICAS {
-        checks.push(Check::pass(
-            "no extra pods at rest",
-            format!("{n_pods} pods for {SCALED_REPLICAS} replicas"),
-        ));
+        checks.push(Check::pass("no extra pods at rest", format!("{n_pods} pods for {SCALED_REPLICAS} replicas")));
     } else {
-        checks.push(Check::fail(
-            "no extra pods at rest",
-            format!("{n_pods} pods for {SCALED_REPLICAS} replicas"),
-        ));
+        checks.push(Check::fail("no extra pods at rest", format!("{n_pods} pods for {SCALED_REPLICAS} replicas")));
     }
     checks.push(Check::info("final state:"));
     for pod in &pods {
@@ -120,16 +97,10 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder) -> Vec<Check> {
     checks
 }
 
-pub async fn create_with_retries(
-    kubectl: &ApiClient,
-    deployment: Deployment,
-) -> Result<(), ApiError> {
+pub async fn create_with_retries(kubectl: &ApiClient, deployment: Deployment) -> Result<(), ApiError> {
     let mut last = None;
     for _ in 0..60 {
-        match kubectl
-            .create(Object::Deployment(deployment.clone()), None)
-            .await
-        {
+        match kubectl.create(Object::Deployment(deployment.clone()), None).await {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => return Ok(()),
             Err(e) if e.is_retryable() || matches!(e, ApiError::NotFound { .. }) => last = Some(e),
             Err(e) => return Err(e),
@@ -144,9 +115,7 @@ pub async fn scale(kubectl: &ApiClient, replicas: i32) -> Result<(), ApiError> {
     let mut last = None;
     for _ in 0..60 {
         let result = async {
-            let object = kubectl
-                .get(Resource::Deployments, NAMESPACE, DEPLOYMENT)
-                .await?;
+            let object = kubectl.get(Resource::Deployments, NAMESPACE, DEPLOYMENT).await?;
             let mut deployment = object.into_deployment().expect("a deployment");
             deployment.spec.replicas = replicas;
             kubectl.update(Object::Deployment(deployment), None).await
@@ -177,17 +146,11 @@ pub async fn wait_for_running(
     start: madsim::time::Instant,
     recorder: &Recorder,
 ) -> Check {
-    let name = format!(
-        "{replicas} pods Running within {}s",
-        CONVERGENCE_BOUND.as_secs()
-    );
+    let name = format!("{replicas} pods Running within {}s", CONVERGENCE_BOUND.as_secs());
     let mut running = 0;
     while start.elapsed() <= CONVERGENCE_BOUND {
         let pods = list_pods(kubectl).await;
-        running = pods
-            .iter()
-            .filter(|p| p.status.phase == PodPhase::Running)
-            .count() as i32;
+        running = pods.iter().filter(|p| p.status.phase == PodPhase::Running).count() as i32;
         if running >= replicas {
             let took = start.elapsed().as_secs_f64();
             recorder.note(format!("{running} pods Running"));
@@ -195,13 +158,7 @@ pub async fn wait_for_running(
         }
         madsim::time::sleep(Duration::from_millis(250)).await;
     }
-    Check::fail(
-        name,
-        format!(
-            "only {running} Running after {}s",
-            CONVERGENCE_BOUND.as_secs()
-        ),
-    )
+    Check::fail(name, format!("only {running} Running after {}s", CONVERGENCE_BOUND.as_secs()))
 }
 
 /// The store writes of the deployment's flow, labelled with the stage they belong to.
@@ -210,25 +167,13 @@ fn timeline(recorder: &Recorder) -> Vec<String> {
     let mut started_pods = std::collections::BTreeSet::new();
     let mut lines = Vec::new();
     let deployment_key = Resource::Deployments.key(NAMESPACE, DEPLOYMENT);
-    let rs_prefix = format!(
-        "{}{DEPLOYMENT}-",
-        Resource::ReplicaSets.namespace_prefix(NAMESPACE)
-    );
-    let pod_prefix = format!(
-        "{}{DEPLOYMENT}-",
-        Resource::Pods.namespace_prefix(NAMESPACE)
-    );
+    let rs_prefix = format!("{}{DEPLOYMENT}-", Resource::ReplicaSets.namespace_prefix(NAMESPACE));
+    let pod_prefix = format!("{}{DEPLOYMENT}-", Resource::Pods.namespace_prefix(NAMESPACE));
     for (at_ns, event) in history.events() {
         let text = match event {
             HistoryEvent::Note { text } => format!("--  {text}"),
             HistoryEvent::Fault { description } => format!("!!  fault: {description}"),
-            HistoryEvent::StoreWrite {
-                user,
-                verb,
-                key,
-                revision,
-                ..
-            } => {
+            HistoryEvent::StoreWrite { user, verb, key, revision, .. } => {
                 let stage = if *key == deployment_key {
                     match verb {
                         Verb::Create => "1 deployment created",
@@ -245,10 +190,7 @@ fn timeline(recorder: &Recorder) -> Vec<String> {
                     match verb {
                         Verb::Create => "3 pod created (Pending)",
                         Verb::Bind => "4 pod scheduled",
-                        Verb::UpdateStatus
-                            if user.starts_with("system:node:")
-                                && started_pods.insert(key.clone()) =>
-                        {
+                        Verb::UpdateStatus if user.starts_with("system:node:") && started_pods.insert(key.clone()) => {
                             "5 pod running"
                         }
                         Verb::Delete => "  pod deleted",

@@ -12,8 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use madsim::rand::Rng;
 use store::api::{
-    Compare, CompareOp, KeyRange, MemberId, Principal, PutRequest, RangeRequest, RequestOp,
-    Revision, TxnRequest,
+    Compare, CompareOp, KeyRange, MemberId, Principal, PutRequest, RangeRequest, RequestOp, Revision, TxnRequest,
 };
 use store::client::{StoreClient, StoreClientConfig};
 use store::raft::Role;
@@ -32,11 +31,7 @@ pub async fn run(recorder: Recorder, store: StoreOptions) -> ScenarioOutcome {
     let cluster = StoreCluster::start(&store, &recorder);
     let members = cluster.addresses();
 
-    let workload = madsim::runtime::Handle::current()
-        .create_node()
-        .name("workload")
-        .ip(ip(9, 1))
-        .build();
+    let workload = madsim::runtime::Handle::current().create_node().name("workload").ip(ip(9, 1)).build();
     let mut workers = Vec::new();
     for worker_idx in 0..N_WORKERS {
         let (members, recorder) = (members.clone(), recorder.clone());
@@ -53,9 +48,7 @@ pub async fn run(recorder: Recorder, store: StoreOptions) -> ScenarioOutcome {
     let leader = current_leader(&recorder);
     match leader {
         Some(leader) => {
-            recorder.fault(format!(
-                "crash store-{leader} (the leader), losing unsynced writes"
-            ));
+            recorder.fault(format!("crash store-{leader} (the leader), losing unsynced writes"));
             let tear: u64 = madsim::rand::thread_rng().gen();
             cluster.crash(leader, Some(tear));
             madsim::time::sleep(RESTART_AFTER).await;
@@ -77,14 +70,8 @@ pub async fn run(recorder: Recorder, store: StoreOptions) -> ScenarioOutcome {
         async move { final_checks(members, &recorder).await }
     });
     let mut checks = checker.await.expect("final checks");
-    checks.insert(
-        0,
-        Check::info(format!("acknowledged writes: {n_acknowledged}")),
-    );
-    ScenarioOutcome {
-        checks,
-        timeline: timeline(&recorder),
-    }
+    checks.insert(0, Check::info(format!("acknowledged writes: {n_acknowledged}")));
+    ScenarioOutcome { checks, timeline: timeline(&recorder), stats: Default::default() }
 }
 
 /// One client's loop of operations; returns the number of acknowledged writes.
@@ -97,56 +84,28 @@ async fn run_worker(client: &StoreClient, recorder: &Recorder, worker_idx: usize
         op_id += 1;
         let (key_idx, choice, think_ms) = {
             let mut rng = madsim::rand::thread_rng();
-            (
-                rng.gen_range(0..N_KEYS),
-                rng.gen_range(0..10u32),
-                rng.gen_range(5..40u64),
-            )
+            (rng.gen_range(0..N_KEYS), rng.gen_range(0..10u32), rng.gen_range(5..40u64))
         };
         let key = format!("/smoke/key-{key_idx:02}");
         let value = format!("{client_name}-{op_id}");
         let op = match choice {
-            0..=4 => StoreOpKind::Put {
-                key: key.clone(),
-                value,
-            },
+            0..=4 => StoreOpKind::Put { key: key.clone(), value },
             5..=7 => StoreOpKind::Get { key: key.clone() },
             _ => {
                 // Compare-and-put against the revision this client last read.
-                let expected = match client
-                    .range(RangeRequest::new(KeyRange::Key(key.clone())))
-                    .await
-                {
+                let expected = match client.range(RangeRequest::new(KeyRange::Key(key.clone()))).await {
                     Ok(r) => r.kvs.first().map_or(0, |kv| kv.mod_revision),
                     Err(_) => 0,
                 };
-                StoreOpKind::CompareAndPut {
-                    key: key.clone(),
-                    expected_mod_revision: expected,
-                    value,
-                }
+                StoreOpKind::CompareAndPut { key: key.clone(), expected_mod_revision: expected, value }
             }
         };
-        recorder.record(HistoryEvent::StoreOpInvoked {
-            client: client_name.clone(),
-            op_id,
-            op: op.clone(),
-        });
+        recorder.record(HistoryEvent::StoreOpInvoked { client: client_name.clone(), op_id, op: op.clone() });
         let outcome = execute(client, &op).await;
-        if matches!(
-            outcome,
-            StoreOpOutcome::Written {
-                succeeded: true,
-                ..
-            }
-        ) {
+        if matches!(outcome, StoreOpOutcome::Written { succeeded: true, .. }) {
             n_acknowledged += 1;
         }
-        recorder.record(HistoryEvent::StoreOpReturned {
-            client: client_name.clone(),
-            op_id,
-            outcome,
-        });
+        recorder.record(HistoryEvent::StoreOpReturned { client: client_name.clone(), op_id, outcome });
         madsim::time::sleep(Duration::from_millis(think_ms)).await;
     }
     n_acknowledged
@@ -155,32 +114,18 @@ async fn run_worker(client: &StoreClient, recorder: &Recorder, worker_idx: usize
 pub async fn execute(client: &StoreClient, op: &StoreOpKind) -> StoreOpOutcome {
     use store::api::StoreError;
     let classify = |e: StoreError| match e {
-        StoreError::UnknownOutcome { .. } => StoreOpOutcome::Unknown {
-            error: e.to_string(),
-        },
-        other => StoreOpOutcome::Failed {
-            error: other.to_string(),
-        },
+        StoreError::UnknownOutcome { .. } => StoreOpOutcome::Unknown { error: e.to_string() },
+        other => StoreOpOutcome::Failed { error: other.to_string() },
     };
     match op {
         StoreOpKind::Put { key, value } => {
-            let put = PutRequest {
-                key: key.clone(),
-                value: Bytes::from(value.clone()),
-                prev_kv: false,
-            };
+            let put = PutRequest { key: key.clone(), value: Bytes::from(value.clone()), prev_kv: false };
             match client.put(put).await {
-                Ok(r) => StoreOpOutcome::Written {
-                    revision: r.header.revision,
-                    succeeded: true,
-                },
+                Ok(r) => StoreOpOutcome::Written { revision: r.header.revision, succeeded: true },
                 Err(e) => classify(e),
             }
         }
-        StoreOpKind::Get { key } => match client
-            .range(RangeRequest::new(KeyRange::Key(key.clone())))
-            .await
-        {
+        StoreOpKind::Get { key } => match client.range(RangeRequest::new(KeyRange::Key(key.clone()))).await {
             Ok(r) => {
                 let kv = r.kvs.first();
                 StoreOpOutcome::Read {
@@ -189,21 +134,11 @@ pub async fn execute(client: &StoreClient, op: &StoreOpKind) -> StoreOpOutcome {
                     mod_revision: kv.map_or(0, |kv| kv.mod_revision),
                 }
             }
-            Err(e) => StoreOpOutcome::Failed {
-                error: e.to_string(),
-            },
+            Err(e) => StoreOpOutcome::Failed { error: e.to_string() },
         },
-        StoreOpKind::CompareAndPut {
-            key,
-            expected_mod_revision,
-            value,
-        } => {
+        StoreOpKind::CompareAndPut { key, expected_mod_revision, value } => {
             let txn = TxnRequest {
-                compare: vec![Compare::mod_revision(
-                    key.clone(),
-                    CompareOp::Equal,
-                    *expected_mod_revision,
-                )],
+                compare: vec![Compare::mod_revision(key.clone(), CompareOp::Equal, *expected_mod_revision)],
                 success: vec![RequestOp::Put(PutRequest {
                     key: key.clone(),
                     value: Bytes::from(value.clone()),
@@ -212,10 +147,7 @@ pub async fn execute(client: &StoreClient, op: &StoreOpKind) -> StoreOpOutcome {
                 failure: vec![],
             };
             match client.txn(txn).await {
-                Ok(r) => StoreOpOutcome::Written {
-                    revision: r.header.revision,
-                    succeeded: r.succeeded,
-                },
+                Ok(r) => StoreOpOutcome::Written { revision: r.header.revision, succeeded: r.succeeded },
                 Err(e) => classify(e),
             }
         }
@@ -226,11 +158,7 @@ pub async fn execute(client: &StoreClient, op: &StoreOpKind) -> StoreOpOutcome {
 fn current_leader(recorder: &Recorder) -> Option<MemberId> {
     let history = recorder.snapshot();
     history.records.iter().rev().find_map(|r| match r.event {
-        HistoryEvent::RoleChanged {
-            member,
-            role: Role::Leader,
-            ..
-        } => Some(member),
+        HistoryEvent::RoleChanged { member, role: Role::Leader, .. } => Some(member),
         _ => None,
     })
 }
@@ -244,32 +172,16 @@ fn timeline(recorder: &Recorder) -> Vec<String> {
     let mut lines = Vec::new();
     for (at_ns, e) in history.events() {
         let text = match e {
-            HistoryEvent::RoleChanged {
-                member,
-                term,
-                role: Role::Leader,
-                ..
-            } if terms_seen.insert(*term) => {
+            HistoryEvent::RoleChanged { member, term, role: Role::Leader, .. } if terms_seen.insert(*term) => {
                 format!("term {term}: leader store-{member}")
             }
-            HistoryEvent::RoleChanged {
-                member,
-                term,
-                role: Role::Leader,
-                ..
-            } => {
+            HistoryEvent::RoleChanged { member, term, role: Role::Leader, .. } => {
                 format!("term {term}: ANOTHER leader store-{member}")
             }
             HistoryEvent::Fault { description } => format!("fault: {description}"),
             HistoryEvent::Note { text } => text.clone(),
-            HistoryEvent::MemberStarted { member, .. } if members_started.insert(*member) => {
-                continue
-            }
-            HistoryEvent::MemberStarted {
-                member,
-                recovered_entries,
-                torn_bytes,
-            } => {
+            HistoryEvent::MemberStarted { member, .. } if members_started.insert(*member) => continue,
+            HistoryEvent::MemberStarted { member, recovered_entries, torn_bytes } => {
                 format!("store-{member} restarted: recovered {recovered_entries} log entries, truncated {torn_bytes} torn bytes")
             }
             HistoryEvent::MemberFailed { member, reason } => {
@@ -284,17 +196,10 @@ fn timeline(recorder: &Recorder) -> Vec<String> {
 
 /// Every member holds the same keyspace; every acknowledged write is readable at its
 /// revision with its value.
-async fn final_checks(
-    members: BTreeMap<MemberId, std::net::SocketAddr>,
-    recorder: &Recorder,
-) -> Vec<Check> {
-    let client = StoreClient::connect(
-        members.clone(),
-        Principal::reader("checker"),
-        StoreClientConfig::default(),
-    )
-    .await
-    .expect("bind checker endpoint");
+async fn final_checks(members: BTreeMap<MemberId, std::net::SocketAddr>, recorder: &Recorder) -> Vec<Check> {
+    let client = StoreClient::connect(members.clone(), Principal::reader("checker"), StoreClientConfig::default())
+        .await
+        .expect("bind checker endpoint");
     let mut checks = Vec::new();
     let mut statuses = BTreeMap::new();
     for &id in members.keys() {
@@ -302,10 +207,7 @@ async fn final_checks(
             Ok(s) => {
                 statuses.insert(id, (s.revision, s.keyspace_digest));
             }
-            Err(e) => checks.push(Check::fail(
-                "members agree",
-                format!("store-{id} did not answer: {e}"),
-            )),
+            Err(e) => checks.push(Check::fail("members agree", format!("store-{id} did not answer: {e}"))),
         }
     }
     let distinct: std::collections::BTreeSet<_> = statuses.values().collect();
@@ -313,16 +215,11 @@ async fn final_checks(
         let (revision, digest) = statuses.values().next().expect("non-empty");
         checks.push(Check::pass(
             "members agree",
-            format!(
-                "all {} members at revision {revision}, keyspace digest {digest:016x}",
-                members.len()
-            ),
+            format!("all {} members at revision {revision}, keyspace digest {digest:016x}", members.len()),
         ));
     } else if !statuses.is_empty() {
-        let detail: Vec<String> = statuses
-            .iter()
-            .map(|(id, (rev, d))| format!("store-{id}: revision {rev} digest {d:016x}"))
-            .collect();
+        let detail: Vec<String> =
+            statuses.iter().map(|(id, (rev, d))| format!("store-{id}: revision {rev} digest {d:016x}")).collect();
         checks.push(Check::fail("members agree", detail.join("; ")));
     }
     checks.push(acknowledged_writes_readable(&client, recorder).await);
@@ -341,14 +238,9 @@ async fn acknowledged_writes_readable(client: &StoreClient, recorder: &Recorder)
             HistoryEvent::StoreOpReturned {
                 client,
                 op_id,
-                outcome:
-                    StoreOpOutcome::Written {
-                        revision,
-                        succeeded: true,
-                    },
+                outcome: StoreOpOutcome::Written { revision, succeeded: true },
             } => match invoked.get(&(client.clone(), *op_id)) {
-                Some(StoreOpKind::Put { key, value })
-                | Some(StoreOpKind::CompareAndPut { key, value, .. }) => {
+                Some(StoreOpKind::Put { key, value }) | Some(StoreOpKind::CompareAndPut { key, value, .. }) => {
                     acknowledged.push((key.clone(), value.clone(), *revision));
                 }
                 _ => {}
@@ -362,8 +254,7 @@ async fn acknowledged_writes_readable(client: &StoreClient, recorder: &Recorder)
         match client.range(request).await {
             Ok(r) => {
                 let found = r.kvs.first();
-                let ok = found
-                    .is_some_and(|kv| kv.mod_revision == *revision && kv.value == value.as_bytes());
+                let ok = found.is_some_and(|kv| kv.mod_revision == *revision && kv.value == value.as_bytes());
                 if !ok {
                     return Check::fail(
                         "no acknowledged write lost",
@@ -371,16 +262,8 @@ async fn acknowledged_writes_readable(client: &StoreClient, recorder: &Recorder)
                     );
                 }
             }
-            Err(e) => {
-                return Check::fail(
-                    "no acknowledged write lost",
-                    format!("reading {key}@{revision}: {e}"),
-                )
-            }
+            Err(e) => return Check::fail("no acknowledged write lost", format!("reading {key}@{revision}: {e}")),
         }
     }
-    Check::pass(
-        "no acknowledged write lost",
-        format!("{} acknowledged writes all readable", acknowledged.len()),
-    )
+    Check::pass("no acknowledged write lost", format!("{} acknowledged writes all readable", acknowledged.len()))
 }

@@ -39,19 +39,12 @@ impl KeyHistory {
     /// The key as it was at `revision`, or `None` if it did not exist then.
     pub(crate) fn get(&self, key: &str, revision: Revision) -> Option<KeyValue> {
         // The generation that was open at `revision` is the last one created at or before it.
-        let generation_idx = self
-            .generations
-            .partition_point(|g| g.create_revision <= revision);
+        let generation_idx = self.generations.partition_point(|g| g.create_revision <= revision);
         let generation = &self.generations[generation_idx.checked_sub(1)?];
-        if generation
-            .deleted_at
-            .is_some_and(|deleted| deleted <= revision)
-        {
+        if generation.deleted_at.is_some_and(|deleted| deleted <= revision) {
             return None;
         }
-        let version_idx = generation
-            .versions
-            .partition_point(|v| v.revision <= revision);
+        let version_idx = generation.versions.partition_point(|v| v.revision <= revision);
         let version = &generation.versions[version_idx.checked_sub(1)?];
         Some(KeyValue {
             key: key.to_string(),
@@ -70,41 +63,21 @@ impl KeyHistory {
     pub(crate) fn put(&mut self, revision: Revision, value: Bytes) {
         match self.generations.last_mut() {
             Some(generation) if generation.deleted_at.is_none() => {
-                let last = generation
-                    .versions
-                    .last()
-                    .expect("a generation is never empty");
+                let last = generation.versions.last().expect("a generation is never empty");
                 // Invariant: one change per key per revision (the txn checks guarantee it,
                 // like etcd's checkIntervals), and revisions only grow.
-                assert!(
-                    revision > last.revision,
-                    "put at revision {revision} after a version at {}",
-                    last.revision
-                );
+                assert!(revision > last.revision, "put at revision {revision} after a version at {}", last.revision);
                 let version = last.version + 1;
-                generation.versions.push(Version {
-                    revision,
-                    version,
-                    value,
-                });
+                generation.versions.push(Version { revision, version, value });
             }
             _ => {
                 if let Some(previous) = self.generations.last() {
-                    let deleted_at = previous
-                        .deleted_at
-                        .expect("only the last generation is live");
-                    assert!(
-                        revision > deleted_at,
-                        "re-create at {revision} before delete at {deleted_at}"
-                    );
+                    let deleted_at = previous.deleted_at.expect("only the last generation is live");
+                    assert!(revision > deleted_at, "re-create at {revision} before delete at {deleted_at}");
                 }
                 self.generations.push(Generation {
                     create_revision: revision,
-                    versions: vec![Version {
-                        revision,
-                        version: 1,
-                        value,
-                    }],
+                    versions: vec![Version { revision, version: 1, value }],
                     deleted_at: None,
                 });
             }
@@ -115,15 +88,8 @@ impl KeyHistory {
     pub(crate) fn delete(&mut self, revision: Revision) -> bool {
         match self.generations.last_mut() {
             Some(generation) if generation.deleted_at.is_none() => {
-                let last = generation
-                    .versions
-                    .last()
-                    .expect("a generation is never empty");
-                assert!(
-                    revision > last.revision,
-                    "delete at {revision} after a version at {}",
-                    last.revision
-                );
+                let last = generation.versions.last().expect("a generation is never empty");
+                assert!(revision > last.revision, "delete at {revision} after a version at {}", last.revision);
                 generation.deleted_at = Some(revision);
                 true
             }
@@ -135,12 +101,9 @@ impl KeyHistory {
     /// `revision` (which is kept so reads at `revision` still work), and every generation that
     /// was deleted at or below `revision`. Returns true when nothing is left of the key.
     pub(crate) fn compact(&mut self, revision: Revision) -> bool {
-        self.generations
-            .retain(|g| g.deleted_at.is_none_or(|deleted| deleted > revision));
+        self.generations.retain(|g| g.deleted_at.is_none_or(|deleted| deleted > revision));
         if let Some(generation) = self.generations.first_mut() {
-            let keep_from = generation
-                .versions
-                .partition_point(|v| v.revision <= revision);
+            let keep_from = generation.versions.partition_point(|v| v.revision <= revision);
             if keep_from > 1 {
                 generation.versions.drain(..keep_from - 1);
             }

@@ -11,10 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::key_index::KeyHistory;
 use super::validate;
 use crate::api::{
-    CompactRequest, CompactResponse, Compare, CompareOp, CompareTarget, DeleteRangeRequest,
-    DeleteRangeResponse, Event, EventKind, KeyRange, KeyValue, Mutation, MutationResponse,
-    PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp,
-    Revision, StoreError, TxnRequest, TxnResponse,
+    CompactRequest, CompactResponse, Compare, CompareOp, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, Event,
+    EventKind, KeyRange, KeyValue, Mutation, MutationResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    RequestOp, ResponseHeader, ResponseOp, Revision, StoreError, TxnRequest, TxnResponse,
 };
 
 /// etcd: an empty store is at revision 1 (revision 0 is never a valid store revision).
@@ -92,15 +91,10 @@ impl Mvcc {
     /// the checks depend only on the request and the deterministic store state).
     pub fn apply(&mut self, m: &Mutation) -> Result<(MutationResponse, Vec<Event>), StoreError> {
         validate::validate(m)?;
-        let mut batch = WriteBatch {
-            revision: self.current_revision + 1,
-            events: Vec::new(),
-        };
+        let mut batch = WriteBatch { revision: self.current_revision + 1, events: Vec::new() };
         let response = match m {
             Mutation::Put(put) => MutationResponse::Put(self.put(&mut batch, put)),
-            Mutation::DeleteRange(delete) => {
-                MutationResponse::DeleteRange(self.delete_range(&mut batch, delete))
-            }
+            Mutation::DeleteRange(delete) => MutationResponse::DeleteRange(self.delete_range(&mut batch, delete)),
             Mutation::Txn(txn) => MutationResponse::Txn(self.txn(&mut batch, txn)?),
             Mutation::Compact(compact) => MutationResponse::Compact(self.compact(compact)?),
         };
@@ -125,23 +119,13 @@ impl Mvcc {
         start_revision: Revision,
         max_events: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        let start_revision = if start_revision <= 0 {
-            self.current_revision + 1
-        } else {
-            start_revision
-        };
+        let start_revision = if start_revision <= 0 { self.current_revision + 1 } else { start_revision };
         if start_revision <= self.compacted_revision {
-            return Err(StoreError::Compacted {
-                requested: start_revision,
-                compacted: self.compacted_revision,
-            });
+            return Err(StoreError::Compacted { requested: start_revision, compacted: self.compacted_revision });
         }
         let mut out = Vec::new();
         for (_, revision_events) in self.events.range(start_revision..) {
-            let matching: Vec<&Event> = revision_events
-                .iter()
-                .filter(|e| range.contains(&e.kv.key))
-                .collect();
+            let matching: Vec<&Event> = revision_events.iter().filter(|e| range.contains(&e.kv.key)).collect();
             if matching.is_empty() {
                 continue;
             }
@@ -156,11 +140,7 @@ impl Mvcc {
     /// Every live key at `revision` (0 = current), sorted by key.
     pub fn keyspace_at(&self, revision: Revision) -> Result<Vec<KeyValue>, StoreError> {
         let revision = self.read_revision(revision, self.current_revision)?;
-        Ok(self
-            .keys
-            .iter()
-            .filter_map(|(key, history)| history.get(key, revision))
-            .collect())
+        Ok(self.keys.iter().filter_map(|(key, history)| history.get(key, revision)).collect())
     }
 
     /// 64-bit FNV-1a over the current revision and every live key-value (lengths prefixed so
@@ -194,20 +174,14 @@ impl Mvcc {
     }
 
     pub fn from_snapshot(s: MvccSnapshot) -> Self {
-        assert!(
-            s.current_revision >= INITIAL_REVISION,
-            "snapshot revision {}",
-            s.current_revision
-        );
+        assert!(s.current_revision >= INITIAL_REVISION, "snapshot revision {}", s.current_revision);
         assert!(
             (0..=s.current_revision).contains(&s.compacted_revision),
             "snapshot compacted revision {} outside [0, {}]",
             s.compacted_revision,
             s.current_revision
         );
-        if let (Some((&first, _)), Some((&last, _))) =
-            (s.events.first_key_value(), s.events.last_key_value())
-        {
+        if let (Some((&first, _)), Some((&last, _))) = (s.events.first_key_value(), s.events.last_key_value()) {
             assert!(first > s.compacted_revision && last <= s.current_revision);
         }
         Self {
@@ -223,25 +197,15 @@ impl Mvcc {
     /// etcd `rangeKeys`: `revision <= 0` reads at `view_revision`; above it is
     /// `ErrFutureRev`; below the compacted revision is `ErrCompacted` (reading exactly at the
     /// compacted revision is allowed: compaction keeps what that read needs).
-    fn read_revision(
-        &self,
-        requested: Revision,
-        view_revision: Revision,
-    ) -> Result<Revision, StoreError> {
+    fn read_revision(&self, requested: Revision, view_revision: Revision) -> Result<Revision, StoreError> {
         if requested <= 0 {
             return Ok(view_revision);
         }
         if requested > view_revision {
-            return Err(StoreError::FutureRevision {
-                requested,
-                current: view_revision,
-            });
+            return Err(StoreError::FutureRevision { requested, current: view_revision });
         }
         if requested < self.compacted_revision {
-            return Err(StoreError::Compacted {
-                requested,
-                compacted: self.compacted_revision,
-            });
+            return Err(StoreError::Compacted { requested, compacted: self.compacted_revision });
         }
         Ok(requested)
     }
@@ -249,11 +213,7 @@ impl Mvcc {
     /// A range as seen from `view_revision`, which is the current revision, or inside a Txn
     /// that already wrote, the Txn's own revision (etcd `storeTxnWrite.Range`: a txn's
     /// reads see its earlier writes).
-    fn range_as_of(
-        &self,
-        req: &RangeRequest,
-        view_revision: Revision,
-    ) -> Result<RangeResponse, StoreError> {
+    fn range_as_of(&self, req: &RangeRequest, view_revision: Revision) -> Result<RangeResponse, StoreError> {
         let revision = self.read_revision(req.revision, view_revision)?;
         let mut kvs = Vec::new();
         let mut count = 0;
@@ -268,18 +228,10 @@ impl Mvcc {
             }
         }
         let more = !req.count_only && req.limit > 0 && count > req.limit;
-        Ok(RangeResponse {
-            header: header(view_revision),
-            kvs,
-            count,
-            more,
-        })
+        Ok(RangeResponse { header: header(view_revision), kvs, count, more })
     }
 
-    fn keys_in<'a>(
-        &'a self,
-        range: &'a KeyRange,
-    ) -> Box<dyn Iterator<Item = (&'a String, &'a KeyHistory)> + 'a> {
+    fn keys_in<'a>(&'a self, range: &'a KeyRange) -> Box<dyn Iterator<Item = (&'a String, &'a KeyHistory)> + 'a> {
         match range {
             KeyRange::Key(key) => Box::new(self.keys.get_key_value(key.as_str()).into_iter()),
             KeyRange::Prefix(prefix) => Box::new(
@@ -289,10 +241,9 @@ impl Mvcc {
             ),
             // An inverted or empty range matches nothing (BTreeMap::range would panic on it).
             KeyRange::Range { start, end } if start >= end => Box::new(std::iter::empty()),
-            KeyRange::Range { start, end } => Box::new(self.keys.range::<str, _>((
-                Bound::Included(start.as_str()),
-                Bound::Excluded(end.as_str()),
-            ))),
+            KeyRange::Range { start, end } => {
+                Box::new(self.keys.range::<str, _>((Bound::Included(start.as_str()), Bound::Excluded(end.as_str()))))
+            }
         }
     }
 
@@ -303,32 +254,15 @@ impl Mvcc {
         let prev_kv = history.get(&req.key, batch.revision);
         history.put(batch.revision, req.value.clone());
         let kv = history.get(&req.key, batch.revision).expect("just written");
-        batch.events.push(Event {
-            kind: EventKind::Put,
-            kv,
-            prev_kv: prev_kv.clone(),
-        });
-        PutResponse {
-            header: header(batch.revision),
-            prev_kv: if req.prev_kv { prev_kv } else { None },
-        }
+        batch.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev_kv.clone() });
+        PutResponse { header: header(batch.revision), prev_kv: if req.prev_kv { prev_kv } else { None } }
     }
 
-    fn delete_range(
-        &mut self,
-        batch: &mut WriteBatch,
-        req: &DeleteRangeRequest,
-    ) -> DeleteRangeResponse {
-        let live: Vec<KeyValue> = self
-            .keys_in(&req.range)
-            .filter_map(|(key, history)| history.get(key, batch.revision))
-            .collect();
+    fn delete_range(&mut self, batch: &mut WriteBatch, req: &DeleteRangeRequest) -> DeleteRangeResponse {
+        let live: Vec<KeyValue> =
+            self.keys_in(&req.range).filter_map(|(key, history)| history.get(key, batch.revision)).collect();
         for prev in &live {
-            let deleted = self
-                .keys
-                .get_mut(&prev.key)
-                .expect("listed above")
-                .delete(batch.revision);
+            let deleted = self.keys.get_mut(&prev.key).expect("listed above").delete(batch.revision);
             assert!(deleted, "{} was live", prev.key);
             batch.events.push(Event {
                 kind: EventKind::Delete,
@@ -338,11 +272,7 @@ impl Mvcc {
         }
         let deleted = live.len();
         DeleteRangeResponse {
-            header: header(if deleted > 0 {
-                batch.revision
-            } else {
-                self.current_revision
-            }),
+            header: header(if deleted > 0 { batch.revision } else { self.current_revision }),
             deleted,
             prev_kvs: if req.prev_kv { live } else { Vec::new() },
         }
@@ -353,11 +283,7 @@ impl Mvcc {
     /// (`checkRequests`), then its ops run in order, each seeing the writes before it.
     fn txn(&mut self, batch: &mut WriteBatch, req: &TxnRequest) -> Result<TxnResponse, StoreError> {
         let succeeded = req.compare.iter().all(|c| self.compare(c));
-        let ops = if succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
+        let ops = if succeeded { &req.success } else { &req.failure };
         validate::check_intervals(ops)?;
         for op in ops {
             if let RequestOp::Range(range) = op {
@@ -368,48 +294,29 @@ impl Mvcc {
         for op in ops {
             let response = match op {
                 RequestOp::Range(range) => {
-                    let view_revision = if batch.events.is_empty() {
-                        self.current_revision
-                    } else {
-                        batch.revision
-                    };
+                    let view_revision = if batch.events.is_empty() { self.current_revision } else { batch.revision };
                     let response = self.range_as_of(range, view_revision);
                     ResponseOp::Range(response.expect("range revision checked before writing"))
                 }
                 RequestOp::Put(put) => ResponseOp::Put(self.put(batch, put)),
-                RequestOp::DeleteRange(delete) => {
-                    ResponseOp::DeleteRange(self.delete_range(batch, delete))
-                }
+                RequestOp::DeleteRange(delete) => ResponseOp::DeleteRange(self.delete_range(batch, delete)),
             };
             responses.push(response);
         }
-        Ok(TxnResponse {
-            header: header(batch.revision),
-            succeeded,
-            responses,
-        })
+        Ok(TxnResponse { header: header(batch.revision), succeeded, responses })
     }
 
     /// etcd `applyCompare`: a missing key compares as a zero `KeyValue` (version and both
     /// revisions 0), except that a `Value` compare on a missing key is always false ("nil ==
     /// empty string in grpc; no way to represent missing value"), whatever the operator.
     fn compare(&self, compare: &Compare) -> bool {
-        let kv = self
-            .keys
-            .get(&compare.key)
-            .and_then(|history| history.latest(&compare.key));
+        let kv = self.keys.get(&compare.key).and_then(|history| history.latest(&compare.key));
         let ordering = match (&compare.target, &kv) {
             (CompareTarget::Value(_), None) => return false,
             (CompareTarget::Value(target), Some(kv)) => kv.value.as_ref().cmp(target.as_ref()),
-            (CompareTarget::CreateRevision(target), kv) => {
-                kv.as_ref().map_or(0, |kv| kv.create_revision).cmp(target)
-            }
-            (CompareTarget::ModRevision(target), kv) => {
-                kv.as_ref().map_or(0, |kv| kv.mod_revision).cmp(target)
-            }
-            (CompareTarget::Version(target), kv) => {
-                kv.as_ref().map_or(0, |kv| kv.version).cmp(target)
-            }
+            (CompareTarget::CreateRevision(target), kv) => kv.as_ref().map_or(0, |kv| kv.create_revision).cmp(target),
+            (CompareTarget::ModRevision(target), kv) => kv.as_ref().map_or(0, |kv| kv.mod_revision).cmp(target),
+            (CompareTarget::Version(target), kv) => kv.as_ref().map_or(0, |kv| kv.version).cmp(target),
         };
         match compare.op {
             CompareOp::Equal => ordering.is_eq(),
@@ -425,23 +332,15 @@ impl Mvcc {
     fn compact(&mut self, req: &CompactRequest) -> Result<CompactResponse, StoreError> {
         let revision = req.revision;
         if revision > self.current_revision {
-            return Err(StoreError::FutureRevision {
-                requested: revision,
-                current: self.current_revision,
-            });
+            return Err(StoreError::FutureRevision { requested: revision, current: self.current_revision });
         }
         if revision <= self.compacted_revision {
-            return Err(StoreError::Compacted {
-                requested: revision,
-                compacted: self.compacted_revision,
-            });
+            return Err(StoreError::Compacted { requested: revision, compacted: self.compacted_revision });
         }
         self.keys.retain(|_, history| !history.compact(revision));
         self.events = self.events.split_off(&(revision + 1));
         self.compacted_revision = revision;
-        Ok(CompactResponse {
-            header: header(self.current_revision),
-        })
+        Ok(CompactResponse { header: header(self.current_revision) })
     }
 
     /// Makes a batch's writes the new current revision, if it wrote anything.
@@ -449,21 +348,13 @@ impl Mvcc {
         if batch.events.is_empty() {
             return Vec::new();
         }
-        assert_eq!(
-            batch.revision,
-            self.current_revision + 1,
-            "revisions strictly increase by 1"
-        );
+        assert_eq!(batch.revision, self.current_revision + 1, "revisions strictly increase by 1");
         for event in &batch.events {
             assert_eq!(event.kv.mod_revision, batch.revision, "{event:?}");
         }
         self.current_revision = batch.revision;
         let previous = self.events.insert(batch.revision, batch.events.clone());
-        assert!(
-            previous.is_none(),
-            "revision {} written twice",
-            batch.revision
-        );
+        assert!(previous.is_none(), "revision {} written twice", batch.revision);
         batch.events
     }
 }
@@ -492,22 +383,13 @@ fn with_header_revision(response: MutationResponse, current: Revision) -> Mutati
 }
 
 fn header(revision: Revision) -> ResponseHeader {
-    ResponseHeader {
-        revision,
-        ..ResponseHeader::default()
-    }
+    ResponseHeader { revision, ..ResponseHeader::default() }
 }
 
 /// etcd's delete event: the key with `mod_revision` = the delete's revision, everything
 /// else zero/empty.
 fn tombstone(key: &str, revision: Revision) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Bytes::new(),
-        create_revision: 0,
-        mod_revision: revision,
-        version: 0,
-    }
+    KeyValue { key: key.to_string(), value: Bytes::new(), create_revision: 0, mod_revision: revision, version: 0 }
 }
 
 /// 64-bit FNV-1a, written out so the digest never depends on std's randomized hasher.

@@ -3,17 +3,12 @@
 //! server's `--max-request-bytes`). They depend only on the request, never on the store, so a
 //! request that passes them on the proposing member passes on every member.
 
-use crate::api::{
-    KeyRange, Mutation, RequestOp, StoreError, TxnRequest, MAX_REQUEST_BYTES, MAX_TXN_OPS,
-};
+use crate::api::{KeyRange, Mutation, RequestOp, StoreError, TxnRequest, MAX_REQUEST_BYTES, MAX_TXN_OPS};
 
 pub(crate) fn validate(mutation: &Mutation) -> Result<(), StoreError> {
     let size = estimated_size_bytes(mutation);
     if size > MAX_REQUEST_BYTES {
-        return Err(StoreError::RequestTooLarge {
-            size,
-            limit: MAX_REQUEST_BYTES,
-        });
+        return Err(StoreError::RequestTooLarge { size, limit: MAX_REQUEST_BYTES });
     }
     match mutation {
         Mutation::Put(put) => check_key(&put.key),
@@ -56,13 +51,7 @@ fn estimated_size_bytes(mutation: &Mutation) -> usize {
                     PER_ITEM_OVERHEAD_BYTES + c.key.len() + value_len
                 })
                 .sum();
-            compares
-                + txn
-                    .success
-                    .iter()
-                    .chain(&txn.failure)
-                    .map(op_bytes)
-                    .sum::<usize>()
+            compares + txn.success.iter().chain(&txn.failure).map(op_bytes).sum::<usize>()
         }
         Mutation::Compact(_) => PER_ITEM_OVERHEAD_BYTES,
     }
@@ -71,9 +60,7 @@ fn estimated_size_bytes(mutation: &Mutation) -> usize {
 /// etcd `ErrGRPCEmptyKey`: "key is not provided".
 fn check_key(key: &str) -> Result<(), StoreError> {
     if key.is_empty() {
-        return Err(StoreError::InvalidRequest {
-            reason: "key is not provided".to_string(),
-        });
+        return Err(StoreError::InvalidRequest { reason: "key is not provided".to_string() });
     }
     Ok(())
 }
@@ -94,10 +81,7 @@ fn check_range(range: &KeyRange) -> Result<(), StoreError> {
 fn check_txn(txn: &TxnRequest) -> Result<(), StoreError> {
     for n_ops in [txn.compare.len(), txn.success.len(), txn.failure.len()] {
         if n_ops > MAX_TXN_OPS {
-            return Err(StoreError::TooManyOps {
-                n_ops,
-                limit: MAX_TXN_OPS,
-            });
+            return Err(StoreError::TooManyOps { n_ops, limit: MAX_TXN_OPS });
         }
     }
     for compare in &txn.compare {
@@ -131,9 +115,7 @@ pub(crate) fn check_intervals(ops: &[RequestOp]) -> Result<(), StoreError> {
     for op in ops {
         let RequestOp::Put(put) = op else { continue };
         if !puts.insert(put.key.as_str()) || deletes.iter().any(|range| range.contains(&put.key)) {
-            return Err(StoreError::DuplicateKeyInTxn {
-                key: put.key.clone(),
-            });
+            return Err(StoreError::DuplicateKeyInTxn { key: put.key.clone() });
         }
     }
     Ok(())

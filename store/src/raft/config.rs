@@ -46,16 +46,9 @@ impl Config {
 
     pub(crate) fn validate(&self) -> Result<(), RaftError> {
         if !self.voters.contains(&self.id) {
-            return Err(RaftError::NotAVoter {
-                id: self.id,
-                voters: self.voters.clone(),
-            });
+            return Err(RaftError::NotAVoter { id: self.id, voters: self.voters.clone() });
         }
-        let invalid = |reason: &str| {
-            Err(RaftError::InvalidConfig {
-                reason: reason.to_owned(),
-            })
-        };
+        let invalid = |reason: &str| Err(RaftError::InvalidConfig { reason: reason.to_owned() });
         if self.heartbeat_tick == 0 {
             return invalid("heartbeat_tick must be positive");
         }

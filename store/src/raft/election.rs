@@ -20,11 +20,7 @@ impl Raft {
         if self.election_elapsed >= self.config.election_tick {
             self.election_elapsed = 0;
             if self.config.check_quorum && !self.tracker.quorum_recently_active(self.id) {
-                tracing::info!(
-                    id = self.id,
-                    term = self.term,
-                    "leader lost its quorum, stepping down"
-                );
+                tracing::info!(id = self.id, term = self.term, "leader lost its quorum, stepping down");
                 self.become_follower(self.term, None);
                 return;
             }
@@ -52,11 +48,7 @@ impl Raft {
 
     /// Resets the per-term volatile state, adopting `term` (which never decreases).
     fn reset(&mut self, term: u64) {
-        assert!(
-            term >= self.term,
-            "term must never decrease ({} -> {term})",
-            self.term
-        );
+        assert!(term >= self.term, "term must never decrease ({} -> {term})", self.term);
         if term > self.term {
             self.term = term;
             self.vote = None;
@@ -93,11 +85,7 @@ impl Raft {
     }
 
     fn become_leader(&mut self) {
-        assert_eq!(
-            self.role,
-            Role::Candidate,
-            "only a candidate becomes leader"
-        );
+        assert_eq!(self.role, Role::Candidate, "only a candidate becomes leader");
         self.reset(self.term);
         self.role = Role::Leader;
         self.leader = Some(self.id);
@@ -124,15 +112,9 @@ impl Raft {
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         for peer in self.peers() {
             let body = if pre_vote {
-                MessageBody::PreVote {
-                    last_log_index,
-                    last_log_term,
-                }
+                MessageBody::PreVote { last_log_index, last_log_term }
             } else {
-                MessageBody::Vote {
-                    last_log_index,
-                    last_log_term,
-                }
+                MessageBody::Vote { last_log_index, last_log_term }
             };
             self.send_with_term(peer, campaign_term, body);
         }
@@ -157,8 +139,7 @@ impl Raft {
     /// itself; for votes it is etcd's leader lease under check-quorum, which keeps a
     /// rejoining node with a higher term from deposing a healthy leader.
     pub(super) fn ignores_vote_request(&self, body: &MessageBody) -> bool {
-        let heard_from_leader =
-            self.leader.is_some() && self.election_elapsed < self.config.election_tick;
+        let heard_from_leader = self.leader.is_some() && self.election_elapsed < self.config.election_tick;
         match body {
             MessageBody::PreVote { .. } => heard_from_leader,
             MessageBody::Vote { .. } => self.config.check_quorum && heard_from_leader,
@@ -171,14 +152,8 @@ impl Raft {
     /// date as ours.
     pub(super) fn handle_vote_request(&mut self, m: &Message) {
         let (pre_vote, last_log_index, last_log_term) = match m.body {
-            MessageBody::PreVote {
-                last_log_index,
-                last_log_term,
-            } => (true, last_log_index, last_log_term),
-            MessageBody::Vote {
-                last_log_index,
-                last_log_term,
-            } => (false, last_log_index, last_log_term),
+            MessageBody::PreVote { last_log_index, last_log_term } => (true, last_log_index, last_log_term),
+            MessageBody::Vote { last_log_index, last_log_term } => (false, last_log_index, last_log_term),
             _ => return,
         };
         let can_vote = self.vote == Some(m.from)
@@ -194,10 +169,7 @@ impl Raft {
             MessageBody::VoteResponse { reject: !granted }
         };
         if granted && !pre_vote {
-            assert_eq!(
-                m.term, self.term,
-                "a vote is granted in the current term only"
-            );
+            assert_eq!(m.term, self.term, "a vote is granted in the current term only");
             self.vote = Some(m.from);
             self.election_elapsed = 0;
         }
@@ -208,9 +180,7 @@ impl Raft {
     pub(super) fn handle_vote_response(&mut self, m: &Message) {
         match (self.role, &m.body) {
             // Grants carry the pre-campaign's term (ours + 1); rejections our term.
-            (Role::PreCandidate, MessageBody::PreVoteResponse { reject })
-                if *reject || m.term == self.term + 1 =>
-            {
+            (Role::PreCandidate, MessageBody::PreVoteResponse { reject }) if *reject || m.term == self.term + 1 => {
                 self.record_vote(m.from, !reject);
             }
             (Role::Candidate, MessageBody::VoteResponse { reject }) if m.term == self.term => {

@@ -16,11 +16,7 @@ pub enum RaftError {
     #[error("restored log terms decrease at index {index}")]
     TermsDecrease { index: u64 },
     #[error("restored entry {index} has term {entry_term}, beyond the hard state's term {hard_state_term}")]
-    EntryTermBeyondHardState {
-        index: u64,
-        entry_term: u64,
-        hard_state_term: u64,
-    },
+    EntryTermBeyondHardState { index: u64, entry_term: u64, hard_state_term: u64 },
     #[error("restored commit index {commit} is beyond the last log index {last_index}")]
     CommitBeyondLastIndex { commit: u64, last_index: u64 },
 }

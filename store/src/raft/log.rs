@@ -40,10 +40,7 @@ impl RaftLog {
         let mut previous = (offset_index, offset_term);
         for entry in &entries {
             if entry.index != previous.0 + 1 {
-                return Err(RaftError::NonContiguousLog {
-                    previous: previous.0,
-                    found: entry.index,
-                });
+                return Err(RaftError::NonContiguousLog { previous: previous.0, found: entry.index });
             }
             if entry.term < previous.1 {
                 return Err(RaftError::TermsDecrease { index: entry.index });
@@ -52,10 +49,7 @@ impl RaftLog {
         }
         let last_index = previous.0;
         if commit_index > last_index {
-            return Err(RaftError::CommitBeyondLastIndex {
-                commit: commit_index,
-                last_index,
-            });
+            return Err(RaftError::CommitBeyondLastIndex { commit: commit_index, last_index });
         }
         // The snapshot's state is committed by definition, whatever the hard state says.
         let commit_index = commit_index.max(offset_index);
@@ -131,25 +125,15 @@ impl RaftLog {
 
     /// Appends entries that directly follow the last one (the leader's own proposals).
     pub(crate) fn append(&mut self, entry: Entry) {
-        assert_eq!(
-            entry.index,
-            self.last_index() + 1,
-            "leader log append must be contiguous"
-        );
-        assert!(
-            entry.term >= self.last_term(),
-            "log terms must not decrease"
-        );
+        assert_eq!(entry.index, self.last_index() + 1, "leader log append must be contiguous");
+        assert!(entry.term >= self.last_term(), "log terms must not decrease");
         self.entries.push(entry);
     }
 
     /// The index of the first of `entries` that is not already in the log with the same
     /// term (a conflict or a new entry), or None if all of them are already present.
     pub(crate) fn find_conflict(&self, entries: &[Entry]) -> Option<u64> {
-        entries
-            .iter()
-            .find(|e| !self.matches(e.index, e.term))
-            .map(|e| e.index)
+        entries.iter().find(|e| !self.matches(e.index, e.term)).map(|e| e.index)
     }
 
     /// Replaces the log from `entries[0].index` on with `entries` (a follower adopting the
@@ -157,22 +141,12 @@ impl RaftLog {
     /// unstable again, so the next Ready tells the driver to truncate its durable log.
     pub(crate) fn truncate_and_append(&mut self, entries: &[Entry]) {
         let Some(first) = entries.first() else { return };
-        assert!(
-            first.index > self.offset_index,
-            "cannot rewrite a compacted entry"
-        );
-        assert!(
-            first.index <= self.last_index() + 1,
-            "appended entries must not leave a gap"
-        );
-        self.entries
-            .truncate((first.index - self.offset_index - 1) as usize);
+        assert!(first.index > self.offset_index, "cannot rewrite a compacted entry");
+        assert!(first.index <= self.last_index() + 1, "appended entries must not leave a gap");
+        self.entries.truncate((first.index - self.offset_index - 1) as usize);
         self.stable_index = self.stable_index.min(first.index - 1);
         for entry in entries {
-            assert!(
-                entry.term >= self.last_term(),
-                "log terms must not decrease"
-            );
+            assert!(entry.term >= self.last_term(), "log terms must not decrease");
             self.entries.push(entry.clone());
         }
     }
@@ -207,11 +181,7 @@ impl RaftLog {
         if index <= self.commit_index {
             return false;
         }
-        assert!(
-            index <= self.last_index(),
-            "commit index {index} beyond last index {}",
-            self.last_index()
-        );
+        assert!(index <= self.last_index(), "commit index {index} beyond last index {}", self.last_index());
         self.commit_index = index;
         true
     }

@@ -95,11 +95,6 @@ impl MessageBody {
 
     /// Messages only a leader of the message's term sends.
     pub(crate) fn is_from_leader(&self) -> bool {
-        matches!(
-            self,
-            MessageBody::Append { .. }
-                | MessageBody::Heartbeat { .. }
-                | MessageBody::Snapshot { .. }
-        )
+        matches!(self, MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::Snapshot { .. })
     }
 }

@@ -60,13 +60,8 @@ impl Raft {
                 hard_state_term: hard_state.term,
             });
         }
-        let log = RaftLog::restore(
-            restored.snapshot.as_ref(),
-            restored.entries,
-            hard_state.commit,
-        )?;
-        let tracker =
-            ProgressTracker::new(config.voters.iter().copied(), config.max_inflight_appends);
+        let log = RaftLog::restore(restored.snapshot.as_ref(), restored.entries, hard_state.commit)?;
+        let tracker = ProgressTracker::new(config.voters.iter().copied(), config.max_inflight_appends);
         let mut raft = Raft {
             id: config.id,
             term: hard_state.term,
@@ -83,11 +78,7 @@ impl Raft {
             read_only: ReadOnly::new(MAX_PENDING_READS),
             read_states: Vec::new(),
             messages: Vec::new(),
-            last_soft_state: SoftState {
-                leader: None,
-                role: Role::Follower,
-                term: hard_state.term,
-            },
+            last_soft_state: SoftState { leader: None, role: Role::Follower, term: hard_state.term },
             last_hard_state: hard_state,
             config,
         };
@@ -106,17 +97,12 @@ impl Raft {
     /// Proposes `data` for the log; returns the index it will have if committed.
     pub fn propose(&mut self, data: Bytes) -> Result<u64, ProposeError> {
         if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader {
-                leader_hint: self.leader,
-            });
+            return Err(ProposeError::NotLeader { leader_hint: self.leader });
         }
         let n_uncommitted = self.log.last_index() - self.log.commit_index();
         let limit = self.config.max_uncommitted_entries();
         if n_uncommitted >= limit {
-            return Err(ProposeError::TooManyUncommitted {
-                n_uncommitted,
-                limit,
-            });
+            return Err(ProposeError::TooManyUncommitted { n_uncommitted, limit });
         }
         let index = self.append_entry(EntryKind::Normal, data);
         self.broadcast_append();
@@ -198,19 +184,11 @@ impl Raft {
     }
 
     pub(super) fn soft_state(&self) -> SoftState {
-        SoftState {
-            leader: self.leader,
-            role: self.role,
-            term: self.term,
-        }
+        SoftState { leader: self.leader, role: self.role, term: self.term }
     }
 
     pub(super) fn hard_state(&self) -> HardState {
-        HardState {
-            term: self.term,
-            vote: self.vote,
-            commit: self.log.commit_index(),
-        }
+        HardState { term: self.term, vote: self.vote, commit: self.log.commit_index() }
     }
 
     pub(super) fn send(&mut self, to: NodeId, body: MessageBody) {
@@ -220,21 +198,11 @@ impl Raft {
 
     pub(super) fn send_with_term(&mut self, to: NodeId, term: u64, body: MessageBody) {
         debug_assert_ne!(to, self.id, "a node never messages itself");
-        self.messages.push(Message {
-            from: self.id,
-            to,
-            term,
-            body,
-        });
+        self.messages.push(Message { from: self.id, to, term, body });
     }
 
     /// The other voters, in id order.
     pub(super) fn peers(&self) -> Vec<NodeId> {
-        self.tracker
-            .voters()
-            .iter()
-            .copied()
-            .filter(|&id| id != self.id)
-            .collect()
+        self.tracker.voters().iter().copied().filter(|&id| id != self.id).collect()
     }
 }

@@ -132,11 +132,7 @@ impl ProgressTracker {
     pub(crate) fn new(voters: impl IntoIterator<Item = NodeId>, max_inflight: usize) -> Self {
         let voters: BTreeSet<NodeId> = voters.into_iter().collect();
         assert!(!voters.is_empty(), "a Raft group needs at least one voter");
-        ProgressTracker {
-            voters,
-            progress: BTreeMap::new(),
-            max_inflight,
-        }
+        ProgressTracker { voters, progress: BTreeMap::new(), max_inflight }
     }
 
     pub(crate) fn voters(&self) -> &BTreeSet<NodeId> {
@@ -150,11 +146,7 @@ impl ProgressTracker {
     /// Resets every voter's progress for a new leader whose log ends at `last_index`.
     pub(crate) fn reset(&mut self, last_index: u64) {
         let max_inflight = self.max_inflight;
-        self.progress = self
-            .voters
-            .iter()
-            .map(|&id| (id, Progress::new(last_index + 1, max_inflight)))
-            .collect();
+        self.progress = self.voters.iter().map(|&id| (id, Progress::new(last_index + 1, max_inflight))).collect();
     }
 
     pub(crate) fn get_mut(&mut self, id: NodeId) -> Option<&mut Progress> {
@@ -167,11 +159,8 @@ impl ProgressTracker {
 
     /// The highest index stored on a quorum of voters.
     pub(crate) fn quorum_match_index(&self) -> u64 {
-        let mut matched: Vec<u64> = self
-            .voters
-            .iter()
-            .map(|id| self.progress.get(id).map_or(0, |p| p.match_index))
-            .collect();
+        let mut matched: Vec<u64> =
+            self.voters.iter().map(|id| self.progress.get(id).map_or(0, |p| p.match_index)).collect();
         matched.sort_unstable_by(|a, b| b.cmp(a));
         matched[self.quorum() - 1]
     }
@@ -191,16 +180,8 @@ impl ProgressTracker {
 
     /// Counts votes: Some(true) when a quorum granted, Some(false) when a quorum rejected.
     pub(crate) fn tally(&self, votes: &BTreeMap<NodeId, bool>) -> Option<bool> {
-        let granted = self
-            .voters
-            .iter()
-            .filter(|id| votes.get(id) == Some(&true))
-            .count();
-        let rejected = self
-            .voters
-            .iter()
-            .filter(|id| votes.get(id) == Some(&false))
-            .count();
+        let granted = self.voters.iter().filter(|id| votes.get(id) == Some(&true)).count();
+        let rejected = self.voters.iter().filter(|id| votes.get(id) == Some(&false)).count();
         if granted >= self.quorum() {
             Some(true)
         } else if rejected >= self.quorum() {

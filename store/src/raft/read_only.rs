@@ -77,12 +77,7 @@ impl ReadOnly {
         debug_assert!(self.pending.back().is_none_or(|r| r.index <= index));
         self.latest_seq += 1;
         let seq = self.latest_seq;
-        self.pending.push_back(ReadRequest {
-            requester,
-            request_ctx,
-            index,
-            seq,
-        });
+        self.pending.push_back(ReadRequest { requester, request_ctx, index, seq });
         seq
     }
 
@@ -96,21 +91,10 @@ impl ReadOnly {
 
     /// Releases the requests whose round a quorum of `voters` (the leader `self_id`
     /// acknowledging every round) has confirmed.
-    pub(crate) fn release(
-        &mut self,
-        voters: &BTreeSet<NodeId>,
-        self_id: NodeId,
-        quorum: usize,
-    ) -> Vec<ReadRequest> {
+    pub(crate) fn release(&mut self, voters: &BTreeSet<NodeId>, self_id: NodeId, quorum: usize) -> Vec<ReadRequest> {
         let mut acked: Vec<u64> = voters
             .iter()
-            .map(|&id| {
-                if id == self_id {
-                    self.latest_seq
-                } else {
-                    self.acked_seq.get(&id).copied().unwrap_or(0)
-                }
-            })
+            .map(|&id| if id == self_id { self.latest_seq } else { self.acked_seq.get(&id).copied().unwrap_or(0) })
             .collect();
         acked.sort_unstable_by(|a, b| b.cmp(a));
         let confirmed_seq = acked[quorum - 1];
@@ -130,16 +114,13 @@ impl super::node::Raft {
         request_ctx: u64,
     ) -> Result<(), super::errors::ProposeError> {
         if self.read_only.is_full() {
-            return Err(super::errors::ProposeError::TooManyPendingReads {
-                limit: self.read_only.limit(),
-            });
+            return Err(super::errors::ProposeError::TooManyPendingReads { limit: self.read_only.limit() });
         }
         if !self.committed_in_current_term() {
             self.read_only.wait_for_commit(requester, request_ctx);
             return Ok(());
         }
-        self.read_only
-            .add(requester, request_ctx, self.log.commit_index());
+        self.read_only.add(requester, request_ctx, self.log.commit_index());
         self.release_confirmed_reads(); // a single-voter group confirms on its own
         self.broadcast_heartbeat();
         Ok(())
@@ -162,15 +143,10 @@ impl super::node::Raft {
 
     pub(super) fn release_confirmed_reads(&mut self) {
         let quorum = self.tracker.quorum();
-        let released = self
-            .read_only
-            .release(self.tracker.voters(), self.id, quorum);
+        let released = self.read_only.release(self.tracker.voters(), self.id, quorum);
         for request in released {
             if request.requester == self.id {
-                let read_state = super::ready::ReadState {
-                    request_ctx: request.request_ctx,
-                    index: request.index,
-                };
+                let read_state = super::ready::ReadState { request_ctx: request.request_ctx, index: request.index };
                 self.read_states.push(read_state);
             } else {
                 let body = super::message::MessageBody::ReadIndexResponse {

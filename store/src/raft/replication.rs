@@ -14,12 +14,7 @@ impl Raft {
     /// it as stored by itself right away (see `Ready` for why that is safe).
     pub(super) fn append_entry(&mut self, kind: EntryKind, data: Bytes) -> u64 {
         let index = self.log.last_index() + 1;
-        self.log.append(Entry {
-            term: self.term,
-            index,
-            kind,
-            data,
-        });
+        self.log.append(Entry { term: self.term, index, kind, data });
         if let Some(progress) = self.tracker.get_mut(self.id) {
             progress.maybe_update(index);
         }
@@ -47,12 +42,7 @@ impl Raft {
         let prev_log_index = next_index - 1;
         let Some(prev_log_term) = self.log.term(prev_log_index) else {
             // The follower needs entries compacted away: snapshot transfer (reserved).
-            tracing::warn!(
-                id = self.id,
-                to,
-                prev_log_index,
-                "follower needs a snapshot; not implemented"
-            );
+            tracing::warn!(id = self.id, to, prev_log_index, "follower needs a snapshot; not implemented");
             return false;
         };
         let max_entries = self.config.max_entries_per_append as u64;
@@ -65,15 +55,7 @@ impl Raft {
         if let Some(progress) = self.tracker.get_mut(to) {
             progress.sent_append(last_sent);
         }
-        self.send(
-            to,
-            MessageBody::Append {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                commit,
-            },
-        );
+        self.send(to, MessageBody::Append { prev_log_index, prev_log_term, entries, commit });
         true
     }
 
@@ -111,32 +93,15 @@ impl Raft {
 
     /// Follower side of AppendEntries (§5.3).
     pub(super) fn handle_append(&mut self, from: NodeId, body: MessageBody) {
-        let MessageBody::Append {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            commit,
-        } = body
-        else {
+        let MessageBody::Append { prev_log_index, prev_log_term, entries, commit } = body else {
             return;
         };
-        let contiguous = entries
-            .iter()
-            .zip(prev_log_index + 1..)
-            .all(|(e, i)| e.index == i);
+        let contiguous = entries.iter().zip(prev_log_index + 1..).all(|(e, i)| e.index == i);
         if !contiguous {
-            tracing::warn!(
-                id = self.id,
-                from,
-                "ignoring an append with non-contiguous entries"
-            );
+            tracing::warn!(id = self.id, from, "ignoring an append with non-contiguous entries");
             return;
         }
-        assert_ne!(
-            self.role,
-            super::ready::Role::Leader,
-            "a leader never rewrites its own log"
-        );
+        assert_ne!(self.role, super::ready::Role::Leader, "a leader never rewrites its own log");
         let commit_index = self.log.commit_index();
         if prev_log_index < commit_index {
             // Everything up to our commit index matches any legitimate leader's log.
@@ -149,10 +114,7 @@ impl Raft {
         }
         let last_new_index = prev_log_index + entries.len() as u64;
         if let Some(conflict) = self.log.find_conflict(&entries) {
-            debug_assert!(
-                conflict > commit_index,
-                "checked above: prev_log_index >= commit"
-            );
+            debug_assert!(conflict > commit_index, "checked above: prev_log_index >= commit");
             let start = (conflict - prev_log_index - 1) as usize;
             self.log.truncate_and_append(&entries[start..]);
         }
@@ -161,14 +123,7 @@ impl Raft {
     }
 
     fn respond_append(&mut self, to: NodeId, index: u64) {
-        self.send(
-            to,
-            MessageBody::AppendResponse {
-                reject: false,
-                index,
-                reject_hint: None,
-            },
-        );
+        self.send(to, MessageBody::AppendResponse { reject: false, index, reject_hint: None });
     }
 
     fn reject_append(&mut self, to: NodeId, prev_log_index: u64) {
@@ -188,33 +143,18 @@ impl Raft {
             );
         }
         let reject_hint = if prev_log_index > self.log.last_index() {
-            RejectHint {
-                conflict_term: None,
-                conflict_index: self.log.last_index() + 1,
-            }
+            RejectHint { conflict_term: None, conflict_index: self.log.last_index() + 1 }
         } else {
             let (term, first_index) = self.log.first_index_of_term_at(prev_log_index);
-            RejectHint {
-                conflict_term: Some(term),
-                conflict_index: first_index,
-            }
+            RejectHint { conflict_term: Some(term), conflict_index: first_index }
         };
-        let body = MessageBody::AppendResponse {
-            reject: true,
-            index: prev_log_index,
-            reject_hint: Some(reject_hint),
-        };
+        let body = MessageBody::AppendResponse { reject: true, index: prev_log_index, reject_hint: Some(reject_hint) };
         self.send(to, body);
     }
 
     /// Leader side of an AppendEntries answer.
     pub(super) fn handle_append_response(&mut self, from: NodeId, body: MessageBody) {
-        let MessageBody::AppendResponse {
-            reject,
-            index,
-            reject_hint,
-        } = body
-        else {
+        let MessageBody::AppendResponse { reject, index, reject_hint } = body else {
             return;
         };
         let hint_next = self.next_index_from_hint(index, reject_hint);
@@ -229,12 +169,7 @@ impl Raft {
             return;
         }
         if index > self.log.last_index() {
-            tracing::warn!(
-                id = self.id,
-                from,
-                index,
-                "ignoring an acknowledgement beyond our log"
-            );
+            tracing::warn!(id = self.id, from, index, "ignoring an acknowledgement beyond our log");
             return;
         }
         let was_paused = progress.is_paused();
@@ -257,14 +192,8 @@ impl Raft {
     fn next_index_from_hint(&self, rejected: u64, hint: Option<RejectHint>) -> u64 {
         match hint {
             None => rejected,
-            Some(RejectHint {
-                conflict_term: None,
-                conflict_index,
-            }) => conflict_index,
-            Some(RejectHint {
-                conflict_term: Some(term),
-                conflict_index,
-            }) => {
+            Some(RejectHint { conflict_term: None, conflict_index }) => conflict_index,
+            Some(RejectHint { conflict_term: Some(term), conflict_index }) => {
                 // If we hold entries of the follower's conflicting term, they match the
                 // follower's up to our last one; otherwise skip the follower's whole term.
                 let (index, found_term) = self.log.last_index_with_term_at_most(rejected, term);
@@ -280,12 +209,7 @@ impl Raft {
     /// Follower side of a heartbeat: the leader is alive; learn its commit index.
     pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: u64, read_seq: u64) {
         if commit > self.log.last_index() {
-            tracing::warn!(
-                id = self.id,
-                from,
-                commit,
-                "heartbeat commit beyond our log; ignored"
-            );
+            tracing::warn!(id = self.id, from, commit, "heartbeat commit beyond our log; ignored");
         } else {
             self.log.commit_to(commit);
         }

@@ -10,12 +10,7 @@ impl Raft {
     /// ignored (never a panic); messages addressed to another node are dropped.
     pub fn step(&mut self, m: Message) {
         if m.to != self.id || m.from == self.id {
-            tracing::warn!(
-                id = self.id,
-                from = m.from,
-                to = m.to,
-                "dropping a misaddressed message"
-            );
+            tracing::warn!(id = self.id, from = m.from, to = m.to, "dropping a misaddressed message");
             return;
         }
         if !self.step_term(&m) {
@@ -24,11 +19,7 @@ impl Raft {
         match m.body {
             MessageBody::PreVote { .. } | MessageBody::Vote { .. } => self.handle_vote_request(&m),
             MessageBody::Snapshot { .. } => {
-                tracing::warn!(
-                    id = self.id,
-                    from = m.from,
-                    "snapshot messages are not implemented; ignored"
-                );
+                tracing::warn!(id = self.id, from = m.from, "snapshot messages are not implemented; ignored");
             }
             _ => match self.role {
                 Role::Leader => self.step_leader(m),
@@ -74,26 +65,15 @@ impl Raft {
     fn step_leader(&mut self, m: Message) {
         match m.body {
             MessageBody::AppendResponse { .. } => self.handle_append_response(m.from, m.body),
-            MessageBody::HeartbeatResponse { read_seq } => {
-                self.handle_heartbeat_response(m.from, read_seq)
-            }
+            MessageBody::HeartbeatResponse { read_seq } => self.handle_heartbeat_response(m.from, read_seq),
             MessageBody::ReadIndex { request_ctx } => {
                 if let Err(error) = self.leader_read_index(m.from, request_ctx) {
                     tracing::warn!(id = self.id, from = m.from, %error, "dropping a forwarded read");
                 }
             }
             MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
-                tracing::error!(
-                    id = self.id,
-                    from = m.from,
-                    term = self.term,
-                    "two leaders in one term"
-                );
-                assert!(
-                    self.config.planted_bugs.any(),
-                    "election safety violated in term {}",
-                    self.term
-                );
+                tracing::error!(id = self.id, from = m.from, term = self.term, "two leaders in one term");
+                assert!(self.config.planted_bugs.any(), "election safety violated in term {}", self.term);
             }
             _ => {}
         }

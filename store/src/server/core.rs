@@ -10,10 +10,7 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{
-    MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, Revision,
-    StoreError,
-};
+use crate::api::{MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, Revision, StoreError};
 use crate::mvcc::Mvcc;
 use crate::raft::{Entry, EntryKind, Message, ProposeError, Raft, ReadState, Role, SoftState};
 use crate::rpc::MemberStatus;
@@ -145,15 +142,9 @@ impl<D: Disk> MemberCore<D> {
 
     fn check_available(&self) -> Result<(), StoreError> {
         match &self.failed {
-            Some(reason) => Err(StoreError::Unavailable {
-                reason: reason.clone(),
-            }),
-            None if self.pending_mutations.len() + self.pending_reads.len()
-                >= MAX_PENDING_REQUESTS =>
-            {
-                Err(StoreError::Unavailable {
-                    reason: format!("member {} has too many requests in flight", self.id),
-                })
+            Some(reason) => Err(StoreError::Unavailable { reason: reason.clone() }),
+            None if self.pending_mutations.len() + self.pending_reads.len() >= MAX_PENDING_REQUESTS => {
+                Err(StoreError::Unavailable { reason: format!("member {} has too many requests in flight", self.id) })
             }
             None => Ok(()),
         }
@@ -161,27 +152,14 @@ impl<D: Disk> MemberCore<D> {
 
     /// Proposes a mutation; `reply` is answered when it is applied (or dropped if this
     /// member loses track of it, which the caller reports as an unknown outcome).
-    pub fn propose(
-        &mut self,
-        principal: Principal,
-        source: SocketAddr,
-        mutation: Mutation,
-        reply: MutationReply,
-    ) {
-        if let Err(e) = self
-            .check_available()
-            .and_then(|_| Mvcc::validate(&mutation))
-        {
+    pub fn propose(&mut self, principal: Principal, source: SocketAddr, mutation: Mutation, reply: MutationReply) {
+        if let Err(e) = self.check_available().and_then(|_| Mvcc::validate(&mutation)) {
             let _ = reply.send(Err(e));
             return;
         }
         self.next_proposal_seq += 1;
-        let proposal = Proposal {
-            id: (self.id << 40) | self.next_proposal_seq,
-            principal,
-            source: source.to_string(),
-            mutation,
-        };
+        let proposal =
+            Proposal { id: (self.id << 40) | self.next_proposal_seq, principal, source: source.to_string(), mutation };
         let data = Bytes::from(bincode::serialize(&proposal).expect("proposals always serialize"));
         match self.raft.propose(data) {
             Ok(_index) => {
@@ -192,9 +170,7 @@ impl<D: Disk> MemberCore<D> {
             }
             #[allow(unreachable_patterns)]
             Err(e) => {
-                let _ = reply.send(Err(StoreError::Unavailable {
-                    reason: e.to_string(),
-                }));
+                let _ = reply.send(Err(StoreError::Unavailable { reason: e.to_string() }));
             }
         }
     }
@@ -215,23 +191,14 @@ impl<D: Disk> MemberCore<D> {
         self.next_read_ctx += 1;
         match self.raft.read_index(ctx) {
             Ok(()) => {
-                self.pending_reads.insert(
-                    ctx,
-                    PendingRead {
-                        request,
-                        reply,
-                        read_index: None,
-                    },
-                );
+                self.pending_reads.insert(ctx, PendingRead { request, reply, read_index: None });
             }
             Err(ProposeError::NotLeader { leader_hint }) => {
                 let _ = reply.send(Err(StoreError::NotLeader { leader_hint }));
             }
             #[allow(unreachable_patterns)]
             Err(e) => {
-                let _ = reply.send(Err(StoreError::Unavailable {
-                    reason: e.to_string(),
-                }));
+                let _ = reply.send(Err(StoreError::Unavailable { reason: e.to_string() }));
             }
         }
     }
@@ -316,14 +283,10 @@ impl<D: Disk> MemberCore<D> {
         }
         self.failed = Some(reason.clone());
         for (_, reply) in std::mem::take(&mut self.pending_mutations) {
-            let _ = reply.send(Err(StoreError::UnknownOutcome {
-                reason: reason.clone(),
-            }));
+            let _ = reply.send(Err(StoreError::UnknownOutcome { reason: reason.clone() }));
         }
         for (_, read) in std::mem::take(&mut self.pending_reads) {
-            let _ = read.reply.send(Err(StoreError::Unavailable {
-                reason: reason.clone(),
-            }));
+            let _ = read.reply.send(Err(StoreError::Unavailable { reason: reason.clone() }));
         }
     }
 
@@ -333,17 +296,11 @@ impl<D: Disk> MemberCore<D> {
         }
         if soft.role != Role::Leader {
             // Reads waiting for this member's leadership confirmation will not get it.
-            let waiting: Vec<u64> = self
-                .pending_reads
-                .iter()
-                .filter(|(_, r)| r.read_index.is_none())
-                .map(|(c, _)| *c)
-                .collect();
+            let waiting: Vec<u64> =
+                self.pending_reads.iter().filter(|(_, r)| r.read_index.is_none()).map(|(c, _)| *c).collect();
             for ctx in waiting {
                 if let Some(read) = self.pending_reads.remove(&ctx) {
-                    let _ = read.reply.send(Err(StoreError::NotLeader {
-                        leader_hint: soft.leader,
-                    }));
+                    let _ = read.reply.send(Err(StoreError::NotLeader { leader_hint: soft.leader }));
                 }
             }
         }
@@ -364,10 +321,7 @@ impl<D: Disk> MemberCore<D> {
         }
         let proposal: Proposal = match bincode::deserialize(&entry.data) {
             Ok(p) => p,
-            Err(e) => panic!(
-                "member {}: committed entry {} does not decode: {e}",
-                self.id, entry.index
-            ),
+            Err(e) => panic!("member {}: committed entry {} does not decode: {e}", self.id, entry.index),
         };
         let revision_before = self.mvcc.current_revision();
         let result = if proposal.principal.may_mutate() {
@@ -375,10 +329,7 @@ impl<D: Disk> MemberCore<D> {
         } else {
             // Defence in depth: a non-apiserver mutation is refused at apply time too, on
             // every member, so it can never change the state machine.
-            Err(StoreError::PermissionDenied {
-                principal: proposal.principal.name.clone(),
-                action: "mutate".into(),
-            })
+            Err(StoreError::PermissionDenied { principal: proposal.principal.name.clone(), action: "mutate".into() })
         };
         let (result, events) = match result {
             Ok((mut response, events)) => {
@@ -388,10 +339,7 @@ impl<D: Disk> MemberCore<D> {
             Err(e) => (Err(e), Vec::new()),
         };
         let revision = self.mvcc.current_revision();
-        assert!(
-            revision >= revision_before,
-            "store revision went backwards on apply"
-        );
+        assert!(revision >= revision_before, "store revision went backwards on apply");
         if let Some(o) = &self.observer {
             o.applied(
                 self.id,

@@ -88,14 +88,7 @@ pub trait StoreObserver: Send + Sync {
     fn role_changed(&self, _member: MemberId, _term: u64, _role: Role, _leader: Option<MemberId>) {}
     fn applied(&self, _member: MemberId, _entry: &AppliedEntry<'_>) {}
     /// A request the member refused at its door (the store ACL).
-    fn rejected(
-        &self,
-        _member: MemberId,
-        _principal: &Principal,
-        _source: SocketAddr,
-        _error: &StoreError,
-    ) {
-    }
+    fn rejected(&self, _member: MemberId, _principal: &Principal, _source: SocketAddr, _error: &StoreError) {}
     fn disk_failed(&self, _member: MemberId, _reason: &str) {}
     /// The member recovered from its disk and is about to serve.
     fn started(&self, _member: MemberId, _recovered_entries: usize, _torn_bytes: u64) {}
@@ -108,10 +101,7 @@ pub enum MemberError {
     #[error("member {member}: invalid recovered Raft state: {reason}")]
     Raft { member: MemberId, reason: String },
     #[error("member {member}: network: {source}")]
-    Network {
-        member: MemberId,
-        source: std::io::Error,
-    },
+    Network { member: MemberId, source: std::io::Error },
 }
 
 type SharedCore<D> = Arc<Mutex<MemberCore<D>>>;
@@ -153,16 +143,10 @@ pub async fn run<D: Disk>(
             return Err(e);
         }
     };
-    let endpoint = Endpoint::bind(config.listen_addr())
-        .await
-        .map_err(|source| MemberError::Network { member: id, source })?;
+    let endpoint =
+        Endpoint::bind(config.listen_addr()).await.map_err(|source| MemberError::Network { member: id, source })?;
     let (wake_tx, wake_rx) = futures::channel::mpsc::channel(1);
-    let shared = Arc::new(Shared {
-        core: Arc::new(Mutex::new(core)),
-        endpoint,
-        wake: Wake(wake_tx),
-        config,
-    });
+    let shared = Arc::new(Shared { core: Arc::new(Mutex::new(core)), endpoint, wake: Wake(wake_tx), config });
     shared.wake.wake(); // committed entries recovered from the WAL are applied at once
 
     madsim::task::spawn(ready_loop(shared.clone(), wake_rx));
@@ -178,23 +162,17 @@ fn recover<D: Disk>(
     observer: Option<Arc<dyn StoreObserver>>,
 ) -> Result<MemberCore<D>, MemberError> {
     let id = config.id;
-    let (wal, recovered) =
-        Wal::open(disk).map_err(|source| MemberError::Recovery { member: id, source })?;
+    let (wal, recovered) = Wal::open(disk).map_err(|source| MemberError::Recovery { member: id, source })?;
     let mut raft_config = raft::Config::new(id, config.peers.keys().copied().collect());
     raft_config.election_tick = config.election_tick;
     raft_config.heartbeat_tick = config.heartbeat_tick;
     raft_config.planted_bugs = config.raft_bugs;
     let n_entries = recovered.entries.len();
-    let restored = RestoredState {
-        hard_state: recovered.hard_state,
-        entries: recovered.entries,
-        snapshot: recovered.snapshot,
-    };
+    let restored =
+        RestoredState { hard_state: recovered.hard_state, entries: recovered.entries, snapshot: recovered.snapshot };
     let rng_seed: u64 = madsim::rand::random();
-    let raft = raft::Raft::new(raft_config, restored, rng_seed).map_err(|e| MemberError::Raft {
-        member: id,
-        reason: e.to_string(),
-    })?;
+    let raft = raft::Raft::new(raft_config, restored, rng_seed)
+        .map_err(|e| MemberError::Raft { member: id, reason: e.to_string() })?;
     if let Some(o) = &observer {
         o.started(id, n_entries, recovered.truncated_torn_bytes);
     }
@@ -205,19 +183,13 @@ async fn send_all(shared: &Shared<impl Disk>, messages: Vec<Message>) {
     for message in messages {
         if let Some(addr) = shared.config.peers.get(&message.to) {
             // A send fails only when this node's network is gone; Raft retries on its own.
-            let _ = shared
-                .endpoint
-                .send_to_raw(*addr, RAFT_TAG, Box::new(message))
-                .await;
+            let _ = shared.endpoint.send_to_raw(*addr, RAFT_TAG, Box::new(message)).await;
         }
     }
 }
 
 /// The only place Raft's output is drained: WAL write, fsync latency, fsync, send, apply.
-async fn ready_loop<D: Disk>(
-    shared: Arc<Shared<D>>,
-    mut wake: futures::channel::mpsc::Receiver<()>,
-) {
+async fn ready_loop<D: Disk>(shared: Arc<Shared<D>>, mut wake: futures::channel::mpsc::Receiver<()>) {
     use futures::StreamExt;
     let ack_before_fsync = shared.config.planted_bugs.ack_before_fsync;
     while wake.next().await.is_some() {
@@ -228,11 +200,7 @@ async fn ready_loop<D: Disk>(
             if ack_before_fsync {
                 // PLANTED BUG (`ack_before_fsync`): answer first, fsync afterwards.
                 send_all(&shared, batch.messages).await;
-                shared
-                    .core
-                    .lock()
-                    .expect("member core lock")
-                    .apply_batch(&batch.committed_entries, &batch.read_states);
+                shared.core.lock().expect("member core lock").apply_batch(&batch.committed_entries, &batch.read_states);
                 if batch.needs_sync {
                     madsim::time::sleep(fsync_latency(&shared.config)).await;
                     shared.core.lock().expect("member core lock").sync();
@@ -246,11 +214,7 @@ async fn ready_loop<D: Disk>(
                 }
             }
             send_all(&shared, batch.messages).await;
-            shared
-                .core
-                .lock()
-                .expect("member core lock")
-                .apply_batch(&batch.committed_entries, &batch.read_states);
+            shared.core.lock().expect("member core lock").apply_batch(&batch.committed_entries, &batch.read_states);
         }
     }
 }
@@ -291,10 +255,7 @@ async fn raft_receive_loop<D: Disk>(shared: Arc<Shared<D>>) {
 }
 
 async fn request_loop<D: Disk>(shared: Arc<Shared<D>>) {
-    while let Ok((payload, from)) = shared
-        .endpoint
-        .recv_from_raw(<StoreRequest as madsim::net::rpc::Request>::ID)
-        .await
+    while let Ok((payload, from)) = shared.endpoint.recv_from_raw(<StoreRequest as madsim::net::rpc::Request>::ID).await
     {
         let Ok(envelope) = payload.downcast::<(u64, StoreRequest, Bytes)>() else {
             tracing::warn!(%from, "dropping a malformed store request");
@@ -304,10 +265,7 @@ async fn request_loop<D: Disk>(shared: Arc<Shared<D>>) {
         let shared = shared.clone();
         madsim::task::spawn(async move {
             let result = handle(&shared, request, from).await;
-            let _ = shared
-                .endpoint
-                .send_to_raw(from, reply_tag, Box::new((result, Bytes::new())))
-                .await;
+            let _ = shared.endpoint.send_to_raw(from, reply_tag, Box::new((result, Bytes::new()))).await;
         });
     }
 }
@@ -322,10 +280,8 @@ async fn handle<D: Disk>(
     let request_timeout = shared.config.request_timeout;
     if op.is_mutation() && !principal.may_mutate() {
         // The store's access rule: only the apiserver role may mutate (invariant 1).
-        let error = StoreError::PermissionDenied {
-            principal: principal.name.clone(),
-            action: "mutate the store".into(),
-        };
+        let error =
+            StoreError::PermissionDenied { principal: principal.name.clone(), action: "mutate the store".into() };
         let core = core.lock().expect("member core lock");
         if let Some(o) = &core_observer(&core) {
             o.rejected(core.id, &principal, from, &error);
@@ -335,18 +291,14 @@ async fn handle<D: Disk>(
     match op {
         StoreOp::Mutate(mutation) => {
             let (tx, rx) = oneshot::channel();
-            core.lock()
-                .expect("member core lock")
-                .propose(principal, from, mutation, tx);
+            core.lock().expect("member core lock").propose(principal, from, mutation, tx);
             shared.wake.wake();
             match madsim::time::timeout(request_timeout, rx).await {
                 Ok(Ok(result)) => result.map(StoreReply::Mutate),
-                Ok(Err(_canceled)) => Err(StoreError::UnknownOutcome {
-                    reason: "member lost track of the proposal".into(),
-                }),
-                Err(_elapsed) => Err(StoreError::UnknownOutcome {
-                    reason: "request timed out".into(),
-                }),
+                Ok(Err(_canceled)) => {
+                    Err(StoreError::UnknownOutcome { reason: "member lost track of the proposal".into() })
+                }
+                Err(_elapsed) => Err(StoreError::UnknownOutcome { reason: "request timed out".into() }),
             }
         }
         StoreOp::Range(range) => {
@@ -355,29 +307,13 @@ async fn handle<D: Disk>(
             shared.wake.wake();
             match madsim::time::timeout(request_timeout, rx).await {
                 Ok(Ok(result)) => result.map(StoreReply::Range),
-                Ok(Err(_)) | Err(_) => Err(StoreError::Unavailable {
-                    reason: "read timed out".into(),
-                }),
+                Ok(Err(_)) | Err(_) => Err(StoreError::Unavailable { reason: "read timed out".into() }),
             }
         }
-        StoreOp::WatchPoll {
-            request,
-            max_events,
-            wait_ms,
-        } => {
-            watch_poll(
-                core,
-                request.range,
-                request.start_revision,
-                request.prev_kv,
-                max_events,
-                wait_ms,
-            )
-            .await
+        StoreOp::WatchPoll { request, max_events, wait_ms } => {
+            watch_poll(core, request.range, request.start_revision, request.prev_kv, max_events, wait_ms).await
         }
-        StoreOp::Status => Ok(StoreReply::Status(
-            core.lock().expect("member core lock").status(),
-        )),
+        StoreOp::Status => Ok(StoreReply::Status(core.lock().expect("member core lock").status())),
     }
 }
 
@@ -402,33 +338,19 @@ async fn watch_poll<D: Disk>(
         let waiter = {
             let mut core = core.lock().expect("member core lock");
             if let Some(reason) = core.failed() {
-                return Err(StoreError::Unavailable {
-                    reason: reason.to_string(),
-                });
+                return Err(StoreError::Unavailable { reason: reason.to_string() });
             }
             let status = core.status();
-            let header = ResponseHeader {
-                revision: status.revision,
-                member_id: status.member_id,
-                raft_term: status.term,
-            };
-            let start = if start_revision <= 0 {
-                status.revision + 1
-            } else {
-                start_revision
-            };
+            let header =
+                ResponseHeader { revision: status.revision, member_id: status.member_id, raft_term: status.term };
+            let start = if start_revision <= 0 { status.revision + 1 } else { start_revision };
             match core.mvcc().events(&range, start, max_events.max(1)) {
                 Ok(mut events) if !events.is_empty() => {
                     if !prev_kv {
                         events.iter_mut().for_each(|e| e.prev_kv = None);
                     }
-                    let response = WatchResponse {
-                        header,
-                        watch_id: 0,
-                        events,
-                        compact_revision: None,
-                        canceled: false,
-                    };
+                    let response =
+                        WatchResponse { header, watch_id: 0, events, compact_revision: None, canceled: false };
                     return Ok(StoreReply::Watch(response));
                 }
                 Err(StoreError::Compacted { compacted, .. }) => {

@@ -85,9 +85,7 @@ impl SimFile {
     }
 
     fn durable(&self) -> &[u8] {
-        self.durable_override
-            .as_deref()
-            .unwrap_or(&self.data[..self.durable_len])
+        self.durable_override.as_deref().unwrap_or(&self.data[..self.durable_len])
     }
 
     fn make_durable(&mut self) -> u64 {
@@ -108,9 +106,7 @@ impl SimDisk {
     fn lock(&self) -> MutexGuard<'_, SimDiskState> {
         // A panic while holding the lock is already a test failure; the state is still
         // the best description of the disk there is.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A power loss / process crash: every unsynced write is lost. With `tear = Some(r)`, the
@@ -136,10 +132,7 @@ impl SimDisk {
                 _ if file.exists_durably => file.durable().to_vec(),
                 _ => return false,
             };
-            *file = SimFile {
-                data: content,
-                ..SimFile::new()
-            };
+            *file = SimFile { data: content, ..SimFile::new() };
             file.make_durable();
             true
         });
@@ -158,14 +151,10 @@ impl SimDisk {
             .files
             .get_mut(name)
             .filter(|file| file.exists_durably)
-            .ok_or_else(|| DiskError::NotFound {
-                name: name.to_string(),
-            })?;
+            .ok_or_else(|| DiskError::NotFound { name: name.to_string() })?;
         let offset = usize::try_from(offset).unwrap_or(usize::MAX);
         if let Some(durable) = file.durable_override.as_mut() {
-            let byte = durable
-                .get_mut(offset)
-                .ok_or_else(|| out_of_range(name, offset))?;
+            let byte = durable.get_mut(offset).ok_or_else(|| out_of_range(name, offset))?;
             *byte ^= xor_mask;
         } else {
             if offset >= file.durable_len {
@@ -197,25 +186,19 @@ impl SimDisk {
 }
 
 fn out_of_range(name: &str, offset: usize) -> DiskError {
-    DiskError::Io {
-        reason: format!("offset {offset} is past the durable end of {name}"),
-    }
+    DiskError::Io { reason: format!("offset {offset} is past the durable end of {name}") }
 }
 
 impl SimDiskState {
     fn check_alive(&self) -> Result<(), DiskError> {
         if self.failed {
-            return Err(DiskError::Failed {
-                reason: "simulated disk failure".to_string(),
-            });
+            return Err(DiskError::Failed { reason: "simulated disk failure".to_string() });
         }
         Ok(())
     }
 
     fn file_mut(&mut self, name: &str) -> Result<&mut SimFile, DiskError> {
-        self.files.get_mut(name).ok_or_else(|| DiskError::NotFound {
-            name: name.to_string(),
-        })
+        self.files.get_mut(name).ok_or_else(|| DiskError::NotFound { name: name.to_string() })
     }
 }
 
@@ -232,10 +215,7 @@ impl Disk for SimDisk {
         state.append_seq += 1;
         state.stats.bytes_written += data.len() as u64;
         let seq = state.append_seq;
-        let file = state
-            .files
-            .entry(name.to_string())
-            .or_insert_with(SimFile::new);
+        let file = state.files.entry(name.to_string()).or_insert_with(SimFile::new);
         file.last_unsynced_append = Some((seq, file.data.len(), data.len()));
         file.data.extend_from_slice(data);
         Ok(())
@@ -245,9 +225,7 @@ impl Disk for SimDisk {
         let mut state = self.lock();
         state.check_alive()?;
         let file = state.file_mut(name)?;
-        let len = usize::try_from(len).map_err(|_| DiskError::Io {
-            reason: format!("length {len} too large"),
-        })?;
+        let len = usize::try_from(len).map_err(|_| DiskError::Io { reason: format!("length {len} too large") })?;
         if len < file.durable_len && file.durable_override.is_none() {
             file.durable_override = Some(file.data[..file.durable_len].to_vec());
         }
@@ -267,10 +245,7 @@ impl Disk for SimDisk {
         state.stats.bytes_written += data.len() as u64;
         state.stats.bytes_synced += data.len() as u64;
         state.stats.syncs += 1;
-        let file = state
-            .files
-            .entry(name.to_string())
-            .or_insert_with(SimFile::new);
+        let file = state.files.entry(name.to_string()).or_insert_with(SimFile::new);
         file.data = data.to_vec();
         file.make_durable();
         Ok(())
@@ -295,12 +270,6 @@ impl Disk for SimDisk {
         let mut state = self.lock();
         state.check_alive()?;
         // Modelled as immediately durable (as if the directory were fsynced at once).
-        state
-            .files
-            .remove(name)
-            .map(|_| ())
-            .ok_or_else(|| DiskError::NotFound {
-                name: name.to_string(),
-            })
+        state.files.remove(name).map(|_| ()).ok_or_else(|| DiskError::NotFound { name: name.to_string() })
     }
 }

@@ -30,29 +30,21 @@ impl FileDisk {
             || name == ".."
             || name.starts_with(TEMP_PREFIX)
         {
-            return Err(DiskError::Io {
-                reason: format!("invalid file name {name:?}"),
-            });
+            return Err(DiskError::Io { reason: format!("invalid file name {name:?}") });
         }
         Ok(self.dir.join(name))
     }
 
     fn sync_dir(&self) -> Result<(), DiskError> {
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| io_error(&self.dir, e))
+        File::open(&self.dir).and_then(|dir| dir.sync_all()).map_err(|e| io_error(&self.dir, e))
     }
 }
 
 fn io_error(path: &Path, error: std::io::Error) -> DiskError {
     if error.kind() == ErrorKind::NotFound {
-        DiskError::NotFound {
-            name: path.display().to_string(),
-        }
+        DiskError::NotFound { name: path.display().to_string() }
     } else {
-        DiskError::Io {
-            reason: format!("{}: {error}", path.display()),
-        }
+        DiskError::Io { reason: format!("{}: {error}", path.display()) }
     }
 }
 
@@ -68,20 +60,13 @@ impl Disk for FileDisk {
 
     fn append(&self, name: &str, data: &[u8]) -> Result<(), DiskError> {
         let path = self.path(name)?;
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io_error(&path, e))?;
+        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
         file.write_all(data).map_err(|e| io_error(&path, e))
     }
 
     fn truncate(&self, name: &str, len: u64) -> Result<(), DiskError> {
         let path = self.path(name)?;
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_error(&path, e))?;
+        let file = OpenOptions::new().write(true).open(&path).map_err(|e| io_error(&path, e))?;
         file.set_len(len).map_err(|e| io_error(&path, e))
     }
 

@@ -29,11 +29,7 @@ pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum WalError {
     #[error("corrupt {file} at offset {offset}: {reason}")]
-    Corrupt {
-        file: String,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { file: String, offset: u64, reason: String },
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error("invalid wal operation: {reason}")]
@@ -91,36 +87,21 @@ impl<D: Disk> Wal<D> {
                 return Err(WalError::Corrupt {
                     file: WAL_FILE.to_string(),
                     offset: 0,
-                    reason: format!(
-                        "log starts at index {} but the snapshot ends at {snapshot_index}",
-                        first.index
-                    ),
+                    reason: format!("log starts at index {} but the snapshot ends at {snapshot_index}", first.index),
                 });
             }
         }
         let last_index = entries.last().map_or(snapshot_index, |entry| entry.index);
-        let wal = Wal {
-            disk,
-            last_index,
-            snapshot_index,
-        };
-        let recovered = Recovered {
-            hard_state: parsed.hard_state.unwrap_or_default(),
-            entries,
-            snapshot,
-            truncated_torn_bytes,
-        };
+        let wal = Wal { disk, last_index, snapshot_index };
+        let recovered =
+            Recovered { hard_state: parsed.hard_state.unwrap_or_default(), entries, snapshot, truncated_torn_bytes };
         Ok((wal, recovered))
     }
 
     /// Appends the hard state (if given) and the entries. Entries must be contiguous; the
     /// first may be at or below `last_index` (a follower overwriting a conflicting suffix),
     /// but not past `last_index + 1` and not inside the snapshot. Not durable until `sync`.
-    pub fn save(
-        &mut self,
-        hard_state: Option<&HardState>,
-        entries: &[Entry],
-    ) -> Result<(), WalError> {
+    pub fn save(&mut self, hard_state: Option<&HardState>, entries: &[Entry]) -> Result<(), WalError> {
         if let Some(first) = entries.first() {
             if first.index <= self.snapshot_index || first.index > self.last_index + 1 {
                 return Err(WalError::Invalid {
@@ -183,24 +164,15 @@ impl<D: Disk> Wal<D> {
     pub fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), WalError> {
         if meta.index < self.snapshot_index {
             return Err(WalError::Invalid {
-                reason: format!(
-                    "snapshot at {} older than the saved one at {}",
-                    meta.index, self.snapshot_index
-                ),
+                reason: format!("snapshot at {} older than the saved one at {}", meta.index, self.snapshot_index),
             });
         }
         let mut buffer = Vec::new();
-        let snapshot = SnapshotRecord {
-            meta: meta.clone(),
-            data: Bytes::copy_from_slice(data),
-        };
+        let snapshot = SnapshotRecord { meta: meta.clone(), data: Bytes::copy_from_slice(data) };
         let payload = bincode::serialize(&snapshot).map_err(invalid)?;
         if payload.len() > MAX_SNAPSHOT_BYTES {
             return Err(WalError::Invalid {
-                reason: format!(
-                    "snapshot of {} bytes exceeds {MAX_SNAPSHOT_BYTES}",
-                    payload.len()
-                ),
+                reason: format!("snapshot of {} bytes exceeds {MAX_SNAPSHOT_BYTES}", payload.len()),
             });
         }
         record::encode(RecordKind::Snapshot, &payload, &mut buffer);
@@ -229,19 +201,14 @@ impl<D: Disk> Wal<D> {
 }
 
 fn invalid(error: bincode::Error) -> WalError {
-    WalError::Invalid {
-        reason: format!("cannot encode record: {error}"),
-    }
+    WalError::Invalid { reason: format!("cannot encode record: {error}") }
 }
 
 fn encode<T: Serialize>(kind: RecordKind, value: &T, out: &mut Vec<u8>) -> Result<(), WalError> {
     let payload = bincode::serialize(value).map_err(invalid)?;
     if payload.len() > MAX_RECORD_BYTES {
         return Err(WalError::Invalid {
-            reason: format!(
-                "{kind:?} record of {} bytes exceeds {MAX_RECORD_BYTES}",
-                payload.len()
-            ),
+            reason: format!("{kind:?} record of {} bytes exceeds {MAX_RECORD_BYTES}", payload.len()),
         });
     }
     record::encode(kind, &payload, out);
@@ -252,66 +219,42 @@ fn read_snapshot<D: Disk>(disk: &D) -> Result<Option<SnapshotRecord>, WalError> 
     let Some(bytes) = disk.read(SNAPSHOT_FILE)? else {
         return Ok(None);
     };
-    let corrupt = |reason: String| WalError::Corrupt {
-        file: SNAPSHOT_FILE.to_string(),
-        offset: 0,
-        reason,
-    };
+    let corrupt = |reason: String| WalError::Corrupt { file: SNAPSHOT_FILE.to_string(), offset: 0, reason };
     // Written with write_atomic: it is whole or absent, so anything short is corruption.
     match record::decode(&bytes, 0, MAX_SNAPSHOT_BYTES) {
-        Decoded::Record {
-            kind: RecordKind::Snapshot,
-            payload,
-            next_offset,
-        } if next_offset == bytes.len() => {
-            let snapshot: SnapshotRecord = bincode::deserialize(payload)
-                .map_err(|e| corrupt(format!("undecodable snapshot: {e}")))?;
+        Decoded::Record { kind: RecordKind::Snapshot, payload, next_offset } if next_offset == bytes.len() => {
+            let snapshot: SnapshotRecord =
+                bincode::deserialize(payload).map_err(|e| corrupt(format!("undecodable snapshot: {e}")))?;
             Ok(Some(snapshot))
         }
-        Decoded::Record { kind, .. } => Err(corrupt(format!(
-            "unexpected {kind:?} record or trailing bytes"
-        ))),
+        Decoded::Record { kind, .. } => Err(corrupt(format!("unexpected {kind:?} record or trailing bytes"))),
         Decoded::Torn => Err(corrupt("incomplete snapshot file".to_string())),
         Decoded::Corrupt { reason } => Err(corrupt(reason)),
     }
 }
 
 fn parse_log(bytes: &[u8]) -> Result<ParsedLog, WalError> {
-    let mut parsed = ParsedLog {
-        hard_state: None,
-        entries: Vec::new(),
-        valid_len: 0,
-    };
+    let mut parsed = ParsedLog { hard_state: None, entries: Vec::new(), valid_len: 0 };
     let mut offset = 0;
     while offset < bytes.len() {
-        let corrupt = |reason: String| WalError::Corrupt {
-            file: WAL_FILE.to_string(),
-            offset: offset as u64,
-            reason,
-        };
+        let corrupt = |reason: String| WalError::Corrupt { file: WAL_FILE.to_string(), offset: offset as u64, reason };
         let (kind, payload, next_offset) = match record::decode(bytes, offset, MAX_RECORD_BYTES) {
-            Decoded::Record {
-                kind,
-                payload,
-                next_offset,
-            } => (kind, payload, next_offset),
+            Decoded::Record { kind, payload, next_offset } => (kind, payload, next_offset),
             Decoded::Torn => break,
             Decoded::Corrupt { reason } => return Err(corrupt(reason)),
         };
         match kind {
             RecordKind::HardState => {
-                let hard_state: HardState = bincode::deserialize(payload)
-                    .map_err(|e| corrupt(format!("undecodable hard state: {e}")))?;
+                let hard_state: HardState =
+                    bincode::deserialize(payload).map_err(|e| corrupt(format!("undecodable hard state: {e}")))?;
                 parsed.hard_state = Some(hard_state);
             }
             RecordKind::Entry => {
-                let entry: Entry = bincode::deserialize(payload)
-                    .map_err(|e| corrupt(format!("undecodable entry: {e}")))?;
+                let entry: Entry =
+                    bincode::deserialize(payload).map_err(|e| corrupt(format!("undecodable entry: {e}")))?;
                 append_entry(&mut parsed.entries, entry).map_err(corrupt)?;
             }
-            RecordKind::Snapshot => {
-                return Err(corrupt("snapshot record inside the log".to_string()))
-            }
+            RecordKind::Snapshot => return Err(corrupt("snapshot record inside the log".to_string())),
         }
         offset = next_offset;
         parsed.valid_len = offset;
@@ -324,10 +267,7 @@ fn append_entry(entries: &mut Vec<Entry>, entry: Entry) -> Result<(), String> {
     if let Some(first) = entries.first() {
         let last_index = first.index + entries.len() as u64 - 1;
         if entry.index > last_index + 1 {
-            return Err(format!(
-                "entry {} leaves a gap after {last_index}",
-                entry.index
-            ));
+            return Err(format!("entry {} leaves a gap after {last_index}", entry.index));
         }
         let keep = entry.index.saturating_sub(first.index) as usize;
         entries.truncate(keep);
@@ -346,14 +286,9 @@ fn entries_after_snapshot(entries: Vec<Entry>, snapshot: Option<&SnapshotMeta>) 
     if first.index == meta.index + 1 {
         return entries;
     }
-    let holds_snapshot_entry = entries
-        .iter()
-        .any(|entry| entry.index == meta.index && entry.term == meta.term);
+    let holds_snapshot_entry = entries.iter().any(|entry| entry.index == meta.index && entry.term == meta.term);
     if holds_snapshot_entry {
-        entries
-            .into_iter()
-            .filter(|entry| entry.index > meta.index)
-            .collect()
+        entries.into_iter().filter(|entry| entry.index > meta.index).collect()
     } else {
         Vec::new()
     }

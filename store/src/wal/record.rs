@@ -63,9 +63,7 @@ pub(crate) fn decode(bytes: &[u8], offset: usize, max_payload_bytes: usize) -> D
     let word = |at: usize| u32::from_le_bytes(rest[at..at + 4].try_into().expect("4 bytes"));
     let header_crc = word(9);
     if crc32fast::hash(&rest[..9]) != header_crc {
-        return Decoded::Corrupt {
-            reason: "record header checksum mismatch".to_string(),
-        };
+        return Decoded::Corrupt { reason: "record header checksum mismatch".to_string() };
     }
     let payload_len = word(0) as usize;
     if payload_len > max_payload_bytes {
@@ -74,22 +72,14 @@ pub(crate) fn decode(bytes: &[u8], offset: usize, max_payload_bytes: usize) -> D
         };
     }
     let Some(kind) = RecordKind::from_byte(rest[4]) else {
-        return Decoded::Corrupt {
-            reason: format!("unknown record kind {}", rest[4]),
-        };
+        return Decoded::Corrupt { reason: format!("unknown record kind {}", rest[4]) };
     };
     if rest.len() < HEADER_BYTES + payload_len {
         return Decoded::Torn;
     }
     let payload = &rest[HEADER_BYTES..HEADER_BYTES + payload_len];
     if crc32fast::hash(payload) != word(5) {
-        return Decoded::Corrupt {
-            reason: format!("{kind:?} record payload checksum mismatch"),
-        };
+        return Decoded::Corrupt { reason: format!("{kind:?} record payload checksum mismatch") };
     }
-    Decoded::Record {
-        kind,
-        payload,
-        next_offset: offset + HEADER_BYTES + payload_len,
-    }
+    Decoded::Record { kind, payload, next_offset: offset + HEADER_BYTES + payload_len }
 }

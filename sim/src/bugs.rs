@@ -1,0 +1,133 @@
+//! Planted bugs: named, off-by-default defects that each checker must be able to catch.
+//! A checker that no planted bug can make fire proves nothing (DESIGN.md §4).
+//!
+//! Each bug's code lives where the defect would live in a real system and is marked
+//! `PLANTED BUG` there; this table only switches it on and says which invariant must
+//! catch it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::runner::RunOptions;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum PlantedBug {
+    StoreAckBeforeFsync,
+    VoteNotPersisted,
+    CommitPreviousTermByCounting,
+    ApiserverAckBeforeCommit,
+    FollowerReadsWithoutReadIndex,
+    ControllerWritesStore,
+    ControllerFencingOff,
+    ReplicasetNoExpectations,
+}
+
+impl PlantedBug {
+    pub const ALL: [PlantedBug; 8] = [
+        PlantedBug::StoreAckBeforeFsync,
+        PlantedBug::VoteNotPersisted,
+        PlantedBug::CommitPreviousTermByCounting,
+        PlantedBug::ApiserverAckBeforeCommit,
+        PlantedBug::FollowerReadsWithoutReadIndex,
+        PlantedBug::ControllerWritesStore,
+        PlantedBug::ControllerFencingOff,
+        PlantedBug::ReplicasetNoExpectations,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::StoreAckBeforeFsync => "store-ack-before-fsync",
+            PlantedBug::VoteNotPersisted => "vote-not-persisted",
+            PlantedBug::CommitPreviousTermByCounting => "commit-previous-term-by-counting",
+            PlantedBug::ApiserverAckBeforeCommit => "apiserver-ack-before-commit",
+            PlantedBug::FollowerReadsWithoutReadIndex => "follower-reads-without-read-index",
+            PlantedBug::ControllerWritesStore => "controller-writes-store",
+            PlantedBug::ControllerFencingOff => "controller-fencing-off",
+            PlantedBug::ReplicasetNoExpectations => "replicaset-no-expectations",
+        }
+    }
+
+    /// What goes wrong, and where the code is.
+    pub fn description(self) -> &'static str {
+        match self {
+            PlantedBug::StoreAckBeforeFsync => {
+                "store member sends votes/acks and answers clients before its WAL fsync completes (store/src/server/mod.rs)"
+            }
+            PlantedBug::VoteNotPersisted => {
+                "store member grants a vote without persisting it; after a crash it may vote twice in a term (store/src/server/core.rs)"
+            }
+            PlantedBug::CommitPreviousTermByCounting => {
+                "Raft leader commits a previous-term entry by counting replicas, the Figure 8 bug (store/src/raft)"
+            }
+            PlantedBug::ApiserverAckBeforeCommit => {
+                "apiserver answers a create/update before the store committed it (apiserver/src/registry.rs)"
+            }
+            PlantedBug::FollowerReadsWithoutReadIndex => {
+                "store member serves linearizable reads from local state without a ReadIndex round (store/src/server/core.rs)"
+            }
+            PlantedBug::ControllerWritesStore => {
+                "a controller-manager writes pods straight to the store with a leaked apiserver credential (sim/src/control_plane.rs)"
+            }
+            PlantedBug::ControllerFencingOff => {
+                "controller writes carry no lease fence, as in Kubernetes: a paused old leader writes beside the new one (controllers/src/leader_election.rs)"
+            }
+            PlantedBug::ReplicasetNoExpectations => {
+                "ReplicaSet controller without expectations over-creates pods from a stale informer cache (controllers/src/replicaset.rs)"
+            }
+        }
+    }
+
+    /// The invariant (checker name) that must catch it.
+    pub fn caught_by(self) -> &'static str {
+        match self {
+            PlantedBug::StoreAckBeforeFsync => "no-acknowledged-write-lost",
+            PlantedBug::VoteNotPersisted => "raft-election-safety",
+            PlantedBug::CommitPreviousTermByCounting => "raft-state-machine-safety",
+            PlantedBug::ApiserverAckBeforeCommit => "no-acknowledged-write-lost",
+            PlantedBug::FollowerReadsWithoutReadIndex => "linearizability",
+            PlantedBug::ControllerWritesStore => "store-single-writer",
+            PlantedBug::ControllerFencingOff => "controller-single-leader",
+            PlantedBug::ReplicasetNoExpectations => "convergence",
+        }
+    }
+
+    /// Switches the bug on in a run's options.
+    pub fn plant(self, options: &mut RunOptions) {
+        let cluster = &mut options.cluster;
+        match self {
+            PlantedBug::StoreAckBeforeFsync => cluster.store.bugs.ack_before_fsync = true,
+            PlantedBug::VoteNotPersisted => cluster.store.bugs.vote_not_persisted = true,
+            PlantedBug::CommitPreviousTermByCounting => cluster.store.raft_bugs.commit_previous_term_by_counting = true,
+            PlantedBug::ApiserverAckBeforeCommit => cluster.apiserver_bugs.ack_before_commit = true,
+            PlantedBug::FollowerReadsWithoutReadIndex => cluster.store.bugs.follower_reads_without_read_index = true,
+            PlantedBug::ControllerWritesStore => cluster.controller_writes_store = true,
+            PlantedBug::ControllerFencingOff => cluster.fencing = false,
+            PlantedBug::ReplicasetNoExpectations => cluster.replicaset_no_expectations = true,
+        }
+    }
+}
+
+impl fmt::Display for PlantedBug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for PlantedBug {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PlantedBug::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = PlantedBug::ALL.iter().map(|b| b.name()).collect();
+            format!("unknown planted bug '{s}' (known: {})", names.join(", "))
+        })
+    }
+}
+
+/// The table `kubesim bugs` prints.
+pub fn render_table() -> String {
+    let mut out = String::from("planted bugs (enable with --bug NAME):\n");
+    for bug in PlantedBug::ALL {
+        out.push_str(&format!("  {:<36} caught by {:<28} {}\n", bug.name(), bug.caught_by(), bug.description()));
+    }
+    out
+}

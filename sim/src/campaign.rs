@@ -1,0 +1,264 @@
+//! Seeded fault campaigns: many seeds across worker threads, one JSON line per seed as it
+//! finishes, and a summary grouped by violated invariant with the exact repro command of
+//! each failing seed.
+//!
+//! This is the one place outside the simulation: it uses OS threads and the wall clock to
+//! schedule seeds and to bound them, never to influence what a seed does. Each seed runs
+//! in a fresh runtime on its own thread, so a seed's result does not depend on the number
+//! of workers or on what ran before it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::RunReport;
+use crate::runner::{run_seed, RunOptions};
+
+/// The outcome of one seed of a campaign: the JSON line written for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub scenario: String,
+    /// `pass`, `fail` (an invariant was violated), `panic` or `timeout` (a failure of the
+    /// seed itself: a broken assertion in the simulated system is a found bug too).
+    pub verdict: String,
+    pub violations: Vec<ViolationLine>,
+    /// One line per fault the nemesis applied.
+    pub faults: Vec<String>,
+    pub trace_hash: String,
+    pub simulated_secs: f64,
+    pub wall_ms: u64,
+    pub messages_delivered: u64,
+    /// Figures a scenario reports (restores, data-loss windows, ...).
+    #[serde(default)]
+    pub stats: BTreeMap<String, i64>,
+    /// The command that replays this seed exactly.
+    pub repro: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ViolationLine {
+    pub invariant: String,
+    pub message: String,
+}
+
+impl SeedResult {
+    pub fn passed(&self) -> bool {
+        self.verdict == "pass"
+    }
+
+    fn from_report(report: &RunReport, wall_ms: u64, repro: String) -> Self {
+        let violations: Vec<ViolationLine> =
+            report.failures().map(|c| ViolationLine { invariant: c.name.clone(), message: c.detail.clone() }).collect();
+        Self {
+            seed: report.seed,
+            scenario: report.scenario.clone(),
+            verdict: if violations.is_empty() { "pass" } else { "fail" }.to_string(),
+            violations,
+            faults: report.faults.clone(),
+            trace_hash: report.trace_hash.clone(),
+            simulated_secs: report.simulated_secs,
+            wall_ms,
+            messages_delivered: report.messages_delivered,
+            stats: report.stats.clone(),
+            repro,
+        }
+    }
+
+    fn crashed(
+        options: &RunOptions,
+        verdict: &str,
+        invariant: &str,
+        message: String,
+        wall_ms: u64,
+        repro: String,
+    ) -> Self {
+        Self {
+            seed: options.seed,
+            scenario: options.scenario.name().to_string(),
+            verdict: verdict.to_string(),
+            violations: vec![ViolationLine { invariant: invariant.to_string(), message }],
+            faults: Vec::new(),
+            trace_hash: String::new(),
+            simulated_secs: 0.0,
+            wall_ms,
+            messages_delivered: 0,
+            stats: BTreeMap::new(),
+            repro,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CampaignOptions {
+    pub seeds: std::ops::Range<u64>,
+    pub jobs: usize,
+    /// Builds the options of one seed (scenario, faults, bugs).
+    pub template: RunOptions,
+    /// The command-line flags that, with `--seed N`, replay a seed (for repro lines).
+    pub repro_flags: String,
+    /// A seed taking longer than this (wall clock) is recorded as a timeout failure.
+    pub wall_limit: Duration,
+}
+
+/// Runs one seed in a fresh runtime on its own thread, turning a panic or a wall-clock
+/// overrun into a failed `SeedResult` instead of taking the campaign down.
+pub fn run_guarded(options: &RunOptions, wall_limit: Duration, repro: String) -> SeedResult {
+    let started = Instant::now();
+    let (tx, rx) = mpsc::channel();
+    let seed_options = options.clone();
+    let spawned = std::thread::Builder::new().name(format!("seed-{}", options.seed)).spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_seed(&seed_options)));
+        let _ = tx.send(result);
+    });
+    if let Err(e) = spawned {
+        let message = format!("could not start a thread for the seed: {e}");
+        return SeedResult::crashed(options, "panic", "internal-error", message, 0, repro);
+    }
+    let result = rx.recv_timeout(wall_limit);
+    let wall_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(Ok(report)) => SeedResult::from_report(&report, wall_ms, repro),
+        Ok(Err(payload)) => {
+            let message = panic_message(payload.as_ref());
+            SeedResult::crashed(options, "panic", "no-panic", message, wall_ms, repro)
+        }
+        // The seed's thread is abandoned: it cannot be stopped from outside, but it no
+        // longer holds up the campaign.
+        Err(_) => {
+            let message = format!("exceeded the wall-clock limit of {}s", wall_limit.as_secs());
+            SeedResult::crashed(options, "timeout", "time-limit", message, wall_ms, repro)
+        }
+    }
+}
+
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+/// What a campaign hands back once every seed finished.
+#[derive(Clone, Debug, Default)]
+pub struct CampaignSummary {
+    pub results: Vec<SeedResult>,
+    pub wall_secs: f64,
+}
+
+impl CampaignSummary {
+    pub fn n_failed(&self) -> usize {
+        self.results.iter().filter(|r| !r.passed()).count()
+    }
+
+    /// Failing seeds grouped by the invariant they violated (a seed may appear under
+    /// several).
+    pub fn by_invariant(&self) -> BTreeMap<String, Vec<&SeedResult>> {
+        let mut groups: BTreeMap<String, Vec<&SeedResult>> = BTreeMap::new();
+        for r in &self.results {
+            let mut names: Vec<&str> = r.violations.iter().map(|v| v.invariant.as_str()).collect();
+            names.sort();
+            names.dedup();
+            for name in names {
+                groups.entry(name.to_string()).or_default().push(r);
+            }
+        }
+        for seeds in groups.values_mut() {
+            seeds.sort_by_key(|r| r.seed);
+        }
+        groups
+    }
+
+    pub fn render(&self) -> String {
+        let n = self.results.len();
+        let simulated: f64 = self.results.iter().map(|r| r.simulated_secs).sum();
+        let messages: u64 = self.results.iter().map(|r| r.messages_delivered).sum();
+        let wall = self.wall_secs.max(1e-9);
+        let mut out = format!(
+            "{n} seeds, {} passed, {} failed in {:.1}s wall: {:.1} seeds/s, {:.0}x simulated time per wall second, {:.0} messages/s\n",
+            n - self.n_failed(),
+            self.n_failed(),
+            self.wall_secs,
+            n as f64 / wall,
+            simulated / wall,
+            messages as f64 / wall,
+        );
+        let mut stats: BTreeMap<&str, i64> = BTreeMap::new();
+        for r in &self.results {
+            for (k, v) in &r.stats {
+                *stats.entry(k.as_str()).or_default() += v;
+            }
+        }
+        for (k, v) in stats {
+            out.push_str(&format!("  {k}: {v}\n"));
+        }
+        for (invariant, seeds) in self.by_invariant() {
+            out.push_str(&format!("violated {invariant}: {} seed(s)\n", seeds.len()));
+            for r in seeds.iter().take(10) {
+                let message = r.violations.iter().find(|v| v.invariant == invariant).map_or("", |v| v.message.as_str());
+                out.push_str(&format!("  seed {}: {}\n    repro: {}\n", r.seed, truncate(message, 200), r.repro));
+            }
+            if seeds.len() > 10 {
+                out.push_str(&format!("  ... and {} more\n", seeds.len() - 10));
+            }
+        }
+        out
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    if s.chars().count() <= max_chars {
+        s.to_string()
+    } else {
+        format!("{}...", s.chars().take(max_chars).collect::<String>())
+    }
+}
+
+/// Runs the campaign: `jobs` workers take seeds in order; each result is written to `out`
+/// (one JSON line, flushed) as soon as it finishes, and `progress` is told.
+pub fn run_campaign(
+    options: &CampaignOptions,
+    mut out: Option<&mut dyn Write>,
+    progress: &dyn Fn(&SeedResult, usize),
+) -> std::io::Result<CampaignSummary> {
+    let started = Instant::now();
+    let seeds: Vec<u64> = options.seeds.clone().collect();
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<SeedResult>();
+    let mut results = Vec::with_capacity(seeds.len());
+    std::thread::scope(|scope| -> std::io::Result<()> {
+        for _ in 0..options.jobs.max(1) {
+            let (tx, next, seeds) = (tx.clone(), &next, &seeds);
+            scope.spawn(move || loop {
+                let idx = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&seed) = seeds.get(idx) else { break };
+                let mut seed_options = options.template.clone();
+                seed_options.seed = seed;
+                let repro = format!("kubesim run --seed {seed}{}", options.repro_flags);
+                if tx.send(run_guarded(&seed_options, options.wall_limit, repro)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for result in rx {
+            if let Some(out) = out.as_deref_mut() {
+                let line = serde_json::to_string(&result).expect("seed results serialize");
+                out.write_all(format!("{line}\n").as_bytes())?;
+                out.flush()?;
+            }
+            results.push(result);
+            progress(results.last().expect("just pushed"), results.len());
+        }
+        Ok(())
+    })?;
+    results.sort_by_key(|r| r.seed);
+    Ok(CampaignSummary { results, wall_secs: started.elapsed().as_secs_f64() })
+}
