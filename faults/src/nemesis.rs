@@ -159,6 +159,15 @@ enum Down {
     Node(NodeRef),
 }
 
+impl std::fmt::Display for Down {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Down::StoreMember(member) => write!(f, "store-{member}"),
+            Down::Node(node) => f.write_str(node),
+        }
+    }
+}
+
 /// The nemesis' bookkeeping of what is applied. Overlapping faults are reference-counted
 /// per clogged link, paused node and crashed process: the first fault applies, the last
 /// heal undoes.
@@ -350,7 +359,7 @@ impl Nemesis {
                     }
                     (down, false) => self.record(
                         at_ms,
-                        format!("heal crash of {down:?}: still held down by another crash"),
+                        format!("heal crash of {down}: still held down by another crash"),
                     ),
                 }
             }
@@ -468,7 +477,7 @@ impl Nemesis {
         if *count > 1 {
             self.record(
                 at_ms,
-                format!("{}: {down:?} already crashed", kind_name(fault)),
+                format!("{}: {down} already crashed", kind_name(fault)),
             );
             return Applied::Crash(down);
         }
