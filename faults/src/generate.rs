@@ -1,0 +1,315 @@
+//! Swarm generation of fault plans, after TigerBeetle's VOPR and "Swarm Testing" (Groce et
+//! al., ISSTA 2012): rather than every seed mixing every fault a little, each seed enables
+//! its own random subset of the menu at its own intensity, so some seeds hammer one fault
+//! hard and faults that mask each other are also tried apart.
+//!
+//! Plans are generated before and outside the simulation (`kubesim run --seed N
+//! --print-plan` prints one without running it), so randomness comes from a ChaCha stream
+//! seeded by the seed alone, never from madsim's RNG.
+
+use std::collections::BTreeSet;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::kinds::FaultKind;
+use crate::plan::{Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
+
+/// Mixed into the seed so that the plan's random stream is unrelated to the simulation's
+/// stream for the same seed ("kubesim!" in ASCII).
+pub const SEED_MIX: u64 = 0x6b75_6265_7369_6d21;
+
+/// The shortest fault the generator produces.
+pub const MIN_DURATION_MS: u64 = 500;
+/// The longest fault the generator produces.
+pub const MAX_DURATION_MS: u64 = 10_000;
+
+/// Attempts to draw an event that keeps the plan survivable before giving it up.
+const MAX_ATTEMPTS_PER_EVENT: usize = 16;
+
+/// Knobs of the generator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenerateOptions {
+    pub safety_phase_ms: u64,
+    pub liveness_phase_ms: u64,
+    /// Each seed draws its number of events from `1..=max_events`.
+    pub max_events: usize,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            safety_phase_ms: 30_000,
+            liveness_phase_ms: 30_000,
+            max_events: 8,
+        }
+    }
+}
+
+/// The kinds of `menu` that `topology` can express while a correct system survives:
+/// disk crashes need a store that tolerates a crashed member, corruption needs three
+/// members, crashes need some target whose crash leaves a majority.
+pub fn feasible_kinds(topology: &Topology, menu: &BTreeSet<FaultKind>) -> Vec<FaultKind> {
+    let n_targets = concrete_targets(topology).len();
+    let tolerates_store_crash = topology.store_minority() >= 1;
+    menu.iter()
+        .copied()
+        .filter(|kind| match kind {
+            FaultKind::Partition | FaultKind::Clog => n_targets >= 2,
+            FaultKind::PacketLoss | FaultKind::Latency => n_targets >= 1,
+            FaultKind::Pause | FaultKind::Clock => n_targets >= 1,
+            FaultKind::Crash => {
+                tolerates_store_crash || n_targets > topology.store_members as usize
+            }
+            FaultKind::DiskCrash => tolerates_store_crash,
+            FaultKind::Corruption => topology.store_members >= 3,
+        })
+        .collect()
+}
+
+/// Generates the fault plan of `seed`: deterministic from its arguments alone. The plan
+/// always validates against `topology` and passes [`FaultPlan::check_survivable`]. If no
+/// kind of the menu fits the topology the plan has no events.
+pub fn generate(
+    seed: u64,
+    topology: &Topology,
+    menu: &BTreeSet<FaultKind>,
+    options: &GenerateOptions,
+) -> FaultPlan {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SEED_MIX);
+    let mut plan = FaultPlan {
+        version: PLAN_VERSION,
+        safety_phase_ms: options.safety_phase_ms,
+        liveness_phase_ms: options.liveness_phase_ms,
+        events: Vec::new(),
+    };
+    let feasible = feasible_kinds(topology, menu);
+    if feasible.is_empty() || options.max_events == 0 || options.safety_phase_ms == 0 {
+        return plan;
+    }
+    let enabled = swarm_subset(&mut rng, &feasible);
+    let n_events = rng.gen_range(1..=options.max_events);
+    // The seed's intensity: how long its faults may last.
+    let max_duration_ms = rng.gen_range(MIN_DURATION_MS..=MAX_DURATION_MS);
+
+    for _ in 0..n_events {
+        for _ in 0..MAX_ATTEMPTS_PER_EVENT {
+            let kind = *enabled
+                .choose(&mut rng)
+                .expect("swarm subset is never empty");
+            let duration_ms = rng
+                .gen_range(MIN_DURATION_MS..=max_duration_ms)
+                .min(options.safety_phase_ms);
+            let at_ms = rng.gen_range(0..=options.safety_phase_ms - duration_ms);
+            let fault = generate_fault(&mut rng, kind, topology);
+            plan.events.push(FaultEvent {
+                at_ms,
+                duration_ms,
+                fault,
+            });
+            if plan.check_survivable(topology).is_ok() {
+                break;
+            }
+            plan.events.pop();
+        }
+    }
+    // Stable sort: people read plans in time order.
+    plan.events.sort_by_key(|event| event.at_ms);
+    debug_assert!(
+        plan.validate(topology).is_ok(),
+        "generated plan must validate"
+    );
+    debug_assert!(plan.check_survivable(topology).is_ok());
+    plan
+}
+
+/// Each kind is enabled with probability 1/2; if none is, one is picked.
+fn swarm_subset(rng: &mut ChaCha8Rng, feasible: &[FaultKind]) -> Vec<FaultKind> {
+    let mut enabled: Vec<FaultKind> = feasible
+        .iter()
+        .copied()
+        .filter(|_| rng.gen_bool(0.5))
+        .collect();
+    if enabled.is_empty() {
+        enabled.push(*feasible.choose(rng).expect("feasible kinds are not empty"));
+    }
+    enabled
+}
+
+/// One fault of `kind` for `topology`. The caller checks survivability.
+pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &Topology) -> Fault {
+    match kind {
+        FaultKind::Partition => generate_partition(rng, topology),
+        FaultKind::PacketLoss => Fault::PacketLoss {
+            // Whole percents keep plans readable.
+            rate: f64::from(rng.gen_range(1..=50u32)) / 100.0,
+        },
+        FaultKind::Latency => {
+            let min_ms = rng.gen_range(0..=50);
+            Fault::LatencySpike {
+                min_ms,
+                max_ms: min_ms + rng.gen_range(10..=2_000),
+            }
+        }
+        FaultKind::Clog => {
+            let (a, b) = two_targets(rng, topology);
+            Fault::ClogLink { a, b }
+        }
+        FaultKind::Crash => Fault::Crash {
+            target: biased_target(rng, topology, topology.store_minority() >= 1),
+        },
+        FaultKind::Pause => Fault::Pause {
+            target: biased_target(rng, topology, true),
+        },
+        FaultKind::DiskCrash => Fault::CrashStoreMember {
+            member: store_target(rng, topology),
+            tear: true,
+        },
+        FaultKind::Corruption => Fault::CorruptRecord {
+            member: store_target(rng, topology),
+        },
+        FaultKind::Clock => Fault::ClockSkew {
+            // Clock faults matter to lease holders, which are everywhere: no bias.
+            target: concrete_targets(topology)
+                .choose(rng)
+                .cloned()
+                .expect("clock is feasible only with targets"),
+            offset_ms: rng.gen_range(-10_000..=10_000),
+            drift_ms_per_s: rng.gen_range(-100..=100),
+        },
+    }
+}
+
+/// The partition shapes of design §3: random halves (of the store, of everything), one
+/// member split off, the leader cut off entirely or from its peers only, one apiserver
+/// isolated, majorities-ring, bridge, one-way.
+fn generate_partition<R: Rng>(rng: &mut R, topology: &Topology) -> Fault {
+    #[derive(Clone, Copy)]
+    enum Shape {
+        StoreHalves,
+        EverythingHalves,
+        SplitOneMember,
+        IsolateLeader,
+        LeaderFromPeers,
+        IsolateApiServer,
+        MajoritiesRing,
+        Bridge,
+        OneWay,
+    }
+    let members = topology.store_members;
+    let mut shapes = vec![Shape::EverythingHalves, Shape::OneWay];
+    if members >= 2 {
+        shapes.extend([
+            Shape::StoreHalves,
+            Shape::SplitOneMember,
+            Shape::IsolateLeader,
+            Shape::LeaderFromPeers,
+        ]);
+    }
+    if members >= 3 {
+        shapes.extend([Shape::MajoritiesRing, Shape::Bridge]);
+    }
+    if topology.apiservers >= 1 {
+        shapes.push(Shape::IsolateApiServer);
+    }
+    let store: Vec<Target> = (1..=members).map(Target::StoreMember).collect();
+    match *shapes.choose(rng).expect("shapes is never empty") {
+        Shape::StoreHalves => random_halves(rng, store),
+        Shape::EverythingHalves => random_halves(rng, concrete_targets(topology)),
+        Shape::SplitOneMember => {
+            let loner = rng.gen_range(1..=members);
+            let rest = (1..=members)
+                .filter(|&member| member != loner)
+                .map(Target::StoreMember)
+                .collect();
+            Fault::Partition {
+                groups: vec![vec![Target::StoreMember(loner)], rest],
+            }
+        }
+        Shape::IsolateLeader => Fault::IsolateStoreLeader,
+        Shape::LeaderFromPeers => Fault::Partition {
+            groups: vec![vec![Target::StoreLeader], store],
+        },
+        Shape::IsolateApiServer => Fault::IsolateApiServer {
+            apiserver: rng.gen_range(0..topology.apiservers),
+        },
+        Shape::MajoritiesRing => Fault::MajoritiesRing,
+        Shape::Bridge => Fault::Bridge,
+        Shape::OneWay => {
+            let (from, to) = two_targets(rng, topology);
+            Fault::OneWay { from, to }
+        }
+    }
+}
+
+/// Jepsen `partition-random-halves`: shuffle, then cut in two, smaller half first.
+fn random_halves<R: Rng>(rng: &mut R, mut targets: Vec<Target>) -> Fault {
+    debug_assert!(targets.len() >= 2);
+    targets.shuffle(rng);
+    let second = targets.split_off(targets.len() / 2);
+    Fault::Partition {
+        groups: vec![targets, second],
+    }
+}
+
+/// Every concrete component of the topology (the leader is not concrete).
+pub(crate) fn concrete_targets(topology: &Topology) -> Vec<Target> {
+    let mut targets: Vec<Target> = (1..=topology.store_members)
+        .map(Target::StoreMember)
+        .collect();
+    targets.extend((0..topology.apiservers).map(Target::ApiServer));
+    targets.extend((0..topology.controller_managers).map(Target::ControllerManager));
+    if topology.schedulers >= 1 {
+        targets.push(Target::Scheduler);
+    }
+    targets.extend((0..topology.kubelets).map(Target::Kubelet));
+    targets
+}
+
+/// A target biased toward the store, where the interesting failures are: 40% a concrete
+/// store member, 20% the leader, 40% some other component (when they exist).
+fn biased_target<R: Rng>(rng: &mut R, topology: &Topology, allow_store: bool) -> Target {
+    let others: Vec<Target> = concrete_targets(topology)
+        .into_iter()
+        .filter(|target| !target.is_store())
+        .collect();
+    let store_possible = allow_store && topology.store_members >= 1;
+    if store_possible && (others.is_empty() || rng.gen_ratio(6, 10)) {
+        // Two concrete members for one leader.
+        if rng.gen_ratio(2, 3) {
+            Target::StoreMember(rng.gen_range(1..=topology.store_members))
+        } else {
+            Target::StoreLeader
+        }
+    } else {
+        others
+            .choose(rng)
+            .cloned()
+            .expect("caller checked that some target exists")
+    }
+}
+
+/// A store member target: a concrete member, or (1 in 4) the leader.
+fn store_target<R: Rng>(rng: &mut R, topology: &Topology) -> Target {
+    if rng.gen_ratio(1, 4) {
+        Target::StoreLeader
+    } else {
+        Target::StoreMember(rng.gen_range(1..=topology.store_members))
+    }
+}
+
+/// Two different targets, the first biased toward the store.
+fn two_targets<R: Rng>(rng: &mut R, topology: &Topology) -> (Target, Target) {
+    let first = biased_target(rng, topology, true);
+    let rest: Vec<Target> = concrete_targets(topology)
+        .into_iter()
+        .chain(std::iter::once(Target::StoreLeader))
+        .filter(|target| *target != first && (topology.store_members >= 1 || !target.is_store()))
+        .collect();
+    let second = rest
+        .choose(rng)
+        .cloned()
+        .expect("caller checked there are two targets");
+    (first, second)
+}

@@ -1,0 +1,728 @@
+//! The nemesis: executes a [`FaultPlan`] against a [`World`] in simulated time.
+//!
+//! The nemesis knows nothing about the system under test: the world (built by `sim`)
+//! translates "kill store-2", "clog apiserver-0 → store-1" into madsim and `SimDisk`
+//! calls. Every action is recorded in the world's history so a failure's report shows what
+//! the nemesis did and when.
+//!
+//! All steps of a plan run on one timeline in one task, rather than one task per event,
+//! so that steps due at the same instant run in a fixed order that does not depend on the
+//! scheduler: heals first (a crashed process restarts before another crash is applied),
+//! then applies in plan order, then heals of zero-length faults.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use madsim::rand::Rng;
+use madsim::time::{Instant, TimeHandle};
+
+use crate::plan::{kind_name, Fault, FaultEvent, FaultPlan, Target};
+
+/// A node as the world names it, e.g. `"store-1"`, `"apiserver-0"`, `"kubelet-2"`.
+pub type NodeRef = String;
+
+/// The simulated world as the nemesis sees it. Object-safe and synchronous: every call
+/// takes effect immediately in simulated time.
+pub trait World {
+    /// Ids of all store members (crashed ones included).
+    fn store_members(&self) -> Vec<u64>;
+    /// The current Raft leader, if the world knows one.
+    fn store_leader(&self) -> Option<u64>;
+    /// The node a target runs on; `None` if it does not exist or cannot be resolved.
+    fn node_of(&self, target: &Target) -> Option<NodeRef>;
+    /// Kill a process (all its tasks and connections).
+    fn kill(&self, node: &NodeRef);
+    /// Restart a killed process from its persistent state.
+    fn restart(&self, node: &NodeRef);
+    /// Stop a process's tasks from running until `resume`.
+    fn pause(&self, node: &NodeRef);
+    fn resume(&self, node: &NodeRef);
+    /// Kill a store member and lose its unsynced writes; with `tear`, keep a torn prefix
+    /// of the last unsynced write whose length derives from the given randomness.
+    fn crash_store_member(&self, member: u64, tear: Option<u64>);
+    fn restart_store_member(&self, member: u64);
+    /// Flip bits in one synced WAL record chosen with `randomness`; returns what was
+    /// corrupted, or `None` if the member has no synced record to corrupt.
+    fn corrupt_store_record(&self, member: u64, randomness: u64) -> Option<String>;
+    /// Drop every message `from → to` until `unclog`.
+    fn clog(&self, from: &NodeRef, to: &NodeRef);
+    fn unclog(&self, from: &NodeRef, to: &NodeRef);
+    /// Every node of the cluster.
+    fn all_nodes(&self) -> Vec<NodeRef>;
+    /// Drop each message with probability `rate`, everywhere.
+    fn set_packet_loss(&self, rate: f64);
+    /// Send latency drawn from `min_ms..=max_ms`, everywhere.
+    fn set_latency_ms(&self, min_ms: u64, max_ms: u64);
+    /// Back to the scenario's normal loss and latency.
+    fn reset_network_conditions(&self);
+    fn set_clock_skew(&self, node: &NodeRef, offset_ms: i64, drift_ms_per_s: i64);
+    fn reset_clock(&self, node: &NodeRef);
+    /// Appends a line to the run's history.
+    fn record(&self, description: String);
+}
+
+/// The shared handle `run` takes.
+pub type SharedWorld = Arc<dyn World + Send + Sync>;
+
+/// Runs `plan` against `world`, with time counted from the call, and returns at the end
+/// of the safety phase once every fault has healed ("all faults healed" is the last line
+/// it records). It does not wait through the liveness phase.
+///
+/// A step scheduled after the end of the safety phase (only an unvalidated plan has one)
+/// is skipped, and `heal_all` at the end of the phase heals what it would have.
+pub async fn run(plan: &FaultPlan, world: SharedWorld) {
+    let time = TimeHandle::current();
+    let start = time.now_instant();
+    let mut nemesis = Nemesis::new(world);
+    for step in schedule(plan) {
+        if step.at_ms > plan.safety_phase_ms {
+            continue;
+        }
+        sleep_until(&time, start + Duration::from_millis(step.at_ms)).await;
+        let event = &plan.events[step.event_idx];
+        match step.action {
+            Action::Apply => nemesis.apply(step.at_ms, step.event_idx, event),
+            Action::Heal => nemesis.heal(step.at_ms, step.event_idx),
+        }
+    }
+    sleep_until(&time, start + Duration::from_millis(plan.safety_phase_ms)).await;
+    nemesis.heal_all(plan.safety_phase_ms);
+}
+
+/// madsim's `sleep_until` sleeps at least 1 ms even when the deadline has passed; steps
+/// due now must run now, so only sleep for a deadline in the future.
+async fn sleep_until(time: &TimeHandle, deadline: Instant) {
+    if time.now_instant() < deadline {
+        time.sleep_until(deadline).await;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Apply,
+    Heal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Step {
+    at_ms: u64,
+    /// Order among steps due at the same instant (see the module doc).
+    class: u8,
+    event_idx: usize,
+    action: Action,
+}
+
+fn schedule(plan: &FaultPlan) -> Vec<Step> {
+    let mut steps = Vec::with_capacity(plan.events.len() * 2);
+    for (event_idx, event) in plan.events.iter().enumerate() {
+        steps.push(Step {
+            at_ms: event.at_ms,
+            class: 1,
+            event_idx,
+            action: Action::Apply,
+        });
+        steps.push(Step {
+            at_ms: event.heal_at_ms(),
+            class: if event.duration_ms == 0 { 2 } else { 0 },
+            event_idx,
+            action: Action::Heal,
+        });
+    }
+    steps.sort();
+    steps
+}
+
+/// What one applied event changed, so that its heal undoes exactly that.
+#[derive(Clone, Debug)]
+enum Applied {
+    /// Directed links clogged by the event (each also counted in `Nemesis::clogged`).
+    Clogs {
+        description: String,
+        links: BTreeSet<(NodeRef, NodeRef)>,
+    },
+    NetworkConditions,
+    Crash(Down),
+    Pause(NodeRef),
+    ClockSkew(NodeRef),
+    Corrupt(u64),
+    /// Nothing could be applied (no leader, target did not resolve).
+    Nothing,
+}
+
+/// A process held down by crashes. Store members are keyed by member id so that `crash
+/// store-1`, `crash-store-member store-1` and a crash of the leader while it is store-1
+/// count against the same member.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Down {
+    StoreMember(u64),
+    Node(NodeRef),
+}
+
+impl std::fmt::Display for Down {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Down::StoreMember(member) => write!(f, "store-{member}"),
+            Down::Node(node) => f.write_str(node),
+        }
+    }
+}
+
+/// The nemesis' bookkeeping of what is applied. Overlapping faults are reference-counted
+/// per clogged link, paused node and crashed process: the first fault applies, the last
+/// heal undoes.
+pub struct Nemesis {
+    world: SharedWorld,
+    applied: BTreeMap<usize, Applied>,
+    clogged: BTreeMap<(NodeRef, NodeRef), u32>,
+    paused: BTreeMap<NodeRef, u32>,
+    crashed: BTreeMap<Down, u32>,
+    /// Active network conditions by event, most intense wins.
+    packet_loss: BTreeMap<usize, f64>,
+    latency: BTreeMap<usize, (u64, u64)>,
+    /// Active skews per node by event; the latest applied wins.
+    skews: BTreeMap<NodeRef, BTreeMap<usize, (i64, i64)>>,
+}
+
+impl Nemesis {
+    pub fn new(world: SharedWorld) -> Self {
+        Nemesis {
+            world,
+            applied: BTreeMap::new(),
+            clogged: BTreeMap::new(),
+            paused: BTreeMap::new(),
+            crashed: BTreeMap::new(),
+            packet_loss: BTreeMap::new(),
+            latency: BTreeMap::new(),
+            skews: BTreeMap::new(),
+        }
+    }
+
+    fn record(&self, at_ms: u64, description: impl AsRef<str>) {
+        let line = format!("t={at_ms}ms {}", description.as_ref());
+        tracing::info!(target: "nemesis", "{line}");
+        self.world.record(line);
+    }
+
+    /// Applies event `event_idx` and records what it did.
+    pub fn apply(&mut self, at_ms: u64, event_idx: usize, event: &FaultEvent) {
+        assert!(
+            !self.applied.contains_key(&event_idx),
+            "event {event_idx} applied twice"
+        );
+        let applied = match &event.fault {
+            Fault::Partition { .. }
+            | Fault::IsolateStoreLeader
+            | Fault::IsolateApiServer { .. }
+            | Fault::MajoritiesRing
+            | Fault::Bridge
+            | Fault::OneWay { .. }
+            | Fault::ClogLink { .. } => match self.network_cut(&event.fault) {
+                Ok((description, links)) => {
+                    for (from, to) in &links {
+                        let count = self.clogged.entry((from.clone(), to.clone())).or_insert(0);
+                        if *count == 0 {
+                            self.world.clog(from, to);
+                        }
+                        *count += 1;
+                    }
+                    self.record(at_ms, &description);
+                    Applied::Clogs { description, links }
+                }
+                Err(reason) => self.skip(at_ms, &event.fault, &reason),
+            },
+            Fault::PacketLoss { rate } => {
+                self.packet_loss.insert(event_idx, *rate);
+                self.apply_network_conditions();
+                self.record(at_ms, format!("packet-loss {rate}"));
+                Applied::NetworkConditions
+            }
+            Fault::LatencySpike { min_ms, max_ms } => {
+                self.latency.insert(event_idx, (*min_ms, *max_ms));
+                self.apply_network_conditions();
+                self.record(at_ms, format!("latency-spike {min_ms}..={max_ms}ms"));
+                Applied::NetworkConditions
+            }
+            Fault::Crash { target } => self.crash(at_ms, &event.fault, target, None),
+            Fault::CrashStoreMember { member, tear } => {
+                let tear = tear.then(|| madsim::rand::thread_rng().gen::<u64>());
+                self.crash(at_ms, &event.fault, member, Some(tear))
+            }
+            Fault::Pause { target } => match self.world.node_of(target) {
+                Some(node) => {
+                    let count = self.paused.entry(node.clone()).or_insert(0);
+                    if *count == 0 {
+                        self.world.pause(&node);
+                    }
+                    *count += 1;
+                    self.record(at_ms, format!("pause {node}"));
+                    Applied::Pause(node)
+                }
+                None => self.skip(at_ms, &event.fault, &format!("{target} does not resolve")),
+            },
+            Fault::CorruptRecord { member } => match self.resolve_member(member) {
+                Ok(member) => {
+                    let randomness = madsim::rand::thread_rng().gen::<u64>();
+                    match self.world.corrupt_store_record(member, randomness) {
+                        Some(what) => {
+                            self.record(at_ms, format!("corrupt-record store-{member}: {what}"));
+                        }
+                        None => self.record(
+                            at_ms,
+                            format!("corrupt-record store-{member}: no synced record to corrupt"),
+                        ),
+                    }
+                    Applied::Corrupt(member)
+                }
+                Err(reason) => self.skip(at_ms, &event.fault, &reason),
+            },
+            Fault::ClockSkew {
+                target,
+                offset_ms,
+                drift_ms_per_s,
+            } => match self.world.node_of(target) {
+                Some(node) => {
+                    self.skews
+                        .entry(node.clone())
+                        .or_default()
+                        .insert(event_idx, (*offset_ms, *drift_ms_per_s));
+                    self.world
+                        .set_clock_skew(&node, *offset_ms, *drift_ms_per_s);
+                    self.record(
+                        at_ms,
+                        format!(
+                            "clock-skew {node} offset {offset_ms}ms drift {drift_ms_per_s}ms/s"
+                        ),
+                    );
+                    Applied::ClockSkew(node)
+                }
+                None => self.skip(at_ms, &event.fault, &format!("{target} does not resolve")),
+            },
+        };
+        self.applied.insert(event_idx, applied);
+    }
+
+    fn skip(&self, at_ms: u64, fault: &Fault, reason: &str) -> Applied {
+        self.record(at_ms, format!("{}: {reason}, skipped", kind_name(fault)));
+        Applied::Nothing
+    }
+
+    /// Heals event `event_idx` (a no-op if it was never applied or is already healed).
+    pub fn heal(&mut self, at_ms: u64, event_idx: usize) {
+        let Some(applied) = self.applied.remove(&event_idx) else {
+            return;
+        };
+        match applied {
+            Applied::Clogs { description, links } => {
+                for link in &links {
+                    let count = self
+                        .clogged
+                        .get_mut(link)
+                        .expect("an applied link is counted");
+                    assert!(*count >= 1);
+                    *count -= 1;
+                    if *count == 0 {
+                        self.clogged.remove(link);
+                        self.world.unclog(&link.0, &link.1);
+                    }
+                }
+                self.record(at_ms, format!("heal {description}"));
+            }
+            Applied::NetworkConditions => {
+                let loss = self.packet_loss.remove(&event_idx);
+                let latency = self.latency.remove(&event_idx);
+                assert!(loss.is_some() || latency.is_some());
+                self.apply_network_conditions();
+                match (loss, latency) {
+                    (Some(rate), _) => self.record(at_ms, format!("heal packet-loss {rate}")),
+                    (_, Some((min_ms, max_ms))) => {
+                        self.record(at_ms, format!("heal latency-spike {min_ms}..={max_ms}ms"))
+                    }
+                    (None, None) => unreachable!(),
+                }
+            }
+            Applied::Crash(down) => {
+                let count = self.crashed.get_mut(&down).expect("a crash is counted");
+                *count -= 1;
+                let restart = *count == 0;
+                if restart {
+                    self.crashed.remove(&down);
+                }
+                match (&down, restart) {
+                    (Down::StoreMember(member), true) => {
+                        self.world.restart_store_member(*member);
+                        self.record(at_ms, format!("restart store-{member}"));
+                    }
+                    (Down::Node(node), true) => {
+                        self.world.restart(node);
+                        self.record(at_ms, format!("restart {node}"));
+                    }
+                    (down, false) => self.record(
+                        at_ms,
+                        format!("heal crash of {down}: still held down by another crash"),
+                    ),
+                }
+            }
+            Applied::Pause(node) => {
+                let count = self.paused.get_mut(&node).expect("a pause is counted");
+                *count -= 1;
+                if *count == 0 {
+                    self.paused.remove(&node);
+                    self.world.resume(&node);
+                    self.record(at_ms, format!("resume {node}"));
+                } else {
+                    self.record(
+                        at_ms,
+                        format!("heal pause of {node}: still held by another pause"),
+                    );
+                }
+            }
+            Applied::ClockSkew(node) => {
+                let skews = self.skews.get_mut(&node).expect("a skew is tracked");
+                skews.remove(&event_idx);
+                match skews.last_key_value() {
+                    Some((_, &(offset_ms, drift_ms_per_s))) => {
+                        self.world.set_clock_skew(&node, offset_ms, drift_ms_per_s);
+                        self.record(
+                            at_ms,
+                            format!(
+                                "heal clock-skew {node}: back to offset {offset_ms}ms \
+                                 drift {drift_ms_per_s}ms/s of an overlapping skew"
+                            ),
+                        );
+                    }
+                    None => {
+                        self.skews.remove(&node);
+                        self.world.reset_clock(&node);
+                        self.record(at_ms, format!("reset clock {node}"));
+                    }
+                }
+            }
+            Applied::Corrupt(member) => {
+                // Recovery must now read the corrupted WAL. A member held down by a crash
+                // reads it when that crash heals.
+                if self.crashed.contains_key(&Down::StoreMember(member)) {
+                    self.record(
+                        at_ms,
+                        format!("heal corrupt-record store-{member}: already crashed"),
+                    );
+                } else {
+                    self.world.crash_store_member(member, None);
+                    self.world.restart_store_member(member);
+                    self.record(
+                        at_ms,
+                        format!("crash and restart store-{member} on its corrupted disk"),
+                    );
+                }
+            }
+            Applied::Nothing => {}
+        }
+    }
+
+    /// Heals every fault still applied, in event order, and records "all faults healed".
+    /// Afterwards no link is clogged, no process paused or crashed, the network and every
+    /// clock are back to normal.
+    pub fn heal_all(&mut self, at_ms: u64) {
+        let remaining: Vec<usize> = self.applied.keys().copied().collect();
+        for event_idx in remaining {
+            self.heal(at_ms, event_idx);
+        }
+        assert!(
+            self.clogged.is_empty(),
+            "every clogged link is owned by an event"
+        );
+        assert!(self.paused.is_empty() && self.crashed.is_empty());
+        assert!(self.skews.is_empty());
+        // Unconditionally, so that the liveness phase starts from a clean network even if
+        // the world's conditions were touched by something other than this nemesis.
+        self.world.reset_network_conditions();
+        self.record(at_ms, "all faults healed");
+    }
+
+    fn apply_network_conditions(&self) {
+        self.world.reset_network_conditions();
+        if let Some(rate) = self.packet_loss.values().copied().reduce(f64::max) {
+            self.world.set_packet_loss(rate);
+        }
+        if let Some((min_ms, max_ms)) = self
+            .latency
+            .values()
+            .copied()
+            .reduce(|(min_a, max_a), (min_b, max_b)| (min_a.max(min_b), max_a.max(max_b)))
+        {
+            self.world.set_latency_ms(min_ms, max_ms);
+        }
+    }
+
+    fn crash(
+        &mut self,
+        at_ms: u64,
+        fault: &Fault,
+        target: &Target,
+        tear: Option<Option<u64>>,
+    ) -> Applied {
+        let down = if target.is_store() {
+            match self.resolve_member(target) {
+                Ok(member) => Down::StoreMember(member),
+                Err(reason) => return self.skip(at_ms, fault, &reason),
+            }
+        } else {
+            match self.world.node_of(target) {
+                Some(node) => Down::Node(node),
+                None => return self.skip(at_ms, fault, &format!("{target} does not resolve")),
+            }
+        };
+        let count = self.crashed.entry(down.clone()).or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            self.record(
+                at_ms,
+                format!("{}: {down} already crashed", kind_name(fault)),
+            );
+            return Applied::Crash(down);
+        }
+        match &down {
+            Down::StoreMember(member) => {
+                let tear = tear.flatten();
+                self.world.crash_store_member(*member, tear);
+                let torn = if tear.is_some() {
+                    " tearing its last unsynced write"
+                } else {
+                    ""
+                };
+                self.record(at_ms, format!("crash store-{member} (power loss){torn}"));
+            }
+            Down::Node(node) => {
+                self.world.kill(node);
+                self.record(at_ms, format!("crash {node}"));
+            }
+        }
+        Applied::Crash(down)
+    }
+
+    /// The member id of a store target (`store-leader` resolved now).
+    fn resolve_member(&self, target: &Target) -> Result<u64, String> {
+        match target {
+            Target::StoreMember(member) => Ok(*member),
+            Target::StoreLeader => self
+                .world
+                .store_leader()
+                .ok_or_else(|| "no leader known".to_string()),
+            other => Err(format!("{other} is not a store member")),
+        }
+    }
+
+    fn node(&self, target: &Target) -> Result<NodeRef, String> {
+        self.world
+            .node_of(target)
+            .ok_or_else(|| format!("{target} does not resolve"))
+    }
+
+    fn member_node(&self, member: u64) -> Result<NodeRef, String> {
+        self.node(&Target::StoreMember(member))
+    }
+
+    /// The directed links a network fault clogs, and its description for the history.
+    fn network_cut(&self, fault: &Fault) -> Result<(String, BTreeSet<(NodeRef, NodeRef)>), String> {
+        match fault {
+            Fault::Partition { groups } => {
+                let groups = self.resolve_groups(groups)?;
+                let description = format!("partition {}", describe_groups(&groups));
+                Ok((description, complete_cut(&groups)))
+            }
+            Fault::IsolateStoreLeader => {
+                let leader = self
+                    .world
+                    .store_leader()
+                    .ok_or_else(|| "no leader to isolate".to_string())?;
+                let node = self.member_node(leader)?;
+                Ok((format!("isolate store leader {node}"), self.isolate(&node)))
+            }
+            Fault::IsolateApiServer { apiserver } => {
+                let node = self.node(&Target::ApiServer(*apiserver))?;
+                Ok((format!("isolate apiserver {node}"), self.isolate(&node)))
+            }
+            Fault::MajoritiesRing | Fault::Bridge => {
+                let mut members = self.world.store_members();
+                members.sort_unstable();
+                members.dedup();
+                let grudge = if matches!(fault, Fault::MajoritiesRing) {
+                    majorities_ring(&members)
+                } else {
+                    bridge(&members)
+                };
+                let mut links = BTreeSet::new();
+                let mut views = Vec::new();
+                for member in &members {
+                    let receiver = self.member_node(*member)?;
+                    let dropped = grudge.get(member).cloned().unwrap_or_default();
+                    let mut hears = Vec::new();
+                    for other in &members {
+                        let sender = self.member_node(*other)?;
+                        if dropped.contains(other) {
+                            links.insert((sender, receiver.clone()));
+                        } else {
+                            hears.push(sender);
+                        }
+                    }
+                    views.push(format!("{receiver} hears {{{}}}", hears.join(", ")));
+                }
+                Ok((format!("{}: {}", kind_name(fault), views.join("; ")), links))
+            }
+            Fault::OneWay { from, to } => {
+                let (from, to) = (self.resolve_target(from)?, self.resolve_target(to)?);
+                if from == to {
+                    return Err(format!("{from} resolves to both ends"));
+                }
+                let description = format!("one-way {from} -> {to} dropped");
+                Ok((description, BTreeSet::from([(from, to)])))
+            }
+            Fault::ClogLink { a, b } => {
+                let (a, b) = (self.resolve_target(a)?, self.resolve_target(b)?);
+                if a == b {
+                    return Err(format!("{a} resolves to both ends"));
+                }
+                let description = format!("clog-link {a} <-> {b}");
+                Ok((
+                    description,
+                    BTreeSet::from([(a.clone(), b.clone()), (b, a)]),
+                ))
+            }
+            _ => unreachable!("not a network cut: {fault:?}"),
+        }
+    }
+
+    /// Resolves a target to a node, `store-leader` included.
+    fn resolve_target(&self, target: &Target) -> Result<NodeRef, String> {
+        match target {
+            Target::StoreLeader => self.member_node(self.resolve_member(target)?),
+            other => self.node(other),
+        }
+    }
+
+    /// Resolves partition groups. The leader, resolved now, is removed from any other
+    /// group that names it concretely; a target that does not resolve is an error.
+    fn resolve_groups(&self, groups: &[Vec<Target>]) -> Result<Vec<Vec<NodeRef>>, String> {
+        let leader_group = groups
+            .iter()
+            .position(|group| group.contains(&Target::StoreLeader));
+        let leader_node = match leader_group {
+            Some(_) => Some(self.resolve_target(&Target::StoreLeader)?),
+            None => None,
+        };
+        let mut resolved = Vec::with_capacity(groups.len());
+        for (group_idx, group) in groups.iter().enumerate() {
+            let mut nodes = Vec::with_capacity(group.len());
+            for target in group {
+                let node = self.resolve_target(target)?;
+                let leader_elsewhere =
+                    leader_node.as_ref() == Some(&node) && leader_group != Some(group_idx);
+                if !leader_elsewhere && !nodes.contains(&node) {
+                    nodes.push(node);
+                }
+            }
+            resolved.push(nodes);
+        }
+        Ok(resolved)
+    }
+
+    /// Links cutting `node` off from every other node, both directions.
+    fn isolate(&self, node: &NodeRef) -> BTreeSet<(NodeRef, NodeRef)> {
+        let others: Vec<NodeRef> = self
+            .world
+            .all_nodes()
+            .into_iter()
+            .filter(|other| other != node)
+            .collect();
+        complete_cut(&[vec![node.clone()], others])
+    }
+}
+
+/// Jepsen's `complete-grudge`: nodes in different groups cannot talk, both directions.
+fn complete_cut(groups: &[Vec<NodeRef>]) -> BTreeSet<(NodeRef, NodeRef)> {
+    let mut links = BTreeSet::new();
+    for (group_idx, group) in groups.iter().enumerate() {
+        for other_group in &groups[group_idx + 1..] {
+            for a in group {
+                for b in other_group {
+                    if a != b {
+                        links.insert((a.clone(), b.clone()));
+                        links.insert((b.clone(), a.clone()));
+                    }
+                }
+            }
+        }
+    }
+    links
+}
+
+fn describe_groups(groups: &[Vec<NodeRef>]) -> String {
+    groups
+        .iter()
+        .map(|group| format!("{{{}}}", group.join(", ")))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// A Jepsen grudge: for each node, the nodes whose messages it drops.
+pub type Grudge = BTreeMap<u64, BTreeSet<u64>>;
+
+/// Jepsen's `majorities-ring` (`majorities-ring-perfect` in jepsen.nemesis): lay the
+/// members on a ring, take the `n` windows of `m = n/2 + 1` consecutive members, and let
+/// the member in the middle of each window (index `m/2`) hear only that window. Every
+/// member then sees a majority, itself included, and no two see the same majority.
+///
+/// Differences from Jepsen, both forced by a plan being data that replays exactly: the
+/// ring is in member-id order rather than shuffled (Raft members are symmetric up to
+/// relabelling; who leads changes over time anyway), and clusters above 5 members use
+/// the same windows instead of Jepsen's stochastic graph, which still gives each member
+/// its own majority.
+///
+/// With 3 members (`m = 2`) the ring is one-way: 1 hears 3, 2 hears 1, 3 hears 2, so the
+/// dropped links are 2→1, 3→2 and 1→3. With 5, each member hears exactly its two ring
+/// neighbours and the cut is symmetric.
+pub fn majorities_ring(members: &[u64]) -> Grudge {
+    let n = members.len();
+    let majority = n / 2 + 1;
+    let mut grudge = Grudge::new();
+    for start in 0..n {
+        let window: BTreeSet<u64> = (0..majority)
+            .map(|offset| members[(start + offset) % n])
+            .collect();
+        let center = members[(start + majority / 2) % n];
+        let dropped = members
+            .iter()
+            .copied()
+            .filter(|member| !window.contains(member))
+            .collect();
+        grudge.insert(center, dropped);
+    }
+    grudge
+}
+
+/// Jepsen's `bridge`: cut the members in two halves (the smaller first, as Jepsen's
+/// `bisect` does) and keep the first member of the second half as a bridge that talks
+/// to both: nobody drops the bridge and the bridge drops nobody. With 3 members, 1 and 3
+/// cannot talk and 2 bridges them; with 5, {1, 2} and {4, 5} meet only through 3.
+/// Members are in id order, not shuffled (see [`majorities_ring`]).
+pub fn bridge(members: &[u64]) -> Grudge {
+    let (first, second) = members.split_at(members.len() / 2);
+    let Some(&bridge_member) = second.first() else {
+        return Grudge::new();
+    };
+    let mut grudge = Grudge::new();
+    for (side, other_side) in [(first, second), (second, first)] {
+        for &member in side {
+            if member == bridge_member {
+                continue;
+            }
+            let dropped = other_side
+                .iter()
+                .copied()
+                .filter(|&other| other != bridge_member)
+                .collect();
+            grudge.insert(member, dropped);
+        }
+    }
+    grudge
+}

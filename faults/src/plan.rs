@@ -1,0 +1,615 @@
+//! `FaultPlan`: the data a seed's nemesis executes. Plans are JSON so that people can read,
+//! write, save and replay them (`kubesim run --plan FILE`, the CI corpus, `kubesim shrink`);
+//! field names are part of that contract and must stay stable.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The only plan format version this crate reads and writes.
+pub const PLAN_VERSION: u32 = 1;
+
+/// A plan with more events than this is refused: a bound on everything, so that a hand-made
+/// or corrupted plan file cannot make the nemesis run away.
+pub const MAX_EVENTS: usize = 10_000;
+
+/// Latency spikes above one minute are not "latency", they are a partition.
+pub const MAX_LATENCY_MS: u64 = 60_000;
+
+/// Clock offsets beyond an hour stop being a skew between nodes and become a different
+/// machine's clock; leases are seconds long, so an hour already breaks every lease.
+pub const MAX_CLOCK_OFFSET_MS: i64 = 3_600_000;
+
+/// A drift of 1000 ms per second would stop (or double) a node's clock; keep time moving
+/// forward so that a skewed clock is still a clock.
+pub const MAX_CLOCK_DRIFT_MS_PER_S: i64 = 999;
+
+/// The shape of the simulated cluster a plan is checked against. Component indices are
+/// 0-based except store members, which are 1-based like Raft/etcd member ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub store_members: u64,
+    pub apiservers: u32,
+    pub controller_managers: u32,
+    pub schedulers: u32,
+    pub kubelets: u32,
+}
+
+impl Topology {
+    /// The largest number of store members that may be down at once while a majority
+    /// remains: `(n - 1) / 2` (1 of 3, 2 of 5; 0 for a single member).
+    pub fn store_minority(&self) -> u64 {
+        self.store_members.saturating_sub(1) / 2
+    }
+
+    /// Whether `target` names a component of this topology (`StoreLeader` exists when
+    /// there is at least one store member).
+    pub fn contains(&self, target: &Target) -> bool {
+        match *target {
+            Target::StoreMember(member) => member >= 1 && member <= self.store_members,
+            Target::StoreLeader => self.store_members >= 1,
+            Target::ApiServer(idx) => idx < self.apiservers,
+            Target::ControllerManager(idx) => idx < self.controller_managers,
+            Target::Scheduler => self.schedulers >= 1,
+            Target::Kubelet(idx) => idx < self.kubelets,
+        }
+    }
+
+    fn describe_absence(&self, target: &Target) -> String {
+        let plural = |n: u64, word: &str| {
+            if n == 1 {
+                format!("{n} {word}")
+            } else {
+                format!("{n} {word}s")
+            }
+        };
+        let has = match target {
+            Target::StoreMember(_) | Target::StoreLeader => {
+                let members = plural(self.store_members, "store member");
+                if self.store_members == 0 {
+                    members
+                } else {
+                    format!("{members}, numbered 1..={}", self.store_members)
+                }
+            }
+            Target::ApiServer(_) => plural(self.apiservers.into(), "apiserver"),
+            Target::ControllerManager(_) => {
+                plural(self.controller_managers.into(), "controller-manager")
+            }
+            Target::Scheduler => plural(self.schedulers.into(), "scheduler"),
+            Target::Kubelet(_) => plural(self.kubelets.into(), "kubelet"),
+        };
+        format!("target {target} does not exist (topology has {has})")
+    }
+}
+
+/// A component a fault is aimed at. In JSON a target is one string that reads like the
+/// node's name: `"store-1"`, `"store-leader"`, `"apiserver-0"`, `"controller-manager-1"`,
+/// `"scheduler"`, `"kubelet-2"`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Target {
+    /// A store member by its 1-based member id.
+    StoreMember(u64),
+    /// Whichever store member is the Raft leader when the fault is applied (the nemesis
+    /// asks the world at apply time, the way Jepsen's `partition-leader` nemesis does).
+    StoreLeader,
+    /// An apiserver by its 0-based index.
+    ApiServer(u32),
+    /// A kube-controller-manager replica by its 0-based index.
+    ControllerManager(u32),
+    /// The scheduler; the world resolves it (to its only replica, or the active one).
+    Scheduler,
+    /// A node's kubelet by its 0-based index.
+    Kubelet(u32),
+}
+
+impl Target {
+    /// Whether the target is a store member (concrete or the leader).
+    pub fn is_store(&self) -> bool {
+        matches!(self, Target::StoreMember(_) | Target::StoreLeader)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::StoreMember(member) => write!(f, "store-{member}"),
+            Target::StoreLeader => write!(f, "store-leader"),
+            Target::ApiServer(idx) => write!(f, "apiserver-{idx}"),
+            Target::ControllerManager(idx) => write!(f, "controller-manager-{idx}"),
+            Target::Scheduler => write!(f, "scheduler"),
+            Target::Kubelet(idx) => write!(f, "kubelet-{idx}"),
+        }
+    }
+}
+
+/// The target string could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown target {0:?} (expected store-N, store-leader, apiserver-N, \
+     controller-manager-N, scheduler or kubelet-N)"
+)]
+pub struct TargetParseError(pub String);
+
+impl FromStr for Target {
+    type Err = TargetParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || TargetParseError(text.to_string());
+        match text {
+            "store-leader" => return Ok(Target::StoreLeader),
+            "scheduler" => return Ok(Target::Scheduler),
+            _ => {}
+        }
+        // Longest prefix first: "controller-manager-" must not be read as something else.
+        let (prefix, number) = text.rsplit_once('-').ok_or_else(error)?;
+        // Reject "+1", " 1" and friends that `parse` would otherwise accept or trim.
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(error());
+        }
+        match prefix {
+            "store" => number.parse().map(Target::StoreMember).map_err(|_| error()),
+            "apiserver" => number.parse().map(Target::ApiServer).map_err(|_| error()),
+            "controller-manager" => number
+                .parse()
+                .map(Target::ControllerManager)
+                .map_err(|_| error()),
+            "kubelet" => number.parse().map(Target::Kubelet).map_err(|_| error()),
+            _ => Err(error()),
+        }
+    }
+}
+
+impl TryFrom<String> for Target {
+    type Error = TargetParseError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<Target> for String {
+    fn from(target: Target) -> String {
+        target.to_string()
+    }
+}
+
+/// One fault. Each variant says what real-world failure it reproduces; the nemesis
+/// (`nemesis.rs`) says how it is applied and healed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Fault {
+    /// A network partition with concrete sides (Jepsen `partition-random-halves`,
+    /// `partition-random-node`; etcd robustness `blackhole` between members): nodes in
+    /// different groups cannot exchange messages in either direction; nodes not listed in
+    /// any group stay connected to everyone. `store-leader` may appear in a group: it is
+    /// resolved when applied and then taken out of any other group that names it, so
+    /// `[["store-leader"], ["store-1", "store-2", "store-3"]]` cuts the leader off from
+    /// its peers while clients can still reach it (the stale-leader scenario).
+    Partition { groups: Vec<Vec<Target>> },
+    /// Cuts the current Raft leader off from every other node (Jepsen `partition-leader`
+    /// / etcd robustness "blackhole the leader"): it must step down by check-quorum and
+    /// must not serve linearizable reads from its stale state meanwhile.
+    IsolateStoreLeader,
+    /// Cuts one apiserver off from every other node (a kube-apiserver on a node whose
+    /// NIC or top-of-rack switch failed): its clients fail over, its watches must resume
+    /// elsewhere without losing or reordering events.
+    #[serde(rename = "isolate-apiserver")]
+    IsolateApiServer { apiserver: u32 },
+    /// Jepsen's `partition-majorities-ring` over the store members: every member sees a
+    /// majority (itself included) but no two members see the same majority, so several
+    /// members believe they can win elections at once. See `nemesis::majorities_ring`.
+    MajoritiesRing,
+    /// Jepsen's `bridge` over the store members: two halves that can talk only through
+    /// one bridge member, which sees everyone. See `nemesis::bridge`.
+    Bridge,
+    /// An asymmetric link failure (a one-way firewall rule, a half-broken NIC; Jepsen
+    /// `partition` with a one-sided grudge): messages `from → to` are dropped, `to → from`
+    /// still pass. Raft must not be fooled by receiving but never being heard.
+    OneWay { from: Target, to: Target },
+    /// Random loss of `rate` of all messages, everywhere (lossy network, etcd robustness
+    /// `DropPeerNetwork`-style flakiness); `0 < rate <= 0.5` so that progress is possible.
+    PacketLoss { rate: f64 },
+    /// Every message's latency drawn from `min_ms..=max_ms` (a congested or
+    /// cross-region link, Jepsen `slow` / `tc netem delay`): timeouts fire, requests
+    /// retry and arrive late, elections and lease renewals race.
+    LatencySpike { min_ms: u64, max_ms: u64 },
+    /// One link between `a` and `b` clogged in both directions (madsim `clog_link`,
+    /// FoundationDB's clogged connections): the rest of the network is fine.
+    ClogLink { a: Target, b: Target },
+    /// Kill the process and restart it when the fault heals (Jepsen `kill`, a OOM kill,
+    /// `kubectl delete pod`). A store member crashed this way also loses every write it
+    /// had not fsynced, as a power loss would.
+    Crash { target: Target },
+    /// Power loss on a store member's machine (etcd robustness `kill` with unsynced data
+    /// lost, ALICE / "Files are hard" torn writes): the member is killed, loses every
+    /// write not yet fsynced and, if `tear`, keeps a torn prefix of the last unsynced
+    /// write. It restarts when the fault heals and must recover from its WAL.
+    CrashStoreMember { member: Target, tear: bool },
+    /// Stop-the-world pause of a process until the fault heals (a long GC pause, a VM
+    /// migration, `SIGSTOP`; Jepsen `hammer-time`): the process wakes up with stale
+    /// leases and leadership it no longer holds and must notice before acting.
+    Pause { target: Target },
+    /// Flip bits in one fsynced WAL record of a store member (bit rot, a misdirected
+    /// write; the disk corruption TigerBeetle and "Protocol-Aware Recovery" test for),
+    /// then crash and restart the member when the fault heals. Recovery must detect the
+    /// corruption by checksum and the member must refuse to start: it may never serve or
+    /// vote from corrupt data. It stays down afterwards.
+    CorruptRecord { member: Target },
+    /// A node's clock runs `offset_ms` off the true time and gains `drift_ms_per_s`
+    /// every second (NTP failure, VM clock drift; Jepsen `clock` nemesis). Leases and
+    /// leader election read this clock; a skewed lease holder must not act on a lease
+    /// that has already expired elsewhere.
+    ClockSkew {
+        target: Target,
+        offset_ms: i64,
+        drift_ms_per_s: i64,
+    },
+}
+
+impl Fault {
+    /// Targets named by the fault (store members of ring/bridge partitions are implicit).
+    pub fn targets(&self) -> Vec<&Target> {
+        match self {
+            Fault::Partition { groups } => groups.iter().flatten().collect(),
+            Fault::IsolateStoreLeader
+            | Fault::IsolateApiServer { .. }
+            | Fault::MajoritiesRing
+            | Fault::Bridge
+            | Fault::PacketLoss { .. }
+            | Fault::LatencySpike { .. } => Vec::new(),
+            Fault::OneWay { from, to } => vec![from, to],
+            Fault::ClogLink { a, b } => vec![a, b],
+            Fault::Crash { target } | Fault::Pause { target } => vec![target],
+            Fault::CrashStoreMember { member, .. } | Fault::CorruptRecord { member } => {
+                vec![member]
+            }
+            Fault::ClockSkew { target, .. } => vec![target],
+        }
+    }
+}
+
+/// One fault in time: it starts at `at_ms` and heals at `at_ms + duration_ms`, both
+/// relative to the start of the safety phase. Every fault heals by the end of the safety
+/// phase.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultEvent {
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    pub fault: Fault,
+}
+
+impl FaultEvent {
+    /// When the fault heals (saturating: validation rejects overflowing plans).
+    pub fn heal_at_ms(&self) -> u64 {
+        self.at_ms.saturating_add(self.duration_ms)
+    }
+}
+
+/// A seed's complete fault schedule: faults during the safety phase, none during the
+/// liveness phase (where the cluster must converge).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultPlan {
+    pub version: u32,
+    pub safety_phase_ms: u64,
+    pub liveness_phase_ms: u64,
+    pub events: Vec<FaultEvent>,
+}
+
+/// Why a plan cannot be read or used. Every message names what is wrong and where.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read fault plan {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("fault plan is not valid JSON for a plan: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unsupported fault plan version {found} (this kubesim reads version {supported})")]
+    UnsupportedVersion { found: u32, supported: u32 },
+    #[error("fault plan has {count} events; at most {max} are allowed")]
+    TooManyEvents { count: usize, max: usize },
+    #[error(
+        "event {event}: ends at {ends_at_ms} ms, after the safety phase \
+         ({safety_phase_ms} ms); every fault must heal before the liveness phase"
+    )]
+    EndsAfterSafetyPhase {
+        event: usize,
+        ends_at_ms: u128,
+        safety_phase_ms: u64,
+    },
+    /// The event at index `event` (0-based, as in the JSON `events` array) is invalid.
+    #[error("event {event}: {reason}")]
+    InvalidEvent { event: usize, reason: String },
+    /// The plan is valid but not survivable by a correct system (see
+    /// `FaultPlan::check_survivable`).
+    #[error("plan is not survivable: {0}")]
+    NotSurvivable(String),
+}
+
+impl FaultPlan {
+    /// An empty plan (no faults) with the given phases.
+    pub fn empty(safety_phase_ms: u64, liveness_phase_ms: u64) -> Self {
+        FaultPlan {
+            version: PLAN_VERSION,
+            safety_phase_ms,
+            liveness_phase_ms,
+            events: Vec::new(),
+        }
+    }
+
+    /// Reads a plan from JSON. It checks the version but not the topology: call
+    /// [`FaultPlan::validate`] before running it.
+    pub fn from_json(json: &str) -> Result<Self, PlanError> {
+        // Read the version first so that a plan from a future kubesim says so, rather than
+        // failing on whatever field it added.
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        if let Ok(VersionOnly { version }) = serde_json::from_str::<VersionOnly>(json) {
+            if version != PLAN_VERSION {
+                return Err(PlanError::UnsupportedVersion {
+                    found: version,
+                    supported: PLAN_VERSION,
+                });
+            }
+        }
+        let plan: FaultPlan = serde_json::from_str(json)?;
+        Ok(plan)
+    }
+
+    /// Reads a plan from a JSON file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, PlanError> {
+        let path = path.as_ref();
+        let json = std::fs::read_to_string(path).map_err(|source| PlanError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_json(&json)
+    }
+
+    /// The plan as indented JSON, the form saved to files and shown to people.
+    pub fn to_json_pretty(&self) -> String {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_string_pretty(self).expect("a FaultPlan always serializes")
+    }
+
+    /// Checks that the plan can be run against `topology`: supported version, bounded
+    /// size, every target exists, every parameter in range and every fault healed before
+    /// the safety phase ends. Reports the first problem found.
+    pub fn validate(&self, topology: &Topology) -> Result<(), PlanError> {
+        if self.version != PLAN_VERSION {
+            return Err(PlanError::UnsupportedVersion {
+                found: self.version,
+                supported: PLAN_VERSION,
+            });
+        }
+        if self.events.len() > MAX_EVENTS {
+            return Err(PlanError::TooManyEvents {
+                count: self.events.len(),
+                max: MAX_EVENTS,
+            });
+        }
+        for (event_idx, event) in self.events.iter().enumerate() {
+            let ends_at_ms = u128::from(event.at_ms) + u128::from(event.duration_ms);
+            if ends_at_ms > u128::from(self.safety_phase_ms) {
+                return Err(PlanError::EndsAfterSafetyPhase {
+                    event: event_idx,
+                    ends_at_ms,
+                    safety_phase_ms: self.safety_phase_ms,
+                });
+            }
+            validate_fault(&event.fault, topology).map_err(|reason| PlanError::InvalidEvent {
+                event: event_idx,
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Checks the limits within which a correct system must survive the plan, which the
+    /// generators respect and hand-written plans may knowingly exceed:
+    /// - at no instant are more than a minority of store members down, counting crashed
+    ///   members (`crash`, `crash-store-member`; `store-leader` counts as one more member)
+    ///   and, from the moment it heals, the member whose record was corrupted (it must
+    ///   refuse to start, so it stays down);
+    /// - at most one `corrupt-record` per plan;
+    /// - at most one crash or pause of a given target at a time.
+    pub fn check_survivable(&self, topology: &Topology) -> Result<(), PlanError> {
+        let corruptions = self
+            .events
+            .iter()
+            .filter(|event| matches!(event.fault, Fault::CorruptRecord { .. }))
+            .count();
+        if corruptions > 1 {
+            return Err(PlanError::NotSurvivable(format!(
+                "{corruptions} corrupt-record events; at most one store member may be corrupted"
+            )));
+        }
+        let minority = topology.store_minority();
+        // Down intervals [start, end) of store members; a corrupted member never returns.
+        let down: Vec<(u64, u64)> = self
+            .events
+            .iter()
+            .filter_map(|event| match &event.fault {
+                Fault::Crash { target } if target.is_store() => Some(process_interval(event)),
+                Fault::CrashStoreMember { .. } => Some(process_interval(event)),
+                Fault::CorruptRecord { .. } => Some((event.heal_at_ms(), u64::MAX)),
+                _ => None,
+            })
+            .collect();
+        for &(start, _) in &down {
+            let concurrent = down
+                .iter()
+                .filter(|&&(other_start, other_end)| other_start <= start && start < other_end)
+                .count() as u64;
+            if concurrent > minority {
+                return Err(PlanError::NotSurvivable(format!(
+                    "at {start} ms {concurrent} store members are down; at most {minority} of \
+                     {} may be",
+                    topology.store_members
+                )));
+            }
+        }
+        let process_faults: Vec<(&Target, (u64, u64))> = self
+            .events
+            .iter()
+            .filter_map(|event| match &event.fault {
+                Fault::Crash { target } | Fault::Pause { target } => {
+                    Some((target, process_interval(event)))
+                }
+                Fault::CrashStoreMember { member, .. } => Some((member, process_interval(event))),
+                _ => None,
+            })
+            .collect();
+        for (idx, (target, (start, end))) in process_faults.iter().enumerate() {
+            for (other_target, (other_start, other_end)) in &process_faults[idx + 1..] {
+                if target == other_target && start < other_end && other_start < end {
+                    return Err(PlanError::NotSurvivable(format!(
+                        "{target} is crashed or paused by two overlapping events"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The time a process fault holds its target down; a zero-length crash still happens, so
+/// it counts for one millisecond.
+fn process_interval(event: &FaultEvent) -> (u64, u64) {
+    (
+        event.at_ms,
+        event.at_ms.saturating_add(event.duration_ms.max(1)),
+    )
+}
+
+fn validate_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
+    for target in fault.targets() {
+        if !topology.contains(target) {
+            return Err(topology.describe_absence(target));
+        }
+    }
+    match fault {
+        Fault::Partition { groups } => validate_groups(groups),
+        Fault::IsolateStoreLeader => Ok(()),
+        Fault::IsolateApiServer { apiserver } => {
+            let target = Target::ApiServer(*apiserver);
+            if topology.contains(&target) {
+                Ok(())
+            } else {
+                Err(topology.describe_absence(&target))
+            }
+        }
+        Fault::MajoritiesRing | Fault::Bridge if topology.store_members < 3 => Err(format!(
+            "{} needs at least 3 store members (topology has {})",
+            kind_name(fault),
+            topology.store_members
+        )),
+        Fault::MajoritiesRing | Fault::Bridge => Ok(()),
+        Fault::OneWay { from, to } if from == to => Err(format!("one-way from {from} to itself")),
+        Fault::ClogLink { a, b } if a == b => Err(format!("clog-link from {a} to itself")),
+        Fault::OneWay { .. } | Fault::ClogLink { .. } => Ok(()),
+        Fault::PacketLoss { rate } => {
+            // Written as a positive range check so that NaN is rejected too.
+            if *rate > 0.0 && *rate <= 0.5 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "packet loss rate {rate} out of range (must be > 0 and <= 0.5)"
+                ))
+            }
+        }
+        Fault::LatencySpike { min_ms, max_ms } => {
+            if min_ms > max_ms {
+                Err(format!(
+                    "latency range min_ms {min_ms} is above max_ms {max_ms}"
+                ))
+            } else if *max_ms > MAX_LATENCY_MS {
+                Err(format!(
+                    "latency max_ms {max_ms} out of range (at most {MAX_LATENCY_MS})"
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Fault::Crash { .. } | Fault::Pause { .. } => Ok(()),
+        Fault::CrashStoreMember { member, .. } | Fault::CorruptRecord { member }
+            if !member.is_store() =>
+        {
+            Err(format!(
+                "{} needs a store member target (store-N or store-leader), got {member}",
+                kind_name(fault)
+            ))
+        }
+        Fault::CrashStoreMember { .. } | Fault::CorruptRecord { .. } => Ok(()),
+        Fault::ClockSkew {
+            offset_ms,
+            drift_ms_per_s,
+            ..
+        } => {
+            if offset_ms.unsigned_abs() > MAX_CLOCK_OFFSET_MS.unsigned_abs() {
+                Err(format!(
+                    "clock offset_ms {offset_ms} out of range (at most ±{MAX_CLOCK_OFFSET_MS})"
+                ))
+            } else if drift_ms_per_s.unsigned_abs() > MAX_CLOCK_DRIFT_MS_PER_S.unsigned_abs() {
+                Err(format!(
+                    "clock drift_ms_per_s {drift_ms_per_s} out of range \
+                     (at most ±{MAX_CLOCK_DRIFT_MS_PER_S})"
+                ))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+fn validate_groups(groups: &[Vec<Target>]) -> Result<(), String> {
+    if groups.len() < 2 {
+        return Err(format!(
+            "partition needs at least 2 groups, got {}",
+            groups.len()
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (group_idx, group) in groups.iter().enumerate() {
+        if group.is_empty() {
+            return Err(format!("partition group {group_idx} is empty"));
+        }
+        for target in group {
+            if !seen.insert(target) {
+                return Err(format!("partition names {target} more than once"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The JSON `kind` of a fault, for messages.
+pub(crate) fn kind_name(fault: &Fault) -> &'static str {
+    match fault {
+        Fault::Partition { .. } => "partition",
+        Fault::IsolateStoreLeader => "isolate-store-leader",
+        Fault::IsolateApiServer { .. } => "isolate-apiserver",
+        Fault::MajoritiesRing => "majorities-ring",
+        Fault::Bridge => "bridge",
+        Fault::OneWay { .. } => "one-way",
+        Fault::PacketLoss { .. } => "packet-loss",
+        Fault::LatencySpike { .. } => "latency-spike",
+        Fault::ClogLink { .. } => "clog-link",
+        Fault::Crash { .. } => "crash",
+        Fault::CrashStoreMember { .. } => "crash-store-member",
+        Fault::Pause { .. } => "pause",
+        Fault::CorruptRecord { .. } => "corrupt-record",
+        Fault::ClockSkew { .. } => "clock-skew",
+    }
+}

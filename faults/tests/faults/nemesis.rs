@@ -1,0 +1,753 @@
+//! The nemesis against a fake world that logs every call with its simulated time.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use faults::{
+    bridge, majorities_ring, run, Fault, FaultEvent, FaultKind, FaultPlan, GenerateOptions, Grudge,
+    Target, World,
+};
+use madsim::time::{Instant, TimeHandle};
+
+/// A cluster of `members` store members, 2 apiservers, 2 controller-managers, a scheduler
+/// and 3 kubelets. Every call is logged as `"<ms since start> <call>"`, and history records
+/// as `"<ms> > <description>"`. It panics on calls a correct nemesis never makes: clogging a
+/// clogged link, resuming a running process, restarting a live one.
+struct FakeWorld {
+    start: Instant,
+    members: u64,
+    leader: Mutex<Option<u64>>,
+    log: Mutex<Vec<String>>,
+    /// Randomness passed for tears and corruption, kept apart from the log.
+    randomness: Mutex<Vec<u64>>,
+    clogged: Mutex<BTreeSet<(String, String)>>,
+    paused: Mutex<BTreeSet<String>>,
+    killed: Mutex<BTreeSet<String>>,
+}
+
+impl FakeWorld {
+    fn new(members: u64, leader: Option<u64>) -> Arc<Self> {
+        Arc::new(FakeWorld {
+            start: TimeHandle::current().now_instant(),
+            members,
+            leader: Mutex::new(leader),
+            log: Mutex::new(Vec::new()),
+            randomness: Mutex::new(Vec::new()),
+            clogged: Mutex::new(BTreeSet::new()),
+            paused: Mutex::new(BTreeSet::new()),
+            killed: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    fn elapsed_ms(&self) -> u128 {
+        (TimeHandle::current().now_instant() - self.start).as_millis()
+    }
+
+    fn log(&self, line: String) {
+        let line = format!("{} {line}", self.elapsed_ms());
+        self.log.lock().unwrap().push(line);
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn clogged(&self) -> BTreeSet<(String, String)> {
+        self.clogged.lock().unwrap().clone()
+    }
+
+    fn is_quiet(&self) -> bool {
+        self.clogged.lock().unwrap().is_empty()
+            && self.paused.lock().unwrap().is_empty()
+            && self.killed.lock().unwrap().is_empty()
+    }
+}
+
+impl World for FakeWorld {
+    fn store_members(&self) -> Vec<u64> {
+        (1..=self.members).collect()
+    }
+    fn store_leader(&self) -> Option<u64> {
+        *self.leader.lock().unwrap()
+    }
+    fn node_of(&self, target: &Target) -> Option<String> {
+        match *target {
+            Target::StoreMember(member) if (1..=self.members).contains(&member) => {
+                Some(format!("store-{member}"))
+            }
+            Target::StoreLeader => self.store_leader().map(|member| format!("store-{member}")),
+            Target::ApiServer(idx) if idx < 2 => Some(format!("apiserver-{idx}")),
+            Target::ControllerManager(idx) if idx < 2 => Some(format!("controller-manager-{idx}")),
+            Target::Scheduler => Some("scheduler-0".to_string()),
+            Target::Kubelet(idx) if idx < 3 => Some(format!("kubelet-{idx}")),
+            _ => None,
+        }
+    }
+    fn kill(&self, node: &String) {
+        assert!(
+            self.killed.lock().unwrap().insert(node.clone()),
+            "{node} killed twice"
+        );
+        self.log(format!("kill {node}"));
+    }
+    fn restart(&self, node: &String) {
+        assert!(
+            self.killed.lock().unwrap().remove(node),
+            "{node} restarted alive"
+        );
+        self.log(format!("restart {node}"));
+    }
+    fn pause(&self, node: &String) {
+        assert!(
+            self.paused.lock().unwrap().insert(node.clone()),
+            "{node} paused twice"
+        );
+        self.log(format!("pause {node}"));
+    }
+    fn resume(&self, node: &String) {
+        assert!(
+            self.paused.lock().unwrap().remove(node),
+            "{node} resumed running"
+        );
+        self.log(format!("resume {node}"));
+    }
+    fn crash_store_member(&self, member: u64, tear: Option<u64>) {
+        let node = format!("store-{member}");
+        assert!(
+            self.killed.lock().unwrap().insert(node),
+            "store-{member} crashed twice"
+        );
+        self.randomness.lock().unwrap().extend(tear);
+        let torn = if tear.is_some() { " torn" } else { "" };
+        self.log(format!("crash-store-member {member}{torn}"));
+    }
+    fn restart_store_member(&self, member: u64) {
+        let node = format!("store-{member}");
+        assert!(
+            self.killed.lock().unwrap().remove(&node),
+            "store-{member} restarted alive"
+        );
+        self.log(format!("restart-store-member {member}"));
+    }
+    fn corrupt_store_record(&self, member: u64, randomness: u64) -> Option<String> {
+        self.randomness.lock().unwrap().push(randomness);
+        self.log(format!("corrupt-store-record {member}"));
+        Some(format!("WAL record 7 of store-{member}, 3 bits flipped"))
+    }
+    fn clog(&self, from: &String, to: &String) {
+        let link = (from.clone(), to.clone());
+        assert!(
+            self.clogged.lock().unwrap().insert(link),
+            "{from} -> {to} clogged twice"
+        );
+        self.log(format!("clog {from} -> {to}"));
+    }
+    fn unclog(&self, from: &String, to: &String) {
+        let link = (from.clone(), to.clone());
+        assert!(
+            self.clogged.lock().unwrap().remove(&link),
+            "{from} -> {to} not clogged"
+        );
+        self.log(format!("unclog {from} -> {to}"));
+    }
+    fn all_nodes(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = (1..=self.members).map(|m| format!("store-{m}")).collect();
+        nodes.extend(
+            [
+                "apiserver-0",
+                "apiserver-1",
+                "controller-manager-0",
+                "controller-manager-1",
+                "scheduler-0",
+                "kubelet-0",
+                "kubelet-1",
+                "kubelet-2",
+            ]
+            .map(String::from),
+        );
+        nodes
+    }
+    fn set_packet_loss(&self, rate: f64) {
+        self.log(format!("packet-loss {rate}"));
+    }
+    fn set_latency_ms(&self, min_ms: u64, max_ms: u64) {
+        self.log(format!("latency {min_ms}..={max_ms}"));
+    }
+    fn reset_network_conditions(&self) {
+        self.log("reset-network".to_string());
+    }
+    fn set_clock_skew(&self, node: &String, offset_ms: i64, drift_ms_per_s: i64) {
+        self.log(format!("skew {node} {offset_ms} {drift_ms_per_s}"));
+    }
+    fn reset_clock(&self, node: &String) {
+        self.log(format!("reset-clock {node}"));
+    }
+    fn record(&self, description: String) {
+        self.log(format!("> {description}"));
+    }
+}
+
+fn runtime() -> madsim::runtime::Runtime {
+    madsim::runtime::Runtime::with_seed_and_config(1, madsim::Config::default())
+}
+
+fn event(at_ms: u64, duration_ms: u64, fault: Fault) -> FaultEvent {
+    FaultEvent {
+        at_ms,
+        duration_ms,
+        fault,
+    }
+}
+
+fn plan(safety_phase_ms: u64, events: Vec<FaultEvent>) -> FaultPlan {
+    FaultPlan {
+        events,
+        ..FaultPlan::empty(safety_phase_ms, 1_000)
+    }
+}
+
+/// Runs `plan` against a fresh fake world with `members` store members and `leader`;
+/// checks that `run` returns at the end of the safety phase with everything healed and
+/// returns the world's log.
+fn check_run(plan: &FaultPlan, members: u64, leader: Option<u64>) -> Vec<String> {
+    runtime().block_on(async {
+        let world = FakeWorld::new(members, leader);
+        run(plan, world.clone()).await;
+        assert_eq!(world.elapsed_ms(), u128::from(plan.safety_phase_ms));
+        assert!(world.is_quiet(), "not healed: {:#?}", world.lines());
+        world.lines()
+    })
+}
+
+#[track_caller]
+fn assert_lines(actual: &[String], expected: &[&str]) {
+    let actual: Vec<&str> = actual.iter().map(String::as_str).collect();
+    assert_eq!(actual, expected, "\nactual:\n{}", actual.join("\n"));
+}
+
+#[test]
+fn events_are_applied_and_healed_at_their_times_in_order() {
+    let plan = plan(
+        5_000,
+        vec![
+            event(
+                1_000,
+                2_000,
+                Fault::Crash {
+                    target: Target::ApiServer(0),
+                },
+            ),
+            event(
+                1_500,
+                500,
+                Fault::Pause {
+                    target: Target::Kubelet(1),
+                },
+            ),
+            event(2_000, 1_000, Fault::PacketLoss { rate: 0.1 }),
+        ],
+    );
+    let lines = check_run(&plan, 3, Some(1));
+    assert_lines(
+        &lines,
+        &[
+            "1000 kill apiserver-0",
+            "1000 > t=1000ms crash apiserver-0",
+            "1500 pause kubelet-1",
+            "1500 > t=1500ms pause kubelet-1",
+            // A heal due at the same instant as an apply runs first.
+            "2000 resume kubelet-1",
+            "2000 > t=2000ms resume kubelet-1",
+            "2000 reset-network",
+            "2000 packet-loss 0.1",
+            "2000 > t=2000ms packet-loss 0.1",
+            "3000 restart apiserver-0",
+            "3000 > t=3000ms restart apiserver-0",
+            "3000 reset-network",
+            "3000 > t=3000ms heal packet-loss 0.1",
+            "5000 reset-network",
+            "5000 > t=5000ms all faults healed",
+        ],
+    );
+}
+
+#[test]
+fn overlapping_partitions_keep_shared_links_cut_until_both_heal() {
+    let store = Target::StoreMember;
+    let plan = plan(
+        8_000,
+        vec![
+            event(
+                1_000,
+                4_000,
+                Fault::Partition {
+                    groups: vec![vec![store(1)], vec![store(2), store(3)]],
+                },
+            ),
+            event(
+                3_000,
+                4_000,
+                Fault::Partition {
+                    groups: vec![vec![store(1), store(2)], vec![store(3)]],
+                },
+            ),
+        ],
+    );
+    assert_lines(
+        &check_run(&plan, 3, Some(1)),
+        &[
+            "1000 clog store-1 -> store-2",
+            "1000 clog store-1 -> store-3",
+            "1000 clog store-2 -> store-1",
+            "1000 clog store-3 -> store-1",
+            "1000 > t=1000ms partition {store-1} | {store-2, store-3}",
+            // store-1 <-> store-3 is already cut: only the new links are clogged.
+            "3000 clog store-2 -> store-3",
+            "3000 clog store-3 -> store-2",
+            "3000 > t=3000ms partition {store-1, store-2} | {store-3}",
+            // The first heal keeps store-1 <-> store-3, which the second still needs.
+            "5000 unclog store-1 -> store-2",
+            "5000 unclog store-2 -> store-1",
+            "5000 > t=5000ms heal partition {store-1} | {store-2, store-3}",
+            "7000 unclog store-1 -> store-3",
+            "7000 unclog store-2 -> store-3",
+            "7000 unclog store-3 -> store-1",
+            "7000 unclog store-3 -> store-2",
+            "7000 > t=7000ms heal partition {store-1, store-2} | {store-3}",
+            "8000 reset-network",
+            "8000 > t=8000ms all faults healed",
+        ],
+    );
+}
+
+/// Whether every member hears a majority (itself included) and no two hear the same one.
+fn check_distinct_majorities(members: &[u64], grudge: &Grudge) {
+    let mut views = BTreeSet::new();
+    for member in members {
+        let dropped = grudge.get(member).cloned().unwrap_or_default();
+        assert!(!dropped.contains(member), "{member} drops itself");
+        let hears: BTreeSet<u64> = members
+            .iter()
+            .copied()
+            .filter(|m| !dropped.contains(m))
+            .collect();
+        assert!(
+            hears.len() > members.len() / 2,
+            "{member} hears only {hears:?}"
+        );
+        assert!(views.insert(hears), "two members see the same majority");
+    }
+}
+
+#[test]
+fn majorities_ring_follows_jepsen_for_three_and_five_members() {
+    // 3 members: a one-way ring; 1 hears 3, 2 hears 1, 3 hears 2.
+    let three = majorities_ring(&[1, 2, 3]);
+    assert_eq!(
+        three,
+        Grudge::from([
+            (1, BTreeSet::from([2])),
+            (2, BTreeSet::from([3])),
+            (3, BTreeSet::from([1])),
+        ])
+    );
+    // 5 members: each hears exactly its two ring neighbours.
+    let five = majorities_ring(&[1, 2, 3, 4, 5]);
+    assert_eq!(
+        five,
+        Grudge::from([
+            (1, BTreeSet::from([3, 4])),
+            (2, BTreeSet::from([4, 5])),
+            (3, BTreeSet::from([1, 5])),
+            (4, BTreeSet::from([1, 2])),
+            (5, BTreeSet::from([2, 3])),
+        ])
+    );
+    for n in 3..=9 {
+        let members: Vec<u64> = (1..=n).collect();
+        check_distinct_majorities(&members, &majorities_ring(&members));
+    }
+}
+
+#[test]
+fn bridge_follows_jepsen_for_three_and_five_members() {
+    assert_eq!(
+        bridge(&[1, 2, 3]),
+        Grudge::from([(1, BTreeSet::from([3])), (3, BTreeSet::from([1]))])
+    );
+    assert_eq!(
+        bridge(&[1, 2, 3, 4, 5]),
+        Grudge::from([
+            (1, BTreeSet::from([4, 5])),
+            (2, BTreeSet::from([4, 5])),
+            (4, BTreeSet::from([1, 2])),
+            (5, BTreeSet::from([1, 2])),
+        ])
+    );
+}
+
+/// The links a single network fault clogs while it is applied, and its history line.
+fn clogs_of(
+    fault: Fault,
+    members: u64,
+    leader: Option<u64>,
+) -> (BTreeSet<(String, String)>, String) {
+    runtime().block_on(async {
+        let world = FakeWorld::new(members, leader);
+        let mut nemesis = faults::Nemesis::new(world.clone());
+        nemesis.apply(0, 0, &event(0, 1_000, fault));
+        let clogged = world.clogged();
+        let record = world.lines().last().unwrap().clone();
+        nemesis.heal(1_000, 0);
+        assert!(world.is_quiet());
+        (clogged, record)
+    })
+}
+
+fn links(pairs: &[(u64, u64)]) -> BTreeSet<(String, String)> {
+    pairs
+        .iter()
+        .map(|(from, to)| (format!("store-{from}"), format!("store-{to}")))
+        .collect()
+}
+
+#[test]
+fn nemesis_clogs_the_majorities_ring() {
+    let (clogged, record) = clogs_of(Fault::MajoritiesRing, 3, Some(1));
+    assert_eq!(clogged, links(&[(2, 1), (3, 2), (1, 3)]));
+    assert_eq!(
+        record,
+        "0 > t=0ms majorities-ring: store-1 hears {store-1, store-3}; \
+         store-2 hears {store-1, store-2}; store-3 hears {store-2, store-3}"
+    );
+    let (clogged, _) = clogs_of(Fault::MajoritiesRing, 5, Some(1));
+    assert_eq!(
+        clogged,
+        links(&[
+            (3, 1),
+            (4, 1),
+            (4, 2),
+            (5, 2),
+            (1, 3),
+            (5, 3),
+            (1, 4),
+            (2, 4),
+            (2, 5),
+            (3, 5),
+        ])
+    );
+    let (clogged, record) = clogs_of(Fault::Bridge, 5, None);
+    assert_eq!(
+        clogged,
+        links(&[
+            (4, 1),
+            (5, 1),
+            (4, 2),
+            (5, 2),
+            (1, 4),
+            (2, 4),
+            (1, 5),
+            (2, 5)
+        ])
+    );
+    assert!(record.contains("store-3 hears {store-1, store-2, store-3, store-4, store-5}"));
+}
+
+#[test]
+fn isolating_the_leader_resolves_it_when_applied() {
+    let (clogged, record) = clogs_of(Fault::IsolateStoreLeader, 3, Some(2));
+    assert_eq!(record, "0 > t=0ms isolate store leader store-2");
+    assert_eq!(
+        clogged.len(),
+        2 * 10,
+        "both directions to the 10 other nodes"
+    );
+    assert!(clogged
+        .iter()
+        .all(|(from, to)| from == "store-2" || to == "store-2"));
+
+    let (clogged, record) = clogs_of(Fault::IsolateStoreLeader, 3, None);
+    assert!(clogged.is_empty());
+    assert_eq!(
+        record,
+        "0 > t=0ms isolate-store-leader: no leader to isolate, skipped"
+    );
+
+    // The leader is taken out of the group of its peers.
+    let peers = (1..=3).map(Target::StoreMember).collect();
+    let (clogged, record) = clogs_of(
+        Fault::Partition {
+            groups: vec![vec![Target::StoreLeader], peers],
+        },
+        3,
+        Some(2),
+    );
+    assert_eq!(record, "0 > t=0ms partition {store-2} | {store-1, store-3}");
+    assert_eq!(clogged, links(&[(1, 2), (2, 1), (2, 3), (3, 2)]));
+}
+
+#[test]
+fn one_way_and_clog_link_cut_the_right_directions() {
+    let (clogged, record) = clogs_of(
+        Fault::OneWay {
+            from: Target::StoreLeader,
+            to: Target::ApiServer(1),
+        },
+        3,
+        Some(3),
+    );
+    assert_eq!(record, "0 > t=0ms one-way store-3 -> apiserver-1 dropped");
+    assert_eq!(
+        clogged,
+        BTreeSet::from([("store-3".into(), "apiserver-1".into())])
+    );
+    let (clogged, _) = clogs_of(
+        Fault::ClogLink {
+            a: Target::Kubelet(0),
+            b: Target::Scheduler,
+        },
+        3,
+        None,
+    );
+    assert_eq!(
+        clogged,
+        BTreeSet::from([
+            ("kubelet-0".into(), "scheduler-0".into()),
+            ("scheduler-0".into(), "kubelet-0".into()),
+        ])
+    );
+    let (clogged, _) = clogs_of(Fault::IsolateApiServer { apiserver: 1 }, 3, None);
+    assert_eq!(clogged.len(), 20);
+}
+
+#[test]
+fn faults_left_at_the_end_of_the_safety_phase_are_healed_there() {
+    // Not a valid plan (the pause outlives the phase, the clog starts after it): the
+    // nemesis still ends the phase with everything healed.
+    let plan = plan(
+        4_000,
+        vec![
+            event(
+                1_000,
+                10_000,
+                Fault::Pause {
+                    target: Target::Kubelet(0),
+                },
+            ),
+            event(
+                1_000,
+                10_000,
+                Fault::ClockSkew {
+                    target: Target::StoreMember(1),
+                    offset_ms: 500,
+                    drift_ms_per_s: 0,
+                },
+            ),
+            event(
+                6_000,
+                1_000,
+                Fault::ClogLink {
+                    a: Target::Kubelet(0),
+                    b: Target::Scheduler,
+                },
+            ),
+        ],
+    );
+    assert_lines(
+        &check_run(&plan, 3, None),
+        &[
+            "1000 pause kubelet-0",
+            "1000 > t=1000ms pause kubelet-0",
+            "1000 skew store-1 500 0",
+            "1000 > t=1000ms clock-skew store-1 offset 500ms drift 0ms/s",
+            "4000 resume kubelet-0",
+            "4000 > t=4000ms resume kubelet-0",
+            "4000 reset-clock store-1",
+            "4000 > t=4000ms reset clock store-1",
+            "4000 reset-network",
+            "4000 > t=4000ms all faults healed",
+        ],
+    );
+}
+
+#[test]
+fn overlapping_crashes_of_one_member_crash_once_and_restart_at_the_last_heal() {
+    let plan = plan(
+        6_000,
+        vec![
+            event(
+                1_000,
+                3_000,
+                Fault::Crash {
+                    target: Target::StoreMember(1),
+                },
+            ),
+            event(
+                2_000,
+                1_000,
+                Fault::CrashStoreMember {
+                    member: Target::StoreLeader,
+                    tear: true,
+                },
+            ),
+            // Zero-length: killed and restarted at the same instant.
+            event(
+                5_000,
+                0,
+                Fault::Crash {
+                    target: Target::Scheduler,
+                },
+            ),
+        ],
+    );
+    assert_lines(
+        &check_run(&plan, 3, Some(1)),
+        &[
+            "1000 crash-store-member 1",
+            "1000 > t=1000ms crash store-1 (power loss)",
+            "2000 > t=2000ms crash-store-member: store-1 already crashed",
+            "3000 > t=3000ms heal crash of store-1: still held down by another crash",
+            "4000 restart-store-member 1",
+            "4000 > t=4000ms restart store-1",
+            "5000 kill scheduler-0",
+            "5000 > t=5000ms crash scheduler-0",
+            "5000 restart scheduler-0",
+            "5000 > t=5000ms restart scheduler-0",
+            "6000 reset-network",
+            "6000 > t=6000ms all faults healed",
+        ],
+    );
+}
+
+#[test]
+fn a_corrupted_member_is_crashed_and_restarted_onto_its_disk_at_heal() {
+    let plan = plan(
+        5_000,
+        vec![
+            event(
+                1_000,
+                1_000,
+                Fault::CorruptRecord {
+                    member: Target::StoreMember(2),
+                },
+            ),
+            event(
+                3_000,
+                1_000,
+                Fault::CrashStoreMember {
+                    member: Target::StoreMember(3),
+                    tear: true,
+                },
+            ),
+        ],
+    );
+    assert_lines(
+        &check_run(&plan, 3, Some(1)),
+        &[
+            "1000 corrupt-store-record 2",
+            "1000 > t=1000ms corrupt-record store-2: WAL record 7 of store-2, 3 bits flipped",
+            "2000 crash-store-member 2",
+            "2000 restart-store-member 2",
+            "2000 > t=2000ms crash and restart store-2 on its corrupted disk",
+            "3000 crash-store-member 3 torn",
+            "3000 > t=3000ms crash store-3 (power loss) tearing its last unsynced write",
+            "4000 restart-store-member 3",
+            "4000 > t=4000ms restart store-3",
+            "5000 reset-network",
+            "5000 > t=5000ms all faults healed",
+        ],
+    );
+}
+
+#[test]
+fn overlapping_network_conditions_and_clock_skews_fall_back_to_the_remaining_one() {
+    let skew = |offset_ms| Fault::ClockSkew {
+        target: Target::Kubelet(2),
+        offset_ms,
+        drift_ms_per_s: 1,
+    };
+    let plan = plan(
+        6_000,
+        vec![
+            event(
+                1_000,
+                4_000,
+                Fault::LatencySpike {
+                    min_ms: 10,
+                    max_ms: 200,
+                },
+            ),
+            event(2_000, 1_000, Fault::PacketLoss { rate: 0.3 }),
+            event(1_000, 4_000, skew(100)),
+            event(2_000, 1_000, skew(-200)),
+        ],
+    );
+    assert_lines(
+        &check_run(&plan, 3, None),
+        &[
+            "1000 reset-network",
+            "1000 latency 10..=200",
+            "1000 > t=1000ms latency-spike 10..=200ms",
+            "1000 skew kubelet-2 100 1",
+            "1000 > t=1000ms clock-skew kubelet-2 offset 100ms drift 1ms/s",
+            "2000 reset-network",
+            "2000 packet-loss 0.3",
+            "2000 latency 10..=200",
+            "2000 > t=2000ms packet-loss 0.3",
+            "2000 skew kubelet-2 -200 1",
+            "2000 > t=2000ms clock-skew kubelet-2 offset -200ms drift 1ms/s",
+            "3000 reset-network",
+            "3000 latency 10..=200",
+            "3000 > t=3000ms heal packet-loss 0.3",
+            "3000 skew kubelet-2 100 1",
+            "3000 > t=3000ms heal clock-skew kubelet-2: back to offset 100ms drift 1ms/s of an overlapping skew",
+            "5000 reset-network",
+            "5000 > t=5000ms heal latency-spike 10..=200ms",
+            "5000 reset-clock kubelet-2",
+            "5000 > t=5000ms reset clock kubelet-2",
+            "6000 reset-network",
+            "6000 > t=6000ms all faults healed",
+        ],
+    );
+}
+
+#[test]
+fn a_generated_plan_runs_the_same_twice_and_heals_everything() {
+    let topology = crate::small_topology();
+    for seed in 0..20 {
+        let plan = faults::generate(
+            seed,
+            &topology,
+            &FaultKind::all(),
+            &GenerateOptions::default(),
+        );
+        let once = || {
+            runtime().block_on(async {
+                let world = FakeWorld::new(3, Some(2));
+                run(&plan, world.clone()).await;
+                assert!(world.is_quiet());
+                let randomness = world.randomness.lock().unwrap().clone();
+                (world.lines(), randomness)
+            })
+        };
+        let (lines, randomness) = once();
+        assert_eq!((lines.clone(), randomness), once(), "seed {seed}");
+        assert_eq!(lines.last().unwrap(), "30000 > t=30000ms all faults healed");
+    }
+}
+
+#[test]
+fn run_can_be_spawned_on_a_madsim_task() {
+    fn assert_send<T: Send>(_: &T) {}
+    runtime().block_on(async {
+        let world = FakeWorld::new(3, None);
+        let plan = plan(1_000, vec![]);
+        let future = run(&plan, world.clone());
+        assert_send(&future);
+        future.await;
+        assert_eq!(
+            world.lines(),
+            ["1000 reset-network", "1000 > t=1000ms all faults healed"]
+        );
+    });
+}

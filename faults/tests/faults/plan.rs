@@ -1,0 +1,502 @@
+//! FaultPlan: JSON form, round-trip and validation messages.
+
+use faults::{Fault, FaultEvent, FaultPlan, PlanError, Target, Topology};
+
+use crate::small_topology;
+
+fn example_plan() -> FaultPlan {
+    FaultPlan {
+        version: 1,
+        safety_phase_ms: 30_000,
+        liveness_phase_ms: 30_000,
+        events: vec![
+            FaultEvent {
+                at_ms: 1_000,
+                duration_ms: 5_000,
+                fault: Fault::Partition {
+                    groups: vec![
+                        vec![Target::StoreMember(1)],
+                        vec![Target::StoreMember(2), Target::StoreMember(3)],
+                    ],
+                },
+            },
+            FaultEvent {
+                at_ms: 2_000,
+                duration_ms: 3_000,
+                fault: Fault::CrashStoreMember {
+                    member: Target::StoreLeader,
+                    tear: true,
+                },
+            },
+            FaultEvent {
+                at_ms: 8_000,
+                duration_ms: 500,
+                fault: Fault::ClockSkew {
+                    target: Target::ControllerManager(1),
+                    offset_ms: -2_500,
+                    drift_ms_per_s: 20,
+                },
+            },
+        ],
+    }
+}
+
+#[test]
+fn example_plan_reads_as_this_json() {
+    let expected = r#"{
+  "version": 1,
+  "safety_phase_ms": 30000,
+  "liveness_phase_ms": 30000,
+  "events": [
+    {
+      "at_ms": 1000,
+      "duration_ms": 5000,
+      "fault": {
+        "kind": "partition",
+        "groups": [
+          [
+            "store-1"
+          ],
+          [
+            "store-2",
+            "store-3"
+          ]
+        ]
+      }
+    },
+    {
+      "at_ms": 2000,
+      "duration_ms": 3000,
+      "fault": {
+        "kind": "crash-store-member",
+        "member": "store-leader",
+        "tear": true
+      }
+    },
+    {
+      "at_ms": 8000,
+      "duration_ms": 500,
+      "fault": {
+        "kind": "clock-skew",
+        "target": "controller-manager-1",
+        "offset_ms": -2500,
+        "drift_ms_per_s": 20
+      }
+    }
+  ]
+}"#;
+    assert_eq!(example_plan().to_json_pretty(), expected);
+    assert_eq!(FaultPlan::from_json(expected).unwrap(), example_plan());
+}
+
+/// One event of every fault variant, so that each variant's JSON form round-trips.
+fn every_fault() -> Vec<Fault> {
+    vec![
+        Fault::Partition {
+            groups: vec![
+                vec![Target::StoreLeader, Target::ApiServer(1)],
+                vec![
+                    Target::StoreMember(1),
+                    Target::Kubelet(2),
+                    Target::Scheduler,
+                ],
+            ],
+        },
+        Fault::IsolateStoreLeader,
+        Fault::IsolateApiServer { apiserver: 1 },
+        Fault::MajoritiesRing,
+        Fault::Bridge,
+        Fault::OneWay {
+            from: Target::StoreMember(2),
+            to: Target::ControllerManager(0),
+        },
+        Fault::PacketLoss { rate: 0.25 },
+        Fault::LatencySpike {
+            min_ms: 5,
+            max_ms: 700,
+        },
+        Fault::ClogLink {
+            a: Target::ApiServer(0),
+            b: Target::StoreLeader,
+        },
+        Fault::Crash {
+            target: Target::Kubelet(0),
+        },
+        Fault::CrashStoreMember {
+            member: Target::StoreMember(3),
+            tear: false,
+        },
+        Fault::Pause {
+            target: Target::Scheduler,
+        },
+        Fault::CorruptRecord {
+            member: Target::StoreMember(2),
+        },
+        Fault::ClockSkew {
+            target: Target::StoreMember(1),
+            offset_ms: 9_000,
+            drift_ms_per_s: -50,
+        },
+    ]
+}
+
+#[test]
+fn every_fault_round_trips_through_json_and_validates() {
+    let plan = FaultPlan {
+        version: 1,
+        safety_phase_ms: 60_000,
+        liveness_phase_ms: 10_000,
+        events: every_fault()
+            .into_iter()
+            .enumerate()
+            .map(|(idx, fault)| FaultEvent {
+                at_ms: idx as u64 * 1_000,
+                duration_ms: 2_000,
+                fault,
+            })
+            .collect(),
+    };
+    let json = plan.to_json_pretty();
+    assert_eq!(FaultPlan::from_json(&json).unwrap(), plan);
+    plan.validate(&small_topology()).unwrap();
+}
+
+#[test]
+fn fault_kinds_use_these_json_names() {
+    let names: Vec<String> = every_fault()
+        .iter()
+        .map(|fault| serde_json::to_value(fault).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(
+        names.join(" "),
+        r#""partition" "isolate-store-leader" "isolate-apiserver" "majorities-ring" "bridge" "one-way" "packet-loss" "latency-spike" "clog-link" "crash" "crash-store-member" "pause" "corrupt-record" "clock-skew""#
+    );
+}
+
+#[test]
+fn targets_read_and_print_as_node_names() {
+    for text in [
+        "store-1",
+        "store-leader",
+        "apiserver-0",
+        "controller-manager-12",
+        "scheduler",
+        "kubelet-2",
+    ] {
+        let target: Target = text.parse().unwrap();
+        assert_eq!(target.to_string(), text);
+    }
+    for bad in [
+        "store",
+        "store-",
+        "store-+1",
+        "store-x",
+        "kubelet--1",
+        "etcd-1",
+        "",
+    ] {
+        let error = bad.parse::<Target>().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "unknown target {bad:?} (expected store-N, store-leader, apiserver-N, \
+                 controller-manager-N, scheduler or kubelet-N)"
+            )
+        );
+    }
+}
+
+/// One event of `fault` from 1 s for 2 s in a 30 s safety phase.
+fn plan_of(fault: Fault) -> FaultPlan {
+    FaultPlan {
+        version: 1,
+        safety_phase_ms: 30_000,
+        liveness_phase_ms: 30_000,
+        events: vec![FaultEvent {
+            at_ms: 1_000,
+            duration_ms: 2_000,
+            fault,
+        }],
+    }
+}
+
+/// Checks that `plan` fails validation against the small topology with `expected`.
+#[track_caller]
+fn check_invalid(plan: FaultPlan, expected: &str) {
+    let error = plan.validate(&small_topology()).unwrap_err();
+    assert_eq!(error.to_string(), expected);
+}
+
+#[test]
+fn validation_names_a_missing_target_and_the_topology() {
+    check_invalid(
+        plan_of(Fault::Crash {
+            target: Target::Kubelet(7),
+        }),
+        "event 0: target kubelet-7 does not exist (topology has 3 kubelets)",
+    );
+    check_invalid(
+        plan_of(Fault::Pause {
+            target: Target::StoreMember(0),
+        }),
+        "event 0: target store-0 does not exist (topology has 3 store members, numbered 1..=3)",
+    );
+    check_invalid(
+        plan_of(Fault::IsolateApiServer { apiserver: 2 }),
+        "event 0: target apiserver-2 does not exist (topology has 2 apiservers)",
+    );
+    let mut no_scheduler = small_topology();
+    no_scheduler.schedulers = 0;
+    let error = plan_of(Fault::Pause {
+        target: Target::Scheduler,
+    })
+    .validate(&no_scheduler)
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "event 0: target scheduler does not exist (topology has 0 schedulers)"
+    );
+}
+
+#[test]
+fn validation_numbers_the_offending_event() {
+    let mut plan = plan_of(Fault::IsolateStoreLeader);
+    plan.events.push(FaultEvent {
+        at_ms: 29_000,
+        duration_ms: 2_000,
+        fault: Fault::MajoritiesRing,
+    });
+    check_invalid(
+        plan,
+        "event 1: ends at 31000 ms, after the safety phase (30000 ms); \
+         every fault must heal before the liveness phase",
+    );
+    let mut overflowing = plan_of(Fault::Bridge);
+    overflowing.events[0].at_ms = u64::MAX;
+    check_invalid(
+        overflowing,
+        "event 0: ends at 18446744073709553615 ms, after the safety phase (30000 ms); \
+         every fault must heal before the liveness phase",
+    );
+}
+
+#[test]
+fn validation_checks_parameter_ranges() {
+    for rate in [0.0, -0.1, 0.7, f64::NAN] {
+        check_invalid(
+            plan_of(Fault::PacketLoss { rate }),
+            &format!("event 0: packet loss rate {rate} out of range (must be > 0 and <= 0.5)"),
+        );
+    }
+    check_invalid(
+        plan_of(Fault::LatencySpike {
+            min_ms: 100,
+            max_ms: 10,
+        }),
+        "event 0: latency range min_ms 100 is above max_ms 10",
+    );
+    check_invalid(
+        plan_of(Fault::LatencySpike {
+            min_ms: 0,
+            max_ms: 120_000,
+        }),
+        "event 0: latency max_ms 120000 out of range (at most 60000)",
+    );
+    check_invalid(
+        plan_of(Fault::ClockSkew {
+            target: Target::Kubelet(0),
+            offset_ms: 0,
+            drift_ms_per_s: -1_000,
+        }),
+        "event 0: clock drift_ms_per_s -1000 out of range (at most ±999)",
+    );
+    check_invalid(
+        plan_of(Fault::ClockSkew {
+            target: Target::Kubelet(0),
+            offset_ms: 7_200_000,
+            drift_ms_per_s: 0,
+        }),
+        "event 0: clock offset_ms 7200000 out of range (at most ±3600000)",
+    );
+}
+
+#[test]
+fn validation_rejects_malformed_partitions_and_links() {
+    check_invalid(
+        plan_of(Fault::Partition { groups: vec![] }),
+        "event 0: partition needs at least 2 groups, got 0",
+    );
+    check_invalid(
+        plan_of(Fault::Partition {
+            groups: vec![vec![Target::StoreMember(1)], vec![]],
+        }),
+        "event 0: partition group 1 is empty",
+    );
+    check_invalid(
+        plan_of(Fault::Partition {
+            groups: vec![
+                vec![Target::StoreMember(1)],
+                vec![Target::StoreMember(2), Target::StoreMember(1)],
+            ],
+        }),
+        "event 0: partition names store-1 more than once",
+    );
+    check_invalid(
+        plan_of(Fault::OneWay {
+            from: Target::Kubelet(1),
+            to: Target::Kubelet(1),
+        }),
+        "event 0: one-way from kubelet-1 to itself",
+    );
+    check_invalid(
+        plan_of(Fault::ClogLink {
+            a: Target::StoreLeader,
+            b: Target::StoreLeader,
+        }),
+        "event 0: clog-link from store-leader to itself",
+    );
+    let single_member = Topology {
+        store_members: 1,
+        ..small_topology()
+    };
+    let error = plan_of(Fault::MajoritiesRing)
+        .validate(&single_member)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "event 0: majorities-ring needs at least 3 store members (topology has 1)"
+    );
+}
+
+#[test]
+fn validation_rejects_store_faults_aimed_elsewhere() {
+    check_invalid(
+        plan_of(Fault::CrashStoreMember {
+            member: Target::Kubelet(0),
+            tear: true,
+        }),
+        "event 0: crash-store-member needs a store member target (store-N or store-leader), \
+         got kubelet-0",
+    );
+    check_invalid(
+        plan_of(Fault::CorruptRecord {
+            member: Target::ApiServer(1),
+        }),
+        "event 0: corrupt-record needs a store member target (store-N or store-leader), \
+         got apiserver-1",
+    );
+}
+
+#[test]
+fn reading_rejects_other_versions_unknown_fields_and_kinds() {
+    let error = |json: &str| FaultPlan::from_json(json).unwrap_err().to_string();
+    assert_eq!(
+        error(r#"{"version": 2, "future_field": true}"#),
+        "unsupported fault plan version 2 (this kubesim reads version 1)"
+    );
+    let mut plan = plan_of(Fault::IsolateStoreLeader);
+    plan.version = 0;
+    check_invalid(
+        plan,
+        "unsupported fault plan version 0 (this kubesim reads version 1)",
+    );
+    let base = r#""version": 1, "safety_phase_ms": 10, "liveness_phase_ms": 10"#;
+    assert!(
+        error(&format!(r#"{{{base}, "events": [], "seed": 3}}"#)).contains("unknown field `seed`"),
+    );
+    let with_fault = |fault: &str| {
+        error(&format!(
+            r#"{{{base}, "events": [{{"at_ms": 0, "duration_ms": 1, "fault": {fault}}}]}}"#
+        ))
+    };
+    assert!(with_fault(r#"{"kind": "meteor-strike"}"#).contains("unknown variant `meteor-strike`"));
+    assert!(
+        with_fault(r#"{"kind": "pause", "target": "kubelet-0", "ms": 3}"#)
+            .contains("unknown field `ms`")
+    );
+    assert!(
+        with_fault(r#"{"kind": "pause", "target": "etcd-1"}"#).contains(
+            "unknown target \"etcd-1\" (expected store-N, store-leader, apiserver-N, \
+         controller-manager-N, scheduler or kubelet-N)"
+        )
+    );
+    assert!(error("not json").starts_with("fault plan is not valid JSON for a plan: "));
+}
+
+#[test]
+fn loading_a_missing_file_names_the_path() {
+    let error = FaultPlan::load("/nonexistent/kubesim/plan.json").unwrap_err();
+    assert!(matches!(error, PlanError::Io { .. }));
+    assert!(
+        error
+            .to_string()
+            .starts_with("cannot read fault plan /nonexistent/kubesim/plan.json: "),
+        "{error}"
+    );
+}
+
+#[test]
+fn loading_reads_a_saved_plan() {
+    let path = std::env::temp_dir().join(format!("faults-plan-{}.json", std::process::id()));
+    std::fs::write(&path, example_plan().to_json_pretty()).unwrap();
+    let loaded = FaultPlan::load(&path);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(loaded.unwrap(), example_plan());
+}
+
+#[test]
+fn survivability_counts_down_store_members_over_time() {
+    let topology = small_topology();
+    let crash = |at_ms, target| FaultEvent {
+        at_ms,
+        duration_ms: 1_000,
+        fault: Fault::Crash { target },
+    };
+    let mut plan = FaultPlan::empty(30_000, 30_000);
+    plan.events = vec![
+        crash(1_000, Target::StoreMember(1)),
+        crash(2_000, Target::StoreLeader),
+    ];
+    plan.check_survivable(&topology).unwrap();
+    plan.events.push(crash(2_500, Target::StoreMember(3)));
+    assert_eq!(
+        plan.check_survivable(&topology).unwrap_err().to_string(),
+        "plan is not survivable: at 2500 ms 2 store members are down; at most 1 of 3 may be"
+    );
+
+    // A corrupted member refuses to start: once its corruption heals it stays down.
+    plan.events = vec![
+        FaultEvent {
+            at_ms: 1_000,
+            duration_ms: 1_000,
+            fault: Fault::CorruptRecord {
+                member: Target::StoreMember(2),
+            },
+        },
+        crash(20_000, Target::Kubelet(0)),
+    ];
+    plan.check_survivable(&topology).unwrap();
+    plan.events.push(crash(20_000, Target::StoreMember(1)));
+    assert!(plan.check_survivable(&topology).is_err());
+    plan.events.pop();
+    plan.events.push(plan.events[0].clone());
+    assert_eq!(
+        plan.check_survivable(&topology).unwrap_err().to_string(),
+        "plan is not survivable: 2 corrupt-record events; at most one store member may be corrupted"
+    );
+
+    plan.events = vec![
+        crash(1_000, Target::Kubelet(1)),
+        FaultEvent {
+            at_ms: 1_500,
+            duration_ms: 100,
+            fault: Fault::Pause {
+                target: Target::Kubelet(1),
+            },
+        },
+    ];
+    assert_eq!(
+        plan.check_survivable(&topology).unwrap_err().to_string(),
+        "plan is not survivable: kubelet-1 is crashed or paused by two overlapping events"
+    );
+}
