@@ -210,26 +210,17 @@ impl Nemesis {
             !self.applied.contains_key(&event_idx),
             "event {event_idx} applied twice"
         );
-        let applied = match &event.fault {
+        let fault = &event.fault;
+        let applied = match fault {
             Fault::Partition { .. }
             | Fault::IsolateStoreLeader
             | Fault::IsolateApiServer { .. }
             | Fault::MajoritiesRing
             | Fault::Bridge
             | Fault::OneWay { .. }
-            | Fault::ClogLink { .. } => match self.network_cut(&event.fault) {
-                Ok((description, links)) => {
-                    for (from, to) in &links {
-                        let count = self.clogged.entry((from.clone(), to.clone())).or_insert(0);
-                        if *count == 0 {
-                            self.world.clog(from, to);
-                        }
-                        *count += 1;
-                    }
-                    self.record(at_ms, &description);
-                    Applied::Clogs { description, links }
-                }
-                Err(reason) => self.skip(at_ms, &event.fault, &reason),
+            | Fault::ClogLink { .. } => match self.network_cut(fault) {
+                Ok((description, links)) => self.apply_cut(at_ms, description, links),
+                Err(reason) => self.skip(at_ms, fault, &reason),
             },
             Fault::PacketLoss { rate } => {
                 self.packet_loss.insert(event_idx, *rate);
@@ -243,60 +234,36 @@ impl Nemesis {
                 self.record(at_ms, format!("latency-spike {min_ms}..={max_ms}ms"));
                 Applied::NetworkConditions
             }
-            Fault::Crash { target } => self.crash(at_ms, &event.fault, target, None),
+            Fault::Crash { target } => self.crash(at_ms, fault, target, None),
             Fault::CrashStoreMember { member, tear } => {
                 let tear = tear.then(|| madsim::rand::thread_rng().gen::<u64>());
-                self.crash(at_ms, &event.fault, member, Some(tear))
+                self.crash(at_ms, fault, member, Some(tear))
             }
-            Fault::Pause { target } => match self.world.node_of(target) {
-                Some(node) => {
-                    let count = self.paused.entry(node.clone()).or_insert(0);
-                    if *count == 0 {
-                        self.world.pause(&node);
-                    }
-                    *count += 1;
-                    self.record(at_ms, format!("pause {node}"));
-                    Applied::Pause(node)
-                }
-                None => self.skip(at_ms, &event.fault, &format!("{target} does not resolve")),
+            Fault::Pause { target } => match self.node(target) {
+                Ok(node) => self.apply_pause(at_ms, node),
+                Err(reason) => self.skip(at_ms, fault, &reason),
             },
             Fault::CorruptRecord { member } => match self.resolve_member(member) {
-                Ok(member) => {
-                    let randomness = madsim::rand::thread_rng().gen::<u64>();
-                    match self.world.corrupt_store_record(member, randomness) {
-                        Some(what) => {
-                            self.record(at_ms, format!("corrupt-record store-{member}: {what}"));
-                        }
-                        None => self.record(
-                            at_ms,
-                            format!("corrupt-record store-{member}: no synced record to corrupt"),
-                        ),
-                    }
-                    Applied::Corrupt(member)
-                }
-                Err(reason) => self.skip(at_ms, &event.fault, &reason),
+                Ok(member) => self.apply_corruption(at_ms, member),
+                Err(reason) => self.skip(at_ms, fault, &reason),
             },
             Fault::ClockSkew {
                 target,
                 offset_ms,
                 drift_ms_per_s,
-            } => match self.world.node_of(target) {
-                Some(node) => {
+            } => match self.node(target) {
+                Ok(node) => {
                     self.skews
                         .entry(node.clone())
                         .or_default()
                         .insert(event_idx, (*offset_ms, *drift_ms_per_s));
                     self.world
                         .set_clock_skew(&node, *offset_ms, *drift_ms_per_s);
-                    self.record(
-                        at_ms,
-                        format!(
-                            "clock-skew {node} offset {offset_ms}ms drift {drift_ms_per_s}ms/s"
-                        ),
-                    );
+                    let skew = format!("offset {offset_ms}ms drift {drift_ms_per_s}ms/s");
+                    self.record(at_ms, format!("clock-skew {node} {skew}"));
                     Applied::ClockSkew(node)
                 }
-                None => self.skip(at_ms, &event.fault, &format!("{target} does not resolve")),
+                Err(reason) => self.skip(at_ms, fault, &reason),
             },
         };
         self.applied.insert(event_idx, applied);
@@ -305,6 +272,43 @@ impl Nemesis {
     fn skip(&self, at_ms: u64, fault: &Fault, reason: &str) -> Applied {
         self.record(at_ms, format!("{}: {reason}, skipped", kind_name(fault)));
         Applied::Nothing
+    }
+
+    fn apply_cut(
+        &mut self,
+        at_ms: u64,
+        description: String,
+        links: BTreeSet<(NodeRef, NodeRef)>,
+    ) -> Applied {
+        for (from, to) in &links {
+            let count = self.clogged.entry((from.clone(), to.clone())).or_insert(0);
+            if *count == 0 {
+                self.world.clog(from, to);
+            }
+            *count += 1;
+        }
+        self.record(at_ms, &description);
+        Applied::Clogs { description, links }
+    }
+
+    fn apply_pause(&mut self, at_ms: u64, node: NodeRef) -> Applied {
+        let count = self.paused.entry(node.clone()).or_insert(0);
+        if *count == 0 {
+            self.world.pause(&node);
+        }
+        *count += 1;
+        self.record(at_ms, format!("pause {node}"));
+        Applied::Pause(node)
+    }
+
+    fn apply_corruption(&mut self, at_ms: u64, member: u64) -> Applied {
+        let randomness = madsim::rand::thread_rng().gen::<u64>();
+        let what = self
+            .world
+            .corrupt_store_record(member, randomness)
+            .unwrap_or_else(|| "no synced record to corrupt".to_string());
+        self.record(at_ms, format!("corrupt-record store-{member}: {what}"));
+        Applied::Corrupt(member)
     }
 
     /// Heals event `event_idx` (a no-op if it was never applied or is already healed).
@@ -331,38 +335,16 @@ impl Nemesis {
             Applied::NetworkConditions => {
                 let loss = self.packet_loss.remove(&event_idx);
                 let latency = self.latency.remove(&event_idx);
-                assert!(loss.is_some() || latency.is_some());
                 self.apply_network_conditions();
                 match (loss, latency) {
                     (Some(rate), _) => self.record(at_ms, format!("heal packet-loss {rate}")),
                     (_, Some((min_ms, max_ms))) => {
                         self.record(at_ms, format!("heal latency-spike {min_ms}..={max_ms}ms"))
                     }
-                    (None, None) => unreachable!(),
+                    (None, None) => unreachable!("network conditions are tracked by event"),
                 }
             }
-            Applied::Crash(down) => {
-                let count = self.crashed.get_mut(&down).expect("a crash is counted");
-                *count -= 1;
-                let restart = *count == 0;
-                if restart {
-                    self.crashed.remove(&down);
-                }
-                match (&down, restart) {
-                    (Down::StoreMember(member), true) => {
-                        self.world.restart_store_member(*member);
-                        self.record(at_ms, format!("restart store-{member}"));
-                    }
-                    (Down::Node(node), true) => {
-                        self.world.restart(node);
-                        self.record(at_ms, format!("restart {node}"));
-                    }
-                    (down, false) => self.record(
-                        at_ms,
-                        format!("heal crash of {down}: still held down by another crash"),
-                    ),
-                }
-            }
+            Applied::Crash(down) => self.heal_crash(at_ms, down),
             Applied::Pause(node) => {
                 let count = self.paused.get_mut(&node).expect("a pause is counted");
                 *count -= 1;
@@ -371,51 +353,65 @@ impl Nemesis {
                     self.world.resume(&node);
                     self.record(at_ms, format!("resume {node}"));
                 } else {
-                    self.record(
-                        at_ms,
-                        format!("heal pause of {node}: still held by another pause"),
-                    );
+                    let still = "still held by another pause";
+                    self.record(at_ms, format!("heal pause of {node}: {still}"));
                 }
             }
-            Applied::ClockSkew(node) => {
-                let skews = self.skews.get_mut(&node).expect("a skew is tracked");
-                skews.remove(&event_idx);
-                match skews.last_key_value() {
-                    Some((_, &(offset_ms, drift_ms_per_s))) => {
-                        self.world.set_clock_skew(&node, offset_ms, drift_ms_per_s);
-                        self.record(
-                            at_ms,
-                            format!(
-                                "heal clock-skew {node}: back to offset {offset_ms}ms \
-                                 drift {drift_ms_per_s}ms/s of an overlapping skew"
-                            ),
-                        );
-                    }
-                    None => {
-                        self.skews.remove(&node);
-                        self.world.reset_clock(&node);
-                        self.record(at_ms, format!("reset clock {node}"));
-                    }
-                }
-            }
+            Applied::ClockSkew(node) => self.heal_clock_skew(at_ms, event_idx, node),
             Applied::Corrupt(member) => {
                 // Recovery must now read the corrupted WAL. A member held down by a crash
                 // reads it when that crash heals.
                 if self.crashed.contains_key(&Down::StoreMember(member)) {
+                    let already = "already crashed";
                     self.record(
                         at_ms,
-                        format!("heal corrupt-record store-{member}: already crashed"),
+                        format!("heal corrupt-record store-{member}: {already}"),
                     );
                 } else {
                     self.world.crash_store_member(member, None);
                     self.world.restart_store_member(member);
-                    self.record(
-                        at_ms,
-                        format!("crash and restart store-{member} on its corrupted disk"),
-                    );
+                    let what = "on its corrupted disk";
+                    self.record(at_ms, format!("crash and restart store-{member} {what}"));
                 }
             }
             Applied::Nothing => {}
+        }
+    }
+
+    fn heal_crash(&mut self, at_ms: u64, down: Down) {
+        let count = self.crashed.get_mut(&down).expect("a crash is counted");
+        *count -= 1;
+        if *count > 0 {
+            let still = "still held down by another crash";
+            self.record(at_ms, format!("heal crash of {down}: {still}"));
+            return;
+        }
+        self.crashed.remove(&down);
+        match &down {
+            Down::StoreMember(member) => self.world.restart_store_member(*member),
+            Down::Node(node) => self.world.restart(node),
+        }
+        self.record(at_ms, format!("restart {down}"));
+    }
+
+    /// Back to the latest skew still applied to the node, or to its true clock.
+    fn heal_clock_skew(&mut self, at_ms: u64, event_idx: usize, node: NodeRef) {
+        let skews = self.skews.get_mut(&node).expect("a skew is tracked");
+        skews.remove(&event_idx);
+        match skews.last_key_value() {
+            Some((_, &(offset_ms, drift_ms_per_s))) => {
+                self.world.set_clock_skew(&node, offset_ms, drift_ms_per_s);
+                let skew = format!("offset {offset_ms}ms drift {drift_ms_per_s}ms/s");
+                self.record(
+                    at_ms,
+                    format!("heal clock-skew {node}: back to {skew} of an overlapping skew"),
+                );
+            }
+            None => {
+                self.skews.remove(&node);
+                self.world.reset_clock(&node);
+                self.record(at_ms, format!("reset clock {node}"));
+            }
         }
     }
 
@@ -542,33 +538,7 @@ impl Nemesis {
                 let node = self.node(&Target::ApiServer(*apiserver))?;
                 Ok((format!("isolate apiserver {node}"), self.isolate(&node)))
             }
-            Fault::MajoritiesRing | Fault::Bridge => {
-                let mut members = self.world.store_members();
-                members.sort_unstable();
-                members.dedup();
-                let grudge = if matches!(fault, Fault::MajoritiesRing) {
-                    majorities_ring(&members)
-                } else {
-                    bridge(&members)
-                };
-                let mut links = BTreeSet::new();
-                let mut views = Vec::new();
-                for member in &members {
-                    let receiver = self.member_node(*member)?;
-                    let dropped = grudge.get(member).cloned().unwrap_or_default();
-                    let mut hears = Vec::new();
-                    for other in &members {
-                        let sender = self.member_node(*other)?;
-                        if dropped.contains(other) {
-                            links.insert((sender, receiver.clone()));
-                        } else {
-                            hears.push(sender);
-                        }
-                    }
-                    views.push(format!("{receiver} hears {{{}}}", hears.join(", ")));
-                }
-                Ok((format!("{}: {}", kind_name(fault), views.join("; ")), links))
-            }
+            Fault::MajoritiesRing | Fault::Bridge => self.grudge_cut(fault),
             Fault::OneWay { from, to } => {
                 let (from, to) = (self.resolve_target(from)?, self.resolve_target(to)?);
                 if from == to {
@@ -590,6 +560,36 @@ impl Nemesis {
             }
             _ => unreachable!("not a network cut: {fault:?}"),
         }
+    }
+
+    /// The links of Jepsen's ring and bridge grudges over the store members, described
+    /// by what each member still hears.
+    fn grudge_cut(&self, fault: &Fault) -> Result<(String, BTreeSet<(NodeRef, NodeRef)>), String> {
+        let mut members = self.world.store_members();
+        members.sort_unstable();
+        members.dedup();
+        let grudge = match fault {
+            Fault::MajoritiesRing => majorities_ring(&members),
+            Fault::Bridge => bridge(&members),
+            _ => unreachable!("not a grudge over store members: {fault:?}"),
+        };
+        let mut links = BTreeSet::new();
+        let mut views = Vec::new();
+        for member in &members {
+            let receiver = self.member_node(*member)?;
+            let dropped = grudge.get(member).cloned().unwrap_or_default();
+            let mut hears = Vec::new();
+            for other in &members {
+                let sender = self.member_node(*other)?;
+                if dropped.contains(other) {
+                    links.insert((sender, receiver.clone()));
+                } else {
+                    hears.push(sender);
+                }
+            }
+            views.push(format!("{receiver} hears {{{}}}", hears.join(", ")));
+        }
+        Ok((format!("{}: {}", kind_name(fault), views.join("; ")), links))
     }
 
     /// Resolves a target to a node, `store-leader` included.
