@@ -5,9 +5,11 @@
 //! The cache covers every event with a revision in `(window_start, synced_revision]`.
 //! A watch from `since` is served when `since >= window_start`; older is 410 Gone ("too old
 //! resource version"), as when Kubernetes' watch cache no longer holds the revision.
-//! When the store cancels the cache's own watch because its start revision was compacted
-//! (or the store was restored), the cache drops its events and restarts at the store's
-//! current revision, so every watcher from before gets 410 and relists (invariant 5).
+//! The cache starts (and restarts) at the beginning of the store's retained history (its
+//! compacted revision) and catches up from there. When the store cancels the cache's own
+//! watch because its position was compacted away (or the store was restored), the cache
+//! drops its events and restarts at the new compacted revision, so every watcher from
+//! before gets 410 and relists (invariant 5).
 //!
 //! Events of one store revision are always kept, dropped and delivered together (watch
 //! atomicity, invariant 10).
@@ -20,9 +22,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use api::{ApiError, Object, ObjectMeta, Resource, ResourceVersion, WatchEvent, WatchEventKind};
-use store::api::{
-    Event, EventKind, KeyRange, RangeRequest, Revision, StoreError, WatchRequest, WatchResponse,
-};
+use store::api::{Event, EventKind, KeyRange, Revision, StoreError, WatchRequest, WatchResponse};
 
 use crate::backend::Backend;
 use crate::registry::decode;
@@ -258,7 +258,7 @@ impl WatchCache {
     /// The cache's store watch loop. Runs forever.
     pub async fn run<B: Backend>(self, backend: B) {
         loop {
-            let Some(start) = self.current_store_revision(&backend).await else {
+            let Some(start) = self.history_start(&backend).await else {
                 madsim::time::sleep(STORE_RETRY_DELAY).await;
                 continue;
             };
@@ -269,13 +269,26 @@ impl WatchCache {
         }
     }
 
-    async fn current_store_revision<B: Backend>(&self, backend: &B) -> Option<Revision> {
-        let mut request = RangeRequest::new(KeyRange::Prefix(REGISTRY_PREFIX.into()));
-        request.count_only = true;
-        match backend.range(request).await {
-            Ok(response) => Some(response.header.revision),
+    /// Where the store's event history begins: the compacted revision (0 if never
+    /// compacted). The cache (re)starts there and catches up through the whole retained
+    /// history, so a client that listed before this apiserver started can still watch
+    /// from its list's revision; eviction then bounds the window to `capacity` events.
+    async fn history_start<B: Backend>(&self, backend: &B) -> Option<Revision> {
+        let probe = WatchRequest {
+            range: KeyRange::Prefix(REGISTRY_PREFIX.into()),
+            start_revision: 1,
+            prev_kv: false,
+        };
+        match backend.watch_poll(probe, 1, Duration::ZERO).await {
+            Ok(response) if response.canceled => Some(
+                response
+                    .compact_revision
+                    .unwrap_or(response.header.revision),
+            ),
+            Ok(_) => Some(0),
+            Err(StoreError::Compacted { compacted, .. }) => Some(compacted),
             Err(e) => {
-                tracing::debug!("watch cache cannot read the store revision: {e}");
+                tracing::debug!("watch cache cannot reach the store: {e}");
                 None
             }
         }
