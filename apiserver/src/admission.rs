@@ -16,10 +16,7 @@ const DNS1123_SUBDOMAIN_MAX_LEN: usize = 253;
 const DNS1123_LABEL_MAX_LEN: usize = 63;
 
 fn invalid(field: &str, reason: impl Into<String>) -> ApiError {
-    ApiError::Invalid {
-        field: field.to_string(),
-        reason: reason.into(),
-    }
+    ApiError::Invalid { field: field.to_string(), reason: reason.into() }
 }
 
 /// Validates an object about to be created or updated (422 Invalid with the field path, or
@@ -28,20 +25,9 @@ pub fn validate(object: &Object) -> Result<(), ApiError> {
     validate_metadata(object)?;
     match object {
         Object::Pod(pod) => validate_pod_spec("spec", &pod.spec)?,
-        Object::ReplicaSet(rs) => validate_workload(
-            "spec",
-            rs.spec.replicas,
-            &rs.spec.selector,
-            &rs.spec.template,
-        )?,
-        Object::Deployment(d) => {
-            validate_workload("spec", d.spec.replicas, &d.spec.selector, &d.spec.template)?
-        }
-        Object::Namespace(_)
-        | Object::Node(_)
-        | Object::Lease(_)
-        | Object::ConfigMap(_)
-        | Object::Secret(_) => {}
+        Object::ReplicaSet(rs) => validate_workload("spec", rs.spec.replicas, &rs.spec.selector, &rs.spec.template)?,
+        Object::Deployment(d) => validate_workload("spec", d.spec.replicas, &d.spec.selector, &d.spec.template)?,
+        Object::Namespace(_) | Object::Node(_) | Object::Lease(_) | Object::ConfigMap(_) | Object::Secret(_) => {}
     }
     check_size(object)
 }
@@ -49,9 +35,7 @@ pub fn validate(object: &Object) -> Result<(), ApiError> {
 /// 413 when the serialized object exceeds [`MAX_OBJECT_BYTES`].
 pub fn check_size(object: &Object) -> Result<(), ApiError> {
     let size = serde_json::to_vec(object)
-        .map_err(|e| ApiError::Internal {
-            reason: format!("cannot serialize object: {e}"),
-        })?
+        .map_err(|e| ApiError::Internal { reason: format!("cannot serialize object: {e}") })?
         .len();
     if size > MAX_OBJECT_BYTES {
         return Err(ApiError::TooLarge {
@@ -76,10 +60,7 @@ fn validate_metadata(object: &Object) -> Result<(), ApiError> {
     } else if !meta.namespace.is_empty() {
         return Err(invalid(
             "metadata.namespace",
-            format!(
-                "{} is cluster-scoped: must be empty",
-                object.resource().kind()
-            ),
+            format!("{} is cluster-scoped: must be empty", object.resource().kind()),
         ));
     }
     Ok(())
@@ -98,10 +79,7 @@ fn validate_workload(
         ));
     }
     if selector.is_empty() {
-        return Err(invalid(
-            &format!("{field}.selector"),
-            "Required value: empty selector is invalid for apps/v1",
-        ));
+        return Err(invalid(&format!("{field}.selector"), "Required value: empty selector is invalid for apps/v1"));
     }
     if !api::selector_matches(selector, &template.labels) {
         return Err(invalid(
@@ -119,14 +97,9 @@ fn validate_pod_spec(field: &str, spec: &PodSpec) -> Result<(), ApiError> {
     for (idx, container) in spec.containers.iter().enumerate() {
         validate_dns1123_label(&format!("{field}.containers[{idx}].name"), &container.name)?;
         if container.image.is_empty() {
-            return Err(invalid(
-                &format!("{field}.containers[{idx}].image"),
-                "Required value",
-            ));
+            return Err(invalid(&format!("{field}.containers[{idx}].image"), "Required value"));
         }
-        let duplicate = spec.containers[..idx]
-            .iter()
-            .any(|c| c.name == container.name);
+        let duplicate = spec.containers[..idx].iter().any(|c| c.name == container.name);
         if duplicate {
             return Err(invalid(
                 &format!("{field}.containers[{idx}].name"),
@@ -151,30 +124,17 @@ pub fn validate_dns1123_label(field: &str, value: &str) -> Result<(), ApiError> 
     validate_dns_name(field, value, DNS1123_LABEL_MAX_LEN, false)
 }
 
-fn validate_dns_name(
-    field: &str,
-    value: &str,
-    max_len: usize,
-    dots_allowed: bool,
-) -> Result<(), ApiError> {
-    let what = if dots_allowed {
-        "a lowercase RFC 1123 subdomain"
-    } else {
-        "a lowercase RFC 1123 label"
-    };
+fn validate_dns_name(field: &str, value: &str, max_len: usize, dots_allowed: bool) -> Result<(), ApiError> {
+    let what = if dots_allowed { "a lowercase RFC 1123 subdomain" } else { "a lowercase RFC 1123 label" };
     if value.is_empty() {
         return Err(invalid(field, "Required value"));
     }
     if value.len() > max_len {
-        return Err(invalid(
-            field,
-            format!("Invalid value: must be no more than {max_len} characters"),
-        ));
+        return Err(invalid(field, format!("Invalid value: must be no more than {max_len} characters")));
     }
     let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     let allowed = |c: char| alnum(c) || c == '-' || (dots_allowed && c == '.');
-    let starts_ends_alnum =
-        value.starts_with(alnum) && value.ends_with(alnum) && value.chars().all(allowed);
+    let starts_ends_alnum = value.starts_with(alnum) && value.ends_with(alnum) && value.chars().all(allowed);
     if !starts_ends_alnum {
         return Err(invalid(
             field,
@@ -192,8 +152,7 @@ fn validate_dns_name(
 mod tests {
     use super::*;
     use api::{
-        Container, Deployment, DeploymentSpec, Labels, Namespace, Node, ObjectMeta, Pod,
-        ReplicaSet, ReplicaSetSpec,
+        Container, Deployment, DeploymentSpec, Labels, Namespace, Node, ObjectMeta, Pod, ReplicaSet, ReplicaSetSpec,
     };
 
     /// Expects `object` to be admitted ("ok") or refused with "<status> <field>".
@@ -203,10 +162,7 @@ mod tests {
             Err(ApiError::Invalid { field, .. }) => format!("422 {field}"),
             Err(e) => format!("{} {e}", e.status_code()),
         };
-        assert!(
-            actual.starts_with(expect),
-            "expected {expect:?}, got {actual:?} for {object:?}"
-        );
+        assert!(actual.starts_with(expect), "expected {expect:?}, got {actual:?} for {object:?}");
     }
 
     fn labels() -> Labels {
@@ -216,20 +172,12 @@ mod tests {
     fn pod_spec() -> api::PodSpec {
         api::PodSpec {
             node_name: None,
-            containers: vec![Container {
-                name: "nginx".into(),
-                image: "nginx:1.25".into(),
-                cpu_millis: 100,
-            }],
+            containers: vec![Container { name: "nginx".into(), image: "nginx:1.25".into(), cpu_millis: 100 }],
         }
     }
 
     fn pod(ns: &str, name: &str) -> Pod {
-        Pod {
-            metadata: ObjectMeta::named(ns, name),
-            spec: pod_spec(),
-            ..Pod::default()
-        }
+        Pod { metadata: ObjectMeta::named(ns, name), spec: pod_spec(), ..Pod::default() }
     }
 
     fn deployment(replicas: i32) -> Deployment {
@@ -238,10 +186,7 @@ mod tests {
             spec: DeploymentSpec {
                 replicas,
                 selector: labels(),
-                template: PodTemplateSpec {
-                    labels: labels(),
-                    spec: pod_spec(),
-                },
+                template: PodTemplateSpec { labels: labels(), spec: pod_spec() },
             },
             ..Deployment::default()
         }
@@ -264,15 +209,10 @@ mod tests {
     fn namespaced_objects_need_a_namespace_and_cluster_scoped_ones_none() {
         check(pod("", "p").into(), "422 metadata.namespace");
         check(pod("a.b", "p").into(), "422 metadata.namespace");
-        let node = |ns: &str| Node {
-            metadata: ObjectMeta::named(ns, "worker-1"),
-            ..Node::default()
-        };
+        let node = |ns: &str| Node { metadata: ObjectMeta::named(ns, "worker-1"), ..Node::default() };
         check(node("").into(), "ok");
         check(node("default").into(), "422 metadata.namespace");
-        let ns = Namespace {
-            metadata: ObjectMeta::named("", "team-a"),
-        };
+        let ns = Namespace { metadata: ObjectMeta::named("", "team-a") };
         check(ns.into(), "ok");
     }
 
@@ -286,10 +226,7 @@ mod tests {
             spec: ReplicaSetSpec {
                 replicas: -5,
                 selector: labels(),
-                template: PodTemplateSpec {
-                    labels: labels(),
-                    spec: pod_spec(),
-                },
+                template: PodTemplateSpec { labels: labels(), spec: pod_spec() },
             },
             ..ReplicaSet::default()
         };
@@ -324,10 +261,7 @@ mod tests {
 
     #[test]
     fn objects_over_one_mebibyte_are_too_large() {
-        let mut cm = api::ConfigMap {
-            metadata: ObjectMeta::named("default", "big"),
-            ..api::ConfigMap::default()
-        };
+        let mut cm = api::ConfigMap { metadata: ObjectMeta::named("default", "big"), ..api::ConfigMap::default() };
         cm.data.insert("blob".into(), "x".repeat(MAX_OBJECT_BYTES));
         check(cm.into(), "413");
     }

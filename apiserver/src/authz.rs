@@ -45,10 +45,7 @@ impl UserInfo {
         Self::new("admin", &[GROUP_MASTERS])
     }
     pub fn controller_manager() -> Self {
-        Self::new(
-            "system:kube-controller-manager",
-            &[GROUP_CONTROLLER_MANAGER],
-        )
+        Self::new("system:kube-controller-manager", &[GROUP_CONTROLLER_MANAGER])
     }
     pub fn scheduler() -> Self {
         Self::new("system:kube-scheduler", &[GROUP_SCHEDULER])
@@ -62,19 +59,11 @@ impl UserInfo {
 /// Bearer-token authentication: the token names the user. A credential whose claimed user
 /// is not the token's user is refused too, so that a misconfigured component is found at
 /// its first request rather than acting under another identity.
-pub fn authenticate(
-    tokens: &BTreeMap<String, UserInfo>,
-    credential: &Credential,
-) -> Result<UserInfo, ApiError> {
+pub fn authenticate(tokens: &BTreeMap<String, UserInfo>, credential: &Credential) -> Result<UserInfo, ApiError> {
     match tokens.get(&credential.token) {
-        None => Err(ApiError::Unauthorized {
-            reason: format!("unknown bearer token for user {:?}", credential.user),
-        }),
+        None => Err(ApiError::Unauthorized { reason: format!("unknown bearer token for user {:?}", credential.user) }),
         Some(user) if user.name != credential.user => Err(ApiError::Unauthorized {
-            reason: format!(
-                "token belongs to user {:?}, not {:?}",
-                user.name, credential.user
-            ),
+            reason: format!("token belongs to user {:?}, not {:?}", user.name, credential.user),
         }),
         Some(user) => Ok(user.clone()),
     }
@@ -111,9 +100,7 @@ pub fn authorize(user: &UserInfo, attrs: &Attributes<'_>) -> Result<Decision, Ap
             GROUP_SCHEDULER => scheduler(attrs),
             GROUP_NODES => match user.name.strip_prefix(NODE_USER_PREFIX) {
                 Some(node_name) if !node_name.is_empty() => node(node_name, attrs),
-                _ => Err(format!(
-                    "members of {GROUP_NODES} must be named {NODE_USER_PREFIX}<nodeName>"
-                )),
+                _ => Err(format!("members of {GROUP_NODES} must be named {NODE_USER_PREFIX}<nodeName>")),
             },
             _ => continue,
         };
@@ -161,17 +148,14 @@ fn scheduler(attrs: &Attributes<'_>) -> Rule {
         (_, verb) if is_read(verb) => Ok(Decision::Allow),
         (Pods, Verb::Bind) => Ok(Decision::Allow),
         (Leases, Verb::Create | Verb::Update)
-            if attrs.namespace == SCHEDULER_LEASE_NAMESPACE
-                && attrs.name == SCHEDULER_LEASE_NAME =>
+            if attrs.namespace == SCHEDULER_LEASE_NAMESPACE && attrs.name == SCHEDULER_LEASE_NAME =>
         {
             Ok(Decision::Allow)
         }
-        (Leases, _) => Err(format!(
-            "kube-scheduler may only write lease {SCHEDULER_LEASE_NAMESPACE}/{SCHEDULER_LEASE_NAME}"
-        )),
-        (resource, _) => Err(format!(
-            "kube-scheduler may only read {resource} (and bind pods)"
-        )),
+        (Leases, _) => {
+            Err(format!("kube-scheduler may only write lease {SCHEDULER_LEASE_NAMESPACE}/{SCHEDULER_LEASE_NAME}"))
+        }
+        (resource, _) => Err(format!("kube-scheduler may only read {resource} (and bind pods)")),
     }
 }
 
@@ -181,26 +165,16 @@ fn node(node_name: &str, attrs: &Attributes<'_>) -> Rule {
     let own_object = attrs.name == node_name;
     match (attrs.resource, attrs.verb) {
         (Pods | Nodes, verb) if is_read(verb) => Ok(Decision::Allow),
-        (Pods, Verb::UpdateStatus | Verb::Delete) => {
-            Ok(Decision::AllowIfPodBoundTo(node_name.to_string()))
-        }
-        (Pods, _) => Err(format!(
-            "node {node_name} may only update the status of and delete pods bound to it"
-        )),
-        (Nodes, Verb::Create | Verb::Update | Verb::UpdateStatus) if own_object => {
+        (Pods, Verb::UpdateStatus | Verb::Delete) => Ok(Decision::AllowIfPodBoundTo(node_name.to_string())),
+        (Pods, _) => Err(format!("node {node_name} may only update the status of and delete pods bound to it")),
+        (Nodes, Verb::Create | Verb::Update | Verb::UpdateStatus) if own_object => Ok(Decision::Allow),
+        (Nodes, _) => Err(format!("node {node_name} may only create and update its own Node object")),
+        (Leases, Verb::Get | Verb::Create | Verb::Update) if attrs.namespace == NODE_LEASE_NAMESPACE && own_object => {
             Ok(Decision::Allow)
         }
-        (Nodes, _) => Err(format!(
-            "node {node_name} may only create and update its own Node object"
-        )),
-        (Leases, Verb::Get | Verb::Create | Verb::Update)
-            if attrs.namespace == NODE_LEASE_NAMESPACE && own_object =>
-        {
-            Ok(Decision::Allow)
+        (Leases, _) => {
+            Err(format!("node {node_name} may only get, create and update lease {NODE_LEASE_NAMESPACE}/{node_name}"))
         }
-        (Leases, _) => Err(format!(
-            "node {node_name} may only get, create and update lease {NODE_LEASE_NAMESPACE}/{node_name}"
-        )),
         (resource, _) => Err(format!("node {node_name} may not access {resource}")),
     }
 }
@@ -214,32 +188,18 @@ mod tests {
     /// One row of the authorization table: who, what, and the expected decision
     /// ("allow", "allow-if-bound:<node>" or "deny").
     fn check(user: &UserInfo, verb: Verb, resource: Resource, ns: &str, name: &str, expect: &str) {
-        let attrs = Attributes {
-            verb,
-            resource,
-            namespace: ns,
-            name,
-        };
+        let attrs = Attributes { verb, resource, namespace: ns, name };
         let actual = match authorize(user, &attrs) {
             Ok(Decision::Allow) => "allow".to_string(),
             Ok(Decision::AllowIfPodBoundTo(node)) => format!("allow-if-bound:{node}"),
-            Err(ApiError::Forbidden {
-                user: u,
-                verb: v,
-                resource: r,
-                reason,
-            }) => {
+            Err(ApiError::Forbidden { user: u, verb: v, resource: r, reason }) => {
                 assert_eq!((u.as_str(), v, r), (user.name.as_str(), verb, resource));
                 assert!(!reason.is_empty());
                 "deny".to_string()
             }
             Err(other) => panic!("authorize returned a non-403 error: {other}"),
         };
-        assert_eq!(
-            actual, expect,
-            "{} {verb:?} {resource} {ns}/{name}",
-            user.name
-        );
+        assert_eq!(actual, expect, "{} {verb:?} {resource} {ns}/{name}", user.name);
     }
 
     #[test]
@@ -261,13 +221,7 @@ mod tests {
             (UpdateStatus, Pods, "default", "p", "allow"),
             (Delete, Pods, "default", "p", "allow"),
             (Bind, Pods, "default", "p", "deny"),
-            (
-                Update,
-                Leases,
-                "kube-system",
-                "kube-controller-manager",
-                "allow",
-            ),
+            (Update, Leases, "kube-system", "kube-controller-manager", "allow"),
             (List, Secrets, "", "", "allow"),
             (Watch, Nodes, "", "", "allow"),
             (UpdateStatus, Nodes, "", "worker-1", "allow"),
@@ -294,13 +248,7 @@ mod tests {
             (Get, Secrets, "default", "s", "deny"),
             (Create, Leases, "kube-system", "kube-scheduler", "allow"),
             (Update, Leases, "kube-system", "kube-scheduler", "allow"),
-            (
-                Update,
-                Leases,
-                "kube-system",
-                "kube-controller-manager",
-                "deny",
-            ),
+            (Update, Leases, "kube-system", "kube-controller-manager", "deny"),
             (Delete, Leases, "kube-system", "kube-scheduler", "deny"),
         ];
         for (verb, resource, ns, name, expect) in table {
@@ -315,13 +263,7 @@ mod tests {
             (Get, Pods, "default", "p", "allow"),
             (Watch, Pods, "", "", "allow"),
             (List, Nodes, "", "", "allow"),
-            (
-                UpdateStatus,
-                Pods,
-                "default",
-                "p",
-                "allow-if-bound:worker-1",
-            ),
+            (UpdateStatus, Pods, "default", "p", "allow-if-bound:worker-1"),
             (Delete, Pods, "default", "p", "allow-if-bound:worker-1"),
             (Update, Pods, "default", "p", "deny"),
             (Create, Pods, "default", "p", "deny"),
@@ -353,20 +295,10 @@ mod tests {
 
     #[test]
     fn authentication_needs_a_known_token_of_the_claimed_user() {
-        let tokens: BTreeMap<String, UserInfo> =
-            [("t-admin".to_string(), UserInfo::admin())].into();
-        let cred = |user: &str, token: &str| Credential {
-            user: user.into(),
-            token: token.into(),
-        };
-        assert_eq!(
-            authenticate(&tokens, &cred("admin", "t-admin")),
-            Ok(UserInfo::admin())
-        );
-        for bad in [
-            cred("admin", "wrong"),
-            cred("system:kube-scheduler", "t-admin"),
-        ] {
+        let tokens: BTreeMap<String, UserInfo> = [("t-admin".to_string(), UserInfo::admin())].into();
+        let cred = |user: &str, token: &str| Credential { user: user.into(), token: token.into() };
+        assert_eq!(authenticate(&tokens, &cred("admin", "t-admin")), Ok(UserInfo::admin()));
+        for bad in [cred("admin", "wrong"), cred("system:kube-scheduler", "t-admin")] {
             let err = authenticate(&tokens, &bad).unwrap_err();
             assert_eq!(err.status_code(), 401, "{err}");
         }

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use store::api::{
-    CompactRequest, CompactResponse, Mutation, MutationResponse, RangeRequest, RangeResponse,
-    ResponseHeader, Revision, StoreError, TxnRequest, TxnResponse, WatchRequest, WatchResponse,
+    CompactRequest, CompactResponse, Mutation, MutationResponse, RangeRequest, RangeResponse, ResponseHeader, Revision,
+    StoreError, TxnRequest, TxnResponse, WatchRequest, WatchResponse,
 };
 use store::mvcc::Mvcc;
 
@@ -19,22 +19,13 @@ use store::mvcc::Mvcc;
 /// stream cut into long polls).
 pub trait Backend: Clone + Send + Sync + 'static {
     /// etcd `Range`. `serializable: false` is a linearizable read.
-    fn range(
-        &self,
-        request: RangeRequest,
-    ) -> impl Future<Output = Result<RangeResponse, StoreError>> + Send;
+    fn range(&self, request: RangeRequest) -> impl Future<Output = Result<RangeResponse, StoreError>> + Send;
 
     /// etcd `Txn`: acknowledged only once committed.
-    fn txn(
-        &self,
-        request: TxnRequest,
-    ) -> impl Future<Output = Result<TxnResponse, StoreError>> + Send;
+    fn txn(&self, request: TxnRequest) -> impl Future<Output = Result<TxnResponse, StoreError>> + Send;
 
     /// etcd `Compact`: forget history before `revision`.
-    fn compact(
-        &self,
-        revision: Revision,
-    ) -> impl Future<Output = Result<CompactResponse, StoreError>> + Send;
+    fn compact(&self, revision: Revision) -> impl Future<Output = Result<CompactResponse, StoreError>> + Send;
 
     /// Events in `request.range` with revision >= `request.start_revision` (at most
     /// `max_events`), waiting up to `wait` for the first. When the start revision is
@@ -66,10 +57,7 @@ struct InMemoryState {
 
 impl Default for InMemoryState {
     fn default() -> Self {
-        Self {
-            mvcc: Mvcc::new(),
-            txn_failure: None,
-        }
+        Self { mvcc: Mvcc::new(), txn_failure: None }
     }
 }
 
@@ -105,27 +93,15 @@ impl InMemoryBackend {
     }
 
     fn header(revision: Revision) -> ResponseHeader {
-        ResponseHeader {
-            revision,
-            member_id: 1,
-            raft_term: 1,
-        }
+        ResponseHeader { revision, member_id: 1, raft_term: 1 }
     }
 
     /// One look at the event history: `Some(response)` when there is something to answer
     /// (events or a cancellation), `None` when the caller should keep waiting.
-    fn poll_events(
-        &self,
-        request: &WatchRequest,
-        max_events: usize,
-    ) -> Result<Option<WatchResponse>, StoreError> {
+    fn poll_events(&self, request: &WatchRequest, max_events: usize) -> Result<Option<WatchResponse>, StoreError> {
         let state = self.lock();
         let current = state.mvcc.current_revision();
-        let start = if request.start_revision == 0 {
-            current + 1
-        } else {
-            request.start_revision
-        };
+        let start = if request.start_revision == 0 { current + 1 } else { request.start_revision };
         let header = Self::header(current);
         match state.mvcc.events(&request.range, start, max_events) {
             Ok(events) if events.is_empty() => Ok(None),
@@ -133,13 +109,7 @@ impl InMemoryBackend {
                 if !request.prev_kv {
                     events.iter_mut().for_each(|e| e.prev_kv = None);
                 }
-                Ok(Some(WatchResponse {
-                    header,
-                    watch_id: 0,
-                    events,
-                    compact_revision: None,
-                    canceled: false,
-                }))
+                Ok(Some(WatchResponse { header, watch_id: 0, events, compact_revision: None, canceled: false }))
             }
             Err(StoreError::Compacted { compacted, .. }) => Ok(Some(WatchResponse {
                 header,
@@ -165,22 +135,15 @@ impl Backend for InMemoryBackend {
         }
         match state.mvcc.apply(&Mutation::Txn(request))? {
             (MutationResponse::Txn(response), _events) => Ok(response),
-            (other, _) => Err(StoreError::InvalidRequest {
-                reason: format!("mvcc answered a txn with {other:?}"),
-            }),
+            (other, _) => Err(StoreError::InvalidRequest { reason: format!("mvcc answered a txn with {other:?}") }),
         }
     }
 
     async fn compact(&self, revision: Revision) -> Result<CompactResponse, StoreError> {
         let mut state = self.lock();
-        match state
-            .mvcc
-            .apply(&Mutation::Compact(CompactRequest { revision }))?
-        {
+        match state.mvcc.apply(&Mutation::Compact(CompactRequest { revision }))? {
             (MutationResponse::Compact(response), _events) => Ok(response),
-            (other, _) => Err(StoreError::InvalidRequest {
-                reason: format!("mvcc answered a compact with {other:?}"),
-            }),
+            (other, _) => Err(StoreError::InvalidRequest { reason: format!("mvcc answered a compact with {other:?}") }),
         }
     }
 

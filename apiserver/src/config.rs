@@ -14,10 +14,7 @@ pub struct UserInfo {
 
 impl UserInfo {
     pub fn new(name: impl Into<String>, groups: &[&str]) -> Self {
-        Self {
-            name: name.into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-        }
+        Self { name: name.into(), groups: groups.iter().map(|g| g.to_string()).collect() }
     }
 
     pub fn in_group(&self, group: &str) -> bool {

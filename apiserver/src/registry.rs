@@ -21,13 +21,11 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use api::{
-    ApiError, ApiResponse, Clock, LeaseFence, Namespace, Object, ObjectMeta, Resource, Verb,
-};
+use api::{ApiError, ApiResponse, Clock, LeaseFence, Namespace, Object, ObjectMeta, Resource, Verb};
 use bytes::Bytes;
 use store::api::{
-    Compare, CompareOp, DeleteRangeRequest, KeyRange, KeyValue, PutRequest, RangeRequest,
-    RequestOp, ResponseOp, Revision, StoreError, TxnRequest,
+    Compare, CompareOp, DeleteRangeRequest, KeyRange, KeyValue, PutRequest, RangeRequest, RequestOp, ResponseOp,
+    Revision, StoreError, TxnRequest,
 };
 
 use crate::admission;
@@ -43,29 +41,17 @@ pub const MAX_WRITE_ATTEMPTS: usize = 5;
 /// How a store error reaches a client.
 pub fn api_error_from_store(error: StoreError) -> ApiError {
     match error {
-        StoreError::Unavailable { .. } | StoreError::NotLeader { .. } => ApiError::Unavailable {
-            reason: format!("store: {error}"),
-        },
-        StoreError::UnknownOutcome { .. } => ApiError::Timeout {
-            reason: format!("store: {error}"),
-        },
-        StoreError::Compacted {
-            requested,
-            compacted,
-        } => ApiError::Gone {
-            requested,
-            compacted,
-        },
-        StoreError::RequestTooLarge { .. } => ApiError::TooLarge {
-            reason: format!("store: {error}"),
-        },
+        StoreError::Unavailable { .. } | StoreError::NotLeader { .. } => {
+            ApiError::Unavailable { reason: format!("store: {error}") }
+        }
+        StoreError::UnknownOutcome { .. } => ApiError::Timeout { reason: format!("store: {error}") },
+        StoreError::Compacted { requested, compacted } => ApiError::Gone { requested, compacted },
+        StoreError::RequestTooLarge { .. } => ApiError::TooLarge { reason: format!("store: {error}") },
         StoreError::FutureRevision { .. }
         | StoreError::DuplicateKeyInTxn { .. }
         | StoreError::TooManyOps { .. }
         | StoreError::PermissionDenied { .. }
-        | StoreError::InvalidRequest { .. } => ApiError::Internal {
-            reason: format!("store: {error}"),
-        },
+        | StoreError::InvalidRequest { .. } => ApiError::Internal { reason: format!("store: {error}") },
     }
 }
 
@@ -76,31 +62,22 @@ pub fn encode(object: &Object) -> Result<Bytes, ApiError> {
     object.metadata_mut().resource_version = 0;
     serde_json::to_vec(&object)
         .map(Bytes::from)
-        .map_err(|e| ApiError::Internal {
-            reason: format!("cannot serialize {}: {e}", object.key()),
-        })
+        .map_err(|e| ApiError::Internal { reason: format!("cannot serialize {}: {e}", object.key()) })
 }
 
 /// An object read from the store, with resourceVersion := the key's mod_revision.
 pub fn decode(kv: &KeyValue) -> Result<Object, ApiError> {
-    let mut object: Object = serde_json::from_slice(&kv.value).map_err(|e| ApiError::Internal {
-        reason: format!("cannot decode the value of {}: {e}", kv.key),
-    })?;
+    let mut object: Object = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::Internal { reason: format!("cannot decode the value of {}: {e}", kv.key) })?;
     if object.key() != kv.key {
-        return Err(ApiError::Internal {
-            reason: format!("key {} holds the object of {}", kv.key, object.key()),
-        });
+        return Err(ApiError::Internal { reason: format!("key {} holds the object of {}", kv.key, object.key()) });
     }
     object.metadata_mut().resource_version = kv.mod_revision;
     Ok(object)
 }
 
 fn not_found(resource: Resource, namespace: &str, name: &str) -> ApiError {
-    ApiError::NotFound {
-        resource,
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-    }
+    ApiError::NotFound { resource, namespace: namespace.to_string(), name: name.to_string() }
 }
 
 /// Kubernetes' optimistic-concurrency conflict message.
@@ -114,11 +91,7 @@ fn conflict(resource: Resource, name: &str) -> ApiError {
 }
 
 fn put(key: &str, value: Bytes) -> RequestOp {
-    RequestOp::Put(PutRequest {
-        key: key.to_string(),
-        value,
-        prev_kv: false,
-    })
+    RequestOp::Put(PutRequest { key: key.to_string(), value, prev_kv: false })
 }
 
 fn read(key: &str) -> RequestOp {
@@ -175,15 +148,11 @@ impl<B: Backend> Registry<B> {
 
     /// The same registry without planted bugs (for the apiserver's own bootstrap writes).
     pub fn without_bugs(&self) -> Self {
-        Self {
-            bugs: ApiServerBugs::default(),
-            ..self.clone()
-        }
+        Self { bugs: ApiServerBugs::default(), ..self.clone() }
     }
 
     fn saw_revision(&self, revision: Revision) {
-        self.highest_revision_seen
-            .fetch_max(revision, Ordering::Relaxed);
+        self.highest_revision_seen.fetch_max(revision, Ordering::Relaxed);
     }
 
     /// A linearizable read of one key.
@@ -197,12 +166,7 @@ impl<B: Backend> Registry<B> {
         Ok(response.kvs.into_iter().next())
     }
 
-    pub async fn get(
-        &self,
-        resource: Resource,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Object, ApiError> {
+    pub async fn get(&self, resource: Resource, namespace: &str, name: &str) -> Result<Object, ApiError> {
         match self.read_key(&resource.key(namespace, name)).await? {
             Some(kv) => decode(&kv),
             None => Err(not_found(resource, namespace, name)),
@@ -214,17 +178,12 @@ impl<B: Backend> Registry<B> {
     pub async fn list(&self, resource: Resource, namespace: &str) -> Result<ApiResponse, ApiError> {
         let response = self
             .backend
-            .range(RangeRequest::new(KeyRange::Prefix(
-                resource.namespace_prefix(namespace),
-            )))
+            .range(RangeRequest::new(KeyRange::Prefix(resource.namespace_prefix(namespace))))
             .await
             .map_err(api_error_from_store)?;
         self.saw_revision(response.header.revision);
         let items = response.kvs.iter().map(decode).collect::<Result<_, _>>()?;
-        Ok(ApiResponse::List {
-            items,
-            resource_version: response.header.revision,
-        })
+        Ok(ApiResponse::List { items, resource_version: response.header.revision })
     }
 
     pub async fn create(
@@ -237,10 +196,7 @@ impl<B: Backend> Registry<B> {
         admission::validate(&object)?;
         prepare_for_create(&mut object, self.clock.now_ms(), new_uid());
         let key = object.key();
-        let namespace = object
-            .resource()
-            .namespaced()
-            .then(|| object.metadata().namespace.clone());
+        let namespace = object.resource().namespaced().then(|| object.metadata().namespace.clone());
         let write = Write {
             verb: Verb::Create,
             compare: Compare::mod_revision(&key, CompareOp::Equal, 0),
@@ -277,18 +233,9 @@ impl<B: Backend> Registry<B> {
         status_only: bool,
     ) -> Result<Object, ApiError> {
         validate_fence(fence.as_ref())?;
-        let verb = if status_only {
-            Verb::UpdateStatus
-        } else {
-            Verb::Update
-        };
+        let verb = if status_only { Verb::UpdateStatus } else { Verb::Update };
         let resource = object.resource();
-        let ObjectMeta {
-            namespace,
-            name,
-            resource_version,
-            ..
-        } = object.metadata().clone();
+        let ObjectMeta { namespace, name, resource_version, .. } = object.metadata().clone();
         if resource_version == 0 {
             return Err(ApiError::Invalid {
                 field: "metadata.resourceVersion".into(),
@@ -305,20 +252,13 @@ impl<B: Backend> Registry<B> {
             admission::validate(&object)?;
         }
         let key = object.key();
-        let stored_kv = self
-            .read_key(&key)
-            .await?
-            .ok_or_else(|| not_found(resource, &namespace, &name))?;
+        let stored_kv = self.read_key(&key).await?.ok_or_else(|| not_found(resource, &namespace, &name))?;
         let stored = decode(&stored_kv)?;
         check_node_restriction(decision, &stored, user, verb)?;
         if stored_kv.mod_revision != resource_version {
             return Err(conflict(resource, &name));
         }
-        let mut updated = if status_only {
-            merge_status(&stored, object)?
-        } else {
-            merge_update(&stored, object)?
-        };
+        let mut updated = if status_only { merge_status(&stored, object)? } else { merge_update(&stored, object)? };
         admission::check_size(&updated)?;
         let write = Write {
             verb,
@@ -354,10 +294,7 @@ impl<B: Backend> Registry<B> {
         validate_fence(fence.as_ref())?;
         let key = resource.key(namespace, name);
         for _attempt in 0..MAX_WRITE_ATTEMPTS {
-            let stored_kv = self
-                .read_key(&key)
-                .await?
-                .ok_or_else(|| not_found(resource, namespace, name))?;
+            let stored_kv = self.read_key(&key).await?.ok_or_else(|| not_found(resource, namespace, name))?;
             let mut stored = decode(&stored_kv)?;
             check_node_restriction(decision, &stored, user, Verb::Delete)?;
             if let Some(expected) = precondition {
@@ -407,15 +344,10 @@ impl<B: Backend> Registry<B> {
         admission::validate_dns1123_subdomain("target.name", node)?;
         let key = Resource::Pods.key(namespace, pod_name);
         for _attempt in 0..MAX_WRITE_ATTEMPTS {
-            let stored_kv = self
-                .read_key(&key)
-                .await?
-                .ok_or_else(|| not_found(Resource::Pods, namespace, pod_name))?;
+            let stored_kv = self.read_key(&key).await?.ok_or_else(|| not_found(Resource::Pods, namespace, pod_name))?;
             let mut pod = decode(&stored_kv)?
                 .into_pod()
-                .ok_or_else(|| ApiError::Internal {
-                    reason: format!("{key} does not hold a pod"),
-                })?;
+                .ok_or_else(|| ApiError::Internal { reason: format!("{key} does not hold a pod") })?;
             if let Some(bound_to) = &pod.spec.node_name {
                 return Err(ApiError::Conflict {
                     reason: format!("pod {pod_name} is already assigned to node {bound_to}"),
@@ -436,9 +368,7 @@ impl<B: Backend> Registry<B> {
                     bound.metadata_mut().resource_version = revision;
                     return Ok(bound);
                 }
-                Outcome::ObjectChanged(None) => {
-                    return Err(not_found(Resource::Pods, namespace, pod_name))
-                }
+                Outcome::ObjectChanged(None) => return Err(not_found(Resource::Pods, namespace, pod_name)),
                 // Changed but perhaps still unbound (a status update): read again.
                 Outcome::ObjectChanged(Some(_)) => continue,
             }
@@ -449,9 +379,7 @@ impl<B: Backend> Registry<B> {
     /// Creates namespace `name` unless it exists (kube-apiserver's bootstrap controller
     /// creates `default`, `kube-system`, `kube-public` and `kube-node-lease`).
     pub async fn ensure_namespace(&self, user: &UserInfo, name: &str) -> Result<(), ApiError> {
-        let namespace = Namespace {
-            metadata: ObjectMeta::named("", name),
-        };
+        let namespace = Namespace { metadata: ObjectMeta::named("", name) };
         match self.create(user, namespace.into(), None).await {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e),
@@ -464,35 +392,19 @@ impl<B: Backend> Registry<B> {
     async fn commit(&self, user: &UserInfo, write: Write) -> Result<Outcome, ApiError> {
         let mut compare = vec![write.compare];
         let mut failure = vec![read(&write.key)];
-        let namespace_key = write
-            .namespace
-            .as_ref()
-            .map(|ns| Resource::Namespaces.key("", ns));
+        let namespace_key = write.namespace.as_ref().map(|ns| Resource::Namespaces.key("", ns));
         if let Some(ns_key) = &namespace_key {
             compare.push(Compare::version(ns_key, CompareOp::Greater, 0));
             failure.push(read(ns_key));
         }
-        let lease_key = write
-            .fence
-            .as_ref()
-            .map(|f| Resource::Leases.key(&f.namespace, &f.name));
+        let lease_key = write.fence.as_ref().map(|f| Resource::Leases.key(&f.namespace, &f.name));
         if let (Some(fence), Some(lease_key)) = (&write.fence, &lease_key) {
-            compare.push(Compare::mod_revision(
-                lease_key,
-                CompareOp::Equal,
-                fence.resource_version,
-            ));
+            compare.push(Compare::mod_revision(lease_key, CompareOp::Equal, fence.resource_version));
             failure.push(read(lease_key));
         }
-        let txn = TxnRequest {
-            compare,
-            success: vec![write.success],
-            failure,
-        };
+        let txn = TxnRequest { compare, success: vec![write.success], failure };
 
-        if self.bugs.ack_before_commit
-            && matches!(write.verb, Verb::Create | Verb::Update | Verb::UpdateStatus)
-        {
+        if self.bugs.ack_before_commit && matches!(write.verb, Verb::Create | Verb::Update | Verb::UpdateStatus) {
             return Ok(self.commit_in_background(user, write.verb, write.key, txn));
         }
 
@@ -507,15 +419,11 @@ impl<B: Backend> Registry<B> {
         // deposed leader must learn it is deposed.
         let mut reads = response.responses.into_iter().map(|r| match r {
             ResponseOp::Range(range) => Ok(range.kvs.into_iter().next()),
-            other => Err(ApiError::Internal {
-                reason: format!("unexpected txn failure response {other:?}"),
-            }),
+            other => Err(ApiError::Internal { reason: format!("unexpected txn failure response {other:?}") }),
         });
         let mut next_read = || {
             reads.next().unwrap_or_else(|| {
-                Err(ApiError::Internal {
-                    reason: "txn failure branch answered too few reads".into(),
-                })
+                Err(ApiError::Internal { reason: "txn failure branch answered too few reads".into() })
             })
         };
         let object_kv = next_read()?;
@@ -542,13 +450,7 @@ impl<B: Backend> Registry<B> {
     /// PLANTED BUG (`ApiServerBugs::ack_before_commit`): acknowledge the write before the
     /// store has committed it, with a guessed revision. If the transaction then fails, the
     /// client was told its write succeeded when it did not.
-    fn commit_in_background(
-        &self,
-        user: &UserInfo,
-        verb: Verb,
-        key: String,
-        txn: TxnRequest,
-    ) -> Outcome {
+    fn commit_in_background(&self, user: &UserInfo, verb: Verb, key: String, txn: TxnRequest) -> Outcome {
         let guessed_revision = self.highest_revision_seen.load(Ordering::Relaxed) + 1;
         let registry = self.clone();
         let user = user.clone();
@@ -574,9 +476,7 @@ impl<B: Backend> Registry<B> {
 
 fn gave_up(resource: Resource, namespace: &str, name: &str) -> ApiError {
     ApiError::Conflict {
-        reason: format!(
-            "{resource} {namespace}/{name} kept changing: gave up after {MAX_WRITE_ATTEMPTS} attempts"
-        ),
+        reason: format!("{resource} {namespace}/{name} kept changing: gave up after {MAX_WRITE_ATTEMPTS} attempts"),
     }
 }
 
@@ -592,12 +492,7 @@ fn validate_fence(fence: Option<&LeaseFence>) -> Result<(), ApiError> {
 }
 
 /// NodeRestriction: a kubelet may touch a pod only if the stored pod is bound to it.
-fn check_node_restriction(
-    decision: &Decision,
-    stored: &Object,
-    user: &UserInfo,
-    verb: Verb,
-) -> Result<(), ApiError> {
+fn check_node_restriction(decision: &Decision, stored: &Object, user: &UserInfo, verb: Verb) -> Result<(), ApiError> {
     let Decision::AllowIfPodBoundTo(node) = decision else {
         return Ok(());
     };
@@ -620,10 +515,7 @@ fn check_node_restriction(
 }
 
 fn has_status(resource: Resource) -> bool {
-    matches!(
-        resource,
-        Resource::Nodes | Resource::Pods | Resource::ReplicaSets | Resource::Deployments
-    )
+    matches!(resource, Resource::Nodes | Resource::Pods | Resource::ReplicaSets | Resource::Deployments)
 }
 
 /// A random UUID-shaped uid, from the simulator's seeded RNG (deterministic per seed).
@@ -631,14 +523,7 @@ fn new_uid() -> String {
     use madsim::rand::Rng;
     let bits: u128 = madsim::rand::thread_rng().gen();
     let hex = format!("{bits:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 /// What the apiserver sets on create (Kubernetes `BeforeCreate` + each strategy's

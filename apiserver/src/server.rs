@@ -25,8 +25,7 @@ pub trait ApiServerObserver: Send + Sync {
 }
 
 /// Namespaces the apiserver creates at start (kube-apiserver's bootstrap controller).
-pub const SYSTEM_NAMESPACES: [&str; 4] =
-    ["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 /// The identity the apiserver's own writes are made under.
 pub const APISERVER_USER: &str = "system:apiserver";
 const BOOTSTRAP_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -51,22 +50,9 @@ impl<B: Backend> ApiServer<B> {
         clock: Clock,
         observer: Option<Arc<dyn ApiServerObserver>>,
     ) -> Self {
-        let registry = Registry::new(
-            backend.clone(),
-            clock,
-            &config.name,
-            observer,
-            config.planted_bugs,
-        );
+        let registry = Registry::new(backend.clone(), clock, &config.name, observer, config.planted_bugs);
         let watch_cache = WatchCache::new(config.watch_cache_capacity);
-        Self {
-            inner: Arc::new(Inner {
-                config,
-                backend,
-                registry,
-                watch_cache,
-            }),
-        }
+        Self { inner: Arc::new(Inner { config, backend, registry, watch_cache }) }
     }
 
     pub fn config(&self) -> &ApiServerConfig {
@@ -82,18 +68,10 @@ impl<B: Backend> ApiServer<B> {
     /// the compactor (unless its interval is zero), and the system-namespace bootstrap.
     /// Dropping the returned guard stops them.
     pub fn start_background_tasks(&self) -> BackgroundTasks {
-        let mut tasks = vec![madsim::task::spawn(
-            self.inner
-                .watch_cache
-                .clone()
-                .run(self.inner.backend.clone()),
-        )];
+        let mut tasks = vec![madsim::task::spawn(self.inner.watch_cache.clone().run(self.inner.backend.clone()))];
         let interval = self.inner.config.compaction_interval;
         if !interval.is_zero() {
-            tasks.push(madsim::task::spawn(run_compactor(
-                self.inner.backend.clone(),
-                interval,
-            )));
+            tasks.push(madsim::task::spawn(run_compactor(self.inner.backend.clone(), interval)));
         }
         let server = self.clone();
         tasks.push(madsim::task::spawn(async move {
@@ -119,11 +97,7 @@ impl<B: Backend> ApiServer<B> {
     /// Handles one request: authenticate, authorize, then admission and the registry (or
     /// the watch cache for a watch).
     pub async fn handle(&self, request: ApiRequest) -> ApiResult {
-        let ApiRequest {
-            credential,
-            request_id,
-            operation,
-        } = request;
+        let ApiRequest { credential, request_id, operation } = request;
         let user = authz::authenticate(&self.inner.config.tokens, &credential)?;
         let decision = authz::authorize(&user, &attributes(&operation))?;
         let result = self.dispatch(&user, &decision, operation).await;
@@ -133,77 +107,29 @@ impl<B: Backend> ApiServer<B> {
         result
     }
 
-    async fn dispatch(
-        &self,
-        user: &UserInfo,
-        decision: &Decision,
-        operation: Operation,
-    ) -> ApiResult {
+    async fn dispatch(&self, user: &UserInfo, decision: &Decision, operation: Operation) -> ApiResult {
         let registry = &self.inner.registry;
         let object = ApiResponse::Object;
         match operation {
-            Operation::Get {
-                resource,
-                namespace,
-                name,
-            } => registry.get(resource, &namespace, &name).await.map(object),
-            Operation::List {
-                resource,
-                namespace,
-            } => registry.list(resource, &namespace).await,
-            Operation::Create { object: o, fence } => {
-                registry.create(user, o, fence).await.map(object)
+            Operation::Get { resource, namespace, name } => registry.get(resource, &namespace, &name).await.map(object),
+            Operation::List { resource, namespace } => registry.list(resource, &namespace).await,
+            Operation::Create { object: o, fence } => registry.create(user, o, fence).await.map(object),
+            Operation::Update { object: o, fence } => {
+                registry.update(user, decision, o, fence, false).await.map(object)
             }
-            Operation::Update { object: o, fence } => registry
-                .update(user, decision, o, fence, false)
-                .await
-                .map(object),
-            Operation::UpdateStatus { object: o, fence } => registry
-                .update(user, decision, o, fence, true)
-                .await
-                .map(object),
-            Operation::Delete {
-                resource,
-                namespace,
-                name,
-                precondition,
-                fence,
-            } => registry
-                .delete(
-                    user,
-                    decision,
-                    resource,
-                    &namespace,
-                    &name,
-                    precondition,
-                    fence,
-                )
-                .await
-                .map(object),
-            Operation::Bind {
-                namespace,
-                pod,
-                node,
-                fence,
-            } => registry
-                .bind(user, &namespace, &pod, &node, fence)
-                .await
-                .map(object),
-            Operation::Watch {
-                resource,
-                namespace,
-                since,
-                wait_ms,
-            } => {
-                let (events, resource_version) = self
-                    .inner
-                    .watch_cache
-                    .watch(resource, &namespace, since, Duration::from_millis(wait_ms))
-                    .await?;
-                Ok(ApiResponse::Watch {
-                    events,
-                    resource_version,
-                })
+            Operation::UpdateStatus { object: o, fence } => {
+                registry.update(user, decision, o, fence, true).await.map(object)
+            }
+            Operation::Delete { resource, namespace, name, precondition, fence } => {
+                registry.delete(user, decision, resource, &namespace, &name, precondition, fence).await.map(object)
+            }
+            Operation::Bind { namespace, pod, node, fence } => {
+                registry.bind(user, &namespace, &pod, &node, fence).await.map(object)
+            }
+            Operation::Watch { resource, namespace, since, wait_ms } => {
+                let (events, resource_version) =
+                    self.inner.watch_cache.watch(resource, &namespace, since, Duration::from_millis(wait_ms)).await?;
+                Ok(ApiResponse::Watch { events, resource_version })
             }
         }
     }
@@ -214,15 +140,10 @@ fn attributes(operation: &Operation) -> Attributes<'_> {
     let verb = operation.verb();
     let resource = operation.resource();
     let (namespace, name) = match operation {
-        Operation::Get {
-            namespace, name, ..
+        Operation::Get { namespace, name, .. } | Operation::Delete { namespace, name, .. } => {
+            (namespace.as_str(), name.as_str())
         }
-        | Operation::Delete {
-            namespace, name, ..
-        } => (namespace.as_str(), name.as_str()),
-        Operation::List { namespace, .. } | Operation::Watch { namespace, .. } => {
-            (namespace.as_str(), "")
-        }
+        Operation::List { namespace, .. } | Operation::Watch { namespace, .. } => (namespace.as_str(), ""),
         Operation::Create { object, .. }
         | Operation::Update { object, .. }
         | Operation::UpdateStatus { object, .. } => {
@@ -231,12 +152,7 @@ fn attributes(operation: &Operation) -> Attributes<'_> {
         }
         Operation::Bind { namespace, pod, .. } => (namespace.as_str(), pod.as_str()),
     };
-    Attributes {
-        verb,
-        resource,
-        namespace,
-        name,
-    }
+    Attributes { verb, resource, namespace, name }
 }
 
 /// kube-apiserver's compactor (`storage/etcd3/compact.go`): every `interval`, compact the

@@ -85,10 +85,7 @@ impl CacheState {
                 event.revision,
                 self.synced_revision
             );
-            assert!(self
-                .events
-                .back()
-                .is_none_or(|last| last.revision <= event.revision));
+            assert!(self.events.back().is_none_or(|last| last.revision <= event.revision));
             self.events.push_back(event);
         }
         if let Some(last) = self.events.back() {
@@ -126,9 +123,7 @@ impl CacheState {
                 // Cut between revisions; the client resumes from the last one delivered.
                 return Query::Events(out, last_revision.unwrap_or(since));
             }
-            if cached.resource == resource
-                && (namespace.is_empty() || cached.namespace == namespace)
-            {
+            if cached.resource == resource && (namespace.is_empty() || cached.namespace == namespace) {
                 out.push(cached.event.clone());
                 last_revision = Some(cached.revision);
             }
@@ -235,10 +230,7 @@ impl WatchCache {
             let now = time.now_instant();
             match query {
                 Query::Gone { window_start } => {
-                    return Err(ApiError::Gone {
-                        requested: since,
-                        compacted: window_start,
-                    })
+                    return Err(ApiError::Gone { requested: since, compacted: window_start })
                 }
                 Query::Events(events, bookmark) if !events.is_empty() || now >= deadline => {
                     return Ok((events, bookmark))
@@ -274,17 +266,9 @@ impl WatchCache {
     /// history, so a client that listed before this apiserver started can still watch
     /// from its list's revision; eviction then bounds the window to `capacity` events.
     async fn history_start<B: Backend>(&self, backend: &B) -> Option<Revision> {
-        let probe = WatchRequest {
-            range: KeyRange::Prefix(REGISTRY_PREFIX.into()),
-            start_revision: 1,
-            prev_kv: false,
-        };
+        let probe = WatchRequest { range: KeyRange::Prefix(REGISTRY_PREFIX.into()), start_revision: 1, prev_kv: false };
         match backend.watch_poll(probe, 1, Duration::ZERO).await {
-            Ok(response) if response.canceled => Some(
-                response
-                    .compact_revision
-                    .unwrap_or(response.header.revision),
-            ),
+            Ok(response) if response.canceled => Some(response.compact_revision.unwrap_or(response.header.revision)),
             Ok(_) => Some(0),
             Err(StoreError::Compacted { compacted, .. }) => Some(compacted),
             Err(e) => {
@@ -303,10 +287,7 @@ impl WatchCache {
                 start_revision: self.synced_revision() + 1,
                 prev_kv: true,
             };
-            match backend
-                .watch_poll(request, STORE_POLL_MAX_EVENTS, STORE_POLL_WAIT)
-                .await
-            {
+            match backend.watch_poll(request, STORE_POLL_MAX_EVENTS, STORE_POLL_WAIT).await {
                 Ok(response) if response.canceled => {
                     tracing::info!(
                         compact_revision = ?response.compact_revision,
@@ -329,10 +310,7 @@ impl WatchCache {
         let mut events = response.events;
         let synced = self.synced_revision();
         if events.iter().any(|e| e.kv.mod_revision <= synced) {
-            tracing::error!(
-                synced,
-                "store watch returned events at or before its start; dropped"
-            );
+            tracing::error!(synced, "store watch returned events at or before its start; dropped");
             events.retain(|e| e.kv.mod_revision > synced);
         }
         let covered = if full_batch {
@@ -397,60 +375,24 @@ fn to_cached_event(event: &Event) -> Option<CachedEvent> {
         revision,
         resource,
         namespace: object.metadata().namespace.clone(),
-        event: WatchEvent {
-            kind,
-            object,
-            resource_version: revision,
-        },
+        event: WatchEvent { kind, object, resource_version: revision },
     })
 }
 
 /// A bare object named by its key, for a delete event without its previous value.
 fn object_from_key(resource: Resource, key: &str) -> Object {
     let rest = key.strip_prefix(&resource.key_prefix()).unwrap_or_default();
-    let (namespace, name) = if resource.namespaced() {
-        rest.split_once('/').unwrap_or(("", rest))
-    } else {
-        ("", rest)
-    };
+    let (namespace, name) = if resource.namespaced() { rest.split_once('/').unwrap_or(("", rest)) } else { ("", rest) };
     let metadata = ObjectMeta::named(namespace, name);
     match resource {
         Resource::Namespaces => api::Namespace { metadata }.into(),
-        Resource::Nodes => api::Node {
-            metadata,
-            ..Default::default()
-        }
-        .into(),
-        Resource::Pods => api::Pod {
-            metadata,
-            ..Default::default()
-        }
-        .into(),
-        Resource::ReplicaSets => api::ReplicaSet {
-            metadata,
-            ..Default::default()
-        }
-        .into(),
-        Resource::Deployments => api::Deployment {
-            metadata,
-            ..Default::default()
-        }
-        .into(),
-        Resource::Leases => api::Lease {
-            metadata,
-            ..Default::default()
-        }
-        .into(),
-        Resource::ConfigMaps => api::ConfigMap {
-            metadata,
-            ..Default::default()
-        }
-        .into(),
-        Resource::Secrets => api::Secret {
-            metadata,
-            ..Default::default()
-        }
-        .into(),
+        Resource::Nodes => api::Node { metadata, ..Default::default() }.into(),
+        Resource::Pods => api::Pod { metadata, ..Default::default() }.into(),
+        Resource::ReplicaSets => api::ReplicaSet { metadata, ..Default::default() }.into(),
+        Resource::Deployments => api::Deployment { metadata, ..Default::default() }.into(),
+        Resource::Leases => api::Lease { metadata, ..Default::default() }.into(),
+        Resource::ConfigMaps => api::ConfigMap { metadata, ..Default::default() }.into(),
+        Resource::Secrets => api::Secret { metadata, ..Default::default() }.into(),
     }
 }
 
@@ -464,21 +406,12 @@ mod tests {
             revision,
             resource,
             namespace: namespace.into(),
-            event: WatchEvent {
-                kind: WatchEventKind::Added,
-                object,
-                resource_version: revision,
-            },
+            event: WatchEvent { kind: WatchEventKind::Added, object, resource_version: revision },
         }
     }
 
     fn state(capacity: usize, start: Revision) -> CacheState {
-        let mut s = CacheState {
-            capacity,
-            window_start: None,
-            synced_revision: 0,
-            events: VecDeque::new(),
-        };
+        let mut s = CacheState { capacity, window_start: None, synced_revision: 0, events: VecDeque::new() };
         s.reset(start);
         s
     }
@@ -489,10 +422,7 @@ mod tests {
             Query::NotReady => "not-ready".to_string(),
             Query::Gone { window_start } => format!("gone@{window_start}"),
             Query::Events(events, bookmark) => {
-                let rvs: Vec<String> = events
-                    .iter()
-                    .map(|e| format!("{}", e.resource_version))
-                    .collect();
+                let rvs: Vec<String> = events.iter().map(|e| format!("{}", e.resource_version)).collect();
                 format!("[{}] @{bookmark}", rvs.join(","))
             }
         };
@@ -539,12 +469,7 @@ mod tests {
 
     #[test]
     fn a_cache_that_never_synced_is_not_ready() {
-        let s = CacheState {
-            capacity: 1,
-            window_start: None,
-            synced_revision: 0,
-            events: VecDeque::new(),
-        };
+        let s = CacheState { capacity: 1, window_start: None, synced_revision: 0, events: VecDeque::new() };
         check(&s, Resource::Pods, "", 0, "not-ready");
     }
 

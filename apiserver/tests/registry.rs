@@ -4,9 +4,7 @@
 
 mod common;
 
-use api::{
-    ApiError, LeaseFence, Object, Operation, PodPhase, ReplicaSet, ReplicaSetSpec, Resource, Verb,
-};
+use api::{ApiError, LeaseFence, Object, Operation, PodPhase, ReplicaSet, ReplicaSetSpec, Resource, Verb};
 use apiserver::{ApiServerBugs, Backend};
 use common::*;
 use store::api::{KeyRange, RangeRequest, StoreError};
@@ -21,13 +19,8 @@ fn create_then_get_returns_the_object_at_its_mod_revision() {
         assert_eq!(meta.generation, 1);
         assert!(!meta.uid.is_empty());
 
-        let stored = c
-            .store
-            .range(RangeRequest::new(KeyRange::Key(
-                "/registry/pods/default/web-1".into(),
-            )))
-            .await
-            .unwrap();
+        let stored =
+            c.store.range(RangeRequest::new(KeyRange::Key("/registry/pods/default/web-1".into()))).await.unwrap();
         assert_eq!(stored.kvs[0].mod_revision, meta.resource_version);
         let value: Object = serde_json::from_slice(&stored.kvs[0].value).unwrap();
         assert_eq!(value.metadata().resource_version, 0, "rv is not stored");
@@ -35,27 +28,10 @@ fn create_then_get_returns_the_object_at_its_mod_revision() {
         let got = c.get(Resource::Pods, "default", "web-1").await.unwrap();
         assert_eq!(got, created);
 
-        let listed = c
-            .call(
-                ADMIN,
-                Operation::List {
-                    resource: Resource::Pods,
-                    namespace: "default".into(),
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            listed,
-            api::ApiResponse::List {
-                items: vec![created],
-                resource_version: c.revision()
-            }
-        );
-        check(
-            &c.get(Resource::Pods, "default", "missing").await,
-            "404 NotFound",
-        );
+        let listed =
+            c.call(ADMIN, Operation::List { resource: Resource::Pods, namespace: "default".into() }).await.unwrap();
+        assert_eq!(listed, api::ApiResponse::List { items: vec![created], resource_version: c.revision() });
+        check(&c.get(Resource::Pods, "default", "missing").await, "404 NotFound");
     });
 }
 
@@ -65,10 +41,7 @@ fn create_twice_is_already_exists() {
         let c = Cluster::start(|_| {}).await;
         check(&c.create(ADMIN, pod("default", "web-1")).await, "ok");
         let before = c.revision();
-        check(
-            &c.create(ADMIN, pod("default", "web-1")).await,
-            "409 AlreadyExists: pods default/web-1",
-        );
+        check(&c.create(ADMIN, pod("default", "web-1")).await, "409 AlreadyExists: pods default/web-1");
         assert_eq!(c.revision(), before);
     });
 }
@@ -77,10 +50,7 @@ fn create_twice_is_already_exists() {
 fn update_with_a_stale_resource_version_is_a_conflict() {
     simulate(async {
         let c = Cluster::start(|_| {}).await;
-        let v1 = c
-            .create(ADMIN, deployment("default", "nginx", 1))
-            .await
-            .unwrap();
+        let v1 = c.create(ADMIN, deployment("default", "nginx", 1)).await.unwrap();
         let mut v2 = v1.clone().into_deployment().unwrap();
         v2.spec.replicas = 3;
         check(&c.update(ADMIN, v2.clone()).await, "ok");
@@ -97,9 +67,7 @@ fn update_with_a_stale_resource_version_is_a_conflict() {
 fn update_without_a_resource_version_is_invalid() {
     simulate(async {
         let c = Cluster::start(|_| {}).await;
-        c.create(ADMIN, deployment("default", "nginx", 1))
-            .await
-            .unwrap();
+        c.create(ADMIN, deployment("default", "nginx", 1)).await.unwrap();
         check(
             &c.update(ADMIN, deployment("default", "nginx", 2)).await,
             "422 Invalid: metadata.resourceVersion: must be specified for an update",
@@ -111,48 +79,28 @@ fn update_without_a_resource_version_is_invalid() {
 fn update_keeps_status_and_bumps_generation_on_spec_change_status_update_keeps_spec() {
     simulate(async {
         let c = Cluster::start(|_| {}).await;
-        let created = c
-            .create(ADMIN, deployment("default", "nginx", 1))
-            .await
-            .unwrap();
+        let created = c.create(ADMIN, deployment("default", "nginx", 1)).await.unwrap();
         let mut d = created.into_deployment().unwrap();
 
         d.status.replicas = 1;
         d.spec.replicas = 9; // ignored by a status update
-        let after_status = c
-            .update_status(CONTROLLER_MANAGER, d.clone())
-            .await
-            .unwrap();
+        let after_status = c.update_status(CONTROLLER_MANAGER, d.clone()).await.unwrap();
         let s = after_status.into_deployment().unwrap();
-        assert_eq!(
-            (s.spec.replicas, s.status.replicas, s.metadata.generation),
-            (1, 1, 1)
-        );
+        assert_eq!((s.spec.replicas, s.status.replicas, s.metadata.generation), (1, 1, 1));
 
         let mut u = s.clone();
         u.metadata.labels = labels("relabelled");
         u.status.replicas = 42; // ignored by an update
         let relabelled = c.update(ADMIN, u).await.unwrap().into_deployment().unwrap();
-        assert_eq!(
-            relabelled.metadata.generation, 1,
-            "metadata only: same generation"
-        );
+        assert_eq!(relabelled.metadata.generation, 1, "metadata only: same generation");
         assert_eq!(relabelled.status.replicas, 1);
         assert_eq!(relabelled.metadata.uid, s.metadata.uid);
 
         let mut scaled = relabelled.clone();
         scaled.spec.replicas = 3;
-        let scaled = c
-            .update(ADMIN, scaled)
-            .await
-            .unwrap()
-            .into_deployment()
-            .unwrap();
+        let scaled = c.update(ADMIN, scaled).await.unwrap().into_deployment().unwrap();
         assert_eq!((scaled.spec.replicas, scaled.metadata.generation), (3, 2));
-        assert_eq!(
-            scaled.metadata.creation_timestamp_ms,
-            s.metadata.creation_timestamp_ms
-        );
+        assert_eq!(scaled.metadata.creation_timestamp_ms, s.metadata.creation_timestamp_ms);
     });
 }
 
@@ -176,10 +124,7 @@ fn kubelet_may_only_touch_pods_bound_to_its_node() {
     simulate(async {
         let c = Cluster::start(|_| {}).await;
         c.create(ADMIN, pod("default", "web-1")).await.unwrap();
-        let bound = c
-            .bind(SCHEDULER, "default", "web-1", "worker-2")
-            .await
-            .unwrap();
+        let bound = c.bind(SCHEDULER, "default", "web-1", "worker-2").await.unwrap();
         let mut running = bound.into_pod().unwrap();
         running.status.phase = PodPhase::Running;
 
@@ -206,10 +151,7 @@ fn kubelet_may_only_touch_pods_bound_to_its_node() {
 
         check(&c.update_status(KUBELET_2, running).await, "ok");
         check(&delete(KUBELET_2).await, "ok");
-        check(
-            &c.get(Resource::Pods, "default", "web-1").await,
-            "404 NotFound",
-        );
+        check(&c.get(Resource::Pods, "default", "web-1").await, "404 NotFound");
     });
 }
 
@@ -217,25 +159,11 @@ fn kubelet_may_only_touch_pods_bound_to_its_node() {
 fn kubelet_manages_its_own_node_and_lease_only() {
     simulate(async {
         let c = Cluster::start(|_| {}).await;
-        let node = |name: &str| api::Node {
-            metadata: api::ObjectMeta::named("", name),
-            ..Default::default()
-        };
+        let node = |name: &str| api::Node { metadata: api::ObjectMeta::named("", name), ..Default::default() };
         check(&c.create(KUBELET_1, node("worker-1")).await, "ok");
-        check(
-            &c.create(KUBELET_1, node("worker-2")).await,
-            "403 Forbidden",
-        );
-        check(
-            &c.create(KUBELET_1, lease("kube-node-lease", "worker-1", "worker-1"))
-                .await,
-            "ok",
-        );
-        check(
-            &c.create(KUBELET_1, lease("kube-node-lease", "worker-2", "worker-1"))
-                .await,
-            "403 Forbidden",
-        );
+        check(&c.create(KUBELET_1, node("worker-2")).await, "403 Forbidden");
+        check(&c.create(KUBELET_1, lease("kube-node-lease", "worker-1", "worker-1")).await, "ok");
+        check(&c.create(KUBELET_1, lease("kube-node-lease", "worker-2", "worker-1")).await, "403 Forbidden");
     });
 }
 
@@ -244,32 +172,19 @@ fn scheduler_binds_once_and_may_not_create_deployments() {
     simulate(async {
         let c = Cluster::start(|_| {}).await;
         c.create(ADMIN, pod("default", "web-1")).await.unwrap();
-        let bound = c
-            .bind(SCHEDULER, "default", "web-1", "worker-1")
-            .await
-            .unwrap();
-        assert_eq!(
-            bound.as_pod().unwrap().spec.node_name.as_deref(),
-            Some("worker-1")
-        );
+        let bound = c.bind(SCHEDULER, "default", "web-1", "worker-1").await.unwrap();
+        assert_eq!(bound.as_pod().unwrap().spec.node_name.as_deref(), Some("worker-1"));
         let before = c.revision();
         check(
             &c.bind(SCHEDULER, "default", "web-1", "worker-2").await,
             "409 Conflict: pod web-1 is already assigned to node worker-1",
         );
-        check(
-            &c.bind(SCHEDULER, "default", "nope", "worker-2").await,
-            "404 NotFound",
-        );
+        check(&c.bind(SCHEDULER, "default", "nope", "worker-2").await, "404 NotFound");
         check(
             &c.create(SCHEDULER, deployment("default", "nginx", 1)).await,
             "403 Forbidden: user system:kube-scheduler cannot Create deployments",
         );
-        check(
-            &c.bind(CONTROLLER_MANAGER, "default", "web-1", "worker-2")
-                .await,
-            "403 Forbidden",
-        );
+        check(&c.bind(CONTROLLER_MANAGER, "default", "web-1", "worker-2").await, "403 Forbidden");
         assert_eq!(c.revision(), before);
     });
 }
@@ -281,15 +196,9 @@ fn unknown_token_is_unauthorized() {
         let result = c
             .server
             .handle(api::ApiRequest {
-                credential: api::Credential {
-                    user: ADMIN.into(),
-                    token: "guessed".into(),
-                },
+                credential: api::Credential { user: ADMIN.into(), token: "guessed".into() },
                 request_id: 1,
-                operation: Operation::Create {
-                    object: pod("default", "web-1").into(),
-                    fence: None,
-                },
+                operation: Operation::Create { object: pod("default", "web-1").into(), fence: None },
             })
             .await;
         check(&result, "401 Unauthorized");
@@ -301,24 +210,12 @@ fn admission_refuses_invalid_objects_without_writing() {
     simulate(async {
         let c = Cluster::start(|_| {}).await;
         let before = c.revision();
-        check(
-            &c.create(ADMIN, pod("default", "Web_1")).await,
-            "422 Invalid: metadata.name",
-        );
-        check(
-            &c.create(ADMIN, deployment("default", "nginx", -1)).await,
-            "422 Invalid: spec.replicas",
-        );
+        check(&c.create(ADMIN, pod("default", "Web_1")).await, "422 Invalid: metadata.name");
+        check(&c.create(ADMIN, deployment("default", "nginx", -1)).await, "422 Invalid: spec.replicas");
         let mut empty = pod("default", "empty");
         empty.spec.containers.clear();
-        check(
-            &c.create(ADMIN, empty).await,
-            "422 Invalid: spec.containers",
-        );
-        check(
-            &c.create(ADMIN, pod("no-such-namespace", "web-1")).await,
-            "404 NotFound: namespaces /no-such-namespace",
-        );
+        check(&c.create(ADMIN, empty).await, "422 Invalid: spec.containers");
+        check(&c.create(ADMIN, pod("no-such-namespace", "web-1")).await, "404 NotFound: namespaces /no-such-namespace");
         assert_eq!(c.revision(), before);
     });
 }
@@ -327,11 +224,7 @@ fn replica_set(name: &str) -> ReplicaSet {
     let d = deployment("default", name, 1);
     ReplicaSet {
         metadata: d.metadata,
-        spec: ReplicaSetSpec {
-            replicas: 1,
-            selector: d.spec.selector,
-            template: d.spec.template,
-        },
+        spec: ReplicaSetSpec { replicas: 1, selector: d.spec.selector, template: d.spec.template },
         ..ReplicaSet::default()
     }
 }
@@ -340,13 +233,8 @@ fn replica_set(name: &str) -> ReplicaSet {
 fn fenced_writes_need_the_current_lease_version() {
     simulate(async {
         let c = Cluster::start(|_| {}).await;
-        let lease_v1 = c
-            .create(
-                CONTROLLER_MANAGER,
-                lease("kube-system", "kube-controller-manager", "cm-a"),
-            )
-            .await
-            .unwrap();
+        let lease_v1 =
+            c.create(CONTROLLER_MANAGER, lease("kube-system", "kube-controller-manager", "cm-a")).await.unwrap();
         let mut taken_over = lease_v1.clone().into_lease().unwrap();
         taken_over.spec.holder_identity = Some("cm-b".into());
         let lease_v2 = c.update(CONTROLLER_MANAGER, taken_over).await.unwrap();
@@ -360,26 +248,17 @@ fn fenced_writes_need_the_current_lease_version() {
         let deposed = c
             .object(
                 CONTROLLER_MANAGER,
-                Operation::Create {
-                    object: replica_set("nginx-abc").into(),
-                    fence: Some(fence(&lease_v1)),
-                },
+                Operation::Create { object: replica_set("nginx-abc").into(), fence: Some(fence(&lease_v1)) },
             )
             .await;
-        check(
-            &deposed,
-            "409 Conflict: fenced out, lease kube-system/kube-controller-manager",
-        );
+        check(&deposed, "409 Conflict: fenced out, lease kube-system/kube-controller-manager");
         assert!(matches!(deposed, Err(ApiError::Fenced { .. })));
         assert_eq!(c.revision(), before, "a fenced write changes nothing");
 
         let leader = c
             .object(
                 CONTROLLER_MANAGER,
-                Operation::Create {
-                    object: replica_set("nginx-abc").into(),
-                    fence: Some(fence(&lease_v2)),
-                },
+                Operation::Create { object: replica_set("nginx-abc").into(), fence: Some(fence(&lease_v2)) },
             )
             .await;
         check(&leader, "ok");
@@ -398,10 +277,7 @@ fn fenced_writes_need_the_current_lease_version() {
             )
             .await;
         assert!(matches!(result, Err(ApiError::Fenced { .. })), "{result:?}");
-        check(
-            &c.get(Resource::ReplicaSets, "default", "nginx-abc").await,
-            "ok",
-        );
+        check(&c.get(Resource::ReplicaSets, "default", "nginx-abc").await, "ok");
     });
 }
 
@@ -418,10 +294,7 @@ fn delete_honours_its_precondition() {
             fence: None,
         };
         let rv = created.metadata().resource_version;
-        check(
-            &c.object(ADMIN, delete(Some(rv + 100))).await,
-            "409 Conflict",
-        );
+        check(&c.object(ADMIN, delete(Some(rv + 100))).await, "409 Conflict");
         let deleted = c.object(ADMIN, delete(Some(rv))).await.unwrap();
         assert_eq!(deleted.metadata().resource_version, c.revision());
         check(&c.object(ADMIN, delete(None)).await, "404 NotFound");
@@ -433,26 +306,11 @@ fn store_errors_map_to_http_statuses() {
     simulate(async {
         let c = Cluster::start(|_| {}).await;
         let cases = [
-            (
-                StoreError::Unavailable {
-                    reason: "no leader".into(),
-                },
-                "503",
-            ),
+            (StoreError::Unavailable { reason: "no leader".into() }, "503"),
             (StoreError::NotLeader { leader_hint: None }, "503"),
-            (
-                StoreError::UnknownOutcome {
-                    reason: "timed out".into(),
-                },
-                "504",
-            ),
+            (StoreError::UnknownOutcome { reason: "timed out".into() }, "504"),
             (StoreError::RequestTooLarge { size: 2, limit: 1 }, "413"),
-            (
-                StoreError::InvalidRequest {
-                    reason: "bad".into(),
-                },
-                "500",
-            ),
+            (StoreError::InvalidRequest { reason: "bad".into() }, "500"),
         ];
         for (error, status) in cases {
             c.store.set_txn_failure(Some(error));
@@ -467,21 +325,14 @@ fn observer_sees_each_committed_write_with_its_user() {
         let c = Cluster::start(|_| {}).await;
         c.writes.0.lock().unwrap().clear();
         c.create(ADMIN, pod("default", "web-1")).await.unwrap();
-        c.bind(SCHEDULER, "default", "web-1", "worker-1")
-            .await
-            .unwrap();
+        c.bind(SCHEDULER, "default", "web-1", "worker-1").await.unwrap();
         let _ = c.bind(SCHEDULER, "default", "web-1", "worker-2").await;
         let writes = c.writes.0.lock().unwrap().clone();
         let key = "/registry/pods/default/web-1".to_string();
         assert_eq!(
             writes,
             vec![
-                (
-                    ADMIN.to_string(),
-                    Verb::Create,
-                    key.clone(),
-                    c.revision() - 1
-                ),
+                (ADMIN.to_string(), Verb::Create, key.clone(), c.revision() - 1),
                 (SCHEDULER.to_string(), Verb::Bind, key, c.revision()),
             ]
         );
@@ -494,18 +345,10 @@ fn planted_bug_ack_before_commit_acknowledges_a_create_the_store_refused() {
         // Without the bug: the second create is refused.
         let c = Cluster::start(|_| {}).await;
         c.create(ADMIN, pod("default", "web-1")).await.unwrap();
-        check(
-            &c.create(ADMIN, pod("default", "web-1")).await,
-            "409 AlreadyExists",
-        );
+        check(&c.create(ADMIN, pod("default", "web-1")).await, "409 AlreadyExists");
 
         // With it: acknowledged, although the store refused it.
-        let c = Cluster::start(|config| {
-            config.planted_bugs = ApiServerBugs {
-                ack_before_commit: true,
-            }
-        })
-        .await;
+        let c = Cluster::start(|config| config.planted_bugs = ApiServerBugs { ack_before_commit: true }).await;
         let first = c.create(ADMIN, pod("default", "web-1")).await.unwrap();
         madsim::time::sleep(std::time::Duration::from_millis(10)).await;
         let second = c.create(ADMIN, pod("default", "web-1")).await;
@@ -516,14 +359,9 @@ fn planted_bug_ack_before_commit_acknowledges_a_create_the_store_refused() {
         assert_ne!(stored.metadata().uid, second.unwrap().metadata().uid);
 
         // And a create acknowledged while the store is down never exists.
-        c.store.set_txn_failure(Some(StoreError::Unavailable {
-            reason: "no leader".into(),
-        }));
+        c.store.set_txn_failure(Some(StoreError::Unavailable { reason: "no leader".into() }));
         check(&c.create(ADMIN, pod("default", "web-2")).await, "ok");
         madsim::time::sleep(std::time::Duration::from_millis(10)).await;
-        check(
-            &c.get(Resource::Pods, "default", "web-2").await,
-            "404 NotFound",
-        );
+        check(&c.get(Resource::Pods, "default", "web-2").await, "404 NotFound");
     });
 }

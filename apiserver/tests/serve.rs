@@ -16,14 +16,7 @@ const APISERVER_ADDR: &str = "10.0.0.1:6443";
 
 async fn client(user: &str) -> ApiClient {
     let server: SocketAddr = APISERVER_ADDR.parse().unwrap();
-    ApiClient::connect(
-        vec![server],
-        credential(user),
-        ClientConfig::default(),
-        None,
-    )
-    .await
-    .expect("client endpoint")
+    ApiClient::connect(vec![server], credential(user), ClientConfig::default(), None).await.expect("client endpoint")
 }
 
 /// Starts an apiserver node over `store` and runs `body` on a client node.
@@ -33,26 +26,11 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let runtime = Runtime::new();
-    let apiserver_node = runtime
-        .create_node()
-        .name("apiserver-0")
-        .ip("10.0.0.1".parse().unwrap())
-        .build();
-    let client_node = runtime
-        .create_node()
-        .name("client")
-        .ip("10.0.0.2".parse().unwrap())
-        .build();
+    let apiserver_node = runtime.create_node().name("apiserver-0").ip("10.0.0.1".parse().unwrap()).build();
+    let client_node = runtime.create_node().name("client").ip("10.0.0.2".parse().unwrap()).build();
     let observer = writes as Arc<dyn ApiServerObserver>;
     let _server = apiserver_node.spawn(async move {
-        serve(
-            config("apiserver-0", APISERVER_ADDR),
-            store,
-            Clock::new(),
-            Some(observer),
-        )
-        .await
-        .expect("bind");
+        serve(config("apiserver-0", APISERVER_ADDR), store, Clock::new(), Some(observer)).await.expect("bind");
     });
     runtime
         .block_on(client_node.spawn(async move {
@@ -76,67 +54,26 @@ fn deployment_flow_through_the_network() {
         let kubelet_2 = client(KUBELET_2).await;
 
         let (_, listed_at) = controllers.list(Resource::Pods, "").await.unwrap();
-        let created = kubectl
-            .create(deployment("default", "nginx-deployment", 3).into(), None)
-            .await
-            .unwrap();
-        assert_eq!(
-            created.metadata().resource_version,
-            store.current_revision()
-        );
-        assert_eq!(
-            kubectl
-                .get(Resource::Deployments, "default", "nginx-deployment")
-                .await
-                .unwrap(),
-            created
-        );
-        check(
-            &scheduler
-                .create(deployment("default", "rogue", 1).into(), None)
-                .await,
-            "403 Forbidden",
-        );
+        let created = kubectl.create(deployment("default", "nginx-deployment", 3).into(), None).await.unwrap();
+        assert_eq!(created.metadata().resource_version, store.current_revision());
+        assert_eq!(kubectl.get(Resource::Deployments, "default", "nginx-deployment").await.unwrap(), created);
+        check(&scheduler.create(deployment("default", "rogue", 1).into(), None).await, "403 Forbidden");
 
-        controllers
-            .create(pod("default", "nginx-deployment-1").into(), None)
-            .await
-            .unwrap();
-        let bound = scheduler
-            .bind("default", "nginx-deployment-1", "worker-1", None)
-            .await
-            .unwrap();
-        check(
-            &scheduler
-                .bind("default", "nginx-deployment-1", "worker-2", None)
-                .await,
-            "409 Conflict",
-        );
+        controllers.create(pod("default", "nginx-deployment-1").into(), None).await.unwrap();
+        let bound = scheduler.bind("default", "nginx-deployment-1", "worker-1", None).await.unwrap();
+        check(&scheduler.bind("default", "nginx-deployment-1", "worker-2", None).await, "409 Conflict");
 
         let mut running = bound.into_pod().unwrap();
         running.status.phase = PodPhase::Running;
         let before = store.current_revision();
-        check(
-            &kubelet_2.update_status(running.clone().into(), None).await,
-            "403 Forbidden",
-        );
+        check(&kubelet_2.update_status(running.clone().into(), None).await, "403 Forbidden");
         assert_eq!(store.current_revision(), before);
         check(&kubelet_1.update_status(running.into(), None).await, "ok");
 
         // An informer watching pods from its list sees the pod's three stages.
-        let (events, _) = controllers
-            .watch(Resource::Pods, "default", listed_at, 1000)
-            .await
-            .unwrap();
+        let (events, _) = controllers.watch(Resource::Pods, "default", listed_at, 1000).await.unwrap();
         let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
-        assert_eq!(
-            kinds,
-            [
-                WatchEventKind::Added,
-                WatchEventKind::Modified,
-                WatchEventKind::Modified
-            ]
-        );
+        assert_eq!(kinds, [WatchEventKind::Added, WatchEventKind::Modified, WatchEventKind::Modified]);
         let phase = events[2].object.as_pod().unwrap().status.phase;
         assert_eq!(phase, PodPhase::Running);
     });
@@ -152,16 +89,8 @@ fn deployment_flow_through_the_network() {
     assert_eq!(
         timeline,
         [
-            (
-                ADMIN.to_string(),
-                Verb::Create,
-                "/registry/deployments/default/nginx-deployment".to_string()
-            ),
-            (
-                CONTROLLER_MANAGER.to_string(),
-                Verb::Create,
-                pod_key.clone()
-            ),
+            (ADMIN.to_string(), Verb::Create, "/registry/deployments/default/nginx-deployment".to_string()),
+            (CONTROLLER_MANAGER.to_string(), Verb::Create, pod_key.clone()),
             (SCHEDULER.to_string(), Verb::Bind, pod_key.clone()),
             (KUBELET_1.to_string(), Verb::UpdateStatus, pod_key),
         ]
@@ -175,10 +104,7 @@ fn unknown_token_over_the_network_is_unauthorized() {
         let server: SocketAddr = APISERVER_ADDR.parse().unwrap();
         let intruder = ApiClient::connect(
             vec![server],
-            api::Credential {
-                user: ADMIN.into(),
-                token: "stolen?".into(),
-            },
+            api::Credential { user: ADMIN.into(), token: "stolen?".into() },
             ClientConfig::default(),
             None,
         )
@@ -198,9 +124,7 @@ fn a_seed_replays_exactly() {
         let client_node = handle.create_node().ip("10.0.0.2".parse().unwrap()).build();
         let _server = apiserver_node.spawn(async {
             let config = config("apiserver-0", APISERVER_ADDR);
-            serve(config, InMemoryBackend::new(), Clock::new(), None)
-                .await
-                .expect("bind");
+            serve(config, InMemoryBackend::new(), Clock::new(), None).await.expect("bind");
         });
         client_node
             .spawn(async {
@@ -208,10 +132,7 @@ fn a_seed_replays_exactly() {
                 let kubectl = client(ADMIN).await;
                 let mut uids = Vec::new();
                 for idx in 0..5 {
-                    let created = kubectl
-                        .create(pod("default", &format!("web-{idx}")).into(), None)
-                        .await
-                        .unwrap();
+                    let created = kubectl.create(pod("default", &format!("web-{idx}")).into(), None).await.unwrap();
                     uids.push(created.metadata().uid.clone());
                 }
                 uids

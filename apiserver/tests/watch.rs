@@ -12,20 +12,12 @@ use common::*;
 use store::api::{PutRequest, RequestOp, TxnRequest};
 
 fn watch_op(resource: Resource, ns: &str, since: ResourceVersion, wait_ms: u64) -> Operation {
-    Operation::Watch {
-        resource,
-        namespace: ns.into(),
-        since,
-        wait_ms,
-    }
+    Operation::Watch { resource, namespace: ns.into(), since, wait_ms }
 }
 
 fn unwrap_watch(result: ApiResult) -> (Vec<WatchEvent>, ResourceVersion) {
     match result.expect("watch") {
-        ApiResponse::Watch {
-            events,
-            resource_version,
-        } => (events, resource_version),
+        ApiResponse::Watch { events, resource_version } => (events, resource_version),
         other => panic!("expected a watch response, got {other:?}"),
     }
 }
@@ -41,8 +33,7 @@ async fn watch_until(
     let mut events = Vec::new();
     let mut position = since;
     for _ in 0..20 {
-        let (batch, bookmark) =
-            unwrap_watch(c.call(ADMIN, watch_op(resource, ns, position, 1000)).await);
+        let (batch, bookmark) = unwrap_watch(c.call(ADMIN, watch_op(resource, ns, position, 1000)).await);
         assert!(bookmark >= position, "bookmark went backwards");
         events.extend(batch);
         position = bookmark;
@@ -59,31 +50,14 @@ fn render(events: &[WatchEvent]) -> Vec<String> {
         .iter()
         .map(|e| {
             assert_eq!(e.object.metadata().resource_version, e.resource_version);
-            format!(
-                "{:?} {}@{}",
-                e.kind,
-                e.object.metadata().name,
-                e.resource_version
-            )
+            format!("{:?} {}@{}", e.kind, e.object.metadata().name, e.resource_version)
         })
         .collect()
 }
 
 async fn list_revision(c: &Cluster, resource: Resource) -> ResourceVersion {
-    match c
-        .call(
-            ADMIN,
-            Operation::List {
-                resource,
-                namespace: String::new(),
-            },
-        )
-        .await
-        .unwrap()
-    {
-        ApiResponse::List {
-            resource_version, ..
-        } => resource_version,
+    match c.call(ADMIN, Operation::List { resource, namespace: String::new() }).await.unwrap() {
+        ApiResponse::List { resource_version, .. } => resource_version,
         other => panic!("expected a list, got {other:?}"),
     }
 }
@@ -99,9 +73,7 @@ fn watch_from_a_list_revision_returns_later_events_in_order() {
         relabelled.metadata.labels = labels("other");
         c.update(ADMIN, relabelled).await.unwrap();
         c.create(ADMIN, pod("kube-public", "b")).await.unwrap();
-        c.create(ADMIN, deployment("default", "not-a-pod", 1))
-            .await
-            .unwrap();
+        c.create(ADMIN, deployment("default", "not-a-pod", 1)).await.unwrap();
         c.object(
             ADMIN,
             Operation::Delete {
@@ -118,11 +90,7 @@ fn watch_from_a_list_revision_returns_later_events_in_order() {
         let default_ns = watch_until(&c, Resource::Pods, "default", since, c.revision()).await;
         assert_eq!(
             render(&default_ns),
-            [
-                format!("Added a@{r1}"),
-                format!("Modified a@{}", r1 + 1),
-                format!("Deleted a@{}", r1 + 4),
-            ]
+            [format!("Added a@{r1}"), format!("Modified a@{}", r1 + 1), format!("Deleted a@{}", r1 + 4),]
         );
         // The deleted object is the last state before deletion.
         assert_eq!(default_ns[2].object.metadata().labels, labels("other"));
@@ -130,13 +98,7 @@ fn watch_from_a_list_revision_returns_later_events_in_order() {
         let all = watch_until(&c, Resource::Pods, "", since, c.revision()).await;
         assert_eq!(all.len(), 4);
         let from_middle = watch_until(&c, Resource::Pods, "", r1 + 1, c.revision()).await;
-        assert_eq!(
-            render(&from_middle),
-            [
-                format!("Added b@{}", r1 + 2),
-                format!("Deleted a@{}", r1 + 4)
-            ]
-        );
+        assert_eq!(render(&from_middle), [format!("Added b@{}", r1 + 2), format!("Deleted a@{}", r1 + 4)]);
     });
 }
 
@@ -146,35 +108,20 @@ fn events_of_one_store_revision_are_delivered_together() {
         let c = Cluster::start(|_| {}).await;
         let since = c.revision();
         // One store transaction writing two pods: one revision, two events.
-        let put = |o: Object| {
-            RequestOp::Put(PutRequest {
-                key: o.key(),
-                value: encode(&o).unwrap(),
-                prev_kv: false,
-            })
-        };
+        let put = |o: Object| RequestOp::Put(PutRequest { key: o.key(), value: encode(&o).unwrap(), prev_kv: false });
         let txn = TxnRequest {
             compare: vec![],
-            success: vec![
-                put(pod("default", "x").into()),
-                put(pod("default", "y").into()),
-            ],
+            success: vec![put(pod("default", "x").into()), put(pod("default", "y").into())],
             failure: vec![],
         };
         assert!(c.store.txn(txn).await.unwrap().succeeded);
         c.create(ADMIN, pod("default", "z")).await.unwrap();
 
-        let (events, _) = unwrap_watch(
-            c.call(ADMIN, watch_op(Resource::Pods, "default", since, 1000))
-                .await,
-        );
+        let (events, _) = unwrap_watch(c.call(ADMIN, watch_op(Resource::Pods, "default", since, 1000)).await);
         let r = since + 1;
         // The first answer may stop after any whole revision, never inside one.
         assert!(events.len() >= 2, "{:?}", render(&events));
-        assert_eq!(
-            render(&events[..2]),
-            [format!("Added x@{r}"), format!("Added y@{r}")]
-        );
+        assert_eq!(render(&events[..2]), [format!("Added x@{r}"), format!("Added y@{r}")]);
     });
 }
 
@@ -189,25 +136,16 @@ fn a_watch_waits_for_the_next_event() {
             let request = api::ApiRequest {
                 credential: credential(ADMIN),
                 request_id: 2,
-                operation: Operation::Create {
-                    object: pod("default", "late").into(),
-                    fence: None,
-                },
+                operation: Operation::Create { object: pod("default", "late").into(), fence: None },
             };
             server.handle(request).await.unwrap();
         });
         let started = madsim::time::TimeHandle::current().elapsed();
-        let (events, bookmark) = unwrap_watch(
-            c.call(ADMIN, watch_op(Resource::Pods, "", since, 5000))
-                .await,
-        );
+        let (events, bookmark) = unwrap_watch(c.call(ADMIN, watch_op(Resource::Pods, "", since, 5000)).await);
         let waited = madsim::time::TimeHandle::current().elapsed() - started;
         assert_eq!(render(&events), [format!("Added late@{}", since + 1)]);
         assert_eq!(bookmark, since + 1);
-        assert!(
-            waited >= Duration::from_millis(200) && waited < Duration::from_secs(1),
-            "{waited:?}"
-        );
+        assert!(waited >= Duration::from_millis(200) && waited < Duration::from_secs(1), "{waited:?}");
     });
 }
 
@@ -215,17 +153,12 @@ fn a_watch_waits_for_the_next_event() {
 fn an_idle_watch_returns_a_bookmark_after_its_wait() {
     simulate(async {
         let c = Cluster::start(|_| {}).await;
-        c.create(ADMIN, deployment("default", "nginx", 1))
-            .await
-            .unwrap();
+        c.create(ADMIN, deployment("default", "nginx", 1)).await.unwrap();
         let since = list_revision(&c, Resource::Pods).await - 1;
         let started = madsim::time::TimeHandle::current().elapsed();
         // The deployment's event is not a pod event: nothing to deliver, but the bookmark
         // moves past it.
-        let (events, bookmark) = unwrap_watch(
-            c.call(ADMIN, watch_op(Resource::Pods, "", since, 300))
-                .await,
-        );
+        let (events, bookmark) = unwrap_watch(c.call(ADMIN, watch_op(Resource::Pods, "", since, 300)).await);
         let waited = madsim::time::TimeHandle::current().elapsed() - started;
         assert!(events.is_empty());
         assert_eq!(bookmark, c.revision());
@@ -242,9 +175,7 @@ fn a_watch_from_before_the_cache_window_is_gone() {
             c.create(ADMIN, pod("default", name)).await.unwrap();
         }
         watch_until(&c, Resource::Pods, "", c.revision() - 1, c.revision()).await;
-        let gone = c
-            .call(ADMIN, watch_op(Resource::Pods, "", since, 100))
-            .await;
+        let gone = c.call(ADMIN, watch_op(Resource::Pods, "", since, 100)).await;
         check(&gone, "410 Gone");
         // The three newest revisions are still there.
         let kept = watch_until(&c, Resource::Pods, "", c.revision() - 3, c.revision()).await;
@@ -265,9 +196,7 @@ fn a_watch_from_a_compacted_revision_is_gone() {
             c.create(ADMIN, pod("default", name)).await.unwrap();
         }
         c.store.compact(c.revision()).await.unwrap();
-        let gone = c
-            .call(ADMIN, watch_op(Resource::Pods, "", since, 1000))
-            .await;
+        let gone = c.call(ADMIN, watch_op(Resource::Pods, "", since, 1000)).await;
         check(&gone, "410 Gone");
 
         // A relist gives a revision to watch from again.

@@ -39,11 +39,7 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions {
-            safety_phase_ms: 30_000,
-            liveness_phase_ms: 30_000,
-            max_events: 8,
-        }
+        GenerateOptions { safety_phase_ms: 30_000, liveness_phase_ms: 30_000, max_events: 8 }
     }
 }
 
@@ -59,9 +55,7 @@ pub fn feasible_kinds(topology: &Topology, menu: &BTreeSet<FaultKind>) -> Vec<Fa
             FaultKind::Partition | FaultKind::Clog => n_targets >= 2,
             FaultKind::PacketLoss | FaultKind::Latency => n_targets >= 1,
             FaultKind::Pause | FaultKind::Clock => n_targets >= 1,
-            FaultKind::Crash => {
-                tolerates_store_crash || n_targets > topology.store_members as usize
-            }
+            FaultKind::Crash => tolerates_store_crash || n_targets > topology.store_members as usize,
             FaultKind::DiskCrash => tolerates_store_crash,
             FaultKind::Corruption => topology.store_members >= 3,
         })
@@ -71,12 +65,7 @@ pub fn feasible_kinds(topology: &Topology, menu: &BTreeSet<FaultKind>) -> Vec<Fa
 /// Generates the fault plan of `seed`: deterministic from its arguments alone. The plan
 /// always validates against `topology` and passes [`FaultPlan::check_survivable`]. If no
 /// kind of the menu fits the topology the plan has no events.
-pub fn generate(
-    seed: u64,
-    topology: &Topology,
-    menu: &BTreeSet<FaultKind>,
-    options: &GenerateOptions,
-) -> FaultPlan {
+pub fn generate(seed: u64, topology: &Topology, menu: &BTreeSet<FaultKind>, options: &GenerateOptions) -> FaultPlan {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SEED_MIX);
     let mut plan = FaultPlan {
         version: PLAN_VERSION,
@@ -95,19 +84,11 @@ pub fn generate(
 
     for _ in 0..n_events {
         for _ in 0..MAX_ATTEMPTS_PER_EVENT {
-            let kind = *enabled
-                .choose(&mut rng)
-                .expect("swarm subset is never empty");
-            let duration_ms = rng
-                .gen_range(MIN_DURATION_MS..=max_duration_ms)
-                .min(options.safety_phase_ms);
+            let kind = *enabled.choose(&mut rng).expect("swarm subset is never empty");
+            let duration_ms = rng.gen_range(MIN_DURATION_MS..=max_duration_ms).min(options.safety_phase_ms);
             let at_ms = rng.gen_range(0..=options.safety_phase_ms - duration_ms);
             let fault = generate_fault(&mut rng, kind, topology);
-            plan.events.push(FaultEvent {
-                at_ms,
-                duration_ms,
-                fault,
-            });
+            plan.events.push(FaultEvent { at_ms, duration_ms, fault });
             if plan.check_survivable(topology).is_ok() {
                 break;
             }
@@ -116,21 +97,14 @@ pub fn generate(
     }
     // Stable sort: people read plans in time order.
     plan.events.sort_by_key(|event| event.at_ms);
-    debug_assert!(
-        plan.validate(topology).is_ok(),
-        "generated plan must validate"
-    );
+    debug_assert!(plan.validate(topology).is_ok(), "generated plan must validate");
     debug_assert!(plan.check_survivable(topology).is_ok());
     plan
 }
 
 /// Each kind is enabled with probability 1/2; if none is, one is picked.
 fn swarm_subset(rng: &mut ChaCha8Rng, feasible: &[FaultKind]) -> Vec<FaultKind> {
-    let mut enabled: Vec<FaultKind> = feasible
-        .iter()
-        .copied()
-        .filter(|_| rng.gen_bool(0.5))
-        .collect();
+    let mut enabled: Vec<FaultKind> = feasible.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
     if enabled.is_empty() {
         enabled.push(*feasible.choose(rng).expect("feasible kinds are not empty"));
     }
@@ -147,34 +121,19 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
         },
         FaultKind::Latency => {
             let min_ms = rng.gen_range(0..=50);
-            Fault::LatencySpike {
-                min_ms,
-                max_ms: min_ms + rng.gen_range(10..=2_000),
-            }
+            Fault::LatencySpike { min_ms, max_ms: min_ms + rng.gen_range(10..=2_000) }
         }
         FaultKind::Clog => {
             let (a, b) = two_targets(rng, topology);
             Fault::ClogLink { a, b }
         }
-        FaultKind::Crash => Fault::Crash {
-            target: biased_target(rng, topology, topology.store_minority() >= 1),
-        },
-        FaultKind::Pause => Fault::Pause {
-            target: biased_target(rng, topology, true),
-        },
-        FaultKind::DiskCrash => Fault::CrashStoreMember {
-            member: store_target(rng, topology),
-            tear: true,
-        },
-        FaultKind::Corruption => Fault::CorruptRecord {
-            member: store_target(rng, topology),
-        },
+        FaultKind::Crash => Fault::Crash { target: biased_target(rng, topology, topology.store_minority() >= 1) },
+        FaultKind::Pause => Fault::Pause { target: biased_target(rng, topology, true) },
+        FaultKind::DiskCrash => Fault::CrashStoreMember { member: store_target(rng, topology), tear: true },
+        FaultKind::Corruption => Fault::CorruptRecord { member: store_target(rng, topology) },
         FaultKind::Clock => Fault::ClockSkew {
             // Clock faults matter to lease holders, which are everywhere: no bias.
-            target: concrete_targets(topology)
-                .choose(rng)
-                .cloned()
-                .expect("clock is feasible only with targets"),
+            target: concrete_targets(topology).choose(rng).cloned().expect("clock is feasible only with targets"),
             offset_ms: rng.gen_range(-10_000..=10_000),
             drift_ms_per_s: rng.gen_range(-100..=100),
         },
@@ -200,12 +159,7 @@ fn generate_partition<R: Rng>(rng: &mut R, topology: &Topology) -> Fault {
     let members = topology.store_members;
     let mut shapes = vec![Shape::EverythingHalves, Shape::OneWay];
     if members >= 2 {
-        shapes.extend([
-            Shape::StoreHalves,
-            Shape::SplitOneMember,
-            Shape::IsolateLeader,
-            Shape::LeaderFromPeers,
-        ]);
+        shapes.extend([Shape::StoreHalves, Shape::SplitOneMember, Shape::IsolateLeader, Shape::LeaderFromPeers]);
     }
     if members >= 3 {
         shapes.extend([Shape::MajoritiesRing, Shape::Bridge]);
@@ -219,21 +173,12 @@ fn generate_partition<R: Rng>(rng: &mut R, topology: &Topology) -> Fault {
         Shape::EverythingHalves => random_halves(rng, concrete_targets(topology)),
         Shape::SplitOneMember => {
             let loner = rng.gen_range(1..=members);
-            let rest = (1..=members)
-                .filter(|&member| member != loner)
-                .map(Target::StoreMember)
-                .collect();
-            Fault::Partition {
-                groups: vec![vec![Target::StoreMember(loner)], rest],
-            }
+            let rest = (1..=members).filter(|&member| member != loner).map(Target::StoreMember).collect();
+            Fault::Partition { groups: vec![vec![Target::StoreMember(loner)], rest] }
         }
         Shape::IsolateLeader => Fault::IsolateStoreLeader,
-        Shape::LeaderFromPeers => Fault::Partition {
-            groups: vec![vec![Target::StoreLeader], store],
-        },
-        Shape::IsolateApiServer => Fault::IsolateApiServer {
-            apiserver: rng.gen_range(0..topology.apiservers),
-        },
+        Shape::LeaderFromPeers => Fault::Partition { groups: vec![vec![Target::StoreLeader], store] },
+        Shape::IsolateApiServer => Fault::IsolateApiServer { apiserver: rng.gen_range(0..topology.apiservers) },
         Shape::MajoritiesRing => Fault::MajoritiesRing,
         Shape::Bridge => Fault::Bridge,
         Shape::OneWay => {
@@ -248,16 +193,12 @@ fn random_halves<R: Rng>(rng: &mut R, mut targets: Vec<Target>) -> Fault {
     debug_assert!(targets.len() >= 2);
     targets.shuffle(rng);
     let second = targets.split_off(targets.len() / 2);
-    Fault::Partition {
-        groups: vec![targets, second],
-    }
+    Fault::Partition { groups: vec![targets, second] }
 }
 
 /// Every concrete component of the topology (the leader is not concrete).
 pub(crate) fn concrete_targets(topology: &Topology) -> Vec<Target> {
-    let mut targets: Vec<Target> = (1..=topology.store_members)
-        .map(Target::StoreMember)
-        .collect();
+    let mut targets: Vec<Target> = (1..=topology.store_members).map(Target::StoreMember).collect();
     targets.extend((0..topology.apiservers).map(Target::ApiServer));
     targets.extend((0..topology.controller_managers).map(Target::ControllerManager));
     if topology.schedulers >= 1 {
@@ -270,10 +211,7 @@ pub(crate) fn concrete_targets(topology: &Topology) -> Vec<Target> {
 /// A target biased toward the store, where the interesting failures are: 40% a concrete
 /// store member, 20% the leader, 40% some other component (when they exist).
 fn biased_target<R: Rng>(rng: &mut R, topology: &Topology, allow_store: bool) -> Target {
-    let others: Vec<Target> = concrete_targets(topology)
-        .into_iter()
-        .filter(|target| !target.is_store())
-        .collect();
+    let others: Vec<Target> = concrete_targets(topology).into_iter().filter(|target| !target.is_store()).collect();
     let store_possible = allow_store && topology.store_members >= 1;
     if store_possible && (others.is_empty() || rng.gen_ratio(6, 10)) {
         // Two concrete members for one leader.
@@ -283,10 +221,7 @@ fn biased_target<R: Rng>(rng: &mut R, topology: &Topology, allow_store: bool) ->
             Target::StoreLeader
         }
     } else {
-        others
-            .choose(rng)
-            .cloned()
-            .expect("caller checked that some target exists")
+        others.choose(rng).cloned().expect("caller checked that some target exists")
     }
 }
 
@@ -307,9 +242,6 @@ fn two_targets<R: Rng>(rng: &mut R, topology: &Topology) -> (Target, Target) {
         .chain(std::iter::once(Target::StoreLeader))
         .filter(|target| *target != first && (topology.store_members >= 1 || !target.is_store()))
         .collect();
-    let second = rest
-        .choose(rng)
-        .cloned()
-        .expect("caller checked there are two targets");
+    let second = rest.choose(rng).cloned().expect("caller checked there are two targets");
     (first, second)
 }

@@ -88,9 +88,7 @@ impl FaultKind {
         }
         list.split(',')
             .map(|name| match name.trim() {
-                "" => Err(FaultKindError::EmptyName {
-                    list: list.to_string(),
-                }),
+                "" => Err(FaultKindError::EmptyName { list: list.to_string() }),
                 name => name.parse(),
             })
             .collect()
@@ -117,10 +115,7 @@ pub enum FaultKindError {
     Unknown { name: String },
     #[error("empty fault kind list (known kinds: {})", known_kinds())]
     EmptyList,
-    #[error(
-        "empty fault kind name in list {list:?} (known kinds: {})",
-        known_kinds()
-    )]
+    #[error("empty fault kind name in list {list:?} (known kinds: {})", known_kinds())]
     EmptyName { list: String },
 }
 
@@ -135,8 +130,6 @@ impl FromStr for FaultKind {
         FaultKind::ALL
             .into_iter()
             .find(|kind| kind.name() == name)
-            .ok_or_else(|| FaultKindError::Unknown {
-                name: name.to_string(),
-            })
+            .ok_or_else(|| FaultKindError::Unknown { name: name.to_string() })
     }
 }

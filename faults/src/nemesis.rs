@@ -116,12 +116,7 @@ struct Step {
 fn schedule(plan: &FaultPlan) -> Vec<Step> {
     let mut steps = Vec::with_capacity(plan.events.len() * 2);
     for (event_idx, event) in plan.events.iter().enumerate() {
-        steps.push(Step {
-            at_ms: event.at_ms,
-            class: 1,
-            event_idx,
-            action: Action::Apply,
-        });
+        steps.push(Step { at_ms: event.at_ms, class: 1, event_idx, action: Action::Apply });
         steps.push(Step {
             at_ms: event.heal_at_ms(),
             class: if event.duration_ms == 0 { 2 } else { 0 },
@@ -206,10 +201,7 @@ impl Nemesis {
 
     /// Applies event `event_idx` and records what it did.
     pub fn apply(&mut self, at_ms: u64, event_idx: usize, event: &FaultEvent) {
-        assert!(
-            !self.applied.contains_key(&event_idx),
-            "event {event_idx} applied twice"
-        );
+        assert!(!self.applied.contains_key(&event_idx), "event {event_idx} applied twice");
         let fault = &event.fault;
         let applied = match fault {
             Fault::Partition { .. }
@@ -247,18 +239,10 @@ impl Nemesis {
                 Ok(member) => self.apply_corruption(at_ms, member),
                 Err(reason) => self.skip(at_ms, fault, &reason),
             },
-            Fault::ClockSkew {
-                target,
-                offset_ms,
-                drift_ms_per_s,
-            } => match self.node(target) {
+            Fault::ClockSkew { target, offset_ms, drift_ms_per_s } => match self.node(target) {
                 Ok(node) => {
-                    self.skews
-                        .entry(node.clone())
-                        .or_default()
-                        .insert(event_idx, (*offset_ms, *drift_ms_per_s));
-                    self.world
-                        .set_clock_skew(&node, *offset_ms, *drift_ms_per_s);
+                    self.skews.entry(node.clone()).or_default().insert(event_idx, (*offset_ms, *drift_ms_per_s));
+                    self.world.set_clock_skew(&node, *offset_ms, *drift_ms_per_s);
                     let skew = format!("offset {offset_ms}ms drift {drift_ms_per_s}ms/s");
                     self.record(at_ms, format!("clock-skew {node} {skew}"));
                     Applied::ClockSkew(node)
@@ -274,12 +258,7 @@ impl Nemesis {
         Applied::Nothing
     }
 
-    fn apply_cut(
-        &mut self,
-        at_ms: u64,
-        description: String,
-        links: BTreeSet<(NodeRef, NodeRef)>,
-    ) -> Applied {
+    fn apply_cut(&mut self, at_ms: u64, description: String, links: BTreeSet<(NodeRef, NodeRef)>) -> Applied {
         for (from, to) in &links {
             let count = self.clogged.entry((from.clone(), to.clone())).or_insert(0);
             if *count == 0 {
@@ -319,10 +298,7 @@ impl Nemesis {
         match applied {
             Applied::Clogs { description, links } => {
                 for link in &links {
-                    let count = self
-                        .clogged
-                        .get_mut(link)
-                        .expect("an applied link is counted");
+                    let count = self.clogged.get_mut(link).expect("an applied link is counted");
                     assert!(*count >= 1);
                     *count -= 1;
                     if *count == 0 {
@@ -363,10 +339,7 @@ impl Nemesis {
                 // reads it when that crash heals.
                 if self.crashed.contains_key(&Down::StoreMember(member)) {
                     let already = "already crashed";
-                    self.record(
-                        at_ms,
-                        format!("heal corrupt-record store-{member}: {already}"),
-                    );
+                    self.record(at_ms, format!("heal corrupt-record store-{member}: {already}"));
                 } else {
                     self.world.crash_store_member(member, None);
                     self.world.restart_store_member(member);
@@ -402,10 +375,7 @@ impl Nemesis {
             Some((_, &(offset_ms, drift_ms_per_s))) => {
                 self.world.set_clock_skew(&node, offset_ms, drift_ms_per_s);
                 let skew = format!("offset {offset_ms}ms drift {drift_ms_per_s}ms/s");
-                self.record(
-                    at_ms,
-                    format!("heal clock-skew {node}: back to {skew} of an overlapping skew"),
-                );
+                self.record(at_ms, format!("heal clock-skew {node}: back to {skew} of an overlapping skew"));
             }
             None => {
                 self.skews.remove(&node);
@@ -423,10 +393,7 @@ impl Nemesis {
         for event_idx in remaining {
             self.heal(at_ms, event_idx);
         }
-        assert!(
-            self.clogged.is_empty(),
-            "every clogged link is owned by an event"
-        );
+        assert!(self.clogged.is_empty(), "every clogged link is owned by an event");
         assert!(self.paused.is_empty() && self.crashed.is_empty());
         assert!(self.skews.is_empty());
         // Unconditionally, so that the liveness phase starts from a clean network even if
@@ -440,23 +407,14 @@ impl Nemesis {
         if let Some(rate) = self.packet_loss.values().copied().reduce(f64::max) {
             self.world.set_packet_loss(rate);
         }
-        if let Some((min_ms, max_ms)) = self
-            .latency
-            .values()
-            .copied()
-            .reduce(|(min_a, max_a), (min_b, max_b)| (min_a.max(min_b), max_a.max(max_b)))
+        if let Some((min_ms, max_ms)) =
+            self.latency.values().copied().reduce(|(min_a, max_a), (min_b, max_b)| (min_a.max(min_b), max_a.max(max_b)))
         {
             self.world.set_latency_ms(min_ms, max_ms);
         }
     }
 
-    fn crash(
-        &mut self,
-        at_ms: u64,
-        fault: &Fault,
-        target: &Target,
-        tear: Option<Option<u64>>,
-    ) -> Applied {
+    fn crash(&mut self, at_ms: u64, fault: &Fault, target: &Target, tear: Option<Option<u64>>) -> Applied {
         let down = if target.is_store() {
             match self.resolve_member(target) {
                 Ok(member) => Down::StoreMember(member),
@@ -471,21 +429,14 @@ impl Nemesis {
         let count = self.crashed.entry(down.clone()).or_insert(0);
         *count += 1;
         if *count > 1 {
-            self.record(
-                at_ms,
-                format!("{}: {down} already crashed", kind_name(fault)),
-            );
+            self.record(at_ms, format!("{}: {down} already crashed", kind_name(fault)));
             return Applied::Crash(down);
         }
         match &down {
             Down::StoreMember(member) => {
                 let tear = tear.flatten();
                 self.world.crash_store_member(*member, tear);
-                let torn = if tear.is_some() {
-                    " tearing its last unsynced write"
-                } else {
-                    ""
-                };
+                let torn = if tear.is_some() { " tearing its last unsynced write" } else { "" };
                 self.record(at_ms, format!("crash store-{member} (power loss){torn}"));
             }
             Down::Node(node) => {
@@ -500,18 +451,13 @@ impl Nemesis {
     fn resolve_member(&self, target: &Target) -> Result<u64, String> {
         match target {
             Target::StoreMember(member) => Ok(*member),
-            Target::StoreLeader => self
-                .world
-                .store_leader()
-                .ok_or_else(|| "no leader known".to_string()),
+            Target::StoreLeader => self.world.store_leader().ok_or_else(|| "no leader known".to_string()),
             other => Err(format!("{other} is not a store member")),
         }
     }
 
     fn node(&self, target: &Target) -> Result<NodeRef, String> {
-        self.world
-            .node_of(target)
-            .ok_or_else(|| format!("{target} does not resolve"))
+        self.world.node_of(target).ok_or_else(|| format!("{target} does not resolve"))
     }
 
     fn member_node(&self, member: u64) -> Result<NodeRef, String> {
@@ -527,10 +473,7 @@ impl Nemesis {
                 Ok((description, complete_cut(&groups)))
             }
             Fault::IsolateStoreLeader => {
-                let leader = self
-                    .world
-                    .store_leader()
-                    .ok_or_else(|| "no leader to isolate".to_string())?;
+                let leader = self.world.store_leader().ok_or_else(|| "no leader to isolate".to_string())?;
                 let node = self.member_node(leader)?;
                 Ok((format!("isolate store leader {node}"), self.isolate(&node)))
             }
@@ -553,10 +496,7 @@ impl Nemesis {
                     return Err(format!("{a} resolves to both ends"));
                 }
                 let description = format!("clog-link {a} <-> {b}");
-                Ok((
-                    description,
-                    BTreeSet::from([(a.clone(), b.clone()), (b, a)]),
-                ))
+                Ok((description, BTreeSet::from([(a.clone(), b.clone()), (b, a)])))
             }
             _ => unreachable!("not a network cut: {fault:?}"),
         }
@@ -603,9 +543,7 @@ impl Nemesis {
     /// Resolves partition groups. The leader, resolved now, is removed from any other
     /// group that names it concretely; a target that does not resolve is an error.
     fn resolve_groups(&self, groups: &[Vec<Target>]) -> Result<Vec<Vec<NodeRef>>, String> {
-        let leader_group = groups
-            .iter()
-            .position(|group| group.contains(&Target::StoreLeader));
+        let leader_group = groups.iter().position(|group| group.contains(&Target::StoreLeader));
         let leader_node = match leader_group {
             Some(_) => Some(self.resolve_target(&Target::StoreLeader)?),
             None => None,
@@ -615,8 +553,7 @@ impl Nemesis {
             let mut nodes = Vec::with_capacity(group.len());
             for target in group {
                 let node = self.resolve_target(target)?;
-                let leader_elsewhere =
-                    leader_node.as_ref() == Some(&node) && leader_group != Some(group_idx);
+                let leader_elsewhere = leader_node.as_ref() == Some(&node) && leader_group != Some(group_idx);
                 if !leader_elsewhere && !nodes.contains(&node) {
                     nodes.push(node);
                 }
@@ -628,12 +565,7 @@ impl Nemesis {
 
     /// Links cutting `node` off from every other node, both directions.
     fn isolate(&self, node: &NodeRef) -> BTreeSet<(NodeRef, NodeRef)> {
-        let others: Vec<NodeRef> = self
-            .world
-            .all_nodes()
-            .into_iter()
-            .filter(|other| other != node)
-            .collect();
+        let others: Vec<NodeRef> = self.world.all_nodes().into_iter().filter(|other| other != node).collect();
         complete_cut(&[vec![node.clone()], others])
     }
 }
@@ -657,11 +589,7 @@ fn complete_cut(groups: &[Vec<NodeRef>]) -> BTreeSet<(NodeRef, NodeRef)> {
 }
 
 fn describe_groups(groups: &[Vec<NodeRef>]) -> String {
-    groups
-        .iter()
-        .map(|group| format!("{{{}}}", group.join(", ")))
-        .collect::<Vec<_>>()
-        .join(" | ")
+    groups.iter().map(|group| format!("{{{}}}", group.join(", "))).collect::<Vec<_>>().join(" | ")
 }
 
 /// A Jepsen grudge: for each node, the nodes whose messages it drops.
@@ -686,15 +614,9 @@ pub fn majorities_ring(members: &[u64]) -> Grudge {
     let majority = n / 2 + 1;
     let mut grudge = Grudge::new();
     for start in 0..n {
-        let window: BTreeSet<u64> = (0..majority)
-            .map(|offset| members[(start + offset) % n])
-            .collect();
+        let window: BTreeSet<u64> = (0..majority).map(|offset| members[(start + offset) % n]).collect();
         let center = members[(start + majority / 2) % n];
-        let dropped = members
-            .iter()
-            .copied()
-            .filter(|member| !window.contains(member))
-            .collect();
+        let dropped = members.iter().copied().filter(|member| !window.contains(member)).collect();
         grudge.insert(center, dropped);
     }
     grudge
@@ -716,11 +638,7 @@ pub fn bridge(members: &[u64]) -> Grudge {
             if member == bridge_member {
                 continue;
             }
-            let dropped = other_side
-                .iter()
-                .copied()
-                .filter(|&other| other != bridge_member)
-                .collect();
+            let dropped = other_side.iter().copied().filter(|&other| other != bridge_member).collect();
             grudge.insert(member, dropped);
         }
     }

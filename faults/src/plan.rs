@@ -77,9 +77,7 @@ impl Topology {
                 }
             }
             Target::ApiServer(_) => plural(self.apiservers.into(), "apiserver"),
-            Target::ControllerManager(_) => {
-                plural(self.controller_managers.into(), "controller-manager")
-            }
+            Target::ControllerManager(_) => plural(self.controller_managers.into(), "controller-manager"),
             Target::Scheduler => plural(self.schedulers.into(), "scheduler"),
             Target::Kubelet(_) => plural(self.kubelets.into(), "kubelet"),
         };
@@ -155,10 +153,7 @@ impl FromStr for Target {
         match prefix {
             "store" => number.parse().map(Target::StoreMember).map_err(|_| error()),
             "apiserver" => number.parse().map(Target::ApiServer).map_err(|_| error()),
-            "controller-manager" => number
-                .parse()
-                .map(Target::ControllerManager)
-                .map_err(|_| error()),
+            "controller-manager" => number.parse().map(Target::ControllerManager).map_err(|_| error()),
             "kubelet" => number.parse().map(Target::Kubelet).map_err(|_| error()),
             _ => Err(error()),
         }
@@ -244,11 +239,7 @@ pub enum Fault {
     /// every second (NTP failure, VM clock drift; Jepsen `clock` nemesis). Leases and
     /// leader election read this clock; a skewed lease holder must not act on a lease
     /// that has already expired elsewhere.
-    ClockSkew {
-        target: Target,
-        offset_ms: i64,
-        drift_ms_per_s: i64,
-    },
+    ClockSkew { target: Target, offset_ms: i64, drift_ms_per_s: i64 },
 }
 
 impl Fault {
@@ -321,11 +312,7 @@ pub enum PlanError {
         "event {event}: ends at {ends_at_ms} ms, after the safety phase \
          ({safety_phase_ms} ms); every fault must heal before the liveness phase"
     )]
-    EndsAfterSafetyPhase {
-        event: usize,
-        ends_at_ms: u128,
-        safety_phase_ms: u64,
-    },
+    EndsAfterSafetyPhase { event: usize, ends_at_ms: u128, safety_phase_ms: u64 },
     /// The event at index `event` (0-based, as in the JSON `events` array) is invalid.
     #[error("event {event}: {reason}")]
     InvalidEvent { event: usize, reason: String },
@@ -338,12 +325,7 @@ pub enum PlanError {
 impl FaultPlan {
     /// An empty plan (no faults) with the given phases.
     pub fn empty(safety_phase_ms: u64, liveness_phase_ms: u64) -> Self {
-        FaultPlan {
-            version: PLAN_VERSION,
-            safety_phase_ms,
-            liveness_phase_ms,
-            events: Vec::new(),
-        }
+        FaultPlan { version: PLAN_VERSION, safety_phase_ms, liveness_phase_ms, events: Vec::new() }
     }
 
     /// Reads a plan from JSON. It checks the version but not the topology: call
@@ -357,10 +339,7 @@ impl FaultPlan {
         }
         if let Ok(VersionOnly { version }) = serde_json::from_str::<VersionOnly>(json) {
             if version != PLAN_VERSION {
-                return Err(PlanError::UnsupportedVersion {
-                    found: version,
-                    supported: PLAN_VERSION,
-                });
+                return Err(PlanError::UnsupportedVersion { found: version, supported: PLAN_VERSION });
             }
         }
         let plan: FaultPlan = serde_json::from_str(json)?;
@@ -370,10 +349,8 @@ impl FaultPlan {
     /// Reads a plan from a JSON file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, PlanError> {
         let path = path.as_ref();
-        let json = std::fs::read_to_string(path).map_err(|source| PlanError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let json = std::fs::read_to_string(path)
+            .map_err(|source| PlanError::Io { path: path.display().to_string(), source })?;
         Self::from_json(&json)
     }
 
@@ -388,16 +365,10 @@ impl FaultPlan {
     /// the safety phase ends. Reports the first problem found.
     pub fn validate(&self, topology: &Topology) -> Result<(), PlanError> {
         if self.version != PLAN_VERSION {
-            return Err(PlanError::UnsupportedVersion {
-                found: self.version,
-                supported: PLAN_VERSION,
-            });
+            return Err(PlanError::UnsupportedVersion { found: self.version, supported: PLAN_VERSION });
         }
         if self.events.len() > MAX_EVENTS {
-            return Err(PlanError::TooManyEvents {
-                count: self.events.len(),
-                max: MAX_EVENTS,
-            });
+            return Err(PlanError::TooManyEvents { count: self.events.len(), max: MAX_EVENTS });
         }
         for (event_idx, event) in self.events.iter().enumerate() {
             let ends_at_ms = u128::from(event.at_ms) + u128::from(event.duration_ms);
@@ -408,10 +379,8 @@ impl FaultPlan {
                     safety_phase_ms: self.safety_phase_ms,
                 });
             }
-            validate_fault(&event.fault, topology).map_err(|reason| PlanError::InvalidEvent {
-                event: event_idx,
-                reason,
-            })?;
+            validate_fault(&event.fault, topology)
+                .map_err(|reason| PlanError::InvalidEvent { event: event_idx, reason })?;
         }
         Ok(())
     }
@@ -425,11 +394,7 @@ impl FaultPlan {
     /// - at most one `corrupt-record` per plan;
     /// - at most one crash or pause of a given target at a time.
     pub fn check_survivable(&self, topology: &Topology) -> Result<(), PlanError> {
-        let corruptions = self
-            .events
-            .iter()
-            .filter(|event| matches!(event.fault, Fault::CorruptRecord { .. }))
-            .count();
+        let corruptions = self.events.iter().filter(|event| matches!(event.fault, Fault::CorruptRecord { .. })).count();
         if corruptions > 1 {
             return Err(PlanError::NotSurvivable(format!(
                 "{corruptions} corrupt-record events; at most one store member may be corrupted"
@@ -448,10 +413,9 @@ impl FaultPlan {
             })
             .collect();
         for &(start, _) in &down {
-            let concurrent = down
-                .iter()
-                .filter(|&&(other_start, other_end)| other_start <= start && start < other_end)
-                .count() as u64;
+            let concurrent =
+                down.iter().filter(|&&(other_start, other_end)| other_start <= start && start < other_end).count()
+                    as u64;
             if concurrent > minority {
                 return Err(PlanError::NotSurvivable(format!(
                     "at {start} ms {concurrent} store members are down; at most {minority} of \
@@ -464,9 +428,7 @@ impl FaultPlan {
             .events
             .iter()
             .filter_map(|event| match &event.fault {
-                Fault::Crash { target } | Fault::Pause { target } => {
-                    Some((target, process_interval(event)))
-                }
+                Fault::Crash { target } | Fault::Pause { target } => Some((target, process_interval(event))),
                 Fault::CrashStoreMember { member, .. } => Some((member, process_interval(event))),
                 _ => None,
             })
@@ -487,10 +449,7 @@ impl FaultPlan {
 /// The time a process fault holds its target down; a zero-length crash still happens, so
 /// it counts for one millisecond.
 fn process_interval(event: &FaultEvent) -> (u64, u64) {
-    (
-        event.at_ms,
-        event.at_ms.saturating_add(event.duration_ms.max(1)),
-    )
+    (event.at_ms, event.at_ms.saturating_add(event.duration_ms.max(1)))
 }
 
 fn validate_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
@@ -524,43 +483,26 @@ fn validate_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
             if *rate > 0.0 && *rate <= 0.5 {
                 Ok(())
             } else {
-                Err(format!(
-                    "packet loss rate {rate} out of range (must be > 0 and <= 0.5)"
-                ))
+                Err(format!("packet loss rate {rate} out of range (must be > 0 and <= 0.5)"))
             }
         }
         Fault::LatencySpike { min_ms, max_ms } => {
             if min_ms > max_ms {
-                Err(format!(
-                    "latency range min_ms {min_ms} is above max_ms {max_ms}"
-                ))
+                Err(format!("latency range min_ms {min_ms} is above max_ms {max_ms}"))
             } else if *max_ms > MAX_LATENCY_MS {
-                Err(format!(
-                    "latency max_ms {max_ms} out of range (at most {MAX_LATENCY_MS})"
-                ))
+                Err(format!("latency max_ms {max_ms} out of range (at most {MAX_LATENCY_MS})"))
             } else {
                 Ok(())
             }
         }
         Fault::Crash { .. } | Fault::Pause { .. } => Ok(()),
-        Fault::CrashStoreMember { member, .. } | Fault::CorruptRecord { member }
-            if !member.is_store() =>
-        {
-            Err(format!(
-                "{} needs a store member target (store-N or store-leader), got {member}",
-                kind_name(fault)
-            ))
+        Fault::CrashStoreMember { member, .. } | Fault::CorruptRecord { member } if !member.is_store() => {
+            Err(format!("{} needs a store member target (store-N or store-leader), got {member}", kind_name(fault)))
         }
         Fault::CrashStoreMember { .. } | Fault::CorruptRecord { .. } => Ok(()),
-        Fault::ClockSkew {
-            offset_ms,
-            drift_ms_per_s,
-            ..
-        } => {
+        Fault::ClockSkew { offset_ms, drift_ms_per_s, .. } => {
             if offset_ms.unsigned_abs() > MAX_CLOCK_OFFSET_MS.unsigned_abs() {
-                Err(format!(
-                    "clock offset_ms {offset_ms} out of range (at most ±{MAX_CLOCK_OFFSET_MS})"
-                ))
+                Err(format!("clock offset_ms {offset_ms} out of range (at most ±{MAX_CLOCK_OFFSET_MS})"))
             } else if drift_ms_per_s.unsigned_abs() > MAX_CLOCK_DRIFT_MS_PER_S.unsigned_abs() {
                 Err(format!(
                     "clock drift_ms_per_s {drift_ms_per_s} out of range \
@@ -575,10 +517,7 @@ fn validate_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
 
 fn validate_groups(groups: &[Vec<Target>]) -> Result<(), String> {
     if groups.len() < 2 {
-        return Err(format!(
-            "partition needs at least 2 groups, got {}",
-            groups.len()
-        ));
+        return Err(format!("partition needs at least 2 groups, got {}", groups.len()));
     }
     let mut seen = BTreeSet::new();
     for (group_idx, group) in groups.iter().enumerate() {

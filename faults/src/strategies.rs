@@ -11,9 +11,7 @@ use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use proptest::strategy::{BoxedStrategy, Union};
 
-use crate::generate::{
-    concrete_targets, feasible_kinds, GenerateOptions, MAX_DURATION_MS, MIN_DURATION_MS,
-};
+use crate::generate::{concrete_targets, feasible_kinds, GenerateOptions, MAX_DURATION_MS, MIN_DURATION_MS};
 use crate::kinds::FaultKind;
 use crate::plan::{Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
 
@@ -22,15 +20,8 @@ use crate::plan::{Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
 const START_STEPS: u64 = 10_000;
 
 /// Plans of up to `max_events` faults of the `menu` kinds, with the default phases.
-pub fn plan_strategy(
-    topology: Topology,
-    menu: BTreeSet<FaultKind>,
-    max_events: usize,
-) -> BoxedStrategy<FaultPlan> {
-    let options = GenerateOptions {
-        max_events,
-        ..GenerateOptions::default()
-    };
+pub fn plan_strategy(topology: Topology, menu: BTreeSet<FaultKind>, max_events: usize) -> BoxedStrategy<FaultPlan> {
+    let options = GenerateOptions { max_events, ..GenerateOptions::default() };
     plan_strategy_with_options(topology, menu, options)
 }
 
@@ -69,31 +60,16 @@ pub fn plan_strategy_with_options(
 }
 
 /// One event of one of `kinds`, healed by the end of the safety phase.
-pub fn event_strategy(
-    topology: Topology,
-    kinds: Vec<FaultKind>,
-    safety_phase_ms: u64,
-) -> BoxedStrategy<FaultEvent> {
+pub fn event_strategy(topology: Topology, kinds: Vec<FaultKind>, safety_phase_ms: u64) -> BoxedStrategy<FaultEvent> {
     let shortest_ms = MIN_DURATION_MS.min(safety_phase_ms);
     let longest_ms = MAX_DURATION_MS.min(safety_phase_ms);
     select(kinds)
-        .prop_flat_map(move |kind| {
-            (
-                fault_strategy(topology, kind),
-                shortest_ms..=longest_ms,
-                0..=START_STEPS,
-            )
-        })
+        .prop_flat_map(move |kind| (fault_strategy(topology, kind), shortest_ms..=longest_ms, 0..=START_STEPS))
         .prop_map(move |(fault, duration_ms, earlier_by)| {
             let latest_start_ms = safety_phase_ms - duration_ms;
             // Multiply in u128: a phase of u64::MAX ms must not overflow.
-            let slack_ms = (u128::from(latest_start_ms) * u128::from(earlier_by)
-                / u128::from(START_STEPS)) as u64;
-            FaultEvent {
-                at_ms: latest_start_ms - slack_ms,
-                duration_ms,
-                fault,
-            }
+            let slack_ms = (u128::from(latest_start_ms) * u128::from(earlier_by) / u128::from(START_STEPS)) as u64;
+            FaultEvent { at_ms: latest_start_ms - slack_ms, duration_ms, fault }
         })
         .boxed()
 }
@@ -103,42 +79,23 @@ pub fn event_strategy(
 pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Fault> {
     match kind {
         FaultKind::Partition => partition_strategy(topology),
-        FaultKind::PacketLoss => (1u32..=50)
-            .prop_map(|percent| Fault::PacketLoss {
-                rate: f64::from(percent) / 100.0,
-            })
-            .boxed(),
+        FaultKind::PacketLoss => {
+            (1u32..=50).prop_map(|percent| Fault::PacketLoss { rate: f64::from(percent) / 100.0 }).boxed()
+        }
         FaultKind::Latency => (0u64..=50, 10u64..=2_000)
-            .prop_map(|(min_ms, spread_ms)| Fault::LatencySpike {
-                min_ms,
-                max_ms: min_ms + spread_ms,
-            })
+            .prop_map(|(min_ms, spread_ms)| Fault::LatencySpike { min_ms, max_ms: min_ms + spread_ms })
             .boxed(),
-        FaultKind::Clog => two_targets(topology)
-            .prop_map(|(a, b)| Fault::ClogLink { a, b })
-            .boxed(),
-        FaultKind::Crash => target_strategy(topology, topology.store_minority() >= 1)
-            .prop_map(|target| Fault::Crash { target })
-            .boxed(),
-        FaultKind::Pause => target_strategy(topology, true)
-            .prop_map(|target| Fault::Pause { target })
-            .boxed(),
-        FaultKind::DiskCrash => store_target(topology)
-            .prop_map(|member| Fault::CrashStoreMember { member, tear: true })
-            .boxed(),
-        FaultKind::Corruption => store_target(topology)
-            .prop_map(|member| Fault::CorruptRecord { member })
-            .boxed(),
-        FaultKind::Clock => (
-            select(concrete_targets(&topology)),
-            -10_000i64..=10_000,
-            -100i64..=100,
-        )
-            .prop_map(|(target, offset_ms, drift_ms_per_s)| Fault::ClockSkew {
-                target,
-                offset_ms,
-                drift_ms_per_s,
-            })
+        FaultKind::Clog => two_targets(topology).prop_map(|(a, b)| Fault::ClogLink { a, b }).boxed(),
+        FaultKind::Crash => {
+            target_strategy(topology, topology.store_minority() >= 1).prop_map(|target| Fault::Crash { target }).boxed()
+        }
+        FaultKind::Pause => target_strategy(topology, true).prop_map(|target| Fault::Pause { target }).boxed(),
+        FaultKind::DiskCrash => {
+            store_target(topology).prop_map(|member| Fault::CrashStoreMember { member, tear: true }).boxed()
+        }
+        FaultKind::Corruption => store_target(topology).prop_map(|member| Fault::CorruptRecord { member }).boxed(),
+        FaultKind::Clock => (select(concrete_targets(&topology)), -10_000i64..=10_000, -100i64..=100)
+            .prop_map(|(target, offset_ms, drift_ms_per_s)| Fault::ClockSkew { target, offset_ms, drift_ms_per_s })
             .boxed(),
     }
 }
@@ -146,13 +103,8 @@ pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Faul
 /// A target biased toward the store (as the swarm generator is): 3 in 6 a concrete
 /// member, 1 in 6 the leader, 2 in 6 another component.
 pub fn target_strategy(topology: Topology, allow_store: bool) -> BoxedStrategy<Target> {
-    let members: Vec<Target> = (1..=topology.store_members)
-        .map(Target::StoreMember)
-        .collect();
-    let others: Vec<Target> = concrete_targets(&topology)
-        .into_iter()
-        .filter(|target| !target.is_store())
-        .collect();
+    let members: Vec<Target> = (1..=topology.store_members).map(Target::StoreMember).collect();
+    let others: Vec<Target> = concrete_targets(&topology).into_iter().filter(|target| !target.is_store()).collect();
     let mut options: Vec<(u32, BoxedStrategy<Target>)> = Vec::new();
     if allow_store && !members.is_empty() {
         options.push((3, select(members).boxed()));
@@ -174,10 +126,7 @@ fn store_target(topology: Topology) -> BoxedStrategy<Target> {
 }
 
 fn two_targets(topology: Topology) -> BoxedStrategy<(Target, Target)> {
-    (
-        target_strategy(topology, true),
-        target_strategy(topology, true),
-    )
+    (target_strategy(topology, true), target_strategy(topology, true))
         .prop_filter("a link needs two different ends", |(a, b)| a != b)
         .boxed()
 }
@@ -186,41 +135,23 @@ fn two_targets(topology: Topology) -> BoxedStrategy<(Target, Target)> {
 /// everything, the leader cut off or cut from its peers, one apiserver isolated,
 /// majorities-ring, bridge, one-way.
 fn partition_strategy(topology: Topology) -> BoxedStrategy<Fault> {
-    let store: Vec<Target> = (1..=topology.store_members)
-        .map(Target::StoreMember)
-        .collect();
+    let store: Vec<Target> = (1..=topology.store_members).map(Target::StoreMember).collect();
     let everything = concrete_targets(&topology);
     let mut shapes: Vec<(u32, BoxedStrategy<Fault>)> = vec![
         (2, split_strategy(everything)),
-        (
-            1,
-            two_targets(topology)
-                .prop_map(|(from, to)| Fault::OneWay { from, to })
-                .boxed(),
-        ),
+        (1, two_targets(topology).prop_map(|(from, to)| Fault::OneWay { from, to }).boxed()),
     ];
     if store.len() >= 2 {
         shapes.push((3, split_strategy(store.clone())));
         shapes.push((1, Just(Fault::IsolateStoreLeader).boxed()));
-        shapes.push((
-            1,
-            Just(Fault::Partition {
-                groups: vec![vec![Target::StoreLeader], store],
-            })
-            .boxed(),
-        ));
+        shapes.push((1, Just(Fault::Partition { groups: vec![vec![Target::StoreLeader], store] }).boxed()));
     }
     if topology.store_members >= 3 {
         shapes.push((1, Just(Fault::MajoritiesRing).boxed()));
         shapes.push((1, Just(Fault::Bridge).boxed()));
     }
     if topology.apiservers >= 1 {
-        shapes.push((
-            1,
-            (0..topology.apiservers)
-                .prop_map(|apiserver| Fault::IsolateApiServer { apiserver })
-                .boxed(),
-        ));
+        shapes.push((1, (0..topology.apiservers).prop_map(|apiserver| Fault::IsolateApiServer { apiserver }).boxed()));
     }
     Union::new_weighted(shapes).boxed()
 }
@@ -231,14 +162,8 @@ fn split_strategy(targets: Vec<Target>) -> BoxedStrategy<Fault> {
     debug_assert!(n >= 2);
     subsequence(targets.clone(), 1..n)
         .prop_map(move |side| {
-            let rest = targets
-                .iter()
-                .filter(|target| !side.contains(target))
-                .cloned()
-                .collect();
-            Fault::Partition {
-                groups: vec![side, rest],
-            }
+            let rest = targets.iter().filter(|target| !side.contains(target)).cloned().collect();
+            Fault::Partition { groups: vec![side, rest] }
         })
         .boxed()
 }

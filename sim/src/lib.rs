@@ -7,9 +7,12 @@
 
 pub mod bugs;
 pub mod campaign;
+pub mod cli;
 pub mod cluster;
 pub mod control_plane;
+pub mod determinism;
 pub mod history;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod world;

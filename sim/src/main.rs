@@ -1,40 +1,10 @@
 //! `kubesim`: deterministic simulation testing of a Kubernetes control plane's storage path.
-//!
-//! Exit codes: 0 every check held; 1 a violation was found; 2 bad input; 3 internal error.
+//! The command line lives in `sim::cli`; this only parses and maps errors to exit codes.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
-use clap::{Parser, Subcommand};
-use sim::runner::{run_seed, RunOptions};
-use sim::scenario::Scenario;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "kubesim",
-    version,
-    about = "Deterministic simulation testing for the storage path of a Kubernetes control plane"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run one seed and print its timeline, checks and trace hash.
-    Run {
-        /// The seed: the whole run is a function of it.
-        #[arg(long)]
-        seed: u64,
-        /// Which scenario to run.
-        #[arg(long, default_value = "deploy-nginx")]
-        scenario: Scenario,
-        /// Print the detailed log (tracing, filtered by RUST_LOG, default "info").
-        #[arg(long)]
-        trace: bool,
-    },
-}
+use clap::Parser;
+use sim::cli::{execute, Cli, EXIT_BAD_INPUT, EXIT_PASS};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -43,47 +13,14 @@ fn main() -> ExitCode {
             let is_help =
                 matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
             let _ = e.print();
-            return if is_help { ExitCode::SUCCESS } else { ExitCode::from(2) };
+            return ExitCode::from(if is_help { EXIT_PASS } else { EXIT_BAD_INPUT });
         }
     };
-    match cli.command {
-        Command::Run { seed, scenario, trace } => {
-            if trace {
-                init_tracing();
-            }
-            out(&format!("kubesim run --seed {seed} --scenario {scenario}"));
-            let options = RunOptions::new(seed, scenario);
-            let wall = Instant::now();
-            let report = run_seed(&options);
-            let wall_secs = wall.elapsed().as_secs_f64();
-            out(report.render().trim_end());
-            out(&format!(
-                "wall time {:.3}s ({:.0}x simulated time per wall second)",
-                wall_secs,
-                report.simulated_secs / wall_secs.max(1e-9)
-            ));
-            if report.passed() {
-                ExitCode::SUCCESS
-            } else {
-                out(&format!("repro: kubesim run --seed {seed} --scenario {scenario}"));
-                ExitCode::from(1)
-            }
+    match execute(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(bad) => {
+            eprintln!("error: {}", bad.0);
+            ExitCode::from(EXIT_BAD_INPUT)
         }
-    }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
-}
-
-/// Prints a line to stdout; a closed pipe (`kubesim ... | head`) ends output quietly
-/// instead of panicking.
-fn out(text: &str) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    if writeln!(stdout, "{text}").is_err() {
-        std::process::exit(0);
     }
 }

@@ -1,37 +1,94 @@
 //! Runs one seed of one scenario in a fresh madsim runtime and turns its history into a
 //! report. Everything a seed does is a function of (scenario, seed, options).
 
+use std::collections::BTreeSet;
+
+use faults::{FaultKind, FaultPlan, GenerateOptions, Topology};
 use madsim::runtime::Runtime;
 
 use crate::control_plane::ControlPlaneOptions;
-use crate::history::{HistoryEvent, Recorder};
+use crate::history::{History, HistoryEvent, Recorder};
 use crate::report::RunReport;
 use crate::scenario::{deploy_nginx, store_smoke, Scenario};
+
+/// Where a seed's faults come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Faults {
+    /// No nemesis: the scenario's plain flow.
+    None,
+    /// Swarm testing: the seed generates its own plan from this menu of kinds.
+    Swarm(BTreeSet<FaultKind>),
+    /// Replay a saved plan (whatever the seed).
+    Plan(FaultPlan),
+}
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub seed: u64,
     pub scenario: Scenario,
     pub cluster: ControlPlaneOptions,
+    pub faults: Faults,
 }
 
 impl RunOptions {
+    /// The default: every fault kind in the swarm menu (`kubesim run` and `kubesim
+    /// campaign` agree, so a campaign's seed replays with a plain `kubesim run --seed N`).
     pub fn new(seed: u64, scenario: Scenario) -> Self {
-        Self { seed, scenario, cluster: ControlPlaneOptions::default() }
+        Self { seed, scenario, cluster: ControlPlaneOptions::default(), faults: Faults::Swarm(FaultKind::all()) }
+    }
+
+    /// The scenario's plain flow with no nemesis.
+    pub fn without_faults(seed: u64, scenario: Scenario) -> Self {
+        Self { faults: Faults::None, ..Self::new(seed, scenario) }
+    }
+
+    /// The components a plan may target in this scenario.
+    pub fn topology(&self) -> Topology {
+        let store_members = self.cluster.store.n_members as u64;
+        match self.scenario {
+            Scenario::StoreSmoke => {
+                Topology { store_members, apiservers: 0, controller_managers: 0, schedulers: 0, kubelets: 0 }
+            }
+            Scenario::DeployNginx => Topology {
+                store_members,
+                apiservers: self.cluster.n_apiservers,
+                controller_managers: self.cluster.n_controller_managers,
+                schedulers: 1,
+                kubelets: self.cluster.n_kubelets,
+            },
+        }
+    }
+
+    /// The fault plan this seed runs, if any.
+    pub fn plan(&self) -> Option<FaultPlan> {
+        match &self.faults {
+            Faults::None => None,
+            Faults::Swarm(menu) => {
+                Some(faults::generate(self.seed, &self.topology(), menu, &GenerateOptions::default()))
+            }
+            Faults::Plan(plan) => Some(plan.clone()),
+        }
     }
 }
 
 /// Runs the seed to completion in a fresh runtime on the current thread.
 pub fn run_seed(options: &RunOptions) -> RunReport {
+    run_seed_with_history(options).0
+}
+
+/// As [`run_seed`], also handing back the whole history (for checkers' tests and the
+/// determinism check).
+pub fn run_seed_with_history(options: &RunOptions) -> (RunReport, History) {
     let runtime = Runtime::with_seed_and_config(options.seed, madsim::Config::default());
     let recorder = Recorder::new();
     let (outcome, simulated_secs, messages_delivered) = runtime.block_on({
         let recorder = recorder.clone();
         let options = options.clone();
+        let plan = options.plan();
         async move {
             let outcome = match options.scenario {
-                Scenario::DeployNginx => deploy_nginx::run(recorder, options.cluster.clone()).await,
-                Scenario::StoreSmoke => store_smoke::run(recorder, options.cluster.store.clone()).await,
+                Scenario::DeployNginx => deploy_nginx::run(recorder, options.cluster.clone(), plan).await,
+                Scenario::StoreSmoke => store_smoke::run(recorder, options.cluster.store.clone(), plan).await,
             };
             let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
             let messages = madsim::net::NetSim::current().stat().msg_count;
@@ -46,7 +103,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
             _ => None,
         })
         .collect();
-    RunReport {
+    let report = RunReport {
         seed: options.seed,
         scenario: options.scenario.name().to_string(),
         timeline: outcome.timeline,
@@ -57,5 +114,6 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
         simulated_secs,
         messages_delivered,
         history_records: history.records.len(),
-    }
+    };
+    (report, history)
 }

@@ -7,7 +7,7 @@ use sim::scenario::Scenario;
 
 #[test]
 fn deploy_nginx_seed_1_stage_timeline() {
-    let report = run_seed(&RunOptions::new(1, Scenario::DeployNginx));
+    let report = run_seed(&RunOptions::without_faults(1, Scenario::DeployNginx));
     assert!(report.passed(), "{}", report.render());
     let mut text = report.timeline.join("\n");
     text.push_str("\n\n");

@@ -6,12 +6,10 @@
 use std::sync::{Arc, Mutex};
 
 use api::{
-    ApiError, ApiRequest, ApiResult, Clock, Container, Credential, Deployment, DeploymentSpec,
-    Labels, Lease, LeaseSpec, Object, ObjectMeta, Operation, Pod, PodSpec, PodTemplateSpec, Verb,
+    ApiError, ApiRequest, ApiResult, Clock, Container, Credential, Deployment, DeploymentSpec, Labels, Lease,
+    LeaseSpec, Object, ObjectMeta, Operation, Pod, PodSpec, PodTemplateSpec, Verb,
 };
-use apiserver::{
-    ApiServer, ApiServerConfig, ApiServerObserver, BackgroundTasks, InMemoryBackend, UserInfo,
-};
+use apiserver::{ApiServer, ApiServerConfig, ApiServerObserver, BackgroundTasks, InMemoryBackend, UserInfo};
 
 pub const ADMIN: &str = "admin";
 pub const CONTROLLER_MANAGER: &str = "system:kube-controller-manager";
@@ -39,10 +37,7 @@ pub fn config(name: &str, addr: &str) -> ApiServerConfig {
 }
 
 pub fn credential(user: &str) -> Credential {
-    Credential {
-        user: user.into(),
-        token: token_of(user),
-    }
+    Credential { user: user.into(), token: token_of(user) }
 }
 
 /// The store writes the apiserver reported: (user, verb, key, revision).
@@ -51,10 +46,7 @@ pub struct RecordedWrites(pub Mutex<Vec<(String, Verb, String, i64)>>);
 
 impl ApiServerObserver for RecordedWrites {
     fn store_write(&self, _apiserver: &str, user: &str, verb: Verb, key: &str, revision: i64) {
-        self.0
-            .lock()
-            .unwrap()
-            .push((user.into(), verb, key.into(), revision));
+        self.0.lock().unwrap().push((user.into(), verb, key.into(), revision));
     }
 }
 
@@ -72,33 +64,15 @@ impl Cluster {
         configure(&mut config);
         let store = InMemoryBackend::new();
         let writes = Arc::new(RecordedWrites::default());
-        let server = ApiServer::new(
-            config,
-            store.clone(),
-            Clock::new(),
-            Some(writes.clone() as Arc<dyn ApiServerObserver>),
-        );
-        server
-            .ensure_system_namespaces()
-            .await
-            .expect("system namespaces");
+        let server =
+            ApiServer::new(config, store.clone(), Clock::new(), Some(writes.clone() as Arc<dyn ApiServerObserver>));
+        server.ensure_system_namespaces().await.expect("system namespaces");
         let background = server.start_background_tasks();
-        Self {
-            server,
-            store,
-            writes,
-            _background: background,
-        }
+        Self { server, store, writes, _background: background }
     }
 
     pub async fn call(&self, user: &str, operation: Operation) -> ApiResult {
-        self.server
-            .handle(ApiRequest {
-                credential: credential(user),
-                request_id: 1,
-                operation,
-            })
-            .await
+        self.server.handle(ApiRequest { credential: credential(user), request_id: 1, operation }).await
     }
 
     pub async fn object(&self, user: &str, operation: Operation) -> Result<Object, ApiError> {
@@ -109,60 +83,27 @@ impl Cluster {
     }
 
     pub async fn create(&self, user: &str, object: impl Into<Object>) -> Result<Object, ApiError> {
-        let op = Operation::Create {
-            object: object.into(),
-            fence: None,
-        };
+        let op = Operation::Create { object: object.into(), fence: None };
         self.object(user, op).await
     }
 
     pub async fn update(&self, user: &str, object: impl Into<Object>) -> Result<Object, ApiError> {
-        let op = Operation::Update {
-            object: object.into(),
-            fence: None,
-        };
+        let op = Operation::Update { object: object.into(), fence: None };
         self.object(user, op).await
     }
 
-    pub async fn update_status(
-        &self,
-        user: &str,
-        object: impl Into<Object>,
-    ) -> Result<Object, ApiError> {
-        let op = Operation::UpdateStatus {
-            object: object.into(),
-            fence: None,
-        };
+    pub async fn update_status(&self, user: &str, object: impl Into<Object>) -> Result<Object, ApiError> {
+        let op = Operation::UpdateStatus { object: object.into(), fence: None };
         self.object(user, op).await
     }
 
-    pub async fn bind(
-        &self,
-        user: &str,
-        ns: &str,
-        pod: &str,
-        node: &str,
-    ) -> Result<Object, ApiError> {
-        let op = Operation::Bind {
-            namespace: ns.into(),
-            pod: pod.into(),
-            node: node.into(),
-            fence: None,
-        };
+    pub async fn bind(&self, user: &str, ns: &str, pod: &str, node: &str) -> Result<Object, ApiError> {
+        let op = Operation::Bind { namespace: ns.into(), pod: pod.into(), node: node.into(), fence: None };
         self.object(user, op).await
     }
 
-    pub async fn get(
-        &self,
-        resource: api::Resource,
-        ns: &str,
-        name: &str,
-    ) -> Result<Object, ApiError> {
-        let op = Operation::Get {
-            resource,
-            namespace: ns.into(),
-            name: name.into(),
-        };
+    pub async fn get(&self, resource: api::Resource, ns: &str, name: &str) -> Result<Object, ApiError> {
+        let op = Operation::Get { resource, namespace: ns.into(), name: name.into() };
         self.object(ADMIN, op).await
     }
 
@@ -179,10 +120,7 @@ pub fn check<T: std::fmt::Debug>(result: &Result<T, ApiError>, expect: &str) {
         Ok(_) => "ok".to_string(),
         Err(e) => e.to_string(),
     };
-    assert!(
-        actual.starts_with(expect),
-        "expected {expect:?}, got {actual:?} ({result:?})"
-    );
+    assert!(actual.starts_with(expect), "expected {expect:?}, got {actual:?} ({result:?})");
 }
 
 pub fn labels(app: &str) -> Labels {
@@ -192,20 +130,13 @@ pub fn labels(app: &str) -> Labels {
 pub fn pod_spec() -> PodSpec {
     PodSpec {
         node_name: None,
-        containers: vec![Container {
-            name: "nginx".into(),
-            image: "nginx:1.25".into(),
-            cpu_millis: 100,
-        }],
+        containers: vec![Container { name: "nginx".into(), image: "nginx:1.25".into(), cpu_millis: 100 }],
     }
 }
 
 pub fn pod(ns: &str, name: &str) -> Pod {
     Pod {
-        metadata: ObjectMeta {
-            labels: labels("nginx"),
-            ..ObjectMeta::named(ns, name)
-        },
+        metadata: ObjectMeta { labels: labels("nginx"), ..ObjectMeta::named(ns, name) },
         spec: pod_spec(),
         ..Pod::default()
     }
@@ -217,10 +148,7 @@ pub fn deployment(ns: &str, name: &str, replicas: i32) -> Deployment {
         spec: DeploymentSpec {
             replicas,
             selector: labels("nginx"),
-            template: PodTemplateSpec {
-                labels: labels("nginx"),
-                spec: pod_spec(),
-            },
+            template: PodTemplateSpec { labels: labels("nginx"), spec: pod_spec() },
         },
         ..Deployment::default()
     }
@@ -229,11 +157,7 @@ pub fn deployment(ns: &str, name: &str, replicas: i32) -> Deployment {
 pub fn lease(ns: &str, name: &str, holder: &str) -> Lease {
     Lease {
         metadata: ObjectMeta::named(ns, name),
-        spec: LeaseSpec {
-            holder_identity: Some(holder.into()),
-            lease_duration_seconds: 15,
-            ..LeaseSpec::default()
-        },
+        spec: LeaseSpec { holder_identity: Some(holder.into()), lease_duration_seconds: 15, ..LeaseSpec::default() },
     }
 }
 

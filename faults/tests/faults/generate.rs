@@ -7,12 +7,7 @@ use faults::{generate, Fault, FaultKind, FaultPlan, GenerateOptions, Target, Top
 use crate::small_topology;
 
 fn generate_all(seed: u64, topology: &Topology) -> FaultPlan {
-    generate(
-        seed,
-        topology,
-        &FaultKind::all(),
-        &GenerateOptions::default(),
-    )
+    generate(seed, topology, &FaultKind::all(), &GenerateOptions::default())
 }
 
 fn kinds_of(plan: &FaultPlan) -> BTreeSet<FaultKind> {
@@ -23,11 +18,7 @@ fn kinds_of(plan: &FaultPlan) -> BTreeSet<FaultKind> {
 fn default_options_are_thirty_second_phases_and_eight_events() {
     assert_eq!(
         GenerateOptions::default(),
-        GenerateOptions {
-            safety_phase_ms: 30_000,
-            liveness_phase_ms: 30_000,
-            max_events: 8,
-        }
+        GenerateOptions { safety_phase_ms: 30_000, liveness_phase_ms: 30_000, max_events: 8 }
     );
 }
 
@@ -45,9 +36,7 @@ fn the_same_seed_gives_the_same_plan() {
 #[test]
 fn different_seeds_give_different_plans() {
     let topology = small_topology();
-    let plans: BTreeSet<String> = (0..200)
-        .map(|seed| generate_all(seed, &topology).to_json_pretty())
-        .collect();
+    let plans: BTreeSet<String> = (0..200).map(|seed| generate_all(seed, &topology).to_json_pretty()).collect();
     assert_eq!(plans.len(), 200);
 }
 
@@ -60,11 +49,7 @@ fn check_generated(plan: &FaultPlan, topology: &Topology, options: &GenerateOpti
     assert_eq!(plan.safety_phase_ms, options.safety_phase_ms);
     assert_eq!(plan.liveness_phase_ms, options.liveness_phase_ms);
     assert!(!plan.events.is_empty() && plan.events.len() <= options.max_events);
-    let corruptions = plan
-        .events
-        .iter()
-        .filter(|event| matches!(event.fault, Fault::CorruptRecord { .. }))
-        .count();
+    let corruptions = plan.events.iter().filter(|event| matches!(event.fault, Fault::CorruptRecord { .. })).count();
     assert!(corruptions <= 1);
     for event in &plan.events {
         assert!(event.at_ms + event.duration_ms <= plan.safety_phase_ms);
@@ -83,8 +68,8 @@ fn check_generated(plan: &FaultPlan, topology: &Topology, options: &GenerateOpti
                     _ => false,
                 };
                 let active = event.at_ms <= t && t < event.at_ms + event.duration_ms;
-                let corrupted = matches!(event.fault, Fault::CorruptRecord { .. })
-                    && event.at_ms + event.duration_ms <= t;
+                let corrupted =
+                    matches!(event.fault, Fault::CorruptRecord { .. }) && event.at_ms + event.duration_ms <= t;
                 (store_crash && active) || corrupted
             })
             .count() as u64;
@@ -95,13 +80,7 @@ fn check_generated(plan: &FaultPlan, topology: &Topology, options: &GenerateOpti
 #[test]
 fn a_thousand_generated_plans_validate_and_respect_the_safety_limits() {
     let options = GenerateOptions::default();
-    for topology in [
-        small_topology(),
-        Topology {
-            store_members: 5,
-            ..small_topology()
-        },
-    ] {
+    for topology in [small_topology(), Topology { store_members: 5, ..small_topology() }] {
         for seed in 0..1000 {
             let plan = generate(seed, &topology, &FaultKind::all(), &options);
             check_generated(&plan, &topology, &options);
@@ -112,11 +91,7 @@ fn a_thousand_generated_plans_validate_and_respect_the_safety_limits() {
 #[test]
 fn other_phases_and_event_counts_are_honoured() {
     let topology = small_topology();
-    let options = GenerateOptions {
-        safety_phase_ms: 12_000,
-        liveness_phase_ms: 5_000,
-        max_events: 3,
-    };
+    let options = GenerateOptions { safety_phase_ms: 12_000, liveness_phase_ms: 5_000, max_events: 3 };
     let mut max_seen = 0;
     for seed in 0..300 {
         let plan = generate(seed, &topology, &FaultKind::all(), &options);
@@ -124,13 +99,8 @@ fn other_phases_and_event_counts_are_honoured() {
         max_seen = max_seen.max(plan.events.len());
     }
     assert_eq!(max_seen, 3);
-    let none = GenerateOptions {
-        max_events: 0,
-        ..options
-    };
-    assert!(generate(7, &topology, &FaultKind::all(), &none)
-        .events
-        .is_empty());
+    let none = GenerateOptions { max_events: 0, ..options };
+    assert!(generate(7, &topology, &FaultKind::all(), &none).events.is_empty());
 }
 
 #[test]
@@ -146,18 +116,11 @@ fn each_seed_picks_its_own_subset_of_kinds() {
         subsets.insert(kinds);
     }
     // Every kind appears, none appears everywhere, and the mix varies a lot.
-    assert_eq!(
-        plans_with.keys().copied().collect::<BTreeSet<_>>(),
-        FaultKind::all()
-    );
+    assert_eq!(plans_with.keys().copied().collect::<BTreeSet<_>>(), FaultKind::all());
     for (kind, count) in &plans_with {
         assert!(*count < 200, "{kind} in every plan");
     }
-    assert!(
-        subsets.len() >= 50,
-        "only {} distinct kind sets",
-        subsets.len()
-    );
+    assert!(subsets.len() >= 50, "only {} distinct kind sets", subsets.len());
     assert!(subsets.iter().any(|kinds| kinds.len() == 1));
     assert!(subsets.iter().any(|kinds| kinds.len() >= 4));
 }
@@ -168,34 +131,21 @@ fn the_menu_restricts_the_kinds() {
     let menu = FaultKind::parse_list("partition,clock").unwrap();
     let mut seen = BTreeSet::new();
     for seed in 0..300 {
-        let kinds = kinds_of(&generate(
-            seed,
-            &topology,
-            &menu,
-            &GenerateOptions::default(),
-        ));
+        let kinds = kinds_of(&generate(seed, &topology, &menu, &GenerateOptions::default()));
         assert!(kinds.is_subset(&menu), "seed {seed}: {kinds:?}");
         seen.extend(kinds);
     }
     assert_eq!(seen, menu);
     let only_corruption = BTreeSet::from([FaultKind::Corruption]);
     for seed in 0..100 {
-        let plan = generate(
-            seed,
-            &topology,
-            &only_corruption,
-            &GenerateOptions::default(),
-        );
+        let plan = generate(seed, &topology, &only_corruption, &GenerateOptions::default());
         assert_eq!(plan.events.len(), 1, "one corruption per plan");
     }
 }
 
 #[test]
 fn a_single_member_store_is_never_crashed_or_corrupted() {
-    let topology = Topology {
-        store_members: 1,
-        ..small_topology()
-    };
+    let topology = Topology { store_members: 1, ..small_topology() };
     for seed in 0..300 {
         let plan = generate_all(seed, &topology);
         plan.validate(&topology).unwrap();
@@ -212,10 +162,7 @@ fn a_single_member_store_is_never_crashed_or_corrupted() {
     }
     let disk_only = BTreeSet::from([FaultKind::DiskCrash, FaultKind::Corruption]);
     let plan = generate(3, &topology, &disk_only, &GenerateOptions::default());
-    assert!(
-        plan.events.is_empty(),
-        "no feasible kind gives an empty plan"
-    );
+    assert!(plan.events.is_empty(), "no feasible kind gives an empty plan");
 }
 
 #[test]
@@ -226,9 +173,7 @@ fn targets_lean_toward_the_store() {
     let mut leader = 0;
     for seed in 0..500 {
         for event in generate(seed, &topology, &menu, &GenerateOptions::default()).events {
-            let (Fault::Crash { target } | Fault::Pause { target }) = &event.fault else {
-                unreachable!()
-            };
+            let (Fault::Crash { target } | Fault::Pause { target }) = &event.fault else { unreachable!() };
             if target.is_store() {
                 store += 1;
             } else {

@@ -4,8 +4,7 @@ use std::collections::BTreeSet;
 
 use faults::{Fault, FaultKind, Target};
 
-const KNOWN: &str =
-    "known kinds: partition, packet-loss, latency, clog, crash, pause, disk-crash, corruption, clock";
+const KNOWN: &str = "known kinds: partition, packet-loss, latency, clog, crash, pause, disk-crash, corruption, clock";
 
 #[test]
 fn every_kind_parses_from_its_name() {
@@ -27,33 +26,18 @@ fn lists_parse_into_sets() {
         BTreeSet::from([FaultKind::DiskCrash, FaultKind::Clock])
     );
     let everything = FaultKind::ALL.map(FaultKind::name).join(",");
-    assert_eq!(
-        FaultKind::parse_list(&everything).unwrap(),
-        FaultKind::all()
-    );
+    assert_eq!(FaultKind::parse_list(&everything).unwrap(), FaultKind::all());
 }
 
 #[test]
 fn parse_errors_list_the_known_kinds() {
     let error = |list: &str| FaultKind::parse_list(list).unwrap_err().to_string();
-    assert_eq!(
-        error("partition,gremlins"),
-        format!("unknown fault kind \"gremlins\" ({KNOWN})")
-    );
-    assert_eq!(
-        error("Partition"),
-        format!("unknown fault kind \"Partition\" ({KNOWN})")
-    );
+    assert_eq!(error("partition,gremlins"), format!("unknown fault kind \"gremlins\" ({KNOWN})"));
+    assert_eq!(error("Partition"), format!("unknown fault kind \"Partition\" ({KNOWN})"));
     assert_eq!(error(""), format!("empty fault kind list ({KNOWN})"));
     assert_eq!(error("  "), format!("empty fault kind list ({KNOWN})"));
-    assert_eq!(
-        error("partition,,crash"),
-        format!("empty fault kind name in list \"partition,,crash\" ({KNOWN})")
-    );
-    assert_eq!(
-        "".parse::<FaultKind>().unwrap_err().to_string(),
-        format!("unknown fault kind \"\" ({KNOWN})")
-    );
+    assert_eq!(error("partition,,crash"), format!("empty fault kind name in list \"partition,,crash\" ({KNOWN})"));
+    assert_eq!("".parse::<FaultKind>().unwrap_err().to_string(), format!("unknown fault kind \"\" ({KNOWN})"));
 }
 
 #[test]
@@ -62,67 +46,18 @@ fn each_fault_maps_to_its_kind() {
     let cases = [
         (Fault::Partition { groups: vec![] }, FaultKind::Partition),
         (Fault::IsolateStoreLeader, FaultKind::Partition),
-        (
-            Fault::IsolateApiServer { apiserver: 0 },
-            FaultKind::Partition,
-        ),
+        (Fault::IsolateApiServer { apiserver: 0 }, FaultKind::Partition),
         (Fault::MajoritiesRing, FaultKind::Partition),
         (Fault::Bridge, FaultKind::Partition),
-        (
-            Fault::OneWay {
-                from: target.clone(),
-                to: Target::StoreLeader,
-            },
-            FaultKind::Partition,
-        ),
+        (Fault::OneWay { from: target.clone(), to: Target::StoreLeader }, FaultKind::Partition),
         (Fault::PacketLoss { rate: 0.1 }, FaultKind::PacketLoss),
-        (
-            Fault::LatencySpike {
-                min_ms: 1,
-                max_ms: 2,
-            },
-            FaultKind::Latency,
-        ),
-        (
-            Fault::ClogLink {
-                a: target.clone(),
-                b: Target::Kubelet(0),
-            },
-            FaultKind::Clog,
-        ),
-        (
-            Fault::Crash {
-                target: target.clone(),
-            },
-            FaultKind::Crash,
-        ),
-        (
-            Fault::Pause {
-                target: target.clone(),
-            },
-            FaultKind::Pause,
-        ),
-        (
-            Fault::CrashStoreMember {
-                member: target.clone(),
-                tear: true,
-            },
-            FaultKind::DiskCrash,
-        ),
-        (
-            Fault::CorruptRecord {
-                member: target.clone(),
-            },
-            FaultKind::Corruption,
-        ),
-        (
-            Fault::ClockSkew {
-                target,
-                offset_ms: 1,
-                drift_ms_per_s: 0,
-            },
-            FaultKind::Clock,
-        ),
+        (Fault::LatencySpike { min_ms: 1, max_ms: 2 }, FaultKind::Latency),
+        (Fault::ClogLink { a: target.clone(), b: Target::Kubelet(0) }, FaultKind::Clog),
+        (Fault::Crash { target: target.clone() }, FaultKind::Crash),
+        (Fault::Pause { target: target.clone() }, FaultKind::Pause),
+        (Fault::CrashStoreMember { member: target.clone(), tear: true }, FaultKind::DiskCrash),
+        (Fault::CorruptRecord { member: target.clone() }, FaultKind::Corruption),
+        (Fault::ClockSkew { target, offset_ms: 1, drift_ms_per_s: 0 }, FaultKind::Clock),
     ];
     for (fault, kind) in cases {
         assert_eq!(fault.kind(), kind, "{fault:?}");

@@ -11,11 +11,5 @@ use faults::Topology;
 /// The topology most tests use: 3 store members, 2 apiservers, 2 controller-managers,
 /// 1 scheduler, 3 kubelets.
 pub fn small_topology() -> Topology {
-    Topology {
-        store_members: 3,
-        apiservers: 2,
-        controller_managers: 2,
-        schedulers: 1,
-        kubelets: 3,
-    }
+    Topology { store_members: 3, apiservers: 2, controller_managers: 2, schedulers: 1, kubelets: 3 }
 }

@@ -4,8 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use faults::{
-    bridge, majorities_ring, run, Fault, FaultEvent, FaultKind, FaultPlan, GenerateOptions, Grudge,
-    Target, World,
+    bridge, majorities_ring, run, Fault, FaultEvent, FaultKind, FaultPlan, GenerateOptions, Grudge, Target, World,
 };
 use madsim::time::{Instant, TimeHandle};
 
@@ -72,9 +71,7 @@ impl World for FakeWorld {
     }
     fn node_of(&self, target: &Target) -> Option<String> {
         match *target {
-            Target::StoreMember(member) if (1..=self.members).contains(&member) => {
-                Some(format!("store-{member}"))
-            }
+            Target::StoreMember(member) if (1..=self.members).contains(&member) => Some(format!("store-{member}")),
             Target::StoreLeader => self.store_leader().map(|member| format!("store-{member}")),
             Target::ApiServer(idx) if idx < 2 => Some(format!("apiserver-{idx}")),
             Target::ControllerManager(idx) if idx < 2 => Some(format!("controller-manager-{idx}")),
@@ -84,49 +81,31 @@ impl World for FakeWorld {
         }
     }
     fn kill(&self, node: &String) {
-        assert!(
-            self.killed.lock().unwrap().insert(node.clone()),
-            "{node} killed twice"
-        );
+        assert!(self.killed.lock().unwrap().insert(node.clone()), "{node} killed twice");
         self.log(format!("kill {node}"));
     }
     fn restart(&self, node: &String) {
-        assert!(
-            self.killed.lock().unwrap().remove(node),
-            "{node} restarted alive"
-        );
+        assert!(self.killed.lock().unwrap().remove(node), "{node} restarted alive");
         self.log(format!("restart {node}"));
     }
     fn pause(&self, node: &String) {
-        assert!(
-            self.paused.lock().unwrap().insert(node.clone()),
-            "{node} paused twice"
-        );
+        assert!(self.paused.lock().unwrap().insert(node.clone()), "{node} paused twice");
         self.log(format!("pause {node}"));
     }
     fn resume(&self, node: &String) {
-        assert!(
-            self.paused.lock().unwrap().remove(node),
-            "{node} resumed running"
-        );
+        assert!(self.paused.lock().unwrap().remove(node), "{node} resumed running");
         self.log(format!("resume {node}"));
     }
     fn crash_store_member(&self, member: u64, tear: Option<u64>) {
         let node = format!("store-{member}");
-        assert!(
-            self.killed.lock().unwrap().insert(node),
-            "store-{member} crashed twice"
-        );
+        assert!(self.killed.lock().unwrap().insert(node), "store-{member} crashed twice");
         self.randomness.lock().unwrap().extend(tear);
         let torn = if tear.is_some() { " torn" } else { "" };
         self.log(format!("crash-store-member {member}{torn}"));
     }
     fn restart_store_member(&self, member: u64) {
         let node = format!("store-{member}");
-        assert!(
-            self.killed.lock().unwrap().remove(&node),
-            "store-{member} restarted alive"
-        );
+        assert!(self.killed.lock().unwrap().remove(&node), "store-{member} restarted alive");
         self.log(format!("restart-store-member {member}"));
     }
     fn corrupt_store_record(&self, member: u64, randomness: u64) -> Option<String> {
@@ -136,18 +115,12 @@ impl World for FakeWorld {
     }
     fn clog(&self, from: &String, to: &String) {
         let link = (from.clone(), to.clone());
-        assert!(
-            self.clogged.lock().unwrap().insert(link),
-            "{from} -> {to} clogged twice"
-        );
+        assert!(self.clogged.lock().unwrap().insert(link), "{from} -> {to} clogged twice");
         self.log(format!("clog {from} -> {to}"));
     }
     fn unclog(&self, from: &String, to: &String) {
         let link = (from.clone(), to.clone());
-        assert!(
-            self.clogged.lock().unwrap().remove(&link),
-            "{from} -> {to} not clogged"
-        );
+        assert!(self.clogged.lock().unwrap().remove(&link), "{from} -> {to} not clogged");
         self.log(format!("unclog {from} -> {to}"));
     }
     fn all_nodes(&self) -> Vec<String> {
@@ -192,18 +165,11 @@ fn runtime() -> madsim::runtime::Runtime {
 }
 
 fn event(at_ms: u64, duration_ms: u64, fault: Fault) -> FaultEvent {
-    FaultEvent {
-        at_ms,
-        duration_ms,
-        fault,
-    }
+    FaultEvent { at_ms, duration_ms, fault }
 }
 
 fn plan(safety_phase_ms: u64, events: Vec<FaultEvent>) -> FaultPlan {
-    FaultPlan {
-        events,
-        ..FaultPlan::empty(safety_phase_ms, 1_000)
-    }
+    FaultPlan { events, ..FaultPlan::empty(safety_phase_ms, 1_000) }
 }
 
 /// Runs `plan` against a fresh fake world with `members` store members and `leader`;
@@ -230,20 +196,8 @@ fn events_are_applied_and_healed_at_their_times_in_order() {
     let plan = plan(
         5_000,
         vec![
-            event(
-                1_000,
-                2_000,
-                Fault::Crash {
-                    target: Target::ApiServer(0),
-                },
-            ),
-            event(
-                1_500,
-                500,
-                Fault::Pause {
-                    target: Target::Kubelet(1),
-                },
-            ),
+            event(1_000, 2_000, Fault::Crash { target: Target::ApiServer(0) }),
+            event(1_500, 500, Fault::Pause { target: Target::Kubelet(1) }),
             event(2_000, 1_000, Fault::PacketLoss { rate: 0.1 }),
         ],
     );
@@ -277,20 +231,8 @@ fn overlapping_partitions_keep_shared_links_cut_until_both_heal() {
     let plan = plan(
         8_000,
         vec![
-            event(
-                1_000,
-                4_000,
-                Fault::Partition {
-                    groups: vec![vec![store(1)], vec![store(2), store(3)]],
-                },
-            ),
-            event(
-                3_000,
-                4_000,
-                Fault::Partition {
-                    groups: vec![vec![store(1), store(2)], vec![store(3)]],
-                },
-            ),
+            event(1_000, 4_000, Fault::Partition { groups: vec![vec![store(1)], vec![store(2), store(3)]] }),
+            event(3_000, 4_000, Fault::Partition { groups: vec![vec![store(1), store(2)], vec![store(3)]] }),
         ],
     );
     assert_lines(
@@ -326,15 +268,8 @@ fn check_distinct_majorities(members: &[u64], grudge: &Grudge) {
     for member in members {
         let dropped = grudge.get(member).cloned().unwrap_or_default();
         assert!(!dropped.contains(member), "{member} drops itself");
-        let hears: BTreeSet<u64> = members
-            .iter()
-            .copied()
-            .filter(|m| !dropped.contains(m))
-            .collect();
-        assert!(
-            hears.len() > members.len() / 2,
-            "{member} hears only {hears:?}"
-        );
+        let hears: BTreeSet<u64> = members.iter().copied().filter(|m| !dropped.contains(m)).collect();
+        assert!(hears.len() > members.len() / 2, "{member} hears only {hears:?}");
         assert!(views.insert(hears), "two members see the same majority");
     }
 }
@@ -343,14 +278,7 @@ fn check_distinct_majorities(members: &[u64], grudge: &Grudge) {
 fn majorities_ring_follows_jepsen_for_three_and_five_members() {
     // 3 members: a one-way ring; 1 hears 3, 2 hears 1, 3 hears 2.
     let three = majorities_ring(&[1, 2, 3]);
-    assert_eq!(
-        three,
-        Grudge::from([
-            (1, BTreeSet::from([2])),
-            (2, BTreeSet::from([3])),
-            (3, BTreeSet::from([1])),
-        ])
-    );
+    assert_eq!(three, Grudge::from([(1, BTreeSet::from([2])), (2, BTreeSet::from([3])), (3, BTreeSet::from([1])),]));
     // 5 members: each hears exactly its two ring neighbours.
     let five = majorities_ring(&[1, 2, 3, 4, 5]);
     assert_eq!(
@@ -371,10 +299,7 @@ fn majorities_ring_follows_jepsen_for_three_and_five_members() {
 
 #[test]
 fn bridge_follows_jepsen_for_three_and_five_members() {
-    assert_eq!(
-        bridge(&[1, 2, 3]),
-        Grudge::from([(1, BTreeSet::from([3])), (3, BTreeSet::from([1]))])
-    );
+    assert_eq!(bridge(&[1, 2, 3]), Grudge::from([(1, BTreeSet::from([3])), (3, BTreeSet::from([1]))]));
     assert_eq!(
         bridge(&[1, 2, 3, 4, 5]),
         Grudge::from([
@@ -387,11 +312,7 @@ fn bridge_follows_jepsen_for_three_and_five_members() {
 }
 
 /// The links a single network fault clogs while it is applied, and its history line.
-fn clogs_of(
-    fault: Fault,
-    members: u64,
-    leader: Option<u64>,
-) -> (BTreeSet<(String, String)>, String) {
+fn clogs_of(fault: Fault, members: u64, leader: Option<u64>) -> (BTreeSet<(String, String)>, String) {
     runtime().block_on(async {
         let world = FakeWorld::new(members, leader);
         let mut nemesis = faults::Nemesis::new(world.clone());
@@ -405,10 +326,7 @@ fn clogs_of(
 }
 
 fn links(pairs: &[(u64, u64)]) -> BTreeSet<(String, String)> {
-    pairs
-        .iter()
-        .map(|(from, to)| (format!("store-{from}"), format!("store-{to}")))
-        .collect()
+    pairs.iter().map(|(from, to)| (format!("store-{from}"), format!("store-{to}"))).collect()
 }
 
 #[test]
@@ -421,35 +339,9 @@ fn nemesis_clogs_the_majorities_ring() {
          store-2 hears {store-1, store-2}; store-3 hears {store-2, store-3}"
     );
     let (clogged, _) = clogs_of(Fault::MajoritiesRing, 5, Some(1));
-    assert_eq!(
-        clogged,
-        links(&[
-            (3, 1),
-            (4, 1),
-            (4, 2),
-            (5, 2),
-            (1, 3),
-            (5, 3),
-            (1, 4),
-            (2, 4),
-            (2, 5),
-            (3, 5),
-        ])
-    );
+    assert_eq!(clogged, links(&[(3, 1), (4, 1), (4, 2), (5, 2), (1, 3), (5, 3), (1, 4), (2, 4), (2, 5), (3, 5),]));
     let (clogged, record) = clogs_of(Fault::Bridge, 5, None);
-    assert_eq!(
-        clogged,
-        links(&[
-            (4, 1),
-            (5, 1),
-            (4, 2),
-            (5, 2),
-            (1, 4),
-            (2, 4),
-            (1, 5),
-            (2, 5)
-        ])
-    );
+    assert_eq!(clogged, links(&[(4, 1), (5, 1), (4, 2), (5, 2), (1, 4), (2, 4), (1, 5), (2, 5)]));
     assert!(record.contains("store-3 hears {store-1, store-2, store-3, store-4, store-5}"));
 }
 
@@ -457,64 +349,29 @@ fn nemesis_clogs_the_majorities_ring() {
 fn isolating_the_leader_resolves_it_when_applied() {
     let (clogged, record) = clogs_of(Fault::IsolateStoreLeader, 3, Some(2));
     assert_eq!(record, "0 > t=0ms isolate store leader store-2");
-    assert_eq!(
-        clogged.len(),
-        2 * 10,
-        "both directions to the 10 other nodes"
-    );
-    assert!(clogged
-        .iter()
-        .all(|(from, to)| from == "store-2" || to == "store-2"));
+    assert_eq!(clogged.len(), 2 * 10, "both directions to the 10 other nodes");
+    assert!(clogged.iter().all(|(from, to)| from == "store-2" || to == "store-2"));
 
     let (clogged, record) = clogs_of(Fault::IsolateStoreLeader, 3, None);
     assert!(clogged.is_empty());
-    assert_eq!(
-        record,
-        "0 > t=0ms isolate-store-leader: no leader to isolate, skipped"
-    );
+    assert_eq!(record, "0 > t=0ms isolate-store-leader: no leader to isolate, skipped");
 
     // The leader is taken out of the group of its peers.
     let peers = (1..=3).map(Target::StoreMember).collect();
-    let (clogged, record) = clogs_of(
-        Fault::Partition {
-            groups: vec![vec![Target::StoreLeader], peers],
-        },
-        3,
-        Some(2),
-    );
+    let (clogged, record) = clogs_of(Fault::Partition { groups: vec![vec![Target::StoreLeader], peers] }, 3, Some(2));
     assert_eq!(record, "0 > t=0ms partition {store-2} | {store-1, store-3}");
     assert_eq!(clogged, links(&[(1, 2), (2, 1), (2, 3), (3, 2)]));
 }
 
 #[test]
 fn one_way_and_clog_link_cut_the_right_directions() {
-    let (clogged, record) = clogs_of(
-        Fault::OneWay {
-            from: Target::StoreLeader,
-            to: Target::ApiServer(1),
-        },
-        3,
-        Some(3),
-    );
+    let (clogged, record) = clogs_of(Fault::OneWay { from: Target::StoreLeader, to: Target::ApiServer(1) }, 3, Some(3));
     assert_eq!(record, "0 > t=0ms one-way store-3 -> apiserver-1 dropped");
+    assert_eq!(clogged, BTreeSet::from([("store-3".into(), "apiserver-1".into())]));
+    let (clogged, _) = clogs_of(Fault::ClogLink { a: Target::Kubelet(0), b: Target::Scheduler }, 3, None);
     assert_eq!(
         clogged,
-        BTreeSet::from([("store-3".into(), "apiserver-1".into())])
-    );
-    let (clogged, _) = clogs_of(
-        Fault::ClogLink {
-            a: Target::Kubelet(0),
-            b: Target::Scheduler,
-        },
-        3,
-        None,
-    );
-    assert_eq!(
-        clogged,
-        BTreeSet::from([
-            ("kubelet-0".into(), "scheduler-0".into()),
-            ("scheduler-0".into(), "kubelet-0".into()),
-        ])
+        BTreeSet::from([("kubelet-0".into(), "scheduler-0".into()), ("scheduler-0".into(), "kubelet-0".into()),])
     );
     let (clogged, _) = clogs_of(Fault::IsolateApiServer { apiserver: 1 }, 3, None);
     assert_eq!(clogged.len(), 20);
@@ -527,30 +384,13 @@ fn faults_left_at_the_end_of_the_safety_phase_are_healed_there() {
     let plan = plan(
         4_000,
         vec![
+            event(1_000, 10_000, Fault::Pause { target: Target::Kubelet(0) }),
             event(
                 1_000,
                 10_000,
-                Fault::Pause {
-                    target: Target::Kubelet(0),
-                },
+                Fault::ClockSkew { target: Target::StoreMember(1), offset_ms: 500, drift_ms_per_s: 0 },
             ),
-            event(
-                1_000,
-                10_000,
-                Fault::ClockSkew {
-                    target: Target::StoreMember(1),
-                    offset_ms: 500,
-                    drift_ms_per_s: 0,
-                },
-            ),
-            event(
-                6_000,
-                1_000,
-                Fault::ClogLink {
-                    a: Target::Kubelet(0),
-                    b: Target::Scheduler,
-                },
-            ),
+            event(6_000, 1_000, Fault::ClogLink { a: Target::Kubelet(0), b: Target::Scheduler }),
         ],
     );
     assert_lines(
@@ -575,29 +415,10 @@ fn overlapping_crashes_of_one_member_crash_once_and_restart_at_the_last_heal() {
     let plan = plan(
         6_000,
         vec![
-            event(
-                1_000,
-                3_000,
-                Fault::Crash {
-                    target: Target::StoreMember(1),
-                },
-            ),
-            event(
-                2_000,
-                1_000,
-                Fault::CrashStoreMember {
-                    member: Target::StoreLeader,
-                    tear: true,
-                },
-            ),
+            event(1_000, 3_000, Fault::Crash { target: Target::StoreMember(1) }),
+            event(2_000, 1_000, Fault::CrashStoreMember { member: Target::StoreLeader, tear: true }),
             // Zero-length: killed and restarted at the same instant.
-            event(
-                5_000,
-                0,
-                Fault::Crash {
-                    target: Target::Scheduler,
-                },
-            ),
+            event(5_000, 0, Fault::Crash { target: Target::Scheduler }),
         ],
     );
     assert_lines(
@@ -624,21 +445,8 @@ fn a_corrupted_member_is_crashed_and_restarted_onto_its_disk_at_heal() {
     let plan = plan(
         5_000,
         vec![
-            event(
-                1_000,
-                1_000,
-                Fault::CorruptRecord {
-                    member: Target::StoreMember(2),
-                },
-            ),
-            event(
-                3_000,
-                1_000,
-                Fault::CrashStoreMember {
-                    member: Target::StoreMember(3),
-                    tear: true,
-                },
-            ),
+            event(1_000, 1_000, Fault::CorruptRecord { member: Target::StoreMember(2) }),
+            event(3_000, 1_000, Fault::CrashStoreMember { member: Target::StoreMember(3), tear: true }),
         ],
     );
     assert_lines(
@@ -661,22 +469,11 @@ fn a_corrupted_member_is_crashed_and_restarted_onto_its_disk_at_heal() {
 
 #[test]
 fn overlapping_network_conditions_and_clock_skews_fall_back_to_the_remaining_one() {
-    let skew = |offset_ms| Fault::ClockSkew {
-        target: Target::Kubelet(2),
-        offset_ms,
-        drift_ms_per_s: 1,
-    };
+    let skew = |offset_ms| Fault::ClockSkew { target: Target::Kubelet(2), offset_ms, drift_ms_per_s: 1 };
     let plan = plan(
         6_000,
         vec![
-            event(
-                1_000,
-                4_000,
-                Fault::LatencySpike {
-                    min_ms: 10,
-                    max_ms: 200,
-                },
-            ),
+            event(1_000, 4_000, Fault::LatencySpike { min_ms: 10, max_ms: 200 }),
             event(2_000, 1_000, Fault::PacketLoss { rate: 0.3 }),
             event(1_000, 4_000, skew(100)),
             event(2_000, 1_000, skew(-200)),
@@ -715,12 +512,7 @@ fn overlapping_network_conditions_and_clock_skews_fall_back_to_the_remaining_one
 fn a_generated_plan_runs_the_same_twice_and_heals_everything() {
     let topology = crate::small_topology();
     for seed in 0..20 {
-        let plan = faults::generate(
-            seed,
-            &topology,
-            &FaultKind::all(),
-            &GenerateOptions::default(),
-        );
+        let plan = faults::generate(seed, &topology, &FaultKind::all(), &GenerateOptions::default());
         let once = || {
             runtime().block_on(async {
                 let world = FakeWorld::new(3, Some(2));
@@ -745,9 +537,6 @@ fn run_can_be_spawned_on_a_madsim_task() {
         let future = run(&plan, world.clone());
         assert_send(&future);
         future.await;
-        assert_eq!(
-            world.lines(),
-            ["1000 reset-network", "1000 > t=1000ms all faults healed"]
-        );
+        assert_eq!(world.lines(), ["1000 reset-network", "1000 > t=1000ms all faults healed"]);
     });
 }

@@ -14,28 +14,18 @@ fn example_plan() -> FaultPlan {
                 at_ms: 1_000,
                 duration_ms: 5_000,
                 fault: Fault::Partition {
-                    groups: vec![
-                        vec![Target::StoreMember(1)],
-                        vec![Target::StoreMember(2), Target::StoreMember(3)],
-                    ],
+                    groups: vec![vec![Target::StoreMember(1)], vec![Target::StoreMember(2), Target::StoreMember(3)]],
                 },
             },
             FaultEvent {
                 at_ms: 2_000,
                 duration_ms: 3_000,
-                fault: Fault::CrashStoreMember {
-                    member: Target::StoreLeader,
-                    tear: true,
-                },
+                fault: Fault::CrashStoreMember { member: Target::StoreLeader, tear: true },
             },
             FaultEvent {
                 at_ms: 8_000,
                 duration_ms: 500,
-                fault: Fault::ClockSkew {
-                    target: Target::ControllerManager(1),
-                    offset_ms: -2_500,
-                    drift_ms_per_s: 20,
-                },
+                fault: Fault::ClockSkew { target: Target::ControllerManager(1), offset_ms: -2_500, drift_ms_per_s: 20 },
             },
         ],
     }
@@ -95,48 +85,22 @@ fn every_fault() -> Vec<Fault> {
         Fault::Partition {
             groups: vec![
                 vec![Target::StoreLeader, Target::ApiServer(1)],
-                vec![
-                    Target::StoreMember(1),
-                    Target::Kubelet(2),
-                    Target::Scheduler,
-                ],
+                vec![Target::StoreMember(1), Target::Kubelet(2), Target::Scheduler],
             ],
         },
         Fault::IsolateStoreLeader,
         Fault::IsolateApiServer { apiserver: 1 },
         Fault::MajoritiesRing,
         Fault::Bridge,
-        Fault::OneWay {
-            from: Target::StoreMember(2),
-            to: Target::ControllerManager(0),
-        },
+        Fault::OneWay { from: Target::StoreMember(2), to: Target::ControllerManager(0) },
         Fault::PacketLoss { rate: 0.25 },
-        Fault::LatencySpike {
-            min_ms: 5,
-            max_ms: 700,
-        },
-        Fault::ClogLink {
-            a: Target::ApiServer(0),
-            b: Target::StoreLeader,
-        },
-        Fault::Crash {
-            target: Target::Kubelet(0),
-        },
-        Fault::CrashStoreMember {
-            member: Target::StoreMember(3),
-            tear: false,
-        },
-        Fault::Pause {
-            target: Target::Scheduler,
-        },
-        Fault::CorruptRecord {
-            member: Target::StoreMember(2),
-        },
-        Fault::ClockSkew {
-            target: Target::StoreMember(1),
-            offset_ms: 9_000,
-            drift_ms_per_s: -50,
-        },
+        Fault::LatencySpike { min_ms: 5, max_ms: 700 },
+        Fault::ClogLink { a: Target::ApiServer(0), b: Target::StoreLeader },
+        Fault::Crash { target: Target::Kubelet(0) },
+        Fault::CrashStoreMember { member: Target::StoreMember(3), tear: false },
+        Fault::Pause { target: Target::Scheduler },
+        Fault::CorruptRecord { member: Target::StoreMember(2) },
+        Fault::ClockSkew { target: Target::StoreMember(1), offset_ms: 9_000, drift_ms_per_s: -50 },
     ]
 }
 
@@ -149,11 +113,7 @@ fn every_fault_round_trips_through_json_and_validates() {
         events: every_fault()
             .into_iter()
             .enumerate()
-            .map(|(idx, fault)| FaultEvent {
-                at_ms: idx as u64 * 1_000,
-                duration_ms: 2_000,
-                fault,
-            })
+            .map(|(idx, fault)| FaultEvent { at_ms: idx as u64 * 1_000, duration_ms: 2_000, fault })
             .collect(),
     };
     let json = plan.to_json_pretty();
@@ -163,10 +123,8 @@ fn every_fault_round_trips_through_json_and_validates() {
 
 #[test]
 fn fault_kinds_use_these_json_names() {
-    let names: Vec<String> = every_fault()
-        .iter()
-        .map(|fault| serde_json::to_value(fault).unwrap()["kind"].to_string())
-        .collect();
+    let names: Vec<String> =
+        every_fault().iter().map(|fault| serde_json::to_value(fault).unwrap()["kind"].to_string()).collect();
     assert_eq!(
         names.join(" "),
         r#""partition" "isolate-store-leader" "isolate-apiserver" "majorities-ring" "bridge" "one-way" "packet-loss" "latency-spike" "clog-link" "crash" "crash-store-member" "pause" "corrupt-record" "clock-skew""#
@@ -175,26 +133,11 @@ fn fault_kinds_use_these_json_names() {
 
 #[test]
 fn targets_read_and_print_as_node_names() {
-    for text in [
-        "store-1",
-        "store-leader",
-        "apiserver-0",
-        "controller-manager-12",
-        "scheduler",
-        "kubelet-2",
-    ] {
+    for text in ["store-1", "store-leader", "apiserver-0", "controller-manager-12", "scheduler", "kubelet-2"] {
         let target: Target = text.parse().unwrap();
         assert_eq!(target.to_string(), text);
     }
-    for bad in [
-        "store",
-        "store-",
-        "store-+1",
-        "store-x",
-        "kubelet--1",
-        "etcd-1",
-        "",
-    ] {
+    for bad in ["store", "store-", "store-+1", "store-x", "kubelet--1", "etcd-1", ""] {
         let error = bad.parse::<Target>().unwrap_err().to_string();
         assert_eq!(
             error,
@@ -212,11 +155,7 @@ fn plan_of(fault: Fault) -> FaultPlan {
         version: 1,
         safety_phase_ms: 30_000,
         liveness_phase_ms: 30_000,
-        events: vec![FaultEvent {
-            at_ms: 1_000,
-            duration_ms: 2_000,
-            fault,
-        }],
+        events: vec![FaultEvent { at_ms: 1_000, duration_ms: 2_000, fault }],
     }
 }
 
@@ -230,15 +169,11 @@ fn check_invalid(plan: FaultPlan, expected: &str) {
 #[test]
 fn validation_names_a_missing_target_and_the_topology() {
     check_invalid(
-        plan_of(Fault::Crash {
-            target: Target::Kubelet(7),
-        }),
+        plan_of(Fault::Crash { target: Target::Kubelet(7) }),
         "event 0: target kubelet-7 does not exist (topology has 3 kubelets)",
     );
     check_invalid(
-        plan_of(Fault::Pause {
-            target: Target::StoreMember(0),
-        }),
+        plan_of(Fault::Pause { target: Target::StoreMember(0) }),
         "event 0: target store-0 does not exist (topology has 3 store members, numbered 1..=3)",
     );
     check_invalid(
@@ -247,25 +182,14 @@ fn validation_names_a_missing_target_and_the_topology() {
     );
     let mut no_scheduler = small_topology();
     no_scheduler.schedulers = 0;
-    let error = plan_of(Fault::Pause {
-        target: Target::Scheduler,
-    })
-    .validate(&no_scheduler)
-    .unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "event 0: target scheduler does not exist (topology has 0 schedulers)"
-    );
+    let error = plan_of(Fault::Pause { target: Target::Scheduler }).validate(&no_scheduler).unwrap_err();
+    assert_eq!(error.to_string(), "event 0: target scheduler does not exist (topology has 0 schedulers)");
 }
 
 #[test]
 fn validation_numbers_the_offending_event() {
     let mut plan = plan_of(Fault::IsolateStoreLeader);
-    plan.events.push(FaultEvent {
-        at_ms: 29_000,
-        duration_ms: 2_000,
-        fault: Fault::MajoritiesRing,
-    });
+    plan.events.push(FaultEvent { at_ms: 29_000, duration_ms: 2_000, fault: Fault::MajoritiesRing });
     check_invalid(
         plan,
         "event 1: ends at 31000 ms, after the safety phase (30000 ms); \
@@ -289,99 +213,58 @@ fn validation_checks_parameter_ranges() {
         );
     }
     check_invalid(
-        plan_of(Fault::LatencySpike {
-            min_ms: 100,
-            max_ms: 10,
-        }),
+        plan_of(Fault::LatencySpike { min_ms: 100, max_ms: 10 }),
         "event 0: latency range min_ms 100 is above max_ms 10",
     );
     check_invalid(
-        plan_of(Fault::LatencySpike {
-            min_ms: 0,
-            max_ms: 120_000,
-        }),
+        plan_of(Fault::LatencySpike { min_ms: 0, max_ms: 120_000 }),
         "event 0: latency max_ms 120000 out of range (at most 60000)",
     );
     check_invalid(
-        plan_of(Fault::ClockSkew {
-            target: Target::Kubelet(0),
-            offset_ms: 0,
-            drift_ms_per_s: -1_000,
-        }),
+        plan_of(Fault::ClockSkew { target: Target::Kubelet(0), offset_ms: 0, drift_ms_per_s: -1_000 }),
         "event 0: clock drift_ms_per_s -1000 out of range (at most ±999)",
     );
     check_invalid(
-        plan_of(Fault::ClockSkew {
-            target: Target::Kubelet(0),
-            offset_ms: 7_200_000,
-            drift_ms_per_s: 0,
-        }),
+        plan_of(Fault::ClockSkew { target: Target::Kubelet(0), offset_ms: 7_200_000, drift_ms_per_s: 0 }),
         "event 0: clock offset_ms 7200000 out of range (at most ±3600000)",
     );
 }
 
 #[test]
 fn validation_rejects_malformed_partitions_and_links() {
+    check_invalid(plan_of(Fault::Partition { groups: vec![] }), "event 0: partition needs at least 2 groups, got 0");
     check_invalid(
-        plan_of(Fault::Partition { groups: vec![] }),
-        "event 0: partition needs at least 2 groups, got 0",
-    );
-    check_invalid(
-        plan_of(Fault::Partition {
-            groups: vec![vec![Target::StoreMember(1)], vec![]],
-        }),
+        plan_of(Fault::Partition { groups: vec![vec![Target::StoreMember(1)], vec![]] }),
         "event 0: partition group 1 is empty",
     );
     check_invalid(
         plan_of(Fault::Partition {
-            groups: vec![
-                vec![Target::StoreMember(1)],
-                vec![Target::StoreMember(2), Target::StoreMember(1)],
-            ],
+            groups: vec![vec![Target::StoreMember(1)], vec![Target::StoreMember(2), Target::StoreMember(1)]],
         }),
         "event 0: partition names store-1 more than once",
     );
     check_invalid(
-        plan_of(Fault::OneWay {
-            from: Target::Kubelet(1),
-            to: Target::Kubelet(1),
-        }),
+        plan_of(Fault::OneWay { from: Target::Kubelet(1), to: Target::Kubelet(1) }),
         "event 0: one-way from kubelet-1 to itself",
     );
     check_invalid(
-        plan_of(Fault::ClogLink {
-            a: Target::StoreLeader,
-            b: Target::StoreLeader,
-        }),
+        plan_of(Fault::ClogLink { a: Target::StoreLeader, b: Target::StoreLeader }),
         "event 0: clog-link from store-leader to itself",
     );
-    let single_member = Topology {
-        store_members: 1,
-        ..small_topology()
-    };
-    let error = plan_of(Fault::MajoritiesRing)
-        .validate(&single_member)
-        .unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "event 0: majorities-ring needs at least 3 store members (topology has 1)"
-    );
+    let single_member = Topology { store_members: 1, ..small_topology() };
+    let error = plan_of(Fault::MajoritiesRing).validate(&single_member).unwrap_err();
+    assert_eq!(error.to_string(), "event 0: majorities-ring needs at least 3 store members (topology has 1)");
 }
 
 #[test]
 fn validation_rejects_store_faults_aimed_elsewhere() {
     check_invalid(
-        plan_of(Fault::CrashStoreMember {
-            member: Target::Kubelet(0),
-            tear: true,
-        }),
+        plan_of(Fault::CrashStoreMember { member: Target::Kubelet(0), tear: true }),
         "event 0: crash-store-member needs a store member target (store-N or store-leader), \
          got kubelet-0",
     );
     check_invalid(
-        plan_of(Fault::CorruptRecord {
-            member: Target::ApiServer(1),
-        }),
+        plan_of(Fault::CorruptRecord { member: Target::ApiServer(1) }),
         "event 0: corrupt-record needs a store member target (store-N or store-leader), \
          got apiserver-1",
     );
@@ -396,30 +279,17 @@ fn reading_rejects_other_versions_unknown_fields_and_kinds() {
     );
     let mut plan = plan_of(Fault::IsolateStoreLeader);
     plan.version = 0;
-    check_invalid(
-        plan,
-        "unsupported fault plan version 0 (this kubesim reads version 1)",
-    );
+    check_invalid(plan, "unsupported fault plan version 0 (this kubesim reads version 1)");
     let base = r#""version": 1, "safety_phase_ms": 10, "liveness_phase_ms": 10"#;
-    assert!(
-        error(&format!(r#"{{{base}, "events": [], "seed": 3}}"#)).contains("unknown field `seed`"),
-    );
-    let with_fault = |fault: &str| {
-        error(&format!(
-            r#"{{{base}, "events": [{{"at_ms": 0, "duration_ms": 1, "fault": {fault}}}]}}"#
-        ))
-    };
+    assert!(error(&format!(r#"{{{base}, "events": [], "seed": 3}}"#)).contains("unknown field `seed`"),);
+    let with_fault =
+        |fault: &str| error(&format!(r#"{{{base}, "events": [{{"at_ms": 0, "duration_ms": 1, "fault": {fault}}}]}}"#));
     assert!(with_fault(r#"{"kind": "meteor-strike"}"#).contains("unknown variant `meteor-strike`"));
-    assert!(
-        with_fault(r#"{"kind": "pause", "target": "kubelet-0", "ms": 3}"#)
-            .contains("unknown field `ms`")
-    );
-    assert!(
-        with_fault(r#"{"kind": "pause", "target": "etcd-1"}"#).contains(
-            "unknown target \"etcd-1\" (expected store-N, store-leader, apiserver-N, \
+    assert!(with_fault(r#"{"kind": "pause", "target": "kubelet-0", "ms": 3}"#).contains("unknown field `ms`"));
+    assert!(with_fault(r#"{"kind": "pause", "target": "etcd-1"}"#).contains(
+        "unknown target \"etcd-1\" (expected store-N, store-leader, apiserver-N, \
          controller-manager-N, scheduler or kubelet-N)"
-        )
-    );
+    ));
     assert!(error("not json").starts_with("fault plan is not valid JSON for a plan: "));
 }
 
@@ -427,12 +297,7 @@ fn reading_rejects_other_versions_unknown_fields_and_kinds() {
 fn loading_a_missing_file_names_the_path() {
     let error = FaultPlan::load("/nonexistent/kubesim/plan.json").unwrap_err();
     assert!(matches!(error, PlanError::Io { .. }));
-    assert!(
-        error
-            .to_string()
-            .starts_with("cannot read fault plan /nonexistent/kubesim/plan.json: "),
-        "{error}"
-    );
+    assert!(error.to_string().starts_with("cannot read fault plan /nonexistent/kubesim/plan.json: "), "{error}");
 }
 
 #[test]
@@ -447,16 +312,9 @@ fn loading_reads_a_saved_plan() {
 #[test]
 fn survivability_counts_down_store_members_over_time() {
     let topology = small_topology();
-    let crash = |at_ms, target| FaultEvent {
-        at_ms,
-        duration_ms: 1_000,
-        fault: Fault::Crash { target },
-    };
+    let crash = |at_ms, target| FaultEvent { at_ms, duration_ms: 1_000, fault: Fault::Crash { target } };
     let mut plan = FaultPlan::empty(30_000, 30_000);
-    plan.events = vec![
-        crash(1_000, Target::StoreMember(1)),
-        crash(2_000, Target::StoreLeader),
-    ];
+    plan.events = vec![crash(1_000, Target::StoreMember(1)), crash(2_000, Target::StoreLeader)];
     plan.check_survivable(&topology).unwrap();
     plan.events.push(crash(2_500, Target::StoreMember(3)));
     assert_eq!(
@@ -466,13 +324,7 @@ fn survivability_counts_down_store_members_over_time() {
 
     // A corrupted member refuses to start: once its corruption heals it stays down.
     plan.events = vec![
-        FaultEvent {
-            at_ms: 1_000,
-            duration_ms: 1_000,
-            fault: Fault::CorruptRecord {
-                member: Target::StoreMember(2),
-            },
-        },
+        FaultEvent { at_ms: 1_000, duration_ms: 1_000, fault: Fault::CorruptRecord { member: Target::StoreMember(2) } },
         crash(20_000, Target::Kubelet(0)),
     ];
     plan.check_survivable(&topology).unwrap();
@@ -487,13 +339,7 @@ fn survivability_counts_down_store_members_over_time() {
 
     plan.events = vec![
         crash(1_000, Target::Kubelet(1)),
-        FaultEvent {
-            at_ms: 1_500,
-            duration_ms: 100,
-            fault: Fault::Pause {
-                target: Target::Kubelet(1),
-            },
-        },
+        FaultEvent { at_ms: 1_500, duration_ms: 100, fault: Fault::Pause { target: Target::Kubelet(1) } },
     ];
     assert_eq!(
         plan.check_survivable(&topology).unwrap_err().to_string(),

@@ -10,10 +10,7 @@ use proptest::test_runner::{Config, TestError, TestRunner};
 use crate::small_topology;
 
 fn five_members() -> Topology {
-    Topology {
-        store_members: 5,
-        ..small_topology()
-    }
+    Topology { store_members: 5, ..small_topology() }
 }
 
 proptest! {
@@ -52,14 +49,8 @@ proptest! {
 /// Finds the minimal plan for which `fails` holds, with a fixed-seed runner.
 fn minimal_failing(fails: impl Fn(&FaultPlan) -> bool) -> FaultPlan {
     let mut runner = TestRunner::new_with_rng(
-        Config {
-            cases: 512,
-            failure_persistence: None,
-            ..Config::default()
-        },
-        proptest::test_runner::TestRng::deterministic_rng(
-            proptest::test_runner::RngAlgorithm::ChaCha,
-        ),
+        Config { cases: 512, failure_persistence: None, ..Config::default() },
+        proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
     );
     let strategy = plan_strategy(small_topology(), FaultKind::all(), 8);
     match runner.run(&strategy, |plan| {
@@ -73,30 +64,18 @@ fn minimal_failing(fails: impl Fn(&FaultPlan) -> bool) -> FaultPlan {
 
 #[test]
 fn plans_shrink_to_one_short_late_fault() {
-    let minimal = minimal_failing(|plan| {
-        plan.events
-            .iter()
-            .any(|event| matches!(event.fault, Fault::Crash { .. }))
-    });
+    let minimal = minimal_failing(|plan| plan.events.iter().any(|event| matches!(event.fault, Fault::Crash { .. })));
     assert_eq!(minimal.events.len(), 1, "{minimal:#?}");
     let event = &minimal.events[0];
     assert_eq!(event.duration_ms, 500, "shortest duration");
     assert_eq!(event.at_ms, 30_000 - 500, "latest start");
-    assert_eq!(
-        event.fault,
-        Fault::Crash {
-            target: Target::StoreMember(1)
-        }
-    );
+    assert_eq!(event.fault, Fault::Crash { target: Target::StoreMember(1) });
 }
 
 #[test]
 fn parameters_shrink_toward_mild_values() {
-    let minimal = minimal_failing(|plan| {
-        plan.events
-            .iter()
-            .any(|event| matches!(event.fault, Fault::PacketLoss { .. }))
-    });
+    let minimal =
+        minimal_failing(|plan| plan.events.iter().any(|event| matches!(event.fault, Fault::PacketLoss { .. })));
     assert_eq!(minimal.events.len(), 1, "{minimal:#?}");
     assert_eq!(minimal.events[0].fault, Fault::PacketLoss { rate: 0.01 });
 }

@@ -16,6 +16,8 @@ use api::{
 use crate::control_plane::{ControlPlane, ControlPlaneOptions};
 use crate::history::{HistoryEvent, Recorder};
 use crate::report::{Check, ScenarioOutcome};
+use crate::world::SimWorld;
+use faults::FaultPlan;
 
 pub const NAMESPACE: &str = "default";
 pub const DEPLOYMENT: &str = "nginx-deployment";
@@ -23,6 +25,8 @@ pub const INITIAL_REPLICAS: i32 = 3;
 pub const SCALED_REPLICAS: i32 = 5;
 /// How long each rollout may take to reach its Running pods (the convergence bound).
 pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(30);
+/// The invariant the scenario's own checks verify (DESIGN.md §4, invariant 13).
+pub const CONVERGENCE: &str = "convergence";
 
 pub fn nginx_deployment(replicas: i32) -> Deployment {
     let labels: Labels = [("app".to_string(), "nginx".to_string())].into();
@@ -45,16 +49,28 @@ pub fn nginx_deployment(replicas: i32) -> Deployment {
     }
 }
 
-pub async fn run(recorder: Recorder, options: ControlPlaneOptions) -> ScenarioOutcome {
+/// Without a plan: the plain flow with its 30 s bounds. With one: the same user actions
+/// while the nemesis works through the safety phase, then convergence within the
+/// liveness phase after every fault healed.
+pub async fn run(recorder: Recorder, options: ControlPlaneOptions, plan: Option<FaultPlan>) -> ScenarioOutcome {
     let plane = ControlPlane::start(&options, &recorder);
     let (kubectl_node, kubectl) = plane.kubectl(&recorder).await;
-    let checks = kubectl_node
-        .spawn({
+    let checks = match plan {
+        None => {
             let recorder = recorder.clone();
-            async move { user_workload(&kubectl, &recorder).await }
-        })
-        .await
-        .expect("kubectl workload");
+            kubectl_node.spawn(async move { user_workload(&kubectl, &recorder).await }).await
+        }
+        Some(plan) => {
+            let world = SimWorld::for_control_plane(&plane, &recorder);
+            let workload = kubectl_node.spawn({
+                let (recorder, plan) = (recorder.clone(), plan.clone());
+                async move { user_workload_under_faults(&kubectl, &recorder, &plan).await }
+            });
+            faults::run(&plan, world).await;
+            workload.await
+        }
+    }
+    .expect("kubectl workload");
     ScenarioOutcome { timeline: timeline(&recorder), checks, stats: Default::default() }
 }
 
@@ -63,28 +79,64 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder) -> Vec<Check> {
     let mut checks = Vec::new();
     let typed_at = madsim::time::Instant::now();
     recorder.note(format!("kubectl create deployment {DEPLOYMENT} --replicas={INITIAL_REPLICAS}"));
-    if let Err(e) = create_with_retries(kubectl, nginx_deployment(INITIAL_REPLICAS)).await {
-        checks.push(Check::fail("deployment created", format!("kubectl create never succeeded: {e}")));
+    if let Err(e) = create_with_retries(kubectl, nginx_deployment(INITIAL_REPLICAS), CONVERGENCE_BOUND).await {
+        checks.push(Check::fail(CONVERGENCE, format!("kubectl create never succeeded: {e}")));
         return checks;
     }
-    checks.push(wait_for_running(kubectl, INITIAL_REPLICAS, typed_at, recorder).await);
+    checks.push(wait_for_running(kubectl, INITIAL_REPLICAS, typed_at, CONVERGENCE_BOUND, recorder).await);
 
     let typed_at = madsim::time::Instant::now();
     recorder.note(format!("kubectl scale deployment {DEPLOYMENT} --replicas={SCALED_REPLICAS}"));
-    if let Err(e) = scale(kubectl, SCALED_REPLICAS).await {
-        checks.push(Check::fail("deployment scaled", format!("kubectl scale never succeeded: {e}")));
+    if let Err(e) = scale(kubectl, SCALED_REPLICAS, CONVERGENCE_BOUND).await {
+        checks.push(Check::fail(CONVERGENCE, format!("kubectl scale never succeeded: {e}")));
         return checks;
     }
-    checks.push(wait_for_running(kubectl, SCALED_REPLICAS, typed_at, recorder).await);
-    // At rest: exactly the desired pods, no extras.
+    checks.push(wait_for_running(kubectl, SCALED_REPLICAS, typed_at, CONVERGENCE_BOUND, recorder).await);
+    checks.extend(at_rest(kubectl).await);
+    checks
+}
+
+/// The same user, while faults happen: create at once, scale halfway through the safety
+/// phase (both retried as a user would), then demand convergence once faults healed.
+async fn user_workload_under_faults(kubectl: &ApiClient, recorder: &Recorder, plan: &FaultPlan) -> Vec<Check> {
+    let start = madsim::time::Instant::now();
+    let safety = Duration::from_millis(plan.safety_phase_ms);
+    let liveness = Duration::from_millis(plan.liveness_phase_ms);
+    let mut checks = Vec::new();
+    recorder.note(format!("kubectl create deployment {DEPLOYMENT} --replicas={INITIAL_REPLICAS}"));
+    let created = create_with_retries(kubectl, nginx_deployment(INITIAL_REPLICAS), safety + liveness).await;
+    sleep_until(start + safety / 2).await;
+    recorder.note(format!("kubectl scale deployment {DEPLOYMENT} --replicas={SCALED_REPLICAS}"));
+    let scaled = scale(kubectl, SCALED_REPLICAS, safety + liveness).await;
+    sleep_until(start + safety).await;
+    if let Err(e) = created.and(scaled) {
+        checks.push(Check::fail(CONVERGENCE, format!("kubectl never got through: {e}")));
+        return checks;
+    }
+    let healed_at = madsim::time::Instant::now();
+    checks.push(wait_for_running(kubectl, SCALED_REPLICAS, healed_at, liveness, recorder).await);
+    checks.extend(at_rest(kubectl).await);
+    checks
+}
+
+async fn sleep_until(deadline: madsim::time::Instant) {
+    let now = madsim::time::Instant::now();
+    if deadline > now {
+        madsim::time::sleep(deadline - now).await;
+    }
+}
+
+/// At rest: exactly the desired pods, no extras; and the final state for the report.
+async fn at_rest(kubectl: &ApiClient) -> Vec<Check> {
     madsim::time::sleep(Duration::from_secs(5)).await;
     let pods = list_pods(kubectl).await;
     let n_pods = pods.len() as i32;
-    if n_pods == SCALED_REPLICAS {
-        checks.push(Check::pass("no extra pods at rest", format!("{n_pods} pods for {SCALED_REPLICAS} replicas")));
+    let detail = format!("at rest: {n_pods} pods for {SCALED_REPLICAS} replicas");
+    let mut checks = vec![if n_pods == SCALED_REPLICAS {
+        Check::pass(CONVERGENCE, detail)
     } else {
-        checks.push(Check::fail("no extra pods at rest", format!("{n_pods} pods for {SCALED_REPLICAS} replicas")));
-    }
+        Check::fail(CONVERGENCE, detail)
+    }];
     checks.push(Check::info("final state:"));
     for pod in &pods {
         checks.push(Check::info(format!(
@@ -97,9 +149,16 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder) -> Vec<Check> {
     checks
 }
 
-pub async fn create_with_retries(kubectl: &ApiClient, deployment: Deployment) -> Result<(), ApiError> {
+/// Creates the deployment as a user would: retrying transient errors until `patience`
+/// runs out. AlreadyExists means an earlier attempt whose answer was lost went through.
+pub async fn create_with_retries(
+    kubectl: &ApiClient,
+    deployment: Deployment,
+    patience: Duration,
+) -> Result<(), ApiError> {
     let mut last = None;
-    for _ in 0..60 {
+    let start = madsim::time::Instant::now();
+    while start.elapsed() < patience {
         match kubectl.create(Object::Deployment(deployment.clone()), None).await {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => return Ok(()),
             Err(e) if e.is_retryable() || matches!(e, ApiError::NotFound { .. }) => last = Some(e),
@@ -108,12 +167,13 @@ pub async fn create_with_retries(kubectl: &ApiClient, deployment: Deployment) ->
         // The apiserver may still be bootstrapping its namespaces.
         madsim::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(last.expect("the loop ran"))
+    Err(last.unwrap_or(ApiError::Timeout { reason: "no attempt fitted in the time allowed".into() }))
 }
 
-pub async fn scale(kubectl: &ApiClient, replicas: i32) -> Result<(), ApiError> {
+pub async fn scale(kubectl: &ApiClient, replicas: i32, patience: Duration) -> Result<(), ApiError> {
     let mut last = None;
-    for _ in 0..60 {
+    let start = madsim::time::Instant::now();
+    while start.elapsed() < patience {
         let result = async {
             let object = kubectl.get(Resource::Deployments, NAMESPACE, DEPLOYMENT).await?;
             let mut deployment = object.into_deployment().expect("a deployment");
@@ -128,7 +188,7 @@ pub async fn scale(kubectl: &ApiClient, replicas: i32) -> Result<(), ApiError> {
         }
         madsim::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(last.expect("the loop ran"))
+    Err(last.unwrap_or(ApiError::Timeout { reason: "no attempt fitted in the time allowed".into() }))
 }
 
 pub async fn list_pods(kubectl: &ApiClient) -> Vec<Pod> {
@@ -144,21 +204,22 @@ pub async fn wait_for_running(
     kubectl: &ApiClient,
     replicas: i32,
     start: madsim::time::Instant,
+    bound: Duration,
     recorder: &Recorder,
 ) -> Check {
-    let name = format!("{replicas} pods Running within {}s", CONVERGENCE_BOUND.as_secs());
+    let what = format!("{replicas} pods Running within {}s", bound.as_secs());
     let mut running = 0;
-    while start.elapsed() <= CONVERGENCE_BOUND {
+    while start.elapsed() <= bound {
         let pods = list_pods(kubectl).await;
         running = pods.iter().filter(|p| p.status.phase == PodPhase::Running).count() as i32;
         if running >= replicas {
             let took = start.elapsed().as_secs_f64();
             recorder.note(format!("{running} pods Running"));
-            return Check::pass(name, format!("after {took:.1}s"));
+            return Check::pass(CONVERGENCE, format!("{what}: after {took:.1}s"));
         }
         madsim::time::sleep(Duration::from_millis(250)).await;
     }
-    Check::fail(name, format!("only {running} Running after {}s", CONVERGENCE_BOUND.as_secs()))
+    Check::fail(CONVERGENCE, format!("{what}: only {running} Running after {}s", bound.as_secs()))
 }
 
 /// The store writes of the deployment's flow, labelled with the stage they belong to.

@@ -20,6 +20,8 @@ use store::raft::Role;
 use crate::cluster::{ip, StoreCluster, StoreOptions};
 use crate::history::{HistoryEvent, Recorder, StoreOpKind, StoreOpOutcome};
 use crate::report::{Check, ScenarioOutcome};
+use crate::world::SimWorld;
+use faults::FaultPlan;
 
 pub const N_KEYS: usize = 16;
 const N_WORKERS: usize = 3;
@@ -27,9 +29,13 @@ const WORKLOAD_DURATION: Duration = Duration::from_secs(20);
 const CRASH_AT: Duration = Duration::from_secs(6);
 const RESTART_AFTER: Duration = Duration::from_secs(3);
 
-pub async fn run(recorder: Recorder, store: StoreOptions) -> ScenarioOutcome {
+/// With a `plan`, the nemesis applies it while the workload runs through the safety
+/// phase; without one, the scripted leader crash happens instead.
+pub async fn run(recorder: Recorder, store: StoreOptions, plan: Option<FaultPlan>) -> ScenarioOutcome {
     let cluster = StoreCluster::start(&store, &recorder);
     let members = cluster.addresses();
+    let workload_duration = plan.as_ref().map_or(WORKLOAD_DURATION, |p| Duration::from_millis(p.safety_phase_ms));
+    let settle = plan.as_ref().map_or(Duration::from_secs(5), |p| Duration::from_millis(p.liveness_phase_ms));
 
     let workload = madsim::runtime::Handle::current().create_node().name("workload").ip(ip(9, 1)).build();
     let mut workers = Vec::new();
@@ -40,12 +46,32 @@ pub async fn run(recorder: Recorder, store: StoreOptions) -> ScenarioOutcome {
             let client = StoreClient::connect(members, principal, StoreClientConfig::default())
                 .await
                 .expect("bind workload endpoint");
-            run_worker(&client, &recorder, worker_idx).await
+            run_worker(&client, &recorder, worker_idx, workload_duration).await
         }));
     }
 
+    match plan {
+        Some(plan) => faults::run(&plan, SimWorld::for_store(&cluster, &recorder)).await,
+        None => scripted_leader_crash(&cluster, &recorder).await,
+    }
+
+    let mut n_acknowledged = 0;
+    for w in workers {
+        n_acknowledged += w.await.expect("workload worker");
+    }
+    let checker = workload.spawn({
+        let members = members.clone();
+        let recorder = recorder.clone();
+        async move { final_checks(members, &recorder, settle).await }
+    });
+    let mut checks = checker.await.expect("final checks");
+    checks.insert(0, Check::info(format!("acknowledged writes: {n_acknowledged}")));
+    ScenarioOutcome { checks, timeline: timeline(&recorder), stats: Default::default() }
+}
+
+async fn scripted_leader_crash(cluster: &StoreCluster, recorder: &Recorder) {
     madsim::time::sleep(CRASH_AT).await;
-    let leader = current_leader(&recorder);
+    let leader = current_leader(recorder);
     match leader {
         Some(leader) => {
             recorder.fault(format!("crash store-{leader} (the leader), losing unsynced writes"));
@@ -57,30 +83,15 @@ pub async fn run(recorder: Recorder, store: StoreOptions) -> ScenarioOutcome {
         }
         None => recorder.note("no leader to crash at the planned time"),
     }
-
-    let mut n_acknowledged = 0;
-    for w in workers {
-        n_acknowledged += w.await.expect("workload worker");
-    }
-    // Let the restarted member catch up before comparing keyspaces.
-    madsim::time::sleep(Duration::from_secs(5)).await;
-    let checker = workload.spawn({
-        let members = members.clone();
-        let recorder = recorder.clone();
-        async move { final_checks(members, &recorder).await }
-    });
-    let mut checks = checker.await.expect("final checks");
-    checks.insert(0, Check::info(format!("acknowledged writes: {n_acknowledged}")));
-    ScenarioOutcome { checks, timeline: timeline(&recorder), stats: Default::default() }
 }
 
 /// One client's loop of operations; returns the number of acknowledged writes.
-async fn run_worker(client: &StoreClient, recorder: &Recorder, worker_idx: usize) -> usize {
+async fn run_worker(client: &StoreClient, recorder: &Recorder, worker_idx: usize, duration: Duration) -> usize {
     let client_name = format!("workload-{worker_idx}");
     let mut n_acknowledged = 0;
     let mut op_id = 0u64;
     let start = madsim::time::Instant::now();
-    while start.elapsed() < WORKLOAD_DURATION {
+    while start.elapsed() < duration {
         op_id += 1;
         let (key_idx, choice, think_ms) = {
             let mut rng = madsim::rand::thread_rng();
@@ -194,33 +205,58 @@ fn timeline(recorder: &Recorder) -> Vec<String> {
     lines
 }
 
-/// Every member holds the same keyspace; every acknowledged write is readable at its
-/// revision with its value.
-async fn final_checks(members: BTreeMap<MemberId, std::net::SocketAddr>, recorder: &Recorder) -> Vec<Check> {
+/// Within `settle` after the workload stops, every member that is serving holds the same
+/// keyspace (members whose disk failed are reported, not compared); every acknowledged
+/// write is readable at its revision.
+async fn final_checks(
+    members: BTreeMap<MemberId, std::net::SocketAddr>,
+    recorder: &Recorder,
+    settle: Duration,
+) -> Vec<Check> {
     let client = StoreClient::connect(members.clone(), Principal::reader("checker"), StoreClientConfig::default())
         .await
         .expect("bind checker endpoint");
+    let failed: std::collections::BTreeSet<MemberId> = recorder
+        .snapshot()
+        .events()
+        .filter_map(|(_, e)| match e {
+            HistoryEvent::MemberFailed { member, .. } => Some(*member),
+            _ => None,
+        })
+        .collect();
+    let serving: Vec<MemberId> = members.keys().copied().filter(|m| !failed.contains(m)).collect();
     let mut checks = Vec::new();
+    for m in &failed {
+        checks.push(Check::info(format!("store-{m} refused to serve after a disk failure (excluded)")));
+    }
+    let start = madsim::time::Instant::now();
     let mut statuses = BTreeMap::new();
-    for &id in members.keys() {
-        match client.status(id).await {
-            Ok(s) => {
+    loop {
+        statuses.clear();
+        for &id in &serving {
+            if let Ok(s) = client.status(id).await {
                 statuses.insert(id, (s.revision, s.keyspace_digest));
             }
-            Err(e) => checks.push(Check::fail("members agree", format!("store-{id} did not answer: {e}"))),
         }
-    }
-    let distinct: std::collections::BTreeSet<_> = statuses.values().collect();
-    if distinct.len() == 1 && statuses.len() == members.len() {
-        let (revision, digest) = statuses.values().next().expect("non-empty");
-        checks.push(Check::pass(
-            "members agree",
-            format!("all {} members at revision {revision}, keyspace digest {digest:016x}", members.len()),
-        ));
-    } else if !statuses.is_empty() {
-        let detail: Vec<String> =
-            statuses.iter().map(|(id, (rev, d))| format!("store-{id}: revision {rev} digest {d:016x}")).collect();
-        checks.push(Check::fail("members agree", detail.join("; ")));
+        let distinct: std::collections::BTreeSet<_> = statuses.values().collect();
+        if distinct.len() == 1 && statuses.len() == serving.len() {
+            let (revision, digest) = statuses.values().next().expect("non-empty");
+            checks.push(Check::pass(
+                "members agree",
+                format!("all {} serving members at revision {revision}, keyspace digest {digest:016x}", serving.len()),
+            ));
+            break;
+        }
+        if start.elapsed() > settle {
+            let detail: Vec<String> =
+                statuses.iter().map(|(id, (rev, d))| format!("store-{id}: revision {rev} digest {d:016x}")).collect();
+            checks.push(Check::fail(
+                "members agree",
+                format!("not converged {}s after the faults healed: {}", settle.as_secs(), detail.join("; ")),
+            ));
+            break;
+        }
+        madsim::time::sleep(Duration::from_millis(500)).await;
     }
     checks.push(acknowledged_writes_readable(&client, recorder).await);
     checks

@@ -1,0 +1,318 @@
+//! The `kubesim` command line: flags, their validation, and what each command prints.
+//!
+//! Exit codes: 0 every check held; 1 a violation was found; 2 bad input (one clear line,
+//! never a panic); 3 internal error.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use faults::{FaultKind, FaultPlan};
+
+use crate::bugs::PlantedBug;
+use crate::campaign::{run_campaign, run_guarded, CampaignOptions};
+use crate::runner::{run_seed, Faults, RunOptions};
+use crate::scenario::Scenario;
+
+pub const EXIT_PASS: u8 = 0;
+pub const EXIT_VIOLATION: u8 = 1;
+pub const EXIT_BAD_INPUT: u8 = 2;
+pub const EXIT_INTERNAL: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubesim",
+    version,
+    about = "Deterministic simulation testing for the storage path of a Kubernetes control plane"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What one seed runs: the flags `run`, `repro` and `campaign` share.
+#[derive(Args, Debug, Clone)]
+pub struct SeedFlags {
+    /// Which scenario to run.
+    #[arg(long, default_value = "deploy-nginx")]
+    pub scenario: Scenario,
+    /// Fault kinds the seed's swarm plan may use: comma-separated names, `all` or `none`.
+    #[arg(long, default_value = "all")]
+    pub faults: String,
+    /// Replay this saved fault plan (JSON) instead of generating one.
+    #[arg(long, conflicts_with = "faults")]
+    pub plan: Option<PathBuf>,
+    /// Switch a planted bug on (repeatable); `kubesim bugs` lists them.
+    #[arg(long = "bug")]
+    pub bugs: Vec<PlantedBug>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one seed; print its timeline, faults, checks and trace hash.
+    Run {
+        /// The seed: the whole run is a function of it and the flags.
+        #[arg(long)]
+        seed: u64,
+        #[command(flatten)]
+        flags: SeedFlags,
+        /// Print the detailed log (tracing, filtered by RUST_LOG, default "info").
+        #[arg(long)]
+        trace: bool,
+        /// Print the seed's fault plan as JSON and exit without running it.
+        #[arg(long)]
+        print_plan: bool,
+    },
+    /// Run a range of seeds across worker threads.
+    Campaign {
+        /// Seed range `A..B` (B excluded).
+        #[arg(long)]
+        seeds: String,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        #[command(flatten)]
+        flags: SeedFlags,
+        /// Write one JSON line per seed here, flushed as each seed finishes.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A seed running longer than this (wall-clock seconds) fails as a timeout.
+        #[arg(long, default_value_t = 120)]
+        seed_timeout_secs: u64,
+    },
+    /// Run one seed twice in fresh runtimes and compare everything they recorded.
+    Repro {
+        #[arg(long)]
+        seed: u64,
+        #[command(flatten)]
+        flags: SeedFlags,
+        /// Compare the two runs' trace hashes and reports; fail loudly on any difference.
+        #[arg(long)]
+        check_determinism: bool,
+    },
+    /// List the planted bugs and the invariant that must catch each.
+    Bugs,
+}
+
+/// A user mistake: printed as one line, exit code 2.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl SeedFlags {
+    /// The options of one seed, or a clear message naming what was wrong.
+    pub fn to_options(&self, seed: u64) -> Result<RunOptions, BadInput> {
+        let mut options = RunOptions::new(seed, self.scenario);
+        options.faults = match &self.plan {
+            Some(path) => {
+                let plan = FaultPlan::load(path).map_err(|e| BadInput(e.to_string()))?;
+                plan.validate(&options.topology())
+                    .map_err(|e| BadInput(format!("plan {} does not fit {}: {e}", path.display(), self.scenario)))?;
+                Faults::Plan(plan)
+            }
+            None => parse_fault_menu(&self.faults)?,
+        };
+        for bug in &self.bugs {
+            bug.plant(&mut options);
+        }
+        Ok(options)
+    }
+
+    /// The flags that, after `--seed N`, replay a seed of this configuration.
+    pub fn repro_flags(&self) -> String {
+        let mut flags = String::new();
+        if self.scenario != Scenario::DeployNginx {
+            flags.push_str(&format!(" --scenario {}", self.scenario));
+        }
+        match &self.plan {
+            Some(path) => flags.push_str(&format!(" --plan {}", path.display())),
+            None if self.faults != "all" => flags.push_str(&format!(" --faults {}", self.faults)),
+            None => {}
+        }
+        for bug in &self.bugs {
+            flags.push_str(&format!(" --bug {bug}"));
+        }
+        flags
+    }
+}
+
+fn parse_fault_menu(text: &str) -> Result<Faults, BadInput> {
+    match text {
+        "none" => Ok(Faults::None),
+        "all" => Ok(Faults::Swarm(FaultKind::all())),
+        list => {
+            let menu: BTreeSet<FaultKind> =
+                FaultKind::parse_list(list).map_err(|e| BadInput(format!("--faults: {e}")))?;
+            Ok(Faults::Swarm(menu))
+        }
+    }
+}
+
+/// Parses `A..B` into a non-empty range.
+pub fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>, BadInput> {
+    let bad = || BadInput(format!("--seeds: expected a range like 0..500, got '{text}'"));
+    let (a, b) = text.split_once("..").ok_or_else(bad)?;
+    let start: u64 = a.trim().parse().map_err(|_| bad())?;
+    let end: u64 = b.trim().parse().map_err(|_| bad())?;
+    if start >= end {
+        return Err(BadInput(format!("--seeds: the range {text} is empty")));
+    }
+    Ok(start..end)
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub fn execute(cli: Cli) -> Result<u8, BadInput> {
+    match cli.command {
+        Command::Run { seed, flags, trace, print_plan } => run_command(seed, &flags, trace, print_plan),
+        Command::Campaign { seeds, jobs, flags, out, seed_timeout_secs } => {
+            campaign_command(&seeds, jobs, &flags, out, seed_timeout_secs)
+        }
+        Command::Repro { seed, flags, check_determinism } => repro_command(seed, &flags, check_determinism),
+        Command::Bugs => {
+            out(crate::bugs::render_table().trim_end());
+            Ok(EXIT_PASS)
+        }
+    }
+}
+
+fn run_command(seed: u64, flags: &SeedFlags, trace: bool, print_plan: bool) -> Result<u8, BadInput> {
+    let options = flags.to_options(seed)?;
+    if print_plan {
+        match options.plan() {
+            Some(plan) => out(&plan.to_json_pretty()),
+            None => out("null"),
+        }
+        return Ok(EXIT_PASS);
+    }
+    if trace {
+        init_tracing();
+    }
+    out(&format!("kubesim run --seed {seed}{}", flags.repro_flags()));
+    let wall = Instant::now();
+    let report = run_seed(&options);
+    let wall_secs = wall.elapsed().as_secs_f64();
+    out(report.render().trim_end());
+    out(&format!(
+        "wall time {:.3}s ({:.0}x simulated time per wall second)",
+        wall_secs,
+        report.simulated_secs / wall_secs.max(1e-9)
+    ));
+    if report.passed() {
+        Ok(EXIT_PASS)
+    } else {
+        out(&format!("repro: kubesim run --seed {seed}{}", flags.repro_flags()));
+        Ok(EXIT_VIOLATION)
+    }
+}
+
+fn campaign_command(
+    seeds: &str,
+    jobs: Option<usize>,
+    flags: &SeedFlags,
+    out_path: Option<PathBuf>,
+    seed_timeout_secs: u64,
+) -> Result<u8, BadInput> {
+    let seeds = parse_seed_range(seeds)?;
+    let template = flags.to_options(seeds.start)?;
+    if jobs == Some(0) {
+        return Err(BadInput("--jobs: must be at least 1".into()));
+    }
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut file = match &out_path {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| BadInput(format!("--out {}: {e}", path.display())))?,
+        )),
+        None => None,
+    };
+    let n_seeds = seeds.end - seeds.start;
+    out(&format!("kubesim campaign --seeds {}..{} --jobs {jobs}{}", seeds.start, seeds.end, flags.repro_flags()));
+    let options = CampaignOptions {
+        seeds,
+        jobs,
+        template,
+        repro_flags: flags.repro_flags(),
+        wall_limit: Duration::from_secs(seed_timeout_secs.max(1)),
+    };
+    let bar = progress_bar(n_seeds);
+    let failures = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    // A panicking seed is a finding, reported in its result; keep stderr for the summary.
+    std::panic::set_hook(Box::new(|_| {}));
+    let summary = run_campaign(&options, file.as_mut().map(|f| f as &mut dyn std::io::Write), &|result, done| {
+        if !result.passed() {
+            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_position(done as u64);
+        bar.set_message(format!("{rate:.1} seeds/s, {} failed", failures.load(std::sync::atomic::Ordering::Relaxed)));
+    });
+    let _ = std::panic::take_hook();
+    bar.finish_and_clear();
+    let summary = summary.map_err(|e| BadInput(format!("writing results: {e}")))?;
+    out(summary.render().trim_end());
+    if let Some(path) = out_path {
+        out(&format!("results: {}", path.display()));
+    }
+    Ok(if summary.n_failed() == 0 { EXIT_PASS } else { EXIT_VIOLATION })
+}
+
+fn progress_bar(n_seeds: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(n_seeds);
+    let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {msg}  [{elapsed}]")
+        .expect("a valid progress template");
+    bar.set_style(style);
+    bar
+}
+
+fn repro_command(seed: u64, flags: &SeedFlags, check_determinism: bool) -> Result<u8, BadInput> {
+    let options = flags.to_options(seed)?;
+    out(&format!("kubesim repro --seed {seed}{}", flags.repro_flags()));
+    let repro = format!("kubesim run --seed {seed}{}", flags.repro_flags());
+    let first = run_guarded(&options, Duration::from_secs(600), repro.clone());
+    if !check_determinism {
+        out(&serde_json::to_string_pretty(&first).expect("serializes"));
+        return Ok(if first.passed() { EXIT_PASS } else { EXIT_VIOLATION });
+    }
+    let second = run_guarded(&options, Duration::from_secs(600), repro);
+    out(&format!("run 1: verdict {}, trace-hash {}", first.verdict, first.trace_hash));
+    out(&format!("run 2: verdict {}, trace-hash {}", second.verdict, second.trace_hash));
+    if first.trace_hash != second.trace_hash || first.violations != second.violations {
+        out("NON-DETERMINISM: the two runs of this seed differ.");
+        if let Some(divergence) = crate::determinism::first_divergence(&options) {
+            out(&divergence);
+        }
+        return Ok(EXIT_VIOLATION);
+    }
+    out("deterministic: both runs recorded the same history");
+    Ok(EXIT_PASS)
+}
+
+/// Prints a line to stdout; a closed pipe (`kubesim ... | head`) ends output quietly
+/// instead of panicking.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{text}").is_err() {
+        std::process::exit(EXIT_PASS as i32);
+    }
+}
+
+/// Logs through tracing with simulated time and the node's name on every line.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_timer(SimTime).init();
+}
+
+/// tracing's timestamp: the simulated time of the current runtime (madsim adds the node
+/// name as a span on every line).
+struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match madsim::time::TimeHandle::try_current() {
+            Some(time) => write!(w, "{:>11.6}s", time.elapsed().as_secs_f64()),
+            None => write!(w, "{:>12}", "-"),
+        }
+    }
+}

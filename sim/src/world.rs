@@ -1,0 +1,217 @@
+//! The simulated world as the nemesis sees it: `faults::World` over madsim's node and
+//! network handles, the store members' `SimDisk`s and every node's `Clock`.
+//!
+//! Node names are the ones the cluster builder gives (`store-1`, `apiserver-0`,
+//! `controller-manager-1`, `scheduler-0`, `kubelet-2`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use api::Clock;
+use faults::{NodeRef, Target, Topology, World};
+use madsim::net::NetSim;
+use madsim::runtime::Handle;
+use madsim::task::NodeId;
+use store::raft::Role;
+use store::wal::{SimDisk, WAL_FILE};
+
+use crate::cluster::{restart_node, StoreCluster};
+use crate::control_plane::ControlPlane;
+use crate::history::{HistoryEvent, Recorder};
+
+/// madsim's default send latency, restored when a latency fault heals.
+const DEFAULT_LATENCY: std::ops::Range<std::time::Duration> =
+    std::time::Duration::from_millis(1)..std::time::Duration::from_millis(10);
+
+pub struct SimWorld {
+    nodes: BTreeMap<String, NodeId>,
+    disks: BTreeMap<u64, SimDisk>,
+    clocks: BTreeMap<String, Clock>,
+    recorder: Recorder,
+    /// The last leader the store reported, tracked cheaply from the history's tail.
+    leader_cache: std::sync::Mutex<(usize, Option<u64>)>,
+}
+
+impl SimWorld {
+    pub fn for_store(store: &StoreCluster, recorder: &Recorder) -> Arc<Self> {
+        Arc::new(Self::from_parts(store, BTreeMap::new(), BTreeMap::new(), recorder))
+    }
+
+    pub fn for_control_plane(plane: &ControlPlane, recorder: &Recorder) -> Arc<Self> {
+        let mut nodes = BTreeMap::new();
+        let mut clocks = BTreeMap::new();
+        let components = plane
+            .apiservers
+            .iter()
+            .chain(&plane.controller_managers)
+            .chain(std::iter::once(&plane.scheduler))
+            .chain(plane.kubelets.iter().map(|(c, _)| c));
+        for c in components {
+            nodes.insert(c.name.clone(), c.node.id());
+            clocks.insert(c.name.clone(), c.clock.clone());
+        }
+        Arc::new(Self::from_parts(&plane.store, nodes, clocks, recorder))
+    }
+
+    fn from_parts(
+        store: &StoreCluster,
+        mut nodes: BTreeMap<String, NodeId>,
+        clocks: BTreeMap<String, Clock>,
+        recorder: &Recorder,
+    ) -> Self {
+        let mut disks = BTreeMap::new();
+        for (id, m) in &store.members {
+            nodes.insert(store_node(*id), m.node.id());
+            disks.insert(*id, m.disk.clone());
+        }
+        Self { nodes, disks, clocks, recorder: recorder.clone(), leader_cache: std::sync::Mutex::new((0, None)) }
+    }
+
+    /// The topology plans for this world are generated and validated against.
+    pub fn topology(&self) -> Topology {
+        let count = |prefix: &str| self.nodes.keys().filter(|n| n.starts_with(prefix)).count() as u32;
+        Topology {
+            store_members: self.disks.len() as u64,
+            apiservers: count("apiserver-"),
+            controller_managers: count("controller-manager-"),
+            schedulers: count("scheduler-"),
+            kubelets: count("kubelet-"),
+        }
+    }
+
+    fn id(&self, node: &NodeRef) -> Option<NodeId> {
+        self.nodes.get(node).copied()
+    }
+}
+
+fn store_node(member: u64) -> String {
+    format!("store-{member}")
+}
+
+impl World for SimWorld {
+    fn store_members(&self) -> Vec<u64> {
+        self.disks.keys().copied().collect()
+    }
+
+    fn store_leader(&self) -> Option<u64> {
+        let history = self.recorder.snapshot();
+        let mut cache = self.leader_cache.lock().expect("leader cache lock");
+        for record in &history.records[cache.0.min(history.records.len())..] {
+            if let HistoryEvent::RoleChanged { member, role, .. } = &record.event {
+                if *role == Role::Leader {
+                    cache.1 = Some(*member);
+                } else if cache.1 == Some(*member) {
+                    cache.1 = None;
+                }
+            }
+        }
+        cache.0 = history.records.len();
+        cache.1
+    }
+
+    fn node_of(&self, target: &Target) -> Option<NodeRef> {
+        let name = match target {
+            Target::StoreMember(id) => store_node(*id),
+            Target::StoreLeader => store_node(self.store_leader()?),
+            Target::ApiServer(n) => format!("apiserver-{n}"),
+            Target::ControllerManager(n) => format!("controller-manager-{n}"),
+            Target::Scheduler => "scheduler-0".to_string(),
+            Target::Kubelet(n) => format!("kubelet-{n}"),
+        };
+        self.nodes.contains_key(&name).then_some(name)
+    }
+
+    fn kill(&self, node: &NodeRef) {
+        if let Some(id) = self.id(node) {
+            Handle::current().kill(id);
+        }
+    }
+
+    fn restart(&self, node: &NodeRef) {
+        if let Some(id) = self.id(node) {
+            restart_node(id);
+        }
+    }
+
+    fn pause(&self, node: &NodeRef) {
+        if let Some(id) = self.id(node) {
+            Handle::current().pause(id);
+        }
+    }
+
+    fn resume(&self, node: &NodeRef) {
+        if let Some(id) = self.id(node) {
+            Handle::current().resume(id);
+        }
+    }
+
+    fn crash_store_member(&self, member: u64, tear: Option<u64>) {
+        if let (Some(id), Some(disk)) = (self.id(&store_node(member)), self.disks.get(&member)) {
+            Handle::current().kill(id);
+            disk.crash(tear);
+        }
+    }
+
+    fn restart_store_member(&self, member: u64) {
+        if let Some(id) = self.id(&store_node(member)) {
+            restart_node(id);
+        }
+    }
+
+    fn corrupt_store_record(&self, member: u64, randomness: u64) -> Option<String> {
+        let disk = self.disks.get(&member)?;
+        let len = disk.file_len(WAL_FILE, true).filter(|len| *len > 0)?;
+        let offset = randomness % len;
+        let mask = ((randomness >> 32) as u8) | 1;
+        disk.corrupt(WAL_FILE, offset, mask).ok()?;
+        Some(format!("flipped bits {mask:#04x} at byte {offset} of store-{member}'s {len}-byte synced WAL"))
+    }
+
+    fn clog(&self, from: &NodeRef, to: &NodeRef) {
+        if let (Some(a), Some(b)) = (self.id(from), self.id(to)) {
+            NetSim::current().clog_link(a, b);
+        }
+    }
+
+    fn unclog(&self, from: &NodeRef, to: &NodeRef) {
+        if let (Some(a), Some(b)) = (self.id(from), self.id(to)) {
+            NetSim::current().unclog_link(a, b);
+        }
+    }
+
+    fn all_nodes(&self) -> Vec<NodeRef> {
+        self.nodes.keys().cloned().collect()
+    }
+
+    fn set_packet_loss(&self, rate: f64) {
+        NetSim::current().update_config(|c| c.packet_loss_rate = rate);
+    }
+
+    fn set_latency_ms(&self, min_ms: u64, max_ms: u64) {
+        let range = std::time::Duration::from_millis(min_ms)..std::time::Duration::from_millis(max_ms.max(min_ms) + 1);
+        NetSim::current().update_config(|c| c.send_latency = range);
+    }
+
+    fn reset_network_conditions(&self) {
+        NetSim::current().update_config(|c| {
+            c.packet_loss_rate = 0.0;
+            c.send_latency = DEFAULT_LATENCY;
+        });
+    }
+
+    fn set_clock_skew(&self, node: &NodeRef, offset_ms: i64, drift_ms_per_s: i64) {
+        if let Some(clock) = self.clocks.get(node) {
+            clock.set_skew(offset_ms, drift_ms_per_s);
+        }
+    }
+
+    fn reset_clock(&self, node: &NodeRef) {
+        if let Some(clock) = self.clocks.get(node) {
+            clock.reset();
+        }
+    }
+
+    fn record(&self, description: String) {
+        self.recorder.fault(description);
+    }
+}
