@@ -34,6 +34,9 @@ pub struct ControlPlaneOptions {
     pub replicaset_no_expectations: bool,
     /// Planted bug `controller-writes-store`: see [`rogue_store_writer`].
     pub controller_writes_store: bool,
+    /// Until this simulated time, apiserver-0's node also runs etcd-robustness-style
+    /// store traffic (see [`store_traffic`]). `None`: off.
+    pub store_traffic_until: Option<std::time::Duration>,
 }
 
 impl Default for ControlPlaneOptions {
@@ -47,6 +50,7 @@ impl Default for ControlPlaneOptions {
             apiserver_bugs: ApiServerBugs::default(),
             replicaset_no_expectations: false,
             controller_writes_store: false,
+            store_traffic_until: None,
         }
     }
 }
@@ -174,6 +178,9 @@ fn start_apiserver(
     let members = store.addresses();
     let observer: Arc<dyn ApiServerObserver> = Arc::new(recorder.clone());
     let node_clock = clock.clone();
+    let traffic = options.store_traffic_until.filter(|_| idx == 0).map(|until| {
+        (until, recorder.clone(), Arc::new(std::sync::atomic::AtomicU64::new(0)))
+    });
     let node = Handle::current()
         .create_node()
         .name(name.clone())
@@ -181,7 +188,12 @@ fn start_apiserver(
         .init(move || {
             let (config, members, clock, observer) =
                 (config.clone(), members.clone(), node_clock.clone(), observer.clone());
+            let traffic = traffic.clone();
             async move {
+                if let Some((until, recorder, incarnations)) = traffic {
+                    let incarnation = incarnations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    store_traffic(&config.name, members.clone(), until, recorder, incarnation);
+                }
                 let principal = Principal::apiserver(config.name.clone());
                 let backend = StoreClient::connect(members, principal, StoreClientConfig::default())
                     .await
@@ -193,6 +205,36 @@ fn start_apiserver(
         })
         .build();
     Component { name, node, clock }
+}
+
+/// etcd-robustness-style traffic from the apiserver's node: two clients with the
+/// apiserver's principal doing puts with unique values, linearizable gets and
+/// compare-and-puts on keys outside `/registry/` (the apiserver ignores them). Kubernetes'
+/// own store traffic is mostly conditional writes and lists; this gives the store-level
+/// linearizability and durability checkers a dense single-key history, as etcd's
+/// robustness tests mix "kubernetes" and "etcd" traffic. It restarts with its node, under a
+/// new client name per incarnation so operation ids stay unique.
+fn store_traffic(
+    apiserver: &str,
+    members: BTreeMap<store::api::MemberId, SocketAddr>,
+    until: std::time::Duration,
+    recorder: Recorder,
+    incarnation: u64,
+) {
+    let now = madsim::time::TimeHandle::current().elapsed();
+    let Some(duration) = until.checked_sub(now) else { return };
+    for worker in 0..2 {
+        let (members, recorder) = (members.clone(), recorder.clone());
+        let name = format!("{apiserver}/etcd-traffic-{worker}.{incarnation}");
+        let principal = Principal::apiserver(apiserver);
+        madsim::task::spawn(async move {
+            let Ok(client) = StoreClient::connect(members, principal, StoreClientConfig::default()).await else {
+                return;
+            };
+            crate::scenario::store_smoke::run_worker(&client, &recorder, &name, "/kubesim/traffic/", duration, 20..80)
+                .await;
+        });
+    }
 }
 
 /// PLANTED BUG (`controller-writes-store`): the controller-manager got hold of the

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use api::{ApiRequest, ApiResponse, ApiResult, Operation, Resource, Verb};
+use api::{ApiRequest, ApiResponse, ApiResult, Operation, Resource, Verb, WatchEventKind};
 use serde::{Deserialize, Serialize};
 use store::api::{MemberId, Principal, Revision, Role as PrincipalRole};
 use store::raft::Role;
@@ -49,6 +49,14 @@ pub enum StoreOpOutcome {
     Failed { error: String },
     /// May or may not have been applied.
     Unknown { error: String },
+}
+
+/// What a watcher was told about one object change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchedEvent {
+    pub kind: WatchEventKind,
+    pub key: String,
+    pub resource_version: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +139,16 @@ pub enum HistoryEvent {
         client: String,
         request_id: u64,
         outcome: ApiOutcome,
+    },
+    /// One answer to a watch long-poll: events with resourceVersion > `since` for the
+    /// resource in `namespace` (empty: all namespaces), complete up to `resource_version`.
+    WatchDelivered {
+        client: String,
+        resource: Resource,
+        namespace: String,
+        since: i64,
+        resource_version: i64,
+        events: Vec<WatchedEvent>,
     },
     LeaderAcquired {
         component: String,
@@ -336,6 +354,23 @@ impl api::ApiObserver for Recorder {
     }
 
     fn returned(&self, client: &str, request: &ApiRequest, result: &ApiResult) {
+        if let (Operation::Watch { resource, namespace, since, .. }, Ok(ApiResponse::Watch { events, resource_version })) =
+            (&request.operation, result)
+        {
+            let events = events
+                .iter()
+                .map(|e| WatchedEvent { kind: e.kind, key: e.object.key(), resource_version: e.resource_version })
+                .collect();
+            self.record(HistoryEvent::WatchDelivered {
+                client: client.to_string(),
+                resource: *resource,
+                namespace: namespace.clone(),
+                since: *since,
+                resource_version: *resource_version,
+                events,
+            });
+            return;
+        }
         if request.operation.verb() == Verb::Watch {
             return;
         }

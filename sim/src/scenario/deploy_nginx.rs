@@ -52,7 +52,9 @@ pub fn nginx_deployment(replicas: i32) -> Deployment {
 /// Without a plan: the plain flow with its 30 s bounds. With one: the same user actions
 /// while the nemesis works through the safety phase, then convergence within the
 /// liveness phase after every fault healed.
-pub async fn run(recorder: Recorder, options: ControlPlaneOptions, plan: Option<FaultPlan>) -> ScenarioOutcome {
+pub async fn run(recorder: Recorder, mut options: ControlPlaneOptions, plan: Option<FaultPlan>) -> ScenarioOutcome {
+    let traffic_ms = plan.as_ref().map_or(20_000, |p| p.safety_phase_ms);
+    options.store_traffic_until.get_or_insert(Duration::from_millis(traffic_ms));
     let plane = ControlPlane::start(&options, &recorder);
     let (kubectl_node, kubectl) = plane.kubectl(&recorder).await;
     let checks = match plan {

@@ -46,7 +46,8 @@ pub async fn run(recorder: Recorder, store: StoreOptions, plan: Option<FaultPlan
             let client = StoreClient::connect(members, principal, StoreClientConfig::default())
                 .await
                 .expect("bind workload endpoint");
-            run_worker(&client, &recorder, worker_idx, workload_duration).await
+            let name = format!("workload-{worker_idx}");
+            run_worker(&client, &recorder, &name, "/smoke/", workload_duration, 5..40).await
         }));
     }
 
@@ -85,9 +86,18 @@ async fn scripted_leader_crash(cluster: &StoreCluster, recorder: &Recorder) {
     }
 }
 
-/// One client's loop of operations; returns the number of acknowledged writes.
-async fn run_worker(client: &StoreClient, recorder: &Recorder, worker_idx: usize, duration: Duration) -> usize {
-    let client_name = format!("workload-{worker_idx}");
+/// One client's loop of etcd-robustness-style operations on `N_KEYS` keys under
+/// `key_prefix` (puts with unique values, linearizable gets, compare-and-puts), each
+/// recorded with its invoke and return; returns the number of acknowledged writes.
+pub async fn run_worker(
+    client: &StoreClient,
+    recorder: &Recorder,
+    client_name: &str,
+    key_prefix: &str,
+    duration: Duration,
+    think_ms: std::ops::Range<u64>,
+) -> usize {
+    let client_name = client_name.to_string();
     let mut n_acknowledged = 0;
     let mut op_id = 0u64;
     let start = madsim::time::Instant::now();
@@ -95,9 +105,9 @@ async fn run_worker(client: &StoreClient, recorder: &Recorder, worker_idx: usize
         op_id += 1;
         let (key_idx, choice, think_ms) = {
             let mut rng = madsim::rand::thread_rng();
-            (rng.gen_range(0..N_KEYS), rng.gen_range(0..10u32), rng.gen_range(5..40u64))
+            (rng.gen_range(0..N_KEYS), rng.gen_range(0..10u32), rng.gen_range(think_ms.clone()))
         };
-        let key = format!("/smoke/key-{key_idx:02}");
+        let key = format!("{key_prefix}key-{key_idx:02}");
         let value = format!("{client_name}-{op_id}");
         let op = match choice {
             0..=4 => StoreOpKind::Put { key: key.clone(), value },
