@@ -5,6 +5,7 @@
 //! The simulated system never reads anything from here back: the recorder only listens,
 //! checkers only read the finished history.
 
+pub mod checkers;
 pub mod cluster;
 pub mod history;
 pub mod report;
