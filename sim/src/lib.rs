@@ -7,6 +7,7 @@
 
 pub mod bugs;
 pub mod campaign;
+pub mod checkers;
 pub mod cli;
 pub mod cluster;
 pub mod control_plane;

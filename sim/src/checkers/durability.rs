@@ -1,0 +1,146 @@
+//! [`Invariant::NoAcknowledgedWriteLost`] (DESIGN.md §4.11): every write the store
+//! acknowledged is still explained by the final keyspace.
+//!
+//! An acknowledged write (key, value, revision) is explained when the key's final entry has
+//! `mod_revision > revision` (overwritten later) or `mod_revision == revision` with the
+//! write's value. A key that is absent, or whose final `mod_revision` is below the write's
+//! revision, lost the write: etcd acknowledges a put only after a quorum fsynced its entry,
+//! so no crash of a minority may undo it. The store's final revision must also be at least
+//! every acknowledged revision.
+//!
+//! The workloads never delete yet; once they do (a `StoreOpKind::Delete` acknowledged at
+//! revision d), a delete with `d > revision` and no later write explains a key's absence.
+//! Without an end state (the store was unavailable at the end) the checker examines
+//! nothing and says so (`checked == 0`).
+//!
+//! Cost: O(n log n) in operations plus keys (a map of the final keyspace by key).
+
+use std::collections::{BTreeMap, HashMap};
+
+use store::api::{KeyValue, Revision};
+
+use super::{CheckInput, Invariant, Verdict, Violations};
+use crate::history::{HistoryEvent, StoreOpKind, StoreOpOutcome};
+
+/// A write the store acknowledged.
+struct Acknowledged<'h> {
+    client: &'h str,
+    op_id: u64,
+    key: &'h str,
+    value: &'h str,
+    revision: Revision,
+    at_ns: u64,
+}
+
+pub(super) fn check(input: &CheckInput) -> Verdict {
+    let mut violations = Violations::new(Invariant::NoAcknowledgedWriteLost);
+    let Some(end_state) = input.end_state else {
+        return violations.into_verdict(
+            0,
+            "skipped: no end state (the store was unavailable at the end of the run)".into(),
+        );
+    };
+    let acknowledged = acknowledged_writes(input);
+    let final_keys: BTreeMap<&str, &KeyValue> = end_state
+        .keyspace
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv))
+        .collect();
+    for write in &acknowledged {
+        if let Some(problem) = lost(write, final_keys.get(write.key).copied()) {
+            violations.push(
+                Some(write.at_ns),
+                format!(
+                    "op {}#{} wrote {}='{}', acknowledged at revision {}, but {problem} in the \
+                     final keyspace (read at revision {})",
+                    write.client,
+                    write.op_id,
+                    write.key,
+                    write.value,
+                    write.revision,
+                    end_state.revision
+                ),
+            );
+        }
+    }
+    if let Some(latest) = acknowledged.iter().max_by_key(|w| w.revision) {
+        if latest.revision > end_state.revision {
+            violations.push(
+                Some(latest.at_ns),
+                format!(
+                    "the final keyspace was read at revision {}, below revision {} that op \
+                     {}#{} was acknowledged at: the store's revision went backwards",
+                    end_state.revision, latest.revision, latest.client, latest.op_id
+                ),
+            );
+        }
+    }
+    violations.into_verdict(
+        acknowledged.len(),
+        format!(
+            "{} acknowledged writes against {} keys at final revision {}",
+            acknowledged.len(),
+            end_state.keyspace.len(),
+            end_state.revision
+        ),
+    )
+}
+
+/// What is wrong with `write` given the key's final entry, if anything.
+fn lost(write: &Acknowledged, final_kv: Option<&KeyValue>) -> Option<String> {
+    let Some(kv) = final_kv else {
+        return Some("the key is absent".into());
+    };
+    if kv.mod_revision < write.revision {
+        return Some(format!(
+            "the key's mod_revision is only {} (value '{}')",
+            kv.mod_revision,
+            String::from_utf8_lossy(&kv.value)
+        ));
+    }
+    if kv.mod_revision == write.revision && kv.value != write.value.as_bytes() {
+        return Some(format!(
+            "the key holds '{}' at that same mod_revision",
+            String::from_utf8_lossy(&kv.value)
+        ));
+    }
+    None
+}
+
+/// Every write whose outcome was an acknowledged success, in return order.
+fn acknowledged_writes<'h>(input: &CheckInput<'h>) -> Vec<Acknowledged<'h>> {
+    let mut invoked: HashMap<(&str, u64), &StoreOpKind> = HashMap::new();
+    let mut acknowledged = Vec::new();
+    for (at_ns, event) in input.history.events() {
+        match event {
+            HistoryEvent::StoreOpInvoked { client, op_id, op } => {
+                invoked.insert((client, *op_id), op);
+            }
+            HistoryEvent::StoreOpReturned {
+                client,
+                op_id,
+                outcome:
+                    StoreOpOutcome::Written {
+                        revision,
+                        succeeded: true,
+                    },
+            } => match invoked.get(&(client.as_str(), *op_id)) {
+                Some(StoreOpKind::Put { key, value })
+                | Some(StoreOpKind::CompareAndPut { key, value, .. }) => {
+                    acknowledged.push(Acknowledged {
+                        client,
+                        op_id: *op_id,
+                        key,
+                        value,
+                        revision: *revision,
+                        at_ns,
+                    });
+                }
+                // A malformed pairing; the linearizability checker reports it.
+                Some(StoreOpKind::Get { .. }) | None => {}
+            },
+            _ => {}
+        }
+    }
+    acknowledged
+}

@@ -1,0 +1,291 @@
+//! Checkers: pure functions from a finished [`History`] (and, for durability, the
+//! [`EndState`] read at the end of the liveness phase) to one [`Verdict`] per invariant.
+//!
+//! Checkers are peers of the cluster, not part of it (TigerBeetle's
+//! `testing/cluster/*_checker`): they never steer a run and nothing in the simulated system
+//! reads them. Each lives in its own file, states its invariant (DESIGN.md §4) at its
+//! definition, and reports `checked`, the number of items it examined, so a vacuous pass
+//! (nothing to examine) is visible in a report instead of passing silently.
+
+mod durability;
+mod linearizability;
+mod raft_election_safety;
+mod raft_state_machine_safety;
+mod store_single_writer;
+pub mod testing;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use store::api::{KeyValue, Revision};
+
+use crate::history::History;
+use crate::report::Check;
+
+/// The invariants kubesim proves or refutes (DESIGN.md §4). Names are the kebab-case
+/// strings of [`Invariant::name`], used on the command line, in reports and in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Invariant {
+    /// §4.1: every committed store mutation was issued by an apiserver principal, from an
+    /// address an apiserver runs on. Reproduces Kubernetes' "only the apiserver talks to
+    /// etcd" (etcd client-cert auth / RBAC on the etcd port): a component that got hold of
+    /// the apiserver's credential and writes the store directly bypasses admission, so a
+    /// successful mutating `Applied` from a non-apiserver role or a non-apiserver address is
+    /// a violation. Requests the store refused (`StoreRejected`, or an apply that failed
+    /// with PermissionDenied) changed nothing and are fine.
+    StoreSingleWriter,
+    /// §4.2, Raft election safety (Raft paper §5.2, Figure 3): at most one member becomes
+    /// leader in any term. etcd-io/raft guarantees it with one vote per term, persisted
+    /// before the vote is sent.
+    RaftElectionSafety,
+    /// §4.2, Raft state machine safety (Raft paper §5.4.3, Figure 3): if a member applied an
+    /// entry at an index, no member ever applies a different entry at that index; every
+    /// member applies the same proposals in the same order with no gaps (etcd applies
+    /// committed entries strictly in index order), re-applies the same entries after a
+    /// restart, and reaches the same store revision after each index.
+    RaftStateMachineSafety,
+    /// §4.9: store operations are linearizable. Checked the way etcd's robustness tests'
+    /// fast path does: writes are totally ordered by revision, every read equals the state
+    /// at its revision, and no operation's revision predates one that completed before it
+    /// began. Failed writes never took effect; timed-out writes may or may not have.
+    Linearizability,
+    /// §4.11: a write the store acknowledged is never lost: the final keyspace still shows
+    /// it (etcd acknowledges a put only after a quorum fsynced its log entry).
+    NoAcknowledgedWriteLost,
+    /// §4.3 (no checker yet): for each controller, writes the apiserver accepts come from
+    /// one leader epoch at a time. Reproduces client-go leader election (Lease, 15 s / 10 s /
+    /// 2 s); kubesim fences writes with the lease's resourceVersion, which Kubernetes does
+    /// not, so with fencing off a paused leader must be able to expose two writers.
+    ControllerSingleLeader,
+    /// §4.10 (no checker yet): etcd's watch guarantees: ordered, unique, atomic (one
+    /// revision's events together), reliable (no gaps unless compacted), resumable, correct
+    /// `prev_kv` and create flags (etcd `api/v3rpc` watch semantics, as tested by etcd's
+    /// robustness `validate/watch.go`).
+    WatchGuarantees,
+    /// §4.12 (no checker yet): a pod's `spec.nodeName` is set at most once and no pod runs
+    /// on two kubelets at once (the apiserver's binding subresource refuses a second bind
+    /// with 409 Conflict).
+    PodBoundOnce,
+    /// §4.13 (no checker yet): after faults heal, every deployment reaches its desired
+    /// number of Running pods within a bound, with no more pods than desired at rest.
+    Convergence,
+}
+
+impl Invariant {
+    pub const ALL: [Invariant; 9] = [
+        Invariant::StoreSingleWriter,
+        Invariant::RaftElectionSafety,
+        Invariant::RaftStateMachineSafety,
+        Invariant::Linearizability,
+        Invariant::NoAcknowledgedWriteLost,
+        Invariant::ControllerSingleLeader,
+        Invariant::WatchGuarantees,
+        Invariant::PodBoundOnce,
+        Invariant::Convergence,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::StoreSingleWriter => "store-single-writer",
+            Invariant::RaftElectionSafety => "raft-election-safety",
+            Invariant::RaftStateMachineSafety => "raft-state-machine-safety",
+            Invariant::Linearizability => "linearizability",
+            Invariant::NoAcknowledgedWriteLost => "no-acknowledged-write-lost",
+            Invariant::ControllerSingleLeader => "controller-single-leader",
+            Invariant::WatchGuarantees => "watch-guarantees",
+            Invariant::PodBoundOnce => "pod-bound-once",
+            Invariant::Convergence => "convergence",
+        }
+    }
+
+    /// Whether [`check_all`] checks this invariant. The others are declared so that bugs,
+    /// plans and reports can name them, but they get no verdict (never a pretended pass).
+    pub fn has_checker(self) -> bool {
+        match self {
+            Invariant::StoreSingleWriter
+            | Invariant::RaftElectionSafety
+            | Invariant::RaftStateMachineSafety
+            | Invariant::Linearizability
+            | Invariant::NoAcknowledgedWriteLost => true,
+            Invariant::ControllerSingleLeader
+            | Invariant::WatchGuarantees
+            | Invariant::PodBoundOnce
+            | Invariant::Convergence => false,
+        }
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Invariant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Invariant::ALL
+            .into_iter()
+            .find(|i| i.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
+                format!("unknown invariant '{s}' (known: {})", names.join(", "))
+            })
+    }
+}
+
+/// One piece of evidence that an invariant was broken.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    pub invariant: Invariant,
+    /// Names the concrete evidence: members, terms, indexes, keys, revisions, op ids.
+    pub message: String,
+    /// Simulated time of the record that exposed the violation, if one did.
+    pub at_ns: Option<u64>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at_ns {
+            Some(at_ns) => write!(
+                f,
+                "{} at {:.6}s: {}",
+                self.invariant,
+                at_ns as f64 / 1e9,
+                self.message
+            ),
+            None => write!(f, "{}: {}", self.invariant, self.message),
+        }
+    }
+}
+
+/// Bound on the violations one checker reports; beyond it only a count is kept, so a
+/// badly broken run cannot produce an unbounded report.
+pub const MAX_VIOLATIONS_PER_INVARIANT: usize = 100;
+
+/// The outcome of checking one invariant on one history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub invariant: Invariant,
+    /// At most [`MAX_VIOLATIONS_PER_INVARIANT`], in the order the checker found them.
+    pub violations: Vec<Violation>,
+    /// Violations found beyond the bound and left out of `violations`.
+    pub n_violations_omitted: usize,
+    /// How many items the checker examined (operations, applied entries, leader
+    /// elections...): 0 means the pass is vacuous.
+    pub checked: usize,
+    /// What was examined, in words, for the report ("812 operations, 301 writes...").
+    pub summary: String,
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The report line for this verdict: FAIL with the first violations, else PASS with
+    /// the summary (a pass that examined nothing says so).
+    pub fn to_check(&self) -> Check {
+        if self.passed() {
+            let detail = if self.checked == 0 {
+                format!("nothing to check (vacuous): {}", self.summary)
+            } else {
+                self.summary.clone()
+            };
+            return Check::pass(self.invariant.name(), detail);
+        }
+        const SHOWN: usize = 3;
+        let mut parts: Vec<String> = self
+            .violations
+            .iter()
+            .take(SHOWN)
+            .map(|v| match v.at_ns {
+                Some(at_ns) => format!("[{:.6}s] {}", at_ns as f64 / 1e9, v.message),
+                None => v.message.clone(),
+            })
+            .collect();
+        let n_more = self.violations.len().saturating_sub(SHOWN) + self.n_violations_omitted;
+        if n_more > 0 {
+            parts.push(format!("and {n_more} more"));
+        }
+        Check::fail(self.invariant.name(), parts.join("; "))
+    }
+}
+
+/// The final state of the store, read (linearizably) at the end of the liveness phase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndState {
+    /// The store revision the keyspace was read at.
+    pub revision: Revision,
+    /// Every key of the store at `revision`.
+    pub keyspace: Vec<KeyValue>,
+}
+
+/// Everything a checker may look at.
+#[derive(Clone, Debug)]
+pub struct CheckInput<'a> {
+    pub history: &'a History,
+    /// None if the store was unavailable at the end (checkers that need it say so).
+    pub end_state: Option<&'a EndState>,
+    /// Addresses apiserver principals may legitimately write the store from.
+    pub apiserver_sources: Vec<IpAddr>,
+}
+
+/// Runs every implemented checker. Invariants without a checker get no verdict.
+pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
+    let verdicts = vec![
+        store_single_writer::check(input),
+        raft_election_safety::check(input),
+        raft_state_machine_safety::check(input),
+        linearizability::check(input),
+        durability::check(input),
+    ];
+    debug_assert!(verdicts.iter().all(|v| v.invariant.has_checker()));
+    debug_assert_eq!(
+        verdicts.len(),
+        Invariant::ALL.iter().filter(|i| i.has_checker()).count()
+    );
+    verdicts
+}
+
+/// Collects one checker's violations under the report bound.
+pub(crate) struct Violations {
+    invariant: Invariant,
+    found: Vec<Violation>,
+    n_omitted: usize,
+}
+
+impl Violations {
+    pub(crate) fn new(invariant: Invariant) -> Self {
+        Self {
+            invariant,
+            found: Vec::new(),
+            n_omitted: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, at_ns: Option<u64>, message: String) {
+        if self.found.len() >= MAX_VIOLATIONS_PER_INVARIANT {
+            self.n_omitted += 1;
+            return;
+        }
+        self.found.push(Violation {
+            invariant: self.invariant,
+            message,
+            at_ns,
+        });
+    }
+
+    pub(crate) fn into_verdict(self, checked: usize, summary: String) -> Verdict {
+        Verdict {
+            invariant: self.invariant,
+            violations: self.found,
+            n_violations_omitted: self.n_omitted,
+            checked,
+            summary,
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! [`Invariant::RaftStateMachineSafety`] (DESIGN.md §4.2; Raft paper §5.4.3, Figure 3):
+//! every member applies the same entry at the same index, in index order, with no gaps, and
+//! ends up at the same store revision after it.
+//!
+//! What the history shows: an `Applied` record for each committed entry that carries a
+//! proposal (a member's leader no-op and configuration entries are not recorded, so the
+//! indexes a member reports are increasing but not consecutive). So the checker proves:
+//! - agreement: for each index, every application (by any member, in any incarnation)
+//!   carries the same term, proposal id, outcome, event count and resulting revision;
+//! - order: within one incarnation of a member (between two `MemberStarted`), indexes
+//!   strictly increase, and the revision moves by exactly 1 per entry that wrote events
+//!   and stays put otherwise (etcd: a request that writes nothing leaves the revision);
+//! - no gaps: an incarnation that applied up to index M applied every proposal index
+//!   <= M that any member applied (an entry skipped by one member is a gap);
+//! - replay: a restarted member rebuilds its state by re-applying its log from index 1
+//!   (members take no snapshots yet), and what it re-applies at an index equals what it
+//!   applied there before the restart.
+//!
+//! Cost: O(n log n) in the number of `Applied` records.
+
+use std::collections::BTreeMap;
+
+use store::api::{MemberId, Revision};
+
+use super::{CheckInput, Invariant, Verdict, Violations};
+use crate::history::HistoryEvent;
+
+/// What applying one index did, as compared across members and restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Application {
+    term: u64,
+    proposal_id: u64,
+    revision: Revision,
+    succeeded: bool,
+    n_events: usize,
+}
+
+impl std::fmt::Display for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "proposal {} of term {} ({}, {} events, revision {})",
+            self.proposal_id,
+            self.term,
+            if self.succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            self.n_events,
+            self.revision
+        )
+    }
+}
+
+/// One run of a member's process, from its `MemberStarted` to the next.
+#[derive(Default)]
+struct Incarnation {
+    member: MemberId,
+    /// (index, revision, at_ns) of each application, in history order.
+    applied: Vec<(u64, Revision, u64)>,
+    /// Set once indexes went backwards; the gap check is skipped (already a violation).
+    out_of_order: bool,
+}
+
+pub(super) fn check(input: &CheckInput) -> Verdict {
+    let mut violations = Violations::new(Invariant::RaftStateMachineSafety);
+    // index -> the first application seen anywhere, and by whom.
+    let mut first_by_index: BTreeMap<u64, (MemberId, Application)> = BTreeMap::new();
+    // (member, index) -> that member's first application of the index, across restarts.
+    let mut first_by_member: BTreeMap<(MemberId, u64), Application> = BTreeMap::new();
+    let mut incarnations: Vec<Incarnation> = Vec::new();
+    // member -> position of its current incarnation in `incarnations`.
+    let mut current: BTreeMap<MemberId, usize> = BTreeMap::new();
+    let mut n_applications = 0usize;
+    let mut n_restarts = 0usize;
+
+    for (at_ns, event) in input.history.events() {
+        let (member, index, application) = match event {
+            HistoryEvent::MemberStarted { member, .. } => {
+                if current.contains_key(member) {
+                    n_restarts += 1;
+                }
+                current.insert(*member, incarnations.len());
+                incarnations.push(Incarnation {
+                    member: *member,
+                    ..Incarnation::default()
+                });
+                continue;
+            }
+            HistoryEvent::Applied {
+                member,
+                index,
+                term,
+                proposal_id,
+                revision,
+                succeeded,
+                n_events,
+                ..
+            } => (
+                *member,
+                *index,
+                Application {
+                    term: *term,
+                    proposal_id: *proposal_id,
+                    revision: *revision,
+                    succeeded: *succeeded,
+                    n_events: *n_events,
+                },
+            ),
+            _ => continue,
+        };
+        n_applications += 1;
+        let incarnation_idx = *current.entry(member).or_insert_with(|| {
+            // A history that starts mid-run (or a hand-made one) has no MemberStarted.
+            incarnations.push(Incarnation {
+                member,
+                ..Incarnation::default()
+            });
+            incarnations.len() - 1
+        });
+        let incarnation = &mut incarnations[incarnation_idx];
+
+        if let Some(&(previous_index, previous_revision, _)) = incarnation.applied.last() {
+            if index <= previous_index {
+                incarnation.out_of_order = true;
+                violations.push(
+                    Some(at_ns),
+                    format!(
+                        "store-{member} applied index {index} after index {previous_index}: \
+                         entries must apply in increasing index order, once per start"
+                    ),
+                );
+            } else {
+                let expected = previous_revision + Revision::from(application.n_events > 0);
+                if application.revision != expected {
+                    violations.push(
+                        Some(at_ns),
+                        format!(
+                            "store-{member}'s revision went from {previous_revision} (index \
+                             {previous_index}) to {} at index {index}, which wrote {} events: \
+                             expected {expected}",
+                            application.revision, application.n_events
+                        ),
+                    );
+                }
+            }
+        }
+        incarnation
+            .applied
+            .push((index, application.revision, at_ns));
+
+        match first_by_member.get(&(member, index)) {
+            Some(before) if *before != application => {
+                violations.push(
+                    Some(at_ns),
+                    format!(
+                        "store-{member} re-applied index {index} after a restart as \
+                         {application}, but had applied {before} there before"
+                    ),
+                );
+                continue;
+            }
+            Some(_) => {}
+            None => {
+                first_by_member.insert((member, index), application);
+            }
+        }
+        match first_by_index.get(&index) {
+            Some((other, theirs)) if *theirs != application => violations.push(
+                Some(at_ns),
+                format!(
+                    "store-{member} applied {application} at index {index}, but store-{other} \
+                     applied {theirs} there"
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                first_by_index.insert(index, (member, application));
+            }
+        }
+    }
+
+    let proposal_indexes: Vec<u64> = first_by_index.keys().copied().collect();
+    for incarnation in &incarnations {
+        if !incarnation.out_of_order {
+            check_no_gap(
+                incarnation,
+                &proposal_indexes,
+                &first_by_index,
+                &mut violations,
+            );
+        }
+    }
+
+    let n_members = incarnations
+        .iter()
+        .map(|i| i.member)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    violations.into_verdict(
+        n_applications,
+        format!(
+            "{n_applications} applications of {} distinct entries by {n_members} members, \
+             {n_restarts} restarts",
+            first_by_index.len()
+        ),
+    )
+}
+
+/// An incarnation's applied indexes (strictly increasing, a subset of `proposal_indexes`)
+/// must include every proposal index up to the last one it applied.
+fn check_no_gap(
+    incarnation: &Incarnation,
+    proposal_indexes: &[u64],
+    first_by_index: &BTreeMap<u64, (MemberId, Application)>,
+    violations: &mut Violations,
+) {
+    let Some(&(last_index, _, _)) = incarnation.applied.last() else {
+        return;
+    };
+    let n_expected = proposal_indexes.partition_point(|&i| i <= last_index);
+    if n_expected == incarnation.applied.len() {
+        return;
+    }
+    // Find the first missing index by walking both sorted lists.
+    let mut applied = incarnation.applied.iter().peekable();
+    for &index in &proposal_indexes[..n_expected] {
+        match applied.peek() {
+            Some(&&(applied_index, _, _)) if applied_index == index => {
+                applied.next();
+            }
+            next => {
+                let (other, theirs) = first_by_index[&index];
+                let (next_index, next_at_ns) = next
+                    .map(|&&(i, _, at_ns)| (i, Some(at_ns)))
+                    .unwrap_or((last_index, None));
+                violations.push(
+                    next_at_ns,
+                    format!(
+                        "store-{} skipped index {index} (store-{other} applied {theirs} there) \
+                         and went on to apply index {next_index}; {} of its {} applied \
+                         indexes up to {last_index} are missing",
+                        incarnation.member,
+                        n_expected - incarnation.applied.len(),
+                        n_expected
+                    ),
+                );
+                return;
+            }
+        }
+    }
+}

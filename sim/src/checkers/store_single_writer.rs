@@ -1,0 +1,117 @@
+//! [`Invariant::StoreSingleWriter`] (DESIGN.md §4.1): every store mutation that took effect
+//! came from an apiserver principal, sent from an apiserver's address.
+//!
+//! The store's ACL checks the principal's role only; the address check catches a
+//! credential used from the wrong node (a controller that got hold of the apiserver's
+//! credential and writes the store directly), which the ACL cannot see. An entry is judged
+//! once, however many members applied it.
+//!
+//! Cost: O(n log n) in the number of `Applied` records (a set of judged entries).
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+
+use store::api::Role as PrincipalRole;
+
+use super::{CheckInput, Invariant, Verdict, Violations};
+use crate::history::HistoryEvent;
+
+pub(super) fn check(input: &CheckInput) -> Verdict {
+    let mut violations = Violations::new(Invariant::StoreSingleWriter);
+    // (index, term, proposal id) of every entry already judged.
+    let mut judged: BTreeSet<(u64, u64, u64)> = BTreeSet::new();
+    let mut n_mutations = 0usize;
+    let mut n_rejected = 0usize;
+    for (at_ns, event) in input.history.events() {
+        let HistoryEvent::Applied {
+            member,
+            index,
+            term,
+            proposal_id,
+            principal,
+            principal_role,
+            source,
+            revision,
+            succeeded,
+            n_events,
+        } = event
+        else {
+            if matches!(event, HistoryEvent::StoreRejected { .. }) {
+                n_rejected += 1;
+            }
+            continue;
+        };
+        if !judged.insert((*index, *term, *proposal_id)) {
+            continue;
+        }
+        let changed_state = *succeeded && *n_events > 0;
+        if changed_state {
+            n_mutations += 1;
+        }
+        let evidence = || {
+            format!(
+                "entry {index} (term {term}, proposal {proposal_id}) applied on store-{member} \
+                 at revision {revision} with {n_events} events"
+            )
+        };
+        if *succeeded && *principal_role != PrincipalRole::ApiServer {
+            violations.push(
+                Some(at_ns),
+                format!(
+                    "{}: principal '{principal}' with role {principal_role:?} (from {source}) \
+                     mutated the store; only the apiserver role may",
+                    evidence()
+                ),
+            );
+            continue;
+        }
+        if !changed_state {
+            continue;
+        }
+        match source_ip(source) {
+            Some(ip) if input.apiserver_sources.contains(&ip) => {}
+            Some(ip) => violations.push(
+                Some(at_ns),
+                format!(
+                    "{}: apiserver principal '{principal}' wrote from {ip}, which is not an \
+                     apiserver address ({})",
+                    evidence(),
+                    list_ips(&input.apiserver_sources)
+                ),
+            ),
+            None => violations.push(
+                Some(at_ns),
+                format!(
+                    "{}: apiserver principal '{principal}' wrote from an unparseable source \
+                     address '{source}'",
+                    evidence()
+                ),
+            ),
+        }
+    }
+    let checked = judged.len();
+    violations.into_verdict(
+        checked,
+        format!(
+            "{checked} committed entries ({n_mutations} changed the store), \
+             {n_rejected} requests rejected at a member"
+        ),
+    )
+}
+
+/// The IP of a source as the store records it ("10.0.2.1:40001", or a bare IP).
+fn source_ip(source: &str) -> Option<IpAddr> {
+    source
+        .parse::<SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| source.parse::<IpAddr>())
+        .ok()
+}
+
+fn list_ips(ips: &[IpAddr]) -> String {
+    if ips.is_empty() {
+        return "none configured".into();
+    }
+    let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+    format!("apiservers: {}", ips.join(", "))
+}

@@ -1,0 +1,960 @@
+//! Every checker on small hand-made histories: one where it must fire (a planted bug, and
+//! the violation names the evidence) and one where it must not. Plus the linearizability
+//! checker on a synthetic 100k-operation history.
+
+use std::net::{IpAddr, SocketAddr};
+
+use sim::checkers::testing::{applied_event, check_one, h, APISERVER_SOURCE};
+use sim::checkers::{EndState, Invariant, Verdict};
+use sim::history::{History, HistoryEvent};
+use store::api::Role as PrincipalRole;
+
+fn apiserver_ip() -> IpAddr {
+    APISERVER_SOURCE.parse::<SocketAddr>().unwrap().ip()
+}
+
+fn check(invariant: Invariant, history: &History) -> Verdict {
+    check_one(invariant, history, None, vec![apiserver_ip()])
+}
+
+fn messages(verdict: &Verdict) -> Vec<&str> {
+    verdict
+        .violations
+        .iter()
+        .map(|v| v.message.as_str())
+        .collect()
+}
+
+/// Asserts exactly one violation, whose message contains every piece of `evidence`.
+#[track_caller]
+fn assert_one_violation(verdict: &Verdict, evidence: &[&str]) {
+    let messages = messages(verdict);
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    for piece in evidence {
+        assert!(
+            messages[0].contains(piece),
+            "'{piece}' not in: {}",
+            messages[0]
+        );
+    }
+}
+
+#[track_caller]
+fn assert_passes(verdict: &Verdict, checked: usize) {
+    assert!(verdict.passed(), "{:#?}", verdict.violations);
+    assert_eq!(verdict.checked, checked, "{}", verdict.summary);
+}
+
+mod api {
+    use super::*;
+
+    #[test]
+    fn invariant_names_round_trip_and_only_implemented_ones_get_verdicts() {
+        for invariant in Invariant::ALL {
+            assert_eq!(invariant.name().parse::<Invariant>(), Ok(invariant));
+            let json = serde_json::to_string(&invariant).unwrap();
+            assert_eq!(json, format!("\"{}\"", invariant.name()));
+        }
+        assert!("no-such-invariant".parse::<Invariant>().is_err());
+        let history = h().build();
+        let verdicts = sim::checkers::check_all(&sim::checkers::CheckInput {
+            history: &history,
+            end_state: None,
+            apiserver_sources: vec![],
+        });
+        let checked: Vec<Invariant> = verdicts.iter().map(|v| v.invariant).collect();
+        assert_eq!(
+            checked,
+            vec![
+                Invariant::StoreSingleWriter,
+                Invariant::RaftElectionSafety,
+                Invariant::RaftStateMachineSafety,
+                Invariant::Linearizability,
+                Invariant::NoAcknowledgedWriteLost,
+            ]
+        );
+        // An empty history passes vacuously, and the report says so.
+        for v in &verdicts {
+            assert_eq!(v.checked, 0);
+            assert!(
+                v.to_check().detail.contains("vacuous"),
+                "{:?}",
+                v.to_check()
+            );
+        }
+    }
+}
+
+mod store_single_writer {
+    use super::*;
+
+    fn applied_by(
+        member: u64,
+        index: u64,
+        principal: &str,
+        role: PrincipalRole,
+        source: &str,
+        succeeded: bool,
+        n_events: usize,
+    ) -> HistoryEvent {
+        let mut event = applied_event(member, index, 2, 100 + index, 1 + index as i64);
+        if let HistoryEvent::Applied {
+            principal: p,
+            principal_role: r,
+            source: s,
+            succeeded: ok,
+            n_events: n,
+            ..
+        } = &mut event
+        {
+            *p = principal.into();
+            *r = role;
+            *s = source.into();
+            *ok = succeeded;
+            *n = n_events;
+        }
+        event
+    }
+
+    #[test]
+    fn apiserver_writes_from_an_apiserver_address_pass() {
+        let history = h()
+            .applied(1, 1, 2, 101, 2)
+            .applied(2, 1, 2, 101, 2)
+            .applied(1, 2, 2, 102, 3)
+            .build();
+        // An entry applied on two members is judged once.
+        assert_passes(&check(Invariant::StoreSingleWriter, &history), 2);
+    }
+
+    #[test]
+    fn writes_refused_at_the_door_or_at_apply_pass() {
+        let history = h()
+            .event(HistoryEvent::StoreRejected {
+                member: 1,
+                principal: "kube-controller-manager".into(),
+                source: "10.0.3.1:5000".into(),
+                error: "permission denied".into(),
+            })
+            .event(applied_by(
+                1,
+                3,
+                "kube-controller-manager",
+                PrincipalRole::Other,
+                "10.0.3.1:5000",
+                false,
+                0,
+            ))
+            .build();
+        let verdict = check(Invariant::StoreSingleWriter, &history);
+        assert_passes(&verdict, 1);
+        assert!(
+            verdict.summary.contains("1 requests rejected"),
+            "{}",
+            verdict.summary
+        );
+    }
+
+    #[test]
+    fn fires_on_a_write_applied_for_a_non_apiserver_principal() {
+        let history = h()
+            .event(applied_by(
+                1,
+                7,
+                "kube-scheduler",
+                PrincipalRole::Other,
+                "10.0.4.1:5000",
+                true,
+                1,
+            ))
+            .build();
+        assert_one_violation(
+            &check(Invariant::StoreSingleWriter, &history),
+            &["entry 7", "'kube-scheduler'", "Other", "10.0.4.1"],
+        );
+    }
+
+    #[test]
+    fn fires_on_the_apiserver_credential_used_from_a_controller_manager() {
+        let stolen = |member| {
+            applied_by(
+                member,
+                9,
+                "kube-apiserver",
+                PrincipalRole::ApiServer,
+                "10.0.3.1:40100",
+                true,
+                1,
+            )
+        };
+        let history = h().event(stolen(1)).event(stolen(2)).build();
+        // One violation for the entry, however many members applied it.
+        assert_one_violation(
+            &check(Invariant::StoreSingleWriter, &history),
+            &[
+                "entry 9",
+                "10.0.3.1",
+                "not an apiserver address",
+                "10.0.2.1",
+            ],
+        );
+    }
+}
+
+mod raft_election_safety {
+    use super::*;
+    use store::raft::Role;
+
+    #[test]
+    fn one_leader_per_term_passes() {
+        let history = h()
+            .role(1, 2, Role::Candidate)
+            .leader(1, 2)
+            .role(2, 2, Role::Follower)
+            .leader(2, 3)
+            .role(1, 3, Role::Follower)
+            // store-2 restarts and reports its leadership of term 3 again.
+            .leader(2, 3)
+            .build();
+        assert_passes(&check(Invariant::RaftElectionSafety, &history), 3);
+    }
+
+    #[test]
+    fn fires_on_two_leaders_in_term_3() {
+        let history = h().leader(1, 2).leader(2, 3).leader(3, 3).build();
+        let verdict = check(Invariant::RaftElectionSafety, &history);
+        assert_one_violation(&verdict, &["two leaders in term 3", "store-2", "store-3"]);
+        assert_eq!(verdict.violations[0].at_ns, Some(20));
+    }
+}
+
+mod raft_state_machine_safety {
+    use super::*;
+
+    #[test]
+    fn members_that_agree_pass_including_a_restart_that_replays_the_log() {
+        let history = h()
+            .started(1)
+            .started(2)
+            // Index 1 is the leader's no-op (not recorded); a failed compare at index 4
+            // leaves the revision where it was.
+            .applied(1, 2, 2, 10, 2)
+            .applied(2, 2, 2, 10, 2)
+            .applied(1, 3, 2, 11, 3)
+            .event({
+                let mut e = applied_event(1, 4, 2, 12, 3);
+                if let HistoryEvent::Applied { n_events, .. } = &mut e {
+                    *n_events = 0;
+                }
+                e
+            })
+            .applied(1, 5, 2, 13, 4)
+            .applied(2, 3, 2, 11, 3)
+            // store-2 restarts and re-applies its log from the start.
+            .started(2)
+            .applied(2, 2, 2, 10, 2)
+            .applied(2, 3, 2, 11, 3)
+            .build();
+        let verdict = check(Invariant::RaftStateMachineSafety, &history);
+        assert_passes(&verdict, 8);
+        assert!(
+            verdict.summary.contains("1 restarts"),
+            "{}",
+            verdict.summary
+        );
+    }
+
+    #[test]
+    fn fires_when_member_2_applies_a_different_proposal_at_index_7() {
+        let history = h()
+            .applied(1, 6, 3, 40, 5)
+            .applied(1, 7, 3, 41, 6)
+            .applied(2, 6, 3, 40, 5)
+            .applied(2, 7, 3, 99, 6)
+            .build();
+        assert_one_violation(
+            &check(Invariant::RaftStateMachineSafety, &history),
+            &[
+                "store-2",
+                "index 7",
+                "proposal 99",
+                "store-1",
+                "proposal 41",
+            ],
+        );
+    }
+
+    #[test]
+    fn fires_when_members_disagree_on_the_revision_after_an_index() {
+        let history = h().applied(1, 3, 2, 40, 5).applied(3, 3, 2, 40, 6).build();
+        assert_one_violation(
+            &check(Invariant::RaftStateMachineSafety, &history),
+            &["store-3", "index 3", "revision 6", "revision 5"],
+        );
+    }
+
+    #[test]
+    fn fires_when_a_member_skips_an_index_another_member_applied() {
+        let history = h()
+            .applied(1, 4, 2, 40, 2)
+            .applied(1, 5, 2, 41, 3)
+            .applied(1, 6, 2, 42, 4)
+            .applied(2, 4, 2, 40, 2)
+            .applied(2, 6, 2, 42, 4)
+            .build();
+        let verdict = check(Invariant::RaftStateMachineSafety, &history);
+        let messages = messages(&verdict);
+        // The gap at index 5 and the revision jump 2 -> 4 are both reported.
+        assert_eq!(messages.len(), 2, "{messages:#?}");
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("store-2 skipped index 5") && m.contains("proposal 41")),
+            "{messages:#?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("store-2's revision went from 2")),
+            "{messages:#?}"
+        );
+    }
+
+    #[test]
+    fn fires_when_a_member_applies_out_of_order() {
+        let history = h().applied(1, 5, 2, 41, 3).applied(1, 4, 2, 40, 2).build();
+        assert_one_violation(
+            &check(Invariant::RaftStateMachineSafety, &history),
+            &["store-1 applied index 4 after index 5"],
+        );
+    }
+
+    #[test]
+    fn fires_when_a_restarted_member_replays_a_different_entry() {
+        let history = h()
+            .started(3)
+            .applied(3, 2, 2, 10, 2)
+            .started(3)
+            .applied(3, 2, 4, 77, 2)
+            .build();
+        assert_one_violation(
+            &check(Invariant::RaftStateMachineSafety, &history),
+            &[
+                "store-3 re-applied index 2 after a restart",
+                "proposal 77",
+                "proposal 10",
+            ],
+        );
+    }
+}
+
+mod linearizability {
+    use super::*;
+
+    fn lin(history: &History) -> Verdict {
+        check(Invariant::Linearizability, history)
+    }
+
+    #[test]
+    fn sequential_writes_and_reads_pass() {
+        let history = h()
+            .get("c1", 1, "/k")
+            .read("c1", 1, 1, None, 0)
+            .put("c1", 2, "/k", "v2")
+            .written("c1", 2, 2)
+            .get("c2", 1, "/k")
+            .read("c2", 1, 2, Some("v2"), 2)
+            .put("c2", 2, "/other", "o3")
+            .written("c2", 2, 3)
+            // A read at a later revision still sees /k's write at 2.
+            .get("c1", 3, "/k")
+            .read("c1", 3, 3, Some("v2"), 2)
+            .cas("c1", 4, "/k", 2, "v4")
+            .written("c1", 4, 4)
+            .cas("c2", 3, "/k", 2, "v5")
+            .compare_failed("c2", 3, 4)
+            .build();
+        assert_passes(&lin(&history), 7);
+    }
+
+    #[test]
+    fn concurrent_operations_may_take_either_order() {
+        // c1's put and c2's read overlap: the read may or may not see it.
+        let history = h()
+            .put("c1", 1, "/k", "a")
+            .get("c2", 1, "/k")
+            .read("c2", 1, 1, None, 0)
+            .get("c3", 1, "/k")
+            .written("c1", 1, 2)
+            .read("c3", 1, 2, Some("a"), 2)
+            .build();
+        assert_passes(&lin(&history), 3);
+    }
+
+    #[test]
+    fn unknown_and_pending_writes_may_or_may_not_take_effect() {
+        let history = h()
+            .put("c1", 1, "/k", "maybe-1")
+            .unknown("c1", 1)
+            .put("c2", 1, "/k", "never-seen")
+            .unknown("c2", 1)
+            // A read sees the first one: it took effect at revision 2 (inferred).
+            .get("c3", 1, "/k")
+            .read("c3", 1, 2, Some("maybe-1"), 2)
+            .get("c3", 2, "/k")
+            .read("c3", 2, 2, Some("maybe-1"), 2)
+            // Never returned: counts as unknown.
+            .put("c4", 1, "/k", "pending")
+            .build();
+        let verdict = lin(&history);
+        assert_passes(&verdict, 5);
+        assert!(
+            verdict.summary.contains("1 seen by reads"),
+            "{}",
+            verdict.summary
+        );
+    }
+
+    #[test]
+    fn a_compare_may_prove_an_unacknowledged_write_that_no_read_saw() {
+        // c2's put timed out but applied at revision 3; c1 read it (outside the recorded
+        // operations, as the workload's compare-and-put does) and its compare held.
+        let history = h()
+            .put("c1", 1, "/k", "a")
+            .written("c1", 1, 2)
+            .put("c2", 1, "/k", "timed-out")
+            .unknown("c2", 1)
+            .cas("c1", 2, "/k", 3, "b")
+            .written("c1", 2, 4)
+            .build();
+        let verdict = lin(&history);
+        assert_passes(&verdict, 3);
+        assert!(
+            verdict.summary.contains("1 more proven"),
+            "{}",
+            verdict.summary
+        );
+
+        // That proven write makes a later read that misses it stale.
+        let history = h()
+            .put("c1", 1, "/k", "a")
+            .written("c1", 1, 2)
+            .put("c2", 1, "/k", "timed-out")
+            .unknown("c2", 1)
+            .cas("c1", 2, "/k", 3, "b")
+            .get("c3", 1, "/k")
+            .written("c1", 2, 5)
+            .read("c3", 1, 4, Some("a"), 2)
+            .build();
+        assert_one_violation(
+            &lin(&history),
+            &[
+                "stale read",
+                "c3#1",
+                "revision 4",
+                "unacknowledged write",
+                "c1#2",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_failed_compare_may_be_explained_by_an_unacknowledged_write() {
+        let history = h()
+            .put("c1", 1, "/k", "a")
+            .written("c1", 1, 2)
+            .put("c2", 1, "/k", "timed-out")
+            .unknown("c2", 1)
+            .cas("c1", 2, "/k", 2, "b")
+            .compare_failed("c1", 2, 3)
+            .build();
+        assert_passes(&lin(&history), 3);
+    }
+
+    #[test]
+    fn fires_on_a_stale_read_that_misses_an_acknowledged_write() {
+        let history = h()
+            .put("c1", 1, "/k", "old")
+            .written("c1", 1, 2)
+            .put("c1", 2, "/k", "new")
+            .get("c2", 1, "/k")
+            .written("c1", 2, 3)
+            // Concurrent with the second put, so real time allows either value; but the
+            // read claims revision 3, where /k is "new".
+            .read("c2", 1, 3, Some("old"), 2)
+            .build();
+        assert_one_violation(
+            &lin(&history),
+            &["stale read", "c2#1", "/k", "revision 3", "'old'", "c1#2"],
+        );
+    }
+
+    #[test]
+    fn fires_on_a_read_of_an_absent_key_that_was_written() {
+        let history = h()
+            .put("c1", 1, "/k", "v")
+            .get("c2", 1, "/k")
+            .written("c1", 1, 2)
+            .read("c2", 1, 2, None, 0)
+            .build();
+        assert_one_violation(&lin(&history), &["c2#1", "as absent", "c1#1", "revision 2"]);
+    }
+
+    #[test]
+    fn fires_on_a_read_observing_a_failed_writes_value() {
+        let history = h()
+            .put("c1", 1, "/k", "ghost")
+            .failed("c1", 1)
+            .get("c2", 1, "/k")
+            .read("c2", 1, 2, Some("ghost"), 2)
+            .build();
+        assert_one_violation(&lin(&history), &["c2#1", "'ghost'", "c1#1", "failed"]);
+    }
+
+    #[test]
+    fn fires_on_a_read_of_a_value_nobody_wrote() {
+        let history = h()
+            .get("c2", 1, "/k")
+            .read("c2", 1, 2, Some("forged"), 2)
+            .build();
+        assert_one_violation(
+            &lin(&history),
+            &["c2#1", "'forged'", "no recorded operation"],
+        );
+    }
+
+    #[test]
+    fn fires_on_a_value_seen_at_another_revision_than_acknowledged() {
+        let history = h()
+            .put("c1", 1, "/k", "v")
+            .written("c1", 1, 2)
+            .get("c2", 1, "/k")
+            .read("c2", 1, 3, Some("v"), 3)
+            .build();
+        assert_one_violation(
+            &lin(&history),
+            &["c2#1", "mod_revision 3", "acknowledged at revision 2"],
+        );
+    }
+
+    #[test]
+    fn fires_on_an_unknown_write_seen_at_two_revisions() {
+        let history = h()
+            .put("c1", 1, "/k", "v")
+            .unknown("c1", 1)
+            .get("c2", 1, "/k")
+            .read("c2", 1, 2, Some("v"), 2)
+            .get("c2", 2, "/k")
+            .read("c2", 2, 3, Some("v"), 3)
+            .build();
+        assert_one_violation(&lin(&history), &["c2#2", "seen at mod_revision 2", "c2#1"]);
+    }
+
+    #[test]
+    fn fires_when_a_later_invoked_write_gets_an_earlier_revision() {
+        let history = h()
+            .at(0)
+            .put("c1", 1, "/a", "x")
+            .at(1)
+            .written("c1", 1, 10)
+            .at(2)
+            .put("c2", 1, "/b", "y")
+            .written("c2", 1, 5)
+            .build();
+        let verdict = lin(&history);
+        assert_one_violation(
+            &verdict,
+            &[
+                "real-time order",
+                "c2#1",
+                "revision 5",
+                "c1#1",
+                "revision 10",
+            ],
+        );
+    }
+
+    #[test]
+    fn fires_on_a_read_served_below_a_completed_write() {
+        let history = h()
+            .put("c1", 1, "/a", "x")
+            .written("c1", 1, 7)
+            .get("c2", 1, "/b")
+            .read("c2", 1, 6, None, 0)
+            .build();
+        assert_one_violation(
+            &lin(&history),
+            &[
+                "real-time order",
+                "c2#1",
+                "served at revision 6",
+                "c1#1",
+                "revision 7",
+            ],
+        );
+    }
+
+    #[test]
+    fn fires_on_reads_going_back_in_time() {
+        let history = h()
+            .get("c1", 1, "/a")
+            .read("c1", 1, 9, None, 0)
+            .get("c2", 1, "/a")
+            .read("c2", 1, 8, None, 0)
+            .build();
+        assert_one_violation(
+            &lin(&history),
+            &["c2#1", "revision 8", "c1#1", "revision 9"],
+        );
+    }
+
+    #[test]
+    fn fires_on_two_writes_at_one_revision() {
+        let history = h()
+            .put("c1", 1, "/a", "x")
+            .put("c2", 1, "/b", "y")
+            .written("c1", 1, 4)
+            .written("c2", 1, 4)
+            .build();
+        assert_one_violation(&lin(&history), &["c1#1", "c2#1", "both", "revision 4"]);
+    }
+
+    #[test]
+    fn fires_on_a_compare_that_held_against_the_wrong_revision() {
+        let history = h()
+            .put("c1", 1, "/k", "a")
+            .written("c1", 1, 2)
+            .put("c1", 2, "/k", "b")
+            .written("c1", 2, 3)
+            .cas("c2", 1, "/k", 2, "c")
+            .written("c2", 1, 4)
+            .build();
+        assert_one_violation(
+            &lin(&history),
+            &["c2#1", "mod_revision 2", "c1#2", "revision 3"],
+        );
+    }
+
+    #[test]
+    fn fires_on_a_create_that_succeeded_over_an_existing_key() {
+        let history = h()
+            .put("c1", 1, "/k", "a")
+            .written("c1", 1, 2)
+            .cas("c2", 1, "/k", 0, "c")
+            .written("c2", 1, 3)
+            .build();
+        assert_one_violation(&lin(&history), &["c2#1", "mod_revision 0", "c1#1"]);
+    }
+
+    #[test]
+    fn fires_on_a_compare_that_failed_although_it_held() {
+        let history = h()
+            .put("c1", 1, "/k", "a")
+            .written("c1", 1, 2)
+            .cas("c2", 1, "/k", 2, "c")
+            .compare_failed("c2", 1, 2)
+            .build();
+        assert_one_violation(
+            &lin(&history),
+            &["c2#1", "failed its compare at revision 2", "c1#1"],
+        );
+    }
+
+    #[test]
+    fn fires_on_malformed_histories() {
+        let history = h()
+            .written("c9", 1, 2)
+            .get("c1", 1, "/k")
+            .written("c1", 1, 2)
+            .build();
+        let verdict = lin(&history);
+        let messages = messages(&verdict);
+        assert_eq!(messages.len(), 2, "{messages:#?}");
+        assert!(messages[0].contains("c9#1 returned, never invoked"));
+        assert!(messages[1].contains("c1#1") && messages[1].contains("cannot have"));
+    }
+
+    /// A linearizable history of `n_ops` operations by `n_clients` concurrent clients on
+    /// 64 keys: each operation takes effect on a model store at its invocation (inside its
+    /// interval), and returns later; about 1% of writes time out, half of them applied.
+    fn synthetic_history(n_ops: usize, n_clients: usize) -> History {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut keys: Vec<Option<(String, i64)>> = vec![None; 64];
+        let mut revision = 1i64;
+        let mut in_flight: Vec<Option<(u64, sim::history::StoreOpOutcome)>> = vec![None; n_clients];
+        let mut builder = h();
+        let mut n_invoked = 0usize;
+        let mut op_id = 0u64;
+        use sim::history::StoreOpOutcome;
+        while n_invoked < n_ops || in_flight.iter().any(Option::is_some) {
+            let client_idx = (next() % n_clients as u64) as usize;
+            let client = format!("c{client_idx}");
+            if let Some((id, outcome)) = in_flight[client_idx].take() {
+                builder = builder.ret(&client, id, outcome);
+                continue;
+            }
+            if n_invoked == n_ops {
+                continue;
+            }
+            n_invoked += 1;
+            op_id += 1;
+            let key_idx = (next() % 64) as usize;
+            let key = format!("/k/{key_idx}");
+            let value = format!("{client}-{op_id}");
+            let outcome = match next() % 10 {
+                0..=4 => {
+                    builder = builder.put(&client, op_id, &key, &value);
+                    let roll = next() % 200;
+                    if roll < 2 {
+                        if roll == 0 {
+                            revision += 1;
+                            keys[key_idx] = Some((value, revision));
+                        }
+                        StoreOpOutcome::Unknown {
+                            error: "timeout".into(),
+                        }
+                    } else {
+                        revision += 1;
+                        keys[key_idx] = Some((value, revision));
+                        StoreOpOutcome::Written {
+                            revision,
+                            succeeded: true,
+                        }
+                    }
+                }
+                5..=7 => {
+                    builder = builder.get(&client, op_id, &key);
+                    StoreOpOutcome::Read {
+                        revision,
+                        value: keys[key_idx].as_ref().map(|(v, _)| v.clone()),
+                        mod_revision: keys[key_idx].as_ref().map_or(0, |(_, r)| *r),
+                    }
+                }
+                _ => {
+                    let current = keys[key_idx].as_ref().map_or(0, |(_, r)| *r);
+                    let expected = if next() % 2 == 0 {
+                        current
+                    } else {
+                        current.max(1) - 1
+                    };
+                    builder = builder.cas(&client, op_id, &key, expected, &value);
+                    if expected == current {
+                        revision += 1;
+                        keys[key_idx] = Some((value, revision));
+                        StoreOpOutcome::Written {
+                            revision,
+                            succeeded: true,
+                        }
+                    } else {
+                        StoreOpOutcome::Written {
+                            revision,
+                            succeeded: false,
+                        }
+                    }
+                }
+            };
+            in_flight[client_idx] = Some((op_id, outcome));
+        }
+        builder.build()
+    }
+
+    #[test]
+    fn a_synthetic_linearizable_history_of_100k_operations_passes() {
+        let history = synthetic_history(100_000, 16);
+        let started = std::time::Instant::now();
+        let verdict = lin(&history);
+        eprintln!(
+            "linearizability of {} operations ({} records): {:?} ({})",
+            verdict.checked,
+            history.records.len(),
+            started.elapsed(),
+            verdict.summary
+        );
+        assert_passes(&verdict, 100_000);
+    }
+
+    #[test]
+    fn a_synthetic_history_with_one_stale_read_planted_fails() {
+        let mut history = synthetic_history(20_000, 8);
+        let planted = plant_stale_read(&mut history).expect("a read to corrupt");
+        let verdict = lin(&history);
+        assert!(!verdict.passed(), "planted {planted} went unnoticed");
+        assert!(
+            messages(&verdict).iter().any(|m| m.contains(&planted)),
+            "{planted}: {:#?}",
+            messages(&verdict)
+        );
+    }
+
+    /// Finds a read that saw value v1 at mod_revision m1 while an earlier acknowledged
+    /// write of the same key (another value, at m0 < m1) exists, and makes the read report
+    /// the older write's value and revision: a stale read. Returns the read's op label.
+    fn plant_stale_read(history: &mut History) -> Option<String> {
+        use sim::history::{StoreOpKind, StoreOpOutcome};
+        use std::collections::HashMap;
+        let mut last_ack: HashMap<String, (String, i64)> = HashMap::new();
+        let mut previous_ack: HashMap<String, (String, i64)> = HashMap::new();
+        let mut invoked: HashMap<(String, u64), StoreOpKind> = HashMap::new();
+        for record in &mut history.records {
+            match &mut record.event {
+                HistoryEvent::StoreOpInvoked { client, op_id, op } => {
+                    invoked.insert((client.clone(), *op_id), op.clone());
+                }
+                HistoryEvent::StoreOpReturned {
+                    client,
+                    op_id,
+                    outcome,
+                } => {
+                    let op = &invoked[&(client.clone(), *op_id)];
+                    match (op, outcome) {
+                        (
+                            StoreOpKind::Put { key, value }
+                            | StoreOpKind::CompareAndPut { key, value, .. },
+                            StoreOpOutcome::Written {
+                                revision,
+                                succeeded: true,
+                            },
+                        ) => {
+                            if let Some(prev) =
+                                last_ack.insert(key.clone(), (value.clone(), *revision))
+                            {
+                                previous_ack.insert(key.clone(), prev);
+                            }
+                        }
+                        (
+                            StoreOpKind::Get { key },
+                            StoreOpOutcome::Read {
+                                value: Some(seen),
+                                mod_revision,
+                                ..
+                            },
+                        ) if last_ack.get(key).is_some_and(|(v, _)| v == seen)
+                            && previous_ack.contains_key(key) =>
+                        {
+                            let (old_value, old_revision) = previous_ack[key].clone();
+                            *seen = old_value;
+                            *mod_revision = old_revision;
+                            return Some(format!("op {client}#{op_id}"));
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+mod no_acknowledged_write_lost {
+    use super::*;
+    use bytes::Bytes;
+    use store::api::KeyValue;
+
+    fn kv(key: &str, value: &str, mod_revision: i64) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Bytes::from(value.to_string()),
+            create_revision: 2,
+            mod_revision,
+            version: 1,
+        }
+    }
+
+    fn durability(history: &History, end_state: Option<&EndState>) -> Verdict {
+        check_one(
+            Invariant::NoAcknowledgedWriteLost,
+            history,
+            end_state,
+            vec![apiserver_ip()],
+        )
+    }
+
+    fn two_writes() -> History {
+        h().put("c1", 1, "/a", "a1")
+            .written("c1", 1, 2)
+            .put("c1", 2, "/a", "a2")
+            .written("c1", 2, 3)
+            .put("c2", 1, "/b", "b1")
+            .written("c2", 1, 4)
+            .put("c2", 2, "/b", "b-failed")
+            .failed("c2", 2)
+            .build()
+    }
+
+    #[test]
+    fn writes_still_in_the_end_state_or_overwritten_later_pass() {
+        let end = EndState {
+            revision: 4,
+            keyspace: vec![kv("/a", "a2", 3), kv("/b", "b1", 4)],
+        };
+        assert_passes(&durability(&two_writes(), Some(&end)), 3);
+    }
+
+    #[test]
+    fn without_an_end_state_it_examines_nothing_and_says_so() {
+        let verdict = durability(&two_writes(), None);
+        assert_passes(&verdict, 0);
+        assert!(verdict.summary.contains("skipped"), "{}", verdict.summary);
+    }
+
+    #[test]
+    fn fires_on_a_write_rolled_back_to_an_older_value() {
+        let end = EndState {
+            revision: 4,
+            keyspace: vec![kv("/a", "a1", 2), kv("/b", "b1", 4)],
+        };
+        assert_one_violation(
+            &durability(&two_writes(), Some(&end)),
+            &[
+                "c1#2",
+                "/a='a2'",
+                "revision 3",
+                "mod_revision is only 2",
+                "'a1'",
+            ],
+        );
+    }
+
+    #[test]
+    fn fires_on_a_key_that_vanished() {
+        let end = EndState {
+            revision: 4,
+            keyspace: vec![kv("/a", "a2", 3)],
+        };
+        assert_one_violation(
+            &durability(&two_writes(), Some(&end)),
+            &["c2#1", "/b='b1'", "absent"],
+        );
+    }
+
+    #[test]
+    fn fires_on_another_value_at_the_acknowledged_revision() {
+        let end = EndState {
+            revision: 4,
+            keyspace: vec![kv("/a", "a2", 3), kv("/b", "b-failed", 4)],
+        };
+        assert_one_violation(
+            &durability(&two_writes(), Some(&end)),
+            &["c2#1", "'b-failed' at that same mod_revision"],
+        );
+    }
+
+    #[test]
+    fn fires_when_the_end_state_is_older_than_an_acknowledged_write() {
+        let end = EndState {
+            revision: 3,
+            keyspace: vec![kv("/a", "a2", 3), kv("/b", "b1", 5)],
+        };
+        assert_one_violation(
+            &durability(&two_writes(), Some(&end)),
+            &["read at revision 3", "below revision 4", "c2#1"],
+        );
+    }
+}
