@@ -459,6 +459,31 @@ mod linearizability {
     }
 
     #[test]
+    fn fires_when_compares_prove_two_writes_at_one_revision() {
+        let history = h()
+            .put("c1", 1, "/a", "a")
+            .written("c1", 1, 2)
+            .put("c2", 1, "/a", "timed-out-a")
+            .unknown("c2", 1)
+            .put("c3", 1, "/b", "timed-out-b")
+            .unknown("c3", 1)
+            .cas("c1", 2, "/a", 3, "a2")
+            .written("c1", 2, 4)
+            .cas("c1", 3, "/b", 3, "b2")
+            .written("c1", 3, 5)
+            .build();
+        assert_one_violation(
+            &lin(&history),
+            &[
+                "c1#3",
+                "write to /b at revision 3",
+                "c1#2",
+                "one to /a there",
+            ],
+        );
+    }
+
+    #[test]
     fn a_failed_compare_may_be_explained_by_an_unacknowledged_write() {
         let history = h()
             .put("c1", 1, "/k", "a")

@@ -166,7 +166,7 @@ impl<'h> KnownWrites<'h> {
             .is_some_and(|&pos| pos < before_pos);
         let lo = self.revisions.partition_point(|r| *r <= after);
         let hi = self.revisions.partition_point(|r| *r <= upto);
-        let n_free = (upto - after).max(0) as usize - (hi - lo);
+        let n_free = ((upto - after).max(0) as usize).saturating_sub(hi - lo);
         candidate && n_free > 0
     }
 }
@@ -512,14 +512,31 @@ fn check_succeeded_compares<'h>(
     let n_phantoms = phantoms.len();
     for (revision, cas_idx) in phantoms {
         let key = ops[cas_idx].key();
-        let key_writes = writes.by_key.entry(key).or_default();
-        if !key_writes.iter().any(|(r, _)| *r == revision) {
-            key_writes.push((revision, Writer::Phantom(cas_idx)));
-            writes
-                .by_revision
-                .insert(revision, (key, Writer::Phantom(cas_idx)));
-            writes.revisions.push(revision);
+        match writes.by_revision.get(&revision) {
+            // Two compares proved the same write.
+            Some(&(other_key, _)) if other_key == key => continue,
+            Some(&(other_key, writer)) => {
+                violations.push(
+                    Some(ops[cas_idx].at_ns()),
+                    format!(
+                        "{} proves a write to {key} at revision {revision}, but {} proves                          one to {other_key} there",
+                        ops[cas_idx].label(),
+                        describe(ops, writer)
+                    ),
+                );
+                continue;
+            }
+            None => {}
         }
+        writes
+            .by_key
+            .entry(key)
+            .or_default()
+            .push((revision, Writer::Phantom(cas_idx)));
+        writes
+            .by_revision
+            .insert(revision, (key, Writer::Phantom(cas_idx)));
+        writes.revisions.push(revision);
     }
     for key_writes in writes.by_key.values_mut() {
         key_writes.sort_unstable_by_key(|(revision, _)| *revision);

@@ -239,8 +239,8 @@ fn check_no_gap(
                     next_at_ns,
                     format!(
                         "store-{} skipped index {index} (store-{other} applied {theirs} there) \
-                         and went on to apply index {next_index}; {} of its {} applied \
-                         indexes up to {last_index} are missing",
+                         and went on to apply index {next_index}; it misses {} of the {} \
+                         proposal indexes up to {last_index}",
                         incarnation.member,
                         n_expected - incarnation.applied.len(),
                         n_expected
