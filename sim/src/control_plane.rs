@@ -178,9 +178,10 @@ fn start_apiserver(
     let members = store.addresses();
     let observer: Arc<dyn ApiServerObserver> = Arc::new(recorder.clone());
     let node_clock = clock.clone();
-    let traffic = options.store_traffic_until.filter(|_| idx == 0).map(|until| {
-        (until, recorder.clone(), Arc::new(std::sync::atomic::AtomicU64::new(0)))
-    });
+    let traffic = options
+        .store_traffic_until
+        .filter(|_| idx == 0)
+        .map(|until| (until, recorder.clone(), Arc::new(std::sync::atomic::AtomicU64::new(0))));
     let node = Handle::current()
         .create_node()
         .name(name.clone())

@@ -354,8 +354,10 @@ impl api::ApiObserver for Recorder {
     }
 
     fn returned(&self, client: &str, request: &ApiRequest, result: &ApiResult) {
-        if let (Operation::Watch { resource, namespace, since, .. }, Ok(ApiResponse::Watch { events, resource_version })) =
-            (&request.operation, result)
+        if let (
+            Operation::Watch { resource, namespace, since, .. },
+            Ok(ApiResponse::Watch { events, resource_version }),
+        ) = (&request.operation, result)
         {
             let events = events
                 .iter()

@@ -6,10 +6,14 @@ use std::collections::BTreeSet;
 use faults::{FaultKind, FaultPlan, GenerateOptions, Topology};
 use madsim::runtime::Runtime;
 
+use crate::checkers::{check_all, CheckInput, EndState, Verdict};
+use crate::cluster::{ip, store_member_addr};
 use crate::control_plane::ControlPlaneOptions;
 use crate::history::{History, HistoryEvent, Recorder};
 use crate::report::RunReport;
 use crate::scenario::{deploy_nginx, store_smoke, Scenario};
+use store::api::{KeyRange, Principal, RangeRequest};
+use store::client::{StoreClient, StoreClientConfig};
 
 /// Where a seed's faults come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,7 +85,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
 pub fn run_seed_with_history(options: &RunOptions) -> (RunReport, History) {
     let runtime = Runtime::with_seed_and_config(options.seed, madsim::Config::default());
     let recorder = Recorder::new();
-    let (outcome, simulated_secs, messages_delivered) = runtime.block_on({
+    let (outcome, end_state, simulated_secs, messages_delivered) = runtime.block_on({
         let recorder = recorder.clone();
         let options = options.clone();
         let plan = options.plan();
@@ -92,10 +96,18 @@ pub fn run_seed_with_history(options: &RunOptions) -> (RunReport, History) {
             };
             let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
             let messages = madsim::net::NetSim::current().stat().msg_count;
-            (outcome, simulated_secs, messages)
+            let end_state = read_end_state(options.cluster.store.n_members as u64).await;
+            (outcome, end_state, simulated_secs, messages)
         }
     });
     let history = recorder.finish();
+    let apiserver_sources = match options.scenario {
+        Scenario::StoreSmoke => vec![ip(9, 1)],
+        Scenario::DeployNginx => (0..options.cluster.n_apiservers).map(|i| ip(2, i as u8 + 1)).collect(),
+    };
+    let input = CheckInput { history: &history, end_state: end_state.as_ref(), apiserver_sources };
+    let mut checks = outcome.checks;
+    checks.extend(check_all(&input).iter().map(Verdict::to_check));
     let faults = history
         .events()
         .filter_map(|(at_ns, e)| match e {
@@ -107,7 +119,7 @@ pub fn run_seed_with_history(options: &RunOptions) -> (RunReport, History) {
         seed: options.seed,
         scenario: options.scenario.name().to_string(),
         timeline: outcome.timeline,
-        checks: outcome.checks,
+        checks,
         faults,
         stats: outcome.stats,
         trace_hash: format!("{:016x}", history.trace_hash),
@@ -116,4 +128,26 @@ pub fn run_seed_with_history(options: &RunOptions) -> (RunReport, History) {
         history_records: history.records.len(),
     };
     (report, history)
+}
+
+/// The store's final keyspace, read by a checker's client on a fresh node after the
+/// scenario ended; `None` if no member answered (for example after total loss).
+async fn read_end_state(n_members: u64) -> Option<EndState> {
+    let members = (1..=n_members).map(|id| (id, store_member_addr(id))).collect();
+    let node = madsim::runtime::Handle::current().create_node().name("end-state-reader").ip(ip(9, 250)).build();
+    node.spawn(async move {
+        let client = StoreClient::connect(members, Principal::reader("end-state-reader"), StoreClientConfig::default())
+            .await
+            .ok()?;
+        for _ in 0..5 {
+            if let Ok(r) = client.range(RangeRequest::new(KeyRange::Prefix("/".into()))).await {
+                return Some(EndState { revision: r.header.revision, keyspace: r.kvs });
+            }
+            madsim::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
 }

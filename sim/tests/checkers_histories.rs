@@ -18,11 +18,7 @@ fn check(invariant: Invariant, history: &History) -> Verdict {
 }
 
 fn messages(verdict: &Verdict) -> Vec<&str> {
-    verdict
-        .violations
-        .iter()
-        .map(|v| v.message.as_str())
-        .collect()
+    verdict.violations.iter().map(|v| v.message.as_str()).collect()
 }
 
 /// Asserts exactly one violation, whose message contains every piece of `evidence`.
@@ -31,11 +27,7 @@ fn assert_one_violation(verdict: &Verdict, evidence: &[&str]) {
     let messages = messages(verdict);
     assert_eq!(messages.len(), 1, "{messages:#?}");
     for piece in evidence {
-        assert!(
-            messages[0].contains(piece),
-            "'{piece}' not in: {}",
-            messages[0]
-        );
+        assert!(messages[0].contains(piece), "'{piece}' not in: {}", messages[0]);
     }
 }
 
@@ -76,11 +68,7 @@ mod api {
         // An empty history passes vacuously, and the report says so.
         for v in &verdicts {
             assert_eq!(v.checked, 0);
-            assert!(
-                v.to_check().detail.contains("vacuous"),
-                "{:?}",
-                v.to_check()
-            );
+            assert!(v.to_check().detail.contains("vacuous"), "{:?}", v.to_check());
         }
     }
 }
@@ -99,12 +87,7 @@ mod store_single_writer {
     ) -> HistoryEvent {
         let mut event = applied_event(member, index, 2, 100 + index, 1 + index as i64);
         if let HistoryEvent::Applied {
-            principal: p,
-            principal_role: r,
-            source: s,
-            succeeded: ok,
-            n_events: n,
-            ..
+            principal: p, principal_role: r, source: s, succeeded: ok, n_events: n, ..
         } = &mut event
         {
             *p = principal.into();
@@ -118,11 +101,7 @@ mod store_single_writer {
 
     #[test]
     fn apiserver_writes_from_an_apiserver_address_pass() {
-        let history = h()
-            .applied(1, 1, 2, 101, 2)
-            .applied(2, 1, 2, 101, 2)
-            .applied(1, 2, 2, 102, 3)
-            .build();
+        let history = h().applied(1, 1, 2, 101, 2).applied(2, 1, 2, 101, 2).applied(1, 2, 2, 102, 3).build();
         // An entry applied on two members is judged once.
         assert_passes(&check(Invariant::StoreSingleWriter, &history), 2);
     }
@@ -136,38 +115,17 @@ mod store_single_writer {
                 source: "10.0.3.1:5000".into(),
                 error: "permission denied".into(),
             })
-            .event(applied_by(
-                1,
-                3,
-                "kube-controller-manager",
-                PrincipalRole::Other,
-                "10.0.3.1:5000",
-                false,
-                0,
-            ))
+            .event(applied_by(1, 3, "kube-controller-manager", PrincipalRole::Other, "10.0.3.1:5000", false, 0))
             .build();
         let verdict = check(Invariant::StoreSingleWriter, &history);
         assert_passes(&verdict, 1);
-        assert!(
-            verdict.summary.contains("1 requests rejected"),
-            "{}",
-            verdict.summary
-        );
+        assert!(verdict.summary.contains("1 requests rejected"), "{}", verdict.summary);
     }
 
     #[test]
     fn fires_on_a_write_applied_for_a_non_apiserver_principal() {
-        let history = h()
-            .event(applied_by(
-                1,
-                7,
-                "kube-scheduler",
-                PrincipalRole::Other,
-                "10.0.4.1:5000",
-                true,
-                1,
-            ))
-            .build();
+        let history =
+            h().event(applied_by(1, 7, "kube-scheduler", PrincipalRole::Other, "10.0.4.1:5000", true, 1)).build();
         assert_one_violation(
             &check(Invariant::StoreSingleWriter, &history),
             &["entry 7", "'kube-scheduler'", "Other", "10.0.4.1"],
@@ -176,27 +134,13 @@ mod store_single_writer {
 
     #[test]
     fn fires_on_the_apiserver_credential_used_from_a_controller_manager() {
-        let stolen = |member| {
-            applied_by(
-                member,
-                9,
-                "kube-apiserver",
-                PrincipalRole::ApiServer,
-                "10.0.3.1:40100",
-                true,
-                1,
-            )
-        };
+        let stolen =
+            |member| applied_by(member, 9, "kube-apiserver", PrincipalRole::ApiServer, "10.0.3.1:40100", true, 1);
         let history = h().event(stolen(1)).event(stolen(2)).build();
         // One violation for the entry, however many members applied it.
         assert_one_violation(
             &check(Invariant::StoreSingleWriter, &history),
-            &[
-                "entry 9",
-                "10.0.3.1",
-                "not an apiserver address",
-                "10.0.2.1",
-            ],
+            &["entry 9", "10.0.3.1", "not an apiserver address", "10.0.2.1"],
         );
     }
 }
@@ -257,30 +201,16 @@ mod raft_state_machine_safety {
             .build();
         let verdict = check(Invariant::RaftStateMachineSafety, &history);
         assert_passes(&verdict, 8);
-        assert!(
-            verdict.summary.contains("1 restarts"),
-            "{}",
-            verdict.summary
-        );
+        assert!(verdict.summary.contains("1 restarts"), "{}", verdict.summary);
     }
 
     #[test]
     fn fires_when_member_2_applies_a_different_proposal_at_index_7() {
-        let history = h()
-            .applied(1, 6, 3, 40, 5)
-            .applied(1, 7, 3, 41, 6)
-            .applied(2, 6, 3, 40, 5)
-            .applied(2, 7, 3, 99, 6)
-            .build();
+        let history =
+            h().applied(1, 6, 3, 40, 5).applied(1, 7, 3, 41, 6).applied(2, 6, 3, 40, 5).applied(2, 7, 3, 99, 6).build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
-            &[
-                "store-2",
-                "index 7",
-                "proposal 99",
-                "store-1",
-                "proposal 41",
-            ],
+            &["store-2", "index 7", "proposal 99", "store-1", "proposal 41"],
         );
     }
 
@@ -307,17 +237,10 @@ mod raft_state_machine_safety {
         // The gap at index 5 and the revision jump 2 -> 4 are both reported.
         assert_eq!(messages.len(), 2, "{messages:#?}");
         assert!(
-            messages
-                .iter()
-                .any(|m| m.contains("store-2 skipped index 5") && m.contains("proposal 41")),
+            messages.iter().any(|m| m.contains("store-2 skipped index 5") && m.contains("proposal 41")),
             "{messages:#?}"
         );
-        assert!(
-            messages
-                .iter()
-                .any(|m| m.contains("store-2's revision went from 2")),
-            "{messages:#?}"
-        );
+        assert!(messages.iter().any(|m| m.contains("store-2's revision went from 2")), "{messages:#?}");
     }
 
     #[test]
@@ -331,19 +254,10 @@ mod raft_state_machine_safety {
 
     #[test]
     fn fires_when_a_restarted_member_replays_a_different_entry() {
-        let history = h()
-            .started(3)
-            .applied(3, 2, 2, 10, 2)
-            .started(3)
-            .applied(3, 2, 4, 77, 2)
-            .build();
+        let history = h().started(3).applied(3, 2, 2, 10, 2).started(3).applied(3, 2, 4, 77, 2).build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
-            &[
-                "store-3 re-applied index 2 after a restart",
-                "proposal 77",
-                "proposal 10",
-            ],
+            &["store-3 re-applied index 2 after a restart", "proposal 77", "proposal 10"],
         );
     }
 }
@@ -408,11 +322,7 @@ mod linearizability {
             .build();
         let verdict = lin(&history);
         assert_passes(&verdict, 5);
-        assert!(
-            verdict.summary.contains("1 seen by reads"),
-            "{}",
-            verdict.summary
-        );
+        assert!(verdict.summary.contains("1 seen by reads"), "{}", verdict.summary);
     }
 
     #[test]
@@ -429,11 +339,7 @@ mod linearizability {
             .build();
         let verdict = lin(&history);
         assert_passes(&verdict, 3);
-        assert!(
-            verdict.summary.contains("1 more proven"),
-            "{}",
-            verdict.summary
-        );
+        assert!(verdict.summary.contains("1 more proven"), "{}", verdict.summary);
 
         // That proven write makes a later read that misses it stale.
         let history = h()
@@ -446,16 +352,7 @@ mod linearizability {
             .written("c1", 2, 5)
             .read("c3", 1, 4, Some("a"), 2)
             .build();
-        assert_one_violation(
-            &lin(&history),
-            &[
-                "stale read",
-                "c3#1",
-                "revision 4",
-                "unacknowledged write",
-                "c1#2",
-            ],
-        );
+        assert_one_violation(&lin(&history), &["stale read", "c3#1", "revision 4", "unacknowledged write", "c1#2"]);
     }
 
     #[test]
@@ -472,15 +369,7 @@ mod linearizability {
             .cas("c1", 3, "/b", 3, "b2")
             .written("c1", 3, 5)
             .build();
-        assert_one_violation(
-            &lin(&history),
-            &[
-                "c1#3",
-                "write to /b at revision 3",
-                "c1#2",
-                "one to /a there",
-            ],
-        );
+        assert_one_violation(&lin(&history), &["c1#3", "write to /b at revision 3", "c1#2", "one to /a there"]);
     }
 
     #[test]
@@ -508,20 +397,13 @@ mod linearizability {
             // read claims revision 3, where /k is "new".
             .read("c2", 1, 3, Some("old"), 2)
             .build();
-        assert_one_violation(
-            &lin(&history),
-            &["stale read", "c2#1", "/k", "revision 3", "'old'", "c1#2"],
-        );
+        assert_one_violation(&lin(&history), &["stale read", "c2#1", "/k", "revision 3", "'old'", "c1#2"]);
     }
 
     #[test]
     fn fires_on_a_read_of_an_absent_key_that_was_written() {
-        let history = h()
-            .put("c1", 1, "/k", "v")
-            .get("c2", 1, "/k")
-            .written("c1", 1, 2)
-            .read("c2", 1, 2, None, 0)
-            .build();
+        let history =
+            h().put("c1", 1, "/k", "v").get("c2", 1, "/k").written("c1", 1, 2).read("c2", 1, 2, None, 0).build();
         assert_one_violation(&lin(&history), &["c2#1", "as absent", "c1#1", "revision 2"]);
     }
 
@@ -538,28 +420,15 @@ mod linearizability {
 
     #[test]
     fn fires_on_a_read_of_a_value_nobody_wrote() {
-        let history = h()
-            .get("c2", 1, "/k")
-            .read("c2", 1, 2, Some("forged"), 2)
-            .build();
-        assert_one_violation(
-            &lin(&history),
-            &["c2#1", "'forged'", "no recorded operation"],
-        );
+        let history = h().get("c2", 1, "/k").read("c2", 1, 2, Some("forged"), 2).build();
+        assert_one_violation(&lin(&history), &["c2#1", "'forged'", "no recorded operation"]);
     }
 
     #[test]
     fn fires_on_a_value_seen_at_another_revision_than_acknowledged() {
-        let history = h()
-            .put("c1", 1, "/k", "v")
-            .written("c1", 1, 2)
-            .get("c2", 1, "/k")
-            .read("c2", 1, 3, Some("v"), 3)
-            .build();
-        assert_one_violation(
-            &lin(&history),
-            &["c2#1", "mod_revision 3", "acknowledged at revision 2"],
-        );
+        let history =
+            h().put("c1", 1, "/k", "v").written("c1", 1, 2).get("c2", 1, "/k").read("c2", 1, 3, Some("v"), 3).build();
+        assert_one_violation(&lin(&history), &["c2#1", "mod_revision 3", "acknowledged at revision 2"]);
     }
 
     #[test]
@@ -587,60 +456,30 @@ mod linearizability {
             .written("c2", 1, 5)
             .build();
         let verdict = lin(&history);
-        assert_one_violation(
-            &verdict,
-            &[
-                "real-time order",
-                "c2#1",
-                "revision 5",
-                "c1#1",
-                "revision 10",
-            ],
-        );
+        assert_one_violation(&verdict, &["real-time order", "c2#1", "revision 5", "c1#1", "revision 10"]);
     }
 
     #[test]
     fn fires_on_a_read_served_below_a_completed_write() {
-        let history = h()
-            .put("c1", 1, "/a", "x")
-            .written("c1", 1, 7)
-            .get("c2", 1, "/b")
-            .read("c2", 1, 6, None, 0)
-            .build();
+        let history =
+            h().put("c1", 1, "/a", "x").written("c1", 1, 7).get("c2", 1, "/b").read("c2", 1, 6, None, 0).build();
         assert_one_violation(
             &lin(&history),
-            &[
-                "real-time order",
-                "c2#1",
-                "served at revision 6",
-                "c1#1",
-                "revision 7",
-            ],
+            &["real-time order", "c2#1", "served at revision 6", "c1#1", "revision 7"],
         );
     }
 
     #[test]
     fn fires_on_reads_going_back_in_time() {
-        let history = h()
-            .get("c1", 1, "/a")
-            .read("c1", 1, 9, None, 0)
-            .get("c2", 1, "/a")
-            .read("c2", 1, 8, None, 0)
-            .build();
-        assert_one_violation(
-            &lin(&history),
-            &["c2#1", "revision 8", "c1#1", "revision 9"],
-        );
+        let history =
+            h().get("c1", 1, "/a").read("c1", 1, 9, None, 0).get("c2", 1, "/a").read("c2", 1, 8, None, 0).build();
+        assert_one_violation(&lin(&history), &["c2#1", "revision 8", "c1#1", "revision 9"]);
     }
 
     #[test]
     fn fires_on_two_writes_at_one_revision() {
-        let history = h()
-            .put("c1", 1, "/a", "x")
-            .put("c2", 1, "/b", "y")
-            .written("c1", 1, 4)
-            .written("c2", 1, 4)
-            .build();
+        let history =
+            h().put("c1", 1, "/a", "x").put("c2", 1, "/b", "y").written("c1", 1, 4).written("c2", 1, 4).build();
         assert_one_violation(&lin(&history), &["c1#1", "c2#1", "both", "revision 4"]);
     }
 
@@ -654,20 +493,13 @@ mod linearizability {
             .cas("c2", 1, "/k", 2, "c")
             .written("c2", 1, 4)
             .build();
-        assert_one_violation(
-            &lin(&history),
-            &["c2#1", "mod_revision 2", "c1#2", "revision 3"],
-        );
+        assert_one_violation(&lin(&history), &["c2#1", "mod_revision 2", "c1#2", "revision 3"]);
     }
 
     #[test]
     fn fires_on_a_create_that_succeeded_over_an_existing_key() {
-        let history = h()
-            .put("c1", 1, "/k", "a")
-            .written("c1", 1, 2)
-            .cas("c2", 1, "/k", 0, "c")
-            .written("c2", 1, 3)
-            .build();
+        let history =
+            h().put("c1", 1, "/k", "a").written("c1", 1, 2).cas("c2", 1, "/k", 0, "c").written("c2", 1, 3).build();
         assert_one_violation(&lin(&history), &["c2#1", "mod_revision 0", "c1#1"]);
     }
 
@@ -679,19 +511,12 @@ mod linearizability {
             .cas("c2", 1, "/k", 2, "c")
             .compare_failed("c2", 1, 2)
             .build();
-        assert_one_violation(
-            &lin(&history),
-            &["c2#1", "failed its compare at revision 2", "c1#1"],
-        );
+        assert_one_violation(&lin(&history), &["c2#1", "failed its compare at revision 2", "c1#1"]);
     }
 
     #[test]
     fn fires_on_malformed_histories() {
-        let history = h()
-            .written("c9", 1, 2)
-            .get("c1", 1, "/k")
-            .written("c1", 1, 2)
-            .build();
+        let history = h().written("c9", 1, 2).get("c1", 1, "/k").written("c1", 1, 2).build();
         let verdict = lin(&history);
         let messages = messages(&verdict);
         assert_eq!(messages.len(), 2, "{messages:#?}");
@@ -741,16 +566,11 @@ mod linearizability {
                             revision += 1;
                             keys[key_idx] = Some((value, revision));
                         }
-                        StoreOpOutcome::Unknown {
-                            error: "timeout".into(),
-                        }
+                        StoreOpOutcome::Unknown { error: "timeout".into() }
                     } else {
                         revision += 1;
                         keys[key_idx] = Some((value, revision));
-                        StoreOpOutcome::Written {
-                            revision,
-                            succeeded: true,
-                        }
+                        StoreOpOutcome::Written { revision, succeeded: true }
                     }
                 }
                 5..=7 => {
@@ -763,24 +583,14 @@ mod linearizability {
                 }
                 _ => {
                     let current = keys[key_idx].as_ref().map_or(0, |(_, r)| *r);
-                    let expected = if next() % 2 == 0 {
-                        current
-                    } else {
-                        current.max(1) - 1
-                    };
+                    let expected = if next() % 2 == 0 { current } else { current.max(1) - 1 };
                     builder = builder.cas(&client, op_id, &key, expected, &value);
                     if expected == current {
                         revision += 1;
                         keys[key_idx] = Some((value, revision));
-                        StoreOpOutcome::Written {
-                            revision,
-                            succeeded: true,
-                        }
+                        StoreOpOutcome::Written { revision, succeeded: true }
                     } else {
-                        StoreOpOutcome::Written {
-                            revision,
-                            succeeded: false,
-                        }
+                        StoreOpOutcome::Written { revision, succeeded: false }
                     }
                 }
             };
@@ -810,11 +620,7 @@ mod linearizability {
         let planted = plant_stale_read(&mut history).expect("a read to corrupt");
         let verdict = lin(&history);
         assert!(!verdict.passed(), "planted {planted} went unnoticed");
-        assert!(
-            messages(&verdict).iter().any(|m| m.contains(&planted)),
-            "{planted}: {:#?}",
-            messages(&verdict)
-        );
+        assert!(messages(&verdict).iter().any(|m| m.contains(&planted)), "{planted}: {:#?}", messages(&verdict));
     }
 
     /// Finds a read that saw value v1 at mod_revision m1 while an earlier acknowledged
@@ -831,36 +637,19 @@ mod linearizability {
                 HistoryEvent::StoreOpInvoked { client, op_id, op } => {
                     invoked.insert((client.clone(), *op_id), op.clone());
                 }
-                HistoryEvent::StoreOpReturned {
-                    client,
-                    op_id,
-                    outcome,
-                } => {
+                HistoryEvent::StoreOpReturned { client, op_id, outcome } => {
                     let op = &invoked[&(client.clone(), *op_id)];
                     match (op, outcome) {
                         (
-                            StoreOpKind::Put { key, value }
-                            | StoreOpKind::CompareAndPut { key, value, .. },
-                            StoreOpOutcome::Written {
-                                revision,
-                                succeeded: true,
-                            },
+                            StoreOpKind::Put { key, value } | StoreOpKind::CompareAndPut { key, value, .. },
+                            StoreOpOutcome::Written { revision, succeeded: true },
                         ) => {
-                            if let Some(prev) =
-                                last_ack.insert(key.clone(), (value.clone(), *revision))
-                            {
+                            if let Some(prev) = last_ack.insert(key.clone(), (value.clone(), *revision)) {
                                 previous_ack.insert(key.clone(), prev);
                             }
                         }
-                        (
-                            StoreOpKind::Get { key },
-                            StoreOpOutcome::Read {
-                                value: Some(seen),
-                                mod_revision,
-                                ..
-                            },
-                        ) if last_ack.get(key).is_some_and(|(v, _)| v == seen)
-                            && previous_ack.contains_key(key) =>
+                        (StoreOpKind::Get { key }, StoreOpOutcome::Read { value: Some(seen), mod_revision, .. })
+                            if last_ack.get(key).is_some_and(|(v, _)| v == seen) && previous_ack.contains_key(key) =>
                         {
                             let (old_value, old_revision) = previous_ack[key].clone();
                             *seen = old_value;
@@ -893,12 +682,7 @@ mod no_acknowledged_write_lost {
     }
 
     fn durability(history: &History, end_state: Option<&EndState>) -> Verdict {
-        check_one(
-            Invariant::NoAcknowledgedWriteLost,
-            history,
-            end_state,
-            vec![apiserver_ip()],
-        )
+        check_one(Invariant::NoAcknowledgedWriteLost, history, end_state, vec![apiserver_ip()])
     }
 
     fn two_writes() -> History {
@@ -915,10 +699,7 @@ mod no_acknowledged_write_lost {
 
     #[test]
     fn writes_still_in_the_end_state_or_overwritten_later_pass() {
-        let end = EndState {
-            revision: 4,
-            keyspace: vec![kv("/a", "a2", 3), kv("/b", "b1", 4)],
-        };
+        let end = EndState { revision: 4, keyspace: vec![kv("/a", "a2", 3), kv("/b", "b1", 4)] };
         assert_passes(&durability(&two_writes(), Some(&end)), 3);
     }
 
@@ -931,52 +712,28 @@ mod no_acknowledged_write_lost {
 
     #[test]
     fn fires_on_a_write_rolled_back_to_an_older_value() {
-        let end = EndState {
-            revision: 4,
-            keyspace: vec![kv("/a", "a1", 2), kv("/b", "b1", 4)],
-        };
+        let end = EndState { revision: 4, keyspace: vec![kv("/a", "a1", 2), kv("/b", "b1", 4)] };
         assert_one_violation(
             &durability(&two_writes(), Some(&end)),
-            &[
-                "c1#2",
-                "/a='a2'",
-                "revision 3",
-                "mod_revision is only 2",
-                "'a1'",
-            ],
+            &["c1#2", "/a='a2'", "revision 3", "mod_revision is only 2", "'a1'"],
         );
     }
 
     #[test]
     fn fires_on_a_key_that_vanished() {
-        let end = EndState {
-            revision: 4,
-            keyspace: vec![kv("/a", "a2", 3)],
-        };
-        assert_one_violation(
-            &durability(&two_writes(), Some(&end)),
-            &["c2#1", "/b='b1'", "absent"],
-        );
+        let end = EndState { revision: 4, keyspace: vec![kv("/a", "a2", 3)] };
+        assert_one_violation(&durability(&two_writes(), Some(&end)), &["c2#1", "/b='b1'", "absent"]);
     }
 
     #[test]
     fn fires_on_another_value_at_the_acknowledged_revision() {
-        let end = EndState {
-            revision: 4,
-            keyspace: vec![kv("/a", "a2", 3), kv("/b", "b-failed", 4)],
-        };
-        assert_one_violation(
-            &durability(&two_writes(), Some(&end)),
-            &["c2#1", "'b-failed' at that same mod_revision"],
-        );
+        let end = EndState { revision: 4, keyspace: vec![kv("/a", "a2", 3), kv("/b", "b-failed", 4)] };
+        assert_one_violation(&durability(&two_writes(), Some(&end)), &["c2#1", "'b-failed' at that same mod_revision"]);
     }
 
     #[test]
     fn fires_when_the_end_state_is_older_than_an_acknowledged_write() {
-        let end = EndState {
-            revision: 3,
-            keyspace: vec![kv("/a", "a2", 3), kv("/b", "b1", 5)],
-        };
+        let end = EndState { revision: 3, keyspace: vec![kv("/a", "a2", 3), kv("/b", "b1", 5)] };
         assert_one_violation(
             &durability(&two_writes(), Some(&end)),
             &["read at revision 3", "below revision 4", "c2#1"],

@@ -49,17 +49,9 @@ fn run(seed: u64, bugs: StoreBugs, nemesis: Nemesis) -> Vec<Verdict> {
     let end_state = runtime.block_on({
         let recorder = recorder.clone();
         async move {
-            let options = StoreOptions {
-                n_members: 3,
-                bugs,
-                ..StoreOptions::default()
-            };
+            let options = StoreOptions { n_members: 3, bugs, ..StoreOptions::default() };
             let cluster = StoreCluster::start(&options, &recorder);
-            let workload = Handle::current()
-                .create_node()
-                .name("workload")
-                .ip(ip(9, 1))
-                .build();
+            let workload = Handle::current().create_node().name("workload").ip(ip(9, 1)).build();
             let mut workers = Vec::new();
             for worker_idx in 0..N_WORKERS {
                 let (members, recorder) = (cluster.addresses(), recorder.clone());
@@ -80,18 +72,11 @@ fn run(seed: u64, bugs: StoreBugs, nemesis: Nemesis) -> Vec<Verdict> {
             }
             madsim::time::sleep(Duration::from_secs(5)).await;
             let members = cluster.addresses();
-            workload
-                .spawn(async move { read_end_state(members).await })
-                .await
-                .expect("end-state reader")
+            workload.spawn(async move { read_end_state(members).await }).await.expect("end-state reader")
         }
     });
     let history = recorder.finish();
-    check_all(&CheckInput {
-        history: &history,
-        end_state: end_state.as_ref(),
-        apiserver_sources: vec![ip(9, 1)],
-    })
+    check_all(&CheckInput { history: &history, end_state: end_state.as_ref(), apiserver_sources: vec![ip(9, 1)] })
 }
 
 async fn run_worker(client: &StoreClient, recorder: &Recorder, worker_idx: usize) {
@@ -102,32 +87,17 @@ async fn run_worker(client: &StoreClient, recorder: &Recorder, worker_idx: usize
         op_id += 1;
         let (key_idx, is_read, think_ms) = {
             let mut rng = madsim::rand::thread_rng();
-            (
-                rng.gen_range(0..N_KEYS),
-                rng.gen_bool(0.4),
-                rng.gen_range(1..20u64),
-            )
+            (rng.gen_range(0..N_KEYS), rng.gen_bool(0.4), rng.gen_range(1..20u64))
         };
         let key = format!("/planted/key-{key_idx}");
         let op = if is_read {
             StoreOpKind::Get { key }
         } else {
-            StoreOpKind::Put {
-                key,
-                value: format!("{client_name}-{op_id}"),
-            }
+            StoreOpKind::Put { key, value: format!("{client_name}-{op_id}") }
         };
-        recorder.record(HistoryEvent::StoreOpInvoked {
-            client: client_name.clone(),
-            op_id,
-            op: op.clone(),
-        });
+        recorder.record(HistoryEvent::StoreOpInvoked { client: client_name.clone(), op_id, op: op.clone() });
         let outcome = store_smoke::execute(client, &op).await;
-        recorder.record(HistoryEvent::StoreOpReturned {
-            client: client_name.clone(),
-            op_id,
-            outcome,
-        });
+        recorder.record(HistoryEvent::StoreOpReturned { client: client_name.clone(), op_id, outcome });
         madsim::time::sleep(Duration::from_millis(think_ms)).await;
     }
 }
@@ -161,12 +131,7 @@ async fn run_nemesis(cluster: &StoreCluster, recorder: &Recorder, nemesis: Nemes
                 recorder.fault(format!("isolate store-{leader} from its peers"));
                 let net = madsim::net::NetSim::current();
                 let leader_node = cluster.member(leader).node.id();
-                let peers: Vec<_> = cluster
-                    .members
-                    .values()
-                    .filter(|m| m.id != leader)
-                    .map(|m| m.node.id())
-                    .collect();
+                let peers: Vec<_> = cluster.members.values().filter(|m| m.id != leader).map(|m| m.node.id()).collect();
                 for &peer in &peers {
                     net.clog_link(leader_node, peer);
                     net.clog_link(peer, leader_node);
@@ -182,55 +147,26 @@ async fn run_nemesis(cluster: &StoreCluster, recorder: &Recorder, nemesis: Nemes
 }
 
 fn latest_leader(recorder: &Recorder) -> Option<MemberId> {
-    recorder
-        .snapshot()
-        .records
-        .iter()
-        .rev()
-        .find_map(|r| match r.event {
-            HistoryEvent::RoleChanged {
-                member,
-                role: Role::Leader,
-                ..
-            } => Some(member),
-            _ => None,
-        })
+    recorder.snapshot().records.iter().rev().find_map(|r| match r.event {
+        HistoryEvent::RoleChanged { member, role: Role::Leader, .. } => Some(member),
+        _ => None,
+    })
 }
 
 async fn read_end_state(members: BTreeMap<MemberId, std::net::SocketAddr>) -> Option<EndState> {
-    let client = StoreClient::connect(
-        members,
-        Principal::reader("end-state-reader"),
-        StoreClientConfig::default(),
-    )
-    .await
-    .ok()?;
-    let response = client
-        .range(RangeRequest::new(KeyRange::Prefix("/".into())))
+    let client = StoreClient::connect(members, Principal::reader("end-state-reader"), StoreClientConfig::default())
         .await
         .ok()?;
-    Some(EndState {
-        revision: response.header.revision,
-        keyspace: response.kvs,
-    })
+    let response = client.range(RangeRequest::new(KeyRange::Prefix("/".into()))).await.ok()?;
+    Some(EndState { revision: response.header.revision, keyspace: response.kvs })
 }
 
 #[track_caller]
 fn assert_all_pass_non_vacuously(seed: u64, verdicts: &[Verdict]) {
     assert_eq!(verdicts.len(), 5);
     for verdict in verdicts {
-        assert!(
-            verdict.passed(),
-            "seed {seed}: {} failed: {:#?}",
-            verdict.invariant,
-            verdict.violations
-        );
-        assert!(
-            verdict.checked > 0,
-            "seed {seed}: {} examined nothing: {}",
-            verdict.invariant,
-            verdict.summary
-        );
+        assert!(verdict.passed(), "seed {seed}: {} failed: {:#?}", verdict.invariant, verdict.violations);
+        assert!(verdict.checked > 0, "seed {seed}: {} examined nothing: {}", verdict.invariant, verdict.summary);
     }
 }
 

@@ -30,30 +30,14 @@ fn run_store_smoke(seed: u64, store: StoreOptions) -> (History, Option<EndState>
 /// A linearizable read of every key under "/" (an empty prefix may be refused), by a
 /// read-only principal; None if the store does not answer.
 async fn read_end_state() -> Option<EndState> {
-    let node = Handle::current()
-        .create_node()
-        .name("end-state-reader")
-        .ip(ip(9, 200))
-        .build();
+    let node = Handle::current().create_node().name("end-state-reader").ip(ip(9, 200)).build();
     node.spawn(async move {
-        let members = (1..=N_MEMBERS)
-            .map(|id| (id, store_member_addr(id)))
-            .collect();
-        let client = StoreClient::connect(
-            members,
-            Principal::reader("end-state-reader"),
-            StoreClientConfig::default(),
-        )
-        .await
-        .ok()?;
-        let response = client
-            .range(RangeRequest::new(KeyRange::Prefix("/".into())))
+        let members = (1..=N_MEMBERS).map(|id| (id, store_member_addr(id))).collect();
+        let client = StoreClient::connect(members, Principal::reader("end-state-reader"), StoreClientConfig::default())
             .await
             .ok()?;
-        Some(EndState {
-            revision: response.header.revision,
-            keyspace: response.kvs,
-        })
+        let response = client.range(RangeRequest::new(KeyRange::Prefix("/".into()))).await.ok()?;
+        Some(EndState { revision: response.header.revision, keyspace: response.kvs })
     })
     .await
     .expect("end-state reader task")
@@ -72,10 +56,7 @@ fn check_store_smoke(seed: u64, store: StoreOptions) -> Vec<Verdict> {
 }
 
 fn three_members() -> StoreOptions {
-    StoreOptions {
-        n_members: N_MEMBERS as usize,
-        ..StoreOptions::default()
-    }
+    StoreOptions { n_members: N_MEMBERS as usize, ..StoreOptions::default() }
 }
 
 #[test]
@@ -85,18 +66,8 @@ fn store_smoke_seeds_0_to_4_pass_every_store_checker_non_vacuously() {
         assert_eq!(verdicts.len(), 5);
         for verdict in &verdicts {
             eprintln!("seed {seed}: {}: {}", verdict.invariant, verdict.summary);
-            assert!(
-                verdict.passed(),
-                "seed {seed}: {} failed: {:#?}",
-                verdict.invariant,
-                verdict.violations
-            );
-            assert!(
-                verdict.checked > 0,
-                "seed {seed}: {} examined nothing: {}",
-                verdict.invariant,
-                verdict.summary
-            );
+            assert!(verdict.passed(), "seed {seed}: {} failed: {:#?}", verdict.invariant, verdict.violations);
+            assert!(verdict.checked > 0, "seed {seed}: {} examined nothing: {}", verdict.invariant, verdict.summary);
         }
     }
 }

@@ -35,17 +35,11 @@ struct Acknowledged<'h> {
 pub(super) fn check(input: &CheckInput) -> Verdict {
     let mut violations = Violations::new(Invariant::NoAcknowledgedWriteLost);
     let Some(end_state) = input.end_state else {
-        return violations.into_verdict(
-            0,
-            "skipped: no end state (the store was unavailable at the end of the run)".into(),
-        );
+        return violations
+            .into_verdict(0, "skipped: no end state (the store was unavailable at the end of the run)".into());
     };
     let acknowledged = acknowledged_writes(input);
-    let final_keys: BTreeMap<&str, &KeyValue> = end_state
-        .keyspace
-        .iter()
-        .map(|kv| (kv.key.as_str(), kv))
-        .collect();
+    let final_keys: BTreeMap<&str, &KeyValue> = end_state.keyspace.iter().map(|kv| (kv.key.as_str(), kv)).collect();
     for write in &acknowledged {
         if let Some(problem) = lost(write, final_keys.get(write.key).copied()) {
             violations.push(
@@ -53,12 +47,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                 format!(
                     "op {}#{} wrote {}='{}', acknowledged at revision {}, but {problem} in the \
                      final keyspace (read at revision {})",
-                    write.client,
-                    write.op_id,
-                    write.key,
-                    write.value,
-                    write.revision,
-                    end_state.revision
+                    write.client, write.op_id, write.key, write.value, write.revision, end_state.revision
                 ),
             );
         }
@@ -99,10 +88,7 @@ fn lost(write: &Acknowledged, final_kv: Option<&KeyValue>) -> Option<String> {
         ));
     }
     if kv.mod_revision == write.revision && kv.value != write.value.as_bytes() {
-        return Some(format!(
-            "the key holds '{}' at that same mod_revision",
-            String::from_utf8_lossy(&kv.value)
-        ));
+        return Some(format!("the key holds '{}' at that same mod_revision", String::from_utf8_lossy(&kv.value)));
     }
     None
 }
@@ -119,22 +105,10 @@ fn acknowledged_writes<'h>(input: &CheckInput<'h>) -> Vec<Acknowledged<'h>> {
             HistoryEvent::StoreOpReturned {
                 client,
                 op_id,
-                outcome:
-                    StoreOpOutcome::Written {
-                        revision,
-                        succeeded: true,
-                    },
+                outcome: StoreOpOutcome::Written { revision, succeeded: true },
             } => match invoked.get(&(client.as_str(), *op_id)) {
-                Some(StoreOpKind::Put { key, value })
-                | Some(StoreOpKind::CompareAndPut { key, value, .. }) => {
-                    acknowledged.push(Acknowledged {
-                        client,
-                        op_id: *op_id,
-                        key,
-                        value,
-                        revision: *revision,
-                        at_ns,
-                    });
+                Some(StoreOpKind::Put { key, value }) | Some(StoreOpKind::CompareAndPut { key, value, .. }) => {
+                    acknowledged.push(Acknowledged { client, op_id: *op_id, key, value, revision: *revision, at_ns });
                 }
                 // A malformed pairing; the linearizability checker reports it.
                 Some(StoreOpKind::Get { .. }) | None => {}

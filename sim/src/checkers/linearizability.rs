@@ -81,17 +81,13 @@ struct Op<'h> {
 impl<'h> Op<'h> {
     fn key(&self) -> &'h str {
         match self.kind {
-            StoreOpKind::Put { key, .. }
-            | StoreOpKind::Get { key }
-            | StoreOpKind::CompareAndPut { key, .. } => key,
+            StoreOpKind::Put { key, .. } | StoreOpKind::Get { key } | StoreOpKind::CompareAndPut { key, .. } => key,
         }
     }
 
     fn written_value(&self) -> Option<&'h str> {
         match self.kind {
-            StoreOpKind::Put { value, .. } | StoreOpKind::CompareAndPut { value, .. } => {
-                Some(value)
-            }
+            StoreOpKind::Put { value, .. } | StoreOpKind::CompareAndPut { value, .. } => Some(value),
             StoreOpKind::Get { .. } => None,
         }
     }
@@ -113,11 +109,9 @@ impl<'h> Op<'h> {
         let what = match self.kind {
             StoreOpKind::Put { key, value } => format!("put {key}={value}"),
             StoreOpKind::Get { key } => format!("get {key}"),
-            StoreOpKind::CompareAndPut {
-                key,
-                expected_mod_revision,
-                value,
-            } => format!("compare-and-put {key}={value} if mod_revision=={expected_mod_revision}"),
+            StoreOpKind::CompareAndPut { key, expected_mod_revision, value } => {
+                format!("compare-and-put {key}={value} if mod_revision=={expected_mod_revision}")
+            }
         };
         format!("op {}#{} ({what})", self.client, self.op_id)
     }
@@ -153,17 +147,8 @@ impl<'h> KnownWrites<'h> {
 
     /// Whether some unacknowledged, unobserved write to `key` invoked before `before_pos`
     /// could have taken effect at a revision in `(after, upto]` that no known write holds.
-    fn could_hide_a_write(
-        &self,
-        key: &str,
-        before_pos: usize,
-        after: Revision,
-        upto: Revision,
-    ) -> bool {
-        let candidate = self
-            .unobserved_maybe_write
-            .get(key)
-            .is_some_and(|&pos| pos < before_pos);
+    fn could_hide_a_write(&self, key: &str, before_pos: usize, after: Revision, upto: Revision) -> bool {
+        let candidate = self.unobserved_maybe_write.get(key).is_some_and(|&pos| pos < before_pos);
         let lo = self.revisions.partition_point(|r| *r <= after);
         let hi = self.revisions.partition_point(|r| *r <= upto);
         let n_free = ((upto - after).max(0) as usize).saturating_sub(hi - lo);
@@ -200,36 +185,17 @@ fn classify<'h>(kind: &StoreOpKind, outcome: Option<&'h StoreOpOutcome>) -> Opti
     let is_write = !matches!(kind, StoreOpKind::Get { .. });
     let class = match (outcome, is_write) {
         (None | Some(StoreOpOutcome::Unknown { .. }), true) => Class::MaybeWrite,
-        (None | Some(StoreOpOutcome::Unknown { .. } | StoreOpOutcome::Failed { .. }), false) => {
-            Class::NoEffect
-        }
+        (None | Some(StoreOpOutcome::Unknown { .. } | StoreOpOutcome::Failed { .. }), false) => Class::NoEffect,
         (Some(StoreOpOutcome::Failed { .. }), true) => Class::FailedWrite,
-        (
-            Some(StoreOpOutcome::Written {
-                revision,
-                succeeded: true,
-            }),
-            true,
-        ) => Class::AcknowledgedWrite(*revision),
-        (
-            Some(StoreOpOutcome::Written {
-                revision,
-                succeeded: false,
-            }),
-            true,
-        ) if matches!(kind, StoreOpKind::CompareAndPut { .. }) => Class::CompareFailed(*revision),
-        (
-            Some(StoreOpOutcome::Read {
-                revision,
-                value,
-                mod_revision,
-            }),
-            false,
-        ) => Class::Read {
-            revision: *revision,
-            value: value.as_deref(),
-            mod_revision: *mod_revision,
-        },
+        (Some(StoreOpOutcome::Written { revision, succeeded: true }), true) => Class::AcknowledgedWrite(*revision),
+        (Some(StoreOpOutcome::Written { revision, succeeded: false }), true)
+            if matches!(kind, StoreOpKind::CompareAndPut { .. }) =>
+        {
+            Class::CompareFailed(*revision)
+        }
+        (Some(StoreOpOutcome::Read { revision, value, mod_revision }), false) => {
+            Class::Read { revision: *revision, value: value.as_deref(), mod_revision: *mod_revision }
+        }
         _ => return None,
     };
     Some(class)
@@ -244,10 +210,8 @@ fn parse_ops<'h>(history: &'h History, violations: &mut Violations) -> Vec<Op<'h
         match &record.event {
             HistoryEvent::StoreOpInvoked { client, op_id, op } => {
                 if by_id.insert((client, *op_id), ops.len()).is_some() {
-                    violations.push(
-                        Some(record.at_ns),
-                        format!("malformed history: op {client}#{op_id} invoked twice"),
-                    );
+                    violations
+                        .push(Some(record.at_ns), format!("malformed history: op {client}#{op_id} invoked twice"));
                 }
                 outcomes.push(None);
                 ops.push(Op {
@@ -262,19 +226,13 @@ fn parse_ops<'h>(history: &'h History, violations: &mut Violations) -> Vec<Op<'h
                     reported: false,
                 });
             }
-            HistoryEvent::StoreOpReturned {
-                client,
-                op_id,
-                outcome,
-            } => match by_id.get(&(client.as_str(), *op_id)) {
+            HistoryEvent::StoreOpReturned { client, op_id, outcome } => match by_id.get(&(client.as_str(), *op_id)) {
                 Some(&idx) if ops[idx].returned.is_none() => {
                     ops[idx].returned = Some((pos, record.at_ns));
                     outcomes[idx] = Some(outcome);
                 }
-                Some(_) => violations.push(
-                    Some(record.at_ns),
-                    format!("malformed history: op {client}#{op_id} returned twice"),
-                ),
+                Some(_) => violations
+                    .push(Some(record.at_ns), format!("malformed history: op {client}#{op_id} returned twice")),
                 None => violations.push(
                     Some(record.at_ns),
                     format!("malformed history: op {client}#{op_id} returned, never invoked"),
@@ -290,10 +248,7 @@ fn parse_ops<'h>(history: &'h History, violations: &mut Violations) -> Vec<Op<'h
                 op.class = Class::Malformed;
                 violations.push(
                     Some(op.at_ns()),
-                    format!(
-                        "{} ended with an outcome it cannot have: {outcome:?}",
-                        op.label()
-                    ),
+                    format!("{} ended with an outcome it cannot have: {outcome:?}", op.label()),
                 );
             }
         }
@@ -325,12 +280,7 @@ fn infer_from_reads(ops: &mut [Op], violations: &mut Violations) {
         }
     }
     for read_idx in 0..ops.len() {
-        let Class::Read {
-            revision,
-            value: Some(value),
-            mod_revision,
-        } = ops[read_idx].class
-        else {
+        let Class::Read { revision, value: Some(value), mod_revision } = ops[read_idx].class else {
             continue;
         };
         let problem = match writer_of_value.get(value) {
@@ -363,30 +313,24 @@ fn explain_observed_write(
 ) -> Option<String> {
     let w = &ops[writer];
     if w.key() != ops[read_idx].key() {
-        return Some(format!(
-            "that value was written to another key by {}",
-            w.label()
-        ));
+        return Some(format!("that value was written to another key by {}", w.label()));
     }
     if mod_revision > revision || mod_revision <= 0 {
         return Some("a key's mod_revision lies in (0, read revision]".to_string());
     }
     match w.class {
         Class::FailedWrite => Some(format!("{} failed, so it never took effect", w.label())),
-        Class::CompareFailed(at) => Some(format!(
-            "{} failed its compare at revision {at}, so it wrote nothing",
-            w.label()
-        )),
+        Class::CompareFailed(at) => {
+            Some(format!("{} failed its compare at revision {at}, so it wrote nothing", w.label()))
+        }
         Class::AcknowledgedWrite(at) if at != mod_revision => {
             Some(format!("{} was acknowledged at revision {at}", w.label()))
         }
         Class::AcknowledgedWrite(_) => None,
         Class::MaybeWrite => match (w.write_revision, w.inferred_by) {
-            (Some(at), Some(by)) if at != mod_revision => Some(format!(
-                "{} (outcome unknown) was seen at mod_revision {at} by {}",
-                w.label(),
-                ops[by].label()
-            )),
+            (Some(at), Some(by)) if at != mod_revision => {
+                Some(format!("{} (outcome unknown) was seen at mod_revision {at} by {}", w.label(), ops[by].label()))
+            }
             (Some(_), _) => None,
             (None, _) => {
                 let w = &mut ops[writer];
@@ -412,10 +356,7 @@ fn known_writes<'h>(ops: &[Op<'h>], violations: &mut Violations) -> KnownWrites<
     for (idx, op) in ops.iter().enumerate() {
         let Some(revision) = op.write_revision else {
             if matches!(op.class, Class::MaybeWrite) {
-                let earliest = writes
-                    .unobserved_maybe_write
-                    .entry(op.key())
-                    .or_insert(usize::MAX);
+                let earliest = writes.unobserved_maybe_write.entry(op.key()).or_insert(usize::MAX);
                 *earliest = (*earliest).min(op.invoked.0);
             }
             continue;
@@ -431,17 +372,11 @@ fn known_writes<'h>(ops: &[Op<'h>], violations: &mut Violations) -> KnownWrites<
                 ),
             ),
             _ => {
-                writes
-                    .by_revision
-                    .insert(revision, (op.key(), Writer::Op(idx)));
+                writes.by_revision.insert(revision, (op.key(), Writer::Op(idx)));
                 writes.revisions.push(revision);
             }
         }
-        writes
-            .by_key
-            .entry(op.key())
-            .or_default()
-            .push((revision, Writer::Op(idx)));
+        writes.by_key.entry(op.key()).or_default().push((revision, Writer::Op(idx)));
     }
     for key_writes in writes.by_key.values_mut() {
         key_writes.sort_unstable_by_key(|(revision, _)| *revision);
@@ -452,21 +387,11 @@ fn known_writes<'h>(ops: &[Op<'h>], violations: &mut Violations) -> KnownWrites<
 
 /// Property 4 for compare-and-puts that took effect. Returns the number of phantom writes
 /// (unacknowledged writes a compare proved) added to `writes`.
-fn check_succeeded_compares<'h>(
-    ops: &[Op<'h>],
-    writes: &mut KnownWrites<'h>,
-    violations: &mut Violations,
-) -> usize {
+fn check_succeeded_compares<'h>(ops: &[Op<'h>], writes: &mut KnownWrites<'h>, violations: &mut Violations) -> usize {
     let mut phantoms: Vec<(Revision, usize)> = Vec::new();
     for (idx, op) in ops.iter().enumerate() {
-        let (
-            StoreOpKind::CompareAndPut {
-                key,
-                expected_mod_revision: expected,
-                ..
-            },
-            Some(revision),
-        ) = (op.kind, op.write_revision)
+        let (StoreOpKind::CompareAndPut { key, expected_mod_revision: expected, .. }, Some(revision)) =
+            (op.kind, op.write_revision)
         else {
             continue;
         };
@@ -476,27 +401,19 @@ fn check_succeeded_compares<'h>(
             continue;
         }
         let found = match previous {
-            Some((r, writer)) => format!(
-                "its previous write is {} at revision {r}",
-                describe(ops, writer)
-            ),
+            Some((r, writer)) => format!("its previous write is {} at revision {r}", describe(ops, writer)),
             None => "no earlier write to it is known".to_string(),
         };
         let before_pos = op.returned.map_or(usize::MAX, |(pos, _)| pos);
         let problem = if *expected < previous_revision || *expected >= revision {
             Some(found)
         } else if let Some(&(other_key, writer)) = writes.by_revision.get(expected) {
-            Some(format!(
-                "revision {expected} belongs to {} on key {other_key}",
-                describe(ops, writer)
-            ))
+            Some(format!("revision {expected} belongs to {} on key {other_key}", describe(ops, writer)))
         } else if writes.could_hide_a_write(key, before_pos, expected - 1, *expected) {
             phantoms.push((*expected, idx));
             None
         } else {
-            Some(format!(
-                "{found}, and no unacknowledged write could have landed at {expected}"
-            ))
+            Some(format!("{found}, and no unacknowledged write could have landed at {expected}"))
         };
         if let Some(problem) = problem {
             violations.push(
@@ -528,14 +445,8 @@ fn check_succeeded_compares<'h>(
             }
             None => {}
         }
-        writes
-            .by_key
-            .entry(key)
-            .or_default()
-            .push((revision, Writer::Phantom(cas_idx)));
-        writes
-            .by_revision
-            .insert(revision, (key, Writer::Phantom(cas_idx)));
+        writes.by_key.entry(key).or_default().push((revision, Writer::Phantom(cas_idx)));
+        writes.by_revision.insert(revision, (key, Writer::Phantom(cas_idx)));
         writes.revisions.push(revision);
     }
     for key_writes in writes.by_key.values_mut() {
@@ -548,10 +459,7 @@ fn check_succeeded_compares<'h>(
 fn describe(ops: &[Op], writer: Writer) -> String {
     match writer {
         Writer::Op(idx) => ops[idx].label(),
-        Writer::Phantom(cas_idx) => format!(
-            "an unacknowledged write (proven by {})",
-            ops[cas_idx].label()
-        ),
+        Writer::Phantom(cas_idx) => format!("an unacknowledged write (proven by {})", ops[cas_idx].label()),
     }
 }
 
@@ -561,11 +469,7 @@ fn check_reads(ops: &[Op], writes: &KnownWrites, violations: &mut Violations) {
         let key = op.key();
         let problem = match op.class {
             Class::Read { .. } if op.reported => None,
-            Class::Read {
-                revision,
-                value: None,
-                ..
-            } => writes.latest_at(key, revision).map(|(r, writer)| {
+            Class::Read { revision, value: None, .. } => writes.latest_at(key, revision).map(|(r, writer)| {
                 format!(
                     "{} read {key} at revision {revision} as absent, but {} wrote it at \
                      revision {r}",
@@ -573,11 +477,7 @@ fn check_reads(ops: &[Op], writes: &KnownWrites, violations: &mut Violations) {
                     describe(ops, writer)
                 )
             }),
-            Class::Read {
-                revision,
-                value: Some(value),
-                mod_revision,
-            } => match writes.latest_at(key, revision) {
+            Class::Read { revision, value: Some(value), mod_revision } => match writes.latest_at(key, revision) {
                 Some((r, writer)) if r > mod_revision => Some(format!(
                     "stale read: {} read {key} at revision {revision} and saw '{value}' from \
                      revision {mod_revision}, but {} wrote it at revision {r}",
@@ -587,21 +487,14 @@ fn check_reads(ops: &[Op], writes: &KnownWrites, violations: &mut Violations) {
                 _ => None,
             },
             Class::CompareFailed(revision) => {
-                let StoreOpKind::CompareAndPut {
-                    expected_mod_revision: expected,
-                    ..
-                } = op.kind
-                else {
+                let StoreOpKind::CompareAndPut { expected_mod_revision: expected, .. } = op.kind else {
                     unreachable!("only compare-and-puts fail a compare")
                 };
                 let latest = writes.latest_at(key, revision);
                 let actual = latest.map_or(0, |(r, _)| r);
                 let before_pos = op.returned.map_or(usize::MAX, |(pos, _)| pos);
-                (actual == *expected
-                    && !writes.could_hide_a_write(key, before_pos, actual, revision))
-                .then(|| {
-                    let by =
-                        latest.map_or("nobody (absent)".to_string(), |(_, w)| describe(ops, w));
+                (actual == *expected && !writes.could_hide_a_write(key, before_pos, actual, revision)).then(|| {
+                    let by = latest.map_or("nobody (absent)".to_string(), |(_, w)| describe(ops, w));
                     format!(
                         "{} failed its compare at revision {revision}, but {key}'s \
                          mod_revision there was {actual} as expected (written by {by})",
@@ -650,23 +543,13 @@ fn check_real_time(ops: &[Op], violations: &mut Violations) {
         }
     }
     for (idx, op) in ops.iter().enumerate() {
-        let (Some(revision), Some((floor_revision, witness))) =
-            (op.revision(), floor_at_invoke[idx])
-        else {
+        let (Some(revision), Some((floor_revision, witness))) = (op.revision(), floor_at_invoke[idx]) else {
             continue;
         };
         let is_write = op.write_revision.is_some();
-        let ok = if is_write {
-            revision > floor_revision
-        } else {
-            revision >= floor_revision
-        };
+        let ok = if is_write { revision > floor_revision } else { revision >= floor_revision };
         if !ok {
-            let what = if is_write {
-                "took effect"
-            } else {
-                "was served"
-            };
+            let what = if is_write { "took effect" } else { "was served" };
             violations.push(
                 Some(op.at_ns()),
                 format!(

@@ -127,13 +127,10 @@ impl fmt::Display for Invariant {
 impl FromStr for Invariant {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Invariant::ALL
-            .into_iter()
-            .find(|i| i.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
-                format!("unknown invariant '{s}' (known: {})", names.join(", "))
-            })
+        Invariant::ALL.into_iter().find(|i| i.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
+            format!("unknown invariant '{s}' (known: {})", names.join(", "))
+        })
     }
 }
 
@@ -150,13 +147,7 @@ pub struct Violation {
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.at_ns {
-            Some(at_ns) => write!(
-                f,
-                "{} at {:.6}s: {}",
-                self.invariant,
-                at_ns as f64 / 1e9,
-                self.message
-            ),
+            Some(at_ns) => write!(f, "{} at {:.6}s: {}", self.invariant, at_ns as f64 / 1e9, self.message),
             None => write!(f, "{}: {}", self.invariant, self.message),
         }
     }
@@ -244,10 +235,7 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
         durability::check(input),
     ];
     debug_assert!(verdicts.iter().all(|v| v.invariant.has_checker()));
-    debug_assert_eq!(
-        verdicts.len(),
-        Invariant::ALL.iter().filter(|i| i.has_checker()).count()
-    );
+    debug_assert_eq!(verdicts.len(), Invariant::ALL.iter().filter(|i| i.has_checker()).count());
     verdicts
 }
 
@@ -260,11 +248,7 @@ pub(crate) struct Violations {
 
 impl Violations {
     pub(crate) fn new(invariant: Invariant) -> Self {
-        Self {
-            invariant,
-            found: Vec::new(),
-            n_omitted: 0,
-        }
+        Self { invariant, found: Vec::new(), n_omitted: 0 }
     }
 
     pub(crate) fn push(&mut self, at_ns: Option<u64>, message: String) {
@@ -272,11 +256,7 @@ impl Violations {
             self.n_omitted += 1;
             return;
         }
-        self.found.push(Violation {
-            invariant: self.invariant,
-            message,
-            at_ns,
-        });
+        self.found.push(Violation { invariant: self.invariant, message, at_ns });
     }
 
     pub(crate) fn into_verdict(self, checked: usize, summary: String) -> Verdict {

@@ -20,13 +20,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
     let mut leaders: BTreeMap<u64, (MemberId, u64)> = BTreeMap::new();
     let mut n_leader_reports = 0usize;
     for (at_ns, event) in input.history.events() {
-        let HistoryEvent::RoleChanged {
-            member,
-            term,
-            role: Role::Leader,
-            ..
-        } = event
-        else {
+        let HistoryEvent::RoleChanged { member, term, role: Role::Leader, .. } = event else {
             continue;
         };
         n_leader_reports += 1;
@@ -45,11 +39,6 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
             ),
         }
     }
-    violations.into_verdict(
-        n_leader_reports,
-        format!(
-            "{n_leader_reports} leadership reports over {} terms",
-            leaders.len()
-        ),
-    )
+    violations
+        .into_verdict(n_leader_reports, format!("{n_leader_reports} leadership reports over {} terms", leaders.len()))
 }

@@ -42,11 +42,7 @@ impl std::fmt::Display for Application {
             "proposal {} of term {} ({}, {} events, revision {})",
             self.proposal_id,
             self.term,
-            if self.succeeded {
-                "succeeded"
-            } else {
-                "failed"
-            },
+            if self.succeeded { "succeeded" } else { "failed" },
             self.n_events,
             self.revision
         )
@@ -82,22 +78,10 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                     n_restarts += 1;
                 }
                 current.insert(*member, incarnations.len());
-                incarnations.push(Incarnation {
-                    member: *member,
-                    ..Incarnation::default()
-                });
+                incarnations.push(Incarnation { member: *member, ..Incarnation::default() });
                 continue;
             }
-            HistoryEvent::Applied {
-                member,
-                index,
-                term,
-                proposal_id,
-                revision,
-                succeeded,
-                n_events,
-                ..
-            } => (
+            HistoryEvent::Applied { member, index, term, proposal_id, revision, succeeded, n_events, .. } => (
                 *member,
                 *index,
                 Application {
@@ -113,10 +97,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         n_applications += 1;
         let incarnation_idx = *current.entry(member).or_insert_with(|| {
             // A history that starts mid-run (or a hand-made one) has no MemberStarted.
-            incarnations.push(Incarnation {
-                member,
-                ..Incarnation::default()
-            });
+            incarnations.push(Incarnation { member, ..Incarnation::default() });
             incarnations.len() - 1
         });
         let incarnation = &mut incarnations[incarnation_idx];
@@ -146,9 +127,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                 }
             }
         }
-        incarnation
-            .applied
-            .push((index, application.revision, at_ns));
+        incarnation.applied.push((index, application.revision, at_ns));
 
         match first_by_member.get(&(member, index)) {
             Some(before) if *before != application => {
@@ -184,20 +163,11 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
     let proposal_indexes: Vec<u64> = first_by_index.keys().copied().collect();
     for incarnation in &incarnations {
         if !incarnation.out_of_order {
-            check_no_gap(
-                incarnation,
-                &proposal_indexes,
-                &first_by_index,
-                &mut violations,
-            );
+            check_no_gap(incarnation, &proposal_indexes, &first_by_index, &mut violations);
         }
     }
 
-    let n_members = incarnations
-        .iter()
-        .map(|i| i.member)
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
+    let n_members = incarnations.iter().map(|i| i.member).collect::<std::collections::BTreeSet<_>>().len();
     violations.into_verdict(
         n_applications,
         format!(
@@ -232,9 +202,8 @@ fn check_no_gap(
             }
             next => {
                 let (other, theirs) = first_by_index[&index];
-                let (next_index, next_at_ns) = next
-                    .map(|&&(i, _, at_ns)| (i, Some(at_ns)))
-                    .unwrap_or((last_index, None));
+                let (next_index, next_at_ns) =
+                    next.map(|&&(i, _, at_ns)| (i, Some(at_ns))).unwrap_or((last_index, None));
                 violations.push(
                     next_at_ns,
                     format!(

@@ -101,11 +101,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
 
 /// The IP of a source as the store records it ("10.0.2.1:40001", or a bare IP).
 fn source_ip(source: &str) -> Option<IpAddr> {
-    source
-        .parse::<SocketAddr>()
-        .map(|a| a.ip())
-        .or_else(|_| source.parse::<IpAddr>())
-        .ok()
+    source.parse::<SocketAddr>().map(|a| a.ip()).or_else(|_| source.parse::<IpAddr>()).ok()
 }
 
 fn list_ips(ips: &[IpAddr]) -> String {

@@ -18,11 +18,7 @@ pub fn check_one(
     end_state: Option<&EndState>,
     apiserver_sources: Vec<std::net::IpAddr>,
 ) -> Verdict {
-    let input = CheckInput {
-        history,
-        end_state,
-        apiserver_sources,
-    };
+    let input = CheckInput { history, end_state, apiserver_sources };
     check_all(&input)
         .into_iter()
         .find(|v| v.invariant == invariant)
@@ -51,59 +47,31 @@ impl HistoryBuilder {
     }
 
     pub fn event(mut self, event: HistoryEvent) -> Self {
-        self.records.push(Record {
-            at_ns: self.now_ns,
-            event,
-        });
+        self.records.push(Record { at_ns: self.now_ns, event });
         self.now_ns += 10;
         self
     }
 
     pub fn build(self) -> History {
-        History {
-            records: self.records,
-            trace_hash: 0,
-            overflowed: false,
-        }
+        History { records: self.records, trace_hash: 0, overflowed: false }
     }
 
     // Client operations.
 
     pub fn invoke(self, client: &str, op_id: u64, op: StoreOpKind) -> Self {
-        self.event(HistoryEvent::StoreOpInvoked {
-            client: client.to_string(),
-            op_id,
-            op,
-        })
+        self.event(HistoryEvent::StoreOpInvoked { client: client.to_string(), op_id, op })
     }
 
     pub fn ret(self, client: &str, op_id: u64, outcome: StoreOpOutcome) -> Self {
-        self.event(HistoryEvent::StoreOpReturned {
-            client: client.to_string(),
-            op_id,
-            outcome,
-        })
+        self.event(HistoryEvent::StoreOpReturned { client: client.to_string(), op_id, outcome })
     }
 
     pub fn put(self, client: &str, op_id: u64, key: &str, value: &str) -> Self {
-        self.invoke(
-            client,
-            op_id,
-            StoreOpKind::Put {
-                key: key.to_string(),
-                value: value.to_string(),
-            },
-        )
+        self.invoke(client, op_id, StoreOpKind::Put { key: key.to_string(), value: value.to_string() })
     }
 
     pub fn get(self, client: &str, op_id: u64, key: &str) -> Self {
-        self.invoke(
-            client,
-            op_id,
-            StoreOpKind::Get {
-                key: key.to_string(),
-            },
-        )
+        self.invoke(client, op_id, StoreOpKind::Get { key: key.to_string() })
     }
 
     pub fn cas(self, client: &str, op_id: u64, key: &str, expected: Revision, value: &str) -> Self {
@@ -120,26 +88,12 @@ impl HistoryBuilder {
 
     /// An acknowledged write (a put, or a compare-and-put whose compare held).
     pub fn written(self, client: &str, op_id: u64, revision: Revision) -> Self {
-        self.ret(
-            client,
-            op_id,
-            StoreOpOutcome::Written {
-                revision,
-                succeeded: true,
-            },
-        )
+        self.ret(client, op_id, StoreOpOutcome::Written { revision, succeeded: true })
     }
 
     /// A compare-and-put whose compare failed, answered at `revision`.
     pub fn compare_failed(self, client: &str, op_id: u64, revision: Revision) -> Self {
-        self.ret(
-            client,
-            op_id,
-            StoreOpOutcome::Written {
-                revision,
-                succeeded: false,
-            },
-        )
+        self.ret(client, op_id, StoreOpOutcome::Written { revision, succeeded: false })
     }
 
     pub fn read(
@@ -150,55 +104,26 @@ impl HistoryBuilder {
         value: Option<&str>,
         mod_revision: Revision,
     ) -> Self {
-        self.ret(
-            client,
-            op_id,
-            StoreOpOutcome::Read {
-                revision,
-                value: value.map(str::to_string),
-                mod_revision,
-            },
-        )
+        self.ret(client, op_id, StoreOpOutcome::Read { revision, value: value.map(str::to_string), mod_revision })
     }
 
     pub fn failed(self, client: &str, op_id: u64) -> Self {
-        self.ret(
-            client,
-            op_id,
-            StoreOpOutcome::Failed {
-                error: "not leader".into(),
-            },
-        )
+        self.ret(client, op_id, StoreOpOutcome::Failed { error: "not leader".into() })
     }
 
     pub fn unknown(self, client: &str, op_id: u64) -> Self {
-        self.ret(
-            client,
-            op_id,
-            StoreOpOutcome::Unknown {
-                error: "request timed out".into(),
-            },
-        )
+        self.ret(client, op_id, StoreOpOutcome::Unknown { error: "request timed out".into() })
     }
 
     // Store members.
 
     pub fn started(self, member: MemberId) -> Self {
-        self.event(HistoryEvent::MemberStarted {
-            member,
-            recovered_entries: 0,
-            torn_bytes: 0,
-        })
+        self.event(HistoryEvent::MemberStarted { member, recovered_entries: 0, torn_bytes: 0 })
     }
 
     pub fn role(self, member: MemberId, term: u64, role: Role) -> Self {
         let leader = (role == Role::Leader).then_some(member);
-        self.event(HistoryEvent::RoleChanged {
-            member,
-            term,
-            role,
-            leader,
-        })
+        self.event(HistoryEvent::RoleChanged { member, term, role, leader })
     }
 
     pub fn leader(self, member: MemberId, term: u64) -> Self {
@@ -207,26 +132,13 @@ impl HistoryBuilder {
 
     /// A successful one-key write by the apiserver, applied at `index` by `member`,
     /// leaving the store at `revision`.
-    pub fn applied(
-        self,
-        member: MemberId,
-        index: u64,
-        term: u64,
-        proposal_id: u64,
-        revision: Revision,
-    ) -> Self {
+    pub fn applied(self, member: MemberId, index: u64, term: u64, proposal_id: u64, revision: Revision) -> Self {
         self.event(applied_event(member, index, term, proposal_id, revision))
     }
 }
 
 /// The `Applied` record [`HistoryBuilder::applied`] adds, to tweak fields in a test.
-pub fn applied_event(
-    member: MemberId,
-    index: u64,
-    term: u64,
-    proposal_id: u64,
-    revision: Revision,
-) -> HistoryEvent {
+pub fn applied_event(member: MemberId, index: u64, term: u64, proposal_id: u64, revision: Revision) -> HistoryEvent {
     HistoryEvent::Applied {
         member,
         index,
