@@ -20,7 +20,7 @@ fn run_store_smoke(seed: u64, store: StoreOptions) -> (History, Option<EndState>
     let end_state = runtime.block_on({
         let recorder = recorder.clone();
         async move {
-            store_smoke::run(recorder, store).await;
+            store_smoke::run(recorder, store, None).await;
             read_end_state().await
         }
     });
