@@ -93,6 +93,14 @@ pub enum Command {
     },
     /// List the planted bugs and the invariant that must catch each.
     Bugs,
+    /// Measure the default campaign's speed against bare madsim messaging, in one process.
+    Bench {
+        /// Seed range of the campaign part, run on one core.
+        #[arg(long, default_value = "0..20")]
+        seeds: String,
+        #[command(flatten)]
+        flags: SeedFlags,
+    },
 }
 
 /// A user mistake: printed as one line, exit code 2.
@@ -170,6 +178,17 @@ pub fn execute(cli: Cli) -> Result<u8, BadInput> {
         Command::Repro { seed, flags, check_determinism } => repro_command(seed, &flags, check_determinism),
         Command::Bugs => {
             out(crate::bugs::render_table().trim_end());
+            Ok(EXIT_PASS)
+        }
+        Command::Bench { seeds, flags } => {
+            let seeds = parse_seed_range(&seeds)?;
+            let template = flags.to_options(seeds.start)?;
+            out(&format!("kubesim bench --seeds {}..{}{}", seeds.start, seeds.end, flags.repro_flags()));
+            let n_seeds = seeds.end - seeds.start;
+            let campaign = crate::bench::measure_campaign(&template, seeds);
+            // As many messages as the campaign delivered, so both runs are of a size.
+            let bare = crate::bench::measure_bare_madsim(campaign.messages.max(1000), 1);
+            out(&crate::bench::render(&campaign, n_seeds, &bare));
             Ok(EXIT_PASS)
         }
     }

@@ -5,6 +5,7 @@
 //! The simulated system never reads anything from here back: the recorder only listens,
 //! checkers only read the finished history.
 
+pub mod bench;
 pub mod bugs;
 pub mod campaign;
 pub mod checkers;

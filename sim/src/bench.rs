@@ -1,0 +1,98 @@
+//! `kubesim bench`: throughput of the default campaign and of bare madsim messaging,
+//! measured in the same process, so the framework's overhead is a ratio rather than an
+//! absolute figure that depends on the machine (DESIGN.md §6).
+//!
+//! Wall-clock time is read here, outside the simulation, only to report speed.
+
+use std::time::{Duration, Instant};
+
+use madsim::net::Endpoint;
+use madsim::runtime::Runtime;
+
+use crate::runner::{run_seed, RunOptions};
+
+/// Figures from one measurement.
+#[derive(Clone, Debug)]
+pub struct Throughput {
+    pub wall: Duration,
+    pub simulated: Duration,
+    pub messages: u64,
+}
+
+impl Throughput {
+    pub fn wall_ns_per_message(&self) -> f64 {
+        self.wall.as_nanos() as f64 / self.messages.max(1) as f64
+    }
+    pub fn simulated_per_wall(&self) -> f64 {
+        self.simulated.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs `seeds` one after another on this thread (one core, as a campaign worker does).
+pub fn measure_campaign(template: &RunOptions, seeds: std::ops::Range<u64>) -> Throughput {
+    let started = Instant::now();
+    let (mut simulated, mut messages) = (0.0, 0);
+    for seed in seeds {
+        let mut options = template.clone();
+        options.seed = seed;
+        let report = run_seed(&options);
+        simulated += report.simulated_secs;
+        messages += report.messages_delivered;
+    }
+    Throughput { wall: started.elapsed(), simulated: Duration::from_secs_f64(simulated), messages }
+}
+
+/// Bare madsim: two nodes exchange `n_messages` request/response messages over the
+/// simulated network with the default latency, doing nothing else. This is the floor the
+/// executor and network simulator set.
+pub fn measure_bare_madsim(n_messages: u64, seed: u64) -> Throughput {
+    const TAG: u64 = 7;
+    let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let started = Instant::now();
+    let (simulated, messages) = runtime.block_on(async move {
+        let handle = madsim::runtime::Handle::current();
+        let a: std::net::SocketAddr = "10.9.0.1:1".parse().expect("address");
+        let b: std::net::SocketAddr = "10.9.0.2:1".parse().expect("address");
+        let server = handle.create_node().name("echo").ip(a.ip()).build();
+        let client = handle.create_node().name("ping").ip(b.ip()).build();
+        server.spawn(async move {
+            let ep = Endpoint::bind(a).await.expect("bind echo");
+            while let Ok((payload, from)) = ep.recv_from_raw(TAG).await {
+                let _ = ep.send_to_raw(from, TAG, payload).await;
+            }
+        });
+        let rounds = n_messages / 2;
+        client
+            .spawn(async move {
+                let ep = Endpoint::bind(b).await.expect("bind ping");
+                for i in 0..rounds {
+                    ep.send_to_raw(a, TAG, Box::new(i)).await.expect("send");
+                    ep.recv_from_raw(TAG).await.expect("receive");
+                }
+            })
+            .await
+            .expect("ping node");
+        let simulated = madsim::time::TimeHandle::current().elapsed();
+        (simulated, madsim::net::NetSim::current().stat().msg_count)
+    });
+    Throughput { wall: started.elapsed(), simulated, messages }
+}
+
+/// The report `kubesim bench` prints.
+pub fn render(campaign: &Throughput, n_seeds: u64, bare: &Throughput) -> String {
+    let ratio = campaign.wall_ns_per_message() / bare.wall_ns_per_message().max(1e-9);
+    format!(
+        "default campaign: {n_seeds} seeds in {:.2}s wall on one core: {:.1} seeds/s, {:.0}x simulated time per wall second, \
+         {} messages, {:.0} ns wall per delivered message\n\
+         bare madsim messaging: {} messages in {:.2}s wall, {:.0} ns wall per delivered message\n\
+         framework overhead: {ratio:.2}x bare madsim's wall time per delivered message (target: within 2x)",
+        campaign.wall.as_secs_f64(),
+        n_seeds as f64 / campaign.wall.as_secs_f64().max(1e-9),
+        campaign.simulated_per_wall(),
+        campaign.messages,
+        campaign.wall_ns_per_message(),
+        bare.messages,
+        bare.wall.as_secs_f64(),
+        bare.wall_ns_per_message(),
+    )
+}
