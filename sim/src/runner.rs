@@ -82,7 +82,24 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
 
 /// As [`run_seed`], also handing back the whole history (for checkers' tests and the
 /// determinism check).
+///
+/// The seed always runs on a fresh OS thread: madsim seeds std's `HashMap` keys from the
+/// seed, but std draws them once per thread, so a runtime on a thread that already used
+/// a `HashMap` (the CLI's tracing filter, a previous seed) would get different keys.
 pub fn run_seed_with_history(options: &RunOptions) -> (RunReport, History) {
+    let options = options.clone();
+    match std::thread::Builder::new()
+        .name(format!("seed-{}", options.seed))
+        .spawn(move || run_seed_on_this_thread(&options))
+        .expect("spawn a thread for the seed")
+        .join()
+    {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+fn run_seed_on_this_thread(options: &RunOptions) -> (RunReport, History) {
     let runtime = Runtime::with_seed_and_config(options.seed, madsim::Config::default());
     let recorder = Recorder::new();
     let (outcome, end_state, simulated_secs, messages_delivered) = runtime.block_on({
