@@ -125,6 +125,17 @@ impl<D: Disk> MemberCore<D> {
         self.failed.is_none() && self.raft.has_ready()
     }
 
+    /// The response header for a request served now.
+    pub fn header(&self) -> crate::api::ResponseHeader {
+        crate::api::ResponseHeader {
+            revision: self.mvcc.current_revision(),
+            member_id: self.id,
+            raft_term: self.raft.term(),
+        }
+    }
+
+    /// Everything about this member, including a digest of the whole keyspace (costly:
+    /// for the Status request only).
     pub fn status(&self) -> MemberStatus {
         let s = self.raft.status();
         MemberStatus {

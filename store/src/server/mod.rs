@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use madsim::net::Endpoint;
 
-use crate::api::{KeyRange, MemberId, Principal, ResponseHeader, StoreError, WatchResponse};
+use crate::api::{KeyRange, MemberId, Principal, StoreError, WatchResponse};
 use crate::raft::{self, Message, RaftBugs, RestoredState, Role};
 use crate::rpc::{StoreOp, StoreReply, StoreRequest, RAFT_TAG};
 use crate::wal::{Disk, Wal, WalError};
@@ -340,10 +340,9 @@ async fn watch_poll<D: Disk>(
             if let Some(reason) = core.failed() {
                 return Err(StoreError::Unavailable { reason: reason.to_string() });
             }
-            let status = core.status();
-            let header =
-                ResponseHeader { revision: status.revision, member_id: status.member_id, raft_term: status.term };
-            let start = if start_revision <= 0 { status.revision + 1 } else { start_revision };
+            // Not `core.status()`: that also digests the whole keyspace.
+            let header = core.header();
+            let start = if start_revision <= 0 { header.revision + 1 } else { start_revision };
             match core.mvcc().events(&range, start, max_events.max(1)) {
                 Ok(mut events) if !events.is_empty() => {
                     if !prev_kv {
