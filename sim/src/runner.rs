@@ -157,8 +157,9 @@ async fn read_end_state(n_members: u64) -> Option<EndState> {
             .await
             .ok()?;
         for _ in 0..5 {
+            let read_at_ns = crate::history::Recorder::now_ns();
             if let Ok(r) = client.range(RangeRequest::new(KeyRange::Prefix("/".into()))).await {
-                return Some(EndState { revision: r.header.revision, keyspace: r.kvs });
+                return Some(EndState { revision: r.header.revision, keyspace: r.kvs, read_at_ns });
             }
             madsim::time::sleep(std::time::Duration::from_secs(1)).await;
         }

@@ -699,7 +699,7 @@ mod no_acknowledged_write_lost {
 
     #[test]
     fn writes_still_in_the_end_state_or_overwritten_later_pass() {
-        let end = EndState { revision: 4, keyspace: vec![kv("/a", "a2", 3), kv("/b", "b1", 4)] };
+        let end = EndState { revision: 4, keyspace: vec![kv("/a", "a2", 3), kv("/b", "b1", 4)], read_at_ns: u64::MAX };
         assert_passes(&durability(&two_writes(), Some(&end)), 3);
     }
 
@@ -712,7 +712,7 @@ mod no_acknowledged_write_lost {
 
     #[test]
     fn fires_on_a_write_rolled_back_to_an_older_value() {
-        let end = EndState { revision: 4, keyspace: vec![kv("/a", "a1", 2), kv("/b", "b1", 4)] };
+        let end = EndState { revision: 4, keyspace: vec![kv("/a", "a1", 2), kv("/b", "b1", 4)], read_at_ns: u64::MAX };
         assert_one_violation(
             &durability(&two_writes(), Some(&end)),
             &["c1#2", "/a='a2'", "revision 3", "mod_revision is only 2", "'a1'"],
@@ -721,19 +721,20 @@ mod no_acknowledged_write_lost {
 
     #[test]
     fn fires_on_a_key_that_vanished() {
-        let end = EndState { revision: 4, keyspace: vec![kv("/a", "a2", 3)] };
+        let end = EndState { revision: 4, keyspace: vec![kv("/a", "a2", 3)], read_at_ns: u64::MAX };
         assert_one_violation(&durability(&two_writes(), Some(&end)), &["c2#1", "/b='b1'", "absent"]);
     }
 
     #[test]
     fn fires_on_another_value_at_the_acknowledged_revision() {
-        let end = EndState { revision: 4, keyspace: vec![kv("/a", "a2", 3), kv("/b", "b-failed", 4)] };
+        let end =
+            EndState { revision: 4, keyspace: vec![kv("/a", "a2", 3), kv("/b", "b-failed", 4)], read_at_ns: u64::MAX };
         assert_one_violation(&durability(&two_writes(), Some(&end)), &["c2#1", "'b-failed' at that same mod_revision"]);
     }
 
     #[test]
     fn fires_when_the_end_state_is_older_than_an_acknowledged_write() {
-        let end = EndState { revision: 3, keyspace: vec![kv("/a", "a2", 3), kv("/b", "b1", 5)] };
+        let end = EndState { revision: 3, keyspace: vec![kv("/a", "a2", 3), kv("/b", "b1", 5)], read_at_ns: u64::MAX };
         assert_one_violation(
             &durability(&two_writes(), Some(&end)),
             &["read at revision 3", "below revision 4", "c2#1"],

@@ -37,7 +37,7 @@ async fn read_end_state() -> Option<EndState> {
             .await
             .ok()?;
         let response = client.range(RangeRequest::new(KeyRange::Prefix("/".into()))).await.ok()?;
-        Some(EndState { revision: response.header.revision, keyspace: response.kvs })
+        Some(EndState { revision: response.header.revision, keyspace: response.kvs, read_at_ns: u64::MAX })
     })
     .await
     .expect("end-state reader task")

@@ -38,7 +38,9 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         return violations
             .into_verdict(0, "skipped: no end state (the store was unavailable at the end of the run)".into());
     };
-    let acknowledged = acknowledged_writes(input);
+    // A write acknowledged after the final read began may linearize after it.
+    let acknowledged: Vec<Acknowledged> =
+        acknowledged_writes(input).into_iter().filter(|w| w.at_ns <= end_state.read_at_ns).collect();
     let final_keys: BTreeMap<&str, &KeyValue> = end_state.keyspace.iter().map(|kv| (kv.key.as_str(), kv)).collect();
     for write in &acknowledged {
         if let Some(problem) = lost(write, final_keys.get(write.key).copied()) {

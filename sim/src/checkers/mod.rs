@@ -213,6 +213,10 @@ pub struct EndState {
     pub revision: Revision,
     /// Every key of the store at `revision`.
     pub keyspace: Vec<KeyValue>,
+    /// Simulated time at which the final read began. Writes acknowledged after it may
+    /// linearize after the read, so they are not judged against it (`u64::MAX`: judge
+    /// every write, for a quiescent end).
+    pub read_at_ns: u64,
 }
 
 /// Everything a checker may look at.
