@@ -185,6 +185,15 @@ pub enum HistoryEvent {
     Note {
         text: String,
     },
+    /// (Last, so that adding it left the encoding of the older variants unchanged.)
+    /// The user asked for `replicas` pods of a deployment (kubectl create or scale),
+    /// recorded just before the request is sent: the evidence of desired state the
+    /// convergence checker compares live pods with.
+    DesiredReplicas {
+        namespace: String,
+        deployment: String,
+        replicas: i32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

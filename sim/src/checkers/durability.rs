@@ -13,13 +13,16 @@
 //! Without an end state (the store was unavailable at the end) the checker examines
 //! nothing and says so (`checked == 0`).
 //!
+//! The verdict also holds the API half (`api_acknowledged_writes.rs`): every write the
+//! apiserver acknowledged was committed by the store at the revision it named.
+//!
 //! Cost: O(n log n) in operations plus keys (a map of the final keyspace by key).
 
 use std::collections::{BTreeMap, HashMap};
 
 use store::api::{KeyValue, Revision};
 
-use super::{CheckInput, Invariant, Verdict, Violations};
+use super::{api_acknowledged_writes, CheckInput, Invariant, Verdict, Violations};
 use crate::history::{HistoryEvent, StoreOpKind, StoreOpOutcome};
 
 /// A write the store acknowledged.
@@ -34,9 +37,17 @@ struct Acknowledged<'h> {
 
 pub(super) fn check(input: &CheckInput) -> Verdict {
     let mut violations = Violations::new(Invariant::NoAcknowledgedWriteLost);
+    // The API half needs no end state: acknowledged API writes against the apiserver's
+    // record of committed store writes.
+    let n_api_writes = api_acknowledged_writes::check(input.history, &mut violations);
+    let api_summary = format!("{n_api_writes} acknowledged API writes matched to committed store writes");
     let Some(end_state) = input.end_state else {
-        return violations
-            .into_verdict(0, "skipped: no end state (the store was unavailable at the end of the run)".into());
+        return violations.into_verdict(
+            n_api_writes,
+            format!(
+                "{api_summary}; store writes skipped: no end state (the store was unavailable at the end of the run)"
+            ),
+        );
     };
     // A write acknowledged after the final read began may linearize after it.
     let acknowledged: Vec<Acknowledged> =
@@ -67,9 +78,9 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         }
     }
     violations.into_verdict(
-        acknowledged.len(),
+        acknowledged.len() + n_api_writes,
         format!(
-            "{} acknowledged writes against {} keys at final revision {}",
+            "{} acknowledged store writes against {} keys at final revision {}; {api_summary}",
             acknowledged.len(),
             end_state.keyspace.len(),
             end_state.revision

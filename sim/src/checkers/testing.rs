@@ -5,11 +5,13 @@
 //! the clock; checkers order operations by record position, so the order of calls is the
 //! real-time order.
 
+use api::{Resource, Verb, WatchEventKind};
 use store::api::{MemberId, Revision, Role as PrincipalRole};
 use store::raft::Role;
 
 use super::{check_all, CheckInput, EndState, Invariant, Verdict};
-use crate::history::{History, HistoryEvent, Record, StoreOpKind, StoreOpOutcome};
+
+use crate::history::{ApiOutcome, History, HistoryEvent, Record, StoreOpKind, StoreOpOutcome, WatchedEvent};
 
 /// Runs every checker and returns `invariant`'s verdict. Panics if it has no checker.
 pub fn check_one(
@@ -150,5 +152,135 @@ pub fn applied_event(member: MemberId, index: u64, term: u64, proposal_id: u64, 
         revision,
         succeeded: true,
         n_events: 1,
+    }
+}
+
+/// Kubernetes-level records: apiserver store writes, API calls, watch answers, leader
+/// elections, pods on kubelets and the user's desired replicas.
+impl HistoryBuilder {
+    /// The apiserver committed `verb` on `key` at `revision` for `user`.
+    pub fn store_write(self, user: &str, verb: Verb, key: &str, revision: Revision) -> Self {
+        self.event(HistoryEvent::StoreWrite {
+            apiserver: "apiserver-0".into(),
+            user: user.to_string(),
+            verb,
+            key: key.to_string(),
+            revision,
+        })
+    }
+
+    pub fn api_invoke(
+        self,
+        client: &str,
+        request_id: u64,
+        verb: Verb,
+        resource: Resource,
+        namespace: &str,
+        name: &str,
+    ) -> Self {
+        self.event(HistoryEvent::ApiInvoked {
+            client: client.to_string(),
+            request_id,
+            verb,
+            resource,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    /// An API request answered with an object or list at `resource_version`.
+    pub fn api_ok(self, client: &str, request_id: u64, resource_version: i64) -> Self {
+        self.event(HistoryEvent::ApiReturned {
+            client: client.to_string(),
+            request_id,
+            outcome: ApiOutcome::Ok { resource_version },
+        })
+    }
+
+    pub fn api_error(self, client: &str, request_id: u64, status: u16) -> Self {
+        self.event(HistoryEvent::ApiReturned {
+            client: client.to_string(),
+            request_id,
+            outcome: ApiOutcome::Error { status, message: format!("HTTP {status}") },
+        })
+    }
+
+    /// `client` wrote `resource` `namespace/name` through the API and was told it
+    /// committed at `revision`, and the apiserver's record of the store write agrees.
+    #[allow(clippy::too_many_arguments)]
+    pub fn api_write(
+        self,
+        client: &str,
+        user: &str,
+        request_id: u64,
+        verb: Verb,
+        resource: Resource,
+        namespace: &str,
+        name: &str,
+        revision: Revision,
+    ) -> Self {
+        self.api_invoke(client, request_id, verb, resource, namespace, name)
+            .store_write(user, verb, &resource.key(namespace, name), revision)
+            .api_ok(client, request_id, revision)
+    }
+
+    /// One watch answer: `events` are (kind, key, resourceVersion).
+    pub fn watch(
+        self,
+        client: &str,
+        resource: Resource,
+        namespace: &str,
+        since: i64,
+        resource_version: i64,
+        events: &[(WatchEventKind, &str, i64)],
+    ) -> Self {
+        let events = events
+            .iter()
+            .map(|(kind, key, rv)| WatchedEvent { kind: *kind, key: key.to_string(), resource_version: *rv })
+            .collect();
+        self.event(HistoryEvent::WatchDelivered {
+            client: client.to_string(),
+            resource,
+            namespace: namespace.to_string(),
+            since,
+            resource_version,
+            events,
+        })
+    }
+
+    pub fn leader_acquired(self, component: &str, identity: &str, transitions: u32, lease_rv: i64) -> Self {
+        self.event(HistoryEvent::LeaderAcquired {
+            component: component.to_string(),
+            identity: identity.to_string(),
+            transitions,
+            lease_resource_version: lease_rv,
+        })
+    }
+
+    pub fn pod_started(self, node: &str, name: &str, uid: &str) -> Self {
+        self.event(HistoryEvent::PodStarted {
+            node: node.to_string(),
+            namespace: "default".into(),
+            name: name.to_string(),
+            uid: uid.to_string(),
+        })
+    }
+
+    pub fn pod_stopped(self, node: &str, name: &str, uid: &str) -> Self {
+        self.event(HistoryEvent::PodStopped {
+            node: node.to_string(),
+            namespace: "default".into(),
+            name: name.to_string(),
+            uid: uid.to_string(),
+            reason: "deleted".into(),
+        })
+    }
+
+    pub fn desired_replicas(self, deployment: &str, replicas: i32) -> Self {
+        self.event(HistoryEvent::DesiredReplicas {
+            namespace: "default".into(),
+            deployment: deployment.to_string(),
+            replicas,
+        })
     }
 }

@@ -81,6 +81,7 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder) -> Vec<Check> {
     let mut checks = Vec::new();
     let typed_at = madsim::time::Instant::now();
     recorder.note(format!("kubectl create deployment {DEPLOYMENT} --replicas={INITIAL_REPLICAS}"));
+    record_desired(recorder, INITIAL_REPLICAS);
     if let Err(e) = create_with_retries(kubectl, nginx_deployment(INITIAL_REPLICAS), CONVERGENCE_BOUND).await {
         checks.push(Check::fail(CONVERGENCE, format!("kubectl create never succeeded: {e}")));
         return checks;
@@ -89,6 +90,7 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder) -> Vec<Check> {
 
     let typed_at = madsim::time::Instant::now();
     recorder.note(format!("kubectl scale deployment {DEPLOYMENT} --replicas={SCALED_REPLICAS}"));
+    record_desired(recorder, SCALED_REPLICAS);
     if let Err(e) = scale(kubectl, SCALED_REPLICAS, CONVERGENCE_BOUND).await {
         checks.push(Check::fail(CONVERGENCE, format!("kubectl scale never succeeded: {e}")));
         return checks;
@@ -106,9 +108,11 @@ async fn user_workload_under_faults(kubectl: &ApiClient, recorder: &Recorder, pl
     let liveness = Duration::from_millis(plan.liveness_phase_ms);
     let mut checks = Vec::new();
     recorder.note(format!("kubectl create deployment {DEPLOYMENT} --replicas={INITIAL_REPLICAS}"));
+    record_desired(recorder, INITIAL_REPLICAS);
     let created = create_with_retries(kubectl, nginx_deployment(INITIAL_REPLICAS), safety + liveness).await;
     sleep_until(start + safety / 2).await;
     recorder.note(format!("kubectl scale deployment {DEPLOYMENT} --replicas={SCALED_REPLICAS}"));
+    record_desired(recorder, SCALED_REPLICAS);
     let scaled = scale(kubectl, SCALED_REPLICAS, safety + liveness).await;
     sleep_until(start + safety).await;
     if let Err(e) = created.and(scaled) {
@@ -119,6 +123,16 @@ async fn user_workload_under_faults(kubectl: &ApiClient, recorder: &Recorder, pl
     checks.push(wait_for_running(kubectl, SCALED_REPLICAS, healed_at, liveness, recorder).await);
     checks.extend(at_rest(kubectl).await);
     checks
+}
+
+/// What the user asks for, as evidence for the convergence checker (recorded before the
+/// request goes out, so the checker's "most ever desired" is never behind the cluster).
+fn record_desired(recorder: &Recorder, replicas: i32) {
+    recorder.record(HistoryEvent::DesiredReplicas {
+        namespace: NAMESPACE.to_string(),
+        deployment: DEPLOYMENT.to_string(),
+        replicas,
+    });
 }
 
 async fn sleep_until(deadline: madsim::time::Instant) {
