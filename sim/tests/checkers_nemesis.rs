@@ -162,8 +162,14 @@ async fn read_end_state(members: BTreeMap<MemberId, std::net::SocketAddr>) -> Op
 }
 
 #[track_caller]
+/// The store-level invariants must all pass having examined something; the
+/// Kubernetes-level ones have nothing to examine in a store-only run.
 fn assert_all_pass_non_vacuously(seed: u64, verdicts: &[Verdict]) {
-    assert_eq!(verdicts.len(), 5);
+    use sim::checkers::Invariant::*;
+    let store_level =
+        [StoreSingleWriter, RaftElectionSafety, RaftStateMachineSafety, Linearizability, NoAcknowledgedWriteLost];
+    let verdicts: Vec<&Verdict> = verdicts.iter().filter(|v| store_level.contains(&v.invariant)).collect();
+    assert_eq!(verdicts.len(), store_level.len());
     for verdict in verdicts {
         assert!(verdict.passed(), "seed {seed}: {} failed: {:#?}", verdict.invariant, verdict.violations);
         assert!(verdict.checked > 0, "seed {seed}: {} examined nothing: {}", verdict.invariant, verdict.summary);
