@@ -245,6 +245,20 @@ mod convergence {
     }
 
     #[test]
+    fn a_replacement_for_a_timed_out_create_that_committed_passes() {
+        // The controller's create of "a" timed out (it committed); it lowered its
+        // expectations and created "b" before its informer showed "a".
+        let mut b = h().desired_replicas("nginx-deployment", 1);
+        b = b.api_invoke("controller-manager-0", 1, Verb::Create, Resource::Pods, "default", &format!("{RS_POD}a"));
+        b = created(b, "a", 5);
+        b = b.api_error("controller-manager-0", 1, 504);
+        b = created(b, "b", 6);
+        let verdict = check(Invariant::Convergence, &b.build());
+        assert_passes(&verdict, 1);
+        assert!(verdict.summary.contains("1 pods whose create was answered with an error"), "{}", verdict.summary);
+    }
+
+    #[test]
     fn over_creation_fires_once_per_surplus() {
         let mut b = h().desired_replicas("nginx-deployment", 2);
         b = created(b, "a", 5);

@@ -12,6 +12,14 @@
 //! recorded before each kubectl create/scale). Comparing with the maximum so far keeps a
 //! scale-down's transient surplus (pods not yet deleted) allowed.
 //!
+//! A create that failed with an unknown outcome (a timeout, a lost answer) is excused:
+//! Kubernetes' controller lowers its expectations on any create error (it "will never be
+//! observed"), so when such a create did commit, the controller may create a replacement
+//! before its informer shows the first one, a transient surplus it then deletes (seed
+//! 170 of the default campaign shows it). Live pods whose create was answered with an
+//! error are therefore not counted; a stale cache without expectations over-creates with
+//! acknowledged creates, which are.
+//!
 //! Evidence of pods' lives: the apiserver's committed Create and Delete store writes, and
 //! the Added/Deleted events watches delivered (which also show creates whose answer was
 //! lost), deduplicated by (key, revision).
@@ -28,7 +36,7 @@ use api::{Resource, Verb, WatchEventKind};
 use store::api::Revision;
 
 use super::{CheckInput, Invariant, Verdict, Violations};
-use crate::history::HistoryEvent;
+use crate::history::{ApiOutcome, HistoryEvent};
 
 /// A pod's life began (created) or ended (deleted) at a revision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,8 +53,28 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
     // revision, so it applies to every change recorded after it.
     let mut desired_at: Vec<(u64, String, i32)> = Vec::new();
     let pod_prefix = Resource::Pods.key_prefix();
+    // Pod creates in flight, and the keys of pods whose create was answered with an error.
+    let mut creating: BTreeMap<(&str, u64), String> = BTreeMap::new();
+    let mut ambiguous: BTreeSet<String> = BTreeSet::new();
     for (at_ns, event) in input.history.events() {
         match event {
+            HistoryEvent::ApiInvoked {
+                client,
+                request_id,
+                verb: Verb::Create,
+                resource: Resource::Pods,
+                namespace,
+                name,
+            } => {
+                creating.insert((client, *request_id), Resource::Pods.key(namespace, name));
+            }
+            HistoryEvent::ApiReturned { client, request_id, outcome } => {
+                if let Some(key) = creating.remove(&(client.as_str(), *request_id)) {
+                    if matches!(outcome, ApiOutcome::Error { .. }) {
+                        ambiguous.insert(key);
+                    }
+                }
+            }
             HistoryEvent::StoreWrite { verb, key, revision, .. } if key.starts_with(&pod_prefix) => {
                 let change = match verb {
                     Verb::Create => Change::Created,
@@ -88,6 +116,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         let rs = format!("{namespace}/{rs_name}");
         let pods = live.entry(rs.clone()).or_default();
         match change {
+            Change::Created if ambiguous.contains(*key) => continue,
             Change::Created => {
                 pods.insert(key);
             }
@@ -117,9 +146,11 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
     violations.into_verdict(
         n_checked,
         format!(
-            "{n_checked} pod creations of {} replicasets against the desired replicas of {} deployments",
+            "{n_checked} pod creations of {} replicasets against the desired replicas of {} deployments \
+             ({} pods whose create was answered with an error not counted)",
             live.len(),
-            deployments.len()
+            deployments.len(),
+            ambiguous.len()
         ),
     )
 }
