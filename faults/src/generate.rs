@@ -45,7 +45,8 @@ impl Default for GenerateOptions {
 
 /// The kinds of `menu` that `topology` can express while a correct system survives:
 /// disk crashes need a store that tolerates a crashed member, corruption needs three
-/// members, crashes need some target whose crash leaves a majority.
+/// members, crashes need some target whose crash leaves a majority, a power loss needs a
+/// store.
 pub fn feasible_kinds(topology: &Topology, menu: &BTreeSet<FaultKind>) -> Vec<FaultKind> {
     let n_targets = concrete_targets(topology).len();
     let tolerates_store_crash = topology.store_minority() >= 1;
@@ -57,6 +58,9 @@ pub fn feasible_kinds(topology: &Topology, menu: &BTreeSet<FaultKind>) -> Vec<Fa
             FaultKind::Pause | FaultKind::Clock => n_targets >= 1,
             FaultKind::Crash => tolerates_store_crash || n_targets > topology.store_members as usize,
             FaultKind::DiskCrash => tolerates_store_crash,
+            // Every member goes down together, so no quorum arithmetic applies: one
+            // member is enough.
+            FaultKind::PowerLoss => topology.store_members >= 1,
             FaultKind::Corruption => topology.store_members >= 3,
         })
         .collect()
@@ -130,6 +134,10 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
         FaultKind::Crash => Fault::Crash { target: biased_target(rng, topology, topology.store_minority() >= 1) },
         FaultKind::Pause => Fault::Pause { target: biased_target(rng, topology, true) },
         FaultKind::DiskCrash => Fault::CrashStoreMember { member: store_target(rng, topology), tear: true },
+        // Half the time every unsynced write is simply gone (LazyFS's default on a crash),
+        // half the time the page cache was being written back in order and the last
+        // unsynced write is torn.
+        FaultKind::PowerLoss => Fault::PowerLoss { tear: rng.gen_bool(0.5) },
         FaultKind::Corruption => Fault::CorruptRecord { member: store_target(rng, topology) },
         FaultKind::Clock => Fault::ClockSkew {
             // Clock faults matter to lease holders, which are everywhere: no bias.

@@ -21,6 +21,8 @@ pub enum FaultKind {
     Pause,
     /// Power-loss crash of a store member that tears its last unsynced write.
     DiskCrash,
+    /// Power loss of every store member at once (`power-loss`).
+    PowerLoss,
     /// A bit flip in a synced WAL record of one store member.
     Corruption,
     Clock,
@@ -28,7 +30,7 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, in menu order.
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Partition,
         FaultKind::PacketLoss,
         FaultKind::Latency,
@@ -36,6 +38,7 @@ impl FaultKind {
         FaultKind::Crash,
         FaultKind::Pause,
         FaultKind::DiskCrash,
+        FaultKind::PowerLoss,
         FaultKind::Corruption,
         FaultKind::Clock,
     ];
@@ -50,6 +53,7 @@ impl FaultKind {
             FaultKind::Crash => "crash",
             FaultKind::Pause => "pause",
             FaultKind::DiskCrash => "disk-crash",
+            FaultKind::PowerLoss => "power-loss",
             FaultKind::Corruption => "corruption",
             FaultKind::Clock => "clock",
         }
@@ -69,6 +73,7 @@ impl FaultKind {
             Fault::ClogLink { .. } => FaultKind::Clog,
             Fault::Crash { .. } => FaultKind::Crash,
             Fault::CrashStoreMember { .. } => FaultKind::DiskCrash,
+            Fault::PowerLoss { .. } => FaultKind::PowerLoss,
             Fault::Pause { .. } => FaultKind::Pause,
             Fault::CorruptRecord { .. } => FaultKind::Corruption,
             Fault::ClockSkew { .. } => FaultKind::Clock,

@@ -138,6 +138,8 @@ enum Applied {
     },
     NetworkConditions,
     Crash(Down),
+    /// Every store member crashed by one power loss.
+    PowerLoss(Vec<Down>),
     Pause(NodeRef),
     ClockSkew(NodeRef),
     Corrupt(u64),
@@ -231,6 +233,7 @@ impl Nemesis {
                 let tear = tear.then(|| madsim::rand::thread_rng().gen::<u64>());
                 self.crash(at_ms, fault, member, Some(tear))
             }
+            Fault::PowerLoss { tear } => self.power_loss(at_ms, *tear),
             Fault::Pause { target } => match self.node(target) {
                 Ok(node) => self.apply_pause(at_ms, node),
                 Err(reason) => self.skip(at_ms, fault, &reason),
@@ -321,6 +324,12 @@ impl Nemesis {
                 }
             }
             Applied::Crash(down) => self.heal_crash(at_ms, down),
+            Applied::PowerLoss(downs) => {
+                self.record(at_ms, "power restored");
+                for down in downs {
+                    self.heal_crash(at_ms, down);
+                }
+            }
             Applied::Pause(node) => {
                 let count = self.paused.get_mut(&node).expect("a pause is counted");
                 *count -= 1;
@@ -445,6 +454,33 @@ impl Nemesis {
             }
         }
         Applied::Crash(down)
+    }
+
+    /// Crashes every store member at the same instant, each losing its unsynced writes
+    /// (and, with `tear`, tearing its last one with its own randomness). Members already
+    /// held down by another crash stay down; each is counted so that the last heal
+    /// restarts it.
+    fn power_loss(&mut self, at_ms: u64, tear: bool) -> Applied {
+        let mut members = self.world.store_members();
+        members.sort_unstable();
+        members.dedup();
+        self.record(at_ms, format!("power-loss of the store ({} members)", members.len()));
+        let mut downs = Vec::with_capacity(members.len());
+        for member in members {
+            let down = Down::StoreMember(member);
+            let count = self.crashed.entry(down.clone()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                let tear = tear.then(|| madsim::rand::thread_rng().gen::<u64>());
+                self.world.crash_store_member(member, tear);
+                let torn = if tear.is_some() { " tearing its last unsynced write" } else { "" };
+                self.record(at_ms, format!("crash store-{member} (power loss){torn}"));
+            } else {
+                self.record(at_ms, format!("power-loss: {down} already crashed"));
+            }
+            downs.push(down);
+        }
+        Applied::PowerLoss(downs)
     }
 
     /// The member id of a store target (`store-leader` resolved now).

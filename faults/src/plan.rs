@@ -225,6 +225,15 @@ pub enum Fault {
     /// write not yet fsynced and, if `tear`, keeps a torn prefix of the last unsynced
     /// write. It restarts when the fault heals and must recover from its WAL.
     CrashStoreMember { member: Target, tear: bool },
+    /// Power loss of the whole store at once (a datacenter or rack power cut, every VM of
+    /// the cluster on one failed host; Jepsen's `kill` of all nodes with LazyFS losing
+    /// unsynced writes, etcd robustness's "kill all members"): every store member is
+    /// killed at the same instant, loses every write not yet fsynced and, if `tear`, keeps
+    /// a torn prefix of its last unsynced write. They all restart when the fault heals.
+    /// Unlike a minority crash this leaves no member holding anything in memory, so it is
+    /// the fault that tells an fsynced acknowledgement from one that only reached a page
+    /// cache: a correct store loses no acknowledged write, only availability.
+    PowerLoss { tear: bool },
     /// Stop-the-world pause of a process until the fault heals (a long GC pause, a VM
     /// migration, `SIGSTOP`; Jepsen `hammer-time`): the process wakes up with stale
     /// leases and leadership it no longer holds and must notice before acting.
@@ -259,6 +268,7 @@ impl Fault {
             Fault::CrashStoreMember { member, .. } | Fault::CorruptRecord { member } => {
                 vec![member]
             }
+            Fault::PowerLoss { .. } => Vec::new(),
             Fault::ClockSkew { target, .. } => vec![target],
         }
     }
@@ -392,12 +402,27 @@ impl FaultPlan {
     ///   and, from the moment it heals, the member whose record was corrupted (it must
     ///   refuse to start, so it stays down);
     /// - at most one `corrupt-record` per plan;
-    /// - at most one crash or pause of a given target at a time.
+    /// - at most one crash or pause of a given target at a time;
+    /// - a `power-loss` takes every store member down at once, which a correct store
+    ///   survives (an acknowledged write is fsynced on a majority, so it outlives the loss
+    ///   of everything unsynced; only availability is lost), but it overlaps no other
+    ///   crash or pause of a store member, so that each member is down for one reason
+    ///   at a time. It is not counted against the minority above;
+    /// - at most one `power-loss` per plan: each outage of the whole store pushes every
+    ///   client's and controller's retry backoff further out, and after several in a row
+    ///   the cluster no longer reconverges within the liveness bound although nothing was
+    ///   lost (a whole-cluster outage is rare in production too).
     pub fn check_survivable(&self, topology: &Topology) -> Result<(), PlanError> {
         let corruptions = self.events.iter().filter(|event| matches!(event.fault, Fault::CorruptRecord { .. })).count();
         if corruptions > 1 {
             return Err(PlanError::NotSurvivable(format!(
                 "{corruptions} corrupt-record events; at most one store member may be corrupted"
+            )));
+        }
+        let power_losses = self.events.iter().filter(|event| matches!(event.fault, Fault::PowerLoss { .. })).count();
+        if power_losses > 1 {
+            return Err(PlanError::NotSurvivable(format!(
+                "{power_losses} power-loss events; at most one whole-store outage per plan"
             )));
         }
         let minority = topology.store_minority();
@@ -422,6 +447,26 @@ impl FaultPlan {
                      {} may be",
                     topology.store_members
                 )));
+            }
+        }
+        for event in &self.events {
+            if !matches!(event.fault, Fault::PowerLoss { .. }) {
+                continue;
+            }
+            let (start, end) = process_interval(event);
+            for other in &self.events {
+                let store_process_fault = match &other.fault {
+                    Fault::Crash { target } | Fault::Pause { target } => target.is_store(),
+                    Fault::CrashStoreMember { .. } => true,
+                    _ => false,
+                };
+                let (other_start, other_end) = process_interval(other);
+                if store_process_fault && start < other_end && other_start < end {
+                    return Err(PlanError::NotSurvivable(format!(
+                        "power-loss at {start} ms overlaps a {} of the store at {other_start} ms",
+                        kind_name(&other.fault)
+                    )));
+                }
             }
         }
         let process_faults: Vec<(&Target, (u64, u64))> = self
@@ -500,6 +545,10 @@ fn validate_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
             Err(format!("{} needs a store member target (store-N or store-leader), got {member}", kind_name(fault)))
         }
         Fault::CrashStoreMember { .. } | Fault::CorruptRecord { .. } => Ok(()),
+        Fault::PowerLoss { .. } if topology.store_members == 0 => {
+            Err("power-loss needs a store (topology has 0 store members)".to_string())
+        }
+        Fault::PowerLoss { .. } => Ok(()),
         Fault::ClockSkew { offset_ms, drift_ms_per_s, .. } => {
             if offset_ms.unsigned_abs() > MAX_CLOCK_OFFSET_MS.unsigned_abs() {
                 Err(format!("clock offset_ms {offset_ms} out of range (at most ±{MAX_CLOCK_OFFSET_MS})"))
@@ -547,6 +596,7 @@ pub(crate) fn kind_name(fault: &Fault) -> &'static str {
         Fault::ClogLink { .. } => "clog-link",
         Fault::Crash { .. } => "crash",
         Fault::CrashStoreMember { .. } => "crash-store-member",
+        Fault::PowerLoss { .. } => "power-loss",
         Fault::Pause { .. } => "pause",
         Fault::CorruptRecord { .. } => "corrupt-record",
         Fault::ClockSkew { .. } => "clock-skew",

@@ -93,6 +93,7 @@ pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Faul
         FaultKind::DiskCrash => {
             store_target(topology).prop_map(|member| Fault::CrashStoreMember { member, tear: true }).boxed()
         }
+        FaultKind::PowerLoss => any::<bool>().prop_map(|tear| Fault::PowerLoss { tear }).boxed(),
         FaultKind::Corruption => store_target(topology).prop_map(|member| Fault::CorruptRecord { member }).boxed(),
         FaultKind::Clock => (select(concrete_targets(&topology)), -10_000i64..=10_000, -100i64..=100)
             .prop_map(|(target, offset_ms, drift_ms_per_s)| Fault::ClockSkew { target, offset_ms, drift_ms_per_s })

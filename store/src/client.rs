@@ -1,7 +1,11 @@
 //! The store client: the only way to mutate the store, and only the apiserver depends on it.
 //!
 //! It finds the leader (following `NotLeader` hints, rotating through members when there is
-//! no hint) with bounded attempts and backoff. A mutation that was sent but never answered
+//! no hint) with bounded attempts and backoff. Reads are spread over every member, as etcd's
+//! clientv3 does with gRPC's round-robin balancer (each request goes to the next endpoint);
+//! a member serves a linearizable read by a ReadIndex round through its leader, so this is
+//! correct on followers too, and it is what exposes a member that answers from its own
+//! possibly stale state. A mutation that was sent but never answered
 //! is reported as `UnknownOutcome`, never as success or failure, and never retried: a
 //! retried Txn could apply twice.
 
@@ -46,6 +50,8 @@ struct Inner {
     config: StoreClientConfig,
     /// The member believed to lead (0: unknown).
     leader_hint: AtomicU64,
+    /// Where the next read starts (the round-robin balancer's position).
+    next_read_member: AtomicU64,
 }
 
 impl StoreClient {
@@ -58,7 +64,16 @@ impl StoreClient {
         assert!(!members.is_empty(), "a StoreClient needs at least one member");
         let endpoint = Endpoint::bind("0.0.0.0:0").await?;
         let first = *members.keys().next().expect("checked non-empty");
-        Ok(Self { inner: Arc::new(Inner { endpoint, members, principal, config, leader_hint: AtomicU64::new(first) }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                endpoint,
+                members,
+                principal,
+                config,
+                leader_hint: AtomicU64::new(first),
+                next_read_member: AtomicU64::new(first),
+            }),
+        })
     }
 
     pub fn principal(&self) -> &Principal {
@@ -148,9 +163,11 @@ impl StoreClient {
     async fn send_with_timeout(&self, op: StoreOp, timeout: Duration) -> Result<StoreReply, StoreError> {
         let inner = &self.inner;
         let is_mutation = op.is_mutation();
+        // Reads go round-robin (see the module doc); everything else to the leader.
+        let mut read_member = matches!(op, StoreOp::Range(_)).then(|| self.next_read_member());
         let mut last_error = StoreError::Unavailable { reason: "no store member reachable".into() };
         for attempt in 0..inner.config.max_attempts {
-            let member = inner.leader_hint.load(Ordering::Relaxed);
+            let member = read_member.unwrap_or_else(|| inner.leader_hint.load(Ordering::Relaxed));
             let addr = inner.members[&member];
             match self.call(addr, op.clone(), timeout).await {
                 Ok(Ok(reply)) => return Ok(reply),
@@ -160,14 +177,15 @@ impl StoreClient {
                     match leader_hint.filter(|h| inner.members.contains_key(h) && *h != member) {
                         Some(hint) => {
                             inner.leader_hint.store(hint, Ordering::Relaxed);
+                            read_member = read_member.map(|_| hint);
                             continue;
                         }
-                        None => self.rotate_from(member),
+                        None => self.fail_over(member, &mut read_member),
                     }
                 }
                 Ok(Err(e @ StoreError::Unavailable { .. })) => {
                     last_error = e;
-                    self.rotate_from(member);
+                    self.fail_over(member, &mut read_member);
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(e) if is_mutation && e.kind() == std::io::ErrorKind::TimedOut => {
@@ -176,7 +194,7 @@ impl StoreClient {
                 }
                 Err(e) => {
                     last_error = StoreError::Unavailable { reason: format!("member {member}: {e}") };
-                    self.rotate_from(member);
+                    self.fail_over(member, &mut read_member);
                 }
             }
             // Bounded backoff: 20ms, 40ms, ... capped at 500ms.
@@ -197,14 +215,36 @@ impl StoreClient {
     }
 
     fn rotate_from(&self, member: MemberId) {
+        let next = self.member_after(member);
+        let _ = self.inner.leader_hint.compare_exchange(member, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// After `member` failed a request: the leader hint moves on, and a read moves on to
+    /// the next member.
+    fn fail_over(&self, member: MemberId, read_member: &mut Option<MemberId>) {
+        self.rotate_from(member);
+        if let Some(read_member) = read_member {
+            *read_member = self.member_after(member);
+        }
+    }
+
+    /// The member after `member` in id order, wrapping around.
+    fn member_after(&self, member: MemberId) -> MemberId {
         let members = &self.inner.members;
-        let next = members
+        members
             .range(member + 1..)
             .next()
             .or_else(|| members.iter().next())
             .map(|(id, _)| *id)
-            .expect("members is non-empty");
-        let _ = self.inner.leader_hint.compare_exchange(member, next, Ordering::Relaxed, Ordering::Relaxed);
+            .expect("members is non-empty")
+    }
+
+    /// The round-robin balancer's pick for the next read.
+    fn next_read_member(&self) -> MemberId {
+        let inner = &self.inner;
+        let member = inner.next_read_member.load(Ordering::Relaxed);
+        inner.next_read_member.store(self.member_after(member), Ordering::Relaxed);
+        member
     }
 }
 

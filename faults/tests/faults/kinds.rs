@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 
 use faults::{Fault, FaultKind, Target};
 
-const KNOWN: &str = "known kinds: partition, packet-loss, latency, clog, crash, pause, disk-crash, corruption, clock";
+const KNOWN: &str =
+    "known kinds: partition, packet-loss, latency, clog, crash, pause, disk-crash, power-loss, corruption, clock";
 
 #[test]
 fn every_kind_parses_from_its_name() {
@@ -56,6 +57,7 @@ fn each_fault_maps_to_its_kind() {
         (Fault::Crash { target: target.clone() }, FaultKind::Crash),
         (Fault::Pause { target: target.clone() }, FaultKind::Pause),
         (Fault::CrashStoreMember { member: target.clone(), tear: true }, FaultKind::DiskCrash),
+        (Fault::PowerLoss { tear: false }, FaultKind::PowerLoss),
         (Fault::CorruptRecord { member: target.clone() }, FaultKind::Corruption),
         (Fault::ClockSkew { target, offset_ms: 1, drift_ms_per_s: 0 }, FaultKind::Clock),
     ];

@@ -98,6 +98,7 @@ fn every_fault() -> Vec<Fault> {
         Fault::ClogLink { a: Target::ApiServer(0), b: Target::StoreLeader },
         Fault::Crash { target: Target::Kubelet(0) },
         Fault::CrashStoreMember { member: Target::StoreMember(3), tear: false },
+        Fault::PowerLoss { tear: true },
         Fault::Pause { target: Target::Scheduler },
         Fault::CorruptRecord { member: Target::StoreMember(2) },
         Fault::ClockSkew { target: Target::StoreMember(1), offset_ms: 9_000, drift_ms_per_s: -50 },
@@ -127,7 +128,7 @@ fn fault_kinds_use_these_json_names() {
         every_fault().iter().map(|fault| serde_json::to_value(fault).unwrap()["kind"].to_string()).collect();
     assert_eq!(
         names.join(" "),
-        r#""partition" "isolate-store-leader" "isolate-apiserver" "majorities-ring" "bridge" "one-way" "packet-loss" "latency-spike" "clog-link" "crash" "crash-store-member" "pause" "corrupt-record" "clock-skew""#
+        r#""partition" "isolate-store-leader" "isolate-apiserver" "majorities-ring" "bridge" "one-way" "packet-loss" "latency-spike" "clog-link" "crash" "crash-store-member" "power-loss" "pause" "corrupt-record" "clock-skew""#
     );
 }
 
@@ -344,5 +345,45 @@ fn survivability_counts_down_store_members_over_time() {
     assert_eq!(
         plan.check_survivable(&topology).unwrap_err().to_string(),
         "plan is not survivable: kubelet-1 is crashed or paused by two overlapping events"
+    );
+}
+
+#[test]
+fn survivability_allows_a_power_loss_of_every_member_but_no_overlap_with_store_crashes() {
+    let topology = small_topology();
+    let event = |at_ms, fault| FaultEvent { at_ms, duration_ms: 1_000, fault };
+    let power_loss = |at_ms| event(at_ms, Fault::PowerLoss { tear: true });
+    let mut plan = FaultPlan::empty(30_000, 30_000);
+    // Every member down at once is survivable when it is a power loss, and other
+    // components may fail meanwhile.
+    plan.events = vec![
+        power_loss(1_000),
+        event(1_500, Fault::Crash { target: Target::ApiServer(0) }),
+        event(1_500, Fault::Pause { target: Target::Kubelet(0) }),
+        event(6_000, Fault::Crash { target: Target::StoreMember(1) }),
+    ];
+    plan.check_survivable(&topology).unwrap();
+    plan.validate(&topology).unwrap();
+    for (fault, name) in [
+        (Fault::Crash { target: Target::StoreLeader }, "crash"),
+        (Fault::CrashStoreMember { member: Target::StoreMember(2), tear: false }, "crash-store-member"),
+        (Fault::Pause { target: Target::StoreMember(3) }, "pause"),
+    ] {
+        plan.events = vec![power_loss(1_000), event(1_999, fault)];
+        assert_eq!(
+            plan.check_survivable(&topology).unwrap_err().to_string(),
+            format!("plan is not survivable: power-loss at 1000 ms overlaps a {name} of the store at 1999 ms")
+        );
+    }
+    plan.events = vec![power_loss(1_000), power_loss(20_000)];
+    assert_eq!(
+        plan.check_survivable(&topology).unwrap_err().to_string(),
+        "plan is not survivable: 2 power-loss events; at most one whole-store outage per plan"
+    );
+    let no_store = Topology { store_members: 0, ..topology };
+    plan.events = vec![power_loss(1_000)];
+    assert_eq!(
+        plan.validate(&no_store).unwrap_err().to_string(),
+        "event 0: power-loss needs a store (topology has 0 store members)"
     );
 }
