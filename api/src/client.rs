@@ -69,7 +69,10 @@ impl ApiClient {
                 credential,
                 config,
                 preferred: AtomicUsize::new(0),
-                next_request_id: AtomicU64::new(1),
+                // A random prefix per client (from the simulator's seeded RNG): a process that
+                // restarts gets a new client, and its request ids must not repeat the old
+                // ones, or the history would pair an answer with the wrong request.
+                next_request_id: AtomicU64::new((u64::from(madsim::rand::random::<u32>()) << 32) | 1),
                 observer,
             }),
         })
