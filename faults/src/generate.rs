@@ -140,9 +140,12 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
         FaultKind::PowerLoss => Fault::PowerLoss { tear: rng.gen_bool(0.5) },
         FaultKind::Corruption => Fault::CorruptRecord { member: store_target(rng, topology) },
         FaultKind::Clock => Fault::ClockSkew {
-            // Clock faults matter to lease holders, which are everywhere: no bias.
+            // Clock faults matter to lease holders, which are everywhere: no bias. Offsets
+            // reach past a leader-election lease (15 s) plus its retry period, so a skewed
+            // standby can judge a live leader's lease expired and take over while the
+            // leader still acts: Kubernetes' unfenced leader election then has two writers.
             target: concrete_targets(topology).choose(rng).cloned().expect("clock is feasible only with targets"),
-            offset_ms: rng.gen_range(-10_000..=10_000),
+            offset_ms: rng.gen_range(-30_000..=30_000),
             drift_ms_per_s: rng.gen_range(-100..=100),
         },
     }
