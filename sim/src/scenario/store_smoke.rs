@@ -29,8 +29,8 @@ const WORKLOAD_DURATION: Duration = Duration::from_secs(20);
 const CRASH_AT: Duration = Duration::from_secs(6);
 const RESTART_AFTER: Duration = Duration::from_secs(3);
 
-/// With a `plan`, the nemesis applies it while the workload runs through the safety
-/// phase; without one, the scripted leader crash happens instead.
+/// The scripted leader crash always happens; with a `plan`, the nemesis also applies it
+/// while the workload runs through the safety phase.
 pub async fn run(recorder: Recorder, store: StoreOptions, plan: Option<FaultPlan>) -> ScenarioOutcome {
     let cluster = StoreCluster::start(&store, &recorder);
     let members = cluster.addresses();
@@ -51,10 +51,14 @@ pub async fn run(recorder: Recorder, store: StoreOptions, plan: Option<FaultPlan
         }));
     }
 
-    match plan {
-        Some(plan) => faults::run(&plan, SimWorld::for_store(&cluster, &recorder)).await,
-        None => scripted_leader_crash(&cluster, &recorder).await,
-    }
+    // The scenario's own fault, one leader crash, always happens; a plan's faults come on
+    // top of it.
+    let nemesis = async {
+        if let Some(plan) = &plan {
+            faults::run(plan, SimWorld::for_store(&cluster, &recorder)).await;
+        }
+    };
+    futures::join!(scripted_leader_crash(&cluster, &recorder), nemesis);
 
     let mut n_acknowledged = 0;
     for w in workers {
