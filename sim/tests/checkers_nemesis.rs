@@ -4,13 +4,9 @@
 //! passes, non-vacuously: thousands of applications across restarts, operations with
 //! unknown outcomes, several terms.
 //!
-//! FIXME: none of the store's planted bugs is exposed by these nemeses in 10 seeds each
-//! (`ack_before_fsync`: the default fsync latency, 0.5-3 ms, is shorter than madsim's
-//! network latency, so followers have synced before the leader hears their acks;
-//! `follower_reads_without_read_index`: a worker leaves the isolated member at its first
-//! write, before a new leader exists; `vote_not_persisted`: needs a crash between a vote
-//! and the next persist). A must-fire test on a real run waits for a slow-disk fault (or
-//! `fsync_latency` in `StoreOptions`) and the nemesis.
+//! The store's planted bugs are exposed on real runs by the default campaign's faults
+//! (power loss, partitions) in `tests/tests/planted_bugs_store.rs`; these nemeses only
+//! show that a correct store passes every store checker.
 //!
 //! The scenario lives here, not in `sim::scenario`, because it exists to test checkers;
 //! when the nemesis lands it becomes a fault plan.
