@@ -52,6 +52,10 @@ struct Inner {
     leader_hint: AtomicU64,
     /// Where the next read starts (the round-robin balancer's position).
     next_read_member: AtomicU64,
+    /// Members that failed at the transport level (no answer), skipped until the instant
+    /// given, as etcd's client balancer stops using an endpoint that fails: without it,
+    /// every third read waits out a timeout on a dead member.
+    unreachable_until: std::sync::Mutex<BTreeMap<MemberId, madsim::time::Instant>>,
 }
 
 impl StoreClient {
@@ -72,6 +76,7 @@ impl StoreClient {
                 config,
                 leader_hint: AtomicU64::new(first),
                 next_read_member: AtomicU64::new(first),
+                unreachable_until: std::sync::Mutex::new(BTreeMap::new()),
             }),
         })
     }
@@ -189,11 +194,13 @@ impl StoreClient {
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(e) if is_mutation && e.kind() == std::io::ErrorKind::TimedOut => {
+                    self.mark_unreachable(member);
                     self.rotate_from(member);
                     return Err(StoreError::UnknownOutcome { reason: format!("no answer from member {member}: {e}") });
                 }
                 Err(e) => {
                     last_error = StoreError::Unavailable { reason: format!("member {member}: {e}") };
+                    self.mark_unreachable(member);
                     self.fail_over(member, &mut read_member);
                 }
             }
@@ -228,21 +235,35 @@ impl StoreClient {
         }
     }
 
-    /// The member after `member` in id order, wrapping around.
-    fn member_after(&self, member: MemberId) -> MemberId {
-        let members = &self.inner.members;
-        members
-            .range(member + 1..)
-            .next()
-            .or_else(|| members.iter().next())
-            .map(|(id, _)| *id)
-            .expect("members is non-empty")
+    /// How long a member that did not answer is skipped.
+    const UNREACHABLE_FOR: Duration = Duration::from_secs(10);
+
+    fn mark_unreachable(&self, member: MemberId) {
+        let until = madsim::time::Instant::now() + Self::UNREACHABLE_FOR;
+        self.inner.unreachable_until.lock().expect("unreachable lock").insert(member, until);
     }
 
-    /// The round-robin balancer's pick for the next read.
+    fn reachable(&self, member: MemberId) -> bool {
+        let unreachable = self.inner.unreachable_until.lock().expect("unreachable lock");
+        unreachable.get(&member).is_none_or(|until| madsim::time::Instant::now() >= *until)
+    }
+
+    /// The next member after `member` in id order (wrapping around) that is not marked
+    /// unreachable; the plain next one if every member is marked.
+    fn member_after(&self, member: MemberId) -> MemberId {
+        let members = &self.inner.members;
+        let ring: Vec<MemberId> =
+            members.range(member + 1..).chain(members.range(..=member)).map(|(id, _)| *id).collect();
+        ring.iter().copied().find(|m| self.reachable(*m)).unwrap_or(ring[0])
+    }
+
+    /// The round-robin balancer's pick for the next read, skipping unreachable members.
     fn next_read_member(&self) -> MemberId {
         let inner = &self.inner;
-        let member = inner.next_read_member.load(Ordering::Relaxed);
+        let mut member = inner.next_read_member.load(Ordering::Relaxed);
+        if !self.reachable(member) {
+            member = self.member_after(member);
+        }
         inner.next_read_member.store(self.member_after(member), Ordering::Relaxed);
         member
     }
