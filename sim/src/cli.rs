@@ -320,7 +320,12 @@ pub fn out(text: &str) {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_timer(SimTime).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_timer(SimTime)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// tracing's timestamp: the simulated time of the current runtime (madsim adds the node

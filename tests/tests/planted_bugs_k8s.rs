@@ -86,7 +86,7 @@ fn controller_fencing_off_is_caught_by_controller_single_leader() {
 
 #[test]
 fn controller_fencing_off_is_caught_by_the_default_swarm_campaign() {
-    // Campaign 0..1000 with all fault kinds: 2 seeds caught (477 by this invariant alone,
-    // 833 with convergence), through a generated clock-skew past the lease duration.
-    assert_caught_only_by_its_invariant(PlantedBug::ControllerFencingOff, 477..478, swarm());
+    // Campaign 0..1000 with all fault kinds: 4 seeds caught (163 and 747 by this invariant
+    // alone), through a generated clock-skew past the lease duration.
+    assert_caught_only_by_its_invariant(PlantedBug::ControllerFencingOff, 163..164, swarm());
 }
