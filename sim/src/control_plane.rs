@@ -362,21 +362,3 @@ fn start_kubelet(idx: u32, servers: &[SocketAddr], recorder: &Recorder) -> (Comp
         .build();
     (Component { name, node, clock }, state)
 }
-
-/// Which simulated component a node name belongs to, for reports.
-pub fn components_by_name(plane: &ControlPlane) -> BTreeMap<String, madsim::task::NodeId> {
-    let mut map = BTreeMap::new();
-    for m in plane.store.members.values() {
-        map.insert(format!("store-{}", m.id), m.node.id());
-    }
-    let others = plane
-        .apiservers
-        .iter()
-        .chain(&plane.controller_managers)
-        .chain(std::iter::once(&plane.scheduler))
-        .chain(plane.kubelets.iter().map(|(c, _)| c));
-    for c in others {
-        map.insert(c.name.clone(), c.node.id());
-    }
-    map
-}
