@@ -225,11 +225,22 @@ fn truncate(s: &str, max_chars: usize) -> String {
 /// (one JSON line, flushed) as soon as it finishes, and `progress` is told.
 pub fn run_campaign(
     options: &CampaignOptions,
+    out: Option<&mut dyn Write>,
+    progress: &dyn Fn(&SeedResult, usize),
+) -> std::io::Result<CampaignSummary> {
+    run_campaign_shard(options, crate::merge::Shard::WHOLE, out, progress)
+}
+
+/// As [`run_campaign`], over only the seeds of `options.seeds` in `shard` (see
+/// [`crate::merge`] for how a range is sliced and merged back).
+pub fn run_campaign_shard(
+    options: &CampaignOptions,
+    shard: crate::merge::Shard,
     mut out: Option<&mut dyn Write>,
     progress: &dyn Fn(&SeedResult, usize),
 ) -> std::io::Result<CampaignSummary> {
     let started = Instant::now();
-    let seeds: Vec<u64> = options.seeds.clone().collect();
+    let seeds: Vec<u64> = shard.seeds(options.seeds.clone());
     let next = AtomicUsize::new(0);
     let (tx, rx) = mpsc::channel::<SeedResult>();
     let mut results = Vec::with_capacity(seeds.len());

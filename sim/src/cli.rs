@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use faults::{FaultKind, FaultPlan};
 
 use crate::bugs::PlantedBug;
-use crate::campaign::{run_campaign, run_guarded, CampaignOptions};
+use crate::campaign::{run_campaign_shard, run_guarded, CampaignOptions};
 use crate::runner::{run_seed, Faults, RunOptions};
 use crate::scenario::Scenario;
 
@@ -53,8 +53,12 @@ pub enum Command {
     /// Run one seed; print its timeline, faults, checks and trace hash.
     Run {
         /// The seed: the whole run is a function of it and the flags.
-        #[arg(long)]
-        seed: u64,
+        #[arg(long, required_unless_present = "case")]
+        seed: Option<u64>,
+        /// Replay a regression case (`ci/regressions/NAME.json`): its seed, scenario,
+        /// planted bugs and plan.
+        #[arg(long, conflicts_with_all = ["seed", "plan", "faults", "bugs", "print_plan", "save"])]
+        case: Option<PathBuf>,
         #[command(flatten)]
         flags: SeedFlags,
         /// Print the detailed log (tracing, filtered by RUST_LOG, default "info").
@@ -63,6 +67,11 @@ pub enum Command {
         /// Print the seed's fault plan as JSON and exit without running it.
         #[arg(long)]
         print_plan: bool,
+        /// Save the run as a regression case here (`ci/regressions/NAME.json`): its seed,
+        /// scenario, bugs and plan, expecting the verdict it gave (pass, or caught by the
+        /// planted bug's invariant if violated, else by the first violated invariant).
+        #[arg(long, conflicts_with = "print_plan")]
+        save: Option<PathBuf>,
     },
     /// Run a range of seeds across worker threads.
     Campaign {
@@ -78,6 +87,56 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// A seed running longer than this (wall-clock seconds) fails as a timeout.
+        #[arg(long, default_value_t = 120)]
+        seed_timeout_secs: u64,
+        /// Run only the K-th of N disjoint slices of the range: the seeds with
+        /// `seed % N == K` (0 <= K < N). `kubesim merge` joins the shards' --out files.
+        #[arg(long)]
+        shard: Option<crate::merge::Shard>,
+    },
+    /// Minimize a failing seed's fault plan, replaying the same seed, keeping only
+    /// candidates that still violate the same invariant.
+    Shrink {
+        #[arg(long)]
+        seed: u64,
+        #[command(flatten)]
+        flags: SeedFlags,
+        /// The invariant to keep violating (default: the planted bug's, if violated, else
+        /// the first one the seed violates).
+        #[arg(long)]
+        invariant: Option<String>,
+        /// At most this many runs; the search stops there and says so.
+        #[arg(long, default_value_t = crate::shrink::DEFAULT_MAX_RUNS)]
+        max_runs: usize,
+        /// Save the shrunk plan here (replay: `kubesim run --seed N --plan FILE`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Save a regression case here (`ci/regressions/NAME.json`).
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// A run longer than this (wall-clock seconds) fails as a timeout.
+        #[arg(long, default_value_t = 120)]
+        seed_timeout_secs: u64,
+    },
+    /// Merge campaign result files (JSON lines, e.g. one per shard) into one summary.
+    Merge {
+        /// Result files written by `kubesim campaign --out`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The range the files must cover exactly (default: from their lowest to their
+        /// highest seed, without gaps).
+        #[arg(long)]
+        seeds: Option<String>,
+        /// Write the merged records here, sorted by seed.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Replay the regression corpus: every case must give its expected verdict.
+    Corpus {
+        /// A directory of cases, or one case file.
+        #[arg(default_value = "ci/regressions")]
+        path: PathBuf,
+        /// A case running longer than this (wall-clock seconds) fails as a timeout.
         #[arg(long, default_value_t = 120)]
         seed_timeout_secs: u64,
     },
@@ -171,9 +230,32 @@ pub fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>, BadInput> {
 /// Runs the parsed command and returns the process exit code.
 pub fn execute(cli: Cli) -> Result<u8, BadInput> {
     match cli.command {
-        Command::Run { seed, flags, trace, print_plan } => run_command(seed, &flags, trace, print_plan),
-        Command::Campaign { seeds, jobs, flags, out, seed_timeout_secs } => {
-            campaign_command(&seeds, jobs, &flags, out, seed_timeout_secs)
+        Command::Run { seed, case: Some(case), trace, .. } => {
+            debug_assert!(seed.is_none());
+            run_case_command(&case, trace)
+        }
+        Command::Run { seed, case: None, flags, trace, print_plan, save } => {
+            let seed = seed.ok_or_else(|| BadInput("--seed or --case is required".into()))?;
+            run_command(seed, &flags, trace, print_plan, save.as_deref())
+        }
+        Command::Campaign { seeds, jobs, flags, out, seed_timeout_secs, shard } => {
+            campaign_command(&seeds, jobs, &flags, out, seed_timeout_secs, shard)
+        }
+        Command::Shrink { seed, flags, invariant, max_runs, out, save, seed_timeout_secs } => {
+            let request = crate::cli_regress::ShrinkRequest {
+                seed,
+                flags,
+                invariant,
+                max_runs,
+                out,
+                save,
+                wall_limit: Duration::from_secs(seed_timeout_secs.max(1)),
+            };
+            crate::cli_regress::shrink_command(&request)
+        }
+        Command::Merge { files, seeds, out } => crate::cli_regress::merge_command(&files, seeds.as_deref(), out),
+        Command::Corpus { path, seed_timeout_secs } => {
+            crate::cli_regress::corpus_command(&path, Duration::from_secs(seed_timeout_secs.max(1)))
         }
         Command::Repro { seed, flags, check_determinism } => repro_command(seed, &flags, check_determinism),
         Command::Bugs => {
@@ -194,7 +276,13 @@ pub fn execute(cli: Cli) -> Result<u8, BadInput> {
     }
 }
 
-fn run_command(seed: u64, flags: &SeedFlags, trace: bool, print_plan: bool) -> Result<u8, BadInput> {
+fn run_command(
+    seed: u64,
+    flags: &SeedFlags,
+    trace: bool,
+    print_plan: bool,
+    save: Option<&std::path::Path>,
+) -> Result<u8, BadInput> {
     let options = flags.to_options(seed)?;
     if print_plan {
         match options.plan() {
@@ -203,12 +291,38 @@ fn run_command(seed: u64, flags: &SeedFlags, trace: bool, print_plan: bool) -> R
         }
         return Ok(EXIT_PASS);
     }
+    let command = format!("kubesim run --seed {seed}{}", flags.repro_flags());
+    let (code, report) = run_and_print(&options, &command, trace);
+    if let Some(path) = save {
+        let violated: Vec<&str> = report.failures().map(|c| c.name.as_str()).collect();
+        let bug_invariant = flags.bugs.iter().map(|bug| bug.caught_by()).find(|name| violated.contains(name));
+        let expect = match (violated.first(), bug_invariant) {
+            (None, _) => "pass".to_string(),
+            (Some(_), Some(name)) | (Some(&name), None) => format!("caught-by: {name}"),
+        };
+        let description = format!("{command}: {expect}");
+        crate::cli_regress::save_new_case(path, description, seed, flags, options.plan(), expect)?;
+    }
+    Ok(code)
+}
+
+/// `kubesim run --case FILE`: one regression case, run and printed like a seed.
+fn run_case_command(path: &std::path::Path, trace: bool) -> Result<u8, BadInput> {
+    let case = crate::corpus::load_case(path).map_err(|e| BadInput(e.to_string()))?;
+    let command = crate::corpus::Case::repro(path);
+    out(&format!("case {}: {} (expect {})", case.case.name, case.case.description, case.expect));
+    Ok(run_and_print(&case.options, &command, trace).0)
+}
+
+/// Runs one seed, prints its report (the command first, the repro command on failure) and
+/// returns the exit code.
+fn run_and_print(options: &RunOptions, command: &str, trace: bool) -> (u8, crate::report::RunReport) {
     if trace {
         init_tracing();
     }
-    out(&format!("kubesim run --seed {seed}{}", flags.repro_flags()));
+    out(command);
     let wall = Instant::now();
-    let report = run_seed(&options);
+    let report = run_seed(options);
     let wall_secs = wall.elapsed().as_secs_f64();
     out(report.render().trim_end());
     out(&format!(
@@ -217,10 +331,10 @@ fn run_command(seed: u64, flags: &SeedFlags, trace: bool, print_plan: bool) -> R
         report.simulated_secs / wall_secs.max(1e-9)
     ));
     if report.passed() {
-        Ok(EXIT_PASS)
+        (EXIT_PASS, report)
     } else {
-        out(&format!("repro: kubesim run --seed {seed}{}", flags.repro_flags()));
-        Ok(EXIT_VIOLATION)
+        out(&format!("repro: {command}"));
+        (EXIT_VIOLATION, report)
     }
 }
 
@@ -230,8 +344,11 @@ fn campaign_command(
     flags: &SeedFlags,
     out_path: Option<PathBuf>,
     seed_timeout_secs: u64,
+    shard: Option<crate::merge::Shard>,
 ) -> Result<u8, BadInput> {
     let seeds = parse_seed_range(seeds)?;
+    let shard_flag = shard.map_or(String::new(), |shard| format!(" --shard {shard}"));
+    let shard = shard.unwrap_or(crate::merge::Shard::WHOLE);
     let template = flags.to_options(seeds.start)?;
     if jobs == Some(0) {
         return Err(BadInput("--jobs: must be at least 1".into()));
@@ -243,8 +360,13 @@ fn campaign_command(
         )),
         None => None,
     };
-    let n_seeds = seeds.end - seeds.start;
-    out(&format!("kubesim campaign --seeds {}..{} --jobs {jobs}{}", seeds.start, seeds.end, flags.repro_flags()));
+    let n_seeds = shard.seeds(seeds.clone()).len() as u64;
+    out(&format!(
+        "kubesim campaign --seeds {}..{}{shard_flag} --jobs {jobs}{}",
+        seeds.start,
+        seeds.end,
+        flags.repro_flags()
+    ));
     let options = CampaignOptions {
         seeds,
         jobs,
@@ -257,14 +379,18 @@ fn campaign_command(
     let started = Instant::now();
     // A panicking seed is a finding, reported in its result; keep stderr for the summary.
     std::panic::set_hook(Box::new(|_| {}));
-    let summary = run_campaign(&options, file.as_mut().map(|f| f as &mut dyn std::io::Write), &|result, done| {
-        if !result.passed() {
-            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_position(done as u64);
-        bar.set_message(format!("{rate:.1} seeds/s, {} failed", failures.load(std::sync::atomic::Ordering::Relaxed)));
-    });
+    let summary =
+        run_campaign_shard(&options, shard, file.as_mut().map(|f| f as &mut dyn std::io::Write), &|result, done| {
+            if !result.passed() {
+                failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_position(done as u64);
+            bar.set_message(format!(
+                "{rate:.1} seeds/s, {} failed",
+                failures.load(std::sync::atomic::Ordering::Relaxed)
+            ));
+        });
     let _ = std::panic::take_hook();
     bar.finish_and_clear();
     let summary = summary.map_err(|e| BadInput(format!("writing results: {e}")))?;

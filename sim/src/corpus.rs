@@ -1,0 +1,246 @@
+//! The regression corpus (`ci/regressions/*.json`): one file per case, each a seed, a
+//! scenario, a saved fault plan, the planted bugs switched on, and the verdict the case must
+//! keep giving. CI replays every case (`tests/tests/regressions.rs`, `kubesim corpus`) and
+//! fails naming the case whose verdict changed, so a found bug, once shrunk and saved
+//! (`kubesim shrink --seed N --save ci/regressions/NAME.json`), stays found; and a passing
+//! case that starts failing is a regression of the system.
+//!
+//! The format is versioned ([`CASE_FORMAT_VERSION`]) and strict: unknown fields, unknown
+//! bugs, scenarios or invariants, a plan that does not fit the scenario, or a name that
+//! differs from the file's name are errors naming the file and what is wrong.
+//!
+//! A case saves its plan rather than relying on the seed's swarm generation, so a change to
+//! the generator does not silently change what the case runs.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use faults::FaultPlan;
+use serde::{Deserialize, Serialize};
+
+use crate::bugs::PlantedBug;
+use crate::campaign::{run_guarded, SeedResult};
+use crate::checkers::Invariant;
+use crate::runner::{Faults, RunOptions};
+use crate::scenario::Scenario;
+
+/// The only case format this kubesim reads and writes.
+pub const CASE_FORMAT_VERSION: u32 = 1;
+
+/// Failures of a seed itself rather than of a checker (see `campaign::run_guarded`); a case
+/// may expect them too.
+const SEED_FAILURES: [&str; 2] = ["no-panic", "time-limit"];
+
+/// One regression case, as stored in `ci/regressions/NAME.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub version: u32,
+    /// Equals the file's name without `.json`.
+    pub name: String,
+    /// Why the case exists: what it caught, or what it shows passing.
+    pub description: String,
+    pub seed: u64,
+    pub scenario: String,
+    /// Planted bugs switched on (names from `kubesim bugs`).
+    #[serde(default)]
+    pub bugs: Vec<String>,
+    /// The fault plan to replay; `null` runs the scenario's plain flow with no nemesis.
+    pub plan: Option<FaultPlan>,
+    /// `pass`, or `caught-by: <invariant>`.
+    pub expect: String,
+}
+
+/// The verdict a case must give.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expectation {
+    /// Every invariant holds.
+    Pass,
+    /// This invariant is among the violated ones (others may fail beside it).
+    CaughtBy(String),
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expectation::Pass => f.write_str("pass"),
+            Expectation::CaughtBy(invariant) => write!(f, "caught-by: {invariant}"),
+        }
+    }
+}
+
+impl FromStr for Expectation {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "pass" {
+            return Ok(Expectation::Pass);
+        }
+        let Some(invariant) = text.strip_prefix("caught-by:") else {
+            return Err(format!("expect: expected \"pass\" or \"caught-by: <invariant>\", got {text:?}"));
+        };
+        let invariant = invariant.trim();
+        let known = Invariant::ALL.iter().any(|i| i.name() == invariant) || SEED_FAILURES.contains(&invariant);
+        if !known {
+            let mut names: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
+            names.extend(SEED_FAILURES);
+            return Err(format!("expect: unknown invariant {invariant:?} (known: {})", names.join(", ")));
+        }
+        Ok(Expectation::CaughtBy(invariant.to_string()))
+    }
+}
+
+impl Expectation {
+    /// Whether a run's violated invariants meet the expectation.
+    pub fn holds(&self, violated: &BTreeSet<String>) -> bool {
+        match self {
+            Expectation::Pass => violated.is_empty(),
+            Expectation::CaughtBy(invariant) => violated.contains(invariant),
+        }
+    }
+}
+
+/// Why a case file cannot be used. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a regression case: {source}")]
+    Json {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: unsupported case version {found} (this kubesim reads version {CASE_FORMAT_VERSION})")]
+    Version { path: String, found: u32 },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// A case checked and ready to run.
+#[derive(Clone, Debug)]
+pub struct LoadedCase {
+    pub case: Case,
+    pub path: PathBuf,
+    pub expect: Expectation,
+    pub options: RunOptions,
+}
+
+impl Case {
+    /// Checks everything but the file name and turns the case into run options.
+    pub fn resolve(&self) -> Result<(RunOptions, Expectation), String> {
+        if self.version != CASE_FORMAT_VERSION {
+            return Err(format!(
+                "unsupported case version {} (this kubesim reads version {CASE_FORMAT_VERSION})",
+                self.version
+            ));
+        }
+        let scenario: Scenario = self.scenario.parse().map_err(|e| format!("scenario: {e}"))?;
+        let expect: Expectation = self.expect.parse()?;
+        let mut options = RunOptions::without_faults(self.seed, scenario);
+        for name in &self.bugs {
+            let bug: PlantedBug = name.parse().map_err(|e| format!("bugs: {e}"))?;
+            bug.plant(&mut options);
+        }
+        if let Some(plan) = &self.plan {
+            plan.validate(&options.topology()).map_err(|e| format!("plan does not fit {scenario}: {e}"))?;
+            options.faults = Faults::Plan(plan.clone());
+        }
+        Ok((options, expect))
+    }
+
+    /// The command that replays the case (with `--trace` for its detailed log), given the
+    /// path its file is at.
+    pub fn repro(path: &Path) -> String {
+        format!("kubesim run --case {}", path.display())
+    }
+
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a case serializes")
+    }
+}
+
+/// Reads and validates one case file.
+pub fn load_case(path: &Path) -> Result<LoadedCase, CaseError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| CaseError::Io { path: shown.clone(), source })?;
+    // The version first, so that a case from a future kubesim says so rather than failing
+    // on whatever field it added.
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: u32,
+    }
+    if let Ok(VersionOnly { version }) = serde_json::from_str::<VersionOnly>(&text) {
+        if version != CASE_FORMAT_VERSION {
+            return Err(CaseError::Version { path: shown, found: version });
+        }
+    }
+    let case: Case = serde_json::from_str(&text).map_err(|source| CaseError::Json { path: shown.clone(), source })?;
+    let invalid = |reason: String| CaseError::Invalid { path: shown.clone(), reason };
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    if case.name != stem {
+        return Err(invalid(format!("name {:?} differs from the file's name {stem:?}", case.name)));
+    }
+    let (options, expect) = case.resolve().map_err(invalid)?;
+    Ok(LoadedCase { case, path: path.to_path_buf(), expect, options })
+}
+
+/// Reads every `*.json` case of a directory, in file-name order. An empty directory is an
+/// error: a corpus that holds nothing checks nothing.
+pub fn load_dir(dir: &Path) -> Result<Vec<LoadedCase>, CaseError> {
+    let shown = dir.display().to_string();
+    let entries = std::fs::read_dir(dir).map_err(|source| CaseError::Io { path: shown.clone(), source })?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|source| CaseError::Io { path: shown.clone(), source })?.path();
+        if path.extension().is_some_and(|ext| ext == "json") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    if paths.is_empty() {
+        return Err(CaseError::Invalid { path: shown, reason: "holds no *.json regression case".into() });
+    }
+    paths.iter().map(|path| load_case(path)).collect()
+}
+
+/// The outcome of replaying one case.
+#[derive(Clone, Debug)]
+pub struct CaseOutcome {
+    pub name: String,
+    pub expect: Expectation,
+    pub violated: BTreeSet<String>,
+    pub result: SeedResult,
+}
+
+impl CaseOutcome {
+    pub fn held(&self) -> bool {
+        self.expect.holds(&self.violated)
+    }
+
+    /// One line: `ok` or `CHANGED`, the case, what was expected and what happened.
+    pub fn render(&self) -> String {
+        let got = if self.violated.is_empty() {
+            "pass".to_string()
+        } else {
+            format!("violated {}", self.violated.iter().cloned().collect::<Vec<_>>().join(", "))
+        };
+        let mark = if self.held() { "ok     " } else { "CHANGED" };
+        format!("{mark} {}: expected {}, got {got}", self.name, self.expect)
+    }
+}
+
+/// Replays one case (in a fresh runtime on its own thread, a panic or an overrun being a
+/// failure of the seed, as in a campaign).
+pub fn run_case(case: &LoadedCase, wall_limit: Duration) -> CaseOutcome {
+    let repro = Case::repro(&case.path);
+    let result = run_guarded(&case.options, wall_limit, repro);
+    let violated = result.violations.iter().map(|v| v.invariant.clone()).collect();
+    CaseOutcome { name: case.case.name.clone(), expect: case.expect.clone(), violated, result }
+}
