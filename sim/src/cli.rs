@@ -324,18 +324,25 @@ fn run_and_print(options: &RunOptions, command: &str, trace: bool) -> (u8, crate
     let wall = Instant::now();
     let report = run_seed(options);
     let wall_secs = wall.elapsed().as_secs_f64();
-    out(report.render().trim_end());
+    out(run_summary(command, &report).trim_end());
+    // The only wall-clock figure, kept out of `run_summary` so that it stays a pure
+    // function of the run (and snapshot-testable).
     out(&format!(
         "wall time {:.3}s ({:.0}x simulated time per wall second)",
         wall_secs,
         report.simulated_secs / wall_secs.max(1e-9)
     ));
-    if report.passed() {
-        (EXIT_PASS, report)
-    } else {
-        out(&format!("repro: {command}"));
-        (EXIT_VIOLATION, report)
+    (if report.passed() { EXIT_PASS } else { EXIT_VIOLATION }, report)
+}
+
+/// What `kubesim run` prints after its command line, wall time aside: the report and, on a
+/// failure, the repro command.
+pub fn run_summary(command: &str, report: &crate::report::RunReport) -> String {
+    let mut text = report.render();
+    if !report.passed() {
+        text.push_str(&format!("repro: {command}\n"));
     }
+    text
 }
 
 fn campaign_command(

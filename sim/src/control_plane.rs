@@ -37,6 +37,8 @@ pub struct ControlPlaneOptions {
     /// Until this simulated time, apiserver-0's node also runs etcd-robustness-style
     /// store traffic (see [`store_traffic`]). `None`: off.
     pub store_traffic_until: Option<std::time::Duration>,
+    /// What the user does in `deploy-nginx` (other scenarios ignore it).
+    pub workload: crate::scenario::deploy_nginx::Workload,
 }
 
 impl Default for ControlPlaneOptions {
@@ -51,6 +53,7 @@ impl Default for ControlPlaneOptions {
             replicaset_no_expectations: false,
             controller_writes_store: false,
             store_traffic_until: None,
+            workload: Default::default(),
         }
     }
 }

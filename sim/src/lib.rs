@@ -21,4 +21,5 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod shrink;
+pub mod strategies;
 pub mod world;

@@ -83,20 +83,12 @@ pub enum MergeError {
     NoResults,
     #[error("seed {seed} is recorded twice ({first} and {second}); was a shard collected twice?")]
     Duplicate { seed: u64, first: String, second: String },
+    /// Each side reads `FILE: VERDICT, trace-hash HASH`.
     #[error(
-        "seed {seed} has conflicting records ({first}: {first_verdict}, trace-hash {first_hash}; \
-         {second}: {second_verdict}, trace-hash {second_hash}): the files come from different \
+        "seed {seed} has conflicting records ({first}; {second}): the files come from different \
          campaigns or a seed did not replay deterministically"
     )]
-    Conflict {
-        seed: u64,
-        first: String,
-        second: String,
-        first_verdict: String,
-        first_hash: String,
-        second_verdict: String,
-        second_hash: String,
-    },
+    Conflict { seed: u64, first: String, second: String },
     #[error("the files come from different campaigns: {first} ran `{first_flags}`, {second} ran `{second_flags}`")]
     MixedCampaigns { first: String, first_flags: String, second: String, second_flags: String },
     #[error("{count} seed(s) of {range} missing (first: {first}); is a shard's file missing?")]
@@ -177,14 +169,11 @@ pub fn merge(
                         second: file.clone(),
                     });
                 }
+                let side = |file: &str, r: &SeedResult| format!("{file}: {}, trace-hash {}", r.verdict, r.trace_hash);
                 return Err(MergeError::Conflict {
                     seed: result.seed,
-                    first: first.to_string(),
-                    second: file.clone(),
-                    first_verdict: earlier.verdict.clone(),
-                    first_hash: earlier.trace_hash.clone(),
-                    second_verdict: result.verdict.clone(),
-                    second_hash: result.trace_hash.clone(),
+                    first: side(first, earlier),
+                    second: side(file, result),
                 });
             }
             by_seed.insert(result.seed, (file, result));

@@ -150,3 +150,26 @@ fn merging_reads_results_files_line_by_line_and_names_a_bad_line() {
     let error = read_results(&dir.path().join("absent.jsonl")).unwrap_err().to_string();
     assert!(error.contains("cannot read"), "{error}");
 }
+
+/// The Indexed Job manifest in ci/k8s runs shard `JOB_COMPLETION_INDEX/SHARDS` with as
+/// many completions as shards, and the merge job covers the same seed range.
+#[test]
+fn the_kubernetes_indexed_job_runs_one_shard_per_completion_index() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/k8s");
+    let campaign = std::fs::read_to_string(dir.join("campaign-job.yaml")).unwrap();
+    let merge_job = std::fs::read_to_string(dir.join("merge-job.yaml")).unwrap();
+    let value_after = |text: &str, key: &str| -> String {
+        let at = text.find(key).unwrap_or_else(|| panic!("{key} missing"));
+        let line = text[at + key.len()..].lines().next().unwrap();
+        line.trim().trim_matches('"').to_string()
+    };
+    assert!(campaign.contains("completionMode: Indexed"));
+    assert!(campaign.contains(r#"--shard "$JOB_COMPLETION_INDEX/$SHARDS""#));
+    let completions = value_after(&campaign, "completions:");
+    let shards = value_after(&campaign, "name: SHARDS\n              value:");
+    assert_eq!(completions, shards, "one pod per shard");
+    let seeds = value_after(&campaign, "name: SEEDS\n              value:");
+    assert_eq!(value_after(&merge_job, "name: SEEDS\n              value:"), seeds);
+    sim::cli::parse_seed_range(&seeds).map_err(|e| e.0).unwrap();
+    format!("0/{shards}").parse::<Shard>().unwrap();
+}

@@ -23,6 +23,21 @@ pub const NAMESPACE: &str = "default";
 pub const DEPLOYMENT: &str = "nginx-deployment";
 pub const INITIAL_REPLICAS: i32 = 3;
 pub const SCALED_REPLICAS: i32 = 5;
+
+/// What the user asks of the cluster: create the deployment with `initial_replicas`, then
+/// scale it to `scaled_replicas`. The default is the scenario's documented flow (3, then
+/// 5); property tests draw others (`sim::strategies::workload_strategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub initial_replicas: i32,
+    pub scaled_replicas: i32,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload { initial_replicas: INITIAL_REPLICAS, scaled_replicas: SCALED_REPLICAS }
+    }
+}
 /// How long each rollout may take to reach its Running pods (the convergence bound).
 pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(30);
 /// The invariant the scenario's own checks verify (DESIGN.md §4, invariant 13).
@@ -55,18 +70,19 @@ pub fn nginx_deployment(replicas: i32) -> Deployment {
 pub async fn run(recorder: Recorder, mut options: ControlPlaneOptions, plan: Option<FaultPlan>) -> ScenarioOutcome {
     let traffic_ms = plan.as_ref().map_or(20_000, |p| p.safety_phase_ms);
     options.store_traffic_until.get_or_insert(Duration::from_millis(traffic_ms));
+    let workload = options.workload;
     let plane = ControlPlane::start(&options, &recorder);
     let (kubectl_node, kubectl) = plane.kubectl(&recorder).await;
     let checks = match plan {
         None => {
             let recorder = recorder.clone();
-            kubectl_node.spawn(async move { user_workload(&kubectl, &recorder).await }).await
+            kubectl_node.spawn(async move { user_workload(&kubectl, &recorder, workload).await }).await
         }
         Some(plan) => {
             let world = SimWorld::for_control_plane(&plane, &recorder);
             let workload = kubectl_node.spawn({
                 let (recorder, plan) = (recorder.clone(), plan.clone());
-                async move { user_workload_under_faults(&kubectl, &recorder, &plan).await }
+                async move { user_workload_under_faults(&kubectl, &recorder, &plan, workload).await }
             });
             faults::run(&plan, world).await;
             workload.await
@@ -77,51 +93,58 @@ pub async fn run(recorder: Recorder, mut options: ControlPlaneOptions, plan: Opt
 }
 
 /// What the user does and sees: create, wait, scale, wait, look.
-async fn user_workload(kubectl: &ApiClient, recorder: &Recorder) -> Vec<Check> {
+async fn user_workload(kubectl: &ApiClient, recorder: &Recorder, workload: Workload) -> Vec<Check> {
+    let Workload { initial_replicas, scaled_replicas } = workload;
     let mut checks = Vec::new();
     let typed_at = madsim::time::Instant::now();
-    recorder.note(format!("kubectl create deployment {DEPLOYMENT} --replicas={INITIAL_REPLICAS}"));
-    record_desired(recorder, INITIAL_REPLICAS);
-    if let Err(e) = create_with_retries(kubectl, nginx_deployment(INITIAL_REPLICAS), CONVERGENCE_BOUND).await {
+    recorder.note(format!("kubectl create deployment {DEPLOYMENT} --replicas={initial_replicas}"));
+    record_desired(recorder, initial_replicas);
+    if let Err(e) = create_with_retries(kubectl, nginx_deployment(initial_replicas), CONVERGENCE_BOUND).await {
         checks.push(Check::fail(CONVERGENCE, format!("kubectl create never succeeded: {e}")));
         return checks;
     }
-    checks.push(wait_for_running(kubectl, INITIAL_REPLICAS, typed_at, CONVERGENCE_BOUND, recorder).await);
+    checks.push(wait_for_running(kubectl, initial_replicas, typed_at, CONVERGENCE_BOUND, recorder).await);
 
     let typed_at = madsim::time::Instant::now();
-    recorder.note(format!("kubectl scale deployment {DEPLOYMENT} --replicas={SCALED_REPLICAS}"));
-    record_desired(recorder, SCALED_REPLICAS);
-    if let Err(e) = scale(kubectl, SCALED_REPLICAS, CONVERGENCE_BOUND).await {
+    recorder.note(format!("kubectl scale deployment {DEPLOYMENT} --replicas={scaled_replicas}"));
+    record_desired(recorder, scaled_replicas);
+    if let Err(e) = scale(kubectl, scaled_replicas, CONVERGENCE_BOUND).await {
         checks.push(Check::fail(CONVERGENCE, format!("kubectl scale never succeeded: {e}")));
         return checks;
     }
-    checks.push(wait_for_running(kubectl, SCALED_REPLICAS, typed_at, CONVERGENCE_BOUND, recorder).await);
-    checks.extend(at_rest(kubectl).await);
+    checks.push(wait_for_running(kubectl, scaled_replicas, typed_at, CONVERGENCE_BOUND, recorder).await);
+    checks.extend(at_rest(kubectl, scaled_replicas).await);
     checks
 }
 
 /// The same user, while faults happen: create at once, scale halfway through the safety
 /// phase (both retried as a user would), then demand convergence once faults healed.
-async fn user_workload_under_faults(kubectl: &ApiClient, recorder: &Recorder, plan: &FaultPlan) -> Vec<Check> {
+async fn user_workload_under_faults(
+    kubectl: &ApiClient,
+    recorder: &Recorder,
+    plan: &FaultPlan,
+    workload: Workload,
+) -> Vec<Check> {
+    let Workload { initial_replicas, scaled_replicas } = workload;
     let start = madsim::time::Instant::now();
     let safety = Duration::from_millis(plan.safety_phase_ms);
     let liveness = Duration::from_millis(plan.liveness_phase_ms);
     let mut checks = Vec::new();
-    recorder.note(format!("kubectl create deployment {DEPLOYMENT} --replicas={INITIAL_REPLICAS}"));
-    record_desired(recorder, INITIAL_REPLICAS);
-    let created = create_with_retries(kubectl, nginx_deployment(INITIAL_REPLICAS), safety + liveness).await;
+    recorder.note(format!("kubectl create deployment {DEPLOYMENT} --replicas={initial_replicas}"));
+    record_desired(recorder, initial_replicas);
+    let created = create_with_retries(kubectl, nginx_deployment(initial_replicas), safety + liveness).await;
     sleep_until(start + safety / 2).await;
-    recorder.note(format!("kubectl scale deployment {DEPLOYMENT} --replicas={SCALED_REPLICAS}"));
-    record_desired(recorder, SCALED_REPLICAS);
-    let scaled = scale(kubectl, SCALED_REPLICAS, safety + liveness).await;
+    recorder.note(format!("kubectl scale deployment {DEPLOYMENT} --replicas={scaled_replicas}"));
+    record_desired(recorder, scaled_replicas);
+    let scaled = scale(kubectl, scaled_replicas, safety + liveness).await;
     sleep_until(start + safety).await;
     if let Err(e) = created.and(scaled) {
         checks.push(Check::fail(CONVERGENCE, format!("kubectl never got through: {e}")));
         return checks;
     }
     let healed_at = madsim::time::Instant::now();
-    checks.push(wait_for_running(kubectl, SCALED_REPLICAS, healed_at, liveness, recorder).await);
-    checks.extend(at_rest(kubectl).await);
+    checks.push(wait_for_running(kubectl, scaled_replicas, healed_at, liveness, recorder).await);
+    checks.extend(at_rest(kubectl, scaled_replicas).await);
     checks
 }
 
@@ -143,12 +166,12 @@ async fn sleep_until(deadline: madsim::time::Instant) {
 }
 
 /// At rest: exactly the desired pods, no extras; and the final state for the report.
-async fn at_rest(kubectl: &ApiClient) -> Vec<Check> {
+async fn at_rest(kubectl: &ApiClient, scaled_replicas: i32) -> Vec<Check> {
     madsim::time::sleep(Duration::from_secs(5)).await;
     let pods = list_pods(kubectl).await;
     let n_pods = pods.len() as i32;
-    let detail = format!("at rest: {n_pods} pods for {SCALED_REPLICAS} replicas");
-    let mut checks = vec![if n_pods == SCALED_REPLICAS {
+    let detail = format!("at rest: {n_pods} pods for {scaled_replicas} replicas");
+    let mut checks = vec![if n_pods == scaled_replicas {
         Check::pass(CONVERGENCE, detail)
     } else {
         Check::fail(CONVERGENCE, detail)
