@@ -230,8 +230,11 @@ pub fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>, BadInput> {
 /// Runs the parsed command and returns the process exit code.
 pub fn execute(cli: Cli) -> Result<u8, BadInput> {
     match cli.command {
-        Command::Run { seed, case: Some(case), trace, .. } => {
+        Command::Run { seed, case: Some(case), trace, flags, .. } => {
             debug_assert!(seed.is_none());
+            if flags.scenario != Scenario::DeployNginx {
+                return Err(BadInput("--case: the case names its scenario; drop --scenario".into()));
+            }
             run_case_command(&case, trace)
         }
         Command::Run { seed, case: None, flags, trace, print_plan, save } => {

@@ -1,0 +1,115 @@
+//! The regression workflow through the `kubesim` binary: exit codes, the one-line errors of
+//! bad input, and the round trip shrink → saved plan → `kubesim run --plan` → same
+//! violation.
+
+use std::path::Path;
+use std::process::Command;
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn kubesim(args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_kubesim")).args(args).output().expect("kubesim runs");
+    Output {
+        code: output.status.code().expect("exited"),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Exit 2 and one line naming what was wrong.
+#[track_caller]
+fn assert_bad_input(args: &[&str], expected: &str) {
+    let out = assert_refused_flags(args, expected);
+    assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
+}
+
+/// Exit 2 with `expected` in the message (clap's own errors add a usage hint).
+#[track_caller]
+fn assert_refused_flags(args: &[&str], expected: &str) -> Output {
+    let out = kubesim(args);
+    assert_eq!(out.code, 2, "{args:?}: {}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains(expected), "{args:?}: expected {expected:?} in {:?}", out.stderr);
+    out
+}
+
+#[test]
+fn a_shrunk_plan_saved_with_out_reproduces_the_violation() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    let case = dir.path().join("case-13.json");
+    let plan_arg = plan.to_str().unwrap();
+    let shrink = kubesim(&[
+        "shrink",
+        "--seed",
+        "13",
+        "--bug",
+        "replicaset-no-expectations",
+        "--out",
+        plan_arg,
+        "--save",
+        case.to_str().unwrap(),
+    ]);
+    assert_eq!(shrink.code, 1, "{}{}", shrink.stdout, shrink.stderr);
+    assert!(shrink.stdout.contains("keeping candidates that still violate convergence"), "{}", shrink.stdout);
+    assert!(shrink.stdout.contains("  run "), "each step is printed: {}", shrink.stdout);
+    let repro = format!("repro: kubesim run --seed 13 --plan {plan_arg} --bug replicaset-no-expectations");
+    assert!(shrink.stdout.contains(&repro), "{}", shrink.stdout);
+    let run = kubesim(&["run", "--seed", "13", "--plan", plan_arg, "--bug", "replicaset-no-expectations"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.contains("FAIL convergence"), "{}", run.stdout);
+    let replay = kubesim(&["run", "--case", case.to_str().unwrap()]);
+    assert_eq!(replay.code, 1, "{}", replay.stdout);
+    let corpus = kubesim(&["corpus", case.to_str().unwrap()]);
+    assert_eq!(corpus.code, 0, "{}", corpus.stdout);
+    assert!(corpus.stdout.contains("ok      case-13: expected caught-by: convergence"), "{}", corpus.stdout);
+}
+
+#[test]
+fn a_passing_seed_has_nothing_to_shrink() {
+    let out = kubesim(&["shrink", "--seed", "7"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("seed 7 passes every invariant: nothing to shrink"), "{}", out.stdout);
+}
+
+#[test]
+fn a_shrink_budget_that_runs_out_is_reported() {
+    let out = kubesim(&["shrink", "--seed", "163", "--bug", "controller-fencing-off", "--max-runs", "2"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("shrunk in 2 runs"), "{}", out.stdout);
+    assert!(out.stdout.contains("the run bound (--max-runs 2) was hit"), "{}", out.stdout);
+}
+
+#[test]
+fn bad_input_to_the_regression_commands_exits_2_with_one_line() {
+    assert_bad_input(&["shrink", "--seed", "13", "--max-runs", "0"], "--max-runs: must be at least 1");
+    assert_bad_input(&["shrink", "--seed", "13", "--invariant", "happiness"], "--invariant: unknown invariant");
+    assert_bad_input(
+        &["shrink", "--seed", "13", "--bug", "replicaset-no-expectations", "--invariant", "linearizability"],
+        "seed 13 does not violate linearizability (it violates: convergence)",
+    );
+    assert_bad_input(
+        &["shrink", "--seed", "0", "--faults", "none", "--bug", "controller-writes-store"],
+        "runs no fault plan (--faults none): nothing to shrink",
+    );
+    assert_refused_flags(&["campaign", "--seeds", "0..10", "--shard", "4/4"], "--shard: expected K/N with 0 <= K < N");
+    assert_bad_input(&["merge", "/nonexistent/shard-0.jsonl"], "/nonexistent/shard-0.jsonl: cannot read");
+    assert_bad_input(&["corpus", "/nonexistent"], "/nonexistent: cannot read");
+    assert_bad_input(&["run", "--case", "/nonexistent/case.json"], "/nonexistent/case.json: cannot read");
+    assert_bad_input(&["run", "--case", "x.json", "--scenario", "store-smoke"], "--case: the case names its scenario");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/regressions/pass-deploy-nginx-seed-7.json");
+    assert_refused_flags(&["run", "--case", corpus.to_str().unwrap(), "--seed", "3"], "cannot be used with");
+}
+
+#[test]
+fn an_empty_shard_writes_an_empty_results_file_and_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("shard.jsonl");
+    let out = kubesim(&["campaign", "--seeds", "0..2", "--shard", "3/4", "--out", out_file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("0 seeds"), "{}", out.stdout);
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "");
+}
