@@ -97,6 +97,7 @@ pub enum Command {
     /// Minimize a failing seed's fault plan, replaying the same seed, keeping only
     /// candidates that still violate the same invariant.
     Shrink {
+        /// The failing seed; every candidate plan replays it.
         #[arg(long)]
         seed: u64,
         #[command(flatten)]
