@@ -10,7 +10,7 @@
 //! Raft message it receives from each peer (the identity file); a member starting on an
 //! empty disk asks every peer and refuses to start if any of them has heard from it.
 //!
-//! When peers do not answer: the member keeps asking (every 500 ms) and never starts Raft
+//! When peers do not answer: the member keeps asking (every 200 ms) and never starts Raft
 //! meanwhile, so it can never vote or acknowledge before it knows. It waits for an answer
 //! from *every* peer, since only the member that received a message knows of it. After
 //! `bootstrap_check_timeout` without every answer it gives up with
@@ -35,9 +35,11 @@ use crate::rpc::{BootstrapAnswer, BootstrapQuery};
 use crate::snapshot::MemberSnapshot;
 use crate::wal::{Disk, MemberIdentity, Wal};
 
-/// How long one bootstrap query waits for its answer, and the pause between rounds.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
-const QUERY_RETRY: Duration = Duration::from_millis(500);
+/// How long one bootstrap query waits for its answer, and the pause between rounds. Short:
+/// members of a new cluster start at the same instant, and a query to a peer that has not
+/// bound its port yet is lost rather than refused, so the first round often waits this out.
+const QUERY_TIMEOUT: Duration = Duration::from_millis(300);
+const QUERY_RETRY: Duration = Duration::from_millis(200);
 
 pub(super) async fn start<D: Disk>(
     config: &MemberConfig,
