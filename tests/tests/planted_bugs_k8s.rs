@@ -45,9 +45,10 @@ fn swarm() -> Faults {
 
 #[test]
 fn apiserver_ack_before_commit_is_caught_by_no_acknowledged_write_lost() {
-    // Campaign 0..300: 299 seeds caught (56 by this invariant alone; the others also break
-    // convergence or leader epochs, whose evidence carries the guessed revisions), first 0.
-    assert_caught_only_by_its_invariant(PlantedBug::ApiserverAckBeforeCommit, 0..4, swarm());
+    // Campaign 0..200: every seed caught (25 by this invariant alone, first 26; the others
+    // also break convergence or leader epochs, whose evidence carries the guessed
+    // revisions).
+    assert_caught_only_by_its_invariant(PlantedBug::ApiserverAckBeforeCommit, 26..27, swarm());
 }
 
 #[test]
@@ -58,9 +59,9 @@ fn controller_writes_store_is_caught_by_store_single_writer() {
 
 #[test]
 fn replicaset_no_expectations_is_caught_by_convergence() {
-    // Campaign 0..1000: 28 seeds caught by the replica-count checker alone (a stale
-    // informer cache during the scale-up), first 13.
-    assert_caught_only_by_its_invariant(PlantedBug::ReplicasetNoExpectations, 13..14, swarm());
+    // Campaign 0..1000: 34 seeds caught by the replica-count checker alone (a stale
+    // informer cache during the scale-up), first 6.
+    assert_caught_only_by_its_invariant(PlantedBug::ReplicasetNoExpectations, 6..7, swarm());
 }
 
 /// The standby controller-manager's clock jumps 20 s ahead just before the scale-up, so
@@ -77,16 +78,16 @@ const STANDBY_CLOCK_JUMP_PLAN: &str = r#"{
 
 #[test]
 fn controller_fencing_off_is_caught_by_controller_single_leader() {
-    // Seeds 0..60 with this plan: 19 caught, 15 by this invariant alone and passing with
-    // fencing on (first 7); others also over-create pods (two ReplicaSet controllers at
-    // once break convergence too).
+    // Seeds 0..60 with this plan: 19 caught, 10 by this invariant alone and all 60 passing
+    // with fencing on (first 18); others also over-create pods (two ReplicaSet controllers
+    // at once break convergence too).
     let plan = FaultPlan::from_json(STANDBY_CLOCK_JUMP_PLAN).expect("plan parses");
-    assert_caught_only_by_its_invariant(PlantedBug::ControllerFencingOff, 7..11, Faults::Plan(plan));
+    assert_caught_only_by_its_invariant(PlantedBug::ControllerFencingOff, 18..19, Faults::Plan(plan));
 }
 
 #[test]
 fn controller_fencing_off_is_caught_by_the_default_swarm_campaign() {
-    // Campaign 0..1000 with all fault kinds: 4 seeds caught (163 and 747 by this invariant
-    // alone), through a generated clock-skew past the lease duration.
-    assert_caught_only_by_its_invariant(PlantedBug::ControllerFencingOff, 163..164, swarm());
+    // Campaign 0..1000 with all fault kinds: 4 seeds caught (237, 387 and 993 by this
+    // invariant alone), through a generated clock-skew past the lease duration.
+    assert_caught_only_by_its_invariant(PlantedBug::ControllerFencingOff, 237..238, swarm());
 }
