@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::kinds::FaultKind;
-use crate::plan::{Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
+use crate::plan::{Failpoint, Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
 
 /// Mixed into the seed so that the plan's random stream is unrelated to the simulation's
 /// stream for the same seed ("kubesim!" in ASCII).
@@ -57,7 +57,7 @@ pub fn feasible_kinds(topology: &Topology, menu: &BTreeSet<FaultKind>) -> Vec<Fa
             FaultKind::PacketLoss | FaultKind::Latency => n_targets >= 1,
             FaultKind::Pause | FaultKind::Clock => n_targets >= 1,
             FaultKind::Crash => tolerates_store_crash || n_targets > topology.store_members as usize,
-            FaultKind::DiskCrash => tolerates_store_crash,
+            FaultKind::DiskCrash | FaultKind::Failpoint => tolerates_store_crash,
             // Every member goes down together, so no quorum arithmetic applies: one
             // member is enough.
             FaultKind::PowerLoss => topology.store_members >= 1,
@@ -89,6 +89,16 @@ pub fn generate(seed: u64, topology: &Topology, menu: &BTreeSet<FaultKind>, opti
     for _ in 0..n_events {
         for _ in 0..MAX_ATTEMPTS_PER_EVENT {
             let kind = *enabled.choose(&mut rng).expect("swarm subset is never empty");
+            if kind == FaultKind::Failpoint {
+                let burst = failpoint_burst(&mut rng, topology, options.safety_phase_ms);
+                let n_before = plan.events.len();
+                plan.events.extend(burst);
+                if plan.check_survivable(topology).is_ok() {
+                    break;
+                }
+                plan.events.truncate(n_before);
+                continue;
+            }
             let duration_ms = rng.gen_range(MIN_DURATION_MS..=max_duration_ms).min(options.safety_phase_ms);
             let at_ms = rng.gen_range(0..=options.safety_phase_ms - duration_ms);
             let fault = generate_fault(&mut rng, kind, topology);
@@ -139,6 +149,7 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
         // unsynced write is torn.
         FaultKind::PowerLoss => Fault::PowerLoss { tear: rng.gen_bool(0.5) },
         FaultKind::Corruption => Fault::CorruptRecord { member: store_target(rng, topology) },
+        FaultKind::Failpoint => failpoint_crash(rng, topology),
         FaultKind::Clock => Fault::ClockSkew {
             // Clock faults matter to lease holders, which are everywhere: no bias. Offsets
             // reach past a leader-election lease (15 s) plus its retry period, so a skewed
@@ -149,6 +160,49 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
             drift_ms_per_s: rng.gen_range(-100..=100),
         },
     }
+}
+
+/// The shortest and longest time a failpoint stays armed in a burst.
+const FAILPOINT_ARMED_MS: std::ops::RangeInclusive<u64> = 100..=3_000;
+/// How many crashes one burst holds.
+const FAILPOINT_BURST_LEN: std::ops::RangeInclusive<usize> = 2..=8;
+
+/// One `crash-at-failpoint`: a store member (or the leader) at a point drawn uniformly
+/// from the ready loop's failpoints, restarted at once half the time (etcd's robustness
+/// tests restart a member right after its failpoint panicked), otherwise within a second
+/// (a supervisor's restart back-off). The caller sets the event's duration, which must
+/// hold the restart delay.
+fn failpoint_crash<R: Rng>(rng: &mut R, topology: &Topology) -> Fault {
+    let restart_after_ms = if rng.gen_bool(0.5) { 0 } else { rng.gen_range(1..=1_000) };
+    Fault::CrashAtFailpoint {
+        member: store_target(rng, topology),
+        failpoint: *Failpoint::ALL.choose(rng).expect("failpoints exist"),
+        restart_after_ms,
+    }
+}
+
+/// Crash-restart flapping of the store at failpoints: a burst of `crash-at-failpoint`
+/// events one after another from a random instant, each armed for a short while. One
+/// crash at a failpoint only matters if the member reaches the point at the right moment;
+/// a burst makes the next crash land in the state the previous one left behind (the
+/// election after a leader died before sending, the vote granted in it), as the repeated
+/// kill-restart cycles of Jepsen's and etcd's robustness nemeses do. Events never overlap,
+/// so that the store loses at most one member at a time.
+fn failpoint_burst<R: Rng>(rng: &mut R, topology: &Topology, safety_phase_ms: u64) -> Vec<FaultEvent> {
+    let n_crashes = rng.gen_range(FAILPOINT_BURST_LEN);
+    let mut at_ms = rng.gen_range(0..=safety_phase_ms * 2 / 3);
+    let mut burst = Vec::with_capacity(n_crashes);
+    for _ in 0..n_crashes {
+        let fault = failpoint_crash(rng, topology);
+        let Fault::CrashAtFailpoint { restart_after_ms, .. } = fault else { unreachable!("a failpoint crash") };
+        let duration_ms = restart_after_ms + rng.gen_range(FAILPOINT_ARMED_MS);
+        if at_ms + duration_ms > safety_phase_ms {
+            break;
+        }
+        burst.push(FaultEvent { at_ms, duration_ms, fault });
+        at_ms += duration_ms;
+    }
+    burst
 }
 
 /// The partition shapes of design §3: random halves (of the store, of everything), one

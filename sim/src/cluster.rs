@@ -12,7 +12,7 @@ use std::sync::Arc;
 use madsim::runtime::{Handle, NodeHandle};
 use store::api::MemberId;
 use store::rpc::STORE_PORT;
-use store::server::{MemberConfig, StoreBugs, StoreObserver};
+use store::server::{Failpoints, MemberConfig, StoreBugs, StoreObserver};
 use store::wal::SimDisk;
 
 use crate::history::Recorder;
@@ -47,6 +47,8 @@ pub struct StoreMember {
     /// The member's disk: survives restarts of the node; the nemesis crashes, tears,
     /// corrupts or wipes it.
     pub disk: SimDisk,
+    /// The member's failpoints: survive restarts of the node; the nemesis arms them.
+    pub failpoints: Failpoints,
     pub addr: SocketAddr,
 }
 
@@ -66,6 +68,7 @@ impl StoreCluster {
         for &id in peers.keys() {
             let disk = SimDisk::new();
             let mut config = MemberConfig::new(id, peers.clone());
+            let failpoints = config.failpoints.clone();
             config.planted_bugs = options.bugs;
             config.raft_bugs = options.raft_bugs;
             let observer: Arc<dyn StoreObserver> = Arc::new(recorder.clone());
@@ -83,7 +86,7 @@ impl StoreCluster {
                     }
                 })
                 .build();
-            members.insert(id, StoreMember { id, node, disk, addr: peers[&id] });
+            members.insert(id, StoreMember { id, node, disk, failpoints, addr: peers[&id] });
         }
         Self { members }
     }

@@ -76,10 +76,16 @@ pub struct RaftBugs {
     /// violating Raft §5.4.2 (the Figure 8 scenario): committed entries can then be lost.
     /// Caught by state-machine safety / no acknowledged write lost.
     pub commit_previous_term_by_counting: bool,
+    /// Not a defect of Raft itself: set by the driver when one of its own planted defects
+    /// breaks the persistence contract Raft relies on (a vote not persisted, an
+    /// acknowledgement before fsync). Raft's safety assertions (two leaders in a term, a
+    /// committed entry conflicting) then log instead of panicking, so that the run goes on
+    /// and the history's checkers report the violation by name.
+    pub driver_breaks_persistence: bool,
 }
 
 impl RaftBugs {
     pub(crate) fn any(&self) -> bool {
-        self.commit_previous_term_by_counting
+        self.commit_previous_term_by_counting || self.driver_breaks_persistence
     }
 }

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, Revision, StoreError};
 use crate::mvcc::Mvcc;
-use crate::raft::{Entry, EntryKind, Message, ProposeError, Raft, ReadState, Role, SoftState};
+use crate::raft::{Entry, EntryKind, Message, MessageBody, ProposeError, Raft, ReadState, Role, SoftState};
 use crate::rpc::MemberStatus;
+use crate::server::failpoint::Failpoint;
 use crate::server::{MemberConfig, StoreObserver};
 use crate::wal::{Disk, Wal};
 
@@ -58,6 +59,10 @@ pub struct ReadyBatch {
     pub messages: Vec<Message>,
     pub committed_entries: Vec<Entry>,
     pub read_states: Vec<ReadState>,
+    /// Whether the member was the leader when it took this Ready.
+    pub from_leader: bool,
+    /// Whether `messages` grant a vote (not a pre-vote).
+    pub grants_vote: bool,
 }
 
 /// Upper bound on client requests waiting inside one member.
@@ -79,6 +84,9 @@ pub struct MemberCore<D: Disk> {
     observer: Option<std::sync::Arc<dyn StoreObserver>>,
     /// Set when the disk failed while running; the member stops serving.
     failed: Option<String>,
+    /// Set when an armed failpoint was reached: the process is about to be killed and
+    /// does nothing more (no Ready, no answers), as a process stopped by gofail's panic.
+    halted: bool,
 }
 
 impl<D: Disk> MemberCore<D> {
@@ -102,6 +110,7 @@ impl<D: Disk> MemberCore<D> {
             watch_waiters: Vec::new(),
             observer,
             failed: None,
+            halted: false,
         }
     }
 
@@ -122,7 +131,7 @@ impl<D: Disk> MemberCore<D> {
     }
 
     pub fn has_ready(&self) -> bool {
-        self.failed.is_none() && self.raft.has_ready()
+        self.failed.is_none() && !self.halted && self.raft.has_ready()
     }
 
     /// The response header for a request served now.
@@ -238,6 +247,9 @@ impl<D: Disk> MemberCore<D> {
             self.on_soft_state(soft);
         }
         let needs_sync = ready.hard_state.is_some() || !ready.entries.is_empty();
+        if needs_sync && self.reached(Failpoint::BeforeSave) {
+            return None;
+        }
         if needs_sync {
             let hard_state = ready.hard_state.map(|mut hs| {
                 if self.config.planted_bugs.vote_not_persisted {
@@ -252,12 +264,29 @@ impl<D: Disk> MemberCore<D> {
                 return None;
             }
         }
+        let grants_vote = ready.messages.iter().any(|m| matches!(m.body, MessageBody::VoteResponse { reject: false }));
         Some(ReadyBatch {
             needs_sync,
             messages: ready.messages,
             committed_entries: ready.committed_entries,
             read_states: ready.read_states,
+            from_leader: self.raft.role() == Role::Leader,
+            grants_vote,
         })
+    }
+
+    /// The member reached `failpoint`: if it is armed, the member halts for good (see
+    /// [`crate::server::failpoint`]) and this returns true.
+    pub fn reached(&mut self, failpoint: Failpoint) -> bool {
+        if self.halted {
+            return true;
+        }
+        self.halted = self.config.failpoints.reached(failpoint);
+        self.halted
+    }
+
+    pub fn halted(&self) -> bool {
+        self.halted
     }
 
     /// Step 2: fsync. Returns false (and stops the member) if the disk failed.
@@ -277,7 +306,7 @@ impl<D: Disk> MemberCore<D> {
     /// Step 3 (after the batch's messages went out): apply committed entries, then serve
     /// the reads whose index is now applied.
     pub fn apply_batch(&mut self, committed_entries: &[Entry], read_states: &[ReadState]) {
-        if self.failed.is_some() {
+        if self.failed.is_some() || self.halted {
             return;
         }
         for entry in committed_entries {

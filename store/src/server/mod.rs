@@ -9,6 +9,7 @@
 //! tears) that write, as on a real disk.
 
 pub mod core;
+pub mod failpoint;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use crate::rpc::{StoreOp, StoreReply, StoreRequest, RAFT_TAG};
 use crate::wal::{Disk, Wal, WalError};
 
 pub use self::core::{AppliedEntry, MemberCore, Proposal};
+pub use self::failpoint::{Failpoint, Failpoints, OnReached};
 
 /// Planted defects in the member's driver. Each is off by default, documented here with
 /// the invariant that must catch it, and marked `PLANTED BUG` where it acts.
@@ -66,6 +68,9 @@ pub struct MemberConfig {
     pub fsync_latency: std::ops::Range<Duration>,
     pub planted_bugs: StoreBugs,
     pub raft_bugs: RaftBugs,
+    /// Where a test may make this member's process die (see [`failpoint`]); shared by
+    /// every restart of the member. None armed by default.
+    pub failpoints: Failpoints,
 }
 
 impl MemberConfig {
@@ -80,6 +85,7 @@ impl MemberConfig {
             fsync_latency: Duration::from_micros(500)..Duration::from_millis(3),
             planted_bugs: StoreBugs::default(),
             raft_bugs: RaftBugs::default(),
+            failpoints: Failpoints::new(),
         }
     }
 
@@ -172,6 +178,8 @@ fn recover<D: Disk>(
     raft_config.election_tick = config.election_tick;
     raft_config.heartbeat_tick = config.heartbeat_tick;
     raft_config.planted_bugs = config.raft_bugs;
+    raft_config.planted_bugs.driver_breaks_persistence |=
+        config.planted_bugs.vote_not_persisted || config.planted_bugs.ack_before_fsync;
     let n_entries = recovered.entries.len();
     let restored =
         RestoredState { hard_state: recovered.hard_state, entries: recovered.entries, snapshot: recovered.snapshot };
@@ -211,11 +219,21 @@ async fn ready_loop<D: Disk>(shared: Arc<Shared<D>>, mut wake: futures::channel:
             }
             if batch.needs_sync {
                 madsim::time::sleep(fsync_latency(&shared.config)).await;
-                if !shared.core.lock().expect("member core lock").sync() {
+                let mut core = shared.core.lock().expect("member core lock");
+                if !core.sync() || core.reached(Failpoint::AfterSave) {
                     return;
                 }
             }
+            if batch.from_leader
+                && !batch.messages.is_empty()
+                && shared.core.lock().expect("member core lock").reached(Failpoint::BeforeLeaderSend)
+            {
+                return;
+            }
             send_all(&shared, batch.messages).await;
+            if batch.grants_vote && shared.core.lock().expect("member core lock").reached(Failpoint::AfterVote) {
+                return;
+            }
             shared.core.lock().expect("member core lock").apply_batch(&batch.committed_entries, &batch.read_states);
         }
     }
