@@ -471,9 +471,9 @@ impl FaultPlan {
     /// Checks the limits within which a correct system must survive the plan, which the
     /// generators respect and hand-written plans may knowingly exceed:
     /// - at no instant are more than a minority of store members down, counting crashed
-    ///   members (`crash`, `crash-store-member`, and `crash-at-failpoint` over its whole
-    ///   event, since it may fire at any point of it; `store-leader` counts as one more
-    ///   member)
+    ///   members (`crash`, `crash-store-member`, and `crash-at-failpoint` with a restart
+    ///   delay over its whole event, since it may fire at any point of it; one restarted
+    ///   at once is never down; `store-leader` counts as one more member)
     ///   and, from the moment it heals, the member whose record was corrupted (it must
     ///   refuse to start, so it stays down);
     /// - at most one `corrupt-record` per plan;
@@ -507,7 +507,8 @@ impl FaultPlan {
             .iter()
             .filter_map(|event| match &event.fault {
                 Fault::Crash { target } if target.is_store() => Some(process_interval(event)),
-                Fault::CrashStoreMember { .. } | Fault::CrashAtFailpoint { .. } => Some(process_interval(event)),
+                Fault::CrashStoreMember { .. } => Some(process_interval(event)),
+                fault if holds_down_at_failpoint(fault) => Some(process_interval(event)),
                 Fault::CorruptRecord { .. } => Some((event.heal_at_ms(), u64::MAX)),
                 _ => None,
             })
@@ -532,8 +533,8 @@ impl FaultPlan {
             for other in &self.events {
                 let store_process_fault = match &other.fault {
                     Fault::Crash { target } | Fault::Pause { target } => target.is_store(),
-                    Fault::CrashStoreMember { .. } | Fault::CrashAtFailpoint { .. } => true,
-                    _ => false,
+                    Fault::CrashStoreMember { .. } => true,
+                    fault => holds_down_at_failpoint(fault),
                 };
                 let (other_start, other_end) = process_interval(other);
                 if store_process_fault && start < other_end && other_start < end {
@@ -549,7 +550,8 @@ impl FaultPlan {
             .iter()
             .filter_map(|event| match &event.fault {
                 Fault::Crash { target } | Fault::Pause { target } => Some((target, process_interval(event))),
-                Fault::CrashStoreMember { member, .. } | Fault::CrashAtFailpoint { member, .. } => {
+                Fault::CrashStoreMember { member, .. } => Some((member, process_interval(event))),
+                Fault::CrashAtFailpoint { member, .. } if holds_down_at_failpoint(&event.fault) => {
                     Some((member, process_interval(event)))
                 }
                 _ => None,
@@ -566,6 +568,15 @@ impl FaultPlan {
         }
         Ok(())
     }
+}
+
+/// Whether `fault` is a crash at a failpoint that keeps its member down for a while. One
+/// restarted at once (`restart_after_ms: 0`, as etcd's robustness tests restart a member
+/// whose failpoint panicked) is down for no time at all, and only fires while its member
+/// runs, so it neither counts against the minority nor clashes with other faults of its
+/// member; several members may be armed at once.
+fn holds_down_at_failpoint(fault: &Fault) -> bool {
+    matches!(fault, Fault::CrashAtFailpoint { restart_after_ms, .. } if *restart_after_ms > 0)
 }
 
 /// The time a process fault holds its target down; a zero-length crash still happens, so

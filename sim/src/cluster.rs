@@ -37,6 +37,8 @@ pub fn store_member_addr(member: MemberId) -> SocketAddr {
 #[derive(Clone, Debug, Default)]
 pub struct StoreOptions {
     pub n_members: usize,
+    /// Raft's cap on entries per append; `None`: the member's default (64).
+    pub max_entries_per_append: Option<usize>,
     pub bugs: StoreBugs,
     pub raft_bugs: store::raft::RaftBugs,
 }
@@ -69,6 +71,9 @@ impl StoreCluster {
             let disk = SimDisk::new();
             let mut config = MemberConfig::new(id, peers.clone());
             let failpoints = config.failpoints.clone();
+            if let Some(max_entries) = options.max_entries_per_append {
+                config.max_entries_per_append = max_entries;
+            }
             config.planted_bugs = options.bugs;
             config.raft_bugs = options.raft_bugs;
             let observer: Arc<dyn StoreObserver> = Arc::new(recorder.clone());

@@ -22,7 +22,8 @@ pub struct Config {
     /// steps down, and a node that heard from a leader within the election timeout ignores
     /// requests to vote for another (etcd's leader lease under CheckQuorum).
     pub check_quorum: bool,
-    /// Upper bound on entries in one append message.
+    /// Upper bound on entries in one append message: etcd's `MaxSizePerMsg` (1 MiB, so
+    /// hundreds of small objects but a single large one) counted in entries.
     pub max_entries_per_append: usize,
     /// Upper bound on append messages sent to a follower and not yet acknowledged.
     pub max_inflight_appends: usize,

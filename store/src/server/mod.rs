@@ -71,6 +71,8 @@ pub struct MemberConfig {
     /// Where a test may make this member's process die (see [`failpoint`]); shared by
     /// every restart of the member. None armed by default.
     pub failpoints: Failpoints,
+    /// Raft's cap on entries in one append (see `raft::Config::max_entries_per_append`).
+    pub max_entries_per_append: usize,
 }
 
 impl MemberConfig {
@@ -86,6 +88,7 @@ impl MemberConfig {
             planted_bugs: StoreBugs::default(),
             raft_bugs: RaftBugs::default(),
             failpoints: Failpoints::new(),
+            max_entries_per_append: raft::Config::new(id, Vec::new()).max_entries_per_append,
         }
     }
 
@@ -177,6 +180,7 @@ fn recover<D: Disk>(
     let mut raft_config = raft::Config::new(id, config.peers.keys().copied().collect());
     raft_config.election_tick = config.election_tick;
     raft_config.heartbeat_tick = config.heartbeat_tick;
+    raft_config.max_entries_per_append = config.max_entries_per_append;
     raft_config.planted_bugs = config.raft_bugs;
     raft_config.planted_bugs.driver_breaks_persistence |=
         config.planted_bugs.vote_not_persisted || config.planted_bugs.ack_before_fsync;
