@@ -33,7 +33,8 @@ const MAX_ATTEMPTS_PER_EVENT: usize = 16;
 pub struct GenerateOptions {
     pub safety_phase_ms: u64,
     pub liveness_phase_ms: u64,
-    /// Each seed draws its number of events from `1..=max_events`.
+    /// Each seed draws its number of fault picks from `1..=max_events`: a pick is one
+    /// event, or for the `failpoint` kind one burst of them (see `failpoint_burst`).
     pub max_events: usize,
 }
 
@@ -167,18 +168,26 @@ const FAILPOINT_ARMED_MS: std::ops::RangeInclusive<u64> = 100..=3_000;
 /// How many crashes one burst holds.
 const FAILPOINT_BURST_LEN: std::ops::RangeInclusive<usize> = 2..=8;
 
-/// One `crash-at-failpoint`: a store member (or the leader) at a point drawn uniformly
-/// from the ready loop's failpoints, restarted at once half the time (etcd's robustness
-/// tests restart a member right after its failpoint panicked), otherwise within a second
-/// (a supervisor's restart back-off). The caller sets the event's duration, which must
-/// hold the restart delay.
+/// One `crash-at-failpoint` of the flapping: half the time `raft-before-leader-send`, on
+/// a concrete member two times in three ("the next time this member leads, it dies
+/// before its first append leaves": the new leader's entries stay on its own disk, as the
+/// leaders of Raft's Figure 8 (b) and (c) do) and otherwise on the current leader (its
+/// newest proposals die with it); else `raft-before-save` or `raft-after-save` on any
+/// member. Restarted at once half the time (etcd's robustness tests restart a member
+/// right after its failpoint panicked), otherwise within a second (a supervisor's
+/// back-off). `raft-after-vote` is armed beside the flapping (see [`failpoint_burst`]).
+/// The caller sets the event's duration, which must hold the restart delay.
 fn failpoint_crash<R: Rng>(rng: &mut R, topology: &Topology) -> Fault {
     let restart_after_ms = if rng.gen_bool(0.5) { 0 } else { rng.gen_range(1..=1_000) };
-    Fault::CrashAtFailpoint {
-        member: store_target(rng, topology),
-        failpoint: *Failpoint::ALL.choose(rng).expect("failpoints exist"),
-        restart_after_ms,
-    }
+    let concrete_member = |rng: &mut R| Target::StoreMember(rng.gen_range(1..=topology.store_members));
+    let (failpoint, member) = if rng.gen_bool(0.5) {
+        let member = if rng.gen_ratio(2, 3) { concrete_member(rng) } else { Target::StoreLeader };
+        (Failpoint::RaftBeforeLeaderSend, member)
+    } else {
+        let failpoint = if rng.gen_bool(0.5) { Failpoint::RaftBeforeSave } else { Failpoint::RaftAfterSave };
+        (failpoint, store_target(rng, topology))
+    };
+    Fault::CrashAtFailpoint { member, failpoint, restart_after_ms }
 }
 
 /// Crash-restart flapping of the store at failpoints: a burst of `crash-at-failpoint`
