@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::kinds::FaultKind;
-use crate::plan::{Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
+use crate::plan::{Failpoint, Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
 
 /// Mixed into the seed so that the plan's random stream is unrelated to the simulation's
 /// stream for the same seed ("kubesim!" in ASCII).
@@ -33,7 +33,8 @@ const MAX_ATTEMPTS_PER_EVENT: usize = 16;
 pub struct GenerateOptions {
     pub safety_phase_ms: u64,
     pub liveness_phase_ms: u64,
-    /// Each seed draws its number of events from `1..=max_events`.
+    /// Each seed draws its number of fault picks from `1..=max_events`: a pick is one
+    /// event, or for the `failpoint` kind one burst of them (see `failpoint_burst`).
     pub max_events: usize,
 }
 
@@ -57,7 +58,7 @@ pub fn feasible_kinds(topology: &Topology, menu: &BTreeSet<FaultKind>) -> Vec<Fa
             FaultKind::PacketLoss | FaultKind::Latency => n_targets >= 1,
             FaultKind::Pause | FaultKind::Clock => n_targets >= 1,
             FaultKind::Crash => tolerates_store_crash || n_targets > topology.store_members as usize,
-            FaultKind::DiskCrash => tolerates_store_crash,
+            FaultKind::DiskCrash | FaultKind::Failpoint => tolerates_store_crash,
             // Every member goes down together, so no quorum arithmetic applies: one
             // member is enough.
             FaultKind::PowerLoss => topology.store_members >= 1,
@@ -89,6 +90,16 @@ pub fn generate(seed: u64, topology: &Topology, menu: &BTreeSet<FaultKind>, opti
     for _ in 0..n_events {
         for _ in 0..MAX_ATTEMPTS_PER_EVENT {
             let kind = *enabled.choose(&mut rng).expect("swarm subset is never empty");
+            if kind == FaultKind::Failpoint {
+                let burst = failpoint_burst(&mut rng, topology, options.safety_phase_ms);
+                let n_before = plan.events.len();
+                plan.events.extend(burst);
+                if plan.check_survivable(topology).is_ok() {
+                    break;
+                }
+                plan.events.truncate(n_before);
+                continue;
+            }
             let duration_ms = rng.gen_range(MIN_DURATION_MS..=max_duration_ms).min(options.safety_phase_ms);
             let at_ms = rng.gen_range(0..=options.safety_phase_ms - duration_ms);
             let fault = generate_fault(&mut rng, kind, topology);
@@ -139,6 +150,7 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
         // unsynced write is torn.
         FaultKind::PowerLoss => Fault::PowerLoss { tear: rng.gen_bool(0.5) },
         FaultKind::Corruption => Fault::CorruptRecord { member: store_target(rng, topology) },
+        FaultKind::Failpoint => failpoint_crash(rng, topology),
         FaultKind::Clock => Fault::ClockSkew {
             // Clock faults matter to lease holders, which are everywhere: no bias. Offsets
             // reach past a leader-election lease (15 s) plus its retry period, so a skewed
@@ -149,6 +161,94 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
             drift_ms_per_s: rng.gen_range(-100..=100),
         },
     }
+}
+
+/// The shortest and longest time a failpoint stays armed in a burst.
+const FAILPOINT_ARMED_MS: std::ops::RangeInclusive<u64> = 100..=3_000;
+/// How many crashes one burst holds.
+const FAILPOINT_BURST_LEN: std::ops::RangeInclusive<usize> = 2..=8;
+
+/// One `crash-at-failpoint` of the flapping: half the time `raft-before-leader-send`, on
+/// a concrete member two times in three ("the next time this member leads, it dies
+/// before its first append leaves": the new leader's entries stay on its own disk, as the
+/// leaders of Raft's Figure 8 (b) and (c) do) and otherwise on the current leader (its
+/// newest proposals die with it); else `raft-before-save` or `raft-after-save` on any
+/// member. Restarted at once half the time (etcd's robustness tests restart a member
+/// right after its failpoint panicked), otherwise within a second (a supervisor's
+/// back-off). `raft-after-vote` is armed beside the flapping (see [`failpoint_burst`]).
+/// The caller sets the event's duration, which must hold the restart delay.
+fn failpoint_crash<R: Rng>(rng: &mut R, topology: &Topology) -> Fault {
+    let restart_after_ms = if rng.gen_bool(0.5) { 0 } else { rng.gen_range(1..=1_000) };
+    let concrete_member = |rng: &mut R| Target::StoreMember(rng.gen_range(1..=topology.store_members));
+    let (failpoint, member) = if rng.gen_bool(0.5) {
+        let member = if rng.gen_ratio(2, 3) { concrete_member(rng) } else { Target::StoreLeader };
+        (Failpoint::RaftBeforeLeaderSend, member)
+    } else {
+        let failpoint = if rng.gen_bool(0.5) { Failpoint::RaftBeforeSave } else { Failpoint::RaftAfterSave };
+        (failpoint, store_target(rng, topology))
+    };
+    Fault::CrashAtFailpoint { member, failpoint, restart_after_ms }
+}
+
+/// Crash-restart flapping of the store at failpoints: a burst of `crash-at-failpoint`
+/// events one after another from a random instant, each armed for a short while. One
+/// crash at a failpoint only matters if the member reaches the point at the right moment;
+/// a burst makes the next crash land in the state the previous one left behind (the
+/// election after a leader died before sending, the vote granted in it), as the repeated
+/// kill-restart cycles of Jepsen's and etcd's robustness nemeses do. Events never overlap,
+/// so that the store loses at most one member at a time.
+fn failpoint_burst<R: Rng>(rng: &mut R, topology: &Topology, safety_phase_ms: u64) -> Vec<FaultEvent> {
+    let n_crashes = rng.gen_range(FAILPOINT_BURST_LEN);
+    // One burst in four starts with the cluster, over its first election: every member
+    // times out at once there, so candidates run side by side in one term.
+    let mut at_ms = if rng.gen_ratio(1, 4) { 0 } else { rng.gen_range(0..=safety_phase_ms * 2 / 3) };
+    let mut burst = Vec::with_capacity(n_crashes);
+    for _ in 0..n_crashes {
+        let fault = failpoint_crash(rng, topology);
+        let Fault::CrashAtFailpoint { restart_after_ms, .. } = fault else { unreachable!("a failpoint crash") };
+        let duration_ms = restart_after_ms + rng.gen_range(FAILPOINT_ARMED_MS);
+        if at_ms + duration_ms > safety_phase_ms {
+            break;
+        }
+        burst.push(FaultEvent { at_ms, duration_ms, fault });
+        at_ms += duration_ms;
+    }
+    let flapping_steps: Vec<(u64, u64)> = burst.iter().map(|event| (event.at_ms, event.heal_at_ms())).collect();
+    if let (Some(&(start_ms, _)), Some(&(_, end_ms))) = (flapping_steps.first(), flapping_steps.last()) {
+        // Three bursts in four run on a slow network: messages take up to a second, so
+        // vote requests of concurrent candidates reach a voter far apart, one before and
+        // one after it crashed and restarted (the late message of Jepsen's and etcd's
+        // robustness runs under `tc netem delay`).
+        if rng.gen_ratio(3, 4) {
+            let min_ms = rng.gen_range(0..=20);
+            let max_ms = min_ms + rng.gen_range(50..=1_000);
+            burst.push(FaultEvent {
+                at_ms: start_ms,
+                duration_ms: end_ms - start_ms,
+                fault: Fault::LatencySpike { min_ms, max_ms },
+            });
+        }
+        // Meanwhile voters die right after voting and come back at once: in each step of
+        // the flapping, each member with probability 3/4 holds a `raft-after-vote`. It
+        // fires only in an election, which the flapping provokes; when two candidates run
+        // in one term, the restarted voter is asked again by the second.
+        for (step_start_ms, step_end_ms) in flapping_steps {
+            for member in 1..=topology.store_members {
+                if rng.gen_ratio(3, 4) {
+                    burst.push(FaultEvent {
+                        at_ms: step_start_ms,
+                        duration_ms: step_end_ms - step_start_ms,
+                        fault: Fault::CrashAtFailpoint {
+                            member: Target::StoreMember(member),
+                            failpoint: Failpoint::RaftAfterVote,
+                            restart_after_ms: 0,
+                        },
+                    });
+                }
+            }
+        }
+    }
+    burst
 }
 
 /// The partition shapes of design §3: random halves (of the store, of everything), one

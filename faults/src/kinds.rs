@@ -26,11 +26,14 @@ pub enum FaultKind {
     /// A bit flip in a synced WAL record of one store member.
     Corruption,
     Clock,
+    /// Store members crashed at failpoints of their ready loop and restarted
+    /// (`crash-at-failpoint`), in bursts.
+    Failpoint,
 }
 
 impl FaultKind {
     /// Every kind, in menu order.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Partition,
         FaultKind::PacketLoss,
         FaultKind::Latency,
@@ -41,6 +44,7 @@ impl FaultKind {
         FaultKind::PowerLoss,
         FaultKind::Corruption,
         FaultKind::Clock,
+        FaultKind::Failpoint,
     ];
 
     /// The command-line name.
@@ -56,6 +60,7 @@ impl FaultKind {
             FaultKind::PowerLoss => "power-loss",
             FaultKind::Corruption => "corruption",
             FaultKind::Clock => "clock",
+            FaultKind::Failpoint => "failpoint",
         }
     }
 
@@ -77,6 +82,7 @@ impl FaultKind {
             Fault::Pause { .. } => FaultKind::Pause,
             Fault::CorruptRecord { .. } => FaultKind::Corruption,
             Fault::ClockSkew { .. } => FaultKind::Clock,
+            Fault::CrashAtFailpoint { .. } => FaultKind::Failpoint,
         }
     }
 

@@ -27,4 +27,7 @@ pub mod strategies;
 pub use generate::{generate, GenerateOptions};
 pub use kinds::{FaultKind, FaultKindError};
 pub use nemesis::{bridge, majorities_ring, run, Grudge, Nemesis, NodeRef, SharedWorld, World};
-pub use plan::{Fault, FaultEvent, FaultPlan, PlanError, Target, TargetParseError, Topology, PLAN_VERSION};
+pub use plan::{
+    Failpoint, Fault, FaultEvent, FaultPlan, PlanError, Target, TargetParseError, Topology, MAX_FAILPOINT_RESTART_MS,
+    PLAN_VERSION,
+};

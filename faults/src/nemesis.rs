@@ -14,10 +14,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::channel::mpsc;
+use futures::StreamExt;
 use madsim::rand::Rng;
 use madsim::time::{Instant, TimeHandle};
 
-use crate::plan::{kind_name, Fault, FaultEvent, FaultPlan, Target};
+use crate::plan::{kind_name, Failpoint, Fault, FaultEvent, FaultPlan, Target};
 
 /// A node as the world names it, e.g. `"store-1"`, `"apiserver-0"`, `"kubelet-2"`.
 pub type NodeRef = String;
@@ -58,6 +60,12 @@ pub trait World {
     fn reset_network_conditions(&self);
     fn set_clock_skew(&self, node: &NodeRef, offset_ms: i64, drift_ms_per_s: i64);
     fn reset_clock(&self, node: &NodeRef);
+    /// Arms `failpoint` on a store member: the next time the member reaches it, the
+    /// member halts (sends and applies nothing more) and calls `on_reached`, once; the
+    /// nemesis then crashes it. Returns false if the member does not exist.
+    fn arm_failpoint(&self, member: u64, failpoint: Failpoint, on_reached: Box<dyn FnOnce() + Send>) -> bool;
+    /// Disarms it; returns whether it was still armed (not reached).
+    fn disarm_failpoint(&self, member: u64, failpoint: Failpoint) -> bool;
     /// Appends a line to the run's history.
     fn record(&self, description: String);
 }
@@ -74,15 +82,41 @@ pub type SharedWorld = Arc<dyn World + Send + Sync>;
 pub async fn run(plan: &FaultPlan, world: SharedWorld) {
     let time = TimeHandle::current();
     let start = time.now_instant();
+    let now_ms = || (time.now_instant() - start).as_millis() as u64;
     let mut nemesis = Nemesis::new(world);
-    for step in schedule(plan) {
-        if step.at_ms > plan.safety_phase_ms {
+    let mut steps = schedule(plan).into_iter().filter(|step| step.at_ms <= plan.safety_phase_ms).peekable();
+    loop {
+        // A restart after a failpoint crash is a heal: at the same instant it goes first.
+        let next_restart_ms = nemesis.next_restart_ms();
+        let next_step_ms = steps.peek().map(|step| step.at_ms);
+        let Some(next_ms) = [next_restart_ms, next_step_ms].into_iter().flatten().min() else {
+            break;
+        };
+        let deadline = start + Duration::from_millis(next_ms);
+        if !nemesis.armed.is_empty() && time.now_instant() < deadline {
+            // An armed failpoint may be reached before the next step is due.
+            let reached = {
+                let sleep = std::pin::pin!(time.sleep_until(deadline));
+                match futures::future::select(nemesis.reached.next(), sleep).await {
+                    futures::future::Either::Left((reached, _)) => reached,
+                    futures::future::Either::Right(_) => None,
+                }
+            };
+            if let Some(event_idx) = reached {
+                nemesis.failpoint_reached(now_ms(), event_idx);
+                continue;
+            }
+        }
+        sleep_until(&time, deadline).await;
+        if next_restart_ms == Some(next_ms) {
+            nemesis.restart_due(next_ms);
             continue;
         }
-        sleep_until(&time, start + Duration::from_millis(step.at_ms)).await;
+        let step = steps.next().expect("peeked above");
         let event = &plan.events[step.event_idx];
         match step.action {
             Action::Apply => nemesis.apply(step.at_ms, step.event_idx, event),
+            Action::Disarm => nemesis.disarm(step.at_ms, step.event_idx),
             Action::Heal => nemesis.heal(step.at_ms, step.event_idx),
         }
     }
@@ -101,6 +135,8 @@ async fn sleep_until(time: &TimeHandle, deadline: Instant) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
     Apply,
+    /// A `crash-at-failpoint` stops being armed: its restart delay before its heal.
+    Disarm,
     Heal,
 }
 
@@ -123,6 +159,10 @@ fn schedule(plan: &FaultPlan) -> Vec<Step> {
             event_idx,
             action: Action::Heal,
         });
+        if let Fault::CrashAtFailpoint { restart_after_ms, .. } = event.fault {
+            let disarm_at_ms = event.heal_at_ms().saturating_sub(restart_after_ms).max(event.at_ms);
+            steps.push(Step { at_ms: disarm_at_ms, class: 2, event_idx, action: Action::Disarm });
+        }
     }
     steps.sort();
     steps
@@ -143,6 +183,17 @@ enum Applied {
     Pause(NodeRef),
     ClockSkew(NodeRef),
     Corrupt(u64),
+    /// A failpoint armed on a store member, until it is reached or disarmed.
+    Failpoint {
+        member: u64,
+        failpoint: Failpoint,
+        restart_after_ms: u64,
+    },
+    /// A member crashed at a failpoint, restarting at `restart_at_ms`.
+    FailpointCrash {
+        down: Down,
+        restart_at_ms: u64,
+    },
     /// Nothing could be applied (no leader, target did not resolve).
     Nothing,
 }
@@ -179,10 +230,15 @@ pub struct Nemesis {
     latency: BTreeMap<usize, (u64, u64)>,
     /// Active skews per node by event; the latest applied wins.
     skews: BTreeMap<NodeRef, BTreeMap<usize, (i64, i64)>>,
+    /// Events whose failpoint is armed, and the channel members report reaching one on.
+    armed: BTreeSet<usize>,
+    reached_tx: mpsc::UnboundedSender<usize>,
+    reached: mpsc::UnboundedReceiver<usize>,
 }
 
 impl Nemesis {
     pub fn new(world: SharedWorld) -> Self {
+        let (reached_tx, reached) = mpsc::unbounded();
         Nemesis {
             world,
             applied: BTreeMap::new(),
@@ -192,6 +248,9 @@ impl Nemesis {
             packet_loss: BTreeMap::new(),
             latency: BTreeMap::new(),
             skews: BTreeMap::new(),
+            armed: BTreeSet::new(),
+            reached_tx,
+            reached,
         }
     }
 
@@ -240,6 +299,10 @@ impl Nemesis {
             },
             Fault::CorruptRecord { member } => match self.resolve_member(member) {
                 Ok(member) => self.apply_corruption(at_ms, member),
+                Err(reason) => self.skip(at_ms, fault, &reason),
+            },
+            Fault::CrashAtFailpoint { member, failpoint, restart_after_ms } => match self.resolve_member(member) {
+                Ok(member) => self.arm(at_ms, event_idx, member, *failpoint, *restart_after_ms),
                 Err(reason) => self.skip(at_ms, fault, &reason),
             },
             Fault::ClockSkew { target, offset_ms, drift_ms_per_s } => match self.node(target) {
@@ -293,12 +356,111 @@ impl Nemesis {
         Applied::Corrupt(member)
     }
 
+    fn arm(
+        &mut self,
+        at_ms: u64,
+        event_idx: usize,
+        member: u64,
+        failpoint: Failpoint,
+        restart_after_ms: u64,
+    ) -> Applied {
+        let reached_tx = self.reached_tx.clone();
+        let on_reached = Box::new(move || {
+            // The receiver lives as long as the nemesis; after it, nobody is waiting.
+            let _ = reached_tx.unbounded_send(event_idx);
+        });
+        if !self.world.arm_failpoint(member, failpoint, on_reached) {
+            let reason = format!("store-{member} does not exist");
+            return self.skip(
+                at_ms,
+                &Fault::CrashAtFailpoint { member: Target::StoreMember(member), failpoint, restart_after_ms },
+                &reason,
+            );
+        }
+        self.armed.insert(event_idx);
+        self.record(at_ms, format!("arm failpoint {failpoint} on store-{member} (restart {restart_after_ms}ms after)"));
+        Applied::Failpoint { member, failpoint, restart_after_ms }
+    }
+
+    /// The member armed by event `event_idx` reached its failpoint and halted: crash it
+    /// now (it loses nothing it fsynced) and restart it after the event's delay.
+    pub fn failpoint_reached(&mut self, at_ms: u64, event_idx: usize) {
+        if !self.armed.remove(&event_idx) {
+            return;
+        }
+        let Some(Applied::Failpoint { member, failpoint, restart_after_ms }) = self.applied.remove(&event_idx) else {
+            unreachable!("an armed event is applied as a failpoint");
+        };
+        let down = Down::StoreMember(member);
+        let count = self.crashed.entry(down.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.world.crash_store_member(member, None);
+        }
+        self.record(at_ms, format!("store-{member} reached failpoint {failpoint}: crash"));
+        let restart_at_ms = at_ms + restart_after_ms;
+        self.applied.insert(event_idx, Applied::FailpointCrash { down, restart_at_ms });
+    }
+
+    /// Drains failpoints reached since the last call (for drivers other than [`run`],
+    /// which waits on them itself).
+    pub fn poll_failpoints(&mut self, at_ms: u64) {
+        while let Ok(event_idx) = self.reached.try_recv() {
+            self.failpoint_reached(at_ms, event_idx);
+        }
+    }
+
+    /// When the next restart after a failpoint crash is due.
+    pub fn next_restart_ms(&self) -> Option<u64> {
+        self.applied
+            .values()
+            .filter_map(|applied| match applied {
+                Applied::FailpointCrash { restart_at_ms, .. } => Some(*restart_at_ms),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Restarts every member crashed at a failpoint whose restart is due at `at_ms`.
+    pub fn restart_due(&mut self, at_ms: u64) {
+        let due: Vec<usize> = self
+            .applied
+            .iter()
+            .filter(|(_, applied)| matches!(applied, Applied::FailpointCrash { restart_at_ms, .. } if *restart_at_ms <= at_ms))
+            .map(|(event_idx, _)| *event_idx)
+            .collect();
+        for event_idx in due {
+            if let Some(Applied::FailpointCrash { down, .. }) = self.applied.remove(&event_idx) {
+                self.heal_crash(at_ms, down);
+            }
+        }
+    }
+
+    /// Event `event_idx`'s failpoint stops being armed if it was not reached.
+    pub fn disarm(&mut self, at_ms: u64, event_idx: usize) {
+        if !self.armed.remove(&event_idx) {
+            return;
+        }
+        if let Some(Applied::Failpoint { member, failpoint, .. }) = self.applied.remove(&event_idx) {
+            self.world.disarm_failpoint(member, failpoint);
+            self.record(at_ms, format!("disarm failpoint {failpoint} on store-{member}: not reached"));
+        }
+    }
+
     /// Heals event `event_idx` (a no-op if it was never applied or is already healed).
     pub fn heal(&mut self, at_ms: u64, event_idx: usize) {
+        self.poll_failpoints(at_ms);
+        if self.armed.contains(&event_idx) {
+            self.disarm(at_ms, event_idx);
+            return;
+        }
         let Some(applied) = self.applied.remove(&event_idx) else {
             return;
         };
         match applied {
+            Applied::Failpoint { .. } => unreachable!("an armed failpoint is in `armed`"),
+            // Only a plan that was not validated heals before the restart is due.
+            Applied::FailpointCrash { down, .. } => self.heal_crash(at_ms, down),
             Applied::Clogs { description, links } => {
                 for link in &links {
                     let count = self.clogged.get_mut(link).expect("an applied link is counted");
@@ -405,6 +567,7 @@ impl Nemesis {
         assert!(self.clogged.is_empty(), "every clogged link is owned by an event");
         assert!(self.paused.is_empty() && self.crashed.is_empty());
         assert!(self.skews.is_empty());
+        assert!(self.armed.is_empty(), "every armed failpoint is disarmed by its heal");
         // Unconditionally, so that the liveness phase starts from a clean network even if
         // the world's conditions were touched by something other than this nemesis.
         self.world.reset_network_conditions();

@@ -85,6 +85,54 @@ impl Topology {
     }
 }
 
+/// The longest a member crashed at a failpoint stays down before it restarts.
+pub const MAX_FAILPOINT_RESTART_MS: u64 = 10_000;
+
+/// A point in a store member's ready loop where `crash-at-failpoint` kills it, after
+/// etcd's gofail failpoints in `etcdserver/raft.go` that its robustness tests set to
+/// `panic` before restarting the member (the store's `server::failpoint` documents
+/// each). In JSON: `"raft-before-save"`, `"raft-after-save"`,
+/// `"raft-before-leader-send"`, `"raft-after-vote"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failpoint {
+    /// etcd `raftBeforeSave`: a Ready was taken from Raft, nothing of it written.
+    RaftBeforeSave,
+    /// etcd `raftAfterSave`: the Ready is fsynced, none of its messages sent.
+    RaftAfterSave,
+    /// etcd `raftBeforeLeaderSend`: a leader's Ready is fsynced, its appends unsent, so
+    /// its newest entries live on its own disk only.
+    RaftBeforeLeaderSend,
+    /// Right after a Ready granting a vote was fsynced and sent: the candidate has the
+    /// vote, the voter dies, and must come back still bound by it (Raft §5.2).
+    RaftAfterVote,
+}
+
+impl Failpoint {
+    pub const ALL: [Failpoint; 4] = [
+        Failpoint::RaftBeforeSave,
+        Failpoint::RaftAfterSave,
+        Failpoint::RaftBeforeLeaderSend,
+        Failpoint::RaftAfterVote,
+    ];
+
+    /// The JSON name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Failpoint::RaftBeforeSave => "raft-before-save",
+            Failpoint::RaftAfterSave => "raft-after-save",
+            Failpoint::RaftBeforeLeaderSend => "raft-before-leader-send",
+            Failpoint::RaftAfterVote => "raft-after-vote",
+        }
+    }
+}
+
+impl fmt::Display for Failpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A component a fault is aimed at. In JSON a target is one string that reads like the
 /// node's name: `"store-1"`, `"store-leader"`, `"apiserver-0"`, `"controller-manager-1"`,
 /// `"scheduler"`, `"kubelet-2"`.
@@ -234,6 +282,17 @@ pub enum Fault {
     /// the fault that tells an fsynced acknowledgement from one that only reached a page
     /// cache: a correct store loses no acknowledged write, only availability.
     PowerLoss { tear: bool },
+    /// Crash a store member when its ready loop next reaches `failpoint`, and restart it
+    /// `restart_after_ms` later (0: at once), as etcd's robustness tests do with gofail
+    /// failpoints (`raftBeforeSave=panic`, `raftAfterSave=panic`,
+    /// `raftBeforeLeaderSend=panic`; a member is then restarted right away). The point is
+    /// armed from `at_ms` until `restart_after_ms` before the event heals (so that the
+    /// member is back by then); if the member never reaches it, nothing happens. The
+    /// crash loses nothing synced: at these points the disk holds exactly what the
+    /// member fsynced. Unlike a crash at a random instant, it lands in the middle of the
+    /// persistence pipeline: a vote granted then forgotten, a leader's entries on its own
+    /// disk only. `store-leader` is resolved when the point is armed.
+    CrashAtFailpoint { member: Target, failpoint: Failpoint, restart_after_ms: u64 },
     /// Stop-the-world pause of a process until the fault heals (a long GC pause, a VM
     /// migration, `SIGSTOP`; Jepsen `hammer-time`): the process wakes up with stale
     /// leases and leadership it no longer holds and must notice before acting.
@@ -265,7 +324,9 @@ impl Fault {
             Fault::OneWay { from, to } => vec![from, to],
             Fault::ClogLink { a, b } => vec![a, b],
             Fault::Crash { target } | Fault::Pause { target } => vec![target],
-            Fault::CrashStoreMember { member, .. } | Fault::CorruptRecord { member } => {
+            Fault::CrashStoreMember { member, .. }
+            | Fault::CorruptRecord { member }
+            | Fault::CrashAtFailpoint { member, .. } => {
                 vec![member]
             }
             Fault::PowerLoss { .. } => Vec::new(),
@@ -391,6 +452,18 @@ impl FaultPlan {
             }
             validate_fault(&event.fault, topology)
                 .map_err(|reason| PlanError::InvalidEvent { event: event_idx, reason })?;
+            if let Fault::CrashAtFailpoint { restart_after_ms, .. } = event.fault {
+                if restart_after_ms > event.duration_ms {
+                    return Err(PlanError::InvalidEvent {
+                        event: event_idx,
+                        reason: format!(
+                            "crash-at-failpoint restart_after_ms {restart_after_ms} is longer than the \
+                             event ({} ms); the member must be back when the event heals",
+                            event.duration_ms
+                        ),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -398,7 +471,9 @@ impl FaultPlan {
     /// Checks the limits within which a correct system must survive the plan, which the
     /// generators respect and hand-written plans may knowingly exceed:
     /// - at no instant are more than a minority of store members down, counting crashed
-    ///   members (`crash`, `crash-store-member`; `store-leader` counts as one more member)
+    ///   members (`crash`, `crash-store-member`, and `crash-at-failpoint` with a restart
+    ///   delay over its whole event, since it may fire at any point of it; one restarted
+    ///   at once is never down; `store-leader` counts as one more member)
     ///   and, from the moment it heals, the member whose record was corrupted (it must
     ///   refuse to start, so it stays down);
     /// - at most one `corrupt-record` per plan;
@@ -433,6 +508,7 @@ impl FaultPlan {
             .filter_map(|event| match &event.fault {
                 Fault::Crash { target } if target.is_store() => Some(process_interval(event)),
                 Fault::CrashStoreMember { .. } => Some(process_interval(event)),
+                fault if holds_down_at_failpoint(fault) => Some(process_interval(event)),
                 Fault::CorruptRecord { .. } => Some((event.heal_at_ms(), u64::MAX)),
                 _ => None,
             })
@@ -458,7 +534,7 @@ impl FaultPlan {
                 let store_process_fault = match &other.fault {
                     Fault::Crash { target } | Fault::Pause { target } => target.is_store(),
                     Fault::CrashStoreMember { .. } => true,
-                    _ => false,
+                    fault => holds_down_at_failpoint(fault),
                 };
                 let (other_start, other_end) = process_interval(other);
                 if store_process_fault && start < other_end && other_start < end {
@@ -475,6 +551,9 @@ impl FaultPlan {
             .filter_map(|event| match &event.fault {
                 Fault::Crash { target } | Fault::Pause { target } => Some((target, process_interval(event))),
                 Fault::CrashStoreMember { member, .. } => Some((member, process_interval(event))),
+                Fault::CrashAtFailpoint { member, .. } if holds_down_at_failpoint(&event.fault) => {
+                    Some((member, process_interval(event)))
+                }
                 _ => None,
             })
             .collect();
@@ -489,6 +568,15 @@ impl FaultPlan {
         }
         Ok(())
     }
+}
+
+/// Whether `fault` is a crash at a failpoint that keeps its member down for a while. One
+/// restarted at once (`restart_after_ms: 0`, as etcd's robustness tests restart a member
+/// whose failpoint panicked) is down for no time at all, and only fires while its member
+/// runs, so it neither counts against the minority nor clashes with other faults of its
+/// member; several members may be armed at once.
+fn holds_down_at_failpoint(fault: &Fault) -> bool {
+    matches!(fault, Fault::CrashAtFailpoint { restart_after_ms, .. } if *restart_after_ms > 0)
 }
 
 /// The time a process fault holds its target down; a zero-length crash still happens, so
@@ -545,6 +633,16 @@ fn validate_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
             Err(format!("{} needs a store member target (store-N or store-leader), got {member}", kind_name(fault)))
         }
         Fault::CrashStoreMember { .. } | Fault::CorruptRecord { .. } => Ok(()),
+        Fault::CrashAtFailpoint { member, .. } if !member.is_store() => {
+            Err(format!("crash-at-failpoint needs a store member target (store-N or store-leader), got {member}"))
+        }
+        Fault::CrashAtFailpoint { restart_after_ms, .. } if *restart_after_ms > MAX_FAILPOINT_RESTART_MS => {
+            Err(format!(
+                "crash-at-failpoint restart_after_ms {restart_after_ms} out of range (at most \
+                 {MAX_FAILPOINT_RESTART_MS})"
+            ))
+        }
+        Fault::CrashAtFailpoint { .. } => Ok(()),
         Fault::PowerLoss { .. } if topology.store_members == 0 => {
             Err("power-loss needs a store (topology has 0 store members)".to_string())
         }
@@ -599,6 +697,7 @@ pub(crate) fn kind_name(fault: &Fault) -> &'static str {
         Fault::PowerLoss { .. } => "power-loss",
         Fault::Pause { .. } => "pause",
         Fault::CorruptRecord { .. } => "corrupt-record",
+        Fault::CrashAtFailpoint { .. } => "crash-at-failpoint",
         Fault::ClockSkew { .. } => "clock-skew",
     }
 }

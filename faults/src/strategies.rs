@@ -13,7 +13,7 @@ use proptest::strategy::{BoxedStrategy, Union};
 
 use crate::generate::{concrete_targets, feasible_kinds, GenerateOptions, MAX_DURATION_MS, MIN_DURATION_MS};
 use crate::kinds::FaultKind;
-use crate::plan::{Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
+use crate::plan::{Failpoint, Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
 
 /// Resolution of start times: a start is `phase_slack * k / START_STEPS` before the
 /// latest possible start.
@@ -95,6 +95,14 @@ pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Faul
         }
         FaultKind::PowerLoss => any::<bool>().prop_map(|tear| Fault::PowerLoss { tear }).boxed(),
         FaultKind::Corruption => store_target(topology).prop_map(|member| Fault::CorruptRecord { member }).boxed(),
+        // A restart delay no longer than the shortest event, so that every event holds it.
+        FaultKind::Failpoint => (store_target(topology), select(Failpoint::ALL.to_vec()), 0..=MIN_DURATION_MS)
+            .prop_map(|(member, failpoint, restart_after_ms)| Fault::CrashAtFailpoint {
+                member,
+                failpoint,
+                restart_after_ms,
+            })
+            .boxed(),
         FaultKind::Clock => (select(concrete_targets(&topology)), -10_000i64..=10_000, -100i64..=100)
             .prop_map(|(target, offset_ms, drift_ms_per_s)| Fault::ClockSkew { target, offset_ms, drift_ms_per_s })
             .boxed(),

@@ -33,8 +33,7 @@ pub fn measure_campaign(template: &RunOptions, seeds: std::ops::Range<u64>) -> T
     let started = Instant::now();
     let (mut simulated, mut messages) = (0.0, 0);
     for seed in seeds {
-        let mut options = template.clone();
-        options.seed = seed;
+        let options = template.for_seed(seed);
         let report = run_seed(&options);
         simulated += report.simulated_secs;
         messages += report.messages_delivered;

@@ -250,8 +250,7 @@ pub fn run_campaign_shard(
             scope.spawn(move || loop {
                 let idx = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&seed) = seeds.get(idx) else { break };
-                let mut seed_options = options.template.clone();
-                seed_options.seed = seed;
+                let seed_options = options.template.for_seed(seed);
                 let repro = format!("kubesim run --seed {seed}{}", options.repro_flags);
                 if tx.send(run_guarded(&seed_options, options.wall_limit, repro)).is_err() {
                     break;

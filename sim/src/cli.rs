@@ -325,6 +325,9 @@ fn run_and_print(options: &RunOptions, command: &str, trace: bool) -> (u8, crate
         init_tracing();
     }
     out(command);
+    let store = &options.cluster.store;
+    let per_append = store.max_entries_per_append.map_or("default".to_string(), |n| n.to_string());
+    out(&format!("store: {} members, {per_append} entries per append (picked by the seed)", store.n_members));
     let wall = Instant::now();
     let report = run_seed(options);
     let wall_secs = wall.elapsed().as_secs_f64();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use madsim::runtime::{Handle, NodeHandle};
 use store::api::MemberId;
 use store::rpc::STORE_PORT;
-use store::server::{MemberConfig, StoreBugs, StoreObserver};
+use store::server::{Failpoints, MemberConfig, StoreBugs, StoreObserver};
 use store::wal::SimDisk;
 
 use crate::history::Recorder;
@@ -37,6 +37,8 @@ pub fn store_member_addr(member: MemberId) -> SocketAddr {
 #[derive(Clone, Debug, Default)]
 pub struct StoreOptions {
     pub n_members: usize,
+    /// Raft's cap on entries per append; `None`: the member's default (64).
+    pub max_entries_per_append: Option<usize>,
     pub bugs: StoreBugs,
     pub raft_bugs: store::raft::RaftBugs,
 }
@@ -47,6 +49,8 @@ pub struct StoreMember {
     /// The member's disk: survives restarts of the node; the nemesis crashes, tears,
     /// corrupts or wipes it.
     pub disk: SimDisk,
+    /// The member's failpoints: survive restarts of the node; the nemesis arms them.
+    pub failpoints: Failpoints,
     pub addr: SocketAddr,
 }
 
@@ -66,6 +70,10 @@ impl StoreCluster {
         for &id in peers.keys() {
             let disk = SimDisk::new();
             let mut config = MemberConfig::new(id, peers.clone());
+            let failpoints = config.failpoints.clone();
+            if let Some(max_entries) = options.max_entries_per_append {
+                config.max_entries_per_append = max_entries;
+            }
             config.planted_bugs = options.bugs;
             config.raft_bugs = options.raft_bugs;
             let observer: Arc<dyn StoreObserver> = Arc::new(recorder.clone());
@@ -83,7 +91,7 @@ impl StoreCluster {
                     }
                 })
                 .build();
-            members.insert(id, StoreMember { id, node, disk, addr: peers[&id] });
+            members.insert(id, StoreMember { id, node, disk, failpoints, addr: peers[&id] });
         }
         Self { members }
     }

@@ -29,16 +29,62 @@ pub enum Faults {
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub seed: u64,
+    /// Whether the seed picks the store's knobs ([`store_knobs_for_seed`]); off, the
+    /// cluster options' store knobs hold.
+    pub seed_picks_store_knobs: bool,
     pub scenario: Scenario,
     pub cluster: ControlPlaneOptions,
     pub faults: Faults,
 }
 
+/// Mixed into the seed for the knobs' random stream, so that it is unrelated to the
+/// fault plan's and the simulation's streams of the same seed ("knobs!!!" in ASCII).
+const KNOB_SEED_MIX: u64 = 0x6b6e_6f62_7321_2121;
+
+/// The store knobs `seed` picks, like FoundationDB's randomized knobs: from the seed
+/// alone, before the run, so that a seed always replays on the same cluster.
+/// - Size: 5 members in one seed of 4, 3 otherwise, the sizes etcd recommends. Five
+///   members tolerate two down at once and have four followers that can time out in the
+///   same tick after a leader dies: split votes and several candidates in one term become
+///   common, where three members rarely produce them.
+/// - Entries per append: etcd caps an append message at `MaxSizePerMsg` (1 MiB), which
+///   holds hundreds of typical objects but a single large one (a 1 MiB ConfigMap, a pod
+///   with big managed fields). kubesim's objects are small, so one seed in four caps
+///   appends at 1 or 8 entries instead of 64: a new leader then replicates its
+///   predecessors' uncommitted tail over several messages, before its own entries (the
+///   window of Raft's Figure 8, §5.4.2).
+pub fn store_knobs_for_seed(seed: u64) -> (usize, Option<usize>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ KNOB_SEED_MIX);
+    let n_members = if rng.gen_ratio(1, 4) { 5 } else { 3 };
+    let max_entries_per_append = match rng.gen_range(0..8) {
+        0 => Some(1),
+        1 => Some(8),
+        _ => None,
+    };
+    (n_members, max_entries_per_append)
+}
+
 impl RunOptions {
     /// The default: every fault kind in the swarm menu (`kubesim run` and `kubesim
-    /// campaign` agree, so a campaign's seed replays with a plain `kubesim run --seed N`).
+    /// campaign` agree, so a campaign's seed replays with a plain `kubesim run --seed N`),
+    /// on the store knobs the seed picks ([`store_knobs_for_seed`]).
     pub fn new(seed: u64, scenario: Scenario) -> Self {
-        Self { seed, scenario, cluster: ControlPlaneOptions::default(), faults: Faults::Swarm(FaultKind::all()) }
+        let mut cluster = ControlPlaneOptions::default();
+        (cluster.store.n_members, cluster.store.max_entries_per_append) = store_knobs_for_seed(seed);
+        Self { seed, seed_picks_store_knobs: true, scenario, cluster, faults: Faults::Swarm(FaultKind::all()) }
+    }
+
+    /// These options for another seed (a campaign's template for each of its seeds), with
+    /// the knobs that seed picks.
+    pub fn for_seed(&self, seed: u64) -> Self {
+        let mut options = self.clone();
+        options.seed = seed;
+        if options.seed_picks_store_knobs {
+            (options.cluster.store.n_members, options.cluster.store.max_entries_per_append) =
+                store_knobs_for_seed(seed);
+        }
+        options
     }
 
     /// The scenario's plain flow with no nemesis.

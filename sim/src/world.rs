@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use api::Clock;
-use faults::{NodeRef, Target, Topology, World};
+use faults::{Failpoint, NodeRef, Target, Topology, World};
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 use store::raft::Role;
+use store::server::Failpoints;
 use store::wal::{SimDisk, WAL_FILE};
 
 use crate::cluster::{restart_node, StoreCluster};
@@ -26,6 +27,7 @@ const DEFAULT_LATENCY: std::ops::Range<std::time::Duration> =
 pub struct SimWorld {
     nodes: BTreeMap<String, NodeId>,
     disks: BTreeMap<u64, SimDisk>,
+    failpoints: BTreeMap<u64, Failpoints>,
     clocks: BTreeMap<String, Clock>,
     recorder: Recorder,
     /// The last leader the store reported, tracked cheaply from the history's tail.
@@ -60,11 +62,20 @@ impl SimWorld {
         recorder: &Recorder,
     ) -> Self {
         let mut disks = BTreeMap::new();
+        let mut failpoints = BTreeMap::new();
         for (id, m) in &store.members {
             nodes.insert(store_node(*id), m.node.id());
             disks.insert(*id, m.disk.clone());
+            failpoints.insert(*id, m.failpoints.clone());
         }
-        Self { nodes, disks, clocks, recorder: recorder.clone(), leader_cache: std::sync::Mutex::new((0, None)) }
+        Self {
+            nodes,
+            disks,
+            failpoints,
+            clocks,
+            recorder: recorder.clone(),
+            leader_cache: std::sync::Mutex::new((0, None)),
+        }
     }
 
     /// The topology plans for this world are generated and validated against.
@@ -86,6 +97,17 @@ impl SimWorld {
 
 fn store_node(member: u64) -> String {
     format!("store-{member}")
+}
+
+/// The member's point for a plan's failpoint name.
+fn member_failpoint(failpoint: Failpoint) -> store::server::Failpoint {
+    use store::server::Failpoint as Point;
+    match failpoint {
+        Failpoint::RaftBeforeSave => Point::BeforeSave,
+        Failpoint::RaftAfterSave => Point::AfterSave,
+        Failpoint::RaftBeforeLeaderSend => Point::BeforeLeaderSend,
+        Failpoint::RaftAfterVote => Point::AfterVote,
+    }
 }
 
 impl World for SimWorld {
@@ -209,6 +231,20 @@ impl World for SimWorld {
         if let Some(clock) = self.clocks.get(node) {
             clock.reset();
         }
+    }
+
+    fn arm_failpoint(&self, member: u64, failpoint: Failpoint, on_reached: Box<dyn FnOnce() + Send>) -> bool {
+        match self.failpoints.get(&member) {
+            Some(failpoints) => {
+                failpoints.arm(member_failpoint(failpoint), on_reached);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn disarm_failpoint(&self, member: u64, failpoint: Failpoint) -> bool {
+        self.failpoints.get(&member).is_some_and(|failpoints| failpoints.disarm(member_failpoint(failpoint)))
     }
 
     fn record(&self, description: String) {

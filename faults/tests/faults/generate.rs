@@ -48,12 +48,30 @@ fn check_generated(plan: &FaultPlan, topology: &Topology, options: &GenerateOpti
     plan.check_survivable(topology).unwrap();
     assert_eq!(plan.safety_phase_ms, options.safety_phase_ms);
     assert_eq!(plan.liveness_phase_ms, options.liveness_phase_ms);
-    assert!(!plan.events.is_empty() && plan.events.len() <= options.max_events);
+    // A pick of the `failpoint` kind is one burst: crashes at failpoints, perhaps with a
+    // latency spike over the burst; every other pick is one event.
+    let burst_starts: std::collections::BTreeSet<u64> = plan
+        .events
+        .iter()
+        .filter(|event| matches!(event.fault, Fault::CrashAtFailpoint { .. }))
+        .map(|event| event.at_ms)
+        .collect();
+    let of_burst = |event: &faults::FaultEvent| match event.fault {
+        Fault::CrashAtFailpoint { .. } => true,
+        Fault::LatencySpike { .. } => burst_starts.contains(&event.at_ms),
+        _ => false,
+    };
+    let n_single = plan.events.iter().filter(|event| !matches!(event.fault, Fault::CrashAtFailpoint { .. })).count();
+    assert!(!plan.events.is_empty() && n_single <= options.max_events);
     let corruptions = plan.events.iter().filter(|event| matches!(event.fault, Fault::CorruptRecord { .. })).count();
     assert!(corruptions <= 1);
     for event in &plan.events {
         assert!(event.at_ms + event.duration_ms <= plan.safety_phase_ms);
-        assert!((500..=10_000).contains(&event.duration_ms), "{event:?}");
+        if of_burst(event) {
+            assert!(event.duration_ms >= 100, "{event:?}");
+        } else {
+            assert!((500..=10_000).contains(&event.duration_ms), "{event:?}");
+        }
     }
     assert!(plan.events.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
     // Sample every 100 ms: crashed store members never reach a majority.
@@ -65,6 +83,7 @@ fn check_generated(plan: &FaultPlan, topology: &Topology, options: &GenerateOpti
                 let store_crash = match &event.fault {
                     Fault::Crash { target } => target.is_store(),
                     Fault::CrashStoreMember { .. } => true,
+                    Fault::CrashAtFailpoint { restart_after_ms, .. } => *restart_after_ms > 0,
                     _ => false,
                 };
                 let active = event.at_ms <= t && t < event.at_ms + event.duration_ms;
@@ -96,7 +115,9 @@ fn other_phases_and_event_counts_are_honoured() {
     for seed in 0..300 {
         let plan = generate(seed, &topology, &FaultKind::all(), &options);
         check_generated(&plan, &topology, &options);
-        max_seen = max_seen.max(plan.events.len());
+        let n_single =
+            plan.events.iter().filter(|event| !matches!(event.fault, Fault::CrashAtFailpoint { .. })).count();
+        max_seen = max_seen.max(n_single);
     }
     assert_eq!(max_seen, 3);
     let none = GenerateOptions { max_events: 0, ..options };

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use faults::{Fault, FaultKind, Target};
 
 const KNOWN: &str =
-    "known kinds: partition, packet-loss, latency, clog, crash, pause, disk-crash, power-loss, corruption, clock";
+    "known kinds: partition, packet-loss, latency, clog, crash, pause, disk-crash, power-loss, corruption, clock, failpoint";
 
 #[test]
 fn every_kind_parses_from_its_name() {
@@ -59,6 +59,14 @@ fn each_fault_maps_to_its_kind() {
         (Fault::CrashStoreMember { member: target.clone(), tear: true }, FaultKind::DiskCrash),
         (Fault::PowerLoss { tear: false }, FaultKind::PowerLoss),
         (Fault::CorruptRecord { member: target.clone() }, FaultKind::Corruption),
+        (
+            Fault::CrashAtFailpoint {
+                member: target.clone(),
+                failpoint: faults::Failpoint::RaftAfterSave,
+                restart_after_ms: 0,
+            },
+            FaultKind::Failpoint,
+        ),
         (Fault::ClockSkew { target, offset_ms: 1, drift_ms_per_s: 0 }, FaultKind::Clock),
     ];
     for (fault, kind) in cases {

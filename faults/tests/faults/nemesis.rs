@@ -1,10 +1,11 @@
 //! The nemesis against a fake world that logs every call with its simulated time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use faults::{
-    bridge, majorities_ring, run, Fault, FaultEvent, FaultKind, FaultPlan, GenerateOptions, Grudge, Target, World,
+    bridge, majorities_ring, run, Failpoint, Fault, FaultEvent, FaultKind, FaultPlan, GenerateOptions, Grudge, Target,
+    World,
 };
 use madsim::time::{Instant, TimeHandle};
 
@@ -22,7 +23,11 @@ struct FakeWorld {
     clogged: Mutex<BTreeSet<(String, String)>>,
     paused: Mutex<BTreeSet<String>>,
     killed: Mutex<BTreeSet<String>>,
+    /// Armed failpoints and what to call when the test makes a member reach one.
+    failpoints: Mutex<BTreeMap<(u64, Failpoint), OnReached>>,
 }
+
+type OnReached = Box<dyn FnOnce() + Send>;
 
 impl FakeWorld {
     fn new(members: u64, leader: Option<u64>) -> Arc<Self> {
@@ -35,7 +40,14 @@ impl FakeWorld {
             clogged: Mutex::new(BTreeSet::new()),
             paused: Mutex::new(BTreeSet::new()),
             killed: Mutex::new(BTreeSet::new()),
+            failpoints: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Store member `member` reaches `failpoint` now; returns whether it was armed.
+    fn reach(&self, member: u64, failpoint: Failpoint) -> bool {
+        let on_reached = self.failpoints.lock().unwrap().remove(&(member, failpoint));
+        on_reached.map(|on_reached| on_reached()).is_some()
     }
 
     fn elapsed_ms(&self) -> u128 {
@@ -154,6 +166,18 @@ impl World for FakeWorld {
     }
     fn reset_clock(&self, node: &String) {
         self.log(format!("reset-clock {node}"));
+    }
+    fn arm_failpoint(&self, member: u64, failpoint: Failpoint, on_reached: Box<dyn FnOnce() + Send>) -> bool {
+        if !(1..=self.members).contains(&member) {
+            return false;
+        }
+        self.log(format!("arm {failpoint} store-{member}"));
+        self.failpoints.lock().unwrap().insert((member, failpoint), on_reached);
+        true
+    }
+    fn disarm_failpoint(&self, member: u64, failpoint: Failpoint) -> bool {
+        self.log(format!("disarm {failpoint} store-{member}"));
+        self.failpoints.lock().unwrap().remove(&(member, failpoint)).is_some()
     }
     fn record(&self, description: String) {
         self.log(format!("> {description}"));
@@ -606,6 +630,101 @@ fn a_power_loss_over_a_crashed_member_restarts_it_only_at_the_last_heal() {
             "4000 > t=4000ms restart store-1",
             "5000 reset-network",
             "5000 > t=5000ms all faults healed",
+        ],
+    );
+}
+
+/// Runs `plan` on a fake world while a task makes members reach failpoints at the given
+/// times (ms); returns the world's log.
+fn run_reaching(
+    plan: &FaultPlan,
+    members: u64,
+    leader: Option<u64>,
+    reaches: Vec<(u64, u64, Failpoint)>,
+) -> Vec<String> {
+    runtime().block_on(async {
+        let world = FakeWorld::new(members, leader);
+        let reacher = world.clone();
+        let _reacher = madsim::task::spawn(async move {
+            for (at_ms, member, failpoint) in reaches {
+                let at = reacher.start + std::time::Duration::from_millis(at_ms);
+                madsim::time::sleep_until(at).await;
+                let armed = reacher.reach(member, failpoint);
+                reacher.log(format!("store-{member} reaches {failpoint} (armed: {armed})"));
+            }
+        });
+        run(plan, world.clone()).await;
+        assert!(world.is_quiet(), "not healed: {:#?}", world.lines());
+        assert!(world.failpoints.lock().unwrap().is_empty(), "a failpoint left armed");
+        world.lines()
+    })
+}
+
+#[test]
+fn a_member_reaching_its_armed_failpoint_is_crashed_then_restarted_after_the_delay() {
+    let fault = |member, failpoint, restart_after_ms| Fault::CrashAtFailpoint { member, failpoint, restart_after_ms };
+    let plan = plan(
+        5_000,
+        vec![
+            event(1_000, 2_000, fault(Target::StoreMember(2), Failpoint::RaftAfterVote, 500)),
+            // `store-leader` resolves when armed; reaching it restarts at once.
+            event(1_000, 3_000, fault(Target::StoreLeader, Failpoint::RaftBeforeLeaderSend, 0)),
+        ],
+    );
+    let reaches = vec![
+        // Not armed on store-1 (not the leader): nothing happens.
+        (1_100, 1, Failpoint::RaftAfterVote),
+        (1_200, 2, Failpoint::RaftAfterVote),
+        (1_300, 3, Failpoint::RaftBeforeLeaderSend),
+        // Already fired: a second reach is not armed.
+        (1_900, 2, Failpoint::RaftAfterVote),
+    ];
+    let lines = run_reaching(&plan, 3, Some(3), reaches);
+    assert_lines(
+        &lines,
+        &[
+            "1000 arm raft-after-vote store-2",
+            "1000 > t=1000ms arm failpoint raft-after-vote on store-2 (restart 500ms after)",
+            "1000 arm raft-before-leader-send store-3",
+            "1000 > t=1000ms arm failpoint raft-before-leader-send on store-3 (restart 0ms after)",
+            "1100 store-1 reaches raft-after-vote (armed: false)",
+            "1200 store-2 reaches raft-after-vote (armed: true)",
+            "1200 crash-store-member 2",
+            "1200 > t=1200ms store-2 reached failpoint raft-after-vote: crash",
+            "1300 store-3 reaches raft-before-leader-send (armed: true)",
+            "1300 crash-store-member 3",
+            "1300 > t=1300ms store-3 reached failpoint raft-before-leader-send: crash",
+            "1300 restart-store-member 3",
+            "1300 > t=1300ms restart store-3",
+            "1700 restart-store-member 2",
+            "1700 > t=1700ms restart store-2",
+            "1900 store-2 reaches raft-after-vote (armed: false)",
+            "5000 reset-network",
+            "5000 > t=5000ms all faults healed",
+        ],
+    );
+}
+
+#[test]
+fn a_failpoint_not_reached_is_disarmed_its_restart_delay_before_the_heal() {
+    let fault = Fault::CrashAtFailpoint {
+        member: Target::StoreMember(1),
+        failpoint: Failpoint::RaftAfterSave,
+        restart_after_ms: 400,
+    };
+    let plan = plan(3_000, vec![event(1_000, 1_000, fault)]);
+    // Reached after the disarm (at 1600 ms): too late to crash and be back by 2000 ms.
+    let lines = run_reaching(&plan, 3, None, vec![(1_700, 1, Failpoint::RaftAfterSave)]);
+    assert_lines(
+        &lines,
+        &[
+            "1000 arm raft-after-save store-1",
+            "1000 > t=1000ms arm failpoint raft-after-save on store-1 (restart 400ms after)",
+            "1600 disarm raft-after-save store-1",
+            "1600 > t=1600ms disarm failpoint raft-after-save on store-1: not reached",
+            "1700 store-1 reaches raft-after-save (armed: false)",
+            "3000 reset-network",
+            "3000 > t=3000ms all faults healed",
         ],
     );
 }

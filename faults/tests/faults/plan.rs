@@ -1,6 +1,6 @@
 //! FaultPlan: JSON form, round-trip and validation messages.
 
-use faults::{Fault, FaultEvent, FaultPlan, PlanError, Target, Topology};
+use faults::{Failpoint, Fault, FaultEvent, FaultPlan, PlanError, Target, Topology};
 
 use crate::small_topology;
 
@@ -102,6 +102,11 @@ fn every_fault() -> Vec<Fault> {
         Fault::Pause { target: Target::Scheduler },
         Fault::CorruptRecord { member: Target::StoreMember(2) },
         Fault::ClockSkew { target: Target::StoreMember(1), offset_ms: 9_000, drift_ms_per_s: -50 },
+        Fault::CrashAtFailpoint {
+            member: Target::StoreLeader,
+            failpoint: Failpoint::RaftBeforeLeaderSend,
+            restart_after_ms: 1_000,
+        },
     ]
 }
 
@@ -128,7 +133,7 @@ fn fault_kinds_use_these_json_names() {
         every_fault().iter().map(|fault| serde_json::to_value(fault).unwrap()["kind"].to_string()).collect();
     assert_eq!(
         names.join(" "),
-        r#""partition" "isolate-store-leader" "isolate-apiserver" "majorities-ring" "bridge" "one-way" "packet-loss" "latency-spike" "clog-link" "crash" "crash-store-member" "power-loss" "pause" "corrupt-record" "clock-skew""#
+        r#""partition" "isolate-store-leader" "isolate-apiserver" "majorities-ring" "bridge" "one-way" "packet-loss" "latency-spike" "clog-link" "crash" "crash-store-member" "power-loss" "pause" "corrupt-record" "clock-skew" "crash-at-failpoint""#
     );
 }
 
@@ -268,6 +273,79 @@ fn validation_rejects_store_faults_aimed_elsewhere() {
         plan_of(Fault::CorruptRecord { member: Target::ApiServer(1) }),
         "event 0: corrupt-record needs a store member target (store-N or store-leader), \
          got apiserver-1",
+    );
+}
+
+#[test]
+fn crash_at_failpoint_reads_as_this_json_and_must_be_back_before_it_heals() {
+    let json = r#"{"version":1,"safety_phase_ms":30000,"liveness_phase_ms":30000,"events":[
+        {"at_ms":1000,"duration_ms":800,"fault":{"kind":"crash-at-failpoint","member":"store-2",
+         "failpoint":"raft-after-vote","restart_after_ms":0}}]}"#;
+    let plan = FaultPlan::from_json(json).unwrap();
+    let failpoint = Failpoint::RaftAfterVote;
+    let fault = Fault::CrashAtFailpoint { member: Target::StoreMember(2), failpoint, restart_after_ms: 0 };
+    assert_eq!(plan.events[0].fault, fault);
+    plan.validate(&small_topology()).unwrap();
+    let names: Vec<&str> = Failpoint::ALL.iter().map(|failpoint| failpoint.name()).collect();
+    assert_eq!(names, ["raft-before-save", "raft-after-save", "raft-before-leader-send", "raft-after-vote"]);
+
+    let restart_after = |restart_after_ms| Fault::CrashAtFailpoint {
+        member: Target::StoreMember(1),
+        failpoint: Failpoint::RaftAfterSave,
+        restart_after_ms,
+    };
+    check_invalid(
+        FaultPlan {
+            events: vec![FaultEvent { at_ms: 0, duration_ms: 500, fault: restart_after(600) }],
+            ..plan.clone()
+        },
+        "event 0: crash-at-failpoint restart_after_ms 600 is longer than the event (500 ms); the member must \
+         be back when the event heals",
+    );
+    check_invalid(
+        FaultPlan {
+            events: vec![FaultEvent { at_ms: 0, duration_ms: 20_000, fault: restart_after(10_001) }],
+            ..plan.clone()
+        },
+        "event 0: crash-at-failpoint restart_after_ms 10001 out of range (at most 10000)",
+    );
+    check_invalid(
+        plan_of(Fault::CrashAtFailpoint {
+            member: Target::Scheduler,
+            failpoint: Failpoint::RaftBeforeSave,
+            restart_after_ms: 0,
+        }),
+        "event 0: crash-at-failpoint needs a store member target (store-N or store-leader), got scheduler",
+    );
+}
+
+#[test]
+fn survivability_counts_a_failpoint_crash_with_a_restart_delay_but_not_one_restarted_at_once() {
+    let topology = small_topology();
+    let at_failpoint = |member, restart_after_ms| FaultEvent {
+        at_ms: 1_000,
+        duration_ms: 2_000,
+        fault: Fault::CrashAtFailpoint {
+            member: Target::StoreMember(member),
+            failpoint: Failpoint::RaftAfterVote,
+            restart_after_ms,
+        },
+    };
+    let crash = FaultEvent { at_ms: 1_500, duration_ms: 1_000, fault: Fault::Crash { target: Target::StoreMember(3) } };
+    let mut plan = FaultPlan::empty(30_000, 30_000);
+    // Restarted at once: never down, so every member may be armed beside a crash.
+    plan.events = vec![at_failpoint(1, 0), at_failpoint(2, 0), at_failpoint(3, 0), crash.clone()];
+    plan.check_survivable(&topology).unwrap();
+    // With a delay it holds its member down over the whole event.
+    plan.events = vec![at_failpoint(1, 100), crash.clone()];
+    assert_eq!(
+        plan.check_survivable(&topology).unwrap_err().to_string(),
+        "plan is not survivable: at 1500 ms 2 store members are down; at most 1 of 3 may be"
+    );
+    plan.events = vec![at_failpoint(3, 100), crash];
+    assert_eq!(
+        plan.check_survivable(&topology).unwrap_err().to_string(),
+        "plan is not survivable: at 1500 ms 2 store members are down; at most 1 of 3 may be"
     );
 }
 

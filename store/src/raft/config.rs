@@ -25,7 +25,8 @@ pub struct Config {
     /// steps down, and a node that heard from a leader within the election timeout ignores
     /// requests to vote for another (etcd's leader lease under CheckQuorum).
     pub check_quorum: bool,
-    /// Upper bound on entries in one append message.
+    /// Upper bound on entries in one append message: etcd's `MaxSizePerMsg` (1 MiB, so
+    /// hundreds of small objects but a single large one) counted in entries.
     pub max_entries_per_append: usize,
     /// Upper bound on append messages sent to a follower and not yet acknowledged.
     pub max_inflight_appends: usize,
@@ -79,10 +80,16 @@ pub struct RaftBugs {
     /// violating Raft §5.4.2 (the Figure 8 scenario): committed entries can then be lost.
     /// Caught by state-machine safety / no acknowledged write lost.
     pub commit_previous_term_by_counting: bool,
+    /// Not a defect of Raft itself: set by the driver when one of its own planted defects
+    /// breaks the persistence contract Raft relies on (a vote not persisted, an
+    /// acknowledgement before fsync). Raft's safety assertions (two leaders in a term, a
+    /// committed entry conflicting) then log instead of panicking, so that the run goes on
+    /// and the history's checkers report the violation by name.
+    pub driver_breaks_persistence: bool,
 }
 
 impl RaftBugs {
     pub(crate) fn any(&self) -> bool {
-        self.commit_previous_term_by_counting
+        self.commit_previous_term_by_counting || self.driver_breaks_persistence
     }
 }

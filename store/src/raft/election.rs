@@ -84,6 +84,7 @@ impl Raft {
         self.reset(self.term + 1);
         self.vote = Some(self.id);
         self.role = Role::Candidate;
+        tracing::debug!(id = self.id, term = self.term, "campaigning");
     }
 
     fn become_leader(&mut self) {
@@ -175,6 +176,7 @@ impl Raft {
             assert_eq!(m.term, self.term, "a vote is granted in the current term only");
             self.vote = Some(m.from);
             self.election_elapsed = 0;
+            tracing::debug!(id = self.id, term = self.term, candidate = m.from, "vote granted");
         }
         self.send_with_term(m.from, response_term, body);
     }

@@ -15,10 +15,11 @@ use crate::api::{MemberId, Mutation, MutationResponse, Principal, RangeRequest, 
 use crate::backup::Backup;
 use crate::mvcc::Mvcc;
 use crate::raft::{
-    ConfChange, ConfChangeEntry, Entry, EntryKind, Message, ProposeError, Raft, ReadState, Role, SnapshotMeta,
-    SoftState,
+    ConfChange, ConfChangeEntry, Entry, EntryKind, Message, MessageBody, ProposeError, Raft, ReadState, Role,
+    SnapshotMeta, SoftState,
 };
 use crate::rpc::MemberStatus;
+use crate::server::failpoint::Failpoint;
 use crate::server::{MemberConfig, StoreObserver};
 use crate::snapshot::MemberSnapshot;
 use crate::wal::{Disk, MemberIdentity, Wal};
@@ -65,6 +66,10 @@ pub struct ReadyBatch {
     pub messages: Vec<Message>,
     pub committed_entries: Vec<Entry>,
     pub read_states: Vec<ReadState>,
+    /// Whether the member was the leader when it took this Ready.
+    pub from_leader: bool,
+    /// Whether `messages` grant a vote (not a pre-vote).
+    pub grants_vote: bool,
 }
 
 /// Upper bound on client requests waiting inside one member.
@@ -96,6 +101,9 @@ pub struct MemberCore<D: Disk> {
     pending_conf_changes: BTreeMap<u64, (ConfChange, MembersReply)>,
     /// Index of the latest snapshot (0: none).
     snapshot_index: u64,
+    /// Set when an armed failpoint was reached: the process is about to be killed and
+    /// does nothing more (no Ready, no answers), as a process stopped by gofail's panic.
+    halted: bool,
 }
 
 /// What a member restarts from besides its Raft log: the state machine as of its latest
@@ -135,6 +143,7 @@ impl<D: Disk> MemberCore<D> {
             watch_waiters: Vec::new(),
             observer,
             failed: None,
+            halted: false,
         }
     }
 
@@ -242,7 +251,7 @@ impl<D: Disk> MemberCore<D> {
     }
 
     pub fn has_ready(&self) -> bool {
-        self.failed.is_none() && self.raft.has_ready()
+        self.failed.is_none() && !self.halted && self.raft.has_ready()
     }
 
     /// The response header for a request served now.
@@ -368,6 +377,9 @@ impl<D: Disk> MemberCore<D> {
             }
         }
         let needs_sync = ready.hard_state.is_some() || !ready.entries.is_empty();
+        if needs_sync && self.reached(Failpoint::BeforeSave) {
+            return None;
+        }
         if needs_sync {
             let hard_state = ready.hard_state.map(|mut hs| {
                 if self.config.planted_bugs.vote_not_persisted {
@@ -382,12 +394,29 @@ impl<D: Disk> MemberCore<D> {
                 return None;
             }
         }
+        let grants_vote = ready.messages.iter().any(|m| matches!(m.body, MessageBody::VoteResponse { reject: false }));
         Some(ReadyBatch {
             needs_sync,
             messages: ready.messages,
             committed_entries: ready.committed_entries,
             read_states: ready.read_states,
+            from_leader: self.raft.role() == Role::Leader,
+            grants_vote,
         })
+    }
+
+    /// The member reached `failpoint`: if it is armed, the member halts for good (see
+    /// [`crate::server::failpoint`]) and this returns true.
+    pub fn reached(&mut self, failpoint: Failpoint) -> bool {
+        if self.halted {
+            return true;
+        }
+        self.halted = self.config.failpoints.reached(failpoint);
+        self.halted
+    }
+
+    pub fn halted(&self) -> bool {
+        self.halted
     }
 
     /// Step 2: fsync. Returns false (and stops the member) if the disk failed.
@@ -407,7 +436,7 @@ impl<D: Disk> MemberCore<D> {
     /// Step 3 (after the batch's messages went out): apply committed entries, then serve
     /// the reads whose index is now applied.
     pub fn apply_batch(&mut self, committed_entries: &[Entry], read_states: &[ReadState]) {
-        if self.failed.is_some() {
+        if self.failed.is_some() || self.halted {
             return;
         }
         for entry in committed_entries {

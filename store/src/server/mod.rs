@@ -9,6 +9,7 @@
 //! tears) that write, as on a real disk.
 
 pub mod core;
+pub mod failpoint;
 mod startup;
 
 use std::collections::BTreeMap;
@@ -22,11 +23,12 @@ use madsim::net::Endpoint;
 
 use crate::api::{KeyRange, MemberId, Principal, StoreError, WatchResponse};
 use crate::backup::BackupBugs;
-use crate::raft::{ConfChange, Message, RaftBugs, Role};
+use crate::raft::{self, ConfChange, Message, RaftBugs, Role};
 use crate::rpc::{StoreOp, StoreReply, StoreRequest, RAFT_TAG};
 use crate::wal::{Disk, WalError};
 
 pub use self::core::{AppliedEntry, MemberCore, Proposal};
+pub use self::failpoint::{Failpoint, Failpoints, OnReached};
 
 /// Planted defects in the member's driver. Each is off by default, documented here with
 /// the invariant that must catch it, and marked `PLANTED BUG` where it acts.
@@ -97,6 +99,11 @@ pub struct MemberConfig {
     /// A member starting on an empty disk asks every peer whether it already knows it, and
     /// gives up (refusing to start) after this long without every answer.
     pub bootstrap_check_timeout: Duration,
+    /// Where a test may make this member's process die (see [`failpoint`]); shared by
+    /// every restart of the member. None armed by default.
+    pub failpoints: Failpoints,
+    /// Raft's cap on entries in one append (see `raft::Config::max_entries_per_append`).
+    pub max_entries_per_append: usize,
 }
 
 impl MemberConfig {
@@ -116,6 +123,8 @@ impl MemberConfig {
             bootstrap: Bootstrap::NewCluster,
             snapshot_every_entries: 2_000,
             bootstrap_check_timeout: Duration::from_secs(60),
+            failpoints: Failpoints::new(),
+            max_entries_per_append: raft::Config::new(id, Vec::new()).max_entries_per_append,
         }
     }
 
@@ -259,11 +268,21 @@ async fn ready_loop<D: Disk>(shared: Arc<Shared<D>>, mut wake: futures::channel:
             }
             if batch.needs_sync {
                 madsim::time::sleep(fsync_latency(&shared.config)).await;
-                if !shared.core.lock().expect("member core lock").sync() {
+                let mut core = shared.core.lock().expect("member core lock");
+                if !core.sync() || core.reached(Failpoint::AfterSave) {
                     return;
                 }
             }
+            if batch.from_leader
+                && !batch.messages.is_empty()
+                && shared.core.lock().expect("member core lock").reached(Failpoint::BeforeLeaderSend)
+            {
+                return;
+            }
             send_all(&shared, batch.messages).await;
+            if batch.grants_vote && shared.core.lock().expect("member core lock").reached(Failpoint::AfterVote) {
+                return;
+            }
             shared.core.lock().expect("member core lock").apply_batch(&batch.committed_entries, &batch.read_states);
         }
     }

@@ -92,7 +92,10 @@ pub(super) async fn start<D: Disk>(
     let mut raft_config = raft::Config::new(id, voters);
     raft_config.election_tick = config.election_tick;
     raft_config.heartbeat_tick = config.heartbeat_tick;
+    raft_config.max_entries_per_append = config.max_entries_per_append;
     raft_config.planted_bugs = config.raft_bugs;
+    raft_config.planted_bugs.driver_breaks_persistence |=
+        config.planted_bugs.vote_not_persisted || config.planted_bugs.ack_before_fsync;
     let n_entries = recovered.entries.len();
     let restored = RestoredState {
         hard_state: recovered.hard_state,

@@ -1,0 +1,99 @@
+//! Failpoints: named points in a member's ready loop where the process can be made to die,
+//! as etcd's robustness tests do with gofail (`raftBeforeSave=panic`, `raftAfterSave=panic`,
+//! `raftBeforeLeaderSend=panic`, then restart the member at once). A crash at a chosen
+//! point of the persistence pipeline reaches states that a crash at a random instant
+//! almost never does: a vote granted and then forgotten, entries saved but never sent.
+//!
+//! The member only asks "is this point armed?" where the point is; who arms it (the
+//! nemesis, through `sim`'s world) is none of its business. An armed point fires once: the
+//! registry calls the arming side's callback and the member halts where it stands, sending
+//! nothing more, until it is killed (in the same simulated instant) and restarted from its
+//! disk. The registry is shared by every incarnation of the member's process.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+/// A point in the member's ready loop (`server::ready_loop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Failpoint {
+    /// etcd `raftBeforeSave`: a Ready with hard state or entries to persist was taken
+    /// from Raft, nothing of it is written yet. Raft's in-memory state moved on (a vote
+    /// recorded, entries appended); the disk never hears of it.
+    BeforeSave,
+    /// etcd `raftAfterSave`: the Ready's hard state and entries are fsynced, none of its
+    /// messages are sent and none of its committed entries applied.
+    AfterSave,
+    /// etcd `raftBeforeLeaderSend`: as `AfterSave`, but only on a leader with messages to
+    /// send; its newest entries then exist on its own disk only (the start of Raft's
+    /// Figure 8: a leader that appended entries and died before replicating them).
+    BeforeLeaderSend,
+    /// kubesim's point right after a Ready that grants a vote was persisted and sent: the
+    /// candidate holds the grant, the voter dies. etcd has no failpoint of this name; its
+    /// `raftAfterSave` reaches the same state when it fires on the Ready recording a vote,
+    /// which the nemesis would otherwise hit only by luck among hundreds of appends. A
+    /// correct member restarts still bound by its vote (Raft §5.2: `votedFor` is
+    /// persistent state); one that forgot it may vote again in the same term.
+    AfterVote,
+}
+
+impl fmt::Display for Failpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Failpoint::BeforeSave => "raft-before-save",
+            Failpoint::AfterSave => "raft-after-save",
+            Failpoint::BeforeLeaderSend => "raft-before-leader-send",
+            Failpoint::AfterVote => "raft-after-vote",
+        })
+    }
+}
+
+/// Called once when an armed failpoint is reached.
+pub type OnReached = Box<dyn FnOnce() + Send>;
+
+/// The armed failpoints of one member. Cloning shares the registry.
+#[derive(Clone, Default)]
+pub struct Failpoints(Arc<Mutex<BTreeMap<Failpoint, OnReached>>>);
+
+impl Failpoints {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Arms `failpoint`: the next time the member reaches it, `on_reached` is called and
+    /// the member halts. Re-arming replaces the previous callback.
+    pub fn arm(&self, failpoint: Failpoint, on_reached: OnReached) {
+        self.0.lock().expect("failpoints lock").insert(failpoint, on_reached);
+    }
+
+    /// Disarms `failpoint`; returns whether it was still armed (not yet reached).
+    pub fn disarm(&self, failpoint: Failpoint) -> bool {
+        self.0.lock().expect("failpoints lock").remove(&failpoint).is_some()
+    }
+
+    pub fn is_armed(&self, failpoint: Failpoint) -> bool {
+        self.0.lock().expect("failpoints lock").contains_key(&failpoint)
+    }
+
+    /// The member reached `failpoint`: if it is armed, disarm it, call its callback and
+    /// return true (the member must then halt).
+    pub(crate) fn reached(&self, failpoint: Failpoint) -> bool {
+        // Take the callback out before calling it: it may arm or disarm points itself.
+        let on_reached = self.0.lock().expect("failpoints lock").remove(&failpoint);
+        match on_reached {
+            Some(on_reached) => {
+                tracing::info!(%failpoint, "failpoint reached: the member halts until it is crashed");
+                on_reached();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl fmt::Debug for Failpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let armed: Vec<Failpoint> = self.0.lock().expect("failpoints lock").keys().copied().collect();
+        f.debug_struct("Failpoints").field("armed", &armed).finish()
+    }
+}
