@@ -155,7 +155,12 @@ impl Raft {
         }
         if !of_current_term {
             // PLANTED BUG (`commit_previous_term_by_counting`) at work.
-            tracing::debug!(id = self.id, term = self.term, index = quorum_index, "committing a previous-term entry by counting");
+            tracing::debug!(
+                id = self.id,
+                term = self.term,
+                index = quorum_index,
+                "committing a previous-term entry by counting"
+            );
         }
         self.commit_to(quorum_index);
         if self.committed_in_current_term() {
