@@ -214,4 +214,33 @@ impl World for SimWorld {
     fn record(&self, description: String) {
         self.recorder.fault(description);
     }
+
+    fn lose_disk(&self, member: u64) {
+        if let (Some(id), Some(disk)) = (self.id(&store_node(member)), self.disks.get(&member)) {
+            Handle::current().kill(id);
+            disk.wipe();
+            self.recorder.record(HistoryEvent::DiskLost { member });
+        }
+    }
+
+    fn take_backup(&self, _member: u64) -> Result<String, String> {
+        Err(OPERATOR_UNAVAILABLE.to_string())
+    }
+
+    fn corrupt_backup(&self, _randomness: u64) -> Option<String> {
+        None
+    }
+
+    fn replace_member(&self, _member: u64) -> Result<String, String> {
+        Err(OPERATOR_UNAVAILABLE.to_string())
+    }
+
+    fn restore_from_backup(&self) -> Result<String, String> {
+        Err(OPERATOR_UNAVAILABLE.to_string())
+    }
 }
+
+/// FIXME(issue 5): the store's `snapshot save`, membership changes and bootstrap of a
+/// restored cluster are not in this branch yet; until they are, the operator's actions
+/// fail with this message in the history (and a lost disk stays lost).
+const OPERATOR_UNAVAILABLE: &str = "the store of this build has no snapshot save / member add / restore yet";
