@@ -560,3 +560,35 @@ impl controllers::observer::ControllerObserver for Recorder {
         self.record(HistoryEvent::KubeletRegistered { node: node.to_string() });
     }
 }
+
+/// The timeline line of a backup, disk loss, replacement, restore or total loss.
+pub fn describe_recovery(event: &HistoryEvent) -> Option<String> {
+    Some(match event {
+        HistoryEvent::BackupTaken { backup, member, cluster_id, revision, n_keys, checksum_ok } => format!(
+            "backup {backup} taken from member {member} of cluster {cluster_id:#x} at revision {revision} \
+             ({n_keys} keys, checksum {})",
+            if *checksum_ok { "ok" } else { "BAD" }
+        ),
+        HistoryEvent::BackupFailed { member, error } => format!("backup from member {member} failed: {error}"),
+        HistoryEvent::BackupCorrupted { backup, description } => format!("backup {backup} corrupted: {description}"),
+        HistoryEvent::DiskLost { member } => format!("member {member} lost its disk"),
+        HistoryEvent::MemberReplaced { old, new, addr, error: None } => {
+            format!("member {old} replaced by member {new} at {addr}")
+        }
+        HistoryEvent::MemberReplaced { old, new, addr, error: Some(error) } => {
+            format!("replacing member {old} by member {new} at {addr} failed: {error}")
+        }
+        HistoryEvent::RestoreRefused { backup, error } => format!("restore refused backup {backup}: {error}"),
+        HistoryEvent::Restored { backup, backup_revision, bump, new_revision, new_cluster_id, members, keyspace } => {
+            format!(
+                "restored backup {backup} (revision {backup_revision}, {} keys) into cluster {new_cluster_id:#x} \
+                 members {members:?}: revision bumped by {bump} to {new_revision}, older revisions compacted",
+                keyspace.len()
+            )
+        }
+        HistoryEvent::TotalLoss { acknowledged_objects_lost, reason } => {
+            format!("TOTAL LOSS: {acknowledged_objects_lost} acknowledged objects lost ({reason})")
+        }
+        _ => return None,
+    })
+}

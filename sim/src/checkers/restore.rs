@@ -217,3 +217,25 @@ impl RecoveryStats {
         stats
     }
 }
+
+impl RecoveryStats {
+    /// Adds the run's figures to a report's stats (summed over a campaign). Nothing is
+    /// added for a run without backups or disk losses, so other runs' lines are unchanged.
+    pub fn add_to(&self, stats: &mut BTreeMap<String, i64>) {
+        if *self == RecoveryStats::default() {
+            return;
+        }
+        let mut add = |name: &str, value: usize| {
+            *stats.entry(name.to_string()).or_default() += value as i64;
+        };
+        add("backups", self.backups);
+        add("disk-losses", self.disk_losses);
+        add("replacements", self.replacements);
+        add("restores", self.restores);
+        add("data-loss-windows", self.windows.iter().filter(|window| window.n_writes > 0).count());
+        add("data-loss-writes", self.windows.iter().map(|window| window.n_writes).sum());
+        add("data-loss-bytes", self.windows.iter().map(|window| window.bytes as usize).sum());
+        add("total-loss-runs", usize::from(self.total_loss.is_some()));
+        add("total-loss-objects", self.total_loss.unwrap_or(0));
+    }
+}

@@ -250,6 +250,17 @@ fn timeline(recorder: &Recorder) -> Vec<String> {
         let text = match event {
             HistoryEvent::Note { text } => format!("--  {text}"),
             HistoryEvent::Fault { description } => format!("!!  fault: {description}"),
+            event @ (HistoryEvent::BackupTaken { .. }
+            | HistoryEvent::BackupFailed { .. }
+            | HistoryEvent::BackupCorrupted { .. }
+            | HistoryEvent::DiskLost { .. }
+            | HistoryEvent::MemberReplaced { .. }
+            | HistoryEvent::RestoreRefused { .. }
+            | HistoryEvent::Restored { .. }
+            | HistoryEvent::TotalLoss { .. }) => match crate::history::describe_recovery(event) {
+                Some(text) => format!("**  {text}"),
+                None => continue,
+            },
             HistoryEvent::StoreWrite { user, verb, key, revision, .. } => {
                 let stage = if *key == deployment_key {
                     match verb {
