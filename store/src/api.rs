@@ -37,6 +37,10 @@ pub enum Role {
     Reader,
     /// Anything else that managed to reach the store.
     Other,
+    /// The cluster operator (etcdctl `member add/remove/list`, `snapshot save`): may change
+    /// membership and take backups, but never mutate keys, so the single-writer checker
+    /// still sees only apiserver key writes.
+    Operator,
 }
 
 impl Principal {
@@ -49,8 +53,15 @@ impl Principal {
     pub fn other(name: impl Into<String>) -> Self {
         Self { name: name.into(), role: Role::Other }
     }
+    pub fn operator(name: impl Into<String>) -> Self {
+        Self { name: name.into(), role: Role::Operator }
+    }
     pub fn may_mutate(&self) -> bool {
         self.role == Role::ApiServer
+    }
+    /// Membership changes and backups.
+    pub fn may_operate(&self) -> bool {
+        self.role == Role::Operator
     }
 }
 

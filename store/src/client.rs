@@ -22,6 +22,7 @@ use crate::api::{
     MutationResponse, Principal, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision, StoreError,
     TxnRequest, TxnResponse, WatchRequest, WatchResponse,
 };
+use crate::backup::Backup;
 use crate::rpc::{MemberStatus, StoreOp, StoreReply, StoreRequest};
 
 #[derive(Clone, Debug)]
@@ -45,7 +46,8 @@ pub struct StoreClient {
 
 struct Inner {
     endpoint: Endpoint,
-    members: BTreeMap<MemberId, SocketAddr>,
+    /// The endpoints (clientv3 `SetEndpoints` replaces them).
+    members: std::sync::Mutex<BTreeMap<MemberId, SocketAddr>>,
     principal: Principal,
     config: StoreClientConfig,
     /// The member believed to lead (0: unknown).
@@ -71,7 +73,7 @@ impl StoreClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 endpoint,
-                members,
+                members: std::sync::Mutex::new(members),
                 principal,
                 config,
                 leader_hint: AtomicU64::new(first),
@@ -148,15 +150,77 @@ impl StoreClient {
 
     /// Asks one member for its status (no redirection).
     pub async fn status(&self, member: MemberId) -> Result<MemberStatus, StoreError> {
-        let addr = *self
-            .inner
-            .members
-            .get(&member)
+        match self.call_member(member, StoreOp::Status).await? {
+            StoreReply::Status(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// etcdctl `member add`: adds a voter (the new member then starts with
+    /// `Bootstrap::JoinExisting` and an empty disk). Returns the voters after the change.
+    /// Operator principals only. Never retried once sent: its outcome may be unknown.
+    pub async fn member_add(&self, id: MemberId, addr: SocketAddr) -> Result<Vec<MemberId>, StoreError> {
+        match self.send(StoreOp::MemberAdd { id, addr }).await? {
+            StoreReply::Members(voters) => Ok(voters),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// etcdctl `member remove`. Returns the voters after the change.
+    pub async fn member_remove(&self, id: MemberId) -> Result<Vec<MemberId>, StoreError> {
+        match self.send(StoreOp::MemberRemove { id }).await? {
+            StoreReply::Members(voters) => Ok(voters),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// etcdctl `member list`: the leader's committed voters.
+    pub async fn member_list(&self) -> Result<Vec<MemberId>, StoreError> {
+        match self.send(StoreOp::MemberList).await? {
+            StoreReply::Members(voters) => Ok(voters),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// etcdctl `snapshot save` against one member (no redirection): its keyspace at its
+    /// applied revision, with a checksum. Operator principals only.
+    pub async fn snapshot_save(&self, member: MemberId) -> Result<Backup, StoreError> {
+        match self.call_member(member, StoreOp::SnapshotSave).await? {
+            StoreReply::Snapshot(backup) => Ok(*backup),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// clientv3 `SetEndpoints`: from now on requests go to these members (so a client can
+    /// follow a member replaced under a new id, or a restored cluster).
+    pub fn set_endpoints(&self, members: BTreeMap<MemberId, SocketAddr>) {
+        assert!(!members.is_empty(), "a StoreClient needs at least one member");
+        let first = *members.keys().next().expect("checked non-empty");
+        let mut current = self.inner.members.lock().expect("members lock");
+        *current = members;
+        for position in [&self.inner.leader_hint, &self.inner.next_read_member] {
+            if !current.contains_key(&position.load(Ordering::Relaxed)) {
+                position.store(first, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The current endpoints.
+    pub fn endpoints(&self) -> BTreeMap<MemberId, SocketAddr> {
+        self.inner.members.lock().expect("members lock").clone()
+    }
+
+    fn member_addr(&self, member: MemberId) -> Option<SocketAddr> {
+        self.inner.members.lock().expect("members lock").get(&member).copied()
+    }
+
+    /// One request to one member, no redirection.
+    async fn call_member(&self, member: MemberId, op: StoreOp) -> Result<StoreReply, StoreError> {
+        let addr = self
+            .member_addr(member)
             .ok_or_else(|| StoreError::InvalidRequest { reason: format!("unknown member {member}") })?;
-        match self.call(addr, StoreOp::Status, self.inner.config.request_timeout).await {
-            Ok(Ok(StoreReply::Status(s))) => Ok(s),
-            Ok(Ok(other)) => Err(unexpected(other)),
-            Ok(Err(e)) => Err(e),
+        match self.call(addr, op, self.inner.config.request_timeout).await {
+            Ok(result) => result,
             Err(e) => Err(StoreError::Unavailable { reason: format!("member {member}: {e}") }),
         }
     }
@@ -173,13 +237,19 @@ impl StoreClient {
         let mut last_error = StoreError::Unavailable { reason: "no store member reachable".into() };
         for attempt in 0..inner.config.max_attempts {
             let member = read_member.unwrap_or_else(|| inner.leader_hint.load(Ordering::Relaxed));
-            let addr = inner.members[&member];
+            let Some(addr) = self.member_addr(member) else {
+                // The endpoints changed under this request: start over from the first one.
+                let first = *self.endpoints().keys().next().expect("endpoints are never empty");
+                inner.leader_hint.store(first, Ordering::Relaxed);
+                read_member = read_member.map(|_| first);
+                continue;
+            };
             match self.call(addr, op.clone(), timeout).await {
                 Ok(Ok(reply)) => return Ok(reply),
                 Ok(Err(StoreError::NotLeader { leader_hint })) => {
                     // Nothing was proposed: safe to go where the member points.
                     last_error = StoreError::NotLeader { leader_hint };
-                    match leader_hint.filter(|h| inner.members.contains_key(h) && *h != member) {
+                    match leader_hint.filter(|h| self.member_addr(*h).is_some() && *h != member) {
                         Some(hint) => {
                             inner.leader_hint.store(hint, Ordering::Relaxed);
                             read_member = read_member.map(|_| hint);
@@ -251,7 +321,7 @@ impl StoreClient {
     /// The next member after `member` in id order (wrapping around) that is not marked
     /// unreachable; the plain next one if every member is marked.
     fn member_after(&self, member: MemberId) -> MemberId {
-        let members = &self.inner.members;
+        let members = self.endpoints();
         let ring: Vec<MemberId> =
             members.range(member + 1..).chain(members.range(..=member)).map(|(id, _)| *id).collect();
         ring.iter().copied().find(|m| self.reachable(*m)).unwrap_or(ring[0])

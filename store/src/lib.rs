@@ -6,15 +6,18 @@
 //!   history). Pure state machine.
 //! - [`wal`]: the write-ahead log and hard state on a [`wal::Disk`], with checksums;
 //!   [`wal::SimDisk`] models fsync, torn writes, disk loss and corruption.
+//! - [`backup`]: `snapshot save` / `snapshot restore` (etcdctl, etcdutl), pure.
 //! - [`api`]: the request/response vocabulary shared by member, client and apiserver.
 //!
 //! Only the apiserver may depend on this crate's client; `controllers` must not depend on
 //! `store` at all.
 
 pub mod api;
+pub mod backup;
 pub mod client;
 pub mod mvcc;
 pub mod raft;
 pub mod rpc;
 pub mod server;
+pub mod snapshot;
 pub mod wal;

@@ -6,12 +6,15 @@
 //! needs the sender's address: the store's access log records which node a mutation came
 //! from, which a credential alone cannot prove.
 
+use std::net::SocketAddr;
+
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
     MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, StoreError, WatchRequest,
     WatchResponse,
 };
+use crate::backup::Backup;
 use crate::raft::Role;
 
 /// Tag of Raft messages between members.
@@ -37,11 +40,33 @@ pub enum StoreOp {
         wait_ms: u64,
     },
     Status,
+    /// etcdctl `member add`: served by the leader; answers the new voter list once the
+    /// change is applied.
+    MemberAdd {
+        id: MemberId,
+        addr: SocketAddr,
+    },
+    /// etcdctl `member remove`.
+    MemberRemove {
+        id: MemberId,
+    },
+    /// etcdctl `member list`: the leader's committed configuration.
+    MemberList,
+    /// etcdctl `snapshot save`: the serving member's keyspace at its applied revision.
+    SnapshotSave,
 }
 
 impl StoreOp {
     pub fn is_mutation(&self) -> bool {
         matches!(self, StoreOp::Mutate(_))
+    }
+
+    /// Operator-only requests (membership and backups).
+    pub fn is_operator_op(&self) -> bool {
+        matches!(
+            self,
+            StoreOp::MemberAdd { .. } | StoreOp::MemberRemove { .. } | StoreOp::MemberList | StoreOp::SnapshotSave
+        )
     }
 }
 
@@ -51,6 +76,34 @@ pub enum StoreReply {
     Mutate(MutationResponse),
     Watch(WatchResponse),
     Status(MemberStatus),
+    /// The voters after a membership change, or the current ones.
+    Members(Vec<MemberId>),
+    Snapshot(Box<Backup>),
+}
+
+/// A starting member with an empty disk asks each peer whether it already knows this
+/// member (etcd `isMemberBootstrapped`, which asks the remote peers for the cluster's
+/// members). Sent on its own tag and answered even before the answering member has
+/// finished starting, so members of a new cluster starting together never wait on each
+/// other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootstrapQuery {
+    pub cluster_id: u64,
+    pub member: MemberId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootstrapAnswer {
+    pub cluster_id: u64,
+    pub answered_by: MemberId,
+    /// The answering member has received a Raft message from `member`, so `member` may
+    /// have voted or acknowledged entries before its disk was lost.
+    pub already_bootstrapped: bool,
+}
+
+impl madsim::net::rpc::Request for BootstrapQuery {
+    type Response = BootstrapAnswer;
+    const ID: u64 = madsim::net::rpc::hash_str("kubesim.store.bootstrap.v1");
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +119,11 @@ pub struct MemberStatus {
     /// Digest of the keyspace at `revision` (equal digests at equal revisions mean equal
     /// keyspaces).
     pub keyspace_digest: u64,
+    pub cluster_id: u64,
+    /// The voters of this member's committed configuration.
+    pub voters: Vec<MemberId>,
+    /// The index the member's log was last compacted to (its latest snapshot; 0: none).
+    pub snapshot_index: u64,
 }
 
 impl madsim::net::rpc::Request for StoreRequest {

@@ -20,19 +20,27 @@
 //!   rounds of ticking the nodes (default all) once and stabilizing, until one of them leads.
 //! - `partition 1 | 2 3` (messages across groups are lost), `heal`
 //! - `crash ID` (the node loses all volatile state), `restart ID` (from durable state)
-//! - `status`, `log ID` (the durable hard state and log)
+//! - `status`, `log ID` (the durable hard state and log), `voters ID..` (each node's
+//!   committed configuration)
+//! - `compact ID INDEX` (the driver snapshots its applied state at INDEX and compacts),
+//!   `propose-conf-change ID add|remove NODE`, `add-joiner ID` (a node that joins an
+//!   existing cluster: empty disk, no configuration until it learns one)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
 use bytes::Bytes;
-use store::raft::{Config, Entry, EntryKind, HardState, Message, MessageBody, NodeId, Raft, RestoredState, Role};
+use store::raft::{
+    ConfChange, ConfChangeEntry, Config, Entry, EntryKind, HardState, Message, MessageBody, NodeId, Raft,
+    RestoredState, Role, SnapshotMeta,
+};
 
 #[derive(Default)]
 struct Durable {
     hard_state: HardState,
     entries: Vec<Entry>,
+    snapshot: Option<(SnapshotMeta, Bytes)>,
 }
 
 struct Node {
@@ -54,11 +62,13 @@ struct Cluster {
 }
 
 fn fmt_entry(e: &Entry) -> String {
-    let kind = match e.kind {
-        EntryKind::Normal => "",
-        EntryKind::ConfChange => "conf ",
-    };
-    format!("t{}/i{} {kind}{:?}", e.term, e.index, String::from_utf8_lossy(&e.data))
+    match e.kind {
+        EntryKind::Normal => format!("t{}/i{} {:?}", e.term, e.index, String::from_utf8_lossy(&e.data)),
+        EntryKind::ConfChange => match ConfChangeEntry::decode(&e.data) {
+            Some(conf) => format!("t{}/i{} conf {:?} voters={:?}", e.term, e.index, conf.change, conf.voters),
+            None => format!("t{}/i{} conf (undecodable)", e.term, e.index),
+        },
+    }
 }
 
 fn fmt_entries(entries: &[Entry]) -> String {
@@ -107,7 +117,15 @@ fn fmt_msg(m: &Message) -> String {
         MessageBody::ReadIndexResponse { request_ctx, index } => {
             format!("ReadIndexResponse ctx={request_ctx} index={index}")
         }
-        MessageBody::Snapshot { meta, .. } => format!("Snapshot t{}/i{}", meta.term, meta.index),
+        MessageBody::Snapshot { meta, data } => {
+            format!(
+                "Snapshot t{}/i{} voters={:?} {:?}",
+                meta.term,
+                meta.index,
+                meta.voters,
+                String::from_utf8_lossy(data)
+            )
+        }
     };
     format!("{}->{} term={} {body}", m.from, m.to, m.term)
 }
@@ -192,6 +210,15 @@ impl Cluster {
         }
     }
 
+    /// A node joining an existing cluster: no configuration, empty disk, the first node's
+    /// options.
+    fn add_joiner(&mut self, id: NodeId) {
+        let template = self.nodes.values().next().expect("a cluster to join").config.clone();
+        let config = Config { id, voters: Vec::new(), ..template };
+        self.nodes.insert(id, Node { config, raft: None, durable: Durable::default() });
+        self.start(id);
+    }
+
     /// (Re)starts a node from its durable state. The seed is the node id, so each node's
     /// election timeouts are fixed for a scenario.
     fn start(&mut self, id: NodeId) {
@@ -199,7 +226,8 @@ impl Cluster {
         let restored = RestoredState {
             hard_state: node.durable.hard_state,
             entries: node.durable.entries.clone(),
-            snapshot: None,
+            snapshot: node.durable.snapshot.as_ref().map(|(meta, _)| meta.clone()),
+            snapshot_data: node.durable.snapshot.as_ref().map(|(_, data)| data.clone()).unwrap_or_default(),
         };
         node.raft = Some(Raft::new(node.config.clone(), restored, id).expect("valid durable state"));
     }
@@ -218,6 +246,10 @@ impl Cluster {
             self.line(format!("{indent}{id}: {role:?} term={} leader={leader}", soft.term));
         }
         let node = self.nodes.get_mut(&id).unwrap();
+        if let Some((meta, data)) = &ready.snapshot {
+            node.durable.entries.clear();
+            node.durable.snapshot = Some((meta.clone(), data.clone()));
+        }
         if let Some(hard) = ready.hard_state {
             node.durable.hard_state = hard;
         }
@@ -225,6 +257,13 @@ impl Cluster {
             let keep = node.durable.entries.iter().take_while(|e| e.index < first.index).count();
             node.durable.entries.truncate(keep);
             node.durable.entries.extend(ready.entries.iter().cloned());
+        }
+        if let Some((meta, data)) = &ready.snapshot {
+            let data = String::from_utf8_lossy(data);
+            self.line(format!(
+                "{indent}{id}: install snapshot t{}/i{} voters={:?} {data:?}",
+                meta.term, meta.index, meta.voters
+            ));
         }
         if let Some(hard) = ready.hard_state {
             let vote = fmt_opt(hard.vote);
@@ -399,6 +438,20 @@ impl Cluster {
         self.line(text);
     }
 
+    /// The driver's side of log compaction: snapshot the applied state at `index`.
+    fn compact(&mut self, id: NodeId, index: u64) {
+        let data = Bytes::from(format!("state@{index}"));
+        match self.raft(id).compact(index, data.clone()) {
+            Ok(meta) => {
+                let durable = &mut self.nodes.get_mut(&id).unwrap().durable;
+                durable.entries.retain(|e| e.index > index);
+                durable.snapshot = Some((meta.clone(), data));
+                self.line(format!("{id}: compacted to t{}/i{} voters={:?}", meta.term, meta.index, meta.voters));
+            }
+            Err(error) => self.line(format!("{id}: error: {error}")),
+        }
+    }
+
     fn partition(&mut self, line: &str) {
         let groups = line
             .split('|')
@@ -462,6 +515,31 @@ impl Cluster {
                 self.handle_ready(id, "");
             }
             "status" => self.status(),
+            "voters" => {
+                for id in args.ids() {
+                    let voters = self.raft(id).voters();
+                    self.line(format!("{id}: voters={voters:?}"));
+                }
+            }
+            "compact" => {
+                let index: u64 = args.words[1].parse().expect("index");
+                self.compact(args.first_id(), index);
+            }
+            "add-joiner" => self.add_joiner(args.first_id()),
+            "propose-conf-change" => {
+                let id = args.first_id();
+                let node: NodeId = args.words[2].parse().expect("node id");
+                let change = match args.words[1].as_str() {
+                    "add" => ConfChange::AddVoter(node),
+                    "remove" => ConfChange::RemoveVoter(node),
+                    other => panic!("propose-conf-change ID add|remove NODE, not {other}"),
+                };
+                match self.raft(id).propose_conf_change(change, Bytes::new()) {
+                    Ok(index) => self.line(format!("{id}: proposed at index {index}")),
+                    Err(error) => self.line(format!("{id}: error: {error}")),
+                }
+                self.handle_ready(id, "");
+            }
             "log" => {
                 for id in args.ids() {
                     self.log(id);

@@ -26,6 +26,7 @@ fn node(id: NodeId, n_voters: u64, term: u64, terms: &[u64]) -> Raft {
         hard_state: HardState { term, vote: None, commit: 0 },
         entries: log_of_terms(terms),
         snapshot: None,
+        snapshot_data: Default::default(),
     };
     Raft::new(config, restored, id).unwrap()
 }
@@ -259,6 +260,7 @@ fn leader_commits_only_current_term_entries_by_counting() {
         hard_state: HardState { term: 3, vote: None, commit: 0 },
         entries: log_of_terms(&[1, 2]),
         snapshot: None,
+        snapshot_data: Default::default(),
     };
     let mut buggy = Raft::new(config, restored, 1).unwrap();
     elect(&mut buggy);
@@ -292,12 +294,14 @@ fn invalid_restored_state_is_an_error() {
         hard_state: HardState { term: 2, vote: None, commit: 0 },
         entries: vec![entry(1, 1), entry(1, 3)],
         snapshot: None,
+        snapshot_data: Default::default(),
     };
     assert!(Raft::new(config.clone(), gap, 1).is_err());
     let commit_beyond = RestoredState {
         hard_state: HardState { term: 2, vote: None, commit: 5 },
         entries: vec![entry(1, 1)],
         snapshot: None,
+        snapshot_data: Default::default(),
     };
     assert!(Raft::new(config.clone(), commit_beyond, 1).is_err());
     assert!(Raft::new(Config::new(4, vec![1, 2, 3]), RestoredState::default(), 1).is_err());
@@ -313,4 +317,80 @@ fn odd_messages_are_ignored() {
     raft.step(msg(2, 1, 1, MessageBody::AppendResponse { reject: true, index: 99, reject_hint: None }));
     raft.step(msg(2, 1, 1, MessageBody::ReadIndexResponse { request_ctx: 1, index: 0 }));
     assert_eq!(raft.role(), Role::Follower);
+}
+
+/// Reference: section 7 (log compaction, InstallSnapshot). A follower whose log conflicts
+/// with the snapshot's last entry discards its whole log and adopts the snapshot: its
+/// commit index, applied index and configuration become the snapshot's, and it
+/// acknowledges at the snapshot's index. The driver is handed the snapshot to persist.
+#[test]
+fn install_snapshot_replaces_a_conflicting_log() {
+    use store::raft::SnapshotMeta;
+    let mut raft = node(2, 3, 1, &[1, 1, 1]);
+    let meta = SnapshotMeta { index: 5, term: 2, voters: vec![1, 2, 3] };
+    let data = Bytes::from_static(b"state");
+    raft.step(msg(1, 2, 2, MessageBody::Snapshot { meta: meta.clone(), data: data.clone() }));
+    let ready = raft.ready();
+    assert_eq!(ready.snapshot, Some((meta, data)));
+    let status = raft.status();
+    assert_eq!((status.commit, status.applied, status.last_index, status.snapshot_index), (5, 5, 5, 5));
+    let acks: Vec<_> = appends_to(&ready, 1);
+    assert_eq!(acks, vec![&MessageBody::AppendResponse { reject: false, index: 5, reject_hint: None }]);
+}
+
+/// Reference: section 7. A snapshot whose last entry the follower's log already holds
+/// keeps the entries after it (only the commit index moves), and one at or below the
+/// commit index changes nothing.
+#[test]
+fn snapshot_covered_by_the_log_only_advances_the_commit_index() {
+    use store::raft::SnapshotMeta;
+    let mut raft = node(2, 3, 1, &[1, 1, 1, 1]);
+    let meta = SnapshotMeta { index: 2, term: 1, voters: vec![1, 2, 3] };
+    raft.step(msg(1, 2, 1, MessageBody::Snapshot { meta, data: Bytes::new() }));
+    let ready = raft.ready();
+    assert_eq!(ready.snapshot, None);
+    assert_eq!((raft.status().commit, raft.status().last_index), (2, 4));
+}
+
+/// Reference: thesis section 4.1 (single-server changes; a new configuration takes effect
+/// here when its entry commits), and the rule that a leader proposes a change only after
+/// committing an entry of its term, one change at a time.
+#[test]
+fn conf_change_waits_for_a_commit_in_the_term_and_applies_on_commit() {
+    use store::raft::{ConfChange, ProposeError};
+    let mut raft = node(1, 3, 1, &[1]);
+    elect(&mut raft);
+    let refused = raft.propose_conf_change(ConfChange::AddVoter(4), Bytes::new());
+    assert!(matches!(refused, Err(ProposeError::ConfChangePending { .. })), "{refused:?}");
+    // Commit the leader's no-op (index 2) with node 2's acknowledgement.
+    raft.step(msg(2, 1, raft.term(), MessageBody::AppendResponse { reject: false, index: 2, reject_hint: None }));
+    let index = raft.propose_conf_change(ConfChange::AddVoter(4), Bytes::new()).unwrap();
+    assert_eq!(raft.voters(), vec![1, 2, 3], "not in effect before it commits");
+    let second = raft.propose_conf_change(ConfChange::RemoveVoter(3), Bytes::new());
+    assert!(matches!(second, Err(ProposeError::ConfChangePending { .. })), "{second:?}");
+    raft.step(msg(2, 1, raft.term(), MessageBody::AppendResponse { reject: false, index, reject_hint: None }));
+    assert_eq!(raft.voters(), vec![1, 2, 3, 4]);
+    // Now quorum is 3 of 4: node 2 alone no longer commits a new entry.
+    let next = raft.propose(Bytes::from_static(b"x")).unwrap();
+    raft.step(msg(2, 1, raft.term(), MessageBody::AppendResponse { reject: false, index: next, reject_hint: None }));
+    assert_eq!(raft.status().commit, index);
+    raft.step(msg(3, 1, raft.term(), MessageBody::AppendResponse { reject: false, index: next, reject_hint: None }));
+    assert_eq!(raft.status().commit, next);
+}
+
+/// Reference: thesis section 4.2.2. A leader that commits its own removal steps down and
+/// never campaigns again.
+#[test]
+fn leader_removing_itself_steps_down_once_committed() {
+    use store::raft::ConfChange;
+    let mut raft = node(1, 3, 1, &[1]);
+    elect(&mut raft);
+    raft.step(msg(2, 1, raft.term(), MessageBody::AppendResponse { reject: false, index: 2, reject_hint: None }));
+    let index = raft.propose_conf_change(ConfChange::RemoveVoter(1), Bytes::new()).unwrap();
+    assert_eq!(raft.role(), Role::Leader);
+    raft.step(msg(2, 1, raft.term(), MessageBody::AppendResponse { reject: false, index, reject_hint: None }));
+    assert_eq!(raft.role(), Role::Follower);
+    assert_eq!(raft.voters(), vec![2, 3]);
+    raft.campaign();
+    assert_eq!(raft.role(), Role::Follower, "a non-voter never campaigns");
 }

@@ -95,7 +95,12 @@ impl Sim {
         config.max_entries_per_append = 4;
         config.max_inflight_appends = 8;
         let durable = self.durable[&id].clone();
-        let restored = RestoredState { hard_state: durable.hard_state, entries: durable.entries, snapshot: None };
+        let restored = RestoredState {
+            hard_state: durable.hard_state,
+            entries: durable.entries,
+            snapshot: None,
+            snapshot_data: Default::default(),
+        };
         self.n_restarts += 1;
         let rng_seed = self.seed.wrapping_mul(1000).wrapping_add(self.n_restarts);
         self.nodes.insert(id, Some(Raft::new(config, restored, rng_seed).expect("durable state is valid")));

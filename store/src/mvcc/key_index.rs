@@ -110,4 +110,17 @@ impl KeyHistory {
         }
         self.generations.is_empty()
     }
+
+    /// Forgets every change after `revision`, as if the store had stopped there (used only
+    /// by the `snapshot-omits-last-txn` planted bug). Returns true when nothing is left.
+    pub(crate) fn truncate_after(&mut self, revision: Revision) -> bool {
+        self.generations.retain(|g| g.create_revision <= revision);
+        if let Some(generation) = self.generations.last_mut() {
+            generation.versions.retain(|v| v.revision <= revision);
+            if generation.deleted_at.is_some_and(|deleted| deleted > revision) {
+                generation.deleted_at = None;
+            }
+        }
+        self.generations.is_empty()
+    }
 }

@@ -46,6 +46,16 @@ pub struct MvccSnapshot {
     compacted_revision: Revision,
 }
 
+impl MvccSnapshot {
+    pub fn current_revision(&self) -> Revision {
+        self.current_revision
+    }
+
+    pub fn compacted_revision(&self) -> Revision {
+        self.compacted_revision
+    }
+}
+
 /// The writes of one request, all at `revision` (= current + 1) until it commits.
 struct WriteBatch {
     revision: Revision,
@@ -171,6 +181,62 @@ impl Mvcc {
             current_revision: self.current_revision,
             compacted_revision: self.compacted_revision,
         }
+    }
+
+    /// Checks a snapshot that came from outside (a backup file) before it is used: the
+    /// same invariants `from_snapshot` asserts, as an error instead of a panic.
+    pub fn try_from_snapshot(s: MvccSnapshot) -> Result<Self, String> {
+        if s.current_revision < INITIAL_REVISION {
+            return Err(format!("snapshot revision {} below {INITIAL_REVISION}", s.current_revision));
+        }
+        if !(0..=s.current_revision).contains(&s.compacted_revision) {
+            return Err(format!(
+                "snapshot compacted revision {} outside [0, {}]",
+                s.compacted_revision, s.current_revision
+            ));
+        }
+        if let (Some((&first, _)), Some((&last, _))) = (s.events.first_key_value(), s.events.last_key_value()) {
+            if first <= s.compacted_revision || last > s.current_revision {
+                return Err(format!(
+                    "snapshot events span revisions {first}..={last}, outside ({}, {}]",
+                    s.compacted_revision, s.current_revision
+                ));
+            }
+        }
+        Ok(Self::from_snapshot(s))
+    }
+
+    /// etcdutl `snapshot restore --bump-revision N`: the next write gets revision
+    /// `current + n + 1`, so revisions clients saw before the restore (up to `n` of them
+    /// after the backup) are never handed out again with different contents.
+    pub fn bump_revision(&mut self, n: u64) {
+        let n = Revision::try_from(n).unwrap_or(Revision::MAX / 2);
+        self.current_revision = self.current_revision.saturating_add(n);
+    }
+
+    /// etcdutl `snapshot restore --mark-compacted`: compacts at the current revision, so a
+    /// read or watch from any earlier revision fails with `Compacted` (Kubernetes watchers
+    /// then get 410 Gone and relist). A no-op if already compacted there.
+    pub fn mark_compacted(&mut self) {
+        let revision = self.current_revision;
+        if revision > self.compacted_revision {
+            let compacted = self.compact(&CompactRequest { revision });
+            debug_assert!(compacted.is_ok(), "compacting at the current revision cannot fail");
+        }
+    }
+
+    /// The store as it was at `revision` (history after it forgotten), or None when
+    /// `revision` is compacted or in the future. Used only by the `snapshot-omits-last-txn`
+    /// planted bug.
+    pub fn rewound_to(&self, revision: Revision) -> Option<Mvcc> {
+        if revision < self.compacted_revision.max(INITIAL_REVISION) || revision > self.current_revision {
+            return None;
+        }
+        let mut keys = self.keys.clone();
+        keys.retain(|_, history| !history.truncate_after(revision));
+        let mut events = self.events.clone();
+        let _after = events.split_off(&(revision + 1));
+        Some(Mvcc { keys, events, current_revision: revision, compacted_revision: self.compacted_revision })
     }
 
     pub fn from_snapshot(s: MvccSnapshot) -> Self {

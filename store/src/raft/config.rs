@@ -7,7 +7,10 @@ use super::errors::RaftError;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub id: NodeId,
-    /// All voting members, including `id`.
+    /// All voting members, including `id`: the initial configuration of a new cluster. A
+    /// node that joins an existing cluster starts with none and learns the configuration
+    /// from the leader (a snapshot, or the log's configuration entries); until it is a voter
+    /// it never campaigns. A snapshot's or a committed entry's configuration overrides this.
     pub voters: Vec<NodeId>,
     /// A follower that hears from no leader for a randomized `[election_tick,
     /// 2 * election_tick)` ticks campaigns; a leader checks its quorum every
@@ -45,7 +48,7 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<(), RaftError> {
-        if !self.voters.contains(&self.id) {
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
             return Err(RaftError::NotAVoter { id: self.id, voters: self.voters.clone() });
         }
         let invalid = |reason: &str| Err(RaftError::InvalidConfig { reason: reason.to_owned() });

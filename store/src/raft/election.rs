@@ -15,6 +15,7 @@ impl Raft {
     }
 
     pub(super) fn tick_leader(&mut self) {
+        self.tracker.tick_snapshots(self.config.election_tick);
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
         if self.election_elapsed >= self.config.election_tick {
@@ -55,6 +56,7 @@ impl Raft {
         }
         self.leader = None;
         self.votes.clear();
+        self.tracker.clear_progress();
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
         self.randomize_election_timeout();
@@ -90,6 +92,7 @@ impl Raft {
         self.role = Role::Leader;
         self.leader = Some(self.id);
         self.tracker.reset(self.log.last_index());
+        self.pending_conf_index = 0;
         if let Some(progress) = self.tracker.get_mut(self.id) {
             progress.match_index = self.log.last_index();
             progress.become_replicate();

@@ -13,7 +13,7 @@ pub enum EntryKind {
     /// Application data (an encoded store mutation), or empty: the no-op a new leader
     /// appends in its term (Raft §5.4.2 / §8).
     Normal,
-    /// A membership change (reserved for the membership-change work).
+    /// A membership change: the data is an encoded [`ConfChangeEntry`].
     ConfChange,
 }
 
@@ -42,4 +42,42 @@ pub struct SnapshotMeta {
     pub term: u64,
     /// Voting members as of `index`.
     pub voters: Vec<NodeId>,
+}
+
+/// A single-server membership change (Raft thesis §4.1: one server added or removed at a
+/// time, so any majority of the old configuration overlaps any majority of the new one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfChange {
+    AddVoter(NodeId),
+    RemoveVoter(NodeId),
+}
+
+impl ConfChange {
+    pub fn node(&self) -> NodeId {
+        match *self {
+            ConfChange::AddVoter(id) | ConfChange::RemoveVoter(id) => id,
+        }
+    }
+}
+
+/// The data of a `ConfChange` entry. Like the thesis' configuration entries it carries the
+/// whole configuration that results (`voters`), so a node replaying the log from any
+/// starting configuration (a member that joined with an empty disk) ends up with exactly
+/// the leader's. `context` is opaque to Raft (the member puts the new member's address
+/// there, as etcd puts its attributes in `ConfChange.Context`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfChangeEntry {
+    pub change: ConfChange,
+    pub voters: Vec<NodeId>,
+    pub context: Bytes,
+}
+
+impl ConfChangeEntry {
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(bincode::serialize(self).expect("a conf change always serializes"))
+    }
+
+    pub fn decode(data: &[u8]) -> Option<ConfChangeEntry> {
+        bincode::deserialize(data).ok()
+    }
 }

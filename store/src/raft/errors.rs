@@ -19,6 +19,12 @@ pub enum RaftError {
     EntryTermBeyondHardState { index: u64, entry_term: u64, hard_state_term: u64 },
     #[error("restored commit index {commit} is beyond the last log index {last_index}")]
     CommitBeyondLastIndex { commit: u64, last_index: u64 },
+    /// Compaction must keep at least the applied index and cannot go backwards.
+    #[error(
+        "cannot compact the log to index {index}: only above the last snapshot ({snapshot_index}) \
+         and up to the applied index ({applied_index})"
+    )]
+    CompactionOutOfRange { index: u64, snapshot_index: u64, applied_index: u64 },
 }
 
 /// A proposal or read the node refuses; the client should retry (elsewhere).
@@ -34,4 +40,11 @@ pub enum ProposeError {
     /// Backpressure: this many read-index requests await confirmation already.
     #[error("too many pending read-index requests (limit {limit})")]
     TooManyPendingReads { limit: usize },
+    /// One membership change at a time (thesis §4.1), and only once the leader has
+    /// committed an entry of its term (the fix to the single-server change bug Ongaro
+    /// reported on raft-dev in 2015).
+    #[error("a membership change is pending (index {pending_index}, commit {commit_index})")]
+    ConfChangePending { pending_index: u64, commit_index: u64 },
+    #[error("invalid membership change: {reason}")]
+    InvalidConfChange { reason: String },
 }

@@ -217,4 +217,51 @@ impl RaftLog {
         );
         self.applied_index = self.applied_index.max(index);
     }
+
+    pub(crate) fn offset_index(&self) -> u64 {
+        self.offset_index
+    }
+
+    /// Committed configuration entries in `low..=high`.
+    pub(crate) fn conf_entries(&self, low: u64, high: u64) -> Vec<Entry> {
+        let low = low.max(self.first_index());
+        let high = high.min(self.last_index());
+        (low..=high)
+            .filter_map(|index| self.entry(index))
+            .filter(|e| e.kind == super::entry::EntryKind::ConfChange)
+            .cloned()
+            .collect()
+    }
+
+    /// Drops the entries up to `index` (which the driver has applied and snapshotted): the
+    /// log then starts after it (§7).
+    pub(crate) fn compact(&mut self, index: u64) -> Result<(), RaftError> {
+        if index <= self.offset_index || index > self.applied_index {
+            return Err(RaftError::CompactionOutOfRange {
+                index,
+                snapshot_index: self.offset_index,
+                applied_index: self.applied_index,
+            });
+        }
+        let term = self.term(index).expect("an applied entry above the offset is in the log");
+        self.entries.drain(..(index - self.offset_index) as usize);
+        self.offset_index = index;
+        self.offset_term = term;
+        Ok(())
+    }
+
+    /// Replaces the whole log with a snapshot from the leader (§7: the follower's log does
+    /// not hold the snapshot's last entry, so every entry it has is discarded). Everything
+    /// the snapshot covers counts as committed, applied and durable (the driver persists
+    /// and loads the snapshot before anything else in the same Ready).
+    pub(crate) fn install_snapshot(&mut self, meta: &SnapshotMeta) {
+        assert!(meta.index > self.commit_index, "a snapshot below the commit index is never installed");
+        self.offset_index = meta.index;
+        self.offset_term = meta.term;
+        self.entries.clear();
+        self.stable_index = meta.index;
+        self.commit_index = meta.index;
+        self.emitted_index = meta.index;
+        self.applied_index = meta.index;
+    }
 }

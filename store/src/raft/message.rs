@@ -68,8 +68,9 @@ pub enum MessageBody {
         request_ctx: u64,
         index: u64,
     },
-    /// Reserved for snapshot transfer (log compaction). Not implemented yet: receivers
-    /// ignore it.
+    /// §7 InstallSnapshot: the leader's snapshot, for a follower that needs entries the
+    /// leader has compacted away. Sent whole (the simulator does not fragment it). The
+    /// follower answers with an `AppendResponse` at the snapshot's index.
     Snapshot {
         meta: SnapshotMeta,
         data: Bytes,

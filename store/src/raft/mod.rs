@@ -5,6 +5,11 @@
 //! what to send and what to apply. It knows nothing of madsim, disks, networks, threads
 //! or wall-clock time; randomness (election timeouts) comes from a seed the driver passes.
 //!
+//! Log compaction and snapshot transfer follow §7 (the driver hands the core a snapshot of
+//! its applied state with [`Raft::compact`]; a leader sends it to a follower that needs
+//! compacted entries). Membership changes are single-server (thesis §4.1), one at a time,
+//! and take effect when their entry commits (etcd's choice, not the thesis' on-append).
+//!
 //! Layout: `node.rs` (the [`Raft`] state and entry points), `step.rs` (message dispatch and
 //! term rules), `election.rs`, `replication.rs`, `read_only.rs` (ReadIndex), `log.rs`
 //! (the log with a compaction offset), `progress.rs` (per-voter replication progress and
@@ -30,7 +35,7 @@ mod rng;
 mod step;
 
 pub use config::{Config, RaftBugs};
-pub use entry::{Entry, EntryKind, HardState, NodeId, SnapshotMeta};
+pub use entry::{ConfChange, ConfChangeEntry, Entry, EntryKind, HardState, NodeId, SnapshotMeta};
 pub use errors::{ProposeError, RaftError};
 pub use message::{Message, MessageBody, RejectHint};
 pub use node::Raft;

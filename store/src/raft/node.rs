@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::config::Config;
-use super::entry::{EntryKind, HardState, NodeId};
+use super::entry::{ConfChange, ConfChangeEntry, EntryKind, HardState, NodeId, SnapshotMeta};
 use super::errors::{ProposeError, RaftError};
 use super::log::RaftLog;
 use super::message::{Message, MessageBody};
@@ -45,6 +45,14 @@ pub struct Raft {
     pub(super) read_only: ReadOnly,
     pub(super) read_states: Vec<ReadState>,
     pub(super) messages: Vec<Message>,
+    /// The snapshot the log starts after (index 0: none, with the initial configuration),
+    /// with its data, sent to followers that need compacted entries.
+    pub(super) snapshot_meta: SnapshotMeta,
+    pub(super) snapshot_data: Bytes,
+    /// A snapshot received from the leader, for the next Ready.
+    pub(super) received_snapshot: Option<(SnapshotMeta, Bytes)>,
+    /// Index of the last membership change in the leader's log (0: none this term).
+    pub(super) pending_conf_index: u64,
     last_soft_state: SoftState,
     last_hard_state: HardState,
 }
@@ -61,7 +69,17 @@ impl Raft {
             });
         }
         let log = RaftLog::restore(restored.snapshot.as_ref(), restored.entries, hard_state.commit)?;
-        let tracker = ProgressTracker::new(config.voters.iter().copied(), config.max_inflight_appends);
+        let snapshot_meta =
+            restored.snapshot.unwrap_or(SnapshotMeta { index: 0, term: 0, voters: config.voters.clone() });
+        // The configuration is the snapshot's, changed by every committed configuration
+        // entry after it (uncommitted ones take effect when they commit).
+        let mut voters = snapshot_meta.voters.clone();
+        for entry in log.conf_entries(snapshot_meta.index + 1, log.commit_index()) {
+            if let Some(conf) = ConfChangeEntry::decode(&entry.data) {
+                voters = conf.voters;
+            }
+        }
+        let tracker = ProgressTracker::new(voters, config.max_inflight_appends);
         let mut raft = Raft {
             id: config.id,
             term: hard_state.term,
@@ -78,6 +96,10 @@ impl Raft {
             read_only: ReadOnly::new(MAX_PENDING_READS),
             read_states: Vec::new(),
             messages: Vec::new(),
+            snapshot_meta,
+            snapshot_data: restored.snapshot_data,
+            received_snapshot: None,
+            pending_conf_index: 0,
             last_soft_state: SoftState { leader: None, role: Role::Follower, term: hard_state.term },
             last_hard_state: hard_state,
             config,
@@ -109,6 +131,61 @@ impl Raft {
         Ok(index)
     }
 
+    /// Proposes a single-server membership change (thesis §4.1); returns the index its
+    /// entry will have. It takes effect on every node when the entry commits. Refused while
+    /// another change is uncommitted, before the leader has committed an entry of its own
+    /// term, and when it would not change the configuration or would leave it empty.
+    pub fn propose_conf_change(&mut self, change: ConfChange, context: Bytes) -> Result<u64, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader_hint: self.leader });
+        }
+        let commit_index = self.log.commit_index();
+        if self.pending_conf_index > commit_index || !self.committed_in_current_term() {
+            let pending_index = self.pending_conf_index.max(self.log.last_index());
+            return Err(ProposeError::ConfChangePending { pending_index, commit_index });
+        }
+        let mut voters = self.tracker.voters().clone();
+        let changed = match change {
+            ConfChange::AddVoter(id) => voters.insert(id),
+            ConfChange::RemoveVoter(id) => voters.remove(&id),
+        };
+        if !changed {
+            return Err(ProposeError::InvalidConfChange {
+                reason: format!("{change:?} does not change the voters {:?}", self.tracker.voters()),
+            });
+        }
+        if voters.is_empty() {
+            return Err(ProposeError::InvalidConfChange { reason: "cannot remove the last voter".into() });
+        }
+        let data = ConfChangeEntry { change, voters: voters.into_iter().collect(), context }.encode();
+        let index = self.append_entry(EntryKind::ConfChange, data);
+        self.pending_conf_index = index;
+        self.broadcast_append();
+        Ok(index)
+    }
+
+    /// Compacts the log up to `index`, which the driver has applied and saved as a
+    /// snapshot with `data` (§7). The core keeps the data to send to followers that need
+    /// the compacted entries.
+    pub fn compact(&mut self, index: u64, data: Bytes) -> Result<SnapshotMeta, RaftError> {
+        let mut voters = self.snapshot_meta.voters.clone();
+        for entry in self.log.conf_entries(self.snapshot_meta.index + 1, index) {
+            if let Some(conf) = ConfChangeEntry::decode(&entry.data) {
+                voters = conf.voters;
+            }
+        }
+        let term = self.log.term(index).unwrap_or(0);
+        self.log.compact(index)?;
+        self.snapshot_meta = SnapshotMeta { index, term, voters };
+        self.snapshot_data = data;
+        Ok(self.snapshot_meta.clone())
+    }
+
+    /// The voters of the committed configuration, in id order.
+    pub fn voters(&self) -> Vec<NodeId> {
+        self.tracker.voters().iter().copied().collect()
+    }
+
     /// Starts a linearizable read (thesis §6.4). A `ReadState` with `request_ctx` appears
     /// in a later `Ready` once the leader has confirmed its leadership.
     pub fn read_index(&mut self, request_ctx: u64) -> Result<(), ProposeError> {
@@ -131,6 +208,7 @@ impl Raft {
             || !self.messages.is_empty()
             || self.log.has_unemitted_committed()
             || !self.read_states.is_empty()
+            || self.received_snapshot.is_some()
     }
 
     /// Drains everything pending; see [`Ready`] for what the driver must do with it.
@@ -144,6 +222,7 @@ impl Raft {
             messages: std::mem::take(&mut self.messages),
             committed_entries: self.log.take_committed(),
             read_states: std::mem::take(&mut self.read_states),
+            snapshot: self.received_snapshot.take(),
         };
         self.last_soft_state = soft_state;
         self.last_hard_state = hard_state;
@@ -164,6 +243,7 @@ impl Raft {
             commit: self.log.commit_index(),
             last_index: self.log.last_index(),
             applied: self.log.applied_index(),
+            snapshot_index: self.log.offset_index(),
         }
     }
 

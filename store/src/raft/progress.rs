@@ -14,6 +14,9 @@ pub(crate) enum ReplicationMode {
     /// The follower's log matches up to `match_index`: appends are pipelined, bounded by
     /// the inflight window.
     Replicate,
+    /// The follower needs entries the leader compacted away: a snapshot at
+    /// `pending_snapshot` was sent; nothing more until it is acknowledged or times out.
+    Snapshot,
 }
 
 #[derive(Clone, Debug)]
@@ -28,6 +31,9 @@ pub(crate) struct Progress {
     max_inflight: usize,
     /// Heard from since the last check-quorum round.
     pub(crate) recent_active: bool,
+    /// In snapshot mode: the index of the snapshot sent, and leader ticks since.
+    pending_snapshot: u64,
+    snapshot_elapsed_ticks: u64,
 }
 
 impl Progress {
@@ -40,6 +46,8 @@ impl Progress {
             inflight: VecDeque::with_capacity(max_inflight.min(64)),
             max_inflight,
             recent_active: false,
+            pending_snapshot: 0,
+            snapshot_elapsed_ticks: 0,
         }
     }
 
@@ -47,6 +55,7 @@ impl Progress {
         match self.mode {
             ReplicationMode::Probe => self.probe_sent,
             ReplicationMode::Replicate => self.inflight.len() >= self.max_inflight,
+            ReplicationMode::Snapshot => true,
         }
     }
 
@@ -54,6 +63,7 @@ impl Progress {
     pub(crate) fn sent_append(&mut self, last_index: Option<u64>) {
         match self.mode {
             ReplicationMode::Probe => self.probe_sent = true,
+            ReplicationMode::Snapshot => {}
             ReplicationMode::Replicate => {
                 if let Some(last) = last_index {
                     debug_assert!(self.inflight.len() < self.max_inflight);
@@ -84,7 +94,7 @@ impl Progress {
     pub(crate) fn maybe_decrease_to(&mut self, rejected: u64, hint_next: u64) -> bool {
         // A rejection at or below the match index is stale (or, after a follower lost
         // data it had acknowledged, unrepairable by probing).
-        if rejected <= self.match_index {
+        if rejected <= self.match_index || self.mode == ReplicationMode::Snapshot {
             return false;
         }
         if self.mode == ReplicationMode::Probe && self.next_index != rejected + 1 {
@@ -101,6 +111,34 @@ impl Progress {
         self.next_index = self.next_index.max(self.match_index + 1);
         self.probe_sent = false;
         self.inflight.clear();
+    }
+
+    /// A snapshot at `index` was just sent.
+    pub(crate) fn become_snapshot(&mut self, index: u64) {
+        self.mode = ReplicationMode::Snapshot;
+        self.pending_snapshot = index;
+        self.snapshot_elapsed_ticks = 0;
+        self.probe_sent = false;
+        self.inflight.clear();
+    }
+
+    /// Whether an acknowledgement up to the match index ends snapshot mode: the follower
+    /// has installed the snapshot (or otherwise holds everything it covers).
+    pub(crate) fn snapshot_done(&self) -> bool {
+        self.mode == ReplicationMode::Snapshot && self.match_index >= self.pending_snapshot
+    }
+
+    /// One leader tick in snapshot mode; after `timeout_ticks` without an acknowledgement
+    /// the snapshot is presumed lost and probing starts over (which sends it again). etcd
+    /// leaves this to the driver's `ReportSnapshot`; here the core bounds the wait itself.
+    pub(crate) fn tick_snapshot(&mut self, timeout_ticks: u64) {
+        if self.mode != ReplicationMode::Snapshot {
+            return;
+        }
+        self.snapshot_elapsed_ticks += 1;
+        if self.snapshot_elapsed_ticks >= timeout_ticks {
+            self.become_probe();
+        }
     }
 
     pub(crate) fn become_replicate(&mut self) {
@@ -130,8 +168,8 @@ pub(crate) struct ProgressTracker {
 
 impl ProgressTracker {
     pub(crate) fn new(voters: impl IntoIterator<Item = NodeId>, max_inflight: usize) -> Self {
+        // Empty for a node that joins an existing cluster until it learns the configuration.
         let voters: BTreeSet<NodeId> = voters.into_iter().collect();
-        assert!(!voters.is_empty(), "a Raft group needs at least one voter");
         ProgressTracker { voters, progress: BTreeMap::new(), max_inflight }
     }
 
@@ -141,6 +179,31 @@ impl ProgressTracker {
 
     pub(crate) fn quorum(&self) -> usize {
         self.voters.len() / 2 + 1
+    }
+
+    /// Adopts a new configuration. On a leader (which tracks progress), a new voter starts
+    /// probing at `next_index`, and a removed one's progress is dropped.
+    pub(crate) fn set_voters(&mut self, voters: impl IntoIterator<Item = NodeId>, next_index: u64) {
+        self.voters = voters.into_iter().collect();
+        if self.progress.is_empty() {
+            return;
+        }
+        let max_inflight = self.max_inflight;
+        self.progress.retain(|id, _| self.voters.contains(id));
+        for &id in &self.voters {
+            self.progress.entry(id).or_insert_with(|| Progress::new(next_index, max_inflight));
+        }
+    }
+
+    /// Drops all progress (the node is no longer a leader).
+    pub(crate) fn clear_progress(&mut self) {
+        self.progress.clear();
+    }
+
+    pub(crate) fn tick_snapshots(&mut self, timeout_ticks: u64) {
+        for progress in self.progress.values_mut() {
+            progress.tick_snapshot(timeout_ticks);
+        }
     }
 
     /// Resets every voter's progress for a new leader whose log ends at `last_index`.
@@ -162,7 +225,7 @@ impl ProgressTracker {
         let mut matched: Vec<u64> =
             self.voters.iter().map(|id| self.progress.get(id).map_or(0, |p| p.match_index)).collect();
         matched.sort_unstable_by(|a, b| b.cmp(a));
-        matched[self.quorum() - 1]
+        matched.get(self.quorum() - 1).copied().unwrap_or(0)
     }
 
     /// Whether a quorum (counting `self_id`) was active since the last call; clears the

@@ -1,5 +1,6 @@
 //! What the core hands back to its driver, and the observable state it reports.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::entry::{Entry, HardState, NodeId, SnapshotMeta};
@@ -8,6 +9,9 @@ use super::message::Message;
 /// A batch of work for the driver, drained by [`super::Raft::ready`].
 ///
 /// # Contract (the driver must follow it, in this order)
+/// 0. If `snapshot` is Some (a snapshot from the leader was installed), persist it and
+///    load it into the state machine first: it replaces the whole log up to its index, and
+///    `entries` (if any) follow it.
 /// 1. Persist `hard_state` (if Some) and `entries` durably (fsync). If `entries[0].index`
 ///    is at or below the last durable index, first truncate the durable log from there:
 ///    the leader of a newer term replaced that suffix.
@@ -37,6 +41,9 @@ pub struct Ready {
     /// To apply in order, after persisting.
     pub committed_entries: Vec<Entry>,
     pub read_states: Vec<ReadState>,
+    /// A snapshot received from the leader and installed in the log: to persist and to
+    /// load into the state machine before anything else in this Ready.
+    pub snapshot: Option<(SnapshotMeta, Bytes)>,
 }
 
 /// Volatile state worth reporting: who leads, in which role and term this node is.
@@ -71,6 +78,8 @@ pub struct RestoredState {
     /// Contiguous, starting right after the snapshot (or at index 1); may be empty.
     pub entries: Vec<Entry>,
     pub snapshot: Option<SnapshotMeta>,
+    /// The snapshot's state-machine data, which the core sends to followers that need it.
+    pub snapshot_data: Bytes,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,4 +91,6 @@ pub struct Status {
     pub commit: u64,
     pub last_index: u64,
     pub applied: u64,
+    /// The last index the log was compacted to (0: never).
+    pub snapshot_index: u64,
 }

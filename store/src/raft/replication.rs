@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::entry::{Entry, EntryKind, NodeId};
+use super::entry::{ConfChangeEntry, Entry, EntryKind, NodeId, SnapshotMeta};
 use super::message::{MessageBody, RejectHint};
 use super::node::Raft;
 use super::progress::ReplicationMode;
@@ -32,6 +32,9 @@ impl Raft {
     /// its progress is paused. An empty append (only to carry the commit index, or to
     /// provoke a rejection that restarts probing) is sent only if `allow_empty`.
     pub(super) fn send_append(&mut self, to: NodeId, allow_empty: bool) -> bool {
+        if self.role != super::ready::Role::Leader {
+            return false;
+        }
         let Some(progress) = self.tracker.get(to) else {
             return false;
         };
@@ -41,9 +44,8 @@ impl Raft {
         let next_index = progress.next_index;
         let prev_log_index = next_index - 1;
         let Some(prev_log_term) = self.log.term(prev_log_index) else {
-            // The follower needs entries compacted away: snapshot transfer (reserved).
-            tracing::warn!(id = self.id, to, prev_log_index, "follower needs a snapshot; not implemented");
-            return false;
+            // The follower needs entries compacted away (§7).
+            return self.send_snapshot(to);
         };
         let max_entries = self.config.max_entries_per_append as u64;
         let entries = self.log.slice(next_index, next_index + max_entries);
@@ -57,6 +59,77 @@ impl Raft {
         }
         self.send(to, MessageBody::Append { prev_log_index, prev_log_term, entries, commit });
         true
+    }
+
+    fn send_snapshot(&mut self, to: NodeId) -> bool {
+        let meta = self.snapshot_meta.clone();
+        assert!(meta.index > 0, "entries are compacted only under a snapshot");
+        if let Some(progress) = self.tracker.get_mut(to) {
+            progress.become_snapshot(meta.index);
+        }
+        tracing::info!(id = self.id, to, index = meta.index, "sending a snapshot");
+        let data = self.snapshot_data.clone();
+        self.send(to, MessageBody::Snapshot { meta, data });
+        true
+    }
+
+    /// Raises the commit index and adopts each newly committed configuration (membership
+    /// changes take effect on commit). A leader that committed its own removal steps down
+    /// (thesis §4.2.2); one whose quorum shrank may commit more at once.
+    pub(super) fn commit_to(&mut self, index: u64) -> bool {
+        let previous = self.log.commit_index();
+        if !self.log.commit_to(index) {
+            return false;
+        }
+        let conf_entries = self.log.conf_entries(previous + 1, index);
+        for entry in &conf_entries {
+            self.apply_conf_entry(entry);
+        }
+        if !conf_entries.is_empty() && self.role == super::ready::Role::Leader {
+            if self.maybe_commit() {
+                self.broadcast_append();
+            }
+            self.release_confirmed_reads();
+        }
+        true
+    }
+
+    fn apply_conf_entry(&mut self, entry: &Entry) {
+        let Some(conf) = ConfChangeEntry::decode(&entry.data) else {
+            tracing::error!(id = self.id, index = entry.index, "undecodable configuration entry; ignored");
+            return;
+        };
+        tracing::info!(id = self.id, index = entry.index, change = ?conf.change, voters = ?conf.voters, "configuration committed");
+        let next_index = self.log.last_index() + 1;
+        self.tracker.set_voters(conf.voters.iter().copied(), next_index);
+        if self.role == super::ready::Role::Leader && !self.tracker.voters().contains(&self.id) {
+            tracing::info!(id = self.id, term = self.term, "leader removed from the configuration, stepping down");
+            self.become_follower(self.term, None);
+        }
+    }
+
+    /// Follower side of InstallSnapshot (§7).
+    pub(super) fn handle_snapshot(&mut self, from: NodeId, meta: SnapshotMeta, data: bytes::Bytes) {
+        let commit_index = self.log.commit_index();
+        if meta.index <= commit_index {
+            // Already holds everything it covers.
+            self.respond_append(from, commit_index);
+            return;
+        }
+        if self.log.matches(meta.index, meta.term) {
+            // The log holds the snapshot's last entry: keep the log, just commit (etcd's
+            // fast-forward in `restore`).
+            self.commit_to(meta.index);
+            self.respond_append(from, meta.index);
+            return;
+        }
+        tracing::info!(id = self.id, from, index = meta.index, term = meta.term, "installing a snapshot");
+        self.log.install_snapshot(&meta);
+        self.tracker.set_voters(meta.voters.iter().copied(), meta.index + 1);
+        self.snapshot_meta = meta.clone();
+        self.snapshot_data = data.clone();
+        self.received_snapshot = Some((meta.clone(), data));
+        self.respond_append(from, meta.index);
     }
 
     pub(super) fn broadcast_heartbeat(&mut self) {
@@ -80,7 +153,7 @@ impl Raft {
         if !of_current_term && !self.config.planted_bugs.commit_previous_term_by_counting {
             return false;
         }
-        self.log.commit_to(quorum_index);
+        self.commit_to(quorum_index);
         if self.committed_in_current_term() {
             self.start_waiting_reads();
         }
@@ -118,11 +191,11 @@ impl Raft {
             let start = (conflict - prev_log_index - 1) as usize;
             self.log.truncate_and_append(&entries[start..]);
         }
-        self.log.commit_to(commit.min(last_new_index));
+        self.commit_to(commit.min(last_new_index));
         self.respond_append(from, last_new_index);
     }
 
-    fn respond_append(&mut self, to: NodeId, index: u64) {
+    pub(super) fn respond_append(&mut self, to: NodeId, index: u64) {
         self.send(to, MessageBody::AppendResponse { reject: false, index, reject_hint: None });
     }
 
@@ -174,7 +247,7 @@ impl Raft {
         }
         let was_paused = progress.is_paused();
         if progress.maybe_update(index) {
-            if progress.mode == ReplicationMode::Probe {
+            if progress.mode == ReplicationMode::Probe || progress.snapshot_done() {
                 progress.become_replicate();
             }
             if self.maybe_commit() {
@@ -211,7 +284,7 @@ impl Raft {
         if commit > self.log.last_index() {
             tracing::warn!(id = self.id, from, commit, "heartbeat commit beyond our log; ignored");
         } else {
-            self.log.commit_to(commit);
+            self.commit_to(commit);
         }
         self.send(from, MessageBody::HeartbeatResponse { read_seq });
     }

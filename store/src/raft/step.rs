@@ -18,9 +18,6 @@ impl Raft {
         }
         match m.body {
             MessageBody::PreVote { .. } | MessageBody::Vote { .. } => self.handle_vote_request(&m),
-            MessageBody::Snapshot { .. } => {
-                tracing::warn!(id = self.id, from = m.from, "snapshot messages are not implemented; ignored");
-            }
             _ => match self.role {
                 Role::Leader => self.step_leader(m),
                 Role::PreCandidate | Role::Candidate => self.step_candidate(m),
@@ -71,7 +68,7 @@ impl Raft {
                     tracing::warn!(id = self.id, from = m.from, %error, "dropping a forwarded read");
                 }
             }
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::Snapshot { .. } => {
                 tracing::error!(id = self.id, from = m.from, term = self.term, "two leaders in one term");
                 assert!(self.config.planted_bugs.any(), "election safety violated in term {}", self.term);
             }
@@ -81,7 +78,7 @@ impl Raft {
 
     fn step_candidate(&mut self, m: Message) {
         match m.body {
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => {
+            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::Snapshot { .. } => {
                 // A leader of our term exists (§5.2): concede.
                 self.become_follower(self.term, Some(m.from));
                 self.step_follower(m);
@@ -102,6 +99,10 @@ impl Raft {
             MessageBody::Heartbeat { commit, read_seq } => {
                 self.heard_from_leader(m.from);
                 self.handle_heartbeat(m.from, commit, read_seq);
+            }
+            MessageBody::Snapshot { meta, data } => {
+                self.heard_from_leader(m.from);
+                self.handle_snapshot(m.from, meta, data);
             }
             MessageBody::ReadIndexResponse { request_ctx, index } => {
                 self.read_states.push(ReadState { request_ctx, index });

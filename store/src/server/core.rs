@@ -3,19 +3,25 @@
 //! in; what to send and whom to answer comes out. The async driver in `server::member`
 //! feeds it and performs the sends; nothing here awaits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::channel::oneshot;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, Revision, StoreError};
+use crate::backup::Backup;
 use crate::mvcc::Mvcc;
-use crate::raft::{Entry, EntryKind, Message, ProposeError, Raft, ReadState, Role, SoftState};
+use crate::raft::{
+    ConfChange, ConfChangeEntry, Entry, EntryKind, Message, ProposeError, Raft, ReadState, Role, SnapshotMeta,
+    SoftState,
+};
 use crate::rpc::MemberStatus;
 use crate::server::{MemberConfig, StoreObserver};
-use crate::wal::{Disk, Wal};
+use crate::snapshot::MemberSnapshot;
+use crate::wal::{Disk, MemberIdentity, Wal};
 
 /// What a member proposes through Raft: the mutation with who asked and from where.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -41,6 +47,7 @@ pub struct AppliedEntry<'a> {
 }
 
 type MutationReply = oneshot::Sender<Result<MutationResponse, StoreError>>;
+type MembersReply = oneshot::Sender<Result<Vec<MemberId>, StoreError>>;
 type RangeReply = oneshot::Sender<Result<RangeResponse, StoreError>>;
 
 struct PendingRead {
@@ -79,6 +86,25 @@ pub struct MemberCore<D: Disk> {
     observer: Option<std::sync::Arc<dyn StoreObserver>>,
     /// Set when the disk failed while running; the member stops serving.
     failed: Option<String>,
+    /// Every member's address as of the applied index (replicated state: it changes with
+    /// applied membership changes and snapshots).
+    peers: BTreeMap<MemberId, SocketAddr>,
+    removed: BTreeSet<MemberId>,
+    /// Shared with the loop that answers bootstrap queries.
+    identity: Arc<Mutex<MemberIdentity>>,
+    /// Membership changes proposed here, by log index, answered when applied.
+    pending_conf_changes: BTreeMap<u64, (ConfChange, MembersReply)>,
+    /// Index of the latest snapshot (0: none).
+    snapshot_index: u64,
+}
+
+/// What a member restarts from besides its Raft log: the state machine as of its latest
+/// snapshot (or empty).
+pub struct RecoveredMachine {
+    pub mvcc: Mvcc,
+    pub applied_index: u64,
+    pub peers: BTreeMap<MemberId, SocketAddr>,
+    pub removed: BTreeSet<MemberId>,
 }
 
 impl<D: Disk> MemberCore<D> {
@@ -86,15 +112,22 @@ impl<D: Disk> MemberCore<D> {
         config: MemberConfig,
         wal: Wal<D>,
         raft: Raft,
+        machine: RecoveredMachine,
+        identity: Arc<Mutex<MemberIdentity>>,
         observer: Option<std::sync::Arc<dyn StoreObserver>>,
     ) -> Self {
         Self {
             id: config.id,
             config,
             raft,
-            mvcc: Mvcc::new(),
+            mvcc: machine.mvcc,
             wal,
-            applied_index: 0,
+            applied_index: machine.applied_index,
+            peers: machine.peers,
+            removed: machine.removed,
+            identity,
+            pending_conf_changes: BTreeMap::new(),
+            snapshot_index: machine.applied_index,
             next_proposal_seq: 0,
             pending_mutations: BTreeMap::new(),
             pending_reads: BTreeMap::new(),
@@ -117,8 +150,95 @@ impl<D: Disk> MemberCore<D> {
         self.raft.tick();
     }
 
+    /// Feeds a peer's Raft message. The first message from a peer is recorded durably in
+    /// the identity file before it is stepped (see [`MemberIdentity`]); if that write fails
+    /// the message is dropped and the member stops.
     pub fn step(&mut self, message: Message) {
+        if self.failed.is_some() {
+            return;
+        }
+        let recorded = {
+            let mut identity = self.identity.lock().expect("identity lock");
+            if identity.peers_heard_from.contains(&message.from) {
+                None
+            } else {
+                identity.peers_heard_from.insert(message.from);
+                Some(identity.clone())
+            }
+        };
+        if let Some(identity) = recorded {
+            if let Err(e) = self.wal.save_identity(&identity) {
+                self.fail(format!("identity write failed: {e}"));
+                return;
+            }
+        }
         self.raft.step(message);
+    }
+
+    /// The address of a peer, as of the applied membership.
+    pub fn peer_addr(&self, member: MemberId) -> Option<SocketAddr> {
+        self.peers.get(&member).copied()
+    }
+
+    pub fn voters(&self) -> Vec<MemberId> {
+        self.raft.voters()
+    }
+
+    pub fn is_leader(&self) -> Result<(), StoreError> {
+        self.check_available()?;
+        match self.raft.role() {
+            Role::Leader => Ok(()),
+            _ => Err(StoreError::NotLeader { leader_hint: self.raft.leader() }),
+        }
+    }
+
+    /// etcdctl `member add` / `member remove` on the leader: answered with the new voters
+    /// once the change is applied here.
+    pub fn propose_conf_change(&mut self, change: ConfChange, addr: Option<SocketAddr>, reply: MembersReply) {
+        if let Err(e) = self.check_available() {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        if let ConfChange::AddVoter(id) = change {
+            if self.removed.contains(&id) || id == 0 {
+                let reason = format!("member id {id} was removed from the cluster and cannot be reused");
+                let _ = reply.send(Err(StoreError::InvalidRequest { reason }));
+                return;
+            }
+        }
+        let context = Bytes::from(addr.map(|a| a.to_string()).unwrap_or_default());
+        match self.raft.propose_conf_change(change, context) {
+            Ok(index) => {
+                self.pending_conf_changes.insert(index, (change, reply));
+            }
+            Err(ProposeError::NotLeader { leader_hint }) => {
+                let _ = reply.send(Err(StoreError::NotLeader { leader_hint }));
+            }
+            Err(e @ ProposeError::InvalidConfChange { .. }) => {
+                let _ = reply.send(Err(StoreError::InvalidRequest { reason: e.to_string() }));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(StoreError::Unavailable { reason: e.to_string() }));
+            }
+        }
+    }
+
+    /// etcdctl `snapshot save` from this member: its keyspace at its applied revision.
+    pub fn snapshot_save(&self) -> Result<Backup, StoreError> {
+        self.check_available()?;
+        let revision = self.mvcc.current_revision();
+        let rewound = if self.config.backup_bugs.snapshot_omits_last_txn {
+            // PLANTED BUG (`snapshot_omits_last_txn`): the copy misses the last applied
+            // transaction but claims the current revision.
+            self.mvcc.rewound_to(revision - 1).map(|mut mvcc| {
+                mvcc.bump_revision(1);
+                mvcc
+            })
+        } else {
+            None
+        };
+        let snapshot = rewound.as_ref().unwrap_or(&self.mvcc).to_snapshot();
+        Ok(Backup::new(self.config.cluster_id, self.id, &snapshot, revision))
     }
 
     pub fn has_ready(&self) -> bool {
@@ -148,6 +268,9 @@ impl<D: Disk> MemberCore<D> {
             revision: self.mvcc.current_revision(),
             compacted_revision: self.mvcc.compacted_revision(),
             keyspace_digest: self.mvcc.digest(),
+            cluster_id: self.config.cluster_id,
+            voters: self.raft.voters(),
+            snapshot_index: self.snapshot_index,
         }
     }
 
@@ -237,6 +360,13 @@ impl<D: Disk> MemberCore<D> {
         if let Some(soft) = &ready.soft_state {
             self.on_soft_state(soft);
         }
+        if let Some((meta, data)) = &ready.snapshot {
+            // Step 0 of the contract: the leader's snapshot replaces everything before it.
+            if let Err(reason) = self.install_snapshot(meta, data) {
+                self.fail(reason);
+                return None;
+            }
+        }
         let needs_sync = ready.hard_state.is_some() || !ready.entries.is_empty();
         if needs_sync {
             let hard_state = ready.hard_state.map(|mut hs| {
@@ -285,6 +415,72 @@ impl<D: Disk> MemberCore<D> {
         }
         self.on_read_states(read_states);
         self.serve_ready_reads();
+        self.maybe_snapshot();
+    }
+
+    /// The state machine as it would go into a snapshot now.
+    fn member_snapshot(&self) -> MemberSnapshot {
+        MemberSnapshot {
+            cluster_id: self.config.cluster_id,
+            mvcc: self.mvcc.to_snapshot(),
+            members: self.peers.clone(),
+            removed: self.removed.clone(),
+        }
+    }
+
+    /// Every `snapshot_every_entries` applied entries: save a snapshot of the applied state
+    /// and compact the Raft log under it (etcd `--snapshot-count`). The snapshot file is
+    /// written atomically before the WAL drops the entries it covers, so a crash in
+    /// between recovers from either the old or the new snapshot, never from neither.
+    fn maybe_snapshot(&mut self) {
+        let every = self.config.snapshot_every_entries;
+        if every == 0 || self.failed.is_some() || self.applied_index < self.snapshot_index + every {
+            return;
+        }
+        let data = self.member_snapshot().encode();
+        let meta = match self.raft.compact(self.applied_index, data.clone()) {
+            Ok(meta) => meta,
+            Err(e) => {
+                tracing::warn!(member = self.id, error = %e, "cannot compact the log");
+                return;
+            }
+        };
+        if let Err(e) = self.wal.save_snapshot(&meta, &data) {
+            self.fail(format!("snapshot write failed: {e}"));
+            return;
+        }
+        tracing::debug!(member = self.id, index = meta.index, "snapshot saved, log compacted");
+        self.snapshot_index = meta.index;
+    }
+
+    /// Persists and loads a snapshot the leader sent (the Raft core already installed it).
+    fn install_snapshot(&mut self, meta: &SnapshotMeta, data: &Bytes) -> Result<(), String> {
+        let snapshot = MemberSnapshot::decode(data)?;
+        if snapshot.cluster_id != self.config.cluster_id {
+            return Err(format!(
+                "snapshot from cluster {} received by a member of cluster {}",
+                snapshot.cluster_id, self.config.cluster_id
+            ));
+        }
+        let mvcc = Mvcc::try_from_snapshot(snapshot.mvcc)?;
+        self.wal.save_snapshot(meta, data).map_err(|e| format!("snapshot write failed: {e}"))?;
+        assert!(meta.index > self.applied_index, "an installed snapshot is always ahead of the applied index");
+        self.mvcc = mvcc;
+        self.applied_index = meta.index;
+        self.snapshot_index = meta.index;
+        let own_addr = self.peers.get(&self.id).copied();
+        self.peers = snapshot.members;
+        if let Some(addr) = own_addr {
+            self.peers.entry(self.id).or_insert(addr);
+        }
+        self.removed = snapshot.removed;
+        if let Some(o) = &self.observer {
+            o.snapshot_installed(self.id, meta.index, self.mvcc.current_revision());
+        }
+        for waiter in self.watch_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+        Ok(())
     }
 
     fn fail(&mut self, reason: String) {
@@ -298,6 +494,9 @@ impl<D: Disk> MemberCore<D> {
         }
         for (_, read) in std::mem::take(&mut self.pending_reads) {
             let _ = read.reply.send(Err(StoreError::Unavailable { reason: reason.clone() }));
+        }
+        for (_, (_, reply)) in std::mem::take(&mut self.pending_conf_changes) {
+            let _ = reply.send(Err(StoreError::UnknownOutcome { reason: reason.clone() }));
         }
     }
 
@@ -327,7 +526,11 @@ impl<D: Disk> MemberCore<D> {
         );
         self.applied_index = entry.index;
         self.raft.advance_applied(entry.index);
-        if entry.kind != EntryKind::Normal || entry.data.is_empty() {
+        if entry.kind == EntryKind::ConfChange {
+            self.apply_conf_change(entry);
+            return;
+        }
+        if entry.data.is_empty() {
             return;
         }
         let proposal: Proposal = match bincode::deserialize(&entry.data) {
@@ -374,6 +577,48 @@ impl<D: Disk> MemberCore<D> {
         }
     }
 
+    /// Updates the address book and answers the operator's pending request, if it was
+    /// proposed here (a different entry at that index means the proposal was lost).
+    fn apply_conf_change(&mut self, entry: &Entry) {
+        let conf = ConfChangeEntry::decode(&entry.data);
+        if let Some(conf) = &conf {
+            match conf.change {
+                ConfChange::AddVoter(id) => {
+                    let addr = std::str::from_utf8(&conf.context).ok().and_then(|s| s.parse::<SocketAddr>().ok());
+                    match addr {
+                        Some(addr) => {
+                            self.peers.insert(id, addr);
+                        }
+                        None => tracing::warn!(member = self.id, id, "added member without a valid address"),
+                    }
+                }
+                ConfChange::RemoveVoter(id) => {
+                    if id != self.id {
+                        self.peers.remove(&id);
+                    }
+                    self.removed.insert(id);
+                }
+            }
+            if let Some(o) = &self.observer {
+                o.membership_changed(self.id, entry.index, &conf.voters);
+            }
+        }
+        if let Some((change, reply)) = self.pending_conf_changes.remove(&entry.index) {
+            let result = match conf {
+                Some(conf) if conf.change == change => Ok(conf.voters),
+                _ => Err(StoreError::UnknownOutcome { reason: "membership change lost to a leader change".into() }),
+            };
+            let _ = reply.send(result);
+        }
+        // Proposals below the applied index were overwritten by another leader's entries.
+        let lost: Vec<u64> = self.pending_conf_changes.range(..=entry.index).map(|(index, _)| *index).collect();
+        for index in lost {
+            if let Some((_, reply)) = self.pending_conf_changes.remove(&index) {
+                let _ = reply.send(Err(StoreError::UnknownOutcome { reason: "membership change lost".into() }));
+            }
+        }
+    }
+
     fn on_read_states(&mut self, read_states: &[ReadState]) {
         for rs in read_states {
             if let Some(read) = self.pending_reads.get_mut(&rs.request_ctx) {
@@ -401,6 +646,7 @@ impl<D: Disk> MemberCore<D> {
     pub fn drop_abandoned(&mut self) {
         self.pending_mutations.retain(|_, r| !r.is_canceled());
         self.pending_reads.retain(|_, r| !r.reply.is_canceled());
+        self.pending_conf_changes.retain(|_, (_, r)| !r.is_canceled());
         self.watch_waiters.retain(|w| !w.is_canceled());
     }
 

@@ -9,6 +9,7 @@
 //! tears) that write, as on a real disk.
 
 pub mod core;
+mod startup;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,9 +21,10 @@ use futures::channel::oneshot;
 use madsim::net::Endpoint;
 
 use crate::api::{KeyRange, MemberId, Principal, StoreError, WatchResponse};
-use crate::raft::{self, Message, RaftBugs, RestoredState, Role};
+use crate::backup::BackupBugs;
+use crate::raft::{ConfChange, Message, RaftBugs, Role};
 use crate::rpc::{StoreOp, StoreReply, StoreRequest, RAFT_TAG};
-use crate::wal::{Disk, Wal, WalError};
+use crate::wal::{Disk, WalError};
 
 pub use self::core::{AppliedEntry, MemberCore, Proposal};
 
@@ -48,6 +50,24 @@ pub struct StoreBugs {
     /// deposed or partitioned member answers with stale data. Caught by linearizability
     /// (invariant 9).
     pub follower_reads_without_read_index: bool,
+    /// A member whose disk was wiped starts under its old id without the bootstrapped
+    /// check (etcd `isMemberBootstrapped`), so it votes and acknowledges with an empty log:
+    /// it can help elect a leader that lacks committed entries, which are then lost.
+    /// Caught by "no acknowledged write lost" (invariant 11) and Raft state-machine safety
+    /// (invariant 2).
+    pub rejoin_under_old_identity: bool,
+}
+
+/// How a member with an empty disk joins (etcd `--initial-cluster-state`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// One of the initial members of a new cluster (`new`): the voters are `peers`.
+    #[default]
+    NewCluster,
+    /// A member added with `member add` to a running cluster (`existing`): it starts with
+    /// no configuration and learns everything (configuration, keyspace) from the leader,
+    /// by a snapshot or the log; until then it never campaigns.
+    JoinExisting,
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +86,17 @@ pub struct MemberConfig {
     pub fsync_latency: std::ops::Range<Duration>,
     pub planted_bugs: StoreBugs,
     pub raft_bugs: RaftBugs,
+    pub backup_bugs: BackupBugs,
+    /// The cluster this member belongs to (etcd's cluster id): recorded on the disk at the
+    /// first start, checked at every later one and on every snapshot received.
+    pub cluster_id: u64,
+    pub bootstrap: Bootstrap,
+    /// Save a snapshot and compact the Raft log every this many applied entries (etcd
+    /// `--snapshot-count`, 10 000 by default there); 0 = never.
+    pub snapshot_every_entries: u64,
+    /// A member starting on an empty disk asks every peer whether it already knows it, and
+    /// gives up (refusing to start) after this long without every answer.
+    pub bootstrap_check_timeout: Duration,
 }
 
 impl MemberConfig {
@@ -80,6 +111,11 @@ impl MemberConfig {
             fsync_latency: Duration::from_micros(500)..Duration::from_millis(3),
             planted_bugs: StoreBugs::default(),
             raft_bugs: RaftBugs::default(),
+            backup_bugs: BackupBugs::default(),
+            cluster_id: 1,
+            bootstrap: Bootstrap::NewCluster,
+            snapshot_every_entries: 2_000,
+            bootstrap_check_timeout: Duration::from_secs(60),
         }
     }
 
@@ -97,6 +133,13 @@ pub trait StoreObserver: Send + Sync {
     fn disk_failed(&self, _member: MemberId, _reason: &str) {}
     /// The member recovered from its disk and is about to serve.
     fn started(&self, _member: MemberId, _recovered_entries: usize, _torn_bytes: u64) {}
+    /// The member replaced its state with a snapshot from the leader, covering every index
+    /// up to `index` (it applies no entry at or below it).
+    fn snapshot_installed(&self, _member: MemberId, _index: u64, _revision: i64) {}
+    /// A membership change was applied at `index`; `voters` is the configuration after it.
+    fn membership_changed(&self, _member: MemberId, _index: u64, _voters: &[MemberId]) {}
+    /// The member refused to start (a startup error), with the reason.
+    fn refused_to_start(&self, _member: MemberId, _reason: &str) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +150,25 @@ pub enum MemberError {
     Raft { member: MemberId, reason: String },
     #[error("member {member}: network: {source}")]
     Network { member: MemberId, source: std::io::Error },
+    /// etcd: "member %s has already been bootstrapped". The member's disk is empty but a
+    /// peer has heard from it before: it may have voted or acknowledged entries it no
+    /// longer has, so it must not take part under this id. Replace it (member remove, then
+    /// member add under a new id) instead.
+    #[error(
+        "member {member} has already been bootstrapped (peer {peer} knows it) but its disk is empty; \
+         remove it and add it back under a new id"
+    )]
+    AlreadyBootstrapped { member: MemberId, peer: MemberId },
+    #[error("member {member}: could not learn within {waited:?} whether it was bootstrapped before (no answer from {unanswered:?})")]
+    BootstrapUndecided { member: MemberId, waited: Duration, unanswered: Vec<MemberId> },
+    #[error(
+        "member {member}: the disk belongs to member {disk_member} of cluster {disk_cluster}, not to cluster {cluster}"
+    )]
+    IdentityMismatch { member: MemberId, disk_member: MemberId, disk_cluster: u64, cluster: u64 },
+    #[error("member {member}: peer {peer} belongs to cluster {peer_cluster}, not {cluster}")]
+    ClusterMismatch { member: MemberId, peer: MemberId, peer_cluster: u64, cluster: u64 },
+    #[error("member {member}: unusable snapshot: {reason}")]
+    Snapshot { member: MemberId, reason: String },
 }
 
 type SharedCore<D> = Arc<Mutex<MemberCore<D>>>;
@@ -125,7 +187,7 @@ impl Wake {
 /// The member's shared parts, handed to each of its loops.
 struct Shared<D: Disk> {
     core: SharedCore<D>,
-    endpoint: Endpoint,
+    endpoint: Arc<Endpoint>,
     wake: Wake,
     config: MemberConfig,
 }
@@ -138,18 +200,20 @@ pub async fn run<D: Disk>(
     observer: Option<Arc<dyn StoreObserver>>,
 ) -> Result<(), MemberError> {
     let id = config.id;
-    let core = match recover(&config, disk, observer.clone()) {
-        Ok(core) => core,
-        Err(e) => {
-            tracing::error!(member = id, error = %e, "member refuses to start");
-            if let Some(o) = &observer {
-                o.disk_failed(id, &e.to_string());
+    let refuse = |e: MemberError| {
+        tracing::error!(member = id, error = %e, "member refuses to start");
+        if let Some(o) = &observer {
+            match &e {
+                MemberError::Recovery { .. } | MemberError::Snapshot { .. } => o.disk_failed(id, &e.to_string()),
+                _ => o.refused_to_start(id, &e.to_string()),
             }
-            return Err(e);
         }
+        e
     };
     let endpoint =
         Endpoint::bind(config.listen_addr()).await.map_err(|source| MemberError::Network { member: id, source })?;
+    let endpoint = Arc::new(endpoint);
+    let core = startup::start(&config, disk, endpoint.clone(), observer.clone()).await.map_err(refuse)?;
     let (wake_tx, wake_rx) = futures::channel::mpsc::channel(1);
     let shared = Arc::new(Shared { core: Arc::new(Mutex::new(core)), endpoint, wake: Wake(wake_tx), config });
     shared.wake.wake(); // committed entries recovered from the WAL are applied at once
@@ -161,34 +225,18 @@ pub async fn run<D: Disk>(
     Ok(())
 }
 
-fn recover<D: Disk>(
-    config: &MemberConfig,
-    disk: D,
-    observer: Option<Arc<dyn StoreObserver>>,
-) -> Result<MemberCore<D>, MemberError> {
-    let id = config.id;
-    let (wal, recovered) = Wal::open(disk).map_err(|source| MemberError::Recovery { member: id, source })?;
-    let mut raft_config = raft::Config::new(id, config.peers.keys().copied().collect());
-    raft_config.election_tick = config.election_tick;
-    raft_config.heartbeat_tick = config.heartbeat_tick;
-    raft_config.planted_bugs = config.raft_bugs;
-    let n_entries = recovered.entries.len();
-    let restored =
-        RestoredState { hard_state: recovered.hard_state, entries: recovered.entries, snapshot: recovered.snapshot };
-    let rng_seed: u64 = madsim::rand::random();
-    let raft = raft::Raft::new(raft_config, restored, rng_seed)
-        .map_err(|e| MemberError::Raft { member: id, reason: e.to_string() })?;
-    if let Some(o) = &observer {
-        o.started(id, n_entries, recovered.truncated_torn_bytes);
-    }
-    Ok(MemberCore::new(config.clone(), wal, raft, observer))
-}
-
 async fn send_all(shared: &Shared<impl Disk>, messages: Vec<Message>) {
-    for message in messages {
-        if let Some(addr) = shared.config.peers.get(&message.to) {
+    if messages.is_empty() {
+        return;
+    }
+    let addressed: Vec<(Option<SocketAddr>, Message)> = {
+        let core = shared.core.lock().expect("member core lock");
+        messages.into_iter().map(|m| (core.peer_addr(m.to), m)).collect()
+    };
+    for (addr, message) in addressed {
+        if let Some(addr) = addr {
             // A send fails only when this node's network is gone; Raft retries on its own.
-            let _ = shared.endpoint.send_to_raw(*addr, RAFT_TAG, Box::new(message)).await;
+            let _ = shared.endpoint.send_to_raw(addr, RAFT_TAG, Box::new(message)).await;
         }
     }
 }
@@ -285,10 +333,16 @@ async fn handle<D: Disk>(
     let StoreRequest { principal, op } = request;
     let core = &shared.core;
     let request_timeout = shared.config.request_timeout;
-    if op.is_mutation() && !principal.may_mutate() {
+    let denied = if op.is_mutation() && !principal.may_mutate() {
         // The store's access rule: only the apiserver role may mutate (invariant 1).
-        let error =
-            StoreError::PermissionDenied { principal: principal.name.clone(), action: "mutate the store".into() };
+        Some("mutate the store")
+    } else if op.is_operator_op() && !principal.may_operate() {
+        Some("change membership or take backups")
+    } else {
+        None
+    };
+    if let Some(action) = denied {
+        let error = StoreError::PermissionDenied { principal: principal.name.clone(), action: action.into() };
         let core = core.lock().expect("member core lock");
         if let Some(o) = &core_observer(&core) {
             o.rejected(core.id, &principal, from, &error);
@@ -321,6 +375,32 @@ async fn handle<D: Disk>(
             watch_poll(core, request.range, request.start_revision, request.prev_kv, max_events, wait_ms).await
         }
         StoreOp::Status => Ok(StoreReply::Status(core.lock().expect("member core lock").status())),
+        StoreOp::MemberAdd { id, addr } => conf_change(shared, ConfChange::AddVoter(id), Some(addr)).await,
+        StoreOp::MemberRemove { id } => conf_change(shared, ConfChange::RemoveVoter(id), None).await,
+        StoreOp::MemberList => {
+            let core = core.lock().expect("member core lock");
+            core.is_leader()?;
+            Ok(StoreReply::Members(core.voters()))
+        }
+        StoreOp::SnapshotSave => {
+            let backup = core.lock().expect("member core lock").snapshot_save()?;
+            Ok(StoreReply::Snapshot(Box::new(backup)))
+        }
+    }
+}
+
+async fn conf_change<D: Disk>(
+    shared: &Shared<D>,
+    change: ConfChange,
+    addr: Option<SocketAddr>,
+) -> Result<StoreReply, StoreError> {
+    let (tx, rx) = oneshot::channel();
+    shared.core.lock().expect("member core lock").propose_conf_change(change, addr, tx);
+    shared.wake.wake();
+    match madsim::time::timeout(shared.config.request_timeout, rx).await {
+        Ok(Ok(result)) => result.map(StoreReply::Members),
+        Ok(Err(_canceled)) => Err(StoreError::UnknownOutcome { reason: "member lost track of the change".into() }),
+        Err(_elapsed) => Err(StoreError::UnknownOutcome { reason: "membership change timed out".into() }),
     }
 }
 

@@ -19,6 +19,7 @@ use crate::raft::{Entry, HardState, SnapshotMeta};
 
 pub const WAL_FILE: &str = "wal";
 pub const SNAPSHOT_FILE: &str = "snap";
+pub const IDENTITY_FILE: &str = "identity";
 
 /// A record larger than this is corruption, not an allocation (an entry holds at most one
 /// request of `MAX_REQUEST_BYTES`, 1.5 MiB).
@@ -45,6 +46,21 @@ pub struct Recovered {
     pub snapshot: Option<SnapshotMeta>,
     /// Bytes of an incomplete last record (a torn write) cut off the log.
     pub truncated_torn_bytes: u64,
+    /// Who this disk belongs to; None on a disk the member never started on.
+    pub identity: Option<MemberIdentity>,
+}
+
+/// The member's identity file (etcd keeps the member and cluster ids in its WAL metadata):
+/// which member and cluster the disk belongs to, and every peer this member has ever
+/// received a Raft message from. A peer is added, durably, *before* its first message is
+/// stepped, so any vote or acknowledgement a peer ever gave was recorded by its receiver:
+/// that is what lets a wiped member that restarts under its old id be recognised
+/// ("member %s has already been bootstrapped", etcd `isMemberBootstrapped`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberIdentity {
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub peers_heard_from: std::collections::BTreeSet<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -71,6 +87,7 @@ struct ParsedLog {
 impl<D: Disk> Wal<D> {
     /// Recovers from whatever the disk holds; an empty disk gives the default state.
     pub fn open(disk: D) -> Result<(Wal<D>, Recovered), WalError> {
+        let identity = read_identity(&disk)?;
         let snapshot = read_snapshot(&disk)?.map(|record| record.meta);
         let bytes = disk.read(WAL_FILE)?.unwrap_or_default();
         let parsed = parse_log(&bytes)?;
@@ -93,8 +110,13 @@ impl<D: Disk> Wal<D> {
         }
         let last_index = entries.last().map_or(snapshot_index, |entry| entry.index);
         let wal = Wal { disk, last_index, snapshot_index };
-        let recovered =
-            Recovered { hard_state: parsed.hard_state.unwrap_or_default(), entries, snapshot, truncated_torn_bytes };
+        let recovered = Recovered {
+            hard_state: parsed.hard_state.unwrap_or_default(),
+            entries,
+            snapshot,
+            truncated_torn_bytes,
+            identity,
+        };
         Ok((wal, recovered))
     }
 
@@ -194,6 +216,14 @@ impl<D: Disk> Wal<D> {
         Ok(())
     }
 
+    /// Replaces the identity file durably (write_atomic: whole or absent after a crash).
+    pub fn save_identity(&mut self, identity: &MemberIdentity) -> Result<(), WalError> {
+        let mut buffer = Vec::new();
+        encode(RecordKind::Identity, identity, &mut buffer)?;
+        self.disk.write_atomic(IDENTITY_FILE, &buffer)?;
+        Ok(())
+    }
+
     /// The saved snapshot and its data, checksum verified.
     pub fn load_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, WalError> {
         Ok(read_snapshot(&self.disk)?.map(|record| (record.meta, record.data.to_vec())))
@@ -233,6 +263,21 @@ fn read_snapshot<D: Disk>(disk: &D) -> Result<Option<SnapshotRecord>, WalError> 
     }
 }
 
+fn read_identity<D: Disk>(disk: &D) -> Result<Option<MemberIdentity>, WalError> {
+    let Some(bytes) = disk.read(IDENTITY_FILE)? else {
+        return Ok(None);
+    };
+    let corrupt = |reason: String| WalError::Corrupt { file: IDENTITY_FILE.to_string(), offset: 0, reason };
+    match record::decode(&bytes, 0, MAX_RECORD_BYTES) {
+        Decoded::Record { kind: RecordKind::Identity, payload, next_offset } if next_offset == bytes.len() => {
+            bincode::deserialize(payload).map(Some).map_err(|e| corrupt(format!("undecodable identity: {e}")))
+        }
+        Decoded::Record { kind, .. } => Err(corrupt(format!("unexpected {kind:?} record or trailing bytes"))),
+        Decoded::Torn => Err(corrupt("incomplete identity file".to_string())),
+        Decoded::Corrupt { reason } => Err(corrupt(reason)),
+    }
+}
+
 fn parse_log(bytes: &[u8]) -> Result<ParsedLog, WalError> {
     let mut parsed = ParsedLog { hard_state: None, entries: Vec::new(), valid_len: 0 };
     let mut offset = 0;
@@ -254,7 +299,9 @@ fn parse_log(bytes: &[u8]) -> Result<ParsedLog, WalError> {
                     bincode::deserialize(payload).map_err(|e| corrupt(format!("undecodable entry: {e}")))?;
                 append_entry(&mut parsed.entries, entry).map_err(corrupt)?;
             }
-            RecordKind::Snapshot => return Err(corrupt("snapshot record inside the log".to_string())),
+            RecordKind::Snapshot | RecordKind::Identity => {
+                return Err(corrupt(format!("{kind:?} record inside the log")));
+            }
         }
         offset = next_offset;
         parsed.valid_len = offset;

@@ -12,4 +12,7 @@ mod record;
 
 pub use disk::{Disk, DiskError, DiskStats, SimDisk};
 pub use file_disk::FileDisk;
-pub use log::{Recovered, Wal, WalError, MAX_RECORD_BYTES, MAX_SNAPSHOT_BYTES, SNAPSHOT_FILE, WAL_FILE};
+pub use log::{
+    MemberIdentity, Recovered, Wal, WalError, IDENTITY_FILE, MAX_RECORD_BYTES, MAX_SNAPSHOT_BYTES, SNAPSHOT_FILE,
+    WAL_FILE,
+};

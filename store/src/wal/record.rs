@@ -16,6 +16,7 @@ pub(crate) enum RecordKind {
     HardState = 1,
     Entry = 2,
     Snapshot = 3,
+    Identity = 4,
 }
 
 impl RecordKind {
@@ -24,6 +25,7 @@ impl RecordKind {
             1 => Some(Self::HardState),
             2 => Some(Self::Entry),
             3 => Some(Self::Snapshot),
+            4 => Some(Self::Identity),
             _ => None,
         }
     }

@@ -1,0 +1,199 @@
+//! Starting a member: recover the WAL and the latest snapshot, check that the disk belongs
+//! to this member of this cluster, and, on an empty disk, make sure this member id has
+//! never taken part before (etcd `isMemberBootstrapped`), then rebuild Raft and the state
+//! machine.
+//!
+//! Why the bootstrapped check: a member that voted or acknowledged entries and then lost
+//! its disk no longer holds what it promised. If it came back under the same id with an
+//! empty log it could vote for a candidate missing committed entries, and help elect a
+//! leader that loses them. Every member records durably, before stepping it, the first
+//! Raft message it receives from each peer (the identity file); a member starting on an
+//! empty disk asks every peer and refuses to start if any of them has heard from it.
+//!
+//! When peers do not answer: the member keeps asking (every 500 ms) and never starts Raft
+//! meanwhile, so it can never vote or acknowledge before it knows. It waits for an answer
+//! from *every* peer, since only the member that received a message knows of it. After
+//! `bootstrap_check_timeout` without every answer it gives up with
+//! `MemberError::BootstrapUndecided` (refusing to start, which is always safe) rather than
+//! waiting unboundedly.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use madsim::net::rpc::Request as _;
+use madsim::net::Endpoint;
+
+use super::core::{MemberCore, RecoveredMachine};
+use super::{Bootstrap, MemberConfig, MemberError, StoreObserver};
+use crate::api::MemberId;
+use crate::mvcc::Mvcc;
+use crate::raft::{self, HardState, RestoredState};
+use crate::rpc::{BootstrapAnswer, BootstrapQuery};
+use crate::snapshot::MemberSnapshot;
+use crate::wal::{Disk, MemberIdentity, Wal};
+
+/// How long one bootstrap query waits for its answer, and the pause between rounds.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+const QUERY_RETRY: Duration = Duration::from_millis(500);
+
+pub(super) async fn start<D: Disk>(
+    config: &MemberConfig,
+    disk: D,
+    endpoint: Arc<Endpoint>,
+    observer: Option<Arc<dyn StoreObserver>>,
+) -> Result<MemberCore<D>, MemberError> {
+    let id = config.id;
+    let recovery = |source| MemberError::Recovery { member: id, source };
+    let (mut wal, recovered) = Wal::open(disk).map_err(recovery)?;
+    let empty_disk = recovered.identity.is_none()
+        && recovered.snapshot.is_none()
+        && recovered.entries.is_empty()
+        && recovered.hard_state == HardState::default();
+    let identity = match &recovered.identity {
+        Some(identity) if identity.member_id != id || identity.cluster_id != config.cluster_id => {
+            return Err(MemberError::IdentityMismatch {
+                member: id,
+                disk_member: identity.member_id,
+                disk_cluster: identity.cluster_id,
+                cluster: config.cluster_id,
+            });
+        }
+        Some(identity) => identity.clone(),
+        None => MemberIdentity { cluster_id: config.cluster_id, member_id: id, peers_heard_from: BTreeSet::new() },
+    };
+    let identity = Arc::new(Mutex::new(identity));
+    let answering =
+        madsim::task::spawn(answer_bootstrap_queries(endpoint.clone(), identity.clone(), config.cluster_id, id));
+    if recovered.identity.is_none() {
+        if empty_disk && config.planted_bugs.rejoin_under_old_identity {
+            // PLANTED BUG (`rejoin_under_old_identity`): no check; a wiped member votes with
+            // an empty log under the id its peers know.
+        } else if empty_disk {
+            if let Err(e) = check_not_bootstrapped(config, &endpoint).await {
+                answering.abort();
+                return Err(e);
+            }
+        }
+        // Only now: a crash before this line leaves the disk empty, so the check runs again.
+        let snapshot = identity.lock().expect("identity lock").clone();
+        wal.save_identity(&snapshot).map_err(recovery)?;
+    }
+
+    let (machine, snapshot_data) = recover_machine(config, &wal)?;
+    let voters = match config.bootstrap {
+        Bootstrap::NewCluster => config.peers.keys().copied().collect(),
+        Bootstrap::JoinExisting => Vec::new(),
+    };
+    let mut raft_config = raft::Config::new(id, voters);
+    raft_config.election_tick = config.election_tick;
+    raft_config.heartbeat_tick = config.heartbeat_tick;
+    raft_config.planted_bugs = config.raft_bugs;
+    let n_entries = recovered.entries.len();
+    let restored = RestoredState {
+        hard_state: recovered.hard_state,
+        entries: recovered.entries,
+        snapshot: recovered.snapshot,
+        snapshot_data,
+    };
+    let rng_seed: u64 = madsim::rand::random();
+    let raft = raft::Raft::new(raft_config, restored, rng_seed)
+        .map_err(|e| MemberError::Raft { member: id, reason: e.to_string() })?;
+    if let Some(o) = &observer {
+        o.started(id, n_entries, recovered.truncated_torn_bytes);
+    }
+    Ok(MemberCore::new(config.clone(), wal, raft, machine, identity, observer))
+}
+
+/// The state machine as of the latest snapshot on disk (empty without one); the log
+/// entries after it are re-applied by Raft, so nothing is applied twice.
+fn recover_machine<D: Disk>(config: &MemberConfig, wal: &Wal<D>) -> Result<(RecoveredMachine, Bytes), MemberError> {
+    let id = config.id;
+    let Some((meta, data)) = wal.load_snapshot().map_err(|source| MemberError::Recovery { member: id, source })? else {
+        let machine = RecoveredMachine {
+            mvcc: Mvcc::new(),
+            applied_index: 0,
+            peers: config.peers.clone(),
+            removed: BTreeSet::new(),
+        };
+        return Ok((machine, Bytes::new()));
+    };
+    let snapshot_error = |reason: String| MemberError::Snapshot { member: id, reason };
+    let snapshot = MemberSnapshot::decode(&data).map_err(snapshot_error)?;
+    if snapshot.cluster_id != config.cluster_id {
+        return Err(snapshot_error(format!(
+            "snapshot of cluster {}, member of cluster {}",
+            snapshot.cluster_id, config.cluster_id
+        )));
+    }
+    let mvcc = Mvcc::try_from_snapshot(snapshot.mvcc).map_err(snapshot_error)?;
+    let mut peers: BTreeMap<MemberId, SocketAddr> = config.peers.clone();
+    peers.extend(snapshot.members);
+    peers.retain(|member, _| *member == id || !snapshot.removed.contains(member));
+    let machine = RecoveredMachine { mvcc, applied_index: meta.index, peers, removed: snapshot.removed };
+    Ok((machine, Bytes::from(data)))
+}
+
+/// Asks every peer whether it has heard from this member; see the module doc.
+async fn check_not_bootstrapped(config: &MemberConfig, endpoint: &Endpoint) -> Result<(), MemberError> {
+    let id = config.id;
+    let mut unanswered: BTreeMap<MemberId, SocketAddr> =
+        config.peers.iter().filter(|(peer, _)| **peer != id).map(|(peer, addr)| (*peer, *addr)).collect();
+    let started = madsim::time::Instant::now();
+    let query = BootstrapQuery { cluster_id: config.cluster_id, member: id };
+    loop {
+        let asking: Vec<(MemberId, SocketAddr)> = unanswered.iter().map(|(p, a)| (*p, *a)).collect();
+        for (peer, addr) in asking {
+            let Ok(answer) = endpoint.call_timeout(addr, query.clone(), QUERY_TIMEOUT).await else {
+                continue;
+            };
+            if answer.cluster_id != config.cluster_id {
+                return Err(MemberError::ClusterMismatch {
+                    member: id,
+                    peer,
+                    peer_cluster: answer.cluster_id,
+                    cluster: config.cluster_id,
+                });
+            }
+            if answer.already_bootstrapped {
+                return Err(MemberError::AlreadyBootstrapped { member: id, peer });
+            }
+            unanswered.remove(&peer);
+        }
+        if unanswered.is_empty() {
+            return Ok(());
+        }
+        let waited = madsim::time::Instant::now() - started;
+        if waited >= config.bootstrap_check_timeout {
+            return Err(MemberError::BootstrapUndecided {
+                member: id,
+                waited,
+                unanswered: unanswered.keys().copied().collect(),
+            });
+        }
+        madsim::time::sleep(QUERY_RETRY).await;
+    }
+}
+
+/// Answers peers' bootstrap queries for as long as the member runs (from before its own
+/// startup finishes, so members of a new cluster starting together never wait on each
+/// other).
+async fn answer_bootstrap_queries(
+    endpoint: Arc<Endpoint>,
+    identity: Arc<Mutex<MemberIdentity>>,
+    cluster_id: u64,
+    id: MemberId,
+) {
+    while let Ok((payload, from)) = endpoint.recv_from_raw(BootstrapQuery::ID).await {
+        let Ok(envelope) = payload.downcast::<(u64, BootstrapQuery, Bytes)>() else {
+            tracing::warn!(%from, "dropping a malformed bootstrap query");
+            continue;
+        };
+        let (reply_tag, query, _) = *envelope;
+        let already_bootstrapped = identity.lock().expect("identity lock").peers_heard_from.contains(&query.member);
+        let answer = BootstrapAnswer { cluster_id, answered_by: id, already_bootstrapped };
+        let _ = endpoint.send_to_raw(from, reply_tag, Box::new((answer, Bytes::new()))).await;
+    }
+}

@@ -1,0 +1,35 @@
+//! What a member's Raft snapshot carries: the MVCC state machine plus the membership state
+//! that is part of the replicated state (the address of every member, the members removed
+//! for good), and the cluster's identity. The same bytes travel in a Raft `Snapshot`
+//! message, sit in the snapshot file, and are what `snapshot restore` writes on each new
+//! member's disk. Pure data: no madsim, no disk.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::api::MemberId;
+use crate::mvcc::MvccSnapshot;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSnapshot {
+    pub cluster_id: u64,
+    pub mvcc: MvccSnapshot,
+    /// Address of every member of the configuration as of the snapshot's index.
+    pub members: BTreeMap<MemberId, SocketAddr>,
+    /// Members removed from the cluster; etcd refuses them for good ("the member has been
+    /// permanently removed from the cluster"), so their ids are never reused.
+    pub removed: BTreeSet<MemberId>,
+}
+
+impl MemberSnapshot {
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(bincode::serialize(self).expect("a member snapshot always serializes"))
+    }
+
+    pub fn decode(data: &[u8]) -> Result<MemberSnapshot, String> {
+        bincode::deserialize(data).map_err(|e| format!("undecodable member snapshot: {e}"))
+    }
+}
