@@ -6,6 +6,7 @@
 //!   change committed in (write, R] explains its absence;
 //! - writes acknowledged after R are the data-loss window: expected, counted (in the
 //!   summary and in the run's report), not violations.
+//!
 //! That nothing acknowledged after the restore is lost is `no-acknowledged-write-lost`,
 //! which runs on the new cluster's epoch.
 //!
