@@ -5,7 +5,11 @@
 //! election safety (at most one leader per term), log matching, state machine safety
 //! (an index is only ever applied with one entry, and committed entries never change in
 //! any durable log), and ReadIndex linearizability (a read's index covers every entry
-//! committed before the read began). Once faults heal, the cluster must elect a leader and
+//! committed before the read began). Nodes also compact their logs under snapshots of
+//! their applied state at random, and followers that fall behind are caught up by
+//! InstallSnapshot (§7): the state machine is the list of applied entries, so a snapshot
+//! is checked entry by entry against what was committed, and applying must continue
+//! exactly after it (nothing applied twice, no gap). Once faults heal, the cluster must elect a leader and
 //! commit a new proposal on every node (liveness).
 //!
 //! Reproduce a failure with `RAFT_SEED=N cargo test -p store --test raft_random`; run a
@@ -14,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use store::raft::{Config, Entry, HardState, Message, NodeId, Raft, RestoredState, Role};
+use store::raft::{Config, Entry, HardState, Message, NodeId, Raft, RestoredState, Role, SnapshotMeta};
 
 const N_NODES: u64 = 5;
 const N_SEEDS: u64 = 200;
@@ -45,6 +49,7 @@ impl Rng {
 struct Durable {
     hard_state: HardState,
     entries: Vec<Entry>,
+    snapshot: Option<(SnapshotMeta, Bytes)>,
 }
 
 struct Sim {
@@ -52,6 +57,9 @@ struct Sim {
     rng: Rng,
     nodes: BTreeMap<NodeId, Option<Raft>>,
     durable: BTreeMap<NodeId, Durable>,
+    /// Each live node's state machine: every entry it applied, from index 1.
+    machines: BTreeMap<NodeId, Vec<Entry>>,
+    n_snapshots_installed: u64,
     n_restarts: u64,
     in_flight: Vec<Message>,
     /// Side of each node when partitioned.
@@ -73,6 +81,8 @@ impl Sim {
             rng: Rng(seed),
             nodes: BTreeMap::new(),
             durable: BTreeMap::new(),
+            machines: BTreeMap::new(),
+            n_snapshots_installed: 0,
             n_restarts: 0,
             in_flight: Vec::new(),
             partition: None,
@@ -95,11 +105,13 @@ impl Sim {
         config.max_entries_per_append = 4;
         config.max_inflight_appends = 8;
         let durable = self.durable[&id].clone();
+        let machine = durable.snapshot.as_ref().map(|(_, data)| decode_machine(data)).unwrap_or_default();
+        self.machines.insert(id, machine);
         let restored = RestoredState {
             hard_state: durable.hard_state,
             entries: durable.entries,
-            snapshot: None,
-            snapshot_data: Default::default(),
+            snapshot: durable.snapshot.as_ref().map(|(meta, _)| meta.clone()),
+            snapshot_data: durable.snapshot.map(|(_, data)| data).unwrap_or_default(),
         };
         self.n_restarts += 1;
         let rng_seed = self.seed.wrapping_mul(1000).wrapping_add(self.n_restarts);
@@ -130,6 +142,10 @@ impl Sim {
             }
         }
         let durable = self.durable.get_mut(&id).unwrap();
+        if let Some((meta, data)) = &ready.snapshot {
+            durable.entries.clear();
+            durable.snapshot = Some((meta.clone(), data.clone()));
+        }
         if let Some(hard_state) = ready.hard_state {
             durable.hard_state = hard_state;
         }
@@ -139,8 +155,24 @@ impl Sim {
             durable.entries.extend(ready.entries.iter().cloned());
         }
         self.in_flight.extend(ready.messages);
+        if let Some((meta, data)) = ready.snapshot {
+            let machine = decode_machine(&data);
+            if machine.len() as u64 != meta.index {
+                self.fail(format!("snapshot at {} on {id} holds {} entries", meta.index, machine.len()));
+            }
+            for entry in machine.iter().cloned() {
+                self.check_applied(id, entry);
+            }
+            self.machines.insert(id, machine);
+            self.n_snapshots_installed += 1;
+        }
         if let Some(last) = ready.committed_entries.last().map(|e| e.index) {
             for entry in ready.committed_entries {
+                let machine = &self.machines[&id];
+                if entry.index != machine.len() as u64 + 1 {
+                    self.fail(format!("{id} applies entry {} after {} applied entries", entry.index, machine.len()));
+                }
+                self.machines.get_mut(&id).unwrap().push(entry.clone());
                 self.check_applied(id, entry);
             }
             self.nodes.get_mut(&id).unwrap().as_mut().unwrap().advance_applied(last);
@@ -182,18 +214,38 @@ impl Sim {
     /// are identical up to it. Checking the highest such index suffices.
     fn check_log_matching(&self) {
         let ids: Vec<NodeId> = self.durable.keys().copied().collect();
+        let by_index = |id: &NodeId| -> BTreeMap<u64, &Entry> {
+            self.durable[id].entries.iter().map(|e| (e.index, e)).collect()
+        };
         for (i, a) in ids.iter().enumerate() {
             for b in &ids[i + 1..] {
-                let (la, lb) = (&self.durable[a].entries, &self.durable[b].entries);
-                let common = la.len().min(lb.len());
-                let Some(top) = (0..common).rev().find(|&k| la[k].term == lb[k].term) else {
+                let (la, lb) = (by_index(a), by_index(b));
+                let top = la.iter().rev().find(|(index, e)| lb.get(index).is_some_and(|other| other.term == e.term));
+                let Some((&top, _)) = top else {
                     continue;
                 };
-                if la[..=top] != lb[..=top] {
-                    self.fail(format!("log matching violated between {a} and {b} below index {}", top + 1));
+                for (index, entry) in la.range(..=top) {
+                    if lb.get(index).is_some_and(|other| other != entry) {
+                        self.fail(format!("log matching violated between {a} and {b} at index {index} (below {top})"));
+                    }
                 }
             }
         }
+    }
+
+    /// The driver's log compaction: snapshot the applied state machine and compact.
+    fn compact(&mut self, id: NodeId) {
+        let raft = self.nodes.get_mut(&id).unwrap().as_mut().unwrap();
+        let status = raft.status();
+        if status.applied <= status.snapshot_index {
+            return;
+        }
+        let machine = &self.machines[&id];
+        let data = Bytes::from(bincode::serialize(&machine[..status.applied as usize]).unwrap());
+        let meta = raft.compact(status.applied, data.clone()).expect("compaction at the applied index");
+        let durable = self.durable.get_mut(&id).unwrap();
+        durable.entries.retain(|e| e.index > meta.index);
+        durable.snapshot = Some((meta, data));
     }
 
     fn deliver(&mut self, position: usize) {
@@ -235,7 +287,12 @@ impl Sim {
                     self.handle_ready(id);
                 }
             }
-            80..=94 => self.propose_or_read(),
+            80..=92 => self.propose_or_read(),
+            93..=94 => {
+                if let Some(id) = self.random_live() {
+                    self.compact(id);
+                }
+            }
             95 => {
                 if self.live().len() > 2 {
                     if let Some(id) = self.random_live() {
@@ -317,12 +374,17 @@ impl Sim {
     }
 }
 
+fn decode_machine(data: &[u8]) -> Vec<Entry> {
+    bincode::deserialize(data).expect("snapshot data is an encoded entry list")
+}
+
 /// What one seed exercised, so the test can show it is not vacuous.
 #[derive(Default, Debug)]
 struct Coverage {
     n_terms_with_leader: usize,
     n_committed_before_healing: usize,
     n_reads_served: u64,
+    n_snapshots_installed: u64,
 }
 
 fn run_seed(seed: u64) -> Coverage {
@@ -341,6 +403,7 @@ fn run_seed(seed: u64) -> Coverage {
         n_terms_with_leader: sim.leader_of_term.len(),
         n_committed_before_healing,
         n_reads_served: sim.n_reads_served,
+        n_snapshots_installed: sim.n_snapshots_installed,
     }
 }
 
@@ -358,10 +421,12 @@ fn raft_random_faults_preserve_safety() {
         total.n_terms_with_leader += coverage.n_terms_with_leader;
         total.n_committed_before_healing += coverage.n_committed_before_healing;
         total.n_reads_served += coverage.n_reads_served;
+        total.n_snapshots_installed += coverage.n_snapshots_installed;
     }
     println!("{n_seeds} seeds: {total:?}");
     // The faults must leave room for real work, or the safety checks above prove nothing.
     assert!(total.n_terms_with_leader as u64 > 2 * n_seeds, "{total:?}");
     assert!(total.n_committed_before_healing as u64 > 5 * n_seeds, "{total:?}");
     assert!(total.n_reads_served > n_seeds, "{total:?}");
+    assert!(total.n_snapshots_installed > n_seeds / 4, "{total:?}");
 }
