@@ -258,6 +258,14 @@ pub enum HistoryEvent {
         acknowledged_objects_lost: usize,
         reason: String,
     },
+    /// An informer of `who` relisted `resource` after 410 Gone (client-go's reflector:
+    /// "watch ... too old resource version"; after a restore, every watcher does).
+    Relisted {
+        who: String,
+        resource: String,
+        resource_version: i64,
+        n_objects: usize,
+    },
 }
 
 /// One key's state as a checker needs it: enough to compare keyspaces key by key without
@@ -559,6 +567,15 @@ impl controllers::observer::ControllerObserver for Recorder {
     fn kubelet_registered(&self, node: &str) {
         self.record(HistoryEvent::KubeletRegistered { node: node.to_string() });
     }
+
+    fn relisted(&self, who: &str, resource: &str, resource_version: i64, n_objects: usize) {
+        self.record(HistoryEvent::Relisted {
+            who: who.to_string(),
+            resource: resource.to_string(),
+            resource_version,
+            n_objects,
+        });
+    }
 }
 
 /// The timeline line of a backup, disk loss, replacement, restore or total loss.
@@ -588,6 +605,11 @@ pub fn describe_recovery(event: &HistoryEvent) -> Option<String> {
         }
         HistoryEvent::TotalLoss { acknowledged_objects_lost, reason } => {
             format!("TOTAL LOSS: {acknowledged_objects_lost} acknowledged objects lost ({reason})")
+        }
+        HistoryEvent::Relisted { who, resource, resource_version, n_objects } => {
+            format!(
+                "{who} got 410 Gone and relisted {resource}: {n_objects} objects at resourceVersion {resource_version}"
+            )
         }
         _ => return None,
     })

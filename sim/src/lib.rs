@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod determinism;
 pub mod history;
+pub mod operator;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -1,14 +1,14 @@
 //! Runs one seed of one scenario in a fresh madsim runtime and turns its history into a
 //! report. Everything a seed does is a function of (scenario, seed, options).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use faults::{FaultKind, FaultPlan, GenerateOptions, Topology};
 use madsim::runtime::Runtime;
 
 use crate::checkers::restore::RecoveryStats;
 use crate::checkers::{check_all, CheckInput, EndState, Verdict};
-use crate::cluster::{ip, store_member_addr};
+use crate::cluster::ip;
 use crate::control_plane::ControlPlaneOptions;
 use crate::history::{History, HistoryEvent, Recorder};
 use crate::report::{Check, CheckStatus, RunReport};
@@ -114,7 +114,7 @@ fn run_seed_on_this_thread(options: &RunOptions) -> (RunReport, History) {
             };
             let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
             let messages = madsim::net::NetSim::current().stat().msg_count;
-            let end_state = read_end_state(options.cluster.store.n_members as u64).await;
+            let end_state = read_end_state(outcome.store_endpoints.clone()).await;
             (outcome, end_state, simulated_secs, messages)
         }
     });
@@ -163,8 +163,10 @@ fn run_seed_on_this_thread(options: &RunOptions) -> (RunReport, History) {
 
 /// The store's final keyspace, read by a checker's client on a fresh node after the
 /// scenario ended; `None` if no member answered (for example after total loss).
-async fn read_end_state(n_members: u64) -> Option<EndState> {
-    let members = (1..=n_members).map(|id| (id, store_member_addr(id))).collect();
+async fn read_end_state(members: BTreeMap<store::api::MemberId, std::net::SocketAddr>) -> Option<EndState> {
+    if members.is_empty() {
+        return None;
+    }
     let node = madsim::runtime::Handle::current().create_node().name("end-state-reader").ip(ip(9, 250)).build();
     node.spawn(async move {
         let client = StoreClient::connect(members, Principal::reader("end-state-reader"), StoreClientConfig::default())

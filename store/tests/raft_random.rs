@@ -214,9 +214,8 @@ impl Sim {
     /// are identical up to it. Checking the highest such index suffices.
     fn check_log_matching(&self) {
         let ids: Vec<NodeId> = self.durable.keys().copied().collect();
-        let by_index = |id: &NodeId| -> BTreeMap<u64, &Entry> {
-            self.durable[id].entries.iter().map(|e| (e.index, e)).collect()
-        };
+        let by_index =
+            |id: &NodeId| -> BTreeMap<u64, &Entry> { self.durable[id].entries.iter().map(|e| (e.index, e)).collect() };
         for (i, a) in ids.iter().enumerate() {
             for b in &ids[i + 1..] {
                 let (la, lb) = (by_index(a), by_index(b));

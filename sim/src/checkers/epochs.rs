@@ -10,34 +10,102 @@
 //! old-cluster event follows it). An operation invoked in one epoch and answered in the
 //! next stays in the epoch it was invoked in, unanswered (its outcome is unknown there,
 //! which every checker already allows).
+//!
+//! A restored cluster starts from the backup's keyspace, not from nothing. So that the
+//! linearizability checker can explain a read of a restored value, each new epoch opens
+//! with the writes that produced its restored keys: for every restored key, the write of
+//! an earlier epoch whose key and value (by hash) match, replayed as acknowledged at the
+//! key's restored mod revision (before any operation of the new epoch).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Verdict, MAX_VIOLATIONS_PER_INVARIANT};
-use crate::history::{History, HistoryEvent, Record};
+use crate::history::{History, HistoryEvent, KeyState, Record, StoreOpKind, StoreOpOutcome};
+
+/// The key and value a client write puts.
+fn written(op: &StoreOpKind) -> Option<(&str, &str)> {
+    match op {
+        StoreOpKind::Put { key, value } | StoreOpKind::CompareAndPut { key, value, .. } => {
+            Some((key.as_str(), value.as_str()))
+        }
+        StoreOpKind::Get { .. } => None,
+    }
+}
+
+/// The invoke/return pairs that open a restored epoch: one per restored key some
+/// client's write produced (see the module documentation).
+fn restored_writes(
+    keyspace: &[KeyState],
+    writes: &BTreeMap<(String, u64), (String, StoreOpKind)>,
+    at_ns: u64,
+) -> Vec<Record> {
+    let by_content: BTreeMap<(&str, u64), &str> = writes
+        .values()
+        .filter_map(|(_, op)| {
+            let (key, value) = written(op)?;
+            Some(((key, xxhash_rust::xxh3::xxh3_64(value.as_bytes())), value))
+        })
+        .collect();
+    let client = format!("restore@{at_ns}");
+    // Every invocation before every return: the puts are concurrent, so real-time order
+    // asks nothing of their revisions.
+    let mut invoked = Vec::new();
+    let mut returned = Vec::new();
+    for (op_id, state) in keyspace.iter().enumerate() {
+        let op_id = op_id as u64;
+        let Some(hash) = state.value_hash else { continue };
+        let Some(value) = by_content.get(&(state.key.as_str(), hash)) else { continue };
+        // A plain put: the restored state is what it wrote, whatever it was conditioned on.
+        let op = StoreOpKind::Put { key: state.key.clone(), value: value.to_string() };
+        invoked.push(Record { at_ns, event: HistoryEvent::StoreOpInvoked { client: client.clone(), op_id, op } });
+        returned.push(Record {
+            at_ns,
+            event: HistoryEvent::StoreOpReturned {
+                client: client.clone(),
+                op_id,
+                outcome: StoreOpOutcome::Written { revision: state.mod_revision, succeeded: true },
+            },
+        });
+    }
+    invoked.extend(returned);
+    invoked
+}
 
 /// The history cut at each restore. One element when there was no restore.
 pub(crate) fn split(history: &History) -> Vec<History> {
     let mut epochs = Vec::new();
     let mut current: Vec<Record> = Vec::new();
-    let mut store_ops = BTreeSet::new();
+    let mut store_ops: BTreeSet<(String, u64)> = BTreeSet::new();
     let mut api_requests = BTreeSet::new();
     // Before the first restore nothing is dropped: a return never invoked there is a
     // malformed history, for the checkers to report.
     let mut restored = false;
+    // Every client write invoked so far, by (client, op id).
+    let mut writes: BTreeMap<(String, u64), (String, StoreOpKind)> = BTreeMap::new();
+    // (The restored epoch's opening puts are not added: the originals stay known.)
     for record in &history.records {
         match &record.event {
-            HistoryEvent::Restored { .. } => {
+            HistoryEvent::Restored { keyspace, .. } => {
                 epochs.push(std::mem::take(&mut current));
                 store_ops.clear();
                 api_requests.clear();
                 restored = true;
+                current = restored_writes(keyspace, &writes, record.at_ns);
+                for opening in &current {
+                    if let HistoryEvent::StoreOpInvoked { client, op_id, .. } = &opening.event {
+                        store_ops.insert((client.clone(), *op_id));
+                    }
+                }
+                continue;
             }
-            HistoryEvent::StoreOpInvoked { client, op_id, .. } => {
-                store_ops.insert((client.as_str(), *op_id));
+            HistoryEvent::StoreOpInvoked { client, op_id, op } => {
+                store_ops.insert((client.clone(), *op_id));
+                if written(op).is_some() {
+                    writes.insert((client.clone(), *op_id), (client.clone(), op.clone()));
+                }
             }
             HistoryEvent::StoreOpReturned { client, op_id, .. }
-                if restored && !store_ops.contains(&(client.as_str(), *op_id)) =>
+                if restored && !store_ops.contains(&(client.clone(), *op_id)) =>
             {
                 continue;
             }
