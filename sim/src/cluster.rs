@@ -77,11 +77,19 @@ pub(crate) struct Membership {
     pub slots: BTreeMap<u64, StoreMember>,
     pub cluster_id: u64,
     pub next_member: MemberId,
+    /// Slots whose disk was lost and that no replacement or restore has refilled yet.
+    pub lost: std::collections::BTreeSet<u64>,
 }
 
 impl Membership {
     pub fn slot_of(&self, member: MemberId) -> Option<u64> {
         self.slots.iter().find(|(_, m)| m.id == member).map(|(slot, _)| *slot)
+    }
+
+    /// True when the lost slots are a majority: the cluster has no quorum left and only a
+    /// restore brings it back (etcd's disaster recovery).
+    pub fn quorum_lost(&self) -> bool {
+        self.lost.len() > self.slots.len() / 2
     }
 
     /// A member id never used in this run, or `None` when the address plan is full.
@@ -167,6 +175,7 @@ impl StoreCluster {
                 slots: BTreeMap::new(),
                 cluster_id: 1,
                 next_member: options.n_members as MemberId + 1,
+                lost: Default::default(),
             }),
             endpoints: Arc::new(Mutex::new(peers.clone())),
         });

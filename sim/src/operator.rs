@@ -39,9 +39,12 @@ use crate::history::{History, HistoryEvent, KeyState};
 
 /// How many backups the operator keeps (the most recent ones).
 pub const KEEP_BACKUPS: usize = 4;
-/// `--bump-revision` of a restore. Kubernetes' restore guide uses 1 000 000 000; it must
-/// exceed every revision the lost cluster may have committed after the backup. Runs
-/// commit far fewer than a million revisions, so this keeps numbers readable.
+/// `--bump-revision` of the first restore. Kubernetes' restore guide uses 1 000 000 000; it
+/// must exceed every revision the lost cluster may have committed after the backup. Runs
+/// commit far fewer than a million revisions per cluster, so this keeps numbers readable.
+/// The k-th restore of a run bumps by k times this: it may restore the same backup as an
+/// earlier one (no newer backup was taken since), and must still land above every
+/// revision the cluster restored in between handed out.
 pub const BUMP_REVISION: u64 = 1_000_000;
 /// How long the operator keeps retrying `member remove` / `member add` (a leader may be
 /// in the middle of an election).
@@ -64,6 +67,8 @@ pub(crate) struct Operator {
     commands: mpsc::UnboundedSender<Command>,
     backups: Mutex<Vec<StoredBackup>>,
     next_backup: Mutex<u32>,
+    /// Restores attempted so far.
+    restores: Mutex<u64>,
     apiservers: Mutex<Vec<madsim::task::NodeId>>,
 }
 
@@ -76,6 +81,7 @@ impl Operator {
             commands,
             backups: Mutex::new(Vec::new()),
             next_backup: Mutex::new(0),
+            restores: Mutex::new(0),
             apiservers: Mutex::new(Vec::new()),
         });
         let node = Handle::current().create_node().name("operator").ip(ip(9, 200)).build();
@@ -94,7 +100,17 @@ impl Operator {
                 }
                 match command {
                     Command::Backup { slot } => worker.backup(&client, slot).await,
-                    Command::Replace { slot } => worker.replace(&client, slot).await,
+                    Command::Replace { slot } => {
+                        if !worker.shared.membership().lost.contains(&slot) {
+                            // A restore refilled the slot meanwhile.
+                            continue;
+                        }
+                        if worker.shared.membership().quorum_lost() {
+                            worker.escalate(slot).await;
+                        } else if !worker.replace(&client, slot).await && worker.shared.membership().quorum_lost() {
+                            worker.escalate(slot).await;
+                        }
+                    }
                     Command::Restore => worker.restore().await,
                 }
             }
@@ -186,46 +202,63 @@ impl Operator {
         }
     }
 
-    async fn replace(&self, client: &StoreClient, slot: u64) {
+    /// A majority of the disks is lost: replacing one member cannot work (member remove
+    /// needs a quorum), so the operator restores instead, as etcd's disaster-recovery guide
+    /// says for a cluster that permanently lost its quorum.
+    async fn escalate(&self, slot: u64) {
+        let lost = self.shared.membership().lost.clone();
+        self.shared.recorder.fault(format!(
+            "operator: cannot replace store-{slot}: slots {lost:?} lost their disks, the quorum is gone; restoring from backup"
+        ));
+        self.restore().await;
+    }
+
+    /// Replaces the member of `slot`; false if it did not get through.
+    async fn replace(&self, client: &StoreClient, slot: u64) -> bool {
         let recorder = &self.shared.recorder;
-        let Ok(old) = self.member_of(slot) else { return };
+        let Ok(old) = self.member_of(slot) else { return false };
         if self.shared.options.bugs.rejoin_under_old_identity {
             // With the planted bug the member skips etcd's bootstrapped check, so the
             // operator's naive "just restart it" succeeds: the wiped member rejoins under
             // its old id (see `StoreBugs::rejoin_under_old_identity`).
             let node = self.shared.membership().slots[&slot].node.id();
             restart_node(node);
+            self.shared.membership().lost.remove(&slot);
             recorder.fault(format!("operator: restarted member {old} on its empty disk under its old identity"));
-            return;
+            return true;
         }
         let Some(new) = self.shared.membership().new_member_id() else {
             let error = "no member id left in the address plan".to_string();
             recorder.record(HistoryEvent::MemberReplaced { old, new: 0, addr: String::new(), error: Some(error) });
-            return;
+            return false;
         };
         let addr = store_member_addr(new);
         let replaced = |error: Option<String>| HistoryEvent::MemberReplaced { old, new, addr: addr.to_string(), error };
-        if let Err(error) =
-            retry_membership(client, |voters| !voters.contains(&old), || client.member_remove(old)).await
-        {
+        let shared = &self.shared;
+        let remove = retry_membership(shared, client, |voters| !voters.contains(&old), || client.member_remove(old));
+        if let Err(error) = remove.await {
             recorder.record(replaced(Some(format!("member remove {old}: {error}"))));
-            return;
+            return false;
         }
         self.shared.endpoints.lock().expect("endpoints lock").remove(&old);
-        if let Err(error) =
-            retry_membership(client, |voters| voters.contains(&new), || client.member_add(new, addr)).await
-        {
+        let add = retry_membership(shared, client, |voters| voters.contains(&new), || client.member_add(new, addr));
+        if let Err(error) = add.await {
             recorder.record(replaced(Some(format!("member add {new}: {error}"))));
-            return;
+            return false;
         }
         let mut peers = self.shared.endpoints.lock().expect("endpoints lock").clone();
         peers.insert(new, addr);
         let cluster_id = self.shared.membership().cluster_id;
         let member =
             self.shared.start_member(slot, new, peers.clone(), cluster_id, Bootstrap::JoinExisting, SimDisk::new());
-        self.shared.membership().slots.insert(slot, member);
+        {
+            let mut membership = self.shared.membership();
+            membership.slots.insert(slot, member);
+            membership.lost.remove(&slot);
+        }
         *self.shared.endpoints.lock().expect("endpoints lock") = peers;
         recorder.record(replaced(None));
+        true
     }
 
     async fn restore(&self) {
@@ -256,11 +289,16 @@ impl Operator {
             });
             return;
         };
+        let bump = {
+            let mut restores = self.restores.lock().expect("restores lock");
+            *restores += 1;
+            BUMP_REVISION * *restores
+        };
         let members: BTreeMap<MemberId, SocketAddr> = ids.iter().map(|&id| (id, store_member_addr(id))).collect();
         let options = RestoreOptions {
             cluster_id,
             members: members.clone(),
-            bump_revision: BUMP_REVISION,
+            bump_revision: bump,
             mark_compacted: true,
             bugs: self.shared.options.backup_bugs,
         };
@@ -303,7 +341,7 @@ impl Operator {
         recorder.record(HistoryEvent::Restored {
             backup: number,
             backup_revision,
-            bump: BUMP_REVISION,
+            bump,
             new_revision: restored.revision,
             new_cluster_id: cluster_id,
             members: ids.clone(),
@@ -321,7 +359,11 @@ impl Operator {
                 self.shared.start_member(slot, id, members.clone(), cluster_id, Bootstrap::NewCluster, disk),
             );
         }
-        self.shared.membership().slots.extend(started);
+        {
+            let mut membership = self.shared.membership();
+            membership.slots.extend(started);
+            membership.lost.clear();
+        }
         *self.shared.endpoints.lock().expect("endpoints lock") = members;
         for &node in &apiservers {
             restart_node(node);
@@ -332,8 +374,9 @@ impl Operator {
 
 /// Runs a membership change until it took effect: retried while it fails, and checked
 /// with `member list` when its outcome is unknown (a change is never blindly re-sent
-/// after it may have been applied).
+/// after it may have been applied). Gives up at once when the quorum is lost.
 async fn retry_membership<F, Fut>(
+    shared: &Shared,
     client: &StoreClient,
     done: impl Fn(&[MemberId]) -> bool,
     change: F,
@@ -345,6 +388,9 @@ where
     let start = madsim::time::Instant::now();
     let mut last = String::from("no attempt");
     while start.elapsed() < MEMBERSHIP_PATIENCE {
+        if shared.membership().quorum_lost() {
+            return Err(format!("the quorum is lost ({last})"));
+        }
         if let Ok(voters) = client.member_list().await {
             if done(&voters) {
                 return Ok(());

@@ -237,7 +237,11 @@ impl World for SimWorld {
 
     fn lose_disk(&self, member: u64) {
         let Some((id, disk)) = self.slot(member) else { return };
-        let member_id = self.store.membership().slots[&member].id;
+        let member_id = {
+            let mut membership = self.store.membership();
+            membership.lost.insert(member);
+            membership.slots[&member].id
+        };
         Handle::current().kill(id);
         disk.wipe();
         self.recorder.record(HistoryEvent::DiskLost { member: member_id });

@@ -116,12 +116,24 @@ async fn user_workload_under_faults(kubectl: &ApiClient, recorder: &Recorder, pl
     record_desired(recorder, SCALED_REPLICAS);
     let scaled = scale(kubectl, SCALED_REPLICAS, safety + liveness).await;
     sleep_until(start + safety).await;
+    // A restore (after a majority or total disk loss, or a quorum lost to single disk
+    // losses) may roll the store back to before the deployment existed.
+    let may_restore = plan
+        .events
+        .iter()
+        .any(|event| matches!(event.fault, Fault::DiskLoss { .. } | Fault::DiskLossMajority | Fault::DiskLossAll));
+    let missing = |result: &Result<(), ApiError>| matches!(result, Err(ApiError::NotFound { .. }));
+    let (created, scaled) = if may_restore && (missing(&created) || missing(&scaled)) {
+        (Ok(()), Ok(()))
+    } else {
+        (created, scaled)
+    };
     if let Err(e) = created.and(scaled) {
         checks.push(Check::fail(CONVERGENCE, format!("kubectl never got through: {e}")));
         return checks;
     }
     let healed_at = madsim::time::Instant::now();
-    if plan.events.iter().any(|event| matches!(event.fault, Fault::DiskLossMajority | Fault::DiskLossAll)) {
+    if may_restore {
         // After a restore the store may predate the deployment or its scale: the user
         // applies the manifest again, as anyone restoring a cluster from backup re-applies
         // what the backup missed (kubectl apply; a GitOps controller does it unasked).
