@@ -156,6 +156,16 @@ fn start_term(
         };
         let key = key_of(event.object());
         let deleted = matches!(event, InformerEvent::Deleted(_));
+        // A pod seen bound and now unbound: only a restored store (an older state of the
+        // pod, from before its binding) does that. The binding this scheduler assumed is
+        // gone with it; forget it so the pod is scheduled again.
+        let unbound_again = matches!(
+            event,
+            InformerEvent::Modified { old, .. } if old.as_pod().is_some_and(|p| p.spec.node_name.is_some())
+        ) && pod.spec.node_name.is_none();
+        if unbound_again {
+            t.assumed.lock().expect("assumed pods").remove(&key);
+        }
         if deleted || pod.spec.node_name.is_some() {
             t.assumed.lock().expect("assumed pods").remove(&key);
         } else if needs_scheduling(pod) {

@@ -49,6 +49,9 @@ pub const BUMP_REVISION: u64 = 1_000_000;
 /// How long the operator keeps retrying `member remove` / `member add` (a leader may be
 /// in the middle of an election).
 const MEMBERSHIP_PATIENCE: Duration = Duration::from_secs(30);
+/// How long the operator waits for one etcdctl command (etcdctl's `--command-timeout`
+/// is 5 s).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 enum Command {
     Backup { slot: u64 },
@@ -110,6 +113,10 @@ impl Operator {
                         } else if !worker.replace(&client, slot).await && worker.shared.membership().quorum_lost() {
                             worker.escalate(slot).await;
                         }
+                    }
+                    // An escalated replacement may have restored already.
+                    Command::Restore if worker.shared.membership().lost.is_empty() => {
+                        worker.shared.recorder.fault("operator: restore not needed, the cluster was restored meanwhile");
                     }
                     Command::Restore => worker.restore().await,
                 }
@@ -176,7 +183,7 @@ impl Operator {
     async fn backup(&self, client: &StoreClient, slot: u64) {
         let Ok(member) = self.member_of(slot) else { return };
         let recorder = &self.shared.recorder;
-        match madsim::time::timeout(Duration::from_secs(10), client.snapshot_save(member)).await {
+        match madsim::time::timeout(CALL_TIMEOUT, client.snapshot_save(member)).await {
             Ok(Ok(backup)) => {
                 let number = {
                     let mut next = self.next_backup.lock().expect("backup counter lock");
@@ -198,7 +205,7 @@ impl Operator {
                 backups.drain(..excess);
             }
             Ok(Err(error)) => recorder.record(HistoryEvent::BackupFailed { member, error: error.to_string() }),
-            Err(_) => recorder.record(HistoryEvent::BackupFailed { member, error: "timed out after 10s".into() }),
+            Err(_) => recorder.record(HistoryEvent::BackupFailed { member, error: format!("no answer within {}s", CALL_TIMEOUT.as_secs()) }),
         }
     }
 
@@ -391,15 +398,16 @@ where
         if shared.membership().quorum_lost() {
             return Err(format!("the quorum is lost ({last})"));
         }
-        if let Ok(voters) = client.member_list().await {
+        if let Ok(Ok(voters)) = madsim::time::timeout(CALL_TIMEOUT, client.member_list()).await {
             if done(&voters) {
                 return Ok(());
             }
         }
-        match change().await {
-            Ok(voters) if done(&voters) => return Ok(()),
-            Ok(voters) => last = format!("voters after the change: {voters:?}"),
-            Err(error) => last = error.to_string(),
+        match madsim::time::timeout(CALL_TIMEOUT, change()).await {
+            Ok(Ok(voters)) if done(&voters) => return Ok(()),
+            Ok(Ok(voters)) => last = format!("voters after the change: {voters:?}"),
+            Ok(Err(error)) => last = error.to_string(),
+            Err(_) => last = format!("no answer within {}s", CALL_TIMEOUT.as_secs()),
         }
         madsim::time::sleep(Duration::from_secs(1)).await;
     }
