@@ -209,9 +209,10 @@ impl StoreCluster {
         &self.members[&id]
     }
 
-    /// The apiservers the operator stops and starts around a restore.
-    pub fn set_apiservers(&self, nodes: Vec<madsim::task::NodeId>) {
-        self.operator.set_apiservers(nodes);
+    /// The apiservers, controller-managers and schedulers the operator stops and starts
+    /// around a restore.
+    pub fn set_control_plane(&self, apiservers: Vec<madsim::task::NodeId>, controllers: Vec<madsim::task::NodeId>) {
+        self.operator.set_control_plane(apiservers, controllers);
     }
 
     /// Kills the member in slot `slot`: its unsynced writes are lost and, when `tear` is

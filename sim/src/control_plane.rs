@@ -98,12 +98,13 @@ impl ControlPlane {
         let apiservers: Vec<Component> = (0..options.n_apiservers)
             .map(|i| start_apiserver(i, options, &store, &apiserver_addrs, &users, recorder))
             .collect();
-        store.set_apiservers(apiservers.iter().map(|c| c.node.id()).collect());
-        let controller_managers = (0..options.n_controller_managers)
+        let controller_managers: Vec<Component> = (0..options.n_controller_managers)
             .map(|i| start_controller_manager(i, options, &store, &apiserver_addrs, recorder))
             .collect();
         let scheduler = start_scheduler(&apiserver_addrs, recorder);
         let kubelets = (0..options.n_kubelets).map(|i| start_kubelet(i, &apiserver_addrs, recorder)).collect();
+        let controllers = controller_managers.iter().chain(std::iter::once(&scheduler)).map(|c| c.node.id()).collect();
+        store.set_control_plane(apiservers.iter().map(|c| c.node.id()).collect(), controllers);
         Self { store, apiservers, controller_managers, scheduler, kubelets, apiserver_addrs }
     }
 

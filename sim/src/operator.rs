@@ -73,6 +73,9 @@ pub(crate) struct Operator {
     /// Restores attempted so far.
     restores: Mutex<u64>,
     apiservers: Mutex<Vec<madsim::task::NodeId>>,
+    /// Controller-managers and schedulers: restarted after a restore, as the Kubernetes
+    /// guide recommends, so they do not act on caches of the lost cluster.
+    controllers: Mutex<Vec<madsim::task::NodeId>>,
 }
 
 impl Operator {
@@ -86,6 +89,7 @@ impl Operator {
             next_backup: Mutex::new(0),
             restores: Mutex::new(0),
             apiservers: Mutex::new(Vec::new()),
+            controllers: Mutex::new(Vec::new()),
         });
         let node = Handle::current().create_node().name("operator").ip(ip(9, 200)).build();
         let worker = operator.clone();
@@ -116,7 +120,10 @@ impl Operator {
                     }
                     // An escalated replacement may have restored already.
                     Command::Restore if worker.shared.membership().lost.is_empty() => {
-                        worker.shared.recorder.fault("operator: restore not needed, the cluster was restored meanwhile");
+                        worker
+                            .shared
+                            .recorder
+                            .fault("operator: restore not needed, the cluster was restored meanwhile");
                     }
                     Command::Restore => worker.restore().await,
                 }
@@ -125,8 +132,9 @@ impl Operator {
         operator
     }
 
-    pub fn set_apiservers(&self, nodes: Vec<madsim::task::NodeId>) {
-        *self.apiservers.lock().expect("apiservers lock") = nodes;
+    pub fn set_control_plane(&self, apiservers: Vec<madsim::task::NodeId>, controllers: Vec<madsim::task::NodeId>) {
+        *self.apiservers.lock().expect("apiservers lock") = apiservers;
+        *self.controllers.lock().expect("controllers lock") = controllers;
     }
 
     fn member_of(&self, slot: u64) -> Result<MemberId, String> {
@@ -205,7 +213,10 @@ impl Operator {
                 backups.drain(..excess);
             }
             Ok(Err(error)) => recorder.record(HistoryEvent::BackupFailed { member, error: error.to_string() }),
-            Err(_) => recorder.record(HistoryEvent::BackupFailed { member, error: format!("no answer within {}s", CALL_TIMEOUT.as_secs()) }),
+            Err(_) => recorder.record(HistoryEvent::BackupFailed {
+                member,
+                error: format!("no answer within {}s", CALL_TIMEOUT.as_secs()),
+            }),
         }
     }
 
@@ -272,7 +283,8 @@ impl Operator {
         let recorder = &self.shared.recorder;
         let handle = Handle::current();
         let apiservers = self.apiservers.lock().expect("apiservers lock").clone();
-        for &node in &apiservers {
+        let controllers = self.controllers.lock().expect("controllers lock").clone();
+        for &node in apiservers.iter().chain(&controllers) {
             handle.kill(node);
         }
         let slots: Vec<u64> = {
@@ -282,7 +294,11 @@ impl Operator {
             }
             membership.slots.keys().copied().collect()
         };
-        recorder.fault(format!("operator: stopped {} apiservers and every store member", apiservers.len()));
+        recorder.fault(format!(
+            "operator: stopped {} apiservers, {} controller-managers and schedulers, and every store member",
+            apiservers.len(),
+            controllers.len()
+        ));
         let (cluster_id, ids) = {
             let mut membership = self.shared.membership();
             membership.cluster_id += 1;
@@ -372,10 +388,15 @@ impl Operator {
             membership.lost.clear();
         }
         *self.shared.endpoints.lock().expect("endpoints lock") = members;
-        for &node in &apiservers {
+        for &node in apiservers.iter().chain(&controllers) {
             restart_node(node);
         }
-        recorder.fault(format!("operator: started the restored members {ids:?} and {} apiservers", apiservers.len()));
+        recorder.fault(format!(
+            "operator: started the restored members {ids:?}, {} apiservers and {} controller-managers and schedulers \
+             (kubelets keep running and relist)",
+            apiservers.len(),
+            controllers.len()
+        ));
     }
 }
 

@@ -123,11 +123,8 @@ async fn user_workload_under_faults(kubectl: &ApiClient, recorder: &Recorder, pl
         .iter()
         .any(|event| matches!(event.fault, Fault::DiskLoss { .. } | Fault::DiskLossMajority | Fault::DiskLossAll));
     let missing = |result: &Result<(), ApiError>| matches!(result, Err(ApiError::NotFound { .. }));
-    let (created, scaled) = if may_restore && (missing(&created) || missing(&scaled)) {
-        (Ok(()), Ok(()))
-    } else {
-        (created, scaled)
-    };
+    let (created, scaled) =
+        if may_restore && (missing(&created) || missing(&scaled)) { (Ok(()), Ok(())) } else { (created, scaled) };
     if let Err(e) = created.and(scaled) {
         checks.push(Check::fail(CONVERGENCE, format!("kubectl never got through: {e}")));
         return checks;
