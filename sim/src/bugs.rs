@@ -115,7 +115,7 @@ impl PlantedBug {
             PlantedBug::RestoreWithoutRevisionBump => "revisions-never-go-backwards",
             PlantedBug::SnapshotOmitsLastTxn => "backup-restore-equality",
             PlantedBug::RestoreSkipsChecksum => "restore-durability",
-            PlantedBug::RejoinUnderOldIdentity => "no-acknowledged-write-lost",
+            PlantedBug::RejoinUnderOldIdentity => "raft-state-machine-safety",
         }
     }
 

@@ -325,9 +325,15 @@ impl Operator {
             mark_compacted: true,
             bugs: self.shared.options.backup_bugs,
         };
+        // The latest backup is the one holding the newest data: of the latest cluster, at
+        // the highest revision (a backup saved from a member still catching up holds an
+        // older revision than one taken before it), the last taken among equals.
         let candidates: Vec<(u32, Backup)> = {
             let backups = self.backups.lock().expect("backups lock");
-            backups.iter().rev().map(|stored| (stored.number, stored.backup.clone())).collect()
+            let mut candidates: Vec<(u32, Backup)> =
+                backups.iter().map(|stored| (stored.number, stored.backup.clone())).collect();
+            candidates.sort_by_key(|(number, backup)| std::cmp::Reverse((backup.cluster_id, backup.revision, *number)));
+            candidates
         };
         let mut chosen = None;
         for (number, backup) in &candidates {
