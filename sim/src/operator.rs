@@ -112,9 +112,12 @@ impl Operator {
                             // A restore refilled the slot meanwhile.
                             continue;
                         }
-                        if worker.shared.membership().quorum_lost() {
-                            worker.escalate(slot).await;
-                        } else if !worker.replace(&client, slot).await && worker.shared.membership().quorum_lost() {
+                        // A replacement that fails because the quorum went meanwhile
+                        // escalates too.
+                        let quorum_lost = worker.shared.membership().quorum_lost();
+                        if quorum_lost
+                            || (!worker.replace(&client, slot).await && worker.shared.membership().quorum_lost())
+                        {
                             worker.escalate(slot).await;
                         }
                     }
