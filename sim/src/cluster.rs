@@ -3,8 +3,8 @@
 //!
 //! Address plan (so traces read easily): store members `10.0.1.<member id>:2379`,
 //! apiservers `10.0.2.<n>:6443`, controller-managers `10.0.3.<n>`, scheduler `10.0.4.1`,
-//! kubelets `10.0.5.<n>`, clients (workload, kubectl) `10.0.9.<n>`, the operator
-//! `10.0.9.200`.
+//! kubelets `10.0.5.<n>`, the operator `10.0.8.1`, clients (workload, kubectl, checkers'
+//! readers) `10.0.9.<n>`.
 //!
 //! The store's membership is dynamic: the cluster has `n_members` *slots* (1..=n, the
 //! names the fault plan uses: `store-<slot>`), each run at any time by one member. The

@@ -1,5 +1,5 @@
 //! The operator: a person with `etcdctl`/`etcdutl` and the store's operator credential,
-//! on a node of their own (`operator`, 10.0.9.200). The nemesis asks for their actions
+//! on a node of their own (`operator`, 10.0.8.1). The nemesis asks for their actions
 //! through `faults::World` (synchronous calls); each becomes a command the operator's
 //! node works through in order, so two actions never interleave:
 //!
@@ -91,7 +91,7 @@ impl Operator {
             apiservers: Mutex::new(Vec::new()),
             controllers: Mutex::new(Vec::new()),
         });
-        let node = Handle::current().create_node().name("operator").ip(ip(9, 200)).build();
+        let node = Handle::current().create_node().name("operator").ip(ip(8, 1)).build();
         let worker = operator.clone();
         node.spawn(async move {
             let endpoints = worker.shared.endpoints.lock().expect("endpoints lock").clone();

@@ -2,7 +2,9 @@
 //! network handles, the store members' `SimDisk`s and every node's `Clock`.
 //!
 //! Node names are the ones the cluster builder gives (`store-1`, `apiserver-0`,
-//! `controller-manager-1`, `scheduler-0`, `kubelet-2`).
+//! `controller-manager-1`, `scheduler-0`, `kubelet-2`). `store-<k>` names slot k: the
+//! member running it now (a replacement or a restore puts a new member there). Backups,
+//! replacements and restores go to the operator (`crate::operator`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -22,6 +22,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Verdict, MAX_VIOLATIONS_PER_INVARIANT};
 use crate::history::{History, HistoryEvent, KeyState, Record, StoreOpKind, StoreOpOutcome};
 
+/// The client name of a restored epoch's opening puts. They only explain reads of
+/// restored values to the linearizability checker; the durability checkers skip them
+/// (what a restore keeps is `restore-durability`'s to judge).
+pub(crate) const RESTORED_CLIENT_PREFIX: &str = "restore@";
+
 /// The key and value a client write puts.
 fn written(op: &StoreOpKind) -> Option<(&str, &str)> {
     match op {
@@ -46,7 +51,7 @@ fn restored_writes(
             Some(((key, xxhash_rust::xxh3::xxh3_64(value.as_bytes())), value))
         })
         .collect();
-    let client = format!("restore@{at_ns}");
+    let client = format!("{RESTORED_CLIENT_PREFIX}{at_ns}");
     // Every invocation before every return: the puts are concurrent, so real-time order
     // asks nothing of their revisions.
     let mut invoked = Vec::new();
