@@ -54,15 +54,25 @@ pub async fn run(
     observer: Option<Arc<dyn ControllerObserver>>,
 ) {
     let election = config.leader_election.clone();
+    let observer_for_informers = observer.clone();
     run_while_leader(election, COMPONENT, client.clone(), clock.clone(), observer, |leader| {
-        start_term(&config, &client, &clock, leader)
+        start_term(&config, &client, &clock, leader, observer_for_informers.clone())
     })
     .await
 }
 
-fn start_term(config: &ControllerManagerConfig, client: &ApiClient, clock: &Clock, leader: LeaderHandle) -> TaskGroup {
+fn start_term(
+    config: &ControllerManagerConfig,
+    client: &ApiClient,
+    clock: &Clock,
+    leader: LeaderHandle,
+    observer: Option<Arc<dyn ControllerObserver>>,
+) -> TaskGroup {
     let mut tasks = TaskGroup::new();
-    let informer = |resource, namespace| Informer::new(resource, namespace, config.informer.clone());
+    let who = config.leader_election.identity.clone();
+    let informer = |resource, namespace| {
+        Informer::new(resource, namespace, config.informer.clone()).with_observer(&who, observer.clone())
+    };
     let deployments = informer(Resource::Deployments, "");
     let replica_sets = informer(Resource::ReplicaSets, "");
     let pods = informer(Resource::Pods, "");

@@ -12,6 +12,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::observer::ControllerObserver;
 use std::time::Duration;
 
 use api::{ApiClient, ApiError, Object, Resource, ResourceVersion, WatchEvent, WatchEventKind};
@@ -219,6 +221,8 @@ pub struct Informer {
     filter: Option<ObjectFilter>,
     cache: Arc<Mutex<InformerCache>>,
     handlers: Arc<Mutex<Vec<EventHandler>>>,
+    /// Who runs the informer and who hears of its relists after 410 Gone.
+    observer: Option<(String, Arc<dyn ControllerObserver>)>,
 }
 
 impl Informer {
@@ -231,7 +235,14 @@ impl Informer {
             filter: None,
             cache: Arc::new(Mutex::new(InformerCache::new())),
             handlers: Arc::new(Mutex::new(Vec::new())),
+            observer: None,
         }
+    }
+
+    /// Reports each relist after 410 Gone to `observer`, as `who`'s.
+    pub fn with_observer(mut self, who: &str, observer: Option<Arc<dyn ControllerObserver>>) -> Self {
+        self.observer = observer.map(|observer| (who.to_string(), observer));
+        self
     }
 
     pub fn with_filter(mut self, filter: ObjectFilter) -> Self {
@@ -285,9 +296,13 @@ impl Informer {
     /// Lists and watches forever (until the task is dropped).
     pub async fn run(&self, client: ApiClient) {
         let mut backoff_ms = self.config.backoff_initial_ms;
+        let mut gone = false;
         loop {
             match client.list(self.resource, &self.namespace).await {
                 Ok((items, rv)) => {
+                    if let (true, Some((who, observer))) = (gone, &self.observer) {
+                        observer.relisted(who, &self.resource.to_string(), rv, items.len());
+                    }
                     let events = self.cache().replace(items, rv, self.filter.as_ref());
                     self.deliver(&events);
                     backoff_ms = self.config.backoff_initial_ms;
@@ -299,6 +314,7 @@ impl Informer {
                 }
             }
             self.watch_until_gone(&client, &mut backoff_ms).await;
+            gone = true;
         }
     }
 

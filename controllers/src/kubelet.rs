@@ -165,7 +165,9 @@ pub async fn run(
     let node_name = kubelet.config.node_name.clone();
     let filter =
         Arc::new(move |o: &Object| o.as_pod().is_some_and(|p| p.spec.node_name.as_deref() == Some(node_name.as_str())));
-    let pods = Informer::new(Resource::Pods, "", kubelet.config.informer.clone()).with_filter(filter);
+    let pods = Informer::new(Resource::Pods, "", kubelet.config.informer.clone())
+        .with_filter(filter)
+        .with_observer(&kubelet.config.node_name, kubelet.observer.clone());
     let k = kubelet.clone();
     pods.subscribe(Box::new(move |_: &InformerEvent| k.wake.notify()));
 

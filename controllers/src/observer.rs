@@ -33,4 +33,11 @@ pub trait ControllerObserver: Send + Sync {
     fn kubelet_registered(&self, node: &str) {
         let _ = node;
     }
+
+    /// An informer of `who` (a kubelet's node, a controller-manager's or scheduler's
+    /// identity) relisted `resource` after its watch was answered 410 Gone (compaction, or
+    /// a restored store: etcd's `--mark-compacted`), getting `n_objects` at `resource_version`.
+    fn relisted(&self, who: &str, resource: &str, resource_version: ResourceVersion, n_objects: usize) {
+        let _ = (who, resource, resource_version, n_objects);
+    }
 }

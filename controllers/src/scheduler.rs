@@ -106,8 +106,9 @@ pub async fn run(
     observer: Option<Arc<dyn ControllerObserver>>,
 ) {
     let election = config.leader_election.clone();
+    let observer_for_informers = observer.clone();
     run_while_leader(election, COMPONENT, client.clone(), clock, observer, |leader| {
-        start_term(&config, &client, leader)
+        start_term(&config, &client, leader, observer_for_informers.clone())
     })
     .await
 }
@@ -129,10 +130,16 @@ fn unbound_pod_keys(pods: &Informer) -> Vec<String> {
         .collect()
 }
 
-fn start_term(config: &SchedulerConfig, client: &ApiClient, leader: LeaderHandle) -> TaskGroup {
+fn start_term(
+    config: &SchedulerConfig,
+    client: &ApiClient,
+    leader: LeaderHandle,
+    observer: Option<Arc<dyn ControllerObserver>>,
+) -> TaskGroup {
     let mut tasks = TaskGroup::new();
-    let pods = Informer::new(Resource::Pods, "", config.informer.clone());
-    let nodes = Informer::new(Resource::Nodes, "", config.informer.clone());
+    let who = config.leader_election.identity.as_str();
+    let pods = Informer::new(Resource::Pods, "", config.informer.clone()).with_observer(who, observer.clone());
+    let nodes = Informer::new(Resource::Nodes, "", config.informer.clone()).with_observer(who, observer);
     let queue = SharedWorkQueue::new(config.workqueue.clone());
     let term = Arc::new(Term {
         client: client.clone(),
@@ -149,6 +156,16 @@ fn start_term(config: &SchedulerConfig, client: &ApiClient, leader: LeaderHandle
         };
         let key = key_of(event.object());
         let deleted = matches!(event, InformerEvent::Deleted(_));
+        // A pod seen bound and now unbound: only a restored store (an older state of the
+        // pod, from before its binding) does that. The binding this scheduler assumed is
+        // gone with it; forget it so the pod is scheduled again.
+        let unbound_again = matches!(
+            event,
+            InformerEvent::Modified { old, .. } if old.as_pod().is_some_and(|p| p.spec.node_name.is_some())
+        ) && pod.spec.node_name.is_none();
+        if unbound_again {
+            t.assumed.lock().expect("assumed pods").remove(&key);
+        }
         if deleted || pod.spec.node_name.is_some() {
             t.assumed.lock().expect("assumed pods").remove(&key);
         } else if needs_scheduling(pod) {

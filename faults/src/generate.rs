@@ -28,6 +28,15 @@ pub const MAX_DURATION_MS: u64 = 10_000;
 /// Attempts to draw an event that keeps the plan survivable before giving it up.
 const MAX_ATTEMPTS_PER_EVENT: usize = 16;
 
+/// When the operator's first backup is taken, and the range its period is drawn from:
+/// the operator of DESIGN.md §3 backs up every few simulated seconds.
+pub const FIRST_BACKUP_MS: u64 = 1_000;
+pub const BACKUP_PERIOD_MS: std::ops::RangeInclusive<u64> = 2_000..=6_000;
+/// A majority or total disk loss is drawn no earlier than this after the first backup,
+/// so that the operator usually has a backup to restore (a loss with every backup
+/// corrupted still ends in `total-loss`).
+const STORE_LOSS_AFTER_FIRST_BACKUP_MS: u64 = 1_000;
+
 /// Knobs of the generator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GenerateOptions {
@@ -63,6 +72,10 @@ pub fn feasible_kinds(topology: &Topology, menu: &BTreeSet<FaultKind>) -> Vec<Fa
             // member is enough.
             FaultKind::PowerLoss => topology.store_members >= 1,
             FaultKind::Corruption => topology.store_members >= 3,
+            FaultKind::Backup | FaultKind::SnapshotCorruption => topology.store_members >= 1,
+            // The replacement joins while the others keep quorum.
+            FaultKind::DiskLoss => tolerates_store_crash,
+            FaultKind::DiskLossMajority | FaultKind::DiskLossAll => topology.store_members >= 1,
         })
         .collect()
 }
@@ -101,7 +114,14 @@ pub fn generate(seed: u64, topology: &Topology, menu: &BTreeSet<FaultKind>, opti
                 continue;
             }
             let duration_ms = rng.gen_range(MIN_DURATION_MS..=max_duration_ms).min(options.safety_phase_ms);
-            let at_ms = rng.gen_range(0..=options.safety_phase_ms - duration_ms);
+            let mut at_ms = rng.gen_range(0..=options.safety_phase_ms - duration_ms);
+            if matches!(kind, FaultKind::DiskLossMajority | FaultKind::DiskLossAll) {
+                let earliest = FIRST_BACKUP_MS + STORE_LOSS_AFTER_FIRST_BACKUP_MS;
+                let latest = options.safety_phase_ms - duration_ms;
+                if latest >= earliest {
+                    at_ms = rng.gen_range(earliest..=latest);
+                }
+            }
             let fault = generate_fault(&mut rng, kind, topology);
             plan.events.push(FaultEvent { at_ms, duration_ms, fault });
             if plan.check_survivable(topology).is_ok() {
@@ -110,11 +130,29 @@ pub fn generate(seed: u64, topology: &Topology, menu: &BTreeSet<FaultKind>, opti
             plan.events.pop();
         }
     }
+    // Drawn after every other event, and only when disks can be lost, so that the plans
+    // of menus without these kinds are the same as before they existed.
+    if enabled.iter().any(|kind| kind.loses_disks() || *kind == FaultKind::Backup) {
+        schedule_backups(&mut rng, topology, &mut plan);
+    }
     // Stable sort: people read plans in time order.
     plan.events.sort_by_key(|event| event.at_ms);
     debug_assert!(plan.validate(topology).is_ok(), "generated plan must validate");
     debug_assert!(plan.check_survivable(topology).is_ok());
     plan
+}
+
+/// The operator's periodic `snapshot save`: from [`FIRST_BACKUP_MS`] on, every period
+/// (drawn once per seed), against a member drawn per backup (a backup from a member that
+/// is down at that moment fails, as `etcdctl snapshot save` against a dead endpoint does).
+fn schedule_backups(rng: &mut ChaCha8Rng, topology: &Topology, plan: &mut FaultPlan) {
+    let period_ms = rng.gen_range(BACKUP_PERIOD_MS);
+    let mut at_ms = FIRST_BACKUP_MS;
+    while at_ms < plan.safety_phase_ms {
+        let member = store_target(rng, topology);
+        plan.events.push(FaultEvent { at_ms, duration_ms: 0, fault: Fault::Backup { member } });
+        at_ms += period_ms;
+    }
 }
 
 /// Each kind is enabled with probability 1/2; if none is, one is picked.
@@ -151,6 +189,11 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
         FaultKind::PowerLoss => Fault::PowerLoss { tear: rng.gen_bool(0.5) },
         FaultKind::Corruption => Fault::CorruptRecord { member: store_target(rng, topology) },
         FaultKind::Failpoint => failpoint_crash(rng, topology),
+        FaultKind::Backup => Fault::Backup { member: store_target(rng, topology) },
+        FaultKind::DiskLoss => Fault::DiskLoss { member: store_target(rng, topology) },
+        FaultKind::DiskLossMajority => Fault::DiskLossMajority,
+        FaultKind::DiskLossAll => Fault::DiskLossAll,
+        FaultKind::SnapshotCorruption => Fault::SnapshotCorruption,
         FaultKind::Clock => Fault::ClockSkew {
             // Clock faults matter to lease holders, which are everywhere: no bias. Offsets
             // reach past a leader-election lease (15 s) plus its retry period, so a skewed

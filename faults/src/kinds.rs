@@ -29,11 +29,50 @@ pub enum FaultKind {
     /// Store members crashed at failpoints of their ready loop and restarted
     /// (`crash-at-failpoint`), in bursts.
     Failpoint,
+    /// Operator `snapshot save` backups every few simulated seconds, kept off-cluster.
+    /// Not a fault; the generator schedules them whenever a disk-loss kind is enabled,
+    /// and `--faults backup` asks for backups alone.
+    Backup,
+    /// One store member's disk wiped (`disk-loss`), then replaced by the operator.
+    DiskLoss,
+    /// A majority of the store's disks wiped at once, then restored from a backup.
+    DiskLossMajority,
+    /// Every store disk wiped at once, then restored from a backup (or total loss).
+    DiskLossAll,
+    /// The bytes of a stored (off-cluster) backup flipped (`snapshot-corruption`).
+    SnapshotCorruption,
 }
 
 impl FaultKind {
-    /// Every kind, in menu order.
-    pub const ALL: [FaultKind; 11] = [
+    /// Every kind, in menu order: the default menu ([`FaultKind::DEFAULT`]) first, then
+    /// the backup and disk-loss kinds, which a campaign asks for by name.
+    pub const ALL: [FaultKind; 16] = [
+        FaultKind::Partition,
+        FaultKind::PacketLoss,
+        FaultKind::Latency,
+        FaultKind::Clog,
+        FaultKind::Crash,
+        FaultKind::Pause,
+        FaultKind::DiskCrash,
+        FaultKind::PowerLoss,
+        FaultKind::Corruption,
+        FaultKind::Clock,
+        FaultKind::Failpoint,
+        FaultKind::Backup,
+        FaultKind::DiskLoss,
+        FaultKind::DiskLossMajority,
+        FaultKind::DiskLossAll,
+        FaultKind::SnapshotCorruption,
+    ];
+
+    /// The default menu (`--faults all`): every fault a correct cluster survives without
+    /// an operator. The disk-loss kinds are left out on purpose: a majority or total loss
+    /// ends in a restore with an expected data-loss window (or in `total-loss`), which
+    /// changes what a passing seed means, so a campaign opts into them by name
+    /// (`--faults disk-loss,disk-loss-majority,disk-loss-all,snapshot-corruption`).
+    /// Keeping the default menu as it was also keeps every seed of it generating the same
+    /// plan as before.
+    pub const DEFAULT: [FaultKind; 11] = [
         FaultKind::Partition,
         FaultKind::PacketLoss,
         FaultKind::Latency,
@@ -61,6 +100,11 @@ impl FaultKind {
             FaultKind::Corruption => "corruption",
             FaultKind::Clock => "clock",
             FaultKind::Failpoint => "failpoint",
+            FaultKind::Backup => "backup",
+            FaultKind::DiskLoss => "disk-loss",
+            FaultKind::DiskLossMajority => "disk-loss-majority",
+            FaultKind::DiskLossAll => "disk-loss-all",
+            FaultKind::SnapshotCorruption => "snapshot-corruption",
         }
     }
 
@@ -83,12 +127,25 @@ impl FaultKind {
             Fault::CorruptRecord { .. } => FaultKind::Corruption,
             Fault::ClockSkew { .. } => FaultKind::Clock,
             Fault::CrashAtFailpoint { .. } => FaultKind::Failpoint,
+            Fault::Backup { .. } => FaultKind::Backup,
+            Fault::DiskLoss { .. } => FaultKind::DiskLoss,
+            Fault::DiskLossMajority => FaultKind::DiskLossMajority,
+            Fault::DiskLossAll => FaultKind::DiskLossAll,
+            Fault::SnapshotCorruption => FaultKind::SnapshotCorruption,
         }
     }
 
-    /// Every kind, as a set (the default menu).
+    /// The default menu (`--faults all`), as a set: see [`FaultKind::DEFAULT`].
     pub fn all() -> BTreeSet<FaultKind> {
-        Self::ALL.into_iter().collect()
+        Self::DEFAULT.into_iter().collect()
+    }
+
+    /// Whether the kind wipes store disks, which brings in the operator's backups.
+    pub fn loses_disks(self) -> bool {
+        matches!(
+            self,
+            FaultKind::DiskLoss | FaultKind::DiskLossMajority | FaultKind::DiskLossAll | FaultKind::SnapshotCorruption
+        )
     }
 
     /// Parses a comma-separated list such as `"partition,crash"`. Spaces around names

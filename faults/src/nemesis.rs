@@ -68,6 +68,22 @@ pub trait World {
     fn disarm_failpoint(&self, member: u64, failpoint: Failpoint) -> bool;
     /// Appends a line to the run's history.
     fn record(&self, description: String);
+    /// Operator `snapshot save` against `member`; the world keeps the backup off-cluster.
+    /// Returns what was started or taken, or why it could not be (member unknown).
+    fn take_backup(&self, member: u64) -> Result<String, String>;
+    /// Flips bytes of the most recent stored backup chosen with `randomness`; `None` if
+    /// no backup is stored.
+    fn corrupt_backup(&self, randomness: u64) -> Option<String>;
+    /// Wipes `member`'s disk and kills it (nothing of it survives, not even its identity).
+    fn lose_disk(&self, member: u64);
+    /// The operator replaces a member whose disk was lost: remove it from the cluster, add
+    /// a new identity with an empty disk on a new address, start it. Targets naming
+    /// `store-{member}` reach the replacement afterwards.
+    fn replace_member(&self, member: u64) -> Result<String, String>;
+    /// The operator's restore after a majority or total disk loss (see
+    /// `Fault::DiskLossMajority`). `Err` when no stored backup verifies: the run's
+    /// cluster state is lost (`total-loss`).
+    fn restore_from_backup(&self) -> Result<String, String>;
 }
 
 /// The shared handle `run` takes.
@@ -194,6 +210,10 @@ enum Applied {
         down: Down,
         restart_at_ms: u64,
     },
+    /// A member whose disk was lost, replaced when the fault heals.
+    DiskLoss(u64),
+    /// Members whose disks were lost together; the heal is the operator's restore.
+    StoreLoss(Vec<u64>),
     /// Nothing could be applied (no leader, target did not resolve).
     Nothing,
 }
@@ -305,6 +325,46 @@ impl Nemesis {
                 Ok(member) => self.arm(at_ms, event_idx, member, *failpoint, *restart_after_ms),
                 Err(reason) => self.skip(at_ms, fault, &reason),
             },
+            Fault::Backup { member } => match self.resolve_member(member) {
+                Ok(member) => {
+                    match self.world.take_backup(member) {
+                        Ok(what) => self.record(at_ms, format!("operator: snapshot save from store-{member}: {what}")),
+                        Err(why) => {
+                            self.record(at_ms, format!("operator: snapshot save from store-{member} failed: {why}"))
+                        }
+                    }
+                    Applied::Nothing
+                }
+                Err(reason) => self.skip(at_ms, fault, &reason),
+            },
+            Fault::SnapshotCorruption => {
+                let randomness = madsim::rand::thread_rng().gen::<u64>();
+                match self.world.corrupt_backup(randomness) {
+                    Some(what) => self.record(at_ms, format!("snapshot-corruption: {what}")),
+                    None => self.record(at_ms, "snapshot-corruption: no stored backup to corrupt, skipped"),
+                }
+                Applied::Nothing
+            }
+            Fault::DiskLoss { member } => match self.resolve_member(member) {
+                Ok(member) => self.lose_disks(at_ms, fault, vec![member]),
+                Err(reason) => self.skip(at_ms, fault, &reason),
+            },
+            Fault::DiskLossMajority | Fault::DiskLossAll => {
+                let mut members = self.world.store_members();
+                members.sort_unstable();
+                members.dedup();
+                if matches!(fault, Fault::DiskLossMajority) {
+                    // Which majority is the simulation's to choose, so that every seed
+                    // loses its own.
+                    let majority = members.len() / 2 + 1;
+                    let mut rng = madsim::rand::thread_rng();
+                    while members.len() > majority {
+                        let idx = rng.gen_range(0..members.len());
+                        members.remove(idx);
+                    }
+                }
+                self.lose_disks(at_ms, fault, members)
+            }
             Fault::ClockSkew { target, offset_ms, drift_ms_per_s } => match self.node(target) {
                 Ok(node) => {
                     self.skews.entry(node.clone()).or_default().insert(event_idx, (*offset_ms, *drift_ms_per_s));
@@ -317,6 +377,34 @@ impl Nemesis {
             },
         };
         self.applied.insert(event_idx, applied);
+    }
+
+    /// Wipes and kills `members`. Each is counted as crashed, so that an overlapping
+    /// crash's heal does not restart it on its empty disk behind the operator's back.
+    fn lose_disks(&mut self, at_ms: u64, fault: &Fault, members: Vec<u64>) -> Applied {
+        let names: Vec<String> = members.iter().map(|member| format!("store-{member}")).collect();
+        self.record(at_ms, format!("{} {}: disks wiped, members killed", kind_name(fault), names.join(", ")));
+        for &member in &members {
+            *self.crashed.entry(Down::StoreMember(member)).or_insert(0) += 1;
+            self.world.lose_disk(member);
+        }
+        match fault {
+            Fault::DiskLoss { .. } => Applied::DiskLoss(members[0]),
+            _ => Applied::StoreLoss(members),
+        }
+    }
+
+    /// Releases the crash counts a disk loss holds; true if nothing else holds the member.
+    fn release_disk_loss(&mut self, member: u64) -> bool {
+        let down = Down::StoreMember(member);
+        let count = self.crashed.get_mut(&down).expect("a disk loss is counted");
+        *count -= 1;
+        if *count == 0 {
+            self.crashed.remove(&down);
+            true
+        } else {
+            false
+        }
     }
 
     fn skip(&self, at_ms: u64, fault: &Fault, reason: &str) -> Applied {
@@ -516,6 +604,24 @@ impl Nemesis {
                     self.world.restart_store_member(member);
                     let what = "on its corrupted disk";
                     self.record(at_ms, format!("crash and restart store-{member} {what}"));
+                }
+            }
+            Applied::DiskLoss(member) => {
+                // The replacement is a new process on a new disk, whatever else held the
+                // old one down.
+                self.release_disk_loss(member);
+                match self.world.replace_member(member) {
+                    Ok(what) => self.record(at_ms, format!("operator: replace store-{member}: {what}")),
+                    Err(why) => self.record(at_ms, format!("operator: replace store-{member} failed: {why}")),
+                }
+            }
+            Applied::StoreLoss(members) => {
+                for member in members {
+                    self.release_disk_loss(member);
+                }
+                match self.world.restore_from_backup() {
+                    Ok(what) => self.record(at_ms, format!("operator: restore: {what}")),
+                    Err(why) => self.record(at_ms, format!("operator: restore impossible, total loss: {why}")),
                 }
             }
             Applied::Nothing => {}

@@ -308,6 +308,40 @@ pub enum Fault {
     /// leader election read this clock; a skewed lease holder must not act on a lease
     /// that has already expired elsewhere.
     ClockSkew { target: Target, offset_ms: i64, drift_ms_per_s: i64 },
+    /// Operator action, not a fault: `etcdctl snapshot save` against `member` (a
+    /// consistent copy of the keyspace at the member's applied revision R, with its
+    /// checksum), kept off-cluster by the world; the latest good backups are retained
+    /// (etcd's disaster-recovery guide: "regularly back up the keyspace"). A backup that
+    /// fails (member down, no quorum) is recorded as failed and changes nothing.
+    Backup { member: Target },
+    /// The disk of one store member is lost (a failed SSD, a replaced VM; etcd's "member
+    /// disk failure"): its data is wiped and the member killed. When the fault heals the
+    /// operator replaces it as etcd's runtime-reconfiguration guide says: `member remove`
+    /// the dead member, `member add` a new identity on a new address, and start it with
+    /// an empty data dir and `--initial-cluster-state existing`, so that it catches up
+    /// from the leader (by snapshot when the log was compacted). The apiserver's store
+    /// client follows the new endpoint list. Until then the member counts as down.
+    DiskLoss { member: Target },
+    /// A majority of the store members lose their disks at the same instant (chosen at
+    /// apply time with the simulation's randomness): quorum is gone for good. When the
+    /// fault heals the operator follows etcd's disaster-recovery procedure: stop the
+    /// apiservers, restore every member from the latest backup whose checksum verifies
+    /// (`etcdutl snapshot restore` with new cluster and member ids, `--bump-revision`
+    /// and `--mark-compacted`, as Kubernetes' etcd restore docs require so that
+    /// revisions never go backwards for watchers), start the members and the apiservers
+    /// on the new endpoints. Writes acknowledged after the backup's revision are the
+    /// expected data-loss window.
+    DiskLossMajority,
+    /// Every store member loses its disk at once. Healed by the same restore as
+    /// `disk-loss-majority`; with no good backup the run ends as `total-loss` ("if etcd
+    /// data is lost and no backup exists, the cluster state is lost"): an expected
+    /// outcome, reported with the number of acknowledged objects lost.
+    DiskLossAll,
+    /// Bit rot in the off-cluster backup store: bytes of the most recent backup flipped.
+    /// A restore must detect it by checksum (`etcdutl snapshot restore` verifies the
+    /// snapshot's hash unless `--skip-hash-check`) and refuse it with a clear error; the
+    /// operator then falls back to the next older good backup.
+    SnapshotCorruption,
 }
 
 impl Fault {
@@ -331,6 +365,8 @@ impl Fault {
             }
             Fault::PowerLoss { .. } => Vec::new(),
             Fault::ClockSkew { target, .. } => vec![target],
+            Fault::Backup { member } | Fault::DiskLoss { member } => vec![member],
+            Fault::DiskLossMajority | Fault::DiskLossAll | Fault::SnapshotCorruption => Vec::new(),
         }
     }
 }
@@ -486,7 +522,12 @@ impl FaultPlan {
     /// - at most one `power-loss` per plan: each outage of the whole store pushes every
     ///   client's and controller's retry backoff further out, and after several in a row
     ///   the cluster no longer reconverges within the liveness bound although nothing was
-    ///   lost (a whole-cluster outage is rare in production too).
+    ///   lost (a whole-cluster outage is rare in production too);
+    /// - a `disk-loss` holds its member down from the loss until the operator's
+    ///   replacement (the heal), counted against the minority above;
+    /// - at most one `disk-loss-majority` or `disk-loss-all` per plan (one restore per
+    ///   run), and it overlaps no other store process fault, disk loss or power loss, so
+    ///   that the restore starts from a store that is down for one reason only.
     pub fn check_survivable(&self, topology: &Topology) -> Result<(), PlanError> {
         let corruptions = self.events.iter().filter(|event| matches!(event.fault, Fault::CorruptRecord { .. })).count();
         if corruptions > 1 {
@@ -500,6 +541,35 @@ impl FaultPlan {
                 "{power_losses} power-loss events; at most one whole-store outage per plan"
             )));
         }
+        let store_losses: Vec<&FaultEvent> = self
+            .events
+            .iter()
+            .filter(|event| matches!(event.fault, Fault::DiskLossMajority | Fault::DiskLossAll))
+            .collect();
+        if store_losses.len() > 1 {
+            return Err(PlanError::NotSurvivable(format!(
+                "{} disk-loss-majority/disk-loss-all events; at most one restore per plan",
+                store_losses.len()
+            )));
+        }
+        for loss in &store_losses {
+            let (start, end) = process_interval(loss);
+            for other in &self.events {
+                let store_down = match &other.fault {
+                    Fault::Crash { target } | Fault::Pause { target } => target.is_store(),
+                    Fault::CrashStoreMember { .. } | Fault::PowerLoss { .. } | Fault::DiskLoss { .. } => true,
+                    _ => false,
+                };
+                let (other_start, other_end) = process_interval(other);
+                if store_down && start < other_end && other_start < end {
+                    return Err(PlanError::NotSurvivable(format!(
+                        "{} at {start} ms overlaps a {} of the store at {other_start} ms",
+                        kind_name(&loss.fault),
+                        kind_name(&other.fault)
+                    )));
+                }
+            }
+        }
         let minority = topology.store_minority();
         // Down intervals [start, end) of store members; a corrupted member never returns.
         let down: Vec<(u64, u64)> = self
@@ -507,7 +577,7 @@ impl FaultPlan {
             .iter()
             .filter_map(|event| match &event.fault {
                 Fault::Crash { target } if target.is_store() => Some(process_interval(event)),
-                Fault::CrashStoreMember { .. } => Some(process_interval(event)),
+                Fault::CrashStoreMember { .. } | Fault::DiskLoss { .. } => Some(process_interval(event)),
                 fault if holds_down_at_failpoint(fault) => Some(process_interval(event)),
                 Fault::CorruptRecord { .. } => Some((event.heal_at_ms(), u64::MAX)),
                 _ => None,
@@ -533,7 +603,7 @@ impl FaultPlan {
             for other in &self.events {
                 let store_process_fault = match &other.fault {
                     Fault::Crash { target } | Fault::Pause { target } => target.is_store(),
-                    Fault::CrashStoreMember { .. } => true,
+                    Fault::CrashStoreMember { .. } | Fault::DiskLoss { .. } => true,
                     fault => holds_down_at_failpoint(fault),
                 };
                 let (other_start, other_end) = process_interval(other);
@@ -550,7 +620,9 @@ impl FaultPlan {
             .iter()
             .filter_map(|event| match &event.fault {
                 Fault::Crash { target } | Fault::Pause { target } => Some((target, process_interval(event))),
-                Fault::CrashStoreMember { member, .. } => Some((member, process_interval(event))),
+                Fault::CrashStoreMember { member, .. } | Fault::DiskLoss { member } => {
+                    Some((member, process_interval(event)))
+                }
                 Fault::CrashAtFailpoint { member, .. } if holds_down_at_failpoint(&event.fault) => {
                     Some((member, process_interval(event)))
                 }
@@ -647,6 +719,14 @@ fn validate_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
             Err("power-loss needs a store (topology has 0 store members)".to_string())
         }
         Fault::PowerLoss { .. } => Ok(()),
+        Fault::Backup { member } | Fault::DiskLoss { member } if !member.is_store() => {
+            Err(format!("{} needs a store member target (store-N or store-leader), got {member}", kind_name(fault)))
+        }
+        Fault::Backup { .. } | Fault::DiskLoss { .. } => Ok(()),
+        Fault::DiskLossMajority | Fault::DiskLossAll if topology.store_members == 0 => {
+            Err(format!("{} needs a store (topology has 0 store members)", kind_name(fault)))
+        }
+        Fault::DiskLossMajority | Fault::DiskLossAll | Fault::SnapshotCorruption => Ok(()),
         Fault::ClockSkew { offset_ms, drift_ms_per_s, .. } => {
             if offset_ms.unsigned_abs() > MAX_CLOCK_OFFSET_MS.unsigned_abs() {
                 Err(format!("clock offset_ms {offset_ms} out of range (at most ±{MAX_CLOCK_OFFSET_MS})"))
@@ -699,5 +779,10 @@ pub(crate) fn kind_name(fault: &Fault) -> &'static str {
         Fault::CorruptRecord { .. } => "corrupt-record",
         Fault::CrashAtFailpoint { .. } => "crash-at-failpoint",
         Fault::ClockSkew { .. } => "clock-skew",
+        Fault::Backup { .. } => "backup",
+        Fault::DiskLoss { .. } => "disk-loss",
+        Fault::DiskLossMajority => "disk-loss-majority",
+        Fault::DiskLossAll => "disk-loss-all",
+        Fault::SnapshotCorruption => "snapshot-corruption",
     }
 }

@@ -103,6 +103,11 @@ pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Faul
                 restart_after_ms,
             })
             .boxed(),
+        FaultKind::Backup => store_target(topology).prop_map(|member| Fault::Backup { member }).boxed(),
+        FaultKind::DiskLoss => store_target(topology).prop_map(|member| Fault::DiskLoss { member }).boxed(),
+        FaultKind::DiskLossMajority => Just(Fault::DiskLossMajority).boxed(),
+        FaultKind::DiskLossAll => Just(Fault::DiskLossAll).boxed(),
+        FaultKind::SnapshotCorruption => Just(Fault::SnapshotCorruption).boxed(),
         FaultKind::Clock => (select(concrete_targets(&topology)), -10_000i64..=10_000, -100i64..=100)
             .prop_map(|(target, offset_ms, drift_ms_per_s)| Fault::ClockSkew { target, offset_ms, drift_ms_per_s })
             .boxed(),

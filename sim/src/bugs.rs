@@ -20,10 +20,14 @@ pub enum PlantedBug {
     ControllerWritesStore,
     ControllerFencingOff,
     ReplicasetNoExpectations,
+    RestoreWithoutRevisionBump,
+    SnapshotOmitsLastTxn,
+    RestoreSkipsChecksum,
+    RejoinUnderOldIdentity,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 8] = [
+    pub const ALL: [PlantedBug; 12] = [
         PlantedBug::StoreAckBeforeFsync,
         PlantedBug::VoteNotPersisted,
         PlantedBug::CommitPreviousTermByCounting,
@@ -32,6 +36,10 @@ impl PlantedBug {
         PlantedBug::ControllerWritesStore,
         PlantedBug::ControllerFencingOff,
         PlantedBug::ReplicasetNoExpectations,
+        PlantedBug::RestoreWithoutRevisionBump,
+        PlantedBug::SnapshotOmitsLastTxn,
+        PlantedBug::RestoreSkipsChecksum,
+        PlantedBug::RejoinUnderOldIdentity,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +52,10 @@ impl PlantedBug {
             PlantedBug::ControllerWritesStore => "controller-writes-store",
             PlantedBug::ControllerFencingOff => "controller-fencing-off",
             PlantedBug::ReplicasetNoExpectations => "replicaset-no-expectations",
+            PlantedBug::RestoreWithoutRevisionBump => "restore-without-revision-bump",
+            PlantedBug::SnapshotOmitsLastTxn => "snapshot-omits-last-txn",
+            PlantedBug::RestoreSkipsChecksum => "restore-skips-checksum",
+            PlantedBug::RejoinUnderOldIdentity => "rejoin-under-old-identity",
         }
     }
 
@@ -74,6 +86,18 @@ impl PlantedBug {
             PlantedBug::ReplicasetNoExpectations => {
                 "ReplicaSet controller without expectations over-creates pods from a stale informer cache (controllers/src/replicaset.rs)"
             }
+            PlantedBug::RestoreWithoutRevisionBump => {
+                "snapshot restore ignores --bump-revision/--mark-compacted: the new cluster reuses revisions clients saw (store/src/backup.rs)"
+            }
+            PlantedBug::SnapshotOmitsLastTxn => {
+                "snapshot save copies the keyspace without the last applied transaction but claims its revision (store/src/backup.rs)"
+            }
+            PlantedBug::RestoreSkipsChecksum => {
+                "snapshot restore skips the integrity check and restores a corrupted backup (store/src/backup.rs)"
+            }
+            PlantedBug::RejoinUnderOldIdentity => {
+                "a member whose disk was lost restarts under its old id without etcd's bootstrapped check (store/src/server/startup.rs)"
+            }
         }
     }
 
@@ -88,6 +112,10 @@ impl PlantedBug {
             PlantedBug::ControllerWritesStore => "store-single-writer",
             PlantedBug::ControllerFencingOff => "controller-single-leader",
             PlantedBug::ReplicasetNoExpectations => "convergence",
+            PlantedBug::RestoreWithoutRevisionBump => "revisions-never-go-backwards",
+            PlantedBug::SnapshotOmitsLastTxn => "backup-restore-equality",
+            PlantedBug::RestoreSkipsChecksum => "restore-durability",
+            PlantedBug::RejoinUnderOldIdentity => "raft-state-machine-safety",
         }
     }
 
@@ -103,6 +131,10 @@ impl PlantedBug {
             PlantedBug::ControllerWritesStore => cluster.controller_writes_store = true,
             PlantedBug::ControllerFencingOff => cluster.fencing = false,
             PlantedBug::ReplicasetNoExpectations => cluster.replicaset_no_expectations = true,
+            PlantedBug::RestoreWithoutRevisionBump => cluster.store.backup_bugs.restore_without_revision_bump = true,
+            PlantedBug::SnapshotOmitsLastTxn => cluster.store.backup_bugs.snapshot_omits_last_txn = true,
+            PlantedBug::RestoreSkipsChecksum => cluster.store.backup_bugs.restore_skips_checksum = true,
+            PlantedBug::RejoinUnderOldIdentity => cluster.store.bugs.rejoin_under_old_identity = true,
         }
     }
 }

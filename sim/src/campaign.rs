@@ -23,8 +23,10 @@ use crate::runner::{run_seed, RunOptions};
 pub struct SeedResult {
     pub seed: u64,
     pub scenario: String,
-    /// `pass`, `fail` (an invariant was violated), `panic` or `timeout` (a failure of the
-    /// seed itself: a broken assertion in the simulated system is a found bug too).
+    /// `pass`, `total-loss` (every disk lost with no good backup: the expected outcome of
+    /// DESIGN.md §4.8, a pass), `fail` (an invariant was violated), `panic` or `timeout`
+    /// (a failure of the seed itself: a broken assertion in the simulated system is a
+    /// found bug too).
     pub verdict: String,
     pub violations: Vec<ViolationLine>,
     /// One line per fault the nemesis applied.
@@ -48,7 +50,7 @@ pub struct ViolationLine {
 
 impl SeedResult {
     pub fn passed(&self) -> bool {
-        self.verdict == "pass"
+        self.verdict == "pass" || self.verdict == "total-loss"
     }
 
     fn from_report(report: &RunReport, wall_ms: u64, repro: String) -> Self {
@@ -57,7 +59,12 @@ impl SeedResult {
         Self {
             seed: report.seed,
             scenario: report.scenario.clone(),
-            verdict: if violations.is_empty() { "pass" } else { "fail" }.to_string(),
+            verdict: match (violations.is_empty(), report.stats.get("total-loss-runs").copied().unwrap_or(0) > 0) {
+                (false, _) => "fail",
+                (true, true) => "total-loss",
+                (true, false) => "pass",
+            }
+            .to_string(),
             violations,
             faults: report.faults.clone(),
             trace_hash: report.trace_hash.clone(),
@@ -198,6 +205,29 @@ impl CampaignSummary {
         }
         for (k, v) in stats {
             out.push_str(&format!("  {k}: {v}\n"));
+        }
+        let total_losses: Vec<String> =
+            self.results.iter().filter(|r| r.verdict == "total-loss").map(|r| r.seed.to_string()).collect();
+        if !total_losses.is_empty() {
+            out.push_str(&format!(
+                "total-loss (expected, counted as passed): {} seed(s): {}\n",
+                total_losses.len(),
+                total_losses.join(", ")
+            ));
+        }
+        let windows: Vec<String> = self
+            .results
+            .iter()
+            .filter(|r| r.stats.get("data-loss-writes").copied().unwrap_or(0) > 0)
+            .map(|r| {
+                format!(
+                    "seed {}: {} writes / {} bytes",
+                    r.seed, r.stats["data-loss-writes"], r.stats["data-loss-bytes"]
+                )
+            })
+            .collect();
+        if !windows.is_empty() {
+            out.push_str(&format!("data-loss windows: {}\n", windows.join("; ")));
         }
         for (invariant, seeds) in self.by_invariant() {
             out.push_str(&format!("violated {invariant}: {} seed(s)\n", seeds.len()));

@@ -1,21 +1,31 @@
 //! Builds the simulated world: one madsim node per component, with fixed addresses, and
 //! the disks that outlive their nodes.
 //!
-//! Address plan (so traces read easily): store members `10.0.1.<id>:2379`, apiservers
-//! `10.0.2.<n>:6443`, controller-managers `10.0.3.<n>`, scheduler `10.0.4.1`, kubelets
-//! `10.0.5.<n>`, clients (workload, kubectl) `10.0.9.<n>`.
+//! Address plan (so traces read easily): store members `10.0.1.<member id>:2379`,
+//! apiservers `10.0.2.<n>:6443`, controller-managers `10.0.3.<n>`, scheduler `10.0.4.1`,
+//! kubelets `10.0.5.<n>`, the operator `10.0.8.1`, clients (workload, kubectl, checkers'
+//! readers) `10.0.9.<n>`.
+//!
+//! The store's membership is dynamic: the cluster has `n_members` *slots* (1..=n, the
+//! names the fault plan uses: `store-<slot>`), each run at any time by one member. The
+//! initial member of slot k has id k; a member replaced after a disk loss, or every member
+//! after a restore, gets a new member id (and so a new address), as etcd requires: a
+//! member id is never reused. The current endpoints are published in a shared map
+//! ([`Endpoints`]) that the apiservers' store clients follow.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use madsim::runtime::{Handle, NodeHandle};
 use store::api::MemberId;
+use store::backup::BackupBugs;
 use store::rpc::STORE_PORT;
-use store::server::{Failpoints, MemberConfig, StoreBugs, StoreObserver};
+use store::server::{Bootstrap, Failpoints, MemberConfig, StoreBugs, StoreObserver};
 use store::wal::SimDisk;
 
 use crate::history::Recorder;
+use crate::operator::Operator;
 
 /// Restarts a node's process: kills it first, because madsim's `restart` alone keeps the
 /// old process's sockets bound and the new process could not bind its port again.
@@ -33,6 +43,14 @@ pub fn store_member_addr(member: MemberId) -> SocketAddr {
     SocketAddr::new(ip(1, member as u8), STORE_PORT)
 }
 
+/// The highest member id the address plan has room for (`10.0.1.<id>`).
+pub const MAX_MEMBER_ID: MemberId = 254;
+
+/// The store's current members and their addresses, shared by the operator (who changes
+/// them) and every store client that follows them (etcd clients are given the new
+/// endpoints by their operator or by DNS after a replacement or a restore).
+pub type Endpoints = Arc<Mutex<BTreeMap<MemberId, SocketAddr>>>;
+
 /// Knobs for the store members of a run.
 #[derive(Clone, Debug, Default)]
 pub struct StoreOptions {
@@ -41,6 +59,9 @@ pub struct StoreOptions {
     pub max_entries_per_append: Option<usize>,
     pub bugs: StoreBugs,
     pub raft_bugs: store::raft::RaftBugs,
+    /// Planted defects of `snapshot save` (in the member) and `snapshot restore` (in the
+    /// operator's tool).
+    pub backup_bugs: BackupBugs,
 }
 
 pub struct StoreMember {
@@ -54,66 +75,190 @@ pub struct StoreMember {
     pub addr: SocketAddr,
 }
 
+/// What the slots hold now, and the identities handed out so far.
+pub(crate) struct Membership {
+    /// Slot (1..=n) → the member running it.
+    pub slots: BTreeMap<u64, StoreMember>,
+    pub cluster_id: u64,
+    pub next_member: MemberId,
+    /// Slots whose disk was lost and that no replacement or restore has refilled yet.
+    pub lost: std::collections::BTreeSet<u64>,
+}
+
+impl Membership {
+    pub fn slot_of(&self, member: MemberId) -> Option<u64> {
+        self.slots.iter().find(|(_, m)| m.id == member).map(|(slot, _)| *slot)
+    }
+
+    /// True when the lost slots are a majority: the cluster has no quorum left and only a
+    /// restore brings it back (etcd's disaster recovery).
+    pub fn quorum_lost(&self) -> bool {
+        self.lost.len() > self.slots.len() / 2
+    }
+
+    /// A member id never used in this run, or `None` when the address plan is full.
+    pub fn new_member_id(&mut self) -> Option<MemberId> {
+        let id = self.next_member;
+        if id > MAX_MEMBER_ID {
+            return None;
+        }
+        self.next_member += 1;
+        Some(id)
+    }
+}
+
+/// What the cluster, the world and the operator share.
+pub(crate) struct Shared {
+    pub options: StoreOptions,
+    pub recorder: Recorder,
+    pub membership: Mutex<Membership>,
+    pub endpoints: Endpoints,
+}
+
+impl Shared {
+    pub fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
+        self.membership.lock().expect("membership lock")
+    }
+
+    /// Creates and starts a member on `disk` in slot `slot` (the node is named after the
+    /// slot, the address after the member id).
+    pub fn start_member(
+        &self,
+        slot: u64,
+        id: MemberId,
+        peers: BTreeMap<MemberId, SocketAddr>,
+        cluster_id: u64,
+        bootstrap: Bootstrap,
+        disk: SimDisk,
+    ) -> StoreMember {
+        let addr = peers[&id];
+        let mut config = MemberConfig::new(id, peers);
+        config.planted_bugs = self.options.bugs;
+        config.raft_bugs = self.options.raft_bugs;
+        config.backup_bugs = self.options.backup_bugs;
+        config.cluster_id = cluster_id;
+        config.bootstrap = bootstrap;
+        if let Some(max_entries) = self.options.max_entries_per_append {
+            config.max_entries_per_append = max_entries;
+        }
+        let failpoints = config.failpoints.clone();
+        let observer: Arc<dyn StoreObserver> = Arc::new(self.recorder.clone());
+        let node_disk = disk.clone();
+        let node = Handle::current()
+            .create_node()
+            .name(format!("store-{slot}"))
+            .ip(addr.ip())
+            .init(move || {
+                let (config, disk, observer) = (config.clone(), node_disk.clone(), observer.clone());
+                async move {
+                    // A startup failure (corrupted disk) is recorded by the member; the
+                    // node then stays down, as a real etcd member exits.
+                    let _ = store::server::run(config, disk, Some(observer)).await;
+                }
+            })
+            .build();
+        StoreMember { id, node, disk, failpoints, addr }
+    }
+}
+
 /// The store members of one run.
 pub struct StoreCluster {
+    /// The initial members (member id = slot). After a replacement or a restore the
+    /// slots hold other members: see [`StoreCluster::current`].
     pub members: BTreeMap<MemberId, StoreMember>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) operator: Arc<Operator>,
 }
 
 impl StoreCluster {
-    /// Creates and starts `options.n_members` members (ids 1..=n). Must be called from
-    /// the simulation's supervisor (the future given to `block_on`).
+    /// Creates and starts `options.n_members` members (ids 1..=n) and the operator's node.
+    /// Must be called from the simulation's supervisor (the future given to `block_on`).
     pub fn start(options: &StoreOptions, recorder: &Recorder) -> Self {
-        let handle = Handle::current();
         let peers: BTreeMap<MemberId, SocketAddr> =
             (1..=options.n_members as MemberId).map(|id| (id, store_member_addr(id))).collect();
+        let shared = Arc::new(Shared {
+            options: options.clone(),
+            recorder: recorder.clone(),
+            membership: Mutex::new(Membership {
+                slots: BTreeMap::new(),
+                cluster_id: 1,
+                next_member: options.n_members as MemberId + 1,
+                lost: Default::default(),
+            }),
+            endpoints: Arc::new(Mutex::new(peers.clone())),
+        });
         let mut members = BTreeMap::new();
         for &id in peers.keys() {
             let disk = SimDisk::new();
-            let mut config = MemberConfig::new(id, peers.clone());
-            let failpoints = config.failpoints.clone();
-            if let Some(max_entries) = options.max_entries_per_append {
-                config.max_entries_per_append = max_entries;
-            }
-            config.planted_bugs = options.bugs;
-            config.raft_bugs = options.raft_bugs;
-            let observer: Arc<dyn StoreObserver> = Arc::new(recorder.clone());
-            let node_disk = disk.clone();
-            let node = handle
-                .create_node()
-                .name(format!("store-{id}"))
-                .ip(peers[&id].ip())
-                .init(move || {
-                    let (config, disk, observer) = (config.clone(), node_disk.clone(), observer.clone());
-                    async move {
-                        // A startup failure (corrupted disk) is recorded by the member; the
-                        // node then stays down, as a real etcd member exits.
-                        let _ = store::server::run(config, disk, Some(observer)).await;
-                    }
-                })
-                .build();
-            members.insert(id, StoreMember { id, node, disk, failpoints, addr: peers[&id] });
+            let member = shared.start_member(id, id, peers.clone(), 1, Bootstrap::NewCluster, disk.clone());
+            members.insert(
+                id,
+                StoreMember {
+                    id,
+                    node: member.node.clone(),
+                    disk,
+                    failpoints: member.failpoints.clone(),
+                    addr: member.addr,
+                },
+            );
+            shared.membership().slots.insert(id, member);
         }
-        Self { members }
+        let operator = Operator::start(shared.clone());
+        Self { members, shared, operator }
     }
 
+    /// The initial members' addresses.
     pub fn addresses(&self) -> BTreeMap<MemberId, SocketAddr> {
         self.members.iter().map(|(id, m)| (*id, m.addr)).collect()
+    }
+
+    /// The endpoints the operator keeps current (see [`Endpoints`]).
+    pub fn endpoints(&self) -> Endpoints {
+        self.shared.endpoints.clone()
+    }
+
+    /// The members running each slot now: slot → (member id, address).
+    pub fn current(&self) -> BTreeMap<u64, (MemberId, SocketAddr)> {
+        self.shared.membership().slots.iter().map(|(slot, m)| (*slot, (m.id, m.addr))).collect()
     }
 
     pub fn member(&self, id: MemberId) -> &StoreMember {
         &self.members[&id]
     }
 
-    /// Kills the member's process: its unsynced writes are lost and, when `tear` is
+    /// The apiservers, controller-managers and schedulers the operator stops and starts
+    /// around a restore.
+    pub fn set_control_plane(&self, apiservers: Vec<madsim::task::NodeId>, controllers: Vec<madsim::task::NodeId>) {
+        self.operator.set_control_plane(apiservers, controllers);
+    }
+
+    /// Kills the member in slot `slot`: its unsynced writes are lost and, when `tear` is
     /// given, the last unsynced write is torn.
-    pub fn crash(&self, id: MemberId, tear: Option<u64>) {
-        let m = self.member(id);
+    pub fn crash(&self, slot: u64, tear: Option<u64>) {
+        let membership = self.shared.membership();
+        let m = &membership.slots[&slot];
         Handle::current().kill(m.node.id());
         m.disk.crash(tear);
     }
 
-    /// Restarts the member's process (see [`restart_node`]); its disk keeps what it had.
-    pub fn restart(&self, id: MemberId) {
-        restart_node(self.member(id).node.id());
+    /// Restarts the member in slot `slot` (see [`restart_node`]); its disk keeps what it had.
+    pub fn restart(&self, slot: u64) {
+        let id = self.shared.membership().slots[&slot].node.id();
+        restart_node(id);
     }
+}
+
+/// Keeps `client` pointed at the current endpoints: checks the shared map every second
+/// and hands a change to `set_endpoints` (clientv3 `SetEndpoints`). Runs on the caller's
+/// node until the node is killed.
+pub fn follow_endpoints(client: store::client::StoreClient, endpoints: Endpoints) {
+    madsim::task::spawn(async move {
+        loop {
+            madsim::time::sleep(std::time::Duration::from_secs(1)).await;
+            let now = endpoints.lock().expect("endpoints lock").clone();
+            if !now.is_empty() && now != client.endpoints() {
+                client.set_endpoints(now);
+            }
+        }
+    });
 }

@@ -16,7 +16,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use store::api::Principal;
 use store::client::{StoreClient, StoreClientConfig};
 
-use crate::cluster::{ip, StoreCluster, StoreOptions};
+use crate::cluster::{follow_endpoints, ip, Endpoints, StoreCluster, StoreOptions};
 use crate::history::Recorder;
 
 pub const APISERVER_PORT: u16 = 6443;
@@ -98,14 +98,16 @@ impl ControlPlane {
         let mut users = vec![UserInfo::admin(), UserInfo::controller_manager(), UserInfo::scheduler()];
         users.extend((0..options.n_kubelets).map(|i| UserInfo::node(&kubelet_name(i))));
 
-        let apiservers = (0..options.n_apiservers)
+        let apiservers: Vec<Component> = (0..options.n_apiservers)
             .map(|i| start_apiserver(i, options, &store, &apiserver_addrs, &users, recorder))
             .collect();
-        let controller_managers = (0..options.n_controller_managers)
+        let controller_managers: Vec<Component> = (0..options.n_controller_managers)
             .map(|i| start_controller_manager(i, options, &store, &apiserver_addrs, recorder))
             .collect();
         let scheduler = start_scheduler(&apiserver_addrs, recorder);
         let kubelets = (0..options.n_kubelets).map(|i| start_kubelet(i, &apiserver_addrs, recorder)).collect();
+        let controllers = controller_managers.iter().chain(std::iter::once(&scheduler)).map(|c| c.node.id()).collect();
+        store.set_control_plane(apiservers.iter().map(|c| c.node.id()).collect(), controllers);
         Self { store, apiservers, controller_managers, scheduler, kubelets, apiserver_addrs }
     }
 
@@ -178,7 +180,7 @@ fn start_apiserver(
         config.compaction_interval = std::time::Duration::ZERO;
     }
     let clock = Clock::new();
-    let members = store.addresses();
+    let endpoints = store.endpoints();
     let observer: Arc<dyn ApiServerObserver> = Arc::new(recorder.clone());
     let node_clock = clock.clone();
     let traffic = options
@@ -190,18 +192,26 @@ fn start_apiserver(
         .name(name.clone())
         .ip(addrs[idx as usize].ip())
         .init(move || {
-            let (config, members, clock, observer) =
-                (config.clone(), members.clone(), node_clock.clone(), observer.clone());
+            let (config, endpoints, clock, observer) =
+                (config.clone(), endpoints.clone(), node_clock.clone(), observer.clone());
             let traffic = traffic.clone();
             async move {
+                // The members as of this (re)start: a restarted apiserver is pointed at the
+                // restored cluster's endpoints.
+                let members = endpoints.lock().expect("endpoints lock").clone();
+                if members.is_empty() {
+                    // Total loss: no store to serve from.
+                    return;
+                }
                 if let Some((until, recorder, incarnations)) = traffic {
                     let incarnation = incarnations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    store_traffic(&config.name, members.clone(), until, recorder, incarnation);
+                    store_traffic(&config.name, endpoints.clone(), until, recorder, incarnation);
                 }
                 let principal = Principal::apiserver(config.name.clone());
                 let backend = StoreClient::connect(members, principal, StoreClientConfig::default())
                     .await
                     .expect("bind the apiserver's store client");
+                follow_endpoints(backend.clone(), endpoints);
                 if let Err(e) = apiserver::serve(config, backend, clock, Some(observer)).await {
                     tracing::error!(error = %e, "apiserver failed to start");
                 }
@@ -220,7 +230,7 @@ fn start_apiserver(
 /// new client name per incarnation so operation ids stay unique.
 fn store_traffic(
     apiserver: &str,
-    members: BTreeMap<store::api::MemberId, SocketAddr>,
+    endpoints: Endpoints,
     until: std::time::Duration,
     recorder: Recorder,
     incarnation: u64,
@@ -228,13 +238,15 @@ fn store_traffic(
     let now = madsim::time::TimeHandle::current().elapsed();
     let Some(duration) = until.checked_sub(now) else { return };
     for worker in 0..2 {
-        let (members, recorder) = (members.clone(), recorder.clone());
+        let (endpoints, recorder) = (endpoints.clone(), recorder.clone());
         let name = format!("{apiserver}/etcd-traffic-{worker}.{incarnation}");
         let principal = Principal::apiserver(apiserver);
         madsim::task::spawn(async move {
+            let members = endpoints.lock().expect("endpoints lock").clone();
             let Ok(client) = StoreClient::connect(members, principal, StoreClientConfig::default()).await else {
                 return;
             };
+            follow_endpoints(client.clone(), endpoints);
             crate::scenario::store_smoke::run_worker(&client, &recorder, &name, "/kubesim/traffic/", duration, 20..80)
                 .await;
         });

@@ -194,6 +194,108 @@ pub enum HistoryEvent {
         deployment: String,
         replicas: i32,
     },
+    /// The key changes of one store revision, recorded once per revision of a cluster (by
+    /// the first member that applied it): the history's own account of the keyspace at
+    /// every revision, which backup checkers compare a backup's restore against (never
+    /// the backup itself).
+    Committed {
+        revision: Revision,
+        changes: Vec<KeyState>,
+    },
+    /// The operator's `snapshot save` produced backup number `backup` (numbered from 0 in
+    /// the order taken), holding the keyspace of `revision` of cluster `cluster_id`.
+    BackupTaken {
+        backup: u32,
+        member: MemberId,
+        cluster_id: u64,
+        revision: Revision,
+        n_keys: usize,
+        checksum_ok: bool,
+    },
+    BackupFailed {
+        member: MemberId,
+        error: String,
+    },
+    /// Backup number `backup` was damaged where it is kept (`snapshot-corruption`).
+    BackupCorrupted {
+        backup: u32,
+        description: String,
+    },
+    /// A store member's disk was wiped and the member killed.
+    DiskLost {
+        member: MemberId,
+    },
+    /// The operator replaced a member whose disk was lost: `old` removed, `new` added on
+    /// `addr` with an empty disk. `error` says which step failed, if one did.
+    MemberReplaced {
+        old: MemberId,
+        new: MemberId,
+        addr: String,
+        error: Option<String>,
+    },
+    /// `snapshot restore` refused backup `backup` (checksum mismatch, undecodable).
+    RestoreRefused {
+        backup: u32,
+        error: String,
+    },
+    /// The operator restored a new cluster from backup `backup` (taken at
+    /// `backup_revision`): new cluster id and member ids, the store starting at
+    /// `new_revision` (`backup_revision + bump` with `--bump-revision`), and the keyspace
+    /// the restored members start from. From this record on, the history is the new
+    /// cluster's epoch.
+    Restored {
+        backup: u32,
+        backup_revision: Revision,
+        bump: u64,
+        new_revision: Revision,
+        new_cluster_id: u64,
+        members: Vec<MemberId>,
+        keyspace: Vec<KeyState>,
+    },
+    /// Every disk was lost with no good backup: the cluster state is gone (DESIGN.md §4,
+    /// invariant 8), with the number of acknowledged objects it held.
+    TotalLoss {
+        acknowledged_objects_lost: usize,
+        reason: String,
+    },
+    /// An informer of `who` relisted `resource` after 410 Gone (client-go's reflector:
+    /// "watch ... too old resource version"; after a restore, every watcher does).
+    Relisted {
+        who: String,
+        resource: String,
+        resource_version: i64,
+        n_objects: usize,
+    },
+}
+
+/// One key's state as a checker needs it: enough to compare keyspaces key by key without
+/// keeping every value (values are hashed; their length sizes the data-loss window).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct KeyState {
+    pub key: String,
+    /// `None`: the key was deleted at this revision.
+    pub value_hash: Option<u64>,
+    pub value_len: u64,
+    pub create_revision: Revision,
+    pub mod_revision: Revision,
+    pub version: i64,
+}
+
+impl KeyState {
+    pub fn of(kv: &store::api::KeyValue) -> Self {
+        KeyState {
+            key: kv.key.clone(),
+            value_hash: Some(xxhash_rust::xxh3::xxh3_64(&kv.value)),
+            value_len: kv.value.len() as u64,
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+        }
+    }
+
+    pub fn deleted(key: &str, mod_revision: Revision) -> Self {
+        KeyState { key: key.to_string(), value_hash: None, value_len: 0, create_revision: 0, mod_revision, version: 0 }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,6 +324,9 @@ struct Inner {
     records: Vec<Record>,
     hasher: Xxh3,
     overflowed: bool,
+    /// The highest revision recorded as `Committed` in the current cluster epoch (reset
+    /// by a restore, whose cluster may reuse revisions when a bug skips the bump).
+    last_committed: Revision,
 }
 
 /// Shared by every observer of one run. Cheap to clone.
@@ -238,7 +343,14 @@ impl Default for Recorder {
 
 impl Recorder {
     pub fn new() -> Self {
-        Self { inner: Arc::new(Mutex::new(Inner { records: Vec::new(), hasher: Xxh3::new(), overflowed: false })) }
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                records: Vec::new(),
+                hasher: Xxh3::new(),
+                overflowed: false,
+                last_committed: 0,
+            })),
+        }
     }
 
     /// Simulated time now, in ns since the run began.
@@ -249,6 +361,13 @@ impl Recorder {
     pub fn record(&self, event: HistoryEvent) {
         let record = Record { at_ns: Self::now_ns(), event };
         let mut inner = self.inner.lock().expect("recorder lock");
+        Self::push(&mut inner, record);
+    }
+
+    fn push(inner: &mut Inner, record: Record) {
+        if let HistoryEvent::Restored { .. } = record.event {
+            inner.last_committed = 0;
+        }
         if inner.records.len() >= MAX_RECORDS {
             inner.overflowed = true;
             return;
@@ -286,6 +405,22 @@ impl StoreObserver for Recorder {
     }
 
     fn applied(&self, member: MemberId, entry: &AppliedEntry<'_>) {
+        if !entry.events.is_empty() {
+            let mut inner = self.inner.lock().expect("recorder lock");
+            if entry.revision > inner.last_committed {
+                inner.last_committed = entry.revision;
+                let changes = entry
+                    .events
+                    .iter()
+                    .map(|event| match event.kind {
+                        store::api::EventKind::Put => KeyState::of(&event.kv),
+                        store::api::EventKind::Delete => KeyState::deleted(&event.kv.key, event.kv.mod_revision),
+                    })
+                    .collect();
+                let event = HistoryEvent::Committed { revision: entry.revision, changes };
+                Self::push(&mut inner, Record { at_ns: Self::now_ns(), event });
+            }
+        }
         let principal: &Principal = &entry.proposal.principal;
         self.record(HistoryEvent::Applied {
             member,
@@ -432,4 +567,50 @@ impl controllers::observer::ControllerObserver for Recorder {
     fn kubelet_registered(&self, node: &str) {
         self.record(HistoryEvent::KubeletRegistered { node: node.to_string() });
     }
+
+    fn relisted(&self, who: &str, resource: &str, resource_version: i64, n_objects: usize) {
+        self.record(HistoryEvent::Relisted {
+            who: who.to_string(),
+            resource: resource.to_string(),
+            resource_version,
+            n_objects,
+        });
+    }
+}
+
+/// The timeline line of a backup, disk loss, replacement, restore or total loss.
+pub fn describe_recovery(event: &HistoryEvent) -> Option<String> {
+    Some(match event {
+        HistoryEvent::BackupTaken { backup, member, cluster_id, revision, n_keys, checksum_ok } => format!(
+            "backup {backup} taken from member {member} of cluster {cluster_id:#x} at revision {revision} \
+             ({n_keys} keys, checksum {})",
+            if *checksum_ok { "ok" } else { "BAD" }
+        ),
+        HistoryEvent::BackupFailed { member, error } => format!("backup from member {member} failed: {error}"),
+        HistoryEvent::BackupCorrupted { backup, description } => format!("backup {backup} corrupted: {description}"),
+        HistoryEvent::DiskLost { member } => format!("member {member} lost its disk"),
+        HistoryEvent::MemberReplaced { old, new, addr, error: None } => {
+            format!("member {old} replaced by member {new} at {addr}")
+        }
+        HistoryEvent::MemberReplaced { old, new, addr, error: Some(error) } => {
+            format!("replacing member {old} by member {new} at {addr} failed: {error}")
+        }
+        HistoryEvent::RestoreRefused { backup, error } => format!("restore refused backup {backup}: {error}"),
+        HistoryEvent::Restored { backup, backup_revision, bump, new_revision, new_cluster_id, members, keyspace } => {
+            format!(
+                "restored backup {backup} (revision {backup_revision}, {} keys) into cluster {new_cluster_id:#x} \
+                 members {members:?}: revision bumped by {bump} to {new_revision}, older revisions compacted",
+                keyspace.len()
+            )
+        }
+        HistoryEvent::TotalLoss { acknowledged_objects_lost, reason } => {
+            format!("TOTAL LOSS: {acknowledged_objects_lost} acknowledged objects lost ({reason})")
+        }
+        HistoryEvent::Relisted { who, resource, resource_version, n_objects } => {
+            format!(
+                "{who} got 410 Gone and relisted {resource}: {n_objects} objects at resourceVersion {resource_version}"
+            )
+        }
+        _ => return None,
+    })
 }

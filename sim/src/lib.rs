@@ -17,6 +17,7 @@ pub mod corpus;
 pub mod determinism;
 pub mod history;
 pub mod merge;
+pub mod operator;
 pub mod report;
 pub mod runner;
 pub mod scenario;

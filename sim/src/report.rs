@@ -38,6 +38,9 @@ pub struct ScenarioOutcome {
     pub timeline: Vec<String>,
     pub checks: Vec<Check>,
     pub stats: std::collections::BTreeMap<String, i64>,
+    /// The store's members at the end of the run (after any replacement or restore),
+    /// where the end-state reader reads the final keyspace; empty after a total loss.
+    pub store_endpoints: std::collections::BTreeMap<store::api::MemberId, std::net::SocketAddr>,
 }
 
 /// The result of one seed.

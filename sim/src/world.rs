@@ -2,7 +2,9 @@
 //! network handles, the store members' `SimDisk`s and every node's `Clock`.
 //!
 //! Node names are the ones the cluster builder gives (`store-1`, `apiserver-0`,
-//! `controller-manager-1`, `scheduler-0`, `kubelet-2`).
+//! `controller-manager-1`, `scheduler-0`, `kubelet-2`). `store-<k>` names slot k: the
+//! member running it now (a replacement or a restore puts a new member there). Backups,
+//! replacements and restores go to the operator (`crate::operator`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,18 +18,22 @@ use store::raft::Role;
 use store::server::Failpoints;
 use store::wal::{SimDisk, WAL_FILE};
 
-use crate::cluster::{restart_node, StoreCluster};
+use crate::cluster::{restart_node, Shared, StoreCluster};
 use crate::control_plane::ControlPlane;
 use crate::history::{HistoryEvent, Recorder};
+use crate::operator::Operator;
 
 /// madsim's default send latency, restored when a latency fault heals.
 const DEFAULT_LATENCY: std::ops::Range<std::time::Duration> =
     std::time::Duration::from_millis(1)..std::time::Duration::from_millis(10);
 
 pub struct SimWorld {
+    /// Nodes other than store members.
     nodes: BTreeMap<String, NodeId>,
-    disks: BTreeMap<u64, SimDisk>,
-    failpoints: BTreeMap<u64, Failpoints>,
+    /// The store's slots (`store-<slot>`), resolved at each call: a replacement or a
+    /// restore puts a new member (node, disk) in a slot.
+    store: Arc<Shared>,
+    operator: Arc<Operator>,
     clocks: BTreeMap<String, Clock>,
     recorder: Recorder,
     /// The last leader the store reported, tracked cheaply from the history's tail.
@@ -57,32 +63,35 @@ impl SimWorld {
 
     fn from_parts(
         store: &StoreCluster,
-        mut nodes: BTreeMap<String, NodeId>,
+        nodes: BTreeMap<String, NodeId>,
         clocks: BTreeMap<String, Clock>,
         recorder: &Recorder,
     ) -> Self {
-        let mut disks = BTreeMap::new();
-        let mut failpoints = BTreeMap::new();
-        for (id, m) in &store.members {
-            nodes.insert(store_node(*id), m.node.id());
-            disks.insert(*id, m.disk.clone());
-            failpoints.insert(*id, m.failpoints.clone());
-        }
         Self {
             nodes,
-            disks,
-            failpoints,
+            store: store.shared.clone(),
+            operator: store.operator.clone(),
             clocks,
             recorder: recorder.clone(),
             leader_cache: std::sync::Mutex::new((0, None)),
         }
     }
 
+    /// The node and disk of the member in slot `slot` now.
+    fn slot(&self, slot: u64) -> Option<(NodeId, SimDisk)> {
+        self.store.membership().slots.get(&slot).map(|m| (m.node.id(), m.disk.clone()))
+    }
+
+    /// The failpoints of the member in slot `slot` now.
+    fn slot_failpoints(&self, slot: u64) -> Option<Failpoints> {
+        self.store.membership().slots.get(&slot).map(|m| m.failpoints.clone())
+    }
+
     /// The topology plans for this world are generated and validated against.
     pub fn topology(&self) -> Topology {
         let count = |prefix: &str| self.nodes.keys().filter(|n| n.starts_with(prefix)).count() as u32;
         Topology {
-            store_members: self.disks.len() as u64,
+            store_members: self.store.membership().slots.len() as u64,
             apiservers: count("apiserver-"),
             controller_managers: count("controller-manager-"),
             schedulers: count("scheduler-"),
@@ -91,12 +100,15 @@ impl SimWorld {
     }
 
     fn id(&self, node: &NodeRef) -> Option<NodeId> {
+        if let Some(slot) = node.strip_prefix("store-").and_then(|slot| slot.parse().ok()) {
+            return self.slot(slot).map(|(id, _)| id);
+        }
         self.nodes.get(node).copied()
     }
 }
 
-fn store_node(member: u64) -> String {
-    format!("store-{member}")
+fn store_node(slot: u64) -> String {
+    format!("store-{slot}")
 }
 
 /// The member's point for a plan's failpoint name.
@@ -111,8 +123,9 @@ fn member_failpoint(failpoint: Failpoint) -> store::server::Failpoint {
 }
 
 impl World for SimWorld {
+    /// The slots: the plan's `StoreMember(k)` is whichever member runs slot k now.
     fn store_members(&self) -> Vec<u64> {
-        self.disks.keys().copied().collect()
+        self.store.membership().slots.keys().copied().collect()
     }
 
     fn store_leader(&self) -> Option<u64> {
@@ -128,19 +141,20 @@ impl World for SimWorld {
             }
         }
         cache.0 = history.records.len();
-        cache.1
+        // The leader is reported by member id; the nemesis speaks of slots.
+        cache.1.and_then(|member| self.store.membership().slot_of(member))
     }
 
     fn node_of(&self, target: &Target) -> Option<NodeRef> {
         let name = match target {
-            Target::StoreMember(id) => store_node(*id),
+            Target::StoreMember(slot) => store_node(*slot),
             Target::StoreLeader => store_node(self.store_leader()?),
             Target::ApiServer(n) => format!("apiserver-{n}"),
             Target::ControllerManager(n) => format!("controller-manager-{n}"),
             Target::Scheduler => "scheduler-0".to_string(),
             Target::Kubelet(n) => format!("kubelet-{n}"),
         };
-        self.nodes.contains_key(&name).then_some(name)
+        self.id(&name).is_some().then_some(name)
     }
 
     fn kill(&self, node: &NodeRef) {
@@ -168,7 +182,7 @@ impl World for SimWorld {
     }
 
     fn crash_store_member(&self, member: u64, tear: Option<u64>) {
-        if let (Some(id), Some(disk)) = (self.id(&store_node(member)), self.disks.get(&member)) {
+        if let Some((id, disk)) = self.slot(member) {
             Handle::current().kill(id);
             disk.crash(tear);
         }
@@ -181,7 +195,7 @@ impl World for SimWorld {
     }
 
     fn corrupt_store_record(&self, member: u64, randomness: u64) -> Option<String> {
-        let disk = self.disks.get(&member)?;
+        let (_, disk) = self.slot(member)?;
         let len = disk.file_len(WAL_FILE, true).filter(|len| *len > 0)?;
         let offset = randomness % len;
         let mask = ((randomness >> 32) as u8) | 1;
@@ -202,7 +216,10 @@ impl World for SimWorld {
     }
 
     fn all_nodes(&self) -> Vec<NodeRef> {
-        self.nodes.keys().cloned().collect()
+        let slots = self.store.membership().slots.keys().map(|slot| store_node(*slot)).collect::<Vec<_>>();
+        let mut all: Vec<NodeRef> = self.nodes.keys().cloned().chain(slots).collect();
+        all.sort();
+        all
     }
 
     fn set_packet_loss(&self, rate: f64) {
@@ -234,7 +251,7 @@ impl World for SimWorld {
     }
 
     fn arm_failpoint(&self, member: u64, failpoint: Failpoint, on_reached: Box<dyn FnOnce() + Send>) -> bool {
-        match self.failpoints.get(&member) {
+        match self.slot_failpoints(member) {
             Some(failpoints) => {
                 failpoints.arm(member_failpoint(failpoint), on_reached);
                 true
@@ -244,10 +261,38 @@ impl World for SimWorld {
     }
 
     fn disarm_failpoint(&self, member: u64, failpoint: Failpoint) -> bool {
-        self.failpoints.get(&member).is_some_and(|failpoints| failpoints.disarm(member_failpoint(failpoint)))
+        self.slot_failpoints(member).is_some_and(|failpoints| failpoints.disarm(member_failpoint(failpoint)))
     }
 
     fn record(&self, description: String) {
         self.recorder.fault(description);
+    }
+
+    fn lose_disk(&self, member: u64) {
+        let Some((id, disk)) = self.slot(member) else { return };
+        let member_id = {
+            let mut membership = self.store.membership();
+            membership.lost.insert(member);
+            membership.slots[&member].id
+        };
+        Handle::current().kill(id);
+        disk.wipe();
+        self.recorder.record(HistoryEvent::DiskLost { member: member_id });
+    }
+
+    fn take_backup(&self, member: u64) -> Result<String, String> {
+        self.operator.request_backup(member)
+    }
+
+    fn corrupt_backup(&self, randomness: u64) -> Option<String> {
+        self.operator.corrupt_latest_backup(randomness)
+    }
+
+    fn replace_member(&self, member: u64) -> Result<String, String> {
+        self.operator.request_replace(member)
+    }
+
+    fn restore_from_backup(&self) -> Result<String, String> {
+        self.operator.request_restore()
     }
 }

@@ -207,3 +207,36 @@ fn targets_lean_toward_the_store() {
     assert!(store > other, "store {store}, other {other}");
     assert!(leader > 0);
 }
+
+#[test]
+fn disk_loss_menus_bring_periodic_backups_and_restores_come_after_the_first() {
+    let topology = small_topology();
+    let menu = FaultKind::parse_list("disk-loss,disk-loss-majority,disk-loss-all,snapshot-corruption").unwrap();
+    let options = GenerateOptions::default();
+    let mut kinds_seen = BTreeSet::new();
+    for seed in 0..300 {
+        let plan = generate(seed, &topology, &menu, &options);
+        plan.validate(&topology).unwrap();
+        plan.check_survivable(&topology).unwrap();
+        let backups: Vec<u64> = plan
+            .events
+            .iter()
+            .filter(|event| matches!(event.fault, Fault::Backup { .. }))
+            .map(|event| event.at_ms)
+            .collect();
+        assert_eq!(backups.first(), Some(&faults::generate::FIRST_BACKUP_MS), "seed {seed}");
+        for event in &plan.events {
+            if matches!(event.fault, Fault::DiskLossMajority | Fault::DiskLossAll) {
+                assert!(event.at_ms > backups[0], "seed {seed}: {event:?} before the first backup");
+            }
+        }
+        kinds_seen.extend(kinds_of(&plan));
+    }
+    let mut expected = menu.clone();
+    expected.insert(FaultKind::Backup);
+    assert_eq!(kinds_seen, expected);
+    // Menus without disk losses have no backups.
+    for seed in 0..50 {
+        assert!(!kinds_of(&generate_all(seed, &topology)).contains(&FaultKind::Backup));
+    }
+}

@@ -4,8 +4,9 @@ use std::collections::BTreeSet;
 
 use faults::{Fault, FaultKind, Target};
 
-const KNOWN: &str =
-    "known kinds: partition, packet-loss, latency, clog, crash, pause, disk-crash, power-loss, corruption, clock, failpoint";
+const KNOWN: &str = "known kinds: partition, packet-loss, latency, clog, crash, pause, disk-crash, power-loss, \
+                     corruption, clock, failpoint, backup, disk-loss, disk-loss-majority, disk-loss-all, \
+                     snapshot-corruption";
 
 #[test]
 fn every_kind_parses_from_its_name() {
@@ -13,7 +14,9 @@ fn every_kind_parses_from_its_name() {
         assert_eq!(kind.name().parse::<FaultKind>(), Ok(kind));
         assert_eq!(kind.to_string(), kind.name());
     }
-    assert_eq!(FaultKind::all().len(), FaultKind::ALL.len());
+    // The default menu leaves the disk-loss kinds (and their backups) out.
+    assert_eq!(FaultKind::all().len(), FaultKind::DEFAULT.len());
+    assert!(FaultKind::all().iter().all(|kind| !kind.loses_disks() && *kind != FaultKind::Backup));
 }
 
 #[test]
@@ -27,7 +30,7 @@ fn lists_parse_into_sets() {
         BTreeSet::from([FaultKind::DiskCrash, FaultKind::Clock])
     );
     let everything = FaultKind::ALL.map(FaultKind::name).join(",");
-    assert_eq!(FaultKind::parse_list(&everything).unwrap(), FaultKind::all());
+    assert_eq!(FaultKind::parse_list(&everything).unwrap(), FaultKind::ALL.into_iter().collect());
 }
 
 #[test]
@@ -67,7 +70,12 @@ fn each_fault_maps_to_its_kind() {
             },
             FaultKind::Failpoint,
         ),
-        (Fault::ClockSkew { target, offset_ms: 1, drift_ms_per_s: 0 }, FaultKind::Clock),
+        (Fault::ClockSkew { target: target.clone(), offset_ms: 1, drift_ms_per_s: 0 }, FaultKind::Clock),
+        (Fault::Backup { member: target.clone() }, FaultKind::Backup),
+        (Fault::DiskLoss { member: target }, FaultKind::DiskLoss),
+        (Fault::DiskLossMajority, FaultKind::DiskLossMajority),
+        (Fault::DiskLossAll, FaultKind::DiskLossAll),
+        (Fault::SnapshotCorruption, FaultKind::SnapshotCorruption),
     ];
     for (fault, kind) in cases {
         assert_eq!(fault.kind(), kind, "{fault:?}");

@@ -182,6 +182,36 @@ impl World for FakeWorld {
     fn record(&self, description: String) {
         self.log(format!("> {description}"));
     }
+    fn take_backup(&self, member: u64) -> Result<String, String> {
+        self.log(format!("backup {member}"));
+        Ok("taken".to_string())
+    }
+    fn corrupt_backup(&self, randomness: u64) -> Option<String> {
+        self.randomness.lock().unwrap().push(randomness);
+        self.log("corrupt-backup".to_string());
+        Some("backup 1 corrupted".to_string())
+    }
+    fn lose_disk(&self, member: u64) {
+        let node = format!("store-{member}");
+        assert!(self.killed.lock().unwrap().insert(node), "store-{member} lost its disk while down");
+        self.log(format!("lose-disk {member}"));
+    }
+    fn replace_member(&self, member: u64) -> Result<String, String> {
+        assert!(self.killed.lock().unwrap().remove(&format!("store-{member}")), "store-{member} replaced alive");
+        self.log(format!("replace {member}"));
+        Ok("replaced".to_string())
+    }
+    fn restore_from_backup(&self) -> Result<String, String> {
+        let mut killed = self.killed.lock().unwrap();
+        let lost: Vec<String> = killed.iter().filter(|node| node.starts_with("store-")).cloned().collect();
+        assert!(!lost.is_empty(), "restore with every member alive");
+        for node in lost {
+            killed.remove(&node);
+        }
+        drop(killed);
+        self.log("restore".to_string());
+        Err("no good backup".to_string())
+    }
 }
 
 fn runtime() -> madsim::runtime::Runtime {
@@ -727,4 +757,52 @@ fn a_failpoint_not_reached_is_disarmed_its_restart_delay_before_the_heal() {
             "3000 > t=3000ms all faults healed",
         ],
     );
+}
+
+#[test]
+fn a_lost_disk_is_replaced_by_the_operator_when_the_fault_heals() {
+    let plan = plan(
+        5_000,
+        vec![
+            event(500, 0, Fault::Backup { member: Target::StoreLeader }),
+            event(1_000, 2_000, Fault::DiskLoss { member: Target::StoreMember(2) }),
+            // A crash of the same member meanwhile must not restart it on its empty disk.
+            event(1_500, 500, Fault::Crash { target: Target::StoreMember(2) }),
+            event(4_000, 0, Fault::SnapshotCorruption),
+        ],
+    );
+    let lines = check_run(&plan, 3, Some(1));
+    assert_lines(
+        &lines,
+        &[
+            "500 backup 1",
+            "500 > t=500ms operator: snapshot save from store-1: taken",
+            "1000 > t=1000ms disk-loss store-2: disks wiped, members killed",
+            "1000 lose-disk 2",
+            "1500 > t=1500ms crash: store-2 already crashed",
+            "2000 > t=2000ms heal crash of store-2: still held down by another crash",
+            "3000 replace 2",
+            "3000 > t=3000ms operator: replace store-2: replaced",
+            "4000 corrupt-backup",
+            "4000 > t=4000ms snapshot-corruption: backup 1 corrupted",
+            "5000 reset-network",
+            "5000 > t=5000ms all faults healed",
+        ],
+    );
+}
+
+#[test]
+fn a_majority_disk_loss_wipes_a_majority_and_heals_by_restore() {
+    let plan = plan(5_000, vec![event(1_000, 2_000, Fault::DiskLossMajority)]);
+    let lines = check_run(&plan, 5, Some(1));
+    let lost: Vec<&String> = lines.iter().filter(|line| line.contains("lose-disk")).collect();
+    assert_eq!(lost.len(), 3, "{lines:#?}");
+    assert!(lines.contains(&"3000 restore".to_string()), "{lines:#?}");
+    assert!(lines.contains(&"3000 > t=3000ms operator: restore impossible, total loss: no good backup".to_string()));
+    let all = check_run(&plan_with(Fault::DiskLossAll), 3, Some(1));
+    assert_eq!(all.iter().filter(|line| line.contains("lose-disk")).count(), 3, "{all:#?}");
+}
+
+fn plan_with(fault: Fault) -> FaultPlan {
+    plan(5_000, vec![event(1_000, 2_000, fault)])
 }

@@ -107,6 +107,11 @@ fn every_fault() -> Vec<Fault> {
             failpoint: Failpoint::RaftBeforeLeaderSend,
             restart_after_ms: 1_000,
         },
+        Fault::Backup { member: Target::StoreLeader },
+        Fault::DiskLoss { member: Target::StoreMember(3) },
+        Fault::DiskLossMajority,
+        Fault::DiskLossAll,
+        Fault::SnapshotCorruption,
     ]
 }
 
@@ -133,7 +138,7 @@ fn fault_kinds_use_these_json_names() {
         every_fault().iter().map(|fault| serde_json::to_value(fault).unwrap()["kind"].to_string()).collect();
     assert_eq!(
         names.join(" "),
-        r#""partition" "isolate-store-leader" "isolate-apiserver" "majorities-ring" "bridge" "one-way" "packet-loss" "latency-spike" "clog-link" "crash" "crash-store-member" "power-loss" "pause" "corrupt-record" "clock-skew" "crash-at-failpoint""#
+        r#""partition" "isolate-store-leader" "isolate-apiserver" "majorities-ring" "bridge" "one-way" "packet-loss" "latency-spike" "clog-link" "crash" "crash-store-member" "power-loss" "pause" "corrupt-record" "clock-skew" "crash-at-failpoint" "backup" "disk-loss" "disk-loss-majority" "disk-loss-all" "snapshot-corruption""#
     );
 }
 
@@ -464,4 +469,38 @@ fn survivability_allows_a_power_loss_of_every_member_but_no_overlap_with_store_c
         plan.validate(&no_store).unwrap_err().to_string(),
         "event 0: power-loss needs a store (topology has 0 store members)"
     );
+}
+
+#[test]
+fn disk_losses_are_survivable_only_one_restore_at_a_time() {
+    let topology = small_topology();
+    let at = |at_ms: u64, duration_ms: u64, fault: Fault| FaultEvent { at_ms, duration_ms, fault };
+    let plan_of_events = |events: Vec<FaultEvent>| FaultPlan { events, ..FaultPlan::empty(30_000, 10_000) };
+    let one_loss_and_a_backup = plan_of_events(vec![
+        at(1_000, 0, Fault::Backup { member: Target::StoreLeader }),
+        at(2_000, 3_000, Fault::DiskLoss { member: Target::StoreMember(1) }),
+        at(9_000, 3_000, Fault::DiskLossMajority),
+        at(20_000, 0, Fault::SnapshotCorruption),
+    ]);
+    one_loss_and_a_backup.validate(&topology).unwrap();
+    one_loss_and_a_backup.check_survivable(&topology).unwrap();
+    let two_restores =
+        plan_of_events(vec![at(2_000, 1_000, Fault::DiskLossAll), at(9_000, 1_000, Fault::DiskLossMajority)]);
+    let error = two_restores.check_survivable(&topology).unwrap_err().to_string();
+    assert!(error.contains("at most one restore per plan"), "{error}");
+    let loss_during_crash = plan_of_events(vec![
+        at(2_000, 3_000, Fault::Crash { target: Target::StoreMember(2) }),
+        at(3_000, 1_000, Fault::DiskLossAll),
+    ]);
+    let error = loss_during_crash.check_survivable(&topology).unwrap_err().to_string();
+    assert!(error.contains("disk-loss-all at 3000 ms overlaps a crash"), "{error}");
+    let two_single_losses = plan_of_events(vec![
+        at(2_000, 3_000, Fault::DiskLoss { member: Target::StoreMember(1) }),
+        at(3_000, 3_000, Fault::DiskLoss { member: Target::StoreMember(2) }),
+    ]);
+    let error = two_single_losses.check_survivable(&topology).unwrap_err().to_string();
+    assert!(error.contains("2 store members are down"), "{error}");
+    let backup_of_a_kubelet = plan_of_events(vec![at(1_000, 0, Fault::Backup { member: Target::Kubelet(0) })]);
+    let error = backup_of_a_kubelet.validate(&topology).unwrap_err().to_string();
+    assert!(error.contains("backup needs a store member target"), "{error}");
 }

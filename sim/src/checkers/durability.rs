@@ -119,7 +119,9 @@ fn acknowledged_writes<'h>(input: &CheckInput<'h>) -> Vec<Acknowledged<'h>> {
                 client,
                 op_id,
                 outcome: StoreOpOutcome::Written { revision, succeeded: true },
-            } => match invoked.get(&(client.as_str(), *op_id)) {
+            } if !client.starts_with(crate::checkers::epochs::RESTORED_CLIENT_PREFIX) => match invoked
+                .get(&(client.as_str(), *op_id))
+            {
                 Some(StoreOpKind::Put { key, value }) | Some(StoreOpKind::CompareAndPut { key, value, .. }) => {
                     acknowledged.push(Acknowledged { client, op_id: *op_id, key, value, revision: *revision, at_ns });
                 }

@@ -11,7 +11,7 @@ use store::raft::Role;
 
 use super::{check_all, CheckInput, EndState, Invariant, Verdict};
 
-use crate::history::{ApiOutcome, History, HistoryEvent, Record, StoreOpKind, StoreOpOutcome, WatchedEvent};
+use crate::history::{ApiOutcome, History, HistoryEvent, KeyState, Record, StoreOpKind, StoreOpOutcome, WatchedEvent};
 
 /// Runs every checker and returns `invariant`'s verdict. Panics if it has no checker.
 pub fn check_one(
@@ -282,5 +282,67 @@ impl HistoryBuilder {
             deployment: deployment.to_string(),
             replicas,
         })
+    }
+
+    // Backups and restores.
+
+    /// Revision `revision` put `key` = `value` (the key's `version`-th write, created at
+    /// `create_revision`), as the first member to apply it recorded.
+    pub fn committed_put(
+        self,
+        revision: Revision,
+        key: &str,
+        value: &str,
+        create_revision: Revision,
+        version: i64,
+    ) -> Self {
+        self.event(HistoryEvent::Committed {
+            revision,
+            changes: vec![key_state(key, value, create_revision, revision, version)],
+        })
+    }
+
+    pub fn committed_delete(self, revision: Revision, key: &str) -> Self {
+        self.event(HistoryEvent::Committed { revision, changes: vec![KeyState::deleted(key, revision)] })
+    }
+
+    pub fn backup_taken(self, backup: u32, revision: Revision) -> Self {
+        self.event(HistoryEvent::BackupTaken {
+            backup,
+            member: 1,
+            cluster_id: 1,
+            revision,
+            n_keys: 0,
+            checksum_ok: true,
+        })
+    }
+
+    pub fn backup_corrupted(self, backup: u32) -> Self {
+        self.event(HistoryEvent::BackupCorrupted { backup, description: "flipped bits".into() })
+    }
+
+    /// A restore of `backup` (taken at `backup_revision`) starting from `keyspace`.
+    pub fn restored(self, backup: u32, backup_revision: Revision, bump: u64, keyspace: Vec<KeyState>) -> Self {
+        self.event(HistoryEvent::Restored {
+            backup,
+            backup_revision,
+            bump,
+            new_revision: backup_revision + bump as i64,
+            new_cluster_id: 2,
+            members: vec![4, 5, 6],
+            keyspace,
+        })
+    }
+}
+
+/// A key's state with `value` hashed as the recorder hashes it.
+pub fn key_state(key: &str, value: &str, create_revision: Revision, mod_revision: Revision, version: i64) -> KeyState {
+    KeyState {
+        key: key.to_string(),
+        value_hash: Some(xxhash_rust::xxh3::xxh3_64(value.as_bytes())),
+        value_len: value.len() as u64,
+        create_revision,
+        mod_revision,
+        version,
     }
 }

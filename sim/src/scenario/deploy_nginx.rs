@@ -17,7 +17,7 @@ use crate::control_plane::{ControlPlane, ControlPlaneOptions};
 use crate::history::{HistoryEvent, Recorder};
 use crate::report::{Check, ScenarioOutcome};
 use crate::world::SimWorld;
-use faults::FaultPlan;
+use faults::{Fault, FaultPlan};
 
 pub const NAMESPACE: &str = "default";
 pub const DEPLOYMENT: &str = "nginx-deployment";
@@ -89,7 +89,8 @@ pub async fn run(recorder: Recorder, mut options: ControlPlaneOptions, plan: Opt
         }
     }
     .expect("kubectl workload");
-    ScenarioOutcome { timeline: timeline(&recorder), checks, stats: Default::default() }
+    let store_endpoints = plane.store.endpoints().lock().expect("endpoints lock").clone();
+    ScenarioOutcome { timeline: timeline(&recorder), checks, stats: Default::default(), store_endpoints }
 }
 
 /// What the user does and sees: create, wait, scale, wait, look.
@@ -138,12 +139,28 @@ async fn user_workload_under_faults(
     record_desired(recorder, scaled_replicas);
     let scaled = scale(kubectl, scaled_replicas, safety + liveness).await;
     sleep_until(start + safety).await;
+    // A restore (after a majority or total disk loss, or a quorum lost to single disk
+    // losses) may roll the store back to before the deployment existed.
+    let may_restore = plan
+        .events
+        .iter()
+        .any(|event| matches!(event.fault, Fault::DiskLoss { .. } | Fault::DiskLossMajority | Fault::DiskLossAll));
+    let missing = |result: &Result<(), ApiError>| matches!(result, Err(ApiError::NotFound { .. }));
+    let (created, scaled) =
+        if may_restore && (missing(&created) || missing(&scaled)) { (Ok(()), Ok(())) } else { (created, scaled) };
     if let Err(e) = created.and(scaled) {
         checks.push(Check::fail(CONVERGENCE, format!("kubectl never got through: {e}")));
         return checks;
     }
     let healed_at = madsim::time::Instant::now();
-    checks.push(wait_for_running(kubectl, scaled_replicas, healed_at, liveness, recorder).await);
+    if may_restore {
+        // After a restore the store may predate the deployment or its scale: the user
+        // applies the manifest again, as anyone restoring a cluster from backup re-applies
+        // what the backup missed (kubectl apply; a GitOps controller does it unasked).
+        checks.push(wait_for_running_reapplying(kubectl, scaled_replicas, healed_at, liveness, recorder).await);
+    } else {
+        checks.push(wait_for_running(kubectl, scaled_replicas, healed_at, liveness, recorder).await);
+    }
     checks.extend(at_rest(kubectl, scaled_replicas).await);
     checks
 }
@@ -237,6 +254,46 @@ pub async fn list_pods(kubectl: &ApiClient) -> Vec<Pod> {
     }
 }
 
+/// [`wait_for_running`], re-applying the deployment with `replicas` whenever the cluster
+/// does not have it as asked (created if missing, scaled if its replicas differ).
+pub async fn wait_for_running_reapplying(
+    kubectl: &ApiClient,
+    replicas: i32,
+    start: madsim::time::Instant,
+    bound: Duration,
+    recorder: &Recorder,
+) -> Check {
+    let what = format!("{replicas} pods Running within {}s", bound.as_secs());
+    let mut running = 0;
+    while start.elapsed() <= bound {
+        match kubectl.get(Resource::Deployments, NAMESPACE, DEPLOYMENT).await {
+            Err(ApiError::NotFound { .. }) => {
+                recorder.note(format!("kubectl apply deployment {DEPLOYMENT} --replicas={replicas}: it was missing"));
+                let _ = kubectl.create(Object::Deployment(nginx_deployment(replicas)), None).await;
+            }
+            Ok(object) => {
+                if let Some(mut deployment) = object.into_deployment() {
+                    if deployment.spec.replicas != replicas {
+                        recorder.note(format!("kubectl apply deployment {DEPLOYMENT} --replicas={replicas}"));
+                        deployment.spec.replicas = replicas;
+                        let _ = kubectl.update(Object::Deployment(deployment), None).await;
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+        let pods = list_pods(kubectl).await;
+        running = pods.iter().filter(|p| p.status.phase == PodPhase::Running).count() as i32;
+        if running >= replicas {
+            let took = start.elapsed().as_secs_f64();
+            recorder.note(format!("{running} pods Running"));
+            return Check::pass(CONVERGENCE, format!("{what}: after {took:.1}s"));
+        }
+        madsim::time::sleep(Duration::from_millis(250)).await;
+    }
+    Check::fail(CONVERGENCE, format!("{what}: only {running} Running after {}s", bound.as_secs()))
+}
+
 /// Polls until `replicas` pods of the deployment are Running, within the bound counted
 /// from `start` (when the user typed the command).
 pub async fn wait_for_running(
@@ -273,6 +330,18 @@ fn timeline(recorder: &Recorder) -> Vec<String> {
         let text = match event {
             HistoryEvent::Note { text } => format!("--  {text}"),
             HistoryEvent::Fault { description } => format!("!!  fault: {description}"),
+            event @ (HistoryEvent::BackupTaken { .. }
+            | HistoryEvent::BackupFailed { .. }
+            | HistoryEvent::BackupCorrupted { .. }
+            | HistoryEvent::DiskLost { .. }
+            | HistoryEvent::MemberReplaced { .. }
+            | HistoryEvent::RestoreRefused { .. }
+            | HistoryEvent::Restored { .. }
+            | HistoryEvent::TotalLoss { .. }
+            | HistoryEvent::Relisted { .. }) => match crate::history::describe_recovery(event) {
+                Some(text) => format!("**  {text}"),
+                None => continue,
+            },
             HistoryEvent::StoreWrite { user, verb, key, revision, .. } => {
                 let stage = if *key == deployment_key {
                     match verb {

@@ -71,7 +71,8 @@ pub async fn run(recorder: Recorder, store: StoreOptions, plan: Option<FaultPlan
     });
     let mut checks = checker.await.expect("final checks");
     checks.insert(0, Check::info(format!("acknowledged writes: {n_acknowledged}")));
-    ScenarioOutcome { checks, timeline: timeline(&recorder), stats: Default::default() }
+    let store_endpoints = cluster.endpoints().lock().expect("endpoints lock").clone();
+    ScenarioOutcome { checks, timeline: timeline(&recorder), stats: Default::default(), store_endpoints }
 }
 
 async fn scripted_leader_crash(cluster: &StoreCluster, recorder: &Recorder) {

@@ -1,0 +1,241 @@
+//! What the history says about each restore, shared by the backup checkers and the run
+//! report: the backup restored, the epoch it was taken in, the keyspace of that epoch at
+//! the backup's revision R rebuilt from `Committed` records, the restored keyspace, and
+//! the data-loss window (writes acknowledged after R, before the restore).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use store::api::Revision;
+
+use crate::history::{History, HistoryEvent, KeyState, StoreOpKind, StoreOpOutcome};
+
+/// The expected data loss of one restore (DESIGN.md §4, invariant 6).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataLossWindow {
+    /// The restored backup's revision R.
+    pub backup_revision: Revision,
+    /// The highest revision the lost cluster committed.
+    pub lost_revision: Revision,
+    /// Writes acknowledged (by the store to its clients, or by the apiserver) at a
+    /// revision above R, before the restore.
+    pub n_writes: usize,
+    /// Their values' total size in bytes.
+    pub bytes: u64,
+}
+
+/// One write acknowledged to a client, at the store or at the apiserver.
+#[derive(Clone, Debug)]
+pub(crate) struct AckedWrite {
+    pub who: String,
+    pub key: String,
+    pub revision: Revision,
+    pub at_ns: u64,
+    /// A delete (its absence is what must survive).
+    pub delete: bool,
+}
+
+/// One restore as the history tells it.
+#[derive(Clone, Debug)]
+pub(crate) struct RestoreFacts {
+    pub at_ns: u64,
+    pub backup: u32,
+    /// `None`: no `BackupTaken` record for the backup (itself a violation).
+    pub backup_revision: Option<Revision>,
+    /// The epoch the backup was taken in (0 before any restore).
+    pub backup_epoch: usize,
+    /// The epoch the restore ended (the cluster it replaced).
+    pub lost_epoch: usize,
+    pub corrupted_before: bool,
+    /// The keyspace of `backup_epoch` at `backup_revision`, from `Committed` records.
+    pub reference: BTreeMap<String, KeyState>,
+    /// Every committed change of the lost epoch, by revision (to tell a delete from a loss).
+    pub lost_changes: BTreeMap<Revision, Vec<KeyState>>,
+    pub restored: BTreeMap<String, KeyState>,
+    pub acked_in_lost_epoch: Vec<AckedWrite>,
+}
+
+/// Every restore of the history, in order.
+pub(crate) fn restores(history: &History) -> Vec<RestoreFacts> {
+    // Per epoch: the starting keyspace and its committed changes.
+    let mut epoch_start: Vec<BTreeMap<String, KeyState>> = vec![BTreeMap::new()];
+    let mut epoch_changes: Vec<BTreeMap<Revision, Vec<KeyState>>> = vec![BTreeMap::new()];
+    let mut acked: Vec<Vec<AckedWrite>> = vec![Vec::new()];
+    let mut backups: BTreeMap<u32, (Revision, usize)> = BTreeMap::new();
+    let mut corrupted: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut invoked: BTreeMap<(&str, u64), (&str, bool)> = BTreeMap::new();
+    let mut facts = Vec::new();
+    for record in &history.records {
+        let epoch = epoch_start.len() - 1;
+        match &record.event {
+            HistoryEvent::Committed { revision, changes } => {
+                epoch_changes[epoch].entry(*revision).or_default().extend(changes.iter().cloned());
+            }
+            HistoryEvent::BackupTaken { backup, revision, .. } => {
+                backups.insert(*backup, (*revision, epoch));
+            }
+            HistoryEvent::BackupCorrupted { backup, .. } => {
+                corrupted.insert(*backup, record.at_ns);
+            }
+            HistoryEvent::StoreOpInvoked { client, op_id, op } => match op {
+                StoreOpKind::Put { key, .. } | StoreOpKind::CompareAndPut { key, .. } => {
+                    invoked.insert((client.as_str(), *op_id), (key.as_str(), false));
+                }
+                StoreOpKind::Get { .. } => {}
+            },
+            HistoryEvent::StoreOpReturned {
+                client,
+                op_id,
+                outcome: StoreOpOutcome::Written { revision, succeeded: true },
+            } => {
+                if let Some((key, delete)) = invoked.get(&(client.as_str(), *op_id)) {
+                    acked[epoch].push(AckedWrite {
+                        who: format!("store op {client}#{op_id}"),
+                        key: key.to_string(),
+                        revision: *revision,
+                        at_ns: record.at_ns,
+                        delete: *delete,
+                    });
+                }
+            }
+            HistoryEvent::StoreWrite { apiserver, user, verb, key, revision } => {
+                acked[epoch].push(AckedWrite {
+                    who: format!("{verb:?} by {user} via {apiserver}"),
+                    key: key.clone(),
+                    revision: *revision,
+                    at_ns: record.at_ns,
+                    delete: *verb == api::Verb::Delete,
+                });
+            }
+            HistoryEvent::Restored { backup, keyspace, .. } => {
+                let taken = backups.get(backup).copied();
+                let backup_epoch = taken.map_or(epoch, |(_, taken_epoch)| taken_epoch);
+                let reference = match taken {
+                    Some((revision, _)) => {
+                        keyspace_at(&epoch_start[backup_epoch], &epoch_changes[backup_epoch], revision)
+                    }
+                    None => BTreeMap::new(),
+                };
+                let restored: BTreeMap<String, KeyState> =
+                    keyspace.iter().map(|state| (state.key.clone(), state.clone())).collect();
+                facts.push(RestoreFacts {
+                    at_ns: record.at_ns,
+                    backup: *backup,
+                    backup_revision: taken.map(|(revision, _)| revision),
+                    backup_epoch,
+                    lost_epoch: epoch,
+                    corrupted_before: corrupted.contains_key(backup),
+                    reference,
+                    lost_changes: epoch_changes[epoch].clone(),
+                    restored: restored.clone(),
+                    acked_in_lost_epoch: acked[epoch].clone(),
+                });
+                epoch_start.push(restored);
+                epoch_changes.push(BTreeMap::new());
+                acked.push(Vec::new());
+                invoked.clear();
+            }
+            _ => {}
+        }
+    }
+    facts
+}
+
+/// The keyspace at `revision`: `start` with every change at or below it applied.
+pub(crate) fn keyspace_at(
+    start: &BTreeMap<String, KeyState>,
+    changes: &BTreeMap<Revision, Vec<KeyState>>,
+    revision: Revision,
+) -> BTreeMap<String, KeyState> {
+    let mut keyspace = start.clone();
+    for states in changes.range(..=revision).map(|(_, states)| states) {
+        for state in states {
+            if state.value_hash.is_some() {
+                keyspace.insert(state.key.clone(), state.clone());
+            } else {
+                keyspace.remove(&state.key);
+            }
+        }
+    }
+    keyspace
+}
+
+impl RestoreFacts {
+    /// Writes acknowledged in the lost epoch above the backup's revision: the expected loss.
+    pub(crate) fn window(&self) -> DataLossWindow {
+        let backup_revision = self.backup_revision.unwrap_or(0);
+        let mut window = DataLossWindow {
+            backup_revision,
+            lost_revision: self.lost_changes.keys().next_back().copied().unwrap_or(backup_revision),
+            ..DataLossWindow::default()
+        };
+        if self.backup_epoch != self.lost_epoch {
+            return window;
+        }
+        for write in self.acked_in_lost_epoch.iter().filter(|write| write.revision > backup_revision) {
+            window.n_writes += 1;
+            let size = self
+                .lost_changes
+                .get(&write.revision)
+                .and_then(|states| states.iter().find(|state| state.key == write.key))
+                .map_or(0, |state| state.value_len);
+            window.bytes += size;
+        }
+        window
+    }
+}
+
+/// What a run's history says about backups and restores, for reports and campaigns.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryStats {
+    pub backups: usize,
+    pub disk_losses: usize,
+    pub replacements: usize,
+    pub restores: usize,
+    pub windows: Vec<DataLossWindow>,
+    /// Set when the run ended in `total-loss`: the acknowledged objects lost.
+    pub total_loss: Option<usize>,
+}
+
+impl RecoveryStats {
+    pub fn of(history: &History) -> Self {
+        let mut stats = RecoveryStats::default();
+        for (_, event) in history.events() {
+            match event {
+                HistoryEvent::BackupTaken { .. } => stats.backups += 1,
+                HistoryEvent::DiskLost { .. } => stats.disk_losses += 1,
+                HistoryEvent::MemberReplaced { error: None, .. } => stats.replacements += 1,
+                HistoryEvent::TotalLoss { acknowledged_objects_lost, .. } => {
+                    stats.total_loss = Some(*acknowledged_objects_lost)
+                }
+                _ => {}
+            }
+        }
+        let restores = restores(history);
+        stats.restores = restores.len();
+        stats.windows = restores.iter().map(RestoreFacts::window).collect();
+        stats
+    }
+}
+
+impl RecoveryStats {
+    /// Adds the run's figures to a report's stats (summed over a campaign). Nothing is
+    /// added for a run without backups or disk losses, so other runs' lines are unchanged.
+    pub fn add_to(&self, stats: &mut BTreeMap<String, i64>) {
+        if *self == RecoveryStats::default() {
+            return;
+        }
+        let mut add = |name: &str, value: usize| {
+            *stats.entry(name.to_string()).or_default() += value as i64;
+        };
+        add("backups", self.backups);
+        add("disk-losses", self.disk_losses);
+        add("replacements", self.replacements);
+        add("restores", self.restores);
+        add("data-loss-windows", self.windows.iter().filter(|window| window.n_writes > 0).count());
+        add("data-loss-writes", self.windows.iter().map(|window| window.n_writes).sum());
+        add("data-loss-bytes", self.windows.iter().map(|window| window.bytes as usize).sum());
+        add("total-loss-runs", usize::from(self.total_loss.is_some()));
+        add("total-loss-objects", self.total_loss.unwrap_or(0));
+    }
+}
