@@ -99,6 +99,12 @@ pub struct BootstrapAnswer {
     /// The answering member has received a Raft message from `member`, so `member` may
     /// have voted or acknowledged entries before its disk was lost.
     pub already_bootstrapped: bool,
+    /// Members the answering member knows were removed from the cluster. The asker needs
+    /// no answer from them: a removed member takes no part in elections or commits, so
+    /// whatever it heard cannot make the asker's rejoin unsafe (and a member replaced
+    /// after its disk was lost never answers at all).
+    #[serde(default)]
+    pub removed: Vec<MemberId>,
 }
 
 impl madsim::net::rpc::Request for BootstrapQuery {

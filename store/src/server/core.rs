@@ -94,7 +94,9 @@ pub struct MemberCore<D: Disk> {
     /// Every member's address as of the applied index (replicated state: it changes with
     /// applied membership changes and snapshots).
     peers: BTreeMap<MemberId, SocketAddr>,
-    removed: BTreeSet<MemberId>,
+    /// Members removed from the cluster (their ids are never reused). Shared with the loop
+    /// that answers bootstrap queries: a joining member need not hear from them.
+    removed: Arc<Mutex<BTreeSet<MemberId>>>,
     /// Shared with the loop that answers bootstrap queries.
     identity: Arc<Mutex<MemberIdentity>>,
     /// Membership changes proposed here, by log index, answered when applied.
@@ -122,8 +124,10 @@ impl<D: Disk> MemberCore<D> {
         raft: Raft,
         machine: RecoveredMachine,
         identity: Arc<Mutex<MemberIdentity>>,
+        removed: Arc<Mutex<BTreeSet<MemberId>>>,
         observer: Option<std::sync::Arc<dyn StoreObserver>>,
     ) -> Self {
+        *removed.lock().expect("removed lock") = machine.removed;
         Self {
             id: config.id,
             config,
@@ -132,7 +136,7 @@ impl<D: Disk> MemberCore<D> {
             wal,
             applied_index: machine.applied_index,
             peers: machine.peers,
-            removed: machine.removed,
+            removed,
             identity,
             pending_conf_changes: BTreeMap::new(),
             snapshot_index: machine.applied_index,
@@ -209,7 +213,7 @@ impl<D: Disk> MemberCore<D> {
             return;
         }
         if let ConfChange::AddVoter(id) = change {
-            if self.removed.contains(&id) || id == 0 {
+            if self.removed.lock().expect("removed lock").contains(&id) || id == 0 {
                 let reason = format!("member id {id} was removed from the cluster and cannot be reused");
                 let _ = reply.send(Err(StoreError::InvalidRequest { reason }));
                 return;
@@ -453,7 +457,7 @@ impl<D: Disk> MemberCore<D> {
             cluster_id: self.config.cluster_id,
             mvcc: self.mvcc.to_snapshot(),
             members: self.peers.clone(),
-            removed: self.removed.clone(),
+            removed: self.removed.lock().expect("removed lock").clone(),
         }
     }
 
@@ -502,7 +506,7 @@ impl<D: Disk> MemberCore<D> {
         if let Some(addr) = own_addr {
             self.peers.entry(self.id).or_insert(addr);
         }
-        self.removed = snapshot.removed;
+        *self.removed.lock().expect("removed lock") = snapshot.removed;
         if let Some(o) = &self.observer {
             o.snapshot_installed(self.id, meta.index, self.mvcc.current_revision());
         }
@@ -625,7 +629,7 @@ impl<D: Disk> MemberCore<D> {
                     if id != self.id {
                         self.peers.remove(&id);
                     }
-                    self.removed.insert(id);
+                    self.removed.lock().expect("removed lock").insert(id);
                 }
             }
             if let Some(o) = &self.observer {

@@ -67,8 +67,14 @@ pub(super) async fn start<D: Disk>(
         None => MemberIdentity { cluster_id: config.cluster_id, member_id: id, peers_heard_from: BTreeSet::new() },
     };
     let identity = Arc::new(Mutex::new(identity));
-    let answering =
-        madsim::task::spawn(answer_bootstrap_queries(endpoint.clone(), identity.clone(), config.cluster_id, id));
+    let removed = Arc::new(Mutex::new(BTreeSet::new()));
+    let answering = madsim::task::spawn(answer_bootstrap_queries(
+        endpoint.clone(),
+        identity.clone(),
+        removed.clone(),
+        config.cluster_id,
+        id,
+    ));
     if recovered.identity.is_none() {
         if empty_disk && config.planted_bugs.rejoin_under_old_identity {
             // PLANTED BUG (`rejoin_under_old_identity`): no check; a wiped member votes with
@@ -109,7 +115,7 @@ pub(super) async fn start<D: Disk>(
     if let Some(o) = &observer {
         o.started(id, n_entries, recovered.truncated_torn_bytes);
     }
-    Ok(MemberCore::new(config.clone(), wal, raft, machine, identity, observer))
+    Ok(MemberCore::new(config.clone(), wal, raft, machine, identity, removed, observer))
 }
 
 /// The state machine as of the latest snapshot on disk (empty without one); the log
@@ -166,6 +172,12 @@ async fn check_not_bootstrapped(config: &MemberConfig, endpoint: &Endpoint) -> R
                 return Err(MemberError::AlreadyBootstrapped { member: id, peer });
             }
             unanswered.remove(&peer);
+            // A peer removed since this member's peer list was drawn up (typically one
+            // whose disk was lost too, replaced after us) will never answer; it is no
+            // longer part of the cluster, so its answer is not needed.
+            for gone in &answer.removed {
+                unanswered.remove(gone);
+            }
         }
         if unanswered.is_empty() {
             return Ok(());
@@ -188,6 +200,7 @@ async fn check_not_bootstrapped(config: &MemberConfig, endpoint: &Endpoint) -> R
 async fn answer_bootstrap_queries(
     endpoint: Arc<Endpoint>,
     identity: Arc<Mutex<MemberIdentity>>,
+    removed: Arc<Mutex<BTreeSet<MemberId>>>,
     cluster_id: u64,
     id: MemberId,
 ) {
@@ -198,7 +211,8 @@ async fn answer_bootstrap_queries(
         };
         let (reply_tag, query, _) = *envelope;
         let already_bootstrapped = identity.lock().expect("identity lock").peers_heard_from.contains(&query.member);
-        let answer = BootstrapAnswer { cluster_id, answered_by: id, already_bootstrapped };
+        let removed = removed.lock().expect("removed lock").iter().copied().collect();
+        let answer = BootstrapAnswer { cluster_id, answered_by: id, already_bootstrapped, removed };
         let _ = endpoint.send_to_raw(from, reply_tag, Box::new((answer, Bytes::new()))).await;
     }
 }
