@@ -185,7 +185,14 @@ async fn sleep_until(deadline: madsim::time::Instant) {
 /// At rest: exactly the desired pods, no extras; and the final state for the report.
 async fn at_rest(kubectl: &ApiClient, scaled_replicas: i32) -> Vec<Check> {
     madsim::time::sleep(Duration::from_secs(5)).await;
-    let pods = list_pods(kubectl).await;
+    // A failed list is not "0 pods": say why the cluster could not be read at rest.
+    let pods = match kubectl.list(Resource::Pods, NAMESPACE).await {
+        Ok((items, _)) => items.into_iter().filter_map(Object::into_pod).collect::<Vec<Pod>>(),
+        Err(e) => {
+            let detail = format!("at rest: listing pods failed: {e} ({scaled_replicas} replicas desired)");
+            return vec![Check::fail(CONVERGENCE, detail)];
+        }
+    };
     let n_pods = pods.len() as i32;
     let detail = format!("at rest: {n_pods} pods for {scaled_replicas} replicas");
     let mut checks = vec![if n_pods == scaled_replicas {
