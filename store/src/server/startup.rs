@@ -152,11 +152,18 @@ async fn check_not_bootstrapped(config: &MemberConfig, endpoint: &Endpoint) -> R
     let id = config.id;
     let mut unanswered: BTreeMap<MemberId, SocketAddr> =
         config.peers.iter().filter(|(peer, _)| **peer != id).map(|(peer, addr)| (*peer, *addr)).collect();
+    let mut answered: BTreeMap<MemberId, SocketAddr> = BTreeMap::new();
     let started = madsim::time::Instant::now();
     let query = BootstrapQuery { cluster_id: config.cluster_id, member: id };
     loop {
-        let asking: Vec<(MemberId, SocketAddr)> = unanswered.iter().map(|(p, a)| (*p, *a)).collect();
+        // Peers that answered are asked again while others are silent: a silent peer's
+        // removal may be committed after they first answered, and only they can tell.
+        let asking: Vec<(MemberId, SocketAddr)> =
+            unanswered.iter().chain(answered.iter()).map(|(p, a)| (*p, *a)).collect();
         for (peer, addr) in asking {
+            if unanswered.is_empty() {
+                break;
+            }
             let Ok(answer) = endpoint.call_timeout(addr, query.clone(), QUERY_TIMEOUT).await else {
                 continue;
             };
@@ -171,7 +178,9 @@ async fn check_not_bootstrapped(config: &MemberConfig, endpoint: &Endpoint) -> R
             if answer.already_bootstrapped {
                 return Err(MemberError::AlreadyBootstrapped { member: id, peer });
             }
-            unanswered.remove(&peer);
+            if let Some(addr) = unanswered.remove(&peer) {
+                answered.insert(peer, addr);
+            }
             // A peer removed since this member's peer list was drawn up (typically one
             // whose disk was lost too, replaced after us) will never answer; it is no
             // longer part of the cluster, so its answer is not needed.
