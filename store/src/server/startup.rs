@@ -156,10 +156,12 @@ async fn check_not_bootstrapped(config: &MemberConfig, endpoint: &Endpoint) -> R
     let started = madsim::time::Instant::now();
     let query = BootstrapQuery { cluster_id: config.cluster_id, member: id };
     loop {
-        // Peers that answered are asked again while others are silent: a silent peer's
-        // removal may be committed after they first answered, and only they can tell.
+        // A joining member asks the peers that answered again while others are silent: a
+        // silent peer's removal may be committed after they first answered, and only they
+        // can tell. A member of a new cluster has no removed peers to learn of.
+        let re_ask = matches!(config.bootstrap, Bootstrap::JoinExisting);
         let asking: Vec<(MemberId, SocketAddr)> =
-            unanswered.iter().chain(answered.iter()).map(|(p, a)| (*p, *a)).collect();
+            unanswered.iter().chain(answered.iter().filter(|_| re_ask)).map(|(p, a)| (*p, *a)).collect();
         for (peer, addr) in asking {
             if unanswered.is_empty() {
                 break;
