@@ -12,9 +12,10 @@ use std::ops::Range;
 
 use faults::FaultKind;
 use sim::bugs::PlantedBug;
-use sim::report::{CheckStatus, RunReport};
-use sim::runner::{run_seed, Faults, RunOptions};
-use sim::scenario::Scenario;
+use sim::runner::Faults;
+
+mod support;
+use support::check;
 
 /// Sweep (0..1000): revisions-never-go-backwards fails in 445 seeds, the first 2
 /// (convergence in 191: watchers resume on reused revisions without a 410).
@@ -30,62 +31,30 @@ const SEEDS_RESTORE_SKIPS_CHECKSUM: Range<u64> = 1..2;
 /// assertion "leader conflicts with committed entry" in 11 more).
 const SEEDS_REJOIN_UNDER_OLD_IDENTITY: Range<u64> = 75..76;
 
-fn disk_loss_menu() -> BTreeSet<FaultKind> {
-    [FaultKind::DiskLoss, FaultKind::DiskLossMajority, FaultKind::DiskLossAll, FaultKind::SnapshotCorruption]
-        .into_iter()
-        .collect()
-}
-
-fn run(seed: u64, bug: Option<PlantedBug>) -> RunReport {
-    let mut options = RunOptions::new(seed, Scenario::DeployNginx);
-    options.faults = Faults::Swarm(disk_loss_menu());
-    if let Some(bug) = bug {
-        bug.plant(&mut options);
-    }
-    run_seed(&options)
-}
-
-fn failed_checks(report: &RunReport) -> Vec<String> {
-    report.checks.iter().filter(|c| c.status == CheckStatus::Fail).map(|c| c.name.clone()).collect()
-}
-
-/// Asserts that `bug` is caught by its invariant in at least one seed of `seeds`, and that
-/// every seed of `seeds` passes with no bug planted.
-#[track_caller]
-fn check(bug: PlantedBug, seeds: Range<u64>) {
-    let invariant = bug.caught_by();
-    let mut outcomes = Vec::new();
-    let mut caught = 0;
-    for seed in seeds.clone() {
-        let failed = failed_checks(&run(seed, Some(bug)));
-        if failed.iter().any(|name| name == invariant) {
-            caught += 1;
-        }
-        outcomes.push(format!("seed {seed}: failed {failed:?}"));
-    }
-    assert!(caught >= 1, "{bug} not caught by {invariant} in seeds {seeds:?}:\n{}", outcomes.join("\n"));
-    for seed in seeds {
-        let report = run(seed, None);
-        assert!(report.passed(), "seed {seed} fails with no bug planted:\n{}", report.render());
-    }
+fn disk_loss() -> Faults {
+    let menu: BTreeSet<FaultKind> =
+        [FaultKind::DiskLoss, FaultKind::DiskLossMajority, FaultKind::DiskLossAll, FaultKind::SnapshotCorruption]
+            .into_iter()
+            .collect();
+    Faults::Swarm(menu)
 }
 
 #[test]
 fn restore_without_revision_bump_is_caught_by_revisions_never_go_backwards() {
-    check(PlantedBug::RestoreWithoutRevisionBump, SEEDS_RESTORE_WITHOUT_REVISION_BUMP);
+    check(PlantedBug::RestoreWithoutRevisionBump, SEEDS_RESTORE_WITHOUT_REVISION_BUMP, Some(&disk_loss()));
 }
 
 #[test]
 fn snapshot_omitting_the_last_txn_is_caught_by_backup_restore_equality() {
-    check(PlantedBug::SnapshotOmitsLastTxn, SEEDS_SNAPSHOT_OMITS_LAST_TXN);
+    check(PlantedBug::SnapshotOmitsLastTxn, SEEDS_SNAPSHOT_OMITS_LAST_TXN, Some(&disk_loss()));
 }
 
 #[test]
 fn restore_skipping_the_checksum_is_caught_by_restore_durability() {
-    check(PlantedBug::RestoreSkipsChecksum, SEEDS_RESTORE_SKIPS_CHECKSUM);
+    check(PlantedBug::RestoreSkipsChecksum, SEEDS_RESTORE_SKIPS_CHECKSUM, Some(&disk_loss()));
 }
 
 #[test]
 fn rejoin_under_old_identity_is_caught_by_raft_state_machine_safety() {
-    check(PlantedBug::RejoinUnderOldIdentity, SEEDS_REJOIN_UNDER_OLD_IDENTITY);
+    check(PlantedBug::RejoinUnderOldIdentity, SEEDS_REJOIN_UNDER_OLD_IDENTITY, Some(&disk_loss()));
 }

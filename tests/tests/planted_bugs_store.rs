@@ -11,9 +11,9 @@
 use std::ops::Range;
 
 use sim::bugs::PlantedBug;
-use sim::report::{CheckStatus, RunReport};
-use sim::runner::{run_seed, RunOptions};
-use sim::scenario::Scenario;
+
+mod support;
+use support::check;
 
 /// Sweep (0..1000): caught by no-acknowledged-write-lost in 3 seeds, the first 135, each
 /// time a power loss came late enough in the safety phase that no later write to the key
@@ -31,55 +31,22 @@ const SEEDS_CONTROLLER_WRITES_STORE: Range<u64> = 0..2;
 /// second candidate of the same term, delayed in the network, reached it afterwards.
 const SEEDS_VOTE_NOT_PERSISTED: Range<u64> = 108..109;
 
-fn run(seed: u64, bug: Option<PlantedBug>) -> RunReport {
-    let mut options = RunOptions::new(seed, Scenario::DeployNginx);
-    if let Some(bug) = bug {
-        bug.plant(&mut options);
-    }
-    run_seed(&options)
-}
-
-fn failed_checks(report: &RunReport) -> Vec<String> {
-    report.checks.iter().filter(|c| c.status == CheckStatus::Fail).map(|c| c.name.clone()).collect()
-}
-
-/// Asserts that `bug` is caught by its invariant in at least one seed of `seeds`, and that
-/// every seed of `seeds` passes with no bug planted.
-#[track_caller]
-fn check(bug: PlantedBug, seeds: Range<u64>) {
-    let invariant = bug.caught_by();
-    let mut outcomes = Vec::new();
-    let mut caught = 0;
-    for seed in seeds.clone() {
-        let failed = failed_checks(&run(seed, Some(bug)));
-        if failed.iter().any(|name| name == invariant) {
-            caught += 1;
-        }
-        outcomes.push(format!("seed {seed}: failed {failed:?}"));
-    }
-    assert!(caught >= 1, "{bug} not caught by {invariant} in seeds {seeds:?}:\n{}", outcomes.join("\n"));
-    for seed in seeds {
-        let report = run(seed, None);
-        assert!(report.passed(), "seed {seed} fails with no bug planted:\n{}", report.render());
-    }
-}
-
 #[test]
 fn store_ack_before_fsync_loses_acknowledged_writes_in_a_power_loss() {
-    check(PlantedBug::StoreAckBeforeFsync, SEEDS_ACK_BEFORE_FSYNC);
+    check(PlantedBug::StoreAckBeforeFsync, SEEDS_ACK_BEFORE_FSYNC, None);
 }
 
 #[test]
 fn follower_reads_without_read_index_serve_stale_reads() {
-    check(PlantedBug::FollowerReadsWithoutReadIndex, SEEDS_FOLLOWER_READS);
+    check(PlantedBug::FollowerReadsWithoutReadIndex, SEEDS_FOLLOWER_READS, None);
 }
 
 #[test]
 fn controller_writes_store_is_seen_writing_from_a_controller_address() {
-    check(PlantedBug::ControllerWritesStore, SEEDS_CONTROLLER_WRITES_STORE);
+    check(PlantedBug::ControllerWritesStore, SEEDS_CONTROLLER_WRITES_STORE, None);
 }
 
 #[test]
 fn vote_not_persisted_elects_two_leaders_in_one_term_after_a_voter_crashes_at_a_failpoint() {
-    check(PlantedBug::VoteNotPersisted, SEEDS_VOTE_NOT_PERSISTED);
+    check(PlantedBug::VoteNotPersisted, SEEDS_VOTE_NOT_PERSISTED, None);
 }

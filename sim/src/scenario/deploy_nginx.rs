@@ -270,35 +270,28 @@ pub async fn wait_for_running_reapplying(
     bound: Duration,
     recorder: &Recorder,
 ) -> Check {
-    let what = format!("{replicas} pods Running within {}s", bound.as_secs());
-    let mut running = 0;
-    while start.elapsed() <= bound {
-        match kubectl.get(Resource::Deployments, NAMESPACE, DEPLOYMENT).await {
-            Err(ApiError::NotFound { .. }) => {
-                recorder.note(format!("kubectl apply deployment {DEPLOYMENT} --replicas={replicas}: it was missing"));
-                let _ = kubectl.create(Object::Deployment(nginx_deployment(replicas)), None).await;
-            }
-            Ok(object) => {
-                if let Some(mut deployment) = object.into_deployment() {
-                    if deployment.spec.replicas != replicas {
-                        recorder.note(format!("kubectl apply deployment {DEPLOYMENT} --replicas={replicas}"));
-                        deployment.spec.replicas = replicas;
-                        let _ = kubectl.update(Object::Deployment(deployment), None).await;
-                    }
+    poll_running(kubectl, replicas, start, bound, recorder, true).await
+}
+
+/// What `kubectl apply` of the deployment with `replicas` does when the cluster lost it or
+/// its scale (a restore from an older backup).
+async fn reapply_deployment(kubectl: &ApiClient, replicas: i32, recorder: &Recorder) {
+    match kubectl.get(Resource::Deployments, NAMESPACE, DEPLOYMENT).await {
+        Err(ApiError::NotFound { .. }) => {
+            recorder.note(format!("kubectl apply deployment {DEPLOYMENT} --replicas={replicas}: it was missing"));
+            let _ = kubectl.create(Object::Deployment(nginx_deployment(replicas)), None).await;
+        }
+        Ok(object) => {
+            if let Some(mut deployment) = object.into_deployment() {
+                if deployment.spec.replicas != replicas {
+                    recorder.note(format!("kubectl apply deployment {DEPLOYMENT} --replicas={replicas}"));
+                    deployment.spec.replicas = replicas;
+                    let _ = kubectl.update(Object::Deployment(deployment), None).await;
                 }
             }
-            Err(_) => {}
         }
-        let pods = list_pods(kubectl).await;
-        running = pods.iter().filter(|p| p.status.phase == PodPhase::Running).count() as i32;
-        if running >= replicas {
-            let took = start.elapsed().as_secs_f64();
-            recorder.note(format!("{running} pods Running"));
-            return Check::pass(CONVERGENCE, format!("{what}: after {took:.1}s"));
-        }
-        madsim::time::sleep(Duration::from_millis(250)).await;
+        Err(_) => {}
     }
-    Check::fail(CONVERGENCE, format!("{what}: only {running} Running after {}s", bound.as_secs()))
 }
 
 /// Polls until `replicas` pods of the deployment are Running, within the bound counted
@@ -310,9 +303,23 @@ pub async fn wait_for_running(
     bound: Duration,
     recorder: &Recorder,
 ) -> Check {
+    poll_running(kubectl, replicas, start, bound, recorder, false).await
+}
+
+async fn poll_running(
+    kubectl: &ApiClient,
+    replicas: i32,
+    start: madsim::time::Instant,
+    bound: Duration,
+    recorder: &Recorder,
+    reapply: bool,
+) -> Check {
     let what = format!("{replicas} pods Running within {}s", bound.as_secs());
     let mut running = 0;
     while start.elapsed() <= bound {
+        if reapply {
+            reapply_deployment(kubectl, replicas, recorder).await;
+        }
         let pods = list_pods(kubectl).await;
         running = pods.iter().filter(|p| p.status.phase == PodPhase::Running).count() as i32;
         if running >= replicas {
