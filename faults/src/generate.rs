@@ -208,6 +208,11 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
 
 /// The shortest and longest time a failpoint stays armed in a burst.
 const FAILPOINT_ARMED_MS: std::ops::RangeInclusive<u64> = 100..=3_000;
+/// How long both members of a flap stay armed in one step: long enough to span the
+/// election that the previous step's crash set off (a follower waits 1 to 2 s).
+const FLAP_STEP_ARMED_MS: std::ops::RangeInclusive<u64> = 2_000..=5_000;
+/// How many steps a flap holds (each step arms two members).
+const FLAP_LEN: std::ops::RangeInclusive<usize> = 4..=10;
 /// How many crashes one burst holds.
 const FAILPOINT_BURST_LEN: std::ops::RangeInclusive<usize> = 2..=8;
 
@@ -221,7 +226,7 @@ const FAILPOINT_BURST_LEN: std::ops::RangeInclusive<usize> = 2..=8;
 /// back-off). `raft-after-vote` is armed beside the flapping (see [`failpoint_burst`]).
 /// The caller sets the event's duration, which must hold the restart delay.
 fn failpoint_crash<R: Rng>(rng: &mut R, topology: &Topology) -> Fault {
-    let restart_after_ms = if rng.gen_bool(0.5) { 0 } else { rng.gen_range(1..=1_000) };
+    let restart_after_ms = restart_delay_ms(rng);
     let concrete_member = |rng: &mut R| Target::StoreMember(rng.gen_range(1..=topology.store_members));
     let (failpoint, member) = if rng.gen_bool(0.5) {
         let member = if rng.gen_ratio(2, 3) { concrete_member(rng) } else { Target::StoreLeader };
@@ -230,7 +235,47 @@ fn failpoint_crash<R: Rng>(rng: &mut R, topology: &Topology) -> Fault {
         let failpoint = if rng.gen_bool(0.5) { Failpoint::RaftBeforeSave } else { Failpoint::RaftAfterSave };
         (failpoint, store_target(rng, topology))
     };
-    Fault::CrashAtFailpoint { member, failpoint, restart_after_ms }
+    let passes = if failpoint == Failpoint::RaftBeforeLeaderSend { leader_send_passes(rng) } else { 0 };
+    Fault::CrashAtFailpoint { member, failpoint, restart_after_ms, passes }
+}
+
+/// How many of its Readies a leader sends before `raft-before-leader-send` kills it: none
+/// half the time (its first Ready: the new leader's own entry stays on its disk); two a
+/// quarter of the time (its third: after one probe round trip, when a follower that
+/// lacked the leader's older entries has just been sent them and acknowledged, Raft's
+/// Figure 8 (c)); otherwise 1 to 4.
+fn leader_send_passes<R: Rng>(rng: &mut R) -> u32 {
+    match rng.gen_range(0..4) {
+        0 | 1 => 0,
+        2 => 2,
+        _ => rng.gen_range(1..=4),
+    }
+}
+
+/// Restarted at once half the time (etcd's robustness tests restart a member right after
+/// its failpoint panicked), otherwise within a second (a supervisor's back-off).
+fn restart_delay_ms<R: Rng>(rng: &mut R) -> u64 {
+    if rng.gen_bool(0.5) {
+        0
+    } else {
+        rng.gen_range(1..=1_000)
+    }
+}
+
+/// One crash of a two-member flap (see [`failpoint_burst`]): `member` dies at a leader send.
+/// It passes no leader send half the time (it dies with its first entry of the term on
+/// its disk only), else 1 to 2 × `n_members` of them: a new leader sends its first
+/// append to every follower, then one probe per follower that lacks its older entries,
+/// then their entries to each as it answers, so the send at which a quorum has just
+/// acknowledged old-term entries and the rest have not yet got the new ones lies there.
+fn flap_crash<R: Rng>(rng: &mut R, member: u64, restart_after_ms: u64, n_members: u64) -> Fault {
+    let passes = if rng.gen_bool(0.5) { 0 } else { rng.gen_range(1..=2 * n_members as u32) };
+    Fault::CrashAtFailpoint {
+        member: Target::StoreMember(member),
+        failpoint: Failpoint::RaftBeforeLeaderSend,
+        restart_after_ms,
+        passes,
+    }
 }
 
 /// Crash-restart flapping of the store at failpoints: a burst of `crash-at-failpoint`
@@ -240,23 +285,63 @@ fn failpoint_crash<R: Rng>(rng: &mut R, topology: &Topology) -> Fault {
 /// election after a leader died before sending, the vote granted in it), as the repeated
 /// kill-restart cycles of Jepsen's and etcd's robustness nemeses do. Events never overlap,
 /// so that the store loses at most one member at a time.
+///
+/// Three bursts in four are a two-member flap: in each step both members `a` and `b` are armed
+/// at `raft-before-leader-send` (each with its own number of passes), so whichever of the
+/// two leads next dies, and in the next step the same two again. This is the schedule of
+/// Raft's Figure 8, where S1 and S5 in turn win an election and die before (or just
+/// after) replicating: each leaves entries of its term that the other lacks, and the
+/// leader that comes back must not count replicas of its old-term entries into a commit.
+/// On three members `a` comes back at once and `b` after up to a second, so that the
+/// store loses at most one member at a time; on five both stay down for 1 to 3 s, so that
+/// each sits out the election after its crash (the full Figure 8 needs that: S1 is down
+/// while S5 wins, S5 while S1 wins back, S1 again while S5 returns to overwrite).
 fn failpoint_burst<R: Rng>(rng: &mut R, topology: &Topology, safety_phase_ms: u64) -> Vec<FaultEvent> {
-    let n_crashes = rng.gen_range(FAILPOINT_BURST_LEN);
+    let flap = (topology.store_members >= 2 && rng.gen_ratio(3, 4)).then(|| {
+        let a = rng.gen_range(1..=topology.store_members);
+        let b = (a + rng.gen_range(1..topology.store_members) - 1) % topology.store_members + 1;
+        (a, b)
+    });
+    let n_crashes = rng.gen_range(if flap.is_some() { FLAP_LEN } else { FAILPOINT_BURST_LEN });
     // One burst in four starts with the cluster, over its first election: every member
     // times out at once there, so candidates run side by side in one term.
     let mut at_ms = if rng.gen_ratio(1, 4) { 0 } else { rng.gen_range(0..=safety_phase_ms * 2 / 3) };
     let mut burst = Vec::with_capacity(n_crashes);
+    let mut flapping_steps: Vec<(u64, u64)> = Vec::with_capacity(n_crashes);
     for _ in 0..n_crashes {
-        let fault = failpoint_crash(rng, topology);
-        let Fault::CrashAtFailpoint { restart_after_ms, .. } = fault else { unreachable!("a failpoint crash") };
-        let duration_ms = restart_after_ms + rng.gen_range(FAILPOINT_ARMED_MS);
+        let faults = match flap {
+            // `a` comes back at once, so that at most one member (`b`) is ever down.
+            Some((a, b)) => {
+                // Five members may lose two at once: both stay down long enough for an
+                // election among the others (Figure 8's S1 sits out (b), S5 sits out (c)).
+                // Three may lose one: `a` comes back at once.
+                let (a_restart_ms, b_restart_ms) = if topology.store_minority() >= 2 {
+                    (rng.gen_range(1_000..=3_000), rng.gen_range(1_000..=3_000))
+                } else {
+                    (0, rng.gen_range(1..=1_000))
+                };
+                let n_members = topology.store_members;
+                vec![flap_crash(rng, a, a_restart_ms, n_members), flap_crash(rng, b, b_restart_ms, n_members)]
+            }
+            None => vec![failpoint_crash(rng, topology)],
+        };
+        let restart_after_ms = faults
+            .iter()
+            .map(|fault| match fault {
+                Fault::CrashAtFailpoint { restart_after_ms, .. } => *restart_after_ms,
+                _ => unreachable!("a failpoint crash"),
+            })
+            .max()
+            .expect("a step crashes someone");
+        let armed_ms = if flap.is_some() { FLAP_STEP_ARMED_MS } else { FAILPOINT_ARMED_MS };
+        let duration_ms = restart_after_ms + rng.gen_range(armed_ms);
         if at_ms + duration_ms > safety_phase_ms {
             break;
         }
-        burst.push(FaultEvent { at_ms, duration_ms, fault });
+        burst.extend(faults.into_iter().map(|fault| FaultEvent { at_ms, duration_ms, fault }));
+        flapping_steps.push((at_ms, at_ms + duration_ms));
         at_ms += duration_ms;
     }
-    let flapping_steps: Vec<(u64, u64)> = burst.iter().map(|event| (event.at_ms, event.heal_at_ms())).collect();
     if let (Some(&(start_ms, _)), Some(&(_, end_ms))) = (flapping_steps.first(), flapping_steps.last()) {
         // Three bursts in four run on a slow network: messages take up to a second, so
         // vote requests of concurrent candidates reach a voter far apart, one before and
@@ -285,6 +370,7 @@ fn failpoint_burst<R: Rng>(rng: &mut R, topology: &Topology, safety_phase_ms: u6
                             member: Target::StoreMember(member),
                             failpoint: Failpoint::RaftAfterVote,
                             restart_after_ms: 0,
+                            passes: 0,
                         },
                     });
                 }

@@ -63,7 +63,14 @@ pub trait World {
     /// Arms `failpoint` on a store member: the next time the member reaches it, the
     /// member halts (sends and applies nothing more) and calls `on_reached`, once; the
     /// nemesis then crashes it. Returns false if the member does not exist.
-    fn arm_failpoint(&self, member: u64, failpoint: Failpoint, on_reached: Box<dyn FnOnce() + Send>) -> bool;
+    /// `passes`: how many times the member passes the point unharmed first.
+    fn arm_failpoint(
+        &self,
+        member: u64,
+        failpoint: Failpoint,
+        passes: u32,
+        on_reached: Box<dyn FnOnce() + Send>,
+    ) -> bool;
     /// Disarms it; returns whether it was still armed (not reached).
     fn disarm_failpoint(&self, member: u64, failpoint: Failpoint) -> bool;
     /// Appends a line to the run's history.
@@ -321,10 +328,12 @@ impl Nemesis {
                 Ok(member) => self.apply_corruption(at_ms, member),
                 Err(reason) => self.skip(at_ms, fault, &reason),
             },
-            Fault::CrashAtFailpoint { member, failpoint, restart_after_ms } => match self.resolve_member(member) {
-                Ok(member) => self.arm(at_ms, event_idx, member, *failpoint, *restart_after_ms),
-                Err(reason) => self.skip(at_ms, fault, &reason),
-            },
+            Fault::CrashAtFailpoint { member, failpoint, restart_after_ms, passes } => {
+                match self.resolve_member(member) {
+                    Ok(member) => self.arm(at_ms, event_idx, member, *failpoint, *restart_after_ms, *passes),
+                    Err(reason) => self.skip(at_ms, fault, &reason),
+                }
+            }
             Fault::Backup { member } => match self.resolve_member(member) {
                 Ok(member) => {
                     match self.world.take_backup(member) {
@@ -451,22 +460,27 @@ impl Nemesis {
         member: u64,
         failpoint: Failpoint,
         restart_after_ms: u64,
+        passes: u32,
     ) -> Applied {
         let reached_tx = self.reached_tx.clone();
         let on_reached = Box::new(move || {
             // The receiver lives as long as the nemesis; after it, nobody is waiting.
             let _ = reached_tx.unbounded_send(event_idx);
         });
-        if !self.world.arm_failpoint(member, failpoint, on_reached) {
+        if !self.world.arm_failpoint(member, failpoint, passes, on_reached) {
             let reason = format!("store-{member} does not exist");
             return self.skip(
                 at_ms,
-                &Fault::CrashAtFailpoint { member: Target::StoreMember(member), failpoint, restart_after_ms },
+                &Fault::CrashAtFailpoint { member: Target::StoreMember(member), failpoint, restart_after_ms, passes },
                 &reason,
             );
         }
         self.armed.insert(event_idx);
-        self.record(at_ms, format!("arm failpoint {failpoint} on store-{member} (restart {restart_after_ms}ms after)"));
+        let after = if passes > 0 { format!(" after {passes} passes") } else { String::new() };
+        self.record(
+            at_ms,
+            format!("arm failpoint {failpoint} on store-{member}{after} (restart {restart_after_ms}ms after)"),
+        );
         Applied::Failpoint { member, failpoint, restart_after_ms }
     }
 

@@ -87,6 +87,8 @@ impl Topology {
 
 /// The longest a member crashed at a failpoint stays down before it restarts.
 pub const MAX_FAILPOINT_RESTART_MS: u64 = 10_000;
+/// The most passes a `crash-at-failpoint` may let by before it fires.
+pub const MAX_FAILPOINT_PASSES: u32 = 1_000;
 
 /// A point in a store member's ready loop where `crash-at-failpoint` kills it, after
 /// etcd's gofail failpoints in `etcdserver/raft.go` that its robustness tests set to
@@ -291,8 +293,17 @@ pub enum Fault {
     /// crash loses nothing synced: at these points the disk holds exactly what the
     /// member fsynced. Unlike a crash at a random instant, it lands in the middle of the
     /// persistence pipeline: a vote granted then forgotten, a leader's entries on its own
-    /// disk only. `store-leader` is resolved when the point is armed.
-    CrashAtFailpoint { member: Target, failpoint: Failpoint, restart_after_ms: u64 },
+    /// disk only. `store-leader` is resolved when the point is armed. With `passes` > 0
+    /// the member passes the point that many times unharmed first (gofail's
+    /// `N*off->panic`): `raft-before-leader-send` after 2 passes kills a new leader at its
+    /// third Ready with messages, when its probes have just found what a follower lacks.
+    CrashAtFailpoint {
+        member: Target,
+        failpoint: Failpoint,
+        restart_after_ms: u64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        passes: u32,
+    },
     /// Stop-the-world pause of a process until the fault heals (a long GC pause, a VM
     /// migration, `SIGSTOP`; Jepsen `hammer-time`): the process wakes up with stale
     /// leases and leadership it no longer holds and must notice before acting.
@@ -714,6 +725,9 @@ fn validate_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
                  {MAX_FAILPOINT_RESTART_MS})"
             ))
         }
+        Fault::CrashAtFailpoint { passes, .. } if *passes > MAX_FAILPOINT_PASSES => {
+            Err(format!("crash-at-failpoint passes {passes} out of range (at most {MAX_FAILPOINT_PASSES})"))
+        }
         Fault::CrashAtFailpoint { .. } => Ok(()),
         Fault::PowerLoss { .. } if topology.store_members == 0 => {
             Err("power-loss needs a store (topology has 0 store members)".to_string())
@@ -785,4 +799,9 @@ pub(crate) fn kind_name(fault: &Fault) -> &'static str {
         Fault::DiskLossAll => "disk-loss-all",
         Fault::SnapshotCorruption => "snapshot-corruption",
     }
+}
+
+/// serde: leave a zero `passes` out of plan files.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -96,13 +96,16 @@ pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Faul
         FaultKind::PowerLoss => any::<bool>().prop_map(|tear| Fault::PowerLoss { tear }).boxed(),
         FaultKind::Corruption => store_target(topology).prop_map(|member| Fault::CorruptRecord { member }).boxed(),
         // A restart delay no longer than the shortest event, so that every event holds it.
-        FaultKind::Failpoint => (store_target(topology), select(Failpoint::ALL.to_vec()), 0..=MIN_DURATION_MS)
-            .prop_map(|(member, failpoint, restart_after_ms)| Fault::CrashAtFailpoint {
-                member,
-                failpoint,
-                restart_after_ms,
-            })
-            .boxed(),
+        FaultKind::Failpoint => {
+            (store_target(topology), select(Failpoint::ALL.to_vec()), 0..=MIN_DURATION_MS, 0..=4u32)
+                .prop_map(|(member, failpoint, restart_after_ms, passes)| Fault::CrashAtFailpoint {
+                    member,
+                    failpoint,
+                    restart_after_ms,
+                    passes,
+                })
+                .boxed()
+        }
         FaultKind::Backup => store_target(topology).prop_map(|member| Fault::Backup { member }).boxed(),
         FaultKind::DiskLoss => store_target(topology).prop_map(|member| Fault::DiskLoss { member }).boxed(),
         FaultKind::DiskLossMajority => Just(Fault::DiskLossMajority).boxed(),

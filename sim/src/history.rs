@@ -73,6 +73,14 @@ pub enum HistoryEvent {
         recovered_entries: usize,
         torn_bytes: u64,
     },
+    /// A member applied an entry that carries no proposal: a leader's no-op or a
+    /// configuration change.
+    AppliedEmpty {
+        member: MemberId,
+        index: u64,
+        term: u64,
+        revision: Revision,
+    },
     /// A member refused to start or stopped serving because of its disk.
     MemberFailed {
         member: MemberId,
@@ -451,6 +459,10 @@ impl StoreObserver for Recorder {
 
     fn started(&self, member: MemberId, recovered_entries: usize, torn_bytes: u64) {
         self.record(HistoryEvent::MemberStarted { member, recovered_entries, torn_bytes });
+    }
+
+    fn applied_empty(&self, member: MemberId, index: u64, term: u64, revision: i64) {
+        self.record(HistoryEvent::AppliedEmpty { member, index, term, revision });
     }
 }
 

@@ -50,15 +50,15 @@ const KNOB_SEED_MIX: u64 = 0x6b6e_6f62_7321_2121;
 ///   common, where three members rarely produce them.
 /// - Entries per append: etcd caps an append message at `MaxSizePerMsg` (1 MiB), which
 ///   holds hundreds of typical objects but a single large one (a 1 MiB ConfigMap, a pod
-///   with big managed fields). kubesim's objects are small, so one seed in four caps
-///   appends at 1 or 8 entries instead of 64: a new leader then replicates its
+///   with big managed fields). kubesim's objects are small, so one seed in two caps
+///   appends at 1 (one seed in four) or 8 entries instead of 64: a new leader then replicates its
 ///   predecessors' uncommitted tail over several messages, before its own entries (the
 ///   window of Raft's Figure 8, §5.4.2).
 pub fn store_knobs_for_seed(seed: u64) -> (usize, Option<usize>) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ KNOB_SEED_MIX);
     let n_members = if rng.gen_ratio(1, 4) { 5 } else { 3 };
-    let max_entries_per_append = match rng.gen_range(0..8) {
+    let max_entries_per_append = match rng.gen_range(0..4) {
         0 => Some(1),
         1 => Some(8),
         _ => None,

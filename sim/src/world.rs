@@ -250,10 +250,16 @@ impl World for SimWorld {
         }
     }
 
-    fn arm_failpoint(&self, member: u64, failpoint: Failpoint, on_reached: Box<dyn FnOnce() + Send>) -> bool {
+    fn arm_failpoint(
+        &self,
+        member: u64,
+        failpoint: Failpoint,
+        passes: u32,
+        on_reached: Box<dyn FnOnce() + Send>,
+    ) -> bool {
         match self.slot_failpoints(member) {
             Some(failpoints) => {
-                failpoints.arm(member_failpoint(failpoint), on_reached);
+                failpoints.arm_after(member_failpoint(failpoint), passes, on_reached);
                 true
             }
             None => false,

@@ -67,6 +67,7 @@ fn each_fault_maps_to_its_kind() {
                 member: target.clone(),
                 failpoint: faults::Failpoint::RaftAfterSave,
                 restart_after_ms: 0,
+                passes: 0,
             },
             FaultKind::Failpoint,
         ),

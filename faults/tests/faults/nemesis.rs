@@ -167,11 +167,18 @@ impl World for FakeWorld {
     fn reset_clock(&self, node: &String) {
         self.log(format!("reset-clock {node}"));
     }
-    fn arm_failpoint(&self, member: u64, failpoint: Failpoint, on_reached: Box<dyn FnOnce() + Send>) -> bool {
+    fn arm_failpoint(
+        &self,
+        member: u64,
+        failpoint: Failpoint,
+        passes: u32,
+        on_reached: Box<dyn FnOnce() + Send>,
+    ) -> bool {
         if !(1..=self.members).contains(&member) {
             return false;
         }
-        self.log(format!("arm {failpoint} store-{member}"));
+        let after = if passes > 0 { format!(" after {passes} passes") } else { String::new() };
+        self.log(format!("arm {failpoint} store-{member}{after}"));
         self.failpoints.lock().unwrap().insert((member, failpoint), on_reached);
         true
     }
@@ -692,7 +699,12 @@ fn run_reaching(
 
 #[test]
 fn a_member_reaching_its_armed_failpoint_is_crashed_then_restarted_after_the_delay() {
-    let fault = |member, failpoint, restart_after_ms| Fault::CrashAtFailpoint { member, failpoint, restart_after_ms };
+    let fault = |member, failpoint, restart_after_ms| Fault::CrashAtFailpoint {
+        member,
+        failpoint,
+        restart_after_ms,
+        passes: 0,
+    };
     let plan = plan(
         5_000,
         vec![
@@ -741,6 +753,7 @@ fn a_failpoint_not_reached_is_disarmed_its_restart_delay_before_the_heal() {
         member: Target::StoreMember(1),
         failpoint: Failpoint::RaftAfterSave,
         restart_after_ms: 400,
+        passes: 0,
     };
     let plan = plan(3_000, vec![event(1_000, 1_000, fault)]);
     // Reached after the disarm (at 1600 ms): too late to crash and be back by 2000 ms.

@@ -106,6 +106,7 @@ fn every_fault() -> Vec<Fault> {
             member: Target::StoreLeader,
             failpoint: Failpoint::RaftBeforeLeaderSend,
             restart_after_ms: 1_000,
+            passes: 2,
         },
         Fault::Backup { member: Target::StoreLeader },
         Fault::DiskLoss { member: Target::StoreMember(3) },
@@ -288,7 +289,7 @@ fn crash_at_failpoint_reads_as_this_json_and_must_be_back_before_it_heals() {
          "failpoint":"raft-after-vote","restart_after_ms":0}}]}"#;
     let plan = FaultPlan::from_json(json).unwrap();
     let failpoint = Failpoint::RaftAfterVote;
-    let fault = Fault::CrashAtFailpoint { member: Target::StoreMember(2), failpoint, restart_after_ms: 0 };
+    let fault = Fault::CrashAtFailpoint { member: Target::StoreMember(2), failpoint, restart_after_ms: 0, passes: 0 };
     assert_eq!(plan.events[0].fault, fault);
     plan.validate(&small_topology()).unwrap();
     let names: Vec<&str> = Failpoint::ALL.iter().map(|failpoint| failpoint.name()).collect();
@@ -298,6 +299,7 @@ fn crash_at_failpoint_reads_as_this_json_and_must_be_back_before_it_heals() {
         member: Target::StoreMember(1),
         failpoint: Failpoint::RaftAfterSave,
         restart_after_ms,
+        passes: 0,
     };
     check_invalid(
         FaultPlan {
@@ -319,8 +321,18 @@ fn crash_at_failpoint_reads_as_this_json_and_must_be_back_before_it_heals() {
             member: Target::Scheduler,
             failpoint: Failpoint::RaftBeforeSave,
             restart_after_ms: 0,
+            passes: 0,
         }),
         "event 0: crash-at-failpoint needs a store member target (store-N or store-leader), got scheduler",
+    );
+    check_invalid(
+        plan_of(Fault::CrashAtFailpoint {
+            member: Target::StoreMember(1),
+            failpoint: Failpoint::RaftBeforeLeaderSend,
+            restart_after_ms: 0,
+            passes: 1_001,
+        }),
+        "event 0: crash-at-failpoint passes 1001 out of range (at most 1000)",
     );
 }
 
@@ -334,6 +346,7 @@ fn survivability_counts_a_failpoint_crash_with_a_restart_delay_but_not_one_resta
             member: Target::StoreMember(member),
             failpoint: Failpoint::RaftAfterVote,
             restart_after_ms,
+            passes: 0,
         },
     };
     let crash = FaultEvent { at_ms: 1_500, duration_ms: 1_000, fault: Fault::Crash { target: Target::StoreMember(3) } };

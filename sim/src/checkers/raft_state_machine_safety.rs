@@ -3,8 +3,11 @@
 //! ends up at the same store revision after it.
 //!
 //! What the history shows: an `Applied` record for each committed entry that carries a
-//! proposal (a member's leader no-op and configuration entries are not recorded, so the
-//! indexes a member reports are increasing but not consecutive). So the checker proves:
+//! proposal, and an `AppliedEmpty` one for each leader no-op and configuration entry
+//! (proposal id 0, no events). A lost committed no-op is as much a violation as a lost
+//! write: Raft's Figure 8 loses whatever the old leader's entry was, and in a run it is
+//! often the no-op of a leader that died before replicating it. (The indexes a member
+//! reports may still skip those a snapshot covered.) So the checker proves:
 //! - agreement: for each index, every application (by any member, in any incarnation)
 //!   carries the same term, proposal id, outcome, event count and resulting revision;
 //! - order: within one incarnation of a member (between two `MemberStarted`), indexes
@@ -91,6 +94,11 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                     succeeded: *succeeded,
                     n_events: *n_events,
                 },
+            ),
+            HistoryEvent::AppliedEmpty { member, index, term, revision } => (
+                *member,
+                *index,
+                Application { term: *term, proposal_id: 0, revision: *revision, succeeded: true, n_events: 0 },
             ),
             _ => continue,
         };

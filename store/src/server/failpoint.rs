@@ -5,7 +5,9 @@
 //! almost never does: a vote granted and then forgotten, entries saved but never sent.
 //!
 //! The member only asks "is this point armed?" where the point is; who arms it (the
-//! nemesis, through `sim`'s world) is none of its business. An armed point fires once: the
+//! nemesis, through `sim`'s world) is none of its business. A point may be armed to let
+//! the member pass a number of times first (gofail's `N*off->panic` term): "the third
+//! Ready this leader sends" is a different state from "the first". An armed point fires once: the
 //! registry calls the arming side's callback and the member halts where it stands, sending
 //! nothing more, until it is killed (in the same simulated instant) and restarted from its
 //! disk. The registry is shared by every incarnation of the member's process.
@@ -51,9 +53,15 @@ impl fmt::Display for Failpoint {
 /// Called once when an armed failpoint is reached.
 pub type OnReached = Box<dyn FnOnce() + Send>;
 
+/// An armed point: how many more times the member passes it unharmed, then the callback.
+struct Armed {
+    passes_left: u32,
+    on_reached: OnReached,
+}
+
 /// The armed failpoints of one member. Cloning shares the registry.
 #[derive(Clone, Default)]
-pub struct Failpoints(Arc<Mutex<BTreeMap<Failpoint, OnReached>>>);
+pub struct Failpoints(Arc<Mutex<BTreeMap<Failpoint, Armed>>>);
 
 impl Failpoints {
     pub fn new() -> Self {
@@ -63,7 +71,13 @@ impl Failpoints {
     /// Arms `failpoint`: the next time the member reaches it, `on_reached` is called and
     /// the member halts. Re-arming replaces the previous callback.
     pub fn arm(&self, failpoint: Failpoint, on_reached: OnReached) {
-        self.0.lock().expect("failpoints lock").insert(failpoint, on_reached);
+        self.arm_after(failpoint, 0, on_reached);
+    }
+
+    /// Arms `failpoint` to let the member pass it `passes` times first (gofail
+    /// `passes*off->panic`), then act as [`Failpoints::arm`].
+    pub fn arm_after(&self, failpoint: Failpoint, passes: u32, on_reached: OnReached) {
+        self.0.lock().expect("failpoints lock").insert(failpoint, Armed { passes_left: passes, on_reached });
     }
 
     /// Disarms `failpoint`; returns whether it was still armed (not yet reached).
@@ -79,7 +93,17 @@ impl Failpoints {
     /// return true (the member must then halt).
     pub(crate) fn reached(&self, failpoint: Failpoint) -> bool {
         // Take the callback out before calling it: it may arm or disarm points itself.
-        let on_reached = self.0.lock().expect("failpoints lock").remove(&failpoint);
+        let on_reached = {
+            let mut armed = self.0.lock().expect("failpoints lock");
+            match armed.get_mut(&failpoint) {
+                Some(point) if point.passes_left > 0 => {
+                    point.passes_left -= 1;
+                    None
+                }
+                Some(_) => armed.remove(&failpoint).map(|point| point.on_reached),
+                None => None,
+            }
+        };
         match on_reached {
             Some(on_reached) => {
                 tracing::info!(%failpoint, "failpoint reached: the member halts until it is crashed");
@@ -95,5 +119,32 @@ impl fmt::Debug for Failpoints {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let armed: Vec<Failpoint> = self.0.lock().expect("failpoints lock").keys().copied().collect();
         f.debug_struct("Failpoints").field("armed", &armed).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn an_armed_point_lets_its_passes_by_then_fires_once() {
+        let fired = Arc::new(AtomicU32::new(0));
+        let failpoints = Failpoints::new();
+        let counter = fired.clone();
+        failpoints.arm_after(
+            Failpoint::BeforeLeaderSend,
+            2,
+            Box::new(move || _ = counter.fetch_add(1, Ordering::SeqCst)),
+        );
+        assert!(!failpoints.reached(Failpoint::AfterSave), "another point is not armed");
+        assert!(!failpoints.reached(Failpoint::BeforeLeaderSend));
+        assert!(!failpoints.reached(Failpoint::BeforeLeaderSend));
+        assert!(failpoints.is_armed(Failpoint::BeforeLeaderSend));
+        assert_eq!(fired.load(Ordering::SeqCst), 0);
+        assert!(failpoints.reached(Failpoint::BeforeLeaderSend), "the third reach fires");
+        assert_eq!(fired.load(Ordering::SeqCst), 1);
+        assert!(!failpoints.reached(Failpoint::BeforeLeaderSend), "a fired point is disarmed");
+        assert!(!failpoints.disarm(Failpoint::BeforeLeaderSend));
     }
 }

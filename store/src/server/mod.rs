@@ -11,6 +11,7 @@
 pub mod core;
 pub mod failpoint;
 mod startup;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -104,6 +105,9 @@ pub struct MemberConfig {
     pub failpoints: Failpoints,
     /// Raft's cap on entries in one append (see `raft::Config::max_entries_per_append`).
     pub max_entries_per_append: usize,
+    /// How long a peer's Raft message that arrived ahead of a gap in its stream waits for
+    /// the gap to fill (see [`stream`]).
+    pub stream_gap_timeout: Duration,
 }
 
 impl MemberConfig {
@@ -125,6 +129,7 @@ impl MemberConfig {
             bootstrap_check_timeout: Duration::from_secs(60),
             failpoints: Failpoints::new(),
             max_entries_per_append: raft::Config::new(id, Vec::new()).max_entries_per_append,
+            stream_gap_timeout: Duration::from_millis(10),
         }
     }
 
@@ -137,6 +142,10 @@ impl MemberConfig {
 pub trait StoreObserver: Send + Sync {
     fn role_changed(&self, _member: MemberId, _term: u64, _role: Role, _leader: Option<MemberId>) {}
     fn applied(&self, _member: MemberId, _entry: &AppliedEntry<'_>) {}
+    /// An entry without a proposal was applied: a leader's no-op (its first entry of a
+    /// term) or a configuration change. It changes no key, but Raft's State Machine
+    /// Safety covers it as much as any other entry.
+    fn applied_empty(&self, _member: MemberId, _index: u64, _term: u64, _revision: i64) {}
     /// A request the member refused at its door (the store ACL).
     fn rejected(&self, _member: MemberId, _principal: &Principal, _source: SocketAddr, _error: &StoreError) {}
     fn disk_failed(&self, _member: MemberId, _reason: &str) {}
@@ -234,7 +243,7 @@ pub async fn run<D: Disk>(
     Ok(())
 }
 
-async fn send_all(shared: &Shared<impl Disk>, messages: Vec<Message>) {
+async fn send_all(shared: &Shared<impl Disk>, streams: &mut stream::Outbound, messages: Vec<Message>) {
     if messages.is_empty() {
         return;
     }
@@ -244,8 +253,9 @@ async fn send_all(shared: &Shared<impl Disk>, messages: Vec<Message>) {
     };
     for (addr, message) in addressed {
         if let Some(addr) = addr {
+            let frame = streams.frame(message);
             // A send fails only when this node's network is gone; Raft retries on its own.
-            let _ = shared.endpoint.send_to_raw(addr, RAFT_TAG, Box::new(message)).await;
+            let _ = shared.endpoint.send_to_raw(addr, RAFT_TAG, Box::new(frame)).await;
         }
     }
 }
@@ -254,6 +264,8 @@ async fn send_all(shared: &Shared<impl Disk>, messages: Vec<Message>) {
 async fn ready_loop<D: Disk>(shared: Arc<Shared<D>>, mut wake: futures::channel::mpsc::Receiver<()>) {
     use futures::StreamExt;
     let ack_before_fsync = shared.config.planted_bugs.ack_before_fsync;
+    let incarnation = madsim::time::TimeHandle::current().elapsed().as_nanos() as u64;
+    let mut streams = stream::Outbound::new(incarnation);
     while wake.next().await.is_some() {
         loop {
             let Some(batch) = shared.core.lock().expect("member core lock").take_ready() else {
@@ -262,7 +274,7 @@ async fn ready_loop<D: Disk>(shared: Arc<Shared<D>>, mut wake: futures::channel:
             if ack_before_fsync {
                 // PLANTED BUG (`ack_before_fsync`): answer at once; the write stays in the
                 // cache until the tick loop's lazy flush.
-                send_all(&shared, batch.messages).await;
+                send_all(&shared, &mut streams, batch.messages).await;
                 shared.core.lock().expect("member core lock").apply_batch(&batch.committed_entries, &batch.read_states);
                 continue;
             }
@@ -273,13 +285,23 @@ async fn ready_loop<D: Disk>(shared: Arc<Shared<D>>, mut wake: futures::channel:
                     return;
                 }
             }
-            if batch.from_leader
-                && !batch.messages.is_empty()
-                && shared.core.lock().expect("member core lock").reached(Failpoint::BeforeLeaderSend)
-            {
-                return;
+            if batch.from_leader {
+                // A leader applies before it sends, as etcd's raftNode hands committed
+                // entries to the apply loop before `raftBeforeLeaderSend` (the leader
+                // replicates in parallel with applying): a leader that dies at that point
+                // may already have applied, and answered, what its last acks committed.
+                let halt = {
+                    let mut core = shared.core.lock().expect("member core lock");
+                    core.apply_batch(&batch.committed_entries, &batch.read_states);
+                    !batch.messages.is_empty() && core.reached(Failpoint::BeforeLeaderSend)
+                };
+                if halt {
+                    return;
+                }
+                send_all(&shared, &mut streams, batch.messages).await;
+                continue;
             }
-            send_all(&shared, batch.messages).await;
+            send_all(&shared, &mut streams, batch.messages).await;
             if batch.grants_vote && shared.core.lock().expect("member core lock").reached(Failpoint::AfterVote) {
                 return;
             }
@@ -317,13 +339,36 @@ async fn tick_loop<D: Disk>(shared: Arc<Shared<D>>) {
     }
 }
 
+/// Hands peers' Raft messages to Raft in the order each peer sent them (see [`stream`]).
 async fn raft_receive_loop<D: Disk>(shared: Arc<Shared<D>>) {
-    while let Ok((payload, _from)) = shared.endpoint.recv_from_raw(RAFT_TAG).await {
-        let Ok(message) = payload.downcast::<Message>() else {
-            tracing::warn!("dropping a malformed Raft message");
-            continue;
+    let mut streams = stream::Inbound::new(shared.config.stream_gap_timeout);
+    let mut ready = Vec::new();
+    loop {
+        let received = match streams.next_deadline() {
+            Some(deadline) => {
+                let wait = deadline.saturating_duration_since(madsim::time::Instant::now());
+                madsim::time::timeout(wait, shared.endpoint.recv_from_raw(RAFT_TAG)).await.ok()
+            }
+            None => Some(shared.endpoint.recv_from_raw(RAFT_TAG).await),
         };
-        shared.core.lock().expect("member core lock").step(*message);
+        let now = madsim::time::Instant::now();
+        match received {
+            Some(Ok((payload, _from))) => match payload.downcast::<stream::Frame>() {
+                Ok(frame) => streams.receive(*frame, now, &mut ready),
+                Err(_) => tracing::warn!("dropping a malformed Raft message"),
+            },
+            Some(Err(_)) => return,
+            None => {}
+        }
+        streams.expire(now, &mut ready);
+        if ready.is_empty() {
+            continue;
+        }
+        let mut core = shared.core.lock().expect("member core lock");
+        for message in ready.drain(..) {
+            core.step(message);
+        }
+        drop(core);
         shared.wake.wake();
     }
 }
