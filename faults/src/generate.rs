@@ -188,7 +188,10 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
         // unsynced write is torn.
         FaultKind::PowerLoss => Fault::PowerLoss { tear: rng.gen_bool(0.5) },
         FaultKind::Corruption => Fault::CorruptRecord { member: store_target(rng, topology) },
-        FaultKind::Failpoint => failpoint_crash(rng, topology),
+        FaultKind::Failpoint => {
+            let restart_after_ms = restart_delay_ms(rng);
+            failpoint_crash(rng, topology, restart_after_ms)
+        }
         FaultKind::Backup => Fault::Backup { member: store_target(rng, topology) },
         FaultKind::DiskLoss => Fault::DiskLoss { member: store_target(rng, topology) },
         FaultKind::DiskLossMajority => Fault::DiskLossMajority,
@@ -221,12 +224,10 @@ const FAILPOINT_BURST_LEN: std::ops::RangeInclusive<usize> = 2..=8;
 /// before its first append leaves": the new leader's entries stay on its own disk, as the
 /// leaders of Raft's Figure 8 (b) and (c) do) and otherwise on the current leader (its
 /// newest proposals die with it); else `raft-before-save` or `raft-after-save` on any
-/// member. Restarted at once half the time (etcd's robustness tests restart a member
-/// right after its failpoint panicked), otherwise within a second (a supervisor's
-/// back-off). `raft-after-vote` is armed beside the flapping (see [`failpoint_burst`]).
-/// The caller sets the event's duration, which must hold the restart delay.
-fn failpoint_crash<R: Rng>(rng: &mut R, topology: &Topology) -> Fault {
-    let restart_after_ms = restart_delay_ms(rng);
+/// member, restarted `restart_after_ms` after (see [`restart_delay_ms`]). `raft-after-vote`
+/// is armed beside the flapping (see [`failpoint_burst`]). The caller sets the event's
+/// duration, which must hold the restart delay.
+fn failpoint_crash<R: Rng>(rng: &mut R, topology: &Topology, restart_after_ms: u64) -> Fault {
     let concrete_member = |rng: &mut R| Target::StoreMember(rng.gen_range(1..=topology.store_members));
     let (failpoint, member) = if rng.gen_bool(0.5) {
         let member = if rng.gen_ratio(2, 3) { concrete_member(rng) } else { Target::StoreLeader };
@@ -283,8 +284,8 @@ fn flap_crash<R: Rng>(rng: &mut R, member: u64, restart_after_ms: u64, n_members
 /// crash at a failpoint only matters if the member reaches the point at the right moment;
 /// a burst makes the next crash land in the state the previous one left behind (the
 /// election after a leader died before sending, the vote granted in it), as the repeated
-/// kill-restart cycles of Jepsen's and etcd's robustness nemeses do. Events never overlap,
-/// so that the store loses at most one member at a time.
+/// kill-restart cycles of Jepsen's and etcd's robustness nemeses do. Steps never overlap;
+/// the caller keeps the plan survivable.
 ///
 /// Three bursts in four are a two-member flap: in each step both members `a` and `b` are armed
 /// at `raft-before-leader-send` (each with its own number of passes), so whichever of the
@@ -309,8 +310,7 @@ fn failpoint_burst<R: Rng>(rng: &mut R, topology: &Topology, safety_phase_ms: u6
     let mut burst = Vec::with_capacity(n_crashes);
     let mut flapping_steps: Vec<(u64, u64)> = Vec::with_capacity(n_crashes);
     for _ in 0..n_crashes {
-        let faults = match flap {
-            // `a` comes back at once, so that at most one member (`b`) is ever down.
+        let (faults, restart_after_ms) = match flap {
             Some((a, b)) => {
                 // Five members may lose two at once: both stay down long enough for an
                 // election among the others (Figure 8's S1 sits out (b), S5 sits out (c)).
@@ -321,18 +321,15 @@ fn failpoint_burst<R: Rng>(rng: &mut R, topology: &Topology, safety_phase_ms: u6
                     (0, rng.gen_range(1..=1_000))
                 };
                 let n_members = topology.store_members;
-                vec![flap_crash(rng, a, a_restart_ms, n_members), flap_crash(rng, b, b_restart_ms, n_members)]
+                let faults =
+                    vec![flap_crash(rng, a, a_restart_ms, n_members), flap_crash(rng, b, b_restart_ms, n_members)];
+                (faults, a_restart_ms.max(b_restart_ms))
             }
-            None => vec![failpoint_crash(rng, topology)],
+            None => {
+                let restart_after_ms = restart_delay_ms(rng);
+                (vec![failpoint_crash(rng, topology, restart_after_ms)], restart_after_ms)
+            }
         };
-        let restart_after_ms = faults
-            .iter()
-            .map(|fault| match fault {
-                Fault::CrashAtFailpoint { restart_after_ms, .. } => *restart_after_ms,
-                _ => unreachable!("a failpoint crash"),
-            })
-            .max()
-            .expect("a step crashes someone");
         let armed_ms = if flap.is_some() { FLAP_STEP_ARMED_MS } else { FAILPOINT_ARMED_MS };
         let duration_ms = restart_after_ms + rng.gen_range(armed_ms);
         if at_ms + duration_ms > safety_phase_ms {
