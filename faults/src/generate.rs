@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::kinds::FaultKind;
-use crate::plan::{Failpoint, Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
+use crate::plan::{ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
 
 /// Mixed into the seed so that the plan's random stream is unrelated to the simulation's
 /// stream for the same seed ("kubesim!" in ASCII).
@@ -298,6 +298,17 @@ fn flap_crash<R: Rng>(rng: &mut R, member: u64, restart_after_ms: u64, n_members
 /// each sits out the election after its crash (the full Figure 8 needs that: S1 is down
 /// while S5 wins, S5 while S1 wins back, S1 again while S5 returns to overwrite).
 fn failpoint_burst<R: Rng>(rng: &mut R, topology: &Topology, safety_phase_ms: u64) -> Vec<FaultEvent> {
+    if topology.store_members >= 2 && rng.gen_bool(0.5) {
+        let (chase, slots) = leader_chase(rng, safety_phase_ms);
+        let mut burst = vec![chase];
+        // Half the chases run beside voters that die right after voting, on a slow
+        // network three times in four, as the flaps do: a chase provokes an election at
+        // every kill.
+        if rng.gen_bool(0.5) {
+            beside_flapping(rng, topology, &slots, &mut burst);
+        }
+        return burst;
+    }
     let flap = (topology.store_members >= 2 && rng.gen_ratio(3, 4)).then(|| {
         let a = rng.gen_range(1..=topology.store_members);
         let b = (a + rng.gen_range(1..topology.store_members) - 1) % topology.store_members + 1;
@@ -339,7 +350,14 @@ fn failpoint_burst<R: Rng>(rng: &mut R, topology: &Topology, safety_phase_ms: u6
         flapping_steps.push((at_ms, at_ms + duration_ms));
         at_ms += duration_ms;
     }
-    if let (Some(&(start_ms, _)), Some(&(_, end_ms))) = (flapping_steps.first(), flapping_steps.last()) {
+    beside_flapping(rng, topology, &flapping_steps, &mut burst);
+    burst
+}
+
+/// What runs beside a flapping (`steps`: the time slots of its kills, one after another):
+/// a slow network three times in four, and voters that die right after voting.
+fn beside_flapping<R: Rng>(rng: &mut R, topology: &Topology, steps: &[(u64, u64)], burst: &mut Vec<FaultEvent>) {
+    if let (Some(&(start_ms, _)), Some(&(_, end_ms))) = (steps.first(), steps.last()) {
         // Three bursts in four run on a slow network: messages take up to a second, so
         // vote requests of concurrent candidates reach a voter far apart, one before and
         // one after it crashed and restarted (the late message of Jepsen's and etcd's
@@ -357,7 +375,7 @@ fn failpoint_burst<R: Rng>(rng: &mut R, topology: &Topology, safety_phase_ms: u6
         // the flapping, each member with probability 3/4 holds a `raft-after-vote`. It
         // fires only in an election, which the flapping provokes; when two candidates run
         // in one term, the restarted voter is asked again by the second.
-        for (step_start_ms, step_end_ms) in flapping_steps {
+        for &(step_start_ms, step_end_ms) in steps {
             for member in 1..=topology.store_members {
                 if rng.gen_ratio(3, 4) {
                     burst.push(FaultEvent {
@@ -374,7 +392,44 @@ fn failpoint_burst<R: Rng>(rng: &mut R, topology: &Topology, safety_phase_ms: u6
             }
         }
     }
-    burst
+}
+
+/// How many kills one leader chase holds.
+const CHASE_LEN: std::ops::RangeInclusive<usize> = 3..=10;
+/// Time allowed per kill of a chase: the election after the previous kill (1 to 2 s of
+/// election timeout, then pre-vote and vote) and the new leader's first sends.
+const CHASE_STEP_MS: std::ops::RangeInclusive<u64> = 1_500..=3_000;
+
+/// A `leader-chase` (see `Fault::LeaderChase`): 3 to 10 rolling kills of whoever leads.
+/// Each kill is, half the time, at the leader's first send (it dies with the entries of
+/// its new term on its own disk: Figure 8 (a), (b)); a quarter of the time at its first
+/// commit (`raft-leader-after-apply`: it dies having applied what it just committed, no
+/// follower told: Figure 8 (c)); else at a send after 1 to 4 passes (its probes have
+/// found what a follower lacks, and the follower has been sent some of it).
+///
+/// Returns the event and the time slot of each kill.
+fn leader_chase<R: Rng>(rng: &mut R, safety_phase_ms: u64) -> (FaultEvent, Vec<(u64, u64)>) {
+    let n_steps = rng.gen_range(CHASE_LEN);
+    let steps: Vec<ChaseStep> = (0..n_steps)
+        .map(|_| match rng.gen_range(0..4) {
+            0 | 1 => ChaseStep { failpoint: Failpoint::RaftBeforeLeaderSend, passes: 0 },
+            2 => ChaseStep { failpoint: Failpoint::RaftLeaderAfterApply, passes: 0 },
+            _ => ChaseStep { failpoint: Failpoint::RaftBeforeLeaderSend, passes: rng.gen_range(1..=4) },
+        })
+        .collect();
+    let slot_lengths: Vec<u64> = (0..n_steps).map(|_| rng.gen_range(CHASE_STEP_MS)).collect();
+    let duration_ms = slot_lengths.iter().sum::<u64>().min(safety_phase_ms);
+    let at_ms = rng.gen_range(0..=safety_phase_ms - duration_ms);
+    let mut slots = Vec::with_capacity(n_steps);
+    let mut slot_start_ms = at_ms;
+    for length_ms in slot_lengths {
+        let slot_end_ms = (slot_start_ms + length_ms).min(at_ms + duration_ms);
+        if slot_end_ms > slot_start_ms {
+            slots.push((slot_start_ms, slot_end_ms));
+        }
+        slot_start_ms = slot_end_ms;
+    }
+    (FaultEvent { at_ms, duration_ms, fault: Fault::LeaderChase { steps } }, slots)
 }
 
 /// The partition shapes of design §3: random halves (of the store, of everything), one

@@ -27,7 +27,8 @@ pub enum FaultKind {
     Corruption,
     Clock,
     /// Store members crashed at failpoints of their ready loop and restarted
-    /// (`crash-at-failpoint`), in bursts.
+    /// (`crash-at-failpoint`), in bursts, and rolling kills of whoever leads
+    /// (`leader-chase`).
     Failpoint,
     /// Operator `snapshot save` backups every few simulated seconds, kept off-cluster.
     /// Not a fault; the generator schedules them whenever a disk-loss kind is enabled,
@@ -126,7 +127,7 @@ impl FaultKind {
             Fault::Pause { .. } => FaultKind::Pause,
             Fault::CorruptRecord { .. } => FaultKind::Corruption,
             Fault::ClockSkew { .. } => FaultKind::Clock,
-            Fault::CrashAtFailpoint { .. } => FaultKind::Failpoint,
+            Fault::CrashAtFailpoint { .. } | Fault::LeaderChase { .. } => FaultKind::Failpoint,
             Fault::Backup { .. } => FaultKind::Backup,
             Fault::DiskLoss { .. } => FaultKind::DiskLoss,
             Fault::DiskLossMajority => FaultKind::DiskLossMajority,

@@ -28,6 +28,6 @@ pub use generate::{generate, GenerateOptions};
 pub use kinds::{FaultKind, FaultKindError};
 pub use nemesis::{bridge, majorities_ring, run, Grudge, Nemesis, NodeRef, SharedWorld, World};
 pub use plan::{
-    Failpoint, Fault, FaultEvent, FaultPlan, PlanError, Target, TargetParseError, Topology, MAX_FAILPOINT_RESTART_MS,
-    PLAN_VERSION,
+    ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, PlanError, Target, TargetParseError, Topology, MAX_CHASE_STEPS,
+    MAX_FAILPOINT_RESTART_MS, PLAN_VERSION,
 };

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use madsim::rand::Rng;
 use madsim::time::{Instant, TimeHandle};
 
-use crate::plan::{kind_name, Failpoint, Fault, FaultEvent, FaultPlan, Target};
+use crate::plan::{kind_name, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Target};
 
 /// A node as the world names it, e.g. `"store-1"`, `"apiserver-0"`, `"kubelet-2"`.
 pub type NodeRef = String;
@@ -125,8 +125,8 @@ pub async fn run(plan: &FaultPlan, world: SharedWorld) {
                     futures::future::Either::Right(_) => None,
                 }
             };
-            if let Some(event_idx) = reached {
-                nemesis.failpoint_reached(now_ms(), event_idx);
+            if let Some((event_idx, member)) = reached {
+                nemesis.failpoint_reached(now_ms(), event_idx, member);
                 continue;
             }
         }
@@ -217,6 +217,14 @@ enum Applied {
         down: Down,
         restart_at_ms: u64,
     },
+    /// A `leader-chase` at step `step` (== its length once every step fired), armed on
+    /// `armed`, with the last victim held down.
+    Chase {
+        steps: Vec<ChaseStep>,
+        step: usize,
+        armed: Vec<u64>,
+        victim: Option<u64>,
+    },
     /// A member whose disk was lost, replaced when the fault heals.
     DiskLoss(u64),
     /// Members whose disks were lost together; the heal is the operator's restore.
@@ -257,10 +265,11 @@ pub struct Nemesis {
     latency: BTreeMap<usize, (u64, u64)>,
     /// Active skews per node by event; the latest applied wins.
     skews: BTreeMap<NodeRef, BTreeMap<usize, (i64, i64)>>,
-    /// Events whose failpoint is armed, and the channel members report reaching one on.
+    /// Events whose failpoint is armed, and the channel members report reaching one on
+    /// (event, member).
     armed: BTreeSet<usize>,
-    reached_tx: mpsc::UnboundedSender<usize>,
-    reached: mpsc::UnboundedReceiver<usize>,
+    reached_tx: mpsc::UnboundedSender<(usize, u64)>,
+    reached: mpsc::UnboundedReceiver<(usize, u64)>,
 }
 
 impl Nemesis {
@@ -333,6 +342,10 @@ impl Nemesis {
                     Ok(member) => self.arm(at_ms, event_idx, member, *failpoint, *restart_after_ms, *passes),
                     Err(reason) => self.skip(at_ms, fault, &reason),
                 }
+            }
+            Fault::LeaderChase { steps } => {
+                self.record(at_ms, format!("leader-chase: {} rolling kills of whoever leads", steps.len()));
+                self.arm_chase_step(at_ms, event_idx, steps.clone(), 0, None)
             }
             Fault::Backup { member } => match self.resolve_member(member) {
                 Ok(member) => {
@@ -462,12 +475,7 @@ impl Nemesis {
         restart_after_ms: u64,
         passes: u32,
     ) -> Applied {
-        let reached_tx = self.reached_tx.clone();
-        let on_reached = Box::new(move || {
-            // The receiver lives as long as the nemesis; after it, nobody is waiting.
-            let _ = reached_tx.unbounded_send(event_idx);
-        });
-        if !self.world.arm_failpoint(member, failpoint, passes, on_reached) {
+        if !self.arm_one(event_idx, member, failpoint, passes) {
             let reason = format!("store-{member} does not exist");
             return self.skip(
                 at_ms,
@@ -484,9 +492,55 @@ impl Nemesis {
         Applied::Failpoint { member, failpoint, restart_after_ms }
     }
 
-    /// The member armed by event `event_idx` reached its failpoint and halted: crash it
-    /// now (it loses nothing it fsynced) and restart it after the event's delay.
-    pub fn failpoint_reached(&mut self, at_ms: u64, event_idx: usize) {
+    /// Arms `failpoint` on `member` for event `event_idx`; false if the member does not exist.
+    fn arm_one(&self, event_idx: usize, member: u64, failpoint: Failpoint, passes: u32) -> bool {
+        let reached_tx = self.reached_tx.clone();
+        let on_reached = Box::new(move || {
+            // The receiver lives as long as the nemesis; after it, nobody is waiting.
+            let _ = reached_tx.unbounded_send((event_idx, member));
+        });
+        self.world.arm_failpoint(member, failpoint, passes, on_reached)
+    }
+
+    /// Arms step `step` of a leader chase on every store member but `victim` (the last
+    /// one killed, still down).
+    fn arm_chase_step(
+        &mut self,
+        at_ms: u64,
+        event_idx: usize,
+        steps: Vec<ChaseStep>,
+        step: usize,
+        victim: Option<u64>,
+    ) -> Applied {
+        let Some(&ChaseStep { failpoint, passes }) = steps.get(step) else {
+            return Applied::Chase { steps, step, armed: Vec::new(), victim };
+        };
+        let mut members = self.world.store_members();
+        members.sort_unstable();
+        members.dedup();
+        let armed: Vec<u64> = members
+            .into_iter()
+            .filter(|&member| Some(member) != victim && self.arm_one(event_idx, member, failpoint, passes))
+            .collect();
+        self.armed.insert(event_idx);
+        let after = if passes > 0 { format!(" after {passes} passes") } else { String::new() };
+        let n = steps.len();
+        self.record(at_ms, format!("leader-chase step {}/{n}: arm {failpoint} on every live member{after}", step + 1));
+        Applied::Chase { steps, step, armed, victim }
+    }
+
+    /// A member armed by event `event_idx` reached its failpoint and halted.
+    pub fn failpoint_reached(&mut self, at_ms: u64, event_idx: usize, member: u64) {
+        if matches!(self.applied.get(&event_idx), Some(Applied::Chase { .. })) {
+            self.chase_reached(at_ms, event_idx, member);
+        } else {
+            self.crash_at_failpoint(at_ms, event_idx);
+        }
+    }
+
+    /// The member of a `crash-at-failpoint` reached it: crash it now (it loses nothing it
+    /// fsynced) and restart it after the event's delay.
+    fn crash_at_failpoint(&mut self, at_ms: u64, event_idx: usize) {
         if !self.armed.remove(&event_idx) {
             return;
         }
@@ -504,11 +558,47 @@ impl Nemesis {
         self.applied.insert(event_idx, Applied::FailpointCrash { down, restart_at_ms });
     }
 
+    /// `member` reached the step a leader chase armed: crash it, restart the previous
+    /// victim, arm the next step on the others. A member that reached a step already
+    /// taken by another in the same instant halted all the same: it is crashed and
+    /// restarted at once.
+    fn chase_reached(&mut self, at_ms: u64, event_idx: usize, member: u64) {
+        let Some(Applied::Chase { steps, step, armed, victim }) = self.applied.remove(&event_idx) else {
+            unreachable!("checked by the caller");
+        };
+        if !armed.contains(&member) {
+            self.world.crash_store_member(member, None);
+            self.world.restart_store_member(member);
+            let late = "after another member took the step: crash and restart";
+            self.record(at_ms, format!("leader-chase: store-{member} reached its failpoint {late}"));
+            self.applied.insert(event_idx, Applied::Chase { steps, step, armed, victim });
+            return;
+        }
+        let failpoint = steps[step].failpoint;
+        for &other in armed.iter().filter(|&&other| other != member) {
+            self.world.disarm_failpoint(other, failpoint);
+        }
+        self.armed.remove(&event_idx);
+        let down = Down::StoreMember(member);
+        let count = self.crashed.entry(down).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.world.crash_store_member(member, None);
+        }
+        let n = steps.len();
+        self.record(at_ms, format!("leader-chase step {}/{n}: store-{member} reached {failpoint}: crash", step + 1));
+        if let Some(previous) = victim {
+            self.heal_crash(at_ms, Down::StoreMember(previous));
+        }
+        let applied = self.arm_chase_step(at_ms, event_idx, steps, step + 1, Some(member));
+        self.applied.insert(event_idx, applied);
+    }
+
     /// Drains failpoints reached since the last call (for drivers other than [`run`],
     /// which waits on them itself).
     pub fn poll_failpoints(&mut self, at_ms: u64) {
-        while let Ok(event_idx) = self.reached.try_recv() {
-            self.failpoint_reached(at_ms, event_idx);
+        while let Ok((event_idx, member)) = self.reached.try_recv() {
+            self.failpoint_reached(at_ms, event_idx, member);
         }
     }
 
@@ -552,7 +642,8 @@ impl Nemesis {
     /// Heals event `event_idx` (a no-op if it was never applied or is already healed).
     pub fn heal(&mut self, at_ms: u64, event_idx: usize) {
         self.poll_failpoints(at_ms);
-        if self.armed.contains(&event_idx) {
+        let chase = matches!(self.applied.get(&event_idx), Some(Applied::Chase { .. }));
+        if self.armed.contains(&event_idx) && !chase {
             self.disarm(at_ms, event_idx);
             return;
         }
@@ -563,6 +654,19 @@ impl Nemesis {
             Applied::Failpoint { .. } => unreachable!("an armed failpoint is in `armed`"),
             // Only a plan that was not validated heals before the restart is due.
             Applied::FailpointCrash { down, .. } => self.heal_crash(at_ms, down),
+            Applied::Chase { steps, step, armed, victim } => {
+                self.armed.remove(&event_idx);
+                if let Some(&ChaseStep { failpoint, .. }) = steps.get(step) {
+                    for &member in &armed {
+                        self.world.disarm_failpoint(member, failpoint);
+                    }
+                }
+                let reached = format!("{step} of {} steps reached", steps.len());
+                self.record(at_ms, format!("heal leader-chase: {reached}"));
+                if let Some(victim) = victim {
+                    self.heal_crash(at_ms, Down::StoreMember(victim));
+                }
+            }
             Applied::Clogs { description, links } => {
                 for link in &links {
                     let count = self.clogged.get_mut(link).expect("an applied link is counted");

@@ -89,12 +89,24 @@ impl Topology {
 pub const MAX_FAILPOINT_RESTART_MS: u64 = 10_000;
 /// The most passes a `crash-at-failpoint` may let by before it fires.
 pub const MAX_FAILPOINT_PASSES: u32 = 1_000;
+/// The most steps one `leader-chase` holds.
+pub const MAX_CHASE_STEPS: usize = 32;
+
+/// One kill of a `leader-chase`: whichever member first reaches `failpoint` (after
+/// `passes` passes of its own) dies there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaseStep {
+    pub failpoint: Failpoint,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub passes: u32,
+}
 
 /// A point in a store member's ready loop where `crash-at-failpoint` kills it, after
 /// etcd's gofail failpoints in `etcdserver/raft.go` that its robustness tests set to
 /// `panic` before restarting the member (the store's `server::failpoint` documents
 /// each). In JSON: `"raft-before-save"`, `"raft-after-save"`,
-/// `"raft-before-leader-send"`, `"raft-after-vote"`.
+/// `"raft-before-leader-send"`, `"raft-after-vote"`, `"raft-leader-after-apply"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Failpoint {
@@ -108,14 +120,20 @@ pub enum Failpoint {
     /// Right after a Ready granting a vote was fsynced and sent: the candidate has the
     /// vote, the voter dies, and must come back still bound by it (Raft §5.2).
     RaftAfterVote,
+    /// Right after a leader applied what a Ready committed, before it sends that Ready's
+    /// messages: no follower has heard the new commit index. Armed on a new leader it
+    /// fires at the first commit of its term (Raft's Figure 8 (c) when the leader counts
+    /// old-term replicas).
+    RaftLeaderAfterApply,
 }
 
 impl Failpoint {
-    pub const ALL: [Failpoint; 4] = [
+    pub const ALL: [Failpoint; 5] = [
         Failpoint::RaftBeforeSave,
         Failpoint::RaftAfterSave,
         Failpoint::RaftBeforeLeaderSend,
         Failpoint::RaftAfterVote,
+        Failpoint::RaftLeaderAfterApply,
     ];
 
     /// The JSON name.
@@ -125,6 +143,7 @@ impl Failpoint {
             Failpoint::RaftAfterSave => "raft-after-save",
             Failpoint::RaftBeforeLeaderSend => "raft-before-leader-send",
             Failpoint::RaftAfterVote => "raft-after-vote",
+            Failpoint::RaftLeaderAfterApply => "raft-leader-after-apply",
         }
     }
 }
@@ -304,6 +323,20 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "is_zero")]
         passes: u32,
     },
+    /// Rolling kills of whoever leads (Jepsen's leader-targeted `kill` nemesis run as a
+    /// chain, etcd robustness's `raftBeforeLeaderSend` panics with the member restarted
+    /// once the next one fell): step by step, every store member but the last victim is
+    /// armed at the step's failpoint; the first to reach it is crashed there, the
+    /// previous victim restarts in the same instant, and the next step is armed. So at
+    /// most one member is down at a time, and each kill lands in the state the previous
+    /// one left: the next leader dies at its first send or its first commit, whoever it
+    /// is, which pre-timed crashes of named members reach only by luck. The chain of
+    /// `raft-before-leader-send`, `raft-before-leader-send`, `raft-leader-after-apply`
+    /// is Raft's Figure 8: S1 dies with entries on its disk only, S5 wins without them
+    /// and dies with its own entry at their index, S1 wins back and commits, S5 returns.
+    /// The last victim stays down until the fault heals, when any step not yet reached
+    /// is disarmed.
+    LeaderChase { steps: Vec<ChaseStep> },
     /// Stop-the-world pause of a process until the fault heals (a long GC pause, a VM
     /// migration, `SIGSTOP`; Jepsen `hammer-time`): the process wakes up with stale
     /// leases and leadership it no longer holds and must notice before acting.
@@ -374,7 +407,7 @@ impl Fault {
             | Fault::CrashAtFailpoint { member, .. } => {
                 vec![member]
             }
-            Fault::PowerLoss { .. } => Vec::new(),
+            Fault::PowerLoss { .. } | Fault::LeaderChase { .. } => Vec::new(),
             Fault::ClockSkew { target, .. } => vec![target],
             Fault::Backup { member } | Fault::DiskLoss { member } => vec![member],
             Fault::DiskLossMajority | Fault::DiskLossAll | Fault::SnapshotCorruption => Vec::new(),
@@ -520,7 +553,8 @@ impl FaultPlan {
     /// - at no instant are more than a minority of store members down, counting crashed
     ///   members (`crash`, `crash-store-member`, and `crash-at-failpoint` with a restart
     ///   delay over its whole event, since it may fire at any point of it; one restarted
-    ///   at once is never down; `store-leader` counts as one more member)
+    ///   at once is never down; `store-leader` counts as one more member; a
+    ///   `leader-chase` holds one member down over its whole event)
     ///   and, from the moment it heals, the member whose record was corrupted (it must
     ///   refuse to start, so it stays down);
     /// - at most one `corrupt-record` per plan;
@@ -568,7 +602,10 @@ impl FaultPlan {
             for other in &self.events {
                 let store_down = match &other.fault {
                     Fault::Crash { target } | Fault::Pause { target } => target.is_store(),
-                    Fault::CrashStoreMember { .. } | Fault::PowerLoss { .. } | Fault::DiskLoss { .. } => true,
+                    Fault::CrashStoreMember { .. }
+                    | Fault::PowerLoss { .. }
+                    | Fault::DiskLoss { .. }
+                    | Fault::LeaderChase { .. } => true,
                     _ => false,
                 };
                 let (other_start, other_end) = process_interval(other);
@@ -588,7 +625,9 @@ impl FaultPlan {
             .iter()
             .filter_map(|event| match &event.fault {
                 Fault::Crash { target } if target.is_store() => Some(process_interval(event)),
-                Fault::CrashStoreMember { .. } | Fault::DiskLoss { .. } => Some(process_interval(event)),
+                Fault::CrashStoreMember { .. } | Fault::DiskLoss { .. } | Fault::LeaderChase { .. } => {
+                    Some(process_interval(event))
+                }
                 fault if holds_down_at_failpoint(fault) => Some(process_interval(event)),
                 Fault::CorruptRecord { .. } => Some((event.heal_at_ms(), u64::MAX)),
                 _ => None,
@@ -614,7 +653,7 @@ impl FaultPlan {
             for other in &self.events {
                 let store_process_fault = match &other.fault {
                     Fault::Crash { target } | Fault::Pause { target } => target.is_store(),
-                    Fault::CrashStoreMember { .. } | Fault::DiskLoss { .. } => true,
+                    Fault::CrashStoreMember { .. } | Fault::DiskLoss { .. } | Fault::LeaderChase { .. } => true,
                     fault => holds_down_at_failpoint(fault),
                 };
                 let (other_start, other_end) = process_interval(other);
@@ -729,6 +768,19 @@ fn validate_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
             Err(format!("crash-at-failpoint passes {passes} out of range (at most {MAX_FAILPOINT_PASSES})"))
         }
         Fault::CrashAtFailpoint { .. } => Ok(()),
+        Fault::LeaderChase { .. } if topology.store_members < 2 => {
+            Err(format!("leader-chase needs at least 2 store members (topology has {})", topology.store_members))
+        }
+        Fault::LeaderChase { steps } if steps.is_empty() || steps.len() > MAX_CHASE_STEPS => {
+            Err(format!("leader-chase has {} steps; it needs 1 to {MAX_CHASE_STEPS}", steps.len()))
+        }
+        Fault::LeaderChase { steps } => match steps.iter().position(|step| step.passes > MAX_FAILPOINT_PASSES) {
+            Some(idx) => Err(format!(
+                "leader-chase step {idx} passes {} out of range (at most {MAX_FAILPOINT_PASSES})",
+                steps[idx].passes
+            )),
+            None => Ok(()),
+        },
         Fault::PowerLoss { .. } if topology.store_members == 0 => {
             Err("power-loss needs a store (topology has 0 store members)".to_string())
         }
@@ -792,6 +844,7 @@ pub(crate) fn kind_name(fault: &Fault) -> &'static str {
         Fault::Pause { .. } => "pause",
         Fault::CorruptRecord { .. } => "corrupt-record",
         Fault::CrashAtFailpoint { .. } => "crash-at-failpoint",
+        Fault::LeaderChase { .. } => "leader-chase",
         Fault::ClockSkew { .. } => "clock-skew",
         Fault::Backup { .. } => "backup",
         Fault::DiskLoss { .. } => "disk-loss",

@@ -13,7 +13,7 @@ use proptest::strategy::{BoxedStrategy, Union};
 
 use crate::generate::{concrete_targets, feasible_kinds, GenerateOptions, MAX_DURATION_MS, MIN_DURATION_MS};
 use crate::kinds::FaultKind;
-use crate::plan::{Failpoint, Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
+use crate::plan::{ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
 
 /// Resolution of start times: a start is `phase_slack * k / START_STEPS` before the
 /// latest possible start.
@@ -96,15 +96,24 @@ pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Faul
         FaultKind::PowerLoss => any::<bool>().prop_map(|tear| Fault::PowerLoss { tear }).boxed(),
         FaultKind::Corruption => store_target(topology).prop_map(|member| Fault::CorruptRecord { member }).boxed(),
         // A restart delay no longer than the shortest event, so that every event holds it.
+        // A leader chase of up to 4 kills, on a store that has someone to chase.
         FaultKind::Failpoint => {
-            (store_target(topology), select(Failpoint::ALL.to_vec()), 0..=MIN_DURATION_MS, 0..=4u32)
+            let crash = (store_target(topology), select(Failpoint::ALL.to_vec()), 0..=MIN_DURATION_MS, 0..=4u32)
                 .prop_map(|(member, failpoint, restart_after_ms, passes)| Fault::CrashAtFailpoint {
                     member,
                     failpoint,
                     restart_after_ms,
                     passes,
                 })
-                .boxed()
+                .boxed();
+            if topology.store_members < 2 {
+                return crash;
+            }
+            let leader_points = vec![Failpoint::RaftBeforeLeaderSend, Failpoint::RaftLeaderAfterApply];
+            let step =
+                (select(leader_points), 0..=2u32).prop_map(|(failpoint, passes)| ChaseStep { failpoint, passes });
+            let chase = proptest::collection::vec(step, 1..=4).prop_map(|steps| Fault::LeaderChase { steps }).boxed();
+            prop_oneof![crash, chase].boxed()
         }
         FaultKind::Backup => store_target(topology).prop_map(|member| Fault::Backup { member }).boxed(),
         FaultKind::DiskLoss => store_target(topology).prop_map(|member| Fault::DiskLoss { member }).boxed(),

@@ -287,6 +287,11 @@ pub fn milder_faults(fault: &Fault) -> Vec<Fault> {
             vec![Fault::CrashStoreMember { member: member.clone(), tear: false }]
         }
         Fault::PowerLoss { tear: true } => vec![Fault::PowerLoss { tear: false }],
+        // A shorter chain: without its last kill, then without its first.
+        Fault::LeaderChase { steps } if steps.len() > 1 => vec![
+            Fault::LeaderChase { steps: steps[..steps.len() - 1].to_vec() },
+            Fault::LeaderChase { steps: steps[1..].to_vec() },
+        ],
         _ => Vec::new(),
     }
 }

@@ -119,6 +119,7 @@ fn member_failpoint(failpoint: Failpoint) -> store::server::Failpoint {
         Failpoint::RaftAfterSave => Point::AfterSave,
         Failpoint::RaftBeforeLeaderSend => Point::BeforeLeaderSend,
         Failpoint::RaftAfterVote => Point::AfterVote,
+        Failpoint::RaftLeaderAfterApply => Point::LeaderAfterApply,
     }
 }
 

@@ -48,20 +48,24 @@ fn check_generated(plan: &FaultPlan, topology: &Topology, options: &GenerateOpti
     plan.check_survivable(topology).unwrap();
     assert_eq!(plan.safety_phase_ms, options.safety_phase_ms);
     assert_eq!(plan.liveness_phase_ms, options.liveness_phase_ms);
-    // A pick of the `failpoint` kind is one burst: crashes at failpoints, perhaps with a
-    // latency spike over the burst; every other pick is one event.
+    // A pick of the `failpoint` kind is one burst: crashes at failpoints or a leader chase,
+    // perhaps with a latency spike over the burst; every other pick is one event.
     let burst_starts: std::collections::BTreeSet<u64> = plan
         .events
         .iter()
-        .filter(|event| matches!(event.fault, Fault::CrashAtFailpoint { .. }))
+        .filter(|event| matches!(event.fault, Fault::CrashAtFailpoint { .. } | Fault::LeaderChase { .. }))
         .map(|event| event.at_ms)
         .collect();
     let of_burst = |event: &faults::FaultEvent| match event.fault {
-        Fault::CrashAtFailpoint { .. } => true,
+        Fault::CrashAtFailpoint { .. } | Fault::LeaderChase { .. } => true,
         Fault::LatencySpike { .. } => burst_starts.contains(&event.at_ms),
         _ => false,
     };
-    let n_single = plan.events.iter().filter(|event| !matches!(event.fault, Fault::CrashAtFailpoint { .. })).count();
+    let n_single = plan
+        .events
+        .iter()
+        .filter(|event| !matches!(event.fault, Fault::CrashAtFailpoint { .. } | Fault::LeaderChase { .. }))
+        .count();
     assert!(!plan.events.is_empty() && n_single <= options.max_events);
     let corruptions = plan.events.iter().filter(|event| matches!(event.fault, Fault::CorruptRecord { .. })).count();
     assert!(corruptions <= 1);
@@ -82,7 +86,7 @@ fn check_generated(plan: &FaultPlan, topology: &Topology, options: &GenerateOpti
             .filter(|event| {
                 let store_crash = match &event.fault {
                     Fault::Crash { target } => target.is_store(),
-                    Fault::CrashStoreMember { .. } => true,
+                    Fault::CrashStoreMember { .. } | Fault::LeaderChase { .. } => true,
                     Fault::CrashAtFailpoint { restart_after_ms, .. } => *restart_after_ms > 0,
                     _ => false,
                 };
@@ -115,8 +119,11 @@ fn other_phases_and_event_counts_are_honoured() {
     for seed in 0..300 {
         let plan = generate(seed, &topology, &FaultKind::all(), &options);
         check_generated(&plan, &topology, &options);
-        let n_single =
-            plan.events.iter().filter(|event| !matches!(event.fault, Fault::CrashAtFailpoint { .. })).count();
+        let n_single = plan
+            .events
+            .iter()
+            .filter(|event| !matches!(event.fault, Fault::CrashAtFailpoint { .. } | Fault::LeaderChase { .. }))
+            .count();
         max_seen = max_seen.max(n_single);
     }
     assert_eq!(max_seen, 3);

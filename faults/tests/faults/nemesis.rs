@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use faults::{
-    bridge, majorities_ring, run, Failpoint, Fault, FaultEvent, FaultKind, FaultPlan, GenerateOptions, Grudge, Target,
-    World,
+    bridge, majorities_ring, run, ChaseStep, Failpoint, Fault, FaultEvent, FaultKind, FaultPlan, GenerateOptions,
+    Grudge, Target, World,
 };
 use madsim::time::{Instant, TimeHandle};
 
@@ -818,4 +818,93 @@ fn a_majority_disk_loss_wipes_a_majority_and_heals_by_restore() {
 
 fn plan_with(fault: Fault) -> FaultPlan {
     plan(5_000, vec![event(1_000, 2_000, fault)])
+}
+
+fn chase(steps: &[(Failpoint, u32)]) -> Fault {
+    Fault::LeaderChase { steps: steps.iter().map(|&(failpoint, passes)| ChaseStep { failpoint, passes }).collect() }
+}
+
+#[test]
+fn a_leader_chase_kills_whoever_reaches_each_step_first_and_restarts_the_previous_victim() {
+    use Failpoint::{RaftBeforeLeaderSend as Send, RaftLeaderAfterApply as Apply};
+    let plan = plan(5_000, vec![event(1_000, 3_000, chase(&[(Send, 0), (Send, 0), (Apply, 1)]))]);
+    let reaches = vec![
+        (1_100, 1, Send),
+        // Step 2 is armed on store-2 and store-3 only: store-1 is down.
+        (1_500, 3, Send),
+        (2_000, 1, Apply),
+        // Every step fired: nothing is armed any more.
+        (2_200, 2, Apply),
+    ];
+    let lines = run_reaching(&plan, 3, Some(1), reaches);
+    assert_lines(
+        &lines,
+        &[
+            "1000 > t=1000ms leader-chase: 3 rolling kills of whoever leads",
+            "1000 arm raft-before-leader-send store-1",
+            "1000 arm raft-before-leader-send store-2",
+            "1000 arm raft-before-leader-send store-3",
+            "1000 > t=1000ms leader-chase step 1/3: arm raft-before-leader-send on every live member",
+            "1100 store-1 reaches raft-before-leader-send (armed: true)",
+            "1100 disarm raft-before-leader-send store-2",
+            "1100 disarm raft-before-leader-send store-3",
+            "1100 crash-store-member 1",
+            "1100 > t=1100ms leader-chase step 1/3: store-1 reached raft-before-leader-send: crash",
+            "1100 arm raft-before-leader-send store-2",
+            "1100 arm raft-before-leader-send store-3",
+            "1100 > t=1100ms leader-chase step 2/3: arm raft-before-leader-send on every live member",
+            "1500 store-3 reaches raft-before-leader-send (armed: true)",
+            "1500 disarm raft-before-leader-send store-2",
+            "1500 crash-store-member 3",
+            "1500 > t=1500ms leader-chase step 2/3: store-3 reached raft-before-leader-send: crash",
+            "1500 restart-store-member 1",
+            "1500 > t=1500ms restart store-1",
+            "1500 arm raft-leader-after-apply store-1 after 1 passes",
+            "1500 arm raft-leader-after-apply store-2 after 1 passes",
+            "1500 > t=1500ms leader-chase step 3/3: arm raft-leader-after-apply on every live member after 1 passes",
+            "2000 store-1 reaches raft-leader-after-apply (armed: true)",
+            "2000 disarm raft-leader-after-apply store-2",
+            "2000 crash-store-member 1",
+            "2000 > t=2000ms leader-chase step 3/3: store-1 reached raft-leader-after-apply: crash",
+            "2000 restart-store-member 3",
+            "2000 > t=2000ms restart store-3",
+            "2200 store-2 reaches raft-leader-after-apply (armed: false)",
+            "4000 > t=4000ms heal leader-chase: 3 of 3 steps reached",
+            "4000 restart-store-member 1",
+            "4000 > t=4000ms restart store-1",
+            "5000 reset-network",
+            "5000 > t=5000ms all faults healed",
+        ],
+    );
+}
+
+#[test]
+fn a_leader_chase_that_heals_midway_disarms_its_step_and_restarts_its_victim() {
+    let plan = plan(3_000, vec![event(1_000, 1_000, chase(&[(Failpoint::RaftBeforeLeaderSend, 0); 2]))]);
+    let lines = run_reaching(&plan, 3, Some(2), vec![(1_200, 2, Failpoint::RaftBeforeLeaderSend)]);
+    assert_lines(
+        &lines,
+        &[
+            "1000 > t=1000ms leader-chase: 2 rolling kills of whoever leads",
+            "1000 arm raft-before-leader-send store-1",
+            "1000 arm raft-before-leader-send store-2",
+            "1000 arm raft-before-leader-send store-3",
+            "1000 > t=1000ms leader-chase step 1/2: arm raft-before-leader-send on every live member",
+            "1200 store-2 reaches raft-before-leader-send (armed: true)",
+            "1200 disarm raft-before-leader-send store-1",
+            "1200 disarm raft-before-leader-send store-3",
+            "1200 crash-store-member 2",
+            "1200 > t=1200ms leader-chase step 1/2: store-2 reached raft-before-leader-send: crash",
+            "1200 arm raft-before-leader-send store-1",
+            "1200 arm raft-before-leader-send store-3",
+            "1200 > t=1200ms leader-chase step 2/2: arm raft-before-leader-send on every live member",
+            "2000 disarm raft-before-leader-send store-1",
+            "2000 disarm raft-before-leader-send store-3",
+            "2000 > t=2000ms heal leader-chase: 1 of 2 steps reached",
+            "2000 restart-store-member 2",
+            "2000 > t=2000ms restart store-2",
+            "3000 reset-network",
+            "3000 > t=3000ms all faults healed",
+        ],
+    );
 }

@@ -1,6 +1,6 @@
 //! FaultPlan: JSON form, round-trip and validation messages.
 
-use faults::{Failpoint, Fault, FaultEvent, FaultPlan, PlanError, Target, Topology};
+use faults::{ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, PlanError, Target, Topology};
 
 use crate::small_topology;
 
@@ -113,6 +113,12 @@ fn every_fault() -> Vec<Fault> {
         Fault::DiskLossMajority,
         Fault::DiskLossAll,
         Fault::SnapshotCorruption,
+        Fault::LeaderChase {
+            steps: vec![
+                ChaseStep { failpoint: Failpoint::RaftBeforeLeaderSend, passes: 0 },
+                ChaseStep { failpoint: Failpoint::RaftLeaderAfterApply, passes: 3 },
+            ],
+        },
     ]
 }
 
@@ -139,7 +145,7 @@ fn fault_kinds_use_these_json_names() {
         every_fault().iter().map(|fault| serde_json::to_value(fault).unwrap()["kind"].to_string()).collect();
     assert_eq!(
         names.join(" "),
-        r#""partition" "isolate-store-leader" "isolate-apiserver" "majorities-ring" "bridge" "one-way" "packet-loss" "latency-spike" "clog-link" "crash" "crash-store-member" "power-loss" "pause" "corrupt-record" "clock-skew" "crash-at-failpoint" "backup" "disk-loss" "disk-loss-majority" "disk-loss-all" "snapshot-corruption""#
+        r#""partition" "isolate-store-leader" "isolate-apiserver" "majorities-ring" "bridge" "one-way" "packet-loss" "latency-spike" "clog-link" "crash" "crash-store-member" "power-loss" "pause" "corrupt-record" "clock-skew" "crash-at-failpoint" "backup" "disk-loss" "disk-loss-majority" "disk-loss-all" "snapshot-corruption" "leader-chase""#
     );
 }
 
@@ -293,7 +299,16 @@ fn crash_at_failpoint_reads_as_this_json_and_must_be_back_before_it_heals() {
     assert_eq!(plan.events[0].fault, fault);
     plan.validate(&small_topology()).unwrap();
     let names: Vec<&str> = Failpoint::ALL.iter().map(|failpoint| failpoint.name()).collect();
-    assert_eq!(names, ["raft-before-save", "raft-after-save", "raft-before-leader-send", "raft-after-vote"]);
+    assert_eq!(
+        names,
+        [
+            "raft-before-save",
+            "raft-after-save",
+            "raft-before-leader-send",
+            "raft-after-vote",
+            "raft-leader-after-apply"
+        ]
+    );
 
     let restart_after = |restart_after_ms| Fault::CrashAtFailpoint {
         member: Target::StoreMember(1),
@@ -516,4 +531,46 @@ fn disk_losses_are_survivable_only_one_restore_at_a_time() {
     let backup_of_a_kubelet = plan_of_events(vec![at(1_000, 0, Fault::Backup { member: Target::Kubelet(0) })]);
     let error = backup_of_a_kubelet.validate(&topology).unwrap_err().to_string();
     assert!(error.contains("backup needs a store member target"), "{error}");
+}
+
+#[test]
+fn leader_chase_reads_as_this_json_validates_its_steps_and_holds_one_member_down() {
+    let json = r#"{"version":1,"safety_phase_ms":30000,"liveness_phase_ms":30000,"events":[
+        {"at_ms":1000,"duration_ms":2000,"fault":{"kind":"leader-chase","steps":[
+         {"failpoint":"raft-before-leader-send"},{"failpoint":"raft-leader-after-apply","passes":2}]}}]}"#;
+    let plan = FaultPlan::from_json(json).unwrap();
+    let steps = vec![
+        ChaseStep { failpoint: Failpoint::RaftBeforeLeaderSend, passes: 0 },
+        ChaseStep { failpoint: Failpoint::RaftLeaderAfterApply, passes: 2 },
+    ];
+    assert_eq!(plan.events[0].fault, Fault::LeaderChase { steps: steps.clone() });
+    plan.validate(&small_topology()).unwrap();
+
+    check_invalid(
+        plan_of(Fault::LeaderChase { steps: Vec::new() }),
+        "event 0: leader-chase has 0 steps; it needs 1 to 32",
+    );
+    let too_many = ChaseStep { failpoint: Failpoint::RaftBeforeLeaderSend, passes: 1_001 };
+    check_invalid(
+        plan_of(Fault::LeaderChase { steps: vec![steps[0], too_many] }),
+        "event 0: leader-chase step 1 passes 1001 out of range (at most 1000)",
+    );
+    let one_member = Topology { store_members: 1, ..small_topology() };
+    assert_eq!(
+        plan.validate(&one_member).unwrap_err().to_string(),
+        "event 0: leader-chase needs at least 2 store members (topology has 1)"
+    );
+
+    // A chase holds one member down over its whole event: no other store crash beside it on
+    // three members.
+    let mut plan = plan;
+    plan.events.push(FaultEvent {
+        at_ms: 2_500,
+        duration_ms: 1_000,
+        fault: Fault::Crash { target: Target::StoreLeader },
+    });
+    assert_eq!(
+        plan.check_survivable(&small_topology()).unwrap_err().to_string(),
+        "plan is not survivable: at 2500 ms 2 store members are down; at most 1 of 3 may be"
+    );
 }

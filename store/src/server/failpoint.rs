@@ -37,6 +37,17 @@ pub enum Failpoint {
     /// correct member restarts still bound by its vote (Raft §5.2: `votedFor` is
     /// persistent state); one that forgot it may vote again in the same term.
     AfterVote,
+    /// kubesim's point right after a leader applied entries that a Ready committed, before
+    /// it sends that Ready's messages: the leader has applied (and may have answered)
+    /// what its last acknowledgements committed, and no follower has heard the new commit
+    /// index. etcd has no failpoint of this name; its `raftBeforeLeaderSend` reaches the
+    /// same state when it fires on the Ready that advanced the commit index, which the
+    /// nemesis would otherwise hit only by luck among heartbeats and appends. Armed on a
+    /// leader that was just elected, it fires at the first commit of its term: a correct
+    /// leader then commits its own no-op with everything before it (Raft §5.4.2); one that
+    /// counts replicas of old-term entries commits those alone and dies with them
+    /// applied, the state of Raft's Figure 8 (c) from which (d) overwrites them.
+    LeaderAfterApply,
 }
 
 impl fmt::Display for Failpoint {
@@ -46,6 +57,7 @@ impl fmt::Display for Failpoint {
             Failpoint::AfterSave => "raft-after-save",
             Failpoint::BeforeLeaderSend => "raft-before-leader-send",
             Failpoint::AfterVote => "raft-after-vote",
+            Failpoint::LeaderAfterApply => "raft-leader-after-apply",
         })
     }
 }

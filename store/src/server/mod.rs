@@ -293,7 +293,8 @@ async fn ready_loop<D: Disk>(shared: Arc<Shared<D>>, mut wake: futures::channel:
                 let halt = {
                     let mut core = shared.core.lock().expect("member core lock");
                     core.apply_batch(&batch.committed_entries, &batch.read_states);
-                    !batch.messages.is_empty() && core.reached(Failpoint::BeforeLeaderSend)
+                    (!batch.committed_entries.is_empty() && core.reached(Failpoint::LeaderAfterApply))
+                        || (!batch.messages.is_empty() && core.reached(Failpoint::BeforeLeaderSend))
                 };
                 if halt {
                     return;
