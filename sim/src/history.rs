@@ -399,6 +399,12 @@ impl Recorder {
         History { records: inner.records.clone(), trace_hash: inner.hasher.digest(), overflowed: inner.overflowed }
     }
 
+    /// Calls `f` on the records so far without copying them (a snapshot clones them all).
+    pub fn with_records<R>(&self, f: impl FnOnce(&[Record]) -> R) -> R {
+        let inner = self.inner.lock().expect("recorder lock");
+        f(&inner.records)
+    }
+
     /// Takes the history out, leaving the recorder empty.
     pub fn finish(&self) -> History {
         let mut inner = self.inner.lock().expect("recorder lock");

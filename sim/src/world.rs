@@ -130,18 +130,20 @@ impl World for SimWorld {
     }
 
     fn store_leader(&self) -> Option<u64> {
-        let history = self.recorder.snapshot();
         let mut cache = self.leader_cache.lock().expect("leader cache lock");
-        for record in &history.records[cache.0.min(history.records.len())..] {
-            if let HistoryEvent::RoleChanged { member, role, .. } = &record.event {
-                if *role == Role::Leader {
-                    cache.1 = Some(*member);
-                } else if cache.1 == Some(*member) {
-                    cache.1 = None;
+        // Only the records since the last call, read in place.
+        self.recorder.with_records(|records| {
+            for record in &records[cache.0.min(records.len())..] {
+                if let HistoryEvent::RoleChanged { member, role, .. } = &record.event {
+                    if *role == Role::Leader {
+                        cache.1 = Some(*member);
+                    } else if cache.1 == Some(*member) {
+                        cache.1 = None;
+                    }
                 }
             }
-        }
-        cache.0 = history.records.len();
+            cache.0 = records.len();
+        });
         // The leader is reported by member id; the nemesis speaks of slots.
         cache.1.and_then(|member| self.store.membership().slot_of(member))
     }

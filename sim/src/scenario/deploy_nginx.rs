@@ -334,13 +334,17 @@ async fn poll_running(
 
 /// The store writes of the deployment's flow, labelled with the stage they belong to.
 fn timeline(recorder: &Recorder) -> Vec<String> {
-    let history = recorder.snapshot();
+    // Read in place: a snapshot would copy the whole history.
+    recorder.with_records(timeline_of)
+}
+
+fn timeline_of(records: &[crate::history::Record]) -> Vec<String> {
     let mut started_pods = std::collections::BTreeSet::new();
     let mut lines = Vec::new();
     let deployment_key = Resource::Deployments.key(NAMESPACE, DEPLOYMENT);
     let rs_prefix = format!("{}{DEPLOYMENT}-", Resource::ReplicaSets.namespace_prefix(NAMESPACE));
     let pod_prefix = format!("{}{DEPLOYMENT}-", Resource::Pods.namespace_prefix(NAMESPACE));
-    for (at_ns, event) in history.events() {
+    for (at_ns, event) in records.iter().map(|record| (record.at_ns, &record.event)) {
         let text = match event {
             HistoryEvent::Note { text } => format!("--  {text}"),
             HistoryEvent::Fault { description } => format!("!!  fault: {description}"),
