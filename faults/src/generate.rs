@@ -287,7 +287,9 @@ fn flap_crash<R: Rng>(rng: &mut R, member: u64, restart_after_ms: u64, n_members
 /// kill-restart cycles of Jepsen's and etcd's robustness nemeses do. Steps never overlap;
 /// the caller keeps the plan survivable.
 ///
-/// Three bursts in four are a two-member flap: in each step both members `a` and `b` are armed
+/// Half the bursts (on two members or more) are a leader chase instead (see
+/// [`leader_chase`]), which reacts to elections rather than arming named members for
+/// pre-timed windows. Of the others, three in four are a two-member flap: in each step both members `a` and `b` are armed
 /// at `raft-before-leader-send` (each with its own number of passes), so whichever of the
 /// two leads next dies, and in the next step the same two again. This is the schedule of
 /// Raft's Figure 8, where S1 and S5 in turn win an election and die before (or just

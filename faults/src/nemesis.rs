@@ -547,15 +547,22 @@ impl Nemesis {
         let Some(Applied::Failpoint { member, failpoint, restart_after_ms }) = self.applied.remove(&event_idx) else {
             unreachable!("an armed event is applied as a failpoint");
         };
+        let down = self.hold_down_at_failpoint(member);
+        self.record(at_ms, format!("store-{member} reached failpoint {failpoint}: crash"));
+        let restart_at_ms = at_ms + restart_after_ms;
+        self.applied.insert(event_idx, Applied::FailpointCrash { down, restart_at_ms });
+    }
+
+    /// Counts `member`, halted at a failpoint, as crashed, and crashes it unless another
+    /// fault already holds it down; [`Nemesis::heal_crash`] undoes it.
+    fn hold_down_at_failpoint(&mut self, member: u64) -> Down {
         let down = Down::StoreMember(member);
         let count = self.crashed.entry(down.clone()).or_insert(0);
         *count += 1;
         if *count == 1 {
             self.world.crash_store_member(member, None);
         }
-        self.record(at_ms, format!("store-{member} reached failpoint {failpoint}: crash"));
-        let restart_at_ms = at_ms + restart_after_ms;
-        self.applied.insert(event_idx, Applied::FailpointCrash { down, restart_at_ms });
+        down
     }
 
     /// `member` reached the step a leader chase armed: crash it, restart the previous
@@ -579,12 +586,7 @@ impl Nemesis {
             self.world.disarm_failpoint(other, failpoint);
         }
         self.armed.remove(&event_idx);
-        let down = Down::StoreMember(member);
-        let count = self.crashed.entry(down).or_insert(0);
-        *count += 1;
-        if *count == 1 {
-            self.world.crash_store_member(member, None);
-        }
+        self.hold_down_at_failpoint(member);
         let n = steps.len();
         self.record(at_ms, format!("leader-chase step {}/{n}: store-{member} reached {failpoint}: crash", step + 1));
         if let Some(previous) = victim {
@@ -642,8 +644,8 @@ impl Nemesis {
     /// Heals event `event_idx` (a no-op if it was never applied or is already healed).
     pub fn heal(&mut self, at_ms: u64, event_idx: usize) {
         self.poll_failpoints(at_ms);
-        let chase = matches!(self.applied.get(&event_idx), Some(Applied::Chase { .. }));
-        if self.armed.contains(&event_idx) && !chase {
+        // A `crash-at-failpoint` still armed heals by its disarm.
+        if matches!(self.applied.get(&event_idx), Some(Applied::Failpoint { .. })) {
             self.disarm(at_ms, event_idx);
             return;
         }
@@ -651,7 +653,7 @@ impl Nemesis {
             return;
         };
         match applied {
-            Applied::Failpoint { .. } => unreachable!("an armed failpoint is in `armed`"),
+            Applied::Failpoint { .. } => unreachable!("disarmed above"),
             // Only a plan that was not validated heals before the restart is due.
             Applied::FailpointCrash { down, .. } => self.heal_crash(at_ms, down),
             Applied::Chase { steps, step, armed, victim } => {
