@@ -186,6 +186,32 @@ impl SeedFlags {
         Ok(options)
     }
 
+    /// The options template of a seed range (`campaign`, `bench`): as [`Self::to_options`]
+    /// for its first seed, with a `--plan` checked against the store size of every seed in
+    /// the range: seeds pick 3 or 5 members, and a plan may name store-5.
+    pub fn to_range_options(&self, seeds: &std::ops::Range<u64>) -> Result<RunOptions, BadInput> {
+        let template = self.to_options(seeds.start)?;
+        if let (Faults::Plan(plan), Some(path)) = (&template.faults, &self.plan) {
+            let mut sizes_checked = BTreeSet::new();
+            for seed in seeds.clone() {
+                let n_members = template.store_members_for_seed(seed);
+                if !sizes_checked.insert(n_members) {
+                    continue;
+                }
+                let mut options = template.clone();
+                options.cluster.store.n_members = n_members;
+                plan.validate(&options.topology()).map_err(|e| {
+                    BadInput(format!(
+                        "plan {} does not fit seed {seed} of {} ({n_members} store members): {e}",
+                        path.display(),
+                        self.scenario
+                    ))
+                })?;
+            }
+        }
+        Ok(template)
+    }
+
     /// The flags that, after `--seed N`, replay a seed of this configuration.
     pub fn repro_flags(&self) -> String {
         let mut flags = String::new();
@@ -268,7 +294,7 @@ pub fn execute(cli: Cli) -> Result<u8, BadInput> {
         }
         Command::Bench { seeds, flags } => {
             let seeds = parse_seed_range(&seeds)?;
-            let template = flags.to_options(seeds.start)?;
+            let template = flags.to_range_options(&seeds)?;
             out(&format!("kubesim bench --seeds {}..{}{}", seeds.start, seeds.end, flags.repro_flags()));
             let n_seeds = seeds.end - seeds.start;
             let campaign = crate::bench::measure_campaign(&template, seeds);
@@ -363,7 +389,7 @@ fn campaign_command(
     let seeds = parse_seed_range(seeds)?;
     let shard_flag = shard.map_or(String::new(), |shard| format!(" --shard {shard}"));
     let shard = shard.unwrap_or(crate::merge::Shard::WHOLE);
-    let template = flags.to_options(seeds.start)?;
+    let template = flags.to_range_options(&seeds)?;
     if jobs == Some(0) {
         return Err(BadInput("--jobs: must be at least 1".into()));
     }
@@ -465,6 +491,8 @@ fn init_tracing() {
         .with_target(false)
         .with_timer(SimTime)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: a trace redirected to a file stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

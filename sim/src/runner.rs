@@ -88,6 +88,15 @@ impl RunOptions {
         options
     }
 
+    /// How many store members `for_seed(seed)` runs, without building its options.
+    pub fn store_members_for_seed(&self, seed: u64) -> usize {
+        if self.seed_picks_store_knobs {
+            store_knobs_for_seed(seed).0
+        } else {
+            self.cluster.store.n_members
+        }
+    }
+
     /// The scenario's plain flow with no nemesis.
     pub fn without_faults(seed: u64, scenario: Scenario) -> Self {
         Self { faults: Faults::None, ..Self::new(seed, scenario) }

@@ -104,6 +104,38 @@ fn bad_input_to_the_regression_commands_exits_2_with_one_line() {
     assert_refused_flags(&["run", "--case", corpus.to_str().unwrap(), "--seed", "3"], "cannot be used with");
 }
 
+/// Seeds pick 3 or 5 store members (seed 0: 5, seed 1: 3), so a campaign's `--plan` is
+/// checked against every seed's store, not only the first seed's.
+#[test]
+fn a_campaign_refuses_a_plan_that_does_not_fit_one_of_its_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("pause-store-5.json");
+    std::fs::write(
+        &plan,
+        r#"{"version":1,"safety_phase_ms":30000,"liveness_phase_ms":30000,
+            "events":[{"at_ms":1000,"duration_ms":2000,"fault":{"kind":"pause","target":"store-5"}}]}"#,
+    )
+    .unwrap();
+    let plan_arg = plan.to_str().unwrap();
+    assert_eq!(kubesim(&["run", "--seed", "0", "--plan", plan_arg, "--print-plan"]).code, 0);
+    assert_bad_input(
+        &["campaign", "--seeds", "0..4", "--plan", plan_arg],
+        "does not fit seed 1 of deploy-nginx (3 store members): event 0: target store-5 does not exist",
+    );
+}
+
+/// `--trace` prints one line per event with simulated time and node, in plain text when it
+/// does not go to a terminal (a trace saved to a file has no colour codes).
+#[test]
+fn a_trace_to_a_pipe_is_plain_text_with_simulated_time_and_node() {
+    let out = kubesim(&["run", "--seed", "3", "--faults", "none", "--trace"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!out.stderr.contains('\x1b'), "colour codes in a piped trace: {:?}", &out.stderr[..200]);
+    let leader = out.stderr.lines().find(|l| l.contains("became leader")).expect("a leader election is traced");
+    assert!(leader.trim_start().starts_with(|c: char| c.is_ascii_digit()), "simulated time first: {leader}");
+    assert!(leader.contains("name=\"store-"), "the node's name: {leader}");
+}
+
 #[test]
 fn an_empty_shard_writes_an_empty_results_file_and_passes() {
     let dir = tempfile::tempdir().unwrap();
