@@ -9,8 +9,9 @@
 //! bugs, scenarios or invariants, a plan that does not fit the scenario, or a name that
 //! differs from the file's name are errors naming the file and what is wrong.
 //!
-//! A case saves its plan rather than relying on the seed's swarm generation, so a change to
-//! the generator does not silently change what the case runs.
+//! A case saves its plan rather than relying on the seed's swarm generation, and the store
+//! knobs it ran on rather than relying on the seed's pick ([`crate::runner::store_knobs_for_seed`]),
+//! so a change to the generator or to the knobs does not silently change what the case runs.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -48,10 +49,49 @@ pub struct Case {
     /// Planted bugs switched on (names from `kubesim bugs`).
     #[serde(default)]
     pub bugs: Vec<String>,
+    /// The store knobs to run on; absent (cases saved before knobs were recorded): the ones
+    /// the seed picks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreKnobs>,
     /// The fault plan to replay; `null` runs the scenario's plain flow with no nemesis.
     pub plan: Option<FaultPlan>,
     /// `pass`, or `caught-by: <invariant>`.
     pub expect: String,
+}
+
+/// The store knobs a case runs on (see [`crate::runner::store_knobs_for_seed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreKnobs {
+    /// Store members, 1 to [`StoreKnobs::MAX_MEMBERS`].
+    pub members: usize,
+    /// Raft's cap on entries per append message; `null`: the member's default.
+    pub max_entries_per_append: Option<usize>,
+}
+
+impl StoreKnobs {
+    pub const MAX_MEMBERS: usize = 7;
+
+    /// The knobs `options` run on.
+    pub fn of(options: &RunOptions) -> Self {
+        Self {
+            members: options.cluster.store.n_members,
+            max_entries_per_append: options.cluster.store.max_entries_per_append,
+        }
+    }
+
+    fn apply(self, options: &mut RunOptions) -> Result<(), String> {
+        if !(1..=Self::MAX_MEMBERS).contains(&self.members) {
+            return Err(format!("store.members: expected 1 to {}, got {}", Self::MAX_MEMBERS, self.members));
+        }
+        if self.max_entries_per_append == Some(0) {
+            return Err("store.max_entries_per_append: expected at least 1 (or null for the default)".into());
+        }
+        options.seed_picks_store_knobs = false;
+        options.cluster.store.n_members = self.members;
+        options.cluster.store.max_entries_per_append = self.max_entries_per_append;
+        Ok(())
+    }
 }
 
 /// The verdict a case must give.
@@ -144,6 +184,9 @@ impl Case {
         let scenario: Scenario = self.scenario.parse().map_err(|e| format!("scenario: {e}"))?;
         let expect: Expectation = self.expect.parse()?;
         let mut options = RunOptions::without_faults(self.seed, scenario);
+        if let Some(knobs) = self.store {
+            knobs.apply(&mut options)?;
+        }
         for name in &self.bugs {
             let bug: PlantedBug = name.parse().map_err(|e| format!("bugs: {e}"))?;
             bug.plant(&mut options);

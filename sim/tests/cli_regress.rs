@@ -61,6 +61,13 @@ fn a_shrunk_plan_saved_with_out_reproduces_the_violation() {
     let run = kubesim(&["run", "--seed", "32", "--plan", plan_arg, "--bug", "replicaset-no-expectations"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(run.stdout.contains("FAIL convergence"), "{}", run.stdout);
+    let saved = sim::corpus::load_case(&case).unwrap();
+    let (members, cap) = sim::runner::store_knobs_for_seed(32);
+    assert_eq!(
+        saved.case.store,
+        Some(sim::corpus::StoreKnobs { members, max_entries_per_append: cap }),
+        "the case records the store knobs it ran on"
+    );
     let replay = kubesim(&["run", "--case", case.to_str().unwrap()]);
     assert_eq!(replay.code, 1, "{}", replay.stdout);
     let corpus = kubesim(&["corpus", case.to_str().unwrap()]);

@@ -108,6 +108,26 @@ fn a_well_formed_case_loads() {
     assert_eq!(plain.options.faults, sim::runner::Faults::None, "a null plan runs without a nemesis");
 }
 
+/// A case runs on the store knobs it recorded, whatever the seed would pick now; a case
+/// saved before knobs were recorded runs on the seed's pick.
+#[test]
+fn a_case_runs_on_its_recorded_store_knobs() {
+    let (picked_members, picked_cap) = sim::runner::store_knobs_for_seed(3);
+    let unrecorded = load("good", GOOD).unwrap();
+    assert_eq!(unrecorded.options.cluster.store.n_members, picked_members);
+    assert_eq!(unrecorded.options.cluster.store.max_entries_per_append, picked_cap);
+    let other_members = if picked_members == 5 { 3 } else { 5 };
+    let recorded = GOOD.replace(
+        "\"plan\":",
+        &format!("\"store\": {{\"members\": {other_members}, \"max_entries_per_append\": 2}},\n  \"plan\":"),
+    );
+    let case = load("good", &recorded).unwrap();
+    assert_eq!(case.options.cluster.store.n_members, other_members);
+    assert_eq!(case.options.cluster.store.max_entries_per_append, Some(2));
+    assert!(!case.options.seed_picks_store_knobs, "a recorded case ignores the seed's pick");
+    assert_eq!(case.case.store.map(|k| k.members), Some(other_members));
+}
+
 #[test]
 fn bad_case_files_are_refused_with_a_clear_error() {
     assert_refused(
@@ -134,6 +154,14 @@ fn bad_case_files_are_refused_with_a_clear_error() {
         "unknown invariant \"happiness\"",
     );
     assert_refused("good", &GOOD.replace("\"scheduler\"", "\"kubelet-9\""), "plan does not fit deploy-nginx");
+    let knobs = |store: &str| GOOD.replace("\"plan\":", &format!("\"store\": {store},\n  \"plan\":"));
+    assert_refused(
+        "good",
+        &knobs(r#"{"members": 0, "max_entries_per_append": null}"#),
+        "store.members: expected 1 to 7",
+    );
+    assert_refused("good", &knobs(r#"{"members": 3, "max_entries_per_append": 0}"#), "expected at least 1");
+    assert_refused("good", &knobs(r#"{"members": 3, "voters": 3}"#), "unknown field `voters`");
     assert_refused("good", "{ not json", "not a regression case");
     let empty = tempfile::tempdir().unwrap();
     let error = load_dir(empty.path()).map(|_| ()).unwrap_err().to_string();
