@@ -7,6 +7,7 @@
 //! in a fresh runtime on its own thread, so a seed's result does not depend on the number
 //! of workers or on what ran before it.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -206,28 +207,32 @@ impl CampaignSummary {
         for (k, v) in stats {
             out.push_str(&format!("  {k}: {v}\n"));
         }
-        let total_losses: Vec<String> =
-            self.results.iter().filter(|r| r.verdict == "total-loss").map(|r| r.seed.to_string()).collect();
+        // Seed lists stay a few lines long whatever the campaign's size; the results file
+        // has every seed.
+        let total_losses: Vec<u64> =
+            self.results.iter().filter(|r| r.verdict == "total-loss").map(|r| r.seed).collect();
         if !total_losses.is_empty() {
             out.push_str(&format!(
                 "total-loss (expected, counted as passed): {} seed(s): {}\n",
                 total_losses.len(),
-                total_losses.join(", ")
+                first_few(total_losses.iter().map(u64::to_string), MAX_SEEDS_LISTED)
             ));
         }
-        let windows: Vec<String> = self
+        let windows: Vec<(u64, i64, i64)> = self
             .results
             .iter()
             .filter(|r| r.stats.get("data-loss-writes").copied().unwrap_or(0) > 0)
-            .map(|r| {
-                format!(
-                    "seed {}: {} writes / {} bytes",
-                    r.seed, r.stats["data-loss-writes"], r.stats["data-loss-bytes"]
-                )
-            })
+            .map(|r| (r.seed, r.stats["data-loss-writes"], r.stats.get("data-loss-bytes").copied().unwrap_or(0)))
             .collect();
-        if !windows.is_empty() {
-            out.push_str(&format!("data-loss windows: {}\n", windows.join("; ")));
+        if let Some(&(largest, writes, bytes)) =
+            windows.iter().max_by_key(|(seed, writes, _)| (*writes, Reverse(*seed)))
+        {
+            out.push_str(&format!(
+                "data-loss windows: {} seed(s), {} writes / {} bytes in all, the largest seed {largest} ({writes} writes / {bytes} bytes)\n",
+                windows.len(),
+                windows.iter().map(|w| w.1).sum::<i64>(),
+                windows.iter().map(|w| w.2).sum::<i64>(),
+            ));
         }
         for (invariant, seeds) in self.by_invariant() {
             out.push_str(&format!("violated {invariant}: {} seed(s)\n", seeds.len()));
@@ -301,4 +306,59 @@ pub fn run_campaign_shard(
     })?;
     results.sort_by_key(|r| r.seed);
     Ok(CampaignSummary { results, wall_secs: started.elapsed().as_secs_f64() })
+}
+
+/// How many seeds a summary line lists before "... and N more".
+const MAX_SEEDS_LISTED: usize = 20;
+
+/// The first `max` items joined with ", ", and how many more there are.
+fn first_few(items: impl ExactSizeIterator<Item = String>, max: usize) -> String {
+    let n = items.len();
+    let mut listed: Vec<String> = items.take(max).collect();
+    if n > max {
+        listed.push(format!("... and {} more", n - max));
+    }
+    listed.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(seed: u64, verdict: &str, data_loss_writes: i64) -> SeedResult {
+        let mut stats = BTreeMap::new();
+        if data_loss_writes > 0 {
+            stats.insert("data-loss-writes".to_string(), data_loss_writes);
+            stats.insert("data-loss-bytes".to_string(), data_loss_writes * 10);
+        }
+        SeedResult {
+            seed,
+            scenario: "deploy-nginx".into(),
+            verdict: verdict.into(),
+            violations: Vec::new(),
+            faults: Vec::new(),
+            trace_hash: "0".into(),
+            simulated_secs: 1.0,
+            wall_ms: 1,
+            messages_delivered: 1,
+            stats,
+            repro: format!("kubesim run --seed {seed}"),
+        }
+    }
+
+    /// A campaign of thousands of seeds keeps a summary of a few lines.
+    #[test]
+    fn long_seed_lists_are_cut_short_in_the_summary() {
+        let results = (0..30).map(|seed| result(seed, "total-loss", (seed as i64 % 7) + 1)).collect();
+        let summary = CampaignSummary { results, wall_secs: 1.0 }.render();
+        let total_loss = summary.lines().find(|l| l.starts_with("total-loss")).expect("a total-loss line");
+        assert!(total_loss.contains("30 seed(s): 0, 1, 2,"), "{total_loss}");
+        assert!(total_loss.ends_with(", 19, ... and 10 more"), "{total_loss}");
+        let windows = summary.lines().find(|l| l.starts_with("data-loss windows")).expect("a data-loss line");
+        // Writes 1..=7 repeating over 30 seeds: 4 full cycles (28 each) and 1 + 2.
+        assert_eq!(
+            windows,
+            "data-loss windows: 30 seed(s), 115 writes / 1150 bytes in all, the largest seed 6 (7 writes / 70 bytes)"
+        );
+    }
 }

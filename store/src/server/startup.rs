@@ -11,7 +11,12 @@
 //! empty disk asks every peer and refuses to start if any of them has heard from it.
 //!
 //! When peers do not answer: the member keeps asking (every 200 ms) and never starts Raft
-//! meanwhile, so it can never vote or acknowledge before it knows. It waits for an answer
+//! meanwhile, so it can never vote or acknowledge before it knows. After a few quick rounds
+//! each round waits twice as long for an answer (up to [`MAX_QUERY_TIMEOUT`]): a peer still
+//! silent then is behind a slow network rather than not started, and an answer that comes
+//! after its round gave up is lost (a 300 ms wait under 700 ms of latency each way never
+//! got one: store-smoke seed 438, where a member waited out the whole check while its peer
+//! was up, and the cluster stayed without a quorum once another member failed). It waits for an answer
 //! from *every* peer, since only the member that received a message knows of it. After
 //! `bootstrap_check_timeout` without every answer it gives up with
 //! `MemberError::BootstrapUndecided` (refusing to start, which is always safe) rather than
@@ -40,6 +45,17 @@ use crate::wal::{Disk, MemberIdentity, Wal};
 /// bound its port yet is lost rather than refused, so the first round often waits this out.
 const QUERY_TIMEOUT: Duration = Duration::from_millis(300);
 const QUERY_RETRY: Duration = Duration::from_millis(200);
+/// Rounds that wait [`QUERY_TIMEOUT`] before the wait starts doubling.
+const QUICK_ROUNDS: u32 = 3;
+/// The longest wait for one answer: a round trip under the worst latency fault (2 s each
+/// way), and like etcd's peer dial timeout (1 s plus an election timeout) a few seconds.
+const MAX_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long round `round` (from 0) waits for each answer.
+fn query_timeout(round: u32) -> Duration {
+    let doublings = round.saturating_sub(QUICK_ROUNDS - 1).min(8);
+    (QUERY_TIMEOUT * (1 << doublings)).min(MAX_QUERY_TIMEOUT)
+}
 
 pub(super) async fn start<D: Disk>(
     config: &MemberConfig,
@@ -155,7 +171,10 @@ async fn check_not_bootstrapped(config: &MemberConfig, endpoint: &Endpoint) -> R
     let mut answered: BTreeMap<MemberId, SocketAddr> = BTreeMap::new();
     let started = madsim::time::Instant::now();
     let query = BootstrapQuery { cluster_id: config.cluster_id, member: id };
+    let mut round = 0;
     loop {
+        let timeout = query_timeout(round);
+        round += 1;
         // A joining member asks the peers that answered again while others are silent: a
         // silent peer's removal may be committed after they first answered, and only they
         // can tell. A member of a new cluster has no removed peers to learn of.
@@ -166,7 +185,7 @@ async fn check_not_bootstrapped(config: &MemberConfig, endpoint: &Endpoint) -> R
             if unanswered.is_empty() {
                 break;
             }
-            let Ok(answer) = endpoint.call_timeout(addr, query.clone(), QUERY_TIMEOUT).await else {
+            let Ok(answer) = endpoint.call_timeout(addr, query.clone(), timeout).await else {
                 continue;
             };
             if answer.cluster_id != config.cluster_id {
@@ -225,5 +244,17 @@ async fn answer_bootstrap_queries(
         let removed = removed.lock().expect("removed lock").iter().copied().collect();
         let answer = BootstrapAnswer { cluster_id, answered_by: id, already_bootstrapped, removed };
         let _ = endpoint.send_to_raw(from, reply_tag, Box::new((answer, Bytes::new()))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_queries_wait_longer_after_the_quick_rounds() {
+        let waits: Vec<u64> = (0..9).map(|round| query_timeout(round).as_millis() as u64).collect();
+        assert_eq!(waits, [300, 300, 300, 600, 1200, 2400, 4800, 5000, 5000]);
+        assert_eq!(query_timeout(u32::MAX), MAX_QUERY_TIMEOUT);
     }
 }
