@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use madsim::runtime::{Handle, NodeHandle};
@@ -144,12 +145,17 @@ impl Shared {
         let failpoints = config.failpoints.clone();
         let observer: Arc<dyn StoreObserver> = Arc::new(self.recorder.clone());
         let node_disk = disk.clone();
+        // A joining member is started only by the operator's replacement, under an id that
+        // `member add` has just minted: its first start is vouched fresh, every restart of
+        // the node (after a crash, or on a disk lost since) is not.
+        let first_start = Arc::new(AtomicBool::new(bootstrap == Bootstrap::JoinExisting));
         let node = Handle::current()
             .create_node()
             .name(format!("store-{slot}"))
             .ip(addr.ip())
             .init(move || {
-                let (config, disk, observer) = (config.clone(), node_disk.clone(), observer.clone());
+                let (mut config, disk, observer) = (config.clone(), node_disk.clone(), observer.clone());
+                config.first_start_of_new_id = first_start.swap(false, Ordering::Relaxed);
                 async move {
                     // A startup failure (corrupted disk) is recorded by the member; the
                     // node then stays down, as a real etcd member exits.

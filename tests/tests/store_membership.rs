@@ -277,6 +277,73 @@ fn raft_disk_loss_on_a_follower_member_replaced_under_a_new_id_catches_up_from_a
     });
 }
 
+/// "raft: disk loss on a follower, member replaced, then the other follower's disk lost
+/// before the replacement starts" (seed 774 of the disk-loss menu, in three members).
+/// Voters {L, C, 4}: L holds the data, C's disk is gone (not removed yet), 4 was just added
+/// and holds nothing, so the quorum needs 4. At its first start under the id `member add`
+/// minted, 4 joins without the bootstrapped check (etcd runs none for
+/// `--initial-cluster-state existing`): nobody can have heard from it. Asked to check, it
+/// would wait for C's answer, which never comes, while removing C needs 4's vote: the
+/// store stays unavailable for good. A later start of 4 on a lost disk still checks.
+#[test]
+fn raft_joining_member_first_start_needs_no_answer_from_a_lost_peer_not_yet_removed() {
+    for vouched in [true, false] {
+        simulate(9, move || async move {
+            let mut cluster = Cluster::start(&[1, 2, 3], 7, |_| {});
+            let clients = connect_clients(1, cluster.addresses()).await;
+            let leader = clients.leader(&[1, 2, 3]).await;
+            let acked = clients.write("/before", 20).await;
+            assert_eq!(acked.len(), 20);
+            let followers: Vec<MemberId> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+            let (replaced, lost) = (followers[0], followers[1]);
+            let member = cluster.members.remove(&replaced).unwrap();
+            Handle::current().kill(member.node.id());
+            member.disk.wipe();
+            clients.run(move |_, op| async move { op.member_remove(replaced).await }).await.unwrap();
+            let voters = clients.run(|_, op| async move { op.member_add(4, addr(4)).await }).await.unwrap();
+            assert_eq!(voters, vec![leader.min(lost), leader.max(lost), 4]);
+            // The other follower's disk is lost before the new member starts.
+            let member = &cluster.members[&lost];
+            Handle::current().kill(member.node.id());
+            member.disk.wipe();
+            let mut joiner = config(4, &voters, 7);
+            joiner.bootstrap = Bootstrap::JoinExisting;
+            joiner.first_start_of_new_id = vouched;
+            cluster.members.insert(4, start_member(joiner, SimDisk::new()));
+            let endpoints: BTreeMap<MemberId, SocketAddr> = [leader, 4].into_iter().map(|id| (id, addr(id))).collect();
+            clients.writer.set_endpoints(endpoints.clone());
+            clients.operator.set_endpoints(endpoints);
+            let remove = clients.run(move |_, op| async move {
+                madsim::time::timeout(Duration::from_secs(30), op.member_remove(lost)).await
+            });
+            let remove = remove.await;
+            if !vouched {
+                // Without the vouch, the deadlock: 4 asks C forever and never votes.
+                assert!(!matches!(remove, Ok(Ok(_))), "no quorum without member 4: {remove:?}");
+                assert!(cluster.members[&4].outcome.lock().unwrap().is_none(), "member 4 still asking {lost}");
+                return;
+            }
+            let voters = remove.expect("member remove answered").expect("member remove committed");
+            assert_eq!(voters, vec![leader.min(4), leader.max(4)]);
+            let after = clients.write("/after", 10).await;
+            assert_eq!(after.len(), 10);
+            clients.converge(&[leader, 4]).await;
+            assert!(clients.lost(&acked).await.is_empty());
+            assert!(clients.lost(&after).await.is_empty());
+            // 4 has run: a start of it on a lost disk is no first start, and is refused.
+            let member = &cluster.members[&4];
+            Handle::current().kill(member.node.id());
+            member.disk.wipe();
+            let mut config = member.config();
+            config.first_start_of_new_id = false;
+            member.restart(config);
+            madsim::time::sleep(Duration::from_secs(5)).await;
+            let error = cluster.members[&4].error.lock().unwrap().take();
+            assert!(matches!(error, Some(MemberError::AlreadyBootstrapped { member: 4, .. })), "{error:?}");
+        });
+    }
+}
+
 #[test]
 fn a_wiped_member_restarting_under_its_old_id_refuses_to_start() {
     simulate(3, || async {

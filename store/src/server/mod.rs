@@ -94,6 +94,16 @@ pub struct MemberConfig {
     /// first start, checked at every later one and on every snapshot received.
     pub cluster_id: u64,
     pub bootstrap: Bootstrap,
+    /// Whoever starts the process (the operator) vouches that this is the very first start
+    /// of a member id that `member add` has just minted: no process has ever run under the
+    /// id, so no peer can have heard from it, and the bootstrapped check is skipped, as
+    /// etcd starts a member with `--initial-cluster-state existing` without
+    /// `isMemberBootstrapped`. Waiting for every peer instead can deadlock: a voter whose
+    /// disk was lost and which is not removed yet never answers, and when the quorum needs
+    /// the new member, removing that voter needs the new member too (seed 774). Honoured
+    /// with `Bootstrap::JoinExisting` only, and must be false for every later start of the
+    /// same id: a restart on an empty disk (its disk lost after it ran) still runs the check.
+    pub first_start_of_new_id: bool,
     /// Save a snapshot and compact the Raft log every this many applied entries (etcd
     /// `--snapshot-count`, 10 000 by default there); 0 = never.
     pub snapshot_every_entries: u64,
@@ -125,6 +135,7 @@ impl MemberConfig {
             backup_bugs: BackupBugs::default(),
             cluster_id: 1,
             bootstrap: Bootstrap::NewCluster,
+            first_start_of_new_id: false,
             snapshot_every_entries: 2_000,
             bootstrap_check_timeout: Duration::from_secs(60),
             failpoints: Failpoints::new(),

@@ -10,6 +10,11 @@
 //! Raft message it receives from each peer (the identity file); a member starting on an
 //! empty disk asks every peer and refuses to start if any of them has heard from it.
 //!
+//! The one start without the check is a joining member's very first (etcd runs no
+//! `isMemberBootstrapped` for `--initial-cluster-state existing` at all): the operator
+//! vouches that the id was just minted by `member add` and never ran, so no peer can know
+//! it (`MemberConfig::first_start_of_new_id`). Any later start of it on an empty disk asks.
+//!
 //! When peers do not answer: the member keeps asking (every 200 ms) and never starts Raft
 //! meanwhile, so it can never vote or acknowledge before it knows. After a few quick rounds
 //! each round waits twice as long for an answer (up to [`MAX_QUERY_TIMEOUT`]): a peer still
@@ -95,6 +100,9 @@ pub(super) async fn start<D: Disk>(
         if empty_disk && config.planted_bugs.rejoin_under_old_identity {
             // PLANTED BUG (`rejoin_under_old_identity`): no check; a wiped member votes with
             // an empty log under the id its peers know.
+        } else if empty_disk && config.first_start_of_new_id && config.bootstrap == Bootstrap::JoinExisting {
+            // The first start of an id just minted by `member add`: nobody can know it yet
+            // (`MemberConfig::first_start_of_new_id`).
         } else if empty_disk {
             if let Err(e) = check_not_bootstrapped(config, &endpoint).await {
                 answering.abort();
