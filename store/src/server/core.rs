@@ -514,11 +514,21 @@ impl<D: Disk> MemberCore<D> {
         self.mvcc = mvcc;
         self.applied_index = meta.index;
         self.snapshot_index = meta.index;
-        let own_addr = self.peers.get(&self.id).copied();
-        self.peers = snapshot.members;
-        if let Some(addr) = own_addr {
-            self.peers.entry(self.id).or_insert(addr);
-        }
+        // The snapshot's address book is the one of its index, which may be far behind
+        // (a restored cluster's only snapshot is the restore's, at index 1, until
+        // `snapshot_every_entries` entries): it lacks every member added since, possibly
+        // the leader that sent it. Replacing the book with it left the follower unable to
+        // answer that leader, which resent the snapshot forever (seed 674 of the disk-loss
+        // menu: both replacements of a restored cluster led by a replacement never caught
+        // up). So the snapshot's addresses join the ones this member knew (those it was
+        // started with and learned since), minus the members the snapshot says were
+        // removed, as a restart from a snapshot on disk builds it (`startup`); the entries
+        // after the snapshot then add and remove members as they apply. Ids are never
+        // reused, so an address kept this way is never wrong, only possibly unused.
+        let mut peers = std::mem::take(&mut self.peers);
+        peers.extend(snapshot.members);
+        peers.retain(|member, _| *member == self.id || !snapshot.removed.contains(member));
+        self.peers = peers;
         *self.removed.lock().expect("removed lock") = snapshot.removed;
         if let Some(o) = &self.observer {
             o.snapshot_installed(self.id, meta.index, self.mvcc.current_revision());
