@@ -262,6 +262,7 @@ impl Operator {
             return false;
         }
         self.shared.endpoints.lock().expect("endpoints lock").remove(&old);
+        self.remove_other_lost_members(client, slot).await;
         let add = retry_membership(shared, client, |voters| voters.contains(&new), || client.member_add(new, addr));
         if let Err(error) = add.await {
             recorder.record(replaced(Some(format!("member add {new}: {error}"))));
@@ -280,6 +281,50 @@ impl Operator {
         *self.shared.endpoints.lock().expect("endpoints lock") = peers;
         recorder.record(replaced(None));
         true
+    }
+
+    /// Before a replacement is added, removes the members of every other slot whose disk
+    /// is lost too (their own replacement comes later, and finds them gone). etcd refuses
+    /// `member add` while any voter is unreachable (`--strict-reconfig-check`, on by
+    /// default: "reconfigure breaks active quorum"), and its runbook removes every failed
+    /// member before adding one: a new voter raises the quorum before it holds anything.
+    /// Here it is worse: the new member's bootstrapped check waits for an answer from every
+    /// peer it is given that has not been removed, so it cannot even start while a dead
+    /// member stays in the configuration. Seed 1250 of the disk-loss menu: member 12 was
+    /// added while member 10 (disk lost) was still a voter, so the five voters had three
+    /// working members; 10's removal then waited behind a backup against 10 itself, and
+    /// the loss of the leader's disk left two of five: the quorum was gone for good.
+    async fn remove_other_lost_members(&self, client: &StoreClient, slot: u64) {
+        // A lost member no longer among the endpoints was removed by an earlier replacement.
+        let endpoints = self.shared.endpoints.lock().expect("endpoints lock").clone();
+        let others: Vec<(u64, MemberId)> = {
+            let membership = self.shared.membership();
+            membership
+                .lost
+                .iter()
+                .filter(|&&other| other != slot)
+                .filter_map(|other| membership.slots.get(other).map(|member| (*other, member.id)))
+                .filter(|(_, member)| endpoints.contains_key(member))
+                .collect()
+        };
+        for (other_slot, member) in others {
+            let remove = retry_membership(
+                &self.shared,
+                client,
+                |voters| !voters.contains(&member),
+                || client.member_remove(member),
+            );
+            let outcome = match remove.await {
+                Ok(()) => {
+                    self.shared.endpoints.lock().expect("endpoints lock").remove(&member);
+                    "removed".to_string()
+                }
+                Err(error) => format!("could not remove it ({error})"),
+            };
+            self.shared.recorder.fault(format!(
+                "operator: store-{other_slot} lost its disk too: member {member} {outcome} before adding store-{slot}'s replacement"
+            ));
+        }
     }
 
     async fn restore(&self) {
