@@ -20,12 +20,12 @@ use support::check;
 /// hid the loss; raft-state-machine-safety fails with it (the lost entries' indexes are
 /// reused by other entries).
 const SEEDS_ACK_BEFORE_FSYNC: Range<u64> = 566..567;
-/// Sweep (0..1000): caught by linearizability in 446 seeds, the first 1.
+/// Sweep (0..1000): caught by linearizability in 452 seeds, the first 1.
 const SEEDS_FOLLOWER_READS: Range<u64> = 1..2;
 /// Sweep (0..1000): caught by store-single-writer in 986 seeds, the first 0.
 const SEEDS_CONTROLLER_WRITES_STORE: Range<u64> = 0..2;
 
-/// Sweep (0..1000): caught by raft-election-safety in 33 seeds, the first 8. Each time a
+/// Sweep (0..1000): caught by raft-election-safety in 34 seeds, the first 8. Each time a
 /// failpoint burst (a flap or a leader chase) ran on a slow network: a voter crashed right after voting
 /// (`raft-after-vote`) and restarted at once without its vote, and the vote request of a
 /// second candidate of the same term, delayed in the network, reached it afterwards.
