@@ -4,8 +4,9 @@
 //! authorizer and NodeRestriction) in [`authz`], validating admission in [`admission`], the
 //! registry of Kubernetes objects over the store's transactions (optimistic concurrency,
 //! lease fencing, NamespaceLifecycle) in [`registry`], the watch cache that serves long-poll
-//! watches in [`watch_cache`], the compactor and the RPC server in [`server`], and what it
-//! needs of the store, with an in-memory store for tests, in [`backend`].
+//! watches in [`watch_cache`], the compactor, the RPC server and its graceful shutdown
+//! ([`Termination`]) in [`server`], and what it needs of the store, with an in-memory
+//! store for tests, in [`backend`].
 //!
 //! What it must not know: Raft, members, disks or the network path to the store (all behind
 //! [`Backend`]); the nemesis, the checkers and the history recorder (it reports store writes
@@ -26,4 +27,4 @@ pub use authz::{authenticate, authorize, Attributes, Decision};
 pub use backend::{Backend, InMemoryBackend};
 pub use config::{ApiServerBugs, ApiServerConfig, UserInfo};
 pub use registry::api_error_from_store;
-pub use server::{serve, ApiServer, ApiServerObserver, BackgroundTasks};
+pub use server::{serve, ApiServer, ApiServerObserver, BackgroundTasks, Termination};

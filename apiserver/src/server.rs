@@ -1,8 +1,10 @@
 //! The apiserver on a simulated node: every request goes authentication -> authorization
 //! -> admission -> registry (or the watch cache), each in its own task; beside them run the
 //! watch cache's store watch, the compactor and the system-namespace bootstrap.
+//! [`Termination`] is how the process is asked to shut down gracefully.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use api::{ApiError, ApiRequest, ApiResponse, ApiResult, Clock, Operation, Verb};
@@ -41,6 +43,8 @@ struct Inner<B> {
     backend: B,
     registry: Registry<B>,
     watch_cache: WatchCache,
+    /// Set once graceful shutdown has begun: new requests are refused.
+    terminating: AtomicBool,
 }
 
 impl<B: Backend> ApiServer<B> {
@@ -52,7 +56,7 @@ impl<B: Backend> ApiServer<B> {
     ) -> Self {
         let registry = Registry::new(backend.clone(), clock, &config.name, observer, config.planted_bugs);
         let watch_cache = WatchCache::new(config.watch_cache_capacity);
-        Self { inner: Arc::new(Inner { config, backend, registry, watch_cache }) }
+        Self { inner: Arc::new(Inner { config, backend, registry, watch_cache, terminating: AtomicBool::new(false) }) }
     }
 
     pub fn config(&self) -> &ApiServerConfig {
@@ -94,9 +98,23 @@ impl<B: Backend> ApiServer<B> {
         Ok(())
     }
 
+    /// Begins graceful shutdown (see [`Termination`]): every watch is closed and every new
+    /// request refused, both as 503 Unavailable, which clients retry shortly after.
+    /// Requests already past that check run to their end (kube-apiserver drains them too).
+    pub fn begin_termination(&self) {
+        self.inner.terminating.store(true, Ordering::Relaxed);
+        self.inner.watch_cache.close();
+    }
+
     /// Handles one request: authenticate, authorize, then admission and the registry (or
     /// the watch cache for a watch).
     pub async fn handle(&self, request: ApiRequest) -> ApiResult {
+        if self.inner.terminating.load(Ordering::Relaxed) {
+            // A terminating kube-apiserver has closed its listener: the connection is
+            // refused and the client tries again shortly after, reaching the restarted
+            // server (or another one).
+            return Err(ApiError::Unavailable { reason: "apiserver is shutting down".into() });
+        }
         let ApiRequest { credential, request_id, operation } = request;
         let user = authz::authenticate(&self.inner.config.tokens, &credential)?;
         let decision = authz::authorize(&user, &attributes(&operation))?;
@@ -190,18 +208,70 @@ impl Drop for BackgroundTasks {
     }
 }
 
+/// SIGTERM for an apiserver process: the handle its supervisor keeps (the sim's operator)
+/// to ask whichever instance serves now to shut down gracefully before the process is
+/// stopped. kube-apiserver on SIGTERM (`genericapiserver`'s graceful termination) stops
+/// accepting requests, lets in-flight ones finish, and stops its watch cache, whose
+/// `Cacher.Stop` closes every watch; client-go's reflector then watches again from its
+/// last resourceVersion against whichever apiserver answers (after a restore, the
+/// restarted one, which answers 410 Gone: the client relists before acting any longer on
+/// state of the lost cluster). Here every pending and new watch is answered 503
+/// Unavailable at once ([`WatchCache::close`] says why not an empty answer), and every
+/// new request is refused the same way. Without it a watcher's long poll to the stopped
+/// process is never answered and runs into its timeout (`request_timeout` plus the
+/// watch's wait, 10 s) while its cache goes on describing the lost cluster.
+///
+/// Only a deliberate stop goes through here. A crash or a pause stays abrupt: a dead or
+/// frozen host closes nothing, and its clients find out only by timing out.
+#[derive(Clone, Default)]
+pub struct Termination {
+    /// Begins graceful shutdown of the instance serving now; `None` when none has started
+    /// since the last termination. Holds the instance weakly: a killed node's tasks, and
+    /// the server with them, are gone.
+    serving: Arc<Mutex<Option<BeginTermination>>>,
+}
+
+/// Begins graceful shutdown of one apiserver instance.
+type BeginTermination = Box<dyn Fn() + Send + Sync>;
+
+impl Termination {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the serving instance to shut down gracefully (see the type's doc). Returns
+    /// whether an instance was serving to be told.
+    pub fn terminate(&self) -> bool {
+        let begin = self.serving.lock().expect("termination lock").take();
+        begin.map(|begin| begin()).is_some()
+    }
+
+    fn register<B: Backend>(&self, server: &ApiServer<B>) {
+        let server: Weak<Inner<B>> = Arc::downgrade(&server.inner);
+        let begin = move || {
+            if let Some(inner) = server.upgrade() {
+                ApiServer { inner }.begin_termination();
+            }
+        };
+        *self.serving.lock().expect("termination lock") = Some(Box::new(begin));
+    }
+}
+
 /// Runs an apiserver on the current simulated node: binds `config.listen_addr`, answers
 /// `ApiRequest`s (each in its own task), runs the watch cache, the compactor and the
-/// namespace bootstrap. Never returns unless binding fails.
+/// namespace bootstrap, and shuts down gracefully when `termination` says so. Never
+/// returns unless binding fails.
 pub async fn serve<B: Backend>(
     config: ApiServerConfig,
     backend: B,
     clock: Clock,
     observer: Option<Arc<dyn ApiServerObserver>>,
+    termination: Termination,
 ) -> std::io::Result<()> {
     let endpoint = Endpoint::bind(config.listen_addr).await?;
     tracing::info!(name = %config.name, addr = %config.listen_addr, "apiserver listening");
     let server = ApiServer::new(config, backend, clock, observer);
+    termination.register(&server);
     let _background = server.start_background_tasks();
     // madsim's RPC layer runs each handler future in its own task, moving it several times
     // on the way into the task. `handle`'s future is several kilobytes (every verb's path

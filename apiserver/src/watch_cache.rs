@@ -13,6 +13,10 @@
 //!
 //! Events of one store revision are always kept, dropped and delivered together (watch
 //! atomicity, invariant 10).
+//!
+//! [`WatchCache::close`] is the cache's part of the apiserver's graceful shutdown: every
+//! watch, pending or new, is answered at once as closed, so that its client watches again
+//! elsewhere (see [`crate::server::Termination`]).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -40,6 +44,9 @@ const STORE_RETRY_DELAY: Duration = Duration::from_millis(200);
 /// resourceVersion says how far it got). Whole revisions only.
 pub const MAX_EVENTS_PER_RESPONSE: usize = 500;
 
+/// Why a watch of a closed cache ends (503 Unavailable).
+pub const WATCH_CLOSED: &str = "watch closed: the apiserver is shutting down";
+
 /// One event as the cache keeps it: already mapped to the Kubernetes watch event.
 #[derive(Clone, Debug)]
 struct CachedEvent {
@@ -58,6 +65,8 @@ struct CacheState {
     synced_revision: Revision,
     /// In revision order; whole revisions only.
     events: VecDeque<CachedEvent>,
+    /// Set by [`WatchCache::close`]: every watch is answered at once, with no events.
+    closed: bool,
 }
 
 /// What the cache answers a watch with.
@@ -198,6 +207,7 @@ impl WatchCache {
                     window_start: None,
                     synced_revision: 0,
                     events: VecDeque::new(),
+                    closed: false,
                 }),
                 advanced: Signal::default(),
             }),
@@ -213,8 +223,28 @@ impl WatchCache {
         self.lock().synced_revision
     }
 
+    /// Ends every watch, pending or still to come, with 503 Unavailable ("watch closed").
+    /// It never reopens: the apiserver is going away.
+    ///
+    /// Kubernetes' `Cacher.Stop` (`terminateAllWatchers`) closes every watcher's result
+    /// channel when the apiserver shuts down. client-go's reflector takes the end of the
+    /// stream as the end of that watch and watches again from its last resourceVersion; a
+    /// terminating apiserver refuses that new watch (its listener is closed), and the
+    /// client tries again shortly after, reaching whichever apiserver listens by then. The
+    /// answer here is what that sequence amounts to: Unavailable, which `ApiClient`
+    /// retries after a short backoff from the same resourceVersion. An empty answer (a long
+    /// poll's "nothing new") would make the informer re-watch at once instead, and that
+    /// re-watch could reach the address in the instant between the kill and the restarted
+    /// process's bind, where madsim drops a message silently (TCP would refuse it), leaving
+    /// the watcher to its whole timeout after all.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.inner.advanced.notify_all();
+    }
+
     /// Serves `Operation::Watch`: events of `resource` in `namespace` (all when empty)
-    /// with resourceVersion > `since`, waiting up to `wait` for one.
+    /// with resourceVersion > `since`, waiting up to `wait` for one, or until the cache
+    /// is closed.
     pub async fn watch(
         &self,
         resource: Resource,
@@ -226,7 +256,13 @@ impl WatchCache {
         let deadline = time.now_instant() + wait;
         loop {
             let seen = self.inner.advanced.generation();
-            let query = self.lock().query(resource, namespace, since);
+            let query = {
+                let state = self.lock();
+                if state.closed {
+                    return Err(ApiError::Unavailable { reason: WATCH_CLOSED.into() });
+                }
+                state.query(resource, namespace, since)
+            };
             let now = time.now_instant();
             match query {
                 Query::Gone { window_start } => {
@@ -411,7 +447,8 @@ mod tests {
     }
 
     fn state(capacity: usize, start: Revision) -> CacheState {
-        let mut s = CacheState { capacity, window_start: None, synced_revision: 0, events: VecDeque::new() };
+        let mut s =
+            CacheState { capacity, window_start: None, synced_revision: 0, events: VecDeque::new(), closed: false };
         s.reset(start);
         s
     }
@@ -469,7 +506,8 @@ mod tests {
 
     #[test]
     fn a_cache_that_never_synced_is_not_ready() {
-        let s = CacheState { capacity: 1, window_start: None, synced_revision: 0, events: VecDeque::new() };
+        let s =
+            CacheState { capacity: 1, window_start: None, synced_revision: 0, events: VecDeque::new(), closed: false };
         check(&s, Resource::Pods, "", 0, "not-ready");
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::{ApiClient, ClientConfig, Clock, PodPhase, Resource, Verb, WatchEventKind};
-use apiserver::{serve, ApiServerObserver, InMemoryBackend};
+use apiserver::{serve, ApiServerObserver, InMemoryBackend, Termination};
 use common::*;
 use madsim::runtime::Runtime;
 
@@ -30,7 +30,9 @@ where
     let client_node = runtime.create_node().name("client").ip("10.0.0.2".parse().unwrap()).build();
     let observer = writes as Arc<dyn ApiServerObserver>;
     let _server = apiserver_node.spawn(async move {
-        serve(config("apiserver-0", APISERVER_ADDR), store, Clock::new(), Some(observer)).await.expect("bind");
+        serve(config("apiserver-0", APISERVER_ADDR), store, Clock::new(), Some(observer), Termination::new())
+            .await
+            .expect("bind");
     });
     runtime
         .block_on(client_node.spawn(async move {
@@ -124,7 +126,7 @@ fn a_seed_replays_exactly() {
         let client_node = handle.create_node().ip("10.0.0.2".parse().unwrap()).build();
         let _server = apiserver_node.spawn(async {
             let config = config("apiserver-0", APISERVER_ADDR);
-            serve(config, InMemoryBackend::new(), Clock::new(), None).await.expect("bind");
+            serve(config, InMemoryBackend::new(), Clock::new(), None, Termination::new()).await.expect("bind");
         });
         client_node
             .spawn(async {
@@ -144,4 +146,83 @@ fn a_seed_replays_exactly() {
     let second = Runtime::check_determinism(7, madsim::Config::default(), body);
     assert_eq!(first, second);
     assert_eq!(first.len(), 5);
+}
+
+/// What a client waiting on a watch sees when the apiserver process goes away.
+#[derive(Debug)]
+struct PendingWatchEnd {
+    /// The watch's answer: (events, resourceVersion), or the error's text.
+    answer: Result<(usize, i64), String>,
+    /// Simulated time from the stop to the watch's answer.
+    answered_after: Duration,
+    /// A list sent after the answer, while the process is still up.
+    list_after: Result<(), String>,
+}
+
+/// Starts an apiserver, parks a 5 s watch on it, then stops it at 200 ms: gracefully
+/// (`Termination::terminate`, then the node is killed 100 ms later) or by crashing the
+/// node at once. The client makes one attempt per request, so a lost answer shows as the
+/// client's own timeout (request_timeout + the watch's wait).
+fn stop_apiserver_under_a_pending_watch(graceful: bool) -> PendingWatchEnd {
+    let runtime = Runtime::new();
+    runtime.block_on(async move {
+        let handle = madsim::runtime::Handle::current();
+        let apiserver_node = handle.create_node().name("apiserver-0").ip("10.0.0.1".parse().unwrap()).build();
+        let client_node = handle.create_node().name("client").ip("10.0.0.2".parse().unwrap()).build();
+        let termination = Termination::new();
+        let served = termination.clone();
+        let _server = apiserver_node.spawn(async move {
+            let config = config("apiserver-0", APISERVER_ADDR);
+            serve(config, InMemoryBackend::new(), Clock::new(), None, served).await.expect("bind");
+        });
+        let watcher = client_node.spawn(async move {
+            madsim::time::sleep(Duration::from_millis(100)).await;
+            let server: SocketAddr = APISERVER_ADDR.parse().unwrap();
+            let config = ClientConfig { max_read_attempts: 1, ..ClientConfig::default() };
+            let kubelet = ApiClient::connect(vec![server], credential(KUBELET_1), config, None).await.unwrap();
+            let (_, since) = kubelet.list(Resource::Pods, "").await.unwrap();
+            let answer = kubelet.watch(Resource::Pods, "", since, 5_000).await;
+            let answered_at = madsim::time::Instant::now();
+            let list_after = kubelet.list(Resource::Pods, "").await.map(drop).map_err(|e| e.to_string());
+            let answer = answer.map(|(events, rv)| (events.len(), rv)).map_err(|e| e.to_string());
+            (answer, answered_at, list_after)
+        });
+        madsim::time::sleep(Duration::from_millis(200)).await;
+        let stopped_at = madsim::time::Instant::now();
+        if graceful {
+            assert!(termination.terminate(), "an apiserver instance was serving");
+            assert!(!termination.terminate(), "termination is delivered once per instance");
+            madsim::time::sleep(Duration::from_millis(100)).await;
+        }
+        handle.kill(apiserver_node.id());
+        let (answer, answered_at, list_after) = watcher.await.expect("client task");
+        PendingWatchEnd { answer, answered_after: answered_at - stopped_at, list_after }
+    })
+}
+
+/// kube-apiserver's graceful termination (SIGTERM): the watch cache closes every watch and
+/// the server stops accepting requests, so a watcher learns at once that it must watch
+/// again (elsewhere, or after the restart): 503 Unavailable, which clients retry.
+#[test]
+fn graceful_termination_answers_a_pending_watch_at_once_and_refuses_new_requests() {
+    let end = stop_apiserver_under_a_pending_watch(true);
+    let closed = end.answer.as_ref().expect_err("a closed watch is answered Unavailable");
+    assert!(closed.starts_with("503 ServiceUnavailable"), "{end:?}");
+    assert!(closed.contains(apiserver::watch_cache::WATCH_CLOSED), "{end:?}");
+    // The answer is back within the network's latency; the client then still sleeps its
+    // 50 ms backoff after its one (and last) attempt.
+    assert!(end.answered_after < Duration::from_millis(100), "{end:?}");
+    let refused = end.list_after.as_ref().expect_err("a terminating apiserver refuses new requests");
+    assert!(refused.starts_with("503 ServiceUnavailable"), "{end:?}");
+    assert!(refused.contains("shutting down"), "{end:?}");
+}
+
+/// A crash is abrupt: nothing answers the pending watch, and the client finds out only
+/// when its own timeout (request_timeout 5 s + the watch's 5 s wait) expires.
+#[test]
+fn a_crashed_apiserver_leaves_a_pending_watch_to_time_out() {
+    let end = stop_apiserver_under_a_pending_watch(false);
+    let error = end.answer.as_ref().expect_err("nobody answers for a crashed apiserver");
+    assert!(error.starts_with("503 ServiceUnavailable"), "{end:?}");
+    assert!(end.answered_after >= Duration::from_millis(9_000), "{end:?}");
 }

@@ -26,7 +26,7 @@ use store::server::{Bootstrap, Failpoints, MemberConfig, StoreBugs, StoreObserve
 use store::wal::SimDisk;
 
 use crate::history::Recorder;
-use crate::operator::Operator;
+use crate::operator::{ApiServerProcess, Operator};
 
 /// Restarts a node's process: kills it first, because madsim's `restart` alone keeps the
 /// old process's sockets bound and the new process could not bind its port again.
@@ -234,7 +234,7 @@ impl StoreCluster {
 
     /// The apiservers, controller-managers and schedulers the operator stops and starts
     /// around a restore.
-    pub fn set_control_plane(&self, apiservers: Vec<madsim::task::NodeId>, controllers: Vec<madsim::task::NodeId>) {
+    pub(crate) fn set_control_plane(&self, apiservers: Vec<ApiServerProcess>, controllers: Vec<madsim::task::NodeId>) {
         self.operator.set_control_plane(apiservers, controllers);
     }
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use api::{ApiClient, ApiObserver, ClientConfig, Clock, Credential};
-use apiserver::{ApiServerBugs, ApiServerConfig, ApiServerObserver, UserInfo};
+use apiserver::{ApiServerBugs, ApiServerConfig, ApiServerObserver, Termination, UserInfo};
 use controllers::controller_manager::ControllerManagerConfig;
 use controllers::kubelet::{KubeletConfig, KubeletState};
 use controllers::observer::ControllerObserver;
@@ -18,6 +18,7 @@ use store::client::{StoreClient, StoreClientConfig};
 
 use crate::cluster::{follow_endpoints, ip, Endpoints, StoreCluster, StoreOptions};
 use crate::history::Recorder;
+use crate::operator::ApiServerProcess;
 
 pub const APISERVER_PORT: u16 = 6443;
 
@@ -98,16 +99,20 @@ impl ControlPlane {
         let mut users = vec![UserInfo::admin(), UserInfo::controller_manager(), UserInfo::scheduler()];
         users.extend((0..options.n_kubelets).map(|i| UserInfo::node(&kubelet_name(i))));
 
-        let apiservers: Vec<Component> = (0..options.n_apiservers)
+        let (apiservers, terminations): (Vec<Component>, Vec<Termination>) = (0..options.n_apiservers)
             .map(|i| start_apiserver(i, options, &store, &apiserver_addrs, &users, recorder))
-            .collect();
+            .unzip();
         let controller_managers: Vec<Component> = (0..options.n_controller_managers)
             .map(|i| start_controller_manager(i, options, &store, &apiserver_addrs, recorder))
             .collect();
         let scheduler = start_scheduler(&apiserver_addrs, recorder);
         let kubelets = (0..options.n_kubelets).map(|i| start_kubelet(i, &apiserver_addrs, recorder)).collect();
         let controllers = controller_managers.iter().chain(std::iter::once(&scheduler)).map(|c| c.node.id()).collect();
-        store.set_control_plane(apiservers.iter().map(|c| c.node.id()).collect(), controllers);
+        let apiserver_processes = apiservers
+            .iter()
+            .zip(terminations)
+            .map(|(c, termination)| ApiServerProcess { node: c.node.id(), termination });
+        store.set_control_plane(apiserver_processes.collect(), controllers);
         Self { store, apiservers, controller_managers, scheduler, kubelets, apiserver_addrs }
     }
 
@@ -167,7 +172,7 @@ fn start_apiserver(
     addrs: &[SocketAddr],
     users: &[UserInfo],
     recorder: &Recorder,
-) -> Component {
+) -> (Component, Termination) {
     let name = format!("apiserver-{idx}");
     let mut config = ApiServerConfig::new(name.clone(), addrs[idx as usize]);
     for user in users {
@@ -183,6 +188,8 @@ fn start_apiserver(
     let endpoints = store.endpoints();
     let observer: Arc<dyn ApiServerObserver> = Arc::new(recorder.clone());
     let node_clock = clock.clone();
+    let termination = Termination::new();
+    let node_termination = termination.clone();
     let traffic = options
         .store_traffic_until
         .filter(|_| idx == 0)
@@ -192,8 +199,8 @@ fn start_apiserver(
         .name(name.clone())
         .ip(addrs[idx as usize].ip())
         .init(move || {
-            let (config, endpoints, clock, observer) =
-                (config.clone(), endpoints.clone(), node_clock.clone(), observer.clone());
+            let (config, endpoints, clock, observer, termination) =
+                (config.clone(), endpoints.clone(), node_clock.clone(), observer.clone(), node_termination.clone());
             let traffic = traffic.clone();
             async move {
                 // The members as of this (re)start: a restarted apiserver is pointed at the
@@ -212,13 +219,13 @@ fn start_apiserver(
                     .await
                     .expect("bind the apiserver's store client");
                 follow_endpoints(backend.clone(), endpoints);
-                if let Err(e) = apiserver::serve(config, backend, clock, Some(observer)).await {
+                if let Err(e) = apiserver::serve(config, backend, clock, Some(observer), termination).await {
                     tracing::error!(error = %e, "apiserver failed to start");
                 }
             }
         })
         .build();
-    Component { name, node, clock }
+    (Component { name, node, clock }, termination)
 }
 
 /// etcd-robustness-style traffic from the apiserver's node: two clients with the

@@ -11,7 +11,8 @@
 //!   id on a new address, start the new member with `--initial-cluster-state existing`
 //!   and an empty disk; it catches up from a snapshot. The old id is never reused.
 //! - **restore** after a majority or total loss — the Kubernetes procedure ("Restoring
-//!   an etcd cluster"): stop every apiserver, stop the surviving members, `etcdutl
+//!   an etcd cluster"): stop every apiserver (gracefully: SIGTERM, which closes its
+//!   watches, see [`ApiServerProcess`]), stop the surviving members, `etcdutl
 //!   snapshot restore --bump-revision --mark-compacted` from the latest backup that
 //!   verifies (a corrupted one is refused: etcdutl's integrity check; the next older one
 //!   is tried), onto fresh disks, as a new cluster with new member ids, start it, then
@@ -52,6 +53,22 @@ const MEMBERSHIP_PATIENCE: Duration = Duration::from_secs(30);
 /// How long the operator waits for one etcdctl command (etcdctl's `--command-timeout`
 /// is 5 s).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Between asking the apiservers to shut down and stopping their nodes: the answers that
+/// close their watches must leave first, and madsim holds every send for at least 1 ms
+/// (its minimum sleep). The watchers retry after `ApiClient`'s 50 ms backoff, by when the
+/// restarted apiserver listens again (it binds within a few ms of its restart). Short
+/// against kube-apiserver's own termination, which waits for in-flight requests.
+const APISERVER_SHUTDOWN_GRACE: Duration = Duration::from_millis(2);
+
+/// An apiserver as its supervisor sees it: the node to stop and start, and the handle
+/// that delivers SIGTERM to whichever instance runs on it. Stopping an apiserver for a
+/// restore is a graceful termination (kube-apiserver closes every watch, so each client
+/// re-watches at once, gets 410 Gone from the restored cluster and relists), unlike the
+/// nemesis' crash or pause, which close nothing.
+pub(crate) struct ApiServerProcess {
+    pub node: madsim::task::NodeId,
+    pub termination: apiserver::Termination,
+}
 
 enum Command {
     Backup { slot: u64 },
@@ -72,7 +89,7 @@ pub(crate) struct Operator {
     next_backup: Mutex<u32>,
     /// Restores attempted so far.
     restores: Mutex<u64>,
-    apiservers: Mutex<Vec<madsim::task::NodeId>>,
+    apiservers: Mutex<Vec<ApiServerProcess>>,
     /// Controller-managers and schedulers: restarted after a restore, as the Kubernetes
     /// guide recommends, so they do not act on caches of the lost cluster.
     controllers: Mutex<Vec<madsim::task::NodeId>>,
@@ -135,7 +152,7 @@ impl Operator {
         operator
     }
 
-    pub fn set_control_plane(&self, apiservers: Vec<madsim::task::NodeId>, controllers: Vec<madsim::task::NodeId>) {
+    pub fn set_control_plane(&self, apiservers: Vec<ApiServerProcess>, controllers: Vec<madsim::task::NodeId>) {
         *self.apiservers.lock().expect("apiservers lock") = apiservers;
         *self.controllers.lock().expect("controllers lock") = controllers;
     }
@@ -327,12 +344,31 @@ impl Operator {
         }
     }
 
+    /// Stops every apiserver the way an operator does, with SIGTERM: each closes its
+    /// watches and refuses new requests ([`apiserver::Termination`]); after a short grace
+    /// the nodes are stopped. Returns the nodes, to start them again.
+    async fn stop_apiservers(&self) -> Vec<madsim::task::NodeId> {
+        let (nodes, n_terminated) = {
+            let apiservers = self.apiservers.lock().expect("apiservers lock");
+            let n_terminated = apiservers.iter().filter(|apiserver| apiserver.termination.terminate()).count();
+            (apiservers.iter().map(|apiserver| apiserver.node).collect::<Vec<_>>(), n_terminated)
+        };
+        if n_terminated > 0 {
+            madsim::time::sleep(APISERVER_SHUTDOWN_GRACE).await;
+        }
+        let handle = Handle::current();
+        for &node in &nodes {
+            handle.kill(node);
+        }
+        nodes
+    }
+
     async fn restore(&self) {
         let recorder = &self.shared.recorder;
         let handle = Handle::current();
-        let apiservers = self.apiservers.lock().expect("apiservers lock").clone();
+        let apiservers = self.stop_apiservers().await;
         let controllers = self.controllers.lock().expect("controllers lock").clone();
-        for &node in apiservers.iter().chain(&controllers) {
+        for &node in &controllers {
             handle.kill(node);
         }
         let slots: Vec<u64> = {
@@ -343,7 +379,8 @@ impl Operator {
             membership.slots.keys().copied().collect()
         };
         recorder.fault(format!(
-            "operator: stopped {} apiservers, {} controller-managers and schedulers, and every store member",
+            "operator: stopped {} apiservers (gracefully: their watches closed), {} controller-managers and schedulers, \
+             and every store member",
             apiservers.len(),
             controllers.len()
         ));
