@@ -27,6 +27,7 @@ use store::wal::SimDisk;
 
 use crate::history::Recorder;
 use crate::operator::{ApiServerProcess, Operator};
+use crate::runner::SeedNode;
 
 /// Restarts a node's process: kills it first, because madsim's `restart` alone keeps the
 /// old process's sockets bound and the new process could not bind its port again.
@@ -162,7 +163,8 @@ impl Shared {
                     let _ = store::server::run(config, disk, Some(observer)).await;
                 }
             })
-            .build();
+            .build()
+            .of_this_seed();
         StoreMember { id, node, disk, failpoints, addr }
     }
 }

@@ -19,6 +19,7 @@ use store::client::{StoreClient, StoreClientConfig};
 use crate::cluster::{follow_endpoints, ip, Endpoints, StoreCluster, StoreOptions};
 use crate::history::Recorder;
 use crate::operator::ApiServerProcess;
+use crate::runner::SeedNode;
 
 pub const APISERVER_PORT: u16 = 6443;
 
@@ -129,7 +130,7 @@ impl ControlPlane {
         host: u8,
         recorder: &Recorder,
     ) -> (NodeHandle, ApiClient) {
-        let node = Handle::current().create_node().name(node_name).ip(ip(9, host)).build();
+        let node = Handle::current().create_node().name(node_name).ip(ip(9, host)).build().of_this_seed();
         let (servers, observer, credential) =
             (self.apiserver_addrs.clone(), api_observer(node_name, recorder), credential(user));
         let client = node
@@ -224,7 +225,8 @@ fn start_apiserver(
                 }
             }
         })
-        .build();
+        .build()
+        .of_this_seed();
     (Component { name, node, clock }, termination)
 }
 
@@ -320,7 +322,8 @@ fn start_controller_manager(
                 controllers::controller_manager::run(config, client, clock, ctl_obs).await;
             }
         })
-        .build();
+        .build()
+        .of_this_seed();
     Component { name, node, clock }
 }
 
@@ -346,7 +349,8 @@ fn start_scheduler(servers: &[SocketAddr], recorder: &Recorder) -> Component {
                 controllers::scheduler::run(config, client, clock, ctl_obs).await;
             }
         })
-        .build();
+        .build()
+        .of_this_seed();
     Component { name, node, clock }
 }
 
@@ -381,6 +385,7 @@ fn start_kubelet(idx: u32, servers: &[SocketAddr], recorder: &Recorder) -> (Comp
                 controllers::kubelet::run(config, client, clock, state, ctl_obs).await;
             }
         })
-        .build();
+        .build()
+        .of_this_seed();
     (Component { name, node, clock }, state)
 }

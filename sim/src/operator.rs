@@ -37,6 +37,7 @@ use store::wal::SimDisk;
 
 use crate::cluster::{ip, restart_node, store_member_addr, Shared};
 use crate::history::{History, HistoryEvent, KeyState};
+use crate::runner::SeedNode;
 
 /// How many backups the operator keeps (the most recent ones).
 pub const KEEP_BACKUPS: usize = 4;
@@ -108,7 +109,7 @@ impl Operator {
             apiservers: Mutex::new(Vec::new()),
             controllers: Mutex::new(Vec::new()),
         });
-        let node = Handle::current().create_node().name("operator").ip(ip(8, 1)).build();
+        let node = Handle::current().create_node().name("operator").ip(ip(8, 1)).build().of_this_seed();
         let worker = operator.clone();
         node.spawn(async move {
             let endpoints = worker.shared.endpoints.lock().expect("endpoints lock").clone();

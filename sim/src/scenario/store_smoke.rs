@@ -20,6 +20,7 @@ use store::raft::Role;
 use crate::cluster::{ip, StoreCluster, StoreOptions};
 use crate::history::{HistoryEvent, Recorder, StoreOpKind, StoreOpOutcome};
 use crate::report::{Check, ScenarioOutcome};
+use crate::runner::SeedNode;
 use crate::world::SimWorld;
 use faults::FaultPlan;
 
@@ -37,7 +38,8 @@ pub async fn run(recorder: Recorder, store: StoreOptions, plan: Option<FaultPlan
     let workload_duration = plan.as_ref().map_or(WORKLOAD_DURATION, |p| Duration::from_millis(p.safety_phase_ms));
     let settle = plan.as_ref().map_or(Duration::from_secs(5), |p| Duration::from_millis(p.liveness_phase_ms));
 
-    let workload = madsim::runtime::Handle::current().create_node().name("workload").ip(ip(9, 1)).build();
+    let workload =
+        madsim::runtime::Handle::current().create_node().name("workload").ip(ip(9, 1)).build().of_this_seed();
     let mut workers = Vec::new();
     for worker_idx in 0..N_WORKERS {
         let (members, recorder) = (members.clone(), recorder.clone());
