@@ -192,9 +192,10 @@ impl SeedFlags {
     pub fn to_range_options(&self, seeds: &std::ops::Range<u64>) -> Result<RunOptions, BadInput> {
         let template = self.to_options(seeds.start)?;
         if let (Faults::Plan(plan), Some(path)) = (&template.faults, &self.plan) {
-            let mut sizes_checked = BTreeSet::new();
+            // `to_options` checked the first seed's size.
+            let mut sizes_checked = BTreeSet::from([template.cluster.store.n_members]);
             for seed in seeds.clone() {
-                let n_members = template.store_members_for_seed(seed);
+                let (n_members, _) = template.store_knobs_of(seed);
                 if !sizes_checked.insert(n_members) {
                     continue;
                 }

@@ -83,19 +83,17 @@ impl RunOptions {
     pub fn for_seed(&self, seed: u64) -> Self {
         let mut options = self.clone();
         options.seed = seed;
-        if options.seed_picks_store_knobs {
-            (options.cluster.store.n_members, options.cluster.store.max_entries_per_append) =
-                store_knobs_for_seed(seed);
-        }
+        (options.cluster.store.n_members, options.cluster.store.max_entries_per_append) = self.store_knobs_of(seed);
         options
     }
 
-    /// How many store members `for_seed(seed)` runs, without building its options.
-    pub fn store_members_for_seed(&self, seed: u64) -> usize {
+    /// The store knobs (members, entries per append) `for_seed(seed)` runs on, without
+    /// building its options.
+    pub fn store_knobs_of(&self, seed: u64) -> (usize, Option<usize>) {
         if self.seed_picks_store_knobs {
-            store_knobs_for_seed(seed).0
+            store_knobs_for_seed(seed)
         } else {
-            self.cluster.store.n_members
+            (self.cluster.store.n_members, self.cluster.store.max_entries_per_append)
         }
     }
 
