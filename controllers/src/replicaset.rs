@@ -24,6 +24,9 @@ use crate::informer::{key_of, object_key, Informer, InformerEvent};
 use crate::leader_election::LeaderHandle;
 use crate::workqueue::{SharedWorkQueue, WorkQueueConfig};
 
+/// Kubernetes' `SlowStartInitialBatchSize`: the first batch of creates holds one pod.
+pub const SLOW_START_INITIAL_BATCH: usize = 1;
+
 /// Kubernetes' `ExpectationsTimeout`: 5 minutes.
 pub const EXPECTATIONS_TIMEOUT_MS: u64 = 5 * 60 * 1_000;
 
@@ -36,7 +39,7 @@ pub struct ReplicaSetConfig {
     /// Every ReplicaSet is re-synced this often (30 s; see the deployment controller).
     pub resync_period_ms: u64,
     pub workqueue: WorkQueueConfig,
-    /// PLANTED BUG (`kubesim --bug rs-no-expectations`), default off. When on, the
+    /// PLANTED BUG (`kubesim --bug replicaset-no-expectations`), default off. When on, the
     /// controller ignores its expectations and acts on whatever its informer cache shows.
     /// A stale cache (the informer has not yet seen the pods just created) then makes it
     /// create too many pods; kubesim's convergence checker (invariant 13, "no more pods
@@ -226,6 +229,22 @@ pub fn random_pod_suffix() -> String {
     (0..5).map(|_| ALPHANUMS[rng.gen_range(0..ALPHANUMS.len())] as char).collect()
 }
 
+/// The sizes of the batches `n` creates are sent in: [`SLOW_START_INITIAL_BATCH`], then
+/// each batch twice the last, the last one cut to what is left (Kubernetes'
+/// `slowStartBatch`): 5 creates go as 1, 2, 2.
+pub fn slow_start_batches(n: usize) -> Vec<usize> {
+    let mut batches = Vec::new();
+    let mut left = n;
+    let mut size = SLOW_START_INITIAL_BATCH;
+    while left > 0 {
+        let batch = size.min(left);
+        batches.push(batch);
+        left -= batch;
+        size *= 2;
+    }
+    batches
+}
+
 /// The sans-IO core: reconcile plus expectations.
 #[derive(Clone, Debug)]
 pub struct ReplicaSetSync {
@@ -397,29 +416,47 @@ impl Running {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Issues `n` creates; each failed one lowers the expectations (it will never be
-    /// observed). Stops at leadership loss, lowering the expectations of those not sent.
+    /// Issues `n` creates in Kubernetes' slow-start batches (`slowStartBatch` in
+    /// `pkg/controller/replicaset`): 1 create, then 2 at once, then 4, ..., each batch
+    /// sent together and awaited together, so a ReplicaSet of many pods is filled quickly
+    /// while a failing apiserver costs one request rather than `n`. A batch with any
+    /// failure ends the sync; every failed create and every create not attempted lowers
+    /// the expectations (it will never be observed). Leadership loss ends it likewise.
     async fn create_pods(&self, rs_key: &str, rs: &ReplicaSet, n: usize) -> Result<(), SyncError> {
-        let mut first_error = None;
-        for created in 0..n {
+        let mut attempted = 0;
+        let mut outcome = Ok(());
+        for batch in slow_start_batches(n) {
             let fence = match self.leader.write_fence() {
                 Ok(fence) => fence,
                 Err(not_leader) => {
-                    let mut core = self.core.lock().expect("rs core");
-                    for _ in created..n {
-                        core.create_failed(rs_key);
-                    }
-                    return Err(not_leader.into());
+                    outcome = Err(not_leader.into());
+                    break;
                 }
             };
-            let mut pod = new_pod(rs, &random_pod_suffix());
-            pod.metadata.creation_timestamp_ms = self.clock.now_ms();
-            if let Err(e) = self.client.create(Object::Pod(pod), fence).await {
-                self.core.lock().expect("rs core").create_failed(rs_key);
-                first_error.get_or_insert(SyncError::Api(e));
+            let creates: Vec<_> = (0..batch)
+                .map(|_| {
+                    let mut pod = new_pod(rs, &random_pod_suffix());
+                    pod.metadata.creation_timestamp_ms = self.clock.now_ms();
+                    self.client.create(Object::Pod(pod), fence.clone())
+                })
+                .collect();
+            attempted += batch;
+            let failed: Vec<ApiError> =
+                futures::future::join_all(creates).await.into_iter().filter_map(Result::err).collect();
+            if let Some(first) = failed.first() {
+                let mut core = self.core.lock().expect("rs core");
+                for _ in &failed {
+                    core.create_failed(rs_key);
+                }
+                outcome = Err(SyncError::Api(first.clone()));
+                break;
             }
         }
-        first_error.map_or(Ok(()), Err)
+        let mut core = self.core.lock().expect("rs core");
+        for _ in attempted..n {
+            core.create_failed(rs_key);
+        }
+        outcome
     }
 
     async fn delete_pods(&self, rs_key: &str, pods: Vec<Pod>) -> Result<(), SyncError> {
@@ -495,6 +532,15 @@ mod tests {
         let first = creates(&core.sync(&rs, &[], 1_000));
         let second = creates(&core.sync(&rs, &[], 1_100));
         (first, second)
+    }
+
+    #[test]
+    fn creates_go_in_doubling_batches() {
+        assert_eq!(slow_start_batches(0), Vec::<usize>::new());
+        assert_eq!(slow_start_batches(1), vec![1]);
+        assert_eq!(slow_start_batches(5), vec![1, 2, 2]);
+        assert_eq!(slow_start_batches(7), vec![1, 2, 4]);
+        assert_eq!(slow_start_batches(20), vec![1, 2, 4, 8, 5]);
     }
 
     #[test]

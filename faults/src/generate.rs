@@ -65,7 +65,8 @@ pub fn feasible_kinds(topology: &Topology, menu: &BTreeSet<FaultKind>) -> Vec<Fa
         .filter(|kind| match kind {
             FaultKind::Partition | FaultKind::Clog => n_targets >= 2,
             FaultKind::PacketLoss | FaultKind::Latency => n_targets >= 1,
-            FaultKind::Pause | FaultKind::Clock => n_targets >= 1,
+            FaultKind::Pause => n_targets >= 1,
+            FaultKind::Clock => !clock_targets(topology).is_empty(),
             FaultKind::Crash => tolerates_store_crash || n_targets > topology.store_members as usize,
             FaultKind::DiskCrash | FaultKind::Failpoint => tolerates_store_crash,
             // Every member goes down together, so no quorum arithmetic applies: one
@@ -198,11 +199,12 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
         FaultKind::DiskLossAll => Fault::DiskLossAll,
         FaultKind::SnapshotCorruption => Fault::SnapshotCorruption,
         FaultKind::Clock => Fault::ClockSkew {
-            // Clock faults matter to lease holders, which are everywhere: no bias. Offsets
-            // reach past a leader-election lease (15 s) plus its retry period, so a skewed
-            // standby can judge a live leader's lease expired and take over while the
-            // leader still acts: Kubernetes' unfenced leader election then has two writers.
-            target: concrete_targets(topology).choose(rng).cloned().expect("clock is feasible only with targets"),
+            // Clock faults matter to lease holders, which are among every component that
+            // reads a clock: no bias between them. Offsets reach past a leader-election
+            // lease (15 s) plus its retry period, so a skewed standby can judge a live
+            // leader's lease expired and take over while the leader still acts:
+            // Kubernetes' unfenced leader election then has two writers.
+            target: clock_targets(topology).choose(rng).cloned().expect("clock is feasible only with clock readers"),
             offset_ms: rng.gen_range(-30_000..=30_000),
             drift_ms_per_s: rng.gen_range(-100..=100),
         },
@@ -500,6 +502,14 @@ pub(crate) fn concrete_targets(topology: &Topology) -> Vec<Target> {
     }
     targets.extend((0..topology.kubelets).map(Target::Kubelet));
     targets
+}
+
+/// The targets whose behaviour a clock skew can change: every component but the store
+/// members. A store member reads no wall clock (Raft counts ticks of its own timer and the
+/// store has no TTL leases), so a skewed store member behaves exactly as before; drawing
+/// one would spend a fault on nothing.
+pub(crate) fn clock_targets(topology: &Topology) -> Vec<Target> {
+    concrete_targets(topology).into_iter().filter(|target| !target.is_store()).collect()
 }
 
 /// A target biased toward the store, where the interesting failures are: 40% a concrete

@@ -350,7 +350,9 @@ pub enum Fault {
     /// A node's clock runs `offset_ms` off the true time and gains `drift_ms_per_s`
     /// every second (NTP failure, VM clock drift; Jepsen `clock` nemesis). Leases and
     /// leader election read this clock; a skewed lease holder must not act on a lease
-    /// that has already expired elsewhere.
+    /// that has already expired elsewhere. Store members read no wall clock (Raft counts
+    /// its own ticks), so a skew aimed at one changes nothing; generated plans never aim
+    /// one there.
     ClockSkew { target: Target, offset_ms: i64, drift_ms_per_s: i64 },
     /// Operator action, not a fault: `etcdctl snapshot save` against `member` (a
     /// consistent copy of the keyspace at the member's applied revision R, with its

@@ -11,7 +11,9 @@ use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use proptest::strategy::{BoxedStrategy, Union};
 
-use crate::generate::{concrete_targets, feasible_kinds, GenerateOptions, MAX_DURATION_MS, MIN_DURATION_MS};
+use crate::generate::{
+    clock_targets, concrete_targets, feasible_kinds, GenerateOptions, MAX_DURATION_MS, MIN_DURATION_MS,
+};
 use crate::kinds::FaultKind;
 use crate::plan::{ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
 
@@ -120,7 +122,7 @@ pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Faul
         FaultKind::DiskLossMajority => Just(Fault::DiskLossMajority).boxed(),
         FaultKind::DiskLossAll => Just(Fault::DiskLossAll).boxed(),
         FaultKind::SnapshotCorruption => Just(Fault::SnapshotCorruption).boxed(),
-        FaultKind::Clock => (select(concrete_targets(&topology)), -10_000i64..=10_000, -100i64..=100)
+        FaultKind::Clock => (select(clock_targets(&topology)), -10_000i64..=10_000, -100i64..=100)
             .prop_map(|(target, offset_ms, drift_ms_per_s)| Fault::ClockSkew { target, offset_ms, drift_ms_per_s })
             .boxed(),
     }
