@@ -155,8 +155,19 @@ impl SeedNode for NodeHandle {
     }
 }
 
+/// How far simulated time runs on after every node is dead: past every timer a seed arms
+/// (the components' longest timeouts and periods are minutes; a plan's latency at most 60 s).
+const DRAIN_TIMERS_FOR: std::time::Duration = std::time::Duration::from_secs(3_600);
+
 /// Kills every node of the running seed and lets the executor drop their tasks (a killed
-/// task is dropped the next time the executor reaches it), without advancing time.
+/// task is dropped the next time the executor reaches it), then lets simulated time run
+/// until every pending timer has fired. A timer still pending when the runtime is dropped
+/// is never freed: a message in flight is a timer whose callback holds the payload, and an
+/// RPC's payload holds the network simulator, which holds the timer wheel (a cycle); a
+/// sleeping task's timer holds its waker (madsim re-arms a `Sleep` each time it is polled,
+/// so a long timeout around a busy future leaves many). With every node dead the firing
+/// timers wake nothing and deliver to closed sockets, so nothing the seed recorded changes;
+/// its simulated time and message count were read before.
 async fn tear_down_seed_nodes() {
     let handle = madsim::runtime::Handle::current();
     for node in SEED_NODES.with(|nodes| std::mem::take(&mut *nodes.borrow_mut())) {
@@ -165,6 +176,7 @@ async fn tear_down_seed_nodes() {
     for _ in 0..2 {
         YieldOnce(false).await;
     }
+    madsim::time::sleep(DRAIN_TIMERS_FOR).await;
 }
 
 /// Pending once, then ready: lets every other ready task run first.
