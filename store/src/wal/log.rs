@@ -234,14 +234,23 @@ fn invalid(error: bincode::Error) -> WalError {
     WalError::Invalid { reason: format!("cannot encode record: {error}") }
 }
 
+/// Appends `value`'s record to `out`, serialized in place after room for its header (no
+/// buffer of its own per record); on an error `out` is left as it was.
 fn encode<T: Serialize>(kind: RecordKind, value: &T, out: &mut Vec<u8>) -> Result<(), WalError> {
-    let payload = bincode::serialize(value).map_err(invalid)?;
-    if payload.len() > MAX_RECORD_BYTES {
+    let start = out.len();
+    out.resize(start + record::HEADER_BYTES, 0);
+    if let Err(e) = bincode::serialize_into(&mut *out, value) {
+        out.truncate(start);
+        return Err(invalid(e));
+    }
+    let payload_len = out.len() - start - record::HEADER_BYTES;
+    if payload_len > MAX_RECORD_BYTES {
+        out.truncate(start);
         return Err(WalError::Invalid {
-            reason: format!("{kind:?} record of {} bytes exceeds {MAX_RECORD_BYTES}", payload.len()),
+            reason: format!("{kind:?} record of {payload_len} bytes exceeds {MAX_RECORD_BYTES}"),
         });
     }
-    record::encode(kind, &payload, out);
+    record::seal(kind, &mut out[start..]);
     Ok(())
 }
 
