@@ -331,6 +331,9 @@ impl History {
 struct Inner {
     records: Vec<Record>,
     hasher: Xxh3,
+    /// The encoding of the record being hashed, kept between records so that recording
+    /// allocates no buffer of its own.
+    encoded: Vec<u8>,
     overflowed: bool,
     /// The highest revision recorded as `Committed` in the current cluster epoch (reset
     /// by a restore, whose cluster may reuse revisions when a bug skips the bump).
@@ -355,6 +358,7 @@ impl Recorder {
             inner: Arc::new(Mutex::new(Inner {
                 records: Vec::new(),
                 hasher: Xxh3::new(),
+                encoded: Vec::new(),
                 overflowed: false,
                 last_committed: 0,
             })),
@@ -380,8 +384,10 @@ impl Recorder {
             inner.overflowed = true;
             return;
         }
-        let bytes = bincode::serialize(&record).expect("history records always serialize");
-        inner.hasher.update(&bytes);
+        // The same bytes as `bincode::serialize` (both use bincode's default options).
+        inner.encoded.clear();
+        bincode::serialize_into(&mut inner.encoded, &record).expect("history records always serialize");
+        inner.hasher.update(&inner.encoded);
         inner.records.push(record);
     }
 
