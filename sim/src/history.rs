@@ -425,24 +425,24 @@ impl StoreObserver for Recorder {
     }
 
     fn applied(&self, member: MemberId, entry: &AppliedEntry<'_>) {
-        if !entry.events.is_empty() {
-            let mut inner = self.inner.lock().expect("recorder lock");
-            if entry.revision > inner.last_committed {
-                inner.last_committed = entry.revision;
-                let changes = entry
-                    .events
-                    .iter()
-                    .map(|event| match event.kind {
-                        store::api::EventKind::Put => KeyState::of(&event.kv),
-                        store::api::EventKind::Delete => KeyState::deleted(&event.kv.key, event.kv.mod_revision),
-                    })
-                    .collect();
-                let event = HistoryEvent::Committed { revision: entry.revision, changes };
-                Self::push(&mut inner, Record { at_ns: Self::now_ns(), event });
-            }
+        // Both records under one lock, at the same simulated instant.
+        let at_ns = Self::now_ns();
+        let mut inner = self.inner.lock().expect("recorder lock");
+        if !entry.events.is_empty() && entry.revision > inner.last_committed {
+            inner.last_committed = entry.revision;
+            let changes = entry
+                .events
+                .iter()
+                .map(|event| match event.kind {
+                    store::api::EventKind::Put => KeyState::of(&event.kv),
+                    store::api::EventKind::Delete => KeyState::deleted(&event.kv.key, event.kv.mod_revision),
+                })
+                .collect();
+            let event = HistoryEvent::Committed { revision: entry.revision, changes };
+            Self::push(&mut inner, Record { at_ns, event });
         }
         let principal: &Principal = &entry.proposal.principal;
-        self.record(HistoryEvent::Applied {
+        let event = HistoryEvent::Applied {
             member,
             index: entry.index,
             term: entry.term,
@@ -453,7 +453,8 @@ impl StoreObserver for Recorder {
             revision: entry.revision,
             succeeded: entry.result.is_ok(),
             n_events: entry.events.len(),
-        });
+        };
+        Self::push(&mut inner, Record { at_ns, event });
     }
 
     fn rejected(&self, member: MemberId, principal: &Principal, source: SocketAddr, error: &store::api::StoreError) {

@@ -284,11 +284,11 @@ async fn send_all(shared: &Shared<impl Disk>, streams: &mut stream::Outbound, me
     if messages.is_empty() {
         return;
     }
-    let addressed: Vec<(Option<SocketAddr>, Message)> = {
-        let core = shared.core.lock().expect("member core lock");
-        messages.into_iter().map(|m| (core.peer_addr(m.to), m)).collect()
-    };
-    for (addr, message) in addressed {
+    for message in messages {
+        // Resolved message by message rather than all up front (which collected them into
+        // a Vec of their own): the address book changes only in this task (applying a
+        // membership change, installing a snapshot), never during a send.
+        let addr = shared.core.lock().expect("member core lock").peer_addr(message.to);
         if let Some(addr) = addr {
             let frame = streams.frame(message);
             // A send fails only when this node's network is gone; Raft retries on its own.
