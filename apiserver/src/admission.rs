@@ -32,11 +32,26 @@ pub fn validate(object: &Object) -> Result<(), ApiError> {
     check_size(object)
 }
 
+/// Counts the bytes written to it: the size of a serialization without keeping it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// 413 when the serialized object exceeds [`MAX_OBJECT_BYTES`].
 pub fn check_size(object: &Object) -> Result<(), ApiError> {
-    let size = serde_json::to_vec(object)
-        .map_err(|e| ApiError::Internal { reason: format!("cannot serialize object: {e}") })?
-        .len();
+    let mut counter = ByteCounter(0);
+    serde_json::to_writer(&mut counter, object)
+        .map_err(|e| ApiError::Internal { reason: format!("cannot serialize object: {e}") })?;
+    let size = counter.0;
     if size > MAX_OBJECT_BYTES {
         return Err(ApiError::TooLarge {
             reason: format!(

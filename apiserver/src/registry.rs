@@ -65,8 +65,42 @@ pub fn encode(object: &Object) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::Internal { reason: format!("cannot serialize {}: {e}", object.key()) })
 }
 
+/// Bound on the keys [`decode`] remembers an object for; past it the memo starts over.
+const MAX_DECODED_KEYS: usize = 4096;
+
+thread_local! {
+    /// The last object decoded from each key, with the mod_revision and value it was
+    /// decoded from. Decoding is a pure function of those, so a hit is exactly what decoding
+    /// again would give; it saves the JSON parse, the costliest step of an apiserver read,
+    /// which every apiserver's watch cache, then a read-modify-write, then each relist
+    /// repeats for the same version of an object. One seed runs on one thread, so the memo
+    /// never outlives the seed's run (a hit from elsewhere would still be exact).
+    static DECODED: std::cell::RefCell<std::collections::BTreeMap<String, (Revision, Bytes, Object)>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
 /// An object read from the store, with resourceVersion := the key's mod_revision.
 pub fn decode(kv: &KeyValue) -> Result<Object, ApiError> {
+    let remembered = DECODED.with_borrow(|decoded| {
+        decoded
+            .get(&kv.key)
+            .filter(|(mod_revision, value, _)| *mod_revision == kv.mod_revision && *value == kv.value)
+            .map(|(_, _, object)| object.clone())
+    });
+    if let Some(object) = remembered {
+        return Ok(object);
+    }
+    let object = decode_uncached(kv)?;
+    DECODED.with_borrow_mut(|decoded| {
+        if decoded.len() >= MAX_DECODED_KEYS && !decoded.contains_key(&kv.key) {
+            decoded.clear();
+        }
+        decoded.insert(kv.key.clone(), (kv.mod_revision, kv.value.clone(), object.clone()));
+    });
+    Ok(object)
+}
+
+fn decode_uncached(kv: &KeyValue) -> Result<Object, ApiError> {
     let mut object: Object = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::Internal { reason: format!("cannot decode the value of {}: {e}", kv.key) })?;
     if object.key() != kv.key {

@@ -165,8 +165,9 @@ impl InformerCache {
         events
     }
 
-    /// Applies one watch event unless it is not newer than what the cache holds.
-    pub fn apply(&mut self, event: &WatchEvent, filter: Option<&ObjectFilter>) -> Option<InformerEvent> {
+    /// Applies one watch event unless it is not newer than what the cache holds. Takes the
+    /// event by value: its object becomes the cached one without a copy.
+    pub fn apply(&mut self, event: WatchEvent, filter: Option<&ObjectFilter>) -> Option<InformerEvent> {
         let key = key_of(&event.object);
         let cached_rv = self.objects.get(&key).map(|o| o.metadata().resource_version);
         if event.resource_version <= self.resource_version || cached_rv.is_some_and(|rv| rv >= event.resource_version) {
@@ -185,7 +186,7 @@ impl InformerCache {
         match (event.kind, matches) {
             (WatchEventKind::Deleted, _) | (_, false) => {
                 let old = self.objects.remove(&key)?;
-                let mut last = event.object.clone();
+                let mut last = event.object;
                 if event.kind == WatchEventKind::Deleted {
                     last.metadata_mut().resource_version = event.resource_version;
                 } else {
@@ -194,7 +195,7 @@ impl InformerCache {
                 Some(InformerEvent::Deleted(last))
             }
             (WatchEventKind::Added | WatchEventKind::Modified, true) => {
-                let mut new = event.object.clone();
+                let mut new = event.object;
                 if new.metadata().resource_version == 0 {
                     new.metadata_mut().resource_version = event.resource_version;
                 }
@@ -326,7 +327,8 @@ impl Informer {
                 Ok((watch_events, bookmark)) => {
                     let events: Vec<InformerEvent> = {
                         let mut cache = self.cache();
-                        let events = watch_events.iter().filter_map(|e| cache.apply(e, self.filter.as_ref())).collect();
+                        let events =
+                            watch_events.into_iter().filter_map(|e| cache.apply(e, self.filter.as_ref())).collect();
                         cache.bookmark(bookmark);
                         events
                     };
@@ -374,14 +376,14 @@ mod tests {
         assert!(cache.replace(vec![pod("a", 5, None)], 7, None).len() == 1);
         assert!(cache.has_synced());
         // Older than the list: skipped.
-        assert_eq!(cache.apply(&event(WatchEventKind::Modified, pod("a", 6, None)), None), None);
-        let added = cache.apply(&event(WatchEventKind::Added, pod("b", 8, None)), None);
+        assert_eq!(cache.apply(event(WatchEventKind::Modified, pod("a", 6, None)), None), None);
+        let added = cache.apply(event(WatchEventKind::Added, pod("b", 8, None)), None);
         assert!(matches!(added, Some(InformerEvent::Added(_))));
-        let modified = cache.apply(&event(WatchEventKind::Modified, pod("a", 9, None)), None);
+        let modified = cache.apply(event(WatchEventKind::Modified, pod("a", 9, None)), None);
         assert!(matches!(modified, Some(InformerEvent::Modified { .. })));
         // A duplicate delivered again after a reconnect: skipped.
-        assert_eq!(cache.apply(&event(WatchEventKind::Modified, pod("a", 9, None)), None), None);
-        let deleted = cache.apply(&event(WatchEventKind::Deleted, pod("b", 10, None)), None);
+        assert_eq!(cache.apply(event(WatchEventKind::Modified, pod("a", 9, None)), None), None);
+        let deleted = cache.apply(event(WatchEventKind::Deleted, pod("b", 10, None)), None);
         assert!(matches!(deleted, Some(InformerEvent::Deleted(_))));
         assert_eq!(cache.resource_version(), 10);
         assert_eq!(cache.objects().keys().collect::<Vec<_>>(), vec!["default/a"]);
@@ -423,9 +425,9 @@ mod tests {
         let mut cache = InformerCache::new();
         cache.replace(vec![pod("a", 1, None)], 1, Some(&filter));
         assert!(cache.objects().is_empty());
-        let bound = cache.apply(&event(WatchEventKind::Modified, pod("a", 2, Some("n1"))), Some(&filter));
+        let bound = cache.apply(event(WatchEventKind::Modified, pod("a", 2, Some("n1"))), Some(&filter));
         assert!(matches!(bound, Some(InformerEvent::Added(_))));
-        let other = cache.apply(&event(WatchEventKind::Modified, pod("a", 3, Some("n2"))), Some(&filter));
+        let other = cache.apply(event(WatchEventKind::Modified, pod("a", 3, Some("n2"))), Some(&filter));
         assert!(matches!(other, Some(InformerEvent::Deleted(_))));
     }
 }

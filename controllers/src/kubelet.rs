@@ -311,8 +311,10 @@ impl Kubelet {
         let desired: BTreeMap<String, Pod> = pods
             .list()
             .into_iter()
-            .filter_map(Object::into_pod)
-            .map(|p| (key_of(&Object::Pod(p.clone())), p))
+            .filter_map(|object| {
+                let key = key_of(&object);
+                object.into_pod().map(|pod| (key, pod))
+            })
             .collect();
         // Containers whose start delay has passed are up, if the pod is still wanted.
         let now_ms = Clock::sim_now_ms();

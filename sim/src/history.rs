@@ -331,6 +331,9 @@ impl History {
 struct Inner {
     records: Vec<Record>,
     hasher: Xxh3,
+    /// The encoding of the record being hashed, kept between records so that recording
+    /// allocates no buffer of its own.
+    encoded: Vec<u8>,
     overflowed: bool,
     /// The highest revision recorded as `Committed` in the current cluster epoch (reset
     /// by a restore, whose cluster may reuse revisions when a bug skips the bump).
@@ -355,6 +358,7 @@ impl Recorder {
             inner: Arc::new(Mutex::new(Inner {
                 records: Vec::new(),
                 hasher: Xxh3::new(),
+                encoded: Vec::new(),
                 overflowed: false,
                 last_committed: 0,
             })),
@@ -380,8 +384,10 @@ impl Recorder {
             inner.overflowed = true;
             return;
         }
-        let bytes = bincode::serialize(&record).expect("history records always serialize");
-        inner.hasher.update(&bytes);
+        // The same bytes as `bincode::serialize` (both use bincode's default options).
+        inner.encoded.clear();
+        bincode::serialize_into(&mut inner.encoded, &record).expect("history records always serialize");
+        inner.hasher.update(&inner.encoded);
         inner.records.push(record);
     }
 
@@ -419,24 +425,24 @@ impl StoreObserver for Recorder {
     }
 
     fn applied(&self, member: MemberId, entry: &AppliedEntry<'_>) {
-        if !entry.events.is_empty() {
-            let mut inner = self.inner.lock().expect("recorder lock");
-            if entry.revision > inner.last_committed {
-                inner.last_committed = entry.revision;
-                let changes = entry
-                    .events
-                    .iter()
-                    .map(|event| match event.kind {
-                        store::api::EventKind::Put => KeyState::of(&event.kv),
-                        store::api::EventKind::Delete => KeyState::deleted(&event.kv.key, event.kv.mod_revision),
-                    })
-                    .collect();
-                let event = HistoryEvent::Committed { revision: entry.revision, changes };
-                Self::push(&mut inner, Record { at_ns: Self::now_ns(), event });
-            }
+        // Both records under one lock, at the same simulated instant.
+        let at_ns = Self::now_ns();
+        let mut inner = self.inner.lock().expect("recorder lock");
+        if !entry.events.is_empty() && entry.revision > inner.last_committed {
+            inner.last_committed = entry.revision;
+            let changes = entry
+                .events
+                .iter()
+                .map(|event| match event.kind {
+                    store::api::EventKind::Put => KeyState::of(&event.kv),
+                    store::api::EventKind::Delete => KeyState::deleted(&event.kv.key, event.kv.mod_revision),
+                })
+                .collect();
+            let event = HistoryEvent::Committed { revision: entry.revision, changes };
+            Self::push(&mut inner, Record { at_ns, event });
         }
         let principal: &Principal = &entry.proposal.principal;
-        self.record(HistoryEvent::Applied {
+        let event = HistoryEvent::Applied {
             member,
             index: entry.index,
             term: entry.term,
@@ -447,7 +453,8 @@ impl StoreObserver for Recorder {
             revision: entry.revision,
             succeeded: entry.result.is_ok(),
             n_events: entry.events.len(),
-        });
+        };
+        Self::push(&mut inner, Record { at_ns, event });
     }
 
     fn rejected(&self, member: MemberId, principal: &Principal, source: SocketAddr, error: &store::api::StoreError) {

@@ -194,9 +194,14 @@ impl std::future::Future for YieldOnce {
     }
 }
 
-/// Runs the seed to completion in a fresh runtime on the current thread.
+/// Runs the seed to completion in a fresh runtime on a fresh thread (see
+/// [`run_seed_with_history`]).
+///
+/// The history is dropped on the seed's thread, which allocated it: freed there, its
+/// records go straight back to that thread's heap rather than through the allocator's
+/// cross-thread frees.
 pub fn run_seed(options: &RunOptions) -> RunReport {
-    run_seed_with_history(options).0
+    on_fresh_thread(options, |options| run_seed_on_this_thread(options).0)
 }
 
 /// As [`run_seed`], also handing back the whole history (for checkers' tests and the
@@ -206,10 +211,14 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
 /// seed, but std draws them once per thread, so a runtime on a thread that already used
 /// a `HashMap` (the CLI's tracing filter, a previous seed) would get different keys.
 pub fn run_seed_with_history(options: &RunOptions) -> (RunReport, History) {
+    on_fresh_thread(options, run_seed_on_this_thread)
+}
+
+fn on_fresh_thread<T: Send + 'static>(options: &RunOptions, run: fn(&RunOptions) -> T) -> T {
     let options = options.clone();
     match std::thread::Builder::new()
         .name(format!("seed-{}", options.seed))
-        .spawn(move || run_seed_on_this_thread(&options))
+        .spawn(move || run(&options))
         .expect("spawn a thread for the seed")
         .join()
     {

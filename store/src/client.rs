@@ -321,10 +321,10 @@ impl StoreClient {
     /// The next member after `member` in id order (wrapping around) that is not marked
     /// unreachable; the plain next one if every member is marked.
     fn member_after(&self, member: MemberId) -> MemberId {
-        let members = self.endpoints();
-        let ring: Vec<MemberId> =
-            members.range(member + 1..).chain(members.range(..=member)).map(|(id, _)| *id).collect();
-        ring.iter().copied().find(|m| self.reachable(*m)).unwrap_or(ring[0])
+        let members = self.inner.members.lock().expect("members lock");
+        let mut ring = members.range(member + 1..).chain(members.range(..=member)).map(|(id, _)| *id);
+        let first = ring.next().expect("endpoints are never empty");
+        std::iter::once(first).chain(ring).find(|m| self.reachable(*m)).unwrap_or(first)
     }
 
     /// The round-robin balancer's pick for the next read, skipping unreachable members.

@@ -17,6 +17,7 @@
 //! an earlier epoch whose key and value (by hash) match, replayed as acknowledged at the
 //! key's restored mod revision (before any operation of the new epoch).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Verdict, MAX_VIOLATIONS_PER_INVARIANT};
@@ -76,8 +77,12 @@ fn restored_writes(
     invoked
 }
 
-/// The history cut at each restore. One element when there was no restore.
-pub(crate) fn split(history: &History) -> Vec<History> {
+/// The history cut at each restore. One element, the history itself uncopied, when there
+/// was no restore.
+pub(crate) fn split(history: &History) -> Vec<Cow<'_, History>> {
+    if !history.records.iter().any(|record| matches!(record.event, HistoryEvent::Restored { .. })) {
+        return vec![Cow::Borrowed(history)];
+    }
     let mut epochs = Vec::new();
     let mut current: Vec<Record> = Vec::new();
     let mut store_ops: BTreeSet<(String, u64)> = BTreeSet::new();
@@ -129,7 +134,7 @@ pub(crate) fn split(history: &History) -> Vec<History> {
     epochs.push(current);
     epochs
         .into_iter()
-        .map(|records| History { records, trace_hash: history.trace_hash, overflowed: history.overflowed })
+        .map(|records| Cow::Owned(History { records, trace_hash: history.trace_hash, overflowed: history.overflowed }))
         .collect()
 }
 

@@ -294,7 +294,7 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
         .iter()
         .enumerate()
         .map(|(epoch, history)| CheckInput {
-            history,
+            history: history.as_ref(),
             end_state: if epoch == last { input.end_state } else { None },
             apiserver_sources: input.apiserver_sources.clone(),
         })

@@ -38,6 +38,19 @@ pub(crate) struct KeyHistory {
 impl KeyHistory {
     /// The key as it was at `revision`, or `None` if it did not exist then.
     pub(crate) fn get(&self, key: &str, revision: Revision) -> Option<KeyValue> {
+        let (create_revision, version) = self.find(revision)?;
+        Some(KeyValue {
+            key: key.to_string(),
+            value: version.value.clone(),
+            create_revision,
+            mod_revision: version.revision,
+            version: version.version,
+        })
+    }
+
+    /// The create revision and the version of the key as it was at `revision`, without
+    /// building a `KeyValue` (which copies the key).
+    pub(crate) fn find(&self, revision: Revision) -> Option<(Revision, &Version)> {
         // The generation that was open at `revision` is the last one created at or before it.
         let generation_idx = self.generations.partition_point(|g| g.create_revision <= revision);
         let generation = &self.generations[generation_idx.checked_sub(1)?];
@@ -46,13 +59,7 @@ impl KeyHistory {
         }
         let version_idx = generation.versions.partition_point(|v| v.revision <= revision);
         let version = &generation.versions[version_idx.checked_sub(1)?];
-        Some(KeyValue {
-            key: key.to_string(),
-            value: version.value.clone(),
-            create_revision: generation.create_revision,
-            mod_revision: version.revision,
-            version: version.version,
-        })
+        Some((generation.create_revision, version))
     }
 
     /// The key as it is now.

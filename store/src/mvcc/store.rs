@@ -316,12 +316,19 @@ impl Mvcc {
     // ---- writes ----
 
     fn put(&mut self, batch: &mut WriteBatch, req: &PutRequest) -> PutResponse {
-        let history = self.keys.entry(req.key.clone()).or_default();
-        let prev_kv = history.get(&req.key, batch.revision);
-        history.put(batch.revision, req.value.clone());
-        let kv = history.get(&req.key, batch.revision).expect("just written");
-        batch.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev_kv.clone() });
-        PutResponse { header: header(batch.revision), prev_kv: if req.prev_kv { prev_kv } else { None } }
+        let put_version = |history: &mut KeyHistory| {
+            let prev_kv = history.get(&req.key, batch.revision);
+            history.put(batch.revision, req.value.clone());
+            (prev_kv, history.get(&req.key, batch.revision).expect("just written"))
+        };
+        // Most puts change a key that exists: only a new key pays for an owned copy.
+        let (prev_kv, kv) = match self.keys.get_mut(&req.key) {
+            Some(history) => put_version(history),
+            None => put_version(self.keys.entry(req.key.clone()).or_default()),
+        };
+        let response_prev_kv = if req.prev_kv { prev_kv.clone() } else { None };
+        batch.events.push(Event { kind: EventKind::Put, kv, prev_kv });
+        PutResponse { header: header(batch.revision), prev_kv: response_prev_kv }
     }
 
     fn delete_range(&mut self, batch: &mut WriteBatch, req: &DeleteRangeRequest) -> DeleteRangeResponse {
@@ -376,13 +383,13 @@ impl Mvcc {
     /// revisions 0), except that a `Value` compare on a missing key is always false ("nil ==
     /// empty string in grpc; no way to represent missing value"), whatever the operator.
     fn compare(&self, compare: &Compare) -> bool {
-        let kv = self.keys.get(&compare.key).and_then(|history| history.latest(&compare.key));
-        let ordering = match (&compare.target, &kv) {
+        let latest = self.keys.get(&compare.key).and_then(|history| history.find(Revision::MAX));
+        let ordering = match (&compare.target, latest) {
             (CompareTarget::Value(_), None) => return false,
-            (CompareTarget::Value(target), Some(kv)) => kv.value.as_ref().cmp(target.as_ref()),
-            (CompareTarget::CreateRevision(target), kv) => kv.as_ref().map_or(0, |kv| kv.create_revision).cmp(target),
-            (CompareTarget::ModRevision(target), kv) => kv.as_ref().map_or(0, |kv| kv.mod_revision).cmp(target),
-            (CompareTarget::Version(target), kv) => kv.as_ref().map_or(0, |kv| kv.version).cmp(target),
+            (CompareTarget::Value(target), Some((_, version))) => version.value.as_ref().cmp(target.as_ref()),
+            (CompareTarget::CreateRevision(target), latest) => latest.map_or(0, |(create, _)| create).cmp(target),
+            (CompareTarget::ModRevision(target), latest) => latest.map_or(0, |(_, v)| v.revision).cmp(target),
+            (CompareTarget::Version(target), latest) => latest.map_or(0, |(_, v)| v.version).cmp(target),
         };
         match compare.op {
             CompareOp::Equal => ordering.is_eq(),

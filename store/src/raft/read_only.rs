@@ -92,6 +92,10 @@ impl ReadOnly {
     /// Releases the requests whose round a quorum of `voters` (the leader `self_id`
     /// acknowledging every round) has confirmed.
     pub(crate) fn release(&mut self, voters: &BTreeSet<NodeId>, self_id: NodeId, quorum: usize) -> Vec<ReadRequest> {
+        if self.pending.is_empty() {
+            // Most calls come with a heartbeat acknowledgement and find nothing waiting.
+            return Vec::new();
+        }
         let mut acked: Vec<u64> = voters
             .iter()
             .map(|&id| if id == self_id { self.latest_seq } else { self.acked_seq.get(&id).copied().unwrap_or(0) })

@@ -15,11 +15,13 @@ mod stream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
+use futures::task::AtomicWaker;
 use madsim::net::Endpoint;
 
 use crate::api::{KeyRange, MemberId, Principal, StoreError, WatchResponse};
@@ -204,12 +206,37 @@ type SharedCore<D> = Arc<Mutex<MemberCore<D>>>;
 
 /// Wakes the ready loop. Notifications coalesce: one pending wake-up is enough, since the
 /// loop drains everything Raft has when it runs.
-#[derive(Clone)]
-struct Wake(futures::channel::mpsc::Sender<()>);
+///
+/// A flag and the loop's waker rather than a channel of `()`: the channel allocated a
+/// sender and a queue node per wake-up, several per delivered message. The loop's task is
+/// woken exactly when the channel woke it (a wake-up while it waits here), so the
+/// simulation schedules the same polls; the channel only made the loop drain one queued
+/// `()` per wake-up, and those extra passes found Raft with nothing ready.
+#[derive(Default)]
+struct Wake {
+    pending: AtomicBool,
+    waiter: AtomicWaker,
+}
 
 impl Wake {
     fn wake(&self) {
-        let _ = self.0.clone().try_send(());
+        self.pending.store(true, Ordering::SeqCst);
+        self.waiter.wake();
+    }
+
+    /// Resolves once a wake-up is pending, and consumes it.
+    fn notified(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.pending.swap(false, Ordering::SeqCst) {
+                return std::task::Poll::Ready(());
+            }
+            self.waiter.register(cx.waker());
+            if self.pending.swap(false, Ordering::SeqCst) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
     }
 }
 
@@ -243,11 +270,10 @@ pub async fn run<D: Disk>(
         Endpoint::bind(config.listen_addr()).await.map_err(|source| MemberError::Network { member: id, source })?;
     let endpoint = Arc::new(endpoint);
     let core = startup::start(&config, disk, endpoint.clone(), observer.clone()).await.map_err(refuse)?;
-    let (wake_tx, wake_rx) = futures::channel::mpsc::channel(1);
-    let shared = Arc::new(Shared { core: Arc::new(Mutex::new(core)), endpoint, wake: Wake(wake_tx), config });
+    let shared = Arc::new(Shared { core: Arc::new(Mutex::new(core)), endpoint, wake: Wake::default(), config });
     shared.wake.wake(); // committed entries recovered from the WAL are applied at once
 
-    madsim::task::spawn(ready_loop(shared.clone(), wake_rx));
+    madsim::task::spawn(ready_loop(shared.clone()));
     madsim::task::spawn(tick_loop(shared.clone()));
     madsim::task::spawn(raft_receive_loop(shared.clone()));
     request_loop(shared).await;
@@ -258,11 +284,11 @@ async fn send_all(shared: &Shared<impl Disk>, streams: &mut stream::Outbound, me
     if messages.is_empty() {
         return;
     }
-    let addressed: Vec<(Option<SocketAddr>, Message)> = {
-        let core = shared.core.lock().expect("member core lock");
-        messages.into_iter().map(|m| (core.peer_addr(m.to), m)).collect()
-    };
-    for (addr, message) in addressed {
+    for message in messages {
+        // Resolved message by message rather than all up front (which collected them into
+        // a Vec of their own): the address book changes only in this task (applying a
+        // membership change, installing a snapshot), never during a send.
+        let addr = shared.core.lock().expect("member core lock").peer_addr(message.to);
         if let Some(addr) = addr {
             let frame = streams.frame(message);
             // A send fails only when this node's network is gone; Raft retries on its own.
@@ -272,12 +298,12 @@ async fn send_all(shared: &Shared<impl Disk>, streams: &mut stream::Outbound, me
 }
 
 /// The only place Raft's output is drained: WAL write, fsync latency, fsync, send, apply.
-async fn ready_loop<D: Disk>(shared: Arc<Shared<D>>, mut wake: futures::channel::mpsc::Receiver<()>) {
-    use futures::StreamExt;
+async fn ready_loop<D: Disk>(shared: Arc<Shared<D>>) {
     let ack_before_fsync = shared.config.planted_bugs.ack_before_fsync;
     let incarnation = madsim::time::TimeHandle::current().elapsed().as_nanos() as u64;
     let mut streams = stream::Outbound::new(incarnation);
-    while wake.next().await.is_some() {
+    loop {
+        shared.wake.notified().await;
         loop {
             let Some(batch) = shared.core.lock().expect("member core lock").take_ready() else {
                 break;

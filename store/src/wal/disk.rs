@@ -215,7 +215,10 @@ impl Disk for SimDisk {
         state.append_seq += 1;
         state.stats.bytes_written += data.len() as u64;
         let seq = state.append_seq;
-        let file = state.files.entry(name.to_string()).or_insert_with(SimFile::new);
+        if !state.files.contains_key(name) {
+            state.files.insert(name.to_string(), SimFile::new());
+        }
+        let file = state.files.get_mut(name).expect("inserted above");
         file.last_unsynced_append = Some((seq, file.data.len(), data.len()));
         file.data.extend_from_slice(data);
         Ok(())
@@ -245,7 +248,10 @@ impl Disk for SimDisk {
         state.stats.bytes_written += data.len() as u64;
         state.stats.bytes_synced += data.len() as u64;
         state.stats.syncs += 1;
-        let file = state.files.entry(name.to_string()).or_insert_with(SimFile::new);
+        if !state.files.contains_key(name) {
+            state.files.insert(name.to_string(), SimFile::new());
+        }
+        let file = state.files.get_mut(name).expect("inserted above");
         file.data = data.to_vec();
         file.make_durable();
         Ok(())

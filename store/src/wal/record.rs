@@ -32,14 +32,22 @@ impl RecordKind {
 }
 
 pub(crate) fn encode(kind: RecordKind, payload: &[u8], out: &mut Vec<u8>) {
-    let payload_len = u32::try_from(payload.len()).expect("record payloads are bounded");
     let start = out.len();
-    out.extend_from_slice(&payload_len.to_le_bytes());
-    out.push(kind as u8);
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    let header_crc = crc32fast::hash(&out[start..start + 9]);
-    out.extend_from_slice(&header_crc.to_le_bytes());
+    out.resize(start + HEADER_BYTES, 0);
     out.extend_from_slice(payload);
+    seal(kind, &mut out[start..]);
+}
+
+/// Fills in the header of `record`: `HEADER_BYTES` of room, then the payload. Lets a
+/// writer serialize a payload in place, right after the room for its header.
+pub(crate) fn seal(kind: RecordKind, record: &mut [u8]) {
+    let (header, payload) = record.split_at_mut(HEADER_BYTES);
+    let payload_len = u32::try_from(payload.len()).expect("record payloads are bounded");
+    header[..4].copy_from_slice(&payload_len.to_le_bytes());
+    header[4] = kind as u8;
+    header[5..9].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let header_crc = crc32fast::hash(&header[..9]);
+    header[9..].copy_from_slice(&header_crc.to_le_bytes());
 }
 
 #[derive(Debug, PartialEq, Eq)]
