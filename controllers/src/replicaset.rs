@@ -441,14 +441,13 @@ impl Running {
                 })
                 .collect();
             attempted += batch;
-            let failed: Vec<ApiError> =
-                futures::future::join_all(creates).await.into_iter().filter_map(Result::err).collect();
-            if let Some(first) = failed.first() {
+            let mut failed = futures::future::join_all(creates).await.into_iter().filter_map(Result::err);
+            if let Some(first) = failed.next() {
                 let mut core = self.core.lock().expect("rs core");
-                for _ in &failed {
+                for _ in 0..1 + failed.count() {
                     core.create_failed(rs_key);
                 }
-                outcome = Err(SyncError::Api(first.clone()));
+                outcome = Err(SyncError::Api(first));
                 break;
             }
         }

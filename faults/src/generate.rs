@@ -66,7 +66,7 @@ pub fn feasible_kinds(topology: &Topology, menu: &BTreeSet<FaultKind>) -> Vec<Fa
             FaultKind::Partition | FaultKind::Clog => n_targets >= 2,
             FaultKind::PacketLoss | FaultKind::Latency => n_targets >= 1,
             FaultKind::Pause => n_targets >= 1,
-            FaultKind::Clock => !clock_targets(topology).is_empty(),
+            FaultKind::Clock => !component_targets(topology).is_empty(),
             FaultKind::Crash => tolerates_store_crash || n_targets > topology.store_members as usize,
             FaultKind::DiskCrash | FaultKind::Failpoint => tolerates_store_crash,
             // Every member goes down together, so no quorum arithmetic applies: one
@@ -203,8 +203,10 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
             // reads a clock: no bias between them. Offsets reach past a leader-election
             // lease (15 s) plus its retry period, so a skewed standby can judge a live
             // leader's lease expired and take over while the leader still acts:
-            // Kubernetes' unfenced leader election then has two writers.
-            target: clock_targets(topology).choose(rng).cloned().expect("clock is feasible only with clock readers"),
+            // Kubernetes' unfenced leader election then has two writers. A store member
+            // reads no wall clock (Raft counts ticks of its own timer and the store has no
+            // TTL leases), so a skew aimed at one would be a fault spent on nothing.
+            target: component_targets(topology).choose(rng).cloned().expect("clock is feasible only with components"),
             offset_ms: rng.gen_range(-30_000..=30_000),
             drift_ms_per_s: rng.gen_range(-100..=100),
         },
@@ -504,18 +506,15 @@ pub(crate) fn concrete_targets(topology: &Topology) -> Vec<Target> {
     targets
 }
 
-/// The targets whose behaviour a clock skew can change: every component but the store
-/// members. A store member reads no wall clock (Raft counts ticks of its own timer and the
-/// store has no TTL leases), so a skewed store member behaves exactly as before; drawing
-/// one would spend a fault on nothing.
-pub(crate) fn clock_targets(topology: &Topology) -> Vec<Target> {
+/// Every concrete target that is not a store member: the control-plane components.
+pub(crate) fn component_targets(topology: &Topology) -> Vec<Target> {
     concrete_targets(topology).into_iter().filter(|target| !target.is_store()).collect()
 }
 
 /// A target biased toward the store, where the interesting failures are: 40% a concrete
 /// store member, 20% the leader, 40% some other component (when they exist).
 fn biased_target<R: Rng>(rng: &mut R, topology: &Topology, allow_store: bool) -> Target {
-    let others: Vec<Target> = concrete_targets(topology).into_iter().filter(|target| !target.is_store()).collect();
+    let others = component_targets(topology);
     let store_possible = allow_store && topology.store_members >= 1;
     if store_possible && (others.is_empty() || rng.gen_ratio(6, 10)) {
         // Two concrete members for one leader.

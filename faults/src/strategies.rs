@@ -12,7 +12,7 @@ use proptest::sample::{select, subsequence};
 use proptest::strategy::{BoxedStrategy, Union};
 
 use crate::generate::{
-    clock_targets, concrete_targets, feasible_kinds, GenerateOptions, MAX_DURATION_MS, MIN_DURATION_MS,
+    component_targets, concrete_targets, feasible_kinds, GenerateOptions, MAX_DURATION_MS, MIN_DURATION_MS,
 };
 use crate::kinds::FaultKind;
 use crate::plan::{ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
@@ -122,7 +122,7 @@ pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Faul
         FaultKind::DiskLossMajority => Just(Fault::DiskLossMajority).boxed(),
         FaultKind::DiskLossAll => Just(Fault::DiskLossAll).boxed(),
         FaultKind::SnapshotCorruption => Just(Fault::SnapshotCorruption).boxed(),
-        FaultKind::Clock => (select(clock_targets(&topology)), -10_000i64..=10_000, -100i64..=100)
+        FaultKind::Clock => (select(component_targets(&topology)), -10_000i64..=10_000, -100i64..=100)
             .prop_map(|(target, offset_ms, drift_ms_per_s)| Fault::ClockSkew { target, offset_ms, drift_ms_per_s })
             .boxed(),
     }
@@ -132,7 +132,7 @@ pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Faul
 /// member, 1 in 6 the leader, 2 in 6 another component.
 pub fn target_strategy(topology: Topology, allow_store: bool) -> BoxedStrategy<Target> {
     let members: Vec<Target> = (1..=topology.store_members).map(Target::StoreMember).collect();
-    let others: Vec<Target> = concrete_targets(&topology).into_iter().filter(|target| !target.is_store()).collect();
+    let others = component_targets(&topology);
     let mut options: Vec<(u32, BoxedStrategy<Target>)> = Vec::new();
     if allow_store && !members.is_empty() {
         options.push((3, select(members).boxed()));
