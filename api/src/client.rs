@@ -112,7 +112,7 @@ impl ApiClient {
                 Operation::Watch { wait_ms, .. } => inner.config.request_timeout + Duration::from_millis(*wait_ms),
                 _ => inner.config.request_timeout,
             };
-            match inner.endpoint.call_timeout(server, request.clone(), timeout).await {
+            match simtime::call_timeout(&inner.endpoint, server, request.clone(), timeout).await {
                 Ok(Err(ApiError::Unavailable { reason })) => {
                     // The server answered and changed nothing: safe to try elsewhere.
                     last_error = ApiError::Unavailable { reason };

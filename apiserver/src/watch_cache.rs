@@ -279,7 +279,7 @@ impl WatchCache {
                 Query::NotReady | Query::Events(..) => {}
             }
             // Timing out here is fine: the loop answers on the next round.
-            let _ = madsim::time::timeout(deadline - now, self.inner.advanced.changed(seen)).await;
+            let _ = simtime::timeout(deadline - now, self.inner.advanced.changed(seen)).await;
         }
     }
 

@@ -303,7 +303,7 @@ impl Kubelet {
             let wait_ms = next_start_ms
                 .map_or(self.config.sync_period_ms, |due| due.saturating_sub(now_ms))
                 .clamp(1, self.config.sync_period_ms);
-            let _ = madsim::time::timeout(Duration::from_millis(wait_ms), self.wake.notified()).await;
+            let _ = simtime::timeout(Duration::from_millis(wait_ms), self.wake.notified()).await;
         }
     }
 

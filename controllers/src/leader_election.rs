@@ -297,8 +297,7 @@ pub async fn run_leader_election(
             config.renew_deadline_ms
         };
         let attempt =
-            madsim::time::timeout(Duration::from_millis(attempt_ms), try_acquire_or_renew(&client, &clock, &config))
-                .await;
+            simtime::timeout(Duration::from_millis(attempt_ms), try_acquire_or_renew(&client, &clock, &config)).await;
         let now_ms = clock.now_ms();
         match attempt {
             Ok(Ok(AttemptOutcome::Holding(lease, takeover))) => {

@@ -269,7 +269,7 @@ impl SharedWorkQueue {
             match next_due_ms {
                 Some(due_ms) => {
                     let wait_ms = due_ms.saturating_sub(Clock::sim_now_ms()).max(1);
-                    let _ = madsim::time::timeout(Duration::from_millis(wait_ms), self.inner.1.notified()).await;
+                    let _ = simtime::timeout(Duration::from_millis(wait_ms), self.inner.1.notified()).await;
                 }
                 None => self.inner.1.notified().await,
             }

@@ -212,7 +212,7 @@ impl Operator {
     async fn backup(&self, client: &StoreClient, slot: u64) {
         let Ok(member) = self.member_of(slot) else { return };
         let recorder = &self.shared.recorder;
-        match madsim::time::timeout(CALL_TIMEOUT, client.snapshot_save(member)).await {
+        match simtime::timeout(CALL_TIMEOUT, client.snapshot_save(member)).await {
             Ok(Ok(backup)) => {
                 let number = {
                     let mut next = self.next_backup.lock().expect("backup counter lock");
@@ -511,12 +511,12 @@ where
         if shared.membership().quorum_lost() {
             return Err(format!("the quorum is lost ({last})"));
         }
-        if let Ok(Ok(voters)) = madsim::time::timeout(CALL_TIMEOUT, client.member_list()).await {
+        if let Ok(Ok(voters)) = simtime::timeout(CALL_TIMEOUT, client.member_list()).await {
             if done(&voters) {
                 return Ok(());
             }
         }
-        match madsim::time::timeout(CALL_TIMEOUT, change()).await {
+        match simtime::timeout(CALL_TIMEOUT, change()).await {
             Ok(Ok(voters)) if done(&voters) => return Ok(()),
             Ok(Ok(voters)) => last = format!("voters after the change: {voters:?}"),
             Ok(Err(error)) => last = error.to_string(),

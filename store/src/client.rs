@@ -288,7 +288,7 @@ impl StoreClient {
         timeout: Duration,
     ) -> std::io::Result<Result<StoreReply, StoreError>> {
         let request = StoreRequest { principal: self.inner.principal.clone(), op };
-        self.inner.endpoint.call_timeout(addr, request, timeout).await
+        simtime::call_timeout(&self.inner.endpoint, addr, request, timeout).await
     }
 
     fn rotate_from(&self, member: MemberId) {

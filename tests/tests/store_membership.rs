@@ -314,7 +314,7 @@ fn raft_joining_member_first_start_needs_no_answer_from_a_lost_peer_not_yet_remo
             clients.writer.set_endpoints(endpoints.clone());
             clients.operator.set_endpoints(endpoints);
             let remove = clients.run(move |_, op| async move {
-                madsim::time::timeout(Duration::from_secs(30), op.member_remove(lost)).await
+                simtime::timeout(Duration::from_secs(30), op.member_remove(lost)).await
             });
             let remove = remove.await;
             if !vouched {

@@ -385,7 +385,7 @@ async fn raft_receive_loop<D: Disk>(shared: Arc<Shared<D>>) {
         let received = match streams.next_deadline() {
             Some(deadline) => {
                 let wait = deadline.saturating_duration_since(madsim::time::Instant::now());
-                madsim::time::timeout(wait, shared.endpoint.recv_from_raw(RAFT_TAG)).await.ok()
+                simtime::timeout(wait, shared.endpoint.recv_from_raw(RAFT_TAG)).await.ok()
             }
             None => Some(shared.endpoint.recv_from_raw(RAFT_TAG).await),
         };
@@ -456,7 +456,7 @@ async fn handle<D: Disk>(
             let (tx, rx) = oneshot::channel();
             core.lock().expect("member core lock").propose(principal, from, mutation, tx);
             shared.wake.wake();
-            match madsim::time::timeout(request_timeout, rx).await {
+            match simtime::timeout(request_timeout, rx).await {
                 Ok(Ok(result)) => result.map(StoreReply::Mutate),
                 Ok(Err(_canceled)) => {
                     Err(StoreError::UnknownOutcome { reason: "member lost track of the proposal".into() })
@@ -468,7 +468,7 @@ async fn handle<D: Disk>(
             let (tx, rx) = oneshot::channel();
             core.lock().expect("member core lock").read(range, tx);
             shared.wake.wake();
-            match madsim::time::timeout(request_timeout, rx).await {
+            match simtime::timeout(request_timeout, rx).await {
                 Ok(Ok(result)) => result.map(StoreReply::Range),
                 Ok(Err(_)) | Err(_) => Err(StoreError::Unavailable { reason: "read timed out".into() }),
             }
@@ -499,7 +499,7 @@ async fn conf_change<D: Disk>(
     let (tx, rx) = oneshot::channel();
     shared.core.lock().expect("member core lock").propose_conf_change(change, addr, tx);
     shared.wake.wake();
-    match madsim::time::timeout(shared.config.request_timeout, rx).await {
+    match simtime::timeout(shared.config.request_timeout, rx).await {
         Ok(Ok(result)) => result.map(StoreReply::Members),
         Ok(Err(_canceled)) => Err(StoreError::UnknownOutcome { reason: "member lost track of the change".into() }),
         Err(_elapsed) => Err(StoreError::UnknownOutcome { reason: "membership change timed out".into() }),
@@ -570,6 +570,6 @@ async fn watch_poll<D: Disk>(
             }
         };
         let remaining = deadline.saturating_duration_since(madsim::time::Instant::now());
-        let _ = madsim::time::timeout(remaining, waiter).await;
+        let _ = simtime::timeout(remaining, waiter).await;
     }
 }

@@ -193,7 +193,7 @@ async fn check_not_bootstrapped(config: &MemberConfig, endpoint: &Endpoint) -> R
             if unanswered.is_empty() {
                 break;
             }
-            let Ok(answer) = endpoint.call_timeout(addr, query.clone(), timeout).await else {
+            let Ok(answer) = simtime::call_timeout(endpoint, addr, query.clone(), timeout).await else {
                 continue;
             };
             if answer.cluster_id != config.cluster_id {
