@@ -17,7 +17,7 @@ use sim::runner::Faults;
 mod support;
 use support::check;
 
-/// Sweep (0..1000): revisions-never-go-backwards fails in 429 seeds, the first 2
+/// Sweep (0..1000): revisions-never-go-backwards fails in 428 seeds, the first 2
 /// (convergence in 192: watchers resume on reused revisions without a 410).
 const SEEDS_RESTORE_WITHOUT_REVISION_BUMP: Range<u64> = 2..3;
 /// Sweep (0..1000): backup-restore-equality fails in 601 seeds, the first 0

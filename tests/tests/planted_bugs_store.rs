@@ -20,7 +20,7 @@ use support::check;
 /// hid the loss; raft-state-machine-safety fails with it (the lost entries' indexes are
 /// reused by other entries), and alone in 30 more seeds.
 const SEEDS_ACK_BEFORE_FSYNC: Range<u64> = 135..136;
-/// Sweep (0..1000): caught by linearizability in 455 seeds, the first 0.
+/// Sweep (0..1000): caught by linearizability in 457 seeds, the first 0.
 const SEEDS_FOLLOWER_READS: Range<u64> = 0..1;
 /// Sweep (0..1000): caught by store-single-writer in 985 seeds, the first 0.
 const SEEDS_CONTROLLER_WRITES_STORE: Range<u64> = 0..2;
