@@ -118,7 +118,10 @@ struct Term {
     leader: LeaderHandle,
     pods: Informer,
     nodes: Informer,
-    assumed: Mutex<AssumedPods>,
+    // Shared with the pods informer's handler. The handler must not hold the `Term`: the
+    // term holds the informer, and the cycle would keep both (and the informer's cache)
+    // alive after the term ends.
+    assumed: Arc<Mutex<AssumedPods>>,
 }
 
 fn unbound_pod_keys(pods: &Informer) -> Vec<String> {
@@ -146,10 +149,10 @@ fn start_term(
         leader: leader.clone(),
         pods: pods.clone(),
         nodes: nodes.clone(),
-        assumed: Mutex::new(AssumedPods::new()),
+        assumed: Arc::new(Mutex::new(AssumedPods::new())),
     });
 
-    let (q, t) = (queue.clone(), term.clone());
+    let (q, assumed) = (queue.clone(), term.assumed.clone());
     pods.subscribe(Box::new(move |event: &InformerEvent| {
         let Some(pod) = event.object().as_pod() else {
             return;
@@ -164,10 +167,10 @@ fn start_term(
             InformerEvent::Modified { old, .. } if old.as_pod().is_some_and(|p| p.spec.node_name.is_some())
         ) && pod.spec.node_name.is_none();
         if unbound_again {
-            t.assumed.lock().expect("assumed pods").remove(&key);
+            assumed.lock().expect("assumed pods").remove(&key);
         }
         if deleted || pod.spec.node_name.is_some() {
-            t.assumed.lock().expect("assumed pods").remove(&key);
+            assumed.lock().expect("assumed pods").remove(&key);
         } else if needs_scheduling(pod) {
             q.add(&key);
         }
