@@ -58,11 +58,18 @@ pub fn api_error_from_store(error: StoreError) -> ApiError {
 /// The stored form of an object: JSON with the resourceVersion zeroed (it is not part of
 /// the value; it is the key's mod_revision).
 pub fn encode(object: &Object) -> Result<Bytes, ApiError> {
-    let mut object = object.clone();
-    object.metadata_mut().resource_version = 0;
-    serde_json::to_vec(&object)
+    encode_in_place(&mut object.clone())
+}
+
+/// [`encode`] without the copy: zeroes the resourceVersion for the serialization and puts
+/// it back, so `object` is left as it was.
+fn encode_in_place(object: &mut Object) -> Result<Bytes, ApiError> {
+    let resource_version = std::mem::take(&mut object.metadata_mut().resource_version);
+    let encoded = serde_json::to_vec(&*object)
         .map(Bytes::from)
-        .map_err(|e| ApiError::Internal { reason: format!("cannot serialize {}: {e}", object.key()) })
+        .map_err(|e| ApiError::Internal { reason: format!("cannot serialize {}: {e}", object.key()) });
+    object.metadata_mut().resource_version = resource_version;
+    encoded
 }
 
 /// Bound on the keys [`decode`] remembers an object for; past it the memo starts over.
@@ -234,7 +241,7 @@ impl<B: Backend> Registry<B> {
         let write = Write {
             verb: Verb::Create,
             compare: Compare::mod_revision(&key, CompareOp::Equal, 0),
-            success: put(&key, encode(&object)?),
+            success: put(&key, encode_in_place(&mut object)?),
             key,
             fence,
             namespace,
@@ -297,7 +304,7 @@ impl<B: Backend> Registry<B> {
         let write = Write {
             verb,
             compare: Compare::mod_revision(&key, CompareOp::Equal, resource_version),
-            success: put(&key, encode(&updated)?),
+            success: put(&key, encode_in_place(&mut updated)?),
             key,
             fence,
             namespace: None,
@@ -392,7 +399,7 @@ impl<B: Backend> Registry<B> {
             let write = Write {
                 verb: Verb::Bind,
                 compare: Compare::mod_revision(&key, CompareOp::Equal, stored_kv.mod_revision),
-                success: put(&key, encode(&bound)?),
+                success: put(&key, encode_in_place(&mut bound)?),
                 key: key.clone(),
                 fence: fence.clone(),
                 namespace: None,

@@ -190,13 +190,9 @@ impl DeploymentController {
         let Some(deployment) = self.deployments.get(key).and_then(Object::into_deployment) else {
             return Ok(());
         };
-        let owned: Vec<ReplicaSet> = self
-            .replica_sets
-            .list()
-            .into_iter()
-            .filter_map(Object::into_replica_set)
-            .filter(|rs| is_owned_by(rs, &deployment))
-            .collect();
+        let owned: Vec<ReplicaSet> = self.replica_sets.with_objects(|objects| {
+            objects.filter_map(Object::as_replica_set).filter(|rs| is_owned_by(rs, &deployment)).cloned().collect()
+        });
         for action in reconcile_deployment(&deployment, &owned) {
             let fence = self.leader.write_fence()?;
             let result = match action {

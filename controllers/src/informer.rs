@@ -282,6 +282,13 @@ impl Informer {
         self.cache().objects().values().cloned().collect()
     }
 
+    /// Calls `f` on every cached object, in key order, without copying them (a `list`
+    /// clones them all). The cache stays locked while `f` runs: it must not block, and
+    /// must not reach this informer again.
+    pub fn with_objects<R>(&self, f: impl FnOnce(std::collections::btree_map::Values<'_, String, Object>) -> R) -> R {
+        f(self.cache().objects().values())
+    }
+
     fn deliver(&self, events: &[InformerEvent]) {
         if events.is_empty() {
             return;

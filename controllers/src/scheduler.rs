@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use api::{ApiClient, ApiError, Clock, Node, Object, Pod, Resource};
 
 use crate::driver::{run_resync, run_worker, wait_for_cache_sync, SyncError, TaskGroup};
-use crate::informer::{key_of, split_key, Informer, InformerConfig, InformerEvent};
+use crate::informer::{key_of, object_key, split_key, Informer, InformerConfig, InformerEvent};
 use crate::leader_election::{run_while_leader, LeaderElectionConfig, LeaderHandle};
 use crate::observer::ControllerObserver;
 use crate::replicaset::is_active;
@@ -55,13 +55,16 @@ pub fn pod_cpu_millis(pod: &Pod) -> u64 {
 pub type AssumedPods = BTreeMap<String, (String, u64)>;
 
 /// CPU requested on each node by active pods bound to it, plus assumed pods.
-pub fn requested_cpu_by_node(pods: &[Pod], assumed: &AssumedPods) -> BTreeMap<String, u64> {
+pub fn requested_cpu_by_node<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    assumed: &AssumedPods,
+) -> BTreeMap<String, u64> {
     let mut requested: BTreeMap<String, u64> = BTreeMap::new();
     let mut counted = std::collections::BTreeSet::new();
-    for pod in pods.iter().filter(|p| is_active(p)) {
+    for pod in pods.into_iter().filter(|p| is_active(p)) {
         if let Some(node) = &pod.spec.node_name {
             *requested.entry(node.clone()).or_default() += pod_cpu_millis(pod);
-            counted.insert(key_of(&Object::Pod(pod.clone())));
+            counted.insert(object_key(&pod.metadata.namespace, &pod.metadata.name));
         }
     }
     for (pod_key, (node, cpu)) in assumed {
@@ -79,9 +82,13 @@ pub fn is_schedulable(node: &Node) -> bool {
 
 /// The pure core: the least allocated schedulable node with room for `pod_cpu` millicores,
 /// ties broken by name.
-pub fn choose_node(pod_cpu: u64, nodes: &[Node], requested: &BTreeMap<String, u64>) -> Option<String> {
+pub fn choose_node<'a>(
+    pod_cpu: u64,
+    nodes: impl IntoIterator<Item = &'a Node>,
+    requested: &BTreeMap<String, u64>,
+) -> Option<String> {
     nodes
-        .iter()
+        .into_iter()
         .filter(|n| is_schedulable(n))
         .map(|n| {
             let used = requested.get(&n.metadata.name).copied().unwrap_or(0);
@@ -210,11 +217,16 @@ impl Term {
         if !needs_scheduling(&pod) || self.assumed.lock().expect("assumed pods").contains_key(key) {
             return Ok(());
         }
-        let nodes: Vec<Node> = self.nodes.list().into_iter().filter_map(Object::into_node).collect();
-        let pods: Vec<Pod> = self.pods.list().into_iter().filter_map(Object::into_pod).collect();
         let cpu = pod_cpu_millis(&pod);
-        let requested = requested_cpu_by_node(&pods, &self.assumed.lock().expect("assumed pods"));
-        let Some(node) = choose_node(cpu, &nodes, &requested) else {
+        // Straight from the informer caches, which stay locked only for this computation.
+        let chosen = self.nodes.with_objects(|nodes| {
+            self.pods.with_objects(|pods| {
+                let requested =
+                    requested_cpu_by_node(pods.filter_map(Object::as_pod), &self.assumed.lock().expect("assumed pods"));
+                choose_node(cpu, nodes.filter_map(Object::as_node), &requested)
+            })
+        });
+        let Some(node) = chosen else {
             return Err(SyncError::Retry(format!("pod {key}: no schedulable node fits {cpu}m cpu")));
         };
         let fence = self.leader.write_fence()?;

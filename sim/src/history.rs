@@ -21,6 +21,10 @@ use xxhash_rust::xxh3::Xxh3;
 /// growing without limit.
 pub const MAX_RECORDS: usize = 4_000_000;
 
+/// Records a recorder makes room for up front: about what a default seed records, so that
+/// most runs never grow (and copy) the record list.
+const INITIAL_RECORDS_CAPACITY: usize = 4_096;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StoreOpKind {
     Put {
@@ -356,7 +360,7 @@ impl Recorder {
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner {
-                records: Vec::new(),
+                records: Vec::with_capacity(INITIAL_RECORDS_CAPACITY),
                 hasher: Xxh3::new(),
                 encoded: Vec::new(),
                 overflowed: false,

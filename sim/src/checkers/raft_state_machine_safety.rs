@@ -21,6 +21,7 @@
 //!
 //! Cost: O(n log n) in the number of `Applied` records.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use store::api::{MemberId, Revision};
@@ -137,33 +138,38 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         }
         incarnation.applied.push((index, application.revision, at_ns));
 
-        match first_by_member.get(&(member, index)) {
-            Some(before) if *before != application => {
+        // One map lookup each (`entry`), rather than a `get` and then an `insert`.
+        match first_by_member.entry((member, index)) {
+            Entry::Occupied(before) if *before.get() != application => {
                 violations.push(
                     Some(at_ns),
                     format!(
                         "store-{member} re-applied index {index} after a restart as \
-                         {application}, but had applied {before} there before"
+                         {application}, but had applied {} there before",
+                        before.get()
                     ),
                 );
                 continue;
             }
-            Some(_) => {}
-            None => {
-                first_by_member.insert((member, index), application);
+            Entry::Occupied(_) => {}
+            Entry::Vacant(vacant) => {
+                vacant.insert(application);
             }
         }
-        match first_by_index.get(&index) {
-            Some((other, theirs)) if *theirs != application => violations.push(
-                Some(at_ns),
-                format!(
-                    "store-{member} applied {application} at index {index}, but store-{other} \
-                     applied {theirs} there"
-                ),
-            ),
-            Some(_) => {}
-            None => {
-                first_by_index.insert(index, (member, application));
+        match first_by_index.entry(index) {
+            Entry::Occupied(first) if first.get().1 != application => {
+                let (other, theirs) = first.get();
+                violations.push(
+                    Some(at_ns),
+                    format!(
+                        "store-{member} applied {application} at index {index}, but store-{other} \
+                         applied {theirs} there"
+                    ),
+                )
+            }
+            Entry::Occupied(_) => {}
+            Entry::Vacant(vacant) => {
+                vacant.insert((member, application));
             }
         }
     }

@@ -35,6 +35,36 @@ pub struct Proposal {
     pub mutation: Mutation,
 }
 
+/// Bound on the entries [`decode_proposal`] remembers; past it the memo starts over.
+const MAX_DECODED_PROPOSALS: usize = 4096;
+
+thread_local! {
+    /// The proposals decoded lately, by the exact bytes of their entry. Every member of a
+    /// cluster applies the same committed entries, so each proposal's bincode decode was
+    /// repeated once per member; decoding is a pure function of the bytes, so a hit is
+    /// exactly what decoding again would give (a speed-only memo, as the apiserver's
+    /// `registry::decode`). One seed runs on one thread, so a hit almost always comes from
+    /// the same seed (one from an earlier seed would still be exact).
+    static DECODED_PROPOSALS: std::cell::RefCell<BTreeMap<Bytes, std::rc::Rc<Proposal>>> =
+        const { std::cell::RefCell::new(BTreeMap::new()) };
+}
+
+/// A committed entry's proposal, decoded (or remembered from the last time these exact
+/// bytes were decoded).
+fn decode_proposal(data: &Bytes) -> Result<std::rc::Rc<Proposal>, bincode::Error> {
+    if let Some(proposal) = DECODED_PROPOSALS.with_borrow(|decoded| decoded.get(data).cloned()) {
+        return Ok(proposal);
+    }
+    let proposal = std::rc::Rc::new(bincode::deserialize::<Proposal>(data)?);
+    DECODED_PROPOSALS.with_borrow_mut(|decoded| {
+        if decoded.len() >= MAX_DECODED_PROPOSALS {
+            decoded.clear();
+        }
+        decoded.insert(data.clone(), proposal.clone());
+    });
+    Ok(proposal)
+}
+
 /// Where a member process's request ids (proposal ids, ReadIndex contexts) start, as
 /// etcd's `idutil.Generator` does: the member id in the top 16 bits, then the start time in
 /// milliseconds shifted left by 8, counted up from there. A member matches applied entries
@@ -591,7 +621,7 @@ impl<D: Disk> MemberCore<D> {
             }
             return;
         }
-        let proposal: Proposal = match bincode::deserialize(&entry.data) {
+        let proposal = match decode_proposal(&entry.data) {
             Ok(p) => p,
             Err(e) => panic!("member {}: committed entry {} does not decode: {e}", self.id, entry.index),
         };

@@ -75,11 +75,15 @@ struct StreamIn {
 pub(crate) struct Inbound {
     gap_timeout: Duration,
     streams: BTreeMap<MemberId, StreamIn>,
+    /// How many streams wait for a gap (have `waiting_since`). `expire` and
+    /// `next_deadline` run around every frame received; with no stream waiting, which is
+    /// nearly always, they have nothing to look at.
+    n_waiting: usize,
 }
 
 impl Inbound {
     pub fn new(gap_timeout: Duration) -> Self {
-        Self { gap_timeout, streams: BTreeMap::new() }
+        Self { gap_timeout, streams: BTreeMap::new(), n_waiting: 0 }
     }
 
     /// Takes in one frame; appends to `ready` the messages now deliverable, in order.
@@ -91,15 +95,15 @@ impl Inbound {
             _ => {
                 // The first frame heard from this incarnation (or since this receiver
                 // started) opens the stream where it stands.
-                self.streams.insert(
-                    from,
-                    StreamIn {
-                        incarnation: frame.incarnation,
-                        next: frame.seq,
-                        held: BTreeMap::new(),
-                        waiting_since: None,
-                    },
-                );
+                let opened = StreamIn {
+                    incarnation: frame.incarnation,
+                    next: frame.seq,
+                    held: BTreeMap::new(),
+                    waiting_since: None,
+                };
+                if let Some(replaced) = self.streams.insert(from, opened) {
+                    self.n_waiting -= usize::from(replaced.waiting_since.is_some());
+                }
                 self.streams.get_mut(&from).expect("just inserted")
             }
         };
@@ -108,17 +112,26 @@ impl Inbound {
         }
         if frame.seq > stream.next {
             stream.held.insert(frame.seq, frame.message);
-            stream.waiting_since.get_or_insert(now);
+            if stream.waiting_since.is_none() {
+                stream.waiting_since = Some(now);
+                self.n_waiting += 1;
+            }
             return;
         }
         ready.push(frame.message);
         stream.next += 1;
+        let was_waiting = stream.waiting_since.is_some();
         stream.drain(now, ready);
+        self.n_waiting = self.n_waiting + usize::from(stream.waiting_since.is_some()) - usize::from(was_waiting);
     }
 
     /// Gives up on gaps that have waited `gap_timeout`, handing on what they held.
     pub fn expire(&mut self, now: Instant, ready: &mut Vec<Message>) {
+        if self.n_waiting == 0 {
+            return;
+        }
         for stream in self.streams.values_mut() {
+            let was_waiting = stream.waiting_since.is_some();
             while let Some(since) = stream.waiting_since {
                 if now < since + self.gap_timeout {
                     break;
@@ -126,11 +139,20 @@ impl Inbound {
                 stream.next = *stream.held.keys().next().expect("a waiting stream holds messages");
                 stream.drain(now, ready);
             }
+            self.n_waiting = self.n_waiting + usize::from(stream.waiting_since.is_some()) - usize::from(was_waiting);
         }
     }
 
     /// The earliest instant at which [`Inbound::expire`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
+        debug_assert_eq!(
+            self.n_waiting,
+            self.streams.values().filter(|s| s.waiting_since.is_some()).count(),
+            "the count of waiting streams is off"
+        );
+        if self.n_waiting == 0 {
+            return None;
+        }
         self.streams.values().filter_map(|s| s.waiting_since).min().map(|since| since + self.gap_timeout)
     }
 }
