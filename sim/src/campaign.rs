@@ -157,8 +157,6 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// What a campaign hands back once every seed finished.
 #[derive(Clone, Debug, Default)]
 pub struct CampaignSummary {
-    /// Every seed's result, sorted by seed. A passing seed's `faults` list is left out
-    /// (empty) to keep a long campaign's memory flat; the results file has it.
     pub results: Vec<SeedResult>,
     pub wall_secs: f64,
 }
@@ -295,14 +293,11 @@ pub fn run_campaign_shard(
             });
         }
         drop(tx);
-        for mut result in rx {
+        for result in rx {
             if let Some(out) = out.as_deref_mut() {
                 let line = serde_json::to_string(&result).expect("seed results serialize");
                 out.write_all(format!("{line}\n").as_bytes())?;
                 out.flush()?;
-            }
-            if result.passed() {
-                result.faults = Vec::new();
             }
             results.push(result);
             progress(results.last().expect("just pushed"), results.len());
