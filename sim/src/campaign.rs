@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::report::RunReport;
-use crate::runner::{run_seed, RunOptions};
+use crate::runner::{run_seed_on_this_thread, RunOptions};
 
 /// The outcome of one seed of a campaign: the JSON line written for it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,7 +120,9 @@ pub fn run_guarded(options: &RunOptions, wall_limit: Duration, repro: String) ->
     let (tx, rx) = mpsc::channel();
     let seed_options = options.clone();
     let spawned = std::thread::Builder::new().name(format!("seed-{}", options.seed)).spawn(move || {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_seed(&seed_options)));
+        // This thread is the seed's own fresh thread: run it here rather than on yet another.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_seed_on_this_thread(&seed_options).0));
         let _ = tx.send(result);
     });
     if let Err(e) = spawned {

@@ -164,8 +164,8 @@ const DRAIN_TIMERS_FOR: std::time::Duration = std::time::Duration::from_secs(3_6
 /// until every pending timer has fired. A timer still pending when the runtime is dropped
 /// is never freed: a message in flight is a timer whose callback holds the payload, and an
 /// RPC's payload holds the network simulator, which holds the timer wheel (a cycle); a
-/// sleeping task's timer holds its waker (madsim re-arms a `Sleep` each time it is polled,
-/// so a long timeout around a busy future leaves many). With every node dead the firing
+/// sleeping task's timer holds its waker (one per timeout, even one that finished early:
+/// madsim cannot cancel a timer). With every node dead the firing
 /// timers wake nothing and deliver to closed sockets, so nothing the seed recorded changes;
 /// its simulated time and message count were read before.
 async fn tear_down_seed_nodes() {
@@ -227,7 +227,9 @@ fn on_fresh_thread<T: Send + 'static>(options: &RunOptions, run: fn(&RunOptions)
     }
 }
 
-fn run_seed_on_this_thread(options: &RunOptions) -> (RunReport, History) {
+/// Runs the seed on the calling thread, which must be fresh (see [`run_seed_with_history`]):
+/// the campaign's guard already gives each seed a thread of its own.
+pub(crate) fn run_seed_on_this_thread(options: &RunOptions) -> (RunReport, History) {
     let runtime = Runtime::with_seed_and_config(options.seed, madsim::Config::default());
     let recorder = Recorder::new();
     let (outcome, end_state, simulated_secs, messages_delivered) = runtime.block_on({

@@ -200,6 +200,15 @@ impl SimDiskState {
     fn file_mut(&mut self, name: &str) -> Result<&mut SimFile, DiskError> {
         self.files.get_mut(name).ok_or_else(|| DiskError::NotFound { name: name.to_string() })
     }
+
+    /// The file, created empty if missing. Looked up by `&str` first: only a new file pays
+    /// for the owned name `entry` would need on every write.
+    fn file_or_new(&mut self, name: &str) -> &mut SimFile {
+        if !self.files.contains_key(name) {
+            self.files.insert(name.to_string(), SimFile::new());
+        }
+        self.files.get_mut(name).expect("inserted above")
+    }
 }
 
 impl Disk for SimDisk {
@@ -215,10 +224,7 @@ impl Disk for SimDisk {
         state.append_seq += 1;
         state.stats.bytes_written += data.len() as u64;
         let seq = state.append_seq;
-        if !state.files.contains_key(name) {
-            state.files.insert(name.to_string(), SimFile::new());
-        }
-        let file = state.files.get_mut(name).expect("inserted above");
+        let file = state.file_or_new(name);
         file.last_unsynced_append = Some((seq, file.data.len(), data.len()));
         file.data.extend_from_slice(data);
         Ok(())
@@ -248,10 +254,7 @@ impl Disk for SimDisk {
         state.stats.bytes_written += data.len() as u64;
         state.stats.bytes_synced += data.len() as u64;
         state.stats.syncs += 1;
-        if !state.files.contains_key(name) {
-            state.files.insert(name.to_string(), SimFile::new());
-        }
-        let file = state.files.get_mut(name).expect("inserted above");
+        let file = state.file_or_new(name);
         file.data = data.to_vec();
         file.make_durable();
         Ok(())
