@@ -9,16 +9,28 @@
 
 use std::collections::BTreeSet;
 
+use std::collections::BTreeMap;
+
+use rand::seq::index::sample;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::kinds::FaultKind;
-use crate::plan::{ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
+use crate::plan::{
+    BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Target, Tear, Topology, PLAN_VERSION, PPM,
+};
 
 /// Mixed into the seed so that the plan's random stream is unrelated to the simulation's
 /// stream for the same seed ("kubesim!" in ASCII).
 pub const SEED_MIX: u64 = 0x6b75_6265_7369_6d21;
+
+/// Mixed into the seed for the stream a plan's details are drawn from: how much of a torn
+/// write survives, which byte rots, which majority loses its disks (plan format 2 writes
+/// them in the plan; format 1 left them to the simulation's randomness at apply time). A
+/// stream of their own, so that every other choice of a seed's plan, drawn from the main
+/// stream, stayed what it was in format 1 ("details!" in ASCII).
+pub const DETAILS_SEED_MIX: u64 = 0x6465_7461_696c_7321;
 
 /// The shortest fault the generator produces.
 pub const MIN_DURATION_MS: u64 = 500;
@@ -86,6 +98,7 @@ pub fn feasible_kinds(topology: &Topology, menu: &BTreeSet<FaultKind>) -> Vec<Fa
 /// kind of the menu fits the topology the plan has no events.
 pub fn generate(seed: u64, topology: &Topology, menu: &BTreeSet<FaultKind>, options: &GenerateOptions) -> FaultPlan {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SEED_MIX);
+    let mut details = ChaCha8Rng::seed_from_u64(seed ^ DETAILS_SEED_MIX);
     let mut plan = FaultPlan {
         version: PLAN_VERSION,
         safety_phase_ms: options.safety_phase_ms,
@@ -123,7 +136,7 @@ pub fn generate(seed: u64, topology: &Topology, menu: &BTreeSet<FaultKind>, opti
                     at_ms = rng.gen_range(earliest..=latest);
                 }
             }
-            let fault = generate_fault(&mut rng, kind, topology);
+            let fault = generate_fault(&mut rng, &mut details, kind, topology);
             plan.events.push(FaultEvent { at_ms, duration_ms, fault });
             if plan.check_survivable(topology).is_ok() {
                 break;
@@ -165,8 +178,9 @@ fn swarm_subset(rng: &mut ChaCha8Rng, feasible: &[FaultKind]) -> Vec<FaultKind> 
     enabled
 }
 
-/// One fault of `kind` for `topology`. The caller checks survivability.
-pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &Topology) -> Fault {
+/// One fault of `kind` for `topology`, its shape drawn from `rng` and its details (see
+/// [`DETAILS_SEED_MIX`]) from `details`. The caller checks survivability.
+pub(crate) fn generate_fault<R: Rng>(rng: &mut R, details: &mut R, kind: FaultKind, topology: &Topology) -> Fault {
     match kind {
         FaultKind::Partition => generate_partition(rng, topology),
         FaultKind::PacketLoss => Fault::PacketLoss {
@@ -183,22 +197,27 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
         }
         FaultKind::Crash => Fault::Crash { target: biased_target(rng, topology, topology.store_minority() >= 1) },
         FaultKind::Pause => Fault::Pause { target: biased_target(rng, topology, true) },
-        FaultKind::DiskCrash => Fault::CrashStoreMember { member: store_target(rng, topology), tear: true },
+        FaultKind::DiskCrash => {
+            Fault::CrashStoreMember { member: store_target(rng, topology), tear: Some(draw_tear(details)) }
+        }
         // Half the time every unsynced write is simply gone (LazyFS's default on a crash),
         // half the time the page cache was being written back in order and the last
         // unsynced write is torn.
-        FaultKind::PowerLoss => Fault::PowerLoss { tear: rng.gen_bool(0.5) },
-        FaultKind::Corruption => Fault::CorruptRecord { member: store_target(rng, topology) },
+        FaultKind::PowerLoss => {
+            let tears = if rng.gen_bool(0.5) { draw_tears(details, topology) } else { BTreeMap::new() };
+            Fault::PowerLoss { tears }
+        }
+        FaultKind::Corruption => Fault::CorruptRecord { member: store_target(rng, topology), flip: draw_flip(details) },
         FaultKind::Failpoint => {
             let restart_after_ms = restart_delay_ms(rng);
             failpoint_crash(rng, topology, restart_after_ms)
         }
         FaultKind::Backup => Fault::Backup { member: store_target(rng, topology) },
         FaultKind::DiskLoss => Fault::DiskLoss { member: store_target(rng, topology) },
-        FaultKind::DiskLossMajority => Fault::DiskLossMajority,
+        FaultKind::DiskLossMajority => Fault::DiskLossMajority { members: draw_majority(details, topology) },
         FaultKind::DiskLossAll => Fault::DiskLossAll,
-        FaultKind::SnapshotCorruption => Fault::SnapshotCorruption,
-        FaultKind::Clock => Fault::ClockSkew {
+        FaultKind::SnapshotCorruption => Fault::SnapshotCorruption { flip: draw_flip(details) },
+        FaultKind::Clock => {
             // Clock faults matter to lease holders, which are among every component that
             // reads a clock: no bias between them. Offsets reach past a leader-election
             // lease (15 s) plus its retry period, so a skewed standby can judge a live
@@ -206,11 +225,42 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, kind: FaultKind, topology: &To
             // Kubernetes' unfenced leader election then has two writers. A store member
             // reads no wall clock (Raft counts ticks of its own timer and the store has no
             // TTL leases), so a skew aimed at one would be a fault spent on nothing.
-            target: component_targets(topology).choose(rng).cloned().expect("clock is feasible only with components"),
-            offset_ms: rng.gen_range(-30_000..=30_000),
-            drift_ms_per_s: rng.gen_range(-100..=100),
-        },
+            let target =
+                component_targets(topology).choose(rng).cloned().expect("clock is feasible only with components");
+            let offset_ms = rng.gen_range(-30_000..=30_000);
+            let drift_ms_per_s = rng.gen_range(-100..=100);
+            // A skew of nothing is no fault (one draw in 12 million): drift instead.
+            let drift_ms_per_s = if offset_ms == 0 && drift_ms_per_s == 0 { 1 } else { drift_ms_per_s };
+            Fault::ClockSkew { target, offset_ms, drift_ms_per_s }
+        }
     }
+}
+
+/// A tear keeping any part of the write, the whole of it included.
+pub(crate) fn draw_tear<R: Rng>(rng: &mut R) -> Tear {
+    Tear { kept_ppm: rng.gen_range(0..=PPM) }
+}
+
+/// One tear per store member, in member order: a power loss that tears.
+pub(crate) fn draw_tears<R: Rng>(rng: &mut R, topology: &Topology) -> BTreeMap<Target, Tear> {
+    (1..=topology.store_members).map(|member| (Target::StoreMember(member), draw_tear(rng))).collect()
+}
+
+/// Any byte of the file, any non-empty set of its bits.
+pub(crate) fn draw_flip<R: Rng>(rng: &mut R) -> BitFlip {
+    BitFlip { offset_ppm: rng.gen_range(0..PPM), xor_mask: rng.gen_range(1..=u8::MAX) }
+}
+
+/// A majority (`n / 2 + 1`) of the store's members, each as likely as any other, in
+/// member order.
+pub(crate) fn draw_majority<R: Rng>(rng: &mut R, topology: &Topology) -> Vec<Target> {
+    let n_members = topology.store_members as usize;
+    if n_members == 0 {
+        return Vec::new();
+    }
+    let mut picked = sample(rng, n_members, n_members / 2 + 1).into_vec();
+    picked.sort_unstable();
+    picked.into_iter().map(|idx| Target::StoreMember(idx as u64 + 1)).collect()
 }
 
 /// The shortest and longest time a failpoint stays armed in a burst.

@@ -130,9 +130,9 @@ impl FaultKind {
             Fault::CrashAtFailpoint { .. } | Fault::LeaderChase { .. } => FaultKind::Failpoint,
             Fault::Backup { .. } => FaultKind::Backup,
             Fault::DiskLoss { .. } => FaultKind::DiskLoss,
-            Fault::DiskLossMajority => FaultKind::DiskLossMajority,
+            Fault::DiskLossMajority { .. } => FaultKind::DiskLossMajority,
             Fault::DiskLossAll => FaultKind::DiskLossAll,
-            Fault::SnapshotCorruption => FaultKind::SnapshotCorruption,
+            Fault::SnapshotCorruption { .. } => FaultKind::SnapshotCorruption,
         }
     }
 

@@ -1,13 +1,16 @@
 //! `faults`: kubesim's fault model and nemesis.
 //!
 //! It holds
-//! - [`plan`]: [`FaultPlan`], the versioned JSON data describing which faults hit a seed
-//!   and when (design §3), with validation against a [`Topology`];
+//! - [`plan`]: [`FaultPlan`], the versioned JSON data describing which faults hit a seed,
+//!   when, and every choice the nemesis makes applying them (design §3), with validation
+//!   against a [`Topology`]; [`PlanFile`] reads both format versions;
 //! - [`kinds`]: [`FaultKind`], the menu `kubesim campaign --faults KINDS` chooses from;
 //! - [`generate`]: swarm generation of a plan from a seed alone (TigerBeetle VOPR-style),
 //!   outside the simulation;
 //! - [`strategies`]: proptest strategies producing valid plans that shrink well;
-//! - [`nemesis`]: [`run`], which applies a plan in simulated time to a [`World`].
+//! - [`nemesis`]: [`Nemesis`], a sans-IO state machine that turns a plan, time and
+//!   reached failpoints into calls on a [`World`], and [`run`], its driver in simulated
+//!   time.
 //!
 //! Architecture invariants:
 //! - `faults` knows nothing of the system under test: it does not depend on `store`,
@@ -16,7 +19,8 @@
 //! - Nothing in the system under test reads this crate: faults are done *to* the system,
 //!   never announced to it.
 //! - Plans are a pure function of their seed (ChaCha, never madsim's RNG); the nemesis
-//!   takes time only from madsim and iterates only ordered collections.
+//!   draws no random number at all, takes time only from madsim (in its driver) and
+//!   iterates only ordered collections.
 
 pub mod generate;
 pub mod kinds;
@@ -26,8 +30,10 @@ pub mod strategies;
 
 pub use generate::{generate, GenerateOptions};
 pub use kinds::{FaultKind, FaultKindError};
-pub use nemesis::{bridge, majorities_ring, run, Grudge, Nemesis, NodeRef, SharedWorld, World};
+pub use nemesis::{
+    bridge, majorities_ring, perform, run, Call, Grudge, Nemesis, NodeRef, Reached, Reported, SharedWorld, View, World,
+};
 pub use plan::{
-    ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, PlanError, Target, TargetParseError, Topology, MAX_CHASE_STEPS,
-    MAX_FAILPOINT_RESTART_MS, PLAN_VERSION,
+    BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, PlanError, PlanFile, Target, TargetParseError, Tear,
+    Topology, MAX_CHASE_STEPS, MAX_FAILPOINT_RESTART_MS, PLAN_VERSION, PPM,
 };

@@ -15,7 +15,9 @@ use crate::generate::{
     component_targets, concrete_targets, feasible_kinds, GenerateOptions, MAX_DURATION_MS, MIN_DURATION_MS,
 };
 use crate::kinds::FaultKind;
-use crate::plan::{ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Target, Topology, PLAN_VERSION};
+use crate::plan::{
+    BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Target, Tear, Topology, PLAN_VERSION, PPM,
+};
 
 /// Resolution of start times: a start is `phase_slack * k / START_STEPS` before the
 /// latest possible start.
@@ -92,11 +94,20 @@ pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Faul
             target_strategy(topology, topology.store_minority() >= 1).prop_map(|target| Fault::Crash { target }).boxed()
         }
         FaultKind::Pause => target_strategy(topology, true).prop_map(|target| Fault::Pause { target }).boxed(),
-        FaultKind::DiskCrash => {
-            store_target(topology).prop_map(|member| Fault::CrashStoreMember { member, tear: true }).boxed()
+        FaultKind::DiskCrash => (store_target(topology), tear_strategy())
+            .prop_map(|(member, tear)| Fault::CrashStoreMember { member, tear: Some(tear) })
+            .boxed(),
+        // No tears, or one for every member (the plan's rule for a power loss).
+        FaultKind::PowerLoss => {
+            let members: Vec<Target> = (1..=topology.store_members).map(Target::StoreMember).collect();
+            let n_members = members.len();
+            let torn = proptest::collection::vec(tear_strategy(), n_members)
+                .prop_map(move |tears| Fault::PowerLoss { tears: members.iter().cloned().zip(tears).collect() });
+            prop_oneof![Just(Fault::PowerLoss { tears: Default::default() }), torn].boxed()
         }
-        FaultKind::PowerLoss => any::<bool>().prop_map(|tear| Fault::PowerLoss { tear }).boxed(),
-        FaultKind::Corruption => store_target(topology).prop_map(|member| Fault::CorruptRecord { member }).boxed(),
+        FaultKind::Corruption => (store_target(topology), flip_strategy())
+            .prop_map(|(member, flip)| Fault::CorruptRecord { member, flip })
+            .boxed(),
         // A restart delay no longer than the shortest event, so that every event holds it.
         // A leader chase of up to 4 kills, on a store that has someone to chase.
         FaultKind::Failpoint => {
@@ -119,13 +130,30 @@ pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Faul
         }
         FaultKind::Backup => store_target(topology).prop_map(|member| Fault::Backup { member }).boxed(),
         FaultKind::DiskLoss => store_target(topology).prop_map(|member| Fault::DiskLoss { member }).boxed(),
-        FaultKind::DiskLossMajority => Just(Fault::DiskLossMajority).boxed(),
+        FaultKind::DiskLossMajority => {
+            let members: Vec<Target> = (1..=topology.store_members).map(Target::StoreMember).collect();
+            let majority = members.len() / 2 + 1;
+            subsequence(members, majority).prop_map(|members| Fault::DiskLossMajority { members }).boxed()
+        }
         FaultKind::DiskLossAll => Just(Fault::DiskLossAll).boxed(),
-        FaultKind::SnapshotCorruption => Just(Fault::SnapshotCorruption).boxed(),
+        FaultKind::SnapshotCorruption => flip_strategy().prop_map(|flip| Fault::SnapshotCorruption { flip }).boxed(),
         FaultKind::Clock => (select(component_targets(&topology)), -10_000i64..=10_000, -100i64..=100)
+            .prop_filter("a skew of no offset and no drift changes nothing", |(_, offset_ms, drift_ms_per_s)| {
+                *offset_ms != 0 || *drift_ms_per_s != 0
+            })
             .prop_map(|(target, offset_ms, drift_ms_per_s)| Fault::ClockSkew { target, offset_ms, drift_ms_per_s })
             .boxed(),
     }
+}
+
+/// Any tear; shrinks toward keeping nothing of the write.
+fn tear_strategy() -> BoxedStrategy<Tear> {
+    (0..=PPM).prop_map(|kept_ppm| Tear { kept_ppm }).boxed()
+}
+
+/// Any byte, any non-empty set of bits; shrinks toward the first byte and its lowest bit.
+fn flip_strategy() -> BoxedStrategy<BitFlip> {
+    (0..PPM, 1..=u8::MAX).prop_map(|(offset_ppm, xor_mask)| BitFlip { offset_ppm, xor_mask }).boxed()
 }
 
 /// A target biased toward the store (as the swarm generator is): 3 in 6 a concrete

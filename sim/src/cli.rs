@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use faults::{FaultKind, FaultPlan};
+use faults::{FaultKind, PlanFile};
 
 use crate::bugs::PlantedBug;
 use crate::campaign::{run_campaign_shard, run_guarded, CampaignOptions};
@@ -173,8 +173,9 @@ impl SeedFlags {
         let mut options = RunOptions::new(seed, self.scenario);
         options.faults = match &self.plan {
             Some(path) => {
-                let plan = FaultPlan::load(path).map_err(|e| BadInput(e.to_string()))?;
-                plan.validate(&options.topology())
+                let file = PlanFile::load(path).map_err(|e| BadInput(e.to_string()))?;
+                let plan = file
+                    .fit(&options.topology())
                     .map_err(|e| BadInput(format!("plan {} does not fit {}: {e}", path.display(), self.scenario)))?;
                 Faults::Plan(plan)
             }

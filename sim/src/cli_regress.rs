@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use faults::FaultPlan;
+use faults::{FaultPlan, PlanFile};
 
 use crate::bugs::PlantedBug;
 use crate::campaign::SeedResult;
@@ -152,7 +152,7 @@ pub fn save_new_case(
         scenario: flags.scenario.name().to_string(),
         bugs: flags.bugs.iter().map(|bug| PlantedBug::name(*bug).to_string()).collect(),
         store: Some(StoreKnobs::of(&flags.to_options(seed)?)),
-        plan,
+        plan: plan.map(PlanFile::from),
         expect,
     };
     write_file(path, &format!("{}\n", case.to_json_pretty()))?;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use faults::FaultPlan;
+use faults::PlanFile;
 use serde::{Deserialize, Serialize};
 
 use crate::bugs::PlantedBug;
@@ -53,8 +53,10 @@ pub struct Case {
     /// the seed picks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreKnobs>,
-    /// The fault plan to replay; `null` runs the scenario's plain flow with no nemesis.
-    pub plan: Option<FaultPlan>,
+    /// The fault plan to replay, in either plan format (a version 1 plan is upgraded for
+    /// the case's store, see `faults::plan::v1`); `null` runs the scenario's plain flow
+    /// with no nemesis.
+    pub plan: Option<PlanFile>,
     /// `pass`, or `caught-by: <invariant>`.
     pub expect: String,
 }
@@ -192,8 +194,8 @@ impl Case {
             bug.plant(&mut options);
         }
         if let Some(plan) = &self.plan {
-            plan.validate(&options.topology()).map_err(|e| format!("plan does not fit {scenario}: {e}"))?;
-            options.faults = Faults::Plan(plan.clone());
+            let plan = plan.fit(&options.topology()).map_err(|e| format!("plan does not fit {scenario}: {e}"))?;
+            options.faults = Faults::Plan(plan);
         }
         Ok((options, expect))
     }

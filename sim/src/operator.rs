@@ -186,15 +186,15 @@ impl Operator {
 
     /// `snapshot-corruption`: flips bits of one byte of the most recent backup, where it
     /// is kept (the checksum stays as it was, so a restore's integrity check can see it).
-    pub fn corrupt_latest_backup(&self, randomness: u64) -> Option<String> {
+    pub fn corrupt_latest_backup(&self, flip: faults::BitFlip) -> Option<String> {
         let mut backups = self.backups.lock().expect("backups lock");
         let stored = backups.last_mut()?;
         let mut data = stored.backup.data.to_vec();
         if data.is_empty() {
             return None;
         }
-        let offset = (randomness % data.len() as u64) as usize;
-        let mask = ((randomness >> 32) as u8) | 1;
+        let offset = flip.offset(data.len() as u64) as usize;
+        let mask = flip.xor_mask;
         data[offset] ^= mask;
         stored.backup.data = bytes::Bytes::from(data);
         let description = format!(

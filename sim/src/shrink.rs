@@ -283,10 +283,10 @@ pub fn milder_faults(fault: &Fault) -> Vec<Fault> {
             }
             milder
         }
-        Fault::CrashStoreMember { member, tear: true } => {
-            vec![Fault::CrashStoreMember { member: member.clone(), tear: false }]
+        Fault::CrashStoreMember { member, tear: Some(_) } => {
+            vec![Fault::CrashStoreMember { member: member.clone(), tear: None }]
         }
-        Fault::PowerLoss { tear: true } => vec![Fault::PowerLoss { tear: false }],
+        Fault::PowerLoss { tears } if !tears.is_empty() => vec![Fault::PowerLoss { tears: Default::default() }],
         // A shorter chain: without its last kill, then without its first.
         Fault::LeaderChase { steps } if steps.len() > 1 => vec![
             Fault::LeaderChase { steps: steps[..steps.len() - 1].to_vec() },

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use api::Clock;
-use faults::{Failpoint, NodeRef, Target, Topology, World};
+use faults::{BitFlip, Failpoint, NodeRef, Target, Tear, Topology, View, World};
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -123,7 +123,7 @@ fn member_failpoint(failpoint: Failpoint) -> store::server::Failpoint {
     }
 }
 
-impl World for SimWorld {
+impl View for SimWorld {
     /// The slots: the plan's `StoreMember(k)` is whichever member runs slot k now.
     fn store_members(&self) -> Vec<u64> {
         self.store.membership().slots.keys().copied().collect()
@@ -160,6 +160,15 @@ impl World for SimWorld {
         self.id(&name).is_some().then_some(name)
     }
 
+    fn all_nodes(&self) -> Vec<NodeRef> {
+        let slots = self.store.membership().slots.keys().map(|slot| store_node(*slot)).collect::<Vec<_>>();
+        let mut all: Vec<NodeRef> = self.nodes.keys().cloned().chain(slots).collect();
+        all.sort();
+        all
+    }
+}
+
+impl World for SimWorld {
     fn kill(&self, node: &NodeRef) {
         if let Some(id) = self.id(node) {
             Handle::current().kill(id);
@@ -184,10 +193,13 @@ impl World for SimWorld {
         }
     }
 
-    fn crash_store_member(&self, member: u64, tear: Option<u64>) {
+    fn crash_store_member(&self, member: u64, tear: Option<Tear>) {
         if let Some((id, disk)) = self.slot(member) {
             Handle::current().kill(id);
-            disk.crash(tear);
+            // `SimDisk::crash` keeps `r % (len + 1)` bytes of the torn write: `r` is the
+            // tear's share of it, at most `len`.
+            let kept = tear.map(|tear| tear.kept_bytes(disk.last_unsynced_append_len().unwrap_or(0)));
+            disk.crash(kept);
         }
     }
 
@@ -197,11 +209,10 @@ impl World for SimWorld {
         }
     }
 
-    fn corrupt_store_record(&self, member: u64, randomness: u64) -> Option<String> {
+    fn corrupt_store_record(&self, member: u64, flip: BitFlip) -> Option<String> {
         let (_, disk) = self.slot(member)?;
         let len = disk.file_len(WAL_FILE, true).filter(|len| *len > 0)?;
-        let offset = randomness % len;
-        let mask = ((randomness >> 32) as u8) | 1;
+        let (offset, mask) = (flip.offset(len), flip.xor_mask);
         disk.corrupt(WAL_FILE, offset, mask).ok()?;
         Some(format!("flipped bits {mask:#04x} at byte {offset} of store-{member}'s {len}-byte synced WAL"))
     }
@@ -216,13 +227,6 @@ impl World for SimWorld {
         if let (Some(a), Some(b)) = (self.id(from), self.id(to)) {
             NetSim::current().unclog_link(a, b);
         }
-    }
-
-    fn all_nodes(&self) -> Vec<NodeRef> {
-        let slots = self.store.membership().slots.keys().map(|slot| store_node(*slot)).collect::<Vec<_>>();
-        let mut all: Vec<NodeRef> = self.nodes.keys().cloned().chain(slots).collect();
-        all.sort();
-        all
     }
 
     fn set_packet_loss(&self, rate: f64) {
@@ -253,24 +257,16 @@ impl World for SimWorld {
         }
     }
 
-    fn arm_failpoint(
-        &self,
-        member: u64,
-        failpoint: Failpoint,
-        passes: u32,
-        on_reached: Box<dyn FnOnce() + Send>,
-    ) -> bool {
-        match self.slot_failpoints(member) {
-            Some(failpoints) => {
-                failpoints.arm_after(member_failpoint(failpoint), passes, on_reached);
-                true
-            }
-            None => false,
+    fn arm_failpoint(&self, member: u64, failpoint: Failpoint, passes: u32, on_reached: Box<dyn FnOnce() + Send>) {
+        if let Some(failpoints) = self.slot_failpoints(member) {
+            failpoints.arm_after(member_failpoint(failpoint), passes, on_reached);
         }
     }
 
-    fn disarm_failpoint(&self, member: u64, failpoint: Failpoint) -> bool {
-        self.slot_failpoints(member).is_some_and(|failpoints| failpoints.disarm(member_failpoint(failpoint)))
+    fn disarm_failpoint(&self, member: u64, failpoint: Failpoint) {
+        if let Some(failpoints) = self.slot_failpoints(member) {
+            failpoints.disarm(member_failpoint(failpoint));
+        }
     }
 
     fn record(&self, description: String) {
@@ -293,8 +289,8 @@ impl World for SimWorld {
         self.operator.request_backup(member)
     }
 
-    fn corrupt_backup(&self, randomness: u64) -> Option<String> {
-        self.operator.corrupt_latest_backup(randomness)
+    fn corrupt_backup(&self, flip: BitFlip) -> Option<String> {
+        self.operator.corrupt_latest_backup(flip)
     }
 
     fn replace_member(&self, member: u64) -> Result<String, String> {

@@ -131,6 +131,53 @@ fn a_campaign_refuses_a_plan_that_does_not_fit_one_of_its_seeds() {
     );
 }
 
+/// A version 1 plan still runs: `--print-plan` shows the version 2 plan it was upgraded
+/// to for the seed's store, every choice written out. A plan that does not fit the run, or
+/// holds a fault that changes nothing, is bad input.
+#[test]
+fn a_version_1_plan_is_printed_as_version_2_and_no_op_faults_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("v1.json");
+    std::fs::write(
+        &v1,
+        r#"{"version":1,"safety_phase_ms":30000,"liveness_phase_ms":30000,"events":[
+            {"at_ms":1000,"duration_ms":2000,"fault":{"kind":"crash-store-member","member":"store-2","tear":true}},
+            {"at_ms":5000,"duration_ms":2000,"fault":{"kind":"disk-loss-majority"}}]}"#,
+    )
+    .unwrap();
+    // Seed 1 runs on 3 store members: the majority is store-1 and store-2.
+    let out = kubesim(&["run", "--seed", "1", "--plan", v1.to_str().unwrap(), "--print-plan"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let printed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(printed["version"], 2);
+    assert_eq!(printed["events"][0]["fault"]["tear"], serde_json::json!({"kept_ppm": 500000}));
+    assert_eq!(printed["events"][1]["fault"]["members"], serde_json::json!(["store-1", "store-2"]));
+
+    let no_op = dir.path().join("no-op.json");
+    std::fs::write(
+        &no_op,
+        r#"{"version":2,"safety_phase_ms":30000,"liveness_phase_ms":30000,"events":[
+            {"at_ms":1000,"duration_ms":2000,"fault":{"kind":"clock-skew","target":"store-1","offset_ms":900,"drift_ms_per_s":0}}]}"#,
+    )
+    .unwrap();
+    assert_bad_input(
+        &["run", "--seed", "1", "--plan", no_op.to_str().unwrap()],
+        "event 0: clock-skew of store-1 changes nothing: store members read no clock",
+    );
+    let two_of_five = dir.path().join("two-of-five.json");
+    std::fs::write(
+        &two_of_five,
+        r#"{"version":2,"safety_phase_ms":30000,"liveness_phase_ms":30000,"events":[
+            {"at_ms":1000,"duration_ms":2000,"fault":{"kind":"disk-loss-majority","members":["store-1","store-2"]}}]}"#,
+    )
+    .unwrap();
+    // Seed 0 runs on 5 members: two are not a majority there.
+    assert_bad_input(
+        &["run", "--seed", "0", "--plan", two_of_five.to_str().unwrap(), "--print-plan"],
+        "disk-loss-majority members are 2 of the 5 store members, not a majority (at least 3)",
+    );
+}
+
 /// `--trace` prints one line per event with simulated time and node, in plain text when it
 /// does not go to a terminal (a trace saved to a file has no colour codes).
 #[test]

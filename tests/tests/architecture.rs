@@ -43,3 +43,30 @@ fn raft_mvcc_and_wal_know_nothing_of_the_simulator() {
         }
     }
 }
+
+/// The nemesis is a sans-IO core and a thin driver: only `driver.rs` touches madsim (its
+/// clock, its tasks), and nothing in the nemesis draws a random number, since a plan holds
+/// every choice it makes.
+#[test]
+fn the_nemesis_core_knows_nothing_of_the_simulator_and_draws_nothing() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../faults/src/nemesis");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
+        let is_driver = path.file_name().is_some_and(|name| name == "driver.rs");
+        for line in &code {
+            for forbidden in ["rand::", "thread_rng", "random("] {
+                assert!(!line.contains(forbidden), "{} draws a random number: {line}", path.display());
+            }
+            if !is_driver {
+                for forbidden in ["madsim", "std::time", "HashMap", "thread::spawn"] {
+                    assert!(!line.contains(forbidden), "{} uses {forbidden}: {line}", path.display());
+                }
+            }
+        }
+        files += 1;
+    }
+    assert!(files >= 5, "the nemesis's files moved: {}", root.display());
+}

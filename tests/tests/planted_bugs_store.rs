@@ -15,12 +15,12 @@ use sim::bugs::PlantedBug;
 mod support;
 use support::check;
 
-/// Sweep (0..1000): caught by no-acknowledged-write-lost in 5 seeds, the first 135, each
+/// Sweep (0..1000): caught by no-acknowledged-write-lost in 4 seeds, the first 135, each
 /// time a power loss came late enough in the safety phase that no later write to the key
 /// hid the loss; raft-state-machine-safety fails with it (the lost entries' indexes are
-/// reused by other entries), and alone in 30 more seeds.
+/// reused by other entries), and alone in 8 more seeds.
 const SEEDS_ACK_BEFORE_FSYNC: Range<u64> = 135..136;
-/// Sweep (0..1000): caught by linearizability in 457 seeds, the first 0.
+/// Sweep (0..1000): caught by linearizability in 461 seeds, the first 0.
 const SEEDS_FOLLOWER_READS: Range<u64> = 0..1;
 /// Sweep (0..1000): caught by store-single-writer in 985 seeds, the first 0.
 const SEEDS_CONTROLLER_WRITES_STORE: Range<u64> = 0..2;

@@ -16,7 +16,7 @@ use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestCaseErr
 use sim::bugs::PlantedBug;
 use sim::runner::{run_seed, Faults, RunOptions};
 use sim::scenario::Scenario;
-use sim::strategies::{scenario_plan_strategy, workload_strategy};
+use sim::strategies::{deploy_nginx_run_strategy, run_plan_strategy};
 
 /// Cases per property: each is a full simulated run.
 const CASES: u32 = 40;
@@ -43,15 +43,13 @@ proptest! {
     #![proptest_config(config("proptest-regressions/properties.txt"))]
 
     /// DESIGN.md §4: a correct system keeps every invariant under any survivable plan.
+    /// Each plan is drawn for its seed's own topology (3 or 5 store members).
     #[test]
     fn any_plan_of_up_to_four_faults_and_any_workload_keeps_every_invariant(
-        seed in 0u64..1_000_000,
-        workload in workload_strategy(),
-        plan in scenario_plan_strategy(Scenario::DeployNginx, FaultKind::all(), 4),
+        options in deploy_nginx_run_strategy(0..1_000_000, 4),
     ) {
-        let mut options = RunOptions::new(seed, Scenario::DeployNginx);
-        options.cluster.workload = workload;
-        options.faults = Faults::Plan(plan);
+        let Faults::Plan(plan) = &options.faults else { unreachable!("the strategy draws a plan") };
+        prop_assert!(plan.validate(&options.topology()).is_ok(), "{}", plan.to_json_pretty());
         let (violated, report) = violations(&options);
         prop_assert!(violated.is_empty(), "violated {violated:?}:\n{report}");
     }
@@ -66,10 +64,13 @@ fn a_planted_bug_counterexample_shrinks_to_a_small_plan() {
     let mut runner =
         TestRunner::new(Config { cases: 32, ..config("proptest-regressions/planted_bug_counterexample.txt") });
     let bug = PlantedBug::FollowerReadsWithoutReadIndex;
-    let strategy = scenario_plan_strategy(Scenario::DeployNginx, FaultKind::all(), 6);
+    let mut seed_3 = RunOptions::new(3, Scenario::DeployNginx);
+    bug.plant(&mut seed_3);
+    // Drawn for seed 3's own topology.
+    let strategy = run_plan_strategy(&seed_3, FaultKind::all(), 6);
     let outcome = runner.run(&strategy, |plan| {
-        let mut options = RunOptions::new(3, Scenario::DeployNginx);
-        bug.plant(&mut options);
+        plan.validate(&seed_3.topology()).expect("a strategy's plan fits its run");
+        let mut options = seed_3.clone();
         options.faults = Faults::Plan(plan);
         let (violated, _) = violations(&options);
         if violated.contains(bug.caught_by()) {

@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 
-use faults::{Fault, FaultEvent, FaultPlan, Target, Topology};
+use faults::{Fault, FaultEvent, FaultPlan, Target, Tear, Topology};
 use sim::bugs::PlantedBug;
 use sim::runner::{Faults, RunOptions};
 use sim::scenario::Scenario;
@@ -115,7 +115,13 @@ fn shrinking_never_tries_an_unsurvivable_candidate_of_a_survivable_plan() {
 fn milder_faults_are_milder() {
     assert_eq!(milder_faults(&Fault::PacketLoss { rate: 0.4 }), vec![Fault::PacketLoss { rate: 0.2 }]);
     assert!(milder_faults(&Fault::PacketLoss { rate: 0.01 }).is_empty());
-    assert_eq!(milder_faults(&Fault::PowerLoss { tear: true }), vec![Fault::PowerLoss { tear: false }]);
+    let torn = Fault::PowerLoss { tears: (1..=3).map(|m| (Target::StoreMember(m), Tear { kept_ppm: 10 })).collect() };
+    assert_eq!(milder_faults(&torn), vec![Fault::PowerLoss { tears: Default::default() }]);
+    let tear = Some(Tear { kept_ppm: 10 });
+    assert_eq!(
+        milder_faults(&Fault::CrashStoreMember { member: Target::StoreLeader, tear }),
+        vec![Fault::CrashStoreMember { member: Target::StoreLeader, tear: None }]
+    );
     assert!(milder_faults(&Fault::IsolateStoreLeader).is_empty());
     let skew = Fault::ClockSkew { target: Target::Scheduler, offset_ms: -8_000, drift_ms_per_s: 5 };
     assert_eq!(

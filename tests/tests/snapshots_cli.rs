@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use faults::{Fault, FaultEvent, FaultPlan, Target};
+use faults::{BitFlip, Fault, FaultEvent, FaultPlan, Target, Tear};
 use sim::cli::run_summary;
 use sim::corpus::{load_case, Case};
 use sim::runner::{run_seed, RunOptions};
@@ -56,11 +56,25 @@ fn fault_plan_json_format() {
             event(7_000, Fault::LatencySpike { min_ms: 10, max_ms: 400 }),
             event(8_000, Fault::ClogLink { a: Target::ApiServer(0), b: Target::StoreMember(3) }),
             event(9_000, Fault::Crash { target: Target::ControllerManager(1) }),
-            event(10_000, Fault::CrashStoreMember { member: Target::StoreMember(2), tear: true }),
-            event(11_000, Fault::PowerLoss { tear: false }),
+            event(
+                10_000,
+                Fault::CrashStoreMember { member: Target::StoreMember(2), tear: Some(Tear { kept_ppm: 250_000 }) },
+            ),
+            event(
+                11_000,
+                Fault::PowerLoss { tears: (1..=3).map(|m| (Target::StoreMember(m), Tear { kept_ppm: 0 })).collect() },
+            ),
             event(12_000, Fault::Pause { target: Target::Kubelet(2) }),
-            event(13_000, Fault::CorruptRecord { member: Target::StoreMember(3) }),
+            event(
+                13_000,
+                Fault::CorruptRecord {
+                    member: Target::StoreMember(3),
+                    flip: BitFlip { offset_ppm: 500_000, xor_mask: 4 },
+                },
+            ),
             event(14_000, Fault::ClockSkew { target: Target::Scheduler, offset_ms: -20_000, drift_ms_per_s: 3 }),
+            event(15_000, Fault::DiskLossMajority { members: vec![Target::StoreMember(1), Target::StoreMember(3)] }),
+            event(17_000, Fault::SnapshotCorruption { flip: BitFlip { offset_ppm: 999_999, xor_mask: 128 } }),
         ],
         ..FaultPlan::empty(30_000, 30_000)
     };

@@ -233,7 +233,7 @@ fn disk_loss_menus_bring_periodic_backups_and_restores_come_after_the_first() {
             .collect();
         assert_eq!(backups.first(), Some(&faults::generate::FIRST_BACKUP_MS), "seed {seed}");
         for event in &plan.events {
-            if matches!(event.fault, Fault::DiskLossMajority | Fault::DiskLossAll) {
+            if matches!(event.fault, Fault::DiskLossMajority { .. } | Fault::DiskLossAll) {
                 assert!(event.at_ms > backups[0], "seed {seed}: {event:?} before the first backup");
             }
         }

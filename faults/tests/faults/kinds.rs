@@ -47,6 +47,7 @@ fn parse_errors_list_the_known_kinds() {
 #[test]
 fn each_fault_maps_to_its_kind() {
     let target = Target::StoreMember(1);
+    let flip = faults::BitFlip { offset_ppm: 0, xor_mask: 1 };
     let cases = [
         (Fault::Partition { groups: vec![] }, FaultKind::Partition),
         (Fault::IsolateStoreLeader, FaultKind::Partition),
@@ -59,9 +60,9 @@ fn each_fault_maps_to_its_kind() {
         (Fault::ClogLink { a: target.clone(), b: Target::Kubelet(0) }, FaultKind::Clog),
         (Fault::Crash { target: target.clone() }, FaultKind::Crash),
         (Fault::Pause { target: target.clone() }, FaultKind::Pause),
-        (Fault::CrashStoreMember { member: target.clone(), tear: true }, FaultKind::DiskCrash),
-        (Fault::PowerLoss { tear: false }, FaultKind::PowerLoss),
-        (Fault::CorruptRecord { member: target.clone() }, FaultKind::Corruption),
+        (Fault::CrashStoreMember { member: target.clone(), tear: None }, FaultKind::DiskCrash),
+        (Fault::PowerLoss { tears: Default::default() }, FaultKind::PowerLoss),
+        (Fault::CorruptRecord { member: target.clone(), flip }, FaultKind::Corruption),
         (
             Fault::CrashAtFailpoint {
                 member: target.clone(),
@@ -74,9 +75,9 @@ fn each_fault_maps_to_its_kind() {
         (Fault::ClockSkew { target: target.clone(), offset_ms: 1, drift_ms_per_s: 0 }, FaultKind::Clock),
         (Fault::Backup { member: target.clone() }, FaultKind::Backup),
         (Fault::DiskLoss { member: target }, FaultKind::DiskLoss),
-        (Fault::DiskLossMajority, FaultKind::DiskLossMajority),
+        (Fault::DiskLossMajority { members: vec![] }, FaultKind::DiskLossMajority),
         (Fault::DiskLossAll, FaultKind::DiskLossAll),
-        (Fault::SnapshotCorruption, FaultKind::SnapshotCorruption),
+        (Fault::SnapshotCorruption { flip }, FaultKind::SnapshotCorruption),
     ];
     for (fault, kind) in cases {
         assert_eq!(fault.kind(), kind, "{fault:?}");

@@ -1,42 +1,76 @@
-//! The nemesis against a fake world that logs every call with its simulated time.
+//! The nemesis: its sans-IO core driven by data-driven scenario files, its async driver on
+//! madsim, and Jepsen's grudges.
+//!
+//! Each `faults/testdata/nemesis/*.txt` file is one scenario (etcd-io/raft's
+//! `interaction_test.go`, raft-rs `datadriven/`, as `store/testdata/raft` is for Raft): a
+//! paragraph on its purpose, then commands each followed by `----` and the expected
+//! output, the transcript of the world calls the core made, each with its simulated time.
+//! `REWRITE=1 cargo test -p faults --test faults` rewrites the expectations; review the
+//! diff by hand, since the files are the oracle.
+//!
+//! Commands:
+//! - `world members=N [leader=ID|none]`: a fresh fake world of N store members, 2
+//!   apiservers, 2 controller-managers, a scheduler and 3 kubelets;
+//! - `plan safety=MS`, then one event per line, `AT_MS +DURATION_MS FAULT_JSON`: a fresh
+//!   nemesis for that plan (not validated: the core must cope with what validation
+//!   refuses), on a fresh world of the same members and leader;
+//! - `run [until=MS]`: the core takes every step due by `MS` (without it: every step,
+//!   then the heal at the end of the safety phase, after which the world must be back to
+//!   normal: a `LEFT` line names whatever is still clogged, paused, killed or armed);
+//! - `reach MS store-N[,store-M..] FAILPOINT [queued]`: the steps due before `MS`, then
+//!   each member reaches the failpoint, in that order; the core hears of those armed at
+//!   `MS` and takes the steps due then. With `queued` the nemesis is busy: the reports
+//!   wait in its queue, and the core hears of them only before its next heal (or when a
+//!   later `reach` is delivered);
+//! - `leader ID|none`: the world's leader changes.
+//!
+//! In the transcript, `> ` lines are the history lines the nemesis recorded, other lines
+//! the world's calls. The fake world panics on calls a correct nemesis never makes
+//! (clogging a clogged link, resuming a running process, restarting a live one).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use faults::{
-    bridge, majorities_ring, run, ChaseStep, Failpoint, Fault, FaultEvent, FaultKind, FaultPlan, GenerateOptions,
-    Grudge, Target, World,
+    bridge, majorities_ring, perform, run, BitFlip, Failpoint, Fault, FaultEvent, FaultKind, FaultPlan,
+    GenerateOptions, Grudge, Nemesis, Reached, Target, Tear, View, World,
 };
+use futures::channel::mpsc;
 use madsim::time::{Instant, TimeHandle};
 
-/// A cluster of `members` store members, 2 apiservers, 2 controller-managers, a scheduler
-/// and 3 kubelets. Every call is logged as `"<ms since start> <call>"`, and history records
-/// as `"<ms> > <description>"`. It panics on calls a correct nemesis never makes: clogging a
-/// clogged link, resuming a running process, restarting a live one.
+/// A fake cluster of `members` store members, 2 apiservers, 2 controller-managers, a
+/// scheduler and 3 kubelets, logging every call as `"<ms> <call>"` and every history
+/// record as `"<ms> > <line>"`. Its clock is the harness's (`now_ms`) or madsim's.
 struct FakeWorld {
-    start: Instant,
+    clock: Clock,
     members: u64,
     leader: Mutex<Option<u64>>,
     log: Mutex<Vec<String>>,
-    /// Randomness passed for tears and corruption, kept apart from the log.
-    randomness: Mutex<Vec<u64>>,
     clogged: Mutex<BTreeSet<(String, String)>>,
     paused: Mutex<BTreeSet<String>>,
     killed: Mutex<BTreeSet<String>>,
-    /// Armed failpoints and what to call when the test makes a member reach one.
+    /// Armed failpoints and what to call when a member reaches one.
     failpoints: Mutex<BTreeMap<(u64, Failpoint), OnReached>>,
+}
+
+enum Clock {
+    /// Set by the data-driven harness before each call it makes.
+    Manual(Mutex<u64>),
+    /// madsim's time since the world was made.
+    Simulated(Instant),
 }
 
 type OnReached = Box<dyn FnOnce() + Send>;
 
 impl FakeWorld {
-    fn new(members: u64, leader: Option<u64>) -> Arc<Self> {
+    fn new(members: u64, leader: Option<u64>, clock: Clock) -> Arc<Self> {
         Arc::new(FakeWorld {
-            start: TimeHandle::current().now_instant(),
+            clock,
             members,
             leader: Mutex::new(leader),
             log: Mutex::new(Vec::new()),
-            randomness: Mutex::new(Vec::new()),
             clogged: Mutex::new(BTreeSet::new()),
             paused: Mutex::new(BTreeSet::new()),
             killed: Mutex::new(BTreeSet::new()),
@@ -44,14 +78,26 @@ impl FakeWorld {
         })
     }
 
+    fn simulated(members: u64, leader: Option<u64>) -> Arc<Self> {
+        Self::new(members, leader, Clock::Simulated(TimeHandle::current().now_instant()))
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        match &self.clock {
+            Clock::Manual(now_ms) => *now_ms.lock().unwrap(),
+            Clock::Simulated(start) => (TimeHandle::current().now_instant() - *start).as_millis() as u64,
+        }
+    }
+
+    fn set_now_ms(&self, at_ms: u64) {
+        let Clock::Manual(now_ms) = &self.clock else { panic!("a simulated clock moves by itself") };
+        *now_ms.lock().unwrap() = at_ms;
+    }
+
     /// Store member `member` reaches `failpoint` now; returns whether it was armed.
     fn reach(&self, member: u64, failpoint: Failpoint) -> bool {
         let on_reached = self.failpoints.lock().unwrap().remove(&(member, failpoint));
         on_reached.map(|on_reached| on_reached()).is_some()
-    }
-
-    fn elapsed_ms(&self) -> u128 {
-        (TimeHandle::current().now_instant() - self.start).as_millis()
     }
 
     fn log(&self, line: String) {
@@ -63,18 +109,24 @@ impl FakeWorld {
         self.log.lock().unwrap().clone()
     }
 
-    fn clogged(&self) -> BTreeSet<(String, String)> {
-        self.clogged.lock().unwrap().clone()
+    fn take_lines(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().unwrap())
     }
 
-    fn is_quiet(&self) -> bool {
-        self.clogged.lock().unwrap().is_empty()
-            && self.paused.lock().unwrap().is_empty()
-            && self.killed.lock().unwrap().is_empty()
+    /// Whatever is still clogged, paused, killed or armed.
+    fn leftovers(&self) -> Vec<String> {
+        let mut left: Vec<String> =
+            self.clogged.lock().unwrap().iter().map(|(a, b)| format!("clogged {a} -> {b}")).collect();
+        left.extend(self.paused.lock().unwrap().iter().map(|node| format!("paused {node}")));
+        left.extend(self.killed.lock().unwrap().iter().map(|node| format!("killed {node}")));
+        left.extend(
+            self.failpoints.lock().unwrap().keys().map(|(member, point)| format!("armed {point} store-{member}")),
+        );
+        left
     }
 }
 
-impl World for FakeWorld {
+impl View for FakeWorld {
     fn store_members(&self) -> Vec<u64> {
         (1..=self.members).collect()
     }
@@ -91,49 +143,6 @@ impl World for FakeWorld {
             Target::Kubelet(idx) if idx < 3 => Some(format!("kubelet-{idx}")),
             _ => None,
         }
-    }
-    fn kill(&self, node: &String) {
-        assert!(self.killed.lock().unwrap().insert(node.clone()), "{node} killed twice");
-        self.log(format!("kill {node}"));
-    }
-    fn restart(&self, node: &String) {
-        assert!(self.killed.lock().unwrap().remove(node), "{node} restarted alive");
-        self.log(format!("restart {node}"));
-    }
-    fn pause(&self, node: &String) {
-        assert!(self.paused.lock().unwrap().insert(node.clone()), "{node} paused twice");
-        self.log(format!("pause {node}"));
-    }
-    fn resume(&self, node: &String) {
-        assert!(self.paused.lock().unwrap().remove(node), "{node} resumed running");
-        self.log(format!("resume {node}"));
-    }
-    fn crash_store_member(&self, member: u64, tear: Option<u64>) {
-        let node = format!("store-{member}");
-        assert!(self.killed.lock().unwrap().insert(node), "store-{member} crashed twice");
-        self.randomness.lock().unwrap().extend(tear);
-        let torn = if tear.is_some() { " torn" } else { "" };
-        self.log(format!("crash-store-member {member}{torn}"));
-    }
-    fn restart_store_member(&self, member: u64) {
-        let node = format!("store-{member}");
-        assert!(self.killed.lock().unwrap().remove(&node), "store-{member} restarted alive");
-        self.log(format!("restart-store-member {member}"));
-    }
-    fn corrupt_store_record(&self, member: u64, randomness: u64) -> Option<String> {
-        self.randomness.lock().unwrap().push(randomness);
-        self.log(format!("corrupt-store-record {member}"));
-        Some(format!("WAL record 7 of store-{member}, 3 bits flipped"))
-    }
-    fn clog(&self, from: &String, to: &String) {
-        let link = (from.clone(), to.clone());
-        assert!(self.clogged.lock().unwrap().insert(link), "{from} -> {to} clogged twice");
-        self.log(format!("clog {from} -> {to}"));
-    }
-    fn unclog(&self, from: &String, to: &String) {
-        let link = (from.clone(), to.clone());
-        assert!(self.clogged.lock().unwrap().remove(&link), "{from} -> {to} not clogged");
-        self.log(format!("unclog {from} -> {to}"));
     }
     fn all_nodes(&self) -> Vec<String> {
         let mut nodes: Vec<String> = (1..=self.members).map(|m| format!("store-{m}")).collect();
@@ -152,6 +161,50 @@ impl World for FakeWorld {
         );
         nodes
     }
+}
+
+impl World for FakeWorld {
+    fn kill(&self, node: &String) {
+        assert!(self.killed.lock().unwrap().insert(node.clone()), "{node} killed twice");
+        self.log(format!("kill {node}"));
+    }
+    fn restart(&self, node: &String) {
+        assert!(self.killed.lock().unwrap().remove(node), "{node} restarted alive");
+        self.log(format!("restart {node}"));
+    }
+    fn pause(&self, node: &String) {
+        assert!(self.paused.lock().unwrap().insert(node.clone()), "{node} paused twice");
+        self.log(format!("pause {node}"));
+    }
+    fn resume(&self, node: &String) {
+        assert!(self.paused.lock().unwrap().remove(node), "{node} resumed running");
+        self.log(format!("resume {node}"));
+    }
+    fn crash_store_member(&self, member: u64, tear: Option<Tear>) {
+        let node = format!("store-{member}");
+        assert!(self.killed.lock().unwrap().insert(node), "store-{member} crashed twice");
+        let torn = tear.map(|tear| format!(" tear kept_ppm={}", tear.kept_ppm)).unwrap_or_default();
+        self.log(format!("crash-store-member {member}{torn}"));
+    }
+    fn restart_store_member(&self, member: u64) {
+        let node = format!("store-{member}");
+        assert!(self.killed.lock().unwrap().remove(&node), "store-{member} restarted alive");
+        self.log(format!("restart-store-member {member}"));
+    }
+    fn corrupt_store_record(&self, member: u64, flip: BitFlip) -> Option<String> {
+        self.log(format!("corrupt-store-record {member} offset_ppm={} xor_mask={}", flip.offset_ppm, flip.xor_mask));
+        Some(format!("WAL record 7 of store-{member}, bits {:#04x} flipped", flip.xor_mask))
+    }
+    fn clog(&self, from: &String, to: &String) {
+        let link = (from.clone(), to.clone());
+        assert!(self.clogged.lock().unwrap().insert(link), "{from} -> {to} clogged twice");
+        self.log(format!("clog {from} -> {to}"));
+    }
+    fn unclog(&self, from: &String, to: &String) {
+        let link = (from.clone(), to.clone());
+        assert!(self.clogged.lock().unwrap().remove(&link), "{from} -> {to} not clogged");
+        self.log(format!("unclog {from} -> {to}"));
+    }
     fn set_packet_loss(&self, rate: f64) {
         self.log(format!("packet-loss {rate}"));
     }
@@ -167,24 +220,15 @@ impl World for FakeWorld {
     fn reset_clock(&self, node: &String) {
         self.log(format!("reset-clock {node}"));
     }
-    fn arm_failpoint(
-        &self,
-        member: u64,
-        failpoint: Failpoint,
-        passes: u32,
-        on_reached: Box<dyn FnOnce() + Send>,
-    ) -> bool {
-        if !(1..=self.members).contains(&member) {
-            return false;
-        }
+    fn arm_failpoint(&self, member: u64, failpoint: Failpoint, passes: u32, on_reached: OnReached) {
+        assert!((1..=self.members).contains(&member), "store-{member} armed but does not exist");
         let after = if passes > 0 { format!(" after {passes} passes") } else { String::new() };
         self.log(format!("arm {failpoint} store-{member}{after}"));
         self.failpoints.lock().unwrap().insert((member, failpoint), on_reached);
-        true
     }
-    fn disarm_failpoint(&self, member: u64, failpoint: Failpoint) -> bool {
+    fn disarm_failpoint(&self, member: u64, failpoint: Failpoint) {
         self.log(format!("disarm {failpoint} store-{member}"));
-        self.failpoints.lock().unwrap().remove(&(member, failpoint)).is_some()
+        self.failpoints.lock().unwrap().remove(&(member, failpoint));
     }
     fn record(&self, description: String) {
         self.log(format!("> {description}"));
@@ -193,9 +237,8 @@ impl World for FakeWorld {
         self.log(format!("backup {member}"));
         Ok("taken".to_string())
     }
-    fn corrupt_backup(&self, randomness: u64) -> Option<String> {
-        self.randomness.lock().unwrap().push(randomness);
-        self.log("corrupt-backup".to_string());
+    fn corrupt_backup(&self, flip: BitFlip) -> Option<String> {
+        self.log(format!("corrupt-backup offset_ppm={} xor_mask={}", flip.offset_ppm, flip.xor_mask));
         Some("backup 1 corrupted".to_string())
     }
     fn lose_disk(&self, member: u64) {
@@ -221,6 +264,237 @@ impl World for FakeWorld {
     }
 }
 
+// The data-driven harness.
+
+/// A scenario's state: the world, and the nemesis of the last `plan`.
+struct Scenario {
+    world: Arc<FakeWorld>,
+    nemesis: Option<Nemesis>,
+    now_ms: u64,
+    reached_tx: mpsc::Sender<Reached>,
+    reached: mpsc::Receiver<Reached>,
+}
+
+impl Scenario {
+    fn new() -> Self {
+        let (reached_tx, reached) = mpsc::channel(0);
+        Scenario { world: manual_world(3, None), nemesis: None, now_ms: 0, reached_tx, reached }
+    }
+
+    /// Runs one command; returns its output.
+    fn run(&mut self, command: &str, input: &[&str]) -> String {
+        let mut words = command.split_whitespace();
+        let name = words.next().expect("a command");
+        // `key=value` arguments; `reach` and `leader` take plain words (`args_of`).
+        let args: BTreeMap<&str, &str> = words.filter_map(|word| word.split_once('=')).collect();
+        match name {
+            "world" => {
+                let members = args["members"].parse().unwrap();
+                let leader = args.get("leader").copied().and_then(parse_leader);
+                self.world = manual_world(members, leader);
+                "ok".to_string()
+            }
+            "plan" => {
+                let safety_phase_ms = args["safety"].parse().unwrap();
+                let events = input.iter().map(|line| parse_event(line)).collect();
+                // A fresh world of the same shape: nothing left of the previous plan.
+                self.world = manual_world(self.world.members, self.world.store_leader());
+                self.nemesis = Some(Nemesis::new(&FaultPlan { events, ..FaultPlan::empty(safety_phase_ms, 1_000) }));
+                self.now_ms = 0;
+                "ok".to_string()
+            }
+            "run" => match args.get("until") {
+                Some(until) => {
+                    self.steps_until(|next_ms| next_ms <= until.parse().unwrap());
+                    self.output()
+                }
+                None => {
+                    self.steps_until(|_| true);
+                    let nemesis = self.nemesis.as_mut().expect("a plan");
+                    self.now_ms = nemesis.safety_phase_ms();
+                    nemesis.heal_all(&*self.world, &mut std::iter::from_fn(|| self.reached.try_recv().ok()));
+                    self.perform_calls();
+                    // The world must be back to normal: what is not shows in the transcript.
+                    for leftover in self.world.leftovers() {
+                        self.world.log(format!("LEFT {leftover}"));
+                    }
+                    self.output()
+                }
+            },
+            "reach" => {
+                let (words, queued) = match args_of(command)[..] {
+                    [at_ms, member, failpoint] => ([at_ms, member, failpoint], false),
+                    [at_ms, member, failpoint, "queued"] => ([at_ms, member, failpoint], true),
+                    _ => panic!("reach MS store-N FAILPOINT [queued]"),
+                };
+                let [at_ms, member, failpoint] = words;
+                let at_ms: u64 = at_ms.parse().unwrap();
+                self.steps_until(|next_ms| next_ms < at_ms);
+                self.now_ms = at_ms;
+                self.world.set_now_ms(at_ms);
+                let failpoint = serde_json::from_value(serde_json::Value::from(failpoint)).unwrap();
+                // Several members may reach it in the same instant, before the core hears.
+                for member in member.split(',') {
+                    let member: u64 = member.strip_prefix("store-").expect("store-N").parse().unwrap();
+                    let armed = self.world.reach(member, failpoint);
+                    self.world.log(format!("store-{member} reaches {failpoint} (armed: {armed})"));
+                }
+                if !queued {
+                    self.hand_over_reached();
+                    self.steps_until(|next_ms| next_ms <= at_ms);
+                }
+                self.output()
+            }
+            "leader" => {
+                let [leader] = args_of(command)[..] else { panic!("leader ID|none") };
+                *self.world.leader.lock().unwrap() = parse_leader(leader);
+                "ok".to_string()
+            }
+            other => panic!("unknown command {other:?}"),
+        }
+    }
+
+    /// Takes the core's steps while their time passes `due`, as the async driver does.
+    fn steps_until(&mut self, due: impl Fn(u64) -> bool) {
+        loop {
+            let nemesis = self.nemesis.as_mut().expect("a plan");
+            let Some(next_ms) = nemesis.next_wakeup_ms().filter(|next_ms| due(*next_ms)) else { break };
+            self.now_ms = next_ms;
+            nemesis.step(&*self.world, &mut std::iter::from_fn(|| self.reached.try_recv().ok()));
+            self.perform_calls();
+        }
+    }
+
+    /// Hands the core every failpoint reached since it last heard.
+    fn hand_over_reached(&mut self) {
+        while let Ok(reached) = self.reached.try_recv() {
+            self.nemesis.as_mut().expect("a plan").failpoint_reached(self.now_ms, reached, &*self.world);
+            self.perform_calls();
+        }
+    }
+
+    fn perform_calls(&mut self) {
+        self.world.set_now_ms(self.now_ms);
+        for call in self.nemesis.as_mut().expect("a plan").take_calls() {
+            perform(call, &*self.world, &self.reached_tx);
+        }
+    }
+
+    fn output(&self) -> String {
+        let lines = self.world.take_lines();
+        if lines.is_empty() {
+            "ok".to_string()
+        } else {
+            lines.join("\n")
+        }
+    }
+}
+
+fn manual_world(members: u64, leader: Option<u64>) -> Arc<FakeWorld> {
+    FakeWorld::new(members, leader, Clock::Manual(Mutex::new(0)))
+}
+
+fn parse_leader(text: &str) -> Option<u64> {
+    (text != "none").then(|| text.parse().expect("a leader id or none"))
+}
+
+/// The words of a command after its name.
+fn args_of(command: &str) -> Vec<&str> {
+    command.split_whitespace().skip(1).collect()
+}
+
+/// `AT_MS +DURATION_MS FAULT_JSON`.
+fn parse_event(line: &str) -> FaultEvent {
+    let (at_ms, rest) = line.split_once(' ').expect("AT_MS +DURATION_MS FAULT_JSON");
+    let (duration_ms, fault) = rest.trim_start().split_once(' ').expect("AT_MS +DURATION_MS FAULT_JSON");
+    FaultEvent {
+        at_ms: at_ms.parse().unwrap(),
+        duration_ms: duration_ms.strip_prefix('+').expect("+DURATION_MS").parse().unwrap(),
+        fault: serde_json::from_str(fault).unwrap_or_else(|e| panic!("{fault}: {e}")),
+    }
+}
+
+/// One block of a scenario file: prose, or a command (with input lines) and its expected
+/// output.
+enum Block {
+    Prose(String),
+    Case { comments: Vec<String>, command: String, input: Vec<String>, expected: String },
+}
+
+fn parse_blocks(text: &str) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    for chunk in text.split("\n\n").map(|c| c.trim_matches('\n')).filter(|c| !c.is_empty()) {
+        let Some((head, expected)) = chunk.split_once("\n----") else {
+            blocks.push(Block::Prose(chunk.to_owned()));
+            continue;
+        };
+        let mut lines = head.lines().map(str::to_owned);
+        let mut comments = Vec::new();
+        let command = loop {
+            let line = lines.next().expect("a command before ----");
+            if !line.starts_with('#') {
+                break line;
+            }
+            comments.push(line);
+        };
+        let input = lines.collect();
+        let expected = expected.trim_start_matches('\n').to_owned();
+        blocks.push(Block::Case { comments, command, input, expected });
+    }
+    blocks
+}
+
+/// Runs one scenario file; returns the mismatches (or rewrites the file).
+fn run_file(path: &Path, rewrite: bool) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut scenario = Scenario::new();
+    let mut rewritten = String::new();
+    let mut failures = Vec::new();
+    for block in parse_blocks(&text) {
+        match block {
+            Block::Prose(prose) => {
+                let _ = write!(rewritten, "{prose}\n\n");
+            }
+            Block::Case { comments, command, input, expected } => {
+                let input_lines: Vec<&str> = input.iter().map(String::as_str).collect();
+                let actual = scenario.run(&command, &input_lines);
+                if actual.trim_end() != expected.trim_end() {
+                    failures.push(format!(
+                        "{}: `{command}`\n--- expected\n{expected}\n--- actual\n{actual}",
+                        path.display()
+                    ));
+                }
+                for line in comments.iter().chain(std::iter::once(&command)).chain(&input) {
+                    let _ = writeln!(rewritten, "{line}");
+                }
+                let _ = write!(rewritten, "----\n{actual}\n\n");
+            }
+        }
+    }
+    if rewrite {
+        std::fs::write(path, rewritten.trim_end().to_owned() + "\n").unwrap();
+        return Vec::new();
+    }
+    failures
+}
+
+#[test]
+fn nemesis_scenarios() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/nemesis");
+    let rewrite = std::env::var_os("REWRITE").is_some();
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no scenario files in {}", dir.display());
+    let failures: Vec<String> = paths.iter().flat_map(|p| run_file(p, rewrite)).collect();
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
+
+// The async driver on madsim.
+
 fn runtime() -> madsim::runtime::Runtime {
     madsim::runtime::Runtime::with_seed_and_config(1, madsim::Config::default())
 }
@@ -233,15 +507,33 @@ fn plan(safety_phase_ms: u64, events: Vec<FaultEvent>) -> FaultPlan {
     FaultPlan { events, ..FaultPlan::empty(safety_phase_ms, 1_000) }
 }
 
-/// Runs `plan` against a fresh fake world with `members` store members and `leader`;
-/// checks that `run` returns at the end of the safety phase with everything healed and
-/// returns the world's log.
-fn check_run(plan: &FaultPlan, members: u64, leader: Option<u64>) -> Vec<String> {
+/// Runs `plan` with the async driver on a fake world while a task makes members reach
+/// failpoints at the given times (ms); checks that `run` returns at the end of the safety
+/// phase with everything healed and returns the world's log.
+fn run_reaching(
+    plan: &FaultPlan,
+    members: u64,
+    leader: Option<u64>,
+    reaches: Vec<(u64, u64, Failpoint)>,
+) -> Vec<String> {
     runtime().block_on(async {
-        let world = FakeWorld::new(members, leader);
+        let world = FakeWorld::simulated(members, leader);
+        let reacher = world.clone();
+        let start = TimeHandle::current().now_instant();
+        let _reacher = madsim::task::spawn(async move {
+            for (at_ms, member, failpoint) in reaches {
+                let at = start + std::time::Duration::from_millis(at_ms);
+                // madsim sleeps at least 1 ms: members reaching in the same instant must not.
+                if TimeHandle::current().now_instant() < at {
+                    madsim::time::sleep_until(at).await;
+                }
+                let armed = reacher.reach(member, failpoint);
+                reacher.log(format!("store-{member} reaches {failpoint} (armed: {armed})"));
+            }
+        });
         run(plan, world.clone()).await;
-        assert_eq!(world.elapsed_ms(), u128::from(plan.safety_phase_ms));
-        assert!(world.is_quiet(), "not healed: {:#?}", world.lines());
+        assert_eq!(world.elapsed_ms(), plan.safety_phase_ms);
+        assert!(world.leftovers().is_empty(), "not healed: {:#?}", world.lines());
         world.lines()
     })
 }
@@ -253,33 +545,25 @@ fn assert_lines(actual: &[String], expected: &[&str]) {
 }
 
 #[test]
-fn events_are_applied_and_healed_at_their_times_in_order() {
+fn the_driver_applies_and_heals_in_simulated_time_and_returns_at_the_end_of_the_phase() {
     let plan = plan(
         5_000,
         vec![
             event(1_000, 2_000, Fault::Crash { target: Target::ApiServer(0) }),
-            event(1_500, 500, Fault::Pause { target: Target::Kubelet(1) }),
-            event(2_000, 1_000, Fault::PacketLoss { rate: 0.1 }),
+            event(2_000, 0, Fault::Crash { target: Target::Scheduler }),
         ],
     );
-    let lines = check_run(&plan, 3, Some(1));
     assert_lines(
-        &lines,
+        &run_reaching(&plan, 3, Some(1), Vec::new()),
         &[
             "1000 kill apiserver-0",
             "1000 > t=1000ms crash apiserver-0",
-            "1500 pause kubelet-1",
-            "1500 > t=1500ms pause kubelet-1",
-            // A heal due at the same instant as an apply runs first.
-            "2000 resume kubelet-1",
-            "2000 > t=2000ms resume kubelet-1",
-            "2000 reset-network",
-            "2000 packet-loss 0.1",
-            "2000 > t=2000ms packet-loss 0.1",
+            "2000 kill scheduler-0",
+            "2000 > t=2000ms crash scheduler-0",
+            "2000 restart scheduler-0",
+            "2000 > t=2000ms restart scheduler-0",
             "3000 restart apiserver-0",
             "3000 > t=3000ms restart apiserver-0",
-            "3000 reset-network",
-            "3000 > t=3000ms heal packet-loss 0.1",
             "5000 reset-network",
             "5000 > t=5000ms all faults healed",
         ],
@@ -287,41 +571,112 @@ fn events_are_applied_and_healed_at_their_times_in_order() {
 }
 
 #[test]
-fn overlapping_partitions_keep_shared_links_cut_until_both_heal() {
-    let store = Target::StoreMember;
-    let plan = plan(
-        8_000,
-        vec![
-            event(1_000, 4_000, Fault::Partition { groups: vec![vec![store(1)], vec![store(2), store(3)]] }),
-            event(3_000, 4_000, Fault::Partition { groups: vec![vec![store(1), store(2)], vec![store(3)]] }),
-        ],
-    );
+fn the_driver_hears_failpoints_reached_between_steps() {
+    let fault = |member, restart_after_ms| Fault::CrashAtFailpoint {
+        member: Target::StoreMember(member),
+        failpoint: Failpoint::RaftAfterVote,
+        restart_after_ms,
+        passes: 0,
+    };
+    let plan = plan(5_000, vec![event(1_000, 2_000, fault(2, 500)), event(1_000, 2_000, fault(3, 0))]);
+    let reaches = vec![(1_200, 2, Failpoint::RaftAfterVote), (1_300, 3, Failpoint::RaftAfterVote)];
     assert_lines(
-        &check_run(&plan, 3, Some(1)),
+        &run_reaching(&plan, 3, Some(1), reaches),
         &[
-            "1000 clog store-1 -> store-2",
-            "1000 clog store-1 -> store-3",
-            "1000 clog store-2 -> store-1",
-            "1000 clog store-3 -> store-1",
-            "1000 > t=1000ms partition {store-1} | {store-2, store-3}",
-            // store-1 <-> store-3 is already cut: only the new links are clogged.
-            "3000 clog store-2 -> store-3",
-            "3000 clog store-3 -> store-2",
-            "3000 > t=3000ms partition {store-1, store-2} | {store-3}",
-            // The first heal keeps store-1 <-> store-3, which the second still needs.
-            "5000 unclog store-1 -> store-2",
-            "5000 unclog store-2 -> store-1",
-            "5000 > t=5000ms heal partition {store-1} | {store-2, store-3}",
-            "7000 unclog store-1 -> store-3",
-            "7000 unclog store-2 -> store-3",
-            "7000 unclog store-3 -> store-1",
-            "7000 unclog store-3 -> store-2",
-            "7000 > t=7000ms heal partition {store-1, store-2} | {store-3}",
-            "8000 reset-network",
-            "8000 > t=8000ms all faults healed",
+            "1000 arm raft-after-vote store-2",
+            "1000 > t=1000ms arm failpoint raft-after-vote on store-2 (restart 500ms after)",
+            "1000 arm raft-after-vote store-3",
+            "1000 > t=1000ms arm failpoint raft-after-vote on store-3 (restart 0ms after)",
+            "1200 store-2 reaches raft-after-vote (armed: true)",
+            "1200 crash-store-member 2",
+            "1200 > t=1200ms store-2 reached failpoint raft-after-vote: crash",
+            "1300 store-3 reaches raft-after-vote (armed: true)",
+            "1300 crash-store-member 3",
+            "1300 > t=1300ms store-3 reached failpoint raft-after-vote: crash",
+            "1300 restart-store-member 3",
+            "1300 > t=1300ms restart store-3",
+            "1700 restart-store-member 2",
+            "1700 > t=1700ms restart store-2",
+            "5000 reset-network",
+            "5000 > t=5000ms all faults healed",
         ],
     );
 }
+
+/// Five members reach their failpoints in the same instant, before the nemesis runs: the
+/// bounded queue holds every report (each armed failpoint has its own slot) and the
+/// nemesis crashes and restarts all five.
+#[test]
+fn the_failpoint_queue_holds_every_member_reaching_at_once() {
+    let after_vote = |member| Fault::CrashAtFailpoint {
+        member: Target::StoreMember(member),
+        failpoint: Failpoint::RaftAfterVote,
+        restart_after_ms: 0,
+        passes: 0,
+    };
+    let plan = plan(3_000, (1..=5).map(|member| event(1_000, 1_000, after_vote(member))).collect());
+    let reaches = (1..=5).map(|member| (1_500, member, Failpoint::RaftAfterVote)).collect();
+    let lines = run_reaching(&plan, 5, Some(1), reaches);
+    for member in 1..=5 {
+        let crashed = format!("1500 > t=1500ms store-{member} reached failpoint raft-after-vote: crash");
+        assert!(lines.contains(&crashed), "{lines:#?}");
+        assert!(lines.contains(&format!("1500 > t=1500ms restart store-{member}")), "{lines:#?}");
+    }
+}
+
+#[test]
+fn a_generated_plan_runs_the_same_twice_and_heals_everything() {
+    let topology = crate::small_topology();
+    let menu = FaultKind::ALL.into_iter().collect();
+    for seed in 0..20 {
+        let plan = faults::generate(seed, &topology, &menu, &GenerateOptions::default());
+        let once = || {
+            runtime().block_on(async {
+                let world = FakeWorld::simulated(3, Some(2));
+                run(&plan, world.clone()).await;
+                assert!(world.leftovers().is_empty());
+                world.lines()
+            })
+        };
+        let lines = once();
+        assert_eq!(lines, once(), "seed {seed}");
+        assert_eq!(lines.last().unwrap(), "30000 > t=30000ms all faults healed");
+    }
+}
+
+#[test]
+fn run_can_be_spawned_on_a_madsim_task() {
+    fn assert_send<T: Send>(_: &T) {}
+    runtime().block_on(async {
+        let world = FakeWorld::simulated(3, None);
+        let plan = plan(1_000, vec![]);
+        let future = run(&plan, world.clone());
+        assert_send(&future);
+        future.await;
+        assert_eq!(world.lines(), ["1000 reset-network", "1000 > t=1000ms all faults healed"]);
+    });
+}
+
+/// The core alone: no clock, no world calls made, only handed out.
+#[test]
+fn the_core_hands_out_calls_and_touches_nothing() {
+    let world = manual_world(3, Some(2));
+    let plan = plan(2_000, vec![event(500, 1_000, Fault::IsolateStoreLeader)]);
+    let mut nemesis = Nemesis::new(&plan);
+    assert_eq!(nemesis.next_wakeup_ms(), Some(500));
+    nemesis.step(&*world, &mut std::iter::empty());
+    let calls = nemesis.take_calls();
+    assert_eq!(calls.len(), 2 * 10 + 1, "20 links clogged, one history line");
+    assert!(world.lines().is_empty(), "the core made no call itself");
+    assert_eq!(nemesis.next_wakeup_ms(), Some(1_500));
+    nemesis.step(&*world, &mut std::iter::empty());
+    assert_eq!(nemesis.next_wakeup_ms(), None);
+    nemesis.heal_all(&*world, &mut std::iter::empty());
+    let calls = nemesis.take_calls();
+    assert_eq!(calls.last(), Some(&faults::Call::Record { at_ms: 2_000, line: "all faults healed".to_string() }));
+}
+
+// Jepsen's grudges.
 
 /// Whether every member hears a majority (itself included) and no two hear the same one.
 fn check_distinct_majorities(members: &[u64], grudge: &Grudge) {
@@ -369,542 +724,5 @@ fn bridge_follows_jepsen_for_three_and_five_members() {
             (4, BTreeSet::from([1, 2])),
             (5, BTreeSet::from([1, 2])),
         ])
-    );
-}
-
-/// The links a single network fault clogs while it is applied, and its history line.
-fn clogs_of(fault: Fault, members: u64, leader: Option<u64>) -> (BTreeSet<(String, String)>, String) {
-    runtime().block_on(async {
-        let world = FakeWorld::new(members, leader);
-        let mut nemesis = faults::Nemesis::new(world.clone());
-        nemesis.apply(0, 0, &event(0, 1_000, fault));
-        let clogged = world.clogged();
-        let record = world.lines().last().unwrap().clone();
-        nemesis.heal(1_000, 0);
-        assert!(world.is_quiet());
-        (clogged, record)
-    })
-}
-
-fn links(pairs: &[(u64, u64)]) -> BTreeSet<(String, String)> {
-    pairs.iter().map(|(from, to)| (format!("store-{from}"), format!("store-{to}"))).collect()
-}
-
-#[test]
-fn nemesis_clogs_the_majorities_ring() {
-    let (clogged, record) = clogs_of(Fault::MajoritiesRing, 3, Some(1));
-    assert_eq!(clogged, links(&[(2, 1), (3, 2), (1, 3)]));
-    assert_eq!(
-        record,
-        "0 > t=0ms majorities-ring: store-1 hears {store-1, store-3}; \
-         store-2 hears {store-1, store-2}; store-3 hears {store-2, store-3}"
-    );
-    let (clogged, _) = clogs_of(Fault::MajoritiesRing, 5, Some(1));
-    assert_eq!(clogged, links(&[(3, 1), (4, 1), (4, 2), (5, 2), (1, 3), (5, 3), (1, 4), (2, 4), (2, 5), (3, 5),]));
-    let (clogged, record) = clogs_of(Fault::Bridge, 5, None);
-    assert_eq!(clogged, links(&[(4, 1), (5, 1), (4, 2), (5, 2), (1, 4), (2, 4), (1, 5), (2, 5)]));
-    assert!(record.contains("store-3 hears {store-1, store-2, store-3, store-4, store-5}"));
-}
-
-#[test]
-fn isolating_the_leader_resolves_it_when_applied() {
-    let (clogged, record) = clogs_of(Fault::IsolateStoreLeader, 3, Some(2));
-    assert_eq!(record, "0 > t=0ms isolate store leader store-2");
-    assert_eq!(clogged.len(), 2 * 10, "both directions to the 10 other nodes");
-    assert!(clogged.iter().all(|(from, to)| from == "store-2" || to == "store-2"));
-
-    let (clogged, record) = clogs_of(Fault::IsolateStoreLeader, 3, None);
-    assert!(clogged.is_empty());
-    assert_eq!(record, "0 > t=0ms isolate-store-leader: no leader to isolate, skipped");
-
-    // The leader is taken out of the group of its peers.
-    let peers = (1..=3).map(Target::StoreMember).collect();
-    let (clogged, record) = clogs_of(Fault::Partition { groups: vec![vec![Target::StoreLeader], peers] }, 3, Some(2));
-    assert_eq!(record, "0 > t=0ms partition {store-2} | {store-1, store-3}");
-    assert_eq!(clogged, links(&[(1, 2), (2, 1), (2, 3), (3, 2)]));
-}
-
-#[test]
-fn one_way_and_clog_link_cut_the_right_directions() {
-    let (clogged, record) = clogs_of(Fault::OneWay { from: Target::StoreLeader, to: Target::ApiServer(1) }, 3, Some(3));
-    assert_eq!(record, "0 > t=0ms one-way store-3 -> apiserver-1 dropped");
-    assert_eq!(clogged, BTreeSet::from([("store-3".into(), "apiserver-1".into())]));
-    let (clogged, _) = clogs_of(Fault::ClogLink { a: Target::Kubelet(0), b: Target::Scheduler }, 3, None);
-    assert_eq!(
-        clogged,
-        BTreeSet::from([("kubelet-0".into(), "scheduler-0".into()), ("scheduler-0".into(), "kubelet-0".into()),])
-    );
-    let (clogged, _) = clogs_of(Fault::IsolateApiServer { apiserver: 1 }, 3, None);
-    assert_eq!(clogged.len(), 20);
-}
-
-#[test]
-fn faults_left_at_the_end_of_the_safety_phase_are_healed_there() {
-    // Not a valid plan (the pause outlives the phase, the clog starts after it): the
-    // nemesis still ends the phase with everything healed.
-    let plan = plan(
-        4_000,
-        vec![
-            event(1_000, 10_000, Fault::Pause { target: Target::Kubelet(0) }),
-            event(
-                1_000,
-                10_000,
-                Fault::ClockSkew { target: Target::StoreMember(1), offset_ms: 500, drift_ms_per_s: 0 },
-            ),
-            event(6_000, 1_000, Fault::ClogLink { a: Target::Kubelet(0), b: Target::Scheduler }),
-        ],
-    );
-    assert_lines(
-        &check_run(&plan, 3, None),
-        &[
-            "1000 pause kubelet-0",
-            "1000 > t=1000ms pause kubelet-0",
-            "1000 skew store-1 500 0",
-            "1000 > t=1000ms clock-skew store-1 offset 500ms drift 0ms/s",
-            "4000 resume kubelet-0",
-            "4000 > t=4000ms resume kubelet-0",
-            "4000 reset-clock store-1",
-            "4000 > t=4000ms reset clock store-1",
-            "4000 reset-network",
-            "4000 > t=4000ms all faults healed",
-        ],
-    );
-}
-
-#[test]
-fn overlapping_crashes_of_one_member_crash_once_and_restart_at_the_last_heal() {
-    let plan = plan(
-        6_000,
-        vec![
-            event(1_000, 3_000, Fault::Crash { target: Target::StoreMember(1) }),
-            event(2_000, 1_000, Fault::CrashStoreMember { member: Target::StoreLeader, tear: true }),
-            // Zero-length: killed and restarted at the same instant.
-            event(5_000, 0, Fault::Crash { target: Target::Scheduler }),
-        ],
-    );
-    assert_lines(
-        &check_run(&plan, 3, Some(1)),
-        &[
-            "1000 crash-store-member 1",
-            "1000 > t=1000ms crash store-1 (power loss)",
-            "2000 > t=2000ms crash-store-member: store-1 already crashed",
-            "3000 > t=3000ms heal crash of store-1: still held down by another crash",
-            "4000 restart-store-member 1",
-            "4000 > t=4000ms restart store-1",
-            "5000 kill scheduler-0",
-            "5000 > t=5000ms crash scheduler-0",
-            "5000 restart scheduler-0",
-            "5000 > t=5000ms restart scheduler-0",
-            "6000 reset-network",
-            "6000 > t=6000ms all faults healed",
-        ],
-    );
-}
-
-#[test]
-fn a_corrupted_member_is_crashed_and_restarted_onto_its_disk_at_heal() {
-    let plan = plan(
-        5_000,
-        vec![
-            event(1_000, 1_000, Fault::CorruptRecord { member: Target::StoreMember(2) }),
-            event(3_000, 1_000, Fault::CrashStoreMember { member: Target::StoreMember(3), tear: true }),
-        ],
-    );
-    assert_lines(
-        &check_run(&plan, 3, Some(1)),
-        &[
-            "1000 corrupt-store-record 2",
-            "1000 > t=1000ms corrupt-record store-2: WAL record 7 of store-2, 3 bits flipped",
-            "2000 crash-store-member 2",
-            "2000 restart-store-member 2",
-            "2000 > t=2000ms crash and restart store-2 on its corrupted disk",
-            "3000 crash-store-member 3 torn",
-            "3000 > t=3000ms crash store-3 (power loss) tearing its last unsynced write",
-            "4000 restart-store-member 3",
-            "4000 > t=4000ms restart store-3",
-            "5000 reset-network",
-            "5000 > t=5000ms all faults healed",
-        ],
-    );
-}
-
-#[test]
-fn overlapping_network_conditions_and_clock_skews_fall_back_to_the_remaining_one() {
-    let skew = |offset_ms| Fault::ClockSkew { target: Target::Kubelet(2), offset_ms, drift_ms_per_s: 1 };
-    let plan = plan(
-        6_000,
-        vec![
-            event(1_000, 4_000, Fault::LatencySpike { min_ms: 10, max_ms: 200 }),
-            event(2_000, 1_000, Fault::PacketLoss { rate: 0.3 }),
-            event(1_000, 4_000, skew(100)),
-            event(2_000, 1_000, skew(-200)),
-        ],
-    );
-    assert_lines(
-        &check_run(&plan, 3, None),
-        &[
-            "1000 reset-network",
-            "1000 latency 10..=200",
-            "1000 > t=1000ms latency-spike 10..=200ms",
-            "1000 skew kubelet-2 100 1",
-            "1000 > t=1000ms clock-skew kubelet-2 offset 100ms drift 1ms/s",
-            "2000 reset-network",
-            "2000 packet-loss 0.3",
-            "2000 latency 10..=200",
-            "2000 > t=2000ms packet-loss 0.3",
-            "2000 skew kubelet-2 -200 1",
-            "2000 > t=2000ms clock-skew kubelet-2 offset -200ms drift 1ms/s",
-            "3000 reset-network",
-            "3000 latency 10..=200",
-            "3000 > t=3000ms heal packet-loss 0.3",
-            "3000 skew kubelet-2 100 1",
-            "3000 > t=3000ms heal clock-skew kubelet-2: back to offset 100ms drift 1ms/s of an overlapping skew",
-            "5000 reset-network",
-            "5000 > t=5000ms heal latency-spike 10..=200ms",
-            "5000 reset-clock kubelet-2",
-            "5000 > t=5000ms reset clock kubelet-2",
-            "6000 reset-network",
-            "6000 > t=6000ms all faults healed",
-        ],
-    );
-}
-
-#[test]
-fn a_generated_plan_runs_the_same_twice_and_heals_everything() {
-    let topology = crate::small_topology();
-    for seed in 0..20 {
-        let plan = faults::generate(seed, &topology, &FaultKind::all(), &GenerateOptions::default());
-        let once = || {
-            runtime().block_on(async {
-                let world = FakeWorld::new(3, Some(2));
-                run(&plan, world.clone()).await;
-                assert!(world.is_quiet());
-                let randomness = world.randomness.lock().unwrap().clone();
-                (world.lines(), randomness)
-            })
-        };
-        let (lines, randomness) = once();
-        assert_eq!((lines.clone(), randomness), once(), "seed {seed}");
-        assert_eq!(lines.last().unwrap(), "30000 > t=30000ms all faults healed");
-    }
-}
-
-#[test]
-fn run_can_be_spawned_on_a_madsim_task() {
-    fn assert_send<T: Send>(_: &T) {}
-    runtime().block_on(async {
-        let world = FakeWorld::new(3, None);
-        let plan = plan(1_000, vec![]);
-        let future = run(&plan, world.clone());
-        assert_send(&future);
-        future.await;
-        assert_eq!(world.lines(), ["1000 reset-network", "1000 > t=1000ms all faults healed"]);
-    });
-}
-
-#[test]
-fn a_power_loss_crashes_every_store_member_at_once_and_restores_them_together() {
-    let plan = plan(
-        5_000,
-        vec![
-            event(1_000, 2_000, Fault::PowerLoss { tear: true }),
-            // Power comes back before a member's own crash heals: it stays down until then.
-            event(2_000, 2_000, Fault::Crash { target: Target::ApiServer(0) }),
-        ],
-    );
-    assert_lines(
-        &check_run(&plan, 3, Some(2)),
-        &[
-            "1000 > t=1000ms power-loss of the store (3 members)",
-            "1000 crash-store-member 1 torn",
-            "1000 > t=1000ms crash store-1 (power loss) tearing its last unsynced write",
-            "1000 crash-store-member 2 torn",
-            "1000 > t=1000ms crash store-2 (power loss) tearing its last unsynced write",
-            "1000 crash-store-member 3 torn",
-            "1000 > t=1000ms crash store-3 (power loss) tearing its last unsynced write",
-            "2000 kill apiserver-0",
-            "2000 > t=2000ms crash apiserver-0",
-            "3000 > t=3000ms power restored",
-            "3000 restart-store-member 1",
-            "3000 > t=3000ms restart store-1",
-            "3000 restart-store-member 2",
-            "3000 > t=3000ms restart store-2",
-            "3000 restart-store-member 3",
-            "3000 > t=3000ms restart store-3",
-            "4000 restart apiserver-0",
-            "4000 > t=4000ms restart apiserver-0",
-            "5000 reset-network",
-            "5000 > t=5000ms all faults healed",
-        ],
-    );
-}
-
-#[test]
-fn a_power_loss_over_a_crashed_member_restarts_it_only_at_the_last_heal() {
-    // Not survivable by the generator's rules (the overlap), but a hand-written plan may
-    // do it and the nemesis must still count each member's crashes.
-    let plan = plan(
-        5_000,
-        vec![
-            event(1_000, 3_000, Fault::CrashStoreMember { member: Target::StoreMember(1), tear: false }),
-            event(2_000, 1_000, Fault::PowerLoss { tear: false }),
-        ],
-    );
-    assert_lines(
-        &check_run(&plan, 2, Some(1)),
-        &[
-            "1000 crash-store-member 1",
-            "1000 > t=1000ms crash store-1 (power loss)",
-            "2000 > t=2000ms power-loss of the store (2 members)",
-            "2000 > t=2000ms power-loss: store-1 already crashed",
-            "2000 crash-store-member 2",
-            "2000 > t=2000ms crash store-2 (power loss)",
-            "3000 > t=3000ms power restored",
-            "3000 > t=3000ms heal crash of store-1: still held down by another crash",
-            "3000 restart-store-member 2",
-            "3000 > t=3000ms restart store-2",
-            "4000 restart-store-member 1",
-            "4000 > t=4000ms restart store-1",
-            "5000 reset-network",
-            "5000 > t=5000ms all faults healed",
-        ],
-    );
-}
-
-/// Runs `plan` on a fake world while a task makes members reach failpoints at the given
-/// times (ms); returns the world's log.
-fn run_reaching(
-    plan: &FaultPlan,
-    members: u64,
-    leader: Option<u64>,
-    reaches: Vec<(u64, u64, Failpoint)>,
-) -> Vec<String> {
-    runtime().block_on(async {
-        let world = FakeWorld::new(members, leader);
-        let reacher = world.clone();
-        let _reacher = madsim::task::spawn(async move {
-            for (at_ms, member, failpoint) in reaches {
-                let at = reacher.start + std::time::Duration::from_millis(at_ms);
-                madsim::time::sleep_until(at).await;
-                let armed = reacher.reach(member, failpoint);
-                reacher.log(format!("store-{member} reaches {failpoint} (armed: {armed})"));
-            }
-        });
-        run(plan, world.clone()).await;
-        assert!(world.is_quiet(), "not healed: {:#?}", world.lines());
-        assert!(world.failpoints.lock().unwrap().is_empty(), "a failpoint left armed");
-        world.lines()
-    })
-}
-
-#[test]
-fn a_member_reaching_its_armed_failpoint_is_crashed_then_restarted_after_the_delay() {
-    let fault = |member, failpoint, restart_after_ms| Fault::CrashAtFailpoint {
-        member,
-        failpoint,
-        restart_after_ms,
-        passes: 0,
-    };
-    let plan = plan(
-        5_000,
-        vec![
-            event(1_000, 2_000, fault(Target::StoreMember(2), Failpoint::RaftAfterVote, 500)),
-            // `store-leader` resolves when armed; reaching it restarts at once.
-            event(1_000, 3_000, fault(Target::StoreLeader, Failpoint::RaftBeforeLeaderSend, 0)),
-        ],
-    );
-    let reaches = vec![
-        // Not armed on store-1 (not the leader): nothing happens.
-        (1_100, 1, Failpoint::RaftAfterVote),
-        (1_200, 2, Failpoint::RaftAfterVote),
-        (1_300, 3, Failpoint::RaftBeforeLeaderSend),
-        // Already fired: a second reach is not armed.
-        (1_900, 2, Failpoint::RaftAfterVote),
-    ];
-    let lines = run_reaching(&plan, 3, Some(3), reaches);
-    assert_lines(
-        &lines,
-        &[
-            "1000 arm raft-after-vote store-2",
-            "1000 > t=1000ms arm failpoint raft-after-vote on store-2 (restart 500ms after)",
-            "1000 arm raft-before-leader-send store-3",
-            "1000 > t=1000ms arm failpoint raft-before-leader-send on store-3 (restart 0ms after)",
-            "1100 store-1 reaches raft-after-vote (armed: false)",
-            "1200 store-2 reaches raft-after-vote (armed: true)",
-            "1200 crash-store-member 2",
-            "1200 > t=1200ms store-2 reached failpoint raft-after-vote: crash",
-            "1300 store-3 reaches raft-before-leader-send (armed: true)",
-            "1300 crash-store-member 3",
-            "1300 > t=1300ms store-3 reached failpoint raft-before-leader-send: crash",
-            "1300 restart-store-member 3",
-            "1300 > t=1300ms restart store-3",
-            "1700 restart-store-member 2",
-            "1700 > t=1700ms restart store-2",
-            "1900 store-2 reaches raft-after-vote (armed: false)",
-            "5000 reset-network",
-            "5000 > t=5000ms all faults healed",
-        ],
-    );
-}
-
-#[test]
-fn a_failpoint_not_reached_is_disarmed_its_restart_delay_before_the_heal() {
-    let fault = Fault::CrashAtFailpoint {
-        member: Target::StoreMember(1),
-        failpoint: Failpoint::RaftAfterSave,
-        restart_after_ms: 400,
-        passes: 0,
-    };
-    let plan = plan(3_000, vec![event(1_000, 1_000, fault)]);
-    // Reached after the disarm (at 1600 ms): too late to crash and be back by 2000 ms.
-    let lines = run_reaching(&plan, 3, None, vec![(1_700, 1, Failpoint::RaftAfterSave)]);
-    assert_lines(
-        &lines,
-        &[
-            "1000 arm raft-after-save store-1",
-            "1000 > t=1000ms arm failpoint raft-after-save on store-1 (restart 400ms after)",
-            "1600 disarm raft-after-save store-1",
-            "1600 > t=1600ms disarm failpoint raft-after-save on store-1: not reached",
-            "1700 store-1 reaches raft-after-save (armed: false)",
-            "3000 reset-network",
-            "3000 > t=3000ms all faults healed",
-        ],
-    );
-}
-
-#[test]
-fn a_lost_disk_is_replaced_by_the_operator_when_the_fault_heals() {
-    let plan = plan(
-        5_000,
-        vec![
-            event(500, 0, Fault::Backup { member: Target::StoreLeader }),
-            event(1_000, 2_000, Fault::DiskLoss { member: Target::StoreMember(2) }),
-            // A crash of the same member meanwhile must not restart it on its empty disk.
-            event(1_500, 500, Fault::Crash { target: Target::StoreMember(2) }),
-            event(4_000, 0, Fault::SnapshotCorruption),
-        ],
-    );
-    let lines = check_run(&plan, 3, Some(1));
-    assert_lines(
-        &lines,
-        &[
-            "500 backup 1",
-            "500 > t=500ms operator: snapshot save from store-1: taken",
-            "1000 > t=1000ms disk-loss store-2: disks wiped, members killed",
-            "1000 lose-disk 2",
-            "1500 > t=1500ms crash: store-2 already crashed",
-            "2000 > t=2000ms heal crash of store-2: still held down by another crash",
-            "3000 replace 2",
-            "3000 > t=3000ms operator: replace store-2: replaced",
-            "4000 corrupt-backup",
-            "4000 > t=4000ms snapshot-corruption: backup 1 corrupted",
-            "5000 reset-network",
-            "5000 > t=5000ms all faults healed",
-        ],
-    );
-}
-
-#[test]
-fn a_majority_disk_loss_wipes_a_majority_and_heals_by_restore() {
-    let plan = plan(5_000, vec![event(1_000, 2_000, Fault::DiskLossMajority)]);
-    let lines = check_run(&plan, 5, Some(1));
-    let lost: Vec<&String> = lines.iter().filter(|line| line.contains("lose-disk")).collect();
-    assert_eq!(lost.len(), 3, "{lines:#?}");
-    assert!(lines.contains(&"3000 restore".to_string()), "{lines:#?}");
-    assert!(lines.contains(&"3000 > t=3000ms operator: restore impossible, total loss: no good backup".to_string()));
-    let all = check_run(&plan_with(Fault::DiskLossAll), 3, Some(1));
-    assert_eq!(all.iter().filter(|line| line.contains("lose-disk")).count(), 3, "{all:#?}");
-}
-
-fn plan_with(fault: Fault) -> FaultPlan {
-    plan(5_000, vec![event(1_000, 2_000, fault)])
-}
-
-fn chase(steps: &[(Failpoint, u32)]) -> Fault {
-    Fault::LeaderChase { steps: steps.iter().map(|&(failpoint, passes)| ChaseStep { failpoint, passes }).collect() }
-}
-
-#[test]
-fn a_leader_chase_kills_whoever_reaches_each_step_first_and_restarts_the_previous_victim() {
-    use Failpoint::{RaftBeforeLeaderSend as Send, RaftLeaderAfterApply as Apply};
-    let plan = plan(5_000, vec![event(1_000, 3_000, chase(&[(Send, 0), (Send, 0), (Apply, 1)]))]);
-    let reaches = vec![
-        (1_100, 1, Send),
-        // Step 2 is armed on store-2 and store-3 only: store-1 is down.
-        (1_500, 3, Send),
-        (2_000, 1, Apply),
-        // Every step fired: nothing is armed any more.
-        (2_200, 2, Apply),
-    ];
-    let lines = run_reaching(&plan, 3, Some(1), reaches);
-    assert_lines(
-        &lines,
-        &[
-            "1000 > t=1000ms leader-chase: 3 rolling kills of whoever leads",
-            "1000 arm raft-before-leader-send store-1",
-            "1000 arm raft-before-leader-send store-2",
-            "1000 arm raft-before-leader-send store-3",
-            "1000 > t=1000ms leader-chase step 1/3: arm raft-before-leader-send on every live member",
-            "1100 store-1 reaches raft-before-leader-send (armed: true)",
-            "1100 disarm raft-before-leader-send store-2",
-            "1100 disarm raft-before-leader-send store-3",
-            "1100 crash-store-member 1",
-            "1100 > t=1100ms leader-chase step 1/3: store-1 reached raft-before-leader-send: crash",
-            "1100 arm raft-before-leader-send store-2",
-            "1100 arm raft-before-leader-send store-3",
-            "1100 > t=1100ms leader-chase step 2/3: arm raft-before-leader-send on every live member",
-            "1500 store-3 reaches raft-before-leader-send (armed: true)",
-            "1500 disarm raft-before-leader-send store-2",
-            "1500 crash-store-member 3",
-            "1500 > t=1500ms leader-chase step 2/3: store-3 reached raft-before-leader-send: crash",
-            "1500 restart-store-member 1",
-            "1500 > t=1500ms restart store-1",
-            "1500 arm raft-leader-after-apply store-1 after 1 passes",
-            "1500 arm raft-leader-after-apply store-2 after 1 passes",
-            "1500 > t=1500ms leader-chase step 3/3: arm raft-leader-after-apply on every live member after 1 passes",
-            "2000 store-1 reaches raft-leader-after-apply (armed: true)",
-            "2000 disarm raft-leader-after-apply store-2",
-            "2000 crash-store-member 1",
-            "2000 > t=2000ms leader-chase step 3/3: store-1 reached raft-leader-after-apply: crash",
-            "2000 restart-store-member 3",
-            "2000 > t=2000ms restart store-3",
-            "2200 store-2 reaches raft-leader-after-apply (armed: false)",
-            "4000 > t=4000ms heal leader-chase: 3 of 3 steps reached",
-            "4000 restart-store-member 1",
-            "4000 > t=4000ms restart store-1",
-            "5000 reset-network",
-            "5000 > t=5000ms all faults healed",
-        ],
-    );
-}
-
-#[test]
-fn a_leader_chase_that_heals_midway_disarms_its_step_and_restarts_its_victim() {
-    let plan = plan(3_000, vec![event(1_000, 1_000, chase(&[(Failpoint::RaftBeforeLeaderSend, 0); 2]))]);
-    let lines = run_reaching(&plan, 3, Some(2), vec![(1_200, 2, Failpoint::RaftBeforeLeaderSend)]);
-    assert_lines(
-        &lines,
-        &[
-            "1000 > t=1000ms leader-chase: 2 rolling kills of whoever leads",
-            "1000 arm raft-before-leader-send store-1",
-            "1000 arm raft-before-leader-send store-2",
-            "1000 arm raft-before-leader-send store-3",
-            "1000 > t=1000ms leader-chase step 1/2: arm raft-before-leader-send on every live member",
-            "1200 store-2 reaches raft-before-leader-send (armed: true)",
-            "1200 disarm raft-before-leader-send store-1",
-            "1200 disarm raft-before-leader-send store-3",
-            "1200 crash-store-member 2",
-            "1200 > t=1200ms leader-chase step 1/2: store-2 reached raft-before-leader-send: crash",
-            "1200 arm raft-before-leader-send store-1",
-            "1200 arm raft-before-leader-send store-3",
-            "1200 > t=1200ms leader-chase step 2/2: arm raft-before-leader-send on every live member",
-            "2000 disarm raft-before-leader-send store-1",
-            "2000 disarm raft-before-leader-send store-3",
-            "2000 > t=2000ms heal leader-chase: 1 of 2 steps reached",
-            "2000 restart-store-member 2",
-            "2000 > t=2000ms restart store-2",
-            "3000 reset-network",
-            "3000 > t=3000ms all faults healed",
-        ],
     );
 }

@@ -1,12 +1,16 @@
 //! FaultPlan: JSON form, round-trip and validation messages.
 
-use faults::{ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, PlanError, Target, Topology};
+use std::collections::BTreeMap;
+
+use faults::{
+    BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, PlanError, PlanFile, Target, Tear, Topology, PPM,
+};
 
 use crate::small_topology;
 
 fn example_plan() -> FaultPlan {
     FaultPlan {
-        version: 1,
+        version: 2,
         safety_phase_ms: 30_000,
         liveness_phase_ms: 30_000,
         events: vec![
@@ -20,7 +24,7 @@ fn example_plan() -> FaultPlan {
             FaultEvent {
                 at_ms: 2_000,
                 duration_ms: 3_000,
-                fault: Fault::CrashStoreMember { member: Target::StoreLeader, tear: true },
+                fault: Fault::CrashStoreMember { member: Target::StoreLeader, tear: Some(Tear { kept_ppm: 250_000 }) },
             },
             FaultEvent {
                 at_ms: 8_000,
@@ -34,7 +38,7 @@ fn example_plan() -> FaultPlan {
 #[test]
 fn example_plan_reads_as_this_json() {
     let expected = r#"{
-  "version": 1,
+  "version": 2,
   "safety_phase_ms": 30000,
   "liveness_phase_ms": 30000,
   "events": [
@@ -60,7 +64,9 @@ fn example_plan_reads_as_this_json() {
       "fault": {
         "kind": "crash-store-member",
         "member": "store-leader",
-        "tear": true
+        "tear": {
+          "kept_ppm": 250000
+        }
       }
     },
     {
@@ -97,11 +103,11 @@ fn every_fault() -> Vec<Fault> {
         Fault::LatencySpike { min_ms: 5, max_ms: 700 },
         Fault::ClogLink { a: Target::ApiServer(0), b: Target::StoreLeader },
         Fault::Crash { target: Target::Kubelet(0) },
-        Fault::CrashStoreMember { member: Target::StoreMember(3), tear: false },
-        Fault::PowerLoss { tear: true },
+        Fault::CrashStoreMember { member: Target::StoreMember(3), tear: None },
+        Fault::PowerLoss { tears: every_member_torn() },
         Fault::Pause { target: Target::Scheduler },
-        Fault::CorruptRecord { member: Target::StoreMember(2) },
-        Fault::ClockSkew { target: Target::StoreMember(1), offset_ms: 9_000, drift_ms_per_s: -50 },
+        Fault::CorruptRecord { member: Target::StoreMember(2), flip: BitFlip { offset_ppm: 999_999, xor_mask: 0x80 } },
+        Fault::ClockSkew { target: Target::Kubelet(1), offset_ms: 9_000, drift_ms_per_s: -50 },
         Fault::CrashAtFailpoint {
             member: Target::StoreLeader,
             failpoint: Failpoint::RaftBeforeLeaderSend,
@@ -110,9 +116,9 @@ fn every_fault() -> Vec<Fault> {
         },
         Fault::Backup { member: Target::StoreLeader },
         Fault::DiskLoss { member: Target::StoreMember(3) },
-        Fault::DiskLossMajority,
+        Fault::DiskLossMajority { members: vec![Target::StoreMember(1), Target::StoreMember(3)] },
         Fault::DiskLossAll,
-        Fault::SnapshotCorruption,
+        Fault::SnapshotCorruption { flip: BitFlip { offset_ppm: 0, xor_mask: 1 } },
         Fault::LeaderChase {
             steps: vec![
                 ChaseStep { failpoint: Failpoint::RaftBeforeLeaderSend, passes: 0 },
@@ -122,10 +128,19 @@ fn every_fault() -> Vec<Fault> {
     ]
 }
 
+/// Tears for each of the small topology's three members: nothing, half, everything.
+fn every_member_torn() -> BTreeMap<Target, Tear> {
+    [0, PPM / 2, PPM]
+        .into_iter()
+        .enumerate()
+        .map(|(idx, kept_ppm)| (Target::StoreMember(idx as u64 + 1), Tear { kept_ppm }))
+        .collect()
+}
+
 #[test]
 fn every_fault_round_trips_through_json_and_validates() {
     let plan = FaultPlan {
-        version: 1,
+        version: 2,
         safety_phase_ms: 60_000,
         liveness_phase_ms: 10_000,
         events: every_fault()
@@ -170,7 +185,7 @@ fn targets_read_and_print_as_node_names() {
 /// One event of `fault` from 1 s for 2 s in a 30 s safety phase.
 fn plan_of(fault: Fault) -> FaultPlan {
     FaultPlan {
-        version: 1,
+        version: 2,
         safety_phase_ms: 30_000,
         liveness_phase_ms: 30_000,
         events: vec![FaultEvent { at_ms: 1_000, duration_ms: 2_000, fault }],
@@ -277,12 +292,12 @@ fn validation_rejects_malformed_partitions_and_links() {
 #[test]
 fn validation_rejects_store_faults_aimed_elsewhere() {
     check_invalid(
-        plan_of(Fault::CrashStoreMember { member: Target::Kubelet(0), tear: true }),
+        plan_of(Fault::CrashStoreMember { member: Target::Kubelet(0), tear: None }),
         "event 0: crash-store-member needs a store member target (store-N or store-leader), \
          got kubelet-0",
     );
     check_invalid(
-        plan_of(Fault::CorruptRecord { member: Target::ApiServer(1) }),
+        plan_of(Fault::CorruptRecord { member: Target::ApiServer(1), flip: BitFlip { offset_ppm: 0, xor_mask: 1 } }),
         "event 0: corrupt-record needs a store member target (store-N or store-leader), \
          got apiserver-1",
     );
@@ -290,7 +305,7 @@ fn validation_rejects_store_faults_aimed_elsewhere() {
 
 #[test]
 fn crash_at_failpoint_reads_as_this_json_and_must_be_back_before_it_heals() {
-    let json = r#"{"version":1,"safety_phase_ms":30000,"liveness_phase_ms":30000,"events":[
+    let json = r#"{"version":2,"safety_phase_ms":30000,"liveness_phase_ms":30000,"events":[
         {"at_ms":1000,"duration_ms":800,"fault":{"kind":"crash-at-failpoint","member":"store-2",
          "failpoint":"raft-after-vote","restart_after_ms":0}}]}"#;
     let plan = FaultPlan::from_json(json).unwrap();
@@ -386,13 +401,13 @@ fn survivability_counts_a_failpoint_crash_with_a_restart_delay_but_not_one_resta
 fn reading_rejects_other_versions_unknown_fields_and_kinds() {
     let error = |json: &str| FaultPlan::from_json(json).unwrap_err().to_string();
     assert_eq!(
-        error(r#"{"version": 2, "future_field": true}"#),
-        "unsupported fault plan version 2 (this kubesim reads version 1)"
+        error(r#"{"version": 3, "future_field": true}"#),
+        "unsupported fault plan version 3 (this kubesim reads versions 1 and 2)"
     );
     let mut plan = plan_of(Fault::IsolateStoreLeader);
     plan.version = 0;
-    check_invalid(plan, "unsupported fault plan version 0 (this kubesim reads version 1)");
-    let base = r#""version": 1, "safety_phase_ms": 10, "liveness_phase_ms": 10"#;
+    check_invalid(plan, "unsupported fault plan version 0 (this kubesim reads versions 1 and 2)");
+    let base = r#""version": 2, "safety_phase_ms": 10, "liveness_phase_ms": 10"#;
     assert!(error(&format!(r#"{{{base}, "events": [], "seed": 3}}"#)).contains("unknown field `seed`"),);
     let with_fault =
         |fault: &str| error(&format!(r#"{{{base}, "events": [{{"at_ms": 0, "duration_ms": 1, "fault": {fault}}}]}}"#));
@@ -407,7 +422,7 @@ fn reading_rejects_other_versions_unknown_fields_and_kinds() {
 
 #[test]
 fn loading_a_missing_file_names_the_path() {
-    let error = FaultPlan::load("/nonexistent/kubesim/plan.json").unwrap_err();
+    let error = PlanFile::load("/nonexistent/kubesim/plan.json").unwrap_err();
     assert!(matches!(error, PlanError::Io { .. }));
     assert!(error.to_string().starts_with("cannot read fault plan /nonexistent/kubesim/plan.json: "), "{error}");
 }
@@ -416,9 +431,9 @@ fn loading_a_missing_file_names_the_path() {
 fn loading_reads_a_saved_plan() {
     let path = std::env::temp_dir().join(format!("faults-plan-{}.json", std::process::id()));
     std::fs::write(&path, example_plan().to_json_pretty()).unwrap();
-    let loaded = FaultPlan::load(&path);
+    let loaded = PlanFile::load(&path);
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(loaded.unwrap(), example_plan());
+    assert_eq!(loaded.unwrap(), PlanFile::V2(example_plan()));
 }
 
 #[test]
@@ -436,7 +451,14 @@ fn survivability_counts_down_store_members_over_time() {
 
     // A corrupted member refuses to start: once its corruption heals it stays down.
     plan.events = vec![
-        FaultEvent { at_ms: 1_000, duration_ms: 1_000, fault: Fault::CorruptRecord { member: Target::StoreMember(2) } },
+        FaultEvent {
+            at_ms: 1_000,
+            duration_ms: 1_000,
+            fault: Fault::CorruptRecord {
+                member: Target::StoreMember(2),
+                flip: BitFlip { offset_ppm: 0, xor_mask: 1 },
+            },
+        },
         crash(20_000, Target::Kubelet(0)),
     ];
     plan.check_survivable(&topology).unwrap();
@@ -463,7 +485,7 @@ fn survivability_counts_down_store_members_over_time() {
 fn survivability_allows_a_power_loss_of_every_member_but_no_overlap_with_store_crashes() {
     let topology = small_topology();
     let event = |at_ms, fault| FaultEvent { at_ms, duration_ms: 1_000, fault };
-    let power_loss = |at_ms| event(at_ms, Fault::PowerLoss { tear: true });
+    let power_loss = |at_ms| event(at_ms, Fault::PowerLoss { tears: every_member_torn() });
     let mut plan = FaultPlan::empty(30_000, 30_000);
     // Every member down at once is survivable when it is a power loss, and other
     // components may fail meanwhile.
@@ -477,7 +499,7 @@ fn survivability_allows_a_power_loss_of_every_member_but_no_overlap_with_store_c
     plan.validate(&topology).unwrap();
     for (fault, name) in [
         (Fault::Crash { target: Target::StoreLeader }, "crash"),
-        (Fault::CrashStoreMember { member: Target::StoreMember(2), tear: false }, "crash-store-member"),
+        (Fault::CrashStoreMember { member: Target::StoreMember(2), tear: None }, "crash-store-member"),
         (Fault::Pause { target: Target::StoreMember(3) }, "pause"),
     ] {
         plan.events = vec![power_loss(1_000), event(1_999, fault)];
@@ -492,7 +514,7 @@ fn survivability_allows_a_power_loss_of_every_member_but_no_overlap_with_store_c
         "plan is not survivable: 2 power-loss events; at most one whole-store outage per plan"
     );
     let no_store = Topology { store_members: 0, ..topology };
-    plan.events = vec![power_loss(1_000)];
+    plan.events = vec![event(1_000, Fault::PowerLoss { tears: BTreeMap::new() })];
     assert_eq!(
         plan.validate(&no_store).unwrap_err().to_string(),
         "event 0: power-loss needs a store (topology has 0 store members)"
@@ -502,18 +524,18 @@ fn survivability_allows_a_power_loss_of_every_member_but_no_overlap_with_store_c
 #[test]
 fn disk_losses_are_survivable_only_one_restore_at_a_time() {
     let topology = small_topology();
+    let majority = || Fault::DiskLossMajority { members: vec![Target::StoreMember(2), Target::StoreMember(3)] };
     let at = |at_ms: u64, duration_ms: u64, fault: Fault| FaultEvent { at_ms, duration_ms, fault };
     let plan_of_events = |events: Vec<FaultEvent>| FaultPlan { events, ..FaultPlan::empty(30_000, 10_000) };
     let one_loss_and_a_backup = plan_of_events(vec![
         at(1_000, 0, Fault::Backup { member: Target::StoreLeader }),
         at(2_000, 3_000, Fault::DiskLoss { member: Target::StoreMember(1) }),
-        at(9_000, 3_000, Fault::DiskLossMajority),
-        at(20_000, 0, Fault::SnapshotCorruption),
+        at(9_000, 3_000, majority()),
+        at(20_000, 0, Fault::SnapshotCorruption { flip: BitFlip { offset_ppm: 0, xor_mask: 1 } }),
     ]);
     one_loss_and_a_backup.validate(&topology).unwrap();
     one_loss_and_a_backup.check_survivable(&topology).unwrap();
-    let two_restores =
-        plan_of_events(vec![at(2_000, 1_000, Fault::DiskLossAll), at(9_000, 1_000, Fault::DiskLossMajority)]);
+    let two_restores = plan_of_events(vec![at(2_000, 1_000, Fault::DiskLossAll), at(9_000, 1_000, majority())]);
     let error = two_restores.check_survivable(&topology).unwrap_err().to_string();
     assert!(error.contains("at most one restore per plan"), "{error}");
     let loss_during_crash = plan_of_events(vec![
@@ -535,7 +557,7 @@ fn disk_losses_are_survivable_only_one_restore_at_a_time() {
 
 #[test]
 fn leader_chase_reads_as_this_json_validates_its_steps_and_holds_one_member_down() {
-    let json = r#"{"version":1,"safety_phase_ms":30000,"liveness_phase_ms":30000,"events":[
+    let json = r#"{"version":2,"safety_phase_ms":30000,"liveness_phase_ms":30000,"events":[
         {"at_ms":1000,"duration_ms":2000,"fault":{"kind":"leader-chase","steps":[
          {"failpoint":"raft-before-leader-send"},{"failpoint":"raft-leader-after-apply","passes":2}]}}]}"#;
     let plan = FaultPlan::from_json(json).unwrap();
@@ -572,5 +594,155 @@ fn leader_chase_reads_as_this_json_validates_its_steps_and_holds_one_member_down
     assert_eq!(
         plan.check_survivable(&small_topology()).unwrap_err().to_string(),
         "plan is not survivable: at 2500 ms 2 store members are down; at most 1 of 3 may be"
+    );
+}
+
+#[test]
+fn tears_and_bit_flips_turn_their_fractions_into_bytes() {
+    assert_eq!(Tear { kept_ppm: 0 }.kept_bytes(100), 0);
+    assert_eq!(Tear { kept_ppm: PPM / 4 }.kept_bytes(100), 25);
+    assert_eq!(Tear { kept_ppm: PPM }.kept_bytes(100), 100, "the whole write");
+    assert_eq!(Tear { kept_ppm: PPM }.kept_bytes(u64::MAX), u64::MAX, "no overflow");
+    assert_eq!(BitFlip { offset_ppm: 0, xor_mask: 1 }.offset(7), 0);
+    assert_eq!(BitFlip { offset_ppm: PPM - 1, xor_mask: 1 }.offset(7), 6, "always inside the file");
+    assert_eq!(BitFlip { offset_ppm: PPM / 2, xor_mask: 1 }.offset(1_000), 500);
+}
+
+#[test]
+fn validation_checks_the_choices_a_plan_holds() {
+    let flip = |offset_ppm, xor_mask| BitFlip { offset_ppm, xor_mask };
+    check_invalid(
+        plan_of(Fault::CrashStoreMember { member: Target::StoreMember(1), tear: Some(Tear { kept_ppm: PPM + 1 }) }),
+        "event 0: tear kept_ppm 1000001 out of range (at most 1000000, the whole write)",
+    );
+    check_invalid(
+        plan_of(Fault::CorruptRecord { member: Target::StoreMember(1), flip: flip(PPM, 1) }),
+        "event 0: flip offset_ppm 1000000 out of range (below 1000000, inside the file)",
+    );
+    check_invalid(plan_of(Fault::SnapshotCorruption { flip: flip(0, 0) }), "event 0: flip xor_mask 0 flips no bit");
+    let mut two_of_three = every_member_torn();
+    two_of_three.remove(&Target::StoreMember(2));
+    check_invalid(
+        plan_of(Fault::PowerLoss { tears: two_of_three }),
+        "event 0: power-loss tears name 2 of the 3 store members; name every member or none",
+    );
+    let mut by_leader = every_member_torn();
+    by_leader.insert(Target::StoreLeader, Tear { kept_ppm: 0 });
+    check_invalid(
+        plan_of(Fault::PowerLoss { tears: by_leader }),
+        "event 0: power-loss tears name store-leader; name store members (store-N)",
+    );
+    check_invalid(
+        plan_of(Fault::PowerLoss { tears: BTreeMap::from([(Target::StoreMember(4), Tear { kept_ppm: 0 })]) }),
+        "event 0: target store-4 does not exist (topology has 3 store members, numbered 1..=3)",
+    );
+    let majority = |members: &[u64]| Fault::DiskLossMajority {
+        members: members.iter().map(|m| Target::StoreMember(*m)).collect(),
+    };
+    check_invalid(
+        plan_of(majority(&[2])),
+        "event 0: disk-loss-majority members are 1 of the 3 store members, not a majority (at least 2)",
+    );
+    check_invalid(plan_of(majority(&[2, 2])), "event 0: disk-loss-majority names a member more than once");
+    check_invalid(
+        plan_of(majority(&[1, 5])),
+        "event 0: target store-5 does not exist (topology has 3 store members, numbered 1..=3)",
+    );
+    check_invalid(
+        plan_of(Fault::DiskLossMajority { members: vec![Target::StoreLeader, Target::StoreMember(1)] }),
+        "event 0: disk-loss-majority members name store-leader; name store members (store-N)",
+    );
+    plan_of(majority(&[1, 2, 3])).validate(&small_topology()).unwrap();
+}
+
+#[test]
+fn validation_refuses_clock_skews_that_change_nothing() {
+    check_invalid(
+        plan_of(Fault::ClockSkew { target: Target::StoreMember(1), offset_ms: 5_000, drift_ms_per_s: 0 }),
+        "event 0: clock-skew of store-1 changes nothing: store members read no clock",
+    );
+    check_invalid(
+        plan_of(Fault::ClockSkew { target: Target::StoreLeader, offset_ms: 5_000, drift_ms_per_s: 0 }),
+        "event 0: clock-skew of store-leader changes nothing: store members read no clock",
+    );
+    check_invalid(
+        plan_of(Fault::ClockSkew { target: Target::Kubelet(1), offset_ms: 0, drift_ms_per_s: 0 }),
+        "event 0: clock-skew of kubelet-1 with no offset and no drift changes nothing",
+    );
+    plan_of(Fault::ClockSkew { target: Target::Kubelet(1), offset_ms: 0, drift_ms_per_s: 1 })
+        .validate(&small_topology())
+        .unwrap();
+}
+
+/// A version 1 plan with every kind version 2 completed, and two skews it drops.
+const V1_PLAN: &str = r#"{"version": 1, "safety_phase_ms": 30000, "liveness_phase_ms": 30000, "events": [
+  {"at_ms": 1000, "duration_ms": 500, "fault": {"kind": "crash-store-member", "member": "store-2", "tear": true}},
+  {"at_ms": 2000, "duration_ms": 500, "fault": {"kind": "crash-store-member", "member": "store-1", "tear": false}},
+  {"at_ms": 3000, "duration_ms": 500, "fault": {"kind": "power-loss", "tear": true}},
+  {"at_ms": 4000, "duration_ms": 500, "fault": {"kind": "power-loss", "tear": false}},
+  {"at_ms": 5000, "duration_ms": 500, "fault": {"kind": "corrupt-record", "member": "store-leader"}},
+  {"at_ms": 6000, "duration_ms": 0, "fault": {"kind": "snapshot-corruption"}},
+  {"at_ms": 7000, "duration_ms": 500, "fault": {"kind": "disk-loss-majority"}},
+  {"at_ms": 8000, "duration_ms": 500, "fault": {"kind": "clock-skew", "target": "store-3", "offset_ms": 900, "drift_ms_per_s": 0}},
+  {"at_ms": 9000, "duration_ms": 500, "fault": {"kind": "clock-skew", "target": "kubelet-0", "offset_ms": 0, "drift_ms_per_s": 0}},
+  {"at_ms": 10000, "duration_ms": 500, "fault": {"kind": "pause", "target": "kubelet-0"}}
+]}"#;
+
+#[test]
+fn a_version_1_plan_is_upgraded_for_the_topology_it_runs_on() {
+    let file = PlanFile::from_json(V1_PLAN).unwrap();
+    assert_eq!(file.version(), 1);
+    assert!(matches!(FaultPlan::from_json(V1_PLAN), Err(PlanError::NotUpgraded { found: 1 })));
+    let three = file.fit(&small_topology()).unwrap();
+    assert_eq!(three.version, 2);
+    assert_eq!(file.fit(&small_topology()).unwrap(), three, "the upgrade is deterministic");
+    // Every choice is drawn; the skews that changed nothing are gone; the rest is as written.
+    let kinds: Vec<String> =
+        three.events.iter().map(|event| format!("{} {}", event.at_ms, event.fault.kind())).collect();
+    assert_eq!(
+        kinds,
+        [
+            "1000 disk-crash",
+            "2000 disk-crash",
+            "3000 power-loss",
+            "4000 power-loss",
+            "5000 corruption",
+            "6000 snapshot-corruption",
+            "7000 disk-loss-majority",
+            "10000 pause"
+        ]
+    );
+    let faults: Vec<&Fault> = three.events.iter().map(|event| &event.fault).collect();
+    assert!(matches!(faults[0], Fault::CrashStoreMember { member: Target::StoreMember(2), tear: Some(_) }));
+    assert_eq!(*faults[1], Fault::CrashStoreMember { member: Target::StoreMember(1), tear: None });
+    assert!(matches!(faults[2], Fault::PowerLoss { tears } if tears.len() == 3));
+    assert_eq!(*faults[3], Fault::PowerLoss { tears: BTreeMap::new() });
+    assert!(matches!(faults[4], Fault::CorruptRecord { member: Target::StoreLeader, .. }));
+    assert!(matches!(faults[6], Fault::DiskLossMajority { members } if members.len() == 2));
+    // On five members a power loss tears five and a majority is three.
+    let five = file.fit(&Topology { store_members: 5, ..small_topology() }).unwrap();
+    assert!(matches!(&five.events[2].fault, Fault::PowerLoss { tears } if tears.len() == 5));
+    assert!(matches!(&five.events[6].fault, Fault::DiskLossMajority { members } if members.len() == 3));
+    // The upgraded plan is an ordinary version 2 plan.
+    assert_eq!(PlanFile::from_json(&three.to_json_pretty()).unwrap(), PlanFile::V2(three.clone()));
+}
+
+#[test]
+fn a_version_1_plan_reports_bad_events_and_targets_outside_its_topology() {
+    let error = PlanFile::from_json(
+        r#"{"version": 1, "safety_phase_ms": 10, "liveness_phase_ms": 10, "events": [
+        {"at_ms": 0, "duration_ms": 1, "fault": {"kind": "power-loss", "tear": "yes"}}]}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("invalid type: string \"yes\", expected a boolean"), "{error}");
+    let file = PlanFile::from_json(
+        r#"{"version": 1, "safety_phase_ms": 10000, "liveness_phase_ms": 10, "events": [
+        {"at_ms": 0, "duration_ms": 1, "fault": {"kind": "crash-store-member", "member": "store-5", "tear": true}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        file.fit(&small_topology()).unwrap_err().to_string(),
+        "event 0: target store-5 does not exist (topology has 3 store members, numbered 1..=3)"
     );
 }

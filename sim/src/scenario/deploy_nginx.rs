@@ -142,10 +142,9 @@ async fn user_workload_under_faults(
     sleep_until(start + safety).await;
     // A restore (after a majority or total disk loss, or a quorum lost to single disk
     // losses) may roll the store back to before the deployment existed.
-    let may_restore = plan
-        .events
-        .iter()
-        .any(|event| matches!(event.fault, Fault::DiskLoss { .. } | Fault::DiskLossMajority | Fault::DiskLossAll));
+    let may_restore = plan.events.iter().any(|event| {
+        matches!(event.fault, Fault::DiskLoss { .. } | Fault::DiskLossMajority { .. } | Fault::DiskLossAll)
+    });
     let missing = |result: &Result<(), ApiError>| matches!(result, Err(ApiError::NotFound { .. }));
     let (created, scaled) =
         if may_restore && (missing(&created) || missing(&scaled)) { (Ok(()), Ok(())) } else { (created, scaled) };

@@ -138,6 +138,14 @@ impl SimDisk {
         });
     }
 
+    /// The length of the write a torn [`SimDisk::crash`] would tear: the last unsynced
+    /// append across all files, if there is one. The nemesis's plans say how much of it a
+    /// tear keeps as a fraction, and this turns the fraction into bytes.
+    pub fn last_unsynced_append_len(&self) -> Option<u64> {
+        let state = self.lock();
+        state.files.values().filter_map(|file| file.last_unsynced_append).max().map(|(_, _, len)| len as u64)
+    }
+
     /// Total loss of the member's disk: every file is gone.
     pub fn wipe(&self) {
         let mut state = self.lock();

@@ -1,0 +1,122 @@
+//! What the nemesis core hands out: [`Call`]s to make on the world, in order, and the
+//! history lines that go with them.
+
+use super::NodeRef;
+use crate::plan::{BitFlip, Failpoint, Tear};
+
+/// One call the core asks its driver to make on the [`World`](super::World), in the
+/// order given; each is one method of the world. Store members are named by slot (the
+/// plan's `store-N`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Call {
+    Kill(NodeRef),
+    Restart(NodeRef),
+    Pause(NodeRef),
+    Resume(NodeRef),
+    /// Kill a store member and lose its unsynced writes, tearing the last one as `tear` says.
+    CrashStoreMember {
+        member: u64,
+        tear: Option<Tear>,
+    },
+    RestartStoreMember(u64),
+    Clog {
+        from: NodeRef,
+        to: NodeRef,
+    },
+    Unclog {
+        from: NodeRef,
+        to: NodeRef,
+    },
+    SetPacketLoss(f64),
+    SetLatency {
+        min_ms: u64,
+        max_ms: u64,
+    },
+    ResetNetworkConditions,
+    SetClockSkew {
+        node: NodeRef,
+        offset_ms: i64,
+        drift_ms_per_s: i64,
+    },
+    ResetClock(NodeRef),
+    /// Arm `failpoint` on a store member; when the member reaches it, the world reports
+    /// `reached` back to the core ([`Nemesis::failpoint_reached`](super::Nemesis::failpoint_reached)).
+    ArmFailpoint {
+        member: u64,
+        failpoint: Failpoint,
+        passes: u32,
+        reached: Reached,
+    },
+    DisarmFailpoint {
+        member: u64,
+        failpoint: Failpoint,
+    },
+    LoseDisk(u64),
+    /// Append `t={at_ms}ms {line}` to the run's history.
+    Record {
+        at_ms: u64,
+        line: String,
+    },
+    /// A call whose outcome the history reports: make it, then record its line.
+    Reported {
+        at_ms: u64,
+        action: Reported,
+    },
+}
+
+/// The calls whose outcome the history reports (what was corrupted, which backup was
+/// started, why a replacement failed): the world answers with `Ok(what)` or
+/// `Err(why)`, and [`Reported::line`] words it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reported {
+    /// Flip a byte of the member's synced WAL.
+    CorruptStoreRecord { member: u64, flip: BitFlip },
+    /// Operator `snapshot save` against the member.
+    TakeBackup { member: u64 },
+    /// Flip a byte of the most recent stored backup.
+    CorruptBackup { flip: BitFlip },
+    /// The operator replaces a member whose disk was lost.
+    ReplaceMember { member: u64 },
+    /// The operator restores the store from its latest good backup.
+    RestoreFromBackup,
+}
+
+impl Reported {
+    /// The history line for the call's outcome (an `Err` of a corruption means there was
+    /// nothing to corrupt).
+    pub fn line(&self, outcome: Result<String, String>) -> String {
+        match (self, outcome) {
+            (Reported::CorruptStoreRecord { member, .. }, Ok(what)) => format!("corrupt-record store-{member}: {what}"),
+            (Reported::CorruptStoreRecord { member, .. }, Err(_)) => {
+                format!("corrupt-record store-{member}: no synced record to corrupt")
+            }
+            (Reported::TakeBackup { member }, Ok(what)) => {
+                format!("operator: snapshot save from store-{member}: {what}")
+            }
+            (Reported::TakeBackup { member }, Err(why)) => {
+                format!("operator: snapshot save from store-{member} failed: {why}")
+            }
+            (Reported::CorruptBackup { .. }, Ok(what)) => format!("snapshot-corruption: {what}"),
+            (Reported::CorruptBackup { .. }, Err(_)) => {
+                "snapshot-corruption: no stored backup to corrupt, skipped".into()
+            }
+            (Reported::ReplaceMember { member }, Ok(what)) => format!("operator: replace store-{member}: {what}"),
+            (Reported::ReplaceMember { member }, Err(why)) => format!("operator: replace store-{member} failed: {why}"),
+            (Reported::RestoreFromBackup, Ok(what)) => format!("operator: restore: {what}"),
+            (Reported::RestoreFromBackup, Err(why)) => format!("operator: restore impossible, total loss: {why}"),
+        }
+    }
+}
+
+/// What a member's armed failpoint reports when the member reaches it: the event that
+/// armed it and the member (slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Reached {
+    pub event_idx: usize,
+    pub member: u64,
+}
+
+/// The history line of a record call: its time, then what happened.
+pub(crate) fn history_line(at_ms: u64, line: &str) -> String {
+    format!("t={at_ms}ms {line}")
+}
