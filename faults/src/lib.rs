@@ -29,5 +29,6 @@ pub use kinds::{FaultKind, FaultKindError};
 pub use nemesis::{bridge, majorities_ring, run, Grudge, Nemesis, NodeRef, SharedWorld, World};
 pub use plan::{
     ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, PlanError, Target, TargetParseError, Topology, MAX_CHASE_STEPS,
-    MAX_FAILPOINT_RESTART_MS, PLAN_VERSION,
+    MAX_FAILPOINT_RESTART_MS, MAX_LIVENESS_PHASE_MS, MAX_PLAN_FILE_BYTES, MAX_SAFETY_PHASE_MS, MIN_LIVENESS_PHASE_MS,
+    PLAN_VERSION,
 };
