@@ -322,9 +322,16 @@ impl SeedFlags {
     }
 }
 
-/// `word` quoted for a POSIX shell, as pasted into a terminal: unchanged when it needs no
-/// quoting. (A path holding a NUL byte cannot exist, so it is printed as is.)
+/// `word` quoted for a POSIX shell, as pasted into a terminal: unchanged when every
+/// character is one no shell treats specially (so a fault menu's commas stay as they are,
+/// and repro lines, which `kubesim merge` compares across files, read as they always
+/// have); otherwise quoted by `shlex`. (A path holding a NUL byte cannot exist, so it is
+/// printed as is.)
 pub fn shell_quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || ",._+:@%/=-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_string();
+    }
     shlex::try_quote(word).map_or_else(|_| word.to_string(), |quoted| quoted.into_owned())
 }
 

@@ -117,7 +117,19 @@ pub fn shrink_command(request: &ShrinkRequest) -> Result<u8, CliError> {
     if let Some(name) = invariant {
         name.parse::<crate::checkers::Invariant>().map_err(|e| BadInput(format!("--invariant: {e}")))?;
     }
-    out(&format!("kubesim shrink --seed {seed}{} (at most {max_runs} runs)", flags.repro_flags()));
+    let mut more_flags = String::new();
+    if let Some(name) = invariant {
+        more_flags.push_str(&format!(" --invariant {name}"));
+    }
+    for (flag, destination) in [("--out", &request.out), ("--save", &request.save)] {
+        if let Some(destination) = destination {
+            more_flags.push_str(&format!(" {flag} {}", shell_quote(&destination.path.display().to_string())));
+        }
+    }
+    out(&format!(
+        "kubesim shrink --seed {seed}{}{more_flags} --max-runs {max_runs} (at most {max_runs} runs)",
+        flags.repro_flags()
+    ));
     let bug_invariants: Vec<&str> = flags.bugs.iter().map(|bug| bug.caught_by()).collect();
     let mut on_start = |first: &SeedResult, target: &str, plan: &FaultPlan| {
         let violated: Vec<&str> = first.violations.iter().map(|v| v.invariant.as_str()).collect();
