@@ -149,7 +149,13 @@ pub fn run_guarded_with(options: &RunOptions, wall_limit: Duration, repro: Strin
             SeedResult::crashed(options, "panic", "no-panic", message, wall_ms, repro)
         }
         Err(_) => {
-            cancel.cancel();
+            // Cancelling fires the seed's pending timers on the cancelling thread; done on
+            // a thread of its own, so that nothing it meets can hold up the campaign
+            // longer than the grace below.
+            let cancelling = cancel.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("cancel-seed-{}", options.seed))
+                .spawn(move || cancelling.cancel());
             let stopped = match rx.recv_timeout(CANCEL_GRACE) {
                 Ok(_) => "the seed was stopped".to_string(),
                 Err(_) => format!(
@@ -406,6 +412,24 @@ mod tests {
             stats,
             repro: format!("kubesim run --seed {seed}"),
         }
+    }
+
+    /// The guard's side of a timeout: a seed far longer than its limit (twenty minutes of
+    /// simulated time against a limit of 50 ms of wall time) is recorded as a timeout and
+    /// cancelled, and the guard sees its thread stop (it waits for the thread's last word).
+    #[test]
+    fn a_seed_past_its_wall_clock_limit_is_stopped() {
+        let mut options = RunOptions::new(3, crate::scenario::Scenario::DeployNginx);
+        options.faults = crate::runner::Faults::Plan(faults::FaultPlan::empty(
+            faults::MAX_SAFETY_PHASE_MS,
+            faults::MAX_LIVENESS_PHASE_MS,
+        ));
+        let cancel = SeedCancel::default();
+        let result = run_guarded_with(&options, Duration::from_millis(50), "repro".into(), &cancel);
+        assert_eq!(result.verdict, "timeout");
+        assert_eq!(result.violations[0].invariant, TIME_LIMIT);
+        assert!(result.violations[0].message.ends_with("the seed was stopped"), "{:?}", result.violations);
+        assert!(cancel.is_cancelled() && !cancel.is_running());
     }
 
     /// A campaign of thousands of seeds keeps a summary of a few lines.

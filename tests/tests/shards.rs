@@ -105,7 +105,7 @@ fn record(seed: u64, verdict: &str, hash: &str, flags: &str) -> SeedResult {
         faults: Vec::new(),
         trace_hash: hash.into(),
         simulated_secs: 60.0,
-        wall_ms: seed * 7,
+        wall_ms: seed.wrapping_mul(7),
         messages_delivered: 1000,
         stats: BTreeMap::new(),
         repro: format!("kubesim run --seed {seed}{flags}"),
