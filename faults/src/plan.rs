@@ -38,6 +38,24 @@ pub const PLAN_VERSION: u32 = 2;
 /// or corrupted plan file cannot make the nemesis run away.
 pub const MAX_EVENTS: usize = 10_000;
 
+/// The longest safety phase a plan may ask for. Every fault of a plan starts and heals
+/// within it, and a seed's simulated time (and the history it records) grows with it; ten
+/// minutes is twenty times the generated plans' 30 s, and bounded, so that a mistyped plan
+/// (`1e9`) is refused instead of running for days.
+pub const MAX_SAFETY_PHASE_MS: u64 = 600_000;
+
+/// The longest liveness phase a plan may ask for: as long as the longest safety phase.
+pub const MAX_LIVENESS_PHASE_MS: u64 = 600_000;
+
+/// The shortest liveness phase: the time the cluster has, once every fault healed, to
+/// converge before it is judged. With less, a correct cluster fails (a new Raft leader
+/// alone takes an election timeout) or passes having been given no time at all; either way
+/// the plan says nothing about the system.
+pub const MIN_LIVENESS_PHASE_MS: u64 = 1_000;
+
+/// The largest plan file read: a plan of [`MAX_EVENTS`] events is well under a megabyte.
+pub const MAX_PLAN_FILE_BYTES: u64 = 16 << 20;
+
 /// Latency spikes above one minute are not "latency", they are a partition.
 pub const MAX_LATENCY_MS: u64 = 60_000;
 
@@ -95,8 +113,13 @@ pub enum PlanError {
     /// the topology it runs on (see [`PlanFile`]).
     #[error("a version {found} fault plan must be upgraded for a topology before it runs (PlanFile::fit)")]
     NotUpgraded { found: u32 },
+    #[error("fault plan {path} is larger than {max} bytes; a plan of the most events allowed is far smaller")]
+    TooLarge { path: String, max: u64 },
     #[error("fault plan has {count} events; at most {max} are allowed")]
     TooManyEvents { count: usize, max: usize },
+    /// A phase's length is outside its bounds.
+    #[error("{field} {value} out of range ({min} to {max})")]
+    PhaseOutOfRange { field: &'static str, value: u64, min: u64, max: u64 },
     #[error(
         "event {event}: ends at {ends_at_ms} ms, after the safety phase \
          ({safety_phase_ms} ms); every fault must heal before the liveness phase"
@@ -134,13 +157,29 @@ impl FaultPlan {
     }
 
     /// Checks that the plan can be run against `topology`: supported version, bounded
-    /// size, every target exists, every parameter in range and every fault healed before
-    /// the safety phase ends. Reports the first problem found.
+    /// size, phases within their bounds, every target exists, every parameter in range and
+    /// every fault healed before the safety phase ends. Reports the first problem found.
     pub fn validate(&self, topology: &Topology) -> Result<(), PlanError> {
         if self.version != PLAN_VERSION {
             return Err(match self.version {
                 v1::VERSION => PlanError::NotUpgraded { found: self.version },
                 found => PlanError::UnsupportedVersion { found },
+            });
+        }
+        if self.safety_phase_ms > MAX_SAFETY_PHASE_MS {
+            return Err(PlanError::PhaseOutOfRange {
+                field: "safety_phase_ms",
+                value: self.safety_phase_ms,
+                min: 0,
+                max: MAX_SAFETY_PHASE_MS,
+            });
+        }
+        if !(MIN_LIVENESS_PHASE_MS..=MAX_LIVENESS_PHASE_MS).contains(&self.liveness_phase_ms) {
+            return Err(PlanError::PhaseOutOfRange {
+                field: "liveness_phase_ms",
+                value: self.liveness_phase_ms,
+                min: MIN_LIVENESS_PHASE_MS,
+                max: MAX_LIVENESS_PHASE_MS,
             });
         }
         if self.events.len() > MAX_EVENTS {
@@ -200,11 +239,19 @@ impl PlanFile {
         }
     }
 
-    /// Reads a plan file of either version.
+    /// Reads a plan file of either version, of at most [`MAX_PLAN_FILE_BYTES`] (so that
+    /// `/dev/zero` or a huge file is refused instead of filling memory).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, PlanError> {
+        use std::io::Read;
         let path = path.as_ref();
-        let json = std::fs::read_to_string(path)
-            .map_err(|source| PlanError::Io { path: path.display().to_string(), source })?;
+        let io_error = |source| PlanError::Io { path: path.display().to_string(), source };
+        let mut json = String::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_PLAN_FILE_BYTES + 1).read_to_string(&mut json))
+            .map_err(io_error)?;
+        if json.len() as u64 > MAX_PLAN_FILE_BYTES {
+            return Err(PlanError::TooLarge { path: path.display().to_string(), max: MAX_PLAN_FILE_BYTES });
+        }
         Self::from_json(&json)
     }
 

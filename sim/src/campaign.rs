@@ -10,14 +10,14 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::report::RunReport;
-use crate::runner::{run_seed_on_this_thread, RunOptions};
+use crate::runner::{run_seed_on_this_thread, RunOptions, SeedCancel, TIME_LIMIT};
 
 /// The outcome of one seed of a campaign: the JSON line written for it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,12 +60,7 @@ impl SeedResult {
         Self {
             seed: report.seed,
             scenario: report.scenario.clone(),
-            verdict: match (violations.is_empty(), report.stats.get("total-loss-runs").copied().unwrap_or(0) > 0) {
-                (false, _) => "fail",
-                (true, true) => "total-loss",
-                (true, false) => "pass",
-            }
-            .to_string(),
+            verdict: report.verdict().name().to_string(),
             violations,
             faults: report.faults.clone(),
             trace_hash: report.trace_hash.clone(),
@@ -115,14 +110,30 @@ pub struct CampaignOptions {
 
 /// Runs one seed in a fresh runtime on its own thread, turning a panic or a wall-clock
 /// overrun into a failed `SeedResult` instead of taking the campaign down.
+///
+/// A seed that overruns `wall_limit` is cancelled ([`SeedCancel`]): its thread stops
+/// at its simulation's next step and frees what it built. The guard waits for that up to
+/// [`CANCEL_GRACE`]; a seed whose thread does not stop even then (a single step that never
+/// returns) is left behind, and its result says so.
 pub fn run_guarded(options: &RunOptions, wall_limit: Duration, repro: String) -> SeedResult {
+    run_guarded_with(options, wall_limit, repro, &SeedCancel::default())
+}
+
+/// How long a cancelled seed's thread has to stop before the guard gives up on it.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(60);
+
+/// As [`run_guarded`], with the seed's cancellation handle in the caller's hands (a test
+/// can watch the seed stop).
+pub fn run_guarded_with(options: &RunOptions, wall_limit: Duration, repro: String, cancel: &SeedCancel) -> SeedResult {
     let started = Instant::now();
     let (tx, rx) = mpsc::channel();
     let seed_options = options.clone();
+    let seed_cancel = cancel.clone();
     let spawned = std::thread::Builder::new().name(format!("seed-{}", options.seed)).spawn(move || {
         // This thread is the seed's own fresh thread: run it here rather than on yet another.
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_seed_on_this_thread(&seed_options).0));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_seed_on_this_thread(&seed_options, &seed_cancel).0
+        }));
         let _ = tx.send(result);
     });
     if let Err(e) = spawned {
@@ -137,11 +148,23 @@ pub fn run_guarded(options: &RunOptions, wall_limit: Duration, repro: String) ->
             let message = panic_message(payload.as_ref());
             SeedResult::crashed(options, "panic", "no-panic", message, wall_ms, repro)
         }
-        // The seed's thread is abandoned: it cannot be stopped from outside, but it no
-        // longer holds up the campaign.
         Err(_) => {
-            let message = format!("exceeded the wall-clock limit of {}s", wall_limit.as_secs());
-            SeedResult::crashed(options, "timeout", "time-limit", message, wall_ms, repro)
+            // Cancelling fires the seed's pending timers on the cancelling thread; done on
+            // a thread of its own, so that nothing it meets can hold up the campaign
+            // longer than the grace below.
+            let cancelling = cancel.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("cancel-seed-{}", options.seed))
+                .spawn(move || cancelling.cancel());
+            let stopped = match rx.recv_timeout(CANCEL_GRACE) {
+                Ok(_) => "the seed was stopped".to_string(),
+                Err(_) => format!(
+                    "the seed's thread did not stop within {}s of being cancelled and was left running",
+                    CANCEL_GRACE.as_secs()
+                ),
+            };
+            let message = format!("exceeded the wall-clock limit of {}s; {stopped}", wall_limit.as_secs());
+            SeedResult::crashed(options, "timeout", TIME_LIMIT, message, wall_ms, repro)
         }
     }
 }
@@ -188,6 +211,9 @@ impl CampaignSummary {
 
     pub fn render(&self) -> String {
         let n = self.results.len();
+        if n == 0 {
+            return "0 seeds run: the range holds no seed of this shard\n".to_string();
+        }
         let simulated: f64 = self.results.iter().map(|r| r.simulated_secs).sum();
         let messages: u64 = self.results.iter().map(|r| r.messages_delivered).sum();
         let wall = self.wall_secs.max(1e-9);
@@ -240,7 +266,12 @@ impl CampaignSummary {
             out.push_str(&format!("violated {invariant}: {} seed(s)\n", seeds.len()));
             for r in seeds.iter().take(10) {
                 let message = r.violations.iter().find(|v| v.invariant == invariant).map_or("", |v| v.message.as_str());
-                out.push_str(&format!("  seed {}: {}\n    repro: {}\n", r.seed, truncate(message, 200), r.repro));
+                out.push_str(&format!(
+                    "  seed {}: {}\n    repro: {}\n",
+                    r.seed,
+                    abbreviate(message, MAX_MESSAGE_CHARS),
+                    r.repro
+                ));
             }
             if seeds.len() > 10 {
                 out.push_str(&format!("  ... and {} more\n", seeds.len() - 10));
@@ -250,12 +281,39 @@ impl CampaignSummary {
     }
 }
 
-fn truncate(s: &str, max_chars: usize) -> String {
-    if s.chars().count() <= max_chars {
-        s.to_string()
-    } else {
-        format!("{}...", s.chars().take(max_chars).collect::<String>())
+/// A violation message longer than this is shortened in the summary (the results file
+/// and `kubesim run` have it whole).
+const MAX_MESSAGE_CHARS: usize = 400;
+
+/// `s` cut to about `max_chars` in the middle: messages name the subject first and the
+/// fact that breaks the invariant last ("... had 6 live pods ... while the deployment was
+/// never asked for more than 5"), so both ends are kept.
+fn abbreviate(s: &str, max_chars: usize) -> String {
+    let n_chars = s.chars().count();
+    if n_chars <= max_chars {
+        return s.to_string();
     }
+    let (head, tail) = (max_chars * 3 / 5, max_chars * 2 / 5);
+    let start: String = s.chars().take(head).collect();
+    let end: String = s.chars().skip(n_chars - tail).collect();
+    format!("{start} [...] {end}")
+}
+
+/// The most seeds one process runs in a campaign (after its shard) or merges: the summary
+/// keeps every seed's result, a few KB each, so memory grows with the seeds run. A larger
+/// campaign runs in shards (`--shard K/N`), each in its own process.
+pub const MAX_SEEDS_PER_RUN: u64 = 1_000_000;
+
+/// A campaign stopped because its results could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("{error} (after {done} seeds, {failed} failed)")]
+pub struct CampaignWriteError {
+    #[source]
+    pub error: std::io::Error,
+    /// Seeds finished when writing failed.
+    pub done: usize,
+    /// How many of them failed.
+    pub failed: usize,
 }
 
 /// Runs the campaign: `jobs` workers take seeds in order; each result is written to `out`
@@ -264,29 +322,31 @@ pub fn run_campaign(
     options: &CampaignOptions,
     out: Option<&mut dyn Write>,
     progress: &dyn Fn(&SeedResult, usize),
-) -> std::io::Result<CampaignSummary> {
+) -> Result<CampaignSummary, CampaignWriteError> {
     run_campaign_shard(options, crate::merge::Shard::WHOLE, out, progress)
 }
 
 /// As [`run_campaign`], over only the seeds of `options.seeds` in `shard` (see
-/// [`crate::merge`] for how a range is sliced and merged back).
+/// [`crate::merge`] for how a range is sliced and merged back). Seeds are handed out by
+/// their position in the shard, so nothing proportional to the range is built.
 pub fn run_campaign_shard(
     options: &CampaignOptions,
     shard: crate::merge::Shard,
     mut out: Option<&mut dyn Write>,
     progress: &dyn Fn(&SeedResult, usize),
-) -> std::io::Result<CampaignSummary> {
+) -> Result<CampaignSummary, CampaignWriteError> {
     let started = Instant::now();
-    let seeds: Vec<u64> = shard.seeds(options.seeds.clone());
-    let next = AtomicUsize::new(0);
+    let n_seeds = shard.count_in(options.seeds.clone());
+    let next = AtomicU64::new(0);
     let (tx, rx) = mpsc::channel::<SeedResult>();
-    let mut results = Vec::with_capacity(seeds.len());
-    std::thread::scope(|scope| -> std::io::Result<()> {
-        for _ in 0..options.jobs.max(1) {
-            let (tx, next, seeds) = (tx.clone(), &next, &seeds);
+    let mut results = Vec::with_capacity(n_seeds.min(MAX_SEEDS_PER_RUN) as usize);
+    let n_workers = (options.jobs.max(1) as u64).min(n_seeds.max(1));
+    std::thread::scope(|scope| -> Result<(), CampaignWriteError> {
+        for _ in 0..n_workers {
+            let (tx, next) = (tx.clone(), &next);
             scope.spawn(move || loop {
                 let idx = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&seed) = seeds.get(idx) else { break };
+                let Some(seed) = shard.nth_in(options.seeds.clone(), idx) else { break };
                 let seed_options = options.template.for_seed(seed);
                 let repro = format!("kubesim run --seed {seed}{}", options.repro_flags);
                 if tx.send(run_guarded(&seed_options, options.wall_limit, repro)).is_err() {
@@ -298,8 +358,14 @@ pub fn run_campaign_shard(
         for result in rx {
             if let Some(out) = out.as_deref_mut() {
                 let line = serde_json::to_string(&result).expect("seed results serialize");
-                out.write_all(format!("{line}\n").as_bytes())?;
-                out.flush()?;
+                let written = out.write_all(format!("{line}\n").as_bytes()).and_then(|()| out.flush());
+                if let Err(error) = written {
+                    // Stop handing out seeds; the workers finish the ones they hold.
+                    next.store(u64::MAX, Ordering::Relaxed);
+                    results.push(result);
+                    let failed = results.iter().filter(|r| !r.passed()).count();
+                    return Err(CampaignWriteError { error, done: results.len(), failed });
+                }
             }
             results.push(result);
             progress(results.last().expect("just pushed"), results.len());
@@ -346,6 +412,24 @@ mod tests {
             stats,
             repro: format!("kubesim run --seed {seed}"),
         }
+    }
+
+    /// The guard's side of a timeout: a seed far longer than its limit (twenty minutes of
+    /// simulated time against a limit of 50 ms of wall time) is recorded as a timeout and
+    /// cancelled, and the guard sees its thread stop (it waits for the thread's last word).
+    #[test]
+    fn a_seed_past_its_wall_clock_limit_is_stopped() {
+        let mut options = RunOptions::new(3, crate::scenario::Scenario::DeployNginx);
+        options.faults = crate::runner::Faults::Plan(faults::FaultPlan::empty(
+            faults::MAX_SAFETY_PHASE_MS,
+            faults::MAX_LIVENESS_PHASE_MS,
+        ));
+        let cancel = SeedCancel::default();
+        let result = run_guarded_with(&options, Duration::from_millis(50), "repro".into(), &cancel);
+        assert_eq!(result.verdict, "timeout");
+        assert_eq!(result.violations[0].invariant, TIME_LIMIT);
+        assert!(result.violations[0].message.ends_with("the seed was stopped"), "{:?}", result.violations);
+        assert!(cancel.is_cancelled() && !cancel.is_running());
     }
 
     /// A campaign of thousands of seeds keeps a summary of a few lines.

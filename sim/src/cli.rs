@@ -1,7 +1,12 @@
 //! The `kubesim` command line: flags, their validation, and what each command prints.
 //!
 //! Exit codes: 0 every check held; 1 a violation was found; 2 bad input (one clear line,
-//! never a panic); 3 internal error.
+//! never a panic); 3 internal error, such as a results file or the report that could not be
+//! written. A verdict is never turned into 0: when stdout is closed early (`kubesim ... |
+//! head -1`) kubesim stops printing and runs on, and exits with the verdict; when stdout
+//! cannot be written for another reason (`>/dev/full`), a failing verdict still exits 1
+//! and a passing one exits 3 (the report the user asked for was lost). See
+//! `docs/bad-input.md`.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -11,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use faults::{FaultKind, PlanFile};
 
 use crate::bugs::PlantedBug;
-use crate::campaign::{run_campaign_shard, run_guarded, CampaignOptions};
+use crate::campaign::{run_campaign_shard, run_guarded, CampaignOptions, MAX_SEEDS_PER_RUN};
 use crate::runner::{run_seed, Faults, RunOptions};
 use crate::scenario::Scenario;
 
@@ -34,18 +39,36 @@ pub struct Cli {
 /// What one seed runs: the flags `run`, `repro` and `campaign` share.
 #[derive(Args, Debug, Clone)]
 pub struct SeedFlags {
-    /// Which scenario to run.
+    /// Which scenario to run: deploy-nginx (the whole control plane) or store-smoke (the
+    /// store alone; it refuses the disk-loss kinds).
     #[arg(long, default_value = "deploy-nginx")]
     pub scenario: Scenario,
-    /// Fault kinds the seed's swarm plan may use: comma-separated names, `all` or `none`.
-    #[arg(long, default_value = "all")]
+    #[arg(long, default_value = "all", help = faults_help())]
     pub faults: String,
     /// Replay this saved fault plan (JSON) instead of generating one.
     #[arg(long, conflicts_with = "faults")]
     pub plan: Option<PathBuf>,
-    /// Switch a planted bug on (repeatable); `kubesim bugs` lists them.
-    #[arg(long = "bug")]
+    #[arg(long = "bug", help = bugs_help())]
     pub bugs: Vec<PlantedBug>,
+}
+
+/// `--faults`'s help: every kind, from the one list the parser reads.
+fn faults_help() -> String {
+    let names = |kinds: &[FaultKind]| kinds.iter().map(|kind| kind.name()).collect::<Vec<_>>().join(", ");
+    let by_name: Vec<FaultKind> =
+        FaultKind::ALL.into_iter().filter(|kind| !FaultKind::DEFAULT.contains(kind)).collect();
+    format!(
+        "Fault kinds the seed's swarm plan may use: comma-separated names, `all` or `none`. `all` is {}; \
+         these are asked for by name: {}",
+        names(&FaultKind::DEFAULT),
+        names(&by_name)
+    )
+}
+
+/// `--bug`'s help: every planted bug, from the table `kubesim bugs` prints.
+fn bugs_help() -> String {
+    let names: Vec<&str> = PlantedBug::ALL.iter().map(|bug| bug.name()).collect();
+    format!("Switch a planted bug on (repeatable; `kubesim bugs` says what catches each): {}", names.join(", "))
 }
 
 #[derive(Subcommand, Debug)]
@@ -56,7 +79,8 @@ pub enum Command {
         #[arg(long, required_unless_present = "case")]
         seed: Option<u64>,
         /// Replay a regression case (`ci/regressions/NAME.json`): its seed, scenario,
-        /// planted bugs and plan.
+        /// planted bugs, store knobs and plan. Says whether the case gave its expected
+        /// verdict and exits as `kubesim corpus` does: 0 if it did, 1 if not.
         #[arg(long, conflicts_with_all = ["seed", "plan", "faults", "bugs", "print_plan", "save"])]
         case: Option<PathBuf>,
         #[command(flatten)]
@@ -70,23 +94,30 @@ pub enum Command {
         /// Save the run as a regression case here (`ci/regressions/NAME.json`): its seed,
         /// scenario, bugs and plan, expecting the verdict it gave (pass, or caught by the
         /// planted bug's invariant if violated, else by the first violated invariant).
+        /// Refuses an existing file unless --force.
         #[arg(long, conflicts_with = "print_plan")]
         save: Option<PathBuf>,
+        /// Let --save replace an existing file.
+        #[arg(long, requires = "save")]
+        force: bool,
     },
     /// Run a range of seeds across worker threads.
     Campaign {
-        /// Seed range `A..B` (B excluded).
+        /// Seed range `A..B` (B excluded); one campaign runs at most 1 000 000 of its seeds
+        /// (after --shard): shard a larger range.
         #[arg(long)]
         seeds: String,
-        /// Worker threads (default: all cores).
+        /// Worker threads (default: all cores; at most 256). Each runs one seed at a time.
         #[arg(long)]
         jobs: Option<usize>,
         #[command(flatten)]
         flags: SeedFlags,
-        /// Write one JSON line per seed here, flushed as each seed finishes.
+        /// Write one JSON line per seed here, flushed as each seed finishes. An existing
+        /// file is replaced, as `-o` does elsewhere.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// A seed running longer than this (wall-clock seconds) fails as a timeout.
+        /// A seed running longer than this (wall-clock seconds, at least 1) fails as a
+        /// timeout and is stopped.
         #[arg(long, default_value_t = 120)]
         seed_timeout_secs: u64,
         /// Run only the K-th of N disjoint slices of the range: the seeds with
@@ -109,13 +140,18 @@ pub enum Command {
         /// At most this many runs; the search stops there and says so.
         #[arg(long, default_value_t = crate::shrink::DEFAULT_MAX_RUNS)]
         max_runs: usize,
-        /// Save the shrunk plan here (replay: `kubesim run --seed N --plan FILE`).
+        /// Save the shrunk plan here (replay: `kubesim run --seed N --plan FILE`); an
+        /// existing file is replaced. Checked before the search starts.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Save a regression case here (`ci/regressions/NAME.json`).
+        /// Save a regression case here (`ci/regressions/NAME.json`). Refuses an existing
+        /// file unless --force; checked before the search starts.
         #[arg(long)]
         save: Option<PathBuf>,
-        /// A run longer than this (wall-clock seconds) fails as a timeout.
+        /// Let --save replace an existing file.
+        #[arg(long, requires = "save")]
+        force: bool,
+        /// A run longer than this (wall-clock seconds, at least 1) fails as a timeout.
         #[arg(long, default_value_t = 120)]
         seed_timeout_secs: u64,
     },
@@ -128,26 +164,30 @@ pub enum Command {
         /// highest seed, without gaps).
         #[arg(long)]
         seeds: Option<String>,
-        /// Write the merged records here, sorted by seed.
+        /// Write the merged records here, sorted by seed; an existing file is replaced.
         #[arg(long)]
         out: Option<PathBuf>,
     },
     /// Replay the regression corpus: every case must give its expected verdict.
     Corpus {
-        /// A directory of cases, or one case file.
-        #[arg(default_value = "ci/regressions")]
-        path: PathBuf,
-        /// A case running longer than this (wall-clock seconds) fails as a timeout.
+        /// A directory of cases, or one case file (default: the repository's
+        /// `ci/regressions`, found from the current directory or any parent).
+        path: Option<PathBuf>,
+        /// A case running longer than this (wall-clock seconds, at least 1) fails as a
+        /// timeout.
         #[arg(long, default_value_t = 120)]
         seed_timeout_secs: u64,
     },
-    /// Run one seed twice in fresh runtimes and compare everything they recorded.
+    /// Run one seed in a fresh runtime and print its result as JSON; with
+    /// --check-determinism, run it twice and compare everything they recorded.
     Repro {
+        /// The seed: the whole run is a function of it and the flags.
         #[arg(long)]
         seed: u64,
         #[command(flatten)]
         flags: SeedFlags,
-        /// Compare the two runs' trace hashes and reports; fail loudly on any difference.
+        /// Run the seed twice, in fresh runtimes, and compare the two runs' trace hashes
+        /// and reports; fail loudly on any difference.
         #[arg(long)]
         check_determinism: bool,
     },
@@ -155,7 +195,7 @@ pub enum Command {
     Bugs,
     /// Measure the default campaign's speed against bare madsim messaging, in one process.
     Bench {
-        /// Seed range of the campaign part, run on one core.
+        /// Seed range of the campaign part, run on one core (at most 1 000 000 seeds).
         #[arg(long, default_value = "0..20")]
         seeds: String,
         #[command(flatten)]
@@ -166,6 +206,39 @@ pub enum Command {
 /// A user mistake: printed as one line, exit code 2.
 #[derive(Debug)]
 pub struct BadInput(pub String);
+
+/// Why a command ended without a verdict: bad input (exit 2) or an operational failure of
+/// the machine it ran on, such as a results file that could not be written (exit 3).
+#[derive(Debug)]
+pub enum CliError {
+    BadInput(String),
+    Operational(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::BadInput(_) => EXIT_BAD_INPUT,
+            CliError::Operational(_) => EXIT_INTERNAL,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            CliError::BadInput(message) | CliError::Operational(message) => message,
+        }
+    }
+}
+
+impl From<BadInput> for CliError {
+    fn from(bad: BadInput) -> Self {
+        CliError::BadInput(bad.0)
+    }
+}
+
+/// The most worker threads a campaign starts: more only queue on the cores, and each holds
+/// a seed's whole simulation in memory.
+pub const MAX_JOBS: usize = 256;
 
 impl SeedFlags {
     /// The options of one seed, or a clear message naming what was wrong.
@@ -181,21 +254,38 @@ impl SeedFlags {
             }
             None => parse_fault_menu(&self.faults)?,
         };
+        self.scenario.check_faults(&options.faults).map_err(|e| match &self.plan {
+            Some(path) => BadInput(format!("plan {}: {e}", path.display())),
+            None => BadInput(format!("--faults: {e}")),
+        })?;
         for bug in &self.bugs {
             bug.plant(&mut options);
         }
         Ok(options)
     }
 
-    /// The options template of a seed range (`campaign`, `bench`): as [`Self::to_options`]
-    /// for its first seed, with a `--plan` checked against the store size of every seed in
-    /// the range: seeds pick 3 or 5 members, and a plan may name store-5.
-    pub fn to_range_options(&self, seeds: &std::ops::Range<u64>) -> Result<RunOptions, BadInput> {
-        let template = self.to_options(seeds.start)?;
+    /// The options template of the seeds of `seeds` in `shard` (`campaign`, `bench`): as
+    /// [`Self::to_options`] for the first seed, with a `--plan` checked against the store
+    /// size of every seed that runs: seeds pick 3 or 5 members, and a plan may name
+    /// store-5. The seeds are looked at only until every size a seed can pick was seen.
+    pub fn to_range_options(
+        &self,
+        seeds: &std::ops::Range<u64>,
+        shard: crate::merge::Shard,
+    ) -> Result<RunOptions, BadInput> {
+        let template = self.to_options(shard.seeds(seeds.clone()).next().unwrap_or(seeds.start))?;
         if let (Faults::Plan(plan), Some(path)) = (&template.faults, &self.plan) {
+            let sizes: BTreeSet<usize> = if template.seed_picks_store_knobs {
+                crate::runner::STORE_SIZES.into_iter().collect()
+            } else {
+                BTreeSet::from([template.cluster.store.n_members])
+            };
             // `to_options` checked the first seed's size.
             let mut sizes_checked = BTreeSet::from([template.cluster.store.n_members]);
-            for seed in seeds.clone() {
+            for seed in shard.seeds(seeds.clone()) {
+                if sizes_checked.len() == sizes.len() {
+                    break;
+                }
                 let (n_members, _) = template.store_knobs_of(seed);
                 if !sizes_checked.insert(n_members) {
                     continue;
@@ -214,15 +304,16 @@ impl SeedFlags {
         Ok(template)
     }
 
-    /// The flags that, after `--seed N`, replay a seed of this configuration.
+    /// The flags that, after `--seed N`, replay a seed of this configuration, quoted for a
+    /// POSIX shell (a plan path with a space pastes as one word).
     pub fn repro_flags(&self) -> String {
         let mut flags = String::new();
         if self.scenario != Scenario::DeployNginx {
             flags.push_str(&format!(" --scenario {}", self.scenario));
         }
         match &self.plan {
-            Some(path) => flags.push_str(&format!(" --plan {}", path.display())),
-            None if self.faults != "all" => flags.push_str(&format!(" --faults {}", self.faults)),
+            Some(path) => flags.push_str(&format!(" --plan {}", shell_quote(&path.display().to_string()))),
+            None if self.faults != "all" => flags.push_str(&format!(" --faults {}", shell_quote(&self.faults))),
             None => {}
         }
         for bug in &self.bugs {
@@ -230,6 +321,19 @@ impl SeedFlags {
         }
         flags
     }
+}
+
+/// `word` quoted for a POSIX shell, as pasted into a terminal: unchanged when every
+/// character is one no shell treats specially (so a fault menu's commas stay as they are,
+/// and repro lines, which `kubesim merge` compares across files, read as they always
+/// have); otherwise quoted by `shlex`. (A path holding a NUL byte cannot exist, so it is
+/// printed as is.)
+pub fn shell_quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || ",._+:@%/=-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_string();
+    }
+    shlex::try_quote(word).map_or_else(|_| word.to_string(), |quoted| quoted.into_owned())
 }
 
 fn parse_fault_menu(text: &str) -> Result<Faults, BadInput> {
@@ -256,38 +360,62 @@ pub fn parse_seed_range(text: &str) -> Result<std::ops::Range<u64>, BadInput> {
     Ok(start..end)
 }
 
+/// Refuses to run more than [`MAX_SEEDS_PER_RUN`] seeds in one process: the campaign's
+/// summary keeps every seed's result (a few KB each).
+fn check_seed_count(seeds: &std::ops::Range<u64>, shard: crate::merge::Shard) -> Result<u64, BadInput> {
+    let n_seeds = shard.count_in(seeds.clone());
+    if n_seeds > MAX_SEEDS_PER_RUN {
+        let of_shard = if shard == crate::merge::Shard::WHOLE { String::new() } else { format!(" (shard {shard})") };
+        return Err(BadInput(format!(
+            "--seeds: {}..{}{of_shard} holds {n_seeds} seeds; one run takes at most {MAX_SEEDS_PER_RUN}: \
+             split the range, or run it in shards (--shard K/N) and join them with kubesim merge",
+            seeds.start, seeds.end
+        )));
+    }
+    Ok(n_seeds)
+}
+
+/// A seed's wall-clock limit: at least one second (0 would time out every seed unrun).
+fn seed_timeout(secs: u64) -> Result<Duration, BadInput> {
+    if secs == 0 {
+        return Err(BadInput("--seed-timeout-secs: must be at least 1".into()));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 /// Runs the parsed command and returns the process exit code.
-pub fn execute(cli: Cli) -> Result<u8, BadInput> {
+pub fn execute(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Run { seed, case: Some(case), trace, flags, .. } => {
             debug_assert!(seed.is_none());
             if flags.scenario != Scenario::DeployNginx {
-                return Err(BadInput("--case: the case names its scenario; drop --scenario".into()));
+                return Err(BadInput("--case: the case names its scenario; drop --scenario".into()).into());
             }
             run_case_command(&case, trace)
         }
-        Command::Run { seed, case: None, flags, trace, print_plan, save } => {
+        Command::Run { seed, case: None, flags, trace, print_plan, save, force } => {
             let seed = seed.ok_or_else(|| BadInput("--seed or --case is required".into()))?;
-            run_command(seed, &flags, trace, print_plan, save.as_deref())
+            let save = save.map(|path| crate::cli_regress::Destination::case(path, force)).transpose()?;
+            run_command(seed, &flags, trace, print_plan, save.as_ref())
         }
         Command::Campaign { seeds, jobs, flags, out, seed_timeout_secs, shard } => {
             campaign_command(&seeds, jobs, &flags, out, seed_timeout_secs, shard)
         }
-        Command::Shrink { seed, flags, invariant, max_runs, out, save, seed_timeout_secs } => {
+        Command::Shrink { seed, flags, invariant, max_runs, out, save, force, seed_timeout_secs } => {
             let request = crate::cli_regress::ShrinkRequest {
                 seed,
                 flags,
                 invariant,
                 max_runs,
-                out,
-                save,
-                wall_limit: Duration::from_secs(seed_timeout_secs.max(1)),
+                out: out.map(crate::cli_regress::Destination::file).transpose()?,
+                save: save.map(|path| crate::cli_regress::Destination::case(path, force)).transpose()?,
+                wall_limit: seed_timeout(seed_timeout_secs)?,
             };
             crate::cli_regress::shrink_command(&request)
         }
         Command::Merge { files, seeds, out } => crate::cli_regress::merge_command(&files, seeds.as_deref(), out),
         Command::Corpus { path, seed_timeout_secs } => {
-            crate::cli_regress::corpus_command(&path, Duration::from_secs(seed_timeout_secs.max(1)))
+            crate::cli_regress::corpus_command(path.as_deref(), seed_timeout(seed_timeout_secs)?)
         }
         Command::Repro { seed, flags, check_determinism } => repro_command(seed, &flags, check_determinism),
         Command::Bugs => {
@@ -296,9 +424,9 @@ pub fn execute(cli: Cli) -> Result<u8, BadInput> {
         }
         Command::Bench { seeds, flags } => {
             let seeds = parse_seed_range(&seeds)?;
-            let template = flags.to_range_options(&seeds)?;
+            let n_seeds = check_seed_count(&seeds, crate::merge::Shard::WHOLE)?;
+            let template = flags.to_range_options(&seeds, crate::merge::Shard::WHOLE)?;
             out(&format!("kubesim bench --seeds {}..{}{}", seeds.start, seeds.end, flags.repro_flags()));
-            let n_seeds = seeds.end - seeds.start;
             let campaign = crate::bench::measure_campaign(&template, seeds);
             // As many messages as the campaign delivered, so both runs are of a size.
             let bare = crate::bench::measure_bare_madsim(campaign.messages.max(1000), 1);
@@ -313,8 +441,8 @@ fn run_command(
     flags: &SeedFlags,
     trace: bool,
     print_plan: bool,
-    save: Option<&std::path::Path>,
-) -> Result<u8, BadInput> {
+    save: Option<&crate::cli_regress::Destination>,
+) -> Result<u8, CliError> {
     let options = flags.to_options(seed)?;
     if print_plan {
         match options.plan() {
@@ -325,7 +453,7 @@ fn run_command(
     }
     let command = format!("kubesim run --seed {seed}{}", flags.repro_flags());
     let (code, report) = run_and_print(&options, &command, trace);
-    if let Some(path) = save {
+    if let Some(destination) = save {
         let violated: Vec<&str> = report.failures().map(|c| c.name.as_str()).collect();
         let bug_invariant = flags.bugs.iter().map(|bug| bug.caught_by()).find(|name| violated.contains(name));
         let expect = match (violated.first(), bug_invariant) {
@@ -333,17 +461,36 @@ fn run_command(
             (Some(_), Some(name)) | (Some(&name), None) => format!("caught-by: {name}"),
         };
         let description = format!("{command}: {expect}");
-        crate::cli_regress::save_new_case(path, description, seed, flags, options.plan(), expect)?;
+        crate::cli_regress::save_new_case(destination, description, seed, flags, options.plan(), expect)?;
     }
     Ok(code)
 }
 
-/// `kubesim run --case FILE`: one regression case, run and printed like a seed.
-fn run_case_command(path: &std::path::Path, trace: bool) -> Result<u8, BadInput> {
+/// `kubesim run --case FILE`: one regression case, run and printed like a seed, then
+/// whether it gave its expected verdict; the exit code follows that, as in `kubesim
+/// corpus` (0 expected verdict, 1 changed).
+fn run_case_command(path: &std::path::Path, trace: bool) -> Result<u8, CliError> {
     let case = crate::corpus::load_case(path).map_err(|e| BadInput(e.to_string()))?;
     let command = crate::corpus::Case::repro(path);
     out(&format!("case {}: {} (expect {})", case.case.name, case.case.description, case.expect));
-    Ok(run_and_print(&case.options, &command, trace).0)
+    let (_, report) = run_and_print(&case.options, &command, trace);
+    let violated: BTreeSet<String> = report.failures().map(|c| c.name.clone()).collect();
+    let held = case.expect.holds(&violated);
+    let got = if violated.is_empty() {
+        report.verdict().name().to_string()
+    } else {
+        format!("violated {}", violated.iter().cloned().collect::<Vec<_>>().join(", "))
+    };
+    if held {
+        out(&format!("case {}: expectation met (expected {}, got {got})", case.case.name, case.expect));
+        Ok(EXIT_PASS)
+    } else {
+        out(&format!(
+            "case {}: CHANGED verdict: expected {}, got {got} (fix the regression, or update the case's \"expect\")",
+            case.case.name, case.expect
+        ));
+        Ok(EXIT_VIOLATION)
+    }
 }
 
 /// Runs one seed, prints its report (the command first, the repro command on failure) and
@@ -355,7 +502,8 @@ fn run_and_print(options: &RunOptions, command: &str, trace: bool) -> (u8, crate
     out(command);
     let store = &options.cluster.store;
     let per_append = store.max_entries_per_append.map_or("default".to_string(), |n| n.to_string());
-    out(&format!("store: {} members, {per_append} entries per append (picked by the seed)", store.n_members));
+    let picked_by = if options.seed_picks_store_knobs { "picked by the seed" } else { "set by the case" };
+    out(&format!("store: {} members, {per_append} entries per append ({picked_by})", store.n_members));
     let wall = Instant::now();
     let report = run_seed(options);
     let wall_secs = wall.elapsed().as_secs_f64();
@@ -387,35 +535,35 @@ fn campaign_command(
     out_path: Option<PathBuf>,
     seed_timeout_secs: u64,
     shard: Option<crate::merge::Shard>,
-) -> Result<u8, BadInput> {
+) -> Result<u8, CliError> {
     let seeds = parse_seed_range(seeds)?;
     let shard_flag = shard.map_or(String::new(), |shard| format!(" --shard {shard}"));
     let shard = shard.unwrap_or(crate::merge::Shard::WHOLE);
-    let template = flags.to_range_options(&seeds)?;
-    if jobs == Some(0) {
-        return Err(BadInput("--jobs: must be at least 1".into()));
-    }
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let n_seeds = check_seed_count(&seeds, shard)?;
+    let template = flags.to_range_options(&seeds, shard)?;
+    let jobs = match jobs {
+        Some(0) => return Err(BadInput("--jobs: must be at least 1".into()).into()),
+        Some(jobs) if jobs > MAX_JOBS => {
+            return Err(BadInput(format!("--jobs: at most {MAX_JOBS} workers, got {jobs}")).into());
+        }
+        Some(jobs) => jobs,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_JOBS),
+    };
+    let wall_limit = seed_timeout(seed_timeout_secs)?;
     let mut file = match &out_path {
         Some(path) => Some(std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|e| BadInput(format!("--out {}: {e}", path.display())))?,
+            std::fs::File::create(path).map_err(|e| crate::cli_regress::destination_error("--out", path, &e))?,
         )),
         None => None,
     };
-    let n_seeds = shard.seeds(seeds.clone()).len() as u64;
     out(&format!(
-        "kubesim campaign --seeds {}..{}{shard_flag} --jobs {jobs}{}",
+        "kubesim campaign --seeds {}..{}{shard_flag} --jobs {jobs}{}{}",
         seeds.start,
         seeds.end,
-        flags.repro_flags()
+        flags.repro_flags(),
+        out_path.as_ref().map_or(String::new(), |path| format!(" --out {}", shell_quote(&path.display().to_string())))
     ));
-    let options = CampaignOptions {
-        seeds,
-        jobs,
-        template,
-        repro_flags: flags.repro_flags(),
-        wall_limit: Duration::from_secs(seed_timeout_secs.max(1)),
-    };
+    let options = CampaignOptions { seeds, jobs, template, repro_flags: flags.repro_flags(), wall_limit };
     let bar = progress_bar(n_seeds);
     let failures = std::sync::atomic::AtomicUsize::new(0);
     let started = Instant::now();
@@ -435,7 +583,13 @@ fn campaign_command(
         });
     let _ = std::panic::take_hook();
     bar.finish_and_clear();
-    let summary = summary.map_err(|e| BadInput(format!("writing results: {e}")))?;
+    let summary = summary.map_err(|e| {
+        let path = out_path.as_ref().map_or("the results file".to_string(), |p| p.display().to_string());
+        CliError::Operational(format!(
+            "--out {path}: cannot write: {}; the campaign stopped after {} seed(s), {} of them failed",
+            e.error, e.done, e.failed
+        ))
+    })?;
     out(summary.render().trim_end());
     if let Some(path) = out_path {
         out(&format!("results: {}", path.display()));
@@ -451,9 +605,10 @@ fn progress_bar(n_seeds: u64) -> indicatif::ProgressBar {
     bar
 }
 
-fn repro_command(seed: u64, flags: &SeedFlags, check_determinism: bool) -> Result<u8, BadInput> {
+fn repro_command(seed: u64, flags: &SeedFlags, check_determinism: bool) -> Result<u8, CliError> {
     let options = flags.to_options(seed)?;
-    out(&format!("kubesim repro --seed {seed}{}", flags.repro_flags()));
+    let check_flag = if check_determinism { " --check-determinism" } else { "" };
+    out(&format!("kubesim repro --seed {seed}{}{check_flag}", flags.repro_flags()));
     let repro = format!("kubesim run --seed {seed}{}", flags.repro_flags());
     let first = run_guarded(&options, Duration::from_secs(600), repro.clone());
     if !check_determinism {
@@ -474,13 +629,77 @@ fn repro_command(seed: u64, flags: &SeedFlags, check_determinism: bool) -> Resul
     Ok(EXIT_PASS)
 }
 
-/// Prints a line to stdout; a closed pipe (`kubesim ... | head`) ends output quietly
-/// instead of panicking.
+/// What has become of stdout (see [`out`]).
+enum StdoutState {
+    Open,
+    /// The reader went away (`| head -1`): nothing more is printed, and that is no error.
+    ClosedByReader,
+    /// Writing failed otherwise (`>/dev/full`, an I/O error): the report was lost.
+    Failed(String),
+}
+
+static STDOUT: std::sync::Mutex<StdoutState> = std::sync::Mutex::new(StdoutState::Open);
+
+/// Prints a line to stdout. Output never decides the verdict: once stdout is closed by its
+/// reader or fails, kubesim stops printing, keeps running to its verdict, and
+/// [`exit_code`] reports what was lost. (Rust ignores SIGPIPE, so a closed pipe is an
+/// `EPIPE` error here rather than a signal that would end the process with no verdict.)
 pub fn out(text: &str) {
     use std::io::Write;
+    let mut state = STDOUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !matches!(*state, StdoutState::Open) {
+        return;
+    }
     let mut stdout = std::io::stdout().lock();
-    if writeln!(stdout, "{text}").is_err() {
-        std::process::exit(EXIT_PASS as i32);
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        *state = match e.kind() {
+            std::io::ErrorKind::BrokenPipe => StdoutState::ClosedByReader,
+            _ => StdoutState::Failed(e.to_string()),
+        };
+    }
+}
+
+/// Prints a line to stderr, if stderr can be written at all (there is nowhere else to
+/// report that it cannot).
+pub fn err(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// The process's exit code for a command that ended with `code`, given what became of its
+/// output: a verdict stands whatever happened to stdout, except that a pass whose report
+/// could not be written (other than by its reader going away) is an internal error (3),
+/// said on stderr.
+pub fn exit_code(code: u8) -> u8 {
+    out_flush();
+    let state = STDOUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match &*state {
+        StdoutState::Open | StdoutState::ClosedByReader => code,
+        StdoutState::Failed(error) => {
+            let (meaning, code) = match code {
+                EXIT_PASS => ("every invariant held, but the report was lost", EXIT_INTERNAL),
+                EXIT_VIOLATION => ("a violation was found", EXIT_VIOLATION),
+                _ => ("", code),
+            };
+            if meaning.is_empty() {
+                err(&format!("error: writing to stdout: {error}"));
+            } else {
+                err(&format!("error: writing to stdout: {error}; {meaning} (exit {code})"));
+            }
+            code
+        }
+    }
+}
+
+fn out_flush() {
+    use std::io::Write;
+    let mut state = STDOUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let StdoutState::Open = *state {
+        if let Err(e) = std::io::stdout().lock().flush() {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                *state = StdoutState::Failed(e.to_string());
+            }
+        }
     }
 }
 

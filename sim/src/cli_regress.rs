@@ -8,9 +8,9 @@ use faults::{FaultPlan, PlanFile};
 
 use crate::bugs::PlantedBug;
 use crate::campaign::SeedResult;
-use crate::cli::{out, parse_seed_range, BadInput, SeedFlags, EXIT_PASS, EXIT_VIOLATION};
+use crate::cli::{out, parse_seed_range, shell_quote, BadInput, CliError, SeedFlags, EXIT_PASS, EXIT_VIOLATION};
 use crate::corpus::{load_case, load_dir, run_case, Case, StoreKnobs, CASE_FORMAT_VERSION};
-use crate::merge::{merge, read_results};
+use crate::merge::{merge, read_all_results};
 use crate::shrink::{shrink_seed, ShrinkError, ShrinkOutcome, ShrinkStep};
 
 /// What `kubesim shrink` was asked.
@@ -19,21 +19,117 @@ pub struct ShrinkRequest {
     pub flags: SeedFlags,
     pub invariant: Option<String>,
     pub max_runs: usize,
-    pub out: Option<PathBuf>,
-    pub save: Option<PathBuf>,
+    pub out: Option<Destination>,
+    pub save: Option<Destination>,
     pub wall_limit: Duration,
 }
 
-pub fn shrink_command(request: &ShrinkRequest) -> Result<u8, BadInput> {
+/// A file a command will write at its end (`--out`, `--save`), checked before the run so
+/// that a long run does not end in "cannot write".
+#[derive(Clone, Debug)]
+pub struct Destination {
+    pub path: PathBuf,
+}
+
+impl Destination {
+    /// A file that may be replaced (`shrink --out`): its directory must exist and the file
+    /// must be writable.
+    pub fn file(path: PathBuf) -> Result<Self, BadInput> {
+        check_writable(&path, "--out")?;
+        Ok(Self { path })
+    }
+
+    /// A regression case (`--save`): named `NAME.json`, writable, and not an existing file
+    /// unless `force` (a corpus case is not overwritten by accident).
+    pub fn case(path: PathBuf, force: bool) -> Result<Self, BadInput> {
+        case_name(&path)?;
+        if path.exists() && !force {
+            return Err(BadInput(format!("--save {}: the file exists; pass --force to replace it", path.display())));
+        }
+        check_writable(&path, "--save")?;
+        Ok(Self { path })
+    }
+}
+
+/// The case name a `--save` path gives (`ci/regressions/NAME.json` → NAME).
+fn case_name(path: &Path) -> Result<&str, BadInput> {
+    path.file_stem()
+        .and_then(|stem| stem.to_str())
+        .filter(|_| path.extension().is_some_and(|ext| ext == "json"))
+        .ok_or_else(|| BadInput(format!("--save {}: expected a path like ci/regressions/NAME.json", path.display())))
+}
+
+/// Whether `path` can be written, without changing an existing file: its directory exists,
+/// it is not a directory, and opening it (or creating and removing it) works.
+fn check_writable(path: &Path, flag: &str) -> Result<(), BadInput> {
+    let bad = |reason: String| BadInput(format!("{flag} {}: {reason}", path.display()));
+    if path.is_dir() {
+        return Err(bad("is a directory".into()));
+    }
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(bad(format!("the directory {} does not exist", dir.display())));
+    }
+    if path.exists() {
+        std::fs::OpenOptions::new().append(true).open(path).map_err(|e| bad(format!("cannot write: {e}")))?;
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| bad(format!("cannot write: {e}")))?;
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// A destination that could not be opened: a path the user gave that does not work is bad
+/// input; a machine that cannot store it (disk full, read-only, I/O error) is operational.
+pub fn destination_error(flag: &str, path: &Path, e: &std::io::Error) -> CliError {
+    let message = format!("{flag} {}: cannot write: {e}", path.display());
+    if is_operational(e) {
+        CliError::Operational(message)
+    } else {
+        CliError::BadInput(message)
+    }
+}
+
+fn is_operational(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    !matches!(
+        e.kind(),
+        ErrorKind::NotFound
+            | ErrorKind::PermissionDenied
+            | ErrorKind::IsADirectory
+            | ErrorKind::InvalidInput
+            | ErrorKind::InvalidFilename
+            | ErrorKind::NotADirectory
+            | ErrorKind::AlreadyExists
+    )
+}
+
+pub fn shrink_command(request: &ShrinkRequest) -> Result<u8, CliError> {
     let ShrinkRequest { seed, flags, invariant, max_runs, .. } = request;
     let options = flags.to_options(*seed)?;
     if *max_runs == 0 {
-        return Err(BadInput("--max-runs: must be at least 1".into()));
+        return Err(BadInput("--max-runs: must be at least 1".into()).into());
     }
     if let Some(name) = invariant {
         name.parse::<crate::checkers::Invariant>().map_err(|e| BadInput(format!("--invariant: {e}")))?;
     }
-    out(&format!("kubesim shrink --seed {seed}{} (at most {max_runs} runs)", flags.repro_flags()));
+    let mut more_flags = String::new();
+    if let Some(name) = invariant {
+        more_flags.push_str(&format!(" --invariant {name}"));
+    }
+    for (flag, destination) in [("--out", &request.out), ("--save", &request.save)] {
+        if let Some(destination) = destination {
+            more_flags.push_str(&format!(" {flag} {}", shell_quote(&destination.path.display().to_string())));
+        }
+    }
+    out(&format!(
+        "kubesim shrink --seed {seed}{}{more_flags} --max-runs {max_runs} (at most {max_runs} runs)",
+        flags.repro_flags()
+    ));
     let bug_invariants: Vec<&str> = flags.bugs.iter().map(|bug| bug.caught_by()).collect();
     let mut on_start = |first: &SeedResult, target: &str, plan: &FaultPlan| {
         let violated: Vec<&str> = first.violations.iter().map(|v| v.invariant.as_str()).collect();
@@ -65,13 +161,13 @@ pub fn shrink_command(request: &ShrinkRequest) -> Result<u8, BadInput> {
             out(&format!("seed {seed} passes every invariant: nothing to shrink"));
             return Ok(EXIT_PASS);
         }
-        Err(e) => return Err(BadInput(e.to_string())),
+        Err(e) => return Err(BadInput(e.to_string()).into()),
     };
     report_shrink(request, &outcome)?;
     Ok(EXIT_VIOLATION)
 }
 
-fn report_shrink(request: &ShrinkRequest, outcome: &ShrinkOutcome) -> Result<(), BadInput> {
+fn report_shrink(request: &ShrinkRequest, outcome: &ShrinkOutcome) -> Result<(), CliError> {
     let minimized = &outcome.minimized;
     let (before, after) = (outcome.original_plan.events.len(), minimized.plan.events.len());
     out(&format!(
@@ -94,7 +190,8 @@ fn report_shrink(request: &ShrinkRequest, outcome: &ShrinkOutcome) -> Result<(),
     let mut replay_flags = request.flags.clone();
     replay_flags.faults = "all".into();
     match &request.out {
-        Some(path) => {
+        Some(destination) => {
+            let path = &destination.path;
             write_file(path, &format!("{}\n", minimized.plan.to_json_pretty()))?;
             replay_flags.plan = Some(path.clone());
             out(&format!("saved the plan to {}", path.display()));
@@ -109,13 +206,13 @@ fn report_shrink(request: &ShrinkRequest, outcome: &ShrinkOutcome) -> Result<(),
             ));
         }
     }
-    if let Some(path) = &request.save {
-        save_case(request, outcome, path)?;
+    if let Some(destination) = &request.save {
+        save_case(request, outcome, destination)?;
     }
     Ok(())
 }
 
-fn save_case(request: &ShrinkRequest, outcome: &ShrinkOutcome, path: &Path) -> Result<(), BadInput> {
+fn save_case(request: &ShrinkRequest, outcome: &ShrinkOutcome, destination: &Destination) -> Result<(), CliError> {
     let description = format!(
         "kubesim shrink --seed {}{}: {} -> {} fault events, still violating {}",
         request.seed,
@@ -126,24 +223,21 @@ fn save_case(request: &ShrinkRequest, outcome: &ShrinkOutcome, path: &Path) -> R
     );
     let expect = format!("caught-by: {}", outcome.invariant);
     let plan = Some(outcome.minimized.plan.clone());
-    save_new_case(path, description, request.seed, &request.flags, plan, expect)
+    save_new_case(destination, description, request.seed, &request.flags, plan, expect)
 }
 
 /// Writes a regression case to `path` (`ci/regressions/NAME.json`, NAME taken from the
 /// file name) and reads it back through the corpus validator.
 pub fn save_new_case(
-    path: &Path,
+    destination: &Destination,
     description: String,
     seed: u64,
     flags: &SeedFlags,
     plan: Option<FaultPlan>,
     expect: String,
-) -> Result<(), BadInput> {
-    let name = path
-        .file_stem()
-        .and_then(|stem| stem.to_str())
-        .filter(|_| path.extension().is_some_and(|ext| ext == "json"))
-        .ok_or_else(|| BadInput(format!("--save {}: expected a path like ci/regressions/NAME.json", path.display())))?;
+) -> Result<(), CliError> {
+    let path = &destination.path;
+    let name = case_name(path)?;
     let case = Case {
         version: CASE_FORMAT_VERSION,
         name: name.to_string(),
@@ -162,20 +256,31 @@ pub fn save_new_case(
     Ok(())
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), BadInput> {
-    std::fs::write(path, text).map_err(|e| BadInput(format!("{}: cannot write: {e}", path.display())))
+/// Writes `text` to `path` whole or not at all: into a temporary file beside it, then
+/// renamed over it, so that a full disk leaves no half-written plan or case behind. Failing
+/// here, after the run, is an operational error (exit 3).
+fn write_file(path: &Path, text: &str) -> Result<(), CliError> {
+    let file_name = path.file_name().map_or_else(|| "out".into(), |name| name.to_string_lossy().into_owned());
+    let temporary = path.with_file_name(format!(".{file_name}.kubesim-tmp"));
+    let written = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        CliError::Operational(format!("{}: cannot write: {e}", path.display()))
+    })
 }
 
-pub fn merge_command(files: &[PathBuf], seeds: Option<&str>, out_path: Option<PathBuf>) -> Result<u8, BadInput> {
+pub fn merge_command(files: &[PathBuf], seeds: Option<&str>, out_path: Option<PathBuf>) -> Result<u8, CliError> {
     let expected = seeds.map(parse_seed_range).transpose()?;
-    let mut read = Vec::with_capacity(files.len());
-    for path in files {
-        let results = read_results(path).map_err(|e| BadInput(e.to_string()))?;
-        read.push((path.display().to_string(), results));
+    if let Some(path) = &out_path {
+        check_writable(path, "--out")?;
     }
+    let read = read_all_results(files).map_err(|e| BadInput(e.to_string()))?;
     let summary = merge(&read, expected).map_err(|e| BadInput(e.to_string()))?;
-    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    out(&format!("kubesim merge {}", names.join(" ")));
+    let names: Vec<String> = files.iter().map(|f| shell_quote(&f.display().to_string())).collect();
+    let seeds_flag = seeds.map_or(String::new(), |seeds| format!(" --seeds {}", shell_quote(seeds)));
+    let out_flag =
+        out_path.as_ref().map_or(String::new(), |path| format!(" --out {}", shell_quote(&path.display().to_string())));
+    out(&format!("kubesim merge {}{seeds_flag}{out_flag}", names.join(" ")));
     if let Some(path) = &out_path {
         let mut text = String::new();
         for result in &summary.results {
@@ -192,7 +297,32 @@ pub fn merge_command(files: &[PathBuf], seeds: Option<&str>, out_path: Option<Pa
     Ok(if summary.n_failed() == 0 { EXIT_PASS } else { EXIT_VIOLATION })
 }
 
-pub fn corpus_command(path: &Path, wall_limit: Duration) -> Result<u8, BadInput> {
+/// Where the corpus is by default, relative to the repository's root.
+const CORPUS_DIR: &str = "ci/regressions";
+
+/// The default corpus: `ci/regressions` under the current directory or the nearest parent
+/// that has one (as git finds its repository from a subfolder).
+fn find_corpus() -> Result<PathBuf, BadInput> {
+    let here =
+        std::env::current_dir().map_err(|e| BadInput(format!("corpus: cannot read the current directory: {e}")))?;
+    here.ancestors().map(|dir| dir.join(CORPUS_DIR)).find(|candidate| candidate.is_dir()).ok_or_else(|| {
+        BadInput(format!(
+            "corpus: no {CORPUS_DIR} in {} or any parent: run it inside the kubesim repository, or name the \
+             corpus (kubesim corpus PATH)",
+            here.display()
+        ))
+    })
+}
+
+pub fn corpus_command(path: Option<&Path>, wall_limit: Duration) -> Result<u8, CliError> {
+    let found;
+    let path = match path {
+        Some(path) => path,
+        None => {
+            found = find_corpus()?;
+            &found
+        }
+    };
     let cases = if path.is_dir() {
         load_dir(path).map_err(|e| BadInput(e.to_string()))?
     } else {

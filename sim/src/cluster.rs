@@ -230,6 +230,11 @@ impl StoreCluster {
         self.shared.membership().slots.iter().map(|(slot, m)| (*slot, (m.id, m.addr))).collect()
     }
 
+    /// The slot member `member` runs now, if it still runs one.
+    pub fn slot_of(&self, member: MemberId) -> Option<u64> {
+        self.shared.membership().slot_of(member)
+    }
+
     pub fn member(&self, id: MemberId) -> &StoreMember {
         &self.members[&id]
     }

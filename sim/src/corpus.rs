@@ -159,6 +159,8 @@ pub enum CaseError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{path}: larger than {max} bytes; a case holds one plan and is far smaller")]
+    TooLarge { path: String, max: u64 },
     #[error("{path}: unsupported case version {found} (this kubesim reads version {CASE_FORMAT_VERSION})")]
     Version { path: String, found: u32 },
     #[error("{path}: {reason}")]
@@ -197,6 +199,7 @@ impl Case {
             let plan = plan.fit(&options.topology()).map_err(|e| format!("plan does not fit {scenario}: {e}"))?;
             options.faults = Faults::Plan(plan);
         }
+        scenario.check_faults(&options.faults).map_err(|e| format!("plan: {e}"))?;
         Ok((options, expect))
     }
 
@@ -211,10 +214,21 @@ impl Case {
     }
 }
 
+/// The largest case file read: a case is a plan and a few fields
+/// ([`faults::MAX_PLAN_FILE_BYTES`] at most).
+pub const MAX_CASE_FILE_BYTES: u64 = faults::MAX_PLAN_FILE_BYTES + (1 << 20);
+
 /// Reads and validates one case file.
 pub fn load_case(path: &Path) -> Result<LoadedCase, CaseError> {
+    use std::io::Read;
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| CaseError::Io { path: shown.clone(), source })?;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_CASE_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(|source| CaseError::Io { path: shown.clone(), source })?;
+    if text.len() as u64 > MAX_CASE_FILE_BYTES {
+        return Err(CaseError::TooLarge { path: shown, max: MAX_CASE_FILE_BYTES });
+    }
     // The version first, so that a case from a future kubesim says so rather than failing
     // on whatever field it added.
     #[derive(Deserialize)]

@@ -35,9 +35,34 @@ impl Shard {
         seed % self.count == self.index
     }
 
-    /// The seeds of `range` in this shard, in order.
-    pub fn seeds(self, range: std::ops::Range<u64>) -> Vec<u64> {
-        range.filter(|&seed| self.contains(seed)).collect()
+    /// The first seed of `range` in this shard, if any.
+    fn first_in(self, range: &std::ops::Range<u64>) -> Option<u64> {
+        // The distance from `range.start` up to the next seed with `seed % count == index`.
+        let offset = (u128::from(self.index) + u128::from(self.count) - u128::from(range.start % self.count))
+            % u128::from(self.count);
+        let first = u128::from(range.start) + offset;
+        (first < u128::from(range.end)).then_some(first as u64)
+    }
+
+    /// How many seeds of `range` are in this shard (computed, not counted).
+    pub fn count_in(self, range: std::ops::Range<u64>) -> u64 {
+        match self.first_in(&range) {
+            Some(first) => (range.end - 1 - first) / self.count + 1,
+            None => 0,
+        }
+    }
+
+    /// The `idx`-th seed (0-based) of `range` in this shard, if the shard has that many.
+    pub fn nth_in(self, range: std::ops::Range<u64>, idx: u64) -> Option<u64> {
+        let seed = u128::from(self.first_in(&range)?) + u128::from(idx) * u128::from(self.count);
+        (seed < u128::from(range.end)).then_some(seed as u64)
+    }
+
+    /// The seeds of `range` in this shard, in order, produced one at a time.
+    pub fn seeds(self, range: std::ops::Range<u64>) -> impl Iterator<Item = u64> {
+        let first = self.first_in(&range);
+        let step = usize::try_from(self.count).unwrap_or(usize::MAX);
+        first.map(|first| first..range.end).into_iter().flat_map(move |seeds| seeds.step_by(step))
     }
 }
 
@@ -92,29 +117,72 @@ pub enum MergeError {
     #[error("the files come from different campaigns: {first} ran `{first_flags}`, {second} ran `{second_flags}`")]
     MixedCampaigns { first: String, first_flags: String, second: String, second_flags: String },
     #[error("{count} seed(s) of {range} missing (first: {first}); is a shard's file missing?")]
-    Missing { count: usize, range: String, first: String },
+    Missing { count: u128, range: String, first: String },
+    #[error("{path}: more than {max} result lines in all; merge at most {max} seeds in one run")]
+    TooManyRecords { path: String, max: u64 },
+    #[error("{path}:{line}: a line longer than {max} bytes is not a campaign result line")]
+    LineTooLong { path: String, line: usize, max: usize },
     #[error("seed {seed} ({path}) lies outside the expected range {range}")]
     OutOfRange { seed: u64, path: String, range: String },
 }
 
+/// The longest result line read: a seed's record is a few KB (its faults, violations and
+/// figures); a megabyte is no campaign's.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
 /// Reads one campaign results file (JSON lines). Blank lines are skipped; an empty file is
-/// fine (a shard of a short range may hold no seed).
+/// fine (a shard of a short range may hold no seed). `budget` is how many more records the
+/// merge may hold ([`crate::campaign::MAX_SEEDS_PER_RUN`] in all); a file past it, or a
+/// line longer than [`MAX_LINE_BYTES`] (`/dev/zero`, a binary file), is refused without
+/// being read whole.
 pub fn read_results(path: &Path) -> Result<Vec<SeedResult>, MergeError> {
+    read_results_within(path, crate::campaign::MAX_SEEDS_PER_RUN)
+}
+
+fn read_results_within(path: &Path, budget: u64) -> Result<Vec<SeedResult>, MergeError> {
+    use std::io::{BufRead, Read};
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| MergeError::Io { path: shown.clone(), source })?;
+    let io_error = |source| MergeError::Io { path: shown.clone(), source };
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io_error)?);
     let mut results = Vec::new();
-    for (line_idx, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
+    let mut line = Vec::new();
+    for line_no in 1.. {
+        line.clear();
+        let read = (&mut reader).take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut line).map_err(io_error)?;
+        if read == 0 {
+            break;
+        }
+        if line.len() > MAX_LINE_BYTES {
+            return Err(MergeError::LineTooLong { path: shown, line: line_no, max: MAX_LINE_BYTES });
+        }
+        let text = String::from_utf8_lossy(&line);
+        if text.trim().is_empty() {
             continue;
         }
-        let result = serde_json::from_str(line).map_err(|source| MergeError::BadLine {
+        if results.len() as u64 >= budget {
+            return Err(MergeError::TooManyRecords { path: shown, max: crate::campaign::MAX_SEEDS_PER_RUN });
+        }
+        let result = serde_json::from_str(text.trim_end()).map_err(|source| MergeError::BadLine {
             path: shown.clone(),
-            line: line_idx + 1,
+            line: line_no,
             source,
         })?;
         results.push(result);
     }
     Ok(results)
+}
+
+/// Reads every results file of a merge, refusing more than
+/// [`crate::campaign::MAX_SEEDS_PER_RUN`] records in all.
+pub fn read_all_results(paths: &[std::path::PathBuf]) -> Result<Vec<(String, Vec<SeedResult>)>, MergeError> {
+    let mut budget = crate::campaign::MAX_SEEDS_PER_RUN;
+    let mut read = Vec::with_capacity(paths.len());
+    for path in paths {
+        let results = read_results_within(path, budget)?;
+        budget -= results.len() as u64;
+        read.push((path.display().to_string(), results));
+    }
+    Ok(read)
 }
 
 /// The flags of a repro command after its `--seed N`: equal for every seed of one campaign.
@@ -182,21 +250,29 @@ pub fn merge(
     if by_seed.is_empty() {
         return Err(MergeError::NoResults);
     }
-    let range = match expected {
-        Some(range) => range,
-        None => {
-            let first = by_seed.keys().next().copied().expect("not empty");
-            let last = by_seed.keys().next_back().copied().expect("not empty");
-            first..last + 1
-        }
+    // The range as first..=last: an inferred range may end at u64::MAX, which no
+    // half-open range of u64 can include.
+    let (first, last) = match &expected {
+        Some(range) => (range.start, range.end - 1),
+        None => (
+            by_seed.keys().next().copied().expect("not empty"),
+            by_seed.keys().next_back().copied().expect("not empty"),
+        ),
     };
-    let shown_range = format!("{}..{}", range.start, range.end);
-    if let Some((&seed, (file, _))) = by_seed.iter().find(|(seed, _)| !range.contains(seed)) {
+    let shown_range = format!("{first}..{}", u128::from(last) + 1);
+    if let Some((&seed, (file, _))) = by_seed.iter().find(|(seed, _)| !(first..=last).contains(*seed)) {
         return Err(MergeError::OutOfRange { seed, path: file.to_string(), range: shown_range });
     }
-    let missing: Vec<u64> = range.clone().filter(|seed| !by_seed.contains_key(seed)).collect();
-    if let Some(first) = missing.first() {
-        return Err(MergeError::Missing { count: missing.len(), range: shown_range, first: first.to_string() });
+    // Every seed present is in range, so the missing ones are counted, not listed: the
+    // range may be far larger than memory.
+    let n_missing = u128::from(last - first) + 1 - by_seed.len() as u128;
+    if n_missing > 0 {
+        // The first gap: the first seed from `first` on whose successor in the map differs.
+        let first_missing = (first..=last).zip(by_seed.keys()).find(|(want, have)| want != *have).map_or_else(
+            || u128::from(*by_seed.keys().next_back().expect("not empty")) + 1,
+            |(want, _)| u128::from(want),
+        );
+        return Err(MergeError::Missing { count: n_missing, range: shown_range, first: first_missing.to_string() });
     }
     let results: Vec<SeedResult> = by_seed.into_values().map(|(_, result)| result.clone()).collect();
     let wall_secs = results.iter().map(|r| r.wall_ms as f64 / 1000.0).sum();

@@ -44,6 +44,9 @@ pub struct RunOptions {
 /// fault plan's and the simulation's streams of the same seed ("knobs!!!" in ASCII).
 const KNOB_SEED_MIX: u64 = 0x6b6e_6f62_7321_2121;
 
+/// Every store size [`store_knobs_for_seed`] picks.
+pub const STORE_SIZES: [usize; 2] = [3, 5];
+
 /// The store knobs `seed` picks, like FoundationDB's randomized knobs: from the seed
 /// alone, before the run, so that a seed always replays on the same cluster.
 /// - Size: 5 members in one seed of 4, 3 otherwise, the sizes etcd recommends. Five
@@ -57,6 +60,7 @@ const KNOB_SEED_MIX: u64 = 0x6b6e_6f62_7321_2121;
 ///   predecessors' uncommitted tail over several messages, before its own entries (the
 ///   window of Raft's Figure 8, §5.4.2).
 pub fn store_knobs_for_seed(seed: u64) -> (usize, Option<usize>) {
+    debug_assert!(STORE_SIZES.contains(&3) && STORE_SIZES.contains(&5));
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ KNOB_SEED_MIX);
     let n_members = if rng.gen_ratio(1, 4) { 5 } else { 3 };
@@ -201,7 +205,7 @@ impl std::future::Future for YieldOnce {
 /// records go straight back to that thread's heap rather than through the allocator's
 /// cross-thread frees.
 pub fn run_seed(options: &RunOptions) -> RunReport {
-    on_fresh_thread(options, |options| run_seed_on_this_thread(options).0)
+    on_fresh_thread(options, |options| run_seed_on_this_thread(options, &SeedCancel::default()).0)
 }
 
 /// As [`run_seed`], also handing back the whole history (for checkers' tests and the
@@ -211,7 +215,7 @@ pub fn run_seed(options: &RunOptions) -> RunReport {
 /// seed, but std draws them once per thread, so a runtime on a thread that already used
 /// a `HashMap` (the CLI's tracing filter, a previous seed) would get different keys.
 pub fn run_seed_with_history(options: &RunOptions) -> (RunReport, History) {
-    on_fresh_thread(options, run_seed_on_this_thread)
+    on_fresh_thread(options, |options| run_seed_on_this_thread(options, &SeedCancel::default()))
 }
 
 fn on_fresh_thread<T: Send + 'static>(options: &RunOptions, run: fn(&RunOptions) -> T) -> T {
@@ -227,16 +231,113 @@ fn on_fresh_thread<T: Send + 'static>(options: &RunOptions, run: fn(&RunOptions)
     }
 }
 
+/// The most simulated time one seed may take, enforced inside the simulation (madsim's
+/// executor checks it after every step): a seed still running then ends, failing
+/// `time-limit`. It covers the scenario and the hour of teardown that drains the seed's
+/// timers ([`DRAIN_TIMERS_FOR`]). Plans bound every duration they hold
+/// (`faults::MAX_SAFETY_PHASE_MS`, `faults::MAX_LIVENESS_PHASE_MS`: 10 minutes each), and
+/// the longest legitimate scenario, a deploy-nginx seed that waits out its liveness phase
+/// again after each of three late restores, stays under an hour; so only a scenario that
+/// never ends reaches the limit.
+pub const SIMULATED_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(3 * 3_600);
+
+/// The name a seed that ran past its limit (simulated, or wall-clock in a campaign) fails.
+pub const TIME_LIMIT: &str = "time-limit";
+
+/// The payload madsim's executor panics with when a runtime passes its time limit
+/// (`Runtime::set_time_limit`); the panic unwinds out of `block_on`, between two steps of
+/// the executor, where the runtime can still be torn down.
+const MADSIM_TIME_LIMIT_PANIC: &str = "time limit exceeded";
+
+/// Whether a panic payload is madsim's time-limit panic: an expected end of a seed, not a
+/// bug, so the CLI's panic hook keeps it off the terminal.
+pub fn is_time_limit_panic(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    message.starts_with(MADSIM_TIME_LIMIT_PANIC)
+}
+
+/// Stops a running seed from another thread: the campaign's guard cancels a seed that
+/// overran its wall-clock limit so that its thread ends instead of running on abandoned
+/// (madsim runs the whole simulation on the seed's thread, which nothing outside can
+/// interrupt).
+///
+/// Cancelling moves the seed's simulated clock past its time limit; madsim's executor
+/// checks that limit after every step and unwinds out of the run, which
+/// [`run_seed_on_this_thread`] then tears down as it does a seed that reached the limit by
+/// itself. Nothing changes for a seed that is not cancelled: the clock is only read.
+#[derive(Clone, Default)]
+pub struct SeedCancel(std::sync::Arc<std::sync::Mutex<CancelState>>);
+
+#[derive(Default)]
+struct CancelState {
+    cancelled: bool,
+    /// The running seed's clock; `None` before its runtime starts and once it has stopped
+    /// (so that no timer fires into a runtime being dropped).
+    clock: Option<madsim::time::TimeHandle>,
+}
+
+impl SeedCancel {
+    /// Cancels the seed: it stops at its executor's next step (or does not start).
+    pub fn cancel(&self) {
+        let mut state = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.cancelled = true;
+        if let Some(clock) = &state.clock {
+            // Fires every pending timer here; their callbacks only wake tasks and deliver
+            // messages (madsim requires them to be `Send + Sync`), and the seed's thread
+            // runs whatever they woke before it sees the limit passed.
+            clock.advance(SIMULATED_TIME_LIMIT);
+        }
+    }
+
+    /// Whether the seed's simulation is running now (started, not yet stopped).
+    pub fn is_running(&self) -> bool {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clock.is_some()
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).cancelled
+    }
+
+    /// Hands the running seed's clock over; false if the seed was already cancelled.
+    fn attach(&self, clock: madsim::time::TimeHandle) -> bool {
+        let mut state = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.clock = Some(clock);
+        !state.cancelled
+    }
+
+    fn detach(&self) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clock = None;
+    }
+}
+
+/// Why a seed's scenario did not finish.
+enum Stopped {
+    /// Simulated time reached [`SIMULATED_TIME_LIMIT`].
+    TimeLimit,
+    /// [`SeedCancel::cancel`] was called.
+    Cancelled,
+}
+
 /// Runs the seed on the calling thread, which must be fresh (see [`run_seed_with_history`]):
-/// the campaign's guard already gives each seed a thread of its own.
-pub(crate) fn run_seed_on_this_thread(options: &RunOptions) -> (RunReport, History) {
-    let runtime = Runtime::with_seed_and_config(options.seed, madsim::Config::default());
+/// the campaign's guard already gives each seed a thread of its own. `cancel` stops it
+/// from another thread.
+pub(crate) fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel) -> (RunReport, History) {
+    let mut runtime = Runtime::with_seed_and_config(options.seed, madsim::Config::default());
+    runtime.set_time_limit(SIMULATED_TIME_LIMIT);
     let recorder = Recorder::new();
-    let (outcome, end_state, simulated_secs, messages_delivered) = runtime.block_on({
+    let seed_run = {
         let recorder = recorder.clone();
         let options = options.clone();
         let plan = options.plan();
+        let cancel = cancel.clone();
         async move {
+            if !cancel.attach(madsim::time::TimeHandle::current()) {
+                return None;
+            }
             let outcome = match options.scenario {
                 Scenario::DeployNginx => deploy_nginx::run(recorder, options.cluster.clone(), plan).await,
                 Scenario::StoreSmoke => store_smoke::run(recorder, options.cluster.store.clone(), plan).await,
@@ -245,16 +346,78 @@ pub(crate) fn run_seed_on_this_thread(options: &RunOptions) -> (RunReport, Histo
             let messages = madsim::net::NetSim::current().stat().msg_count;
             let end_state = read_end_state(outcome.store_endpoints.clone()).await;
             tear_down_seed_nodes().await;
-            (outcome, end_state, simulated_secs, messages)
+            Some((outcome, end_state, simulated_secs, messages))
         }
-    });
+    };
+    let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(seed_run)));
+    let finished = match finished {
+        Ok(Some(finished)) => Ok(finished),
+        Ok(None) => Err((Stopped::Cancelled, 0.0, 0)),
+        Err(payload) if cancel.is_cancelled() || is_time_limit_panic(payload.as_ref()) => {
+            let stopped = if cancel.is_cancelled() { Stopped::Cancelled } else { Stopped::TimeLimit };
+            // The scenario's task is gone; kill the nodes it left and free what they hold,
+            // as a finished seed does (see `tear_down_seed_nodes`).
+            cancel.detach();
+            runtime.set_time_limit(std::time::Duration::MAX);
+            let (simulated_secs, messages) = runtime.block_on(async {
+                let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
+                let messages = madsim::net::NetSim::current().stat().msg_count;
+                tear_down_seed_nodes().await;
+                (simulated_secs, messages)
+            });
+            Err((stopped, simulated_secs, messages))
+        }
+        Err(payload) => {
+            cancel.detach();
+            std::panic::resume_unwind(payload)
+        }
+    };
+    cancel.detach();
     let history = recorder.finish();
+    let report = match finished {
+        Ok((outcome, end_state, simulated_secs, messages_delivered)) => {
+            report_of(options, outcome, end_state.as_ref(), &history, simulated_secs, messages_delivered)
+        }
+        Err((stopped, simulated_secs, messages_delivered)) => {
+            let detail = match stopped {
+                Stopped::TimeLimit => format!(
+                    "the seed had not finished when its simulated time reached the limit of {} s",
+                    SIMULATED_TIME_LIMIT.as_secs()
+                ),
+                Stopped::Cancelled => "cancelled (the seed overran its wall-clock limit)".to_string(),
+            };
+            RunReport {
+                seed: options.seed,
+                scenario: options.scenario.name().to_string(),
+                timeline: Vec::new(),
+                checks: vec![Check::fail(TIME_LIMIT, detail)],
+                faults: faults_of(&history),
+                stats: BTreeMap::new(),
+                trace_hash: format!("{:016x}", history.trace_hash),
+                simulated_secs,
+                messages_delivered,
+                history_records: history.records.len(),
+            }
+        }
+    };
+    (report, history)
+}
+
+/// The report of a seed whose scenario finished: its own checks and every checker's.
+fn report_of(
+    options: &RunOptions,
+    outcome: crate::report::ScenarioOutcome,
+    end_state: Option<&EndState>,
+    history: &History,
+    simulated_secs: f64,
+    messages_delivered: u64,
+) -> RunReport {
     let apiserver_sources = match options.scenario {
         Scenario::StoreSmoke => vec![ip(9, 1)],
         Scenario::DeployNginx => (0..options.cluster.n_apiservers).map(|i| ip(2, i as u8 + 1)).collect(),
     };
-    let input = CheckInput { history: &history, end_state: end_state.as_ref(), apiserver_sources };
-    let recovery = RecoveryStats::of(&history);
+    let input = CheckInput { history, end_state, apiserver_sources };
+    let recovery = RecoveryStats::of(history);
     let mut checks = outcome.checks;
     if let Some(lost) = recovery.total_loss {
         // DESIGN.md §4.8: after losing every disk with no good backup there is no cluster
@@ -267,28 +430,31 @@ pub(crate) fn run_seed_on_this_thread(options: &RunOptions) -> (RunReport, Histo
         }
     }
     checks.extend(check_all(&input).iter().map(Verdict::to_check));
-    let faults = history
-        .events()
-        .filter_map(|(at_ns, e)| match e {
-            HistoryEvent::Fault { description } => Some(format!("{:.3}s {description}", at_ns as f64 / 1e9)),
-            _ => None,
-        })
-        .collect();
     let mut stats = outcome.stats;
     recovery.add_to(&mut stats);
-    let report = RunReport {
+    RunReport {
         seed: options.seed,
         scenario: options.scenario.name().to_string(),
         timeline: outcome.timeline,
         checks,
-        faults,
+        faults: faults_of(history),
         stats,
         trace_hash: format!("{:016x}", history.trace_hash),
         simulated_secs,
         messages_delivered,
         history_records: history.records.len(),
-    };
-    (report, history)
+    }
+}
+
+/// One line per fault the nemesis applied, with its simulated time.
+fn faults_of(history: &History) -> Vec<String> {
+    history
+        .events()
+        .filter_map(|(at_ns, e)| match e {
+            HistoryEvent::Fault { description } => Some(format!("{:.3}s {description}", at_ns as f64 / 1e9)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The store's final keyspace, read by a checker's client on a fresh node after the
@@ -315,4 +481,54 @@ async fn read_end_state(members: BTreeMap<store::api::MemberId, std::net::Socket
     .await
     .ok()
     .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The longest plan there is: twenty minutes of simulated time, seconds of wall time.
+    fn long_seed() -> RunOptions {
+        let mut options = RunOptions::new(3, Scenario::DeployNginx);
+        options.faults = Faults::Plan(FaultPlan::empty(faults::MAX_SAFETY_PHASE_MS, faults::MAX_LIVENESS_PHASE_MS));
+        options
+    }
+
+    #[track_caller]
+    fn assert_cancelled(report: &RunReport) {
+        let failures: Vec<&Check> = report.failures().collect();
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(failures[0].name, TIME_LIMIT);
+        assert!(failures[0].detail.starts_with("cancelled"), "{}", failures[0].detail);
+    }
+
+    /// What a campaign's guard does to a seed past its wall-clock limit: the seed's own
+    /// thread stops (its simulation unwinds at the next step and is torn down) instead of
+    /// running on, abandoned. No timing is asserted: only that the thread ends, and why.
+    #[test]
+    fn a_cancelled_seed_stops_its_thread() {
+        let cancel = SeedCancel::default();
+        let seed = {
+            let (options, cancel) = (long_seed(), cancel.clone());
+            std::thread::spawn(move || run_seed_on_this_thread(&options, &cancel).0)
+        };
+        while !cancel.is_running() && !seed.is_finished() {
+            std::thread::yield_now();
+        }
+        assert!(cancel.is_running(), "the seed must be cancelled while it runs");
+        cancel.cancel();
+        let report = seed.join().expect("the seed's thread ends, without a panic");
+        assert_cancelled(&report);
+        assert!(!cancel.is_running());
+        assert!(report.history_records > 0, "it had started");
+    }
+
+    #[test]
+    fn a_seed_cancelled_before_it_starts_does_not_run() {
+        let cancel = SeedCancel::default();
+        cancel.cancel();
+        let report = run_seed_on_this_thread(&long_seed(), &cancel).0;
+        assert_cancelled(&report);
+        assert_eq!(report.history_records, 0);
+    }
 }

@@ -29,7 +29,7 @@ fn comparable(result: &SeedResult) -> SeedResult {
 #[test]
 fn shards_are_disjoint_balanced_and_cover_the_range() {
     let range = 10..47;
-    let shards: Vec<Vec<u64>> = (0..4).map(|k| Shard { index: k, count: 4 }.seeds(range.clone())).collect();
+    let shards: Vec<Vec<u64>> = (0..4).map(|k| Shard { index: k, count: 4 }.seeds(range.clone()).collect()).collect();
     let mut all: Vec<u64> = shards.concat();
     all.sort();
     assert_eq!(all, range.clone().collect::<Vec<_>>());
@@ -68,6 +68,34 @@ fn four_shards_merged_equal_one_unsharded_run() {
     assert_eq!(counts(&merged), counts(&whole));
 }
 
+/// A shard's seeds are computed, not listed: counting and indexing them agree with
+/// filtering the range, and a range as large as the seeds themselves costs nothing.
+#[test]
+fn shards_of_any_range_are_counted_and_indexed_without_listing_them() {
+    for count in 1..6 {
+        for index in 0..count {
+            let shard = Shard { index, count };
+            for range in [0..0, 0..1, 3..4, 7..23, 10..47] {
+                let filtered: Vec<u64> = range.clone().filter(|&seed| shard.contains(seed)).collect();
+                assert_eq!(shard.seeds(range.clone()).collect::<Vec<_>>(), filtered, "{shard} of {range:?}");
+                assert_eq!(shard.count_in(range.clone()), filtered.len() as u64, "{shard} of {range:?}");
+                for (idx, seed) in filtered.iter().enumerate() {
+                    assert_eq!(shard.nth_in(range.clone(), idx as u64), Some(*seed));
+                }
+                assert_eq!(shard.nth_in(range.clone(), filtered.len() as u64), None);
+            }
+        }
+    }
+    let everything = 0..u64::MAX;
+    assert_eq!(Shard::WHOLE.count_in(everything.clone()), u64::MAX);
+    let last = Shard { index: 0, count: u64::MAX };
+    assert_eq!(last.seeds(everything.clone()).collect::<Vec<_>>(), vec![0]);
+    assert_eq!(last.count_in(everything.clone()), 1);
+    let odd = Shard { index: 1, count: 2 };
+    assert_eq!(odd.nth_in(everything.clone(), u64::MAX / 2 - 1), Some(u64::MAX - 2));
+    assert_eq!(odd.nth_in(everything, u64::MAX / 2), None);
+}
+
 fn record(seed: u64, verdict: &str, hash: &str, flags: &str) -> SeedResult {
     SeedResult {
         seed,
@@ -77,7 +105,7 @@ fn record(seed: u64, verdict: &str, hash: &str, flags: &str) -> SeedResult {
         faults: Vec::new(),
         trace_hash: hash.into(),
         simulated_secs: 60.0,
-        wall_ms: seed * 7,
+        wall_ms: seed.wrapping_mul(7),
         messages_delivered: 1000,
         stats: BTreeMap::new(),
         repro: format!("kubesim run --seed {seed}{flags}"),
@@ -121,6 +149,24 @@ fn merging_refuses_missing_seeds() {
     assert!(matches!(error, MergeError::OutOfRange { seed: 5, .. }), "{error}");
 }
 
+/// Missing seeds are counted, never listed: a range far larger than memory, or a file
+/// with seeds four billion apart, gives one line; a seed of u64::MAX is in its range.
+#[test]
+fn merging_huge_ranges_counts_the_missing_seeds() {
+    let error = merge(&[file("a", vec![record(0, "pass", "0", "")])], Some(0..u64::MAX)).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!("{} seed(s) of 0..{} missing (first: 1); is a shard's file missing?", u64::MAX - 1, u64::MAX)
+    );
+    let far = [file("a", vec![record(4_000_000_000, "pass", "1", ""), record(0, "pass", "0", "")])];
+    let error = merge(&far, None).unwrap_err();
+    assert_eq!(error.to_string(), "3999999999 seed(s) of 0..4000000001 missing (first: 1); is a shard's file missing?");
+    let merged = merge(&[file("a", vec![record(u64::MAX, "pass", "f", "")])], None).unwrap();
+    assert_eq!(merged.results.len(), 1);
+    let error = merge(&[file("a", vec![record(u64::MAX - 1, "pass", "e", "")])], Some(0..3)).unwrap_err();
+    assert_eq!(error.to_string(), format!("seed {} (a) lies outside the expected range 0..3", u64::MAX - 1));
+}
+
 #[test]
 fn merging_refuses_results_of_different_campaigns() {
     let files = [
@@ -149,6 +195,9 @@ fn merging_reads_results_files_line_by_line_and_names_a_bad_line() {
     assert!(error.starts_with(&format!("{}:2: not a campaign result line", bad.display())), "{error}");
     let error = read_results(&dir.path().join("absent.jsonl")).unwrap_err().to_string();
     assert!(error.contains("cannot read"), "{error}");
+    // A file that is no results file at all is refused at its first long line, unread.
+    let error = read_results(std::path::Path::new("/dev/zero")).unwrap_err();
+    assert!(matches!(error, MergeError::LineTooLong { line: 1, .. }), "{error}");
 }
 
 /// The Indexed Job manifest in ci/k8s runs shard `JOB_COMPLETION_INDEX/SHARDS` with as

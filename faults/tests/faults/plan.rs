@@ -737,12 +737,40 @@ fn a_version_1_plan_reports_bad_events_and_targets_outside_its_topology() {
     .to_string();
     assert!(error.contains("invalid type: string \"yes\", expected a boolean"), "{error}");
     let file = PlanFile::from_json(
-        r#"{"version": 1, "safety_phase_ms": 10000, "liveness_phase_ms": 10, "events": [
+        r#"{"version": 1, "safety_phase_ms": 10000, "liveness_phase_ms": 10000, "events": [
         {"at_ms": 0, "duration_ms": 1, "fault": {"kind": "crash-store-member", "member": "store-5", "tear": true}}]}"#,
     )
     .unwrap();
     assert_eq!(
         file.fit(&small_topology()).unwrap_err().to_string(),
         "event 0: target store-5 does not exist (topology has 3 store members, numbered 1..=3)"
+    );
+}
+
+/// Every simulated duration of a plan is bounded: the phases by
+/// `MAX_SAFETY_PHASE_MS`/`MAX_LIVENESS_PHASE_MS`, each event by the safety phase; and a
+/// plan that leaves the system no time to converge is refused.
+#[test]
+fn validation_bounds_both_phases_and_demands_a_liveness_phase() {
+    use faults::{MAX_LIVENESS_PHASE_MS, MAX_SAFETY_PHASE_MS, MIN_LIVENESS_PHASE_MS};
+    let phases = |safety_phase_ms, liveness_phase_ms| FaultPlan::empty(safety_phase_ms, liveness_phase_ms);
+    assert!(phases(MAX_SAFETY_PHASE_MS, MAX_LIVENESS_PHASE_MS).validate(&small_topology()).is_ok());
+    assert!(phases(0, MIN_LIVENESS_PHASE_MS).validate(&small_topology()).is_ok(), "no faults, some liveness");
+    check_invalid(phases(1_000_000_000, 30_000), "safety_phase_ms 1000000000 out of range (0 to 600000)");
+    check_invalid(phases(30_000, u64::MAX), &format!("liveness_phase_ms {} out of range (1000 to 600000)", u64::MAX));
+    check_invalid(phases(0, 0), "liveness_phase_ms 0 out of range (1000 to 600000)");
+    check_invalid(phases(30_000, 999), "liveness_phase_ms 999 out of range (1000 to 600000)");
+}
+
+#[test]
+fn loading_refuses_a_file_larger_than_any_plan_without_reading_it_whole() {
+    let error = PlanFile::load("/dev/zero").unwrap_err();
+    assert!(matches!(error, PlanError::TooLarge { .. }), "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "fault plan /dev/zero is larger than {} bytes; a plan of the most events allowed is far smaller",
+            faults::MAX_PLAN_FILE_BYTES
+        )
     );
 }

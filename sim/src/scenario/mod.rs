@@ -16,8 +16,44 @@ pub enum Scenario {
     StoreSmoke,
 }
 
+/// A scenario was asked to run faults it cannot judge.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{scenario} does not support the fault kind {kind}: {reason}; use --scenario deploy-nginx or leave {kind} out")]
+pub struct UnsupportedFault {
+    pub scenario: Scenario,
+    pub kind: faults::FaultKind,
+    pub reason: &'static str,
+}
+
 impl Scenario {
     pub const ALL: [Scenario; 2] = [Scenario::DeployNginx, Scenario::StoreSmoke];
+
+    /// Whether the scenario can run and judge faults of `kind`, and why not. store-smoke
+    /// checks its members against the addresses they started with and its acknowledged
+    /// writes against the one store they went to: it follows no member replacement and no
+    /// restore, so the kinds that wipe disks (and the snapshot corruption that only
+    /// matters to a restore) would be reported as violations of the store when they are
+    /// the scenario's own blind spot. deploy-nginx follows the operator through both.
+    pub fn supports(self, kind: faults::FaultKind) -> Result<(), UnsupportedFault> {
+        match self {
+            Scenario::StoreSmoke if kind.loses_disks() => Err(UnsupportedFault {
+                scenario: self,
+                kind,
+                reason: "it does not follow the operator's member replacements and restores",
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a menu or a plan holding a kind the scenario does not support.
+    pub fn check_faults(self, faults: &crate::runner::Faults) -> Result<(), UnsupportedFault> {
+        use crate::runner::Faults;
+        match faults {
+            Faults::None => Ok(()),
+            Faults::Swarm(menu) => menu.iter().try_for_each(|&kind| self.supports(kind)),
+            Faults::Plan(plan) => plan.events.iter().try_for_each(|event| self.supports(event.fault.kind())),
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
