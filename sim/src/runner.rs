@@ -282,14 +282,29 @@ struct CancelState {
 
 impl SeedCancel {
     /// Cancels the seed: it stops at its executor's next step (or does not start).
+    ///
+    /// Blocks until the seed has stopped running, or for at most [`CANCEL_PERSISTENCE`]:
+    /// one move of the clock can be lost, because madsim's executor, when it advances to
+    /// its next timer, sets the clock to that timer's instant (`set_elapsed`) and so
+    /// overwrites a move made between its reading of the timer and its write. The clock is
+    /// therefore moved again every few milliseconds until the seed's thread sees the limit
+    /// passed and lets its clock go.
     pub fn cancel(&self) {
-        let mut state = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.cancelled = true;
-        if let Some(clock) = &state.clock {
+        let given_up_at = std::time::Instant::now() + CANCEL_PERSISTENCE;
+        while std::time::Instant::now() < given_up_at {
+            let clock = {
+                let mut state = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                state.cancelled = true;
+                match &state.clock {
+                    Some(clock) => clock.clone(),
+                    None => return,
+                }
+            };
             // Fires every pending timer here; their callbacks only wake tasks and deliver
             // messages (madsim requires them to be `Send + Sync`), and the seed's thread
             // runs whatever they woke before it sees the limit passed.
             clock.advance(SIMULATED_TIME_LIMIT);
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 
@@ -313,6 +328,10 @@ impl SeedCancel {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clock = None;
     }
 }
+
+/// How long [`SeedCancel::cancel`] keeps moving a running seed's clock before it gives up
+/// (a seed stuck inside one step never looks at its clock again).
+pub const CANCEL_PERSISTENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why a seed's scenario did not finish.
 enum Stopped {
