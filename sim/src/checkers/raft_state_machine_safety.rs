@@ -15,9 +15,9 @@
 //!   and stays put otherwise (etcd: a request that writes nothing leaves the revision);
 //! - no gaps: an incarnation that applied up to index M applied every proposal index
 //!   <= M that any member applied (an entry skipped by one member is a gap);
-//! - replay: a restarted member rebuilds its state by re-applying its log from index 1
-//!   (members take no snapshots yet), and what it re-applies at an index equals what it
-//!   applied there before the restart.
+//! - replay: a restarted member rebuilds its state by re-applying its log after the latest
+//!   snapshot it recovered (from index 1 without one), and what it re-applies at an index
+//!   equals what it applied there before the restart.
 //!
 //! Cost: O(n log n) in the number of `Applied` records.
 

@@ -1,7 +1,7 @@
 //! The member's synchronous core: Raft, the MVCC state machine and the WAL, glued by the
 //! persistence contract. Inputs (a tick, a peer's message, a client proposal or read) go
-//! in; what to send and whom to answer comes out. The async driver in `server::member`
-//! feeds it and performs the sends; nothing here awaits.
+//! in; what to send and whom to answer comes out. The async driver in `server` (its
+//! `mod.rs`) feeds it and performs the sends; nothing here awaits.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
