@@ -14,7 +14,6 @@
 //! away as madsim's is) but polls its `Sleep`, and so registers a timer, only when the task's
 //! waker differs from the one already registered.
 
-
 pub mod clock;
 
 pub use clock::Clock;
