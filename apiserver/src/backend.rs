@@ -111,8 +111,10 @@ impl InMemoryBackend {
                 }
                 Ok(Some(WatchResponse { header, watch_id: 0, events, compact_revision: None, canceled: false }))
             }
+            // etcd: a watch cancelled by compaction carries header revision 0 (as the
+            // store member's `watch_poll`).
             Err(StoreError::Compacted { compacted, .. }) => Ok(Some(WatchResponse {
-                header,
+                header: ResponseHeader { revision: 0, ..header },
                 watch_id: 0,
                 events: Vec::new(),
                 compact_revision: Some(compacted),

@@ -1,4 +1,5 @@
-//! Timeouts on madsim's simulated clock that arm one timer per waker.
+//! Timeouts on madsim's simulated clock that arm one timer per waker, and each node's
+//! skewable wall [`Clock`].
 //!
 //! `madsim::time::timeout` (and `Endpoint::call_timeout`, built on it) polls its `Sleep`
 //! every time the guarded future is polled, and madsim's `Sleep` pushes a fresh entry onto
@@ -13,6 +14,9 @@
 //! away as madsim's is) but polls its `Sleep`, and so registers a timer, only when the task's
 //! waker differs from the one already registered.
 
+pub mod clock;
+
+pub use clock::Clock;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;

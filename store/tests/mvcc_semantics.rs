@@ -415,6 +415,29 @@ fn txn_modifying_the_same_key_twice_is_duplicate_key() {
         })
         .collect();
     assert_eq!((deleted, events.len(), store.current_revision()), (vec![1, 0], 1, 3));
+    // etcd `storeTxnWrite.Rev`: the second delete removed nothing, but the txn had already
+    // written, so it reports the txn's revision (3), not the one before it (2).
+    let headers: Vec<Revision> = response
+        .responses
+        .iter()
+        .map(|r| match r {
+            ResponseOp::DeleteRange(d) => d.header.revision,
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(headers, vec![3, 3]);
+    // A no-op delete before any write of its txn reports the revision the txn started at.
+    let noop_first = TxnRequest {
+        compare: vec![],
+        success: vec![del(KeyRange::Key("missing".into())), put_op("z", "1")],
+        failure: vec![],
+    };
+    let (response, _) = txn(&mut store, noop_first).unwrap();
+    match &response.responses[0] {
+        ResponseOp::DeleteRange(d) => assert_eq!((d.deleted, d.header.revision), (0, 3)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(response.header.revision, 4);
     // The same key in both branches is fine: only one branch runs.
     let both_branches =
         TxnRequest { compare: vec![], success: vec![put_op("k", "1")], failure: vec![put_op("k", "2")] };

@@ -344,8 +344,14 @@ impl Mvcc {
             });
         }
         let deleted = live.len();
+        // etcd `storeTxnWrite.Rev`: once a write transaction has changed something its
+        // revision is the one it will commit at, so a delete that removes nothing, run
+        // after a write of the same txn, reports the txn's revision (etcd 3.4
+        // `apply.go` `DeleteRange` fills the header from `txn.Rev()`); before any write it
+        // reports the revision the txn started from.
+        let wrote = deleted > 0 || !batch.events.is_empty();
         DeleteRangeResponse {
-            header: header(if deleted > 0 { batch.revision } else { self.current_revision }),
+            header: header(if wrote { batch.revision } else { self.current_revision }),
             deleted,
             prev_kvs: if req.prev_kv { live } else { Vec::new() },
         }

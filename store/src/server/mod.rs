@@ -24,7 +24,7 @@ use futures::channel::oneshot;
 use futures::task::AtomicWaker;
 use madsim::net::Endpoint;
 
-use crate::api::{KeyRange, MemberId, Principal, StoreError, WatchResponse};
+use crate::api::{KeyRange, MemberId, Principal, ResponseHeader, StoreError, WatchResponse};
 use crate::backup::BackupBugs;
 use crate::raft::{self, ConfChange, Message, RaftBugs, Role};
 use crate::rpc::{StoreOp, StoreReply, StoreRequest, RAFT_TAG};
@@ -542,8 +542,12 @@ async fn watch_poll<D: Disk>(
                     return Ok(StoreReply::Watch(response));
                 }
                 Err(StoreError::Compacted { compacted, .. }) => {
+                    // etcd's watchable store sends a compacted watch's cancellation with
+                    // revision 0 (`WatchResponse{CompactRevision: ...}` in
+                    // mvcc/watchable_store.go), and the gRPC watch server copies it into the
+                    // header (`newResponseHeader(wresp.Revision)`, v3rpc/watch.go).
                     let response = WatchResponse {
-                        header,
+                        header: ResponseHeader { revision: 0, ..header },
                         watch_id: 0,
                         events: Vec::new(),
                         compact_revision: Some(compacted),
