@@ -49,6 +49,10 @@ pub struct ApiServerConfig {
     /// compact the store to the revision seen at the previous interval. Zero switches the
     /// compactor off; one apiserver per cluster is enough to run it.
     pub compaction_interval: Duration,
+    /// The most events one watch answer carries (see
+    /// `WatchCache::with_max_events_per_response`): the bound on what the apiserver hands
+    /// one watcher at once.
+    pub watch_max_events_per_response: usize,
     pub planted_bugs: ApiServerBugs,
 }
 
@@ -65,6 +69,7 @@ impl ApiServerConfig {
             tokens: BTreeMap::new(),
             watch_cache_capacity: Self::DEFAULT_WATCH_CACHE_CAPACITY,
             compaction_interval: Self::DEFAULT_COMPACTION_INTERVAL,
+            watch_max_events_per_response: crate::watch_cache::MAX_EVENTS_PER_RESPONSE,
             planted_bugs: ApiServerBugs::default(),
         }
     }

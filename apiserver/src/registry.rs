@@ -123,6 +123,7 @@ fn not_found(resource: Resource, namespace: &str, name: &str) -> ApiError {
 
 /// Kubernetes' optimistic-concurrency conflict message.
 fn conflict(resource: Resource, name: &str) -> ApiError {
+    coverage::reached!("apiserver.write.conflict");
     ApiError::Conflict {
         reason: format!(
             "Operation cannot be fulfilled on {resource} {name:?}: the object has been \
@@ -390,6 +391,7 @@ impl<B: Backend> Registry<B> {
                 .into_pod()
                 .ok_or_else(|| ApiError::Internal { reason: format!("{key} does not hold a pod") })?;
             if let Some(bound_to) = &pod.spec.node_name {
+                coverage::reached!("apiserver.bind.already-bound");
                 return Err(ApiError::Conflict {
                     reason: format!("pod {pod_name} is already assigned to node {bound_to}"),
                 });
@@ -475,6 +477,7 @@ impl<B: Backend> Registry<B> {
         if let Some(fence) = &write.fence {
             let lease_kv = next_read()?;
             if lease_kv.map(|kv| kv.mod_revision) != Some(fence.resource_version) {
+                coverage::reached!("apiserver.write.fenced");
                 return Err(ApiError::Fenced {
                     namespace: fence.namespace.clone(),
                     name: fence.name.clone(),

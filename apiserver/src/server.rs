@@ -55,7 +55,8 @@ impl<B: Backend> ApiServer<B> {
         observer: Option<Arc<dyn ApiServerObserver>>,
     ) -> Self {
         let registry = Registry::new(backend.clone(), clock, &config.name, observer, config.planted_bugs);
-        let watch_cache = WatchCache::new(config.watch_cache_capacity);
+        let watch_cache = WatchCache::new(config.watch_cache_capacity)
+            .with_max_events_per_response(config.watch_max_events_per_response);
         Self { inner: Arc::new(Inner { config, backend, registry, watch_cache, terminating: AtomicBool::new(false) }) }
     }
 
@@ -102,6 +103,7 @@ impl<B: Backend> ApiServer<B> {
     /// request refused, both as 503 Unavailable, which clients retry shortly after.
     /// Requests already past that check run to their end (kube-apiserver drains them too).
     pub fn begin_termination(&self) {
+        coverage::reached!("apiserver.termination.graceful");
         self.inner.terminating.store(true, Ordering::Relaxed);
         self.inner.watch_cache.close();
     }
@@ -182,8 +184,11 @@ async fn run_compactor<B: Backend>(backend: B, interval: Duration) {
         madsim::time::sleep(interval).await;
         if let Some(revision) = previous {
             match backend.compact(revision).await {
-                Ok(_) => tracing::debug!(revision, "compacted"),
-                Err(StoreError::Compacted { .. }) => {}
+                Ok(_) => {
+                    coverage::reached!("apiserver.compaction.ran");
+                    tracing::debug!(revision, "compacted")
+                }
+                Err(StoreError::Compacted { .. }) => coverage::reached!("apiserver.compaction.already-compacted"),
                 Err(e) => tracing::debug!(revision, "compaction failed: {e}"),
             }
         }

@@ -67,6 +67,11 @@ struct CacheState {
     events: VecDeque<CachedEvent>,
     /// Set by [`WatchCache::close`]: every watch is answered at once, with no events.
     closed: bool,
+    /// The revision of the last (re)start: the store's compacted revision then (0 if it
+    /// had never compacted). A window start above it was moved by eviction.
+    started_at: Revision,
+    /// The most events one watch answer carries (see [`WatchCache::with_max_events_per_response`]).
+    max_events_per_response: usize,
 }
 
 /// What the cache answers a watch with.
@@ -82,6 +87,7 @@ impl CacheState {
         self.events.clear();
         self.window_start = Some(revision);
         self.synced_revision = revision;
+        self.started_at = revision;
     }
 
     /// Appends whole revisions of events (all > synced_revision) and records that the
@@ -113,6 +119,7 @@ impl CacheState {
             while self.events.front().is_some_and(|e| e.revision == oldest) {
                 self.events.pop_front();
             }
+            coverage::reached!("apiserver.watch-cache.window-overflowed");
             self.window_start = Some(oldest);
         }
     }
@@ -122,14 +129,24 @@ impl CacheState {
             return Query::NotReady;
         };
         if since < window_start {
+            if window_start > self.started_at {
+                // kube-apiserver's "too old resource version" from its cache's window.
+                coverage::reached!("apiserver.watch-cache.too-old-resource-version");
+            } else {
+                coverage::reached!("apiserver.watch-cache.gone-after-compaction");
+            }
             return Query::Gone { window_start };
+        }
+        if self.started_at > 0 {
+            coverage::reached!("apiserver.watch-cache.served-after-compaction");
         }
         let first = self.events.partition_point(|e| e.revision <= since);
         let mut out = Vec::new();
         let mut last_revision = None;
         for cached in self.events.range(first..) {
-            if out.len() >= MAX_EVENTS_PER_RESPONSE && last_revision != Some(cached.revision) {
+            if out.len() >= self.max_events_per_response && last_revision != Some(cached.revision) {
                 // Cut between revisions; the client resumes from the last one delivered.
+                coverage::reached!("apiserver.watch-cache.answer-cut-short");
                 return Query::Events(out, last_revision.unwrap_or(since));
             }
             if cached.resource == resource && (namespace.is_empty() || cached.namespace == namespace) {
@@ -208,10 +225,22 @@ impl WatchCache {
                     synced_revision: 0,
                     events: VecDeque::new(),
                     closed: false,
+                    started_at: 0,
+                    max_events_per_response: MAX_EVENTS_PER_RESPONSE,
                 }),
                 advanced: Signal::default(),
             }),
         }
+    }
+
+    /// Caps the events of one watch answer at `max` (at least 1; whole revisions are never
+    /// split, so an answer may exceed it by the rest of one revision); the client resumes
+    /// from the answer's last revision. kube-apiserver bounds what one watcher is handed
+    /// at once by its watcher's channel (`cacheWatcher` input buffer) and the response
+    /// chunking; kubesim's default is [`MAX_EVENTS_PER_RESPONSE`].
+    pub fn with_max_events_per_response(self, max: usize) -> Self {
+        self.lock().max_events_per_response = max.max(1);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
@@ -325,6 +354,7 @@ impl WatchCache {
             };
             match backend.watch_poll(request, STORE_POLL_MAX_EVENTS, STORE_POLL_WAIT).await {
                 Ok(response) if response.canceled => {
+                    coverage::reached!("apiserver.watch-cache.restarted-after-compaction");
                     tracing::info!(
                         compact_revision = ?response.compact_revision,
                         "watch cache: store watch canceled (compacted); relisting"
@@ -447,8 +477,15 @@ mod tests {
     }
 
     fn state(capacity: usize, start: Revision) -> CacheState {
-        let mut s =
-            CacheState { capacity, window_start: None, synced_revision: 0, events: VecDeque::new(), closed: false };
+        let mut s = CacheState {
+            capacity,
+            window_start: None,
+            synced_revision: 0,
+            events: VecDeque::new(),
+            closed: false,
+            started_at: 0,
+            max_events_per_response: MAX_EVENTS_PER_RESPONSE,
+        };
         s.reset(start);
         s
     }
@@ -506,8 +543,15 @@ mod tests {
 
     #[test]
     fn a_cache_that_never_synced_is_not_ready() {
-        let s =
-            CacheState { capacity: 1, window_start: None, synced_revision: 0, events: VecDeque::new(), closed: false };
+        let s = CacheState {
+            capacity: 1,
+            window_start: None,
+            synced_revision: 0,
+            events: VecDeque::new(),
+            closed: false,
+            started_at: 0,
+            max_events_per_response: MAX_EVENTS_PER_RESPONSE,
+        };
         check(&s, Resource::Pods, "", 0, "not-ready");
     }
 

@@ -308,6 +308,9 @@ impl Informer {
         loop {
             match client.list(self.resource, &self.namespace).await {
                 Ok((items, rv)) => {
+                    if gone {
+                        coverage::reached!("controllers.informer.relisted-after-gone");
+                    }
                     if let (true, Some((who, observer))) = (gone, &self.observer) {
                         observer.relisted(who, &self.resource.to_string(), rv, items.len());
                     }
@@ -347,6 +350,7 @@ impl Informer {
                     return;
                 }
                 Err(e) => {
+                    coverage::reached!("controllers.informer.watch-failed");
                     tracing::debug!("watch {} from {since} failed: {e}", self.resource);
                     self.back_off(backoff_ms).await;
                 }

@@ -124,7 +124,10 @@ pub fn plan_pod_sync(
     let mut actions = Vec::new();
     for (key, pod) in running {
         let stop_reason = match desired.get(key.as_str()) {
-            None => Some("deleted or unknown to the apiserver"),
+            None => {
+                coverage::reached!("controllers.kubelet.stopped-deleted-or-unknown-pod");
+                Some("deleted or unknown to the apiserver")
+            }
             Some(p) if p.metadata.uid != pod.uid => Some("replaced by a pod with a new uid"),
             Some(p) if p.spec.node_name.as_deref() != Some(node_name) => Some("not bound here"),
             Some(p) if !is_active(p) => Some("terminating or finished"),

@@ -308,10 +308,14 @@ pub async fn run_leader_election(
                 } else {
                     if state.leading {
                         // We held it, lost it unnoticed, and took it over again: a new epoch.
+                        coverage::reached!("controllers.leader.reacquired-after-unnoticed-loss");
                         handle.lost();
                         notify_lost(&observer, &component, &identity);
                     }
                     let transitions = lease.spec.lease_transitions;
+                    if transitions > 0 {
+                        coverage::reached!("controllers.leader.took-over");
+                    }
                     handle.acquired(rv, transitions, renewed_ms);
                     tracing::info!("{identity} leads {component}, epoch {transitions}, lease rv {rv}");
                     if let Some(o) = &observer {
@@ -322,6 +326,7 @@ pub async fn run_leader_election(
             Ok(Ok(AttemptOutcome::HeldByOther(holder))) => {
                 if state.leading {
                     tracing::info!("{identity} lost {component}: lease held by {holder}");
+                    coverage::reached!("controllers.leader.found-lease-taken");
                     handle.lost();
                     notify_lost(&observer, &component, &identity);
                 }
@@ -332,6 +337,7 @@ pub async fn run_leader_election(
                 }
                 if state.leading && now_ms.saturating_sub(state.last_renew_ms) >= config.renew_deadline_ms {
                     tracing::info!("{identity} lost {component}: renew deadline passed");
+                    coverage::reached!("controllers.leader.renew-deadline-passed");
                     handle.lost();
                     notify_lost(&observer, &component, &identity);
                 }

@@ -151,9 +151,11 @@ impl NodeLifecycleController {
             let result = match action {
                 NodeLifecycleAction::MarkNotReady(node) => {
                     tracing::info!("node {} NotReady: heartbeat lease silent", node.metadata.name);
+                    coverage::reached!("controllers.node-lifecycle.marked-not-ready");
                     self.client.update_status(Object::Node(node), fence).await
                 }
                 NodeLifecycleAction::EvictPod(pod) => {
+                    coverage::reached!("controllers.node-lifecycle.pod-evicted");
                     tracing::info!(
                         "evicting pod {}/{} from NotReady node {:?}",
                         pod.metadata.namespace,

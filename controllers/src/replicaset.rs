@@ -86,8 +86,12 @@ impl Expectations {
         match self.records.get(rs_key) {
             None => true,
             Some(e) => {
-                (e.creates_pending <= 0 && e.deletes_pending.is_empty())
-                    || now_ms.saturating_sub(e.set_at_ms) > self.timeout_ms
+                let met = e.creates_pending <= 0 && e.deletes_pending.is_empty();
+                let expired = now_ms.saturating_sub(e.set_at_ms) > self.timeout_ms;
+                if !met && expired {
+                    coverage::reached!("controllers.replicaset.expectations-expired");
+                }
+                met || expired
             }
         }
     }

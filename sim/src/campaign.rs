@@ -41,6 +41,9 @@ pub struct SeedResult {
     pub stats: BTreeMap<String, i64>,
     /// The command that replays this seed exactly.
     pub repro: String,
+    /// The coverage points the seed reached, with how many times each.
+    #[serde(default)]
+    pub coverage: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -69,6 +72,7 @@ impl SeedResult {
             messages_delivered: report.messages_delivered,
             stats: report.stats.clone(),
             repro,
+            coverage: report.coverage.clone(),
         }
     }
 
@@ -92,6 +96,7 @@ impl SeedResult {
             messages_delivered: 0,
             stats: BTreeMap::new(),
             repro,
+            coverage: BTreeMap::new(),
         }
     }
 }
@@ -209,6 +214,52 @@ impl CampaignSummary {
         groups
     }
 
+    /// For every declared coverage point, how many seeds reached it (points no longer
+    /// declared, from an older results file, are kept under their name).
+    pub fn coverage_seeds(&self) -> BTreeMap<String, u64> {
+        let mut seeds: BTreeMap<String, u64> = coverage::POINTS.iter().map(|p| (p.name.to_string(), 0)).collect();
+        for r in &self.results {
+            for name in r.coverage.keys() {
+                *seeds.entry(name.clone()).or_default() += 1;
+            }
+        }
+        seeds
+    }
+
+    /// The declared points required of `menu`'s campaign that no seed reached.
+    pub fn missing_required(&self, menu: coverage::Required) -> Vec<&'static str> {
+        let seeds = self.coverage_seeds();
+        coverage::POINTS
+            .iter()
+            .filter(|p| p.required == menu && seeds.get(p.name).copied().unwrap_or(0) == 0)
+            .map(|p| p.name)
+            .collect()
+    }
+
+    /// The summary's coverage section: every point with the number of seeds that reached
+    /// it, then the blind spots (points no seed reached).
+    pub fn render_coverage(&self) -> String {
+        let n = self.results.len();
+        let seeds = self.coverage_seeds();
+        let reached = seeds.values().filter(|&&k| k > 0).count();
+        let mut out = format!("coverage: {reached} of {} points reached (seeds reaching each):\n", seeds.len());
+        for (name, k) in &seeds {
+            let required = coverage::point(name).map_or("", |p| match p.required {
+                coverage::Required::Default => " [required: default]",
+                coverage::Required::DiskLoss => " [required: disk-loss]",
+                coverage::Required::No => "",
+            });
+            out.push_str(&format!("  {name}: {k} ({:.1}%){required}\n", 100.0 * *k as f64 / n.max(1) as f64));
+        }
+        let blind: Vec<&str> = seeds.iter().filter(|(_, &k)| k == 0).map(|(name, _)| name.as_str()).collect();
+        if blind.is_empty() {
+            out.push_str("blind spots: none\n");
+        } else {
+            out.push_str(&format!("blind spots ({}, reached by no seed): {}\n", blind.len(), blind.join(", ")));
+        }
+        out
+    }
+
     pub fn render(&self) -> String {
         let n = self.results.len();
         if n == 0 {
@@ -262,6 +313,7 @@ impl CampaignSummary {
                 windows.iter().map(|w| w.2).sum::<i64>(),
             ));
         }
+        out.push_str(&self.render_coverage());
         for (invariant, seeds) in self.by_invariant() {
             out.push_str(&format!("violated {invariant}: {} seed(s)\n", seeds.len()));
             for r in seeds.iter().take(10) {
@@ -411,6 +463,7 @@ mod tests {
             messages_delivered: 1,
             stats,
             repro: format!("kubesim run --seed {seed}"),
+            coverage: BTreeMap::new(),
         }
     }
 

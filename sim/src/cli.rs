@@ -167,6 +167,10 @@ pub enum Command {
         /// Write the merged records here, sorted by seed; an existing file is replaced.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Fail (exit 1) when a coverage point required of this campaign menu (`default`
+        /// or `disk-loss`, see the `coverage` crate's registry) was reached by no seed.
+        #[arg(long, value_name = "MENU")]
+        require_coverage: Option<String>,
     },
     /// Replay the regression corpus: every case must give its expected verdict.
     Corpus {
@@ -413,7 +417,9 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
             };
             crate::cli_regress::shrink_command(&request)
         }
-        Command::Merge { files, seeds, out } => crate::cli_regress::merge_command(&files, seeds.as_deref(), out),
+        Command::Merge { files, seeds, out, require_coverage } => {
+            crate::cli_regress::merge_command(&files, seeds.as_deref(), out, require_coverage.as_deref())
+        }
         Command::Corpus { path, seed_timeout_secs } => {
             crate::cli_regress::corpus_command(path.as_deref(), seed_timeout(seed_timeout_secs)?)
         }

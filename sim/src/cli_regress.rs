@@ -269,8 +269,19 @@ fn write_file(path: &Path, text: &str) -> Result<(), CliError> {
     })
 }
 
-pub fn merge_command(files: &[PathBuf], seeds: Option<&str>, out_path: Option<PathBuf>) -> Result<u8, CliError> {
+pub fn merge_command(
+    files: &[PathBuf],
+    seeds: Option<&str>,
+    out_path: Option<PathBuf>,
+    require_coverage: Option<&str>,
+) -> Result<u8, CliError> {
     let expected = seeds.map(parse_seed_range).transpose()?;
+    let required = require_coverage
+        .map(|menu| match coverage::Required::parse(menu) {
+            Some(required @ (coverage::Required::Default | coverage::Required::DiskLoss)) => Ok(required),
+            _ => Err(BadInput(format!("--require-coverage: expected default or disk-loss, got {menu:?}"))),
+        })
+        .transpose()?;
     if let Some(path) = &out_path {
         check_writable(path, "--out")?;
     }
@@ -280,7 +291,8 @@ pub fn merge_command(files: &[PathBuf], seeds: Option<&str>, out_path: Option<Pa
     let seeds_flag = seeds.map_or(String::new(), |seeds| format!(" --seeds {}", shell_quote(seeds)));
     let out_flag =
         out_path.as_ref().map_or(String::new(), |path| format!(" --out {}", shell_quote(&path.display().to_string())));
-    out(&format!("kubesim merge {}{seeds_flag}{out_flag}", names.join(" ")));
+    let coverage_flag = require_coverage.map_or(String::new(), |menu| format!(" --require-coverage {menu}"));
+    out(&format!("kubesim merge {}{seeds_flag}{out_flag}{coverage_flag}", names.join(" ")));
     if let Some(path) = &out_path {
         let mut text = String::new();
         for result in &summary.results {
@@ -294,7 +306,18 @@ pub fn merge_command(files: &[PathBuf], seeds: Option<&str>, out_path: Option<Pa
     if let Some(path) = out_path {
         out(&format!("results: {}", path.display()));
     }
-    Ok(if summary.n_failed() == 0 { EXIT_PASS } else { EXIT_VIOLATION })
+    let mut missing = Vec::new();
+    if let Some(required) = required {
+        missing = summary.missing_required(required);
+        if missing.is_empty() {
+            out(&format!("coverage: every point required of the {} menu was reached", required.name()));
+        }
+        for name in &missing {
+            let description = coverage::point(name).map_or("", |p| p.description);
+            out(&format!("coverage FAILED: required point {name} ({description}) was reached by no seed"));
+        }
+    }
+    Ok(if summary.n_failed() == 0 && missing.is_empty() { EXIT_PASS } else { EXIT_VIOLATION })
 }
 
 /// Where the corpus is by default, relative to the repository's root.

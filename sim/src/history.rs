@@ -342,6 +342,10 @@ struct Inner {
     /// The highest revision recorded as `Committed` in the current cluster epoch (reset
     /// by a restore, whose cluster may reuse revisions when a bug skips the bump).
     last_committed: Revision,
+    /// Each controller component's current leader as the leases told it (component ->
+    /// identity), for coverage only: it tells a deposed leader's fenced write from one
+    /// that only raced its own renewal.
+    leaders: std::collections::BTreeMap<String, String>,
 }
 
 /// Shared by every observer of one run. Cheap to clone.
@@ -365,6 +369,7 @@ impl Recorder {
                 encoded: Vec::new(),
                 overflowed: false,
                 last_committed: 0,
+                leaders: Default::default(),
             })),
         }
     }
@@ -556,12 +561,23 @@ impl api::ApiObserver for Recorder {
             }
             Err(e) => ApiOutcome::Error { status: e.status_code(), message: e.to_string() },
         };
+        if let Err(api::ApiError::Fenced { .. }) = result {
+            let leads = self.inner.lock().expect("recorder lock").leaders.values().any(|leader| leader == client);
+            if leads {
+                coverage::reached!("controllers.leader.fenced-by-own-renewal");
+            } else {
+                // Kubernetes' leader election has no fencing: this write would have been
+                // accepted next to the new leader's (DESIGN.md §4.3).
+                coverage::reached!("controllers.leader.deposed-write-fenced");
+            }
+        }
         self.record(HistoryEvent::ApiReturned { client: client.to_string(), request_id: request.request_id, outcome });
     }
 }
 
 impl controllers::observer::ControllerObserver for Recorder {
     fn leader_acquired(&self, component: &str, identity: &str, transitions: u32, lease_rv: i64) {
+        self.inner.lock().expect("recorder lock").leaders.insert(component.to_string(), identity.to_string());
         self.record(HistoryEvent::LeaderAcquired {
             component: component.to_string(),
             identity: identity.to_string(),
@@ -571,6 +587,12 @@ impl controllers::observer::ControllerObserver for Recorder {
     }
 
     fn leader_lost(&self, component: &str, identity: &str) {
+        {
+            let mut inner = self.inner.lock().expect("recorder lock");
+            if inner.leaders.get(component).is_some_and(|leader| leader == identity) {
+                inner.leaders.remove(component);
+            }
+        }
         self.record(HistoryEvent::LeaderLost { component: component.to_string(), identity: identity.to_string() });
     }
 

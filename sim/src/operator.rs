@@ -219,6 +219,7 @@ impl Operator {
                     *next += 1;
                     *next - 1
                 };
+                coverage::reached!("operator.backup.taken");
                 let n_keys = backup.mvcc().map_or(0, |mvcc| keyspace(&mvcc).len());
                 recorder.record(HistoryEvent::BackupTaken {
                     backup: number,
@@ -245,6 +246,7 @@ impl Operator {
     /// needs a quorum), so the operator restores instead, as etcd's disaster-recovery guide
     /// says for a cluster that permanently lost its quorum.
     async fn escalate(&self, slot: u64) {
+        coverage::reached!("operator.replace.escalated-to-restore");
         let lost = self.shared.membership().lost.clone();
         self.shared.recorder.fault(format!(
             "operator: cannot replace store-{slot}: slots {lost:?} lost their disks, the quorum is gone; restoring from backup"
@@ -297,6 +299,7 @@ impl Operator {
             membership.lost.remove(&slot);
         }
         *self.shared.endpoints.lock().expect("endpoints lock") = peers;
+        coverage::reached!("operator.member.replaced");
         recorder.record(replaced(None));
         true
     }
@@ -429,6 +432,7 @@ impl Operator {
                     break;
                 }
                 Err(error) => {
+                    coverage::reached!("operator.restore.refused-backup");
                     recorder.record(HistoryEvent::RestoreRefused { backup: *number, error: error.to_string() })
                 }
             }
@@ -439,6 +443,7 @@ impl Operator {
             } else {
                 format!("none of the {} kept backups verifies", candidates.len())
             };
+            coverage::reached!("operator.restore.total-loss");
             let lost = live_keys(&recorder.snapshot());
             recorder.record(HistoryEvent::TotalLoss { acknowledged_objects_lost: lost, reason });
             self.shared.endpoints.lock().expect("endpoints lock").clear();
@@ -453,6 +458,7 @@ impl Operator {
                 return;
             }
         };
+        coverage::reached!("operator.restore.bumped-revisions");
         recorder.record(HistoryEvent::Restored {
             backup: number,
             backup_revision,

@@ -58,6 +58,10 @@ pub struct RunReport {
     pub simulated_secs: f64,
     pub messages_delivered: u64,
     pub history_records: usize,
+    /// The coverage points the seed reached, with how many times each (see the
+    /// `coverage` crate); not part of the history nor of the trace hash.
+    #[serde(default)]
+    pub coverage: std::collections::BTreeMap<String, u64>,
 }
 
 /// What a seed's checks add up to, as a campaign's results file and `kubesim run` name it.
@@ -134,6 +138,7 @@ impl RunReport {
                 }
             }
         }
+        out.push_str(&render_coverage(&self.coverage));
         out.push_str(&format!(
             "simulated {:.1}s, {} messages delivered, {} history records\n",
             self.simulated_secs, self.messages_delivered, self.history_records
@@ -150,4 +155,19 @@ impl RunReport {
         out.push_str(&format!("trace-hash: {}\n", self.trace_hash));
         out
     }
+}
+
+/// The coverage points one seed reached, as `kubesim run` prints them: one line per
+/// component, each point with its count.
+pub fn render_coverage(reached: &std::collections::BTreeMap<String, u64>) -> String {
+    let mut out = format!("coverage: {} of {} points reached\n", reached.len(), coverage::N_POINTS);
+    let mut by_component: std::collections::BTreeMap<&str, Vec<String>> = std::collections::BTreeMap::new();
+    for (name, n) in reached {
+        let (component, rest) = name.split_once('.').unwrap_or((name.as_str(), ""));
+        by_component.entry(component).or_default().push(format!("{rest} x{n}"));
+    }
+    for (component, points) in by_component {
+        out.push_str(&format!("  {component}: {}\n", points.join(", ")));
+    }
+    out
 }

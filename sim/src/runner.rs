@@ -368,6 +368,7 @@ pub(crate) fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel)
             Some((outcome, end_state, simulated_secs, messages))
         }
     };
+    coverage::reset();
     let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(seed_run)));
     let finished = match finished {
         Ok(Some(finished)) => Ok(finished),
@@ -393,10 +394,12 @@ pub(crate) fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel)
     };
     cancel.detach();
     let history = recorder.finish();
+    let reached = coverage::take();
     let report = match finished {
-        Ok((outcome, end_state, simulated_secs, messages_delivered)) => {
-            report_of(options, outcome, end_state.as_ref(), &history, simulated_secs, messages_delivered)
-        }
+        Ok((outcome, end_state, simulated_secs, messages_delivered)) => RunReport {
+            coverage: reached,
+            ..report_of(options, outcome, end_state.as_ref(), &history, simulated_secs, messages_delivered)
+        },
         Err((stopped, simulated_secs, messages_delivered)) => {
             let detail = match stopped {
                 Stopped::TimeLimit => format!(
@@ -416,6 +419,7 @@ pub(crate) fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel)
                 simulated_secs,
                 messages_delivered,
                 history_records: history.records.len(),
+                coverage: reached,
             }
         }
     };
@@ -462,6 +466,7 @@ fn report_of(
         simulated_secs,
         messages_delivered,
         history_records: history.records.len(),
+        coverage: Default::default(),
     }
 }
 

@@ -251,6 +251,7 @@ impl StoreClient {
                     last_error = StoreError::NotLeader { leader_hint };
                     match leader_hint.filter(|h| self.member_addr(*h).is_some() && *h != member) {
                         Some(hint) => {
+                            coverage::reached!("store.client.followed-leader-hint");
                             inner.leader_hint.store(hint, Ordering::Relaxed);
                             read_member = read_member.map(|_| hint);
                             continue;
@@ -266,6 +267,7 @@ impl StoreClient {
                 Err(e) if is_mutation && e.kind() == std::io::ErrorKind::TimedOut => {
                     self.mark_unreachable(member);
                     self.rotate_from(member);
+                    coverage::reached!("store.client.write-outcome-unknown");
                     return Err(StoreError::UnknownOutcome { reason: format!("no answer from member {member}: {e}") });
                 }
                 Err(e) => {

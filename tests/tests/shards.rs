@@ -109,6 +109,7 @@ fn record(seed: u64, verdict: &str, hash: &str, flags: &str) -> SeedResult {
         messages_delivered: 1000,
         stats: BTreeMap::new(),
         repro: format!("kubesim run --seed {seed}{flags}"),
+        coverage: BTreeMap::new(),
     }
 }
 

@@ -239,6 +239,11 @@ impl Nemesis {
                 targets.node(target).map(|node| self.skew(at_ms, event_idx, node, offset_ms, drift_ms_per_s))
             }
         };
+        if applied.is_ok() {
+            mark_applied(&fault);
+        } else {
+            coverage::reached!("nemesis.fault.skipped");
+        }
         let applied = applied.unwrap_or_else(|reason| self.skip(at_ms, &fault, &reason));
         self.applied.insert(event_idx, applied);
     }
@@ -455,6 +460,34 @@ impl Nemesis {
             Fault::DiskLoss { .. } => Applied::DiskLoss(members[0]),
             _ => Applied::StoreLoss(members),
         }
+    }
+}
+
+/// The coverage point of each kind of fault the nemesis applied (its target resolved).
+fn mark_applied(fault: &Fault) {
+    match fault {
+        Fault::Partition { .. } => coverage::reached!("nemesis.applied.partition"),
+        Fault::IsolateStoreLeader => coverage::reached!("nemesis.applied.isolate-store-leader"),
+        Fault::IsolateApiServer { .. } => coverage::reached!("nemesis.applied.isolate-apiserver"),
+        Fault::MajoritiesRing => coverage::reached!("nemesis.applied.majorities-ring"),
+        Fault::Bridge => coverage::reached!("nemesis.applied.bridge"),
+        Fault::OneWay { .. } => coverage::reached!("nemesis.applied.one-way"),
+        Fault::ClogLink { .. } => coverage::reached!("nemesis.applied.clog"),
+        Fault::PacketLoss { .. } => coverage::reached!("nemesis.applied.packet-loss"),
+        Fault::LatencySpike { .. } => coverage::reached!("nemesis.applied.latency"),
+        Fault::Crash { .. } => coverage::reached!("nemesis.applied.crash"),
+        Fault::CrashStoreMember { .. } => coverage::reached!("nemesis.applied.disk-crash"),
+        Fault::PowerLoss { .. } => coverage::reached!("nemesis.applied.power-loss"),
+        Fault::Pause { .. } => coverage::reached!("nemesis.applied.pause"),
+        Fault::CorruptRecord { .. } => coverage::reached!("nemesis.applied.corruption"),
+        Fault::CrashAtFailpoint { .. } => coverage::reached!("nemesis.applied.crash-at-failpoint"),
+        Fault::LeaderChase { .. } => coverage::reached!("nemesis.applied.leader-chase"),
+        Fault::Backup { .. } => coverage::reached!("nemesis.applied.backup"),
+        Fault::SnapshotCorruption { .. } => coverage::reached!("nemesis.applied.snapshot-corruption"),
+        Fault::DiskLoss { .. } => coverage::reached!("nemesis.applied.disk-loss"),
+        Fault::DiskLossMajority { .. } => coverage::reached!("nemesis.applied.disk-loss-majority"),
+        Fault::DiskLossAll => coverage::reached!("nemesis.applied.disk-loss-all"),
+        Fault::ClockSkew { .. } => coverage::reached!("nemesis.applied.clock-skew"),
     }
 }
 

@@ -271,6 +271,7 @@ impl Mvcc {
             return Err(StoreError::FutureRevision { requested, current: view_revision });
         }
         if requested < self.compacted_revision {
+            coverage::reached!("store.mvcc.read-below-compaction-refused");
             return Err(StoreError::Compacted { requested, compacted: self.compacted_revision });
         }
         Ok(requested)
@@ -419,6 +420,7 @@ impl Mvcc {
         self.keys.retain(|_, history| !history.compact(revision));
         self.events = self.events.split_off(&(revision + 1));
         self.compacted_revision = revision;
+        coverage::reached!("store.mvcc.compacted");
         Ok(CompactResponse { header: header(self.current_revision) })
     }
 

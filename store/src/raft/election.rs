@@ -22,6 +22,7 @@ impl Raft {
             self.election_elapsed = 0;
             if self.config.check_quorum && !self.tracker.quorum_recently_active(self.id) {
                 tracing::info!(id = self.id, term = self.term, "leader lost its quorum, stepping down");
+                coverage::reached!("store.raft.check-quorum-step-down");
                 self.become_follower(self.term, None);
                 return;
             }
@@ -172,6 +173,11 @@ impl Raft {
         } else {
             MessageBody::VoteResponse { reject: !granted }
         };
+        match (pre_vote, granted) {
+            (true, false) => coverage::reached!("store.raft.pre-vote-rejected"),
+            (false, false) => coverage::reached!("store.raft.vote-rejected"),
+            _ => {}
+        }
         if granted && !pre_vote {
             assert_eq!(m.term, self.term, "a vote is granted in the current term only");
             self.vote = Some(m.from);

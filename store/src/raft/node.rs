@@ -168,6 +168,21 @@ impl Raft {
     /// snapshot with `data` (§7). The core keeps the data to send to followers that need
     /// the compacted entries.
     pub fn compact(&mut self, index: u64, data: Bytes) -> Result<SnapshotMeta, RaftError> {
+        self.compact_keeping(index, data, 0)
+    }
+
+    /// As [`Raft::compact`], but the log keeps the last `keep_entries` entries the snapshot
+    /// covers, so that a follower a little behind catches up from the log instead of a
+    /// whole snapshot (etcd's `SnapshotCatchUpEntries`, 5 000: it compacts its raft
+    /// storage to `snapshot index - SnapshotCatchUpEntries`, not to the snapshot's index).
+    pub fn compact_keeping(&mut self, index: u64, data: Bytes, keep_entries: u64) -> Result<SnapshotMeta, RaftError> {
+        if index <= self.snapshot_meta.index || index > self.log.applied_index() {
+            return Err(RaftError::CompactionOutOfRange {
+                index,
+                snapshot_index: self.snapshot_meta.index,
+                applied_index: self.log.applied_index(),
+            });
+        }
         let mut voters = self.snapshot_meta.voters.clone();
         for entry in self.log.conf_entries(self.snapshot_meta.index + 1, index) {
             if let Some(conf) = ConfChangeEntry::decode(&entry.data) {
@@ -175,7 +190,10 @@ impl Raft {
             }
         }
         let term = self.log.term(index).unwrap_or(0);
-        self.log.compact(index)?;
+        let log_index = index.saturating_sub(keep_entries);
+        if log_index > self.log.offset_index() {
+            self.log.compact(log_index)?;
+        }
         self.snapshot_meta = SnapshotMeta { index, term, voters };
         self.snapshot_data = data;
         Ok(self.snapshot_meta.clone())
@@ -243,7 +261,7 @@ impl Raft {
             commit: self.log.commit_index(),
             last_index: self.log.last_index(),
             applied: self.log.applied_index(),
-            snapshot_index: self.log.offset_index(),
+            snapshot_index: self.snapshot_meta.index,
         }
     }
 

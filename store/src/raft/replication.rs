@@ -53,6 +53,11 @@ impl Raft {
             return false;
         }
         let last_sent = entries.last().map(|e| e.index);
+        if !entries.is_empty() && prev_log_index < self.snapshot_meta.index {
+            // Entries the snapshot covers, kept after it for slow followers (etcd's
+            // `SnapshotCatchUpEntries`): the follower catches up without a snapshot.
+            coverage::reached!("store.raft.catch-up-from-kept-entries");
+        }
         let commit = self.log.commit_index();
         if let Some(progress) = self.tracker.get_mut(to) {
             progress.sent_append(last_sent);
@@ -68,6 +73,7 @@ impl Raft {
             progress.become_snapshot(meta.index);
         }
         tracing::info!(id = self.id, to, index = meta.index, "sending a snapshot");
+        coverage::reached!("store.raft.snapshot-sent");
         let data = self.snapshot_data.clone();
         self.send(to, MessageBody::Snapshot { meta, data });
         true
@@ -104,6 +110,7 @@ impl Raft {
         self.tracker.set_voters(conf.voters.iter().copied(), next_index);
         if self.role == super::ready::Role::Leader && !self.tracker.voters().contains(&self.id) {
             tracing::info!(id = self.id, term = self.term, "leader removed from the configuration, stepping down");
+            coverage::reached!("store.raft.removed-leader-step-down");
             self.become_follower(self.term, None);
         }
     }
@@ -119,11 +126,13 @@ impl Raft {
         if self.log.matches(meta.index, meta.term) {
             // The log holds the snapshot's last entry: keep the log, just commit (etcd's
             // fast-forward in `restore`).
+            coverage::reached!("store.raft.snapshot-fast-forward");
             self.commit_to(meta.index);
             self.respond_append(from, meta.index);
             return;
         }
         tracing::info!(id = self.id, from, index = meta.index, term = meta.term, "installing a snapshot");
+        coverage::reached!("store.raft.snapshot-installed");
         self.log.install_snapshot(&meta);
         self.tracker.set_voters(meta.voters.iter().copied(), meta.index + 1);
         self.snapshot_meta = meta.clone();
@@ -198,6 +207,9 @@ impl Raft {
         if let Some(conflict) = self.log.find_conflict(&entries) {
             debug_assert!(conflict > commit_index, "checked above: prev_log_index >= commit");
             let start = (conflict - prev_log_index - 1) as usize;
+            if conflict <= self.log.last_index() {
+                coverage::reached!("store.raft.conflicting-suffix-truncated");
+            }
             self.log.truncate_and_append(&entries[start..]);
         }
         self.commit_to(commit.min(last_new_index));
@@ -245,6 +257,7 @@ impl Raft {
         };
         progress.recent_active = true;
         if reject {
+            coverage::reached!("store.raft.append-rejected");
             if progress.maybe_decrease_to(index, hint_next) {
                 self.send_append(from, true);
             }

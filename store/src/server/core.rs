@@ -459,6 +459,9 @@ impl<D: Disk> MemberCore<D> {
             return true;
         }
         self.halted = self.config.failpoints.reached(failpoint);
+        if self.halted {
+            coverage::reached!("store.failpoint.halted");
+        }
         self.halted
     }
 
@@ -514,18 +517,20 @@ impl<D: Disk> MemberCore<D> {
             return;
         }
         let data = self.member_snapshot().encode();
-        let meta = match self.raft.compact(self.applied_index, data.clone()) {
-            Ok(meta) => meta,
-            Err(e) => {
-                tracing::warn!(member = self.id, error = %e, "cannot compact the log");
-                return;
-            }
-        };
+        let meta =
+            match self.raft.compact_keeping(self.applied_index, data.clone(), self.config.snapshot_catch_up_entries) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    tracing::warn!(member = self.id, error = %e, "cannot compact the log");
+                    return;
+                }
+            };
         if let Err(e) = self.wal.save_snapshot(&meta, &data) {
             self.fail(format!("snapshot write failed: {e}"));
             return;
         }
         tracing::debug!(member = self.id, index = meta.index, "snapshot saved, log compacted");
+        coverage::reached!("store.snapshot.saved");
         self.snapshot_index = meta.index;
     }
 
@@ -560,6 +565,10 @@ impl<D: Disk> MemberCore<D> {
         peers.retain(|member, _| *member == self.id || !snapshot.removed.contains(member));
         self.peers = peers;
         *self.removed.lock().expect("removed lock") = snapshot.removed;
+        coverage::reached!("store.snapshot.installed");
+        if self.config.bootstrap == super::Bootstrap::JoinExisting {
+            coverage::reached!("store.snapshot.installed-by-new-member");
+        }
         if let Some(o) = &self.observer {
             o.snapshot_installed(self.id, meta.index, self.mvcc.current_revision());
         }

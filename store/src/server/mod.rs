@@ -109,6 +109,11 @@ pub struct MemberConfig {
     /// Save a snapshot and compact the Raft log every this many applied entries (etcd
     /// `--snapshot-count`, 10 000 by default there); 0 = never.
     pub snapshot_every_entries: u64,
+    /// How many applied entries the Raft log keeps under a new snapshot, so that a
+    /// follower a little behind catches up from the log rather than by a snapshot (etcd's
+    /// `SnapshotCatchUpEntries`, 5 000, `--experimental-snapshot-catchup-entries` in 3.6);
+    /// 0 compacts the log to the snapshot's index.
+    pub snapshot_catch_up_entries: u64,
     /// A member starting on an empty disk asks every peer whether it already knows it, and
     /// gives up (refusing to start) after this long without every answer.
     pub bootstrap_check_timeout: Duration,
@@ -139,6 +144,7 @@ impl MemberConfig {
             bootstrap: Bootstrap::NewCluster,
             first_start_of_new_id: false,
             snapshot_every_entries: 2_000,
+            snapshot_catch_up_entries: 0,
             bootstrap_check_timeout: Duration::from_secs(60),
             failpoints: Failpoints::new(),
             max_entries_per_append: raft::Config::new(id, Vec::new()).max_entries_per_append,
@@ -444,6 +450,7 @@ async fn handle<D: Disk>(
         None
     };
     if let Some(action) = denied {
+        coverage::reached!("store.acl.rejected");
         let error = StoreError::PermissionDenied { principal: principal.name.clone(), action: action.into() };
         let core = core.lock().expect("member core lock");
         if let Some(o) = &core_observer(&core) {
@@ -461,7 +468,10 @@ async fn handle<D: Disk>(
                 Ok(Err(_canceled)) => {
                     Err(StoreError::UnknownOutcome { reason: "member lost track of the proposal".into() })
                 }
-                Err(_elapsed) => Err(StoreError::UnknownOutcome { reason: "request timed out".into() }),
+                Err(_elapsed) => {
+                    coverage::reached!("store.request.write-timed-out");
+                    Err(StoreError::UnknownOutcome { reason: "request timed out".into() })
+                }
             }
         }
         StoreOp::Range(range) => {
@@ -546,6 +556,7 @@ async fn watch_poll<D: Disk>(
                     // revision 0 (`WatchResponse{CompactRevision: ...}` in
                     // mvcc/watchable_store.go), and the gRPC watch server copies it into the
                     // header (`newResponseHeader(wresp.Revision)`, v3rpc/watch.go).
+                    coverage::reached!("store.watch.canceled-compacted");
                     let response = WatchResponse {
                         header: ResponseHeader { revision: 0, ..header },
                         watch_id: 0,

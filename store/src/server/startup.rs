@@ -70,7 +70,12 @@ pub(super) async fn start<D: Disk>(
 ) -> Result<MemberCore<D>, MemberError> {
     let id = config.id;
     let recovery = |source| MemberError::Recovery { member: id, source };
-    let (mut wal, recovered) = Wal::open(disk).map_err(recovery)?;
+    let (mut wal, recovered) = Wal::open(disk).map_err(|source| {
+        if matches!(source, crate::wal::WalError::Corrupt { .. }) {
+            coverage::reached!("store.start.corruption-detected");
+        }
+        recovery(source)
+    })?;
     let empty_disk = recovered.identity.is_none()
         && recovered.snapshot.is_none()
         && recovered.entries.is_empty()
@@ -105,6 +110,9 @@ pub(super) async fn start<D: Disk>(
             // (`MemberConfig::first_start_of_new_id`).
         } else if empty_disk {
             if let Err(e) = check_not_bootstrapped(config, &endpoint).await {
+                if matches!(e, MemberError::AlreadyBootstrapped { .. }) {
+                    coverage::reached!("store.start.refused-already-bootstrapped");
+                }
                 answering.abort();
                 return Err(e);
             }
@@ -136,6 +144,12 @@ pub(super) async fn start<D: Disk>(
     let rng_seed: u64 = madsim::rand::random();
     let raft = raft::Raft::new(raft_config, restored, rng_seed)
         .map_err(|e| MemberError::Raft { member: id, reason: e.to_string() })?;
+    if recovered.truncated_torn_bytes > 0 {
+        coverage::reached!("store.start.torn-tail-recovered");
+    }
+    if machine.applied_index > 0 {
+        coverage::reached!("store.start.from-snapshot");
+    }
     if let Some(o) = &observer {
         o.started(id, n_entries, recovered.truncated_torn_bytes);
     }
@@ -146,7 +160,13 @@ pub(super) async fn start<D: Disk>(
 /// entries after it are re-applied by Raft, so nothing is applied twice.
 fn recover_machine<D: Disk>(config: &MemberConfig, wal: &Wal<D>) -> Result<(RecoveredMachine, Bytes), MemberError> {
     let id = config.id;
-    let Some((meta, data)) = wal.load_snapshot().map_err(|source| MemberError::Recovery { member: id, source })? else {
+    let loaded = wal.load_snapshot().map_err(|source| {
+        if matches!(source, crate::wal::WalError::Corrupt { .. }) {
+            coverage::reached!("store.start.corruption-detected");
+        }
+        MemberError::Recovery { member: id, source }
+    })?;
+    let Some((meta, data)) = loaded else {
         let machine = RecoveredMachine {
             mvcc: Mvcc::new(),
             applied_index: 0,

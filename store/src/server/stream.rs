@@ -136,6 +136,7 @@ impl Inbound {
                 if now < since + self.gap_timeout {
                     break;
                 }
+                coverage::reached!("store.stream.gap-given-up");
                 stream.next = *stream.held.keys().next().expect("a waiting stream holds messages");
                 stream.drain(now, ready);
             }
