@@ -33,6 +33,11 @@ pub struct ApiServerBugs {
     /// client was told a lie. Caught by the "no acknowledged write lost" (DESIGN.md §4,
     /// invariant 11) and linearizability (invariant 9) checkers.
     pub ack_before_commit: bool,
+    /// PLANTED BUG. The watch cache serves a watch from before its window (revisions it
+    /// evicted) from the window's start instead of answering 410 Gone: see
+    /// `WatchCache::with_planted_bug_serves_evicted`. Caught by the watch-guarantees checker
+    /// (DESIGN.md §4, invariant 10).
+    pub watch_cache_serves_evicted: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -56,7 +56,8 @@ impl<B: Backend> ApiServer<B> {
     ) -> Self {
         let registry = Registry::new(backend.clone(), clock, &config.name, observer, config.planted_bugs);
         let watch_cache = WatchCache::new(config.watch_cache_capacity)
-            .with_max_events_per_response(config.watch_max_events_per_response);
+            .with_max_events_per_response(config.watch_max_events_per_response)
+            .with_planted_bug_serves_evicted(config.planted_bugs.watch_cache_serves_evicted);
         Self { inner: Arc::new(Inner { config, backend, registry, watch_cache, terminating: AtomicBool::new(false) }) }
     }
 

@@ -72,6 +72,8 @@ struct CacheState {
     started_at: Revision,
     /// The most events one watch answer carries (see [`WatchCache::with_max_events_per_response`]).
     max_events_per_response: usize,
+    /// PLANTED BUG `watch-cache-serves-evicted` (see [`WatchCache::with_planted_bug_serves_evicted`]).
+    serves_evicted: bool,
 }
 
 /// What the cache answers a watch with.
@@ -124,10 +126,15 @@ impl CacheState {
         }
     }
 
-    fn query(&self, resource: Resource, namespace: &str, since: ResourceVersion) -> Query {
+    fn query(&self, resource: Resource, namespace: &str, mut since: ResourceVersion) -> Query {
         let Some(window_start) = self.window_start else {
             return Query::NotReady;
         };
+        if since < window_start && self.serves_evicted && window_start > self.started_at {
+            // PLANTED BUG: the evicted revisions are served as if they had never existed.
+            coverage::reached!("apiserver.watch-cache.too-old-resource-version");
+            since = window_start;
+        }
         if since < window_start {
             if window_start > self.started_at {
                 // kube-apiserver's "too old resource version" from its cache's window.
@@ -227,6 +234,7 @@ impl WatchCache {
                     closed: false,
                     started_at: 0,
                     max_events_per_response: MAX_EVENTS_PER_RESPONSE,
+                    serves_evicted: false,
                 }),
                 advanced: Signal::default(),
             }),
@@ -240,6 +248,21 @@ impl WatchCache {
     /// chunking; kubesim's default is [`MAX_EVENTS_PER_RESPONSE`].
     pub fn with_max_events_per_response(self, max: usize) -> Self {
         self.lock().max_events_per_response = max.max(1);
+        self
+    }
+
+    /// PLANTED BUG (`kubesim --bug watch-cache-serves-evicted`), off by default. A watch
+    /// from before the window, whose revisions the cache evicted when it overflowed, is
+    /// served from the window's start instead of being answered 410 Gone ("too old
+    /// resource version"): the watcher silently misses every event in between, and its
+    /// informer never relists. Kubernetes' watch cache must refuse such a watch
+    /// (`watchCache.getAllEventsSinceLocked` returns "too old resource version" when
+    /// `resourceVersion < oldest`); a cache that does not breaks etcd's reliable-delivery
+    /// guarantee as the apiserver passes it on. Caught by the watch-guarantees checker
+    /// (invariant 10: a gap in an answer). Reached only when the window overflows (the
+    /// `watch_cache_capacity` knob's small values).
+    pub fn with_planted_bug_serves_evicted(self, on: bool) -> Self {
+        self.lock().serves_evicted = on;
         self
     }
 
@@ -485,6 +508,7 @@ mod tests {
             closed: false,
             started_at: 0,
             max_events_per_response: MAX_EVENTS_PER_RESPONSE,
+            serves_evicted: false,
         };
         s.reset(start);
         s
@@ -541,6 +565,27 @@ mod tests {
         check(&s, Resource::Pods, "", 1, "[2,2] @2");
     }
 
+    /// The `watch-cache-serves-evicted` planted bug answers a watch from before a window
+    /// moved by eviction with the window's events, skipping the evicted ones; a window
+    /// that starts where the cache (re)started is still answered 410.
+    #[test]
+    fn the_planted_bug_serves_a_watch_from_before_an_evicted_window() {
+        let mut s = state(2, 0);
+        s.serves_evicted = true;
+        s.append(
+            vec![
+                event(1, Resource::Pods, "default", "a"),
+                event(2, Resource::Pods, "default", "b"),
+                event(3, Resource::Pods, "default", "c"),
+            ],
+            3,
+        );
+        check(&s, Resource::Pods, "", 0, "[2,3] @3");
+        let mut restarted = state(2, 5);
+        restarted.serves_evicted = true;
+        check(&restarted, Resource::Pods, "", 4, "gone@5");
+    }
+
     #[test]
     fn a_cache_that_never_synced_is_not_ready() {
         let s = CacheState {
@@ -551,6 +596,7 @@ mod tests {
             closed: false,
             started_at: 0,
             max_events_per_response: MAX_EVENTS_PER_RESPONSE,
+            serves_evicted: false,
         };
         check(&s, Resource::Pods, "", 0, "not-ready");
     }

@@ -348,7 +348,10 @@ fn planted_bug_ack_before_commit_acknowledges_a_create_the_store_refused() {
         check(&c.create(ADMIN, pod("default", "web-1")).await, "409 AlreadyExists");
 
         // With it: acknowledged, although the store refused it.
-        let c = Cluster::start(|config| config.planted_bugs = ApiServerBugs { ack_before_commit: true }).await;
+        let c = Cluster::start(|config| {
+            config.planted_bugs = ApiServerBugs { ack_before_commit: true, ..ApiServerBugs::default() }
+        })
+        .await;
         let first = c.create(ADMIN, pod("default", "web-1")).await.unwrap();
         madsim::time::sleep(std::time::Duration::from_millis(10)).await;
         let second = c.create(ADMIN, pod("default", "web-1")).await;

@@ -24,10 +24,12 @@ pub enum PlantedBug {
     SnapshotOmitsLastTxn,
     RestoreSkipsChecksum,
     RejoinUnderOldIdentity,
+    WatchCacheServesEvicted,
+    RaftSnapshotOmitsLastEntry,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 12] = [
+    pub const ALL: [PlantedBug; 14] = [
         PlantedBug::StoreAckBeforeFsync,
         PlantedBug::VoteNotPersisted,
         PlantedBug::CommitPreviousTermByCounting,
@@ -40,6 +42,8 @@ impl PlantedBug {
         PlantedBug::SnapshotOmitsLastTxn,
         PlantedBug::RestoreSkipsChecksum,
         PlantedBug::RejoinUnderOldIdentity,
+        PlantedBug::WatchCacheServesEvicted,
+        PlantedBug::RaftSnapshotOmitsLastEntry,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,6 +60,8 @@ impl PlantedBug {
             PlantedBug::SnapshotOmitsLastTxn => "snapshot-omits-last-txn",
             PlantedBug::RestoreSkipsChecksum => "restore-skips-checksum",
             PlantedBug::RejoinUnderOldIdentity => "rejoin-under-old-identity",
+            PlantedBug::WatchCacheServesEvicted => "watch-cache-serves-evicted",
+            PlantedBug::RaftSnapshotOmitsLastEntry => "raft-snapshot-omits-last-entry",
         }
     }
 
@@ -98,6 +104,12 @@ impl PlantedBug {
             PlantedBug::RejoinUnderOldIdentity => {
                 "a member whose disk was lost restarts under its old id without etcd's bootstrapped check (store/src/server/startup.rs)"
             }
+            PlantedBug::WatchCacheServesEvicted => {
+                "the apiserver's watch cache serves a watch from before its window from the window's start instead of 410 Gone (apiserver/src/watch_cache.rs)"
+            }
+            PlantedBug::RaftSnapshotOmitsLastEntry => {
+                "a member's Raft snapshot lacks the last applied entry's writes but claims its index, as etcd-io/etcd#13766 (store/src/server/core.rs)"
+            }
         }
     }
 
@@ -116,6 +128,8 @@ impl PlantedBug {
             PlantedBug::SnapshotOmitsLastTxn => "backup-restore-equality",
             PlantedBug::RestoreSkipsChecksum => "restore-durability",
             PlantedBug::RejoinUnderOldIdentity => "raft-state-machine-safety",
+            PlantedBug::WatchCacheServesEvicted => "watch-guarantees",
+            PlantedBug::RaftSnapshotOmitsLastEntry => "raft-state-machine-safety",
         }
     }
 
@@ -135,6 +149,8 @@ impl PlantedBug {
             PlantedBug::SnapshotOmitsLastTxn => cluster.store.backup_bugs.snapshot_omits_last_txn = true,
             PlantedBug::RestoreSkipsChecksum => cluster.store.backup_bugs.restore_skips_checksum = true,
             PlantedBug::RejoinUnderOldIdentity => cluster.store.bugs.rejoin_under_old_identity = true,
+            PlantedBug::WatchCacheServesEvicted => cluster.apiserver_bugs.watch_cache_serves_evicted = true,
+            PlantedBug::RaftSnapshotOmitsLastEntry => cluster.store.bugs.raft_snapshot_omits_last_entry = true,
         }
     }
 }

@@ -279,8 +279,8 @@ impl SeedFlags {
     ) -> Result<RunOptions, BadInput> {
         let template = self.to_options(shard.seeds(seeds.clone()).next().unwrap_or(seeds.start))?;
         if let (Faults::Plan(plan), Some(path)) = (&template.faults, &self.plan) {
-            let sizes: BTreeSet<usize> = if template.seed_picks_store_knobs {
-                crate::runner::STORE_SIZES.into_iter().collect()
+            let sizes: BTreeSet<usize> = if template.seed_picks_knobs {
+                crate::knobs::STORE_SIZES.into_iter().collect()
             } else {
                 BTreeSet::from([template.cluster.store.n_members])
             };
@@ -290,7 +290,7 @@ impl SeedFlags {
                 if sizes_checked.len() == sizes.len() {
                     break;
                 }
-                let (n_members, _) = template.store_knobs_of(seed);
+                let n_members = template.knobs_of(seed).store_members;
                 if !sizes_checked.insert(n_members) {
                     continue;
                 }
@@ -507,9 +507,8 @@ fn run_and_print(options: &RunOptions, command: &str, trace: bool) -> (u8, crate
     }
     out(command);
     let store = &options.cluster.store;
-    let per_append = store.max_entries_per_append.map_or("default".to_string(), |n| n.to_string());
-    let picked_by = if options.seed_picks_store_knobs { "picked by the seed" } else { "set by the case" };
-    out(&format!("store: {} members, {per_append} entries per append ({picked_by})", store.n_members));
+    let picked_by = if options.seed_picks_knobs { "picked by the seed" } else { "set by the case" };
+    out(&format!("store: {} members; knobs ({picked_by}): {}", store.n_members, options.knobs()));
     let wall = Instant::now();
     let report = run_seed(options);
     let wall_secs = wall.elapsed().as_secs_f64();

@@ -9,7 +9,7 @@ use faults::{FaultPlan, PlanFile};
 use crate::bugs::PlantedBug;
 use crate::campaign::SeedResult;
 use crate::cli::{out, parse_seed_range, shell_quote, BadInput, CliError, SeedFlags, EXIT_PASS, EXIT_VIOLATION};
-use crate::corpus::{load_case, load_dir, run_case, Case, StoreKnobs, CASE_FORMAT_VERSION};
+use crate::corpus::{load_case, load_dir, run_case, Case, CASE_FORMAT_VERSION};
 use crate::merge::{merge, read_all_results};
 use crate::shrink::{shrink_seed, ShrinkError, ShrinkOutcome, ShrinkStep};
 
@@ -245,7 +245,8 @@ pub fn save_new_case(
         seed,
         scenario: flags.scenario.name().to_string(),
         bugs: flags.bugs.iter().map(|bug| PlantedBug::name(*bug).to_string()).collect(),
-        store: Some(StoreKnobs::of(&flags.to_options(seed)?)),
+        knobs: Some(flags.to_options(seed)?.knobs()),
+        store: None,
         plan: plan.map(PlanFile::from),
         expect,
     };

@@ -53,17 +53,44 @@ pub const MAX_MEMBER_ID: MemberId = 254;
 /// endpoints by their operator or by DNS after a replacement or a restore).
 pub type Endpoints = Arc<Mutex<BTreeMap<MemberId, SocketAddr>>>;
 
-/// Knobs for the store members of a run.
-#[derive(Clone, Debug, Default)]
+/// Knobs for the store members of a run (see [`crate::knobs::Knobs`] for what each one
+/// is and the values a seed draws).
+#[derive(Clone, Debug)]
 pub struct StoreOptions {
     pub n_members: usize,
     /// Raft's cap on entries per append; `None`: the member's default (64).
     pub max_entries_per_append: Option<usize>,
+    /// Raft election timeout in ticks ([`MemberConfig::election_tick`]).
+    pub election_tick: u64,
+    /// [`MemberConfig::snapshot_every_entries`].
+    pub snapshot_every_entries: u64,
+    /// [`MemberConfig::snapshot_catch_up_entries`].
+    pub snapshot_catch_up_entries: u64,
+    /// [`MemberConfig::request_timeout`], in milliseconds.
+    pub request_timeout_ms: u64,
     pub bugs: StoreBugs,
     pub raft_bugs: store::raft::RaftBugs,
     /// Planted defects of `snapshot save` (in the member) and `snapshot restore` (in the
     /// operator's tool).
     pub backup_bugs: BackupBugs,
+}
+
+impl Default for StoreOptions {
+    /// No members, no planted bugs, and the member's own defaults for every knob.
+    fn default() -> Self {
+        let member = MemberConfig::new(1, BTreeMap::new());
+        Self {
+            n_members: 0,
+            max_entries_per_append: None,
+            election_tick: member.election_tick,
+            snapshot_every_entries: member.snapshot_every_entries,
+            snapshot_catch_up_entries: member.snapshot_catch_up_entries,
+            request_timeout_ms: member.request_timeout.as_millis() as u64,
+            bugs: StoreBugs::default(),
+            raft_bugs: store::raft::RaftBugs::default(),
+            backup_bugs: BackupBugs::default(),
+        }
+    }
 }
 
 pub struct StoreMember {
@@ -143,6 +170,10 @@ impl Shared {
         if let Some(max_entries) = self.options.max_entries_per_append {
             config.max_entries_per_append = max_entries;
         }
+        config.election_tick = self.options.election_tick;
+        config.snapshot_every_entries = self.options.snapshot_every_entries;
+        config.snapshot_catch_up_entries = self.options.snapshot_catch_up_entries;
+        config.request_timeout = std::time::Duration::from_millis(self.options.request_timeout_ms);
         let failpoints = config.failpoints.clone();
         let observer: Arc<dyn StoreObserver> = Arc::new(self.recorder.clone());
         let node_disk = disk.clone();

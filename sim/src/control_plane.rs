@@ -41,6 +41,62 @@ pub struct ControlPlaneOptions {
     pub store_traffic_until: Option<std::time::Duration>,
     /// What the user does in `deploy-nginx` (other scenarios ignore it).
     pub workload: crate::scenario::deploy_nginx::Workload,
+    /// The apiserver's and the controllers' knobs.
+    pub tuning: ControlPlaneTuning,
+}
+
+/// The apiserver's and the controllers' knobs (see [`crate::knobs::Knobs`] for what each
+/// one is, its Kubernetes default and the values a seed draws). The default is each
+/// component's own default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlPlaneTuning {
+    pub compaction_interval_ms: u64,
+    pub watch_cache_capacity: usize,
+    pub watch_max_events_per_response: usize,
+    pub api_request_timeout_ms: u64,
+    pub leader_lease_duration_ms: u64,
+    pub leader_renew_deadline_ms: u64,
+    pub leader_retry_period_ms: u64,
+    pub resync_period_ms: u64,
+    pub node_monitor_grace_period_ms: u64,
+    pub pod_eviction_timeout_ms: u64,
+}
+
+impl Default for ControlPlaneTuning {
+    fn default() -> Self {
+        let apiserver = ApiServerConfig::new("apiserver", SocketAddr::new(ip(2, 1), APISERVER_PORT));
+        let controller_manager = ControllerManagerConfig::default();
+        let election = &controller_manager.leader_election;
+        Self {
+            compaction_interval_ms: apiserver.compaction_interval.as_millis() as u64,
+            watch_cache_capacity: apiserver.watch_cache_capacity,
+            watch_max_events_per_response: apiserver.watch_max_events_per_response,
+            api_request_timeout_ms: ClientConfig::default().request_timeout.as_millis() as u64,
+            leader_lease_duration_ms: election.lease_duration_ms,
+            leader_renew_deadline_ms: election.renew_deadline_ms,
+            leader_retry_period_ms: election.retry_period_ms,
+            resync_period_ms: controller_manager.replica_set.resync_period_ms,
+            node_monitor_grace_period_ms: controller_manager.node_lifecycle.node_monitor_grace_period_ms,
+            pod_eviction_timeout_ms: controller_manager.node_lifecycle.pod_eviction_timeout_ms,
+        }
+    }
+}
+
+impl ControlPlaneTuning {
+    /// The API client configuration of every component (kubectl keeps the default).
+    fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            request_timeout: std::time::Duration::from_millis(self.api_request_timeout_ms),
+            ..ClientConfig::default()
+        }
+    }
+
+    /// Sets the leader-election timings of a controller-manager or scheduler.
+    fn set_leader_election(&self, election: &mut controllers::leader_election::LeaderElectionConfig) {
+        election.lease_duration_ms = self.leader_lease_duration_ms;
+        election.renew_deadline_ms = self.leader_renew_deadline_ms;
+        election.retry_period_ms = self.leader_retry_period_ms;
+    }
 }
 
 impl Default for ControlPlaneOptions {
@@ -56,6 +112,7 @@ impl Default for ControlPlaneOptions {
             controller_writes_store: false,
             store_traffic_until: None,
             workload: Default::default(),
+            tuning: ControlPlaneTuning::default(),
         }
     }
 }
@@ -106,8 +163,9 @@ impl ControlPlane {
         let controller_managers: Vec<Component> = (0..options.n_controller_managers)
             .map(|i| start_controller_manager(i, options, &store, &apiserver_addrs, recorder))
             .collect();
-        let scheduler = start_scheduler(&apiserver_addrs, recorder);
-        let kubelets = (0..options.n_kubelets).map(|i| start_kubelet(i, &apiserver_addrs, recorder)).collect();
+        let scheduler = start_scheduler(&options.tuning, &apiserver_addrs, recorder);
+        let kubelets =
+            (0..options.n_kubelets).map(|i| start_kubelet(i, &options.tuning, &apiserver_addrs, recorder)).collect();
         let controllers = controller_managers.iter().chain(std::iter::once(&scheduler)).map(|c| c.node.id()).collect();
         let apiserver_processes = apiservers
             .iter()
@@ -180,6 +238,9 @@ fn start_apiserver(
         config = config.with_token(token_for(&user.name), user.clone());
     }
     config.planted_bugs = options.apiserver_bugs;
+    config.compaction_interval = std::time::Duration::from_millis(options.tuning.compaction_interval_ms);
+    config.watch_cache_capacity = options.tuning.watch_cache_capacity;
+    config.watch_max_events_per_response = options.tuning.watch_max_events_per_response;
     if idx != 0 {
         // One compactor per cluster is enough (kube-apiserver runs one per instance, but
         // they race harmlessly; kubesim keeps the history simpler).
@@ -295,6 +356,13 @@ fn start_controller_manager(
     config.leader_election.identity = name.clone();
     config.leader_election.fencing = options.fencing;
     config.replica_set.planted_bug_no_expectations = options.replicaset_no_expectations;
+    let tuning = &options.tuning;
+    tuning.set_leader_election(&mut config.leader_election);
+    config.replica_set.resync_period_ms = tuning.resync_period_ms;
+    config.deployment.resync_period_ms = tuning.resync_period_ms;
+    config.node_lifecycle.node_monitor_grace_period_ms = tuning.node_monitor_grace_period_ms;
+    config.node_lifecycle.pod_eviction_timeout_ms = tuning.pod_eviction_timeout_ms;
+    let client_config = tuning.client_config();
     let clock = Clock::new();
     let (servers, node_clock) = (servers.to_vec(), clock.clone());
     let (api_obs, ctl_obs) = (api_observer(&name, recorder), controller_observer(recorder));
@@ -306,19 +374,15 @@ fn start_controller_manager(
         .init(move || {
             let (config, servers, clock, api_obs, ctl_obs) =
                 (config.clone(), servers.clone(), node_clock.clone(), api_obs.clone(), ctl_obs.clone());
-            let rogue_members = rogue_members.clone();
+            let (rogue_members, client_config) = (rogue_members.clone(), client_config.clone());
             async move {
                 if let Some(members) = rogue_members {
                     madsim::task::spawn(rogue_store_writer(members));
                 }
-                let client = ApiClient::connect(
-                    servers,
-                    credential("system:kube-controller-manager"),
-                    ClientConfig::default(),
-                    api_obs,
-                )
-                .await
-                .expect("bind the controller-manager's client");
+                let client =
+                    ApiClient::connect(servers, credential("system:kube-controller-manager"), client_config, api_obs)
+                        .await
+                        .expect("bind the controller-manager's client");
                 controllers::controller_manager::run(config, client, clock, ctl_obs).await;
             }
         })
@@ -327,10 +391,12 @@ fn start_controller_manager(
     Component { name, node, clock }
 }
 
-fn start_scheduler(servers: &[SocketAddr], recorder: &Recorder) -> Component {
+fn start_scheduler(tuning: &ControlPlaneTuning, servers: &[SocketAddr], recorder: &Recorder) -> Component {
     let name = "scheduler-0".to_string();
     let mut config = SchedulerConfig::default();
     config.leader_election.identity = name.clone();
+    tuning.set_leader_election(&mut config.leader_election);
+    let client_config = tuning.client_config();
     let clock = Clock::new();
     let (servers, node_clock) = (servers.to_vec(), clock.clone());
     let (api_obs, ctl_obs) = (api_observer(&name, recorder), controller_observer(recorder));
@@ -341,11 +407,11 @@ fn start_scheduler(servers: &[SocketAddr], recorder: &Recorder) -> Component {
         .init(move || {
             let (config, servers, clock, api_obs, ctl_obs) =
                 (config.clone(), servers.clone(), node_clock.clone(), api_obs.clone(), ctl_obs.clone());
+            let client_config = client_config.clone();
             async move {
-                let client =
-                    ApiClient::connect(servers, credential("system:kube-scheduler"), ClientConfig::default(), api_obs)
-                        .await
-                        .expect("bind the scheduler's client");
+                let client = ApiClient::connect(servers, credential("system:kube-scheduler"), client_config, api_obs)
+                    .await
+                    .expect("bind the scheduler's client");
                 controllers::scheduler::run(config, client, clock, ctl_obs).await;
             }
         })
@@ -354,9 +420,15 @@ fn start_scheduler(servers: &[SocketAddr], recorder: &Recorder) -> Component {
     Component { name, node, clock }
 }
 
-fn start_kubelet(idx: u32, servers: &[SocketAddr], recorder: &Recorder) -> (Component, Arc<KubeletState>) {
+fn start_kubelet(
+    idx: u32,
+    tuning: &ControlPlaneTuning,
+    servers: &[SocketAddr],
+    recorder: &Recorder,
+) -> (Component, Arc<KubeletState>) {
     let name = kubelet_name(idx);
     let config = KubeletConfig { node_name: name.clone(), ..KubeletConfig::default() };
+    let client_config = tuning.client_config();
     let clock = Clock::new();
     // Running containers outlive a kubelet restart, as on a real machine; a machine crash
     // is modelled by clearing this state.
@@ -378,8 +450,9 @@ fn start_kubelet(idx: u32, servers: &[SocketAddr], recorder: &Recorder) -> (Comp
                 ctl_obs.clone(),
                 user.clone(),
             );
+            let client_config = client_config.clone();
             async move {
-                let client = ApiClient::connect(servers, credential(&user), ClientConfig::default(), api_obs)
+                let client = ApiClient::connect(servers, credential(&user), client_config, api_obs)
                     .await
                     .expect("bind the kubelet's client");
                 controllers::kubelet::run(config, client, clock, state, ctl_obs).await;

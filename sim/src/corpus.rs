@@ -9,9 +9,9 @@
 //! bugs, scenarios or invariants, a plan that does not fit the scenario, or a name that
 //! differs from the file's name are errors naming the file and what is wrong.
 //!
-//! A case saves its plan rather than relying on the seed's swarm generation, and the store
-//! knobs it ran on rather than relying on the seed's pick ([`crate::runner::store_knobs_for_seed`]),
-//! so a change to the generator or to the knobs does not silently change what the case runs.
+//! A case saves its plan rather than relying on the seed's swarm generation, and the knobs
+//! it ran on rather than relying on the seed's pick ([`Knobs::for_seed`]), so a change to
+//! the generator or to the knobs' draw does not silently change what the case runs.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::bugs::PlantedBug;
 use crate::campaign::{run_guarded, SeedResult};
 use crate::checkers::Invariant;
+use crate::knobs::Knobs;
 use crate::runner::{Faults, RunOptions};
 use crate::scenario::Scenario;
 
@@ -49,8 +50,13 @@ pub struct Case {
     /// Planted bugs switched on (names from `kubesim bugs`).
     #[serde(default)]
     pub bugs: Vec<String>,
-    /// The store knobs to run on; absent (cases saved before knobs were recorded): the ones
-    /// the seed picks.
+    /// Every knob to run on (a knob left out takes its default). Absent, with `store`
+    /// absent too: the knobs the seed picks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knobs: Option<Knobs>,
+    /// The store knobs of a case saved before every knob was recorded: members and
+    /// entries per append, every other knob at its default (what such a case ran on).
+    /// Not written any more; a case holds `knobs` or `store`, not both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreKnobs>,
     /// The fault plan to replay, in either plan format (a version 1 plan is upgraded for
@@ -61,38 +67,20 @@ pub struct Case {
     pub expect: String,
 }
 
-/// The store knobs a case runs on (see [`crate::runner::store_knobs_for_seed`]).
+/// The store knobs of a case saved before every knob was recorded (see [`Case::store`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreKnobs {
-    /// Store members, 1 to [`StoreKnobs::MAX_MEMBERS`].
+    /// Store members, 1 to [`Knobs::MAX_MEMBERS`].
     pub members: usize,
     /// Raft's cap on entries per append message; `null`: the member's default.
     pub max_entries_per_append: Option<usize>,
 }
 
 impl StoreKnobs {
-    pub const MAX_MEMBERS: usize = 7;
-
-    /// The knobs `options` run on.
-    pub fn of(options: &RunOptions) -> Self {
-        Self {
-            members: options.cluster.store.n_members,
-            max_entries_per_append: options.cluster.store.max_entries_per_append,
-        }
-    }
-
-    fn apply(self, options: &mut RunOptions) -> Result<(), String> {
-        if !(1..=Self::MAX_MEMBERS).contains(&self.members) {
-            return Err(format!("store.members: expected 1 to {}, got {}", Self::MAX_MEMBERS, self.members));
-        }
-        if self.max_entries_per_append == Some(0) {
-            return Err("store.max_entries_per_append: expected at least 1 (or null for the default)".into());
-        }
-        options.seed_picks_store_knobs = false;
-        options.cluster.store.n_members = self.members;
-        options.cluster.store.max_entries_per_append = self.max_entries_per_append;
-        Ok(())
+    /// The full knob set such a case ran on.
+    pub fn knobs(self) -> Knobs {
+        Knobs { store_members: self.members, max_entries_per_append: self.max_entries_per_append, ..Knobs::default() }
     }
 }
 
@@ -188,8 +176,16 @@ impl Case {
         let scenario: Scenario = self.scenario.parse().map_err(|e| format!("scenario: {e}"))?;
         let expect: Expectation = self.expect.parse()?;
         let mut options = RunOptions::without_faults(self.seed, scenario);
-        if let Some(knobs) = self.store {
-            knobs.apply(&mut options)?;
+        let knobs = match (&self.knobs, self.store) {
+            (Some(_), Some(_)) => return Err("a case holds `knobs` or the older `store`, not both".into()),
+            (Some(knobs), None) => Some(knobs.clone()),
+            (None, Some(store)) => Some(store.knobs()),
+            (None, None) => None,
+        };
+        if let Some(knobs) = knobs {
+            knobs.validate().map_err(|e| e.to_string())?;
+            knobs.apply(&mut options.cluster);
+            options.seed_picks_knobs = false;
         }
         for name in &self.bugs {
             let bug: PlantedBug = name.parse().map_err(|e| format!("bugs: {e}"))?;

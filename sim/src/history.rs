@@ -278,6 +278,20 @@ pub enum HistoryEvent {
         resource_version: i64,
         n_objects: usize,
     },
+    /// A member that just started (its `MemberStarted`) recovered its state from its own
+    /// snapshot, covering every index up to `index`: it re-applies its log after it.
+    SnapshotRecovered {
+        member: MemberId,
+        index: u64,
+        revision: Revision,
+    },
+    /// A member replaced its state with a snapshot the leader sent (InstallSnapshot),
+    /// covering every index up to `index`: it applies no entry at or below it.
+    SnapshotInstalled {
+        member: MemberId,
+        index: u64,
+        revision: Revision,
+    },
 }
 
 /// One key's state as a checker needs it: enough to compare keyspaces key by key without
@@ -485,6 +499,14 @@ impl StoreObserver for Recorder {
 
     fn applied_empty(&self, member: MemberId, index: u64, term: u64, revision: i64) {
         self.record(HistoryEvent::AppliedEmpty { member, index, term, revision });
+    }
+
+    fn recovered_snapshot(&self, member: MemberId, index: u64, revision: i64) {
+        self.record(HistoryEvent::SnapshotRecovered { member, index, revision });
+    }
+
+    fn snapshot_installed(&self, member: MemberId, index: u64, revision: i64) {
+        self.record(HistoryEvent::SnapshotInstalled { member, index, revision });
     }
 }
 

@@ -16,6 +16,7 @@ pub mod control_plane;
 pub mod corpus;
 pub mod determinism;
 pub mod history;
+pub mod knobs;
 pub mod merge;
 pub mod operator;
 pub mod report;

@@ -13,6 +13,7 @@ use crate::checkers::{check_all, CheckInput, EndState, Verdict};
 use crate::cluster::ip;
 use crate::control_plane::ControlPlaneOptions;
 use crate::history::{History, HistoryEvent, Recorder};
+use crate::knobs::Knobs;
 use crate::report::{Check, CheckStatus, RunReport};
 use crate::scenario::{deploy_nginx, store_smoke, Scenario};
 use store::api::{KeyRange, Principal, RangeRequest};
@@ -32,54 +33,22 @@ pub enum Faults {
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub seed: u64,
-    /// Whether the seed picks the store's knobs ([`store_knobs_for_seed`]); off, the
-    /// cluster options' store knobs hold.
-    pub seed_picks_store_knobs: bool,
+    /// Whether the seed picks the knobs ([`Knobs::for_seed`]); off, the cluster options'
+    /// knobs hold (a corpus case, a test).
+    pub seed_picks_knobs: bool,
     pub scenario: Scenario,
     pub cluster: ControlPlaneOptions,
     pub faults: Faults,
 }
 
-/// Mixed into the seed for the knobs' random stream, so that it is unrelated to the
-/// fault plan's and the simulation's streams of the same seed ("knobs!!!" in ASCII).
-const KNOB_SEED_MIX: u64 = 0x6b6e_6f62_7321_2121;
-
-/// Every store size [`store_knobs_for_seed`] picks.
-pub const STORE_SIZES: [usize; 2] = [3, 5];
-
-/// The store knobs `seed` picks, like FoundationDB's randomized knobs: from the seed
-/// alone, before the run, so that a seed always replays on the same cluster.
-/// - Size: 5 members in one seed of 4, 3 otherwise, the sizes etcd recommends. Five
-///   members tolerate two down at once and have four followers that can time out in the
-///   same tick after a leader dies: split votes and several candidates in one term become
-///   common, where three members rarely produce them.
-/// - Entries per append: etcd caps an append message at `MaxSizePerMsg` (1 MiB), which
-///   holds hundreds of typical objects but a single large one (a 1 MiB ConfigMap, a pod
-///   with big managed fields). kubesim's objects are small, so one seed in two caps
-///   appends at 1 (one seed in four) or 8 entries instead of 64: a new leader then replicates its
-///   predecessors' uncommitted tail over several messages, before its own entries (the
-///   window of Raft's Figure 8, §5.4.2).
-pub fn store_knobs_for_seed(seed: u64) -> (usize, Option<usize>) {
-    debug_assert!(STORE_SIZES.contains(&3) && STORE_SIZES.contains(&5));
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ KNOB_SEED_MIX);
-    let n_members = if rng.gen_ratio(1, 4) { 5 } else { 3 };
-    let max_entries_per_append = match rng.gen_range(0..4) {
-        0 => Some(1),
-        1 => Some(8),
-        _ => None,
-    };
-    (n_members, max_entries_per_append)
-}
-
 impl RunOptions {
     /// The default: every fault kind in the swarm menu (`kubesim run` and `kubesim
     /// campaign` agree, so a campaign's seed replays with a plain `kubesim run --seed N`),
-    /// on the store knobs the seed picks ([`store_knobs_for_seed`]).
+    /// on the knobs the seed picks ([`Knobs::for_seed`]).
     pub fn new(seed: u64, scenario: Scenario) -> Self {
         let mut cluster = ControlPlaneOptions::default();
-        (cluster.store.n_members, cluster.store.max_entries_per_append) = store_knobs_for_seed(seed);
-        Self { seed, seed_picks_store_knobs: true, scenario, cluster, faults: Faults::Swarm(FaultKind::all()) }
+        Knobs::for_seed(seed).apply(&mut cluster);
+        Self { seed, seed_picks_knobs: true, scenario, cluster, faults: Faults::Swarm(FaultKind::all()) }
     }
 
     /// These options for another seed (a campaign's template for each of its seeds), with
@@ -87,18 +56,22 @@ impl RunOptions {
     pub fn for_seed(&self, seed: u64) -> Self {
         let mut options = self.clone();
         options.seed = seed;
-        (options.cluster.store.n_members, options.cluster.store.max_entries_per_append) = self.store_knobs_of(seed);
+        self.knobs_of(seed).apply(&mut options.cluster);
         options
     }
 
-    /// The store knobs (members, entries per append) `for_seed(seed)` runs on, without
-    /// building its options.
-    pub fn store_knobs_of(&self, seed: u64) -> (usize, Option<usize>) {
-        if self.seed_picks_store_knobs {
-            store_knobs_for_seed(seed)
+    /// The knobs `for_seed(seed)` runs on, without building its options.
+    pub fn knobs_of(&self, seed: u64) -> Knobs {
+        if self.seed_picks_knobs {
+            Knobs::for_seed(seed)
         } else {
-            (self.cluster.store.n_members, self.cluster.store.max_entries_per_append)
+            Knobs::of(&self.cluster)
         }
+    }
+
+    /// The knobs these options run on.
+    pub fn knobs(&self) -> Knobs {
+        Knobs::of(&self.cluster)
     }
 
     /// The scenario's plain flow with no nemesis.

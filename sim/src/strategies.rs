@@ -3,7 +3,7 @@
 //! say "for any plan of up to K faults and any workload, every invariant holds" and get
 //! back a small counterexample when it does not.
 //!
-//! A seed picks its store's size ([`crate::runner::store_knobs_for_seed`]: 3 or 5
+//! A seed picks its store's size ([`crate::knobs::Knobs::for_seed`]: 3 or 5
 //! members), so a plan is drawn for the seed it runs with: one drawn for another seed
 //! could name `store-5` on a 3-member store.
 //!

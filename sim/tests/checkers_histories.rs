@@ -244,6 +244,71 @@ mod raft_state_machine_safety {
         );
     }
 
+    /// A member that installs the leader's snapshot skips the indexes it covers, and one
+    /// that restarts from its own snapshot re-applies only the log after it.
+    #[test]
+    fn snapshots_cover_the_indexes_a_member_skips() {
+        let installed = |member, index, revision| HistoryEvent::SnapshotInstalled { member, index, revision };
+        let recovered = |member, index, revision| HistoryEvent::SnapshotRecovered { member, index, revision };
+        let history = h()
+            .started(1)
+            .started(2)
+            .applied(1, 2, 2, 10, 2)
+            .applied(1, 3, 2, 11, 3)
+            .applied(1, 4, 2, 12, 4)
+            .applied(1, 5, 2, 13, 5)
+            .applied(2, 2, 2, 10, 2)
+            // store-2 fell behind and was sent a snapshot of index 4.
+            .event(installed(2, 4, 4))
+            .applied(2, 5, 2, 13, 5)
+            // store-1 restarts from its own snapshot of index 3 and replays 4 and 5.
+            .started(1)
+            .event(recovered(1, 3, 3))
+            .applied(1, 4, 2, 12, 4)
+            .applied(1, 5, 2, 13, 5)
+            .build();
+        assert_passes(&check(Invariant::RaftStateMachineSafety, &history), 8);
+    }
+
+    #[test]
+    fn fires_when_a_snapshot_does_not_cover_a_skipped_index() {
+        let history = h()
+            .applied(1, 2, 2, 10, 2)
+            .applied(1, 3, 2, 11, 3)
+            .applied(1, 4, 2, 12, 4)
+            .event(HistoryEvent::SnapshotInstalled { member: 2, index: 2, revision: 2 })
+            .applied(2, 4, 2, 12, 4)
+            .build();
+        let verdict = check(Invariant::RaftStateMachineSafety, &history);
+        let messages = messages(&verdict);
+        assert!(
+            messages.iter().any(|m| m.contains("store-2 skipped index 3") && m.contains("snapshots cover up to 2")),
+            "{messages:#?}"
+        );
+    }
+
+    #[test]
+    fn fires_when_a_snapshot_disagrees_with_the_revision_at_its_index_or_moves_back() {
+        let history = h()
+            .applied(1, 2, 2, 10, 2)
+            .applied(1, 3, 2, 11, 3)
+            .event(HistoryEvent::SnapshotInstalled { member: 2, index: 3, revision: 7 })
+            .build();
+        assert_one_violation(
+            &check(Invariant::RaftStateMachineSafety, &history),
+            &["store-2 took a snapshot of index 3 at revision 7", "store-1 applied proposal 11"],
+        );
+        let history = h()
+            .applied(2, 2, 2, 10, 2)
+            .applied(2, 3, 2, 11, 3)
+            .event(HistoryEvent::SnapshotInstalled { member: 2, index: 2, revision: 2 })
+            .build();
+        assert_one_violation(
+            &check(Invariant::RaftStateMachineSafety, &history),
+            &["store-2 took a snapshot of index 2 after reaching index 3"],
+        );
+    }
+
     #[test]
     fn fires_when_a_restarted_member_replays_a_different_entry() {
         let history = h().started(3).applied(3, 2, 2, 10, 2).started(3).applied(3, 2, 4, 77, 2).build();

@@ -108,24 +108,35 @@ fn a_well_formed_case_loads() {
     assert_eq!(plain.options.faults, sim::runner::Faults::None, "a null plan runs without a nemesis");
 }
 
-/// A case runs on the store knobs it recorded, whatever the seed would pick now; a case
-/// saved before knobs were recorded runs on the seed's pick.
+/// A case runs on the knobs it recorded, whatever the seed would pick now; a case saved
+/// before every knob was recorded (`store`) runs on its store knobs and every other knob's
+/// default; a case with neither runs on the seed's pick.
 #[test]
-fn a_case_runs_on_its_recorded_store_knobs() {
-    let (picked_members, picked_cap) = sim::runner::store_knobs_for_seed(3);
+fn a_case_runs_on_its_recorded_knobs() {
+    let picked = sim::knobs::Knobs::for_seed(3);
     let unrecorded = load("good", GOOD).unwrap();
-    assert_eq!(unrecorded.options.cluster.store.n_members, picked_members);
-    assert_eq!(unrecorded.options.cluster.store.max_entries_per_append, picked_cap);
-    let other_members = if picked_members == 5 { 3 } else { 5 };
-    let recorded = GOOD.replace(
+    assert_eq!(unrecorded.options.knobs(), picked);
+    assert!(unrecorded.options.seed_picks_knobs);
+    let other_members = if picked.store_members == 5 { 3 } else { 5 };
+    let older = GOOD.replace(
         "\"plan\":",
         &format!("\"store\": {{\"members\": {other_members}, \"max_entries_per_append\": 2}},\n  \"plan\":"),
     );
+    let case = load("good", &older).unwrap();
+    let expected = sim::knobs::Knobs {
+        store_members: other_members,
+        max_entries_per_append: Some(2),
+        ..sim::knobs::Knobs::default()
+    };
+    assert_eq!(case.options.knobs(), expected, "an older case runs every other knob at its default");
+    assert!(!case.options.seed_picks_knobs, "a recorded case ignores the seed's pick");
+    let recorded =
+        GOOD.replace("\"plan\":", "\"knobs\": {\"store_members\": 5, \"compaction_interval_ms\": 2000},\n  \"plan\":");
     let case = load("good", &recorded).unwrap();
-    assert_eq!(case.options.cluster.store.n_members, other_members);
-    assert_eq!(case.options.cluster.store.max_entries_per_append, Some(2));
-    assert!(!case.options.seed_picks_store_knobs, "a recorded case ignores the seed's pick");
-    assert_eq!(case.case.store.map(|k| k.members), Some(other_members));
+    let expected =
+        sim::knobs::Knobs { store_members: 5, compaction_interval_ms: 2_000, ..sim::knobs::Knobs::default() };
+    assert_eq!(case.options.knobs(), expected, "a knob left out of a case takes its default");
+    assert_eq!(case.options.cluster.tuning.compaction_interval_ms, 2_000, "the knobs reach the cluster's options");
 }
 
 #[test]
@@ -158,8 +169,14 @@ fn bad_case_files_are_refused_with_a_clear_error() {
     assert_refused(
         "good",
         &knobs(r#"{"members": 0, "max_entries_per_append": null}"#),
-        "store.members: expected 1 to 7",
+        "knobs.store_members: expected 1 to 7",
     );
+    let all_knobs = |knobs: &str| GOOD.replace("\"plan\":", &format!("\"knobs\": {knobs},\n  \"plan\":"));
+    assert_refused("good", &all_knobs(r#"{"election_tick": 1}"#), "knobs.election_tick: expected 5 to 1000");
+    assert_refused("good", &all_knobs(r#"{"compaction_interval": 1}"#), "unknown field `compaction_interval`");
+    let both = all_knobs("{}")
+        .replace("\"plan\":", "\"store\": {\"members\": 3, \"max_entries_per_append\": null},\n  \"plan\":");
+    assert_refused("good", &both, "holds `knobs` or the older `store`, not both");
     assert_refused("good", &knobs(r#"{"members": 3, "max_entries_per_append": 0}"#), "expected at least 1");
     assert_refused("good", &knobs(r#"{"members": 3, "voters": 3}"#), "unknown field `voters`");
     assert_refused("good", "{ not json", "not a regression case");

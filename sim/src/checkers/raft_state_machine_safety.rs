@@ -6,15 +6,19 @@
 //! proposal, and an `AppliedEmpty` one for each leader no-op and configuration entry
 //! (proposal id 0, no events). A lost committed no-op is as much a violation as a lost
 //! write: Raft's Figure 8 loses whatever the old leader's entry was, and in a run it is
-//! often the no-op of a leader that died before replicating it. (The indexes a member
-//! reports may still skip those a snapshot covered.) So the checker proves:
+//! often the no-op of a leader that died before replicating it. A member skips the indexes
+//! a snapshot covers: one the leader sent (`SnapshotInstalled`) or its own, recovered at a
+//! start (`SnapshotRecovered`). So the checker proves:
 //! - agreement: for each index, every application (by any member, in any incarnation)
 //!   carries the same term, proposal id, outcome, event count and resulting revision;
 //! - order: within one incarnation of a member (between two `MemberStarted`), indexes
 //!   strictly increase, and the revision moves by exactly 1 per entry that wrote events
 //!   and stays put otherwise (etcd: a request that writes nothing leaves the revision);
 //! - no gaps: an incarnation that applied up to index M applied every proposal index
-//!   <= M that any member applied (an entry skipped by one member is a gap);
+//!   <= M that any member applied (an entry skipped by one member is a gap), except those
+//!   a snapshot it installed or recovered covered;
+//! - snapshots: a snapshot moves a member forward (its index is past every index the
+//!   incarnation applied), and it stands at the revision every member reached at its index.
 //! - replay: a restarted member rebuilds its state by re-applying its log after the latest
 //!   snapshot it recovered (from index 1 without one), and what it re-applies at an index
 //!   equals what it applied there before the restart.
@@ -59,8 +63,23 @@ struct Incarnation {
     member: MemberId,
     /// (index, revision, at_ns) of each application, in history order.
     applied: Vec<(u64, Revision, u64)>,
+    /// (position in `applied`, index): from that application on, the member's state holds
+    /// every index up to `index` through a snapshot (installed or recovered).
+    snapshots: Vec<(usize, u64)>,
+    /// The index and revision the member's state stands at: its last application or
+    /// snapshot.
+    position: Option<(u64, Revision)>,
     /// Set once indexes went backwards; the gap check is skipped (already a violation).
     out_of_order: bool,
+}
+
+/// A snapshot a member installed or recovered, checked against the applications at its
+/// index once the whole history is read.
+struct SnapshotClaim {
+    member: MemberId,
+    index: u64,
+    revision: Revision,
+    at_ns: u64,
 }
 
 pub(super) fn check(input: &CheckInput) -> Verdict {
@@ -74,6 +93,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
     let mut current: BTreeMap<MemberId, usize> = BTreeMap::new();
     let mut n_applications = 0usize;
     let mut n_restarts = 0usize;
+    let mut snapshots: Vec<SnapshotClaim> = Vec::new();
 
     for (at_ns, event) in input.history.events() {
         let (member, index, application) = match event {
@@ -101,6 +121,30 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                 *index,
                 Application { term: *term, proposal_id: 0, revision: *revision, succeeded: true, n_events: 0 },
             ),
+            HistoryEvent::SnapshotInstalled { member, index, revision }
+            | HistoryEvent::SnapshotRecovered { member, index, revision } => {
+                let incarnation_idx = *current.entry(*member).or_insert_with(|| {
+                    incarnations.push(Incarnation { member: *member, ..Incarnation::default() });
+                    incarnations.len() - 1
+                });
+                let incarnation = &mut incarnations[incarnation_idx];
+                if let Some((previous_index, _)) = incarnation.position {
+                    if *index <= previous_index {
+                        incarnation.out_of_order = true;
+                        violations.push(
+                            Some(at_ns),
+                            format!(
+                                "store-{member} took a snapshot of index {index} after reaching index \
+                                 {previous_index}: a snapshot must move a member forward"
+                            ),
+                        );
+                    }
+                }
+                incarnation.snapshots.push((incarnation.applied.len(), *index));
+                incarnation.position = Some((*index, *revision));
+                snapshots.push(SnapshotClaim { member: *member, index: *index, revision: *revision, at_ns });
+                continue;
+            }
             _ => continue,
         };
         n_applications += 1;
@@ -111,7 +155,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         });
         let incarnation = &mut incarnations[incarnation_idx];
 
-        if let Some(&(previous_index, previous_revision, _)) = incarnation.applied.last() {
+        if let Some((previous_index, previous_revision)) = incarnation.position {
             if index <= previous_index {
                 incarnation.out_of_order = true;
                 violations.push(
@@ -137,6 +181,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
             }
         }
         incarnation.applied.push((index, application.revision, at_ns));
+        incarnation.position = Some((index, application.revision));
 
         // One map lookup each (`entry`), rather than a `get` and then an `insert`.
         match first_by_member.entry((member, index)) {
@@ -174,6 +219,21 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         }
     }
 
+    for claim in &snapshots {
+        if let Some((other, theirs)) = first_by_index.get(&claim.index) {
+            if theirs.revision != claim.revision {
+                violations.push(
+                    Some(claim.at_ns),
+                    format!(
+                        "store-{} took a snapshot of index {} at revision {}, but store-{other} \
+                         applied {theirs} there",
+                        claim.member, claim.index, claim.revision
+                    ),
+                );
+            }
+        }
+    }
+
     let proposal_indexes: Vec<u64> = first_by_index.keys().copied().collect();
     for incarnation in &incarnations {
         if !incarnation.out_of_order {
@@ -193,7 +253,8 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
 }
 
 /// An incarnation's applied indexes (strictly increasing, a subset of `proposal_indexes`)
-/// must include every proposal index up to the last one it applied.
+/// must include every proposal index up to the last one it applied, but those a snapshot
+/// it took before covered.
 fn check_no_gap(
     incarnation: &Incarnation,
     proposal_indexes: &[u64],
@@ -204,29 +265,35 @@ fn check_no_gap(
         return;
     };
     let n_expected = proposal_indexes.partition_point(|&i| i <= last_index);
-    if n_expected == incarnation.applied.len() {
+    if incarnation.snapshots.is_empty() && n_expected == incarnation.applied.len() {
         return;
     }
-    // Find the first missing index by walking both sorted lists.
-    let mut applied = incarnation.applied.iter().peekable();
+    // Walk the proposal indexes and the incarnation's applications together; before each
+    // application, the snapshots taken before it cover every index up to `covered`.
+    let (mut next, mut covered, mut snapshots) = (0usize, 0u64, incarnation.snapshots.iter().peekable());
     for &index in &proposal_indexes[..n_expected] {
-        match applied.peek() {
-            Some(&&(applied_index, _, _)) if applied_index == index => {
-                applied.next();
+        while let Some(&&(position, snapshot_index)) = snapshots.peek() {
+            if position > next {
+                break;
             }
-            next => {
+            covered = covered.max(snapshot_index);
+            snapshots.next();
+        }
+        match incarnation.applied.get(next) {
+            Some(&(applied_index, _, _)) if applied_index == index => next += 1,
+            _ if index <= covered => {}
+            applied => {
                 let (other, theirs) = first_by_index[&index];
                 let (next_index, next_at_ns) =
-                    next.map(|&&(i, _, at_ns)| (i, Some(at_ns))).unwrap_or((last_index, None));
+                    applied.map(|&(i, _, at_ns)| (i, Some(at_ns))).unwrap_or((last_index, None));
+                let snapshot =
+                    if covered > 0 { format!(" (its snapshots cover up to {covered})") } else { String::new() };
                 violations.push(
                     next_at_ns,
                     format!(
                         "store-{} skipped index {index} (store-{other} applied {theirs} there) \
-                         and went on to apply index {next_index}; it misses {} of the {} \
-                         proposal indexes up to {last_index}",
-                        incarnation.member,
-                        n_expected - incarnation.applied.len(),
-                        n_expected
+                         and went on to apply index {next_index}{snapshot}",
+                        incarnation.member
                     ),
                 );
                 return;

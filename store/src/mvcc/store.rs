@@ -227,7 +227,7 @@ impl Mvcc {
 
     /// The store as it was at `revision` (history after it forgotten), or None when
     /// `revision` is compacted or in the future. Used only by the `snapshot-omits-last-txn`
-    /// planted bug.
+    /// and `raft-snapshot-omits-last-entry` planted bugs.
     pub fn rewound_to(&self, revision: Revision) -> Option<Mvcc> {
         if revision < self.compacted_revision.max(INITIAL_REVISION) || revision > self.current_revision {
             return None;

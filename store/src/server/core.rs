@@ -516,7 +516,15 @@ impl<D: Disk> MemberCore<D> {
         if every == 0 || self.failed.is_some() || self.applied_index < self.snapshot_index + every {
             return;
         }
-        let data = self.member_snapshot().encode();
+        let mut snapshot = self.member_snapshot();
+        if self.config.planted_bugs.raft_snapshot_omits_last_entry {
+            // PLANTED BUG (`raft_snapshot_omits_last_entry`): the state one revision back,
+            // labelled with the applied index.
+            if let Some(rewound) = self.mvcc.rewound_to(self.mvcc.current_revision() - 1) {
+                snapshot.mvcc = rewound.to_snapshot();
+            }
+        }
+        let data = snapshot.encode();
         let meta =
             match self.raft.compact_keeping(self.applied_index, data.clone(), self.config.snapshot_catch_up_entries) {
                 Ok(meta) => meta,

@@ -152,6 +152,9 @@ pub(super) async fn start<D: Disk>(
     }
     if let Some(o) = &observer {
         o.started(id, n_entries, recovered.truncated_torn_bytes);
+        if machine.applied_index > 0 {
+            o.recovered_snapshot(id, machine.applied_index, machine.mvcc.current_revision());
+        }
     }
     Ok(MemberCore::new(config.clone(), wal, raft, machine, identity, removed, observer))
 }
