@@ -26,10 +26,11 @@ pub enum PlantedBug {
     RejoinUnderOldIdentity,
     WatchCacheServesEvicted,
     RaftSnapshotOmitsLastEntry,
+    CompactionDropsKeptVersion,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 14] = [
+    pub const ALL: [PlantedBug; 15] = [
         PlantedBug::StoreAckBeforeFsync,
         PlantedBug::VoteNotPersisted,
         PlantedBug::CommitPreviousTermByCounting,
@@ -44,6 +45,7 @@ impl PlantedBug {
         PlantedBug::RejoinUnderOldIdentity,
         PlantedBug::WatchCacheServesEvicted,
         PlantedBug::RaftSnapshotOmitsLastEntry,
+        PlantedBug::CompactionDropsKeptVersion,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +64,7 @@ impl PlantedBug {
             PlantedBug::RejoinUnderOldIdentity => "rejoin-under-old-identity",
             PlantedBug::WatchCacheServesEvicted => "watch-cache-serves-evicted",
             PlantedBug::RaftSnapshotOmitsLastEntry => "raft-snapshot-omits-last-entry",
+            PlantedBug::CompactionDropsKeptVersion => "compaction-drops-kept-version",
         }
     }
 
@@ -110,6 +113,9 @@ impl PlantedBug {
             PlantedBug::RaftSnapshotOmitsLastEntry => {
                 "a member's Raft snapshot lacks the last applied entry's writes but claims its index, as etcd-io/etcd#13766 (store/src/server/core.rs)"
             }
+            PlantedBug::CompactionDropsKeptVersion => {
+                "compaction also drops each key's newest version at or below the compacted revision: keys not written since vanish (store/src/mvcc/store.rs)"
+            }
         }
     }
 
@@ -130,6 +136,7 @@ impl PlantedBug {
             PlantedBug::RejoinUnderOldIdentity => "raft-state-machine-safety",
             PlantedBug::WatchCacheServesEvicted => "watch-guarantees",
             PlantedBug::RaftSnapshotOmitsLastEntry => "raft-state-machine-safety",
+            PlantedBug::CompactionDropsKeptVersion => "linearizability",
         }
     }
 
@@ -151,6 +158,7 @@ impl PlantedBug {
             PlantedBug::RejoinUnderOldIdentity => cluster.store.bugs.rejoin_under_old_identity = true,
             PlantedBug::WatchCacheServesEvicted => cluster.apiserver_bugs.watch_cache_serves_evicted = true,
             PlantedBug::RaftSnapshotOmitsLastEntry => cluster.store.bugs.raft_snapshot_omits_last_entry = true,
+            PlantedBug::CompactionDropsKeptVersion => cluster.store.bugs.compaction_drops_kept_version = true,
         }
     }
 }

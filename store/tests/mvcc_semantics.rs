@@ -153,6 +153,28 @@ fn range_below_the_compacted_revision_fails_with_compacted() {
     assert_eq!(store.keyspace_at(2), Err(StoreError::Compacted { requested: 2, compacted: 3 }));
 }
 
+/// etcd `keyIndex.compact` keeps each key's newest version at or below the compacted
+/// revision, so a key not written since still reads; the `compaction-drops-kept-version`
+/// planted bug drops it, and the key is gone.
+#[test]
+fn compaction_keeps_the_newest_version_and_the_planted_bug_drops_it() {
+    let build = || {
+        let mut store = Mvcc::new();
+        put(&mut store, "quiet", "v1"); // 2
+        put(&mut store, "busy", "v1"); // 3
+        put(&mut store, "busy", "v2"); // 4
+        store
+    };
+    let mut store = build();
+    store.apply(&Mutation::Compact(CompactRequest { revision: 3 })).unwrap();
+    assert_eq!(get(&store, "quiet"), Some(kv("quiet", "v1", 2, 2, 1)));
+    assert_eq!(get(&store, "busy"), Some(kv("busy", "v2", 3, 4, 2)));
+    let mut planted = build();
+    planted.planted_compact_dropping_kept_versions(&CompactRequest { revision: 3 }).unwrap();
+    assert_eq!(get(&planted, "quiet"), None, "the key not written since the compaction is gone");
+    assert_eq!(get(&planted, "busy"), Some(kv("busy", "v2", 3, 4, 2)));
+}
+
 /// etcd RangeRequest.limit / RangeResponse.count / more: count is the number of keys in
 /// the range before the limit, `more` says the limit cut it; count_only returns no kvs.
 #[test]

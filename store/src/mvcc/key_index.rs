@@ -118,6 +118,17 @@ impl KeyHistory {
         self.generations.is_empty()
     }
 
+    /// Drops every version at or below `revision`, the newest one too: the off-by-one of
+    /// the `compaction-drops-kept-version` planted bug (etcd keeps that version, see
+    /// [`KeyHistory::compact`]). Returns true when nothing is left of the key.
+    pub(crate) fn drop_versions_through(&mut self, revision: Revision) -> bool {
+        for generation in &mut self.generations {
+            generation.versions.retain(|v| v.revision > revision);
+        }
+        self.generations.retain(|g| !g.versions.is_empty());
+        self.generations.is_empty()
+    }
+
     /// Forgets every change after `revision`, as if the store had stopped there (used only
     /// by the `snapshot-omits-last-txn` planted bug). Returns true when nothing is left.
     pub(crate) fn truncate_after(&mut self, revision: Revision) -> bool {

@@ -409,6 +409,21 @@ impl Mvcc {
     /// etcd `kvstore.updateCompactRev` + `compact`: a revision at or below the compacted one
     /// is `ErrCompacted`, above the current one `ErrFutureRev`. Compaction writes nothing, so
     /// it does not bump the revision.
+    /// PLANTED BUG (`compaction-drops-kept-version`, see
+    /// `StoreBugs::compaction_drops_kept_version`): applies a compaction as [`Mvcc::apply`]
+    /// does, then also drops the newest version of each key at or below the compacted
+    /// revision, which etcd keeps (`keyIndex.compact` keeps the largest revision at or
+    /// below it: reads at the compacted revision and later must still see the key). A key
+    /// not written since the compacted revision disappears.
+    pub fn planted_compact_dropping_kept_versions(
+        &mut self,
+        req: &CompactRequest,
+    ) -> Result<(MutationResponse, Vec<Event>), StoreError> {
+        let applied = self.apply(&Mutation::Compact(req.clone()))?;
+        self.keys.retain(|_, history| !history.drop_versions_through(req.revision));
+        Ok(applied)
+    }
+
     fn compact(&mut self, req: &CompactRequest) -> Result<CompactResponse, StoreError> {
         let revision = req.revision;
         if revision > self.current_revision {

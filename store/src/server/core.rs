@@ -644,7 +644,12 @@ impl<D: Disk> MemberCore<D> {
         };
         let revision_before = self.mvcc.current_revision();
         let result = if proposal.principal.may_mutate() {
-            self.mvcc.apply(&proposal.mutation)
+            match &proposal.mutation {
+                Mutation::Compact(compact) if self.config.planted_bugs.compaction_drops_kept_version => {
+                    self.mvcc.planted_compact_dropping_kept_versions(compact)
+                }
+                mutation => self.mvcc.apply(mutation),
+            }
         } else {
             // Defence in depth: a non-apiserver mutation is refused at apply time too, on
             // every member, so it can never change the state machine.

@@ -72,6 +72,15 @@ pub struct StoreBugs {
     /// when snapshots are taken within a run (the `snapshot_every_entries` knob's small
     /// values).
     pub raft_snapshot_omits_last_entry: bool,
+    /// Compaction drops the newest version of each key at or below the compacted revision
+    /// too, an off-by-one of etcd's `keyIndex.compact` (which keeps the largest revision at
+    /// or below it, so that the key still reads at the compacted revision and after): a key
+    /// not written since then disappears from every later read, its object from the
+    /// apiserver, with no delete event. Caught by linearizability (invariant 9: a read
+    /// misses the last write) and "no acknowledged write lost" (invariant 11). Reached only
+    /// when the apiserver compacts within a run (the `compaction_interval_ms` knob's short
+    /// values).
+    pub compaction_drops_kept_version: bool,
 }
 
 /// How a member with an empty disk joins (etcd `--initial-cluster-state`).
