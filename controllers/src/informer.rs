@@ -45,11 +45,19 @@ pub struct InformerConfig {
     pub backoff_initial_ms: u64,
     /// Cap on that backoff (client-go's reflector backs off up to 30 s; kubesim 5 s).
     pub backoff_max_ms: u64,
+    /// PLANTED BUG (`kubesim --bug informer-skips-relist`), off by default. On 410 Gone the
+    /// informer does not relist: it moves its resourceVersion to the oldest revision the
+    /// apiserver still serves (the `compacted` the 410 names) and watches on from there, a
+    /// "cheap resume" that skips the list. Every change between its position and that
+    /// revision is lost to its cache: a deleted pod stays, a new one is never seen.
+    /// client-go's reflector relists on "too old resource version" for this reason. Caught
+    /// by informer continuity (a watch from a resourceVersion no list or answer gave).
+    pub planted_bug_skip_relist: bool,
 }
 
 impl Default for InformerConfig {
     fn default() -> Self {
-        Self { watch_wait_ms: 5_000, backoff_initial_ms: 100, backoff_max_ms: 5_000 }
+        Self { watch_wait_ms: 5_000, backoff_initial_ms: 100, backoff_max_ms: 5_000, planted_bug_skip_relist: false }
     }
 }
 
@@ -344,6 +352,11 @@ impl Informer {
                     };
                     self.deliver(&events);
                     *backoff_ms = self.config.backoff_initial_ms;
+                }
+                Err(ApiError::Gone { compacted, .. }) if self.config.planted_bug_skip_relist && compacted > since => {
+                    // PLANTED BUG (`planted_bug_skip_relist`): resume where the apiserver
+                    // still serves, without the list.
+                    self.cache().bookmark(compacted);
                 }
                 Err(ApiError::Gone { .. }) => {
                     tracing::debug!("watch {} from {since}: 410 Gone, relisting", self.resource);

@@ -27,10 +27,11 @@ pub enum PlantedBug {
     WatchCacheServesEvicted,
     RaftSnapshotOmitsLastEntry,
     CompactionDropsKeptVersion,
+    InformerSkipsRelist,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 15] = [
+    pub const ALL: [PlantedBug; 16] = [
         PlantedBug::StoreAckBeforeFsync,
         PlantedBug::VoteNotPersisted,
         PlantedBug::CommitPreviousTermByCounting,
@@ -46,6 +47,7 @@ impl PlantedBug {
         PlantedBug::WatchCacheServesEvicted,
         PlantedBug::RaftSnapshotOmitsLastEntry,
         PlantedBug::CompactionDropsKeptVersion,
+        PlantedBug::InformerSkipsRelist,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +67,7 @@ impl PlantedBug {
             PlantedBug::WatchCacheServesEvicted => "watch-cache-serves-evicted",
             PlantedBug::RaftSnapshotOmitsLastEntry => "raft-snapshot-omits-last-entry",
             PlantedBug::CompactionDropsKeptVersion => "compaction-drops-kept-version",
+            PlantedBug::InformerSkipsRelist => "informer-skips-relist",
         }
     }
 
@@ -116,6 +119,9 @@ impl PlantedBug {
             PlantedBug::CompactionDropsKeptVersion => {
                 "compaction also drops each key's newest version at or below the compacted revision: keys not written since vanish (store/src/mvcc/store.rs)"
             }
+            PlantedBug::InformerSkipsRelist => {
+                "on 410 Gone an informer resumes its watch from the compacted revision instead of relisting (controllers/src/informer.rs)"
+            }
         }
     }
 
@@ -137,6 +143,7 @@ impl PlantedBug {
             PlantedBug::WatchCacheServesEvicted => "watch-guarantees",
             PlantedBug::RaftSnapshotOmitsLastEntry => "raft-state-machine-safety",
             PlantedBug::CompactionDropsKeptVersion => "linearizability",
+            PlantedBug::InformerSkipsRelist => "informer-continuity",
         }
     }
 
@@ -159,6 +166,7 @@ impl PlantedBug {
             PlantedBug::WatchCacheServesEvicted => cluster.apiserver_bugs.watch_cache_serves_evicted = true,
             PlantedBug::RaftSnapshotOmitsLastEntry => cluster.store.bugs.raft_snapshot_omits_last_entry = true,
             PlantedBug::CompactionDropsKeptVersion => cluster.store.bugs.compaction_drops_kept_version = true,
+            PlantedBug::InformerSkipsRelist => cluster.informer_skips_relist = true,
         }
     }
 }

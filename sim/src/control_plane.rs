@@ -34,6 +34,9 @@ pub struct ControlPlaneOptions {
     pub fencing: bool,
     pub apiserver_bugs: ApiServerBugs,
     pub replicaset_no_expectations: bool,
+    /// Planted bug `informer-skips-relist` in every component's informers (see
+    /// `InformerConfig::planted_bug_skip_relist`).
+    pub informer_skips_relist: bool,
     /// Planted bug `controller-writes-store`: see [`rogue_store_writer`].
     pub controller_writes_store: bool,
     /// Until this simulated time, apiserver-0's node also runs etcd-robustness-style
@@ -109,6 +112,7 @@ impl Default for ControlPlaneOptions {
             fencing: true,
             apiserver_bugs: ApiServerBugs::default(),
             replicaset_no_expectations: false,
+            informer_skips_relist: false,
             controller_writes_store: false,
             store_traffic_until: None,
             workload: Default::default(),
@@ -163,9 +167,8 @@ impl ControlPlane {
         let controller_managers: Vec<Component> = (0..options.n_controller_managers)
             .map(|i| start_controller_manager(i, options, &store, &apiserver_addrs, recorder))
             .collect();
-        let scheduler = start_scheduler(&options.tuning, &apiserver_addrs, recorder);
-        let kubelets =
-            (0..options.n_kubelets).map(|i| start_kubelet(i, &options.tuning, &apiserver_addrs, recorder)).collect();
+        let scheduler = start_scheduler(options, &apiserver_addrs, recorder);
+        let kubelets = (0..options.n_kubelets).map(|i| start_kubelet(i, options, &apiserver_addrs, recorder)).collect();
         let controllers = controller_managers.iter().chain(std::iter::once(&scheduler)).map(|c| c.node.id()).collect();
         let apiserver_processes = apiservers
             .iter()
@@ -356,6 +359,7 @@ fn start_controller_manager(
     config.leader_election.identity = name.clone();
     config.leader_election.fencing = options.fencing;
     config.replica_set.planted_bug_no_expectations = options.replicaset_no_expectations;
+    config.informer.planted_bug_skip_relist = options.informer_skips_relist;
     let tuning = &options.tuning;
     tuning.set_leader_election(&mut config.leader_election);
     config.replica_set.resync_period_ms = tuning.resync_period_ms;
@@ -391,10 +395,12 @@ fn start_controller_manager(
     Component { name, node, clock }
 }
 
-fn start_scheduler(tuning: &ControlPlaneTuning, servers: &[SocketAddr], recorder: &Recorder) -> Component {
+fn start_scheduler(options: &ControlPlaneOptions, servers: &[SocketAddr], recorder: &Recorder) -> Component {
     let name = "scheduler-0".to_string();
+    let tuning = &options.tuning;
     let mut config = SchedulerConfig::default();
     config.leader_election.identity = name.clone();
+    config.informer.planted_bug_skip_relist = options.informer_skips_relist;
     tuning.set_leader_election(&mut config.leader_election);
     let client_config = tuning.client_config();
     let clock = Clock::new();
@@ -422,13 +428,14 @@ fn start_scheduler(tuning: &ControlPlaneTuning, servers: &[SocketAddr], recorder
 
 fn start_kubelet(
     idx: u32,
-    tuning: &ControlPlaneTuning,
+    options: &ControlPlaneOptions,
     servers: &[SocketAddr],
     recorder: &Recorder,
 ) -> (Component, Arc<KubeletState>) {
     let name = kubelet_name(idx);
-    let config = KubeletConfig { node_name: name.clone(), ..KubeletConfig::default() };
-    let client_config = tuning.client_config();
+    let mut config = KubeletConfig { node_name: name.clone(), ..KubeletConfig::default() };
+    config.informer.planted_bug_skip_relist = options.informer_skips_relist;
+    let client_config = options.tuning.client_config();
     let clock = Clock::new();
     // Running containers outlive a kubelet restart, as on a real machine; a machine crash
     // is modelled by clearing this state.

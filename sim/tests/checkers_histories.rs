@@ -798,3 +798,81 @@ mod no_acknowledged_write_lost {
         );
     }
 }
+
+mod informer_continuity {
+    use super::*;
+    use ::api::{Resource, Verb};
+    use sim::history::ApiOutcome;
+
+    fn list(client: &str, request_id: u64, resource_version: i64) -> [HistoryEvent; 2] {
+        [
+            HistoryEvent::ApiInvoked {
+                client: client.into(),
+                request_id,
+                verb: Verb::List,
+                resource: Resource::Pods,
+                namespace: String::new(),
+                name: String::new(),
+            },
+            HistoryEvent::ApiReturned {
+                client: client.into(),
+                request_id,
+                outcome: ApiOutcome::Ok { resource_version },
+            },
+        ]
+    }
+
+    fn watched(client: &str, since: i64, resource_version: i64) -> HistoryEvent {
+        HistoryEvent::WatchDelivered {
+            client: client.into(),
+            resource: Resource::Pods,
+            namespace: String::new(),
+            since,
+            resource_version,
+            events: Vec::new(),
+        }
+    }
+
+    /// A reflector lists, watches from the list, resumes from each answer, and after a
+    /// 410 (which leaves no record) lists again and watches from the new list.
+    #[test]
+    fn passes_when_every_watch_resumes_from_a_list_or_an_answer() {
+        let [invoked, returned] = list("kubelet-0", 1, 10);
+        let [relist, relisted] = list("kubelet-0", 2, 40);
+        let history = h()
+            .event(invoked)
+            .event(returned)
+            .event(watched("kubelet-0", 10, 12))
+            .event(watched("kubelet-0", 12, 15))
+            .event(relist)
+            .event(relisted)
+            .event(watched("kubelet-0", 40, 41))
+            // An answer lost to a timeout is asked again from the same point.
+            .event(watched("kubelet-0", 40, 41))
+            .build();
+        assert_passes(&check(Invariant::InformerContinuity, &history), 4);
+    }
+
+    #[test]
+    fn fires_when_a_watch_resumes_past_a_410_without_relisting() {
+        let [invoked, returned] = list("scheduler-0", 1, 10);
+        let history = h()
+            .event(invoked)
+            .event(returned)
+            .event(watched("scheduler-0", 10, 12))
+            // 410 Gone (compacted at 30): resumed there instead of listing.
+            .event(watched("scheduler-0", 30, 31))
+            .build();
+        assert_one_violation(
+            &check(Invariant::InformerContinuity, &history),
+            &["scheduler-0 watched pods", "from resourceVersion 30", "closest below it was 12"],
+        );
+    }
+
+    #[test]
+    fn fires_when_a_client_resumes_from_another_clients_list() {
+        let [invoked, returned] = list("kubelet-0", 1, 10);
+        let history = h().event(invoked).event(returned).event(watched("kubelet-1", 10, 11)).build();
+        assert_one_violation(&check(Invariant::InformerContinuity, &history), &["kubelet-1", "none below it"]);
+    }
+}

@@ -82,6 +82,14 @@ fn watch_cache_serving_evicted_revisions_is_caught_by_watch_guarantees() {
 }
 
 #[test]
+fn informer_skipping_the_relist_is_caught_by_informer_continuity() {
+    // Campaign 0..1000: 277 seeds caught by informer-continuity, the first 1 (alone), each
+    // on a short `compaction_interval_ms` or a small `watch_cache_capacity` knob that made
+    // a watch meet 410 Gone; convergence noticed only 30 of them (a missed pod or node).
+    assert_caught_only_by_its_invariant(PlantedBug::InformerSkipsRelist, 1..2, swarm());
+}
+
+#[test]
 fn replicaset_no_expectations_is_caught_by_convergence() {
     // Campaign 0..1000: 40 seeds caught by the replica-count checker alone (a stale
     // informer cache during the scale-up), first 7.

@@ -13,6 +13,7 @@ mod backup_restore_equality;
 mod controller_single_leader;
 mod durability;
 mod epochs;
+mod informer_continuity;
 mod linearizability;
 mod pod_bound_once;
 mod raft_election_safety;
@@ -106,10 +107,15 @@ pub enum Invariant {
     /// (etcdutl refuses it: "snapshot file integrity check failed"). That nothing
     /// acknowledged after the restore is lost is no-acknowledged-write-lost, per epoch.
     RestoreDurability,
+    /// Every watch a component makes resumes from a resourceVersion the apiserver gave it
+    /// (a list's or a previous watch answer's, for the same resource and namespace), as
+    /// client-go's reflector does: after 410 Gone an informer relists rather than resuming
+    /// elsewhere, or its cache silently misses what changed in between.
+    InformerContinuity,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 12] = [
+    pub const ALL: [Invariant; 13] = [
         Invariant::StoreSingleWriter,
         Invariant::RaftElectionSafety,
         Invariant::RaftStateMachineSafety,
@@ -122,6 +128,7 @@ impl Invariant {
         Invariant::BackupRestoreEquality,
         Invariant::RevisionsNeverGoBackwards,
         Invariant::RestoreDurability,
+        Invariant::InformerContinuity,
     ];
 
     pub fn name(self) -> &'static str {
@@ -138,6 +145,7 @@ impl Invariant {
             Invariant::BackupRestoreEquality => "backup-restore-equality",
             Invariant::RevisionsNeverGoBackwards => "revisions-never-go-backwards",
             Invariant::RestoreDurability => "restore-durability",
+            Invariant::InformerContinuity => "informer-continuity",
         }
     }
 }
@@ -285,6 +293,7 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
     verdicts.push(backup_restore_equality::check(input));
     verdicts.push(revisions_monotonic::check(input));
     verdicts.push(restore_durability::check(input));
+    verdicts.push(informer_continuity::check(input));
     // Every declared invariant gets exactly one verdict: none is left unchecked or judged twice.
     debug_assert_eq!(
         verdicts.iter().map(|v| v.invariant).collect::<std::collections::BTreeSet<_>>().len(),
