@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use api::Clock;
-use faults::{BitFlip, Failpoint, NodeRef, Target, Tear, Topology, View, World};
+use faults::{BitFlip, Failpoint, NodeRef, Target, Tear, View, World};
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -85,18 +85,6 @@ impl SimWorld {
     /// The failpoints of the member in slot `slot` now.
     fn slot_failpoints(&self, slot: u64) -> Option<Failpoints> {
         self.store.membership().slots.get(&slot).map(|m| m.failpoints.clone())
-    }
-
-    /// The topology plans for this world are generated and validated against.
-    pub fn topology(&self) -> Topology {
-        let count = |prefix: &str| self.nodes.keys().filter(|n| n.starts_with(prefix)).count() as u32;
-        Topology {
-            store_members: self.store.membership().slots.len() as u64,
-            apiservers: count("apiserver-"),
-            controller_managers: count("controller-manager-"),
-            schedulers: count("scheduler-"),
-            kubelets: count("kubelet-"),
-        }
     }
 
     fn id(&self, node: &NodeRef) -> Option<NodeId> {

@@ -59,8 +59,13 @@ fn three_members() -> StoreOptions {
     StoreOptions { n_members: N_MEMBERS as usize, ..StoreOptions::default() }
 }
 
-const KUBERNETES_INVARIANTS: [Invariant; 4] =
-    [Invariant::ControllerSingleLeader, Invariant::WatchGuarantees, Invariant::PodBoundOnce, Invariant::Convergence];
+const KUBERNETES_INVARIANTS: [Invariant; 5] = [
+    Invariant::ControllerSingleLeader,
+    Invariant::WatchGuarantees,
+    Invariant::PodBoundOnce,
+    Invariant::Convergence,
+    Invariant::InformerContinuity,
+];
 
 /// The backup checkers judge restores; a store-smoke run without disk-loss faults has none.
 const RESTORE_INVARIANTS: [Invariant; 2] = [Invariant::BackupRestoreEquality, Invariant::RestoreDurability];
