@@ -564,3 +564,82 @@ fn digest_and_snapshot_round_trip() {
     assert_eq!(restored.events(&all, 4, 0), b.events(&all, 4, 0));
     assert_eq!(restored.events(&all, 3, 0), Err(StoreError::Compacted { requested: 3, compacted: 3 }));
 }
+
+/// etcd RangeRequest.keys_only (etcdserver/apply.go `Range` clears each returned value):
+/// the kvs come without values but with their create/mod revisions and version; `count`
+/// and `more` are those of the same range without keys_only. With count_only as well,
+/// count_only wins (no kvs at all).
+#[test]
+fn range_keys_only_drops_values_and_keeps_revisions() {
+    let mut store = Mvcc::new();
+    put(&mut store, "a", "1"); // 2
+    put(&mut store, "b", "1"); // 3
+    put(&mut store, "a", "2"); // 4
+    let mut req = RangeRequest::new(KeyRange::Prefix("".into()));
+    req.keys_only = true;
+    req.limit = 1;
+    let response = store.range(&req).unwrap();
+    assert_eq!(response.kvs, vec![kv("a", "", 2, 4, 2)]);
+    assert_eq!((response.count, response.more, response.header.revision), (2, true, 4));
+    req.revision = 3;
+    req.limit = 0;
+    assert_eq!(store.range(&req).unwrap().kvs, vec![kv("a", "", 2, 2, 1), kv("b", "", 3, 3, 1)]);
+    req.count_only = true;
+    let response = store.range(&req).unwrap();
+    assert_eq!((response.kvs.len(), response.count, response.more), (0, 2, false));
+}
+
+/// etcd from-key ranges (`range_end = "\0"`, clientv3 `WithFromKey`, `etcdctl get
+/// --from-key`; etcdserver/apply.go `mkGteRange`): every key at or after the key, for
+/// Range, DeleteRange, watch history and limits alike; an empty key is refused as etcd
+/// refuses it ("key is not provided"), and `"\0"` is every key.
+#[test]
+fn from_key_ranges_reach_every_key_at_or_after_the_key() {
+    let mut store = Mvcc::new();
+    for key in ["a", "b", "b/1", "c"] {
+        put(&mut store, key, "x"); // 2..=5
+    }
+    let range = |store: &Mvcc, r: KeyRange, limit: usize| {
+        let mut req = RangeRequest::new(r);
+        req.limit = limit;
+        let response = store.range(&req).unwrap();
+        (keys(&response.kvs).iter().map(|k| k.to_string()).collect::<Vec<_>>(), response.count, response.more)
+    };
+    assert_eq!(range(&store, KeyRange::FromKey("b".into()), 0), (vec!["b".into(), "b/1".into(), "c".into()], 3, false));
+    assert_eq!(range(&store, KeyRange::FromKey("b".into()), 2), (vec!["b".into(), "b/1".into()], 3, true));
+    assert_eq!(range(&store, KeyRange::FromKey("\0".into()), 0).1, 4);
+    assert_eq!(range(&store, KeyRange::FromKey("d".into()), 0), (vec![], 0, false));
+    let revisions = |events: Vec<Event>| events.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>();
+    assert_eq!(revisions(store.events(&KeyRange::FromKey("b/".into()), 2, 0).unwrap()), [4, 5]);
+    let empty = Mutation::DeleteRange(DeleteRangeRequest { range: KeyRange::FromKey("".into()), prev_kv: false });
+    assert!(matches!(Mvcc::validate(&empty), Err(StoreError::InvalidRequest { .. })));
+    let (response, events) = delete(&mut store, KeyRange::FromKey("b/".into()));
+    assert_eq!((response.deleted, keys(&response.prev_kvs), events.len()), (2, vec!["b/1", "c"], 2));
+    assert_eq!(keys(&store.keyspace_at(0).unwrap()), ["a", "b"]);
+}
+
+/// A RangeRequest without keys_only encodes as it did before keys_only existed (entry
+/// sizes feed the simulation), and both flags round-trip.
+#[test]
+fn range_request_encoding_is_unchanged_without_keys_only() {
+    #[derive(serde::Serialize)]
+    struct Before {
+        range: KeyRange,
+        revision: Revision,
+        limit: usize,
+        serializable: bool,
+        count_only: bool,
+    }
+    for count_only in [false, true] {
+        let mut request = RangeRequest::new(KeyRange::Prefix("/registry/".into()));
+        request.count_only = count_only;
+        request.limit = 7;
+        let before = Before { range: request.range.clone(), revision: 0, limit: 7, serializable: false, count_only };
+        assert_eq!(bincode::serialize(&request).unwrap(), bincode::serialize(&before).unwrap());
+        for keys_only in [false, true] {
+            request.keys_only = keys_only;
+            let decoded: RangeRequest = bincode::deserialize(&bincode::serialize(&request).unwrap()).unwrap();
+            assert_eq!(decoded, request);
+        }
+    }
+}

@@ -291,7 +291,8 @@ impl Mvcc {
             assert!(kv.mod_revision <= revision, "{kv:?} read at {revision}");
             count += 1;
             if !req.count_only && (req.limit == 0 || kvs.len() < req.limit) {
-                kvs.push(kv);
+                // etcd `keys_only`: the value is dropped, every revision field kept.
+                kvs.push(if req.keys_only { KeyValue { value: Bytes::new(), ..kv } } else { kv });
             }
         }
         let more = !req.count_only && req.limit > 0 && count > req.limit;
@@ -310,6 +311,9 @@ impl Mvcc {
             KeyRange::Range { start, end } if start >= end => Box::new(std::iter::empty()),
             KeyRange::Range { start, end } => {
                 Box::new(self.keys.range::<str, _>((Bound::Included(start.as_str()), Bound::Excluded(end.as_str()))))
+            }
+            KeyRange::FromKey(start) => {
+                Box::new(self.keys.range::<str, _>((Bound::Included(start.as_str()), Bound::Unbounded)))
             }
         }
     }

@@ -24,7 +24,7 @@ fn estimated_size_bytes(mutation: &Mutation) -> usize {
     const PER_ITEM_OVERHEAD_BYTES: usize = 8;
     fn range_bytes(range: &KeyRange) -> usize {
         match range {
-            KeyRange::Key(key) | KeyRange::Prefix(key) => key.len(),
+            KeyRange::Key(key) | KeyRange::Prefix(key) | KeyRange::FromKey(key) => key.len(),
             KeyRange::Range { start, end } => start.len() + end.len(),
         }
     }
@@ -66,13 +66,14 @@ fn check_key(key: &str) -> Result<(), StoreError> {
 }
 
 /// A single-key range needs a key; a prefix may be empty (every key, etcd's `--prefix ""`);
-/// an explicit range needs a non-empty start (etcd's empty key is invalid) — an inverted
-/// range is allowed and simply matches nothing, as in etcd.
+/// an explicit range and a from-key range need a non-empty start (etcd's empty key is
+/// invalid; `--from-key ''` sends `"\0"`) — an inverted range is allowed and simply matches
+/// nothing, as in etcd.
 fn check_range(range: &KeyRange) -> Result<(), StoreError> {
     match range {
         KeyRange::Key(key) => check_key(key),
         KeyRange::Prefix(_) => Ok(()),
-        KeyRange::Range { start, .. } => check_key(start),
+        KeyRange::Range { start, .. } | KeyRange::FromKey(start) => check_key(start),
     }
 }
 
