@@ -246,21 +246,48 @@ fn event_history_from_a_start_revision() {
     assert!(store.events(&all, 5, 0).unwrap().is_empty());
 }
 
-/// etcd: a watch whose start revision is compacted is cancelled (ErrCompacted); this store
-/// also refuses a start exactly at the compacted revision (see `Mvcc::events`).
+/// etcd mvcc/watchable_store.go `syncWatchers`: a watch whose start revision is below the
+/// compacted revision is cancelled (ErrCompacted); one that starts exactly at it streams
+/// from it, and the compacted revision's events come without prev_kv (etcd's watch server
+/// reads prev_kv at revision − 1, which is compacted).
 #[test]
-fn event_history_from_a_compacted_revision_fails() {
+fn event_history_from_a_compacted_revision() {
     let mut store = Mvcc::new();
     put(&mut store, "k", "1"); // 2
     put(&mut store, "k", "2"); // 3
     put(&mut store, "k", "3"); // 4
     store.apply(&Mutation::Compact(CompactRequest { revision: 3 })).unwrap();
     let all = KeyRange::Prefix("".into());
-    assert_eq!(store.events(&all, 3, 0), Err(StoreError::Compacted { requested: 3, compacted: 3 }));
     assert_eq!(store.events(&all, 2, 0), Err(StoreError::Compacted { requested: 2, compacted: 3 }));
-    let events = store.events(&all, 4, 0).unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].prev_kv, Some(kv("k", "2", 2, 3, 2)));
+    assert_eq!(store.events(&all, 1, 0), Err(StoreError::Compacted { requested: 1, compacted: 3 }));
+    let events = store.events(&all, 3, 0).unwrap();
+    assert_eq!(events.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(events[0].prev_kv, None, "prev_kv at 2 is compacted");
+    assert_eq!(events[1].prev_kv, Some(kv("k", "2", 2, 3, 2)));
+}
+
+/// etcd-io/etcd#18089, fixed by #18274 ("keep tombstone if revision == compactAtRev"): a
+/// DELETE at exactly the compacted revision is still delivered to a watch that starts
+/// there (etcd 3.4.23 drops it; kubesim follows the fixed releases), while reads at the
+/// compacted revision no longer see the key.
+#[test]
+fn a_delete_at_the_compacted_revision_is_delivered_to_a_watch_from_it() {
+    let mut store = Mvcc::new();
+    put(&mut store, "gone", "1"); // 2
+    put(&mut store, "kept", "1"); // 3
+    delete(&mut store, KeyRange::Key("gone".into())); // 4
+    put(&mut store, "kept", "2"); // 5
+    store.apply(&Mutation::Compact(CompactRequest { revision: 4 })).unwrap();
+    let events = store.events(&KeyRange::Prefix("".into()), 4, 0).unwrap();
+    let tombstone =
+        KeyValue { key: "gone".into(), value: Bytes::new(), create_revision: 0, mod_revision: 4, version: 0 };
+    assert_eq!(events[0], Event { kind: EventKind::Delete, kv: tombstone, prev_kv: None });
+    assert_eq!(events[1].kv, kv("kept", "2", 3, 5, 2));
+    assert_eq!(get_at(&store, "gone", 4).unwrap(), None);
+    assert_eq!(keys(&store.keyspace_at(4).unwrap()), ["kept"]);
+    // The kept events survive a snapshot round trip.
+    let restored = Mvcc::from_snapshot(store.to_snapshot());
+    assert_eq!(restored.events(&KeyRange::Key("gone".into()), 4, 0).unwrap().len(), 1);
 }
 
 /// etcd Txn: all writes of a transaction share one revision (and one batch of events).
@@ -562,7 +589,8 @@ fn digest_and_snapshot_round_trip() {
     assert_eq!(restored.keyspace_at(3), b.keyspace_at(3));
     let all = KeyRange::Prefix("".into());
     assert_eq!(restored.events(&all, 4, 0), b.events(&all, 4, 0));
-    assert_eq!(restored.events(&all, 3, 0), Err(StoreError::Compacted { requested: 3, compacted: 3 }));
+    assert_eq!(restored.events(&all, 3, 0), b.events(&all, 3, 0));
+    assert_eq!(restored.events(&all, 2, 0), Err(StoreError::Compacted { requested: 2, compacted: 3 }));
 }
 
 /// etcd RangeRequest.keys_only (etcdserver/apply.go `Range` clears each returned value):

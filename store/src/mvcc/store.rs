@@ -119,10 +119,21 @@ impl Mvcc {
     /// always returns the first matching revision whole. `max_events == 0` means no limit.
     /// `start_revision <= 0` means "from the next revision" (nothing yet).
     ///
-    /// etcd cancels a watch whose start revision is compacted. This store is one step
-    /// stricter: `start_revision <= compacted_revision` fails with `Compacted`, because a
-    /// delete at exactly the compacted revision is no longer in the history (etcd drops that
-    /// tombstone too, `keyIndex.compact`, and its watch then silently misses it).
+    /// Compaction and watches, as etcd does them:
+    /// - A start below the compacted revision fails with `Compacted` (etcd
+    ///   mvcc/watchable_store.go `syncWatchers` cancels a watcher whose `minRev <
+    ///   compactRev`).
+    /// - A start exactly at the compacted revision streams from it: compaction keeps the
+    ///   compacted revision's own events (see [`Mvcc::compact`]). This follows etcd as fixed
+    ///   after etcd-io/etcd#18089 (PR #18274 "keep tombstone if revision == compactAtRev",
+    ///   in 3.4.34 and 3.5.15): a DELETE at exactly the compacted revision is delivered.
+    ///   etcd 3.4.23, as Debian ships it, drops that tombstone in `keyIndex.compact`
+    ///   (mvcc/key_index.go) and its watch silently misses the DELETE; kubesim does not
+    ///   reproduce that bug.
+    /// - An event at exactly the compacted revision has no `prev_kv`: etcd's watch server
+    ///   reads `prev_kv` at the event's revision − 1 (etcdserver/api/v3rpc/watch.go
+    ///   `sendLoop`), which is below the compacted revision, so the read fails and the
+    ///   event goes out without it.
     pub fn events(
         &self,
         range: &KeyRange,
@@ -130,11 +141,11 @@ impl Mvcc {
         max_events: usize,
     ) -> Result<Vec<Event>, StoreError> {
         let start_revision = if start_revision <= 0 { self.current_revision + 1 } else { start_revision };
-        if start_revision <= self.compacted_revision {
+        if start_revision < self.compacted_revision {
             return Err(StoreError::Compacted { requested: start_revision, compacted: self.compacted_revision });
         }
         let mut out = Vec::new();
-        for (_, revision_events) in self.events.range(start_revision..) {
+        for (&revision, revision_events) in self.events.range(start_revision..) {
             let matching: Vec<&Event> = revision_events.iter().filter(|e| range.contains(&e.kv.key)).collect();
             if matching.is_empty() {
                 continue;
@@ -142,7 +153,11 @@ impl Mvcc {
             if max_events > 0 && !out.is_empty() && out.len() + matching.len() > max_events {
                 break;
             }
-            out.extend(matching.into_iter().cloned());
+            if revision == self.compacted_revision {
+                out.extend(matching.into_iter().map(|e| Event { prev_kv: None, ..e.clone() }));
+            } else {
+                out.extend(matching.into_iter().cloned());
+            }
         }
         Ok(out)
     }
@@ -196,9 +211,9 @@ impl Mvcc {
             ));
         }
         if let (Some((&first, _)), Some((&last, _))) = (s.events.first_key_value(), s.events.last_key_value()) {
-            if first <= s.compacted_revision || last > s.current_revision {
+            if first < s.compacted_revision || last > s.current_revision {
                 return Err(format!(
-                    "snapshot events span revisions {first}..={last}, outside ({}, {}]",
+                    "snapshot events span revisions {first}..={last}, outside [{}, {}]",
                     s.compacted_revision, s.current_revision
                 ));
             }
@@ -248,7 +263,7 @@ impl Mvcc {
             s.current_revision
         );
         if let (Some((&first, _)), Some((&last, _))) = (s.events.first_key_value(), s.events.last_key_value()) {
-            assert!(first > s.compacted_revision && last <= s.current_revision);
+            assert!(first >= s.compacted_revision && last <= s.current_revision);
         }
         Self {
             keys: s.keys,
@@ -412,7 +427,9 @@ impl Mvcc {
 
     /// etcd `kvstore.updateCompactRev` + `compact`: a revision at or below the compacted one
     /// is `ErrCompacted`, above the current one `ErrFutureRev`. Compaction writes nothing, so
-    /// it does not bump the revision.
+    /// it does not bump the revision. The events of the compacted revision itself are kept
+    /// (etcd keeps that revision's keys and, since etcd-io/etcd#18274, its tombstones), so a
+    /// watch may start exactly there (see [`Mvcc::events`]).
     fn compact(&mut self, req: &CompactRequest) -> Result<CompactResponse, StoreError> {
         let revision = req.revision;
         if revision > self.current_revision {
@@ -422,7 +439,7 @@ impl Mvcc {
             return Err(StoreError::Compacted { requested: revision, compacted: self.compacted_revision });
         }
         self.keys.retain(|_, history| !history.compact(revision));
-        self.events = self.events.split_off(&(revision + 1));
+        self.events = self.events.split_off(&revision);
         self.compacted_revision = revision;
         coverage::reached!("store.mvcc.compacted");
         Ok(CompactResponse { header: header(self.current_revision) })
