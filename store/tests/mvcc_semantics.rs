@@ -502,13 +502,21 @@ fn put_larger_than_max_request_bytes_is_refused() {
     assert_eq!(Mvcc::validate(&fits), Ok(()));
 }
 
-/// etcd ErrGRPCEmptyKey: "key is not provided".
+/// etcd ErrGRPCEmptyKey: "key is not provided", for Put, DeleteRange and Range.
 #[test]
 fn empty_key_is_invalid() {
     let request = Mutation::Put(PutRequest { key: "".into(), value: Bytes::new(), prev_kv: false });
     assert!(matches!(Mvcc::validate(&request), Err(StoreError::InvalidRequest { .. })));
     let delete = Mutation::DeleteRange(DeleteRangeRequest { range: KeyRange::Key("".into()), prev_kv: false });
     assert!(matches!(Mvcc::validate(&delete), Err(StoreError::InvalidRequest { .. })));
+    // etcd v3rpc/key.go `checkRangeRequest`: a Range without a key is refused too; an
+    // empty prefix is every key (etcd's `"\0"`..`"\0"`).
+    let store = Mvcc::new();
+    assert!(matches!(
+        store.range(&RangeRequest::new(KeyRange::Key("".into()))),
+        Err(StoreError::InvalidRequest { .. })
+    ));
+    assert!(store.range(&RangeRequest::new(KeyRange::Prefix("".into()))).is_ok());
 }
 
 /// etcd Txn: a range in the chosen branch at a compacted or future revision fails the whole

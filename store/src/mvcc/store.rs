@@ -87,7 +87,9 @@ impl Mvcc {
     }
 
     /// etcd `Range`: the header carries the current revision whatever revision was read.
+    /// A request without a key is refused first, as etcd's gRPC layer refuses it.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        validate::check_range_request(req)?;
         self.range_as_of(req, self.current_revision)
     }
 

@@ -3,7 +3,7 @@
 //! server's `--max-request-bytes`). They depend only on the request, never on the store, so a
 //! request that passes them on the proposing member passes on every member.
 
-use crate::api::{KeyRange, Mutation, RequestOp, StoreError, TxnRequest, MAX_REQUEST_BYTES, MAX_TXN_OPS};
+use crate::api::{KeyRange, Mutation, RangeRequest, RequestOp, StoreError, TxnRequest, MAX_REQUEST_BYTES, MAX_TXN_OPS};
 
 pub(crate) fn validate(mutation: &Mutation) -> Result<(), StoreError> {
     let size = estimated_size_bytes(mutation);
@@ -55,6 +55,12 @@ fn estimated_size_bytes(mutation: &Mutation) -> usize {
         }
         Mutation::Compact(_) => PER_ITEM_OVERHEAD_BYTES,
     }
+}
+
+/// etcd v3rpc/key.go `checkRangeRequest`: a Range needs a key (`ErrGRPCEmptyKey`), with
+/// the same shapes allowed as for a DeleteRange (see [`check_range`]).
+pub(crate) fn check_range_request(request: &RangeRequest) -> Result<(), StoreError> {
+    check_range(&request.range)
 }
 
 /// etcd `ErrGRPCEmptyKey`: "key is not provided".
