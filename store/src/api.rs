@@ -262,6 +262,52 @@ pub enum RequestOp {
     Range(RangeRequest),
     Put(PutRequest),
     DeleteRange(DeleteRangeRequest),
+    /// A put that attaches its key to a lease; answered by a `ResponseOp::Put`.
+    LeasedPut(LeasedPutRequest),
+}
+
+/// etcd `PutRequest` with `lease` set: the key is attached to the lease (and leaves the
+/// lease it was attached to), so the lease's revocation or expiry deletes it. A lease
+/// that does not exist is refused ("requested lease not found") and nothing is written.
+/// A plain [`PutRequest`] is etcd's `lease = 0`: it detaches the key from its lease.
+///
+/// etcd carries the lease as a field of `PutRequest`; kubesim keeps the lease-less
+/// `PutRequest` as it was (every caller builds it field by field, and its encoding sits in
+/// every Raft entry) and names the leased put as a request of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasedPutRequest {
+    pub put: PutRequest,
+    pub lease: crate::lease::LeaseId,
+}
+
+/// etcd `LeaseGrantRequest`: a lease with `ttl_secs` (raised to the store's minimum TTL)
+/// and the id given, or one chosen by the store when `id` is 0. Granting writes no key,
+/// so it does not change the revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrantRequest {
+    pub id: crate::lease::LeaseId,
+    pub ttl_secs: i64,
+}
+
+/// etcd `LeaseGrantResponse`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrantResponse {
+    pub header: ResponseHeader,
+    pub id: crate::lease::LeaseId,
+    pub ttl_secs: i64,
+}
+
+/// etcd `LeaseRevokeRequest`: the lease goes, and every key attached to it is deleted in
+/// one revision (the leader proposes the same request when a lease expires).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRevokeRequest {
+    pub id: crate::lease::LeaseId,
+}
+
+/// etcd `LeaseRevokeResponse`: the header carries the revision after the deletes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRevokeResponse {
+    pub header: ResponseHeader,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,6 +351,10 @@ pub enum Mutation {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compact(CompactRequest),
+    LeaseGrant(LeaseGrantRequest),
+    LeaseRevoke(LeaseRevokeRequest),
+    /// Answered by a `MutationResponse::Put`.
+    LeasedPut(LeasedPutRequest),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,6 +363,8 @@ pub enum MutationResponse {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact(CompactResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
 }
 
 impl MutationResponse {
@@ -322,7 +374,26 @@ impl MutationResponse {
             MutationResponse::DeleteRange(r) => &r.header,
             MutationResponse::Txn(r) => &r.header,
             MutationResponse::Compact(r) => &r.header,
+            MutationResponse::LeaseGrant(r) => &r.header,
+            MutationResponse::LeaseRevoke(r) => &r.header,
         }
+    }
+
+    pub fn header_mut(&mut self) -> &mut ResponseHeader {
+        match self {
+            MutationResponse::Put(r) => &mut r.header,
+            MutationResponse::DeleteRange(r) => &mut r.header,
+            MutationResponse::Txn(r) => &mut r.header,
+            MutationResponse::Compact(r) => &mut r.header,
+            MutationResponse::LeaseGrant(r) => &mut r.header,
+            MutationResponse::LeaseRevoke(r) => &mut r.header,
+        }
+    }
+
+    /// The same response with its header's revision set.
+    pub fn with_revision(mut self, revision: Revision) -> Self {
+        self.header_mut().revision = revision;
+        self
     }
 }
 

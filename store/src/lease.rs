@@ -12,8 +12,9 @@
 //!
 //! Neither part reads a clock or knows Raft: the member passes its clock's instant in
 //! (as a [`Duration`] since the member's epoch) and turns expired leases into revoke
-//! proposals. The member, the MVCC apply path and the client requests that use them are
-//! not wired yet.
+//! proposals. The MVCC state machine applies grants, revokes and leased puts with the
+//! table (see `Mvcc::apply`); the member's expiry loop, keep-alive and time-to-live
+//! requests are not wired yet.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -62,6 +63,15 @@ pub enum LeaseError {
     /// their remaining time.
     #[error("not the lease primary")]
     NotPrimary,
+}
+
+/// A lease error as the store's requests report it: an `InvalidRequest` naming etcd's
+/// error. (A `StoreError` variant of its own would be the typed form; the apiserver's
+/// exhaustive `api_error_from_store` has to learn it in the same change.)
+impl From<LeaseError> for crate::api::StoreError {
+    fn from(error: LeaseError) -> Self {
+        crate::api::StoreError::InvalidRequest { reason: error.to_string() }
+    }
 }
 
 /// One lease: its granted TTL and the keys attached to it.

@@ -164,3 +164,140 @@ fn a_new_leader_extends_every_lease_on_promotion() {
     assert_eq!(new.remaining_secs(&table, 2, secs(20)), Ok(50));
     assert_eq!(new.take_expired(secs(70), 10), [2]);
 }
+
+// ---- leases in the MVCC state machine ----
+
+mod mvcc {
+    use bytes::Bytes;
+    use store::api::*;
+    use store::backup::Backup;
+    use store::lease::{LeaseId, NO_LEASE};
+    use store::mvcc::{Mvcc, MvccSnapshot};
+    use store::snapshot::MemberSnapshot;
+
+    fn put_req(key: &str, value: &str) -> PutRequest {
+        PutRequest { key: key.into(), value: Bytes::from(value.to_string()), prev_kv: false }
+    }
+
+    fn grant(store: &mut Mvcc, id: LeaseId, ttl_secs: i64) -> Result<LeaseGrantResponse, StoreError> {
+        match store.apply(&Mutation::LeaseGrant(LeaseGrantRequest { id, ttl_secs }))? {
+            (MutationResponse::LeaseGrant(r), events) => {
+                assert!(events.is_empty());
+                Ok(r)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn leased_put(store: &mut Mvcc, key: &str, lease: LeaseId) -> Result<PutResponse, StoreError> {
+        match store.apply(&Mutation::LeasedPut(LeasedPutRequest { put: put_req(key, "v"), lease }))? {
+            (MutationResponse::Put(r), _) => Ok(r),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn revoke(store: &mut Mvcc, id: LeaseId) -> Result<(LeaseRevokeResponse, Vec<Event>), StoreError> {
+        match store.apply(&Mutation::LeaseRevoke(LeaseRevokeRequest { id }))? {
+            (MutationResponse::LeaseRevoke(r), events) => Ok((r, events)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn live_keys(store: &Mvcc) -> Vec<String> {
+        store.keyspace_at(0).unwrap().into_iter().map(|kv| kv.key).collect()
+    }
+
+    /// etcd: a grant writes no key (the revision stays); a put with a granted lease is an
+    /// ordinary write attached to it; a put naming an unknown lease is "requested lease not
+    /// found" and writes nothing, alone or inside a txn (etcd `checkRequestPut`).
+    #[test]
+    fn grant_then_put_with_a_lease_and_refuse_an_unknown_lease() {
+        let mut store = Mvcc::new();
+        let granted = grant(&mut store, 0, 1).unwrap();
+        assert_eq!((granted.id, granted.ttl_secs, granted.header.revision), (1, 2, 1));
+        assert_eq!(leased_put(&mut store, "/e/1", 1).unwrap().header.revision, 2);
+        assert_eq!(store.leases().lease_of("/e/1"), 1);
+        let refused = leased_put(&mut store, "/e/2", 9).unwrap_err();
+        assert!(refused.to_string().contains("requested lease 9 not found"), "{refused}");
+        let txn = TxnRequest {
+            compare: vec![],
+            success: vec![
+                RequestOp::Put(put_req("/x", "1")),
+                RequestOp::LeasedPut(LeasedPutRequest { put: put_req("/e/3", "v"), lease: 9 }),
+            ],
+            failure: vec![],
+        };
+        assert!(store.apply(&Mutation::Txn(txn)).is_err());
+        assert_eq!((store.current_revision(), live_keys(&store)), (2, vec!["/e/1".to_string()]));
+        assert!(grant(&mut store, 1, 10).unwrap_err().to_string().contains("already exists"));
+    }
+
+    /// etcd lessor.Revoke: every attached key is deleted in one revision (one DELETE
+    /// event each, sorted by key); a key that was re-put without the lease, or deleted,
+    /// is no longer attached and survives; revoking a lease with no key writes nothing.
+    #[test]
+    fn revoke_deletes_every_attached_key_in_one_revision() {
+        let mut store = Mvcc::new();
+        grant(&mut store, 5, 60).unwrap();
+        for key in ["/e/c", "/e/a", "/e/b", "/e/d"] {
+            leased_put(&mut store, key, 5).unwrap(); // 2..=5
+        }
+        store.apply(&Mutation::Put(put_req("/e/b", "detached"))).unwrap(); // 6
+        store
+            .apply(&Mutation::DeleteRange(DeleteRangeRequest { range: KeyRange::Key("/e/d".into()), prev_kv: false }))
+            .unwrap(); // 7
+        let (response, events) = revoke(&mut store, 5).unwrap();
+        assert_eq!(response.header.revision, 8);
+        let deleted: Vec<(EventKind, &str, Revision)> =
+            events.iter().map(|e| (e.kind, e.kv.key.as_str(), e.kv.mod_revision)).collect();
+        assert_eq!(deleted, [(EventKind::Delete, "/e/a", 8), (EventKind::Delete, "/e/c", 8)]);
+        assert_eq!(live_keys(&store), ["/e/b"]);
+        assert!(store.leases().ids().is_empty());
+        assert!(revoke(&mut store, 5).unwrap_err().to_string().contains("not found"));
+        grant(&mut store, 6, 60).unwrap();
+        let (empty, events) = revoke(&mut store, 6).unwrap();
+        assert_eq!((empty.header.revision, events.len(), store.current_revision()), (8, 0, 8));
+        assert_eq!(store.leases().lease_of("/e/b"), NO_LEASE);
+    }
+
+    /// Leases are replicated state: they survive a member snapshot (Raft snapshot, restart
+    /// from the snapshot file, InstallSnapshot) and a backup (`snapshot save`/`restore`),
+    /// and count in the digest; a store that never had a lease encodes exactly as before
+    /// leases existed.
+    #[test]
+    fn leases_survive_snapshots_and_backups_and_leave_lease_free_encodings_alone() {
+        let mut store = Mvcc::new();
+        store.apply(&Mutation::Put(put_req("/plain", "1"))).unwrap();
+        let plain = store.to_snapshot();
+        assert_eq!(plain.encode(), bincode::serialize(&plain).unwrap(), "no lease section without leases");
+        let digest_before = store.digest();
+
+        grant(&mut store, 3, 30).unwrap();
+        leased_put(&mut store, "/e/1", 3).unwrap();
+        assert_ne!(store.digest(), digest_before);
+        let snapshot = store.to_snapshot();
+        let decoded = MvccSnapshot::decode(&snapshot.encode()).unwrap();
+        assert_eq!(decoded.leases(), store.leases());
+        let restored = Mvcc::from_snapshot(decoded);
+        assert_eq!((restored.digest(), restored.leases().lease_of("/e/1")), (store.digest(), 3));
+
+        let member = MemberSnapshot {
+            cluster_id: 1,
+            mvcc: snapshot.clone(),
+            members: Default::default(),
+            removed: Default::default(),
+        };
+        let member_decoded = MemberSnapshot::decode(&member.encode()).unwrap();
+        assert_eq!(member_decoded, member);
+        assert_eq!(member_decoded.mvcc.leases().ids(), [3]);
+
+        let backup = Backup::new(1, 1, &snapshot, store.current_revision());
+        backup.verify().unwrap();
+        let from_backup = backup.mvcc().unwrap();
+        assert_eq!(from_backup.leases(), store.leases());
+        // Revoking on the restored store deletes what the lease held.
+        let mut from_backup = from_backup;
+        let (_, events) = revoke(&mut from_backup, 3).unwrap();
+        assert_eq!(events.len(), 1);
+    }
+}

@@ -543,7 +543,8 @@ impl<D: Disk> MemberCore<D> {
                 snapshot.cluster_id, self.config.cluster_id
             ));
         }
-        let mvcc = Mvcc::try_from_snapshot(snapshot.mvcc)?;
+        let mut mvcc = Mvcc::try_from_snapshot(snapshot.mvcc)?;
+        mvcc.set_min_lease_ttl_secs(self.config.min_lease_ttl_secs());
         self.wal.save_snapshot(meta, data).map_err(|e| format!("snapshot write failed: {e}"))?;
         assert!(meta.index > self.applied_index, "an installed snapshot is always ahead of the applied index");
         self.mvcc = mvcc;
@@ -753,12 +754,7 @@ impl<D: Disk> MemberCore<D> {
 }
 
 fn set_header(response: &mut MutationResponse, member_id: MemberId, term: u64) {
-    let header = match response {
-        MutationResponse::Put(r) => &mut r.header,
-        MutationResponse::DeleteRange(r) => &mut r.header,
-        MutationResponse::Txn(r) => &mut r.header,
-        MutationResponse::Compact(r) => &mut r.header,
-    };
+    let header = response.header_mut();
     header.member_id = member_id;
     header.raft_term = term;
 }

@@ -155,6 +155,12 @@ impl MemberConfig {
     pub fn listen_addr(&self) -> SocketAddr {
         self.peers[&self.id]
     }
+
+    /// etcd's minimum lease TTL for this member's election timeout
+    /// (`tick_interval × election_tick`; see [`crate::lease::min_lease_ttl_secs`]).
+    pub fn min_lease_ttl_secs(&self) -> i64 {
+        crate::lease::min_lease_ttl_secs(self.tick_interval * self.election_tick as u32)
+    }
 }
 
 /// Sees what a member does, for the history recorder. It must not steer the member.
