@@ -304,6 +304,33 @@ pub struct LeaseRevokeRequest {
     pub id: crate::lease::LeaseId,
 }
 
+/// etcd `LeaseKeepAliveResponse`: the lease's TTL after the renewal, 0 for a lease that
+/// does not exist (etcd's gRPC layer answers an unknown lease's keep-alive with TTL 0).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseKeepAliveResponse {
+    pub header: ResponseHeader,
+    pub id: crate::lease::LeaseId,
+    pub ttl_secs: i64,
+}
+
+/// etcd `LeaseTimeToLiveResponse`: whole seconds left on the leader's clock, the TTL
+/// granted, and the attached keys when asked for; an unknown lease answers TTL -1.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseTimeToLiveResponse {
+    pub header: ResponseHeader,
+    pub id: crate::lease::LeaseId,
+    pub ttl_secs: i64,
+    pub granted_ttl_secs: i64,
+    pub keys: Vec<String>,
+}
+
+/// etcd `LeaseLeasesResponse`: every lease id the serving member knows, ascending.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseLeasesResponse {
+    pub header: ResponseHeader,
+    pub leases: Vec<crate::lease::LeaseId>,
+}
+
 /// etcd `LeaseRevokeResponse`: the header carries the revision after the deletes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRevokeResponse {

@@ -19,9 +19,10 @@ use madsim::net::Endpoint;
 
 use crate::api::{
     CompactRequest, CompactResponse, DeleteRangeRequest, DeleteRangeResponse, KeyRange, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeasedPutRequest, MemberId, Mutation,
-    MutationResponse, Principal, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision, StoreError,
-    TxnRequest, TxnResponse, WatchRequest, WatchResponse,
+    LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    LeaseTimeToLiveResponse, LeasedPutRequest, MemberId, Mutation, MutationResponse, Principal, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, Revision, StoreError, TxnRequest, TxnResponse, WatchRequest,
+    WatchResponse,
 };
 use crate::backup::Backup;
 use crate::lease::LeaseId;
@@ -156,6 +157,30 @@ impl StoreClient {
         match self.mutate(Mutation::LeasedPut(request)).await? {
             MutationResponse::Put(r) => Ok(r),
             other => Err(unexpected_mutation(other)),
+        }
+    }
+
+    /// etcd `LeaseKeepAlive` (one renewal): served by the leader, on its clock.
+    pub async fn lease_keep_alive(&self, id: LeaseId) -> Result<LeaseKeepAliveResponse, StoreError> {
+        match self.send(StoreOp::LeaseKeepAlive { id }).await? {
+            StoreReply::LeaseKeepAlive(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// etcd `LeaseTimeToLive` (with the attached keys when `keys`): served by the leader.
+    pub async fn lease_time_to_live(&self, id: LeaseId, keys: bool) -> Result<LeaseTimeToLiveResponse, StoreError> {
+        match self.send(StoreOp::LeaseTimeToLive { id, keys }).await? {
+            StoreReply::LeaseTimeToLive(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// etcd `LeaseLeases`.
+    pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse, StoreError> {
+        match self.send(StoreOp::LeaseLeases).await? {
+            StoreReply::LeaseLeases(r) => Ok(r),
+            other => Err(unexpected(other)),
         }
     }
 

@@ -13,8 +13,9 @@
 //! Neither part reads a clock or knows Raft: the member passes its clock's instant in
 //! (as a [`Duration`] since the member's epoch) and turns expired leases into revoke
 //! proposals. The MVCC state machine applies grants, revokes and leased puts with the
-//! table (see `Mvcc::apply`); the member's expiry loop, keep-alive and time-to-live
-//! requests are not wired yet.
+//! table (see `Mvcc::apply`); the member (server/core.rs) promotes and demotes the expiry
+//! clock with its Raft role, reads it on its `simtime::Clock`, proposes the revokes and
+//! serves keep-alive, time-to-live and the lease list.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -125,6 +125,9 @@ pub struct MemberConfig {
     /// How long a peer's Raft message that arrived ahead of a gap in its stream waits for
     /// the gap to fill (see [`stream`]).
     pub stream_gap_timeout: Duration,
+    /// The node's wall clock (which the nemesis may skew): while this member leads, its
+    /// lessor decides on it when a lease expires, as etcd's leader does on its own clock.
+    pub clock: simtime::Clock,
 }
 
 impl MemberConfig {
@@ -149,6 +152,7 @@ impl MemberConfig {
             failpoints: Failpoints::new(),
             max_entries_per_append: raft::Config::new(id, Vec::new()).max_entries_per_append,
             stream_gap_timeout: Duration::from_millis(10),
+            clock: simtime::Clock::new(),
         }
     }
 
@@ -384,6 +388,7 @@ async fn tick_loop<D: Disk>(shared: Arc<Shared<D>>) {
             core.sync();
         }
         core.tick();
+        core.expire_leases();
         drop(core);
         shared.wake.wake();
     }
@@ -504,6 +509,13 @@ async fn handle<D: Disk>(
             let backup = core.lock().expect("member core lock").snapshot_save()?;
             Ok(StoreReply::Snapshot(Box::new(backup)))
         }
+        StoreOp::LeaseKeepAlive { id } => {
+            core.lock().expect("member core lock").lease_keep_alive(id).map(StoreReply::LeaseKeepAlive)
+        }
+        StoreOp::LeaseTimeToLive { id, keys } => {
+            core.lock().expect("member core lock").lease_time_to_live(id, keys).map(StoreReply::LeaseTimeToLive)
+        }
+        StoreOp::LeaseLeases => core.lock().expect("member core lock").lease_leases().map(StoreReply::LeaseLeases),
     }
 }
 
