@@ -26,6 +26,9 @@ ERROR_KINDS = {
     "etcdserver: key is not provided": "empty_key",
     "etcdserver: duplicate key given in txn request": "duplicate_key",
     "etcdserver: too many operations in txn request": "too_many_ops",
+    "etcdserver: requested lease not found": "lease_not_found",
+    "etcdserver: lease already exists": "lease_exists",
+    "etcdserver: too large lease TTL": "lease_ttl_too_large",
 }
 
 TARGETS = {"mod": ("MOD", "mod_revision"), "create": ("CREATE", "create_revision"),
@@ -75,6 +78,8 @@ def put_request(op):
     request = {"key": b64(op["key"]), "value": b64(op["value"])}
     if op.get("prev_kv"):
         request["prev_kv"] = True
+    if op.get("lease"):
+        request["lease"] = op["lease"]
     return request
 
 
@@ -108,6 +113,7 @@ def kv(raw):
         "create_revision": int(raw.get("create_revision", 0)),
         "mod_revision": int(raw.get("mod_revision", 0)),
         "version": int(raw.get("version", 0)),
+        "lease": int(raw.get("lease", 0)),
     }
 
 
@@ -143,6 +149,19 @@ def txn_response(raw):
     return {"revision": revision(raw), "succeeded": bool(raw.get("succeeded", False)), "responses": responses}
 
 
+def ttl_left(ttl, granted):
+    """A lease's remaining TTL depends on when it is asked: "full" when within 5 s of the
+    granted TTL (the script asks within seconds of granting or renewing; recording waits
+    a second after each watch), else the number (-1: no such lease, 0: expired)."""
+    return "full" if ttl >= 0 and granted - 5 <= ttl <= granted else ttl
+
+
+def lease_ttl_response(raw):
+    granted = int(raw.get("grantedTTL", 0))
+    return {"revision": revision(raw), "id": int(raw.get("ID", 0)), "ttl": ttl_left(int(raw.get("TTL", 0)), granted),
+            "granted_ttl": granted, "keys": sorted(unb64(k) for k in raw.get("keys", []))}
+
+
 def error_kind(raw):
     message = raw.get("error") or raw.get("message")
     if message not in ERROR_KINDS:
@@ -162,6 +181,17 @@ class Gateway:
         data = json.loads(response.read())
         conn.close()
         return data
+
+    def stream_once(self, path, body, quiet_seconds=1.0):
+        """Sends one message on a streaming endpoint and returns the first result."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        conn.sock.settimeout(quiet_seconds)
+        line = response.readline()
+        conn.close()
+        data = json.loads(line)
+        return data.get("result", data)
 
     def watch(self, body, quiet_seconds=1.0):
         """Opens a watch, reads responses until none arrives for quiet_seconds (or the
@@ -204,6 +234,11 @@ def run(gateway, op):
             "compact_revision": max([int(r.get("compact_revision", 0)) for r in results] or [0]),
             "events": events,
         }}
+    if kind == "lease_keepalive":
+        raw = gateway.stream_once("/v3/lease/keepalive", {"ID": op["lease"]})
+        if "error" in raw or "code" in raw:
+            return {"error": error_kind(raw)}
+        return {kind: {"revision": revision(raw), "id": int(raw.get("ID", 0)), "ttl": int(raw.get("TTL", 0))}}
     path, body, shape = {
         "range": ("/v3/kv/range", lambda: range_request(op), range_response),
         "put": ("/v3/kv/put", lambda: put_request(op), put_response),
@@ -214,6 +249,12 @@ def run(gateway, op):
             "failure": [request_op(o) for o in op["failure"]],
         }, txn_response),
         "compact": ("/v3/kv/compaction", lambda: {"revision": op["revision"]}, lambda raw: {"revision": revision(raw)}),
+        "lease_grant": ("/v3/lease/grant", lambda: {"ID": op["lease"], "TTL": op["ttl"]},
+                        lambda raw: {"revision": revision(raw), "id": int(raw.get("ID", 0)), "ttl": int(raw.get("TTL", 0))}),
+        "lease_revoke": ("/v3/lease/revoke", lambda: {"ID": op["lease"]}, lambda raw: {"revision": revision(raw)}),
+        "lease_ttl": ("/v3/lease/timetolive", lambda: {"ID": op["lease"], "keys": op["keys"]}, lease_ttl_response),
+        "lease_leases": ("/v3/lease/leases", lambda: {},
+                         lambda raw: {"revision": revision(raw), "leases": sorted(int(l["ID"]) for l in raw.get("leases", []))}),
     }[kind]
     raw = gateway.post(path, body())
     if "error" in raw or "code" in raw:
