@@ -48,13 +48,24 @@ where
     F: FnOnce(Members) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    with_configured_members(seed, n, |_| {}, body)
+}
+
+/// [`with_members`] with each member's configuration adjusted by `configure` first.
+pub fn with_configured_members<C, F, Fut>(seed: u64, n: u64, configure: C, body: F)
+where
+    C: Fn(&mut MemberConfig) + 'static,
+    F: FnOnce(Members) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
     let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
     runtime.block_on(async move {
         let addresses: BTreeMap<MemberId, SocketAddr> =
             (1..=n).map(|id| (id, SocketAddr::from(([10, 0, 1, id as u8], STORE_PORT)))).collect();
         let mut member_nodes = Vec::new();
         for &id in addresses.keys() {
-            let config = MemberConfig::new(id, addresses.clone());
+            let mut config = MemberConfig::new(id, addresses.clone());
+            configure(&mut config);
             let disk = SimDisk::new();
             let node = Handle::current()
                 .create_node()
