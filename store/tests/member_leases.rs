@@ -227,3 +227,65 @@ fn leases_survive_a_restart_from_snapshot_and_wal() {
         },
     );
 }
+
+/// A follower that was down while leases were granted and used catches up by
+/// InstallSnapshot (the leader's log is compacted to its snapshot) and ends with the same
+/// lease table as the others: the store digest, which covers leases once any exists,
+/// agrees on every member.
+#[test]
+fn a_follower_catching_up_by_snapshot_gets_the_leases() {
+    members::with_configured_members(
+        18,
+        3,
+        |config| config.snapshot_every_entries = 4,
+        |members| async move {
+            let ids: Vec<MemberId> = members.addresses.keys().copied().collect();
+            let leader_id = members
+                .call({
+                    let ids = ids.clone();
+                    |client| async move { leader(&client, &ids).await.expect("a leader") }
+                })
+                .await;
+            let follower = *ids.iter().find(|id| **id != leader_id).unwrap();
+            let node = members.member_nodes[(follower - 1) as usize].id();
+            madsim::runtime::Handle::current().kill(node);
+            let mut endpoints = members.addresses.clone();
+            endpoints.remove(&follower);
+            members
+                .call(move |client| async move {
+                    client.set_endpoints(endpoints);
+                    client.lease_grant(5, 120).await.unwrap();
+                    for i in 0..10 {
+                        client.leased_put(leased(&format!("/e/{i}"), 5)).await.unwrap();
+                    }
+                })
+                .await;
+            madsim::runtime::Handle::current().restart(node);
+            let all = members.addresses.clone();
+            members
+                .call(move |client| async move {
+                    client.set_endpoints(all);
+                    let mut last = Vec::new();
+                    for _ in 0..100 {
+                        last.clear();
+                        for &id in &ids {
+                            if let Ok(status) = client.status(id).await {
+                                last.push((id, status.revision, status.keyspace_digest, status.snapshot_index));
+                            }
+                        }
+                        if last.len() == 3
+                            && last.iter().all(|s| (s.1, s.2) == (last[0].1, last[0].2))
+                            && last[0].1 == 11
+                        {
+                            break;
+                        }
+                        madsim::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    assert!(last.len() == 3 && last.iter().all(|s| (s.1, s.2) == (last[0].1, last[0].2)), "{last:?}");
+                    // The revoke still deletes all ten keys in one revision, everywhere.
+                    assert_eq!(client.lease_revoke(5).await.unwrap().header.revision, 12);
+                })
+                .await;
+        },
+    );
+}
