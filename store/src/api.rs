@@ -79,7 +79,7 @@ pub struct KeyValue {
 }
 
 /// The key range a request addresses. etcd encodes this as `key` + `range_end`; kubesim
-/// names the three shapes that etcd's encoding allows.
+/// names the four shapes that etcd's encoding allows.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum KeyRange {
     /// Exactly this key.
@@ -88,6 +88,12 @@ pub enum KeyRange {
     Prefix(String),
     /// `[start, end)` in byte order.
     Range { start: String, end: String },
+    /// Every key at or after this one in byte order: etcd's `range_end = "\0"` (clientv3
+    /// `WithFromKey`, `etcdctl get --from-key`), which etcdserver/apply.go `mkGteRange`
+    /// turns into an open-ended range for Range and DeleteRange, and which a watch takes
+    /// the same way (mvcc/watcher_group.go). Like etcd's, the key must not be empty;
+    /// `FromKey("\0")` is every key.
+    FromKey(String),
 }
 
 impl KeyRange {
@@ -96,6 +102,7 @@ impl KeyRange {
             KeyRange::Key(k) => k == key,
             KeyRange::Prefix(p) => key.starts_with(p.as_str()),
             KeyRange::Range { start, end } => key >= start.as_str() && key < end.as_str(),
+            KeyRange::FromKey(start) => key >= start.as_str(),
         }
     }
 }
@@ -110,6 +117,7 @@ pub struct ResponseHeader {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "RangeRequestWire", from = "RangeRequestWire")]
 pub struct RangeRequest {
     pub range: KeyRange,
     /// 0 (or below) means the current revision; otherwise read the keyspace as of this
@@ -119,12 +127,56 @@ pub struct RangeRequest {
     pub limit: usize,
     /// Serializable (local, possibly stale) read instead of a linearizable one.
     pub serializable: bool,
+    /// etcd `RangeRequest.count_only`: answer only `count` (no kvs, `more` false).
+    /// server/mvcc/kvstore_txn.go `rangeKeys` returns the count before building any
+    /// key-value when `RangeOptions.Count` is set.
     pub count_only: bool,
+    /// etcd `RangeRequest.keys_only`: the kvs come without their values; every other field
+    /// (create and mod revision, version) is filled, and `count`/`more` are unchanged.
+    /// etcd clears `Value` of each returned kv in etcdserver/apply.go `Range`.
+    pub keys_only: bool,
 }
 
 impl RangeRequest {
     pub fn new(range: KeyRange) -> Self {
-        Self { range, revision: 0, limit: 0, serializable: false, count_only: false }
+        Self { range, revision: 0, limit: 0, serializable: false, count_only: false, keys_only: false }
+    }
+}
+
+/// How a [`RangeRequest`] is encoded (in Raft entries, inside a Txn): `count_only` and
+/// `keys_only` share one flags byte (bit 0 and bit 1), so a request without `keys_only`
+/// encodes exactly as it did before `keys_only` existed (a bool is one byte, 0 or 1).
+/// Entry sizes feed the simulation (torn-write lengths, bit-rot offsets), so this keeps
+/// every existing seed's run, and its trace hash, as it was.
+#[derive(Serialize, Deserialize)]
+struct RangeRequestWire {
+    range: KeyRange,
+    revision: Revision,
+    limit: usize,
+    serializable: bool,
+    flags: u8,
+}
+
+const RANGE_COUNT_ONLY: u8 = 1;
+const RANGE_KEYS_ONLY: u8 = 2;
+
+impl From<RangeRequest> for RangeRequestWire {
+    fn from(r: RangeRequest) -> Self {
+        let flags = if r.count_only { RANGE_COUNT_ONLY } else { 0 } | if r.keys_only { RANGE_KEYS_ONLY } else { 0 };
+        Self { range: r.range, revision: r.revision, limit: r.limit, serializable: r.serializable, flags }
+    }
+}
+
+impl From<RangeRequestWire> for RangeRequest {
+    fn from(w: RangeRequestWire) -> Self {
+        Self {
+            range: w.range,
+            revision: w.revision,
+            limit: w.limit,
+            serializable: w.serializable,
+            count_only: w.flags & RANGE_COUNT_ONLY != 0,
+            keys_only: w.flags & RANGE_KEYS_ONLY != 0,
+        }
     }
 }
 
@@ -210,6 +262,79 @@ pub enum RequestOp {
     Range(RangeRequest),
     Put(PutRequest),
     DeleteRange(DeleteRangeRequest),
+    /// A put that attaches its key to a lease; answered by a `ResponseOp::Put`.
+    LeasedPut(LeasedPutRequest),
+}
+
+/// etcd `PutRequest` with `lease` set: the key is attached to the lease (and leaves the
+/// lease it was attached to), so the lease's revocation or expiry deletes it. A lease
+/// that does not exist is refused ("requested lease not found") and nothing is written.
+/// A plain [`PutRequest`] is etcd's `lease = 0`: it detaches the key from its lease.
+///
+/// etcd carries the lease as a field of `PutRequest`; kubesim keeps the lease-less
+/// `PutRequest` as it was (every caller builds it field by field, and its encoding sits in
+/// every Raft entry) and names the leased put as a request of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasedPutRequest {
+    pub put: PutRequest,
+    pub lease: crate::lease::LeaseId,
+}
+
+/// etcd `LeaseGrantRequest`: a lease with `ttl_secs` (raised to the store's minimum TTL)
+/// and the id given, or one chosen by the store when `id` is 0. Granting writes no key,
+/// so it does not change the revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrantRequest {
+    pub id: crate::lease::LeaseId,
+    pub ttl_secs: i64,
+}
+
+/// etcd `LeaseGrantResponse`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrantResponse {
+    pub header: ResponseHeader,
+    pub id: crate::lease::LeaseId,
+    pub ttl_secs: i64,
+}
+
+/// etcd `LeaseRevokeRequest`: the lease goes, and every key attached to it is deleted in
+/// one revision (the leader proposes the same request when a lease expires).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRevokeRequest {
+    pub id: crate::lease::LeaseId,
+}
+
+/// etcd `LeaseKeepAliveResponse`: the lease's TTL after the renewal, 0 for a lease that
+/// does not exist (etcd's gRPC layer answers an unknown lease's keep-alive with TTL 0).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseKeepAliveResponse {
+    pub header: ResponseHeader,
+    pub id: crate::lease::LeaseId,
+    pub ttl_secs: i64,
+}
+
+/// etcd `LeaseTimeToLiveResponse`: whole seconds left on the leader's clock, the TTL
+/// granted, and the attached keys when asked for; an unknown lease answers TTL -1.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseTimeToLiveResponse {
+    pub header: ResponseHeader,
+    pub id: crate::lease::LeaseId,
+    pub ttl_secs: i64,
+    pub granted_ttl_secs: i64,
+    pub keys: Vec<String>,
+}
+
+/// etcd `LeaseLeasesResponse`: every lease id the serving member knows, ascending.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseLeasesResponse {
+    pub header: ResponseHeader,
+    pub leases: Vec<crate::lease::LeaseId>,
+}
+
+/// etcd `LeaseRevokeResponse`: the header carries the revision after the deletes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRevokeResponse {
+    pub header: ResponseHeader,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +378,10 @@ pub enum Mutation {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compact(CompactRequest),
+    LeaseGrant(LeaseGrantRequest),
+    LeaseRevoke(LeaseRevokeRequest),
+    /// Answered by a `MutationResponse::Put`.
+    LeasedPut(LeasedPutRequest),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,6 +390,8 @@ pub enum MutationResponse {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact(CompactResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
 }
 
 impl MutationResponse {
@@ -270,7 +401,26 @@ impl MutationResponse {
             MutationResponse::DeleteRange(r) => &r.header,
             MutationResponse::Txn(r) => &r.header,
             MutationResponse::Compact(r) => &r.header,
+            MutationResponse::LeaseGrant(r) => &r.header,
+            MutationResponse::LeaseRevoke(r) => &r.header,
         }
+    }
+
+    pub fn header_mut(&mut self) -> &mut ResponseHeader {
+        match self {
+            MutationResponse::Put(r) => &mut r.header,
+            MutationResponse::DeleteRange(r) => &mut r.header,
+            MutationResponse::Txn(r) => &mut r.header,
+            MutationResponse::Compact(r) => &mut r.header,
+            MutationResponse::LeaseGrant(r) => &mut r.header,
+            MutationResponse::LeaseRevoke(r) => &mut r.header,
+        }
+    }
+
+    /// The same response with its header's revision set.
+    pub fn with_revision(mut self, revision: Revision) -> Self {
+        self.header_mut().revision = revision;
+        self
     }
 }
 

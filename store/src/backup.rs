@@ -84,7 +84,7 @@ pub enum BackupError {
 impl Backup {
     /// Builds a backup of `mvcc` at its current revision, with its checksum.
     pub fn new(cluster_id: u64, taken_from: MemberId, mvcc: &MvccSnapshot, revision: Revision) -> Backup {
-        let data = Bytes::from(bincode::serialize(mvcc).expect("an mvcc snapshot always serializes"));
+        let data = Bytes::from(mvcc.encode());
         Backup::with_data(cluster_id, taken_from, revision, mvcc.compacted_revision(), data)
     }
 
@@ -121,8 +121,7 @@ impl Backup {
 
     /// The keyspace the backup holds, decoded (no checksum check: call `verify` first).
     pub fn mvcc(&self) -> Result<Mvcc, BackupError> {
-        let snapshot: MvccSnapshot =
-            bincode::deserialize(&self.data).map_err(|e| BackupError::Undecodable { reason: e.to_string() })?;
+        let snapshot = MvccSnapshot::decode(&self.data).map_err(|reason| BackupError::Undecodable { reason })?;
         Mvcc::try_from_snapshot(snapshot).map_err(|reason| BackupError::Undecodable { reason })
     }
 }

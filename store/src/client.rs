@@ -18,11 +18,14 @@ use std::time::Duration;
 use madsim::net::Endpoint;
 
 use crate::api::{
-    CompactRequest, CompactResponse, DeleteRangeRequest, DeleteRangeResponse, KeyRange, MemberId, Mutation,
-    MutationResponse, Principal, PutRequest, PutResponse, RangeRequest, RangeResponse, Revision, StoreError,
-    TxnRequest, TxnResponse, WatchRequest, WatchResponse,
+    CompactRequest, CompactResponse, DeleteRangeRequest, DeleteRangeResponse, KeyRange, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    LeaseTimeToLiveResponse, LeasedPutRequest, MemberId, Mutation, MutationResponse, Principal, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, Revision, StoreError, TxnRequest, TxnResponse, WatchRequest,
+    WatchResponse,
 };
 use crate::backup::Backup;
+use crate::lease::LeaseId;
 use crate::rpc::{MemberStatus, StoreOp, StoreReply, StoreRequest};
 
 #[derive(Clone, Debug)]
@@ -130,6 +133,54 @@ impl StoreClient {
         match self.mutate(Mutation::Compact(CompactRequest { revision })).await? {
             MutationResponse::Compact(r) => Ok(r),
             other => Err(unexpected_mutation(other)),
+        }
+    }
+
+    /// etcd `LeaseGrant`: a lease with `ttl_secs`, under `id` (0: the store chooses one).
+    pub async fn lease_grant(&self, id: LeaseId, ttl_secs: i64) -> Result<LeaseGrantResponse, StoreError> {
+        match self.mutate(Mutation::LeaseGrant(LeaseGrantRequest { id, ttl_secs })).await? {
+            MutationResponse::LeaseGrant(r) => Ok(r),
+            other => Err(unexpected_mutation(other)),
+        }
+    }
+
+    /// etcd `LeaseRevoke`: deletes every key attached to the lease, in one revision.
+    pub async fn lease_revoke(&self, id: LeaseId) -> Result<LeaseRevokeResponse, StoreError> {
+        match self.mutate(Mutation::LeaseRevoke(LeaseRevokeRequest { id })).await? {
+            MutationResponse::LeaseRevoke(r) => Ok(r),
+            other => Err(unexpected_mutation(other)),
+        }
+    }
+
+    /// etcd `Put` with a lease.
+    pub async fn leased_put(&self, request: LeasedPutRequest) -> Result<PutResponse, StoreError> {
+        match self.mutate(Mutation::LeasedPut(request)).await? {
+            MutationResponse::Put(r) => Ok(r),
+            other => Err(unexpected_mutation(other)),
+        }
+    }
+
+    /// etcd `LeaseKeepAlive` (one renewal): served by the leader, on its clock.
+    pub async fn lease_keep_alive(&self, id: LeaseId) -> Result<LeaseKeepAliveResponse, StoreError> {
+        match self.send(StoreOp::LeaseKeepAlive { id }).await? {
+            StoreReply::LeaseKeepAlive(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// etcd `LeaseTimeToLive` (with the attached keys when `keys`): served by the leader.
+    pub async fn lease_time_to_live(&self, id: LeaseId, keys: bool) -> Result<LeaseTimeToLiveResponse, StoreError> {
+        match self.send(StoreOp::LeaseTimeToLive { id, keys }).await? {
+            StoreReply::LeaseTimeToLive(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// etcd `LeaseLeases`.
+    pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse, StoreError> {
+        match self.send(StoreOp::LeaseLeases).await? {
+            StoreReply::LeaseLeases(r) => Ok(r),
+            other => Err(unexpected(other)),
         }
     }
 

@@ -8,6 +8,8 @@
 //!   [`wal::SimDisk`] models fsync, torn writes, disk loss and corruption.
 //! - [`backup`]: `snapshot save` / `snapshot restore` (etcdctl, etcdutl), pure.
 //! - [`api`]: the request/response vocabulary shared by member, client and apiserver.
+//! - [`lease`]: etcd's leases (the replicated lease table and the leader's expiry
+//!   clock), pure; not wired into the member yet.
 //!
 //! Only the apiserver may depend on this crate's client; `controllers` must not depend on
 //! `store` at all.
@@ -15,6 +17,7 @@
 pub mod api;
 pub mod backup;
 pub mod client;
+pub mod lease;
 pub mod mvcc;
 pub mod raft;
 pub mod rpc;

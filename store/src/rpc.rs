@@ -11,10 +11,11 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
-    MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, StoreError, WatchRequest,
-    WatchResponse,
+    LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseTimeToLiveResponse, MemberId, Mutation, MutationResponse,
+    Principal, RangeRequest, RangeResponse, StoreError, WatchRequest, WatchResponse,
 };
 use crate::backup::Backup;
+use crate::lease::LeaseId;
 use crate::raft::Role;
 
 /// Tag of Raft messages between members.
@@ -54,11 +55,25 @@ pub enum StoreOp {
     MemberList,
     /// etcdctl `snapshot save`: the serving member's keyspace at its applied revision.
     SnapshotSave,
+    /// etcd `LeaseKeepAlive`: served by the leader alone, not through Raft.
+    LeaseKeepAlive {
+        id: LeaseId,
+    },
+    /// etcd `LeaseTimeToLive`: served by the leader (its clock decides the time left).
+    LeaseTimeToLive {
+        id: LeaseId,
+        keys: bool,
+    },
+    /// etcd `LeaseLeases`: the serving member's lease table.
+    LeaseLeases,
 }
 
 impl StoreOp {
+    /// A request that changes what the store holds or how long it holds it (the store's
+    /// access rule: the apiserver role only). A keep-alive writes no key but keeps leased
+    /// keys alive, and like a write its outcome is unknown when it goes unanswered.
     pub fn is_mutation(&self) -> bool {
-        matches!(self, StoreOp::Mutate(_))
+        matches!(self, StoreOp::Mutate(_) | StoreOp::LeaseKeepAlive { .. })
     }
 
     /// Operator-only requests (membership and backups).
@@ -79,6 +94,9 @@ pub enum StoreReply {
     /// The voters after a membership change, or the current ones.
     Members(Vec<MemberId>),
     Snapshot(Box<Backup>),
+    LeaseKeepAlive(LeaseKeepAliveResponse),
+    LeaseTimeToLive(LeaseTimeToLiveResponse),
+    LeaseLeases(LeaseLeasesResponse),
 }
 
 /// A starting member with an empty disk asks each peer whether it already knows this

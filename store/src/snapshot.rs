@@ -25,11 +25,20 @@ pub struct MemberSnapshot {
 }
 
 impl MemberSnapshot {
+    /// The serde fields, then the MVCC state's lease section if it has leases (see
+    /// [`MvccSnapshot::encode`]): without leases, the bytes are what they were before
+    /// leases existed.
     pub fn encode(&self) -> Bytes {
-        Bytes::from(bincode::serialize(self).expect("a member snapshot always serializes"))
+        let mut out = bincode::serialize(self).expect("a member snapshot always serializes");
+        self.mvcc.encode_leases_into(&mut out);
+        Bytes::from(out)
     }
 
     pub fn decode(data: &[u8]) -> Result<MemberSnapshot, String> {
-        bincode::deserialize(data).map_err(|e| format!("undecodable member snapshot: {e}"))
+        let mut rest = data;
+        let mut snapshot: MemberSnapshot =
+            bincode::deserialize_from(&mut rest).map_err(|e| format!("undecodable member snapshot: {e}"))?;
+        snapshot.mvcc.decode_leases_from(rest)?;
+        Ok(snapshot)
     }
 }

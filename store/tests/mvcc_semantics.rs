@@ -268,21 +268,48 @@ fn event_history_from_a_start_revision() {
     assert!(store.events(&all, 5, 0).unwrap().is_empty());
 }
 
-/// etcd: a watch whose start revision is compacted is cancelled (ErrCompacted); this store
-/// also refuses a start exactly at the compacted revision (see `Mvcc::events`).
+/// etcd mvcc/watchable_store.go `syncWatchers`: a watch whose start revision is below the
+/// compacted revision is cancelled (ErrCompacted); one that starts exactly at it streams
+/// from it, and the compacted revision's events come without prev_kv (etcd's watch server
+/// reads prev_kv at revision − 1, which is compacted).
 #[test]
-fn event_history_from_a_compacted_revision_fails() {
+fn event_history_from_a_compacted_revision() {
     let mut store = Mvcc::new();
     put(&mut store, "k", "1"); // 2
     put(&mut store, "k", "2"); // 3
     put(&mut store, "k", "3"); // 4
     store.apply(&Mutation::Compact(CompactRequest { revision: 3 })).unwrap();
     let all = KeyRange::Prefix("".into());
-    assert_eq!(store.events(&all, 3, 0), Err(StoreError::Compacted { requested: 3, compacted: 3 }));
     assert_eq!(store.events(&all, 2, 0), Err(StoreError::Compacted { requested: 2, compacted: 3 }));
-    let events = store.events(&all, 4, 0).unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].prev_kv, Some(kv("k", "2", 2, 3, 2)));
+    assert_eq!(store.events(&all, 1, 0), Err(StoreError::Compacted { requested: 1, compacted: 3 }));
+    let events = store.events(&all, 3, 0).unwrap();
+    assert_eq!(events.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(events[0].prev_kv, None, "prev_kv at 2 is compacted");
+    assert_eq!(events[1].prev_kv, Some(kv("k", "2", 2, 3, 2)));
+}
+
+/// etcd-io/etcd#18089, fixed by #18274 ("keep tombstone if revision == compactAtRev"): a
+/// DELETE at exactly the compacted revision is still delivered to a watch that starts
+/// there (etcd 3.4.23 drops it; kubesim follows the fixed releases), while reads at the
+/// compacted revision no longer see the key.
+#[test]
+fn a_delete_at_the_compacted_revision_is_delivered_to_a_watch_from_it() {
+    let mut store = Mvcc::new();
+    put(&mut store, "gone", "1"); // 2
+    put(&mut store, "kept", "1"); // 3
+    delete(&mut store, KeyRange::Key("gone".into())); // 4
+    put(&mut store, "kept", "2"); // 5
+    store.apply(&Mutation::Compact(CompactRequest { revision: 4 })).unwrap();
+    let events = store.events(&KeyRange::Prefix("".into()), 4, 0).unwrap();
+    let tombstone =
+        KeyValue { key: "gone".into(), value: Bytes::new(), create_revision: 0, mod_revision: 4, version: 0 };
+    assert_eq!(events[0], Event { kind: EventKind::Delete, kv: tombstone, prev_kv: None });
+    assert_eq!(events[1].kv, kv("kept", "2", 3, 5, 2));
+    assert_eq!(get_at(&store, "gone", 4).unwrap(), None);
+    assert_eq!(keys(&store.keyspace_at(4).unwrap()), ["kept"]);
+    // The kept events survive a snapshot round trip.
+    let restored = Mvcc::from_snapshot(store.to_snapshot());
+    assert_eq!(restored.events(&KeyRange::Key("gone".into()), 4, 0).unwrap().len(), 1);
 }
 
 /// etcd Txn: all writes of a transaction share one revision (and one batch of events).
@@ -497,13 +524,21 @@ fn put_larger_than_max_request_bytes_is_refused() {
     assert_eq!(Mvcc::validate(&fits), Ok(()));
 }
 
-/// etcd ErrGRPCEmptyKey: "key is not provided".
+/// etcd ErrGRPCEmptyKey: "key is not provided", for Put, DeleteRange and Range.
 #[test]
 fn empty_key_is_invalid() {
     let request = Mutation::Put(PutRequest { key: "".into(), value: Bytes::new(), prev_kv: false });
     assert!(matches!(Mvcc::validate(&request), Err(StoreError::InvalidRequest { .. })));
     let delete = Mutation::DeleteRange(DeleteRangeRequest { range: KeyRange::Key("".into()), prev_kv: false });
     assert!(matches!(Mvcc::validate(&delete), Err(StoreError::InvalidRequest { .. })));
+    // etcd v3rpc/key.go `checkRangeRequest`: a Range without a key is refused too; an
+    // empty prefix is every key (etcd's `"\0"`..`"\0"`).
+    let store = Mvcc::new();
+    assert!(matches!(
+        store.range(&RangeRequest::new(KeyRange::Key("".into()))),
+        Err(StoreError::InvalidRequest { .. })
+    ));
+    assert!(store.range(&RangeRequest::new(KeyRange::Prefix("".into()))).is_ok());
 }
 
 /// etcd Txn: a range in the chosen branch at a compacted or future revision fails the whole
@@ -584,5 +619,85 @@ fn digest_and_snapshot_round_trip() {
     assert_eq!(restored.keyspace_at(3), b.keyspace_at(3));
     let all = KeyRange::Prefix("".into());
     assert_eq!(restored.events(&all, 4, 0), b.events(&all, 4, 0));
-    assert_eq!(restored.events(&all, 3, 0), Err(StoreError::Compacted { requested: 3, compacted: 3 }));
+    assert_eq!(restored.events(&all, 3, 0), b.events(&all, 3, 0));
+    assert_eq!(restored.events(&all, 2, 0), Err(StoreError::Compacted { requested: 2, compacted: 3 }));
+}
+
+/// etcd RangeRequest.keys_only (etcdserver/apply.go `Range` clears each returned value):
+/// the kvs come without values but with their create/mod revisions and version; `count`
+/// and `more` are those of the same range without keys_only. With count_only as well,
+/// count_only wins (no kvs at all).
+#[test]
+fn range_keys_only_drops_values_and_keeps_revisions() {
+    let mut store = Mvcc::new();
+    put(&mut store, "a", "1"); // 2
+    put(&mut store, "b", "1"); // 3
+    put(&mut store, "a", "2"); // 4
+    let mut req = RangeRequest::new(KeyRange::Prefix("".into()));
+    req.keys_only = true;
+    req.limit = 1;
+    let response = store.range(&req).unwrap();
+    assert_eq!(response.kvs, vec![kv("a", "", 2, 4, 2)]);
+    assert_eq!((response.count, response.more, response.header.revision), (2, true, 4));
+    req.revision = 3;
+    req.limit = 0;
+    assert_eq!(store.range(&req).unwrap().kvs, vec![kv("a", "", 2, 2, 1), kv("b", "", 3, 3, 1)]);
+    req.count_only = true;
+    let response = store.range(&req).unwrap();
+    assert_eq!((response.kvs.len(), response.count, response.more), (0, 2, false));
+}
+
+/// etcd from-key ranges (`range_end = "\0"`, clientv3 `WithFromKey`, `etcdctl get
+/// --from-key`; etcdserver/apply.go `mkGteRange`): every key at or after the key, for
+/// Range, DeleteRange, watch history and limits alike; an empty key is refused as etcd
+/// refuses it ("key is not provided"), and `"\0"` is every key.
+#[test]
+fn from_key_ranges_reach_every_key_at_or_after_the_key() {
+    let mut store = Mvcc::new();
+    for key in ["a", "b", "b/1", "c"] {
+        put(&mut store, key, "x"); // 2..=5
+    }
+    let range = |store: &Mvcc, r: KeyRange, limit: usize| {
+        let mut req = RangeRequest::new(r);
+        req.limit = limit;
+        let response = store.range(&req).unwrap();
+        (keys(&response.kvs).iter().map(|k| k.to_string()).collect::<Vec<_>>(), response.count, response.more)
+    };
+    assert_eq!(range(&store, KeyRange::FromKey("b".into()), 0), (vec!["b".into(), "b/1".into(), "c".into()], 3, false));
+    assert_eq!(range(&store, KeyRange::FromKey("b".into()), 2), (vec!["b".into(), "b/1".into()], 3, true));
+    assert_eq!(range(&store, KeyRange::FromKey("\0".into()), 0).1, 4);
+    assert_eq!(range(&store, KeyRange::FromKey("d".into()), 0), (vec![], 0, false));
+    let revisions = |events: Vec<Event>| events.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>();
+    assert_eq!(revisions(store.events(&KeyRange::FromKey("b/".into()), 2, 0).unwrap()), [4, 5]);
+    let empty = Mutation::DeleteRange(DeleteRangeRequest { range: KeyRange::FromKey("".into()), prev_kv: false });
+    assert!(matches!(Mvcc::validate(&empty), Err(StoreError::InvalidRequest { .. })));
+    let (response, events) = delete(&mut store, KeyRange::FromKey("b/".into()));
+    assert_eq!((response.deleted, keys(&response.prev_kvs), events.len()), (2, vec!["b/1", "c"], 2));
+    assert_eq!(keys(&store.keyspace_at(0).unwrap()), ["a", "b"]);
+}
+
+/// A RangeRequest without keys_only encodes as it did before keys_only existed (entry
+/// sizes feed the simulation), and both flags round-trip.
+#[test]
+fn range_request_encoding_is_unchanged_without_keys_only() {
+    #[derive(serde::Serialize)]
+    struct Before {
+        range: KeyRange,
+        revision: Revision,
+        limit: usize,
+        serializable: bool,
+        count_only: bool,
+    }
+    for count_only in [false, true] {
+        let mut request = RangeRequest::new(KeyRange::Prefix("/registry/".into()));
+        request.count_only = count_only;
+        request.limit = 7;
+        let before = Before { range: request.range.clone(), revision: 0, limit: 7, serializable: false, count_only };
+        assert_eq!(bincode::serialize(&request).unwrap(), bincode::serialize(&before).unwrap());
+        for keys_only in [false, true] {
+            request.keys_only = keys_only;
+            let decoded: RangeRequest = bincode::deserialize(&bincode::serialize(&request).unwrap()).unwrap();
+            assert_eq!(decoded, request);
+        }
+    }
 }

@@ -12,9 +12,11 @@ use super::key_index::KeyHistory;
 use super::validate;
 use crate::api::{
     CompactRequest, CompactResponse, Compare, CompareOp, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, Event,
-    EventKind, KeyRange, KeyValue, Mutation, MutationResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    RequestOp, ResponseHeader, ResponseOp, Revision, StoreError, TxnRequest, TxnResponse,
+    EventKind, KeyRange, KeyValue, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    Mutation, MutationResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader,
+    ResponseOp, Revision, StoreError, TxnRequest, TxnResponse,
 };
+use crate::lease::{LeaseId, LeaseTable, NO_LEASE};
 
 /// etcd: an empty store is at revision 1 (revision 0 is never a valid store revision).
 const INITIAL_REVISION: Revision = 1;
@@ -35,18 +37,72 @@ pub struct Mvcc {
     current_revision: Revision,
     /// 0 if never compacted.
     compacted_revision: Revision,
+    /// etcd's leases: replicated state, applied like the keys (see [`crate::lease`]).
+    leases: LeaseTable,
+    /// etcd's minimum lease TTL (see [`crate::lease::min_lease_ttl_secs`]): member
+    /// configuration, the same on every member, not part of a snapshot.
+    min_lease_ttl_secs: i64,
 }
 
+/// etcd's minimum lease TTL with its default election timeout (1 s), which is also
+/// kubesim's members' default.
+pub const DEFAULT_MIN_LEASE_TTL_SECS: i64 = 2;
+
 /// Everything an [`Mvcc`] holds, for `snapshot save` and Raft snapshots.
+///
+/// Encode it with [`MvccSnapshot::encode`], not serde alone: the lease table travels as
+/// a section after the rest, present only when the store ever had a lease, so that a
+/// snapshot of a store without leases is byte for byte what it was before leases existed
+/// (snapshot sizes feed the simulation: torn writes, bit-rot offsets).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MvccSnapshot {
     keys: BTreeMap<String, KeyHistory>,
     events: BTreeMap<Revision, Vec<Event>>,
     current_revision: Revision,
     compacted_revision: Revision,
+    #[serde(skip)]
+    leases: LeaseTable,
 }
 
 impl MvccSnapshot {
+    /// The snapshot's bytes: the serde fields, then the lease section if any.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = bincode::serialize(self).expect("an mvcc snapshot always serializes");
+        self.encode_leases_into(&mut out);
+        out
+    }
+
+    /// Reads what [`MvccSnapshot::encode`] wrote.
+    pub fn decode(data: &[u8]) -> Result<Self, String> {
+        let mut rest = data;
+        let mut snapshot: MvccSnapshot =
+            bincode::deserialize_from(&mut rest).map_err(|e| format!("undecodable mvcc snapshot: {e}"))?;
+        snapshot.decode_leases_from(rest)?;
+        Ok(snapshot)
+    }
+
+    /// Appends the lease section (nothing when the store never had a lease). For a
+    /// snapshot embedded in a larger structure, append it after that structure.
+    pub fn encode_leases_into(&self, out: &mut Vec<u8>) {
+        if !self.leases.is_empty() {
+            bincode::serialize_into(out, &self.leases).expect("a lease table always serializes");
+        }
+    }
+
+    /// Reads the lease section from the bytes left after the serde fields (none: no lease).
+    pub fn decode_leases_from(&mut self, rest: &[u8]) -> Result<(), String> {
+        self.leases = if rest.is_empty() {
+            LeaseTable::new()
+        } else {
+            bincode::deserialize(rest).map_err(|e| format!("undecodable lease table: {e}"))?
+        };
+        Ok(())
+    }
+
+    pub fn leases(&self) -> &LeaseTable {
+        &self.leases
+    }
+
     pub fn current_revision(&self) -> Revision {
         self.current_revision
     }
@@ -75,7 +131,20 @@ impl Mvcc {
             events: BTreeMap::new(),
             current_revision: INITIAL_REVISION,
             compacted_revision: 0,
+            leases: LeaseTable::new(),
+            min_lease_ttl_secs: DEFAULT_MIN_LEASE_TTL_SECS,
         }
+    }
+
+    /// Sets the minimum lease TTL from the member's election timeout (etcd's `minTTL`).
+    pub fn set_min_lease_ttl_secs(&mut self, min_ttl_secs: i64) {
+        self.min_lease_ttl_secs = min_ttl_secs;
+    }
+
+    /// The leases and the keys attached to them (etcd `LeaseLeases`, and `LeaseTimeToLive`
+    /// with keys; the remaining time is the leader's, see [`crate::lease::LeaseExpiry`]).
+    pub fn leases(&self) -> &LeaseTable {
+        &self.leases
     }
 
     pub fn current_revision(&self) -> Revision {
@@ -87,7 +156,9 @@ impl Mvcc {
     }
 
     /// etcd `Range`: the header carries the current revision whatever revision was read.
+    /// A request without a key is refused first, as etcd's gRPC layer refuses it.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        validate::check_range_request(req)?;
         self.range_as_of(req, self.current_revision)
     }
 
@@ -103,13 +174,20 @@ impl Mvcc {
         validate::validate(m)?;
         let mut batch = WriteBatch { revision: self.current_revision + 1, events: Vec::new() };
         let response = match m {
-            Mutation::Put(put) => MutationResponse::Put(self.put(&mut batch, put)),
+            Mutation::Put(put) => MutationResponse::Put(self.put(&mut batch, put, NO_LEASE)),
             Mutation::DeleteRange(delete) => MutationResponse::DeleteRange(self.delete_range(&mut batch, delete)),
             Mutation::Txn(txn) => MutationResponse::Txn(self.txn(&mut batch, txn)?),
             Mutation::Compact(compact) => MutationResponse::Compact(self.compact(compact)?),
+            Mutation::LeaseGrant(grant) => MutationResponse::LeaseGrant(self.lease_grant(grant)?),
+            Mutation::LeaseRevoke(revoke) => MutationResponse::LeaseRevoke(self.lease_revoke(&mut batch, revoke)?),
+            Mutation::LeasedPut(leased) => {
+                // etcd `applyPut`: an unknown lease is refused before anything is written.
+                self.leases.check_attachable(leased.lease)?;
+                MutationResponse::Put(self.put(&mut batch, &leased.put, leased.lease))
+            }
         };
         let events = self.commit(batch);
-        let response = with_header_revision(response, self.current_revision);
+        let response = response.with_revision(self.current_revision);
         Ok((response, events))
     }
 
@@ -119,10 +197,21 @@ impl Mvcc {
     /// always returns the first matching revision whole. `max_events == 0` means no limit.
     /// `start_revision <= 0` means "from the next revision" (nothing yet).
     ///
-    /// etcd cancels a watch whose start revision is compacted. This store is one step
-    /// stricter: `start_revision <= compacted_revision` fails with `Compacted`, because a
-    /// delete at exactly the compacted revision is no longer in the history (etcd drops that
-    /// tombstone too, `keyIndex.compact`, and its watch then silently misses it).
+    /// Compaction and watches, as etcd does them:
+    /// - A start below the compacted revision fails with `Compacted` (etcd
+    ///   mvcc/watchable_store.go `syncWatchers` cancels a watcher whose `minRev <
+    ///   compactRev`).
+    /// - A start exactly at the compacted revision streams from it: compaction keeps the
+    ///   compacted revision's own events (see [`Mvcc::compact`]). This follows etcd as fixed
+    ///   after etcd-io/etcd#18089 (PR #18274 "keep tombstone if revision == compactAtRev",
+    ///   in 3.4.34 and 3.5.15): a DELETE at exactly the compacted revision is delivered.
+    ///   etcd 3.4.23, as Debian ships it, drops that tombstone in `keyIndex.compact`
+    ///   (mvcc/key_index.go) and its watch silently misses the DELETE; kubesim does not
+    ///   reproduce that bug.
+    /// - An event at exactly the compacted revision has no `prev_kv`: etcd's watch server
+    ///   reads `prev_kv` at the event's revision − 1 (etcdserver/api/v3rpc/watch.go
+    ///   `sendLoop`), which is below the compacted revision, so the read fails and the
+    ///   event goes out without it.
     pub fn events(
         &self,
         range: &KeyRange,
@@ -130,11 +219,11 @@ impl Mvcc {
         max_events: usize,
     ) -> Result<Vec<Event>, StoreError> {
         let start_revision = if start_revision <= 0 { self.current_revision + 1 } else { start_revision };
-        if start_revision <= self.compacted_revision {
+        if start_revision < self.compacted_revision {
             return Err(StoreError::Compacted { requested: start_revision, compacted: self.compacted_revision });
         }
         let mut out = Vec::new();
-        for (_, revision_events) in self.events.range(start_revision..) {
+        for (&revision, revision_events) in self.events.range(start_revision..) {
             let matching: Vec<&Event> = revision_events.iter().filter(|e| range.contains(&e.kv.key)).collect();
             if matching.is_empty() {
                 continue;
@@ -142,7 +231,11 @@ impl Mvcc {
             if max_events > 0 && !out.is_empty() && out.len() + matching.len() > max_events {
                 break;
             }
-            out.extend(matching.into_iter().cloned());
+            if revision == self.compacted_revision {
+                out.extend(matching.into_iter().map(|e| Event { prev_kv: None, ..e.clone() }));
+            } else {
+                out.extend(matching.into_iter().cloned());
+            }
         }
         Ok(out)
     }
@@ -159,6 +252,11 @@ impl Mvcc {
     pub fn digest(&self) -> u64 {
         let mut hasher = Fnv1a::new();
         hasher.write(&self.current_revision.to_le_bytes());
+        // Leases count only once there are any, so a store without leases digests as it
+        // did before leases existed.
+        if !self.leases.is_empty() {
+            hasher.write(&bincode::serialize(&self.leases).expect("a lease table always serializes"));
+        }
         for (key, history) in &self.keys {
             let Some(kv) = history.latest(key) else {
                 continue;
@@ -180,6 +278,7 @@ impl Mvcc {
             events: self.events.clone(),
             current_revision: self.current_revision,
             compacted_revision: self.compacted_revision,
+            leases: self.leases.clone(),
         }
     }
 
@@ -196,9 +295,9 @@ impl Mvcc {
             ));
         }
         if let (Some((&first, _)), Some((&last, _))) = (s.events.first_key_value(), s.events.last_key_value()) {
-            if first <= s.compacted_revision || last > s.current_revision {
+            if first < s.compacted_revision || last > s.current_revision {
                 return Err(format!(
-                    "snapshot events span revisions {first}..={last}, outside ({}, {}]",
+                    "snapshot events span revisions {first}..={last}, outside [{}, {}]",
                     s.compacted_revision, s.current_revision
                 ));
             }
@@ -236,7 +335,14 @@ impl Mvcc {
         keys.retain(|_, history| !history.truncate_after(revision));
         let mut events = self.events.clone();
         let _after = events.split_off(&(revision + 1));
-        Some(Mvcc { keys, events, current_revision: revision, compacted_revision: self.compacted_revision })
+        Some(Mvcc {
+            keys,
+            events,
+            current_revision: revision,
+            compacted_revision: self.compacted_revision,
+            leases: self.leases.clone(),
+            min_lease_ttl_secs: self.min_lease_ttl_secs,
+        })
     }
 
     pub fn from_snapshot(s: MvccSnapshot) -> Self {
@@ -248,13 +354,15 @@ impl Mvcc {
             s.current_revision
         );
         if let (Some((&first, _)), Some((&last, _))) = (s.events.first_key_value(), s.events.last_key_value()) {
-            assert!(first > s.compacted_revision && last <= s.current_revision);
+            assert!(first >= s.compacted_revision && last <= s.current_revision);
         }
         Self {
             keys: s.keys,
             events: s.events,
             current_revision: s.current_revision,
             compacted_revision: s.compacted_revision,
+            leases: s.leases,
+            min_lease_ttl_secs: DEFAULT_MIN_LEASE_TTL_SECS,
         }
     }
 
@@ -291,7 +399,8 @@ impl Mvcc {
             assert!(kv.mod_revision <= revision, "{kv:?} read at {revision}");
             count += 1;
             if !req.count_only && (req.limit == 0 || kvs.len() < req.limit) {
-                kvs.push(kv);
+                // etcd `keys_only`: the value is dropped, every revision field kept.
+                kvs.push(if req.keys_only { KeyValue { value: Bytes::new(), ..kv } } else { kv });
             }
         }
         let more = !req.count_only && req.limit > 0 && count > req.limit;
@@ -311,12 +420,18 @@ impl Mvcc {
             KeyRange::Range { start, end } => {
                 Box::new(self.keys.range::<str, _>((Bound::Included(start.as_str()), Bound::Excluded(end.as_str()))))
             }
+            KeyRange::FromKey(start) => {
+                Box::new(self.keys.range::<str, _>((Bound::Included(start.as_str()), Bound::Unbounded)))
+            }
         }
     }
 
     // ---- writes ----
 
-    fn put(&mut self, batch: &mut WriteBatch, req: &PutRequest) -> PutResponse {
+    /// etcd mvcc/kvstore_txn.go `put`: the key also leaves the lease it was attached to
+    /// and joins `lease` (0: none), which the caller checked exists.
+    fn put(&mut self, batch: &mut WriteBatch, req: &PutRequest, lease: LeaseId) -> PutResponse {
+        self.leases.put(&req.key, lease).expect("the lease was checked before writing");
         let put_version = |history: &mut KeyHistory| {
             let prev_kv = history.get(&req.key, batch.revision);
             history.put(batch.revision, req.value.clone());
@@ -338,6 +453,8 @@ impl Mvcc {
         for prev in &live {
             let deleted = self.keys.get_mut(&prev.key).expect("listed above").delete(batch.revision);
             assert!(deleted, "{} was live", prev.key);
+            // etcd mvcc/kvstore_txn.go `delete`: a deleted key leaves its lease.
+            self.leases.detach(&prev.key);
             batch.events.push(Event {
                 kind: EventKind::Delete,
                 kv: tombstone(&prev.key, batch.revision),
@@ -366,8 +483,13 @@ impl Mvcc {
         let ops = if succeeded { &req.success } else { &req.failure };
         validate::check_intervals(ops)?;
         for op in ops {
-            if let RequestOp::Range(range) = op {
-                self.read_revision(range.revision, self.current_revision)?;
+            match op {
+                RequestOp::Range(range) => {
+                    self.read_revision(range.revision, self.current_revision)?;
+                }
+                // etcd `checkRequestPut`: a put naming an unknown lease fails the txn.
+                RequestOp::LeasedPut(leased) => self.leases.check_attachable(leased.lease)?,
+                RequestOp::Put(_) | RequestOp::DeleteRange(_) => {}
             }
         }
         let mut responses = Vec::with_capacity(ops.len());
@@ -378,7 +500,8 @@ impl Mvcc {
                     let response = self.range_as_of(range, view_revision);
                     ResponseOp::Range(response.expect("range revision checked before writing"))
                 }
-                RequestOp::Put(put) => ResponseOp::Put(self.put(batch, put)),
+                RequestOp::Put(put) => ResponseOp::Put(self.put(batch, put, NO_LEASE)),
+                RequestOp::LeasedPut(leased) => ResponseOp::Put(self.put(batch, &leased.put, leased.lease)),
                 RequestOp::DeleteRange(delete) => ResponseOp::DeleteRange(self.delete_range(batch, delete)),
             };
             responses.push(response);
@@ -406,9 +529,29 @@ impl Mvcc {
         }
     }
 
-    /// etcd `kvstore.updateCompactRev` + `compact`: a revision at or below the compacted one
-    /// is `ErrCompacted`, above the current one `ErrFutureRev`. Compaction writes nothing, so
-    /// it does not bump the revision.
+    /// etcd `applyLeaseGrant` → `lessor.Grant` (server/lease/lessor.go): writes no key, so
+    /// the header carries the current revision.
+    fn lease_grant(&mut self, req: &LeaseGrantRequest) -> Result<LeaseGrantResponse, StoreError> {
+        let (id, ttl_secs) = self.leases.grant(req.id, req.ttl_secs, self.min_lease_ttl_secs)?;
+        Ok(LeaseGrantResponse { header: header(self.current_revision), id, ttl_secs })
+    }
+
+    /// etcd `lessor.Revoke` (server/lease/lessor.go): the lease's keys, sorted, are deleted
+    /// in one write transaction, so a revoke is one revision (none if no key was
+    /// attached), and watchers see one DELETE per key at that revision.
+    fn lease_revoke(
+        &mut self,
+        batch: &mut WriteBatch,
+        req: &LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse, StoreError> {
+        let keys = self.leases.revoke(req.id)?;
+        for key in keys {
+            let delete = DeleteRangeRequest { range: KeyRange::Key(key), prev_kv: false };
+            self.delete_range(batch, &delete);
+        }
+        Ok(LeaseRevokeResponse { header: header(batch.revision) })
+    }
+
     /// PLANTED BUG (`compaction-drops-kept-version`, see
     /// `StoreBugs::compaction_drops_kept_version`): applies a compaction as [`Mvcc::apply`]
     /// does, then also drops the newest version of each key at or below the compacted
@@ -424,6 +567,11 @@ impl Mvcc {
         Ok(applied)
     }
 
+    /// etcd `kvstore.updateCompactRev` + `compact`: a revision at or below the compacted one
+    /// is `ErrCompacted`, above the current one `ErrFutureRev`. Compaction writes nothing, so
+    /// it does not bump the revision. The events of the compacted revision itself are kept
+    /// (etcd keeps that revision's keys and, since etcd-io/etcd#18274, its tombstones), so a
+    /// watch may start exactly there (see [`Mvcc::events`]).
     fn compact(&mut self, req: &CompactRequest) -> Result<CompactResponse, StoreError> {
         let revision = req.revision;
         if revision > self.current_revision {
@@ -433,7 +581,7 @@ impl Mvcc {
             return Err(StoreError::Compacted { requested: revision, compacted: self.compacted_revision });
         }
         self.keys.retain(|_, history| !history.compact(revision));
-        self.events = self.events.split_off(&(revision + 1));
+        self.events = self.events.split_off(&revision);
         self.compacted_revision = revision;
         coverage::reached!("store.mvcc.compacted");
         Ok(CompactResponse { header: header(self.current_revision) })
@@ -455,28 +603,8 @@ impl Mvcc {
     }
 }
 
-/// The response headers are filled as the store moves: a write that wrote nothing reports
-/// the (unchanged) current revision, like etcd.
-fn with_header_revision(response: MutationResponse, current: Revision) -> MutationResponse {
-    match response {
-        MutationResponse::Txn(mut txn) => {
-            txn.header.revision = current;
-            MutationResponse::Txn(txn)
-        }
-        MutationResponse::Put(mut put) => {
-            put.header.revision = current;
-            MutationResponse::Put(put)
-        }
-        MutationResponse::DeleteRange(mut delete) => {
-            delete.header.revision = current;
-            MutationResponse::DeleteRange(delete)
-        }
-        MutationResponse::Compact(mut compact) => {
-            compact.header.revision = current;
-            MutationResponse::Compact(compact)
-        }
-    }
-}
+// The response headers are filled as the store moves: a write that wrote nothing reports
+// the (unchanged) current revision, like etcd (`MutationResponse::with_revision`).
 
 fn header(revision: Revision) -> ResponseHeader {
     ResponseHeader { revision, ..ResponseHeader::default() }

@@ -3,7 +3,8 @@
 //! server's `--max-request-bytes`). They depend only on the request, never on the store, so a
 //! request that passes them on the proposing member passes on every member.
 
-use crate::api::{KeyRange, Mutation, RequestOp, StoreError, TxnRequest, MAX_REQUEST_BYTES, MAX_TXN_OPS};
+use crate::api::{KeyRange, Mutation, RangeRequest, RequestOp, StoreError, TxnRequest, MAX_REQUEST_BYTES, MAX_TXN_OPS};
+use crate::lease::{LeaseError, MAX_LEASE_TTL_SECS};
 
 pub(crate) fn validate(mutation: &Mutation) -> Result<(), StoreError> {
     let size = estimated_size_bytes(mutation);
@@ -14,7 +15,13 @@ pub(crate) fn validate(mutation: &Mutation) -> Result<(), StoreError> {
         Mutation::Put(put) => check_key(&put.key),
         Mutation::DeleteRange(delete) => check_range(&delete.range),
         Mutation::Txn(txn) => check_txn(txn),
-        Mutation::Compact(_) => Ok(()),
+        Mutation::Compact(_) | Mutation::LeaseRevoke(_) => Ok(()),
+        Mutation::LeasedPut(leased) => check_key(&leased.put.key),
+        // etcd `lessor.Grant`: ErrLeaseTTLTooLarge needs no store state.
+        Mutation::LeaseGrant(grant) if grant.ttl_secs > MAX_LEASE_TTL_SECS => {
+            Err(LeaseError::TtlTooLarge { ttl_secs: grant.ttl_secs }.into())
+        }
+        Mutation::LeaseGrant(_) => Ok(()),
     }
 }
 
@@ -24,7 +31,7 @@ fn estimated_size_bytes(mutation: &Mutation) -> usize {
     const PER_ITEM_OVERHEAD_BYTES: usize = 8;
     fn range_bytes(range: &KeyRange) -> usize {
         match range {
-            KeyRange::Key(key) | KeyRange::Prefix(key) => key.len(),
+            KeyRange::Key(key) | KeyRange::Prefix(key) | KeyRange::FromKey(key) => key.len(),
             KeyRange::Range { start, end } => start.len() + end.len(),
         }
     }
@@ -33,6 +40,7 @@ fn estimated_size_bytes(mutation: &Mutation) -> usize {
             + match op {
                 RequestOp::Range(range) => range_bytes(&range.range),
                 RequestOp::Put(put) => put.key.len() + put.value.len(),
+                RequestOp::LeasedPut(leased) => 8 + leased.put.key.len() + leased.put.value.len(),
                 RequestOp::DeleteRange(delete) => range_bytes(&delete.range),
             }
     }
@@ -53,8 +61,15 @@ fn estimated_size_bytes(mutation: &Mutation) -> usize {
                 .sum();
             compares + txn.success.iter().chain(&txn.failure).map(op_bytes).sum::<usize>()
         }
-        Mutation::Compact(_) => PER_ITEM_OVERHEAD_BYTES,
+        Mutation::Compact(_) | Mutation::LeaseGrant(_) | Mutation::LeaseRevoke(_) => PER_ITEM_OVERHEAD_BYTES,
+        Mutation::LeasedPut(leased) => 2 * PER_ITEM_OVERHEAD_BYTES + leased.put.key.len() + leased.put.value.len(),
     }
+}
+
+/// etcd v3rpc/key.go `checkRangeRequest`: a Range needs a key (`ErrGRPCEmptyKey`), with
+/// the same shapes allowed as for a DeleteRange (see [`check_range`]).
+pub(crate) fn check_range_request(request: &RangeRequest) -> Result<(), StoreError> {
+    check_range(&request.range)
 }
 
 /// etcd `ErrGRPCEmptyKey`: "key is not provided".
@@ -66,13 +81,14 @@ fn check_key(key: &str) -> Result<(), StoreError> {
 }
 
 /// A single-key range needs a key; a prefix may be empty (every key, etcd's `--prefix ""`);
-/// an explicit range needs a non-empty start (etcd's empty key is invalid) — an inverted
-/// range is allowed and simply matches nothing, as in etcd.
+/// an explicit range and a from-key range need a non-empty start (etcd's empty key is
+/// invalid; `--from-key ''` sends `"\0"`) — an inverted range is allowed and simply matches
+/// nothing, as in etcd.
 fn check_range(range: &KeyRange) -> Result<(), StoreError> {
     match range {
         KeyRange::Key(key) => check_key(key),
         KeyRange::Prefix(_) => Ok(()),
-        KeyRange::Range { start, .. } => check_key(start),
+        KeyRange::Range { start, .. } | KeyRange::FromKey(start) => check_key(start),
     }
 }
 
@@ -92,6 +108,7 @@ fn check_txn(txn: &TxnRequest) -> Result<(), StoreError> {
             match op {
                 RequestOp::Range(range) => check_range(&range.range)?,
                 RequestOp::Put(put) => check_key(&put.key)?,
+                RequestOp::LeasedPut(leased) => check_key(&leased.put.key)?,
                 RequestOp::DeleteRange(delete) => check_range(&delete.range)?,
             }
         }
@@ -113,7 +130,11 @@ pub(crate) fn check_intervals(ops: &[RequestOp]) -> Result<(), StoreError> {
         .collect();
     let mut puts = std::collections::BTreeSet::new();
     for op in ops {
-        let RequestOp::Put(put) = op else { continue };
+        let put = match op {
+            RequestOp::Put(put) => put,
+            RequestOp::LeasedPut(leased) => &leased.put,
+            RequestOp::Range(_) | RequestOp::DeleteRange(_) => continue,
+        };
         if !puts.insert(put.key.as_str()) || deletes.iter().any(|range| range.contains(&put.key)) {
             return Err(StoreError::DuplicateKeyInTxn { key: put.key.clone() });
         }

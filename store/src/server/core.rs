@@ -6,13 +6,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{MemberId, Mutation, MutationResponse, Principal, RangeRequest, RangeResponse, Revision, StoreError};
+use crate::api::{
+    LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeRequest, LeaseTimeToLiveResponse, MemberId, Mutation,
+    MutationResponse, Principal, RangeRequest, RangeResponse, Revision, StoreError,
+};
 use crate::backup::Backup;
+use crate::lease::{LeaseError, LeaseExpiry, LeaseId, LEASE_REVOKE_RATE};
 use crate::mvcc::Mvcc;
 use crate::raft::{
     ConfChange, ConfChangeEntry, Entry, EntryKind, Message, MessageBody, ProposeError, Raft, ReadState, Role,
@@ -115,6 +120,11 @@ pub struct ReadyBatch {
     pub grants_vote: bool,
 }
 
+/// The principal of the revokes the leader's lessor proposes for expired leases. It
+/// writes with the apiserver's role, since the store's access rule admits key changes
+/// from that role alone: an expiry is the store deleting keys on its own account.
+pub const LESSOR_PRINCIPAL: &str = "store-lessor";
+
 /// Upper bound on client requests waiting inside one member.
 pub const MAX_PENDING_REQUESTS: usize = 4096;
 
@@ -149,7 +159,16 @@ pub struct MemberCore<D: Disk> {
     /// Set when an armed failpoint was reached: the process is about to be killed and
     /// does nothing more (no Ready, no answers), as a process stopped by gofail's panic.
     halted: bool,
+    /// The lessor's primary-only state: when each lease expires on this member's clock,
+    /// kept while it leads (see [`LeaseExpiry`]).
+    lease_expiry: LeaseExpiry,
+    /// When, on this member's clock, the lessor next looks for expired leases (etcd's
+    /// `revokeExpiredLeases` runs every 500 ms).
+    next_lease_check: Duration,
 }
+
+/// etcd lessor.go's `revokeExpiredLeases` interval.
+const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a member restarts from besides its Raft log: the state machine as of its latest
 /// snapshot (or empty).
@@ -192,7 +211,74 @@ impl<D: Disk> MemberCore<D> {
             observer,
             failed: None,
             halted: false,
+            lease_expiry: LeaseExpiry::new(),
+            next_lease_check: Duration::ZERO,
         }
+    }
+
+    /// This member's wall clock, as the lessor reads it.
+    fn lease_now(&self) -> Duration {
+        Duration::from_millis(self.config.clock.now_ms())
+    }
+
+    /// etcd `revokeExpiredLeases` (server/lease/lessor.go) and the server's loop that
+    /// proposes a `LeaseRevoke` for each expired lease (etcdserver/server.go): on the
+    /// leader only, every 500 ms of its clock, at most half of `leaseRevokeRate` leases at
+    /// a time. The revoke goes through Raft like a client's, so every member deletes the
+    /// lease's keys at the same revision; a revoke that is lost is proposed again after
+    /// etcd's retry interval.
+    pub fn expire_leases(&mut self) {
+        if !self.lease_expiry.is_primary() || self.failed.is_some() || self.halted {
+            return;
+        }
+        let now = self.lease_now();
+        if now < self.next_lease_check {
+            return;
+        }
+        self.next_lease_check = now + LEASE_CHECK_INTERVAL;
+        let source = self.config.listen_addr();
+        for id in self.lease_expiry.take_expired(now, LEASE_REVOKE_RATE / 2) {
+            tracing::debug!(member = self.id, lease = id, "lease expired: proposing its revoke");
+            // Nobody waits for the answer: the revoke's effect is the keys' deletion.
+            let (reply, _answer) = oneshot::channel();
+            let principal = Principal::apiserver(LESSOR_PRINCIPAL);
+            self.propose(principal, source, Mutation::LeaseRevoke(LeaseRevokeRequest { id }), reply);
+        }
+    }
+
+    /// etcd `LeaseKeepAlive` (etcdserver/v3_server.go `LeaseRenew` on the leader,
+    /// lessor.go `Renew`): the lease expires one TTL from now on the leader's clock. A
+    /// follower answers `NotLeader` (the client goes to the leader, as etcd's follower
+    /// forwards the request); an unknown or already expired lease answers TTL 0.
+    pub fn lease_keep_alive(&mut self, id: LeaseId) -> Result<LeaseKeepAliveResponse, StoreError> {
+        self.is_leader()?;
+        let now = self.lease_now();
+        let ttl_secs = match self.lease_expiry.renew(self.mvcc.leases(), id, now) {
+            Ok(ttl) => ttl,
+            Err(LeaseError::NotFound { .. }) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(LeaseKeepAliveResponse { header: self.header(), id, ttl_secs })
+    }
+
+    /// etcd `LeaseTimeToLive`, served by the leader: the whole seconds left on its clock,
+    /// the granted TTL and, when asked, the attached keys; an unknown lease answers TTL -1
+    /// (etcdserver/api/v3rpc/lease.go).
+    pub fn lease_time_to_live(&self, id: LeaseId, keys: bool) -> Result<LeaseTimeToLiveResponse, StoreError> {
+        self.is_leader()?;
+        let header = self.header();
+        let Some(lease) = self.mvcc.leases().lookup(id) else {
+            return Ok(LeaseTimeToLiveResponse { header, id, ttl_secs: -1, granted_ttl_secs: 0, keys: Vec::new() });
+        };
+        let ttl_secs = self.lease_expiry.remaining_secs(self.mvcc.leases(), id, self.lease_now())?;
+        let keys = if keys { lease.keys.iter().cloned().collect() } else { Vec::new() };
+        Ok(LeaseTimeToLiveResponse { header, id, ttl_secs, granted_ttl_secs: lease.ttl_secs, keys })
+    }
+
+    /// etcd `LeaseLeases`: the lease ids in this member's applied state.
+    pub fn lease_leases(&self) -> Result<LeaseLeasesResponse, StoreError> {
+        self.check_available()?;
+        Ok(LeaseLeasesResponse { header: self.header(), leases: self.mvcc.leases().ids() })
     }
 
     pub fn failed(&self) -> Option<&str> {
@@ -551,7 +637,8 @@ impl<D: Disk> MemberCore<D> {
                 snapshot.cluster_id, self.config.cluster_id
             ));
         }
-        let mvcc = Mvcc::try_from_snapshot(snapshot.mvcc)?;
+        let mut mvcc = Mvcc::try_from_snapshot(snapshot.mvcc)?;
+        mvcc.set_min_lease_ttl_secs(self.config.min_lease_ttl_secs());
         self.wal.save_snapshot(meta, data).map_err(|e| format!("snapshot write failed: {e}"))?;
         assert!(meta.index > self.applied_index, "an installed snapshot is always ahead of the applied index");
         self.mvcc = mvcc;
@@ -607,6 +694,19 @@ impl<D: Disk> MemberCore<D> {
         if let Some(o) = &self.observer {
             o.role_changed(self.id, soft.term, soft.role, soft.leader);
         }
+        // etcdserver/raft.go: a member that becomes leader promotes its lessor with the
+        // election timeout as the extension (lessor.go `Promote`: every lease gets its
+        // full TTL plus that from now, so a leader change expires no lease early); one
+        // that stops leading demotes it (every lease held forever).
+        let leads = soft.role == Role::Leader;
+        if leads && !self.lease_expiry.is_primary() {
+            let extend = self.config.tick_interval * u32::try_from(self.config.election_tick).unwrap_or(u32::MAX);
+            let now = self.lease_now();
+            self.lease_expiry.promote(self.mvcc.leases(), now, extend);
+            self.next_lease_check = now;
+        } else if !leads && self.lease_expiry.is_primary() {
+            self.lease_expiry.demote();
+        }
         if soft.role != Role::Leader {
             // Reads waiting for this member's leadership confirmation will not get it.
             let waiting: Vec<u64> =
@@ -657,6 +757,18 @@ impl<D: Disk> MemberCore<D> {
         };
         let (result, events) = match result {
             Ok((mut response, events)) => {
+                // The primary's expiry clock follows applied grants and revokes (etcd's
+                // lessor does both inside `Grant` and `Revoke`).
+                match (&proposal.mutation, &response) {
+                    (Mutation::LeaseGrant(_), MutationResponse::LeaseGrant(granted)) => {
+                        let now = self.lease_now();
+                        if let Some(lease) = self.mvcc.leases().lookup(granted.id) {
+                            self.lease_expiry.granted(lease, now);
+                        }
+                    }
+                    (Mutation::LeaseRevoke(revoke), _) => self.lease_expiry.revoked(revoke.id),
+                    _ => {}
+                }
                 set_header(&mut response, self.id, self.raft.term());
                 (Ok(response), events)
             }
@@ -766,12 +878,7 @@ impl<D: Disk> MemberCore<D> {
 }
 
 fn set_header(response: &mut MutationResponse, member_id: MemberId, term: u64) {
-    let header = match response {
-        MutationResponse::Put(r) => &mut r.header,
-        MutationResponse::DeleteRange(r) => &mut r.header,
-        MutationResponse::Txn(r) => &mut r.header,
-        MutationResponse::Compact(r) => &mut r.header,
-    };
+    let header = response.header_mut();
     header.member_id = member_id;
     header.raft_term = term;
 }

@@ -145,6 +145,9 @@ pub struct MemberConfig {
     /// How long a peer's Raft message that arrived ahead of a gap in its stream waits for
     /// the gap to fill (see [`stream`]).
     pub stream_gap_timeout: Duration,
+    /// The node's wall clock (which the nemesis may skew): while this member leads, its
+    /// lessor decides on it when a lease expires, as etcd's leader does on its own clock.
+    pub clock: simtime::Clock,
 }
 
 impl MemberConfig {
@@ -169,11 +172,18 @@ impl MemberConfig {
             failpoints: Failpoints::new(),
             max_entries_per_append: raft::Config::new(id, Vec::new()).max_entries_per_append,
             stream_gap_timeout: Duration::from_millis(10),
+            clock: simtime::Clock::new(),
         }
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
         self.peers[&self.id]
+    }
+
+    /// etcd's minimum lease TTL for this member's election timeout
+    /// (`tick_interval × election_tick`; see [`crate::lease::min_lease_ttl_secs`]).
+    pub fn min_lease_ttl_secs(&self) -> i64 {
+        crate::lease::min_lease_ttl_secs(self.tick_interval * self.election_tick as u32)
     }
 }
 
@@ -401,6 +411,7 @@ async fn tick_loop<D: Disk>(shared: Arc<Shared<D>>) {
             core.sync();
         }
         core.tick();
+        core.expire_leases();
         drop(core);
         shared.wake.wake();
     }
@@ -521,6 +532,13 @@ async fn handle<D: Disk>(
             let backup = core.lock().expect("member core lock").snapshot_save()?;
             Ok(StoreReply::Snapshot(Box::new(backup)))
         }
+        StoreOp::LeaseKeepAlive { id } => {
+            core.lock().expect("member core lock").lease_keep_alive(id).map(StoreReply::LeaseKeepAlive)
+        }
+        StoreOp::LeaseTimeToLive { id, keys } => {
+            core.lock().expect("member core lock").lease_time_to_live(id, keys).map(StoreReply::LeaseTimeToLive)
+        }
+        StoreOp::LeaseLeases => core.lock().expect("member core lock").lease_leases().map(StoreReply::LeaseLeases),
     }
 }
 

@@ -170,12 +170,10 @@ fn recover_machine<D: Disk>(config: &MemberConfig, wal: &Wal<D>) -> Result<(Reco
         MemberError::Recovery { member: id, source }
     })?;
     let Some((meta, data)) = loaded else {
-        let machine = RecoveredMachine {
-            mvcc: Mvcc::new(),
-            applied_index: 0,
-            peers: config.peers.clone(),
-            removed: BTreeSet::new(),
-        };
+        let mut mvcc = Mvcc::new();
+        mvcc.set_min_lease_ttl_secs(config.min_lease_ttl_secs());
+        let machine =
+            RecoveredMachine { mvcc, applied_index: 0, peers: config.peers.clone(), removed: BTreeSet::new() };
         return Ok((machine, Bytes::new()));
     };
     let snapshot_error = |reason: String| MemberError::Snapshot { member: id, reason };
@@ -186,7 +184,8 @@ fn recover_machine<D: Disk>(config: &MemberConfig, wal: &Wal<D>) -> Result<(Reco
             snapshot.cluster_id, config.cluster_id
         )));
     }
-    let mvcc = Mvcc::try_from_snapshot(snapshot.mvcc).map_err(snapshot_error)?;
+    let mut mvcc = Mvcc::try_from_snapshot(snapshot.mvcc).map_err(snapshot_error)?;
+    mvcc.set_min_lease_ttl_secs(config.min_lease_ttl_secs());
     let mut peers: BTreeMap<MemberId, SocketAddr> = config.peers.clone();
     peers.extend(snapshot.members);
     peers.retain(|member, _| *member == id || !snapshot.removed.contains(member));
