@@ -17,6 +17,7 @@
 pub mod api;
 pub mod backup;
 pub mod client;
+mod codec;
 pub mod lease;
 pub mod mvcc;
 pub mod raft;

@@ -35,9 +35,8 @@ impl MemberSnapshot {
     }
 
     pub fn decode(data: &[u8]) -> Result<MemberSnapshot, String> {
-        let mut rest = data;
-        let mut snapshot: MemberSnapshot =
-            bincode::deserialize_from(&mut rest).map_err(|e| format!("undecodable member snapshot: {e}"))?;
+        let (mut snapshot, rest): (MemberSnapshot, &[u8]) =
+            crate::codec::decode_prefix(data).map_err(|e| format!("undecodable member snapshot: {e}"))?;
         snapshot.mvcc.decode_leases_from(rest)?;
         Ok(snapshot)
     }

@@ -74,9 +74,8 @@ impl MvccSnapshot {
 
     /// Reads what [`MvccSnapshot::encode`] wrote.
     pub fn decode(data: &[u8]) -> Result<Self, String> {
-        let mut rest = data;
-        let mut snapshot: MvccSnapshot =
-            bincode::deserialize_from(&mut rest).map_err(|e| format!("undecodable mvcc snapshot: {e}"))?;
+        let (mut snapshot, rest): (MvccSnapshot, &[u8]) =
+            crate::codec::decode_prefix(data).map_err(|e| format!("undecodable mvcc snapshot: {e}"))?;
         snapshot.decode_leases_from(rest)?;
         Ok(snapshot)
     }
