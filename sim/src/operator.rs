@@ -83,9 +83,16 @@ struct StoredBackup {
     backup: Backup,
 }
 
+/// The most commands waiting for the operator. A plan asks for one per fault event, and the
+/// operator takes seconds per restore: a plan that queues more than this is refused command
+/// by command (the nemesis records why), rather than growing the queue without bound.
+pub const MAX_QUEUED_COMMANDS: usize = 256;
+
 pub(crate) struct Operator {
     shared: Arc<Shared>,
-    commands: mpsc::UnboundedSender<Command>,
+    /// One sender, so the channel's bound is [`MAX_QUEUED_COMMANDS`] (each clone of a
+    /// futures sender would add a slot of its own).
+    commands: Mutex<mpsc::Sender<Command>>,
     backups: Mutex<Vec<StoredBackup>>,
     next_backup: Mutex<u32>,
     /// Restores attempted so far.
@@ -99,10 +106,10 @@ pub(crate) struct Operator {
 impl Operator {
     /// Creates the operator's node and starts working through commands on it.
     pub fn start(shared: Arc<Shared>) -> Arc<Operator> {
-        let (commands, mut queue) = mpsc::unbounded();
+        let (commands, mut queue) = mpsc::channel(MAX_QUEUED_COMMANDS - 1);
         let operator = Arc::new(Operator {
             shared,
-            commands,
+            commands: Mutex::new(commands),
             backups: Mutex::new(Vec::new()),
             next_backup: Mutex::new(0),
             restores: Mutex::new(0),
@@ -181,7 +188,13 @@ impl Operator {
     }
 
     fn send(&self, command: Command) -> Result<(), String> {
-        self.commands.unbounded_send(command).map_err(|_| "the operator's node is gone".to_string())
+        self.commands.lock().expect("operator commands lock").try_send(command).map_err(|e| {
+            if e.is_full() {
+                format!("the operator is busy: {MAX_QUEUED_COMMANDS} commands are waiting")
+            } else {
+                "the operator's node is gone".to_string()
+            }
+        })
     }
 
     /// `snapshot-corruption`: flips bits of one byte of the most recent backup, where it

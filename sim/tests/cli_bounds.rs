@@ -272,3 +272,22 @@ fn help_lists_the_values_of_scenario_faults_and_bug() {
     let repro = kubesim(&["repro", "--help"]);
     assert!(repro.stdout.contains("with --check-determinism, run it twice"), "{}", repro.stdout);
 }
+
+/// The operator's command queue is bounded (`operator::MAX_QUEUED_COMMANDS`): a plan that
+/// asks for more backups at one instant than it holds gets the rest refused, each one said
+/// in the timeline, and the run goes on.
+#[test]
+fn the_operator_queue_is_bounded_and_says_when_it_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<serde_json::Value> = (0..300)
+        .map(|_| serde_json::json!({"at_ms": 1000, "duration_ms": 0, "fault": {"kind": "backup", "member": "store-1"}}))
+        .collect();
+    let plan =
+        serde_json::json!({"version": 2, "safety_phase_ms": 30000, "liveness_phase_ms": 30000, "events": events});
+    let path = dir.path().join("backups.json");
+    std::fs::write(&path, plan.to_string()).unwrap();
+    let out = kubesim(&["run", "--seed", "1", "--plan", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let refused = out.stdout.matches("the operator is busy: 256 commands are waiting").count();
+    assert_eq!(refused, 300 - sim::operator::MAX_QUEUED_COMMANDS, "{}", out.stdout);
+}
