@@ -51,7 +51,8 @@ pub fn api_error_from_store(error: StoreError) -> ApiError {
         | StoreError::DuplicateKeyInTxn { .. }
         | StoreError::TooManyOps { .. }
         | StoreError::PermissionDenied { .. }
-        | StoreError::InvalidRequest { .. } => ApiError::Internal { reason: format!("store: {error}") },
+        | StoreError::InvalidRequest { .. }
+        | StoreError::Lease { .. } => ApiError::Internal { reason: format!("store: {error}") },
     }
 }
 

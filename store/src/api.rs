@@ -499,4 +499,9 @@ pub enum StoreError {
     /// The request is malformed.
     #[error("invalid request: {reason}")]
     InvalidRequest { reason: String },
+    /// One of etcd's lease errors (`ErrLeaseNotFound`, `ErrLeaseExists`,
+    /// `ErrLeaseTTLTooLarge`, `ErrNotPrimary`; lease/lessor.go). Last in the enum, so the
+    /// encoding of every other variant is what it was before leases.
+    #[error("lease: {error}")]
+    Lease { error: crate::lease::LeaseError },
 }

@@ -66,12 +66,10 @@ pub enum LeaseError {
     NotPrimary,
 }
 
-/// A lease error as the store's requests report it: an `InvalidRequest` naming etcd's
-/// error. (A `StoreError` variant of its own would be the typed form; the apiserver's
-/// exhaustive `api_error_from_store` has to learn it in the same change.)
+/// A lease error as the store's requests report it: [`crate::api::StoreError::Lease`].
 impl From<LeaseError> for crate::api::StoreError {
     fn from(error: LeaseError) -> Self {
-        crate::api::StoreError::InvalidRequest { reason: error.to_string() }
+        crate::api::StoreError::Lease { error }
     }
 }
 

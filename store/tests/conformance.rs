@@ -40,6 +40,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use store::api::*;
 use store::client::StoreClient;
+use store::lease::LeaseError;
 
 const OPS: &str = include_str!("conformance/ops.json");
 const VECTORS: &str = include_str!("conformance/etcd-vectors.json");
@@ -259,10 +260,9 @@ fn error_json(error: &StoreError) -> Value {
         StoreError::InvalidRequest { reason } if reason == "key is not provided" => "empty_key".to_string(),
         StoreError::DuplicateKeyInTxn { .. } => "duplicate_key".to_string(),
         StoreError::TooManyOps { .. } => "too_many_ops".to_string(),
-        // Lease errors travel as InvalidRequest naming etcd's error (see store::lease).
-        StoreError::InvalidRequest { reason } if reason.starts_with("requested lease") => "lease_not_found".to_string(),
-        StoreError::InvalidRequest { reason } if reason.ends_with("already exists") => "lease_exists".to_string(),
-        StoreError::InvalidRequest { reason } if reason.starts_with("lease TTL") => "lease_ttl_too_large".to_string(),
+        StoreError::Lease { error: LeaseError::NotFound { .. } } => "lease_not_found".to_string(),
+        StoreError::Lease { error: LeaseError::Exists { .. } } => "lease_exists".to_string(),
+        StoreError::Lease { error: LeaseError::TtlTooLarge { .. } } => "lease_ttl_too_large".to_string(),
         other => format!("unexpected: {other}"),
     };
     json!({ "error": kind })
