@@ -13,24 +13,13 @@ use std::collections::BTreeMap;
 
 use rand::seq::index::sample;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::kinds::FaultKind;
 use crate::plan::{
     BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Target, Tear, Topology, PLAN_VERSION, PPM,
 };
-
-/// Mixed into the seed so that the plan's random stream is unrelated to the simulation's
-/// stream for the same seed ("kubesim!" in ASCII).
-pub const SEED_MIX: u64 = 0x6b75_6265_7369_6d21;
-
-/// Mixed into the seed for the stream a plan's details are drawn from: how much of a torn
-/// write survives, which byte rots, which majority loses its disks (plan format 2 writes
-/// them in the plan; format 1 left them to the simulation's randomness at apply time). A
-/// stream of their own, so that every other choice of a seed's plan, drawn from the main
-/// stream, stayed what it was in format 1 ("details!" in ASCII).
-pub const DETAILS_SEED_MIX: u64 = 0x6465_7461_696c_7321;
 
 /// The shortest fault the generator produces.
 pub const MIN_DURATION_MS: u64 = 500;
@@ -97,8 +86,10 @@ pub fn feasible_kinds(topology: &Topology, menu: &BTreeSet<FaultKind>) -> Vec<Fa
 /// always validates against `topology` and passes [`FaultPlan::check_survivable`]. If no
 /// kind of the menu fits the topology the plan has no events.
 pub fn generate(seed: u64, topology: &Topology, menu: &BTreeSet<FaultKind>, options: &GenerateOptions) -> FaultPlan {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SEED_MIX);
-    let mut details = ChaCha8Rng::seed_from_u64(seed ^ DETAILS_SEED_MIX);
+    // The plan's choices and its details (how much of a torn write survives, which byte
+    // rots, which majority loses its disks: plan format 2 writes them in the plan) come
+    // from two streams of the seed, so every other choice stayed what it was in format 1.
+    let crate::SeedStreams { plan: mut rng, plan_details: mut details, .. } = crate::SeedStreams::derive(seed);
     let mut plan = FaultPlan {
         version: PLAN_VERSION,
         safety_phase_ms: options.safety_phase_ms,

@@ -26,6 +26,7 @@ pub mod generate;
 pub mod kinds;
 pub mod nemesis;
 pub mod plan;
+pub mod seed;
 pub mod strategies;
 
 pub use generate::{generate, GenerateOptions};
@@ -38,3 +39,4 @@ pub use plan::{
     Topology, MAX_CHASE_STEPS, MAX_FAILPOINT_RESTART_MS, MAX_LIVENESS_PHASE_MS, MAX_PLAN_FILE_BYTES,
     MAX_SAFETY_PHASE_MS, MIN_LIVENESS_PHASE_MS, PLAN_VERSION, PPM,
 };
+pub use seed::SeedStreams;

@@ -17,14 +17,10 @@
 
 use std::fmt;
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::control_plane::ControlPlaneOptions;
-
-/// Mixed into the seed for the knobs' random stream, so that it is unrelated to the
-/// fault plan's and the simulation's streams of the same seed ("knobs!!!" in ASCII).
-const KNOB_SEED_MIX: u64 = 0x6b6e_6f62_7321_2121;
 
 /// Every store size [`Knobs::for_seed`] picks.
 pub const STORE_SIZES: [usize; 2] = [3, 5];
@@ -127,7 +123,7 @@ impl Knobs {
     /// independent draw of one stream; the two store knobs come first, in the order they
     /// were drawn before the others existed.
     pub fn for_seed(seed: u64) -> Self {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ KNOB_SEED_MIX);
+        let mut rng = faults::SeedStreams::derive(seed).knobs;
         let store_members = if rng.gen_ratio(1, 4) { 5 } else { 3 };
         let max_entries_per_append = match rng.gen_range(0..4) {
             0 => Some(1),

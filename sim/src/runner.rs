@@ -318,7 +318,8 @@ enum Stopped {
 /// the campaign's guard already gives each seed a thread of its own. `cancel` stops it
 /// from another thread.
 pub(crate) fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel) -> (RunReport, History) {
-    let mut runtime = Runtime::with_seed_and_config(options.seed, madsim::Config::default());
+    let streams = faults::SeedStreams::derive(options.seed);
+    let mut runtime = Runtime::with_seed_and_config(streams.simulation, madsim::Config::default());
     runtime.set_time_limit(SIMULATED_TIME_LIMIT);
     let recorder = Recorder::new();
     let seed_run = {
