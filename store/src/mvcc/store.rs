@@ -221,6 +221,9 @@ impl Mvcc {
         if start_revision < self.compacted_revision {
             return Err(StoreError::Compacted { requested: start_revision, compacted: self.compacted_revision });
         }
+        if start_revision == self.compacted_revision && self.compacted_revision > 0 {
+            coverage::reached!("store.watch.from-compacted-revision");
+        }
         let mut out = Vec::new();
         for (&revision, revision_events) in self.events.range(start_revision..) {
             let matching: Vec<&Event> = revision_events.iter().filter(|e| range.contains(&e.kv.key)).collect();
