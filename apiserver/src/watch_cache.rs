@@ -85,6 +85,20 @@ enum Query {
 }
 
 impl CacheState {
+    /// An empty cache of `capacity` events that has not synced yet.
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            window_start: None,
+            synced_revision: 0,
+            events: VecDeque::new(),
+            closed: false,
+            started_at: 0,
+            max_events_per_response: MAX_EVENTS_PER_RESPONSE,
+            serves_evicted: false,
+        }
+    }
+
     fn reset(&mut self, revision: Revision) {
         self.events.clear();
         self.window_start = Some(revision);
@@ -226,16 +240,7 @@ impl WatchCache {
         assert!(capacity > 0, "watch cache capacity must be positive");
         Self {
             inner: Arc::new(WatchCacheInner {
-                state: Mutex::new(CacheState {
-                    capacity,
-                    window_start: None,
-                    synced_revision: 0,
-                    events: VecDeque::new(),
-                    closed: false,
-                    started_at: 0,
-                    max_events_per_response: MAX_EVENTS_PER_RESPONSE,
-                    serves_evicted: false,
-                }),
+                state: Mutex::new(CacheState::new(capacity)),
                 advanced: Signal::default(),
             }),
         }
@@ -500,16 +505,7 @@ mod tests {
     }
 
     fn state(capacity: usize, start: Revision) -> CacheState {
-        let mut s = CacheState {
-            capacity,
-            window_start: None,
-            synced_revision: 0,
-            events: VecDeque::new(),
-            closed: false,
-            started_at: 0,
-            max_events_per_response: MAX_EVENTS_PER_RESPONSE,
-            serves_evicted: false,
-        };
+        let mut s = CacheState::new(capacity);
         s.reset(start);
         s
     }
@@ -588,16 +584,7 @@ mod tests {
 
     #[test]
     fn a_cache_that_never_synced_is_not_ready() {
-        let s = CacheState {
-            capacity: 1,
-            window_start: None,
-            synced_revision: 0,
-            events: VecDeque::new(),
-            closed: false,
-            started_at: 0,
-            max_events_per_response: MAX_EVENTS_PER_RESPONSE,
-            serves_evicted: false,
-        };
+        let s = CacheState::new(1);
         check(&s, Resource::Pods, "", 0, "not-ready");
     }
 
