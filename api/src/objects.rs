@@ -207,6 +207,45 @@ pub struct Secret {
     pub data: BTreeMap<String, String>,
 }
 
+/// The object an [`Event`] is about (Kubernetes `ObjectReference`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectReference {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// Kubernetes' `Normal` and `Warning` event types.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EventType {
+    #[default]
+    Normal,
+    Warning,
+}
+
+/// core/v1 Event: a report of something that happened to an object ("Scheduled",
+/// "SuccessfulCreate", "NodeNotReady"), written by the component that saw it. The
+/// apiserver stores Events under store leases, so they expire `--event-ttl` after their
+/// last write (one hour by default; kube-apiserver `registry/core/event/storage`). A
+/// repeated event is one object whose `count` and `last_timestamp_ms` grow (client-go's
+/// `EventCorrelator`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub metadata: ObjectMeta,
+    pub involved_object: ObjectReference,
+    /// A short CamelCase reason ("Scheduled").
+    pub reason: String,
+    pub message: String,
+    pub type_: EventType,
+    /// The component that reported it ("default-scheduler", "kubelet").
+    pub source: String,
+    /// How many times it happened; 1 when first written.
+    pub count: i32,
+    pub first_timestamp_ms: TimestampMs,
+    pub last_timestamp_ms: TimestampMs,
+}
+
 /// The resource types the apiserver serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Resource {
@@ -218,10 +257,11 @@ pub enum Resource {
     Leases,
     ConfigMaps,
     Secrets,
+    Events,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 8] = [
+    pub const ALL: [Resource; 9] = [
         Resource::Namespaces,
         Resource::Nodes,
         Resource::Pods,
@@ -230,6 +270,7 @@ impl Resource {
         Resource::Leases,
         Resource::ConfigMaps,
         Resource::Secrets,
+        Resource::Events,
     ];
 
     /// The plural name used in store keys (`/registry/<plural>/...`). Kubernetes stores
@@ -244,6 +285,7 @@ impl Resource {
             Resource::Leases => "leases",
             Resource::ConfigMaps => "configmaps",
             Resource::Secrets => "secrets",
+            Resource::Events => "events",
         }
     }
 
@@ -257,6 +299,7 @@ impl Resource {
             Resource::Leases => "Lease",
             Resource::ConfigMaps => "ConfigMap",
             Resource::Secrets => "Secret",
+            Resource::Events => "Event",
         }
     }
 
@@ -314,6 +357,7 @@ pub enum Object {
     Lease(Lease),
     ConfigMap(ConfigMap),
     Secret(Secret),
+    Event(Event),
 }
 
 macro_rules! object_accessors {
@@ -354,6 +398,7 @@ object_accessors! {
     Lease => Leases, as_lease, into_lease;
     ConfigMap => ConfigMaps, as_config_map, into_config_map;
     Secret => Secrets, as_secret, into_secret;
+    Event => Events, as_event, into_event;
 }
 
 impl Object {

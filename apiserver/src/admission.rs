@@ -27,9 +27,28 @@ pub fn validate(object: &Object) -> Result<(), ApiError> {
         Object::Pod(pod) => validate_pod_spec("spec", &pod.spec)?,
         Object::ReplicaSet(rs) => validate_workload("spec", rs.spec.replicas, &rs.spec.selector, &rs.spec.template)?,
         Object::Deployment(d) => validate_workload("spec", d.spec.replicas, &d.spec.selector, &d.spec.template)?,
+        Object::Event(event) => validate_event(event)?,
         Object::Namespace(_) | Object::Node(_) | Object::Lease(_) | Object::ConfigMap(_) | Object::Secret(_) => {}
     }
     check_size(object)
+}
+
+/// Kubernetes' `ValidateEvent` (core/v1, legacy events): an Event lives in its involved
+/// object's namespace; one about a cluster-scoped object (a Node) lives in `default`.
+fn validate_event(event: &api::Event) -> Result<(), ApiError> {
+    let involved = &event.involved_object.namespace;
+    let namespace = &event.metadata.namespace;
+    let expected = if involved.is_empty() { "default" } else { involved.as_str() };
+    if namespace != expected {
+        return Err(ApiError::Invalid {
+            field: "involvedObject.namespace".into(),
+            reason: format!("{involved:?} does not match event.namespace {namespace:?}"),
+        });
+    }
+    if event.reason.is_empty() {
+        return Err(ApiError::Invalid { field: "reason".into(), reason: "must be set".into() });
+    }
+    Ok(())
 }
 
 /// Counts the bytes written to it: the size of a serialization without keeping it.

@@ -12,6 +12,7 @@
 //! | `system:kube-controller-manager`          | get/list/watch everything; every verb but bind on deployments, replicasets, pods; every verb on leases; update node status |
 //! | `system:kube-scheduler`                   | get/list/watch everything but secrets; bind pods; get/create/update lease `kube-system/kube-scheduler` |
 //! | `system:nodes` (`system:node:<nodeName>`) | get/list/watch pods and nodes; update status of and delete pods bound to `<nodeName>`; create/update/update status of Node `<nodeName>`; get/create/update Lease `kube-node-lease/<nodeName>` |
+//! | every component above                   | create and update Events (Kubernetes' `system:controller:*`, `system:kube-scheduler` and `system:node` roles may create, update and patch events) |
 //! | anyone else                               | nothing                                                                                  |
 //!
 //! Choices where Kubernetes' roles differ or were unclear:
@@ -135,6 +136,7 @@ fn controller_manager(attrs: &Attributes<'_>) -> Rule {
     match (attrs.resource, attrs.verb) {
         (_, verb) if is_read(verb) => Ok(Decision::Allow),
         (Pods, Verb::Bind) => Err("only the scheduler binds pods".into()),
+        (Events, Verb::Create | Verb::Update) => Ok(Decision::Allow),
         (Deployments | ReplicaSets | Pods | Leases, _) => Ok(Decision::Allow),
         (Nodes, Verb::UpdateStatus) => Ok(Decision::Allow),
         (resource, _) => Err(format!("kube-controller-manager may only read {resource}")),
@@ -147,6 +149,7 @@ fn scheduler(attrs: &Attributes<'_>) -> Rule {
         (Secrets, _) => Err("kube-scheduler may not access secrets".into()),
         (_, verb) if is_read(verb) => Ok(Decision::Allow),
         (Pods, Verb::Bind) => Ok(Decision::Allow),
+        (Events, Verb::Create | Verb::Update) => Ok(Decision::Allow),
         (Leases, Verb::Create | Verb::Update)
             if attrs.namespace == SCHEDULER_LEASE_NAMESPACE && attrs.name == SCHEDULER_LEASE_NAME =>
         {
@@ -165,6 +168,7 @@ fn node(node_name: &str, attrs: &Attributes<'_>) -> Rule {
     let own_object = attrs.name == node_name;
     match (attrs.resource, attrs.verb) {
         (Pods | Nodes, verb) if is_read(verb) => Ok(Decision::Allow),
+        (Events, Verb::Create | Verb::Update) => Ok(Decision::Allow),
         (Pods, Verb::UpdateStatus | Verb::Delete) => Ok(Decision::AllowIfPodBoundTo(node_name.to_string())),
         (Pods, _) => Err(format!("node {node_name} may only update the status of and delete pods bound to it")),
         (Nodes, Verb::Create | Verb::Update | Verb::UpdateStatus) if own_object => Ok(Decision::Allow),
@@ -229,6 +233,8 @@ mod tests {
             (Delete, Nodes, "", "worker-1", "deny"),
             (Create, Namespaces, "", "ns", "deny"),
             (Create, Secrets, "default", "s", "deny"),
+            (Create, Events, "default", "rs.1", "allow"),
+            (Delete, Events, "default", "rs.1", "deny"),
         ];
         for (verb, resource, ns, name, expect) in table {
             check(&cm, verb, resource, ns, name, expect);
@@ -250,6 +256,7 @@ mod tests {
             (Update, Leases, "kube-system", "kube-scheduler", "allow"),
             (Update, Leases, "kube-system", "kube-controller-manager", "deny"),
             (Delete, Leases, "kube-system", "kube-scheduler", "deny"),
+            (Update, Events, "default", "p.1", "allow"),
         ];
         for (verb, resource, ns, name, expect) in table {
             check(&s, verb, resource, ns, name, expect);
@@ -279,6 +286,8 @@ mod tests {
             (Update, Leases, "kube-system", "worker-1", "deny"),
             (Get, Secrets, "default", "s", "deny"),
             (Create, Deployments, "default", "d", "deny"),
+            (Create, Events, "default", "p.1", "allow"),
+            (Get, Events, "default", "p.1", "deny"),
         ];
         for (verb, resource, ns, name, expect) in table {
             check(&n, verb, resource, ns, name, expect);

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use store::api::{
-    CompactRequest, CompactResponse, Mutation, MutationResponse, RangeRequest, RangeResponse, ResponseHeader, Revision,
-    StoreError, TxnRequest, TxnResponse, WatchRequest, WatchResponse,
+    CompactRequest, CompactResponse, LeaseGrantRequest, LeaseGrantResponse, Mutation, MutationResponse, RangeRequest,
+    RangeResponse, ResponseHeader, Revision, StoreError, TxnRequest, TxnResponse, WatchRequest, WatchResponse,
 };
 use store::mvcc::Mvcc;
 
@@ -26,6 +26,10 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// etcd `Compact`: forget history before `revision`.
     fn compact(&self, revision: Revision) -> impl Future<Output = Result<CompactResponse, StoreError>> + Send;
+
+    /// etcd `LeaseGrant` with an id chosen by the store: the lease objects with a time to
+    /// live are written under (see [`crate::ttl_leases`]).
+    fn lease_grant(&self, ttl_secs: i64) -> impl Future<Output = Result<LeaseGrantResponse, StoreError>> + Send;
 
     /// Events in `request.range` with revision >= `request.start_revision` (at most
     /// `max_events`), waiting up to `wait` for the first. When the start revision is
@@ -149,6 +153,16 @@ impl Backend for InMemoryBackend {
         }
     }
 
+    async fn lease_grant(&self, ttl_secs: i64) -> Result<LeaseGrantResponse, StoreError> {
+        let mut state = self.lock();
+        match state.mvcc.apply(&Mutation::LeaseGrant(LeaseGrantRequest { id: 0, ttl_secs }))? {
+            (MutationResponse::LeaseGrant(response), _events) => Ok(response),
+            (other, _) => {
+                Err(StoreError::InvalidRequest { reason: format!("mvcc answered a lease grant with {other:?}") })
+            }
+        }
+    }
+
     async fn watch_poll(
         &self,
         request: WatchRequest,
@@ -189,6 +203,10 @@ impl Backend for store::client::StoreClient {
 
     async fn compact(&self, revision: Revision) -> Result<CompactResponse, StoreError> {
         store::client::StoreClient::compact(self, revision).await
+    }
+
+    async fn lease_grant(&self, ttl_secs: i64) -> Result<LeaseGrantResponse, StoreError> {
+        store::client::StoreClient::lease_grant(self, 0, ttl_secs).await
     }
 
     async fn watch_poll(

@@ -58,6 +58,9 @@ pub struct ApiServerConfig {
     /// `WatchCache::with_max_events_per_response`): the bound on what the apiserver hands
     /// one watcher at once.
     pub watch_max_events_per_response: usize,
+    /// kube-apiserver's `--event-ttl` (default one hour): how long an Event lives after its
+    /// last write before the store's lease deletes it (see [`crate::ttl_leases`]).
+    pub event_ttl: Duration,
     pub planted_bugs: ApiServerBugs,
 }
 
@@ -75,6 +78,7 @@ impl ApiServerConfig {
             watch_cache_capacity: Self::DEFAULT_WATCH_CACHE_CAPACITY,
             compaction_interval: Self::DEFAULT_COMPACTION_INTERVAL,
             watch_max_events_per_response: crate::watch_cache::MAX_EVENTS_PER_RESPONSE,
+            event_ttl: crate::ttl_leases::DEFAULT_EVENT_TTL,
             planted_bugs: ApiServerBugs::default(),
         }
     }

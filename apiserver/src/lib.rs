@@ -21,6 +21,7 @@ pub mod backend;
 pub mod config;
 pub mod registry;
 pub mod server;
+pub mod ttl_leases;
 pub mod watch_cache;
 
 pub use authz::{authenticate, authorize, Attributes, Decision};

@@ -15,6 +15,11 @@
 //!   When the transaction fails, its failure branch reads those keys back to tell which
 //!   precondition failed, in the same round trip.
 //!
+//! - Events are written with a store lease of the configured TTL (kube-apiserver's
+//!   `--event-ttl`; `registry/core/event/storage` sets the TTL on create and update alike),
+//!   taken from the apiserver's [`TtlLeases`], so the store deletes an Event once its TTL
+//!   has passed without a newer write.
+//!
 //! A write is acknowledged only after the store committed it, except under the planted
 //! bug [`ApiServerBugs::ack_before_commit`].
 
@@ -23,9 +28,11 @@ use std::sync::Arc;
 
 use api::{ApiError, ApiResponse, Clock, LeaseFence, Namespace, Object, ObjectMeta, Resource, Verb};
 use bytes::Bytes;
+use std::time::Duration;
+
 use store::api::{
-    Compare, CompareOp, DeleteRangeRequest, KeyRange, KeyValue, PutRequest, RangeRequest, RequestOp, ResponseOp,
-    Revision, StoreError, TxnRequest,
+    Compare, CompareOp, DeleteRangeRequest, KeyRange, KeyValue, LeasedPutRequest, PutRequest, RangeRequest, RequestOp,
+    ResponseOp, Revision, StoreError, TxnRequest,
 };
 
 use crate::admission;
@@ -33,6 +40,7 @@ use crate::authz::Decision;
 use crate::backend::Backend;
 use crate::config::{ApiServerBugs, UserInfo};
 use crate::server::ApiServerObserver;
+use crate::ttl_leases::TtlLeases;
 
 /// Bound on read-check-write rounds for one Delete or Bind whose object keeps changing
 /// (Kubernetes' GuaranteedUpdate retries without bound; kubesim bounds every retry loop).
@@ -169,6 +177,9 @@ pub struct Registry<B> {
     /// The highest store revision any response showed this apiserver. Only the planted
     /// bug reads it, to guess a resourceVersion.
     highest_revision_seen: Arc<AtomicI64>,
+    /// The leases Events are written under, and their TTL.
+    ttl_leases: TtlLeases,
+    event_ttl: Duration,
 }
 
 impl<B: Backend> Registry<B> {
@@ -181,12 +192,34 @@ impl<B: Backend> Registry<B> {
     ) -> Self {
         Self {
             backend,
-            clock,
             apiserver_name: apiserver_name.into(),
             observer,
             bugs,
             highest_revision_seen: Arc::new(AtomicI64::new(0)),
+            ttl_leases: TtlLeases::new(clock.clone()),
+            clock,
+            event_ttl: crate::ttl_leases::DEFAULT_EVENT_TTL,
         }
+    }
+
+    /// The same registry writing Events to live `ttl` (kube-apiserver's `--event-ttl`).
+    pub fn with_event_ttl(mut self, ttl: Duration) -> Self {
+        self.event_ttl = ttl;
+        self
+    }
+
+    /// The store write that puts `object`'s encoding at its key: under a TTL lease for
+    /// Events, a plain put for everything else.
+    async fn put_object(&self, key: &str, object: &mut Object) -> Result<RequestOp, ApiError> {
+        let value = encode_in_place(object)?;
+        if object.resource() != Resource::Events {
+            return Ok(put(key, value));
+        }
+        let lease = self.ttl_leases.lease_for(&self.backend, self.event_ttl).await.map_err(api_error_from_store)?;
+        Ok(RequestOp::LeasedPut(LeasedPutRequest {
+            put: PutRequest { key: key.to_string(), value, prev_kv: false },
+            lease,
+        }))
     }
 
     /// The same registry without planted bugs (for the apiserver's own bootstrap writes).
@@ -243,7 +276,7 @@ impl<B: Backend> Registry<B> {
         let write = Write {
             verb: Verb::Create,
             compare: Compare::mod_revision(&key, CompareOp::Equal, 0),
-            success: put(&key, encode_in_place(&mut object)?),
+            success: self.put_object(&key, &mut object).await?,
             key,
             fence,
             namespace,
@@ -306,7 +339,7 @@ impl<B: Backend> Registry<B> {
         let write = Write {
             verb,
             compare: Compare::mod_revision(&key, CompareOp::Equal, resource_version),
-            success: put(&key, encode_in_place(&mut updated)?),
+            success: self.put_object(&key, &mut updated).await?,
             key,
             fence,
             namespace: None,
@@ -619,7 +652,8 @@ fn merge_update(stored: &Object, mut updated: Object) -> Result<Object, ApiError
         (Object::Lease(s), Object::Lease(u)) => s.spec != u.spec,
         (Object::Namespace(_), Object::Namespace(_))
         | (Object::ConfigMap(_), Object::ConfigMap(_))
-        | (Object::Secret(_), Object::Secret(_)) => false,
+        | (Object::Secret(_), Object::Secret(_))
+        | (Object::Event(_), Object::Event(_)) => false,
         _ => return Err(kind_mismatch(stored, &updated)),
     };
     let stored_meta = stored.metadata();

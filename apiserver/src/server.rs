@@ -54,7 +54,8 @@ impl<B: Backend> ApiServer<B> {
         clock: Clock,
         observer: Option<Arc<dyn ApiServerObserver>>,
     ) -> Self {
-        let registry = Registry::new(backend.clone(), clock, &config.name, observer, config.planted_bugs);
+        let registry = Registry::new(backend.clone(), clock, &config.name, observer, config.planted_bugs)
+            .with_event_ttl(config.event_ttl);
         let watch_cache = WatchCache::new(config.watch_cache_capacity)
             .with_max_events_per_response(config.watch_max_events_per_response)
             .with_planted_bug_serves_evicted(config.planted_bugs.watch_cache_serves_evicted);

@@ -487,6 +487,7 @@ fn object_from_key(resource: Resource, key: &str) -> Object {
         Resource::Leases => api::Lease { metadata, ..Default::default() }.into(),
         Resource::ConfigMaps => api::ConfigMap { metadata, ..Default::default() }.into(),
         Resource::Secrets => api::Secret { metadata, ..Default::default() }.into(),
+        Resource::Events => api::Event { metadata, ..Default::default() }.into(),
     }
 }
 

@@ -11,6 +11,7 @@ use api::{ApiClient, Clock, Resource};
 
 use crate::deployment::{DeploymentController, DeploymentControllerConfig};
 use crate::driver::TaskGroup;
+use crate::events::EventRecorder;
 use crate::informer::{Informer, InformerConfig};
 use crate::leader_election::{run_while_leader, LeaderElectionConfig, LeaderHandle};
 use crate::node_lifecycle::{NodeLifecycleConfig, NodeLifecycleController, NODE_LEASE_NAMESPACE};
@@ -55,16 +56,30 @@ pub async fn run(
 ) {
     let election = config.leader_election.clone();
     let observer_for_informers = observer.clone();
+    // One recorder per controller, for the life of the process (client-go's broadcaster).
+    let recorders = Recorders {
+        deployment: EventRecorder::start(client.clone(), clock.clone(), "deployment-controller"),
+        replica_set: EventRecorder::start(client.clone(), clock.clone(), "replicaset-controller"),
+        node: EventRecorder::start(client.clone(), clock.clone(), "node-controller"),
+    };
     run_while_leader(election, COMPONENT, client.clone(), clock.clone(), observer, |leader| {
-        start_term(&config, &client, &clock, leader, observer_for_informers.clone())
+        start_term(&config, &client, &clock, &recorders, leader, observer_for_informers.clone())
     })
     .await
+}
+
+/// The event recorders of the controllers the controller-manager runs.
+struct Recorders {
+    deployment: EventRecorder,
+    replica_set: EventRecorder,
+    node: EventRecorder,
 }
 
 fn start_term(
     config: &ControllerManagerConfig,
     client: &ApiClient,
     clock: &Clock,
+    recorders: &Recorders,
     leader: LeaderHandle,
     observer: Option<Arc<dyn ControllerObserver>>,
 ) -> TaskGroup {
@@ -83,6 +98,7 @@ fn start_term(
     DeploymentController {
         config: config.deployment.clone(),
         client: client.clone(),
+        events: recorders.deployment.clone(),
         leader: leader.clone(),
         deployments: deployments.clone(),
         replica_sets: replica_sets.clone(),
@@ -92,6 +108,7 @@ fn start_term(
         config: config.replica_set.clone(),
         client: client.clone(),
         clock: clock.clone(),
+        events: recorders.replica_set.clone(),
         leader: leader.clone(),
         replica_sets: replica_sets.clone(),
         pods: pods.clone(),
@@ -101,6 +118,7 @@ fn start_term(
         config: config.node_lifecycle.clone(),
         client: client.clone(),
         clock: clock.clone(),
+        events: recorders.node.clone(),
         leader,
         nodes: nodes.clone(),
         node_leases: node_leases.clone(),

@@ -19,6 +19,7 @@ use api::{
 };
 
 use crate::driver::{run_resync, run_worker, wait_for_cache_sync, SyncError, TaskGroup};
+use crate::events::EventRecorder;
 use crate::informer::{object_key, Informer, InformerEvent};
 use crate::leader_election::LeaderHandle;
 use crate::workqueue::{SharedWorkQueue, WorkQueueConfig};
@@ -146,6 +147,8 @@ pub fn reconcile_deployment(deployment: &Deployment, owned: &[ReplicaSet]) -> Ve
 pub struct DeploymentController {
     pub config: DeploymentControllerConfig,
     pub client: ApiClient,
+    /// Records `ScalingReplicaSet` events (source `deployment-controller`).
+    pub events: EventRecorder,
     pub leader: LeaderHandle,
     pub deployments: Informer,
     pub replica_sets: Informer,
@@ -197,14 +200,20 @@ impl DeploymentController {
             let fence = self.leader.write_fence()?;
             let result = match action {
                 DeploymentAction::CreateReplicaSet(rs) => {
+                    let (name, replicas) = (rs.metadata.name.clone(), rs.spec.replicas);
                     match self.client.create(Object::ReplicaSet(rs), fence).await {
                         // Deterministic name: an earlier attempt already created it.
                         Err(ApiError::AlreadyExists { .. }) => Ok(()),
-                        other => other.map(drop),
+                        other => other.map(|_| self.scaled(&deployment, &name, 0, replicas)),
                     }
                 }
                 DeploymentAction::ScaleReplicaSet(rs) => {
-                    self.client.update(Object::ReplicaSet(rs), fence).await.map(drop)
+                    let (name, replicas) = (rs.metadata.name.clone(), rs.spec.replicas);
+                    let before = owned.iter().find(|o| o.metadata.name == name).map_or(0, |o| o.spec.replicas);
+                    self.client
+                        .update(Object::ReplicaSet(rs), fence)
+                        .await
+                        .map(|_| self.scaled(&deployment, &name, before, replicas))
                 }
                 DeploymentAction::UpdateStatus(d) => {
                     self.client.update_status(Object::Deployment(d), fence).await.map(drop)
@@ -216,6 +225,16 @@ impl DeploymentController {
             }
         }
         Ok(())
+    }
+
+    /// The deployment controller's `ScalingReplicaSet` event.
+    fn scaled(&self, deployment: &Deployment, replica_set: &str, from: i32, to: i32) {
+        let direction = if to >= from { "up" } else { "down" };
+        self.events.normal(
+            &Object::Deployment(deployment.clone()),
+            "ScalingReplicaSet",
+            format!("Scaled {direction} replica set {replica_set} from {from} to {to}"),
+        );
     }
 }
 

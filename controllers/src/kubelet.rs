@@ -20,6 +20,7 @@ use api::{
 use madsim::rand::Rng;
 
 use crate::driver::TaskGroup;
+use crate::events::EventRecorder;
 use crate::informer::{key_of, split_key, Informer, InformerConfig, InformerEvent};
 use crate::node_lifecycle::NODE_LEASE_NAMESPACE;
 use crate::notify::Notify;
@@ -163,7 +164,8 @@ pub async fn run(
     observer: Option<Arc<dyn ControllerObserver>>,
 ) {
     assert!(config.pod_start_delay_min_ms <= config.pod_start_delay_max_ms, "kubelet pod start delay: min above max");
-    let kubelet = Arc::new(Kubelet { config, client, clock, state, observer, wake: Notify::new() });
+    let events = EventRecorder::start(client.clone(), clock.clone(), "kubelet");
+    let kubelet = Arc::new(Kubelet { config, client, clock, state, observer, events, wake: Notify::new() });
     kubelet.register().await;
     let node_name = kubelet.config.node_name.clone();
     let filter =
@@ -188,6 +190,9 @@ struct Kubelet {
     clock: Clock,
     state: Arc<KubeletState>,
     observer: Option<Arc<dyn ControllerObserver>>,
+    /// Records `Pulling` when a pod's containers begin to start and `Started` when they
+    /// are up, as the kubelet does for each container.
+    events: EventRecorder,
     wake: Notify,
 }
 
@@ -332,6 +337,12 @@ impl Kubelet {
             });
             if still_wanted {
                 self.started(&key, &uid, now_ms);
+                if let Some(pod) = desired.get(&key) {
+                    for container in &pod.spec.containers {
+                        let message = format!("Started container {}", container.name);
+                        self.events.normal(&Object::Pod(pod.clone()), "Started", message);
+                    }
+                }
             }
         }
         let starting_uids: BTreeMap<String, String> =
@@ -340,6 +351,12 @@ impl Kubelet {
         for action in actions {
             match action {
                 KubeletAction::Start { key, uid } => {
+                    if let Some(pod) = desired.get(&key) {
+                        for container in &pod.spec.containers {
+                            let message = format!("Pulling image {:?}", container.image);
+                            self.events.normal(&Object::Pod(pod.clone()), "Pulling", message);
+                        }
+                    }
                     let delay_ms = madsim::rand::thread_rng()
                         .gen_range(self.config.pod_start_delay_min_ms..=self.config.pod_start_delay_max_ms);
                     starting.insert(key, (uid, now_ms + delay_ms));

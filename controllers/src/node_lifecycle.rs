@@ -17,6 +17,7 @@ use std::time::Duration;
 use api::{ApiClient, ApiError, Clock, Lease, Node, Object, Pod, Resource};
 
 use crate::driver::{wait_for_cache_sync, SyncError, TaskGroup};
+use crate::events::EventRecorder;
 use crate::informer::Informer;
 use crate::leader_election::LeaderHandle;
 use crate::replicaset::is_active;
@@ -125,6 +126,9 @@ pub struct NodeLifecycleController {
     /// Leases of namespace `kube-node-lease`.
     pub node_leases: Informer,
     pub pods: Informer,
+    /// Records `NodeNotReady` on a node and `TaintManagerEviction` on an evicted pod
+    /// (source `node-controller`), as Kubernetes' node lifecycle controller does.
+    pub events: EventRecorder,
 }
 
 impl NodeLifecycleController {
@@ -152,7 +156,12 @@ impl NodeLifecycleController {
                 NodeLifecycleAction::MarkNotReady(node) => {
                     tracing::info!("node {} NotReady: heartbeat lease silent", node.metadata.name);
                     coverage::reached!("controllers.node-lifecycle.marked-not-ready");
-                    self.client.update_status(Object::Node(node), fence).await
+                    let name = node.metadata.name.clone();
+                    let result = self.client.update_status(Object::Node(node), fence).await;
+                    if let Ok(node) = &result {
+                        self.events.normal(node, "NodeNotReady", format!("Node {name} status is now: NodeNotReady"));
+                    }
+                    result
                 }
                 NodeLifecycleAction::EvictPod(pod) => {
                     coverage::reached!("controllers.node-lifecycle.pod-evicted");
@@ -162,7 +171,16 @@ impl NodeLifecycleController {
                         pod.metadata.name,
                         pod.spec.node_name
                     );
-                    self.client.delete(Resource::Pods, &pod.metadata.namespace, &pod.metadata.name, None, fence).await
+                    let result = self
+                        .client
+                        .delete(Resource::Pods, &pod.metadata.namespace, &pod.metadata.name, None, fence)
+                        .await;
+                    if result.is_ok() {
+                        let message =
+                            format!("Marking for deletion Pod {}/{}", pod.metadata.namespace, pod.metadata.name);
+                        self.events.normal(&Object::Pod(pod), "TaintManagerEviction", message);
+                    }
+                    result
                 }
             };
             match result {

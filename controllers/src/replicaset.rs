@@ -20,6 +20,7 @@ use api::{
 use madsim::rand::Rng;
 
 use crate::driver::{run_resync, run_worker, wait_for_cache_sync, SyncError, TaskGroup};
+use crate::events::EventRecorder;
 use crate::informer::{key_of, object_key, Informer, InformerEvent};
 use crate::leader_election::LeaderHandle;
 use crate::workqueue::{SharedWorkQueue, WorkQueueConfig};
@@ -325,11 +326,15 @@ pub struct ReplicaSetController {
     pub leader: LeaderHandle,
     pub replica_sets: Informer,
     pub pods: Informer,
+    /// Records `SuccessfulCreate`, `FailedCreate` and `SuccessfulDelete` (source
+    /// `replicaset-controller`), as Kubernetes' replica set controller does.
+    pub events: EventRecorder,
 }
 
 struct Running {
     client: ApiClient,
     clock: Clock,
+    events: EventRecorder,
     leader: LeaderHandle,
     replica_sets: Informer,
     pods: Informer,
@@ -367,6 +372,7 @@ impl ReplicaSetController {
         let running = Arc::new(Running {
             client: self.client,
             clock: self.clock,
+            events: self.events,
             leader: self.leader.clone(),
             replica_sets: self.replica_sets,
             pods: self.pods,
@@ -401,7 +407,7 @@ impl Running {
         for action in actions {
             let result = match action {
                 ReplicaSetAction::CreatePods(n) => self.create_pods(key, &rs, n).await,
-                ReplicaSetAction::DeletePods(pods) => self.delete_pods(key, pods).await,
+                ReplicaSetAction::DeletePods(pods) => self.delete_pods(&rs, key, pods).await,
                 ReplicaSetAction::UpdateStatus(updated) => {
                     let fence = self.leader.write_fence()?;
                     match self.client.update_status(Object::ReplicaSet(updated), fence).await {
@@ -445,7 +451,17 @@ impl Running {
                 })
                 .collect();
             attempted += batch;
-            let mut failed = futures::future::join_all(creates).await.into_iter().filter_map(Result::err);
+            let results = futures::future::join_all(creates).await;
+            let owner = Object::ReplicaSet(rs.clone());
+            for result in &results {
+                match result {
+                    Ok(pod) => {
+                        self.events.normal(&owner, "SuccessfulCreate", format!("Created pod: {}", pod.metadata().name))
+                    }
+                    Err(e) => self.events.warning(&owner, "FailedCreate", format!("Error creating: {e}")),
+                }
+            }
+            let mut failed = results.into_iter().filter_map(Result::err);
             if let Some(first) = failed.next() {
                 let mut core = self.core.lock().expect("rs core");
                 for _ in 0..1 + failed.count() {
@@ -462,7 +478,7 @@ impl Running {
         outcome
     }
 
-    async fn delete_pods(&self, rs_key: &str, pods: Vec<Pod>) -> Result<(), SyncError> {
+    async fn delete_pods(&self, rs: &ReplicaSet, rs_key: &str, pods: Vec<Pod>) -> Result<(), SyncError> {
         let mut first_error = None;
         for pod in &pods {
             let pod_key = object_key(&pod.metadata.namespace, &pod.metadata.name);
@@ -480,7 +496,12 @@ impl Running {
                 .delete(Resource::Pods, &pod.metadata.namespace, &pod.metadata.name, precondition, fence)
                 .await
             {
-                Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                Ok(_) => self.events.normal(
+                    &Object::ReplicaSet(rs.clone()),
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {}", pod.metadata.name),
+                ),
+                Err(ApiError::NotFound { .. }) => {}
                 Err(e) => {
                     self.core.lock().expect("rs core").delete_failed(rs_key, &pod_key);
                     first_error.get_or_insert(SyncError::Api(e));

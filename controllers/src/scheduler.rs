@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use api::{ApiClient, ApiError, Clock, Node, Object, Pod, Resource};
 
 use crate::driver::{run_resync, run_worker, wait_for_cache_sync, SyncError, TaskGroup};
+use crate::events::EventRecorder;
 use crate::informer::{key_of, object_key, split_key, Informer, InformerConfig, InformerEvent};
 use crate::leader_election::{run_while_leader, LeaderElectionConfig, LeaderHandle};
 use crate::observer::ControllerObserver;
@@ -114,14 +115,17 @@ pub async fn run(
 ) {
     let election = config.leader_election.clone();
     let observer_for_informers = observer.clone();
+    let events = EventRecorder::start(client.clone(), clock.clone(), "default-scheduler");
     run_while_leader(election, COMPONENT, client.clone(), clock, observer, |leader| {
-        start_term(&config, &client, leader, observer_for_informers.clone())
+        start_term(&config, &client, &events, leader, observer_for_informers.clone())
     })
     .await
 }
 
 struct Term {
     client: ApiClient,
+    /// Records `Scheduled` and `FailedScheduling` on pods, as kube-scheduler does.
+    events: EventRecorder,
     leader: LeaderHandle,
     pods: Informer,
     nodes: Informer,
@@ -143,6 +147,7 @@ fn unbound_pod_keys(pods: &Informer) -> Vec<String> {
 fn start_term(
     config: &SchedulerConfig,
     client: &ApiClient,
+    events: &EventRecorder,
     leader: LeaderHandle,
     observer: Option<Arc<dyn ControllerObserver>>,
 ) -> TaskGroup {
@@ -153,6 +158,7 @@ fn start_term(
     let queue = SharedWorkQueue::new(config.workqueue.clone());
     let term = Arc::new(Term {
         client: client.clone(),
+        events: events.clone(),
         leader: leader.clone(),
         pods: pods.clone(),
         nodes: nodes.clone(),
@@ -227,12 +233,16 @@ impl Term {
             })
         });
         let Some(node) = chosen else {
-            return Err(SyncError::Retry(format!("pod {key}: no schedulable node fits {cpu}m cpu")));
+            let reason = format!("no schedulable node fits {cpu}m cpu");
+            self.events.warning(&Object::Pod(pod), "FailedScheduling", reason.clone());
+            return Err(SyncError::Retry(format!("pod {key}: {reason}")));
         };
         let fence = self.leader.write_fence()?;
         let (namespace, name) = split_key(key);
         match self.client.bind(namespace, name, &node, fence).await {
             Ok(_) => {
+                let message = format!("Successfully assigned {namespace}/{name} to {node}");
+                self.events.normal(&Object::Pod(pod), "Scheduled", message);
                 self.assumed.lock().expect("assumed pods").insert(key.to_string(), (node, cpu));
                 Ok(())
             }

@@ -28,10 +28,11 @@ pub enum PlantedBug {
     RaftSnapshotOmitsLastEntry,
     CompactionDropsKeptVersion,
     InformerSkipsRelist,
+    LeaseExpiryIgnoresPromotion,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 16] = [
+    pub const ALL: [PlantedBug; 17] = [
         PlantedBug::StoreAckBeforeFsync,
         PlantedBug::VoteNotPersisted,
         PlantedBug::CommitPreviousTermByCounting,
@@ -48,6 +49,7 @@ impl PlantedBug {
         PlantedBug::RaftSnapshotOmitsLastEntry,
         PlantedBug::CompactionDropsKeptVersion,
         PlantedBug::InformerSkipsRelist,
+        PlantedBug::LeaseExpiryIgnoresPromotion,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +70,7 @@ impl PlantedBug {
             PlantedBug::RaftSnapshotOmitsLastEntry => "raft-snapshot-omits-last-entry",
             PlantedBug::CompactionDropsKeptVersion => "compaction-drops-kept-version",
             PlantedBug::InformerSkipsRelist => "informer-skips-relist",
+            PlantedBug::LeaseExpiryIgnoresPromotion => "lease-expiry-ignores-promotion",
         }
     }
 
@@ -122,6 +125,9 @@ impl PlantedBug {
             PlantedBug::InformerSkipsRelist => {
                 "on 410 Gone an informer resumes its watch from the compacted revision instead of relisting (controllers/src/informer.rs)"
             }
+            PlantedBug::LeaseExpiryIgnoresPromotion => {
+                "a new store leader counts lease TTLs from the grants it applied as a follower instead of refreshing them on promotion: Events expire early after an election (store/src/lease.rs)"
+            }
         }
     }
 
@@ -144,6 +150,7 @@ impl PlantedBug {
             PlantedBug::RaftSnapshotOmitsLastEntry => "raft-state-machine-safety",
             PlantedBug::CompactionDropsKeptVersion => "linearizability",
             PlantedBug::InformerSkipsRelist => "informer-continuity",
+            PlantedBug::LeaseExpiryIgnoresPromotion => "lease-expiry",
         }
     }
 
@@ -167,6 +174,7 @@ impl PlantedBug {
             PlantedBug::RaftSnapshotOmitsLastEntry => cluster.store.bugs.raft_snapshot_omits_last_entry = true,
             PlantedBug::CompactionDropsKeptVersion => cluster.store.bugs.compaction_drops_kept_version = true,
             PlantedBug::InformerSkipsRelist => cluster.informer_skips_relist = true,
+            PlantedBug::LeaseExpiryIgnoresPromotion => cluster.store.bugs.lease_expiry_ignores_promotion = true,
         }
     }
 }

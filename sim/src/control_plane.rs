@@ -63,6 +63,7 @@ pub struct ControlPlaneTuning {
     pub resync_period_ms: u64,
     pub node_monitor_grace_period_ms: u64,
     pub pod_eviction_timeout_ms: u64,
+    pub event_ttl_ms: u64,
 }
 
 impl Default for ControlPlaneTuning {
@@ -81,6 +82,7 @@ impl Default for ControlPlaneTuning {
             resync_period_ms: controller_manager.replica_set.resync_period_ms,
             node_monitor_grace_period_ms: controller_manager.node_lifecycle.node_monitor_grace_period_ms,
             pod_eviction_timeout_ms: controller_manager.node_lifecycle.pod_eviction_timeout_ms,
+            event_ttl_ms: apiserver.event_ttl.as_millis() as u64,
         }
     }
 }
@@ -243,6 +245,7 @@ fn start_apiserver(
     config.planted_bugs = options.apiserver_bugs;
     config.compaction_interval = std::time::Duration::from_millis(options.tuning.compaction_interval_ms);
     config.watch_cache_capacity = options.tuning.watch_cache_capacity;
+    config.event_ttl = std::time::Duration::from_millis(options.tuning.event_ttl_ms);
     config.watch_max_events_per_response = options.tuning.watch_max_events_per_response;
     if idx != 0 {
         // One compactor per cluster is enough (kube-apiserver runs one per instance, but

@@ -69,6 +69,61 @@ pub enum ApiOutcome {
     Error { status: u16, message: String },
 }
 
+/// What a store member's lessor did (`store::lease::LessorEvent`), times on that member's
+/// clock in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LessorRecord {
+    /// Became the lease primary, giving every lease (id, TTL in seconds) its TTL plus
+    /// `extend_ms` from `now_ms`.
+    Promoted {
+        now_ms: u64,
+        extend_ms: u64,
+        leases: Vec<(i64, i64)>,
+    },
+    Demoted,
+    /// Applied a grant; `primary` when it then ran the lease's expiry clock.
+    Granted {
+        lease: i64,
+        ttl_secs: i64,
+        now_ms: u64,
+        primary: bool,
+    },
+    /// Acknowledged a keep-alive as the primary.
+    Renewed {
+        lease: i64,
+        ttl_secs: i64,
+        now_ms: u64,
+    },
+    /// Found the lease expired and proposed its revoke as `proposal_id`.
+    ExpiryProposed {
+        lease: i64,
+        now_ms: u64,
+        proposal_id: u64,
+    },
+}
+
+impl LessorRecord {
+    fn of(event: &store::lease::LessorEvent) -> Self {
+        use store::lease::LessorEvent;
+        let ms = |d: &std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        match event {
+            LessorEvent::Promoted { now, extend, leases } => {
+                LessorRecord::Promoted { now_ms: ms(now), extend_ms: ms(extend), leases: leases.clone() }
+            }
+            LessorEvent::Demoted => LessorRecord::Demoted,
+            LessorEvent::Granted { lease, ttl_secs, now, primary } => {
+                LessorRecord::Granted { lease: *lease, ttl_secs: *ttl_secs, now_ms: ms(now), primary: *primary }
+            }
+            LessorEvent::Renewed { lease, ttl_secs, now } => {
+                LessorRecord::Renewed { lease: *lease, ttl_secs: *ttl_secs, now_ms: ms(now) }
+            }
+            LessorEvent::ExpiryProposed { lease, now, proposal_id } => {
+                LessorRecord::ExpiryProposed { lease: *lease, now_ms: ms(now), proposal_id: *proposal_id }
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HistoryEvent {
     /// A member recovered from its disk and started.
@@ -108,6 +163,11 @@ pub enum HistoryEvent {
         revision: Revision,
         succeeded: bool,
         n_events: usize,
+    },
+    /// A member's lessor acted (see [`LessorRecord`]).
+    Lessor {
+        member: MemberId,
+        event: LessorRecord,
     },
     /// The store's ACL refused a request at a member's door.
     StoreRejected {
@@ -478,6 +538,10 @@ impl StoreObserver for Recorder {
             n_events: entry.events.len(),
         };
         Self::push(&mut inner, Record { at_ns, event });
+    }
+
+    fn lessor(&self, member: MemberId, event: &store::lease::LessorEvent) {
+        self.record(HistoryEvent::Lessor { member, event: LessorRecord::of(event) });
     }
 
     fn rejected(&self, member: MemberId, principal: &Principal, source: SocketAddr, error: &store::api::StoreError) {

@@ -94,6 +94,11 @@ pub struct Knobs {
     /// 5 min; the default `tolerationSeconds` of the not-ready taint is the same). Drawn:
     /// 5 s in one seed of 5.
     pub pod_eviction_timeout_ms: u64,
+    /// kube-apiserver `--event-ttl` (1 h): an Event lives this long after its last write,
+    /// under a store lease, before the store deletes it. Drawn: 10 s in one seed of 4 and
+    /// 30 s in one of 8, so that Events expire within a run (lease expiry by the store
+    /// leader, across the leader changes and clock faults the nemesis makes).
+    pub event_ttl_ms: u64,
 }
 
 impl Default for Knobs {
@@ -185,6 +190,11 @@ impl Knobs {
         if draw() < 8 {
             knobs.pod_eviction_timeout_ms = 5_000;
         }
+        knobs.event_ttl_ms = match draw() {
+            0..=9 => 10_000,
+            10..=14 => 30_000,
+            _ => knobs.event_ttl_ms,
+        };
         debug_assert!(knobs.validate().is_ok(), "a drawn knob set is valid: {knobs:?}");
         knobs
     }
@@ -210,6 +220,7 @@ impl Knobs {
             resync_period_ms: tuning.resync_period_ms,
             node_monitor_grace_period_ms: tuning.node_monitor_grace_period_ms,
             pod_eviction_timeout_ms: tuning.pod_eviction_timeout_ms,
+            event_ttl_ms: tuning.event_ttl_ms,
         }
     }
 
@@ -233,6 +244,7 @@ impl Knobs {
         tuning.resync_period_ms = self.resync_period_ms;
         tuning.node_monitor_grace_period_ms = self.node_monitor_grace_period_ms;
         tuning.pod_eviction_timeout_ms = self.pod_eviction_timeout_ms;
+        tuning.event_ttl_ms = self.event_ttl_ms;
     }
 
     /// Refuses a knob set no cluster could run on, with the rule it breaks (etcd's and
@@ -267,8 +279,13 @@ impl Knobs {
                 return Err(knob_error(knob, "expected more than 0"));
             }
         }
+        // A store lease's TTL is whole seconds.
+        if self.event_ttl_ms < 1_000 {
+            return Err(knob_error("event_ttl_ms", format!("expected at least 1000 ms, got {}", self.event_ttl_ms)));
+        }
         // A seed runs for minutes of simulated time: an hour bounds every duration.
-        let durations: [(&'static str, u64); 9] = [
+        let durations: [(&'static str, u64); 10] = [
+            ("event_ttl_ms", self.event_ttl_ms),
             ("store_request_timeout_ms", self.store_request_timeout_ms),
             ("compaction_interval_ms", self.compaction_interval_ms),
             ("api_request_timeout_ms", self.api_request_timeout_ms),
@@ -358,6 +375,7 @@ mod tests {
         assert!(draws.iter().any(|k| k.watch_cache_capacity == 10));
         assert!(draws.iter().any(|k| k.leader_lease_duration_ms == 4_000));
         assert!(draws.iter().any(|k| k.election_tick == 30));
+        assert!(draws.iter().any(|k| k.event_ttl_ms == 10_000));
     }
 
     #[test]

@@ -876,3 +876,71 @@ mod informer_continuity {
         assert_one_violation(&check(Invariant::InformerContinuity, &history), &["kubelet-1", "none below it"]);
     }
 }
+
+mod lease_expiry {
+    use super::*;
+    use sim::history::LessorRecord;
+
+    fn lessor(member: u64, event: LessorRecord) -> HistoryEvent {
+        HistoryEvent::Lessor { member, event }
+    }
+
+    fn promoted(now_ms: u64, leases: &[(i64, i64)]) -> LessorRecord {
+        LessorRecord::Promoted { now_ms, extend_ms: 1_000, leases: leases.to_vec() }
+    }
+
+    fn expired(lease: i64, now_ms: u64) -> LessorRecord {
+        LessorRecord::ExpiryProposed { lease, now_ms, proposal_id: 7 }
+    }
+
+    /// Member 1 grants lease 5 (10 s) as leader and expires it on time; member 2, promoted
+    /// later, expires lease 6 a full TTL after its promotion; a keep-alive pushes lease 8's
+    /// expiry back and it is expired a TTL after that.
+    #[test]
+    fn passes_when_each_lease_expires_a_ttl_after_its_last_refresh_on_the_deciding_leader() {
+        let history = h()
+            .event(lessor(1, promoted(0, &[])))
+            .event(lessor(1, LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 1_000, primary: true }))
+            .event(lessor(2, LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 1_200, primary: false }))
+            .event(lessor(1, LessorRecord::Granted { lease: 8, ttl_secs: 10, now_ms: 1_500, primary: true }))
+            .event(lessor(1, LessorRecord::Renewed { lease: 8, ttl_secs: 10, now_ms: 9_000 }))
+            .event(lessor(1, expired(5, 11_000)))
+            .event(lessor(1, expired(8, 19_000)))
+            .event(lessor(1, LessorRecord::Demoted))
+            .event(lessor(2, promoted(30_000, &[(6, 10)])))
+            .event(lessor(2, expired(6, 41_000)))
+            .build();
+        assert_passes(&check(Invariant::LeaseExpiry, &history), 3);
+    }
+
+    /// The planted bug's shape: the new leader expires a lease 10 s after the grant it
+    /// applied as a follower, only 2 s after its promotion.
+    #[test]
+    fn fires_when_a_new_leader_expires_a_lease_before_a_ttl_since_its_promotion() {
+        let history = h()
+            .event(lessor(2, LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 1_000, primary: false }))
+            .event(lessor(2, promoted(9_000, &[(5, 10)])))
+            .event(lessor(2, expired(5, 11_000)))
+            .build();
+        assert_one_violation(
+            &check(Invariant::LeaseExpiry, &history),
+            &["store-2 expired lease 5", "TTL 10 s", "2000 ms after its promotion"],
+        );
+    }
+
+    #[test]
+    fn fires_when_a_keep_alive_is_ignored_or_a_follower_expires_a_lease() {
+        let history = h()
+            .event(lessor(1, promoted(0, &[(5, 10)])))
+            .event(lessor(1, LessorRecord::Renewed { lease: 5, ttl_secs: 10, now_ms: 8_000 }))
+            .event(lessor(1, expired(5, 12_000)))
+            .build();
+        assert_one_violation(&check(Invariant::LeaseExpiry, &history), &["4000 ms after its grant or last keep-alive"]);
+        let restarted = h()
+            .event(lessor(3, promoted(0, &[(5, 10)])))
+            .event(HistoryEvent::MemberStarted { member: 3, recovered_entries: 0, torn_bytes: 0 })
+            .event(lessor(3, expired(5, 20_000)))
+            .build();
+        assert_one_violation(&check(Invariant::LeaseExpiry, &restarted), &["store-3", "while not the lease primary"]);
+    }
+}

@@ -59,12 +59,14 @@ fn three_members() -> StoreOptions {
     StoreOptions { n_members: N_MEMBERS as usize, ..StoreOptions::default() }
 }
 
-const KUBERNETES_INVARIANTS: [Invariant; 5] = [
+/// Kubernetes-level invariants, and lease expiry: only the apiserver's Events use leases.
+const KUBERNETES_INVARIANTS: [Invariant; 6] = [
     Invariant::ControllerSingleLeader,
     Invariant::WatchGuarantees,
     Invariant::PodBoundOnce,
     Invariant::Convergence,
     Invariant::InformerContinuity,
+    Invariant::LeaseExpiry,
 ];
 
 /// The backup checkers judge restores; a store-smoke run without disk-loss faults has none.

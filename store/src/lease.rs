@@ -202,6 +202,25 @@ impl LeaseTable {
     }
 }
 
+/// What a member's lessor did, on that member's clock, for the harness to check lease
+/// expiry against (`StoreObserver::lessor`). `now` is the member's wall clock (the one its
+/// lessor reads), so a checker judges expiry as etcd does: by the deciding leader's clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LessorEvent {
+    /// The member became the lease primary (etcd `Promote`), with the extension it gives
+    /// every lease, and the leases (id, TTL) it then held.
+    Promoted { now: Duration, extend: Duration, leases: Vec<(LeaseId, i64)> },
+    /// The member stopped being the primary (etcd `Demote`).
+    Demoted,
+    /// A grant was applied here; `primary` when this member then ran the expiry clock.
+    Granted { lease: LeaseId, ttl_secs: i64, now: Duration, primary: bool },
+    /// The primary acknowledged a keep-alive (etcd `Renew`).
+    Renewed { lease: LeaseId, ttl_secs: i64, now: Duration },
+    /// The primary found the lease expired and proposed its revoke as proposal
+    /// `proposal_id` (etcd `revokeExpiredLeases`).
+    ExpiryProposed { lease: LeaseId, now: Duration, proposal_id: u64 },
+}
+
 /// The lease primary's clock-driven state (etcd lessor's `primary` flag, each lease's
 /// `expiry` and the `leaseExpiredNotifier` heap). Kept only in memory, on the member that
 /// leads: etcd persists a lease's id and TTL, never its expiry.
@@ -210,12 +229,22 @@ pub struct LeaseExpiry {
     primary: bool,
     /// When each lease expires, on the primary's clock. Only set while primary.
     expiries: BTreeMap<LeaseId, Duration>,
+    /// PLANTED BUG (`StoreBugs::lease_expiry_ignores_promotion`): when each lease's grant
+    /// was applied here, on this member's clock, primary or not; `None` without the bug.
+    granted_at: Option<BTreeMap<LeaseId, Duration>>,
 }
 
 impl LeaseExpiry {
     /// A follower's: not primary, every lease held forever.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// PLANTED BUG (`StoreBugs::lease_expiry_ignores_promotion`): a lessor that, on
+    /// promotion, counts each lease's TTL from when this member applied its grant instead
+    /// of refreshing it (see [`Self::promote`]).
+    pub fn with_planted_bug_ignores_promotion() -> Self {
+        Self { granted_at: Some(BTreeMap::new()), ..Self::default() }
     }
 
     pub fn is_primary(&self) -> bool {
@@ -232,7 +261,17 @@ impl LeaseExpiry {
     /// of [`Self::take_expired`] bounds the same burst.
     pub fn promote(&mut self, table: &LeaseTable, now: Duration, extend: Duration) {
         self.primary = true;
-        self.expiries = table.iter().map(|lease| (lease.id, now + extend + ttl(lease.ttl_secs))).collect();
+        self.expiries = table
+            .iter()
+            .map(|lease| match self.granted_at.as_ref().and_then(|at| at.get(&lease.id)) {
+                // PLANTED BUG: the TTL runs from the grant as this member applied it, as
+                // if a follower's lessor kept time; a lease granted under the previous
+                // leader may expire right after the election, before its TTL has run on
+                // the new leader's clock.
+                Some(granted) => (lease.id, *granted + ttl(lease.ttl_secs)),
+                None => (lease.id, now + extend + ttl(lease.ttl_secs)),
+            })
+            .collect();
     }
 
     /// etcd `lessor.Demote`: the member stopped leading; every lease is held forever
@@ -245,6 +284,9 @@ impl LeaseExpiry {
     /// A grant was applied (etcd `lessor.Grant`): on the primary the lease expires one TTL
     /// from now (`refresh(0)`); elsewhere it is held forever.
     pub fn granted(&mut self, lease: &Lease, now: Duration) {
+        if let Some(granted_at) = &mut self.granted_at {
+            granted_at.insert(lease.id, now);
+        }
         if self.primary {
             self.expiries.insert(lease.id, now + ttl(lease.ttl_secs));
         }
@@ -253,6 +295,9 @@ impl LeaseExpiry {
     /// A revoke was applied: the lease has no expiry any more.
     pub fn revoked(&mut self, id: LeaseId) {
         self.expiries.remove(&id);
+        if let Some(granted_at) = &mut self.granted_at {
+            granted_at.remove(&id);
+        }
     }
 
     /// etcd `lessor.Renew` (`LeaseKeepAlive`, served by the leader only, not through

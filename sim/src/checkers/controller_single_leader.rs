@@ -14,7 +14,10 @@
 //! Evidence: each acknowledged API write (`ApiInvoked` + `ApiReturned` Ok, whose
 //! resourceVersion is the commit revision) by a node that ever acquired the component's
 //! lease. The lease writes themselves are the election (arbitrated by the lease's own
-//! compare-and-swap) and are left out. Writes whose answer was lost are not attributable
+//! compare-and-swap) and are left out, and so are Events: they report what happened rather
+//! than change cluster state, and client-go's event broadcaster belongs to the process,
+//! not to a term, so a deposed leader's queued Events may land after its successor took
+//! over. Writes whose answer was lost are not attributable
 //! to a node and are not examined. Kubelets are not leader-elected and are skipped.
 //!
 //! Cost: O(n log n) (epochs sorted by lease revision, a binary search per write).
@@ -58,7 +61,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         let Some(component) = component_of.get(write.client) else {
             continue;
         };
-        if write.resource == Resource::Leases {
+        if matches!(write.resource, Resource::Leases | Resource::Events) {
             continue;
         }
         n_writes += 1;

@@ -14,6 +14,7 @@ mod controller_single_leader;
 mod durability;
 mod epochs;
 mod informer_continuity;
+mod lease_expiry;
 mod linearizability;
 mod pod_bound_once;
 mod raft_election_safety;
@@ -112,10 +113,16 @@ pub enum Invariant {
     /// client-go's reflector does: after 410 Gone an informer relists rather than resuming
     /// elsewhere, or its cache silently misses what changed in between.
     InformerContinuity,
+    /// The store expires a lease only on its leader, and only once the lease's TTL has run
+    /// on that leader's clock since its promotion, the grant or the last keep-alive it
+    /// acknowledged (etcd `lessor.go`: `Promote` refreshes every lease, `Renew` and `Grant`
+    /// start a TTL, `revokeExpiredLeases` runs on the primary only). Kubernetes relies on
+    /// it for Events (`--event-ttl`): an early expiry deletes objects clients still read.
+    LeaseExpiry,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 13] = [
+    pub const ALL: [Invariant; 14] = [
         Invariant::StoreSingleWriter,
         Invariant::RaftElectionSafety,
         Invariant::RaftStateMachineSafety,
@@ -125,6 +132,7 @@ impl Invariant {
         Invariant::WatchGuarantees,
         Invariant::PodBoundOnce,
         Invariant::Convergence,
+        Invariant::LeaseExpiry,
         Invariant::BackupRestoreEquality,
         Invariant::RevisionsNeverGoBackwards,
         Invariant::RestoreDurability,
@@ -146,6 +154,7 @@ impl Invariant {
             Invariant::RevisionsNeverGoBackwards => "revisions-never-go-backwards",
             Invariant::RestoreDurability => "restore-durability",
             Invariant::InformerContinuity => "informer-continuity",
+            Invariant::LeaseExpiry => "lease-expiry",
         }
     }
 }
@@ -266,7 +275,7 @@ pub struct CheckInput<'a> {
 /// end state given to the last epoch only; the backup checkers read the whole history.
 pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
     type Checker = fn(&CheckInput) -> Verdict;
-    const PER_EPOCH: [Checker; 9] = [
+    const PER_EPOCH: [Checker; 10] = [
         store_single_writer::check,
         raft_election_safety::check,
         raft_state_machine_safety::check,
@@ -276,6 +285,7 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
         watch_guarantees::check,
         pod_bound_once::check,
         replica_count::check,
+        lease_expiry::check,
     ];
     let epochs = epochs::split(input.history);
     let last = epochs.len() - 1;

@@ -17,7 +17,7 @@ use crate::api::{
     MutationResponse, Principal, RangeRequest, RangeResponse, Revision, StoreError,
 };
 use crate::backup::Backup;
-use crate::lease::{LeaseError, LeaseExpiry, LeaseId, LEASE_REVOKE_RATE};
+use crate::lease::{LeaseError, LeaseExpiry, LeaseId, LessorEvent, LEASE_REVOKE_RATE};
 use crate::mvcc::Mvcc;
 use crate::raft::{
     ConfChange, ConfChangeEntry, Entry, EntryKind, Message, MessageBody, ProposeError, Raft, ReadState, Role,
@@ -191,6 +191,11 @@ impl<D: Disk> MemberCore<D> {
     ) -> Self {
         *removed.lock().expect("removed lock") = machine.removed;
         let request_ids = request_id_base(config.id);
+        let lease_expiry = if config.planted_bugs.lease_expiry_ignores_promotion {
+            LeaseExpiry::with_planted_bug_ignores_promotion()
+        } else {
+            LeaseExpiry::new()
+        };
         Self {
             id: config.id,
             config,
@@ -211,7 +216,7 @@ impl<D: Disk> MemberCore<D> {
             observer,
             failed: None,
             halted: false,
-            lease_expiry: LeaseExpiry::new(),
+            lease_expiry,
             next_lease_check: Duration::ZERO,
         }
     }
@@ -242,7 +247,17 @@ impl<D: Disk> MemberCore<D> {
             // Nobody waits for the answer: the revoke's effect is the keys' deletion.
             let (reply, _answer) = oneshot::channel();
             let principal = Principal::apiserver(LESSOR_PRINCIPAL);
-            self.propose(principal, source, Mutation::LeaseRevoke(LeaseRevokeRequest { id }), reply);
+            let proposal_id = self.propose(principal, source, Mutation::LeaseRevoke(LeaseRevokeRequest { id }), reply);
+            if let Some(proposal_id) = proposal_id {
+                coverage::reached!("store.lease.expired");
+                self.observe_lessor(LessorEvent::ExpiryProposed { lease: id, now, proposal_id });
+            }
+        }
+    }
+
+    fn observe_lessor(&self, event: LessorEvent) {
+        if let Some(o) = &self.observer {
+            o.lessor(self.id, &event);
         }
     }
 
@@ -254,7 +269,10 @@ impl<D: Disk> MemberCore<D> {
         self.is_leader()?;
         let now = self.lease_now();
         let ttl_secs = match self.lease_expiry.renew(self.mvcc.leases(), id, now) {
-            Ok(ttl) => ttl,
+            Ok(ttl) => {
+                self.observe_lessor(LessorEvent::Renewed { lease: id, ttl_secs: ttl, now });
+                ttl
+            }
             Err(LeaseError::NotFound { .. }) => 0,
             Err(e) => return Err(e.into()),
         };
@@ -428,11 +446,18 @@ impl<D: Disk> MemberCore<D> {
     }
 
     /// Proposes a mutation; `reply` is answered when it is applied (or dropped if this
-    /// member loses track of it, which the caller reports as an unknown outcome).
-    pub fn propose(&mut self, principal: Principal, source: SocketAddr, mutation: Mutation, reply: MutationReply) {
+    /// member loses track of it, which the caller reports as an unknown outcome). Returns
+    /// the proposal's id when Raft took it.
+    pub fn propose(
+        &mut self,
+        principal: Principal,
+        source: SocketAddr,
+        mutation: Mutation,
+        reply: MutationReply,
+    ) -> Option<u64> {
         if let Err(e) = self.check_available().and_then(|_| Mvcc::validate(&mutation)) {
             let _ = reply.send(Err(e));
-            return;
+            return None;
         }
         self.next_proposal_seq += 1;
         let proposal = Proposal { id: self.next_proposal_seq, principal, source: source.to_string(), mutation };
@@ -440,13 +465,16 @@ impl<D: Disk> MemberCore<D> {
         match self.raft.propose(data) {
             Ok(_index) => {
                 self.pending_mutations.insert(proposal.id, reply);
+                Some(proposal.id)
             }
             Err(ProposeError::NotLeader { leader_hint }) => {
                 let _ = reply.send(Err(StoreError::NotLeader { leader_hint }));
+                None
             }
             #[allow(unreachable_patterns)]
             Err(e) => {
                 let _ = reply.send(Err(StoreError::Unavailable { reason: e.to_string() }));
+                None
             }
         }
     }
@@ -704,8 +732,11 @@ impl<D: Disk> MemberCore<D> {
             let now = self.lease_now();
             self.lease_expiry.promote(self.mvcc.leases(), now, extend);
             self.next_lease_check = now;
+            let leases = self.mvcc.leases().iter().map(|l| (l.id, l.ttl_secs)).collect();
+            self.observe_lessor(LessorEvent::Promoted { now, extend, leases });
         } else if !leads && self.lease_expiry.is_primary() {
             self.lease_expiry.demote();
+            self.observe_lessor(LessorEvent::Demoted);
         }
         if soft.role != Role::Leader {
             // Reads waiting for this member's leadership confirmation will not get it.
@@ -764,6 +795,12 @@ impl<D: Disk> MemberCore<D> {
                         let now = self.lease_now();
                         if let Some(lease) = self.mvcc.leases().lookup(granted.id) {
                             self.lease_expiry.granted(lease, now);
+                            self.observe_lessor(LessorEvent::Granted {
+                                lease: lease.id,
+                                ttl_secs: lease.ttl_secs,
+                                now,
+                                primary: self.lease_expiry.is_primary(),
+                            });
                         }
                     }
                     (Mutation::LeaseRevoke(revoke), _) => self.lease_expiry.revoked(revoke.id),

@@ -30,7 +30,7 @@ use crate::raft::{self, ConfChange, Message, RaftBugs, Role};
 use crate::rpc::{StoreOp, StoreReply, StoreRequest, RAFT_TAG};
 use crate::wal::{Disk, WalError};
 
-pub use self::core::{AppliedEntry, MemberCore, Proposal};
+pub use self::core::{AppliedEntry, MemberCore, Proposal, LESSOR_PRINCIPAL};
 pub use self::failpoint::{Failpoint, Failpoints, OnReached};
 
 /// Planted defects in the member's driver. Each is off by default, documented here with
@@ -81,6 +81,18 @@ pub struct StoreBugs {
     /// when the apiserver compacts within a run (the `compaction_interval_ms` knob's short
     /// values).
     pub compaction_drops_kept_version: bool,
+    /// A new leader's lessor does not refresh the leases on promotion: it counts each
+    /// lease's TTL from when it applied the lease's grant as a follower, as if followers
+    /// kept lease time. etcd's `lessor.Promote` refreshes every lease to its full TTL (plus
+    /// an election timeout) on the new leader's clock, because a follower's view of when a
+    /// lease was last renewed is not the leader's (keep-alives go to the leader only, not
+    /// through Raft); without it a lease kept alive on the old leader, or granted just
+    /// before a leader change, expires early after the election (etcd-io/etcd#9496 and
+    /// the lease checkpointing that followed are about the remaining TTL across leader
+    /// changes). Caught by the lease-expiry invariant (a lease revoked before its TTL ran
+    /// on the deciding leader's clock since its promotion). Reached when Events expire
+    /// within a run (the `event_ttl_ms` knob's short values) across a leader change.
+    pub lease_expiry_ignores_promotion: bool,
 }
 
 /// How a member with an empty disk joins (etcd `--initial-cluster-state`).
@@ -210,6 +222,9 @@ pub trait StoreObserver: Send + Sync {
     fn membership_changed(&self, _member: MemberId, _index: u64, _voters: &[MemberId]) {}
     /// The member refused to start (a startup error), with the reason.
     fn refused_to_start(&self, _member: MemberId, _reason: &str) {}
+    /// The member's lessor promoted, demoted, applied a grant, renewed or expired a lease
+    /// (what the lease-expiry invariant is judged on).
+    fn lessor(&self, _member: MemberId, _event: &crate::lease::LessorEvent) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -495,7 +510,7 @@ async fn handle<D: Disk>(
     match op {
         StoreOp::Mutate(mutation) => {
             let (tx, rx) = oneshot::channel();
-            core.lock().expect("member core lock").propose(principal, from, mutation, tx);
+            let _proposal_id = core.lock().expect("member core lock").propose(principal, from, mutation, tx);
             shared.wake.wake();
             match simtime::timeout(request_timeout, rx).await {
                 Ok(Ok(result)) => result.map(StoreReply::Mutate),

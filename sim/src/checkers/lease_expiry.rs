@@ -1,0 +1,115 @@
+//! [`Invariant::LeaseExpiry`]: the store expires a lease only as etcd's lessor may: the
+//! member that proposes the revoke is the lease primary (the leader, promoted and not
+//! demoted since), and on its own clock at least the lease's TTL has passed since the
+//! latest of
+//! - its promotion (etcd `lessor.Promote` refreshes every lease to its full TTL, plus an
+//!   election timeout, on the new leader's clock: a leader change never expires a lease
+//!   early),
+//! - its applying the lease's grant as primary (`lessor.Grant`: one TTL from then),
+//! - the last keep-alive it acknowledged (`lessor.Renew`).
+//!
+//! The clock is the deciding member's, as etcd's is: a leader whose clock jumps forward
+//! expires leases early in real time, which etcd documents (leases depend on the leader's
+//! clock rate) and this invariant allows. The election-timeout extension is slack the
+//! invariant does not demand.
+//!
+//! Evidence: the lessor's own records (`HistoryEvent::Lessor`), per member, reset when the
+//! member restarts (a restarted member's lessor starts demoted). Judged per cluster epoch
+//! (a restore starts a new cluster, whose leader promotes the restored leases).
+//!
+//! Cost: O(n log n) in lessor records.
+
+use std::collections::BTreeMap;
+
+use store::api::MemberId;
+
+use super::{CheckInput, Invariant, Verdict, Violations};
+use crate::history::{HistoryEvent, LessorRecord};
+
+/// One member's lessor as its records show it.
+#[derive(Default)]
+struct Lessor {
+    /// The promotion's clock reading while primary.
+    promoted_ms: Option<u64>,
+    /// Per lease, the latest grant applied as primary or keep-alive acknowledged.
+    refreshed_ms: BTreeMap<i64, u64>,
+}
+
+pub(super) fn check(input: &CheckInput) -> Verdict {
+    let mut violations = Violations::new(Invariant::LeaseExpiry);
+    let mut lessors: BTreeMap<MemberId, Lessor> = BTreeMap::new();
+    let mut ttl_secs: BTreeMap<i64, i64> = BTreeMap::new();
+    let (mut n_expiries, mut n_grants, mut n_promotions) = (0usize, 0usize, 0usize);
+    for (at_ns, event) in input.history.events() {
+        let (member, record) = match event {
+            HistoryEvent::MemberStarted { member, .. } => {
+                lessors.remove(member);
+                continue;
+            }
+            HistoryEvent::Lessor { member, event } => (*member, event),
+            _ => continue,
+        };
+        let lessor = lessors.entry(member).or_default();
+        match record {
+            LessorRecord::Promoted { now_ms, leases, .. } => {
+                n_promotions += 1;
+                lessor.promoted_ms = Some(*now_ms);
+                lessor.refreshed_ms.clear();
+                ttl_secs.extend(leases.iter().copied());
+            }
+            LessorRecord::Demoted => *lessor = Lessor::default(),
+            LessorRecord::Granted { lease, ttl_secs: ttl, now_ms, primary } => {
+                n_grants += 1;
+                ttl_secs.insert(*lease, *ttl);
+                if *primary {
+                    lessor.refreshed_ms.insert(*lease, *now_ms);
+                }
+            }
+            LessorRecord::Renewed { lease, ttl_secs: ttl, now_ms } => {
+                ttl_secs.insert(*lease, *ttl);
+                lessor.refreshed_ms.insert(*lease, *now_ms);
+            }
+            LessorRecord::ExpiryProposed { lease, now_ms, proposal_id } => {
+                n_expiries += 1;
+                let Some(promoted_ms) = lessor.promoted_ms else {
+                    violations.push(
+                        Some(at_ns),
+                        format!(
+                            "store-{member} proposed the revoke of expired lease {lease:x} (proposal \
+                             {proposal_id}) while not the lease primary: only the leader's lessor expires leases"
+                        ),
+                    );
+                    continue;
+                };
+                let Some(ttl) = ttl_secs.get(lease).copied() else {
+                    violations.push(
+                        Some(at_ns),
+                        format!(
+                            "store-{member} expired lease {lease:x}, which it never granted nor held when promoted"
+                        ),
+                    );
+                    continue;
+                };
+                let (since_ms, since) = match lessor.refreshed_ms.get(lease) {
+                    Some(&refreshed) if refreshed > promoted_ms => (refreshed, "its grant or last keep-alive"),
+                    _ => (promoted_ms, "its promotion to leader"),
+                };
+                let ttl_ms = u64::try_from(ttl).unwrap_or(0).saturating_mul(1000);
+                if *now_ms < since_ms.saturating_add(ttl_ms) {
+                    violations.push(
+                        Some(at_ns),
+                        format!(
+                            "store-{member} expired lease {lease:x} (TTL {ttl} s) at {now_ms} ms on its clock, \
+                             {} ms after {since} at {since_ms} ms: before the TTL ran on the deciding leader's clock",
+                            now_ms.saturating_sub(since_ms)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    violations.into_verdict(
+        n_expiries,
+        format!("{n_expiries} lease expiries against {n_grants} grants applied and {n_promotions} lessor promotions"),
+    )
+}
