@@ -44,7 +44,16 @@ pub struct SeedResult {
     /// The coverage points the seed reached, with how many times each.
     #[serde(default)]
     pub coverage: BTreeMap<String, u64>,
+    /// The kubesim that ran the seed: its version and the git commit it was built from
+    /// ([`BUILD`]), so that a seed is replayed where it was found; `merge` refuses to mix
+    /// commits unless told to.
+    #[serde(default)]
+    pub built_from: String,
 }
+
+/// `VERSION+COMMIT` of this build: the crate version and the git commit the binary was
+/// built from (`unknown` outside a git checkout; `-dirty` with uncommitted changes).
+pub const BUILD: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("KUBESIM_GIT_COMMIT"));
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ViolationLine {
@@ -53,6 +62,25 @@ pub struct ViolationLine {
 }
 
 impl SeedResult {
+    /// A record of `seed` with nothing in it yet (for tests and tools that build records).
+    pub fn empty(seed: u64) -> Self {
+        Self {
+            seed,
+            scenario: String::new(),
+            verdict: "pass".into(),
+            violations: Vec::new(),
+            faults: Vec::new(),
+            trace_hash: String::new(),
+            simulated_secs: 0.0,
+            wall_ms: 0,
+            messages_delivered: 0,
+            stats: BTreeMap::new(),
+            repro: String::new(),
+            coverage: BTreeMap::new(),
+            built_from: BUILD.to_string(),
+        }
+    }
+
     pub fn passed(&self) -> bool {
         self.verdict == "pass" || self.verdict == "total-loss"
     }
@@ -73,6 +101,7 @@ impl SeedResult {
             stats: report.stats.clone(),
             repro,
             coverage: report.coverage.clone(),
+            built_from: BUILD.to_string(),
         }
     }
 
@@ -97,6 +126,7 @@ impl SeedResult {
             stats: BTreeMap::new(),
             repro,
             coverage: BTreeMap::new(),
+            built_from: BUILD.to_string(),
         }
     }
 }
@@ -214,6 +244,22 @@ impl CampaignSummary {
         groups
     }
 
+    /// Failing seeds grouped by failure signature ([`crate::signature`]), seeds ascending
+    /// in each group (a seed may appear under several, one per violated invariant).
+    pub fn by_signature(&self) -> BTreeMap<crate::signature::Signature, Vec<&SeedResult>> {
+        let mut groups: BTreeMap<crate::signature::Signature, Vec<&SeedResult>> = BTreeMap::new();
+        for r in self.results.iter().filter(|r| !r.passed()) {
+            for signature in crate::signature::of_result(r) {
+                groups.entry(signature).or_default().push(r);
+            }
+        }
+        for seeds in groups.values_mut() {
+            seeds.sort_by_key(|r| r.seed);
+            seeds.dedup_by_key(|r| r.seed);
+        }
+        groups
+    }
+
     /// For every declared coverage point, how many seeds reached it (points no longer
     /// declared, from an older results file, are kept under their name).
     pub fn coverage_seeds(&self) -> BTreeMap<String, u64> {
@@ -327,6 +373,22 @@ impl CampaignSummary {
             }
             if seeds.len() > 10 {
                 out.push_str(&format!("  ... and {} more\n", seeds.len() - 10));
+            }
+        }
+        let signatures = self.by_signature();
+        if !signatures.is_empty() {
+            out.push_str(&format!("failure signatures ({}):\n", signatures.len()));
+            let mut ordered: Vec<_> = signatures.iter().collect();
+            ordered.sort_by_key(|(signature, seeds)| (Reverse(seeds.len()), seeds[0].seed, signature.id()));
+            for (signature, seeds) in ordered {
+                out.push_str(&format!(
+                    "  [{}] {}: {} seed(s), smallest {}\n    {}\n",
+                    signature.id(),
+                    abbreviate(&signature.describe(), MAX_MESSAGE_CHARS),
+                    seeds.len(),
+                    seeds[0].seed,
+                    seeds[0].repro
+                ));
             }
         }
         out
@@ -464,6 +526,7 @@ mod tests {
             stats,
             repro: format!("kubesim run --seed {seed}"),
             coverage: BTreeMap::new(),
+            built_from: BUILD.to_string(),
         }
     }
 

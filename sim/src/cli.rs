@@ -100,6 +100,14 @@ pub enum Command {
         /// Let --save replace an existing file.
         #[arg(long, requires = "save")]
         force: bool,
+        /// Write the seed's whole history here as JSON lines (schema `kubesim.history`
+        /// version 1: a header line, then one record per line; see `sim::export`).
+        #[arg(long, conflicts_with = "print_plan")]
+        history: Option<PathBuf>,
+        /// Write the store clients' operations here as a Jepsen EDN history for Elle's
+        /// rw-register model (store-smoke's workload; see `sim::export`).
+        #[arg(long, conflicts_with = "print_plan")]
+        history_edn: Option<PathBuf>,
     },
     /// Run a range of seeds across worker threads.
     Campaign {
@@ -124,6 +132,10 @@ pub enum Command {
         /// `seed % N == K` (0 <= K < N). `kubesim merge` joins the shards' --out files.
         #[arg(long)]
         shard: Option<crate::merge::Shard>,
+        /// Write the campaign as JUnit XML here when it ends: a test case per failure
+        /// signature and one for the passing seeds (GitHub, GitLab and Jenkins render it).
+        #[arg(long)]
+        junit: Option<PathBuf>,
     },
     /// Minimize a failing seed's fault plan, replaying the same seed, keeping only
     /// candidates that still violate the same invariant.
@@ -171,6 +183,14 @@ pub enum Command {
         /// or `disk-loss`, see the `coverage` crate's registry) was reached by no seed.
         #[arg(long, value_name = "MENU")]
         require_coverage: Option<String>,
+        /// Write the merged campaign as JUnit XML here: a test case per failure signature
+        /// and one for the passing seeds.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Merge results of different kubesim builds (commits); refused by default, since a
+        /// seed replays only at the commit that ran it.
+        #[arg(long)]
+        allow_mixed_builds: bool,
     },
     /// Replay the regression corpus: every case must give its expected verdict.
     Corpus {
@@ -397,13 +417,19 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
             }
             run_case_command(&case, trace)
         }
-        Command::Run { seed, case: None, flags, trace, print_plan, save, force } => {
+        Command::Run { seed, case: None, flags, trace, print_plan, save, force, history, history_edn } => {
             let seed = seed.ok_or_else(|| BadInput("--seed or --case is required".into()))?;
             let save = save.map(|path| crate::cli_regress::Destination::case(path, force)).transpose()?;
-            run_command(seed, &flags, trace, print_plan, save.as_ref())
+            for (flag, path) in [("--history", &history), ("--history-edn", &history_edn)] {
+                if let Some(path) = path {
+                    crate::cli_regress::check_writable(path, flag)?;
+                }
+            }
+            let exports = HistoryExports { jsonl: history, edn: history_edn };
+            run_command(seed, &flags, trace, print_plan, save.as_ref(), &exports)
         }
-        Command::Campaign { seeds, jobs, flags, out, seed_timeout_secs, shard } => {
-            campaign_command(&seeds, jobs, &flags, out, seed_timeout_secs, shard)
+        Command::Campaign { seeds, jobs, flags, out, seed_timeout_secs, shard, junit } => {
+            campaign_command(&seeds, jobs, &flags, CampaignOutputs { out, junit }, seed_timeout_secs, shard)
         }
         Command::Shrink { seed, flags, invariant, max_runs, out, save, force, seed_timeout_secs } => {
             let request = crate::cli_regress::ShrinkRequest {
@@ -417,8 +443,15 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
             };
             crate::cli_regress::shrink_command(&request)
         }
-        Command::Merge { files, seeds, out, require_coverage } => {
-            crate::cli_regress::merge_command(&files, seeds.as_deref(), out, require_coverage.as_deref())
+        Command::Merge { files, seeds, out, require_coverage, junit, allow_mixed_builds } => {
+            let request = crate::cli_regress::MergeRequest {
+                seeds: seeds.as_deref(),
+                out,
+                require_coverage: require_coverage.as_deref(),
+                junit,
+                allow_mixed_builds,
+            };
+            crate::cli_regress::merge_command(&files, request)
         }
         Command::Corpus { path, seed_timeout_secs } => {
             crate::cli_regress::corpus_command(path.as_deref(), seed_timeout(seed_timeout_secs)?)
@@ -442,12 +475,20 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
     }
 }
 
+/// Where `kubesim run` writes the seed's history, if asked.
+#[derive(Default)]
+struct HistoryExports {
+    jsonl: Option<PathBuf>,
+    edn: Option<PathBuf>,
+}
+
 fn run_command(
     seed: u64,
     flags: &SeedFlags,
     trace: bool,
     print_plan: bool,
     save: Option<&crate::cli_regress::Destination>,
+    exports: &HistoryExports,
 ) -> Result<u8, CliError> {
     let options = flags.to_options(seed)?;
     if print_plan {
@@ -458,7 +499,7 @@ fn run_command(
         return Ok(EXIT_PASS);
     }
     let command = format!("kubesim run --seed {seed}{}", flags.repro_flags());
-    let (code, report) = run_and_print(&options, &command, trace);
+    let (code, report) = run_and_print(&options, &command, trace, exports)?;
     if let Some(destination) = save {
         let violated: Vec<&str> = report.failures().map(|c| c.name.as_str()).collect();
         let bug_invariant = flags.bugs.iter().map(|bug| bug.caught_by()).find(|name| violated.contains(name));
@@ -479,7 +520,7 @@ fn run_case_command(path: &std::path::Path, trace: bool) -> Result<u8, CliError>
     let case = crate::corpus::load_case(path).map_err(|e| BadInput(e.to_string()))?;
     let command = crate::corpus::Case::repro(path);
     out(&format!("case {}: {} (expect {})", case.case.name, case.case.description, case.expect));
-    let (_, report) = run_and_print(&case.options, &command, trace);
+    let (_, report) = run_and_print(&case.options, &command, trace, &HistoryExports::default())?;
     let violated: BTreeSet<String> = report.failures().map(|c| c.name.clone()).collect();
     let held = case.expect.holds(&violated);
     let got = if violated.is_empty() {
@@ -501,7 +542,12 @@ fn run_case_command(path: &std::path::Path, trace: bool) -> Result<u8, CliError>
 
 /// Runs one seed, prints its report (the command first, the repro command on failure) and
 /// returns the exit code.
-fn run_and_print(options: &RunOptions, command: &str, trace: bool) -> (u8, crate::report::RunReport) {
+fn run_and_print(
+    options: &RunOptions,
+    command: &str,
+    trace: bool,
+    exports: &HistoryExports,
+) -> Result<(u8, crate::report::RunReport), CliError> {
     if trace {
         init_tracing();
     }
@@ -510,7 +556,12 @@ fn run_and_print(options: &RunOptions, command: &str, trace: bool) -> (u8, crate
     let picked_by = if options.seed_picks_knobs { "picked by the seed" } else { "set by the case" };
     out(&format!("store: {} members; knobs ({picked_by}): {}", store.n_members, options.knobs()));
     let wall = Instant::now();
-    let report = run_seed(options);
+    let (report, history) = if exports.jsonl.is_some() || exports.edn.is_some() {
+        let (report, history) = crate::runner::run_seed_with_history(options);
+        (report, Some(history))
+    } else {
+        (run_seed(options), None)
+    };
     let wall_secs = wall.elapsed().as_secs_f64();
     out(run_summary(command, &report).trim_end());
     // The only wall-clock figure, kept out of `run_summary` so that it stays a pure
@@ -520,7 +571,20 @@ fn run_and_print(options: &RunOptions, command: &str, trace: bool) -> (u8, crate
         wall_secs,
         report.simulated_secs / wall_secs.max(1e-9)
     ));
-    (if report.passed() { EXIT_PASS } else { EXIT_VIOLATION }, report)
+    if let Some(history) = &history {
+        if let Some(path) = &exports.jsonl {
+            crate::cli_regress::write_file(
+                path,
+                &crate::export::history_jsonl(history, options.seed, &report.scenario),
+            )?;
+            out(&format!("history: {} ({} records)", path.display(), history.records.len()));
+        }
+        if let Some(path) = &exports.edn {
+            crate::cli_regress::write_file(path, &crate::export::store_ops_edn(history))?;
+            out(&format!("store operations (Jepsen EDN): {}", path.display()));
+        }
+    }
+    Ok((if report.passed() { EXIT_PASS } else { EXIT_VIOLATION }, report))
 }
 
 /// What `kubesim run` prints after its command line, wall time aside: the report and, on a
@@ -533,14 +597,26 @@ pub fn run_summary(command: &str, report: &crate::report::RunReport) -> String {
     text
 }
 
+/// Where a campaign writes besides its summary.
+struct CampaignOutputs {
+    /// One JSON line per seed.
+    out: Option<PathBuf>,
+    /// JUnit XML, written at the end.
+    junit: Option<PathBuf>,
+}
+
 fn campaign_command(
     seeds: &str,
     jobs: Option<usize>,
     flags: &SeedFlags,
-    out_path: Option<PathBuf>,
+    outputs: CampaignOutputs,
     seed_timeout_secs: u64,
     shard: Option<crate::merge::Shard>,
 ) -> Result<u8, CliError> {
+    let CampaignOutputs { out: out_path, junit } = outputs;
+    if let Some(path) = &junit {
+        crate::cli_regress::check_writable(path, "--junit")?;
+    }
     let seeds = parse_seed_range(seeds)?;
     let shard_flag = shard.map_or(String::new(), |shard| format!(" --shard {shard}"));
     let shard = shard.unwrap_or(crate::merge::Shard::WHOLE);
@@ -598,6 +674,16 @@ fn campaign_command(
     out(summary.render().trim_end());
     if let Some(path) = out_path {
         out(&format!("results: {}", path.display()));
+    }
+    if let Some(path) = junit {
+        let suite = format!(
+            "kubesim campaign --seeds {}..{}{shard_flag}{}",
+            options.seeds.start,
+            options.seeds.end,
+            flags.repro_flags()
+        );
+        crate::cli_regress::write_file(&path, &crate::junit::render(&summary, &suite))?;
+        out(&format!("junit: {}", path.display()));
     }
     Ok(if summary.n_failed() == 0 { EXIT_PASS } else { EXIT_VIOLATION })
 }

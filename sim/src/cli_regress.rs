@@ -61,7 +61,7 @@ fn case_name(path: &Path) -> Result<&str, BadInput> {
 
 /// Whether `path` can be written, without changing an existing file: its directory exists,
 /// it is not a directory, and opening it (or creating and removing it) works.
-fn check_writable(path: &Path, flag: &str) -> Result<(), BadInput> {
+pub(crate) fn check_writable(path: &Path, flag: &str) -> Result<(), BadInput> {
     let bad = |reason: String| BadInput(format!("{flag} {}: {reason}", path.display()));
     if path.is_dir() {
         return Err(bad("is a directory".into()));
@@ -260,7 +260,7 @@ pub fn save_new_case(
 /// Writes `text` to `path` whole or not at all: into a temporary file beside it, then
 /// renamed over it, so that a full disk leaves no half-written plan or case behind. Failing
 /// here, after the run, is an operational error (exit 3).
-fn write_file(path: &Path, text: &str) -> Result<(), CliError> {
+pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), CliError> {
     let file_name = path.file_name().map_or_else(|| "out".into(), |name| name.to_string_lossy().into_owned());
     let temporary = path.with_file_name(format!(".{file_name}.kubesim-tmp"));
     let written = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path));
@@ -270,12 +270,18 @@ fn write_file(path: &Path, text: &str) -> Result<(), CliError> {
     })
 }
 
-pub fn merge_command(
-    files: &[PathBuf],
-    seeds: Option<&str>,
-    out_path: Option<PathBuf>,
-    require_coverage: Option<&str>,
-) -> Result<u8, CliError> {
+/// `kubesim merge`'s options besides the files.
+#[derive(Debug, Default)]
+pub struct MergeRequest<'a> {
+    pub seeds: Option<&'a str>,
+    pub out: Option<PathBuf>,
+    pub require_coverage: Option<&'a str>,
+    pub junit: Option<PathBuf>,
+    pub allow_mixed_builds: bool,
+}
+
+pub fn merge_command(files: &[PathBuf], request: MergeRequest<'_>) -> Result<u8, CliError> {
+    let MergeRequest { seeds, out: out_path, require_coverage, junit, allow_mixed_builds } = request;
     let expected = seeds.map(parse_seed_range).transpose()?;
     let required = require_coverage
         .map(|menu| match coverage::Required::parse(menu) {
@@ -286,7 +292,13 @@ pub fn merge_command(
     if let Some(path) = &out_path {
         check_writable(path, "--out")?;
     }
+    if let Some(path) = &junit {
+        check_writable(path, "--junit")?;
+    }
     let read = read_all_results(files).map_err(|e| BadInput(e.to_string()))?;
+    if !allow_mixed_builds {
+        crate::merge::check_one_build(&read).map_err(|e| BadInput(e.to_string()))?;
+    }
     let summary = merge(&read, expected).map_err(|e| BadInput(e.to_string()))?;
     let names: Vec<String> = files.iter().map(|f| shell_quote(&f.display().to_string())).collect();
     let seeds_flag = seeds.map_or(String::new(), |seeds| format!(" --seeds {}", shell_quote(seeds)));
@@ -301,6 +313,9 @@ pub fn merge_command(
             text.push('\n');
         }
         write_file(path, &text)?;
+    }
+    if let Some(path) = &junit {
+        write_file(path, &crate::junit::render(&summary, &format!("kubesim merge {}", names.join(" "))))?;
     }
     out("(rates below use the sum of the seeds' wall times: what one worker would have spent)");
     out(summary.render().trim_end());

@@ -124,6 +124,36 @@ pub enum MergeError {
     LineTooLong { path: String, line: usize, max: usize },
     #[error("seed {seed} ({path}) lies outside the expected range {range}")]
     OutOfRange { seed: u64, path: String, range: String },
+    #[error(
+        "the files come from different builds: {first} ran kubesim {first_build}, {second} ran {second_build}; \
+         replay seeds at the commit that found them, or pass --allow-mixed-builds"
+    )]
+    MixedBuilds { first: String, first_build: String, second: String, second_build: String },
+}
+
+/// Refuses results of different kubesim builds (`SeedResult::built_from`): a seed's
+/// record means something only at the commit that ran it. Records from before builds were
+/// stamped (empty) count as one build of their own.
+pub fn check_one_build(files: &[(String, Vec<SeedResult>)]) -> Result<(), MergeError> {
+    let mut seen: Option<(&str, &str)> = None;
+    for (file, results) in files {
+        for result in results {
+            match seen {
+                None => seen = Some((file, &result.built_from)),
+                Some((first, build)) if build != result.built_from => {
+                    let shown = |b: &str| if b.is_empty() { "an unstamped build".to_string() } else { b.to_string() };
+                    return Err(MergeError::MixedBuilds {
+                        first: first.to_string(),
+                        first_build: shown(build),
+                        second: file.clone(),
+                        second_build: shown(&result.built_from),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The longest result line read: a seed's record is a few KB (its faults, violations and

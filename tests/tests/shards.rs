@@ -110,6 +110,7 @@ fn record(seed: u64, verdict: &str, hash: &str, flags: &str) -> SeedResult {
         stats: BTreeMap::new(),
         repro: format!("kubesim run --seed {seed}{flags}"),
         coverage: BTreeMap::new(),
+        built_from: sim::campaign::BUILD.to_string(),
     }
 }
 

@@ -1,0 +1,92 @@
+//! What the `kubesim` binary writes for other tools: a campaign's JUnit XML, a seed's
+//! history (JSON lines and Jepsen EDN), and the build stamp that keeps `merge` from mixing
+//! results of different commits.
+
+use std::process::Command;
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn kubesim(args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_kubesim")).args(args).output().expect("kubesim runs");
+    Output {
+        code: output.status.code().expect("exited"),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_failing_campaign_writes_junit_with_a_case_per_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("campaign.xml");
+    let out = kubesim(&[
+        "campaign",
+        "--seeds",
+        "6..8",
+        "--bug",
+        "lease-expiry-ignores-promotion",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("failure signatures ("), "{}", out.stdout);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert!(xml.contains(r#"<testcase classname="kubesim.lease-expiry""#), "{xml}");
+    assert!(xml.contains("kubesim run --seed 6 --bug lease-expiry-ignores-promotion"), "{xml}");
+    assert!(xml.contains("passing seeds"), "{xml}");
+}
+
+#[test]
+fn a_seed_writes_its_history_as_json_lines_and_its_store_operations_as_edn() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jsonl, edn) = (dir.path().join("h.jsonl"), dir.path().join("h.edn"));
+    let out = kubesim(&[
+        "run",
+        "--seed",
+        "5",
+        "--scenario",
+        "store-smoke",
+        "--history",
+        jsonl.to_str().unwrap(),
+        "--history-edn",
+        edn.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let mut lines = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+    let header = lines.next().unwrap();
+    assert_eq!(header["schema"], "kubesim.history");
+    let trace_hash = out.stdout.lines().find_map(|l| l.strip_prefix("trace-hash: ")).unwrap();
+    assert_eq!(header["trace_hash"], trace_hash, "the file names the run's trace hash");
+    assert_eq!(header["records"].as_u64().unwrap() as usize, lines.count());
+    let edn = std::fs::read_to_string(&edn).unwrap();
+    assert!(edn.lines().count() > 10, "{edn}");
+    assert!(edn.lines().all(|l| l.starts_with("{:index ") && l.contains(":f :txn")), "{edn}");
+    assert!(edn.contains(":type :ok"), "{edn}");
+}
+
+#[test]
+fn merge_refuses_results_of_different_builds_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("a.jsonl");
+    let out = kubesim(&["campaign", "--seeds", "0..2", "--faults", "none", "--out", results.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let text = std::fs::read_to_string(&results).unwrap();
+    let mut records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(records[0]["built_from"].as_str().unwrap().contains('+'), "{:?}", records[0]["built_from"]);
+    records[1]["built_from"] = "0.0.9+0123456789ab".into();
+    let mixed = dir.path().join("mixed.jsonl");
+    let lines: Vec<String> = records.iter().map(|r| r.to_string()).collect();
+    std::fs::write(&mixed, lines.join("\n")).unwrap();
+    let refused = kubesim(&["merge", mixed.to_str().unwrap()]);
+    assert_eq!(refused.code, 2, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("different builds"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("0.0.9+0123456789ab"), "{}", refused.stderr);
+    let allowed = kubesim(&["merge", mixed.to_str().unwrap(), "--allow-mixed-builds"]);
+    assert_eq!(allowed.code, 0, "{}{}", allowed.stdout, allowed.stderr);
+}
