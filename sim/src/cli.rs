@@ -108,6 +108,10 @@ pub enum Command {
         /// rw-register model (store-smoke's workload; see `sim::export`).
         #[arg(long, conflicts_with = "print_plan")]
         history_edn: Option<PathBuf>,
+        /// Write the run as one self-contained HTML page here: swimlanes per node, faults,
+        /// operations, commits and violations over simulated time (see `sim::html`).
+        #[arg(long, conflicts_with = "print_plan")]
+        html: Option<PathBuf>,
     },
     /// Run a range of seeds across worker threads.
     Campaign {
@@ -136,6 +140,11 @@ pub enum Command {
         /// signature and one for the passing seeds (GitHub, GitLab and Jenkins render it).
         #[arg(long)]
         junit: Option<PathBuf>,
+        /// Write an HTML report (as `run --html`) of each failing seed into this existing
+        /// directory, `seed-N.html`, replaying the seed once more (at most 20 seeds, the
+        /// smallest first).
+        #[arg(long)]
+        html_dir: Option<PathBuf>,
     },
     /// Minimize a failing seed's fault plan, replaying the same seed, keeping only
     /// candidates that still violate the same invariant.
@@ -417,19 +426,19 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
             }
             run_case_command(&case, trace)
         }
-        Command::Run { seed, case: None, flags, trace, print_plan, save, force, history, history_edn } => {
+        Command::Run { seed, case: None, flags, trace, print_plan, save, force, history, history_edn, html } => {
             let seed = seed.ok_or_else(|| BadInput("--seed or --case is required".into()))?;
             let save = save.map(|path| crate::cli_regress::Destination::case(path, force)).transpose()?;
-            for (flag, path) in [("--history", &history), ("--history-edn", &history_edn)] {
+            for (flag, path) in [("--history", &history), ("--history-edn", &history_edn), ("--html", &html)] {
                 if let Some(path) = path {
                     crate::cli_regress::check_writable(path, flag)?;
                 }
             }
-            let exports = HistoryExports { jsonl: history, edn: history_edn };
+            let exports = HistoryExports { jsonl: history, edn: history_edn, html };
             run_command(seed, &flags, trace, print_plan, save.as_ref(), &exports)
         }
-        Command::Campaign { seeds, jobs, flags, out, seed_timeout_secs, shard, junit } => {
-            campaign_command(&seeds, jobs, &flags, CampaignOutputs { out, junit }, seed_timeout_secs, shard)
+        Command::Campaign { seeds, jobs, flags, out, seed_timeout_secs, shard, junit, html_dir } => {
+            campaign_command(&seeds, jobs, &flags, CampaignOutputs { out, junit, html_dir }, seed_timeout_secs, shard)
         }
         Command::Shrink { seed, flags, invariant, max_runs, out, save, force, seed_timeout_secs } => {
             let request = crate::cli_regress::ShrinkRequest {
@@ -480,6 +489,7 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
 struct HistoryExports {
     jsonl: Option<PathBuf>,
     edn: Option<PathBuf>,
+    html: Option<PathBuf>,
 }
 
 fn run_command(
@@ -556,7 +566,7 @@ fn run_and_print(
     let picked_by = if options.seed_picks_knobs { "picked by the seed" } else { "set by the case" };
     out(&format!("store: {} members; knobs ({picked_by}): {}", store.n_members, options.knobs()));
     let wall = Instant::now();
-    let (report, history) = if exports.jsonl.is_some() || exports.edn.is_some() {
+    let (report, history) = if exports.jsonl.is_some() || exports.edn.is_some() || exports.html.is_some() {
         let (report, history) = crate::runner::run_seed_with_history(options);
         (report, Some(history))
     } else {
@@ -583,6 +593,10 @@ fn run_and_print(
             crate::cli_regress::write_file(path, &crate::export::store_ops_edn(history))?;
             out(&format!("store operations (Jepsen EDN): {}", path.display()));
         }
+        if let Some(path) = &exports.html {
+            crate::cli_regress::write_file(path, &crate::html::render(&report, history))?;
+            out(&format!("html report: {}", path.display()));
+        }
     }
     Ok((if report.passed() { EXIT_PASS } else { EXIT_VIOLATION }, report))
 }
@@ -603,7 +617,12 @@ struct CampaignOutputs {
     out: Option<PathBuf>,
     /// JUnit XML, written at the end.
     junit: Option<PathBuf>,
+    /// A directory for the failing seeds' HTML reports.
+    html_dir: Option<PathBuf>,
 }
+
+/// The most failing seeds `campaign --html-dir` writes a report of.
+const MAX_HTML_REPORTS: usize = 20;
 
 fn campaign_command(
     seeds: &str,
@@ -613,9 +632,14 @@ fn campaign_command(
     seed_timeout_secs: u64,
     shard: Option<crate::merge::Shard>,
 ) -> Result<u8, CliError> {
-    let CampaignOutputs { out: out_path, junit } = outputs;
+    let CampaignOutputs { out: out_path, junit, html_dir } = outputs;
     if let Some(path) = &junit {
         crate::cli_regress::check_writable(path, "--junit")?;
+    }
+    if let Some(dir) = &html_dir {
+        if !dir.is_dir() {
+            return Err(BadInput(format!("--html-dir {}: not an existing directory", dir.display())).into());
+        }
     }
     let seeds = parse_seed_range(seeds)?;
     let shard_flag = shard.map_or(String::new(), |shard| format!(" --shard {shard}"));
@@ -674,6 +698,16 @@ fn campaign_command(
     out(summary.render().trim_end());
     if let Some(path) = out_path {
         out(&format!("results: {}", path.display()));
+    }
+    if let Some(dir) = html_dir {
+        let failing: Vec<u64> =
+            summary.results.iter().filter(|r| !r.passed()).map(|r| r.seed).take(MAX_HTML_REPORTS).collect();
+        for seed in &failing {
+            let (report, history) = crate::runner::run_seed_with_history(&options.template.for_seed(*seed));
+            let path = dir.join(format!("seed-{seed}.html"));
+            crate::cli_regress::write_file(&path, &crate::html::render(&report, &history))?;
+        }
+        out(&format!("html reports: {} failing seed(s) in {}", failing.len(), dir.display()));
     }
     if let Some(path) = junit {
         let suite = format!(

@@ -17,6 +17,7 @@ pub mod corpus;
 pub mod determinism;
 pub mod export;
 pub mod history;
+pub mod html;
 pub mod junit;
 pub mod knobs;
 pub mod merge;

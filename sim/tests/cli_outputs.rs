@@ -90,3 +90,26 @@ fn merge_refuses_results_of_different_builds_unless_told() {
     let allowed = kubesim(&["merge", mixed.to_str().unwrap(), "--allow-mixed-builds"]);
     assert_eq!(allowed.code, 0, "{}{}", allowed.stdout, allowed.stderr);
 }
+
+#[test]
+fn a_failing_seed_renders_one_self_contained_html_page_with_its_violation_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("seed.html");
+    let out =
+        kubesim(&["run", "--seed", "6", "--bug", "lease-expiry-ignores-promotion", "--html", html.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{}", &page[..200]);
+    // Self-contained: nothing fetched from anywhere.
+    for remote in ["http://", "https://", "src=", "<link"] {
+        let outside_svg_namespace = page.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+        assert!(!outside_svg_namespace.contains(remote), "the page refers to {remote}");
+    }
+    let structure = sim::html::structure(&page);
+    assert!(structure.contains("lanes: store-1, store-2, store-3, nemesis, commits"), "{structure}");
+    for kind in ["violation: ", "violation-item: ", "role: ", "api: ", "commit: ", "fault: "] {
+        assert!(structure.contains(kind), "no {kind} in {structure}");
+    }
+    assert!(page.contains("lease-expiry"), "the violation is named");
+    assert!(page.len() < 2_000_000, "{} bytes", page.len());
+}

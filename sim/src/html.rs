@@ -1,0 +1,398 @@
+//! A seed's run as one self-contained HTML page (`kubesim run --seed N --html FILE`,
+//! `kubesim campaign --html-dir DIR` for failing seeds): an SVG of swimlanes over simulated
+//! time, with no script, font or style fetched from anywhere.
+//!
+//! - One lane per node: store members (their Raft role as bands: leader, candidate,
+//!   follower; term and leader on hover; down while crashed), apiservers,
+//!   controller-managers, the scheduler, kubelets, kubectl, store clients, the operator.
+//! - Faults as bands over the lanes of the nodes they name (a crash until its restart, a
+//!   pause until its resume, a skew until its reset, others as marks), on the `nemesis` lane
+//!   too, with the nemesis's own words on hover.
+//! - Client operations as invoke→return bars coloured by outcome (ok, refused or failed,
+//!   unknown: no answer), store commits as ticks with their revision and keys, watch
+//!   answers as dots.
+//! - Each violation as a red line across every lane at its simulated time, with the
+//!   invariant and message on hover, listed again under the picture.
+//!
+//! Zoom with the mouse wheel, pan by dragging (a few lines of inline script); hover for
+//! details (SVG `<title>`). Every element carries `data-kind` so that tools and tests can
+//! count what the page shows.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::history::{ApiOutcome, History, HistoryEvent, StoreOpOutcome};
+use crate::report::RunReport;
+
+/// Width of the time axis in SVG units.
+const WIDTH: f64 = 1600.0;
+/// Left margin for lane names.
+const LABEL: f64 = 170.0;
+const LANE_HEIGHT: f64 = 22.0;
+const AXIS_HEIGHT: f64 = 26.0;
+
+/// A violation's time and words, as the report's failed checks carry them
+/// (`[12.345678s] message; [..] ...`).
+fn violations(report: &RunReport) -> Vec<(f64, String, String)> {
+    let mut found = Vec::new();
+    for check in report.failures() {
+        for part in check.detail.split("; [") {
+            let part = part.trim_start_matches('[');
+            let Some((time, message)) = part.split_once("s] ") else { continue };
+            if let Ok(secs) = time.parse::<f64>() {
+                found.push((secs, check.name.clone(), message.to_string()));
+            }
+        }
+        if !found.iter().any(|(_, name, _)| *name == check.name) {
+            found.push((report.simulated_secs, check.name.clone(), check.detail.clone()));
+        }
+    }
+    found
+}
+
+/// Escapes text for HTML and SVG content and attributes.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The node names a fault description mentions (`store-2`, `kubelet-0`, ...).
+fn nodes_named(description: &str) -> Vec<String> {
+    const PREFIXES: [&str; 5] = ["store-", "apiserver-", "controller-manager-", "scheduler-", "kubelet-"];
+    let mut nodes = Vec::new();
+    for word in description.split(|c: char| !(c.is_alphanumeric() || c == '-')) {
+        if PREFIXES
+            .iter()
+            .any(|p| word.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())))
+            && !nodes.contains(&word.to_string())
+        {
+            nodes.push(word.to_string());
+        }
+    }
+    nodes
+}
+
+/// What a fault line starts and what ends it on the same node, for bands.
+fn band_kind(description: &str) -> Option<(&'static str, bool)> {
+    let what = description.split_whitespace().skip_while(|w| w.starts_with("t=")).collect::<Vec<_>>();
+    match what.first().copied()? {
+        "crash" => Some(("down", true)),
+        "restart" => Some(("down", false)),
+        "pause" => Some(("paused", true)),
+        "resume" => Some(("paused", false)),
+        "clock-skew" => Some(("skewed", true)),
+        "reset" => Some(("skewed", false)),
+        _ => None,
+    }
+}
+
+struct Page {
+    svg: String,
+    lanes: Vec<String>,
+    end_secs: f64,
+}
+
+impl Page {
+    fn x(&self, secs: f64) -> f64 {
+        LABEL + (secs / self.end_secs.max(1e-9)) * WIDTH
+    }
+
+    fn lane_y(&mut self, lane: &str) -> f64 {
+        let index = match self.lanes.iter().position(|l| l == lane) {
+            Some(index) => index,
+            None => {
+                self.lanes.push(lane.to_string());
+                self.lanes.len() - 1
+            }
+        };
+        AXIS_HEIGHT + index as f64 * LANE_HEIGHT
+    }
+
+    fn rect(&mut self, lane: &str, kind: &str, from: f64, to: f64, fill: &str, title: &str) {
+        let y = self.lane_y(lane);
+        let (x0, x1) = (self.x(from), self.x(to.max(from)));
+        let _ = write!(
+            self.svg,
+            r#"<rect data-kind="{kind}" x="{x0:.2}" y="{:.1}" width="{:.2}" height="{:.1}" fill="{fill}"><title>{}</title></rect>"#,
+            y + 3.0,
+            (x1 - x0).max(0.6),
+            LANE_HEIGHT - 6.0,
+            escape(title)
+        );
+        self.svg.push('\n');
+    }
+
+    fn mark(&mut self, lane: &str, kind: &str, at: f64, fill: &str, title: &str) {
+        let y = self.lane_y(lane);
+        let x = self.x(at);
+        let _ = write!(
+            self.svg,
+            r#"<circle data-kind="{kind}" cx="{x:.2}" cy="{:.1}" r="3.5" fill="{fill}"><title>{}</title></circle>"#,
+            y + LANE_HEIGHT / 2.0,
+            escape(title)
+        );
+        self.svg.push('\n');
+    }
+}
+
+/// The page of one seed's run.
+pub fn render(report: &RunReport, history: &History) -> String {
+    let end_secs = history.records.last().map_or(report.simulated_secs, |r| r.at_ns as f64 / 1e9).max(1.0);
+    let mut page = Page { svg: String::new(), lanes: Vec::new(), end_secs };
+    let secs = |at_ns: u64| at_ns as f64 / 1e9;
+    // Lanes in a fixed order first: the store, then the control plane as it appears.
+    let mut store_members: Vec<u64> = history
+        .events()
+        .filter_map(|(_, e)| match e {
+            HistoryEvent::RoleChanged { member, .. } | HistoryEvent::MemberStarted { member, .. } => Some(*member),
+            _ => None,
+        })
+        .collect();
+    store_members.sort_unstable();
+    store_members.dedup();
+    for member in &store_members {
+        page.lane_y(&format!("store-{member}"));
+    }
+    page.lane_y("nemesis");
+    page.lane_y("commits");
+
+    // Store roles as bands, from each role change to the next of the same member.
+    let mut role_since: BTreeMap<u64, (f64, String, String)> = BTreeMap::new();
+    let role_fill = |role: &str| match role {
+        "Leader" => "#2e7d32",
+        "Candidate" => "#f9a825",
+        _ => "#cfd8dc",
+    };
+    for (at_ns, event) in history.events() {
+        if let HistoryEvent::RoleChanged { member, term, role, leader } = event {
+            let role = format!("{role:?}");
+            let title = format!("store-{member}: {role} in term {term}, leader {leader:?}");
+            if let Some((since, old_role, old_title)) = role_since.insert(*member, (secs(at_ns), role, title)) {
+                page.rect(&format!("store-{member}"), "role", since, secs(at_ns), role_fill(&old_role), &old_title);
+            }
+        }
+    }
+    for (member, (since, role, title)) in role_since {
+        page.rect(&format!("store-{member}"), "role", since, end_secs, role_fill(&role), &title);
+    }
+
+    // Faults: every one on the nemesis lane; bands or marks on the nodes they name.
+    let mut open: BTreeMap<(String, &'static str), (f64, String)> = BTreeMap::new();
+    for (at_ns, event) in history.events() {
+        let HistoryEvent::Fault { description } = event else { continue };
+        let at = secs(at_ns);
+        page.mark("nemesis", "fault", at, "#c62828", description);
+        let nodes = nodes_named(description);
+        match band_kind(description) {
+            Some((band, true)) => {
+                for node in nodes {
+                    open.entry((node, band)).or_insert((at, description.clone()));
+                }
+            }
+            Some((band, false)) => {
+                for node in nodes {
+                    if let Some((since, title)) = open.remove(&(node.clone(), band)) {
+                        page.rect(&node, band, since, at, "rgba(198,40,40,0.45)", &format!("{title} (until {at:.3}s)"));
+                    }
+                }
+            }
+            None => {
+                for node in nodes {
+                    page.mark(&node, "fault", at, "#c62828", description);
+                }
+            }
+        }
+    }
+    for ((node, band), (since, title)) in open {
+        page.rect(&node, band, since, end_secs, "rgba(198,40,40,0.45)", &title);
+    }
+
+    // Commits, client operations and watch answers.
+    let mut api_open: BTreeMap<(&str, u64), (f64, String)> = BTreeMap::new();
+    let mut store_open: BTreeMap<(&str, u64), (f64, String)> = BTreeMap::new();
+    for (at_ns, event) in history.events() {
+        let at = secs(at_ns);
+        match event {
+            HistoryEvent::Committed { revision, changes } => {
+                let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+                page.rect("commits", "commit", at, at, "#455a64", &format!("revision {revision}: {}", keys.join(", ")));
+            }
+            HistoryEvent::ApiInvoked { client, request_id, verb, resource, namespace, name } => {
+                api_open
+                    .insert((client, *request_id), (at, format!("{client} {verb:?} {resource} {namespace}/{name}")));
+            }
+            HistoryEvent::ApiReturned { client, request_id, outcome } => {
+                if let Some((since, title)) = api_open.remove(&(client.as_str(), *request_id)) {
+                    let (fill, said) = match outcome {
+                        ApiOutcome::Ok { resource_version } => {
+                            ("#43a047", format!("ok, resourceVersion {resource_version}"))
+                        }
+                        ApiOutcome::Error { status, message } => ("#e53935", format!("{status}: {message}")),
+                    };
+                    page.rect(client, "api", since, at, fill, &format!("{title} → {said} ({since:.3}s to {at:.3}s)"));
+                }
+            }
+            HistoryEvent::StoreOpInvoked { client, op_id, op } => {
+                store_open.insert((client, *op_id), (at, format!("{client} #{op_id} {op:?}")));
+            }
+            HistoryEvent::StoreOpReturned { client, op_id, outcome } => {
+                if let Some((since, title)) = store_open.remove(&(client.as_str(), *op_id)) {
+                    let fill = match outcome {
+                        StoreOpOutcome::Written { succeeded: true, .. } | StoreOpOutcome::Read { .. } => "#43a047",
+                        StoreOpOutcome::Written { succeeded: false, .. } | StoreOpOutcome::Failed { .. } => "#e53935",
+                        StoreOpOutcome::Unknown { .. } => "#9e9e9e",
+                    };
+                    page.rect(client, "store-op", since, at, fill, &format!("{title} → {outcome:?}"));
+                }
+            }
+            HistoryEvent::WatchDelivered { client, resource, since, resource_version, events, .. } => {
+                if !events.is_empty() {
+                    let title = format!(
+                        "{client} watch {resource} from {since}: {} events to {resource_version}",
+                        events.len()
+                    );
+                    page.mark(client, "watch", at, "#1e88e5", &title);
+                }
+            }
+            HistoryEvent::Note { text } => page.mark("nemesis", "note", at, "#6a1b9a", text),
+            _ => {}
+        }
+    }
+    // Operations still waiting at the end: no answer ever came.
+    for ((client, _), (since, title)) in api_open.into_iter() {
+        page.rect(client, "api", since, end_secs, "#9e9e9e", &format!("{title} → no answer"));
+    }
+    for ((client, _), (since, title)) in store_open.into_iter() {
+        page.rect(client, "store-op", since, end_secs, "#9e9e9e", &format!("{title} → no answer"));
+    }
+
+    let violations = violations(report);
+    let height = AXIS_HEIGHT + page.lanes.len() as f64 * LANE_HEIGHT + 10.0;
+    for (at, invariant, message) in &violations {
+        let x = page.x(*at);
+        let _ = write!(
+            page.svg,
+            r##"<line data-kind="violation" x1="{x:.2}" y1="{AXIS_HEIGHT}" x2="{x:.2}" y2="{height:.1}" stroke="#d50000" stroke-width="2"><title>{}</title></line>"##,
+            escape(&format!("{at:.6}s {invariant}: {message}"))
+        );
+        page.svg.push('\n');
+    }
+
+    let mut lanes_svg = String::new();
+    for (index, lane) in page.lanes.iter().enumerate() {
+        let y = AXIS_HEIGHT + index as f64 * LANE_HEIGHT;
+        let _ = write!(
+            lanes_svg,
+            r##"<rect data-lane="{0}" x="0" y="{y:.1}" width="{1:.1}" height="{LANE_HEIGHT}" fill="{2}"/><text x="6" y="{3:.1}" font-size="12">{0}</text>"##,
+            escape(lane),
+            LABEL + WIDTH,
+            if index % 2 == 0 { "#fafafa" } else { "#f0f0f0" },
+            y + 15.0
+        );
+        lanes_svg.push('\n');
+    }
+    let mut axis = String::new();
+    let step = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0].into_iter().find(|s| end_secs / s <= 20.0).unwrap_or(120.0);
+    let mut t = 0.0;
+    while t <= end_secs {
+        let x = page.x(t);
+        let _ = write!(
+            axis,
+            r##"<line x1="{x:.1}" y1="{AXIS_HEIGHT}" x2="{x:.1}" y2="{height:.1}" stroke="#e0e0e0"/><text x="{x:.1}" y="16" font-size="11" text-anchor="middle">{t}s</text>"##
+        );
+        axis.push('\n');
+        t += step;
+    }
+
+    let verdict = if report.passed() { "pass".to_string() } else { "FAIL".to_string() };
+    let mut listed = String::new();
+    for (at, invariant, message) in &violations {
+        let _ = writeln!(
+            listed,
+            "<li data-kind=\"violation-item\"><b>{at:.6}s {}</b>: {}</li>",
+            escape(invariant),
+            escape(message)
+        );
+    }
+    let mut faults = String::new();
+    for line in &report.faults {
+        let _ = writeln!(faults, "<li>{}</li>", escape(line));
+    }
+    let total_width = LABEL + WIDTH;
+    format!(
+        r##"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>kubesim seed {seed}: {verdict}</title>
+<style>
+body {{ font-family: sans-serif; margin: 12px; }}
+#view {{ border: 1px solid #bbb; overflow: hidden; cursor: grab; }}
+svg text {{ fill: #333; pointer-events: none; }}
+.legend span {{ display: inline-block; padding: 1px 6px; margin-right: 6px; color: #fff; }}
+</style></head>
+<body>
+<h1>kubesim seed {seed} ({scenario}): {verdict}</h1>
+<p>trace-hash {trace_hash}; {simulated:.1}s simulated; {records} history records. Wheel: zoom; drag: pan; hover: details.</p>
+<p class="legend"><span style="background:#2e7d32">leader</span><span style="background:#f9a825">candidate</span><span style="background:#90a4ae">follower</span><span style="background:#c62828">fault</span><span style="background:#43a047">ok</span><span style="background:#e53935">refused/failed</span><span style="background:#9e9e9e">unknown</span><span style="background:#1e88e5">watch answer</span><span style="background:#d50000">violation</span></p>
+<div id="view"><svg id="plot" xmlns="http://www.w3.org/2000/svg" width="100%" viewBox="0 0 {total_width} {height:.1}" preserveAspectRatio="none" style="height:{height:.0}px">
+<g id="lanes">{lanes_svg}</g><g id="axis">{axis}</g><g id="events">{events}</g>
+</svg></div>
+<h2>Violations</h2><ul id="violations">{listed}</ul>
+<h2>Faults</h2><ul>{faults}</ul>
+<script>
+(function () {{
+  var svg = document.getElementById('plot');
+  var full = {total_width};
+  var view = {{ x: 0, w: full }};
+  function apply() {{ svg.setAttribute('viewBox', view.x + ' 0 ' + view.w + ' {height:.1}'); }}
+  svg.addEventListener('wheel', function (e) {{
+    e.preventDefault();
+    var r = svg.getBoundingClientRect();
+    var at = view.x + (e.clientX - r.left) / r.width * view.w;
+    var w = Math.min(full, Math.max(20, view.w * (e.deltaY > 0 ? 1.25 : 0.8)));
+    view.x = Math.min(full - w, Math.max(0, at - (at - view.x) * w / view.w));
+    view.w = w; apply();
+  }}, {{ passive: false }});
+  var drag = null;
+  svg.addEventListener('mousedown', function (e) {{ drag = {{ x: e.clientX, from: view.x }}; }});
+  window.addEventListener('mouseup', function () {{ drag = null; }});
+  window.addEventListener('mousemove', function (e) {{
+    if (!drag) return;
+    var r = svg.getBoundingClientRect();
+    view.x = Math.min(full - view.w, Math.max(0, drag.from - (e.clientX - drag.x) / r.width * view.w));
+    apply();
+  }});
+  document.body.setAttribute('data-rendered', 'yes');
+}})();
+</script>
+</body></html>
+"##,
+        seed = report.seed,
+        scenario = escape(&report.scenario),
+        trace_hash = report.trace_hash,
+        simulated = report.simulated_secs,
+        records = history.records.len(),
+        events = page.svg,
+    )
+}
+
+/// What a page shows, counted: its lanes and how many elements of each kind (for tests).
+pub fn structure(html: &str) -> String {
+    let mut lanes = Vec::new();
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for piece in html.split("data-lane=\"").skip(1) {
+        lanes.push(piece.split('"').next().unwrap_or(""));
+    }
+    for piece in html.split("data-kind=\"").skip(1) {
+        *kinds.entry(piece.split('"').next().unwrap_or("")).or_default() += 1;
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(kind, n)| format!("{kind}: {n}")).collect();
+    format!("lanes: {}\nelements: {}\n", lanes.join(", "), kinds.join(", "))
+}
