@@ -254,14 +254,12 @@ pub fn render(report: &RunReport, history: &History) -> String {
                     page.rect(client, "store-op", since, at, fill, &format!("{title} → {outcome:?}"));
                 }
             }
-            HistoryEvent::WatchDelivered { client, resource, since, resource_version, events, .. } => {
-                if !events.is_empty() {
-                    let title = format!(
-                        "{client} watch {resource} from {since}: {} events to {resource_version}",
-                        events.len()
-                    );
-                    page.mark(client, "watch", at, "#1e88e5", &title);
-                }
+            HistoryEvent::WatchDelivered { client, resource, since, resource_version, events, .. }
+                if !events.is_empty() =>
+            {
+                let title =
+                    format!("{client} watch {resource} from {since}: {} events to {resource_version}", events.len());
+                page.mark(client, "watch", at, "#1e88e5", &title);
             }
             HistoryEvent::Note { text } => page.mark("nemesis", "note", at, "#6a1b9a", text),
             _ => {}
