@@ -281,7 +281,10 @@ async fn try_acquire_or_renew(
 /// The loop is client-go's `LeaderElector.Run`: `acquire` until this candidate holds the
 /// lease, then `renew` until a renew round fails, then back to `acquire` (a real
 /// kube-controller-manager exits in `OnStoppedLeading` and is restarted; kubesim's next
-/// term starts fresh tasks, the same thing seen from the API).
+/// term starts fresh tasks, the same thing seen from the API). The first renew round
+/// starts as soon as the lease is acquired (`wait.Until` runs its function at once, and
+/// `PollImmediateUntil` attempts at once), so a new leader renews straight away; later
+/// rounds start a retry period after the previous one succeeded.
 pub async fn run_leader_election(
     config: LeaderElectionConfig,
     component: String,
