@@ -2,12 +2,17 @@
 //!
 //! A candidate acquires the lease when nobody holds it or the holder's
 //! `renew_time + lease_duration` has passed, as judged by *this node's* [`Clock`]
-//! (deliberately the skewed clock, so the nemesis's clock faults reach leader election,
-//! exactly the weakness Kubernetes documents for its leases). The leader renews every
-//! retry period in rounds bounded by the renew deadline, and stops leading only when a
-//! round's deadline passes without a successful renewal: as in client-go, finding the
-//! lease held by another identity is one more failed attempt, not the end of the term
-//! (see `Elector::renew_round`). Nothing between the elector and a controller's write
+//! (deliberately the skewed clock, so the nemesis's clock faults reach leader election).
+//! This departs from client-go, which judges expiry from when *it observed* the record
+//! change (`observedTime`, `isLeaseValid`) on Go's monotonic clock, so that only a
+//! difference in clock *rate* can make it take over early ("tolerant to arbitrary clock
+//! skew, but is not tolerant to arbitrary clock skew rate", `leaderelection/doc.go`);
+//! here a clock offset or jump does too, a stronger fault than Kubernetes sees.
+//!
+//! The leader renews every retry period in rounds bounded by the renew deadline, and stops
+//! leading only when a round's deadline passes without a successful renewal: as in
+//! client-go, finding the lease held by another identity is one more failed attempt, not
+//! the end of the term (see `Elector::renew_round`). Nothing between the elector and a controller's write
 //! looks at the lease clock: a controller writes while [`LeaderHandle`] says it leads.
 //!
 //! Fencing (kubesim's addition, DESIGN.md §4 invariant 3): the leader's writes carry a
