@@ -2,10 +2,18 @@
 //!
 //! A candidate acquires the lease when nobody holds it or the holder's
 //! `renew_time + lease_duration` has passed, as judged by *this node's* [`Clock`]
-//! (deliberately the skewed clock, so the nemesis's clock faults reach leader election,
-//! exactly the weakness Kubernetes documents for its leases). The leader renews every
-//! retry period and gives up leadership when it could not renew for the renew deadline,
-//! or as soon as it sees another holder.
+//! (deliberately the skewed clock, so the nemesis's clock faults reach leader election).
+//! This departs from client-go, which judges expiry from when *it observed* the record
+//! change (`observedTime`, `isLeaseValid`) on Go's monotonic clock, so that only a
+//! difference in clock *rate* can make it take over early ("tolerant to arbitrary clock
+//! skew, but is not tolerant to arbitrary clock skew rate", `leaderelection/doc.go`);
+//! here a clock offset or jump does too, a stronger fault than Kubernetes sees.
+//!
+//! The leader renews every retry period in rounds bounded by the renew deadline, and stops
+//! leading only when a round's deadline passes without a successful renewal: as in
+//! client-go, finding the lease held by another identity is one more failed attempt, not
+//! the end of the term (see `Elector::renew_round`). Nothing between the elector and a controller's write
+//! looks at the lease clock: a controller writes while [`LeaderHandle`] says it leads.
 //!
 //! Fencing (kubesim's addition, DESIGN.md §4 invariant 3): the leader's writes carry a
 //! [`LeaseFence`] naming the lease and its resourceVersion as last written by the leader.
@@ -274,6 +282,14 @@ async fn try_acquire_or_renew(
 }
 
 /// Runs the election forever, publishing leadership through `handle`.
+///
+/// The loop is client-go's `LeaderElector.Run`: `acquire` until this candidate holds the
+/// lease, then `renew` until a renew round fails, then back to `acquire` (a real
+/// kube-controller-manager exits in `OnStoppedLeading` and is restarted; kubesim's next
+/// term starts fresh tasks, the same thing seen from the API). The first renew round
+/// starts as soon as the lease is acquired (`wait.Until` runs its function at once, and
+/// `PollImmediateUntil` attempts at once), so a new leader renews straight away; later
+/// rounds start a retry period after the previous one succeeded.
 pub async fn run_leader_election(
     config: LeaderElectionConfig,
     component: String,
@@ -286,69 +302,129 @@ pub async fn run_leader_election(
         config.renew_deadline_ms < config.lease_duration_ms && config.retry_period_ms > 0,
         "leader election needs retry_period > 0 and renew_deadline < lease_duration"
     );
-    let identity = config.identity.clone();
+    let elector = Elector { config, component, client, clock, handle, observer };
     loop {
-        let state = handle.snapshot();
-        // Bound every attempt: a leader must not wait past its renew deadline for an answer.
-        let attempt_ms = if state.leading {
-            let since_renew_ms = clock.now_ms().saturating_sub(state.last_renew_ms);
-            config.renew_deadline_ms.saturating_sub(since_renew_ms).max(1)
+        if elector.handle.is_leader() {
+            elector.renew_round().await;
+            if elector.handle.is_leader() {
+                // client-go's `wait.Until(…, RetryPeriod, …)`: sliding, no jitter.
+                madsim::time::sleep(Duration::from_millis(elector.config.retry_period_ms)).await;
+            }
         } else {
-            config.renew_deadline_ms
-        };
-        let attempt =
-            simtime::timeout(Duration::from_millis(attempt_ms), try_acquire_or_renew(&client, &clock, &config)).await;
-        let now_ms = clock.now_ms();
-        match attempt {
-            Ok(Ok(AttemptOutcome::Holding(lease, takeover))) => {
-                let rv = lease.metadata.resource_version;
-                let renewed_ms = lease.spec.renew_time_ms.unwrap_or(now_ms);
-                if state.leading && !takeover {
-                    handle.renewed(rv, renewed_ms);
-                } else {
-                    if state.leading {
+            elector.try_acquire().await;
+            if !elector.handle.is_leader() {
+                // client-go's `acquire`: `JitterUntil` with jitter factor 1.2.
+                let retry_ms = elector.config.retry_period_ms;
+                let sleep_ms = retry_ms + madsim::rand::thread_rng().gen_range(0..=retry_ms * 6 / 5);
+                madsim::time::sleep(Duration::from_millis(sleep_ms)).await;
+            }
+        }
+    }
+}
+
+/// One candidate's election state machine (see [`run_leader_election`]).
+struct Elector {
+    config: LeaderElectionConfig,
+    component: String,
+    client: ApiClient,
+    clock: Clock,
+    handle: LeaderHandle,
+    observer: Option<Arc<dyn ControllerObserver>>,
+}
+
+impl Elector {
+    /// One attempt to acquire the lease (client-go `acquire`'s `tryAcquireOrRenew`),
+    /// bounded by the renew deadline so that a lost answer does not stall the candidate.
+    async fn try_acquire(&self) {
+        let bound = Duration::from_millis(self.config.renew_deadline_ms);
+        if let Ok(Ok(AttemptOutcome::Holding(lease, _))) =
+            simtime::timeout(bound, try_acquire_or_renew(&self.client, &self.clock, &self.config)).await
+        {
+            self.acquired(&lease);
+        }
+    }
+
+    /// One renew round: client-go `renew`'s body, `PollImmediateUntil(RetryPeriod,
+    /// tryAcquireOrRenew, ctx)` under `context.WithTimeout(RenewDeadline)`. The leader
+    /// attempts at once, then every retry period, until an attempt succeeds or the round's
+    /// deadline passes; only then does it stop leading (client-go cancels the context its
+    /// `OnStartedLeading` callback runs under).
+    ///
+    /// So a leader that finds its lease held by another identity does *not* stop at once:
+    /// `tryAcquireOrRenew` answers false ("lock is held by … and has not yet expired") and
+    /// the poll retries until the deadline, while the controllers keep acting. Nothing in
+    /// client-go's controllers checks the lease clock before a write either. A leader
+    /// resuming from a pause longer than the lease (a stop-the-world GC, a VM migration)
+    /// therefore starts a new round on waking and has up to a renew deadline of writes beside
+    /// its successor: the split-brain Kubernetes documents ("This implementation does not
+    /// guarantee that only one client is acting as a leader (a.k.a. fencing)", client-go
+    /// `leaderelection/doc.go`), and the window kubesim's fence closes.
+    ///
+    /// The deadline is measured on the simulator's unskewed time, as Go's
+    /// `context.WithTimeout` is on the monotonic clock: a wall-clock fault does not move it.
+    async fn renew_round(&self) {
+        let deadline_ms = Clock::sim_now_ms() + self.config.renew_deadline_ms;
+        let remaining = || Duration::from_millis(deadline_ms.saturating_sub(Clock::sim_now_ms()));
+        let mut saw_other_holder = false;
+        loop {
+            if remaining().is_zero() {
+                break;
+            }
+            let attempt =
+                simtime::timeout(remaining(), try_acquire_or_renew(&self.client, &self.clock, &self.config)).await;
+            match attempt {
+                Ok(Ok(AttemptOutcome::Holding(lease, takeover))) => {
+                    if takeover {
                         // We held it, lost it unnoticed, and took it over again: a new epoch.
                         coverage::reached!("controllers.leader.reacquired-after-unnoticed-loss");
-                        handle.lost();
-                        notify_lost(&observer, &component, &identity);
+                        self.lose("lease taken over again");
+                        self.acquired(&lease);
+                    } else {
+                        let renewed_ms = lease.spec.renew_time_ms.unwrap_or_else(|| self.clock.now_ms());
+                        self.handle.renewed(lease.metadata.resource_version, renewed_ms);
                     }
-                    let transitions = lease.spec.lease_transitions;
-                    if transitions > 0 {
-                        coverage::reached!("controllers.leader.took-over");
+                    return;
+                }
+                Ok(Ok(AttemptOutcome::HeldByOther(holder))) => {
+                    if !saw_other_holder {
+                        saw_other_holder = true;
+                        tracing::info!(
+                            "{} found {} held by {holder}; keeps leading until its renew deadline",
+                            self.config.identity,
+                            self.component
+                        );
+                        coverage::reached!("controllers.leader.found-lease-taken");
                     }
-                    handle.acquired(rv, transitions, renewed_ms);
-                    tracing::info!("{identity} leads {component}, epoch {transitions}, lease rv {rv}");
-                    if let Some(o) = &observer {
-                        o.leader_acquired(&component, &identity, transitions, rv);
-                    }
                 }
+                Ok(Err(e)) => tracing::debug!("{}: lease renewal failed: {e}", self.config.identity),
+                Err(_) => {}
             }
-            Ok(Ok(AttemptOutcome::HeldByOther(holder))) => {
-                if state.leading {
-                    tracing::info!("{identity} lost {component}: lease held by {holder}");
-                    coverage::reached!("controllers.leader.found-lease-taken");
-                    handle.lost();
-                    notify_lost(&observer, &component, &identity);
-                }
+            if remaining().is_zero() {
+                break;
             }
-            failed => {
-                if let Ok(Err(e)) = &failed {
-                    tracing::debug!("{identity}: lease attempt failed: {e}");
-                }
-                if state.leading && now_ms.saturating_sub(state.last_renew_ms) >= config.renew_deadline_ms {
-                    tracing::info!("{identity} lost {component}: renew deadline passed");
-                    coverage::reached!("controllers.leader.renew-deadline-passed");
-                    handle.lost();
-                    notify_lost(&observer, &component, &identity);
-                }
-            }
+            madsim::time::sleep(remaining().min(Duration::from_millis(self.config.retry_period_ms))).await;
         }
-        let mut sleep_ms = config.retry_period_ms;
-        if !handle.is_leader() {
-            // client-go's JitterUntil with jitter factor 1.2 for candidates.
-            sleep_ms += madsim::rand::thread_rng().gen_range(0..=config.retry_period_ms * 6 / 5);
+        coverage::reached!("controllers.leader.renew-deadline-passed");
+        self.lose("renew deadline passed");
+    }
+
+    fn acquired(&self, lease: &Lease) {
+        let rv = lease.metadata.resource_version;
+        let transitions = lease.spec.lease_transitions;
+        if transitions > 0 {
+            coverage::reached!("controllers.leader.took-over");
         }
-        madsim::time::sleep(Duration::from_millis(sleep_ms)).await;
+        self.handle.acquired(rv, transitions, lease.spec.renew_time_ms.unwrap_or_else(|| self.clock.now_ms()));
+        tracing::info!("{} leads {}, epoch {transitions}, lease rv {rv}", self.config.identity, self.component);
+        if let Some(o) = &self.observer {
+            o.leader_acquired(&self.component, &self.config.identity, transitions, rv);
+        }
+    }
+
+    fn lose(&self, why: &str) {
+        tracing::info!("{} lost {}: {why}", self.config.identity, self.component);
+        self.handle.lost();
+        notify_lost(&self.observer, &self.component, &self.config.identity);
     }
 }
 

@@ -140,6 +140,11 @@ pub fn generate(seed: u64, topology: &Topology, menu: &BTreeSet<FaultKind>, opti
     if enabled.iter().any(|kind| kind.loses_disks() || *kind == FaultKind::Backup) {
         schedule_backups(&mut rng, topology, &mut plan);
     }
+    // Drawn last of all, so that every other event is what it was before these pauses
+    // existed.
+    if enabled.contains(&FaultKind::Pause) && topology.controller_managers >= 1 {
+        lease_holder_pause(&mut rng, topology, &mut plan);
+    }
     // Stable sort: people read plans in time order.
     plan.events.sort_by_key(|event| event.at_ms);
     debug_assert!(plan.validate(topology).is_ok(), "generated plan must validate");
@@ -157,6 +162,36 @@ fn schedule_backups(rng: &mut ChaCha8Rng, topology: &Topology, plan: &mut FaultP
         let member = store_target(rng, topology);
         plan.events.push(FaultEvent { at_ms, duration_ms: 0, fault: Fault::Backup { member } });
         at_ms += period_ms;
+    }
+}
+
+/// How long a pause of the controller-manager leader lasts (see [`lease_holder_pause`]):
+/// from shorter than any lease a seed runs on (the leader renews on waking) to longer than
+/// Kubernetes' default 15 s lease plus the standby's retry (a standby takes over).
+pub const LEASE_HOLDER_PAUSE_MS: std::ops::RangeInclusive<u64> = 2_000..=25_000;
+
+/// Half the seeds that pause processes also pause the kube-controller-manager that holds
+/// its lease, for up to [`LEASE_HOLDER_PAUSE_MS`]: the fault leader leases exist for (a
+/// stop-the-world GC pause, a VM frozen for migration, a `SIGSTOP`; Jepsen's
+/// `hammer-time`). The holder wakes believing it still leads: client-go's controllers go on
+/// acting until the elector's renew round fails, a renew deadline after waking (see
+/// `controllers::leader_election`), while a standby may have taken over during the pause.
+/// Kubernetes has no fence against that overlap, which is what `controller-single-leader`
+/// watches for. The generator's other faults last at most [`MAX_DURATION_MS`], shorter
+/// than the default lease, so without this no pause outlives a lease.
+fn lease_holder_pause(rng: &mut ChaCha8Rng, topology: &Topology, plan: &mut FaultPlan) {
+    if !rng.gen_bool(0.5) {
+        return;
+    }
+    let duration_ms = rng.gen_range(LEASE_HOLDER_PAUSE_MS).min(plan.safety_phase_ms);
+    let at_ms = rng.gen_range(0..=plan.safety_phase_ms - duration_ms);
+    plan.events.push(FaultEvent {
+        at_ms,
+        duration_ms,
+        fault: Fault::Pause { target: Target::ControllerManagerLeader },
+    });
+    if plan.check_survivable(topology).is_err() {
+        plan.events.pop();
     }
 }
 

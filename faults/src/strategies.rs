@@ -156,8 +156,9 @@ fn flip_strategy() -> BoxedStrategy<BitFlip> {
     (0..PPM, 1..=u8::MAX).prop_map(|(offset_ppm, xor_mask)| BitFlip { offset_ppm, xor_mask }).boxed()
 }
 
-/// A target biased toward the store (as the swarm generator is): 3 in 6 a concrete
-/// member, 1 in 6 the leader, 2 in 6 another component.
+/// A target biased toward the store (as the swarm generator is): 3 in 7 a concrete
+/// member, 1 in 7 the leader, 2 in 7 another component, 1 in 7 the controller-manager
+/// leader (when there are controller-managers).
 pub fn target_strategy(topology: Topology, allow_store: bool) -> BoxedStrategy<Target> {
     let members: Vec<Target> = (1..=topology.store_members).map(Target::StoreMember).collect();
     let others = component_targets(&topology);
@@ -168,6 +169,9 @@ pub fn target_strategy(topology: Topology, allow_store: bool) -> BoxedStrategy<T
     }
     if !others.is_empty() {
         options.push((2, select(others).boxed()));
+    }
+    if topology.controller_managers >= 1 {
+        options.push((1, Just(Target::ControllerManagerLeader).boxed()));
     }
     assert!(!options.is_empty(), "topology has no target");
     Union::new_weighted(options).boxed()

@@ -38,6 +38,9 @@ pub struct SimWorld {
     recorder: Recorder,
     /// The last leader the store reported, tracked cheaply from the history's tail.
     leader_cache: std::sync::Mutex<(usize, Option<u64>)>,
+    /// The controller-manager that last acquired its lease and has not reported losing
+    /// it, tracked the same way.
+    controller_manager_leader_cache: std::sync::Mutex<(usize, Option<String>)>,
 }
 
 impl SimWorld {
@@ -74,7 +77,38 @@ impl SimWorld {
             clocks,
             recorder: recorder.clone(),
             leader_cache: std::sync::Mutex::new((0, None)),
+            controller_manager_leader_cache: std::sync::Mutex::new((0, None)),
         }
+    }
+
+    /// The node of the controller-manager that holds its lease as far as the history
+    /// knows: the last to acquire it, unless it has since reported losing it. A holder
+    /// that crashed reports nothing, so until its successor acquires the lease it is still
+    /// named here (a fault aimed at it then meets a crashed process, as one aimed at a
+    /// crashed store leader does).
+    fn controller_manager_leader(&self) -> Option<String> {
+        let mut cache = self.controller_manager_leader_cache.lock().expect("controller-manager leader cache lock");
+        let (seen, leader) = &mut *cache;
+        self.recorder.with_records(|records| {
+            for record in &records[(*seen).min(records.len())..] {
+                match &record.event {
+                    HistoryEvent::LeaderAcquired { component, identity, .. }
+                        if component == controllers::controller_manager::COMPONENT =>
+                    {
+                        *leader = Some(identity.clone());
+                    }
+                    HistoryEvent::LeaderLost { component, identity }
+                        if component == controllers::controller_manager::COMPONENT
+                            && leader.as_ref() == Some(identity) =>
+                    {
+                        *leader = None;
+                    }
+                    _ => {}
+                }
+            }
+            *seen = records.len();
+        });
+        leader.clone()
     }
 
     /// The node and disk of the member in slot `slot` now.
@@ -142,6 +176,7 @@ impl View for SimWorld {
             Target::StoreLeader => store_node(self.store_leader()?),
             Target::ApiServer(n) => format!("apiserver-{n}"),
             Target::ControllerManager(n) => format!("controller-manager-{n}"),
+            Target::ControllerManagerLeader => self.controller_manager_leader()?,
             Target::Scheduler => "scheduler-0".to_string(),
             Target::Kubelet(n) => format!("kubelet-{n}"),
         };

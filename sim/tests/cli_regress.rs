@@ -40,12 +40,12 @@ fn assert_refused_flags(args: &[&str], expected: &str) -> Output {
 fn a_shrunk_plan_saved_with_out_reproduces_the_violation() {
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.json");
-    let case = dir.path().join("case-22.json");
+    let case = dir.path().join("case-37.json");
     let plan_arg = plan.to_str().unwrap();
     let shrink = kubesim(&[
         "shrink",
         "--seed",
-        "22",
+        "37",
         "--bug",
         "replicaset-no-expectations",
         "--out",
@@ -56,13 +56,13 @@ fn a_shrunk_plan_saved_with_out_reproduces_the_violation() {
     assert_eq!(shrink.code, 1, "{}{}", shrink.stdout, shrink.stderr);
     assert!(shrink.stdout.contains("keeping candidates that still violate convergence"), "{}", shrink.stdout);
     assert!(shrink.stdout.contains("  run "), "each step is printed: {}", shrink.stdout);
-    let repro = format!("repro: kubesim run --seed 22 --plan {plan_arg} --bug replicaset-no-expectations");
+    let repro = format!("repro: kubesim run --seed 37 --plan {plan_arg} --bug replicaset-no-expectations");
     assert!(shrink.stdout.contains(&repro), "{}", shrink.stdout);
-    let run = kubesim(&["run", "--seed", "22", "--plan", plan_arg, "--bug", "replicaset-no-expectations"]);
+    let run = kubesim(&["run", "--seed", "37", "--plan", plan_arg, "--bug", "replicaset-no-expectations"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(run.stdout.contains("FAIL convergence"), "{}", run.stdout);
     let saved = sim::corpus::load_case(&case).unwrap();
-    assert_eq!(saved.case.knobs, Some(sim::knobs::Knobs::for_seed(22)), "the case records the knobs it ran on");
+    assert_eq!(saved.case.knobs, Some(sim::knobs::Knobs::for_seed(37)), "the case records the knobs it ran on");
     assert_eq!(saved.case.store, None, "a new case records every knob, not the older store section");
     let replay = kubesim(&["run", "--case", case.to_str().unwrap()]);
     assert_eq!(replay.code, 0, "the case gives its expected verdict: {}", replay.stdout);
@@ -70,7 +70,7 @@ fn a_shrunk_plan_saved_with_out_reproduces_the_violation() {
     assert!(replay.stdout.contains("expectation met (expected caught-by: convergence"), "{}", replay.stdout);
     let corpus = kubesim(&["corpus", case.to_str().unwrap()]);
     assert_eq!(corpus.code, 0, "{}", corpus.stdout);
-    assert!(corpus.stdout.contains("ok      case-22: expected caught-by: convergence"), "{}", corpus.stdout);
+    assert!(corpus.stdout.contains("ok      case-37: expected caught-by: convergence"), "{}", corpus.stdout);
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn a_passing_seed_has_nothing_to_shrink() {
 
 #[test]
 fn a_shrink_budget_that_runs_out_is_reported() {
-    let out = kubesim(&["shrink", "--seed", "83", "--bug", "replicaset-no-expectations", "--max-runs", "2"]);
+    let out = kubesim(&["shrink", "--seed", "30", "--bug", "replicaset-no-expectations", "--max-runs", "2"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("shrunk in 2 runs"), "{}", out.stdout);
     assert!(out.stdout.contains("the run bound (--max-runs 2) was hit"), "{}", out.stdout);
@@ -90,11 +90,11 @@ fn a_shrink_budget_that_runs_out_is_reported() {
 
 #[test]
 fn bad_input_to_the_regression_commands_exits_2_with_one_line() {
-    assert_bad_input(&["shrink", "--seed", "22", "--max-runs", "0"], "--max-runs: must be at least 1");
-    assert_bad_input(&["shrink", "--seed", "22", "--invariant", "happiness"], "--invariant: unknown invariant");
+    assert_bad_input(&["shrink", "--seed", "37", "--max-runs", "0"], "--max-runs: must be at least 1");
+    assert_bad_input(&["shrink", "--seed", "37", "--invariant", "happiness"], "--invariant: unknown invariant");
     assert_bad_input(
-        &["shrink", "--seed", "22", "--bug", "replicaset-no-expectations", "--invariant", "linearizability"],
-        "seed 22 does not violate linearizability (it violates: convergence)",
+        &["shrink", "--seed", "37", "--bug", "replicaset-no-expectations", "--invariant", "linearizability"],
+        "seed 37 does not violate linearizability (it violates: convergence)",
     );
     assert_bad_input(
         &["shrink", "--seed", "0", "--faults", "none", "--bug", "controller-writes-store"],

@@ -15,23 +15,25 @@ use sim::bugs::PlantedBug;
 mod support;
 use support::check;
 
-/// Sweep (0..1000): caught by no-acknowledged-write-lost in 5 seeds, the first 181, each
+/// Sweep (0..1000): caught by no-acknowledged-write-lost in 5 seeds, the first 113, each
 /// time a power loss came late enough in the safety phase that no later write to the key
 /// hid the loss; raft-state-machine-safety fails with it (the lost entries' indexes are
-/// reused by other entries), and alone in 8 more seeds.
-const SEEDS_ACK_BEFORE_FSYNC: Range<u64> = 181..182;
-/// Sweep (0..1000): caught by linearizability in 451 seeds, the first 5.
+/// reused by other entries), and without it in 44 more seeds. (181, pinned before the
+/// elector's client-go renew rounds moved every trace, now stops at the elector's
+/// assertion that a lease's resourceVersion never goes back: no-panic.)
+const SEEDS_ACK_BEFORE_FSYNC: Range<u64> = 113..114;
+/// Sweep (0..1000): caught by linearizability in 443 seeds, the first 3.
 const SEEDS_FOLLOWER_READS: Range<u64> = 5..6;
-/// Sweep (0..1000): caught by store-single-writer in 983 seeds, the first 0.
+/// Sweep (0..1000): caught by store-single-writer in 978 seeds, the first 0.
 const SEEDS_CONTROLLER_WRITES_STORE: Range<u64> = 0..2;
 
-/// Sweep (0..1000): caught by raft-election-safety in 30 seeds, the first 0. Each time a
+/// Sweep (0..1000): caught by raft-election-safety in 31 seeds, the first 0. Each time a
 /// failpoint burst (a flap or a leader chase) ran on a slow network: a voter crashed right after voting
 /// (`raft-after-vote`) and restarted at once without its vote, and the vote request of a
 /// second candidate of the same term, delayed in the network, reached it afterwards.
 const SEEDS_VOTE_NOT_PERSISTED: Range<u64> = 0..1;
 
-/// Sweep (0..1000): caught by raft-state-machine-safety in 4 seeds, the first 90, each
+/// Sweep (0..1000): caught by raft-state-machine-safety in 3 seeds, the first 90, each
 /// time a leader chase (rolling kills of whoever leads) ran on a seed whose appends carry
 /// one entry: a leader died with an entry on its disk only, the next died at its first
 /// send with its own no-op at that index, the first won back, counted a follower's copy
@@ -44,8 +46,8 @@ const SEEDS_COMMIT_PREVIOUS_TERM: Range<u64> = 90..91;
 /// run, as soon as a member restarts from it or a follower is sent it.
 const SEEDS_RAFT_SNAPSHOT_OMITS_LAST_ENTRY: Range<u64> = 0..1;
 
-/// Sweep (0..1000): caught by linearizability in 204 seeds, the first 3 (and by
-/// no-acknowledged-write-lost in 294, convergence in 556): every seed whose
+/// Sweep (0..1000): caught by linearizability in 205 seeds, the first 3 (and by
+/// no-acknowledged-write-lost in 309, convergence in 378): every seed whose
 /// `compaction_interval_ms` knob compacts within the run, once a key not written since
 /// the compacted revision is read.
 const SEEDS_COMPACTION_DROPS_KEPT_VERSION: Range<u64> = 3..4;

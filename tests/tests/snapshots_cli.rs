@@ -22,10 +22,10 @@ fn kubesim_run_seed_7_summary() {
 #[test]
 fn kubesim_run_failing_case_summary() {
     let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/regressions/follower-reads-without-read-index-seed-0.json");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/regressions/follower-reads-without-read-index-seed-3.json");
     let case = load_case(&path).unwrap();
     let report = run_seed(&case.options);
-    let command = Case::repro(Path::new("ci/regressions/follower-reads-without-read-index-seed-0.json"));
+    let command = Case::repro(Path::new("ci/regressions/follower-reads-without-read-index-seed-3.json"));
     insta::assert_snapshot!(format!("{command}\n{}", run_summary(&command, &report)));
 }
 

@@ -33,6 +33,7 @@ impl Topology {
             Target::StoreLeader => self.store_members >= 1,
             Target::ApiServer(idx) => idx < self.apiservers,
             Target::ControllerManager(idx) => idx < self.controller_managers,
+            Target::ControllerManagerLeader => self.controller_managers >= 1,
             Target::Scheduler => self.schedulers >= 1,
             Target::Kubelet(idx) => idx < self.kubelets,
         }
@@ -56,7 +57,9 @@ impl Topology {
                 }
             }
             Target::ApiServer(_) => plural(self.apiservers.into(), "apiserver"),
-            Target::ControllerManager(_) => plural(self.controller_managers.into(), "controller-manager"),
+            Target::ControllerManager(_) | Target::ControllerManagerLeader => {
+                plural(self.controller_managers.into(), "controller-manager")
+            }
             Target::Scheduler => plural(self.schedulers.into(), "scheduler"),
             Target::Kubelet(_) => plural(self.kubelets.into(), "kubelet"),
         };
@@ -66,7 +69,7 @@ impl Topology {
 
 /// A component a fault is aimed at. In JSON a target is one string that reads like the
 /// node's name: `"store-1"`, `"store-leader"`, `"apiserver-0"`, `"controller-manager-1"`,
-/// `"scheduler"`, `"kubelet-2"`.
+/// `"controller-manager-leader"`, `"scheduler"`, `"kubelet-2"`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Target {
@@ -79,6 +82,11 @@ pub enum Target {
     ApiServer(u32),
     /// A kube-controller-manager replica by its 0-based index.
     ControllerManager(u32),
+    /// Whichever kube-controller-manager holds the `kube-system/kube-controller-manager`
+    /// lease when the fault is applied, as the world last saw it acquire leadership (the
+    /// lease-holder counterpart of [`Target::StoreLeader`]): a fault aimed at the replica
+    /// whose controllers act, not at a standby that does nothing.
+    ControllerManagerLeader,
     /// The scheduler; the world resolves it (to its only replica, or the active one).
     Scheduler,
     /// A node's kubelet by its 0-based index.
@@ -99,6 +107,7 @@ impl fmt::Display for Target {
             Target::StoreLeader => write!(f, "store-leader"),
             Target::ApiServer(idx) => write!(f, "apiserver-{idx}"),
             Target::ControllerManager(idx) => write!(f, "controller-manager-{idx}"),
+            Target::ControllerManagerLeader => write!(f, "controller-manager-leader"),
             Target::Scheduler => write!(f, "scheduler"),
             Target::Kubelet(idx) => write!(f, "kubelet-{idx}"),
         }
@@ -109,7 +118,7 @@ impl fmt::Display for Target {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown target {0:?} (expected store-N, store-leader, apiserver-N, \
-     controller-manager-N, scheduler or kubelet-N)"
+     controller-manager-N, controller-manager-leader, scheduler or kubelet-N)"
 )]
 pub struct TargetParseError(pub String);
 
@@ -120,6 +129,7 @@ impl FromStr for Target {
         let error = || TargetParseError(text.to_string());
         match text {
             "store-leader" => return Ok(Target::StoreLeader),
+            "controller-manager-leader" => return Ok(Target::ControllerManagerLeader),
             "scheduler" => return Ok(Target::Scheduler),
             _ => {}
         }

@@ -40,6 +40,12 @@ fn different_seeds_give_different_plans() {
     assert_eq!(plans.len(), 200);
 }
 
+/// A pause of the controller-manager leader, which the generator adds beside a seed's
+/// picks when the pause kind is enabled (see `faults::generate::LEASE_HOLDER_PAUSE_MS`).
+fn is_lease_holder_pause(event: &faults::FaultEvent) -> bool {
+    matches!(event.fault, Fault::Pause { target: Target::ControllerManagerLeader })
+}
+
 /// The limits a correct cluster must survive, checked independently of
 /// `FaultPlan::check_survivable` for the simple cases.
 #[track_caller]
@@ -65,14 +71,19 @@ fn check_generated(plan: &FaultPlan, topology: &Topology, options: &GenerateOpti
         .events
         .iter()
         .filter(|event| !matches!(event.fault, Fault::CrashAtFailpoint { .. } | Fault::LeaderChase { .. }))
+        .filter(|event| !is_lease_holder_pause(event))
         .count();
     assert!(!plan.events.is_empty() && n_single <= options.max_events);
+    assert!(plan.events.iter().filter(|event| is_lease_holder_pause(event)).count() <= 1);
     let corruptions = plan.events.iter().filter(|event| matches!(event.fault, Fault::CorruptRecord { .. })).count();
     assert!(corruptions <= 1);
     for event in &plan.events {
         assert!(event.at_ms + event.duration_ms <= plan.safety_phase_ms);
         if of_burst(event) {
             assert!(event.duration_ms >= 100, "{event:?}");
+        } else if is_lease_holder_pause(event) {
+            let longest = (*faults::generate::LEASE_HOLDER_PAUSE_MS.end()).min(plan.safety_phase_ms);
+            assert!((*faults::generate::LEASE_HOLDER_PAUSE_MS.start()..=longest).contains(&event.duration_ms));
         } else {
             assert!((500..=10_000).contains(&event.duration_ms), "{event:?}");
         }
@@ -123,12 +134,33 @@ fn other_phases_and_event_counts_are_honoured() {
             .events
             .iter()
             .filter(|event| !matches!(event.fault, Fault::CrashAtFailpoint { .. } | Fault::LeaderChase { .. }))
+            .filter(|event| !is_lease_holder_pause(event))
             .count();
         max_seen = max_seen.max(n_single);
     }
     assert_eq!(max_seen, 3);
     let none = GenerateOptions { max_events: 0, ..options };
     assert!(generate(7, &topology, &FaultKind::all(), &none).events.is_empty());
+}
+
+#[test]
+fn the_controller_manager_leader_is_paused_past_its_lease_only_when_pauses_are_on_the_menu() {
+    let topology = small_topology();
+    let lease_holder_pauses = |menu: &BTreeSet<FaultKind>| -> Vec<u64> {
+        (0..400)
+            .flat_map(|seed| generate(seed, &topology, menu, &GenerateOptions::default()).events)
+            .filter(is_lease_holder_pause)
+            .map(|event| event.duration_ms)
+            .collect()
+    };
+    let with_pauses = lease_holder_pauses(&FaultKind::all());
+    // Half the seeds enable pauses, half of those pause the leader: about 100 of 400.
+    assert!((60..=140).contains(&with_pauses.len()), "{}", with_pauses.len());
+    // Some outlast Kubernetes' default 15 s lease plus a standby's retries, some do not.
+    assert!(with_pauses.iter().any(|&ms| ms > 20_000) && with_pauses.iter().any(|&ms| ms < 15_000));
+    let no_pauses: BTreeSet<FaultKind> =
+        FaultKind::all().into_iter().filter(|kind| *kind != FaultKind::Pause).collect();
+    assert!(lease_holder_pauses(&no_pauses).is_empty());
 }
 
 #[test]

@@ -139,6 +139,7 @@ impl View for FakeWorld {
             Target::StoreLeader => self.store_leader().map(|member| format!("store-{member}")),
             Target::ApiServer(idx) if idx < 2 => Some(format!("apiserver-{idx}")),
             Target::ControllerManager(idx) if idx < 2 => Some(format!("controller-manager-{idx}")),
+            Target::ControllerManagerLeader => Some("controller-manager-0".to_string()),
             Target::Scheduler => Some("scheduler-0".to_string()),
             Target::Kubelet(idx) if idx < 3 => Some(format!("kubelet-{idx}")),
             _ => None,

@@ -166,7 +166,15 @@ fn fault_kinds_use_these_json_names() {
 
 #[test]
 fn targets_read_and_print_as_node_names() {
-    for text in ["store-1", "store-leader", "apiserver-0", "controller-manager-12", "scheduler", "kubelet-2"] {
+    for text in [
+        "store-1",
+        "store-leader",
+        "apiserver-0",
+        "controller-manager-12",
+        "controller-manager-leader",
+        "scheduler",
+        "kubelet-2",
+    ] {
         let target: Target = text.parse().unwrap();
         assert_eq!(target.to_string(), text);
     }
@@ -176,7 +184,7 @@ fn targets_read_and_print_as_node_names() {
             error,
             format!(
                 "unknown target {bad:?} (expected store-N, store-leader, apiserver-N, \
-                 controller-manager-N, scheduler or kubelet-N)"
+                 controller-manager-N, controller-manager-leader, scheduler or kubelet-N)"
             )
         );
     }
@@ -415,7 +423,7 @@ fn reading_rejects_other_versions_unknown_fields_and_kinds() {
     assert!(with_fault(r#"{"kind": "pause", "target": "kubelet-0", "ms": 3}"#).contains("unknown field `ms`"));
     assert!(with_fault(r#"{"kind": "pause", "target": "etcd-1"}"#).contains(
         "unknown target \"etcd-1\" (expected store-N, store-leader, apiserver-N, \
-         controller-manager-N, scheduler or kubelet-N)"
+         controller-manager-N, controller-manager-leader, scheduler or kubelet-N)"
     ));
     assert!(error("not json").starts_with("fault plan is not valid JSON for a plan: "));
 }
