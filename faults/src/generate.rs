@@ -244,15 +244,20 @@ pub(crate) fn generate_fault<R: Rng>(rng: &mut R, details: &mut R, kind: FaultKi
         FaultKind::DiskLossAll => Fault::DiskLossAll,
         FaultKind::SnapshotCorruption => Fault::SnapshotCorruption { flip: draw_flip(details) },
         FaultKind::Clock => {
-            // Clock faults matter to lease holders, which are among every component that
-            // reads a clock: no bias between them. Offsets reach past a leader-election
-            // lease (15 s) plus its retry period, so a skewed standby can judge a live
-            // leader's lease expired and take over while the leader still acts:
-            // Kubernetes' unfenced leader election then has two writers. A store member
-            // reads no wall clock (Raft counts ticks of its own timer and the store has no
-            // TTL leases), so a skew aimed at one would be a fault spent on nothing.
-            let target =
-                component_targets(topology).choose(rng).cloned().expect("clock is feasible only with components");
+            // Clock faults matter to lease holders. One in four skews the store leader's
+            // clock, on which its lessor expires the Events' leases (a lease expires early
+            // or late in real time, as etcd documents, and the lease-expiry invariant
+            // judges it by that clock); the others skew a component, with no bias between
+            // them. Offsets reach past a leader-election lease (15 s) plus its retry
+            // period, so a skewed standby can judge a live leader's lease expired and take
+            // over while the leader still acts: Kubernetes' unfenced leader election then
+            // has two writers.
+            let components = component_targets(topology);
+            let target = if rng.gen_ratio(1, 4) {
+                Target::StoreLeader
+            } else {
+                components.choose(rng).cloned().expect("clock is feasible only with components")
+            };
             let offset_ms = rng.gen_range(-30_000..=30_000);
             let drift_ms_per_s = rng.gen_range(-100..=100);
             // A skew of nothing is no fault (one draw in 12 million): drift instead.

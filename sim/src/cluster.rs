@@ -142,11 +142,19 @@ pub(crate) struct Shared {
     pub recorder: Recorder,
     pub membership: Mutex<Membership>,
     pub endpoints: Endpoints,
+    /// Each slot's machine clock, which the nemesis may skew; the member running in the
+    /// slot (a replacement too) reads it for lease expiry.
+    pub clocks: Mutex<BTreeMap<u64, simtime::Clock>>,
 }
 
 impl Shared {
     pub fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
         self.membership.lock().expect("membership lock")
+    }
+
+    /// The clock of slot `slot`'s machine (shared by every member that runs there).
+    pub fn slot_clock(&self, slot: u64) -> simtime::Clock {
+        self.clocks.lock().expect("slot clocks lock").entry(slot).or_default().clone()
     }
 
     /// Creates and starts a member on `disk` in slot `slot` (the node is named after the
@@ -174,6 +182,7 @@ impl Shared {
         config.snapshot_every_entries = self.options.snapshot_every_entries;
         config.snapshot_catch_up_entries = self.options.snapshot_catch_up_entries;
         config.request_timeout = std::time::Duration::from_millis(self.options.request_timeout_ms);
+        config.clock = self.slot_clock(slot);
         let failpoints = config.failpoints.clone();
         let observer: Arc<dyn StoreObserver> = Arc::new(self.recorder.clone());
         let node_disk = disk.clone();
@@ -225,6 +234,7 @@ impl StoreCluster {
                 lost: Default::default(),
             }),
             endpoints: Arc::new(Mutex::new(peers.clone())),
+            clocks: Mutex::new(BTreeMap::new()),
         });
         let mut members = BTreeMap::new();
         for &id in peers.keys() {

@@ -133,6 +133,16 @@ fn store_node(slot: u64) -> String {
     format!("store-{slot}")
 }
 
+impl SimWorld {
+    /// The clock of a component's node, or of a store slot's machine.
+    fn clock_of(&self, node: &NodeRef) -> Option<Clock> {
+        match node.strip_prefix("store-").and_then(|slot| slot.parse::<u64>().ok()) {
+            Some(slot) => Some(self.store.slot_clock(slot)),
+            None => self.clocks.get(node).cloned(),
+        }
+    }
+}
+
 /// The member's point for a plan's failpoint name.
 fn member_failpoint(failpoint: Failpoint) -> store::server::Failpoint {
     use store::server::Failpoint as Point;
@@ -269,13 +279,13 @@ impl World for SimWorld {
     }
 
     fn set_clock_skew(&self, node: &NodeRef, offset_ms: i64, drift_ms_per_s: i64) {
-        if let Some(clock) = self.clocks.get(node) {
+        if let Some(clock) = self.clock_of(node) {
             clock.set_skew(offset_ms, drift_ms_per_s);
         }
     }
 
     fn reset_clock(&self, node: &NodeRef) {
-        if let Some(clock) = self.clocks.get(node) {
+        if let Some(clock) = self.clock_of(node) {
             clock.reset();
         }
     }

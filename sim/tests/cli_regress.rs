@@ -155,12 +155,12 @@ fn a_version_1_plan_is_printed_as_version_2_and_no_op_faults_are_refused() {
     std::fs::write(
         &no_op,
         r#"{"version":2,"safety_phase_ms":30000,"liveness_phase_ms":30000,"events":[
-            {"at_ms":1000,"duration_ms":2000,"fault":{"kind":"clock-skew","target":"store-1","offset_ms":900,"drift_ms_per_s":0}}]}"#,
+            {"at_ms":1000,"duration_ms":2000,"fault":{"kind":"clock-skew","target":"kubelet-1","offset_ms":0,"drift_ms_per_s":0}}]}"#,
     )
     .unwrap();
     assert_bad_input(
         &["run", "--seed", "1", "--plan", no_op.to_str().unwrap()],
-        "event 0: clock-skew of store-1 changes nothing: store members read no clock",
+        "event 0: clock-skew of kubelet-1 with no offset and no drift changes nothing",
     );
     let two_of_five = dir.path().join("two-of-five.json");
     std::fs::write(

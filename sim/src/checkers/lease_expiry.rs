@@ -8,6 +8,9 @@
 //! - its applying the lease's grant as primary (`lessor.Grant`: one TTL from then),
 //! - the last keep-alive it acknowledged (`lessor.Renew`).
 //!
+//! "Latest" is the order of events, not of clock readings: a clock set back reads less
+//! after an event than before it, and the lessor counts from the reading it took then.
+//!
 //! The clock is the deciding member's, as etcd's is: a leader whose clock jumps forward
 //! expires leases early in real time, which etcd documents (leases depend on the leader's
 //! clock rate) and this invariant allows. The election-timeout extension is slack the
@@ -31,7 +34,8 @@ use crate::history::{HistoryEvent, LessorRecord};
 struct Lessor {
     /// The promotion's clock reading while primary.
     promoted_ms: Option<u64>,
-    /// Per lease, the latest grant applied as primary or keep-alive acknowledged.
+    /// Per lease, the clock reading of the last grant applied as primary or keep-alive
+    /// acknowledged since the promotion.
     refreshed_ms: BTreeMap<i64, u64>,
 }
 
@@ -90,9 +94,11 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                     );
                     continue;
                 };
+                // The later event, not the larger reading: a clock set back reads less
+                // after than before (a promotion clears the refreshes before it).
                 let (since_ms, since) = match lessor.refreshed_ms.get(lease) {
-                    Some(&refreshed) if refreshed > promoted_ms => (refreshed, "its grant or last keep-alive"),
-                    _ => (promoted_ms, "its promotion to leader"),
+                    Some(&refreshed) => (refreshed, "its grant or last keep-alive"),
+                    None => (promoted_ms, "its promotion to leader"),
                 };
                 let ttl_ms = u64::try_from(ttl).unwrap_or(0).saturating_mul(1000);
                 if *now_ms < since_ms.saturating_add(ttl_ms) {
