@@ -467,6 +467,10 @@ impl<B: Backend> Registry<B> {
     /// transaction. Fenced and NamespaceMissing are answered here; the object's own
     /// precondition failure is left to the verb to name.
     async fn commit(&self, user: &UserInfo, write: Write) -> Result<Outcome, ApiError> {
+        let lease = match &write.success {
+            RequestOp::LeasedPut(leased) => Some(leased.lease),
+            _ => None,
+        };
         let mut compare = vec![write.compare];
         let mut failure = vec![read(&write.key)];
         let namespace_key = write.namespace.as_ref().map(|ns| Resource::Namespaces.key("", ns));
@@ -489,6 +493,9 @@ impl<B: Backend> Registry<B> {
         self.saw_revision(response.header.revision);
         if response.succeeded {
             self.observe(user, write.verb, &write.key, response.header.revision);
+            if let (Some(lease), Some(observer)) = (lease, &self.observer) {
+                observer.attached_to_lease(&self.apiserver_name, &write.key, response.header.revision, lease);
+            }
             return Ok(Outcome::Committed(response.header.revision));
         }
         // The failure branch read [object, namespace?, lease?] at the revision the

@@ -24,6 +24,10 @@ pub trait ApiServerObserver: Send + Sync {
     /// Called after each successful (committed) store write: which apiserver wrote `key`
     /// at `revision`, on behalf of which user, for which verb.
     fn store_write(&self, apiserver: &str, user: &str, verb: Verb, key: &str, revision: i64);
+
+    /// Called after a committed store write that attached `key` to store lease `lease`
+    /// (an Event under its TTL lease), right after its `store_write`.
+    fn attached_to_lease(&self, _apiserver: &str, _key: &str, _revision: i64, _lease: i64) {}
 }
 
 /// Namespaces the apiserver creates at start (kube-apiserver's bootstrap controller).

@@ -164,6 +164,14 @@ pub enum HistoryEvent {
         succeeded: bool,
         n_events: usize,
     },
+    /// An apiserver's committed write attached `key` to store lease `lease` at `revision`
+    /// (an Event under its TTL lease).
+    LeaseAttached {
+        apiserver: String,
+        key: String,
+        revision: Revision,
+        lease: i64,
+    },
     /// A member's lessor acted (see [`LessorRecord`]).
     Lessor {
         member: MemberId,
@@ -582,6 +590,15 @@ impl apiserver::ApiServerObserver for Recorder {
             verb,
             key: key.to_string(),
             revision,
+        });
+    }
+
+    fn attached_to_lease(&self, apiserver: &str, key: &str, revision: i64, lease: i64) {
+        self.record(HistoryEvent::LeaseAttached {
+            apiserver: apiserver.to_string(),
+            key: key.to_string(),
+            revision,
+            lease,
         });
     }
 }

@@ -941,6 +941,75 @@ mod lease_expiry {
         assert_passes(&check(Invariant::LeaseExpiry, &history), 1);
     }
 
+    /// Two Events under lease 5; the lessor's revoke (proposal 7) commits at revision 12.
+    fn revoke_of(deletes: &[&str]) -> History {
+        let builder = h()
+            .event(lessor(1, promoted(0, &[])))
+            .event(lessor(1, LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 100, primary: true }))
+            .committed_put(10, "/registry/events/default/a.1", "a", 10, 1)
+            .event(HistoryEvent::LeaseAttached {
+                apiserver: "apiserver-0".into(),
+                key: "/registry/events/default/a.1".into(),
+                revision: 10,
+                lease: 5,
+            })
+            .committed_put(11, "/registry/events/default/b.1", "b", 11, 1)
+            .event(HistoryEvent::LeaseAttached {
+                apiserver: "apiserver-0".into(),
+                key: "/registry/events/default/b.1".into(),
+                revision: 11,
+                lease: 5,
+            })
+            .event(lessor(1, expired(5, 10_100)))
+            .event(sim::checkers::testing::applied_event(1, 12, 1, 7, 12));
+        let changes = deletes.iter().map(|key| sim::history::KeyState::deleted(key, 12)).collect();
+        builder.event(HistoryEvent::Committed { revision: 12, changes }).build()
+    }
+
+    #[test]
+    fn passes_when_a_revoke_deletes_every_key_attached_to_the_lease() {
+        let history = revoke_of(&["/registry/events/default/a.1", "/registry/events/default/b.1"]);
+        assert_passes(&check(Invariant::LeaseExpiry, &history), 1 + 2);
+    }
+
+    #[test]
+    fn fires_when_a_revoke_leaves_an_attached_key_behind() {
+        let history = revoke_of(&["/registry/events/default/a.1"]);
+        assert_one_violation(
+            &check(Invariant::LeaseExpiry, &history),
+            &["lease 5 was revoked at revision 12", "/registry/events/default/b.1", "revision 11"],
+        );
+    }
+
+    #[test]
+    fn fires_when_a_revoke_deletes_a_key_moved_to_another_lease() {
+        let history = h()
+            .event(lessor(1, promoted(0, &[(5, 10), (6, 10)])))
+            .committed_put(10, "/registry/events/default/a.1", "a", 10, 1)
+            .event(HistoryEvent::LeaseAttached {
+                apiserver: "apiserver-0".into(),
+                key: "/registry/events/default/a.1".into(),
+                revision: 10,
+                lease: 5,
+            })
+            // The Event repeated: updated under lease 6.
+            .committed_put(11, "/registry/events/default/a.1", "a2", 10, 2)
+            .event(HistoryEvent::LeaseAttached {
+                apiserver: "apiserver-0".into(),
+                key: "/registry/events/default/a.1".into(),
+                revision: 11,
+                lease: 6,
+            })
+            .event(lessor(1, expired(5, 20_000)))
+            .event(sim::checkers::testing::applied_event(1, 12, 1, 7, 12))
+            .committed_delete(12, "/registry/events/default/a.1")
+            .build();
+        assert_one_violation(
+            &check(Invariant::LeaseExpiry, &history),
+            &["revoke of lease 5 at revision 12 deleted /registry/events/default/a.1", "to lease 6"],
+        );
+    }
+
     #[test]
     fn fires_when_a_keep_alive_is_ignored_or_a_follower_expires_a_lease() {
         let history = h()

@@ -11,6 +11,15 @@
 //! "Latest" is the order of events, not of clock readings: a clock set back reads less
 //! after an event than before it, and the lessor counts from the reading it took then.
 //!
+//! And a revoke deletes what the lease holds: when a lessor's revoke commits at revision
+//! r, every key the apiserver last attached to that lease before r (`LeaseAttached`, the
+//! write's own revision), and that nothing wrote or deleted since, is deleted at r, in that
+//! one revision (etcd `lessor.Revoke`: the lease's keys go in one write transaction), and
+//! no key that its last write attached to another lease is (a put with a lease detaches
+//! the key from its old one). A
+//! write whose answer the apiserver never got is not attributed to a lease and is not
+//! examined.
+//!
 //! The clock is the deciding member's, as etcd's is: a leader whose clock jumps forward
 //! expires leases early in real time, which etcd documents (leases depend on the leader's
 //! clock rate) and this invariant allows. The election-timeout extension is slack the
@@ -22,9 +31,9 @@
 //!
 //! Cost: O(n log n) in lessor records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use store::api::MemberId;
+use store::api::{MemberId, Revision};
 
 use super::{CheckInput, Invariant, Verdict, Violations};
 use crate::history::{HistoryEvent, LessorRecord};
@@ -114,8 +123,92 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
             }
         }
     }
+    let (n_revokes, n_keys) = check_revokes(input, &mut violations);
     violations.into_verdict(
-        n_expiries,
-        format!("{n_expiries} lease expiries against {n_grants} grants applied and {n_promotions} lessor promotions"),
+        n_expiries + n_keys,
+        format!(
+            "{n_expiries} lease expiries against {n_grants} grants applied and {n_promotions} lessor promotions; \
+             {n_revokes} revokes committed, {n_keys} attached keys checked deleted"
+        ),
     )
+}
+
+/// The revokes' half (see the module): returns the revokes committed and the keys checked.
+fn check_revokes(input: &CheckInput, violations: &mut Violations) -> (usize, usize) {
+    let mut lease_of_proposal: BTreeMap<u64, i64> = BTreeMap::new();
+    // revision -> (lease, when), for each lessor revoke that committed.
+    let mut revokes: BTreeMap<Revision, (i64, u64)> = BTreeMap::new();
+    let mut judged_proposals: BTreeSet<u64> = BTreeSet::new();
+    // lease -> keys the apiserver attached to it, with the write's revision.
+    let mut attached: BTreeMap<i64, Vec<(&str, Revision)>> = BTreeMap::new();
+    // key -> (revision, deleted) of each committed change.
+    let mut changes: BTreeMap<&str, Vec<(Revision, bool)>> = BTreeMap::new();
+    for (at_ns, event) in input.history.events() {
+        match event {
+            HistoryEvent::Lessor { event: LessorRecord::ExpiryProposed { lease, proposal_id, .. }, .. } => {
+                lease_of_proposal.insert(*proposal_id, *lease);
+            }
+            // A revoke that deleted nothing leaves the revision as it was: only one that
+            // deleted something owns its revision.
+            HistoryEvent::Applied { proposal_id, succeeded: true, revision, n_events, .. } if *n_events > 0 => {
+                if let Some(&lease) = lease_of_proposal.get(proposal_id) {
+                    if judged_proposals.insert(*proposal_id) {
+                        revokes.insert(*revision, (lease, at_ns));
+                    }
+                }
+            }
+            HistoryEvent::LeaseAttached { key, revision, lease, .. } => {
+                attached.entry(*lease).or_default().push((key, *revision));
+            }
+            HistoryEvent::Committed { revision, changes: changed } => {
+                for change in changed {
+                    changes.entry(&change.key).or_default().push((*revision, change.value_hash.is_none()));
+                }
+            }
+            _ => {}
+        }
+    }
+    // (key, write revision) -> the lease that write attached the key to.
+    let lease_of_write: BTreeMap<(&str, Revision), i64> =
+        attached.iter().flat_map(|(&lease, keys)| keys.iter().map(move |&(key, at)| ((key, at), lease))).collect();
+    let mut n_keys = 0;
+    for (&revoked_at, &(lease, at_ns)) in &revokes {
+        // Only its own keys: a key moved to another lease since (etcd's put with a lease
+        // detaches it from the old one) outlives the old lease.
+        for (key, key_changes) in &changes {
+            if !key_changes.contains(&(revoked_at, true)) {
+                continue;
+            }
+            let before = key_changes.iter().rev().find(|(revision, _)| *revision < revoked_at);
+            let Some(&(written_at, false)) = before else { continue };
+            if let Some(&other) = lease_of_write.get(&(*key, written_at)).filter(|&&other| other != lease) {
+                violations.push(
+                    Some(at_ns),
+                    format!(
+                        "the revoke of lease {lease:x} at revision {revoked_at} deleted {key}, which the write at \
+                         revision {written_at} had attached to lease {other:x}"
+                    ),
+                );
+            }
+        }
+        for &(key, written_at) in attached.get(&lease).map(Vec::as_slice).unwrap_or_default() {
+            let Some(key_changes) = changes.get(key) else { continue };
+            // The key's last change before the revoke must be this leased write.
+            let before = key_changes.iter().rev().find(|(revision, _)| *revision < revoked_at);
+            if before != Some(&(written_at, false)) {
+                continue;
+            }
+            n_keys += 1;
+            if !key_changes.contains(&(revoked_at, true)) {
+                violations.push(
+                    Some(at_ns),
+                    format!(
+                        "lease {lease:x} was revoked at revision {revoked_at}, but {key}, attached to it by the \
+                         write at revision {written_at}, was not deleted at that revision"
+                    ),
+                );
+            }
+        }
+    }
+    (revokes.len(), n_keys)
 }
