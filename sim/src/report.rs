@@ -139,6 +139,14 @@ impl RunReport {
             }
         }
         out.push_str(&render_coverage(&self.coverage));
+        if !self.stats.is_empty() {
+            let figures: Vec<String> = self.stats.iter().map(|(name, value)| format!("{name} {value}")).collect();
+            out.push_str(&format!(
+                "figures: {}
+",
+                figures.join(", ")
+            ));
+        }
         out.push_str(&format!(
             "simulated {:.1}s, {} messages delivered, {} history records\n",
             self.simulated_secs, self.messages_delivered, self.history_records

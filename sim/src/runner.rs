@@ -400,6 +400,27 @@ pub(crate) fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel)
     (report, history)
 }
 
+/// The Events of the run's store history: written (creates and updates, each under a TTL
+/// lease) and deleted (by their lease's expiry: nothing else deletes an Event). Nothing is
+/// added for a run without Events (store-smoke).
+fn add_event_stats(history: &History, stats: &mut BTreeMap<String, i64>) {
+    let (mut written, mut expired) = (0i64, 0i64);
+    for (_, event) in history.events() {
+        if let HistoryEvent::Committed { changes, .. } = event {
+            for change in changes.iter().filter(|c| c.key.starts_with("/registry/events/")) {
+                match change.value_hash {
+                    Some(_) => written += 1,
+                    None => expired += 1,
+                }
+            }
+        }
+    }
+    if written > 0 {
+        stats.insert("events-written".to_string(), written);
+        stats.insert("events-expired".to_string(), expired);
+    }
+}
+
 /// The report of a seed whose scenario finished: its own checks and every checker's.
 fn report_of(
     options: &RunOptions,
@@ -429,6 +450,7 @@ fn report_of(
     checks.extend(check_all(&input).iter().map(Verdict::to_check));
     let mut stats = outcome.stats;
     recovery.add_to(&mut stats);
+    add_event_stats(history, &mut stats);
     RunReport {
         seed: options.seed,
         scenario: options.scenario.name().to_string(),
