@@ -17,7 +17,7 @@ use faults::{FaultKind, PlanFile};
 
 use crate::bugs::PlantedBug;
 use crate::campaign::{run_campaign_shard, run_guarded, CampaignOptions, MAX_SEEDS_PER_RUN};
-use crate::runner::{run_seed, Faults, RunOptions};
+use crate::runner::{Faults, RunOptions};
 use crate::scenario::Scenario;
 
 pub const EXIT_PASS: u8 = 0;
@@ -566,13 +566,15 @@ fn run_and_print(
     let picked_by = if options.seed_picks_knobs { "picked by the seed" } else { "set by the case" };
     out(&format!("store: {} members; knobs ({picked_by}): {}", store.n_members, options.knobs()));
     let wall = Instant::now();
-    let (report, history) = if exports.jsonl.is_some() || exports.edn.is_some() || exports.html.is_some() {
-        let (report, history) = crate::runner::run_seed_with_history(options);
-        (report, Some(history))
-    } else {
-        (run_seed(options), None)
-    };
+    let (report, history) = crate::runner::run_seed_with_history(options);
+    let history = Some(history);
     let wall_secs = wall.elapsed().as_secs_f64();
+    if let Some(history) = history.as_ref().filter(|_| !report.passed()) {
+        out("why it failed (the history's slice that leads to each violation):");
+        for explanation in crate::explain::explain(&report, history) {
+            out(&format!("  {}", explanation.text));
+        }
+    }
     out(run_summary(command, &report).trim_end());
     // The only wall-clock figure, kept out of `run_summary` so that it stays a pure
     // function of the run (and snapshot-testable).

@@ -321,6 +321,9 @@ pub fn render(report: &RunReport, history: &History) -> String {
             escape(message)
         );
     }
+    for explanation in crate::explain::explain(report, history) {
+        let _ = writeln!(listed, "<li data-kind=\"explanation\"><i>why</i>: {}</li>", escape(&explanation.text));
+    }
     let mut faults = String::new();
     for line in &report.faults {
         let _ = writeln!(faults, "<li>{}</li>", escape(line));

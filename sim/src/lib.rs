@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod corpus;
 pub mod determinism;
+pub mod explain;
 pub mod export;
 pub mod history;
 pub mod html;

@@ -1,0 +1,276 @@
+//! Why a seed failed: for each violation, the slice of the history that leads to it, said
+//! in one paragraph (`kubesim run` prints it for a failing seed, before the timeline; the
+//! HTML report lists it under the violation).
+//!
+//! The slice is followed backwards from what the violation names:
+//! - the nodes it names (`store-2`, `kubelet-0`, `controller-manager-1`) and the faults that
+//!   hit them before it (a crash, pause or clock skew still in effect counts however long
+//!   ago it began); when it names no node, the faults of the ten seconds before it;
+//! - the store members it names: their last role changes (who led, in which term);
+//! - for a violation of the store's own behaviour that names no member (it names clients
+//!   and keys), the faults that hit the store in the ten seconds before it;
+//! - the keys it names (`/registry/...`): their last commits before it, with the revision,
+//!   and which apiserver user wrote them;
+//! - the leases of leader election it names (a controller's), their last acquisitions.
+//!
+//! It is a slice, not a proof: it names what the violation's own evidence touches and what
+//! the nemesis did to it, in the order it happened, which is where a reader starts.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use crate::history::{History, HistoryEvent};
+use crate::report::RunReport;
+
+/// How far back faults are taken when the violation names no node, in seconds.
+const UNNAMED_WINDOW_SECS: f64 = 10.0;
+/// The most events of each kind a slice keeps (the latest ones).
+const MAX_PER_KIND: usize = 3;
+
+/// One violation's explanation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explanation {
+    pub invariant: String,
+    pub at_secs: f64,
+    /// The history's records in the slice, as (seconds, words), in time order.
+    pub slice: Vec<(f64, String)>,
+    /// The paragraph.
+    pub text: String,
+}
+
+/// What each invariant expects, in one clause (for the paragraph's last sentence).
+fn expectation(invariant: &str) -> &'static str {
+    match invariant {
+        "store-single-writer" => "only an apiserver (or the store leader's lessor) changes the store",
+        "raft-election-safety" => "at most one store member leads each Raft term",
+        "raft-state-machine-safety" => {
+            "every member applies the same entry at each index and reaches the same revision"
+        }
+        "linearizability" => "every read sees the latest write committed before it began",
+        "no-acknowledged-write-lost" => "a write acknowledged to a client is never lost",
+        "controller-single-leader" => "the writes of a leader-elected component come from one leader at a time",
+        "watch-guarantees" => "a watch delivers every change of its range once, in order",
+        "pod-bound-once" => "a pod is bound to one node, once",
+        "convergence" => "the deployment reaches its replicas, and never more than asked",
+        "backup-restore-equality" => "a restored backup holds exactly the keyspace of its revision",
+        "revisions-never-go-backwards" => "no client sees a revision lower than one it saw before",
+        "restore-durability" => "writes acknowledged before a backup survive its restore",
+        "informer-continuity" => "a watch resumes only from a resourceVersion the apiserver gave",
+        "lease-expiry" => {
+            "a lease expires only on the leader, a full TTL after its last refresh on that leader's clock"
+        }
+        _ => "the invariant holds",
+    }
+}
+
+/// Invariants of the store's own behaviour, whose violations name clients and keys more
+/// often than members.
+fn store_level(invariant: &str) -> bool {
+    matches!(
+        invariant,
+        "linearizability"
+            | "no-acknowledged-write-lost"
+            | "raft-state-machine-safety"
+            | "raft-election-safety"
+            | "revisions-never-go-backwards"
+            | "watch-guarantees"
+            | "store-single-writer"
+    )
+}
+
+/// Words of `text` that look like node names.
+fn nodes_in(text: &str) -> BTreeSet<String> {
+    const PREFIXES: [&str; 5] = ["store-", "apiserver-", "controller-manager-", "scheduler-", "kubelet-"];
+    text.split(|c: char| !(c.is_alphanumeric() || c == '-'))
+        .filter(|word| {
+            PREFIXES
+                .iter()
+                .any(|p| word.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Store keys (`/registry/...`, `/smoke/...`) a text names.
+fn keys_in(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '\'' | '"'))
+        .filter(|word| ["/registry/", "/smoke/", "/kubesim/"].iter().any(|prefix| word.starts_with(prefix)))
+        .map(|word| word.trim_end_matches(['.', ':']).to_string())
+        .collect()
+}
+
+/// The first violation of a failed check, with its time: `[12.3s] message; [..] ...`.
+fn first_violation(detail: &str, default_secs: f64) -> (f64, String) {
+    let first = detail.split("; [").next().unwrap_or(detail);
+    if let Some((time, message)) = first.trim_start_matches('[').split_once("s] ") {
+        if let Ok(secs) = time.parse::<f64>() {
+            return (secs, message.to_string());
+        }
+    }
+    (default_secs, first.to_string())
+}
+
+/// Whether a fault line begins something that lasts until its end line on the same node.
+fn lasting(description: &str) -> Option<(&'static str, bool)> {
+    let what: Vec<&str> = description.split_whitespace().skip_while(|w| w.starts_with("t=")).collect();
+    match *what.first()? {
+        "crash" => Some(("crash", true)),
+        "restart" => Some(("crash", false)),
+        "pause" => Some(("pause", true)),
+        "resume" => Some(("pause", false)),
+        "clock-skew" => Some(("skew", true)),
+        "reset" => Some(("skew", false)),
+        _ => None,
+    }
+}
+
+/// The explanation of each violation of a failing run.
+pub fn explain(report: &RunReport, history: &History) -> Vec<Explanation> {
+    report
+        .failures()
+        .map(|check| {
+            let (at_secs, message) = first_violation(&check.detail, report.simulated_secs);
+            explain_one(&check.name, at_secs, &message, history)
+        })
+        .collect()
+}
+
+fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) -> Explanation {
+    let nodes = nodes_in(message);
+    let keys = keys_in(message);
+    let members: BTreeSet<u64> =
+        nodes.iter().filter_map(|n| n.strip_prefix("store-").and_then(|m| m.parse().ok())).collect();
+    let before = |at_ns: u64| (at_ns as f64 / 1e9) <= at_secs + 1e-9;
+    let mut faults: Vec<(f64, String)> = Vec::new();
+    let mut in_effect: std::collections::BTreeMap<(String, &'static str), (f64, String)> = Default::default();
+    let mut roles: Vec<(f64, String)> = Vec::new();
+    let mut commits: Vec<(f64, String)> = Vec::new();
+    let mut leaders: Vec<(f64, String)> = Vec::new();
+    for (at_ns, event) in history.events().filter(|(at_ns, _)| before(*at_ns)) {
+        let at = at_ns as f64 / 1e9;
+        match event {
+            HistoryEvent::Fault { description } => {
+                let named = nodes_in(description);
+                if let Some((kind, begins)) = lasting(description) {
+                    for node in &named {
+                        if begins {
+                            in_effect.insert((node.clone(), kind), (at, description.clone()));
+                        } else {
+                            in_effect.remove(&(node.clone(), kind));
+                        }
+                    }
+                }
+                // A power loss or a fault aimed at the store leader names no member yet
+                // hits whichever led.
+                let recent = at >= at_secs - UNNAMED_WINDOW_SECS;
+                let on_store = named.iter().any(|n| n.starts_with("store-"))
+                    || description.contains("power-loss")
+                    || description.contains("store-leader");
+                let relevant = if nodes.is_empty() {
+                    recent
+                } else {
+                    named.iter().any(|n| nodes.contains(n))
+                        || !members.is_empty() && on_store && !named.iter().any(|n| n.starts_with("store-"))
+                        // A store-level violation naming clients, not members: the store's
+                        // recent faults.
+                        || members.is_empty() && store_level(invariant) && on_store && recent
+                };
+                if relevant && lasting(description).is_none_or(|(_, begins)| begins) {
+                    faults.push((at, format!("the nemesis: {description}")));
+                }
+            }
+            HistoryEvent::RoleChanged { member, term, role, .. } if members.contains(member) => {
+                roles.push((at, format!("store-{member} became {role:?} in term {term}")));
+            }
+            HistoryEvent::Committed { revision, changes } => {
+                for change in changes.iter().filter(|c| keys.contains(&c.key)) {
+                    let what = if change.value_hash.is_some() { "written" } else { "deleted" };
+                    commits.push((at, format!("{} {what} at revision {revision}", change.key)));
+                }
+            }
+            HistoryEvent::StoreWrite { user, verb, key, revision, .. } if keys.contains(key) => {
+                commits.push((at, format!("{user} {verb:?} {key} committed at revision {revision}")));
+            }
+            HistoryEvent::LeaderAcquired { component, identity, lease_resource_version, .. }
+                if invariant == "controller-single-leader" || message.contains(identity.as_str()) =>
+            {
+                leaders.push((
+                    at,
+                    format!("{identity} acquired the {component} lease (revision {lease_resource_version})"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let keep_last = |mut v: Vec<(f64, String)>, n: usize| {
+        let drop = v.len().saturating_sub(n);
+        v.drain(..drop);
+        v
+    };
+    let mut slice: Vec<(f64, String)> = Vec::new();
+    // Lasting faults still in effect, however long ago they began, then the latest others.
+    let lasting_now: Vec<(f64, String)> = in_effect
+        .into_iter()
+        .filter(|((node, _), _)| nodes.is_empty() || nodes.contains(node))
+        .map(|(_, (at, description))| (at, format!("the nemesis: {description} (still in effect)")))
+        .collect();
+    slice.extend(lasting_now.iter().cloned());
+    slice.extend(
+        keep_last(faults, MAX_PER_KIND * 2)
+            .into_iter()
+            .filter(|(at, words)| !lasting_now.iter().any(|(t, w)| t == at && w.starts_with(words.as_str()))),
+    );
+    slice.extend(keep_last(roles, MAX_PER_KIND));
+    slice.extend(keep_last(commits, MAX_PER_KIND));
+    slice.extend(keep_last(leaders, MAX_PER_KIND));
+    slice.sort_by(|a, b| a.0.total_cmp(&b.0));
+    slice.dedup();
+
+    let mut text = format!("At {at_secs:.3}s {invariant} failed: {message}.");
+    if slice.is_empty() {
+        text.push_str(" No fault or event the violation names came before it in the history.");
+    } else {
+        text.push_str(" Before it:");
+        for (i, (at, words)) in slice.iter().enumerate() {
+            let _ = write!(text, "{} at {at:.3}s {words}", if i == 0 { "" } else { ";" });
+        }
+        text.push('.');
+    }
+    let _ = write!(text, " The invariant expected that {}.", expectation(invariant));
+    Explanation { invariant: invariant.to_string(), at_secs, slice, text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Record;
+
+    fn history(events: Vec<(u64, HistoryEvent)>) -> History {
+        History {
+            records: events.into_iter().map(|(at_ms, event)| Record { at_ns: at_ms * 1_000_000, event }).collect(),
+            trace_hash: 0,
+            overflowed: false,
+        }
+    }
+
+    #[test]
+    fn the_slice_names_the_faults_on_the_nodes_and_the_roles_of_the_members_the_violation_names() {
+        let h = history(vec![
+            (1_000, HistoryEvent::Fault { description: "t=1000ms pause kubelet-1".into() }),
+            (2_000, HistoryEvent::Fault { description: "t=2000ms crash store-2 (power loss)".into() }),
+            (3_000, HistoryEvent::RoleChanged { member: 2, term: 4, role: store::raft::Role::Leader, leader: Some(2) }),
+            (
+                9_000,
+                HistoryEvent::Fault { description: "t=9000ms clock-skew store-2 offset 9000ms drift 0ms/s".into() },
+            ),
+            (20_000, HistoryEvent::Fault { description: "t=20000ms crash store-1".into() }),
+        ]);
+        let e = explain_one("lease-expiry", 12.0, "store-2 expired lease 1 (TTL 10 s) at 12000 ms on its clock", &h);
+        assert!(e.text.starts_with("At 12.000s lease-expiry failed: store-2 expired lease 1"), "{}", e.text);
+        assert!(e.text.contains("clock-skew store-2 offset 9000ms drift 0ms/s (still in effect)"), "{}", e.text);
+        assert!(e.text.contains("store-2 became Leader in term 4"), "{}", e.text);
+        assert!(!e.text.contains("kubelet-1"), "a fault on a node the violation does not name: {}", e.text);
+        assert!(!e.text.contains("store-1"), "a fault after the violation: {}", e.text);
+        assert!(e.text.ends_with("The invariant expected that a lease expires only on the leader, a full TTL after its last refresh on that leader's clock."), "{}", e.text);
+    }
+}
