@@ -140,9 +140,9 @@ pub enum Command {
         /// signature and one for the passing seeds (GitHub, GitLab and Jenkins render it).
         #[arg(long)]
         junit: Option<PathBuf>,
-        /// Write an HTML report (as `run --html`) of each failing seed into this existing
-        /// directory, `seed-N.html`, replaying the seed once more (at most 20 seeds, the
-        /// smallest first).
+        /// Write an HTML report (as `run --html`) of each failing seed into this directory
+        /// (created if missing), `seed-N.html`, replaying the seed once more (at most 20
+        /// seeds, the smallest first).
         #[arg(long)]
         html_dir: Option<PathBuf>,
     },
@@ -639,9 +639,10 @@ fn campaign_command(
         crate::cli_regress::check_writable(path, "--junit")?;
     }
     if let Some(dir) = &html_dir {
-        if !dir.is_dir() {
-            return Err(BadInput(format!("--html-dir {}: not an existing directory", dir.display())).into());
+        if dir.exists() && !dir.is_dir() {
+            return Err(BadInput(format!("--html-dir {}: not a directory", dir.display())).into());
         }
+        std::fs::create_dir_all(dir).map_err(|e| crate::cli_regress::destination_error("--html-dir", dir, &e))?;
     }
     let seeds = parse_seed_range(seeds)?;
     let shard_flag = shard.map_or(String::new(), |shard| format!(" --shard {shard}"));

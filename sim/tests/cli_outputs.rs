@@ -20,9 +20,10 @@ fn kubesim(args: &[&str]) -> Output {
 }
 
 #[test]
-fn a_failing_campaign_writes_junit_with_a_case_per_signature() {
+fn a_failing_campaign_writes_junit_with_a_case_per_signature_and_html_pages() {
     let dir = tempfile::tempdir().unwrap();
     let junit = dir.path().join("campaign.xml");
+    let pages = dir.path().join("reports/html");
     let out = kubesim(&[
         "campaign",
         "--seeds",
@@ -31,6 +32,8 @@ fn a_failing_campaign_writes_junit_with_a_case_per_signature() {
         "lease-expiry-ignores-promotion",
         "--junit",
         junit.to_str().unwrap(),
+        "--html-dir",
+        pages.to_str().unwrap(),
     ]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("failure signatures ("), "{}", out.stdout);
@@ -39,6 +42,9 @@ fn a_failing_campaign_writes_junit_with_a_case_per_signature() {
     assert!(xml.contains(r#"<testcase classname="kubesim.lease-expiry""#), "{xml}");
     assert!(xml.contains("kubesim run --seed 6 --bug lease-expiry-ignores-promotion"), "{xml}");
     assert!(xml.contains("passing seeds"), "{xml}");
+    // The failing seed's page, in a directory the campaign created.
+    let page = std::fs::read_to_string(pages.join("seed-6.html")).unwrap();
+    assert!(page.contains("data-kind=\"violation\""), "no violation marked");
 }
 
 #[test]
