@@ -79,7 +79,7 @@ fn store_level(invariant: &str) -> bool {
 }
 
 /// Words of `text` that look like node names.
-fn nodes_in(text: &str) -> BTreeSet<String> {
+pub(crate) fn nodes_in(text: &str) -> BTreeSet<String> {
     const PREFIXES: [&str; 5] = ["store-", "apiserver-", "controller-manager-", "scheduler-", "kubelet-"];
     text.split(|c: char| !(c.is_alphanumeric() || c == '-'))
         .filter(|word| {
@@ -99,27 +99,37 @@ fn keys_in(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The first violation of a failed check, with its time: `[12.3s] message; [..] ...`.
-fn first_violation(detail: &str, default_secs: f64) -> (f64, String) {
-    let first = detail.split("; [").next().unwrap_or(detail);
-    if let Some((time, message)) = first.trim_start_matches('[').split_once("s] ") {
-        if let Ok(secs) = time.parse::<f64>() {
-            return (secs, message.to_string());
-        }
-    }
-    (default_secs, first.to_string())
+/// What a lasting fault does to a node until its end line: a crash until the restart, a
+/// pause until the resume, a clock skew until the reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Lasting {
+    Down,
+    Paused,
+    Skewed,
 }
 
-/// Whether a fault line begins something that lasts until its end line on the same node.
-fn lasting(description: &str) -> Option<(&'static str, bool)> {
-    let what: Vec<&str> = description.split_whitespace().skip_while(|w| w.starts_with("t=")).collect();
-    match *what.first()? {
-        "crash" => Some(("crash", true)),
-        "restart" => Some(("crash", false)),
-        "pause" => Some(("pause", true)),
-        "resume" => Some(("pause", false)),
-        "clock-skew" => Some(("skew", true)),
-        "reset" => Some(("skew", false)),
+impl Lasting {
+    /// The word the HTML report marks its band with.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Lasting::Down => "down",
+            Lasting::Paused => "paused",
+            Lasting::Skewed => "skewed",
+        }
+    }
+}
+
+/// Whether a nemesis line (`t=12345ms WHAT ...`) begins (`true`) or ends (`false`) a
+/// lasting fault on the nodes it names.
+pub(crate) fn lasting(description: &str) -> Option<(Lasting, bool)> {
+    let what = description.split_whitespace().find(|w| !w.starts_with("t="))?;
+    match what {
+        "crash" => Some((Lasting::Down, true)),
+        "restart" => Some((Lasting::Down, false)),
+        "pause" => Some((Lasting::Paused, true)),
+        "resume" => Some((Lasting::Paused, false)),
+        "clock-skew" => Some((Lasting::Skewed, true)),
+        "reset" => Some((Lasting::Skewed, false)),
         _ => None,
     }
 }
@@ -129,8 +139,9 @@ pub fn explain(report: &RunReport, history: &History) -> Vec<Explanation> {
     report
         .failures()
         .map(|check| {
-            let (at_secs, message) = first_violation(&check.detail, report.simulated_secs);
-            explain_one(&check.name, at_secs, &message, history)
+            let (at_secs, message) =
+                crate::report::timed_violations(&check.detail).next().unwrap_or((None, &check.detail));
+            explain_one(&check.name, at_secs.unwrap_or(report.simulated_secs), message, history)
         })
         .collect()
 }
@@ -142,7 +153,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
         nodes.iter().filter_map(|n| n.strip_prefix("store-").and_then(|m| m.parse().ok())).collect();
     let before = |at_ns: u64| (at_ns as f64 / 1e9) <= at_secs + 1e-9;
     let mut faults: Vec<(f64, String)> = Vec::new();
-    let mut in_effect: std::collections::BTreeMap<(String, &'static str), (f64, String)> = Default::default();
+    let mut in_effect: std::collections::BTreeMap<(String, Lasting), (f64, String)> = Default::default();
     let mut roles: Vec<(f64, String)> = Vec::new();
     let mut commits: Vec<(f64, String)> = Vec::new();
     let mut leaders: Vec<(f64, String)> = Vec::new();

@@ -31,21 +31,18 @@ const LABEL: f64 = 170.0;
 const LANE_HEIGHT: f64 = 22.0;
 const AXIS_HEIGHT: f64 = 26.0;
 
-/// A violation's time and words, as the report's failed checks carry them
-/// (`[12.345678s] message; [..] ...`).
+/// Each violation of the report's failed checks with its time and words (a check whose
+/// detail has no time at the run's end).
 fn violations(report: &RunReport) -> Vec<(f64, String, String)> {
     let mut found = Vec::new();
     for check in report.failures() {
-        for part in check.detail.split("; [") {
-            let part = part.trim_start_matches('[');
-            let Some((time, message)) = part.split_once("s] ") else { continue };
-            if let Ok(secs) = time.parse::<f64>() {
-                found.push((secs, check.name.clone(), message.to_string()));
-            }
-        }
-        if !found.iter().any(|(_, name, _)| *name == check.name) {
+        let timed: Vec<(f64, String, String)> = crate::report::timed_violations(&check.detail)
+            .filter_map(|(at, message)| at.map(|secs| (secs, check.name.clone(), message.to_string())))
+            .collect();
+        if timed.is_empty() {
             found.push((report.simulated_secs, check.name.clone(), check.detail.clone()));
         }
+        found.extend(timed);
     }
     found
 }
@@ -63,36 +60,6 @@ fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-/// The node names a fault description mentions (`store-2`, `kubelet-0`, ...).
-fn nodes_named(description: &str) -> Vec<String> {
-    const PREFIXES: [&str; 5] = ["store-", "apiserver-", "controller-manager-", "scheduler-", "kubelet-"];
-    let mut nodes = Vec::new();
-    for word in description.split(|c: char| !(c.is_alphanumeric() || c == '-')) {
-        if PREFIXES
-            .iter()
-            .any(|p| word.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())))
-            && !nodes.contains(&word.to_string())
-        {
-            nodes.push(word.to_string());
-        }
-    }
-    nodes
-}
-
-/// What a fault line starts and what ends it on the same node, for bands.
-fn band_kind(description: &str) -> Option<(&'static str, bool)> {
-    let what = description.split_whitespace().skip_while(|w| w.starts_with("t=")).collect::<Vec<_>>();
-    match what.first().copied()? {
-        "crash" => Some(("down", true)),
-        "restart" => Some(("down", false)),
-        "pause" => Some(("paused", true)),
-        "resume" => Some(("paused", false)),
-        "clock-skew" => Some(("skewed", true)),
-        "reset" => Some(("skewed", false)),
-        _ => None,
-    }
 }
 
 struct Page {
@@ -186,13 +153,13 @@ pub fn render(report: &RunReport, history: &History) -> String {
     }
 
     // Faults: every one on the nemesis lane; bands or marks on the nodes they name.
-    let mut open: BTreeMap<(String, &'static str), (f64, String)> = BTreeMap::new();
+    let mut open: BTreeMap<(String, crate::explain::Lasting), (f64, String)> = BTreeMap::new();
     for (at_ns, event) in history.events() {
         let HistoryEvent::Fault { description } = event else { continue };
         let at = secs(at_ns);
         page.mark("nemesis", "fault", at, "#c62828", description);
-        let nodes = nodes_named(description);
-        match band_kind(description) {
+        let nodes = crate::explain::nodes_in(description);
+        match crate::explain::lasting(description) {
             Some((band, true)) => {
                 for node in nodes {
                     open.entry((node, band)).or_insert((at, description.clone()));
@@ -201,7 +168,8 @@ pub fn render(report: &RunReport, history: &History) -> String {
             Some((band, false)) => {
                 for node in nodes {
                     if let Some((since, title)) = open.remove(&(node.clone(), band)) {
-                        page.rect(&node, band, since, at, "rgba(198,40,40,0.45)", &format!("{title} (until {at:.3}s)"));
+                        let title = format!("{title} (until {at:.3}s)");
+                        page.rect(&node, band.name(), since, at, "rgba(198,40,40,0.45)", &title);
                     }
                 }
             }
@@ -213,7 +181,7 @@ pub fn render(report: &RunReport, history: &History) -> String {
         }
     }
     for ((node, band), (since, title)) in open {
-        page.rect(&node, band, since, end_secs, "rgba(198,40,40,0.45)", &title);
+        page.rect(&node, band.name(), since, end_secs, "rgba(198,40,40,0.45)", &title);
     }
 
     // Commits, client operations and watch answers.

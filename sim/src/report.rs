@@ -19,6 +19,19 @@ pub struct Check {
     pub detail: String,
 }
 
+/// The violations a failed check's detail lists, in order, each with its simulated time
+/// when it carries one: the detail reads `[12.345678s] message; [..] message; and N more`
+/// (`checkers::Verdict::to_check`); a scenario's own check has no times.
+pub fn timed_violations(detail: &str) -> impl Iterator<Item = (Option<f64>, &str)> {
+    detail.split("; [").map(|part| {
+        let timed = part.strip_prefix('[').unwrap_or(part).split_once("s] ");
+        match timed.and_then(|(time, message)| time.parse::<f64>().ok().map(|secs| (secs, message))) {
+            Some((secs, message)) => (Some(secs), message),
+            None => (None, part),
+        }
+    })
+}
+
 impl Check {
     pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Self { name: name.into(), status: CheckStatus::Pass, detail: detail.into() }

@@ -61,18 +61,9 @@ pub fn of_result(result: &SeedResult) -> Vec<Signature> {
         .collect()
 }
 
-/// The first violation of a check's detail (violations are joined by `"; ["`), and its
-/// simulated time when it carries one (`[12.5s] ...`).
+/// The first violation of a check's detail, and its simulated time when it carries one.
 fn first_violation(detail: &str) -> (Option<f64>, &str) {
-    let first = detail.split("; [").next().unwrap_or(detail);
-    if let Some(rest) = first.strip_prefix('[') {
-        if let Some((time, message)) = rest.split_once("] ") {
-            if let Ok(secs) = time.trim_end_matches('s').parse::<f64>() {
-                return (Some(secs), message);
-            }
-        }
-    }
-    (None, first)
+    crate::report::timed_violations(detail).next().unwrap_or((None, detail))
 }
 
 /// Kubernetes' `rand.String` alphabet (generated name suffixes).

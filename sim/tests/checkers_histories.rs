@@ -889,6 +889,11 @@ mod lease_expiry {
         LessorRecord::Promoted { now_ms, extend_ms: 1_000, leases: leases.to_vec() }
     }
 
+    /// The apiserver's write of `key` at `revision` attached it to `lease`.
+    fn attached(key: &str, revision: i64, lease: i64) -> HistoryEvent {
+        HistoryEvent::LeaseAttached { apiserver: "apiserver-0".into(), key: key.into(), revision, lease }
+    }
+
     fn expired(lease: i64, now_ms: u64) -> LessorRecord {
         LessorRecord::ExpiryProposed { lease, now_ms, proposal_id: 7 }
     }
@@ -947,19 +952,9 @@ mod lease_expiry {
             .event(lessor(1, promoted(0, &[])))
             .event(lessor(1, LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 100, primary: true }))
             .committed_put(10, "/registry/events/default/a.1", "a", 10, 1)
-            .event(HistoryEvent::LeaseAttached {
-                apiserver: "apiserver-0".into(),
-                key: "/registry/events/default/a.1".into(),
-                revision: 10,
-                lease: 5,
-            })
+            .event(attached("/registry/events/default/a.1", 10, 5))
             .committed_put(11, "/registry/events/default/b.1", "b", 11, 1)
-            .event(HistoryEvent::LeaseAttached {
-                apiserver: "apiserver-0".into(),
-                key: "/registry/events/default/b.1".into(),
-                revision: 11,
-                lease: 5,
-            })
+            .event(attached("/registry/events/default/b.1", 11, 5))
             .event(lessor(1, expired(5, 10_100)))
             .event(sim::checkers::testing::applied_event(1, 12, 1, 7, 12));
         let changes = deletes.iter().map(|key| sim::history::KeyState::deleted(key, 12)).collect();
@@ -986,20 +981,10 @@ mod lease_expiry {
         let history = h()
             .event(lessor(1, promoted(0, &[(5, 10), (6, 10)])))
             .committed_put(10, "/registry/events/default/a.1", "a", 10, 1)
-            .event(HistoryEvent::LeaseAttached {
-                apiserver: "apiserver-0".into(),
-                key: "/registry/events/default/a.1".into(),
-                revision: 10,
-                lease: 5,
-            })
+            .event(attached("/registry/events/default/a.1", 10, 5))
             // The Event repeated: updated under lease 6.
             .committed_put(11, "/registry/events/default/a.1", "a2", 10, 2)
-            .event(HistoryEvent::LeaseAttached {
-                apiserver: "apiserver-0".into(),
-                key: "/registry/events/default/a.1".into(),
-                revision: 11,
-                lease: 6,
-            })
+            .event(attached("/registry/events/default/a.1", 11, 6))
             .event(lessor(1, expired(5, 20_000)))
             .event(sim::checkers::testing::applied_event(1, 12, 1, 7, 12))
             .committed_delete(12, "/registry/events/default/a.1")

@@ -9,20 +9,8 @@ use std::process::{Command, Stdio};
 
 const MAX: &str = "18446744073709551615";
 
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn kubesim(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_kubesim")).args(args).output().expect("kubesim runs");
-    Output {
-        code: output.status.code().expect("exited"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
+mod support;
+use support::{kubesim, Output};
 
 /// Exit 2 and one line naming what was wrong.
 #[track_caller]

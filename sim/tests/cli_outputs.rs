@@ -2,22 +2,8 @@
 //! history (JSON lines and Jepsen EDN), and the build stamp that keeps `merge` from mixing
 //! results of different commits.
 
-use std::process::Command;
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn kubesim(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_kubesim")).args(args).output().expect("kubesim runs");
-    Output {
-        code: output.status.code().expect("exited"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
+mod support;
+use support::kubesim;
 
 #[test]
 fn a_failing_campaign_writes_junit_with_a_case_per_signature_and_html_pages() {

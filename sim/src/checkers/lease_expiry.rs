@@ -143,6 +143,8 @@ fn check_revokes(input: &CheckInput, violations: &mut Violations) -> (usize, usi
     let mut attached: BTreeMap<i64, Vec<(&str, Revision)>> = BTreeMap::new();
     // key -> (revision, deleted) of each committed change.
     let mut changes: BTreeMap<&str, Vec<(Revision, bool)>> = BTreeMap::new();
+    // revision -> the keys it deleted.
+    let mut deleted_at: BTreeMap<Revision, Vec<&str>> = BTreeMap::new();
     for (at_ns, event) in input.history.events() {
         match event {
             HistoryEvent::Lessor { event: LessorRecord::ExpiryProposed { lease, proposal_id, .. }, .. } => {
@@ -162,7 +164,11 @@ fn check_revokes(input: &CheckInput, violations: &mut Violations) -> (usize, usi
             }
             HistoryEvent::Committed { revision, changes: changed } => {
                 for change in changed {
-                    changes.entry(&change.key).or_default().push((*revision, change.value_hash.is_none()));
+                    let deleted = change.value_hash.is_none();
+                    changes.entry(&change.key).or_default().push((*revision, deleted));
+                    if deleted {
+                        deleted_at.entry(*revision).or_default().push(&change.key);
+                    }
                 }
             }
             _ => {}
@@ -175,13 +181,9 @@ fn check_revokes(input: &CheckInput, violations: &mut Violations) -> (usize, usi
     for (&revoked_at, &(lease, at_ns)) in &revokes {
         // Only its own keys: a key moved to another lease since (etcd's put with a lease
         // detaches it from the old one) outlives the old lease.
-        for (key, key_changes) in &changes {
-            if !key_changes.contains(&(revoked_at, true)) {
-                continue;
-            }
-            let before = key_changes.iter().rev().find(|(revision, _)| *revision < revoked_at);
-            let Some(&(written_at, false)) = before else { continue };
-            if let Some(&other) = lease_of_write.get(&(*key, written_at)).filter(|&&other| other != lease) {
+        for &key in deleted_at.get(&revoked_at).map(Vec::as_slice).unwrap_or_default() {
+            let Some(&(written_at, false)) = last_change_before(&changes, key, revoked_at) else { continue };
+            if let Some(&other) = lease_of_write.get(&(key, written_at)).filter(|&&other| other != lease) {
                 violations.push(
                     Some(at_ns),
                     format!(
@@ -192,14 +194,12 @@ fn check_revokes(input: &CheckInput, violations: &mut Violations) -> (usize, usi
             }
         }
         for &(key, written_at) in attached.get(&lease).map(Vec::as_slice).unwrap_or_default() {
-            let Some(key_changes) = changes.get(key) else { continue };
             // The key's last change before the revoke must be this leased write.
-            let before = key_changes.iter().rev().find(|(revision, _)| *revision < revoked_at);
-            if before != Some(&(written_at, false)) {
+            if last_change_before(&changes, key, revoked_at) != Some(&(written_at, false)) {
                 continue;
             }
             n_keys += 1;
-            if !key_changes.contains(&(revoked_at, true)) {
+            if !deleted_at.get(&revoked_at).is_some_and(|keys| keys.contains(&key)) {
                 violations.push(
                     Some(at_ns),
                     format!(
@@ -211,4 +211,13 @@ fn check_revokes(input: &CheckInput, violations: &mut Violations) -> (usize, usi
         }
     }
     (revokes.len(), n_keys)
+}
+
+/// A key's last committed change (revision, deleted) before `revision`.
+fn last_change_before<'a>(
+    changes: &'a BTreeMap<&str, Vec<(Revision, bool)>>,
+    key: &str,
+    revision: Revision,
+) -> Option<&'a (Revision, bool)> {
+    changes.get(key)?.iter().rev().find(|(at, _)| *at < revision)
 }
