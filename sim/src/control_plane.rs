@@ -37,10 +37,10 @@ pub struct ControlPlaneOptions {
     /// Planted bug `informer-skips-relist` in every component's informers (see
     /// `InformerConfig::planted_bug_skip_relist`).
     pub informer_skips_relist: bool,
-    /// Planted bug `controller-writes-store`: see [`rogue_store_writer`].
+    /// Planted bug `controller-writes-store`: see `rogue_store_writer`.
     pub controller_writes_store: bool,
     /// Until this simulated time, apiserver-0's node also runs etcd-robustness-style
-    /// store traffic (see [`store_traffic`]). `None`: off.
+    /// store traffic (see `store_traffic`). `None`: off.
     pub store_traffic_until: Option<std::time::Duration>,
     /// What the user does in `deploy-nginx` (other scenarios ignore it).
     pub workload: crate::scenario::deploy_nginx::Workload,

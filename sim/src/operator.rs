@@ -12,7 +12,7 @@
 //!   and an empty disk; it catches up from a snapshot. The old id is never reused.
 //! - **restore** after a majority or total loss — the Kubernetes procedure ("Restoring
 //!   an etcd cluster"): stop every apiserver (gracefully: SIGTERM, which closes its
-//!   watches, see [`ApiServerProcess`]), stop the surviving members, `etcdutl
+//!   watches, see `ApiServerProcess`), stop the surviving members, `etcdutl
 //!   snapshot restore --bump-revision --mark-compacted` from the latest backup that
 //!   verifies (a corrupted one is refused: etcdutl's integrity check; the next older one
 //!   is tried), onto fresh disks, as a new cluster with new member ids, start it, then
