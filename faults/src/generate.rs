@@ -165,7 +165,7 @@ fn schedule_backups(rng: &mut ChaCha8Rng, topology: &Topology, plan: &mut FaultP
     }
 }
 
-/// How long a pause of the controller-manager leader lasts (see [`lease_holder_pause`]):
+/// How long a pause of the controller-manager leader lasts (see `lease_holder_pause`):
 /// from shorter than any lease a seed runs on (the leader renews on waking) to longer than
 /// Kubernetes' default 15 s lease plus the standby's retry (a standby takes over).
 pub const LEASE_HOLDER_PAUSE_MS: std::ops::RangeInclusive<u64> = 2_000..=25_000;

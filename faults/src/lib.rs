@@ -5,7 +5,7 @@
 //!   when, and every choice the nemesis makes applying them (design §3), with validation
 //!   against a [`Topology`]; [`PlanFile`] reads both format versions;
 //! - [`kinds`]: [`FaultKind`], the menu `kubesim campaign --faults KINDS` chooses from;
-//! - [`generate`]: swarm generation of a plan from a seed alone (TigerBeetle VOPR-style),
+//! - [`generate`](mod@generate): swarm generation of a plan from a seed alone (TigerBeetle VOPR-style),
 //!   outside the simulation;
 //! - [`strategies`]: proptest strategies producing valid plans that shrink well;
 //! - [`nemesis`]: [`Nemesis`], a sans-IO state machine that turns a plan, time and

@@ -207,7 +207,7 @@ fn on_fresh_thread<T: Send + 'static>(options: &RunOptions, run: fn(&RunOptions)
 /// The most simulated time one seed may take, enforced inside the simulation (madsim's
 /// executor checks it after every step): a seed still running then ends, failing
 /// `time-limit`. It covers the scenario and the hour of teardown that drains the seed's
-/// timers ([`DRAIN_TIMERS_FOR`]). Plans bound every duration they hold
+/// timers (`DRAIN_TIMERS_FOR`). Plans bound every duration they hold
 /// (`faults::MAX_SAFETY_PHASE_MS`, `faults::MAX_LIVENESS_PHASE_MS`: 10 minutes each), and
 /// the longest legitimate scenario, a deploy-nginx seed that waits out its liveness phase
 /// again after each of three late restores, stays under an hour; so only a scenario that
@@ -240,7 +240,7 @@ pub fn is_time_limit_panic(payload: &(dyn std::any::Any + Send)) -> bool {
 ///
 /// Cancelling moves the seed's simulated clock past its time limit; madsim's executor
 /// checks that limit after every step and unwinds out of the run, which
-/// [`run_seed_on_this_thread`] then tears down as it does a seed that reached the limit by
+/// `run_seed_on_this_thread` then tears down as it does a seed that reached the limit by
 /// itself. Nothing changes for a seed that is not cancelled: the clock is only read.
 #[derive(Clone, Default)]
 pub struct SeedCancel(std::sync::Arc<std::sync::Mutex<CancelState>>);

@@ -15,7 +15,7 @@ use crate::plan::{kind_name, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan,
 
 /// The nemesis for one plan: what is applied, what overlapping faults hold, what is armed.
 /// Overlapping faults are counted per clogged link, paused node and crashed process
-/// ([`Holds`]): the first fault applies, the last heal undoes.
+/// (`Holds`): the first fault applies, the last heal undoes.
 pub struct Nemesis {
     events: Vec<FaultEvent>,
     safety_phase_ms: u64,

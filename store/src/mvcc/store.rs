@@ -161,7 +161,7 @@ impl Mvcc {
         self.range_as_of(req, self.current_revision)
     }
 
-    /// Static checks done before proposing; see [`validate`](super::validate).
+    /// Static checks done before proposing; see `validate`.
     pub fn validate(m: &Mutation) -> Result<(), StoreError> {
         validate::validate(m)
     }
@@ -201,7 +201,7 @@ impl Mvcc {
     ///   mvcc/watchable_store.go `syncWatchers` cancels a watcher whose `minRev <
     ///   compactRev`).
     /// - A start exactly at the compacted revision streams from it: compaction keeps the
-    ///   compacted revision's own events (see [`Mvcc::compact`]). This follows etcd as fixed
+    ///   compacted revision's own events (see `Mvcc::compact`). This follows etcd as fixed
     ///   after etcd-io/etcd#18089 (PR #18274 "keep tombstone if revision == compactAtRev",
     ///   in 3.4.34 and 3.5.15): a DELETE at exactly the compacted revision is delivered.
     ///   etcd 3.4.23, as Debian ships it, drops that tombstone in `keyIndex.compact`

@@ -155,7 +155,7 @@ pub struct MemberConfig {
     /// Raft's cap on entries in one append (see `raft::Config::max_entries_per_append`).
     pub max_entries_per_append: usize,
     /// How long a peer's Raft message that arrived ahead of a gap in its stream waits for
-    /// the gap to fill (see [`stream`]).
+    /// the gap to fill (see `stream`).
     pub stream_gap_timeout: Duration,
     /// The node's wall clock (which the nemesis may skew): while this member leads, its
     /// lessor decides on it when a lease expires, as etcd's leader does on its own clock.
