@@ -67,7 +67,9 @@ pub struct MvccSnapshot {
 impl MvccSnapshot {
     /// The snapshot's bytes: the serde fields, then the lease section if any.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = bincode::serialize(self).expect("an mvcc snapshot always serializes");
+        let size = bincode::serialized_size(self).expect("an mvcc snapshot always serializes") as usize;
+        let mut out = Vec::with_capacity(size + self.leases_encoded_len());
+        bincode::serialize_into(&mut out, self).expect("an mvcc snapshot always serializes");
         self.encode_leases_into(&mut out);
         out
     }
@@ -85,6 +87,15 @@ impl MvccSnapshot {
     pub fn encode_leases_into(&self, out: &mut Vec<u8>) {
         if !self.leases.is_empty() {
             bincode::serialize_into(out, &self.leases).expect("a lease table always serializes");
+        }
+    }
+
+    /// The length of what [`MvccSnapshot::encode_leases_into`] appends.
+    pub fn leases_encoded_len(&self) -> usize {
+        if self.leases.is_empty() {
+            0
+        } else {
+            bincode::serialized_size(&self.leases).expect("a lease table always serializes") as usize
         }
     }
 

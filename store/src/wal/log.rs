@@ -69,6 +69,23 @@ struct SnapshotRecord {
     data: Bytes,
 }
 
+/// What [`Wal::save_snapshot`] writes: a [`SnapshotRecord`] that borrows its fields, so
+/// the snapshot's bytes are serialized straight from the caller's slice.
+#[derive(Serialize)]
+struct SnapshotRecordRef<'a> {
+    meta: &'a SnapshotMeta,
+    data: ByteSlice<'a>,
+}
+
+/// Serializes as serde bytes, the way `Bytes` does (not as a sequence of `u8`).
+struct ByteSlice<'a>(&'a [u8]);
+
+impl Serialize for ByteSlice<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
 pub struct Wal<D: Disk> {
     disk: D,
     last_index: u64,
@@ -193,15 +210,19 @@ impl<D: Disk> Wal<D> {
                 reason: format!("snapshot at {} older than the saved one at {}", meta.index, self.snapshot_index),
             });
         }
-        let mut buffer = Vec::new();
-        let snapshot = SnapshotRecord { meta: meta.clone(), data: Bytes::copy_from_slice(data) };
-        let payload = bincode::serialize(&snapshot).map_err(invalid)?;
-        if payload.len() > MAX_SNAPSHOT_BYTES {
+        // Serialized once, in place after the record header, into a buffer of its final
+        // size: the same bytes as a `SnapshotRecord`, without copying `data` on the way.
+        let snapshot = SnapshotRecordRef { meta, data: ByteSlice(data) };
+        let payload_len = bincode::serialized_size(&snapshot).map_err(invalid)? as usize;
+        if payload_len > MAX_SNAPSHOT_BYTES {
             return Err(WalError::Invalid {
-                reason: format!("snapshot of {} bytes exceeds {MAX_SNAPSHOT_BYTES}", payload.len()),
+                reason: format!("snapshot of {payload_len} bytes exceeds {MAX_SNAPSHOT_BYTES}"),
             });
         }
-        record::encode(RecordKind::Snapshot, &payload, &mut buffer);
+        let mut buffer = Vec::with_capacity(record::HEADER_BYTES + payload_len);
+        buffer.resize(record::HEADER_BYTES, 0);
+        bincode::serialize_into(&mut buffer, &snapshot).map_err(invalid)?;
+        record::seal(RecordKind::Snapshot, &mut buffer);
         self.disk.write_atomic(SNAPSHOT_FILE, &buffer)?;
 
         let bytes = self.disk.read(WAL_FILE)?.unwrap_or_default();

@@ -31,13 +31,6 @@ impl RecordKind {
     }
 }
 
-pub(crate) fn encode(kind: RecordKind, payload: &[u8], out: &mut Vec<u8>) {
-    let start = out.len();
-    out.resize(start + HEADER_BYTES, 0);
-    out.extend_from_slice(payload);
-    seal(kind, &mut out[start..]);
-}
-
 /// Fills in the header of `record`: `HEADER_BYTES` of room, then the payload. Lets a
 /// writer serialize a payload in place, right after the room for its header.
 pub(crate) fn seal(kind: RecordKind, record: &mut [u8]) {
