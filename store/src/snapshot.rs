@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::api::MemberId;
-use crate::mvcc::MvccSnapshot;
+use crate::mvcc::{MvccSnapshot, MvccView};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberSnapshot {
@@ -25,18 +25,21 @@ pub struct MemberSnapshot {
 }
 
 impl MemberSnapshot {
+    /// The snapshot borrowed, for encoding.
+    pub fn view(&self) -> MemberSnapshotView<'_> {
+        MemberSnapshotView {
+            cluster_id: self.cluster_id,
+            mvcc: self.mvcc.view(),
+            members: &self.members,
+            removed: &self.removed,
+        }
+    }
+
     /// The serde fields, then the MVCC state's lease section if it has leases (see
     /// [`MvccSnapshot::encode`]): without leases, the bytes are what they were before
     /// leases existed.
     pub fn encode(&self) -> Bytes {
-        // One allocation of the final size: a full snapshot is taken every few dozen
-        // entries in some seeds, and growing the buffer for the lease section copied it all.
-        let size = bincode::serialized_size(self).expect("a member snapshot always serializes") as usize
-            + self.mvcc.leases_encoded_len();
-        let mut out = Vec::with_capacity(size);
-        bincode::serialize_into(&mut out, self).expect("a member snapshot always serializes");
-        self.mvcc.encode_leases_into(&mut out);
-        Bytes::from(out)
+        self.view().encode()
     }
 
     pub fn decode(data: &[u8]) -> Result<MemberSnapshot, String> {
@@ -44,5 +47,27 @@ impl MemberSnapshot {
             crate::codec::decode_prefix(data).map_err(|e| format!("undecodable member snapshot: {e}"))?;
         snapshot.mvcc.decode_leases_from(rest)?;
         Ok(snapshot)
+    }
+}
+
+/// A [`MemberSnapshot`] borrowed from where it lives (a member's live state): encodes to
+/// the same bytes as [`MemberSnapshot::encode`] without cloning the keyspace first.
+#[derive(Serialize)]
+pub struct MemberSnapshotView<'a> {
+    pub cluster_id: u64,
+    pub mvcc: MvccView<'a>,
+    pub members: &'a BTreeMap<MemberId, SocketAddr>,
+    pub removed: &'a BTreeSet<MemberId>,
+}
+
+impl MemberSnapshotView<'_> {
+    /// The serde fields, then the lease section, in one allocation of the final size.
+    pub fn encode(&self) -> Bytes {
+        let size = bincode::serialized_size(self).expect("a member snapshot always serializes") as usize
+            + self.mvcc.leases_encoded_len();
+        let mut out = Vec::with_capacity(size);
+        bincode::serialize_into(&mut out, self).expect("a member snapshot always serializes");
+        self.mvcc.encode_leases_into(&mut out);
+        Bytes::from(out)
     }
 }

@@ -10,4 +10,4 @@ mod key_index;
 mod store;
 mod validate;
 
-pub use store::{Mvcc, MvccSnapshot, DEFAULT_MIN_LEASE_TTL_SECS};
+pub use store::{Mvcc, MvccSnapshot, MvccView, DEFAULT_MIN_LEASE_TTL_SECS};

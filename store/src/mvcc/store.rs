@@ -64,14 +64,63 @@ pub struct MvccSnapshot {
     leases: LeaseTable,
 }
 
-impl MvccSnapshot {
-    /// The snapshot's bytes: the serde fields, then the lease section if any.
+/// An [`MvccSnapshot`] borrowed from where it lives, a live [`Mvcc`] or a snapshot: it
+/// encodes to the same bytes without cloning the keyspace first (a member may snapshot
+/// every few dozen entries, and the clone cost more than the encoding).
+#[derive(Clone, Copy, Serialize)]
+pub struct MvccView<'a> {
+    keys: &'a BTreeMap<String, KeyHistory>,
+    events: &'a BTreeMap<Revision, Vec<Event>>,
+    current_revision: Revision,
+    compacted_revision: Revision,
+    #[serde(skip)]
+    leases: &'a LeaseTable,
+}
+
+impl MvccView<'_> {
+    /// The length of what [`MvccView::encode_leases_into`] appends.
+    pub fn leases_encoded_len(&self) -> usize {
+        if self.leases.is_empty() {
+            0
+        } else {
+            bincode::serialized_size(self.leases).expect("a lease table always serializes") as usize
+        }
+    }
+
+    /// Appends the lease section (nothing when the store never had a lease). For a
+    /// snapshot embedded in a larger structure, append it after that structure.
+    pub fn encode_leases_into(&self, out: &mut Vec<u8>) {
+        if !self.leases.is_empty() {
+            bincode::serialize_into(out, self.leases).expect("a lease table always serializes");
+        }
+    }
+
+    /// The snapshot's bytes: the serde fields, then the lease section if any, in one
+    /// allocation of the final size.
     pub fn encode(&self) -> Vec<u8> {
         let size = bincode::serialized_size(self).expect("an mvcc snapshot always serializes") as usize;
         let mut out = Vec::with_capacity(size + self.leases_encoded_len());
         bincode::serialize_into(&mut out, self).expect("an mvcc snapshot always serializes");
         self.encode_leases_into(&mut out);
         out
+    }
+}
+
+impl MvccSnapshot {
+    /// The snapshot borrowed, for encoding.
+    pub fn view(&self) -> MvccView<'_> {
+        MvccView {
+            keys: &self.keys,
+            events: &self.events,
+            current_revision: self.current_revision,
+            compacted_revision: self.compacted_revision,
+            leases: &self.leases,
+        }
+    }
+
+    /// The snapshot's bytes: the serde fields, then the lease section if any.
+    pub fn encode(&self) -> Vec<u8> {
+        self.view().encode()
     }
 
     /// Reads what [`MvccSnapshot::encode`] wrote.
@@ -80,23 +129,6 @@ impl MvccSnapshot {
             crate::codec::decode_prefix(data).map_err(|e| format!("undecodable mvcc snapshot: {e}"))?;
         snapshot.decode_leases_from(rest)?;
         Ok(snapshot)
-    }
-
-    /// Appends the lease section (nothing when the store never had a lease). For a
-    /// snapshot embedded in a larger structure, append it after that structure.
-    pub fn encode_leases_into(&self, out: &mut Vec<u8>) {
-        if !self.leases.is_empty() {
-            bincode::serialize_into(out, &self.leases).expect("a lease table always serializes");
-        }
-    }
-
-    /// The length of what [`MvccSnapshot::encode_leases_into`] appends.
-    pub fn leases_encoded_len(&self) -> usize {
-        if self.leases.is_empty() {
-            0
-        } else {
-            bincode::serialized_size(&self.leases).expect("a lease table always serializes") as usize
-        }
     }
 
     /// Reads the lease section from the bytes left after the serde fields (none: no lease).
@@ -283,6 +315,17 @@ impl Mvcc {
             hasher.write(&kv.version.to_le_bytes());
         }
         hasher.finish()
+    }
+
+    /// The state borrowed, to encode as a snapshot without cloning it.
+    pub fn view(&self) -> MvccView<'_> {
+        MvccView {
+            keys: &self.keys,
+            events: &self.events,
+            current_revision: self.current_revision,
+            compacted_revision: self.compacted_revision,
+            leases: &self.leases,
+        }
     }
 
     pub fn to_snapshot(&self) -> MvccSnapshot {

@@ -26,7 +26,7 @@ use crate::raft::{
 use crate::rpc::MemberStatus;
 use crate::server::failpoint::Failpoint;
 use crate::server::{MemberConfig, StoreObserver};
-use crate::snapshot::MemberSnapshot;
+use crate::snapshot::{MemberSnapshot, MemberSnapshotView};
 use crate::wal::{Disk, MemberIdentity, Wal};
 
 /// What a member proposes through Raft: the mutation with who asked and from where.
@@ -611,16 +611,6 @@ impl<D: Disk> MemberCore<D> {
         self.maybe_snapshot();
     }
 
-    /// The state machine as it would go into a snapshot now.
-    fn member_snapshot(&self) -> MemberSnapshot {
-        MemberSnapshot {
-            cluster_id: self.config.cluster_id,
-            mvcc: self.mvcc.to_snapshot(),
-            members: self.peers.clone(),
-            removed: self.removed.lock().expect("removed lock").clone(),
-        }
-    }
-
     /// Every `snapshot_every_entries` applied entries: save a snapshot of the applied state
     /// and compact the Raft log under it (etcd `--snapshot-count`). The snapshot file is
     /// written atomically before the WAL drops the entries it covers, so a crash in
@@ -630,15 +620,23 @@ impl<D: Disk> MemberCore<D> {
         if every == 0 || self.failed.is_some() || self.applied_index < self.snapshot_index + every {
             return;
         }
-        let mut snapshot = self.member_snapshot();
-        if self.config.planted_bugs.raft_snapshot_omits_last_entry {
-            // PLANTED BUG (`raft_snapshot_omits_last_entry`): the state one revision back,
-            // labelled with the applied index.
-            if let Some(rewound) = self.mvcc.rewound_to(self.mvcc.current_revision() - 1) {
-                snapshot.mvcc = rewound.to_snapshot();
+        // PLANTED BUG (`raft_snapshot_omits_last_entry`): the state one revision back,
+        // labelled with the applied index.
+        let rewound = if self.config.planted_bugs.raft_snapshot_omits_last_entry {
+            self.mvcc.rewound_to(self.mvcc.current_revision() - 1)
+        } else {
+            None
+        };
+        let data = {
+            let removed = self.removed.lock().expect("removed lock");
+            MemberSnapshotView {
+                cluster_id: self.config.cluster_id,
+                mvcc: rewound.as_ref().unwrap_or(&self.mvcc).view(),
+                members: &self.peers,
+                removed: &removed,
             }
-        }
-        let data = snapshot.encode();
+            .encode()
+        };
         let meta =
             match self.raft.compact_keeping(self.applied_index, data.clone(), self.config.snapshot_catch_up_entries) {
                 Ok(meta) => meta,

@@ -26,8 +26,10 @@ pub trait Disk: Send + Sync + 'static {
     /// Appends; creates the file if absent.
     fn append(&self, name: &str, data: &[u8]) -> Result<(), DiskError>;
     fn truncate(&self, name: &str, len: u64) -> Result<(), DiskError>;
-    /// Replaces the whole file durably (temp file + fsync + rename + directory fsync).
-    fn write_atomic(&self, name: &str, data: &[u8]) -> Result<(), DiskError>;
+    /// Replaces the whole file durably (temp file + fsync + rename + directory fsync). Takes
+    /// the bytes by value: the simulated disk keeps the buffer as the file (a snapshot is
+    /// written every few dozen entries in some seeds), spare capacity included.
+    fn write_atomic(&self, name: &str, data: Vec<u8>) -> Result<(), DiskError>;
     /// fsync.
     fn sync(&self, name: &str) -> Result<(), DiskError>;
     /// File names, sorted.
@@ -256,14 +258,14 @@ impl Disk for SimDisk {
         Ok(())
     }
 
-    fn write_atomic(&self, name: &str, data: &[u8]) -> Result<(), DiskError> {
+    fn write_atomic(&self, name: &str, data: Vec<u8>) -> Result<(), DiskError> {
         let mut state = self.lock();
         state.check_alive()?;
         state.stats.bytes_written += data.len() as u64;
         state.stats.bytes_synced += data.len() as u64;
         state.stats.syncs += 1;
         let file = state.file_or_new(name);
-        file.data = data.to_vec();
+        file.data = data;
         file.make_durable();
         Ok(())
     }

@@ -70,11 +70,11 @@ impl Disk for FileDisk {
         file.set_len(len).map_err(|e| io_error(&path, e))
     }
 
-    fn write_atomic(&self, name: &str, data: &[u8]) -> Result<(), DiskError> {
+    fn write_atomic(&self, name: &str, data: Vec<u8>) -> Result<(), DiskError> {
         let path = self.path(name)?;
         let temp = self.dir.join(format!("{TEMP_PREFIX}{name}"));
         let mut file = File::create(&temp).map_err(|e| io_error(&temp, e))?;
-        file.write_all(data).map_err(|e| io_error(&temp, e))?;
+        file.write_all(&data).map_err(|e| io_error(&temp, e))?;
         file.sync_all().map_err(|e| io_error(&temp, e))?;
         drop(file);
         fs::rename(&temp, &path).map_err(|e| io_error(&path, e))?;

@@ -223,19 +223,21 @@ impl<D: Disk> Wal<D> {
         buffer.resize(record::HEADER_BYTES, 0);
         bincode::serialize_into(&mut buffer, &snapshot).map_err(invalid)?;
         record::seal(RecordKind::Snapshot, &mut buffer);
-        self.disk.write_atomic(SNAPSHOT_FILE, &buffer)?;
+        self.disk.write_atomic(SNAPSHOT_FILE, buffer)?;
 
         let bytes = self.disk.read(WAL_FILE)?.unwrap_or_default();
         let parsed = parse_log(&bytes)?;
         let entries = entries_after_snapshot(parsed.entries, Some(meta));
-        let mut log = Vec::new();
+        // With the old log's size as capacity: the appends that follow fill the room the
+        // dropped entries leave instead of growing the file's buffer again.
+        let mut log = Vec::with_capacity(bytes.len());
         if let Some(hard_state) = &parsed.hard_state {
             encode(RecordKind::HardState, hard_state, &mut log)?;
         }
         for entry in &entries {
             encode(RecordKind::Entry, entry, &mut log)?;
         }
-        self.disk.write_atomic(WAL_FILE, &log)?;
+        self.disk.write_atomic(WAL_FILE, log)?;
         self.snapshot_index = meta.index;
         self.last_index = entries.last().map_or(meta.index, |entry| entry.index);
         Ok(())
@@ -245,7 +247,7 @@ impl<D: Disk> Wal<D> {
     pub fn save_identity(&mut self, identity: &MemberIdentity) -> Result<(), WalError> {
         let mut buffer = Vec::new();
         encode(RecordKind::Identity, identity, &mut buffer)?;
-        self.disk.write_atomic(IDENTITY_FILE, &buffer)?;
+        self.disk.write_atomic(IDENTITY_FILE, buffer)?;
         Ok(())
     }
 
