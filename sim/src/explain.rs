@@ -11,15 +11,22 @@
 //!   and keys), the faults that hit the store in the ten seconds before it;
 //! - the keys it names (`/registry/...`): their last commits before it, with the revision,
 //!   and which apiserver user wrote them;
-//! - the leases of leader election it names (a controller's), their last acquisitions.
+//! - the leases of leader election it names (a controller's), their last acquisitions;
+//! - the writes of those keys that a component sent through an apiserver (for a violation
+//!   naming a ReplicaSet, the writes of its pods), found by request id, each with what the
+//!   component's own watch of that resource had delivered when it sent the write: a write
+//!   made from a stale informer cache shows as earlier writes of the component's own that
+//!   its watch had not delivered yet.
 //!
 //! It is a slice, not a proof: it names what the violation's own evidence touches and what
 //! the nemesis did to it, in the order it happened, which is where a reader starts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use crate::history::{History, HistoryEvent};
+use api::{Resource, Verb};
+
+use crate::history::{ApiOutcome, History, HistoryEvent};
 use crate::report::RunReport;
 
 /// How far back faults are taken when the violation names no node, in seconds.
@@ -36,6 +43,108 @@ pub struct Explanation {
     pub slice: Vec<(f64, String)>,
     /// The paragraph.
     pub text: String,
+}
+
+/// The most writes (with the writer's view) a slice keeps: a ReplicaSet's extra pod is
+/// one create more than it asked for, so the slice shows the creates around it.
+const MAX_WRITES: usize = 5;
+
+/// Key prefixes of the objects a violation names by their owner: "replicaset NS/NAME"
+/// owns the pods named `NAME-...` in NS.
+fn owned_prefixes(message: &str) -> Vec<String> {
+    let words: Vec<&str> = message.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|pair| pair[0] == "replicaset")
+        .filter_map(|pair| {
+            let (namespace, name) = pair[1].trim_end_matches([',', '.', ':']).split_once('/')?;
+            Some(format!("{}-", Resource::Pods.key(namespace, name)))
+        })
+        .collect()
+}
+
+/// A request in flight, as [`writers_views`] follows it to its answer.
+struct Sent {
+    at_ns: u64,
+    verb: Verb,
+    resource: Resource,
+    key: String,
+    /// The resourceVersion the sender's informer of `resource` had reached.
+    seen: i64,
+}
+
+/// The writes of `keys` (or of keys under `prefixes`) that components sent through an
+/// apiserver and that were answered OK before `at_secs`, joined from request to answer by
+/// request id, each with the component's view: the resourceVersion its own list and watch
+/// of that resource had reached when it sent the write, and which of its own earlier writes of
+/// that resource lay beyond it (made, but not yet in its informer's cache).
+fn writers_views(history: &History, keys: &BTreeSet<String>, prefixes: &[String], at_secs: f64) -> Vec<(f64, String)> {
+    if keys.is_empty() && prefixes.is_empty() {
+        return Vec::new();
+    }
+    let wanted = |key: &str| keys.contains(key) || prefixes.iter().any(|p| key.starts_with(p.as_str()));
+    // Per client: the invokes in flight, the last delivered resourceVersion per resource,
+    // and the revisions of its own acknowledged writes per resource.
+    let mut invoked: BTreeMap<(String, u64), Sent> = BTreeMap::new();
+    let mut delivered: BTreeMap<(String, Resource), i64> = BTreeMap::new();
+    let mut own_writes: BTreeMap<(String, Resource), Vec<i64>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (at_ns, event) in history.events() {
+        if at_ns as f64 / 1e9 > at_secs + 1e-9 {
+            break;
+        }
+        match event {
+            HistoryEvent::WatchDelivered { client, resource, resource_version, .. } => {
+                let seen = delivered.entry((client.clone(), *resource)).or_insert(0);
+                *seen = (*seen).max(*resource_version);
+            }
+            HistoryEvent::ApiInvoked { client, request_id, verb, resource, namespace, name }
+                if verb.is_write() || *verb == Verb::List =>
+            {
+                let seen = delivered.get(&(client.clone(), *resource)).copied().unwrap_or(0);
+                let key = resource.key(namespace, name);
+                invoked
+                    .insert((client.clone(), *request_id), Sent { at_ns, verb: *verb, resource: *resource, key, seen });
+            }
+            HistoryEvent::ApiReturned { client, request_id, outcome: ApiOutcome::Ok { resource_version } } => {
+                let Some(Sent { at_ns: sent_ns, verb, resource, key, seen }) =
+                    invoked.remove(&(client.clone(), *request_id))
+                else {
+                    continue;
+                };
+                if verb == Verb::List {
+                    // A list fills the informer's cache as of its resourceVersion.
+                    let seen = delivered.entry((client.clone(), resource)).or_insert(0);
+                    *seen = (*seen).max(*resource_version);
+                    continue;
+                }
+                let mine = own_writes.entry((client.clone(), resource)).or_default();
+                if wanted(&key) {
+                    let unseen: Vec<String> = mine.iter().filter(|rv| **rv > seen).map(|rv| rv.to_string()).collect();
+                    let view = if unseen.is_empty() {
+                        format!("its {} informer had seen up to revision {seen}", resource.plural())
+                    } else {
+                        format!(
+                            "its {} informer had seen only up to revision {seen}, not its own writes at revision{} {} (its cache did not hold them yet)",
+                            resource.plural(),
+                            if unseen.len() == 1 { "" } else { "s" },
+                            unseen.join(", ")
+                        )
+                    };
+                    out.push((
+                        sent_ns as f64 / 1e9,
+                        format!("{client} sent {verb:?} {key} (request {request_id}, committed at revision {resource_version}); {view}"),
+                    ));
+                }
+                mine.push(*resource_version);
+            }
+            HistoryEvent::ApiReturned { client, request_id, .. } => {
+                invoked.remove(&(client.clone(), *request_id));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// What each invariant expects, in one clause (for the paragraph's last sentence).
@@ -153,7 +262,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
         nodes.iter().filter_map(|n| n.strip_prefix("store-").and_then(|m| m.parse().ok())).collect();
     let before = |at_ns: u64| (at_ns as f64 / 1e9) <= at_secs + 1e-9;
     let mut faults: Vec<(f64, String)> = Vec::new();
-    let mut in_effect: std::collections::BTreeMap<(String, Lasting), (f64, String)> = Default::default();
+    let mut in_effect: BTreeMap<(String, Lasting), (f64, String)> = Default::default();
     let mut roles: Vec<(f64, String)> = Vec::new();
     let mut commits: Vec<(f64, String)> = Vec::new();
     let mut leaders: Vec<(f64, String)> = Vec::new();
@@ -218,6 +327,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
             _ => {}
         }
     }
+    let writes = writers_views(history, &keys, &owned_prefixes(message), at_secs);
     let keep_last = |mut v: Vec<(f64, String)>, n: usize| {
         let drop = v.len().saturating_sub(n);
         v.drain(..drop);
@@ -239,6 +349,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
     slice.extend(keep_last(roles, MAX_PER_KIND));
     slice.extend(keep_last(commits, MAX_PER_KIND));
     slice.extend(keep_last(leaders, MAX_PER_KIND));
+    slice.extend(keep_last(writes, MAX_WRITES));
     slice.sort_by(|a, b| a.0.total_cmp(&b.0));
     slice.dedup();
 
@@ -288,5 +399,49 @@ mod tests {
         assert!(!e.text.contains("kubelet-1"), "a fault on a node the violation does not name: {}", e.text);
         assert!(!e.text.contains("store-1"), "a fault after the violation: {}", e.text);
         assert!(e.text.ends_with("The invariant expected that a lease expires only on the leader, a full TTL after its last refresh on that leader's clock."), "{}", e.text);
+    }
+    #[test]
+    fn a_write_from_a_stale_informer_cache_names_the_writers_own_writes_its_cache_lacked() {
+        let invoke = |request_id, verb, resource, name: &str| HistoryEvent::ApiInvoked {
+            client: "controller-manager-1".into(),
+            request_id,
+            verb,
+            resource,
+            namespace: "default".into(),
+            name: name.into(),
+        };
+        let ok = |request_id, resource_version| HistoryEvent::ApiReturned {
+            client: "controller-manager-1".into(),
+            request_id,
+            outcome: ApiOutcome::Ok { resource_version },
+        };
+        let h = history(vec![
+            (1_000, invoke(1, Verb::List, Resource::Pods, "")),
+            (1_001, ok(1, 12)),
+            (2_000, invoke(2, Verb::Create, Resource::Pods, "web-abc-1")),
+            (2_001, ok(2, 24)),
+            (2_100, invoke(3, Verb::Create, Resource::Pods, "web-abc-2")),
+            (2_101, ok(3, 27)),
+            // Another ReplicaSet's pod: not in the slice.
+            (2_200, invoke(4, Verb::Create, Resource::Pods, "other-1")),
+            (2_201, ok(4, 28)),
+        ]);
+        let e = explain_one(
+            "convergence",
+            3.0,
+            "replicaset default/web-abc had 2 live pods at revision 27 while deployment default/web was never asked for more than 1",
+            &h,
+        );
+        assert!(
+            e.text.contains("controller-manager-1 sent Create /registry/pods/default/web-abc-1 (request 2, committed at revision 24); its pods informer had seen up to revision 12"),
+            "{}",
+            e.text
+        );
+        assert!(
+            e.text.contains("its pods informer had seen only up to revision 12, not its own writes at revision 24 (its cache did not hold them yet)"),
+            "{}",
+            e.text
+        );
+        assert!(!e.text.contains("other-1"), "a pod of another ReplicaSet: {}", e.text);
     }
 }
