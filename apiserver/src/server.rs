@@ -28,6 +28,9 @@ pub trait ApiServerObserver: Send + Sync {
     /// Called after a committed store write that attached `key` to store lease `lease`
     /// (an Event under its TTL lease), right after its `store_write`.
     fn attached_to_lease(&self, _apiserver: &str, _key: &str, _revision: i64, _lease: i64) {}
+
+    /// Called after the apiserver's compactor compacted the store up to `revision`.
+    fn compacted(&self, _apiserver: &str, _revision: i64) {}
 }
 
 /// Namespaces the apiserver creates at start (kube-apiserver's bootstrap controller).
@@ -47,6 +50,8 @@ struct Inner<B> {
     backend: B,
     registry: Registry<B>,
     watch_cache: WatchCache,
+    /// Told of the compactor's compactions (the registry has its own copy for writes).
+    observer: Option<Arc<dyn ApiServerObserver>>,
     /// Set once graceful shutdown has begun: new requests are refused.
     terminating: AtomicBool,
 }
@@ -58,12 +63,21 @@ impl<B: Backend> ApiServer<B> {
         clock: Clock,
         observer: Option<Arc<dyn ApiServerObserver>>,
     ) -> Self {
-        let registry = Registry::new(backend.clone(), clock, &config.name, observer, config.planted_bugs)
+        let registry = Registry::new(backend.clone(), clock, &config.name, observer.clone(), config.planted_bugs)
             .with_event_ttl(config.event_ttl);
         let watch_cache = WatchCache::new(config.watch_cache_capacity)
             .with_max_events_per_response(config.watch_max_events_per_response)
             .with_planted_bug_serves_evicted(config.planted_bugs.watch_cache_serves_evicted);
-        Self { inner: Arc::new(Inner { config, backend, registry, watch_cache, terminating: AtomicBool::new(false) }) }
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                backend,
+                registry,
+                watch_cache,
+                observer,
+                terminating: AtomicBool::new(false),
+            }),
+        }
     }
 
     pub fn config(&self) -> &ApiServerConfig {
@@ -82,7 +96,9 @@ impl<B: Backend> ApiServer<B> {
         let mut tasks = vec![madsim::task::spawn(self.inner.watch_cache.clone().run(self.inner.backend.clone()))];
         let interval = self.inner.config.compaction_interval;
         if !interval.is_zero() {
-            tasks.push(madsim::task::spawn(run_compactor(self.inner.backend.clone(), interval)));
+            let observer = self.inner.observer.clone();
+            let name = self.inner.config.name.clone();
+            tasks.push(madsim::task::spawn(run_compactor(self.inner.backend.clone(), interval, name, observer)));
         }
         let server = self.clone();
         tasks.push(madsim::task::spawn(async move {
@@ -184,7 +200,12 @@ fn attributes(operation: &Operation) -> Attributes<'_> {
 /// kube-apiserver's compactor (`storage/etcd3/compact.go`): every `interval`, compact the
 /// store to the revision it saw at the previous interval, so that watchers always have at
 /// least one interval of history to resume from.
-async fn run_compactor<B: Backend>(backend: B, interval: Duration) {
+async fn run_compactor<B: Backend>(
+    backend: B,
+    interval: Duration,
+    name: String,
+    observer: Option<Arc<dyn ApiServerObserver>>,
+) {
     let mut previous: Option<Revision> = None;
     loop {
         madsim::time::sleep(interval).await;
@@ -192,7 +213,10 @@ async fn run_compactor<B: Backend>(backend: B, interval: Duration) {
             match backend.compact(revision).await {
                 Ok(_) => {
                     coverage::reached!("apiserver.compaction.ran");
-                    tracing::debug!(revision, "compacted")
+                    tracing::debug!(revision, "compacted");
+                    if let Some(observer) = &observer {
+                        observer.compacted(&name, revision);
+                    }
                 }
                 Err(StoreError::Compacted { .. }) => coverage::reached!("apiserver.compaction.already-compacted"),
                 Err(e) => tracing::debug!(revision, "compaction failed: {e}"),

@@ -12,6 +12,9 @@
 //! - the keys it names (`/registry/...`): their last commits before it, with the revision,
 //!   and which apiserver user wrote them;
 //! - the leases of leader election it names (a controller's), their last acquisitions;
+//! - for a violation of the store's behaviour or of an informer's continuity, the
+//!   apiserver's last compactions; for the components it names, their watches answered
+//!   410 Gone and their relists;
 //! - the writes of those keys that a component sent through an apiserver (for a violation
 //!   naming a ReplicaSet, the writes of its pods), found by request id, each with what the
 //!   component's own watch of that resource had delivered when it sent the write: a write
@@ -266,6 +269,8 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
     let mut roles: Vec<(f64, String)> = Vec::new();
     let mut commits: Vec<(f64, String)> = Vec::new();
     let mut leaders: Vec<(f64, String)> = Vec::new();
+    let mut compactions: Vec<(f64, String)> = Vec::new();
+    let mut relists: Vec<(f64, String)> = Vec::new();
     for (at_ns, event) in history.events().filter(|(at_ns, _)| before(*at_ns)) {
         let at = at_ns as f64 / 1e9;
         match event {
@@ -316,6 +321,23 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
             HistoryEvent::StoreWrite { user, verb, key, revision, .. } if keys.contains(key) => {
                 commits.push((at, format!("{user} {verb:?} {key} committed at revision {revision}")));
             }
+            HistoryEvent::StoreCompacted { apiserver, revision }
+                if store_level(invariant) || invariant == "informer-continuity" =>
+            {
+                compactions.push((at, format!("{apiserver} compacted the store up to revision {revision}")));
+            }
+            HistoryEvent::WatchGone { client, resource, since, compacted, .. } if nodes.contains(client) => {
+                relists.push((
+                    at,
+                    format!(
+                        "{client}'s {} watch from resourceVersion {since} was answered 410 Gone (compacted at {compacted})",
+                        resource.plural()
+                    ),
+                ));
+            }
+            HistoryEvent::Relisted { who, resource, resource_version, .. } if nodes.contains(who) => {
+                relists.push((at, format!("{who} relisted {resource} at resourceVersion {resource_version}")));
+            }
             HistoryEvent::LeaderAcquired { component, identity, lease_resource_version, .. }
                 if invariant == "controller-single-leader" || message.contains(identity.as_str()) =>
             {
@@ -350,6 +372,8 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
     slice.extend(keep_last(commits, MAX_PER_KIND));
     slice.extend(keep_last(leaders, MAX_PER_KIND));
     slice.extend(keep_last(writes, MAX_WRITES));
+    slice.extend(keep_last(compactions, MAX_PER_KIND));
+    slice.extend(keep_last(relists, MAX_PER_KIND));
     slice.sort_by(|a, b| a.0.total_cmp(&b.0));
     slice.dedup();
 
@@ -443,5 +467,44 @@ mod tests {
             e.text
         );
         assert!(!e.text.contains("other-1"), "a pod of another ReplicaSet: {}", e.text);
+    }
+    #[test]
+    fn an_informer_continuity_violation_names_the_410_its_client_got_and_the_compaction() {
+        let h = history(vec![
+            (1_000, HistoryEvent::StoreCompacted { apiserver: "apiserver-0".into(), revision: 29 }),
+            (
+                1_100,
+                HistoryEvent::WatchGone {
+                    client: "controller-manager-1".into(),
+                    resource: Resource::Deployments,
+                    namespace: String::new(),
+                    since: 28,
+                    compacted: 29,
+                },
+            ),
+            (
+                1_100,
+                HistoryEvent::WatchGone {
+                    client: "kubelet-0".into(),
+                    resource: Resource::Pods,
+                    namespace: String::new(),
+                    since: 27,
+                    compacted: 29,
+                },
+            ),
+        ]);
+        let e = explain_one(
+            "informer-continuity",
+            2.0,
+            "controller-manager-1 watched deployments in all namespaces from resourceVersion 30, which no list or watch answer of that stream gave it",
+            &h,
+        );
+        assert!(e.text.contains("at 1.000s apiserver-0 compacted the store up to revision 29"), "{}", e.text);
+        assert!(
+            e.text.contains("controller-manager-1's deployments watch from resourceVersion 28 was answered 410 Gone (compacted at 29)"),
+            "{}",
+            e.text
+        );
+        assert!(!e.text.contains("kubelet-0"), "a client the violation does not name: {}", e.text);
     }
 }

@@ -360,6 +360,23 @@ pub enum HistoryEvent {
         index: u64,
         revision: Revision,
     },
+    /// An apiserver's compactor compacted the store's history up to `revision`
+    /// (kube-apiserver's compaction loop): reads and watches from below it are refused
+    /// (410 Gone at the apiserver) from then on.
+    StoreCompacted {
+        apiserver: String,
+        revision: Revision,
+    },
+    /// A watch of `client` from `since` was answered 410 Gone, its resourceVersion older
+    /// than the apiserver still serves (`compacted`): client-go's reflector must relist
+    /// (its `Relisted` follows when it does).
+    WatchGone {
+        client: String,
+        resource: Resource,
+        namespace: String,
+        since: i64,
+        compacted: i64,
+    },
 }
 
 /// One key's state as a checker needs it: enough to compare keyspaces key by key without
@@ -601,6 +618,10 @@ impl apiserver::ApiServerObserver for Recorder {
             lease,
         });
     }
+
+    fn compacted(&self, apiserver: &str, revision: i64) {
+        self.record(HistoryEvent::StoreCompacted { apiserver: apiserver.to_string(), revision });
+    }
 }
 
 fn operation_target(operation: &Operation) -> (String, String) {
@@ -651,6 +672,18 @@ impl api::ApiObserver for Recorder {
                 since: *since,
                 resource_version: *resource_version,
                 events,
+            });
+            return;
+        }
+        if let (Operation::Watch { resource, namespace, since, .. }, Err(api::ApiError::Gone { compacted, .. })) =
+            (&request.operation, result)
+        {
+            self.record(HistoryEvent::WatchGone {
+                client: client.to_string(),
+                resource: *resource,
+                namespace: namespace.clone(),
+                since: *since,
+                compacted: *compacted,
             });
             return;
         }
