@@ -12,7 +12,10 @@
 //!   unknown: no answer), store commits as ticks with their revision and keys, watch
 //!   answers as dots.
 //! - Each violation as a red line across every lane at its simulated time, with the
-//!   invariant and message on hover, listed again under the picture.
+//!   invariant and message on hover, listed again under the picture with its explanation
+//!   (see [`crate::explain`]); the explanation's causal slice highlighted: each of its
+//!   events ringed in orange on the lanes of the nodes it names (a dashed orange line when
+//!   it names none), numbered as in the list.
 //!
 //! Zoom with the mouse wheel, pan by dragging (a few lines of inline script); hover for
 //! details (SVG `<title>`). Every element carries `data-kind` so that tools and tests can
@@ -242,7 +245,43 @@ pub fn render(report: &RunReport, history: &History) -> String {
     }
 
     let violations = violations(report);
+    let explanations = crate::explain::explain(report, history);
     let height = AXIS_HEIGHT + page.lanes.len() as f64 * LANE_HEIGHT + 10.0;
+    // The causal slice highlighted: each of its events ringed in orange on the lanes of
+    // the nodes it names (a dashed line across every lane when it names none that has a
+    // lane), numbered as in the list under the picture.
+    for (e, explanation) in explanations.iter().enumerate() {
+        for (i, (at, words)) in explanation.slice.iter().enumerate() {
+            let x = page.x(*at);
+            let title = escape(&format!("why #{}.{}: {at:.3}s {words}", e + 1, i + 1));
+            let lanes: Vec<f64> = crate::explain::nodes_in(words)
+                .iter()
+                .filter_map(|node| page.lanes.iter().position(|lane| lane == node))
+                .map(|index| AXIS_HEIGHT + index as f64 * LANE_HEIGHT + LANE_HEIGHT / 2.0)
+                .collect();
+            if lanes.is_empty() {
+                let _ = write!(
+                    page.svg,
+                    r##"<line data-kind="slice" x1="{x:.2}" y1="{AXIS_HEIGHT}" x2="{x:.2}" y2="{height:.1}" stroke="#ff6d00" stroke-width="1.5" stroke-dasharray="4 3"><title>{title}</title></line>"##
+                );
+            }
+            for y in lanes {
+                let _ = write!(
+                    page.svg,
+                    r##"<circle data-kind="slice" cx="{x:.2}" cy="{y:.1}" r="7" fill="none" stroke="#ff6d00" stroke-width="2.5"><title>{title}</title></circle>"##
+                );
+            }
+            let _ = write!(
+                page.svg,
+                r##"<text x="{:.2}" y="{:.1}" font-size="10" style="fill:#ff6d00">{}.{}</text>"##,
+                x + 3.0,
+                AXIS_HEIGHT - 2.0,
+                e + 1,
+                i + 1
+            );
+            page.svg.push('\n');
+        }
+    }
     for (at, invariant, message) in &violations {
         let x = page.x(*at);
         let _ = write!(
@@ -289,8 +328,13 @@ pub fn render(report: &RunReport, history: &History) -> String {
             escape(message)
         );
     }
-    for explanation in crate::explain::explain(report, history) {
-        let _ = writeln!(listed, "<li data-kind=\"explanation\"><i>why</i>: {}</li>", escape(&explanation.text));
+    for (e, explanation) in explanations.iter().enumerate() {
+        let _ =
+            write!(listed, "<li data-kind=\"explanation\"><i>why #{}</i>: {}<ol>", e + 1, escape(&explanation.text));
+        for (at, words) in &explanation.slice {
+            let _ = write!(listed, "<li data-kind=\"slice-item\">{at:.3}s {}</li>", escape(words));
+        }
+        listed.push_str("</ol></li>\n");
     }
     let mut faults = String::new();
     for line in &report.faults {
@@ -309,7 +353,7 @@ svg text {{ fill: #333; pointer-events: none; }}
 <body>
 <h1>kubesim seed {seed} ({scenario}): {verdict}</h1>
 <p>trace-hash {trace_hash}; {simulated:.1}s simulated; {records} history records. Wheel: zoom; drag: pan; hover: details.</p>
-<p class="legend"><span style="background:#2e7d32">leader</span><span style="background:#f9a825">candidate</span><span style="background:#90a4ae">follower</span><span style="background:#c62828">fault</span><span style="background:#43a047">ok</span><span style="background:#e53935">refused/failed</span><span style="background:#9e9e9e">unknown</span><span style="background:#1e88e5">watch answer</span><span style="background:#d50000">violation</span></p>
+<p class="legend"><span style="background:#2e7d32">leader</span><span style="background:#f9a825">candidate</span><span style="background:#90a4ae">follower</span><span style="background:#c62828">fault</span><span style="background:#43a047">ok</span><span style="background:#e53935">refused/failed</span><span style="background:#9e9e9e">unknown</span><span style="background:#1e88e5">watch answer</span><span style="background:#d50000">violation</span><span style="background:#ff6d00">why: causal slice</span></p>
 <div id="view"><svg id="plot" xmlns="http://www.w3.org/2000/svg" width="100%" viewBox="0 0 {total_width} {height:.1}" preserveAspectRatio="none" style="height:{height:.0}px">
 <g id="lanes">{lanes_svg}</g><g id="axis">{axis}</g><g id="events">{events}</g>
 </svg></div>
