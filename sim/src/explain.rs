@@ -72,8 +72,9 @@ struct Sent {
     verb: Verb,
     resource: Resource,
     key: String,
-    /// The resourceVersion the sender's informer of `resource` had reached.
-    seen: i64,
+    /// The resourceVersion the sender's informer of `resource` had reached (`None`: the
+    /// sender never listed or watched it, as kubectl or a kubelet's lease writes).
+    seen: Option<i64>,
 }
 
 /// The writes of `keys` (or of keys under `prefixes`) that components sent through an
@@ -104,7 +105,7 @@ fn writers_views(history: &History, keys: &BTreeSet<String>, prefixes: &[String]
             HistoryEvent::ApiInvoked { client, request_id, verb, resource, namespace, name }
                 if verb.is_write() || *verb == Verb::List =>
             {
-                let seen = delivered.get(&(client.clone(), *resource)).copied().unwrap_or(0);
+                let seen = delivered.get(&(client.clone(), *resource)).copied();
                 let key = resource.key(namespace, name);
                 invoked
                     .insert((client.clone(), *request_id), Sent { at_ns, verb: *verb, resource: *resource, key, seen });
@@ -123,20 +124,26 @@ fn writers_views(history: &History, keys: &BTreeSet<String>, prefixes: &[String]
                 }
                 let mine = own_writes.entry((client.clone(), resource)).or_default();
                 if wanted(&key) {
-                    let unseen: Vec<String> = mine.iter().filter(|rv| **rv > seen).map(|rv| rv.to_string()).collect();
-                    let view = if unseen.is_empty() {
-                        format!("its {} informer had seen up to revision {seen}", resource.plural())
-                    } else {
-                        format!(
-                            "its {} informer had seen only up to revision {seen}, not its own writes at revision{} {} (its cache did not hold them yet)",
-                            resource.plural(),
-                            if unseen.len() == 1 { "" } else { "s" },
-                            unseen.join(", ")
-                        )
+                    let view = match seen {
+                        None => String::new(),
+                        Some(seen) => {
+                            let unseen: Vec<String> =
+                                mine.iter().filter(|rv| **rv > seen).map(|rv| rv.to_string()).collect();
+                            if unseen.is_empty() {
+                                format!("; its {} informer had seen up to revision {seen}", resource.plural())
+                            } else {
+                                format!(
+                                    "; its {} informer had seen only up to revision {seen}, not its own writes at revision{} {} (its cache did not hold them yet)",
+                                    resource.plural(),
+                                    if unseen.len() == 1 { "" } else { "s" },
+                                    unseen.join(", ")
+                                )
+                            }
+                        }
                     };
                     out.push((
                         sent_ns as f64 / 1e9,
-                        format!("{client} sent {verb:?} {key} (request {request_id}, committed at revision {resource_version}); {view}"),
+                        format!("{client} sent {verb:?} {key} (request {request_id}, committed at revision {resource_version}){view}"),
                     ));
                 }
                 mine.push(*resource_version);
@@ -449,6 +456,26 @@ mod tests {
             // Another ReplicaSet's pod: not in the slice.
             (2_200, invoke(4, Verb::Create, Resource::Pods, "other-1")),
             (2_201, ok(4, 28)),
+            // A client that never listed pods: no view to tell.
+            (
+                2_300,
+                HistoryEvent::ApiInvoked {
+                    client: "kubectl".into(),
+                    request_id: 9,
+                    verb: Verb::Create,
+                    resource: Resource::Pods,
+                    namespace: "default".into(),
+                    name: "web-abc-3".into(),
+                },
+            ),
+            (
+                2_301,
+                HistoryEvent::ApiReturned {
+                    client: "kubectl".into(),
+                    request_id: 9,
+                    outcome: ApiOutcome::Ok { resource_version: 29 },
+                },
+            ),
         ]);
         let e = explain_one(
             "convergence",
@@ -467,6 +494,13 @@ mod tests {
             e.text
         );
         assert!(!e.text.contains("other-1"), "a pod of another ReplicaSet: {}", e.text);
+        assert!(
+            e.text
+                .contains("kubectl sent Create /registry/pods/default/web-abc-3 (request 9, committed at revision 29)"),
+            "{}",
+            e.text
+        );
+        assert!(!e.text.contains("revision 29); its"), "a view for a client that never listed: {}", e.text);
     }
     #[test]
     fn an_informer_continuity_violation_names_the_410_its_client_got_and_the_compaction() {
