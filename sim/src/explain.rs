@@ -12,6 +12,7 @@
 //! - the keys it names (`/registry/...`): their last commits before it, with the revision,
 //!   and which apiserver user wrote them;
 //! - the leases of leader election it names (a controller's), their last acquisitions;
+//! - the last restore of a backup before it (a new cluster epoch);
 //! - for a violation of the store's behaviour or of an informer's continuity, the
 //!   apiserver's last compactions; for the components it names, their watches answered
 //!   410 Gone and their relists;
@@ -278,6 +279,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
     let mut leaders: Vec<(f64, String)> = Vec::new();
     let mut compactions: Vec<(f64, String)> = Vec::new();
     let mut relists: Vec<(f64, String)> = Vec::new();
+    let mut restores: Vec<(f64, String)> = Vec::new();
     for (at_ns, event) in history.events().filter(|(at_ns, _)| before(*at_ns)) {
         let at = at_ns as f64 / 1e9;
         match event {
@@ -327,6 +329,14 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
             }
             HistoryEvent::StoreWrite { user, verb, key, revision, .. } if keys.contains(key) => {
                 commits.push((at, format!("{user} {verb:?} {key} committed at revision {revision}")));
+            }
+            HistoryEvent::Restored { backup, backup_revision, bump, new_revision, .. } => {
+                restores.push((
+                    at,
+                    format!(
+                        "the operator restored backup {backup} (revision {backup_revision}) as a new cluster starting at revision {new_revision} (bump {bump})"
+                    ),
+                ));
             }
             HistoryEvent::StoreCompacted { apiserver, revision }
                 if store_level(invariant) || invariant == "informer-continuity" =>
@@ -381,6 +391,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
     slice.extend(keep_last(writes, MAX_WRITES));
     slice.extend(keep_last(compactions, MAX_PER_KIND));
     slice.extend(keep_last(relists, MAX_PER_KIND));
+    slice.extend(keep_last(restores, 1));
     slice.sort_by(|a, b| a.0.total_cmp(&b.0));
     slice.dedup();
 
