@@ -283,11 +283,13 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
     for (at_ns, event) in history.events().filter(|(at_ns, _)| before(*at_ns)) {
         let at = at_ns as f64 / 1e9;
         match event {
-            // A fault the nemesis skipped, disarmed or that was never reached did nothing.
+            // A fault the nemesis skipped, disarmed or that was never reached did nothing;
+            // arming a failpoint does nothing either until a member reaches it, which has a
+            // line of its own ("store-5 reached failpoint ...: crash").
             HistoryEvent::Fault { description }
                 if description.ends_with("skipped")
                     || description.ends_with("not reached")
-                    || description.split_whitespace().nth(1) == Some("disarm") => {}
+                    || matches!(description.split_whitespace().nth(1), Some("disarm" | "arm")) => {}
             HistoryEvent::Fault { description } => {
                 let named = nodes_in(description);
                 if let Some((kind, begins)) = lasting(description) {
