@@ -18,9 +18,9 @@
 //!   410 Gone and their relists;
 //! - the writes of those keys that a component sent through an apiserver (for a violation
 //!   naming a ReplicaSet, the writes of its pods), found by request id, each with what the
-//!   component's own watch of that resource had delivered when it sent the write: a write
-//!   made from a stale informer cache shows as earlier writes of the component's own that
-//!   its watch had not delivered yet.
+//!   component's own list and watch of that resource had reached when it sent the write: a
+//!   write made from a stale informer cache shows as earlier writes of the component's own
+//!   that its informer had not seen yet.
 //!
 //! It is a slice, not a proof: it names what the violation's own evidence touches and what
 //! the nemesis did to it, in the order it happened, which is where a reader starts.

@@ -61,13 +61,9 @@ pub struct MemberSnapshotView<'a> {
 }
 
 impl MemberSnapshotView<'_> {
-    /// The serde fields, then the lease section, in one allocation of the final size.
+    /// The serde fields, then the MVCC state's lease section, in one allocation of the
+    /// final size.
     pub fn encode(&self) -> Bytes {
-        let size = bincode::serialized_size(self).expect("a member snapshot always serializes") as usize
-            + self.mvcc.leases_encoded_len();
-        let mut out = Vec::with_capacity(size);
-        bincode::serialize_into(&mut out, self).expect("a member snapshot always serializes");
-        self.mvcc.encode_leases_into(&mut out);
-        Bytes::from(out)
+        Bytes::from(self.mvcc.encode_within(self))
     }
 }

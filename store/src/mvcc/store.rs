@@ -78,30 +78,27 @@ pub struct MvccView<'a> {
 }
 
 impl MvccView<'_> {
-    /// The length of what [`MvccView::encode_leases_into`] appends.
-    pub fn leases_encoded_len(&self) -> usize {
-        if self.leases.is_empty() {
-            0
-        } else {
-            bincode::serialized_size(self.leases).expect("a lease table always serializes") as usize
-        }
-    }
-
-    /// Appends the lease section (nothing when the store never had a lease). For a
-    /// snapshot embedded in a larger structure, append it after that structure.
-    pub fn encode_leases_into(&self, out: &mut Vec<u8>) {
-        if !self.leases.is_empty() {
-            bincode::serialize_into(out, self.leases).expect("a lease table always serializes");
-        }
-    }
-
-    /// The snapshot's bytes: the serde fields, then the lease section if any, in one
-    /// allocation of the final size.
+    /// The snapshot's bytes: the serde fields, then the lease section if any.
     pub fn encode(&self) -> Vec<u8> {
-        let size = bincode::serialized_size(self).expect("an mvcc snapshot always serializes") as usize;
-        let mut out = Vec::with_capacity(size + self.leases_encoded_len());
-        bincode::serialize_into(&mut out, self).expect("an mvcc snapshot always serializes");
-        self.encode_leases_into(&mut out);
+        self.encode_within(self)
+    }
+
+    /// The bytes of `outer`, a structure that embeds this view, followed by this view's
+    /// lease section (nothing when the store never had a lease), in one allocation of the
+    /// final size.
+    pub fn encode_within(&self, outer: &impl Serialize) -> Vec<u8> {
+        let leases = !self.leases.is_empty();
+        let lease_len = if leases {
+            bincode::serialized_size(self.leases).expect("a lease table always serializes") as usize
+        } else {
+            0
+        };
+        let size = bincode::serialized_size(outer).expect("a snapshot always serializes") as usize;
+        let mut out = Vec::with_capacity(size + lease_len);
+        bincode::serialize_into(&mut out, outer).expect("a snapshot always serializes");
+        if leases {
+            bincode::serialize_into(&mut out, self.leases).expect("a lease table always serializes");
+        }
         out
     }
 }

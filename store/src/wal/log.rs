@@ -220,9 +220,7 @@ impl<D: Disk> Wal<D> {
             });
         }
         let mut buffer = Vec::with_capacity(record::HEADER_BYTES + payload_len);
-        buffer.resize(record::HEADER_BYTES, 0);
-        bincode::serialize_into(&mut buffer, &snapshot).map_err(invalid)?;
-        record::seal(RecordKind::Snapshot, &mut buffer);
+        encode_bounded(RecordKind::Snapshot, &snapshot, MAX_SNAPSHOT_BYTES, &mut buffer)?;
         self.disk.write_atomic(SNAPSHOT_FILE, buffer)?;
 
         let bytes = self.disk.read(WAL_FILE)?.unwrap_or_default();
@@ -268,6 +266,16 @@ const RECORD_ROOM_BYTES: usize = record::HEADER_BYTES + 32;
 /// Appends `value`'s record to `out`, serialized in place after room for its header (no
 /// buffer of its own per record); on an error `out` is left as it was.
 fn encode<T: Serialize>(kind: RecordKind, value: &T, out: &mut Vec<u8>) -> Result<(), WalError> {
+    encode_bounded(kind, value, MAX_RECORD_BYTES, out)
+}
+
+/// [`encode`] with a payload bound of `max_payload_bytes`.
+fn encode_bounded<T: Serialize>(
+    kind: RecordKind,
+    value: &T,
+    max_payload_bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), WalError> {
     let start = out.len();
     out.resize(start + record::HEADER_BYTES, 0);
     if let Err(e) = bincode::serialize_into(&mut *out, value) {
@@ -275,10 +283,10 @@ fn encode<T: Serialize>(kind: RecordKind, value: &T, out: &mut Vec<u8>) -> Resul
         return Err(invalid(e));
     }
     let payload_len = out.len() - start - record::HEADER_BYTES;
-    if payload_len > MAX_RECORD_BYTES {
+    if payload_len > max_payload_bytes {
         out.truncate(start);
         return Err(WalError::Invalid {
-            reason: format!("{kind:?} record of {payload_len} bytes exceeds {MAX_RECORD_BYTES}"),
+            reason: format!("{kind:?} record of {payload_len} bytes exceeds {max_payload_bytes}"),
         });
     }
     record::seal(kind, &mut out[start..]);
