@@ -147,9 +147,10 @@ pub struct CampaignOptions {
 /// overrun into a failed `SeedResult` instead of taking the campaign down.
 ///
 /// A seed that overruns `wall_limit` is cancelled ([`SeedCancel`]): its thread stops
-/// at its simulation's next step and frees what it built. The guard waits for that up to
-/// [`CANCEL_GRACE`]; a seed whose thread does not stop even then (a single step that never
-/// returns) is left behind, and its result says so.
+/// at its simulation's next history record and frees what it built. The guard waits for
+/// that up to [`CANCEL_GRACE`]; a seed whose thread does not stop even then (a single step
+/// that never returns, or a simulation that never records again) is left behind, and its
+/// result says so.
 pub fn run_guarded(options: &RunOptions, wall_limit: Duration, repro: String) -> SeedResult {
     run_guarded_with(options, wall_limit, repro, &SeedCancel::default())
 }
@@ -184,13 +185,7 @@ pub fn run_guarded_with(options: &RunOptions, wall_limit: Duration, repro: Strin
             SeedResult::crashed(options, "panic", "no-panic", message, wall_ms, repro)
         }
         Err(_) => {
-            // Cancelling fires the seed's pending timers on the cancelling thread; done on
-            // a thread of its own, so that nothing it meets can hold up the campaign
-            // longer than the grace below.
-            let cancelling = cancel.clone();
-            let _ = std::thread::Builder::new()
-                .name(format!("cancel-seed-{}", options.seed))
-                .spawn(move || cancelling.cancel());
+            cancel.cancel();
             let stopped = match rx.recv_timeout(CANCEL_GRACE) {
                 Ok(_) => "the seed was stopped".to_string(),
                 Err(_) => format!(

@@ -17,6 +17,8 @@ use store::raft::Role;
 use store::server::{AppliedEntry, StoreObserver};
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::cancel::SeedCancel;
+
 /// Bound on records per seed; a run that exceeds it is stopped with an error rather than
 /// growing without limit.
 pub const MAX_RECORDS: usize = 4_000_000;
@@ -445,6 +447,8 @@ struct Inner {
     /// identity), for coverage only: it tells a deposed leader's fenced write from one
     /// that only raced its own renewal.
     leaders: std::collections::BTreeMap<String, String>,
+    /// Checked at every record: the seed's thread learns here that it was cancelled.
+    cancel: SeedCancel,
 }
 
 /// Shared by every observer of one run. Cheap to clone.
@@ -461,6 +465,11 @@ impl Default for Recorder {
 
 impl Recorder {
     pub fn new() -> Self {
+        Self::cancellable(SeedCancel::default())
+    }
+
+    /// A recorder that checks `cancel` at every record (see [`crate::cancel`]).
+    pub fn cancellable(cancel: SeedCancel) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 records: Vec::with_capacity(INITIAL_RECORDS_CAPACITY),
@@ -469,6 +478,7 @@ impl Recorder {
                 overflowed: false,
                 last_committed: 0,
                 leaders: Default::default(),
+                cancel,
             })),
         }
     }
@@ -485,6 +495,7 @@ impl Recorder {
     }
 
     fn push(inner: &mut Inner, record: Record) {
+        inner.cancel.check();
         if let HistoryEvent::Restored { .. } = record.event {
             inner.last_committed = 0;
         }

@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod bugs;
 pub mod campaign;
+pub mod cancel;
 pub mod checkers;
 pub mod cli;
 pub mod cli_regress;

@@ -233,78 +233,7 @@ pub fn is_time_limit_panic(payload: &(dyn std::any::Any + Send)) -> bool {
     message.starts_with(MADSIM_TIME_LIMIT_PANIC)
 }
 
-/// Stops a running seed from another thread: the campaign's guard cancels a seed that
-/// overran its wall-clock limit so that its thread ends instead of running on abandoned
-/// (madsim runs the whole simulation on the seed's thread, which nothing outside can
-/// interrupt).
-///
-/// Cancelling moves the seed's simulated clock past its time limit; madsim's executor
-/// checks that limit after every step and unwinds out of the run, which
-/// `run_seed_on_this_thread` then tears down as it does a seed that reached the limit by
-/// itself. Nothing changes for a seed that is not cancelled: the clock is only read.
-#[derive(Clone, Default)]
-pub struct SeedCancel(std::sync::Arc<std::sync::Mutex<CancelState>>);
-
-#[derive(Default)]
-struct CancelState {
-    cancelled: bool,
-    /// The running seed's clock; `None` before its runtime starts and once it has stopped
-    /// (so that no timer fires into a runtime being dropped).
-    clock: Option<madsim::time::TimeHandle>,
-}
-
-impl SeedCancel {
-    /// Cancels the seed: it stops at its executor's next step (or does not start).
-    ///
-    /// Blocks until the seed has stopped running, or for at most [`CANCEL_PERSISTENCE`]:
-    /// one move of the clock can be lost, because madsim's executor, when it advances to
-    /// its next timer, sets the clock to that timer's instant (`set_elapsed`) and so
-    /// overwrites a move made between its reading of the timer and its write. The clock is
-    /// therefore moved again every few milliseconds until the seed's thread sees the limit
-    /// passed and lets its clock go.
-    pub fn cancel(&self) {
-        let given_up_at = std::time::Instant::now() + CANCEL_PERSISTENCE;
-        while std::time::Instant::now() < given_up_at {
-            let clock = {
-                let mut state = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                state.cancelled = true;
-                match &state.clock {
-                    Some(clock) => clock.clone(),
-                    None => return,
-                }
-            };
-            // Fires every pending timer here; their callbacks only wake tasks and deliver
-            // messages (madsim requires them to be `Send + Sync`), and the seed's thread
-            // runs whatever they woke before it sees the limit passed.
-            clock.advance(SIMULATED_TIME_LIMIT);
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    }
-
-    /// Whether the seed's simulation is running now (started, not yet stopped).
-    pub fn is_running(&self) -> bool {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clock.is_some()
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).cancelled
-    }
-
-    /// Hands the running seed's clock over; false if the seed was already cancelled.
-    fn attach(&self, clock: madsim::time::TimeHandle) -> bool {
-        let mut state = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.clock = Some(clock);
-        !state.cancelled
-    }
-
-    fn detach(&self) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clock = None;
-    }
-}
-
-/// How long [`SeedCancel::cancel`] keeps moving a running seed's clock before it gives up
-/// (a seed stuck inside one step never looks at its clock again).
-pub const CANCEL_PERSISTENCE: std::time::Duration = std::time::Duration::from_secs(60);
+pub use crate::cancel::SeedCancel;
 
 /// Why a seed's scenario did not finish.
 enum Stopped {
@@ -321,16 +250,12 @@ pub(crate) fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel)
     let streams = faults::SeedStreams::derive(options.seed);
     let mut runtime = Runtime::with_seed_and_config(streams.simulation, madsim::Config::default());
     runtime.set_time_limit(SIMULATED_TIME_LIMIT);
-    let recorder = Recorder::new();
+    let recorder = Recorder::cancellable(cancel.clone());
     let seed_run = {
         let recorder = recorder.clone();
         let options = options.clone();
         let plan = options.plan();
-        let cancel = cancel.clone();
         async move {
-            if !cancel.attach(madsim::time::TimeHandle::current()) {
-                return None;
-            }
             let outcome = match options.scenario {
                 Scenario::DeployNginx => deploy_nginx::run(recorder, options.cluster.clone(), plan).await,
                 Scenario::StoreSmoke => store_smoke::run(recorder, options.cluster.store.clone(), plan).await,
@@ -339,34 +264,29 @@ pub(crate) fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel)
             let messages = madsim::net::NetSim::current().stat().msg_count;
             let end_state = read_end_state(outcome.store_endpoints.clone()).await;
             tear_down_seed_nodes().await;
-            Some((outcome, end_state, simulated_secs, messages))
+            (outcome, end_state, simulated_secs, messages)
         }
     };
     coverage::reset();
-    let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(seed_run)));
-    let finished = match finished {
+    let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(cancel.guard(seed_run))));
+    let stopped = match finished {
         Ok(Some(finished)) => Ok(finished),
-        Ok(None) => Err((Stopped::Cancelled, 0.0, 0)),
-        Err(payload) if cancel.is_cancelled() || is_time_limit_panic(payload.as_ref()) => {
-            let stopped = if cancel.is_cancelled() { Stopped::Cancelled } else { Stopped::TimeLimit };
-            // The scenario's task is gone; kill the nodes it left and free what they hold,
-            // as a finished seed does (see `tear_down_seed_nodes`).
-            cancel.detach();
-            runtime.set_time_limit(std::time::Duration::MAX);
-            let (simulated_secs, messages) = runtime.block_on(async {
-                let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
-                let messages = madsim::net::NetSim::current().stat().msg_count;
-                tear_down_seed_nodes().await;
-                (simulated_secs, messages)
-            });
-            Err((stopped, simulated_secs, messages))
-        }
-        Err(payload) => {
-            cancel.detach();
-            std::panic::resume_unwind(payload)
-        }
+        Ok(None) => Err(Stopped::Cancelled),
+        Err(payload) if is_time_limit_panic(payload.as_ref()) => Err(Stopped::TimeLimit),
+        Err(payload) => std::panic::resume_unwind(payload),
     };
-    cancel.detach();
+    let finished = stopped.map_err(|stopped| {
+        // The scenario's task is gone; kill the nodes it left and free what they hold,
+        // as a finished seed does (see `tear_down_seed_nodes`).
+        runtime.set_time_limit(std::time::Duration::MAX);
+        let (simulated_secs, messages) = runtime.block_on(async {
+            let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
+            let messages = madsim::net::NetSim::current().stat().msg_count;
+            tear_down_seed_nodes().await;
+            (simulated_secs, messages)
+        });
+        (stopped, simulated_secs, messages)
+    });
     let history = recorder.finish();
     let reached = coverage::take();
     let report = match finished {
@@ -523,7 +443,7 @@ mod tests {
     }
 
     /// What a campaign's guard does to a seed past its wall-clock limit: the seed's own
-    /// thread stops (its simulation unwinds at the next step and is torn down) instead of
+    /// thread stops (at its next history record, and its nodes are torn down) instead of
     /// running on, abandoned. No timing is asserted: only that the thread ends, and why.
     #[test]
     fn a_cancelled_seed_stops_its_thread() {
