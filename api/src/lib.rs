@@ -5,12 +5,16 @@
 //! so the compiler keeps every component other than the apiserver away from the store
 //! (single-writer at the code level).
 
+#[cfg(feature = "runtime")]
 pub mod client;
+#[cfg(feature = "runtime")]
 pub mod clock;
 pub mod objects;
 pub mod protocol;
 
+#[cfg(feature = "runtime")]
 pub use client::{ApiClient, ApiObserver, ClientConfig};
+#[cfg(feature = "runtime")]
 pub use clock::Clock;
 pub use objects::*;
 pub use protocol::*;

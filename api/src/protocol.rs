@@ -234,6 +234,7 @@ impl ApiError {
 
 pub type ApiResult = Result<ApiResponse, ApiError>;
 
+#[cfg(feature = "runtime")]
 impl madsim::net::rpc::Request for ApiRequest {
     type Response = ApiResult;
     const ID: u64 = madsim::net::rpc::hash_str("kubesim.apiserver.v1");

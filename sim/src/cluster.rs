@@ -25,8 +25,8 @@ use store::rpc::STORE_PORT;
 use store::server::{Bootstrap, Failpoints, MemberConfig, StoreBugs, StoreObserver};
 use store::wal::SimDisk;
 
-use crate::history::Recorder;
 use crate::operator::{ApiServerProcess, Operator};
+use crate::recorder::Recorder;
 use crate::runner::SeedNode;
 
 /// Restarts a node's process: kills it first, because madsim's `restart` alone keeps the

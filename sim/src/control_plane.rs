@@ -17,8 +17,8 @@ use store::api::Principal;
 use store::client::{StoreClient, StoreClientConfig};
 
 use crate::cluster::{follow_endpoints, ip, Endpoints, StoreCluster, StoreOptions};
-use crate::history::Recorder;
 use crate::operator::ApiServerProcess;
+use crate::recorder::Recorder;
 use crate::runner::SeedNode;
 
 pub const APISERVER_PORT: u16 = 6443;

@@ -9,7 +9,6 @@ pub mod bench;
 pub mod bugs;
 pub mod campaign;
 pub mod cancel;
-pub mod checkers;
 pub mod cli;
 pub mod cli_regress;
 pub mod cluster;
@@ -18,12 +17,12 @@ pub mod corpus;
 pub mod determinism;
 pub mod explain;
 pub mod export;
-pub mod history;
 pub mod html;
 pub mod junit;
 pub mod knobs;
 pub mod merge;
 pub mod operator;
+pub mod recorder;
 pub mod report;
 pub mod runner;
 pub mod scenario;
@@ -31,3 +30,7 @@ pub mod shrink;
 pub mod signature;
 pub mod strategies;
 pub mod world;
+
+// The judgement of a run lives in the `verdict` crate, free of the simulator; re-exported
+// here so that the harness and its users name it where they name the rest.
+pub use verdict::{checkers, history};

@@ -2,6 +2,7 @@
 //! figures a campaign aggregates.
 
 use serde::{Deserialize, Serialize};
+use verdict::checkers::Verdict;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CheckStatus {
@@ -21,7 +22,7 @@ pub struct Check {
 
 /// The violations a failed check's detail lists, in order, each with its simulated time
 /// when it carries one: the detail reads `[12.345678s] message; [..] message; and N more`
-/// (`checkers::Verdict::to_check`); a scenario's own check has no times.
+/// ([`Check::of_verdict`]); a scenario's own check has no times.
 pub fn timed_violations(detail: &str) -> impl Iterator<Item = (Option<f64>, &str)> {
     detail.split("; [").map(|part| {
         let timed = part.strip_prefix('[').unwrap_or(part).split_once("s] ");
@@ -33,6 +34,34 @@ pub fn timed_violations(detail: &str) -> impl Iterator<Item = (Option<f64>, &str
 }
 
 impl Check {
+    /// The report line for this verdict: FAIL with the first violations, else PASS with
+    /// the summary (a pass that examined nothing says so).
+    pub fn of_verdict(verdict: &Verdict) -> Self {
+        if verdict.passed() {
+            let detail = if verdict.checked == 0 {
+                format!("nothing to check (vacuous): {}", verdict.summary)
+            } else {
+                verdict.summary.clone()
+            };
+            return Check::pass(verdict.invariant.name(), detail);
+        }
+        const SHOWN: usize = 3;
+        let mut parts: Vec<String> = verdict
+            .violations
+            .iter()
+            .take(SHOWN)
+            .map(|v| match v.at_ns {
+                Some(at_ns) => format!("[{:.6}s] {}", at_ns as f64 / 1e9, v.message),
+                None => v.message.clone(),
+            })
+            .collect();
+        let n_more = verdict.violations.len().saturating_sub(SHOWN) + verdict.n_violations_omitted;
+        if n_more > 0 {
+            parts.push(format!("and {n_more} more"));
+        }
+        Check::fail(verdict.invariant.name(), parts.join("; "))
+    }
+
     pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Self { name: name.into(), status: CheckStatus::Pass, detail: detail.into() }
     }
@@ -191,4 +220,41 @@ pub fn render_coverage(reached: &std::collections::BTreeMap<String, u64>) -> Str
         out.push_str(&format!("  {component}: {}\n", points.join(", ")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use verdict::checkers::{Invariant, Verdict, Violation};
+
+    use super::*;
+
+    fn verdict(violations: Vec<Violation>, checked: usize) -> Verdict {
+        Verdict {
+            invariant: Invariant::Linearizability,
+            violations,
+            n_violations_omitted: 0,
+            checked,
+            summary: "12 operations".into(),
+        }
+    }
+
+    #[test]
+    fn a_verdict_reads_as_pass_vacuous_pass_or_its_first_violations() {
+        let pass = Check::of_verdict(&verdict(Vec::new(), 12));
+        assert_eq!((pass.status, pass.detail.as_str()), (CheckStatus::Pass, "12 operations"));
+        let vacuous = Check::of_verdict(&verdict(Vec::new(), 0));
+        assert_eq!(vacuous.detail, "nothing to check (vacuous): 12 operations");
+        let violation = |i: u64| Violation {
+            invariant: Invariant::Linearizability,
+            message: format!("read {i} saw the future"),
+            at_ns: Some(i * 1_500_000_000),
+        };
+        let fail = Check::of_verdict(&verdict((1..=4).map(violation).collect(), 12));
+        assert_eq!(fail.status, CheckStatus::Fail);
+        assert_eq!(
+            fail.detail,
+            "[1.500000s] read 1 saw the future; [3.000000s] read 2 saw the future; \
+             [4.500000s] read 3 saw the future; and 1 more"
+        );
+    }
 }

@@ -9,11 +9,12 @@ use madsim::runtime::{NodeHandle, Runtime};
 use madsim::task::NodeId;
 
 use crate::checkers::restore::RecoveryStats;
-use crate::checkers::{check_all, CheckInput, EndState, Verdict};
+use crate::checkers::{check_all, CheckInput, EndState};
 use crate::cluster::ip;
 use crate::control_plane::ControlPlaneOptions;
-use crate::history::{History, HistoryEvent, Recorder};
+use crate::history::{History, HistoryEvent};
 use crate::knobs::Knobs;
+use crate::recorder::Recorder;
 use crate::report::{Check, CheckStatus, RunReport};
 use crate::scenario::{deploy_nginx, store_smoke, Scenario};
 use store::api::{KeyRange, Principal, RangeRequest};
@@ -367,7 +368,7 @@ fn report_of(
             ));
         }
     }
-    checks.extend(check_all(&input).iter().map(Verdict::to_check));
+    checks.extend(check_all(&input).iter().map(Check::of_verdict));
     let mut stats = outcome.stats;
     recovery.add_to(&mut stats);
     add_event_stats(history, &mut stats);
@@ -410,7 +411,7 @@ async fn read_end_state(members: BTreeMap<store::api::MemberId, std::net::Socket
             .await
             .ok()?;
         for _ in 0..5 {
-            let read_at_ns = crate::history::Recorder::now_ns();
+            let read_at_ns = crate::recorder::Recorder::now_ns();
             if let Ok(r) = client.range(RangeRequest::new(KeyRange::Prefix("/".into()))).await {
                 return Some(EndState { revision: r.header.revision, keyspace: r.kvs, read_at_ns });
             }

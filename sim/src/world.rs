@@ -20,8 +20,9 @@ use store::wal::{SimDisk, WAL_FILE};
 
 use crate::cluster::{restart_node, Shared, StoreCluster};
 use crate::control_plane::ControlPlane;
-use crate::history::{HistoryEvent, Recorder};
+use crate::history::HistoryEvent;
 use crate::operator::Operator;
+use crate::recorder::Recorder;
 
 /// madsim's default send latency, restored when a latency fault heals.
 const DEFAULT_LATENCY: std::ops::Range<std::time::Duration> =

@@ -5,7 +5,8 @@
 use madsim::runtime::{Handle, Runtime};
 use sim::checkers::{check_all, CheckInput, EndState, Invariant, Verdict};
 use sim::cluster::{ip, store_member_addr, StoreOptions};
-use sim::history::{History, Recorder};
+use sim::history::History;
+use sim::recorder::Recorder;
 use sim::scenario::store_smoke;
 use store::api::{KeyRange, Principal, RangeRequest};
 use store::client::{StoreClient, StoreClientConfig};

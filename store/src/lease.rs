@@ -20,6 +20,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+/// The principal of the revokes the leader's lessor proposes for expired leases. It
+/// writes with the apiserver's role, since the store's access rule admits key changes
+/// from that role alone: an expiry is the store deleting keys on its own account.
+pub const LESSOR_PRINCIPAL: &str = "store-lessor";
+
 use serde::{Deserialize, Serialize};
 
 /// etcd `LeaseID`. 0 is etcd's `NoLease`.

@@ -16,12 +16,15 @@
 
 pub mod api;
 pub mod backup;
+#[cfg(feature = "runtime")]
 pub mod client;
 mod codec;
 pub mod lease;
 pub mod mvcc;
 pub mod raft;
+#[cfg(feature = "runtime")]
 pub mod rpc;
+#[cfg(feature = "runtime")]
 pub mod server;
 pub mod snapshot;
 pub mod wal;

@@ -70,3 +70,43 @@ fn the_nemesis_core_knows_nothing_of_the_simulator_and_draws_nothing() {
     }
     assert!(files >= 5, "the nemesis's files moved: {}", root.display());
 }
+
+/// The `verdict` crate (history types, checkers) never reaches the simulator: it depends on
+/// no madsim crate, and on the store and API crates only without their `runtime` feature,
+/// the only feature that brings madsim in. So a checker is a pure function of a finished
+/// history: the compiler refuses one that looks into a running simulation.
+#[test]
+fn the_verdict_crate_depends_on_no_simulator() {
+    let deps = dependencies("verdict/Cargo.toml");
+    for forbidden in ["madsim", "simtime", "sim", "faults", "apiserver", "controllers", "coverage"] {
+        assert!(!deps.iter().any(|d| d == forbidden), "verdict depends on {forbidden}: {deps:?}");
+    }
+    let manifest = read("verdict/Cargo.toml");
+    for data_crate in ["store", "api"] {
+        let line = manifest
+            .lines()
+            .find(|l| l.starts_with(&format!("{data_crate} ")))
+            .unwrap_or_else(|| panic!("verdict/Cargo.toml names no {data_crate} dependency"));
+        assert!(line.contains("default-features = false"), "verdict takes {data_crate} with its runtime: {line}");
+        let theirs = read(&format!("{data_crate}/Cargo.toml"));
+        let madsim = theirs.lines().find(|l| l.starts_with("madsim")).expect("the crate's madsim line");
+        assert!(madsim.contains("optional = true"), "{data_crate} needs madsim without its runtime: {madsim}");
+        let default = theirs.lines().find(|l| l.starts_with("default = ")).expect("a default feature set");
+        assert_eq!(default, "default = [\"runtime\"]", "{data_crate}'s features moved");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../verdict/src");
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                assert!(!line.contains("madsim"), "{} uses madsim: {line}", path.display());
+            }
+        }
+    }
+}

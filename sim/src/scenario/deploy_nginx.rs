@@ -14,7 +14,8 @@ use api::{
 };
 
 use crate::control_plane::{ControlPlane, ControlPlaneOptions};
-use crate::history::{HistoryEvent, Recorder};
+use crate::history::HistoryEvent;
+use crate::recorder::Recorder;
 use crate::report::{Check, ScenarioOutcome};
 use crate::world::SimWorld;
 use faults::{Fault, FaultPlan};

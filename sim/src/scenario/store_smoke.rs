@@ -18,7 +18,8 @@ use store::client::{StoreClient, StoreClientConfig};
 use store::raft::Role;
 
 use crate::cluster::{ip, StoreCluster, StoreOptions};
-use crate::history::{HistoryEvent, Recorder, StoreOpKind, StoreOpOutcome};
+use crate::history::{HistoryEvent, StoreOpKind, StoreOpOutcome};
+use crate::recorder::Recorder;
 use crate::report::{Check, ScenarioOutcome};
 use crate::runner::SeedNode;
 use crate::world::SimWorld;

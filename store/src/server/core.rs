@@ -120,10 +120,7 @@ pub struct ReadyBatch {
     pub grants_vote: bool,
 }
 
-/// The principal of the revokes the leader's lessor proposes for expired leases. It
-/// writes with the apiserver's role, since the store's access rule admits key changes
-/// from that role alone: an expiry is the store deleting keys on its own account.
-pub const LESSOR_PRINCIPAL: &str = "store-lessor";
+pub use crate::lease::LESSOR_PRINCIPAL;
 
 /// Upper bound on client requests waiting inside one member.
 pub const MAX_PENDING_REQUESTS: usize = 4096;

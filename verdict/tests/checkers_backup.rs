@@ -2,9 +2,9 @@
 //! of the older checkers, on hand-made histories: each must fire on the planted defect
 //! it exists for and stay quiet on a correct restore with its expected data-loss window.
 
-use sim::checkers::testing::{check_one, h, key_state, HistoryBuilder};
-use sim::checkers::{EndState, Invariant, Verdict};
-use sim::history::History;
+use verdict::checkers::testing::{check_one, h, key_state, HistoryBuilder};
+use verdict::checkers::{EndState, Invariant, Verdict};
+use verdict::history::History;
 
 fn check(invariant: Invariant, history: &History) -> Verdict {
     check_one(invariant, history, None, Vec::new())
@@ -41,7 +41,7 @@ fn lost_cluster() -> HistoryBuilder {
         .written("c1", 3, 4)
 }
 
-fn keyspace_at_3() -> Vec<sim::history::KeyState> {
+fn keyspace_at_3() -> Vec<verdict::history::KeyState> {
     vec![key_state("/a", "a1", 2, 2, 1), key_state("/b", "b1", 3, 3, 1)]
 }
 

@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use store::api::Role as PrincipalRole;
 
 use super::{CheckInput, Invariant, Verdict, Violations};
-use store::server::LESSOR_PRINCIPAL;
+use store::lease::LESSOR_PRINCIPAL;
 
 use crate::history::{HistoryEvent, LessorRecord};
 

@@ -2,9 +2,9 @@
 //! where it must fire (the violation names the evidence) and one where it must not.
 
 use api::{Resource, Verb, WatchEventKind};
-use sim::checkers::testing::{check_one, h};
-use sim::checkers::{Invariant, Verdict};
-use sim::history::History;
+use verdict::checkers::testing::{check_one, h};
+use verdict::checkers::{Invariant, Verdict};
+use verdict::history::History;
 
 const CM: &str = "kube-controller-manager";
 const CM_USER: &str = "system:kube-controller-manager";
@@ -41,7 +41,7 @@ mod controller_single_leader {
     use super::*;
 
     /// cm-0 leads from lease revision 10, cm-1 takes over at 20 (cm-0 was paused).
-    fn two_epochs() -> sim::checkers::testing::HistoryBuilder {
+    fn two_epochs() -> verdict::checkers::testing::HistoryBuilder {
         h().leader_acquired(CM, "controller-manager-0", 0, 10)
             .api_write("controller-manager-0", CM_USER, 1, Verb::Create, Resource::Pods, "default", "x", 12)
             // cm-0 renews its lease: the election itself, not judged.
@@ -88,7 +88,7 @@ mod controller_single_leader {
 mod watch_guarantees {
     use super::*;
 
-    fn writes() -> sim::checkers::testing::HistoryBuilder {
+    fn writes() -> verdict::checkers::testing::HistoryBuilder {
         h().store_write(CM_USER, Verb::Create, &pod_key("a"), 5)
             .store_write("system:kube-scheduler", Verb::Bind, &pod_key("a"), 6)
             .store_write(CM_USER, Verb::Create, &Resource::ReplicaSets.key("default", "rs"), 7)
@@ -170,7 +170,7 @@ mod watch_guarantees {
 mod pod_bound_once {
     use super::*;
 
-    fn life() -> sim::checkers::testing::HistoryBuilder {
+    fn life() -> verdict::checkers::testing::HistoryBuilder {
         h().store_write(CM_USER, Verb::Create, &pod_key("a"), 5)
             .store_write("system:kube-scheduler", Verb::Bind, &pod_key("a"), 6)
             .pod_started("kubelet-0", "a", "uid-1")
@@ -215,10 +215,10 @@ mod convergence {
     const RS_POD: &str = "nginx-deployment-6c6-";
 
     fn created(
-        builder: sim::checkers::testing::HistoryBuilder,
+        builder: verdict::checkers::testing::HistoryBuilder,
         suffix: &str,
         revision: i64,
-    ) -> sim::checkers::testing::HistoryBuilder {
+    ) -> verdict::checkers::testing::HistoryBuilder {
         builder.store_write(CM_USER, Verb::Create, &pod_key(&format!("{RS_POD}{suffix}")), revision)
     }
 

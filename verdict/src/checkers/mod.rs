@@ -35,7 +35,6 @@ use serde::{Deserialize, Serialize};
 use store::api::{KeyValue, Revision};
 
 use crate::history::History;
-use crate::report::Check;
 
 /// The invariants kubesim proves or refutes (DESIGN.md §4). Names are the kebab-case
 /// strings of [`Invariant::name`], used on the command line, in reports and in JSON.
@@ -216,34 +215,6 @@ pub struct Verdict {
 impl Verdict {
     pub fn passed(&self) -> bool {
         self.violations.is_empty()
-    }
-
-    /// The report line for this verdict: FAIL with the first violations, else PASS with
-    /// the summary (a pass that examined nothing says so).
-    pub fn to_check(&self) -> Check {
-        if self.passed() {
-            let detail = if self.checked == 0 {
-                format!("nothing to check (vacuous): {}", self.summary)
-            } else {
-                self.summary.clone()
-            };
-            return Check::pass(self.invariant.name(), detail);
-        }
-        const SHOWN: usize = 3;
-        let mut parts: Vec<String> = self
-            .violations
-            .iter()
-            .take(SHOWN)
-            .map(|v| match v.at_ns {
-                Some(at_ns) => format!("[{:.6}s] {}", at_ns as f64 / 1e9, v.message),
-                None => v.message.clone(),
-            })
-            .collect();
-        let n_more = self.violations.len().saturating_sub(SHOWN) + self.n_violations_omitted;
-        if n_more > 0 {
-            parts.push(format!("and {n_more} more"));
-        }
-        Check::fail(self.invariant.name(), parts.join("; "))
     }
 }
 
