@@ -334,8 +334,8 @@ pub enum HistoryEvent {
         members: Vec<MemberId>,
         keyspace: Vec<KeyState>,
     },
-    /// Every disk was lost with no good backup: the cluster state is gone (DESIGN.md §4,
-    /// invariant 8), with the number of acknowledged objects it held.
+    /// Every disk was lost with no good backup: the cluster state is gone
+    /// (docs/design.md §4, invariant 8), with the number of acknowledged objects it held.
     TotalLoss {
         acknowledged_objects_lost: usize,
         reason: String,
@@ -714,7 +714,7 @@ impl api::ApiObserver for Recorder {
                 coverage::reached!("controllers.leader.fenced-by-own-renewal");
             } else {
                 // Kubernetes' leader election has no fencing: this write would have been
-                // accepted next to the new leader's (DESIGN.md §4.3).
+                // accepted next to the new leader's (docs/design.md §4.3).
                 coverage::reached!("controllers.leader.deposed-write-fenced");
             }
         }
