@@ -20,7 +20,7 @@ pub struct Credential {
 
 /// kubesim's fencing precondition: the write succeeds only if the named Lease still has
 /// this resourceVersion (the apiserver folds the compare into the same store transaction).
-/// Kubernetes' own leader election has no such fence (DESIGN.md §4, invariant 3).
+/// Kubernetes' own leader election has no such fence (docs/design.md §4, invariant 3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseFence {
     pub namespace: String,

@@ -30,13 +30,13 @@ pub struct ApiServerBugs {
     /// store has committed it: the transaction is spawned in the background and the client
     /// gets its object back at once, with a guessed resourceVersion (the watch cache's
     /// revision + 1). When the transaction then fails (conflict, lost leader, timeout) the
-    /// client was told a lie. Caught by the "no acknowledged write lost" (DESIGN.md §4,
-    /// invariant 11) and linearizability (invariant 9) checkers.
+    /// client was told a lie. Caught by the "no acknowledged write lost"
+    /// (docs/design.md §4, invariant 11) and linearizability (invariant 9) checkers.
     pub ack_before_commit: bool,
     /// PLANTED BUG. The watch cache serves a watch from before its window (revisions it
     /// evicted) from the window's start instead of answering 410 Gone: see
     /// `WatchCache::with_planted_bug_serves_evicted`. Caught by the watch-guarantees checker
-    /// (DESIGN.md §4, invariant 10).
+    /// (docs/design.md §4, invariant 10).
     pub watch_cache_serves_evicted: bool,
 }
 

@@ -1,5 +1,5 @@
 //! The apiserver on a simulated node, reached by `api::ApiClient` from another node over
-//! madsim's network: the canonical flow of DESIGN.md §1 and the refusals along it.
+//! madsim's network: the canonical flow of docs/design.md §1 and the refusals along it.
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! `kube-node-lease`, watches the pods bound to it, "starts" each after a simulated delay
 //! and reports it Running, and stops pods that were deleted, replaced (same name, new
 //! uid), or are unknown to the apiserver after a relist (for example after a restore
-//! from backup: DESIGN.md §4 invariant 7).
+//! from backup: docs/design.md §4 invariant 7).
 //!
 //! The set of running pods lives in a [`KubeletState`] owned by the caller, so the
 //! simulator decides what survives a kubelet restart (a real kubelet restart leaves the

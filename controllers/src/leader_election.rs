@@ -15,7 +15,7 @@
 //! the end of the term (see `Elector::renew_round`). Nothing between the elector and a controller's write
 //! looks at the lease clock: a controller writes while [`LeaderHandle`] says it leads.
 //!
-//! Fencing (kubesim's addition, DESIGN.md §4 invariant 3): the leader's writes carry a
+//! Fencing (kubesim's addition, docs/design.md §4 invariant 3): the leader's writes carry a
 //! [`LeaseFence`] naming the lease and its resourceVersion as last written by the leader.
 //! The apiserver compares the lease in the same store transaction, so a deposed leader's
 //! write fails with `Fenced` even if the deposed leader has not noticed yet. With

@@ -6,7 +6,7 @@
 //! components reach it only through the apiserver.
 //!
 //! Architecture invariant: this crate does not depend on `store`. Only the apiserver writes
-//! the store (DESIGN.md §2); the compiler enforces it here.
+//! the store (docs/design.md §2); the compiler enforces it here.
 //!
 //! Each controller is a pure reconcile function (state in, actions out), tested without a
 //! simulator, and a thin async driver that feeds it from informers and carries out its

@@ -5,7 +5,7 @@
 //! deletes) for a ReplicaSet, the controller does not act on that ReplicaSet again until
 //! its pod informer has observed them, or until they expire (5 minutes of this node's
 //! clock). Without them a sync that runs before the informer has caught up sees too few
-//! pods and creates more (DESIGN.md §1).
+//! pods and creates more (docs/design.md §1).
 //!
 //! [`ReplicaSetSync`] is the sans-IO core (ReplicaSet, pods, time in; actions out; pod
 //! events update its expectations); [`ReplicaSetController`] is the async driver.

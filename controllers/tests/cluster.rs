@@ -1,6 +1,6 @@
 //! End-to-end: controller-manager, scheduler and three kubelets against the fake
 //! apiserver of `support/`, on madsim nodes. `kubectl create deployment nginx-deployment
-//! --replicas=3` must end with three Running pods on Ready nodes (DESIGN.md §1, stages
+//! --replicas=3` must end with three Running pods on Ready nodes (docs/design.md §1, stages
 //! 1-5) within 30 simulated seconds.
 
 mod support;

@@ -30,7 +30,7 @@ pub const MAX_DURATION_MS: u64 = 10_000;
 const MAX_ATTEMPTS_PER_EVENT: usize = 16;
 
 /// When the operator's first backup is taken, and the range its period is drawn from:
-/// the operator of DESIGN.md §3 backs up every few simulated seconds.
+/// the operator of docs/design.md §3 backs up every few simulated seconds.
 pub const FIRST_BACKUP_MS: u64 = 1_000;
 pub const BACKUP_PERIOD_MS: std::ops::RangeInclusive<u64> = 2_000..=6_000;
 /// A majority or total disk loss is drawn no earlier than this after the first backup,
@@ -519,8 +519,8 @@ fn leader_chase<R: Rng>(rng: &mut R, safety_phase_ms: u64) -> (FaultEvent, Vec<(
     (FaultEvent { at_ms, duration_ms, fault: Fault::LeaderChase { steps } }, slots)
 }
 
-/// The partition shapes of design §3: random halves (of the store, of everything), one
-/// member split off, the leader cut off entirely or from its peers only, one apiserver
+/// The partition shapes of docs/design.md §3: random halves (of the store, of everything),
+/// one member split off, the leader cut off entirely or from its peers only, one apiserver
 /// isolated, majorities-ring, bridge, one-way.
 fn generate_partition<R: Rng>(rng: &mut R, topology: &Topology) -> Fault {
     #[derive(Clone, Copy)]

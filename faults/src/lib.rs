@@ -2,8 +2,8 @@
 //!
 //! It holds
 //! - [`plan`]: [`FaultPlan`], the versioned JSON data describing which faults hit a seed,
-//!   when, and every choice the nemesis makes applying them (design §3), with validation
-//!   against a [`Topology`]; [`PlanFile`] reads both format versions;
+//!   when, and every choice the nemesis makes applying them (docs/design.md §3), with
+//!   validation against a [`Topology`]; [`PlanFile`] reads both format versions;
 //! - [`kinds`]: [`FaultKind`], the menu `kubesim campaign --faults KINDS` chooses from;
 //! - [`generate`](mod@generate): swarm generation of a plan from a seed alone (TigerBeetle VOPR-style),
 //!   outside the simulation;

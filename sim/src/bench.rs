@@ -1,6 +1,6 @@
 //! `kubesim bench`: throughput of the default campaign and of bare madsim messaging,
 //! measured in the same process, so the framework's overhead is a ratio rather than an
-//! absolute figure that depends on the machine (DESIGN.md §6).
+//! absolute figure that depends on the machine (docs/design.md §6).
 //!
 //! Wall-clock time is read here, outside the simulation, only to report speed.
 

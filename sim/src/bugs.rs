@@ -1,5 +1,5 @@
 //! Planted bugs: named, off-by-default defects that each checker must be able to catch.
-//! A checker that no planted bug can make fire proves nothing (DESIGN.md §4).
+//! A checker that no planted bug can make fire proves nothing (docs/design.md §4).
 //!
 //! Each bug's code lives where the defect would live in a real system and is marked
 //! `PLANTED BUG` there; this table only switches it on and says which invariant must

@@ -25,9 +25,9 @@ pub struct SeedResult {
     pub seed: u64,
     pub scenario: String,
     /// `pass`, `total-loss` (every disk lost with no good backup: the expected outcome of
-    /// DESIGN.md §4.8, a pass), `fail` (an invariant was violated), `panic` or `timeout`
-    /// (a failure of the seed itself: a broken assertion in the simulated system is a
-    /// found bug too).
+    /// docs/design.md §4.8, a pass), `fail` (an invariant was violated), `panic` or
+    /// `timeout` (a failure of the seed itself: a broken assertion in the simulated system
+    /// is a found bug too).
     pub verdict: String,
     pub violations: Vec<ViolationLine>,
     /// One line per fault the nemesis applied.

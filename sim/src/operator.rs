@@ -18,7 +18,7 @@
 //!   is tried), onto fresh disks, as a new cluster with new member ids, start it, then
 //!   start the apiservers against the new endpoints. Controllers, the scheduler and
 //!   kubelets get 410 Gone on their watches and relist. With no backup that verifies, the
-//!   cluster state is lost: `TotalLoss`, an expected outcome (DESIGN.md §4.8).
+//!   cluster state is lost: `TotalLoss`, an expected outcome (docs/design.md §4.8).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

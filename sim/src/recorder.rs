@@ -300,7 +300,7 @@ impl api::ApiObserver for Recorder {
                 coverage::reached!("controllers.leader.fenced-by-own-renewal");
             } else {
                 // Kubernetes' leader election has no fencing: this write would have been
-                // accepted next to the new leader's (DESIGN.md §4.3).
+                // accepted next to the new leader's (docs/design.md §4.3).
                 coverage::reached!("controllers.leader.deposed-write-fenced");
             }
         }

@@ -111,8 +111,8 @@ pub struct RunReport {
 pub enum RunVerdict {
     /// Every invariant held.
     Pass,
-    /// Every store disk was lost with no good backup: the expected outcome of DESIGN.md
-    /// §4.8, counted as passed (exit 0), but not a pass.
+    /// Every store disk was lost with no good backup: the expected outcome of
+    /// docs/design.md §4.8, counted as passed (exit 0), but not a pass.
     TotalLoss,
     /// An invariant was violated.
     Fail,

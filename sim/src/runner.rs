@@ -121,7 +121,7 @@ thread_local! {
 /// time runtime that holds its waker, so a runtime dropped with tasks alive never freed
 /// them, nor the simulated world they reference. A campaign kept about 3 MB of every seed
 /// it ran until, 8 800 seeds on, the machine's 24 GB ran out and the kernel killed it
-/// (DESIGN.md §6: memory bounded per worker).
+/// (docs/design.md §6: memory bounded per worker).
 pub(crate) trait SeedNode {
     fn of_this_seed(self) -> Self;
 }
@@ -359,8 +359,8 @@ fn report_of(
     let recovery = RecoveryStats::of(history);
     let mut checks = outcome.checks;
     if let Some(lost) = recovery.total_loss {
-        // DESIGN.md §4.8: after losing every disk with no good backup there is no cluster
-        // left to converge; that is the expected outcome, reported as such.
+        // docs/design.md §4.8: after losing every disk with no good backup there is no
+        // cluster left to converge; that is the expected outcome, reported as such.
         for check in checks.iter_mut().filter(|check| check.status == CheckStatus::Fail) {
             *check = Check::info(format!(
                 "{} not judged: total loss of the cluster state ({lost} acknowledged objects lost): {}",

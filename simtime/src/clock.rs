@@ -2,7 +2,7 @@
 //!
 //! Leases and leader election read time through a `Clock` — Kubernetes' leader election
 //! in the controllers, and the store leader's lessor, which decides when an etcd lease
-//! expires — so the nemesis can give a node an offset or a drift (DESIGN.md §3, clock
+//! expires — so the nemesis can give a node an offset or a drift (docs/design.md §3, clock
 //! faults) and expose what lease logic does when clocks disagree. The skew lives in shared
 //! state outside the node's tasks so it survives a restart and the nemesis can change it at
 //! any time. It lives here, below both `api` and `store`, so that both can read it.

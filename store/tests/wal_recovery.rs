@@ -1,5 +1,5 @@
-//! The WAL on a SimDisk under the disk faults of DESIGN.md §3 (unsynced loss, torn writes,
-//! disk loss, bit rot), and SimDisk's and FileDisk's own contracts.
+//! The WAL on a SimDisk under the disk faults of docs/design.md §3 (unsynced loss, torn
+//! writes, disk loss, bit rot), and SimDisk's and FileDisk's own contracts.
 
 use bytes::Bytes;
 use store::raft::{Entry, EntryKind, HardState, SnapshotMeta};
@@ -21,7 +21,7 @@ fn open(disk: &SimDisk) -> (Wal<SimDisk>, Recovered) {
     Wal::open(disk.clone()).expect("open")
 }
 
-/// A crash loses every write not yet fsynced (DESIGN.md §3, disk faults).
+/// A crash loses every write not yet fsynced (docs/design.md §3, disk faults).
 #[test]
 fn unsynced_writes_are_lost_on_crash() {
     let disk = SimDisk::new();

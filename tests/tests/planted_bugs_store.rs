@@ -1,7 +1,7 @@
 //! The store's planted bugs, each caught by its invariant on real runs of the default
 //! campaign (scenario deploy-nginx, every fault kind in the swarm menu), and the same seeds
 //! passing every check with no bug planted. A checker that no planted bug can make fire
-//! proves nothing (DESIGN.md §4).
+//! proves nothing (docs/design.md §4).
 //!
 //! Each test runs a handful of seeds picked from a `kubesim campaign --seeds 0..1000 --bug
 //! NAME` sweep: the range holds at least one seed the bug is caught in. When a change to

@@ -42,7 +42,7 @@ fn violations(options: &RunOptions) -> (BTreeSet<String>, String) {
 proptest! {
     #![proptest_config(config("proptest-regressions/properties.txt"))]
 
-    /// DESIGN.md §4: a correct system keeps every invariant under any survivable plan.
+    /// docs/design.md §4: a correct system keeps every invariant under any survivable plan.
     /// Each plan is drawn for its seed's own topology (3 or 5 store members).
     #[test]
     fn any_plan_of_up_to_four_faults_and_any_workload_keeps_every_invariant(

@@ -324,8 +324,8 @@ pub enum HistoryEvent {
         members: Vec<MemberId>,
         keyspace: Vec<KeyState>,
     },
-    /// Every disk was lost with no good backup: the cluster state is gone (DESIGN.md §4,
-    /// invariant 8), with the number of acknowledged objects it held.
+    /// Every disk was lost with no good backup: the cluster state is gone
+    /// (docs/design.md §4, invariant 8), with the number of acknowledged objects it held.
     TotalLoss {
         acknowledged_objects_lost: usize,
         reason: String,

@@ -1,6 +1,7 @@
-//! The backup and restore checkers (DESIGN.md §4, invariants 4–6) and the epoch scoping
-//! of the older checkers, on hand-made histories: each must fire on the planted defect
-//! it exists for and stay quiet on a correct restore with its expected data-loss window.
+//! The backup and restore checkers (docs/design.md §4, invariants 4–6) and the epoch
+//! scoping of the older checkers, on hand-made histories: each must fire on the planted
+//! defect it exists for and stay quiet on a correct restore with its expected data-loss
+//! window.
 
 use verdict::checkers::testing::{check_one, h, key_state, HistoryBuilder};
 use verdict::checkers::{EndState, Invariant, Verdict};

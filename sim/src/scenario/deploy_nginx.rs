@@ -3,7 +3,7 @@
 //! controller-manager replicas, a scheduler, 3 kubelets), then `kubectl scale
 //! --replicas=5`.
 //!
-//! Its timeline is the five stages of DESIGN.md §1 as the apiserver wrote them to the
+//! Its timeline is the five stages of docs/design.md §1 as the apiserver wrote them to the
 //! store: which key, at which revision, on whose behalf.
 
 use std::time::Duration;
@@ -41,7 +41,7 @@ impl Default for Workload {
 }
 /// How long each rollout may take to reach its Running pods (the convergence bound).
 pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(30);
-/// The invariant the scenario's own checks verify (DESIGN.md §4, invariant 13).
+/// The invariant the scenario's own checks verify (docs/design.md §4, invariant 13).
 pub const CONVERGENCE: &str = "convergence";
 
 pub fn nginx_deployment(replicas: i32) -> Deployment {

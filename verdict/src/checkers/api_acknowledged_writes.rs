@@ -1,4 +1,4 @@
-//! The API half of [`Invariant::NoAcknowledgedWriteLost`] (DESIGN.md §1 and §4.11): an
+//! The API half of [`Invariant::NoAcknowledgedWriteLost`] (docs/design.md §1 and §4.11): an
 //! object write the apiserver acknowledged was committed by the store, at the revision the
 //! answer named.
 //!

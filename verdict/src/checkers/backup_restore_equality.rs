@@ -1,5 +1,5 @@
-//! [`Invariant::BackupRestoreEquality`] (DESIGN.md §4.4): the keyspace a restore starts
-//! from equals the keyspace of the backup's revision R, key by key: value, create
+//! [`Invariant::BackupRestoreEquality`] (docs/design.md §4.4): the keyspace a restore
+//! starts from equals the keyspace of the backup's revision R, key by key: value, create
 //! revision, mod revision and version. The reference is rebuilt from the history's
 //! `Committed` records of the cluster the backup was taken from, so a backup that lies
 //! about its revision (etcd: a save that misses the last applied batch) is caught.

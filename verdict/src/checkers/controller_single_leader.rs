@@ -1,4 +1,4 @@
-//! [`Invariant::ControllerSingleLeader`] (DESIGN.md §4.3): for each leader-elected
+//! [`Invariant::ControllerSingleLeader`] (docs/design.md §4.3): for each leader-elected
 //! component (kube-controller-manager, kube-scheduler), the writes the apiserver accepted
 //! come from one leader epoch at a time.
 //!

@@ -1,4 +1,4 @@
-//! [`Invariant::NoAcknowledgedWriteLost`] (DESIGN.md §4.11): every write the store
+//! [`Invariant::NoAcknowledgedWriteLost`] (docs/design.md §4.11): every write the store
 //! acknowledged is still explained by the final keyspace.
 //!
 //! An acknowledged write (key, value, revision) is explained when the key's final entry has

@@ -1,6 +1,6 @@
-//! [`Invariant::InformerContinuity`]: every watch a component makes resumes from a
-//! resourceVersion the apiserver gave it, a list's or a previous watch answer's, for the
-//! same resource and namespace.
+//! [`Invariant::InformerContinuity`] (docs/design.md §4.20): every watch a component makes
+//! resumes from a resourceVersion the apiserver gave it, a list's or a previous watch
+//! answer's, for the same resource and namespace.
 //!
 //! client-go's reflector (`ListAndWatch`) lists, then watches from the list's
 //! resourceVersion, and after each watch answer from the last resourceVersion it saw. When

@@ -1,7 +1,7 @@
-//! [`Invariant::LeaseExpiry`]: the store expires a lease only as etcd's lessor may: the
-//! member that proposes the revoke is the lease primary (the leader, promoted and not
-//! demoted since), and on its own clock at least the lease's TTL has passed since the
-//! latest of
+//! [`Invariant::LeaseExpiry`] (docs/design.md §4.18): the store expires a lease only as
+//! etcd's lessor may: the member that proposes the revoke is the lease primary (the
+//! leader, promoted and not demoted since), and on its own clock at least the lease's TTL
+//! has passed since the latest of
 //! - its promotion (etcd `lessor.Promote` refreshes every lease to its full TTL, plus an
 //!   election timeout, on the new leader's clock: a leader change never expires a lease
 //!   early),

@@ -1,4 +1,4 @@
-//! [`Invariant::Linearizability`] (DESIGN.md §4.9) of the store's client operations,
+//! [`Invariant::Linearizability`] (docs/design.md §4.9) of the store's client operations,
 //! checked through revisions instead of a search over interleavings (etcd's robustness
 //! tests' fast path; Jepsen's "realtime + revision" check for etcd).
 //!

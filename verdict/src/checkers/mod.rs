@@ -3,7 +3,7 @@
 //!
 //! Checkers are peers of the cluster, not part of it (TigerBeetle's
 //! `testing/cluster/*_checker`): they never steer a run and nothing in the simulated system
-//! reads them. Each lives in its own file, states its invariant (DESIGN.md §4) at its
+//! reads them. Each lives in its own file, states its invariant (docs/design.md §4) at its
 //! definition, and reports `checked`, the number of items it examined, so a vacuous pass
 //! (nothing to examine) is visible in a report instead of passing silently.
 
@@ -36,7 +36,7 @@ use store::api::{KeyValue, Revision};
 
 use crate::history::History;
 
-/// The invariants kubesim proves or refutes (DESIGN.md §4). Names are the kebab-case
+/// The invariants kubesim proves or refutes (docs/design.md §4). Names are the kebab-case
 /// strings of [`Invariant::name`], used on the command line, in reports and in JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -107,16 +107,17 @@ pub enum Invariant {
     /// (etcdutl refuses it: "snapshot file integrity check failed"). That nothing
     /// acknowledged after the restore is lost is no-acknowledged-write-lost, per epoch.
     RestoreDurability,
-    /// Every watch a component makes resumes from a resourceVersion the apiserver gave it
-    /// (a list's or a previous watch answer's, for the same resource and namespace), as
-    /// client-go's reflector does: after 410 Gone an informer relists rather than resuming
-    /// elsewhere, or its cache silently misses what changed in between.
+    /// §4.20: every watch a component makes resumes from a resourceVersion the apiserver
+    /// gave it (a list's or a previous watch answer's, for the same resource and
+    /// namespace), as client-go's reflector does: after 410 Gone an informer relists rather
+    /// than resuming elsewhere, or its cache silently misses what changed in between.
     InformerContinuity,
-    /// The store expires a lease only on its leader, and only once the lease's TTL has run
-    /// on that leader's clock since its promotion, the grant or the last keep-alive it
-    /// acknowledged (etcd `lessor.go`: `Promote` refreshes every lease, `Renew` and `Grant`
-    /// start a TTL, `revokeExpiredLeases` runs on the primary only). Kubernetes relies on
-    /// it for Events (`--event-ttl`): an early expiry deletes objects clients still read.
+    /// §4.18: the store expires a lease only on its leader, and only once the lease's TTL
+    /// has run on that leader's clock since its promotion, the grant or the last keep-alive
+    /// it acknowledged (etcd `lessor.go`: `Promote` refreshes every lease, `Renew` and
+    /// `Grant` start a TTL, `revokeExpiredLeases` runs on the primary only). Kubernetes
+    /// relies on it for Events (`--event-ttl`): an early expiry deletes objects clients
+    /// still read.
     LeaseExpiry,
 }
 

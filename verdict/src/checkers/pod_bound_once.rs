@@ -1,5 +1,5 @@
-//! [`Invariant::PodBoundOnce`] (DESIGN.md §1 and §4.12): a pod's `spec.nodeName` is set at
-//! most once, and no pod runs on two kubelets at once.
+//! [`Invariant::PodBoundOnce`] (docs/design.md §1 and §4.12): a pod's `spec.nodeName` is
+//! set at most once, and no pod runs on two kubelets at once.
 //!
 //! Kubernetes' binding subresource (`pkg/registry/core/pod/storage` `assignPod`) refuses
 //! to bind a pod whose `spec.nodeName` is already set (409 Conflict), and an update may

@@ -1,5 +1,5 @@
-//! [`Invariant::RaftElectionSafety`] (DESIGN.md §4.2; Raft paper §5.2, Figure 3): at most
-//! one member becomes leader in a given term.
+//! [`Invariant::RaftElectionSafety`] (docs/design.md §4.2; Raft paper §5.2, Figure 3): at
+//! most one member becomes leader in a given term.
 //!
 //! Evidence is the `RoleChanged` records with role Leader. A member reporting leadership of
 //! the same term twice (after a restart that kept its term) is the same leader, not two.

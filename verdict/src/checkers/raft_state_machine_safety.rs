@@ -1,6 +1,6 @@
-//! [`Invariant::RaftStateMachineSafety`] (DESIGN.md §4.2; Raft paper §5.4.3, Figure 3):
-//! every member applies the same entry at the same index, in index order, with no gaps, and
-//! ends up at the same store revision after it.
+//! [`Invariant::RaftStateMachineSafety`] (docs/design.md §4.2; Raft paper §5.4.3,
+//! Figure 3): every member applies the same entry at the same index, in index order, with
+//! no gaps, and ends up at the same store revision after it.
 //!
 //! What the history shows: an `Applied` record for each committed entry that carries a
 //! proposal, and an `AppliedEmpty` one for each leader no-op and configuration entry

@@ -1,5 +1,6 @@
-//! The safety half of [`Invariant::Convergence`] (DESIGN.md §1 and §4.13): a ReplicaSet
-//! never has more live pods than the most replicas its deployment was ever asked for.
+//! The safety half of [`Invariant::Convergence`] (docs/design.md §1 and §4.13): a
+//! ReplicaSet never has more live pods than the most replicas its deployment was ever asked
+//! for.
 //!
 //! Kubernetes' ReplicaSet controller (`pkg/controller/replicaset`) creates pods when its
 //! informer cache shows fewer than `spec.replicas`; the cache lags the store, so it records

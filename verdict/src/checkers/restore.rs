@@ -10,7 +10,7 @@ use store::api::Revision;
 
 use crate::history::{History, HistoryEvent, KeyState, StoreOpKind, StoreOpOutcome};
 
-/// The expected data loss of one restore (DESIGN.md §4, invariant 6).
+/// The expected data loss of one restore (docs/design.md §4, invariant 6).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataLossWindow {
     /// The restored backup's revision R.

@@ -1,4 +1,4 @@
-//! [`Invariant::RestoreDurability`] (DESIGN.md §4.6), across each restore:
+//! [`Invariant::RestoreDurability`] (docs/design.md §4.6), across each restore:
 //! - a backup the history saw corrupted (`BackupCorrupted`) is never restored: etcdutl
 //!   verifies the snapshot's hash before restoring and refuses a mismatch;
 //! - every write acknowledged in the lost cluster at a revision at or below the backup's

@@ -1,4 +1,4 @@
-//! [`Invariant::RevisionsNeverGoBackwards`] (DESIGN.md §4.5): no client observes a
+//! [`Invariant::RevisionsNeverGoBackwards`] (docs/design.md §4.5): no client observes a
 //! revision lower than one it observed before, across restores too.
 //!
 //! Revisions observed are the ones that stand for "the store now": a store operation's

@@ -1,5 +1,5 @@
-//! [`Invariant::StoreSingleWriter`] (DESIGN.md §4.1): every store mutation that took effect
-//! came from an apiserver principal, sent from an apiserver's address.
+//! [`Invariant::StoreSingleWriter`] (docs/design.md §4.1): every store mutation that took
+//! effect came from an apiserver principal, sent from an apiserver's address.
 //!
 //! The store's ACL checks the principal's role only; the address check catches a
 //! credential used from the wrong node (a controller that got hold of the apiserver's

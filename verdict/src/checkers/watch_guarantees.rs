@@ -1,5 +1,5 @@
-//! [`Invariant::WatchGuarantees`] (DESIGN.md §4.10): every watch answer an apiserver gave
-//! keeps etcd's watch guarantees, as Kubernetes' watch cache passes them on.
+//! [`Invariant::WatchGuarantees`] (docs/design.md §4.10): every watch answer an apiserver
+//! gave keeps etcd's watch guarantees, as Kubernetes' watch cache passes them on.
 //!
 //! etcd (`api/v3rpc` watch semantics; etcd's robustness `validate/watch.go`) promises that
 //! a watch delivers events *ordered* by revision, *unique* (no (key, revision) twice),
