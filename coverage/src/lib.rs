@@ -25,7 +25,7 @@ mod points;
 
 pub use points::POINTS;
 
-/// Which campaign must reach a point for CI to pass (`kubesim coverage --require MENU`).
+/// Which campaign must reach a point for CI to pass (`kubesim merge --require-coverage MENU`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Required {
     /// The default campaign (`deploy-nginx`, `--faults all`).

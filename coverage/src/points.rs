@@ -1,5 +1,5 @@
 //! The registry of every coverage point: name, what reaching it means, and the campaign
-//! that must reach it (`kubesim coverage --require MENU` checks CI's campaigns against it).
+//! that must reach it (`kubesim merge --require-coverage MENU` checks CI's campaigns against it).
 
 use crate::{Point, Required};
 

@@ -247,7 +247,7 @@ enum Stopped {
 /// Runs the seed on the calling thread, which must be fresh (see [`run_seed_with_history`]):
 /// the campaign's guard already gives each seed a thread of its own. `cancel` stops it
 /// from another thread.
-pub(crate) fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel) -> (RunReport, History) {
+pub fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel) -> (RunReport, History) {
     let streams = faults::SeedStreams::derive(options.seed);
     let mut runtime = Runtime::with_seed_and_config(streams.simulation, madsim::Config::default());
     runtime.set_time_limit(SIMULATED_TIME_LIMIT);

@@ -33,7 +33,7 @@ fn deploy_nginx_under_swarm_faults_replays_exactly() {
 /// must equal a fresh run's, whatever the number of workers.
 #[test]
 fn campaign_hashes_equal_fresh_runs_whatever_the_number_of_workers() {
-    use sim::campaign::{run_campaign, CampaignOptions};
+    use kubesim::campaign::{run_campaign, CampaignOptions};
     let campaign = |jobs| {
         let options = CampaignOptions {
             seeds: 0..6,

@@ -14,7 +14,7 @@ fn lease_expiry_seed_6_html_report_structure() {
     PlantedBug::LeaseExpiryIgnoresPromotion.plant(&mut options);
     let (report, history) = run_seed_with_history(&options);
     assert!(!report.passed(), "seed 6 fails lease-expiry with the bug");
-    let page = sim::html::render(&report, &history);
+    let page = kubesim::html::render(&report, &history);
     assert!(page.len() < 2_000_000, "{} bytes", page.len());
-    insta::assert_snapshot!(sim::html::structure(&page));
+    insta::assert_snapshot!(kubesim::html::structure(&page));
 }

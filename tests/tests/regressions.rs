@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sim::corpus::{load_case, load_dir, run_case, CaseError, CaseOutcome, Expectation, LoadedCase};
+use kubesim::corpus::{load_case, load_dir, run_case, CaseError, CaseOutcome, Expectation, LoadedCase};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/regressions")

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use sim::campaign::{run_campaign, run_campaign_shard, CampaignOptions, SeedResult};
-use sim::merge::{merge, read_results, MergeError, Shard};
+use kubesim::campaign::{run_campaign, run_campaign_shard, CampaignOptions, SeedResult};
+use kubesim::merge::{merge, read_results, MergeError, Shard};
 use sim::runner::RunOptions;
 use sim::scenario::Scenario;
 
@@ -62,7 +62,7 @@ fn four_shards_merged_equal_one_unsharded_run() {
     let got: Vec<SeedResult> = merged.results.iter().map(comparable).collect();
     assert_eq!(got, expected);
     assert_eq!(merged.n_failed(), whole.n_failed());
-    let counts = |s: &sim::campaign::CampaignSummary| -> BTreeMap<String, usize> {
+    let counts = |s: &kubesim::campaign::CampaignSummary| -> BTreeMap<String, usize> {
         s.by_invariant().into_iter().map(|(k, v)| (k, v.len())).collect()
     };
     assert_eq!(counts(&merged), counts(&whole));
@@ -110,7 +110,7 @@ fn record(seed: u64, verdict: &str, hash: &str, flags: &str) -> SeedResult {
         stats: BTreeMap::new(),
         repro: format!("kubesim run --seed {seed}{flags}"),
         coverage: BTreeMap::new(),
-        built_from: sim::campaign::BUILD.to_string(),
+        built_from: kubesim::campaign::BUILD.to_string(),
     }
 }
 
@@ -221,6 +221,6 @@ fn the_kubernetes_indexed_job_runs_one_shard_per_completion_index() {
     assert_eq!(completions, shards, "one pod per shard");
     let seeds = value_after(&campaign, "name: SEEDS\n              value:");
     assert_eq!(value_after(&merge_job, "name: SEEDS\n              value:"), seeds);
-    sim::cli::parse_seed_range(&seeds).map_err(|e| e.0).unwrap();
+    kubesim::cli::parse_seed_range(&seeds).map_err(|e| e.0).unwrap();
     format!("0/{shards}").parse::<Shard>().unwrap();
 }

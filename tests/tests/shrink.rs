@@ -4,10 +4,10 @@
 use std::cell::Cell;
 
 use faults::{Fault, FaultEvent, FaultPlan, Target, Tear, Topology};
+use kubesim::shrink::{milder_faults, minimize, shrink_seed, ShrinkError};
 use sim::bugs::PlantedBug;
 use sim::runner::{Faults, RunOptions};
 use sim::scenario::Scenario;
-use sim::shrink::{milder_faults, minimize, shrink_seed, ShrinkError};
 
 fn topology() -> Topology {
     Topology { store_members: 3, apiservers: 1, controller_managers: 2, schedulers: 1, kubelets: 3 }

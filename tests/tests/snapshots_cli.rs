@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use faults::{BitFlip, Fault, FaultEvent, FaultPlan, Target, Tear};
-use sim::cli::run_summary;
-use sim::corpus::{load_case, Case};
+use kubesim::cli::run_summary;
+use kubesim::corpus::{load_case, Case};
 use sim::runner::{run_seed, RunOptions};
 use sim::scenario::Scenario;
 

@@ -243,9 +243,10 @@ pub enum Fault {
     /// A node's clock runs `offset_ms` off the true time and gains `drift_ms_per_s`
     /// every second (NTP failure, VM clock drift; Jepsen `clock` nemesis). Leases and
     /// leader election read this clock; a skewed lease holder must not act on a lease
-    /// that has already expired elsewhere. Store members read no wall clock (Raft counts
-    /// its own ticks), so a skew aimed at one would change nothing, and neither would a
-    /// skew of no offset and no drift: validation refuses both.
+    /// that has already expired elsewhere. A store member's Raft counts its own ticks, but
+    /// its lessor reads the member's clock while it leads (lease expiry), so a skew may aim
+    /// at a store member or `store-leader`. A skew of no offset and no drift changes
+    /// nothing: validation refuses it.
     ClockSkew { target: Target, offset_ms: i64, drift_ms_per_s: i64 },
     /// Operator action, not a fault: `etcdctl snapshot save` against `member` (a
     /// consistent copy of the keyspace at the member's applied revision R, with its

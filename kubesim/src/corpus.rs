@@ -22,12 +22,12 @@ use std::time::Duration;
 use faults::PlanFile;
 use serde::{Deserialize, Serialize};
 
-use crate::bugs::PlantedBug;
 use crate::campaign::{run_guarded, SeedResult};
-use crate::checkers::Invariant;
-use crate::knobs::Knobs;
-use crate::runner::{Faults, RunOptions};
-use crate::scenario::Scenario;
+use sim::bugs::PlantedBug;
+use sim::knobs::Knobs;
+use sim::runner::{Faults, RunOptions};
+use sim::scenario::Scenario;
+use verdict::checkers::Invariant;
 
 /// The only case format this kubesim reads and writes.
 pub const CASE_FORMAT_VERSION: u32 = 1;

@@ -214,7 +214,7 @@ fn destinations_are_checked_before_the_run_and_cases_are_not_overwritten() {
     assert_bad_input(&["merge", "/nonexistent.jsonl", "--out", nowhere.to_str().unwrap()], "does not exist");
     let out = kubesim(&["run", "--seed", "0", "--faults", "none", "--save", existing.to_str().unwrap(), "--force"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    sim::corpus::load_case(&existing).expect("the case was replaced by a valid one");
+    kubesim::corpus::load_case(&existing).expect("the case was replaced by a valid one");
 }
 
 #[test]

@@ -63,7 +63,7 @@ pub fn of_result(result: &SeedResult) -> Vec<Signature> {
 
 /// The first violation of a check's detail, and its simulated time when it carries one.
 fn first_violation(detail: &str) -> (Option<f64>, &str) {
-    crate::report::timed_violations(detail).next().unwrap_or((None, detail))
+    sim::report::timed_violations(detail).next().unwrap_or((None, detail))
 }
 
 /// Kubernetes' `rand.String` alphabet (generated name suffixes).

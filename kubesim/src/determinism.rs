@@ -2,8 +2,8 @@
 //! identically is a broken promise; this names the first event that differs so the
 //! source of non-determinism (a HashMap's order, the wall clock, a thread) can be found.
 
-use crate::history::History;
-use crate::runner::{run_seed_with_history, RunOptions};
+use sim::runner::{run_seed_with_history, RunOptions};
+use verdict::history::History;
 
 /// Runs the seed twice in fresh runtimes and describes the first differing record, or
 /// `None` if both histories are identical.

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use faults::{FaultPlan, PlanFile};
 
-use crate::bugs::PlantedBug;
 use crate::campaign::SeedResult;
 use crate::cli::{out, parse_seed_range, shell_quote, BadInput, CliError, SeedFlags, EXIT_PASS, EXIT_VIOLATION};
 use crate::corpus::{load_case, load_dir, run_case, Case, CASE_FORMAT_VERSION};
 use crate::merge::{merge, read_all_results};
 use crate::shrink::{shrink_seed, ShrinkError, ShrinkOutcome, ShrinkStep};
+use sim::bugs::PlantedBug;
 
 /// What `kubesim shrink` was asked.
 pub struct ShrinkRequest {
@@ -115,7 +115,7 @@ pub fn shrink_command(request: &ShrinkRequest) -> Result<u8, CliError> {
         return Err(BadInput("--max-runs: must be at least 1".into()).into());
     }
     if let Some(name) = invariant {
-        name.parse::<crate::checkers::Invariant>().map_err(|e| BadInput(format!("--invariant: {e}")))?;
+        name.parse::<verdict::checkers::Invariant>().map_err(|e| BadInput(format!("--invariant: {e}")))?;
     }
     let mut more_flags = String::new();
     if let Some(name) = invariant {

@@ -31,7 +31,7 @@ use faults::generate::MIN_DURATION_MS;
 use faults::{Fault, FaultEvent, FaultPlan, Topology};
 
 use crate::campaign::{run_guarded, SeedResult};
-use crate::runner::{Faults, RunOptions};
+use sim::runner::{Faults, RunOptions};
 
 /// The default bound on the number of runs one shrink may spend.
 pub const DEFAULT_MAX_RUNS: usize = 200;

@@ -24,8 +24,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::history::{ApiOutcome, History, HistoryEvent, StoreOpOutcome};
-use crate::report::RunReport;
+use sim::report::RunReport;
+use verdict::history::{ApiOutcome, History, HistoryEvent, StoreOpOutcome};
 
 /// Width of the time axis in SVG units.
 const WIDTH: f64 = 1600.0;
@@ -39,7 +39,7 @@ const AXIS_HEIGHT: f64 = 26.0;
 fn violations(report: &RunReport) -> Vec<(f64, String, String)> {
     let mut found = Vec::new();
     for check in report.failures() {
-        let timed: Vec<(f64, String, String)> = crate::report::timed_violations(&check.detail)
+        let timed: Vec<(f64, String, String)> = sim::report::timed_violations(&check.detail)
             .filter_map(|(at, message)| at.map(|secs| (secs, check.name.clone(), message.to_string())))
             .collect();
         if timed.is_empty() {

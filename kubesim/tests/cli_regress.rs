@@ -48,7 +48,7 @@ fn a_shrunk_plan_saved_with_out_reproduces_the_violation() {
     let run = kubesim(&["run", "--seed", "37", "--plan", plan_arg, "--bug", "replicaset-no-expectations"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(run.stdout.contains("FAIL convergence"), "{}", run.stdout);
-    let saved = sim::corpus::load_case(&case).unwrap();
+    let saved = kubesim::corpus::load_case(&case).unwrap();
     assert_eq!(saved.case.knobs, Some(sim::knobs::Knobs::for_seed(37)), "the case records the knobs it ran on");
     assert_eq!(saved.case.store, None, "a new case records every knob, not the older store section");
     let replay = kubesim(&["run", "--case", case.to_str().unwrap()]);

@@ -1,15 +1,15 @@
 //! `kubesim`: deterministic simulation testing of a Kubernetes control plane's storage path.
-//! The command line lives in `sim::cli`; this only parses and maps errors to exit codes.
+//! The command line lives in `kubesim::cli`; this only parses and maps errors to exit codes.
 //!
 //! SIGPIPE stays ignored, as Rust sets it up: a reader that closes the pipe early
 //! (`kubesim campaign ... | head -1`) must not kill the process before its verdict, which
-//! is the exit code (`sim::cli::out` stops printing, `sim::cli::exit_code` keeps the
+//! is the exit code (`kubesim::cli::out` stops printing, `kubesim::cli::exit_code` keeps the
 //! verdict).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use sim::cli::{err, execute, exit_code, Cli, EXIT_BAD_INPUT, EXIT_PASS};
+use kubesim::cli::{err, execute, exit_code, Cli, EXIT_BAD_INPUT, EXIT_PASS};
 
 /// mimalloc: a simulation allocates and frees small objects (messages, futures, history
 /// records) at a high rate; it runs the default campaign about 5% faster than glibc's malloc.

@@ -30,8 +30,8 @@ use std::fmt::Write as _;
 
 use api::{Resource, Verb};
 
-use crate::history::{ApiOutcome, History, HistoryEvent};
-use crate::report::RunReport;
+use sim::report::RunReport;
+use verdict::history::{ApiOutcome, History, HistoryEvent};
 
 /// How far back faults are taken when the violation names no node, in seconds.
 const UNNAMED_WINDOW_SECS: f64 = 10.0;
@@ -260,7 +260,7 @@ pub fn explain(report: &RunReport, history: &History) -> Vec<Explanation> {
         .failures()
         .map(|check| {
             let (at_secs, message) =
-                crate::report::timed_violations(&check.detail).next().unwrap_or((None, &check.detail));
+                sim::report::timed_violations(&check.detail).next().unwrap_or((None, &check.detail));
             explain_one(&check.name, at_secs.unwrap_or(report.simulated_secs), message, history)
         })
         .collect()
@@ -414,7 +414,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Record;
+    use verdict::history::Record;
 
     fn history(events: Vec<(u64, HistoryEvent)>) -> History {
         History {

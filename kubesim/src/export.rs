@@ -5,7 +5,7 @@
 //!   `{"schema": "kubesim.history", "version": 1, "seed", "scenario", "trace_hash",
 //!   "built_from", "records"}`; each following line is one record, `{"at_ns": simulated
 //!   nanoseconds since the run began, "event": {"<Kind>": {fields}}}`, where `<Kind>` and
-//!   its fields are those of [`crate::history::HistoryEvent`] (its rustdoc documents each
+//!   its fields are those of [`verdict::history::HistoryEvent`] (its rustdoc documents each
 //!   one). Records are in the order they were recorded, which is the order the trace hash
 //!   covers. A change of a kind's fields raises the version.
 //! - [`store_ops_edn`] (`kubesim run --history-edn FILE`): the store clients' operations
@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::history::{History, HistoryEvent, StoreOpKind, StoreOpOutcome};
+use verdict::history::{History, HistoryEvent, StoreOpKind, StoreOpOutcome};
 
 /// The header line of a history file.
 #[derive(Serialize)]
@@ -129,7 +129,7 @@ pub fn store_ops_edn(history: &History) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Record;
+    use verdict::history::Record;
 
     fn history(events: Vec<HistoryEvent>) -> History {
         let records = events.into_iter().enumerate().map(|(i, event)| Record { at_ns: i as u64 * 10, event }).collect();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use madsim::net::Endpoint;
 use madsim::runtime::Runtime;
 
-use crate::runner::{run_seed, RunOptions};
+use sim::runner::{run_seed, RunOptions};
 
 /// Figures from one measurement.
 #[derive(Clone, Debug)]

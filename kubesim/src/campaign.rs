@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::RunReport;
-use crate::runner::{run_seed_on_this_thread, RunOptions, SeedCancel, TIME_LIMIT};
+use sim::report::RunReport;
+use sim::runner::{run_seed_on_this_thread, RunOptions, SeedCancel, TIME_LIMIT};
 
 /// The outcome of one seed of a campaign: the JSON line written for it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -530,8 +530,8 @@ mod tests {
     /// cancelled, and the guard sees its thread stop (it waits for the thread's last word).
     #[test]
     fn a_seed_past_its_wall_clock_limit_is_stopped() {
-        let mut options = RunOptions::new(3, crate::scenario::Scenario::DeployNginx);
-        options.faults = crate::runner::Faults::Plan(faults::FaultPlan::empty(
+        let mut options = RunOptions::new(3, sim::scenario::Scenario::DeployNginx);
+        options.faults = sim::runner::Faults::Plan(faults::FaultPlan::empty(
             faults::MAX_SAFETY_PHASE_MS,
             faults::MAX_LIVENESS_PHASE_MS,
         ));

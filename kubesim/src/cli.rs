@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use faults::{FaultKind, PlanFile};
 
-use crate::bugs::PlantedBug;
 use crate::campaign::{run_campaign_shard, run_guarded, CampaignOptions, MAX_SEEDS_PER_RUN};
-use crate::runner::{Faults, RunOptions};
-use crate::scenario::Scenario;
+use sim::bugs::PlantedBug;
+use sim::runner::{Faults, RunOptions};
+use sim::scenario::Scenario;
 
 pub const EXIT_PASS: u8 = 0;
 pub const EXIT_VIOLATION: u8 = 1;
@@ -309,7 +309,7 @@ impl SeedFlags {
         let template = self.to_options(shard.seeds(seeds.clone()).next().unwrap_or(seeds.start))?;
         if let (Faults::Plan(plan), Some(path)) = (&template.faults, &self.plan) {
             let sizes: BTreeSet<usize> = if template.seed_picks_knobs {
-                crate::knobs::STORE_SIZES.into_iter().collect()
+                sim::knobs::STORE_SIZES.into_iter().collect()
             } else {
                 BTreeSet::from([template.cluster.store.n_members])
             };
@@ -467,7 +467,7 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Repro { seed, flags, check_determinism } => repro_command(seed, &flags, check_determinism),
         Command::Bugs => {
-            out(crate::bugs::render_table().trim_end());
+            out(sim::bugs::render_table().trim_end());
             Ok(EXIT_PASS)
         }
         Command::Bench { seeds, flags } => {
@@ -557,7 +557,7 @@ fn run_and_print(
     command: &str,
     trace: bool,
     exports: &HistoryExports,
-) -> Result<(u8, crate::report::RunReport), CliError> {
+) -> Result<(u8, sim::report::RunReport), CliError> {
     if trace {
         init_tracing();
     }
@@ -566,7 +566,7 @@ fn run_and_print(
     let picked_by = if options.seed_picks_knobs { "picked by the seed" } else { "set by the case" };
     out(&format!("store: {} members; knobs ({picked_by}): {}", store.n_members, options.knobs()));
     let wall = Instant::now();
-    let (report, history) = crate::runner::run_seed_with_history(options);
+    let (report, history) = sim::runner::run_seed_with_history(options);
     let history = Some(history);
     let wall_secs = wall.elapsed().as_secs_f64();
     if let Some(history) = history.as_ref().filter(|_| !report.passed()) {
@@ -605,7 +605,7 @@ fn run_and_print(
 
 /// What `kubesim run` prints after its command line, wall time aside: the report and, on a
 /// failure, the repro command.
-pub fn run_summary(command: &str, report: &crate::report::RunReport) -> String {
+pub fn run_summary(command: &str, report: &sim::report::RunReport) -> String {
     let mut text = report.render();
     if !report.passed() {
         text.push_str(&format!("repro: {command}\n"));
@@ -706,7 +706,7 @@ fn campaign_command(
         let failing: Vec<u64> =
             summary.results.iter().filter(|r| !r.passed()).map(|r| r.seed).take(MAX_HTML_REPORTS).collect();
         for seed in &failing {
-            let (report, history) = crate::runner::run_seed_with_history(&options.template.for_seed(*seed));
+            let (report, history) = sim::runner::run_seed_with_history(&options.template.for_seed(*seed));
             let path = dir.join(format!("seed-{seed}.html"));
             crate::cli_regress::write_file(&path, &crate::html::render(&report, &history))?;
         }
