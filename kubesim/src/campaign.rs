@@ -17,19 +17,20 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use sim::report::RunReport;
-use sim::runner::{run_seed_on_this_thread, RunOptions, SeedCancel, TIME_LIMIT};
+use sim::runner::{run_seed_on_this_thread, RunOptions, SeedCancel};
+use verdict::outcome::{Limit, Outcome, Property};
 
 /// The outcome of one seed of a campaign: the JSON line written for it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SeedResult {
     pub seed: u64,
     pub scenario: String,
-    /// `pass`, `total-loss` (every disk lost with no good backup: the expected outcome of
-    /// docs/design.md §4.8, a pass), `fail` (an invariant was violated), `panic` or
-    /// `timeout` (a failure of the seed itself: a broken assertion in the simulated system
-    /// is a found bug too).
-    pub verdict: String,
-    pub violations: Vec<ViolationLine>,
+    /// What the seed came to. Its fields sit in the JSON line itself: `verdict` (`pass`,
+    /// `total-loss`, `fail`, `panic`, `timeout`) and what goes with it (`violated`,
+    /// `message`, `limit` and `detail`, ...), read back as the same type by `merge` and
+    /// the corpus.
+    #[serde(flatten)]
+    pub outcome: Outcome,
     /// One line per fault the nemesis applied.
     pub faults: Vec<String>,
     pub trace_hash: String,
@@ -55,9 +56,11 @@ pub struct SeedResult {
 /// built from (`unknown` outside a git checkout; `-dirty` with uncommitted changes).
 pub const BUILD: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("KUBESIM_GIT_COMMIT"));
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// One broken property of a seed with its findings in one line, as summaries list them
+/// (see [`Outcome::lines`]).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ViolationLine {
-    pub invariant: String,
+    pub invariant: Property,
     pub message: String,
 }
 
@@ -67,8 +70,7 @@ impl SeedResult {
         Self {
             seed,
             scenario: String::new(),
-            verdict: "pass".into(),
-            violations: Vec::new(),
+            outcome: Outcome::Pass,
             faults: Vec::new(),
             trace_hash: String::new(),
             simulated_secs: 0.0,
@@ -81,18 +83,26 @@ impl SeedResult {
         }
     }
 
+    /// Whether the seed counts as passed (a pass or a total loss).
     pub fn passed(&self) -> bool {
-        self.verdict == "pass" || self.verdict == "total-loss"
+        self.outcome.passed()
+    }
+
+    /// The verdict's name: `pass`, `total-loss`, `fail`, `panic` or `timeout`.
+    pub fn verdict(&self) -> &'static str {
+        self.outcome.name()
+    }
+
+    /// Each broken property with its findings in one line.
+    pub fn violations(&self) -> Vec<ViolationLine> {
+        self.outcome.lines().into_iter().map(|(invariant, message)| ViolationLine { invariant, message }).collect()
     }
 
     fn from_report(report: &RunReport, wall_ms: u64, repro: String) -> Self {
-        let violations: Vec<ViolationLine> =
-            report.failures().map(|c| ViolationLine { invariant: c.name.clone(), message: c.detail.clone() }).collect();
         Self {
             seed: report.seed,
             scenario: report.scenario.clone(),
-            verdict: report.verdict().name().to_string(),
-            violations,
+            outcome: report.outcome.clone(),
             faults: report.faults.clone(),
             trace_hash: report.trace_hash.clone(),
             simulated_secs: report.simulated_secs,
@@ -105,19 +115,24 @@ impl SeedResult {
         }
     }
 
-    fn crashed(
-        options: &RunOptions,
-        verdict: &str,
-        invariant: &str,
-        message: String,
-        wall_ms: u64,
-        repro: String,
-    ) -> Self {
+    /// A failed record of `seed` for tests: `invariant` violated with the findings of
+    /// `text`, written as a report line reads (`[12.5s] message; [13.0s] message`).
+    #[cfg(test)]
+    pub(crate) fn failing(seed: u64, invariant: verdict::checkers::Invariant, text: &str) -> Self {
+        let findings = sim::report::timed_violations(text).map(|(secs, message)| verdict::outcome::Finding {
+            at_ns: secs.map(|secs| (secs * 1e9).round() as u64),
+            message: message.to_string(),
+        });
+        let violated = vec![verdict::outcome::Violated::of(invariant, findings, 0)];
+        Self { outcome: Outcome::Fail { violated }, ..Self::empty(seed) }
+    }
+
+    /// A seed that produced no report: it panicked or was stopped.
+    fn crashed(options: &RunOptions, outcome: Outcome, wall_ms: u64, repro: String) -> Self {
         Self {
             seed: options.seed,
             scenario: options.scenario.name().to_string(),
-            verdict: verdict.to_string(),
-            violations: vec![ViolationLine { invariant: invariant.to_string(), message }],
+            outcome,
             faults: Vec::new(),
             trace_hash: String::new(),
             simulated_secs: 0.0,
@@ -174,7 +189,7 @@ pub fn run_guarded_with(options: &RunOptions, wall_limit: Duration, repro: Strin
     });
     if let Err(e) = spawned {
         let message = format!("could not start a thread for the seed: {e}");
-        return SeedResult::crashed(options, "panic", "internal-error", message, 0, repro);
+        return SeedResult::crashed(options, Outcome::Panic { message }, 0, repro);
     }
     let result = rx.recv_timeout(wall_limit);
     let wall_ms = started.elapsed().as_millis() as u64;
@@ -182,7 +197,7 @@ pub fn run_guarded_with(options: &RunOptions, wall_limit: Duration, repro: Strin
         Ok(Ok(report)) => SeedResult::from_report(&report, wall_ms, repro),
         Ok(Err(payload)) => {
             let message = panic_message(payload.as_ref());
-            SeedResult::crashed(options, "panic", "no-panic", message, wall_ms, repro)
+            SeedResult::crashed(options, Outcome::Panic { message }, wall_ms, repro)
         }
         Err(_) => {
             cancel.cancel();
@@ -194,7 +209,8 @@ pub fn run_guarded_with(options: &RunOptions, wall_limit: Duration, repro: Strin
                 ),
             };
             let message = format!("exceeded the wall-clock limit of {}s; {stopped}", wall_limit.as_secs());
-            SeedResult::crashed(options, "timeout", TIME_LIMIT, message, wall_ms, repro)
+            let outcome = Outcome::Timeout { limit: Limit::WallClock, detail: message };
+            SeedResult::crashed(options, outcome, wall_ms, repro)
         }
     }
 }
@@ -226,7 +242,7 @@ impl CampaignSummary {
     pub fn by_invariant(&self) -> BTreeMap<String, Vec<&SeedResult>> {
         let mut groups: BTreeMap<String, Vec<&SeedResult>> = BTreeMap::new();
         for r in &self.results {
-            let mut names: Vec<&str> = r.violations.iter().map(|v| v.invariant.as_str()).collect();
+            let mut names: Vec<&str> = r.outcome.broken().into_iter().map(Property::name).collect();
             names.sort();
             names.dedup();
             for name in names {
@@ -330,7 +346,7 @@ impl CampaignSummary {
         // Seed lists stay a few lines long whatever the campaign's size; the results file
         // has every seed.
         let total_losses: Vec<u64> =
-            self.results.iter().filter(|r| r.verdict == "total-loss").map(|r| r.seed).collect();
+            self.results.iter().filter(|r| matches!(r.outcome, Outcome::TotalLoss { .. })).map(|r| r.seed).collect();
         if !total_losses.is_empty() {
             out.push_str(&format!(
                 "total-loss (expected, counted as passed): {} seed(s): {}\n",
@@ -358,7 +374,8 @@ impl CampaignSummary {
         for (invariant, seeds) in self.by_invariant() {
             out.push_str(&format!("violated {invariant}: {} seed(s)\n", seeds.len()));
             for r in seeds.iter().take(10) {
-                let message = r.violations.iter().find(|v| v.invariant == invariant).map_or("", |v| v.message.as_str());
+                let lines = r.violations();
+                let message = lines.iter().find(|v| v.invariant.name() == invariant).map_or("", |v| v.message.as_str());
                 out.push_str(&format!(
                     "  seed {}: {}\n    repro: {}\n",
                     r.seed,
@@ -502,7 +519,7 @@ fn first_few(items: impl ExactSizeIterator<Item = String>, max: usize) -> String
 mod tests {
     use super::*;
 
-    fn result(seed: u64, verdict: &str, data_loss_writes: i64) -> SeedResult {
+    fn result(seed: u64, outcome: Outcome, data_loss_writes: i64) -> SeedResult {
         let mut stats = BTreeMap::new();
         if data_loss_writes > 0 {
             stats.insert("data-loss-writes".to_string(), data_loss_writes);
@@ -511,8 +528,7 @@ mod tests {
         SeedResult {
             seed,
             scenario: "deploy-nginx".into(),
-            verdict: verdict.into(),
-            violations: Vec::new(),
+            outcome,
             faults: Vec::new(),
             trace_hash: "0".into(),
             simulated_secs: 1.0,
@@ -537,16 +553,23 @@ mod tests {
         ));
         let cancel = SeedCancel::default();
         let result = run_guarded_with(&options, Duration::from_millis(50), "repro".into(), &cancel);
-        assert_eq!(result.verdict, "timeout");
-        assert_eq!(result.violations[0].invariant, TIME_LIMIT);
-        assert!(result.violations[0].message.ends_with("the seed was stopped"), "{:?}", result.violations);
+        let Outcome::Timeout { limit: Limit::WallClock, detail } = &result.outcome else {
+            panic!("a timeout: {:?}", result.outcome)
+        };
+        assert!(detail.ends_with("the seed was stopped"), "{detail}");
+        assert_eq!(result.outcome.broken(), std::collections::BTreeSet::from([Property::TimeLimit]));
         assert!(cancel.is_cancelled() && !cancel.is_running());
     }
 
     /// A campaign of thousands of seeds keeps a summary of a few lines.
     #[test]
     fn long_seed_lists_are_cut_short_in_the_summary() {
-        let results = (0..30).map(|seed| result(seed, "total-loss", (seed as i64 % 7) + 1)).collect();
+        let results = (0..30)
+            .map(|seed| {
+                let lost = Outcome::TotalLoss { acknowledged_objects_lost: 3, reason: "every disk lost".into() };
+                result(seed, lost, (seed as i64 % 7) + 1)
+            })
+            .collect();
         let summary = CampaignSummary { results, wall_secs: 1.0 }.render();
         let total_loss = summary.lines().find(|l| l.starts_with("total-loss")).expect("a total-loss line");
         assert!(total_loss.contains("30 seed(s): 0, 1, 2,"), "{total_loss}");

@@ -19,6 +19,7 @@ use crate::campaign::{run_campaign_shard, run_guarded, CampaignOptions, MAX_SEED
 use sim::bugs::PlantedBug;
 use sim::runner::{Faults, RunOptions};
 use sim::scenario::Scenario;
+use verdict::outcome::Property;
 
 pub const EXIT_PASS: u8 = 0;
 pub const EXIT_VIOLATION: u8 = 1;
@@ -511,11 +512,13 @@ fn run_command(
     let command = format!("kubesim run --seed {seed}{}", flags.repro_flags());
     let (code, report) = run_and_print(&options, &command, trace, exports)?;
     if let Some(destination) = save {
-        let violated: Vec<&str> = report.failures().map(|c| c.name.as_str()).collect();
-        let bug_invariant = flags.bugs.iter().map(|bug| bug.caught_by()).find(|name| violated.contains(name));
-        let expect = match (violated.first(), bug_invariant) {
+        // The planted bug's invariant when the run broke it, else the first broken property.
+        let broken: Vec<Property> = report.outcome.lines().into_iter().map(|(property, _)| property).collect();
+        let bug_invariant =
+            flags.bugs.iter().map(|bug| Property::from(bug.caught_by())).find(|caught_by| broken.contains(caught_by));
+        let expect = match (broken.first(), bug_invariant) {
             (None, _) => "pass".to_string(),
-            (Some(_), Some(name)) | (Some(&name), None) => format!("caught-by: {name}"),
+            (Some(_), Some(property)) | (Some(&property), None) => format!("caught-by: {property}"),
         };
         let description = format!("{command}: {expect}");
         crate::cli_regress::save_new_case(destination, description, seed, flags, options.plan(), expect)?;
@@ -531,12 +534,12 @@ fn run_case_command(path: &std::path::Path, trace: bool) -> Result<u8, CliError>
     let command = crate::corpus::Case::repro(path);
     out(&format!("case {}: {} (expect {})", case.case.name, case.case.description, case.expect));
     let (_, report) = run_and_print(&case.options, &command, trace, &HistoryExports::default())?;
-    let violated: BTreeSet<String> = report.failures().map(|c| c.name.clone()).collect();
-    let held = case.expect.holds(&violated);
-    let got = if violated.is_empty() {
-        report.verdict().name().to_string()
+    let broken = report.outcome.broken();
+    let held = case.expect.holds(&broken);
+    let got = if broken.is_empty() {
+        report.outcome.name().to_string()
     } else {
-        format!("violated {}", violated.iter().cloned().collect::<Vec<_>>().join(", "))
+        format!("violated {}", crate::shrink::names(&broken))
     };
     if held {
         out(&format!("case {}: expectation met (expected {}, got {got})", case.case.name, case.expect));
@@ -744,9 +747,9 @@ fn repro_command(seed: u64, flags: &SeedFlags, check_determinism: bool) -> Resul
         return Ok(if first.passed() { EXIT_PASS } else { EXIT_VIOLATION });
     }
     let second = run_guarded(&options, Duration::from_secs(600), repro);
-    out(&format!("run 1: verdict {}, trace-hash {}", first.verdict, first.trace_hash));
-    out(&format!("run 2: verdict {}, trace-hash {}", second.verdict, second.trace_hash));
-    if first.trace_hash != second.trace_hash || first.violations != second.violations {
+    out(&format!("run 1: verdict {}, trace-hash {}", first.verdict(), first.trace_hash));
+    out(&format!("run 2: verdict {}, trace-hash {}", second.verdict(), second.trace_hash));
+    if first.trace_hash != second.trace_hash || first.outcome != second.outcome {
         out("NON-DETERMINISM: the two runs of this seed differ.");
         if let Some(divergence) = crate::determinism::first_divergence(&options) {
             out(&divergence);

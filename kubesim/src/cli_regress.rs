@@ -12,6 +12,7 @@ use crate::corpus::{load_case, load_dir, run_case, Case, CASE_FORMAT_VERSION};
 use crate::merge::{merge, read_all_results};
 use crate::shrink::{shrink_seed, ShrinkError, ShrinkOutcome, ShrinkStep};
 use sim::bugs::PlantedBug;
+use verdict::outcome::Property;
 
 /// What `kubesim shrink` was asked.
 pub struct ShrinkRequest {
@@ -114,9 +115,12 @@ pub fn shrink_command(request: &ShrinkRequest) -> Result<u8, CliError> {
     if *max_runs == 0 {
         return Err(BadInput("--max-runs: must be at least 1".into()).into());
     }
-    if let Some(name) = invariant {
-        name.parse::<verdict::checkers::Invariant>().map_err(|e| BadInput(format!("--invariant: {e}")))?;
-    }
+    let asked = match invariant {
+        Some(name) => Some(Property::from(
+            name.parse::<verdict::checkers::Invariant>().map_err(|e| BadInput(format!("--invariant: {e}")))?,
+        )),
+        None => None,
+    };
     let mut more_flags = String::new();
     if let Some(name) = invariant {
         more_flags.push_str(&format!(" --invariant {name}"));
@@ -130,10 +134,9 @@ pub fn shrink_command(request: &ShrinkRequest) -> Result<u8, CliError> {
         "kubesim shrink --seed {seed}{}{more_flags} --max-runs {max_runs} (at most {max_runs} runs)",
         flags.repro_flags()
     ));
-    let bug_invariants: Vec<&str> = flags.bugs.iter().map(|bug| bug.caught_by()).collect();
-    let mut on_start = |first: &SeedResult, target: &str, plan: &FaultPlan| {
-        let violated: Vec<&str> = first.violations.iter().map(|v| v.invariant.as_str()).collect();
-        out(&format!("seed {seed} violates: {}", violated.join(", ")));
+    let bug_invariants: Vec<Property> = flags.bugs.iter().map(|bug| Property::from(bug.caught_by())).collect();
+    let mut on_start = |first: &SeedResult, target: Property, plan: &FaultPlan| {
+        out(&format!("seed {seed} violates: {}", broken_in_order(first)));
         out(&format!(
             "shrinking a plan of {} events, keeping candidates that still violate {target}",
             plan.events.len()
@@ -145,15 +148,8 @@ pub fn shrink_command(request: &ShrinkRequest) -> Result<u8, CliError> {
     // A candidate that panics is a finding of that run (recorded as `no-panic`), not of the
     // shrinker: keep its backtrace off the terminal, as a campaign does.
     std::panic::set_hook(Box::new(|_| {}));
-    let shrunk = shrink_seed(
-        &options,
-        invariant.as_deref(),
-        &bug_invariants,
-        *max_runs,
-        request.wall_limit,
-        &mut on_start,
-        &mut on_step,
-    );
+    let shrunk =
+        shrink_seed(&options, asked, &bug_invariants, *max_runs, request.wall_limit, &mut on_start, &mut on_step);
     let _ = std::panic::take_hook();
     let outcome = match shrunk {
         Ok(outcome) => outcome,
@@ -183,8 +179,7 @@ fn report_shrink(request: &ShrinkRequest, outcome: &ShrinkOutcome) -> Result<(),
             request.max_runs
         ));
     }
-    let violated: Vec<&str> = outcome.final_result.violations.iter().map(|v| v.invariant.as_str()).collect();
-    out(&format!("final run violates: {}", violated.join(", ")));
+    out(&format!("final run violates: {}", broken_in_order(&outcome.final_result)));
     out("final plan:");
     out(&minimized.plan.to_json_pretty());
     let mut replay_flags = request.flags.clone();
@@ -210,6 +205,11 @@ fn report_shrink(request: &ShrinkRequest, outcome: &ShrinkOutcome) -> Result<(),
         save_case(request, outcome, destination)?;
     }
     Ok(())
+}
+
+/// What a result broke, in its report's order.
+fn broken_in_order(result: &SeedResult) -> String {
+    result.violations().iter().map(|v| v.invariant.name()).collect::<Vec<_>>().join(", ")
 }
 
 fn save_case(request: &ShrinkRequest, outcome: &ShrinkOutcome, destination: &Destination) -> Result<(), CliError> {

@@ -27,14 +27,10 @@ use sim::bugs::PlantedBug;
 use sim::knobs::Knobs;
 use sim::runner::{Faults, RunOptions};
 use sim::scenario::Scenario;
-use verdict::checkers::Invariant;
+use verdict::outcome::Property;
 
 /// The only case format this kubesim reads and writes.
 pub const CASE_FORMAT_VERSION: u32 = 1;
-
-/// Failures of a seed itself rather than of a checker (see `campaign::run_guarded`); a case
-/// may expect them too.
-const SEED_FAILURES: [&str; 2] = ["no-panic", "time-limit"];
 
 /// One regression case, as stored in `ci/regressions/NAME.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,8 +85,9 @@ impl StoreKnobs {
 pub enum Expectation {
     /// Every invariant holds.
     Pass,
-    /// This invariant is among the violated ones (others may fail beside it).
-    CaughtBy(String),
+    /// This invariant (or the seed's own property: `no-panic`, `time-limit`) is among the
+    /// broken ones (others may fail beside it).
+    CaughtBy(Property),
 }
 
 impl fmt::Display for Expectation {
@@ -112,22 +109,19 @@ impl FromStr for Expectation {
             return Err(format!("expect: expected \"pass\" or \"caught-by: <invariant>\", got {text:?}"));
         };
         let invariant = invariant.trim();
-        let known = Invariant::ALL.iter().any(|i| i.name() == invariant) || SEED_FAILURES.contains(&invariant);
-        if !known {
-            let mut names: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
-            names.extend(SEED_FAILURES);
-            return Err(format!("expect: unknown invariant {invariant:?} (known: {})", names.join(", ")));
-        }
-        Ok(Expectation::CaughtBy(invariant.to_string()))
+        invariant
+            .parse::<Property>()
+            .map(Expectation::CaughtBy)
+            .map_err(|_| format!("expect: unknown invariant {invariant:?} (known: {})", Property::names().join(", ")))
     }
 }
 
 impl Expectation {
-    /// Whether a run's violated invariants meet the expectation.
-    pub fn holds(&self, violated: &BTreeSet<String>) -> bool {
+    /// Whether what a run broke meets the expectation.
+    pub fn holds(&self, broken: &BTreeSet<Property>) -> bool {
         match self {
-            Expectation::Pass => violated.is_empty(),
-            Expectation::CaughtBy(invariant) => violated.contains(invariant),
+            Expectation::Pass => broken.is_empty(),
+            Expectation::CaughtBy(property) => broken.contains(property),
         }
     }
 }
@@ -270,7 +264,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<LoadedCase>, CaseError> {
 pub struct CaseOutcome {
     pub name: String,
     pub expect: Expectation,
-    pub violated: BTreeSet<String>,
+    /// What the run broke: its outcome's [`Outcome::broken`](verdict::outcome::Outcome::broken).
+    pub violated: BTreeSet<Property>,
     pub result: SeedResult,
 }
 
@@ -284,7 +279,7 @@ impl CaseOutcome {
         let got = if self.violated.is_empty() {
             "pass".to_string()
         } else {
-            format!("violated {}", self.violated.iter().cloned().collect::<Vec<_>>().join(", "))
+            format!("violated {}", crate::shrink::names(&self.violated))
         };
         let mark = if self.held() { "ok     " } else { "CHANGED" };
         format!("{mark} {}: expected {}, got {got}", self.name, self.expect)
@@ -296,6 +291,6 @@ impl CaseOutcome {
 pub fn run_case(case: &LoadedCase, wall_limit: Duration) -> CaseOutcome {
     let repro = Case::repro(&case.path);
     let result = run_guarded(&case.options, wall_limit, repro);
-    let violated = result.violations.iter().map(|v| v.invariant.clone()).collect();
+    let violated = result.outcome.broken();
     CaseOutcome { name: case.case.name.clone(), expect: case.expect.clone(), violated, result }
 }

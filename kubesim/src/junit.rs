@@ -54,8 +54,9 @@ pub fn render(summary: &CampaignSummary, suite: &str) -> String {
         ));
         failure.push_attribute(("type", signature.invariant.as_str()));
         write(&mut writer, Event::Start(failure));
+        let lines = smallest.violations();
         let first_message =
-            smallest.violations.iter().find(|v| v.invariant == signature.invariant).map_or("", |v| v.message.as_str());
+            lines.iter().find(|v| v.invariant.name() == signature.invariant).map_or("", |v| v.message.as_str());
         let seed_list: Vec<String> = seeds.iter().map(|r| r.seed.to_string()).collect();
         let body = format!(
             "signature {}: {}\nseeds: {}\nrepro: {}\nfirst violation of seed {}: {}\nfaults of seed {}:\n{}\n",
@@ -91,15 +92,14 @@ pub fn render(summary: &CampaignSummary, suite: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::campaign::{SeedResult, ViolationLine};
+    use crate::campaign::SeedResult;
+    use verdict::checkers::Invariant;
 
     #[test]
     fn one_case_per_signature_and_one_for_the_passing_seeds() {
         let failing = |seed: u64, message: &str| SeedResult {
-            verdict: "fail".into(),
-            violations: vec![ViolationLine { invariant: "convergence".into(), message: message.into() }],
             repro: format!("kubesim run --seed {seed}"),
-            ..SeedResult::empty(seed)
+            ..SeedResult::failing(seed, Invariant::Convergence, message)
         };
         let summary = CampaignSummary {
             results: vec![

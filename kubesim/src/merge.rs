@@ -267,7 +267,7 @@ pub fn merge(
                         second: file.clone(),
                     });
                 }
-                let side = |file: &str, r: &SeedResult| format!("{file}: {}, trace-hash {}", r.verdict, r.trace_hash);
+                let side = |file: &str, r: &SeedResult| format!("{file}: {}, trace-hash {}", r.verdict(), r.trace_hash);
                 return Err(MergeError::Conflict {
                     seed: result.seed,
                     first: side(first, earlier),

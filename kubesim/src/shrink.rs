@@ -32,6 +32,7 @@ use faults::{Fault, FaultEvent, FaultPlan, Topology};
 
 use crate::campaign::{run_guarded, SeedResult};
 use sim::runner::{Faults, RunOptions};
+use verdict::outcome::Property;
 
 /// The default bound on the number of runs one shrink may spend.
 pub const DEFAULT_MAX_RUNS: usize = 200;
@@ -317,7 +318,7 @@ pub enum ShrinkError {
     #[error("seed {seed} runs no fault plan (--faults none): nothing to shrink; it fails with: {violated}")]
     NoPlan { seed: u64, violated: String },
     #[error("seed {seed} does not violate {invariant} (it violates: {violated})")]
-    NotViolated { seed: u64, invariant: String, violated: String },
+    NotViolated { seed: u64, invariant: Property, violated: String },
     #[error("the seed's plan does not fit its scenario: {0}")]
     BadPlan(String),
 }
@@ -326,54 +327,60 @@ pub enum ShrinkError {
 #[derive(Clone, Debug)]
 pub struct ShrinkOutcome {
     /// The invariant every kept candidate violated.
-    pub invariant: String,
+    pub invariant: Property,
     /// Everything the seed violated with its original plan.
-    pub originally_violated: BTreeSet<String>,
+    pub originally_violated: BTreeSet<Property>,
     pub original_plan: FaultPlan,
     pub minimized: Minimized,
     /// The run of the final plan (the last accepted candidate, or the original).
     pub final_result: SeedResult,
 }
 
-/// The invariants a seed's result violates.
-pub fn violated(result: &SeedResult) -> BTreeSet<String> {
-    result.violations.iter().map(|v| v.invariant.clone()).collect()
+/// The invariants a seed's result violates (or the seed's own property it broke).
+pub fn violated(result: &SeedResult) -> BTreeSet<Property> {
+    result.outcome.broken()
+}
+
+/// Broken properties by name, alphabetically, as the shrinker prints them.
+pub fn names(properties: &BTreeSet<Property>) -> String {
+    let mut names: Vec<&str> = properties.iter().map(|p| p.name()).collect();
+    names.sort_unstable();
+    names.join(", ")
 }
 
 /// Chooses which invariant to keep violating: the one asked for; else the invariant of a
 /// planted bug, if violated; else the first violated one in the run's report order.
 pub fn choose_invariant(
     result: &SeedResult,
-    asked: Option<&str>,
-    bug_invariants: &[&str],
-) -> Result<String, ShrinkError> {
+    asked: Option<Property>,
+    bug_invariants: &[Property],
+) -> Result<Property, ShrinkError> {
     let all = violated(result);
-    let list = || all.iter().cloned().collect::<Vec<_>>().join(", ");
     if all.is_empty() {
         return Err(ShrinkError::Passes { seed: result.seed });
     }
     if let Some(asked) = asked {
-        return if all.contains(asked) {
-            Ok(asked.to_string())
+        return if all.contains(&asked) {
+            Ok(asked)
         } else {
-            Err(ShrinkError::NotViolated { seed: result.seed, invariant: asked.to_string(), violated: list() })
+            Err(ShrinkError::NotViolated { seed: result.seed, invariant: asked, violated: names(&all) })
         };
     }
-    if let Some(bug) = bug_invariants.iter().find(|name| all.contains(**name)) {
-        return Ok(bug.to_string());
+    if let Some(bug) = bug_invariants.iter().find(|bug| all.contains(bug)) {
+        return Ok(*bug);
     }
-    Ok(result.violations[0].invariant.clone())
+    Ok(result.violations()[0].invariant)
 }
 
 /// Runs the seed, picks the invariant it violates, and minimizes its plan with the same
 /// seed. `options` says what the seed runs (its plan, generated or saved, and its bugs).
 pub fn shrink_seed(
     options: &RunOptions,
-    asked_invariant: Option<&str>,
-    bug_invariants: &[&str],
+    asked_invariant: Option<Property>,
+    bug_invariants: &[Property],
     max_runs: usize,
     wall_limit: Duration,
-    on_start: &mut dyn FnMut(&SeedResult, &str, &FaultPlan),
+    on_start: &mut dyn FnMut(&SeedResult, Property, &FaultPlan),
     on_step: &mut dyn FnMut(&ShrinkStep),
 ) -> Result<ShrinkOutcome, ShrinkError> {
     let run = |faults: Faults| {
@@ -383,12 +390,11 @@ pub fn shrink_seed(
     let first = run(options.faults.clone());
     let invariant = choose_invariant(&first, asked_invariant, bug_invariants)?;
     let Some(original_plan) = options.plan() else {
-        let violated = violated(&first).into_iter().collect::<Vec<_>>().join(", ");
-        return Err(ShrinkError::NoPlan { seed: options.seed, violated });
+        return Err(ShrinkError::NoPlan { seed: options.seed, violated: names(&violated(&first)) });
     };
     let topology = options.topology();
     original_plan.validate(&topology).map_err(|e| ShrinkError::BadPlan(e.to_string()))?;
-    on_start(&first, &invariant, &original_plan);
+    on_start(&first, invariant, &original_plan);
     let mut final_result = first.clone();
     let minimized = minimize(
         &original_plan,

@@ -45,25 +45,18 @@ impl Signature {
     }
 }
 
-/// The signatures of a seed's failures, one per violated invariant.
+/// The signatures of a seed's failures, one per broken property (from its first finding).
 pub fn of_result(result: &SeedResult) -> Vec<Signature> {
     result
-        .violations
-        .iter()
-        .map(|v| {
-            let (at_secs, first) = first_violation(&v.message);
-            Signature {
-                invariant: v.invariant.clone(),
-                shape: shape(first),
-                faults: fault_kinds(&result.faults, at_secs),
-            }
+        .outcome
+        .first_findings()
+        .into_iter()
+        .map(|(property, at_ns, first)| Signature {
+            invariant: property.name().to_string(),
+            shape: shape(first),
+            faults: fault_kinds(&result.faults, at_ns.map(|ns| ns as f64 / 1e9)),
         })
         .collect()
-}
-
-/// The first violation of a check's detail, and its simulated time when it carries one.
-fn first_violation(detail: &str) -> (Option<f64>, &str) {
-    sim::report::timed_violations(detail).next().unwrap_or((None, detail))
 }
 
 /// Kubernetes' `rand.String` alphabet (generated name suffixes).
@@ -172,13 +165,8 @@ mod tests {
     #[test]
     fn two_seeds_of_one_bug_share_a_signature_and_other_faults_make_another() {
         let result = |seed: u64, message: &str, faults: &[&str]| SeedResult {
-            violations: vec![crate::campaign::ViolationLine {
-                invariant: "lease-expiry".into(),
-                message: message.into(),
-            }],
             faults: faults.iter().map(|f| f.to_string()).collect(),
-            verdict: "fail".into(),
-            ..SeedResult::empty(seed)
+            ..SeedResult::failing(seed, verdict::checkers::Invariant::LeaseExpiry, message)
         };
         let a = of_result(&result(
             1,

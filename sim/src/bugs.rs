@@ -8,6 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::checkers::Invariant;
 use crate::runner::RunOptions;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -131,26 +132,26 @@ impl PlantedBug {
         }
     }
 
-    /// The invariant (checker name) that must catch it.
-    pub fn caught_by(self) -> &'static str {
+    /// The invariant that must catch it.
+    pub fn caught_by(self) -> Invariant {
         match self {
-            PlantedBug::StoreAckBeforeFsync => "no-acknowledged-write-lost",
-            PlantedBug::VoteNotPersisted => "raft-election-safety",
-            PlantedBug::CommitPreviousTermByCounting => "raft-state-machine-safety",
-            PlantedBug::ApiserverAckBeforeCommit => "no-acknowledged-write-lost",
-            PlantedBug::FollowerReadsWithoutReadIndex => "linearizability",
-            PlantedBug::ControllerWritesStore => "store-single-writer",
-            PlantedBug::ControllerFencingOff => "controller-single-leader",
-            PlantedBug::ReplicasetNoExpectations => "convergence",
-            PlantedBug::RestoreWithoutRevisionBump => "revisions-never-go-backwards",
-            PlantedBug::SnapshotOmitsLastTxn => "backup-restore-equality",
-            PlantedBug::RestoreSkipsChecksum => "restore-durability",
-            PlantedBug::RejoinUnderOldIdentity => "raft-state-machine-safety",
-            PlantedBug::WatchCacheServesEvicted => "watch-guarantees",
-            PlantedBug::RaftSnapshotOmitsLastEntry => "raft-state-machine-safety",
-            PlantedBug::CompactionDropsKeptVersion => "linearizability",
-            PlantedBug::InformerSkipsRelist => "informer-continuity",
-            PlantedBug::LeaseExpiryIgnoresPromotion => "lease-expiry",
+            PlantedBug::StoreAckBeforeFsync => Invariant::NoAcknowledgedWriteLost,
+            PlantedBug::VoteNotPersisted => Invariant::RaftElectionSafety,
+            PlantedBug::CommitPreviousTermByCounting => Invariant::RaftStateMachineSafety,
+            PlantedBug::ApiserverAckBeforeCommit => Invariant::NoAcknowledgedWriteLost,
+            PlantedBug::FollowerReadsWithoutReadIndex => Invariant::Linearizability,
+            PlantedBug::ControllerWritesStore => Invariant::StoreSingleWriter,
+            PlantedBug::ControllerFencingOff => Invariant::ControllerSingleLeader,
+            PlantedBug::ReplicasetNoExpectations => Invariant::Convergence,
+            PlantedBug::RestoreWithoutRevisionBump => Invariant::RevisionsNeverGoBackwards,
+            PlantedBug::SnapshotOmitsLastTxn => Invariant::BackupRestoreEquality,
+            PlantedBug::RestoreSkipsChecksum => Invariant::RestoreDurability,
+            PlantedBug::RejoinUnderOldIdentity => Invariant::RaftStateMachineSafety,
+            PlantedBug::WatchCacheServesEvicted => Invariant::WatchGuarantees,
+            PlantedBug::RaftSnapshotOmitsLastEntry => Invariant::RaftStateMachineSafety,
+            PlantedBug::CompactionDropsKeptVersion => Invariant::Linearizability,
+            PlantedBug::InformerSkipsRelist => Invariant::InformerContinuity,
+            PlantedBug::LeaseExpiryIgnoresPromotion => Invariant::LeaseExpiry,
         }
     }
 
@@ -199,7 +200,7 @@ impl FromStr for PlantedBug {
 pub fn render_table() -> String {
     let mut out = String::from("planted bugs (enable with --bug NAME):\n");
     for bug in PlantedBug::ALL {
-        out.push_str(&format!("  {:<36} caught by {:<28} {}\n", bug.name(), bug.caught_by(), bug.description()));
+        out.push_str(&format!("  {:<36} caught by {:<28} {}\n", bug.name(), bug.caught_by().name(), bug.description()));
     }
     out
 }

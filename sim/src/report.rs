@@ -1,8 +1,9 @@
-//! What one seed produced: the scenario's timeline, the verdict of each check, and the
-//! figures a campaign aggregates.
+//! What one seed produced: its [`Outcome`], and for the reader the scenario's timeline,
+//! one report line per judged invariant, and the figures a campaign aggregates.
 
 use serde::{Deserialize, Serialize};
-use verdict::checkers::Verdict;
+use verdict::checkers::{Invariant, Verdict};
+use verdict::outcome::{Finding, Outcome, Violated};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CheckStatus {
@@ -12,12 +13,18 @@ pub enum CheckStatus {
     Info,
 }
 
-/// One checked property (or reported figure) of a run.
+/// One report line of a run: an invariant judged (by a checker or by the scenario), or a
+/// figure. The seed's verdict is its [`Outcome`], not these lines.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
+    /// The judged invariant's name (or `time-limit`); empty for a figure.
     pub name: String,
     pub status: CheckStatus,
     pub detail: String,
+    /// The invariant a scenario judged, for the outcome (`None` for a checker's line,
+    /// whose verdict the outcome takes from the checker itself, and for figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judged: Option<Invariant>,
 }
 
 /// The violations a failed check's detail lists, in order, each with its simulated time
@@ -62,14 +69,31 @@ impl Check {
         Check::fail(verdict.invariant.name(), parts.join("; "))
     }
 
-    pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { name: name.into(), status: CheckStatus::Pass, detail: detail.into() }
+    fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { name: name.into(), status: CheckStatus::Pass, detail: detail.into(), judged: None }
     }
-    pub fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { name: name.into(), status: CheckStatus::Fail, detail: detail.into() }
+    pub(crate) fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { name: name.into(), status: CheckStatus::Fail, detail: detail.into(), judged: None }
     }
+
+    /// A scenario's judgement that `invariant` held, with what it saw.
+    pub fn held(invariant: Invariant, detail: impl Into<String>) -> Self {
+        Self { judged: Some(invariant), ..Self::pass(invariant.name(), detail) }
+    }
+
+    /// A scenario's judgement that `invariant` was violated, with what it saw.
+    pub fn violated(invariant: Invariant, detail: impl Into<String>) -> Self {
+        Self { judged: Some(invariant), ..Self::fail(invariant.name(), detail) }
+    }
+
     pub fn info(detail: impl Into<String>) -> Self {
-        Self { name: String::new(), status: CheckStatus::Info, detail: detail.into() }
+        Self { name: String::new(), status: CheckStatus::Info, detail: detail.into(), judged: None }
+    }
+
+    /// The scenario's violation this line reports, if it is one.
+    pub fn scenario_violation(&self) -> Option<Violated> {
+        let invariant = self.judged.filter(|_| self.status == CheckStatus::Fail)?;
+        Some(Violated::of(invariant, [Finding { at_ns: None, message: self.detail.clone() }], 0))
     }
 }
 
@@ -90,7 +114,10 @@ pub struct ScenarioOutcome {
 pub struct RunReport {
     pub seed: u64,
     pub scenario: String,
+    /// What the seed came to: the verdict, from which everything else is read.
+    pub outcome: Outcome,
     pub timeline: Vec<String>,
+    /// The report's lines: each invariant judged, the scenario's figures.
     pub checks: Vec<Check>,
     /// One line per fault the nemesis applied, with its simulated time.
     pub faults: Vec<String>,
@@ -106,42 +133,10 @@ pub struct RunReport {
     pub coverage: std::collections::BTreeMap<String, u64>,
 }
 
-/// What a seed's checks add up to, as a campaign's results file and `kubesim run` name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunVerdict {
-    /// Every invariant held.
-    Pass,
-    /// Every store disk was lost with no good backup: the expected outcome of
-    /// docs/design.md §4.8, counted as passed (exit 0), but not a pass.
-    TotalLoss,
-    /// An invariant was violated.
-    Fail,
-}
-
-impl RunVerdict {
-    /// The name in results files (`verdict`) and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            RunVerdict::Pass => "pass",
-            RunVerdict::TotalLoss => "total-loss",
-            RunVerdict::Fail => "fail",
-        }
-    }
-}
-
 impl RunReport {
+    /// Whether the seed counts as passed (a pass or a total loss): see [`Outcome::passed`].
     pub fn passed(&self) -> bool {
-        self.checks.iter().all(|c| c.status != CheckStatus::Fail)
-    }
-
-    pub fn verdict(&self) -> RunVerdict {
-        if !self.passed() {
-            RunVerdict::Fail
-        } else if self.stats.get("total-loss-runs").copied().unwrap_or(0) > 0 {
-            RunVerdict::TotalLoss
-        } else {
-            RunVerdict::Pass
-        }
+        self.outcome.passed()
     }
 
     pub fn failures(&self) -> impl Iterator<Item = &Check> {
@@ -193,13 +188,13 @@ impl RunReport {
             "simulated {:.1}s, {} messages delivered, {} history records\n",
             self.simulated_secs, self.messages_delivered, self.history_records
         ));
-        let verdict = match self.verdict() {
-            RunVerdict::Pass => "pass".to_string(),
-            RunVerdict::TotalLoss => {
+        let verdict = match &self.outcome {
+            Outcome::Pass => "pass".to_string(),
+            Outcome::TotalLoss { .. } => {
                 "total-loss (every store disk lost with no good backup: the expected outcome, not a violation)"
                     .to_string()
             }
-            RunVerdict::Fail => "FAIL".to_string(),
+            Outcome::Fail { .. } | Outcome::Panic { .. } | Outcome::Timeout { .. } => "FAIL".to_string(),
         };
         out.push_str(&format!("verdict: {verdict}\n"));
         out.push_str(&format!("trace-hash: {}\n", self.trace_hash));

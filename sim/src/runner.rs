@@ -19,6 +19,7 @@ use crate::report::{Check, CheckStatus, RunReport};
 use crate::scenario::{deploy_nginx, store_smoke, Scenario};
 use store::api::{KeyRange, Principal, RangeRequest};
 use store::client::{StoreClient, StoreClientConfig};
+use verdict::outcome::{Limit, Outcome};
 
 /// Where a seed's faults come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -306,6 +307,7 @@ pub fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel) -> (Ru
             RunReport {
                 seed: options.seed,
                 scenario: options.scenario.name().to_string(),
+                outcome: Outcome::Timeout { limit: Limit::SimulatedTime, detail: detail.clone() },
                 timeline: Vec::new(),
                 checks: vec![Check::fail(TIME_LIMIT, detail)],
                 faults: faults_of(&history),
@@ -358,6 +360,7 @@ fn report_of(
     let input = CheckInput { history, end_state, apiserver_sources };
     let recovery = RecoveryStats::of(history);
     let mut checks = outcome.checks;
+    let scenario_violations = checks.iter().filter_map(Check::scenario_violation).collect();
     if let Some(lost) = recovery.total_loss {
         // docs/design.md §4.8: after losing every disk with no good backup there is no
         // cluster left to converge; that is the expected outcome, reported as such.
@@ -368,13 +371,16 @@ fn report_of(
             ));
         }
     }
-    checks.extend(check_all(&input).iter().map(Check::of_verdict));
+    let verdicts = check_all(&input);
+    checks.extend(verdicts.iter().map(Check::of_verdict));
+    let judged = Outcome::of_run(scenario_violations, &verdicts, total_loss_of(history));
     let mut stats = outcome.stats;
     recovery.add_to(&mut stats);
     add_event_stats(history, &mut stats);
     RunReport {
         seed: options.seed,
         scenario: options.scenario.name().to_string(),
+        outcome: judged,
         timeline: outcome.timeline,
         checks,
         faults: faults_of(history),
@@ -385,6 +391,20 @@ fn report_of(
         history_records: history.records.len(),
         coverage: Default::default(),
     }
+}
+
+/// The run's total loss of the cluster state, if it ended in one (the last `TotalLoss`
+/// record: acknowledged objects lost, why).
+fn total_loss_of(history: &History) -> Option<(u64, String)> {
+    history
+        .events()
+        .filter_map(|(_, event)| match event {
+            HistoryEvent::TotalLoss { acknowledged_objects_lost, reason } => {
+                Some((*acknowledged_objects_lost as u64, reason.clone()))
+            }
+            _ => None,
+        })
+        .last()
 }
 
 /// One line per fault the nemesis applied, with its simulated time.

@@ -20,7 +20,7 @@ fn failures(bug: Option<PlantedBug>, seeds: Range<u64>, faults: &Faults) -> Vec<
                 bug.plant(&mut options);
             }
             let report = run_seed(&options);
-            (seed, report.failures().map(|c| c.name.clone()).collect())
+            (seed, report.outcome.broken().iter().map(|property| property.name().to_string()).collect())
         })
         .collect()
 }

@@ -36,7 +36,7 @@ fn config(persistence_file: &'static str) -> Config {
 /// The violated invariants of a run, with its report for the failure message.
 fn violations(options: &RunOptions) -> (BTreeSet<String>, String) {
     let report = run_seed(options);
-    (report.failures().map(|c| c.name.clone()).collect(), report.render())
+    (report.outcome.broken().iter().map(|property| property.name().to_string()).collect(), report.render())
 }
 
 proptest! {
@@ -73,7 +73,7 @@ fn a_planted_bug_counterexample_shrinks_to_a_small_plan() {
         let mut options = seed_3.clone();
         options.faults = Faults::Plan(plan);
         let (violated, _) = violations(&options);
-        if violated.contains(bug.caught_by()) {
+        if violated.contains(bug.caught_by().name()) {
             return Err(TestCaseError::fail(format!("violated {violated:?}")));
         }
         Ok(())

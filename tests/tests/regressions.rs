@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kubesim::corpus::{load_case, load_dir, run_case, CaseError, CaseOutcome, Expectation, LoadedCase};
+use verdict::checkers::Invariant;
+use verdict::outcome::Property;
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/regressions")
@@ -46,7 +48,7 @@ fn every_corpus_case_gives_its_expected_verdict() {
 fn a_changed_verdict_is_reported_naming_the_case() {
     let mut cases = load_dir(&corpus_dir()).unwrap_or_else(|e| panic!("{e}"));
     let mut case = cases.iter().position(|c| c.expect == Expectation::Pass).map(|idx| cases.swap_remove(idx)).unwrap();
-    case.expect = Expectation::CaughtBy("linearizability".into());
+    case.expect = Expectation::CaughtBy(Invariant::Linearizability.into());
     let outcome = run_case(&case, Duration::from_secs(900));
     assert!(!outcome.held());
     assert_eq!(outcome.render(), format!("CHANGED {}: expected caught-by: linearizability, got pass", case.case.name));
@@ -54,7 +56,7 @@ fn a_changed_verdict_is_reported_naming_the_case() {
 
 #[test]
 fn expectations_hold_or_not() {
-    let violated = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+    let violated = |names: &[&str]| names.iter().map(|n| n.parse::<Property>().unwrap()).collect();
     assert!(Expectation::Pass.holds(&violated(&[])));
     assert!(!Expectation::Pass.holds(&violated(&["convergence"])));
     let caught: Expectation = "caught-by: convergence".parse().unwrap();
@@ -94,7 +96,7 @@ fn assert_refused(name: &str, text: &str, expected: &str) {
 #[test]
 fn a_well_formed_case_loads() {
     let case = load("good", GOOD).unwrap();
-    assert_eq!(case.expect, Expectation::CaughtBy("convergence".into()));
+    assert_eq!(case.expect, Expectation::CaughtBy(Invariant::Convergence.into()));
     assert_eq!(case.options.seed, 3);
     assert!(case.options.cluster.replicaset_no_expectations);
     let plain = load(

@@ -10,6 +10,8 @@ use kubesim::campaign::{run_campaign, run_campaign_shard, CampaignOptions, SeedR
 use kubesim::merge::{merge, read_results, MergeError, Shard};
 use sim::runner::RunOptions;
 use sim::scenario::Scenario;
+use verdict::checkers::Invariant;
+use verdict::outcome::{Finding, Outcome, Violated};
 
 fn options(seeds: std::ops::Range<u64>) -> CampaignOptions {
     CampaignOptions {
@@ -97,11 +99,21 @@ fn shards_of_any_range_are_counted_and_indexed_without_listing_them() {
 }
 
 fn record(seed: u64, verdict: &str, hash: &str, flags: &str) -> SeedResult {
+    let outcome = match verdict {
+        "pass" => Outcome::Pass,
+        "fail" => Outcome::Fail {
+            violated: vec![Violated::of(
+                Invariant::Linearizability,
+                [Finding { at_ns: Some(1_500_000_000), message: "a read saw the future".into() }],
+                0,
+            )],
+        },
+        other => panic!("no record for verdict {other}"),
+    };
     SeedResult {
         seed,
         scenario: "deploy-nginx".into(),
-        verdict: verdict.into(),
-        violations: Vec::new(),
+        outcome,
         faults: Vec::new(),
         trace_hash: hash.into(),
         simulated_secs: 60.0,

@@ -145,18 +145,18 @@ fn a_planted_bug_seed_shrinks_to_fewer_faults_still_violating_its_invariant() {
     let outcome = shrink_seed(
         &options,
         None,
-        &[bug.caught_by()],
+        &[bug.caught_by().into()],
         40,
         std::time::Duration::from_secs(600),
         &mut |_, _, _| {},
         &mut |_| {},
     )
     .unwrap();
-    assert_eq!(outcome.invariant, bug.caught_by());
+    assert_eq!(outcome.invariant, bug.caught_by().into());
     assert!(outcome.minimized.plan.events.len() < original.events.len(), "{:#?}", outcome.minimized);
     // Replaying the shrunk plan with the seed reproduces the violation.
     let replay = sim::runner::run_seed(&RunOptions { faults: Faults::Plan(outcome.minimized.plan.clone()), ..options });
-    assert!(replay.failures().any(|c| c.name == bug.caught_by()), "{}", replay.render());
+    assert!(replay.outcome.broken().contains(&bug.caught_by().into()), "{}", replay.render());
 }
 
 #[test]

@@ -3,10 +3,12 @@
 //! - [`history`]: what a seed recorded — every observable event, stamped with simulated
 //!   time — and the trace hash over it;
 //! - [`checkers`]: one pure function per invariant from a finished history (and the
-//!   store's end state) to a [`checkers::Verdict`].
+//!   store's end state) to a [`checkers::Verdict`];
+//! - [`outcome`]: what a seed came to, the one result type every layer passes on.
 //!
 //! Nothing here depends on madsim (the architecture test keeps it so): a checker cannot
 //! reach into a running simulation, only read what it recorded.
 
 pub mod checkers;
 pub mod history;
+pub mod outcome;

@@ -13,6 +13,7 @@ use api::{
     PodTemplateSpec, Resource, Verb,
 };
 
+use crate::checkers::Invariant;
 use crate::control_plane::{ControlPlane, ControlPlaneOptions};
 use crate::history::HistoryEvent;
 use crate::recorder::Recorder;
@@ -42,7 +43,7 @@ impl Default for Workload {
 /// How long each rollout may take to reach its Running pods (the convergence bound).
 pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(30);
 /// The invariant the scenario's own checks verify (docs/design.md §4, invariant 13).
-pub const CONVERGENCE: &str = "convergence";
+pub const CONVERGENCE: Invariant = Invariant::Convergence;
 
 pub fn nginx_deployment(replicas: i32) -> Deployment {
     let labels: Labels = [("app".to_string(), "nginx".to_string())].into();
@@ -102,7 +103,7 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder, workload: Workl
     recorder.note(format!("kubectl create deployment {DEPLOYMENT} --replicas={initial_replicas}"));
     record_desired(recorder, initial_replicas);
     if let Err(e) = create_with_retries(kubectl, nginx_deployment(initial_replicas), CONVERGENCE_BOUND).await {
-        checks.push(Check::fail(CONVERGENCE, format!("kubectl create never succeeded: {e}")));
+        checks.push(Check::violated(CONVERGENCE, format!("kubectl create never succeeded: {e}")));
         return checks;
     }
     checks.push(wait_for_running(kubectl, initial_replicas, typed_at, CONVERGENCE_BOUND, recorder).await);
@@ -111,7 +112,7 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder, workload: Workl
     recorder.note(format!("kubectl scale deployment {DEPLOYMENT} --replicas={scaled_replicas}"));
     record_desired(recorder, scaled_replicas);
     if let Err(e) = scale(kubectl, scaled_replicas, CONVERGENCE_BOUND).await {
-        checks.push(Check::fail(CONVERGENCE, format!("kubectl scale never succeeded: {e}")));
+        checks.push(Check::violated(CONVERGENCE, format!("kubectl scale never succeeded: {e}")));
         return checks;
     }
     checks.push(wait_for_running(kubectl, scaled_replicas, typed_at, CONVERGENCE_BOUND, recorder).await);
@@ -150,7 +151,7 @@ async fn user_workload_under_faults(
     let (created, scaled) =
         if may_restore && (missing(&created) || missing(&scaled)) { (Ok(()), Ok(())) } else { (created, scaled) };
     if let Err(e) = created.and(scaled) {
-        checks.push(Check::fail(CONVERGENCE, format!("kubectl never got through: {e}")));
+        checks.push(Check::violated(CONVERGENCE, format!("kubectl never got through: {e}")));
         return checks;
     }
     let healed_at = madsim::time::Instant::now();
@@ -218,15 +219,15 @@ async fn at_rest(kubectl: &ApiClient, scaled_replicas: i32) -> Vec<Check> {
         Ok((items, _)) => items.into_iter().filter_map(Object::into_pod).collect::<Vec<Pod>>(),
         Err(e) => {
             let detail = format!("at rest: listing pods failed: {e} ({scaled_replicas} replicas desired)");
-            return vec![Check::fail(CONVERGENCE, detail)];
+            return vec![Check::violated(CONVERGENCE, detail)];
         }
     };
     let n_pods = pods.len() as i32;
     let detail = format!("at rest: {n_pods} pods for {scaled_replicas} replicas");
     let mut checks = vec![if n_pods == scaled_replicas {
-        Check::pass(CONVERGENCE, detail)
+        Check::held(CONVERGENCE, detail)
     } else {
-        Check::fail(CONVERGENCE, detail)
+        Check::violated(CONVERGENCE, detail)
     }];
     checks.push(Check::info("final state:"));
     for pod in &pods {
@@ -353,11 +354,11 @@ async fn poll_running(
         if running >= replicas {
             let took = start.elapsed().as_secs_f64();
             recorder.note(format!("{running} pods Running"));
-            return Check::pass(CONVERGENCE, format!("{what}: after {took:.1}s"));
+            return Check::held(CONVERGENCE, format!("{what}: after {took:.1}s"));
         }
         madsim::time::sleep(Duration::from_millis(250)).await;
     }
-    Check::fail(CONVERGENCE, format!("{what}: only {running} Running after {}s", bound.as_secs()))
+    Check::violated(CONVERGENCE, format!("{what}: only {running} Running after {}s", bound.as_secs()))
 }
 
 /// The store writes of the deployment's flow, labelled with the stage they belong to.

@@ -17,6 +17,7 @@ use store::api::{
 use store::client::{StoreClient, StoreClientConfig};
 use store::raft::Role;
 
+use crate::checkers::Invariant;
 use crate::cluster::{ip, StoreCluster, StoreOptions};
 use crate::history::{HistoryEvent, StoreOpKind, StoreOpOutcome};
 use crate::recorder::Recorder;
@@ -262,18 +263,25 @@ async fn final_checks(
         let distinct: std::collections::BTreeSet<_> = statuses.values().collect();
         if distinct.len() == 1 && statuses.len() == serving.len() {
             let (revision, digest) = statuses.values().next().expect("non-empty");
-            checks.push(Check::pass(
-                "members agree",
-                format!("all {} serving members at revision {revision}, keyspace digest {digest:016x}", serving.len()),
+            checks.push(Check::held(
+                Invariant::Convergence,
+                format!(
+                    "members agree: all {} serving members at revision {revision}, keyspace digest {digest:016x}",
+                    serving.len()
+                ),
             ));
             break;
         }
         if start.elapsed() > settle {
             let detail: Vec<String> =
                 statuses.iter().map(|(id, (rev, d))| format!("store-{id}: revision {rev} digest {d:016x}")).collect();
-            checks.push(Check::fail(
-                "members agree",
-                format!("not converged {}s after the faults healed: {}", settle.as_secs(), detail.join("; ")),
+            checks.push(Check::violated(
+                Invariant::Convergence,
+                format!(
+                    "members agree: not converged {}s after the faults healed: {}",
+                    settle.as_secs(),
+                    detail.join("; ")
+                ),
             ));
             break;
         }
@@ -313,14 +321,16 @@ async fn acknowledged_writes_readable(client: &StoreClient, recorder: &Recorder)
                 let found = r.kvs.first();
                 let ok = found.is_some_and(|kv| kv.mod_revision == *revision && kv.value == value.as_bytes());
                 if !ok {
-                    return Check::fail(
-                        "no acknowledged write lost",
+                    return Check::violated(
+                        Invariant::NoAcknowledgedWriteLost,
                         format!("{key}={value} acknowledged at revision {revision}, but the store has {found:?}"),
                     );
                 }
             }
-            Err(e) => return Check::fail("no acknowledged write lost", format!("reading {key}@{revision}: {e}")),
+            Err(e) => {
+                return Check::violated(Invariant::NoAcknowledgedWriteLost, format!("reading {key}@{revision}: {e}"))
+            }
         }
     }
-    Check::pass("no acknowledged write lost", format!("{} acknowledged writes all readable", acknowledged.len()))
+    Check::held(Invariant::NoAcknowledgedWriteLost, format!("{} acknowledged writes all readable", acknowledged.len()))
 }

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use sim::bugs::PlantedBug;
-use sim::report::{CheckStatus, RunReport};
+use sim::report::RunReport;
 use sim::runner::{run_seed, Faults, RunOptions};
 use sim::scenario::Scenario;
 
@@ -21,8 +21,9 @@ pub fn run(seed: u64, faults: Option<&Faults>, bug: Option<PlantedBug>) -> RunRe
     run_seed(&options)
 }
 
+/// What the run broke, by name.
 fn failed_checks(report: &RunReport) -> Vec<String> {
-    report.checks.iter().filter(|c| c.status == CheckStatus::Fail).map(|c| c.name.clone()).collect()
+    report.outcome.broken().iter().map(|property| property.name().to_string()).collect()
 }
 
 /// Asserts that `bug` is caught by its invariant in at least one seed of `seeds`, and that
@@ -34,7 +35,7 @@ pub fn check(bug: PlantedBug, seeds: Range<u64>, faults: Option<&Faults>) {
     let mut caught = 0;
     for seed in seeds.clone() {
         let failed = failed_checks(&run(seed, faults, Some(bug)));
-        if failed.iter().any(|name| name == invariant) {
+        if failed.iter().any(|name| name == invariant.name()) {
             caught += 1;
         }
         outcomes.push(format!("seed {seed}: failed {failed:?}"));
