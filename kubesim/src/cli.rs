@@ -288,7 +288,7 @@ impl SeedFlags {
             }
             None => parse_fault_menu(&self.faults)?,
         };
-        self.scenario.check_faults(&options.faults).map_err(|e| match &self.plan {
+        options.faults.check_supported_by(self.scenario).map_err(|e| match &self.plan {
             Some(path) => BadInput(format!("plan {}: {e}", path.display())),
             None => BadInput(format!("--faults: {e}")),
         })?;

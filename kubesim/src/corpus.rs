@@ -189,7 +189,7 @@ impl Case {
             let plan = plan.fit(&options.topology()).map_err(|e| format!("plan does not fit {scenario}: {e}"))?;
             options.faults = Faults::Plan(plan);
         }
-        scenario.check_faults(&options.faults).map_err(|e| format!("plan: {e}"))?;
+        options.faults.check_supported_by(scenario).map_err(|e| format!("plan: {e}"))?;
         Ok((options, expect))
     }
 

@@ -1,213 +1,21 @@
-//! Builds the simulated world: one madsim node per component, with fixed addresses, and
-//! the disks that outlive their nodes.
-//!
-//! Address plan (so traces read easily): store members `10.0.1.<member id>:2379`,
-//! apiservers `10.0.2.<n>:6443`, controller-managers `10.0.3.<n>`, scheduler `10.0.4.1`,
-//! kubelets `10.0.5.<n>`, the operator `10.0.8.1`, clients (workload, kubectl, checkers'
-//! readers) `10.0.9.<n>`.
-//!
-//! The store's membership is dynamic: the cluster has `n_members` *slots* (1..=n, the
-//! names the fault plan uses: `store-<slot>`), each run at any time by one member. The
-//! initial member of slot k has id k; a member replaced after a disk loss, or every member
-//! after a restore, gets a new member id (and so a new address), as etcd requires: a
-//! member id is never reused. The current endpoints are published in a shared map
-//! ([`Endpoints`]) that the apiservers' store clients follow.
+//! The store cluster of one run: its initial members, one madsim node per slot, and the
+//! operator's node. The members of a slot change with replacements and restores
+//! (`crate::membership`); the cluster's handle follows them.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use madsim::runtime::{Handle, NodeHandle};
+use madsim::runtime::Handle;
 use store::api::MemberId;
-use store::backup::BackupBugs;
-use store::rpc::STORE_PORT;
-use store::server::{Bootstrap, Failpoints, MemberConfig, StoreBugs, StoreObserver};
+use store::server::Bootstrap;
 use store::wal::SimDisk;
 
+use crate::addresses;
+use crate::membership::{Endpoints, Membership, Shared, StoreMember, StoreOptions};
+use crate::nodes::{restart_node, SeedNodes};
 use crate::operator::{ApiServerProcess, Operator};
 use crate::recorder::Recorder;
-use crate::runner::SeedNode;
-
-/// Restarts a node's process: kills it first, because madsim's `restart` alone keeps the
-/// old process's sockets bound and the new process could not bind its port again.
-pub fn restart_node(id: madsim::task::NodeId) {
-    let handle = Handle::current();
-    handle.kill(id);
-    handle.restart(id);
-}
-
-pub fn ip(subnet: u8, host: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 0, subnet, host))
-}
-
-pub fn store_member_addr(member: MemberId) -> SocketAddr {
-    SocketAddr::new(ip(1, member as u8), STORE_PORT)
-}
-
-/// The highest member id the address plan has room for (`10.0.1.<id>`).
-pub const MAX_MEMBER_ID: MemberId = 254;
-
-/// The store's current members and their addresses, shared by the operator (who changes
-/// them) and every store client that follows them (etcd clients are given the new
-/// endpoints by their operator or by DNS after a replacement or a restore).
-pub type Endpoints = Arc<Mutex<BTreeMap<MemberId, SocketAddr>>>;
-
-/// Knobs for the store members of a run (see [`crate::knobs::Knobs`] for what each one
-/// is and the values a seed draws).
-#[derive(Clone, Debug)]
-pub struct StoreOptions {
-    pub n_members: usize,
-    /// Raft's cap on entries per append; `None`: the member's default (64).
-    pub max_entries_per_append: Option<usize>,
-    /// Raft election timeout in ticks ([`MemberConfig::election_tick`]).
-    pub election_tick: u64,
-    /// [`MemberConfig::snapshot_every_entries`].
-    pub snapshot_every_entries: u64,
-    /// [`MemberConfig::snapshot_catch_up_entries`].
-    pub snapshot_catch_up_entries: u64,
-    /// [`MemberConfig::request_timeout`], in milliseconds.
-    pub request_timeout_ms: u64,
-    pub bugs: StoreBugs,
-    pub raft_bugs: store::raft::RaftBugs,
-    /// Planted defects of `snapshot save` (in the member) and `snapshot restore` (in the
-    /// operator's tool).
-    pub backup_bugs: BackupBugs,
-}
-
-impl Default for StoreOptions {
-    /// No members, no planted bugs, and the member's own defaults for every knob.
-    fn default() -> Self {
-        let member = MemberConfig::new(1, BTreeMap::new());
-        Self {
-            n_members: 0,
-            max_entries_per_append: None,
-            election_tick: member.election_tick,
-            snapshot_every_entries: member.snapshot_every_entries,
-            snapshot_catch_up_entries: member.snapshot_catch_up_entries,
-            request_timeout_ms: member.request_timeout.as_millis() as u64,
-            bugs: StoreBugs::default(),
-            raft_bugs: store::raft::RaftBugs::default(),
-            backup_bugs: BackupBugs::default(),
-        }
-    }
-}
-
-pub struct StoreMember {
-    pub id: MemberId,
-    pub node: NodeHandle,
-    /// The member's disk: survives restarts of the node; the nemesis crashes, tears,
-    /// corrupts or wipes it.
-    pub disk: SimDisk,
-    /// The member's failpoints: survive restarts of the node; the nemesis arms them.
-    pub failpoints: Failpoints,
-    pub addr: SocketAddr,
-}
-
-/// What the slots hold now, and the identities handed out so far.
-pub(crate) struct Membership {
-    /// Slot (1..=n) → the member running it.
-    pub slots: BTreeMap<u64, StoreMember>,
-    pub cluster_id: u64,
-    pub next_member: MemberId,
-    /// Slots whose disk was lost and that no replacement or restore has refilled yet.
-    pub lost: std::collections::BTreeSet<u64>,
-}
-
-impl Membership {
-    pub fn slot_of(&self, member: MemberId) -> Option<u64> {
-        self.slots.iter().find(|(_, m)| m.id == member).map(|(slot, _)| *slot)
-    }
-
-    /// True when the lost slots are a majority: the cluster has no quorum left and only a
-    /// restore brings it back (etcd's disaster recovery).
-    pub fn quorum_lost(&self) -> bool {
-        self.lost.len() > self.slots.len() / 2
-    }
-
-    /// A member id never used in this run, or `None` when the address plan is full.
-    pub fn new_member_id(&mut self) -> Option<MemberId> {
-        let id = self.next_member;
-        if id > MAX_MEMBER_ID {
-            return None;
-        }
-        self.next_member += 1;
-        Some(id)
-    }
-}
-
-/// What the cluster, the world and the operator share.
-pub(crate) struct Shared {
-    pub options: StoreOptions,
-    pub recorder: Recorder,
-    pub membership: Mutex<Membership>,
-    pub endpoints: Endpoints,
-    /// Each slot's machine clock, which the nemesis may skew; the member running in the
-    /// slot (a replacement too) reads it for lease expiry.
-    pub clocks: Mutex<BTreeMap<u64, simtime::Clock>>,
-}
-
-impl Shared {
-    pub fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
-        self.membership.lock().expect("membership lock")
-    }
-
-    /// The clock of slot `slot`'s machine (shared by every member that runs there).
-    pub fn slot_clock(&self, slot: u64) -> simtime::Clock {
-        self.clocks.lock().expect("slot clocks lock").entry(slot).or_default().clone()
-    }
-
-    /// Creates and starts a member on `disk` in slot `slot` (the node is named after the
-    /// slot, the address after the member id).
-    pub fn start_member(
-        &self,
-        slot: u64,
-        id: MemberId,
-        peers: BTreeMap<MemberId, SocketAddr>,
-        cluster_id: u64,
-        bootstrap: Bootstrap,
-        disk: SimDisk,
-    ) -> StoreMember {
-        let addr = peers[&id];
-        let mut config = MemberConfig::new(id, peers);
-        config.planted_bugs = self.options.bugs;
-        config.raft_bugs = self.options.raft_bugs;
-        config.backup_bugs = self.options.backup_bugs;
-        config.cluster_id = cluster_id;
-        config.bootstrap = bootstrap;
-        if let Some(max_entries) = self.options.max_entries_per_append {
-            config.max_entries_per_append = max_entries;
-        }
-        config.election_tick = self.options.election_tick;
-        config.snapshot_every_entries = self.options.snapshot_every_entries;
-        config.snapshot_catch_up_entries = self.options.snapshot_catch_up_entries;
-        config.request_timeout = std::time::Duration::from_millis(self.options.request_timeout_ms);
-        config.clock = self.slot_clock(slot);
-        let failpoints = config.failpoints.clone();
-        let observer: Arc<dyn StoreObserver> = Arc::new(self.recorder.clone());
-        let node_disk = disk.clone();
-        // A joining member is started only by the operator's replacement, under an id that
-        // `member add` has just minted: its first start is vouched fresh, every restart of
-        // the node (after a crash, or on a disk lost since) is not.
-        let first_start = Arc::new(AtomicBool::new(bootstrap == Bootstrap::JoinExisting));
-        let node = Handle::current()
-            .create_node()
-            .name(format!("store-{slot}"))
-            .ip(addr.ip())
-            .init(move || {
-                let (mut config, disk, observer) = (config.clone(), node_disk.clone(), observer.clone());
-                config.first_start_of_new_id = first_start.swap(false, Ordering::Relaxed);
-                async move {
-                    // A startup failure (corrupted disk) is recorded by the member; the
-                    // node then stays down, as a real etcd member exits.
-                    let _ = store::server::run(config, disk, Some(observer)).await;
-                }
-            })
-            .build()
-            .of_this_seed();
-        StoreMember { id, node, disk, failpoints, addr }
-    }
-}
 
 /// The store members of one run.
 pub struct StoreCluster {
@@ -219,14 +27,16 @@ pub struct StoreCluster {
 }
 
 impl StoreCluster {
-    /// Creates and starts `options.n_members` members (ids 1..=n) and the operator's node.
-    /// Must be called from the simulation's supervisor (the future given to `block_on`).
-    pub fn start(options: &StoreOptions, recorder: &Recorder) -> Self {
+    /// Creates and starts `options.n_members` members (ids 1..=n) and the operator's node,
+    /// registered in `nodes`. Must be called from the simulation's supervisor (the future
+    /// given to `block_on`).
+    pub fn start(options: &StoreOptions, recorder: &Recorder, nodes: &SeedNodes) -> Self {
         let peers: BTreeMap<MemberId, SocketAddr> =
-            (1..=options.n_members as MemberId).map(|id| (id, store_member_addr(id))).collect();
+            (1..=options.n_members as MemberId).map(|id| (id, addresses::store_member(id))).collect();
         let shared = Arc::new(Shared {
             options: options.clone(),
             recorder: recorder.clone(),
+            nodes: nodes.clone(),
             membership: Mutex::new(Membership {
                 slots: BTreeMap::new(),
                 cluster_id: 1,
@@ -300,19 +110,4 @@ impl StoreCluster {
         let id = self.shared.membership().slots[&slot].node.id();
         restart_node(id);
     }
-}
-
-/// Keeps `client` pointed at the current endpoints: checks the shared map every second
-/// and hands a change to `set_endpoints` (clientv3 `SetEndpoints`). Runs on the caller's
-/// node until the node is killed.
-pub fn follow_endpoints(client: store::client::StoreClient, endpoints: Endpoints) {
-    madsim::task::spawn(async move {
-        loop {
-            madsim::time::sleep(std::time::Duration::from_secs(1)).await;
-            let now = endpoints.lock().expect("endpoints lock").clone();
-            if !now.is_empty() && now != client.endpoints() {
-                client.set_endpoints(now);
-            }
-        }
-    });
 }

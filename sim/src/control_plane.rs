@@ -3,7 +3,7 @@
 //! credential.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use api::{ApiClient, ApiObserver, ClientConfig, Clock, Credential};
@@ -16,12 +16,14 @@ use madsim::runtime::{Handle, NodeHandle};
 use store::api::Principal;
 use store::client::{StoreClient, StoreClientConfig};
 
-use crate::cluster::{follow_endpoints, ip, Endpoints, StoreCluster, StoreOptions};
+use crate::addresses;
+use crate::cluster::StoreCluster;
+use crate::membership::{follow_endpoints, StoreOptions};
+use crate::nodes::SeedNodes;
 use crate::operator::ApiServerProcess;
 use crate::recorder::Recorder;
-use crate::runner::SeedNode;
-
-pub const APISERVER_PORT: u16 = 6443;
+use crate::store_traffic;
+use crate::workload::Workload;
 
 /// The cluster's shape and the switches scenarios and planted bugs turn.
 #[derive(Clone, Debug)]
@@ -40,10 +42,10 @@ pub struct ControlPlaneOptions {
     /// Planted bug `controller-writes-store`: see `rogue_store_writer`.
     pub controller_writes_store: bool,
     /// Until this simulated time, apiserver-0's node also runs etcd-robustness-style
-    /// store traffic (see `store_traffic`). `None`: off.
+    /// store traffic (see `crate::store_traffic::spawn`). `None`: off.
     pub store_traffic_until: Option<std::time::Duration>,
     /// What the user does in `deploy-nginx` (other scenarios ignore it).
-    pub workload: crate::scenario::deploy_nginx::Workload,
+    pub workload: Workload,
     /// The apiserver's and the controllers' knobs.
     pub tuning: ControlPlaneTuning,
 }
@@ -68,7 +70,7 @@ pub struct ControlPlaneTuning {
 
 impl Default for ControlPlaneTuning {
     fn default() -> Self {
-        let apiserver = ApiServerConfig::new("apiserver", SocketAddr::new(ip(2, 1), APISERVER_PORT));
+        let apiserver = ApiServerConfig::new("apiserver", addresses::apiserver(0));
         let controller_manager = ControllerManagerConfig::default();
         let election = &controller_manager.leader_election;
         Self {
@@ -139,6 +141,8 @@ pub struct ControlPlane {
     pub scheduler: Component,
     pub kubelets: Vec<(Component, Arc<KubeletState>)>,
     pub apiserver_addrs: Vec<SocketAddr>,
+    /// The seed's nodes, where the clients [`ControlPlane::client_as`] creates are registered.
+    nodes: SeedNodes,
 }
 
 /// Each component's bearer token is derived from its user name.
@@ -155,45 +159,47 @@ pub fn kubelet_name(idx: u32) -> String {
 }
 
 impl ControlPlane {
-    /// Creates and starts every node. Must be called from the simulation's supervisor.
-    pub fn start(options: &ControlPlaneOptions, recorder: &Recorder) -> Self {
-        let store = StoreCluster::start(&options.store, recorder);
-        let apiserver_addrs: Vec<SocketAddr> =
-            (0..options.n_apiservers).map(|i| SocketAddr::new(ip(2, i as u8 + 1), APISERVER_PORT)).collect();
+    /// Creates and starts every node, registered in `nodes`. Must be called from the
+    /// simulation's supervisor.
+    pub fn start(options: &ControlPlaneOptions, recorder: &Recorder, nodes: &SeedNodes) -> Self {
+        let store = StoreCluster::start(&options.store, recorder, nodes);
+        let apiserver_addrs: Vec<SocketAddr> = (0..options.n_apiservers).map(addresses::apiserver).collect();
         let mut users = vec![UserInfo::admin(), UserInfo::controller_manager(), UserInfo::scheduler()];
         users.extend((0..options.n_kubelets).map(|i| UserInfo::node(&kubelet_name(i))));
 
         let (apiservers, terminations): (Vec<Component>, Vec<Termination>) = (0..options.n_apiservers)
-            .map(|i| start_apiserver(i, options, &store, &apiserver_addrs, &users, recorder))
+            .map(|i| start_apiserver(i, options, &store, &apiserver_addrs, &users, recorder, nodes))
             .unzip();
         let controller_managers: Vec<Component> = (0..options.n_controller_managers)
-            .map(|i| start_controller_manager(i, options, &store, &apiserver_addrs, recorder))
+            .map(|i| start_controller_manager(i, options, &store, &apiserver_addrs, recorder, nodes))
             .collect();
-        let scheduler = start_scheduler(options, &apiserver_addrs, recorder);
-        let kubelets = (0..options.n_kubelets).map(|i| start_kubelet(i, options, &apiserver_addrs, recorder)).collect();
+        let scheduler = start_scheduler(options, &apiserver_addrs, recorder, nodes);
+        let kubelets =
+            (0..options.n_kubelets).map(|i| start_kubelet(i, options, &apiserver_addrs, recorder, nodes)).collect();
         let controllers = controller_managers.iter().chain(std::iter::once(&scheduler)).map(|c| c.node.id()).collect();
         let apiserver_processes = apiservers
             .iter()
             .zip(terminations)
             .map(|(c, termination)| ApiServerProcess { node: c.node.id(), termination });
         store.set_control_plane(apiserver_processes.collect(), controllers);
-        Self { store, apiservers, controller_managers, scheduler, kubelets, apiserver_addrs }
+        Self { store, apiservers, controller_managers, scheduler, kubelets, apiserver_addrs, nodes: nodes.clone() }
     }
 
     /// A client for the user `admin` (kubectl) on a new node.
     pub async fn kubectl(&self, recorder: &Recorder) -> (NodeHandle, ApiClient) {
-        self.client_as("admin", "kubectl", 1, recorder).await
+        self.client_as("admin", "kubectl", addresses::KUBECTL, recorder).await
     }
 
-    /// A client with `user`'s credential on a new node `node_name` at 10.0.9.`host`.
+    /// A client with `user`'s credential on a new node `node_name` at `ip` (a client
+    /// address of the plan, [`addresses::client`]).
     pub async fn client_as(
         &self,
         user: &str,
         node_name: &str,
-        host: u8,
+        ip: IpAddr,
         recorder: &Recorder,
     ) -> (NodeHandle, ApiClient) {
-        let node = Handle::current().create_node().name(node_name).ip(ip(9, host)).build().of_this_seed();
+        let node = self.nodes.build(Handle::current().create_node().name(node_name).ip(ip));
         let (servers, observer, credential) =
             (self.apiserver_addrs.clone(), api_observer(node_name, recorder), credential(user));
         let client = node
@@ -236,6 +242,7 @@ fn start_apiserver(
     addrs: &[SocketAddr],
     users: &[UserInfo],
     recorder: &Recorder,
+    nodes: &SeedNodes,
 ) -> (Component, Termination) {
     let name = format!("apiserver-{idx}");
     let mut config = ApiServerConfig::new(name.clone(), addrs[idx as usize]);
@@ -262,11 +269,8 @@ fn start_apiserver(
         .store_traffic_until
         .filter(|_| idx == 0)
         .map(|until| (until, recorder.clone(), Arc::new(std::sync::atomic::AtomicU64::new(0))));
-    let node = Handle::current()
-        .create_node()
-        .name(name.clone())
-        .ip(addrs[idx as usize].ip())
-        .init(move || {
+    let node =
+        nodes.build(Handle::current().create_node().name(name.clone()).ip(addrs[idx as usize].ip()).init(move || {
             let (config, endpoints, clock, observer, termination) =
                 (config.clone(), endpoints.clone(), node_clock.clone(), observer.clone(), node_termination.clone());
             let traffic = traffic.clone();
@@ -280,7 +284,7 @@ fn start_apiserver(
                 }
                 if let Some((until, recorder, incarnations)) = traffic {
                     let incarnation = incarnations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    store_traffic(&config.name, endpoints.clone(), until, recorder, incarnation);
+                    store_traffic::spawn(&config.name, endpoints.clone(), until, recorder, incarnation);
                 }
                 let principal = Principal::apiserver(config.name.clone());
                 let backend = StoreClient::connect(members, principal, StoreClientConfig::default())
@@ -291,42 +295,8 @@ fn start_apiserver(
                     tracing::error!(error = %e, "apiserver failed to start");
                 }
             }
-        })
-        .build()
-        .of_this_seed();
+        }));
     (Component { name, node, clock }, termination)
-}
-
-/// etcd-robustness-style traffic from the apiserver's node: two clients with the
-/// apiserver's principal doing puts with unique values, linearizable gets and
-/// compare-and-puts on keys outside `/registry/` (the apiserver ignores them). Kubernetes'
-/// own store traffic is mostly conditional writes and lists; this gives the store-level
-/// linearizability and durability checkers a dense single-key history, as etcd's
-/// robustness tests mix "kubernetes" and "etcd" traffic. It restarts with its node, under a
-/// new client name per incarnation so operation ids stay unique.
-fn store_traffic(
-    apiserver: &str,
-    endpoints: Endpoints,
-    until: std::time::Duration,
-    recorder: Recorder,
-    incarnation: u64,
-) {
-    let now = madsim::time::TimeHandle::current().elapsed();
-    let Some(duration) = until.checked_sub(now) else { return };
-    for worker in 0..2 {
-        let (endpoints, recorder) = (endpoints.clone(), recorder.clone());
-        let name = format!("{apiserver}/etcd-traffic-{worker}.{incarnation}");
-        let principal = Principal::apiserver(apiserver);
-        madsim::task::spawn(async move {
-            let members = endpoints.lock().expect("endpoints lock").clone();
-            let Ok(client) = StoreClient::connect(members, principal, StoreClientConfig::default()).await else {
-                return;
-            };
-            follow_endpoints(client.clone(), endpoints);
-            crate::scenario::store_smoke::run_worker(&client, &recorder, &name, "/kubesim/traffic/", duration, 20..80)
-                .await;
-        });
-    }
 }
 
 /// PLANTED BUG (`controller-writes-store`): the controller-manager got hold of the
@@ -356,6 +326,7 @@ fn start_controller_manager(
     store: &StoreCluster,
     servers: &[SocketAddr],
     recorder: &Recorder,
+    nodes: &SeedNodes,
 ) -> Component {
     let name = format!("controller-manager-{idx}");
     let mut config = ControllerManagerConfig::default();
@@ -374,11 +345,8 @@ fn start_controller_manager(
     let (servers, node_clock) = (servers.to_vec(), clock.clone());
     let (api_obs, ctl_obs) = (api_observer(&name, recorder), controller_observer(recorder));
     let rogue_members = options.controller_writes_store.then(|| store.addresses());
-    let node = Handle::current()
-        .create_node()
-        .name(name.clone())
-        .ip(ip(3, idx as u8 + 1))
-        .init(move || {
+    let node = nodes.build(
+        Handle::current().create_node().name(name.clone()).ip(addresses::controller_manager(idx)).init(move || {
             let (config, servers, clock, api_obs, ctl_obs) =
                 (config.clone(), servers.clone(), node_clock.clone(), api_obs.clone(), ctl_obs.clone());
             let (rogue_members, client_config) = (rogue_members.clone(), client_config.clone());
@@ -392,13 +360,17 @@ fn start_controller_manager(
                         .expect("bind the controller-manager's client");
                 controllers::controller_manager::run(config, client, clock, ctl_obs).await;
             }
-        })
-        .build()
-        .of_this_seed();
+        }),
+    );
     Component { name, node, clock }
 }
 
-fn start_scheduler(options: &ControlPlaneOptions, servers: &[SocketAddr], recorder: &Recorder) -> Component {
+fn start_scheduler(
+    options: &ControlPlaneOptions,
+    servers: &[SocketAddr],
+    recorder: &Recorder,
+    nodes: &SeedNodes,
+) -> Component {
     let name = "scheduler-0".to_string();
     let tuning = &options.tuning;
     let mut config = SchedulerConfig::default();
@@ -409,11 +381,8 @@ fn start_scheduler(options: &ControlPlaneOptions, servers: &[SocketAddr], record
     let clock = Clock::new();
     let (servers, node_clock) = (servers.to_vec(), clock.clone());
     let (api_obs, ctl_obs) = (api_observer(&name, recorder), controller_observer(recorder));
-    let node = Handle::current()
-        .create_node()
-        .name(name.clone())
-        .ip(ip(4, 1))
-        .init(move || {
+    let node =
+        nodes.build(Handle::current().create_node().name(name.clone()).ip(addresses::SCHEDULER).init(move || {
             let (config, servers, clock, api_obs, ctl_obs) =
                 (config.clone(), servers.clone(), node_clock.clone(), api_obs.clone(), ctl_obs.clone());
             let client_config = client_config.clone();
@@ -423,9 +392,7 @@ fn start_scheduler(options: &ControlPlaneOptions, servers: &[SocketAddr], record
                     .expect("bind the scheduler's client");
                 controllers::scheduler::run(config, client, clock, ctl_obs).await;
             }
-        })
-        .build()
-        .of_this_seed();
+        }));
     Component { name, node, clock }
 }
 
@@ -434,6 +401,7 @@ fn start_kubelet(
     options: &ControlPlaneOptions,
     servers: &[SocketAddr],
     recorder: &Recorder,
+    nodes: &SeedNodes,
 ) -> (Component, Arc<KubeletState>) {
     let name = kubelet_name(idx);
     let mut config = KubeletConfig { node_name: name.clone(), ..KubeletConfig::default() };
@@ -446,11 +414,8 @@ fn start_kubelet(
     let user = format!("system:node:{name}");
     let (servers, node_clock, node_state) = (servers.to_vec(), clock.clone(), state.clone());
     let (api_obs, ctl_obs) = (api_observer(&name, recorder), controller_observer(recorder));
-    let node = Handle::current()
-        .create_node()
-        .name(name.clone())
-        .ip(ip(5, idx as u8 + 1))
-        .init(move || {
+    let node =
+        nodes.build(Handle::current().create_node().name(name.clone()).ip(addresses::kubelet(idx)).init(move || {
             let (config, servers, clock, state, api_obs, ctl_obs, user) = (
                 config.clone(),
                 servers.clone(),
@@ -467,8 +432,6 @@ fn start_kubelet(
                     .expect("bind the kubelet's client");
                 controllers::kubelet::run(config, client, clock, state, ctl_obs).await;
             }
-        })
-        .build()
-        .of_this_seed();
+        }));
     (Component { name, node, clock }, state)
 }

@@ -6,17 +6,22 @@
 //! The simulated system never reads anything from here back: the recorder only listens,
 //! checkers only read the finished history.
 
+pub mod addresses;
 pub mod bugs;
 pub mod cancel;
 pub mod cluster;
 pub mod control_plane;
 pub mod knobs;
+pub mod membership;
+pub mod nodes;
 pub mod operator;
 pub mod recorder;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod store_traffic;
 pub mod strategies;
+pub mod workload;
 pub mod world;
 
 // The judgement of a run lives in the `verdict` crate, free of the simulator; re-exported

@@ -35,9 +35,10 @@ use store::server::Bootstrap;
 use store::snapshot::MemberSnapshot;
 use store::wal::SimDisk;
 
-use crate::cluster::{ip, restart_node, store_member_addr, Shared};
+use crate::addresses;
 use crate::history::{History, HistoryEvent, KeyState};
-use crate::runner::SeedNode;
+use crate::membership::Shared;
+use crate::nodes::restart_node;
 
 /// How many backups the operator keeps (the most recent ones).
 pub const KEEP_BACKUPS: usize = 4;
@@ -116,7 +117,8 @@ impl Operator {
             apiservers: Mutex::new(Vec::new()),
             controllers: Mutex::new(Vec::new()),
         });
-        let node = Handle::current().create_node().name("operator").ip(ip(8, 1)).build().of_this_seed();
+        let node =
+            operator.shared.nodes.build(Handle::current().create_node().name("operator").ip(addresses::OPERATOR));
         let worker = operator.clone();
         node.spawn(async move {
             let endpoints = worker.shared.endpoints.lock().expect("endpoints lock").clone();
@@ -286,7 +288,7 @@ impl Operator {
             recorder.record(HistoryEvent::MemberReplaced { old, new: 0, addr: String::new(), error: Some(error) });
             return false;
         };
-        let addr = store_member_addr(new);
+        let addr = addresses::store_member(new);
         let replaced = |error: Option<String>| HistoryEvent::MemberReplaced { old, new, addr: addr.to_string(), error };
         let shared = &self.shared;
         let remove = retry_membership(shared, client, |voters| !voters.contains(&old), || client.member_remove(old));
@@ -419,7 +421,7 @@ impl Operator {
             *restores += 1;
             BUMP_REVISION * *restores
         };
-        let members: BTreeMap<MemberId, SocketAddr> = ids.iter().map(|&id| (id, store_member_addr(id))).collect();
+        let members: BTreeMap<MemberId, SocketAddr> = ids.iter().map(|&id| (id, addresses::store_member(id))).collect();
         let options = RestoreOptions {
             cluster_id,
             members: members.clone(),

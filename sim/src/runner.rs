@@ -1,22 +1,21 @@
 //! Runs one seed of one scenario in a fresh madsim runtime and turns its history into a
 //! report. Everything a seed does is a function of (scenario, seed, options).
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use faults::{FaultKind, FaultPlan, GenerateOptions, Topology};
-use madsim::runtime::{NodeHandle, Runtime};
-use madsim::task::NodeId;
+use madsim::runtime::Runtime;
 
+use crate::addresses;
 use crate::checkers::restore::RecoveryStats;
 use crate::checkers::{check_all, CheckInput, EndState};
-use crate::cluster::ip;
 use crate::control_plane::ControlPlaneOptions;
 use crate::history::{History, HistoryEvent};
 use crate::knobs::Knobs;
+use crate::nodes::SeedNodes;
 use crate::recorder::Recorder;
 use crate::report::{Check, CheckStatus, RunReport};
-use crate::scenario::{deploy_nginx, store_smoke, Scenario};
+use crate::scenario::{deploy_nginx, store_smoke, Scenario, UnsupportedFault};
 use store::api::{KeyRange, Principal, RangeRequest};
 use store::client::{StoreClient, StoreClientConfig};
 use verdict::outcome::{Limit, Outcome};
@@ -30,6 +29,18 @@ pub enum Faults {
     Swarm(BTreeSet<FaultKind>),
     /// Replay a saved plan (whatever the seed).
     Plan(FaultPlan),
+}
+
+impl Faults {
+    /// Refuses a menu or a plan holding a kind `scenario` does not support
+    /// ([`Scenario::supports`]).
+    pub fn check_supported_by(&self, scenario: Scenario) -> Result<(), UnsupportedFault> {
+        match self {
+            Faults::None => Ok(()),
+            Faults::Swarm(menu) => menu.iter().try_for_each(|&kind| scenario.supports(kind)),
+            Faults::Plan(plan) => plan.events.iter().try_for_each(|event| scenario.supports(event.fault.kind())),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -110,69 +121,6 @@ impl RunOptions {
     }
 }
 
-thread_local! {
-    /// Every simulated node the seed running on this thread created (a seed owns its
-    /// thread, see [`run_seed_with_history`]).
-    static SEED_NODES: RefCell<Vec<NodeId>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Every node a seed creates is registered with `.of_this_seed()`, so that its tasks can be
-/// killed and dropped before the seed's runtime is: madsim's run queue is kept alive by the
-/// senders inside the queued tasks' own wakers, and a task waiting on a timer holds the
-/// time runtime that holds its waker, so a runtime dropped with tasks alive never freed
-/// them, nor the simulated world they reference. A campaign kept about 3 MB of every seed
-/// it ran until, 8 800 seeds on, the machine's 24 GB ran out and the kernel killed it
-/// (docs/design.md §6: memory bounded per worker).
-pub(crate) trait SeedNode {
-    fn of_this_seed(self) -> Self;
-}
-
-impl SeedNode for NodeHandle {
-    fn of_this_seed(self) -> Self {
-        SEED_NODES.with(|nodes| nodes.borrow_mut().push(self.id()));
-        self
-    }
-}
-
-/// How far simulated time runs on after every node is dead: past every timer a seed arms
-/// (the components' longest timeouts and periods are minutes; a plan's latency at most 60 s).
-const DRAIN_TIMERS_FOR: std::time::Duration = std::time::Duration::from_secs(3_600);
-
-/// Kills every node of the running seed and lets the executor drop their tasks (a killed
-/// task is dropped the next time the executor reaches it), then lets simulated time run
-/// until every pending timer has fired. A timer still pending when the runtime is dropped
-/// is never freed: a message in flight is a timer whose callback holds the payload, and an
-/// RPC's payload holds the network simulator, which holds the timer wheel (a cycle); a
-/// sleeping task's timer holds its waker (one per timeout, even one that finished early:
-/// madsim cannot cancel a timer). With every node dead the firing
-/// timers wake nothing and deliver to closed sockets, so nothing the seed recorded changes;
-/// its simulated time and message count were read before.
-async fn tear_down_seed_nodes() {
-    let handle = madsim::runtime::Handle::current();
-    for node in SEED_NODES.with(|nodes| std::mem::take(&mut *nodes.borrow_mut())) {
-        handle.kill(node);
-    }
-    for _ in 0..2 {
-        YieldOnce(false).await;
-    }
-    madsim::time::sleep(DRAIN_TIMERS_FOR).await;
-}
-
-/// Pending once, then ready: lets every other ready task run first.
-struct YieldOnce(bool);
-
-impl std::future::Future for YieldOnce {
-    type Output = ();
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
-}
-
 /// Runs the seed to completion in a fresh runtime on a fresh thread (see
 /// [`run_seed_with_history`]).
 ///
@@ -209,7 +157,7 @@ fn on_fresh_thread<T: Send + 'static>(options: &RunOptions, run: fn(&RunOptions)
 /// The most simulated time one seed may take, enforced inside the simulation (madsim's
 /// executor checks it after every step): a seed still running then ends, failing
 /// `time-limit`. It covers the scenario and the hour of teardown that drains the seed's
-/// timers (`DRAIN_TIMERS_FOR`). Plans bound every duration they hold
+/// timers ([`crate::nodes::DRAIN_TIMERS_FOR`]). Plans bound every duration they hold
 /// (`faults::MAX_SAFETY_PHASE_MS`, `faults::MAX_LIVENESS_PHASE_MS`: 10 minutes each), and
 /// the longest legitimate scenario, a deploy-nginx seed that waits out its liveness phase
 /// again after each of three late restores, stays under an hour; so only a scenario that
@@ -253,19 +201,22 @@ pub fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel) -> (Ru
     let mut runtime = Runtime::with_seed_and_config(streams.simulation, madsim::Config::default());
     runtime.set_time_limit(SIMULATED_TIME_LIMIT);
     let recorder = Recorder::cancellable(cancel.clone());
+    // Every node the seed creates, killed when it ends (see `SeedNodes`).
+    let nodes = SeedNodes::new();
     let seed_run = {
         let recorder = recorder.clone();
+        let nodes = nodes.clone();
         let options = options.clone();
         let plan = options.plan();
         async move {
             let outcome = match options.scenario {
-                Scenario::DeployNginx => deploy_nginx::run(recorder, options.cluster.clone(), plan).await,
-                Scenario::StoreSmoke => store_smoke::run(recorder, options.cluster.store.clone(), plan).await,
+                Scenario::DeployNginx => deploy_nginx::run(recorder, &nodes, options.cluster.clone(), plan).await,
+                Scenario::StoreSmoke => store_smoke::run(recorder, &nodes, options.cluster.store.clone(), plan).await,
             };
             let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
             let messages = madsim::net::NetSim::current().stat().msg_count;
-            let end_state = read_end_state(outcome.store_endpoints.clone()).await;
-            tear_down_seed_nodes().await;
+            let end_state = read_end_state(outcome.store_endpoints.clone(), &nodes).await;
+            nodes.tear_down().await;
             (outcome, end_state, simulated_secs, messages)
         }
     };
@@ -279,12 +230,12 @@ pub fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel) -> (Ru
     };
     let finished = stopped.map_err(|stopped| {
         // The scenario's task is gone; kill the nodes it left and free what they hold,
-        // as a finished seed does (see `tear_down_seed_nodes`).
+        // as a finished seed does (see `SeedNodes::tear_down`).
         runtime.set_time_limit(std::time::Duration::MAX);
         let (simulated_secs, messages) = runtime.block_on(async {
             let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
             let messages = madsim::net::NetSim::current().stat().msg_count;
-            tear_down_seed_nodes().await;
+            nodes.tear_down().await;
             (simulated_secs, messages)
         });
         (stopped, simulated_secs, messages)
@@ -354,8 +305,8 @@ fn report_of(
     messages_delivered: u64,
 ) -> RunReport {
     let apiserver_sources = match options.scenario {
-        Scenario::StoreSmoke => vec![ip(9, 1)],
-        Scenario::DeployNginx => (0..options.cluster.n_apiservers).map(|i| ip(2, i as u8 + 1)).collect(),
+        Scenario::StoreSmoke => vec![addresses::WORKLOAD],
+        Scenario::DeployNginx => (0..options.cluster.n_apiservers).map(|i| addresses::apiserver(i).ip()).collect(),
     };
     let input = CheckInput { history, end_state, apiserver_sources };
     let recovery = RecoveryStats::of(history);
@@ -420,12 +371,16 @@ fn faults_of(history: &History) -> Vec<String> {
 
 /// The store's final keyspace, read by a checker's client on a fresh node after the
 /// scenario ended; `None` if no member answered (for example after total loss).
-async fn read_end_state(members: BTreeMap<store::api::MemberId, std::net::SocketAddr>) -> Option<EndState> {
+async fn read_end_state(
+    members: BTreeMap<store::api::MemberId, std::net::SocketAddr>,
+    nodes: &SeedNodes,
+) -> Option<EndState> {
     if members.is_empty() {
         return None;
     }
-    let node =
-        madsim::runtime::Handle::current().create_node().name("end-state-reader").ip(ip(9, 250)).build().of_this_seed();
+    let node = nodes.build(
+        madsim::runtime::Handle::current().create_node().name("end-state-reader").ip(addresses::END_STATE_READER),
+    );
     node.spawn(async move {
         let client = StoreClient::connect(members, Principal::reader("end-state-reader"), StoreClientConfig::default())
             .await

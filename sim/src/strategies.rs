@@ -18,8 +18,8 @@ use faults::{FaultKind, FaultPlan};
 use proptest::prelude::*;
 
 use crate::runner::{Faults, RunOptions};
-use crate::scenario::deploy_nginx::Workload;
 use crate::scenario::Scenario;
+use crate::workload::Workload;
 
 /// The largest deployment a workload asks for: more pods than kubelets, so that scheduling
 /// spreads and stacks them.

@@ -18,9 +18,11 @@ use store::raft::Role;
 use store::server::Failpoints;
 use store::wal::{SimDisk, WAL_FILE};
 
-use crate::cluster::{restart_node, Shared, StoreCluster};
+use crate::cluster::StoreCluster;
 use crate::control_plane::ControlPlane;
 use crate::history::HistoryEvent;
+use crate::membership::Shared;
+use crate::nodes::restart_node;
 use crate::operator::Operator;
 use crate::recorder::Recorder;
 

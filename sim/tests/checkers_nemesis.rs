@@ -16,11 +16,14 @@ use std::time::Duration;
 
 use madsim::rand::Rng;
 use madsim::runtime::{Handle, Runtime};
+use sim::addresses;
 use sim::checkers::{check_all, CheckInput, EndState, Invariant, Verdict};
-use sim::cluster::{ip, StoreCluster, StoreOptions};
+use sim::cluster::StoreCluster;
 use sim::history::{HistoryEvent, StoreOpKind};
+use sim::membership::StoreOptions;
+use sim::nodes::SeedNodes;
 use sim::recorder::Recorder;
-use sim::scenario::store_smoke;
+use sim::store_traffic;
 use store::api::{KeyRange, MemberId, Principal, RangeRequest};
 use store::client::{StoreClient, StoreClientConfig};
 use store::raft::Role;
@@ -47,8 +50,8 @@ fn run(seed: u64, bugs: StoreBugs, nemesis: Nemesis) -> Vec<Verdict> {
         let recorder = recorder.clone();
         async move {
             let options = StoreOptions { n_members: 3, bugs, ..StoreOptions::default() };
-            let cluster = StoreCluster::start(&options, &recorder);
-            let workload = Handle::current().create_node().name("workload").ip(ip(9, 1)).build();
+            let cluster = StoreCluster::start(&options, &recorder, &SeedNodes::new());
+            let workload = Handle::current().create_node().name("workload").ip(addresses::WORKLOAD).build();
             let mut workers = Vec::new();
             for worker_idx in 0..N_WORKERS {
                 let (members, recorder) = (cluster.addresses(), recorder.clone());
@@ -73,7 +76,11 @@ fn run(seed: u64, bugs: StoreBugs, nemesis: Nemesis) -> Vec<Verdict> {
         }
     });
     let history = recorder.finish();
-    check_all(&CheckInput { history: &history, end_state: end_state.as_ref(), apiserver_sources: vec![ip(9, 1)] })
+    check_all(&CheckInput {
+        history: &history,
+        end_state: end_state.as_ref(),
+        apiserver_sources: vec![addresses::WORKLOAD],
+    })
 }
 
 async fn run_worker(client: &StoreClient, recorder: &Recorder, worker_idx: usize) {
@@ -93,7 +100,7 @@ async fn run_worker(client: &StoreClient, recorder: &Recorder, worker_idx: usize
             StoreOpKind::Put { key, value: format!("{client_name}-{op_id}") }
         };
         recorder.record(HistoryEvent::StoreOpInvoked { client: client_name.clone(), op_id, op: op.clone() });
-        let outcome = store_smoke::execute(client, &op).await;
+        let outcome = store_traffic::execute(client, &op).await;
         recorder.record(HistoryEvent::StoreOpReturned { client: client_name.clone(), op_id, outcome });
         madsim::time::sleep(Duration::from_millis(think_ms)).await;
     }

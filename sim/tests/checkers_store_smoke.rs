@@ -3,9 +3,11 @@
 //! something (no vacuous pass).
 
 use madsim::runtime::{Handle, Runtime};
+use sim::addresses;
 use sim::checkers::{check_all, CheckInput, EndState, Invariant, Verdict};
-use sim::cluster::{ip, store_member_addr, StoreOptions};
 use sim::history::History;
+use sim::membership::StoreOptions;
+use sim::nodes::SeedNodes;
 use sim::recorder::Recorder;
 use sim::scenario::store_smoke;
 use store::api::{KeyRange, Principal, RangeRequest};
@@ -21,7 +23,7 @@ fn run_store_smoke(seed: u64, store: StoreOptions) -> (History, Option<EndState>
     let end_state = runtime.block_on({
         let recorder = recorder.clone();
         async move {
-            store_smoke::run(recorder, store, None).await;
+            store_smoke::run(recorder, &SeedNodes::new(), store, None).await;
             read_end_state().await
         }
     });
@@ -31,9 +33,9 @@ fn run_store_smoke(seed: u64, store: StoreOptions) -> (History, Option<EndState>
 /// A linearizable read of every key under "/" (an empty prefix may be refused), by a
 /// read-only principal; None if the store does not answer.
 async fn read_end_state() -> Option<EndState> {
-    let node = Handle::current().create_node().name("end-state-reader").ip(ip(9, 200)).build();
+    let node = Handle::current().create_node().name("end-state-reader").ip(addresses::client(200)).build();
     node.spawn(async move {
-        let members = (1..=N_MEMBERS).map(|id| (id, store_member_addr(id))).collect();
+        let members = (1..=N_MEMBERS).map(|id| (id, addresses::store_member(id))).collect();
         let client = StoreClient::connect(members, Principal::reader("end-state-reader"), StoreClientConfig::default())
             .await
             .ok()?;
@@ -50,8 +52,8 @@ fn check_store_smoke(seed: u64, store: StoreOptions) -> Vec<Verdict> {
     let input = CheckInput {
         history: &history,
         end_state: end_state.as_ref(),
-        // In store-smoke the workload (10.0.9.1) plays the apiserver.
-        apiserver_sources: vec![ip(9, 1)],
+        // In store-smoke the workload plays the apiserver.
+        apiserver_sources: vec![addresses::WORKLOAD],
     };
     check_all(&input)
 }

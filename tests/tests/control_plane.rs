@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use api::{ApiClient, ApiError, Object, PodPhase, Resource};
 use madsim::runtime::{Handle, Runtime};
+use sim::addresses;
 use sim::control_plane::{ControlPlane, ControlPlaneOptions};
 use sim::history::HistoryEvent;
+use sim::nodes::SeedNodes;
 use sim::recorder::Recorder;
 use sim::report::CheckStatus;
 use sim::runner::{run_seed, RunOptions};
@@ -26,7 +28,7 @@ where
     let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
     runtime.block_on(async move {
         let recorder = Recorder::new();
-        let plane = ControlPlane::start(&ControlPlaneOptions::default(), &recorder);
+        let plane = ControlPlane::start(&ControlPlaneOptions::default(), &recorder, &SeedNodes::new());
         let (node, kubectl) = plane.kubectl(&recorder).await;
         let ready = {
             let (kubectl, recorder) = (kubectl.clone(), recorder.clone());
@@ -99,7 +101,8 @@ fn a_kubelet_updating_another_nodes_pod_gets_403_and_nothing_changes() {
     with_deployment(12, |plane, kubectl, node, recorder| async move {
         let pods = running_pods(&node, &kubectl).await;
         let victim = pods.iter().find(|p| p.spec.node_name.as_deref() != Some("kubelet-0")).unwrap().clone();
-        let (k0_node, kubelet0) = plane.client_as("system:node:kubelet-0", "impostor", 2, &recorder).await;
+        let (k0_node, kubelet0) =
+            plane.client_as("system:node:kubelet-0", "impostor", addresses::client(2), &recorder).await;
         let mut tampered = victim.clone();
         tampered.status.phase = PodPhase::Failed;
         let result =
@@ -119,7 +122,8 @@ fn the_scheduler_rebinding_a_bound_pod_gets_409() {
         let pods = running_pods(&node, &kubectl).await;
         let bound = pods[0].clone();
         let other_node = if bound.spec.node_name.as_deref() == Some("kubelet-0") { "kubelet-1" } else { "kubelet-0" };
-        let (s_node, scheduler) = plane.client_as("system:kube-scheduler", "scheduler-impostor", 3, &recorder).await;
+        let (s_node, scheduler) =
+            plane.client_as("system:kube-scheduler", "scheduler-impostor", addresses::client(3), &recorder).await;
         let name = bound.metadata.name.clone();
         let result =
             s_node.spawn(async move { scheduler.bind(NAMESPACE, &name, other_node, None).await }).await.unwrap();
@@ -172,8 +176,8 @@ fn restarting_the_apiserver_and_one_kubelet_mid_flow_still_converges() {
         )
         .await
         .unwrap();
-        sim::cluster::restart_node(plane.apiservers[0].node.id());
-        sim::cluster::restart_node(plane.kubelets[1].0.node.id());
+        sim::nodes::restart_node(plane.apiservers[0].node.id());
+        sim::nodes::restart_node(plane.kubelets[1].0.node.id());
         converges_to(&node, &kubectl, 5, None, Duration::from_secs(60)).await;
     });
 }

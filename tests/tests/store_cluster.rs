@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use madsim::runtime::{Handle, Runtime};
-use sim::cluster::{ip, StoreCluster, StoreOptions};
+use sim::addresses;
+use sim::cluster::StoreCluster;
 use sim::history::HistoryEvent;
+use sim::membership::StoreOptions;
+use sim::nodes::SeedNodes;
 use sim::recorder::Recorder;
 use store::api::{KeyRange, MemberId, Principal, PutRequest, RangeRequest, StoreError};
 use store::client::{StoreClient, StoreClientConfig};
@@ -23,7 +26,8 @@ where
     let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
     runtime.block_on(async move {
         let recorder = Recorder::new();
-        let cluster = StoreCluster::start(&StoreOptions { n_members: 3, ..Default::default() }, &recorder);
+        let cluster =
+            StoreCluster::start(&StoreOptions { n_members: 3, ..Default::default() }, &recorder, &SeedNodes::new());
         body(cluster, recorder).await;
     });
 }
@@ -35,7 +39,7 @@ async fn client_node(
     cluster: &StoreCluster,
     only: Option<MemberId>,
 ) -> (madsim::runtime::NodeHandle, StoreClient) {
-    let node = Handle::current().create_node().name(name).ip(ip(9, host)).build();
+    let node = Handle::current().create_node().name(name).ip(addresses::client(host)).build();
     let mut members = cluster.addresses();
     if let Some(m) = only {
         members.retain(|id, _| *id == m);
@@ -283,7 +287,7 @@ fn only_the_apiserver_role_may_mutate_the_store() {
         wait_for_leader(&node, &client, &cluster).await;
         write_keys(&node, &client, "/k", 5).await;
         let members = cluster.addresses();
-        let rogue = Handle::current().create_node().name("rogue").ip(ip(9, 9)).build();
+        let rogue = Handle::current().create_node().name("rogue").ip(addresses::client(9)).build();
         let result = rogue
             .spawn(async move {
                 let c = StoreClient::connect(members, Principal::other("kubelet-1"), StoreClientConfig::default())

@@ -16,30 +16,15 @@ use api::{
 use crate::checkers::Invariant;
 use crate::control_plane::{ControlPlane, ControlPlaneOptions};
 use crate::history::HistoryEvent;
+use crate::nodes::SeedNodes;
 use crate::recorder::Recorder;
 use crate::report::{Check, ScenarioOutcome};
+use crate::workload::Workload;
 use crate::world::SimWorld;
 use faults::{Fault, FaultPlan};
 
 pub const NAMESPACE: &str = "default";
 pub const DEPLOYMENT: &str = "nginx-deployment";
-pub const INITIAL_REPLICAS: i32 = 3;
-pub const SCALED_REPLICAS: i32 = 5;
-
-/// What the user asks of the cluster: create the deployment with `initial_replicas`, then
-/// scale it to `scaled_replicas`. The default is the scenario's documented flow (3, then
-/// 5); property tests draw others (`sim::strategies::workload_strategy`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Workload {
-    pub initial_replicas: i32,
-    pub scaled_replicas: i32,
-}
-
-impl Default for Workload {
-    fn default() -> Self {
-        Workload { initial_replicas: INITIAL_REPLICAS, scaled_replicas: SCALED_REPLICAS }
-    }
-}
 /// How long each rollout may take to reach its Running pods (the convergence bound).
 pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(30);
 /// The invariant the scenario's own checks verify (docs/design.md §4, invariant 13).
@@ -69,11 +54,16 @@ pub fn nginx_deployment(replicas: i32) -> Deployment {
 /// Without a plan: the plain flow with its 30 s bounds. With one: the same user actions
 /// while the nemesis works through the safety phase, then convergence within the
 /// liveness phase after every fault healed.
-pub async fn run(recorder: Recorder, mut options: ControlPlaneOptions, plan: Option<FaultPlan>) -> ScenarioOutcome {
+pub async fn run(
+    recorder: Recorder,
+    nodes: &SeedNodes,
+    mut options: ControlPlaneOptions,
+    plan: Option<FaultPlan>,
+) -> ScenarioOutcome {
     let traffic_ms = plan.as_ref().map_or(20_000, |p| p.safety_phase_ms);
     options.store_traffic_until.get_or_insert(Duration::from_millis(traffic_ms));
     let workload = options.workload;
-    let plane = ControlPlane::start(&options, &recorder);
+    let plane = ControlPlane::start(&options, &recorder, nodes);
     let (kubectl_node, kubectl) = plane.kubectl(&recorder).await;
     let checks = match plan {
         None => {

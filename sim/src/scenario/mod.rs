@@ -45,16 +45,6 @@ impl Scenario {
         }
     }
 
-    /// Refuses a menu or a plan holding a kind the scenario does not support.
-    pub fn check_faults(self, faults: &crate::runner::Faults) -> Result<(), UnsupportedFault> {
-        use crate::runner::Faults;
-        match faults {
-            Faults::None => Ok(()),
-            Faults::Swarm(menu) => menu.iter().try_for_each(|&kind| self.supports(kind)),
-            Faults::Plan(plan) => plan.events.iter().try_for_each(|event| self.supports(event.fault.kind())),
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Scenario::DeployNginx => "deploy-nginx",

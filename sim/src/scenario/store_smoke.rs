@@ -9,24 +9,23 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::Bytes;
 use madsim::rand::Rng;
-use store::api::{
-    Compare, CompareOp, KeyRange, MemberId, Principal, PutRequest, RangeRequest, RequestOp, Revision, TxnRequest,
-};
+use store::api::{KeyRange, MemberId, Principal, RangeRequest, Revision};
 use store::client::{StoreClient, StoreClientConfig};
 use store::raft::Role;
 
+use crate::addresses;
 use crate::checkers::Invariant;
-use crate::cluster::{ip, StoreCluster, StoreOptions};
+use crate::cluster::StoreCluster;
 use crate::history::{HistoryEvent, StoreOpKind, StoreOpOutcome};
+use crate::membership::StoreOptions;
+use crate::nodes::SeedNodes;
 use crate::recorder::Recorder;
 use crate::report::{Check, ScenarioOutcome};
-use crate::runner::SeedNode;
+use crate::store_traffic::run_worker;
 use crate::world::SimWorld;
 use faults::FaultPlan;
 
-pub const N_KEYS: usize = 16;
 const N_WORKERS: usize = 3;
 const WORKLOAD_DURATION: Duration = Duration::from_secs(20);
 const CRASH_AT: Duration = Duration::from_secs(6);
@@ -34,14 +33,19 @@ const RESTART_AFTER: Duration = Duration::from_secs(3);
 
 /// The scripted leader crash always happens; with a `plan`, the nemesis also applies it
 /// while the workload runs through the safety phase.
-pub async fn run(recorder: Recorder, store: StoreOptions, plan: Option<FaultPlan>) -> ScenarioOutcome {
-    let cluster = StoreCluster::start(&store, &recorder);
+pub async fn run(
+    recorder: Recorder,
+    nodes: &SeedNodes,
+    store: StoreOptions,
+    plan: Option<FaultPlan>,
+) -> ScenarioOutcome {
+    let cluster = StoreCluster::start(&store, &recorder, nodes);
     let members = cluster.addresses();
     let workload_duration = plan.as_ref().map_or(WORKLOAD_DURATION, |p| Duration::from_millis(p.safety_phase_ms));
     let settle = plan.as_ref().map_or(Duration::from_secs(5), |p| Duration::from_millis(p.liveness_phase_ms));
 
     let workload =
-        madsim::runtime::Handle::current().create_node().name("workload").ip(ip(9, 1)).build().of_this_seed();
+        nodes.build(madsim::runtime::Handle::current().create_node().name("workload").ip(addresses::WORKLOAD));
     let mut workers = Vec::new();
     for worker_idx in 0..N_WORKERS {
         let (members, recorder) = (members.clone(), recorder.clone());
@@ -95,95 +99,6 @@ async fn scripted_leader_crash(cluster: &StoreCluster, recorder: &Recorder) {
         }
         Some((member, None)) => recorder.note(format!("the leader, member {member}, runs no slot any more: no crash")),
         None => recorder.note("no leader to crash at the planned time"),
-    }
-}
-
-/// One client's loop of etcd-robustness-style operations on `N_KEYS` keys under
-/// `key_prefix` (puts with unique values, linearizable gets, compare-and-puts), each
-/// recorded with its invoke and return; returns the number of acknowledged writes.
-pub async fn run_worker(
-    client: &StoreClient,
-    recorder: &Recorder,
-    client_name: &str,
-    key_prefix: &str,
-    duration: Duration,
-    think_ms: std::ops::Range<u64>,
-) -> usize {
-    let client_name = client_name.to_string();
-    let mut n_acknowledged = 0;
-    let mut op_id = 0u64;
-    let start = madsim::time::Instant::now();
-    while start.elapsed() < duration {
-        op_id += 1;
-        let (key_idx, choice, think_ms) = {
-            let mut rng = madsim::rand::thread_rng();
-            (rng.gen_range(0..N_KEYS), rng.gen_range(0..10u32), rng.gen_range(think_ms.clone()))
-        };
-        let key = format!("{key_prefix}key-{key_idx:02}");
-        let value = format!("{client_name}-{op_id}");
-        let op = match choice {
-            0..=4 => StoreOpKind::Put { key: key.clone(), value },
-            5..=7 => StoreOpKind::Get { key: key.clone() },
-            _ => {
-                // Compare-and-put against the revision this client last read.
-                let expected = match client.range(RangeRequest::new(KeyRange::Key(key.clone()))).await {
-                    Ok(r) => r.kvs.first().map_or(0, |kv| kv.mod_revision),
-                    Err(_) => 0,
-                };
-                StoreOpKind::CompareAndPut { key: key.clone(), expected_mod_revision: expected, value }
-            }
-        };
-        recorder.record(HistoryEvent::StoreOpInvoked { client: client_name.clone(), op_id, op: op.clone() });
-        let outcome = execute(client, &op).await;
-        if matches!(outcome, StoreOpOutcome::Written { succeeded: true, .. }) {
-            n_acknowledged += 1;
-        }
-        recorder.record(HistoryEvent::StoreOpReturned { client: client_name.clone(), op_id, outcome });
-        madsim::time::sleep(Duration::from_millis(think_ms)).await;
-    }
-    n_acknowledged
-}
-
-pub async fn execute(client: &StoreClient, op: &StoreOpKind) -> StoreOpOutcome {
-    use store::api::StoreError;
-    let classify = |e: StoreError| match e {
-        StoreError::UnknownOutcome { .. } => StoreOpOutcome::Unknown { error: e.to_string() },
-        other => StoreOpOutcome::Failed { error: other.to_string() },
-    };
-    match op {
-        StoreOpKind::Put { key, value } => {
-            let put = PutRequest { key: key.clone(), value: Bytes::from(value.clone()), prev_kv: false };
-            match client.put(put).await {
-                Ok(r) => StoreOpOutcome::Written { revision: r.header.revision, succeeded: true },
-                Err(e) => classify(e),
-            }
-        }
-        StoreOpKind::Get { key } => match client.range(RangeRequest::new(KeyRange::Key(key.clone()))).await {
-            Ok(r) => {
-                let kv = r.kvs.first();
-                StoreOpOutcome::Read {
-                    revision: r.header.revision,
-                    value: kv.map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
-                    mod_revision: kv.map_or(0, |kv| kv.mod_revision),
-                }
-            }
-            Err(e) => StoreOpOutcome::Failed { error: e.to_string() },
-        },
-        StoreOpKind::CompareAndPut { key, expected_mod_revision, value } => {
-            let txn = TxnRequest {
-                compare: vec![Compare::mod_revision(key.clone(), CompareOp::Equal, *expected_mod_revision)],
-                success: vec![RequestOp::Put(PutRequest {
-                    key: key.clone(),
-                    value: Bytes::from(value.clone()),
-                    prev_kv: false,
-                })],
-                failure: vec![],
-            };
-            match client.txn(txn).await {
-                Ok(r) => StoreOpOutcome::Written { revision: r.header.revision, succeeded: r.succeeded },
-                Err(e) => classify(e),
-            }
-        }
     }
 }
 
