@@ -1,6 +1,8 @@
 //! Architecture invariants that the build can check (ARCHITECTURE.md): only the
-//! apiserver reaches the store, and the sans-IO cores stay free of the simulator.
+//! apiserver reaches the store, the sans-IO cores stay free of the simulator, and the
+//! harness's modules import each other in one direction.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 fn read(relative: &str) -> String {
@@ -109,4 +111,260 @@ fn the_verdict_crate_depends_on_no_simulator() {
             }
         }
     }
+}
+
+/// Which modules of a crate each module refers to: module → the top-level modules named by
+/// its `crate::<module>` paths (a folder such as `scenario/` is one module).
+type ModuleGraph = BTreeMap<String, BTreeSet<String>>;
+
+/// The harness's modules refer to each other in one direction (ARCHITECTURE.md: runner →
+/// scenario → world → control plane → store cluster → operator → membership → nodes and
+/// addresses): no module reaches, through others, back to itself. A circle is how a layer
+/// comes to depend on what it serves (the control plane on a scenario, the store cluster
+/// on the runner), so the test names the circle it finds.
+#[test]
+fn the_harness_modules_import_no_circle() {
+    let graph = module_graph("sim/src");
+    let runner = graph.get("runner").expect("sim/src/runner.rs is read");
+    assert!(runner.contains("scenario"), "the reader missed `use crate::scenario` in runner.rs: {runner:?}");
+    assert!(graph.len() >= 10, "sim's modules moved: {:?}", graph.keys().collect::<Vec<_>>());
+    if let Some(circle) = find_circle(&graph) {
+        panic!("sim's modules import each other in a circle: {}", circle.join(" -> "));
+    }
+}
+
+/// The graph reader and the circle finder on small inputs: a circle is found and named, a
+/// DAG passes, and references in comments and strings do not count.
+#[test]
+fn the_module_circle_finder_names_a_planted_circle() {
+    let source = r#"
+        //! Uses `crate::commented` only in prose.
+        use crate::{alpha, beta::Thing, gamma::{self, Other}};
+        use crate::delta::Item; // crate::trailing is a comment
+        /* crate::blocked */
+        fn f() -> char { let _ = "crate::quoted"; let _ = crate::epsilon::call(); '"' }
+        fn g<'a>(x: &'a str) -> &'a str { crate::zeta::h(x) }
+    "#;
+    let expected: BTreeSet<String> =
+        ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"].into_iter().map(String::from).collect();
+    assert_eq!(crate_references(source), expected);
+
+    let graph = |edges: &[(&str, &str)]| {
+        let mut graph = ModuleGraph::new();
+        for (from, to) in edges {
+            graph.entry(from.to_string()).or_default().insert(to.to_string());
+            graph.entry(to.to_string()).or_default();
+        }
+        graph
+    };
+    let circle = find_circle(&graph(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")]));
+    assert_eq!(circle, Some(vec!["a".to_string(), "b".into(), "c".into(), "a".into()]));
+    assert_eq!(find_circle(&graph(&[("a", "b"), ("b", "c"), ("a", "c"), ("d", "a")])), None);
+}
+
+/// The graph of `crate::` references among the modules of the crate whose sources are under
+/// `src` (relative to the workspace root), self-references left out.
+fn module_graph(src: &str) -> ModuleGraph {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(src);
+    let mut graph = ModuleGraph::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())) {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|extension| extension != "rs") {
+                continue;
+            }
+            let relative = path.strip_prefix(&root).expect("under the source root");
+            let first = relative.components().next().expect("a file name").as_os_str().to_string_lossy();
+            let module = first.strip_suffix(".rs").unwrap_or(&first).to_string();
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            let references = graph.entry(module.clone()).or_default();
+            references.extend(crate_references(&text).into_iter().filter(|name| *name != module));
+        }
+    }
+    graph
+}
+
+/// The top-level module names of every `crate::name` and `crate::{name, ...}` path in
+/// `source`, outside comments, string and character literals.
+fn crate_references(source: &str) -> BTreeSet<String> {
+    let code: Vec<char> = code_only(source).chars().collect();
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    let ident_at = |mut at: usize| {
+        let start = at;
+        while at < code.len() && is_ident(code[at]) {
+            at += 1;
+        }
+        (code[start..at].iter().collect::<String>(), at)
+    };
+    let prefix: Vec<char> = "crate::".chars().collect();
+    let mut names = BTreeSet::new();
+    let mut at = 0;
+    while at + prefix.len() <= code.len() {
+        let starts_path = code[at..at + prefix.len()] == prefix[..]
+            && (at == 0 || !(is_ident(code[at - 1]) || code[at - 1] == '$' || code[at - 1] == ':'));
+        if !starts_path {
+            at += 1;
+            continue;
+        }
+        at += prefix.len();
+        if code.get(at) != Some(&'{') {
+            let (name, end) = ident_at(at);
+            names.insert(name);
+            at = end;
+            continue;
+        }
+        // A group: the first segment of each path at its top level.
+        let mut depth = 0;
+        let mut expect_name = true;
+        while at < code.len() {
+            match code[at] {
+                '{' => {
+                    depth += 1;
+                    expect_name = depth == 1;
+                }
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                ',' if depth == 1 => expect_name = true,
+                c if expect_name && is_ident(c) => {
+                    let (name, end) = ident_at(at);
+                    if name != "self" {
+                        names.insert(name);
+                    }
+                    expect_name = false;
+                    at = end;
+                    continue;
+                }
+                _ => {}
+            }
+            at += 1;
+        }
+    }
+    names.retain(|name| !name.is_empty());
+    names
+}
+
+/// `source` with its comments (line, block, doc) and the contents of its string and
+/// character literals blanked out; lifetimes are kept as code.
+fn code_only(source: &str) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let mut code = String::with_capacity(source.len());
+    let mut at = 0;
+    while at < chars.len() {
+        let next = chars.get(at + 1).copied();
+        match chars[at] {
+            '/' if next == Some('/') => {
+                while at < chars.len() && chars[at] != '\n' {
+                    at += 1;
+                }
+            }
+            '/' if next == Some('*') => {
+                let mut depth = 0;
+                while at < chars.len() {
+                    if chars[at] == '/' && chars.get(at + 1) == Some(&'*') {
+                        depth += 1;
+                        at += 2;
+                    } else if chars[at] == '*' && chars.get(at + 1) == Some(&'/') {
+                        depth -= 1;
+                        at += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        at += 1;
+                    }
+                }
+                code.push(' ');
+            }
+            'r' if (next == Some('"') || next == Some('#'))
+                && (at == 0 || !(chars[at - 1].is_alphanumeric() || chars[at - 1] == '_')) =>
+            {
+                // A raw string: r"..." or r#"..."#, with as many hashes at both ends.
+                let mut hashes = 0;
+                let mut open = at + 1;
+                while chars.get(open) == Some(&'#') {
+                    hashes += 1;
+                    open += 1;
+                }
+                if chars.get(open) != Some(&'"') {
+                    code.push('r');
+                    at += 1;
+                    continue;
+                }
+                at = open + 1;
+                while at < chars.len() {
+                    if chars[at] == '"' && (1..=hashes).all(|k| chars.get(at + k) == Some(&'#')) {
+                        at += 1 + hashes;
+                        break;
+                    }
+                    at += 1;
+                }
+                code.push_str("\"\"");
+            }
+            '"' => {
+                at += 1;
+                while at < chars.len() && chars[at] != '"' {
+                    at += if chars[at] == '\\' { 2 } else { 1 };
+                }
+                at += 1;
+                code.push_str("\"\"");
+            }
+            '\'' if next == Some('\\') => {
+                // An escaped character literal: '\n', '\'', '\u{..}'.
+                at += 2;
+                while at < chars.len() && chars[at] != '\'' {
+                    at += 1;
+                }
+                at += 1;
+                code.push_str("' '");
+            }
+            '\'' if chars.get(at + 2) == Some(&'\'') => {
+                at += 3;
+                code.push_str("' '");
+            }
+            c => {
+                code.push(c);
+                at += 1;
+            }
+        }
+    }
+    code
+}
+
+/// A circle in `graph`, as the modules along it with the first repeated at the end, or
+/// `None` when the graph is acyclic. Depth-first, in name order, so the answer is stable.
+fn find_circle(graph: &ModuleGraph) -> Option<Vec<String>> {
+    fn visit<'a>(
+        module: &'a str,
+        graph: &'a ModuleGraph,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|on_path| *on_path == module) {
+            let mut circle: Vec<String> = path[start..].iter().map(|m| m.to_string()).collect();
+            circle.push(module.to_string());
+            return Some(circle);
+        }
+        if !done.insert(module) {
+            return None;
+        }
+        path.push(module);
+        for next in graph.get(module).into_iter().flatten() {
+            if let Some(circle) = visit(next, graph, path, done) {
+                return Some(circle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph.keys().find_map(|module| visit(module, graph, &mut Vec::new(), &mut done))
 }
