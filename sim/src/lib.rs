@@ -5,6 +5,11 @@
 //!
 //! The simulated system never reads anything from here back: the recorder only listens,
 //! checkers only read the finished history.
+//!
+//! The modules depend in one direction: the [`runner`] on the [`scenario`]s, the scenarios
+//! on the infrastructure (the [`world`], the control plane, the store cluster, the
+//! operator, the store's [`membership`], the seed's [`nodes`] and the [`addresses`]),
+//! never back (ARCHITECTURE.md; `tests/tests/architecture.rs` checks it).
 
 pub mod addresses;
 pub mod bugs;

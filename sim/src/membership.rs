@@ -1,5 +1,5 @@
 //! The store's slots and the members running them, what the store cluster, the operator
-//! and the nemesis's world share ([`Shared`]), and how a member starts on a slot.
+//! and the nemesis's world share (`Shared`), and how a member starts on a slot.
 //!
 //! The store's membership is dynamic: the cluster has `n_members` *slots* (1..=n, the
 //! names the fault plan uses: `store-<slot>`), each run at any time by one member. The

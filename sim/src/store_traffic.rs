@@ -2,7 +2,7 @@
 //! linearizable gets and compare-and-puts on a few keys, each operation recorded with its
 //! invoke and return, which gives the store-level linearizability and durability checkers
 //! a dense single-key history. store-smoke's workload is made of these clients
-//! ([`run_worker`]); in the whole control plane they run beside apiserver-0 ([`spawn`]).
+//! ([`run_worker`]); in the whole control plane they run beside apiserver-0 (`spawn`).
 
 use std::time::Duration;
 
