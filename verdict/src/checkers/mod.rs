@@ -274,7 +274,7 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
         |input, _| lease_expiry::check(input),
     ];
     let views = Views::of(input.history);
-    let epochs = epochs::split(input.history);
+    let epochs = epochs::split(input.history, &views);
     let last = epochs.len() - 1;
     let epoch_inputs: Vec<CheckInput> = epochs
         .iter()
@@ -297,10 +297,11 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
             )
         })
         .collect();
-    verdicts.push(backup_restore_equality::check(input));
-    verdicts.push(revisions_monotonic::check(input));
-    verdicts.push(restore_durability::check(input));
-    verdicts.push(informer_continuity::check(input));
+    let restores = restore::restores(input.history, &views.store_ops);
+    verdicts.push(backup_restore_equality::check(&restores));
+    verdicts.push(revisions_monotonic::check(input, &views));
+    verdicts.push(restore_durability::check(&restores));
+    verdicts.push(informer_continuity::check(input, &views));
     // Every declared invariant gets exactly one verdict: none is left unchecked or judged twice.
     debug_assert_eq!(
         verdicts.iter().map(|v| v.invariant).collect::<std::collections::BTreeSet<_>>().len(),
