@@ -2,6 +2,8 @@
 //!
 //! - [`history`]: what a seed recorded — every observable event, stamped with simulated
 //!   time — and the trace hash over it;
+//! - [`views`]: a history's invocation and return records paired into operations, once,
+//!   for every checker to read;
 //! - [`checkers`]: one pure function per invariant from a finished history (and the
 //!   store's end state) to a [`checkers::Verdict`];
 //! - [`outcome`]: what a seed came to, the one result type every layer passes on.
@@ -12,3 +14,4 @@
 pub mod checkers;
 pub mod history;
 pub mod outcome;
+pub mod views;

@@ -22,13 +22,14 @@ use store::api::Revision;
 use super::api_writes::{acknowledged_api_writes, store_writes_by_revision};
 use super::Violations;
 use crate::history::History;
+use crate::views::ApiOps;
 
-/// Checks every acknowledged API write against the store writes; returns how many
-/// acknowledged writes it examined.
-pub(super) fn check(history: &History, violations: &mut Violations) -> usize {
+/// Checks every acknowledged API write of `history` (whose requests `api_ops` pairs)
+/// against the store writes; returns how many acknowledged writes it examined.
+pub(super) fn check(history: &History, api_ops: &ApiOps, violations: &mut Violations) -> usize {
     let committed: BTreeSet<(&str, Revision)> =
         store_writes_by_revision(history).iter().map(|w| (w.key, w.revision)).collect();
-    let acknowledged = acknowledged_api_writes(history);
+    let acknowledged = acknowledged_api_writes(api_ops);
     for write in &acknowledged {
         let key = write.key();
         if committed.contains(&(key.as_str(), write.revision)) {

@@ -1,15 +1,15 @@
 //! Shared evidence for the Kubernetes-level checkers: API writes the apiserver
-//! acknowledged (an `ApiInvoked` write paired with its `ApiReturned` Ok), and the
-//! apiserver's own record of each store write (`StoreWrite`), both by revision.
+//! acknowledged (an `ApiInvoked` write answered by an `ApiReturned` Ok, as the history's
+//! [`ApiOps`] pair them), and the apiserver's own record of each store write
+//! (`StoreWrite`), both by revision.
 //!
-//! Cost: O(n log n) in records (a map of pending requests by (client, request id)).
-
-use std::collections::BTreeMap;
+//! Cost: O(n) in API requests, O(n log n) in store writes (sorted by revision).
 
 use api::{Resource, Verb};
 use store::api::Revision;
 
 use crate::history::{ApiOutcome, History, HistoryEvent};
+use crate::views::ApiOps;
 
 /// An API write some client was told committed.
 #[derive(Clone, Debug)]
@@ -43,35 +43,25 @@ impl AcknowledgedApiWrite<'_> {
 }
 
 /// Every acknowledged API write, in the order the answers were recorded.
-pub(crate) fn acknowledged_api_writes(history: &History) -> Vec<AcknowledgedApiWrite<'_>> {
-    let mut pending: BTreeMap<(&str, u64), (Verb, Resource, &str, &str)> = BTreeMap::new();
-    let mut acknowledged = Vec::new();
-    for (at_ns, event) in history.events() {
-        match event {
-            HistoryEvent::ApiInvoked { client, request_id, verb, resource, namespace, name } if verb.is_write() => {
-                pending.insert((client, *request_id), (*verb, *resource, namespace, name));
-            }
-            HistoryEvent::ApiReturned { client, request_id, outcome } => {
-                let Some((verb, resource, namespace, name)) = pending.remove(&(client.as_str(), *request_id)) else {
-                    continue;
-                };
-                if let ApiOutcome::Ok { resource_version } = outcome {
-                    acknowledged.push(AcknowledgedApiWrite {
-                        client,
-                        request_id: *request_id,
-                        verb,
-                        resource,
-                        namespace,
-                        name,
-                        revision: *resource_version,
-                        at_ns,
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-    acknowledged
+pub(crate) fn acknowledged_api_writes<'h>(api_ops: &ApiOps<'h>) -> Vec<AcknowledgedApiWrite<'h>> {
+    api_ops
+        .in_return_order()
+        .filter(|request| request.invocation.verb.is_write())
+        .filter_map(|request| {
+            let returned = request.returned.as_ref()?;
+            let ApiOutcome::Ok { resource_version } = returned.outcome else { return None };
+            Some(AcknowledgedApiWrite {
+                client: request.client,
+                request_id: request.id,
+                verb: request.invocation.verb,
+                resource: request.invocation.resource,
+                namespace: request.invocation.namespace,
+                name: request.invocation.name,
+                revision: *resource_version,
+                at_ns: returned.at.at_ns,
+            })
+        })
+        .collect()
 }
 
 /// One store write an apiserver committed.

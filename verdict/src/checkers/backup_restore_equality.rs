@@ -6,15 +6,15 @@
 //!
 //! Cost: O(keys + changes) per restore.
 
-use super::restore::restores;
-use super::{CheckInput, Invariant, Verdict, Violations};
+use super::restore::RestoreFacts;
+use super::{Invariant, Verdict, Violations};
 use crate::history::KeyState;
 
-pub(super) fn check(input: &CheckInput) -> Verdict {
+/// Judges every restore of the history (`restore::restores`).
+pub(super) fn check(facts: &[RestoreFacts]) -> Verdict {
     let mut violations = Violations::new(Invariant::BackupRestoreEquality);
     let mut checked = 0;
-    let facts = restores(input.history);
-    for restore in &facts {
+    for restore in facts {
         let Some(revision) = restore.backup_revision else {
             violations.push(
                 Some(restore.at_ns),

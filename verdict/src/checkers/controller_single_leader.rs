@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use api::Resource;
 
 use super::api_writes::acknowledged_api_writes;
-use super::{CheckInput, Invariant, Verdict, Violations};
+use super::{CheckInput, Invariant, Verdict, Views, Violations};
 use crate::history::HistoryEvent;
 
 /// One leadership epoch: `identity` acquired `component`'s lease at `lease_revision`.
@@ -38,7 +38,7 @@ struct Epoch<'h> {
     lease_revision: i64,
 }
 
-pub(super) fn check(input: &CheckInput) -> Verdict {
+pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
     let mut violations = Violations::new(Invariant::ControllerSingleLeader);
     // component -> epochs sorted by lease revision; identity -> its component.
     let mut epochs: BTreeMap<&str, Vec<Epoch>> = BTreeMap::new();
@@ -57,7 +57,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         component_epochs.sort_by_key(|e| e.lease_revision);
     }
     let mut n_writes = 0usize;
-    for write in acknowledged_api_writes(input.history) {
+    for write in acknowledged_api_writes(&views.api_ops) {
         let Some(component) = component_of.get(write.client) else {
             continue;
         };

@@ -18,12 +18,13 @@
 //!
 //! Cost: O(n log n) in operations plus keys (a map of the final keyspace by key).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use store::api::{KeyValue, Revision};
 
-use super::{api_acknowledged_writes, CheckInput, Invariant, Verdict, Violations};
-use crate::history::{HistoryEvent, StoreOpKind, StoreOpOutcome};
+use super::{api_acknowledged_writes, CheckInput, Invariant, Verdict, Views, Violations};
+use crate::history::{StoreOpKind, StoreOpOutcome};
+use crate::views::StoreOps;
 
 /// A write the store acknowledged.
 struct Acknowledged<'h> {
@@ -35,11 +36,11 @@ struct Acknowledged<'h> {
     at_ns: u64,
 }
 
-pub(super) fn check(input: &CheckInput) -> Verdict {
+pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
     let mut violations = Violations::new(Invariant::NoAcknowledgedWriteLost);
     // The API half needs no end state: acknowledged API writes against the apiserver's
     // record of committed store writes.
-    let n_api_writes = api_acknowledged_writes::check(input.history, &mut violations);
+    let n_api_writes = api_acknowledged_writes::check(input.history, &views.api_ops, &mut violations);
     let api_summary = format!("{n_api_writes} acknowledged API writes matched to committed store writes");
     let Some(end_state) = input.end_state else {
         return violations.into_verdict(
@@ -51,7 +52,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
     };
     // A write acknowledged after the final read began may linearize after it.
     let acknowledged: Vec<Acknowledged> =
-        acknowledged_writes(input).into_iter().filter(|w| w.at_ns <= end_state.read_at_ns).collect();
+        acknowledged_writes(&views.store_ops).filter(|w| w.at_ns <= end_state.read_at_ns).collect();
     let final_keys: BTreeMap<&str, &KeyValue> = end_state.keyspace.iter().map(|kv| (kv.key.as_str(), kv)).collect();
     for write in &acknowledged {
         if let Some(problem) = lost(write, final_keys.get(write.key).copied()) {
@@ -107,29 +108,24 @@ fn lost(write: &Acknowledged, final_kv: Option<&KeyValue>) -> Option<String> {
 }
 
 /// Every write whose outcome was an acknowledged success, in return order.
-fn acknowledged_writes<'h>(input: &CheckInput<'h>) -> Vec<Acknowledged<'h>> {
-    let mut invoked: HashMap<(&str, u64), &StoreOpKind> = HashMap::new();
-    let mut acknowledged = Vec::new();
-    for (at_ns, event) in input.history.events() {
-        match event {
-            HistoryEvent::StoreOpInvoked { client, op_id, op } => {
-                invoked.insert((client, *op_id), op);
-            }
-            HistoryEvent::StoreOpReturned {
-                client,
-                op_id,
-                outcome: StoreOpOutcome::Written { revision, succeeded: true },
-            } if !client.starts_with(crate::checkers::epochs::RESTORED_CLIENT_PREFIX) => match invoked
-                .get(&(client.as_str(), *op_id))
-            {
-                Some(StoreOpKind::Put { key, value }) | Some(StoreOpKind::CompareAndPut { key, value, .. }) => {
-                    acknowledged.push(Acknowledged { client, op_id: *op_id, key, value, revision: *revision, at_ns });
-                }
-                // A malformed pairing; the linearizability checker reports it.
-                Some(StoreOpKind::Get { .. }) | None => {}
-            },
-            _ => {}
+fn acknowledged_writes<'v, 'h>(store_ops: &'v StoreOps<'h>) -> impl Iterator<Item = Acknowledged<'h>> + 'v {
+    store_ops.in_return_order().filter_map(|op| {
+        let returned = op.returned.as_ref()?;
+        let StoreOpOutcome::Written { revision, succeeded: true } = returned.outcome else { return None };
+        if op.client.starts_with(crate::checkers::epochs::RESTORED_CLIENT_PREFIX) {
+            return None;
         }
-    }
-    acknowledged
+        match op.invocation {
+            StoreOpKind::Put { key, value } | StoreOpKind::CompareAndPut { key, value, .. } => Some(Acknowledged {
+                client: op.client,
+                op_id: op.id,
+                key,
+                value,
+                revision: *revision,
+                at_ns: returned.at.at_ns,
+            }),
+            // A malformed pairing; the linearizability checker reports it.
+            StoreOpKind::Get { .. } => None,
+        }
+    })
 }

@@ -18,10 +18,11 @@
 //! key's restored mod revision (before any operation of the new epoch).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use super::{Verdict, MAX_VIOLATIONS_PER_INVARIANT};
+use super::{Verdict, Views, MAX_VIOLATIONS_PER_INVARIANT};
 use crate::history::{History, HistoryEvent, KeyState, Record, StoreOpKind, StoreOpOutcome};
+use crate::views::{Operations, StoreOp};
 
 /// The client name of a restored epoch's opening puts. They only explain reads of
 /// restored values to the linearizability checker; the durability checkers skip them
@@ -39,16 +40,16 @@ fn written(op: &StoreOpKind) -> Option<(&str, &str)> {
 }
 
 /// The invoke/return pairs that open a restored epoch: one per restored key some
-/// client's write produced (see the module documentation).
-fn restored_writes(
+/// client's write (`writes`, every store operation invoked before the restore) produced
+/// (see the module documentation).
+fn restored_writes<'h>(
     keyspace: &[KeyState],
-    writes: &BTreeMap<(String, u64), (String, StoreOpKind)>,
+    writes: impl Iterator<Item = &'h StoreOp<'h>>,
     at_ns: u64,
 ) -> Vec<Record> {
     let by_content: BTreeMap<(&str, u64), &str> = writes
-        .values()
-        .filter_map(|(_, op)| {
-            let (key, value) = written(op)?;
+        .filter_map(|op| {
+            let (key, value) = written(op.invocation)?;
             Some(((key, xxhash_rust::xxh3::xxh3_64(value.as_bytes())), value))
         })
         .collect();
@@ -77,56 +78,37 @@ fn restored_writes(
     invoked
 }
 
-/// The history cut at each restore. One element, the history itself uncopied, when there
-/// was no restore.
-pub(crate) fn split(history: &History) -> Vec<Cow<'_, History>> {
-    if !history.records.iter().any(|record| matches!(record.event, HistoryEvent::Restored { .. })) {
+/// Whether the history holds a restore: without one, it is a single epoch.
+pub(crate) fn has_restore(history: &History) -> bool {
+    history.records.iter().any(|record| matches!(record.event, HistoryEvent::Restored { .. }))
+}
+
+/// The history cut at each restore (`views` are the whole history's). One element, the
+/// history itself uncopied, when there was no restore.
+pub(crate) fn split<'h>(history: &'h History, views: &Views) -> Vec<Cow<'h, History>> {
+    if !has_restore(history) {
         return vec![Cow::Borrowed(history)];
     }
     let mut epochs = Vec::new();
     let mut current: Vec<Record> = Vec::new();
-    let mut store_ops: BTreeSet<(String, u64)> = BTreeSet::new();
-    let mut api_requests = BTreeSet::new();
-    // Before the first restore nothing is dropped: a return never invoked there is a
-    // malformed history, for the checkers to report.
-    let mut restored = false;
-    // Every client write invoked so far, by (client, op id).
-    let mut writes: BTreeMap<(String, u64), (String, StoreOpKind)> = BTreeMap::new();
-    // (The restored epoch's opening puts are not added: the originals stay known.)
-    for record in &history.records {
+    // The position of the `Restored` record the current epoch began with. None in the
+    // first epoch, where no return is dropped: one never invoked there is a malformed
+    // history, for the checkers to report.
+    let mut began_at: Option<usize> = None;
+    for (record_idx, record) in history.records.iter().enumerate() {
         match &record.event {
             HistoryEvent::Restored { keyspace, .. } => {
                 epochs.push(std::mem::take(&mut current));
-                store_ops.clear();
-                api_requests.clear();
-                restored = true;
-                current = restored_writes(keyspace, &writes, record.at_ns);
-                for opening in &current {
-                    if let HistoryEvent::StoreOpInvoked { client, op_id, .. } = &opening.event {
-                        store_ops.insert((client.clone(), *op_id));
-                    }
-                }
+                // (The restored epoch's opening puts are not among them: the originals stay known.)
+                let writes = views.store_ops.iter().take_while(|op| op.invoked.record_idx < record_idx);
+                current = restored_writes(keyspace, writes, record.at_ns);
+                began_at = Some(record_idx);
                 continue;
             }
-            HistoryEvent::StoreOpInvoked { client, op_id, op } => {
-                store_ops.insert((client.clone(), *op_id));
-                if written(op).is_some() {
-                    writes.insert((client.clone(), *op_id), (client.clone(), op.clone()));
-                }
-            }
-            HistoryEvent::StoreOpReturned { client, op_id, .. }
-                if restored && !store_ops.contains(&(client.clone(), *op_id)) =>
-            {
+            HistoryEvent::StoreOpReturned { .. } if !answers_within(&views.store_ops, record_idx, began_at) => {
                 continue;
             }
-            HistoryEvent::ApiInvoked { client, request_id, .. } => {
-                api_requests.insert((client.as_str(), *request_id));
-            }
-            HistoryEvent::ApiReturned { client, request_id, .. }
-                if restored && !api_requests.contains(&(client.as_str(), *request_id)) =>
-            {
-                continue;
-            }
+            HistoryEvent::ApiReturned { .. } if !answers_within(&views.api_ops, record_idx, began_at) => continue,
             _ => {}
         }
         current.push(record.clone());
@@ -136,6 +118,17 @@ pub(crate) fn split(history: &History) -> Vec<Cow<'_, History>> {
         .into_iter()
         .map(|records| Cow::Owned(History { records, trace_hash: history.trace_hash, overflowed: history.overflowed }))
         .collect()
+}
+
+/// Whether the return at `record_idx` belongs to the epoch that began at `began_at`: it
+/// answers an operation invoked in that epoch (always, in the first epoch).
+fn answers_within<Invocation, Outcome>(
+    ops: &Operations<Invocation, Outcome>,
+    record_idx: usize,
+    began_at: Option<usize>,
+) -> bool {
+    let Some(began_at) = began_at else { return true };
+    ops.returned_at(record_idx).is_some_and(|op_idx| ops[op_idx].invoked.record_idx > began_at)
 }
 
 /// One verdict from the verdicts of one invariant over every epoch: violations in epoch

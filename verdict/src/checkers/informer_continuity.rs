@@ -12,7 +12,8 @@
 //! changes, and the controllers reading it act on objects that no longer exist.
 //!
 //! What the history shows: the component's lists (`ApiInvoked` with verb list, and the
-//! resourceVersion of their `ApiReturned`) and every watch answer it received
+//! resourceVersion of the `ApiReturned` that answered it, as the history's `ApiOps` pair
+//! them) and every watch answer it received
 //! (`WatchDelivered`: from `since`, complete up to `resource_version`). Watches answered 410
 //! deliver nothing and leave no record. The check is per client, resource and namespace:
 //! each answer's `since` must be a resourceVersion an earlier list or answer of that stream
@@ -26,32 +27,28 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use api::{Resource, Verb};
 
-use super::{CheckInput, Invariant, Verdict, Violations};
+use super::{CheckInput, Invariant, Verdict, Views, Violations};
 use crate::history::{ApiOutcome, HistoryEvent};
+use crate::views::ApiInvocation;
 
 /// One watch stream: who watches which resource in which namespace ("" for all).
 type Stream<'a> = (&'a str, Resource, &'a str);
 
-pub(super) fn check(input: &CheckInput) -> Verdict {
+pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
     let mut violations = Violations::new(Invariant::InformerContinuity);
-    // (client, request id) of a list still in flight -> its resource and namespace.
-    let mut lists: BTreeMap<(&str, u64), (Resource, &str)> = BTreeMap::new();
     // The resourceVersions each stream was given, by a list or a watch answer.
     let mut given: BTreeMap<Stream<'_>, BTreeSet<i64>> = BTreeMap::new();
     let (mut n_answers, mut n_lists) = (0usize, 0usize);
-    for (at_ns, event) in input.history.events() {
-        match event {
-            HistoryEvent::ApiInvoked { client, request_id, verb: Verb::List, resource, namespace, .. } => {
-                lists.insert((client.as_str(), *request_id), (*resource, namespace.as_str()));
-            }
-            HistoryEvent::ApiReturned { client, request_id, outcome } => {
-                let Some((resource, namespace)) = lists.remove(&(client.as_str(), *request_id)) else {
+    for (record_idx, record) in input.history.records.iter().enumerate() {
+        let at_ns = record.at_ns;
+        match &record.event {
+            HistoryEvent::ApiReturned { outcome: ApiOutcome::Ok { resource_version }, .. } => {
+                let Some(request) = views.api_ops.returned_at(record_idx).map(|op_idx| &views.api_ops[op_idx]) else {
                     continue;
                 };
-                if let ApiOutcome::Ok { resource_version } = outcome {
-                    n_lists += 1;
-                    given.entry((client.as_str(), resource, namespace)).or_default().insert(*resource_version);
-                }
+                let ApiInvocation { verb: Verb::List, resource, namespace, .. } = request.invocation else { continue };
+                n_lists += 1;
+                given.entry((request.client, resource, namespace)).or_default().insert(*resource_version);
             }
             HistoryEvent::WatchDelivered { client, resource, namespace, since, resource_version, .. } => {
                 n_answers += 1;

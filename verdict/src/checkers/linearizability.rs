@@ -35,8 +35,9 @@ use std::collections::HashMap;
 
 use store::api::Revision;
 
-use super::{CheckInput, Invariant, Verdict, Violations};
-use crate::history::{History, HistoryEvent, StoreOpKind, StoreOpOutcome};
+use super::{Invariant, Verdict, Views, Violations};
+use crate::history::{StoreOpKind, StoreOpOutcome};
+use crate::views::{MalformedKind, StoreOp, StoreOps};
 
 /// What an operation did, as far as its outcome tells.
 #[derive(Clone, Copy, Debug)]
@@ -61,14 +62,9 @@ enum Class<'h> {
     Malformed,
 }
 
+/// An operation as the history's view pairs it, with what this checker learns of it.
 struct Op<'h> {
-    client: &'h str,
-    op_id: u64,
-    kind: &'h StoreOpKind,
-    /// (record position, at_ns) of the invocation.
-    invoked: (usize, u64),
-    /// (record position, at_ns) of the return, if it returned.
-    returned: Option<(usize, u64)>,
+    operation: &'h StoreOp<'h>,
     class: Class<'h>,
     /// For writes: the revision they took effect at, acknowledged or inferred from a read.
     write_revision: Option<Revision>,
@@ -79,14 +75,29 @@ struct Op<'h> {
 }
 
 impl<'h> Op<'h> {
+    fn kind(&self) -> &'h StoreOpKind {
+        self.operation.invocation
+    }
+
+    /// The record position of the invocation.
+    fn invoked_idx(&self) -> usize {
+        self.operation.invoked.record_idx
+    }
+
+    /// The record position of the return; past every record for an operation that never
+    /// returned.
+    fn returned_idx(&self) -> usize {
+        self.operation.returned.map_or(usize::MAX, |returned| returned.at.record_idx)
+    }
+
     fn key(&self) -> &'h str {
-        match self.kind {
+        match self.kind() {
             StoreOpKind::Put { key, .. } | StoreOpKind::Get { key } | StoreOpKind::CompareAndPut { key, .. } => key,
         }
     }
 
     fn written_value(&self) -> Option<&'h str> {
-        match self.kind {
+        match self.kind() {
             StoreOpKind::Put { value, .. } | StoreOpKind::CompareAndPut { value, .. } => Some(value),
             StoreOpKind::Get { .. } => None,
         }
@@ -102,18 +113,18 @@ impl<'h> Op<'h> {
 
     /// Simulated time of the record that best shows this operation's effect.
     fn at_ns(&self) -> u64 {
-        self.returned.map_or(self.invoked.1, |(_, at_ns)| at_ns)
+        self.operation.returned.map_or(self.operation.invoked, |returned| returned.at).at_ns
     }
 
     fn label(&self) -> String {
-        let what = match self.kind {
+        let what = match self.kind() {
             StoreOpKind::Put { key, value } => format!("put {key}={value}"),
             StoreOpKind::Get { key } => format!("get {key}"),
             StoreOpKind::CompareAndPut { key, expected_mod_revision, value } => {
                 format!("compare-and-put {key}={value} if mod_revision=={expected_mod_revision}")
             }
         };
-        format!("op {}#{} ({what})", self.client, self.op_id)
+        format!("op {}#{} ({what})", self.operation.client, self.operation.id)
     }
 }
 
@@ -156,9 +167,9 @@ impl<'h> KnownWrites<'h> {
     }
 }
 
-pub(super) fn check(input: &CheckInput) -> Verdict {
+pub(super) fn check(views: &Views) -> Verdict {
     let mut violations = Violations::new(Invariant::Linearizability);
-    let mut ops = parse_ops(input.history, &mut violations);
+    let mut ops = parse_ops(&views.store_ops, &mut violations);
     infer_from_reads(&mut ops, &mut violations);
     let mut writes = known_writes(&ops, &mut violations);
     let n_phantoms = check_succeeded_compares(&ops, &mut writes, &mut violations);
@@ -201,48 +212,23 @@ fn classify<'h>(kind: &StoreOpKind, outcome: Option<&'h StoreOpOutcome>) -> Opti
     Some(class)
 }
 
-/// Pairs invocations with returns, in invocation order.
-fn parse_ops<'h>(history: &'h History, violations: &mut Violations) -> Vec<Op<'h>> {
-    let mut ops: Vec<Op<'h>> = Vec::new();
-    let mut by_id: HashMap<(&'h str, u64), usize> = HashMap::new();
-    let mut outcomes: Vec<Option<&'h StoreOpOutcome>> = Vec::new();
-    for (pos, record) in history.records.iter().enumerate() {
-        match &record.event {
-            HistoryEvent::StoreOpInvoked { client, op_id, op } => {
-                if by_id.insert((client, *op_id), ops.len()).is_some() {
-                    violations
-                        .push(Some(record.at_ns), format!("malformed history: op {client}#{op_id} invoked twice"));
-                }
-                outcomes.push(None);
-                ops.push(Op {
-                    client,
-                    op_id: *op_id,
-                    kind: op,
-                    invoked: (pos, record.at_ns),
-                    returned: None,
-                    class: Class::NoEffect,
-                    write_revision: None,
-                    inferred_by: None,
-                    reported: false,
-                });
-            }
-            HistoryEvent::StoreOpReturned { client, op_id, outcome } => match by_id.get(&(client.as_str(), *op_id)) {
-                Some(&idx) if ops[idx].returned.is_none() => {
-                    ops[idx].returned = Some((pos, record.at_ns));
-                    outcomes[idx] = Some(outcome);
-                }
-                Some(_) => violations
-                    .push(Some(record.at_ns), format!("malformed history: op {client}#{op_id} returned twice")),
-                None => violations.push(
-                    Some(record.at_ns),
-                    format!("malformed history: op {client}#{op_id} returned, never invoked"),
-                ),
-            },
-            _ => {}
-        }
+/// The history's operations in invocation order, classified by their outcomes; reports
+/// the records the pairing could not place and the outcomes an operation cannot have.
+fn parse_ops<'h>(store_ops: &'h StoreOps<'h>, violations: &mut Violations) -> Vec<Op<'h>> {
+    for malformed in store_ops.malformed() {
+        let (client, op_id) = (malformed.client, malformed.id);
+        let what = match malformed.kind {
+            MalformedKind::InvokedTwice => "invoked twice",
+            MalformedKind::ReturnedTwice => "returned twice",
+            MalformedKind::NeverInvoked => "returned, never invoked",
+        };
+        violations.push(Some(malformed.at.at_ns), format!("malformed history: op {client}#{op_id} {what}"));
     }
-    for (op, outcome) in ops.iter_mut().zip(outcomes) {
-        match classify(op.kind, outcome) {
+    let mut ops: Vec<Op<'h>> = Vec::with_capacity(store_ops.len());
+    for operation in store_ops {
+        let outcome = operation.returned.map(|returned| returned.outcome);
+        let mut op = Op { operation, class: Class::NoEffect, write_revision: None, inferred_by: None, reported: false };
+        match classify(operation.invocation, outcome) {
             Some(class) => op.class = class,
             None => {
                 op.class = Class::Malformed;
@@ -255,6 +241,7 @@ fn parse_ops<'h>(history: &'h History, violations: &mut Violations) -> Vec<Op<'h
         if let Class::AcknowledgedWrite(revision) = op.class {
             op.write_revision = Some(revision);
         }
+        ops.push(op);
     }
     ops
 }
@@ -269,7 +256,7 @@ fn infer_from_reads(ops: &mut [Op], violations: &mut Violations) {
         };
         if let Some(other) = writer_of_value.insert(value, idx) {
             violations.push(
-                Some(op.invoked.1),
+                Some(op.operation.invoked.at_ns),
                 format!(
                     "history precondition broken: value '{value}' is written by both {} and \
                      {}, so reads of it cannot be attributed",
@@ -357,7 +344,7 @@ fn known_writes<'h>(ops: &[Op<'h>], violations: &mut Violations) -> KnownWrites<
         let Some(revision) = op.write_revision else {
             if matches!(op.class, Class::MaybeWrite) {
                 let earliest = writes.unobserved_maybe_write.entry(op.key()).or_insert(usize::MAX);
-                *earliest = (*earliest).min(op.invoked.0);
+                *earliest = (*earliest).min(op.invoked_idx());
             }
             continue;
         };
@@ -391,7 +378,7 @@ fn check_succeeded_compares<'h>(ops: &[Op<'h>], writes: &mut KnownWrites<'h>, vi
     let mut phantoms: Vec<(Revision, usize)> = Vec::new();
     for (idx, op) in ops.iter().enumerate() {
         let (StoreOpKind::CompareAndPut { key, expected_mod_revision: expected, .. }, Some(revision)) =
-            (op.kind, op.write_revision)
+            (op.kind(), op.write_revision)
         else {
             continue;
         };
@@ -404,7 +391,7 @@ fn check_succeeded_compares<'h>(ops: &[Op<'h>], writes: &mut KnownWrites<'h>, vi
             Some((r, writer)) => format!("its previous write is {} at revision {r}", describe(ops, writer)),
             None => "no earlier write to it is known".to_string(),
         };
-        let before_pos = op.returned.map_or(usize::MAX, |(pos, _)| pos);
+        let before_pos = op.returned_idx();
         let problem = if *expected < previous_revision || *expected >= revision {
             Some(found)
         } else if let Some(&(other_key, writer)) = writes.by_revision.get(expected) {
@@ -487,12 +474,12 @@ fn check_reads(ops: &[Op], writes: &KnownWrites, violations: &mut Violations) {
                 _ => None,
             },
             Class::CompareFailed(revision) => {
-                let StoreOpKind::CompareAndPut { expected_mod_revision: expected, .. } = op.kind else {
+                let StoreOpKind::CompareAndPut { expected_mod_revision: expected, .. } = op.kind() else {
                     unreachable!("only compare-and-puts fail a compare")
                 };
                 let latest = writes.latest_at(key, revision);
                 let actual = latest.map_or(0, |(r, _)| r);
-                let before_pos = op.returned.map_or(usize::MAX, |(pos, _)| pos);
+                let before_pos = op.returned_idx();
                 (actual == *expected && !writes.could_hide_a_write(key, before_pos, actual, revision)).then(|| {
                     let by = latest.map_or("nobody (absent)".to_string(), |(_, w)| describe(ops, w));
                     format!(
@@ -516,9 +503,9 @@ fn check_reads(ops: &[Op], writes: &KnownWrites, violations: &mut Violations) {
 fn check_real_time(ops: &[Op], violations: &mut Violations) {
     let mut events: Vec<(usize, bool, usize)> = Vec::with_capacity(2 * ops.len());
     for (idx, op) in ops.iter().enumerate() {
-        events.push((op.invoked.0, false, idx));
-        if let Some((pos, _)) = op.returned {
-            events.push((pos, true, idx));
+        events.push((op.invoked_idx(), false, idx));
+        if let Some(returned) = op.operation.returned {
+            events.push((returned.at.record_idx, true, idx));
         }
     }
     events.sort_unstable();

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use store::api::{KeyValue, Revision};
 
 use crate::history::History;
+use crate::views::{ApiOps, StoreOps};
 
 /// The invariants kubesim proves or refutes (docs/design.md §4). Names are the kebab-case
 /// strings of [`Invariant::name`], used on the command line, in reports and in JSON.
@@ -242,24 +243,38 @@ pub struct CheckInput<'a> {
     pub apiserver_sources: Vec<IpAddr>,
 }
 
+/// The views of one history that its checkers share (`crate::views`), each built once.
+pub(crate) struct Views<'h> {
+    pub store_ops: StoreOps<'h>,
+    pub api_ops: ApiOps<'h>,
+}
+
+impl<'h> Views<'h> {
+    pub(crate) fn of(history: &'h History) -> Self {
+        Views { store_ops: StoreOps::of(history), api_ops: ApiOps::of(history) }
+    }
+}
+
 /// Runs every checker: one verdict per invariant of [`Invariant::ALL`]. The
 /// checkers of one cluster's behaviour run per cluster epoch (see `epochs.rs`), with the
 /// end state given to the last epoch only; the backup checkers read the whole history.
+/// Each history's views are built once, for all its checkers.
 pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
-    type Checker = fn(&CheckInput) -> Verdict;
+    type Checker = fn(&CheckInput, &Views) -> Verdict;
     const PER_EPOCH: [Checker; 10] = [
-        store_single_writer::check,
-        raft_election_safety::check,
-        raft_state_machine_safety::check,
-        linearizability::check,
+        |input, _| store_single_writer::check(input),
+        |input, _| raft_election_safety::check(input),
+        |input, _| raft_state_machine_safety::check(input),
+        |_, views| linearizability::check(views),
         durability::check,
         controller_single_leader::check,
-        watch_guarantees::check,
-        pod_bound_once::check,
+        |input, _| watch_guarantees::check(input),
+        |input, _| pod_bound_once::check(input),
         replica_count::check,
-        lease_expiry::check,
+        |input, _| lease_expiry::check(input),
     ];
-    let epochs = epochs::split(input.history);
+    let views = Views::of(input.history);
+    let epochs = epochs::split(input.history, &views);
     let last = epochs.len() - 1;
     let epoch_inputs: Vec<CheckInput> = epochs
         .iter()
@@ -270,12 +285,23 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
             apiserver_sources: input.apiserver_sources.clone(),
         })
         .collect();
-    let mut verdicts: Vec<Verdict> =
-        PER_EPOCH.iter().map(|checker| epochs::merge(epoch_inputs.iter().map(checker).collect())).collect();
-    verdicts.push(backup_restore_equality::check(input));
-    verdicts.push(revisions_monotonic::check(input));
-    verdicts.push(restore_durability::check(input));
-    verdicts.push(informer_continuity::check(input));
+    // Without a restore the one epoch is the history itself, whose views are built already.
+    let restored_epoch_views: Vec<Views> =
+        if epochs.len() > 1 { epochs.iter().map(|history| Views::of(history.as_ref())).collect() } else { Vec::new() };
+    let epoch_views = |epoch: usize| restored_epoch_views.get(epoch).unwrap_or(&views);
+    let mut verdicts: Vec<Verdict> = PER_EPOCH
+        .iter()
+        .map(|checker| {
+            epochs::merge(
+                epoch_inputs.iter().enumerate().map(|(epoch, input)| checker(input, epoch_views(epoch))).collect(),
+            )
+        })
+        .collect();
+    let restores = restore::restores(input.history, &views.store_ops);
+    verdicts.push(backup_restore_equality::check(&restores));
+    verdicts.push(revisions_monotonic::check(input, &views));
+    verdicts.push(restore_durability::check(&restores));
+    verdicts.push(informer_continuity::check(input, &views));
     // Every declared invariant gets exactly one verdict: none is left unchecked or judged twice.
     debug_assert_eq!(
         verdicts.iter().map(|v| v.invariant).collect::<std::collections::BTreeSet<_>>().len(),

@@ -36,8 +36,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use api::{Resource, Verb, WatchEventKind};
 use store::api::Revision;
 
-use super::{CheckInput, Invariant, Verdict, Violations};
+use super::{CheckInput, Invariant, Verdict, Views, Violations};
 use crate::history::{ApiOutcome, HistoryEvent};
+use crate::views::ApiInvocation;
 
 /// A pod's life began (created) or ended (deleted) at a revision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,7 +47,7 @@ enum Change {
     Deleted,
 }
 
-pub(super) fn check(input: &CheckInput) -> Verdict {
+pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
     let mut violations = Violations::new(Invariant::Convergence);
     // (revision, pod key) -> change, with when it was first recorded.
     let mut changes: BTreeMap<(Revision, &str), (Change, u64)> = BTreeMap::new();
@@ -54,28 +55,18 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
     // revision, so it applies to every change recorded after it.
     let mut desired_at: Vec<(u64, String, i32)> = Vec::new();
     let pod_prefix = Resource::Pods.key_prefix();
-    // Pod creates in flight, and the keys of pods whose create was answered with an error.
-    let mut creating: BTreeMap<(&str, u64), String> = BTreeMap::new();
-    let mut ambiguous: BTreeSet<String> = BTreeSet::new();
+    // The keys of pods whose create was answered with an error.
+    let ambiguous: BTreeSet<String> = views
+        .api_ops
+        .iter()
+        .filter(|request| {
+            matches!(request.invocation, ApiInvocation { verb: Verb::Create, resource: Resource::Pods, .. })
+                && request.returned.is_some_and(|returned| matches!(returned.outcome, ApiOutcome::Error { .. }))
+        })
+        .map(|request| Resource::Pods.key(request.invocation.namespace, request.invocation.name))
+        .collect();
     for (at_ns, event) in input.history.events() {
         match event {
-            HistoryEvent::ApiInvoked {
-                client,
-                request_id,
-                verb: Verb::Create,
-                resource: Resource::Pods,
-                namespace,
-                name,
-            } => {
-                creating.insert((client, *request_id), Resource::Pods.key(namespace, name));
-            }
-            HistoryEvent::ApiReturned { client, request_id, outcome } => {
-                if let Some(key) = creating.remove(&(client.as_str(), *request_id)) {
-                    if matches!(outcome, ApiOutcome::Error { .. }) {
-                        ambiguous.insert(key);
-                    }
-                }
-            }
             HistoryEvent::StoreWrite { verb, key, revision, .. } if key.starts_with(&pod_prefix) => {
                 let change = match verb {
                     Verb::Create => Change::Created,

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use store::api::Revision;
 
+use super::epochs::has_restore;
 use crate::history::{History, HistoryEvent, KeyState, StoreOpKind, StoreOpOutcome};
+use crate::views::StoreOps;
 
 /// The expected data loss of one restore (docs/design.md §4, invariant 6).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,10 +57,10 @@ pub(crate) struct RestoreFacts {
     pub acked_in_lost_epoch: Vec<AckedWrite>,
 }
 
-/// Every restore of the history, in order.
-pub(crate) fn restores(history: &History) -> Vec<RestoreFacts> {
+/// Every restore of the history, in order (`store_ops` are the whole history's).
+pub(crate) fn restores(history: &History, store_ops: &StoreOps) -> Vec<RestoreFacts> {
     // Most runs restore nothing: skip building every epoch's keyspace for them.
-    if !history.events().any(|(_, event)| matches!(event, HistoryEvent::Restored { .. })) {
+    if !has_restore(history) {
         return Vec::new();
     }
     // Per epoch: the starting keyspace and its committed changes.
@@ -67,9 +69,11 @@ pub(crate) fn restores(history: &History) -> Vec<RestoreFacts> {
     let mut acked: Vec<Vec<AckedWrite>> = vec![Vec::new()];
     let mut backups: BTreeMap<u32, (Revision, usize)> = BTreeMap::new();
     let mut corrupted: BTreeMap<u32, u64> = BTreeMap::new();
-    let mut invoked: BTreeMap<(&str, u64), (&str, bool)> = BTreeMap::new();
+    // The position of the `Restored` record the current epoch began with, if it did: a
+    // write invoked before it and answered after it is no epoch's acknowledged write.
+    let mut epoch_began_at: Option<usize> = None;
     let mut facts = Vec::new();
-    for record in &history.records {
+    for (record_idx, record) in history.records.iter().enumerate() {
         let epoch = epoch_start.len() - 1;
         match &record.event {
             HistoryEvent::Committed { revision, changes } => {
@@ -81,24 +85,21 @@ pub(crate) fn restores(history: &History) -> Vec<RestoreFacts> {
             HistoryEvent::BackupCorrupted { backup, .. } => {
                 corrupted.insert(*backup, record.at_ns);
             }
-            HistoryEvent::StoreOpInvoked { client, op_id, op } => match op {
-                StoreOpKind::Put { key, .. } | StoreOpKind::CompareAndPut { key, .. } => {
-                    invoked.insert((client.as_str(), *op_id), (key.as_str(), false));
-                }
-                StoreOpKind::Get { .. } => {}
-            },
             HistoryEvent::StoreOpReturned {
-                client,
-                op_id,
-                outcome: StoreOpOutcome::Written { revision, succeeded: true },
+                outcome: StoreOpOutcome::Written { revision, succeeded: true }, ..
             } => {
-                if let Some((key, delete)) = invoked.get(&(client.as_str(), *op_id)) {
+                let Some(op) = store_ops.returned_at(record_idx).map(|op_idx| &store_ops[op_idx]) else { continue };
+                let (StoreOpKind::Put { key, .. } | StoreOpKind::CompareAndPut { key, .. }) = op.invocation else {
+                    continue;
+                };
+                if epoch_began_at.is_none_or(|began_at| op.invoked.record_idx > began_at) {
                     acked[epoch].push(AckedWrite {
-                        who: format!("store op {client}#{op_id}"),
-                        key: key.to_string(),
+                        who: format!("store op {}#{}", op.client, op.id),
+                        key: key.clone(),
                         revision: *revision,
                         at_ns: record.at_ns,
-                        delete: *delete,
+                        // The store workload never deletes.
+                        delete: false,
                     });
                 }
             }
@@ -137,7 +138,7 @@ pub(crate) fn restores(history: &History) -> Vec<RestoreFacts> {
                 epoch_start.push(restored);
                 epoch_changes.push(BTreeMap::new());
                 acked.push(Vec::new());
-                invoked.clear();
+                epoch_began_at = Some(record_idx);
             }
             _ => {}
         }
@@ -215,7 +216,8 @@ impl RecoveryStats {
                 _ => {}
             }
         }
-        let restores = restores(history);
+        // The store operations are paired only for a run that restored.
+        let restores = if has_restore(history) { restores(history, &StoreOps::of(history)) } else { Vec::new() };
         stats.restores = restores.len();
         stats.windows = restores.iter().map(RestoreFacts::window).collect();
         stats

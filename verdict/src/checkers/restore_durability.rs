@@ -12,15 +12,15 @@
 //!
 //! Cost: O(acknowledged writes × log keys) per restore.
 
-use super::restore::restores;
-use super::{CheckInput, Invariant, Verdict, Violations};
+use super::restore::RestoreFacts;
+use super::{Invariant, Verdict, Violations};
 
-pub(super) fn check(input: &CheckInput) -> Verdict {
+/// Judges every restore of the history (`restore::restores`).
+pub(super) fn check(facts: &[RestoreFacts]) -> Verdict {
     let mut violations = Violations::new(Invariant::RestoreDurability);
     let mut checked = 0;
     let mut windows = Vec::new();
-    let facts = restores(input.history);
-    for restore in &facts {
+    for restore in facts {
         checked += 1;
         if restore.corrupted_before {
             violations.push(

@@ -14,6 +14,8 @@
 //! that reuses revisions makes Kubernetes clients compare resourceVersions that mean
 //! different states (kubernetes/kubernetes#109541).
 //!
+//! Operations are paired as the history's views pair them (`crate::views`).
+//!
 //! Cost: O(n log n) in records.
 
 use std::collections::BTreeMap;
@@ -21,25 +23,27 @@ use std::collections::BTreeMap;
 use api::{Resource, Verb};
 use store::api::Revision;
 
-use super::{CheckInput, Invariant, Verdict, Violations};
+use super::{CheckInput, Invariant, Verdict, Views, Violations};
 use crate::history::{ApiOutcome, HistoryEvent, StoreOpOutcome};
 
-pub(super) fn check(input: &CheckInput) -> Verdict {
+pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
     let mut violations = Violations::new(Invariant::RevisionsNeverGoBackwards);
     let mut checked = 0;
     // The highest revision each client has been answered with.
     let mut highest: BTreeMap<&str, Revision> = BTreeMap::new();
-    // Per operation in flight: the client's highest revision when it began.
-    let mut store_floor: BTreeMap<(&str, u64), Revision> = BTreeMap::new();
-    let mut api_floor: BTreeMap<(&str, u64), (Revision, Verb)> = BTreeMap::new();
+    // Per operation, by its index in the views: its client's highest revision when it began.
+    let mut store_floor: Vec<Revision> = vec![0; views.store_ops.len()];
+    let mut api_floor: Vec<Revision> = vec![0; views.api_ops.len()];
     let mut streams: BTreeMap<(&str, Resource, &str), Revision> = BTreeMap::new();
-    for record in &input.history.records {
+    for (record_idx, record) in input.history.records.iter().enumerate() {
         match &record.event {
-            HistoryEvent::StoreOpInvoked { client, op_id, .. } => {
-                store_floor.insert((client, *op_id), highest.get(client.as_str()).copied().unwrap_or(0));
+            HistoryEvent::StoreOpInvoked { client, .. } => {
+                let op_idx = views.store_ops.invoked_at(record_idx).expect("every invocation opens an operation");
+                store_floor[op_idx] = highest.get(client.as_str()).copied().unwrap_or(0);
             }
             HistoryEvent::StoreOpReturned { client, op_id, outcome } => {
-                let Some(floor) = store_floor.remove(&(client.as_str(), *op_id)) else { continue };
+                let Some(op_idx) = views.store_ops.returned_at(record_idx) else { continue };
+                let floor = store_floor[op_idx];
                 // A successful write makes a new revision, so it must be above everything
                 // seen; a read or a failed compare may answer at the same revision.
                 let (revision, new) = match outcome {
@@ -60,11 +64,13 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                 let entry = highest.entry(client).or_insert(0);
                 *entry = (*entry).max(revision);
             }
-            HistoryEvent::ApiInvoked { client, request_id, verb, .. } => {
-                api_floor.insert((client, *request_id), (highest.get(client.as_str()).copied().unwrap_or(0), *verb));
+            HistoryEvent::ApiInvoked { client, .. } => {
+                let request_idx = views.api_ops.invoked_at(record_idx).expect("every invocation opens a request");
+                api_floor[request_idx] = highest.get(client.as_str()).copied().unwrap_or(0);
             }
             HistoryEvent::ApiReturned { client, request_id, outcome } => {
-                let Some((floor, verb)) = api_floor.remove(&(client.as_str(), *request_id)) else { continue };
+                let Some(request_idx) = views.api_ops.returned_at(record_idx) else { continue };
+                let (floor, verb) = (api_floor[request_idx], views.api_ops[request_idx].invocation.verb);
                 let ApiOutcome::Ok { resource_version } = outcome else { continue };
                 if !matches!(verb, Verb::Create | Verb::Update | Verb::UpdateStatus | Verb::Bind) {
                     continue;
