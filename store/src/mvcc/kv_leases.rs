@@ -4,9 +4,10 @@
 //! A snapshot's serde fields encode key versions and events without their lease, exactly
 //! as they were encoded before key versions had one; the leases travel after them, in the
 //! snapshot's lease section (see [`super::MvccSnapshot`]), as [`KvLeases`]: the lease of
-//! each stored version and event that has one. A store that never had a leased key
-//! encodes byte for byte as before (snapshot sizes feed the simulation: torn-write
-//! lengths, bit-rot offsets), and only the versions that do have a lease cost bytes.
+//! each stored version and event that has one. A store that never had a lease encodes
+//! byte for byte as before (snapshot sizes feed the simulation: torn-write lengths,
+//! bit-rot offsets); one with leases pays 16 bytes for an empty [`KvLeases`], plus a
+//! named entry per version and event that has a lease.
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
