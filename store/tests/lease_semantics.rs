@@ -479,4 +479,32 @@ mod mvcc {
         let backup = Backup { data: foreign.into(), ..Backup::new(1, 1, &other.to_snapshot(), 2) };
         assert!(matches!(backup.mvcc(), Err(BackupError::Undecodable { .. })), "{:?}", backup.mvcc());
     }
+
+    /// Snapshot bytes feed the simulation (torn-write lengths, bit-rot offsets, a
+    /// corrupted backup's size), so a store that never had a lease must encode exactly as
+    /// it did before key-values had a lease: length and xxh3 of the MVCC and member
+    /// snapshot of this store, as commit ee184ef encoded them.
+    #[test]
+    fn a_lease_free_snapshot_encodes_as_before_key_values_had_a_lease() {
+        let mut store = Mvcc::new();
+        store.apply(&Mutation::Put(put_req("/a", "1"))).unwrap();
+        store.apply(&Mutation::Put(put_req("/b", "1"))).unwrap();
+        store.apply(&Mutation::Put(put_req("/a", "2"))).unwrap();
+        let delete = DeleteRangeRequest { range: KeyRange::Key("/b".into()), prev_kv: true };
+        store.apply(&Mutation::DeleteRange(delete)).unwrap();
+        store.apply(&Mutation::Put(put_req("/c", "1"))).unwrap();
+        store.apply(&Mutation::Compact(CompactRequest { revision: 3 })).unwrap();
+        store.apply(&Mutation::Put(put_req("/a", "3"))).unwrap();
+        let mvcc = store.to_snapshot().encode();
+        let member = MemberSnapshot {
+            cluster_id: 7,
+            mvcc: store.to_snapshot(),
+            members: Default::default(),
+            removed: Default::default(),
+        }
+        .encode();
+        let fingerprint = |bytes: &[u8]| (bytes.len(), xxhash_rust::xxh3::xxh3_64(bytes));
+        assert_eq!(fingerprint(&mvcc), (718, 0x595d_bc3b_c194_09e9));
+        assert_eq!(fingerprint(&member), (742, 0xc585_93ce_5ec0_43fc));
+    }
 }
