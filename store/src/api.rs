@@ -76,6 +76,19 @@ pub struct KeyValue {
     pub mod_revision: Revision,
     /// 1 on create, +1 on each modification; the key is gone (version 0) after delete.
     pub version: i64,
+    /// etcd `mvccpb.KeyValue.lease`: the lease this version of the key was put with, 0
+    /// ([`crate::lease::NO_LEASE`]) for none. Each stored version keeps its own, as etcd
+    /// stores `Lease: int64(leaseID)` in the KeyValue it writes (mvcc/kvstore_txn.go
+    /// `put`): a leased put sets it, a plain put writes a version with 0 (the key leaves
+    /// its lease), a delete's tombstone has 0, and a read at a past revision returns the
+    /// lease of that revision's version even after the lease was revoked. So it is the
+    /// lease of the version, not necessarily a lease that still exists; for the live
+    /// version of a key it is the lease the key is attached to
+    /// ([`crate::lease::LeaseTable::lease_of`]), the attachment etcd rebuilds from it on
+    /// restart (mvcc/kvstore.go `restore`). It travels wherever a KeyValue does (ranges,
+    /// txn responses, `prev_kv`, watch events), and in snapshots and backups in their
+    /// lease section (see [`crate::mvcc::MvccSnapshot`]).
+    pub lease: crate::lease::LeaseId,
 }
 
 /// The key range a request addresses. etcd encodes this as `key` + `range_end`; kubesim

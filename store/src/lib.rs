@@ -9,7 +9,7 @@
 //! - [`backup`]: `snapshot save` / `snapshot restore` (etcdctl, etcdutl), pure.
 //! - [`api`]: the request/response vocabulary shared by member, client and apiserver.
 //! - [`lease`]: etcd's leases (the replicated lease table and the leader's expiry
-//!   clock), pure; not wired into the member yet.
+//!   clock), pure; the MVCC applies the table and the member runs the clock.
 //!
 //! Only the apiserver may depend on this crate's client; `controllers` must not depend on
 //! `store` at all.

@@ -170,7 +170,7 @@ fn a_new_leader_extends_every_lease_on_promotion() {
 mod mvcc {
     use bytes::Bytes;
     use store::api::*;
-    use store::backup::Backup;
+    use store::backup::{restore, Backup, BackupError, RestoreOptions};
     use store::lease::{LeaseId, NO_LEASE};
     use store::mvcc::{Mvcc, MvccSnapshot};
     use store::snapshot::MemberSnapshot;
@@ -299,5 +299,212 @@ mod mvcc {
         let mut from_backup = from_backup;
         let (_, events) = revoke(&mut from_backup, 3).unwrap();
         assert_eq!(events.len(), 1);
+    }
+
+    fn range(store: &Mvcc, prefix: &str, revision: Revision, keys_only: bool) -> Vec<(String, LeaseId)> {
+        let mut request = RangeRequest::new(KeyRange::Prefix(prefix.into()));
+        request.revision = revision;
+        request.keys_only = keys_only;
+        store.range(&request).unwrap().kvs.into_iter().map(|kv| (kv.key, kv.lease)).collect()
+    }
+
+    fn leases_of(kvs: &[KeyValue]) -> Vec<(&str, LeaseId)> {
+        kvs.iter().map(|kv| (kv.key.as_str(), kv.lease)).collect()
+    }
+
+    /// etcd mvcc/kvstore_txn.go `put` stores `Lease: int64(leaseID)` in the KeyValue of
+    /// each version, and every KeyValue etcd returns is a stored one: a range (keys-only
+    /// too), a put's or delete's prev_kv, a txn's responses and a watch's events and
+    /// prev_kvs carry the lease of that version. A plain put writes a version with lease
+    /// 0; a delete's tombstone has lease 0; a read at a past revision sees that revision's
+    /// lease, even after the lease was revoked.
+    #[test]
+    fn every_key_value_carries_the_lease_its_version_was_put_with() {
+        let mut store = Mvcc::new();
+        grant(&mut store, 7, 60).unwrap();
+        grant(&mut store, 8, 60).unwrap();
+        leased_put(&mut store, "/e/a", 7).unwrap(); // 2
+        leased_put(&mut store, "/e/b", 7).unwrap(); // 3
+        store.apply(&Mutation::Put(put_req("/e/plain", "1"))).unwrap(); // 4
+        let expected = [("/e/a".to_string(), 7), ("/e/b".to_string(), 7), ("/e/plain".to_string(), NO_LEASE)];
+        assert_eq!(range(&store, "/e/", 0, false), expected);
+        assert_eq!(range(&store, "/e/", 0, true), expected, "keys_only drops the value, not the lease");
+
+        // A plain put detaches: its version has lease 0, its prev_kv the old lease.
+        let detach = PutRequest { prev_kv: true, ..put_req("/e/a", "2") };
+        let (response, events) = store.apply(&Mutation::Put(detach)).unwrap(); // 5
+        let MutationResponse::Put(response) = response else { panic!("{response:?}") };
+        assert_eq!(response.prev_kv.map(|kv| kv.lease), Some(7));
+        assert_eq!((events[0].kv.lease, events[0].prev_kv.as_ref().map(|kv| kv.lease)), (NO_LEASE, Some(7)));
+        assert_eq!(store.leases().lease_of("/e/a"), NO_LEASE);
+
+        // A txn moving a key to another lease answers and records the same.
+        let moved = LeasedPutRequest { put: PutRequest { prev_kv: true, ..put_req("/e/b", "2") }, lease: 8 };
+        let txn = TxnRequest {
+            compare: vec![],
+            success: vec![
+                RequestOp::LeasedPut(moved),
+                RequestOp::Range(RangeRequest::new(KeyRange::Prefix("/e/".into()))),
+            ],
+            failure: vec![],
+        };
+        let (response, events) = store.apply(&Mutation::Txn(txn)).unwrap(); // 6
+        let MutationResponse::Txn(response) = response else { panic!("{response:?}") };
+        let [ResponseOp::Put(put), ResponseOp::Range(read)] = &response.responses[..] else { panic!("{response:?}") };
+        assert_eq!(put.prev_kv.as_ref().map(|kv| kv.lease), Some(7));
+        assert_eq!(leases_of(&read.kvs), [("/e/a", NO_LEASE), ("/e/b", 8), ("/e/plain", NO_LEASE)]);
+        assert_eq!((events[0].kv.lease, events[0].prev_kv.as_ref().map(|kv| kv.lease)), (8, Some(7)));
+
+        // Revoking lease 8 deletes /e/b: the DELETE's tombstone has no lease, its prev_kv
+        // has the deleted version's.
+        let (_, events) = revoke(&mut store, 8).unwrap(); // 7
+        assert_eq!((events[0].kv.lease, events[0].prev_kv.as_ref().map(|kv| kv.lease)), (NO_LEASE, Some(8)));
+        let watched = store.events(&KeyRange::Prefix("/e/".into()), 2, 0).unwrap();
+        let watched: Vec<(Revision, LeaseId, Option<LeaseId>)> =
+            watched.iter().map(|e| (e.kv.mod_revision, e.kv.lease, e.prev_kv.as_ref().map(|kv| kv.lease))).collect();
+        assert_eq!(
+            watched,
+            [(2, 7, None), (3, 7, None), (4, 0, None), (5, 0, Some(7)), (6, 8, Some(7)), (7, 0, Some(8))]
+        );
+        // The past is as it was: lease 8 is gone, the version put with it still names it.
+        assert_eq!(range(&store, "/e/b", 6, false), [("/e/b".to_string(), 8)]);
+        assert_eq!(range(&store, "/e/", 3, false), [("/e/a".to_string(), 7), ("/e/b".to_string(), 7)]);
+
+        // A delete's prev_kvs carry the lease too.
+        leased_put(&mut store, "/e/c", 7).unwrap(); // 8
+        let delete = DeleteRangeRequest { range: KeyRange::Key("/e/c".into()), prev_kv: true };
+        let (response, _) = store.apply(&Mutation::DeleteRange(delete)).unwrap();
+        let MutationResponse::DeleteRange(response) = response else { panic!("{response:?}") };
+        assert_eq!(leases_of(&response.prev_kvs), [("/e/c", 7)]);
+    }
+
+    /// The store of the test above, in miniature, with every kind of lease a snapshot must
+    /// keep: a live leased key (5), a version whose lease was revoked (lease 6, granted with
+    /// its own id, so the lease table is empty again) and events naming both.
+    fn store_with_key_leases() -> Mvcc {
+        let mut store = Mvcc::new();
+        grant(&mut store, 6, 60).unwrap();
+        leased_put(&mut store, "/e/gone", 6).unwrap(); // 2
+        revoke(&mut store, 6).unwrap(); // 3
+        assert!(store.leases().ids().is_empty());
+        store.apply(&Mutation::Put(put_req("/plain", "1"))).unwrap(); // 4
+        grant(&mut store, 5, 60).unwrap();
+        leased_put(&mut store, "/e/live", 5).unwrap(); // 5
+        store
+    }
+
+    fn all_events(store: &Mvcc) -> Vec<Event> {
+        store.events(&KeyRange::Prefix(String::new()), store.compacted_revision().max(1), 0).unwrap()
+    }
+
+    /// Each version's lease survives a member snapshot (Raft snapshot, restart from the
+    /// snapshot file, InstallSnapshot) and a backup: etcdutl `snapshot restore` copies the
+    /// backend, whose key bucket holds every version's KeyValue with its lease
+    /// (etcdutl/snapshot/v3_snapshot.go `saveDB` only trims membership). The revoked lease
+    /// leaves no lease table, yet its version still names it, so the section is written.
+    #[test]
+    fn key_leases_survive_snapshots_and_backups() {
+        let store = store_with_key_leases();
+        let snapshot = store.to_snapshot();
+        let decoded = MvccSnapshot::decode(&snapshot.encode()).unwrap();
+        assert_eq!(decoded, snapshot, "versions and events keep their leases");
+        let restored = Mvcc::from_snapshot(decoded);
+        assert_eq!(range(&restored, "/e/", 0, false), [("/e/live".to_string(), 5)]);
+        assert_eq!(range(&restored, "/e/", 2, false), [("/e/gone".to_string(), 6)]);
+        assert_eq!(all_events(&restored), all_events(&store));
+
+        let member = MemberSnapshot {
+            cluster_id: 1,
+            mvcc: snapshot.clone(),
+            members: Default::default(),
+            removed: Default::default(),
+        };
+        assert_eq!(MemberSnapshot::decode(&member.encode()).unwrap(), member);
+
+        let backup = Backup::new(1, 1, &snapshot, store.current_revision());
+        let members = [(11, std::net::SocketAddr::from(([10, 0, 0, 11], 2379)))].into_iter().collect();
+        let options = RestoreOptions {
+            cluster_id: 2,
+            members,
+            bump_revision: 100,
+            mark_compacted: true,
+            bugs: Default::default(),
+        };
+        let restored_cluster = restore(&backup, &options).unwrap();
+        let restored = Mvcc::from_snapshot(MemberSnapshot::decode(&restored_cluster.snapshot_data).unwrap().mvcc);
+        assert_eq!(range(&restored, "/e/", 0, false), [("/e/live".to_string(), 5)]);
+        assert_eq!(restored.leases().lease_of("/e/live"), 5, "the lease table is restored as it was saved");
+    }
+
+    /// A snapshot of a store whose lease table is its only record of leases (the encoding
+    /// before key versions had a lease: the table, then nothing) still decodes: the live
+    /// versions take the lease the table attaches them to, as etcd's attachments and live
+    /// versions agree (mvcc/kvstore.go `restore`); older versions and events read lease 0.
+    #[test]
+    fn a_snapshot_from_before_key_leases_takes_the_live_leases_from_the_table() {
+        let store = store_with_key_leases();
+        let snapshot = store.to_snapshot();
+        let mut old_encoding = bincode::serialize(&snapshot).unwrap();
+        old_encoding.extend(bincode::serialize(snapshot.leases()).unwrap());
+        let restored = Mvcc::from_snapshot(MvccSnapshot::decode(&old_encoding).unwrap());
+        assert_eq!(range(&restored, "/", 0, false), [("/e/live".to_string(), 5), ("/plain".to_string(), NO_LEASE)]);
+        assert_eq!(range(&restored, "/e/", 2, false), [("/e/gone".to_string(), NO_LEASE)]);
+        assert!(all_events(&restored).iter().all(|e| e.kv.lease == NO_LEASE));
+    }
+
+    /// A damaged lease section is an error naming what is wrong, never a panic: every
+    /// truncation of the encoding, trailing bytes, and key leases that name versions the
+    /// snapshot does not hold (a section from another snapshot).
+    #[test]
+    fn a_damaged_key_lease_section_is_an_error_not_a_panic() {
+        let store = store_with_key_leases();
+        let snapshot = store.to_snapshot();
+        let encoded = snapshot.encode();
+        let serde_len = bincode::serialized_size(&snapshot).unwrap() as usize;
+        for len in 0..encoded.len() {
+            // Cut after the serde fields or after the table is a shorter valid encoding.
+            let _ = MvccSnapshot::decode(&encoded[..len]);
+        }
+        let mut trailing = encoded.clone();
+        trailing.push(0);
+        let error = MvccSnapshot::decode(&trailing).unwrap_err();
+        assert!(error.contains("unexpected bytes after"), "{error}");
+
+        let mut other = Mvcc::new();
+        other.apply(&Mutation::Put(put_req("/plain", "1"))).unwrap();
+        let mut foreign = bincode::serialize(&other.to_snapshot()).unwrap();
+        foreign.extend_from_slice(&encoded[serde_len..]);
+        let error = MvccSnapshot::decode(&foreign).unwrap_err();
+        assert!(error.contains("which the snapshot lacks"), "{error}");
+        let backup = Backup { data: foreign.into(), ..Backup::new(1, 1, &other.to_snapshot(), 2) };
+        assert!(matches!(backup.mvcc(), Err(BackupError::Undecodable { .. })), "{:?}", backup.mvcc());
+    }
+
+    /// Snapshot bytes feed the simulation (torn-write lengths, bit-rot offsets, a
+    /// corrupted backup's size), so a store that never had a lease must encode exactly as
+    /// it did before key-values had a lease: length and xxh3 of the MVCC and member
+    /// snapshot of this store, as commit ee184ef encoded them.
+    #[test]
+    fn a_lease_free_snapshot_encodes_as_before_key_values_had_a_lease() {
+        let mut store = Mvcc::new();
+        store.apply(&Mutation::Put(put_req("/a", "1"))).unwrap();
+        store.apply(&Mutation::Put(put_req("/b", "1"))).unwrap();
+        store.apply(&Mutation::Put(put_req("/a", "2"))).unwrap();
+        let delete = DeleteRangeRequest { range: KeyRange::Key("/b".into()), prev_kv: true };
+        store.apply(&Mutation::DeleteRange(delete)).unwrap();
+        store.apply(&Mutation::Put(put_req("/c", "1"))).unwrap();
+        store.apply(&Mutation::Compact(CompactRequest { revision: 3 })).unwrap();
+        store.apply(&Mutation::Put(put_req("/a", "3"))).unwrap();
+        let mvcc = store.to_snapshot().encode();
+        let member = MemberSnapshot {
+            cluster_id: 7,
+            mvcc: store.to_snapshot(),
+            members: Default::default(),
+            removed: Default::default(),
+        }
+        .encode();
+        let fingerprint = |bytes: &[u8]| (bytes.len(), xxhash_rust::xxh3::xxh3_64(bytes));
+        assert_eq!(fingerprint(&mvcc), (718, 0x595d_bc3b_c194_09e9));
+        assert_eq!(fingerprint(&member), (742, 0xc585_93ce_5ec0_43fc));
     }
 }

@@ -34,6 +34,14 @@ async fn gone_at(client: &StoreClient, key: &str, limit: Duration) -> Option<Ins
     None
 }
 
+/// Each key under `prefix` at `revision` (0: now) with the lease its version names.
+async fn key_leases(client: &StoreClient, prefix: &str, revision: Revision) -> Vec<(String, i64)> {
+    let mut request = RangeRequest::new(KeyRange::Prefix(prefix.into()));
+    request.revision = revision;
+    let kvs = client.range(request).await.unwrap().kvs;
+    kvs.into_iter().map(|kv| (kv.key, kv.lease)).collect()
+}
+
 async fn leader(client: &StoreClient, ids: &[MemberId]) -> Option<MemberId> {
     for &id in ids {
         if let Ok(status) = client.status(id).await {
@@ -179,8 +187,9 @@ fn a_new_leader_extends_leases_on_promotion() {
 
 /// Leases are replicated state (etcd persists them in its `lease` bucket): a member that
 /// restarts, from a snapshot file plus the WAL after it, still has every lease and which
-/// keys each holds, and a revoke after the restart deletes them; a lease's expiry is not
-/// persisted, the restarted leader's promotion gives every lease a fresh TTL.
+/// keys each holds, every key version still names the lease it was put with (etcd's
+/// `kv.lease`, in the key bucket), and a revoke after the restart deletes them; a lease's
+/// expiry is not persisted, the restarted leader's promotion gives every lease a fresh TTL.
 #[test]
 fn leases_survive_a_restart_from_snapshot_and_wal() {
     members::with_configured_members(
@@ -218,10 +227,14 @@ fn leases_survive_a_restart_from_snapshot_and_wal() {
                     let ttl = client.lease_time_to_live(77, true).await.unwrap();
                     assert_eq!(ttl.keys.len(), 6, "{ttl:?}");
                     assert!(ttl.ttl_secs >= 59, "{ttl:?}");
+                    let before_revoke = key_leases(&client, "/e/", 0).await;
+                    let mut expected: Vec<(String, i64)> = (0..6).map(|i| (format!("/e/{i}"), 77)).collect();
+                    expected.push(("/e/late".into(), 78));
+                    assert_eq!(before_revoke, expected);
                     let revoked = client.lease_revoke(77).await.unwrap();
                     assert_eq!(revoked.header.revision, 9, "one revision for the six deletes");
-                    let left = client.range(RangeRequest::new(KeyRange::Prefix("/e/".into()))).await.unwrap();
-                    assert_eq!(left.kvs.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(), ["/e/late"]);
+                    assert_eq!(key_leases(&client, "/e/", 0).await, [("/e/late".to_string(), 78)]);
+                    assert_eq!(key_leases(&client, "/e/", 8).await, expected, "the past keeps its leases");
                 })
                 .await;
         },
@@ -231,7 +244,8 @@ fn leases_survive_a_restart_from_snapshot_and_wal() {
 /// A follower that was down while leases were granted and used catches up by
 /// InstallSnapshot (the leader's log is compacted to its snapshot) and ends with the same
 /// lease table as the others: the store digest, which covers leases once any exists,
-/// agrees on every member.
+/// agrees on every member, and the follower's own reads give each key the lease it was
+/// put with.
 #[test]
 fn a_follower_catching_up_by_snapshot_gets_the_leases() {
     members::with_configured_members(
@@ -264,7 +278,7 @@ fn a_follower_catching_up_by_snapshot_gets_the_leases() {
             let all = members.addresses.clone();
             members
                 .call(move |client| async move {
-                    client.set_endpoints(all);
+                    client.set_endpoints(all.clone());
                     let mut last = Vec::new();
                     for _ in 0..100 {
                         last.clear();
@@ -282,6 +296,14 @@ fn a_follower_catching_up_by_snapshot_gets_the_leases() {
                         madsim::time::sleep(Duration::from_millis(200)).await;
                     }
                     assert!(last.len() == 3 && last.iter().all(|s| (s.1, s.2) == (last[0].1, last[0].2)), "{last:?}");
+                    let follower_only = all.iter().filter(|(id, _)| **id == follower).map(|(i, a)| (*i, *a)).collect();
+                    client.set_endpoints(follower_only);
+                    let mut local_read = RangeRequest::new(KeyRange::Prefix("/e/".into()));
+                    local_read.serializable = true;
+                    let kvs = client.range(local_read).await.unwrap().kvs;
+                    assert_eq!(kvs.len(), 10);
+                    assert!(kvs.iter().all(|kv| kv.lease == 5), "{kvs:?}");
+                    client.set_endpoints(all);
                     // The revoke still deletes all ten keys in one revision, everywhere.
                     assert_eq!(client.lease_revoke(5).await.unwrap().header.revision, 12);
                 })

@@ -1,13 +1,16 @@
 //! Randomized MVCC against a naive model (a full copy of the keyspace per revision), fixed
-//! seeds: every read at every revision since compaction must equal the model, replaying the
-//! event history from the compaction point must rebuild the current keyspace, and a snapshot
-//! must round-trip the digest.
+//! seeds: puts with and without leases, deletes, lease revokes and compactions; every read
+//! at every revision since compaction must equal the model (each key-value with the lease
+//! its version was put with), replaying the event history from the compaction point must
+//! rebuild the current keyspace, and a snapshot, encoded and decoded, must hold the same
+//! store.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use store::api::*;
-use store::mvcc::Mvcc;
+use store::lease::{LeaseId, NO_LEASE};
+use store::mvcc::{Mvcc, MvccSnapshot};
 
 struct Rng(u64);
 
@@ -23,11 +26,21 @@ impl Rng {
 
 type Keyspace = BTreeMap<String, KeyValue>;
 
+/// The leases a put may name (besides none); each is granted again right after a revoke.
+const LEASES: [LeaseId; 2] = [1, 2];
+
+fn grant(store: &mut Mvcc, id: LeaseId) {
+    store.apply(&Mutation::LeaseGrant(LeaseGrantRequest { id, ttl_secs: 60 })).expect("grant");
+}
+
 #[test]
 fn mvcc_matches_a_naive_model_under_random_requests() {
     for seed in 0..200 {
         let mut rng = Rng(seed);
         let mut store = Mvcc::new();
+        for id in LEASES {
+            grant(&mut store, id);
+        }
         // model[r] = keyspace at revision r (index 0 unused).
         let mut model: Vec<Keyspace> = vec![Keyspace::new(), Keyspace::new()];
         let key = |rng: &mut Rng| format!("/k/{}", rng.below(6));
@@ -35,15 +48,17 @@ fn mvcc_matches_a_naive_model_under_random_requests() {
             let current = model.last().unwrap().clone();
             let revision = store.current_revision() + 1;
             let mut next = current.clone();
-            let mutation = match rng.below(10) {
+            let mutation = match rng.below(11) {
                 0..=4 => {
                     let k = key(&mut rng);
                     let value = Bytes::from(format!("v{step}"));
+                    let lease = [NO_LEASE, LEASES[0], LEASES[1]][rng.below(3) as usize];
                     let kv = match current.get(&k) {
                         Some(old) => KeyValue {
                             value: value.clone(),
                             mod_revision: revision,
                             version: old.version + 1,
+                            lease,
                             ..old.clone()
                         },
                         None => KeyValue {
@@ -52,10 +67,15 @@ fn mvcc_matches_a_naive_model_under_random_requests() {
                             create_revision: revision,
                             mod_revision: revision,
                             version: 1,
+                            lease,
                         },
                     };
                     next.insert(k.clone(), kv);
-                    Mutation::Put(PutRequest { key: k, value, prev_kv: false })
+                    let put = PutRequest { key: k, value, prev_kv: false };
+                    match lease {
+                        NO_LEASE => Mutation::Put(put),
+                        lease => Mutation::LeasedPut(LeasedPutRequest { put, lease }),
+                    }
                 }
                 5..=6 => {
                     let k = key(&mut rng);
@@ -65,6 +85,20 @@ fn mvcc_matches_a_naive_model_under_random_requests() {
                 7 => {
                     next.clear();
                     Mutation::DeleteRange(DeleteRangeRequest { range: KeyRange::Prefix("/k/".into()), prev_kv: false })
+                }
+                10 => {
+                    // The revoke deletes the keys whose live version names the lease; the
+                    // lease is granted again at once (a grant writes no revision).
+                    let id = LEASES[rng.below(2) as usize];
+                    next.retain(|_, kv| kv.lease != id);
+                    let (_, events) = store.apply(&Mutation::LeaseRevoke(LeaseRevokeRequest { id })).unwrap();
+                    grant(&mut store, id);
+                    let wrote = next != current;
+                    if wrote {
+                        model.push(next);
+                    }
+                    assert_eq!(!events.is_empty(), wrote, "seed {seed} step {step}");
+                    continue;
                 }
                 _ => {
                     let oldest = store.compacted_revision().max(1);
@@ -102,7 +136,14 @@ fn mvcc_matches_a_naive_model_under_random_requests() {
             };
         }
         assert_eq!(&replayed, model.last().unwrap(), "seed {seed}");
-        let restored = Mvcc::from_snapshot(store.to_snapshot());
+        let snapshot = store.to_snapshot();
+        let decoded = MvccSnapshot::decode(&snapshot.encode()).unwrap();
+        assert_eq!(decoded, snapshot, "seed {seed}");
+        let restored = Mvcc::from_snapshot(decoded);
         assert_eq!(restored.digest(), store.digest(), "seed {seed}");
+        for revision in compacted.max(1)..=store.current_revision() {
+            let expected: Vec<KeyValue> = model[revision as usize].values().cloned().collect();
+            assert_eq!(restored.keyspace_at(revision).unwrap(), expected, "seed {seed} revision {revision}");
+        }
     }
 }

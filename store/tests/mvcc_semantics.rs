@@ -47,7 +47,14 @@ fn put_op(key: &str, value: &str) -> RequestOp {
 }
 
 fn kv(key: &str, value: &str, create_revision: Revision, mod_revision: Revision, version: i64) -> KeyValue {
-    KeyValue { key: key.into(), value: Bytes::from(value.to_string()), create_revision, mod_revision, version }
+    KeyValue {
+        key: key.into(),
+        value: Bytes::from(value.to_string()),
+        create_revision,
+        mod_revision,
+        version,
+        lease: 0,
+    }
 }
 
 /// etcd: an empty store is at revision 1, and every put adds exactly 1 (the put's header
@@ -235,7 +242,8 @@ fn events_for_put_and_delete_carry_kv_and_prev_kv() {
     assert_eq!(updated[0].prev_kv, Some(kv("k", "v1", 2, 2, 1)));
     assert!(!updated[0].is_create());
     let (_, deleted) = delete(&mut store, KeyRange::Key("k".into()));
-    let tombstone = KeyValue { key: "k".into(), value: Bytes::new(), create_revision: 0, mod_revision: 4, version: 0 };
+    let tombstone =
+        KeyValue { key: "k".into(), value: Bytes::new(), create_revision: 0, mod_revision: 4, version: 0, lease: 0 };
     assert_eq!(deleted, vec![Event { kind: EventKind::Delete, kv: tombstone, prev_kv: Some(kv("k", "v2", 2, 3, 2)) }]);
 }
 
@@ -302,7 +310,7 @@ fn a_delete_at_the_compacted_revision_is_delivered_to_a_watch_from_it() {
     store.apply(&Mutation::Compact(CompactRequest { revision: 4 })).unwrap();
     let events = store.events(&KeyRange::Prefix("".into()), 4, 0).unwrap();
     let tombstone =
-        KeyValue { key: "gone".into(), value: Bytes::new(), create_revision: 0, mod_revision: 4, version: 0 };
+        KeyValue { key: "gone".into(), value: Bytes::new(), create_revision: 0, mod_revision: 4, version: 0, lease: 0 };
     assert_eq!(events[0], Event { kind: EventKind::Delete, kv: tombstone, prev_kv: None });
     assert_eq!(events[1].kv, kv("kept", "2", 3, 5, 2));
     assert_eq!(get_at(&store, "gone", 4).unwrap(), None);

@@ -734,6 +734,7 @@ mod no_acknowledged_write_lost {
             create_revision: 2,
             mod_revision,
             version: 1,
+            lease: 0,
         }
     }
 

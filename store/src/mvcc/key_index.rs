@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{KeyValue, Revision};
+use crate::lease::LeaseId;
 
 /// One stored version of a key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +18,11 @@ pub(crate) struct Version {
     /// the position because compaction drops earlier versions.
     pub(crate) version: i64,
     pub(crate) value: Bytes,
+    /// The lease this version was put with ([`KeyValue::lease`]). Not in the serde
+    /// encoding: a snapshot carries it in its lease section, so that the keys of a store
+    /// that never had a lease encode as they did before versions had one.
+    #[serde(skip)]
+    pub(crate) lease: LeaseId,
 }
 
 /// From one create to the matching delete (or to now, if the key is live).
@@ -45,6 +51,7 @@ impl KeyHistory {
             create_revision,
             mod_revision: version.revision,
             version: version.version,
+            lease: version.lease,
         })
     }
 
@@ -67,7 +74,7 @@ impl KeyHistory {
         self.get(key, Revision::MAX)
     }
 
-    pub(crate) fn put(&mut self, revision: Revision, value: Bytes) {
+    pub(crate) fn put(&mut self, revision: Revision, value: Bytes, lease: LeaseId) {
         match self.generations.last_mut() {
             Some(generation) if generation.deleted_at.is_none() => {
                 let last = generation.versions.last().expect("a generation is never empty");
@@ -75,7 +82,7 @@ impl KeyHistory {
                 // like etcd's checkIntervals), and revisions only grow.
                 assert!(revision > last.revision, "put at revision {revision} after a version at {}", last.revision);
                 let version = last.version + 1;
-                generation.versions.push(Version { revision, version, value });
+                generation.versions.push(Version { revision, version, value, lease });
             }
             _ => {
                 if let Some(previous) = self.generations.last() {
@@ -84,11 +91,30 @@ impl KeyHistory {
                 }
                 self.generations.push(Generation {
                     create_revision: revision,
-                    versions: vec![Version { revision, version: 1, value }],
+                    versions: vec![Version { revision, version: 1, value, lease }],
                     deleted_at: None,
                 });
             }
         }
+    }
+
+    /// Every stored version, oldest first.
+    pub(crate) fn versions(&self) -> impl Iterator<Item = &Version> {
+        self.generations.iter().flat_map(|g| &g.versions)
+    }
+
+    /// The stored version written at exactly `revision`, if this history still holds it.
+    pub(crate) fn version_at_mut(&mut self, revision: Revision) -> Option<&mut Version> {
+        let generation_idx = self.generations.partition_point(|g| g.create_revision <= revision);
+        let generation = &mut self.generations[generation_idx.checked_sub(1)?];
+        let version_idx = generation.versions.binary_search_by_key(&revision, |v| v.revision).ok()?;
+        Some(&mut generation.versions[version_idx])
+    }
+
+    /// The live version, if the key is live.
+    pub(crate) fn live_version_mut(&mut self) -> Option<&mut Version> {
+        let generation = self.generations.last_mut().filter(|g| g.deleted_at.is_none())?;
+        generation.versions.last_mut()
     }
 
     /// Ends the live generation. Returns false (and changes nothing) if the key is not live.

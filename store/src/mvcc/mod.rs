@@ -7,6 +7,7 @@
 //! member that applies the same mutations holds the same state ([`Mvcc::digest`]).
 
 mod key_index;
+mod kv_leases;
 mod store;
 mod validate;
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::key_index::KeyHistory;
+use super::kv_leases::{self, events_without_leases, KvLeases};
 use super::validate;
 use crate::api::{
     CompactRequest, CompactResponse, Compare, CompareOp, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, Event,
@@ -50,13 +51,18 @@ pub const DEFAULT_MIN_LEASE_TTL_SECS: i64 = 2;
 
 /// Everything an [`Mvcc`] holds, for `snapshot save` and Raft snapshots.
 ///
-/// Encode it with [`MvccSnapshot::encode`], not serde alone: the lease table travels as
-/// a section after the rest, present only when the store ever had a lease, so that a
+/// Encode it with [`MvccSnapshot::encode`], not serde alone: the leases travel in a
+/// section after the rest, present only when the store ever had a lease, so that a
 /// snapshot of a store without leases is byte for byte what it was before leases existed
-/// (snapshot sizes feed the simulation: torn writes, bit-rot offsets).
+/// (snapshot sizes feed the simulation: torn writes, bit-rot offsets). The section is the
+/// lease table, then the lease of every key version and event that has one
+/// ([`KeyValue::lease`]; the serde fields leave it out). A section that ends after the
+/// table was written before key versions carried their lease: the table's attachments
+/// then give the live versions theirs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MvccSnapshot {
     keys: BTreeMap<String, KeyHistory>,
+    #[serde(with = "events_without_leases")]
     events: BTreeMap<Revision, Vec<Event>>,
     current_revision: Revision,
     compacted_revision: Revision,
@@ -70,6 +76,7 @@ pub struct MvccSnapshot {
 #[derive(Clone, Copy, Serialize)]
 pub struct MvccView<'a> {
     keys: &'a BTreeMap<String, KeyHistory>,
+    #[serde(serialize_with = "events_without_leases::serialize")]
     events: &'a BTreeMap<Revision, Vec<Event>>,
     current_revision: Revision,
     compacted_revision: Revision,
@@ -87,17 +94,24 @@ impl MvccView<'_> {
     /// lease section (nothing when the store never had a lease), in one allocation of the
     /// final size.
     pub fn encode_within(&self, outer: &impl Serialize) -> Vec<u8> {
-        let leases = !self.leases.is_empty();
-        let lease_len = if leases {
-            bincode::serialized_size(self.leases).expect("a lease table always serializes") as usize
+        // A lease revoked after its keys were written leaves an empty table behind, while
+        // the versions it deleted still name it until compaction: either one opens the
+        // section.
+        let kv_leases = KvLeases::of(self.keys, self.events);
+        let section = !self.leases.is_empty() || !kv_leases.is_empty();
+        let section_len = if section {
+            let table_len = bincode::serialized_size(self.leases).expect("a lease table always serializes");
+            let kv_leases_len = bincode::serialized_size(&kv_leases).expect("key leases always serialize");
+            (table_len + kv_leases_len) as usize
         } else {
             0
         };
         let size = bincode::serialized_size(outer).expect("a snapshot always serializes") as usize;
-        let mut out = Vec::with_capacity(size + lease_len);
+        let mut out = Vec::with_capacity(size + section_len);
         bincode::serialize_into(&mut out, outer).expect("a snapshot always serializes");
-        if leases {
+        if section {
             bincode::serialize_into(&mut out, self.leases).expect("a lease table always serializes");
+            bincode::serialize_into(&mut out, &kv_leases).expect("key leases always serialize");
         }
         out
     }
@@ -128,14 +142,26 @@ impl MvccSnapshot {
         Ok(snapshot)
     }
 
-    /// Reads the lease section from the bytes left after the serde fields (none: no lease).
+    /// Reads the lease section from the bytes left after the serde fields (none: no lease)
+    /// and gives the key versions and events their leases.
     pub fn decode_leases_from(&mut self, rest: &[u8]) -> Result<(), String> {
-        self.leases = if rest.is_empty() {
-            LeaseTable::new()
-        } else {
-            bincode::deserialize(rest).map_err(|e| format!("undecodable lease table: {e}"))?
-        };
-        Ok(())
+        if rest.is_empty() {
+            self.leases = LeaseTable::new();
+            return Ok(());
+        }
+        let (leases, rest): (LeaseTable, &[u8]) =
+            crate::codec::decode_prefix(rest).map_err(|e| format!("undecodable lease table: {e}"))?;
+        self.leases = leases;
+        if rest.is_empty() {
+            kv_leases::attach_live_versions(&mut self.keys, &self.leases);
+            return Ok(());
+        }
+        let (kv_leases, rest): (KvLeases, &[u8]) =
+            crate::codec::decode_prefix(rest).map_err(|e| format!("undecodable key leases: {e}"))?;
+        if !rest.is_empty() {
+            return Err(format!("{} unexpected bytes after the snapshot's lease section", rest.len()));
+        }
+        kv_leases.apply_to(&mut self.keys, &mut self.events)
     }
 
     pub fn leases(&self) -> &LeaseTable {
@@ -290,7 +316,9 @@ impl Mvcc {
 
     /// 64-bit FNV-1a over the current revision and every live key-value (lengths prefixed so
     /// that different keyspaces cannot collide by concatenation). Deterministic across runs
-    /// and platforms.
+    /// and platforms. A live key-value's lease counts through the lease table, which
+    /// attaches each live key to the lease its version names (asserted in `put`), so the
+    /// digest of a store without leases is what it was before key-values had one.
     pub fn digest(&self) -> u64 {
         let mut hasher = Fnv1a::new();
         hasher.write(&self.current_revision.to_le_bytes());
@@ -481,13 +509,14 @@ impl Mvcc {
 
     // ---- writes ----
 
-    /// etcd mvcc/kvstore_txn.go `put`: the key also leaves the lease it was attached to
-    /// and joins `lease` (0: none), which the caller checked exists.
+    /// etcd mvcc/kvstore_txn.go `put`: the new version records `lease` (0: none), which
+    /// the caller checked exists, and the key leaves the lease it was attached to and
+    /// joins that one.
     fn put(&mut self, batch: &mut WriteBatch, req: &PutRequest, lease: LeaseId) -> PutResponse {
         self.leases.put(&req.key, lease).expect("the lease was checked before writing");
         let put_version = |history: &mut KeyHistory| {
             let prev_kv = history.get(&req.key, batch.revision);
-            history.put(batch.revision, req.value.clone());
+            history.put(batch.revision, req.value.clone(), lease);
             (prev_kv, history.get(&req.key, batch.revision).expect("just written"))
         };
         // Most puts change a key that exists: only a new key pays for an owned copy.
@@ -495,6 +524,7 @@ impl Mvcc {
             Some(history) => put_version(history),
             None => put_version(self.keys.entry(req.key.clone()).or_default()),
         };
+        assert_eq!(kv.lease, self.leases.lease_of(&req.key), "a live version names the lease its key is attached to");
         let response_prev_kv = if req.prev_kv { prev_kv.clone() } else { None };
         batch.events.push(Event { kind: EventKind::Put, kv, prev_kv });
         PutResponse { header: header(batch.revision), prev_kv: response_prev_kv }
@@ -664,9 +694,17 @@ fn header(revision: Revision) -> ResponseHeader {
 }
 
 /// etcd's delete event: the key with `mod_revision` = the delete's revision, everything
-/// else zero/empty.
+/// else zero/empty, the lease too (mvcc/kvstore_txn.go `delete` writes
+/// `mvccpb.KeyValue{Key: key}`).
 fn tombstone(key: &str, revision: Revision) -> KeyValue {
-    KeyValue { key: key.to_string(), value: Bytes::new(), create_revision: 0, mod_revision: revision, version: 0 }
+    KeyValue {
+        key: key.to_string(),
+        value: Bytes::new(),
+        create_revision: 0,
+        mod_revision: revision,
+        version: 0,
+        lease: NO_LEASE,
+    }
 }
 
 /// 64-bit FNV-1a, written out so the digest never depends on std's randomized hasher.
