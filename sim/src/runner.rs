@@ -312,7 +312,7 @@ fn report_of(
     let recovery = RecoveryStats::of(history);
     let mut checks = outcome.checks;
     let scenario_violations = checks.iter().filter_map(Check::scenario_violation).collect();
-    if let Some(lost) = recovery.total_loss {
+    if let Some((lost, _)) = &recovery.total_loss {
         // docs/design.md §4.8: after losing every disk with no good backup there is no
         // cluster left to converge; that is the expected outcome, reported as such.
         for check in checks.iter_mut().filter(|check| check.status == CheckStatus::Fail) {
@@ -324,7 +324,8 @@ fn report_of(
     }
     let verdicts = check_all(&input);
     checks.extend(verdicts.iter().map(Check::of_verdict));
-    let judged = Outcome::of_run(scenario_violations, &verdicts, total_loss_of(history));
+    let total_loss = recovery.total_loss.as_ref().map(|(lost, reason)| (*lost as u64, reason.clone()));
+    let judged = Outcome::of_run(scenario_violations, &verdicts, total_loss);
     let mut stats = outcome.stats;
     recovery.add_to(&mut stats);
     add_event_stats(history, &mut stats);
@@ -342,20 +343,6 @@ fn report_of(
         history_records: history.records.len(),
         coverage: Default::default(),
     }
-}
-
-/// The run's total loss of the cluster state, if it ended in one (the last `TotalLoss`
-/// record: acknowledged objects lost, why).
-fn total_loss_of(history: &History) -> Option<(u64, String)> {
-    history
-        .events()
-        .filter_map(|(_, event)| match event {
-            HistoryEvent::TotalLoss { acknowledged_objects_lost, reason } => {
-                Some((*acknowledged_objects_lost as u64, reason.clone()))
-            }
-            _ => None,
-        })
-        .last()
 }
 
 /// One line per fault the nemesis applied, with its simulated time.

@@ -96,6 +96,19 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A checker's violation as an outcome keeps it.
+    pub fn of(violation: &Violation) -> Self {
+        Finding { at_ns: violation.at_ns, message: violation.message.clone() }
+    }
+
+    /// `[12.345678s] message`, or the message alone when it has no time.
+    pub fn line(&self) -> String {
+        match self.at_secs() {
+            Some(secs) => format!("[{secs:.6}s] {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+
     /// The simulated time in seconds, if the finding has one.
     pub fn at_secs(&self) -> Option<f64> {
         self.at_ns.map(|ns| ns as f64 / 1e9)
@@ -263,21 +276,6 @@ impl Outcome {
                 .collect(),
             Outcome::Panic { message } => vec![(Property::NoPanic, message.clone())],
             Outcome::Timeout { detail, .. } => vec![(Property::TimeLimit, detail.clone())],
-        }
-    }
-}
-
-impl Finding {
-    /// A checker's violation as an outcome keeps it.
-    pub fn of(violation: &Violation) -> Self {
-        Finding { at_ns: violation.at_ns, message: violation.message.clone() }
-    }
-
-    /// `[12.345678s] message`, or the message alone when it has no time.
-    pub fn line(&self) -> String {
-        match self.at_secs() {
-            Some(secs) => format!("[{secs:.6}s] {}", self.message),
-            None => self.message.clone(),
         }
     }
 }

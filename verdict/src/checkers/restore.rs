@@ -198,8 +198,9 @@ pub struct RecoveryStats {
     pub replacements: usize,
     pub restores: usize,
     pub windows: Vec<DataLossWindow>,
-    /// Set when the run ended in `total-loss`: the acknowledged objects lost.
-    pub total_loss: Option<usize>,
+    /// Set when the run ended in `total-loss` (its last `TotalLoss` record): the
+    /// acknowledged objects lost, and why.
+    pub total_loss: Option<(usize, String)>,
 }
 
 impl RecoveryStats {
@@ -210,8 +211,8 @@ impl RecoveryStats {
                 HistoryEvent::BackupTaken { .. } => stats.backups += 1,
                 HistoryEvent::DiskLost { .. } => stats.disk_losses += 1,
                 HistoryEvent::MemberReplaced { error: None, .. } => stats.replacements += 1,
-                HistoryEvent::TotalLoss { acknowledged_objects_lost, .. } => {
-                    stats.total_loss = Some(*acknowledged_objects_lost)
+                HistoryEvent::TotalLoss { acknowledged_objects_lost, reason } => {
+                    stats.total_loss = Some((*acknowledged_objects_lost, reason.clone()))
                 }
                 _ => {}
             }
@@ -242,6 +243,6 @@ impl RecoveryStats {
         add("data-loss-writes", self.windows.iter().map(|window| window.n_writes).sum());
         add("data-loss-bytes", self.windows.iter().map(|window| window.bytes as usize).sum());
         add("total-loss-runs", usize::from(self.total_loss.is_some()));
-        add("total-loss-objects", self.total_loss.unwrap_or(0));
+        add("total-loss-objects", self.total_loss.as_ref().map_or(0, |(lost, _)| *lost));
     }
 }
