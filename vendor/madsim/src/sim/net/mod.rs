@@ -72,7 +72,7 @@ pub mod unix;
 pub use self::addr::{lookup_host, ToSocketAddrs};
 use self::dns::DnsServer;
 pub use self::endpoint::{Endpoint, Receiver, Sender};
-use self::ipvs::{IpVirtualServer, ServiceAddr};
+use self::ipvs::IpVirtualServer;
 pub use self::network::{Config, Stat};
 use self::network::{Direction, IpProtocol, Network, Socket};
 pub use self::tcp::{TcpListener, TcpStream};
@@ -309,10 +309,7 @@ impl NetSim {
                 return Ok(());
             }
         }
-        if let Some(addr) = self
-            .ipvs
-            .get_server(ServiceAddr::from_addr_proto(dst, protocol))
-        {
+        if let Some(addr) = self.ipvs.get_server_for(dst, protocol) {
             dst = addr.parse().expect("invalid socket address");
         }
         if let Some((ip, dst_node, socket, latency)) =
@@ -342,10 +339,7 @@ impl NetSim {
         protocol: IpProtocol,
     ) -> io::Result<(PayloadSender, PayloadReceiver, SocketAddr)> {
         self.rand_delay().await?;
-        if let Some(addr) = self
-            .ipvs
-            .get_server(ServiceAddr::from_addr_proto(dst, protocol))
-        {
+        if let Some(addr) = self.ipvs.get_server_for(dst, protocol) {
             dst = addr.parse().expect("invalid socket address");
         }
         let (ip, dst_node, socket, latency) = (self.network.lock().try_send(node, dst, protocol))

@@ -3,7 +3,7 @@ use crate::{rand::*, task::NodeId};
 use serde::{Deserialize, Serialize};
 use std::{
     any::Any,
-    collections::{hash_map::Entry, HashMap, HashSet},
+    collections::hash_map::Entry,
     hash::{Hash, Hasher},
     io,
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -12,6 +12,8 @@ use std::{
     time::Duration,
 };
 use tracing::*;
+// kubesim patch: the network's tables with a fast hasher (see fast_hash's module doc).
+use crate::sim::utils::fast_hash::{FastHashMap as HashMap, FastHashSet as HashSet};
 
 /// A simulated network.
 ///
@@ -118,11 +120,11 @@ impl Network {
             rand,
             config,
             stat: Stat::default(),
-            nodes: HashMap::new(),
-            addr_to_node: HashMap::new(),
-            clogged_node_in: HashSet::new(),
-            clogged_node_out: HashSet::new(),
-            clogged_link: HashSet::new(),
+            nodes: HashMap::default(),
+            addr_to_node: HashMap::default(),
+            clogged_node_in: HashSet::default(),
+            clogged_node_out: HashSet::default(),
+            clogged_link: HashSet::default(),
         }
     }
 

@@ -4,7 +4,6 @@
 
 use crate::rand::{GlobalRng, Rng};
 use futures_util::{select_biased, FutureExt};
-use naive_timer::Timer;
 use spin::Mutex;
 #[doc(no_inline)]
 pub use std::time::{Duration, Instant};
@@ -14,9 +13,12 @@ pub mod error;
 mod interval;
 mod sleep;
 mod system_time;
+// kubesim patch: madsim's own timer heap instead of naive_timer's (see timer.rs).
+mod timer;
 
 pub use self::interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub use self::sleep::{sleep, sleep_until, Sleep};
+use self::timer::Timer;
 
 pub(crate) struct TimeRuntime {
     handle: TimeHandle,
@@ -145,7 +147,13 @@ impl TimeHandle {
         callback: impl FnOnce() + Send + Sync + 'static,
     ) {
         let mut timer = self.timer.lock();
-        timer.add(deadline - self.clock.base_instant(), |_| callback());
+        timer.add(deadline - self.clock.base_instant(), callback);
+    }
+
+    /// kubesim patch: a timer that wakes `waker` at `deadline`, without boxing a closure.
+    pub(crate) fn add_waker_at(&self, deadline: Instant, waker: std::task::Waker) {
+        let mut timer = self.timer.lock();
+        timer.add_waker(deadline - self.clock.base_instant(), waker);
     }
 
     pub(crate) fn add_timer(&self, dur: Duration, callback: impl FnOnce() + Send + Sync + 'static) {
