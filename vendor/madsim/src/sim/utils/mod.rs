@@ -1,0 +1,2 @@
+pub(crate) mod fast_hash;
+pub mod mpsc;
