@@ -20,11 +20,12 @@
 //!   kubelets get 410 Gone on their watches and relist. With no backup that verifies, the
 //!   cluster state is lost: `TotalLoss`, an expected outcome (docs/design.md §4.8).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use faults::Slot;
 use futures::channel::mpsc;
 use futures::StreamExt;
 use madsim::runtime::Handle;
@@ -73,8 +74,8 @@ pub(crate) struct ApiServerProcess {
 }
 
 enum Command {
-    Backup { slot: u64 },
-    Replace { slot: u64 },
+    Backup { slot: Slot },
+    Replace { slot: Slot },
     Restore,
 }
 
@@ -167,17 +168,22 @@ impl Operator {
         *self.controllers.lock().expect("controllers lock") = controllers;
     }
 
-    fn member_of(&self, slot: u64) -> Result<MemberId, String> {
-        self.shared.membership().slots.get(&slot).map(|m| m.id).ok_or_else(|| format!("no store slot {slot}"))
+    fn member_of(&self, slot: Slot) -> Result<MemberId, String> {
+        self.shared
+            .membership()
+            .slots
+            .get(&slot)
+            .map(|m| m.id)
+            .ok_or_else(|| format!("no store slot {}", slot.number()))
     }
 
-    pub fn request_backup(&self, slot: u64) -> Result<String, String> {
+    pub fn request_backup(&self, slot: Slot) -> Result<String, String> {
         let member = self.member_of(slot)?;
         self.send(Command::Backup { slot })?;
         Ok(format!("requested from member {member}"))
     }
 
-    pub fn request_replace(&self, slot: u64) -> Result<String, String> {
+    pub fn request_replace(&self, slot: Slot) -> Result<String, String> {
         let member = self.member_of(slot)?;
         self.send(Command::Replace { slot })?;
         Ok(format!("replacement of member {member} started"))
@@ -224,7 +230,7 @@ impl Operator {
         Some(description)
     }
 
-    async fn backup(&self, client: &StoreClient, slot: u64) {
+    async fn backup(&self, client: &StoreClient, slot: Slot) {
         let Ok(member) = self.member_of(slot) else { return };
         let recorder = &self.shared.recorder;
         match simtime::timeout(CALL_TIMEOUT, client.snapshot_save(member)).await {
@@ -260,17 +266,17 @@ impl Operator {
     /// A majority of the disks is lost: replacing one member cannot work (member remove
     /// needs a quorum), so the operator restores instead, as etcd's disaster-recovery guide
     /// says for a cluster that permanently lost its quorum.
-    async fn escalate(&self, slot: u64) {
+    async fn escalate(&self, slot: Slot) {
         coverage::reached!("operator.replace.escalated-to-restore");
-        let lost = self.shared.membership().lost.clone();
+        let lost: BTreeSet<u64> = self.shared.membership().lost.iter().map(|lost| lost.number()).collect();
         self.shared.recorder.fault(format!(
-            "operator: cannot replace store-{slot}: slots {lost:?} lost their disks, the quorum is gone; restoring from backup"
+            "operator: cannot replace {slot}: slots {lost:?} lost their disks, the quorum is gone; restoring from backup"
         ));
         self.restore().await;
     }
 
     /// Replaces the member of `slot`; false if it did not get through.
-    async fn replace(&self, client: &StoreClient, slot: u64) -> bool {
+    async fn replace(&self, client: &StoreClient, slot: Slot) -> bool {
         let recorder = &self.shared.recorder;
         let Ok(old) = self.member_of(slot) else { return false };
         if self.shared.options.bugs.rejoin_under_old_identity {
@@ -330,10 +336,10 @@ impl Operator {
     /// added while member 10 (disk lost) was still a voter, so the five voters had three
     /// working members; 10's removal then waited behind a backup against 10 itself, and
     /// the loss of the leader's disk left two of five: the quorum was gone for good.
-    async fn remove_other_lost_members(&self, client: &StoreClient, slot: u64) {
+    async fn remove_other_lost_members(&self, client: &StoreClient, slot: Slot) {
         // A lost member no longer among the endpoints was removed by an earlier replacement.
         let endpoints = self.shared.endpoints.lock().expect("endpoints lock").clone();
-        let others: Vec<(u64, MemberId)> = {
+        let others: Vec<(Slot, MemberId)> = {
             let membership = self.shared.membership();
             membership
                 .lost
@@ -358,7 +364,7 @@ impl Operator {
                 Err(error) => format!("could not remove it ({error})"),
             };
             self.shared.recorder.fault(format!(
-                "operator: store-{other_slot} lost its disk too: member {member} {outcome} before adding store-{slot}'s replacement"
+                "operator: {other_slot} lost its disk too: member {member} {outcome} before adding {slot}'s replacement"
             ));
         }
     }
@@ -390,7 +396,7 @@ impl Operator {
         for &node in &controllers {
             handle.kill(node);
         }
-        let slots: Vec<u64> = {
+        let slots: Vec<Slot> = {
             let membership = self.shared.membership();
             for member in membership.slots.values() {
                 handle.kill(member.node.id());

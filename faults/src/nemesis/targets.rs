@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::holds::Down;
 use super::{NodeRef, View};
-use crate::plan::{kind_name, Fault, Target};
+use crate::plan::{kind_name, Fault, Slot, Target};
 
 /// A directed link `from → to` whose messages are dropped.
 pub(crate) type Link = (NodeRef, NodeRef);
@@ -30,19 +30,19 @@ impl<'a> Targets<'a> {
     }
 
     /// The store's slots, in order.
-    pub(crate) fn store_members(&self) -> Vec<u64> {
+    pub(crate) fn store_members(&self) -> Vec<Slot> {
         let mut members = self.view.store_members();
         members.sort_unstable();
         members.dedup();
         members
     }
 
-    pub(crate) fn has_store_member(&self, slot: u64) -> bool {
+    pub(crate) fn has_store_member(&self, slot: Slot) -> bool {
         self.view.store_members().contains(&slot)
     }
 
     /// The slot of a store target (`store-leader` resolved now).
-    pub(crate) fn member(&self, target: &Target) -> Result<u64, String> {
+    pub(crate) fn member(&self, target: &Target) -> Result<Slot, String> {
         match target {
             Target::StoreMember(slot) => Ok(*slot),
             Target::StoreLeader => self.view.store_leader().ok_or_else(|| "no leader known".to_string()),
@@ -64,7 +64,7 @@ impl<'a> Targets<'a> {
         }
     }
 
-    fn member_node(&self, slot: u64) -> Result<NodeRef, String> {
+    fn member_node(&self, slot: Slot) -> Result<NodeRef, String> {
         self.node(&Target::StoreMember(slot))
     }
 
@@ -192,8 +192,8 @@ fn describe_groups(groups: &[Vec<NodeRef>]) -> String {
     groups.iter().map(|group| format!("{{{}}}", group.join(", "))).collect::<Vec<_>>().join(" | ")
 }
 
-/// A Jepsen grudge: for each node, the nodes whose messages it drops.
-pub type Grudge = BTreeMap<u64, BTreeSet<u64>>;
+/// A Jepsen grudge over the store: for each slot, the slots whose messages it drops.
+pub type Grudge = BTreeMap<Slot, BTreeSet<Slot>>;
 
 /// Jepsen's `majorities-ring` (`majorities-ring-perfect` in jepsen.nemesis): lay the
 /// members on a ring, take the `n` windows of `m = n/2 + 1` consecutive members, and let
@@ -201,7 +201,7 @@ pub type Grudge = BTreeMap<u64, BTreeSet<u64>>;
 /// member then sees a majority, itself included, and no two see the same majority.
 ///
 /// Differences from Jepsen, both forced by a plan being data that replays exactly: the
-/// ring is in member-id order rather than shuffled (Raft members are symmetric up to
+/// ring is in slot order rather than shuffled (Raft members are symmetric up to
 /// relabelling; who leads changes over time anyway), and clusters above 5 members use
 /// the same windows instead of Jepsen's stochastic graph, which still gives each member
 /// its own majority.
@@ -209,12 +209,12 @@ pub type Grudge = BTreeMap<u64, BTreeSet<u64>>;
 /// With 3 members (`m = 2`) the ring is one-way: 1 hears 3, 2 hears 1, 3 hears 2, so the
 /// dropped links are 2→1, 3→2 and 1→3. With 5, each member hears exactly its two ring
 /// neighbours and the cut is symmetric.
-pub fn majorities_ring(members: &[u64]) -> Grudge {
+pub fn majorities_ring(members: &[Slot]) -> Grudge {
     let n = members.len();
     let majority = n / 2 + 1;
     let mut grudge = Grudge::new();
     for start in 0..n {
-        let window: BTreeSet<u64> = (0..majority).map(|offset| members[(start + offset) % n]).collect();
+        let window: BTreeSet<Slot> = (0..majority).map(|offset| members[(start + offset) % n]).collect();
         let center = members[(start + majority / 2) % n];
         let dropped = members.iter().copied().filter(|member| !window.contains(member)).collect();
         grudge.insert(center, dropped);
@@ -226,8 +226,8 @@ pub fn majorities_ring(members: &[u64]) -> Grudge {
 /// `bisect` does) and keep the first member of the second half as a bridge that talks
 /// to both: nobody drops the bridge and the bridge drops nobody. With 3 members, 1 and 3
 /// cannot talk and 2 bridges them; with 5, {1, 2} and {4, 5} meet only through 3.
-/// Members are in id order, not shuffled (see [`majorities_ring`]).
-pub fn bridge(members: &[u64]) -> Grudge {
+/// Members are in slot order, not shuffled (see [`majorities_ring`]).
+pub fn bridge(members: &[Slot]) -> Grudge {
     let (first, second) = members.split_at(members.len() / 2);
     let Some(&bridge_member) = second.first() else {
         return Grudge::new();
