@@ -13,7 +13,7 @@ use store::server::Bootstrap;
 use store::wal::SimDisk;
 
 use crate::addresses;
-use crate::membership::{Endpoints, Membership, Shared, StoreMember, StoreOptions};
+use crate::membership::{Endpoints, Membership, StoreMember, StoreOptions, StoreSlots};
 use crate::nodes::{restart_node, SeedNodes};
 use crate::operator::{ApiServerProcess, Operator};
 use crate::recorder::Recorder;
@@ -23,7 +23,7 @@ pub struct StoreCluster {
     /// The initial members (member id = slot). After a replacement or a restore the
     /// slots hold other members: see [`StoreCluster::current`].
     pub members: BTreeMap<MemberId, StoreMember>,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<StoreSlots>,
     pub(crate) operator: Arc<Operator>,
 }
 
@@ -34,7 +34,7 @@ impl StoreCluster {
     pub fn start(options: &StoreOptions, recorder: &Recorder, nodes: &SeedNodes) -> Self {
         let peers: BTreeMap<MemberId, SocketAddr> =
             (1..=options.n_members as MemberId).map(|id| (id, addresses::store_member(id))).collect();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(StoreSlots {
             options: options.clone(),
             recorder: recorder.clone(),
             nodes: nodes.clone(),

@@ -1,5 +1,5 @@
 //! The store's slots and the members running them, what the store cluster, the operator
-//! and the nemesis's world share (`Shared`), and how a member starts on a slot.
+//! and the nemesis's world share (`StoreSlots`), and how a member starts on a slot.
 //!
 //! The store's membership is dynamic: the cluster has `n_members` *slots* (1..=n, the
 //! names the fault plan uses: `store-<slot>`), each run at any time by one member. The
@@ -114,8 +114,10 @@ impl Membership {
     }
 }
 
-/// What the cluster, the world and the operator share.
-pub(crate) struct Shared {
+/// The store's slots as the cluster, the world and the operator share them: who runs
+/// each slot now ([`Membership`]), each slot's clock, the endpoints clients follow, and
+/// how a member is started in a slot.
+pub(crate) struct StoreSlots {
     pub options: StoreOptions,
     pub recorder: Recorder,
     /// The seed's nodes, where every member's node is registered.
@@ -127,7 +129,7 @@ pub(crate) struct Shared {
     pub clocks: Mutex<BTreeMap<Slot, simtime::Clock>>,
 }
 
-impl Shared {
+impl StoreSlots {
     pub fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
         self.membership.lock().expect("membership lock")
     }

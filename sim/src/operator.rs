@@ -38,7 +38,7 @@ use store::wal::SimDisk;
 
 use crate::addresses;
 use crate::history::{History, HistoryEvent, KeyState};
-use crate::membership::Shared;
+use crate::membership::StoreSlots;
 use crate::nodes::restart_node;
 
 /// How many backups the operator keeps (the most recent ones).
@@ -91,7 +91,7 @@ struct StoredBackup {
 pub const MAX_QUEUED_COMMANDS: usize = 256;
 
 pub(crate) struct Operator {
-    shared: Arc<Shared>,
+    shared: Arc<StoreSlots>,
     /// One sender, so the channel's bound is [`MAX_QUEUED_COMMANDS`] (each clone of a
     /// futures sender would add a slot of its own).
     commands: Mutex<mpsc::Sender<Command>>,
@@ -107,7 +107,7 @@ pub(crate) struct Operator {
 
 impl Operator {
     /// Creates the operator's node and starts working through commands on it.
-    pub fn start(shared: Arc<Shared>) -> Arc<Operator> {
+    pub fn start(shared: Arc<StoreSlots>) -> Arc<Operator> {
         let (commands, mut queue) = mpsc::channel(MAX_QUEUED_COMMANDS - 1);
         let operator = Arc::new(Operator {
             shared,
@@ -523,7 +523,7 @@ impl Operator {
 /// with `member list` when its outcome is unknown (a change is never blindly re-sent
 /// after it may have been applied). Gives up at once when the quorum is lost.
 async fn retry_membership<F, Fut>(
-    shared: &Shared,
+    shared: &StoreSlots,
     client: &StoreClient,
     done: impl Fn(&[MemberId]) -> bool,
     change: F,

@@ -21,7 +21,7 @@ use store::wal::{SimDisk, WAL_FILE};
 use crate::cluster::StoreCluster;
 use crate::control_plane::ControlPlane;
 use crate::history::HistoryEvent;
-use crate::membership::Shared;
+use crate::membership::StoreSlots;
 use crate::nodes::restart_node;
 use crate::operator::Operator;
 use crate::recorder::Recorder;
@@ -35,7 +35,7 @@ pub struct SimWorld {
     nodes: BTreeMap<String, NodeId>,
     /// The store's slots (`store-<slot>`), resolved at each call: a replacement or a
     /// restore puts a new member (node, disk) in a slot.
-    store: Arc<Shared>,
+    store: Arc<StoreSlots>,
     operator: Arc<Operator>,
     clocks: BTreeMap<String, Clock>,
     recorder: Recorder,
@@ -147,15 +147,18 @@ impl SimWorld {
     }
 }
 
-/// The member's point for a plan's failpoint name.
+/// The member's point for a plan's failpoint. The two enums are one concept with one
+/// name per point: the plan's (`faults`, which knows nothing of the store) and the
+/// member's (`store::server`, which knows nothing of plans); this is the one place they
+/// meet, and `failpoint_names_agree` keeps their printed names equal.
 fn member_failpoint(failpoint: Failpoint) -> store::server::Failpoint {
     use store::server::Failpoint as Point;
     match failpoint {
-        Failpoint::RaftBeforeSave => Point::BeforeSave,
-        Failpoint::RaftAfterSave => Point::AfterSave,
-        Failpoint::RaftBeforeLeaderSend => Point::BeforeLeaderSend,
-        Failpoint::RaftAfterVote => Point::AfterVote,
-        Failpoint::RaftLeaderAfterApply => Point::LeaderAfterApply,
+        Failpoint::RaftBeforeSave => Point::RaftBeforeSave,
+        Failpoint::RaftAfterSave => Point::RaftAfterSave,
+        Failpoint::RaftBeforeLeaderSend => Point::RaftBeforeLeaderSend,
+        Failpoint::RaftAfterVote => Point::RaftAfterVote,
+        Failpoint::RaftLeaderAfterApply => Point::RaftLeaderAfterApply,
     }
 }
 
@@ -336,5 +339,19 @@ impl World for SimWorld {
 
     fn restore_from_backup(&self) -> Result<String, String> {
         self.operator.request_restore()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan's failpoint and the member's point it arms print the same name (the one the
+    /// plan's JSON uses), so a history line reads the same whichever side wrote it.
+    #[test]
+    fn failpoint_names_agree() {
+        for failpoint in Failpoint::ALL {
+            assert_eq!(member_failpoint(failpoint).to_string(), failpoint.name());
+        }
     }
 }

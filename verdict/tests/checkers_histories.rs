@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use store::api::Role as PrincipalRole;
+use store::api::PrincipalRole;
 use verdict::checkers::testing::{applied_event, check_one, h, APISERVER_SOURCE};
 use verdict::checkers::{EndState, Invariant, Verdict};
 use verdict::history::{History, HistoryEvent};

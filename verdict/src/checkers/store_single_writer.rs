@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
-use store::api::Role as PrincipalRole;
+use store::api::PrincipalRole;
 
 use super::{CheckInput, Invariant, Verdict, Violations};
 use store::lease::LESSOR_PRINCIPAL;
