@@ -88,7 +88,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                     violations.push(
                         Some(at_ns),
                         format!(
-                            "store-{member} proposed the revoke of expired lease {lease:x} (proposal \
+                            "member {member} proposed the revoke of expired lease {lease:x} (proposal \
                              {proposal_id}) while not the lease primary: only the leader's lessor expires leases"
                         ),
                     );
@@ -98,7 +98,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                     violations.push(
                         Some(at_ns),
                         format!(
-                            "store-{member} expired lease {lease:x}, which it never granted nor held when promoted"
+                            "member {member} expired lease {lease:x}, which it never granted nor held when promoted"
                         ),
                     );
                     continue;
@@ -114,7 +114,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                     violations.push(
                         Some(at_ns),
                         format!(
-                            "store-{member} expired lease {lease:x} (TTL {ttl} s) at {now_ms} ms on its clock, \
+                            "member {member} expired lease {lease:x} (TTL {ttl} s) at {now_ms} ms on its clock, \
                              {} ms after {since} at {since_ms} ms: before the TTL ran on the deciding leader's clock",
                             now_ms.saturating_sub(since_ms)
                         ),

@@ -134,7 +134,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                         violations.push(
                             Some(at_ns),
                             format!(
-                                "store-{member} took a snapshot of index {index} after reaching index \
+                                "member {member} took a snapshot of index {index} after reaching index \
                                  {previous_index}: a snapshot must move a member forward"
                             ),
                         );
@@ -161,7 +161,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                 violations.push(
                     Some(at_ns),
                     format!(
-                        "store-{member} applied index {index} after index {previous_index}: \
+                        "member {member} applied index {index} after index {previous_index}: \
                          entries must apply in increasing index order, once per start"
                     ),
                 );
@@ -171,7 +171,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                     violations.push(
                         Some(at_ns),
                         format!(
-                            "store-{member}'s revision went from {previous_revision} (index \
+                            "member {member}'s revision went from {previous_revision} (index \
                              {previous_index}) to {} at index {index}, which wrote {} events: \
                              expected {expected}",
                             application.revision, application.n_events
@@ -189,7 +189,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                 violations.push(
                     Some(at_ns),
                     format!(
-                        "store-{member} re-applied index {index} after a restart as \
+                        "member {member} re-applied index {index} after a restart as \
                          {application}, but had applied {} there before",
                         before.get()
                     ),
@@ -207,7 +207,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                 violations.push(
                     Some(at_ns),
                     format!(
-                        "store-{member} applied {application} at index {index}, but store-{other} \
+                        "member {member} applied {application} at index {index}, but member {other} \
                          applied {theirs} there"
                     ),
                 )
@@ -225,7 +225,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
                 violations.push(
                     Some(claim.at_ns),
                     format!(
-                        "store-{} took a snapshot of index {} at revision {}, but store-{other} \
+                        "member {} took a snapshot of index {} at revision {}, but member {other} \
                          applied {theirs} there",
                         claim.member, claim.index, claim.revision
                     ),
@@ -291,7 +291,7 @@ fn check_no_gap(
                 violations.push(
                     next_at_ns,
                     format!(
-                        "store-{} skipped index {index} (store-{other} applied {theirs} there) \
+                        "member {} skipped index {index} (member {other} applied {theirs} there) \
                          and went on to apply index {next_index}{snapshot}",
                         incarnation.member
                     ),

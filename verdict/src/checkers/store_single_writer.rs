@@ -67,7 +67,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         }
         let evidence = || {
             format!(
-                "entry {index} (term {term}, proposal {proposal_id}) applied on store-{member} \
+                "entry {index} (term {term}, proposal {proposal_id}) applied on member {member} \
                  at revision {revision} with {n_events} events"
             )
         };
