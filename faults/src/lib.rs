@@ -32,7 +32,8 @@ pub mod strategies;
 pub use generate::{generate, GenerateOptions};
 pub use kinds::{FaultKind, FaultKindError};
 pub use nemesis::{
-    bridge, majorities_ring, perform, run, Call, Grudge, Nemesis, NodeRef, Reached, Reported, SharedWorld, View, World,
+    bridge, majorities_ring, perform, run, Call, Grudge, Nemesis, NodeRef, Reached, Refused, Reported, SharedWorld,
+    View, World,
 };
 pub use plan::{
     BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, PlanError, PlanFile, Slot, Target, TargetParseError,

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use faults::Slot;
+use faults::{Refused, Slot};
 use futures::channel::mpsc;
 use futures::StreamExt;
 use madsim::runtime::Handle;
@@ -168,39 +168,34 @@ impl Operator {
         *self.controllers.lock().expect("controllers lock") = controllers;
     }
 
-    fn member_of(&self, slot: Slot) -> Result<MemberId, String> {
-        self.shared
-            .membership()
-            .slots
-            .get(&slot)
-            .map(|m| m.id)
-            .ok_or_else(|| format!("no store slot {}", slot.number()))
+    fn member_of(&self, slot: Slot) -> Result<MemberId, Refused> {
+        self.shared.membership().slots.get(&slot).map(|m| m.id).ok_or(Refused::NoSuchSlot(slot))
     }
 
-    pub fn request_backup(&self, slot: Slot) -> Result<String, String> {
+    pub fn request_backup(&self, slot: Slot) -> Result<String, Refused> {
         let member = self.member_of(slot)?;
         self.send(Command::Backup { slot })?;
         Ok(format!("requested from member {member}"))
     }
 
-    pub fn request_replace(&self, slot: Slot) -> Result<String, String> {
+    pub fn request_replace(&self, slot: Slot) -> Result<String, Refused> {
         let member = self.member_of(slot)?;
         self.send(Command::Replace { slot })?;
         Ok(format!("replacement of member {member} started"))
     }
 
-    pub fn request_restore(&self) -> Result<String, String> {
+    pub fn request_restore(&self) -> Result<String, Refused> {
         let n = self.backups.lock().expect("backups lock").len();
         self.send(Command::Restore)?;
         Ok(format!("restore started ({n} backups kept)"))
     }
 
-    fn send(&self, command: Command) -> Result<(), String> {
+    fn send(&self, command: Command) -> Result<(), Refused> {
         self.commands.lock().expect("operator commands lock").try_send(command).map_err(|e| {
             if e.is_full() {
-                format!("the operator is busy: {MAX_QUEUED_COMMANDS} commands are waiting")
+                Refused::OperatorBusy { waiting: MAX_QUEUED_COMMANDS }
             } else {
-                "the operator's node is gone".to_string()
+                Refused::OperatorGone
             }
         })
     }
@@ -519,6 +514,17 @@ impl Operator {
     }
 }
 
+/// Why a membership change did not take effect; `last` says what the last attempt got.
+#[derive(Debug, thiserror::Error)]
+enum MembershipChangeError {
+    /// The lost disks are a majority: no change can commit.
+    #[error("the quorum is lost ({last})")]
+    QuorumLost { last: String },
+    /// `MEMBERSHIP_PATIENCE` ran out.
+    #[error("gave up after {after_secs}s: {last}")]
+    GaveUp { after_secs: u64, last: String },
+}
+
 /// Runs a membership change until it took effect: retried while it fails, and checked
 /// with `member list` when its outcome is unknown (a change is never blindly re-sent
 /// after it may have been applied). Gives up at once when the quorum is lost.
@@ -527,7 +533,7 @@ async fn retry_membership<F, Fut>(
     client: &StoreClient,
     done: impl Fn(&[MemberId]) -> bool,
     change: F,
-) -> Result<(), String>
+) -> Result<(), MembershipChangeError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Vec<MemberId>, store::api::StoreError>>,
@@ -536,7 +542,7 @@ where
     let mut last = String::from("no attempt");
     while start.elapsed() < MEMBERSHIP_PATIENCE {
         if shared.membership().quorum_lost() {
-            return Err(format!("the quorum is lost ({last})"));
+            return Err(MembershipChangeError::QuorumLost { last });
         }
         if let Ok(Ok(voters)) = simtime::timeout(CALL_TIMEOUT, client.member_list()).await {
             if done(&voters) {
@@ -551,7 +557,7 @@ where
         }
         madsim::time::sleep(Duration::from_secs(1)).await;
     }
-    Err(format!("gave up after {}s: {last}", MEMBERSHIP_PATIENCE.as_secs()))
+    Err(MembershipChangeError::GaveUp { after_secs: MEMBERSHIP_PATIENCE.as_secs(), last })
 }
 
 /// Every live key of `mvcc` at its current revision.

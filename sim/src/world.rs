@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use api::Clock;
-use faults::{BitFlip, Failpoint, NodeRef, Slot, Target, Tear, View, World};
+use faults::{BitFlip, Failpoint, NodeRef, Refused, Slot, Target, Tear, View, World};
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -325,7 +325,7 @@ impl World for SimWorld {
         self.recorder.record(HistoryEvent::DiskLost { member: member_id });
     }
 
-    fn take_backup(&self, slot: Slot) -> Result<String, String> {
+    fn take_backup(&self, slot: Slot) -> Result<String, Refused> {
         self.operator.request_backup(slot)
     }
 
@@ -333,11 +333,11 @@ impl World for SimWorld {
         self.operator.corrupt_latest_backup(flip)
     }
 
-    fn replace_member(&self, slot: Slot) -> Result<String, String> {
+    fn replace_member(&self, slot: Slot) -> Result<String, Refused> {
         self.operator.request_replace(slot)
     }
 
-    fn restore_from_backup(&self) -> Result<String, String> {
+    fn restore_from_backup(&self) -> Result<String, Refused> {
         self.operator.request_restore()
     }
 }

@@ -1,7 +1,7 @@
 //! What the nemesis core hands out: [`Call`]s to make on the world, in order, and the
 //! history lines that go with them.
 
-use super::NodeRef;
+use super::{NodeRef, Refused};
 use crate::plan::{BitFlip, Failpoint, Slot, Tear};
 
 /// One call the core asks its driver to make on the [`World`](super::World), in the
@@ -84,7 +84,7 @@ pub enum Reported {
 impl Reported {
     /// The history line for the call's outcome (an `Err` of a corruption means there was
     /// nothing to corrupt).
-    pub fn line(&self, outcome: Result<String, String>) -> String {
+    pub fn line(&self, outcome: Result<String, Refused>) -> String {
         match (self, outcome) {
             (Reported::CorruptStoreRecord { slot, .. }, Ok(what)) => format!("corrupt-record {slot}: {what}"),
             (Reported::CorruptStoreRecord { slot, .. }, Err(_)) => {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::calls::{Call, Reached, Reported};
 use super::holds::{ClockSkews, Condition, Down, Holds, NetworkConditions};
 use super::schedule::{Action, Timeline};
-use super::targets::{Cut, Link, Targets};
+use super::targets::{Cut, Link, Targets, Unresolved};
 use super::{NodeRef, View};
 use crate::plan::{kind_name, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Slot, Target, Tear};
 
@@ -181,7 +181,7 @@ impl Nemesis {
         Applied::Nothing
     }
 
-    fn skip(&mut self, at_ms: u64, fault: &Fault, reason: &str) -> Applied {
+    fn skip(&mut self, at_ms: u64, fault: &Fault, reason: &Unresolved) -> Applied {
         self.record(at_ms, format!("{}: {reason}, skipped", kind_name(fault)));
         Applied::Nothing
     }
@@ -231,7 +231,7 @@ impl Nemesis {
             Fault::DiskLossMajority { members } => members
                 .iter()
                 .map(|member| targets.member(member))
-                .collect::<Result<BTreeSet<Slot>, String>>()
+                .collect::<Result<BTreeSet<Slot>, Unresolved>>()
                 .map(|slots| self.lose_disks(at_ms, &fault, slots.into_iter().collect())),
             Fault::DiskLossAll => Ok(self.lose_disks(at_ms, &fault, targets.store_members())),
             &Fault::ClockSkew { ref target, offset_ms, drift_ms_per_s } => {

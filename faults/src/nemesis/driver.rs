@@ -9,7 +9,7 @@ use madsim::time::{Instant, TimeHandle};
 
 use super::calls::{history_line, Call, Reached, Reported};
 use super::core::Nemesis;
-use super::{SharedWorld, World};
+use super::{Refused, SharedWorld, World};
 use crate::plan::FaultPlan;
 
 /// Runs `plan` against `world`, with time counted from the call, and returns at the end
@@ -104,13 +104,12 @@ pub fn perform(call: Call, world: &dyn World, reached_tx: &mpsc::Sender<Reached>
         Call::LoseDisk(slot) => world.lose_disk(slot),
         Call::Record { at_ms, line } => record(world, history_line(at_ms, &line)),
         Call::Reported { at_ms, action } => {
-            // A corruption with nothing to corrupt gives no reason: `Reported::line` words it.
             let outcome = match &action {
                 Reported::CorruptStoreRecord { slot, flip } => {
-                    world.corrupt_store_record(*slot, *flip).ok_or_else(String::new)
+                    world.corrupt_store_record(*slot, *flip).ok_or(Refused::NothingToCorrupt)
                 }
                 Reported::TakeBackup { slot } => world.take_backup(*slot),
-                Reported::CorruptBackup { flip } => world.corrupt_backup(*flip).ok_or_else(String::new),
+                Reported::CorruptBackup { flip } => world.corrupt_backup(*flip).ok_or(Refused::NothingToCorrupt),
                 Reported::ReplaceMember { slot } => world.replace_member(*slot),
                 Reported::RestoreFromBackup => world.restore_from_backup(),
             };

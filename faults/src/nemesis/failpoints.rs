@@ -6,7 +6,7 @@
 use super::calls::{Call, Reached};
 use super::core::{Applied, Chase, Nemesis};
 use super::holds::Down;
-use super::targets::Targets;
+use super::targets::{Targets, Unresolved};
 use super::View;
 use crate::plan::{ChaseStep, Failpoint, Slot};
 
@@ -32,9 +32,9 @@ impl Nemesis {
         failpoint: Failpoint,
         restart_after_ms: u64,
         passes: u32,
-    ) -> Result<Applied, String> {
+    ) -> Result<Applied, Unresolved> {
         if !targets.has_store_member(slot) {
-            return Err(format!("{slot} does not exist"));
+            return Err(Unresolved::NoSuchSlot(slot));
         }
         self.arm_one(event_idx, slot, failpoint, passes);
         self.armed.insert(event_idx);

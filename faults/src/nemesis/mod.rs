@@ -99,7 +99,7 @@ pub trait World: View {
     fn record(&self, description: String);
     /// Operator `snapshot save` against the member in `slot`; the world keeps the backup off-cluster.
     /// Returns what was started or taken, or why it could not be (member unknown).
-    fn take_backup(&self, slot: Slot) -> Result<String, String>;
+    fn take_backup(&self, slot: Slot) -> Result<String, Refused>;
     /// Flips bits of one byte of the most recent stored backup where `flip` says; `None`
     /// if no backup is stored.
     fn corrupt_backup(&self, flip: BitFlip) -> Option<String>;
@@ -108,11 +108,32 @@ pub trait World: View {
     /// The operator replaces a member whose disk was lost: remove it from the cluster, add
     /// a new identity with an empty disk on a new address, start it. Targets naming
     /// the slot reach the replacement afterwards.
-    fn replace_member(&self, slot: Slot) -> Result<String, String>;
+    fn replace_member(&self, slot: Slot) -> Result<String, Refused>;
     /// The operator's restore after a majority or total disk loss (see
     /// `Fault::DiskLossMajority`). `Err` when no stored backup verifies: the run's
     /// cluster state is lost (`total-loss`).
-    fn restore_from_backup(&self) -> Result<String, String>;
+    fn restore_from_backup(&self) -> Result<String, Refused>;
+}
+
+/// Why the world did not carry out what the nemesis asked of it; the history line of the
+/// call says so (`operator: replace store-2 failed: the operator is busy: ...`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The slot holds no member.
+    #[error("no store slot {}", .0.number())]
+    NoSuchSlot(Slot),
+    /// The operator's queue of requests is full.
+    #[error("the operator is busy: {waiting} commands are waiting")]
+    OperatorBusy { waiting: usize },
+    /// The operator's node no longer takes requests.
+    #[error("the operator's node is gone")]
+    OperatorGone,
+    /// No stored backup verifies: the cluster state is lost.
+    #[error("no good backup")]
+    NoGoodBackup,
+    /// A corruption found nothing to corrupt (no synced WAL, no stored backup).
+    #[error("nothing to corrupt")]
+    NothingToCorrupt,
 }
 
 /// The shared handle `run` takes.

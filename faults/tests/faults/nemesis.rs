@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 
 use faults::{
     bridge, majorities_ring, perform, run, BitFlip, Failpoint, Fault, FaultEvent, FaultKind, FaultPlan,
-    GenerateOptions, Grudge, Nemesis, Reached, Slot, Target, Tear, View, World,
+    GenerateOptions, Grudge, Nemesis, Reached, Refused, Slot, Target, Tear, View, World,
 };
 use futures::channel::mpsc;
 use madsim::time::{Instant, TimeHandle};
@@ -239,7 +239,7 @@ impl World for FakeWorld {
     fn record(&self, description: String) {
         self.log(format!("> {description}"));
     }
-    fn take_backup(&self, slot: Slot) -> Result<String, String> {
+    fn take_backup(&self, slot: Slot) -> Result<String, Refused> {
         let member = slot.number();
         self.log(format!("backup {member}"));
         Ok("taken".to_string())
@@ -254,13 +254,13 @@ impl World for FakeWorld {
         assert!(self.killed.lock().unwrap().insert(node), "store-{member} lost its disk while down");
         self.log(format!("lose-disk {member}"));
     }
-    fn replace_member(&self, slot: Slot) -> Result<String, String> {
+    fn replace_member(&self, slot: Slot) -> Result<String, Refused> {
         let member = slot.number();
         assert!(self.killed.lock().unwrap().remove(&format!("store-{member}")), "store-{member} replaced alive");
         self.log(format!("replace {member}"));
         Ok("replaced".to_string())
     }
-    fn restore_from_backup(&self) -> Result<String, String> {
+    fn restore_from_backup(&self) -> Result<String, Refused> {
         let mut killed = self.killed.lock().unwrap();
         let lost: Vec<String> = killed.iter().filter(|node| node.starts_with("store-")).cloned().collect();
         assert!(!lost.is_empty(), "restore with every member alive");
@@ -269,7 +269,7 @@ impl World for FakeWorld {
         }
         drop(killed);
         self.log("restore".to_string());
-        Err("no good backup".to_string())
+        Err(Refused::NoGoodBackup)
     }
 }
 
