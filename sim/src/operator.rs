@@ -29,8 +29,8 @@ use faults::{Refused, Slot};
 use futures::channel::mpsc;
 use futures::StreamExt;
 use madsim::runtime::Handle;
-use store::api::{KeyRange, MemberId, Principal, RangeRequest};
-use store::backup::{restore, write_member_disk, Backup, RestoreOptions};
+use store::api::{KeyRange, MemberId, Principal, RangeRequest, Revision};
+use store::backup::{restore, write_member_disk, Backup, RestoreOptions, RestoredCluster};
 use store::client::{StoreClient, StoreClientConfig};
 use store::server::Bootstrap;
 use store::snapshot::MemberSnapshot;
@@ -383,45 +383,21 @@ impl Operator {
         nodes
     }
 
+    /// etcd's disaster recovery: stop everything, restore the latest backup that verifies
+    /// as a new cluster (new cluster id, new member ids, revisions bumped), start it in the
+    /// same slots and start the control plane again. With no backup that verifies, the
+    /// cluster state is lost (`TotalLoss`).
     async fn restore(&self) {
         let recorder = &self.shared.recorder;
-        let handle = Handle::current();
-        let apiservers = self.stop_apiservers().await;
-        let controllers = self.controllers.lock().expect("controllers lock").clone();
-        for &node in &controllers {
-            handle.kill(node);
-        }
-        let slots: Vec<Slot> = {
-            let membership = self.shared.membership();
-            for member in membership.slots.values() {
-                handle.kill(member.node.id());
-            }
-            membership.slots.keys().copied().collect()
-        };
-        recorder.fault(format!(
-            "operator: stopped {} apiservers (gracefully: their watches closed), {} controller-managers and schedulers, \
-             and every store member",
-            apiservers.len(),
-            controllers.len()
-        ));
-        let (cluster_id, ids) = {
-            let mut membership = self.shared.membership();
-            membership.cluster_id += 1;
-            let ids: Option<Vec<MemberId>> = slots.iter().map(|_| membership.new_member_id()).collect();
-            (membership.cluster_id, ids)
-        };
-        let Some(ids) = ids else {
+        let stopped = self.stop_everything().await;
+        let Some((cluster_id, ids)) = self.new_cluster_identity(stopped.slots.len()) else {
             recorder.record(HistoryEvent::TotalLoss {
                 acknowledged_objects_lost: live_keys(&recorder.snapshot()),
                 reason: "no member id left in the address plan for a restored cluster".into(),
             });
             return;
         };
-        let bump = {
-            let mut restores = self.restores.lock().expect("restores lock");
-            *restores += 1;
-            BUMP_REVISION * *restores
-        };
+        let bump = self.next_revision_bump();
         let members: BTreeMap<MemberId, SocketAddr> = ids.iter().map(|&id| (id, addresses::store_member(id))).collect();
         let options = RestoreOptions {
             cluster_id,
@@ -430,39 +406,7 @@ impl Operator {
             mark_compacted: true,
             bugs: self.shared.options.backup_bugs,
         };
-        // The latest backup is the one holding the newest data: of the latest cluster, at
-        // the highest revision (a backup saved from a member still catching up holds an
-        // older revision than one taken before it), the last taken among equals.
-        let candidates: Vec<(u32, Backup)> = {
-            let backups = self.backups.lock().expect("backups lock");
-            let mut candidates: Vec<(u32, Backup)> =
-                backups.iter().map(|stored| (stored.number, stored.backup.clone())).collect();
-            candidates.sort_by_key(|(number, backup)| std::cmp::Reverse((backup.cluster_id, backup.revision, *number)));
-            candidates
-        };
-        let mut chosen = None;
-        for (number, backup) in &candidates {
-            match restore(backup, &options) {
-                Ok(restored) => {
-                    chosen = Some((*number, backup.revision, restored));
-                    break;
-                }
-                Err(error) => {
-                    coverage::reached!("operator.restore.refused-backup");
-                    recorder.record(HistoryEvent::RestoreRefused { backup: *number, error: error.to_string() })
-                }
-            }
-        }
-        let Some((number, backup_revision, restored)) = chosen else {
-            let reason = if candidates.is_empty() {
-                "no backup was ever taken".to_string()
-            } else {
-                format!("none of the {} kept backups verifies", candidates.len())
-            };
-            coverage::reached!("operator.restore.total-loss");
-            let lost = live_keys(&recorder.snapshot());
-            recorder.record(HistoryEvent::TotalLoss { acknowledged_objects_lost: lost, reason });
-            self.shared.endpoints.lock().expect("endpoints lock").clear();
+        let Some((number, backup_revision, restored)) = self.restore_latest_backup(&options) else {
             return;
         };
         let keyspace = match MemberSnapshot::decode(&restored.snapshot_data)
@@ -484,11 +428,113 @@ impl Operator {
             members: ids.clone(),
             keyspace,
         });
+        self.start_restored_members(&stopped.slots, &ids, &restored, &members, cluster_id);
+        *self.shared.endpoints.lock().expect("endpoints lock") = members;
+        for &node in stopped.apiservers.iter().chain(&stopped.controllers) {
+            restart_node(node);
+        }
+        recorder.fault(format!(
+            "operator: started the restored members {ids:?}, {} apiservers and {} controller-managers and schedulers \
+             (kubelets keep running and relist)",
+            stopped.apiservers.len(),
+            stopped.controllers.len()
+        ));
+    }
+
+    /// The first step of a restore: apiservers stopped gracefully, controllers and every
+    /// store member killed.
+    async fn stop_everything(&self) -> Stopped {
+        let handle = Handle::current();
+        let apiservers = self.stop_apiservers().await;
+        let controllers = self.controllers.lock().expect("controllers lock").clone();
+        for &node in &controllers {
+            handle.kill(node);
+        }
+        let slots: Vec<Slot> = {
+            let membership = self.shared.membership();
+            for member in membership.slots.values() {
+                handle.kill(member.node.id());
+            }
+            membership.slots.keys().copied().collect()
+        };
+        self.shared.recorder.fault(format!(
+            "operator: stopped {} apiservers (gracefully: their watches closed), {} controller-managers and schedulers, \
+             and every store member",
+            apiservers.len(),
+            controllers.len()
+        ));
+        Stopped { apiservers, controllers, slots }
+    }
+
+    /// A new cluster id and `n_members` member ids never used in this run, or `None` when
+    /// the address plan has no ids left.
+    fn new_cluster_identity(&self, n_members: usize) -> Option<(u64, Vec<MemberId>)> {
+        let mut membership = self.shared.membership();
+        membership.cluster_id += 1;
+        let ids: Option<Vec<MemberId>> = (0..n_members).map(|_| membership.new_member_id()).collect();
+        ids.map(|ids| (membership.cluster_id, ids))
+    }
+
+    /// How far this restore bumps revisions: `BUMP_REVISION` more than the one before, so
+    /// that every restore moves revisions past whatever a client saw.
+    fn next_revision_bump(&self) -> u64 {
+        let mut restores = self.restores.lock().expect("restores lock");
+        *restores += 1;
+        BUMP_REVISION * *restores
+    }
+
+    /// `snapshot restore` of the latest backup that verifies: its number, the revision it
+    /// was taken at and the restored cluster. Each refused backup is recorded; with none
+    /// left, the total loss is, and the endpoints are cleared.
+    fn restore_latest_backup(&self, options: &RestoreOptions) -> Option<(u32, Revision, RestoredCluster)> {
+        let recorder = &self.shared.recorder;
+        // The latest backup is the one holding the newest data: of the latest cluster, at
+        // the highest revision (a backup saved from a member still catching up holds an
+        // older revision than one taken before it), the last taken among equals.
+        let candidates: Vec<(u32, Backup)> = {
+            let backups = self.backups.lock().expect("backups lock");
+            let mut candidates: Vec<(u32, Backup)> =
+                backups.iter().map(|stored| (stored.number, stored.backup.clone())).collect();
+            candidates.sort_by_key(|(number, backup)| std::cmp::Reverse((backup.cluster_id, backup.revision, *number)));
+            candidates
+        };
+        for (number, backup) in &candidates {
+            match restore(backup, options) {
+                Ok(restored) => return Some((*number, backup.revision, restored)),
+                Err(error) => {
+                    coverage::reached!("operator.restore.refused-backup");
+                    recorder.record(HistoryEvent::RestoreRefused { backup: *number, error: error.to_string() })
+                }
+            }
+        }
+        let reason = if candidates.is_empty() {
+            "no backup was ever taken".to_string()
+        } else {
+            format!("none of the {} kept backups verifies", candidates.len())
+        };
+        coverage::reached!("operator.restore.total-loss");
+        let lost = live_keys(&recorder.snapshot());
+        recorder.record(HistoryEvent::TotalLoss { acknowledged_objects_lost: lost, reason });
+        self.shared.endpoints.lock().expect("endpoints lock").clear();
+        None
+    }
+
+    /// Writes each restored member's disk (`snapshot restore`'s data dir) and starts it in
+    /// its slot, the slots in order; a disk that cannot be written is recorded and its slot
+    /// stays empty.
+    fn start_restored_members(
+        &self,
+        slots: &[Slot],
+        ids: &[MemberId],
+        restored: &RestoredCluster,
+        members: &BTreeMap<MemberId, SocketAddr>,
+        cluster_id: u64,
+    ) {
         let mut started = BTreeMap::new();
-        for (&slot, &id) in slots.iter().zip(&ids) {
+        for (&slot, &id) in slots.iter().zip(ids) {
             let disk = SimDisk::new();
-            if let Err(error) = write_member_disk(&restored, id, disk.clone()) {
-                recorder.fault(format!("operator: cannot prepare member {id}'s disk: {error}"));
+            if let Err(error) = write_member_disk(restored, id, disk.clone()) {
+                self.shared.recorder.fault(format!("operator: cannot prepare member {id}'s disk: {error}"));
                 continue;
             }
             started.insert(
@@ -496,22 +542,17 @@ impl Operator {
                 self.shared.start_member(slot, id, members.clone(), cluster_id, Bootstrap::NewCluster, disk),
             );
         }
-        {
-            let mut membership = self.shared.membership();
-            membership.slots.extend(started);
-            membership.lost.clear();
-        }
-        *self.shared.endpoints.lock().expect("endpoints lock") = members;
-        for &node in apiservers.iter().chain(&controllers) {
-            restart_node(node);
-        }
-        recorder.fault(format!(
-            "operator: started the restored members {ids:?}, {} apiservers and {} controller-managers and schedulers \
-             (kubelets keep running and relist)",
-            apiservers.len(),
-            controllers.len()
-        ));
+        let mut membership = self.shared.membership();
+        membership.slots.extend(started);
+        membership.lost.clear();
     }
+}
+
+/// What a restore stopped, to start again once the restored members run.
+struct Stopped {
+    apiservers: Vec<madsim::task::NodeId>,
+    controllers: Vec<madsim::task::NodeId>,
+    slots: Vec<Slot>,
 }
 
 /// Why a membership change did not take effect; `last` says what the last attempt got.
