@@ -84,41 +84,9 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
             }
             LessorRecord::ExpiryProposed { lease, now_ms, proposal_id } => {
                 n_expiries += 1;
-                let Some(promoted_ms) = lessor.promoted_ms else {
-                    violations.push(
-                        Some(at_ns),
-                        format!(
-                            "member {member} proposed the revoke of expired lease {lease:x} (proposal \
-                             {proposal_id}) while not the lease primary: only the leader's lessor expires leases"
-                        ),
-                    );
-                    continue;
-                };
-                let Some(ttl) = ttl_secs.get(lease).copied() else {
-                    violations.push(
-                        Some(at_ns),
-                        format!(
-                            "member {member} expired lease {lease:x}, which it never granted nor held when promoted"
-                        ),
-                    );
-                    continue;
-                };
-                // The later event, not the larger reading: a clock set back reads less
-                // after than before (a promotion clears the refreshes before it).
-                let (since_ms, since) = match lessor.refreshed_ms.get(lease) {
-                    Some(&refreshed) => (refreshed, "its grant or last keep-alive"),
-                    None => (promoted_ms, "its promotion to leader"),
-                };
-                let ttl_ms = u64::try_from(ttl).unwrap_or(0).saturating_mul(1000);
-                if *now_ms < since_ms.saturating_add(ttl_ms) {
-                    violations.push(
-                        Some(at_ns),
-                        format!(
-                            "member {member} expired lease {lease:x} (TTL {ttl} s) at {now_ms} ms on its clock, \
-                             {} ms after {since} at {since_ms} ms: before the TTL ran on the deciding leader's clock",
-                            now_ms.saturating_sub(since_ms)
-                        ),
-                    );
+                let expiry = Expiry { member, lease: *lease, now_ms: *now_ms, proposal_id: *proposal_id };
+                if let Some(why) = early_expiry(lessor, &ttl_secs, &expiry) {
+                    violations.push(Some(at_ns), why);
                 }
             }
         }
@@ -131,6 +99,44 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
              {n_revokes} revokes committed, {n_keys} attached keys checked deleted"
         ),
     )
+}
+
+/// A lessor's proposal to revoke an expired lease.
+struct Expiry {
+    member: MemberId,
+    lease: i64,
+    now_ms: u64,
+    proposal_id: u64,
+}
+
+/// Why `expiry` came too early, or from a lessor that may not expire leases, if it did:
+/// only the primary expires, a lease it knows, once the TTL ran on its clock since the
+/// later of its promotion and the lease's last grant or keep-alive.
+fn early_expiry(lessor: &Lessor, ttl_secs: &BTreeMap<i64, i64>, expiry: &Expiry) -> Option<String> {
+    let Expiry { member, lease, now_ms, proposal_id } = expiry;
+    let Some(promoted_ms) = lessor.promoted_ms else {
+        return Some(format!(
+            "member {member} proposed the revoke of expired lease {lease:x} (proposal \
+             {proposal_id}) while not the lease primary: only the leader's lessor expires leases"
+        ));
+    };
+    let Some(ttl) = ttl_secs.get(lease).copied() else {
+        return Some(format!("member {member} expired lease {lease:x}, which it never granted nor held when promoted"));
+    };
+    // The later event, not the larger reading: a clock set back reads less after than
+    // before (a promotion clears the refreshes before it).
+    let (since_ms, since) = match lessor.refreshed_ms.get(lease) {
+        Some(&refreshed) => (refreshed, "its grant or last keep-alive"),
+        None => (promoted_ms, "its promotion to leader"),
+    };
+    let ttl_ms = u64::try_from(ttl).unwrap_or(0).saturating_mul(1000);
+    (*now_ms < since_ms.saturating_add(ttl_ms)).then(|| {
+        format!(
+            "member {member} expired lease {lease:x} (TTL {ttl} s) at {now_ms} ms on its clock, \
+             {} ms after {since} at {since_ms} ms: before the TTL ran on the deciding leader's clock",
+            now_ms.saturating_sub(since_ms)
+        )
+    })
 }
 
 /// The revokes' half (see the module): returns the revokes committed and the keys checked.
