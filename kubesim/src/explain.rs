@@ -348,22 +348,10 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
                         }
                     }
                 }
-                // A power loss or a fault aimed at the store leader names no member yet
-                // hits whichever led.
-                let recent = at >= at_secs - UNNAMED_WINDOW_SECS;
-                let on_store = named.iter().any(|n| n.starts_with("store-"))
-                    || description.contains("power-loss")
-                    || description.contains("store-leader");
-                let relevant = if nodes.is_empty() {
-                    recent
-                } else {
-                    named.iter().any(|n| nodes.contains(n))
-                        || !members.is_empty() && on_store && !named.iter().any(|n| n.starts_with("store-"))
-                        // A store-level violation naming clients, not members: the store's
-                        // recent faults.
-                        || members.is_empty() && store_level(invariant) && on_store && recent
-                };
-                if relevant && lasting(description).is_none_or(|(_, begins)| begins) {
+                let violation = Violated { invariant, at_secs, nodes: &nodes, members: &members };
+                if violation.concerns_fault(description, &named, at)
+                    && lasting(description).is_none_or(|(_, begins)| begins)
+                {
                     faults.push((at, format!("the nemesis: {description}")));
                 }
             }
@@ -444,6 +432,43 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
     slice.sort_by(|a, b| a.0.total_cmp(&b.0));
     slice.dedup();
 
+    let text = words(invariant, at_secs, message, &slice);
+    Explanation { invariant: invariant.to_string(), at_secs, slice, text }
+}
+
+/// What a violation names, as the explanation looks for what came before it.
+struct Violated<'a> {
+    invariant: &'a str,
+    at_secs: f64,
+    /// The nodes it names, members' nodes included.
+    nodes: &'a BTreeSet<String>,
+    /// The store members it names by id.
+    members: &'a BTreeSet<u64>,
+}
+
+impl Violated<'_> {
+    /// Whether a nemesis line at `at` naming `named` belongs in the slice: a fault on a
+    /// node the violation names; for a violation naming members, any store fault that
+    /// names no member (a power loss or a fault aimed at the store leader hits whichever
+    /// led); for a violation naming nothing, or a store-level one naming clients, not
+    /// members, the recent faults (of the store).
+    fn concerns_fault(&self, description: &str, named: &BTreeSet<String>, at: f64) -> bool {
+        let recent = at >= self.at_secs - UNNAMED_WINDOW_SECS;
+        let on_store = named.iter().any(|n| n.starts_with("store-"))
+            || description.contains("power-loss")
+            || description.contains("store-leader");
+        if self.nodes.is_empty() {
+            return recent;
+        }
+        named.iter().any(|n| self.nodes.contains(n))
+            || !self.members.is_empty() && on_store && !named.iter().any(|n| n.starts_with("store-"))
+            || self.members.is_empty() && store_level(self.invariant) && on_store && recent
+    }
+}
+
+/// The paragraph a failing `run` prints: the violation, the slice before it, and what
+/// the invariant expected.
+fn words(invariant: &str, at_secs: f64, message: &str, slice: &[(f64, String)]) -> String {
     let mut text = format!("At {at_secs:.3}s {invariant} failed: {message}.");
     if slice.is_empty() {
         text.push_str(" No fault or event the violation names came before it in the history.");
@@ -455,7 +480,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
         text.push('.');
     }
     let _ = write!(text, " The invariant expected that {}.", expectation(invariant));
-    Explanation { invariant: invariant.to_string(), at_secs, slice, text }
+    text
 }
 
 #[cfg(test)]
