@@ -141,45 +141,7 @@ fn early_expiry(lessor: &Lessor, ttl_secs: &BTreeMap<i64, i64>, expiry: &Expiry)
 
 /// The revokes' half (see the module): returns the revokes committed and the keys checked.
 fn check_revokes(input: &CheckInput, violations: &mut Violations) -> (usize, usize) {
-    let mut lease_of_proposal: BTreeMap<u64, i64> = BTreeMap::new();
-    // revision -> (lease, when), for each lessor revoke that committed.
-    let mut revokes: BTreeMap<Revision, (i64, u64)> = BTreeMap::new();
-    let mut judged_proposals: BTreeSet<u64> = BTreeSet::new();
-    // lease -> keys the apiserver attached to it, with the write's revision.
-    let mut attached: BTreeMap<i64, Vec<(&str, Revision)>> = BTreeMap::new();
-    // key -> (revision, deleted) of each committed change.
-    let mut changes: BTreeMap<&str, Vec<(Revision, bool)>> = BTreeMap::new();
-    // revision -> the keys it deleted.
-    let mut deleted_at: BTreeMap<Revision, Vec<&str>> = BTreeMap::new();
-    for (at_ns, event) in input.history.events() {
-        match event {
-            HistoryEvent::Lessor { event: LessorRecord::ExpiryProposed { lease, proposal_id, .. }, .. } => {
-                lease_of_proposal.insert(*proposal_id, *lease);
-            }
-            // A revoke that deleted nothing leaves the revision as it was: only one that
-            // deleted something owns its revision.
-            HistoryEvent::Applied { proposal_id, succeeded: true, revision, n_events, .. } if *n_events > 0 => {
-                if let Some(&lease) = lease_of_proposal.get(proposal_id) {
-                    if judged_proposals.insert(*proposal_id) {
-                        revokes.insert(*revision, (lease, at_ns));
-                    }
-                }
-            }
-            HistoryEvent::LeaseAttached { key, revision, lease, .. } => {
-                attached.entry(*lease).or_default().push((key, *revision));
-            }
-            HistoryEvent::Committed { revision, changes: changed } => {
-                for change in changed {
-                    let deleted = change.value_hash.is_none();
-                    changes.entry(&change.key).or_default().push((*revision, deleted));
-                    if deleted {
-                        deleted_at.entry(*revision).or_default().push(&change.key);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
+    let RevokeEvidence { revokes, attached, changes, deleted_at } = RevokeEvidence::of(input);
     // (key, write revision) -> the lease that write attached the key to.
     let lease_of_write: BTreeMap<(&str, Revision), i64> =
         attached.iter().flat_map(|(&lease, keys)| keys.iter().map(move |&(key, at)| ((key, at), lease))).collect();
@@ -217,6 +179,61 @@ fn check_revokes(input: &CheckInput, violations: &mut Violations) -> (usize, usi
         }
     }
     (revokes.len(), n_keys)
+}
+
+/// What the history shows of lessor revokes and of the keys attached to leases.
+struct RevokeEvidence<'a> {
+    /// revision -> (lease, when), for each lessor revoke that committed.
+    revokes: BTreeMap<Revision, (i64, u64)>,
+    /// lease -> keys the apiserver attached to it, with the write's revision.
+    attached: BTreeMap<i64, Vec<(&'a str, Revision)>>,
+    /// key -> (revision, deleted) of each committed change.
+    changes: BTreeMap<&'a str, Vec<(Revision, bool)>>,
+    /// revision -> the keys it deleted.
+    deleted_at: BTreeMap<Revision, Vec<&'a str>>,
+}
+
+impl<'a> RevokeEvidence<'a> {
+    fn of(input: &'a CheckInput) -> Self {
+        let mut evidence = RevokeEvidence {
+            revokes: BTreeMap::new(),
+            attached: BTreeMap::new(),
+            changes: BTreeMap::new(),
+            deleted_at: BTreeMap::new(),
+        };
+        let mut lease_of_proposal: BTreeMap<u64, i64> = BTreeMap::new();
+        let mut judged_proposals: BTreeSet<u64> = BTreeSet::new();
+        for (at_ns, event) in input.history.events() {
+            match event {
+                HistoryEvent::Lessor { event: LessorRecord::ExpiryProposed { lease, proposal_id, .. }, .. } => {
+                    lease_of_proposal.insert(*proposal_id, *lease);
+                }
+                // A revoke that deleted nothing leaves the revision as it was: only one that
+                // deleted something owns its revision.
+                HistoryEvent::Applied { proposal_id, succeeded: true, revision, n_events, .. } if *n_events > 0 => {
+                    if let Some(&lease) = lease_of_proposal.get(proposal_id) {
+                        if judged_proposals.insert(*proposal_id) {
+                            evidence.revokes.insert(*revision, (lease, at_ns));
+                        }
+                    }
+                }
+                HistoryEvent::LeaseAttached { key, revision, lease, .. } => {
+                    evidence.attached.entry(*lease).or_default().push((key, *revision));
+                }
+                HistoryEvent::Committed { revision, changes: changed } => {
+                    for change in changed {
+                        let deleted = change.value_hash.is_none();
+                        evidence.changes.entry(&change.key).or_default().push((*revision, deleted));
+                        if deleted {
+                            evidence.deleted_at.entry(*revision).or_default().push(&change.key);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        evidence
+    }
 }
 
 /// A key's last committed change (revision, deleted) before `revision`.
