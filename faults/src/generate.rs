@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::kinds::FaultKind;
 use crate::plan::{
-    BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Target, Tear, Topology, PLAN_VERSION, PPM,
+    BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Slot, Target, Tear, Topology, PLAN_VERSION, PPM,
 };
 
 /// The shortest fault the generator produces.
@@ -274,7 +274,7 @@ pub(crate) fn draw_tear<R: Rng>(rng: &mut R) -> Tear {
 
 /// One tear per store member, in member order: a power loss that tears.
 pub(crate) fn draw_tears<R: Rng>(rng: &mut R, topology: &Topology) -> BTreeMap<Target, Tear> {
-    (1..=topology.store_members).map(|member| (Target::StoreMember(member), draw_tear(rng))).collect()
+    (1..=topology.store_members).map(|member| (Target::StoreMember(Slot(member)), draw_tear(rng))).collect()
 }
 
 /// Any byte of the file, any non-empty set of its bits.
@@ -291,7 +291,7 @@ pub(crate) fn draw_majority<R: Rng>(rng: &mut R, topology: &Topology) -> Vec<Tar
     }
     let mut picked = sample(rng, n_members, n_members / 2 + 1).into_vec();
     picked.sort_unstable();
-    picked.into_iter().map(|idx| Target::StoreMember(idx as u64 + 1)).collect()
+    picked.into_iter().map(|idx| Target::StoreMember(Slot(idx as u64 + 1))).collect()
 }
 
 /// The shortest and longest time a failpoint stays armed in a burst.
@@ -313,7 +313,7 @@ const FAILPOINT_BURST_LEN: std::ops::RangeInclusive<usize> = 2..=8;
 /// is armed beside the flapping (see [`failpoint_burst`]). The caller sets the event's
 /// duration, which must hold the restart delay.
 fn failpoint_crash<R: Rng>(rng: &mut R, topology: &Topology, restart_after_ms: u64) -> Fault {
-    let concrete_member = |rng: &mut R| Target::StoreMember(rng.gen_range(1..=topology.store_members));
+    let concrete_member = |rng: &mut R| Target::StoreMember(Slot(rng.gen_range(1..=topology.store_members)));
     let (failpoint, member) = if rng.gen_bool(0.5) {
         let member = if rng.gen_ratio(2, 3) { concrete_member(rng) } else { Target::StoreLeader };
         (Failpoint::RaftBeforeLeaderSend, member)
@@ -357,7 +357,7 @@ fn restart_delay_ms<R: Rng>(rng: &mut R) -> u64 {
 fn flap_crash<R: Rng>(rng: &mut R, member: u64, restart_after_ms: u64, n_members: u64) -> Fault {
     let passes = if rng.gen_bool(0.5) { 0 } else { rng.gen_range(1..=2 * n_members as u32) };
     Fault::CrashAtFailpoint {
-        member: Target::StoreMember(member),
+        member: Target::StoreMember(Slot(member)),
         failpoint: Failpoint::RaftBeforeLeaderSend,
         restart_after_ms,
         passes,
@@ -469,7 +469,7 @@ fn beside_flapping<R: Rng>(rng: &mut R, topology: &Topology, steps: &[(u64, u64)
                         at_ms: step_start_ms,
                         duration_ms: step_end_ms - step_start_ms,
                         fault: Fault::CrashAtFailpoint {
-                            member: Target::StoreMember(member),
+                            member: Target::StoreMember(Slot(member)),
                             failpoint: Failpoint::RaftAfterVote,
                             restart_after_ms: 0,
                             passes: 0,
@@ -546,14 +546,14 @@ fn generate_partition<R: Rng>(rng: &mut R, topology: &Topology) -> Fault {
     if topology.apiservers >= 1 {
         shapes.push(Shape::IsolateApiServer);
     }
-    let store: Vec<Target> = (1..=members).map(Target::StoreMember).collect();
+    let store: Vec<Target> = (1..=members).map(|n| Target::StoreMember(Slot(n))).collect();
     match *shapes.choose(rng).expect("shapes is never empty") {
         Shape::StoreHalves => random_halves(rng, store),
         Shape::EverythingHalves => random_halves(rng, concrete_targets(topology)),
         Shape::SplitOneMember => {
             let loner = rng.gen_range(1..=members);
-            let rest = (1..=members).filter(|&member| member != loner).map(Target::StoreMember).collect();
-            Fault::Partition { groups: vec![vec![Target::StoreMember(loner)], rest] }
+            let rest = (1..=members).filter(|&member| member != loner).map(|n| Target::StoreMember(Slot(n))).collect();
+            Fault::Partition { groups: vec![vec![Target::StoreMember(Slot(loner))], rest] }
         }
         Shape::IsolateLeader => Fault::IsolateStoreLeader,
         Shape::LeaderFromPeers => Fault::Partition { groups: vec![vec![Target::StoreLeader], store] },
@@ -577,7 +577,7 @@ fn random_halves<R: Rng>(rng: &mut R, mut targets: Vec<Target>) -> Fault {
 
 /// Every concrete component of the topology (the leader is not concrete).
 pub(crate) fn concrete_targets(topology: &Topology) -> Vec<Target> {
-    let mut targets: Vec<Target> = (1..=topology.store_members).map(Target::StoreMember).collect();
+    let mut targets: Vec<Target> = (1..=topology.store_members).map(|n| Target::StoreMember(Slot(n))).collect();
     targets.extend((0..topology.apiservers).map(Target::ApiServer));
     targets.extend((0..topology.controller_managers).map(Target::ControllerManager));
     if topology.schedulers >= 1 {
@@ -600,7 +600,7 @@ fn biased_target<R: Rng>(rng: &mut R, topology: &Topology, allow_store: bool) ->
     if store_possible && (others.is_empty() || rng.gen_ratio(6, 10)) {
         // Two concrete members for one leader.
         if rng.gen_ratio(2, 3) {
-            Target::StoreMember(rng.gen_range(1..=topology.store_members))
+            Target::StoreMember(Slot(rng.gen_range(1..=topology.store_members)))
         } else {
             Target::StoreLeader
         }
@@ -614,7 +614,7 @@ fn store_target<R: Rng>(rng: &mut R, topology: &Topology) -> Target {
     if rng.gen_ratio(1, 4) {
         Target::StoreLeader
     } else {
-        Target::StoreMember(rng.gen_range(1..=topology.store_members))
+        Target::StoreMember(Slot(rng.gen_range(1..=topology.store_members)))
     }
 }
 

@@ -32,11 +32,12 @@ pub mod strategies;
 pub use generate::{generate, GenerateOptions};
 pub use kinds::{FaultKind, FaultKindError};
 pub use nemesis::{
-    bridge, majorities_ring, perform, run, Call, Grudge, Nemesis, NodeRef, Reached, Reported, SharedWorld, View, World,
+    bridge, majorities_ring, perform, run, Call, Grudge, Nemesis, NodeRef, Reached, Refused, Reported, SharedWorld,
+    View, World,
 };
 pub use plan::{
-    BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, PlanError, PlanFile, Target, TargetParseError, Tear,
-    Topology, MAX_CHASE_STEPS, MAX_FAILPOINT_RESTART_MS, MAX_LIVENESS_PHASE_MS, MAX_PLAN_FILE_BYTES,
+    BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, PlanError, PlanFile, Slot, Target, TargetParseError,
+    Tear, Topology, MAX_CHASE_STEPS, MAX_FAILPOINT_RESTART_MS, MAX_LIVENESS_PHASE_MS, MAX_PLAN_FILE_BYTES,
     MAX_SAFETY_PHASE_MS, MIN_LIVENESS_PHASE_MS, PLAN_VERSION, PPM,
 };
 pub use seed::SeedStreams;

@@ -28,7 +28,7 @@ pub(crate) use fault::kind_name;
 pub use fault::{
     BitFlip, ChaseStep, Failpoint, Fault, Tear, MAX_CHASE_STEPS, MAX_FAILPOINT_PASSES, MAX_FAILPOINT_RESTART_MS, PPM,
 };
-pub use target::{Target, TargetParseError, Topology};
+pub use target::{Slot, Target, TargetParseError, Topology};
 
 /// The plan format version this crate writes (and the only one a [`FaultPlan`] holds);
 /// [`PlanFile`] also reads [`v1::VERSION`].

@@ -16,7 +16,7 @@ use crate::generate::{
 };
 use crate::kinds::FaultKind;
 use crate::plan::{
-    BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Target, Tear, Topology, PLAN_VERSION, PPM,
+    BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Slot, Target, Tear, Topology, PLAN_VERSION, PPM,
 };
 
 /// Resolution of start times: a start is `phase_slack * k / START_STEPS` before the
@@ -99,7 +99,7 @@ pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Faul
             .boxed(),
         // No tears, or one for every member (the plan's rule for a power loss).
         FaultKind::PowerLoss => {
-            let members: Vec<Target> = (1..=topology.store_members).map(Target::StoreMember).collect();
+            let members: Vec<Target> = (1..=topology.store_members).map(|n| Target::StoreMember(Slot(n))).collect();
             let n_members = members.len();
             let torn = proptest::collection::vec(tear_strategy(), n_members)
                 .prop_map(move |tears| Fault::PowerLoss { tears: members.iter().cloned().zip(tears).collect() });
@@ -131,7 +131,7 @@ pub fn fault_strategy(topology: Topology, kind: FaultKind) -> BoxedStrategy<Faul
         FaultKind::Backup => store_target(topology).prop_map(|member| Fault::Backup { member }).boxed(),
         FaultKind::DiskLoss => store_target(topology).prop_map(|member| Fault::DiskLoss { member }).boxed(),
         FaultKind::DiskLossMajority => {
-            let members: Vec<Target> = (1..=topology.store_members).map(Target::StoreMember).collect();
+            let members: Vec<Target> = (1..=topology.store_members).map(|n| Target::StoreMember(Slot(n))).collect();
             let majority = members.len() / 2 + 1;
             subsequence(members, majority).prop_map(|members| Fault::DiskLossMajority { members }).boxed()
         }
@@ -160,7 +160,7 @@ fn flip_strategy() -> BoxedStrategy<BitFlip> {
 /// member, 1 in 7 the leader, 2 in 7 another component, 1 in 7 the controller-manager
 /// leader (when there are controller-managers).
 pub fn target_strategy(topology: Topology, allow_store: bool) -> BoxedStrategy<Target> {
-    let members: Vec<Target> = (1..=topology.store_members).map(Target::StoreMember).collect();
+    let members: Vec<Target> = (1..=topology.store_members).map(|n| Target::StoreMember(Slot(n))).collect();
     let others = component_targets(&topology);
     let mut options: Vec<(u32, BoxedStrategy<Target>)> = Vec::new();
     if allow_store && !members.is_empty() {
@@ -179,7 +179,7 @@ pub fn target_strategy(topology: Topology, allow_store: bool) -> BoxedStrategy<T
 
 fn store_target(topology: Topology) -> BoxedStrategy<Target> {
     prop_oneof![
-        3 => (1..=topology.store_members).prop_map(Target::StoreMember),
+        3 => (1..=topology.store_members).prop_map(|n| Target::StoreMember(Slot(n))),
         1 => Just(Target::StoreLeader),
     ]
     .boxed()
@@ -195,7 +195,7 @@ fn two_targets(topology: Topology) -> BoxedStrategy<(Target, Target)> {
 /// everything, the leader cut off or cut from its peers, one apiserver isolated,
 /// majorities-ring, bridge, one-way.
 fn partition_strategy(topology: Topology) -> BoxedStrategy<Fault> {
-    let store: Vec<Target> = (1..=topology.store_members).map(Target::StoreMember).collect();
+    let store: Vec<Target> = (1..=topology.store_members).map(|n| Target::StoreMember(Slot(n))).collect();
     let everything = concrete_targets(&topology);
     let mut shapes: Vec<(u32, BoxedStrategy<Fault>)> = vec![
         (2, split_strategy(everything)),

@@ -99,20 +99,29 @@ impl fmt::Display for Expectation {
     }
 }
 
+/// Why a case's `expect` cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExpectationError {
+    #[error("expect: expected \"pass\" or \"caught-by: <invariant>\", got {0:?}")]
+    Shape(String),
+    #[error("expect: unknown invariant {0:?} (known: {known})", known = Property::names().join(", "))]
+    UnknownInvariant(String),
+}
+
 impl FromStr for Expectation {
-    type Err = String;
+    type Err = ExpectationError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         if text == "pass" {
             return Ok(Expectation::Pass);
         }
         let Some(invariant) = text.strip_prefix("caught-by:") else {
-            return Err(format!("expect: expected \"pass\" or \"caught-by: <invariant>\", got {text:?}"));
+            return Err(ExpectationError::Shape(text.to_string()));
         };
         let invariant = invariant.trim();
         invariant
             .parse::<Property>()
             .map(Expectation::CaughtBy)
-            .map_err(|_| format!("expect: unknown invariant {invariant:?} (known: {})", Property::names().join(", ")))
+            .map_err(|_| ExpectationError::UnknownInvariant(invariant.to_string()))
     }
 }
 
@@ -124,6 +133,31 @@ impl Expectation {
             Expectation::CaughtBy(property) => broken.contains(property),
         }
     }
+}
+
+/// What is wrong inside a case (its file is named by [`CaseError::Invalid`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CaseProblem {
+    #[error("unsupported case version {0} (this kubesim reads version {CASE_FORMAT_VERSION})")]
+    Version(u32),
+    #[error("name {name:?} differs from the file's name {stem:?}")]
+    NameDiffersFromFile { name: String, stem: String },
+    #[error("scenario: {0}")]
+    Scenario(#[from] sim::scenario::UnknownScenario),
+    #[error(transparent)]
+    Expect(#[from] ExpectationError),
+    #[error("a case holds `knobs` or the older `store`, not both")]
+    KnobsAndStore,
+    #[error(transparent)]
+    Knobs(#[from] sim::knobs::KnobError),
+    #[error("bugs: {0}")]
+    Bug(#[from] sim::bugs::UnknownBug),
+    #[error("plan does not fit {scenario}: {source}")]
+    PlanDoesNotFit { scenario: Scenario, source: faults::PlanError },
+    #[error("plan: {0}")]
+    Unsupported(#[from] sim::scenario::UnsupportedFault),
+    #[error("holds no *.json regression case")]
+    EmptyDirectory,
 }
 
 /// Why a case file cannot be used. Every message names the file.
@@ -146,7 +180,7 @@ pub enum CaseError {
     #[error("{path}: unsupported case version {found} (this kubesim reads version {CASE_FORMAT_VERSION})")]
     Version { path: String, found: u32 },
     #[error("{path}: {reason}")]
-    Invalid { path: String, reason: String },
+    Invalid { path: String, reason: CaseProblem },
 }
 
 /// A case checked and ready to run.
@@ -160,36 +194,34 @@ pub struct LoadedCase {
 
 impl Case {
     /// Checks everything but the file name and turns the case into run options.
-    pub fn resolve(&self) -> Result<(RunOptions, Expectation), String> {
+    pub fn resolve(&self) -> Result<(RunOptions, Expectation), CaseProblem> {
         if self.version != CASE_FORMAT_VERSION {
-            return Err(format!(
-                "unsupported case version {} (this kubesim reads version {CASE_FORMAT_VERSION})",
-                self.version
-            ));
+            return Err(CaseProblem::Version(self.version));
         }
-        let scenario: Scenario = self.scenario.parse().map_err(|e| format!("scenario: {e}"))?;
+        let scenario: Scenario = self.scenario.parse()?;
         let expect: Expectation = self.expect.parse()?;
         let mut options = RunOptions::without_faults(self.seed, scenario);
         let knobs = match (&self.knobs, self.store) {
-            (Some(_), Some(_)) => return Err("a case holds `knobs` or the older `store`, not both".into()),
+            (Some(_), Some(_)) => return Err(CaseProblem::KnobsAndStore),
             (Some(knobs), None) => Some(knobs.clone()),
             (None, Some(store)) => Some(store.knobs()),
             (None, None) => None,
         };
         if let Some(knobs) = knobs {
-            knobs.validate().map_err(|e| e.to_string())?;
+            knobs.validate()?;
             knobs.apply(&mut options.cluster);
             options.seed_picks_knobs = false;
         }
         for name in &self.bugs {
-            let bug: PlantedBug = name.parse().map_err(|e| format!("bugs: {e}"))?;
+            let bug: PlantedBug = name.parse()?;
             bug.plant(&mut options);
         }
         if let Some(plan) = &self.plan {
-            let plan = plan.fit(&options.topology()).map_err(|e| format!("plan does not fit {scenario}: {e}"))?;
+            let plan =
+                plan.fit(&options.topology()).map_err(|source| CaseProblem::PlanDoesNotFit { scenario, source })?;
             options.faults = Faults::Plan(plan);
         }
-        options.faults.check_supported_by(scenario).map_err(|e| format!("plan: {e}"))?;
+        options.faults.check_supported_by(scenario)?;
         Ok((options, expect))
     }
 
@@ -231,10 +263,10 @@ pub fn load_case(path: &Path) -> Result<LoadedCase, CaseError> {
         }
     }
     let case: Case = serde_json::from_str(&text).map_err(|source| CaseError::Json { path: shown.clone(), source })?;
-    let invalid = |reason: String| CaseError::Invalid { path: shown.clone(), reason };
+    let invalid = |reason: CaseProblem| CaseError::Invalid { path: shown.clone(), reason };
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     if case.name != stem {
-        return Err(invalid(format!("name {:?} differs from the file's name {stem:?}", case.name)));
+        return Err(invalid(CaseProblem::NameDiffersFromFile { name: case.name.clone(), stem: stem.to_string() }));
     }
     let (options, expect) = case.resolve().map_err(invalid)?;
     Ok(LoadedCase { case, path: path.to_path_buf(), expect, options })
@@ -254,7 +286,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<LoadedCase>, CaseError> {
     }
     paths.sort();
     if paths.is_empty() {
-        return Err(CaseError::Invalid { path: shown, reason: "holds no *.json regression case".into() });
+        return Err(CaseError::Invalid { path: shown, reason: CaseProblem::EmptyDirectory });
     }
     paths.iter().map(|path| load_case(path)).collect()
 }

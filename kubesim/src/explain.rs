@@ -211,6 +211,50 @@ pub(crate) fn nodes_in(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Store member ids a text names, as the checkers print them (`member 4`, `member 4's`).
+fn members_in(text: &str) -> BTreeSet<u64> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|pair| pair[0] == "member")
+        .filter_map(|pair| {
+            let digits: String = pair[1].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+/// The node (`store-<slot>`) each member id of the history ran on. Member ids and slots
+/// differ once the operator replaces a member or restores the cluster: the initial member
+/// of slot k has id k, a replacement takes the slot of the member it replaced, and a
+/// restore starts its members in slots 1, 2, ... in order (`sim::operator`). Faults name
+/// slots, checkers name member ids; this is how a violation's members find their faults.
+fn member_nodes(history: &History) -> BTreeMap<u64, String> {
+    let mut slots: BTreeMap<u64, u64> = BTreeMap::new();
+    for (_, event) in history.events() {
+        match event {
+            HistoryEvent::MemberReplaced { old, new, error: None, .. } => {
+                let slot = slots.get(old).copied().unwrap_or(*old);
+                slots.insert(*new, slot);
+            }
+            HistoryEvent::Restored { members, .. } => {
+                for (slot, member) in (1..).zip(members) {
+                    slots.insert(*member, slot);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut nodes = BTreeMap::new();
+    for (_, event) in history.events() {
+        if let HistoryEvent::MemberStarted { member, .. } | HistoryEvent::RoleChanged { member, .. } = event {
+            let slot = slots.get(member).copied().unwrap_or(*member);
+            nodes.entry(*member).or_insert_with(|| format!("store-{slot}"));
+        }
+    }
+    nodes
+}
+
 /// Store keys (`/registry/...`, `/smoke/...`) a text names.
 fn keys_in(text: &str) -> BTreeSet<String> {
     text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '\'' | '"'))
@@ -267,10 +311,13 @@ pub fn explain(report: &RunReport, history: &History) -> Vec<Explanation> {
 }
 
 fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) -> Explanation {
-    let nodes = nodes_in(message);
+    let members = members_in(message);
+    let member_nodes = member_nodes(history);
+    let mut nodes = nodes_in(message);
+    nodes.extend(
+        members.iter().map(|member| member_nodes.get(member).cloned().unwrap_or_else(|| format!("store-{member}"))),
+    );
     let keys = keys_in(message);
-    let members: BTreeSet<u64> =
-        nodes.iter().filter_map(|n| n.strip_prefix("store-").and_then(|m| m.parse().ok())).collect();
     let before = |at_ns: u64| (at_ns as f64 / 1e9) <= at_secs + 1e-9;
     let mut faults: Vec<(f64, String)> = Vec::new();
     let mut in_effect: BTreeMap<(String, Lasting), (f64, String)> = Default::default();
@@ -301,27 +348,15 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
                         }
                     }
                 }
-                // A power loss or a fault aimed at the store leader names no member yet
-                // hits whichever led.
-                let recent = at >= at_secs - UNNAMED_WINDOW_SECS;
-                let on_store = named.iter().any(|n| n.starts_with("store-"))
-                    || description.contains("power-loss")
-                    || description.contains("store-leader");
-                let relevant = if nodes.is_empty() {
-                    recent
-                } else {
-                    named.iter().any(|n| nodes.contains(n))
-                        || !members.is_empty() && on_store && !named.iter().any(|n| n.starts_with("store-"))
-                        // A store-level violation naming clients, not members: the store's
-                        // recent faults.
-                        || members.is_empty() && store_level(invariant) && on_store && recent
-                };
-                if relevant && lasting(description).is_none_or(|(_, begins)| begins) {
+                let violation = Violated { invariant, at_secs, nodes: &nodes, members: &members };
+                if violation.concerns_fault(description, &named, at)
+                    && lasting(description).is_none_or(|(_, begins)| begins)
+                {
                     faults.push((at, format!("the nemesis: {description}")));
                 }
             }
             HistoryEvent::RoleChanged { member, term, role, .. } if members.contains(member) => {
-                roles.push((at, format!("store-{member} became {role:?} in term {term}")));
+                roles.push((at, format!("member {member} became {role:?} in term {term}")));
             }
             HistoryEvent::Committed { revision, changes } => {
                 for change in changes.iter().filter(|c| keys.contains(&c.key)) {
@@ -397,6 +432,43 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
     slice.sort_by(|a, b| a.0.total_cmp(&b.0));
     slice.dedup();
 
+    let text = words(invariant, at_secs, message, &slice);
+    Explanation { invariant: invariant.to_string(), at_secs, slice, text }
+}
+
+/// What a violation names, as the explanation looks for what came before it.
+struct Violated<'a> {
+    invariant: &'a str,
+    at_secs: f64,
+    /// The nodes it names, members' nodes included.
+    nodes: &'a BTreeSet<String>,
+    /// The store members it names by id.
+    members: &'a BTreeSet<u64>,
+}
+
+impl Violated<'_> {
+    /// Whether a nemesis line at `at` naming `named` belongs in the slice: a fault on a
+    /// node the violation names; for a violation naming members, any store fault that
+    /// names no member (a power loss or a fault aimed at the store leader hits whichever
+    /// led); for a violation naming nothing, or a store-level one naming clients, not
+    /// members, the recent faults (of the store).
+    fn concerns_fault(&self, description: &str, named: &BTreeSet<String>, at: f64) -> bool {
+        let recent = at >= self.at_secs - UNNAMED_WINDOW_SECS;
+        let on_store = named.iter().any(|n| n.starts_with("store-"))
+            || description.contains("power-loss")
+            || description.contains("store-leader");
+        if self.nodes.is_empty() {
+            return recent;
+        }
+        named.iter().any(|n| self.nodes.contains(n))
+            || !self.members.is_empty() && on_store && !named.iter().any(|n| n.starts_with("store-"))
+            || self.members.is_empty() && store_level(self.invariant) && on_store && recent
+    }
+}
+
+/// The paragraph a failing `run` prints: the violation, the slice before it, and what
+/// the invariant expected.
+fn words(invariant: &str, at_secs: f64, message: &str, slice: &[(f64, String)]) -> String {
     let mut text = format!("At {at_secs:.3}s {invariant} failed: {message}.");
     if slice.is_empty() {
         text.push_str(" No fault or event the violation names came before it in the history.");
@@ -408,7 +480,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
         text.push('.');
     }
     let _ = write!(text, " The invariant expected that {}.", expectation(invariant));
-    Explanation { invariant: invariant.to_string(), at_secs, slice, text }
+    text
 }
 
 #[cfg(test)]
@@ -425,6 +497,24 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_members_faults_are_found_on_the_slot_it_runs_in() {
+        let h = history(vec![
+            (1_000, HistoryEvent::DiskLost { member: 1 }),
+            (2_000, HistoryEvent::MemberReplaced { old: 1, new: 4, addr: "10.0.1.4:2379".into(), error: None }),
+            (3_000, HistoryEvent::RoleChanged { member: 4, term: 5, role: store::raft::Role::Leader, leader: Some(4) }),
+            (
+                4_000,
+                HistoryEvent::Fault { description: "t=4000ms clock-skew store-1 offset 9000ms drift 0ms/s".into() },
+            ),
+            (5_000, HistoryEvent::Fault { description: "t=5000ms pause kubelet-1".into() }),
+        ]);
+        let e = explain_one("lease-expiry", 12.0, "member 4 expired lease 1 (TTL 10 s) at 12000 ms on its clock", &h);
+        assert!(e.text.contains("clock-skew store-1 offset 9000ms drift 0ms/s (still in effect)"), "{}", e.text);
+        assert!(e.text.contains("member 4 became Leader in term 5"), "{}", e.text);
+        assert!(!e.text.contains("kubelet-1"), "a fault on a node the violation does not name: {}", e.text);
+    }
+
+    #[test]
     fn the_slice_names_the_faults_on_the_nodes_and_the_roles_of_the_members_the_violation_names() {
         let h = history(vec![
             (1_000, HistoryEvent::Fault { description: "t=1000ms pause kubelet-1".into() }),
@@ -436,10 +526,10 @@ mod tests {
             ),
             (20_000, HistoryEvent::Fault { description: "t=20000ms crash store-1".into() }),
         ]);
-        let e = explain_one("lease-expiry", 12.0, "store-2 expired lease 1 (TTL 10 s) at 12000 ms on its clock", &h);
-        assert!(e.text.starts_with("At 12.000s lease-expiry failed: store-2 expired lease 1"), "{}", e.text);
+        let e = explain_one("lease-expiry", 12.0, "member 2 expired lease 1 (TTL 10 s) at 12000 ms on its clock", &h);
+        assert!(e.text.starts_with("At 12.000s lease-expiry failed: member 2 expired lease 1"), "{}", e.text);
         assert!(e.text.contains("clock-skew store-2 offset 9000ms drift 0ms/s (still in effect)"), "{}", e.text);
-        assert!(e.text.contains("store-2 became Leader in term 4"), "{}", e.text);
+        assert!(e.text.contains("member 2 became Leader in term 4"), "{}", e.text);
         assert!(!e.text.contains("kubelet-1"), "a fault on a node the violation does not name: {}", e.text);
         assert!(!e.text.contains("store-1"), "a fault after the violation: {}", e.text);
         assert!(e.text.ends_with("The invariant expected that a lease expires only on the leader, a full TTL after its last refresh on that leader's clock."), "{}", e.text);

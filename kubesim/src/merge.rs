@@ -72,12 +72,17 @@ impl fmt::Display for Shard {
     }
 }
 
+/// A `--shard` value that is not `K/N` with `0 <= K < N`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("--shard: expected K/N with 0 <= K < N, like 0/4, got '{0}'")]
+pub struct BadShard(pub String);
+
 impl FromStr for Shard {
-    type Err = String;
+    type Err = BadShard;
     /// `K/N` with `0 <= K < N` (K is 0-based, like a Kubernetes Indexed Job's
     /// `JOB_COMPLETION_INDEX`).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("--shard: expected K/N with 0 <= K < N, like 0/4, got '{text}'");
+        let bad = || BadShard(text.to_string());
         let (k, n) = text.split_once('/').ok_or_else(bad)?;
         let index: u64 = k.trim().parse().map_err(|_| bad())?;
         let count: u64 = n.trim().parse().map_err(|_| bad())?;

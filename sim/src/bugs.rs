@@ -186,13 +186,15 @@ impl fmt::Display for PlantedBug {
     }
 }
 
+/// A bug name that names no planted bug.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown planted bug '{0}' (known: {known})", known = PlantedBug::ALL.map(PlantedBug::name).join(", "))]
+pub struct UnknownBug(pub String);
+
 impl FromStr for PlantedBug {
-    type Err = String;
+    type Err = UnknownBug;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PlantedBug::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = PlantedBug::ALL.iter().map(|b| b.name()).collect();
-            format!("unknown planted bug '{s}' (known: {})", names.join(", "))
-        })
+        PlantedBug::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| UnknownBug(s.to_string()))
     }
 }
 

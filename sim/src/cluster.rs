@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use faults::Slot;
 use madsim::runtime::Handle;
 use store::api::MemberId;
 use store::server::Bootstrap;
 use store::wal::SimDisk;
 
 use crate::addresses;
-use crate::membership::{Endpoints, Membership, Shared, StoreMember, StoreOptions};
+use crate::membership::{Endpoints, Membership, StoreMember, StoreOptions, StoreSlots};
 use crate::nodes::{restart_node, SeedNodes};
 use crate::operator::{ApiServerProcess, Operator};
 use crate::recorder::Recorder;
@@ -22,7 +23,7 @@ pub struct StoreCluster {
     /// The initial members (member id = slot). After a replacement or a restore the
     /// slots hold other members: see [`StoreCluster::current`].
     pub members: BTreeMap<MemberId, StoreMember>,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<StoreSlots>,
     pub(crate) operator: Arc<Operator>,
 }
 
@@ -33,7 +34,7 @@ impl StoreCluster {
     pub fn start(options: &StoreOptions, recorder: &Recorder, nodes: &SeedNodes) -> Self {
         let peers: BTreeMap<MemberId, SocketAddr> =
             (1..=options.n_members as MemberId).map(|id| (id, addresses::store_member(id))).collect();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(StoreSlots {
             options: options.clone(),
             recorder: recorder.clone(),
             nodes: nodes.clone(),
@@ -49,7 +50,9 @@ impl StoreCluster {
         let mut members = BTreeMap::new();
         for &id in peers.keys() {
             let disk = SimDisk::new();
-            let member = shared.start_member(id, id, peers.clone(), 1, Bootstrap::NewCluster, disk.clone());
+            // The initial member of slot k has id k.
+            let slot = Slot(id);
+            let member = shared.start_member(slot, id, peers.clone(), 1, Bootstrap::NewCluster, disk.clone());
             members.insert(
                 id,
                 StoreMember {
@@ -60,7 +63,7 @@ impl StoreCluster {
                     addr: member.addr,
                 },
             );
-            shared.membership().slots.insert(id, member);
+            shared.membership().slots.insert(slot, member);
         }
         let operator = Operator::start(shared.clone());
         Self { members, shared, operator }
@@ -77,12 +80,12 @@ impl StoreCluster {
     }
 
     /// The members running each slot now: slot → (member id, address).
-    pub fn current(&self) -> BTreeMap<u64, (MemberId, SocketAddr)> {
+    pub fn current(&self) -> BTreeMap<Slot, (MemberId, SocketAddr)> {
         self.shared.membership().slots.iter().map(|(slot, m)| (*slot, (m.id, m.addr))).collect()
     }
 
     /// The slot member `member` runs now, if it still runs one.
-    pub fn slot_of(&self, member: MemberId) -> Option<u64> {
+    pub fn slot_of(&self, member: MemberId) -> Option<Slot> {
         self.shared.membership().slot_of(member)
     }
 
@@ -98,7 +101,7 @@ impl StoreCluster {
 
     /// Kills the member in slot `slot`: its unsynced writes are lost and, when `tear` is
     /// given, the last unsynced write is torn.
-    pub fn crash(&self, slot: u64, tear: Option<u64>) {
+    pub fn crash(&self, slot: Slot, tear: Option<u64>) {
         let membership = self.shared.membership();
         let m = &membership.slots[&slot];
         Handle::current().kill(m.node.id());
@@ -106,7 +109,7 @@ impl StoreCluster {
     }
 
     /// Restarts the member in slot `slot` (see [`restart_node`]); its disk keeps what it had.
-    pub fn restart(&self, slot: u64) {
+    pub fn restart(&self, slot: Slot) {
         let id = self.shared.membership().slots[&slot].node.id();
         restart_node(id);
     }

@@ -1,5 +1,5 @@
 //! The store's slots and the members running them, what the store cluster, the operator
-//! and the nemesis's world share (`Shared`), and how a member starts on a slot.
+//! and the nemesis's world share (`StoreSlots`), and how a member starts on a slot.
 //!
 //! The store's membership is dynamic: the cluster has `n_members` *slots* (1..=n, the
 //! names the fault plan uses: `store-<slot>`), each run at any time by one member. The
@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use faults::Slot;
 use madsim::runtime::{Handle, NodeHandle};
 use store::api::MemberId;
 use store::backup::BackupBugs;
@@ -83,15 +84,16 @@ pub struct StoreMember {
 /// What the slots hold now, and the identities handed out so far.
 pub(crate) struct Membership {
     /// Slot (1..=n) → the member running it.
-    pub slots: BTreeMap<u64, StoreMember>,
+    pub slots: BTreeMap<Slot, StoreMember>,
     pub cluster_id: u64,
     pub next_member: MemberId,
     /// Slots whose disk was lost and that no replacement or restore has refilled yet.
-    pub lost: std::collections::BTreeSet<u64>,
+    pub lost: std::collections::BTreeSet<Slot>,
 }
 
 impl Membership {
-    pub fn slot_of(&self, member: MemberId) -> Option<u64> {
+    /// The slot member `member` runs in, if it runs in one.
+    pub fn slot_of(&self, member: MemberId) -> Option<Slot> {
         self.slots.iter().find(|(_, m)| m.id == member).map(|(slot, _)| *slot)
     }
 
@@ -112,8 +114,10 @@ impl Membership {
     }
 }
 
-/// What the cluster, the world and the operator share.
-pub(crate) struct Shared {
+/// The store's slots as the cluster, the world and the operator share them: who runs
+/// each slot now ([`Membership`]), each slot's clock, the endpoints clients follow, and
+/// how a member is started in a slot.
+pub(crate) struct StoreSlots {
     pub options: StoreOptions,
     pub recorder: Recorder,
     /// The seed's nodes, where every member's node is registered.
@@ -122,16 +126,16 @@ pub(crate) struct Shared {
     pub endpoints: Endpoints,
     /// Each slot's machine clock, which the nemesis may skew; the member running in the
     /// slot (a replacement too) reads it for lease expiry.
-    pub clocks: Mutex<BTreeMap<u64, simtime::Clock>>,
+    pub clocks: Mutex<BTreeMap<Slot, simtime::Clock>>,
 }
 
-impl Shared {
+impl StoreSlots {
     pub fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
         self.membership.lock().expect("membership lock")
     }
 
     /// The clock of slot `slot`'s machine (shared by every member that runs there).
-    pub fn slot_clock(&self, slot: u64) -> simtime::Clock {
+    pub fn slot_clock(&self, slot: Slot) -> simtime::Clock {
         self.clocks.lock().expect("slot clocks lock").entry(slot).or_default().clone()
     }
 
@@ -139,7 +143,7 @@ impl Shared {
     /// slot, the address after the member id).
     pub fn start_member(
         &self,
-        slot: u64,
+        slot: Slot,
         id: MemberId,
         peers: BTreeMap<MemberId, SocketAddr>,
         cluster_id: u64,
@@ -168,8 +172,8 @@ impl Shared {
         // `member add` has just minted: its first start is vouched fresh, every restart of
         // the node (after a crash, or on a disk lost since) is not.
         let first_start = Arc::new(AtomicBool::new(bootstrap == Bootstrap::JoinExisting));
-        let node = self.nodes.build(Handle::current().create_node().name(format!("store-{slot}")).ip(addr.ip()).init(
-            move || {
+        let node =
+            self.nodes.build(Handle::current().create_node().name(slot.to_string()).ip(addr.ip()).init(move || {
                 let (mut config, disk, observer) = (config.clone(), node_disk.clone(), observer.clone());
                 config.first_start_of_new_id = first_start.swap(false, Ordering::Relaxed);
                 async move {
@@ -177,8 +181,7 @@ impl Shared {
                     // node then stays down, as a real etcd member exits.
                     let _ = store::server::run(config, disk, Some(observer)).await;
                 }
-            },
-        ));
+            }));
         StoreMember { id, node, disk, failpoints, addr }
     }
 }

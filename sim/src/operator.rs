@@ -20,16 +20,17 @@
 //!   kubelets get 410 Gone on their watches and relist. With no backup that verifies, the
 //!   cluster state is lost: `TotalLoss`, an expected outcome (docs/design.md §4.8).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use faults::{Refused, Slot};
 use futures::channel::mpsc;
 use futures::StreamExt;
 use madsim::runtime::Handle;
-use store::api::{KeyRange, MemberId, Principal, RangeRequest};
-use store::backup::{restore, write_member_disk, Backup, RestoreOptions};
+use store::api::{KeyRange, MemberId, Principal, RangeRequest, Revision};
+use store::backup::{restore, write_member_disk, Backup, RestoreOptions, RestoredCluster};
 use store::client::{StoreClient, StoreClientConfig};
 use store::server::Bootstrap;
 use store::snapshot::MemberSnapshot;
@@ -37,7 +38,7 @@ use store::wal::SimDisk;
 
 use crate::addresses;
 use crate::history::{History, HistoryEvent, KeyState};
-use crate::membership::Shared;
+use crate::membership::StoreSlots;
 use crate::nodes::restart_node;
 
 /// How many backups the operator keeps (the most recent ones).
@@ -73,8 +74,8 @@ pub(crate) struct ApiServerProcess {
 }
 
 enum Command {
-    Backup { slot: u64 },
-    Replace { slot: u64 },
+    Backup { slot: Slot },
+    Replace { slot: Slot },
     Restore,
 }
 
@@ -90,7 +91,7 @@ struct StoredBackup {
 pub const MAX_QUEUED_COMMANDS: usize = 256;
 
 pub(crate) struct Operator {
-    shared: Arc<Shared>,
+    shared: Arc<StoreSlots>,
     /// One sender, so the channel's bound is [`MAX_QUEUED_COMMANDS`] (each clone of a
     /// futures sender would add a slot of its own).
     commands: Mutex<mpsc::Sender<Command>>,
@@ -106,7 +107,7 @@ pub(crate) struct Operator {
 
 impl Operator {
     /// Creates the operator's node and starts working through commands on it.
-    pub fn start(shared: Arc<Shared>) -> Arc<Operator> {
+    pub fn start(shared: Arc<StoreSlots>) -> Arc<Operator> {
         let (commands, mut queue) = mpsc::channel(MAX_QUEUED_COMMANDS - 1);
         let operator = Arc::new(Operator {
             shared,
@@ -167,34 +168,34 @@ impl Operator {
         *self.controllers.lock().expect("controllers lock") = controllers;
     }
 
-    fn member_of(&self, slot: u64) -> Result<MemberId, String> {
-        self.shared.membership().slots.get(&slot).map(|m| m.id).ok_or_else(|| format!("no store slot {slot}"))
+    fn member_of(&self, slot: Slot) -> Result<MemberId, Refused> {
+        self.shared.membership().slots.get(&slot).map(|m| m.id).ok_or(Refused::NoSuchSlot(slot))
     }
 
-    pub fn request_backup(&self, slot: u64) -> Result<String, String> {
+    pub fn request_backup(&self, slot: Slot) -> Result<String, Refused> {
         let member = self.member_of(slot)?;
         self.send(Command::Backup { slot })?;
         Ok(format!("requested from member {member}"))
     }
 
-    pub fn request_replace(&self, slot: u64) -> Result<String, String> {
+    pub fn request_replace(&self, slot: Slot) -> Result<String, Refused> {
         let member = self.member_of(slot)?;
         self.send(Command::Replace { slot })?;
         Ok(format!("replacement of member {member} started"))
     }
 
-    pub fn request_restore(&self) -> Result<String, String> {
+    pub fn request_restore(&self) -> Result<String, Refused> {
         let n = self.backups.lock().expect("backups lock").len();
         self.send(Command::Restore)?;
         Ok(format!("restore started ({n} backups kept)"))
     }
 
-    fn send(&self, command: Command) -> Result<(), String> {
+    fn send(&self, command: Command) -> Result<(), Refused> {
         self.commands.lock().expect("operator commands lock").try_send(command).map_err(|e| {
             if e.is_full() {
-                format!("the operator is busy: {MAX_QUEUED_COMMANDS} commands are waiting")
+                Refused::OperatorBusy { waiting: MAX_QUEUED_COMMANDS }
             } else {
-                "the operator's node is gone".to_string()
+                Refused::OperatorGone
             }
         })
     }
@@ -224,7 +225,7 @@ impl Operator {
         Some(description)
     }
 
-    async fn backup(&self, client: &StoreClient, slot: u64) {
+    async fn backup(&self, client: &StoreClient, slot: Slot) {
         let Ok(member) = self.member_of(slot) else { return };
         let recorder = &self.shared.recorder;
         match simtime::timeout(CALL_TIMEOUT, client.snapshot_save(member)).await {
@@ -260,17 +261,17 @@ impl Operator {
     /// A majority of the disks is lost: replacing one member cannot work (member remove
     /// needs a quorum), so the operator restores instead, as etcd's disaster-recovery guide
     /// says for a cluster that permanently lost its quorum.
-    async fn escalate(&self, slot: u64) {
+    async fn escalate(&self, slot: Slot) {
         coverage::reached!("operator.replace.escalated-to-restore");
-        let lost = self.shared.membership().lost.clone();
+        let lost: BTreeSet<u64> = self.shared.membership().lost.iter().map(|lost| lost.number()).collect();
         self.shared.recorder.fault(format!(
-            "operator: cannot replace store-{slot}: slots {lost:?} lost their disks, the quorum is gone; restoring from backup"
+            "operator: cannot replace {slot}: slots {lost:?} lost their disks, the quorum is gone; restoring from backup"
         ));
         self.restore().await;
     }
 
     /// Replaces the member of `slot`; false if it did not get through.
-    async fn replace(&self, client: &StoreClient, slot: u64) -> bool {
+    async fn replace(&self, client: &StoreClient, slot: Slot) -> bool {
         let recorder = &self.shared.recorder;
         let Ok(old) = self.member_of(slot) else { return false };
         if self.shared.options.bugs.rejoin_under_old_identity {
@@ -330,10 +331,10 @@ impl Operator {
     /// added while member 10 (disk lost) was still a voter, so the five voters had three
     /// working members; 10's removal then waited behind a backup against 10 itself, and
     /// the loss of the leader's disk left two of five: the quorum was gone for good.
-    async fn remove_other_lost_members(&self, client: &StoreClient, slot: u64) {
+    async fn remove_other_lost_members(&self, client: &StoreClient, slot: Slot) {
         // A lost member no longer among the endpoints was removed by an earlier replacement.
         let endpoints = self.shared.endpoints.lock().expect("endpoints lock").clone();
-        let others: Vec<(u64, MemberId)> = {
+        let others: Vec<(Slot, MemberId)> = {
             let membership = self.shared.membership();
             membership
                 .lost
@@ -358,7 +359,7 @@ impl Operator {
                 Err(error) => format!("could not remove it ({error})"),
             };
             self.shared.recorder.fault(format!(
-                "operator: store-{other_slot} lost its disk too: member {member} {outcome} before adding store-{slot}'s replacement"
+                "operator: {other_slot} lost its disk too: member {member} {outcome} before adding {slot}'s replacement"
             ));
         }
     }
@@ -382,45 +383,21 @@ impl Operator {
         nodes
     }
 
+    /// etcd's disaster recovery: stop everything, restore the latest backup that verifies
+    /// as a new cluster (new cluster id, new member ids, revisions bumped), start it in the
+    /// same slots and start the control plane again. With no backup that verifies, the
+    /// cluster state is lost (`TotalLoss`).
     async fn restore(&self) {
         let recorder = &self.shared.recorder;
-        let handle = Handle::current();
-        let apiservers = self.stop_apiservers().await;
-        let controllers = self.controllers.lock().expect("controllers lock").clone();
-        for &node in &controllers {
-            handle.kill(node);
-        }
-        let slots: Vec<u64> = {
-            let membership = self.shared.membership();
-            for member in membership.slots.values() {
-                handle.kill(member.node.id());
-            }
-            membership.slots.keys().copied().collect()
-        };
-        recorder.fault(format!(
-            "operator: stopped {} apiservers (gracefully: their watches closed), {} controller-managers and schedulers, \
-             and every store member",
-            apiservers.len(),
-            controllers.len()
-        ));
-        let (cluster_id, ids) = {
-            let mut membership = self.shared.membership();
-            membership.cluster_id += 1;
-            let ids: Option<Vec<MemberId>> = slots.iter().map(|_| membership.new_member_id()).collect();
-            (membership.cluster_id, ids)
-        };
-        let Some(ids) = ids else {
+        let stopped = self.stop_everything().await;
+        let Some((cluster_id, ids)) = self.new_cluster_identity(stopped.slots.len()) else {
             recorder.record(HistoryEvent::TotalLoss {
                 acknowledged_objects_lost: live_keys(&recorder.snapshot()),
                 reason: "no member id left in the address plan for a restored cluster".into(),
             });
             return;
         };
-        let bump = {
-            let mut restores = self.restores.lock().expect("restores lock");
-            *restores += 1;
-            BUMP_REVISION * *restores
-        };
+        let bump = self.next_revision_bump();
         let members: BTreeMap<MemberId, SocketAddr> = ids.iter().map(|&id| (id, addresses::store_member(id))).collect();
         let options = RestoreOptions {
             cluster_id,
@@ -429,39 +406,7 @@ impl Operator {
             mark_compacted: true,
             bugs: self.shared.options.backup_bugs,
         };
-        // The latest backup is the one holding the newest data: of the latest cluster, at
-        // the highest revision (a backup saved from a member still catching up holds an
-        // older revision than one taken before it), the last taken among equals.
-        let candidates: Vec<(u32, Backup)> = {
-            let backups = self.backups.lock().expect("backups lock");
-            let mut candidates: Vec<(u32, Backup)> =
-                backups.iter().map(|stored| (stored.number, stored.backup.clone())).collect();
-            candidates.sort_by_key(|(number, backup)| std::cmp::Reverse((backup.cluster_id, backup.revision, *number)));
-            candidates
-        };
-        let mut chosen = None;
-        for (number, backup) in &candidates {
-            match restore(backup, &options) {
-                Ok(restored) => {
-                    chosen = Some((*number, backup.revision, restored));
-                    break;
-                }
-                Err(error) => {
-                    coverage::reached!("operator.restore.refused-backup");
-                    recorder.record(HistoryEvent::RestoreRefused { backup: *number, error: error.to_string() })
-                }
-            }
-        }
-        let Some((number, backup_revision, restored)) = chosen else {
-            let reason = if candidates.is_empty() {
-                "no backup was ever taken".to_string()
-            } else {
-                format!("none of the {} kept backups verifies", candidates.len())
-            };
-            coverage::reached!("operator.restore.total-loss");
-            let lost = live_keys(&recorder.snapshot());
-            recorder.record(HistoryEvent::TotalLoss { acknowledged_objects_lost: lost, reason });
-            self.shared.endpoints.lock().expect("endpoints lock").clear();
+        let Some((number, backup_revision, restored)) = self.restore_latest_backup(&options) else {
             return;
         };
         let keyspace = match MemberSnapshot::decode(&restored.snapshot_data)
@@ -483,11 +428,113 @@ impl Operator {
             members: ids.clone(),
             keyspace,
         });
+        self.start_restored_members(&stopped.slots, &ids, &restored, &members, cluster_id);
+        *self.shared.endpoints.lock().expect("endpoints lock") = members;
+        for &node in stopped.apiservers.iter().chain(&stopped.controllers) {
+            restart_node(node);
+        }
+        recorder.fault(format!(
+            "operator: started the restored members {ids:?}, {} apiservers and {} controller-managers and schedulers \
+             (kubelets keep running and relist)",
+            stopped.apiservers.len(),
+            stopped.controllers.len()
+        ));
+    }
+
+    /// The first step of a restore: apiservers stopped gracefully, controllers and every
+    /// store member killed.
+    async fn stop_everything(&self) -> Stopped {
+        let handle = Handle::current();
+        let apiservers = self.stop_apiservers().await;
+        let controllers = self.controllers.lock().expect("controllers lock").clone();
+        for &node in &controllers {
+            handle.kill(node);
+        }
+        let slots: Vec<Slot> = {
+            let membership = self.shared.membership();
+            for member in membership.slots.values() {
+                handle.kill(member.node.id());
+            }
+            membership.slots.keys().copied().collect()
+        };
+        self.shared.recorder.fault(format!(
+            "operator: stopped {} apiservers (gracefully: their watches closed), {} controller-managers and schedulers, \
+             and every store member",
+            apiservers.len(),
+            controllers.len()
+        ));
+        Stopped { apiservers, controllers, slots }
+    }
+
+    /// A new cluster id and `n_members` member ids never used in this run, or `None` when
+    /// the address plan has no ids left.
+    fn new_cluster_identity(&self, n_members: usize) -> Option<(u64, Vec<MemberId>)> {
+        let mut membership = self.shared.membership();
+        membership.cluster_id += 1;
+        let ids: Option<Vec<MemberId>> = (0..n_members).map(|_| membership.new_member_id()).collect();
+        ids.map(|ids| (membership.cluster_id, ids))
+    }
+
+    /// How far this restore bumps revisions: `BUMP_REVISION` more than the one before, so
+    /// that every restore moves revisions past whatever a client saw.
+    fn next_revision_bump(&self) -> u64 {
+        let mut restores = self.restores.lock().expect("restores lock");
+        *restores += 1;
+        BUMP_REVISION * *restores
+    }
+
+    /// `snapshot restore` of the latest backup that verifies: its number, the revision it
+    /// was taken at and the restored cluster. Each refused backup is recorded; with none
+    /// left, the total loss is, and the endpoints are cleared.
+    fn restore_latest_backup(&self, options: &RestoreOptions) -> Option<(u32, Revision, RestoredCluster)> {
+        let recorder = &self.shared.recorder;
+        // The latest backup is the one holding the newest data: of the latest cluster, at
+        // the highest revision (a backup saved from a member still catching up holds an
+        // older revision than one taken before it), the last taken among equals.
+        let candidates: Vec<(u32, Backup)> = {
+            let backups = self.backups.lock().expect("backups lock");
+            let mut candidates: Vec<(u32, Backup)> =
+                backups.iter().map(|stored| (stored.number, stored.backup.clone())).collect();
+            candidates.sort_by_key(|(number, backup)| std::cmp::Reverse((backup.cluster_id, backup.revision, *number)));
+            candidates
+        };
+        for (number, backup) in &candidates {
+            match restore(backup, options) {
+                Ok(restored) => return Some((*number, backup.revision, restored)),
+                Err(error) => {
+                    coverage::reached!("operator.restore.refused-backup");
+                    recorder.record(HistoryEvent::RestoreRefused { backup: *number, error: error.to_string() })
+                }
+            }
+        }
+        let reason = if candidates.is_empty() {
+            "no backup was ever taken".to_string()
+        } else {
+            format!("none of the {} kept backups verifies", candidates.len())
+        };
+        coverage::reached!("operator.restore.total-loss");
+        let lost = live_keys(&recorder.snapshot());
+        recorder.record(HistoryEvent::TotalLoss { acknowledged_objects_lost: lost, reason });
+        self.shared.endpoints.lock().expect("endpoints lock").clear();
+        None
+    }
+
+    /// Writes each restored member's disk (`snapshot restore`'s data dir) and starts it in
+    /// its slot, the slots in order; a disk that cannot be written is recorded and its slot
+    /// stays empty.
+    fn start_restored_members(
+        &self,
+        slots: &[Slot],
+        ids: &[MemberId],
+        restored: &RestoredCluster,
+        members: &BTreeMap<MemberId, SocketAddr>,
+        cluster_id: u64,
+    ) {
         let mut started = BTreeMap::new();
-        for (&slot, &id) in slots.iter().zip(&ids) {
+        for (&slot, &id) in slots.iter().zip(ids) {
             let disk = SimDisk::new();
-            if let Err(error) = write_member_disk(&restored, id, disk.clone()) {
-                recorder.fault(format!("operator: cannot prepare member {id}'s disk: {error}"));
+            if let Err(error) = write_member_disk(restored, id, disk.clone()) {
+                self.shared.recorder.fault(format!("operator: cannot prepare member {id}'s disk: {error}"));
                 continue;
             }
             started.insert(
@@ -495,33 +542,39 @@ impl Operator {
                 self.shared.start_member(slot, id, members.clone(), cluster_id, Bootstrap::NewCluster, disk),
             );
         }
-        {
-            let mut membership = self.shared.membership();
-            membership.slots.extend(started);
-            membership.lost.clear();
-        }
-        *self.shared.endpoints.lock().expect("endpoints lock") = members;
-        for &node in apiservers.iter().chain(&controllers) {
-            restart_node(node);
-        }
-        recorder.fault(format!(
-            "operator: started the restored members {ids:?}, {} apiservers and {} controller-managers and schedulers \
-             (kubelets keep running and relist)",
-            apiservers.len(),
-            controllers.len()
-        ));
+        let mut membership = self.shared.membership();
+        membership.slots.extend(started);
+        membership.lost.clear();
     }
+}
+
+/// What a restore stopped, to start again once the restored members run.
+struct Stopped {
+    apiservers: Vec<madsim::task::NodeId>,
+    controllers: Vec<madsim::task::NodeId>,
+    slots: Vec<Slot>,
+}
+
+/// Why a membership change did not take effect; `last` says what the last attempt got.
+#[derive(Debug, thiserror::Error)]
+enum MembershipChangeError {
+    /// The lost disks are a majority: no change can commit.
+    #[error("the quorum is lost ({last})")]
+    QuorumLost { last: String },
+    /// `MEMBERSHIP_PATIENCE` ran out.
+    #[error("gave up after {after_secs}s: {last}")]
+    GaveUp { after_secs: u64, last: String },
 }
 
 /// Runs a membership change until it took effect: retried while it fails, and checked
 /// with `member list` when its outcome is unknown (a change is never blindly re-sent
 /// after it may have been applied). Gives up at once when the quorum is lost.
 async fn retry_membership<F, Fut>(
-    shared: &Shared,
+    shared: &StoreSlots,
     client: &StoreClient,
     done: impl Fn(&[MemberId]) -> bool,
     change: F,
-) -> Result<(), String>
+) -> Result<(), MembershipChangeError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Vec<MemberId>, store::api::StoreError>>,
@@ -530,7 +583,7 @@ where
     let mut last = String::from("no attempt");
     while start.elapsed() < MEMBERSHIP_PATIENCE {
         if shared.membership().quorum_lost() {
-            return Err(format!("the quorum is lost ({last})"));
+            return Err(MembershipChangeError::QuorumLost { last });
         }
         if let Ok(Ok(voters)) = simtime::timeout(CALL_TIMEOUT, client.member_list()).await {
             if done(&voters) {
@@ -545,7 +598,7 @@ where
         }
         madsim::time::sleep(Duration::from_secs(1)).await;
     }
-    Err(format!("gave up after {}s: {last}", MEMBERSHIP_PATIENCE.as_secs()))
+    Err(MembershipChangeError::GaveUp { after_secs: MEMBERSHIP_PATIENCE.as_secs(), last })
 }
 
 /// Every live key of `mvcc` at its current revision.

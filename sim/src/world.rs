@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use api::Clock;
-use faults::{BitFlip, Failpoint, NodeRef, Target, Tear, View, World};
+use faults::{BitFlip, Failpoint, NodeRef, Refused, Slot, Target, Tear, View, World};
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -21,7 +21,7 @@ use store::wal::{SimDisk, WAL_FILE};
 use crate::cluster::StoreCluster;
 use crate::control_plane::ControlPlane;
 use crate::history::HistoryEvent;
-use crate::membership::Shared;
+use crate::membership::StoreSlots;
 use crate::nodes::restart_node;
 use crate::operator::Operator;
 use crate::recorder::Recorder;
@@ -35,7 +35,7 @@ pub struct SimWorld {
     nodes: BTreeMap<String, NodeId>,
     /// The store's slots (`store-<slot>`), resolved at each call: a replacement or a
     /// restore puts a new member (node, disk) in a slot.
-    store: Arc<Shared>,
+    store: Arc<StoreSlots>,
     operator: Arc<Operator>,
     clocks: BTreeMap<String, Clock>,
     recorder: Recorder,
@@ -115,56 +115,60 @@ impl SimWorld {
     }
 
     /// The node and disk of the member in slot `slot` now.
-    fn slot(&self, slot: u64) -> Option<(NodeId, SimDisk)> {
+    fn slot(&self, slot: Slot) -> Option<(NodeId, SimDisk)> {
         self.store.membership().slots.get(&slot).map(|m| (m.node.id(), m.disk.clone()))
     }
 
     /// The failpoints of the member in slot `slot` now.
-    fn slot_failpoints(&self, slot: u64) -> Option<Failpoints> {
+    fn slot_failpoints(&self, slot: Slot) -> Option<Failpoints> {
         self.store.membership().slots.get(&slot).map(|m| m.failpoints.clone())
     }
 
     fn id(&self, node: &NodeRef) -> Option<NodeId> {
-        if let Some(slot) = node.strip_prefix("store-").and_then(|slot| slot.parse().ok()) {
+        if let Some(slot) = store_slot(node) {
             return self.slot(slot).map(|(id, _)| id);
         }
         self.nodes.get(node).copied()
     }
 }
 
-fn store_node(slot: u64) -> String {
-    format!("store-{slot}")
+/// The slot a store member's node name names (`store-<k>`), or `None` for other nodes.
+fn store_slot(node: &NodeRef) -> Option<Slot> {
+    node.strip_prefix("store-").and_then(|slot| slot.parse().ok()).map(Slot)
 }
 
 impl SimWorld {
     /// The clock of a component's node, or of a store slot's machine.
     fn clock_of(&self, node: &NodeRef) -> Option<Clock> {
-        match node.strip_prefix("store-").and_then(|slot| slot.parse::<u64>().ok()) {
+        match store_slot(node) {
             Some(slot) => Some(self.store.slot_clock(slot)),
             None => self.clocks.get(node).cloned(),
         }
     }
 }
 
-/// The member's point for a plan's failpoint name.
+/// The member's point for a plan's failpoint. The two enums are one concept with one
+/// name per point: the plan's (`faults`, which knows nothing of the store) and the
+/// member's (`store::server`, which knows nothing of plans); this is the one place they
+/// meet, and `failpoint_names_agree` keeps their printed names equal.
 fn member_failpoint(failpoint: Failpoint) -> store::server::Failpoint {
     use store::server::Failpoint as Point;
     match failpoint {
-        Failpoint::RaftBeforeSave => Point::BeforeSave,
-        Failpoint::RaftAfterSave => Point::AfterSave,
-        Failpoint::RaftBeforeLeaderSend => Point::BeforeLeaderSend,
-        Failpoint::RaftAfterVote => Point::AfterVote,
-        Failpoint::RaftLeaderAfterApply => Point::LeaderAfterApply,
+        Failpoint::RaftBeforeSave => Point::RaftBeforeSave,
+        Failpoint::RaftAfterSave => Point::RaftAfterSave,
+        Failpoint::RaftBeforeLeaderSend => Point::RaftBeforeLeaderSend,
+        Failpoint::RaftAfterVote => Point::RaftAfterVote,
+        Failpoint::RaftLeaderAfterApply => Point::RaftLeaderAfterApply,
     }
 }
 
 impl View for SimWorld {
     /// The slots: the plan's `StoreMember(k)` is whichever member runs slot k now.
-    fn store_members(&self) -> Vec<u64> {
+    fn store_members(&self) -> Vec<Slot> {
         self.store.membership().slots.keys().copied().collect()
     }
 
-    fn store_leader(&self) -> Option<u64> {
+    fn store_leader(&self) -> Option<Slot> {
         let mut cache = self.leader_cache.lock().expect("leader cache lock");
         // Only the records since the last call, read in place.
         self.recorder.with_records(|records| {
@@ -185,8 +189,8 @@ impl View for SimWorld {
 
     fn node_of(&self, target: &Target) -> Option<NodeRef> {
         let name = match target {
-            Target::StoreMember(slot) => store_node(*slot),
-            Target::StoreLeader => store_node(self.store_leader()?),
+            Target::StoreMember(slot) => slot.to_string(),
+            Target::StoreLeader => self.store_leader()?.to_string(),
             Target::ApiServer(n) => format!("apiserver-{n}"),
             Target::ControllerManager(n) => format!("controller-manager-{n}"),
             Target::ControllerManagerLeader => self.controller_manager_leader()?,
@@ -197,7 +201,7 @@ impl View for SimWorld {
     }
 
     fn all_nodes(&self) -> Vec<NodeRef> {
-        let slots = self.store.membership().slots.keys().map(|slot| store_node(*slot)).collect::<Vec<_>>();
+        let slots = self.store.membership().slots.keys().map(Slot::to_string).collect::<Vec<_>>();
         let mut all: Vec<NodeRef> = self.nodes.keys().cloned().chain(slots).collect();
         all.sort();
         all
@@ -229,8 +233,8 @@ impl World for SimWorld {
         }
     }
 
-    fn crash_store_member(&self, member: u64, tear: Option<Tear>) {
-        if let Some((id, disk)) = self.slot(member) {
+    fn crash_store_member(&self, slot: Slot, tear: Option<Tear>) {
+        if let Some((id, disk)) = self.slot(slot) {
             Handle::current().kill(id);
             // `SimDisk::crash` keeps `r % (len + 1)` bytes of the torn write: `r` is the
             // tear's share of it, at most `len`.
@@ -239,18 +243,18 @@ impl World for SimWorld {
         }
     }
 
-    fn restart_store_member(&self, member: u64) {
-        if let Some(id) = self.id(&store_node(member)) {
+    fn restart_store_member(&self, slot: Slot) {
+        if let Some((id, _)) = self.slot(slot) {
             restart_node(id);
         }
     }
 
-    fn corrupt_store_record(&self, member: u64, flip: BitFlip) -> Option<String> {
-        let (_, disk) = self.slot(member)?;
+    fn corrupt_store_record(&self, slot: Slot, flip: BitFlip) -> Option<String> {
+        let (_, disk) = self.slot(slot)?;
         let len = disk.file_len(WAL_FILE, true).filter(|len| *len > 0)?;
         let (offset, mask) = (flip.offset(len), flip.xor_mask);
         disk.corrupt(WAL_FILE, offset, mask).ok()?;
-        Some(format!("flipped bits {mask:#04x} at byte {offset} of store-{member}'s {len}-byte synced WAL"))
+        Some(format!("flipped bits {mask:#04x} at byte {offset} of {slot}'s {len}-byte synced WAL"))
     }
 
     fn clog(&self, from: &NodeRef, to: &NodeRef) {
@@ -293,14 +297,14 @@ impl World for SimWorld {
         }
     }
 
-    fn arm_failpoint(&self, member: u64, failpoint: Failpoint, passes: u32, on_reached: Box<dyn FnOnce() + Send>) {
-        if let Some(failpoints) = self.slot_failpoints(member) {
+    fn arm_failpoint(&self, slot: Slot, failpoint: Failpoint, passes: u32, on_reached: Box<dyn FnOnce() + Send>) {
+        if let Some(failpoints) = self.slot_failpoints(slot) {
             failpoints.arm_after(member_failpoint(failpoint), passes, on_reached);
         }
     }
 
-    fn disarm_failpoint(&self, member: u64, failpoint: Failpoint) {
-        if let Some(failpoints) = self.slot_failpoints(member) {
+    fn disarm_failpoint(&self, slot: Slot, failpoint: Failpoint) {
+        if let Some(failpoints) = self.slot_failpoints(slot) {
             failpoints.disarm(member_failpoint(failpoint));
         }
     }
@@ -309,31 +313,45 @@ impl World for SimWorld {
         self.recorder.fault(description);
     }
 
-    fn lose_disk(&self, member: u64) {
-        let Some((id, disk)) = self.slot(member) else { return };
+    fn lose_disk(&self, slot: Slot) {
+        let Some((id, disk)) = self.slot(slot) else { return };
         let member_id = {
             let mut membership = self.store.membership();
-            membership.lost.insert(member);
-            membership.slots[&member].id
+            membership.lost.insert(slot);
+            membership.slots[&slot].id
         };
         Handle::current().kill(id);
         disk.wipe();
         self.recorder.record(HistoryEvent::DiskLost { member: member_id });
     }
 
-    fn take_backup(&self, member: u64) -> Result<String, String> {
-        self.operator.request_backup(member)
+    fn take_backup(&self, slot: Slot) -> Result<String, Refused> {
+        self.operator.request_backup(slot)
     }
 
     fn corrupt_backup(&self, flip: BitFlip) -> Option<String> {
         self.operator.corrupt_latest_backup(flip)
     }
 
-    fn replace_member(&self, member: u64) -> Result<String, String> {
-        self.operator.request_replace(member)
+    fn replace_member(&self, slot: Slot) -> Result<String, Refused> {
+        self.operator.request_replace(slot)
     }
 
-    fn restore_from_backup(&self) -> Result<String, String> {
+    fn restore_from_backup(&self) -> Result<String, Refused> {
         self.operator.request_restore()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan's failpoint and the member's point it arms print the same name (the one the
+    /// plan's JSON uses), so a history line reads the same whichever side wrote it.
+    #[test]
+    fn failpoint_names_agree() {
+        for failpoint in Failpoint::ALL {
+            assert_eq!(member_failpoint(failpoint).to_string(), failpoint.name());
+        }
     }
 }

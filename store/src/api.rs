@@ -26,11 +26,13 @@ pub const MAX_TXN_OPS: usize = 128;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Principal {
     pub name: String,
-    pub role: Role,
+    pub role: PrincipalRole,
 }
 
+/// What a [`Principal`] is allowed to be, and so to do (not a Raft member's role, which
+/// is [`crate::raft::Role`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Role {
+pub enum PrincipalRole {
     /// kube-apiserver: the only component allowed to write the store.
     ApiServer,
     /// Read-only tooling (backups, checkers, debugging).
@@ -45,23 +47,23 @@ pub enum Role {
 
 impl Principal {
     pub fn apiserver(name: impl Into<String>) -> Self {
-        Self { name: name.into(), role: Role::ApiServer }
+        Self { name: name.into(), role: PrincipalRole::ApiServer }
     }
     pub fn reader(name: impl Into<String>) -> Self {
-        Self { name: name.into(), role: Role::Reader }
+        Self { name: name.into(), role: PrincipalRole::Reader }
     }
     pub fn other(name: impl Into<String>) -> Self {
-        Self { name: name.into(), role: Role::Other }
+        Self { name: name.into(), role: PrincipalRole::Other }
     }
     pub fn operator(name: impl Into<String>) -> Self {
-        Self { name: name.into(), role: Role::Operator }
+        Self { name: name.into(), role: PrincipalRole::Operator }
     }
     pub fn may_mutate(&self) -> bool {
-        self.role == Role::ApiServer
+        self.role == PrincipalRole::ApiServer
     }
     /// Membership changes and backups.
     pub fn may_operate(&self) -> bool {
-        self.role == Role::Operator
+        self.role == PrincipalRole::Operator
     }
 }
 

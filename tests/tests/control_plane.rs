@@ -16,7 +16,7 @@ use sim::report::CheckStatus;
 use sim::runner::{run_seed, RunOptions};
 use sim::scenario::deploy_nginx::{create_with_retries, list_pods, nginx_deployment, wait_for_running, NAMESPACE};
 use sim::scenario::Scenario;
-use store::api::Role as PrincipalRole;
+use store::api::PrincipalRole;
 
 /// Runs `body` as the supervisor of a fresh simulation with the default control plane
 /// started and `nginx-deployment` (3 replicas) created and Running.

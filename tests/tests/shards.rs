@@ -40,7 +40,7 @@ fn shards_are_disjoint_balanced_and_cover_the_range() {
     assert_eq!("3/4".parse::<Shard>(), Ok(Shard { index: 3, count: 4 }));
     for bad in ["4/4", "1/0", "1", "a/4", "-1/4", ""] {
         let error = bad.parse::<Shard>().unwrap_err();
-        assert!(error.contains("expected K/N"), "{bad}: {error}");
+        assert!(error.to_string().contains("expected K/N"), "{bad}: {error}");
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 
-use faults::{Fault, FaultEvent, FaultPlan, Target, Tear, Topology};
+use faults::{Fault, FaultEvent, FaultPlan, Slot, Target, Tear, Topology};
 use kubesim::shrink::{milder_faults, minimize, shrink_seed, ShrinkError};
 use sim::bugs::PlantedBug;
 use sim::runner::{Faults, RunOptions};
@@ -22,7 +22,7 @@ fn busy_plan() -> FaultPlan {
     let mut plan = FaultPlan::empty(30_000, 30_000);
     plan.events = vec![
         event(1_000, 4_000, Fault::Pause { target: Target::Scheduler }),
-        event(2_000, 8_000, Fault::Crash { target: Target::StoreMember(2) }),
+        event(2_000, 8_000, Fault::Crash { target: Target::StoreMember(Slot(2)) }),
         event(3_000, 2_000, Fault::LatencySpike { min_ms: 20, max_ms: 900 }),
         event(4_000, 6_000, Fault::PacketLoss { rate: 0.4 }),
         event(5_000, 3_000, Fault::IsolateStoreLeader),
@@ -43,7 +43,7 @@ fn needs_crash_and_loss(plan: &FaultPlan) -> bool {
     let crash = plan
         .events
         .iter()
-        .any(|e| matches!(e.fault, Fault::Crash { target: Target::StoreMember(2) }) && e.duration_ms >= 1_000);
+        .any(|e| matches!(e.fault, Fault::Crash { target: Target::StoreMember(Slot(2)) }) && e.duration_ms >= 1_000);
     let loss = plan.events.iter().any(|e| matches!(e.fault, Fault::PacketLoss { rate } if rate >= 0.1));
     crash && loss
 }
@@ -99,8 +99,8 @@ fn shrinking_never_tries_an_unsurvivable_candidate_of_a_survivable_plan() {
     // (two of three members down), which a correct store need not survive.
     let mut plan = FaultPlan::empty(30_000, 30_000);
     plan.events = vec![
-        event(1_000, 5_000, Fault::Crash { target: Target::StoreMember(1) }),
-        event(20_000, 5_000, Fault::Crash { target: Target::StoreMember(2) }),
+        event(1_000, 5_000, Fault::Crash { target: Target::StoreMember(Slot(1)) }),
+        event(20_000, 5_000, Fault::Crash { target: Target::StoreMember(Slot(2)) }),
     ];
     plan.check_survivable(&topology()).unwrap();
     let both = |plan: &FaultPlan| {
@@ -115,7 +115,8 @@ fn shrinking_never_tries_an_unsurvivable_candidate_of_a_survivable_plan() {
 fn milder_faults_are_milder() {
     assert_eq!(milder_faults(&Fault::PacketLoss { rate: 0.4 }), vec![Fault::PacketLoss { rate: 0.2 }]);
     assert!(milder_faults(&Fault::PacketLoss { rate: 0.01 }).is_empty());
-    let torn = Fault::PowerLoss { tears: (1..=3).map(|m| (Target::StoreMember(m), Tear { kept_ppm: 10 })).collect() };
+    let torn =
+        Fault::PowerLoss { tears: (1..=3).map(|m| (Target::StoreMember(Slot(m)), Tear { kept_ppm: 10 })).collect() };
     assert_eq!(milder_faults(&torn), vec![Fault::PowerLoss { tears: Default::default() }]);
     let tear = Some(Tear { kept_ppm: 10 });
     assert_eq!(

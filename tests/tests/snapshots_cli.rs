@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use faults::{BitFlip, Fault, FaultEvent, FaultPlan, Target, Tear};
+use faults::{BitFlip, Fault, FaultEvent, FaultPlan, Slot, Target, Tear};
 use kubesim::cli::run_summary;
 use kubesim::corpus::{load_case, Case};
 use sim::runner::{run_seed, RunOptions};
@@ -44,36 +44,47 @@ fn fault_plan_json_format() {
             event(
                 0,
                 Fault::Partition {
-                    groups: vec![vec![Target::StoreLeader], vec![Target::StoreMember(1), Target::StoreMember(2)]],
+                    groups: vec![
+                        vec![Target::StoreLeader],
+                        vec![Target::StoreMember(Slot(1)), Target::StoreMember(Slot(2))],
+                    ],
                 },
             ),
             event(1_000, Fault::IsolateStoreLeader),
             event(2_000, Fault::IsolateApiServer { apiserver: 0 }),
             event(3_000, Fault::MajoritiesRing),
             event(4_000, Fault::Bridge),
-            event(5_000, Fault::OneWay { from: Target::StoreMember(1), to: Target::StoreMember(2) }),
+            event(5_000, Fault::OneWay { from: Target::StoreMember(Slot(1)), to: Target::StoreMember(Slot(2)) }),
             event(6_000, Fault::PacketLoss { rate: 0.05 }),
             event(7_000, Fault::LatencySpike { min_ms: 10, max_ms: 400 }),
-            event(8_000, Fault::ClogLink { a: Target::ApiServer(0), b: Target::StoreMember(3) }),
+            event(8_000, Fault::ClogLink { a: Target::ApiServer(0), b: Target::StoreMember(Slot(3)) }),
             event(9_000, Fault::Crash { target: Target::ControllerManager(1) }),
             event(
                 10_000,
-                Fault::CrashStoreMember { member: Target::StoreMember(2), tear: Some(Tear { kept_ppm: 250_000 }) },
+                Fault::CrashStoreMember {
+                    member: Target::StoreMember(Slot(2)),
+                    tear: Some(Tear { kept_ppm: 250_000 }),
+                },
             ),
             event(
                 11_000,
-                Fault::PowerLoss { tears: (1..=3).map(|m| (Target::StoreMember(m), Tear { kept_ppm: 0 })).collect() },
+                Fault::PowerLoss {
+                    tears: (1..=3).map(|m| (Target::StoreMember(Slot(m)), Tear { kept_ppm: 0 })).collect(),
+                },
             ),
             event(12_000, Fault::Pause { target: Target::Kubelet(2) }),
             event(
                 13_000,
                 Fault::CorruptRecord {
-                    member: Target::StoreMember(3),
+                    member: Target::StoreMember(Slot(3)),
                     flip: BitFlip { offset_ppm: 500_000, xor_mask: 4 },
                 },
             ),
             event(14_000, Fault::ClockSkew { target: Target::Scheduler, offset_ms: -20_000, drift_ms_per_s: 3 }),
-            event(15_000, Fault::DiskLossMajority { members: vec![Target::StoreMember(1), Target::StoreMember(3)] }),
+            event(
+                15_000,
+                Fault::DiskLossMajority { members: vec![Target::StoreMember(Slot(1)), Target::StoreMember(Slot(3))] },
+            ),
             event(17_000, Fault::SnapshotCorruption { flip: BitFlip { offset_ppm: 999_999, xor_mask: 128 } }),
         ],
         ..FaultPlan::empty(30_000, 30_000)

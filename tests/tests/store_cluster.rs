@@ -231,11 +231,12 @@ fn a_member_crashed_with_unsynced_writes_restarts_from_its_synced_state_and_catc
             assert!(waited < 100_000, "the follower never had unsynced WAL data");
         }
         let synced_len = disk.file_len(WAL_FILE, true).unwrap();
-        cluster.crash(follower, Some(7));
+        let slot = cluster.slot_of(follower).expect("the follower runs a slot");
+        cluster.crash(slot, Some(7));
         let after_crash_len = disk.file_len(WAL_FILE, false).unwrap();
         assert!(after_crash_len >= synced_len, "synced data survives a crash");
         madsim::time::sleep(Duration::from_secs(2)).await;
-        cluster.restart(follower);
+        cluster.restart(slot);
         let acked = writer.await.unwrap();
         assert_eq!(acked.len(), 400, "two members keep acknowledging");
         assert_members_converge(&node, &client, &[1, 2, 3]).await;
@@ -261,12 +262,13 @@ fn a_followers_disk_corruption_is_detected_and_not_served() {
         let leader = wait_for_leader(&node, &client, &cluster).await;
         let follower = *cluster.members.keys().find(|id| **id != leader).unwrap();
         write_keys(&node, &client, "/k", 100).await;
-        cluster.crash(follower, None);
+        let slot = cluster.slot_of(follower).expect("the follower runs a slot");
+        cluster.crash(slot, None);
         let disk = &cluster.member(follower).disk;
         let len = disk.file_len(WAL_FILE, true).unwrap();
         // Flip bits in the middle of the synced log: a complete record with a bad checksum.
         disk.corrupt(WAL_FILE, len / 2, 0x5a).unwrap();
-        cluster.restart(follower);
+        cluster.restart(slot);
         madsim::time::sleep(Duration::from_secs(1)).await;
         let failed = recorder.snapshot().events().any(|(_, e)| {
             matches!(e, HistoryEvent::MemberFailed { member, reason } if *member == follower && reason.contains("corrupt"))

@@ -10,7 +10,7 @@
 
 use api::{Resource, Verb, WatchEventKind};
 use serde::{Deserialize, Serialize};
-use store::api::{MemberId, Revision, Role as PrincipalRole};
+use store::api::{MemberId, PrincipalRole, Revision};
 use store::raft::Role;
 
 /// Bound on records per seed; a run that exceeds it is stopped with an error rather than

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use store::api::Role as PrincipalRole;
+use store::api::PrincipalRole;
 use verdict::checkers::testing::{applied_event, check_one, h, APISERVER_SOURCE};
 use verdict::checkers::{EndState, Invariant, Verdict};
 use verdict::history::{History, HistoryEvent};
@@ -158,7 +158,7 @@ mod raft_election_safety {
     fn fires_on_two_leaders_in_term_3() {
         let history = h().leader(1, 2).leader(2, 3).leader(3, 3).build();
         let verdict = check(Invariant::RaftElectionSafety, &history);
-        assert_one_violation(&verdict, &["two leaders in term 3", "store-2", "store-3"]);
+        assert_one_violation(&verdict, &["two leaders in term 3", "member 2", "member 3"]);
         assert_eq!(verdict.violations[0].at_ns, Some(20));
     }
 }
@@ -201,7 +201,7 @@ mod raft_state_machine_safety {
             h().applied(1, 6, 3, 40, 5).applied(1, 7, 3, 41, 6).applied(2, 6, 3, 40, 5).applied(2, 7, 3, 99, 6).build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
-            &["store-2", "index 7", "proposal 99", "store-1", "proposal 41"],
+            &["member 2", "index 7", "proposal 99", "member 1", "proposal 41"],
         );
     }
 
@@ -210,7 +210,7 @@ mod raft_state_machine_safety {
         let history = h().applied(1, 3, 2, 40, 5).applied(3, 3, 2, 40, 6).build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
-            &["store-3", "index 3", "revision 6", "revision 5"],
+            &["member 3", "index 3", "revision 6", "revision 5"],
         );
     }
 
@@ -228,10 +228,10 @@ mod raft_state_machine_safety {
         // The gap at index 5 and the revision jump 2 -> 4 are both reported.
         assert_eq!(messages.len(), 2, "{messages:#?}");
         assert!(
-            messages.iter().any(|m| m.contains("store-2 skipped index 5") && m.contains("proposal 41")),
+            messages.iter().any(|m| m.contains("member 2 skipped index 5") && m.contains("proposal 41")),
             "{messages:#?}"
         );
-        assert!(messages.iter().any(|m| m.contains("store-2's revision went from 2")), "{messages:#?}");
+        assert!(messages.iter().any(|m| m.contains("member 2's revision went from 2")), "{messages:#?}");
     }
 
     #[test]
@@ -239,7 +239,7 @@ mod raft_state_machine_safety {
         let history = h().applied(1, 5, 2, 41, 3).applied(1, 4, 2, 40, 2).build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
-            &["store-1 applied index 4 after index 5"],
+            &["member 1 applied index 4 after index 5"],
         );
     }
 
@@ -281,7 +281,7 @@ mod raft_state_machine_safety {
         let verdict = check(Invariant::RaftStateMachineSafety, &history);
         let messages = messages(&verdict);
         assert!(
-            messages.iter().any(|m| m.contains("store-2 skipped index 3") && m.contains("snapshots cover up to 2")),
+            messages.iter().any(|m| m.contains("member 2 skipped index 3") && m.contains("snapshots cover up to 2")),
             "{messages:#?}"
         );
     }
@@ -295,7 +295,7 @@ mod raft_state_machine_safety {
             .build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
-            &["store-2 took a snapshot of index 3 at revision 7", "store-1 applied proposal 11"],
+            &["member 2 took a snapshot of index 3 at revision 7", "member 1 applied proposal 11"],
         );
         let history = h()
             .applied(2, 2, 2, 10, 2)
@@ -304,7 +304,7 @@ mod raft_state_machine_safety {
             .build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
-            &["store-2 took a snapshot of index 2 after reaching index 3"],
+            &["member 2 took a snapshot of index 2 after reaching index 3"],
         );
     }
 
@@ -313,7 +313,7 @@ mod raft_state_machine_safety {
         let history = h().started(3).applied(3, 2, 2, 10, 2).started(3).applied(3, 2, 4, 77, 2).build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
-            &["store-3 re-applied index 2 after a restart", "proposal 77", "proposal 10"],
+            &["member 3 re-applied index 2 after a restart", "proposal 77", "proposal 10"],
         );
     }
 }
@@ -929,7 +929,7 @@ mod lease_expiry {
             .build();
         assert_one_violation(
             &check(Invariant::LeaseExpiry, &history),
-            &["store-2 expired lease 5", "TTL 10 s", "2000 ms after its promotion"],
+            &["member 2 expired lease 5", "TTL 10 s", "2000 ms after its promotion"],
         );
     }
 
@@ -1008,6 +1008,6 @@ mod lease_expiry {
             .event(HistoryEvent::MemberStarted { member: 3, recovered_entries: 0, torn_bytes: 0 })
             .event(lessor(3, expired(5, 20_000)))
             .build();
-        assert_one_violation(&check(Invariant::LeaseExpiry, &restarted), &["store-3", "while not the lease primary"]);
+        assert_one_violation(&check(Invariant::LeaseExpiry, &restarted), &["member 3", "while not the lease primary"]);
     }
 }

@@ -1,8 +1,8 @@
 //! What the nemesis core hands out: [`Call`]s to make on the world, in order, and the
 //! history lines that go with them.
 
-use super::NodeRef;
-use crate::plan::{BitFlip, Failpoint, Tear};
+use super::{NodeRef, Refused};
+use crate::plan::{BitFlip, Failpoint, Slot, Tear};
 
 /// One call the core asks its driver to make on the [`World`](super::World), in the
 /// order given; each is one method of the world. Store members are named by slot (the
@@ -15,10 +15,10 @@ pub enum Call {
     Resume(NodeRef),
     /// Kill a store member and lose its unsynced writes, tearing the last one as `tear` says.
     CrashStoreMember {
-        member: u64,
+        slot: Slot,
         tear: Option<Tear>,
     },
-    RestartStoreMember(u64),
+    RestartStoreMember(Slot),
     Clog {
         from: NodeRef,
         to: NodeRef,
@@ -42,16 +42,16 @@ pub enum Call {
     /// Arm `failpoint` on a store member; when the member reaches it, the world reports
     /// `reached` back to the core ([`Nemesis::failpoint_reached`](super::Nemesis::failpoint_reached)).
     ArmFailpoint {
-        member: u64,
+        slot: Slot,
         failpoint: Failpoint,
         passes: u32,
         reached: Reached,
     },
     DisarmFailpoint {
-        member: u64,
+        slot: Slot,
         failpoint: Failpoint,
     },
-    LoseDisk(u64),
+    LoseDisk(Slot),
     /// Append `t={at_ms}ms {line}` to the run's history.
     Record {
         at_ms: u64,
@@ -70,13 +70,13 @@ pub enum Call {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reported {
     /// Flip a byte of the member's synced WAL.
-    CorruptStoreRecord { member: u64, flip: BitFlip },
+    CorruptStoreRecord { slot: Slot, flip: BitFlip },
     /// Operator `snapshot save` against the member.
-    TakeBackup { member: u64 },
+    TakeBackup { slot: Slot },
     /// Flip a byte of the most recent stored backup.
     CorruptBackup { flip: BitFlip },
     /// The operator replaces a member whose disk was lost.
-    ReplaceMember { member: u64 },
+    ReplaceMember { slot: Slot },
     /// The operator restores the store from its latest good backup.
     RestoreFromBackup,
 }
@@ -84,24 +84,24 @@ pub enum Reported {
 impl Reported {
     /// The history line for the call's outcome (an `Err` of a corruption means there was
     /// nothing to corrupt).
-    pub fn line(&self, outcome: Result<String, String>) -> String {
+    pub fn line(&self, outcome: Result<String, Refused>) -> String {
         match (self, outcome) {
-            (Reported::CorruptStoreRecord { member, .. }, Ok(what)) => format!("corrupt-record store-{member}: {what}"),
-            (Reported::CorruptStoreRecord { member, .. }, Err(_)) => {
-                format!("corrupt-record store-{member}: no synced record to corrupt")
+            (Reported::CorruptStoreRecord { slot, .. }, Ok(what)) => format!("corrupt-record {slot}: {what}"),
+            (Reported::CorruptStoreRecord { slot, .. }, Err(_)) => {
+                format!("corrupt-record {slot}: no synced record to corrupt")
             }
-            (Reported::TakeBackup { member }, Ok(what)) => {
-                format!("operator: snapshot save from store-{member}: {what}")
+            (Reported::TakeBackup { slot }, Ok(what)) => {
+                format!("operator: snapshot save from {slot}: {what}")
             }
-            (Reported::TakeBackup { member }, Err(why)) => {
-                format!("operator: snapshot save from store-{member} failed: {why}")
+            (Reported::TakeBackup { slot }, Err(why)) => {
+                format!("operator: snapshot save from {slot} failed: {why}")
             }
             (Reported::CorruptBackup { .. }, Ok(what)) => format!("snapshot-corruption: {what}"),
             (Reported::CorruptBackup { .. }, Err(_)) => {
                 "snapshot-corruption: no stored backup to corrupt, skipped".into()
             }
-            (Reported::ReplaceMember { member }, Ok(what)) => format!("operator: replace store-{member}: {what}"),
-            (Reported::ReplaceMember { member }, Err(why)) => format!("operator: replace store-{member} failed: {why}"),
+            (Reported::ReplaceMember { slot }, Ok(what)) => format!("operator: replace {slot}: {what}"),
+            (Reported::ReplaceMember { slot }, Err(why)) => format!("operator: replace {slot} failed: {why}"),
             (Reported::RestoreFromBackup, Ok(what)) => format!("operator: restore: {what}"),
             (Reported::RestoreFromBackup, Err(why)) => format!("operator: restore impossible, total loss: {why}"),
         }
@@ -109,11 +109,11 @@ impl Reported {
 }
 
 /// What a member's armed failpoint reports when the member reaches it: the event that
-/// armed it and the member (slot).
+/// armed it and the member's slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Reached {
     pub event_idx: usize,
-    pub member: u64,
+    pub slot: Slot,
 }
 
 /// The history line of a record call: its time, then what happened.

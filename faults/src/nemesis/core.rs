@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::calls::{Call, Reached, Reported};
 use super::holds::{ClockSkews, Condition, Down, Holds, NetworkConditions};
 use super::schedule::{Action, Timeline};
-use super::targets::{Cut, Link, Targets};
+use super::targets::{Cut, Link, Targets, Unresolved};
 use super::{NodeRef, View};
-use crate::plan::{kind_name, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Target, Tear};
+use crate::plan::{kind_name, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, Slot, Target, Tear};
 
 /// The nemesis for one plan: what is applied, what overlapping faults hold, what is armed.
 /// Overlapping faults are counted per clogged link, paused node and crashed process
@@ -45,10 +45,10 @@ pub(super) enum Applied {
     PowerLoss(Vec<Down>),
     Pause(NodeRef),
     ClockSkew(NodeRef),
-    Corrupt(u64),
+    Corrupt(Slot),
     /// A failpoint armed on a store member, until it is reached or disarmed.
     Failpoint {
-        member: u64,
+        slot: Slot,
         failpoint: Failpoint,
         restart_after_ms: u64,
     },
@@ -59,9 +59,9 @@ pub(super) enum Applied {
     },
     Chase(Chase),
     /// A member whose disk was lost, replaced when the fault heals.
-    DiskLoss(u64),
+    DiskLoss(Slot),
     /// Members whose disks were lost together; the heal is the operator's restore.
-    StoreLoss(Vec<u64>),
+    StoreLoss(Vec<Slot>),
     /// Nothing could be applied (no leader, target did not resolve).
     Nothing,
 }
@@ -72,8 +72,8 @@ pub(super) enum Applied {
 pub(super) struct Chase {
     pub(super) steps: Vec<ChaseStep>,
     pub(super) step: usize,
-    pub(super) armed: Vec<u64>,
-    pub(super) victim: Option<u64>,
+    pub(super) armed: Vec<Slot>,
+    pub(super) victim: Option<Slot>,
 }
 
 impl Nemesis {
@@ -181,7 +181,7 @@ impl Nemesis {
         Applied::Nothing
     }
 
-    fn skip(&mut self, at_ms: u64, fault: &Fault, reason: &str) -> Applied {
+    fn skip(&mut self, at_ms: u64, fault: &Fault, reason: &Unresolved) -> Applied {
         self.record(at_ms, format!("{}: {reason}, skipped", kind_name(fault)));
         Applied::Nothing
     }
@@ -210,30 +210,29 @@ impl Nemesis {
             Fault::CrashStoreMember { member, tear } => {
                 targets.down(member).map(|down| self.crash(at_ms, &fault, down, *tear))
             }
-            Fault::PowerLoss { tears } => Ok(self.power_loss(at_ms, &targets.store_members(), |member| {
-                tears.get(&Target::StoreMember(member)).copied()
-            })),
+            Fault::PowerLoss { tears } => {
+                Ok(self
+                    .power_loss(at_ms, &targets.store_members(), |slot| tears.get(&Target::StoreMember(slot)).copied()))
+            }
             Fault::Pause { target } => targets.node(target).map(|node| self.pause(at_ms, node)),
-            Fault::CorruptRecord { member, flip } => targets.member(member).map(|member| {
-                self.report(at_ms, Reported::CorruptStoreRecord { member, flip: *flip });
-                Applied::Corrupt(member)
+            Fault::CorruptRecord { member, flip } => targets.member(member).map(|slot| {
+                self.report(at_ms, Reported::CorruptStoreRecord { slot, flip: *flip });
+                Applied::Corrupt(slot)
             }),
             &Fault::CrashAtFailpoint { ref member, failpoint, restart_after_ms, passes } => targets
                 .member(member)
-                .and_then(|member| self.arm(at_ms, event_idx, &targets, member, failpoint, restart_after_ms, passes)),
+                .and_then(|slot| self.arm(at_ms, event_idx, &targets, slot, failpoint, restart_after_ms, passes)),
             Fault::LeaderChase { steps } => Ok(self.start_chase(at_ms, event_idx, steps.clone(), &targets)),
             Fault::Backup { member } => {
-                targets.member(member).map(|member| self.report(at_ms, Reported::TakeBackup { member }))
+                targets.member(member).map(|slot| self.report(at_ms, Reported::TakeBackup { slot }))
             }
             Fault::SnapshotCorruption { flip } => Ok(self.report(at_ms, Reported::CorruptBackup { flip: *flip })),
-            Fault::DiskLoss { member } => {
-                targets.member(member).map(|member| self.lose_disks(at_ms, &fault, vec![member]))
-            }
+            Fault::DiskLoss { member } => targets.member(member).map(|slot| self.lose_disks(at_ms, &fault, vec![slot])),
             Fault::DiskLossMajority { members } => members
                 .iter()
                 .map(|member| targets.member(member))
-                .collect::<Result<BTreeSet<u64>, String>>()
-                .map(|members| self.lose_disks(at_ms, &fault, members.into_iter().collect())),
+                .collect::<Result<BTreeSet<Slot>, Unresolved>>()
+                .map(|slots| self.lose_disks(at_ms, &fault, slots.into_iter().collect())),
             Fault::DiskLossAll => Ok(self.lose_disks(at_ms, &fault, targets.store_members())),
             &Fault::ClockSkew { ref target, offset_ms, drift_ms_per_s } => {
                 targets.node(target).map(|node| self.skew(at_ms, event_idx, node, offset_ms, drift_ms_per_s))
@@ -274,16 +273,16 @@ impl Nemesis {
             }
             Applied::Pause(node) => self.resume(at_ms, node),
             Applied::ClockSkew(node) => self.heal_clock_skew(at_ms, event_idx, node),
-            Applied::Corrupt(member) => self.restart_onto_corruption(at_ms, member),
-            Applied::DiskLoss(member) => {
+            Applied::Corrupt(slot) => self.restart_onto_corruption(at_ms, slot),
+            Applied::DiskLoss(slot) => {
                 // The replacement is a new process on a new disk, whatever else held the
                 // old one down.
-                self.downs.release(&Down::StoreMember(member));
-                self.report(at_ms, Reported::ReplaceMember { member });
+                self.downs.release(&Down::StoreMember(slot));
+                self.report(at_ms, Reported::ReplaceMember { slot });
             }
-            Applied::StoreLoss(members) => {
-                for member in members {
-                    self.downs.release(&Down::StoreMember(member));
+            Applied::StoreLoss(slots) => {
+                for slot in slots {
+                    self.downs.release(&Down::StoreMember(slot));
                 }
                 self.report(at_ms, Reported::RestoreFromBackup);
             }
@@ -345,7 +344,7 @@ impl Nemesis {
             return Applied::Crash(down);
         }
         match &down {
-            Down::StoreMember(member) => self.crash_store_member(at_ms, *member, tear),
+            Down::StoreMember(slot) => self.crash_store_member(at_ms, *slot, tear),
             Down::Node(node) => {
                 self.call(Call::Kill(node.clone()));
                 self.record(at_ms, format!("crash {node}"));
@@ -354,10 +353,10 @@ impl Nemesis {
         Applied::Crash(down)
     }
 
-    fn crash_store_member(&mut self, at_ms: u64, member: u64, tear: Option<Tear>) {
-        self.call(Call::CrashStoreMember { member, tear });
+    fn crash_store_member(&mut self, at_ms: u64, slot: Slot, tear: Option<Tear>) {
+        self.call(Call::CrashStoreMember { slot, tear });
         let torn = if tear.is_some() { " tearing its last unsynced write" } else { "" };
-        self.record(at_ms, format!("crash store-{member} (power loss){torn}"));
+        self.record(at_ms, format!("crash {slot} (power loss){torn}"));
     }
 
     /// Releases one crash of `down`; restarts it if that was the last.
@@ -367,7 +366,7 @@ impl Nemesis {
             return;
         }
         match &down {
-            Down::StoreMember(member) => self.call(Call::RestartStoreMember(*member)),
+            Down::StoreMember(slot) => self.call(Call::RestartStoreMember(*slot)),
             Down::Node(node) => self.call(Call::Restart(node.clone())),
         }
         self.record(at_ms, format!("restart {down}"));
@@ -376,13 +375,13 @@ impl Nemesis {
     /// Crashes every store member at the same instant, each losing its unsynced writes
     /// and tearing its last one as `tear_of` it says. Members already held down by
     /// another crash stay down; each is counted so that the last heal restarts it.
-    fn power_loss(&mut self, at_ms: u64, members: &[u64], tear_of: impl Fn(u64) -> Option<Tear>) -> Applied {
-        self.record(at_ms, format!("power-loss of the store ({} members)", members.len()));
-        let mut downs = Vec::with_capacity(members.len());
-        for &member in members {
-            let down = Down::StoreMember(member);
+    fn power_loss(&mut self, at_ms: u64, slots: &[Slot], tear_of: impl Fn(Slot) -> Option<Tear>) -> Applied {
+        self.record(at_ms, format!("power-loss of the store ({} members)", slots.len()));
+        let mut downs = Vec::with_capacity(slots.len());
+        for &slot in slots {
+            let down = Down::StoreMember(slot);
             if self.downs.take(&down) {
-                self.crash_store_member(at_ms, member, tear_of(member));
+                self.crash_store_member(at_ms, slot, tear_of(slot));
             } else {
                 self.record(at_ms, format!("power-loss: {down} already crashed"));
             }
@@ -437,28 +436,28 @@ impl Nemesis {
 
     /// Recovery must now read the corrupted WAL: crash and restart the member onto it. A
     /// member held down by a crash reads it when that crash heals.
-    fn restart_onto_corruption(&mut self, at_ms: u64, member: u64) {
-        if self.downs.is_held(&Down::StoreMember(member)) {
-            self.record(at_ms, format!("heal corrupt-record store-{member}: already crashed"));
+    fn restart_onto_corruption(&mut self, at_ms: u64, slot: Slot) {
+        if self.downs.is_held(&Down::StoreMember(slot)) {
+            self.record(at_ms, format!("heal corrupt-record {slot}: already crashed"));
             return;
         }
-        self.call(Call::CrashStoreMember { member, tear: None });
-        self.call(Call::RestartStoreMember(member));
-        self.record(at_ms, format!("crash and restart store-{member} on its corrupted disk"));
+        self.call(Call::CrashStoreMember { slot, tear: None });
+        self.call(Call::RestartStoreMember(slot));
+        self.record(at_ms, format!("crash and restart {slot} on its corrupted disk"));
     }
 
     /// Wipes and kills `members`. Each is counted as crashed, so that an overlapping
     /// crash's heal does not restart it on its empty disk behind the operator's back.
-    fn lose_disks(&mut self, at_ms: u64, fault: &Fault, members: Vec<u64>) -> Applied {
-        let names: Vec<String> = members.iter().map(|member| format!("store-{member}")).collect();
+    fn lose_disks(&mut self, at_ms: u64, fault: &Fault, slots: Vec<Slot>) -> Applied {
+        let names: Vec<String> = slots.iter().map(Slot::to_string).collect();
         self.record(at_ms, format!("{} {}: disks wiped, members killed", kind_name(fault), names.join(", ")));
-        for &member in &members {
-            self.downs.take(&Down::StoreMember(member));
-            self.call(Call::LoseDisk(member));
+        for &slot in &slots {
+            self.downs.take(&Down::StoreMember(slot));
+            self.call(Call::LoseDisk(slot));
         }
         match fault {
-            Fault::DiskLoss { .. } => Applied::DiskLoss(members[0]),
-            _ => Applied::StoreLoss(members),
+            Fault::DiskLoss { .. } => Applied::DiskLoss(slots[0]),
+            _ => Applied::StoreLoss(slots),
         }
     }
 }

@@ -9,7 +9,7 @@ use madsim::time::{Instant, TimeHandle};
 
 use super::calls::{history_line, Call, Reached, Reported};
 use super::core::Nemesis;
-use super::{SharedWorld, World};
+use super::{Refused, SharedWorld, World};
 use crate::plan::FaultPlan;
 
 /// Runs `plan` against `world`, with time counted from the call, and returns at the end
@@ -79,8 +79,8 @@ pub fn perform(call: Call, world: &dyn World, reached_tx: &mpsc::Sender<Reached>
         Call::Restart(node) => world.restart(&node),
         Call::Pause(node) => world.pause(&node),
         Call::Resume(node) => world.resume(&node),
-        Call::CrashStoreMember { member, tear } => world.crash_store_member(member, tear),
-        Call::RestartStoreMember(member) => world.restart_store_member(member),
+        Call::CrashStoreMember { slot, tear } => world.crash_store_member(slot, tear),
+        Call::RestartStoreMember(slot) => world.restart_store_member(slot),
         Call::Clog { from, to } => world.clog(&from, &to),
         Call::Unclog { from, to } => world.unclog(&from, &to),
         Call::SetPacketLoss(rate) => world.set_packet_loss(rate),
@@ -90,7 +90,7 @@ pub fn perform(call: Call, world: &dyn World, reached_tx: &mpsc::Sender<Reached>
             world.set_clock_skew(&node, offset_ms, drift_ms_per_s)
         }
         Call::ResetClock(node) => world.reset_clock(&node),
-        Call::ArmFailpoint { member, failpoint, passes, reached } => {
+        Call::ArmFailpoint { slot, failpoint, passes, reached } => {
             let mut reached_tx = reached_tx.clone();
             let on_reached = Box::new(move || match reached_tx.try_send(reached) {
                 Ok(()) => {}
@@ -98,20 +98,19 @@ pub fn perform(call: Call, world: &dyn World, reached_tx: &mpsc::Sender<Reached>
                 Err(error) if error.is_disconnected() => {}
                 Err(error) => panic!("the failpoint queue refused {reached:?}: {error}"),
             });
-            world.arm_failpoint(member, failpoint, passes, on_reached);
+            world.arm_failpoint(slot, failpoint, passes, on_reached);
         }
-        Call::DisarmFailpoint { member, failpoint } => world.disarm_failpoint(member, failpoint),
-        Call::LoseDisk(member) => world.lose_disk(member),
+        Call::DisarmFailpoint { slot, failpoint } => world.disarm_failpoint(slot, failpoint),
+        Call::LoseDisk(slot) => world.lose_disk(slot),
         Call::Record { at_ms, line } => record(world, history_line(at_ms, &line)),
         Call::Reported { at_ms, action } => {
-            // A corruption with nothing to corrupt gives no reason: `Reported::line` words it.
             let outcome = match &action {
-                Reported::CorruptStoreRecord { member, flip } => {
-                    world.corrupt_store_record(*member, *flip).ok_or_else(String::new)
+                Reported::CorruptStoreRecord { slot, flip } => {
+                    world.corrupt_store_record(*slot, *flip).ok_or(Refused::NothingToCorrupt)
                 }
-                Reported::TakeBackup { member } => world.take_backup(*member),
-                Reported::CorruptBackup { flip } => world.corrupt_backup(*flip).ok_or_else(String::new),
-                Reported::ReplaceMember { member } => world.replace_member(*member),
+                Reported::TakeBackup { slot } => world.take_backup(*slot),
+                Reported::CorruptBackup { flip } => world.corrupt_backup(*flip).ok_or(Refused::NothingToCorrupt),
+                Reported::ReplaceMember { slot } => world.replace_member(*slot),
                 Reported::RestoreFromBackup => world.restore_from_backup(),
             };
             record(world, history_line(at_ms, &action.line(outcome)));

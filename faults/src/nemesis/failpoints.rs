@@ -6,9 +6,9 @@
 use super::calls::{Call, Reached};
 use super::core::{Applied, Chase, Nemesis};
 use super::holds::Down;
-use super::targets::Targets;
+use super::targets::{Targets, Unresolved};
 use super::View;
-use crate::plan::{ChaseStep, Failpoint};
+use crate::plan::{ChaseStep, Failpoint, Slot};
 
 impl Nemesis {
     /// A member armed by event `reached.event_idx` reached its failpoint at `now_ms` and
@@ -28,26 +28,23 @@ impl Nemesis {
         at_ms: u64,
         event_idx: usize,
         targets: &Targets<'_>,
-        member: u64,
+        slot: Slot,
         failpoint: Failpoint,
         restart_after_ms: u64,
         passes: u32,
-    ) -> Result<Applied, String> {
-        if !targets.has_store_member(member) {
-            return Err(format!("store-{member} does not exist"));
+    ) -> Result<Applied, Unresolved> {
+        if !targets.has_store_member(slot) {
+            return Err(Unresolved::NoSuchSlot(slot));
         }
-        self.arm_one(event_idx, member, failpoint, passes);
+        self.arm_one(event_idx, slot, failpoint, passes);
         self.armed.insert(event_idx);
         let after = describe_passes(passes);
-        self.record(
-            at_ms,
-            format!("arm failpoint {failpoint} on store-{member}{after} (restart {restart_after_ms}ms after)"),
-        );
-        Ok(Applied::Failpoint { member, failpoint, restart_after_ms })
+        self.record(at_ms, format!("arm failpoint {failpoint} on {slot}{after} (restart {restart_after_ms}ms after)"));
+        Ok(Applied::Failpoint { slot, failpoint, restart_after_ms })
     }
 
-    fn arm_one(&mut self, event_idx: usize, member: u64, failpoint: Failpoint, passes: u32) {
-        self.call(Call::ArmFailpoint { member, failpoint, passes, reached: Reached { event_idx, member } });
+    fn arm_one(&mut self, event_idx: usize, slot: Slot, failpoint: Failpoint, passes: u32) {
+        self.call(Call::ArmFailpoint { slot, failpoint, passes, reached: Reached { event_idx, slot } });
     }
 
     /// The member of a `crash-at-failpoint` reached it: crash it now (it loses nothing it
@@ -56,21 +53,21 @@ impl Nemesis {
         if !self.armed.remove(&event_idx) {
             return;
         }
-        let Some(Applied::Failpoint { member, failpoint, restart_after_ms }) = self.applied.remove(&event_idx) else {
+        let Some(Applied::Failpoint { slot, failpoint, restart_after_ms }) = self.applied.remove(&event_idx) else {
             unreachable!("an armed event is applied as a failpoint");
         };
-        let down = self.hold_down_at_failpoint(member);
-        self.record(at_ms, format!("store-{member} reached failpoint {failpoint}: crash"));
+        let down = self.hold_down_at_failpoint(slot);
+        self.record(at_ms, format!("{slot} reached failpoint {failpoint}: crash"));
         let restart_at_ms = at_ms + restart_after_ms;
         self.applied.insert(event_idx, Applied::FailpointCrash { down, restart_at_ms });
     }
 
     /// Counts `member`, halted at a failpoint, as crashed, and crashes it unless another
     /// fault already holds it down; [`Nemesis::heal_crash`] undoes it.
-    fn hold_down_at_failpoint(&mut self, member: u64) -> Down {
-        let down = Down::StoreMember(member);
+    fn hold_down_at_failpoint(&mut self, slot: Slot) -> Down {
+        let down = Down::StoreMember(slot);
         if self.downs.take(&down) {
-            self.call(Call::CrashStoreMember { member, tear: None });
+            self.call(Call::CrashStoreMember { slot, tear: None });
         }
         down
     }
@@ -106,9 +103,9 @@ impl Nemesis {
         if !self.armed.remove(&event_idx) {
             return;
         }
-        if let Some(Applied::Failpoint { member, failpoint, .. }) = self.applied.remove(&event_idx) {
-            self.call(Call::DisarmFailpoint { member, failpoint });
-            self.record(at_ms, format!("disarm failpoint {failpoint} on store-{member}: not reached"));
+        if let Some(Applied::Failpoint { slot, failpoint, .. }) = self.applied.remove(&event_idx) {
+            self.call(Call::DisarmFailpoint { slot, failpoint });
+            self.record(at_ms, format!("disarm failpoint {failpoint} on {slot}: not reached"));
         }
     }
 
@@ -133,9 +130,9 @@ impl Nemesis {
             chase.armed = Vec::new();
             return chase;
         };
-        chase.armed = targets.store_members().into_iter().filter(|&member| Some(member) != chase.victim).collect();
-        for &member in &chase.armed {
-            self.arm_one(event_idx, member, failpoint, passes);
+        chase.armed = targets.store_members().into_iter().filter(|&slot| Some(slot) != chase.victim).collect();
+        for &slot in &chase.armed {
+            self.arm_one(event_idx, slot, failpoint, passes);
         }
         self.armed.insert(event_idx);
         let after = describe_passes(passes);
@@ -149,31 +146,31 @@ impl Nemesis {
     /// already taken by another in the same instant halted all the same: it is crashed
     /// and restarted at once.
     fn chase_reached(&mut self, at_ms: u64, reached: Reached, targets: &Targets<'_>) {
-        let Reached { event_idx, member } = reached;
+        let Reached { event_idx, slot } = reached;
         let Some(Applied::Chase(mut chase)) = self.applied.remove(&event_idx) else {
             unreachable!("checked by the caller");
         };
-        if !chase.armed.contains(&member) {
-            self.call(Call::CrashStoreMember { member, tear: None });
-            self.call(Call::RestartStoreMember(member));
+        if !chase.armed.contains(&slot) {
+            self.call(Call::CrashStoreMember { slot, tear: None });
+            self.call(Call::RestartStoreMember(slot));
             let late = "after another member took the step: crash and restart";
-            self.record(at_ms, format!("leader-chase: store-{member} reached its failpoint {late}"));
+            self.record(at_ms, format!("leader-chase: {slot} reached its failpoint {late}"));
             self.applied.insert(event_idx, Applied::Chase(chase));
             return;
         }
         let failpoint = chase.steps[chase.step].failpoint;
-        for &other in chase.armed.iter().filter(|&&other| other != member) {
-            self.call(Call::DisarmFailpoint { member: other, failpoint });
+        for &other in chase.armed.iter().filter(|&&other| other != slot) {
+            self.call(Call::DisarmFailpoint { slot: other, failpoint });
         }
         self.armed.remove(&event_idx);
-        self.hold_down_at_failpoint(member);
+        self.hold_down_at_failpoint(slot);
         let (step, n) = (chase.step + 1, chase.steps.len());
-        self.record(at_ms, format!("leader-chase step {step}/{n}: store-{member} reached {failpoint}: crash"));
+        self.record(at_ms, format!("leader-chase step {step}/{n}: {slot} reached {failpoint}: crash"));
         if let Some(previous) = chase.victim {
             self.heal_crash(at_ms, Down::StoreMember(previous));
         }
         chase.step += 1;
-        chase.victim = Some(member);
+        chase.victim = Some(slot);
         let chase = self.arm_chase_step(at_ms, event_idx, chase, targets);
         self.applied.insert(event_idx, Applied::Chase(chase));
     }
@@ -182,8 +179,8 @@ impl Nemesis {
     pub(super) fn heal_chase(&mut self, at_ms: u64, event_idx: usize, chase: Chase) {
         self.armed.remove(&event_idx);
         if let Some(&ChaseStep { failpoint, .. }) = chase.steps.get(chase.step) {
-            for &member in &chase.armed {
-                self.call(Call::DisarmFailpoint { member, failpoint });
+            for &slot in &chase.armed {
+                self.call(Call::DisarmFailpoint { slot, failpoint });
             }
         }
         self.record(at_ms, format!("heal leader-chase: {} of {} steps reached", chase.step, chase.steps.len()));

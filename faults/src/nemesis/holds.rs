@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::NodeRef;
+use crate::plan::Slot;
 
 /// Holds on things overlapping faults share (a clogged link, a paused node, a crashed
 /// process), counted per thing: the first hold applies the effect, the last release
@@ -56,14 +57,14 @@ impl<K: Ord + Clone + fmt::Debug> Holds<K> {
 /// store-1` and a crash of the leader while it is store-1 count against the same process.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Down {
-    StoreMember(u64),
+    StoreMember(Slot),
     Node(NodeRef),
 }
 
 impl fmt::Display for Down {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Down::StoreMember(slot) => write!(f, "store-{slot}"),
+            Down::StoreMember(slot) => slot.fmt(f),
             Down::Node(node) => f.write_str(node),
         }
     }

@@ -41,7 +41,7 @@ pub use self::calls::{Call, Reached, Reported};
 pub use self::core::Nemesis;
 pub use self::driver::{perform, run};
 pub use self::targets::{bridge, majorities_ring, Grudge};
-use crate::plan::{BitFlip, Failpoint, Target, Tear};
+use crate::plan::{BitFlip, Failpoint, Slot, Target, Tear};
 
 /// A node as the world names it, e.g. `"store-1"`, `"apiserver-0"`, `"kubelet-2"`.
 pub type NodeRef = String;
@@ -50,9 +50,9 @@ pub type NodeRef = String;
 /// same kind of input): facts at the current instant. Reading changes nothing.
 pub trait View {
     /// Slots of all store members (crashed ones included): the plan's `store-N`.
-    fn store_members(&self) -> Vec<u64>;
+    fn store_members(&self) -> Vec<Slot>;
     /// The slot of the current Raft leader, if the world knows one.
-    fn store_leader(&self) -> Option<u64>;
+    fn store_leader(&self) -> Option<Slot>;
     /// The node a target runs on; `None` if it does not exist or cannot be resolved.
     fn node_of(&self, target: &Target) -> Option<NodeRef>;
     /// Every node of the cluster.
@@ -72,11 +72,11 @@ pub trait World: View {
     fn resume(&self, node: &NodeRef);
     /// Kill a store member and lose its unsynced writes; with `tear`, keep that part of
     /// the last unsynced write.
-    fn crash_store_member(&self, member: u64, tear: Option<Tear>);
-    fn restart_store_member(&self, member: u64);
+    fn crash_store_member(&self, slot: Slot, tear: Option<Tear>);
+    fn restart_store_member(&self, slot: Slot);
     /// Flip bits of one byte of the member's synced WAL where `flip` says; returns what
     /// was corrupted, or `None` if the member has no synced WAL to corrupt.
-    fn corrupt_store_record(&self, member: u64, flip: BitFlip) -> Option<String>;
+    fn corrupt_store_record(&self, slot: Slot, flip: BitFlip) -> Option<String>;
     /// Drop every message `from → to` until `unclog`.
     fn clog(&self, from: &NodeRef, to: &NodeRef);
     fn unclog(&self, from: &NodeRef, to: &NodeRef);
@@ -92,27 +92,48 @@ pub trait World: View {
     /// it, the member halts (sends and applies nothing more) and calls `on_reached`,
     /// once; the nemesis then crashes it. `passes`: how many times the member passes the
     /// point unharmed first.
-    fn arm_failpoint(&self, member: u64, failpoint: Failpoint, passes: u32, on_reached: Box<dyn FnOnce() + Send>);
+    fn arm_failpoint(&self, slot: Slot, failpoint: Failpoint, passes: u32, on_reached: Box<dyn FnOnce() + Send>);
     /// Disarms it, if it is still armed (not reached).
-    fn disarm_failpoint(&self, member: u64, failpoint: Failpoint);
+    fn disarm_failpoint(&self, slot: Slot, failpoint: Failpoint);
     /// Appends a line to the run's history.
     fn record(&self, description: String);
-    /// Operator `snapshot save` against `member`; the world keeps the backup off-cluster.
+    /// Operator `snapshot save` against the member in `slot`; the world keeps the backup off-cluster.
     /// Returns what was started or taken, or why it could not be (member unknown).
-    fn take_backup(&self, member: u64) -> Result<String, String>;
+    fn take_backup(&self, slot: Slot) -> Result<String, Refused>;
     /// Flips bits of one byte of the most recent stored backup where `flip` says; `None`
     /// if no backup is stored.
     fn corrupt_backup(&self, flip: BitFlip) -> Option<String>;
-    /// Wipes `member`'s disk and kills it (nothing of it survives, not even its identity).
-    fn lose_disk(&self, member: u64);
+    /// Wipes the disk of the member in `slot` and kills it (nothing of it survives, not even its identity).
+    fn lose_disk(&self, slot: Slot);
     /// The operator replaces a member whose disk was lost: remove it from the cluster, add
     /// a new identity with an empty disk on a new address, start it. Targets naming
-    /// `store-{member}` reach the replacement afterwards.
-    fn replace_member(&self, member: u64) -> Result<String, String>;
+    /// the slot reach the replacement afterwards.
+    fn replace_member(&self, slot: Slot) -> Result<String, Refused>;
     /// The operator's restore after a majority or total disk loss (see
     /// `Fault::DiskLossMajority`). `Err` when no stored backup verifies: the run's
     /// cluster state is lost (`total-loss`).
-    fn restore_from_backup(&self) -> Result<String, String>;
+    fn restore_from_backup(&self) -> Result<String, Refused>;
+}
+
+/// Why the world did not carry out what the nemesis asked of it; the history line of the
+/// call says so (`operator: replace store-2 failed: the operator is busy: ...`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The slot holds no member.
+    #[error("no store slot {}", .0.number())]
+    NoSuchSlot(Slot),
+    /// The operator's queue of requests is full.
+    #[error("the operator is busy: {waiting} commands are waiting")]
+    OperatorBusy { waiting: usize },
+    /// The operator's node no longer takes requests.
+    #[error("the operator's node is gone")]
+    OperatorGone,
+    /// No stored backup verifies: the cluster state is lost.
+    #[error("no good backup")]
+    NoGoodBackup,
+    /// A corruption found nothing to corrupt (no synced WAL, no stored backup).
+    #[error("nothing to corrupt")]
+    NothingToCorrupt,
 }
 
 /// The shared handle `run` takes.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::holds::Down;
 use super::{NodeRef, View};
-use crate::plan::{kind_name, Fault, Target};
+use crate::plan::{kind_name, Fault, Slot, Target};
 
 /// A directed link `from → to` whose messages are dropped.
 pub(crate) type Link = (NodeRef, NodeRef);
@@ -16,6 +16,31 @@ pub(crate) type Link = (NodeRef, NodeRef);
 pub(crate) struct Cut {
     pub(crate) description: String,
     pub(crate) links: BTreeSet<Link>,
+}
+
+/// Why a fault's target did not resolve when it was due: the fault is skipped, and the
+/// history says why (`partition: no leader known, skipped`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Unresolved {
+    /// `store-leader` was named and the world knows no leader.
+    #[error("no leader known")]
+    NoLeader,
+    /// `isolate-store-leader` with no leader known.
+    #[error("no leader to isolate")]
+    NoLeaderToIsolate,
+    /// A store-only fault named another component.
+    #[error("{0} is not a store member")]
+    NotAStoreMember(Target),
+    /// The world has no node for the target now.
+    #[error("{0} does not resolve")]
+    NoNode(Target),
+    /// Both ends of a one-way cut or clogged link are the same node now (the leader named
+    /// beside the member that leads).
+    #[error("{0} resolves to both ends")]
+    BothEnds(NodeRef),
+    /// The slot a failpoint is armed on holds no member.
+    #[error("{0} does not exist")]
+    NoSuchSlot(Slot),
 }
 
 /// Resolves targets through a [`View`] of the world. Every method reads the world as it
@@ -30,33 +55,33 @@ impl<'a> Targets<'a> {
     }
 
     /// The store's slots, in order.
-    pub(crate) fn store_members(&self) -> Vec<u64> {
+    pub(crate) fn store_members(&self) -> Vec<Slot> {
         let mut members = self.view.store_members();
         members.sort_unstable();
         members.dedup();
         members
     }
 
-    pub(crate) fn has_store_member(&self, slot: u64) -> bool {
+    pub(crate) fn has_store_member(&self, slot: Slot) -> bool {
         self.view.store_members().contains(&slot)
     }
 
     /// The slot of a store target (`store-leader` resolved now).
-    pub(crate) fn member(&self, target: &Target) -> Result<u64, String> {
+    pub(crate) fn member(&self, target: &Target) -> Result<Slot, Unresolved> {
         match target {
             Target::StoreMember(slot) => Ok(*slot),
-            Target::StoreLeader => self.view.store_leader().ok_or_else(|| "no leader known".to_string()),
-            other => Err(format!("{other} is not a store member")),
+            Target::StoreLeader => self.view.store_leader().ok_or(Unresolved::NoLeader),
+            other => Err(Unresolved::NotAStoreMember(other.clone())),
         }
     }
 
     /// The node a target runs on, as the world names it.
-    pub(crate) fn node(&self, target: &Target) -> Result<NodeRef, String> {
-        self.view.node_of(target).ok_or_else(|| format!("{target} does not resolve"))
+    pub(crate) fn node(&self, target: &Target) -> Result<NodeRef, Unresolved> {
+        self.view.node_of(target).ok_or_else(|| Unresolved::NoNode(target.clone()))
     }
 
     /// What a crash of `target` holds down: a store member by slot, anything else by node.
-    pub(crate) fn down(&self, target: &Target) -> Result<Down, String> {
+    pub(crate) fn down(&self, target: &Target) -> Result<Down, Unresolved> {
         if target.is_store() {
             self.member(target).map(Down::StoreMember)
         } else {
@@ -64,12 +89,12 @@ impl<'a> Targets<'a> {
         }
     }
 
-    fn member_node(&self, slot: u64) -> Result<NodeRef, String> {
+    fn member_node(&self, slot: Slot) -> Result<NodeRef, Unresolved> {
         self.node(&Target::StoreMember(slot))
     }
 
     /// The node of a target, `store-leader` included.
-    fn endpoint(&self, target: &Target) -> Result<NodeRef, String> {
+    fn endpoint(&self, target: &Target) -> Result<NodeRef, Unresolved> {
         match target {
             Target::StoreLeader => self.member_node(self.member(target)?),
             other => self.node(other),
@@ -77,14 +102,14 @@ impl<'a> Targets<'a> {
     }
 
     /// The links a network fault cuts (partitions, isolation, grudges, one-way, clog).
-    pub(crate) fn cut(&self, fault: &Fault) -> Result<Cut, String> {
+    pub(crate) fn cut(&self, fault: &Fault) -> Result<Cut, Unresolved> {
         let (description, links) = match fault {
             Fault::Partition { groups } => {
                 let groups = self.groups(groups)?;
                 (format!("partition {}", describe_groups(&groups)), complete_cut(&groups))
             }
             Fault::IsolateStoreLeader => {
-                let leader = self.view.store_leader().ok_or_else(|| "no leader to isolate".to_string())?;
+                let leader = self.view.store_leader().ok_or(Unresolved::NoLeaderToIsolate)?;
                 let node = self.member_node(leader)?;
                 (format!("isolate store leader {node}"), self.isolate(&node))
             }
@@ -96,14 +121,14 @@ impl<'a> Targets<'a> {
             Fault::OneWay { from, to } => {
                 let (from, to) = (self.endpoint(from)?, self.endpoint(to)?);
                 if from == to {
-                    return Err(format!("{from} resolves to both ends"));
+                    return Err(Unresolved::BothEnds(from));
                 }
                 (format!("one-way {from} -> {to} dropped"), BTreeSet::from([(from, to)]))
             }
             Fault::ClogLink { a, b } => {
                 let (a, b) = (self.endpoint(a)?, self.endpoint(b)?);
                 if a == b {
-                    return Err(format!("{a} resolves to both ends"));
+                    return Err(Unresolved::BothEnds(a));
                 }
                 (format!("clog-link {a} <-> {b}"), BTreeSet::from([(a.clone(), b.clone()), (b, a)]))
             }
@@ -114,7 +139,7 @@ impl<'a> Targets<'a> {
 
     /// The links of Jepsen's ring and bridge grudges over the store members, described
     /// by what each member still hears.
-    fn grudge_cut(&self, fault: &Fault) -> Result<Cut, String> {
+    fn grudge_cut(&self, fault: &Fault) -> Result<Cut, Unresolved> {
         let members = self.store_members();
         let grudge = match fault {
             Fault::MajoritiesRing => majorities_ring(&members),
@@ -142,7 +167,7 @@ impl<'a> Targets<'a> {
 
     /// Resolves partition groups. The leader, resolved now, is removed from any other
     /// group that names it concretely; a target that does not resolve is an error.
-    fn groups(&self, groups: &[Vec<Target>]) -> Result<Vec<Vec<NodeRef>>, String> {
+    fn groups(&self, groups: &[Vec<Target>]) -> Result<Vec<Vec<NodeRef>>, Unresolved> {
         let leader_group = groups.iter().position(|group| group.contains(&Target::StoreLeader));
         let leader_node = match leader_group {
             Some(_) => Some(self.endpoint(&Target::StoreLeader)?),
@@ -192,8 +217,8 @@ fn describe_groups(groups: &[Vec<NodeRef>]) -> String {
     groups.iter().map(|group| format!("{{{}}}", group.join(", "))).collect::<Vec<_>>().join(" | ")
 }
 
-/// A Jepsen grudge: for each node, the nodes whose messages it drops.
-pub type Grudge = BTreeMap<u64, BTreeSet<u64>>;
+/// A Jepsen grudge over the store: for each slot, the slots whose messages it drops.
+pub type Grudge = BTreeMap<Slot, BTreeSet<Slot>>;
 
 /// Jepsen's `majorities-ring` (`majorities-ring-perfect` in jepsen.nemesis): lay the
 /// members on a ring, take the `n` windows of `m = n/2 + 1` consecutive members, and let
@@ -201,7 +226,7 @@ pub type Grudge = BTreeMap<u64, BTreeSet<u64>>;
 /// member then sees a majority, itself included, and no two see the same majority.
 ///
 /// Differences from Jepsen, both forced by a plan being data that replays exactly: the
-/// ring is in member-id order rather than shuffled (Raft members are symmetric up to
+/// ring is in slot order rather than shuffled (Raft members are symmetric up to
 /// relabelling; who leads changes over time anyway), and clusters above 5 members use
 /// the same windows instead of Jepsen's stochastic graph, which still gives each member
 /// its own majority.
@@ -209,12 +234,12 @@ pub type Grudge = BTreeMap<u64, BTreeSet<u64>>;
 /// With 3 members (`m = 2`) the ring is one-way: 1 hears 3, 2 hears 1, 3 hears 2, so the
 /// dropped links are 2→1, 3→2 and 1→3. With 5, each member hears exactly its two ring
 /// neighbours and the cut is symmetric.
-pub fn majorities_ring(members: &[u64]) -> Grudge {
+pub fn majorities_ring(members: &[Slot]) -> Grudge {
     let n = members.len();
     let majority = n / 2 + 1;
     let mut grudge = Grudge::new();
     for start in 0..n {
-        let window: BTreeSet<u64> = (0..majority).map(|offset| members[(start + offset) % n]).collect();
+        let window: BTreeSet<Slot> = (0..majority).map(|offset| members[(start + offset) % n]).collect();
         let center = members[(start + majority / 2) % n];
         let dropped = members.iter().copied().filter(|member| !window.contains(member)).collect();
         grudge.insert(center, dropped);
@@ -226,8 +251,8 @@ pub fn majorities_ring(members: &[u64]) -> Grudge {
 /// `bisect` does) and keep the first member of the second half as a bridge that talks
 /// to both: nobody drops the bridge and the bridge drops nobody. With 3 members, 1 and 3
 /// cannot talk and 2 bridges them; with 5, {1, 2} and {4, 5} meet only through 3.
-/// Members are in id order, not shuffled (see [`majorities_ring`]).
-pub fn bridge(members: &[u64]) -> Grudge {
+/// Members are in slot order, not shuffled (see [`majorities_ring`]).
+pub fn bridge(members: &[Slot]) -> Grudge {
     let (first, second) = members.split_at(members.len() / 2);
     let Some(&bridge_member) = second.first() else {
         return Grudge::new();

@@ -1,13 +1,42 @@
 //! What a plan aims at: [`Target`] (a component, in JSON a node-like name such as
-//! `"store-1"`) and the [`Topology`] of the cluster a plan is checked against.
+//! `"store-1"`), the [`Slot`] a store target names, and the [`Topology`] of the cluster a
+//! plan is checked against.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// A store slot: one of the cluster's places for a store member, numbered `1..=n`
+/// (`Topology::store_members`). A slot is not a member id: the member running in a slot
+/// changes when the operator replaces it after a disk loss or restores the cluster, and
+/// each new member gets an id never used before, while plans, node names and the nemesis
+/// keep naming the slot. Printed (and named in plans and node names) `store-N`; in JSON
+/// a bare number where a slot stands alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Slot(pub u64);
+
+impl Slot {
+    /// The slot's number, `1..=n`.
+    pub fn number(self) -> u64 {
+        self.0
+    }
+
+    /// Every slot of a cluster of `n` store members, in order: `store-1..=store-n`.
+    pub fn all(n: u64) -> impl Iterator<Item = Slot> {
+        (1..=n).map(Slot)
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "store-{}", self.0)
+    }
+}
+
 /// The shape of the simulated cluster a plan is checked against. Component indices are
-/// 0-based except store members, which are 1-based like Raft/etcd member ids.
+/// 0-based except store slots, which are 1-based ([`Slot`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
@@ -29,7 +58,7 @@ impl Topology {
     /// there is at least one store member).
     pub fn contains(&self, target: &Target) -> bool {
         match *target {
-            Target::StoreMember(member) => member >= 1 && member <= self.store_members,
+            Target::StoreMember(Slot(slot)) => slot >= 1 && slot <= self.store_members,
             Target::StoreLeader => self.store_members >= 1,
             Target::ApiServer(idx) => idx < self.apiservers,
             Target::ControllerManager(idx) => idx < self.controller_managers,
@@ -73,8 +102,9 @@ impl Topology {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Target {
-    /// A store member by its 1-based member id.
-    StoreMember(u64),
+    /// Whichever store member runs this slot when the fault is applied (at first the
+    /// member whose id is the slot's number).
+    StoreMember(Slot),
     /// Whichever store member is the Raft leader when the fault is applied (the nemesis
     /// asks the world at apply time, the way Jepsen's `partition-leader` nemesis does).
     StoreLeader,
@@ -103,7 +133,7 @@ impl Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::StoreMember(member) => write!(f, "store-{member}"),
+            Target::StoreMember(slot) => slot.fmt(f),
             Target::StoreLeader => write!(f, "store-leader"),
             Target::ApiServer(idx) => write!(f, "apiserver-{idx}"),
             Target::ControllerManager(idx) => write!(f, "controller-manager-{idx}"),
@@ -140,7 +170,7 @@ impl FromStr for Target {
             return Err(error());
         }
         match prefix {
-            "store" => number.parse().map(Target::StoreMember).map_err(|_| error()),
+            "store" => number.parse().map(|n| Target::StoreMember(Slot(n))).map_err(|_| error()),
             "apiserver" => number.parse().map(Target::ApiServer).map_err(|_| error()),
             "controller-manager" => number.parse().map(Target::ControllerManager).map_err(|_| error()),
             "kubelet" => number.parse().map(Target::Kubelet).map_err(|_| error()),

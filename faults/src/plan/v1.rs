@@ -27,7 +27,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::fault::Fault;
 use super::fault::{BitFlip, Tear, PPM};
-use super::target::{Target, Topology};
+use super::target::{Slot, Target, Topology};
 use super::{FaultEvent, FaultPlan, PLAN_VERSION};
 
 /// The format version this module reads.
@@ -128,7 +128,7 @@ fn upgrade_changed(fault: &ChangedV1, topology: &Topology) -> Fault {
         }
         ChangedV1::PowerLoss { tear: false } => Fault::PowerLoss { tears: Default::default() },
         ChangedV1::PowerLoss { tear: true } => Fault::PowerLoss {
-            tears: (1..=topology.store_members).map(|member| (Target::StoreMember(member), HALF_KEPT)).collect(),
+            tears: (1..=topology.store_members).map(|member| (Target::StoreMember(Slot(member)), HALF_KEPT)).collect(),
         },
         ChangedV1::CorruptRecord { member } => Fault::CorruptRecord { member: member.clone(), flip: MIDDLE_BIT_FLIP },
         ChangedV1::DiskLossMajority => Fault::DiskLossMajority { members: lowest_majority(topology) },
@@ -144,5 +144,8 @@ const MIDDLE_BIT_FLIP: BitFlip = BitFlip { offset_ppm: PPM / 2, xor_mask: 1 };
 
 /// A version 1 majority: store-1 to store-(n/2 + 1).
 fn lowest_majority(topology: &Topology) -> Vec<Target> {
-    (1..=topology.store_members / 2 + 1).take(topology.store_members as usize).map(Target::StoreMember).collect()
+    (1..=topology.store_members / 2 + 1)
+        .take(topology.store_members as usize)
+        .map(|n| Target::StoreMember(Slot(n)))
+        .collect()
 }

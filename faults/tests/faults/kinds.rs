@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use faults::{Fault, FaultKind, Target};
+use faults::{Fault, FaultKind, Slot, Target};
 
 const KNOWN: &str = "known kinds: partition, packet-loss, latency, clog, crash, pause, disk-crash, power-loss, \
                      corruption, clock, failpoint, backup, disk-loss, disk-loss-majority, disk-loss-all, \
@@ -46,7 +46,7 @@ fn parse_errors_list_the_known_kinds() {
 
 #[test]
 fn each_fault_maps_to_its_kind() {
-    let target = Target::StoreMember(1);
+    let target = Target::StoreMember(Slot(1));
     let flip = faults::BitFlip { offset_ppm: 0, xor_mask: 1 };
     let cases = [
         (Fault::Partition { groups: vec![] }, FaultKind::Partition),

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 
 use faults::{
     bridge, majorities_ring, perform, run, BitFlip, Failpoint, Fault, FaultEvent, FaultKind, FaultPlan,
-    GenerateOptions, Grudge, Nemesis, Reached, Target, Tear, View, World,
+    GenerateOptions, Grudge, Nemesis, Reached, Refused, Slot, Target, Tear, View, World,
 };
 use futures::channel::mpsc;
 use madsim::time::{Instant, TimeHandle};
@@ -127,16 +127,16 @@ impl FakeWorld {
 }
 
 impl View for FakeWorld {
-    fn store_members(&self) -> Vec<u64> {
-        (1..=self.members).collect()
+    fn store_members(&self) -> Vec<Slot> {
+        Slot::all(self.members).collect()
     }
-    fn store_leader(&self) -> Option<u64> {
-        *self.leader.lock().unwrap()
+    fn store_leader(&self) -> Option<Slot> {
+        self.leader.lock().unwrap().map(Slot)
     }
     fn node_of(&self, target: &Target) -> Option<String> {
         match *target {
-            Target::StoreMember(member) if (1..=self.members).contains(&member) => Some(format!("store-{member}")),
-            Target::StoreLeader => self.store_leader().map(|member| format!("store-{member}")),
+            Target::StoreMember(slot) if (1..=self.members).contains(&slot.number()) => Some(slot.to_string()),
+            Target::StoreLeader => self.store_leader().map(|slot| slot.to_string()),
             Target::ApiServer(idx) if idx < 2 => Some(format!("apiserver-{idx}")),
             Target::ControllerManager(idx) if idx < 2 => Some(format!("controller-manager-{idx}")),
             Target::ControllerManagerLeader => Some("controller-manager-0".to_string()),
@@ -181,18 +181,21 @@ impl World for FakeWorld {
         assert!(self.paused.lock().unwrap().remove(node), "{node} resumed running");
         self.log(format!("resume {node}"));
     }
-    fn crash_store_member(&self, member: u64, tear: Option<Tear>) {
+    fn crash_store_member(&self, slot: Slot, tear: Option<Tear>) {
+        let member = slot.number();
         let node = format!("store-{member}");
         assert!(self.killed.lock().unwrap().insert(node), "store-{member} crashed twice");
         let torn = tear.map(|tear| format!(" tear kept_ppm={}", tear.kept_ppm)).unwrap_or_default();
         self.log(format!("crash-store-member {member}{torn}"));
     }
-    fn restart_store_member(&self, member: u64) {
+    fn restart_store_member(&self, slot: Slot) {
+        let member = slot.number();
         let node = format!("store-{member}");
         assert!(self.killed.lock().unwrap().remove(&node), "store-{member} restarted alive");
         self.log(format!("restart-store-member {member}"));
     }
-    fn corrupt_store_record(&self, member: u64, flip: BitFlip) -> Option<String> {
+    fn corrupt_store_record(&self, slot: Slot, flip: BitFlip) -> Option<String> {
+        let member = slot.number();
         self.log(format!("corrupt-store-record {member} offset_ppm={} xor_mask={}", flip.offset_ppm, flip.xor_mask));
         Some(format!("WAL record 7 of store-{member}, bits {:#04x} flipped", flip.xor_mask))
     }
@@ -221,20 +224,23 @@ impl World for FakeWorld {
     fn reset_clock(&self, node: &String) {
         self.log(format!("reset-clock {node}"));
     }
-    fn arm_failpoint(&self, member: u64, failpoint: Failpoint, passes: u32, on_reached: OnReached) {
+    fn arm_failpoint(&self, slot: Slot, failpoint: Failpoint, passes: u32, on_reached: OnReached) {
+        let member = slot.number();
         assert!((1..=self.members).contains(&member), "store-{member} armed but does not exist");
         let after = if passes > 0 { format!(" after {passes} passes") } else { String::new() };
         self.log(format!("arm {failpoint} store-{member}{after}"));
         self.failpoints.lock().unwrap().insert((member, failpoint), on_reached);
     }
-    fn disarm_failpoint(&self, member: u64, failpoint: Failpoint) {
+    fn disarm_failpoint(&self, slot: Slot, failpoint: Failpoint) {
+        let member = slot.number();
         self.log(format!("disarm {failpoint} store-{member}"));
         self.failpoints.lock().unwrap().remove(&(member, failpoint));
     }
     fn record(&self, description: String) {
         self.log(format!("> {description}"));
     }
-    fn take_backup(&self, member: u64) -> Result<String, String> {
+    fn take_backup(&self, slot: Slot) -> Result<String, Refused> {
+        let member = slot.number();
         self.log(format!("backup {member}"));
         Ok("taken".to_string())
     }
@@ -242,17 +248,19 @@ impl World for FakeWorld {
         self.log(format!("corrupt-backup offset_ppm={} xor_mask={}", flip.offset_ppm, flip.xor_mask));
         Some("backup 1 corrupted".to_string())
     }
-    fn lose_disk(&self, member: u64) {
+    fn lose_disk(&self, slot: Slot) {
+        let member = slot.number();
         let node = format!("store-{member}");
         assert!(self.killed.lock().unwrap().insert(node), "store-{member} lost its disk while down");
         self.log(format!("lose-disk {member}"));
     }
-    fn replace_member(&self, member: u64) -> Result<String, String> {
+    fn replace_member(&self, slot: Slot) -> Result<String, Refused> {
+        let member = slot.number();
         assert!(self.killed.lock().unwrap().remove(&format!("store-{member}")), "store-{member} replaced alive");
         self.log(format!("replace {member}"));
         Ok("replaced".to_string())
     }
-    fn restore_from_backup(&self) -> Result<String, String> {
+    fn restore_from_backup(&self) -> Result<String, Refused> {
         let mut killed = self.killed.lock().unwrap();
         let lost: Vec<String> = killed.iter().filter(|node| node.starts_with("store-")).cloned().collect();
         assert!(!lost.is_empty(), "restore with every member alive");
@@ -261,7 +269,7 @@ impl World for FakeWorld {
         }
         drop(killed);
         self.log("restore".to_string());
-        Err("no good backup".to_string())
+        Err(Refused::NoGoodBackup)
     }
 }
 
@@ -299,7 +307,7 @@ impl Scenario {
                 let safety_phase_ms = args["safety"].parse().unwrap();
                 let events = input.iter().map(|line| parse_event(line)).collect();
                 // A fresh world of the same shape: nothing left of the previous plan.
-                self.world = manual_world(self.world.members, self.world.store_leader());
+                self.world = manual_world(self.world.members, self.world.store_leader().map(Slot::number));
                 self.nemesis = Some(Nemesis::new(&FaultPlan { events, ..FaultPlan::empty(safety_phase_ms, 1_000) }));
                 self.now_ms = 0;
                 "ok".to_string()
@@ -574,7 +582,7 @@ fn the_driver_applies_and_heals_in_simulated_time_and_returns_at_the_end_of_the_
 #[test]
 fn the_driver_hears_failpoints_reached_between_steps() {
     let fault = |member, restart_after_ms| Fault::CrashAtFailpoint {
-        member: Target::StoreMember(member),
+        member: Target::StoreMember(Slot(member)),
         failpoint: Failpoint::RaftAfterVote,
         restart_after_ms,
         passes: 0,
@@ -610,7 +618,7 @@ fn the_driver_hears_failpoints_reached_between_steps() {
 #[test]
 fn the_failpoint_queue_holds_every_member_reaching_at_once() {
     let after_vote = |member| Fault::CrashAtFailpoint {
-        member: Target::StoreMember(member),
+        member: Target::StoreMember(Slot(member)),
         failpoint: Failpoint::RaftAfterVote,
         restart_after_ms: 0,
         passes: 0,
@@ -679,13 +687,23 @@ fn the_core_hands_out_calls_and_touches_nothing() {
 
 // Jepsen's grudges.
 
+/// Slots by number.
+fn slots<const N: usize>(numbers: [u64; N]) -> Vec<Slot> {
+    numbers.into_iter().map(Slot).collect()
+}
+
+/// A grudge written as numbers: each slot and the slots it drops.
+fn grudge<const N: usize>(drops: [(u64, &[u64]); N]) -> Grudge {
+    drops.into_iter().map(|(slot, dropped)| (Slot(slot), dropped.iter().copied().map(Slot).collect())).collect()
+}
+
 /// Whether every member hears a majority (itself included) and no two hear the same one.
-fn check_distinct_majorities(members: &[u64], grudge: &Grudge) {
+fn check_distinct_majorities(members: &[Slot], grudge: &Grudge) {
     let mut views = BTreeSet::new();
     for member in members {
         let dropped = grudge.get(member).cloned().unwrap_or_default();
         assert!(!dropped.contains(member), "{member} drops itself");
-        let hears: BTreeSet<u64> = members.iter().copied().filter(|m| !dropped.contains(m)).collect();
+        let hears: BTreeSet<Slot> = members.iter().copied().filter(|m| !dropped.contains(m)).collect();
         assert!(hears.len() > members.len() / 2, "{member} hears only {hears:?}");
         assert!(views.insert(hears), "two members see the same majority");
     }
@@ -694,36 +712,19 @@ fn check_distinct_majorities(members: &[u64], grudge: &Grudge) {
 #[test]
 fn majorities_ring_follows_jepsen_for_three_and_five_members() {
     // 3 members: a one-way ring; 1 hears 3, 2 hears 1, 3 hears 2.
-    let three = majorities_ring(&[1, 2, 3]);
-    assert_eq!(three, Grudge::from([(1, BTreeSet::from([2])), (2, BTreeSet::from([3])), (3, BTreeSet::from([1])),]));
+    let three = majorities_ring(&slots([1, 2, 3]));
+    assert_eq!(three, grudge([(1, &[2]), (2, &[3]), (3, &[1]),]));
     // 5 members: each hears exactly its two ring neighbours.
-    let five = majorities_ring(&[1, 2, 3, 4, 5]);
-    assert_eq!(
-        five,
-        Grudge::from([
-            (1, BTreeSet::from([3, 4])),
-            (2, BTreeSet::from([4, 5])),
-            (3, BTreeSet::from([1, 5])),
-            (4, BTreeSet::from([1, 2])),
-            (5, BTreeSet::from([2, 3])),
-        ])
-    );
+    let five = majorities_ring(&slots([1, 2, 3, 4, 5]));
+    assert_eq!(five, grudge([(1, &[3, 4]), (2, &[4, 5]), (3, &[1, 5]), (4, &[1, 2]), (5, &[2, 3]),]));
     for n in 3..=9 {
-        let members: Vec<u64> = (1..=n).collect();
+        let members: Vec<Slot> = Slot::all(n).collect();
         check_distinct_majorities(&members, &majorities_ring(&members));
     }
 }
 
 #[test]
 fn bridge_follows_jepsen_for_three_and_five_members() {
-    assert_eq!(bridge(&[1, 2, 3]), Grudge::from([(1, BTreeSet::from([3])), (3, BTreeSet::from([1]))]));
-    assert_eq!(
-        bridge(&[1, 2, 3, 4, 5]),
-        Grudge::from([
-            (1, BTreeSet::from([4, 5])),
-            (2, BTreeSet::from([4, 5])),
-            (4, BTreeSet::from([1, 2])),
-            (5, BTreeSet::from([1, 2])),
-        ])
-    );
+    assert_eq!(bridge(&slots([1, 2, 3])), grudge([(1, &[3]), (3, &[1])]));
+    assert_eq!(bridge(&slots([1, 2, 3, 4, 5])), grudge([(1, &[4, 5]), (2, &[4, 5]), (4, &[1, 2]), (5, &[1, 2]),]));
 }

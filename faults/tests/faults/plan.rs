@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use faults::{
-    BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, PlanError, PlanFile, Target, Tear, Topology, PPM,
+    BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, PlanError, PlanFile, Slot, Target, Tear, Topology, PPM,
 };
 
 use crate::small_topology;
@@ -18,7 +18,10 @@ fn example_plan() -> FaultPlan {
                 at_ms: 1_000,
                 duration_ms: 5_000,
                 fault: Fault::Partition {
-                    groups: vec![vec![Target::StoreMember(1)], vec![Target::StoreMember(2), Target::StoreMember(3)]],
+                    groups: vec![
+                        vec![Target::StoreMember(Slot(1))],
+                        vec![Target::StoreMember(Slot(2)), Target::StoreMember(Slot(3))],
+                    ],
                 },
             },
             FaultEvent {
@@ -91,22 +94,25 @@ fn every_fault() -> Vec<Fault> {
         Fault::Partition {
             groups: vec![
                 vec![Target::StoreLeader, Target::ApiServer(1)],
-                vec![Target::StoreMember(1), Target::Kubelet(2), Target::Scheduler],
+                vec![Target::StoreMember(Slot(1)), Target::Kubelet(2), Target::Scheduler],
             ],
         },
         Fault::IsolateStoreLeader,
         Fault::IsolateApiServer { apiserver: 1 },
         Fault::MajoritiesRing,
         Fault::Bridge,
-        Fault::OneWay { from: Target::StoreMember(2), to: Target::ControllerManager(0) },
+        Fault::OneWay { from: Target::StoreMember(Slot(2)), to: Target::ControllerManager(0) },
         Fault::PacketLoss { rate: 0.25 },
         Fault::LatencySpike { min_ms: 5, max_ms: 700 },
         Fault::ClogLink { a: Target::ApiServer(0), b: Target::StoreLeader },
         Fault::Crash { target: Target::Kubelet(0) },
-        Fault::CrashStoreMember { member: Target::StoreMember(3), tear: None },
+        Fault::CrashStoreMember { member: Target::StoreMember(Slot(3)), tear: None },
         Fault::PowerLoss { tears: every_member_torn() },
         Fault::Pause { target: Target::Scheduler },
-        Fault::CorruptRecord { member: Target::StoreMember(2), flip: BitFlip { offset_ppm: 999_999, xor_mask: 0x80 } },
+        Fault::CorruptRecord {
+            member: Target::StoreMember(Slot(2)),
+            flip: BitFlip { offset_ppm: 999_999, xor_mask: 0x80 },
+        },
         Fault::ClockSkew { target: Target::Kubelet(1), offset_ms: 9_000, drift_ms_per_s: -50 },
         Fault::CrashAtFailpoint {
             member: Target::StoreLeader,
@@ -115,8 +121,8 @@ fn every_fault() -> Vec<Fault> {
             passes: 2,
         },
         Fault::Backup { member: Target::StoreLeader },
-        Fault::DiskLoss { member: Target::StoreMember(3) },
-        Fault::DiskLossMajority { members: vec![Target::StoreMember(1), Target::StoreMember(3)] },
+        Fault::DiskLoss { member: Target::StoreMember(Slot(3)) },
+        Fault::DiskLossMajority { members: vec![Target::StoreMember(Slot(1)), Target::StoreMember(Slot(3))] },
         Fault::DiskLossAll,
         Fault::SnapshotCorruption { flip: BitFlip { offset_ppm: 0, xor_mask: 1 } },
         Fault::LeaderChase {
@@ -133,7 +139,7 @@ fn every_member_torn() -> BTreeMap<Target, Tear> {
     [0, PPM / 2, PPM]
         .into_iter()
         .enumerate()
-        .map(|(idx, kept_ppm)| (Target::StoreMember(idx as u64 + 1), Tear { kept_ppm }))
+        .map(|(idx, kept_ppm)| (Target::StoreMember(Slot(idx as u64 + 1)), Tear { kept_ppm }))
         .collect()
 }
 
@@ -214,7 +220,7 @@ fn validation_names_a_missing_target_and_the_topology() {
         "event 0: target kubelet-7 does not exist (topology has 3 kubelets)",
     );
     check_invalid(
-        plan_of(Fault::Pause { target: Target::StoreMember(0) }),
+        plan_of(Fault::Pause { target: Target::StoreMember(Slot(0)) }),
         "event 0: target store-0 does not exist (topology has 3 store members, numbered 1..=3)",
     );
     check_invalid(
@@ -275,12 +281,15 @@ fn validation_checks_parameter_ranges() {
 fn validation_rejects_malformed_partitions_and_links() {
     check_invalid(plan_of(Fault::Partition { groups: vec![] }), "event 0: partition needs at least 2 groups, got 0");
     check_invalid(
-        plan_of(Fault::Partition { groups: vec![vec![Target::StoreMember(1)], vec![]] }),
+        plan_of(Fault::Partition { groups: vec![vec![Target::StoreMember(Slot(1))], vec![]] }),
         "event 0: partition group 1 is empty",
     );
     check_invalid(
         plan_of(Fault::Partition {
-            groups: vec![vec![Target::StoreMember(1)], vec![Target::StoreMember(2), Target::StoreMember(1)]],
+            groups: vec![
+                vec![Target::StoreMember(Slot(1))],
+                vec![Target::StoreMember(Slot(2)), Target::StoreMember(Slot(1))],
+            ],
         }),
         "event 0: partition names store-1 more than once",
     );
@@ -318,7 +327,8 @@ fn crash_at_failpoint_reads_as_this_json_and_must_be_back_before_it_heals() {
          "failpoint":"raft-after-vote","restart_after_ms":0}}]}"#;
     let plan = FaultPlan::from_json(json).unwrap();
     let failpoint = Failpoint::RaftAfterVote;
-    let fault = Fault::CrashAtFailpoint { member: Target::StoreMember(2), failpoint, restart_after_ms: 0, passes: 0 };
+    let fault =
+        Fault::CrashAtFailpoint { member: Target::StoreMember(Slot(2)), failpoint, restart_after_ms: 0, passes: 0 };
     assert_eq!(plan.events[0].fault, fault);
     plan.validate(&small_topology()).unwrap();
     let names: Vec<&str> = Failpoint::ALL.iter().map(|failpoint| failpoint.name()).collect();
@@ -334,7 +344,7 @@ fn crash_at_failpoint_reads_as_this_json_and_must_be_back_before_it_heals() {
     );
 
     let restart_after = |restart_after_ms| Fault::CrashAtFailpoint {
-        member: Target::StoreMember(1),
+        member: Target::StoreMember(Slot(1)),
         failpoint: Failpoint::RaftAfterSave,
         restart_after_ms,
         passes: 0,
@@ -365,7 +375,7 @@ fn crash_at_failpoint_reads_as_this_json_and_must_be_back_before_it_heals() {
     );
     check_invalid(
         plan_of(Fault::CrashAtFailpoint {
-            member: Target::StoreMember(1),
+            member: Target::StoreMember(Slot(1)),
             failpoint: Failpoint::RaftBeforeLeaderSend,
             restart_after_ms: 0,
             passes: 1_001,
@@ -381,13 +391,14 @@ fn survivability_counts_a_failpoint_crash_with_a_restart_delay_but_not_one_resta
         at_ms: 1_000,
         duration_ms: 2_000,
         fault: Fault::CrashAtFailpoint {
-            member: Target::StoreMember(member),
+            member: Target::StoreMember(Slot(member)),
             failpoint: Failpoint::RaftAfterVote,
             restart_after_ms,
             passes: 0,
         },
     };
-    let crash = FaultEvent { at_ms: 1_500, duration_ms: 1_000, fault: Fault::Crash { target: Target::StoreMember(3) } };
+    let crash =
+        FaultEvent { at_ms: 1_500, duration_ms: 1_000, fault: Fault::Crash { target: Target::StoreMember(Slot(3)) } };
     let mut plan = FaultPlan::empty(30_000, 30_000);
     // Restarted at once: never down, so every member may be armed beside a crash.
     plan.events = vec![at_failpoint(1, 0), at_failpoint(2, 0), at_failpoint(3, 0), crash.clone()];
@@ -449,9 +460,9 @@ fn survivability_counts_down_store_members_over_time() {
     let topology = small_topology();
     let crash = |at_ms, target| FaultEvent { at_ms, duration_ms: 1_000, fault: Fault::Crash { target } };
     let mut plan = FaultPlan::empty(30_000, 30_000);
-    plan.events = vec![crash(1_000, Target::StoreMember(1)), crash(2_000, Target::StoreLeader)];
+    plan.events = vec![crash(1_000, Target::StoreMember(Slot(1))), crash(2_000, Target::StoreLeader)];
     plan.check_survivable(&topology).unwrap();
-    plan.events.push(crash(2_500, Target::StoreMember(3)));
+    plan.events.push(crash(2_500, Target::StoreMember(Slot(3))));
     assert_eq!(
         plan.check_survivable(&topology).unwrap_err().to_string(),
         "plan is not survivable: at 2500 ms 2 store members are down; at most 1 of 3 may be"
@@ -463,14 +474,14 @@ fn survivability_counts_down_store_members_over_time() {
             at_ms: 1_000,
             duration_ms: 1_000,
             fault: Fault::CorruptRecord {
-                member: Target::StoreMember(2),
+                member: Target::StoreMember(Slot(2)),
                 flip: BitFlip { offset_ppm: 0, xor_mask: 1 },
             },
         },
         crash(20_000, Target::Kubelet(0)),
     ];
     plan.check_survivable(&topology).unwrap();
-    plan.events.push(crash(20_000, Target::StoreMember(1)));
+    plan.events.push(crash(20_000, Target::StoreMember(Slot(1))));
     assert!(plan.check_survivable(&topology).is_err());
     plan.events.pop();
     plan.events.push(plan.events[0].clone());
@@ -501,14 +512,14 @@ fn survivability_allows_a_power_loss_of_every_member_but_no_overlap_with_store_c
         power_loss(1_000),
         event(1_500, Fault::Crash { target: Target::ApiServer(0) }),
         event(1_500, Fault::Pause { target: Target::Kubelet(0) }),
-        event(6_000, Fault::Crash { target: Target::StoreMember(1) }),
+        event(6_000, Fault::Crash { target: Target::StoreMember(Slot(1)) }),
     ];
     plan.check_survivable(&topology).unwrap();
     plan.validate(&topology).unwrap();
     for (fault, name) in [
         (Fault::Crash { target: Target::StoreLeader }, "crash"),
-        (Fault::CrashStoreMember { member: Target::StoreMember(2), tear: None }, "crash-store-member"),
-        (Fault::Pause { target: Target::StoreMember(3) }, "pause"),
+        (Fault::CrashStoreMember { member: Target::StoreMember(Slot(2)), tear: None }, "crash-store-member"),
+        (Fault::Pause { target: Target::StoreMember(Slot(3)) }, "pause"),
     ] {
         plan.events = vec![power_loss(1_000), event(1_999, fault)];
         assert_eq!(
@@ -532,12 +543,13 @@ fn survivability_allows_a_power_loss_of_every_member_but_no_overlap_with_store_c
 #[test]
 fn disk_losses_are_survivable_only_one_restore_at_a_time() {
     let topology = small_topology();
-    let majority = || Fault::DiskLossMajority { members: vec![Target::StoreMember(2), Target::StoreMember(3)] };
+    let majority =
+        || Fault::DiskLossMajority { members: vec![Target::StoreMember(Slot(2)), Target::StoreMember(Slot(3))] };
     let at = |at_ms: u64, duration_ms: u64, fault: Fault| FaultEvent { at_ms, duration_ms, fault };
     let plan_of_events = |events: Vec<FaultEvent>| FaultPlan { events, ..FaultPlan::empty(30_000, 10_000) };
     let one_loss_and_a_backup = plan_of_events(vec![
         at(1_000, 0, Fault::Backup { member: Target::StoreLeader }),
-        at(2_000, 3_000, Fault::DiskLoss { member: Target::StoreMember(1) }),
+        at(2_000, 3_000, Fault::DiskLoss { member: Target::StoreMember(Slot(1)) }),
         at(9_000, 3_000, majority()),
         at(20_000, 0, Fault::SnapshotCorruption { flip: BitFlip { offset_ppm: 0, xor_mask: 1 } }),
     ]);
@@ -547,14 +559,14 @@ fn disk_losses_are_survivable_only_one_restore_at_a_time() {
     let error = two_restores.check_survivable(&topology).unwrap_err().to_string();
     assert!(error.contains("at most one restore per plan"), "{error}");
     let loss_during_crash = plan_of_events(vec![
-        at(2_000, 3_000, Fault::Crash { target: Target::StoreMember(2) }),
+        at(2_000, 3_000, Fault::Crash { target: Target::StoreMember(Slot(2)) }),
         at(3_000, 1_000, Fault::DiskLossAll),
     ]);
     let error = loss_during_crash.check_survivable(&topology).unwrap_err().to_string();
     assert!(error.contains("disk-loss-all at 3000 ms overlaps a crash"), "{error}");
     let two_single_losses = plan_of_events(vec![
-        at(2_000, 3_000, Fault::DiskLoss { member: Target::StoreMember(1) }),
-        at(3_000, 3_000, Fault::DiskLoss { member: Target::StoreMember(2) }),
+        at(2_000, 3_000, Fault::DiskLoss { member: Target::StoreMember(Slot(1)) }),
+        at(3_000, 3_000, Fault::DiskLoss { member: Target::StoreMember(Slot(2)) }),
     ]);
     let error = two_single_losses.check_survivable(&topology).unwrap_err().to_string();
     assert!(error.contains("2 store members are down"), "{error}");
@@ -620,16 +632,19 @@ fn tears_and_bit_flips_turn_their_fractions_into_bytes() {
 fn validation_checks_the_choices_a_plan_holds() {
     let flip = |offset_ppm, xor_mask| BitFlip { offset_ppm, xor_mask };
     check_invalid(
-        plan_of(Fault::CrashStoreMember { member: Target::StoreMember(1), tear: Some(Tear { kept_ppm: PPM + 1 }) }),
+        plan_of(Fault::CrashStoreMember {
+            member: Target::StoreMember(Slot(1)),
+            tear: Some(Tear { kept_ppm: PPM + 1 }),
+        }),
         "event 0: tear kept_ppm 1000001 out of range (at most 1000000, the whole write)",
     );
     check_invalid(
-        plan_of(Fault::CorruptRecord { member: Target::StoreMember(1), flip: flip(PPM, 1) }),
+        plan_of(Fault::CorruptRecord { member: Target::StoreMember(Slot(1)), flip: flip(PPM, 1) }),
         "event 0: flip offset_ppm 1000000 out of range (below 1000000, inside the file)",
     );
     check_invalid(plan_of(Fault::SnapshotCorruption { flip: flip(0, 0) }), "event 0: flip xor_mask 0 flips no bit");
     let mut two_of_three = every_member_torn();
-    two_of_three.remove(&Target::StoreMember(2));
+    two_of_three.remove(&Target::StoreMember(Slot(2)));
     check_invalid(
         plan_of(Fault::PowerLoss { tears: two_of_three }),
         "event 0: power-loss tears name 2 of the 3 store members; name every member or none",
@@ -641,11 +656,11 @@ fn validation_checks_the_choices_a_plan_holds() {
         "event 0: power-loss tears name store-leader; name store members (store-N)",
     );
     check_invalid(
-        plan_of(Fault::PowerLoss { tears: BTreeMap::from([(Target::StoreMember(4), Tear { kept_ppm: 0 })]) }),
+        plan_of(Fault::PowerLoss { tears: BTreeMap::from([(Target::StoreMember(Slot(4)), Tear { kept_ppm: 0 })]) }),
         "event 0: target store-4 does not exist (topology has 3 store members, numbered 1..=3)",
     );
     let majority = |members: &[u64]| Fault::DiskLossMajority {
-        members: members.iter().map(|m| Target::StoreMember(*m)).collect(),
+        members: members.iter().map(|m| Target::StoreMember(Slot(*m))).collect(),
     };
     check_invalid(
         plan_of(majority(&[2])),
@@ -657,7 +672,7 @@ fn validation_checks_the_choices_a_plan_holds() {
         "event 0: target store-5 does not exist (topology has 3 store members, numbered 1..=3)",
     );
     check_invalid(
-        plan_of(Fault::DiskLossMajority { members: vec![Target::StoreLeader, Target::StoreMember(1)] }),
+        plan_of(Fault::DiskLossMajority { members: vec![Target::StoreLeader, Target::StoreMember(Slot(1))] }),
         "event 0: disk-loss-majority members name store-leader; name store members (store-N)",
     );
     plan_of(majority(&[1, 2, 3])).validate(&small_topology()).unwrap();
@@ -666,7 +681,7 @@ fn validation_checks_the_choices_a_plan_holds() {
 #[test]
 fn validation_refuses_clock_skews_that_change_nothing() {
     // A store member's clock is its lessor's: skewing it is a fault.
-    plan_of(Fault::ClockSkew { target: Target::StoreMember(1), offset_ms: 5_000, drift_ms_per_s: 0 })
+    plan_of(Fault::ClockSkew { target: Target::StoreMember(Slot(1)), offset_ms: 5_000, drift_ms_per_s: 0 })
         .validate(&small_topology())
         .unwrap();
     plan_of(Fault::ClockSkew { target: Target::StoreLeader, offset_ms: 5_000, drift_ms_per_s: 0 })
@@ -720,8 +735,8 @@ fn a_version_1_plan_is_upgraded_for_the_topology_it_runs_on() {
         ]
     );
     let faults: Vec<&Fault> = three.events.iter().map(|event| &event.fault).collect();
-    assert!(matches!(faults[0], Fault::CrashStoreMember { member: Target::StoreMember(2), tear: Some(_) }));
-    assert_eq!(*faults[1], Fault::CrashStoreMember { member: Target::StoreMember(1), tear: None });
+    assert!(matches!(faults[0], Fault::CrashStoreMember { member: Target::StoreMember(Slot(2)), tear: Some(_) }));
+    assert_eq!(*faults[1], Fault::CrashStoreMember { member: Target::StoreMember(Slot(1)), tear: None });
     assert!(matches!(faults[2], Fault::PowerLoss { tears } if tears.len() == 3));
     assert_eq!(*faults[3], Fault::PowerLoss { tears: BTreeMap::new() });
     assert!(matches!(faults[4], Fault::CorruptRecord { member: Target::StoreLeader, .. }));

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use faults::strategies::plan_strategy;
-use faults::{Fault, FaultKind, FaultPlan, Target, Topology};
+use faults::{Fault, FaultKind, FaultPlan, Slot, Target, Topology};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestError, TestRunner};
 
@@ -69,7 +69,7 @@ fn plans_shrink_to_one_short_late_fault() {
     let event = &minimal.events[0];
     assert_eq!(event.duration_ms, 500, "shortest duration");
     assert_eq!(event.at_ms, 30_000 - 500, "latest start");
-    assert_eq!(event.fault, Fault::Crash { target: Target::StoreMember(1) });
+    assert_eq!(event.fault, Fault::Crash { target: Target::StoreMember(Slot(1)) });
 }
 
 #[test]

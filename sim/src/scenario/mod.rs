@@ -59,12 +59,14 @@ impl fmt::Display for Scenario {
     }
 }
 
+/// A scenario name that names no scenario.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scenario '{0}' (known: {known})", known = Scenario::ALL.map(Scenario::name).join(", "))]
+pub struct UnknownScenario(pub String);
+
 impl FromStr for Scenario {
-    type Err = String;
+    type Err = UnknownScenario;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scenario::ALL.into_iter().find(|sc| sc.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-            format!("unknown scenario '{s}' (known: {})", names.join(", "))
-        })
+        Scenario::ALL.into_iter().find(|sc| sc.name() == s).ok_or_else(|| UnknownScenario(s.to_string()))
     }
 }

@@ -90,11 +90,11 @@ async fn scripted_leader_crash(cluster: &StoreCluster, recorder: &Recorder) {
     let leader = current_leader(recorder).map(|member| (member, cluster.slot_of(member)));
     match leader {
         Some((_, Some(slot))) => {
-            recorder.fault(format!("crash store-{slot} (the leader), losing unsynced writes"));
+            recorder.fault(format!("crash {slot} (the leader), losing unsynced writes"));
             let tear: u64 = madsim::rand::thread_rng().gen();
             cluster.crash(slot, Some(tear));
             madsim::time::sleep(RESTART_AFTER).await;
-            recorder.fault(format!("restart store-{slot}"));
+            recorder.fault(format!("restart {slot}"));
             cluster.restart(slot);
         }
         Some((member, None)) => recorder.note(format!("the leader, member {member}, runs no slot any more: no crash")),

@@ -535,7 +535,7 @@ impl<D: Disk> MemberCore<D> {
             }
         }
         let needs_sync = ready.hard_state.is_some() || !ready.entries.is_empty();
-        if needs_sync && self.reached(Failpoint::BeforeSave) {
+        if needs_sync && self.reached(Failpoint::RaftBeforeSave) {
             return None;
         }
         if needs_sync {

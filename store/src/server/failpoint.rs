@@ -16,27 +16,29 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-/// A point in the member's ready loop (`server::ready_loop`).
+/// A point in the member's ready loop (`server::ready_loop`). Fault plans name the same
+/// points with `faults::Failpoint` (same variants, same printed names); `sim`'s world
+/// maps one onto the other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Failpoint {
     /// etcd `raftBeforeSave`: a Ready with hard state or entries to persist was taken
     /// from Raft, nothing of it is written yet. Raft's in-memory state moved on (a vote
     /// recorded, entries appended); the disk never hears of it.
-    BeforeSave,
+    RaftBeforeSave,
     /// etcd `raftAfterSave`: the Ready's hard state and entries are fsynced, none of its
     /// messages are sent and none of its committed entries applied.
-    AfterSave,
-    /// etcd `raftBeforeLeaderSend`: as `AfterSave`, but only on a leader with messages to
+    RaftAfterSave,
+    /// etcd `raftBeforeLeaderSend`: as `RaftAfterSave`, but only on a leader with messages to
     /// send; its newest entries then exist on its own disk only (the start of Raft's
     /// Figure 8: a leader that appended entries and died before replicating them).
-    BeforeLeaderSend,
+    RaftBeforeLeaderSend,
     /// kubesim's point right after a Ready that grants a vote was persisted and sent: the
     /// candidate holds the grant, the voter dies. etcd has no failpoint of this name; its
     /// `raftAfterSave` reaches the same state when it fires on the Ready recording a vote,
     /// which the nemesis would otherwise hit only by luck among hundreds of appends. A
     /// correct member restarts still bound by its vote (Raft §5.2: `votedFor` is
     /// persistent state); one that forgot it may vote again in the same term.
-    AfterVote,
+    RaftAfterVote,
     /// kubesim's point right after a leader applied entries that a Ready committed, before
     /// it sends that Ready's messages: the leader has applied (and may have answered)
     /// what its last acknowledgements committed, and no follower has heard the new commit
@@ -47,17 +49,17 @@ pub enum Failpoint {
     /// leader then commits its own no-op with everything before it (Raft §5.4.2); one that
     /// counts replicas of old-term entries commits those alone and dies with them
     /// applied, the state of Raft's Figure 8 (c) from which (d) overwrites them.
-    LeaderAfterApply,
+    RaftLeaderAfterApply,
 }
 
 impl fmt::Display for Failpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Failpoint::BeforeSave => "raft-before-save",
-            Failpoint::AfterSave => "raft-after-save",
-            Failpoint::BeforeLeaderSend => "raft-before-leader-send",
-            Failpoint::AfterVote => "raft-after-vote",
-            Failpoint::LeaderAfterApply => "raft-leader-after-apply",
+            Failpoint::RaftBeforeSave => "raft-before-save",
+            Failpoint::RaftAfterSave => "raft-after-save",
+            Failpoint::RaftBeforeLeaderSend => "raft-before-leader-send",
+            Failpoint::RaftAfterVote => "raft-after-vote",
+            Failpoint::RaftLeaderAfterApply => "raft-leader-after-apply",
         })
     }
 }
@@ -145,18 +147,18 @@ mod tests {
         let failpoints = Failpoints::new();
         let counter = fired.clone();
         failpoints.arm_after(
-            Failpoint::BeforeLeaderSend,
+            Failpoint::RaftBeforeLeaderSend,
             2,
             Box::new(move || _ = counter.fetch_add(1, Ordering::SeqCst)),
         );
-        assert!(!failpoints.reached(Failpoint::AfterSave), "another point is not armed");
-        assert!(!failpoints.reached(Failpoint::BeforeLeaderSend));
-        assert!(!failpoints.reached(Failpoint::BeforeLeaderSend));
-        assert!(failpoints.is_armed(Failpoint::BeforeLeaderSend));
+        assert!(!failpoints.reached(Failpoint::RaftAfterSave), "another point is not armed");
+        assert!(!failpoints.reached(Failpoint::RaftBeforeLeaderSend));
+        assert!(!failpoints.reached(Failpoint::RaftBeforeLeaderSend));
+        assert!(failpoints.is_armed(Failpoint::RaftBeforeLeaderSend));
         assert_eq!(fired.load(Ordering::SeqCst), 0);
-        assert!(failpoints.reached(Failpoint::BeforeLeaderSend), "the third reach fires");
+        assert!(failpoints.reached(Failpoint::RaftBeforeLeaderSend), "the third reach fires");
         assert_eq!(fired.load(Ordering::SeqCst), 1);
-        assert!(!failpoints.reached(Failpoint::BeforeLeaderSend), "a fired point is disarmed");
-        assert!(!failpoints.disarm(Failpoint::BeforeLeaderSend));
+        assert!(!failpoints.reached(Failpoint::RaftBeforeLeaderSend), "a fired point is disarmed");
+        assert!(!failpoints.disarm(Failpoint::RaftBeforeLeaderSend));
     }
 }

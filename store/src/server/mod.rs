@@ -295,7 +295,7 @@ impl Wake {
 }
 
 /// The member's shared parts, handed to each of its loops.
-struct Shared<D: Disk> {
+struct MemberContext<D: Disk> {
     core: SharedCore<D>,
     endpoint: Arc<Endpoint>,
     wake: Wake,
@@ -324,7 +324,7 @@ pub async fn run<D: Disk>(
         Endpoint::bind(config.listen_addr()).await.map_err(|source| MemberError::Network { member: id, source })?;
     let endpoint = Arc::new(endpoint);
     let core = startup::start(&config, disk, endpoint.clone(), observer.clone()).await.map_err(refuse)?;
-    let shared = Arc::new(Shared { core: Arc::new(Mutex::new(core)), endpoint, wake: Wake::default(), config });
+    let shared = Arc::new(MemberContext { core: Arc::new(Mutex::new(core)), endpoint, wake: Wake::default(), config });
     shared.wake.wake(); // committed entries recovered from the WAL are applied at once
 
     madsim::task::spawn(ready_loop(shared.clone()));
@@ -334,7 +334,7 @@ pub async fn run<D: Disk>(
     Ok(())
 }
 
-async fn send_all(shared: &Shared<impl Disk>, streams: &mut stream::Outbound, messages: Vec<Message>) {
+async fn send_all(shared: &MemberContext<impl Disk>, streams: &mut stream::Outbound, messages: Vec<Message>) {
     if messages.is_empty() {
         return;
     }
@@ -352,7 +352,7 @@ async fn send_all(shared: &Shared<impl Disk>, streams: &mut stream::Outbound, me
 }
 
 /// The only place Raft's output is drained: WAL write, fsync latency, fsync, send, apply.
-async fn ready_loop<D: Disk>(shared: Arc<Shared<D>>) {
+async fn ready_loop<D: Disk>(shared: Arc<MemberContext<D>>) {
     let ack_before_fsync = shared.config.planted_bugs.ack_before_fsync;
     let incarnation = madsim::time::TimeHandle::current().elapsed().as_nanos() as u64;
     let mut streams = stream::Outbound::new(incarnation);
@@ -372,7 +372,7 @@ async fn ready_loop<D: Disk>(shared: Arc<Shared<D>>) {
             if batch.needs_sync {
                 madsim::time::sleep(fsync_latency(&shared.config)).await;
                 let mut core = shared.core.lock().expect("member core lock");
-                if !core.sync() || core.reached(Failpoint::AfterSave) {
+                if !core.sync() || core.reached(Failpoint::RaftAfterSave) {
                     return;
                 }
             }
@@ -384,8 +384,8 @@ async fn ready_loop<D: Disk>(shared: Arc<Shared<D>>) {
                 let halt = {
                     let mut core = shared.core.lock().expect("member core lock");
                     core.apply_batch(&batch.committed_entries, &batch.read_states);
-                    (!batch.committed_entries.is_empty() && core.reached(Failpoint::LeaderAfterApply))
-                        || (!batch.messages.is_empty() && core.reached(Failpoint::BeforeLeaderSend))
+                    (!batch.committed_entries.is_empty() && core.reached(Failpoint::RaftLeaderAfterApply))
+                        || (!batch.messages.is_empty() && core.reached(Failpoint::RaftBeforeLeaderSend))
                 };
                 if halt {
                     return;
@@ -394,7 +394,7 @@ async fn ready_loop<D: Disk>(shared: Arc<Shared<D>>) {
                 continue;
             }
             send_all(&shared, &mut streams, batch.messages).await;
-            if batch.grants_vote && shared.core.lock().expect("member core lock").reached(Failpoint::AfterVote) {
+            if batch.grants_vote && shared.core.lock().expect("member core lock").reached(Failpoint::RaftAfterVote) {
                 return;
             }
             shared.core.lock().expect("member core lock").apply_batch(&batch.committed_entries, &batch.read_states);
@@ -411,7 +411,7 @@ fn fsync_latency(config: &MemberConfig) -> Duration {
     madsim::rand::thread_rng().gen_range(range)
 }
 
-async fn tick_loop<D: Disk>(shared: Arc<Shared<D>>) {
+async fn tick_loop<D: Disk>(shared: Arc<MemberContext<D>>) {
     let mut n_ticks: u64 = 0;
     loop {
         madsim::time::sleep(shared.config.tick_interval).await;
@@ -433,7 +433,7 @@ async fn tick_loop<D: Disk>(shared: Arc<Shared<D>>) {
 }
 
 /// Hands peers' Raft messages to Raft in the order each peer sent them (see [`stream`]).
-async fn raft_receive_loop<D: Disk>(shared: Arc<Shared<D>>) {
+async fn raft_receive_loop<D: Disk>(shared: Arc<MemberContext<D>>) {
     let mut streams = stream::Inbound::new(shared.config.stream_gap_timeout);
     let mut ready = Vec::new();
     loop {
@@ -466,7 +466,7 @@ async fn raft_receive_loop<D: Disk>(shared: Arc<Shared<D>>) {
     }
 }
 
-async fn request_loop<D: Disk>(shared: Arc<Shared<D>>) {
+async fn request_loop<D: Disk>(shared: Arc<MemberContext<D>>) {
     while let Ok((payload, from)) = shared.endpoint.recv_from_raw(<StoreRequest as madsim::net::rpc::Request>::ID).await
     {
         let Ok(envelope) = payload.downcast::<(u64, StoreRequest, Bytes)>() else {
@@ -483,7 +483,7 @@ async fn request_loop<D: Disk>(shared: Arc<Shared<D>>) {
 }
 
 async fn handle<D: Disk>(
-    shared: &Shared<D>,
+    shared: &MemberContext<D>,
     request: StoreRequest,
     from: SocketAddr,
 ) -> Result<StoreReply, StoreError> {
@@ -558,7 +558,7 @@ async fn handle<D: Disk>(
 }
 
 async fn conf_change<D: Disk>(
-    shared: &Shared<D>,
+    shared: &MemberContext<D>,
     change: ConfChange,
     addr: Option<SocketAddr>,
 ) -> Result<StoreReply, StoreError> {

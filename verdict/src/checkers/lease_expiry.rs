@@ -84,41 +84,9 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
             }
             LessorRecord::ExpiryProposed { lease, now_ms, proposal_id } => {
                 n_expiries += 1;
-                let Some(promoted_ms) = lessor.promoted_ms else {
-                    violations.push(
-                        Some(at_ns),
-                        format!(
-                            "store-{member} proposed the revoke of expired lease {lease:x} (proposal \
-                             {proposal_id}) while not the lease primary: only the leader's lessor expires leases"
-                        ),
-                    );
-                    continue;
-                };
-                let Some(ttl) = ttl_secs.get(lease).copied() else {
-                    violations.push(
-                        Some(at_ns),
-                        format!(
-                            "store-{member} expired lease {lease:x}, which it never granted nor held when promoted"
-                        ),
-                    );
-                    continue;
-                };
-                // The later event, not the larger reading: a clock set back reads less
-                // after than before (a promotion clears the refreshes before it).
-                let (since_ms, since) = match lessor.refreshed_ms.get(lease) {
-                    Some(&refreshed) => (refreshed, "its grant or last keep-alive"),
-                    None => (promoted_ms, "its promotion to leader"),
-                };
-                let ttl_ms = u64::try_from(ttl).unwrap_or(0).saturating_mul(1000);
-                if *now_ms < since_ms.saturating_add(ttl_ms) {
-                    violations.push(
-                        Some(at_ns),
-                        format!(
-                            "store-{member} expired lease {lease:x} (TTL {ttl} s) at {now_ms} ms on its clock, \
-                             {} ms after {since} at {since_ms} ms: before the TTL ran on the deciding leader's clock",
-                            now_ms.saturating_sub(since_ms)
-                        ),
-                    );
+                let expiry = Expiry { member, lease: *lease, now_ms: *now_ms, proposal_id: *proposal_id };
+                if let Some(why) = early_expiry(lessor, &ttl_secs, &expiry) {
+                    violations.push(Some(at_ns), why);
                 }
             }
         }
@@ -133,47 +101,47 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
     )
 }
 
+/// A lessor's proposal to revoke an expired lease.
+struct Expiry {
+    member: MemberId,
+    lease: i64,
+    now_ms: u64,
+    proposal_id: u64,
+}
+
+/// Why `expiry` came too early, or from a lessor that may not expire leases, if it did:
+/// only the primary expires, a lease it knows, once the TTL ran on its clock since the
+/// later of its promotion and the lease's last grant or keep-alive.
+fn early_expiry(lessor: &Lessor, ttl_secs: &BTreeMap<i64, i64>, expiry: &Expiry) -> Option<String> {
+    let Expiry { member, lease, now_ms, proposal_id } = expiry;
+    let Some(promoted_ms) = lessor.promoted_ms else {
+        return Some(format!(
+            "member {member} proposed the revoke of expired lease {lease:x} (proposal \
+             {proposal_id}) while not the lease primary: only the leader's lessor expires leases"
+        ));
+    };
+    let Some(ttl) = ttl_secs.get(lease).copied() else {
+        return Some(format!("member {member} expired lease {lease:x}, which it never granted nor held when promoted"));
+    };
+    // The later event, not the larger reading: a clock set back reads less after than
+    // before (a promotion clears the refreshes before it).
+    let (since_ms, since) = match lessor.refreshed_ms.get(lease) {
+        Some(&refreshed) => (refreshed, "its grant or last keep-alive"),
+        None => (promoted_ms, "its promotion to leader"),
+    };
+    let ttl_ms = u64::try_from(ttl).unwrap_or(0).saturating_mul(1000);
+    (*now_ms < since_ms.saturating_add(ttl_ms)).then(|| {
+        format!(
+            "member {member} expired lease {lease:x} (TTL {ttl} s) at {now_ms} ms on its clock, \
+             {} ms after {since} at {since_ms} ms: before the TTL ran on the deciding leader's clock",
+            now_ms.saturating_sub(since_ms)
+        )
+    })
+}
+
 /// The revokes' half (see the module): returns the revokes committed and the keys checked.
 fn check_revokes(input: &CheckInput, violations: &mut Violations) -> (usize, usize) {
-    let mut lease_of_proposal: BTreeMap<u64, i64> = BTreeMap::new();
-    // revision -> (lease, when), for each lessor revoke that committed.
-    let mut revokes: BTreeMap<Revision, (i64, u64)> = BTreeMap::new();
-    let mut judged_proposals: BTreeSet<u64> = BTreeSet::new();
-    // lease -> keys the apiserver attached to it, with the write's revision.
-    let mut attached: BTreeMap<i64, Vec<(&str, Revision)>> = BTreeMap::new();
-    // key -> (revision, deleted) of each committed change.
-    let mut changes: BTreeMap<&str, Vec<(Revision, bool)>> = BTreeMap::new();
-    // revision -> the keys it deleted.
-    let mut deleted_at: BTreeMap<Revision, Vec<&str>> = BTreeMap::new();
-    for (at_ns, event) in input.history.events() {
-        match event {
-            HistoryEvent::Lessor { event: LessorRecord::ExpiryProposed { lease, proposal_id, .. }, .. } => {
-                lease_of_proposal.insert(*proposal_id, *lease);
-            }
-            // A revoke that deleted nothing leaves the revision as it was: only one that
-            // deleted something owns its revision.
-            HistoryEvent::Applied { proposal_id, succeeded: true, revision, n_events, .. } if *n_events > 0 => {
-                if let Some(&lease) = lease_of_proposal.get(proposal_id) {
-                    if judged_proposals.insert(*proposal_id) {
-                        revokes.insert(*revision, (lease, at_ns));
-                    }
-                }
-            }
-            HistoryEvent::LeaseAttached { key, revision, lease, .. } => {
-                attached.entry(*lease).or_default().push((key, *revision));
-            }
-            HistoryEvent::Committed { revision, changes: changed } => {
-                for change in changed {
-                    let deleted = change.value_hash.is_none();
-                    changes.entry(&change.key).or_default().push((*revision, deleted));
-                    if deleted {
-                        deleted_at.entry(*revision).or_default().push(&change.key);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
+    let RevokeEvidence { revokes, attached, changes, deleted_at } = RevokeEvidence::of(input);
     // (key, write revision) -> the lease that write attached the key to.
     let lease_of_write: BTreeMap<(&str, Revision), i64> =
         attached.iter().flat_map(|(&lease, keys)| keys.iter().map(move |&(key, at)| ((key, at), lease))).collect();
@@ -211,6 +179,61 @@ fn check_revokes(input: &CheckInput, violations: &mut Violations) -> (usize, usi
         }
     }
     (revokes.len(), n_keys)
+}
+
+/// What the history shows of lessor revokes and of the keys attached to leases.
+struct RevokeEvidence<'a> {
+    /// revision -> (lease, when), for each lessor revoke that committed.
+    revokes: BTreeMap<Revision, (i64, u64)>,
+    /// lease -> keys the apiserver attached to it, with the write's revision.
+    attached: BTreeMap<i64, Vec<(&'a str, Revision)>>,
+    /// key -> (revision, deleted) of each committed change.
+    changes: BTreeMap<&'a str, Vec<(Revision, bool)>>,
+    /// revision -> the keys it deleted.
+    deleted_at: BTreeMap<Revision, Vec<&'a str>>,
+}
+
+impl<'a> RevokeEvidence<'a> {
+    fn of(input: &'a CheckInput) -> Self {
+        let mut evidence = RevokeEvidence {
+            revokes: BTreeMap::new(),
+            attached: BTreeMap::new(),
+            changes: BTreeMap::new(),
+            deleted_at: BTreeMap::new(),
+        };
+        let mut lease_of_proposal: BTreeMap<u64, i64> = BTreeMap::new();
+        let mut judged_proposals: BTreeSet<u64> = BTreeSet::new();
+        for (at_ns, event) in input.history.events() {
+            match event {
+                HistoryEvent::Lessor { event: LessorRecord::ExpiryProposed { lease, proposal_id, .. }, .. } => {
+                    lease_of_proposal.insert(*proposal_id, *lease);
+                }
+                // A revoke that deleted nothing leaves the revision as it was: only one that
+                // deleted something owns its revision.
+                HistoryEvent::Applied { proposal_id, succeeded: true, revision, n_events, .. } if *n_events > 0 => {
+                    if let Some(&lease) = lease_of_proposal.get(proposal_id) {
+                        if judged_proposals.insert(*proposal_id) {
+                            evidence.revokes.insert(*revision, (lease, at_ns));
+                        }
+                    }
+                }
+                HistoryEvent::LeaseAttached { key, revision, lease, .. } => {
+                    evidence.attached.entry(*lease).or_default().push((key, *revision));
+                }
+                HistoryEvent::Committed { revision, changes: changed } => {
+                    for change in changed {
+                        let deleted = change.value_hash.is_none();
+                        evidence.changes.entry(&change.key).or_default().push((*revision, deleted));
+                        if deleted {
+                            evidence.deleted_at.entry(*revision).or_default().push(&change.key);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        evidence
+    }
 }
 
 /// A key's last committed change (revision, deleted) before `revision`.

@@ -83,95 +83,145 @@ struct SnapshotClaim {
 }
 
 pub(super) fn check(input: &CheckInput) -> Verdict {
-    let mut violations = Violations::new(Invariant::RaftStateMachineSafety);
-    // index -> the first application seen anywhere, and by whom.
-    let mut first_by_index: BTreeMap<u64, (MemberId, Application)> = BTreeMap::new();
-    // (member, index) -> that member's first application of the index, across restarts.
-    let mut first_by_member: BTreeMap<(MemberId, u64), Application> = BTreeMap::new();
-    let mut incarnations: Vec<Incarnation> = Vec::new();
-    // member -> position of its current incarnation in `incarnations`.
-    let mut current: BTreeMap<MemberId, usize> = BTreeMap::new();
-    let mut n_applications = 0usize;
-    let mut n_restarts = 0usize;
-    let mut snapshots: Vec<SnapshotClaim> = Vec::new();
-
+    let mut reading = Reading::new();
     for (at_ns, event) in input.history.events() {
-        let (member, index, application) = match event {
-            HistoryEvent::MemberStarted { member, .. } => {
-                if current.contains_key(member) {
-                    n_restarts += 1;
-                }
-                current.insert(*member, incarnations.len());
-                incarnations.push(Incarnation { member: *member, ..Incarnation::default() });
-                continue;
-            }
-            HistoryEvent::Applied { member, index, term, proposal_id, revision, succeeded, n_events, .. } => (
-                *member,
-                *index,
-                Application {
-                    term: *term,
-                    proposal_id: *proposal_id,
-                    revision: *revision,
-                    succeeded: *succeeded,
-                    n_events: *n_events,
-                },
-            ),
-            HistoryEvent::AppliedEmpty { member, index, term, revision } => (
-                *member,
-                *index,
-                Application { term: *term, proposal_id: 0, revision: *revision, succeeded: true, n_events: 0 },
-            ),
+        match event {
+            HistoryEvent::MemberStarted { member, .. } => reading.member_started(*member),
             HistoryEvent::SnapshotInstalled { member, index, revision }
             | HistoryEvent::SnapshotRecovered { member, index, revision } => {
-                let incarnation_idx = *current.entry(*member).or_insert_with(|| {
-                    incarnations.push(Incarnation { member: *member, ..Incarnation::default() });
-                    incarnations.len() - 1
-                });
-                let incarnation = &mut incarnations[incarnation_idx];
-                if let Some((previous_index, _)) = incarnation.position {
-                    if *index <= previous_index {
-                        incarnation.out_of_order = true;
-                        violations.push(
-                            Some(at_ns),
-                            format!(
-                                "store-{member} took a snapshot of index {index} after reaching index \
-                                 {previous_index}: a snapshot must move a member forward"
-                            ),
-                        );
-                    }
-                }
-                incarnation.snapshots.push((incarnation.applied.len(), *index));
-                incarnation.position = Some((*index, *revision));
-                snapshots.push(SnapshotClaim { member: *member, index: *index, revision: *revision, at_ns });
-                continue;
+                reading.snapshot_taken(SnapshotClaim { member: *member, index: *index, revision: *revision, at_ns })
             }
-            _ => continue,
-        };
-        n_applications += 1;
-        let incarnation_idx = *current.entry(member).or_insert_with(|| {
-            // A history that starts mid-run (or a hand-made one) has no MemberStarted.
+            _ => {
+                if let Some((member, index, application)) = application_of(event) {
+                    reading.applied(at_ns, member, index, application);
+                }
+            }
+        }
+    }
+    reading.finish()
+}
+
+/// The member, index and application an `Applied` or `AppliedEmpty` record reports.
+fn application_of(event: &HistoryEvent) -> Option<(MemberId, u64, Application)> {
+    match event {
+        HistoryEvent::Applied { member, index, term, proposal_id, revision, succeeded, n_events, .. } => Some((
+            *member,
+            *index,
+            Application {
+                term: *term,
+                proposal_id: *proposal_id,
+                revision: *revision,
+                succeeded: *succeeded,
+                n_events: *n_events,
+            },
+        )),
+        HistoryEvent::AppliedEmpty { member, index, term, revision } => Some((
+            *member,
+            *index,
+            Application { term: *term, proposal_id: 0, revision: *revision, succeeded: true, n_events: 0 },
+        )),
+        _ => None,
+    }
+}
+
+/// What the checker has read of the history so far, in one pass.
+struct Reading {
+    violations: Violations,
+    /// index -> the first application seen anywhere, and by whom.
+    first_by_index: BTreeMap<u64, (MemberId, Application)>,
+    /// (member, index) -> that member's first application of the index, across restarts.
+    first_by_member: BTreeMap<(MemberId, u64), Application>,
+    incarnations: Vec<Incarnation>,
+    /// member -> position of its current incarnation in `incarnations`.
+    current: BTreeMap<MemberId, usize>,
+    n_applications: usize,
+    n_restarts: usize,
+    snapshots: Vec<SnapshotClaim>,
+}
+
+impl Reading {
+    fn new() -> Self {
+        Reading {
+            violations: Violations::new(Invariant::RaftStateMachineSafety),
+            first_by_index: BTreeMap::new(),
+            first_by_member: BTreeMap::new(),
+            incarnations: Vec::new(),
+            current: BTreeMap::new(),
+            n_applications: 0,
+            n_restarts: 0,
+            snapshots: Vec::new(),
+        }
+    }
+
+    /// A new incarnation of `member` begins.
+    fn member_started(&mut self, member: MemberId) {
+        if self.current.contains_key(&member) {
+            self.n_restarts += 1;
+        }
+        self.current.insert(member, self.incarnations.len());
+        self.incarnations.push(Incarnation { member, ..Incarnation::default() });
+    }
+
+    /// The position of `member`'s current incarnation, begun here if the history has no
+    /// `MemberStarted` for it (a history that starts mid-run, or a hand-made one).
+    fn incarnation_idx(&mut self, member: MemberId) -> usize {
+        let incarnations = &mut self.incarnations;
+        *self.current.entry(member).or_insert_with(|| {
             incarnations.push(Incarnation { member, ..Incarnation::default() });
             incarnations.len() - 1
-        });
-        let incarnation = &mut incarnations[incarnation_idx];
+        })
+    }
 
+    /// A member's state jumps to a snapshot: it must move forward.
+    fn snapshot_taken(&mut self, claim: SnapshotClaim) {
+        let incarnation_idx = self.incarnation_idx(claim.member);
+        let incarnation = &mut self.incarnations[incarnation_idx];
+        let SnapshotClaim { member, index, revision, at_ns } = claim;
+        if let Some((previous_index, _)) = incarnation.position {
+            if index <= previous_index {
+                incarnation.out_of_order = true;
+                self.violations.push(
+                    Some(at_ns),
+                    format!(
+                        "member {member} took a snapshot of index {index} after reaching index \
+                         {previous_index}: a snapshot must move a member forward"
+                    ),
+                );
+            }
+        }
+        incarnation.snapshots.push((incarnation.applied.len(), index));
+        incarnation.position = Some((index, revision));
+        self.snapshots.push(claim);
+    }
+
+    fn applied(&mut self, at_ns: u64, member: MemberId, index: u64, application: Application) {
+        self.n_applications += 1;
+        self.check_order(at_ns, member, index, application);
+        self.check_agreement(at_ns, member, index, application);
+    }
+
+    /// Order within an incarnation: indexes increase, and the revision moves by one per
+    /// entry that wrote events.
+    fn check_order(&mut self, at_ns: u64, member: MemberId, index: u64, application: Application) {
+        let incarnation_idx = self.incarnation_idx(member);
+        let incarnation = &mut self.incarnations[incarnation_idx];
         if let Some((previous_index, previous_revision)) = incarnation.position {
             if index <= previous_index {
                 incarnation.out_of_order = true;
-                violations.push(
+                self.violations.push(
                     Some(at_ns),
                     format!(
-                        "store-{member} applied index {index} after index {previous_index}: \
+                        "member {member} applied index {index} after index {previous_index}: \
                          entries must apply in increasing index order, once per start"
                     ),
                 );
             } else {
                 let expected = previous_revision + Revision::from(application.n_events > 0);
                 if application.revision != expected {
-                    violations.push(
+                    self.violations.push(
                         Some(at_ns),
                         format!(
-                            "store-{member}'s revision went from {previous_revision} (index \
+                            "member {member}'s revision went from {previous_revision} (index \
                              {previous_index}) to {} at index {index}, which wrote {} events: \
                              expected {expected}",
                             application.revision, application.n_events
@@ -182,32 +232,36 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         }
         incarnation.applied.push((index, application.revision, at_ns));
         incarnation.position = Some((index, application.revision));
+    }
 
+    /// Agreement: a member replays what it applied before a restart, and every member
+    /// applies the same entry at an index.
+    fn check_agreement(&mut self, at_ns: u64, member: MemberId, index: u64, application: Application) {
         // One map lookup each (`entry`), rather than a `get` and then an `insert`.
-        match first_by_member.entry((member, index)) {
+        match self.first_by_member.entry((member, index)) {
             Entry::Occupied(before) if *before.get() != application => {
-                violations.push(
+                self.violations.push(
                     Some(at_ns),
                     format!(
-                        "store-{member} re-applied index {index} after a restart as \
+                        "member {member} re-applied index {index} after a restart as \
                          {application}, but had applied {} there before",
                         before.get()
                     ),
                 );
-                continue;
+                return;
             }
             Entry::Occupied(_) => {}
             Entry::Vacant(vacant) => {
                 vacant.insert(application);
             }
         }
-        match first_by_index.entry(index) {
+        match self.first_by_index.entry(index) {
             Entry::Occupied(first) if first.get().1 != application => {
                 let (other, theirs) = first.get();
-                violations.push(
+                self.violations.push(
                     Some(at_ns),
                     format!(
-                        "store-{member} applied {application} at index {index}, but store-{other} \
+                        "member {member} applied {application} at index {index}, but member {other} \
                          applied {theirs} there"
                     ),
                 )
@@ -219,37 +273,40 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         }
     }
 
-    for claim in &snapshots {
-        if let Some((other, theirs)) = first_by_index.get(&claim.index) {
-            if theirs.revision != claim.revision {
-                violations.push(
-                    Some(claim.at_ns),
-                    format!(
-                        "store-{} took a snapshot of index {} at revision {}, but store-{other} \
-                         applied {theirs} there",
-                        claim.member, claim.index, claim.revision
-                    ),
-                );
+    /// Once the history is read: snapshots stand where the members' applications put
+    /// their index, and no incarnation skipped an index.
+    fn finish(mut self) -> Verdict {
+        for claim in &self.snapshots {
+            if let Some((other, theirs)) = self.first_by_index.get(&claim.index) {
+                if theirs.revision != claim.revision {
+                    self.violations.push(
+                        Some(claim.at_ns),
+                        format!(
+                            "member {} took a snapshot of index {} at revision {}, but member {other} \
+                             applied {theirs} there",
+                            claim.member, claim.index, claim.revision
+                        ),
+                    );
+                }
             }
         }
-    }
-
-    let proposal_indexes: Vec<u64> = first_by_index.keys().copied().collect();
-    for incarnation in &incarnations {
-        if !incarnation.out_of_order {
-            check_no_gap(incarnation, &proposal_indexes, &first_by_index, &mut violations);
+        let proposal_indexes: Vec<u64> = self.first_by_index.keys().copied().collect();
+        for incarnation in &self.incarnations {
+            if !incarnation.out_of_order {
+                check_no_gap(incarnation, &proposal_indexes, &self.first_by_index, &mut self.violations);
+            }
         }
+        let n_members = self.incarnations.iter().map(|i| i.member).collect::<std::collections::BTreeSet<_>>().len();
+        let (n_applications, n_restarts) = (self.n_applications, self.n_restarts);
+        self.violations.into_verdict(
+            n_applications,
+            format!(
+                "{n_applications} applications of {} distinct entries by {n_members} members, \
+                 {n_restarts} restarts",
+                self.first_by_index.len()
+            ),
+        )
     }
-
-    let n_members = incarnations.iter().map(|i| i.member).collect::<std::collections::BTreeSet<_>>().len();
-    violations.into_verdict(
-        n_applications,
-        format!(
-            "{n_applications} applications of {} distinct entries by {n_members} members, \
-             {n_restarts} restarts",
-            first_by_index.len()
-        ),
-    )
 }
 
 /// An incarnation's applied indexes (strictly increasing, a subset of `proposal_indexes`)
@@ -291,7 +348,7 @@ fn check_no_gap(
                 violations.push(
                     next_at_ns,
                     format!(
-                        "store-{} skipped index {index} (store-{other} applied {theirs} there) \
+                        "member {} skipped index {index} (member {other} applied {theirs} there) \
                          and went on to apply index {next_index}{snapshot}",
                         incarnation.member
                     ),

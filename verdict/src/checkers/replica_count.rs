@@ -49,48 +49,8 @@ enum Change {
 
 pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
     let mut violations = Violations::new(Invariant::Convergence);
-    // (revision, pod key) -> change, with when it was first recorded.
-    let mut changes: BTreeMap<(Revision, &str), (Change, u64)> = BTreeMap::new();
-    // (when, namespace/deployment, replicas) in record order: DesiredReplicas has no
-    // revision, so it applies to every change recorded after it.
-    let mut desired_at: Vec<(u64, String, i32)> = Vec::new();
-    let pod_prefix = Resource::Pods.key_prefix();
-    // The keys of pods whose create was answered with an error.
-    let ambiguous: BTreeSet<String> = views
-        .api_ops
-        .iter()
-        .filter(|request| {
-            matches!(request.invocation, ApiInvocation { verb: Verb::Create, resource: Resource::Pods, .. })
-                && request.returned.is_some_and(|returned| matches!(returned.outcome, ApiOutcome::Error { .. }))
-        })
-        .map(|request| Resource::Pods.key(request.invocation.namespace, request.invocation.name))
-        .collect();
-    for (at_ns, event) in input.history.events() {
-        match event {
-            HistoryEvent::StoreWrite { verb, key, revision, .. } if key.starts_with(&pod_prefix) => {
-                let change = match verb {
-                    Verb::Create => Change::Created,
-                    Verb::Delete => Change::Deleted,
-                    _ => continue,
-                };
-                changes.entry((*revision, key)).or_insert((change, at_ns));
-            }
-            HistoryEvent::WatchDelivered { resource: Resource::Pods, events, .. } => {
-                for e in events {
-                    let change = match e.kind {
-                        WatchEventKind::Added => Change::Created,
-                        WatchEventKind::Deleted => Change::Deleted,
-                        WatchEventKind::Modified => continue,
-                    };
-                    changes.entry((e.resource_version, &e.key)).or_insert((change, at_ns));
-                }
-            }
-            HistoryEvent::DesiredReplicas { namespace, deployment, replicas } => {
-                desired_at.push((at_ns, format!("{namespace}/{deployment}"), *replicas));
-            }
-            _ => {}
-        }
-    }
+    let ambiguous = ambiguous_pod_creates(views);
+    let PodEvidence { changes, desired_at } = PodEvidence::of(input);
     let deployments: BTreeSet<&str> = desired_at.iter().map(|(_, d, _)| d.as_str()).collect();
     // ReplicaSet ("namespace/rs-name") -> its live pod keys.
     let mut live: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
@@ -99,13 +59,9 @@ pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
     let mut in_surplus: BTreeSet<String> = BTreeSet::new();
     let mut n_checked = 0usize;
     for ((revision, key), (change, at_ns)) in &changes {
-        let Some((namespace, pod_name)) = key.strip_prefix(pod_prefix.as_str()).and_then(|r| r.split_once('/')) else {
+        let Some(rs) = replicaset_of(key) else {
             continue;
         };
-        let Some((rs_name, _suffix)) = pod_name.rsplit_once('-') else {
-            continue;
-        };
-        let rs = format!("{namespace}/{rs_name}");
         let pods = live.entry(rs.clone()).or_default();
         match change {
             Change::Created if ambiguous.contains(*key) => continue,
@@ -145,6 +101,71 @@ pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
             ambiguous.len()
         ),
     )
+}
+
+/// The keys of pods whose create was answered with an error: such a create may have
+/// committed, and the controller may have replaced it meanwhile (see the module doc).
+fn ambiguous_pod_creates(views: &Views) -> BTreeSet<String> {
+    views
+        .api_ops
+        .iter()
+        .filter(|request| {
+            matches!(request.invocation, ApiInvocation { verb: Verb::Create, resource: Resource::Pods, .. })
+                && request.returned.is_some_and(|returned| matches!(returned.outcome, ApiOutcome::Error { .. }))
+        })
+        .map(|request| Resource::Pods.key(request.invocation.namespace, request.invocation.name))
+        .collect()
+}
+
+/// The ReplicaSet ("namespace/rs-name") a pod key belongs to by its name
+/// (`<rs>-<suffix>`), if it is a pod key of that shape.
+fn replicaset_of(key: &str) -> Option<String> {
+    let (namespace, pod_name) = key.strip_prefix(Resource::Pods.key_prefix().as_str())?.split_once('/')?;
+    let (rs_name, _suffix) = pod_name.rsplit_once('-')?;
+    Some(format!("{namespace}/{rs_name}"))
+}
+
+/// What the history shows of pods' lives and of what the user asked for.
+struct PodEvidence<'a> {
+    /// (revision, pod key) -> change, with when it was first recorded.
+    changes: BTreeMap<(Revision, &'a str), (Change, u64)>,
+    /// (when, namespace/deployment, replicas) in record order: DesiredReplicas has no
+    /// revision, so it applies to every change recorded after it.
+    desired_at: Vec<(u64, String, i32)>,
+}
+
+impl<'a> PodEvidence<'a> {
+    fn of(input: &'a CheckInput) -> Self {
+        let mut evidence = PodEvidence { changes: BTreeMap::new(), desired_at: Vec::new() };
+        let pod_prefix = Resource::Pods.key_prefix();
+        for (at_ns, event) in input.history.events() {
+            match event {
+                HistoryEvent::StoreWrite { verb, key, revision, .. } if key.starts_with(&pod_prefix) => {
+                    let change = match verb {
+                        Verb::Create => Change::Created,
+                        Verb::Delete => Change::Deleted,
+                        _ => continue,
+                    };
+                    evidence.changes.entry((*revision, key)).or_insert((change, at_ns));
+                }
+                HistoryEvent::WatchDelivered { resource: Resource::Pods, events, .. } => {
+                    for e in events {
+                        let change = match e.kind {
+                            WatchEventKind::Added => Change::Created,
+                            WatchEventKind::Deleted => Change::Deleted,
+                            WatchEventKind::Modified => continue,
+                        };
+                        evidence.changes.entry((e.resource_version, &e.key)).or_insert((change, at_ns));
+                    }
+                }
+                HistoryEvent::DesiredReplicas { namespace, deployment, replicas } => {
+                    evidence.desired_at.push((at_ns, format!("{namespace}/{deployment}"), *replicas));
+                }
+                _ => {}
+            }
+        }
+        evidence
+    }
 }
 
 /// The deployment ReplicaSet `rs` ("namespace/name") belongs to and the most replicas

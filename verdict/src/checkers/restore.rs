@@ -88,20 +88,8 @@ pub(crate) fn restores(history: &History, store_ops: &StoreOps) -> Vec<RestoreFa
             HistoryEvent::StoreOpReturned {
                 outcome: StoreOpOutcome::Written { revision, succeeded: true }, ..
             } => {
-                let Some(op) = store_ops.returned_at(record_idx).map(|op_idx| &store_ops[op_idx]) else { continue };
-                let (StoreOpKind::Put { key, .. } | StoreOpKind::CompareAndPut { key, .. }) = op.invocation else {
-                    continue;
-                };
-                if epoch_began_at.is_none_or(|began_at| op.invoked.record_idx > began_at) {
-                    acked[epoch].push(AckedWrite {
-                        who: format!("store op {}#{}", op.client, op.id),
-                        key: key.clone(),
-                        revision: *revision,
-                        at_ns: record.at_ns,
-                        // The store workload never deletes.
-                        delete: false,
-                    });
-                }
+                let write = acked_store_write(store_ops, record_idx, *revision, record.at_ns, epoch_began_at);
+                acked[epoch].extend(write);
             }
             HistoryEvent::StoreWrite { apiserver, user, verb, key, revision } => {
                 acked[epoch].push(AckedWrite {
@@ -144,6 +132,30 @@ pub(crate) fn restores(history: &History, store_ops: &StoreOps) -> Vec<RestoreFa
         }
     }
     facts
+}
+
+/// The write a store operation's successful answer (record `record_idx`, at `revision`)
+/// acknowledged, unless it was invoked before the `Restored` record its epoch began with
+/// (`epoch_began_at`), which makes it no epoch's acknowledged write.
+fn acked_store_write(
+    store_ops: &StoreOps,
+    record_idx: usize,
+    revision: Revision,
+    at_ns: u64,
+    epoch_began_at: Option<usize>,
+) -> Option<AckedWrite> {
+    let op = &store_ops[store_ops.returned_at(record_idx)?];
+    let (StoreOpKind::Put { key, .. } | StoreOpKind::CompareAndPut { key, .. }) = op.invocation else {
+        return None;
+    };
+    epoch_began_at.is_none_or(|began_at| op.invoked.record_idx > began_at).then(|| AckedWrite {
+        who: format!("store op {}#{}", op.client, op.id),
+        key: key.clone(),
+        revision,
+        at_ns,
+        // The store workload never deletes.
+        delete: false,
+    })
 }
 
 /// The keyspace at `revision`: `start` with every change at or below it applied.

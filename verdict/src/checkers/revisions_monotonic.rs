@@ -44,13 +44,7 @@ pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
             HistoryEvent::StoreOpReturned { client, op_id, outcome } => {
                 let Some(op_idx) = views.store_ops.returned_at(record_idx) else { continue };
                 let floor = store_floor[op_idx];
-                // A successful write makes a new revision, so it must be above everything
-                // seen; a read or a failed compare may answer at the same revision.
-                let (revision, new) = match outcome {
-                    StoreOpOutcome::Written { revision, succeeded } => (*revision, *succeeded),
-                    StoreOpOutcome::Read { revision, .. } => (*revision, false),
-                    StoreOpOutcome::Failed { .. } | StoreOpOutcome::Unknown { .. } => continue,
-                };
+                let Some((revision, new)) = answered_revision(outcome) else { continue };
                 checked += 1;
                 if revision < floor || (new && revision == floor && floor > 0) {
                     violations.push(
@@ -61,8 +55,7 @@ pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
                         ),
                     );
                 }
-                let entry = highest.entry(client).or_insert(0);
-                *entry = (*entry).max(revision);
+                saw(&mut highest, client, revision);
             }
             HistoryEvent::ApiInvoked { client, .. } => {
                 let request_idx = views.api_ops.invoked_at(record_idx).expect("every invocation opens a request");
@@ -72,7 +65,7 @@ pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
                 let Some(request_idx) = views.api_ops.returned_at(record_idx) else { continue };
                 let (floor, verb) = (api_floor[request_idx], views.api_ops[request_idx].invocation.verb);
                 let ApiOutcome::Ok { resource_version } = outcome else { continue };
-                if !matches!(verb, Verb::Create | Verb::Update | Verb::UpdateStatus | Verb::Bind) {
+                if !is_write(verb) {
                     continue;
                 }
                 checked += 1;
@@ -86,8 +79,7 @@ pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
                         ),
                     );
                 }
-                let entry = highest.entry(client).or_insert(0);
-                *entry = (*entry).max(*resource_version);
+                saw(&mut highest, client, *resource_version);
             }
             HistoryEvent::WatchDelivered { client, resource, namespace, resource_version, .. } => {
                 checked += 1;
@@ -102,12 +94,34 @@ pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
                     );
                 }
                 *last = (*last).max(*resource_version);
-                let entry = highest.entry(client).or_insert(0);
-                *entry = (*entry).max(*resource_version);
+                saw(&mut highest, client, *resource_version);
             }
             _ => {}
         }
     }
     let summary = format!("{checked} answers checked against their client's earlier revisions");
     violations.into_verdict(checked, summary)
+}
+
+/// The revision a store operation was answered at, and whether the answer made it (a
+/// successful write makes a new revision, so it must be above everything the client saw;
+/// a read or a failed compare may answer at the same revision). `None`: the answer
+/// carries no revision.
+fn answered_revision(outcome: &StoreOpOutcome) -> Option<(Revision, bool)> {
+    match outcome {
+        StoreOpOutcome::Written { revision, succeeded } => Some((*revision, *succeeded)),
+        StoreOpOutcome::Read { revision, .. } => Some((*revision, false)),
+        StoreOpOutcome::Failed { .. } | StoreOpOutcome::Unknown { .. } => None,
+    }
+}
+
+/// Whether an API verb writes, and so makes a new revision.
+fn is_write(verb: Verb) -> bool {
+    matches!(verb, Verb::Create | Verb::Update | Verb::UpdateStatus | Verb::Bind)
+}
+
+/// `client` was answered with `revision`: its highest revision seen moves up to it.
+fn saw<'a>(highest: &mut BTreeMap<&'a str, Revision>, client: &'a str, revision: Revision) {
+    let entry = highest.entry(client).or_insert(0);
+    *entry = (*entry).max(revision);
 }

@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
-use store::api::Role as PrincipalRole;
+use store::api::PrincipalRole;
 
 use super::{CheckInput, Invariant, Verdict, Violations};
 use store::lease::LESSOR_PRINCIPAL;
@@ -30,14 +30,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
     let mut judged: BTreeSet<(u64, u64, u64)> = BTreeSet::new();
     let mut n_mutations = 0usize;
     let mut n_rejected = 0usize;
-    let lessor_proposals: BTreeSet<u64> = input
-        .history
-        .events()
-        .filter_map(|(_, event)| match event {
-            HistoryEvent::Lessor { event: LessorRecord::ExpiryProposed { proposal_id, .. }, .. } => Some(*proposal_id),
-            _ => None,
-        })
-        .collect();
+    let lessor_proposals = lessor_proposals(input);
     let mut n_lease_expiries = 0usize;
     for (at_ns, event) in input.history.events() {
         let HistoryEvent::Applied {
@@ -67,7 +60,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         }
         let evidence = || {
             format!(
-                "entry {index} (term {term}, proposal {proposal_id}) applied on store-{member} \
+                "entry {index} (term {term}, proposal {proposal_id}) applied on member {member} \
                  at revision {revision} with {n_events} events"
             )
         };
@@ -89,25 +82,8 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
             n_lease_expiries += 1;
             continue;
         }
-        match source_ip(source) {
-            Some(ip) if input.apiserver_sources.contains(&ip) => {}
-            Some(ip) => violations.push(
-                Some(at_ns),
-                format!(
-                    "{}: apiserver principal '{principal}' wrote from {ip}, which is not an \
-                     apiserver address ({})",
-                    evidence(),
-                    list_ips(&input.apiserver_sources)
-                ),
-            ),
-            None => violations.push(
-                Some(at_ns),
-                format!(
-                    "{}: apiserver principal '{principal}' wrote from an unparseable source \
-                     address '{source}'",
-                    evidence()
-                ),
-            ),
+        if let Some(why) = wrong_source(input, principal, source) {
+            violations.push(Some(at_ns), format!("{}: {why}", evidence()));
         }
     }
     let checked = judged.len();
@@ -118,6 +94,31 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
              of them lease expiries), {n_rejected} requests rejected at a member"
         ),
     )
+}
+
+/// The proposal ids the store leader's lessor reported proposing (expired leases' revokes).
+fn lessor_proposals(input: &CheckInput) -> BTreeSet<u64> {
+    input
+        .history
+        .events()
+        .filter_map(|(_, event)| match event {
+            HistoryEvent::Lessor { event: LessorRecord::ExpiryProposed { proposal_id, .. }, .. } => Some(*proposal_id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Why a write by apiserver principal `principal` from `source` did not come from an
+/// apiserver's address, if it did not.
+fn wrong_source(input: &CheckInput, principal: &str, source: &str) -> Option<String> {
+    match source_ip(source) {
+        Some(ip) if input.apiserver_sources.contains(&ip) => None,
+        Some(ip) => Some(format!(
+            "apiserver principal '{principal}' wrote from {ip}, which is not an apiserver address ({})",
+            list_ips(&input.apiserver_sources)
+        )),
+        None => Some(format!("apiserver principal '{principal}' wrote from an unparseable source address '{source}'")),
+    }
 }
 
 /// The IP of a source as the store records it ("10.0.2.1:40001", or a bare IP).

@@ -6,7 +6,7 @@
 //! real-time order.
 
 use api::{Resource, Verb, WatchEventKind};
-use store::api::{MemberId, Revision, Role as PrincipalRole};
+use store::api::{MemberId, PrincipalRole, Revision};
 use store::raft::Role;
 
 use super::{check_all, CheckInput, EndState, Invariant, Verdict};
