@@ -12,6 +12,7 @@ pub mod clock;
 pub mod custom;
 pub mod objects;
 pub mod protocol;
+pub mod rbac;
 
 #[cfg(feature = "runtime")]
 pub use client::{ApiClient, ApiObserver, ClientConfig};
