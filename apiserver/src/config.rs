@@ -1,11 +1,11 @@
 //! The apiserver's configuration: identity, address, who may authenticate, the watch
-//! cache's bound, the compactor's interval, and the planted bugs.
+//! cache's bound, the compactor's interval, the custom kinds served, and the planted bugs.
 
 use std::collections::BTreeMap;
-
-use api::{CustomResourceDefinition, DefinitionError};
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use api::{CustomResourceDefinition, DefinitionError};
 
 /// Who a bearer token authenticates as (Kubernetes `user.Info`: name and groups).
 #[derive(Clone, Debug, PartialEq, Eq)]
