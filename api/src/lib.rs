@@ -9,12 +9,18 @@
 pub mod client;
 #[cfg(feature = "runtime")]
 pub mod clock;
+pub mod custom;
 pub mod objects;
 pub mod protocol;
+pub mod rbac;
 
 #[cfg(feature = "runtime")]
 pub use client::{ApiClient, ApiObserver, ClientConfig};
 #[cfg(feature = "runtime")]
 pub use clock::Clock;
+pub use custom::{
+    CustomDataError, CustomObject, CustomResource, CustomResourceDefinition, DefinitionError, DynamicObject, RawJson,
+    Scope,
+};
 pub use objects::*;
 pub use protocol::*;

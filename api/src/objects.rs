@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::custom::{CustomResourceDefinition, DynamicObject};
+
 /// Simulated wall time in milliseconds, as a component's clock reports it.
 pub type TimestampMs = u64;
 
@@ -246,7 +248,8 @@ pub struct Event {
     pub last_timestamp_ms: TimestampMs,
 }
 
-/// The resource types the apiserver serves.
+/// The resource types the apiserver serves: the built-in kinds, and custom kinds defined
+/// outside kubesim ([`Resource::Custom`], see [`crate::custom`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Resource {
     Namespaces,
@@ -258,9 +261,13 @@ pub enum Resource {
     ConfigMaps,
     Secrets,
     Events,
+    /// A custom kind (CustomResourceDefinition). Compared by the definition's value; the
+    /// apiserver serves it only if it was started with the same definition registered.
+    Custom(#[serde(deserialize_with = "crate::custom::deserialize_definition")] &'static CustomResourceDefinition),
 }
 
 impl Resource {
+    /// Every built-in resource (custom ones are whatever the apiserver registered).
     pub const ALL: [Resource; 9] = [
         Resource::Namespaces,
         Resource::Nodes,
@@ -286,6 +293,7 @@ impl Resource {
             Resource::ConfigMaps => "configmaps",
             Resource::Secrets => "secrets",
             Resource::Events => "events",
+            Resource::Custom(definition) => definition.plural,
         }
     }
 
@@ -300,25 +308,44 @@ impl Resource {
             Resource::ConfigMaps => "ConfigMap",
             Resource::Secrets => "Secret",
             Resource::Events => "Event",
+            Resource::Custom(definition) => definition.kind,
         }
     }
 
     pub fn namespaced(self) -> bool {
-        !matches!(self, Resource::Namespaces | Resource::Nodes)
+        match self {
+            Resource::Namespaces | Resource::Nodes => false,
+            Resource::Custom(definition) => definition.namespaced_scope(),
+            _ => true,
+        }
     }
 
-    /// `/registry/<plural>/` : the prefix under which every object of this type lives.
+    /// The custom kind's definition, `None` for a built-in.
+    pub fn custom_definition(self) -> Option<&'static CustomResourceDefinition> {
+        match self {
+            Resource::Custom(definition) => Some(definition),
+            _ => None,
+        }
+    }
+
+    /// `/registry/<plural>/` : the prefix under which every object of this type lives
+    /// (`/registry/<group>/<plural>/` for a custom kind, as apiextensions-apiserver stores
+    /// custom resources).
     pub fn key_prefix(self) -> String {
-        format!("/registry/{}/", self.plural())
+        match self {
+            Resource::Custom(definition) => format!("/registry/{}/{}/", definition.group, definition.plural),
+            _ => format!("/registry/{}/", self.plural()),
+        }
     }
 
     /// The store key of one object: `/registry/<plural>/<namespace>/<name>`, or
-    /// `/registry/<plural>/<name>` for cluster-scoped resources.
+    /// `/registry/<plural>/<name>` for cluster-scoped resources (`<group>/<plural>` in
+    /// place of `<plural>` for a custom kind).
     pub fn key(self, namespace: &str, name: &str) -> String {
         if self.namespaced() {
-            format!("/registry/{}/{}/{}", self.plural(), namespace, name)
+            format!("{}{}/{}", self.key_prefix(), namespace, name)
         } else {
-            format!("/registry/{}/{}", self.plural(), name)
+            format!("{}{}", self.key_prefix(), name)
         }
     }
 
@@ -326,23 +353,35 @@ impl Resource {
     /// is empty or the resource is cluster-scoped).
     pub fn namespace_prefix(self, namespace: &str) -> String {
         if self.namespaced() && !namespace.is_empty() {
-            format!("/registry/{}/{}/", self.plural(), namespace)
+            format!("{}{}/", self.key_prefix(), namespace)
         } else {
             self.key_prefix()
         }
     }
 
-    /// Which resource a store key belongs to, if any.
+    /// Which built-in resource a store key belongs to, if any. A custom kind's keys are
+    /// known only to whoever registered its definition: see [`Resource::from_key_among`].
     pub fn from_key(key: &str) -> Option<Resource> {
         let rest = key.strip_prefix("/registry/")?;
         let plural = rest.split('/').next()?;
         Resource::ALL.into_iter().find(|r| r.plural() == plural)
     }
+
+    /// Which resource a store key belongs to: a built-in, or one of the custom kinds given.
+    pub fn from_key_among(key: &str, custom: &[&'static CustomResourceDefinition]) -> Option<Resource> {
+        Resource::from_key(key).or_else(|| {
+            custom.iter().map(|d| Resource::Custom(d)).find(|resource| key.starts_with(&resource.key_prefix()))
+        })
+    }
 }
 
 impl std::fmt::Display for Resource {
+    /// The plural; for a custom kind `<plural>.<group>`, as kubectl names it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.plural())
+        match self {
+            Resource::Custom(definition) => write!(f, "{}.{}", definition.plural, definition.group),
+            _ => f.write_str(self.plural()),
+        }
     }
 }
 
@@ -358,19 +397,24 @@ pub enum Object {
     ConfigMap(ConfigMap),
     Secret(Secret),
     Event(Event),
+    /// An object of a custom kind ([`crate::custom`]).
+    Custom(DynamicObject),
 }
 
 macro_rules! object_accessors {
     ($($variant:ident => $resource:ident, $as_ref:ident, $into:ident;)*) => {
         impl Object {
             pub fn resource(&self) -> Resource {
-                match self { $(Object::$variant(_) => Resource::$resource,)* }
+                match self {
+                    $(Object::$variant(_) => Resource::$resource,)*
+                    Object::Custom(o) => o.resource(),
+                }
             }
             pub fn metadata(&self) -> &ObjectMeta {
-                match self { $(Object::$variant(o) => &o.metadata,)* }
+                match self { $(Object::$variant(o) => &o.metadata,)* Object::Custom(o) => &o.metadata }
             }
             pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
-                match self { $(Object::$variant(o) => &mut o.metadata,)* }
+                match self { $(Object::$variant(o) => &mut o.metadata,)* Object::Custom(o) => &mut o.metadata }
             }
             $(
                 pub fn $as_ref(&self) -> Option<&$variant> {
@@ -399,6 +443,27 @@ object_accessors! {
     ConfigMap => ConfigMaps, as_config_map, into_config_map;
     Secret => Secrets, as_secret, into_secret;
     Event => Events, as_event, into_event;
+}
+
+impl Object {
+    pub fn as_custom(&self) -> Option<&DynamicObject> {
+        match self {
+            Object::Custom(o) => Some(o),
+            _ => None,
+        }
+    }
+    pub fn into_custom(self) -> Option<DynamicObject> {
+        match self {
+            Object::Custom(o) => Some(o),
+            _ => None,
+        }
+    }
+}
+
+impl From<DynamicObject> for Object {
+    fn from(o: DynamicObject) -> Self {
+        Object::Custom(o)
+    }
 }
 
 impl Object {

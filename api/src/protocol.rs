@@ -208,6 +208,11 @@ pub enum ApiError {
     Timeout { reason: String },
     #[error("500 InternalError: {reason}")]
     Internal { reason: String },
+    /// The apiserver does not serve this resource: a custom kind it was not started with,
+    /// or one whose definition differs from the one it serves (Kubernetes answers 404 "the
+    /// server could not find the requested resource").
+    #[error("404 NotFound: the server could not find the requested resource {resource}: {reason}")]
+    UnknownResource { resource: Resource, reason: String },
 }
 
 impl ApiError {
@@ -215,7 +220,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized { .. } => 401,
             ApiError::Forbidden { .. } => 403,
-            ApiError::NotFound { .. } => 404,
+            ApiError::NotFound { .. } | ApiError::UnknownResource { .. } => 404,
             ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } | ApiError::Fenced { .. } => 409,
             ApiError::Gone { .. } => 410,
             ApiError::TooLarge { .. } => 413,

@@ -28,6 +28,7 @@ pub fn validate(object: &Object) -> Result<(), ApiError> {
         Object::ReplicaSet(rs) => validate_workload("spec", rs.spec.replicas, &rs.spec.selector, &rs.spec.template)?,
         Object::Deployment(d) => validate_workload("spec", d.spec.replicas, &d.spec.selector, &d.spec.template)?,
         Object::Event(event) => validate_event(event)?,
+        Object::Custom(custom) => validate_custom(custom)?,
         Object::Namespace(_) | Object::Node(_) | Object::Lease(_) | Object::ConfigMap(_) | Object::Secret(_) => {}
     }
     check_size(object)
@@ -47,6 +48,15 @@ fn validate_event(event: &api::Event) -> Result<(), ApiError> {
     }
     if event.reason.is_empty() {
         return Err(ApiError::Invalid { field: "reason".into(), reason: "must be set".into() });
+    }
+    Ok(())
+}
+
+/// A custom object's spec and status must each be one JSON document (kubesim checks no
+/// schema: a CRD's OpenAPI validation is the user's types' business, on their side).
+fn validate_custom(custom: &api::DynamicObject) -> Result<(), ApiError> {
+    for (field, value) in [("spec", &custom.spec), ("status", &custom.status)] {
+        value.check().map_err(|e| invalid(field, format!("Invalid value: not a JSON document: {e}")))?;
     }
     Ok(())
 }

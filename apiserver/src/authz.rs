@@ -15,6 +15,9 @@
 //! | every component above                   | create and update Events (Kubernetes' `system:controller:*`, `system:kube-scheduler` and `system:node` roles may create, update and patch events) |
 //! | anyone else                               | nothing                                                                                  |
 //!
+//! Custom kinds ([`Resource::Custom`]) fall under the same table: every component that
+//! may read everything reads them, only `system:masters` writes them.
+//!
 //! Choices where Kubernetes' roles differ or were unclear:
 //! - The controller-manager may update pod status: the node lifecycle controller marks the
 //!   pods of a lost node Failed (`reason: NodeLost`) before deleting them (eviction). It may

@@ -1,9 +1,11 @@
 //! The apiserver's configuration: identity, address, who may authenticate, the watch
-//! cache's bound, the compactor's interval, and the planted bugs.
+//! cache's bound, the compactor's interval, the custom kinds served, and the planted bugs.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use api::{CustomResourceDefinition, DefinitionError};
 
 /// Who a bearer token authenticates as (Kubernetes `user.Info`: name and groups).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +64,9 @@ pub struct ApiServerConfig {
     /// last write before the store's lease deletes it (see [`crate::ttl_leases`]).
     pub event_ttl: Duration,
     pub planted_bugs: ApiServerBugs,
+    /// The custom kinds served, each validated and unique by group and plural (added only
+    /// through [`ApiServerConfig::with_custom_resource`]).
+    custom_resources: Vec<&'static CustomResourceDefinition>,
 }
 
 impl ApiServerConfig {
@@ -80,7 +85,63 @@ impl ApiServerConfig {
             watch_max_events_per_response: crate::watch_cache::MAX_EVENTS_PER_RESPONSE,
             event_ttl: crate::ttl_leases::DEFAULT_EVENT_TTL,
             planted_bugs: ApiServerBugs::default(),
+            custom_resources: Vec::new(),
         }
+    }
+
+    /// Serves a custom kind (Kubernetes: creating its CustomResourceDefinition). Refuses an
+    /// invalid definition and a second, different definition of the same group and plural;
+    /// registering the same definition twice is harmless.
+    ///
+    /// ```
+    /// use api::CustomResourceDefinition;
+    /// use apiserver::ApiServerConfig;
+    /// static DATABASES: CustomResourceDefinition =
+    ///     CustomResourceDefinition::namespaced("example.com", "v1", "Database", "databases");
+    /// let config = ApiServerConfig::new("apiserver-0", "10.0.0.1:6443".parse().unwrap())
+    ///     .with_custom_resource(&DATABASES)
+    ///     .expect("a valid definition");
+    /// assert_eq!(config.custom_resources(), [&DATABASES]);
+    /// ```
+    pub fn with_custom_resource(
+        mut self,
+        definition: &'static CustomResourceDefinition,
+    ) -> Result<Self, DefinitionError> {
+        definition.validate()?;
+        let same_name = |d: &&&CustomResourceDefinition| d.group == definition.group && d.plural == definition.plural;
+        match self.custom_resources.iter().find(same_name) {
+            Some(known) if *known == definition => {}
+            Some(known) => {
+                return Err(DefinitionError::Conflicting {
+                    group: definition.group.to_string(),
+                    plural: definition.plural.to_string(),
+                    first: known.to_string(),
+                    second: definition.to_string(),
+                })
+            }
+            None => self.custom_resources.push(definition),
+        }
+        Ok(self)
+    }
+
+    /// The custom kinds this apiserver serves.
+    pub fn custom_resources(&self) -> &[&'static CustomResourceDefinition] {
+        &self.custom_resources
+    }
+
+    /// Whether this apiserver serves `resource`: every built-in, and the custom kinds
+    /// registered with exactly this definition. 404 otherwise.
+    pub fn check_served(&self, resource: api::Resource) -> Result<(), api::ApiError> {
+        let Some(definition) = resource.custom_definition() else {
+            return Ok(());
+        };
+        let reason =
+            match self.custom_resources.iter().find(|d| d.group == definition.group && d.plural == definition.plural) {
+                Some(known) if *known == definition => return Ok(()),
+                Some(known) => format!("this apiserver serves {known}, not {definition}"),
+                None => format!("no custom resource definition {definition} is registered"),
+            };
+        Err(api::ApiError::UnknownResource { resource, reason })
     }
 
     /// Adds a bearer token for a user.

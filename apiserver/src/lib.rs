@@ -19,6 +19,7 @@ pub mod admission;
 pub mod authz;
 pub mod backend;
 pub mod config;
+pub mod rbac;
 pub mod registry;
 pub mod server;
 pub mod ttl_leases;

@@ -1,7 +1,8 @@
 //! The registry: Kubernetes objects stored in the store, one key per object, every write
 //! an optimistic-concurrency transaction (Kubernetes `storage/etcd3/store.go`).
 //!
-//! - Key: `/registry/<plural>/<namespace>/<name>` ([`api::Resource::key`]).
+//! - Key: `/registry/<plural>/<namespace>/<name>` ([`api::Resource::key`]); a custom
+//!   kind's: `/registry/<group>/<plural>/<namespace>/<name>`.
 //! - Value: the object as JSON with `metadata.resourceVersion` zeroed; on read the
 //!   resourceVersion is the key's `mod_revision`, and a list's is the read's revision.
 //! - Create: `Txn[mod_revision(key) == 0 -> put]`, else 409 AlreadyExists.
@@ -599,8 +600,12 @@ fn check_node_restriction(decision: &Decision, stored: &Object, user: &UserInfo,
     })
 }
 
+/// Every custom kind has the status subresource (a CRD's `subresources.status`).
 fn has_status(resource: Resource) -> bool {
-    matches!(resource, Resource::Nodes | Resource::Pods | Resource::ReplicaSets | Resource::Deployments)
+    matches!(
+        resource,
+        Resource::Nodes | Resource::Pods | Resource::ReplicaSets | Resource::Deployments | Resource::Custom(_)
+    )
 }
 
 /// A random UUID-shaped uid, from the simulator's seeded RNG (deterministic per seed).
@@ -625,6 +630,7 @@ fn prepare_for_create(object: &mut Object, now_ms: u64, uid: String) {
         Object::Pod(p) => p.status = Default::default(),
         Object::ReplicaSet(rs) => rs.status = Default::default(),
         Object::Deployment(d) => d.status = Default::default(),
+        Object::Custom(c) => c.status = api::RawJson::null(),
         _ => {}
     }
 }
@@ -657,6 +663,10 @@ fn merge_update(stored: &Object, mut updated: Object) -> Result<Object, ApiError
             s.spec != u.spec
         }
         (Object::Lease(s), Object::Lease(u)) => s.spec != u.spec,
+        (Object::Custom(s), Object::Custom(u)) if s.definition == u.definition => {
+            u.status = s.status.clone();
+            s.spec != u.spec
+        }
         (Object::Namespace(_), Object::Namespace(_))
         | (Object::ConfigMap(_), Object::ConfigMap(_))
         | (Object::Secret(_), Object::Secret(_))
@@ -680,6 +690,7 @@ fn merge_status(stored: &Object, updated: Object) -> Result<Object, ApiError> {
         (Object::Node(m), Object::Node(u)) => m.status = u.status,
         (Object::ReplicaSet(m), Object::ReplicaSet(u)) => m.status = u.status,
         (Object::Deployment(m), Object::Deployment(u)) => m.status = u.status,
+        (Object::Custom(m), Object::Custom(u)) if m.definition == u.definition => m.status = u.status,
         (_, updated) => return Err(kind_mismatch(stored, &updated)),
     }
     Ok(merged)

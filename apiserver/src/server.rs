@@ -67,7 +67,8 @@ impl<B: Backend> ApiServer<B> {
             .with_event_ttl(config.event_ttl);
         let watch_cache = WatchCache::new(config.watch_cache_capacity)
             .with_max_events_per_response(config.watch_max_events_per_response)
-            .with_planted_bug_serves_evicted(config.planted_bugs.watch_cache_serves_evicted);
+            .with_planted_bug_serves_evicted(config.planted_bugs.watch_cache_serves_evicted)
+            .with_custom_resources(config.custom_resources());
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -142,6 +143,7 @@ impl<B: Backend> ApiServer<B> {
         let ApiRequest { credential, request_id, operation } = request;
         let user = authz::authenticate(&self.inner.config.tokens, &credential)?;
         let decision = authz::authorize(&user, &attributes(&operation))?;
+        self.inner.config.check_served(operation.resource())?;
         let result = self.dispatch(&user, &decision, operation).await;
         if let Err(e) = &result {
             tracing::debug!(user = %user.name, request_id, "request failed: {e}");

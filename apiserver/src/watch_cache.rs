@@ -25,7 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use api::{ApiError, Object, ObjectMeta, Resource, ResourceVersion, WatchEvent, WatchEventKind};
+use api::{
+    ApiError, CustomResourceDefinition, Object, ObjectMeta, RawJson, Resource, ResourceVersion, WatchEvent,
+    WatchEventKind,
+};
 use store::api::{Event, EventKind, KeyRange, Revision, StoreError, WatchRequest, WatchResponse};
 
 use crate::backend::Backend;
@@ -74,6 +77,9 @@ struct CacheState {
     max_events_per_response: usize,
     /// PLANTED BUG `watch-cache-serves-evicted` (see [`WatchCache::with_planted_bug_serves_evicted`]).
     serves_evicted: bool,
+    /// The custom kinds served, to name the kind of a deleted key whose last value the
+    /// store did not hand back (see [`WatchCache::with_custom_resources`]).
+    custom_resources: Vec<&'static CustomResourceDefinition>,
 }
 
 /// What the cache answers a watch with.
@@ -96,6 +102,7 @@ impl CacheState {
             started_at: 0,
             max_events_per_response: MAX_EVENTS_PER_RESPONSE,
             serves_evicted: false,
+            custom_resources: Vec::new(),
         }
     }
 
@@ -271,6 +278,13 @@ impl WatchCache {
         self
     }
 
+    /// The custom kinds the apiserver serves: their keys' events are kept like the
+    /// built-ins'.
+    pub fn with_custom_resources(self, custom: &[&'static CustomResourceDefinition]) -> Self {
+        self.lock().custom_resources = custom.to_vec();
+        self
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
         self.inner.state.lock().expect("watch cache lock")
     }
@@ -426,7 +440,8 @@ impl WatchCache {
             // No event at all from the start revision up to the header's revision.
             response.header.revision
         };
-        let cached = events.iter().filter_map(to_cached_event).collect();
+        let custom = self.lock().custom_resources.clone();
+        let cached = events.iter().filter_map(|event| to_cached_event(event, &custom)).collect();
         let advanced = {
             let mut state = self.lock();
             let before = state.synced_revision;
@@ -442,9 +457,9 @@ impl WatchCache {
 /// Maps a store event to the Kubernetes watch event: a create (version 1) is Added, any
 /// other put Modified, a delete Deleted with the object's last state (prev_kv) at the
 /// deletion's revision.
-fn to_cached_event(event: &Event) -> Option<CachedEvent> {
+fn to_cached_event(event: &Event, custom: &[&'static CustomResourceDefinition]) -> Option<CachedEvent> {
     let revision = event.kv.mod_revision;
-    let resource = Resource::from_key(&event.kv.key)?;
+    let resource = Resource::from_key_among(&event.kv.key, custom)?;
     let decoded = match event.kind {
         EventKind::Put => decode(&event.kv),
         EventKind::Delete => match &event.prev_kv {
@@ -488,6 +503,9 @@ fn object_from_key(resource: Resource, key: &str) -> Object {
         Resource::ConfigMaps => api::ConfigMap { metadata, ..Default::default() }.into(),
         Resource::Secrets => api::Secret { metadata, ..Default::default() }.into(),
         Resource::Events => api::Event { metadata, ..Default::default() }.into(),
+        Resource::Custom(definition) => {
+            api::DynamicObject { definition, metadata, spec: RawJson::null(), status: RawJson::null() }.into()
+        }
     }
 }
 

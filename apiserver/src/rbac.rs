@@ -1,0 +1,285 @@
+//! Kubernetes' RBAC authorizer over a set of RBAC objects (`plugin/pkg/auth/authorizer/rbac`),
+//! and the bootstrap policy equivalent to kubesim's fixed rule table
+//! (`plugin/pkg/auth/authorizer/rbac/bootstrappolicy`).
+//!
+//! [`RbacPolicy`] holds Roles, ClusterRoles, RoleBindings and ClusterRoleBindings in
+//! `BTreeMap`s (decisions never depend on hash order) and answers whether a user with its
+//! groups may make a request: any ClusterRoleBinding naming the user or one of its groups
+//! whose ClusterRole has a rule allowing it, or, for a namespaced request, any RoleBinding
+//! of that namespace doing the same through its Role or ClusterRole. Rules only add.
+//!
+//! [`RbacPolicy::bootstrap`] is the default policy: `cluster-admin` for `system:masters`,
+//! `system:kube-controller-manager`, `system:kube-scheduler` and the scheduler's
+//! leader-locking Role in `kube-system`, each bound to the component's group. Kubelets are
+//! not in it: as in Kubernetes, the Node authorizer and NodeRestriction (code in
+//! [`crate::authz`]) decide for `system:nodes`, since "its own Node, pods bound to it" is
+//! not expressible as a rule.
+//!
+//! FIXME(part B of issue 19): not wired yet. The apiserver authorizes from the table in
+//! [`crate::authz`]; the tests below show the bootstrap policy allows exactly what that
+//! table allows for masters, the controller-manager and the scheduler on every built-in
+//! resource and verb. What remains: serve the RBAC objects from the store
+//! (`/registry/roles/<ns>/<name>`, `/registry/rolebindings/...`,
+//! `/registry/clusterroles/<name>`, `/registry/clusterrolebindings/<name>`), write the
+//! bootstrap objects at startup when missing, keep an `RbacPolicy` from the apiserver's own
+//! list and watch of them, refuse to serve until it has synced, and authorize from it.
+
+use std::collections::BTreeMap;
+
+use api::rbac::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, RequestAttributes, Role, RoleBinding, RoleRef, RoleRefKind, Subject,
+};
+use api::ObjectMeta;
+
+use crate::authz::{GROUP_CONTROLLER_MANAGER, GROUP_MASTERS, GROUP_SCHEDULER};
+
+/// The RBAC objects an authorizer decides from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RbacPolicy {
+    /// By (namespace, name).
+    roles: BTreeMap<(String, String), Role>,
+    cluster_roles: BTreeMap<String, ClusterRole>,
+    /// By (namespace, name).
+    role_bindings: BTreeMap<(String, String), RoleBinding>,
+    cluster_role_bindings: BTreeMap<String, ClusterRoleBinding>,
+}
+
+fn namespaced_key(meta: &ObjectMeta) -> (String, String) {
+    (meta.namespace.clone(), meta.name.clone())
+}
+
+impl RbacPolicy {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a Role.
+    pub fn put_role(&mut self, role: Role) {
+        self.roles.insert(namespaced_key(&role.metadata), role);
+    }
+
+    pub fn put_cluster_role(&mut self, role: ClusterRole) {
+        self.cluster_roles.insert(role.metadata.name.clone(), role);
+    }
+
+    pub fn put_role_binding(&mut self, binding: RoleBinding) {
+        self.role_bindings.insert(namespaced_key(&binding.metadata), binding);
+    }
+
+    pub fn put_cluster_role_binding(&mut self, binding: ClusterRoleBinding) {
+        self.cluster_role_bindings.insert(binding.metadata.name.clone(), binding);
+    }
+
+    /// Removes a RoleBinding; whether it was there.
+    pub fn remove_role_binding(&mut self, namespace: &str, name: &str) -> bool {
+        self.role_bindings.remove(&(namespace.to_string(), name.to_string())).is_some()
+    }
+
+    /// Whether a binding grants `user` (or one of `groups`) a rule that allows the request
+    /// (Kubernetes `RBACAuthorizer.Authorize` with `VisitRulesFor`).
+    pub fn allows(&self, user: &str, groups: &[String], attributes: &RequestAttributes<'_>) -> bool {
+        let granted = |subjects: &[Subject]| subjects.iter().any(|s| s.applies_to(user, groups));
+        let any_rule = |rules: &[PolicyRule]| rules.iter().any(|rule| rule.allows(attributes));
+        let cluster_wide = self.cluster_role_bindings.values().any(|binding| {
+            granted(&binding.subjects)
+                && binding.role_ref.kind == RoleRefKind::ClusterRole
+                && self.cluster_roles.get(&binding.role_ref.name).is_some_and(|role| any_rule(&role.rules))
+        });
+        if cluster_wide || attributes.namespace.is_empty() {
+            return cluster_wide;
+        }
+        self.role_bindings
+            .values()
+            .filter(|binding| binding.metadata.namespace == attributes.namespace && granted(&binding.subjects))
+            .any(|binding| match binding.role_ref.kind {
+                RoleRefKind::ClusterRole => {
+                    self.cluster_roles.get(&binding.role_ref.name).is_some_and(|role| any_rule(&role.rules))
+                }
+                RoleRefKind::Role => self
+                    .roles
+                    .get(&(attributes.namespace.to_string(), binding.role_ref.name.clone()))
+                    .is_some_and(|role| any_rule(&role.rules)),
+            })
+    }
+
+    /// The default policy, equivalent to [`crate::authz`]'s table for every group but
+    /// `system:nodes` (see the module doc). Its objects carry Kubernetes' bootstrap names.
+    pub fn bootstrap() -> Self {
+        let reads = ["get", "list", "watch"];
+        let mut policy = Self::new();
+        let cluster_role =
+            |name: &str, rules: Vec<PolicyRule>| ClusterRole { metadata: ObjectMeta::named("", name), rules };
+        let cluster_binding = |name: &str, group: &str| ClusterRoleBinding {
+            metadata: ObjectMeta::named("", name),
+            subjects: vec![Subject::group(group)],
+            role_ref: RoleRef { kind: RoleRefKind::ClusterRole, name: name.to_string() },
+        };
+
+        policy.put_cluster_role(cluster_role(CLUSTER_ADMIN, vec![PolicyRule::new(&["*"], &["*"], &["*"])]));
+        policy.put_cluster_role_binding(cluster_binding(CLUSTER_ADMIN, GROUP_MASTERS));
+
+        policy.put_cluster_role(cluster_role(
+            CONTROLLER_MANAGER_ROLE,
+            vec![
+                PolicyRule::new(&reads, &["*"], &["*"]),
+                PolicyRule::new(
+                    &["*"],
+                    &["apps"],
+                    &["deployments", "deployments/status", "replicasets", "replicasets/status"],
+                ),
+                // Every verb on pods and their status; pods/binding is the scheduler's.
+                PolicyRule::new(&["*"], &[""], &["pods", "pods/status"]),
+                PolicyRule::new(&["*"], &["coordination.k8s.io"], &["leases", "leases/status"]),
+                PolicyRule::new(&["update"], &[""], &["nodes/status"]),
+                PolicyRule::new(&["create", "update"], &[""], &["events"]),
+            ],
+        ));
+        policy.put_cluster_role_binding(cluster_binding(CONTROLLER_MANAGER_ROLE, GROUP_CONTROLLER_MANAGER));
+
+        // Reads of every built-in but secrets, listed: RBAC has no "all but".
+        policy.put_cluster_role(cluster_role(
+            SCHEDULER_ROLE,
+            vec![
+                PolicyRule::new(&reads, &[""], &["namespaces", "nodes", "pods", "configmaps", "events"]),
+                PolicyRule::new(&reads, &["apps"], &["deployments", "replicasets"]),
+                PolicyRule::new(&reads, &["coordination.k8s.io"], &["leases"]),
+                PolicyRule::new(&["create"], &[""], &["pods/binding"]),
+                PolicyRule::new(&["create", "update"], &[""], &["events"]),
+            ],
+        ));
+        policy.put_cluster_role_binding(cluster_binding(SCHEDULER_ROLE, GROUP_SCHEDULER));
+        // Kubernetes' `system::leader-locking-kube-scheduler` Role. Unlike Kubernetes,
+        // kubesim's create carries the object's name, so resourceNames limits creates too.
+        let lease_namespace = crate::authz::SCHEDULER_LEASE_NAMESPACE;
+        policy.put_role(Role {
+            metadata: ObjectMeta::named(lease_namespace, SCHEDULER_LEADER_LOCKING),
+            rules: vec![PolicyRule::new(&["create", "update"], &["coordination.k8s.io"], &["leases"])
+                .named(&[crate::authz::SCHEDULER_LEASE_NAME])],
+        });
+        policy.put_role_binding(RoleBinding {
+            metadata: ObjectMeta::named(lease_namespace, SCHEDULER_LEADER_LOCKING),
+            subjects: vec![Subject::group(GROUP_SCHEDULER)],
+            role_ref: RoleRef { kind: RoleRefKind::Role, name: SCHEDULER_LEADER_LOCKING.to_string() },
+        });
+        policy
+    }
+}
+
+/// Kubernetes' superuser ClusterRole, bound to `system:masters`.
+pub const CLUSTER_ADMIN: &str = "cluster-admin";
+pub const CONTROLLER_MANAGER_ROLE: &str = "system:kube-controller-manager";
+pub const SCHEDULER_ROLE: &str = "system:kube-scheduler";
+pub const SCHEDULER_LEADER_LOCKING: &str = "system::leader-locking-kube-scheduler";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::{authorize, Attributes, Decision};
+    use crate::config::UserInfo;
+    use api::{Resource, Verb};
+
+    /// The bootstrap policy decides as the table does, for every built-in resource, verb
+    /// and a spread of namespaces and names (the scheduler's lease among them). A bind is
+    /// always of a pod (`Operation::Bind`), so other resources are not asked with it.
+    #[test]
+    fn bootstrap_policy_allows_exactly_what_the_table_allows() {
+        let policy = RbacPolicy::bootstrap();
+        let verbs = [
+            Verb::Get,
+            Verb::List,
+            Verb::Watch,
+            Verb::Create,
+            Verb::Update,
+            Verb::UpdateStatus,
+            Verb::Delete,
+            Verb::Bind,
+        ];
+        let places = [
+            ("default", "x"),
+            ("kube-system", "kube-scheduler"),
+            ("kube-system", "kube-controller-manager"),
+            ("kube-node-lease", "worker-1"),
+            ("", ""),
+            ("default", ""),
+        ];
+        let users = [
+            UserInfo::admin(),
+            UserInfo::controller_manager(),
+            UserInfo::scheduler(),
+            UserInfo::new("mallory", &["system:authenticated"]),
+        ];
+        let mut compared = 0;
+        for user in &users {
+            for resource in Resource::ALL {
+                for verb in verbs.into_iter().filter(|v| *v != Verb::Bind || resource == Resource::Pods) {
+                    for (namespace, name) in places {
+                        let namespace = if resource.namespaced() { namespace } else { "" };
+                        let table = authorize(user, &Attributes { verb, resource, namespace, name });
+                        let table = match table {
+                            Ok(Decision::Allow) => true,
+                            Err(_) => false,
+                            Ok(other) => panic!("{other:?} for {}", user.name),
+                        };
+                        let attributes = RequestAttributes::of(verb, resource, namespace, name);
+                        let rbac = policy.allows(&user.name, &user.groups, &attributes);
+                        assert_eq!(rbac, table, "{} {verb:?} {resource} {namespace}/{name}", user.name);
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        let pairs = Resource::ALL.len() * (verbs.len() - 1) + 1;
+        assert_eq!(compared, users.len() * pairs * places.len());
+    }
+
+    fn binding(namespace: &str, subject: Subject, role_ref: RoleRef) -> RoleBinding {
+        RoleBinding { metadata: ObjectMeta::named(namespace, "grant"), subjects: vec![subject], role_ref }
+    }
+
+    /// A user is denied until a RoleBinding grants it a role in a namespace, allowed there
+    /// (and only there) after, denied again once the binding is removed.
+    #[test]
+    fn a_role_binding_grants_within_its_namespace_until_removed() {
+        let mut policy = RbacPolicy::bootstrap();
+        let (user, groups) = ("alice", vec!["developers".to_string()]);
+        let get = |ns: &'static str| RequestAttributes::of(Verb::Get, Resource::ConfigMaps, ns, "settings");
+        assert!(!policy.allows(user, &groups, &get("team-a")));
+        policy.put_role(Role {
+            metadata: ObjectMeta::named("team-a", "reader"),
+            rules: vec![PolicyRule::new(&["get"], &[""], &["configmaps"])],
+        });
+        assert!(!policy.allows(user, &groups, &get("team-a")), "a role alone grants nothing");
+        let to_role = RoleRef { kind: RoleRefKind::Role, name: "reader".into() };
+        policy.put_role_binding(binding("team-a", Subject::user(user), to_role.clone()));
+        assert!(policy.allows(user, &groups, &get("team-a")));
+        assert!(!policy.allows(user, &groups, &get("team-b")), "a RoleBinding grants only in its namespace");
+        assert!(!policy.allows("bob", &[], &get("team-a")));
+        let update = RequestAttributes::of(Verb::Update, Resource::ConfigMaps, "team-a", "settings");
+        assert!(!policy.allows(user, &groups, &update), "only the rule's verbs");
+        assert!(policy.remove_role_binding("team-a", "grant"));
+        assert!(!policy.allows(user, &groups, &get("team-a")));
+
+        // A group subject and a ClusterRole through a RoleBinding: still one namespace.
+        policy.put_cluster_role(ClusterRole {
+            metadata: ObjectMeta::named("", "configmap-reader"),
+            rules: vec![PolicyRule::new(&["get"], &[""], &["configmaps"])],
+        });
+        let to_cluster_role = RoleRef { kind: RoleRefKind::ClusterRole, name: "configmap-reader".into() };
+        policy.put_role_binding(binding("team-a", Subject::group("developers"), to_cluster_role.clone()));
+        assert!(policy.allows(user, &groups, &get("team-a")));
+        assert!(!policy.allows(user, &groups, &get("team-b")));
+        // A ClusterRoleBinding grants everywhere; one naming a Role grants nothing.
+        policy.put_cluster_role_binding(ClusterRoleBinding {
+            metadata: ObjectMeta::named("", "everywhere"),
+            subjects: vec![Subject::user(user)],
+            role_ref: to_cluster_role,
+        });
+        assert!(policy.allows(user, &groups, &get("team-b")));
+        policy.put_cluster_role_binding(ClusterRoleBinding {
+            metadata: ObjectMeta::named("", "everywhere"),
+            subjects: vec![Subject::user(user)],
+            role_ref: to_role,
+        });
+        assert!(!policy.allows(user, &groups, &get("team-b")));
+    }
+}
