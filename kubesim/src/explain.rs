@@ -31,7 +31,8 @@ use std::fmt::Write as _;
 use api::{Resource, Verb};
 
 use sim::report::RunReport;
-use verdict::history::{ApiOutcome, History, HistoryEvent};
+use store::raft::Role;
+use verdict::history::{ApiOutcome, History, HistoryEvent, StoreOpOutcome};
 
 /// How far back faults are taken when the violation names no node, in seconds.
 const UNNAMED_WINDOW_SECS: f64 = 10.0;
@@ -255,12 +256,88 @@ fn member_nodes(history: &History) -> BTreeMap<u64, String> {
     nodes
 }
 
-/// Store keys (`/registry/...`, `/smoke/...`) a text names.
+/// Store keys (`/registry/...`, `/smoke/...`) a text names, written out (`KEY@REVISION`
+/// names the key) or as an apiserver's "not found" names an object (`NotFound: <plural>
+/// <namespace>/<name>`).
 fn keys_in(text: &str) -> BTreeSet<String> {
-    text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '\'' | '"'))
+    let mut keys: BTreeSet<String> = text
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '\'' | '"' | '@' | '='))
         .filter(|word| ["/registry/", "/smoke/", "/kubesim/"].iter().any(|prefix| word.starts_with(prefix)))
         .map(|word| word.trim_end_matches(['.', ':']).to_string())
+        .collect();
+    for (_, rest) in text.match_indices("NotFound: ").map(|(i, m)| text.split_at(i + m.len())) {
+        let mut words = rest.split_whitespace();
+        let (Some(plural), Some(object)) = (words.next(), words.next()) else { continue };
+        let Some(resource) = Resource::ALL.into_iter().find(|r| r.plural() == plural) else { continue };
+        let (namespace, name) = object.trim_end_matches(['.', ',', ';']).split_once('/').unwrap_or(("", object));
+        keys.insert(resource.key(namespace, name));
+    }
+    keys
+}
+
+/// Store operations a text names as `op CLIENT#ID`.
+fn store_ops_in(text: &str) -> BTreeSet<(String, u64)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|pair| pair[0] == "op")
+        .filter_map(|pair| {
+            let (client, id) = pair[1].trim_end_matches([',', '.', ':']).rsplit_once('#')?;
+            Some((client.to_string(), id.parse().ok()?))
+        })
         .collect()
+}
+
+/// A violation whose evidence is the keyspace at the end of the run, not an instant: what
+/// happened after its timestamp, up to the end, belongs to its slice.
+fn judged_at_the_end(message: &str) -> bool {
+    message.contains("final keyspace") || message.contains("never got through") || message.contains("at rest")
+}
+
+/// The store reads the violation names and the member that served each, with that member's
+/// role then: a read a follower served from its own state, without confirming with the
+/// leader, is the first suspect of a stale read.
+fn serving_members(
+    history: &History,
+    ops: &BTreeSet<(String, u64)>,
+    node_of: &impl Fn(&u64) -> String,
+) -> Vec<(f64, u64, String)> {
+    let mut roles: BTreeMap<u64, (Role, u64, Option<u64>)> = BTreeMap::new();
+    let mut served = Vec::new();
+    if ops.is_empty() {
+        return served;
+    }
+    for (at_ns, event) in history.events() {
+        match event {
+            HistoryEvent::RoleChanged { member, term, role, leader } => {
+                roles.insert(*member, (*role, *term, *leader));
+            }
+            HistoryEvent::StoreOpReturned {
+                client,
+                op_id,
+                outcome: StoreOpOutcome::Read { revision, served_by, .. },
+            } if ops.contains(&(client.clone(), *op_id)) => {
+                let role = match roles.get(served_by) {
+                    Some((Role::Leader, term, _)) => format!("the leader of term {term}"),
+                    Some((role, term, Some(leader))) => {
+                        format!("a {role:?} in term {term} (member {leader} led)")
+                    }
+                    Some((role, term, None)) => format!("a {role:?} in term {term}"),
+                    None => "a member that had not changed role yet".to_string(),
+                };
+                served.push((
+                    at_ns as f64 / 1e9,
+                    *served_by,
+                    format!(
+                        "member {served_by} (on {}), {role}, served op {client}#{op_id}'s read at revision {revision}",
+                        node_of(served_by)
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    served
 }
 
 /// What a lasting fault does to a node until its end line: a crash until the restart, a
@@ -311,14 +388,21 @@ pub fn explain(report: &RunReport, history: &History) -> Vec<Explanation> {
 }
 
 fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) -> Explanation {
-    let members = members_in(message);
     let member_nodes = member_nodes(history);
+    let node_of = |member: &u64| member_nodes.get(member).cloned().unwrap_or_else(|| format!("store-{member}"));
+    let reads = serving_members(history, &store_ops_in(message), &node_of);
+    let mut members = members_in(message);
+    members.extend(reads.iter().map(|(_, member, _)| *member));
     let mut nodes = nodes_in(message);
-    nodes.extend(
-        members.iter().map(|member| member_nodes.get(member).cloned().unwrap_or_else(|| format!("store-{member}"))),
-    );
+    nodes.extend(members.iter().map(node_of));
     let keys = keys_in(message);
-    let before = |at_ns: u64| (at_ns as f64 / 1e9) <= at_secs + 1e-9;
+    // The evidence of a violation judged at the end of the run is the whole run.
+    let whole_run = judged_at_the_end(message);
+    let before = |at_ns: u64| whole_run || (at_ns as f64 / 1e9) <= at_secs + 1e-9;
+    // The last write of each key the violation names (its latest version, which no
+    // compaction may remove), as the history's own commits tell.
+    let mut last_write: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut snapshots: Vec<(f64, String)> = Vec::new();
     let mut faults: Vec<(f64, String)> = Vec::new();
     let mut in_effect: BTreeMap<(String, Lasting), (f64, String)> = Default::default();
     let mut roles: Vec<(f64, String)> = Vec::new();
@@ -362,7 +446,41 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
                 for change in changes.iter().filter(|c| keys.contains(&c.key)) {
                     let what = if change.value_hash.is_some() { "written" } else { "deleted" };
                     commits.push((at, format!("{} {what} at revision {revision}", change.key)));
+                    last_write.insert(change.key.as_str(), *revision);
                 }
+            }
+            HistoryEvent::SnapshotInstalled { member, index, revision } if members.contains(member) => {
+                snapshots.push((
+                    at,
+                    format!(
+                        "member {member} installed a snapshot the leader sent, covering index {index} (revision {revision})"
+                    ),
+                ));
+            }
+            HistoryEvent::SnapshotRecovered { member, index, revision } if members.contains(member) => {
+                snapshots.push((
+                    at,
+                    format!(
+                        "member {member} restarted from its own snapshot, covering index {index} (revision {revision})"
+                    ),
+                ));
+            }
+            // A compaction above a named key's last write had to keep that write: if the key
+            // went missing, this is where to look.
+            HistoryEvent::StoreCompacted { apiserver, revision }
+                if last_write.iter().any(|(_, written)| written < revision) =>
+            {
+                let (key, written) = last_write
+                    .iter()
+                    .filter(|(_, written)| *written < revision)
+                    .max_by_key(|(_, written)| **written)
+                    .expect("filtered on it");
+                compactions.push((
+                    at,
+                    format!(
+                        "{apiserver} compacted the store up to revision {revision}, which must keep {key}'s latest version (revision {written})"
+                    ),
+                ));
             }
             HistoryEvent::StoreWrite { user, verb, key, revision, .. } if keys.contains(key) => {
                 commits.push((at, format!("{user} {verb:?} {key} committed at revision {revision}")));
@@ -423,6 +541,8 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
             .filter(|(at, words)| !lasting_now.iter().any(|(t, w)| t == at && w.starts_with(words.as_str()))),
     );
     slice.extend(keep_last(roles, MAX_PER_KIND));
+    slice.extend(keep_last(snapshots, MAX_PER_KIND));
+    slice.extend(reads.into_iter().map(|(at, _, words)| (at, words)));
     slice.extend(keep_last(commits, MAX_PER_KIND));
     slice.extend(keep_last(leaders, MAX_PER_KIND));
     slice.extend(keep_last(writes, MAX_WRITES));
@@ -432,7 +552,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
     slice.sort_by(|a, b| a.0.total_cmp(&b.0));
     slice.dedup();
 
-    let text = words(invariant, at_secs, message, &slice);
+    let text = words(invariant, at_secs, message, &slice, whole_run);
     Explanation { invariant: invariant.to_string(), at_secs, slice, text }
 }
 
@@ -468,12 +588,12 @@ impl Violated<'_> {
 
 /// The paragraph a failing `run` prints: the violation, the slice before it, and what
 /// the invariant expected.
-fn words(invariant: &str, at_secs: f64, message: &str, slice: &[(f64, String)]) -> String {
+fn words(invariant: &str, at_secs: f64, message: &str, slice: &[(f64, String)], whole_run: bool) -> String {
     let mut text = format!("At {at_secs:.3}s {invariant} failed: {message}.");
     if slice.is_empty() {
         text.push_str(" No fault or event the violation names came before it in the history.");
     } else {
-        text.push_str(" Before it:");
+        text.push_str(if whole_run { " In the run:" } else { " Before it:" });
         for (i, (at, words)) in slice.iter().enumerate() {
             let _ = write!(text, "{} at {at:.3}s {words}", if i == 0 { "" } else { ";" });
         }
@@ -534,6 +654,102 @@ mod tests {
         assert!(!e.text.contains("store-1"), "a fault after the violation: {}", e.text);
         assert!(e.text.ends_with("The invariant expected that a lease expires only on the leader, a full TTL after its last refresh on that leader's clock."), "{}", e.text);
     }
+    #[test]
+    fn a_stale_read_names_the_member_that_served_it_and_its_role() {
+        use verdict::history::StoreOpKind;
+        let h = history(vec![
+            (1_000, HistoryEvent::RoleChanged { member: 1, term: 2, role: store::raft::Role::Leader, leader: Some(1) }),
+            (
+                1_000,
+                HistoryEvent::RoleChanged { member: 3, term: 2, role: store::raft::Role::Follower, leader: Some(1) },
+            ),
+            (2_000, HistoryEvent::Fault { description: "t=2000ms partition {store-3} | {store-1, store-2}".into() }),
+            (2_000, HistoryEvent::Fault { description: "t=2000ms pause kubelet-0".into() }),
+            (
+                3_000,
+                HistoryEvent::StoreOpInvoked {
+                    client: "c/1".into(),
+                    op_id: 7,
+                    op: StoreOpKind::Get { key: "/k".into() },
+                },
+            ),
+            (
+                3_001,
+                HistoryEvent::StoreOpReturned {
+                    client: "c/1".into(),
+                    op_id: 7,
+                    outcome: StoreOpOutcome::Read { revision: 4, value: None, mod_revision: 0, served_by: 3 },
+                },
+            ),
+        ]);
+        let e = explain_one(
+            "linearizability",
+            3.001,
+            "real-time order: op c/1#7 (get /k) was served at revision 4, but op c/0#9 (put /k=v) had already completed at revision 5",
+            &h,
+        );
+        assert!(
+            e.text.contains(
+                "member 3 (on store-3), a Follower in term 2 (member 1 led), served op c/1#7's read at revision 4"
+            ),
+            "{}",
+            e.text
+        );
+        assert!(e.text.contains("partition {store-3}"), "the serving member's faults: {}", e.text);
+        assert!(!e.text.contains("kubelet-0"), "{}", e.text);
+    }
+
+    #[test]
+    fn a_missing_key_names_the_compactions_that_had_to_keep_its_latest_version() {
+        use verdict::history::KeyState;
+        let key = "/registry/namespaces/default";
+        let written = KeyState {
+            key: key.into(),
+            value_hash: Some(1),
+            value_len: 1,
+            create_revision: 6,
+            mod_revision: 6,
+            version: 1,
+        };
+        let h = history(vec![
+            (1_000, HistoryEvent::StoreCompacted { apiserver: "apiserver-0".into(), revision: 3 }),
+            (1_290, HistoryEvent::Committed { revision: 6, changes: vec![written] }),
+            (40_000, HistoryEvent::StoreCompacted { apiserver: "apiserver-0".into(), revision: 421 }),
+        ]);
+        assert_eq!(
+            keys_in("kubectl never got through: 404 NotFound: namespaces /default"),
+            BTreeSet::from([key.to_string()])
+        );
+        let e = explain_one("convergence", 30.0, "kubectl never got through: 404 NotFound: namespaces /default", &h);
+        assert!(e.text.contains("In the run:"), "judged at the end, so later records count: {}", e.text);
+        assert!(
+            e.text.contains("at 40.000s apiserver-0 compacted the store up to revision 421, which must keep /registry/namespaces/default's latest version (revision 6)"),
+            "{}",
+            e.text
+        );
+        assert!(!e.text.contains("revision 3,"), "a compaction below the write keeps it anyway: {}", e.text);
+    }
+
+    #[test]
+    fn a_diverging_member_names_the_snapshot_it_installed() {
+        let h = history(vec![
+            (1_000, HistoryEvent::SnapshotInstalled { member: 3, index: 60, revision: 52 }),
+            (1_000, HistoryEvent::SnapshotInstalled { member: 1, index: 60, revision: 52 }),
+        ]);
+        let e = explain_one(
+            "raft-state-machine-safety",
+            2.0,
+            "member 3 applied proposal 5 of term 9 (succeeded, 1 events, revision 53) at index 61, but member 2 applied it at revision 54",
+            &h,
+        );
+        assert!(
+            e.text.contains("member 3 installed a snapshot the leader sent, covering index 60 (revision 52)"),
+            "{}",
+            e.text
+        );
+        assert!(!e.text.contains("member 1 "), "{}", e.text);
+    }
+
     #[test]
     fn a_write_from_a_stale_informer_cache_names_the_writers_own_writes_its_cache_lacked() {
         let invoke = |request_id, verb, resource, name: &str| HistoryEvent::ApiInvoked {

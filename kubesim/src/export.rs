@@ -1,8 +1,9 @@
 //! A seed's history written out, for tools other than kubesim's own checkers.
 //!
 //! - [`history_jsonl`] (`kubesim run --history FILE`): every record of the history as JSON
-//!   lines. Schema `kubesim.history` version 1: the first line is a header object
-//!   `{"schema": "kubesim.history", "version": 1, "seed", "scenario", "trace_hash",
+//!   lines. Schema `kubesim.history` version 2 (version 1 lacked a store read's
+//!   `served_by`): the first line is a header object
+//!   `{"schema": "kubesim.history", "version": 2, "seed", "scenario", "trace_hash",
 //!   "built_from", "records"}`; each following line is one record, `{"at_ns": simulated
 //!   nanoseconds since the run began, "event": {"<Kind>": {fields}}}`, where `<Kind>` and
 //!   its fields are those of [`verdict::history::HistoryEvent`] (its rustdoc documents each
@@ -37,7 +38,7 @@ struct Header<'a> {
 }
 
 /// The history file's schema version (see the module).
-pub const HISTORY_SCHEMA_VERSION: u32 = 1;
+pub const HISTORY_SCHEMA_VERSION: u32 = 2;
 
 /// The history as JSON lines (see the module for the schema).
 pub fn history_jsonl(history: &History, seed: u64, scenario: &str) -> String {
@@ -153,7 +154,12 @@ mod tests {
             HistoryEvent::StoreOpReturned {
                 client: "c2".into(),
                 op_id: 1,
-                outcome: StoreOpOutcome::Read { revision: 2, value: Some("v\"1".into()), mod_revision: 2 },
+                outcome: StoreOpOutcome::Read {
+                    revision: 2,
+                    value: Some("v\"1".into()),
+                    mod_revision: 2,
+                    served_by: 1,
+                },
             },
         ]);
         let edn = store_ops_edn(&h);
@@ -172,7 +178,7 @@ mod tests {
         let text = history_jsonl(&h, 7, "store-smoke");
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines[0]["schema"], "kubesim.history");
-        assert_eq!(lines[0]["version"], 1);
+        assert_eq!(lines[0]["version"], HISTORY_SCHEMA_VERSION);
         assert_eq!(lines[0]["trace_hash"], "0000000000000abc");
         assert_eq!(lines[0]["records"], 1);
         assert_eq!(lines[1]["event"]["MemberStarted"]["member"], 1);

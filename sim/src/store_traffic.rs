@@ -111,6 +111,7 @@ pub async fn execute(client: &StoreClient, op: &StoreOpKind) -> StoreOpOutcome {
                     revision: r.header.revision,
                     value: kv.map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
                     mod_revision: kv.map_or(0, |kv| kv.mod_revision),
+                    served_by: r.header.member_id,
                 }
             }
             Err(e) => StoreOpOutcome::Failed { error: e.to_string() },

@@ -39,8 +39,9 @@ pub enum StoreOpKind {
 pub enum StoreOpOutcome {
     /// A write that committed at `revision`; `succeeded` is false for a failed compare.
     Written { revision: Revision, succeeded: bool },
-    /// A read served at `revision`: the value and mod_revision it saw (None: absent).
-    Read { revision: Revision, value: Option<String>, mod_revision: Revision },
+    /// A read served at `revision` by member `served_by` (etcd's response header names the
+    /// member that answered): the value and mod_revision it saw (None: absent).
+    Read { revision: Revision, value: Option<String>, mod_revision: Revision, served_by: MemberId },
     /// Definitely not applied.
     Failed { error: String },
     /// May or may not have been applied.

@@ -379,7 +379,7 @@ mod tests {
             &history,
             r#"
 c1#1 Put { key: "/k", value: "a" } @0 -> Written { revision: 2, succeeded: true } @4
-c2#1 Get { key: "/k" } @1 -> Read { revision: 2, value: Some("a"), mod_revision: 2 } @3
+c2#1 Get { key: "/k" } @1 -> Read { revision: 2, value: Some("a"), mod_revision: 2, served_by: 1 } @3
 c3#1 Put { key: "/k", value: "b" } @2 -> Unknown { error: "request timed out" } @5
 c1#2 Put { key: "/k", value: "c" } @6 -> pending
 returned: c2#1 c1#1 c3#1

@@ -635,6 +635,7 @@ mod linearizability {
                         revision,
                         value: keys[key_idx].as_ref().map(|(v, _)| v.clone()),
                         mod_revision: keys[key_idx].as_ref().map_or(0, |(_, r)| *r),
+                        served_by: 1,
                     }
                 }
                 _ => {

@@ -204,7 +204,7 @@ fn classify<'h>(kind: &StoreOpKind, outcome: Option<&'h StoreOpOutcome>) -> Opti
         {
             Class::CompareFailed(*revision)
         }
-        (Some(StoreOpOutcome::Read { revision, value, mod_revision }), false) => {
+        (Some(StoreOpOutcome::Read { revision, value, mod_revision, .. }), false) => {
             Class::Read { revision: *revision, value: value.as_deref(), mod_revision: *mod_revision }
         }
         _ => return None,

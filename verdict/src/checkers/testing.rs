@@ -106,7 +106,11 @@ impl HistoryBuilder {
         value: Option<&str>,
         mod_revision: Revision,
     ) -> Self {
-        self.ret(client, op_id, StoreOpOutcome::Read { revision, value: value.map(str::to_string), mod_revision })
+        self.ret(
+            client,
+            op_id,
+            StoreOpOutcome::Read { revision, value: value.map(str::to_string), mod_revision, served_by: 1 },
+        )
     }
 
     pub fn failed(self, client: &str, op_id: u64) -> Self {
