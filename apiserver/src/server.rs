@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use api::{ApiError, ApiRequest, ApiResponse, ApiResult, Clock, Operation, Verb};
+use api::{ApiError, ApiRequest, ApiResponse, ApiResult, Clock, Operation, Resource, Verb};
 use madsim::net::Endpoint;
 use madsim::task::JoinHandle;
 use store::api::{KeyRange, RangeRequest, Revision, StoreError};
@@ -31,6 +31,22 @@ pub trait ApiServerObserver: Send + Sync {
 
     /// Called after the apiserver's compactor compacted the store up to `revision`.
     fn compacted(&self, _apiserver: &str, _revision: i64) {}
+
+    /// Called when the watch cache answered a watch of `resource` in `namespace` (all
+    /// when empty) from `since` with events although it had already evicted every
+    /// revision up to `window_start` (> `since`): the answer silently lacks whatever
+    /// changed in between. A correct cache answers such a watch 410 Gone ("too old
+    /// resource version"), so only the planted bug `watch-cache-serves-evicted` calls
+    /// this; the record is how a failing seed's explanation finds the answer at fault.
+    fn watch_served_below_window(
+        &self,
+        _apiserver: &str,
+        _resource: Resource,
+        _namespace: &str,
+        _since: i64,
+        _window_start: i64,
+    ) {
+    }
 }
 
 /// Namespaces the apiserver creates at start (kube-apiserver's bootstrap controller).
@@ -68,6 +84,7 @@ impl<B: Backend> ApiServer<B> {
         let watch_cache = WatchCache::new(config.watch_cache_capacity)
             .with_max_events_per_response(config.watch_max_events_per_response)
             .with_planted_bug_serves_evicted(config.planted_bugs.watch_cache_serves_evicted)
+            .with_observer(&config.name, observer.clone())
             .with_custom_resources(config.custom_resources());
         Self {
             inner: Arc::new(Inner {

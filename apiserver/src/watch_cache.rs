@@ -19,6 +19,7 @@
 //! elsewhere (see [`crate::server::Termination`]).
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use store::api::{Event, EventKind, KeyRange, Revision, StoreError, WatchRequest,
 
 use crate::backend::Backend;
 use crate::registry::decode;
+use crate::server::ApiServerObserver;
 
 /// The prefix the cache watches: every Kubernetes object.
 pub const REGISTRY_PREFIX: &str = "/registry/";
@@ -80,6 +82,21 @@ struct CacheState {
     /// The custom kinds served, to name the kind of a deleted key whose last value the
     /// store did not hand back (see [`WatchCache::with_custom_resources`]).
     custom_resources: Vec<&'static CustomResourceDefinition>,
+    /// Told when a watch is answered from below the window (see [`WatchCache::with_observer`]).
+    witness: Option<Witness>,
+}
+
+/// The apiserver's observer, as the cache tells it what it served.
+#[derive(Clone)]
+struct Witness {
+    apiserver: String,
+    observer: Arc<dyn ApiServerObserver>,
+}
+
+impl fmt::Debug for Witness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Witness").field("apiserver", &self.apiserver).finish_non_exhaustive()
+    }
 }
 
 /// What the cache answers a watch with.
@@ -103,6 +120,7 @@ impl CacheState {
             max_events_per_response: MAX_EVENTS_PER_RESPONSE,
             serves_evicted: false,
             custom_resources: Vec::new(),
+            witness: None,
         }
     }
 
@@ -285,6 +303,13 @@ impl WatchCache {
         self
     }
 
+    /// Tells `observer`, in the name of `apiserver`, of a watch answered from below the
+    /// cache's window ([`ApiServerObserver::watch_served_below_window`]).
+    pub fn with_observer(self, apiserver: &str, observer: Option<Arc<dyn ApiServerObserver>>) -> Self {
+        self.lock().witness = observer.map(|observer| Witness { apiserver: apiserver.to_string(), observer });
+        self
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
         self.inner.state.lock().expect("watch cache lock")
     }
@@ -327,12 +352,13 @@ impl WatchCache {
         let deadline = time.now_instant() + wait;
         loop {
             let seen = self.inner.advanced.generation();
-            let query = {
+            let (query, below_window) = {
                 let state = self.lock();
                 if state.closed {
                     return Err(ApiError::Unavailable { reason: WATCH_CLOSED.into() });
                 }
-                state.query(resource, namespace, since)
+                let below_window = state.window_start.filter(|start| since < *start).zip(state.witness.clone());
+                (state.query(resource, namespace, since), below_window)
             };
             let now = time.now_instant();
             match query {
@@ -340,7 +366,16 @@ impl WatchCache {
                     return Err(ApiError::Gone { requested: since, compacted: window_start })
                 }
                 Query::Events(events, bookmark) if !events.is_empty() || now >= deadline => {
-                    return Ok((events, bookmark))
+                    if let Some((window_start, witness)) = below_window {
+                        witness.observer.watch_served_below_window(
+                            &witness.apiserver,
+                            resource,
+                            namespace,
+                            since,
+                            window_start,
+                        );
+                    }
+                    return Ok((events, bookmark));
                 }
                 Query::NotReady if now >= deadline => {
                     return Err(ApiError::Unavailable {

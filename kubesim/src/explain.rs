@@ -410,6 +410,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
     let mut leaders: Vec<(f64, String)> = Vec::new();
     let mut compactions: Vec<(f64, String)> = Vec::new();
     let mut relists: Vec<(f64, String)> = Vec::new();
+    let mut cache_answers: Vec<(f64, String)> = Vec::new();
     let mut restores: Vec<(f64, String)> = Vec::new();
     for (at_ns, event) in history.events().filter(|(at_ns, _)| before(*at_ns)) {
         let at = at_ns as f64 / 1e9;
@@ -507,6 +508,17 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
                     ),
                 ));
             }
+            HistoryEvent::WatchServedBelowWindow { apiserver, resource, since, window_start, .. }
+                if invariant == "watch-guarantees" && message.contains(&format!(" {} ", resource.plural())) =>
+            {
+                cache_answers.push((
+                    at,
+                    format!(
+                        "{apiserver} answered a {} watch from resourceVersion {since} out of its watch cache, which had already evicted every revision up to {window_start} (a correct cache answers 410 Gone)",
+                        resource.plural()
+                    ),
+                ));
+            }
             HistoryEvent::Relisted { who, resource, resource_version, .. } if nodes.contains(who) => {
                 relists.push((at, format!("{who} relisted {resource} at resourceVersion {resource_version}")));
             }
@@ -548,6 +560,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
     slice.extend(keep_last(writes, MAX_WRITES));
     slice.extend(keep_last(compactions, MAX_PER_KIND));
     slice.extend(keep_last(relists, MAX_PER_KIND));
+    slice.extend(keep_last(cache_answers, MAX_PER_KIND));
     slice.extend(keep_last(restores, 1));
     slice.sort_by(|a, b| a.0.total_cmp(&b.0));
     slice.dedup();
@@ -728,6 +741,44 @@ mod tests {
             e.text
         );
         assert!(!e.text.contains("revision 3,"), "a compaction below the write keeps it anyway: {}", e.text);
+    }
+
+    #[test]
+    fn a_missed_watch_event_names_the_cache_answer_from_below_its_window() {
+        let h = history(vec![
+            (
+                1_000,
+                HistoryEvent::WatchServedBelowWindow {
+                    apiserver: "apiserver-0".into(),
+                    resource: Resource::Pods,
+                    namespace: String::new(),
+                    since: 10,
+                    window_start: 30,
+                },
+            ),
+            (
+                1_500,
+                HistoryEvent::WatchServedBelowWindow {
+                    apiserver: "apiserver-0".into(),
+                    resource: Resource::Deployments,
+                    namespace: String::new(),
+                    since: 149,
+                    window_start: 160,
+                },
+            ),
+        ]);
+        let e = explain_one(
+            "watch-guarantees",
+            2.0,
+            "controller-manager-0's watch of deployments from 149 to 188: missed /registry/deployments/default/web@154 (UpdateStatus by admin)",
+            &h,
+        );
+        assert!(
+            e.text.contains("at 1.500s apiserver-0 answered a deployments watch from resourceVersion 149 out of its watch cache, which had already evicted every revision up to 160"),
+            "{}",
+            e.text
+        );
+        assert!(!e.text.contains("pods watch"), "another resource's answer: {}", e.text);
     }
 
     #[test]

@@ -219,6 +219,23 @@ impl apiserver::ApiServerObserver for Recorder {
     fn compacted(&self, apiserver: &str, revision: i64) {
         self.record(HistoryEvent::StoreCompacted { apiserver: apiserver.to_string(), revision });
     }
+
+    fn watch_served_below_window(
+        &self,
+        apiserver: &str,
+        resource: api::Resource,
+        namespace: &str,
+        since: i64,
+        window_start: i64,
+    ) {
+        self.record(HistoryEvent::WatchServedBelowWindow {
+            apiserver: apiserver.to_string(),
+            resource,
+            namespace: namespace.to_string(),
+            since,
+            window_start,
+        });
+    }
 }
 
 fn operation_target(operation: &Operation) -> (String, String) {

@@ -370,6 +370,18 @@ pub enum HistoryEvent {
         since: i64,
         compacted: i64,
     },
+    /// `apiserver`'s watch cache answered a watch of `resource` in `namespace` (all when
+    /// empty) from `since` with events, although it had evicted every revision up to
+    /// `window_start` > `since`: the answer lacks the changes in between. A correct cache
+    /// answers 410 Gone ("too old resource version"); only the planted bug
+    /// `watch-cache-serves-evicted` records this.
+    WatchServedBelowWindow {
+        apiserver: String,
+        resource: Resource,
+        namespace: String,
+        since: i64,
+        window_start: i64,
+    },
 }
 
 /// One key's state as a checker needs it: enough to compare keyspaces key by key without
