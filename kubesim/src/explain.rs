@@ -127,23 +127,7 @@ fn writers_views(history: &History, keys: &BTreeSet<String>, prefixes: &[String]
                 }
                 let mine = own_writes.entry((client.clone(), resource)).or_default();
                 if wanted(&key) {
-                    let view = match seen {
-                        None => String::new(),
-                        Some(seen) => {
-                            let unseen: Vec<String> =
-                                mine.iter().filter(|rv| **rv > seen).map(|rv| rv.to_string()).collect();
-                            if unseen.is_empty() {
-                                format!("; its {} informer had seen up to revision {seen}", resource.plural())
-                            } else {
-                                format!(
-                                    "; its {} informer had seen only up to revision {seen}, not its own writes at revision{} {} (its cache did not hold them yet)",
-                                    resource.plural(),
-                                    if unseen.len() == 1 { "" } else { "s" },
-                                    unseen.join(", ")
-                                )
-                            }
-                        }
-                    };
+                    let view = informer_view(resource, seen, mine);
                     out.push((
                         sent_ns as f64 / 1e9,
                         format!("{client} sent {verb:?} {key} (request {request_id}, committed at revision {resource_version}){view}"),
@@ -158,6 +142,24 @@ fn writers_views(history: &History, keys: &BTreeSet<String>, prefixes: &[String]
         }
     }
     out
+}
+
+/// What a writer's informer of `resource` had seen when it sent a write (`seen`, the
+/// last resourceVersion delivered or listed; None: nothing yet), and which of its own
+/// acknowledged writes (`own_writes`) its cache did not hold yet: a clause of the write's line.
+fn informer_view(resource: Resource, seen: Option<i64>, own_writes: &[i64]) -> String {
+    let Some(seen) = seen else { return String::new() };
+    let unseen: Vec<String> = own_writes.iter().filter(|rv| **rv > seen).map(|rv| rv.to_string()).collect();
+    if unseen.is_empty() {
+        format!("; its {} informer had seen up to revision {seen}", resource.plural())
+    } else {
+        format!(
+            "; its {} informer had seen only up to revision {seen}, not its own writes at revision{} {} (its cache did not hold them yet)",
+            resource.plural(),
+            if unseen.len() == 1 { "" } else { "s" },
+            unseen.join(", ")
+        )
+    }
 }
 
 /// What each invariant expects, in one clause (for the paragraph's last sentence).
