@@ -97,7 +97,7 @@ impl InMemoryBackend {
     }
 
     fn header(revision: Revision) -> ResponseHeader {
-        ResponseHeader { revision, member_id: 1, raft_term: 1 }
+        ResponseHeader { revision, member_id: store::api::MemberId(1), raft_term: 1 }
     }
 
     /// One look at the event history: `Some(response)` when there is something to answer

@@ -318,10 +318,20 @@ impl CampaignSummary {
     }
 
     pub fn render(&self) -> String {
-        let n = self.results.len();
-        if n == 0 {
+        if self.results.is_empty() {
             return "0 seeds run: the range holds no seed of this shard\n".to_string();
         }
+        let mut out = self.render_totals();
+        out.push_str(&self.render_losses());
+        out.push_str(&self.render_coverage());
+        out.push_str(&self.render_violations());
+        out.push_str(&self.render_signatures());
+        out
+    }
+
+    /// The campaign's size, speed and every stat summed over its seeds.
+    fn render_totals(&self) -> String {
+        let n = self.results.len();
         let simulated: f64 = self.results.iter().map(|r| r.simulated_secs).sum();
         let messages: u64 = self.results.iter().map(|r| r.messages_delivered).sum();
         let wall = self.wall_secs.max(1e-9);
@@ -343,6 +353,12 @@ impl CampaignSummary {
         for (k, v) in stats {
             out.push_str(&format!("  {k}: {v}\n"));
         }
+        out
+    }
+
+    /// The seeds that lost everything (expected) and the data-loss windows of the others.
+    fn render_losses(&self) -> String {
+        let mut out = String::new();
         // Seed lists stay a few lines long whatever the campaign's size; the results file
         // has every seed.
         let total_losses: Vec<u64> =
@@ -370,7 +386,12 @@ impl CampaignSummary {
                 windows.iter().map(|w| w.2).sum::<i64>(),
             ));
         }
-        out.push_str(&self.render_coverage());
+        out
+    }
+
+    /// Each violated invariant with its first seeds, their messages and repro commands.
+    fn render_violations(&self) -> String {
+        let mut out = String::new();
         for (invariant, seeds) in self.by_invariant() {
             out.push_str(&format!("violated {invariant}: {} seed(s)\n", seeds.len()));
             for r in seeds.iter().take(10) {
@@ -387,6 +408,12 @@ impl CampaignSummary {
                 out.push_str(&format!("  ... and {} more\n", seeds.len() - 10));
             }
         }
+        out
+    }
+
+    /// The failure signatures, the most frequent first.
+    fn render_signatures(&self) -> String {
+        let mut out = String::new();
         let signatures = self.by_signature();
         if !signatures.is_empty() {
             out.push_str(&format!("failure signatures ({}):\n", signatures.len()));

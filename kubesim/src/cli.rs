@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use faults::{FaultKind, PlanFile};
 
-use crate::campaign::{run_campaign_shard, run_guarded, CampaignOptions, MAX_SEEDS_PER_RUN};
+use crate::campaign::{run_campaign_shard, run_guarded, CampaignOptions, CampaignSummary, MAX_SEEDS_PER_RUN};
 use sim::bugs::PlantedBug;
 use sim::runner::{Faults, RunOptions};
 use sim::scenario::Scenario;
@@ -642,24 +642,14 @@ fn campaign_command(
         crate::cli_regress::check_writable(path, "--junit")?;
     }
     if let Some(dir) = &html_dir {
-        if dir.exists() && !dir.is_dir() {
-            return Err(BadInput(format!("--html-dir {}: not a directory", dir.display())).into());
-        }
-        std::fs::create_dir_all(dir).map_err(|e| crate::cli_regress::destination_error("--html-dir", dir, &e))?;
+        prepare_html_dir(dir)?;
     }
     let seeds = parse_seed_range(seeds)?;
     let shard_flag = shard.map_or(String::new(), |shard| format!(" --shard {shard}"));
     let shard = shard.unwrap_or(crate::merge::Shard::WHOLE);
     let n_seeds = check_seed_count(&seeds, shard)?;
     let template = flags.to_range_options(&seeds, shard)?;
-    let jobs = match jobs {
-        Some(0) => return Err(BadInput("--jobs: must be at least 1".into()).into()),
-        Some(jobs) if jobs > MAX_JOBS => {
-            return Err(BadInput(format!("--jobs: at most {MAX_JOBS} workers, got {jobs}")).into());
-        }
-        Some(jobs) => jobs,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_JOBS),
-    };
+    let jobs = worker_count(jobs)?;
     let wall_limit = seed_timeout(seed_timeout_secs)?;
     let mut file = match &out_path {
         Some(path) => Some(std::io::BufWriter::new(
@@ -706,14 +696,7 @@ fn campaign_command(
         out(&format!("results: {}", path.display()));
     }
     if let Some(dir) = html_dir {
-        let failing: Vec<u64> =
-            summary.results.iter().filter(|r| !r.passed()).map(|r| r.seed).take(MAX_HTML_REPORTS).collect();
-        for seed in &failing {
-            let (report, history) = sim::runner::run_seed_with_history(&options.template.for_seed(*seed));
-            let path = dir.join(format!("seed-{seed}.html"));
-            crate::cli_regress::write_file(&path, &crate::html::render(&report, &history))?;
-        }
-        out(&format!("html reports: {} failing seed(s) in {}", failing.len(), dir.display()));
+        write_html_reports(&dir, &summary, &options)?;
     }
     if let Some(path) = junit {
         let suite = format!(
@@ -726,6 +709,45 @@ fn campaign_command(
         out(&format!("junit: {}", path.display()));
     }
     Ok(if summary.n_failed() == 0 { EXIT_PASS } else { EXIT_VIOLATION })
+}
+
+/// `--html-dir`: created if missing, refused if it names something else than a directory.
+fn prepare_html_dir(dir: &std::path::Path) -> Result<(), CliError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(BadInput(format!("--html-dir {}: not a directory", dir.display())).into());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| crate::cli_regress::destination_error("--html-dir", dir, &e))?;
+    Ok(())
+}
+
+/// `--jobs`, checked (1 to `MAX_JOBS`); every core when absent.
+fn worker_count(jobs: Option<usize>) -> Result<usize, CliError> {
+    match jobs {
+        Some(0) => Err(BadInput("--jobs: must be at least 1".into()).into()),
+        Some(jobs) if jobs > MAX_JOBS => {
+            Err(BadInput(format!("--jobs: at most {MAX_JOBS} workers, got {jobs}")).into())
+        }
+        Some(jobs) => Ok(jobs),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_JOBS)),
+    }
+}
+
+/// `--html-dir`: the smallest failing seeds (at most `MAX_HTML_REPORTS`) replayed once
+/// more, each drawn as `seed-N.html`.
+fn write_html_reports(
+    dir: &std::path::Path,
+    summary: &CampaignSummary,
+    options: &CampaignOptions,
+) -> Result<(), CliError> {
+    let failing: Vec<u64> =
+        summary.results.iter().filter(|r| !r.passed()).map(|r| r.seed).take(MAX_HTML_REPORTS).collect();
+    for seed in &failing {
+        let (report, history) = sim::runner::run_seed_with_history(&options.template.for_seed(*seed));
+        let path = dir.join(format!("seed-{seed}.html"));
+        crate::cli_regress::write_file(&path, &crate::html::render(&report, &history))?;
+    }
+    out(&format!("html reports: {} failing seed(s) in {}", failing.len(), dir.display()));
+    Ok(())
 }
 
 fn progress_bar(n_seeds: u64) -> indicatif::ProgressBar {

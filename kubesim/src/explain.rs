@@ -31,6 +31,7 @@ use std::fmt::Write as _;
 use api::{Resource, Verb};
 
 use sim::report::RunReport;
+use store::api::MemberId;
 use store::raft::Role;
 use verdict::history::{ApiOutcome, History, HistoryEvent, StoreOpOutcome};
 
@@ -126,23 +127,7 @@ fn writers_views(history: &History, keys: &BTreeSet<String>, prefixes: &[String]
                 }
                 let mine = own_writes.entry((client.clone(), resource)).or_default();
                 if wanted(&key) {
-                    let view = match seen {
-                        None => String::new(),
-                        Some(seen) => {
-                            let unseen: Vec<String> =
-                                mine.iter().filter(|rv| **rv > seen).map(|rv| rv.to_string()).collect();
-                            if unseen.is_empty() {
-                                format!("; its {} informer had seen up to revision {seen}", resource.plural())
-                            } else {
-                                format!(
-                                    "; its {} informer had seen only up to revision {seen}, not its own writes at revision{} {} (its cache did not hold them yet)",
-                                    resource.plural(),
-                                    if unseen.len() == 1 { "" } else { "s" },
-                                    unseen.join(", ")
-                                )
-                            }
-                        }
-                    };
+                    let view = informer_view(resource, seen, mine);
                     out.push((
                         sent_ns as f64 / 1e9,
                         format!("{client} sent {verb:?} {key} (request {request_id}, committed at revision {resource_version}){view}"),
@@ -157,6 +142,24 @@ fn writers_views(history: &History, keys: &BTreeSet<String>, prefixes: &[String]
         }
     }
     out
+}
+
+/// What a writer's informer of `resource` had seen when it sent a write (`seen`, the
+/// last resourceVersion delivered or listed; None: nothing yet), and which of its own
+/// acknowledged writes (`own_writes`) its cache did not hold yet: a clause of the write's line.
+fn informer_view(resource: Resource, seen: Option<i64>, own_writes: &[i64]) -> String {
+    let Some(seen) = seen else { return String::new() };
+    let unseen: Vec<String> = own_writes.iter().filter(|rv| **rv > seen).map(|rv| rv.to_string()).collect();
+    if unseen.is_empty() {
+        format!("; its {} informer had seen up to revision {seen}", resource.plural())
+    } else {
+        format!(
+            "; its {} informer had seen only up to revision {seen}, not its own writes at revision{} {} (its cache did not hold them yet)",
+            resource.plural(),
+            if unseen.len() == 1 { "" } else { "s" },
+            unseen.join(", ")
+        )
+    }
 }
 
 /// What each invariant expects, in one clause (for the paragraph's last sentence).
@@ -213,14 +216,14 @@ pub(crate) fn nodes_in(text: &str) -> BTreeSet<String> {
 }
 
 /// Store member ids a text names, as the checkers print them (`member 4`, `member 4's`).
-fn members_in(text: &str) -> BTreeSet<u64> {
+fn members_in(text: &str) -> BTreeSet<MemberId> {
     let words: Vec<&str> = text.split_whitespace().collect();
     words
         .windows(2)
         .filter(|pair| pair[0] == "member")
         .filter_map(|pair| {
             let digits: String = pair[1].chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
+            digits.parse().ok().map(MemberId)
         })
         .collect()
 }
@@ -230,12 +233,12 @@ fn members_in(text: &str) -> BTreeSet<u64> {
 /// of slot k has id k, a replacement takes the slot of the member it replaced, and a
 /// restore starts its members in slots 1, 2, ... in order (`sim::operator`). Faults name
 /// slots, checkers name member ids; this is how a violation's members find their faults.
-fn member_nodes(history: &History) -> BTreeMap<u64, String> {
-    let mut slots: BTreeMap<u64, u64> = BTreeMap::new();
+fn member_nodes(history: &History) -> BTreeMap<MemberId, String> {
+    let mut slots: BTreeMap<MemberId, u64> = BTreeMap::new();
     for (_, event) in history.events() {
         match event {
             HistoryEvent::MemberReplaced { old, new, error: None, .. } => {
-                let slot = slots.get(old).copied().unwrap_or(*old);
+                let slot = slots.get(old).copied().unwrap_or(old.get());
                 slots.insert(*new, slot);
             }
             HistoryEvent::Restored { members, .. } => {
@@ -249,7 +252,7 @@ fn member_nodes(history: &History) -> BTreeMap<u64, String> {
     let mut nodes = BTreeMap::new();
     for (_, event) in history.events() {
         if let HistoryEvent::MemberStarted { member, .. } | HistoryEvent::RoleChanged { member, .. } = event {
-            let slot = slots.get(member).copied().unwrap_or(*member);
+            let slot = slots.get(member).copied().unwrap_or(member.get());
             nodes.entry(*member).or_insert_with(|| format!("store-{slot}"));
         }
     }
@@ -300,9 +303,9 @@ fn judged_at_the_end(message: &str) -> bool {
 fn serving_members(
     history: &History,
     ops: &BTreeSet<(String, u64)>,
-    node_of: &impl Fn(&u64) -> String,
-) -> Vec<(f64, u64, String)> {
-    let mut roles: BTreeMap<u64, (Role, u64, Option<u64>)> = BTreeMap::new();
+    node_of: &impl Fn(&MemberId) -> String,
+) -> Vec<(f64, MemberId, String)> {
+    let mut roles: BTreeMap<MemberId, (Role, u64, Option<MemberId>)> = BTreeMap::new();
     let mut served = Vec::new();
     if ops.is_empty() {
         return served;
@@ -320,7 +323,7 @@ fn serving_members(
                 let role = match roles.get(served_by) {
                     Some((Role::Leader, term, _)) => format!("the leader of term {term}"),
                     Some((role, term, Some(leader))) => {
-                        format!("a {role:?} in term {term} (member {leader} led)")
+                        format!("a {role:?} in term {term} ({leader} led)")
                     }
                     Some((role, term, None)) => format!("a {role:?} in term {term}"),
                     None => "a member that had not changed role yet".to_string(),
@@ -329,7 +332,7 @@ fn serving_members(
                     at_ns as f64 / 1e9,
                     *served_by,
                     format!(
-                        "member {served_by} (on {}), {role}, served op {client}#{op_id}'s read at revision {revision}",
+                        "{served_by} (on {}), {role}, served op {client}#{op_id}'s read at revision {revision}",
                         node_of(served_by)
                     ),
                 ));
@@ -389,7 +392,8 @@ pub fn explain(report: &RunReport, history: &History) -> Vec<Explanation> {
 
 fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) -> Explanation {
     let member_nodes = member_nodes(history);
-    let node_of = |member: &u64| member_nodes.get(member).cloned().unwrap_or_else(|| format!("store-{member}"));
+    let node_of =
+        |member: &MemberId| member_nodes.get(member).cloned().unwrap_or_else(|| format!("store-{}", member.get()));
     let reads = serving_members(history, &store_ops_in(message), &node_of);
     let mut members = members_in(message);
     members.extend(reads.iter().map(|(_, member, _)| *member));
@@ -441,7 +445,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
                 }
             }
             HistoryEvent::RoleChanged { member, term, role, .. } if members.contains(member) => {
-                roles.push((at, format!("member {member} became {role:?} in term {term}")));
+                roles.push((at, format!("{member} became {role:?} in term {term}")));
             }
             HistoryEvent::Committed { revision, changes } => {
                 for change in changes.iter().filter(|c| keys.contains(&c.key)) {
@@ -454,16 +458,14 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
                 snapshots.push((
                     at,
                     format!(
-                        "member {member} installed a snapshot the leader sent, covering index {index} (revision {revision})"
+                        "{member} installed a snapshot the leader sent, covering index {index} (revision {revision})"
                     ),
                 ));
             }
             HistoryEvent::SnapshotRecovered { member, index, revision } if members.contains(member) => {
                 snapshots.push((
                     at,
-                    format!(
-                        "member {member} restarted from its own snapshot, covering index {index} (revision {revision})"
-                    ),
+                    format!("{member} restarted from its own snapshot, covering index {index} (revision {revision})"),
                 ));
             }
             // A compaction above a named key's last write had to keep that write: if the key
@@ -576,7 +578,7 @@ struct Violated<'a> {
     /// The nodes it names, members' nodes included.
     nodes: &'a BTreeSet<String>,
     /// The store members it names by id.
-    members: &'a BTreeSet<u64>,
+    members: &'a BTreeSet<MemberId>,
 }
 
 impl Violated<'_> {
@@ -632,9 +634,25 @@ mod tests {
     #[test]
     fn a_replaced_members_faults_are_found_on_the_slot_it_runs_in() {
         let h = history(vec![
-            (1_000, HistoryEvent::DiskLost { member: 1 }),
-            (2_000, HistoryEvent::MemberReplaced { old: 1, new: 4, addr: "10.0.1.4:2379".into(), error: None }),
-            (3_000, HistoryEvent::RoleChanged { member: 4, term: 5, role: store::raft::Role::Leader, leader: Some(4) }),
+            (1_000, HistoryEvent::DiskLost { member: MemberId(1) }),
+            (
+                2_000,
+                HistoryEvent::MemberReplaced {
+                    old: MemberId(1),
+                    new: MemberId(4),
+                    addr: "10.0.1.4:2379".into(),
+                    error: None,
+                },
+            ),
+            (
+                3_000,
+                HistoryEvent::RoleChanged {
+                    member: MemberId(4),
+                    term: 5,
+                    role: store::raft::Role::Leader,
+                    leader: Some(MemberId(4)),
+                },
+            ),
             (
                 4_000,
                 HistoryEvent::Fault { description: "t=4000ms clock-skew store-1 offset 9000ms drift 0ms/s".into() },
@@ -652,7 +670,15 @@ mod tests {
         let h = history(vec![
             (1_000, HistoryEvent::Fault { description: "t=1000ms pause kubelet-1".into() }),
             (2_000, HistoryEvent::Fault { description: "t=2000ms crash store-2 (power loss)".into() }),
-            (3_000, HistoryEvent::RoleChanged { member: 2, term: 4, role: store::raft::Role::Leader, leader: Some(2) }),
+            (
+                3_000,
+                HistoryEvent::RoleChanged {
+                    member: MemberId(2),
+                    term: 4,
+                    role: store::raft::Role::Leader,
+                    leader: Some(MemberId(2)),
+                },
+            ),
             (
                 9_000,
                 HistoryEvent::Fault { description: "t=9000ms clock-skew store-2 offset 9000ms drift 0ms/s".into() },
@@ -671,10 +697,23 @@ mod tests {
     fn a_stale_read_names_the_member_that_served_it_and_its_role() {
         use verdict::history::StoreOpKind;
         let h = history(vec![
-            (1_000, HistoryEvent::RoleChanged { member: 1, term: 2, role: store::raft::Role::Leader, leader: Some(1) }),
             (
                 1_000,
-                HistoryEvent::RoleChanged { member: 3, term: 2, role: store::raft::Role::Follower, leader: Some(1) },
+                HistoryEvent::RoleChanged {
+                    member: MemberId(1),
+                    term: 2,
+                    role: store::raft::Role::Leader,
+                    leader: Some(MemberId(1)),
+                },
+            ),
+            (
+                1_000,
+                HistoryEvent::RoleChanged {
+                    member: MemberId(3),
+                    term: 2,
+                    role: store::raft::Role::Follower,
+                    leader: Some(MemberId(1)),
+                },
             ),
             (2_000, HistoryEvent::Fault { description: "t=2000ms partition {store-3} | {store-1, store-2}".into() }),
             (2_000, HistoryEvent::Fault { description: "t=2000ms pause kubelet-0".into() }),
@@ -691,7 +730,7 @@ mod tests {
                 HistoryEvent::StoreOpReturned {
                     client: "c/1".into(),
                     op_id: 7,
-                    outcome: StoreOpOutcome::Read { revision: 4, value: None, mod_revision: 0, served_by: 3 },
+                    outcome: StoreOpOutcome::Read { revision: 4, value: None, mod_revision: 0, served_by: MemberId(3) },
                 },
             ),
         ]);
@@ -784,8 +823,8 @@ mod tests {
     #[test]
     fn a_diverging_member_names_the_snapshot_it_installed() {
         let h = history(vec![
-            (1_000, HistoryEvent::SnapshotInstalled { member: 3, index: 60, revision: 52 }),
-            (1_000, HistoryEvent::SnapshotInstalled { member: 1, index: 60, revision: 52 }),
+            (1_000, HistoryEvent::SnapshotInstalled { member: MemberId(3), index: 60, revision: 52 }),
+            (1_000, HistoryEvent::SnapshotInstalled { member: MemberId(1), index: 60, revision: 52 }),
         ]);
         let e = explain_one(
             "raft-state-machine-safety",

@@ -130,6 +130,7 @@ pub fn store_ops_edn(history: &History) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use store::api::MemberId;
     use verdict::history::Record;
 
     fn history(events: Vec<HistoryEvent>) -> History {
@@ -158,7 +159,7 @@ mod tests {
                     revision: 2,
                     value: Some("v\"1".into()),
                     mod_revision: 2,
-                    served_by: 1,
+                    served_by: MemberId(1),
                 },
             },
         ]);
@@ -174,7 +175,7 @@ mod tests {
 
     #[test]
     fn the_jsonl_history_has_a_header_and_one_line_per_record() {
-        let h = history(vec![HistoryEvent::MemberStarted { member: 1, recovered_entries: 0, torn_bytes: 0 }]);
+        let h = history(vec![HistoryEvent::MemberStarted { member: MemberId(1), recovered_entries: 0, torn_bytes: 0 }]);
         let text = history_jsonl(&h, 7, "store-smoke");
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines[0]["schema"], "kubesim.history");

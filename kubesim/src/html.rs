@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use sim::report::RunReport;
+use store::api::MemberId;
 use verdict::history::{ApiOutcome, History, HistoryEvent, StoreOpOutcome};
 
 /// Width of the time axis in SVG units.
@@ -120,7 +121,7 @@ pub fn render(report: &RunReport, history: &History) -> String {
     let mut page = Page { svg: String::new(), lanes: Vec::new(), end_secs };
     let secs = |at_ns: u64| at_ns as f64 / 1e9;
     // Lanes in a fixed order first: the store, then the control plane as it appears.
-    let mut store_members: Vec<u64> = history
+    let mut store_members: Vec<MemberId> = history
         .events()
         .filter_map(|(_, e)| match e {
             HistoryEvent::RoleChanged { member, .. } | HistoryEvent::MemberStarted { member, .. } => Some(*member),
@@ -130,13 +131,13 @@ pub fn render(report: &RunReport, history: &History) -> String {
     store_members.sort_unstable();
     store_members.dedup();
     for member in &store_members {
-        page.lane_y(&format!("store-{member}"));
+        page.lane_y(&format!("store-{}", member.get()));
     }
     page.lane_y("nemesis");
     page.lane_y("commits");
 
     // Store roles as bands, from each role change to the next of the same member.
-    let mut role_since: BTreeMap<u64, (f64, String, String)> = BTreeMap::new();
+    let mut role_since: BTreeMap<MemberId, (f64, String, String)> = BTreeMap::new();
     let role_fill = |role: &str| match role {
         "Leader" => "#2e7d32",
         "Candidate" => "#f9a825",
@@ -145,14 +146,21 @@ pub fn render(report: &RunReport, history: &History) -> String {
     for (at_ns, event) in history.events() {
         if let HistoryEvent::RoleChanged { member, term, role, leader } = event {
             let role = format!("{role:?}");
-            let title = format!("store-{member}: {role} in term {term}, leader {leader:?}");
+            let title = format!("store-{}: {role} in term {term}, leader {leader:?}", member.get());
             if let Some((since, old_role, old_title)) = role_since.insert(*member, (secs(at_ns), role, title)) {
-                page.rect(&format!("store-{member}"), "role", since, secs(at_ns), role_fill(&old_role), &old_title);
+                page.rect(
+                    &format!("store-{}", member.get()),
+                    "role",
+                    since,
+                    secs(at_ns),
+                    role_fill(&old_role),
+                    &old_title,
+                );
             }
         }
     }
     for (member, (since, role, title)) in role_since {
-        page.rect(&format!("store-{member}"), "role", since, end_secs, role_fill(&role), &title);
+        page.rect(&format!("store-{}", member.get()), "role", since, end_secs, role_fill(&role), &title);
     }
 
     // Faults: every one on the nemesis lane; bands or marks on the nodes they name.

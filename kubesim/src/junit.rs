@@ -5,7 +5,8 @@
 use quick_xml::events::{BytesCData, BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
-use crate::campaign::CampaignSummary;
+use crate::campaign::{CampaignSummary, SeedResult};
+use crate::signature::Signature;
 
 /// The summary as a JUnit document; `suite` names the test suite (the campaign's flags).
 pub fn render(summary: &CampaignSummary, suite: &str) -> String {
@@ -14,9 +15,6 @@ pub fn render(summary: &CampaignSummary, suite: &str) -> String {
     let n_cases = groups.len() + 1;
     let built_from = summary.results.first().map_or("", |r| r.built_from.as_str());
     let mut writer = Writer::new_with_indent(Vec::new(), b' ', 2);
-    let write = |writer: &mut Writer<Vec<u8>>, event: Event<'_>| {
-        writer.write_event(event).expect("writing XML to memory cannot fail");
-    };
     write(&mut writer, Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
     let counts = |mut start: BytesStart<'static>| {
         start.push_attribute(("tests", n_cases.to_string().as_str()));
@@ -41,37 +39,7 @@ pub fn render(summary: &CampaignSummary, suite: &str) -> String {
     write(&mut writer, Event::End(BytesEnd::new("properties")));
 
     for (signature, seeds) in &groups {
-        let smallest = seeds[0];
-        let mut case = BytesStart::new("testcase");
-        case.push_attribute(("classname", format!("kubesim.{}", signature.invariant).as_str()));
-        case.push_attribute(("name", format!("{} {}", signature.id(), signature.describe()).as_str()));
-        case.push_attribute(("time", format!("{:.3}", smallest.wall_ms as f64 / 1000.0).as_str()));
-        write(&mut writer, Event::Start(case));
-        let mut failure = BytesStart::new("failure");
-        failure.push_attribute((
-            "message",
-            format!("{} seed(s), the smallest {}: {}", seeds.len(), smallest.seed, smallest.repro).as_str(),
-        ));
-        failure.push_attribute(("type", signature.invariant.as_str()));
-        write(&mut writer, Event::Start(failure));
-        let lines = smallest.violations();
-        let first_message =
-            lines.iter().find(|v| v.invariant.name() == signature.invariant).map_or("", |v| v.message.as_str());
-        let seed_list: Vec<String> = seeds.iter().map(|r| r.seed.to_string()).collect();
-        let body = format!(
-            "signature {}: {}\nseeds: {}\nrepro: {}\nfirst violation of seed {}: {}\nfaults of seed {}:\n{}\n",
-            signature.id(),
-            signature.describe(),
-            seed_list.join(" "),
-            smallest.repro,
-            smallest.seed,
-            first_message,
-            smallest.seed,
-            smallest.faults.join("\n"),
-        );
-        write(&mut writer, Event::CData(BytesCData::new(body.replace("]]>", "]] >"))));
-        write(&mut writer, Event::End(BytesEnd::new("failure")));
-        write(&mut writer, Event::End(BytesEnd::new("testcase")));
+        write_failing_case(&mut writer, signature, seeds);
     }
 
     let mut passing = BytesStart::new("testcase");
@@ -87,6 +55,53 @@ pub fn render(summary: &CampaignSummary, suite: &str) -> String {
     let mut xml = String::from_utf8(writer.into_inner()).expect("the writer wrote UTF-8");
     xml.push('\n');
     xml
+}
+
+fn write(writer: &mut Writer<Vec<u8>>, event: Event<'_>) {
+    writer.write_event(event).expect("writing XML to memory cannot fail");
+}
+
+/// One failure signature's test case: its smallest seed's repro as the failure message,
+/// and the signature, its seeds and that seed's first violation and faults as the body.
+fn write_failing_case(writer: &mut Writer<Vec<u8>>, signature: &Signature, seeds: &[&SeedResult]) {
+    let smallest = seeds[0];
+    let mut case = BytesStart::new("testcase");
+    case.push_attribute(("classname", format!("kubesim.{}", signature.invariant).as_str()));
+    case.push_attribute(("name", format!("{} {}", signature.id(), signature.describe()).as_str()));
+    case.push_attribute(("time", format!("{:.3}", smallest.wall_ms as f64 / 1000.0).as_str()));
+    write(writer, Event::Start(case));
+    let mut failure = BytesStart::new("failure");
+    failure.push_attribute((
+        "message",
+        format!("{} seed(s), the smallest {}: {}", seeds.len(), smallest.seed, smallest.repro).as_str(),
+    ));
+    failure.push_attribute(("type", signature.invariant.as_str()));
+    write(writer, Event::Start(failure));
+    let body = failure_body(signature, seeds);
+    write(writer, Event::CData(BytesCData::new(body.replace("]]>", "]] >"))));
+    write(writer, Event::End(BytesEnd::new("failure")));
+    write(writer, Event::End(BytesEnd::new("testcase")));
+}
+
+/// The text of a failing case: the signature, every seed it groups, and the smallest
+/// seed's repro, first violation of the signature's invariant and faults.
+fn failure_body(signature: &Signature, seeds: &[&SeedResult]) -> String {
+    let smallest = seeds[0];
+    let lines = smallest.violations();
+    let first_message =
+        lines.iter().find(|v| v.invariant.name() == signature.invariant).map_or("", |v| v.message.as_str());
+    let seed_list: Vec<String> = seeds.iter().map(|r| r.seed.to_string()).collect();
+    format!(
+        "signature {}: {}\nseeds: {}\nrepro: {}\nfirst violation of seed {}: {}\nfaults of seed {}:\n{}\n",
+        signature.id(),
+        signature.describe(),
+        seed_list.join(" "),
+        smallest.repro,
+        smallest.seed,
+        first_message,
+        smallest.seed,
+        smallest.faults.join("\n"),
+    )
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use store::rpc::STORE_PORT;
 pub const APISERVER_PORT: u16 = 6443;
 
 /// The highest member id the address plan has room for (`10.0.1.<id>`).
-pub const MAX_MEMBER_ID: MemberId = 254;
+pub const MAX_MEMBER_ID: MemberId = MemberId(254);
 
 /// The operator's node (`crate::operator`).
 pub const OPERATOR: IpAddr = ip(8, 1);
@@ -56,8 +56,8 @@ fn nth_host(idx: u32) -> u8 {
 
 /// Store member `member`'s address (its node's IP and the store port).
 pub fn store_member(member: MemberId) -> SocketAddr {
-    assert!((1..=MAX_MEMBER_ID).contains(&member), "member id {member} is outside the address plan");
-    SocketAddr::new(ip(1, member as u8), STORE_PORT)
+    assert!((MemberId(1)..=MAX_MEMBER_ID).contains(&member), "{member} is outside the address plan");
+    SocketAddr::new(ip(1, member.get() as u8), STORE_PORT)
 }
 
 /// The address apiserver `idx` (`apiserver-<idx>`) serves on.

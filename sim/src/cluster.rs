@@ -33,7 +33,7 @@ impl StoreCluster {
     /// given to `block_on`).
     pub fn start(options: &StoreOptions, recorder: &Recorder, nodes: &SeedNodes) -> Self {
         let peers: BTreeMap<MemberId, SocketAddr> =
-            (1..=options.n_members as MemberId).map(|id| (id, addresses::store_member(id))).collect();
+            (1..=options.n_members as u64).map(MemberId).map(|id| (id, addresses::store_member(id))).collect();
         let shared = Arc::new(StoreSlots {
             options: options.clone(),
             recorder: recorder.clone(),
@@ -41,7 +41,7 @@ impl StoreCluster {
             membership: Mutex::new(Membership {
                 slots: BTreeMap::new(),
                 cluster_id: 1,
-                next_member: options.n_members as MemberId + 1,
+                next_member: MemberId(options.n_members as u64 + 1),
                 lost: Default::default(),
             }),
             endpoints: Arc::new(Mutex::new(peers.clone())),
@@ -51,7 +51,7 @@ impl StoreCluster {
         for &id in peers.keys() {
             let disk = SimDisk::new();
             // The initial member of slot k has id k.
-            let slot = Slot(id);
+            let slot = Slot(id.get());
             let member = shared.start_member(slot, id, peers.clone(), 1, Bootstrap::NewCluster, disk.clone());
             members.insert(
                 id,

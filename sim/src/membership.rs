@@ -55,7 +55,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     /// No members, no planted bugs, and the member's own defaults for every knob.
     fn default() -> Self {
-        let member = MemberConfig::new(1, BTreeMap::new());
+        let member = MemberConfig::new(MemberId(1), BTreeMap::new());
         Self {
             n_members: 0,
             max_entries_per_append: None,
@@ -109,7 +109,7 @@ impl Membership {
         if id > MAX_MEMBER_ID {
             return None;
         }
-        self.next_member += 1;
+        self.next_member = MemberId(id.get() + 1);
         Some(id)
     }
 }

@@ -175,13 +175,13 @@ impl Operator {
     pub fn request_backup(&self, slot: Slot) -> Result<String, Refused> {
         let member = self.member_of(slot)?;
         self.send(Command::Backup { slot })?;
-        Ok(format!("requested from member {member}"))
+        Ok(format!("requested from {member}"))
     }
 
     pub fn request_replace(&self, slot: Slot) -> Result<String, Refused> {
         let member = self.member_of(slot)?;
         self.send(Command::Replace { slot })?;
-        Ok(format!("replacement of member {member} started"))
+        Ok(format!("replacement of {member} started"))
     }
 
     pub fn request_restore(&self) -> Result<String, Refused> {
@@ -281,12 +281,17 @@ impl Operator {
             let node = self.shared.membership().slots[&slot].node.id();
             restart_node(node);
             self.shared.membership().lost.remove(&slot);
-            recorder.fault(format!("operator: restarted member {old} on its empty disk under its old identity"));
+            recorder.fault(format!("operator: restarted {old} on its empty disk under its old identity"));
             return true;
         }
         let Some(new) = self.shared.membership().new_member_id() else {
             let error = "no member id left in the address plan".to_string();
-            recorder.record(HistoryEvent::MemberReplaced { old, new: 0, addr: String::new(), error: Some(error) });
+            recorder.record(HistoryEvent::MemberReplaced {
+                old,
+                new: MemberId(0),
+                addr: String::new(),
+                error: Some(error),
+            });
             return false;
         };
         let addr = addresses::store_member(new);
@@ -294,14 +299,14 @@ impl Operator {
         let shared = &self.shared;
         let remove = retry_membership(shared, client, |voters| !voters.contains(&old), || client.member_remove(old));
         if let Err(error) = remove.await {
-            recorder.record(replaced(Some(format!("member remove {old}: {error}"))));
+            recorder.record(replaced(Some(format!("member remove {}: {error}", old.get()))));
             return false;
         }
         self.shared.endpoints.lock().expect("endpoints lock").remove(&old);
         self.remove_other_lost_members(client, slot).await;
         let add = retry_membership(shared, client, |voters| voters.contains(&new), || client.member_add(new, addr));
         if let Err(error) = add.await {
-            recorder.record(replaced(Some(format!("member add {new}: {error}"))));
+            recorder.record(replaced(Some(format!("member add {}: {error}", new.get()))));
             return false;
         }
         let mut peers = self.shared.endpoints.lock().expect("endpoints lock").clone();
@@ -359,7 +364,7 @@ impl Operator {
                 Err(error) => format!("could not remove it ({error})"),
             };
             self.shared.recorder.fault(format!(
-                "operator: {other_slot} lost its disk too: member {member} {outcome} before adding {slot}'s replacement"
+                "operator: {other_slot} lost its disk too: {member} {outcome} before adding {slot}'s replacement"
             ));
         }
     }
@@ -534,7 +539,7 @@ impl Operator {
         for (&slot, &id) in slots.iter().zip(ids) {
             let disk = SimDisk::new();
             if let Err(error) = write_member_disk(restored, id, disk.clone()) {
-                self.shared.recorder.fault(format!("operator: cannot prepare member {id}'s disk: {error}"));
+                self.shared.recorder.fault(format!("operator: cannot prepare {id}'s disk: {error}"));
                 continue;
             }
             started.insert(

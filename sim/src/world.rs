@@ -40,7 +40,7 @@ pub struct SimWorld {
     clocks: BTreeMap<String, Clock>,
     recorder: Recorder,
     /// The last leader the store reported, tracked cheaply from the history's tail.
-    leader_cache: std::sync::Mutex<(usize, Option<u64>)>,
+    leader_cache: std::sync::Mutex<(usize, Option<store::api::MemberId>)>,
     /// The controller-manager that last acquired its lease and has not reported losing
     /// it, tracked the same way.
     controller_manager_leader_cache: std::sync::Mutex<(usize, Option<String>)>,

@@ -133,7 +133,7 @@ async fn run_nemesis(cluster: &StoreCluster, recorder: &Recorder, nemesis: Nemes
                 let Some(leader) = latest_leader(recorder) else {
                     continue;
                 };
-                recorder.fault(format!("isolate store-{leader} from its peers"));
+                recorder.fault(format!("isolate store-{} from its peers", leader.get()));
                 let net = madsim::net::NetSim::current();
                 let leader_node = cluster.member(leader).node.id();
                 let peers: Vec<_> = cluster.members.values().filter(|m| m.id != leader).map(|m| m.node.id()).collect();

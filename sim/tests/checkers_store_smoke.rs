@@ -10,7 +10,7 @@ use sim::membership::StoreOptions;
 use sim::nodes::SeedNodes;
 use sim::recorder::Recorder;
 use sim::scenario::store_smoke;
-use store::api::{KeyRange, Principal, RangeRequest};
+use store::api::{KeyRange, MemberId, Principal, RangeRequest};
 use store::client::{StoreClient, StoreClientConfig};
 
 const N_MEMBERS: u64 = 3;
@@ -35,7 +35,7 @@ fn run_store_smoke(seed: u64, store: StoreOptions) -> (History, Option<EndState>
 async fn read_end_state() -> Option<EndState> {
     let node = Handle::current().create_node().name("end-state-reader").ip(addresses::client(200)).build();
     node.spawn(async move {
-        let members = (1..=N_MEMBERS).map(|id| (id, addresses::store_member(id))).collect();
+        let members = (1..=N_MEMBERS).map(MemberId).map(|id| (id, addresses::store_member(id))).collect();
         let client = StoreClient::connect(members, Principal::reader("end-state-reader"), StoreClientConfig::default())
             .await
             .ok()?;

@@ -12,8 +12,46 @@ use serde::{Deserialize, Serialize};
 /// transaction adds exactly 1.
 pub type Revision = i64;
 
-/// Identity of a Raft member (etcd `member_id`).
-pub type MemberId = u64;
+/// Identity of a store member (etcd's `member_id`): who a member is, which a replacement or a
+/// restore changes, as opposed to the place it runs in (the harness's slot, `store-N`) or
+/// the simulated node that hosts it. It prints as `member N`.
+///
+/// The Raft core names its peers by the same number (`raft::NodeId`, a bare `u64` like
+/// raft-rs's ids); the member server converts at the boundary. A `MemberId` serializes as
+/// that bare number (serde transparent: the same bincode and JSON as the `u64` it was,
+/// so the WAL, the wire and every trace hash are unchanged), and its `Debug` prints the
+/// bare number too, since histories' descriptions format lists of members with `{:?}`.
+///
+/// The default, `member 0`, is no member: etcd never assigns id 0, and a response header
+/// the MVCC state machine builds carries it until the member serving it sets its own.
+///
+/// ```
+/// use store::api::MemberId;
+/// assert_eq!(MemberId(3).to_string(), "member 3");
+/// assert_eq!(format!("{:?}", [MemberId(1), MemberId(2)]), "[1, 2]");
+/// ```
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MemberId(pub u64);
+
+impl MemberId {
+    /// The bare number, as Raft and etcd's wire name the member.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for MemberId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "member {}", self.0)
+    }
+}
+
+impl std::fmt::Debug for MemberId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
 
 /// etcd's default `--max-request-bytes` (1.5 MiB). Larger requests are refused.
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;

@@ -73,11 +73,11 @@ pub enum BackupError {
     RevisionMismatch { claimed: Revision, found: Revision },
     #[error("invalid restore options: {reason}")]
     InvalidOptions { reason: String },
-    #[error("member {member} is not part of the restored cluster {members:?}")]
+    #[error("{member} is not part of the restored cluster {members:?}")]
     UnknownMember { member: MemberId, members: Vec<MemberId> },
-    #[error("member {member}'s disk is not empty ({files:?}); restore needs a fresh disk")]
+    #[error("{member}'s disk is not empty ({files:?}); restore needs a fresh disk")]
     DiskNotEmpty { member: MemberId, files: Vec<String> },
-    #[error("cannot write member {member}'s disk: {source}")]
+    #[error("cannot write {member}'s disk: {source}")]
     Disk { member: MemberId, source: WalError },
 }
 
@@ -103,7 +103,7 @@ impl Backup {
     fn compute_checksum(&self) -> u64 {
         let mut bytes = Vec::with_capacity(32 + self.data.len());
         bytes.extend_from_slice(&self.cluster_id.to_le_bytes());
-        bytes.extend_from_slice(&self.taken_from.to_le_bytes());
+        bytes.extend_from_slice(&self.taken_from.get().to_le_bytes());
         bytes.extend_from_slice(&self.revision.to_le_bytes());
         bytes.extend_from_slice(&self.compacted_revision.to_le_bytes());
         bytes.extend_from_slice(&self.data);
@@ -159,7 +159,7 @@ pub fn restore(backup: &Backup, options: &RestoreOptions) -> Result<RestoredClus
     if options.members.is_empty() {
         return Err(BackupError::InvalidOptions { reason: "no members to restore".into() });
     }
-    if options.members.contains_key(&0) {
+    if options.members.contains_key(&MemberId(0)) {
         return Err(BackupError::InvalidOptions { reason: "member id 0 is reserved".into() });
     }
     if options.cluster_id == backup.cluster_id {
@@ -169,7 +169,10 @@ pub fn restore(backup: &Backup, options: &RestoreOptions) -> Result<RestoredClus
     }
     if options.members.contains_key(&backup.taken_from) {
         return Err(BackupError::InvalidOptions {
-            reason: format!("member id {} belongs to the backed-up cluster; restore under new ids", backup.taken_from),
+            reason: format!(
+                "member id {} belongs to the backed-up cluster; restore under new ids",
+                backup.taken_from.get()
+            ),
         });
     }
     if options.bugs.restore_skips_checksum {
@@ -201,7 +204,7 @@ pub fn restore(backup: &Backup, options: &RestoreOptions) -> Result<RestoredClus
         members: options.members.clone(),
         revision: mvcc.current_revision(),
         compacted_revision: mvcc.compacted_revision(),
-        snapshot_meta: SnapshotMeta { index: 1, term: 1, voters },
+        snapshot_meta: SnapshotMeta { index: 1, term: 1, voters: voters.iter().map(|member| member.get()).collect() },
         snapshot_data: member_snapshot.encode(),
     })
 }

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,9 +55,9 @@ struct Inner {
     principal: Principal,
     config: StoreClientConfig,
     /// The member believed to lead (0: unknown).
-    leader_hint: AtomicU64,
+    leader_hint: MemberCell,
     /// Where the next read starts (the round-robin balancer's position).
-    next_read_member: AtomicU64,
+    next_read_member: MemberCell,
     /// Members that failed at the transport level (no answer), skipped until the instant
     /// given, as etcd's client balancer stops using an endpoint that fails: without it,
     /// every third read waits out a timeout on a dead member.
@@ -79,8 +80,8 @@ impl StoreClient {
                 members: std::sync::Mutex::new(members),
                 principal,
                 config,
-                leader_hint: AtomicU64::new(first),
-                next_read_member: AtomicU64::new(first),
+                leader_hint: MemberCell::new(first),
+                next_read_member: MemberCell::new(first),
                 unreachable_until: std::sync::Mutex::new(BTreeMap::new()),
             }),
         })
@@ -250,8 +251,8 @@ impl StoreClient {
         let mut current = self.inner.members.lock().expect("members lock");
         *current = members;
         for position in [&self.inner.leader_hint, &self.inner.next_read_member] {
-            if !current.contains_key(&position.load(Ordering::Relaxed)) {
-                position.store(first, Ordering::Relaxed);
+            if !current.contains_key(&position.load()) {
+                position.store(first);
             }
         }
     }
@@ -269,10 +270,10 @@ impl StoreClient {
     async fn call_member(&self, member: MemberId, op: StoreOp) -> Result<StoreReply, StoreError> {
         let addr = self
             .member_addr(member)
-            .ok_or_else(|| StoreError::InvalidRequest { reason: format!("unknown member {member}") })?;
+            .ok_or_else(|| StoreError::InvalidRequest { reason: format!("unknown {member}") })?;
         match self.call(addr, op, self.inner.config.request_timeout).await {
             Ok(result) => result,
-            Err(e) => Err(StoreError::Unavailable { reason: format!("member {member}: {e}") }),
+            Err(e) => Err(StoreError::Unavailable { reason: format!("{member}: {e}") }),
         }
     }
 
@@ -287,11 +288,11 @@ impl StoreClient {
         let mut read_member = matches!(op, StoreOp::Range(_)).then(|| self.next_read_member());
         let mut last_error = StoreError::Unavailable { reason: "no store member reachable".into() };
         for attempt in 0..inner.config.max_attempts {
-            let member = read_member.unwrap_or_else(|| inner.leader_hint.load(Ordering::Relaxed));
+            let member = read_member.unwrap_or_else(|| inner.leader_hint.load());
             let Some(addr) = self.member_addr(member) else {
                 // The endpoints changed under this request: start over from the first one.
                 let first = *self.endpoints().keys().next().expect("endpoints are never empty");
-                inner.leader_hint.store(first, Ordering::Relaxed);
+                inner.leader_hint.store(first);
                 read_member = read_member.map(|_| first);
                 continue;
             };
@@ -303,7 +304,7 @@ impl StoreClient {
                     match leader_hint.filter(|h| self.member_addr(*h).is_some() && *h != member) {
                         Some(hint) => {
                             coverage::reached!("store.client.followed-leader-hint");
-                            inner.leader_hint.store(hint, Ordering::Relaxed);
+                            inner.leader_hint.store(hint);
                             read_member = read_member.map(|_| hint);
                             continue;
                         }
@@ -319,10 +320,10 @@ impl StoreClient {
                     self.mark_unreachable(member);
                     self.rotate_from(member);
                     coverage::reached!("store.client.write-outcome-unknown");
-                    return Err(StoreError::UnknownOutcome { reason: format!("no answer from member {member}: {e}") });
+                    return Err(StoreError::UnknownOutcome { reason: format!("no answer from {member}: {e}") });
                 }
                 Err(e) => {
-                    last_error = StoreError::Unavailable { reason: format!("member {member}: {e}") };
+                    last_error = StoreError::Unavailable { reason: format!("{member}: {e}") };
                     self.mark_unreachable(member);
                     self.fail_over(member, &mut read_member);
                 }
@@ -346,7 +347,7 @@ impl StoreClient {
 
     fn rotate_from(&self, member: MemberId) {
         let next = self.member_after(member);
-        let _ = self.inner.leader_hint.compare_exchange(member, next, Ordering::Relaxed, Ordering::Relaxed);
+        self.inner.leader_hint.replace_if(member, next);
     }
 
     /// After `member` failed a request: the leader hint moves on, and a read moves on to
@@ -375,7 +376,10 @@ impl StoreClient {
     /// unreachable; the plain next one if every member is marked.
     fn member_after(&self, member: MemberId) -> MemberId {
         let members = self.inner.members.lock().expect("members lock");
-        let mut ring = members.range(member + 1..).chain(members.range(..=member)).map(|(id, _)| *id);
+        let mut ring = members
+            .range((Bound::Excluded(member), Bound::Unbounded))
+            .chain(members.range(..=member))
+            .map(|(id, _)| *id);
         let first = ring.next().expect("endpoints are never empty");
         std::iter::once(first).chain(ring).find(|m| self.reachable(*m)).unwrap_or(first)
     }
@@ -383,12 +387,35 @@ impl StoreClient {
     /// The round-robin balancer's pick for the next read, skipping unreachable members.
     fn next_read_member(&self) -> MemberId {
         let inner = &self.inner;
-        let mut member = inner.next_read_member.load(Ordering::Relaxed);
+        let mut member = inner.next_read_member.load();
         if !self.reachable(member) {
             member = self.member_after(member);
         }
-        inner.next_read_member.store(self.member_after(member), Ordering::Relaxed);
+        inner.next_read_member.store(self.member_after(member));
         member
+    }
+}
+
+/// A member id the client's requests share and update (the leader hint, the next read's
+/// member): an atomic number, read and written as a [`MemberId`].
+struct MemberCell(AtomicU64);
+
+impl MemberCell {
+    fn new(member: MemberId) -> Self {
+        MemberCell(AtomicU64::new(member.get()))
+    }
+
+    fn load(&self) -> MemberId {
+        MemberId(self.0.load(Ordering::Relaxed))
+    }
+
+    fn store(&self, member: MemberId) {
+        self.0.store(member.get(), Ordering::Relaxed);
+    }
+
+    /// Moves to `next` unless another request already moved it off `current`.
+    fn replace_if(&self, current: MemberId, next: MemberId) {
+        let _ = self.0.compare_exchange(current.get(), next.get(), Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 

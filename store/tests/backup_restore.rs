@@ -36,12 +36,12 @@ fn sample_store() -> Mvcc {
 }
 
 fn backup_of(store: &Mvcc) -> Backup {
-    Backup::new(100, 1, &store.to_snapshot(), store.current_revision())
+    Backup::new(100, MemberId(1), &store.to_snapshot(), store.current_revision())
 }
 
 fn options(bump_revision: u64, mark_compacted: bool) -> RestoreOptions {
-    let members: BTreeMap<u64, SocketAddr> =
-        (11..=13).map(|id| (id, SocketAddr::from(([10, 0, 0, id as u8], 2379)))).collect();
+    let members: BTreeMap<MemberId, SocketAddr> =
+        (11..=13).map(|id| (MemberId(id), SocketAddr::from(([10, 0, 0, id as u8], 2379)))).collect();
     RestoreOptions { cluster_id: 200, members, bump_revision, mark_compacted, bugs: BackupBugs::default() }
 }
 
@@ -120,7 +120,7 @@ fn restore_refuses_the_old_cluster_id_and_old_member_ids() {
     same_cluster.cluster_id = 100;
     assert!(matches!(restore(&backup, &same_cluster), Err(BackupError::InvalidOptions { .. })));
     let mut old_member = options(0, false);
-    old_member.members.insert(1, SocketAddr::from(([10, 0, 0, 1], 2379)));
+    old_member.members.insert(MemberId(1), SocketAddr::from(([10, 0, 0, 1], 2379)));
     assert!(matches!(restore(&backup, &old_member), Err(BackupError::InvalidOptions { .. })));
     let mut no_members = options(0, false);
     no_members.members.clear();
@@ -133,18 +133,21 @@ fn restore_refuses_the_old_cluster_id_and_old_member_ids() {
 fn member_disk_written_by_restore_recovers_as_the_restored_cluster() {
     let restored = restore(&backup_of(&sample_store()), &options(1000, true)).unwrap();
     let disk = SimDisk::new();
-    write_member_disk(&restored, 12, disk.clone()).unwrap();
+    write_member_disk(&restored, MemberId(12), disk.clone()).unwrap();
     let (wal, recovered) = Wal::open(disk.clone()).unwrap();
     let identity = recovered.identity.unwrap();
-    assert_eq!((identity.cluster_id, identity.member_id), (200, 12));
+    assert_eq!((identity.cluster_id, identity.member_id), (200, MemberId(12)));
     assert_eq!(recovered.snapshot.as_ref().unwrap().index, 1);
     assert_eq!(recovered.hard_state.commit, 1);
     assert!(recovered.entries.is_empty());
     let (_, data) = wal.load_snapshot().unwrap().unwrap();
     assert_eq!(MemberSnapshot::decode(&data).unwrap().members, restored.members);
     // A second write on the same (now non-empty) disk is refused, and so is a stranger.
-    assert!(matches!(write_member_disk(&restored, 12, disk), Err(BackupError::DiskNotEmpty { .. })));
-    assert!(matches!(write_member_disk(&restored, 99, SimDisk::new()), Err(BackupError::UnknownMember { .. })));
+    assert!(matches!(write_member_disk(&restored, MemberId(12), disk), Err(BackupError::DiskNotEmpty { .. })));
+    assert!(matches!(
+        write_member_disk(&restored, MemberId(99), SimDisk::new()),
+        Err(BackupError::UnknownMember { .. })
+    ));
 }
 
 /// Planted bug `restore-skips-checksum`: the same corrupted backup is restored silently,

@@ -291,7 +291,7 @@ mod mvcc {
         assert_eq!(member_decoded, member);
         assert_eq!(member_decoded.mvcc.leases().ids(), [3]);
 
-        let backup = Backup::new(1, 1, &snapshot, store.current_revision());
+        let backup = Backup::new(1, MemberId(1), &snapshot, store.current_revision());
         backup.verify().unwrap();
         let from_backup = backup.mvcc().unwrap();
         assert_eq!(from_backup.leases(), store.leases());
@@ -421,8 +421,8 @@ mod mvcc {
         };
         assert_eq!(MemberSnapshot::decode(&member.encode()).unwrap(), member);
 
-        let backup = Backup::new(1, 1, &snapshot, store.current_revision());
-        let members = [(11, std::net::SocketAddr::from(([10, 0, 0, 11], 2379)))].into_iter().collect();
+        let backup = Backup::new(1, MemberId(1), &snapshot, store.current_revision());
+        let members = [(MemberId(11), std::net::SocketAddr::from(([10, 0, 0, 11], 2379)))].into_iter().collect();
         let options = RestoreOptions {
             cluster_id: 2,
             members,
@@ -476,7 +476,7 @@ mod mvcc {
         foreign.extend_from_slice(&encoded[serde_len..]);
         let error = MvccSnapshot::decode(&foreign).unwrap_err();
         assert!(error.contains("which the snapshot lacks"), "{error}");
-        let backup = Backup { data: foreign.into(), ..Backup::new(1, 1, &other.to_snapshot(), 2) };
+        let backup = Backup { data: foreign.into(), ..Backup::new(1, MemberId(1), &other.to_snapshot(), 2) };
         assert!(matches!(backup.mvcc(), Err(BackupError::Undecodable { .. })), "{:?}", backup.mvcc());
     }
 

@@ -146,7 +146,7 @@ fn a_new_leader_extends_leases_on_promotion() {
             })
             .await;
         madsim::time::sleep(Duration::from_secs(1)).await;
-        let node = members.member_nodes[(old_leader - 1) as usize].id();
+        let node = members.member_nodes[(old_leader.get() - 1) as usize].id();
         madsim::runtime::Handle::current().kill(node);
         let survivors: Vec<MemberId> = ids.iter().copied().filter(|id| *id != old_leader).collect();
         let mut endpoints = members.addresses.clone();
@@ -261,7 +261,7 @@ fn a_follower_catching_up_by_snapshot_gets_the_leases() {
                 })
                 .await;
             let follower = *ids.iter().find(|id| **id != leader_id).unwrap();
-            let node = members.member_nodes[(follower - 1) as usize].id();
+            let node = members.member_nodes[(follower.get() - 1) as usize].id();
             madsim::runtime::Handle::current().kill(node);
             let mut endpoints = members.addresses.clone();
             endpoints.remove(&follower);

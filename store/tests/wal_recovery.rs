@@ -266,11 +266,16 @@ fn file_disk_round_trip() {
 /// it survives a crash at once, is gone with a disk loss, and bit rot in it is detected.
 #[test]
 fn identity_file_is_durable_lost_with_the_disk_and_checksummed() {
+    use store::api::MemberId;
     use store::wal::{MemberIdentity, IDENTITY_FILE};
     let disk = SimDisk::new();
     let (mut wal, recovered) = open(&disk);
     assert_eq!(recovered.identity, None);
-    let identity = MemberIdentity { cluster_id: 7, member_id: 2, peers_heard_from: [1, 3].into_iter().collect() };
+    let identity = MemberIdentity {
+        cluster_id: 7,
+        member_id: MemberId(2),
+        peers_heard_from: [MemberId(1), MemberId(3)].into_iter().collect(),
+    };
     wal.save_identity(&identity).unwrap();
     disk.crash(None);
     assert_eq!(open(&disk).1.identity, Some(identity));

@@ -12,6 +12,7 @@ use sim::operator::BUMP_REVISION;
 use sim::report::RunReport;
 use sim::runner::{run_seed_with_history, Faults, RunOptions};
 use sim::scenario::Scenario;
+use store::api::MemberId;
 
 fn run(seed: u64) -> (RunReport, History) {
     let mut options = RunOptions::new(seed, Scenario::DeployNginx);
@@ -27,7 +28,7 @@ fn run(seed: u64) -> (RunReport, History) {
 fn a_member_whose_disk_was_lost_is_replaced_under_a_new_id() {
     let (report, history) = run(8);
     assert!(report.passed(), "{}", report.render());
-    let replaced: Vec<(u64, u64)> = history
+    let replaced: Vec<(MemberId, MemberId)> = history
         .events()
         .filter_map(|(_, event)| match event {
             HistoryEvent::MemberReplaced { old, new, error: None, .. } => Some((*old, *new)),
@@ -36,7 +37,7 @@ fn a_member_whose_disk_was_lost_is_replaced_under_a_new_id() {
         .collect();
     assert!(!replaced.is_empty(), "no successful replacement:\n{}", report.render());
     for (old, new) in replaced {
-        assert!(new > 3 && new != old, "member {old} replaced under id {new}, not a new one");
+        assert!(new > MemberId(3) && new != old, "{old} replaced under {new}, not a new one");
     }
 }
 

@@ -143,7 +143,7 @@ fn three_members_elect_a_leader_and_commit_1000_writes() {
         assert_eq!(acked.len(), 1000, "every write is acknowledged without faults");
         // etcd: revision starts at 1 and each put adds exactly 1.
         assert_eq!(acked.last().unwrap().1, 1001);
-        assert_members_converge(&node, &client, &[1, 2, 3]).await;
+        assert_members_converge(&node, &client, &[MemberId(1), MemberId(2), MemberId(3)]).await;
         let leaders: Vec<_> = recorder
             .snapshot()
             .events()
@@ -202,7 +202,7 @@ fn a_minority_partition_cannot_commit() {
                 net.unclog_link(m.node.id(), cluster.member(leader).node.id());
             }
         }
-        assert_members_converge(&node, &client, &[1, 2, 3]).await;
+        assert_members_converge(&node, &client, &[MemberId(1), MemberId(2), MemberId(3)]).await;
         let c = client.clone();
         let r = node
             .spawn(async move { c.range(RangeRequest::new(KeyRange::Key("/minority".into()))).await })
@@ -239,7 +239,7 @@ fn a_member_crashed_with_unsynced_writes_restarts_from_its_synced_state_and_catc
         cluster.restart(slot);
         let acked = writer.await.unwrap();
         assert_eq!(acked.len(), 400, "two members keep acknowledging");
-        assert_members_converge(&node, &client, &[1, 2, 3]).await;
+        assert_members_converge(&node, &client, &[MemberId(1), MemberId(2), MemberId(3)]).await;
         let restarts: Vec<_> = recorder
             .snapshot()
             .events()

@@ -21,7 +21,7 @@ use store::server::{Bootstrap, MemberConfig, MemberError};
 use store::wal::SimDisk;
 
 fn addr(id: MemberId) -> SocketAddr {
-    SocketAddr::from(([10, 0, 1, id as u8], STORE_PORT))
+    SocketAddr::from(([10, 0, 1, id.get() as u8], STORE_PORT))
 }
 
 type Outcome = Arc<Mutex<Option<Result<(), String>>>>;
@@ -52,7 +52,7 @@ fn start_member(config: MemberConfig, disk: SimDisk) -> Member {
     let (c, d, o, e) = (config.clone(), disk.clone(), outcome.clone(), error.clone());
     let node = Handle::current()
         .create_node()
-        .name(format!("store-{id}"))
+        .name(format!("store-{}", id.get()))
         .ip(addr(id).ip())
         .init(move || {
             let (c, d, o, e) = (c.lock().unwrap().clone(), d.clone(), o.clone(), e.clone());
@@ -217,18 +217,18 @@ impl Clients {
 #[test]
 fn member_restarts_from_its_snapshot_and_replays_only_later_entries() {
     simulate(1, || async {
-        let cluster = Cluster::start(&[1, 2, 3], 7, |c| c.snapshot_every_entries = 20);
+        let cluster = Cluster::start(&[MemberId(1), MemberId(2), MemberId(3)], 7, |c| c.snapshot_every_entries = 20);
         let clients = connect_clients(1, cluster.addresses()).await;
-        let leader = clients.leader(&[1, 2, 3]).await;
+        let leader = clients.leader(&[MemberId(1), MemberId(2), MemberId(3)]).await;
         let acked = clients.write("/a", 105).await;
         assert_eq!(acked.len(), 105);
-        let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
-        clients.converge(&[1, 2, 3]).await;
+        let follower = [MemberId(1), MemberId(2), MemberId(3)].into_iter().find(|id| *id != leader).unwrap();
+        clients.converge(&[MemberId(1), MemberId(2), MemberId(3)]).await;
         let before = clients.status(follower).await;
         assert!(before.snapshot_index >= 100, "snapshots every 20 entries: {before:?}");
         let member = &cluster.members[&follower];
         member.restart(member.config());
-        let (revision, _) = clients.converge(&[1, 2, 3]).await;
+        let (revision, _) = clients.converge(&[MemberId(1), MemberId(2), MemberId(3)]).await;
         // The applied state is never counted twice: the revision is one per write.
         assert_eq!(revision, 1 + 105);
         assert!(clients.status(follower).await.snapshot_index >= before.snapshot_index);
@@ -239,11 +239,11 @@ fn member_restarts_from_its_snapshot_and_replays_only_later_entries() {
 #[test]
 fn raft_disk_loss_on_a_follower_member_replaced_under_a_new_id_catches_up_from_a_snapshot() {
     simulate(2, || async {
-        let mut cluster = Cluster::start(&[1, 2, 3], 7, |_| {});
+        let mut cluster = Cluster::start(&[MemberId(1), MemberId(2), MemberId(3)], 7, |_| {});
         let clients = connect_clients(1, cluster.addresses()).await;
-        let leader = clients.leader(&[1, 2, 3]).await;
+        let leader = clients.leader(&[MemberId(1), MemberId(2), MemberId(3)]).await;
         let acked = clients.write("/before", 120).await;
-        let lost_member = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+        let lost_member = [MemberId(1), MemberId(2), MemberId(3)].into_iter().find(|id| *id != leader).unwrap();
         // The follower's disk is lost for good.
         let member = cluster.members.remove(&lost_member).unwrap();
         Handle::current().kill(member.node.id());
@@ -251,14 +251,15 @@ fn raft_disk_loss_on_a_follower_member_replaced_under_a_new_id_catches_up_from_a
         // The operator replaces it: remove, then add under a new id with an empty disk.
         let voters = clients.run(move |_, op| async move { op.member_remove(lost_member).await }).await.unwrap();
         assert!(!voters.contains(&lost_member));
-        let voters = clients.run(|_, op| async move { op.member_add(4, addr(4)).await }).await.unwrap();
+        let voters =
+            clients.run(|_, op| async move { op.member_add(MemberId(4), addr(MemberId(4))).await }).await.unwrap();
         assert_eq!(voters.len(), 3);
-        assert!(voters.contains(&4));
+        assert!(voters.contains(&MemberId(4)));
         let mut ids: Vec<MemberId> = voters.clone();
         ids.sort_unstable();
-        let mut joiner = config(4, &ids, 7);
+        let mut joiner = config(MemberId(4), &ids, 7);
         joiner.bootstrap = Bootstrap::JoinExisting;
-        cluster.members.insert(4, start_member(joiner, SimDisk::new()));
+        cluster.members.insert(MemberId(4), start_member(joiner, SimDisk::new()));
         let mut endpoints = cluster.addresses();
         endpoints.retain(|id, _| voters.contains(id));
         clients.writer.set_endpoints(endpoints.clone());
@@ -266,14 +267,14 @@ fn raft_disk_loss_on_a_follower_member_replaced_under_a_new_id_catches_up_from_a
         let after = clients.write("/after", 30).await;
         assert_eq!(after.len(), 30);
         clients.converge(&ids).await;
-        let joined = clients.status(4).await;
+        let joined = clients.status(MemberId(4)).await;
         assert!(joined.snapshot_index >= 50, "member 4 caught up from a snapshot: {joined:?}");
         assert_eq!(joined.voters, ids);
         let listed = clients.run(|_, op| async move { op.member_list().await }).await.unwrap();
         assert_eq!(listed, ids);
         assert!(clients.lost(&acked).await.is_empty());
         assert!(clients.lost(&after).await.is_empty());
-        assert!(cluster.members[&4].outcome.lock().unwrap().is_none(), "member 4 runs");
+        assert!(cluster.members[&MemberId(4)].outcome.lock().unwrap().is_none(), "member 4 runs");
     });
 }
 
@@ -289,28 +290,31 @@ fn raft_disk_loss_on_a_follower_member_replaced_under_a_new_id_catches_up_from_a
 fn raft_joining_member_first_start_needs_no_answer_from_a_lost_peer_not_yet_removed() {
     for vouched in [true, false] {
         simulate(9, move || async move {
-            let mut cluster = Cluster::start(&[1, 2, 3], 7, |_| {});
+            let mut cluster = Cluster::start(&[MemberId(1), MemberId(2), MemberId(3)], 7, |_| {});
             let clients = connect_clients(1, cluster.addresses()).await;
-            let leader = clients.leader(&[1, 2, 3]).await;
+            let leader = clients.leader(&[MemberId(1), MemberId(2), MemberId(3)]).await;
             let acked = clients.write("/before", 20).await;
             assert_eq!(acked.len(), 20);
-            let followers: Vec<MemberId> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+            let followers: Vec<MemberId> =
+                [MemberId(1), MemberId(2), MemberId(3)].into_iter().filter(|id| *id != leader).collect();
             let (replaced, lost) = (followers[0], followers[1]);
             let member = cluster.members.remove(&replaced).unwrap();
             Handle::current().kill(member.node.id());
             member.disk.wipe();
             clients.run(move |_, op| async move { op.member_remove(replaced).await }).await.unwrap();
-            let voters = clients.run(|_, op| async move { op.member_add(4, addr(4)).await }).await.unwrap();
-            assert_eq!(voters, vec![leader.min(lost), leader.max(lost), 4]);
+            let voters =
+                clients.run(|_, op| async move { op.member_add(MemberId(4), addr(MemberId(4))).await }).await.unwrap();
+            assert_eq!(voters, vec![leader.min(lost), leader.max(lost), MemberId(4)]);
             // The other follower's disk is lost before the new member starts.
             let member = &cluster.members[&lost];
             Handle::current().kill(member.node.id());
             member.disk.wipe();
-            let mut joiner = config(4, &voters, 7);
+            let mut joiner = config(MemberId(4), &voters, 7);
             joiner.bootstrap = Bootstrap::JoinExisting;
             joiner.first_start_of_new_id = vouched;
-            cluster.members.insert(4, start_member(joiner, SimDisk::new()));
-            let endpoints: BTreeMap<MemberId, SocketAddr> = [leader, 4].into_iter().map(|id| (id, addr(id))).collect();
+            cluster.members.insert(MemberId(4), start_member(joiner, SimDisk::new()));
+            let endpoints: BTreeMap<MemberId, SocketAddr> =
+                [leader, MemberId(4)].into_iter().map(|id| (id, addr(id))).collect();
             clients.writer.set_endpoints(endpoints.clone());
             clients.operator.set_endpoints(endpoints);
             let remove = clients.run(move |_, op| async move {
@@ -320,26 +324,29 @@ fn raft_joining_member_first_start_needs_no_answer_from_a_lost_peer_not_yet_remo
             if !vouched {
                 // Without the vouch, the deadlock: 4 asks C forever and never votes.
                 assert!(!matches!(remove, Ok(Ok(_))), "no quorum without member 4: {remove:?}");
-                assert!(cluster.members[&4].outcome.lock().unwrap().is_none(), "member 4 still asking {lost}");
+                assert!(
+                    cluster.members[&MemberId(4)].outcome.lock().unwrap().is_none(),
+                    "member 4 still asking {lost}"
+                );
                 return;
             }
             let voters = remove.expect("member remove answered").expect("member remove committed");
-            assert_eq!(voters, vec![leader.min(4), leader.max(4)]);
+            assert_eq!(voters, vec![leader.min(MemberId(4)), leader.max(MemberId(4))]);
             let after = clients.write("/after", 10).await;
             assert_eq!(after.len(), 10);
-            clients.converge(&[leader, 4]).await;
+            clients.converge(&[leader, MemberId(4)]).await;
             assert!(clients.lost(&acked).await.is_empty());
             assert!(clients.lost(&after).await.is_empty());
             // 4 has run: a start of it on a lost disk is no first start, and is refused.
-            let member = &cluster.members[&4];
+            let member = &cluster.members[&MemberId(4)];
             Handle::current().kill(member.node.id());
             member.disk.wipe();
             let mut config = member.config();
             config.first_start_of_new_id = false;
             member.restart(config);
             madsim::time::sleep(Duration::from_secs(5)).await;
-            let error = cluster.members[&4].error.lock().unwrap().take();
-            assert!(matches!(error, Some(MemberError::AlreadyBootstrapped { member: 4, .. })), "{error:?}");
+            let error = cluster.members[&MemberId(4)].error.lock().unwrap().take();
+            assert!(matches!(error, Some(MemberError::AlreadyBootstrapped { member: MemberId(4), .. })), "{error:?}");
         });
     }
 }
@@ -347,11 +354,11 @@ fn raft_joining_member_first_start_needs_no_answer_from_a_lost_peer_not_yet_remo
 #[test]
 fn a_wiped_member_restarting_under_its_old_id_refuses_to_start() {
     simulate(3, || async {
-        let cluster = Cluster::start(&[1, 2, 3], 7, |_| {});
+        let cluster = Cluster::start(&[MemberId(1), MemberId(2), MemberId(3)], 7, |_| {});
         let clients = connect_clients(1, cluster.addresses()).await;
-        let leader = clients.leader(&[1, 2, 3]).await;
+        let leader = clients.leader(&[MemberId(1), MemberId(2), MemberId(3)]).await;
         clients.write("/k", 10).await;
-        let wiped = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+        let wiped = [MemberId(1), MemberId(2), MemberId(3)].into_iter().find(|id| *id != leader).unwrap();
         let member = &cluster.members[&wiped];
         Handle::current().kill(member.node.id());
         member.disk.wipe();
@@ -380,10 +387,13 @@ fn a_wiped_member_restarting_under_its_old_id_refuses_to_start() {
 fn planted_rejoin_under_old_identity_loses_acknowledged_writes() {
     for bug in [false, true] {
         simulate(4, move || async move {
-            let cluster = Cluster::start(&[1, 2, 3], 7, |c| c.planted_bugs.rejoin_under_old_identity = bug);
+            let cluster = Cluster::start(&[MemberId(1), MemberId(2), MemberId(3)], 7, |c| {
+                c.planted_bugs.rejoin_under_old_identity = bug
+            });
             let clients = connect_clients(1, cluster.addresses()).await;
-            let leader = clients.leader(&[1, 2, 3]).await;
-            let followers: Vec<MemberId> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+            let leader = clients.leader(&[MemberId(1), MemberId(2), MemberId(3)]).await;
+            let followers: Vec<MemberId> =
+                [MemberId(1), MemberId(2), MemberId(3)].into_iter().filter(|id| *id != leader).collect();
             let (stale, wiped) = (followers[0], followers[1]);
             clients.write("/early", 5).await;
             let net = madsim::net::NetSim::current();
@@ -406,7 +416,7 @@ fn planted_rejoin_under_old_identity_loses_acknowledged_writes() {
                 let new_leader = clients.leader(&[stale, wiped]).await;
                 assert_eq!(new_leader, stale, "the member that missed the writes leads");
                 let lost = clients.lost(&acked).await;
-                assert_eq!(lost.len(), acked.len(), "every write acknowledged by {{leader, {wiped}}} is lost");
+                assert_eq!(lost.len(), acked.len(), "every write acknowledged by {{{leader}, {wiped}}} is lost");
             } else {
                 // Only the crashed leader heard from the wiped member (followers do not
                 // talk to each other): it keeps asking, and never votes meanwhile.
@@ -427,9 +437,9 @@ fn planted_rejoin_under_old_identity_loses_acknowledged_writes() {
 #[test]
 fn snapshot_save_at_r_restore_with_bump_keyspace_equal_at_r_revision_r_plus_bump_old_revisions_compacted() {
     simulate(5, || async {
-        let cluster = Cluster::start(&[1, 2, 3], 7, |_| {});
+        let cluster = Cluster::start(&[MemberId(1), MemberId(2), MemberId(3)], 7, |_| {});
         let clients = connect_clients(1, cluster.addresses()).await;
-        let leader = clients.leader(&[1, 2, 3]).await;
+        let leader = clients.leader(&[MemberId(1), MemberId(2), MemberId(3)]).await;
         clients.write("/k", 80).await;
         let backup = clients.run(move |_, op| async move { op.snapshot_save(leader).await }).await.unwrap();
         let r = backup.revision;
@@ -438,7 +448,7 @@ fn snapshot_save_at_r_restore_with_bump_keyspace_equal_at_r_revision_r_plus_bump
         let expected = backup.mvcc().unwrap().keyspace_at(0).unwrap();
 
         // etcdutl snapshot restore into a new cluster (new ids, new cluster id).
-        let new_ids = [11, 12, 13];
+        let new_ids = [MemberId(11), MemberId(12), MemberId(13)];
         let options = RestoreOptions {
             cluster_id: 8,
             members: new_ids.iter().map(|&id| (id, addr(id))).collect(),
@@ -456,7 +466,7 @@ fn snapshot_save_at_r_restore_with_bump_keyspace_equal_at_r_revision_r_plus_bump
         let restored_clients = connect_clients(2, new_ids.iter().map(|&id| (id, addr(id))).collect()).await;
         restored_clients.leader(&new_ids).await;
         restored_clients.converge(&new_ids).await;
-        let status = restored_clients.status(11).await;
+        let status = restored_clients.status(MemberId(11)).await;
         assert_eq!((status.revision, status.compacted_revision, status.cluster_id), (r + 1000, r + 1000, 8));
         let (keyspace, old_read, old_watch, next) = restored_clients
             .run(move |writer, _| async move {
@@ -482,15 +492,15 @@ fn snapshot_save_at_r_restore_with_bump_keyspace_equal_at_r_revision_r_plus_bump
 #[test]
 fn corrupted_backup_is_refused_and_the_operator_role_is_confined() {
     simulate(6, || async {
-        let cluster = Cluster::start(&[1, 2, 3], 7, |_| {});
+        let cluster = Cluster::start(&[MemberId(1), MemberId(2), MemberId(3)], 7, |_| {});
         let clients = connect_clients(1, cluster.addresses()).await;
-        let leader = clients.leader(&[1, 2, 3]).await;
+        let leader = clients.leader(&[MemberId(1), MemberId(2), MemberId(3)]).await;
         clients.write("/k", 10).await;
         let (mut backup, writer_save, writer_add, operator_put) = clients
             .run(move |writer, op| async move {
                 let backup = op.snapshot_save(leader).await.unwrap();
                 let writer_save = writer.snapshot_save(leader).await;
-                let writer_add = writer.member_add(9, addr(9)).await;
+                let writer_add = writer.member_add(MemberId(9), addr(MemberId(9))).await;
                 let put = PutRequest { key: "/op".into(), value: Bytes::new(), prev_kv: false };
                 let operator_put = op.put(put).await;
                 (backup, writer_save, writer_add, operator_put)
@@ -505,7 +515,7 @@ fn corrupted_backup_is_refused_and_the_operator_role_is_confined() {
         backup.data = Bytes::from(data);
         let options = RestoreOptions {
             cluster_id: 8,
-            members: [(11, addr(11))].into_iter().collect(),
+            members: [(MemberId(11), addr(MemberId(11)))].into_iter().collect(),
             bump_revision: 1000,
             mark_compacted: true,
             bugs: BackupBugs::default(),
@@ -520,9 +530,11 @@ fn corrupted_backup_is_refused_and_the_operator_role_is_confined() {
 #[test]
 fn planted_snapshot_omits_last_txn_loses_the_write_at_r() {
     simulate(7, || async {
-        let cluster = Cluster::start(&[1, 2, 3], 7, |c| c.backup_bugs.snapshot_omits_last_txn = true);
+        let cluster = Cluster::start(&[MemberId(1), MemberId(2), MemberId(3)], 7, |c| {
+            c.backup_bugs.snapshot_omits_last_txn = true
+        });
         let clients = connect_clients(1, cluster.addresses()).await;
-        let leader = clients.leader(&[1, 2, 3]).await;
+        let leader = clients.leader(&[MemberId(1), MemberId(2), MemberId(3)]).await;
         let acked = clients.write("/k", 10).await;
         let (last_key, last_revision) = acked.last().cloned().unwrap();
         let backup = clients.run(move |_, op| async move { op.snapshot_save(leader).await }).await.unwrap();
@@ -539,15 +551,15 @@ fn planted_snapshot_omits_last_txn_loses_the_write_at_r() {
 #[test]
 fn a_disk_from_another_cluster_is_refused() {
     simulate(8, || async {
-        let cluster = Cluster::start(&[1, 2, 3], 7, |_| {});
+        let cluster = Cluster::start(&[MemberId(1), MemberId(2), MemberId(3)], 7, |_| {});
         let clients = connect_clients(1, cluster.addresses()).await;
-        clients.leader(&[1, 2, 3]).await;
-        let member = &cluster.members[&1];
+        clients.leader(&[MemberId(1), MemberId(2), MemberId(3)]).await;
+        let member = &cluster.members[&MemberId(1)];
         let mut config = member.config();
         config.cluster_id = 99;
         member.restart(config);
         madsim::time::sleep(Duration::from_secs(1)).await;
-        let error = cluster.members[&1].error.lock().unwrap().take();
+        let error = cluster.members[&MemberId(1)].error.lock().unwrap().take();
         assert!(matches!(error, Some(MemberError::IdentityMismatch { disk_cluster: 7, cluster: 99, .. })), "{error:?}");
     });
 }

@@ -440,18 +440,18 @@ impl History {
 pub fn describe_recovery(event: &HistoryEvent) -> Option<String> {
     Some(match event {
         HistoryEvent::BackupTaken { backup, member, cluster_id, revision, n_keys, checksum_ok } => format!(
-            "backup {backup} taken from member {member} of cluster {cluster_id:#x} at revision {revision} \
+            "backup {backup} taken from {member} of cluster {cluster_id:#x} at revision {revision} \
              ({n_keys} keys, checksum {})",
             if *checksum_ok { "ok" } else { "BAD" }
         ),
-        HistoryEvent::BackupFailed { member, error } => format!("backup from member {member} failed: {error}"),
+        HistoryEvent::BackupFailed { member, error } => format!("backup from {member} failed: {error}"),
         HistoryEvent::BackupCorrupted { backup, description } => format!("backup {backup} corrupted: {description}"),
-        HistoryEvent::DiskLost { member } => format!("member {member} lost its disk"),
+        HistoryEvent::DiskLost { member } => format!("{member} lost its disk"),
         HistoryEvent::MemberReplaced { old, new, addr, error: None } => {
-            format!("member {old} replaced by member {new} at {addr}")
+            format!("{old} replaced by {new} at {addr}")
         }
         HistoryEvent::MemberReplaced { old, new, addr, error: Some(error) } => {
-            format!("replacing member {old} by member {new} at {addr} failed: {error}")
+            format!("replacing {old} by {new} at {addr} failed: {error}")
         }
         HistoryEvent::RestoreRefused { backup, error } => format!("restore refused backup {backup}: {error}"),
         HistoryEvent::Restored { backup, backup_revision, bump, new_revision, new_cluster_id, members, keyspace } => {

@@ -330,6 +330,8 @@ mod tests {
 
     use api::{Resource, Verb};
 
+    use store::api::MemberId;
+
     use super::{ApiOps, Operations, StoreOps};
     use crate::checkers::testing::h;
     use crate::history::History;
@@ -449,7 +451,7 @@ returned: kubelet-2#7 kubelet-1#7
 
     #[test]
     fn a_history_without_operations_has_an_empty_view() {
-        let history = h().started(1).leader(1, 1).build();
+        let history = h().started(MemberId(1)).leader(MemberId(1), 1).build();
         assert!(StoreOps::of(&history).is_empty() && ApiOps::of(&history).is_empty());
         check_store_ops(&history, "returned:");
     }

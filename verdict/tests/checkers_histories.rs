@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use store::api::PrincipalRole;
+use store::api::{MemberId, PrincipalRole};
 use verdict::checkers::testing::{applied_event, check_one, h, APISERVER_SOURCE};
 use verdict::checkers::{EndState, Invariant, Verdict};
 use verdict::history::{History, HistoryEvent};
@@ -68,7 +68,7 @@ mod store_single_writer {
     use super::*;
 
     fn applied_by(
-        member: u64,
+        member: MemberId,
         index: u64,
         principal: &str,
         role: PrincipalRole,
@@ -92,7 +92,11 @@ mod store_single_writer {
 
     #[test]
     fn apiserver_writes_from_an_apiserver_address_pass() {
-        let history = h().applied(1, 1, 2, 101, 2).applied(2, 1, 2, 101, 2).applied(1, 2, 2, 102, 3).build();
+        let history = h()
+            .applied(MemberId(1), 1, 2, 101, 2)
+            .applied(MemberId(2), 1, 2, 101, 2)
+            .applied(MemberId(1), 2, 2, 102, 3)
+            .build();
         // An entry applied on two members is judged once.
         assert_passes(&check(Invariant::StoreSingleWriter, &history), 2);
     }
@@ -101,12 +105,20 @@ mod store_single_writer {
     fn writes_refused_at_the_door_or_at_apply_pass() {
         let history = h()
             .event(HistoryEvent::StoreRejected {
-                member: 1,
+                member: MemberId(1),
                 principal: "kube-controller-manager".into(),
                 source: "10.0.3.1:5000".into(),
                 error: "permission denied".into(),
             })
-            .event(applied_by(1, 3, "kube-controller-manager", PrincipalRole::Other, "10.0.3.1:5000", false, 0))
+            .event(applied_by(
+                MemberId(1),
+                3,
+                "kube-controller-manager",
+                PrincipalRole::Other,
+                "10.0.3.1:5000",
+                false,
+                0,
+            ))
             .build();
         let verdict = check(Invariant::StoreSingleWriter, &history);
         assert_passes(&verdict, 1);
@@ -115,8 +127,9 @@ mod store_single_writer {
 
     #[test]
     fn fires_on_a_write_applied_for_a_non_apiserver_principal() {
-        let history =
-            h().event(applied_by(1, 7, "kube-scheduler", PrincipalRole::Other, "10.0.4.1:5000", true, 1)).build();
+        let history = h()
+            .event(applied_by(MemberId(1), 7, "kube-scheduler", PrincipalRole::Other, "10.0.4.1:5000", true, 1))
+            .build();
         assert_one_violation(
             &check(Invariant::StoreSingleWriter, &history),
             &["entry 7", "'kube-scheduler'", "Other", "10.0.4.1"],
@@ -127,7 +140,7 @@ mod store_single_writer {
     fn fires_on_the_apiserver_credential_used_from_a_controller_manager() {
         let stolen =
             |member| applied_by(member, 9, "kube-apiserver", PrincipalRole::ApiServer, "10.0.3.1:40100", true, 1);
-        let history = h().event(stolen(1)).event(stolen(2)).build();
+        let history = h().event(stolen(MemberId(1))).event(stolen(MemberId(2))).build();
         // One violation for the entry, however many members applied it.
         assert_one_violation(
             &check(Invariant::StoreSingleWriter, &history),
@@ -143,20 +156,20 @@ mod raft_election_safety {
     #[test]
     fn one_leader_per_term_passes() {
         let history = h()
-            .role(1, 2, Role::Candidate)
-            .leader(1, 2)
-            .role(2, 2, Role::Follower)
-            .leader(2, 3)
-            .role(1, 3, Role::Follower)
+            .role(MemberId(1), 2, Role::Candidate)
+            .leader(MemberId(1), 2)
+            .role(MemberId(2), 2, Role::Follower)
+            .leader(MemberId(2), 3)
+            .role(MemberId(1), 3, Role::Follower)
             // store-2 restarts and reports its leadership of term 3 again.
-            .leader(2, 3)
+            .leader(MemberId(2), 3)
             .build();
         assert_passes(&check(Invariant::RaftElectionSafety, &history), 3);
     }
 
     #[test]
     fn fires_on_two_leaders_in_term_3() {
-        let history = h().leader(1, 2).leader(2, 3).leader(3, 3).build();
+        let history = h().leader(MemberId(1), 2).leader(MemberId(2), 3).leader(MemberId(3), 3).build();
         let verdict = check(Invariant::RaftElectionSafety, &history);
         assert_one_violation(&verdict, &["two leaders in term 3", "member 2", "member 3"]);
         assert_eq!(verdict.violations[0].at_ns, Some(20));
@@ -169,26 +182,26 @@ mod raft_state_machine_safety {
     #[test]
     fn members_that_agree_pass_including_a_restart_that_replays_the_log() {
         let history = h()
-            .started(1)
-            .started(2)
+            .started(MemberId(1))
+            .started(MemberId(2))
             // Index 1 is the leader's no-op (not recorded); a failed compare at index 4
             // leaves the revision where it was.
-            .applied(1, 2, 2, 10, 2)
-            .applied(2, 2, 2, 10, 2)
-            .applied(1, 3, 2, 11, 3)
+            .applied(MemberId(1), 2, 2, 10, 2)
+            .applied(MemberId(2), 2, 2, 10, 2)
+            .applied(MemberId(1), 3, 2, 11, 3)
             .event({
-                let mut e = applied_event(1, 4, 2, 12, 3);
+                let mut e = applied_event(MemberId(1), 4, 2, 12, 3);
                 if let HistoryEvent::Applied { n_events, .. } = &mut e {
                     *n_events = 0;
                 }
                 e
             })
-            .applied(1, 5, 2, 13, 4)
-            .applied(2, 3, 2, 11, 3)
+            .applied(MemberId(1), 5, 2, 13, 4)
+            .applied(MemberId(2), 3, 2, 11, 3)
             // store-2 restarts and re-applies its log from the start.
-            .started(2)
-            .applied(2, 2, 2, 10, 2)
-            .applied(2, 3, 2, 11, 3)
+            .started(MemberId(2))
+            .applied(MemberId(2), 2, 2, 10, 2)
+            .applied(MemberId(2), 3, 2, 11, 3)
             .build();
         let verdict = check(Invariant::RaftStateMachineSafety, &history);
         assert_passes(&verdict, 8);
@@ -197,8 +210,12 @@ mod raft_state_machine_safety {
 
     #[test]
     fn fires_when_member_2_applies_a_different_proposal_at_index_7() {
-        let history =
-            h().applied(1, 6, 3, 40, 5).applied(1, 7, 3, 41, 6).applied(2, 6, 3, 40, 5).applied(2, 7, 3, 99, 6).build();
+        let history = h()
+            .applied(MemberId(1), 6, 3, 40, 5)
+            .applied(MemberId(1), 7, 3, 41, 6)
+            .applied(MemberId(2), 6, 3, 40, 5)
+            .applied(MemberId(2), 7, 3, 99, 6)
+            .build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
             &["member 2", "index 7", "proposal 99", "member 1", "proposal 41"],
@@ -207,7 +224,7 @@ mod raft_state_machine_safety {
 
     #[test]
     fn fires_when_members_disagree_on_the_revision_after_an_index() {
-        let history = h().applied(1, 3, 2, 40, 5).applied(3, 3, 2, 40, 6).build();
+        let history = h().applied(MemberId(1), 3, 2, 40, 5).applied(MemberId(3), 3, 2, 40, 6).build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
             &["member 3", "index 3", "revision 6", "revision 5"],
@@ -217,11 +234,11 @@ mod raft_state_machine_safety {
     #[test]
     fn fires_when_a_member_skips_an_index_another_member_applied() {
         let history = h()
-            .applied(1, 4, 2, 40, 2)
-            .applied(1, 5, 2, 41, 3)
-            .applied(1, 6, 2, 42, 4)
-            .applied(2, 4, 2, 40, 2)
-            .applied(2, 6, 2, 42, 4)
+            .applied(MemberId(1), 4, 2, 40, 2)
+            .applied(MemberId(1), 5, 2, 41, 3)
+            .applied(MemberId(1), 6, 2, 42, 4)
+            .applied(MemberId(2), 4, 2, 40, 2)
+            .applied(MemberId(2), 6, 2, 42, 4)
             .build();
         let verdict = check(Invariant::RaftStateMachineSafety, &history);
         let messages = messages(&verdict);
@@ -236,7 +253,7 @@ mod raft_state_machine_safety {
 
     #[test]
     fn fires_when_a_member_applies_out_of_order() {
-        let history = h().applied(1, 5, 2, 41, 3).applied(1, 4, 2, 40, 2).build();
+        let history = h().applied(MemberId(1), 5, 2, 41, 3).applied(MemberId(1), 4, 2, 40, 2).build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
             &["member 1 applied index 4 after index 5"],
@@ -250,21 +267,21 @@ mod raft_state_machine_safety {
         let installed = |member, index, revision| HistoryEvent::SnapshotInstalled { member, index, revision };
         let recovered = |member, index, revision| HistoryEvent::SnapshotRecovered { member, index, revision };
         let history = h()
-            .started(1)
-            .started(2)
-            .applied(1, 2, 2, 10, 2)
-            .applied(1, 3, 2, 11, 3)
-            .applied(1, 4, 2, 12, 4)
-            .applied(1, 5, 2, 13, 5)
-            .applied(2, 2, 2, 10, 2)
+            .started(MemberId(1))
+            .started(MemberId(2))
+            .applied(MemberId(1), 2, 2, 10, 2)
+            .applied(MemberId(1), 3, 2, 11, 3)
+            .applied(MemberId(1), 4, 2, 12, 4)
+            .applied(MemberId(1), 5, 2, 13, 5)
+            .applied(MemberId(2), 2, 2, 10, 2)
             // store-2 fell behind and was sent a snapshot of index 4.
-            .event(installed(2, 4, 4))
-            .applied(2, 5, 2, 13, 5)
+            .event(installed(MemberId(2), 4, 4))
+            .applied(MemberId(2), 5, 2, 13, 5)
             // store-1 restarts from its own snapshot of index 3 and replays 4 and 5.
-            .started(1)
-            .event(recovered(1, 3, 3))
-            .applied(1, 4, 2, 12, 4)
-            .applied(1, 5, 2, 13, 5)
+            .started(MemberId(1))
+            .event(recovered(MemberId(1), 3, 3))
+            .applied(MemberId(1), 4, 2, 12, 4)
+            .applied(MemberId(1), 5, 2, 13, 5)
             .build();
         assert_passes(&check(Invariant::RaftStateMachineSafety, &history), 8);
     }
@@ -272,11 +289,11 @@ mod raft_state_machine_safety {
     #[test]
     fn fires_when_a_snapshot_does_not_cover_a_skipped_index() {
         let history = h()
-            .applied(1, 2, 2, 10, 2)
-            .applied(1, 3, 2, 11, 3)
-            .applied(1, 4, 2, 12, 4)
-            .event(HistoryEvent::SnapshotInstalled { member: 2, index: 2, revision: 2 })
-            .applied(2, 4, 2, 12, 4)
+            .applied(MemberId(1), 2, 2, 10, 2)
+            .applied(MemberId(1), 3, 2, 11, 3)
+            .applied(MemberId(1), 4, 2, 12, 4)
+            .event(HistoryEvent::SnapshotInstalled { member: MemberId(2), index: 2, revision: 2 })
+            .applied(MemberId(2), 4, 2, 12, 4)
             .build();
         let verdict = check(Invariant::RaftStateMachineSafety, &history);
         let messages = messages(&verdict);
@@ -289,18 +306,18 @@ mod raft_state_machine_safety {
     #[test]
     fn fires_when_a_snapshot_disagrees_with_the_revision_at_its_index_or_moves_back() {
         let history = h()
-            .applied(1, 2, 2, 10, 2)
-            .applied(1, 3, 2, 11, 3)
-            .event(HistoryEvent::SnapshotInstalled { member: 2, index: 3, revision: 7 })
+            .applied(MemberId(1), 2, 2, 10, 2)
+            .applied(MemberId(1), 3, 2, 11, 3)
+            .event(HistoryEvent::SnapshotInstalled { member: MemberId(2), index: 3, revision: 7 })
             .build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
             &["member 2 took a snapshot of index 3 at revision 7", "member 1 applied proposal 11"],
         );
         let history = h()
-            .applied(2, 2, 2, 10, 2)
-            .applied(2, 3, 2, 11, 3)
-            .event(HistoryEvent::SnapshotInstalled { member: 2, index: 2, revision: 2 })
+            .applied(MemberId(2), 2, 2, 10, 2)
+            .applied(MemberId(2), 3, 2, 11, 3)
+            .event(HistoryEvent::SnapshotInstalled { member: MemberId(2), index: 2, revision: 2 })
             .build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
@@ -310,7 +327,12 @@ mod raft_state_machine_safety {
 
     #[test]
     fn fires_when_a_restarted_member_replays_a_different_entry() {
-        let history = h().started(3).applied(3, 2, 2, 10, 2).started(3).applied(3, 2, 4, 77, 2).build();
+        let history = h()
+            .started(MemberId(3))
+            .applied(MemberId(3), 2, 2, 10, 2)
+            .started(MemberId(3))
+            .applied(MemberId(3), 2, 4, 77, 2)
+            .build();
         assert_one_violation(
             &check(Invariant::RaftStateMachineSafety, &history),
             &["member 3 re-applied index 2 after a restart", "proposal 77", "proposal 10"],
@@ -635,7 +657,7 @@ mod linearizability {
                         revision,
                         value: keys[key_idx].as_ref().map(|(v, _)| v.clone()),
                         mod_revision: keys[key_idx].as_ref().map_or(0, |(_, r)| *r),
-                        served_by: 1,
+                        served_by: MemberId(1),
                     }
                 }
                 _ => {
@@ -882,7 +904,7 @@ mod lease_expiry {
     use super::*;
     use verdict::history::LessorRecord;
 
-    fn lessor(member: u64, event: LessorRecord) -> HistoryEvent {
+    fn lessor(member: MemberId, event: LessorRecord) -> HistoryEvent {
         HistoryEvent::Lessor { member, event }
     }
 
@@ -905,16 +927,16 @@ mod lease_expiry {
     #[test]
     fn passes_when_each_lease_expires_a_ttl_after_its_last_refresh_on_the_deciding_leader() {
         let history = h()
-            .event(lessor(1, promoted(0, &[])))
-            .event(lessor(1, LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 1_000, primary: true }))
-            .event(lessor(2, LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 1_200, primary: false }))
-            .event(lessor(1, LessorRecord::Granted { lease: 8, ttl_secs: 10, now_ms: 1_500, primary: true }))
-            .event(lessor(1, LessorRecord::Renewed { lease: 8, ttl_secs: 10, now_ms: 9_000 }))
-            .event(lessor(1, expired(5, 11_000)))
-            .event(lessor(1, expired(8, 19_000)))
-            .event(lessor(1, LessorRecord::Demoted))
-            .event(lessor(2, promoted(30_000, &[(6, 10)])))
-            .event(lessor(2, expired(6, 41_000)))
+            .event(lessor(MemberId(1), promoted(0, &[])))
+            .event(lessor(MemberId(1), LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 1_000, primary: true }))
+            .event(lessor(MemberId(2), LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 1_200, primary: false }))
+            .event(lessor(MemberId(1), LessorRecord::Granted { lease: 8, ttl_secs: 10, now_ms: 1_500, primary: true }))
+            .event(lessor(MemberId(1), LessorRecord::Renewed { lease: 8, ttl_secs: 10, now_ms: 9_000 }))
+            .event(lessor(MemberId(1), expired(5, 11_000)))
+            .event(lessor(MemberId(1), expired(8, 19_000)))
+            .event(lessor(MemberId(1), LessorRecord::Demoted))
+            .event(lessor(MemberId(2), promoted(30_000, &[(6, 10)])))
+            .event(lessor(MemberId(2), expired(6, 41_000)))
             .build();
         assert_passes(&check(Invariant::LeaseExpiry, &history), 3);
     }
@@ -924,9 +946,9 @@ mod lease_expiry {
     #[test]
     fn fires_when_a_new_leader_expires_a_lease_before_a_ttl_since_its_promotion() {
         let history = h()
-            .event(lessor(2, LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 1_000, primary: false }))
-            .event(lessor(2, promoted(9_000, &[(5, 10)])))
-            .event(lessor(2, expired(5, 11_000)))
+            .event(lessor(MemberId(2), LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 1_000, primary: false }))
+            .event(lessor(MemberId(2), promoted(9_000, &[(5, 10)])))
+            .event(lessor(MemberId(2), expired(5, 11_000)))
             .build();
         assert_one_violation(
             &check(Invariant::LeaseExpiry, &history),
@@ -940,9 +962,9 @@ mod lease_expiry {
     #[test]
     fn passes_when_a_grant_after_the_promotion_reads_earlier_on_a_clock_set_back() {
         let history = h()
-            .event(lessor(1, promoted(9_000, &[])))
-            .event(lessor(1, LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 300, primary: true }))
-            .event(lessor(1, expired(5, 10_300)))
+            .event(lessor(MemberId(1), promoted(9_000, &[])))
+            .event(lessor(MemberId(1), LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 300, primary: true }))
+            .event(lessor(MemberId(1), expired(5, 10_300)))
             .build();
         assert_passes(&check(Invariant::LeaseExpiry, &history), 1);
     }
@@ -950,14 +972,14 @@ mod lease_expiry {
     /// Two Events under lease 5; the lessor's revoke (proposal 7) commits at revision 12.
     fn revoke_of(deletes: &[&str]) -> History {
         let builder = h()
-            .event(lessor(1, promoted(0, &[])))
-            .event(lessor(1, LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 100, primary: true }))
+            .event(lessor(MemberId(1), promoted(0, &[])))
+            .event(lessor(MemberId(1), LessorRecord::Granted { lease: 5, ttl_secs: 10, now_ms: 100, primary: true }))
             .committed_put(10, "/registry/events/default/a.1", "a", 10, 1)
             .event(attached("/registry/events/default/a.1", 10, 5))
             .committed_put(11, "/registry/events/default/b.1", "b", 11, 1)
             .event(attached("/registry/events/default/b.1", 11, 5))
-            .event(lessor(1, expired(5, 10_100)))
-            .event(verdict::checkers::testing::applied_event(1, 12, 1, 7, 12));
+            .event(lessor(MemberId(1), expired(5, 10_100)))
+            .event(verdict::checkers::testing::applied_event(MemberId(1), 12, 1, 7, 12));
         let changes = deletes.iter().map(|key| verdict::history::KeyState::deleted(key, 12)).collect();
         builder.event(HistoryEvent::Committed { revision: 12, changes }).build()
     }
@@ -980,14 +1002,14 @@ mod lease_expiry {
     #[test]
     fn fires_when_a_revoke_deletes_a_key_moved_to_another_lease() {
         let history = h()
-            .event(lessor(1, promoted(0, &[(5, 10), (6, 10)])))
+            .event(lessor(MemberId(1), promoted(0, &[(5, 10), (6, 10)])))
             .committed_put(10, "/registry/events/default/a.1", "a", 10, 1)
             .event(attached("/registry/events/default/a.1", 10, 5))
             // The Event repeated: updated under lease 6.
             .committed_put(11, "/registry/events/default/a.1", "a2", 10, 2)
             .event(attached("/registry/events/default/a.1", 11, 6))
-            .event(lessor(1, expired(5, 20_000)))
-            .event(verdict::checkers::testing::applied_event(1, 12, 1, 7, 12))
+            .event(lessor(MemberId(1), expired(5, 20_000)))
+            .event(verdict::checkers::testing::applied_event(MemberId(1), 12, 1, 7, 12))
             .committed_delete(12, "/registry/events/default/a.1")
             .build();
         assert_one_violation(
@@ -999,15 +1021,15 @@ mod lease_expiry {
     #[test]
     fn fires_when_a_keep_alive_is_ignored_or_a_follower_expires_a_lease() {
         let history = h()
-            .event(lessor(1, promoted(0, &[(5, 10)])))
-            .event(lessor(1, LessorRecord::Renewed { lease: 5, ttl_secs: 10, now_ms: 8_000 }))
-            .event(lessor(1, expired(5, 12_000)))
+            .event(lessor(MemberId(1), promoted(0, &[(5, 10)])))
+            .event(lessor(MemberId(1), LessorRecord::Renewed { lease: 5, ttl_secs: 10, now_ms: 8_000 }))
+            .event(lessor(MemberId(1), expired(5, 12_000)))
             .build();
         assert_one_violation(&check(Invariant::LeaseExpiry, &history), &["4000 ms after its grant or last keep-alive"]);
         let restarted = h()
-            .event(lessor(3, promoted(0, &[(5, 10)])))
-            .event(HistoryEvent::MemberStarted { member: 3, recovered_entries: 0, torn_bytes: 0 })
-            .event(lessor(3, expired(5, 20_000)))
+            .event(lessor(MemberId(3), promoted(0, &[(5, 10)])))
+            .event(HistoryEvent::MemberStarted { member: MemberId(3), recovered_entries: 0, torn_bytes: 0 })
+            .event(lessor(MemberId(3), expired(5, 20_000)))
             .build();
         assert_one_violation(&check(Invariant::LeaseExpiry, &restarted), &["member 3", "while not the lease primary"]);
     }

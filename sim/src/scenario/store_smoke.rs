@@ -97,7 +97,7 @@ async fn scripted_leader_crash(cluster: &StoreCluster, recorder: &Recorder) {
             recorder.fault(format!("restart {slot}"));
             cluster.restart(slot);
         }
-        Some((member, None)) => recorder.note(format!("the leader, member {member}, runs no slot any more: no crash")),
+        Some((member, None)) => recorder.note(format!("the leader, {member}, runs no slot any more: no crash")),
         None => recorder.note("no leader to crash at the planned time"),
     }
 }
@@ -121,19 +121,21 @@ fn timeline(recorder: &Recorder) -> Vec<String> {
     for (at_ns, e) in history.events() {
         let text = match e {
             HistoryEvent::RoleChanged { member, term, role: Role::Leader, .. } if terms_seen.insert(*term) => {
-                format!("term {term}: leader store-{member}")
+                format!("term {term}: leader {member}")
             }
             HistoryEvent::RoleChanged { member, term, role: Role::Leader, .. } => {
-                format!("term {term}: ANOTHER leader store-{member}")
+                format!("term {term}: ANOTHER leader {member}")
             }
             HistoryEvent::Fault { description } => format!("fault: {description}"),
             HistoryEvent::Note { text } => text.clone(),
             HistoryEvent::MemberStarted { member, .. } if members_started.insert(*member) => continue,
             HistoryEvent::MemberStarted { member, recovered_entries, torn_bytes } => {
-                format!("store-{member} restarted: recovered {recovered_entries} log entries, truncated {torn_bytes} torn bytes")
+                format!(
+                    "{member} restarted: recovered {recovered_entries} log entries, truncated {torn_bytes} torn bytes"
+                )
             }
             HistoryEvent::MemberFailed { member, reason } => {
-                format!("store-{member} stopped: {reason}")
+                format!("{member} stopped: {reason}")
             }
             _ => continue,
         };
@@ -164,7 +166,7 @@ async fn final_checks(
     let serving: Vec<MemberId> = members.keys().copied().filter(|m| !failed.contains(m)).collect();
     let mut checks = Vec::new();
     for m in &failed {
-        checks.push(Check::info(format!("store-{m} refused to serve after a disk failure (excluded)")));
+        checks.push(Check::info(format!("{m} refused to serve after a disk failure (excluded)")));
     }
     let start = madsim::time::Instant::now();
     let mut statuses = BTreeMap::new();
@@ -189,7 +191,7 @@ async fn final_checks(
         }
         if start.elapsed() > settle {
             let detail: Vec<String> =
-                statuses.iter().map(|(id, (rev, d))| format!("store-{id}: revision {rev} digest {d:016x}")).collect();
+                statuses.iter().map(|(id, (rev, d))| format!("{id}: revision {rev} digest {d:016x}")).collect();
             checks.push(Check::violated(
                 Invariant::Convergence,
                 format!(

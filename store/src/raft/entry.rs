@@ -5,7 +5,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// Identity of a Raft peer; the same number as the store's `MemberId`.
+/// Identity of a Raft peer: the number inside the store's `MemberId`, kept a bare `u64`
+/// in the sans-IO core as raft-rs keeps its ids (the member server converts at the boundary).
 pub type NodeId = u64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -80,7 +80,7 @@ fn decode_proposal(data: &Bytes) -> Result<std::rc::Rc<Proposal>, bincode::Error
 pub fn request_id_base(member: MemberId) -> u64 {
     const SUFFIX_BITS: u32 = 48;
     let started_ms = madsim::time::TimeHandle::try_current().map_or(0, |time| time.elapsed().as_millis() as u64);
-    ((member & 0xffff) << SUFFIX_BITS) | ((started_ms << 8) & ((1 << SUFFIX_BITS) - 1))
+    ((member.get() & 0xffff) << SUFFIX_BITS) | ((started_ms << 8) & ((1 << SUFFIX_BITS) - 1))
 }
 
 /// One applied entry, as observers see it.
@@ -240,7 +240,7 @@ impl<D: Disk> MemberCore<D> {
         self.next_lease_check = now + LEASE_CHECK_INTERVAL;
         let source = self.config.listen_addr();
         for id in self.lease_expiry.take_expired(now, LEASE_REVOKE_RATE / 2) {
-            tracing::debug!(member = self.id, lease = id, "lease expired: proposing its revoke");
+            tracing::debug!(member = self.id.get(), lease = id, "lease expired: proposing its revoke");
             // Nobody waits for the answer: the revoke's effect is the keys' deletion.
             let (reply, _answer) = oneshot::channel();
             let principal = Principal::apiserver(LESSOR_PRINCIPAL);
@@ -317,10 +317,10 @@ impl<D: Disk> MemberCore<D> {
         }
         let recorded = {
             let mut identity = self.identity.lock().expect("identity lock");
-            if identity.peers_heard_from.contains(&message.from) {
+            if identity.peers_heard_from.contains(&MemberId(message.from)) {
                 None
             } else {
-                identity.peers_heard_from.insert(message.from);
+                identity.peers_heard_from.insert(MemberId(message.from));
                 Some(identity.clone())
             }
         };
@@ -339,14 +339,14 @@ impl<D: Disk> MemberCore<D> {
     }
 
     pub fn voters(&self) -> Vec<MemberId> {
-        self.raft.voters()
+        member_ids(self.raft.voters())
     }
 
     pub fn is_leader(&self) -> Result<(), StoreError> {
         self.check_available()?;
         match self.raft.role() {
             Role::Leader => Ok(()),
-            _ => Err(StoreError::NotLeader { leader_hint: self.raft.leader() }),
+            _ => Err(StoreError::NotLeader { leader_hint: self.raft.leader().map(MemberId) }),
         }
     }
 
@@ -358,7 +358,7 @@ impl<D: Disk> MemberCore<D> {
             return;
         }
         if let ConfChange::AddVoter(id) = change {
-            if self.removed.lock().expect("removed lock").contains(&id) || id == 0 {
+            if self.removed.lock().expect("removed lock").contains(&MemberId(id)) || id == 0 {
                 let reason = format!("member id {id} was removed from the cluster and cannot be reused");
                 let _ = reply.send(Err(StoreError::InvalidRequest { reason }));
                 return;
@@ -370,7 +370,7 @@ impl<D: Disk> MemberCore<D> {
                 self.pending_conf_changes.insert(index, (change, reply));
             }
             Err(ProposeError::NotLeader { leader_hint }) => {
-                let _ = reply.send(Err(StoreError::NotLeader { leader_hint }));
+                let _ = reply.send(Err(StoreError::NotLeader { leader_hint: leader_hint.map(MemberId) }));
             }
             Err(e @ ProposeError::InvalidConfChange { .. }) => {
                 let _ = reply.send(Err(StoreError::InvalidRequest { reason: e.to_string() }));
@@ -420,14 +420,14 @@ impl<D: Disk> MemberCore<D> {
             member_id: self.id,
             term: s.term,
             role: s.role,
-            leader: s.leader,
+            leader: s.leader.map(MemberId),
             commit_index: s.commit,
             applied_index: self.applied_index,
             revision: self.mvcc.current_revision(),
             compacted_revision: self.mvcc.compacted_revision(),
             keyspace_digest: self.mvcc.digest(),
             cluster_id: self.config.cluster_id,
-            voters: self.raft.voters(),
+            voters: self.voters(),
             snapshot_index: self.snapshot_index,
         }
     }
@@ -436,7 +436,7 @@ impl<D: Disk> MemberCore<D> {
         match &self.failed {
             Some(reason) => Err(StoreError::Unavailable { reason: reason.clone() }),
             None if self.pending_mutations.len() + self.pending_reads.len() >= MAX_PENDING_REQUESTS => {
-                Err(StoreError::Unavailable { reason: format!("member {} has too many requests in flight", self.id) })
+                Err(StoreError::Unavailable { reason: format!("{} has too many requests in flight", self.id) })
             }
             None => Ok(()),
         }
@@ -465,7 +465,7 @@ impl<D: Disk> MemberCore<D> {
                 Some(proposal.id)
             }
             Err(ProposeError::NotLeader { leader_hint }) => {
-                let _ = reply.send(Err(StoreError::NotLeader { leader_hint }));
+                let _ = reply.send(Err(StoreError::NotLeader { leader_hint: leader_hint.map(MemberId) }));
                 None
             }
             #[allow(unreachable_patterns)]
@@ -495,7 +495,7 @@ impl<D: Disk> MemberCore<D> {
                 self.pending_reads.insert(ctx, PendingRead { request, reply, read_index: None });
             }
             Err(ProposeError::NotLeader { leader_hint }) => {
-                let _ = reply.send(Err(StoreError::NotLeader { leader_hint }));
+                let _ = reply.send(Err(StoreError::NotLeader { leader_hint: leader_hint.map(MemberId) }));
             }
             #[allow(unreachable_patterns)]
             Err(e) => {
@@ -638,7 +638,7 @@ impl<D: Disk> MemberCore<D> {
             match self.raft.compact_keeping(self.applied_index, data.clone(), self.config.snapshot_catch_up_entries) {
                 Ok(meta) => meta,
                 Err(e) => {
-                    tracing::warn!(member = self.id, error = %e, "cannot compact the log");
+                    tracing::warn!(member = self.id.get(), error = %e, "cannot compact the log");
                     return;
                 }
             };
@@ -646,7 +646,7 @@ impl<D: Disk> MemberCore<D> {
             self.fail(format!("snapshot write failed: {e}"));
             return;
         }
-        tracing::debug!(member = self.id, index = meta.index, "snapshot saved, log compacted");
+        tracing::debug!(member = self.id.get(), index = meta.index, "snapshot saved, log compacted");
         coverage::reached!("store.snapshot.saved");
         self.snapshot_index = meta.index;
     }
@@ -697,7 +697,7 @@ impl<D: Disk> MemberCore<D> {
     }
 
     fn fail(&mut self, reason: String) {
-        tracing::error!(member = self.id, %reason, "member stops serving");
+        tracing::error!(member = self.id.get(), %reason, "member stops serving");
         if let Some(o) = &self.observer {
             o.disk_failed(self.id, &reason);
         }
@@ -715,7 +715,7 @@ impl<D: Disk> MemberCore<D> {
 
     fn on_soft_state(&mut self, soft: &SoftState) {
         if let Some(o) = &self.observer {
-            o.role_changed(self.id, soft.term, soft.role, soft.leader);
+            o.role_changed(self.id, soft.term, soft.role, soft.leader.map(MemberId));
         }
         // etcdserver/raft.go: a member that becomes leader promotes its lessor with the
         // election timeout as the extension (lessor.go `Promote`: every lease gets its
@@ -739,7 +739,7 @@ impl<D: Disk> MemberCore<D> {
                 self.pending_reads.iter().filter(|(_, r)| r.read_index.is_none()).map(|(c, _)| *c).collect();
             for ctx in waiting {
                 if let Some(read) = self.pending_reads.remove(&ctx) {
-                    let _ = read.reply.send(Err(StoreError::NotLeader { leader_hint: soft.leader }));
+                    let _ = read.reply.send(Err(StoreError::NotLeader { leader_hint: soft.leader.map(MemberId) }));
                 }
             }
         }
@@ -748,7 +748,7 @@ impl<D: Disk> MemberCore<D> {
     fn apply(&mut self, entry: &Entry) {
         assert!(
             entry.index == self.applied_index + 1,
-            "member {}: applying entry {} after {}: entries must apply in order with no gap",
+            "{}: applying entry {} after {}: entries must apply in order with no gap",
             self.id,
             entry.index,
             self.applied_index
@@ -766,7 +766,7 @@ impl<D: Disk> MemberCore<D> {
         }
         let proposal = match decode_proposal(&entry.data) {
             Ok(p) => p,
-            Err(e) => panic!("member {}: committed entry {} does not decode: {e}", self.id, entry.index),
+            Err(e) => panic!("{}: committed entry {} does not decode: {e}", self.id, entry.index),
         };
         let revision_before = self.mvcc.current_revision();
         let result = if proposal.principal.may_mutate() {
@@ -841,12 +841,13 @@ impl<D: Disk> MemberCore<D> {
                     let addr = std::str::from_utf8(&conf.context).ok().and_then(|s| s.parse::<SocketAddr>().ok());
                     match addr {
                         Some(addr) => {
-                            self.peers.insert(id, addr);
+                            self.peers.insert(MemberId(id), addr);
                         }
-                        None => tracing::warn!(member = self.id, id, "added member without a valid address"),
+                        None => tracing::warn!(member = self.id.get(), id, "added member without a valid address"),
                     }
                 }
                 ConfChange::RemoveVoter(id) => {
+                    let id = MemberId(id);
                     if id != self.id {
                         self.peers.remove(&id);
                     }
@@ -854,12 +855,12 @@ impl<D: Disk> MemberCore<D> {
                 }
             }
             if let Some(o) = &self.observer {
-                o.membership_changed(self.id, entry.index, &conf.voters);
+                o.membership_changed(self.id, entry.index, &member_ids(conf.voters.iter().copied()));
             }
         }
         if let Some((change, reply)) = self.pending_conf_changes.remove(&entry.index) {
             let result = match conf {
-                Some(conf) if conf.change == change => Ok(conf.voters),
+                Some(conf) if conf.change == change => Ok(member_ids(conf.voters)),
                 _ => Err(StoreError::UnknownOutcome { reason: "membership change lost to a leader change".into() }),
             };
             let _ = reply.send(result);
@@ -907,6 +908,11 @@ impl<D: Disk> MemberCore<D> {
     pub fn observer(&self) -> Option<std::sync::Arc<dyn StoreObserver>> {
         self.observer.clone()
     }
+}
+
+/// Raft's peer numbers as the store's member ids.
+fn member_ids(voters: impl IntoIterator<Item = crate::raft::NodeId>) -> Vec<MemberId> {
+    voters.into_iter().map(MemberId).collect()
 }
 
 fn set_header(response: &mut MutationResponse, member_id: MemberId, term: u64) {

@@ -182,7 +182,7 @@ impl MemberConfig {
             snapshot_catch_up_entries: 0,
             bootstrap_check_timeout: Duration::from_secs(60),
             failpoints: Failpoints::new(),
-            max_entries_per_append: raft::Config::new(id, Vec::new()).max_entries_per_append,
+            max_entries_per_append: raft::Config::new(id.get(), Vec::new()).max_entries_per_append,
             stream_gap_timeout: Duration::from_millis(10),
             clock: simtime::Clock::new(),
         }
@@ -229,30 +229,29 @@ pub trait StoreObserver: Send + Sync {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemberError {
-    #[error("member {member}: cannot recover from disk: {source}")]
+    #[error("{member}: cannot recover from disk: {source}")]
     Recovery { member: MemberId, source: WalError },
-    #[error("member {member}: invalid recovered Raft state: {reason}")]
+    #[error("{member}: invalid recovered Raft state: {reason}")]
     Raft { member: MemberId, reason: String },
-    #[error("member {member}: network: {source}")]
+    #[error("{member}: network: {source}")]
     Network { member: MemberId, source: std::io::Error },
     /// etcd: "member %s has already been bootstrapped". The member's disk is empty but a
     /// peer has heard from it before: it may have voted or acknowledged entries it no
     /// longer has, so it must not take part under this id. Replace it (member remove, then
     /// member add under a new id) instead.
     #[error(
-        "member {member} has already been bootstrapped (peer {peer} knows it) but its disk is empty; \
-         remove it and add it back under a new id"
+        "{member} has already been bootstrapped (peer {peer_id} knows it) but its disk is empty; \
+         remove it and add it back under a new id",
+        peer_id = peer.get()
     )]
     AlreadyBootstrapped { member: MemberId, peer: MemberId },
-    #[error("member {member}: could not learn within {waited:?} whether it was bootstrapped before (no answer from {unanswered:?})")]
+    #[error("{member}: could not learn within {waited:?} whether it was bootstrapped before (no answer from {unanswered:?})")]
     BootstrapUndecided { member: MemberId, waited: Duration, unanswered: Vec<MemberId> },
-    #[error(
-        "member {member}: the disk belongs to member {disk_member} of cluster {disk_cluster}, not to cluster {cluster}"
-    )]
+    #[error("{member}: the disk belongs to {disk_member} of cluster {disk_cluster}, not to cluster {cluster}")]
     IdentityMismatch { member: MemberId, disk_member: MemberId, disk_cluster: u64, cluster: u64 },
-    #[error("member {member}: peer {peer} belongs to cluster {peer_cluster}, not {cluster}")]
+    #[error("{member}: peer {peer_id} belongs to cluster {peer_cluster}, not {cluster}", peer_id = peer.get())]
     ClusterMismatch { member: MemberId, peer: MemberId, peer_cluster: u64, cluster: u64 },
-    #[error("member {member}: unusable snapshot: {reason}")]
+    #[error("{member}: unusable snapshot: {reason}")]
     Snapshot { member: MemberId, reason: String },
 }
 
@@ -311,7 +310,7 @@ pub async fn run<D: Disk>(
 ) -> Result<(), MemberError> {
     let id = config.id;
     let refuse = |e: MemberError| {
-        tracing::error!(member = id, error = %e, "member refuses to start");
+        tracing::error!(member = id.get(), error = %e, "member refuses to start");
         if let Some(o) = &observer {
             match &e {
                 MemberError::Recovery { .. } | MemberError::Snapshot { .. } => o.disk_failed(id, &e.to_string()),
@@ -342,7 +341,7 @@ async fn send_all(shared: &MemberContext<impl Disk>, streams: &mut stream::Outbo
         // Resolved message by message rather than all up front (which collected them into
         // a Vec of their own): the address book changes only in this task (applying a
         // membership change, installing a snapshot), never during a send.
-        let addr = shared.core.lock().expect("member core lock").peer_addr(message.to);
+        let addr = shared.core.lock().expect("member core lock").peer_addr(MemberId(message.to));
         if let Some(addr) = addr {
             let frame = streams.frame(message);
             // A send fails only when this node's network is gone; Raft retries on its own.
@@ -536,8 +535,8 @@ async fn handle<D: Disk>(
             watch_poll(core, request.range, request.start_revision, request.prev_kv, max_events, wait_ms).await
         }
         StoreOp::Status => Ok(StoreReply::Status(core.lock().expect("member core lock").status())),
-        StoreOp::MemberAdd { id, addr } => conf_change(shared, ConfChange::AddVoter(id), Some(addr)).await,
-        StoreOp::MemberRemove { id } => conf_change(shared, ConfChange::RemoveVoter(id), None).await,
+        StoreOp::MemberAdd { id, addr } => conf_change(shared, ConfChange::AddVoter(id.get()), Some(addr)).await,
+        StoreOp::MemberRemove { id } => conf_change(shared, ConfChange::RemoveVoter(id.get()), None).await,
         StoreOp::MemberList => {
             let core = core.lock().expect("member core lock");
             core.is_leader()?;

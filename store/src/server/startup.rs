@@ -124,10 +124,10 @@ pub(super) async fn start<D: Disk>(
 
     let (machine, snapshot_data) = recover_machine(config, &wal)?;
     let voters = match config.bootstrap {
-        Bootstrap::NewCluster => config.peers.keys().copied().collect(),
+        Bootstrap::NewCluster => config.peers.keys().map(|member| member.get()).collect(),
         Bootstrap::JoinExisting => Vec::new(),
     };
-    let mut raft_config = raft::Config::new(id, voters);
+    let mut raft_config = raft::Config::new(id.get(), voters);
     raft_config.election_tick = config.election_tick;
     raft_config.heartbeat_tick = config.heartbeat_tick;
     raft_config.max_entries_per_append = config.max_entries_per_append;

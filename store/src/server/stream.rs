@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use madsim::time::Instant;
 
-use crate::api::MemberId;
 use crate::raft::Message;
+use crate::raft::NodeId;
 
 /// A Raft message on the wire: its stream position and the message.
 #[derive(Clone, Debug)]
@@ -42,7 +42,7 @@ pub(crate) struct Frame {
 #[derive(Debug)]
 pub(crate) struct Outbound {
     incarnation: u64,
-    next_seq: BTreeMap<MemberId, u64>,
+    next_seq: BTreeMap<NodeId, u64>,
 }
 
 impl Outbound {
@@ -74,7 +74,7 @@ struct StreamIn {
 #[derive(Debug)]
 pub(crate) struct Inbound {
     gap_timeout: Duration,
-    streams: BTreeMap<MemberId, StreamIn>,
+    streams: BTreeMap<NodeId, StreamIn>,
     /// How many streams wait for a gap (have `waiting_since`). `expire` and
     /// `next_deadline` run around every frame received; with no stream waiting, which is
     /// nearly always, they have nothing to look at.
@@ -174,11 +174,11 @@ mod tests {
     use super::*;
     use crate::raft::MessageBody;
 
-    fn message(from: MemberId, term: u64) -> Message {
+    fn message(from: NodeId, term: u64) -> Message {
         Message { from, to: 9, term, body: MessageBody::PreVoteResponse { reject: false } }
     }
 
-    fn frame(incarnation: u64, seq: u64, from: MemberId, term: u64) -> Frame {
+    fn frame(incarnation: u64, seq: u64, from: NodeId, term: u64) -> Frame {
         Frame { incarnation, seq, message: message(from, term) }
     }
 

@@ -56,11 +56,11 @@ pub struct Recovered {
 /// stepped, so any vote or acknowledgement a peer ever gave was recorded by its receiver:
 /// that is what lets a wiped member that restarts under its old id be recognised
 /// ("member %s has already been bootstrapped", etcd `isMemberBootstrapped`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberIdentity {
     pub cluster_id: u64,
-    pub member_id: u64,
-    pub peers_heard_from: std::collections::BTreeSet<u64>,
+    pub member_id: crate::api::MemberId,
+    pub peers_heard_from: std::collections::BTreeSet<crate::api::MemberId>,
 }
 
 #[derive(Serialize, Deserialize)]

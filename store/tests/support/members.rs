@@ -61,7 +61,7 @@ where
     let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
     runtime.block_on(async move {
         let addresses: BTreeMap<MemberId, SocketAddr> =
-            (1..=n).map(|id| (id, SocketAddr::from(([10, 0, 1, id as u8], STORE_PORT)))).collect();
+            (1..=n).map(|id| (MemberId(id), SocketAddr::from(([10, 0, 1, id as u8], STORE_PORT)))).collect();
         let mut member_nodes = Vec::new();
         for &id in addresses.keys() {
             let mut config = MemberConfig::new(id, addresses.clone());
@@ -69,7 +69,7 @@ where
             let disk = SimDisk::new();
             let node = Handle::current()
                 .create_node()
-                .name(format!("store-{id}"))
+                .name(format!("store-{}", id.get()))
                 .ip(addresses[&id].ip())
                 .init(move || {
                     let (config, disk) = (config.clone(), disk.clone());

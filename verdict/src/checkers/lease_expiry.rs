@@ -116,12 +116,12 @@ fn early_expiry(lessor: &Lessor, ttl_secs: &BTreeMap<i64, i64>, expiry: &Expiry)
     let Expiry { member, lease, now_ms, proposal_id } = expiry;
     let Some(promoted_ms) = lessor.promoted_ms else {
         return Some(format!(
-            "member {member} proposed the revoke of expired lease {lease:x} (proposal \
+            "{member} proposed the revoke of expired lease {lease:x} (proposal \
              {proposal_id}) while not the lease primary: only the leader's lessor expires leases"
         ));
     };
     let Some(ttl) = ttl_secs.get(lease).copied() else {
-        return Some(format!("member {member} expired lease {lease:x}, which it never granted nor held when promoted"));
+        return Some(format!("{member} expired lease {lease:x}, which it never granted nor held when promoted"));
     };
     // The later event, not the larger reading: a clock set back reads less after than
     // before (a promotion clears the refreshes before it).
@@ -132,7 +132,7 @@ fn early_expiry(lessor: &Lessor, ttl_secs: &BTreeMap<i64, i64>, expiry: &Expiry)
     let ttl_ms = u64::try_from(ttl).unwrap_or(0).saturating_mul(1000);
     (*now_ms < since_ms.saturating_add(ttl_ms)).then(|| {
         format!(
-            "member {member} expired lease {lease:x} (TTL {ttl} s) at {now_ms} ms on its clock, \
+            "{member} expired lease {lease:x} (TTL {ttl} s) at {now_ms} ms on its clock, \
              {} ms after {since} at {since_ms} ms: before the TTL ran on the deciding leader's clock",
             now_ms.saturating_sub(since_ms)
         )

@@ -32,8 +32,8 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
             Some((first, first_at_ns)) => violations.push(
                 Some(at_ns),
                 format!(
-                    "two leaders in term {term}: member {first} (became leader at {:.6}s) and \
-                     member {member}",
+                    "two leaders in term {term}: {first} (became leader at {:.6}s) and \
+                     {member}",
                     *first_at_ns as f64 / 1e9
                 ),
             ),

@@ -183,7 +183,7 @@ impl Reading {
                 self.violations.push(
                     Some(at_ns),
                     format!(
-                        "member {member} took a snapshot of index {index} after reaching index \
+                        "{member} took a snapshot of index {index} after reaching index \
                          {previous_index}: a snapshot must move a member forward"
                     ),
                 );
@@ -211,7 +211,7 @@ impl Reading {
                 self.violations.push(
                     Some(at_ns),
                     format!(
-                        "member {member} applied index {index} after index {previous_index}: \
+                        "{member} applied index {index} after index {previous_index}: \
                          entries must apply in increasing index order, once per start"
                     ),
                 );
@@ -221,7 +221,7 @@ impl Reading {
                     self.violations.push(
                         Some(at_ns),
                         format!(
-                            "member {member}'s revision went from {previous_revision} (index \
+                            "{member}'s revision went from {previous_revision} (index \
                              {previous_index}) to {} at index {index}, which wrote {} events: \
                              expected {expected}",
                             application.revision, application.n_events
@@ -243,7 +243,7 @@ impl Reading {
                 self.violations.push(
                     Some(at_ns),
                     format!(
-                        "member {member} re-applied index {index} after a restart as \
+                        "{member} re-applied index {index} after a restart as \
                          {application}, but had applied {} there before",
                         before.get()
                     ),
@@ -261,7 +261,7 @@ impl Reading {
                 self.violations.push(
                     Some(at_ns),
                     format!(
-                        "member {member} applied {application} at index {index}, but member {other} \
+                        "{member} applied {application} at index {index}, but {other} \
                          applied {theirs} there"
                     ),
                 )
@@ -282,7 +282,7 @@ impl Reading {
                     self.violations.push(
                         Some(claim.at_ns),
                         format!(
-                            "member {} took a snapshot of index {} at revision {}, but member {other} \
+                            "{} took a snapshot of index {} at revision {}, but {other} \
                              applied {theirs} there",
                             claim.member, claim.index, claim.revision
                         ),
@@ -348,7 +348,7 @@ fn check_no_gap(
                 violations.push(
                     next_at_ns,
                     format!(
-                        "member {} skipped index {index} (member {other} applied {theirs} there) \
+                        "{} skipped index {index} ({other} applied {theirs} there) \
                          and went on to apply index {next_index}{snapshot}",
                         incarnation.member
                     ),

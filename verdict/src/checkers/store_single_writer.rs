@@ -60,7 +60,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         }
         let evidence = || {
             format!(
-                "entry {index} (term {term}, proposal {proposal_id}) applied on member {member} \
+                "entry {index} (term {term}, proposal {proposal_id}) applied on {member} \
                  at revision {revision} with {n_events} events"
             )
         };

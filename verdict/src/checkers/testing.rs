@@ -109,7 +109,7 @@ impl HistoryBuilder {
         self.ret(
             client,
             op_id,
-            StoreOpOutcome::Read { revision, value: value.map(str::to_string), mod_revision, served_by: 1 },
+            StoreOpOutcome::Read { revision, value: value.map(str::to_string), mod_revision, served_by: MemberId(1) },
         )
     }
 
@@ -313,7 +313,7 @@ impl HistoryBuilder {
     pub fn backup_taken(self, backup: u32, revision: Revision) -> Self {
         self.event(HistoryEvent::BackupTaken {
             backup,
-            member: 1,
+            member: MemberId(1),
             cluster_id: 1,
             revision,
             n_keys: 0,
@@ -333,7 +333,7 @@ impl HistoryBuilder {
             bump,
             new_revision: backup_revision + bump as i64,
             new_cluster_id: 2,
-            members: vec![4, 5, 6],
+            members: vec![MemberId(4), MemberId(5), MemberId(6)],
             keyspace,
         })
     }
