@@ -113,6 +113,9 @@ pub fn api_group(resource: Resource) -> &'static str {
         Resource::Deployments | Resource::ReplicaSets => "apps",
         Resource::Leases => "coordination.k8s.io",
         Resource::Custom(definition) => definition.group,
+        Resource::Roles | Resource::RoleBindings | Resource::ClusterRoles | Resource::ClusterRoleBindings => {
+            "rbac.authorization.k8s.io"
+        }
         Resource::Namespaces
         | Resource::Nodes
         | Resource::Pods
