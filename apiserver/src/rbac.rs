@@ -15,14 +15,10 @@
 //! [`crate::authz`]) decide for `system:nodes`, since "its own Node, pods bound to it" is
 //! not expressible as a rule.
 //!
-//! FIXME(part B of issue 19): not wired yet. The apiserver authorizes from the table in
-//! [`crate::authz`]; the tests below show the bootstrap policy allows exactly what that
-//! table allows for masters, the controller-manager and the scheduler on every built-in
-//! resource and verb. What remains: serve the RBAC objects from the store
-//! (`/registry/roles/<ns>/<name>`, `/registry/rolebindings/...`,
-//! `/registry/clusterroles/<name>`, `/registry/clusterrolebindings/<name>`), write the
-//! bootstrap objects at startup when missing, keep an `RbacPolicy` from the apiserver's own
-//! list and watch of them, refuse to serve until it has synced, and authorize from it.
+//! The apiserver authorizes from an `RbacPolicy` built by its own informers of the four
+//! kinds ([`crate::rbac_cache`]); the bootstrap policy is written to the store as default
+//! objects at startup. There is no other table: [`crate::authz`] keeps only the superuser
+//! group and the Node authorizer.
 
 use std::collections::BTreeMap;
 
@@ -49,6 +45,7 @@ fn namespaced_key(meta: &ObjectMeta) -> (String, String) {
 }
 
 impl RbacPolicy {
+    /// An empty policy: it allows nothing.
     pub fn new() -> Self {
         Self::default()
     }
@@ -58,14 +55,17 @@ impl RbacPolicy {
         self.roles.insert(namespaced_key(&role.metadata), role);
     }
 
+    /// Adds or replaces a ClusterRole.
     pub fn put_cluster_role(&mut self, role: ClusterRole) {
         self.cluster_roles.insert(role.metadata.name.clone(), role);
     }
 
+    /// Adds or replaces a RoleBinding.
     pub fn put_role_binding(&mut self, binding: RoleBinding) {
         self.role_bindings.insert(namespaced_key(&binding.metadata), binding);
     }
 
+    /// Adds or replaces a ClusterRoleBinding.
     pub fn put_cluster_role_binding(&mut self, binding: ClusterRoleBinding) {
         self.cluster_role_bindings.insert(binding.metadata.name.clone(), binding);
     }
@@ -162,8 +162,9 @@ impl RbacPolicy {
             })
     }
 
-    /// The default policy, equivalent to [`crate::authz`]'s table for every group but
-    /// `system:nodes` (see the module doc). Its objects carry Kubernetes' bootstrap names.
+    /// The default policy, the rules of the built-in components (every group but
+    /// `system:nodes`, see the module doc), written as objects at apiserver startup. Its
+    /// objects carry Kubernetes' bootstrap names.
     pub fn bootstrap() -> Self {
         let reads = ["get", "list", "watch"];
         let mut policy = Self::new();
@@ -227,8 +228,11 @@ impl RbacPolicy {
 
 /// Kubernetes' superuser ClusterRole, bound to `system:masters`.
 pub const CLUSTER_ADMIN: &str = "cluster-admin";
+/// The controller-manager's ClusterRole and ClusterRoleBinding.
 pub const CONTROLLER_MANAGER_ROLE: &str = "system:kube-controller-manager";
+/// The scheduler's ClusterRole and ClusterRoleBinding.
 pub const SCHEDULER_ROLE: &str = "system:kube-scheduler";
+/// The scheduler's Role and RoleBinding in `kube-system` for its leader-election lease.
 pub const SCHEDULER_LEADER_LOCKING: &str = "system::leader-locking-kube-scheduler";
 
 #[cfg(test)]
