@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::custom::{CustomResourceDefinition, DynamicObject};
+use crate::rbac::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 
 /// Simulated wall time in milliseconds, as a component's clock reports it.
 pub type TimestampMs = u64;
@@ -261,6 +262,15 @@ pub enum Resource {
     ConfigMaps,
     Secrets,
     Events,
+    /// rbac.authorization.k8s.io Roles (namespaced), stored under `/registry/roles/`.
+    Roles,
+    /// rbac.authorization.k8s.io RoleBindings (namespaced), under `/registry/rolebindings/`.
+    RoleBindings,
+    /// rbac.authorization.k8s.io ClusterRoles (cluster-scoped), under `/registry/clusterroles/`.
+    ClusterRoles,
+    /// rbac.authorization.k8s.io ClusterRoleBindings (cluster-scoped), under
+    /// `/registry/clusterrolebindings/`.
+    ClusterRoleBindings,
     /// A custom kind (CustomResourceDefinition). Compared by the definition's value; the
     /// apiserver serves it only if it was started with the same definition registered.
     Custom(#[serde(deserialize_with = "crate::custom::deserialize_definition")] &'static CustomResourceDefinition),
@@ -268,7 +278,7 @@ pub enum Resource {
 
 impl Resource {
     /// Every built-in resource (custom ones are whatever the apiserver registered).
-    pub const ALL: [Resource; 9] = [
+    pub const ALL: [Resource; 13] = [
         Resource::Namespaces,
         Resource::Nodes,
         Resource::Pods,
@@ -278,7 +288,15 @@ impl Resource {
         Resource::ConfigMaps,
         Resource::Secrets,
         Resource::Events,
+        Resource::Roles,
+        Resource::RoleBindings,
+        Resource::ClusterRoles,
+        Resource::ClusterRoleBindings,
     ];
+
+    /// The RBAC kinds, which the apiserver's authorizer watches.
+    pub const RBAC: [Resource; 4] =
+        [Resource::Roles, Resource::RoleBindings, Resource::ClusterRoles, Resource::ClusterRoleBindings];
 
     /// The plural name used in store keys (`/registry/<plural>/...`). Kubernetes stores
     /// leases under `leases`, replicasets under `replicasets`, and so on.
@@ -293,6 +311,10 @@ impl Resource {
             Resource::ConfigMaps => "configmaps",
             Resource::Secrets => "secrets",
             Resource::Events => "events",
+            Resource::Roles => "roles",
+            Resource::RoleBindings => "rolebindings",
+            Resource::ClusterRoles => "clusterroles",
+            Resource::ClusterRoleBindings => "clusterrolebindings",
             Resource::Custom(definition) => definition.plural,
         }
     }
@@ -308,13 +330,17 @@ impl Resource {
             Resource::ConfigMaps => "ConfigMap",
             Resource::Secrets => "Secret",
             Resource::Events => "Event",
+            Resource::Roles => "Role",
+            Resource::RoleBindings => "RoleBinding",
+            Resource::ClusterRoles => "ClusterRole",
+            Resource::ClusterRoleBindings => "ClusterRoleBinding",
             Resource::Custom(definition) => definition.kind,
         }
     }
 
     pub fn namespaced(self) -> bool {
         match self {
-            Resource::Namespaces | Resource::Nodes => false,
+            Resource::Namespaces | Resource::Nodes | Resource::ClusterRoles | Resource::ClusterRoleBindings => false,
             Resource::Custom(definition) => definition.namespaced_scope(),
             _ => true,
         }
@@ -397,6 +423,10 @@ pub enum Object {
     ConfigMap(ConfigMap),
     Secret(Secret),
     Event(Event),
+    Role(Role),
+    RoleBinding(RoleBinding),
+    ClusterRole(ClusterRole),
+    ClusterRoleBinding(ClusterRoleBinding),
     /// An object of a custom kind ([`crate::custom`]).
     Custom(DynamicObject),
 }
@@ -443,6 +473,10 @@ object_accessors! {
     ConfigMap => ConfigMaps, as_config_map, into_config_map;
     Secret => Secrets, as_secret, into_secret;
     Event => Events, as_event, into_event;
+    Role => Roles, as_role, into_role;
+    RoleBinding => RoleBindings, as_role_binding, into_role_binding;
+    ClusterRole => ClusterRoles, as_cluster_role, into_cluster_role;
+    ClusterRoleBinding => ClusterRoleBindings, as_cluster_role_binding, into_cluster_role_binding;
 }
 
 impl Object {
@@ -496,6 +530,16 @@ mod tests {
         assert_eq!(Resource::from_key("/elsewhere/pods/default/p"), None);
         assert_eq!(Resource::Pods.namespace_prefix("default"), "/registry/pods/default/");
         assert_eq!(Resource::Nodes.namespace_prefix("default"), "/registry/minions/");
+        // RBAC objects, as kube-apiserver stores them (no group in the prefix).
+        assert_eq!(Resource::Roles.key("kube-system", "r"), "/registry/roles/kube-system/r");
+        assert_eq!(Resource::RoleBindings.key("kube-system", "b"), "/registry/rolebindings/kube-system/b");
+        assert_eq!(Resource::ClusterRoles.key("", "cluster-admin"), "/registry/clusterroles/cluster-admin");
+        assert_eq!(
+            Resource::ClusterRoleBindings.key("", "cluster-admin"),
+            "/registry/clusterrolebindings/cluster-admin"
+        );
+        assert_eq!(Resource::from_key("/registry/rolebindings/ns/b"), Some(Resource::RoleBindings));
+        assert_eq!(Resource::from_key("/registry/roles/ns/r"), Some(Resource::Roles));
     }
 
     #[test]

@@ -11,10 +11,10 @@
 //! `coordination.k8s.io`, a custom kind's group). [`RequestAttributes::of`] does that
 //! translation.
 //!
-//! FIXME(part B of issue 19): these are not yet stored objects; the apiserver does not
-//! serve them and authorizes from its fixed table (`apiserver/src/authz.rs`). The
-//! evaluation (`apiserver::rbac`) and the bootstrap policy equivalent to the table are
-//! built and tested against the table.
+//! They are stored objects ([`Resource::Roles`], [`Resource::RoleBindings`],
+//! [`Resource::ClusterRoles`], [`Resource::ClusterRoleBindings`], in API group
+//! `rbac.authorization.k8s.io`, under `/registry/roles/...` as kube-apiserver stores them);
+//! the apiserver's authorizer decides from its own watch of them (`apiserver::rbac_cache`).
 
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +113,9 @@ pub fn api_group(resource: Resource) -> &'static str {
         Resource::Deployments | Resource::ReplicaSets => "apps",
         Resource::Leases => "coordination.k8s.io",
         Resource::Custom(definition) => definition.group,
+        Resource::Roles | Resource::RoleBindings | Resource::ClusterRoles | Resource::ClusterRoleBindings => {
+            "rbac.authorization.k8s.io"
+        }
         Resource::Namespaces
         | Resource::Nodes
         | Resource::Pods

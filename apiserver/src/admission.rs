@@ -4,7 +4,7 @@
 //! NamespaceLifecycle ("the namespace must exist") needs the store, so the registry folds it
 //! into the create's transaction instead (see `registry.rs`).
 
-use api::{ApiError, Object, PodSpec, PodTemplateSpec};
+use api::{ApiError, Object, PodSpec, PodTemplateSpec, Resource};
 
 /// Objects larger than this, serialized, are refused with 413 (kubesim's limit, below the
 /// store's 1.5 MiB request limit so that the store never sees an oversized object).
@@ -29,7 +29,15 @@ pub fn validate(object: &Object) -> Result<(), ApiError> {
         Object::Deployment(d) => validate_workload("spec", d.spec.replicas, &d.spec.selector, &d.spec.template)?,
         Object::Event(event) => validate_event(event)?,
         Object::Custom(custom) => validate_custom(custom)?,
-        Object::Namespace(_) | Object::Node(_) | Object::Lease(_) | Object::ConfigMap(_) | Object::Secret(_) => {}
+        Object::RoleBinding(binding) => validate_role_ref(&binding.role_ref, false)?,
+        Object::ClusterRoleBinding(binding) => validate_role_ref(&binding.role_ref, true)?,
+        Object::Namespace(_)
+        | Object::Node(_)
+        | Object::Lease(_)
+        | Object::ConfigMap(_)
+        | Object::Secret(_)
+        | Object::Role(_)
+        | Object::ClusterRole(_) => {}
     }
     check_size(object)
 }
@@ -48,6 +56,19 @@ fn validate_event(event: &api::Event) -> Result<(), ApiError> {
     }
     if event.reason.is_empty() {
         return Err(ApiError::Invalid { field: "reason".into(), reason: "must be set".into() });
+    }
+    Ok(())
+}
+
+/// Kubernetes' `ValidateRoleBinding` / `ValidateClusterRoleBinding`
+/// (`pkg/apis/rbac/validation`): the role is named, and a ClusterRoleBinding can only
+/// grant a ClusterRole.
+fn validate_role_ref(role_ref: &api::rbac::RoleRef, cluster_binding: bool) -> Result<(), ApiError> {
+    if role_ref.name.is_empty() {
+        return Err(invalid("roleRef.name", "Required value"));
+    }
+    if cluster_binding && role_ref.kind != api::rbac::RoleRefKind::ClusterRole {
+        return Err(invalid("roleRef.kind", "Unsupported value: a ClusterRoleBinding grants only a ClusterRole"));
     }
     Ok(())
 }
@@ -95,7 +116,11 @@ pub fn check_size(object: &Object) -> Result<(), ApiError> {
 
 fn validate_metadata(object: &Object) -> Result<(), ApiError> {
     let meta = object.metadata();
-    validate_dns1123_subdomain("metadata.name", &meta.name)?;
+    if Resource::RBAC.contains(&object.resource()) {
+        validate_path_segment_name("metadata.name", &meta.name)?;
+    } else {
+        validate_dns1123_subdomain("metadata.name", &meta.name)?;
+    }
     if object.resource().namespaced() {
         if meta.namespace.is_empty() {
             return Err(invalid("metadata.namespace", "Required value"));
@@ -106,6 +131,19 @@ fn validate_metadata(object: &Object) -> Result<(), ApiError> {
             "metadata.namespace",
             format!("{} is cluster-scoped: must be empty", object.resource().kind()),
         ));
+    }
+    Ok(())
+}
+
+/// Kubernetes' `ValidateRBACName` (`path.IsValidPathSegmentName`): RBAC objects are named
+/// like `system:kube-scheduler`, so any non-empty name but `.`, `..` and one holding `/`
+/// or `%` (kubesim adds the subdomain's length bound).
+fn validate_path_segment_name(field: &str, name: &str) -> Result<(), ApiError> {
+    if name.is_empty() {
+        return Err(invalid(field, "Required value"));
+    }
+    if name == "." || name == ".." || name.contains(['/', '%']) || name.len() > DNS1123_SUBDOMAIN_MAX_LEN {
+        return Err(invalid(field, format!("Invalid value {name:?}: may not be '.', '..', or contain '/' or '%'")));
     }
     Ok(())
 }

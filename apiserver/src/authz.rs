@@ -1,56 +1,69 @@
-//! Authentication (bearer tokens) and authorization (an RBAC-like rule table plus
-//! Kubernetes' Node authorizer and NodeRestriction admission for kubelets).
+//! Authentication (bearer tokens) and authorization: kube-apiserver's chain of
+//! authorizers, each allowing or passing the request on to the next.
 //!
-//! Both are pure functions of the request and the configuration. The one decision that
-//! depends on stored state, "is this pod bound to the kubelet's node?", is returned as
-//! [`Decision::AllowIfPodBoundTo`] and checked by the registry against the stored pod it
-//! is about to write, inside the same optimistic-concurrency transaction.
+//! 1. `system:masters` may do everything, with no RBAC object involved (kube-apiserver's
+//!    privileged-group authorizer, `authorizerfactory.NewPrivilegedGroups(
+//!    user.SystemPrivilegedGroup)`, first in `pkg/kubeapiserver/authorizer`'s chain). This
+//!    is how the operator's kubectl and the apiserver's own bootstrap writes proceed before
+//!    any RBAC object exists.
+//! 2. Kubelets (`system:node:<nodeName>` in `system:nodes`): Kubernetes' Node authorizer
+//!    with NodeRestriction admission, code rather than rules, since "its own Node, pods
+//!    bound to it" is not expressible as an RBAC rule. It allows only what the table below
+//!    says; anything else falls through to RBAC.
+//! 3. RBAC ([`crate::rbac::RbacPolicy`]) from the RBAC objects in the store, as this
+//!    apiserver's informers saw them ([`crate::rbac_cache`]). The built-in components'
+//!    rules are the bootstrap policy's default objects ([`crate::rbac::RbacPolicy::bootstrap`]):
+//!    one source of truth, which an operator may change through the API like any object.
+//!    Until the cache is ready a request that needs RBAC is answered 503 Unavailable, not
+//!    403 (kube-apiserver is not ready before its RBAC hook and informers are).
 //!
-//! | group (user)                              | may                                                                                      |
-//! |-------------------------------------------|------------------------------------------------------------------------------------------|
-//! | `system:masters` (admin, kubectl)         | everything                                                                               |
-//! | `system:kube-controller-manager`          | get/list/watch everything; every verb but bind on deployments, replicasets, pods; every verb on leases; update node status |
-//! | `system:kube-scheduler`                   | get/list/watch everything but secrets; bind pods; get/create/update lease `kube-system/kube-scheduler` |
-//! | `system:nodes` (`system:node:<nodeName>`) | get/list/watch pods and nodes; update status of and delete pods bound to `<nodeName>`; create/update/update status of Node `<nodeName>`; get/create/update Lease `kube-node-lease/<nodeName>` |
-//! | every component above                   | create and update Events (Kubernetes' `system:controller:*`, `system:kube-scheduler` and `system:node` roles may create, update and patch events) |
-//! | anyone else                               | nothing                                                                                  |
+//! | kubelet of `<nodeName>` (Node authorizer)                                                                  |
+//! |------------------------------------------------------------------------------------------------------------|
+//! | get/list/watch pods and nodes; update status of and delete pods bound to `<nodeName>`; create/update/update status of Node `<nodeName>`; get/create/update Lease `kube-node-lease/<nodeName>`; create and update Events |
 //!
-//! Custom kinds ([`Resource::Custom`]) fall under the same table: every component that
-//! may read everything reads them, only `system:masters` writes them.
+//! The one decision that depends on stored state, "is this pod bound to the kubelet's
+//! node?", is returned as [`Decision::AllowIfPodBoundTo`] and checked by the registry
+//! against the stored pod it is about to write, inside the same optimistic-concurrency
+//! transaction.
 //!
-//! Choices where Kubernetes' roles differ or were unclear:
-//! - The controller-manager may update pod status: the node lifecycle controller marks the
-//!   pods of a lost node Failed (`reason: NodeLost`) before deleting them (eviction). It may
-//!   not bind; only the scheduler assigns nodes (invariant 12 has one writer of nodeName).
-//! - The controller-manager may update Node *status* (NotReady on a lapsed heartbeat) but
-//!   not Node spec or metadata, and may not create or delete Nodes.
-//! - Kubelets may read every pod, not only their own (Kubernetes' Node authorizer allows
-//!   list/watch of all pods too; kubelets filter by `spec.nodeName`).
+//! Kubelets may read every pod, not only their own (Kubernetes' Node authorizer allows
+//! list/watch of all pods too; kubelets filter by `spec.nodeName`).
 
 use std::collections::BTreeMap;
 
+use api::rbac::RequestAttributes;
 use api::{ApiError, Credential, Resource, Verb};
 
 use crate::config::UserInfo;
+use crate::rbac::RbacPolicy;
 
+/// Kubernetes' `system:masters`: the superuser group, allowed everything without RBAC.
 pub const GROUP_MASTERS: &str = "system:masters";
+/// The controller-manager's group, which the bootstrap policy binds its ClusterRole to.
 pub const GROUP_CONTROLLER_MANAGER: &str = "system:kube-controller-manager";
+/// The scheduler's group, which the bootstrap policy binds its roles to.
 pub const GROUP_SCHEDULER: &str = "system:kube-scheduler";
+/// Kubelets' group, decided by the Node authorizer.
 pub const GROUP_NODES: &str = "system:nodes";
 /// Kubelets authenticate as `system:node:<nodeName>` (Kubernetes' node identity).
 pub const NODE_USER_PREFIX: &str = "system:node:";
 /// Node heartbeats live here (Kubernetes `kube-node-lease`).
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+/// The namespace of the scheduler's leader-election lease.
 pub const SCHEDULER_LEASE_NAMESPACE: &str = "kube-system";
+/// The scheduler's leader-election lease, the only one its bootstrap Role may write.
 pub const SCHEDULER_LEASE_NAME: &str = "kube-scheduler";
 
 impl UserInfo {
+    /// The cluster administrator (kubectl), in `system:masters`.
     pub fn admin() -> Self {
         Self::new("admin", &[GROUP_MASTERS])
     }
+    /// kube-controller-manager's identity.
     pub fn controller_manager() -> Self {
         Self::new("system:kube-controller-manager", &[GROUP_CONTROLLER_MANAGER])
     }
+    /// kube-scheduler's identity.
     pub fn scheduler() -> Self {
         Self::new("system:kube-scheduler", &[GROUP_SCHEDULER])
     }
@@ -78,48 +91,64 @@ pub fn authenticate(tokens: &BTreeMap<String, UserInfo>, credential: &Credential
 /// lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attributes<'a> {
+    /// What is asked.
     pub verb: Verb,
+    /// Of which resource.
     pub resource: Resource,
+    /// In which namespace (empty: cluster-scoped or all namespaces).
     pub namespace: &'a str,
+    /// Of which object (empty: list and watch).
     pub name: &'a str,
 }
 
+/// What an authorizer allowed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
+    /// The request may proceed.
     Allow,
     /// Allowed only if the stored pod is bound to this node (NodeRestriction). The
     /// registry checks it against the pod it is about to write.
     AllowIfPodBoundTo(String),
 }
 
-/// Decides whether `user` may do `attrs`. Allowed if any of the user's groups allows it;
-/// otherwise 403 naming the user, verb, resource and why.
-pub fn authorize(user: &UserInfo, attrs: &Attributes<'_>) -> Result<Decision, ApiError> {
-    let mut conditional = None;
+/// Decides whether `user` may do `attrs` through the chain of the module doc: masters,
+/// then the Node authorizer for kubelets, then RBAC from `rbac` (`None`: the apiserver's
+/// RBAC cache is not ready, so a request RBAC would decide is 503 Unavailable). Denied:
+/// 403 naming the user, verb, resource and why.
+pub fn authorize(user: &UserInfo, attrs: &Attributes<'_>, rbac: Option<&RbacPolicy>) -> Result<Decision, ApiError> {
+    if user.in_group(GROUP_MASTERS) {
+        return Ok(Decision::Allow);
+    }
     let mut reasons = Vec::new();
-    for group in &user.groups {
-        let rule = match group.as_str() {
-            GROUP_MASTERS => Ok(Decision::Allow),
-            GROUP_CONTROLLER_MANAGER => controller_manager(attrs),
-            GROUP_SCHEDULER => scheduler(attrs),
-            GROUP_NODES => match user.name.strip_prefix(NODE_USER_PREFIX) {
-                Some(node_name) if !node_name.is_empty() => node(node_name, attrs),
-                _ => Err(format!("members of {GROUP_NODES} must be named {NODE_USER_PREFIX}<nodeName>")),
-            },
-            _ => continue,
+    if user.in_group(GROUP_NODES) {
+        let rule = match user.name.strip_prefix(NODE_USER_PREFIX) {
+            Some(node_name) if !node_name.is_empty() => node(node_name, attrs),
+            _ => Err(format!("members of {GROUP_NODES} must be named {NODE_USER_PREFIX}<nodeName>")),
         };
         match rule {
-            Ok(Decision::Allow) => return Ok(Decision::Allow),
-            Ok(decision) => conditional = Some(decision),
+            Ok(decision) => return Ok(decision),
             Err(reason) => reasons.push(reason),
         }
     }
-    if let Some(decision) = conditional {
-        return Ok(decision);
+    let Some(policy) = rbac else {
+        return Err(ApiError::Unavailable { reason: crate::rbac_cache::NOT_READY.into() });
+    };
+    let request = RequestAttributes::of(attrs.verb, attrs.resource, attrs.namespace, attrs.name);
+    if policy.allows(&user.name, &user.groups, &request) {
+        return Ok(Decision::Allow);
     }
-    if reasons.is_empty() {
-        reasons.push("no role grants this user anything".to_string());
-    }
+    // Kubernetes' RBAC denial: `User "u" cannot <verb> resource "<resource>" in API group
+    // "<group>" in the namespace "<ns>"`.
+    let subresource = request.subresource.map(|s| format!("/{s}")).unwrap_or_default();
+    let place = if request.namespace.is_empty() {
+        "at the cluster scope".to_string()
+    } else {
+        format!("in the namespace {:?}", request.namespace)
+    };
+    reasons.push(format!(
+        "RBAC: user {:?} cannot {} resource \"{}{subresource}\" in API group {:?} {place}: no binding grants it",
+        user.name, request.verb, request.resource, request.api_group
+    ));
     Err(ApiError::Forbidden {
         user: user.name.clone(),
         verb: attrs.verb,
@@ -132,37 +161,6 @@ type Rule = Result<Decision, String>;
 
 fn is_read(verb: Verb) -> bool {
     matches!(verb, Verb::Get | Verb::List | Verb::Watch)
-}
-
-fn controller_manager(attrs: &Attributes<'_>) -> Rule {
-    use Resource::*;
-    match (attrs.resource, attrs.verb) {
-        (_, verb) if is_read(verb) => Ok(Decision::Allow),
-        (Pods, Verb::Bind) => Err("only the scheduler binds pods".into()),
-        (Events, Verb::Create | Verb::Update) => Ok(Decision::Allow),
-        (Deployments | ReplicaSets | Pods | Leases, _) => Ok(Decision::Allow),
-        (Nodes, Verb::UpdateStatus) => Ok(Decision::Allow),
-        (resource, _) => Err(format!("kube-controller-manager may only read {resource}")),
-    }
-}
-
-fn scheduler(attrs: &Attributes<'_>) -> Rule {
-    use Resource::*;
-    match (attrs.resource, attrs.verb) {
-        (Secrets, _) => Err("kube-scheduler may not access secrets".into()),
-        (_, verb) if is_read(verb) => Ok(Decision::Allow),
-        (Pods, Verb::Bind) => Ok(Decision::Allow),
-        (Events, Verb::Create | Verb::Update) => Ok(Decision::Allow),
-        (Leases, Verb::Create | Verb::Update)
-            if attrs.namespace == SCHEDULER_LEASE_NAMESPACE && attrs.name == SCHEDULER_LEASE_NAME =>
-        {
-            Ok(Decision::Allow)
-        }
-        (Leases, _) => {
-            Err(format!("kube-scheduler may only write lease {SCHEDULER_LEASE_NAMESPACE}/{SCHEDULER_LEASE_NAME}"))
-        }
-        (resource, _) => Err(format!("kube-scheduler may only read {resource} (and bind pods)")),
-    }
 }
 
 /// Kubernetes' Node authorizer + NodeRestriction admission, for the kubelet of `node_name`.
@@ -192,11 +190,25 @@ mod tests {
     use Resource::*;
     use Verb::*;
 
-    /// One row of the authorization table: who, what, and the expected decision
-    /// ("allow", "allow-if-bound:<node>" or "deny").
+    /// One row of what the chain decides with the bootstrap policy: who, what, and the
+    /// expected decision ("allow", "allow-if-bound:<node>" or "deny"). The rows of the
+    /// controller-manager and the scheduler are the rules of the fixed table the bootstrap
+    /// policy replaced (kept as its specification).
     fn check(user: &UserInfo, verb: Verb, resource: Resource, ns: &str, name: &str, expect: &str) {
+        check_with(Some(&RbacPolicy::bootstrap()), user, verb, resource, ns, name, expect)
+    }
+
+    fn check_with(
+        policy: Option<&RbacPolicy>,
+        user: &UserInfo,
+        verb: Verb,
+        resource: Resource,
+        ns: &str,
+        name: &str,
+        expect: &str,
+    ) {
         let attrs = Attributes { verb, resource, namespace: ns, name };
-        let actual = match authorize(user, &attrs) {
+        let actual = match authorize(user, &attrs, policy) {
             Ok(Decision::Allow) => "allow".to_string(),
             Ok(Decision::AllowIfPodBoundTo(node)) => format!("allow-if-bound:{node}"),
             Err(ApiError::Forbidden { user: u, verb: v, resource: r, reason }) => {
@@ -204,18 +216,71 @@ mod tests {
                 assert!(!reason.is_empty());
                 "deny".to_string()
             }
+            Err(ApiError::Unavailable { .. }) => "unavailable".to_string(),
             Err(other) => panic!("authorize returned a non-403 error: {other}"),
         };
         assert_eq!(actual, expect, "{} {verb:?} {resource} {ns}/{name}", user.name);
     }
 
+    /// Masters need no RBAC object: allowed everything even before the cache is ready
+    /// and with an empty policy (how the bootstrap writes it in the first place).
     #[test]
-    fn masters_may_do_anything() {
+    fn masters_may_do_anything_without_rbac() {
         for resource in Resource::ALL {
             for verb in [Get, List, Watch, Create, Update, UpdateStatus, Delete, Bind] {
                 check(&UserInfo::admin(), verb, resource, "default", "x", "allow");
+                check_with(None, &UserInfo::admin(), verb, resource, "default", "x", "allow");
+                check_with(Some(&RbacPolicy::new()), &UserInfo::admin(), verb, resource, "default", "x", "allow");
             }
         }
+    }
+
+    /// Before the RBAC cache is ready, whatever RBAC would decide is 503, not 403; the
+    /// Node authorizer's own rules still answer.
+    #[test]
+    fn requests_rbac_would_decide_are_unavailable_until_the_cache_is_ready() {
+        check_with(None, &UserInfo::controller_manager(), Create, Pods, "default", "p", "unavailable");
+        check_with(None, &UserInfo::scheduler(), Bind, Pods, "default", "p", "unavailable");
+        check_with(None, &UserInfo::new("mallory", &[]), Get, Pods, "default", "p", "unavailable");
+        check_with(None, &UserInfo::node("worker-1"), Create, Leases, "kube-node-lease", "worker-1", "allow");
+        check_with(None, &UserInfo::node("worker-1"), Get, Secrets, "default", "s", "unavailable");
+        // Ready with no objects at all: RBAC denies everyone but masters.
+        let empty = RbacPolicy::new();
+        check_with(Some(&empty), &UserInfo::controller_manager(), Create, Pods, "default", "p", "deny");
+    }
+
+    /// RBAC objects are written only by masters: no bootstrap role grants a write of them
+    /// (the controller-manager reads everything, so it may read them).
+    #[test]
+    fn only_masters_write_rbac_objects() {
+        for user in [UserInfo::controller_manager(), UserInfo::scheduler(), UserInfo::node("worker-1")] {
+            for resource in Resource::RBAC {
+                let ns = if resource.namespaced() { "kube-system" } else { "" };
+                for verb in [Create, Update, Delete] {
+                    check(&user, verb, resource, ns, "grant", "deny");
+                }
+            }
+        }
+        check(&UserInfo::controller_manager(), List, Resource::RoleBindings, "", "", "allow");
+        check(&UserInfo::scheduler(), List, Resource::RoleBindings, "", "", "deny");
+    }
+
+    /// A kubelet's request the Node authorizer does not allow falls through to RBAC, as in
+    /// Kubernetes' authorizer chain.
+    #[test]
+    fn a_node_request_the_node_authorizer_refuses_falls_through_to_rbac() {
+        let mut policy = RbacPolicy::bootstrap();
+        check_with(Some(&policy), &UserInfo::node("worker-1"), Get, Secrets, "default", "s", "deny");
+        policy.put_cluster_role(api::rbac::ClusterRole {
+            metadata: api::ObjectMeta::named("", "secret-reader"),
+            rules: vec![api::rbac::PolicyRule::new(&["get"], &[""], &["secrets"])],
+        });
+        policy.put_cluster_role_binding(api::rbac::ClusterRoleBinding {
+            metadata: api::ObjectMeta::named("", "nodes-read-secrets"),
+            subjects: vec![api::rbac::Subject::group(GROUP_NODES)],
+            role_ref: api::rbac::RoleRef { kind: api::rbac::RoleRefKind::ClusterRole, name: "secret-reader".into() },
+        });
+        check_with(Some(&policy), &UserInfo::node("worker-1"), Get, Secrets, "default", "s", "allow");
     }
 
     #[test]

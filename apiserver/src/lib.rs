@@ -1,7 +1,9 @@
 //! kube-apiserver for kubesim: the only component that talks to the store.
 //!
-//! It holds authentication (bearer tokens) and authorization (RBAC-like roles, the Node
-//! authorizer and NodeRestriction) in [`authz`], validating admission in [`admission`], the
+//! It holds authentication (bearer tokens) and authorization (the superuser group, the
+//! Node authorizer and NodeRestriction, then RBAC) in [`authz`], Kubernetes' RBAC
+//! authorizer and bootstrap policy in [`rbac`], the RBAC objects the authorizer decides
+//! from (its own informers of them) and the bootstrap writes in [`rbac_cache`], validating admission in [`admission`], the
 //! registry of Kubernetes objects over the store's transactions (optimistic concurrency,
 //! lease fencing, NamespaceLifecycle) in [`registry`], the watch cache that serves long-poll
 //! watches in [`watch_cache`], the compactor, the RPC server and its graceful shutdown
@@ -20,6 +22,7 @@ pub mod authz;
 pub mod backend;
 pub mod config;
 pub mod rbac;
+pub mod rbac_cache;
 pub mod registry;
 pub mod server;
 pub mod ttl_leases;

@@ -15,21 +15,17 @@
 //! [`crate::authz`]) decide for `system:nodes`, since "its own Node, pods bound to it" is
 //! not expressible as a rule.
 //!
-//! FIXME(part B of issue 19): not wired yet. The apiserver authorizes from the table in
-//! [`crate::authz`]; the tests below show the bootstrap policy allows exactly what that
-//! table allows for masters, the controller-manager and the scheduler on every built-in
-//! resource and verb. What remains: serve the RBAC objects from the store
-//! (`/registry/roles/<ns>/<name>`, `/registry/rolebindings/...`,
-//! `/registry/clusterroles/<name>`, `/registry/clusterrolebindings/<name>`), write the
-//! bootstrap objects at startup when missing, keep an `RbacPolicy` from the apiserver's own
-//! list and watch of them, refuse to serve until it has synced, and authorize from it.
+//! The apiserver authorizes from an `RbacPolicy` built by its own informers of the four
+//! kinds ([`crate::rbac_cache`]); the bootstrap policy is written to the store as default
+//! objects at startup. There is no other table: [`crate::authz`] keeps only the superuser
+//! group and the Node authorizer.
 
 use std::collections::BTreeMap;
 
 use api::rbac::{
     ClusterRole, ClusterRoleBinding, PolicyRule, RequestAttributes, Role, RoleBinding, RoleRef, RoleRefKind, Subject,
 };
-use api::ObjectMeta;
+use api::{Object, ObjectMeta, Resource};
 
 use crate::authz::{GROUP_CONTROLLER_MANAGER, GROUP_MASTERS, GROUP_SCHEDULER};
 
@@ -49,6 +45,7 @@ fn namespaced_key(meta: &ObjectMeta) -> (String, String) {
 }
 
 impl RbacPolicy {
+    /// An empty policy: it allows nothing.
     pub fn new() -> Self {
         Self::default()
     }
@@ -58,21 +55,84 @@ impl RbacPolicy {
         self.roles.insert(namespaced_key(&role.metadata), role);
     }
 
+    /// Adds or replaces a ClusterRole.
     pub fn put_cluster_role(&mut self, role: ClusterRole) {
         self.cluster_roles.insert(role.metadata.name.clone(), role);
     }
 
+    /// Adds or replaces a RoleBinding.
     pub fn put_role_binding(&mut self, binding: RoleBinding) {
         self.role_bindings.insert(namespaced_key(&binding.metadata), binding);
     }
 
+    /// Adds or replaces a ClusterRoleBinding.
     pub fn put_cluster_role_binding(&mut self, binding: ClusterRoleBinding) {
         self.cluster_role_bindings.insert(binding.metadata.name.clone(), binding);
     }
 
-    /// Removes a RoleBinding; whether it was there.
-    pub fn remove_role_binding(&mut self, namespace: &str, name: &str) -> bool {
-        self.role_bindings.remove(&(namespace.to_string(), name.to_string())).is_some()
+    /// Adds or replaces an RBAC object of any of the four kinds; `false` (and nothing
+    /// changed) for an object of another kind.
+    pub fn put(&mut self, object: Object) -> bool {
+        match object {
+            Object::Role(role) => self.put_role(role),
+            Object::ClusterRole(role) => self.put_cluster_role(role),
+            Object::RoleBinding(binding) => self.put_role_binding(binding),
+            Object::ClusterRoleBinding(binding) => self.put_cluster_role_binding(binding),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Removes the object of RBAC kind `resource` named `namespace`/`name` (the namespace
+    /// is ignored for the cluster-scoped kinds); whether it was there.
+    pub fn remove(&mut self, resource: Resource, namespace: &str, name: &str) -> bool {
+        let namespaced = || (namespace.to_string(), name.to_string());
+        match resource {
+            Resource::Roles => self.roles.remove(&namespaced()).is_some(),
+            Resource::RoleBindings => self.role_bindings.remove(&namespaced()).is_some(),
+            Resource::ClusterRoles => self.cluster_roles.remove(name).is_some(),
+            Resource::ClusterRoleBindings => self.cluster_role_bindings.remove(name).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Replaces every object of RBAC kind `resource` with `objects` (an informer's relist).
+    /// Objects of another kind are ignored.
+    pub fn replace(&mut self, resource: Resource, objects: Vec<Object>) {
+        match resource {
+            Resource::Roles => self.roles.clear(),
+            Resource::RoleBindings => self.role_bindings.clear(),
+            Resource::ClusterRoles => self.cluster_roles.clear(),
+            Resource::ClusterRoleBindings => self.cluster_role_bindings.clear(),
+            _ => return,
+        }
+        for object in objects.into_iter().filter(|o| o.resource() == resource) {
+            self.put(object);
+        }
+    }
+
+    /// Every object of the policy as the apiserver stores it: roles before the bindings
+    /// that name them, each kind in key order.
+    pub fn objects(&self) -> Vec<Object> {
+        let roles = self.cluster_roles.values().cloned().map(Object::from);
+        let roles = roles.chain(self.roles.values().cloned().map(Object::from));
+        let bindings = self.cluster_role_bindings.values().cloned().map(Object::from);
+        let bindings = bindings.chain(self.role_bindings.values().cloned().map(Object::from));
+        roles.chain(bindings).collect()
+    }
+
+    /// Whether an object of `object`'s kind, namespace and name is in the policy (its
+    /// content is not compared).
+    pub fn contains(&self, object: &Object) -> bool {
+        let meta = object.metadata();
+        let namespaced = (meta.namespace.clone(), meta.name.clone());
+        match object.resource() {
+            Resource::Roles => self.roles.contains_key(&namespaced),
+            Resource::RoleBindings => self.role_bindings.contains_key(&namespaced),
+            Resource::ClusterRoles => self.cluster_roles.contains_key(&meta.name),
+            Resource::ClusterRoleBindings => self.cluster_role_bindings.contains_key(&meta.name),
+            _ => false,
+        }
     }
 
     /// Whether a binding grants `user` (or one of `groups`) a rule that allows the request
@@ -102,8 +162,9 @@ impl RbacPolicy {
             })
     }
 
-    /// The default policy, equivalent to [`crate::authz`]'s table for every group but
-    /// `system:nodes` (see the module doc). Its objects carry Kubernetes' bootstrap names.
+    /// The default policy, the rules of the built-in components (every group but
+    /// `system:nodes`, see the module doc), written as objects at apiserver startup. Its
+    /// objects carry Kubernetes' bootstrap names.
     pub fn bootstrap() -> Self {
         let reads = ["get", "list", "watch"];
         let mut policy = Self::new();
@@ -167,69 +228,46 @@ impl RbacPolicy {
 
 /// Kubernetes' superuser ClusterRole, bound to `system:masters`.
 pub const CLUSTER_ADMIN: &str = "cluster-admin";
+/// The controller-manager's ClusterRole and ClusterRoleBinding.
 pub const CONTROLLER_MANAGER_ROLE: &str = "system:kube-controller-manager";
+/// The scheduler's ClusterRole and ClusterRoleBinding.
 pub const SCHEDULER_ROLE: &str = "system:kube-scheduler";
+/// The scheduler's Role and RoleBinding in `kube-system` for its leader-election lease.
 pub const SCHEDULER_LEADER_LOCKING: &str = "system::leader-locking-kube-scheduler";
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::{authorize, Attributes, Decision};
-    use crate::config::UserInfo;
-    use api::{Resource, Verb};
+    use api::Verb;
 
-    /// The bootstrap policy decides as the table does, for every built-in resource, verb
-    /// and a spread of namespaces and names (the scheduler's lease among them). A bind is
-    /// always of a pod (`Operation::Bind`), so other resources are not asked with it.
+    /// The bootstrap objects round-trip through `objects` and `put`, roles before the
+    /// bindings that name them; `replace` and `remove` keep the other kinds.
     #[test]
-    fn bootstrap_policy_allows_exactly_what_the_table_allows() {
-        let policy = RbacPolicy::bootstrap();
-        let verbs = [
-            Verb::Get,
-            Verb::List,
-            Verb::Watch,
-            Verb::Create,
-            Verb::Update,
-            Verb::UpdateStatus,
-            Verb::Delete,
-            Verb::Bind,
-        ];
-        let places = [
-            ("default", "x"),
-            ("kube-system", "kube-scheduler"),
-            ("kube-system", "kube-controller-manager"),
-            ("kube-node-lease", "worker-1"),
-            ("", ""),
-            ("default", ""),
-        ];
-        let users = [
-            UserInfo::admin(),
-            UserInfo::controller_manager(),
-            UserInfo::scheduler(),
-            UserInfo::new("mallory", &["system:authenticated"]),
-        ];
-        let mut compared = 0;
-        for user in &users {
-            for resource in Resource::ALL {
-                for verb in verbs.into_iter().filter(|v| *v != Verb::Bind || resource == Resource::Pods) {
-                    for (namespace, name) in places {
-                        let namespace = if resource.namespaced() { namespace } else { "" };
-                        let table = authorize(user, &Attributes { verb, resource, namespace, name });
-                        let table = match table {
-                            Ok(Decision::Allow) => true,
-                            Err(_) => false,
-                            Ok(other) => panic!("{other:?} for {}", user.name),
-                        };
-                        let attributes = RequestAttributes::of(verb, resource, namespace, name);
-                        let rbac = policy.allows(&user.name, &user.groups, &attributes);
-                        assert_eq!(rbac, table, "{} {verb:?} {resource} {namespace}/{name}", user.name);
-                        compared += 1;
-                    }
-                }
-            }
+    fn bootstrap_objects_rebuild_the_policy() {
+        let bootstrap = RbacPolicy::bootstrap();
+        let objects = bootstrap.objects();
+        let kinds: Vec<Resource> = objects.iter().map(Object::resource).collect();
+        let first_binding =
+            kinds.iter().position(|k| matches!(k, Resource::RoleBindings | Resource::ClusterRoleBindings));
+        assert!(first_binding
+            .is_some_and(|i| kinds[..i].iter().all(|k| matches!(k, Resource::Roles | Resource::ClusterRoles))));
+        let mut rebuilt = RbacPolicy::new();
+        for object in objects.clone() {
+            assert!(rebuilt.put(object));
         }
-        let pairs = Resource::ALL.len() * (verbs.len() - 1) + 1;
-        assert_eq!(compared, users.len() * pairs * places.len());
+        assert_eq!(rebuilt, bootstrap);
+        assert!(objects.iter().all(|o| rebuilt.contains(o)));
+        rebuilt.replace(Resource::ClusterRoleBindings, vec![]);
+        for object in &objects {
+            assert_eq!(
+                rebuilt.contains(object),
+                object.resource() != Resource::ClusterRoleBindings,
+                "{}",
+                object.key()
+            );
+        }
+        assert!(rebuilt.remove(Resource::Roles, "kube-system", SCHEDULER_LEADER_LOCKING));
+        assert!(!rebuilt.remove(Resource::Roles, "kube-system", SCHEDULER_LEADER_LOCKING));
     }
 
     fn binding(namespace: &str, subject: Subject, role_ref: RoleRef) -> RoleBinding {
@@ -256,7 +294,7 @@ mod tests {
         assert!(!policy.allows("bob", &[], &get("team-a")));
         let update = RequestAttributes::of(Verb::Update, Resource::ConfigMaps, "team-a", "settings");
         assert!(!policy.allows(user, &groups, &update), "only the rule's verbs");
-        assert!(policy.remove_role_binding("team-a", "grant"));
+        assert!(policy.remove(Resource::RoleBindings, "team-a", "grant"));
         assert!(!policy.allows(user, &groups, &get("team-a")));
 
         // A group subject and a ClusterRole through a RoleBinding: still one namespace.

@@ -667,7 +667,17 @@ fn merge_update(stored: &Object, mut updated: Object) -> Result<Object, ApiError
             u.status = s.status.clone();
             s.spec != u.spec
         }
+        (Object::RoleBinding(s), Object::RoleBinding(u)) => {
+            check_role_ref_unchanged(&s.role_ref, &u.role_ref)?;
+            false
+        }
+        (Object::ClusterRoleBinding(s), Object::ClusterRoleBinding(u)) => {
+            check_role_ref_unchanged(&s.role_ref, &u.role_ref)?;
+            false
+        }
         (Object::Namespace(_), Object::Namespace(_))
+        | (Object::Role(_), Object::Role(_))
+        | (Object::ClusterRole(_), Object::ClusterRole(_))
         | (Object::ConfigMap(_), Object::ConfigMap(_))
         | (Object::Secret(_), Object::Secret(_))
         | (Object::Event(_), Object::Event(_)) => false,
@@ -680,6 +690,15 @@ fn merge_update(stored: &Object, mut updated: Object) -> Result<Object, ApiError
     meta.deletion_timestamp_ms = stored_meta.deletion_timestamp_ms;
     meta.generation = stored_meta.generation + i64::from(spec_changed);
     Ok(updated)
+}
+
+/// Kubernetes' `ValidateRoleBindingUpdate`: a binding's roleRef cannot change (delete and
+/// create the binding instead), so a grant is never silently redirected to another role.
+fn check_role_ref_unchanged(stored: &api::rbac::RoleRef, updated: &api::rbac::RoleRef) -> Result<(), ApiError> {
+    if stored == updated {
+        return Ok(());
+    }
+    Err(ApiError::Invalid { field: "roleRef".into(), reason: "cannot change roleRef".into() })
 }
 
 /// UpdateStatus: the stored object with the client's status.

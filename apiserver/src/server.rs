@@ -1,6 +1,7 @@
 //! The apiserver on a simulated node: every request goes authentication -> authorization
 //! -> admission -> registry (or the watch cache), each in its own task; beside them run the
-//! watch cache's store watch, the compactor and the system-namespace bootstrap.
+//! watch cache's store watch, the compactor, the RBAC informers that feed the authorizer,
+//! and the bootstrap (system namespaces, then the default RBAC policy).
 //! [`Termination`] is how the process is asked to shut down gracefully.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,8 @@ use store::api::{KeyRange, RangeRequest, Revision, StoreError};
 use crate::authz::{self, Attributes, Decision};
 use crate::backend::Backend;
 use crate::config::{ApiServerConfig, UserInfo};
+use crate::rbac::RbacPolicy;
+use crate::rbac_cache::{self, RbacCache};
 use crate::registry::Registry;
 use crate::watch_cache::{WatchCache, REGISTRY_PREFIX};
 
@@ -66,6 +69,8 @@ struct Inner<B> {
     backend: B,
     registry: Registry<B>,
     watch_cache: WatchCache,
+    /// The RBAC objects the authorizer decides from, fed by this apiserver's informers.
+    rbac: RbacCache,
     /// Told of the compactor's compactions (the registry has its own copy for writes).
     observer: Option<Arc<dyn ApiServerObserver>>,
     /// Set once graceful shutdown has begun: new requests are refused.
@@ -92,6 +97,7 @@ impl<B: Backend> ApiServer<B> {
                 backend,
                 registry,
                 watch_cache,
+                rbac: RbacCache::new(&RbacPolicy::bootstrap()),
                 observer,
                 terminating: AtomicBool::new(false),
             }),
@@ -107,11 +113,32 @@ impl<B: Backend> ApiServer<B> {
         self.inner.watch_cache.synced_revision()
     }
 
+    /// Whether the RBAC authorizer's cache is ready (see [`crate::rbac_cache`]): until it
+    /// is, requests that need RBAC are answered 503 Unavailable.
+    pub fn is_rbac_ready(&self) -> bool {
+        self.inner.rbac.is_ready()
+    }
+
+    /// Waits until the RBAC authorizer's cache is ready (the background tasks must run).
+    pub async fn wait_rbac_ready(&self) {
+        self.inner.rbac.wait_ready().await
+    }
+
     /// Spawns the background loops on the current node: the watch cache's store watch,
-    /// the compactor (unless its interval is zero), and the system-namespace bootstrap.
-    /// Dropping the returned guard stops them.
+    /// the compactor (unless its interval is zero), an informer per RBAC kind, and the
+    /// bootstrap (system namespaces, then the default RBAC policy). Dropping the returned
+    /// guard stops them.
     pub fn start_background_tasks(&self) -> BackgroundTasks {
         let mut tasks = vec![madsim::task::spawn(self.inner.watch_cache.clone().run(self.inner.backend.clone()))];
+        for kind in Resource::RBAC {
+            let informer = rbac_cache::run_informer(
+                self.inner.rbac.clone(),
+                self.inner.registry.clone(),
+                self.inner.watch_cache.clone(),
+                kind,
+            );
+            tasks.push(madsim::task::spawn(informer));
+        }
         let interval = self.inner.config.compaction_interval;
         if !interval.is_zero() {
             let observer = self.inner.observer.clone();
@@ -124,6 +151,9 @@ impl<B: Backend> ApiServer<B> {
                 tracing::debug!("creating the system namespaces failed, will retry: {e}");
                 madsim::time::sleep(BOOTSTRAP_RETRY_DELAY).await;
             }
+            // The bootstrap Role and RoleBinding live in kube-system, created just above.
+            let registry = server.inner.registry.without_bugs();
+            rbac_cache::ensure_bootstrap_policy(&server.inner.rbac, &registry, &apiserver_user()).await;
         }));
         BackgroundTasks(tasks)
     }
@@ -131,7 +161,7 @@ impl<B: Backend> ApiServer<B> {
     /// Creates `default`, `kube-system`, `kube-public` and `kube-node-lease` unless they
     /// exist (written as user `system:apiserver`).
     pub async fn ensure_system_namespaces(&self) -> Result<(), ApiError> {
-        let user = UserInfo::new(APISERVER_USER, &[authz::GROUP_MASTERS]);
+        let user = apiserver_user();
         let registry = self.inner.registry.without_bugs();
         for namespace in SYSTEM_NAMESPACES {
             registry.ensure_namespace(&user, namespace).await?;
@@ -159,7 +189,8 @@ impl<B: Backend> ApiServer<B> {
         }
         let ApiRequest { credential, request_id, operation } = request;
         let user = authz::authenticate(&self.inner.config.tokens, &credential)?;
-        let decision = authz::authorize(&user, &attributes(&operation))?;
+        let attributes = attributes(&operation);
+        let decision = self.inner.rbac.with_policy(|policy| authz::authorize(&user, &attributes, policy))?;
         self.inner.config.check_served(operation.resource())?;
         let result = self.dispatch(&user, &decision, operation).await;
         if let Err(e) = &result {
@@ -194,6 +225,12 @@ impl<B: Backend> ApiServer<B> {
             }
         }
     }
+}
+
+/// The identity of the apiserver's own writes: a member of `system:masters`
+/// (kube-apiserver's loopback client is too).
+fn apiserver_user() -> UserInfo {
+    UserInfo::new(APISERVER_USER, &[authz::GROUP_MASTERS])
 }
 
 /// The authorization attributes of an operation.

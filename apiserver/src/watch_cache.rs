@@ -207,16 +207,16 @@ impl CacheState {
 /// Wakes every waiter when the cache advances. A tiny broadcast "changed" signal, so that
 /// watches wait on the cache without polling it.
 #[derive(Default)]
-struct Signal {
+pub(crate) struct Signal {
     state: Mutex<(u64, Vec<Waker>)>,
 }
 
 impl Signal {
-    fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.state.lock().expect("signal lock").0
     }
 
-    fn notify_all(&self) {
+    pub(crate) fn notify_all(&self) {
         let wakers = {
             let mut state = self.state.lock().expect("signal lock");
             state.0 += 1;
@@ -226,12 +226,12 @@ impl Signal {
     }
 
     /// Resolves once the generation differs from `seen`.
-    fn changed(&self, seen: u64) -> Changed<'_> {
+    pub(crate) fn changed(&self, seen: u64) -> Changed<'_> {
         Changed { signal: self, seen }
     }
 }
 
-struct Changed<'a> {
+pub(crate) struct Changed<'a> {
     signal: &'a Signal,
     seen: u64,
 }
@@ -538,10 +538,23 @@ fn object_from_key(resource: Resource, key: &str) -> Object {
         Resource::ConfigMaps => api::ConfigMap { metadata, ..Default::default() }.into(),
         Resource::Secrets => api::Secret { metadata, ..Default::default() }.into(),
         Resource::Events => api::Event { metadata, ..Default::default() }.into(),
+        Resource::Roles => api::rbac::Role { metadata, rules: Vec::new() }.into(),
+        Resource::ClusterRoles => api::rbac::ClusterRole { metadata, rules: Vec::new() }.into(),
+        Resource::RoleBindings => {
+            api::rbac::RoleBinding { metadata, subjects: Vec::new(), role_ref: unknown_role_ref() }.into()
+        }
+        Resource::ClusterRoleBindings => {
+            api::rbac::ClusterRoleBinding { metadata, subjects: Vec::new(), role_ref: unknown_role_ref() }.into()
+        }
         Resource::Custom(definition) => {
             api::DynamicObject { definition, metadata, spec: RawJson::null(), status: RawJson::null() }.into()
         }
     }
+}
+
+/// The role reference of a binding known only by its key: it names no role.
+fn unknown_role_ref() -> api::rbac::RoleRef {
+    api::rbac::RoleRef { kind: api::rbac::RoleRefKind::ClusterRole, name: String::new() }
 }
 
 #[cfg(test)]

@@ -80,11 +80,17 @@ fn deployment_flow_through_the_network() {
         assert_eq!(phase, PodPhase::Running);
     });
 
-    // The stage timeline: who wrote what, in revision order.
+    // The stage timeline: who wrote what, in revision order. The apiserver's own bootstrap
+    // writes (system namespaces, the default RBAC policy) come first.
     let writes = observed.0.lock().unwrap().clone();
+    let bootstrap_rbac = writes
+        .iter()
+        .filter(|(user, _, key, _)| user == "system:apiserver" && !key.starts_with("/registry/namespaces/"))
+        .count();
+    assert_eq!(bootstrap_rbac, apiserver::rbac::RbacPolicy::bootstrap().objects().len());
     let timeline: Vec<(String, Verb, String)> = writes
         .into_iter()
-        .filter(|(_, _, key, _)| !key.starts_with("/registry/namespaces/"))
+        .filter(|(user, _, _, _)| user != "system:apiserver")
         .map(|(user, verb, key, _)| (user, verb, key))
         .collect();
     let pod_key = "/registry/pods/default/nginx-deployment-1".to_string();

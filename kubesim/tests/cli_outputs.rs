@@ -13,7 +13,7 @@ fn a_failing_campaign_writes_junit_with_a_case_per_signature_and_html_pages() {
     let out = kubesim(&[
         "campaign",
         "--seeds",
-        "6..8",
+        "14..16",
         "--bug",
         "lease-expiry-ignores-promotion",
         "--junit",
@@ -26,10 +26,10 @@ fn a_failing_campaign_writes_junit_with_a_case_per_signature_and_html_pages() {
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.starts_with("<?xml"), "{xml}");
     assert!(xml.contains(r#"<testcase classname="kubesim.lease-expiry""#), "{xml}");
-    assert!(xml.contains("kubesim run --seed 6 --bug lease-expiry-ignores-promotion"), "{xml}");
+    assert!(xml.contains("kubesim run --seed 14 --bug lease-expiry-ignores-promotion"), "{xml}");
     assert!(xml.contains("passing seeds"), "{xml}");
     // The failing seed's page, in a directory the campaign created.
-    let page = std::fs::read_to_string(pages.join("seed-6.html")).unwrap();
+    let page = std::fs::read_to_string(pages.join("seed-14.html")).unwrap();
     assert!(page.contains("data-kind=\"violation\""), "no violation marked");
 }
 
@@ -88,7 +88,7 @@ fn a_failing_seed_renders_one_self_contained_html_page_with_its_violation_marked
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("seed.html");
     let out =
-        kubesim(&["run", "--seed", "6", "--bug", "lease-expiry-ignores-promotion", "--html", html.to_str().unwrap()]);
+        kubesim(&["run", "--seed", "14", "--bug", "lease-expiry-ignores-promotion", "--html", html.to_str().unwrap()]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"), "{}", &page[..200]);

@@ -9,11 +9,11 @@ use sim::runner::{run_seed_with_history, RunOptions};
 use sim::scenario::Scenario;
 
 #[test]
-fn lease_expiry_seed_6_html_report_structure() {
-    let mut options = RunOptions::new(6, Scenario::DeployNginx);
+fn lease_expiry_seed_14_html_report_structure() {
+    let mut options = RunOptions::new(14, Scenario::DeployNginx);
     PlantedBug::LeaseExpiryIgnoresPromotion.plant(&mut options);
     let (report, history) = run_seed_with_history(&options);
-    assert!(!report.passed(), "seed 6 fails lease-expiry with the bug");
+    assert!(!report.passed(), "seed 14 fails lease-expiry with the bug");
     let page = kubesim::html::render(&report, &history);
     assert!(page.len() < 2_000_000, "{} bytes", page.len());
     insta::assert_snapshot!(kubesim::html::structure(&page));

@@ -82,17 +82,18 @@ fn every_disk_lost_with_only_corrupted_backups_is_a_total_loss_and_corrupted_bac
 /// kubelet watches again at once, gets 410 Gone from the restored cluster and relists as
 /// soon as the new store serves, instead of acting on its cache of the lost cluster until
 /// its long poll to the stopped apiserver times out (request timeout 5 s + watch wait 5 s).
-/// Seed 2997: before the fix, kubelet-1 relisted 6 s after the second restore and started
+/// Pinned on seed 2 (a disk-loss seed that restores) since RBAC as stored objects moved
+/// every trace; the seed that found it was 2997, where, before the fix, kubelet-1 relisted 6 s after the second restore and started
 /// a pod there from its stale cache, which the restored cluster had bound to kubelet-2.
 #[test]
 fn after_a_restore_every_kubelet_relists_as_soon_as_the_restored_cluster_serves() {
-    let (report, history) = run(2997);
+    let (report, history) = run(2);
     assert!(report.passed(), "{}", report.render());
     let last_restore_ns = history
         .events()
         .filter_map(|(at_ns, event)| matches!(event, HistoryEvent::Restored { .. }).then_some(at_ns))
         .last()
-        .expect("seed 2997 restores");
+        .expect("seed 2 restores");
     for kubelet in ["kubelet-0", "kubelet-1", "kubelet-2"] {
         let relisted_ns = history
             .events()

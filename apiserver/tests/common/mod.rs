@@ -58,7 +58,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// An apiserver with the system namespaces created and its watch cache running.
+    /// An apiserver with the system namespaces and the bootstrap RBAC policy created, its
+    /// watch cache running and its RBAC authorizer ready.
     pub async fn start(configure: impl FnOnce(&mut ApiServerConfig)) -> Self {
         let mut config = config("apiserver-0", "10.0.0.1:6443");
         configure(&mut config);
@@ -68,6 +69,7 @@ impl Cluster {
             ApiServer::new(config, store.clone(), Clock::new(), Some(writes.clone() as Arc<dyn ApiServerObserver>));
         server.ensure_system_namespaces().await.expect("system namespaces");
         let background = server.start_background_tasks();
+        server.wait_rbac_ready().await;
         Self { server, store, writes, _background: background }
     }
 
