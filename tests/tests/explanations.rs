@@ -24,7 +24,7 @@ fn assert_names(text: &str, cause: &str) {
 
 #[test]
 fn a_watch_that_missed_a_change_names_the_cache_answer_from_below_its_window() {
-    let text = explained(PlantedBug::WatchCacheServesEvicted, 14);
+    let text = explained(PlantedBug::WatchCacheServesEvicted, 1);
     assert_names(&text, "out of its watch cache, which had already evicted every revision up to");
 }
 
@@ -43,7 +43,7 @@ fn a_lost_namespace_names_the_compactions_that_had_to_keep_it() {
 
 #[test]
 fn too_many_pods_names_the_creates_a_stale_informer_cache_allowed() {
-    let text = explained(PlantedBug::ReplicasetNoExpectations, 1);
+    let text = explained(PlantedBug::ReplicasetNoExpectations, 4);
     assert_names(&text, "not its own writes");
 }
 
