@@ -15,26 +15,26 @@ use sim::bugs::PlantedBug;
 mod support;
 use support::check;
 
-/// Sweep (0..1000): caught by no-acknowledged-write-lost in 5 seeds, the first 113, each
+/// Sweep (0..1000): caught by no-acknowledged-write-lost in 3 seeds, the first 113, each
 /// time a power loss came late enough in the safety phase that no later write to the key
 /// hid the loss; raft-state-machine-safety fails with it (the lost entries' indexes are
 /// reused by other entries), and without it in 44 more seeds. (181, pinned before the
 /// elector's client-go renew rounds moved every trace, now stops at the elector's
 /// assertion that a lease's resourceVersion never goes back: no-panic.)
 const SEEDS_ACK_BEFORE_FSYNC: Range<u64> = 113..114;
-/// Sweep (0..1000): caught by linearizability in 443 seeds, the first 3. Re-pinned to 0 after
-/// RBAC as stored objects moved every trace (17 of 0..40 caught, all faults).
+/// Sweep (0..1000): caught by linearizability in 469 seeds, the first 0 (since RBAC as
+/// stored objects moved every trace).
 const SEEDS_FOLLOWER_READS: Range<u64> = 0..1;
-/// Sweep (0..1000): caught by store-single-writer in 978 seeds, the first 0.
+/// Sweep (0..1000): caught by store-single-writer in 979 seeds, the first 0.
 const SEEDS_CONTROLLER_WRITES_STORE: Range<u64> = 0..2;
 
-/// Sweep (0..1000): caught by raft-election-safety in 31 seeds, the first 0. Each time a
+/// Sweep (0..1000): caught by raft-election-safety in 26 seeds, the first 0. Each time a
 /// failpoint burst (a flap or a leader chase) ran on a slow network: a voter crashed right after voting
 /// (`raft-after-vote`) and restarted at once without its vote, and the vote request of a
 /// second candidate of the same term, delayed in the network, reached it afterwards.
 const SEEDS_VOTE_NOT_PERSISTED: Range<u64> = 0..1;
 
-/// Sweep (0..1000): caught by raft-state-machine-safety in 2 seeds, the first 221, each
+/// Sweep (0..1000): caught by raft-state-machine-safety in 3 seeds, the first 221, each
 /// time a leader chase (rolling kills of whoever leads) ran on a seed whose appends carry
 /// one entry: a leader died with an entry on its disk only, the next died at its first
 /// send with its own no-op at that index, the first won back, counted a follower's copy
@@ -42,13 +42,13 @@ const SEEDS_VOTE_NOT_PERSISTED: Range<u64> = 0..1;
 /// overwrote it (Raft's Figure 8).
 const SEEDS_COMMIT_PREVIOUS_TERM: Range<u64> = 221..222;
 
-/// Sweep (0..1000): caught by raft-state-machine-safety in 338 seeds, the first 0: every
+/// Sweep (0..1000): caught by raft-state-machine-safety in 336 seeds, the first 0: every
 /// seed whose `snapshot_every_entries` knob is small enough to take a snapshot within the
 /// run, as soon as a member restarts from it or a follower is sent it.
 const SEEDS_RAFT_SNAPSHOT_OMITS_LAST_ENTRY: Range<u64> = 0..1;
 
-/// Sweep (0..1000): caught by linearizability in 205 seeds, the first 3 (and by
-/// no-acknowledged-write-lost in 309, convergence in 378): every seed whose
+/// Sweep (0..1000): caught by linearizability in 203 seeds, the first 3 (and by
+/// no-acknowledged-write-lost in 298, convergence in 364): every seed whose
 /// `compaction_interval_ms` knob compacts within the run, once a key not written since
 /// the compacted revision is read.
 const SEEDS_COMPACTION_DROPS_KEPT_VERSION: Range<u64> = 3..4;
