@@ -127,11 +127,79 @@ pub enum PlanError {
     EndsAfterSafetyPhase { event: usize, ends_at_ms: u128, safety_phase_ms: u64 },
     /// The event at index `event` (0-based, as in the JSON `events` array) is invalid.
     #[error("event {event}: {reason}")]
-    InvalidEvent { event: usize, reason: String },
+    InvalidEvent { event: usize, reason: InvalidFault },
     /// The plan is valid but not survivable by a correct system (see
     /// `FaultPlan::check_survivable`).
     #[error("plan is not survivable: {0}")]
     NotSurvivable(String),
+}
+
+/// What is wrong with one event of a plan: a target the topology lacks, or a detail out
+/// of its range. Each message names the field and the bound.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidFault {
+    /// A target the run's topology does not have (the message says what it has).
+    #[error("{0}")]
+    AbsentTarget(String),
+    #[error("{kind} needs at least 3 store members (topology has {members})")]
+    NeedsThreeMembers { kind: &'static str, members: u64 },
+    #[error("{kind} from {target} to itself")]
+    LinkToItself { kind: &'static str, target: Target },
+    #[error("packet loss rate {0} out of range (must be > 0 and <= 0.5)")]
+    PacketLossRate(f64),
+    #[error("latency range min_ms {min_ms} is above max_ms {max_ms}")]
+    LatencyRangeInverted { min_ms: u64, max_ms: u64 },
+    #[error("latency max_ms {0} out of range (at most {MAX_LATENCY_MS})")]
+    LatencyTooLong(u64),
+    #[error("{kind} needs a store member target (store-N or store-leader), got {target}")]
+    NotAStoreMember { kind: &'static str, target: Target },
+    #[error("crash-at-failpoint restart_after_ms {0} out of range (at most {MAX_FAILPOINT_RESTART_MS})")]
+    RestartDelayTooLong(u64),
+    #[error(
+        "crash-at-failpoint restart_after_ms {restart_after_ms} is longer than the event ({duration_ms} ms); \
+         the member must be back when the event heals"
+    )]
+    RestartAfterEventEnds { restart_after_ms: u64, duration_ms: u64 },
+    #[error("crash-at-failpoint passes {0} out of range (at most {MAX_FAILPOINT_PASSES})")]
+    TooManyPasses(u32),
+    #[error("leader-chase needs at least 2 store members (topology has {0})")]
+    ChaseNeedsTwoMembers(u64),
+    #[error("leader-chase has {0} steps; it needs 1 to {MAX_CHASE_STEPS}")]
+    ChaseSteps(usize),
+    #[error("leader-chase step {step} passes {passes} out of range (at most {MAX_FAILPOINT_PASSES})")]
+    ChaseStepPasses { step: usize, passes: u32 },
+    #[error("{0} needs a store (topology has 0 store members)")]
+    NeedsAStore(&'static str),
+    #[error("tear kept_ppm {0} out of range (at most {PPM}, the whole write)")]
+    TearKept(u32),
+    #[error("flip offset_ppm {0} out of range (below {PPM}, inside the file)")]
+    FlipOffset(u32),
+    #[error("flip xor_mask 0 flips no bit")]
+    FlipNothing,
+    #[error("power-loss tears name {0}; name store members (store-N)")]
+    TearOfNoMember(Target),
+    #[error("power-loss tears name {named} of the {members} store members; name every member or none")]
+    TearsOfSomeMembers { named: usize, members: u64 },
+    #[error("disk-loss-majority members name {0}; name store members (store-N)")]
+    MajorityOfNoMember(Target),
+    #[error("disk-loss-majority names a member more than once")]
+    MajorityRepeats,
+    #[error(
+        "disk-loss-majority members are {named} of the {members} store members, not a majority (at least {majority})"
+    )]
+    NotAMajority { named: usize, members: u64, majority: u64 },
+    #[error("clock-skew of {0} with no offset and no drift changes nothing")]
+    SkewChangesNothing(Target),
+    #[error("clock offset_ms {0} out of range (at most ±{MAX_CLOCK_OFFSET_MS})")]
+    ClockOffset(i64),
+    #[error("clock drift_ms_per_s {0} out of range (at most ±{MAX_CLOCK_DRIFT_MS_PER_S})")]
+    ClockDrift(i64),
+    #[error("partition needs at least 2 groups, got {0}")]
+    TooFewGroups(usize),
+    #[error("partition group {0} is empty")]
+    EmptyGroup(usize),
+    #[error("partition names {0} more than once")]
+    NamedTwice(Target),
 }
 
 impl FaultPlan {
@@ -200,11 +268,10 @@ impl FaultPlan {
                 if restart_after_ms > event.duration_ms {
                     return Err(PlanError::InvalidEvent {
                         event: event_idx,
-                        reason: format!(
-                            "crash-at-failpoint restart_after_ms {restart_after_ms} is longer than the \
-                             event ({} ms); the member must be back when the event heals",
-                            event.duration_ms
-                        ),
+                        reason: InvalidFault::RestartAfterEventEnds {
+                            restart_after_ms,
+                            duration_ms: event.duration_ms,
+                        },
                     });
                 }
             }
@@ -308,10 +375,10 @@ impl<'de> Deserialize<'de> for PlanFile {
     }
 }
 
-fn validate_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
+fn validate_fault(fault: &Fault, topology: &Topology) -> Result<(), InvalidFault> {
     for target in fault.targets() {
         if !topology.contains(target) {
-            return Err(topology.describe_absence(target));
+            return Err(InvalidFault::AbsentTarget(topology.describe_absence(target)));
         }
     }
     match fault {
@@ -341,7 +408,7 @@ fn validate_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
 }
 
 /// Partitions, cut links and network conditions.
-fn validate_network_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
+fn validate_network_fault(fault: &Fault, topology: &Topology) -> Result<(), InvalidFault> {
     match fault {
         Fault::Partition { groups } => validate_groups(groups),
         Fault::IsolateApiServer { apiserver } => {
@@ -349,29 +416,31 @@ fn validate_network_fault(fault: &Fault, topology: &Topology) -> Result<(), Stri
             if topology.contains(&target) {
                 Ok(())
             } else {
-                Err(topology.describe_absence(&target))
+                Err(InvalidFault::AbsentTarget(topology.describe_absence(&target)))
             }
         }
-        Fault::MajoritiesRing | Fault::Bridge if topology.store_members < 3 => Err(format!(
-            "{} needs at least 3 store members (topology has {})",
-            kind_name(fault),
-            topology.store_members
-        )),
-        Fault::OneWay { from, to } if from == to => Err(format!("one-way from {from} to itself")),
-        Fault::ClogLink { a, b } if a == b => Err(format!("clog-link from {a} to itself")),
+        Fault::MajoritiesRing | Fault::Bridge if topology.store_members < 3 => {
+            Err(InvalidFault::NeedsThreeMembers { kind: kind_name(fault), members: topology.store_members })
+        }
+        Fault::OneWay { from, to } if from == to => {
+            Err(InvalidFault::LinkToItself { kind: kind_name(fault), target: from.clone() })
+        }
+        Fault::ClogLink { a, b } if a == b => {
+            Err(InvalidFault::LinkToItself { kind: kind_name(fault), target: a.clone() })
+        }
         Fault::PacketLoss { rate } => {
             // Written as a positive range check so that NaN is rejected too.
             if *rate > 0.0 && *rate <= 0.5 {
                 Ok(())
             } else {
-                Err(format!("packet loss rate {rate} out of range (must be > 0 and <= 0.5)"))
+                Err(InvalidFault::PacketLossRate(*rate))
             }
         }
         Fault::LatencySpike { min_ms, max_ms } => {
             if min_ms > max_ms {
-                Err(format!("latency range min_ms {min_ms} is above max_ms {max_ms}"))
+                Err(InvalidFault::LatencyRangeInverted { min_ms: *min_ms, max_ms: *max_ms })
             } else if *max_ms > MAX_LATENCY_MS {
-                Err(format!("latency max_ms {max_ms} out of range (at most {MAX_LATENCY_MS})"))
+                Err(InvalidFault::LatencyTooLong(*max_ms))
             } else {
                 Ok(())
             }
@@ -382,31 +451,25 @@ fn validate_network_fault(fault: &Fault, topology: &Topology) -> Result<(), Stri
 
 /// Crashes at failpoints: a store member, a restart delay and passes in range, a chase
 /// with steps and someone to chase.
-fn validate_failpoint_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
+fn validate_failpoint_fault(fault: &Fault, topology: &Topology) -> Result<(), InvalidFault> {
     match fault {
         Fault::CrashAtFailpoint { member, .. } if !member.is_store() => {
-            Err(format!("crash-at-failpoint needs a store member target (store-N or store-leader), got {member}"))
+            Err(InvalidFault::NotAStoreMember { kind: kind_name(fault), target: member.clone() })
         }
         Fault::CrashAtFailpoint { restart_after_ms, .. } if *restart_after_ms > MAX_FAILPOINT_RESTART_MS => {
-            Err(format!(
-                "crash-at-failpoint restart_after_ms {restart_after_ms} out of range (at most \
-                 {MAX_FAILPOINT_RESTART_MS})"
-            ))
+            Err(InvalidFault::RestartDelayTooLong(*restart_after_ms))
         }
         Fault::CrashAtFailpoint { passes, .. } if *passes > MAX_FAILPOINT_PASSES => {
-            Err(format!("crash-at-failpoint passes {passes} out of range (at most {MAX_FAILPOINT_PASSES})"))
+            Err(InvalidFault::TooManyPasses(*passes))
         }
         Fault::LeaderChase { .. } if topology.store_members < 2 => {
-            Err(format!("leader-chase needs at least 2 store members (topology has {})", topology.store_members))
+            Err(InvalidFault::ChaseNeedsTwoMembers(topology.store_members))
         }
         Fault::LeaderChase { steps } if steps.is_empty() || steps.len() > MAX_CHASE_STEPS => {
-            Err(format!("leader-chase has {} steps; it needs 1 to {MAX_CHASE_STEPS}", steps.len()))
+            Err(InvalidFault::ChaseSteps(steps.len()))
         }
         Fault::LeaderChase { steps } => match steps.iter().position(|step| step.passes > MAX_FAILPOINT_PASSES) {
-            Some(idx) => Err(format!(
-                "leader-chase step {idx} passes {} out of range (at most {MAX_FAILPOINT_PASSES})",
-                steps[idx].passes
-            )),
+            Some(step) => Err(InvalidFault::ChaseStepPasses { step, passes: steps[step].passes }),
             None => Ok(()),
         },
         _ => Ok(()),
@@ -415,7 +478,7 @@ fn validate_failpoint_fault(fault: &Fault, topology: &Topology) -> Result<(), St
 
 /// Faults of store members and their disks, and the operator's backups: aimed at store
 /// members, on a store that exists, with their details in range.
-fn validate_store_fault(fault: &Fault, topology: &Topology) -> Result<(), String> {
+fn validate_store_fault(fault: &Fault, topology: &Topology) -> Result<(), InvalidFault> {
     match fault {
         Fault::CrashStoreMember { member, .. }
         | Fault::CorruptRecord { member, .. }
@@ -423,12 +486,12 @@ fn validate_store_fault(fault: &Fault, topology: &Topology) -> Result<(), String
         | Fault::DiskLoss { member }
             if !member.is_store() =>
         {
-            Err(format!("{} needs a store member target (store-N or store-leader), got {member}", kind_name(fault)))
+            Err(InvalidFault::NotAStoreMember { kind: kind_name(fault), target: member.clone() })
         }
         Fault::PowerLoss { .. } | Fault::DiskLossMajority { .. } | Fault::DiskLossAll
             if topology.store_members == 0 =>
         {
-            Err(format!("{} needs a store (topology has 0 store members)", kind_name(fault)))
+            Err(InvalidFault::NeedsAStore(kind_name(fault)))
         }
         Fault::CrashStoreMember { tear, .. } => tear.map_or(Ok(()), validate_tear),
         Fault::CorruptRecord { flip, .. } | Fault::SnapshotCorruption { flip } => validate_flip(*flip),
@@ -438,55 +501,47 @@ fn validate_store_fault(fault: &Fault, topology: &Topology) -> Result<(), String
     }
 }
 
-fn validate_tear(tear: Tear) -> Result<(), String> {
+fn validate_tear(tear: Tear) -> Result<(), InvalidFault> {
     if tear.kept_ppm > PPM {
-        return Err(format!("tear kept_ppm {} out of range (at most {PPM}, the whole write)", tear.kept_ppm));
+        return Err(InvalidFault::TearKept(tear.kept_ppm));
     }
     Ok(())
 }
 
-fn validate_flip(flip: BitFlip) -> Result<(), String> {
+fn validate_flip(flip: BitFlip) -> Result<(), InvalidFault> {
     if flip.offset_ppm >= PPM {
-        return Err(format!("flip offset_ppm {} out of range (below {PPM}, inside the file)", flip.offset_ppm));
+        return Err(InvalidFault::FlipOffset(flip.offset_ppm));
     }
     if flip.xor_mask == 0 {
-        return Err("flip xor_mask 0 flips no bit".to_string());
+        return Err(InvalidFault::FlipNothing);
     }
     Ok(())
 }
 
 /// A power loss tears every member's last write or none: the store's members share the
 /// power cut, so the plan says whether it tears, and for each member how much.
-fn validate_power_loss_tears(tears: &BTreeMap<Target, Tear>, topology: &Topology) -> Result<(), String> {
+fn validate_power_loss_tears(tears: &BTreeMap<Target, Tear>, topology: &Topology) -> Result<(), InvalidFault> {
     if let Some(target) = tears.keys().find(|target| matches!(target, Target::StoreLeader) || !target.is_store()) {
-        return Err(format!("power-loss tears name {target}; name store members (store-N)"));
+        return Err(InvalidFault::TearOfNoMember(target.clone()));
     }
     if !tears.is_empty() && tears.len() as u64 != topology.store_members {
-        return Err(format!(
-            "power-loss tears name {} of the {} store members; name every member or none",
-            tears.len(),
-            topology.store_members
-        ));
+        return Err(InvalidFault::TearsOfSomeMembers { named: tears.len(), members: topology.store_members });
     }
     tears.values().try_for_each(|tear| validate_tear(*tear))
 }
 
 /// The members of a `disk-loss-majority`: concrete, distinct, and more than half the store.
-fn validate_majority(members: &[Target], topology: &Topology) -> Result<(), String> {
+fn validate_majority(members: &[Target], topology: &Topology) -> Result<(), InvalidFault> {
     if let Some(target) = members.iter().find(|target| !matches!(target, Target::StoreMember(_))) {
-        return Err(format!("disk-loss-majority members name {target}; name store members (store-N)"));
+        return Err(InvalidFault::MajorityOfNoMember(target.clone()));
     }
     let distinct: BTreeSet<&Target> = members.iter().collect();
     if distinct.len() < members.len() {
-        return Err("disk-loss-majority names a member more than once".to_string());
+        return Err(InvalidFault::MajorityRepeats);
     }
     let majority = topology.store_members / 2 + 1;
     if (members.len() as u64) < majority {
-        return Err(format!(
-            "disk-loss-majority members are {} of the {} store members, not a majority (at least {majority})",
-            members.len(),
-            topology.store_members
-        ));
+        return Err(InvalidFault::NotAMajority { named: members.len(), members: topology.store_members, majority });
     }
     Ok(())
 }
@@ -494,33 +549,31 @@ fn validate_majority(members: &[Target], topology: &Topology) -> Result<(), Stri
 /// A skew must change some clock: a skew of no offset and no drift is the true time. A
 /// store member's clock is read by its lessor (lease expiry, while it leads); Raft counts
 /// ticks of its own timer and is unaffected.
-fn validate_clock_skew(target: &Target, offset_ms: i64, drift_ms_per_s: i64) -> Result<(), String> {
+fn validate_clock_skew(target: &Target, offset_ms: i64, drift_ms_per_s: i64) -> Result<(), InvalidFault> {
     if offset_ms == 0 && drift_ms_per_s == 0 {
-        return Err(format!("clock-skew of {target} with no offset and no drift changes nothing"));
+        return Err(InvalidFault::SkewChangesNothing(target.clone()));
     }
     if offset_ms.unsigned_abs() > MAX_CLOCK_OFFSET_MS.unsigned_abs() {
-        return Err(format!("clock offset_ms {offset_ms} out of range (at most ±{MAX_CLOCK_OFFSET_MS})"));
+        return Err(InvalidFault::ClockOffset(offset_ms));
     }
     if drift_ms_per_s.unsigned_abs() > MAX_CLOCK_DRIFT_MS_PER_S.unsigned_abs() {
-        return Err(format!(
-            "clock drift_ms_per_s {drift_ms_per_s} out of range (at most ±{MAX_CLOCK_DRIFT_MS_PER_S})"
-        ));
+        return Err(InvalidFault::ClockDrift(drift_ms_per_s));
     }
     Ok(())
 }
 
-fn validate_groups(groups: &[Vec<Target>]) -> Result<(), String> {
+fn validate_groups(groups: &[Vec<Target>]) -> Result<(), InvalidFault> {
     if groups.len() < 2 {
-        return Err(format!("partition needs at least 2 groups, got {}", groups.len()));
+        return Err(InvalidFault::TooFewGroups(groups.len()));
     }
     let mut seen = BTreeSet::new();
     for (group_idx, group) in groups.iter().enumerate() {
         if group.is_empty() {
-            return Err(format!("partition group {group_idx} is empty"));
+            return Err(InvalidFault::EmptyGroup(group_idx));
         }
         for target in group {
             if !seen.insert(target) {
-                return Err(format!("partition names {target} more than once"));
+                return Err(InvalidFault::NamedTwice(target.clone()));
             }
         }
     }
