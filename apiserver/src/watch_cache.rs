@@ -357,7 +357,7 @@ impl WatchCache {
                 if state.closed {
                     return Err(ApiError::Unavailable { reason: WATCH_CLOSED.into() });
                 }
-                let below_window = state.window_start.filter(|start| since < *start).zip(state.witness.clone());
+                let below_window = state.window_start.filter(|start| since < *start);
                 (state.query(resource, namespace, since), below_window)
             };
             let now = time.now_instant();
@@ -366,7 +366,10 @@ impl WatchCache {
                     return Err(ApiError::Gone { requested: since, compacted: window_start })
                 }
                 Query::Events(events, bookmark) if !events.is_empty() || now >= deadline => {
-                    if let Some((window_start, witness)) = below_window {
+                    // Only the planted bug answers from below the window: the witness is
+                    // looked up then, not on every round of the poll.
+                    let witness = below_window.and_then(|start| Some((start, self.lock().witness.clone()?)));
+                    if let Some((window_start, witness)) = witness {
                         witness.observer.watch_served_below_window(
                             &witness.apiserver,
                             resource,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use api::{
     ApiClient, ApiResponse, ClientConfig, Clock, CustomObject, CustomResource, CustomResourceDefinition, Object,
-    ObjectMeta, Operation, OwnerReference, RawJson, Resource, ResourceVersion, WatchEvent, WatchEventKind,
+    ObjectMeta, Operation, OwnerReference, RawJson, Resource, ResourceVersion, WatchEventKind,
 };
 use apiserver::registry::encode;
 use apiserver::{serve, ApiServerConfig, ApiServerObserver, Backend, InMemoryBackend, Termination};
@@ -110,17 +110,6 @@ fn with_custom_kinds(config: &mut ApiServerConfig) {
 
 fn typed<K: CustomResource>(object: Object) -> CustomObject<K> {
     CustomObject::<K>::from_object(object).expect("an object of the kind asked for")
-}
-
-/// "Added orders@5" per event.
-fn render(events: &[WatchEvent]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| {
-            assert_eq!(e.object.metadata().resource_version, e.resource_version);
-            format!("{:?} {}@{}", e.kind, e.object.metadata().name, e.resource_version)
-        })
-        .collect()
 }
 
 /// Every verb on one kind through `ApiClient`: create, get, update (and a stale update's

@@ -44,17 +44,6 @@ async fn watch_until(
     panic!("watch never reached revision {until} (at {position})");
 }
 
-/// "Added web-1@5" per event.
-fn render(events: &[WatchEvent]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| {
-            assert_eq!(e.object.metadata().resource_version, e.resource_version);
-            format!("{:?} {}@{}", e.kind, e.object.metadata().name, e.resource_version)
-        })
-        .collect()
-}
-
 async fn list_revision(c: &Cluster, resource: Resource) -> ResourceVersion {
     match c.call(ADMIN, Operation::List { resource, namespace: String::new() }).await.unwrap() {
         ApiResponse::List { resource_version, .. } => resource_version,

@@ -454,19 +454,16 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
                     last_write.insert(change.key.as_str(), *revision);
                 }
             }
-            HistoryEvent::SnapshotInstalled { member, index, revision } if members.contains(member) => {
-                snapshots.push((
-                    at,
-                    format!(
-                        "{member} installed a snapshot the leader sent, covering index {index} (revision {revision})"
-                    ),
-                ));
-            }
-            HistoryEvent::SnapshotRecovered { member, index, revision } if members.contains(member) => {
-                snapshots.push((
-                    at,
-                    format!("{member} restarted from its own snapshot, covering index {index} (revision {revision})"),
-                ));
+            HistoryEvent::SnapshotInstalled { member, index, revision }
+            | HistoryEvent::SnapshotRecovered { member, index, revision }
+                if members.contains(member) =>
+            {
+                let how = if matches!(event, HistoryEvent::SnapshotInstalled { .. }) {
+                    "installed a snapshot the leader sent"
+                } else {
+                    "restarted from its own snapshot"
+                };
+                snapshots.push((at, format!("{member} {how}, covering index {index} (revision {revision})")));
             }
             // A compaction above a named key's last write had to keep that write: if the key
             // went missing, this is where to look.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use api::{
     ApiError, ApiRequest, ApiResult, Clock, Container, Credential, Deployment, DeploymentSpec, Labels, Lease,
-    LeaseSpec, Object, ObjectMeta, Operation, Pod, PodSpec, PodTemplateSpec, Verb,
+    LeaseSpec, Object, ObjectMeta, Operation, Pod, PodSpec, PodTemplateSpec, Verb, WatchEvent,
 };
 use apiserver::{ApiServer, ApiServerConfig, ApiServerObserver, BackgroundTasks, InMemoryBackend, UserInfo};
 
@@ -161,6 +161,18 @@ pub fn lease(ns: &str, name: &str, holder: &str) -> Lease {
         metadata: ObjectMeta::named(ns, name),
         spec: LeaseSpec { holder_identity: Some(holder.into()), lease_duration_seconds: 15, ..LeaseSpec::default() },
     }
+}
+
+/// "Added web-1@5" per watch event (kind, name, resourceVersion), checking that each
+/// event's object carries the event's resourceVersion.
+pub fn render(events: &[WatchEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            assert_eq!(e.object.metadata().resource_version, e.resource_version);
+            format!("{:?} {}@{}", e.kind, e.object.metadata().name, e.resource_version)
+        })
+        .collect()
 }
 
 /// Runs a test body in a fresh deterministic simulation.
