@@ -1,6 +1,7 @@
 //! kubesim's control-plane clients: informers, work queues and leader election, and on
 //! them the deployment, replicaset and node-lifecycle controllers (run by the
-//! controller-manager), the scheduler and the kubelet.
+//! controller-manager), the scheduler and the kubelet; and [`runtime`], the public
+//! controller runtime (kube-rs' `Controller`) on which a user runs a controller of their own.
 //!
 //! Every component reaches cluster state only through [`api::ApiClient`], as Kubernetes'
 //! components reach it only through the apiserver.
@@ -24,5 +25,6 @@ pub mod node_lifecycle;
 pub mod notify;
 pub mod observer;
 pub mod replicaset;
+pub mod runtime;
 pub mod scheduler;
 pub mod workqueue;

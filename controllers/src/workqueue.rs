@@ -226,6 +226,17 @@ impl SharedWorkQueue {
         }
     }
 
+    /// Queues `key` once `delay` has passed on the simulator's clock (a reconcile's
+    /// requeue); an earlier pending due time wins. Logs when the queue is full.
+    pub fn add_after(&self, key: &str, delay: Duration) {
+        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        let result = self.queue().add_at(key, Clock::sim_now_ms().saturating_add(delay_ms));
+        match result {
+            Ok(()) => self.inner.1.notify(),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
     /// Re-queues a failing key with backoff; logs when it gives up or the queue is full.
     pub fn add_rate_limited(&self, key: &str) {
         let result = self.queue().add_rate_limited(key, Clock::sim_now_ms());

@@ -44,6 +44,7 @@ fn with_status_of(stored: &Object, incoming: &Object) -> Option<Object> {
         (Object::Node(s), Object::Node(i)) => s.status = i.status.clone(),
         (Object::ReplicaSet(s), Object::ReplicaSet(i)) => s.status = i.status.clone(),
         (Object::Deployment(s), Object::Deployment(i)) => s.status = i.status.clone(),
+        (Object::Custom(s), Object::Custom(i)) => s.status = i.status.clone(),
         _ => return None,
     }
     Some(merged)
