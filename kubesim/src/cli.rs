@@ -40,8 +40,9 @@ pub struct Cli {
 /// What one seed runs: the flags `run`, `repro` and `campaign` share.
 #[derive(Args, Debug, Clone)]
 pub struct SeedFlags {
-    /// Which scenario to run: deploy-nginx (the whole control plane) or store-smoke (the
-    /// store alone; it refuses the disk-loss kinds).
+    /// Which scenario to run: deploy-nginx (the whole control plane), store-smoke (the
+    /// store alone; it refuses the disk-loss kinds), or one a user registered (`kubesim
+    /// scenarios` lists them).
     #[arg(long, default_value = "deploy-nginx")]
     pub scenario: Scenario,
     #[arg(long, default_value = "all", help = faults_help())]
@@ -227,6 +228,9 @@ pub enum Command {
     },
     /// List the planted bugs and the invariant that must catch each.
     Bugs,
+    /// List the scenarios this kubesim runs (its own and the registered ones) and the
+    /// invariants it judges.
+    Scenarios,
     /// Measure the default campaign's speed against bare madsim messaging, in one process.
     Bench {
         /// Seed range of the campaign part, run on one core (at most 1 000 000 seeds).
@@ -277,7 +281,7 @@ pub const MAX_JOBS: usize = 256;
 impl SeedFlags {
     /// The options of one seed, or a clear message naming what was wrong.
     pub fn to_options(&self, seed: u64) -> Result<RunOptions, BadInput> {
-        let mut options = RunOptions::new(seed, self.scenario);
+        let mut options = RunOptions::new(seed, self.scenario.clone());
         options.faults = match &self.plan {
             Some(path) => {
                 let file = PlanFile::load(path).map_err(|e| BadInput(e.to_string()))?;
@@ -288,7 +292,7 @@ impl SeedFlags {
             }
             None => parse_fault_menu(&self.faults)?,
         };
-        options.faults.check_supported_by(self.scenario).map_err(|e| match &self.plan {
+        options.faults.check_supported_by(&self.scenario).map_err(|e| match &self.plan {
             Some(path) => BadInput(format!("plan {}: {e}", path.display())),
             None => BadInput(format!("--faults: {e}")),
         })?;
@@ -417,6 +421,22 @@ fn seed_timeout(secs: u64) -> Result<Duration, BadInput> {
     Ok(Duration::from_secs(secs))
 }
 
+/// `kubesim scenarios`: each scenario with what it runs, then every invariant judged.
+fn render_scenarios() -> String {
+    let scenarios = Scenario::all();
+    let width = scenarios.iter().map(|s| s.name().len()).max().unwrap_or(0);
+    let mut text = String::from("scenarios:\n");
+    for scenario in &scenarios {
+        text.push_str(&format!("  {:width$}  {}\n", scenario.name(), scenario.about()));
+        for checker in scenario.checkers() {
+            text.push_str(&format!("  {:width$}    + invariant {}\n", "", checker.invariant()));
+        }
+    }
+    let invariants: Vec<&str> = verdict::checkers::Invariant::ALL.iter().map(|i| i.name()).collect();
+    text.push_str(&format!("invariants judged on every scenario: {}", invariants.join(", ")));
+    text
+}
+
 /// Runs the parsed command and returns the process exit code.
 pub fn execute(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
@@ -469,6 +489,10 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
         Command::Repro { seed, flags, check_determinism } => repro_command(seed, &flags, check_determinism),
         Command::Bugs => {
             out(sim::bugs::render_table().trim_end());
+            Ok(EXIT_PASS)
+        }
+        Command::Scenarios => {
+            out(&render_scenarios());
             Ok(EXIT_PASS)
         }
         Command::Bench { seeds, flags } => {

@@ -200,7 +200,7 @@ impl Case {
         }
         let scenario: Scenario = self.scenario.parse()?;
         let expect: Expectation = self.expect.parse()?;
-        let mut options = RunOptions::without_faults(self.seed, scenario);
+        let mut options = RunOptions::without_faults(self.seed, scenario.clone());
         let knobs = match (&self.knobs, self.store) {
             (Some(_), Some(_)) => return Err(CaseProblem::KnobsAndStore),
             (Some(knobs), None) => Some(knobs.clone()),
@@ -217,11 +217,12 @@ impl Case {
             bug.plant(&mut options);
         }
         if let Some(plan) = &self.plan {
-            let plan =
-                plan.fit(&options.topology()).map_err(|source| CaseProblem::PlanDoesNotFit { scenario, source })?;
+            let plan = plan
+                .fit(&options.topology())
+                .map_err(|source| CaseProblem::PlanDoesNotFit { scenario: scenario.clone(), source })?;
             options.faults = Faults::Plan(plan);
         }
-        options.faults.check_supported_by(scenario)?;
+        options.faults.check_supported_by(&scenario)?;
         Ok((options, expect))
     }
 

@@ -48,6 +48,14 @@ pub struct ControlPlaneOptions {
     pub workload: Workload,
     /// The apiserver's and the controllers' knobs.
     pub tuning: ControlPlaneTuning,
+    /// Custom kinds every apiserver serves (a user's scenario adds them).
+    pub custom_resources: Vec<&'static api::CustomResourceDefinition>,
+    /// Users every apiserver authenticates besides the components (each by the token
+    /// `token:NAME`); what they may do is what the stored RBAC objects grant them.
+    pub users: Vec<UserInfo>,
+    /// A user's controllers: replica `r` of each runs on worker machine `kubelet-r`
+    /// (see [`Operator`]).
+    pub operators: Vec<Operator>,
 }
 
 /// The apiserver's and the controllers' knobs (see [`crate::knobs::Knobs`] for what each
@@ -121,6 +129,9 @@ impl Default for ControlPlaneOptions {
             store_traffic_until: None,
             workload: Default::default(),
             tuning: ControlPlaneTuning::default(),
+            custom_resources: Vec::new(),
+            users: Vec::new(),
+            operators: Vec::new(),
         }
     }
 }
@@ -150,7 +161,7 @@ fn token_for(user: &str) -> String {
     format!("token:{user}")
 }
 
-fn credential(user: &str) -> Credential {
+pub(crate) fn credential(user: &str) -> Credential {
     Credential { user: user.to_string(), token: token_for(user) }
 }
 
@@ -166,6 +177,8 @@ impl ControlPlane {
         let apiserver_addrs: Vec<SocketAddr> = (0..options.n_apiservers).map(addresses::apiserver).collect();
         let mut users = vec![UserInfo::admin(), UserInfo::controller_manager(), UserInfo::scheduler()];
         users.extend((0..options.n_kubelets).map(|i| UserInfo::node(&kubelet_name(i))));
+        users.extend(options.users.iter().cloned());
+        users.extend(options.operators.iter().map(|operator| operator.user.clone()));
 
         let (apiservers, terminations): (Vec<Component>, Vec<Termination>) = (0..options.n_apiservers)
             .map(|i| start_apiserver(i, options, &store, &apiserver_addrs, &users, recorder, nodes))
@@ -227,7 +240,7 @@ impl ApiObserver for NodeApiObserver {
     }
 }
 
-fn api_observer(node: &str, recorder: &Recorder) -> Option<Arc<dyn ApiObserver>> {
+pub(crate) fn api_observer(node: &str, recorder: &Recorder) -> Option<Arc<dyn ApiObserver>> {
     Some(Arc::new(NodeApiObserver { node: node.to_string(), recorder: recorder.clone() }))
 }
 
@@ -248,6 +261,11 @@ fn start_apiserver(
     let mut config = ApiServerConfig::new(name.clone(), addrs[idx as usize]);
     for user in users {
         config = config.with_token(token_for(&user.name), user.clone());
+    }
+    for definition in &options.custom_resources {
+        config = config
+            .with_custom_resource(definition)
+            .unwrap_or_else(|e| panic!("the scenario's custom resource {definition}: {e}"));
     }
     config.planted_bugs = options.apiserver_bugs;
     config.compaction_interval = std::time::Duration::from_millis(options.tuning.compaction_interval_ms);
@@ -412,6 +430,7 @@ fn start_kubelet(
     // is modelled by clearing this state.
     let state = Arc::new(KubeletState::default());
     let user = format!("system:node:{name}");
+    let operators = operator_replicas_on(idx, options, client_config.clone(), recorder);
     let (servers, node_clock, node_state) = (servers.to_vec(), clock.clone(), state.clone());
     let (api_obs, ctl_obs) = (api_observer(&name, recorder), controller_observer(recorder));
     let node =
@@ -425,8 +444,11 @@ fn start_kubelet(
                 ctl_obs.clone(),
                 user.clone(),
             );
-            let client_config = client_config.clone();
+            let (client_config, operators) = (client_config.clone(), operators.clone());
             async move {
+                for operator in operators {
+                    operator.start(servers.clone(), clock.clone());
+                }
                 let client = ApiClient::connect(servers, credential(&user), client_config, api_obs)
                     .await
                     .expect("bind the kubelet's client");
@@ -434,4 +456,89 @@ fn start_kubelet(
             }
         }));
     (Component { name, node, clock }, state)
+}
+
+/// A user's controller, run as `replicas` processes with its own credential.
+#[derive(Clone)]
+pub struct Operator {
+    /// The operator's name; replica `r` is the process `NAME-r` (its client's name in the
+    /// history and its leader-election identity).
+    pub name: &'static str,
+    /// Who it authenticates as. It may do exactly what the RBAC objects bound to this user
+    /// or its groups grant (the workload creates them, as `kubectl apply` of the
+    /// operator's manifest would).
+    pub user: UserInfo,
+    /// How many replicas run (at most one per worker machine; leader election is the
+    /// operator's business, as with kube-rs).
+    pub replicas: u32,
+    /// The replica's main: called at the replica's start and again after every restart of
+    /// its machine.
+    pub run: Arc<dyn Fn(OperatorProcess) -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator").field("name", &self.name).field("replicas", &self.replicas).finish()
+    }
+}
+
+/// What one operator replica starts with.
+pub struct OperatorProcess {
+    /// `NAME-r`: unique per replica (a leader-election identity).
+    pub identity: String,
+    /// Connected to the apiservers with the operator's credential.
+    pub client: ApiClient,
+    /// The machine's wall clock (the nemesis skews it); leader election reads it.
+    pub clock: Clock,
+}
+
+/// One replica of a user's operator, on the machine of the kubelet it shares.
+#[derive(Clone)]
+struct OperatorReplica {
+    identity: String,
+    user: String,
+    run: Arc<dyn Fn(OperatorProcess) -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+    client_config: ClientConfig,
+    observer: Option<Arc<dyn ApiObserver>>,
+}
+
+impl OperatorReplica {
+    /// Starts the replica as a task of the machine's current incarnation (a restart of
+    /// the machine starts it again).
+    fn start(self, servers: Vec<SocketAddr>, clock: Clock) {
+        madsim::task::spawn(async move {
+            let Ok(client) =
+                ApiClient::connect(servers, credential(&self.user), self.client_config, self.observer).await
+            else {
+                panic!("bind the client of {}", self.identity);
+            };
+            let process = OperatorProcess { identity: self.identity, client, clock };
+            (self.run)(process).await;
+        });
+    }
+}
+
+/// The operator replicas worker machine `idx` runs: replica `idx` of each operator with
+/// more than `idx` replicas.
+fn operator_replicas_on(
+    idx: u32,
+    options: &ControlPlaneOptions,
+    client_config: ClientConfig,
+    recorder: &Recorder,
+) -> Vec<OperatorReplica> {
+    options
+        .operators
+        .iter()
+        .filter(|operator| idx < operator.replicas)
+        .map(|operator| {
+            let identity = format!("{}-{idx}", operator.name);
+            OperatorReplica {
+                observer: api_observer(&identity, recorder),
+                identity,
+                user: operator.user.name.clone(),
+                run: operator.run.clone(),
+                client_config: client_config.clone(),
+            }
+        })
+        .collect()
 }

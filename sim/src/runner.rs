@@ -8,7 +8,7 @@ use madsim::runtime::Runtime;
 
 use crate::addresses;
 use crate::checkers::restore::RecoveryStats;
-use crate::checkers::{check_all, CheckInput, EndState};
+use crate::checkers::{check_all_with, CheckInput, EndState};
 use crate::control_plane::ControlPlaneOptions;
 use crate::history::{History, HistoryEvent};
 use crate::knobs::Knobs;
@@ -34,7 +34,7 @@ pub enum Faults {
 impl Faults {
     /// Refuses a menu or a plan holding a kind `scenario` does not support
     /// ([`Scenario::supports`]).
-    pub fn check_supported_by(&self, scenario: Scenario) -> Result<(), UnsupportedFault> {
+    pub fn check_supported_by(&self, scenario: &Scenario) -> Result<(), UnsupportedFault> {
         match self {
             Faults::None => Ok(()),
             Faults::Swarm(menu) => menu.iter().try_for_each(|&kind| scenario.supports(kind)),
@@ -99,7 +99,7 @@ impl RunOptions {
             Scenario::StoreSmoke => {
                 Topology { store_members, apiservers: 0, controller_managers: 0, schedulers: 0, kubelets: 0 }
             }
-            Scenario::DeployNginx => Topology {
+            Scenario::DeployNginx | Scenario::Custom(_) => Topology {
                 store_members,
                 apiservers: self.cluster.n_apiservers,
                 controller_managers: self.cluster.n_controller_managers,
@@ -209,9 +209,12 @@ pub fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel) -> (Ru
         let options = options.clone();
         let plan = options.plan();
         async move {
-            let outcome = match options.scenario {
+            let outcome = match options.scenario.clone() {
                 Scenario::DeployNginx => deploy_nginx::run(recorder, &nodes, options.cluster.clone(), plan).await,
                 Scenario::StoreSmoke => store_smoke::run(recorder, &nodes, options.cluster.store.clone(), plan).await,
+                Scenario::Custom(custom) => {
+                    crate::scenario::custom::run(custom, recorder, &nodes, options.cluster.clone(), plan).await
+                }
             };
             let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
             let messages = madsim::net::NetSim::current().stat().msg_count;
@@ -306,7 +309,9 @@ fn report_of(
 ) -> RunReport {
     let apiserver_sources = match options.scenario {
         Scenario::StoreSmoke => vec![addresses::WORKLOAD],
-        Scenario::DeployNginx => (0..options.cluster.n_apiservers).map(|i| addresses::apiserver(i).ip()).collect(),
+        Scenario::DeployNginx | Scenario::Custom(_) => {
+            (0..options.cluster.n_apiservers).map(|i| addresses::apiserver(i).ip()).collect()
+        }
     };
     let input = CheckInput { history, end_state, apiserver_sources };
     let recovery = RecoveryStats::of(history);
@@ -322,7 +327,7 @@ fn report_of(
             ));
         }
     }
-    let verdicts = check_all(&input);
+    let verdicts = check_all_with(&input, &options.scenario.checkers());
     checks.extend(verdicts.iter().map(Check::of_verdict));
     let total_loss = recovery.total_loss.as_ref().map(|(lost, reason)| (*lost as u64, reason.clone()));
     let judged = Outcome::of_run(scenario_violations, &verdicts, total_loss);

@@ -57,7 +57,7 @@ pub fn seeded_run_strategy(
 ) -> BoxedStrategy<RunOptions> {
     seeds
         .prop_flat_map(move |seed| {
-            let options = RunOptions::new(seed, scenario);
+            let options = RunOptions::new(seed, scenario.clone());
             let plan = run_plan_strategy(&options, menu.clone(), max_events);
             (Just(options), plan)
         })

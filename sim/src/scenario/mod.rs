@@ -1,32 +1,84 @@
 //! Scenarios: a cluster shape plus a workload, each a function from a seed's runtime to a
-//! [`ScenarioOutcome`](crate::report::ScenarioOutcome).
+//! [`ScenarioOutcome`](crate::report::ScenarioOutcome): kubesim's own two, and the ones a
+//! user registers ([`custom`]).
 
+pub mod custom;
 pub mod deploy_nginx;
 pub mod store_smoke;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub use custom::{register, CustomScenario};
+
+/// Which scenario a seed runs. Written as its name ([`Scenario::name`]) on the command
+/// line, in cases and in results.
+#[derive(Clone)]
 pub enum Scenario {
     /// The default: the whole control plane runs `kubectl create deployment
     /// nginx-deployment --replicas=3`, then scales it to 5.
     DeployNginx,
     /// Three store members, a client workload, one leader crash.
     StoreSmoke,
+    /// A scenario a user registered ([`custom::register`]).
+    Custom(Arc<dyn CustomScenario>),
+}
+
+impl PartialEq for Scenario {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Scenario {}
+
+impl fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for Scenario {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scenario {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// A scenario was asked to run faults it cannot judge.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{scenario} does not support the fault kind {kind}: {reason}; use --scenario deploy-nginx or leave {kind} out")]
 pub struct UnsupportedFault {
-    pub scenario: Scenario,
+    pub scenario: &'static str,
     pub kind: faults::FaultKind,
     pub reason: &'static str,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 2] = [Scenario::DeployNginx, Scenario::StoreSmoke];
+    /// kubesim's own scenarios.
+    pub const BUILT_IN: [Scenario; 2] = [Scenario::DeployNginx, Scenario::StoreSmoke];
+
+    /// Every scenario this process knows: the built-ins, then the registered ones by name.
+    pub fn all() -> Vec<Scenario> {
+        let mut all = Scenario::BUILT_IN.to_vec();
+        all.extend(custom::registered().into_iter().map(Scenario::Custom));
+        all
+    }
+
+    /// The scenario's own checkers (a user's), judged after the built-in ones.
+    pub fn checkers(&self) -> Vec<Arc<dyn verdict::checkers::Checker>> {
+        match self {
+            Scenario::Custom(custom) => custom.checkers(),
+            _ => Vec::new(),
+        }
+    }
 
     /// Whether the scenario can run and judge faults of `kind`, and why not. store-smoke
     /// checks its members against the addresses they started with and its acknowledged
@@ -34,21 +86,31 @@ impl Scenario {
     /// restore, so the kinds that wipe disks (and the snapshot corruption that only
     /// matters to a restore) would be reported as violations of the store when they are
     /// the scenario's own blind spot. deploy-nginx follows the operator through both.
-    pub fn supports(self, kind: faults::FaultKind) -> Result<(), UnsupportedFault> {
+    pub fn supports(&self, kind: faults::FaultKind) -> Result<(), UnsupportedFault> {
+        let refused = |reason| Err(UnsupportedFault { scenario: self.name(), kind, reason });
         match self {
-            Scenario::StoreSmoke if kind.loses_disks() => Err(UnsupportedFault {
-                scenario: self,
-                kind,
-                reason: "it does not follow the operator's member replacements and restores",
-            }),
+            Scenario::StoreSmoke if kind.loses_disks() => {
+                refused("it does not follow the operator's member replacements and restores")
+            }
+            Scenario::Custom(custom) => custom.supports(kind).or_else(refused),
             _ => Ok(()),
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Scenario::DeployNginx => "deploy-nginx",
             Scenario::StoreSmoke => "store-smoke",
+            Scenario::Custom(custom) => custom.name(),
+        }
+    }
+
+    /// One line saying what the scenario runs.
+    pub fn about(&self) -> &'static str {
+        match self {
+            Scenario::DeployNginx => "the whole control plane creates a 3-replica deployment, then scales it to 5",
+            Scenario::StoreSmoke => "the store alone: three members, a client workload, one leader crash",
+            Scenario::Custom(custom) => custom.about(),
         }
     }
 }
@@ -61,12 +123,16 @@ impl fmt::Display for Scenario {
 
 /// A scenario name that names no scenario.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scenario '{0}' (known: {known})", known = Scenario::ALL.map(Scenario::name).join(", "))]
+#[error("unknown scenario '{0}' (known: {known})", known = Scenario::all().iter().map(Scenario::name).collect::<Vec<_>>().join(", "))]
 pub struct UnknownScenario(pub String);
 
 impl FromStr for Scenario {
     type Err = UnknownScenario;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scenario::ALL.into_iter().find(|sc| sc.name() == s).ok_or_else(|| UnknownScenario(s.to_string()))
+        Scenario::BUILT_IN
+            .into_iter()
+            .find(|sc| sc.name() == s)
+            .or_else(|| custom::lookup(s).map(Scenario::Custom))
+            .ok_or_else(|| UnknownScenario(s.to_string()))
     }
 }

@@ -37,10 +37,10 @@ use store::api::{KeyValue, Revision};
 use crate::history::History;
 use crate::views::{ApiOps, StoreOps};
 
-/// The invariants kubesim proves or refutes (docs/design.md §4). Names are the kebab-case
-/// strings of [`Invariant::name`], used on the command line, in reports and in JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// The invariants kubesim proves or refutes (docs/design.md §4), and the ones a user's
+/// scenario brings ([`Invariant::Custom`]). Names are the kebab-case strings of
+/// [`Invariant::name`], used on the command line, in reports and in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Invariant {
     /// §4.1: every committed store mutation was issued by an apiserver principal, from an
     /// address an apiserver runs on. Reproduces Kubernetes' "only the apiserver talks to
@@ -120,6 +120,9 @@ pub enum Invariant {
     /// relies on it for Events (`--event-ttl`): an early expiry deletes objects clients
     /// still read.
     LeaseExpiry,
+    /// An invariant a user's scenario defines and judges with its own [`Checker`] (the
+    /// example `Database` operator's single primary, say).
+    Custom(CustomInvariant),
 }
 
 impl Invariant {
@@ -156,6 +159,108 @@ impl Invariant {
             Invariant::RestoreDurability => "restore-durability",
             Invariant::InformerContinuity => "informer-continuity",
             Invariant::LeaseExpiry => "lease-expiry",
+            Invariant::Custom(custom) => custom.name(),
+        }
+    }
+
+    /// The built-in invariant called `name`, else the custom one of that name if one was
+    /// declared in this process ([`CustomInvariant::new`]).
+    pub fn named(name: &str) -> Option<Invariant> {
+        Invariant::ALL
+            .into_iter()
+            .find(|i| i.name() == name)
+            .or_else(|| CustomInvariant::declared(name).map(Invariant::Custom))
+    }
+
+    /// Every invariant this process knows: the built-ins, then the declared custom ones.
+    pub fn known() -> Vec<Invariant> {
+        let mut known = Invariant::ALL.to_vec();
+        known.extend(CustomInvariant::all_declared().into_iter().map(Invariant::Custom));
+        known
+    }
+}
+
+/// The name of an invariant a user's checker judges: kebab-case, unique, and not one of
+/// kubesim's own. Declaring it (a `const` is enough: [`CustomInvariant::new`] is `const`)
+/// and registering the checker that judges it lets `--invariant`, corpus cases and results
+/// files name it like a built-in.
+///
+/// ```
+/// use verdict::checkers::{CustomInvariant, Invariant};
+/// const SINGLE_PRIMARY: CustomInvariant = CustomInvariant::new("database-single-primary");
+/// let invariant = Invariant::Custom(SINGLE_PRIMARY);
+/// assert_eq!(invariant.name(), "database-single-primary");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CustomInvariant(&'static str);
+
+/// Every custom invariant name this process has seen: declared by a registered checker,
+/// or read back from a results file or a case. Names are interned (leaked once each), so
+/// an [`Invariant`] stays `Copy`.
+static CUSTOM_NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+impl CustomInvariant {
+    /// The invariant called `name`. Its form is checked when it is declared
+    /// ([`CustomInvariant::declare`]), which registering its checker does.
+    pub const fn new(name: &'static str) -> Self {
+        CustomInvariant(name)
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0
+    }
+
+    /// Makes the name known to this process (for parsing `--invariant`, cases and
+    /// results), after checking its form: lower-case kebab-case, not a built-in's name.
+    pub fn declare(self) -> Result<Self, String> {
+        let name = self.0;
+        let well_formed = !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !well_formed {
+            return Err(format!("custom invariant '{name}': a name is lower-case kebab-case (a-z, 0-9, '-')"));
+        }
+        if Invariant::ALL.iter().any(|i| i.name() == name) || ["no-panic", "time-limit"].contains(&name) {
+            return Err(format!("custom invariant '{name}': the name is one of kubesim's own"));
+        }
+        CUSTOM_NAMES.lock().expect("custom invariant names").insert(name);
+        Ok(self)
+    }
+
+    /// The declared custom invariant called `name`.
+    pub fn declared(name: &str) -> Option<Self> {
+        CUSTOM_NAMES.lock().expect("custom invariant names").get(name).copied().map(CustomInvariant)
+    }
+
+    fn all_declared() -> Vec<Self> {
+        CUSTOM_NAMES.lock().expect("custom invariant names").iter().copied().map(CustomInvariant).collect()
+    }
+
+    /// The custom invariant a results file or a case names, declared now if this process
+    /// has not seen it (`kubesim merge` reads a user's campaign without the user's code).
+    fn read_back(name: &str) -> Result<Self, String> {
+        if let Some(known) = Self::declared(name) {
+            return Ok(known);
+        }
+        let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+        CustomInvariant(leaked).declare()
+    }
+}
+
+impl Serialize for Invariant {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Invariant {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match Invariant::ALL.into_iter().find(|i| i.name() == name) {
+            Some(builtin) => Ok(builtin),
+            None => CustomInvariant::read_back(&name).map(Invariant::Custom).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -169,8 +274,8 @@ impl fmt::Display for Invariant {
 impl FromStr for Invariant {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Invariant::ALL.into_iter().find(|i| i.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
+        Invariant::named(s).ok_or_else(|| {
+            let names: Vec<&str> = Invariant::known().iter().map(|i| i.name()).collect();
             format!("unknown invariant '{s}' (known: {})", names.join(", "))
         })
     }
@@ -255,6 +360,70 @@ impl<'h> Views<'h> {
     }
 }
 
+/// A user's invariant, judged from a finished history: what a scenario registers beside
+/// its workload so that `run`, `campaign`, `shrink` and the corpus judge it like a
+/// built-in. It must be a pure function of its input (no clock, no randomness), as every
+/// checker is; it sees the whole history, restores included ([`HistoryEvent::Restored`]
+/// starts a new cluster epoch).
+///
+/// The history holds what each layer did: store writes with their keys and revisions
+/// ([`HistoryEvent::StoreWrite`], [`HistoryEvent::Committed`]), API requests and answers,
+/// watch deliveries, kubelets' pod starts and stops ([`HistoryEvent::PodStarted`]), faults.
+///
+/// ```
+/// use verdict::checkers::{CheckInput, Checker, CustomInvariant, Invariant, Verdict, Violations};
+/// use verdict::history::HistoryEvent;
+///
+/// /// No pod named `db-primary-*` was ever started by a kubelet.
+/// struct NoPrimaryStarted;
+/// impl Checker for NoPrimaryStarted {
+///     fn invariant(&self) -> Invariant {
+///         Invariant::Custom(CustomInvariant::new("no-primary-started"))
+///     }
+///     fn check(&self, input: &CheckInput) -> Verdict {
+///         let mut violations = Violations::new(self.invariant());
+///         let mut checked = 0;
+///         for (at_ns, event) in input.history.events() {
+///             if let HistoryEvent::PodStarted { name, node, .. } = event {
+///                 checked += 1;
+///                 if name.starts_with("db-primary-") {
+///                     violations.push(Some(at_ns), format!("{name} started on {node}"));
+///                 }
+///             }
+///         }
+///         violations.into_verdict(checked, format!("{checked} pod starts"))
+///     }
+/// }
+/// ```
+///
+/// [`HistoryEvent::Restored`]: crate::history::HistoryEvent::Restored
+/// [`HistoryEvent::StoreWrite`]: crate::history::HistoryEvent::StoreWrite
+/// [`HistoryEvent::Committed`]: crate::history::HistoryEvent::Committed
+/// [`HistoryEvent::PodStarted`]: crate::history::HistoryEvent::PodStarted
+pub trait Checker: Send + Sync {
+    /// The invariant this checker judges (usually [`Invariant::Custom`]).
+    fn invariant(&self) -> Invariant;
+    /// Its verdict on one finished run.
+    fn check(&self, input: &CheckInput) -> Verdict;
+}
+
+/// [`check_all`], then each of `more` (a scenario's own checkers), one verdict each, in
+/// order.
+pub fn check_all_with(input: &CheckInput, more: &[std::sync::Arc<dyn Checker>]) -> Vec<Verdict> {
+    let mut verdicts = check_all(input);
+    for checker in more {
+        let mut verdict = checker.check(input);
+        // The checker's word on which invariant it judged is its `invariant()`: a verdict
+        // built for another name would be counted under the wrong one.
+        verdict.invariant = checker.invariant();
+        for violation in &mut verdict.violations {
+            violation.invariant = verdict.invariant;
+        }
+        verdicts.push(verdict);
+    }
+    verdicts
+}
+
 /// Runs every checker: one verdict per invariant of [`Invariant::ALL`]. The
 /// checkers of one cluster's behaviour run per cluster epoch (see `epochs.rs`), with the
 /// end state given to the last epoch only; the backup checkers read the whole history.
@@ -312,18 +481,23 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
 }
 
 /// Collects one checker's violations under the report bound.
-pub(crate) struct Violations {
+/// A checker's findings as it collects them, turned into its [`Verdict`] at the end: keeps
+/// the first [`MAX_VIOLATIONS_PER_INVARIANT`] and counts the rest. A user's [`Checker`]
+/// uses it as the built-ins do.
+pub struct Violations {
     invariant: Invariant,
     found: Vec<Violation>,
     n_omitted: usize,
 }
 
 impl Violations {
-    pub(crate) fn new(invariant: Invariant) -> Self {
+    /// No findings yet, for `invariant`.
+    pub fn new(invariant: Invariant) -> Self {
         Self { invariant, found: Vec::new(), n_omitted: 0 }
     }
 
-    pub(crate) fn push(&mut self, at_ns: Option<u64>, message: String) {
+    /// One finding: what was broken, and the simulated time of the record that showed it.
+    pub fn push(&mut self, at_ns: Option<u64>, message: String) {
         if self.found.len() >= MAX_VIOLATIONS_PER_INVARIANT {
             self.n_omitted += 1;
             return;
@@ -331,7 +505,9 @@ impl Violations {
         self.found.push(Violation { invariant: self.invariant, message, at_ns });
     }
 
-    pub(crate) fn into_verdict(self, checked: usize, summary: String) -> Verdict {
+    /// The verdict: `checked` is how many items were examined (so that a vacuous pass is
+    /// visible), `summary` one line saying what they were.
+    pub fn into_verdict(self, checked: usize, summary: String) -> Verdict {
         Verdict {
             invariant: self.invariant,
             violations: self.found,
