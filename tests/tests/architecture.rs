@@ -21,6 +21,15 @@ fn dependencies(manifest: &str) -> Vec<String> {
         .collect()
 }
 
+/// The example of testing one's own controller uses only what a user outside this
+/// repository would have: the `kubesim` crate's public API (and serde for its own types),
+/// never a kubesim crate's internals directly.
+#[test]
+fn the_example_operator_depends_on_kubesim_alone() {
+    let deps = dependencies("examples/database-operator/Cargo.toml");
+    assert_eq!(deps, ["kubesim", "serde"], "examples/database-operator depends on {deps:?}");
+}
+
 #[test]
 fn controllers_and_api_do_not_depend_on_store() {
     for manifest in ["controllers/Cargo.toml", "api/Cargo.toml"] {

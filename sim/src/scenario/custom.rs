@@ -41,7 +41,7 @@ use faults::{FaultKind, FaultPlan};
 /// A user's scenario. See the [module documentation](self).
 ///
 /// Everything it does must be a function of the seed: randomness from `madsim::rand`,
-/// time from `madsim::time` or the node's [`Clock`], `BTreeMap` where order matters.
+/// time from `madsim::time` or the node's [`Clock`](api::Clock), `BTreeMap` where order matters.
 pub trait CustomScenario: Send + Sync + 'static {
     /// Its name on the command line and in reports: lower-case kebab-case, not a built-in
     /// scenario's.
