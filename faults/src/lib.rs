@@ -24,6 +24,7 @@
 
 pub mod generate;
 pub mod kinds;
+pub mod menus;
 pub mod nemesis;
 pub mod plan;
 pub mod seed;

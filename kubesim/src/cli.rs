@@ -59,11 +59,16 @@ fn faults_help() -> String {
     let names = |kinds: &[FaultKind]| kinds.iter().map(|kind| kind.name()).collect::<Vec<_>>().join(", ");
     let by_name: Vec<FaultKind> =
         FaultKind::ALL.into_iter().filter(|kind| !FaultKind::DEFAULT.contains(kind)).collect();
+    let menus: Vec<String> = faults::menus::menus()
+        .iter()
+        .map(|menu| format!("`{}` ({})", menu.name, names(&menu.kinds.iter().copied().collect::<Vec<_>>())))
+        .collect();
     format!(
-        "Fault kinds the seed's swarm plan may use: comma-separated names, `all` or `none`. `all` is {}; \
-         these are asked for by name: {}",
+        "Fault kinds the seed's swarm plan may use: a menu's name, comma-separated kind names, or `none`. \
+         `all` (the default) is {}; these are asked for by name: {}. Menus: {}",
         names(&FaultKind::DEFAULT),
-        names(&by_name)
+        names(&by_name),
+        menus.join("; ")
     )
 }
 
@@ -377,10 +382,14 @@ pub fn shell_quote(word: &str) -> String {
 fn parse_fault_menu(text: &str) -> Result<Faults, BadInput> {
     match text {
         "none" => Ok(Faults::None),
-        "all" => Ok(Faults::Swarm(FaultKind::all())),
+        name if faults::menus::menu(name).is_some() => {
+            Ok(Faults::Swarm(faults::menus::menu(name).expect("just found").kinds))
+        }
         list => {
-            let menu: BTreeSet<FaultKind> =
-                FaultKind::parse_list(list).map_err(|e| BadInput(format!("--faults: {e}")))?;
+            let menu: BTreeSet<FaultKind> = FaultKind::parse_list(list).map_err(|e| {
+                let menus: Vec<&str> = faults::menus::menus().iter().map(|menu| menu.name).collect();
+                BadInput(format!("--faults: {e}; or a menu: {}, or none", menus.join(", ")))
+            })?;
             Ok(Faults::Swarm(menu))
         }
     }

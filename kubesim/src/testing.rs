@@ -80,6 +80,16 @@ impl Seeds {
         self
     }
 
+    /// The fault menu called `name` (`disks`, or one registered with
+    /// `faults::menus::register_menu`).
+    ///
+    /// # Panics
+    /// If no menu has that name.
+    pub fn menu(self, name: &str) -> Self {
+        let menu = faults::menus::menu(name).unwrap_or_else(|| panic!("no fault menu is called '{name}'"));
+        self.faults(menu.kinds)
+    }
+
     /// The seeds that run: the range, unless `KUBESIM_TEST_SEED` or `KUBESIM_TEST_NUM`
     /// say otherwise.
     ///
@@ -150,7 +160,10 @@ impl Seeds {
 
     fn repro_flags(&self) -> String {
         let mut flags = format!(" --scenario {}", self.scenario);
-        if self.faults != FaultKind::all() {
+        let menu = faults::menus::menus().into_iter().find(|menu| menu.kinds == self.faults);
+        if let Some(menu) = menu.filter(|menu| menu.name != "all") {
+            flags.push_str(&format!(" --faults {}", menu.name));
+        } else if self.faults != FaultKind::all() {
             let names: Vec<&str> = self.faults.iter().map(|kind| kind.name()).collect();
             flags.push_str(&format!(" --faults {}", names.join(",")));
         }
