@@ -22,7 +22,10 @@
 //!   [`TaskGroup`], as the controller-manager does) and losing leadership aborts them all.
 //!   Every write must carry [`Context::write_fence`], which the apiserver checks against
 //!   the lease in the same store transaction: a deposed leader's write is refused with
-//!   `Fenced` even before it notices it was deposed.
+//!   `Fenced` even before it notices it was deposed;
+//! - [`Controller::start`] instead runs a controller inside a larger component's term, on
+//!   informers it shares with the component's other controllers: the deployment controller
+//!   runs so in the controller-manager.
 //!
 //! Determinism: the runtime draws no random number but through `madsim::rand` (leader
 //! election's jitter), reads time only from madsim (the work queue) and the node's
