@@ -11,18 +11,20 @@
 //! (`collisionCount`); deleted deployments leave their ReplicaSets to a garbage collector
 //! kubesim does not run.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use api::{
     ApiClient, ApiError, Deployment, Object, ObjectMeta, OwnerReference, PodTemplateSpec, ReplicaSet, ReplicaSetSpec,
-    ReplicaSetStatus,
+    ReplicaSetStatus, Resource,
 };
 
-use crate::driver::{run_resync, run_worker, wait_for_cache_sync, SyncError, TaskGroup};
+use crate::driver::{SyncError, TaskGroup};
 use crate::events::EventRecorder;
-use crate::informer::{object_key, Informer, InformerEvent};
+use crate::informer::Informer;
 use crate::leader_election::LeaderHandle;
-use crate::workqueue::{SharedWorkQueue, WorkQueueConfig};
+use crate::runtime::{Action, Context, Controller, ControllerConfig, ObjectRef};
+use crate::workqueue::WorkQueueConfig;
 
 /// The label (and selector term) that ties a ReplicaSet and its pods to one template.
 pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
@@ -143,7 +145,8 @@ pub fn reconcile_deployment(deployment: &Deployment, owned: &[ReplicaSet]) -> Ve
     actions
 }
 
-/// The controller's driver for one leadership term.
+/// The controller's driver for one leadership term, on the controller runtime
+/// ([`crate::runtime`]) with the controller-manager's shared informers and leadership.
 pub struct DeploymentController {
     pub config: DeploymentControllerConfig,
     pub client: ApiClient,
@@ -158,84 +161,79 @@ impl DeploymentController {
     /// Subscribes to the informers and spawns the worker and resync into `tasks`. The
     /// informers must be started by the caller (they are shared).
     pub fn start(self, tasks: &mut TaskGroup) {
-        let queue = SharedWorkQueue::new(self.config.workqueue.clone());
-        let q = queue.clone();
-        self.deployments.subscribe(Box::new(move |event: &InformerEvent| {
-            let m = event.object().metadata();
-            q.add(&object_key(&m.namespace, &m.name));
-        }));
-        let q = queue.clone();
-        self.replica_sets.subscribe(Box::new(move |event: &InformerEvent| {
-            let m = event.object().metadata();
-            if let Some(owner) = m.controller_owner().filter(|o| o.kind == "Deployment") {
-                q.add(&object_key(&m.namespace, &owner.name));
-            }
-        }));
-        let deployments = self.deployments.clone();
-        let period_ms = self.config.resync_period_ms;
-        let q = queue.clone();
-        tasks.spawn(async move {
-            run_resync(q, period_ms, move || deployments.cache().objects().keys().cloned().collect()).await
-        });
-        let this = Arc::new(self);
-        let leader = this.leader.clone();
-        tasks.spawn(async move {
-            wait_for_cache_sync(&[&this.deployments, &this.replica_sets]).await;
-            run_worker(queue, Some(leader), move |key| {
-                let this = this.clone();
-                async move { this.sync(&key).await }
-            })
-            .await
-        });
-    }
-
-    async fn sync(&self, key: &str) -> Result<(), SyncError> {
-        let Some(deployment) = self.deployments.get(key).and_then(Object::into_deployment) else {
-            return Ok(());
+        let config = ControllerConfig {
+            workqueue: self.config.workqueue.clone(),
+            resync_period_ms: Some(self.config.resync_period_ms),
+            ..ControllerConfig::default()
         };
-        let owned: Vec<ReplicaSet> = self.replica_sets.with_objects(|objects| {
-            objects.filter_map(Object::as_replica_set).filter(|rs| is_owned_by(rs, &deployment)).cloned().collect()
-        });
-        for action in reconcile_deployment(&deployment, &owned) {
-            let fence = self.leader.write_fence()?;
-            let result = match action {
-                DeploymentAction::CreateReplicaSet(rs) => {
-                    let (name, replicas) = (rs.metadata.name.clone(), rs.spec.replicas);
-                    match self.client.create(Object::ReplicaSet(rs), fence).await {
-                        // Deterministic name: an earlier attempt already created it.
-                        Err(ApiError::AlreadyExists { .. }) => Ok(()),
-                        other => other.map(|_| self.scaled(&deployment, &name, 0, replicas)),
-                    }
-                }
-                DeploymentAction::ScaleReplicaSet(rs) => {
-                    let (name, replicas) = (rs.metadata.name.clone(), rs.spec.replicas);
-                    let before = owned.iter().find(|o| o.metadata.name == name).map_or(0, |o| o.spec.replicas);
-                    self.client
-                        .update(Object::ReplicaSet(rs), fence)
-                        .await
-                        .map(|_| self.scaled(&deployment, &name, before, replicas))
-                }
-                DeploymentAction::UpdateStatus(d) => {
-                    self.client.update_status(Object::Deployment(d), fence).await.map(drop)
-                }
-            };
-            match result {
-                Ok(()) | Err(ApiError::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        let informers = BTreeMap::from([
+            (Resource::Deployments, self.deployments.clone()),
+            (Resource::ReplicaSets, self.replica_sets.clone()),
+        ]);
+        Controller::new(Resource::Deployments, "")
+            .owns(Resource::ReplicaSets)
+            .with_config(config)
+            .start(tasks, &self.client, Some(self.leader), &informers, Arc::new(self.events), sync, error_policy)
+            .expect("the deployment controller is given the informers it names, one worker and a work queue with room");
     }
+}
 
-    /// The deployment controller's `ScalingReplicaSet` event.
-    fn scaled(&self, deployment: &Deployment, replica_set: &str, from: i32, to: i32) {
-        let direction = if to >= from { "up" } else { "down" };
-        self.events.normal(
-            &Object::Deployment(deployment.clone()),
-            "ScalingReplicaSet",
-            format!("Scaled {direction} replica set {replica_set} from {from} to {to}"),
-        );
+/// A failed sync is retried with the work queue's backoff, unless leadership is lost (the
+/// term's tasks are about to be aborted).
+fn error_policy(_: &ObjectRef, error: &SyncError, _: &Context<EventRecorder>) -> Action {
+    match error {
+        SyncError::NotLeader => Action::AwaitChange,
+        SyncError::Api(_) | SyncError::Retry(_) => Action::Backoff,
     }
+}
+
+/// One deployment as cached: its ReplicaSets from the cache into [`reconcile_deployment`],
+/// and its actions carried out under the term's fence.
+async fn sync(object: Arc<Object>, ctx: Arc<Context<EventRecorder>>) -> Result<Action, SyncError> {
+    let Some(deployment) = object.as_deployment() else {
+        return Ok(Action::AwaitChange);
+    };
+    let owned: Vec<ReplicaSet> = ctx.cache(Resource::ReplicaSets).with_objects(|objects| {
+        objects.filter_map(Object::as_replica_set).filter(|rs| is_owned_by(rs, deployment)).cloned().collect()
+    });
+    let client = ctx.client();
+    for action in reconcile_deployment(deployment, &owned) {
+        let fence = ctx.write_fence()?;
+        let result = match action {
+            DeploymentAction::CreateReplicaSet(rs) => {
+                let (name, replicas) = (rs.metadata.name.clone(), rs.spec.replicas);
+                match client.create(Object::ReplicaSet(rs), fence).await {
+                    // Deterministic name: an earlier attempt already created it.
+                    Err(ApiError::AlreadyExists { .. }) => Ok(()),
+                    other => other.map(|_| scaled(ctx.data(), &object, &name, 0, replicas)),
+                }
+            }
+            DeploymentAction::ScaleReplicaSet(rs) => {
+                let (name, replicas) = (rs.metadata.name.clone(), rs.spec.replicas);
+                let before = owned.iter().find(|o| o.metadata.name == name).map_or(0, |o| o.spec.replicas);
+                client
+                    .update(Object::ReplicaSet(rs), fence)
+                    .await
+                    .map(|_| scaled(ctx.data(), &object, &name, before, replicas))
+            }
+            DeploymentAction::UpdateStatus(d) => client.update_status(Object::Deployment(d), fence).await.map(drop),
+        };
+        match result {
+            Ok(()) | Err(ApiError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Action::AwaitChange)
+}
+
+/// The deployment controller's `ScalingReplicaSet` event about `deployment`.
+fn scaled(events: &EventRecorder, deployment: &Object, replica_set: &str, from: i32, to: i32) {
+    let direction = if to >= from { "up" } else { "down" };
+    events.normal(
+        deployment,
+        "ScalingReplicaSet",
+        format!("Scaled {direction} replica set {replica_set} from {from} to {to}"),
+    );
 }
 
 #[cfg(test)]

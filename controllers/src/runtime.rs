@@ -22,7 +22,10 @@
 //!   [`TaskGroup`], as the controller-manager does) and losing leadership aborts them all.
 //!   Every write must carry [`Context::write_fence`], which the apiserver checks against
 //!   the lease in the same store transaction: a deposed leader's write is refused with
-//!   `Fenced` even before it notices it was deposed.
+//!   `Fenced` even before it notices it was deposed;
+//! - [`Controller::start`] instead runs a controller inside a larger component's term, on
+//!   informers it shares with the component's other controllers: the deployment controller
+//!   runs so in the controller-manager.
 //!
 //! Determinism: the runtime draws no random number but through `madsim::rand` (leader
 //! election's jitter), reads time only from madsim (the work queue) and the node's
@@ -222,6 +225,8 @@ pub enum ControllerError {
          (got {retry_period_ms} ms, {renew_deadline_ms} ms, {lease_duration_ms} ms)"
     )]
     LeaderElectionTimings { retry_period_ms: u64, renew_deadline_ms: u64, lease_duration_ms: u64 },
+    #[error("the controller watches {resource}, but no informer of it was given")]
+    MissingInformer { resource: Resource },
 }
 
 /// What each reconcile is handed: the client (with the controller's own credentials), the
@@ -333,15 +338,16 @@ impl Controller {
     }
 
     /// Also watches `child`: each event of a child whose controller owner reference names
-    /// the primary's kind enqueues that owner (for a modification, the owners before and
-    /// after). Children live in the primary's namespace, as owner references require.
+    /// the primary's kind enqueues that owner (as the child is now, or was last for a
+    /// deletion: kube-rs' `owns`). Children live in the primary's namespace, as owner
+    /// references require.
     pub fn owns(mut self, child: Resource) -> Self {
         self.owns.push(child);
         self
     }
 
     /// Also watches `other`: each event of one of its objects enqueues the primary objects
-    /// `map` returns for it (for a modification, for the object before and after).
+    /// `map` returns for it (as it is now, or was last for a deletion).
     pub fn watches(mut self, other: Resource, map: impl Fn(&Object) -> Vec<ObjectRef> + Send + Sync + 'static) -> Self {
         self.watches.push((other, Arc::new(map)));
         self
@@ -436,12 +442,60 @@ impl Controller {
         unreachable!("a controller's term loop runs forever")
     }
 
+    /// Starts the controller inside a larger component's leadership term instead of
+    /// running it alone: it subscribes to `informers`, which must hold one informer of each
+    /// resource it names and which the caller starts after this returns (so that several
+    /// controllers share one informer per resource, as kube-controller-manager's do), and
+    /// spawns its resync and workers into `tasks`. `leader` is the component's (`None`
+    /// without leader election); the controller's own leader election setting is not used.
+    /// What [`Controller::run`] does at the start of each term, but for the informers.
+    #[allow(clippy::too_many_arguments)] // run's arguments, plus the term's three pieces
+    pub fn start<T, E, R, Fut, P>(
+        &self,
+        tasks: &mut TaskGroup,
+        client: &ApiClient,
+        leader: Option<LeaderHandle>,
+        informers: &BTreeMap<Resource, Informer>,
+        data: Arc<T>,
+        reconcile: R,
+        error_policy: P,
+    ) -> Result<(), ControllerError>
+    where
+        T: Send + Sync + 'static,
+        E: Display + Send + 'static,
+        R: Fn(Arc<Object>, Arc<Context<T>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Action, E>> + Send + 'static,
+        P: Fn(&ObjectRef, &E, &Context<T>) -> Action + Send + Sync + 'static,
+    {
+        self.validate()?;
+        let caches = self.given_informers(informers)?;
+        let reconciler = Arc::new(Reconciler { reconcile, error_policy });
+        self.start_workers(tasks, client, leader, caches, &data, &reconciler);
+        Ok(())
+    }
+
+    /// The informers of the resources the controller names, from those given to `start`.
+    fn given_informers(
+        &self,
+        informers: &BTreeMap<Resource, Informer>,
+    ) -> Result<BTreeMap<Resource, Informer>, ControllerError> {
+        self.resources()
+            .map(|resource| match informers.get(&resource) {
+                Some(informer) => Ok((resource, informer.clone())),
+                None => Err(ControllerError::MissingInformer { resource }),
+            })
+            .collect()
+    }
+
+    /// Every resource the controller names: primary, owned, watched (repeats included).
+    fn resources(&self) -> impl Iterator<Item = Resource> + '_ {
+        std::iter::once(self.primary).chain(self.owns.iter().copied()).chain(self.watches.iter().map(|(r, _)| *r))
+    }
+
     /// The informer of each resource the controller names, once each, keyed by resource.
     fn informers(&self) -> BTreeMap<Resource, Informer> {
-        let resources =
-            std::iter::once(self.primary).chain(self.owns.iter().copied()).chain(self.watches.iter().map(|(r, _)| *r));
         let who = self.leader_election.as_ref().map_or("controller", |e| e.identity.as_str());
-        resources
+        self.resources()
             .map(|resource| {
                 let namespace = if resource.namespaced() { self.namespace.as_str() } else { "" };
                 let informer = Informer::new(resource, namespace, self.config.informer.clone())
@@ -451,7 +505,8 @@ impl Controller {
             .collect()
     }
 
-    /// One term's informers, queue, resync and workers, all in the returned group.
+    /// One term of [`Controller::run`]: its informers, queue, resync and workers, all in
+    /// the returned group.
     fn start_term<T, E, R, Fut, P>(
         &self,
         client: &ApiClient,
@@ -468,6 +523,30 @@ impl Controller {
     {
         let mut tasks = TaskGroup::new();
         let caches = self.informers();
+        self.start_workers(&mut tasks, client, leader, caches.clone(), data, reconciler);
+        for informer in caches.into_values() {
+            let client = client.clone();
+            tasks.spawn(async move { informer.run(client).await });
+        }
+        tasks
+    }
+
+    /// Subscribes to `caches` (not started yet) and spawns the resync and the workers.
+    fn start_workers<T, E, R, Fut, P>(
+        &self,
+        tasks: &mut TaskGroup,
+        client: &ApiClient,
+        leader: Option<LeaderHandle>,
+        caches: BTreeMap<Resource, Informer>,
+        data: &Arc<T>,
+        reconciler: &Arc<Reconciler<R, P>>,
+    ) where
+        T: Send + Sync + 'static,
+        E: Display + Send + 'static,
+        R: Fn(Arc<Object>, Arc<Context<T>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Action, E>> + Send + 'static,
+        P: Fn(&ObjectRef, &E, &Context<T>) -> Action + Send + Sync + 'static,
+    {
         let queue = SharedWorkQueue::new(self.config.workqueue.clone());
         // Subscribe before the informers start, so that no event is missed. The handlers
         // hold the queue only, never the context: the term must not hold itself.
@@ -479,20 +558,15 @@ impl Controller {
                 run_resync(queue, period_ms, move || primary.cache().objects().keys().cloned().collect()).await
             });
         }
-        let context = Arc::new(Context { client: client.clone(), leader, caches: caches.clone(), data: data.clone() });
+        let context = Arc::new(Context { client: client.clone(), leader, caches, data: data.clone() });
         for _ in 0..self.config.workers {
             let worker = Worker { queue: queue.clone(), primary: primary.clone(), context: context.clone() };
-            let (reconciler, caches) = (reconciler.clone(), caches.clone());
+            let reconciler = reconciler.clone();
             tasks.spawn(async move {
-                wait_for_cache_sync(&caches.values().collect::<Vec<_>>()).await;
+                wait_for_cache_sync(&worker.context.caches.values().collect::<Vec<_>>()).await;
                 worker.run(&reconciler).await
             });
         }
-        for informer in caches.into_values() {
-            let client = client.clone();
-            tasks.spawn(async move { informer.run(client).await });
-        }
-        tasks
     }
 
     /// Connects each informer's events to the queue: the primary's own keys, owned
@@ -504,33 +578,21 @@ impl Controller {
         for child in &self.owns {
             let q = queue.clone();
             caches[child].subscribe(Box::new(move |event: &InformerEvent| {
-                for object in objects_of(event) {
-                    let meta = object.metadata();
-                    if let Some(owner) = meta.controller_owner().filter(|o| o.kind == primary_kind) {
-                        let namespace = if primary_namespaced { meta.namespace.as_str() } else { "" };
-                        q.add(&object_key(namespace, &owner.name));
-                    }
+                let meta = event.object().metadata();
+                if let Some(owner) = meta.controller_owner().filter(|o| o.kind == primary_kind) {
+                    let namespace = if primary_namespaced { meta.namespace.as_str() } else { "" };
+                    q.add(&object_key(namespace, &owner.name));
                 }
             }));
         }
         for (other, map) in &self.watches {
             let (q, map) = (queue.clone(), map.clone());
             caches[other].subscribe(Box::new(move |event: &InformerEvent| {
-                for object in objects_of(event) {
-                    for primary in map(object) {
-                        q.add(&primary.key());
-                    }
+                for primary in map(event.object()) {
+                    q.add(&primary.key());
                 }
             }));
         }
-    }
-}
-
-/// The object an event is about, and for a modification also its state before.
-fn objects_of(event: &InformerEvent) -> Vec<&Object> {
-    match event {
-        InformerEvent::Modified { old, new } => vec![old, new],
-        InformerEvent::Added(object) | InformerEvent::Deleted(object) => vec![object],
     }
 }
 
@@ -613,6 +675,22 @@ mod tests {
             reference,
             OwnerReference { kind: "Pod".into(), name: "orders-0".into(), uid: "uid-7".into(), controller: true }
         );
+    }
+
+    #[test]
+    fn a_controller_started_in_a_term_must_be_given_an_informer_of_each_resource_it_names() {
+        let controller = Controller::new(Resource::Deployments, "")
+            .owns(Resource::ReplicaSets)
+            .watches(Resource::Pods, |_| Vec::new());
+        let informer = |resource| (resource, Informer::new(resource, "", InformerConfig::default()));
+        let mut given = BTreeMap::from([informer(Resource::Deployments), informer(Resource::ReplicaSets)]);
+        assert_eq!(
+            controller.given_informers(&given).err(),
+            Some(ControllerError::MissingInformer { resource: Resource::Pods })
+        );
+        given.extend([informer(Resource::Pods), informer(Resource::Nodes)]);
+        let taken: Vec<Resource> = controller.given_informers(&given).unwrap().into_keys().collect();
+        assert_eq!(taken, [Resource::Pods, Resource::ReplicaSets, Resource::Deployments], "only those it names");
     }
 
     #[test]
