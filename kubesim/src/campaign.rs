@@ -501,7 +501,7 @@ pub fn run_campaign_shard(
                 let idx = next.fetch_add(1, Ordering::Relaxed);
                 let Some(seed) = shard.nth_in(options.seeds.clone(), idx) else { break };
                 let seed_options = options.template.for_seed(seed);
-                let repro = format!("kubesim run --seed {seed}{}", options.repro_flags);
+                let repro = format!("{} run --seed {seed}{}", crate::cli::program(), options.repro_flags);
                 if tx.send(run_guarded(&seed_options, options.wall_limit, repro)).is_err() {
                     break;
                 }

@@ -21,6 +21,23 @@ use sim::runner::{Faults, RunOptions};
 use sim::scenario::Scenario;
 use verdict::outcome::Property;
 
+/// The name this command line goes by in the commands it prints (repro lines, the echo
+/// of what runs): `kubesim`, or the name of the user's binary that called
+/// [`crate::main`] (`database-kubesim`), so that a printed command can be pasted as is.
+pub fn program() -> &'static str {
+    PROGRAM.get().map_or("kubesim", String::as_str)
+}
+
+static PROGRAM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names the command line after the binary at `argv0` (its file name), unless already
+/// named.
+pub fn set_program_from(argv0: &std::ffi::OsStr) {
+    if let Some(name) = std::path::Path::new(argv0).file_name().and_then(|n| n.to_str()) {
+        let _ = PROGRAM.set(name.to_string());
+    }
+}
+
 pub const EXIT_PASS: u8 = 0;
 pub const EXIT_VIOLATION: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -508,7 +525,7 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
             let seeds = parse_seed_range(&seeds)?;
             let n_seeds = check_seed_count(&seeds, crate::merge::Shard::WHOLE)?;
             let template = flags.to_range_options(&seeds, crate::merge::Shard::WHOLE)?;
-            out(&format!("kubesim bench --seeds {}..{}{}", seeds.start, seeds.end, flags.repro_flags()));
+            out(&format!("{} bench --seeds {}..{}{}", program(), seeds.start, seeds.end, flags.repro_flags()));
             let campaign = crate::bench::measure_campaign(&template, seeds);
             // As many messages as the campaign delivered, so both runs are of a size.
             let bare = crate::bench::measure_bare_madsim(campaign.messages.max(1000), 1);
@@ -542,7 +559,8 @@ fn run_command(
         }
         return Ok(EXIT_PASS);
     }
-    let command = format!("kubesim run --seed {seed}{}", flags.repro_flags());
+    let program = program();
+    let command = format!("{program} run --seed {seed}{}", flags.repro_flags());
     let (code, report) = run_and_print(&options, &command, trace, exports)?;
     if let Some(destination) = save {
         // The planted bug's invariant when the run broke it, else the first broken property.
@@ -690,8 +708,9 @@ fn campaign_command(
         )),
         None => None,
     };
+    let program = program();
     out(&format!(
-        "kubesim campaign --seeds {}..{}{shard_flag} --jobs {jobs}{}{}",
+        "{program} campaign --seeds {}..{}{shard_flag} --jobs {jobs}{}{}",
         seeds.start,
         seeds.end,
         flags.repro_flags(),
@@ -732,8 +751,9 @@ fn campaign_command(
         write_html_reports(&dir, &summary, &options)?;
     }
     if let Some(path) = junit {
+        let program = crate::cli::program();
         let suite = format!(
-            "kubesim campaign --seeds {}..{}{shard_flag}{}",
+            "{program} campaign --seeds {}..{}{shard_flag}{}",
             options.seeds.start,
             options.seeds.end,
             flags.repro_flags()
@@ -794,8 +814,9 @@ fn progress_bar(n_seeds: u64) -> indicatif::ProgressBar {
 fn repro_command(seed: u64, flags: &SeedFlags, check_determinism: bool) -> Result<u8, CliError> {
     let options = flags.to_options(seed)?;
     let check_flag = if check_determinism { " --check-determinism" } else { "" };
-    out(&format!("kubesim repro --seed {seed}{}{check_flag}", flags.repro_flags()));
-    let repro = format!("kubesim run --seed {seed}{}", flags.repro_flags());
+    let program = program();
+    out(&format!("{program} repro --seed {seed}{}{check_flag}", flags.repro_flags()));
+    let repro = format!("{program} run --seed {seed}{}", flags.repro_flags());
     let first = run_guarded(&options, Duration::from_secs(600), repro.clone());
     if !check_determinism {
         out(&serde_json::to_string_pretty(&first).expect("serializes"));

@@ -130,8 +130,9 @@ pub fn shrink_command(request: &ShrinkRequest) -> Result<u8, CliError> {
             more_flags.push_str(&format!(" {flag} {}", shell_quote(&destination.path.display().to_string())));
         }
     }
+    let program = crate::cli::program();
     out(&format!(
-        "kubesim shrink --seed {seed}{}{more_flags} --max-runs {max_runs} (at most {max_runs} runs)",
+        "{program} shrink --seed {seed}{}{more_flags} --max-runs {max_runs} (at most {max_runs} runs)",
         flags.repro_flags()
     ));
     let bug_invariants: Vec<Property> = flags.bugs.iter().map(|bug| Property::from(bug.caught_by())).collect();
@@ -190,12 +191,14 @@ fn report_shrink(request: &ShrinkRequest, outcome: &ShrinkOutcome) -> Result<(),
             write_file(path, &format!("{}\n", minimized.plan.to_json_pretty()))?;
             replay_flags.plan = Some(path.clone());
             out(&format!("saved the plan to {}", path.display()));
-            out(&format!("repro: kubesim run --seed {}{}", request.seed, replay_flags.repro_flags()));
+            let program = crate::cli::program();
+            out(&format!("repro: {program} run --seed {}{}", request.seed, replay_flags.repro_flags()));
         }
         None => {
             replay_flags.plan = Some(PathBuf::from("plan.json"));
+            let program = crate::cli::program();
             out(&format!(
-                "repro (with the plan above saved as plan.json, or use --out FILE): kubesim run --seed {}{}",
+                "repro (with the plan above saved as plan.json, or use --out FILE): {program} run --seed {}{}",
                 request.seed,
                 replay_flags.repro_flags()
             ));
@@ -213,8 +216,9 @@ fn broken_in_order(result: &SeedResult) -> String {
 }
 
 fn save_case(request: &ShrinkRequest, outcome: &ShrinkOutcome, destination: &Destination) -> Result<(), CliError> {
+    let program = crate::cli::program();
     let description = format!(
-        "kubesim shrink --seed {}{}: {} -> {} fault events, still violating {}",
+        "{program} shrink --seed {}{}: {} -> {} fault events, still violating {}",
         request.seed,
         request.flags.repro_flags(),
         outcome.original_plan.events.len(),
@@ -305,7 +309,7 @@ pub fn merge_command(files: &[PathBuf], request: MergeRequest<'_>) -> Result<u8,
     let out_flag =
         out_path.as_ref().map_or(String::new(), |path| format!(" --out {}", shell_quote(&path.display().to_string())));
     let coverage_flag = require_coverage.map_or(String::new(), |menu| format!(" --require-coverage {menu}"));
-    out(&format!("kubesim merge {}{seeds_flag}{out_flag}{coverage_flag}", names.join(" ")));
+    out(&format!("{} merge {}{seeds_flag}{out_flag}{coverage_flag}", crate::cli::program(), names.join(" ")));
     if let Some(path) = &out_path {
         let mut text = String::new();
         for result in &summary.results {
@@ -367,7 +371,7 @@ pub fn corpus_command(path: Option<&Path>, wall_limit: Duration) -> Result<u8, C
     } else {
         vec![load_case(path).map_err(|e| BadInput(e.to_string()))?]
     };
-    out(&format!("kubesim corpus {}: {} case(s)", path.display(), cases.len()));
+    out(&format!("{} corpus {}: {} case(s)", crate::cli::program(), path.display(), cases.len()));
     let mut changed = Vec::new();
     for case in &cases {
         let outcome = run_case(case, wall_limit);

@@ -229,7 +229,7 @@ impl Case {
     /// The command that replays the case (with `--trace` for its detailed log), given the
     /// path its file is at.
     pub fn repro(path: &Path) -> String {
-        format!("kubesim run --case {}", path.display())
+        format!("{} run --case {}", crate::cli::program(), path.display())
     }
 
     pub fn to_json_pretty(&self) -> String {

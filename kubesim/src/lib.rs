@@ -57,6 +57,9 @@ use std::process::ExitCode;
 /// `corpus` and `merge` work on it as on the built-in scenarios.
 pub fn main() -> ExitCode {
     use clap::Parser;
+    if let Some(argv0) = std::env::args_os().next() {
+        cli::set_program_from(&argv0);
+    }
     // A seed that reaches its simulated-time limit ends through madsim's panic, an expected
     // outcome reported as `time-limit`: keep it off the terminal, and every other panic on.
     let default_hook = std::panic::take_hook();
