@@ -115,12 +115,31 @@ impl Page {
     }
 }
 
-/// The page of one seed's run.
+/// The page of one seed's run: the lanes in a fixed order, then each layer drawn over
+/// them (roles, faults, operations, the causal slices, the violations), then the page
+/// around the picture.
 pub fn render(report: &RunReport, history: &History) -> String {
     let end_secs = history.records.last().map_or(report.simulated_secs, |r| r.at_ns as f64 / 1e9).max(1.0);
     let mut page = Page { svg: String::new(), lanes: Vec::new(), end_secs };
-    let secs = |at_ns: u64| at_ns as f64 / 1e9;
-    // Lanes in a fixed order first: the store, then the control plane as it appears.
+    order_lanes(&mut page, history);
+    draw_roles(&mut page, history);
+    draw_faults(&mut page, history);
+    draw_operations(&mut page, history);
+    let violations = violations(report);
+    let explanations = crate::explain::explain(report, history);
+    let height = AXIS_HEIGHT + page.lanes.len() as f64 * LANE_HEIGHT + 10.0;
+    draw_slices(&mut page, &explanations, height);
+    draw_violations(&mut page, &violations, height);
+    let picture = Picture { lanes: lanes_svg(&page), axis: axis_svg(&page, height), events: page.svg, height };
+    document(report, history, &picture, &listed(&violations, &explanations))
+}
+
+fn secs(at_ns: u64) -> f64 {
+    at_ns as f64 / 1e9
+}
+
+/// Lanes in a fixed order first: the store, then the control plane as it appears.
+fn order_lanes(page: &mut Page, history: &History) {
     let mut store_members: Vec<MemberId> = history
         .events()
         .filter_map(|(_, e)| match e {
@@ -131,12 +150,19 @@ pub fn render(report: &RunReport, history: &History) -> String {
     store_members.sort_unstable();
     store_members.dedup();
     for member in &store_members {
-        page.lane_y(&format!("store-{}", member.get()));
+        page.lane_y(&member_lane(*member));
     }
     page.lane_y("nemesis");
     page.lane_y("commits");
+}
 
-    // Store roles as bands, from each role change to the next of the same member.
+/// The lane of a store member's Raft roles.
+fn member_lane(member: MemberId) -> String {
+    format!("store-{}", member.get())
+}
+
+/// Store roles as bands, from each role change to the next of the same member.
+fn draw_roles(page: &mut Page, history: &History) {
     let mut role_since: BTreeMap<MemberId, (f64, String, String)> = BTreeMap::new();
     let role_fill = |role: &str| match role {
         "Leader" => "#2e7d32",
@@ -146,24 +172,20 @@ pub fn render(report: &RunReport, history: &History) -> String {
     for (at_ns, event) in history.events() {
         if let HistoryEvent::RoleChanged { member, term, role, leader } = event {
             let role = format!("{role:?}");
-            let title = format!("store-{}: {role} in term {term}, leader {leader:?}", member.get());
+            let title = format!("{}: {role} in term {term}, leader {leader:?}", member_lane(*member));
             if let Some((since, old_role, old_title)) = role_since.insert(*member, (secs(at_ns), role, title)) {
-                page.rect(
-                    &format!("store-{}", member.get()),
-                    "role",
-                    since,
-                    secs(at_ns),
-                    role_fill(&old_role),
-                    &old_title,
-                );
+                page.rect(&member_lane(*member), "role", since, secs(at_ns), role_fill(&old_role), &old_title);
             }
         }
     }
+    let end_secs = page.end_secs;
     for (member, (since, role, title)) in role_since {
-        page.rect(&format!("store-{}", member.get()), "role", since, end_secs, role_fill(&role), &title);
+        page.rect(&member_lane(member), "role", since, end_secs, role_fill(&role), &title);
     }
+}
 
-    // Faults: every one on the nemesis lane; bands or marks on the nodes they name.
+/// Faults: every one on the nemesis lane; bands or marks on the nodes they name.
+fn draw_faults(page: &mut Page, history: &History) {
     let mut open: BTreeMap<(String, crate::explain::Lasting), (f64, String)> = BTreeMap::new();
     for (at_ns, event) in history.events() {
         let HistoryEvent::Fault { description } = event else { continue };
@@ -191,11 +213,15 @@ pub fn render(report: &RunReport, history: &History) -> String {
             }
         }
     }
+    let end_secs = page.end_secs;
     for ((node, band), (since, title)) in open {
         page.rect(&node, band.name(), since, end_secs, "rgba(198,40,40,0.45)", &title);
     }
+}
 
-    // Commits, client operations and watch answers.
+/// Commits, client operations (invoke→return bars; those still waiting at the end got no
+/// answer) and watch answers.
+fn draw_operations(page: &mut Page, history: &History) {
     let mut api_open: BTreeMap<(&str, u64), (f64, String)> = BTreeMap::new();
     let mut store_open: BTreeMap<(&str, u64), (f64, String)> = BTreeMap::new();
     for (at_ns, event) in history.events() {
@@ -245,19 +271,19 @@ pub fn render(report: &RunReport, history: &History) -> String {
         }
     }
     // Operations still waiting at the end: no answer ever came.
+    let end_secs = page.end_secs;
     for ((client, _), (since, title)) in api_open.into_iter() {
         page.rect(client, "api", since, end_secs, "#9e9e9e", &format!("{title} → no answer"));
     }
     for ((client, _), (since, title)) in store_open.into_iter() {
         page.rect(client, "store-op", since, end_secs, "#9e9e9e", &format!("{title} → no answer"));
     }
+}
 
-    let violations = violations(report);
-    let explanations = crate::explain::explain(report, history);
-    let height = AXIS_HEIGHT + page.lanes.len() as f64 * LANE_HEIGHT + 10.0;
-    // The causal slice highlighted: each of its events ringed in orange on the lanes of
-    // the nodes it names (a dashed line across every lane when it names none that has a
-    // lane), numbered as in the list under the picture.
+/// The causal slice highlighted: each of its events ringed in orange on the lanes of the
+/// nodes it names (a dashed line across every lane when it names none that has a lane),
+/// numbered as in the list under the picture.
+fn draw_slices(page: &mut Page, explanations: &[crate::explain::Explanation], height: f64) {
     for (e, explanation) in explanations.iter().enumerate() {
         for (i, (at, words)) in explanation.slice.iter().enumerate() {
             let x = page.x(*at);
@@ -290,7 +316,11 @@ pub fn render(report: &RunReport, history: &History) -> String {
             page.svg.push('\n');
         }
     }
-    for (at, invariant, message) in &violations {
+}
+
+/// Each violation as a red line across every lane at its simulated time.
+fn draw_violations(page: &mut Page, violations: &[(f64, String, String)], height: f64) {
+    for (at, invariant, message) in violations {
         let x = page.x(*at);
         let _ = write!(
             page.svg,
@@ -299,7 +329,10 @@ pub fn render(report: &RunReport, history: &History) -> String {
         );
         page.svg.push('\n');
     }
+}
 
+/// The lanes' backgrounds and names.
+fn lanes_svg(page: &Page) -> String {
     let mut lanes_svg = String::new();
     for (index, lane) in page.lanes.iter().enumerate() {
         let y = AXIS_HEIGHT + index as f64 * LANE_HEIGHT;
@@ -313,6 +346,12 @@ pub fn render(report: &RunReport, history: &History) -> String {
         );
         lanes_svg.push('\n');
     }
+    lanes_svg
+}
+
+/// The time axis: a gridline and a label every step, about twenty over the run.
+fn axis_svg(page: &Page, height: f64) -> String {
+    let end_secs = page.end_secs;
     let mut axis = String::new();
     let step = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0].into_iter().find(|s| end_secs / s <= 20.0).unwrap_or(120.0);
     let mut t = 0.0;
@@ -325,10 +364,13 @@ pub fn render(report: &RunReport, history: &History) -> String {
         axis.push('\n');
         t += step;
     }
+    axis
+}
 
-    let verdict = if report.passed() { "pass".to_string() } else { "FAIL".to_string() };
+/// The violations and their explanations as listed under the picture.
+fn listed(violations: &[(f64, String, String)], explanations: &[crate::explain::Explanation]) -> String {
     let mut listed = String::new();
-    for (at, invariant, message) in &violations {
+    for (at, invariant, message) in violations {
         let _ = writeln!(
             listed,
             "<li data-kind=\"violation-item\"><b>{at:.6}s {}</b>: {}</li>",
@@ -344,11 +386,26 @@ pub fn render(report: &RunReport, history: &History) -> String {
         }
         listed.push_str("</ol></li>\n");
     }
+    listed
+}
+
+/// The SVG's parts, drawn.
+struct Picture {
+    lanes: String,
+    axis: String,
+    events: String,
+    height: f64,
+}
+
+/// The page around the picture: the title, the legend, the lists and the zoom script.
+fn document(report: &RunReport, history: &History, picture: &Picture, listed: &str) -> String {
+    let verdict = if report.passed() { "pass".to_string() } else { "FAIL".to_string() };
     let mut faults = String::new();
     for line in &report.faults {
         let _ = writeln!(faults, "<li>{}</li>", escape(line));
     }
     let total_width = LABEL + WIDTH;
+    let Picture { lanes: lanes_svg, axis, events, height } = picture;
     format!(
         r##"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>kubesim seed {seed}: {verdict}</title>
@@ -400,7 +457,6 @@ svg text {{ fill: #333; pointer-events: none; }}
         trace_hash = report.trace_hash,
         simulated = report.simulated_secs,
         records = history.records.len(),
-        events = page.svg,
     )
 }
 
