@@ -102,30 +102,32 @@ fn writers_views(history: &History, keys: &BTreeSet<String>, prefixes: &[String]
         }
         match event {
             HistoryEvent::WatchDelivered { client, resource, resource_version, .. } => {
-                let seen = delivered.entry((client.clone(), *resource)).or_insert(0);
+                let seen = delivered.entry((client.to_string(), *resource)).or_insert(0);
                 *seen = (*seen).max(*resource_version);
             }
             HistoryEvent::ApiInvoked { client, request_id, verb, resource, namespace, name }
                 if verb.is_write() || *verb == Verb::List =>
             {
-                let seen = delivered.get(&(client.clone(), *resource)).copied();
+                let seen = delivered.get(&(client.to_string(), *resource)).copied();
                 let key = resource.key(namespace, name);
-                invoked
-                    .insert((client.clone(), *request_id), Sent { at_ns, verb: *verb, resource: *resource, key, seen });
+                invoked.insert(
+                    (client.to_string(), *request_id),
+                    Sent { at_ns, verb: *verb, resource: *resource, key, seen },
+                );
             }
             HistoryEvent::ApiReturned { client, request_id, outcome: ApiOutcome::Ok { resource_version } } => {
                 let Some(Sent { at_ns: sent_ns, verb, resource, key, seen }) =
-                    invoked.remove(&(client.clone(), *request_id))
+                    invoked.remove(&(client.to_string(), *request_id))
                 else {
                     continue;
                 };
                 if verb == Verb::List {
                     // A list fills the informer's cache as of its resourceVersion.
-                    let seen = delivered.entry((client.clone(), resource)).or_insert(0);
+                    let seen = delivered.entry((client.to_string(), resource)).or_insert(0);
                     *seen = (*seen).max(*resource_version);
                     continue;
                 }
-                let mine = own_writes.entry((client.clone(), resource)).or_default();
+                let mine = own_writes.entry((client.to_string(), resource)).or_default();
                 if wanted(&key) {
                     let view = informer_view(resource, seen, mine);
                     out.push((
@@ -136,7 +138,7 @@ fn writers_views(history: &History, keys: &BTreeSet<String>, prefixes: &[String]
                 mine.push(*resource_version);
             }
             HistoryEvent::ApiReturned { client, request_id, .. } => {
-                invoked.remove(&(client.clone(), *request_id));
+                invoked.remove(&(client.to_string(), *request_id));
             }
             _ => {}
         }
@@ -319,7 +321,7 @@ fn serving_members(
                 client,
                 op_id,
                 outcome: StoreOpOutcome::Read { revision, served_by, .. },
-            } if ops.contains(&(client.clone(), *op_id)) => {
+            } if ops.contains(&(client.to_string(), *op_id)) => {
                 let role = match roles.get(served_by) {
                     Some((Role::Leader, term, _)) => format!("the leader of term {term}"),
                     Some((role, term, Some(leader))) => {
@@ -491,7 +493,7 @@ impl<'h> Evidence<'h> {
             {
                 self.compactions.push((at, format!("{apiserver} compacted the store up to revision {revision}")));
             }
-            HistoryEvent::WatchGone { client, resource, since, compacted, .. } if nodes.contains(client) => {
+            HistoryEvent::WatchGone { client, resource, since, compacted, .. } if nodes.contains(client.as_str()) => {
                 self.relists.push((
                     at,
                     format!(

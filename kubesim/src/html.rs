@@ -232,8 +232,10 @@ fn draw_operations(page: &mut Page, history: &History) {
                 page.rect("commits", "commit", at, at, "#455a64", &format!("revision {revision}: {}", keys.join(", ")));
             }
             HistoryEvent::ApiInvoked { client, request_id, verb, resource, namespace, name } => {
-                api_open
-                    .insert((client, *request_id), (at, format!("{client} {verb:?} {resource} {namespace}/{name}")));
+                api_open.insert(
+                    (client.as_str(), *request_id),
+                    (at, format!("{client} {verb:?} {resource} {namespace}/{name}")),
+                );
             }
             HistoryEvent::ApiReturned { client, request_id, outcome } => {
                 if let Some((since, title)) = api_open.remove(&(client.as_str(), *request_id)) {
@@ -243,11 +245,18 @@ fn draw_operations(page: &mut Page, history: &History) {
                         }
                         ApiOutcome::Error { status, message } => ("#e53935", format!("{status}: {message}")),
                     };
-                    page.rect(client, "api", since, at, fill, &format!("{title} → {said} ({since:.3}s to {at:.3}s)"));
+                    page.rect(
+                        client.as_str(),
+                        "api",
+                        since,
+                        at,
+                        fill,
+                        &format!("{title} → {said} ({since:.3}s to {at:.3}s)"),
+                    );
                 }
             }
             HistoryEvent::StoreOpInvoked { client, op_id, op } => {
-                store_open.insert((client, *op_id), (at, format!("{client} #{op_id} {op:?}")));
+                store_open.insert((client.as_str(), *op_id), (at, format!("{client} #{op_id} {op:?}")));
             }
             HistoryEvent::StoreOpReturned { client, op_id, outcome } => {
                 if let Some((since, title)) = store_open.remove(&(client.as_str(), *op_id)) {
@@ -256,7 +265,7 @@ fn draw_operations(page: &mut Page, history: &History) {
                         StoreOpOutcome::Written { succeeded: false, .. } | StoreOpOutcome::Failed { .. } => "#e53935",
                         StoreOpOutcome::Unknown { .. } => "#9e9e9e",
                     };
-                    page.rect(client, "store-op", since, at, fill, &format!("{title} → {outcome:?}"));
+                    page.rect(client.as_str(), "store-op", since, at, fill, &format!("{title} → {outcome:?}"));
                 }
             }
             HistoryEvent::WatchDelivered { client, resource, since, resource_version, events, .. }
@@ -264,7 +273,7 @@ fn draw_operations(page: &mut Page, history: &History) {
             {
                 let title =
                     format!("{client} watch {resource} from {since}: {} events to {resource_version}", events.len());
-                page.mark(client, "watch", at, "#1e88e5", &title);
+                page.mark(client.as_str(), "watch", at, "#1e88e5", &title);
             }
             HistoryEvent::Note { text } => page.mark("nemesis", "note", at, "#6a1b9a", text),
             _ => {}

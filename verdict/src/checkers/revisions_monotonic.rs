@@ -40,23 +40,23 @@ pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
         match &record.event {
             HistoryEvent::StoreOpInvoked { client, .. } => {
                 let op_idx = views.store_ops.invoked_at(record_idx).expect("every invocation opens an operation");
-                seen.store_floor[op_idx] = seen.floor_of(client);
+                seen.store_floor[op_idx] = seen.floor_of(client.as_str());
             }
             HistoryEvent::StoreOpReturned { client, op_id, outcome } => {
                 let Some(op_idx) = views.store_ops.returned_at(record_idx) else { continue };
-                seen.store_op_returned(at_ns, op_idx, client, *op_id, outcome);
+                seen.store_op_returned(at_ns, op_idx, client.as_str(), *op_id, outcome);
             }
             HistoryEvent::ApiInvoked { client, .. } => {
                 let request_idx = views.api_ops.invoked_at(record_idx).expect("every invocation opens a request");
-                seen.api_floor[request_idx] = seen.floor_of(client);
+                seen.api_floor[request_idx] = seen.floor_of(client.as_str());
             }
             HistoryEvent::ApiReturned { client, request_id, outcome } => {
                 let Some(request_idx) = views.api_ops.returned_at(record_idx) else { continue };
                 let verb = views.api_ops[request_idx].invocation.verb;
-                seen.api_returned(at_ns, request_idx, verb, client, *request_id, outcome);
+                seen.api_returned(at_ns, request_idx, verb, client.as_str(), *request_id, outcome);
             }
             HistoryEvent::WatchDelivered { client, resource, namespace, resource_version, .. } => {
-                seen.watch_delivered(at_ns, client, *resource, namespace, *resource_version);
+                seen.watch_delivered(at_ns, client.as_str(), *resource, namespace, *resource_version);
             }
             _ => {}
         }
