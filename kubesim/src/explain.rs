@@ -218,7 +218,7 @@ pub(crate) fn nodes_in(text: &str) -> BTreeSet<String> {
 }
 
 /// Store member ids a text names, as the checkers print them (`member 4`, `member 4's`).
-fn members_in(text: &str) -> BTreeSet<MemberId> {
+pub(crate) fn members_in(text: &str) -> BTreeSet<MemberId> {
     let words: Vec<&str> = text.split_whitespace().collect();
     words
         .windows(2)
@@ -235,7 +235,7 @@ fn members_in(text: &str) -> BTreeSet<MemberId> {
 /// of slot k has id k, a replacement takes the slot of the member it replaced, and a
 /// restore starts its members in slots 1, 2, ... in order (`sim::operator`). Faults name
 /// slots, checkers name member ids; this is how a violation's members find their faults.
-fn member_nodes(history: &History) -> BTreeMap<MemberId, String> {
+pub(crate) fn member_nodes(history: &History) -> BTreeMap<MemberId, String> {
     let mut slots: BTreeMap<MemberId, u64> = BTreeMap::new();
     for (_, event) in history.events() {
         match event {

@@ -2,10 +2,12 @@
 //! `kubesim campaign --html-dir DIR` for failing seeds): an SVG of swimlanes over simulated
 //! time, with no script, font or style fetched from anywhere.
 //!
-//! - One lane per node: store members (their Raft role as bands: leader, candidate,
-//!   follower; term and leader on hover; down while crashed), apiservers,
+//! - One lane per node: store members, named as everywhere else (`member 4`; their Raft
+//!   role as bands: leader, candidate, follower; term and leader on hover; down while
+//!   crashed), apiservers,
 //!   controller-managers, the scheduler, kubelets, kubectl, store clients, the operator.
-//! - Faults as bands over the lanes of the nodes they name (a crash until its restart, a
+//! - Faults as bands over the lanes of the nodes they name (a store slot's, `store-<slot>`,
+//!   on the lane of the member running in it then; a crash until its restart, a
 //!   pause until its resume, a skew until its reset, others as marks), on the `nemesis` lane
 //!   too, with the nemesis's own words on hover.
 //! - Client operations as invoke→return bars coloured by outcome (ok, refused or failed,
@@ -14,14 +16,14 @@
 //! - Each violation as a red line across every lane at its simulated time, with the
 //!   invariant and message on hover, listed again under the picture with its explanation
 //!   (see [`crate::explain`]); the explanation's causal slice highlighted: each of its
-//!   events ringed in orange on the lanes of the nodes it names (a dashed orange line when
+//!   events ringed in orange on the lanes of the nodes and members it names (a dashed orange line when
 //!   it names none), numbered as in the list.
 //!
 //! Zoom with the mouse wheel, pan by dragging (a few lines of inline script); hover for
 //! details (SVG `<title>`). Every element carries `data-kind` so that tools and tests can
 //! count what the page shows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use sim::report::RunReport;
@@ -123,12 +125,13 @@ pub fn render(report: &RunReport, history: &History) -> String {
     let mut page = Page { svg: String::new(), lanes: Vec::new(), end_secs };
     order_lanes(&mut page, history);
     draw_roles(&mut page, history);
-    draw_faults(&mut page, history);
+    let slots = Slots::of(history);
+    draw_faults(&mut page, history, &slots);
     draw_operations(&mut page, history);
     let violations = violations(report);
     let explanations = crate::explain::explain(report, history);
     let height = AXIS_HEIGHT + page.lanes.len() as f64 * LANE_HEIGHT + 10.0;
-    draw_slices(&mut page, &explanations, height);
+    draw_slices(&mut page, &explanations, &slots, height);
     draw_violations(&mut page, &violations, height);
     let picture = Picture { lanes: lanes_svg(&page), axis: axis_svg(&page, height), events: page.svg, height };
     document(report, history, &picture, &listed(&violations, &explanations))
@@ -156,9 +159,48 @@ fn order_lanes(page: &mut Page, history: &History) {
     page.lane_y("commits");
 }
 
-/// The lane of a store member's Raft roles.
+/// The lane of a store member: its one printed form (`member 4`).
 fn member_lane(member: MemberId) -> String {
-    format!("store-{}", member.get())
+    member.to_string()
+}
+
+/// Which member ran in each store slot, and from when. Faults and the explanation's words
+/// name a member's node (`store-<slot>`, see `explain::member_nodes`); a member
+/// that replaced another runs in its slot, so a slot's fault lands on the lane of the
+/// member running there at the time.
+struct Slots {
+    /// Per node, its members by the time each first shows in the history.
+    members: BTreeMap<String, Vec<(f64, MemberId)>>,
+}
+
+impl Slots {
+    fn of(history: &History) -> Self {
+        let node_of = crate::explain::member_nodes(history);
+        let mut first_seen: BTreeMap<MemberId, f64> = BTreeMap::new();
+        for (at_ns, event) in history.events() {
+            if let HistoryEvent::RoleChanged { member, .. } | HistoryEvent::MemberStarted { member, .. } = event {
+                first_seen.entry(*member).or_insert(secs(at_ns));
+            }
+        }
+        let mut members: BTreeMap<String, Vec<(f64, MemberId)>> = BTreeMap::new();
+        for (member, since) in first_seen {
+            if let Some(node) = node_of.get(&member) {
+                members.entry(node.clone()).or_default().push((since, member));
+            }
+        }
+        for running in members.values_mut() {
+            running.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        Slots { members }
+    }
+
+    /// The lane of `node` at `at` seconds: the member running in it then (the first one,
+    /// before any started), or the node's own lane.
+    fn lane(&self, node: &str, at: f64) -> String {
+        let Some(running) = self.members.get(node) else { return node.to_string() };
+        let current = running.iter().rev().find(|(since, _)| *since <= at).or(running.first());
+        current.map_or_else(|| node.to_string(), |(_, member)| member_lane(*member))
+    }
 }
 
 /// Store roles as bands, from each role change to the next of the same member.
@@ -185,8 +227,8 @@ fn draw_roles(page: &mut Page, history: &History) {
 }
 
 /// Faults: every one on the nemesis lane; bands or marks on the nodes they name.
-fn draw_faults(page: &mut Page, history: &History) {
-    let mut open: BTreeMap<(String, crate::explain::Lasting), (f64, String)> = BTreeMap::new();
+fn draw_faults(page: &mut Page, history: &History, slots: &Slots) {
+    let mut open: BTreeMap<(String, crate::explain::Lasting), (String, f64, String)> = BTreeMap::new();
     for (at_ns, event) in history.events() {
         let HistoryEvent::Fault { description } = event else { continue };
         let at = secs(at_ns);
@@ -195,27 +237,28 @@ fn draw_faults(page: &mut Page, history: &History) {
         match crate::explain::lasting(description) {
             Some((band, true)) => {
                 for node in nodes {
-                    open.entry((node, band)).or_insert((at, description.clone()));
+                    let lane = slots.lane(&node, at);
+                    open.entry((node, band)).or_insert((lane, at, description.clone()));
                 }
             }
             Some((band, false)) => {
                 for node in nodes {
-                    if let Some((since, title)) = open.remove(&(node.clone(), band)) {
+                    if let Some((lane, since, title)) = open.remove(&(node, band)) {
                         let title = format!("{title} (until {at:.3}s)");
-                        page.rect(&node, band.name(), since, at, "rgba(198,40,40,0.45)", &title);
+                        page.rect(&lane, band.name(), since, at, "rgba(198,40,40,0.45)", &title);
                     }
                 }
             }
             None => {
                 for node in nodes {
-                    page.mark(&node, "fault", at, "#c62828", description);
+                    page.mark(&slots.lane(&node, at), "fault", at, "#c62828", description);
                 }
             }
         }
     }
     let end_secs = page.end_secs;
-    for ((node, band), (since, title)) in open {
-        page.rect(&node, band.name(), since, end_secs, "rgba(198,40,40,0.45)", &title);
+    for ((_, band), (lane, since, title)) in open {
+        page.rect(&lane, band.name(), since, end_secs, "rgba(198,40,40,0.45)", &title);
     }
 }
 
@@ -292,12 +335,17 @@ fn draw_operations(page: &mut Page, history: &History) {
 /// The causal slice highlighted: each of its events ringed in orange on the lanes of the
 /// nodes it names (a dashed line across every lane when it names none that has a lane),
 /// numbered as in the list under the picture.
-fn draw_slices(page: &mut Page, explanations: &[crate::explain::Explanation], height: f64) {
+fn draw_slices(page: &mut Page, explanations: &[crate::explain::Explanation], slots: &Slots, height: f64) {
     for (e, explanation) in explanations.iter().enumerate() {
         for (i, (at, words)) in explanation.slice.iter().enumerate() {
             let x = page.x(*at);
             let title = escape(&format!("why #{}.{}: {at:.3}s {words}", e + 1, i + 1));
-            let lanes: Vec<f64> = crate::explain::nodes_in(words)
+            let named: BTreeSet<String> = crate::explain::nodes_in(words)
+                .iter()
+                .map(|node| slots.lane(node, *at))
+                .chain(crate::explain::members_in(words).into_iter().map(member_lane))
+                .collect();
+            let lanes: Vec<f64> = named
                 .iter()
                 .filter_map(|node| page.lanes.iter().position(|lane| lane == node))
                 .map(|index| AXIS_HEIGHT + index as f64 * LANE_HEIGHT + LANE_HEIGHT / 2.0)
