@@ -132,7 +132,15 @@ pub enum PlanError {
     /// The plan is valid but not survivable by a correct system (see
     /// `FaultPlan::check_survivable`).
     #[error("plan is not survivable: {0}")]
-    NotSurvivable(#[from] Unsurvivable),
+    NotSurvivable(Box<Unsurvivable>),
+}
+
+impl From<Unsurvivable> for PlanError {
+    fn from(reason: Unsurvivable) -> Self {
+        // Boxed: the limits' details would double the size of every `Result` that carries
+        // a `PlanError`.
+        PlanError::NotSurvivable(Box::new(reason))
+    }
 }
 
 /// What is wrong with one event of a plan: a target the topology lacks, or a detail out
