@@ -38,7 +38,7 @@ pub use nemesis::{
 };
 pub use plan::{
     BitFlip, ChaseStep, Failpoint, Fault, FaultEvent, FaultPlan, InvalidFault, PlanError, PlanFile, Slot, Target,
-    TargetParseError, Tear, Topology, MAX_CHASE_STEPS, MAX_FAILPOINT_RESTART_MS, MAX_LIVENESS_PHASE_MS,
+    TargetParseError, Tear, Topology, Unsurvivable, MAX_CHASE_STEPS, MAX_FAILPOINT_RESTART_MS, MAX_LIVENESS_PHASE_MS,
     MAX_PLAN_FILE_BYTES, MAX_SAFETY_PHASE_MS, MIN_LIVENESS_PHASE_MS, PLAN_VERSION, PPM,
 };
 pub use seed::SeedStreams;

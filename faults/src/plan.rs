@@ -28,6 +28,7 @@ pub(crate) use fault::kind_name;
 pub use fault::{
     BitFlip, ChaseStep, Failpoint, Fault, Tear, MAX_CHASE_STEPS, MAX_FAILPOINT_PASSES, MAX_FAILPOINT_RESTART_MS, PPM,
 };
+pub use survivable::Unsurvivable;
 pub use target::{Slot, Target, TargetParseError, Topology};
 
 /// The plan format version this crate writes (and the only one a [`FaultPlan`] holds);
@@ -131,7 +132,15 @@ pub enum PlanError {
     /// The plan is valid but not survivable by a correct system (see
     /// `FaultPlan::check_survivable`).
     #[error("plan is not survivable: {0}")]
-    NotSurvivable(String),
+    NotSurvivable(Box<Unsurvivable>),
+}
+
+impl From<Unsurvivable> for PlanError {
+    fn from(reason: Unsurvivable) -> Self {
+        // Boxed: the limits' details would double the size of every `Result` that carries
+        // a `PlanError`.
+        PlanError::NotSurvivable(Box::new(reason))
+    }
 }
 
 /// What is wrong with one event of a plan: a target the topology lacks, or a detail out

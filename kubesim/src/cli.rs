@@ -717,25 +717,7 @@ fn campaign_command(
         out_path.as_ref().map_or(String::new(), |path| format!(" --out {}", shell_quote(&path.display().to_string())))
     ));
     let options = CampaignOptions { seeds, jobs, template, repro_flags: flags.repro_flags(), wall_limit };
-    let bar = progress_bar(n_seeds);
-    let failures = std::sync::atomic::AtomicUsize::new(0);
-    let started = Instant::now();
-    // A panicking seed is a finding, reported in its result; keep stderr for the summary.
-    std::panic::set_hook(Box::new(|_| {}));
-    let summary =
-        run_campaign_shard(&options, shard, file.as_mut().map(|f| f as &mut dyn std::io::Write), &|result, done| {
-            if !result.passed() {
-                failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_position(done as u64);
-            bar.set_message(format!(
-                "{rate:.1} seeds/s, {} failed",
-                failures.load(std::sync::atomic::Ordering::Relaxed)
-            ));
-        });
-    let _ = std::panic::take_hook();
-    bar.finish_and_clear();
+    let summary = run_with_progress(&options, shard, n_seeds, file.as_mut().map(|f| f as &mut dyn std::io::Write));
     let summary = summary.map_err(|e| {
         let path = out_path.as_ref().map_or("the results file".to_string(), |p| p.display().to_string());
         CliError::Operational(format!(
@@ -762,6 +744,31 @@ fn campaign_command(
         out(&format!("junit: {}", path.display()));
     }
     Ok(if summary.n_failed() == 0 { EXIT_PASS } else { EXIT_VIOLATION })
+}
+
+/// Runs the campaign's shard under a progress bar (its rate and failures so far), with
+/// seeds' panics kept off stderr: a panicking seed is a finding, reported in its result.
+fn run_with_progress(
+    options: &CampaignOptions,
+    shard: crate::merge::Shard,
+    n_seeds: u64,
+    file: Option<&mut dyn std::io::Write>,
+) -> Result<crate::campaign::CampaignSummary, crate::campaign::CampaignWriteError> {
+    let bar = progress_bar(n_seeds);
+    let failures = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    std::panic::set_hook(Box::new(|_| {}));
+    let summary = run_campaign_shard(options, shard, file, &|result, done| {
+        if !result.passed() {
+            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_position(done as u64);
+        bar.set_message(format!("{rate:.1} seeds/s, {} failed", failures.load(std::sync::atomic::Ordering::Relaxed)));
+    });
+    let _ = std::panic::take_hook();
+    bar.finish_and_clear();
+    summary
 }
 
 /// `--html-dir`: created if missing, refused if it names something else than a directory.

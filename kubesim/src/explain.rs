@@ -102,30 +102,32 @@ fn writers_views(history: &History, keys: &BTreeSet<String>, prefixes: &[String]
         }
         match event {
             HistoryEvent::WatchDelivered { client, resource, resource_version, .. } => {
-                let seen = delivered.entry((client.clone(), *resource)).or_insert(0);
+                let seen = delivered.entry((client.to_string(), *resource)).or_insert(0);
                 *seen = (*seen).max(*resource_version);
             }
             HistoryEvent::ApiInvoked { client, request_id, verb, resource, namespace, name }
                 if verb.is_write() || *verb == Verb::List =>
             {
-                let seen = delivered.get(&(client.clone(), *resource)).copied();
+                let seen = delivered.get(&(client.to_string(), *resource)).copied();
                 let key = resource.key(namespace, name);
-                invoked
-                    .insert((client.clone(), *request_id), Sent { at_ns, verb: *verb, resource: *resource, key, seen });
+                invoked.insert(
+                    (client.to_string(), *request_id),
+                    Sent { at_ns, verb: *verb, resource: *resource, key, seen },
+                );
             }
             HistoryEvent::ApiReturned { client, request_id, outcome: ApiOutcome::Ok { resource_version } } => {
                 let Some(Sent { at_ns: sent_ns, verb, resource, key, seen }) =
-                    invoked.remove(&(client.clone(), *request_id))
+                    invoked.remove(&(client.to_string(), *request_id))
                 else {
                     continue;
                 };
                 if verb == Verb::List {
                     // A list fills the informer's cache as of its resourceVersion.
-                    let seen = delivered.entry((client.clone(), resource)).or_insert(0);
+                    let seen = delivered.entry((client.to_string(), resource)).or_insert(0);
                     *seen = (*seen).max(*resource_version);
                     continue;
                 }
-                let mine = own_writes.entry((client.clone(), resource)).or_default();
+                let mine = own_writes.entry((client.to_string(), resource)).or_default();
                 if wanted(&key) {
                     let view = informer_view(resource, seen, mine);
                     out.push((
@@ -136,7 +138,7 @@ fn writers_views(history: &History, keys: &BTreeSet<String>, prefixes: &[String]
                 mine.push(*resource_version);
             }
             HistoryEvent::ApiReturned { client, request_id, .. } => {
-                invoked.remove(&(client.clone(), *request_id));
+                invoked.remove(&(client.to_string(), *request_id));
             }
             _ => {}
         }
@@ -216,7 +218,7 @@ pub(crate) fn nodes_in(text: &str) -> BTreeSet<String> {
 }
 
 /// Store member ids a text names, as the checkers print them (`member 4`, `member 4's`).
-fn members_in(text: &str) -> BTreeSet<MemberId> {
+pub(crate) fn members_in(text: &str) -> BTreeSet<MemberId> {
     let words: Vec<&str> = text.split_whitespace().collect();
     words
         .windows(2)
@@ -233,7 +235,7 @@ fn members_in(text: &str) -> BTreeSet<MemberId> {
 /// of slot k has id k, a replacement takes the slot of the member it replaced, and a
 /// restore starts its members in slots 1, 2, ... in order (`sim::operator`). Faults name
 /// slots, checkers name member ids; this is how a violation's members find their faults.
-fn member_nodes(history: &History) -> BTreeMap<MemberId, String> {
+pub(crate) fn member_nodes(history: &History) -> BTreeMap<MemberId, String> {
     let mut slots: BTreeMap<MemberId, u64> = BTreeMap::new();
     for (_, event) in history.events() {
         match event {
@@ -319,7 +321,7 @@ fn serving_members(
                 client,
                 op_id,
                 outcome: StoreOpOutcome::Read { revision, served_by, .. },
-            } if ops.contains(&(client.clone(), *op_id)) => {
+            } if ops.contains(&(client.to_string(), *op_id)) => {
                 let role = match roles.get(served_by) {
                     Some((Role::Leader, term, _)) => format!("the leader of term {term}"),
                     Some((role, term, Some(leader))) => {
@@ -390,6 +392,8 @@ pub fn explain(report: &RunReport, history: &History) -> Vec<Explanation> {
         .collect()
 }
 
+/// One violation's explanation: what it names, the evidence the history holds about
+/// that before it, and the slice kept of that evidence.
 fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) -> Explanation {
     let member_nodes = member_nodes(history);
     let node_of =
@@ -402,22 +406,42 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
     let keys = keys_in(message);
     // The evidence of a violation judged at the end of the run is the whole run.
     let whole_run = judged_at_the_end(message);
-    let before = |at_ns: u64| whole_run || (at_ns as f64 / 1e9) <= at_secs + 1e-9;
-    // The last write of each key the violation names (its latest version, which no
-    // compaction may remove), as the history's own commits tell.
-    let mut last_write: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut snapshots: Vec<(f64, String)> = Vec::new();
-    let mut faults: Vec<(f64, String)> = Vec::new();
-    let mut in_effect: BTreeMap<(String, Lasting), (f64, String)> = Default::default();
-    let mut roles: Vec<(f64, String)> = Vec::new();
-    let mut commits: Vec<(f64, String)> = Vec::new();
-    let mut leaders: Vec<(f64, String)> = Vec::new();
-    let mut compactions: Vec<(f64, String)> = Vec::new();
-    let mut relists: Vec<(f64, String)> = Vec::new();
-    let mut cache_answers: Vec<(f64, String)> = Vec::new();
-    let mut restores: Vec<(f64, String)> = Vec::new();
-    for (at_ns, event) in history.events().filter(|(at_ns, _)| before(*at_ns)) {
-        let at = at_ns as f64 / 1e9;
+    let violation = Violated { invariant, at_secs, nodes: &nodes, members: &members };
+    let mut evidence = Evidence::default();
+    for (at_ns, event) in history.events() {
+        if whole_run || (at_ns as f64 / 1e9) <= at_secs + 1e-9 {
+            evidence.note(at_ns as f64 / 1e9, event, &violation, message, &keys);
+        }
+    }
+    let writes = writers_views(history, &keys, &owned_prefixes(message), at_secs);
+    let slice = evidence.into_slice(&nodes, reads, writes);
+    let text = words(invariant, at_secs, message, &slice, whole_run);
+    Explanation { invariant: invariant.to_string(), at_secs, slice, text }
+}
+
+/// What the history holds about a violation before it, by kind, as (seconds, words).
+#[derive(Default)]
+struct Evidence<'h> {
+    /// The last write of each key the violation names (its latest version, which no
+    /// compaction may remove), as the history's own commits tell.
+    last_write: BTreeMap<&'h str, i64>,
+    snapshots: Vec<(f64, String)>,
+    faults: Vec<(f64, String)>,
+    /// Lasting faults begun and not yet ended, by the node they hit.
+    in_effect: BTreeMap<(String, Lasting), (f64, String)>,
+    roles: Vec<(f64, String)>,
+    commits: Vec<(f64, String)>,
+    leaders: Vec<(f64, String)>,
+    compactions: Vec<(f64, String)>,
+    relists: Vec<(f64, String)>,
+    cache_answers: Vec<(f64, String)>,
+    restores: Vec<(f64, String)>,
+}
+
+impl<'h> Evidence<'h> {
+    /// Takes in one event of the history at `at` seconds, if the violation concerns it.
+    fn note(&mut self, at: f64, event: &'h HistoryEvent, violation: &Violated, message: &str, keys: &BTreeSet<String>) {
+        let Violated { invariant, nodes, members, .. } = *violation;
         match event {
             // A fault the nemesis skipped, disarmed or that was never reached did nothing;
             // arming a failpoint does nothing either until a member reaches it, which has a
@@ -426,32 +450,15 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
                 if description.ends_with("skipped")
                     || description.ends_with("not reached")
                     || matches!(description.split_whitespace().nth(1), Some("disarm" | "arm")) => {}
-            HistoryEvent::Fault { description } => {
-                let named = nodes_in(description);
-                if let Some((kind, begins)) = lasting(description) {
-                    for node in &named {
-                        if begins {
-                            in_effect.insert((node.clone(), kind), (at, description.clone()));
-                        } else {
-                            in_effect.remove(&(node.clone(), kind));
-                        }
-                    }
-                }
-                let violation = Violated { invariant, at_secs, nodes: &nodes, members: &members };
-                if violation.concerns_fault(description, &named, at)
-                    && lasting(description).is_none_or(|(_, begins)| begins)
-                {
-                    faults.push((at, format!("the nemesis: {description}")));
-                }
-            }
+            HistoryEvent::Fault { description } => self.note_fault(at, description, violation),
             HistoryEvent::RoleChanged { member, term, role, .. } if members.contains(member) => {
-                roles.push((at, format!("{member} became {role:?} in term {term}")));
+                self.roles.push((at, format!("{member} became {role:?} in term {term}")));
             }
             HistoryEvent::Committed { revision, changes } => {
                 for change in changes.iter().filter(|c| keys.contains(&c.key)) {
                     let what = if change.value_hash.is_some() { "written" } else { "deleted" };
-                    commits.push((at, format!("{} {what} at revision {revision}", change.key)));
-                    last_write.insert(change.key.as_str(), *revision);
+                    self.commits.push((at, format!("{} {what} at revision {revision}", change.key)));
+                    self.last_write.insert(change.key.as_str(), *revision);
                 }
             }
             HistoryEvent::SnapshotInstalled { member, index, revision }
@@ -463,30 +470,18 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
                 } else {
                     "restarted from its own snapshot"
                 };
-                snapshots.push((at, format!("{member} {how}, covering index {index} (revision {revision})")));
+                self.snapshots.push((at, format!("{member} {how}, covering index {index} (revision {revision})")));
             }
-            // A compaction above a named key's last write had to keep that write: if the key
-            // went missing, this is where to look.
             HistoryEvent::StoreCompacted { apiserver, revision }
-                if last_write.iter().any(|(_, written)| written < revision) =>
+                if self.last_write.iter().any(|(_, written)| written < revision) =>
             {
-                let (key, written) = last_write
-                    .iter()
-                    .filter(|(_, written)| *written < revision)
-                    .max_by_key(|(_, written)| **written)
-                    .expect("filtered on it");
-                compactions.push((
-                    at,
-                    format!(
-                        "{apiserver} compacted the store up to revision {revision}, which must keep {key}'s latest version (revision {written})"
-                    ),
-                ));
+                self.note_compaction_below_last_write(at, apiserver, *revision);
             }
             HistoryEvent::StoreWrite { user, verb, key, revision, .. } if keys.contains(key) => {
-                commits.push((at, format!("{user} {verb:?} {key} committed at revision {revision}")));
+                self.commits.push((at, format!("{user} {verb:?} {key} committed at revision {revision}")));
             }
             HistoryEvent::Restored { backup, backup_revision, bump, new_revision, .. } => {
-                restores.push((
+                self.restores.push((
                     at,
                     format!(
                         "the operator restored backup {backup} (revision {backup_revision}) as a new cluster starting at revision {new_revision} (bump {bump})"
@@ -496,10 +491,10 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
             HistoryEvent::StoreCompacted { apiserver, revision }
                 if store_level(invariant) || invariant == "informer-continuity" =>
             {
-                compactions.push((at, format!("{apiserver} compacted the store up to revision {revision}")));
+                self.compactions.push((at, format!("{apiserver} compacted the store up to revision {revision}")));
             }
-            HistoryEvent::WatchGone { client, resource, since, compacted, .. } if nodes.contains(client) => {
-                relists.push((
+            HistoryEvent::WatchGone { client, resource, since, compacted, .. } if nodes.contains(client.as_str()) => {
+                self.relists.push((
                     at,
                     format!(
                         "{client}'s {} watch from resourceVersion {since} was answered 410 Gone (compacted at {compacted})",
@@ -510,7 +505,7 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
             HistoryEvent::WatchServedBelowWindow { apiserver, resource, since, window_start, .. }
                 if invariant == "watch-guarantees" && message.contains(&format!(" {} ", resource.plural())) =>
             {
-                cache_answers.push((
+                self.cache_answers.push((
                     at,
                     format!(
                         "{apiserver} answered a {} watch from resourceVersion {since} out of its watch cache, which had already evicted every revision up to {window_start} (a correct cache answers 410 Gone)",
@@ -519,12 +514,12 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
                 ));
             }
             HistoryEvent::Relisted { who, resource, resource_version, .. } if nodes.contains(who) => {
-                relists.push((at, format!("{who} relisted {resource} at resourceVersion {resource_version}")));
+                self.relists.push((at, format!("{who} relisted {resource} at resourceVersion {resource_version}")));
             }
             HistoryEvent::LeaderAcquired { component, identity, lease_resource_version, .. }
                 if invariant == "controller-single-leader" || message.contains(identity.as_str()) =>
             {
-                leaders.push((
+                self.leaders.push((
                     at,
                     format!("{identity} acquired the {component} lease (revision {lease_resource_version})"),
                 ));
@@ -532,40 +527,82 @@ fn explain_one(invariant: &str, at_secs: f64, message: &str, history: &History) 
             _ => {}
         }
     }
-    let writes = writers_views(history, &keys, &owned_prefixes(message), at_secs);
-    let keep_last = |mut v: Vec<(f64, String)>, n: usize| {
-        let drop = v.len().saturating_sub(n);
-        v.drain(..drop);
-        v
-    };
-    let mut slice: Vec<(f64, String)> = Vec::new();
-    // Lasting faults still in effect, however long ago they began, then the latest others.
-    let lasting_now: Vec<(f64, String)> = in_effect
-        .into_iter()
-        .filter(|((node, _), _)| nodes.is_empty() || nodes.contains(node))
-        .map(|(_, (at, description))| (at, format!("the nemesis: {description} (still in effect)")))
-        .collect();
-    slice.extend(lasting_now.iter().cloned());
-    slice.extend(
-        keep_last(faults, MAX_PER_KIND * 2)
-            .into_iter()
-            .filter(|(at, words)| !lasting_now.iter().any(|(t, w)| t == at && w.starts_with(words.as_str()))),
-    );
-    slice.extend(keep_last(roles, MAX_PER_KIND));
-    slice.extend(keep_last(snapshots, MAX_PER_KIND));
-    slice.extend(reads.into_iter().map(|(at, _, words)| (at, words)));
-    slice.extend(keep_last(commits, MAX_PER_KIND));
-    slice.extend(keep_last(leaders, MAX_PER_KIND));
-    slice.extend(keep_last(writes, MAX_WRITES));
-    slice.extend(keep_last(compactions, MAX_PER_KIND));
-    slice.extend(keep_last(relists, MAX_PER_KIND));
-    slice.extend(keep_last(cache_answers, MAX_PER_KIND));
-    slice.extend(keep_last(restores, 1));
-    slice.sort_by(|a, b| a.0.total_cmp(&b.0));
-    slice.dedup();
 
-    let text = words(invariant, at_secs, message, &slice, whole_run);
-    Explanation { invariant: invariant.to_string(), at_secs, slice, text }
+    /// A nemesis line: it begins or ends a lasting fault on the nodes it names, and is kept
+    /// if it concerns the violation (a lasting fault by its beginning only).
+    fn note_fault(&mut self, at: f64, description: &str, violation: &Violated) {
+        let named = nodes_in(description);
+        if let Some((kind, begins)) = lasting(description) {
+            for node in &named {
+                if begins {
+                    self.in_effect.insert((node.clone(), kind), (at, description.to_string()));
+                } else {
+                    self.in_effect.remove(&(node.clone(), kind));
+                }
+            }
+        }
+        if violation.concerns_fault(description, &named, at) && lasting(description).is_none_or(|(_, begins)| begins) {
+            self.faults.push((at, format!("the nemesis: {description}")));
+        }
+    }
+
+    /// A compaction above a named key's last write had to keep that write: if the key went
+    /// missing, this is where to look.
+    fn note_compaction_below_last_write(&mut self, at: f64, apiserver: &str, revision: i64) {
+        let (key, written) = self
+            .last_write
+            .iter()
+            .filter(|(_, written)| **written < revision)
+            .max_by_key(|(_, written)| **written)
+            .expect("filtered on it");
+        self.compactions.push((
+            at,
+            format!(
+                "{apiserver} compacted the store up to revision {revision}, which must keep {key}'s latest version (revision {written})"
+            ),
+        ));
+    }
+
+    /// The slice: lasting faults still in effect on the named nodes (however long ago they
+    /// began), then the latest events of each kind, in time order.
+    fn into_slice(
+        self,
+        nodes: &BTreeSet<String>,
+        reads: Vec<(f64, MemberId, String)>,
+        writes: Vec<(f64, String)>,
+    ) -> Vec<(f64, String)> {
+        let keep_last = |mut v: Vec<(f64, String)>, n: usize| {
+            let drop = v.len().saturating_sub(n);
+            v.drain(..drop);
+            v
+        };
+        let mut slice: Vec<(f64, String)> = Vec::new();
+        let lasting_now: Vec<(f64, String)> = self
+            .in_effect
+            .into_iter()
+            .filter(|((node, _), _)| nodes.is_empty() || nodes.contains(node))
+            .map(|(_, (at, description))| (at, format!("the nemesis: {description} (still in effect)")))
+            .collect();
+        slice.extend(lasting_now.iter().cloned());
+        slice.extend(
+            keep_last(self.faults, MAX_PER_KIND * 2)
+                .into_iter()
+                .filter(|(at, words)| !lasting_now.iter().any(|(t, w)| t == at && w.starts_with(words.as_str()))),
+        );
+        slice.extend(keep_last(self.roles, MAX_PER_KIND));
+        slice.extend(keep_last(self.snapshots, MAX_PER_KIND));
+        slice.extend(reads.into_iter().map(|(at, _, words)| (at, words)));
+        slice.extend(keep_last(self.commits, MAX_PER_KIND));
+        slice.extend(keep_last(self.leaders, MAX_PER_KIND));
+        slice.extend(keep_last(writes, MAX_WRITES));
+        slice.extend(keep_last(self.compactions, MAX_PER_KIND));
+        slice.extend(keep_last(self.relists, MAX_PER_KIND));
+        slice.extend(keep_last(self.cache_answers, MAX_PER_KIND));
+        slice.extend(keep_last(self.restores, 1));
+        slice.sort_by(|a, b| a.0.total_cmp(&b.0));
+        slice.dedup();
+        slice
+    }
 }
 
 /// What a violation names, as the explanation looks for what came before it.

@@ -101,7 +101,7 @@ pub fn store_ops_edn(history: &History) -> String {
     for (at_ns, event) in history.events() {
         let (client, op_id, kind, op, outcome) = match event {
             HistoryEvent::StoreOpInvoked { client, op_id, op } => {
-                invoked.insert((client, *op_id), op);
+                invoked.insert((client.as_str(), *op_id), op);
                 (client, op_id, ":invoke", op, None)
             }
             HistoryEvent::StoreOpReturned { client, op_id, outcome } => {
@@ -120,7 +120,7 @@ pub fn store_ops_edn(history: &History) -> String {
         out.push_str(&format!(
             "{{:index {index}, :type {kind}, :f :txn, :value {}, :process {process}, :time {at_ns}, :client {}, :op-id {op_id}}}\n",
             micro_ops(op, outcome),
-            edn_string(client),
+            edn_string(client.as_str()),
         ));
         index += 1;
     }

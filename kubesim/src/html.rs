@@ -2,10 +2,12 @@
 //! `kubesim campaign --html-dir DIR` for failing seeds): an SVG of swimlanes over simulated
 //! time, with no script, font or style fetched from anywhere.
 //!
-//! - One lane per node: store members (their Raft role as bands: leader, candidate,
-//!   follower; term and leader on hover; down while crashed), apiservers,
+//! - One lane per node: store members, named as everywhere else (`member 4`; their Raft
+//!   role as bands: leader, candidate, follower; term and leader on hover; down while
+//!   crashed), apiservers,
 //!   controller-managers, the scheduler, kubelets, kubectl, store clients, the operator.
-//! - Faults as bands over the lanes of the nodes they name (a crash until its restart, a
+//! - Faults as bands over the lanes of the nodes they name (a store slot's, `store-<slot>`,
+//!   on the lane of the member running in it then; a crash until its restart, a
 //!   pause until its resume, a skew until its reset, others as marks), on the `nemesis` lane
 //!   too, with the nemesis's own words on hover.
 //! - Client operations as invoke→return bars coloured by outcome (ok, refused or failed,
@@ -14,14 +16,14 @@
 //! - Each violation as a red line across every lane at its simulated time, with the
 //!   invariant and message on hover, listed again under the picture with its explanation
 //!   (see [`crate::explain`]); the explanation's causal slice highlighted: each of its
-//!   events ringed in orange on the lanes of the nodes it names (a dashed orange line when
+//!   events ringed in orange on the lanes of the nodes and members it names (a dashed orange line when
 //!   it names none), numbered as in the list.
 //!
 //! Zoom with the mouse wheel, pan by dragging (a few lines of inline script); hover for
 //! details (SVG `<title>`). Every element carries `data-kind` so that tools and tests can
 //! count what the page shows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use sim::report::RunReport;
@@ -115,12 +117,32 @@ impl Page {
     }
 }
 
-/// The page of one seed's run.
+/// The page of one seed's run: the lanes in a fixed order, then each layer drawn over
+/// them (roles, faults, operations, the causal slices, the violations), then the page
+/// around the picture.
 pub fn render(report: &RunReport, history: &History) -> String {
     let end_secs = history.records.last().map_or(report.simulated_secs, |r| r.at_ns as f64 / 1e9).max(1.0);
     let mut page = Page { svg: String::new(), lanes: Vec::new(), end_secs };
-    let secs = |at_ns: u64| at_ns as f64 / 1e9;
-    // Lanes in a fixed order first: the store, then the control plane as it appears.
+    order_lanes(&mut page, history);
+    draw_roles(&mut page, history);
+    let slots = Slots::of(history);
+    draw_faults(&mut page, history, &slots);
+    draw_operations(&mut page, history);
+    let violations = violations(report);
+    let explanations = crate::explain::explain(report, history);
+    let height = AXIS_HEIGHT + page.lanes.len() as f64 * LANE_HEIGHT + 10.0;
+    draw_slices(&mut page, &explanations, &slots, height);
+    draw_violations(&mut page, &violations, height);
+    let picture = Picture { lanes: lanes_svg(&page), axis: axis_svg(&page, height), events: page.svg, height };
+    document(report, history, &picture, &listed(&violations, &explanations))
+}
+
+fn secs(at_ns: u64) -> f64 {
+    at_ns as f64 / 1e9
+}
+
+/// Lanes in a fixed order first: the store, then the control plane as it appears.
+fn order_lanes(page: &mut Page, history: &History) {
     let mut store_members: Vec<MemberId> = history
         .events()
         .filter_map(|(_, e)| match e {
@@ -131,12 +153,58 @@ pub fn render(report: &RunReport, history: &History) -> String {
     store_members.sort_unstable();
     store_members.dedup();
     for member in &store_members {
-        page.lane_y(&format!("store-{}", member.get()));
+        page.lane_y(&member_lane(*member));
     }
     page.lane_y("nemesis");
     page.lane_y("commits");
+}
 
-    // Store roles as bands, from each role change to the next of the same member.
+/// The lane of a store member: its one printed form (`member 4`).
+fn member_lane(member: MemberId) -> String {
+    member.to_string()
+}
+
+/// Which member ran in each store slot, and from when. Faults and the explanation's words
+/// name a member's node (`store-<slot>`, see `explain::member_nodes`); a member
+/// that replaced another runs in its slot, so a slot's fault lands on the lane of the
+/// member running there at the time.
+struct Slots {
+    /// Per node, its members by the time each first shows in the history.
+    members: BTreeMap<String, Vec<(f64, MemberId)>>,
+}
+
+impl Slots {
+    fn of(history: &History) -> Self {
+        let node_of = crate::explain::member_nodes(history);
+        let mut first_seen: BTreeMap<MemberId, f64> = BTreeMap::new();
+        for (at_ns, event) in history.events() {
+            if let HistoryEvent::RoleChanged { member, .. } | HistoryEvent::MemberStarted { member, .. } = event {
+                first_seen.entry(*member).or_insert(secs(at_ns));
+            }
+        }
+        let mut members: BTreeMap<String, Vec<(f64, MemberId)>> = BTreeMap::new();
+        for (member, since) in first_seen {
+            if let Some(node) = node_of.get(&member) {
+                members.entry(node.clone()).or_default().push((since, member));
+            }
+        }
+        for running in members.values_mut() {
+            running.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        Slots { members }
+    }
+
+    /// The lane of `node` at `at` seconds: the member running in it then (the first one,
+    /// before any started), or the node's own lane.
+    fn lane(&self, node: &str, at: f64) -> String {
+        let Some(running) = self.members.get(node) else { return node.to_string() };
+        let current = running.iter().rev().find(|(since, _)| *since <= at).or(running.first());
+        current.map_or_else(|| node.to_string(), |(_, member)| member_lane(*member))
+    }
+}
+
+/// Store roles as bands, from each role change to the next of the same member.
+fn draw_roles(page: &mut Page, history: &History) {
     let mut role_since: BTreeMap<MemberId, (f64, String, String)> = BTreeMap::new();
     let role_fill = |role: &str| match role {
         "Leader" => "#2e7d32",
@@ -146,25 +214,21 @@ pub fn render(report: &RunReport, history: &History) -> String {
     for (at_ns, event) in history.events() {
         if let HistoryEvent::RoleChanged { member, term, role, leader } = event {
             let role = format!("{role:?}");
-            let title = format!("store-{}: {role} in term {term}, leader {leader:?}", member.get());
+            let title = format!("{}: {role} in term {term}, leader {leader:?}", member_lane(*member));
             if let Some((since, old_role, old_title)) = role_since.insert(*member, (secs(at_ns), role, title)) {
-                page.rect(
-                    &format!("store-{}", member.get()),
-                    "role",
-                    since,
-                    secs(at_ns),
-                    role_fill(&old_role),
-                    &old_title,
-                );
+                page.rect(&member_lane(*member), "role", since, secs(at_ns), role_fill(&old_role), &old_title);
             }
         }
     }
+    let end_secs = page.end_secs;
     for (member, (since, role, title)) in role_since {
-        page.rect(&format!("store-{}", member.get()), "role", since, end_secs, role_fill(&role), &title);
+        page.rect(&member_lane(member), "role", since, end_secs, role_fill(&role), &title);
     }
+}
 
-    // Faults: every one on the nemesis lane; bands or marks on the nodes they name.
-    let mut open: BTreeMap<(String, crate::explain::Lasting), (f64, String)> = BTreeMap::new();
+/// Faults: every one on the nemesis lane; bands or marks on the nodes they name.
+fn draw_faults(page: &mut Page, history: &History, slots: &Slots) {
+    let mut open: BTreeMap<(String, crate::explain::Lasting), (String, f64, String)> = BTreeMap::new();
     for (at_ns, event) in history.events() {
         let HistoryEvent::Fault { description } = event else { continue };
         let at = secs(at_ns);
@@ -173,29 +237,34 @@ pub fn render(report: &RunReport, history: &History) -> String {
         match crate::explain::lasting(description) {
             Some((band, true)) => {
                 for node in nodes {
-                    open.entry((node, band)).or_insert((at, description.clone()));
+                    let lane = slots.lane(&node, at);
+                    open.entry((node, band)).or_insert((lane, at, description.clone()));
                 }
             }
             Some((band, false)) => {
                 for node in nodes {
-                    if let Some((since, title)) = open.remove(&(node.clone(), band)) {
+                    if let Some((lane, since, title)) = open.remove(&(node, band)) {
                         let title = format!("{title} (until {at:.3}s)");
-                        page.rect(&node, band.name(), since, at, "rgba(198,40,40,0.45)", &title);
+                        page.rect(&lane, band.name(), since, at, "rgba(198,40,40,0.45)", &title);
                     }
                 }
             }
             None => {
                 for node in nodes {
-                    page.mark(&node, "fault", at, "#c62828", description);
+                    page.mark(&slots.lane(&node, at), "fault", at, "#c62828", description);
                 }
             }
         }
     }
-    for ((node, band), (since, title)) in open {
-        page.rect(&node, band.name(), since, end_secs, "rgba(198,40,40,0.45)", &title);
+    let end_secs = page.end_secs;
+    for ((_, band), (lane, since, title)) in open {
+        page.rect(&lane, band.name(), since, end_secs, "rgba(198,40,40,0.45)", &title);
     }
+}
 
-    // Commits, client operations and watch answers.
+/// Commits, client operations (invoke→return bars; those still waiting at the end got no
+/// answer) and watch answers.
+fn draw_operations(page: &mut Page, history: &History) {
     let mut api_open: BTreeMap<(&str, u64), (f64, String)> = BTreeMap::new();
     let mut store_open: BTreeMap<(&str, u64), (f64, String)> = BTreeMap::new();
     for (at_ns, event) in history.events() {
@@ -206,8 +275,10 @@ pub fn render(report: &RunReport, history: &History) -> String {
                 page.rect("commits", "commit", at, at, "#455a64", &format!("revision {revision}: {}", keys.join(", ")));
             }
             HistoryEvent::ApiInvoked { client, request_id, verb, resource, namespace, name } => {
-                api_open
-                    .insert((client, *request_id), (at, format!("{client} {verb:?} {resource} {namespace}/{name}")));
+                api_open.insert(
+                    (client.as_str(), *request_id),
+                    (at, format!("{client} {verb:?} {resource} {namespace}/{name}")),
+                );
             }
             HistoryEvent::ApiReturned { client, request_id, outcome } => {
                 if let Some((since, title)) = api_open.remove(&(client.as_str(), *request_id)) {
@@ -217,11 +288,18 @@ pub fn render(report: &RunReport, history: &History) -> String {
                         }
                         ApiOutcome::Error { status, message } => ("#e53935", format!("{status}: {message}")),
                     };
-                    page.rect(client, "api", since, at, fill, &format!("{title} → {said} ({since:.3}s to {at:.3}s)"));
+                    page.rect(
+                        client.as_str(),
+                        "api",
+                        since,
+                        at,
+                        fill,
+                        &format!("{title} → {said} ({since:.3}s to {at:.3}s)"),
+                    );
                 }
             }
             HistoryEvent::StoreOpInvoked { client, op_id, op } => {
-                store_open.insert((client, *op_id), (at, format!("{client} #{op_id} {op:?}")));
+                store_open.insert((client.as_str(), *op_id), (at, format!("{client} #{op_id} {op:?}")));
             }
             HistoryEvent::StoreOpReturned { client, op_id, outcome } => {
                 if let Some((since, title)) = store_open.remove(&(client.as_str(), *op_id)) {
@@ -230,7 +308,7 @@ pub fn render(report: &RunReport, history: &History) -> String {
                         StoreOpOutcome::Written { succeeded: false, .. } | StoreOpOutcome::Failed { .. } => "#e53935",
                         StoreOpOutcome::Unknown { .. } => "#9e9e9e",
                     };
-                    page.rect(client, "store-op", since, at, fill, &format!("{title} → {outcome:?}"));
+                    page.rect(client.as_str(), "store-op", since, at, fill, &format!("{title} → {outcome:?}"));
                 }
             }
             HistoryEvent::WatchDelivered { client, resource, since, resource_version, events, .. }
@@ -238,31 +316,36 @@ pub fn render(report: &RunReport, history: &History) -> String {
             {
                 let title =
                     format!("{client} watch {resource} from {since}: {} events to {resource_version}", events.len());
-                page.mark(client, "watch", at, "#1e88e5", &title);
+                page.mark(client.as_str(), "watch", at, "#1e88e5", &title);
             }
             HistoryEvent::Note { text } => page.mark("nemesis", "note", at, "#6a1b9a", text),
             _ => {}
         }
     }
     // Operations still waiting at the end: no answer ever came.
+    let end_secs = page.end_secs;
     for ((client, _), (since, title)) in api_open.into_iter() {
         page.rect(client, "api", since, end_secs, "#9e9e9e", &format!("{title} → no answer"));
     }
     for ((client, _), (since, title)) in store_open.into_iter() {
         page.rect(client, "store-op", since, end_secs, "#9e9e9e", &format!("{title} → no answer"));
     }
+}
 
-    let violations = violations(report);
-    let explanations = crate::explain::explain(report, history);
-    let height = AXIS_HEIGHT + page.lanes.len() as f64 * LANE_HEIGHT + 10.0;
-    // The causal slice highlighted: each of its events ringed in orange on the lanes of
-    // the nodes it names (a dashed line across every lane when it names none that has a
-    // lane), numbered as in the list under the picture.
+/// The causal slice highlighted: each of its events ringed in orange on the lanes of the
+/// nodes it names (a dashed line across every lane when it names none that has a lane),
+/// numbered as in the list under the picture.
+fn draw_slices(page: &mut Page, explanations: &[crate::explain::Explanation], slots: &Slots, height: f64) {
     for (e, explanation) in explanations.iter().enumerate() {
         for (i, (at, words)) in explanation.slice.iter().enumerate() {
             let x = page.x(*at);
             let title = escape(&format!("why #{}.{}: {at:.3}s {words}", e + 1, i + 1));
-            let lanes: Vec<f64> = crate::explain::nodes_in(words)
+            let named: BTreeSet<String> = crate::explain::nodes_in(words)
+                .iter()
+                .map(|node| slots.lane(node, *at))
+                .chain(crate::explain::members_in(words).into_iter().map(member_lane))
+                .collect();
+            let lanes: Vec<f64> = named
                 .iter()
                 .filter_map(|node| page.lanes.iter().position(|lane| lane == node))
                 .map(|index| AXIS_HEIGHT + index as f64 * LANE_HEIGHT + LANE_HEIGHT / 2.0)
@@ -290,7 +373,11 @@ pub fn render(report: &RunReport, history: &History) -> String {
             page.svg.push('\n');
         }
     }
-    for (at, invariant, message) in &violations {
+}
+
+/// Each violation as a red line across every lane at its simulated time.
+fn draw_violations(page: &mut Page, violations: &[(f64, String, String)], height: f64) {
+    for (at, invariant, message) in violations {
         let x = page.x(*at);
         let _ = write!(
             page.svg,
@@ -299,7 +386,10 @@ pub fn render(report: &RunReport, history: &History) -> String {
         );
         page.svg.push('\n');
     }
+}
 
+/// The lanes' backgrounds and names.
+fn lanes_svg(page: &Page) -> String {
     let mut lanes_svg = String::new();
     for (index, lane) in page.lanes.iter().enumerate() {
         let y = AXIS_HEIGHT + index as f64 * LANE_HEIGHT;
@@ -313,6 +403,12 @@ pub fn render(report: &RunReport, history: &History) -> String {
         );
         lanes_svg.push('\n');
     }
+    lanes_svg
+}
+
+/// The time axis: a gridline and a label every step, about twenty over the run.
+fn axis_svg(page: &Page, height: f64) -> String {
+    let end_secs = page.end_secs;
     let mut axis = String::new();
     let step = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0].into_iter().find(|s| end_secs / s <= 20.0).unwrap_or(120.0);
     let mut t = 0.0;
@@ -325,10 +421,13 @@ pub fn render(report: &RunReport, history: &History) -> String {
         axis.push('\n');
         t += step;
     }
+    axis
+}
 
-    let verdict = if report.passed() { "pass".to_string() } else { "FAIL".to_string() };
+/// The violations and their explanations as listed under the picture.
+fn listed(violations: &[(f64, String, String)], explanations: &[crate::explain::Explanation]) -> String {
     let mut listed = String::new();
-    for (at, invariant, message) in &violations {
+    for (at, invariant, message) in violations {
         let _ = writeln!(
             listed,
             "<li data-kind=\"violation-item\"><b>{at:.6}s {}</b>: {}</li>",
@@ -344,11 +443,26 @@ pub fn render(report: &RunReport, history: &History) -> String {
         }
         listed.push_str("</ol></li>\n");
     }
+    listed
+}
+
+/// The SVG's parts, drawn.
+struct Picture {
+    lanes: String,
+    axis: String,
+    events: String,
+    height: f64,
+}
+
+/// The page around the picture: the title, the legend, the lists and the zoom script.
+fn document(report: &RunReport, history: &History, picture: &Picture, listed: &str) -> String {
+    let verdict = if report.passed() { "pass".to_string() } else { "FAIL".to_string() };
     let mut faults = String::new();
     for line in &report.faults {
         let _ = writeln!(faults, "<li>{}</li>", escape(line));
     }
     let total_width = LABEL + WIDTH;
+    let Picture { lanes: lanes_svg, axis, events, height } = picture;
     format!(
         r##"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>kubesim seed {seed}: {verdict}</title>
@@ -400,7 +514,6 @@ svg text {{ fill: #333; pointer-events: none; }}
         trace_hash = report.trace_hash,
         simulated = report.simulated_secs,
         records = history.records.len(),
-        events = page.svg,
     )
 }
 

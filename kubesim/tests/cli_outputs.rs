@@ -98,7 +98,7 @@ fn a_failing_seed_renders_one_self_contained_html_page_with_its_violation_marked
         assert!(!outside_svg_namespace.contains(remote), "the page refers to {remote}");
     }
     let structure = kubesim::html::structure(&page);
-    assert!(structure.contains("lanes: store-1, store-2, store-3, nemesis, commits"), "{structure}");
+    assert!(structure.contains("lanes: member 1, member 2, member 3, nemesis, commits"), "{structure}");
     for kind in ["violation: ", "violation-item: ", "role: ", "api: ", "commit: ", "fault: "] {
         assert!(structure.contains(kind), "no {kind} in {structure}");
     }

@@ -260,7 +260,7 @@ impl api::ApiObserver for Recorder {
         }
         let (namespace, name) = operation_target(&request.operation);
         self.record(HistoryEvent::ApiInvoked {
-            client: client.to_string(),
+            client: client.into(),
             request_id: request.request_id,
             verb: request.operation.verb(),
             resource: request.operation.resource(),
@@ -280,7 +280,7 @@ impl api::ApiObserver for Recorder {
                 .map(|e| WatchedEvent { kind: e.kind, key: e.object.key(), resource_version: e.resource_version })
                 .collect();
             self.record(HistoryEvent::WatchDelivered {
-                client: client.to_string(),
+                client: client.into(),
                 resource: *resource,
                 namespace: namespace.clone(),
                 since: *since,
@@ -293,7 +293,7 @@ impl api::ApiObserver for Recorder {
             (&request.operation, result)
         {
             self.record(HistoryEvent::WatchGone {
-                client: client.to_string(),
+                client: client.into(),
                 resource: *resource,
                 namespace: namespace.clone(),
                 since: *since,
@@ -321,7 +321,7 @@ impl api::ApiObserver for Recorder {
                 coverage::reached!("controllers.leader.deposed-write-fenced");
             }
         }
-        self.record(HistoryEvent::ApiReturned { client: client.to_string(), request_id: request.request_id, outcome });
+        self.record(HistoryEvent::ApiReturned { client: client.into(), request_id: request.request_id, outcome });
     }
 }
 
@@ -348,7 +348,7 @@ impl controllers::observer::ControllerObserver for Recorder {
 
     fn pod_started(&self, node: &str, namespace: &str, name: &str, uid: &str) {
         self.record(HistoryEvent::PodStarted {
-            node: node.to_string(),
+            node: node.into(),
             namespace: namespace.to_string(),
             name: name.to_string(),
             uid: uid.to_string(),
@@ -357,7 +357,7 @@ impl controllers::observer::ControllerObserver for Recorder {
 
     fn pod_stopped(&self, node: &str, namespace: &str, name: &str, uid: &str, reason: &str) {
         self.record(HistoryEvent::PodStopped {
-            node: node.to_string(),
+            node: node.into(),
             namespace: namespace.to_string(),
             name: name.to_string(),
             uid: uid.to_string(),
@@ -366,7 +366,7 @@ impl controllers::observer::ControllerObserver for Recorder {
     }
 
     fn kubelet_registered(&self, node: &str) {
-        self.record(HistoryEvent::KubeletRegistered { node: node.to_string() });
+        self.record(HistoryEvent::KubeletRegistered { node: node.into() });
     }
 
     fn relisted(&self, who: &str, resource: &str, resource_version: i64, n_objects: usize) {

@@ -203,26 +203,7 @@ pub fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel) -> (Ru
     let recorder = Recorder::cancellable(cancel.clone());
     // Every node the seed creates, killed when it ends (see `SeedNodes`).
     let nodes = SeedNodes::new();
-    let seed_run = {
-        let recorder = recorder.clone();
-        let nodes = nodes.clone();
-        let options = options.clone();
-        let plan = options.plan();
-        async move {
-            let outcome = match options.scenario.clone() {
-                Scenario::DeployNginx => deploy_nginx::run(recorder, &nodes, options.cluster.clone(), plan).await,
-                Scenario::StoreSmoke => store_smoke::run(recorder, &nodes, options.cluster.store.clone(), plan).await,
-                Scenario::Custom(custom) => {
-                    crate::scenario::custom::run(custom, recorder, &nodes, options.cluster.clone(), plan).await
-                }
-            };
-            let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
-            let messages = madsim::net::NetSim::current().stat().msg_count;
-            let end_state = read_end_state(outcome.store_endpoints.clone(), &nodes).await;
-            nodes.tear_down().await;
-            (outcome, end_state, simulated_secs, messages)
-        }
-    };
+    let seed_run = scenario_task(options, recorder.clone(), nodes.clone());
     coverage::reset();
     let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(cancel.guard(seed_run))));
     let stopped = match finished {
@@ -231,50 +212,98 @@ pub fn run_seed_on_this_thread(options: &RunOptions, cancel: &SeedCancel) -> (Ru
         Err(payload) if is_time_limit_panic(payload.as_ref()) => Err(Stopped::TimeLimit),
         Err(payload) => std::panic::resume_unwind(payload),
     };
-    let finished = stopped.map_err(|stopped| {
-        // The scenario's task is gone; kill the nodes it left and free what they hold,
-        // as a finished seed does (see `SeedNodes::tear_down`).
-        runtime.set_time_limit(std::time::Duration::MAX);
-        let (simulated_secs, messages) = runtime.block_on(async {
-            let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
-            let messages = madsim::net::NetSim::current().stat().msg_count;
-            nodes.tear_down().await;
-            (simulated_secs, messages)
-        });
-        (stopped, simulated_secs, messages)
-    });
+    let finished = stopped.map_err(|stopped| tear_down_after_stop(&mut runtime, &nodes, stopped));
     let history = recorder.finish();
     let reached = coverage::take();
     let report = match finished {
-        Ok((outcome, end_state, simulated_secs, messages_delivered)) => RunReport {
+        Ok(Finished { outcome, end_state, simulated_secs, messages_delivered }) => RunReport {
             coverage: reached,
             ..report_of(options, outcome, end_state.as_ref(), &history, simulated_secs, messages_delivered)
         },
-        Err((stopped, simulated_secs, messages_delivered)) => {
-            let detail = match stopped {
-                Stopped::TimeLimit => format!(
-                    "the seed had not finished when its simulated time reached the limit of {} s",
-                    SIMULATED_TIME_LIMIT.as_secs()
-                ),
-                Stopped::Cancelled => "cancelled (the seed overran its wall-clock limit)".to_string(),
-            };
-            RunReport {
-                seed: options.seed,
-                scenario: options.scenario.name().to_string(),
-                outcome: Outcome::Timeout { limit: Limit::SimulatedTime, detail: detail.clone() },
-                timeline: Vec::new(),
-                checks: vec![Check::fail(TIME_LIMIT, detail)],
-                faults: faults_of(&history),
-                stats: BTreeMap::new(),
-                trace_hash: format!("{:016x}", history.trace_hash),
-                simulated_secs,
-                messages_delivered,
-                history_records: history.records.len(),
-                coverage: reached,
-            }
-        }
+        Err(stop) => RunReport { coverage: reached, ..stopped_report(options, &stop, &history) },
     };
     (report, history)
+}
+
+/// What a scenario that finished leaves: its outcome, the store's state at the end, and
+/// the simulated time and messages it took.
+struct Finished {
+    outcome: crate::report::ScenarioOutcome,
+    end_state: Option<EndState>,
+    simulated_secs: f64,
+    messages_delivered: u64,
+}
+
+/// What a scenario that did not finish leaves: why, and the simulated time and messages
+/// it took until then.
+struct Stop {
+    stopped: Stopped,
+    simulated_secs: f64,
+    messages_delivered: u64,
+}
+
+/// The seed's task: the scenario on the options' cluster and plan, then the store's state
+/// read at the end and every node torn down.
+fn scenario_task(
+    options: &RunOptions,
+    recorder: Recorder,
+    nodes: SeedNodes,
+) -> impl std::future::Future<Output = Finished> {
+    let options = options.clone();
+    let plan = options.plan();
+    async move {
+        let outcome = match options.scenario.clone() {
+            Scenario::DeployNginx => deploy_nginx::run(recorder, &nodes, options.cluster.clone(), plan).await,
+            Scenario::StoreSmoke => store_smoke::run(recorder, &nodes, options.cluster.store.clone(), plan).await,
+            Scenario::Custom(custom) => {
+                crate::scenario::custom::run(custom, recorder, &nodes, options.cluster.clone(), plan).await
+            }
+        };
+        let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
+        let messages_delivered = madsim::net::NetSim::current().stat().msg_count;
+        let end_state = read_end_state(outcome.store_endpoints.clone(), &nodes).await;
+        nodes.tear_down().await;
+        Finished { outcome, end_state, simulated_secs, messages_delivered }
+    }
+}
+
+/// The scenario's task is gone; kills the nodes it left and frees what they hold, as a
+/// finished seed does (see `SeedNodes::tear_down`).
+fn tear_down_after_stop(runtime: &mut Runtime, nodes: &SeedNodes, stopped: Stopped) -> Stop {
+    runtime.set_time_limit(std::time::Duration::MAX);
+    let (simulated_secs, messages_delivered) = runtime.block_on(async {
+        let simulated_secs = madsim::time::TimeHandle::current().elapsed().as_secs_f64();
+        let messages = madsim::net::NetSim::current().stat().msg_count;
+        nodes.tear_down().await;
+        (simulated_secs, messages)
+    });
+    Stop { stopped, simulated_secs, messages_delivered }
+}
+
+/// The report of a seed whose scenario did not finish: timed out, with what its history
+/// holds up to then.
+fn stopped_report(options: &RunOptions, stop: &Stop, history: &History) -> RunReport {
+    let detail = match stop.stopped {
+        Stopped::TimeLimit => format!(
+            "the seed had not finished when its simulated time reached the limit of {} s",
+            SIMULATED_TIME_LIMIT.as_secs()
+        ),
+        Stopped::Cancelled => "cancelled (the seed overran its wall-clock limit)".to_string(),
+    };
+    RunReport {
+        seed: options.seed,
+        scenario: options.scenario.name().to_string(),
+        outcome: Outcome::Timeout { limit: Limit::SimulatedTime, detail: detail.clone() },
+        timeline: Vec::new(),
+        checks: vec![Check::fail(TIME_LIMIT, detail)],
+        faults: faults_of(history),
+        stats: BTreeMap::new(),
+        trace_hash: format!("{:016x}", history.trace_hash),
+        simulated_secs: stop.simulated_secs,
+        messages_delivered: stop.messages_delivered,
+        history_records: history.records.len(),
+        coverage: BTreeMap::new(),
+    }
 }
 
 /// The Events of the run's store history: written (creates and updates, each under a TTL

@@ -77,12 +77,12 @@ pub async fn run_worker(
                 StoreOpKind::CompareAndPut { key: key.clone(), expected_mod_revision: expected, value }
             }
         };
-        recorder.record(HistoryEvent::StoreOpInvoked { client: client_name.clone(), op_id, op: op.clone() });
+        recorder.record(HistoryEvent::StoreOpInvoked { client: client_name.clone().into(), op_id, op: op.clone() });
         let outcome = execute(client, &op).await;
         if matches!(outcome, StoreOpOutcome::Written { succeeded: true, .. }) {
             n_acknowledged += 1;
         }
-        recorder.record(HistoryEvent::StoreOpReturned { client: client_name.clone(), op_id, outcome });
+        recorder.record(HistoryEvent::StoreOpReturned { client: client_name.clone().into(), op_id, outcome });
         madsim::time::sleep(Duration::from_millis(think_ms)).await;
     }
     n_acknowledged

@@ -99,9 +99,9 @@ async fn run_worker(client: &StoreClient, recorder: &Recorder, worker_idx: usize
         } else {
             StoreOpKind::Put { key, value: format!("{client_name}-{op_id}") }
         };
-        recorder.record(HistoryEvent::StoreOpInvoked { client: client_name.clone(), op_id, op: op.clone() });
+        recorder.record(HistoryEvent::StoreOpInvoked { client: client_name.clone().into(), op_id, op: op.clone() });
         let outcome = store_traffic::execute(client, &op).await;
-        recorder.record(HistoryEvent::StoreOpReturned { client: client_name.clone(), op_id, outcome });
+        recorder.record(HistoryEvent::StoreOpReturned { client: client_name.clone().into(), op_id, outcome });
         madsim::time::sleep(Duration::from_millis(think_ms)).await;
     }
 }

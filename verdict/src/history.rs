@@ -13,6 +13,74 @@ use serde::{Deserialize, Serialize};
 use store::api::{MemberId, PrincipalRole, Revision};
 use store::raft::Role;
 
+/// The name of a node of the simulated world as the history names it: a component that
+/// acts as a client (`store-client-0`, `apiserver-1`, `controller-manager-0`, `scheduler-0`,
+/// `kubelet-2`, `kubectl`) or a Kubernetes node a kubelet runs (`kubelet-2`). One printed
+/// form: the bare name. Serialized as the bare string (`serde(transparent)`), so a record
+/// encodes, and the trace hash reads, exactly as when the field was a `String`.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeName(String);
+
+impl NodeName {
+    pub fn new(name: impl Into<String>) -> Self {
+        NodeName(name.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// As the bare `String` printed (a record's debug form reads as before).
+impl std::fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::borrow::Borrow<str> for NodeName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for NodeName {
+    fn from(name: String) -> Self {
+        NodeName(name)
+    }
+}
+
+impl From<&str> for NodeName {
+    fn from(name: &str) -> Self {
+        NodeName(name.to_string())
+    }
+}
+
+impl PartialEq<str> for NodeName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<String> for NodeName {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<&str> for NodeName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// Bound on records per seed; a run that exceeds it is stopped with an error rather than
 /// growing without limit.
 pub const MAX_RECORDS: usize = 4_000_000;
@@ -179,13 +247,13 @@ pub enum HistoryEvent {
     },
     /// A client operation on the store began.
     StoreOpInvoked {
-        client: String,
+        client: NodeName,
         op_id: u64,
         op: StoreOpKind,
     },
     /// A client operation on the store ended.
     StoreOpReturned {
-        client: String,
+        client: NodeName,
         op_id: u64,
         outcome: StoreOpOutcome,
     },
@@ -200,7 +268,7 @@ pub enum HistoryEvent {
     },
     /// A component's request to an apiserver began (watch polls are not recorded).
     ApiInvoked {
-        client: String,
+        client: NodeName,
         request_id: u64,
         verb: Verb,
         resource: Resource,
@@ -209,14 +277,14 @@ pub enum HistoryEvent {
     },
     /// ... and ended: the resourceVersion of the object or list, or the HTTP status.
     ApiReturned {
-        client: String,
+        client: NodeName,
         request_id: u64,
         outcome: ApiOutcome,
     },
     /// One answer to a watch long-poll: events with resourceVersion > `since` for the
     /// resource in `namespace` (empty: all namespaces), complete up to `resource_version`.
     WatchDelivered {
-        client: String,
+        client: NodeName,
         resource: Resource,
         namespace: String,
         since: i64,
@@ -234,17 +302,17 @@ pub enum HistoryEvent {
         identity: String,
     },
     KubeletRegistered {
-        node: String,
+        node: NodeName,
     },
     /// A kubelet started a pod's containers.
     PodStarted {
-        node: String,
+        node: NodeName,
         namespace: String,
         name: String,
         uid: String,
     },
     PodStopped {
-        node: String,
+        node: NodeName,
         namespace: String,
         name: String,
         uid: String,
@@ -364,7 +432,7 @@ pub enum HistoryEvent {
     /// than the apiserver still serves (`compacted`): client-go's reflector must relist
     /// (its `Relisted` follows when it does).
     WatchGone {
-        client: String,
+        client: NodeName,
         resource: Resource,
         namespace: String,
         since: i64,

@@ -149,10 +149,10 @@ impl<'h> StoreOps<'h> {
     pub fn of(history: &'h History) -> Self {
         pair(history, |event| match event {
             HistoryEvent::StoreOpInvoked { client, op_id, op } => {
-                Some(Step::Invoked { client, id: *op_id, invocation: op })
+                Some(Step::Invoked { client: client.as_str(), id: *op_id, invocation: op })
             }
             HistoryEvent::StoreOpReturned { client, op_id, outcome } => {
-                Some(Step::Returned { client, id: *op_id, outcome })
+                Some(Step::Returned { client: client.as_str(), id: *op_id, outcome })
             }
             _ => None,
         })
@@ -165,10 +165,10 @@ impl<'h> ApiOps<'h> {
         pair(history, |event| match event {
             HistoryEvent::ApiInvoked { client, request_id, verb, resource, namespace, name } => {
                 let invocation = ApiInvocation { verb: *verb, resource: *resource, namespace, name };
-                Some(Step::Invoked { client, id: *request_id, invocation })
+                Some(Step::Invoked { client: client.as_str(), id: *request_id, invocation })
             }
             HistoryEvent::ApiReturned { client, request_id, outcome } => {
-                Some(Step::Returned { client, id: *request_id, outcome })
+                Some(Step::Returned { client: client.as_str(), id: *request_id, outcome })
             }
             _ => None,
         })

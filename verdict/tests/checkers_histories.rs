@@ -714,10 +714,10 @@ mod linearizability {
         for record in &mut history.records {
             match &mut record.event {
                 HistoryEvent::StoreOpInvoked { client, op_id, op } => {
-                    invoked.insert((client.clone(), *op_id), op.clone());
+                    invoked.insert((client.to_string(), *op_id), op.clone());
                 }
                 HistoryEvent::StoreOpReturned { client, op_id, outcome } => {
-                    let op = &invoked[&(client.clone(), *op_id)];
+                    let op = &invoked[&(client.to_string(), *op_id)];
                     match (op, outcome) {
                         (
                             StoreOpKind::Put { key, value } | StoreOpKind::CompareAndPut { key, value, .. },

@@ -4,6 +4,24 @@
 
 use super::{kind_name, Fault, FaultEvent, FaultPlan, PlanError, Target, Topology};
 
+/// Which limit of [`FaultPlan::check_survivable`] a plan steps outside.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unsurvivable {
+    #[error("{count} corrupt-record events; at most one store member may be corrupted")]
+    SeveralCorruptions { count: usize },
+    #[error("{count} power-loss events; at most one whole-store outage per plan")]
+    SeveralPowerLosses { count: usize },
+    #[error("{count} disk-loss-majority/disk-loss-all events; at most one restore per plan")]
+    SeveralRestores { count: usize },
+    /// A fault that must stand alone (a restore, a power loss) overlaps one it clashes with.
+    #[error("{fault} at {at_ms} ms overlaps a {other} of the store at {other_at_ms} ms")]
+    Overlaps { fault: &'static str, at_ms: u64, other: &'static str, other_at_ms: u64 },
+    #[error("at {at_ms} ms {down} store members are down; at most {minority} of {store_members} may be")]
+    MajorityDown { at_ms: u64, down: u64, minority: u64, store_members: u64 },
+    #[error("{target} is crashed or paused by two overlapping events")]
+    TwoProcessFaults { target: Target },
+}
+
 impl FaultPlan {
     /// Checks the limits within which a correct system must survive the plan, which the
     /// generators respect and hand-written plans may knowingly exceed:
@@ -33,15 +51,13 @@ impl FaultPlan {
     pub fn check_survivable(&self, topology: &Topology) -> Result<(), PlanError> {
         self.at_most_one(
             |fault| matches!(fault, Fault::CorruptRecord { .. }),
-            |n| format!("{n} corrupt-record events; at most one store member may be corrupted"),
+            |count| Unsurvivable::SeveralCorruptions { count },
         )?;
         self.at_most_one(
             |fault| matches!(fault, Fault::PowerLoss { .. }),
-            |n| format!("{n} power-loss events; at most one whole-store outage per plan"),
+            |count| Unsurvivable::SeveralPowerLosses { count },
         )?;
-        self.at_most_one(is_store_loss, |n| {
-            format!("{n} disk-loss-majority/disk-loss-all events; at most one restore per plan")
-        })?;
+        self.at_most_one(is_store_loss, |count| Unsurvivable::SeveralRestores { count })?;
         self.stands_alone(is_store_loss, takes_store_down_beside_a_restore)?;
         self.majority_stays_up(topology)?;
         self.stands_alone(|fault| matches!(fault, Fault::PowerLoss { .. }), holds_a_store_process)?;
@@ -52,10 +68,10 @@ impl FaultPlan {
     fn at_most_one(
         &self,
         counted: impl Fn(&Fault) -> bool,
-        message: impl Fn(usize) -> String,
+        refusal: impl Fn(usize) -> Unsurvivable,
     ) -> Result<(), PlanError> {
         match self.events.iter().filter(|event| counted(&event.fault)).count() {
-            n if n > 1 => Err(PlanError::NotSurvivable(message(n))),
+            n if n > 1 => Err(refusal(n).into()),
             _ => Ok(()),
         }
     }
@@ -66,13 +82,13 @@ impl FaultPlan {
             let Some(other) = self.events.iter().find(|other| clashes(&other.fault) && overlap(event, other)) else {
                 continue;
             };
-            let lonely_name = kind_name(&event.fault);
-            return Err(PlanError::NotSurvivable(format!(
-                "{lonely_name} at {} ms overlaps a {} of the store at {} ms",
-                event.at_ms,
-                kind_name(&other.fault),
-                other.at_ms
-            )));
+            return Err(Unsurvivable::Overlaps {
+                fault: kind_name(&event.fault),
+                at_ms: event.at_ms,
+                other: kind_name(&other.fault),
+                other_at_ms: other.at_ms,
+            }
+            .into());
         }
         Ok(())
     }
@@ -88,10 +104,13 @@ impl FaultPlan {
                 down.iter().filter(|&&(other_start, other_end)| other_start <= start && start < other_end).count()
                     as u64;
             if concurrent > minority {
-                return Err(PlanError::NotSurvivable(format!(
-                    "at {start} ms {concurrent} store members are down; at most {minority} of {} may be",
-                    topology.store_members
-                )));
+                return Err(Unsurvivable::MajorityDown {
+                    at_ms: start,
+                    down: concurrent,
+                    minority,
+                    store_members: topology.store_members,
+                }
+                .into());
             }
         }
         Ok(())
@@ -106,9 +125,7 @@ impl FaultPlan {
                 .iter()
                 .any(|(other_target, other)| target == other_target && overlap(event, other))
             {
-                return Err(PlanError::NotSurvivable(format!(
-                    "{target} is crashed or paused by two overlapping events"
-                )));
+                return Err(Unsurvivable::TwoProcessFaults { target: (*target).clone() }.into());
             }
         }
         Ok(())

@@ -136,8 +136,8 @@ pub enum RegisterError {
     BuiltIn(&'static str),
     #[error("a different scenario is already registered as '{0}'")]
     Taken(&'static str),
-    #[error("{0}")]
-    Invariant(String),
+    #[error(transparent)]
+    Invariant(#[from] verdict::checkers::InvariantNameError),
 }
 
 /// Registers `scenario` for this process, with its checkers' invariants. Registering the

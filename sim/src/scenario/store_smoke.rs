@@ -215,13 +215,13 @@ async fn acknowledged_writes_readable(client: &StoreClient, recorder: &Recorder)
     for (_, e) in history.events() {
         match e {
             HistoryEvent::StoreOpInvoked { client, op_id, op } => {
-                invoked.insert((client.clone(), *op_id), op.clone());
+                invoked.insert((client.to_string(), *op_id), op.clone());
             }
             HistoryEvent::StoreOpReturned {
                 client,
                 op_id,
                 outcome: StoreOpOutcome::Written { revision, succeeded: true },
-            } => match invoked.get(&(client.clone(), *op_id)) {
+            } => match invoked.get(&(client.to_string(), *op_id)) {
                 Some(StoreOpKind::Put { key, value }) | Some(StoreOpKind::CompareAndPut { key, value, .. }) => {
                     acknowledged.push((key.clone(), value.clone(), *revision));
                 }

@@ -769,38 +769,9 @@ impl<D: Disk> MemberCore<D> {
             Err(e) => panic!("{}: committed entry {} does not decode: {e}", self.id, entry.index),
         };
         let revision_before = self.mvcc.current_revision();
-        let result = if proposal.principal.may_mutate() {
-            match &proposal.mutation {
-                Mutation::Compact(compact) if self.config.planted_bugs.compaction_drops_kept_version => {
-                    self.mvcc.planted_compact_dropping_kept_versions(compact)
-                }
-                mutation => self.mvcc.apply(mutation),
-            }
-        } else {
-            // Defence in depth: a non-apiserver mutation is refused at apply time too, on
-            // every member, so it can never change the state machine.
-            Err(StoreError::PermissionDenied { principal: proposal.principal.name.clone(), action: "mutate".into() })
-        };
-        let (result, events) = match result {
+        let (result, events) = match self.apply_mutation(&proposal) {
             Ok((mut response, events)) => {
-                // The primary's expiry clock follows applied grants and revokes (etcd's
-                // lessor does both inside `Grant` and `Revoke`).
-                match (&proposal.mutation, &response) {
-                    (Mutation::LeaseGrant(_), MutationResponse::LeaseGrant(granted)) => {
-                        let now = self.lease_now();
-                        if let Some(lease) = self.mvcc.leases().lookup(granted.id) {
-                            self.lease_expiry.granted(lease, now);
-                            self.observe_lessor(LessorEvent::Granted {
-                                lease: lease.id,
-                                ttl_secs: lease.ttl_secs,
-                                now,
-                                primary: self.lease_expiry.is_primary(),
-                            });
-                        }
-                    }
-                    (Mutation::LeaseRevoke(revoke), _) => self.lease_expiry.revoked(revoke.id),
-                    _ => {}
-                }
+                self.lessor_follows(&proposal.mutation, &response);
                 set_header(&mut response, self.id, self.raft.term());
                 (Ok(response), events)
             }
@@ -828,6 +799,48 @@ impl<D: Disk> MemberCore<D> {
             for waiter in self.watch_waiters.drain(..) {
                 let _ = waiter.send(());
             }
+        }
+    }
+
+    /// The proposal's mutation applied to the state machine, if its principal may mutate.
+    fn apply_mutation(
+        &mut self,
+        proposal: &Proposal,
+    ) -> Result<(MutationResponse, Vec<crate::api::Event>), StoreError> {
+        if !proposal.principal.may_mutate() {
+            // Defence in depth: a non-apiserver mutation is refused at apply time too, on
+            // every member, so it can never change the state machine.
+            return Err(StoreError::PermissionDenied {
+                principal: proposal.principal.name.clone(),
+                action: "mutate".into(),
+            });
+        }
+        match &proposal.mutation {
+            Mutation::Compact(compact) if self.config.planted_bugs.compaction_drops_kept_version => {
+                self.mvcc.planted_compact_dropping_kept_versions(compact)
+            }
+            mutation => self.mvcc.apply(mutation),
+        }
+    }
+
+    /// The primary's expiry clock follows applied grants and revokes (etcd's lessor does
+    /// both inside `Grant` and `Revoke`).
+    fn lessor_follows(&mut self, mutation: &Mutation, response: &MutationResponse) {
+        match (mutation, response) {
+            (Mutation::LeaseGrant(_), MutationResponse::LeaseGrant(granted)) => {
+                let now = self.lease_now();
+                if let Some(lease) = self.mvcc.leases().lookup(granted.id) {
+                    self.lease_expiry.granted(lease, now);
+                    self.observe_lessor(LessorEvent::Granted {
+                        lease: lease.id,
+                        ttl_secs: lease.ttl_secs,
+                        now,
+                        primary: self.lease_expiry.is_primary(),
+                    });
+                }
+            }
+            (Mutation::LeaseRevoke(revoke), _) => self.lease_expiry.revoked(revoke.id),
+            _ => {}
         }
     }
 

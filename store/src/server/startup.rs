@@ -80,19 +80,7 @@ pub(super) async fn start<D: Disk>(
         && recovered.snapshot.is_none()
         && recovered.entries.is_empty()
         && recovered.hard_state == HardState::default();
-    let identity = match &recovered.identity {
-        Some(identity) if identity.member_id != id || identity.cluster_id != config.cluster_id => {
-            return Err(MemberError::IdentityMismatch {
-                member: id,
-                disk_member: identity.member_id,
-                disk_cluster: identity.cluster_id,
-                cluster: config.cluster_id,
-            });
-        }
-        Some(identity) => identity.clone(),
-        None => MemberIdentity { cluster_id: config.cluster_id, member_id: id, peers_heard_from: BTreeSet::new() },
-    };
-    let identity = Arc::new(Mutex::new(identity));
+    let identity = Arc::new(Mutex::new(identity_of(config, recovered.identity.as_ref())?));
     let removed = Arc::new(Mutex::new(BTreeSet::new()));
     let answering = madsim::task::spawn(answer_bootstrap_queries(
         endpoint.clone(),
@@ -102,17 +90,8 @@ pub(super) async fn start<D: Disk>(
         id,
     ));
     if recovered.identity.is_none() {
-        if empty_disk && config.planted_bugs.rejoin_under_old_identity {
-            // PLANTED BUG (`rejoin_under_old_identity`): no check; a wiped member votes with
-            // an empty log under the id its peers know.
-        } else if empty_disk && config.first_start_of_new_id && config.bootstrap == Bootstrap::JoinExisting {
-            // The first start of an id just minted by `member add`: nobody can know it yet
-            // (`MemberConfig::first_start_of_new_id`).
-        } else if empty_disk {
-            if let Err(e) = check_not_bootstrapped(config, &endpoint).await {
-                if matches!(e, MemberError::AlreadyBootstrapped { .. }) {
-                    coverage::reached!("store.start.refused-already-bootstrapped");
-                }
+        if empty_disk {
+            if let Err(e) = refuse_rejoin_under_old_identity(config, &endpoint).await {
                 answering.abort();
                 return Err(e);
             }
@@ -127,13 +106,7 @@ pub(super) async fn start<D: Disk>(
         Bootstrap::NewCluster => config.peers.keys().map(|member| member.get()).collect(),
         Bootstrap::JoinExisting => Vec::new(),
     };
-    let mut raft_config = raft::Config::new(id.get(), voters);
-    raft_config.election_tick = config.election_tick;
-    raft_config.heartbeat_tick = config.heartbeat_tick;
-    raft_config.max_entries_per_append = config.max_entries_per_append;
-    raft_config.planted_bugs = config.raft_bugs;
-    raft_config.planted_bugs.driver_breaks_persistence |=
-        config.planted_bugs.vote_not_persisted || config.planted_bugs.ack_before_fsync;
+    let raft_config = raft_config(config, voters);
     let n_entries = recovered.entries.len();
     let restored = RestoredState {
         hard_state: recovered.hard_state,
@@ -157,6 +130,56 @@ pub(super) async fn start<D: Disk>(
         }
     }
     Ok(MemberCore::new(config.clone(), wal, raft, machine, identity, removed, observer))
+}
+
+/// The identity the member runs under: its disk's, which must be this member's of this
+/// cluster, or a new one for an empty disk.
+fn identity_of(config: &MemberConfig, on_disk: Option<&MemberIdentity>) -> Result<MemberIdentity, MemberError> {
+    let id = config.id;
+    match on_disk {
+        Some(identity) if identity.member_id != id || identity.cluster_id != config.cluster_id => {
+            Err(MemberError::IdentityMismatch {
+                member: id,
+                disk_member: identity.member_id,
+                disk_cluster: identity.cluster_id,
+                cluster: config.cluster_id,
+            })
+        }
+        Some(identity) => Ok(identity.clone()),
+        None => Ok(MemberIdentity { cluster_id: config.cluster_id, member_id: id, peers_heard_from: BTreeSet::new() }),
+    }
+}
+
+/// A member starting on an empty disk without an identity: refused if its peers know it
+/// already (etcd's "member has already been bootstrapped"), unless its id was just minted.
+async fn refuse_rejoin_under_old_identity(config: &MemberConfig, endpoint: &Endpoint) -> Result<(), MemberError> {
+    if config.planted_bugs.rejoin_under_old_identity {
+        // PLANTED BUG (`rejoin_under_old_identity`): no check; a wiped member votes with
+        // an empty log under the id its peers know.
+        return Ok(());
+    }
+    if config.first_start_of_new_id && config.bootstrap == Bootstrap::JoinExisting {
+        // The first start of an id just minted by `member add`: nobody can know it yet
+        // (`MemberConfig::first_start_of_new_id`).
+        return Ok(());
+    }
+    check_not_bootstrapped(config, endpoint).await.inspect_err(|e| {
+        if matches!(e, MemberError::AlreadyBootstrapped { .. }) {
+            coverage::reached!("store.start.refused-already-bootstrapped");
+        }
+    })
+}
+
+/// Raft's configuration for the member, its planted bugs included.
+fn raft_config(config: &MemberConfig, voters: Vec<u64>) -> raft::Config {
+    let mut raft_config = raft::Config::new(config.id.get(), voters);
+    raft_config.election_tick = config.election_tick;
+    raft_config.heartbeat_tick = config.heartbeat_tick;
+    raft_config.max_entries_per_append = config.max_entries_per_append;
+    raft_config.planted_bugs = config.raft_bugs;
+    raft_config.planted_bugs.driver_breaks_persistence |=
+        config.planted_bugs.vote_not_persisted || config.planted_bugs.ack_before_fsync;
+    raft_config
 }
 
 /// The state machine as of the latest snapshot on disk (empty without one); the log

@@ -21,7 +21,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::{Verdict, Views, MAX_VIOLATIONS_PER_INVARIANT};
-use crate::history::{History, HistoryEvent, KeyState, Record, StoreOpKind, StoreOpOutcome};
+use crate::history::{History, HistoryEvent, KeyState, NodeName, Record, StoreOpKind, StoreOpOutcome};
 use crate::views::{Operations, StoreOp};
 
 /// The client name of a restored epoch's opening puts. They only explain reads of
@@ -53,7 +53,7 @@ fn restored_writes<'h>(
             Some(((key, xxhash_rust::xxh3::xxh3_64(value.as_bytes())), value))
         })
         .collect();
-    let client = format!("{RESTORED_CLIENT_PREFIX}{at_ns}");
+    let client = NodeName::new(format!("{RESTORED_CLIENT_PREFIX}{at_ns}"));
     // Every invocation before every return: the puts are concurrent, so real-time order
     // asks nothing of their revisions.
     let mut invoked = Vec::new();

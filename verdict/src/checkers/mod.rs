@@ -213,17 +213,17 @@ impl CustomInvariant {
 
     /// Makes the name known to this process (for parsing `--invariant`, cases and
     /// results), after checking its form: lower-case kebab-case, not a built-in's name.
-    pub fn declare(self) -> Result<Self, String> {
+    pub fn declare(self) -> Result<Self, InvariantNameError> {
         let name = self.0;
         let well_formed = !name.is_empty()
             && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !name.starts_with('-')
             && !name.ends_with('-');
         if !well_formed {
-            return Err(format!("custom invariant '{name}': a name is lower-case kebab-case (a-z, 0-9, '-')"));
+            return Err(InvariantNameError::NotKebabCase(name));
         }
         if Invariant::ALL.iter().any(|i| i.name() == name) || ["no-panic", "time-limit"].contains(&name) {
-            return Err(format!("custom invariant '{name}': the name is one of kubesim's own"));
+            return Err(InvariantNameError::BuiltIn(name));
         }
         CUSTOM_NAMES.lock().expect("custom invariant names").insert(name);
         Ok(self)
@@ -240,13 +240,22 @@ impl CustomInvariant {
 
     /// The custom invariant a results file or a case names, declared now if this process
     /// has not seen it (`kubesim merge` reads a user's campaign without the user's code).
-    fn read_back(name: &str) -> Result<Self, String> {
+    fn read_back(name: &str) -> Result<Self, InvariantNameError> {
         if let Some(known) = Self::declared(name) {
             return Ok(known);
         }
         let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
         CustomInvariant(leaked).declare()
     }
+}
+
+/// Why a custom invariant's name cannot be declared ([`CustomInvariant::declare`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvariantNameError {
+    #[error("custom invariant '{0}': a name is lower-case kebab-case (a-z, 0-9, '-')")]
+    NotKebabCase(&'static str),
+    #[error("custom invariant '{0}': the name is one of kubesim's own")]
+    BuiltIn(&'static str),
 }
 
 impl Serialize for Invariant {

@@ -92,7 +92,7 @@ fn check_one_kubelet(input: &CheckInput, violations: &mut Violations) -> usize {
                         ),
                     );
                 }
-                nodes.entry(node).or_insert(at_ns);
+                nodes.entry(node.as_str()).or_insert(at_ns);
             }
             HistoryEvent::PodStopped { node, uid, .. } => {
                 if let Some(nodes) = running.get_mut(uid.as_str()) {

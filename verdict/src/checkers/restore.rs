@@ -63,36 +63,35 @@ pub(crate) fn restores(history: &History, store_ops: &StoreOps) -> Vec<RestoreFa
     if !has_restore(history) {
         return Vec::new();
     }
-    // Per epoch: the starting keyspace and its committed changes.
-    let mut epoch_start: Vec<BTreeMap<String, KeyState>> = vec![BTreeMap::new()];
-    let mut epoch_changes: Vec<BTreeMap<Revision, Vec<KeyState>>> = vec![BTreeMap::new()];
-    let mut acked: Vec<Vec<AckedWrite>> = vec![Vec::new()];
-    let mut backups: BTreeMap<u32, (Revision, usize)> = BTreeMap::new();
-    let mut corrupted: BTreeMap<u32, u64> = BTreeMap::new();
-    // The position of the `Restored` record the current epoch began with, if it did: a
-    // write invoked before it and answered after it is no epoch's acknowledged write.
-    let mut epoch_began_at: Option<usize> = None;
+    let mut epochs = Epochs {
+        epoch_start: vec![BTreeMap::new()],
+        epoch_changes: vec![BTreeMap::new()],
+        acked: vec![Vec::new()],
+        backups: BTreeMap::new(),
+        corrupted: BTreeMap::new(),
+        epoch_began_at: None,
+    };
     let mut facts = Vec::new();
     for (record_idx, record) in history.records.iter().enumerate() {
-        let epoch = epoch_start.len() - 1;
+        let epoch = epochs.current();
         match &record.event {
             HistoryEvent::Committed { revision, changes } => {
-                epoch_changes[epoch].entry(*revision).or_default().extend(changes.iter().cloned());
+                epochs.epoch_changes[epoch].entry(*revision).or_default().extend(changes.iter().cloned());
             }
             HistoryEvent::BackupTaken { backup, revision, .. } => {
-                backups.insert(*backup, (*revision, epoch));
+                epochs.backups.insert(*backup, (*revision, epoch));
             }
             HistoryEvent::BackupCorrupted { backup, .. } => {
-                corrupted.insert(*backup, record.at_ns);
+                epochs.corrupted.insert(*backup, record.at_ns);
             }
             HistoryEvent::StoreOpReturned {
                 outcome: StoreOpOutcome::Written { revision, succeeded: true }, ..
             } => {
-                let write = acked_store_write(store_ops, record_idx, *revision, record.at_ns, epoch_began_at);
-                acked[epoch].extend(write);
+                let write = acked_store_write(store_ops, record_idx, *revision, record.at_ns, epochs.epoch_began_at);
+                epochs.acked[epoch].extend(write);
             }
             HistoryEvent::StoreWrite { apiserver, user, verb, key, revision } => {
-                acked[epoch].push(AckedWrite {
+                epochs.acked[epoch].push(AckedWrite {
                     who: format!("{verb:?} by {user} via {apiserver}"),
                     key: key.clone(),
                     revision: *revision,
@@ -101,37 +100,68 @@ pub(crate) fn restores(history: &History, store_ops: &StoreOps) -> Vec<RestoreFa
                 });
             }
             HistoryEvent::Restored { backup, keyspace, .. } => {
-                let taken = backups.get(backup).copied();
-                let backup_epoch = taken.map_or(epoch, |(_, taken_epoch)| taken_epoch);
-                let reference = match taken {
-                    Some((revision, _)) => {
-                        keyspace_at(&epoch_start[backup_epoch], &epoch_changes[backup_epoch], revision)
-                    }
-                    None => BTreeMap::new(),
-                };
-                let restored: BTreeMap<String, KeyState> =
-                    keyspace.iter().map(|state| (state.key.clone(), state.clone())).collect();
-                facts.push(RestoreFacts {
-                    at_ns: record.at_ns,
-                    backup: *backup,
-                    backup_revision: taken.map(|(revision, _)| revision),
-                    backup_epoch,
-                    lost_epoch: epoch,
-                    corrupted_before: corrupted.contains_key(backup),
-                    reference,
-                    lost_changes: epoch_changes[epoch].clone(),
-                    restored: restored.clone(),
-                    acked_in_lost_epoch: acked[epoch].clone(),
-                });
-                epoch_start.push(restored);
-                epoch_changes.push(BTreeMap::new());
-                acked.push(Vec::new());
-                epoch_began_at = Some(record_idx);
+                facts.push(epochs.restore(record_idx, record.at_ns, *backup, keyspace));
             }
             _ => {}
         }
     }
     facts
+}
+
+/// The history's epochs so far (one per cluster: a restore ends one and begins the next),
+/// with the backups taken in them.
+struct Epochs {
+    /// Per epoch: the starting keyspace and its committed changes.
+    epoch_start: Vec<BTreeMap<String, KeyState>>,
+    epoch_changes: Vec<BTreeMap<Revision, Vec<KeyState>>>,
+    /// Per epoch: the writes acknowledged in it.
+    acked: Vec<Vec<AckedWrite>>,
+    /// Each backup's revision and the epoch it was taken in.
+    backups: BTreeMap<u32, (Revision, usize)>,
+    /// When each corrupted backup was corrupted.
+    corrupted: BTreeMap<u32, u64>,
+    /// The position of the `Restored` record the current epoch began with, if it did: a
+    /// write invoked before it and answered after it is no epoch's acknowledged write.
+    epoch_began_at: Option<usize>,
+}
+
+impl Epochs {
+    fn current(&self) -> usize {
+        self.epoch_start.len() - 1
+    }
+
+    /// The restore of `backup` at record `record_idx` ends the current epoch and begins
+    /// one holding `keyspace`: what the history says about it.
+    fn restore(&mut self, record_idx: usize, at_ns: u64, backup: u32, keyspace: &[KeyState]) -> RestoreFacts {
+        let epoch = self.current();
+        let taken = self.backups.get(&backup).copied();
+        let backup_epoch = taken.map_or(epoch, |(_, taken_epoch)| taken_epoch);
+        let reference = match taken {
+            Some((revision, _)) => {
+                keyspace_at(&self.epoch_start[backup_epoch], &self.epoch_changes[backup_epoch], revision)
+            }
+            None => BTreeMap::new(),
+        };
+        let restored: BTreeMap<String, KeyState> =
+            keyspace.iter().map(|state| (state.key.clone(), state.clone())).collect();
+        let facts = RestoreFacts {
+            at_ns,
+            backup,
+            backup_revision: taken.map(|(revision, _)| revision),
+            backup_epoch,
+            lost_epoch: epoch,
+            corrupted_before: self.corrupted.contains_key(&backup),
+            reference,
+            lost_changes: self.epoch_changes[epoch].clone(),
+            restored: restored.clone(),
+            acked_in_lost_epoch: self.acked[epoch].clone(),
+        };
+        self.epoch_start.push(restored);
+        self.epoch_changes.push(BTreeMap::new());
+        self.acked.push(Vec::new());
+        self.epoch_began_at = Some(record_idx);
+        facts
+    }
 }
 
 /// The write a store operation's successful answer (record `record_idx`, at `revision`)

@@ -61,11 +61,11 @@ impl HistoryBuilder {
     // Client operations.
 
     pub fn invoke(self, client: &str, op_id: u64, op: StoreOpKind) -> Self {
-        self.event(HistoryEvent::StoreOpInvoked { client: client.to_string(), op_id, op })
+        self.event(HistoryEvent::StoreOpInvoked { client: client.into(), op_id, op })
     }
 
     pub fn ret(self, client: &str, op_id: u64, outcome: StoreOpOutcome) -> Self {
-        self.event(HistoryEvent::StoreOpReturned { client: client.to_string(), op_id, outcome })
+        self.event(HistoryEvent::StoreOpReturned { client: client.into(), op_id, outcome })
     }
 
     pub fn put(self, client: &str, op_id: u64, key: &str, value: &str) -> Self {
@@ -183,7 +183,7 @@ impl HistoryBuilder {
         name: &str,
     ) -> Self {
         self.event(HistoryEvent::ApiInvoked {
-            client: client.to_string(),
+            client: client.into(),
             request_id,
             verb,
             resource,
@@ -195,7 +195,7 @@ impl HistoryBuilder {
     /// An API request answered with an object or list at `resource_version`.
     pub fn api_ok(self, client: &str, request_id: u64, resource_version: i64) -> Self {
         self.event(HistoryEvent::ApiReturned {
-            client: client.to_string(),
+            client: client.into(),
             request_id,
             outcome: ApiOutcome::Ok { resource_version },
         })
@@ -203,7 +203,7 @@ impl HistoryBuilder {
 
     pub fn api_error(self, client: &str, request_id: u64, status: u16) -> Self {
         self.event(HistoryEvent::ApiReturned {
-            client: client.to_string(),
+            client: client.into(),
             request_id,
             outcome: ApiOutcome::Error { status, message: format!("HTTP {status}") },
         })
@@ -243,7 +243,7 @@ impl HistoryBuilder {
             .map(|(kind, key, rv)| WatchedEvent { kind: *kind, key: key.to_string(), resource_version: *rv })
             .collect();
         self.event(HistoryEvent::WatchDelivered {
-            client: client.to_string(),
+            client: client.into(),
             resource,
             namespace: namespace.to_string(),
             since,
@@ -263,7 +263,7 @@ impl HistoryBuilder {
 
     pub fn pod_started(self, node: &str, name: &str, uid: &str) -> Self {
         self.event(HistoryEvent::PodStarted {
-            node: node.to_string(),
+            node: node.into(),
             namespace: "default".into(),
             name: name.to_string(),
             uid: uid.to_string(),
@@ -272,7 +272,7 @@ impl HistoryBuilder {
 
     pub fn pod_stopped(self, node: &str, name: &str, uid: &str) -> Self {
         self.event(HistoryEvent::PodStopped {
-            node: node.to_string(),
+            node: node.into(),
             namespace: "default".into(),
             name: name.to_string(),
             uid: uid.to_string(),

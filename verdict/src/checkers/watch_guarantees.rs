@@ -55,7 +55,13 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         n_answers += 1;
         n_events += events.len();
         let prefix = resource.namespace_prefix(namespace);
-        let answer = Answer { client, prefix: &prefix, since: *since, resource_version: *resource_version, events };
+        let answer = Answer {
+            client: client.as_str(),
+            prefix: &prefix,
+            since: *since,
+            resource_version: *resource_version,
+            events,
+        };
         let mut report = |message: String| violations.push(Some(at_ns), format!("{}: {message}", answer.describe()));
         check_events(&answer, &by_revision, &mut report);
         let expected = by_prefix.get(&prefix).map_or(&[][..], Vec::as_slice);
