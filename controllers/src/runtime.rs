@@ -24,8 +24,11 @@
 //!   the lease in the same store transaction: a deposed leader's write is refused with
 //!   `Fenced` even before it notices it was deposed;
 //! - [`Controller::start`] instead runs a controller inside a larger component's term, on
-//!   informers it shares with the component's other controllers: the deployment controller
-//!   runs so in the controller-manager.
+//!   informers it shares with the component's other controllers: the deployment and
+//!   replicaset controllers run so in the controller-manager, the scheduler in its own
+//!   leadership term;
+//! - with [`Controller::filter`], only the primary objects a predicate accepts are
+//!   reconciled (the scheduler's unbound pods).
 //!
 //! Determinism: the runtime draws no random number but through `madsim::rand` (leader
 //! election's jitter), reads time only from madsim (the work queue) and the node's
