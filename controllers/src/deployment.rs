@@ -19,11 +19,11 @@ use api::{
     ReplicaSetStatus, Resource,
 };
 
-use crate::driver::{SyncError, TaskGroup};
+use crate::driver::{retry_unless_not_leader, SyncError, TaskGroup};
 use crate::events::EventRecorder;
 use crate::informer::Informer;
 use crate::leader_election::LeaderHandle;
-use crate::runtime::{Action, Context, Controller, ControllerConfig, ObjectRef};
+use crate::runtime::{Action, Context, Controller, ControllerConfig};
 use crate::workqueue::WorkQueueConfig;
 
 /// The label (and selector term) that ties a ReplicaSet and its pods to one template.
@@ -173,17 +173,16 @@ impl DeploymentController {
         Controller::new(Resource::Deployments, "")
             .owns(Resource::ReplicaSets)
             .with_config(config)
-            .start(tasks, &self.client, Some(self.leader), &informers, Arc::new(self.events), sync, error_policy)
+            .start(
+                tasks,
+                &self.client,
+                Some(self.leader),
+                &informers,
+                Arc::new(self.events),
+                sync,
+                retry_unless_not_leader,
+            )
             .expect("the deployment controller is given the informers it names, one worker and a work queue with room");
-    }
-}
-
-/// A failed sync is retried with the work queue's backoff, unless leadership is lost (the
-/// term's tasks are about to be aborted).
-fn error_policy(_: &ObjectRef, error: &SyncError, _: &Context<EventRecorder>) -> Action {
-    match error {
-        SyncError::NotLeader => Action::AwaitChange,
-        SyncError::Api(_) | SyncError::Retry(_) => Action::Backoff,
     }
 }
 

@@ -10,6 +10,7 @@ use madsim::task::JoinHandle;
 
 use crate::informer::Informer;
 use crate::leader_election::{LeaderHandle, NotLeader};
+use crate::runtime::{Action, Context, ObjectRef};
 use crate::workqueue::SharedWorkQueue;
 
 /// Why a sync did not complete.
@@ -30,6 +31,16 @@ pub enum SyncError {
 impl From<NotLeader> for SyncError {
     fn from(_: NotLeader) -> Self {
         SyncError::NotLeader
+    }
+}
+
+/// The built-in controllers' error policy on the controller runtime: a failed sync is
+/// retried with the work queue's backoff, unless leadership is lost (the term's tasks are
+/// about to be aborted), as [`run_worker`] does.
+pub fn retry_unless_not_leader<T>(_: &ObjectRef, error: &SyncError, _: &Context<T>) -> Action {
+    match error {
+        SyncError::NotLeader => Action::AwaitChange,
+        SyncError::Api(_) | SyncError::Retry(_) => Action::Backoff,
     }
 }
 

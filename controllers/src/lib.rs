@@ -11,7 +11,9 @@
 //!
 //! Each controller is a pure reconcile function (state in, actions out), tested without a
 //! simulator, and a thin async driver that feeds it from informers and carries out its
-//! actions. Time comes from madsim or from the node's [`api::Clock`], randomness from
+//! actions. The deployment and replicaset controllers and the scheduler drive theirs on
+//! [`runtime`], as a user's controller would; the node lifecycle controller (a periodic
+//! pass over every node) and the kubelet (no primary resource) keep loops of their own. Time comes from madsim or from the node's [`api::Clock`], randomness from
 //! `madsim::rand`, and every map whose order can reach behaviour is a `BTreeMap`.
 
 pub mod controller_manager;

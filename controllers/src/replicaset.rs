@@ -8,7 +8,8 @@
 //! pods and creates more (docs/design.md §1).
 //!
 //! [`ReplicaSetSync`] is the sans-IO core (ReplicaSet, pods, time in; actions out; pod
-//! events update its expectations); [`ReplicaSetController`] is the async driver.
+//! events update its expectations); [`ReplicaSetController`] runs it on the controller
+//! runtime ([`crate::runtime`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -19,11 +20,12 @@ use api::{
 };
 use madsim::rand::Rng;
 
-use crate::driver::{run_resync, run_worker, wait_for_cache_sync, SyncError, TaskGroup};
+use crate::driver::{retry_unless_not_leader, SyncError, TaskGroup};
 use crate::events::EventRecorder;
 use crate::informer::{key_of, object_key, Informer, InformerEvent};
 use crate::leader_election::LeaderHandle;
-use crate::workqueue::{SharedWorkQueue, WorkQueueConfig};
+use crate::runtime::{Action, Context, Controller, ControllerConfig};
+use crate::workqueue::WorkQueueConfig;
 
 /// Kubernetes' `SlowStartInitialBatchSize`: the first batch of creates holds one pod.
 pub const SLOW_START_INITIAL_BATCH: usize = 1;
@@ -318,7 +320,8 @@ impl ReplicaSetSync {
     }
 }
 
-/// The controller's driver for one leadership term.
+/// The controller's driver for one leadership term, on the controller runtime
+/// ([`crate::runtime`]) with the controller-manager's shared informers and leadership.
 pub struct ReplicaSetController {
     pub config: ReplicaSetConfig,
     pub client: ApiClient,
@@ -331,185 +334,168 @@ pub struct ReplicaSetController {
     pub events: EventRecorder,
 }
 
-struct Running {
-    client: ApiClient,
+/// What every sync of a term shares: the core with its expectations, this node's clock
+/// and the event recorder.
+struct Term {
     clock: Clock,
     events: EventRecorder,
-    leader: LeaderHandle,
-    replica_sets: Informer,
-    pods: Informer,
     core: Arc<Mutex<ReplicaSetSync>>,
 }
 
 impl ReplicaSetController {
-    /// Subscribes to the informers and spawns the worker and resync into `tasks`.
+    /// Subscribes to the informers and spawns the worker and resync into `tasks`. The
+    /// informers must be started by the caller (they are shared).
     pub fn start(self, tasks: &mut TaskGroup) {
-        let queue = SharedWorkQueue::new(self.config.workqueue.clone());
         let core = Arc::new(Mutex::new(ReplicaSetSync::new(self.config.clone())));
-        let q = queue.clone();
+        // The expectations hear of each event before the runtime enqueues its ReplicaSet
+        // (these handlers are subscribed first), so the sync it causes sees them updated.
         let c = core.clone();
-        self.pods.subscribe(Box::new(move |event: &InformerEvent| {
-            c.lock().expect("rs core").pod_event(event);
-            if let Some(rs_key) = event.object().as_pod().and_then(owner_rs_key) {
-                q.add(&rs_key);
-            }
-        }));
-        let q = queue.clone();
+        self.pods.subscribe(Box::new(move |event: &InformerEvent| c.lock().expect("rs core").pod_event(event)));
         let c = core.clone();
         self.replica_sets.subscribe(Box::new(move |event: &InformerEvent| {
-            let key = key_of(event.object());
             if matches!(event, InformerEvent::Deleted(_)) {
-                c.lock().expect("rs core").replica_set_deleted(&key);
+                c.lock().expect("rs core").replica_set_deleted(&key_of(event.object()));
             }
-            q.add(&key);
         }));
-        let replica_sets = self.replica_sets.clone();
-        let q = queue.clone();
-        let period_ms = self.config.resync_period_ms;
-        tasks.spawn(async move {
-            run_resync(q, period_ms, move || replica_sets.cache().objects().keys().cloned().collect()).await
-        });
-        let running = Arc::new(Running {
-            client: self.client,
-            clock: self.clock,
-            events: self.events,
-            leader: self.leader.clone(),
-            replica_sets: self.replica_sets,
-            pods: self.pods,
-            core,
-        });
-        let leader = self.leader;
-        tasks.spawn(async move {
-            wait_for_cache_sync(&[&running.replica_sets, &running.pods]).await;
-            run_worker(queue, Some(leader), move |key| {
-                let running = running.clone();
-                async move { running.sync(&key).await }
-            })
-            .await
-        });
+        let config = ControllerConfig {
+            workqueue: self.config.workqueue.clone(),
+            resync_period_ms: Some(self.config.resync_period_ms),
+            ..ControllerConfig::default()
+        };
+        let informers = BTreeMap::from([(Resource::ReplicaSets, self.replica_sets), (Resource::Pods, self.pods)]);
+        let term = Term { clock: self.clock, events: self.events, core };
+        Controller::new(Resource::ReplicaSets, "")
+            .owns(Resource::Pods)
+            .with_config(config)
+            .start(tasks, &self.client, Some(self.leader), &informers, Arc::new(term), sync, retry_unless_not_leader)
+            .expect("the replicaset controller is given the informers it names, one worker and a work queue with room");
     }
 }
 
-impl Running {
-    async fn sync(&self, key: &str) -> Result<(), SyncError> {
-        let Some(rs) = self.replica_sets.get(key).and_then(Object::into_replica_set) else {
-            return Ok(());
+/// One ReplicaSet as cached: the pods of its namespace from the cache into
+/// [`ReplicaSetSync::sync`], and its actions carried out under the term's fence.
+async fn sync(object: Arc<Object>, ctx: Arc<Context<Term>>) -> Result<Action, SyncError> {
+    let Some(rs) = object.as_replica_set() else {
+        return Ok(Action::AwaitChange);
+    };
+    let rs_key = object_key(&rs.metadata.namespace, &rs.metadata.name);
+    let pods: Vec<Pod> = ctx
+        .cache(Resource::Pods)
+        .list()
+        .into_iter()
+        .filter_map(Object::into_pod)
+        .filter(|p| p.metadata.namespace == rs.metadata.namespace)
+        .collect();
+    let term = ctx.data();
+    let actions = term.core.lock().expect("rs core").sync(rs, &pods, term.clock.now_ms());
+    let mut first_error = None;
+    for action in actions {
+        let result = match action {
+            ReplicaSetAction::CreatePods(n) => create_pods(&ctx, &rs_key, rs, n).await,
+            ReplicaSetAction::DeletePods(pods) => delete_pods(&ctx, rs, &rs_key, pods).await,
+            ReplicaSetAction::UpdateStatus(updated) => {
+                let fence = ctx.write_fence()?;
+                match ctx.client().update_status(Object::ReplicaSet(updated), fence).await {
+                    Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
         };
-        let pods: Vec<Pod> = self
-            .pods
-            .list()
-            .into_iter()
-            .filter_map(Object::into_pod)
-            .filter(|p| p.metadata.namespace == rs.metadata.namespace)
-            .collect();
-        let actions = self.core.lock().expect("rs core").sync(&rs, &pods, self.clock.now_ms());
-        let mut first_error = None;
-        for action in actions {
-            let result = match action {
-                ReplicaSetAction::CreatePods(n) => self.create_pods(key, &rs, n).await,
-                ReplicaSetAction::DeletePods(pods) => self.delete_pods(&rs, key, pods).await,
-                ReplicaSetAction::UpdateStatus(updated) => {
-                    let fence = self.leader.write_fence()?;
-                    match self.client.update_status(Object::ReplicaSet(updated), fence).await {
-                        Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
-                        Err(e) => Err(e.into()),
-                    }
-                }
-            };
-            if let Err(e) = result {
-                if e == SyncError::NotLeader {
-                    return Err(e);
-                }
-                first_error.get_or_insert(e);
+        if let Err(e) = result {
+            if e == SyncError::NotLeader {
+                return Err(e);
             }
+            first_error.get_or_insert(e);
         }
-        first_error.map_or(Ok(()), Err)
     }
+    first_error.map_or(Ok(Action::AwaitChange), Err)
+}
 
-    /// Issues `n` creates in Kubernetes' slow-start batches (`slowStartBatch` in
-    /// `pkg/controller/replicaset`): 1 create, then 2 at once, then 4, ..., each batch
-    /// sent together and awaited together, so a ReplicaSet of many pods is filled quickly
-    /// while a failing apiserver costs one request rather than `n`. A batch with any
-    /// failure ends the sync; every failed create and every create not attempted lowers
-    /// the expectations (it will never be observed). Leadership loss ends it likewise.
-    async fn create_pods(&self, rs_key: &str, rs: &ReplicaSet, n: usize) -> Result<(), SyncError> {
-        let mut attempted = 0;
-        let mut outcome = Ok(());
-        for batch in slow_start_batches(n) {
-            let fence = match self.leader.write_fence() {
-                Ok(fence) => fence,
-                Err(not_leader) => {
-                    outcome = Err(not_leader.into());
-                    break;
-                }
-            };
-            let creates: Vec<_> = (0..batch)
-                .map(|_| {
-                    let mut pod = new_pod(rs, &random_pod_suffix());
-                    pod.metadata.creation_timestamp_ms = self.clock.now_ms();
-                    self.client.create(Object::Pod(pod), fence.clone())
-                })
-                .collect();
-            attempted += batch;
-            let results = futures::future::join_all(creates).await;
-            let owner = Object::ReplicaSet(rs.clone());
-            for result in &results {
-                match result {
-                    Ok(pod) => {
-                        self.events.normal(&owner, "SuccessfulCreate", format!("Created pod: {}", pod.metadata().name))
-                    }
-                    Err(e) => self.events.warning(&owner, "FailedCreate", format!("Error creating: {e}")),
-                }
-            }
-            let mut failed = results.into_iter().filter_map(Result::err);
-            if let Some(first) = failed.next() {
-                let mut core = self.core.lock().expect("rs core");
-                for _ in 0..1 + failed.count() {
-                    core.create_failed(rs_key);
-                }
-                outcome = Err(SyncError::Api(first));
+/// Issues `n` creates in Kubernetes' slow-start batches (`slowStartBatch` in
+/// `pkg/controller/replicaset`): 1 create, then 2 at once, then 4, ..., each batch
+/// sent together and awaited together, so a ReplicaSet of many pods is filled quickly
+/// while a failing apiserver costs one request rather than `n`. A batch with any
+/// failure ends the sync; every failed create and every create not attempted lowers
+/// the expectations (it will never be observed). Leadership loss ends it likewise.
+async fn create_pods(ctx: &Context<Term>, rs_key: &str, rs: &ReplicaSet, n: usize) -> Result<(), SyncError> {
+    let mut attempted = 0;
+    let mut outcome = Ok(());
+    for batch in slow_start_batches(n) {
+        let fence = match ctx.write_fence() {
+            Ok(fence) => fence,
+            Err(not_leader) => {
+                outcome = Err(not_leader.into());
                 break;
             }
-        }
-        let mut core = self.core.lock().expect("rs core");
-        for _ in attempted..n {
-            core.create_failed(rs_key);
-        }
-        outcome
-    }
-
-    async fn delete_pods(&self, rs: &ReplicaSet, rs_key: &str, pods: Vec<Pod>) -> Result<(), SyncError> {
-        let mut first_error = None;
-        for pod in &pods {
-            let pod_key = object_key(&pod.metadata.namespace, &pod.metadata.name);
-            let fence = match self.leader.write_fence() {
-                Ok(fence) => fence,
-                Err(not_leader) => {
-                    self.core.lock().expect("rs core").delete_failed(rs_key, &pod_key);
-                    first_error.get_or_insert(not_leader.into());
-                    continue;
-                }
-            };
-            let precondition: Option<ResourceVersion> = None;
-            match self
-                .client
-                .delete(Resource::Pods, &pod.metadata.namespace, &pod.metadata.name, precondition, fence)
-                .await
-            {
-                Ok(_) => self.events.normal(
-                    &Object::ReplicaSet(rs.clone()),
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {}", pod.metadata.name),
+        };
+        let creates: Vec<_> = (0..batch)
+            .map(|_| {
+                let mut pod = new_pod(rs, &random_pod_suffix());
+                pod.metadata.creation_timestamp_ms = ctx.data().clock.now_ms();
+                ctx.client().create(Object::Pod(pod), fence.clone())
+            })
+            .collect();
+        attempted += batch;
+        let results = futures::future::join_all(creates).await;
+        let owner = Object::ReplicaSet(rs.clone());
+        for result in &results {
+            match result {
+                Ok(pod) => ctx.data().events.normal(
+                    &owner,
+                    "SuccessfulCreate",
+                    format!("Created pod: {}", pod.metadata().name),
                 ),
-                Err(ApiError::NotFound { .. }) => {}
-                Err(e) => {
-                    self.core.lock().expect("rs core").delete_failed(rs_key, &pod_key);
-                    first_error.get_or_insert(SyncError::Api(e));
-                }
+                Err(e) => ctx.data().events.warning(&owner, "FailedCreate", format!("Error creating: {e}")),
             }
         }
-        first_error.map_or(Ok(()), Err)
+        let mut failed = results.into_iter().filter_map(Result::err);
+        if let Some(first) = failed.next() {
+            let mut core = ctx.data().core.lock().expect("rs core");
+            for _ in 0..1 + failed.count() {
+                core.create_failed(rs_key);
+            }
+            outcome = Err(SyncError::Api(first));
+            break;
+        }
     }
+    let mut core = ctx.data().core.lock().expect("rs core");
+    for _ in attempted..n {
+        core.create_failed(rs_key);
+    }
+    outcome
+}
+
+async fn delete_pods(ctx: &Context<Term>, rs: &ReplicaSet, rs_key: &str, pods: Vec<Pod>) -> Result<(), SyncError> {
+    let mut first_error = None;
+    for pod in &pods {
+        let pod_key = object_key(&pod.metadata.namespace, &pod.metadata.name);
+        let fence = match ctx.write_fence() {
+            Ok(fence) => fence,
+            Err(not_leader) => {
+                ctx.data().core.lock().expect("rs core").delete_failed(rs_key, &pod_key);
+                first_error.get_or_insert(not_leader.into());
+                continue;
+            }
+        };
+        let precondition: Option<ResourceVersion> = None;
+        match ctx
+            .client()
+            .delete(Resource::Pods, &pod.metadata.namespace, &pod.metadata.name, precondition, fence)
+            .await
+        {
+            Ok(_) => ctx.data().events.normal(
+                &Object::ReplicaSet(rs.clone()),
+                "SuccessfulDelete",
+                format!("Deleted pod: {}", pod.metadata.name),
+            ),
+            Err(ApiError::NotFound { .. }) => {}
+            Err(e) => {
+                ctx.data().core.lock().expect("rs core").delete_failed(rs_key, &pod_key);
+                first_error.get_or_insert(SyncError::Api(e));
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

@@ -24,8 +24,11 @@
 //!   the lease in the same store transaction: a deposed leader's write is refused with
 //!   `Fenced` even before it notices it was deposed;
 //! - [`Controller::start`] instead runs a controller inside a larger component's term, on
-//!   informers it shares with the component's other controllers: the deployment controller
-//!   runs so in the controller-manager.
+//!   informers it shares with the component's other controllers: the deployment and
+//!   replicaset controllers run so in the controller-manager, the scheduler in its own
+//!   leadership term;
+//! - with [`Controller::filter`], only the primary objects a predicate accepts are
+//!   reconciled (the scheduler's unbound pods).
 //!
 //! Determinism: the runtime draws no random number but through `madsim::rand` (leader
 //! election's jitter), reads time only from madsim (the work queue) and the node's
@@ -184,6 +187,9 @@ pub fn owner_reference(owner: &Object) -> OwnerReference {
 /// Maps an object of a watched resource to the primary objects to reconcile.
 pub type WatchMapping = Arc<dyn Fn(&Object) -> Vec<ObjectRef> + Send + Sync>;
 
+/// Which primary objects a controller reconciles ([`Controller::filter`]).
+pub type ObjectFilter = Arc<dyn Fn(&Object) -> bool + Send + Sync>;
+
 /// How a [`Controller`] runs: its work queue, its informers, resync and workers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ControllerConfig {
@@ -309,6 +315,7 @@ pub struct Controller {
     namespace: String,
     owns: Vec<Resource>,
     watches: Vec<(Resource, WatchMapping)>,
+    filter: Option<ObjectFilter>,
     config: ControllerConfig,
     leader_election: Option<LeaderElectionConfig>,
     clock: Clock,
@@ -324,6 +331,7 @@ impl Controller {
             namespace: namespace.to_string(),
             owns: Vec::new(),
             watches: Vec::new(),
+            filter: None,
             config: ControllerConfig::default(),
             leader_election: None,
             clock: Clock::new(),
@@ -351,6 +359,35 @@ impl Controller {
     pub fn watches(mut self, other: Resource, map: impl Fn(&Object) -> Vec<ObjectRef> + Send + Sync + 'static) -> Self {
         self.watches.push((other, Arc::new(map)));
         self
+    }
+
+    /// Reconciles only the primary objects `accept` is true for, as they are now (kube-rs
+    /// filters its trigger stream so; the scheduler reconciles only unbound pods):
+    /// - an event of the primary enqueues its object only if `accept` takes the object as
+    ///   the event leaves it; a deletion leaves none and enqueues nothing (its key would
+    ///   be dropped without a call anyway);
+    /// - the resync enqueues only accepted objects of the cache;
+    /// - a worker drops a key whose cached object is no longer accepted, as a deleted one.
+    ///
+    /// Owned and watched resources' events still enqueue what they name; the worker then
+    /// applies the filter. `accept` runs inside informer callbacks: keep it a cheap,
+    /// pure test of the object.
+    ///
+    /// ```
+    /// use controllers::runtime::Controller;
+    ///
+    /// let unbound_pods = Controller::new(api::Resource::Pods, "")
+    ///     .filter(|pod| pod.as_pod().is_some_and(|pod| pod.spec.node_name.is_none()));
+    /// ```
+    pub fn filter(mut self, accept: impl Fn(&Object) -> bool + Send + Sync + 'static) -> Self {
+        self.filter = Some(Arc::new(accept));
+        self
+    }
+
+    /// Whether the controller reconciles `object` of its primary resource
+    /// ([`Controller::filter`]; every object without a filter).
+    pub fn accepts(&self, object: &Object) -> bool {
+        self.filter.as_ref().is_none_or(|accept| accept(object))
     }
 
     /// Replaces the default [`ControllerConfig`].
@@ -444,9 +481,11 @@ impl Controller {
 
     /// Starts the controller inside a larger component's leadership term instead of
     /// running it alone: it subscribes to `informers`, which must hold one informer of each
-    /// resource it names and which the caller starts after this returns (so that several
-    /// controllers share one informer per resource, as kube-controller-manager's do), and
-    /// spawns its resync and workers into `tasks`. `leader` is the component's (`None`
+    /// resource it names and which must not have run yet: the caller starts them after this
+    /// returns, or spawns them just before (a spawned task runs only once the caller
+    /// yields), so that several controllers share one informer per resource, as
+    /// kube-controller-manager's do, and none misses an event. It spawns its resync and
+    /// workers into `tasks`. `leader` is the component's (`None`
     /// without leader election); the controller's own leader election setting is not used.
     /// What [`Controller::run`] does at the start of each term, but for the informers.
     #[allow(clippy::too_many_arguments)] // run's arguments, plus the term's three pieces
@@ -553,14 +592,25 @@ impl Controller {
         self.subscribe(&caches, &queue);
         let primary = caches[&self.primary].clone();
         if let Some(period_ms) = self.config.resync_period_ms {
-            let (queue, primary) = (queue.clone(), primary.clone());
+            let (queue, primary, filter) = (queue.clone(), primary.clone(), self.filter.clone());
             tasks.spawn(async move {
-                run_resync(queue, period_ms, move || primary.cache().objects().keys().cloned().collect()).await
+                run_resync(queue, period_ms, move || {
+                    let cache = primary.cache();
+                    let accepted =
+                        cache.objects().iter().filter(|(_, o)| filter.as_ref().is_none_or(|accept| accept(o)));
+                    accepted.map(|(key, _)| key.clone()).collect()
+                })
+                .await
             });
         }
         let context = Arc::new(Context { client: client.clone(), leader, caches, data: data.clone() });
         for _ in 0..self.config.workers {
-            let worker = Worker { queue: queue.clone(), primary: primary.clone(), context: context.clone() };
+            let worker = Worker {
+                queue: queue.clone(),
+                primary: primary.clone(),
+                filter: self.filter.clone(),
+                context: context.clone(),
+            };
             let reconciler = reconciler.clone();
             tasks.spawn(async move {
                 wait_for_cache_sync(&worker.context.caches.values().collect::<Vec<_>>()).await;
@@ -572,8 +622,15 @@ impl Controller {
     /// Connects each informer's events to the queue: the primary's own keys, owned
     /// children's controller owners, watched objects' mapped keys.
     fn subscribe(&self, caches: &BTreeMap<Resource, Informer>, queue: &SharedWorkQueue) {
-        let q = queue.clone();
-        caches[&self.primary].subscribe(Box::new(move |event: &InformerEvent| q.add(&key_of(event.object()))));
+        let (q, filter) = (queue.clone(), self.filter.clone());
+        caches[&self.primary].subscribe(Box::new(move |event: &InformerEvent| match &filter {
+            None => q.add(&key_of(event.object())),
+            Some(accept) => {
+                if !matches!(event, InformerEvent::Deleted(_)) && accept(event.object()) {
+                    q.add(&key_of(event.object()));
+                }
+            }
+        }));
         let (primary_kind, primary_namespaced) = (self.primary.kind(), self.primary.namespaced());
         for child in &self.owns {
             let q = queue.clone();
@@ -606,6 +663,7 @@ struct Reconciler<R, P> {
 struct Worker<T> {
     queue: SharedWorkQueue,
     primary: Informer,
+    filter: Option<ObjectFilter>,
     context: Arc<Context<T>>,
 }
 
@@ -621,8 +679,10 @@ impl<T> Worker<T> {
             let key = self.queue.next().await;
             // Leadership lost: the term's tasks are about to be aborted; reconcile nothing.
             let leading = self.context.leader.as_ref().is_none_or(LeaderHandle::is_leader);
-            // Deleted from the cache: nothing to reconcile (kube-rs without finalizers).
+            // Deleted from the cache (or filtered out): nothing to reconcile (kube-rs without
+            // finalizers).
             let object = if leading { self.primary.get(&key) } else { None };
+            let object = object.filter(|o| self.filter.as_ref().is_none_or(|accept| accept(o)));
             if let Some(object) = object {
                 let action = match (reconciler.reconcile)(Arc::new(object), self.context.clone()).await {
                     Ok(action) => action,
@@ -691,6 +751,20 @@ mod tests {
         given.extend([informer(Resource::Pods), informer(Resource::Nodes)]);
         let taken: Vec<Resource> = controller.given_informers(&given).unwrap().into_keys().collect();
         assert_eq!(taken, [Resource::Pods, Resource::ReplicaSets, Resource::Deployments], "only those it names");
+    }
+
+    #[test]
+    fn a_filter_decides_which_primary_objects_are_reconciled() {
+        let pod = |node: Option<&str>| {
+            let mut pod = Pod { metadata: ObjectMeta::named("default", "orders-0"), ..Pod::default() };
+            pod.spec.node_name = node.map(str::to_string);
+            Object::Pod(pod)
+        };
+        let everything = Controller::new(Resource::Pods, "");
+        assert!(everything.accepts(&pod(None)) && everything.accepts(&pod(Some("n1"))));
+        let unbound = everything.filter(|o| o.as_pod().is_some_and(|p| p.spec.node_name.is_none()));
+        assert!(unbound.accepts(&pod(None)));
+        assert!(!unbound.accepts(&pod(Some("n1"))));
     }
 
     #[test]

@@ -8,20 +8,23 @@
 //! the pod is dropped. The scheduler runs its own leader election on
 //! `kube-system/kube-scheduler`; its binds carry that lease's fence.
 //!
-//! [`choose_node`] is the pure core; [`run`] is the entry point.
+//! [`choose_node`] is the pure core; [`run`] is the entry point, which runs it on the
+//! controller runtime ([`crate::runtime`]) with the primary resource filtered to the pods
+//! that need scheduling.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use api::{ApiClient, ApiError, Clock, Node, Object, Pod, Resource};
 
-use crate::driver::{run_resync, run_worker, wait_for_cache_sync, SyncError, TaskGroup};
+use crate::driver::{retry_unless_not_leader, SyncError, TaskGroup};
 use crate::events::EventRecorder;
 use crate::informer::{key_of, object_key, split_key, Informer, InformerConfig, InformerEvent};
 use crate::leader_election::{run_while_leader, LeaderElectionConfig, LeaderHandle};
 use crate::observer::ControllerObserver;
 use crate::replicaset::is_active;
-use crate::workqueue::{SharedWorkQueue, WorkQueueConfig};
+use crate::runtime::{Action, Context, Controller, ControllerConfig, ObjectRef};
+use crate::workqueue::WorkQueueConfig;
 
 pub const COMPONENT: &str = "kube-scheduler";
 
@@ -122,16 +125,13 @@ pub async fn run(
     .await
 }
 
+/// What every scheduling attempt of a term shares.
 struct Term {
-    client: ApiClient,
     /// Records `Scheduled` and `FailedScheduling` on pods, as kube-scheduler does.
     events: EventRecorder,
-    leader: LeaderHandle,
-    pods: Informer,
-    nodes: Informer,
     // Shared with the pods informer's handler. The handler must not hold the `Term`: the
-    // term holds the informer, and the cycle would keep both (and the informer's cache)
-    // alive after the term ends.
+    // term's context holds the informer, and the cycle would keep both (and the
+    // informer's cache) alive after the term ends.
     assumed: Arc<Mutex<AssumedPods>>,
 }
 
@@ -144,6 +144,8 @@ fn unbound_pod_keys(pods: &Informer) -> Vec<String> {
         .collect()
 }
 
+/// One term: the scheduler on the controller runtime ([`crate::runtime`]), its primary
+/// resource the pods that need scheduling ([`Controller::filter`]), watching nodes.
 fn start_term(
     config: &SchedulerConfig,
     client: &ApiClient,
@@ -155,17 +157,11 @@ fn start_term(
     let who = config.leader_election.identity.as_str();
     let pods = Informer::new(Resource::Pods, "", config.informer.clone()).with_observer(who, observer.clone());
     let nodes = Informer::new(Resource::Nodes, "", config.informer.clone()).with_observer(who, observer);
-    let queue = SharedWorkQueue::new(config.workqueue.clone());
-    let term = Arc::new(Term {
-        client: client.clone(),
-        events: events.clone(),
-        leader: leader.clone(),
-        pods: pods.clone(),
-        nodes: nodes.clone(),
-        assumed: Arc::new(Mutex::new(AssumedPods::new())),
-    });
+    let assumed = Arc::new(Mutex::new(AssumedPods::new()));
 
-    let (q, assumed) = (queue.clone(), term.assumed.clone());
+    // Subscribed before the runtime's own handler, so that an event's scheduling attempt
+    // sees the assumed pods it changes.
+    let a = assumed.clone();
     pods.subscribe(Box::new(move |event: &InformerEvent| {
         let Some(pod) = event.object().as_pod() else {
             return;
@@ -179,77 +175,91 @@ fn start_term(
             event,
             InformerEvent::Modified { old, .. } if old.as_pod().is_some_and(|p| p.spec.node_name.is_some())
         ) && pod.spec.node_name.is_none();
-        if unbound_again {
-            assumed.lock().expect("assumed pods").remove(&key);
-        }
-        if deleted || pod.spec.node_name.is_some() {
-            assumed.lock().expect("assumed pods").remove(&key);
-        } else if needs_scheduling(pod) {
-            q.add(&key);
-        }
-    }));
-    let (q, p) = (queue.clone(), pods.clone());
-    nodes.subscribe(Box::new(move |_event: &InformerEvent| {
-        // A node appeared, changed or left: pods that did not fit may fit now.
-        for key in unbound_pod_keys(&p) {
-            q.add(&key);
+        if unbound_again || deleted || pod.spec.node_name.is_some() {
+            a.lock().expect("assumed pods").remove(&key);
         }
     }));
 
+    // The informers' tasks are spawned before the runtime's resync and worker, the order
+    // the scheduler had before it ran on the runtime (madsim picks among ready tasks by
+    // their queue position, so the order is part of every seed's trace). None of them
+    // runs before this function returns, so the runtime still subscribes first.
     for informer in [pods.clone(), nodes.clone()] {
         let client = client.clone();
         tasks.spawn(async move { informer.run(client).await });
     }
-    let (q, p) = (queue.clone(), pods.clone());
-    let retry_ms = config.unschedulable_retry_ms;
-    tasks.spawn(async move { run_resync(q, retry_ms, move || unbound_pod_keys(&p)).await });
-    tasks.spawn(async move {
-        wait_for_cache_sync(&[&pods, &nodes]).await;
-        run_worker(queue, Some(leader), move |key| {
-            let term = term.clone();
-            async move { term.schedule(&key).await }
+    let runtime_config = ControllerConfig {
+        workqueue: config.workqueue.clone(),
+        informer: config.informer.clone(),
+        resync_period_ms: Some(config.unschedulable_retry_ms),
+        workers: 1,
+    };
+    let unbound = pods.clone();
+    let informers = BTreeMap::from([(Resource::Pods, pods), (Resource::Nodes, nodes)]);
+    Controller::new(Resource::Pods, "")
+        .filter(|pod| pod.as_pod().is_some_and(needs_scheduling))
+        // A node appeared, changed or left: pods that did not fit may fit now.
+        .watches(Resource::Nodes, move |_| {
+            unbound_pod_keys(&unbound)
+                .iter()
+                .map(|key| {
+                    let (namespace, name) = split_key(key);
+                    ObjectRef::new(namespace, name)
+                })
+                .collect()
         })
-        .await
-    });
+        .with_config(runtime_config)
+        .start(
+            &mut tasks,
+            client,
+            Some(leader),
+            &informers,
+            Arc::new(Term { events: events.clone(), assumed }),
+            schedule,
+            retry_unless_not_leader,
+        )
+        .expect("the scheduler is given the informers it names, one worker and a work queue with room");
     tasks
 }
 
-impl Term {
-    async fn schedule(&self, key: &str) -> Result<(), SyncError> {
-        let Some(pod) = self.pods.get(key).and_then(Object::into_pod) else {
-            self.assumed.lock().expect("assumed pods").remove(key);
-            return Ok(());
-        };
-        if !needs_scheduling(&pod) || self.assumed.lock().expect("assumed pods").contains_key(key) {
-            return Ok(());
+/// One attempt to bind an unbound pod, as cached, to the node [`choose_node`] picks.
+async fn schedule(object: Arc<Object>, ctx: Arc<Context<Term>>) -> Result<Action, SyncError> {
+    let Some(pod) = object.as_pod() else {
+        return Ok(Action::AwaitChange);
+    };
+    let key = key_of(&object);
+    let term = ctx.data();
+    if !needs_scheduling(pod) || term.assumed.lock().expect("assumed pods").contains_key(&key) {
+        return Ok(Action::AwaitChange);
+    }
+    let cpu = pod_cpu_millis(pod);
+    // Straight from the informer caches, which stay locked only for this computation.
+    let chosen = ctx.cache(Resource::Nodes).with_objects(|nodes| {
+        ctx.cache(Resource::Pods).with_objects(|pods| {
+            let requested =
+                requested_cpu_by_node(pods.filter_map(Object::as_pod), &term.assumed.lock().expect("assumed pods"));
+            choose_node(cpu, nodes.filter_map(Object::as_node), &requested)
+        })
+    });
+    let Some(node) = chosen else {
+        let reason = format!("no schedulable node fits {cpu}m cpu");
+        term.events.warning(&object, "FailedScheduling", reason.clone());
+        return Err(SyncError::Retry(format!("pod {key}: {reason}")));
+    };
+    let fence = ctx.write_fence()?;
+    let (namespace, name) = split_key(&key);
+    match ctx.client().bind(namespace, name, &node, fence).await {
+        Ok(_) => {
+            let message = format!("Successfully assigned {namespace}/{name} to {node}");
+            term.events.normal(&object, "Scheduled", message);
+            term.assumed.lock().expect("assumed pods").insert(key.clone(), (node, cpu));
+            Ok(Action::AwaitChange)
         }
-        let cpu = pod_cpu_millis(&pod);
-        // Straight from the informer caches, which stay locked only for this computation.
-        let chosen = self.nodes.with_objects(|nodes| {
-            self.pods.with_objects(|pods| {
-                let requested =
-                    requested_cpu_by_node(pods.filter_map(Object::as_pod), &self.assumed.lock().expect("assumed pods"));
-                choose_node(cpu, nodes.filter_map(Object::as_node), &requested)
-            })
-        });
-        let Some(node) = chosen else {
-            let reason = format!("no schedulable node fits {cpu}m cpu");
-            self.events.warning(&Object::Pod(pod), "FailedScheduling", reason.clone());
-            return Err(SyncError::Retry(format!("pod {key}: {reason}")));
-        };
-        let fence = self.leader.write_fence()?;
-        let (namespace, name) = split_key(key);
-        match self.client.bind(namespace, name, &node, fence).await {
-            Ok(_) => {
-                let message = format!("Successfully assigned {namespace}/{name} to {node}");
-                self.events.normal(&Object::Pod(pod), "Scheduled", message);
-                self.assumed.lock().expect("assumed pods").insert(key.to_string(), (node, cpu));
-                Ok(())
-            }
-            // Bound by someone else, or gone: nothing left to do for this pod.
-            Err(ApiError::Conflict { .. } | ApiError::AlreadyExists { .. } | ApiError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+        // Bound by someone else, or gone: nothing left to do for this pod.
+        Err(ApiError::Conflict { .. } | ApiError::AlreadyExists { .. } | ApiError::NotFound { .. }) => {
+            Ok(Action::AwaitChange)
         }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The public controller runtime (`controllers::runtime`) end to end: a user's controllers
 //! against the fake apiserver of `support/`, on madsim nodes. Each test checks one promise
 //! of the runtime's documentation: which events reach a reconcile, what each `Action`
-//! does, and that with leader election only the leader reconciles and a deposed leader's
+//! does, what a filter keeps out, and that with leader election only the leader reconciles and a deposed leader's
 //! writes are fenced out.
 
 mod support;
@@ -250,6 +250,61 @@ async fn requeue_calls_again_after_its_delay_and_errors_follow_the_error_policy_
     madsim::time::sleep(Duration::from_secs(5)).await;
     let broken_gaps = timeline.gaps_ms("broken");
     assert!(gaps_match(&broken_gaps[6..], &[100, 200, 400, 800, 800]), "{broken_gaps:?}");
+}
+
+// --- A filter on the primary resource ------------------------------------------------------
+
+/// Records the name of every object reconciled.
+async fn reconcile_recorded(
+    object: Arc<Object>,
+    ctx: Arc<Context<Arc<Mutex<Vec<String>>>>>,
+) -> Result<Action, SyncError> {
+    ctx.data().lock().unwrap().push(object.metadata().name.clone());
+    Ok(Action::AwaitChange)
+}
+
+#[madsim::test]
+async fn a_filter_keeps_rejected_primary_objects_out_of_events_resyncs_and_reconciles() {
+    let server = FakeApiServer::new();
+    start_apiserver(&server);
+    for name in ["kept", "skipped"] {
+        let object =
+            Object::ConfigMap(ConfigMap { metadata: ObjectMeta::named("default", name), ..ConfigMap::default() });
+        kubectl(&server, Operation::Create { object, fence: None });
+    }
+    relabel(&server, Resource::ConfigMaps, "default", "skipped", "skip");
+    let reconciled = Arc::new(Mutex::new(Vec::new()));
+    let data = reconciled.clone();
+    let config = ControllerConfig { resync_period_ms: Some(1_000), ..ControllerConfig::default() };
+    start_node("operator", "10.0.1.1", move || async move {
+        let result = Controller::new(Resource::ConfigMaps, "default")
+            .filter(|o| o.metadata().labels.get("touched").map(String::as_str) != Some("skip"))
+            .with_config(config)
+            .run(client("filtered-operator").await, data, reconcile_recorded, |_: &ObjectRef, _: &SyncError, _: &_| {
+                Action::Backoff
+            })
+            .await;
+        panic!("the operator stopped: {result:?}");
+    });
+    let calls_of = |name: &str| reconciled.lock().unwrap().iter().filter(|n| *n == name).count();
+
+    // Neither its Added event nor three resyncs reconcile the rejected object.
+    madsim::time::sleep(Duration::from_millis(3_500)).await;
+    assert!(calls_of("kept") >= 3, "{:?}", reconciled.lock().unwrap());
+    assert_eq!(calls_of("skipped"), 0);
+
+    // A change that makes it accepted reconciles it at once (before the next resync).
+    relabel(&server, Resource::ConfigMaps, "default", "skipped", "yes");
+    madsim::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(calls_of("skipped"), 1);
+
+    // A change that makes the other rejected stops its reconciles, resyncs included.
+    relabel(&server, Resource::ConfigMaps, "default", "kept", "skip");
+    madsim::time::sleep(Duration::from_millis(100)).await;
+    let n_kept = calls_of("kept");
+    madsim::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(calls_of("kept"), n_kept);
+    assert!(calls_of("skipped") >= 3, "{:?}", reconciled.lock().unwrap());
 }
 
 // --- Leader election and the fence --------------------------------------------------------
