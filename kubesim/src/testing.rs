@@ -185,3 +185,38 @@ impl Seeds {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest scenario there is: the default control plane and no workload.
+    struct Idle;
+    impl CustomScenario for Idle {
+        fn name(&self) -> &'static str {
+            "testing-idle"
+        }
+        fn about(&self) -> &'static str {
+            "the control plane alone"
+        }
+        fn configure(&self, _: &mut sim::control_plane::ControlPlaneOptions) {}
+        fn workload(&self, _: sim::scenario::custom::Session) -> futures::future::BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[test]
+    fn repro_lines_name_the_scenario_and_a_menu_by_its_name() {
+        let seeds = Seeds::of(Idle);
+        assert_eq!(seeds.repro_flags(), " --scenario testing-idle");
+        assert_eq!(seeds.clone().menu("disks").repro_flags(), " --scenario testing-idle --faults disks");
+        let custom = seeds.faults([FaultKind::Crash, FaultKind::Pause]).repro_flags();
+        assert_eq!(custom, " --scenario testing-idle --faults crash,pause");
+    }
+
+    #[test]
+    #[should_panic(expected = "no fault menu is called 'nosuch'")]
+    fn an_unknown_menu_is_refused_by_name() {
+        let _ = Seeds::of(Idle).menu("nosuch");
+    }
+}
