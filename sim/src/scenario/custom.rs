@@ -203,16 +203,13 @@ pub(crate) async fn run(
     }
     workload.await.expect("the scenario's workload");
     let store_endpoints = plane.store.endpoints().lock().expect("endpoints lock").clone();
+    // The workload's notes, the faults and the operator's recoveries: a user's scenario
+    // has no stages of its own to show.
     let timeline = recorder.with_records(|records| {
         records
             .iter()
             .filter_map(|record| {
-                match &record.event {
-                    crate::history::HistoryEvent::Note { text } => Some(format!("--  {text}")),
-                    crate::history::HistoryEvent::Fault { description } => Some(format!("!!  fault: {description}")),
-                    _ => None,
-                }
-                .map(|line| format!("{:>8.3}s  {line}", record.at_ns as f64 / 1e9))
+                super::control_plane_line(&record.event).map(|text| super::timeline_entry(record.at_ns, &text))
             })
             .collect()
     });

@@ -439,21 +439,11 @@ fn timeline_of(records: &[crate::history::Record]) -> Vec<String> {
     let rs_prefix = format!("{}{DEPLOYMENT}-", Resource::ReplicaSets.namespace_prefix(NAMESPACE));
     let pod_prefix = format!("{}{DEPLOYMENT}-", Resource::Pods.namespace_prefix(NAMESPACE));
     for (at_ns, event) in records.iter().map(|record| (record.at_ns, &record.event)) {
+        if let Some(text) = super::control_plane_line(event) {
+            lines.push(super::timeline_entry(at_ns, &text));
+            continue;
+        }
         let text = match event {
-            HistoryEvent::Note { text } => format!("--  {text}"),
-            HistoryEvent::Fault { description } => format!("!!  fault: {description}"),
-            event @ (HistoryEvent::BackupTaken { .. }
-            | HistoryEvent::BackupFailed { .. }
-            | HistoryEvent::BackupCorrupted { .. }
-            | HistoryEvent::DiskLost { .. }
-            | HistoryEvent::MemberReplaced { .. }
-            | HistoryEvent::RestoreRefused { .. }
-            | HistoryEvent::Restored { .. }
-            | HistoryEvent::TotalLoss { .. }
-            | HistoryEvent::Relisted { .. }) => match crate::history::describe_recovery(event) {
-                Some(text) => format!("**  {text}"),
-                None => continue,
-            },
             HistoryEvent::StoreWrite { user, verb, key, revision, .. } => {
                 let stage = if *key == deployment_key {
                     match verb {
@@ -484,7 +474,7 @@ fn timeline_of(records: &[crate::history::Record]) -> Vec<String> {
             }
             _ => continue,
         };
-        lines.push(format!("{:>8.3}s  {text}", at_ns as f64 / 1e9));
+        lines.push(super::timeline_entry(at_ns, &text));
     }
     lines
 }

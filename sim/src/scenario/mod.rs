@@ -52,6 +52,32 @@ impl<'de> serde::Deserialize<'de> for Scenario {
     }
 }
 
+/// The timeline line every control-plane scenario shows for `event`, if it is one of
+/// theirs: the user's notes (`--`), the nemesis's faults (`!!`) and the operator's backups,
+/// replacements and restores and the relists they cause (`**`).
+pub(crate) fn control_plane_line(event: &crate::history::HistoryEvent) -> Option<String> {
+    use crate::history::HistoryEvent;
+    match event {
+        HistoryEvent::Note { text } => Some(format!("--  {text}")),
+        HistoryEvent::Fault { description } => Some(format!("!!  fault: {description}")),
+        HistoryEvent::BackupTaken { .. }
+        | HistoryEvent::BackupFailed { .. }
+        | HistoryEvent::BackupCorrupted { .. }
+        | HistoryEvent::DiskLost { .. }
+        | HistoryEvent::MemberReplaced { .. }
+        | HistoryEvent::RestoreRefused { .. }
+        | HistoryEvent::Restored { .. }
+        | HistoryEvent::TotalLoss { .. }
+        | HistoryEvent::Relisted { .. } => crate::history::describe_recovery(event).map(|text| format!("**  {text}")),
+        _ => None,
+    }
+}
+
+/// A timeline line: its simulated time, then its text.
+pub(crate) fn timeline_entry(at_ns: u64, text: &str) -> String {
+    format!("{:>8.3}s  {text}", at_ns as f64 / 1e9)
+}
+
 /// A scenario was asked to run faults it cannot judge.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{scenario} does not support the fault kind {kind}: {reason}; use --scenario deploy-nginx or leave {kind} out")]
