@@ -296,7 +296,7 @@ fn store_ops_in(text: &str) -> BTreeSet<(String, u64)> {
 /// A violation whose evidence is the keyspace at the end of the run, not an instant: what
 /// happened after its timestamp, up to the end, belongs to its slice.
 fn judged_at_the_end(message: &str) -> bool {
-    message.contains("final keyspace") || message.contains("never got through") || message.contains("at rest")
+    message.contains("final keyspace") || message.contains("never succeeded") || message.starts_with("at rest")
 }
 
 /// The store reads the violation names and the member that served each, with that member's
@@ -803,10 +803,10 @@ mod tests {
             (40_000, HistoryEvent::StoreCompacted { apiserver: "apiserver-0".into(), revision: 421 }),
         ]);
         assert_eq!(
-            keys_in("kubectl never got through: 404 NotFound: namespaces /default"),
+            keys_in("kubectl create and scale never succeeded: 404 NotFound: namespaces /default"),
             BTreeSet::from([key.to_string()])
         );
-        let e = explain_one("convergence", 30.0, "kubectl never got through: 404 NotFound: namespaces /default", &h);
+        let e = explain_one("convergence", 30.0, "kubectl create and scale never succeeded: 404 NotFound: namespaces /default", &h);
         assert!(e.text.contains("In the run:"), "judged at the end, so later records count: {}", e.text);
         assert!(
             e.text.contains("at 40.000s apiserver-0 compacted the store up to revision 421, which must keep /registry/namespaces/default's latest version (revision 6)"),

@@ -2,8 +2,8 @@
 //! one report line per judged invariant, and the figures a campaign aggregates.
 
 use serde::{Deserialize, Serialize};
-use verdict::checkers::{Invariant, Verdict};
-use verdict::outcome::{Finding, Outcome, Violated};
+use verdict::checkers::Verdict;
+use verdict::outcome::Outcome;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CheckStatus {
@@ -13,23 +13,19 @@ pub enum CheckStatus {
     Info,
 }
 
-/// One report line of a run: an invariant judged (by a checker or by the scenario), or a
-/// figure. The seed's verdict is its [`Outcome`], not these lines.
+/// One report line of a run: an invariant a checker judged, or a scenario's figure. The
+/// seed's verdict is its [`Outcome`], not these lines.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     /// The judged invariant's name (or `time-limit`); empty for a figure.
     pub name: String,
     pub status: CheckStatus,
     pub detail: String,
-    /// The invariant a scenario judged, for the outcome (`None` for a checker's line,
-    /// whose verdict the outcome takes from the checker itself, and for figures).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub judged: Option<Invariant>,
 }
 
 /// The violations a failed check's detail lists, in order, each with its simulated time
 /// when it carries one: the detail reads `[12.345678s] message; [..] message; and N more`
-/// ([`Check::of_verdict`]); a scenario's own check has no times.
+/// ([`Check::of_verdict`]).
 pub fn timed_violations(detail: &str) -> impl Iterator<Item = (Option<f64>, &str)> {
     detail.split("; [").map(|part| {
         let timed = part.strip_prefix('[').unwrap_or(part).split_once("s] ");
@@ -70,30 +66,14 @@ impl Check {
     }
 
     fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { name: name.into(), status: CheckStatus::Pass, detail: detail.into(), judged: None }
+        Self { name: name.into(), status: CheckStatus::Pass, detail: detail.into() }
     }
     pub(crate) fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { name: name.into(), status: CheckStatus::Fail, detail: detail.into(), judged: None }
-    }
-
-    /// A scenario's judgement that `invariant` held, with what it saw.
-    pub fn held(invariant: Invariant, detail: impl Into<String>) -> Self {
-        Self { judged: Some(invariant), ..Self::pass(invariant.name(), detail) }
-    }
-
-    /// A scenario's judgement that `invariant` was violated, with what it saw.
-    pub fn violated(invariant: Invariant, detail: impl Into<String>) -> Self {
-        Self { judged: Some(invariant), ..Self::fail(invariant.name(), detail) }
+        Self { name: name.into(), status: CheckStatus::Fail, detail: detail.into() }
     }
 
     pub fn info(detail: impl Into<String>) -> Self {
-        Self { name: String::new(), status: CheckStatus::Info, detail: detail.into(), judged: None }
-    }
-
-    /// The scenario's violation this line reports, if it is one.
-    pub fn scenario_violation(&self) -> Option<Violated> {
-        let invariant = self.judged.filter(|_| self.status == CheckStatus::Fail)?;
-        Some(Violated::of(invariant, [Finding { at_ns: None, message: self.detail.clone() }], 0))
+        Self { name: String::new(), status: CheckStatus::Info, detail: detail.into() }
     }
 }
 
@@ -144,12 +124,6 @@ impl RunReport {
     }
 
     /// The human-readable report `kubesim run` prints.
-    ///
-    /// An invariant judged in several parts (the scenario's convergence within the bound
-    /// and the checker's replica bound, say) reads as one verdict: where any part fails,
-    /// its failures are printed first, at the place of its first part, and the parts that
-    /// held follow as `held:` lines, so that no `PASS` line of an invariant precedes its
-    /// `FAIL`.
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!("timeline ({}):\n", self.scenario));
@@ -157,22 +131,11 @@ impl RunReport {
             out.push_str(&format!("  {line}\n"));
         }
         out.push_str("checks:\n");
-        let failed: std::collections::BTreeSet<&str> = self.failures().map(|c| c.name.as_str()).collect();
-        let mut printed: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
         for c in &self.checks {
             match c.status {
                 CheckStatus::Info => out.push_str(&format!("  {}\n", c.detail)),
-                _ if !failed.contains(c.name.as_str()) => out.push_str(&format!("  PASS {}: {}\n", c.name, c.detail)),
-                _ if !printed.insert(c.name.as_str()) => {}
-                _ => {
-                    let parts = self.checks.iter().filter(|part| part.name == c.name);
-                    for part in parts.clone().filter(|part| part.status == CheckStatus::Fail) {
-                        out.push_str(&format!("  FAIL {}: {}\n", part.name, part.detail));
-                    }
-                    for part in parts.filter(|part| part.status == CheckStatus::Pass) {
-                        out.push_str(&format!("       held: {}\n", part.detail));
-                    }
-                }
+                CheckStatus::Pass => out.push_str(&format!("  PASS {}: {}\n", c.name, c.detail)),
+                CheckStatus::Fail => out.push_str(&format!("  FAIL {}: {}\n", c.name, c.detail)),
             }
         }
         out.push_str(&render_coverage(&self.coverage));

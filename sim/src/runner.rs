@@ -14,7 +14,7 @@ use crate::history::{History, HistoryEvent};
 use crate::knobs::Knobs;
 use crate::nodes::SeedNodes;
 use crate::recorder::Recorder;
-use crate::report::{Check, CheckStatus, RunReport};
+use crate::report::{Check, RunReport};
 use crate::scenario::{deploy_nginx, store_smoke, Scenario, UnsupportedFault};
 use store::api::{KeyRange, Principal, RangeRequest};
 use store::client::{StoreClient, StoreClientConfig};
@@ -345,21 +345,10 @@ fn report_of(
     let input = CheckInput { history, end_state, apiserver_sources };
     let recovery = RecoveryStats::of(history);
     let mut checks = outcome.checks;
-    let scenario_violations = checks.iter().filter_map(Check::scenario_violation).collect();
-    if let Some((lost, _)) = &recovery.total_loss {
-        // docs/design.md §4.8: after losing every disk with no good backup there is no
-        // cluster left to converge; that is the expected outcome, reported as such.
-        for check in checks.iter_mut().filter(|check| check.status == CheckStatus::Fail) {
-            *check = Check::info(format!(
-                "{} not judged: total loss of the cluster state ({lost} acknowledged objects lost): {}",
-                check.name, check.detail
-            ));
-        }
-    }
     let verdicts = check_all_with(&input, &options.scenario.checkers());
     checks.extend(verdicts.iter().map(Check::of_verdict));
     let total_loss = recovery.total_loss.as_ref().map(|(lost, reason)| (*lost as u64, reason.clone()));
-    let judged = Outcome::of_run(scenario_violations, &verdicts, total_loss);
+    let judged = Outcome::of_run(&verdicts, total_loss);
     let mut stats = outcome.stats;
     recovery.add_to(&mut stats);
     add_event_stats(history, &mut stats);

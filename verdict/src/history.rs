@@ -450,6 +450,44 @@ pub enum HistoryEvent {
         since: i64,
         window_start: i64,
     },
+    /// A user began waiting for the cluster to reach a goal (docs/design.md §4.13): `goal`
+    /// names it ("5 pods Running within 30s"); it is met by a look that sees `want` items
+    /// (at least `want`, or exactly when `exactly`) and began by `deadline_ns` (simulated ns
+    /// since the run began; `None`: the next look alone decides, as at rest). The
+    /// convergence checker judges it from the [`HistoryEvent::Looked`] records of the same
+    /// goal that follow; the scenario only records.
+    Awaited {
+        goal: String,
+        want: u64,
+        exactly: bool,
+        deadline_ns: Option<u64>,
+    },
+    /// What a user saw of a goal it awaits: `have` items (`None`: it could not look),
+    /// described by `seen` ("3 Running", "listing pods failed: ..."), from a look that began
+    /// at `began_ns` (its answer is recorded when it came). Recorded only when `have` or
+    /// `seen` differs from the previous look at the same goal.
+    Looked {
+        goal: String,
+        have: Option<u64>,
+        seen: String,
+        began_ns: u64,
+    },
+    /// A user's request never succeeded within the user's patience (`kubectl create`
+    /// retried until the bound ran out): the cluster could not even be asked, so nothing it
+    /// was asked for can converge.
+    GaveUp {
+        request: String,
+        error: String,
+    },
+    /// At the end of a run, `key` was read as of `revision` (a range read at that
+    /// revision) to confirm the write acknowledged there: what the store returned
+    /// (`Ok(None)`: no such key at that revision), or why the read failed. The durability
+    /// checker compares it with the acknowledged write.
+    ReadBack {
+        key: String,
+        revision: Revision,
+        found: Result<Option<KeyState>, String>,
+    },
 }
 
 /// One key's state as a checker needs it: enough to compare keyspaces key by key without

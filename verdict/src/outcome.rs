@@ -173,7 +173,7 @@ pub enum Outcome {
         reason: String,
     },
     /// At least one invariant was violated; one entry per invariant, in the order the
-    /// invariants are declared (the scenario's own judgement first where it has one).
+    /// invariants are declared.
     Fail { violated: Vec<Violated> },
     /// The seed panicked: an assertion in the simulated system or the harness broke.
     Panic { message: String },
@@ -182,27 +182,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The outcome of a seed that ran to its end, from every checker's verdict and the
-    /// scenario's own failed judgements (`Violated` entries, merged with the checker of
-    /// the same invariant: the scenario's findings first). A total loss, when the run
-    /// ended in one, wins over the scenario's judgement (there is no cluster left to
-    /// converge), never over the checkers'.
-    pub fn of_run(scenario: Vec<Violated>, verdicts: &[Verdict], total_loss: Option<(u64, String)>) -> Outcome {
-        let scenario = if total_loss.is_some() { Vec::new() } else { scenario };
+    /// The outcome of a seed that ran to its end, from every checker's verdict (one
+    /// `Violated` entry per failed invariant, in the verdicts' order) and whether the run
+    /// ended in a total loss. A total loss never excuses a checker's finding: a checker
+    /// that has nothing to judge after one (convergence) says so in its own verdict.
+    pub fn of_run(verdicts: &[Verdict], total_loss: Option<(u64, String)>) -> Outcome {
         let mut violated: Vec<Violated> = Vec::new();
-        let mut order: Vec<Invariant> = scenario.iter().map(|v| v.invariant).collect();
-        order.extend(verdicts.iter().filter(|v| !v.passed()).map(|v| v.invariant));
-        for invariant in order {
+        for invariant in verdicts.iter().filter(|v| !v.passed()).map(|v| v.invariant) {
             if violated.iter().any(|v| v.invariant == invariant) {
                 continue;
             }
-            let from_scenario = scenario.iter().filter(|v| v.invariant == invariant);
-            let from_checker = verdicts.iter().filter(|v| v.invariant == invariant && !v.passed());
-            let n_omitted: usize = from_scenario.clone().map(|v| v.n_more).sum::<usize>()
-                + from_checker.clone().map(|v| v.n_violations_omitted).sum::<usize>();
-            let findings = from_scenario
-                .flat_map(|v| v.first.iter().cloned())
-                .chain(from_checker.flat_map(|v| v.violations.iter().map(Finding::of)));
+            // Two checkers of one invariant (a scenario may register more than one): one entry.
+            let failed = verdicts.iter().filter(|v| v.invariant == invariant && !v.passed());
+            let n_omitted = failed.clone().map(|v| v.n_violations_omitted).sum();
+            let findings = failed.flat_map(|v| v.violations.iter().map(Finding::of));
             violated.push(Violated::of(invariant, findings, n_omitted));
         }
         match (violated.is_empty(), total_loss) {

@@ -13,7 +13,6 @@ use api::{
     PodTemplateSpec, Resource, Verb,
 };
 
-use crate::checkers::Invariant;
 use crate::control_plane::{ControlPlane, ControlPlaneOptions};
 use crate::history::HistoryEvent;
 use crate::nodes::SeedNodes;
@@ -27,8 +26,6 @@ pub const NAMESPACE: &str = "default";
 pub const DEPLOYMENT: &str = "nginx-deployment";
 /// How long each rollout may take to reach its Running pods (the convergence bound).
 pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(30);
-/// The invariant the scenario's own checks verify (docs/design.md §4, invariant 13).
-pub const CONVERGENCE: Invariant = Invariant::Convergence;
 
 pub fn nginx_deployment(replicas: i32) -> Deployment {
     let labels: Labels = [("app".to_string(), "nginx".to_string())].into();
@@ -88,27 +85,25 @@ pub async fn run(
 /// What the user does and sees: create, wait, scale, wait, look.
 async fn user_workload(kubectl: &ApiClient, recorder: &Recorder, workload: Workload) -> Vec<Check> {
     let Workload { initial_replicas, scaled_replicas } = workload;
-    let mut checks = Vec::new();
     let typed_at = madsim::time::Instant::now();
     recorder.note(format!("kubectl create deployment {DEPLOYMENT} --replicas={initial_replicas}"));
     record_desired(recorder, initial_replicas);
     if let Err(e) = create_with_retries(kubectl, nginx_deployment(initial_replicas), CONVERGENCE_BOUND).await {
-        checks.push(Check::violated(CONVERGENCE, format!("kubectl create never succeeded: {e}")));
-        return checks;
+        super::gave_up(recorder, "kubectl create", &e);
+        return Vec::new();
     }
-    checks.push(wait_for_running(kubectl, initial_replicas, typed_at, CONVERGENCE_BOUND, recorder).await);
+    wait_for_running(kubectl, initial_replicas, typed_at, CONVERGENCE_BOUND, recorder).await;
 
     let typed_at = madsim::time::Instant::now();
     recorder.note(format!("kubectl scale deployment {DEPLOYMENT} --replicas={scaled_replicas}"));
     record_desired(recorder, scaled_replicas);
     if let Err(e) = scale(kubectl, scaled_replicas, CONVERGENCE_BOUND).await {
-        checks.push(Check::violated(CONVERGENCE, format!("kubectl scale never succeeded: {e}")));
-        return checks;
+        super::gave_up(recorder, "kubectl scale", &e);
+        return Vec::new();
     }
-    checks.push(wait_for_running(kubectl, scaled_replicas, typed_at, CONVERGENCE_BOUND, recorder).await);
+    wait_for_running(kubectl, scaled_replicas, typed_at, CONVERGENCE_BOUND, recorder).await;
     wait_until_at_rest(kubectl, CONVERGENCE_BOUND, recorder).await;
-    checks.extend(at_rest(kubectl, scaled_replicas).await);
-    checks
+    at_rest(kubectl, scaled_replicas, recorder).await
 }
 
 /// The same user, while faults happen: create at once, scale halfway through the safety
@@ -123,7 +118,6 @@ async fn user_workload_under_faults(
     let start = madsim::time::Instant::now();
     let safety = Duration::from_millis(plan.safety_phase_ms);
     let liveness = Duration::from_millis(plan.liveness_phase_ms);
-    let mut checks = Vec::new();
     recorder.note(format!("kubectl create deployment {DEPLOYMENT} --replicas={initial_replicas}"));
     record_desired(recorder, initial_replicas);
     let created = create_with_retries(kubectl, nginx_deployment(initial_replicas), safety + liveness).await;
@@ -141,15 +135,15 @@ async fn user_workload_under_faults(
     let (created, scaled) =
         if may_restore && (missing(&created) || missing(&scaled)) { (Ok(()), Ok(())) } else { (created, scaled) };
     if let Err(e) = created.and(scaled) {
-        checks.push(Check::violated(CONVERGENCE, format!("kubectl never got through: {e}")));
-        return checks;
+        super::gave_up(recorder, "kubectl create and scale", &e);
+        return Vec::new();
     }
     let healed_at = madsim::time::Instant::now();
     if may_restore {
         // After a restore the store may predate the deployment or its scale: the user
         // applies the manifest again, as anyone restoring a cluster from backup re-applies
         // what the backup missed (kubectl apply; a GitOps controller does it unasked).
-        checks.push(wait_for_running_reapplying(kubectl, scaled_replicas, healed_at, liveness, recorder).await);
+        wait_for_running_reapplying(kubectl, scaled_replicas, healed_at, liveness, recorder).await;
         // The operator may still be recovering once the faults healed, and a restore it
         // finishes now rolls the store back again (disk-loss seed 4807: a second restore
         // 3 s after the heal, to a backup from before the scale-up). As after any restore,
@@ -163,14 +157,13 @@ async fn user_workload_under_faults(
             }
             recorder.note("the operator restored after the faults healed: converging again");
             let restored_at = madsim::time::Instant::now();
-            checks.push(wait_for_running_reapplying(kubectl, scaled_replicas, restored_at, liveness, recorder).await);
+            wait_for_running_reapplying(kubectl, scaled_replicas, restored_at, liveness, recorder).await;
         }
     } else {
-        checks.push(wait_for_running(kubectl, scaled_replicas, healed_at, liveness, recorder).await);
+        wait_for_running(kubectl, scaled_replicas, healed_at, liveness, recorder).await;
     }
     wait_until_at_rest(kubectl, liveness, recorder).await;
-    checks.extend(at_rest(kubectl, scaled_replicas).await);
-    checks
+    at_rest(kubectl, scaled_replicas, recorder).await
 }
 
 /// How long the cluster must stay still (the same pods on the same nodes in the same
@@ -276,25 +269,21 @@ async fn wait_until_at_rest(kubectl: &ApiClient, patience: Duration, recorder: &
     }
 }
 
-/// At rest (once [`wait_until_at_rest`] returns): exactly the desired pods, no extras;
-/// and the final state for the report.
-async fn at_rest(kubectl: &ApiClient, scaled_replicas: i32) -> Vec<Check> {
+/// At rest (once [`wait_until_at_rest`] returns) the user looks once more: the convergence
+/// checker wants exactly the desired pods, no extras. Returns the final state for the report.
+async fn at_rest(kubectl: &ApiClient, scaled_replicas: i32, recorder: &Recorder) -> Vec<Check> {
+    let mut awaiting = super::Awaiting::begin(recorder, "at rest", scaled_replicas as u64, true, None);
+    let began = madsim::time::Instant::now();
     // A failed list is not "0 pods": say why the cluster could not be read at rest.
     let pods = match kubectl.list(Resource::Pods, NAMESPACE).await {
         Ok((items, _)) => items.into_iter().filter_map(Object::into_pod).collect::<Vec<Pod>>(),
         Err(e) => {
-            let detail = format!("at rest: listing pods failed: {e} ({scaled_replicas} replicas desired)");
-            return vec![Check::violated(CONVERGENCE, detail)];
+            awaiting.looked(began, None, format!("listing pods failed: {e}"));
+            return Vec::new();
         }
     };
-    let n_pods = pods.len() as i32;
-    let detail = format!("at rest: {n_pods} pods for {scaled_replicas} replicas");
-    let mut checks = vec![if n_pods == scaled_replicas {
-        Check::held(CONVERGENCE, detail)
-    } else {
-        Check::violated(CONVERGENCE, detail)
-    }];
-    checks.push(Check::info("final state:"));
+    awaiting.looked(began, Some(pods.len() as u64), format!("{} pods", pods.len()));
+    let mut checks = vec![Check::info("final state:")];
     for pod in &pods {
         checks.push(Check::info(format!(
             "  pod {:<34} node {:<10} {:?}",
@@ -363,7 +352,7 @@ pub async fn wait_for_running_reapplying(
     start: madsim::time::Instant,
     bound: Duration,
     recorder: &Recorder,
-) -> Check {
+) -> bool {
     poll_running(kubectl, replicas, start, bound, recorder, true).await
 }
 
@@ -388,15 +377,17 @@ async fn reapply_deployment(kubectl: &ApiClient, replicas: i32, recorder: &Recor
     }
 }
 
-/// Polls until `replicas` pods of the deployment are Running, within the bound counted
-/// from `start` (when the user typed the command).
+/// Polls until `replicas` pods of the deployment are Running or the bound, counted from
+/// `start` (when the user typed the command), runs out; the history records the wait and
+/// what each look saw, for the convergence checker. Returns whether the user saw the pods
+/// Running in time.
 pub async fn wait_for_running(
     kubectl: &ApiClient,
     replicas: i32,
     start: madsim::time::Instant,
     bound: Duration,
     recorder: &Recorder,
-) -> Check {
+) -> bool {
     poll_running(kubectl, replicas, start, bound, recorder, false).await
 }
 
@@ -407,23 +398,24 @@ async fn poll_running(
     bound: Duration,
     recorder: &Recorder,
     reapply: bool,
-) -> Check {
-    let what = format!("{replicas} pods Running within {}s", bound.as_secs());
-    let mut running = 0;
+) -> bool {
+    let goal = format!("{replicas} pods Running within {}s", bound.as_secs());
+    let mut awaiting = super::Awaiting::begin(recorder, goal, replicas as u64, false, Some(start + bound));
     while start.elapsed() <= bound {
         if reapply {
             reapply_deployment(kubectl, replicas, recorder).await;
         }
+        let began = madsim::time::Instant::now();
         let pods = list_pods(kubectl).await;
-        running = pods.iter().filter(|p| p.status.phase == PodPhase::Running).count() as i32;
-        if running >= replicas {
-            let took = start.elapsed().as_secs_f64();
+        let running = pods.iter().filter(|p| p.status.phase == PodPhase::Running).count();
+        awaiting.looked(began, Some(running as u64), format!("{running} Running"));
+        if running as i32 >= replicas {
             recorder.note(format!("{running} pods Running"));
-            return Check::held(CONVERGENCE, format!("{what}: after {took:.1}s"));
+            return true;
         }
         madsim::time::sleep(Duration::from_millis(250)).await;
     }
-    Check::violated(CONVERGENCE, format!("{what}: only {running} Running after {}s", bound.as_secs()))
+    false
 }
 
 /// The store writes of the deployment's flow, labelled with the stage they belong to.

@@ -73,6 +73,66 @@ pub(crate) fn control_plane_line(event: &crate::history::HistoryEvent) -> Option
     }
 }
 
+/// A user waiting for the cluster to reach a goal, as the history records it for the
+/// convergence checker (`HistoryEvent::Awaited`, then a `Looked` per look that saw
+/// something new): the scenario records what it waits for and what it sees; the checker
+/// judges whether the goal was met in time.
+pub(crate) struct Awaiting<'r> {
+    recorder: &'r crate::recorder::Recorder,
+    goal: String,
+    /// What the previous look saw, so that only changes are recorded.
+    last: Option<(Option<u64>, String)>,
+}
+
+impl<'r> Awaiting<'r> {
+    /// Records that the user now waits for `goal`: `want` items (at least, or exactly),
+    /// seen by a look that begins by `deadline` (`None`: the next look decides).
+    pub(crate) fn begin(
+        recorder: &'r crate::recorder::Recorder,
+        goal: impl Into<String>,
+        want: u64,
+        exactly: bool,
+        deadline: Option<madsim::time::Instant>,
+    ) -> Self {
+        let goal = goal.into();
+        let deadline_ns = deadline.map(sim_ns);
+        recorder.record(crate::history::HistoryEvent::Awaited { goal: goal.clone(), want, exactly, deadline_ns });
+        Awaiting { recorder, goal, last: None }
+    }
+
+    /// What a look that began at `began` saw: `have` items (`None`: it could not look),
+    /// in words.
+    pub(crate) fn looked(&mut self, began: madsim::time::Instant, have: Option<u64>, seen: String) {
+        if self.last.as_ref().is_some_and(|(h, s)| *h == have && *s == seen) {
+            return;
+        }
+        self.recorder.record(crate::history::HistoryEvent::Looked {
+            goal: self.goal.clone(),
+            have,
+            seen: seen.clone(),
+            began_ns: sim_ns(began),
+        });
+        self.last = Some((have, seen));
+    }
+}
+
+/// `instant` as the history counts time: simulated ns since the run began.
+fn sim_ns(instant: madsim::time::Instant) -> u64 {
+    let now = madsim::time::Instant::now();
+    let now_ns = crate::recorder::Recorder::now_ns();
+    if instant >= now {
+        now_ns + (instant - now).as_nanos() as u64
+    } else {
+        now_ns.saturating_sub((now - instant).as_nanos() as u64)
+    }
+}
+
+/// A user gave up on `request` after retrying it for as long as it would: recorded for
+/// the convergence checker.
+pub(crate) fn gave_up(recorder: &crate::recorder::Recorder, request: &str, error: &api::ApiError) {
+    recorder.record(crate::history::HistoryEvent::GaveUp { request: request.to_string(), error: error.to_string() });
+}
+
 /// A timeline line: its simulated time, then its text.
 pub(crate) fn timeline_entry(at_ns: u64, text: &str) -> String {
     format!("{:>8.3}s  {text}", at_ns as f64 / 1e9)

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use store::api::{KeyValue, Revision};
 
 use super::{api_acknowledged_writes, CheckInput, Invariant, Verdict, Views, Violations};
-use crate::history::{StoreOpKind, StoreOpOutcome};
+use crate::history::{HistoryEvent, StoreOpKind, StoreOpOutcome};
 use crate::views::StoreOps;
 
 /// A write the store acknowledged.
@@ -41,7 +41,16 @@ pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
     // The API half needs no end state: acknowledged API writes against the apiserver's
     // record of committed store writes.
     let n_api_writes = api_acknowledged_writes::check(input.history, &views.api_ops, &mut violations);
-    let api_summary = format!("{n_api_writes} acknowledged API writes matched to committed store writes");
+    let n_read_back = read_back(input.history, &views.store_ops, &mut violations);
+    let api_summary = if n_read_back == 0 {
+        format!("{n_api_writes} acknowledged API writes matched to committed store writes")
+    } else {
+        format!(
+            "{n_api_writes} acknowledged API writes matched to committed store writes; \
+             {n_read_back} acknowledged store writes read back at their revisions"
+        )
+    };
+    let n_api_writes = n_api_writes + n_read_back;
     let Some(end_state) = input.end_state else {
         return violations.into_verdict(
             n_api_writes,
@@ -87,6 +96,37 @@ pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
             end_state.revision
         ),
     )
+}
+
+/// The read-back half: every acknowledged write that was read back at its own revision
+/// ([`HistoryEvent::ReadBack`]) showed its value with that mod revision (an etcd range
+/// read at revision R returns the key as of R, so a write acknowledged at R is there
+/// unless the history below R was compacted, which the read answers with an error).
+/// Returns how many read-backs were judged.
+fn read_back(history: &crate::history::History, store_ops: &StoreOps, violations: &mut Violations) -> usize {
+    let acknowledged: BTreeMap<(&str, Revision), Acknowledged> =
+        acknowledged_writes(store_ops).map(|w| ((w.key, w.revision), w)).collect();
+    let mut n = 0;
+    for (at_ns, event) in history.events() {
+        let HistoryEvent::ReadBack { key, revision, found } = event else { continue };
+        let Some(write) = acknowledged.get(&(key.as_str(), *revision)) else { continue };
+        n += 1;
+        let value_hash = xxhash_rust::xxh3::xxh3_64(write.value.as_bytes());
+        let problem = match found {
+            Ok(Some(kv)) if kv.mod_revision == *revision && kv.value_hash == Some(value_hash) => continue,
+            Ok(Some(kv)) => format!("the store has mod_revision {} and another value there", kv.mod_revision),
+            Ok(None) => "the store has no such key there".to_string(),
+            Err(e) => format!("the read failed: {e}"),
+        };
+        violations.push(
+            Some(at_ns),
+            format!(
+                "op {}#{} wrote {}='{}', acknowledged at revision {}, but reading it back at that revision: {problem}",
+                write.client, write.op_id, write.key, write.value, write.revision
+            ),
+        );
+    }
+    n
 }
 
 /// What is wrong with `write` given the key's final entry, if anything.

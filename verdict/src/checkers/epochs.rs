@@ -20,7 +20,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::{Verdict, Views, MAX_VIOLATIONS_PER_INVARIANT};
+use super::{Verdict, Views};
 use crate::history::{History, HistoryEvent, KeyState, NodeName, Record, StoreOpKind, StoreOpOutcome};
 use crate::views::{Operations, StoreOp};
 
@@ -141,17 +141,8 @@ pub(crate) fn merge(verdicts: Vec<Verdict>) -> Verdict {
     }
     merged.summary = format!("epoch 0: {}", merged.summary);
     for (epoch, verdict) in verdicts.enumerate() {
-        debug_assert_eq!(verdict.invariant, merged.invariant);
-        merged.checked += verdict.checked;
-        merged.summary.push_str(&format!("; epoch {}: {}", epoch + 1, verdict.summary));
-        merged.n_violations_omitted += verdict.n_violations_omitted;
-        for violation in verdict.violations {
-            if merged.violations.len() < MAX_VIOLATIONS_PER_INVARIANT {
-                merged.violations.push(violation);
-            } else {
-                merged.n_violations_omitted += 1;
-            }
-        }
+        let summary = format!("epoch {}: {}", epoch + 1, verdict.summary);
+        super::absorb(&mut merged, Verdict { summary, ..verdict });
     }
     merged
 }

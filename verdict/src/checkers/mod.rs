@@ -9,6 +9,7 @@
 
 mod api_acknowledged_writes;
 mod api_writes;
+mod awaited;
 mod backup_restore_equality;
 mod controller_single_leader;
 mod durability;
@@ -85,11 +86,12 @@ pub enum Invariant {
     /// two kubelets at once (the apiserver's binding subresource refuses a second bind
     /// with 409 Conflict).
     PodBoundOnce,
-    /// §4.13: after faults heal, every deployment reaches its desired number of Running
-    /// pods within a bound, with no more pods than desired at rest (checked by the
-    /// scenario); and at no revision does a ReplicaSet have more live pods than its
-    /// deployment was ever asked for (the checker: ReplicaSet expectations prevent
-    /// over-creation from a stale informer cache).
+    /// §4.13: after faults heal, every goal the user awaited is met within its bound, as
+    /// the user saw it: the deployment's desired number of Running pods, exactly the
+    /// desired pods at rest, store members agreeing on one keyspace (`awaited.rs`, from the
+    /// scenario's `Awaited`/`Looked` records); and at no revision does a ReplicaSet have
+    /// more live pods than its deployment was ever asked for (`replica_count.rs`:
+    /// ReplicaSet expectations prevent over-creation from a stale informer cache).
     Convergence,
     /// §4.4: a backup taken at revision R and restored into a new cluster holds exactly
     /// the keyspace of revision R, key by key (value, create and mod revision, version).
@@ -475,6 +477,12 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
             )
         })
         .collect();
+    // Convergence's liveness half judges the user's waits over the whole run, restores
+    // and all: a wait begun before a restore ends after it.
+    // Its findings come first: what the user saw not happen.
+    let convergence = verdicts.iter_mut().find(|v| v.invariant == Invariant::Convergence).expect("a per-epoch checker");
+    let safety = std::mem::replace(convergence, awaited::check(input.history));
+    absorb(convergence, safety);
     let restores = restore::restores(input.history, &views.store_ops);
     verdicts.push(backup_restore_equality::check(&restores));
     verdicts.push(revisions_monotonic::check(input, &views));
@@ -489,7 +497,22 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
     verdicts
 }
 
-/// Collects one checker's violations under the report bound.
+/// Adds `other`'s findings and figures to `verdict` (two halves of one invariant), under
+/// the report bound.
+pub(crate) fn absorb(verdict: &mut Verdict, other: Verdict) {
+    debug_assert_eq!(verdict.invariant, other.invariant);
+    verdict.checked += other.checked;
+    verdict.summary = format!("{}; {}", verdict.summary, other.summary);
+    verdict.n_violations_omitted += other.n_violations_omitted;
+    for violation in other.violations {
+        if verdict.violations.len() < MAX_VIOLATIONS_PER_INVARIANT {
+            verdict.violations.push(violation);
+        } else {
+            verdict.n_violations_omitted += 1;
+        }
+    }
+}
+
 /// A checker's findings as it collects them, turned into its [`Verdict`] at the end: keeps
 /// the first [`MAX_VIOLATIONS_PER_INVARIANT`] and counts the rest. A user's [`Checker`]
 /// uses it as the built-ins do.

@@ -26,7 +26,8 @@
 //! lost), deduplicated by (key, revision).
 //!
 //! The liveness half (Running pods within a bound after faults heal, no surplus at rest)
-//! is checked by the scenario itself and reported under the same name.
+//! is `awaited.rs`, judged from what the scenario's user waited for and saw; both halves
+//! make one verdict.
 //!
 //! Cost: O(n log n) (pod lifecycle changes sorted by revision; maps by key and ReplicaSet),
 //! times the handful of `DesiredReplicas` records scanned per pod change.
