@@ -475,7 +475,7 @@ impl<'h> Evidence<'h> {
             HistoryEvent::StoreCompacted { apiserver, revision }
                 if self.last_write.iter().any(|(_, written)| written < revision) =>
             {
-                self.note_compaction_below_last_write(at, apiserver, *revision);
+                self.note_compaction_below_last_write(at, apiserver.as_str(), *revision);
             }
             HistoryEvent::StoreWrite { user, verb, key, revision, .. } if keys.contains(key) => {
                 self.commits.push((at, format!("{user} {verb:?} {key} committed at revision {revision}")));
@@ -513,7 +513,7 @@ impl<'h> Evidence<'h> {
                     ),
                 ));
             }
-            HistoryEvent::Relisted { who, resource, resource_version, .. } if nodes.contains(who) => {
+            HistoryEvent::Relisted { who, resource, resource_version, .. } if nodes.contains(who.as_str()) => {
                 self.relists.push((at, format!("{who} relisted {resource} at resourceVersion {resource_version}")));
             }
             HistoryEvent::LeaderAcquired { component, identity, lease_resource_version, .. }
@@ -806,7 +806,12 @@ mod tests {
             keys_in("kubectl create and scale never succeeded: 404 NotFound: namespaces /default"),
             BTreeSet::from([key.to_string()])
         );
-        let e = explain_one("convergence", 30.0, "kubectl create and scale never succeeded: 404 NotFound: namespaces /default", &h);
+        let e = explain_one(
+            "convergence",
+            30.0,
+            "kubectl create and scale never succeeded: 404 NotFound: namespaces /default",
+            &h,
+        );
         assert!(e.text.contains("In the run:"), "judged at the end, so later records count: {}", e.text);
         assert!(
             e.text.contains("at 40.000s apiserver-0 compacted the store up to revision 421, which must keep /registry/namespaces/default's latest version (revision 6)"),

@@ -199,7 +199,7 @@ impl StoreObserver for Recorder {
 impl apiserver::ApiServerObserver for Recorder {
     fn store_write(&self, apiserver: &str, user: &str, verb: Verb, key: &str, revision: i64) {
         self.record(HistoryEvent::StoreWrite {
-            apiserver: apiserver.to_string(),
+            apiserver: apiserver.into(),
             user: user.to_string(),
             verb,
             key: key.to_string(),
@@ -208,16 +208,11 @@ impl apiserver::ApiServerObserver for Recorder {
     }
 
     fn attached_to_lease(&self, apiserver: &str, key: &str, revision: i64, lease: i64) {
-        self.record(HistoryEvent::LeaseAttached {
-            apiserver: apiserver.to_string(),
-            key: key.to_string(),
-            revision,
-            lease,
-        });
+        self.record(HistoryEvent::LeaseAttached { apiserver: apiserver.into(), key: key.to_string(), revision, lease });
     }
 
     fn compacted(&self, apiserver: &str, revision: i64) {
-        self.record(HistoryEvent::StoreCompacted { apiserver: apiserver.to_string(), revision });
+        self.record(HistoryEvent::StoreCompacted { apiserver: apiserver.into(), revision });
     }
 
     fn watch_served_below_window(
@@ -229,7 +224,7 @@ impl apiserver::ApiServerObserver for Recorder {
         window_start: i64,
     ) {
         self.record(HistoryEvent::WatchServedBelowWindow {
-            apiserver: apiserver.to_string(),
+            apiserver: apiserver.into(),
             resource,
             namespace: namespace.to_string(),
             since,
@@ -371,7 +366,7 @@ impl controllers::observer::ControllerObserver for Recorder {
 
     fn relisted(&self, who: &str, resource: &str, resource_version: i64, n_objects: usize) {
         self.record(HistoryEvent::Relisted {
-            who: who.to_string(),
+            who: who.into(),
             resource: resource.to_string(),
             resource_version,
             n_objects,

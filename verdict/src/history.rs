@@ -228,7 +228,7 @@ pub enum HistoryEvent {
     /// An apiserver's committed write attached `key` to store lease `lease` at `revision`
     /// (an Event under its TTL lease).
     LeaseAttached {
-        apiserver: String,
+        apiserver: NodeName,
         key: String,
         revision: Revision,
         lease: i64,
@@ -260,7 +260,7 @@ pub enum HistoryEvent {
     /// An apiserver committed a store write on behalf of `user` (the stage timeline and
     /// the single-writer evidence at the Kubernetes level).
     StoreWrite {
-        apiserver: String,
+        apiserver: NodeName,
         user: String,
         verb: Verb,
         key: String,
@@ -402,7 +402,7 @@ pub enum HistoryEvent {
     /// An informer of `who` relisted `resource` after 410 Gone (client-go's reflector:
     /// "watch ... too old resource version"; after a restore, every watcher does).
     Relisted {
-        who: String,
+        who: NodeName,
         resource: String,
         resource_version: i64,
         n_objects: usize,
@@ -425,7 +425,7 @@ pub enum HistoryEvent {
     /// (kube-apiserver's compaction loop): reads and watches from below it are refused
     /// (410 Gone at the apiserver) from then on.
     StoreCompacted {
-        apiserver: String,
+        apiserver: NodeName,
         revision: Revision,
     },
     /// A watch of `client` from `since` was answered 410 Gone, its resourceVersion older
@@ -444,7 +444,7 @@ pub enum HistoryEvent {
     /// answers 410 Gone ("too old resource version"); only the planted bug
     /// `watch-cache-serves-evicted` records this.
     WatchServedBelowWindow {
-        apiserver: String,
+        apiserver: NodeName,
         resource: Resource,
         namespace: String,
         since: i64,
