@@ -95,3 +95,81 @@ pub fn render(campaign: &Throughput, n_seeds: u64, bare: &Throughput) -> String 
         bare.wall_ns_per_message(),
     )
 }
+
+/// The cluster sizes `kubesim bench --scale` measures: (kubelets, replicas), nodes 3 → 30
+/// → 300 and pods 5 → 100 → 1000, leaving out 1000 pods on 3 nodes (no room:
+/// [`sim::workload::Shape::validate`]).
+pub const SCALE_SIZES: [(u32, i32); 8] =
+    [(3, 5), (30, 5), (300, 5), (3, 100), (30, 100), (300, 100), (30, 1000), (300, 1000)];
+
+/// One size's measurement: the seeds run one after another on this thread.
+#[derive(Clone, Debug)]
+pub struct ScaleRow {
+    pub kubelets: u32,
+    pub replicas: i32,
+    pub seeds: u64,
+    pub throughput: Throughput,
+    /// Seeds that did not pass (a size too large to converge in the bound shows here).
+    pub failed: u64,
+    /// The slowest seed's wall time.
+    pub slowest: Duration,
+}
+
+impl ScaleRow {
+    /// Wall milliseconds per simulated second: the cost the table compares across sizes.
+    pub fn wall_ms_per_simulated_s(&self) -> f64 {
+        self.throughput.wall.as_secs_f64() * 1e3 / self.throughput.simulated.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Measures `template` (its faults, bugs and store size) at every size of `sizes`, over
+/// `seeds` each.
+pub fn measure_scale(template: &RunOptions, sizes: &[(u32, i32)], seeds: std::ops::Range<u64>) -> Vec<ScaleRow> {
+    sizes
+        .iter()
+        .map(|&(kubelets, replicas)| {
+            let shape = sim::workload::Shape { kubelets: Some(kubelets), replicas: Some(replicas), ..template.shape };
+            let sized = template.clone().with_shape(shape);
+            let (mut simulated, mut messages, mut failed, mut slowest) = (0.0, 0, 0, Duration::ZERO);
+            let started = Instant::now();
+            for seed in seeds.clone() {
+                let seed_started = Instant::now();
+                let report = run_seed(&sized.for_seed(seed));
+                slowest = slowest.max(seed_started.elapsed());
+                simulated += report.simulated_secs;
+                messages += report.messages_delivered;
+                failed += u64::from(!report.passed());
+            }
+            let throughput =
+                Throughput { wall: started.elapsed(), simulated: Duration::from_secs_f64(simulated), messages };
+            ScaleRow { kubelets, replicas, seeds: seeds.end - seeds.start, throughput, failed, slowest }
+        })
+        .collect()
+}
+
+/// The scaling table: per size, cost per simulated second and per message, and the cost
+/// per simulated second relative to the first row and to its node and pod counts.
+pub fn render_scale(rows: &[ScaleRow]) -> String {
+    let mut out = String::from(
+        "kubelets  pods  seeds  failed  wall s/seed  slowest s  sim s/seed  wall ms/sim s  x first  messages/seed  ns/message\n",
+    );
+    let first = rows.first().map_or(1.0, ScaleRow::wall_ms_per_simulated_s);
+    for row in rows {
+        let n = row.seeds.max(1) as f64;
+        out.push_str(&format!(
+            "{:>8}  {:>4}  {:>5}  {:>6}  {:>11.2}  {:>9.2}  {:>10.1}  {:>13.1}  {:>7.1}  {:>13.0}  {:>10.0}\n",
+            row.kubelets,
+            row.replicas,
+            row.seeds,
+            row.failed,
+            row.throughput.wall.as_secs_f64() / n,
+            row.slowest.as_secs_f64(),
+            row.throughput.simulated.as_secs_f64() / n,
+            row.wall_ms_per_simulated_s(),
+            row.wall_ms_per_simulated_s() / first.max(1e-9),
+            row.throughput.messages as f64 / n,
+            row.throughput.wall_ns_per_message(),
+        ));
+    }
+    out
+}

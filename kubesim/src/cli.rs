@@ -69,6 +69,16 @@ pub struct SeedFlags {
     pub plan: Option<PathBuf>,
     #[arg(long = "bug", help = bugs_help())]
     pub bugs: Vec<PlantedBug>,
+    /// Worker nodes (kubelets, 4 CPUs each) in the control plane: 3 by default, at most 1000.
+    #[arg(long, value_name = "N")]
+    pub kubelets: Option<u32>,
+    /// The replicas `kubectl scale` asks for (`kubectl create` asks for the lesser of 3 and
+    /// N): 5 by default; each pod asks 100 millicores, so N needs N/40 kubelets.
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<i32>,
+    /// Store members, instead of the 3 or 5 each seed draws: 1 to 7.
+    #[arg(long, value_name = "N")]
+    pub store_members: Option<usize>,
 }
 
 /// `--faults`'s help: every kind, from the one list the parser reads.
@@ -258,6 +268,10 @@ pub enum Command {
         /// Seed range of the campaign part, run on one core (at most 1 000 000 seeds).
         #[arg(long, default_value = "0..20")]
         seeds: String,
+        /// Instead: the scaling table, the seeds run at each cluster size (kubelets 3, 30,
+        /// 300; pods 5, 100, 1000), with the cost per simulated second of each.
+        #[arg(long, conflicts_with_all = ["kubelets", "replicas"])]
+        scale: bool,
         #[command(flatten)]
         flags: SeedFlags,
     },
@@ -303,7 +317,9 @@ pub const MAX_JOBS: usize = 256;
 impl SeedFlags {
     /// The options of one seed, or a clear message naming what was wrong.
     pub fn to_options(&self, seed: u64) -> Result<RunOptions, BadInput> {
-        let mut options = RunOptions::new(seed, self.scenario.clone());
+        let shape = self.shape();
+        shape.validate().map_err(|e| BadInput(e.to_string()))?;
+        let mut options = RunOptions::new(seed, self.scenario.clone()).with_shape(shape);
         options.faults = match &self.plan {
             Some(path) => {
                 let file = PlanFile::load(path).map_err(|e| BadInput(e.to_string()))?;
@@ -366,10 +382,24 @@ impl SeedFlags {
 
     /// The flags that, after `--seed N`, replay a seed of this configuration, quoted for a
     /// POSIX shell (a plan path with a space pastes as one word).
+    /// The cluster size these flags fix.
+    pub fn shape(&self) -> sim::workload::Shape {
+        sim::workload::Shape { kubelets: self.kubelets, replicas: self.replicas, store_members: self.store_members }
+    }
+
     pub fn repro_flags(&self) -> String {
         let mut flags = String::new();
         if self.scenario != Scenario::DeployNginx {
             flags.push_str(&format!(" --scenario {}", self.scenario));
+        }
+        if let Some(n) = self.kubelets {
+            flags.push_str(&format!(" --kubelets {n}"));
+        }
+        if let Some(n) = self.replicas {
+            flags.push_str(&format!(" --replicas {n}"));
+        }
+        if let Some(n) = self.store_members {
+            flags.push_str(&format!(" --store-members {n}"));
         }
         match &self.plan {
             Some(path) => flags.push_str(&format!(" --plan {}", shell_quote(&path.display().to_string()))),
@@ -521,7 +551,16 @@ pub fn execute(cli: Cli) -> Result<u8, CliError> {
             out(&render_scenarios());
             Ok(EXIT_PASS)
         }
-        Command::Bench { seeds, flags } => {
+        Command::Bench { seeds, scale: true, flags } => {
+            let seeds = parse_seed_range(&seeds)?;
+            check_seed_count(&seeds, crate::merge::Shard::WHOLE)?;
+            let template = flags.to_range_options(&seeds, crate::merge::Shard::WHOLE)?;
+            out(&format!("{} bench --scale --seeds {}..{}{}", program(), seeds.start, seeds.end, flags.repro_flags()));
+            let rows = crate::bench::measure_scale(&template, &crate::bench::SCALE_SIZES, seeds);
+            out(&crate::bench::render_scale(&rows));
+            Ok(EXIT_PASS)
+        }
+        Command::Bench { seeds, scale: false, flags } => {
             let seeds = parse_seed_range(&seeds)?;
             let n_seeds = check_seed_count(&seeds, crate::merge::Shard::WHOLE)?;
             let template = flags.to_range_options(&seeds, crate::merge::Shard::WHOLE)?;

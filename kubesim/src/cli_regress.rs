@@ -251,6 +251,7 @@ pub fn save_new_case(
         bugs: flags.bugs.iter().map(|bug| PlantedBug::name(*bug).to_string()).collect(),
         knobs: Some(flags.to_options(seed)?.knobs()),
         store: None,
+        shape: sim::workload::Shape { store_members: None, ..flags.shape() },
         plan: plan.map(PlanFile::from),
         expect,
     };

@@ -55,6 +55,10 @@ pub struct Case {
     /// Not written any more; a case holds `knobs` or `store`, not both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreKnobs>,
+    /// The cluster size the run fixed (`--kubelets`, `--replicas`; store members are in
+    /// `knobs`); absent: the scenario's own.
+    #[serde(default, skip_serializing_if = "sim::workload::Shape::is_default")]
+    pub shape: sim::workload::Shape,
     /// The fault plan to replay, in either plan format (a version 1 plan is upgraded for
     /// the case's store, see `faults::plan::v1`); `null` runs the scenario's plain flow
     /// with no nemesis.
@@ -150,6 +154,8 @@ pub enum CaseProblem {
     KnobsAndStore,
     #[error(transparent)]
     Knobs(#[from] sim::knobs::KnobError),
+    #[error("shape: {0}")]
+    Shape(#[from] sim::workload::ShapeError),
     #[error("bugs: {0}")]
     Bug(#[from] sim::bugs::UnknownBug),
     #[error("plan does not fit {scenario}: {source}")]
@@ -212,6 +218,8 @@ impl Case {
             knobs.apply(&mut options.cluster);
             options.seed_picks_knobs = false;
         }
+        self.shape.validate()?;
+        options = options.with_shape(self.shape);
         for name in &self.bugs {
             let bug: PlantedBug = name.parse()?;
             bug.plant(&mut options);

@@ -279,3 +279,34 @@ fn the_operator_queue_is_bounded_and_says_when_it_refuses() {
     let refused = out.stdout.matches("the operator is busy: 256 commands are waiting").count();
     assert_eq!(refused, 300 - sim::operator::MAX_QUEUED_COMMANDS, "{}", out.stdout);
 }
+
+#[test]
+fn a_cluster_shape_out_of_range_or_without_room_is_refused() {
+    assert_bad_input(&["run", "--seed", "0", "--kubelets", "0"], "--kubelets 0: expected 1 to 1000");
+    assert_bad_input(&["run", "--seed", "0", "--replicas", "0"], "--replicas 0: expected at least 1");
+    assert_bad_input(&["run", "--seed", "0", "--store-members", "8"], "--store-members 8: expected 1 to 7");
+    assert_bad_input(
+        &["campaign", "--seeds", "0..2", "--kubelets", "3", "--replicas", "1000"],
+        "--replicas 1000 needs at least 25 kubelets",
+    );
+}
+
+#[test]
+fn a_larger_cluster_runs_and_its_case_replays_at_the_same_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = dir.path().join("pass-shape-seed-2.json");
+    let case = case.to_str().unwrap();
+    let args =
+        ["run", "--seed", "2", "--faults", "none", "--kubelets", "5", "--replicas", "12", "--store-members", "1"];
+    let run = kubesim(&[&args[..], &["--save", case]].concat());
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("12 pods Running"), "{}", run.stdout);
+    assert!(run.stdout.contains("kubelet-4"), "five kubelets: {}", run.stdout);
+    let hash = |out: &str| out.lines().find(|l| l.starts_with("trace-hash:")).map(str::to_string);
+    let saved = std::fs::read_to_string(case).unwrap();
+    assert!(saved.contains("\"kubelets\": 5") && saved.contains("\"replicas\": 12"), "{saved}");
+    assert!(saved.contains("\"store_members\": 1"), "the knobs hold the store size: {saved}");
+    let replay = kubesim(&["run", "--case", case]);
+    assert_eq!(replay.code, 0, "{}{}", replay.stdout, replay.stderr);
+    assert_eq!(hash(&replay.stdout), hash(&run.stdout), "the case replays what the flags ran");
+}

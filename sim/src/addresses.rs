@@ -7,7 +7,7 @@
 //! | apiservers                              | `10.0.2.<n + 1>:6443`      |
 //! | controller-managers                     | `10.0.3.<n + 1>`           |
 //! | the scheduler                           | `10.0.4.1`                 |
-//! | kubelets                                | `10.0.5.<n + 1>`           |
+//! | kubelets                                | `10.0.5.<n + 1>` (then `10.1.<n / 254>.<n % 254 + 1>`) |
 //! | the operator                            | `10.0.8.1`                 |
 //! | clients (workload, kubectl, readers)    | `10.0.9.<host>`            |
 //!
@@ -70,9 +70,14 @@ pub fn controller_manager(idx: u32) -> IpAddr {
     ip(3, nth_host(idx))
 }
 
-/// `kubelet-<idx>`'s node.
+/// `kubelet-<idx>`'s node: `10.0.5.<idx + 1>` for the first 254, then
+/// `10.1.<idx / 254>.<idx % 254 + 1>` (large clusters, `--kubelets`).
 pub fn kubelet(idx: u32) -> IpAddr {
-    ip(5, nth_host(idx))
+    if idx < 254 {
+        return ip(5, nth_host(idx));
+    }
+    let block = u8::try_from(idx / 254).unwrap_or_else(|_| panic!("the address plan has no room for kubelet-{idx}"));
+    IpAddr::V4(Ipv4Addr::new(10, 1, block, (idx % 254 + 1) as u8))
 }
 
 /// A client node (a user, a test's client, a checker's reader) at `10.0.9.<host>`.

@@ -16,6 +16,7 @@ use crate::nodes::SeedNodes;
 use crate::recorder::Recorder;
 use crate::report::{Check, RunReport};
 use crate::scenario::{deploy_nginx, store_smoke, Scenario, UnsupportedFault};
+use crate::workload::Shape;
 use store::api::{KeyRange, Principal, RangeRequest};
 use store::client::{StoreClient, StoreClientConfig};
 use verdict::outcome::{Limit, Outcome};
@@ -52,6 +53,9 @@ pub struct RunOptions {
     pub scenario: Scenario,
     pub cluster: ControlPlaneOptions,
     pub faults: Faults,
+    /// The cluster size the user fixed (`--kubelets`, `--replicas`, `--store-members`),
+    /// applied over the seed's knobs for every seed ([`RunOptions::with_shape`]).
+    pub shape: Shape,
 }
 
 impl RunOptions {
@@ -61,7 +65,22 @@ impl RunOptions {
     pub fn new(seed: u64, scenario: Scenario) -> Self {
         let mut cluster = ControlPlaneOptions::default();
         Knobs::for_seed(seed).apply(&mut cluster);
-        Self { seed, seed_picks_knobs: true, scenario, cluster, faults: Faults::Swarm(FaultKind::all()) }
+        Self {
+            seed,
+            seed_picks_knobs: true,
+            scenario,
+            cluster,
+            faults: Faults::Swarm(FaultKind::all()),
+            shape: Shape::default(),
+        }
+    }
+
+    /// These options with the cluster size `shape` fixes (checked by the caller with
+    /// [`Shape::validate`]), kept for every seed [`RunOptions::for_seed`] derives.
+    pub fn with_shape(mut self, shape: Shape) -> Self {
+        shape.apply(&mut self.cluster);
+        self.shape = shape;
+        self
     }
 
     /// These options for another seed (a campaign's template for each of its seeds), with
@@ -70,13 +89,16 @@ impl RunOptions {
         let mut options = self.clone();
         options.seed = seed;
         self.knobs_of(seed).apply(&mut options.cluster);
+        self.shape.apply(&mut options.cluster);
         options
     }
 
     /// The knobs `for_seed(seed)` runs on, without building its options.
     pub fn knobs_of(&self, seed: u64) -> Knobs {
         if self.seed_picks_knobs {
-            Knobs::for_seed(seed)
+            let mut knobs = Knobs::for_seed(seed);
+            knobs.store_members = self.shape.store_members.unwrap_or(knobs.store_members);
+            knobs
         } else {
             Knobs::of(&self.cluster)
         }
