@@ -43,13 +43,19 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
+/// The identity Kubernetes' garbage collector writes as: kube-controller-manager's
+/// service account for it (`generic-garbage-collector`, with
+/// `--use-service-account-credentials`). kubesim's collector uses it too, so that the
+/// history tells its deletes from the other controllers'.
+pub const GARBAGE_COLLECTOR_USER: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
+
 /// The finalizer with which the apiserver marks an object deleted with
-/// [`PropagationPolicy::Orphan`]: the garbage collector removes the owner references to it
+/// [`crate::PropagationPolicy::Orphan`]: the garbage collector removes the owner references to it
 /// from its dependents, then this finalizer (Kubernetes `metav1.FinalizerOrphanDependents`).
 pub const FINALIZER_ORPHAN: &str = "orphan";
 
 /// The finalizer with which the apiserver marks an object deleted with
-/// [`PropagationPolicy::Foreground`]: the garbage collector deletes its dependents, waits
+/// [`crate::PropagationPolicy::Foreground`]: the garbage collector deletes its dependents, waits
 /// for those with `blockOwnerDeletion` to be gone, then removes this finalizer
 /// (Kubernetes `metav1.FinalizerDeleteDependents`).
 pub const FINALIZER_FOREGROUND_DELETION: &str = "foregroundDeletion";

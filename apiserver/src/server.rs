@@ -103,13 +103,17 @@ impl<B: Backend> ApiServer<B> {
             .with_planted_bug_serves_evicted(config.planted_bugs.watch_cache_serves_evicted)
             .with_observer(&config.name, observer.clone())
             .with_custom_resources(config.custom_resources());
+        let bootstrap = match config.garbage_collector_role {
+            true => RbacPolicy::bootstrap().with_garbage_collector_role(),
+            false => RbacPolicy::bootstrap(),
+        };
         Self {
             inner: Arc::new(Inner {
                 config,
                 backend,
                 registry,
                 watch_cache,
-                rbac: RbacCache::new(&RbacPolicy::bootstrap()),
+                rbac: RbacCache::new(&bootstrap),
                 observer,
                 terminating: AtomicBool::new(false),
             }),

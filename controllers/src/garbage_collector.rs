@@ -49,9 +49,7 @@ use crate::informer::{object_key, split_key, Informer, InformerEvent};
 use crate::leader_election::LeaderHandle;
 use crate::workqueue::{SharedWorkQueue, WorkQueueConfig};
 
-/// The identity the garbage collector writes as: kube-controller-manager's service
-/// account for it (`generic-garbage-collector`), in the controller-manager's group.
-pub const GARBAGE_COLLECTOR_USER: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
+pub use api::GARBAGE_COLLECTOR_USER;
 
 /// Bound on the owner uids remembered as verified absent (Kubernetes' `absentOwnerCache`
 /// is an LRU of 500); past it the set starts over (a forgotten uid is only looked up again).
@@ -152,6 +150,15 @@ impl Graph {
     /// Takes in one informer event of `resource`; returns the items to look at
     /// (`processGraphChanges`).
     pub fn observe(&mut self, resource: Resource, event: &InformerEvent) -> Vec<ItemRef> {
+        if let InformerEvent::Modified { old, new } = event {
+            if old.metadata().uid != new.metadata().uid {
+                // A relist found another object under the name (deleted and created again
+                // while the watch was away): the old one is gone, the new one new.
+                let mut attend = self.observe(resource, &InformerEvent::Deleted(old.clone()));
+                attend.extend(self.observe(resource, &InformerEvent::Added(new.clone())));
+                return attend;
+            }
+        }
         let meta = event.object().metadata();
         let mut attend = Vec::new();
         if let InformerEvent::Deleted(_) = event {
@@ -621,5 +628,12 @@ mod tests {
         let gone = InformerEvent::Deleted(rs("r", &[FINALIZER_FOREGROUND_DELETION]));
         assert_eq!(names(graph.observe(Resource::ReplicaSets, &gone)), ["obj-q"]);
         assert_eq!(names(graph.items_to_resync()), ["obj-q"]);
+        // A relist that finds another object under an owner's name: the old owner is gone.
+        let (s1, s2) = (rs("s1", &[]), rs("s2", &[]));
+        graph.observe(Resource::ReplicaSets, &InformerEvent::Added(s1.clone()));
+        graph.observe(Resource::Pods, &InformerEvent::Added(pod("t", vec![owner("s1", false)])));
+        let replaced = InformerEvent::Modified { old: s1, new: s2 };
+        assert_eq!(names(graph.observe(Resource::ReplicaSets, &replaced)), ["obj-t"]);
+        assert_eq!(graph.dependents_of("s1").len(), 1, "t still names s1 until it is collected");
     }
 }

@@ -15,7 +15,7 @@ use crate::knobs::Knobs;
 use crate::nodes::SeedNodes;
 use crate::recorder::Recorder;
 use crate::report::{Check, CheckStatus, RunReport};
-use crate::scenario::{deploy_nginx, store_smoke, Scenario, UnsupportedFault};
+use crate::scenario::{deploy_nginx, garbage_collection, store_smoke, Scenario, UnsupportedFault};
 use store::api::{KeyRange, Principal, RangeRequest};
 use store::client::{StoreClient, StoreClientConfig};
 use verdict::outcome::{Limit, Outcome};
@@ -99,7 +99,7 @@ impl RunOptions {
             Scenario::StoreSmoke => {
                 Topology { store_members, apiservers: 0, controller_managers: 0, schedulers: 0, kubelets: 0 }
             }
-            Scenario::DeployNginx | Scenario::Custom(_) => Topology {
+            Scenario::DeployNginx | Scenario::GarbageCollection | Scenario::Custom(_) => Topology {
                 store_members,
                 apiservers: self.cluster.n_apiservers,
                 controller_managers: self.cluster.n_controller_managers,
@@ -255,6 +255,9 @@ fn scenario_task(
         let outcome = match options.scenario.clone() {
             Scenario::DeployNginx => deploy_nginx::run(recorder, &nodes, options.cluster.clone(), plan).await,
             Scenario::StoreSmoke => store_smoke::run(recorder, &nodes, options.cluster.store.clone(), plan).await,
+            Scenario::GarbageCollection => {
+                garbage_collection::run(recorder, &nodes, options.cluster.clone(), plan).await
+            }
             Scenario::Custom(custom) => {
                 crate::scenario::custom::run(custom, recorder, &nodes, options.cluster.clone(), plan).await
             }
@@ -338,7 +341,7 @@ fn report_of(
 ) -> RunReport {
     let apiserver_sources = match options.scenario {
         Scenario::StoreSmoke => vec![addresses::WORKLOAD],
-        Scenario::DeployNginx | Scenario::Custom(_) => {
+        Scenario::DeployNginx | Scenario::GarbageCollection | Scenario::Custom(_) => {
             (0..options.cluster.n_apiservers).map(|i| addresses::apiserver(i).ip()).collect()
         }
     };
