@@ -8,21 +8,23 @@
 //!    `gc-foreground` and `gc-orphan`; a ConfigMap `gc-config` whose owner reference the
 //!    user writes by hand, naming `gc-background` (any object may have owners); and a
 //!    ConfigMap `gc-held` with a finalizer of the user's own ([`USER_FINALIZER`]);
-//! 2. halfway through the safety phase, deletes `gc-background` in the background and at
+//! 2. halfway through the safety phase, once every deployment's pods run (or the faults
+//!    healed, whichever comes first), deletes `gc-background` in the background and at
 //!    once creates it again under the same name with another pod template (`kubectl
 //!    delete` then `kubectl apply` of a new version: the old ReplicaSet, its pods and
 //!    `gc-config` belong to the old uid and must go, the new ones must stay); deletes
 //!    `gc-foreground` in the foreground (it must stay, marked, until its ReplicaSet and
 //!    pods are gone); `gc-orphan` with orphan (its ReplicaSet and pods must stay, owned
 //!    by nothing); and `gc-held` (it must stay, marked, while its finalizer is there);
-//! 3. three quarters through, removes its finalizer from `gc-held` (which removes it);
+//! 3. three quarters through (at least [`FINALIZER_HELD_FOR`] after the deletes), removes
+//!    its finalizer from `gc-held` (which removes it);
 //! 4. once the faults healed, waits until the cluster is at rest: nothing marked for
-//!    deletion, no owner reference to a uid that is gone, every pod of the new
-//!    `gc-background` and of the orphaned ReplicaSet Running, the same objects for
-//!    [`AT_REST_AFTER`].
+//!    deletion, no owner reference to a uid that is gone, the new `gc-background`'s pods
+//!    and those of every ReplicaSet left (the orphaned one, if `gc-orphan` had made it
+//!    before its delete) Running, the same objects for [`AT_REST_AFTER`].
 //!
 //! Its own checks are liveness ([`Invariant::Convergence`]: the recreated deployment and
-//! the orphaned ReplicaSet run their pods, the cluster comes to rest within the liveness
+//! every ReplicaSet left run their pods, the cluster comes to rest within the liveness
 //! phase); the `garbage-collection` checker judges the collector's safety and the final
 //! state. The disk-wiping fault kinds are refused ([`super::Scenario::supports`]): the
 //! user does not re-apply after a restore rolls the store back.
@@ -65,6 +67,8 @@ const PLAIN_SAFETY: Duration = Duration::from_secs(20);
 const PLAIN_LIVENESS: Duration = Duration::from_secs(60);
 /// How often the user retries a refused request, and looks while waiting for rest.
 const POLL: Duration = Duration::from_millis(500);
+/// The least time between the delete of `gc-held` and the removal of its finalizer.
+const FINALIZER_HELD_FOR: Duration = Duration::from_secs(3);
 
 const CONVERGENCE: Invariant = Invariant::Convergence;
 
@@ -157,6 +161,10 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder, safety: Duratio
     }
 
     sleep_until(start + safety / 2).await;
+    // As `kubectl rollout status` would: the deletes wait, at most until the faults heal,
+    // for every deployment's pods to run, so that each policy has dependents to act on.
+    wait_for_rollouts(kubectl, start + safety).await;
+    let deleted_at = madsim::time::Instant::now();
     recorder.note(format!(
         "kubectl delete deployment {BACKGROUND} --cascade=background, then kubectl apply {BACKGROUND} with a new template"
     ));
@@ -173,7 +181,7 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder, safety: Duratio
     recorder.note(format!("kubectl delete configmap {HELD_CONFIG}"));
     let marked = delete(kubectl, Resource::ConfigMaps, HELD_CONFIG, None, None, patience).await;
 
-    sleep_until(start + safety * 3 / 4).await;
+    sleep_until((start + safety * 3 / 4).max(deleted_at + FINALIZER_HELD_FOR)).await;
     recorder.note(format!("kubectl patch configmap {HELD_CONFIG}: remove finalizer {USER_FINALIZER}"));
     let released = remove_user_finalizer(kubectl, patience).await;
     for (what, result) in [
@@ -194,6 +202,25 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder, safety: Duratio
     sleep_until(start + safety).await;
     checks.extend(wait_until_at_rest(kubectl, recorder, liveness).await);
     checks
+}
+
+/// Waits until every deployment's pods run, or until `deadline`.
+async fn wait_for_rollouts(kubectl: &ApiClient, deadline: madsim::time::Instant) {
+    while madsim::time::Instant::now() < deadline {
+        if let Ok((pods, _)) = kubectl.list(Resource::Pods, NAMESPACE).await {
+            let running = |deployment: &str| {
+                let prefix = format!("{deployment}-");
+                pods.iter()
+                    .filter_map(Object::as_pod)
+                    .filter(|p| p.metadata.name.starts_with(&prefix) && p.status.phase == PodPhase::Running)
+                    .count() as i32
+            };
+            if [BACKGROUND, FOREGROUND, ORPHAN].iter().all(|d| running(d) >= REPLICAS) {
+                return;
+            }
+        }
+        madsim::time::sleep(POLL).await;
+    }
 }
 
 /// What the user asks for, as evidence for the convergence checker.
@@ -315,17 +342,25 @@ async fn look(kubectl: &ApiClient) -> Result<Look, ApiError> {
             }
         }
     }
-    let running_of = |deployment: &str| {
-        let prefix = format!("{deployment}-");
+    // Pods are named `<replicaset>-<suffix>`, ReplicaSets `<deployment>-<hash>`.
+    let running_of = |owner: &str| {
+        let prefix = format!("{owner}-");
         everything
             .iter()
             .filter_map(Object::as_pod)
             .filter(|p| p.metadata.name.starts_with(&prefix) && p.status.phase == PodPhase::Running)
             .count() as i32
     };
-    for deployment in [BACKGROUND, ORPHAN] {
-        if running_of(deployment) < REPLICAS {
-            unsettled.push(format!("{} of {REPLICAS} pods of {deployment} Running", running_of(deployment)));
+    if running_of(BACKGROUND) < REPLICAS {
+        unsettled.push(format!("{} of {REPLICAS} pods of {BACKGROUND} Running", running_of(BACKGROUND)));
+    }
+    // Every ReplicaSet left (the orphaned one, if the deployment controller had made it
+    // before the orphan delete) runs its pods.
+    for rs in everything.iter().filter_map(Object::as_replica_set) {
+        if running_of(&rs.metadata.name) < rs.spec.replicas {
+            let running = running_of(&rs.metadata.name);
+            unsettled
+                .push(format!("{running} of {} pods of ReplicaSet {} Running", rs.spec.replicas, rs.metadata.name));
         }
     }
     let objects = everything
@@ -358,8 +393,8 @@ async fn wait_until_at_rest(kubectl: &ApiClient, recorder: &Recorder, patience: 
             let mut checks = vec![Check::held(
                 CONVERGENCE,
                 format!(
-                    "at rest within {}s: {BACKGROUND} re-created and the orphaned ReplicaSet of {ORPHAN} run their \
-                     pods, nothing marked for deletion, no reference to a gone owner",
+                    "at rest within {}s: {BACKGROUND} re-created and every ReplicaSet left run their pods, \
+                     nothing marked for deletion, no reference to a gone owner",
                     patience.as_secs()
                 ),
             )];
