@@ -24,6 +24,13 @@
 //!    else are requests (kubectl, a controller's scale-down, an eviction), as is the
 //!    update that empties the finalizers of an object marked for deletion.
 //!
+//! The state just before a revision is the store's, replayed from its `Committed`
+//! records (every key change, by revision) with the recorded metadata of each write. A
+//! change without a recorded write (an apiserver whose transaction timed out although the
+//! store committed it) leaves the key's object unknown until its next recorded write: an
+//! unknown owner is not taken as solid, and an unknown object's collection is counted but
+//! not judged. So missing evidence can hide a violation but never invent one.
+//!
 //! Scope: the records exist only when the control plane runs the garbage collector; a
 //! history without them passes vacuously (checked 0). Leases and Events are not
 //! recorded (they own nothing and nothing owns them). Half 2 runs per cluster epoch: after
@@ -41,14 +48,22 @@ use store::api::Revision;
 use super::{CheckInput, Invariant, Verdict, Violations};
 use crate::history::{HistoryEvent, ObjectMetaRecord};
 
-/// One object write: its key, metadata, whether it removed the object, by whom, when.
+/// One recorded object write: its metadata, whether it removed the object, by whom, when.
 struct ObjectWrite<'h> {
-    key: &'h str,
-    revision: Revision,
     meta: &'h ObjectMetaRecord,
     removed: bool,
     user: Option<&'h str>,
     at_ns: u64,
+}
+
+/// What the checker knows of the object at a key, replaying the store's commits.
+#[derive(Clone, Copy)]
+enum KeyState<'h> {
+    /// Written by a recorded object write.
+    Known(&'h ObjectMetaRecord),
+    /// Changed by a commit no object write was recorded for: a write whose answer the
+    /// apiserver never got (the store committed it after a timeout), a Lease, an Event.
+    Unknown,
 }
 
 pub(super) fn check(input: &CheckInput) -> Verdict {
@@ -57,7 +72,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
     if writes.is_empty() {
         return violations.into_verdict(0, "no garbage collector ran (no object metadata recorded)".to_string());
     }
-    let n_collected = check_collections(&writes, &mut violations);
+    let n_collected = check_collections(input, &writes, &mut violations);
     let (n_objects, n_references) = match input.end_state {
         Some(end) => check_end_state(end, &mut violations),
         None => (0, 0),
@@ -73,92 +88,139 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
     )
 }
 
-/// The recorded object writes in revision order, each with the user of its `StoreWrite`.
-fn object_writes<'h>(input: &CheckInput<'h>) -> Vec<ObjectWrite<'h>> {
+/// The recorded object writes by (key, revision), each with the user of its `StoreWrite`.
+fn object_writes<'h>(input: &CheckInput<'h>) -> BTreeMap<(&'h str, Revision), ObjectWrite<'h>> {
     let mut users: BTreeMap<(&str, Revision), &str> = BTreeMap::new();
-    let mut writes = Vec::new();
+    let mut writes = BTreeMap::new();
     for (at_ns, event) in input.history.events() {
         match event {
             HistoryEvent::StoreWrite { user, key, revision, .. } => {
                 users.insert((key.as_str(), *revision), user.as_str());
             }
             HistoryEvent::ObjectWritten { key, revision, meta, removed } => {
-                writes.push(ObjectWrite { key, revision: *revision, meta, removed: *removed, user: None, at_ns })
+                writes.insert((key.as_str(), *revision), ObjectWrite { meta, removed: *removed, user: None, at_ns });
             }
             _ => {}
         }
     }
-    for write in &mut writes {
-        write.user = users.get(&(write.key, write.revision)).copied();
+    for ((key, revision), write) in &mut writes {
+        write.user = users.get(&(*key, *revision)).copied();
     }
-    writes.sort_by_key(|w| (w.revision, w.key));
     writes
 }
 
-/// Half 2: replays the object writes in revision order and judges each of the
+/// Every key change in revision order: the store's `Committed` records, each with its
+/// recorded object write if there is one; `None` as the value hash is a removal.
+fn commits<'h>(input: &CheckInput<'h>) -> Vec<(Revision, &'h str, bool)> {
+    let mut changes = Vec::new();
+    for (_, event) in input.history.events() {
+        if let HistoryEvent::Committed { revision, changes: keys } = event {
+            changes.extend(keys.iter().map(|k| (*revision, k.key.as_str(), k.value_hash.is_none())));
+        }
+    }
+    changes.sort();
+    changes.dedup();
+    changes
+}
+
+/// Half 2: replays the store's commits in revision order and judges each of the
 /// collector's removals and marks against the state just before it. Returns how many it
 /// judged.
-fn check_collections(writes: &[ObjectWrite], violations: &mut Violations) -> usize {
-    // Key -> its object's metadata now; uid -> key.
-    let mut by_key: BTreeMap<&str, &ObjectMetaRecord> = BTreeMap::new();
+fn check_collections(
+    input: &CheckInput,
+    writes: &BTreeMap<(&str, Revision), ObjectWrite>,
+    violations: &mut Violations,
+) -> usize {
+    let mut by_key: BTreeMap<&str, KeyState> = BTreeMap::new();
     let mut key_of_uid: BTreeMap<&str, &str> = BTreeMap::new();
     let mut judged = 0;
-    for write in writes {
-        let before = by_key.get(write.key).copied();
-        let collects = write.removed || (write.meta.being_deleted && !before.is_some_and(|b| b.being_deleted));
-        if write.user == Some(GARBAGE_COLLECTOR_USER) && collects {
-            judged += 1;
-            let was_marked = before.is_some_and(|b| b.being_deleted);
-            if !was_marked {
-                let solid: Vec<String> = write
-                    .meta
-                    .owners
-                    .iter()
-                    .filter(|owner| {
-                        let owner_meta = key_of_uid.get(owner.uid.as_str()).and_then(|key| by_key.get(key));
-                        owner_meta.is_some_and(|m| {
-                            m.uid == owner.uid
-                                && !(m.being_deleted && m.finalizers.iter().any(|f| f == FINALIZER_FOREGROUND_DELETION))
-                        })
-                    })
-                    .map(|owner| format!("{} {} (uid {})", owner.kind, owner.name, owner.uid))
-                    .collect();
-                let what = if write.removed { "deleted" } else { "marked for deletion" };
-                if write.meta.owners.is_empty() {
-                    violations.push(
-                        Some(write.at_ns),
-                        format!(
-                            "the garbage collector {what} {} (uid {}) at revision {}, an object with no owner \
-                             references that nobody had asked to delete",
-                            write.key, write.meta.uid, write.revision
-                        ),
-                    );
-                } else if !solid.is_empty() {
-                    violations.push(
-                        Some(write.at_ns),
-                        format!(
-                            "the garbage collector {what} {} (uid {}) at revision {} while its owner {} still \
-                             existed and was not deleting its dependents in the foreground",
-                            write.key,
-                            write.meta.uid,
-                            write.revision,
-                            solid.join(", ")
-                        ),
-                    );
+    let mut commits = commits(input);
+    if commits.is_empty() {
+        // A history without the store's own account (hand-made): the writes alone.
+        commits = writes.iter().map(|((key, revision), write)| (*revision, *key, write.removed)).collect();
+        commits.sort();
+    }
+    for (revision, key, removed) in commits {
+        let before = by_key.get(key).copied();
+        let Some(write) = writes.get(&(key, revision)) else {
+            match removed {
+                true => by_key.remove(key),
+                false => by_key.insert(key, KeyState::Unknown),
+            };
+            continue;
+        };
+        if write.user == Some(GARBAGE_COLLECTOR_USER) {
+            let was_marked = match before {
+                Some(KeyState::Known(meta)) => Some(meta.being_deleted),
+                Some(KeyState::Unknown) => None,
+                None => Some(false),
+            };
+            let collects = write.removed || (write.meta.being_deleted && was_marked == Some(false));
+            if collects {
+                judged += 1;
+                if was_marked == Some(false) {
+                    judge_collection(key, revision, write, &by_key, &key_of_uid, violations);
                 }
             }
         }
-        if let Some(before) = before {
-            key_of_uid.remove(before.uid.as_str());
+        if let Some(KeyState::Known(meta)) = before {
+            key_of_uid.remove(meta.uid.as_str());
         }
         if write.removed {
-            by_key.remove(write.key);
+            by_key.remove(key);
         } else {
-            by_key.insert(write.key, write.meta);
-            key_of_uid.insert(write.meta.uid.as_str(), write.key);
+            by_key.insert(key, KeyState::Known(write.meta));
+            key_of_uid.insert(write.meta.uid.as_str(), key);
         }
     }
     judged
+}
+
+/// One removal or mark by the collector of an object not marked before: it must have had
+/// owners, none of them solid (existing and not deleting its dependents in the
+/// foreground). An owner whose key changed unrecorded since is not taken as solid.
+fn judge_collection(
+    key: &str,
+    revision: Revision,
+    write: &ObjectWrite,
+    by_key: &BTreeMap<&str, KeyState>,
+    key_of_uid: &BTreeMap<&str, &str>,
+    violations: &mut Violations,
+) {
+    let what = if write.removed { "deleted" } else { "marked for deletion" };
+    if write.meta.owners.is_empty() {
+        violations.push(
+            Some(write.at_ns),
+            format!(
+                "the garbage collector {what} {key} (uid {}) at revision {revision}, an object with no owner \
+                 references that nobody had asked to delete",
+                write.meta.uid
+            ),
+        );
+        return;
+    }
+    let solid: Vec<String> = write
+        .meta
+        .owners
+        .iter()
+        .filter(|owner| {
+            let state = key_of_uid.get(owner.uid.as_str()).and_then(|owner_key| by_key.get(owner_key));
+            matches!(state, Some(KeyState::Known(m)) if m.uid == owner.uid
+                && !(m.being_deleted && m.finalizers.iter().any(|f| f == FINALIZER_FOREGROUND_DELETION)))
+        })
+        .map(|owner| format!("{} {} (uid {})", owner.kind, owner.name, owner.uid))
+        .collect();
+    if !solid.is_empty() {
+        violations.push(
+            Some(write.at_ns),
+            format!(
+                "the garbage collector {what} {key} (uid {}) at revision {revision} while its owner {} still \
+                 existed and was not deleting its dependents in the foreground",
+                write.meta.uid,
+                solid.join(", ")
+            ),
+        );
+    }
 }
 
 /// Half 1: every owner reference of the final keyspace names a uid some object of it has.
@@ -318,6 +380,43 @@ mod tests {
             (GARBAGE_COLLECTOR_USER, POD, 6, meta("p", &["r1"], &[], false), true),
         ]);
         assert_eq!(violations(&h), Vec::<String>::new());
+    }
+
+    /// `history`, with the store's `Committed` record of each write and of `unrecorded`
+    /// (key, revision) changes no apiserver recorded (a write whose answer timed out).
+    fn with_commits(
+        writes: &[(&str, &str, Revision, ObjectMetaRecord, bool)],
+        unrecorded: &[(&str, Revision)],
+    ) -> History {
+        let mut h = history(writes);
+        let mut changes: Vec<(Revision, &str, bool)> =
+            writes.iter().map(|(_, k, r, _, removed)| (*r, *k, *removed)).collect();
+        changes.extend(unrecorded.iter().map(|(k, r)| (*r, *k, false)));
+        for (revision, key, removed) in changes {
+            let state = crate::history::KeyState {
+                key: key.to_string(),
+                value_hash: (!removed).then_some(1),
+                value_len: 1,
+                create_revision: 1,
+                mod_revision: revision,
+                version: 1,
+            };
+            h.records.push(Record { at_ns: 0, event: HistoryEvent::Committed { revision, changes: vec![state] } });
+        }
+        h
+    }
+
+    #[test]
+    fn an_owner_changed_by_an_unrecorded_commit_is_not_taken_as_solid() {
+        let writes = [
+            (USER, RS, 2, meta("r", &[], &[], false), false),
+            (USER, POD, 3, meta("p", &["r"], &[], false), false),
+            (GARBAGE_COLLECTOR_USER, POD, 5, meta("p", &["r"], &[], false), true),
+        ];
+        assert_eq!(violations(&with_commits(&writes, &[])).len(), 1, "judged from the commits");
+        // The collector's foreground mark of the ReplicaSet committed at 4, but its answer
+        // timed out: the history holds the commit and no metadata.
+        assert_eq!(violations(&with_commits(&writes, &[(RS, 4)])), Vec::<String>::new());
     }
 
     #[test]
