@@ -6,8 +6,10 @@
 //! The user, in order:
 //! 1. creates three deployments of [`REPLICAS`] pods each, `gc-background`,
 //!    `gc-foreground` and `gc-orphan`; a ConfigMap `gc-config` whose owner reference the
-//!    user writes by hand, naming `gc-background` (any object may have owners); and a
-//!    ConfigMap `gc-held` with a finalizer of the user's own ([`USER_FINALIZER`]);
+//!    user writes by hand, naming `gc-background` (any object may have owners); a
+//!    ConfigMap `gc-shared` owned by `gc-background` and by the ConfigMap `gc-kept`, which
+//!    stays (so `gc-shared` must stay, with the reference to `gc-background` removed); and
+//!    a ConfigMap `gc-held` with a finalizer of the user's own ([`USER_FINALIZER`]);
 //! 2. halfway through the safety phase, once every deployment's pods run (or the faults
 //!    healed, whichever comes first), deletes `gc-background` in the background and at
 //!    once creates it again under the same name with another pod template (`kubectl
@@ -55,6 +57,12 @@ pub const FOREGROUND: &str = "gc-foreground";
 pub const ORPHAN: &str = "gc-orphan";
 /// A ConfigMap the user made a dependent of the first `gc-background`.
 pub const OWNED_CONFIG: &str = "gc-config";
+/// A ConfigMap that stays, the second owner of [`SHARED_CONFIG`].
+pub const KEPT_CONFIG: &str = "gc-kept";
+/// A ConfigMap owned by the first `gc-background` and by [`KEPT_CONFIG`]: once
+/// `gc-background` is gone the collector removes the reference to it and keeps the
+/// ConfigMap (an object with a live owner is never collected).
+pub const SHARED_CONFIG: &str = "gc-shared";
 /// A ConfigMap with the user's own finalizer.
 pub const HELD_CONFIG: &str = "gc-held";
 /// The user's finalizer on [`HELD_CONFIG`].
@@ -125,7 +133,8 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder, safety: Duratio
     let mut checks = Vec::new();
     recorder.note(format!(
         "kubectl create deployment {BACKGROUND},{FOREGROUND},{ORPHAN} --replicas={REPLICAS}; \
-         configmap {OWNED_CONFIG} owned by {BACKGROUND}; configmap {HELD_CONFIG} with finalizer {USER_FINALIZER}"
+         configmap {OWNED_CONFIG} owned by {BACKGROUND}; configmap {SHARED_CONFIG} owned by {BACKGROUND} and \
+         {KEPT_CONFIG}; configmap {HELD_CONFIG} with finalizer {USER_FINALIZER}"
     ));
     let mut background_uid = None;
     for name in [BACKGROUND, FOREGROUND, ORPHAN] {
@@ -161,11 +170,42 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder, safety: Duratio
     }];
     let mut held = ConfigMap { metadata: ObjectMeta::named(NAMESPACE, HELD_CONFIG), ..ConfigMap::default() };
     held.metadata.finalizers = vec![USER_FINALIZER.to_string()];
-    for config_map in [owned, held] {
+    for config_map in
+        [owned, held, ConfigMap { metadata: ObjectMeta::named(NAMESPACE, KEPT_CONFIG), ..ConfigMap::default() }]
+    {
         if let Err(e) = create(kubectl, Object::ConfigMap(config_map), patience).await {
             checks.push(Check::violated(CONVERGENCE, format!("kubectl create configmap never succeeded: {e}")));
             return checks;
         }
+    }
+    // Two owners: gc-background and gc-kept, which stays.
+    let kept_uid = match kubectl.get(Resource::ConfigMaps, NAMESPACE, KEPT_CONFIG).await {
+        Ok(kept) => kept.metadata().uid.clone(),
+        Err(e) => {
+            checks.push(Check::violated(CONVERGENCE, format!("kubectl get configmap {KEPT_CONFIG} failed: {e}")));
+            return checks;
+        }
+    };
+    let mut shared = ConfigMap { metadata: ObjectMeta::named(NAMESPACE, SHARED_CONFIG), ..ConfigMap::default() };
+    shared.metadata.owner_references = vec![
+        OwnerReference {
+            kind: "Deployment".into(),
+            name: BACKGROUND.into(),
+            uid: background_uid.clone(),
+            controller: false,
+            block_owner_deletion: false,
+        },
+        OwnerReference {
+            kind: "ConfigMap".into(),
+            name: KEPT_CONFIG.into(),
+            uid: kept_uid,
+            controller: false,
+            block_owner_deletion: false,
+        },
+    ];
+    if let Err(e) = create(kubectl, Object::ConfigMap(shared), patience).await {
+        checks.push(Check::violated(CONVERGENCE, format!("kubectl create configmap never succeeded: {e}")));
+        return checks;
     }
 
     sleep_until(start + safety / 2).await;
