@@ -55,6 +55,7 @@ pub use api::GARBAGE_COLLECTOR_USER;
 /// is an LRU of 500); past it the set starts over (a forgotten uid is only looked up again).
 pub const MAX_ABSENT_OWNERS: usize = 4096;
 
+/// How the garbage collector runs, and its planted bug.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GarbageCollectorConfig {
     /// The resources whose objects the collector tracks, as owners and as dependents (a
@@ -97,6 +98,7 @@ impl Default for GarbageCollectorConfig {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ItemRef {
     pub resource: Resource,
+    /// Empty for a cluster-scoped kind.
     pub namespace: String,
     pub name: String,
 }
@@ -143,6 +145,7 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// An empty graph (a new leadership term's).
     pub fn new() -> Self {
         Self::default()
     }
