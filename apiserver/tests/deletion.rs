@@ -6,6 +6,7 @@
 
 mod common;
 
+use api::CustomResource;
 use api::{
     ApiError, DeleteOptions, Object, Operation, PropagationPolicy, Resource, Verb, FINALIZER_FOREGROUND_DELETION,
     FINALIZER_ORPHAN,
@@ -184,4 +185,43 @@ fn finalizers_and_block_owner_deletion_are_left_out_of_the_stored_json_when_unse
     let json = serde_json::to_string(&Object::Pod(pod.clone())).unwrap();
     let back: Object = serde_json::from_str(&json).unwrap();
     assert_eq!(back, Object::Pod(pod));
+}
+
+/// A user's kind, to show that custom resources carry finalizers like the built-ins.
+struct Database;
+
+impl api::CustomResource for Database {
+    const DEFINITION: &'static api::CustomResourceDefinition =
+        &api::CustomResourceDefinition::namespaced("example.com", "v1", "Database", "databases");
+    type Spec = u32;
+    type Status = Option<String>;
+}
+
+#[test]
+fn a_custom_resource_is_marked_and_finalized_like_a_built_in() {
+    simulate(async {
+        let c = Cluster::start(|config| {
+            *config = config.clone().with_custom_resource(Database::DEFINITION).unwrap();
+        })
+        .await;
+        let resource = Resource::Custom(Database::DEFINITION);
+        let mut db = api::CustomObject::<Database>::new(api::ObjectMeta::named("default", "orders"), 3);
+        db.metadata.finalizers = strings(&[USER_FINALIZER]);
+        c.create(ADMIN, db.to_object().unwrap()).await.unwrap();
+        let delete = Operation::Delete {
+            resource,
+            namespace: "default".into(),
+            name: "orders".into(),
+            precondition: None,
+            options: DeleteOptions::propagation(PropagationPolicy::Orphan),
+            fence: None,
+        };
+        let marked = c.object(ADMIN, delete).await.unwrap();
+        assert!(marked.metadata().is_being_deleted());
+        assert_eq!(marked.metadata().finalizers, strings(&[USER_FINALIZER, FINALIZER_ORPHAN]));
+        let mut last = c.get(resource, "default", "orders").await.unwrap();
+        last.metadata_mut().finalizers.clear();
+        c.update(ADMIN, last).await.unwrap();
+        check(&c.get(resource, "default", "orders").await, "404 NotFound");
+    });
 }
