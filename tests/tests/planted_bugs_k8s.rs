@@ -197,10 +197,10 @@ fn garbage_collection_failures(bug: Option<PlantedBug>, seeds: Range<u64>) -> Ve
 fn gc_owner_by_name_is_caught_by_garbage_collection() {
     // The scenario deletes gc-background and creates it again under its name at once: a
     // collector that finds owners by name keeps the old ReplicaSet, its pods and the
-    // user's ConfigMaps' references forever. Campaign 0..300 of garbage-collection: 292
-    // seeds caught, the first 0, each with convergence beside it (never at rest); the
-    // other 8 collected the old dependents before the new owner existed. Without the bug
-    // 0..300 all pass. Seeds 1..3 are caught, and pass without the bug.
+    // user's ConfigMaps' references forever. Campaign 0..1000 of garbage-collection (debug
+    // build): 985 seeds caught, the first 0, each with convergence beside it (never at
+    // rest); the other 15 collected the old dependents before the new owner existed.
+    // Without the bug 0..1000 all pass. Seeds 1..3 are caught, and pass without the bug.
     let with_bug = garbage_collection_failures(Some(PlantedBug::GcOwnerByName), 1..3);
     for (seed, failed) in &with_bug {
         assert!(failed.contains("garbage-collection"), "seed {seed}: {failed:?}");
