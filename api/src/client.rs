@@ -13,7 +13,9 @@ use std::time::Duration;
 use madsim::net::Endpoint;
 
 use crate::objects::{Object, Resource, ResourceVersion};
-use crate::protocol::{ApiError, ApiRequest, ApiResponse, ApiResult, Credential, LeaseFence, Operation, WatchEvent};
+use crate::protocol::{
+    ApiError, ApiRequest, ApiResponse, ApiResult, Credential, DeleteOptions, LeaseFence, Operation, WatchEvent,
+};
 
 /// Sees every request a client makes and every answer it gets: the history recorder
 /// implements it. It must not steer the run.
@@ -175,7 +177,30 @@ impl ApiClient {
         precondition: Option<ResourceVersion>,
         fence: Option<LeaseFence>,
     ) -> Result<Object, ApiError> {
-        let op = Operation::Delete { resource, namespace: namespace.into(), name: name.into(), precondition, fence };
+        self.delete_with(resource, namespace, name, precondition, DeleteOptions::default(), fence).await
+    }
+
+    /// [`ApiClient::delete`] with a propagation policy and a UID precondition. The answer
+    /// is the object as it was removed, or, when the delete only marked it (it has
+    /// finalizers, or the policy added one), the object as marked, with its
+    /// `deletionTimestamp` set.
+    pub async fn delete_with(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        name: &str,
+        precondition: Option<ResourceVersion>,
+        options: DeleteOptions,
+        fence: Option<LeaseFence>,
+    ) -> Result<Object, ApiError> {
+        let op = Operation::Delete {
+            resource,
+            namespace: namespace.into(),
+            name: name.into(),
+            precondition,
+            options,
+            fence,
+        };
         expect_object(self.request(op).await?)
     }
 

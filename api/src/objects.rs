@@ -21,6 +21,9 @@ pub type ResourceVersion = i64;
 
 pub type Labels = BTreeMap<String, String>;
 
+/// A reference from a dependent to its owner (Kubernetes `metav1.OwnerReference`). The
+/// owner is identified by its `uid`: a new object of the same kind and name is another
+/// owner, and the garbage collector treats the old one as gone.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnerReference {
     pub kind: String,
@@ -28,7 +31,34 @@ pub struct OwnerReference {
     pub uid: String,
     /// True for the managing controller (Kubernetes: `controller: true`).
     pub controller: bool,
+    /// Kubernetes' `blockOwnerDeletion`: while the owner is deleted in the foreground, it
+    /// stays (with its `foregroundDeletion` finalizer) until this dependent is gone.
+    /// Left out of the stored JSON when false, so objects that never set it are stored
+    /// exactly as before the field existed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub block_owner_deletion: bool,
 }
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// The identity Kubernetes' garbage collector writes as: kube-controller-manager's
+/// service account for it (`generic-garbage-collector`, with
+/// `--use-service-account-credentials`). kubesim's collector uses it too, so that the
+/// history tells its deletes from the other controllers'.
+pub const GARBAGE_COLLECTOR_USER: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
+
+/// The finalizer with which the apiserver marks an object deleted with
+/// [`crate::PropagationPolicy::Orphan`]: the garbage collector removes the owner references to it
+/// from its dependents, then this finalizer (Kubernetes `metav1.FinalizerOrphanDependents`).
+pub const FINALIZER_ORPHAN: &str = "orphan";
+
+/// The finalizer with which the apiserver marks an object deleted with
+/// [`crate::PropagationPolicy::Foreground`]: the garbage collector deletes its dependents, waits
+/// for those with `blockOwnerDeletion` to be gone, then removes this finalizer
+/// (Kubernetes `metav1.FinalizerDeleteDependents`).
+pub const FINALIZER_FOREGROUND_DELETION: &str = "foregroundDeletion";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMeta {
@@ -45,8 +75,17 @@ pub struct ObjectMeta {
     pub labels: Labels,
     pub owner_references: Vec<OwnerReference>,
     pub creation_timestamp_ms: TimestampMs,
-    /// Set when a graceful delete has begun.
+    /// Set by the apiserver when a delete found the object with finalizers (Kubernetes
+    /// `deletionTimestamp`): the object is marked for deletion, not removed, and is
+    /// removed by the update that empties its finalizers. Clients cannot set or clear it.
     pub deletion_timestamp_ms: Option<TimestampMs>,
+    /// What must happen before the object may be removed (Kubernetes `finalizers`): the
+    /// garbage collector's [`FINALIZER_ORPHAN`] and [`FINALIZER_FOREGROUND_DELETION`], or
+    /// a user's own. Every kind has it, custom kinds too. Left out of the stored JSON when
+    /// empty, so objects without finalizers are stored exactly as before the field
+    /// existed (a JSON reader takes its absence as empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finalizers: Vec<String>,
 }
 
 impl ObjectMeta {
@@ -57,6 +96,16 @@ impl ObjectMeta {
     /// The owner reference marked `controller: true`, if any.
     pub fn controller_owner(&self) -> Option<&OwnerReference> {
         self.owner_references.iter().find(|r| r.controller)
+    }
+
+    /// Whether a delete has marked the object (its `deletionTimestamp` is set).
+    pub fn is_being_deleted(&self) -> bool {
+        self.deletion_timestamp_ms.is_some()
+    }
+
+    /// Whether the object carries finalizer `name`.
+    pub fn has_finalizer(&self, name: &str) -> bool {
+        self.finalizers.iter().any(|f| f == name)
     }
 }
 

@@ -61,6 +61,8 @@ pub enum Operation {
         name: String,
         /// Delete only if the object still has this resourceVersion.
         precondition: Option<ResourceVersion>,
+        /// Propagation policy and UID precondition ([`DeleteOptions`]).
+        options: DeleteOptions,
         fence: Option<LeaseFence>,
     },
     /// pods/binding: sets `spec.nodeName` once (409 when already set).
@@ -115,6 +117,41 @@ impl Operation {
             | Operation::Bind { fence, .. } => fence.as_ref(),
             Operation::Get { .. } | Operation::List { .. } | Operation::Watch { .. } => None,
         }
+    }
+}
+
+/// What happens to an object's dependents when it is deleted (Kubernetes
+/// `metav1.DeletionPropagation`; `k8s.io/apiserver/pkg/registry/generic/registry/store.go`,
+/// `deletionFinalizersForGarbageCollection`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PropagationPolicy {
+    /// The object goes at once (unless it has finalizers); the garbage collector deletes
+    /// its dependents afterwards. The default of every kind here, as of apps/v1's.
+    #[default]
+    Background,
+    /// The object is marked with the `foregroundDeletion` finalizer and stays until the
+    /// garbage collector has deleted its blocking dependents.
+    Foreground,
+    /// The object is marked with the `orphan` finalizer; the garbage collector removes
+    /// the owner references to it from its dependents, which stay.
+    Orphan,
+}
+
+/// Kubernetes' `metav1.DeleteOptions`, the parts kubesim models.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteOptions {
+    /// `None`: the default, or what the object's garbage-collection finalizers already
+    /// ask for when it is being deleted.
+    pub propagation_policy: Option<PropagationPolicy>,
+    /// `preconditions.uid`: delete only the object with this uid (404-like Conflict when
+    /// the name now holds another object), as the garbage collector deletes.
+    pub uid_precondition: Option<String>,
+}
+
+impl DeleteOptions {
+    /// Options with `policy` and nothing else.
+    pub fn propagation(policy: PropagationPolicy) -> Self {
+        Self { propagation_policy: Some(policy), uid_precondition: None }
     }
 }
 

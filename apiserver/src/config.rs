@@ -64,6 +64,11 @@ pub struct ApiServerConfig {
     /// last write before the store's lease deletes it (see [`crate::ttl_leases`]).
     pub event_ttl: Duration,
     pub planted_bugs: ApiServerBugs,
+    /// Whether the bootstrap policy includes the garbage collector's ClusterRole and its
+    /// binding to `api::GARBAGE_COLLECTOR_USER` ([`crate::rbac::RbacPolicy::with_garbage_collector_role`]).
+    /// Off by default, so that control planes that run no collector write the same
+    /// bootstrap objects as before (and keep their trace hashes).
+    pub garbage_collector_role: bool,
     /// The custom kinds served, each validated and unique by group and plural (added only
     /// through [`ApiServerConfig::with_custom_resource`]).
     custom_resources: Vec<&'static CustomResourceDefinition>,
@@ -85,6 +90,7 @@ impl ApiServerConfig {
             watch_max_events_per_response: crate::watch_cache::MAX_EVENTS_PER_RESPONSE,
             event_ttl: crate::ttl_leases::DEFAULT_EVENT_TTL,
             planted_bugs: ApiServerBugs::default(),
+            garbage_collector_role: false,
             custom_resources: Vec::new(),
         }
     }

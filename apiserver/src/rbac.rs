@@ -226,6 +226,27 @@ impl RbacPolicy {
     }
 }
 
+impl RbacPolicy {
+    /// This policy plus Kubernetes' `system:controller:generic-garbage-collector`
+    /// ClusterRole (`bootstrappolicy/controller_policy.go`: get, list, watch, patch, update
+    /// and delete of everything) bound to the collector's identity,
+    /// [`api::GARBAGE_COLLECTOR_USER`], as kube-controller-manager with
+    /// `--use-service-account-credentials` runs it.
+    pub fn with_garbage_collector_role(mut self) -> Self {
+        let rules = vec![PolicyRule::new(&["get", "list", "watch", "patch", "update", "delete"], &["*"], &["*"])];
+        self.put_cluster_role(ClusterRole { metadata: ObjectMeta::named("", GARBAGE_COLLECTOR_ROLE), rules });
+        self.put_cluster_role_binding(ClusterRoleBinding {
+            metadata: ObjectMeta::named("", GARBAGE_COLLECTOR_ROLE),
+            subjects: vec![Subject::user(api::GARBAGE_COLLECTOR_USER)],
+            role_ref: RoleRef { kind: RoleRefKind::ClusterRole, name: GARBAGE_COLLECTOR_ROLE.to_string() },
+        });
+        self
+    }
+}
+
+/// The garbage collector's ClusterRole and ClusterRoleBinding.
+pub const GARBAGE_COLLECTOR_ROLE: &str = "system:controller:generic-garbage-collector";
+
 /// Kubernetes' superuser ClusterRole, bound to `system:masters`.
 pub const CLUSTER_ADMIN: &str = "cluster-admin";
 /// The controller-manager's ClusterRole and ClusterRoleBinding.

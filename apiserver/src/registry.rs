@@ -27,7 +27,10 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use api::{ApiError, ApiResponse, Clock, LeaseFence, Namespace, Object, ObjectMeta, Resource, Verb};
+use api::{
+    ApiError, ApiResponse, Clock, DeleteOptions, LeaseFence, Namespace, Object, ObjectMeta, PropagationPolicy,
+    Resource, Verb, FINALIZER_FOREGROUND_DELETION, FINALIZER_ORPHAN,
+};
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -160,6 +163,9 @@ struct Write {
     fence: Option<LeaseFence>,
     /// Create only: the namespace that must exist (NamespaceLifecycle).
     namespace: Option<String>,
+    /// The metadata of the object the write leaves (or removes: `true`), for an observer
+    /// that records it ([`ApiServerObserver::records_object_metadata`]).
+    written: Option<(ObjectMeta, bool)>,
 }
 
 enum Outcome {
@@ -281,6 +287,7 @@ impl<B: Backend> Registry<B> {
             key,
             fence,
             namespace,
+            written: self.metadata_to_record(&object, false),
         };
         match self.commit(user, write).await? {
             Outcome::Committed(revision) => {
@@ -337,13 +344,26 @@ impl<B: Backend> Registry<B> {
         }
         let mut updated = if status_only { merge_status(&stored, object)? } else { merge_update(&stored, object)? };
         admission::check_size(&updated)?;
+        check_finalizers_update(stored.metadata(), updated.metadata())?;
+        // Kubernetes `Store.Update` (`ShouldDeleteDuringUpdate`): the update that empties the
+        // finalizers of an object marked for deletion removes it instead of writing it.
+        let (verb, success) = if stored.metadata().is_being_deleted() && updated.metadata().finalizers.is_empty() {
+            coverage::reached!("apiserver.update.finalized");
+            (
+                Verb::Delete,
+                RequestOp::DeleteRange(DeleteRangeRequest { range: KeyRange::Key(key.clone()), prev_kv: false }),
+            )
+        } else {
+            (verb, self.put_object(&key, &mut updated).await?)
+        };
         let write = Write {
             verb,
             compare: Compare::mod_revision(&key, CompareOp::Equal, resource_version),
-            success: self.put_object(&key, &mut updated).await?,
+            success,
             key,
             fence,
             namespace: None,
+            written: self.metadata_to_record(&updated, verb == Verb::Delete),
         };
         match self.commit(user, write).await? {
             Outcome::Committed(revision) => {
@@ -355,8 +375,21 @@ impl<B: Backend> Registry<B> {
         }
     }
 
-    /// Immediate delete. Returns the object's last state with the deletion's revision as
-    /// its resourceVersion (as the Deleted watch event carries it).
+    /// Delete (Kubernetes `registry/generic/registry/store.go`, `Store.Delete`). The
+    /// object's garbage-collection finalizers are first set from `options`'
+    /// propagation policy (`deletionFinalizersForGarbageCollection`: `orphan` for Orphan,
+    /// `foregroundDeletion` for Foreground, neither for Background; without a policy, the
+    /// ones it already carries). If it then has no finalizer it is removed; otherwise it is
+    /// only marked (`updateForGracefulDeletionAndFinalizers`): `deletionTimestamp` set
+    /// (kept if already set), finalizers written, and the update that later empties its
+    /// finalizers removes it ([`Registry::update`]). A delete of an object already marked
+    /// with the same finalizers writes it again unchanged (Kubernetes skips that no-op
+    /// write; see the comment in the code).
+    ///
+    /// Returns the object's last state with the deletion's revision as its
+    /// resourceVersion (as the Deleted watch event carries it), or the marked object.
+    /// The marking write is recorded as an update of the key, the removal as a delete:
+    /// the history says what the store did.
     #[allow(clippy::too_many_arguments)]
     pub async fn delete(
         &self,
@@ -366,40 +399,51 @@ impl<B: Backend> Registry<B> {
         namespace: &str,
         name: &str,
         precondition: Option<Revision>,
+        options: &DeleteOptions,
         fence: Option<LeaseFence>,
     ) -> Result<Object, ApiError> {
         validate_fence(fence.as_ref())?;
         let key = resource.key(namespace, name);
         for _attempt in 0..MAX_WRITE_ATTEMPTS {
             let stored_kv = self.read_key(&key).await?.ok_or_else(|| not_found(resource, namespace, name))?;
-            let mut stored = decode(&stored_kv)?;
+            let stored = decode(&stored_kv)?;
             check_node_restriction(decision, &stored, user, Verb::Delete)?;
-            if let Some(expected) = precondition {
-                if stored_kv.mod_revision != expected {
-                    return Err(ApiError::Conflict {
-                        reason: format!(
-                            "precondition failed for {resource} {namespace}/{name}: \
-                             resourceVersion is {}, not {expected}",
-                            stored_kv.mod_revision
-                        ),
-                    });
+            check_delete_preconditions(&stored, stored_kv.mod_revision, precondition, options)?;
+            let finalizers = finalizers_after_delete(stored.metadata(), options.propagation_policy);
+            let (verb, success, mut result) = if finalizers.is_empty() {
+                let remove =
+                    RequestOp::DeleteRange(DeleteRangeRequest { range: KeyRange::Key(key.clone()), prev_kv: false });
+                (Verb::Delete, remove, stored)
+            } else {
+                if stored.metadata().is_being_deleted() && finalizers == stored.metadata().finalizers {
+                    // Kubernetes skips this write as a no-op and answers with the stored
+                    // object. kubesim writes it again, unchanged, so that every write it
+                    // acknowledges names a revision at which it committed the key (the
+                    // evidence `no-acknowledged-write-lost` pairs answers with); a retried
+                    // delete whose first answer was lost then reads as one more write.
+                    coverage::reached!("apiserver.delete.already-marked");
+                } else {
+                    coverage::reached!("apiserver.delete.marked");
                 }
-            }
+                let mut marked = stored;
+                let meta = marked.metadata_mut();
+                meta.finalizers = finalizers;
+                meta.deletion_timestamp_ms.get_or_insert(self.clock.now_ms());
+                (Verb::Update, self.put_object(&key, &mut marked).await?, marked)
+            };
             let write = Write {
-                verb: Verb::Delete,
+                verb,
                 compare: Compare::mod_revision(&key, CompareOp::Equal, stored_kv.mod_revision),
-                success: RequestOp::DeleteRange(DeleteRangeRequest {
-                    range: KeyRange::Key(key.clone()),
-                    prev_kv: false,
-                }),
+                success,
                 key: key.clone(),
                 fence: fence.clone(),
                 namespace: None,
+                written: self.metadata_to_record(&result, verb == Verb::Delete),
             };
             match self.commit(user, write).await? {
                 Outcome::Committed(revision) => {
-                    stored.metadata_mut().resource_version = revision;
-                    return Ok(stored);
+                    result.metadata_mut().resource_version = revision;
+                    return Ok(result);
                 }
                 Outcome::ObjectChanged(None) => return Err(not_found(resource, namespace, name)),
                 Outcome::ObjectChanged(Some(_)) => continue,
@@ -440,6 +484,7 @@ impl<B: Backend> Registry<B> {
                 key: key.clone(),
                 fence: fence.clone(),
                 namespace: None,
+                written: self.metadata_to_record(&bound, false),
             };
             match self.commit(user, write).await? {
                 Outcome::Committed(revision) => {
@@ -494,6 +539,9 @@ impl<B: Backend> Registry<B> {
         self.saw_revision(response.header.revision);
         if response.succeeded {
             self.observe(user, write.verb, &write.key, response.header.revision);
+            if let (Some((meta, removed)), Some(observer)) = (&write.written, &self.observer) {
+                observer.object_written(&self.apiserver_name, &write.key, response.header.revision, meta, *removed);
+            }
             if let (Some(lease), Some(observer)) = (lease, &self.observer) {
                 observer.attached_to_lease(&self.apiserver_name, &write.key, response.header.revision, lease);
             }
@@ -553,6 +601,17 @@ impl<B: Backend> Registry<B> {
         Outcome::Committed(guessed_revision)
     }
 
+    /// The metadata [`Write::written`] carries: only for an observer that records it, and
+    /// never of Leases and Events (renewed heartbeats and expiring reports, which own
+    /// nothing and are owned by nothing here).
+    fn metadata_to_record(&self, object: &Object, removed: bool) -> Option<(ObjectMeta, bool)> {
+        let observer = self.observer.as_ref()?;
+        if !observer.records_object_metadata() || matches!(object.resource(), Resource::Leases | Resource::Events) {
+            return None;
+        }
+        Some((object.metadata().clone(), removed))
+    }
+
     fn observe(&self, user: &UserInfo, verb: Verb, key: &str, revision: Revision) {
         if let Some(observer) = &self.observer {
             observer.store_write(&self.apiserver_name, &user.name, verb, key, revision);
@@ -563,6 +622,85 @@ impl<B: Backend> Registry<B> {
 fn gave_up(resource: Resource, namespace: &str, name: &str) -> ApiError {
     ApiError::Conflict {
         reason: format!("{resource} {namespace}/{name} kept changing: gave up after {MAX_WRITE_ATTEMPTS} attempts"),
+    }
+}
+
+/// A delete's preconditions (Kubernetes `storage.Preconditions`: resourceVersion and uid),
+/// checked against the object as stored; 409 Conflict when one does not hold.
+fn check_delete_preconditions(
+    stored: &Object,
+    mod_revision: Revision,
+    precondition: Option<Revision>,
+    options: &DeleteOptions,
+) -> Result<(), ApiError> {
+    let meta = stored.metadata();
+    let describe = || format!("{} {}/{}", stored.resource(), meta.namespace, meta.name);
+    if let Some(expected) = precondition {
+        if mod_revision != expected {
+            return Err(ApiError::Conflict {
+                reason: format!(
+                    "precondition failed for {}: resourceVersion is {mod_revision}, not {expected}",
+                    describe()
+                ),
+            });
+        }
+    }
+    if let Some(uid) = &options.uid_precondition {
+        if *uid != meta.uid {
+            coverage::reached!("apiserver.delete.uid-precondition-failed");
+            return Err(ApiError::Conflict {
+                reason: format!(
+                    "Precondition failed for {}: UID in precondition: {uid}, UID in object meta: {}",
+                    describe(),
+                    meta.uid
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The finalizers a delete leaves on the object (Kubernetes `store.go`,
+/// `deletionFinalizersForGarbageCollection` with `shouldOrphanDependents` and
+/// `shouldDeleteDependents`): the garbage collector's two are dropped and added back as
+/// the policy asks; without a policy, the ones already there stay (the default policy,
+/// Background, adds none). Every other finalizer stays, in order.
+pub fn finalizers_after_delete(meta: &ObjectMeta, policy: Option<PropagationPolicy>) -> Vec<String> {
+    let (orphan, foreground) = match policy {
+        Some(PropagationPolicy::Orphan) => (true, false),
+        Some(PropagationPolicy::Foreground) => (false, true),
+        Some(PropagationPolicy::Background) => (false, false),
+        None => (meta.has_finalizer(FINALIZER_ORPHAN), meta.has_finalizer(FINALIZER_FOREGROUND_DELETION)),
+    };
+    let mut finalizers: Vec<String> = meta
+        .finalizers
+        .iter()
+        .filter(|f| *f != FINALIZER_ORPHAN && *f != FINALIZER_FOREGROUND_DELETION)
+        .cloned()
+        .collect();
+    if orphan {
+        finalizers.push(FINALIZER_ORPHAN.to_string());
+    }
+    if foreground {
+        finalizers.push(FINALIZER_FOREGROUND_DELETION.to_string());
+    }
+    finalizers
+}
+
+/// Kubernetes `ValidateObjectMetaUpdate`: once an object is marked for deletion no new
+/// finalizer may be added (it could otherwise be kept forever).
+fn check_finalizers_update(stored: &ObjectMeta, updated: &ObjectMeta) -> Result<(), ApiError> {
+    if !stored.is_being_deleted() {
+        return Ok(());
+    }
+    match updated.finalizers.iter().find(|f| !stored.finalizers.contains(f)) {
+        None => Ok(()),
+        Some(added) => Err(ApiError::Invalid {
+            field: "metadata.finalizers".into(),
+            reason: format!(
+                "no new finalizers can be added if the object is being deleted (found new finalizer {added})"
+            ),
+        }),
     }
 }
 

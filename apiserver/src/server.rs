@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use api::{ApiError, ApiRequest, ApiResponse, ApiResult, Clock, Operation, Resource, Verb};
+use api::{ApiError, ApiRequest, ApiResponse, ApiResult, Clock, ObjectMeta, Operation, Resource, Verb};
 use madsim::net::Endpoint;
 use madsim::task::JoinHandle;
 use store::api::{KeyRange, RangeRequest, Revision, StoreError};
@@ -31,6 +31,18 @@ pub trait ApiServerObserver: Send + Sync {
     /// Called after a committed store write that attached `key` to store lease `lease`
     /// (an Event under its TTL lease), right after its `store_write`.
     fn attached_to_lease(&self, _apiserver: &str, _key: &str, _revision: i64, _lease: i64) {}
+
+    /// Whether the observer wants [`ApiServerObserver::object_written`] (its metadata is
+    /// cloned for each write only then).
+    fn records_object_metadata(&self) -> bool {
+        false
+    }
+
+    /// Called after a committed write of an object other than a Lease or an Event, right
+    /// after its `store_write`, when [`ApiServerObserver::records_object_metadata`]: the
+    /// metadata the write left at `key` (or, `removed`, that of the object it removed).
+    /// The garbage-collection checker's evidence of owners, uids and finalizers.
+    fn object_written(&self, _apiserver: &str, _key: &str, _revision: i64, _meta: &ObjectMeta, _removed: bool) {}
 
     /// Called after the apiserver's compactor compacted the store up to `revision`.
     fn compacted(&self, _apiserver: &str, _revision: i64) {}
@@ -91,13 +103,17 @@ impl<B: Backend> ApiServer<B> {
             .with_planted_bug_serves_evicted(config.planted_bugs.watch_cache_serves_evicted)
             .with_observer(&config.name, observer.clone())
             .with_custom_resources(config.custom_resources());
+        let bootstrap = match config.garbage_collector_role {
+            true => RbacPolicy::bootstrap().with_garbage_collector_role(),
+            false => RbacPolicy::bootstrap(),
+        };
         Self {
             inner: Arc::new(Inner {
                 config,
                 backend,
                 registry,
                 watch_cache,
-                rbac: RbacCache::new(&RbacPolicy::bootstrap()),
+                rbac: RbacCache::new(&bootstrap),
                 observer,
                 terminating: AtomicBool::new(false),
             }),
@@ -212,9 +228,10 @@ impl<B: Backend> ApiServer<B> {
             Operation::UpdateStatus { object: o, fence } => {
                 registry.update(user, decision, o, fence, true).await.map(object)
             }
-            Operation::Delete { resource, namespace, name, precondition, fence } => {
-                registry.delete(user, decision, resource, &namespace, &name, precondition, fence).await.map(object)
-            }
+            Operation::Delete { resource, namespace, name, precondition, options, fence } => registry
+                .delete(user, decision, resource, &namespace, &name, precondition, &options, fence)
+                .await
+                .map(object),
             Operation::Bind { namespace, pod, node, fence } => {
                 registry.bind(user, &namespace, &pod, &node, fence).await.map(object)
             }

@@ -120,7 +120,13 @@ async fn every_verb<K: Sample>(kubectl: &ApiClient, writes: &RecordedWrites) {
     let (listed, listed_at) = kubectl.list(resource, "").await.unwrap();
     assert!(listed.is_empty());
 
-    let owner = OwnerReference { kind: "Team".into(), name: "payments".into(), uid: "u-1".into(), controller: true };
+    let owner = OwnerReference {
+        kind: "Team".into(),
+        name: "payments".into(),
+        uid: "u-1".into(),
+        controller: true,
+        block_owner_deletion: false,
+    };
     let mut metadata = ObjectMeta::named(ns, "orders");
     metadata.owner_references.push(owner.clone());
     let mut draft = CustomObject::<K>::new(metadata, K::spec());

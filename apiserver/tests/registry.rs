@@ -141,6 +141,7 @@ fn kubelet_may_only_touch_pods_bound_to_its_node() {
                     namespace: "default".into(),
                     name: "web-1".into(),
                     precondition: None,
+                    options: Default::default(),
                     fence: None,
                 },
             )
@@ -272,6 +273,7 @@ fn fenced_writes_need_the_current_lease_version() {
                     namespace: "default".into(),
                     name: "nginx-abc".into(),
                     precondition: None,
+                    options: Default::default(),
                     fence: Some(fence(&lease_v1)),
                 },
             )
@@ -291,6 +293,7 @@ fn delete_honours_its_precondition() {
             namespace: "default".into(),
             name: "web-1".into(),
             precondition,
+            options: Default::default(),
             fence: None,
         };
         let rv = created.metadata().resource_version;

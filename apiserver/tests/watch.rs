@@ -70,6 +70,7 @@ fn watch_from_a_list_revision_returns_later_events_in_order() {
                 namespace: "default".into(),
                 name: "a".into(),
                 precondition: None,
+                options: Default::default(),
                 fence: None,
             },
         )

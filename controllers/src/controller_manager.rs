@@ -1,10 +1,12 @@
 //! kube-controller-manager: leader election on `kube-system/kube-controller-manager` and,
 //! while leading, the deployment, replicaset and node-lifecycle controllers over shared
-//! informers. Every write of a term carries that term's lease fence (when fencing is on).
+//! informers, and the garbage collector when configured
+//! ([`ControllerManagerConfig::garbage_collector`]). Every write of a term carries that term's lease fence (when fencing is on).
 //! Losing leadership aborts the term's informers and workers at once; winning it again
 //! starts fresh ones (with empty caches and expectations, as a restarted Kubernetes
 //! controller-manager would).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use api::{ApiClient, Clock, Resource};
@@ -12,6 +14,7 @@ use api::{ApiClient, Clock, Resource};
 use crate::deployment::{DeploymentController, DeploymentControllerConfig};
 use crate::driver::TaskGroup;
 use crate::events::EventRecorder;
+use crate::garbage_collector::{GarbageCollector, GarbageCollectorConfig};
 use crate::informer::{Informer, InformerConfig};
 use crate::leader_election::{run_while_leader, LeaderElectionConfig, LeaderHandle};
 use crate::node_lifecycle::{NodeLifecycleConfig, NodeLifecycleController, NODE_LEASE_NAMESPACE};
@@ -29,6 +32,11 @@ pub struct ControllerManagerConfig {
     pub deployment: DeploymentControllerConfig,
     pub replica_set: ReplicaSetConfig,
     pub node_lifecycle: NodeLifecycleConfig,
+    /// The garbage collector ([`crate::garbage_collector`]), run only when set and given
+    /// its own client ([`run_with_garbage_collector`]). `None` by default: kubesim's
+    /// scenarios other than `garbage-collection` do not run it yet, so that their trace
+    /// hashes stay as they were until the generated workload turns it on everywhere.
+    pub garbage_collector: Option<GarbageCollectorConfig>,
 }
 
 impl Default for ControllerManagerConfig {
@@ -43,6 +51,7 @@ impl Default for ControllerManagerConfig {
             deployment: DeploymentControllerConfig::default(),
             replica_set: ReplicaSetConfig::default(),
             node_lifecycle: NodeLifecycleConfig::default(),
+            garbage_collector: None,
         }
     }
 }
@@ -51,6 +60,19 @@ impl Default for ControllerManagerConfig {
 pub async fn run(
     config: ControllerManagerConfig,
     client: ApiClient,
+    clock: Clock,
+    observer: Option<Arc<dyn ControllerObserver>>,
+) {
+    run_with_garbage_collector(config, client, None, clock, observer).await
+}
+
+/// [`run`], with the client the garbage collector writes with (its own identity,
+/// `garbage_collector::GARBAGE_COLLECTOR_USER`); the collector runs when both it and
+/// `config.garbage_collector` are given.
+pub async fn run_with_garbage_collector(
+    config: ControllerManagerConfig,
+    client: ApiClient,
+    gc_client: Option<ApiClient>,
     clock: Clock,
     observer: Option<Arc<dyn ControllerObserver>>,
 ) {
@@ -63,7 +85,7 @@ pub async fn run(
         node: EventRecorder::start(client.clone(), clock.clone(), "node-controller"),
     };
     run_while_leader(election, COMPONENT, client.clone(), clock.clone(), observer, |leader| {
-        start_term(&config, &client, &clock, &recorders, leader, observer_for_informers.clone())
+        start_term(&config, &client, gc_client.as_ref(), &clock, &recorders, leader, observer_for_informers.clone())
     })
     .await
 }
@@ -78,6 +100,7 @@ struct Recorders {
 fn start_term(
     config: &ControllerManagerConfig,
     client: &ApiClient,
+    gc_client: Option<&ApiClient>,
     clock: &Clock,
     recorders: &Recorders,
     leader: LeaderHandle,
@@ -119,14 +142,33 @@ fn start_term(
         client: client.clone(),
         clock: clock.clone(),
         events: recorders.node.clone(),
-        leader,
+        leader: leader.clone(),
         nodes: nodes.clone(),
         node_leases: node_leases.clone(),
         pods: pods.clone(),
     }
     .start(&mut tasks);
 
-    for informer in [deployments, replica_sets, pods, nodes, node_leases] {
+    let mut gc_informers = Vec::new();
+    if let (Some(gc_config), Some(gc_client)) = (&config.garbage_collector, gc_client) {
+        // The shared informers where the term has one, the collector's own otherwise.
+        let shared = [&deployments, &replica_sets, &pods];
+        let informers: BTreeMap<Resource, Informer> = gc_config
+            .resources
+            .iter()
+            .map(|&resource| match shared.iter().find(|i| i.resource() == resource) {
+                Some(informer) => (resource, (*informer).clone()),
+                None => {
+                    let own = informer(resource, "");
+                    gc_informers.push(own.clone());
+                    (resource, own)
+                }
+            })
+            .collect();
+        GarbageCollector { config: gc_config.clone(), client: gc_client.clone(), leader, informers }.start(&mut tasks);
+    }
+
+    for informer in [deployments, replica_sets, pods, nodes, node_leases].into_iter().chain(gc_informers) {
         let client = client.clone();
         tasks.spawn(async move { informer.run(client).await });
     }

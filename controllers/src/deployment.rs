@@ -35,11 +35,15 @@ pub struct DeploymentControllerConfig {
     /// `--min-resync-period` is 12 h; kubesim's runs are minutes long, so 30 s).
     pub resync_period_ms: u64,
     pub workqueue: WorkQueueConfig,
+    /// Whether the ReplicaSets' owner references carry `blockOwnerDeletion: true` (see
+    /// `ReplicaSetConfig::block_owner_deletion`: Kubernetes always sets it; kubesim only
+    /// with the garbage collector, so that other scenarios' stored objects stay as they were).
+    pub block_owner_deletion: bool,
 }
 
 impl Default for DeploymentControllerConfig {
     fn default() -> Self {
-        Self { resync_period_ms: 30_000, workqueue: WorkQueueConfig::default() }
+        Self { resync_period_ms: 30_000, workqueue: WorkQueueConfig::default(), block_owner_deletion: false }
     }
 }
 
@@ -93,6 +97,7 @@ pub fn new_replica_set(deployment: &Deployment) -> ReplicaSet {
         name: deployment.metadata.name.clone(),
         uid: deployment.metadata.uid.clone(),
         controller: true,
+        block_owner_deletion: false,
     }];
     ReplicaSet {
         metadata,
@@ -110,12 +115,17 @@ pub enum DeploymentAction {
     UpdateStatus(Deployment),
 }
 
-/// The pure reconcile: the deployment and the ReplicaSets it owns in, writes out.
+/// The pure reconcile: the deployment and the ReplicaSets it owns in, writes out. A
+/// deployment marked for deletion only has its status kept (Kubernetes `syncDeployment`:
+/// `if d.DeletionTimestamp != nil { return dc.syncStatusOnly(...) }`), so that the
+/// ReplicaSets the garbage collector deletes in the foreground are not made again.
 pub fn reconcile_deployment(deployment: &Deployment, owned: &[ReplicaSet]) -> Vec<DeploymentAction> {
     let desired = new_replica_set(deployment);
     let mut actions = Vec::new();
     let current = owned.iter().find(|rs| rs.metadata.name == desired.metadata.name);
+    let deleting = deployment.metadata.is_being_deleted();
     match current {
+        _ if deleting => {}
         None => actions.push(DeploymentAction::CreateReplicaSet(desired.clone())),
         Some(rs) if rs.spec.replicas != deployment.spec.replicas => {
             let mut scaled = rs.clone();
@@ -124,7 +134,7 @@ pub fn reconcile_deployment(deployment: &Deployment, owned: &[ReplicaSet]) -> Ve
         }
         Some(_) => {}
     }
-    for old in owned {
+    for old in owned.iter().filter(|_| !deleting) {
         if old.metadata.name != desired.metadata.name && old.spec.replicas != 0 {
             let mut scaled = old.clone();
             scaled.spec.replicas = 0;
@@ -178,7 +188,7 @@ impl DeploymentController {
                 &self.client,
                 Some(self.leader),
                 &informers,
-                Arc::new(self.events),
+                Arc::new(Term { events: self.events, block_owner_deletion: self.config.block_owner_deletion }),
                 sync,
                 retry_unless_not_leader,
             )
@@ -186,9 +196,16 @@ impl DeploymentController {
     }
 }
 
+/// What every sync of a term shares.
+struct Term {
+    /// Records `ScalingReplicaSet` events.
+    events: EventRecorder,
+    block_owner_deletion: bool,
+}
+
 /// One deployment as cached: its ReplicaSets from the cache into [`reconcile_deployment`],
 /// and its actions carried out under the term's fence.
-async fn sync(object: Arc<Object>, ctx: Arc<Context<EventRecorder>>) -> Result<Action, SyncError> {
+async fn sync(object: Arc<Object>, ctx: Arc<Context<Term>>) -> Result<Action, SyncError> {
     let Some(deployment) = object.as_deployment() else {
         return Ok(Action::AwaitChange);
     };
@@ -199,12 +216,15 @@ async fn sync(object: Arc<Object>, ctx: Arc<Context<EventRecorder>>) -> Result<A
     for action in reconcile_deployment(deployment, &owned) {
         let fence = ctx.write_fence()?;
         let result = match action {
-            DeploymentAction::CreateReplicaSet(rs) => {
+            DeploymentAction::CreateReplicaSet(mut rs) => {
+                for owner in &mut rs.metadata.owner_references {
+                    owner.block_owner_deletion = ctx.data().block_owner_deletion;
+                }
                 let (name, replicas) = (rs.metadata.name.clone(), rs.spec.replicas);
                 match client.create(Object::ReplicaSet(rs), fence).await {
                     // Deterministic name: an earlier attempt already created it.
                     Err(ApiError::AlreadyExists { .. }) => Ok(()),
-                    other => other.map(|_| scaled(ctx.data(), &object, &name, 0, replicas)),
+                    other => other.map(|_| scaled(&ctx.data().events, &object, &name, 0, replicas)),
                 }
             }
             DeploymentAction::ScaleReplicaSet(rs) => {
@@ -213,7 +233,7 @@ async fn sync(object: Arc<Object>, ctx: Arc<Context<EventRecorder>>) -> Result<A
                 client
                     .update(Object::ReplicaSet(rs), fence)
                     .await
-                    .map(|_| scaled(ctx.data(), &object, &name, before, replicas))
+                    .map(|_| scaled(&ctx.data().events, &object, &name, before, replicas))
             }
             DeploymentAction::UpdateStatus(d) => client.update_status(Object::Deployment(d), fence).await.map(drop),
         };

@@ -102,6 +102,9 @@ impl KubeletState {
     }
 }
 
+// Short-lived values, a handful per sync, moved once: boxing the pod would only add an
+// allocation (the pod grew past clippy's bound with `metadata.finalizers`).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KubeletAction {
     /// Begin starting the pod's containers (they run after the start delay).

@@ -20,6 +20,7 @@ pub mod controller_manager;
 pub mod deployment;
 pub mod driver;
 pub mod events;
+pub mod garbage_collector;
 pub mod informer;
 pub mod kubelet;
 pub mod leader_election;

@@ -48,6 +48,12 @@ pub struct ReplicaSetConfig {
     /// create too many pods; kubesim's convergence checker (invariant 13, "no more pods
     /// than desired at rest", and the created-pods count in the history) must catch it.
     pub planted_bug_no_expectations: bool,
+    /// Whether the pods' owner references carry `blockOwnerDeletion: true`, as
+    /// Kubernetes' `metav1.NewControllerRef` always sets it (a foreground deletion of the
+    /// ReplicaSet then waits for its pods). Off by default only so that the stored pods of
+    /// the scenarios that run no garbage collector stay byte for byte as they were (their
+    /// trace hashes with them); the control plane turns it on with the garbage collector.
+    pub block_owner_deletion: bool,
 }
 
 impl Default for ReplicaSetConfig {
@@ -58,6 +64,7 @@ impl Default for ReplicaSetConfig {
             resync_period_ms: 30_000,
             workqueue: WorkQueueConfig::default(),
             planted_bug_no_expectations: false,
+            block_owner_deletion: false,
         }
     }
 }
@@ -191,7 +198,10 @@ pub fn reconcile_replica_set(
     let mut active: Vec<&Pod> = pods.iter().filter(|p| is_owned_by(p, rs) && is_active(p)).collect();
     let desired = rs.spec.replicas.max(0) as usize;
     let mut actions = Vec::new();
-    if may_act {
+    // Kubernetes `syncReplicaSet`: `rsNeedsSync && rs.DeletionTimestamp == nil`; a
+    // ReplicaSet marked for deletion (its pods being deleted in the foreground, or
+    // orphaned) is no longer scaled, only its status kept.
+    if may_act && !rs.metadata.is_being_deleted() {
         if active.len() < desired {
             actions.push(ReplicaSetAction::CreatePods((desired - active.len()).min(burst_replicas)));
         } else if active.len() > desired {
@@ -222,6 +232,7 @@ pub fn new_pod(rs: &ReplicaSet, suffix: &str) -> Pod {
         name: rs.metadata.name.clone(),
         uid: rs.metadata.uid.clone(),
         controller: true,
+        block_owner_deletion: false,
     }];
     let mut spec = rs.spec.template.spec.clone();
     spec.node_name = None;
@@ -340,6 +351,7 @@ struct Term {
     clock: Clock,
     events: EventRecorder,
     core: Arc<Mutex<ReplicaSetSync>>,
+    block_owner_deletion: bool,
 }
 
 impl ReplicaSetController {
@@ -363,7 +375,8 @@ impl ReplicaSetController {
             ..ControllerConfig::default()
         };
         let informers = BTreeMap::from([(Resource::ReplicaSets, self.replica_sets), (Resource::Pods, self.pods)]);
-        let term = Term { clock: self.clock, events: self.events, core };
+        let block_owner_deletion = self.config.block_owner_deletion;
+        let term = Term { clock: self.clock, events: self.events, core, block_owner_deletion };
         Controller::new(Resource::ReplicaSets, "")
             .owns(Resource::Pods)
             .with_config(config)
@@ -432,6 +445,9 @@ async fn create_pods(ctx: &Context<Term>, rs_key: &str, rs: &ReplicaSet, n: usiz
             .map(|_| {
                 let mut pod = new_pod(rs, &random_pod_suffix());
                 pod.metadata.creation_timestamp_ms = ctx.data().clock.now_ms();
+                for owner in &mut pod.metadata.owner_references {
+                    owner.block_owner_deletion = ctx.data().block_owner_deletion;
+                }
                 ctx.client().create(Object::Pod(pod), fence.clone())
             })
             .collect();

@@ -181,6 +181,7 @@ pub fn owner_reference(owner: &Object) -> OwnerReference {
         name: meta.name.clone(),
         uid: meta.uid.clone(),
         controller: true,
+        block_owner_deletion: false,
     }
 }
 
@@ -733,7 +734,13 @@ mod tests {
         let reference = owner_reference(&Object::Pod(pod));
         assert_eq!(
             reference,
-            OwnerReference { kind: "Pod".into(), name: "orders-0".into(), uid: "uid-7".into(), controller: true }
+            OwnerReference {
+                kind: "Pod".into(),
+                name: "orders-0".into(),
+                uid: "uid-7".into(),
+                controller: true,
+                block_owner_deletion: false
+            }
         );
     }
 

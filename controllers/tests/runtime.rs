@@ -162,6 +162,7 @@ async fn reconcile_runs_for_each_primary_and_again_when_an_owned_child_changes()
             namespace: "default".into(),
             name: "orders".into(),
             precondition: None,
+            options: Default::default(),
             fence: None,
         },
     );

@@ -58,8 +58,9 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct SeedFlags {
     /// Which scenario to run: deploy-nginx (the whole control plane), store-smoke (the
-    /// store alone; it refuses the disk-loss kinds), or one a user registered (`kubesim
-    /// scenarios` lists them).
+    /// store alone; it refuses the disk-loss kinds), garbage-collection (the control plane
+    /// with its garbage collector, deletes with each propagation policy; it refuses the
+    /// disk-loss kinds), or one a user registered (`kubesim scenarios` lists them).
     #[arg(long, default_value = "deploy-nginx")]
     pub scenario: Scenario,
     #[arg(long, default_value = "all", help = faults_help())]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use api::{ApiClient, ApiObserver, ClientConfig, Clock, Credential};
 use apiserver::{ApiServerBugs, ApiServerConfig, ApiServerObserver, Termination, UserInfo};
 use controllers::controller_manager::ControllerManagerConfig;
+use controllers::garbage_collector::{GarbageCollectorConfig, GARBAGE_COLLECTOR_USER};
 use controllers::kubelet::{KubeletConfig, KubeletState};
 use controllers::observer::ControllerObserver;
 use controllers::scheduler::SchedulerConfig;
@@ -21,9 +22,9 @@ use crate::cluster::StoreCluster;
 use crate::membership::{follow_endpoints, StoreOptions};
 use crate::nodes::SeedNodes;
 use crate::operator::ApiServerProcess;
-use crate::recorder::Recorder;
+use crate::recorder::{ObjectMetadataRecorder, Recorder};
 use crate::store_traffic;
-use crate::workload::Workload;
+use crate::workload::{Shape, Workload, INITIAL_REPLICAS};
 
 /// The cluster's shape and the switches scenarios and planted bugs turn.
 #[derive(Clone, Debug)]
@@ -41,6 +42,20 @@ pub struct ControlPlaneOptions {
     pub informer_skips_relist: bool,
     /// Planted bug `controller-writes-store`: see `rogue_store_writer`.
     pub controller_writes_store: bool,
+    /// Runs the garbage collector in the controller-manager (under its own identity,
+    /// `system:serviceaccount:kube-system:generic-garbage-collector`), has the deployment
+    /// and replicaset controllers set `blockOwnerDeletion` on the owner references they
+    /// write, as Kubernetes' do, and records each object write's metadata in the history
+    /// (`HistoryEvent::ObjectWritten`) for the garbage-collection checker.
+    ///
+    /// Off by default, and off in `deploy-nginx` and `store-smoke` for now, so that their
+    /// trace hashes do not move (the stored pods and ReplicaSets, the collector's requests
+    /// and the new records would all change them); on in the `garbage-collection`
+    /// scenario. A later change turns it on everywhere, together with a generated workload
+    /// that deletes things.
+    pub garbage_collection: bool,
+    /// Planted bug `gc-owner-by-name` (see `GarbageCollectorConfig::planted_bug_owner_by_name`).
+    pub gc_owner_by_name: bool,
     /// Until this simulated time, apiserver-0's node also runs etcd-robustness-style
     /// store traffic (see `crate::store_traffic::spawn`). `None`: off.
     pub store_traffic_until: Option<std::time::Duration>,
@@ -114,6 +129,22 @@ impl ControlPlaneTuning {
     }
 }
 
+impl ControlPlaneOptions {
+    /// Sets what `shape` fixes (kubelets, replicas, store members); what it leaves
+    /// `None` keeps its current value.
+    pub fn reshape(&mut self, shape: &Shape) {
+        if let Some(kubelets) = shape.kubelets {
+            self.n_kubelets = kubelets;
+        }
+        if let Some(replicas) = shape.replicas {
+            self.workload = Workload { initial_replicas: replicas.min(INITIAL_REPLICAS), scaled_replicas: replicas };
+        }
+        if let Some(members) = shape.store_members {
+            self.store.n_members = members;
+        }
+    }
+}
+
 impl Default for ControlPlaneOptions {
     fn default() -> Self {
         Self {
@@ -126,6 +157,8 @@ impl Default for ControlPlaneOptions {
             replicaset_no_expectations: false,
             informer_skips_relist: false,
             controller_writes_store: false,
+            garbage_collection: false,
+            gc_owner_by_name: false,
             store_traffic_until: None,
             workload: Default::default(),
             tuning: ControlPlaneTuning::default(),
@@ -176,6 +209,9 @@ impl ControlPlane {
         let store = StoreCluster::start(&options.store, recorder, nodes);
         let apiserver_addrs: Vec<SocketAddr> = (0..options.n_apiservers).map(addresses::apiserver).collect();
         let mut users = vec![UserInfo::admin(), UserInfo::controller_manager(), UserInfo::scheduler()];
+        if options.garbage_collection {
+            users.push(UserInfo::new(GARBAGE_COLLECTOR_USER, &[]));
+        }
         users.extend((0..options.n_kubelets).map(|i| UserInfo::node(&kubelet_name(i))));
         users.extend(options.users.iter().cloned());
         users.extend(options.operators.iter().map(|operator| operator.user.clone()));
@@ -268,6 +304,7 @@ fn start_apiserver(
             .unwrap_or_else(|e| panic!("the scenario's custom resource {definition}: {e}"));
     }
     config.planted_bugs = options.apiserver_bugs;
+    config.garbage_collector_role = options.garbage_collection;
     config.compaction_interval = std::time::Duration::from_millis(options.tuning.compaction_interval_ms);
     config.watch_cache_capacity = options.tuning.watch_cache_capacity;
     config.event_ttl = std::time::Duration::from_millis(options.tuning.event_ttl_ms);
@@ -279,7 +316,11 @@ fn start_apiserver(
     }
     let clock = Clock::new();
     let endpoints = store.endpoints();
-    let observer: Arc<dyn ApiServerObserver> = Arc::new(recorder.clone());
+    let observer: Arc<dyn ApiServerObserver> = if options.garbage_collection {
+        Arc::new(ObjectMetadataRecorder(recorder.clone()))
+    } else {
+        Arc::new(recorder.clone())
+    };
     let node_clock = clock.clone();
     let termination = Termination::new();
     let node_termination = termination.clone();
@@ -358,6 +399,16 @@ fn start_controller_manager(
     config.deployment.resync_period_ms = tuning.resync_period_ms;
     config.node_lifecycle.node_monitor_grace_period_ms = tuning.node_monitor_grace_period_ms;
     config.node_lifecycle.pod_eviction_timeout_ms = tuning.pod_eviction_timeout_ms;
+    if options.garbage_collection {
+        config.garbage_collector = Some(GarbageCollectorConfig {
+            resync_period_ms: tuning.resync_period_ms,
+            planted_bug_owner_by_name: options.gc_owner_by_name,
+            ..GarbageCollectorConfig::default()
+        });
+        config.deployment.block_owner_deletion = true;
+        config.replica_set.block_owner_deletion = true;
+    }
+    let with_gc = options.garbage_collection;
     let client_config = tuning.client_config();
     let clock = Clock::new();
     let (servers, node_clock) = (servers.to_vec(), clock.clone());
@@ -372,11 +423,25 @@ fn start_controller_manager(
                 if let Some(members) = rogue_members {
                     madsim::task::spawn(rogue_store_writer(members));
                 }
+                let gc_client = match with_gc {
+                    true => Some(
+                        ApiClient::connect(
+                            servers.clone(),
+                            credential(GARBAGE_COLLECTOR_USER),
+                            client_config.clone(),
+                            api_obs.clone(),
+                        )
+                        .await
+                        .expect("bind the garbage collector's client"),
+                    ),
+                    false => None,
+                };
                 let client =
                     ApiClient::connect(servers, credential("system:kube-controller-manager"), client_config, api_obs)
                         .await
                         .expect("bind the controller-manager's client");
-                controllers::controller_manager::run(config, client, clock, ctl_obs).await;
+                controllers::controller_manager::run_with_garbage_collector(config, client, gc_client, clock, ctl_obs)
+                    .await;
             }
         }),
     );

@@ -122,7 +122,7 @@ fn knob_error(knob: &'static str, problem: impl Into<String>) -> KnobError {
 
 impl Knobs {
     /// The most store members a run may have.
-    pub const MAX_MEMBERS: usize = 7;
+    pub const MAX_MEMBERS: usize = crate::workload::MAX_STORE_MEMBERS;
 
     /// The knobs `seed` picks: from the seed alone, before the run. Every knob is an
     /// independent draw of one stream; the two store knobs come first, in the order they

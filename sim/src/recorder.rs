@@ -233,6 +233,51 @@ impl apiserver::ApiServerObserver for Recorder {
     }
 }
 
+/// The apiserver observer of a control plane that runs the garbage collector: the
+/// recorder, plus the metadata of each committed object write
+/// ([`HistoryEvent::ObjectWritten`]), the garbage-collection checker's evidence. Only
+/// such control planes record it, so other runs' histories and trace hashes stay as
+/// they were.
+pub struct ObjectMetadataRecorder(pub Recorder);
+
+impl apiserver::ApiServerObserver for ObjectMetadataRecorder {
+    fn store_write(&self, apiserver: &str, user: &str, verb: Verb, key: &str, revision: i64) {
+        self.0.store_write(apiserver, user, verb, key, revision);
+    }
+
+    fn records_object_metadata(&self) -> bool {
+        true
+    }
+
+    fn object_written(&self, _apiserver: &str, key: &str, revision: i64, meta: &api::ObjectMeta, removed: bool) {
+        self.0.record(HistoryEvent::ObjectWritten {
+            key: key.to_string(),
+            revision,
+            meta: crate::history::ObjectMetaRecord::of(meta),
+            removed,
+        });
+    }
+
+    fn attached_to_lease(&self, apiserver: &str, key: &str, revision: i64, lease: i64) {
+        self.0.attached_to_lease(apiserver, key, revision, lease);
+    }
+
+    fn compacted(&self, apiserver: &str, revision: i64) {
+        self.0.compacted(apiserver, revision);
+    }
+
+    fn watch_served_below_window(
+        &self,
+        apiserver: &str,
+        resource: api::Resource,
+        namespace: &str,
+        since: i64,
+        window_start: i64,
+    ) {
+        self.0.watch_served_below_window(apiserver, resource, namespace, since, window_start);
+    }
+}
+
 fn operation_target(operation: &Operation) -> (String, String) {
     match operation {
         Operation::Get { namespace, name, .. } | Operation::Delete { namespace, name, .. } => {

@@ -15,7 +15,7 @@ use crate::knobs::Knobs;
 use crate::nodes::SeedNodes;
 use crate::recorder::Recorder;
 use crate::report::{Check, RunReport};
-use crate::scenario::{deploy_nginx, store_smoke, Scenario, UnsupportedFault};
+use crate::scenario::{deploy_nginx, garbage_collection, store_smoke, Scenario, UnsupportedFault};
 use crate::workload::Shape;
 use store::api::{KeyRange, Principal, RangeRequest};
 use store::client::{StoreClient, StoreClientConfig};
@@ -78,7 +78,7 @@ impl RunOptions {
     /// These options with the cluster size `shape` fixes (checked by the caller with
     /// [`Shape::validate`]), kept for every seed [`RunOptions::for_seed`] derives.
     pub fn with_shape(mut self, shape: Shape) -> Self {
-        shape.apply(&mut self.cluster);
+        self.cluster.reshape(&shape);
         self.shape = shape;
         self
     }
@@ -89,7 +89,7 @@ impl RunOptions {
         let mut options = self.clone();
         options.seed = seed;
         self.knobs_of(seed).apply(&mut options.cluster);
-        self.shape.apply(&mut options.cluster);
+        options.cluster.reshape(&self.shape);
         options
     }
 
@@ -121,7 +121,7 @@ impl RunOptions {
             Scenario::StoreSmoke => {
                 Topology { store_members, apiservers: 0, controller_managers: 0, schedulers: 0, kubelets: 0 }
             }
-            Scenario::DeployNginx | Scenario::Custom(_) => Topology {
+            Scenario::DeployNginx | Scenario::GarbageCollection | Scenario::Custom(_) => Topology {
                 store_members,
                 apiservers: self.cluster.n_apiservers,
                 controller_managers: self.cluster.n_controller_managers,
@@ -277,6 +277,9 @@ fn scenario_task(
         let outcome = match options.scenario.clone() {
             Scenario::DeployNginx => deploy_nginx::run(recorder, &nodes, options.cluster.clone(), plan).await,
             Scenario::StoreSmoke => store_smoke::run(recorder, &nodes, options.cluster.store.clone(), plan).await,
+            Scenario::GarbageCollection => {
+                garbage_collection::run(recorder, &nodes, options.cluster.clone(), plan).await
+            }
             Scenario::Custom(custom) => {
                 crate::scenario::custom::run(custom, recorder, &nodes, options.cluster.clone(), plan).await
             }
@@ -360,7 +363,7 @@ fn report_of(
 ) -> RunReport {
     let apiserver_sources = match options.scenario {
         Scenario::StoreSmoke => vec![addresses::WORKLOAD],
-        Scenario::DeployNginx | Scenario::Custom(_) => {
+        Scenario::DeployNginx | Scenario::GarbageCollection | Scenario::Custom(_) => {
             (0..options.cluster.n_apiservers).map(|i| addresses::apiserver(i).ip()).collect()
         }
     };

@@ -3,6 +3,10 @@
 //! (`ControlPlaneOptions::workload`), so that a corpus case or a property test can draw
 //! another; the scenario (`crate::scenario::deploy_nginx`) plays it out.
 
+/// The most store members a cluster may have (the address plan and the nemesis's
+/// targets are sized for it); `Knobs::MAX_MEMBERS` is this.
+pub const MAX_STORE_MEMBERS: usize = 7;
+
 /// The replicas `kubectl create deployment` asks for in the scenario's documented flow.
 pub const INITIAL_REPLICAS: i32 = 3;
 /// The replicas `kubectl scale` asks for in the scenario's documented flow.
@@ -56,7 +60,7 @@ pub enum ShapeError {
     Kubelets(u32),
     #[error("--replicas {0}: expected at least 1")]
     Replicas(i32),
-    #[error("--store-members {0}: expected 1 to {max}", max = crate::knobs::Knobs::MAX_MEMBERS)]
+    #[error("--store-members {0}: expected 1 to {max}", max = MAX_STORE_MEMBERS)]
     StoreMembers(usize),
     #[error(
         "--replicas {replicas} needs at least {needed} kubelets (each has {cpu} millicores, a pod asks {pod}), \
@@ -87,7 +91,7 @@ impl Shape {
         if let Some(replicas) = self.replicas.filter(|r| *r < 1) {
             return Err(ShapeError::Replicas(replicas));
         }
-        if let Some(members) = self.store_members.filter(|m| !(1..=crate::knobs::Knobs::MAX_MEMBERS).contains(m)) {
+        if let Some(members) = self.store_members.filter(|m| !(1..=MAX_STORE_MEMBERS).contains(m)) {
             return Err(ShapeError::StoreMembers(members));
         }
         let kubelets = self.kubelets.unwrap_or(3);
@@ -104,18 +108,5 @@ impl Shape {
             });
         }
         Ok(())
-    }
-
-    /// Sets what this shape fixes in `cluster`.
-    pub fn apply(&self, cluster: &mut crate::control_plane::ControlPlaneOptions) {
-        if let Some(kubelets) = self.kubelets {
-            cluster.n_kubelets = kubelets;
-        }
-        if let Some(replicas) = self.replicas {
-            cluster.workload = Workload { initial_replicas: replicas.min(INITIAL_REPLICAS), scaled_replicas: replicas };
-        }
-        if let Some(members) = self.store_members {
-            cluster.store.n_members = members;
-        }
     }
 }

@@ -488,6 +488,57 @@ pub enum HistoryEvent {
         revision: Revision,
         found: Result<Option<KeyState>, String>,
     },
+    /// An apiserver's committed write left `key` holding an object with this metadata at
+    /// `revision`, or (`removed`) removed the object that had it: recorded after the
+    /// write's `StoreWrite`, for every kind but Leases and Events, and only when the
+    /// control plane runs the garbage collector (`ControlPlaneOptions::garbage_collector`;
+    /// other runs' histories, and trace hashes, stay as they were). The evidence of
+    /// owners, uids, finalizers and deletion marks the garbage-collection checker judges.
+    ObjectWritten {
+        key: String,
+        revision: Revision,
+        meta: ObjectMetaRecord,
+        removed: bool,
+    },
+}
+
+/// What the history keeps of an object's metadata ([`HistoryEvent::ObjectWritten`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMetaRecord {
+    pub uid: String,
+    pub owners: Vec<OwnerRecord>,
+    pub finalizers: Vec<String>,
+    /// Marked for deletion (`deletionTimestamp` set).
+    pub being_deleted: bool,
+}
+
+/// One owner reference as the history keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct OwnerRecord {
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+    pub block_owner_deletion: bool,
+}
+
+impl ObjectMetaRecord {
+    pub fn of(meta: &api::ObjectMeta) -> Self {
+        ObjectMetaRecord {
+            uid: meta.uid.clone(),
+            owners: meta
+                .owner_references
+                .iter()
+                .map(|o| OwnerRecord {
+                    kind: o.kind.clone(),
+                    name: o.name.clone(),
+                    uid: o.uid.clone(),
+                    block_owner_deletion: o.block_owner_deletion,
+                })
+                .collect(),
+            finalizers: meta.finalizers.clone(),
+            being_deleted: meta.is_being_deleted(),
+        }
+    }
 }
 
 /// One key's state as a checker needs it: enough to compare keyspaces key by key without

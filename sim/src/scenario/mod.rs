@@ -4,6 +4,7 @@
 
 pub mod custom;
 pub mod deploy_nginx;
+pub mod garbage_collection;
 pub mod store_smoke;
 
 use std::fmt;
@@ -21,6 +22,10 @@ pub enum Scenario {
     DeployNginx,
     /// Three store members, a client workload, one leader crash.
     StoreSmoke,
+    /// The control plane with its garbage collector on: deployments deleted with each
+    /// propagation policy, one re-created under its name, a user's finalizer
+    /// ([`garbage_collection`]).
+    GarbageCollection,
     /// A scenario a user registered ([`custom::register`]).
     Custom(Arc<dyn CustomScenario>),
 }
@@ -149,7 +154,7 @@ pub struct UnsupportedFault {
 
 impl Scenario {
     /// kubesim's own scenarios.
-    pub const BUILT_IN: [Scenario; 2] = [Scenario::DeployNginx, Scenario::StoreSmoke];
+    pub const BUILT_IN: [Scenario; 3] = [Scenario::DeployNginx, Scenario::StoreSmoke, Scenario::GarbageCollection];
 
     /// Every scenario this process knows: the built-ins, then the registered ones by name.
     pub fn all() -> Vec<Scenario> {
@@ -172,11 +177,16 @@ impl Scenario {
     /// restore, so the kinds that wipe disks (and the snapshot corruption that only
     /// matters to a restore) would be reported as violations of the store when they are
     /// the scenario's own blind spot. deploy-nginx follows the operator through both.
+    /// garbage-collection refuses them too: its user deletes and re-creates objects once,
+    /// and does not re-apply after a restore rolls the store back to before that.
     pub fn supports(&self, kind: faults::FaultKind) -> Result<(), UnsupportedFault> {
         let refused = |reason| Err(UnsupportedFault { scenario: self.name(), kind, reason });
         match self {
             Scenario::StoreSmoke if kind.loses_disks() => {
                 refused("it does not follow the operator's member replacements and restores")
+            }
+            Scenario::GarbageCollection if kind.loses_disks() => {
+                refused("its user does not re-apply what a restore from an older backup rolls back")
             }
             Scenario::Custom(custom) => custom.supports(kind).or_else(refused),
             _ => Ok(()),
@@ -187,6 +197,7 @@ impl Scenario {
         match self {
             Scenario::DeployNginx => "deploy-nginx",
             Scenario::StoreSmoke => "store-smoke",
+            Scenario::GarbageCollection => "garbage-collection",
             Scenario::Custom(custom) => custom.name(),
         }
     }
@@ -196,6 +207,9 @@ impl Scenario {
         match self {
             Scenario::DeployNginx => "the whole control plane creates a 3-replica deployment, then scales it to 5",
             Scenario::StoreSmoke => "the store alone: three members, a client workload, one leader crash",
+            Scenario::GarbageCollection => {
+                "the garbage collector on: deployments deleted in the background (and re-created), foreground and orphan, a user's finalizer"
+            }
             Scenario::Custom(custom) => custom.about(),
         }
     }

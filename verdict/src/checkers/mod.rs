@@ -14,6 +14,7 @@ mod backup_restore_equality;
 mod controller_single_leader;
 mod durability;
 mod epochs;
+mod garbage_collection;
 mod informer_continuity;
 mod lease_expiry;
 mod linearizability;
@@ -122,13 +123,21 @@ pub enum Invariant {
     /// relies on it for Events (`--event-ttl`): an early expiry deletes objects clients
     /// still read.
     LeaseExpiry,
+    /// §4.15: the garbage collector deletes what Kubernetes' would, and only that
+    /// (`pkg/controller/garbagecollector`): at rest no object names an owner (by uid) that
+    /// is gone (dependents orphaned on purpose had the reference removed), and the
+    /// collector never removes or marks for deletion an object that, just before, had an
+    /// owner that existed and was not deleting its dependents in the foreground. The exact
+    /// rule is in `checkers/garbage_collection.rs`. Judged only in runs whose control plane
+    /// runs the collector.
+    GarbageCollection,
     /// An invariant a user's scenario defines and judges with its own [`Checker`] (the
     /// example `Database` operator's single primary, say).
     Custom(CustomInvariant),
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 14] = [
+    pub const ALL: [Invariant; 15] = [
         Invariant::StoreSingleWriter,
         Invariant::RaftElectionSafety,
         Invariant::RaftStateMachineSafety,
@@ -139,6 +148,7 @@ impl Invariant {
         Invariant::PodBoundOnce,
         Invariant::Convergence,
         Invariant::LeaseExpiry,
+        Invariant::GarbageCollection,
         Invariant::BackupRestoreEquality,
         Invariant::RevisionsNeverGoBackwards,
         Invariant::RestoreDurability,
@@ -161,6 +171,7 @@ impl Invariant {
             Invariant::RestoreDurability => "restore-durability",
             Invariant::InformerContinuity => "informer-continuity",
             Invariant::LeaseExpiry => "lease-expiry",
+            Invariant::GarbageCollection => "garbage-collection",
             Invariant::Custom(custom) => custom.name(),
         }
     }
@@ -441,7 +452,7 @@ pub fn check_all_with(input: &CheckInput, more: &[std::sync::Arc<dyn Checker>]) 
 /// Each history's views are built once, for all its checkers.
 pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
     type Checker = fn(&CheckInput, &Views) -> Verdict;
-    const PER_EPOCH: [Checker; 10] = [
+    const PER_EPOCH: [Checker; 11] = [
         |input, _| store_single_writer::check(input),
         |input, _| raft_election_safety::check(input),
         |input, _| raft_state_machine_safety::check(input),
@@ -452,6 +463,7 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
         |input, _| pod_bound_once::check(input),
         replica_count::check,
         |input, _| lease_expiry::check(input),
+        |input, _| garbage_collection::check(input),
     ];
     let views = Views::of(input.history);
     let epochs = epochs::split(input.history, &views);
