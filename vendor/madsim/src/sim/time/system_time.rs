@@ -45,7 +45,10 @@ unsafe extern "C" fn clock_gettime(
     clockid: libc::clockid_t,
     tp: *mut libc::timespec,
 ) -> libc::c_int {
-    if let Some(time) = super::TimeHandle::try_current() {
+    // kubesim patch: the runtime's time handle borrowed, not cloned (two reference counts
+    // touched on every `Instant::now()` in the simulation).
+    if let Some(dur) = crate::context::try_current(|handle| {
+        let time = &handle.time;
         // inside a madsim context, use the simulated time.
         let system_time_duration = || {
             time.now_time()
@@ -67,6 +70,8 @@ unsafe extern "C" fn clock_gettime(
             libc::CLOCK_UPTIME_RAW => instant_duration(),
             _ => panic!("unsupported clockid: {clockid}"),
         };
+        dur
+    }) {
         tp.write(libc::timespec {
             tv_sec: dur.as_secs() as _,
             tv_nsec: dur.subsec_nanos() as _,
