@@ -42,6 +42,7 @@ impl TimeRuntime {
             inner: Arc::new(TimeInner {
                 timer: Mutex::new(Timer::default()),
                 clock: Clock::new(base_time),
+                next_deadline: AtomicU64::new(u64::MAX),
             }),
         };
         TimeRuntime { handle }
@@ -53,20 +54,22 @@ impl TimeRuntime {
 
     /// Advances time to the closest timer event. Returns true if succeed.
     pub fn advance_to_next_event(&self) -> bool {
-        let mut timer = self.handle.inner.timer.lock();
-        if let Some(mut time) = timer.next() {
-            // WARN: in some platform such as M1 macOS,
-            //       let t0: Instant;
-            //       let t1: Instant;
-            //       t0 + (t1 - t0) < t1 !!
-            // we should add eps to make sure 'now >= deadline' and avoid deadlock
-            time += Duration::from_nanos(50);
-            timer.expire(time);
-            self.handle.inner.clock.set_elapsed(time);
-            true
-        } else {
-            false
-        }
+        let inner = &self.handle.inner;
+        inner.with_timer(|timer| {
+            if let Some(mut time) = timer.next() {
+                // WARN: in some platform such as M1 macOS,
+                //       let t0: Instant;
+                //       let t1: Instant;
+                //       t0 + (t1 - t0) < t1 !!
+                // we should add eps to make sure 'now >= deadline' and avoid deadlock
+                time += Duration::from_nanos(50);
+                timer.expire(time);
+                inner.clock.set_elapsed(time);
+                true
+            } else {
+                false
+            }
+        })
     }
 
     #[allow(dead_code)]
@@ -88,6 +91,22 @@ pub struct TimeHandle {
 struct TimeInner {
     timer: Mutex<Timer>,
     clock: Clock,
+    /// kubesim patch: the timer heap's earliest deadline in nanoseconds (`u64::MAX` when
+    /// empty), updated under the timer's lock whenever the heap changes, so that
+    /// `TimeHandle::advance` (after every task the executor runs) skips the lock when no
+    /// timer is due, which is almost always.
+    next_deadline: AtomicU64,
+}
+
+impl TimeInner {
+    /// Runs `f` on the locked timer heap, then records its earliest deadline.
+    fn with_timer<T>(&self, f: impl FnOnce(&mut Timer) -> T) -> T {
+        let mut timer = self.timer.lock();
+        let result = f(&mut timer);
+        self.next_deadline
+            .store(timer.next_nanos(), Ordering::Relaxed);
+        result
+    }
 }
 
 impl TimeHandle {
@@ -119,7 +138,10 @@ impl TimeHandle {
     /// Advances time.
     pub fn advance(&self, duration: Duration) {
         let time = self.inner.clock.advance(duration);
-        self.inner.timer.lock().expire(time);
+        // kubesim patch: the lock only when a timer is due (see `TimeInner::next_deadline`).
+        if timer::nanos(time) >= self.inner.next_deadline.load(Ordering::Relaxed) {
+            self.inner.with_timer(|timer| timer.expire(time));
+        }
     }
 
     /// Waits until `duration` has elapsed.
@@ -184,14 +206,13 @@ impl TimeHandle {
         deadline: Instant,
         callback: impl FnOnce() + Send + Sync + 'static,
     ) {
-        let mut timer = self.inner.timer.lock();
-        timer.add(deadline - self.inner.clock.base_instant, callback);
+        let deadline = deadline - self.inner.clock.base_instant;
+        self.inner.with_timer(|timer| timer.add(deadline, callback));
     }
 
     /// kubesim patch: a timer that wakes `waker` at `deadline`, without boxing a closure.
     pub(crate) fn add_waker_at(&self, deadline: u64, waker: std::task::Waker) {
-        let mut timer = self.inner.timer.lock();
-        timer.add_waker(deadline, waker);
+        self.inner.with_timer(|timer| timer.add_waker(deadline, waker));
     }
 
     pub(crate) fn add_timer(&self, dur: Duration, callback: impl FnOnce() + Send + Sync + 'static) {

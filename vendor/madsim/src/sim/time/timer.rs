@@ -95,6 +95,11 @@ impl Timer {
         }
     }
 
+    /// The earliest pending deadline in nanoseconds, `u64::MAX` if none.
+    pub fn next_nanos(&self) -> u64 {
+        self.events.peek().map_or(u64::MAX, |entry| entry.deadline)
+    }
+
     /// The earliest pending deadline.
     pub fn next(&self) -> Option<Duration> {
         self.events.peek().map(|entry| Duration::from_nanos(entry.deadline))
