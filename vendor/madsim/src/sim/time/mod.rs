@@ -151,10 +151,12 @@ impl TimeHandle {
         // kubesim patch: the clock read once (it cannot move in between), and the deadline
         // also kept as nanoseconds since the base instant, which is what `Sleep` compares
         // and registers.
+        // `max(now + duration, now + 1ms)` is `base + (elapsed + max(duration, 1ms))`:
+        // `Instant` arithmetic is exact, so one addition gives the same instant.
         let elapsed = self.inner.clock.elapsed();
-        let now = self.inner.clock.base_instant + elapsed;
-        let deadline = (now + duration).max(now + Duration::from_millis(1));
-        let at = timer::nanos(elapsed + duration.max(Duration::from_millis(1)));
+        let after_base = elapsed + duration.max(Duration::from_millis(1));
+        let deadline = self.inner.clock.base_instant + after_base;
+        let at = timer::nanos(after_base);
         Sleep {
             handle: self.clone(),
             deadline,
