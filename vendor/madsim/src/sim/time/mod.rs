@@ -214,7 +214,8 @@ impl TimeHandle {
 
     /// kubesim patch: a timer that wakes `waker` at `deadline`, without boxing a closure.
     pub(crate) fn add_waker_at(&self, deadline: u64, waker: std::task::Waker) {
-        self.inner.with_timer(|timer| timer.add_waker(deadline, waker));
+        self.inner
+            .with_timer(|timer| timer.add_waker(deadline, waker));
     }
 
     pub(crate) fn add_timer(&self, dur: Duration, callback: impl FnOnce() + Send + Sync + 'static) {

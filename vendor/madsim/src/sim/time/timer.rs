@@ -102,7 +102,9 @@ impl Timer {
 
     /// The earliest pending deadline.
     pub fn next(&self) -> Option<Duration> {
-        self.events.peek().map(|entry| Duration::from_nanos(entry.deadline))
+        self.events
+            .peek()
+            .map(|entry| Duration::from_nanos(entry.deadline))
     }
 }
 
