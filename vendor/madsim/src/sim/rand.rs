@@ -7,7 +7,10 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use spin::Mutex;
 use std::cell::Cell;
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
 
 #[doc(no_inline)]
 pub use rand::{distributions, seq, CryptoRng, Error, Fill, Rng, RngCore, SeedableRng};
@@ -26,7 +29,15 @@ pub mod prelude {
 #[cfg_attr(docsrs, doc(cfg(madsim)))]
 #[derive(Clone)]
 pub struct GlobalRng {
-    inner: Arc<Mutex<Inner>>,
+    inner: Arc<Shared>,
+}
+
+/// kubesim patch: whether buggify is on sits beside the generator's lock instead of under
+/// it, so the network's check on every message (`NetSim::rand_delay`) is a plain load
+/// instead of a lock.
+struct Shared {
+    state: Mutex<Inner>,
+    buggify: AtomicBool,
 }
 
 struct Inner {
@@ -34,7 +45,6 @@ struct Inner {
     rng: Xoshiro256PlusPlus,
     log: Option<Vec<u8>>,
     check: Option<(Vec<u8>, usize)>,
-    buggify: bool,
 }
 
 impl GlobalRng {
@@ -53,16 +63,18 @@ impl GlobalRng {
             rng: SeedableRng::seed_from_u64(seed),
             log: None,
             check: None,
-            buggify: false,
         };
         GlobalRng {
-            inner: Arc::new(Mutex::new(inner)),
+            inner: Arc::new(Shared {
+                state: Mutex::new(inner),
+                buggify: AtomicBool::new(false),
+            }),
         }
     }
 
     /// Call function on the inner RNG.
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Xoshiro256PlusPlus) -> T) -> T {
-        let mut lock = self.inner.lock();
+        let mut lock = self.inner.state.lock();
         let ret = f(&mut lock.rng);
         // log or check
         if lock.log.is_some() || lock.check.is_some() {
@@ -88,22 +100,22 @@ impl GlobalRng {
     }
 
     pub(crate) fn seed(&self) -> u64 {
-        let lock = self.inner.lock();
+        let lock = self.inner.state.lock();
         lock.seed
     }
 
     pub(crate) fn enable_check(&self, log: Log) {
-        let mut lock = self.inner.lock();
+        let mut lock = self.inner.state.lock();
         lock.check = Some((log.0, 0));
     }
 
     pub(crate) fn enable_log(&self) {
-        let mut lock = self.inner.lock();
+        let mut lock = self.inner.state.lock();
         lock.log = Some(Vec::new());
     }
 
     pub(crate) fn take_log(&self) -> Option<Log> {
-        let mut lock = self.inner.lock();
+        let mut lock = self.inner.state.lock();
         lock.log
             .take()
             .or_else(|| lock.check.take().map(|(s, _)| s))
@@ -111,18 +123,15 @@ impl GlobalRng {
     }
 
     pub(crate) fn enable_buggify(&self) {
-        let mut lock = self.inner.lock();
-        lock.buggify = true;
+        self.inner.buggify.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn disable_buggify(&self) {
-        let mut lock = self.inner.lock();
-        lock.buggify = false;
+        self.inner.buggify.store(false, Ordering::Relaxed);
     }
 
     pub(crate) fn is_buggify_enabled(&self) -> bool {
-        let lock = self.inner.lock();
-        lock.buggify
+        self.inner.buggify.load(Ordering::Relaxed)
     }
 
     pub(crate) fn buggify(&self) -> bool {

@@ -59,17 +59,38 @@ pub(crate) fn enter_task(new: Arc<TaskInfo>) -> TaskEnterGuard {
     TASK.with(|ctx| {
         let _span = new.span.clone().entered();
         let old = ctx.borrow_mut().replace(new);
-        TaskEnterGuard { old, _span }
+        TaskEnterGuard {
+            old,
+            exited: false,
+            _span,
+        }
     })
 }
 
 pub(crate) struct TaskEnterGuard {
     old: Option<Arc<TaskInfo>>,
+    /// kubesim patch: set by `exit`, which has already restored the previous task.
+    exited: bool,
     _span: tracing::span::EnteredSpan,
+}
+
+impl TaskEnterGuard {
+    /// kubesim patch: leaves the task, as dropping the guard does, and hands back the
+    /// `Arc<TaskInfo>` it was entered with, so the executor need not clone one (two atomic
+    /// reference-count updates) for every task it runs.
+    pub(crate) fn exit(mut self) -> Arc<TaskInfo> {
+        let old = self.old.take();
+        let current = TASK.with(|ctx| std::mem::replace(&mut *ctx.borrow_mut(), old));
+        self.exited = true;
+        current.expect("the task entered")
+    }
 }
 
 impl Drop for TaskEnterGuard {
     fn drop(&mut self) {
+        if self.exited {
+            return;
+        }
         TASK.with(|ctx| {
             *ctx.borrow_mut() = self.old.take();
         });

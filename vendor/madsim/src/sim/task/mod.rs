@@ -282,10 +282,11 @@ impl Executor {
                 run
             };
             // run the task
-            let res = {
-                let _guard = crate::context::enter_task(info.clone());
-                std::panic::catch_unwind(move || work(runnable))
-            };
+            // kubesim patch: `info` moved into the guard and handed back by `exit`
+            // instead of cloned (see `TaskEnterGuard::exit`).
+            let guard = crate::context::enter_task(info);
+            let res = std::panic::catch_unwind(move || work(runnable));
+            let info = guard.exit();
             if let Err(e) = res {
                 eprintln!(
                     "context: node={} {:?}, task={} (spawned at {})",

@@ -7,7 +7,12 @@ use futures_util::{select_biased, FutureExt};
 use spin::Mutex;
 #[doc(no_inline)]
 pub use std::time::{Duration, Instant};
-use std::{future::Future, sync::Arc, time::SystemTime};
+use std::{
+    future::Future,
+    sync::atomic::{AtomicU64, Ordering},
+    sync::Arc,
+    time::SystemTime,
+};
 
 pub mod error;
 mod interval;
@@ -32,9 +37,13 @@ impl TimeRuntime {
                 60 * 60 * 24 * 365 * (2022 - 1970)
                     + rand.with(|rng| rng.gen_range(0..60 * 60 * 24 * 365)),
             );
+        // kubesim patch: one `Arc` for the timer and the clock (see `TimeHandle`).
         let handle = TimeHandle {
-            timer: Arc::new(Mutex::new(Timer::default())),
-            clock: Arc::new(Clock::new(base_time)),
+            inner: Arc::new(TimeInner {
+                timer: Mutex::new(Timer::default()),
+                clock: Clock::new(base_time),
+                next_deadline: AtomicU64::new(u64::MAX),
+            }),
         };
         TimeRuntime { handle }
     }
@@ -45,20 +54,22 @@ impl TimeRuntime {
 
     /// Advances time to the closest timer event. Returns true if succeed.
     pub fn advance_to_next_event(&self) -> bool {
-        let mut timer = self.handle.timer.lock();
-        if let Some(mut time) = timer.next() {
-            // WARN: in some platform such as M1 macOS,
-            //       let t0: Instant;
-            //       let t1: Instant;
-            //       t0 + (t1 - t0) < t1 !!
-            // we should add eps to make sure 'now >= deadline' and avoid deadlock
-            time += Duration::from_nanos(50);
-            timer.expire(time);
-            self.handle.clock.set_elapsed(time);
-            true
-        } else {
-            false
-        }
+        let inner = &self.handle.inner;
+        inner.with_timer(|timer| {
+            if let Some(mut time) = timer.next() {
+                // WARN: in some platform such as M1 macOS,
+                //       let t0: Instant;
+                //       let t1: Instant;
+                //       t0 + (t1 - t0) < t1 !!
+                // we should add eps to make sure 'now >= deadline' and avoid deadlock
+                time += Duration::from_nanos(50);
+                timer.expire(time);
+                inner.clock.set_elapsed(time);
+                true
+            } else {
+                false
+            }
+        })
     }
 
     #[allow(dead_code)]
@@ -69,10 +80,33 @@ impl TimeRuntime {
 }
 
 /// Handle to a shared time source.
+///
+/// kubesim patch: the timer and the clock behind one `Arc` instead of one each, so that
+/// cloning a handle (every `Sleep` holds one) is one atomic increment instead of two.
 #[derive(Clone)]
 pub struct TimeHandle {
-    timer: Arc<Mutex<Timer>>,
-    clock: Arc<Clock>,
+    inner: Arc<TimeInner>,
+}
+
+struct TimeInner {
+    timer: Mutex<Timer>,
+    clock: Clock,
+    /// kubesim patch: the timer heap's earliest deadline in nanoseconds (`u64::MAX` when
+    /// empty), updated under the timer's lock whenever the heap changes, so that
+    /// `TimeHandle::advance` (after every task the executor runs) skips the lock when no
+    /// timer is due, which is almost always.
+    next_deadline: AtomicU64,
+}
+
+impl TimeInner {
+    /// Runs `f` on the locked timer heap, then records its earliest deadline.
+    fn with_timer<T>(&self, f: impl FnOnce(&mut Timer) -> T) -> T {
+        let mut timer = self.timer.lock();
+        let result = f(&mut timer);
+        self.next_deadline
+            .store(timer.next_nanos(), Ordering::Relaxed);
+        result
+    }
 }
 
 impl TimeHandle {
@@ -88,41 +122,69 @@ impl TimeHandle {
 
     /// Return the current time.
     pub fn now_instant(&self) -> Instant {
-        self.clock.now_instant()
+        self.inner.clock.now_instant()
     }
 
     /// Return the current time.
     pub fn now_time(&self) -> SystemTime {
-        self.clock.now_time()
+        self.inner.clock.now_time()
     }
 
     /// Returns the amount of time elapsed since this handle was created.
     pub fn elapsed(&self) -> Duration {
-        self.clock.elapsed()
+        self.inner.clock.elapsed()
     }
 
     /// Advances time.
     pub fn advance(&self, duration: Duration) {
-        let time = self.clock.advance(duration);
-        self.timer.lock().expire(time);
+        let time = self.inner.clock.advance(duration);
+        // kubesim patch: the lock only when a timer is due (see `TimeInner::next_deadline`).
+        if timer::nanos(time) >= self.inner.next_deadline.load(Ordering::Relaxed) {
+            self.inner.with_timer(|timer| timer.expire(time));
+        }
     }
 
     /// Waits until `duration` has elapsed.
     ///
     /// It will sleep for at least 1ms to be consistent with the behavior of `tokio::time::sleep`.
     pub fn sleep(&self, duration: Duration) -> Sleep {
-        self.sleep_until(self.clock.now_instant() + duration)
+        // kubesim patch: the clock read once (it cannot move in between), and the deadline
+        // also kept as nanoseconds since the base instant, which is what `Sleep` compares
+        // and registers.
+        // `max(now + duration, now + 1ms)` is `base + (elapsed + max(duration, 1ms))`:
+        // `Instant` arithmetic is exact, so one addition gives the same instant.
+        let elapsed = self.inner.clock.elapsed();
+        let after_base = elapsed + duration.max(Duration::from_millis(1));
+        let deadline = self.inner.clock.base_instant + after_base;
+        let at = timer::nanos(after_base);
+        Sleep {
+            handle: self.clone(),
+            deadline,
+            at,
+        }
     }
 
     /// Waits until `deadline` is reached.
     ///
     /// It will sleep for at least 1ms to be consistent with the behavior of `tokio::time::sleep_until`.
     pub fn sleep_until(&self, deadline: Instant) -> Sleep {
-        let min_deadline = self.clock.now_instant() + Duration::from_millis(1);
+        let min_deadline = self.inner.clock.now_instant() + Duration::from_millis(1);
+        let deadline = deadline.max(min_deadline);
         Sleep {
             handle: self.clone(),
-            deadline: deadline.max(min_deadline),
+            deadline,
+            at: self.nanos_since_base(deadline),
         }
+    }
+
+    /// kubesim patch: `instant` as nanoseconds since the base instant (0 before it).
+    pub(crate) fn nanos_since_base(&self, instant: Instant) -> u64 {
+        timer::nanos(instant.saturating_duration_since(self.inner.clock.base_instant))
+    }
+
+    /// kubesim patch: nanoseconds elapsed since the base instant.
+    pub(crate) fn elapsed_nanos(&self) -> u64 {
+        self.inner.clock.elapsed_ns.load(Ordering::Relaxed)
     }
 
     /// Require a `Future` to complete before the specified duration has elapsed.
@@ -146,18 +208,18 @@ impl TimeHandle {
         deadline: Instant,
         callback: impl FnOnce() + Send + Sync + 'static,
     ) {
-        let mut timer = self.timer.lock();
-        timer.add(deadline - self.clock.base_instant(), callback);
+        let deadline = deadline - self.inner.clock.base_instant;
+        self.inner.with_timer(|timer| timer.add(deadline, callback));
     }
 
     /// kubesim patch: a timer that wakes `waker` at `deadline`, without boxing a closure.
-    pub(crate) fn add_waker_at(&self, deadline: Instant, waker: std::task::Waker) {
-        let mut timer = self.timer.lock();
-        timer.add_waker(deadline - self.clock.base_instant(), waker);
+    pub(crate) fn add_waker_at(&self, deadline: u64, waker: std::task::Waker) {
+        self.inner
+            .with_timer(|timer| timer.add_waker(deadline, waker));
     }
 
     pub(crate) fn add_timer(&self, dur: Duration, callback: impl FnOnce() + Send + Sync + 'static) {
-        self.add_timer_at(self.clock.now_instant() + dur, callback);
+        self.add_timer_at(self.inner.clock.now_instant() + dur, callback);
     }
 }
 
@@ -180,60 +242,47 @@ pub fn advance(duration: Duration) {
     handle.advance(duration);
 }
 
+/// kubesim patch: the clock without a lock. Its base never changes after `new`, and the
+/// time elapsed since it is a count of nanoseconds read with a plain load (it was a
+/// `Duration` behind a spin lock: a locked instruction for every read of the simulated
+/// time). Only the runtime's thread advances it.
 struct Clock {
-    inner: Mutex<ClockInner>,
-}
-
-#[derive(Debug)]
-struct ClockInner {
     /// Time basis for which mock time is derived.
     base_time: std::time::SystemTime,
     base_instant: std::time::Instant,
-    /// The amount of mock time which has elapsed.
-    advance: Duration,
+    /// The amount of mock time which has elapsed, in nanoseconds.
+    elapsed_ns: AtomicU64,
 }
 
 impl Clock {
     fn new(base_time: SystemTime) -> Self {
-        let clock = ClockInner {
+        Clock {
             base_time,
             base_instant: unsafe { std::mem::zeroed() },
-            advance: Duration::default(),
-        };
-        Clock {
-            inner: Mutex::new(clock),
+            elapsed_ns: AtomicU64::new(0),
         }
     }
 
     fn set_elapsed(&self, time: Duration) {
-        let mut inner = self.inner.lock();
-        inner.advance = time;
+        self.elapsed_ns.store(timer::nanos(time), Ordering::Relaxed);
     }
 
     fn elapsed(&self) -> Duration {
-        let inner = self.inner.lock();
-        inner.advance
+        Duration::from_nanos(self.elapsed_ns.load(Ordering::Relaxed))
     }
 
     fn advance(&self, duration: Duration) -> Duration {
-        let mut inner = self.inner.lock();
-        inner.advance += duration;
-        inner.advance
-    }
-
-    fn base_instant(&self) -> Instant {
-        let inner = self.inner.lock();
-        inner.base_instant
+        let time = self.elapsed() + duration;
+        self.set_elapsed(time);
+        time
     }
 
     fn now_instant(&self) -> Instant {
-        let inner = self.inner.lock();
-        inner.base_instant + inner.advance
+        self.base_instant + self.elapsed()
     }
 
     fn now_time(&self) -> SystemTime {
-        let inner = self.inner.lock();
-        inner.base_time + inner.advance
+        self.base_time + self.elapsed()
     }
 }
 

@@ -20,6 +20,9 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 pub struct Sleep {
     pub(super) handle: TimeHandle,
     pub(super) deadline: Instant,
+    /// kubesim patch: `deadline` as nanoseconds since the clock's base instant, so that
+    /// polling compares and registers an integer instead of doing `Instant` arithmetic.
+    pub(super) at: u64,
 }
 
 impl Sleep {
@@ -32,12 +35,13 @@ impl Sleep {
     ///
     /// A `Sleep` instance is elapsed when the requested duration has elapsed.
     pub fn is_elapsed(&self) -> bool {
-        self.handle.clock.now_instant() >= self.deadline
+        self.handle.elapsed_nanos() >= self.at
     }
 
     /// Resets the `Sleep` instance to a new deadline.
     pub fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
         self.deadline = deadline;
+        self.at = self.handle.nanos_since_base(deadline);
     }
 }
 
@@ -48,7 +52,7 @@ impl Future for Sleep {
         if self.is_elapsed() {
             return Poll::Ready(());
         }
-        self.handle.add_waker_at(self.deadline, cx.waker().clone());
+        self.handle.add_waker_at(self.at, cx.waker().clone());
         Poll::Pending
     }
 }

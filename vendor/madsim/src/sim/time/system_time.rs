@@ -45,14 +45,19 @@ unsafe extern "C" fn clock_gettime(
     clockid: libc::clockid_t,
     tp: *mut libc::timespec,
 ) -> libc::c_int {
-    if let Some(time) = super::TimeHandle::try_current() {
+    // kubesim patch: the runtime's time handle borrowed, not cloned (two reference counts
+    // touched on every `Instant::now()` in the simulation).
+    if let Some(dur) = crate::context::try_current(|handle| {
+        let time = &handle.time;
         // inside a madsim context, use the simulated time.
         let system_time_duration = || {
             time.now_time()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap()
         };
-        let instant_duration = || time.now_instant().duration_since(std::mem::zeroed());
+        // kubesim patch: the clock's base instant is the zero instant, so the time since
+        // it is the clock's elapsed time, without `Instant` arithmetic.
+        let instant_duration = || time.elapsed();
 
         let dur = match clockid {
             // used by SystemTime
@@ -67,6 +72,8 @@ unsafe extern "C" fn clock_gettime(
             libc::CLOCK_UPTIME_RAW => instant_duration(),
             _ => panic!("unsupported clockid: {clockid}"),
         };
+        dur
+    }) {
         tp.write(libc::timespec {
             tv_sec: dur.as_secs() as _,
             tv_nsec: dur.subsec_nanos() as _,
