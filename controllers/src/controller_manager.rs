@@ -11,6 +11,7 @@ use api::{ApiClient, Clock, Resource};
 
 use crate::deployment::{DeploymentController, DeploymentControllerConfig};
 use crate::driver::TaskGroup;
+use crate::endpoints::{EndpointsController, EndpointsControllerConfig};
 use crate::events::EventRecorder;
 use crate::informer::{Informer, InformerConfig};
 use crate::leader_election::{run_while_leader, LeaderElectionConfig, LeaderHandle};
@@ -29,6 +30,8 @@ pub struct ControllerManagerConfig {
     pub deployment: DeploymentControllerConfig,
     pub replica_set: ReplicaSetConfig,
     pub node_lifecycle: NodeLifecycleConfig,
+    /// The endpoints controller, off unless the cluster runs Services.
+    pub endpoints: EndpointsControllerConfig,
 }
 
 impl Default for ControllerManagerConfig {
@@ -43,6 +46,7 @@ impl Default for ControllerManagerConfig {
             deployment: DeploymentControllerConfig::default(),
             replica_set: ReplicaSetConfig::default(),
             node_lifecycle: NodeLifecycleConfig::default(),
+            endpoints: EndpointsControllerConfig::default(),
         }
     }
 }
@@ -119,14 +123,28 @@ fn start_term(
         client: client.clone(),
         clock: clock.clone(),
         events: recorders.node.clone(),
-        leader,
+        leader: leader.clone(),
         nodes: nodes.clone(),
         node_leases: node_leases.clone(),
         pods: pods.clone(),
     }
     .start(&mut tasks);
+    let mut informers = vec![deployments, replica_sets, pods.clone(), nodes, node_leases];
+    if config.endpoints.enabled {
+        let (services, endpoints) = (informer(Resource::Services, ""), informer(Resource::Endpoints, ""));
+        EndpointsController {
+            config: config.endpoints.clone(),
+            client: client.clone(),
+            leader,
+            services: services.clone(),
+            endpoints: endpoints.clone(),
+            pods,
+        }
+        .start(&mut tasks);
+        informers.extend([services, endpoints]);
+    }
 
-    for informer in [deployments, replica_sets, pods, nodes, node_leases] {
+    for informer in informers {
         let client = client.clone();
         tasks.spawn(async move { informer.run(client).await });
     }
