@@ -30,10 +30,11 @@ pub enum PlantedBug {
     CompactionDropsKeptVersion,
     InformerSkipsRelist,
     LeaseExpiryIgnoresPromotion,
+    ServiceIpsUnconditionalPut,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 17] = [
+    pub const ALL: [PlantedBug; 18] = [
         PlantedBug::StoreAckBeforeFsync,
         PlantedBug::VoteNotPersisted,
         PlantedBug::CommitPreviousTermByCounting,
@@ -51,6 +52,7 @@ impl PlantedBug {
         PlantedBug::CompactionDropsKeptVersion,
         PlantedBug::InformerSkipsRelist,
         PlantedBug::LeaseExpiryIgnoresPromotion,
+        PlantedBug::ServiceIpsUnconditionalPut,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +74,7 @@ impl PlantedBug {
             PlantedBug::CompactionDropsKeptVersion => "compaction-drops-kept-version",
             PlantedBug::InformerSkipsRelist => "informer-skips-relist",
             PlantedBug::LeaseExpiryIgnoresPromotion => "lease-expiry-ignores-promotion",
+            PlantedBug::ServiceIpsUnconditionalPut => "service-ips-unconditional-put",
         }
     }
 
@@ -129,6 +132,9 @@ impl PlantedBug {
             PlantedBug::LeaseExpiryIgnoresPromotion => {
                 "a new store leader counts lease TTLs from the grants it applied as a follower instead of refreshing them on promotion: Events expire early after an election (store/src/lease.rs)"
             }
+            PlantedBug::ServiceIpsUnconditionalPut => {
+                "the ClusterIP allocator writes its bitmap with a plain put, not a compare-and-swap: the last apiserver to write wins and an IP is handed out twice (apiserver/src/service_ips.rs; run it with --scenario services)"
+            }
         }
     }
 
@@ -152,6 +158,7 @@ impl PlantedBug {
             PlantedBug::CompactionDropsKeptVersion => Invariant::Linearizability,
             PlantedBug::InformerSkipsRelist => Invariant::InformerContinuity,
             PlantedBug::LeaseExpiryIgnoresPromotion => Invariant::LeaseExpiry,
+            PlantedBug::ServiceIpsUnconditionalPut => Invariant::ServiceIpsUnique,
         }
     }
 
@@ -176,6 +183,7 @@ impl PlantedBug {
             PlantedBug::CompactionDropsKeptVersion => cluster.store.bugs.compaction_drops_kept_version = true,
             PlantedBug::InformerSkipsRelist => cluster.informer_skips_relist = true,
             PlantedBug::LeaseExpiryIgnoresPromotion => cluster.store.bugs.lease_expiry_ignores_promotion = true,
+            PlantedBug::ServiceIpsUnconditionalPut => cluster.apiserver_bugs.service_ips_unconditional_put = true,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod custom;
 pub mod deploy_nginx;
+pub mod services;
 pub mod store_smoke;
 
 use std::fmt;
@@ -21,6 +22,9 @@ pub enum Scenario {
     DeployNginx,
     /// Three store members, a client workload, one leader crash.
     StoreSmoke,
+    /// Services: three apiservers, users creating and deleting Services concurrently,
+    /// a deployment whose pods back them ([`services`]).
+    Services,
     /// A scenario a user registered ([`custom::register`]).
     Custom(Arc<dyn CustomScenario>),
 }
@@ -149,13 +153,21 @@ pub struct UnsupportedFault {
 
 impl Scenario {
     /// kubesim's own scenarios.
-    pub const BUILT_IN: [Scenario; 2] = [Scenario::DeployNginx, Scenario::StoreSmoke];
+    pub const BUILT_IN: [Scenario; 3] = [Scenario::DeployNginx, Scenario::StoreSmoke, Scenario::Services];
 
     /// Every scenario this process knows: the built-ins, then the registered ones by name.
     pub fn all() -> Vec<Scenario> {
         let mut all = Scenario::BUILT_IN.to_vec();
         all.extend(custom::registered().into_iter().map(Scenario::Custom));
         all
+    }
+
+    /// Shapes the cluster as the scenario needs it, before its fault plan is drawn (so
+    /// that the plan can target every component the scenario runs).
+    pub fn configure(&self, cluster: &mut crate::control_plane::ControlPlaneOptions) {
+        if let Scenario::Services = self {
+            services::configure(cluster);
+        }
     }
 
     /// The scenario's own checkers (a user's), judged after the built-in ones.
@@ -187,6 +199,7 @@ impl Scenario {
         match self {
             Scenario::DeployNginx => "deploy-nginx",
             Scenario::StoreSmoke => "store-smoke",
+            Scenario::Services => "services",
             Scenario::Custom(custom) => custom.name(),
         }
     }
@@ -196,6 +209,9 @@ impl Scenario {
         match self {
             Scenario::DeployNginx => "the whole control plane creates a 3-replica deployment, then scales it to 5",
             Scenario::StoreSmoke => "the store alone: three members, a client workload, one leader crash",
+            Scenario::Services => {
+                "three apiservers; users create and delete Services concurrently, a deployment backs them"
+            }
             Scenario::Custom(custom) => custom.about(),
         }
     }
