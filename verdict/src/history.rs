@@ -491,6 +491,7 @@ pub enum HistoryEvent {
         key: String,
         revision: Revision,
         found: Result<Option<KeyState>, String>,
+    },
     /// A committed revision put (`cluster_ip` set, with the value's hash as in
     /// [`KeyState::value_hash`]) or deleted (`None`) the Service at `key`: recorded with
     /// that revision's `Committed`, from the value the store applied. What the

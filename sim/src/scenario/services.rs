@@ -7,10 +7,12 @@
 //! cluster must come to rest with every Service's Endpoints equal to the Ready pods its
 //! selector matches.
 //!
-//! What it judges: service-ips-unique (from the history, like every checker) and, as part
-//! of convergence, the at-rest state: `web`'s pods Running and every live Service's
-//! Endpoints equal to its Ready pods (Kubernetes' endpoints controller's contract), no
-//! Endpoints without a Service.
+//! What is judged: service-ips-unique (from the history, like every checker) and, as part
+//! of convergence, the at-rest state the admin awaits and records (`Awaited`, `Looked`):
+//! `web`'s pods Running and every live Service's Endpoints equal to its Ready pods
+//! (Kubernetes' endpoints controller's contract), no Endpoints without a Service, reached
+//! within the liveness phase and still so at rest. The convergence checker judges it like
+//! deploy-nginx's goals.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,7 +23,6 @@ use api::{
 };
 use madsim::rand::Rng;
 
-use crate::checkers::Invariant;
 use crate::control_plane::{ControlPlane, ControlPlaneOptions, ServicesOptions};
 use crate::history::HistoryEvent;
 use crate::nodes::SeedNodes;
@@ -48,8 +49,6 @@ const CONVERGENCE_BOUND: Duration = Duration::from_secs(60);
 /// How long the cluster must stay still before it is judged at rest.
 const AT_REST_AFTER: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_secs(1);
-/// The invariant the scenario's own at-rest checks report under.
-const CONVERGENCE: Invariant = Invariant::Convergence;
 
 /// The cluster this scenario needs (applied to its options before the plan is drawn, so
 /// that faults can target every apiserver).
@@ -237,30 +236,50 @@ async fn look(kubectl: &ApiClient) -> Result<String, String> {
 }
 
 /// Polls until the cluster is as it should be and has stayed so for [`AT_REST_AFTER`],
-/// within `patience`; then judges it.
+/// within `patience`, recording what it waits for and sees (the convergence checker
+/// judges: the state reached by a look that began within `patience`, then still so at
+/// rest).
 async fn wait_until_at_rest(kubectl: &ApiClient, recorder: &Recorder, patience: Duration) -> Vec<Check> {
     let start = madsim::time::Instant::now();
+    let goal = format!("every Service's Endpoints equal its Ready pods within {}s", patience.as_secs());
+    let mut awaiting = super::Awaiting::begin(recorder, goal, 1, false, Some(start + patience));
     let mut good_since: Option<madsim::time::Instant> = None;
     loop {
         reapply_deployment(kubectl).await;
-        let now = madsim::time::Instant::now();
+        let began = madsim::time::Instant::now();
         let looked = look(kubectl).await;
         match &looked {
             Ok(summary) => {
-                let since = *good_since.get_or_insert(now);
-                if now - since >= AT_REST_AFTER {
-                    recorder.note(format!("at rest after {:.1}s: {summary}", (now - start).as_secs_f64()));
-                    return vec![Check::held(CONVERGENCE, format!("at rest: {summary}"))];
+                awaiting.looked(began, Some(1), summary.clone());
+                let since = *good_since.get_or_insert(began);
+                if began - since >= AT_REST_AFTER {
+                    recorder.note(format!("at rest after {:.1}s: {summary}", (began - start).as_secs_f64()));
+                    break;
                 }
             }
-            Err(_) => good_since = None,
+            Err(why) => {
+                awaiting.looked(began, Some(0), why.clone());
+                good_since = None;
+            }
         }
-        if now - start >= patience {
-            let why = looked.err().unwrap_or_else(|| "it had not stayed still long enough".to_string());
-            recorder.note(format!("not at rest after {}s: {why}", patience.as_secs()));
-            return vec![Check::violated(CONVERGENCE, format!("not at rest after {}s: {why}", patience.as_secs()))];
+        if began - start >= patience {
+            recorder.note(format!("not at rest after {}s: judged as it stands", patience.as_secs()));
+            break;
         }
         madsim::time::sleep(POLL).await;
+    }
+    // At rest, one more look decides.
+    let mut at_rest = super::Awaiting::begin(recorder, "at rest: Endpoints equal Ready pods", 1, true, None);
+    let began = madsim::time::Instant::now();
+    match look(kubectl).await {
+        Ok(summary) => {
+            at_rest.looked(began, Some(1), summary.clone());
+            vec![Check::info(format!("at rest: {summary}"))]
+        }
+        Err(why) => {
+            at_rest.looked(began, Some(0), why.clone());
+            vec![Check::info(format!("at rest: {why}"))]
+        }
     }
 }
 
