@@ -52,7 +52,7 @@ pub struct ApiServerBugs {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServicesConfig {
     /// kube-apiserver's `--service-cluster-ip-range` (kubesim's default is a /28, see
-    /// [`ServiceIpRange::DEFAULT`]).
+    /// [`crate::service_ips::ServiceIpRange::DEFAULT`]).
     pub cluster_ip_range: crate::service_ips::ServiceIpRange,
     /// Whether the cluster runs Services: the ClusterIP repair loop runs every
     /// `repair_interval`, and the bootstrap policy holds the endpoints controller's role.

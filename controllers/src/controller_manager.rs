@@ -1,5 +1,6 @@
 //! kube-controller-manager: leader election on `kube-system/kube-controller-manager` and,
-//! while leading, the deployment, replicaset and node-lifecycle controllers over shared
+//! while leading, the deployment, replicaset and node-lifecycle controllers (and the
+//! endpoints controller, when [`EndpointsControllerConfig::enabled`]) over shared
 //! informers. Every write of a term carries that term's lease fence (when fencing is on).
 //! Losing leadership aborts the term's informers and workers at once; winning it again
 //! starts fresh ones (with empty caches and expectations, as a restarted Kubernetes
