@@ -110,6 +110,12 @@ impl<B: Backend> ApiServer<B> {
         &self.inner.config
     }
 
+    /// The registry this apiserver writes the store through (tests drive its Services'
+    /// repair loop with it).
+    pub fn registry(&self) -> &Registry<B> {
+        &self.inner.registry
+    }
+
     /// The revision up to which the watch cache has every event.
     pub fn watch_cache_revision(&self) -> Revision {
         self.inner.watch_cache.synced_revision()

@@ -63,13 +63,14 @@ fn three_members() -> StoreOptions {
 }
 
 /// Kubernetes-level invariants, and lease expiry: only the apiserver's Events use leases.
-const KUBERNETES_INVARIANTS: [Invariant; 6] = [
+const KUBERNETES_INVARIANTS: [Invariant; 7] = [
     Invariant::ControllerSingleLeader,
     Invariant::WatchGuarantees,
     Invariant::PodBoundOnce,
     Invariant::Convergence,
     Invariant::InformerContinuity,
     Invariant::LeaseExpiry,
+    Invariant::ServiceIpsUnique,
 ];
 
 /// The backup checkers judge restores; a store-smoke run without disk-loss faults has none.
