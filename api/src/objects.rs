@@ -298,6 +298,56 @@ pub struct Event {
     pub last_timestamp_ms: TimestampMs,
 }
 
+/// One port a Service exposes (core/v1 `ServicePort`): `port` on the ClusterIP, forwarded
+/// to `target_port` on the backing pods.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePort {
+    pub name: String,
+    pub port: u16,
+    pub target_port: u16,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// Match-labels selector of the pods that back the Service (an empty selector selects
+    /// none: kubesim has no Services without selectors).
+    pub selector: Labels,
+    /// The virtual IP (`spec.clusterIP`), dotted IPv4. Empty on a create asks the apiserver
+    /// to allocate one from its `--service-cluster-ip-range`; a value asks for that IP,
+    /// refused (422) when it is out of range or taken. Set by the apiserver on create and
+    /// immutable afterwards (Kubernetes `ValidateServiceUpdate`).
+    pub cluster_ip: String,
+    pub ports: Vec<ServicePort>,
+}
+
+/// core/v1 Service (type ClusterIP): a stable virtual IP in front of the pods its selector
+/// picks. The apiserver allocates the IP from a range whose bitmap lives in the store
+/// (Kubernetes `pkg/registry/core/service/ipallocator`), releases it on delete, and
+/// repairs the bitmap from the Services that exist.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub metadata: ObjectMeta,
+    pub spec: ServiceSpec,
+}
+
+/// One backend of a Service: a Ready pod and the node it runs on (core/v1
+/// `EndpointAddress` with its `targetRef`; kubesim's pods have no IPs of their own).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EndpointAddress {
+    pub pod: String,
+    pub node: String,
+}
+
+/// core/v1 Endpoints: the Ready pods behind the Service of the same namespace and name,
+/// kept by the endpoints controller (`pkg/controller/endpoint`). `addresses` is sorted by
+/// pod name; the ports are the Service's target ports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    pub metadata: ObjectMeta,
+    pub addresses: Vec<EndpointAddress>,
+    pub ports: Vec<ServicePort>,
+}
+
 /// The resource types the apiserver serves: the built-in kinds, and custom kinds defined
 /// outside kubesim ([`Resource::Custom`], see [`crate::custom`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -323,11 +373,17 @@ pub enum Resource {
     /// A custom kind (CustomResourceDefinition). Compared by the definition's value; the
     /// apiserver serves it only if it was started with the same definition registered.
     Custom(#[serde(deserialize_with = "crate::custom::deserialize_definition")] &'static CustomResourceDefinition),
+    /// core/v1 Services (namespaced), under `/registry/services/specs/` as kube-apiserver
+    /// stores them. (Declared after `Custom` so that every older variant keeps its index
+    /// in the history's encoding.)
+    Services,
+    /// core/v1 Endpoints (namespaced), under `/registry/services/endpoints/`.
+    Endpoints,
 }
 
 impl Resource {
     /// Every built-in resource (custom ones are whatever the apiserver registered).
-    pub const ALL: [Resource; 13] = [
+    pub const ALL: [Resource; 15] = [
         Resource::Namespaces,
         Resource::Nodes,
         Resource::Pods,
@@ -341,6 +397,8 @@ impl Resource {
         Resource::RoleBindings,
         Resource::ClusterRoles,
         Resource::ClusterRoleBindings,
+        Resource::Services,
+        Resource::Endpoints,
     ];
 
     /// The RBAC kinds, which the apiserver's authorizer watches.
@@ -364,6 +422,8 @@ impl Resource {
             Resource::RoleBindings => "rolebindings",
             Resource::ClusterRoles => "clusterroles",
             Resource::ClusterRoleBindings => "clusterrolebindings",
+            Resource::Services => "services",
+            Resource::Endpoints => "endpoints",
             Resource::Custom(definition) => definition.plural,
         }
     }
@@ -383,6 +443,8 @@ impl Resource {
             Resource::RoleBindings => "RoleBinding",
             Resource::ClusterRoles => "ClusterRole",
             Resource::ClusterRoleBindings => "ClusterRoleBinding",
+            Resource::Services => "Service",
+            Resource::Endpoints => "Endpoints",
             Resource::Custom(definition) => definition.kind,
         }
     }
@@ -409,6 +471,10 @@ impl Resource {
     pub fn key_prefix(self) -> String {
         match self {
             Resource::Custom(definition) => format!("/registry/{}/{}/", definition.group, definition.plural),
+            // kube-apiserver's storage prefixes for the two (`registry/core/service/storage`
+            // and `registry/core/endpoint/storage`).
+            Resource::Services => "/registry/services/specs/".to_string(),
+            Resource::Endpoints => "/registry/services/endpoints/".to_string(),
             _ => format!("/registry/{}/", self.plural()),
         }
     }
@@ -438,6 +504,9 @@ impl Resource {
     /// known only to whoever registered its definition: see [`Resource::from_key_among`].
     pub fn from_key(key: &str) -> Option<Resource> {
         let rest = key.strip_prefix("/registry/")?;
+        if rest.starts_with("services/") {
+            return [Resource::Services, Resource::Endpoints].into_iter().find(|r| key.starts_with(&r.key_prefix()));
+        }
         let plural = rest.split('/').next()?;
         Resource::ALL.into_iter().find(|r| r.plural() == plural)
     }
@@ -478,6 +547,8 @@ pub enum Object {
     ClusterRoleBinding(ClusterRoleBinding),
     /// An object of a custom kind ([`crate::custom`]).
     Custom(DynamicObject),
+    Service(Service),
+    Endpoints(Endpoints),
 }
 
 macro_rules! object_accessors {
@@ -526,6 +597,8 @@ object_accessors! {
     RoleBinding => RoleBindings, as_role_binding, into_role_binding;
     ClusterRole => ClusterRoles, as_cluster_role, into_cluster_role;
     ClusterRoleBinding => ClusterRoleBindings, as_cluster_role_binding, into_cluster_role_binding;
+    Service => Services, as_service, into_service;
+    Endpoints => Endpoints, as_endpoints, into_endpoints;
 }
 
 impl Object {
@@ -589,6 +662,12 @@ mod tests {
         );
         assert_eq!(Resource::from_key("/registry/rolebindings/ns/b"), Some(Resource::RoleBindings));
         assert_eq!(Resource::from_key("/registry/roles/ns/r"), Some(Resource::Roles));
+        // Services and Endpoints share kube-apiserver's `services` prefix.
+        assert_eq!(Resource::Services.key("default", "web"), "/registry/services/specs/default/web");
+        assert_eq!(Resource::Endpoints.key("default", "web"), "/registry/services/endpoints/default/web");
+        assert_eq!(Resource::from_key("/registry/services/specs/default/web"), Some(Resource::Services));
+        assert_eq!(Resource::from_key("/registry/services/endpoints/default/web"), Some(Resource::Endpoints));
+        assert_eq!(Resource::from_key("/registry/ranges/serviceips"), None);
     }
 
     #[test]

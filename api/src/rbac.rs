@@ -121,7 +121,9 @@ pub fn api_group(resource: Resource) -> &'static str {
         | Resource::Pods
         | Resource::ConfigMaps
         | Resource::Secrets
-        | Resource::Events => "",
+        | Resource::Events
+        | Resource::Services
+        | Resource::Endpoints => "",
     }
 }
 

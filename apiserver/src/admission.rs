@@ -37,7 +37,9 @@ pub fn validate(object: &Object) -> Result<(), ApiError> {
         | Object::ConfigMap(_)
         | Object::Secret(_)
         | Object::Role(_)
-        | Object::ClusterRole(_) => {}
+        | Object::ClusterRole(_)
+        | Object::Service(_)
+        | Object::Endpoints(_) => {}
     }
     check_size(object)
 }

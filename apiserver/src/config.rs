@@ -40,6 +40,38 @@ pub struct ApiServerBugs {
     /// `WatchCache::with_planted_bug_serves_evicted`. Caught by the watch-guarantees checker
     /// (docs/design.md §4, invariant 10).
     pub watch_cache_serves_evicted: bool,
+    /// PLANTED BUG. The ClusterIP allocator writes its bitmap with an unconditional put
+    /// instead of a compare-and-swap on its mod_revision (see
+    /// `service_ips::ServiceIpAllocator::compare_and_swap`): two apiservers that allocate at
+    /// once both write, the last writer wins, and the IP the first handed out is free
+    /// again in the store. Caught by service-ips-unique (docs/design.md §4, invariant 17).
+    pub service_ips_unconditional_put: bool,
+}
+
+/// Services: the ClusterIP range and what runs for them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicesConfig {
+    /// kube-apiserver's `--service-cluster-ip-range` (kubesim's default is a /28, see
+    /// [`crate::service_ips::ServiceIpRange::DEFAULT`]).
+    pub cluster_ip_range: crate::service_ips::ServiceIpRange,
+    /// Whether the cluster runs Services: the ClusterIP repair loop runs every
+    /// `repair_interval`, and the bootstrap policy holds the endpoints controller's role.
+    /// Off (the default), a Service can still be created and deleted, allocating and
+    /// releasing its IP, but the apiserver writes and reads nothing for Services
+    /// otherwise, so a cluster that creates none runs exactly as before Services existed.
+    pub enabled: bool,
+    /// How often the repair loop runs (kube-apiserver: 3 minutes).
+    pub repair_interval: Duration,
+}
+
+impl Default for ServicesConfig {
+    fn default() -> Self {
+        Self {
+            cluster_ip_range: crate::service_ips::ServiceIpRange::DEFAULT,
+            enabled: false,
+            repair_interval: Duration::from_secs(3 * 60),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +101,8 @@ pub struct ApiServerConfig {
     /// Off by default, so that control planes that run no collector write the same
     /// bootstrap objects as before (and keep their trace hashes).
     pub garbage_collector_role: bool,
+    /// Services' ClusterIP range, repair loop and controllers' policy.
+    pub services: ServicesConfig,
     /// The custom kinds served, each validated and unique by group and plural (added only
     /// through [`ApiServerConfig::with_custom_resource`]).
     custom_resources: Vec<&'static CustomResourceDefinition>,
@@ -91,6 +125,7 @@ impl ApiServerConfig {
             event_ttl: crate::ttl_leases::DEFAULT_EVENT_TTL,
             planted_bugs: ApiServerBugs::default(),
             garbage_collector_role: false,
+            services: ServicesConfig::default(),
             custom_resources: Vec::new(),
         }
     }

@@ -7,7 +7,8 @@
 //! registry of Kubernetes objects over the store's transactions (optimistic concurrency,
 //! lease fencing, NamespaceLifecycle) in [`registry`], the watch cache that serves long-poll
 //! watches in [`watch_cache`], the compactor, the RPC server and its graceful shutdown
-//! ([`Termination`]) in [`server`], and what it needs of the store, with an in-memory
+//! ([`Termination`]) in [`server`], Services' ClusterIP allocator over the store in
+//! [`service_ips`] and its repair loop in [`service_ip_repair`], and what it needs of the store, with an in-memory
 //! store for tests, in [`backend`].
 //!
 //! What it must not know: Raft, members, disks or the network path to the store (all behind
@@ -25,11 +26,13 @@ pub mod rbac;
 pub mod rbac_cache;
 pub mod registry;
 pub mod server;
+pub mod service_ip_repair;
+pub mod service_ips;
 pub mod ttl_leases;
 pub mod watch_cache;
 
 pub use authz::{authenticate, authorize, Attributes, Decision};
 pub use backend::{Backend, InMemoryBackend};
-pub use config::{ApiServerBugs, ApiServerConfig, UserInfo};
+pub use config::{ApiServerBugs, ApiServerConfig, ServicesConfig, UserInfo};
 pub use registry::api_error_from_store;
 pub use server::{serve, ApiServer, ApiServerObserver, BackgroundTasks, Termination};

@@ -242,10 +242,39 @@ impl RbacPolicy {
         });
         self
     }
+
+    /// [`RbacPolicy::bootstrap`], plus, when the cluster runs Services, the endpoints
+    /// controller's ClusterRole and its binding (Kubernetes' `system:controller:endpoint-
+    /// controller` from `bootstrappolicy/controller_policy.go`: read Services and Pods,
+    /// write Endpoints), bound to the controller-manager's group since kubesim's
+    /// controllers run under the controller-manager's identity. Without Services the
+    /// policy is exactly the old one, so nothing more is written at start.
+    pub fn bootstrap_for(services: bool) -> Self {
+        let mut policy = Self::bootstrap();
+        if services {
+            policy.put_cluster_role(ClusterRole {
+                metadata: ObjectMeta::named("", ENDPOINT_CONTROLLER_ROLE),
+                rules: vec![
+                    PolicyRule::new(&["get", "list", "watch"], &[""], &["services", "pods"]),
+                    PolicyRule::new(&["get", "list", "watch", "create", "update", "delete"], &[""], &["endpoints"]),
+                ],
+            });
+            policy.put_cluster_role_binding(ClusterRoleBinding {
+                metadata: ObjectMeta::named("", ENDPOINT_CONTROLLER_ROLE),
+                subjects: vec![Subject::group(GROUP_CONTROLLER_MANAGER)],
+                role_ref: RoleRef { kind: RoleRefKind::ClusterRole, name: ENDPOINT_CONTROLLER_ROLE.to_string() },
+            });
+        }
+        policy
+    }
 }
 
 /// The garbage collector's ClusterRole and ClusterRoleBinding.
 pub const GARBAGE_COLLECTOR_ROLE: &str = "system:controller:generic-garbage-collector";
+
+/// The endpoints controller's ClusterRole and ClusterRoleBinding (only in a cluster that
+/// runs Services: [`RbacPolicy::bootstrap_for`]).
+pub const ENDPOINT_CONTROLLER_ROLE: &str = "system:controller:endpoint-controller";
 
 /// Kubernetes' superuser ClusterRole, bound to `system:masters`.
 pub const CLUSTER_ADMIN: &str = "cluster-admin";

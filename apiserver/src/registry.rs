@@ -21,6 +21,14 @@
 //!   taken from the apiserver's [`TtlLeases`], so the store deletes an Event once its TTL
 //!   has passed without a newer write.
 //!
+//! - Services get their ClusterIP from the [`ServiceIpAllocator`] before their create's
+//!   transaction (Kubernetes' service REST storage allocates in `beginCreate`), and give
+//!   it back after their delete committed (`afterDelete`). A create that definitely failed
+//!   (its transaction ran and a precondition failed) releases its IP; one whose outcome is
+//!   unknown keeps it, a possible leak the repair loop frees later, never a duplicate.
+//!   (Kubernetes reverts the allocation on any error, a timeout included, which can free
+//!   the IP of a Service that was in fact created.)
+//!
 //! A write is acknowledged only after the store committed it, except under the planted
 //! bug [`ApiServerBugs::ack_before_commit`].
 
@@ -44,6 +52,7 @@ use crate::authz::Decision;
 use crate::backend::Backend;
 use crate::config::{ApiServerBugs, UserInfo};
 use crate::server::ApiServerObserver;
+use crate::service_ips::{ServiceIpAllocator, ServiceIpRange};
 use crate::ttl_leases::TtlLeases;
 
 /// Bound on read-check-write rounds for one Delete or Bind whose object keeps changing
@@ -187,6 +196,8 @@ pub struct Registry<B> {
     /// The leases Events are written under, and their TTL.
     ttl_leases: TtlLeases,
     event_ttl: Duration,
+    /// Services' ClusterIPs (nothing is written until a Service is created).
+    service_ips: ServiceIpAllocator<B>,
 }
 
 impl<B: Backend> Registry<B> {
@@ -198,7 +209,6 @@ impl<B: Backend> Registry<B> {
         bugs: ApiServerBugs,
     ) -> Self {
         Self {
-            backend,
             apiserver_name: apiserver_name.into(),
             observer,
             bugs,
@@ -206,6 +216,33 @@ impl<B: Backend> Registry<B> {
             ttl_leases: TtlLeases::new(clock.clone()),
             clock,
             event_ttl: crate::ttl_leases::DEFAULT_EVENT_TTL,
+            service_ips: ServiceIpAllocator::new(backend.clone(), ServiceIpRange::DEFAULT)
+                .with_planted_bug_unconditional_put(bugs.service_ips_unconditional_put),
+            backend,
+        }
+    }
+
+    /// The same registry allocating Services' ClusterIPs from `range`
+    /// (kube-apiserver's `--service-cluster-ip-range`).
+    pub fn with_service_ip_range(mut self, range: ServiceIpRange) -> Self {
+        self.service_ips = ServiceIpAllocator::new(self.backend.clone(), range)
+            .with_planted_bug_unconditional_put(self.bugs.service_ips_unconditional_put);
+        self
+    }
+
+    /// The ClusterIP allocator (the repair loop shares it).
+    pub fn service_ips(&self) -> &ServiceIpAllocator<B> {
+        &self.service_ips
+    }
+
+    /// Gives back a Service's ClusterIP. A failure leaves it allocated: a leak the repair
+    /// loop frees, never a duplicate.
+    async fn release_service_ip(&self, cluster_ip: &str) {
+        let Ok(ip) = cluster_ip.parse() else {
+            return;
+        };
+        if let Err(e) = self.service_ips.release(ip).await {
+            tracing::debug!(%ip, "releasing a ClusterIP failed, leaving it to the repair loop: {e}");
         }
     }
 
@@ -278,18 +315,46 @@ impl<B: Backend> Registry<B> {
         validate_fence(fence.as_ref())?;
         admission::validate(&object)?;
         prepare_for_create(&mut object, self.clock.now_ms(), new_uid());
+        let allocated_ip = match &mut object {
+            Object::Service(service) => {
+                let ip = self.service_ips.allocate(&service.spec.cluster_ip).await?;
+                service.spec.cluster_ip = ip.to_string();
+                Some(service.spec.cluster_ip.clone())
+            }
+            _ => None,
+        };
         let key = object.key();
         let namespace = object.resource().namespaced().then(|| object.metadata().namespace.clone());
+        let success = match self.put_object(&key, &mut object).await {
+            Ok(success) => success,
+            Err(e) => {
+                if let Some(ip) = &allocated_ip {
+                    self.release_service_ip(ip).await;
+                }
+                return Err(e);
+            }
+        };
         let write = Write {
             verb: Verb::Create,
             compare: Compare::mod_revision(&key, CompareOp::Equal, 0),
-            success: self.put_object(&key, &mut object).await?,
+            success,
             key,
             fence,
             namespace,
             written: self.metadata_to_record(&object, false),
         };
-        match self.commit(user, write).await? {
+        let outcome = self.commit(user, write).await;
+        if let Some(ip) = &allocated_ip {
+            // Only a transaction that ran and failed its compares certainly created nothing.
+            let not_created = matches!(
+                outcome,
+                Ok(Outcome::ObjectChanged(_)) | Err(ApiError::Fenced { .. }) | Err(ApiError::NotFound { .. })
+            );
+            if not_created {
+                self.release_service_ip(ip).await;
+            }
+        }
+        match outcome? {
             Outcome::Committed(revision) => {
                 object.metadata_mut().resource_version = revision;
                 Ok(object)
@@ -367,6 +432,10 @@ impl<B: Backend> Registry<B> {
         };
         match self.commit(user, write).await? {
             Outcome::Committed(revision) => {
+                // The update that removed a Service frees its ClusterIP, as a delete does.
+                if let (Verb::Delete, Object::Service(service)) = (verb, &updated) {
+                    self.release_service_ip(&service.spec.cluster_ip).await;
+                }
                 updated.metadata_mut().resource_version = revision;
                 Ok(updated)
             }
@@ -442,6 +511,9 @@ impl<B: Backend> Registry<B> {
             };
             match self.commit(user, write).await? {
                 Outcome::Committed(revision) => {
+                    if let (Verb::Delete, Object::Service(service)) = (verb, &result) {
+                        self.release_service_ip(&service.spec.cluster_ip).await;
+                    }
                     result.metadata_mut().resource_version = revision;
                     return Ok(result);
                 }
@@ -801,6 +873,17 @@ fn merge_update(stored: &Object, mut updated: Object) -> Result<Object, ApiError
             s.spec != u.spec
         }
         (Object::Lease(s), Object::Lease(u)) => s.spec != u.spec,
+        (Object::Service(s), Object::Service(u)) => {
+            // Kubernetes `patchAllocatedValues` keeps an omitted clusterIP; changing it is
+            // refused (`ValidateServiceUpdate`: the allocation is not moved).
+            if u.spec.cluster_ip.is_empty() {
+                u.spec.cluster_ip = s.spec.cluster_ip.clone();
+            }
+            if u.spec.cluster_ip != s.spec.cluster_ip {
+                return Err(ApiError::Invalid { field: "spec.clusterIP".into(), reason: "field is immutable".into() });
+            }
+            s.spec != u.spec
+        }
         (Object::Custom(s), Object::Custom(u)) if s.definition == u.definition => {
             u.status = s.status.clone();
             s.spec != u.spec
@@ -818,6 +901,7 @@ fn merge_update(stored: &Object, mut updated: Object) -> Result<Object, ApiError
         | (Object::ClusterRole(_), Object::ClusterRole(_))
         | (Object::ConfigMap(_), Object::ConfigMap(_))
         | (Object::Secret(_), Object::Secret(_))
+        | (Object::Endpoints(_), Object::Endpoints(_))
         | (Object::Event(_), Object::Event(_)) => false,
         _ => return Err(kind_mismatch(stored, &updated)),
     };

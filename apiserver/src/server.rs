@@ -97,16 +97,17 @@ impl<B: Backend> ApiServer<B> {
         observer: Option<Arc<dyn ApiServerObserver>>,
     ) -> Self {
         let registry = Registry::new(backend.clone(), clock, &config.name, observer.clone(), config.planted_bugs)
-            .with_event_ttl(config.event_ttl);
+            .with_event_ttl(config.event_ttl)
+            .with_service_ip_range(config.services.cluster_ip_range);
         let watch_cache = WatchCache::new(config.watch_cache_capacity)
             .with_max_events_per_response(config.watch_max_events_per_response)
             .with_planted_bug_serves_evicted(config.planted_bugs.watch_cache_serves_evicted)
             .with_observer(&config.name, observer.clone())
             .with_custom_resources(config.custom_resources());
-        let bootstrap = match config.garbage_collector_role {
-            true => RbacPolicy::bootstrap().with_garbage_collector_role(),
-            false => RbacPolicy::bootstrap(),
-        };
+        let mut bootstrap = RbacPolicy::bootstrap_for(config.services.enabled);
+        if config.garbage_collector_role {
+            bootstrap = bootstrap.with_garbage_collector_role();
+        }
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -122,6 +123,12 @@ impl<B: Backend> ApiServer<B> {
 
     pub fn config(&self) -> &ApiServerConfig {
         &self.inner.config
+    }
+
+    /// The registry this apiserver writes the store through (tests drive its Services'
+    /// repair loop with it).
+    pub fn registry(&self) -> &Registry<B> {
+        &self.inner.registry
     }
 
     /// The revision up to which the watch cache has every event.
@@ -160,6 +167,11 @@ impl<B: Backend> ApiServer<B> {
             let observer = self.inner.observer.clone();
             let name = self.inner.config.name.clone();
             tasks.push(madsim::task::spawn(run_compactor(self.inner.backend.clone(), interval, name, observer)));
+        }
+        if self.inner.config.services.enabled {
+            let registry = self.inner.registry.clone();
+            let interval = self.inner.config.services.repair_interval;
+            tasks.push(madsim::task::spawn(crate::service_ip_repair::run(registry, interval)));
         }
         let server = self.clone();
         tasks.push(madsim::task::spawn(async move {

@@ -541,6 +541,8 @@ fn object_from_key(resource: Resource, key: &str) -> Object {
         Resource::ConfigMaps => api::ConfigMap { metadata, ..Default::default() }.into(),
         Resource::Secrets => api::Secret { metadata, ..Default::default() }.into(),
         Resource::Events => api::Event { metadata, ..Default::default() }.into(),
+        Resource::Services => api::Service { metadata, ..Default::default() }.into(),
+        Resource::Endpoints => api::Endpoints { metadata, ..Default::default() }.into(),
         Resource::Roles => api::rbac::Role { metadata, rules: Vec::new() }.into(),
         Resource::ClusterRoles => api::rbac::ClusterRole { metadata, rules: Vec::new() }.into(),
         Resource::RoleBindings => {

@@ -1,7 +1,9 @@
 //! kube-controller-manager: leader election on `kube-system/kube-controller-manager` and,
-//! while leading, the deployment, replicaset and node-lifecycle controllers over shared
+//! while leading, the deployment, replicaset and node-lifecycle controllers (and the
+//! endpoints controller, when [`EndpointsControllerConfig::enabled`]) over shared
 //! informers, and the garbage collector when configured
-//! ([`ControllerManagerConfig::garbage_collector`]). Every write of a term carries that term's lease fence (when fencing is on).
+//! ([`ControllerManagerConfig::garbage_collector`]). Every write of a term carries that
+//! term's lease fence (when fencing is on).
 //! Losing leadership aborts the term's informers and workers at once; winning it again
 //! starts fresh ones (with empty caches and expectations, as a restarted Kubernetes
 //! controller-manager would).
@@ -13,6 +15,7 @@ use api::{ApiClient, Clock, Resource};
 
 use crate::deployment::{DeploymentController, DeploymentControllerConfig};
 use crate::driver::TaskGroup;
+use crate::endpoints::{EndpointsController, EndpointsControllerConfig};
 use crate::events::EventRecorder;
 use crate::garbage_collector::{GarbageCollector, GarbageCollectorConfig};
 use crate::informer::{Informer, InformerConfig};
@@ -37,6 +40,8 @@ pub struct ControllerManagerConfig {
     /// scenarios other than `garbage-collection` do not run it yet, so that their trace
     /// hashes stay as they were until the generated workload turns it on everywhere.
     pub garbage_collector: Option<GarbageCollectorConfig>,
+    /// The endpoints controller, off unless the cluster runs Services.
+    pub endpoints: EndpointsControllerConfig,
 }
 
 impl Default for ControllerManagerConfig {
@@ -52,6 +57,7 @@ impl Default for ControllerManagerConfig {
             replica_set: ReplicaSetConfig::default(),
             node_lifecycle: NodeLifecycleConfig::default(),
             garbage_collector: None,
+            endpoints: EndpointsControllerConfig::default(),
         }
     }
 }
@@ -148,7 +154,6 @@ fn start_term(
         pods: pods.clone(),
     }
     .start(&mut tasks);
-
     let mut gc_informers = Vec::new();
     if let (Some(gc_config), Some(gc_client)) = (&config.garbage_collector, gc_client) {
         // The shared informers where the term has one, the collector's own otherwise.
@@ -165,10 +170,26 @@ fn start_term(
                 }
             })
             .collect();
-        GarbageCollector { config: gc_config.clone(), client: gc_client.clone(), leader, informers }.start(&mut tasks);
+        GarbageCollector { config: gc_config.clone(), client: gc_client.clone(), leader: leader.clone(), informers }
+            .start(&mut tasks);
     }
 
-    for informer in [deployments, replica_sets, pods, nodes, node_leases].into_iter().chain(gc_informers) {
+    let mut informers = vec![deployments, replica_sets, pods.clone(), nodes, node_leases];
+    if config.endpoints.enabled {
+        let (services, endpoints) = (informer(Resource::Services, ""), informer(Resource::Endpoints, ""));
+        EndpointsController {
+            config: config.endpoints.clone(),
+            client: client.clone(),
+            leader,
+            services: services.clone(),
+            endpoints: endpoints.clone(),
+            pods,
+        }
+        .start(&mut tasks);
+        informers.extend([services, endpoints]);
+    }
+
+    for informer in informers.into_iter().chain(gc_informers) {
         let client = client.clone();
         tasks.spawn(async move { informer.run(client).await });
     }

@@ -19,6 +19,7 @@
 pub mod controller_manager;
 pub mod deployment;
 pub mod driver;
+pub mod endpoints;
 pub mod events;
 pub mod garbage_collector;
 pub mod informer;

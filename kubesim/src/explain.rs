@@ -185,6 +185,7 @@ fn expectation(invariant: &str) -> &'static str {
         "lease-expiry" => {
             "a lease expires only on the leader, a full TTL after its last refresh on that leader's clock"
         }
+        "service-ips-unique" => "no two live Services hold one ClusterIP at any revision",
         _ => "the invariant holds",
     }
 }

@@ -31,10 +31,11 @@ pub enum PlantedBug {
     InformerSkipsRelist,
     LeaseExpiryIgnoresPromotion,
     GcOwnerByName,
+    ServiceIpsUnconditionalPut,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 18] = [
+    pub const ALL: [PlantedBug; 19] = [
         PlantedBug::StoreAckBeforeFsync,
         PlantedBug::VoteNotPersisted,
         PlantedBug::CommitPreviousTermByCounting,
@@ -53,6 +54,7 @@ impl PlantedBug {
         PlantedBug::InformerSkipsRelist,
         PlantedBug::LeaseExpiryIgnoresPromotion,
         PlantedBug::GcOwnerByName,
+        PlantedBug::ServiceIpsUnconditionalPut,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +77,7 @@ impl PlantedBug {
             PlantedBug::InformerSkipsRelist => "informer-skips-relist",
             PlantedBug::LeaseExpiryIgnoresPromotion => "lease-expiry-ignores-promotion",
             PlantedBug::GcOwnerByName => "gc-owner-by-name",
+            PlantedBug::ServiceIpsUnconditionalPut => "service-ips-unconditional-put",
         }
     }
 
@@ -135,6 +138,9 @@ impl PlantedBug {
             PlantedBug::GcOwnerByName => {
                 "the garbage collector finds owners by name without comparing uids: an owner deleted and created again under its name keeps the old one's dependents alive (controllers/src/garbage_collector.rs; run with --scenario garbage-collection)"
             }
+            PlantedBug::ServiceIpsUnconditionalPut => {
+                "the ClusterIP allocator writes its bitmap with a plain put, not a compare-and-swap: the last apiserver to write wins and an IP is handed out twice (apiserver/src/service_ips.rs; run it with --scenario services)"
+            }
         }
     }
 
@@ -159,6 +165,7 @@ impl PlantedBug {
             PlantedBug::InformerSkipsRelist => Invariant::InformerContinuity,
             PlantedBug::LeaseExpiryIgnoresPromotion => Invariant::LeaseExpiry,
             PlantedBug::GcOwnerByName => Invariant::GarbageCollection,
+            PlantedBug::ServiceIpsUnconditionalPut => Invariant::ServiceIpsUnique,
         }
     }
 
@@ -184,6 +191,7 @@ impl PlantedBug {
             PlantedBug::InformerSkipsRelist => cluster.informer_skips_relist = true,
             PlantedBug::LeaseExpiryIgnoresPromotion => cluster.store.bugs.lease_expiry_ignores_promotion = true,
             PlantedBug::GcOwnerByName => cluster.gc_owner_by_name = true,
+            PlantedBug::ServiceIpsUnconditionalPut => cluster.apiserver_bugs.service_ips_unconditional_put = true,
         }
     }
 }

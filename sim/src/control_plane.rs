@@ -71,6 +71,29 @@ pub struct ControlPlaneOptions {
     /// A user's controllers: replica `r` of each runs on worker machine `kubelet-r`
     /// (see [`Operator`]).
     pub operators: Vec<Operator>,
+    /// Services: `Some` runs the apiservers' ClusterIP repair loop, the endpoints
+    /// controller's bootstrap role and the endpoints controller (in the `services`
+    /// scenario). `None` (the default, and deploy-nginx's and store-smoke's): none of it
+    /// runs, and the apiservers write nothing for Services unless one is created, so
+    /// those scenarios' trace hashes are what they were before Services existed.
+    pub services: Option<ServicesOptions>,
+}
+
+/// How the control plane runs Services (see [`ControlPlaneOptions::services`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicesOptions {
+    /// The apiservers' `--service-cluster-ip-range`.
+    pub cluster_ip_range: apiserver::service_ips::ServiceIpRange,
+    /// How often each apiserver's ClusterIP repair loop runs (kube-apiserver: 3 minutes).
+    /// Its leak grace is three rounds, so it must be longer than a third of any pause a
+    /// plan can hold (a paused apiserver's create in flight is not a leak).
+    pub repair_interval_ms: u64,
+}
+
+impl Default for ServicesOptions {
+    fn default() -> Self {
+        Self { cluster_ip_range: apiserver::service_ips::ServiceIpRange::DEFAULT, repair_interval_ms: 30_000 }
+    }
 }
 
 /// The apiserver's and the controllers' knobs (see [`crate::knobs::Knobs`] for what each
@@ -165,6 +188,7 @@ impl Default for ControlPlaneOptions {
             custom_resources: Vec::new(),
             users: Vec::new(),
             operators: Vec::new(),
+            services: None,
         }
     }
 }
@@ -248,9 +272,20 @@ impl ControlPlane {
         ip: IpAddr,
         recorder: &Recorder,
     ) -> (NodeHandle, ApiClient) {
+        self.client_of(user, node_name, ip, self.apiserver_addrs.clone(), recorder).await
+    }
+
+    /// As [`ControlPlane::client_as`], talking only to `servers` (one apiserver, say).
+    pub async fn client_of(
+        &self,
+        user: &str,
+        node_name: &str,
+        ip: IpAddr,
+        servers: Vec<SocketAddr>,
+        recorder: &Recorder,
+    ) -> (NodeHandle, ApiClient) {
         let node = self.nodes.build(Handle::current().create_node().name(node_name).ip(ip));
-        let (servers, observer, credential) =
-            (self.apiserver_addrs.clone(), api_observer(node_name, recorder), credential(user));
+        let (observer, credential) = (api_observer(node_name, recorder), credential(user));
         let client = node
             .spawn(async move { ApiClient::connect(servers, credential, ClientConfig::default(), observer).await })
             .await
@@ -309,6 +344,13 @@ fn start_apiserver(
     config.watch_cache_capacity = options.tuning.watch_cache_capacity;
     config.event_ttl = std::time::Duration::from_millis(options.tuning.event_ttl_ms);
     config.watch_max_events_per_response = options.tuning.watch_max_events_per_response;
+    if let Some(services) = &options.services {
+        config.services = apiserver::ServicesConfig {
+            cluster_ip_range: services.cluster_ip_range,
+            enabled: true,
+            repair_interval: std::time::Duration::from_millis(services.repair_interval_ms),
+        };
+    }
     if idx != 0 {
         // One compactor per cluster is enough (kube-apiserver runs one per instance, but
         // they race harmlessly; kubesim keeps the history simpler).
@@ -409,6 +451,8 @@ fn start_controller_manager(
         config.replica_set.block_owner_deletion = true;
     }
     let with_gc = options.garbage_collection;
+    config.endpoints.enabled = options.services.is_some();
+    config.endpoints.resync_period_ms = tuning.resync_period_ms;
     let client_config = tuning.client_config();
     let clock = Clock::new();
     let (servers, node_clock) = (servers.to_vec(), clock.clone());

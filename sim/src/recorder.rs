@@ -124,6 +124,36 @@ impl Recorder {
     }
 }
 
+/// The Services an applied entry put or deleted, with their ClusterIPs as stored.
+fn service_changes(entry: &AppliedEntry<'_>) -> Vec<HistoryEvent> {
+    let prefix = verdict::history::SERVICES_KEY_PREFIX;
+    entry
+        .events
+        .iter()
+        .filter(|event| event.kv.key.starts_with(prefix))
+        .map(|event| match event.kind {
+            store::api::EventKind::Put => {
+                let cluster_ip = apiserver::registry::decode(&event.kv)
+                    .ok()
+                    .and_then(api::Object::into_service)
+                    .map(|service| service.spec.cluster_ip);
+                HistoryEvent::ServiceClusterIp {
+                    revision: entry.revision,
+                    key: event.kv.key.clone(),
+                    cluster_ip: Some(cluster_ip.unwrap_or_default()),
+                    value_hash: KeyState::of(&event.kv).value_hash,
+                }
+            }
+            store::api::EventKind::Delete => HistoryEvent::ServiceClusterIp {
+                revision: entry.revision,
+                key: event.kv.key.clone(),
+                cluster_ip: None,
+                value_hash: None,
+            },
+        })
+        .collect()
+}
+
 impl StoreObserver for Recorder {
     fn role_changed(&self, member: MemberId, term: u64, role: Role, leader: Option<MemberId>) {
         self.record(HistoryEvent::RoleChanged { member, term, role, leader });
@@ -145,6 +175,9 @@ impl StoreObserver for Recorder {
                 .collect();
             let event = HistoryEvent::Committed { revision: entry.revision, changes };
             Self::push(&mut inner, Record { at_ns, event });
+            for event in service_changes(entry) {
+                Self::push(&mut inner, Record { at_ns, event });
+            }
         }
         let principal: &Principal = &entry.proposal.principal;
         let event = HistoryEvent::Applied {

@@ -81,6 +81,10 @@ impl PartialEq<&str> for NodeName {
     }
 }
 
+/// `api::Resource::Services.key_prefix()` as a constant, for code that tests every
+/// committed key against it (the recorder, per applied entry).
+pub const SERVICES_KEY_PREFIX: &str = "/registry/services/specs/";
+
 /// Bound on records per seed; a run that exceeds it is stopped with an error rather than
 /// growing without limit.
 pub const MAX_RECORDS: usize = 4_000_000;
@@ -499,6 +503,16 @@ pub enum HistoryEvent {
         revision: Revision,
         meta: ObjectMetaRecord,
         removed: bool,
+    },
+    /// A committed revision put (`cluster_ip` set, with the value's hash as in
+    /// [`KeyState::value_hash`]) or deleted (`None`) the Service at `key`: recorded with
+    /// that revision's `Committed`, from the value the store applied. What the
+    /// service-ips-unique checker reads; only a run with Services records it.
+    ServiceClusterIp {
+        revision: Revision,
+        key: String,
+        cluster_ip: Option<String>,
+        value_hash: Option<u64>,
     },
 }
 

@@ -5,6 +5,7 @@
 pub mod custom;
 pub mod deploy_nginx;
 pub mod garbage_collection;
+pub mod services;
 pub mod store_smoke;
 
 use std::fmt;
@@ -26,6 +27,9 @@ pub enum Scenario {
     /// propagation policy, one re-created under its name, a user's finalizer
     /// ([`garbage_collection`]).
     GarbageCollection,
+    /// Services: three apiservers, users creating and deleting Services concurrently,
+    /// a deployment whose pods back them ([`services`]).
+    Services,
     /// A scenario a user registered ([`custom::register`]).
     Custom(Arc<dyn CustomScenario>),
 }
@@ -154,13 +158,22 @@ pub struct UnsupportedFault {
 
 impl Scenario {
     /// kubesim's own scenarios.
-    pub const BUILT_IN: [Scenario; 3] = [Scenario::DeployNginx, Scenario::StoreSmoke, Scenario::GarbageCollection];
+    pub const BUILT_IN: [Scenario; 4] =
+        [Scenario::DeployNginx, Scenario::StoreSmoke, Scenario::GarbageCollection, Scenario::Services];
 
     /// Every scenario this process knows: the built-ins, then the registered ones by name.
     pub fn all() -> Vec<Scenario> {
         let mut all = Scenario::BUILT_IN.to_vec();
         all.extend(custom::registered().into_iter().map(Scenario::Custom));
         all
+    }
+
+    /// Shapes the cluster as the scenario needs it, before its fault plan is drawn (so
+    /// that the plan can target every component the scenario runs).
+    pub fn configure(&self, cluster: &mut crate::control_plane::ControlPlaneOptions) {
+        if let Scenario::Services = self {
+            services::configure(cluster);
+        }
     }
 
     /// The scenario's own checkers (a user's), judged after the built-in ones.
@@ -198,6 +211,7 @@ impl Scenario {
             Scenario::DeployNginx => "deploy-nginx",
             Scenario::StoreSmoke => "store-smoke",
             Scenario::GarbageCollection => "garbage-collection",
+            Scenario::Services => "services",
             Scenario::Custom(custom) => custom.name(),
         }
     }
@@ -209,6 +223,9 @@ impl Scenario {
             Scenario::StoreSmoke => "the store alone: three members, a client workload, one leader crash",
             Scenario::GarbageCollection => {
                 "the garbage collector on: deployments deleted in the background (and re-created), foreground and orphan, a user's finalizer"
+            }
+            Scenario::Services => {
+                "three apiservers; users create and delete Services concurrently, a deployment backs them"
             }
             Scenario::Custom(custom) => custom.about(),
         }

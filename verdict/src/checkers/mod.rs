@@ -25,6 +25,7 @@ mod replica_count;
 pub mod restore;
 mod restore_durability;
 mod revisions_monotonic;
+mod service_ips_unique;
 mod store_single_writer;
 pub mod testing;
 mod watch_guarantees;
@@ -131,13 +132,18 @@ pub enum Invariant {
     /// rule is in `checkers/garbage_collection.rs`. Judged only in runs whose control plane
     /// runs the collector.
     GarbageCollection,
+    /// §4.17: no two live Services ever hold the same ClusterIP, at any revision of the
+    /// store, across apiserver restarts, partitions and restores (Kubernetes' ClusterIP
+    /// allocator: one bitmap in etcd changed by compare-and-swap, and its repair loop).
+    /// The exact rule is in `checkers/service_ips_unique.rs`.
+    ServiceIpsUnique,
     /// An invariant a user's scenario defines and judges with its own [`Checker`] (the
     /// example `Database` operator's single primary, say).
     Custom(CustomInvariant),
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 15] = [
+    pub const ALL: [Invariant; 16] = [
         Invariant::StoreSingleWriter,
         Invariant::RaftElectionSafety,
         Invariant::RaftStateMachineSafety,
@@ -153,6 +159,7 @@ impl Invariant {
         Invariant::RevisionsNeverGoBackwards,
         Invariant::RestoreDurability,
         Invariant::InformerContinuity,
+        Invariant::ServiceIpsUnique,
     ];
 
     pub fn name(self) -> &'static str {
@@ -172,6 +179,7 @@ impl Invariant {
             Invariant::InformerContinuity => "informer-continuity",
             Invariant::LeaseExpiry => "lease-expiry",
             Invariant::GarbageCollection => "garbage-collection",
+            Invariant::ServiceIpsUnique => "service-ips-unique",
             Invariant::Custom(custom) => custom.name(),
         }
     }
@@ -500,6 +508,7 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
     verdicts.push(revisions_monotonic::check(input, &views));
     verdicts.push(restore_durability::check(&restores));
     verdicts.push(informer_continuity::check(input, &views));
+    verdicts.push(service_ips_unique::check(input));
     // Every declared invariant gets exactly one verdict: none is left unchecked or judged twice.
     debug_assert_eq!(
         verdicts.iter().map(|v| v.invariant).collect::<std::collections::BTreeSet<_>>().len(),

@@ -178,8 +178,18 @@ fn expected_kind(verb: Verb) -> WatchEventKind {
 }
 
 /// The watch prefixes a key is visible under: its resource's, and for a namespaced key
-/// (`/registry/<plural>/<namespace>/<name>`) also its namespace's.
+/// (`/registry/<plural>/<namespace>/<name>`) also its namespace's. A built-in whose prefix
+/// is deeper (Services under `/registry/services/specs/`) is found by its resource.
 fn watch_prefixes(key: &str) -> Vec<String> {
+    if let Some(resource) =
+        api::Resource::from_key(key).filter(|r| matches!(r, api::Resource::Services | api::Resource::Endpoints))
+    {
+        let prefix = resource.key_prefix();
+        return match key[prefix.len()..].split_once('/') {
+            Some((namespace, _name)) => vec![prefix.clone(), format!("{prefix}{namespace}/")],
+            None => vec![prefix],
+        };
+    }
     let Some(rest) = key.strip_prefix("/registry/") else {
         return Vec::new();
     };
