@@ -57,11 +57,7 @@ pub struct Cli {
 /// What one seed runs: the flags `run`, `repro` and `campaign` share.
 #[derive(Args, Debug, Clone)]
 pub struct SeedFlags {
-    /// Which scenario to run: deploy-nginx (the whole control plane), store-smoke (the
-    /// store alone; it refuses the disk-loss kinds), garbage-collection (the control plane
-    /// with its garbage collector, deletes with each propagation policy; it refuses the
-    /// disk-loss kinds), or one a user registered (`kubesim scenarios` lists them).
-    #[arg(long, default_value = "deploy-nginx")]
+    #[arg(long, default_value = "deploy-nginx", help = scenario_help())]
     pub scenario: Scenario,
     #[arg(long, default_value = "all", help = faults_help())]
     pub faults: String,
@@ -83,6 +79,14 @@ pub struct SeedFlags {
 }
 
 /// `--faults`'s help: every kind, from the one list the parser reads.
+/// `--scenario`'s help: every built-in scenario with what it runs, from the scenarios
+/// themselves so that it cannot fall behind.
+fn scenario_help() -> String {
+    let built_in: Vec<String> =
+        Scenario::BUILT_IN.iter().map(|scenario| format!("{} ({})", scenario.name(), scenario.about())).collect();
+    format!("Which scenario to run: {}; or one a user registered (`kubesim scenarios` lists them)", built_in.join("; "))
+}
+
 fn faults_help() -> String {
     let names = |kinds: &[FaultKind]| kinds.iter().map(|kind| kind.name()).collect::<Vec<_>>().join(", ");
     let by_name: Vec<FaultKind> =
