@@ -258,6 +258,59 @@ mod convergence {
         assert!(verdict.summary.contains("1 pods whose create was answered with an error"), "{}", verdict.summary);
     }
 
+    /// A pod written under ReplicaSet `rs_uid` (as a run with the garbage collector records it).
+    fn created_by(
+        builder: verdict::checkers::testing::HistoryBuilder,
+        suffix: &str,
+        revision: i64,
+        rs_uid: &str,
+    ) -> verdict::checkers::testing::HistoryBuilder {
+        let key = pod_key(&format!("{RS_POD}{suffix}"));
+        let owners = vec![verdict::history::OwnerRecord {
+            kind: "ReplicaSet".into(),
+            name: RS_POD.trim_end_matches('-').into(),
+            uid: rs_uid.into(),
+            block_owner_deletion: true,
+        }];
+        created(builder, suffix, revision).event(verdict::history::HistoryEvent::ObjectWritten {
+            key,
+            revision,
+            meta: verdict::history::ObjectMetaRecord { uid: format!("pod-{suffix}"), owners, ..Default::default() },
+            removed: false,
+        })
+    }
+
+    #[test]
+    fn two_lives_of_one_replicaset_name_are_counted_apart_where_owners_are_recorded() {
+        // The collector deleted the ReplicaSet; the deployment controller made it again
+        // under its name while the first one's two pods were still being collected.
+        let two_lives = |owned: bool| {
+            let mut b = h().desired_replicas("nginx-deployment", 2);
+            for (suffix, revision, uid) in [("a", 5, "rs-1"), ("b", 6, "rs-1"), ("c", 8, "rs-2"), ("d", 9, "rs-2")] {
+                b = if owned { created_by(b, suffix, revision, uid) } else { created(b, suffix, revision) };
+            }
+            b.build()
+        };
+        assert_passes(&check(Invariant::Convergence, &two_lives(true)), 4);
+        // Without the owners' uids, the four pods count for one ReplicaSet.
+        assert_one_violation(
+            &check(Invariant::Convergence, &two_lives(false)),
+            &["replicaset default/nginx-deployment-6c6 had 3 live pods at revision 8"],
+        );
+    }
+
+    #[test]
+    fn a_surplus_within_one_life_of_a_replicaset_still_fires() {
+        let mut b = h().desired_replicas("nginx-deployment", 1);
+        b = created_by(b, "a", 5, "rs-1");
+        b = created_by(b, "b", 6, "rs-2");
+        b = created_by(b, "c", 7, "rs-2");
+        assert_one_violation(
+            &check(Invariant::Convergence, &b.build()),
+            &["had 2 live pods at revision 7", "never asked for more than 1"],
+        );
+    }
+
     #[test]
     fn over_creation_fires_once_per_surplus() {
         let mut b = h().desired_replicas("nginx-deployment", 2);

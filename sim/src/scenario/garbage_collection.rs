@@ -135,15 +135,13 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder, safety: Duratio
     ));
     let mut background_uid = None;
     for name in [BACKGROUND, FOREGROUND, ORPHAN] {
-        // Not for gc-background: the convergence checker counts live pods per ReplicaSet
-        // *name*, and after the collector deletes gc-background's ReplicaSet, the
-        // deployment controller may create it again under the same name from a cache that
-        // still shows the deleted deployment (Kubernetes' does too; the collector deletes
-        // it again), while the first one's pods are still being collected: two lives of
-        // one name, counted as one (seed 25). FIXME: count per ReplicaSet uid there.
-        if name != BACKGROUND {
-            record_desired(recorder, name);
-        }
+        // After the collector deletes gc-background's ReplicaSet, the deployment
+        // controller may create it again under the same name from a cache that still
+        // shows the deleted deployment (Kubernetes' does too; the collector deletes it
+        // again) while the first one's pods are still being collected (seed 25): two
+        // lives of one name, which the convergence checker counts apart by the pods'
+        // owner uids (`ObjectWritten`).
+        record_desired(recorder, name);
         match create(kubectl, Object::Deployment(deployment(name, "nginx:1.14.2")), patience).await {
             Ok(created) if name == BACKGROUND => background_uid = Some(created.metadata().uid.clone()),
             Ok(_) => {}

@@ -25,6 +25,13 @@
 //! the Added/Deleted events watches delivered (which also show creates whose answer was
 //! lost), deduplicated by (key, revision).
 //!
+//! A ReplicaSet name can have several lives: the garbage collector deletes a deleted
+//! deployment's ReplicaSet, and the deployment controller, from a cache that still shows
+//! the deployment, may create it again under the same name while the first one's pods are
+//! still being collected. Where the history shows which ReplicaSet (by uid) owns a pod
+//! (`ObjectWritten`, recorded when the control plane runs the garbage collector), the pod
+//! counts for that life of the name only; elsewhere a name has one life.
+//!
 //! The liveness half (Running pods within a bound after faults heal, no surplus at rest)
 //! is `awaited.rs`, judged from what the scenario's user waited for and saw; both halves
 //! make one verdict.
@@ -51,37 +58,47 @@ enum Change {
 pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
     let mut violations = Violations::new(Invariant::Convergence);
     let ambiguous = ambiguous_pod_creates(views);
-    let PodEvidence { changes, desired_at } = PodEvidence::of(input);
+    let PodEvidence { changes, desired_at, owner_at } = PodEvidence::of(input);
     let deployments: BTreeSet<&str> = desired_at.iter().map(|(_, d, _)| d.as_str()).collect();
-    // ReplicaSet ("namespace/rs-name") -> its live pod keys.
-    let mut live: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
-    // Per ReplicaSet, whether its surplus was reported already (one violation per surplus
-    // episode, not one per revision).
-    let mut in_surplus: BTreeSet<String> = BTreeSet::new();
+    // A life of a ReplicaSet ("namespace/rs-name", and its uid where known) -> its live
+    // pod keys.
+    let mut live: BTreeMap<(String, &str), BTreeSet<&str>> = BTreeMap::new();
+    // The ReplicaSet life each live pod counts for.
+    let mut life_of: BTreeMap<&str, (String, &str)> = BTreeMap::new();
+    // Per ReplicaSet life, whether its surplus was reported already (one violation per
+    // surplus episode, not one per revision).
+    let mut in_surplus: BTreeSet<(String, &str)> = BTreeSet::new();
     let mut n_checked = 0usize;
     for ((revision, key), (change, at_ns)) in &changes {
         let Some(rs) = replicaset_of(key) else {
             continue;
         };
-        let pods = live.entry(rs.clone()).or_default();
-        match change {
+        let life = match change {
             Change::Created if ambiguous.contains(*key) => continue,
             Change::Created => {
-                pods.insert(key);
+                let life = (rs.clone(), owner_at.get(&(*revision, *key)).copied().unwrap_or(""));
+                life_of.insert(key, life.clone());
+                live.entry(life.clone()).or_default().insert(key);
+                life
             }
             Change::Deleted => {
+                let Some(life) = life_of.remove(key) else {
+                    continue;
+                };
+                let pods = live.entry(life.clone()).or_default();
                 pods.remove(key);
                 if pods.len() <= max_desired(&desired_at, &rs, *at_ns).map_or(usize::MAX, |(_, n)| n) {
-                    in_surplus.remove(&rs);
+                    in_surplus.remove(&life);
                 }
                 continue;
             }
-        }
+        };
+        let pods = &live[&life];
         let Some((deployment, max_replicas)) = max_desired(&desired_at, &rs, *at_ns) else {
             continue;
         };
         n_checked += 1;
-        if pods.len() > max_replicas && in_surplus.insert(rs.clone()) {
+        if pods.len() > max_replicas && in_surplus.insert(life.clone()) {
             violations.push(
                 Some(*at_ns),
                 format!(
@@ -97,7 +114,7 @@ pub(super) fn check(input: &CheckInput, views: &Views) -> Verdict {
         format!(
             "{n_checked} pod creations of {} replicasets against the desired replicas of {} deployments \
              ({} pods whose create was answered with an error not counted)",
-            live.len(),
+            live.keys().map(|(rs, _)| rs).collect::<BTreeSet<_>>().len(),
             deployments.len(),
             ambiguous.len()
         ),
@@ -133,11 +150,14 @@ struct PodEvidence<'a> {
     /// (when, namespace/deployment, replicas) in record order: DesiredReplicas has no
     /// revision, so it applies to every change recorded after it.
     desired_at: Vec<(u64, String, i32)>,
+    /// (revision, pod key) -> the uid of the ReplicaSet that owned the pod written then,
+    /// where the history records it (`ObjectWritten`).
+    owner_at: BTreeMap<(Revision, &'a str), &'a str>,
 }
 
 impl<'a> PodEvidence<'a> {
     fn of(input: &'a CheckInput) -> Self {
-        let mut evidence = PodEvidence { changes: BTreeMap::new(), desired_at: Vec::new() };
+        let mut evidence = PodEvidence { changes: BTreeMap::new(), desired_at: Vec::new(), owner_at: BTreeMap::new() };
         let pod_prefix = Resource::Pods.key_prefix();
         for (at_ns, event) in input.history.events() {
             match event {
@@ -157,6 +177,11 @@ impl<'a> PodEvidence<'a> {
                             WatchEventKind::Modified => continue,
                         };
                         evidence.changes.entry((e.resource_version, &e.key)).or_insert((change, at_ns));
+                    }
+                }
+                HistoryEvent::ObjectWritten { key, revision, meta, removed: false } if key.starts_with(&pod_prefix) => {
+                    if let Some(owner) = meta.owners.iter().find(|owner| owner.kind == "ReplicaSet") {
+                        evidence.owner_at.insert((*revision, key), &owner.uid);
                     }
                 }
                 HistoryEvent::DesiredReplicas { namespace, deployment, replicas } => {
