@@ -51,7 +51,7 @@ pub struct ApiServerBugs {
     /// client's object over the newer version, as Kubernetes' `GuaranteedUpdate` does only
     /// for an update without a resourceVersion (`AllowUnconditionalUpdate`). The writes
     /// between the version the client read and the one it overwrote are lost. Caught by
-    /// no-lost-update (docs/design.md §4.21) in the read-modify-write scenario.
+    /// no-lost-update (docs/design.md §4.14) in the read-modify-write scenario.
     pub update_reapplies_on_conflict: bool,
 }
 

@@ -177,14 +177,6 @@ struct Write {
     written: Option<(ObjectMeta, bool)>,
 }
 
-/// What one conditional write of an update did.
-enum UpdateAttempt {
-    /// Committed: the object as written, at its new resourceVersion.
-    Done(Object),
-    /// The object changed between the read and the write.
-    Changed,
-}
-
 enum Outcome {
     Committed(Revision),
     /// The object's precondition failed; the key's current value, if any.
@@ -428,16 +420,16 @@ impl<B: Backend> Registry<B> {
             }
             let attempt = self.update_once(user, object.clone(), fence.clone(), verb, &stored, precondition).await?;
             match attempt {
-                UpdateAttempt::Done(updated) => return Ok(updated),
-                UpdateAttempt::Changed if self.bugs.update_reapplies_on_conflict && n_attempts < MAX_WRITE_ATTEMPTS => {
-                }
-                UpdateAttempt::Changed => return Err(conflict(resource, &name)),
+                Some(updated) => return Ok(updated),
+                None if self.bugs.update_reapplies_on_conflict && n_attempts < MAX_WRITE_ATTEMPTS => {}
+                None => return Err(conflict(resource, &name)),
             }
         }
     }
 
     /// One conditional write of an update over `stored`, under `precondition` (the
-    /// resourceVersion the client read).
+    /// resourceVersion the client read): the object as written, at its new
+    /// resourceVersion, or `None` if the object changed between the read and the write.
     async fn update_once(
         &self,
         user: &UserInfo,
@@ -446,7 +438,7 @@ impl<B: Backend> Registry<B> {
         verb: Verb,
         stored: &Object,
         precondition: Revision,
-    ) -> Result<UpdateAttempt, ApiError> {
+    ) -> Result<Option<Object>, ApiError> {
         let status_only = verb == Verb::UpdateStatus;
         let resource = object.resource();
         let ObjectMeta { namespace, name, .. } = object.metadata().clone();
@@ -481,10 +473,10 @@ impl<B: Backend> Registry<B> {
                     self.release_service_ip(&service.spec.cluster_ip).await;
                 }
                 updated.metadata_mut().resource_version = revision;
-                Ok(UpdateAttempt::Done(updated))
+                Ok(Some(updated))
             }
             Outcome::ObjectChanged(None) => Err(not_found(resource, &namespace, &name)),
-            Outcome::ObjectChanged(Some(_)) => Ok(UpdateAttempt::Changed),
+            Outcome::ObjectChanged(Some(_)) => Ok(None),
         }
     }
 

@@ -138,7 +138,7 @@ pub enum Invariant {
     /// allocator: one bitmap in etcd changed by compare-and-swap, and its repair loop).
     /// The exact rule is in `checkers/service_ips_unique.rs`.
     ServiceIpsUnique,
-    /// §4.21: every acknowledged Update or UpdateStatus was applied to exactly the version
+    /// §4.14: every acknowledged Update or UpdateStatus was applied to exactly the version
     /// its writer read (the resourceVersion it carried), and no acknowledged update is
     /// overwritten by a write that did not read it. End to end, a counter that users
     /// increment by read-modify-write holds every acknowledged increment and at most the

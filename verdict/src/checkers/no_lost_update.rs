@@ -1,4 +1,4 @@
-//! [`Invariant::NoLostUpdate`] (docs/design.md §4.21): every acknowledged update was
+//! [`Invariant::NoLostUpdate`] (docs/design.md §4.14): every acknowledged update was
 //! applied to exactly the version its writer read. Optimistic concurrency holds end to
 //! end, through retries, apiserver restarts and restores.
 //!
