@@ -46,6 +46,13 @@ pub struct ApiServerBugs {
     /// once both write, the last writer wins, and the IP the first handed out is free
     /// again in the store. Caught by service-ips-unique (docs/design.md §4, invariant 17).
     pub service_ips_unconditional_put: bool,
+    /// PLANTED BUG. An Update or UpdateStatus whose resourceVersion is stale is not
+    /// refused with 409 Conflict: the apiserver re-reads the object and re-applies the
+    /// client's object over the newer version, as Kubernetes' `GuaranteedUpdate` does only
+    /// for an update without a resourceVersion (`AllowUnconditionalUpdate`). The writes
+    /// between the version the client read and the one it overwrote are lost. Caught by
+    /// no-lost-update (docs/design.md §4.14) in the read-modify-write scenario.
+    pub update_reapplies_on_conflict: bool,
 }
 
 /// Services: the ClusterIP range and what runs for them.

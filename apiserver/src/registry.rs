@@ -401,13 +401,49 @@ impl<B: Backend> Registry<B> {
             admission::validate(&object)?;
         }
         let key = object.key();
-        let stored_kv = self.read_key(&key).await?.ok_or_else(|| not_found(resource, &namespace, &name))?;
-        let stored = decode(&stored_kv)?;
-        check_node_restriction(decision, &stored, user, verb)?;
-        if stored_kv.mod_revision != resource_version {
-            return Err(conflict(resource, &name));
+        let mut n_attempts = 0;
+        loop {
+            n_attempts += 1;
+            let stored_kv = self.read_key(&key).await?.ok_or_else(|| not_found(resource, &namespace, &name))?;
+            let stored = decode(&stored_kv)?;
+            check_node_restriction(decision, &stored, user, verb)?;
+            // The version the write is conditioned on: the one the client read.
+            let mut precondition = resource_version;
+            if stored_kv.mod_revision != resource_version {
+                if !self.bugs.update_reapplies_on_conflict {
+                    return Err(conflict(resource, &name));
+                }
+                // PLANTED BUG (`ApiServerBugs::update_reapplies_on_conflict`): the client's
+                // object goes over the newer version, whose changes it never saw.
+                coverage::reached!("apiserver.update.planted-reapply");
+                precondition = stored_kv.mod_revision;
+            }
+            let attempt = self.update_once(user, object.clone(), fence.clone(), verb, &stored, precondition).await?;
+            match attempt {
+                Some(updated) => return Ok(updated),
+                None if self.bugs.update_reapplies_on_conflict && n_attempts < MAX_WRITE_ATTEMPTS => {}
+                None => return Err(conflict(resource, &name)),
+            }
         }
-        let mut updated = if status_only { merge_status(&stored, object)? } else { merge_update(&stored, object)? };
+    }
+
+    /// One conditional write of an update over `stored`, under `precondition` (the
+    /// resourceVersion the client read): the object as written, at its new
+    /// resourceVersion, or `None` if the object changed between the read and the write.
+    async fn update_once(
+        &self,
+        user: &UserInfo,
+        object: Object,
+        fence: Option<LeaseFence>,
+        verb: Verb,
+        stored: &Object,
+        precondition: Revision,
+    ) -> Result<Option<Object>, ApiError> {
+        let status_only = verb == Verb::UpdateStatus;
+        let resource = object.resource();
+        let ObjectMeta { namespace, name, .. } = object.metadata().clone();
+        let key = object.key();
+        let mut updated = if status_only { merge_status(stored, object)? } else { merge_update(stored, object)? };
         admission::check_size(&updated)?;
         check_finalizers_update(stored.metadata(), updated.metadata())?;
         // Kubernetes `Store.Update` (`ShouldDeleteDuringUpdate`): the update that empties the
@@ -423,7 +459,7 @@ impl<B: Backend> Registry<B> {
         };
         let write = Write {
             verb,
-            compare: Compare::mod_revision(&key, CompareOp::Equal, resource_version),
+            compare: Compare::mod_revision(&key, CompareOp::Equal, precondition),
             success,
             key,
             fence,
@@ -437,10 +473,10 @@ impl<B: Backend> Registry<B> {
                     self.release_service_ip(&service.spec.cluster_ip).await;
                 }
                 updated.metadata_mut().resource_version = revision;
-                Ok(updated)
+                Ok(Some(updated))
             }
             Outcome::ObjectChanged(None) => Err(not_found(resource, &namespace, &name)),
-            Outcome::ObjectChanged(Some(_)) => Err(conflict(resource, &name)),
+            Outcome::ObjectChanged(Some(_)) => Ok(None),
         }
     }
 

@@ -63,6 +63,26 @@ fn update_with_a_stale_resource_version_is_a_conflict() {
     });
 }
 
+/// The planted bug `update-reapplies-on-conflict`: the same stale update is not refused
+/// but written over the newer version, and the change in between (replicas 3) is lost
+/// without a word to anyone.
+#[test]
+fn planted_update_reapplies_on_conflict_overwrites_the_version_in_between() {
+    simulate(async {
+        let c = Cluster::start(|config| config.planted_bugs.update_reapplies_on_conflict = true).await;
+        let v1 = c.create(ADMIN, deployment("default", "nginx", 1)).await.unwrap();
+        let mut v2 = v1.clone().into_deployment().unwrap();
+        v2.spec.replicas = 3;
+        let written = c.update(ADMIN, v2.clone()).await.unwrap();
+        let mut stale = v1.into_deployment().unwrap();
+        stale.metadata.labels.insert("edited".into(), "by-a-stale-reader".into());
+        let reapplied = c.update(ADMIN, stale).await.unwrap();
+        assert!(reapplied.metadata().resource_version > written.metadata().resource_version);
+        let stored = c.get(Resource::Deployments, "default", "nginx").await.unwrap().into_deployment().unwrap();
+        assert_eq!(stored.spec.replicas, 1, "the update to 3 replicas was lost");
+    });
+}
+
 #[test]
 fn update_without_a_resource_version_is_invalid() {
     simulate(async {

@@ -30,6 +30,7 @@ pub const POINTS: &[Point] = &[
     point("apiserver.ttl-lease.granted", "The apiserver granted a store lease to write Events under (kube-apiserver's lease manager, --event-ttl)", Required::Default),
     point("apiserver.ttl-lease.reused", "An Event was written under the lease granted for an earlier one (Kubernetes' lease reuse window)", Required::Default),
     point("apiserver.update.finalized", "An update emptied the finalizers of an object marked for deletion: the apiserver removed it (reached by the garbage-collection scenario; the default campaign runs no garbage collector yet)", Required::No),
+    point("apiserver.update.planted-reapply", "An update with a stale resourceVersion was re-applied over the newer version instead of refused (only under the planted bug update-reapplies-on-conflict)", Required::No),
     point("apiserver.watch-cache.answer-cut-short", "A watch answer stopped at the per-answer event bound; the client resumed from its last revision", Required::Default),
     point("apiserver.watch-cache.gone-after-compaction", "A watch from before the compacted revision the cache restarted at was answered 410 Gone", Required::Default),
     point("apiserver.watch-cache.restarted-after-compaction", "The store canceled the watch cache's own watch (its position compacted away, or the store restored): the cache restarted", Required::Default),

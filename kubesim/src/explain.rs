@@ -186,6 +186,7 @@ fn expectation(invariant: &str) -> &'static str {
             "a lease expires only on the leader, a full TTL after its last refresh on that leader's clock"
         }
         "service-ips-unique" => "no two live Services hold one ClusterIP at any revision",
+        "no-lost-update" => "every acknowledged update was applied to the version its writer read",
         _ => "the invariant holds",
     }
 }

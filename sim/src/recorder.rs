@@ -35,6 +35,9 @@ struct Inner {
     leaders: std::collections::BTreeMap<String, String>,
     /// Checked at every record: the seed's thread learns here that it was cancelled.
     cancel: SeedCancel,
+    /// Whether each Update's and UpdateStatus's resourceVersion is recorded
+    /// ([`Recorder::record_update_preconditions`]).
+    records_update_preconditions: bool,
 }
 
 /// Shared by every observer of one run. Cheap to clone.
@@ -65,6 +68,7 @@ impl Recorder {
                 last_committed: 0,
                 leaders: Default::default(),
                 cancel,
+                records_update_preconditions: false,
             })),
         }
     }
@@ -94,6 +98,14 @@ impl Recorder {
         bincode::serialize_into(&mut inner.encoded, &record).expect("history records always serialize");
         inner.hasher.update(&inner.encoded);
         inner.records.push(record);
+    }
+
+    /// From now on, records the resourceVersion every Update and UpdateStatus request
+    /// carries (`HistoryEvent::UpdatePrecondition`, after its `ApiInvoked`): the evidence
+    /// the no-lost-update checker judges. Only the read-modify-write scenario asks for it,
+    /// so other runs' histories and trace hashes stay as they were.
+    pub fn record_update_preconditions(&self) {
+        self.inner.lock().expect("recorder lock").records_update_preconditions = true;
     }
 
     pub fn note(&self, text: impl Into<String>) {
@@ -332,14 +344,27 @@ impl api::ApiObserver for Recorder {
             return;
         }
         let (namespace, name) = operation_target(&request.operation);
-        self.record(HistoryEvent::ApiInvoked {
+        let at_ns = Self::now_ns();
+        let mut inner = self.inner.lock().expect("recorder lock");
+        let invoked = HistoryEvent::ApiInvoked {
             client: client.into(),
             request_id: request.request_id,
             verb: request.operation.verb(),
             resource: request.operation.resource(),
             namespace,
             name,
-        });
+        };
+        Self::push(&mut inner, Record { at_ns, event: invoked });
+        if let (true, Operation::Update { object, .. } | Operation::UpdateStatus { object, .. }) =
+            (inner.records_update_preconditions, &request.operation)
+        {
+            let event = HistoryEvent::UpdatePrecondition {
+                client: client.into(),
+                request_id: request.request_id,
+                resource_version: object.metadata().resource_version,
+            };
+            Self::push(&mut inner, Record { at_ns, event });
+        }
     }
 
     fn returned(&self, client: &str, request: &ApiRequest, result: &ApiResult) {

@@ -514,6 +514,27 @@ pub enum HistoryEvent {
         cluster_ip: Option<String>,
         value_hash: Option<u64>,
     },
+    /// The resourceVersion an Update or UpdateStatus request carried as its precondition
+    /// (the object's `metadata.resourceVersion`, which the apiserver compares with the
+    /// stored object's mod_revision), recorded right after the request's `ApiInvoked`
+    /// under the same client and request id. Only runs that ask for it record it
+    /// (`sim::recorder::Recorder::record_update_preconditions`: the read-modify-write
+    /// scenario), so other histories and trace hashes stay as they were. What the
+    /// no-lost-update checker compares with the committed history.
+    UpdatePrecondition {
+        client: NodeName,
+        request_id: u64,
+        resource_version: i64,
+    },
+    /// A user read the counter of the object at `key`: `counter` in the version committed
+    /// at `revision` (the object's resourceVersion). The read-modify-write scenario's
+    /// contract, which no-lost-update relies on: the object is created with the counter at
+    /// 0 and every Update of it adds exactly one.
+    CounterRead {
+        key: String,
+        revision: Revision,
+        counter: u64,
+    },
 }
 
 /// What the history keeps of an object's metadata ([`HistoryEvent::ObjectWritten`]).

@@ -5,6 +5,7 @@
 pub mod custom;
 pub mod deploy_nginx;
 pub mod garbage_collection;
+pub mod read_modify_write;
 pub mod services;
 pub mod store_smoke;
 
@@ -30,6 +31,9 @@ pub enum Scenario {
     /// Services: three apiservers, users creating and deleting Services concurrently,
     /// a deployment whose pods back them ([`services`]).
     Services,
+    /// Read-modify-write: three apiservers, users incrementing shared ConfigMaps with
+    /// resourceVersion preconditions and retrying on conflict ([`read_modify_write`]).
+    ReadModifyWrite,
     /// A scenario a user registered ([`custom::register`]).
     Custom(Arc<dyn CustomScenario>),
 }
@@ -158,8 +162,13 @@ pub struct UnsupportedFault {
 
 impl Scenario {
     /// kubesim's own scenarios.
-    pub const BUILT_IN: [Scenario; 4] =
-        [Scenario::DeployNginx, Scenario::StoreSmoke, Scenario::GarbageCollection, Scenario::Services];
+    pub const BUILT_IN: [Scenario; 5] = [
+        Scenario::DeployNginx,
+        Scenario::StoreSmoke,
+        Scenario::GarbageCollection,
+        Scenario::Services,
+        Scenario::ReadModifyWrite,
+    ];
 
     /// Every scenario this process knows: the built-ins, then the registered ones by name.
     pub fn all() -> Vec<Scenario> {
@@ -171,8 +180,10 @@ impl Scenario {
     /// Shapes the cluster as the scenario needs it, before its fault plan is drawn (so
     /// that the plan can target every component the scenario runs).
     pub fn configure(&self, cluster: &mut crate::control_plane::ControlPlaneOptions) {
-        if let Scenario::Services = self {
-            services::configure(cluster);
+        match self {
+            Scenario::Services => services::configure(cluster),
+            Scenario::ReadModifyWrite => read_modify_write::configure(cluster),
+            _ => {}
         }
     }
 
@@ -212,6 +223,7 @@ impl Scenario {
             Scenario::StoreSmoke => "store-smoke",
             Scenario::GarbageCollection => "garbage-collection",
             Scenario::Services => "services",
+            Scenario::ReadModifyWrite => "read-modify-write",
             Scenario::Custom(custom) => custom.name(),
         }
     }
@@ -226,6 +238,9 @@ impl Scenario {
             }
             Scenario::Services => {
                 "three apiservers; users create and delete Services concurrently, a deployment backs them"
+            }
+            Scenario::ReadModifyWrite => {
+                "three apiservers; users increment shared ConfigMaps by get-modify-update, retrying on 409 Conflict"
             }
             Scenario::Custom(custom) => custom.about(),
         }

@@ -18,6 +18,7 @@ mod garbage_collection;
 mod informer_continuity;
 mod lease_expiry;
 mod linearizability;
+mod no_lost_update;
 mod pod_bound_once;
 mod raft_election_safety;
 mod raft_state_machine_safety;
@@ -137,13 +138,23 @@ pub enum Invariant {
     /// allocator: one bitmap in etcd changed by compare-and-swap, and its repair loop).
     /// The exact rule is in `checkers/service_ips_unique.rs`.
     ServiceIpsUnique,
+    /// §4.14: every acknowledged Update or UpdateStatus was applied to exactly the version
+    /// its writer read (the resourceVersion it carried), and no acknowledged update is
+    /// overwritten by a write that did not read it. End to end, a counter that users
+    /// increment by read-modify-write holds every acknowledged increment and at most the
+    /// ones in doubt too. Kubernetes' optimistic concurrency: the apiserver's
+    /// `GuaranteedUpdate` commits under `mod_revision == resourceVersion` and answers 409
+    /// Conflict otherwise; writers retry with client-go's `RetryOnConflict`. The exact
+    /// rule is in `checkers/no_lost_update.rs`. Judged only in runs that record update
+    /// preconditions (the read-modify-write scenario).
+    NoLostUpdate,
     /// An invariant a user's scenario defines and judges with its own [`Checker`] (the
     /// example `Database` operator's single primary, say).
     Custom(CustomInvariant),
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 16] = [
+    pub const ALL: [Invariant; 17] = [
         Invariant::StoreSingleWriter,
         Invariant::RaftElectionSafety,
         Invariant::RaftStateMachineSafety,
@@ -160,6 +171,7 @@ impl Invariant {
         Invariant::RestoreDurability,
         Invariant::InformerContinuity,
         Invariant::ServiceIpsUnique,
+        Invariant::NoLostUpdate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -180,6 +192,7 @@ impl Invariant {
             Invariant::LeaseExpiry => "lease-expiry",
             Invariant::GarbageCollection => "garbage-collection",
             Invariant::ServiceIpsUnique => "service-ips-unique",
+            Invariant::NoLostUpdate => "no-lost-update",
             Invariant::Custom(custom) => custom.name(),
         }
     }
@@ -509,6 +522,7 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
     verdicts.push(restore_durability::check(&restores));
     verdicts.push(informer_continuity::check(input, &views));
     verdicts.push(service_ips_unique::check(input));
+    verdicts.push(no_lost_update::check(input));
     // Every declared invariant gets exactly one verdict: none is left unchecked or judged twice.
     debug_assert_eq!(
         verdicts.iter().map(|v| v.invariant).collect::<std::collections::BTreeSet<_>>().len(),
