@@ -32,10 +32,11 @@ pub enum PlantedBug {
     LeaseExpiryIgnoresPromotion,
     GcOwnerByName,
     ServiceIpsUnconditionalPut,
+    RolloutIgnoresMaxSurge,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 19] = [
+    pub const ALL: [PlantedBug; 20] = [
         PlantedBug::StoreAckBeforeFsync,
         PlantedBug::VoteNotPersisted,
         PlantedBug::CommitPreviousTermByCounting,
@@ -55,6 +56,7 @@ impl PlantedBug {
         PlantedBug::LeaseExpiryIgnoresPromotion,
         PlantedBug::GcOwnerByName,
         PlantedBug::ServiceIpsUnconditionalPut,
+        PlantedBug::RolloutIgnoresMaxSurge,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +80,7 @@ impl PlantedBug {
             PlantedBug::LeaseExpiryIgnoresPromotion => "lease-expiry-ignores-promotion",
             PlantedBug::GcOwnerByName => "gc-owner-by-name",
             PlantedBug::ServiceIpsUnconditionalPut => "service-ips-unconditional-put",
+            PlantedBug::RolloutIgnoresMaxSurge => "rollout-ignores-max-surge",
         }
     }
 
@@ -141,6 +144,9 @@ impl PlantedBug {
             PlantedBug::ServiceIpsUnconditionalPut => {
                 "the ClusterIP allocator writes its bitmap with a plain put, not a compare-and-swap: the last apiserver to write wins and an IP is handed out twice (apiserver/src/service_ips.rs; run it with --scenario services)"
             }
+            PlantedBug::RolloutIgnoresMaxSurge => {
+                "a rolling update makes (or scales) the new ReplicaSet straight to replicas, whatever the old ones still hold: up to twice the pods (controllers/src/rollout.rs; run it with --scenario rollout)"
+            }
         }
     }
 
@@ -166,6 +172,7 @@ impl PlantedBug {
             PlantedBug::LeaseExpiryIgnoresPromotion => Invariant::LeaseExpiry,
             PlantedBug::GcOwnerByName => Invariant::GarbageCollection,
             PlantedBug::ServiceIpsUnconditionalPut => Invariant::ServiceIpsUnique,
+            PlantedBug::RolloutIgnoresMaxSurge => Invariant::RolloutBound,
         }
     }
 
@@ -192,6 +199,7 @@ impl PlantedBug {
             PlantedBug::LeaseExpiryIgnoresPromotion => cluster.store.bugs.lease_expiry_ignores_promotion = true,
             PlantedBug::GcOwnerByName => cluster.gc_owner_by_name = true,
             PlantedBug::ServiceIpsUnconditionalPut => cluster.apiserver_bugs.service_ips_unconditional_put = true,
+            PlantedBug::RolloutIgnoresMaxSurge => cluster.rollout_ignores_max_surge = true,
         }
     }
 }

@@ -25,6 +25,7 @@ mod replica_count;
 pub mod restore;
 mod restore_durability;
 mod revisions_monotonic;
+mod rollout_bound;
 mod service_ips_unique;
 mod store_single_writer;
 pub mod testing;
@@ -137,13 +138,19 @@ pub enum Invariant {
     /// allocator: one bitmap in etcd changed by compare-and-swap, and its repair loop).
     /// The exact rule is in `checkers/service_ips_unique.rs`.
     ServiceIpsUnique,
+    /// §4.16: the deployment controller never asks for more pods than `replicas +
+    /// maxSurge`, nor takes the available ones more than `maxUnavailable` below
+    /// `replicas`, judged against what its own informer had observed (Kubernetes'
+    /// `pkg/controller/deployment` rolling and recreate arithmetic). The exact rule is in
+    /// `checkers/rollout_bound.rs`. Judged for deployments that name a strategy.
+    RolloutBound,
     /// An invariant a user's scenario defines and judges with its own [`Checker`] (the
     /// example `Database` operator's single primary, say).
     Custom(CustomInvariant),
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 16] = [
+    pub const ALL: [Invariant; 17] = [
         Invariant::StoreSingleWriter,
         Invariant::RaftElectionSafety,
         Invariant::RaftStateMachineSafety,
@@ -160,6 +167,7 @@ impl Invariant {
         Invariant::RestoreDurability,
         Invariant::InformerContinuity,
         Invariant::ServiceIpsUnique,
+        Invariant::RolloutBound,
     ];
 
     pub fn name(self) -> &'static str {
@@ -180,6 +188,7 @@ impl Invariant {
             Invariant::LeaseExpiry => "lease-expiry",
             Invariant::GarbageCollection => "garbage-collection",
             Invariant::ServiceIpsUnique => "service-ips-unique",
+            Invariant::RolloutBound => "rollout-bound",
             Invariant::Custom(custom) => custom.name(),
         }
     }
@@ -509,6 +518,7 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
     verdicts.push(restore_durability::check(&restores));
     verdicts.push(informer_continuity::check(input, &views));
     verdicts.push(service_ips_unique::check(input));
+    verdicts.push(rollout_bound::check(input));
     // Every declared invariant gets exactly one verdict: none is left unchecked or judged twice.
     debug_assert_eq!(
         verdicts.iter().map(|v| v.invariant).collect::<std::collections::BTreeSet<_>>().len(),
