@@ -149,7 +149,7 @@ pub fn reconcile_rollout(
 ) -> Vec<RolloutAction> {
     let Some(strategy) = resolve(deployment) else { return Vec::new() };
     let mut view = View::new(owned, &desired.metadata.name);
-    let new_revision = view.old().map(|rs| revision(rs)).max().unwrap_or(0) + 1;
+    let new_revision = view.old().map(revision).max().unwrap_or(0) + 1;
     // `getNewReplicaSet`: the new ReplicaSet's revision is one above every old one's
     // (after a rollback, the old ReplicaSet that becomes new again is renumbered).
     if let Some(new) = view.new_rs() {

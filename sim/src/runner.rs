@@ -15,7 +15,7 @@ use crate::knobs::Knobs;
 use crate::nodes::SeedNodes;
 use crate::recorder::Recorder;
 use crate::report::{Check, RunReport};
-use crate::scenario::{deploy_nginx, garbage_collection, services, store_smoke, Scenario, UnsupportedFault};
+use crate::scenario::{deploy_nginx, garbage_collection, rollout, services, store_smoke, Scenario, UnsupportedFault};
 use crate::workload::Shape;
 use store::api::{KeyRange, Principal, RangeRequest};
 use store::client::{StoreClient, StoreClientConfig};
@@ -122,15 +122,17 @@ impl RunOptions {
             Scenario::StoreSmoke => {
                 Topology { store_members, apiservers: 0, controller_managers: 0, schedulers: 0, kubelets: 0 }
             }
-            Scenario::DeployNginx | Scenario::GarbageCollection | Scenario::Services | Scenario::Custom(_) => {
-                Topology {
-                    store_members,
-                    apiservers: self.cluster.n_apiservers,
-                    controller_managers: self.cluster.n_controller_managers,
-                    schedulers: 1,
-                    kubelets: self.cluster.n_kubelets,
-                }
-            }
+            Scenario::DeployNginx
+            | Scenario::GarbageCollection
+            | Scenario::Services
+            | Scenario::Rollout
+            | Scenario::Custom(_) => Topology {
+                store_members,
+                apiservers: self.cluster.n_apiservers,
+                controller_managers: self.cluster.n_controller_managers,
+                schedulers: 1,
+                kubelets: self.cluster.n_kubelets,
+            },
         }
     }
 
@@ -284,6 +286,7 @@ fn scenario_task(
                 garbage_collection::run(recorder, &nodes, options.cluster.clone(), plan).await
             }
             Scenario::Services => services::run(recorder, &nodes, options.cluster.clone(), plan).await,
+            Scenario::Rollout => rollout::run(recorder, &nodes, options.cluster.clone(), plan).await,
             Scenario::Custom(custom) => {
                 crate::scenario::custom::run(custom, recorder, &nodes, options.cluster.clone(), plan).await
             }
@@ -367,9 +370,11 @@ fn report_of(
 ) -> RunReport {
     let apiserver_sources = match options.scenario {
         Scenario::StoreSmoke => vec![addresses::WORKLOAD],
-        Scenario::DeployNginx | Scenario::GarbageCollection | Scenario::Services | Scenario::Custom(_) => {
-            (0..options.cluster.n_apiservers).map(|i| addresses::apiserver(i).ip()).collect()
-        }
+        Scenario::DeployNginx
+        | Scenario::GarbageCollection
+        | Scenario::Services
+        | Scenario::Rollout
+        | Scenario::Custom(_) => (0..options.cluster.n_apiservers).map(|i| addresses::apiserver(i).ip()).collect(),
     };
     let input = CheckInput { history, end_state, apiserver_sources };
     let recovery = RecoveryStats::of(history);

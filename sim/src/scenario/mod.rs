@@ -5,6 +5,7 @@
 pub mod custom;
 pub mod deploy_nginx;
 pub mod garbage_collection;
+pub mod rollout;
 pub mod services;
 pub mod store_smoke;
 
@@ -30,6 +31,9 @@ pub enum Scenario {
     /// Services: three apiservers, users creating and deleting Services concurrently,
     /// a deployment whose pods back them ([`services`]).
     Services,
+    /// Rollouts: a deployment's RollingUpdate rolled out twice, rolled back, switched to
+    /// Recreate and scaled down ([`rollout`]).
+    Rollout,
     /// A scenario a user registered ([`custom::register`]).
     Custom(Arc<dyn CustomScenario>),
 }
@@ -158,8 +162,13 @@ pub struct UnsupportedFault {
 
 impl Scenario {
     /// kubesim's own scenarios.
-    pub const BUILT_IN: [Scenario; 4] =
-        [Scenario::DeployNginx, Scenario::StoreSmoke, Scenario::GarbageCollection, Scenario::Services];
+    pub const BUILT_IN: [Scenario; 5] = [
+        Scenario::DeployNginx,
+        Scenario::StoreSmoke,
+        Scenario::GarbageCollection,
+        Scenario::Services,
+        Scenario::Rollout,
+    ];
 
     /// Every scenario this process knows: the built-ins, then the registered ones by name.
     pub fn all() -> Vec<Scenario> {
@@ -212,6 +221,7 @@ impl Scenario {
             Scenario::StoreSmoke => "store-smoke",
             Scenario::GarbageCollection => "garbage-collection",
             Scenario::Services => "services",
+            Scenario::Rollout => "rollout",
             Scenario::Custom(custom) => custom.name(),
         }
     }
@@ -226,6 +236,9 @@ impl Scenario {
             }
             Scenario::Services => {
                 "three apiservers; users create and delete Services concurrently, a deployment backs them"
+            }
+            Scenario::Rollout => {
+                "a RollingUpdate deployment rolled out twice, rolled back, switched to Recreate, scaled down"
             }
             Scenario::Custom(custom) => custom.about(),
         }
