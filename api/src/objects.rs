@@ -86,7 +86,18 @@ pub struct ObjectMeta {
     /// existed (a JSON reader takes its absence as empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finalizers: Vec<String>,
+    /// Kubernetes `annotations`: what the deployment controller keeps on a ReplicaSet
+    /// ([`REVISION_ANNOTATION`]). Left out of the stored JSON when empty, so objects
+    /// without annotations are stored exactly as before the field existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
+
+/// The annotation with which the deployment controller numbers the ReplicaSets of a
+/// deployment in the order their templates were rolled out (Kubernetes
+/// `deployment.kubernetes.io/revision`): `kubectl rollout history` lists them, `kubectl
+/// rollout undo --to-revision=N` finds the template to go back to by it.
+pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 
 impl ObjectMeta {
     pub fn named(namespace: impl Into<String>, name: impl Into<String>) -> Self {
@@ -189,6 +200,82 @@ pub struct DeploymentSpec {
     pub replicas: i32,
     pub selector: Labels,
     pub template: PodTemplateSpec,
+    /// How a new template replaces the old one (Kubernetes `spec.strategy`). `None`: the
+    /// field was not written, and kubesim's deployment controller rolls out as it always
+    /// did (every old ReplicaSet to zero at once, the new one to `replicas`, no revision
+    /// annotations) so that scenarios written before it existed store and do exactly what
+    /// they did; Kubernetes would default it to RollingUpdate 25%/25%
+    /// (docs/design.md §4.16). Left out of the stored JSON when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<DeploymentStrategy>,
+    /// How many old ReplicaSets (scaled to zero) to keep for rollback (Kubernetes
+    /// `spec.revisionHistoryLimit`, default 10); only a deployment with a `strategy`
+    /// has its history cleaned. Left out of the stored JSON when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_history_limit: Option<i32>,
+}
+
+/// Kubernetes `apps/v1.DeploymentStrategy`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeploymentStrategy {
+    /// Every old pod is gone before a new one is created (Kubernetes `Recreate`).
+    Recreate,
+    /// New pods replace old ones within a budget (Kubernetes `RollingUpdate`).
+    RollingUpdate(RollingUpdateDeployment),
+}
+
+/// Kubernetes `apps/v1.RollingUpdateDeployment`: the budget of a rolling update, each an
+/// absolute number or a percentage of `replicas` (Kubernetes' defaults, when unset, are
+/// 25% and 25%).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollingUpdateDeployment {
+    /// How many pods above `replicas` the deployment may have during the update
+    /// (a percentage rounds up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<IntOrPercent>,
+    /// How many pods below `replicas` may be unavailable during the update (a percentage
+    /// rounds down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrPercent>,
+}
+
+/// Kubernetes' `intstr.IntOrString` as the rolling-update budget uses it: `1` or `"25%"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IntOrPercent {
+    Int(i32),
+    Percent(i32),
+}
+
+impl IntOrPercent {
+    /// Kubernetes `intstr.GetScaledValueFromIntOrPercent`: an int as it is, a percentage
+    /// of `total`, rounded up or down.
+    pub fn scaled(self, total: i32, round_up: bool) -> i32 {
+        match self {
+            IntOrPercent::Int(n) => n,
+            IntOrPercent::Percent(p) => {
+                let product = i64::from(p) * i64::from(total);
+                let scaled = if round_up { (product + 99).div_euclid(100) } else { product.div_euclid(100) };
+                scaled as i32
+            }
+        }
+    }
+
+    /// The number written, whichever kind it is (Kubernetes' validation
+    /// `getIntOrPercentValue`).
+    pub fn value(self) -> i32 {
+        match self {
+            IntOrPercent::Int(n) | IntOrPercent::Percent(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for IntOrPercent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IntOrPercent::Int(n) => write!(f, "{n}"),
+            IntOrPercent::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

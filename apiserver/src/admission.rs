@@ -26,7 +26,10 @@ pub fn validate(object: &Object) -> Result<(), ApiError> {
     match object {
         Object::Pod(pod) => validate_pod_spec("spec", &pod.spec)?,
         Object::ReplicaSet(rs) => validate_workload("spec", rs.spec.replicas, &rs.spec.selector, &rs.spec.template)?,
-        Object::Deployment(d) => validate_workload("spec", d.spec.replicas, &d.spec.selector, &d.spec.template)?,
+        Object::Deployment(d) => {
+            validate_workload("spec", d.spec.replicas, &d.spec.selector, &d.spec.template)?;
+            validate_deployment_strategy(&d.spec)?
+        }
         Object::Event(event) => validate_event(event)?,
         Object::Custom(custom) => validate_custom(custom)?,
         Object::RoleBinding(binding) => validate_role_ref(&binding.role_ref, false)?,
@@ -174,6 +177,45 @@ fn validate_workload(
     validate_pod_spec(&format!("{field}.template.spec"), &template.spec)
 }
 
+/// Kubernetes' `ValidateDeploymentSpec` for the rollout fields (apps/validation):
+/// `ValidateRollingUpdateDeployment` — each budget non-negative, `maxUnavailable` at most
+/// 100%, and not both zero ("may not be 0 when `maxSurge` is 0": such an update could
+/// never make progress) — and a non-negative `revisionHistoryLimit`.
+fn validate_deployment_strategy(spec: &api::DeploymentSpec) -> Result<(), ApiError> {
+    if let Some(api::DeploymentStrategy::RollingUpdate(rolling)) = &spec.strategy {
+        let field = "spec.strategy.rollingUpdate";
+        let surge = rolling.max_surge.unwrap_or(api::IntOrPercent::Percent(25));
+        let unavailable = rolling.max_unavailable.unwrap_or(api::IntOrPercent::Percent(25));
+        for (name, value) in [("maxSurge", surge), ("maxUnavailable", unavailable)] {
+            if value.value() < 0 {
+                return Err(invalid(
+                    &format!("{field}.{name}"),
+                    format!("Invalid value: {value}: must be greater than or equal to 0"),
+                ));
+            }
+        }
+        if matches!(unavailable, api::IntOrPercent::Percent(p) if p > 100) {
+            return Err(invalid(
+                &format!("{field}.maxUnavailable"),
+                format!("Invalid value: {unavailable}: must not be greater than 100%"),
+            ));
+        }
+        if surge.value() == 0 && unavailable.value() == 0 {
+            return Err(invalid(
+                &format!("{field}.maxUnavailable"),
+                format!("Invalid value: {unavailable}: may not be 0 when `maxSurge` is 0"),
+            ));
+        }
+    }
+    match spec.revision_history_limit {
+        Some(limit) if limit < 0 => Err(invalid(
+            "spec.revisionHistoryLimit",
+            format!("Invalid value: {limit}: must be greater than or equal to 0"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn validate_pod_spec(field: &str, spec: &PodSpec) -> Result<(), ApiError> {
     if spec.containers.is_empty() {
         return Err(invalid(&format!("{field}.containers"), "Required value"));
@@ -271,9 +313,41 @@ mod tests {
                 replicas,
                 selector: labels(),
                 template: PodTemplateSpec { labels: labels(), spec: pod_spec() },
+                ..DeploymentSpec::default()
             },
             ..Deployment::default()
         }
+    }
+
+    /// Kubernetes `ValidateRollingUpdateDeployment`: both budgets zero (after defaulting
+    /// the one left unset to 25%) is refused, as is a negative one or more than 100%
+    /// unavailable; Recreate has no budget.
+    #[test]
+    fn rolling_update_budgets_are_validated() {
+        use api::{DeploymentStrategy, IntOrPercent, RollingUpdateDeployment};
+        let with = |surge, unavailable| {
+            let mut d = deployment(5);
+            d.spec.strategy = Some(DeploymentStrategy::RollingUpdate(RollingUpdateDeployment {
+                max_surge: surge,
+                max_unavailable: unavailable,
+            }));
+            Object::Deployment(d)
+        };
+        use IntOrPercent::{Int, Percent};
+        check(with(Some(Int(1)), Some(Int(1))), "ok");
+        check(with(Some(Percent(25)), Some(Int(0))), "ok");
+        check(with(None, None), "ok");
+        check(with(Some(Int(0)), None), "ok");
+        check(with(Some(Int(0)), Some(Int(0))), "422 spec.strategy.rollingUpdate.maxUnavailable");
+        check(with(Some(Percent(0)), Some(Int(0))), "422 spec.strategy.rollingUpdate.maxUnavailable");
+        check(with(Some(Int(-1)), Some(Int(1))), "422 spec.strategy.rollingUpdate.maxSurge");
+        check(with(Some(Int(1)), Some(Percent(101))), "422 spec.strategy.rollingUpdate.maxUnavailable");
+        let mut recreate = deployment(5);
+        recreate.spec.strategy = Some(DeploymentStrategy::Recreate);
+        recreate.spec.revision_history_limit = Some(2);
+        check(Object::Deployment(recreate.clone()), "ok");
+        recreate.spec.revision_history_limit = Some(-1);
+        check(Object::Deployment(recreate), "422 spec.revisionHistoryLimit");
     }
 
     #[test]

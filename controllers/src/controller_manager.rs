@@ -131,6 +131,8 @@ fn start_term(
         leader: leader.clone(),
         deployments: deployments.clone(),
         replica_sets: replica_sets.clone(),
+        observer: observer.clone(),
+        identity: who.clone(),
     }
     .start(&mut tasks);
     ReplicaSetController {

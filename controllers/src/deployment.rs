@@ -6,8 +6,17 @@
 //! Kubernetes' `rand.SafeEncodeString(fmt.Sprint(fnv32a))`), so the ReplicaSet create is
 //! idempotent: AlreadyExists means an earlier attempt (or an earlier leader) made it.
 //!
-//! Simplifications (documented, deliberate): rollouts are Recreate-like (old ReplicaSets
-//! go to zero at once, no surge/unavailable budget); no hash collision handling
+//! A deployment that names a `spec.strategy` rolls out by it ([`crate::rollout`]:
+//! RollingUpdate within maxSurge/maxUnavailable, or Recreate; revision annotations and
+//! `revisionHistoryLimit`), and every scale write it makes is reported to the observer
+//! with the ReplicaSets as the controller saw them (the `rollout-bound` checker's
+//! evidence). One that does not rolls out as kubesim always did, so that the scenarios
+//! written before strategies existed do and store exactly what they did (docs/design.md
+//! §4.16).
+//!
+//! Simplifications (documented, deliberate): without a strategy, rollouts are
+//! Recreate-like without waiting (old ReplicaSets go to zero at once, no surge/unavailable
+//! budget); no hash collision handling
 //! (`collisionCount`); deleted deployments leave their ReplicaSets to a garbage collector
 //! kubesim does not run.
 
@@ -15,14 +24,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use api::{
-    ApiClient, ApiError, Deployment, Object, ObjectMeta, OwnerReference, PodTemplateSpec, ReplicaSet, ReplicaSetSpec,
-    ReplicaSetStatus, Resource,
+    ApiClient, ApiError, DeleteOptions, Deployment, Object, ObjectMeta, OwnerReference, PodTemplateSpec, ReplicaSet,
+    ReplicaSetSpec, ReplicaSetStatus, Resource,
 };
 
 use crate::driver::{retry_unless_not_leader, SyncError, TaskGroup};
 use crate::events::EventRecorder;
 use crate::informer::Informer;
 use crate::leader_election::LeaderHandle;
+use crate::observer::{ControllerObserver, RolloutScale};
+use crate::rollout::{reconcile_rollout, RolloutAction, RolloutBugs};
 use crate::runtime::{Action, Context, Controller, ControllerConfig};
 use crate::workqueue::WorkQueueConfig;
 
@@ -39,11 +50,18 @@ pub struct DeploymentControllerConfig {
     /// `ReplicaSetConfig::block_owner_deletion`: Kubernetes always sets it; kubesim only
     /// with the garbage collector, so that other scenarios' stored objects stay as they were).
     pub block_owner_deletion: bool,
+    /// Planted bugs of the rollout strategies (off by default).
+    pub rollout_bugs: RolloutBugs,
 }
 
 impl Default for DeploymentControllerConfig {
     fn default() -> Self {
-        Self { resync_period_ms: 30_000, workqueue: WorkQueueConfig::default(), block_owner_deletion: false }
+        Self {
+            resync_period_ms: 30_000,
+            workqueue: WorkQueueConfig::default(),
+            block_owner_deletion: false,
+            rollout_bugs: RolloutBugs::default(),
+        }
     }
 }
 
@@ -113,6 +131,8 @@ pub enum DeploymentAction {
     ScaleReplicaSet(ReplicaSet),
     /// Write the deployment's status subresource.
     UpdateStatus(Deployment),
+    /// What the deployment's strategy asks for (only a deployment that names one).
+    Rollout(RolloutAction),
 }
 
 /// The pure reconcile: the deployment and the ReplicaSets it owns in, writes out. A
@@ -120,12 +140,25 @@ pub enum DeploymentAction {
 /// `if d.DeletionTimestamp != nil { return dc.syncStatusOnly(...) }`), so that the
 /// ReplicaSets the garbage collector deletes in the foreground are not made again.
 pub fn reconcile_deployment(deployment: &Deployment, owned: &[ReplicaSet]) -> Vec<DeploymentAction> {
+    reconcile_deployment_with(deployment, owned, RolloutBugs::default())
+}
+
+/// [`reconcile_deployment`] with the rollout's planted bugs.
+pub fn reconcile_deployment_with(
+    deployment: &Deployment,
+    owned: &[ReplicaSet],
+    bugs: RolloutBugs,
+) -> Vec<DeploymentAction> {
     let desired = new_replica_set(deployment);
     let mut actions = Vec::new();
     let current = owned.iter().find(|rs| rs.metadata.name == desired.metadata.name);
     let deleting = deployment.metadata.is_being_deleted();
+    let by_strategy = deployment.spec.strategy.is_some();
+    if by_strategy && !deleting {
+        actions.extend(reconcile_rollout(deployment, &desired, owned, bugs).into_iter().map(DeploymentAction::Rollout));
+    }
     match current {
-        _ if deleting => {}
+        _ if deleting || by_strategy => {}
         None => actions.push(DeploymentAction::CreateReplicaSet(desired.clone())),
         Some(rs) if rs.spec.replicas != deployment.spec.replicas => {
             let mut scaled = rs.clone();
@@ -134,7 +167,7 @@ pub fn reconcile_deployment(deployment: &Deployment, owned: &[ReplicaSet]) -> Ve
         }
         Some(_) => {}
     }
-    for old in owned.iter().filter(|_| !deleting) {
+    for old in owned.iter().filter(|_| !deleting && !by_strategy) {
         if old.metadata.name != desired.metadata.name && old.spec.replicas != 0 {
             let mut scaled = old.clone();
             scaled.spec.replicas = 0;
@@ -165,6 +198,10 @@ pub struct DeploymentController {
     pub leader: LeaderHandle,
     pub deployments: Informer,
     pub replica_sets: Informer,
+    /// Hears each rollout scale write, with the ReplicaSets it was decided on.
+    pub observer: Option<Arc<dyn ControllerObserver>>,
+    /// The controller-manager instance's identity (as in its leader election).
+    pub identity: String,
 }
 
 impl DeploymentController {
@@ -188,7 +225,13 @@ impl DeploymentController {
                 &self.client,
                 Some(self.leader),
                 &informers,
-                Arc::new(Term { events: self.events, block_owner_deletion: self.config.block_owner_deletion }),
+                Arc::new(Term {
+                    events: self.events,
+                    block_owner_deletion: self.config.block_owner_deletion,
+                    rollout_bugs: self.config.rollout_bugs,
+                    observer: self.observer,
+                    identity: self.identity,
+                }),
                 sync,
                 retry_unless_not_leader,
             )
@@ -201,6 +244,9 @@ struct Term {
     /// Records `ScalingReplicaSet` events.
     events: EventRecorder,
     block_owner_deletion: bool,
+    rollout_bugs: RolloutBugs,
+    observer: Option<Arc<dyn ControllerObserver>>,
+    identity: String,
 }
 
 /// One deployment as cached: its ReplicaSets from the cache into [`reconcile_deployment`],
@@ -213,7 +259,7 @@ async fn sync(object: Arc<Object>, ctx: Arc<Context<Term>>) -> Result<Action, Sy
         objects.filter_map(Object::as_replica_set).filter(|rs| is_owned_by(rs, deployment)).cloned().collect()
     });
     let client = ctx.client();
-    for action in reconcile_deployment(deployment, &owned) {
+    for action in reconcile_deployment_with(deployment, &owned, ctx.data().rollout_bugs) {
         let fence = ctx.write_fence()?;
         let result = match action {
             DeploymentAction::CreateReplicaSet(mut rs) => {
@@ -236,6 +282,53 @@ async fn sync(object: Arc<Object>, ctx: Arc<Context<Term>>) -> Result<Action, Sy
                     .map(|_| scaled(&ctx.data().events, &object, &name, before, replicas))
             }
             DeploymentAction::UpdateStatus(d) => client.update_status(Object::Deployment(d), fence).await.map(drop),
+            DeploymentAction::Rollout(RolloutAction::Scale(write)) => {
+                let data = ctx.data();
+                if let (Some(observer), Some(strategy)) = (&data.observer, crate::rollout::resolve(deployment)) {
+                    observer.rollout_scaled(&RolloutScale {
+                        controller: data.identity.clone(),
+                        namespace: deployment.metadata.namespace.clone(),
+                        deployment: deployment.metadata.name.clone(),
+                        strategy,
+                        replicas: deployment.spec.replicas,
+                        replica_set: write.replica_set.metadata.name.clone(),
+                        from: write.from,
+                        to: write.replica_set.spec.replicas,
+                        observed: write.observed.clone(),
+                    });
+                }
+                let (name, from, to) =
+                    (write.replica_set.metadata.name.clone(), write.from, write.replica_set.spec.replicas);
+                let mut rs = write.replica_set;
+                if write.create {
+                    for owner in &mut rs.metadata.owner_references {
+                        owner.block_owner_deletion = data.block_owner_deletion;
+                    }
+                    match client.create(Object::ReplicaSet(rs), fence).await {
+                        Err(ApiError::AlreadyExists { .. }) => Ok(()),
+                        other => other.map(|_| scaled(&data.events, &object, &name, from, to)),
+                    }
+                } else {
+                    client
+                        .update(Object::ReplicaSet(rs), fence)
+                        .await
+                        .map(|_| scaled(&data.events, &object, &name, from, to))
+                }
+            }
+            DeploymentAction::Rollout(RolloutAction::Annotate(rs)) => {
+                client.update(Object::ReplicaSet(rs), fence).await.map(drop)
+            }
+            DeploymentAction::Rollout(RolloutAction::Delete(name, uid)) => {
+                let options = DeleteOptions { propagation_policy: None, uid_precondition: Some(uid) };
+                match client
+                    .delete_with(Resource::ReplicaSets, &deployment.metadata.namespace, &name, None, options, fence)
+                    .await
+                {
+                    // Another object under the name now: not ours to delete.
+                    Err(ApiError::Conflict { .. }) => Ok(()),
+                    other => other.map(drop),
+                }
+            }
         };
         match result {
             Ok(()) | Err(ApiError::NotFound { .. }) => {}

@@ -29,6 +29,7 @@ pub mod node_lifecycle;
 pub mod notify;
 pub mod observer;
 pub mod replicaset;
+pub mod rollout;
 pub mod runtime;
 pub mod scheduler;
 pub mod workqueue;

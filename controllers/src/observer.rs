@@ -4,6 +4,27 @@
 
 use api::ResourceVersion;
 
+use crate::rollout::{ObservedReplicaSet, ResolvedStrategy};
+
+/// A scale write the deployment controller's rollout is about to make (sent after this
+/// is reported): ReplicaSet `replica_set` of deployment `namespace/deployment` from
+/// `from` to `to` replicas (a create is from 0), with the deployment's `replicas` and
+/// resolved strategy, and every ReplicaSet of the deployment as the controller's informer
+/// (and its earlier writes of the same sync) had them when it decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolloutScale {
+    /// The controller-manager instance that decided it.
+    pub controller: String,
+    pub namespace: String,
+    pub deployment: String,
+    pub strategy: ResolvedStrategy,
+    pub replicas: i32,
+    pub replica_set: String,
+    pub from: i32,
+    pub to: i32,
+    pub observed: Vec<ObservedReplicaSet>,
+}
+
 /// Every method has a no-op default, so a recorder implements only what it needs.
 pub trait ControllerObserver: Send + Sync {
     /// `component` ("kube-controller-manager", "kube-scheduler") became leader as
@@ -37,6 +58,11 @@ pub trait ControllerObserver: Send + Sync {
     /// An informer of `who` (a kubelet's node, a controller-manager's or scheduler's
     /// identity) relisted `resource` after its watch was answered 410 Gone (compaction, or
     /// a restored store: etcd's `--mark-compacted`), getting `n_objects` at `resource_version`.
+    /// The deployment controller is about to write a rollout's scale ([`RolloutScale`]).
+    fn rollout_scaled(&self, scale: &RolloutScale) {
+        let _ = scale;
+    }
+
     fn relisted(&self, who: &str, resource: &str, resource_version: ResourceVersion, n_objects: usize) {
         let _ = (who, resource, resource_version, n_objects);
     }

@@ -33,10 +33,11 @@ pub enum PlantedBug {
     GcOwnerByName,
     ServiceIpsUnconditionalPut,
     UpdateReappliesOnConflict,
+    RolloutIgnoresMaxSurge,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 20] = [
+    pub const ALL: [PlantedBug; 21] = [
         PlantedBug::StoreAckBeforeFsync,
         PlantedBug::VoteNotPersisted,
         PlantedBug::CommitPreviousTermByCounting,
@@ -57,6 +58,7 @@ impl PlantedBug {
         PlantedBug::GcOwnerByName,
         PlantedBug::ServiceIpsUnconditionalPut,
         PlantedBug::UpdateReappliesOnConflict,
+        PlantedBug::RolloutIgnoresMaxSurge,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +83,7 @@ impl PlantedBug {
             PlantedBug::GcOwnerByName => "gc-owner-by-name",
             PlantedBug::ServiceIpsUnconditionalPut => "service-ips-unconditional-put",
             PlantedBug::UpdateReappliesOnConflict => "update-reapplies-on-conflict",
+            PlantedBug::RolloutIgnoresMaxSurge => "rollout-ignores-max-surge",
         }
     }
 
@@ -147,6 +150,9 @@ impl PlantedBug {
             PlantedBug::UpdateReappliesOnConflict => {
                 "an update with a stale resourceVersion is re-applied over the newer version instead of refused with 409 Conflict: the writes in between are lost (apiserver/src/registry.rs; run it with --scenario read-modify-write)"
             }
+            PlantedBug::RolloutIgnoresMaxSurge => {
+                "a rolling update makes (or scales) the new ReplicaSet straight to replicas, whatever the old ones still hold: up to twice the pods (controllers/src/rollout.rs; run it with --scenario rollout)"
+            }
         }
     }
 
@@ -173,6 +179,7 @@ impl PlantedBug {
             PlantedBug::GcOwnerByName => Invariant::GarbageCollection,
             PlantedBug::ServiceIpsUnconditionalPut => Invariant::ServiceIpsUnique,
             PlantedBug::UpdateReappliesOnConflict => Invariant::NoLostUpdate,
+            PlantedBug::RolloutIgnoresMaxSurge => Invariant::RolloutBound,
         }
     }
 
@@ -200,6 +207,7 @@ impl PlantedBug {
             PlantedBug::GcOwnerByName => cluster.gc_owner_by_name = true,
             PlantedBug::ServiceIpsUnconditionalPut => cluster.apiserver_bugs.service_ips_unconditional_put = true,
             PlantedBug::UpdateReappliesOnConflict => cluster.apiserver_bugs.update_reapplies_on_conflict = true,
+            PlantedBug::RolloutIgnoresMaxSurge => cluster.rollout_ignores_max_surge = true,
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct ControlPlaneOptions {
     pub garbage_collection: bool,
     /// Planted bug `gc-owner-by-name` (see `GarbageCollectorConfig::planted_bug_owner_by_name`).
     pub gc_owner_by_name: bool,
+    /// Planted bug `rollout-ignores-max-surge` (see
+    /// `controllers::rollout::RolloutBugs::ignore_max_surge`).
+    pub rollout_ignores_max_surge: bool,
     /// Until this simulated time, apiserver-0's node also runs etcd-robustness-style
     /// store traffic (see `crate::store_traffic::spawn`). `None`: off.
     pub store_traffic_until: Option<std::time::Duration>,
@@ -182,6 +185,7 @@ impl Default for ControlPlaneOptions {
             controller_writes_store: false,
             garbage_collection: false,
             gc_owner_by_name: false,
+            rollout_ignores_max_surge: false,
             store_traffic_until: None,
             workload: Default::default(),
             tuning: ControlPlaneTuning::default(),
@@ -435,6 +439,7 @@ fn start_controller_manager(
     config.leader_election.fencing = options.fencing;
     config.replica_set.planted_bug_no_expectations = options.replicaset_no_expectations;
     config.informer.planted_bug_skip_relist = options.informer_skips_relist;
+    config.deployment.rollout_bugs.ignore_max_surge = options.rollout_ignores_max_surge;
     let tuning = &options.tuning;
     tuning.set_leader_election(&mut config.leader_election);
     config.replica_set.resync_period_ms = tuning.resync_period_ms;

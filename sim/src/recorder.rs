@@ -467,6 +467,36 @@ impl controllers::observer::ControllerObserver for Recorder {
         self.record(HistoryEvent::KubeletRegistered { node: node.into() });
     }
 
+    fn rollout_scaled(&self, scale: &controllers::observer::RolloutScale) {
+        use controllers::rollout::ResolvedStrategy;
+        use verdict::history::{ObservedReplicaSetRecord, RolloutStrategyRecord};
+        self.record(HistoryEvent::RolloutScaled {
+            controller: scale.controller.clone(),
+            namespace: scale.namespace.clone(),
+            deployment: scale.deployment.clone(),
+            strategy: match scale.strategy {
+                ResolvedStrategy::Recreate => RolloutStrategyRecord::Recreate,
+                ResolvedStrategy::RollingUpdate { max_surge, max_unavailable } => {
+                    RolloutStrategyRecord::RollingUpdate { max_surge, max_unavailable }
+                }
+            },
+            replicas: scale.replicas,
+            replica_set: scale.replica_set.clone(),
+            from: scale.from,
+            to: scale.to,
+            observed: scale
+                .observed
+                .iter()
+                .map(|o| ObservedReplicaSetRecord {
+                    name: o.name.clone(),
+                    replicas: o.replicas,
+                    available: o.available,
+                    pods: o.pods,
+                })
+                .collect(),
+        });
+    }
+
     fn relisted(&self, who: &str, resource: &str, resource_version: i64, n_objects: usize) {
         self.record(HistoryEvent::Relisted {
             who: who.into(),

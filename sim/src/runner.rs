@@ -16,7 +16,7 @@ use crate::nodes::SeedNodes;
 use crate::recorder::Recorder;
 use crate::report::{Check, RunReport};
 use crate::scenario::{
-    deploy_nginx, garbage_collection, read_modify_write, services, store_smoke, Scenario, UnsupportedFault,
+    deploy_nginx, garbage_collection, read_modify_write, rollout, services, store_smoke, Scenario, UnsupportedFault,
 };
 use crate::workload::Shape;
 use store::api::{KeyRange, Principal, RangeRequest};
@@ -128,6 +128,7 @@ impl RunOptions {
             | Scenario::GarbageCollection
             | Scenario::Services
             | Scenario::ReadModifyWrite
+            | Scenario::Rollout
             | Scenario::Custom(_) => Topology {
                 store_members,
                 apiservers: self.cluster.n_apiservers,
@@ -289,6 +290,7 @@ fn scenario_task(
             }
             Scenario::Services => services::run(recorder, &nodes, options.cluster.clone(), plan).await,
             Scenario::ReadModifyWrite => read_modify_write::run(recorder, &nodes, options.cluster.clone(), plan).await,
+            Scenario::Rollout => rollout::run(recorder, &nodes, options.cluster.clone(), plan).await,
             Scenario::Custom(custom) => {
                 crate::scenario::custom::run(custom, recorder, &nodes, options.cluster.clone(), plan).await
             }
@@ -376,6 +378,7 @@ fn report_of(
         | Scenario::GarbageCollection
         | Scenario::Services
         | Scenario::ReadModifyWrite
+        | Scenario::Rollout
         | Scenario::Custom(_) => (0..options.cluster.n_apiservers).map(|i| addresses::apiserver(i).ip()).collect(),
     };
     let input = CheckInput { history, end_state, apiserver_sources };

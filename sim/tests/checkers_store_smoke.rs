@@ -63,7 +63,7 @@ fn three_members() -> StoreOptions {
 }
 
 /// Kubernetes-level invariants, and lease expiry: only the apiserver's Events use leases.
-const KUBERNETES_INVARIANTS: [Invariant; 9] = [
+const KUBERNETES_INVARIANTS: [Invariant; 10] = [
     Invariant::ControllerSingleLeader,
     Invariant::WatchGuarantees,
     Invariant::PodBoundOnce,
@@ -73,6 +73,7 @@ const KUBERNETES_INVARIANTS: [Invariant; 9] = [
     Invariant::GarbageCollection,
     Invariant::ServiceIpsUnique,
     Invariant::NoLostUpdate,
+    Invariant::RolloutBound,
 ];
 
 /// The backup checkers judge restores; a store-smoke run without disk-loss faults has none.

@@ -535,6 +535,43 @@ pub enum HistoryEvent {
         revision: Revision,
         counter: u64,
     },
+    /// The deployment controller `controller` was about to write (the request follows) a
+    /// scale of ReplicaSet `replica_set` of deployment `namespace/deployment` from `from`
+    /// to `to` replicas (a create is from 0), for a deployment of `replicas` with
+    /// `strategy`, having seen `observed`: every ReplicaSet of the deployment as its
+    /// informer had them, with the scales it decided before in the same sync. Recorded
+    /// only for a deployment that names a strategy; what the rollout-bound checker judges.
+    RolloutScaled {
+        controller: String,
+        namespace: String,
+        deployment: String,
+        strategy: RolloutStrategyRecord,
+        replicas: i32,
+        replica_set: String,
+        from: i32,
+        to: i32,
+        observed: Vec<ObservedReplicaSetRecord>,
+    },
+}
+
+/// A deployment's rollout strategy with its budget resolved against its replicas
+/// ([`HistoryEvent::RolloutScaled`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RolloutStrategyRecord {
+    Recreate,
+    RollingUpdate { max_surge: i32, max_unavailable: i32 },
+}
+
+/// One ReplicaSet as the deployment controller saw it when it decided a rollout's scale.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedReplicaSetRecord {
+    pub name: String,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// `status.availableReplicas` (kubesim: `readyReplicas`).
+    pub available: i32,
+    /// `status.replicas`.
+    pub pods: i32,
 }
 
 /// What the history keeps of an object's metadata ([`HistoryEvent::ObjectWritten`]).

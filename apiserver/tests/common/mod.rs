@@ -151,6 +151,7 @@ pub fn deployment(ns: &str, name: &str, replicas: i32) -> Deployment {
             replicas,
             selector: labels("nginx"),
             template: PodTemplateSpec { labels: labels("nginx"), spec: pod_spec() },
+            ..DeploymentSpec::default()
         },
         ..Deployment::default()
     }

@@ -43,6 +43,7 @@ pub fn nginx_deployment(replicas: i32) -> Deployment {
                     containers: vec![Container { name: "nginx".into(), image: "nginx:1.14.2".into(), cpu_millis: 100 }],
                 },
             },
+            ..DeploymentSpec::default()
         },
         status: Default::default(),
     }

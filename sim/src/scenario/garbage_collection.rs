@@ -93,6 +93,7 @@ fn deployment(name: &str, image: &str) -> Deployment {
                     containers: vec![Container { name: "app".into(), image: image.into(), cpu_millis: 100 }],
                 },
             },
+            ..DeploymentSpec::default()
         },
         status: Default::default(),
     }

@@ -6,6 +6,7 @@ pub mod custom;
 pub mod deploy_nginx;
 pub mod garbage_collection;
 pub mod read_modify_write;
+pub mod rollout;
 pub mod services;
 pub mod store_smoke;
 
@@ -34,6 +35,9 @@ pub enum Scenario {
     /// Read-modify-write: three apiservers, users incrementing shared ConfigMaps with
     /// resourceVersion preconditions and retrying on conflict ([`read_modify_write`]).
     ReadModifyWrite,
+    /// Rollouts: a deployment's RollingUpdate rolled out twice, rolled back, switched to
+    /// Recreate and scaled down ([`rollout`]).
+    Rollout,
     /// A scenario a user registered ([`custom::register`]).
     Custom(Arc<dyn CustomScenario>),
 }
@@ -162,12 +166,13 @@ pub struct UnsupportedFault {
 
 impl Scenario {
     /// kubesim's own scenarios.
-    pub const BUILT_IN: [Scenario; 5] = [
+    pub const BUILT_IN: [Scenario; 6] = [
         Scenario::DeployNginx,
         Scenario::StoreSmoke,
         Scenario::GarbageCollection,
         Scenario::Services,
         Scenario::ReadModifyWrite,
+        Scenario::Rollout,
     ];
 
     /// Every scenario this process knows: the built-ins, then the registered ones by name.
@@ -224,6 +229,7 @@ impl Scenario {
             Scenario::GarbageCollection => "garbage-collection",
             Scenario::Services => "services",
             Scenario::ReadModifyWrite => "read-modify-write",
+            Scenario::Rollout => "rollout",
             Scenario::Custom(custom) => custom.name(),
         }
     }
@@ -241,6 +247,9 @@ impl Scenario {
             }
             Scenario::ReadModifyWrite => {
                 "three apiservers; users increment shared ConfigMaps by get-modify-update, retrying on 409 Conflict"
+            }
+            Scenario::Rollout => {
+                "a RollingUpdate deployment rolled out twice, rolled back, switched to Recreate, scaled down"
             }
             Scenario::Custom(custom) => custom.about(),
         }

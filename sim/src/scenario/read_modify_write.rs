@@ -89,6 +89,8 @@ fn web_deployment() -> Deployment {
                     containers: vec![Container { name: "web".into(), image: "nginx:1.14.2".into(), cpu_millis: 100 }],
                 },
             },
+            strategy: None,
+            revision_history_limit: None,
         },
         status: Default::default(),
     }

@@ -76,6 +76,7 @@ fn web_deployment() -> Deployment {
                     containers: vec![Container { name: "web".into(), image: "nginx:1.14.2".into(), cpu_millis: 100 }],
                 },
             },
+            ..DeploymentSpec::default()
         },
         status: Default::default(),
     }

@@ -26,6 +26,7 @@ mod replica_count;
 pub mod restore;
 mod restore_durability;
 mod revisions_monotonic;
+mod rollout_bound;
 mod service_ips_unique;
 mod store_single_writer;
 pub mod testing;
@@ -148,13 +149,19 @@ pub enum Invariant {
     /// rule is in `checkers/no_lost_update.rs`. Judged only in runs that record update
     /// preconditions (the read-modify-write scenario).
     NoLostUpdate,
+    /// §4.16: the deployment controller never asks for more pods than `replicas +
+    /// maxSurge`, nor takes the available ones more than `maxUnavailable` below
+    /// `replicas`, judged against what its own informer had observed (Kubernetes'
+    /// `pkg/controller/deployment` rolling and recreate arithmetic). The exact rule is in
+    /// `checkers/rollout_bound.rs`. Judged for deployments that name a strategy.
+    RolloutBound,
     /// An invariant a user's scenario defines and judges with its own [`Checker`] (the
     /// example `Database` operator's single primary, say).
     Custom(CustomInvariant),
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 17] = [
+    pub const ALL: [Invariant; 18] = [
         Invariant::StoreSingleWriter,
         Invariant::RaftElectionSafety,
         Invariant::RaftStateMachineSafety,
@@ -172,6 +179,7 @@ impl Invariant {
         Invariant::InformerContinuity,
         Invariant::ServiceIpsUnique,
         Invariant::NoLostUpdate,
+        Invariant::RolloutBound,
     ];
 
     pub fn name(self) -> &'static str {
@@ -193,6 +201,7 @@ impl Invariant {
             Invariant::GarbageCollection => "garbage-collection",
             Invariant::ServiceIpsUnique => "service-ips-unique",
             Invariant::NoLostUpdate => "no-lost-update",
+            Invariant::RolloutBound => "rollout-bound",
             Invariant::Custom(custom) => custom.name(),
         }
     }
@@ -523,6 +532,7 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
     verdicts.push(informer_continuity::check(input, &views));
     verdicts.push(service_ips_unique::check(input));
     verdicts.push(no_lost_update::check(input));
+    verdicts.push(rollout_bound::check(input));
     // Every declared invariant gets exactly one verdict: none is left unchecked or judged twice.
     debug_assert_eq!(
         verdicts.iter().map(|v| v.invariant).collect::<std::collections::BTreeSet<_>>().len(),
