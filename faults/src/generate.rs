@@ -95,6 +95,7 @@ pub fn generate(seed: u64, topology: &Topology, menu: &BTreeSet<FaultKind>, opti
         safety_phase_ms: options.safety_phase_ms,
         liveness_phase_ms: options.liveness_phase_ms,
         events: Vec::new(),
+        workload: Vec::new(),
     };
     let feasible = feasible_kinds(topology, menu);
     if feasible.is_empty() || options.max_events == 0 || options.safety_phase_ms == 0 {

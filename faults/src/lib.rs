@@ -4,6 +4,8 @@
 //! - [`plan`]: [`FaultPlan`], the versioned JSON data describing which faults hit a seed,
 //!   when, and every choice the nemesis makes applying them (docs/design.md §3), with
 //!   validation against a [`Topology`]; [`PlanFile`] reads both format versions;
+//! - [`actions`]: the generated workload, the users' actions a plan carries beside its
+//!   faults ([`actions::UserAction`]), drawn per seed from a menu of groups;
 //! - [`kinds`]: [`FaultKind`], the menu `kubesim campaign --faults KINDS` chooses from;
 //! - [`generate`](mod@generate): swarm generation of a plan from a seed alone (TigerBeetle VOPR-style),
 //!   outside the simulation;
@@ -22,6 +24,7 @@
 //!   draws no random number at all, takes time only from madsim (in its driver) and
 //!   iterates only ordered collections.
 
+pub mod actions;
 pub mod generate;
 pub mod kinds;
 pub mod menus;

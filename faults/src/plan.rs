@@ -95,6 +95,11 @@ pub struct FaultPlan {
     pub safety_phase_ms: u64,
     pub liveness_phase_ms: u64,
     pub events: Vec<FaultEvent>,
+    /// What the users do meanwhile: the generated workload's actions, by time
+    /// ([`crate::actions`]). Left out of the JSON when empty, so plans saved before it
+    /// existed read as they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workload: Vec<crate::actions::UserAction>,
 }
 
 /// Why a plan cannot be read or used. Every message names what is wrong and where.
@@ -118,6 +123,12 @@ pub enum PlanError {
     TooLarge { path: String, max: u64 },
     #[error("fault plan has {count} events; at most {max} are allowed")]
     TooManyEvents { count: usize, max: usize },
+    #[error("fault plan's workload has {count} actions; at most {max} are allowed")]
+    TooManyActions { count: usize, max: usize },
+    /// The workload's action at index `action` (0-based, as in the JSON `workload` array)
+    /// is invalid.
+    #[error("workload action {action}: {reason}")]
+    InvalidAction { action: usize, reason: crate::actions::InvalidAction },
     /// A phase's length is outside its bounds.
     #[error("{field} {value} out of range ({min} to {max})")]
     PhaseOutOfRange { field: &'static str, value: u64, min: u64, max: u64 },
@@ -214,7 +225,13 @@ pub enum InvalidFault {
 impl FaultPlan {
     /// An empty plan (no faults) with the given phases.
     pub fn empty(safety_phase_ms: u64, liveness_phase_ms: u64) -> Self {
-        FaultPlan { version: PLAN_VERSION, safety_phase_ms, liveness_phase_ms, events: Vec::new() }
+        FaultPlan {
+            version: PLAN_VERSION,
+            safety_phase_ms,
+            liveness_phase_ms,
+            events: Vec::new(),
+            workload: Vec::new(),
+        }
     }
 
     /// Reads a version 2 plan from JSON. It checks the version but not the topology: call
@@ -284,6 +301,13 @@ impl FaultPlan {
                     });
                 }
             }
+        }
+        if self.workload.len() > crate::actions::MAX_ACTIONS {
+            return Err(PlanError::TooManyActions { count: self.workload.len(), max: crate::actions::MAX_ACTIONS });
+        }
+        for (action_idx, action) in self.workload.iter().enumerate() {
+            crate::actions::validate_action(action, self.safety_phase_ms, topology)
+                .map_err(|reason| PlanError::InvalidAction { action: action_idx, reason })?;
         }
         Ok(())
     }

@@ -1,12 +1,13 @@
 //! One seed, one derivation: every random stream a seed drives comes from
 //! [`SeedStreams::derive`], as TigerBeetle's VOPR derives a whole run from one PRNG.
 //!
-//! A seed feeds four streams, each independent of the others so that a change in how one
+//! A seed feeds five streams, each independent of the others so that a change in how one
 //! is consumed (a new knob, a new fault kind) leaves the others' draws as they were:
 //! - `knobs`: the cluster's configuration, drawn before the run (`sim::knobs`);
 //! - `plan` and `plan_details`: the fault plan ([`crate::generate()`]); details (tear
 //!   lengths, corrupted offsets, which majority loses its disks) have their own stream so
 //!   that format 2 plans kept format 1's other choices;
+//! - `workload`: the users' actions ([`crate::actions::generate_workload`]);
 //! - `simulation`: the seed of madsim's runtime, whose RNG every simulated component draws
 //!   from (timers' jitter, message latency, pod start delays, request ids).
 //!
@@ -22,6 +23,8 @@ const PLAN_MIX: u64 = 0x6b75_6265_7369_6d21;
 const PLAN_DETAILS_MIX: u64 = 0x6465_7461_696c_7321;
 /// Mixed into the seed for the knobs' stream ("knobs!!!" in ASCII).
 const KNOBS_MIX: u64 = 0x6b6e_6f62_7321_2121;
+/// Mixed into the seed for the generated workload's stream ("workload" in ASCII).
+const WORKLOAD_MIX: u64 = 0x776f_726b_6c6f_6164;
 
 /// Every random stream of one seed.
 pub struct SeedStreams {
@@ -31,6 +34,8 @@ pub struct SeedStreams {
     pub plan: ChaCha8Rng,
     /// The fault plan's details (see the module docs).
     pub plan_details: ChaCha8Rng,
+    /// The generated workload's actions ([`crate::actions::generate_workload`]).
+    pub workload: ChaCha8Rng,
     /// The simulation runtime's seed: the seed itself, so that `kubesim run --seed N` is
     /// madsim's seed N.
     pub simulation: u64,
@@ -50,6 +55,7 @@ impl SeedStreams {
             knobs: ChaCha8Rng::seed_from_u64(seed ^ KNOBS_MIX),
             plan: ChaCha8Rng::seed_from_u64(seed ^ PLAN_MIX),
             plan_details: ChaCha8Rng::seed_from_u64(seed ^ PLAN_DETAILS_MIX),
+            workload: ChaCha8Rng::seed_from_u64(seed ^ WORKLOAD_MIX),
             simulation: seed,
         }
     }

@@ -42,6 +42,7 @@ pub fn plan_strategy_with_options(
         safety_phase_ms: options.safety_phase_ms,
         liveness_phase_ms: options.liveness_phase_ms,
         events: Vec::new(),
+        workload: Vec::new(),
     };
     let kinds = feasible_kinds(&topology, &menu);
     if kinds.is_empty() || options.max_events == 0 || options.safety_phase_ms == 0 {

@@ -117,6 +117,7 @@ impl PlanV1 {
             safety_phase_ms: self.safety_phase_ms,
             liveness_phase_ms: self.liveness_phase_ms,
             events,
+            workload: Vec::new(),
         }
     }
 }

@@ -13,6 +13,7 @@ fn example_plan() -> FaultPlan {
         version: 2,
         safety_phase_ms: 30_000,
         liveness_phase_ms: 30_000,
+        workload: Vec::new(),
         events: vec![
             FaultEvent {
                 at_ms: 1_000,
@@ -149,6 +150,7 @@ fn every_fault_round_trips_through_json_and_validates() {
         version: 2,
         safety_phase_ms: 60_000,
         liveness_phase_ms: 10_000,
+        workload: Vec::new(),
         events: every_fault()
             .into_iter()
             .enumerate()
@@ -202,6 +204,7 @@ fn plan_of(fault: Fault) -> FaultPlan {
         version: 2,
         safety_phase_ms: 30_000,
         liveness_phase_ms: 30_000,
+        workload: Vec::new(),
         events: vec![FaultEvent { at_ms: 1_000, duration_ms: 2_000, fault }],
     }
 }
