@@ -59,6 +59,7 @@ pub const POINTS: &[Point] = &[
     point("controllers.leader.took-over", "A candidate acquired a lease another identity had held before (a leader transition)", Required::Default),
     point("controllers.node-lifecycle.marked-not-ready", "The node lifecycle controller marked a node NotReady (its heartbeat lease went silent) (rare: a kubelet must stay silent past the grace period, which only the 15 s knob makes shorter than a run's faults)", Required::No),
     point("controllers.node-lifecycle.pod-evicted", "The node lifecycle controller evicted a pod from a node NotReady past the eviction timeout (rare: a node must stay NotReady past the eviction timeout (5 s knob) within a run)", Required::No),
+    point("controllers.replicaset.expectations-caught-up", "A ReplicaSet's creation expectations were met by its pod informer's resourceVersion passing every create it made, a pod among them created and deleted unseen between two lists (kubernetes/kubernetes#129795; rare: a relist must straddle a create and a delete)", Required::No),
     point("controllers.replicaset.expectations-expired", "A ReplicaSet's expectations expired before its informer observed them (unreachable in a run: Kubernetes' ExpectationsTimeout is a 5-minute constant, longer than a seed's run)", Required::No),
     point("nemesis.applied.backup", "The nemesis asked the operator for a backup (snapshot save)", Required::DiskLoss),
     point("nemesis.applied.bridge", "The nemesis applied a bridge partition", Required::Default),

@@ -49,6 +49,8 @@ pub const MAX_NAME_LEN: usize = 40;
 /// The users a seed draws from: at most three act at once, each on its own apiserver
 /// where there are several.
 pub const USERS: [&str; 3] = ["alice", "bob", "carol"];
+/// The most distinct users a plan's workload may name (each gets a client node).
+pub const MAX_USERS: usize = 8;
 
 /// The deployments, ConfigMaps, Secrets and Services generated actions name: few, so that
 /// users' actions collide on the same objects (a scale racing a rollout, two
@@ -396,12 +398,16 @@ pub fn generate_workload(
     let mut rng = crate::SeedStreams::derive(seed).workload;
     let n_users = rng.gen_range(1..=USERS.len());
     let n_actions = rng.gen_range(MIN_ACTIONS..=MAX_GENERATED_ACTIONS);
+    let mut times: Vec<u64> = (0..n_actions).map(|_| rng.gen_range(0..window_ms)).collect();
+    times.sort_unstable();
+    // Drawn in time order, with what the earlier draws made exist, so that most changes
+    // and deletes find their object (a few still miss it, as users do).
+    let mut made = Made::default();
     let mut actions = Vec::new();
-    for _ in 0..n_actions {
-        let at_ms = rng.gen_range(0..window_ms);
+    for at_ms in times {
         let user = USERS[rng.gen_range(0..n_users)].to_string();
         let group = *groups.choose(&mut rng).expect("groups is not empty");
-        let action = generate_action(&mut rng, group, topology);
+        let action = generate_action(&mut rng, group, topology, &mut made);
         if let Action::Drain { node } = action {
             let uncordon_at = (at_ms + rng.gen_range(DRAIN_FOR_MS)).min(safety_phase_ms - 1);
             actions.push(UserAction { at_ms: uncordon_at, user: user.clone(), action: Action::Uncordon { node } });
@@ -413,50 +419,86 @@ pub fn generate_workload(
     actions
 }
 
+/// The objects the actions drawn so far create and do not delete.
+#[derive(Default)]
+struct Made {
+    deployments: Vec<String>,
+    objects: Vec<(ObjectKind, String)>,
+}
+
 fn pick<R: Rng>(rng: &mut R, names: &[&str]) -> String {
     names.choose(rng).expect("a name").to_string()
 }
 
-fn generate_action<R: Rng>(rng: &mut R, group: ActionGroup, topology: &Topology) -> Action {
+/// A name of the pool: most of the time (4 in 5) one that `made` holds, if any.
+fn pick_made<R: Rng>(rng: &mut R, names: &[&str], made: &[String]) -> String {
+    match made.choose(rng) {
+        Some(name) if rng.gen_bool(0.8) => name.clone(),
+        _ => pick(rng, names),
+    }
+}
+
+fn generate_action<R: Rng>(rng: &mut R, group: ActionGroup, topology: &Topology, made: &mut Made) -> Action {
     match group {
         ActionGroup::Deployments => {
-            let name = pick(rng, &DEPLOYMENTS);
-            match rng.gen_range(0..10) {
-                0..=2 => Action::CreateDeployment {
+            // Creates while fewer than two exist, mostly changes after.
+            let create = rng.gen_range(0..10) < if made.deployments.len() < 2 { 7 } else { 1 };
+            if create {
+                let name = pick(rng, &DEPLOYMENTS);
+                if !made.deployments.contains(&name) {
+                    made.deployments.push(name.clone());
+                }
+                return Action::CreateDeployment {
                     name,
                     replicas: rng.gen_range(1..=4),
                     image: pick(rng, &IMAGES),
                     strategy: if rng.gen_bool(0.75) { Strategy::RollingUpdate } else { Strategy::Recreate },
-                },
-                3 | 4 => Action::Scale { name, replicas: rng.gen_range(0..=5) },
-                5 | 6 => Action::SetImage { name, image: pick(rng, &IMAGES) },
-                7 => Action::RollBack { name },
-                _ => Action::DeleteDeployment {
-                    name,
-                    cascade: *[Cascade::Background, Cascade::Foreground, Cascade::Orphan]
-                        .choose(rng)
-                        .expect("a cascade"),
-                },
+                };
             }
-        }
-        ActionGroup::Config => {
-            let (kind, name) = if rng.gen_bool(0.6) {
-                (ObjectKind::ConfigMap, pick(rng, &CONFIG_MAPS))
-            } else {
-                (ObjectKind::Secret, pick(rng, &SECRETS))
-            };
+            let name = pick_made(rng, &DEPLOYMENTS, &made.deployments);
             match rng.gen_range(0..10) {
-                0..=2 => Action::Create { kind, name },
-                3..=7 => Action::ReadModifyWrite { kind, name },
-                _ => Action::Delete { kind, name },
+                0..=2 => Action::Scale { name, replicas: rng.gen_range(0..=5) },
+                3..=5 => Action::SetImage { name, image: pick(rng, &IMAGES) },
+                6 | 7 => Action::RollBack { name },
+                _ => {
+                    made.deployments.retain(|n| *n != name);
+                    let cascade =
+                        *[Cascade::Background, Cascade::Foreground, Cascade::Orphan].choose(rng).expect("a cascade");
+                    Action::DeleteDeployment { name, cascade }
+                }
             }
         }
-        ActionGroup::Services => {
-            let name = pick(rng, &SERVICES);
-            if rng.gen_bool(0.6) {
-                Action::Create { kind: ObjectKind::Service, name }
+        ActionGroup::Config | ActionGroup::Services => {
+            let (kind, pool): (ObjectKind, &[&str]) = match group {
+                ActionGroup::Services => (ObjectKind::Service, &SERVICES),
+                _ if rng.gen_bool(0.6) => (ObjectKind::ConfigMap, &CONFIG_MAPS),
+                _ => (ObjectKind::Secret, &SECRETS),
+            };
+            let of_kind: Vec<String> =
+                made.objects.iter().filter(|(k, _)| *k == kind).map(|(_, n)| n.clone()).collect();
+            let create = of_kind.is_empty() || rng.gen_range(0..10) < 2;
+            if create {
+                let name = pick(rng, pool);
+                if !of_kind.contains(&name) {
+                    made.objects.push((kind, name.clone()));
+                }
+                return Action::Create { kind, name };
+            }
+            let name = pick_made(rng, pool, &of_kind);
+            let delete = if kind == ObjectKind::Service { rng.gen_bool(0.5) } else { rng.gen_range(0..10) < 2 };
+            if delete {
+                made.objects.retain(|(k, n)| !(*k == kind && *n == name));
+                Action::Delete { kind, name }
+            } else if kind == ObjectKind::Service {
+                // A Service has no data to change: another create (AlreadyExists, or the
+                // other name).
+                let name = pick(rng, pool);
+                if !of_kind.contains(&name) {
+                    made.objects.push((kind, name.clone()));
+                }
+                Action::Create { kind, name }
             } else {
-                Action::Delete { kind: ObjectKind::Service, name }
+                Action::ReadModifyWrite { kind, name }
             }
         }
         ActionGroup::Nodes => {
@@ -480,9 +522,10 @@ mod tests {
 
     #[test]
     fn generated_workloads_validate_are_sorted_and_draw_only_the_menu() {
-        for seed in 0..200 {
-            let menu: BTreeSet<_> = [ActionGroup::Config, ActionGroup::Nodes].into_iter().collect();
-            let actions = generate_workload(seed, &topology(), &menu, 30_000);
+        let menus: [BTreeSet<_>; 2] =
+            [ActionGroup::ALL.into_iter().collect(), [ActionGroup::Config, ActionGroup::Nodes].into_iter().collect()];
+        for (seed, menu) in (0..400).zip(menus.iter().cycle()) {
+            let actions = generate_workload(seed, &topology(), menu, 30_000);
             assert!(actions.len() >= MIN_ACTIONS, "seed {seed}");
             assert!(actions.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
             for action in &actions {

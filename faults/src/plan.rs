@@ -125,10 +125,12 @@ pub enum PlanError {
     TooManyEvents { count: usize, max: usize },
     #[error("fault plan's workload has {count} actions; at most {max} are allowed")]
     TooManyActions { count: usize, max: usize },
+    #[error("fault plan's workload names {count} users; at most {max} are allowed")]
+    TooManyUsers { count: usize, max: usize },
     /// The workload's action at index `action` (0-based, as in the JSON `workload` array)
     /// is invalid.
     #[error("workload action {action}: {reason}")]
-    InvalidAction { action: usize, reason: crate::actions::InvalidAction },
+    InvalidAction { action: usize, reason: Box<crate::actions::InvalidAction> },
     /// A phase's length is outside its bounds.
     #[error("{field} {value} out of range ({min} to {max})")]
     PhaseOutOfRange { field: &'static str, value: u64, min: u64, max: u64 },
@@ -305,9 +307,13 @@ impl FaultPlan {
         if self.workload.len() > crate::actions::MAX_ACTIONS {
             return Err(PlanError::TooManyActions { count: self.workload.len(), max: crate::actions::MAX_ACTIONS });
         }
+        let users: std::collections::BTreeSet<&str> = self.workload.iter().map(|a| a.user.as_str()).collect();
+        if users.len() > crate::actions::MAX_USERS {
+            return Err(PlanError::TooManyUsers { count: users.len(), max: crate::actions::MAX_USERS });
+        }
         for (action_idx, action) in self.workload.iter().enumerate() {
             crate::actions::validate_action(action, self.safety_phase_ms, topology)
-                .map_err(|reason| PlanError::InvalidAction { action: action_idx, reason })?;
+                .map_err(|reason| PlanError::InvalidAction { action: action_idx, reason: Box::new(reason) })?;
         }
         Ok(())
     }

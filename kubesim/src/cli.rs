@@ -66,6 +66,8 @@ pub struct SeedFlags {
     pub plan: Option<PathBuf>,
     #[arg(long = "bug", help = bugs_help())]
     pub bugs: Vec<PlantedBug>,
+    #[arg(long, default_value = "none", value_name = "MENU", conflicts_with = "plan", help = workload_help())]
+    pub workload: String,
     /// Worker nodes (kubelets, 4 CPUs each) in the control plane: 3 by default, at most 1000.
     #[arg(long, value_name = "N")]
     pub kubelets: Option<u32>,
@@ -101,6 +103,19 @@ fn faults_help() -> String {
         names(&FaultKind::DEFAULT),
         names(&by_name),
         menus.join("; ")
+    )
+}
+
+/// `--workload`'s help: every action group, from the list the parser reads.
+fn workload_help() -> String {
+    let groups: Vec<String> = faults::actions::ActionGroup::ALL
+        .iter()
+        .map(|group| format!("`{}` ({})", group.name(), group.about()))
+        .collect();
+    format!(
+        "The generated workload: users' actions each seed draws beside deploy-nginx's own user, saved in its plan. \
+         `none` (the default), `all`, or comma-separated groups: {}",
+        groups.join("; ")
     )
 }
 
@@ -339,6 +354,19 @@ impl SeedFlags {
             Some(path) => BadInput(format!("plan {}: {e}", path.display())),
             None => BadInput(format!("--faults: {e}")),
         })?;
+        options.workload =
+            faults::actions::parse_menu(&self.workload).map_err(|e| BadInput(format!("--workload: {e}")))?;
+        let plan_has_workload = matches!(&options.faults, Faults::Plan(plan) if !plan.workload.is_empty());
+        if (!options.workload.is_empty() || plan_has_workload) && self.scenario != Scenario::DeployNginx {
+            let source = match &self.plan {
+                Some(path) => format!("plan {}: its workload", path.display()),
+                None => "--workload".to_string(),
+            };
+            return Err(BadInput(format!(
+                "{source}: only the deploy-nginx scenario runs a generated workload, not {}",
+                self.scenario
+            )));
+        }
         for bug in &self.bugs {
             bug.plant(&mut options);
         }
@@ -410,6 +438,9 @@ impl SeedFlags {
             Some(path) => flags.push_str(&format!(" --plan {}", shell_quote(&path.display().to_string()))),
             None if self.faults != "all" => flags.push_str(&format!(" --faults {}", shell_quote(&self.faults))),
             None => {}
+        }
+        if self.workload != "none" {
+            flags.push_str(&format!(" --workload {}", shell_quote(&self.workload)));
         }
         for bug in &self.bugs {
             flags.push_str(&format!(" --bug {bug}"));

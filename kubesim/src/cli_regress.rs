@@ -144,7 +144,8 @@ pub fn shrink_command(request: &ShrinkRequest) -> Result<u8, CliError> {
         ));
     };
     let mut on_step = |step: &ShrinkStep| {
-        out(&format!("  run {:>3}: {} -> {} events", step.run, step.change, step.n_events));
+        let actions = if step.n_actions > 0 { format!(", {} actions", step.n_actions) } else { String::new() };
+        out(&format!("  run {:>3}: {} -> {} events{actions}", step.run, step.change, step.n_events));
     };
     // A candidate that panics is a finding of that run (recorded as `no-panic`), not of the
     // shrinker: keep its backtrace off the terminal, as a campaign does.
@@ -185,6 +186,8 @@ fn report_shrink(request: &ShrinkRequest, outcome: &ShrinkOutcome) -> Result<(),
     out(&minimized.plan.to_json_pretty());
     let mut replay_flags = request.flags.clone();
     replay_flags.faults = "all".into();
+    // The plan carries the workload.
+    replay_flags.workload = "none".into();
     match &request.out {
         Some(destination) => {
             let path = &destination.path;

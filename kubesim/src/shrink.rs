@@ -50,6 +50,8 @@ pub struct ShrinkStep {
     pub change: String,
     /// Events left in the plan after the change.
     pub n_events: usize,
+    /// Workload actions left in the plan after the change.
+    pub n_actions: usize,
 }
 
 /// What a search ended with.
@@ -88,6 +90,7 @@ pub fn minimize(
     loop {
         let before = search.steps.len();
         search.drop_events();
+        search.drop_actions();
         for event_idx in 0..search.plan.events.len() {
             search.shorten(event_idx);
             search.start_later(event_idx);
@@ -132,7 +135,12 @@ impl Search<'_> {
             return false;
         }
         self.plan = candidate;
-        let step = ShrinkStep { run: self.runs, change: change(), n_events: self.plan.events.len() };
+        let step = ShrinkStep {
+            run: self.runs,
+            change: change(),
+            n_events: self.plan.events.len(),
+            n_actions: self.plan.workload.len(),
+        };
         (self.on_step)(&step);
         self.steps.push(step);
         true
@@ -158,6 +166,36 @@ impl Search<'_> {
                 let mut candidate = self.plan.clone();
                 let removed: Vec<FaultEvent> = candidate.events.drain(start..end).collect();
                 let change = || describe_removal(start, &removed);
+                if !self.try_candidate(candidate, change) {
+                    start = end;
+                }
+            }
+            if chunk == 1 {
+                break;
+            }
+            chunk = chunk.div_ceil(2);
+        }
+    }
+
+    /// ddmin's complement step over the workload's actions, as [`Search::drop_events`]
+    /// over the faults: all of them, then chunks from half down to single actions.
+    fn drop_actions(&mut self) {
+        if self.plan.workload.is_empty() {
+            return;
+        }
+        let n_actions = self.plan.workload.len();
+        let candidate = FaultPlan { workload: Vec::new(), ..self.plan.clone() };
+        if self.try_candidate(candidate, || format!("removed all {n_actions} workload actions")) {
+            return;
+        }
+        let mut chunk = self.plan.workload.len().div_ceil(2).max(1);
+        while !self.plan.workload.is_empty() && !self.out_of_runs() {
+            let mut start = 0;
+            while start < self.plan.workload.len() && !self.out_of_runs() {
+                let end = (start + chunk).min(self.plan.workload.len());
+                let mut candidate = self.plan.clone();
+                let removed = candidate.workload.drain(start..end).count();
+                let change = || format!("removed workload actions {start}..{end} ({removed} actions)");
                 if !self.try_candidate(candidate, change) {
                     start = end;
                 }

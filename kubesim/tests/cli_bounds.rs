@@ -310,3 +310,32 @@ fn a_larger_cluster_runs_and_its_case_replays_at_the_same_size() {
     assert_eq!(replay.code, 0, "{}{}", replay.stdout, replay.stderr);
     assert_eq!(hash(&replay.stdout), hash(&run.stdout), "the case replays what the flags ran");
 }
+
+#[test]
+fn a_workload_menu_or_action_kubesim_cannot_run_is_bad_input() {
+    assert_bad_input(&["run", "--seed", "7", "--workload", "pods"], "--workload: unknown workload 'pods'");
+    assert_bad_input(
+        &["run", "--seed", "7", "--scenario", "rollout", "--workload", "all"],
+        "--workload: only the deploy-nginx scenario runs a generated workload, not rollout",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let plan = |name: &str, action: &str| {
+        let path = dir.path().join(name);
+        let text = format!(
+            r#"{{"version":2,"safety_phase_ms":30000,"liveness_phase_ms":30000,"events":[],"workload":[{action}]}}"#
+        );
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let too_many = plan("too-many.json", r#"{"at_ms":0,"user":"alice","action":"scale","name":"web","replicas":99}"#);
+    assert_bad_input(&["run", "--seed", "7", "--plan", &too_many], "workload action 0: replicas 99 out of range");
+    let no_node = plan("no-node.json", r#"{"at_ms":0,"user":"bob","action":"drain","node":7}"#);
+    assert_bad_input(&["run", "--seed", "7", "--plan", &no_node], "workload action 0: node 7 is not a kubelet");
+    let typo = plan("typo.json", r#"{"at_ms":0,"user":"bob","action":"drian","node":0}"#);
+    assert_bad_input(&["run", "--seed", "7", "--plan", &typo], "drian");
+    let ok = plan("ok.json", r#"{"at_ms":0,"user":"bob","action":"cordon","node":0}"#);
+    assert_bad_input(
+        &["run", "--seed", "7", "--scenario", "services", "--plan", &ok],
+        "its workload: only the deploy-nginx scenario runs a generated workload",
+    );
+}

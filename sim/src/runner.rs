@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use faults::actions::{generate_workload, ActionGroup};
 use faults::{FaultKind, FaultPlan, GenerateOptions, Topology};
 use madsim::runtime::Runtime;
 
@@ -58,6 +59,10 @@ pub struct RunOptions {
     /// The cluster size the user fixed (`--kubelets`, `--replicas`, `--store-members`),
     /// applied over the seed's knobs for every seed ([`RunOptions::with_shape`]).
     pub shape: Shape,
+    /// The menu of the generated workload (`--workload`): each seed draws its users'
+    /// actions from these groups into its plan ([`faults::actions::generate_workload`]).
+    /// Empty: no generated workload. A saved plan (`Faults::Plan`) carries its own.
+    pub workload: BTreeSet<ActionGroup>,
 }
 
 impl RunOptions {
@@ -75,6 +80,7 @@ impl RunOptions {
             cluster,
             faults: Faults::Swarm(FaultKind::all()),
             shape: Shape::default(),
+            workload: BTreeSet::new(),
         }
     }
 
@@ -139,12 +145,24 @@ impl RunOptions {
         }
     }
 
-    /// The fault plan this seed runs, if any.
+    /// The fault plan this seed runs, if any: with a workload menu, a swarm plan carries
+    /// the seed's generated workload, and even `Faults::None` has a plan (no faults, the
+    /// phases and the workload).
     pub fn plan(&self) -> Option<FaultPlan> {
+        let generate = || {
+            let options = GenerateOptions::default();
+            let workload = generate_workload(self.seed, &self.topology(), &self.workload, options.safety_phase_ms);
+            (options, workload)
+        };
         match &self.faults {
-            Faults::None => None,
+            Faults::None if self.workload.is_empty() => None,
+            Faults::None => {
+                let (options, workload) = generate();
+                Some(FaultPlan { workload, ..FaultPlan::empty(options.safety_phase_ms, options.liveness_phase_ms) })
+            }
             Faults::Swarm(menu) => {
-                Some(faults::generate(self.seed, &self.topology(), menu, &GenerateOptions::default()))
+                let (options, workload) = generate();
+                Some(FaultPlan { workload, ..faults::generate(self.seed, &self.topology(), menu, &options) })
             }
             Faults::Plan(plan) => Some(plan.clone()),
         }

@@ -169,3 +169,34 @@ fn a_passing_seed_has_nothing_to_shrink() {
     assert!(matches!(error, ShrinkError::Passes { seed: 1 }), "{error}");
     assert_eq!(error.to_string(), "seed 1 passes every invariant: nothing to shrink");
 }
+
+/// The workload's actions are shrunk as the faults are: what is left is the one action
+/// the (hand-made) failure needs, beside the one fault it needs.
+#[test]
+fn shrinking_drops_the_workload_actions_the_failure_does_not_need() {
+    use faults::actions::{Action, ObjectKind, UserAction};
+    let mut plan = busy_plan();
+    let action = |at_ms: u64, user: &str, action: Action| UserAction { at_ms, user: user.into(), action };
+    plan.workload = vec![
+        action(500, "alice", Action::Create { kind: ObjectKind::ConfigMap, name: "settings".into() }),
+        action(900, "bob", Action::Cordon { node: 1 }),
+        action(1_500, "alice", Action::ReadModifyWrite { kind: ObjectKind::ConfigMap, name: "settings".into() }),
+        action(2_500, "carol", Action::Drain { node: 2 }),
+        action(3_500, "bob", Action::Uncordon { node: 1 }),
+        action(4_500, "alice", Action::Delete { kind: ObjectKind::ConfigMap, name: "settings".into() }),
+    ];
+    plan.validate(&topology()).unwrap();
+    let needs_drain_and_crash = |plan: &FaultPlan| {
+        let drain = plan.workload.iter().any(|a| a.action == Action::Drain { node: 2 });
+        let crash =
+            plan.events.iter().any(|e| matches!(e.fault, Fault::Crash { target: Target::StoreMember(Slot(2)) }));
+        drain && crash
+    };
+    let mut steps = Vec::new();
+    let minimized = minimize(&plan, &topology(), 500, needs_drain_and_crash, &mut |step| steps.push(step.clone()));
+    assert_eq!(minimized.plan.workload.len(), 1, "{:?}", minimized.plan.workload);
+    assert_eq!(minimized.plan.workload[0].action, Action::Drain { node: 2 });
+    assert_eq!(minimized.plan.events.len(), 1);
+    assert!(steps.iter().any(|s| s.change.contains("workload actions")), "{steps:?}");
+    assert_eq!(steps.last().unwrap().n_actions, 1);
+}

@@ -245,6 +245,24 @@ mod convergence {
     }
 
     #[test]
+    fn a_delete_only_the_store_recorded_ends_the_pods_life() {
+        // A drain's eviction of "a" committed, its answer lost and every watcher relisted
+        // past it: only the store's own record of revision 7 shows it. The replacement
+        // "c" is then no surplus; without that record it would be.
+        let with_record = |recorded: bool| {
+            let mut b = h().desired_replicas("nginx-deployment", 2);
+            b = created(b, "a", 5);
+            b = created(b, "b", 6);
+            if recorded {
+                b = b.committed_delete(7, &pod_key(&format!("{RS_POD}a")));
+            }
+            created(b, "c", 8).build()
+        };
+        assert_passes(&check(Invariant::Convergence, &with_record(true)), 3);
+        assert_one_violation(&check(Invariant::Convergence, &with_record(false)), &["had 3 live pods at revision 8"]);
+    }
+
+    #[test]
     fn a_replacement_for_a_timed_out_create_that_committed_passes() {
         // The controller's create of "a" timed out (it committed); it lowered its
         // expectations and created "b" before its informer showed "a".

@@ -799,3 +799,39 @@ fn loading_refuses_a_file_larger_than_any_plan_without_reading_it_whole() {
         )
     );
 }
+
+/// A plan's workload: saved as a `workload` array (left out when empty), read back the
+/// same, and every bad action refused with its index.
+#[test]
+fn a_plans_workload_round_trips_and_bad_actions_are_named() {
+    use faults::actions::{Action, Cascade, UserAction};
+    let topology = Topology { store_members: 3, apiservers: 1, controller_managers: 2, schedulers: 1, kubelets: 3 };
+    let mut plan = FaultPlan::empty(30_000, 30_000);
+    assert!(!plan.to_json_pretty().contains("workload"));
+    plan.workload = vec![
+        UserAction { at_ms: 10, user: "alice".into(), action: Action::Drain { node: 2 } },
+        UserAction {
+            at_ms: 20,
+            user: "bob".into(),
+            action: Action::DeleteDeployment { name: "web".into(), cascade: Cascade::Foreground },
+        },
+    ];
+    plan.validate(&topology).unwrap();
+    let json = plan.to_json_pretty();
+    assert!(json.contains(r#""action": "delete-deployment""#), "{json}");
+    assert_eq!(FaultPlan::from_json(&json).unwrap(), plan);
+    let mut late = plan.clone();
+    late.workload[1].at_ms = 30_000;
+    assert_eq!(
+        late.validate(&topology).unwrap_err().to_string(),
+        "workload action 1: at_ms 30000 is not within the safety phase (30000 ms)"
+    );
+    let mut crowd = plan.clone();
+    crowd.workload = (0..9)
+        .map(|i| UserAction { at_ms: 0, user: format!("user-{i}"), action: Action::Cordon { node: 0 } })
+        .collect();
+    assert_eq!(
+        crowd.validate(&topology).unwrap_err().to_string(),
+        "fault plan's workload names 9 users; at most 8 are allowed"
+    );
+}

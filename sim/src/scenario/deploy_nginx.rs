@@ -61,6 +61,11 @@ pub async fn run(
     let traffic_ms = plan.as_ref().map_or(20_000, |p| p.safety_phase_ms);
     options.store_traffic_until.get_or_insert(Duration::from_millis(traffic_ms));
     let workload = options.workload;
+    let generated = plan.as_ref().is_some_and(|p| !p.workload.is_empty());
+    if generated {
+        super::user_actions::configure(&mut options);
+        recorder.record_update_preconditions();
+    }
     let plane = ControlPlane::start(&options, &recorder, nodes);
     let (kubectl_node, kubectl) = plane.kubectl(&recorder).await;
     let checks = match plan {
@@ -70,9 +75,10 @@ pub async fn run(
         }
         Some(plan) => {
             let world = SimWorld::for_control_plane(&plane, &recorder);
+            let users = super::user_actions::start(&plane, &recorder, &plan).await;
             let workload = kubectl_node.spawn({
                 let (recorder, plan) = (recorder.clone(), plan.clone());
-                async move { user_workload_under_faults(&kubectl, &recorder, &plan, workload).await }
+                async move { user_workload_under_faults(&kubectl, &recorder, &plan, workload, users).await }
             });
             faults::run(&plan, world).await;
             workload.await
@@ -108,12 +114,15 @@ async fn user_workload(kubectl: &ApiClient, recorder: &Recorder, workload: Workl
 }
 
 /// The same user, while faults happen: create at once, scale halfway through the safety
-/// phase (both retried as a user would), then demand convergence once faults healed.
+/// phase (both retried as a user would), then demand convergence once faults healed. The
+/// generated workload's `users` (if the plan has one) act meanwhile; their namespace is
+/// brought to rest before this user judges its own.
 async fn user_workload_under_faults(
     kubectl: &ApiClient,
     recorder: &Recorder,
     plan: &FaultPlan,
     workload: Workload,
+    users: Option<madsim::task::JoinHandle<Vec<Check>>>,
 ) -> Vec<Check> {
     let Workload { initial_replicas, scaled_replicas } = workload;
     let start = madsim::time::Instant::now();
@@ -163,8 +172,13 @@ async fn user_workload_under_faults(
     } else {
         wait_for_running(kubectl, scaled_replicas, healed_at, liveness, recorder).await;
     }
+    let mut checks = match users {
+        Some(users) => users.await.expect("the generated workload"),
+        None => Vec::new(),
+    };
     wait_until_at_rest(kubectl, liveness, recorder).await;
-    at_rest(kubectl, scaled_replicas, recorder).await
+    checks.extend(at_rest(kubectl, scaled_replicas, recorder).await);
+    checks
 }
 
 /// How long the cluster must stay still (the same pods on the same nodes in the same

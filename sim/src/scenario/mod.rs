@@ -9,6 +9,7 @@ pub mod read_modify_write;
 pub mod rollout;
 pub mod services;
 pub mod store_smoke;
+pub mod user_actions;
 
 use std::fmt;
 use std::str::FromStr;
