@@ -11,6 +11,9 @@
 //! next stays in the epoch it was invoked in, unanswered (its outcome is unknown there,
 //! which every checker already allows).
 //!
+//! A restored cluster's deployments ask for replicas some earlier epoch's user asked for:
+//! each new epoch opens with every `DesiredReplicas` recorded before it.
+//!
 //! A restored cluster starts from the backup's keyspace, not from nothing. So that the
 //! linearizability checker can explain a read of a restored value, each new epoch opens
 //! with the writes that produced its restored keys: for every restored key, the write of
@@ -95,16 +98,23 @@ pub(crate) fn split<'h>(history: &'h History, views: &Views) -> Vec<Cow<'h, Hist
     // first epoch, where no return is dropped: one never invoked there is a malformed
     // history, for the checkers to report.
     let mut began_at: Option<usize> = None;
+    // Every `DesiredReplicas` so far: a restored deployment asks for what an ask of an
+    // earlier epoch made it ask for, so each epoch opens with them (the convergence
+    // checker's ceiling; without them a restored deployment's replicas count as never
+    // asked for in the new epoch).
+    let mut asked: Vec<HistoryEvent> = Vec::new();
     for (record_idx, record) in history.records.iter().enumerate() {
         match &record.event {
             HistoryEvent::Restored { keyspace, .. } => {
                 epochs.push(std::mem::take(&mut current));
                 // (The restored epoch's opening puts are not among them: the originals stay known.)
                 let writes = views.store_ops.iter().take_while(|op| op.invoked.record_idx < record_idx);
-                current = restored_writes(keyspace, writes, record.at_ns);
+                current = asked.iter().map(|event| Record { at_ns: record.at_ns, event: event.clone() }).collect();
+                current.extend(restored_writes(keyspace, writes, record.at_ns));
                 began_at = Some(record_idx);
                 continue;
             }
+            HistoryEvent::DesiredReplicas { .. } => asked.push(record.event.clone()),
             HistoryEvent::StoreOpReturned { .. } if !answers_within(&views.store_ops, record_idx, began_at) => {
                 continue;
             }
