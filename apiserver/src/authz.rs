@@ -157,6 +157,20 @@ pub fn authorize(user: &UserInfo, attrs: &Attributes<'_>, rbac: Option<&RbacPoli
     })
 }
 
+/// Whether RBAC decides `user`'s request `attrs` in [`authorize`]'s chain: neither
+/// `system:masters` nor the Node authorizer allows it first.
+pub fn decided_by_rbac(user: &UserInfo, attrs: &Attributes<'_>) -> bool {
+    if user.in_group(GROUP_MASTERS) {
+        return false;
+    }
+    if user.in_group(GROUP_NODES) {
+        if let Some(node_name) = user.name.strip_prefix(NODE_USER_PREFIX).filter(|n| !n.is_empty()) {
+            return node(node_name, attrs).is_err();
+        }
+    }
+    true
+}
+
 type Rule = Result<Decision, String>;
 
 fn is_read(verb: Verb) -> bool {
