@@ -5,7 +5,10 @@
 //!
 //! Release campaigns at the commit that added them (`kubesim campaign --scenario
 //! permissions --seeds 0..N [--faults disks] [--bug rbac-cache-ignores-binding-deletes]`):
-//! FIGURES.
+//! with the bug, 940 of 1000 caught by permissions alone (the first, seed 0) and 896 of 1000
+//! under `--faults disks` (50 of the others are total losses); without it, every seed of
+//! 0..1000 passes, and 0..1000 of `--faults disks` pass, 69 of them total losses, with 766
+//! restores and 120 security windows on 119 seeds (the first, seed 13).
 
 use std::collections::BTreeSet;
 use std::ops::Range;

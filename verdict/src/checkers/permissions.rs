@@ -118,12 +118,15 @@ fn describe(id: &ObjectId) -> String {
     }
 }
 
+/// One version of an object: the revision that wrote it and what it held (`None`: deleted).
+type Version<'h> = (Revision, Option<&'h RbacObjectRecord>);
+
 /// The RBAC objects of one cluster epoch: those it began with and every committed change.
 #[derive(Default)]
 struct Epoch<'h> {
     start: BTreeMap<ObjectId, &'h RbacObjectRecord>,
-    /// Each object's versions in revision order (`None`: deleted), with when it was recorded.
-    versions: BTreeMap<ObjectId, Vec<(Revision, Option<&'h RbacObjectRecord>, u64)>>,
+    /// Each object's versions in revision order.
+    versions: BTreeMap<ObjectId, Vec<Version<'h>>>,
     /// Restored values whose record was not found (the epoch's objects are then unknown).
     n_unknown: usize,
 }
@@ -137,7 +140,7 @@ impl<'h> Epoch<'h> {
     /// The object `id` as of `revision`.
     fn at(&self, id: &ObjectId, revision: Revision) -> Option<&'h RbacObjectRecord> {
         if let Some(versions) = self.versions.get(id) {
-            let n_at_or_below = versions.partition_point(|(r, _, _)| *r <= revision);
+            let n_at_or_below = versions.partition_point(|(r, _)| *r <= revision);
             if n_at_or_below > 0 {
                 return versions[n_at_or_below - 1].1;
             }
@@ -204,7 +207,7 @@ impl<'h> Epoch<'h> {
             }) else {
                 continue;
             };
-            for (idx, (revision, object, _)) in versions.iter().enumerate() {
+            for (idx, (revision, object)) in versions.iter().enumerate() {
                 if object.is_some() || *revision > view {
                     continue;
                 }
@@ -316,7 +319,7 @@ impl<'a> Request<'a> {
 fn applies_to(subject: &Subject, user: &str, groups: &[String]) -> bool {
     match subject.kind {
         SubjectKind::User => subject.name == user,
-        SubjectKind::Group => groups.iter().any(|group| *group == subject.name),
+        SubjectKind::Group => groups.contains(&subject.name),
     }
 }
 
@@ -460,7 +463,7 @@ fn read(history: &History) -> Reading<'_> {
                 let Some(kind) = Kind::of(*resource) else { continue };
                 let id = (kind, namespace.clone(), name.clone());
                 let current = &mut reading.epochs[epoch];
-                current.versions.entry(id).or_default().push((*revision, object.as_ref(), at_ns));
+                current.versions.entry(id).or_default().push((*revision, object.as_ref()));
                 if !open.is_empty() {
                     let grants = current.grants(*revision);
                     open.retain(|(window, grant)| {
