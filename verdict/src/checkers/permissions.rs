@@ -544,7 +544,10 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         .events()
         .any(|(_, event)| matches!(event, HistoryEvent::Authorized { .. } | HistoryEvent::RbacObjectCommitted { .. }));
     if !judged {
-        return violations.into_verdict(0, "no authorization decisions recorded".to_string());
+        return violations.into_verdict(
+            0,
+            "no authorization decisions recorded (only the permissions scenario records them)".to_string(),
+        );
     }
     let reading = read(input.history);
     let (mut n_allowed, mut n_denied, mut n_denied_granted, mut n_unjudged) = (0, 0, 0, 0);
