@@ -111,10 +111,19 @@ impl Kind {
 /// One RBAC object's identity: kind, namespace (empty for the cluster-scoped kinds), name.
 type ObjectId = (Kind, String, String);
 
+/// The object as a report names it: kind, namespace/name and store key (which the
+/// explanation of a failing run follows to its commits).
 fn describe(id: &ObjectId) -> String {
+    let resource = match id.0 {
+        Kind::Role => Resource::Roles,
+        Kind::RoleBinding => Resource::RoleBindings,
+        Kind::ClusterRole => Resource::ClusterRoles,
+        Kind::ClusterRoleBinding => Resource::ClusterRoleBindings,
+    };
+    let key = resource.key(&id.1, &id.2);
     match id.1.is_empty() {
-        true => format!("{} {}", id.0.name(), id.2),
-        false => format!("{} {}/{}", id.0.name(), id.1, id.2),
+        true => format!("{} {} ({key})", id.0.name(), id.2),
+        false => format!("{} {}/{} ({key})", id.0.name(), id.1, id.2),
     }
 }
 
@@ -678,7 +687,12 @@ mod tests {
         let v = verdict(granted_then_revoked().event(authorized("alice", Verb::Update, true, 6)));
         assert_eq!(v.violations.len(), 1, "{v:?}");
         let message = &v.violations[0].message;
-        assert!(message.contains("RoleBinding team/alice-editor was deleted at revision 5"), "{message}");
+        assert!(
+            message.contains(
+                "RoleBinding team/alice-editor (/registry/rolebindings/team/alice-editor) was deleted at revision 5"
+            ),
+            "{message}"
+        );
     }
 
     #[test]
