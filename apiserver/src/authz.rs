@@ -376,6 +376,21 @@ mod tests {
         }
     }
 
+    /// Masters and what the Node authorizer allows are not RBAC's decisions; a kubelet's
+    /// request the Node authorizer refuses, and everyone else's, are.
+    #[test]
+    fn rbac_decides_what_masters_and_the_node_authorizer_do_not() {
+        let attrs = |verb, resource, namespace, name| Attributes { verb, resource, namespace, name };
+        assert!(!decided_by_rbac(&UserInfo::admin(), &attrs(Delete, Secrets, "default", "s")));
+        let node = UserInfo::node("worker-1");
+        assert!(!decided_by_rbac(&node, &attrs(Get, Pods, "default", "p")));
+        assert!(!decided_by_rbac(&node, &attrs(Update, Leases, "kube-node-lease", "worker-1")));
+        assert!(decided_by_rbac(&node, &attrs(Get, Secrets, "default", "s")));
+        assert!(decided_by_rbac(&UserInfo::controller_manager(), &attrs(Create, Pods, "default", "p")));
+        assert!(decided_by_rbac(&UserInfo::new("alice", &[]), &attrs(Get, ConfigMaps, "default", "c")));
+        assert!(decided_by_rbac(&UserInfo::new("worker-1", &[GROUP_NODES]), &attrs(Get, Pods, "default", "p")));
+    }
+
     #[test]
     fn unknown_groups_and_malformed_node_identities_are_denied() {
         let nobody = UserInfo::new("mallory", &["system:authenticated"]);

@@ -286,3 +286,59 @@ pub async fn ensure_bootstrap_policy<B: Backend>(cache: &RbacCache, registry: &R
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use api::rbac::{RoleBinding, RoleRef, RoleRefKind, Subject};
+    use api::{ObjectMeta, WatchEvent};
+
+    use super::*;
+
+    fn binding(revision: i64) -> Object {
+        let mut metadata = ObjectMeta::named("default", "alice-edit");
+        metadata.resource_version = revision;
+        Object::RoleBinding(RoleBinding {
+            metadata,
+            subjects: vec![Subject::user("alice")],
+            role_ref: RoleRef { kind: RoleRefKind::Role, name: "edit".into() },
+        })
+    }
+
+    fn event(kind: WatchEventKind, revision: i64) -> WatchEvent {
+        WatchEvent { kind, object: binding(revision), resource_version: revision }
+    }
+
+    fn synced(cache: &RbacCache) -> SyncedRevisions {
+        cache.with_policy_at(|_, synced| synced)
+    }
+
+    fn holds_binding(cache: &RbacCache) -> bool {
+        cache.lock().policy.contains(&binding(0))
+    }
+
+    /// Each kind's revision follows its informer: the list's, then each watch answer's,
+    /// with or without events.
+    #[test]
+    fn the_synced_revision_of_each_kind_follows_its_informer() {
+        let cache = RbacCache::new(&RbacPolicy::new());
+        cache.replace(Resource::RoleBindings, vec![], 10);
+        cache.replace(Resource::Roles, vec![], 11);
+        assert_eq!(synced(&cache), SyncedRevisions { roles: 11, role_bindings: 10, ..Default::default() });
+        cache.apply(Resource::RoleBindings, vec![event(WatchEventKind::Added, 12)], 12);
+        assert!(holds_binding(&cache));
+        cache.apply(Resource::Roles, vec![], 15);
+        cache.apply(Resource::RoleBindings, vec![event(WatchEventKind::Deleted, 16)], 16);
+        assert!(!holds_binding(&cache));
+        assert_eq!(synced(&cache), SyncedRevisions { roles: 15, role_bindings: 16, ..Default::default() });
+    }
+
+    /// The planted bug keeps a deleted RoleBinding while its revision moves past the delete.
+    #[test]
+    fn the_planted_bug_keeps_a_deleted_binding_past_its_delete() {
+        let cache = RbacCache::new(&RbacPolicy::new()).with_planted_bug_ignores_binding_deletes(true);
+        cache.replace(Resource::RoleBindings, vec![binding(5)], 5);
+        cache.apply(Resource::RoleBindings, vec![event(WatchEventKind::Deleted, 8)], 8);
+        assert!(holds_binding(&cache));
+        assert_eq!(synced(&cache).role_bindings, 8);
+    }
+}
