@@ -157,6 +157,20 @@ pub fn authorize(user: &UserInfo, attrs: &Attributes<'_>, rbac: Option<&RbacPoli
     })
 }
 
+/// Whether RBAC decides `user`'s request `attrs` in [`authorize`]'s chain: neither
+/// `system:masters` nor the Node authorizer allows it first.
+pub fn decided_by_rbac(user: &UserInfo, attrs: &Attributes<'_>) -> bool {
+    if user.in_group(GROUP_MASTERS) {
+        return false;
+    }
+    if user.in_group(GROUP_NODES) {
+        if let Some(node_name) = user.name.strip_prefix(NODE_USER_PREFIX).filter(|n| !n.is_empty()) {
+            return node(node_name, attrs).is_err();
+        }
+    }
+    true
+}
+
 type Rule = Result<Decision, String>;
 
 fn is_read(verb: Verb) -> bool {
@@ -360,6 +374,21 @@ mod tests {
         for (verb, resource, ns, name, expect) in table {
             check(&n, verb, resource, ns, name, expect);
         }
+    }
+
+    /// Masters and what the Node authorizer allows are not RBAC's decisions; a kubelet's
+    /// request the Node authorizer refuses, and everyone else's, are.
+    #[test]
+    fn rbac_decides_what_masters_and_the_node_authorizer_do_not() {
+        let attrs = |verb, resource, namespace, name| Attributes { verb, resource, namespace, name };
+        assert!(!decided_by_rbac(&UserInfo::admin(), &attrs(Delete, Secrets, "default", "s")));
+        let node = UserInfo::node("worker-1");
+        assert!(!decided_by_rbac(&node, &attrs(Get, Pods, "default", "p")));
+        assert!(!decided_by_rbac(&node, &attrs(Update, Leases, "kube-node-lease", "worker-1")));
+        assert!(decided_by_rbac(&node, &attrs(Get, Secrets, "default", "s")));
+        assert!(decided_by_rbac(&UserInfo::controller_manager(), &attrs(Create, Pods, "default", "p")));
+        assert!(decided_by_rbac(&UserInfo::new("alice", &[]), &attrs(Get, ConfigMaps, "default", "c")));
+        assert!(decided_by_rbac(&UserInfo::new("worker-1", &[GROUP_NODES]), &attrs(Get, Pods, "default", "p")));
     }
 
     #[test]

@@ -53,6 +53,15 @@ pub struct ApiServerBugs {
     /// between the version the client read and the one it overwrote are lost. Caught by
     /// no-lost-update (docs/design.md §4.14) in the read-modify-write scenario.
     pub update_reapplies_on_conflict: bool,
+    /// PLANTED BUG. The RBAC authorizer's cache ignores the Delete watch events of
+    /// RoleBindings (see `rbac_cache::RbacCache::apply`): a revoked binding stays in effect
+    /// while the cache reports, and decides as if, it had synced past the delete. In
+    /// Kubernetes the RBAC authorizer reads listers of shared informers, whose reflector
+    /// applies every watch event, deletes included (`client-go/tools/cache`
+    /// `DeltaFIFO`/`Indexer.Delete`), so a `kubectl delete rolebinding` takes effect as soon
+    /// as the apiserver's informer has seen it. Caught by permissions (docs/design.md §4.19)
+    /// in the permissions scenario.
+    pub rbac_cache_ignores_binding_deletes: bool,
 }
 
 /// Services: the ClusterIP range and what runs for them.
@@ -110,6 +119,11 @@ pub struct ApiServerConfig {
     pub garbage_collector_role: bool,
     /// Services' ClusterIP range, repair loop and controllers' policy.
     pub services: ServicesConfig,
+    /// Whether the observer is told of every request the RBAC authorizer decides
+    /// ([`crate::ApiServerObserver::authorized`]), with the revisions the RBAC cache had
+    /// synced to: the permissions checker's evidence. Off by default, so that other runs'
+    /// histories (and trace hashes) stay as they were.
+    pub record_authorizations: bool,
     /// The custom kinds served, each validated and unique by group and plural (added only
     /// through [`ApiServerConfig::with_custom_resource`]).
     custom_resources: Vec<&'static CustomResourceDefinition>,
@@ -133,6 +147,7 @@ impl ApiServerConfig {
             planted_bugs: ApiServerBugs::default(),
             garbage_collector_role: false,
             services: ServicesConfig::default(),
+            record_authorizations: false,
             custom_resources: Vec::new(),
         }
     }

@@ -35,4 +35,4 @@ pub use authz::{authenticate, authorize, Attributes, Decision};
 pub use backend::{Backend, InMemoryBackend};
 pub use config::{ApiServerBugs, ApiServerConfig, ServicesConfig, UserInfo};
 pub use registry::api_error_from_store;
-pub use server::{serve, ApiServer, ApiServerObserver, BackgroundTasks, Termination};
+pub use server::{serve, ApiServer, ApiServerObserver, AuthorizationDecision, BackgroundTasks, Termination};

@@ -53,6 +53,16 @@ const BOOTSTRAP_RETRY_DELAY: Duration = Duration::from_secs(1);
 pub const NOT_READY: &str = "the apiserver is not ready: its RBAC authorizer's cache has not synced \
                              with the bootstrap policy yet";
 
+/// The store revision up to which each RBAC kind's informer had applied changes when a
+/// decision was made: the cache held that kind's objects as of that revision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncedRevisions {
+    pub roles: i64,
+    pub role_bindings: i64,
+    pub cluster_roles: i64,
+    pub cluster_role_bindings: i64,
+}
+
 /// The RBAC objects one apiserver has listed and watched, shared by its informers, its
 /// bootstrap and its request handlers.
 #[derive(Clone)]
@@ -68,6 +78,11 @@ struct Inner {
 
 struct CacheState {
     policy: RbacPolicy,
+    /// Per kind of [`Resource::RBAC`], the store revision up to which its informer has
+    /// applied changes (its list's resourceVersion, then each watch answer's).
+    synced: [i64; 4],
+    /// Planted bug `rbac-cache-ignores-binding-deletes` (see `ApiServerBugs`).
+    ignores_binding_deletes: bool,
     /// Which of [`Resource::RBAC`] has been listed at least once.
     listed: [bool; 4],
     /// The objects the bootstrap writes; the cache is ready once it holds them all.
@@ -95,9 +110,22 @@ fn kind_index(resource: Resource) -> usize {
 impl RbacCache {
     /// An empty, unready cache that becomes ready once it holds `bootstrap`'s objects.
     pub fn new(bootstrap: &RbacPolicy) -> Self {
-        let state =
-            CacheState { policy: RbacPolicy::new(), listed: [false; 4], bootstrap: bootstrap.objects(), ready: false };
+        let state = CacheState {
+            policy: RbacPolicy::new(),
+            synced: [0; 4],
+            ignores_binding_deletes: false,
+            listed: [false; 4],
+            bootstrap: bootstrap.objects(),
+            ready: false,
+        };
         Self { inner: Arc::new(Inner { state: Mutex::new(state), changed: Signal::default() }) }
+    }
+
+    /// Plants the bug `rbac-cache-ignores-binding-deletes`: RoleBinding Delete events are
+    /// dropped (see [`crate::ApiServerBugs::rbac_cache_ignores_binding_deletes`]).
+    pub fn with_planted_bug_ignores_binding_deletes(self, planted: bool) -> Self {
+        self.lock().ignores_binding_deletes = planted;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, CacheState> {
@@ -115,6 +143,15 @@ impl RbacCache {
         decide(state.ready.then_some(&state.policy))
     }
 
+    /// As [`RbacCache::with_policy`], also handing `decide` the revisions the policy is
+    /// synced to.
+    pub fn with_policy_at<T>(&self, decide: impl FnOnce(Option<&RbacPolicy>, SyncedRevisions) -> T) -> T {
+        let state = self.lock();
+        let [roles, role_bindings, cluster_roles, cluster_role_bindings] = state.synced;
+        let synced = SyncedRevisions { roles, role_bindings, cluster_roles, cluster_role_bindings };
+        decide(state.ready.then_some(&state.policy), synced)
+    }
+
     /// Waits until the cache is ready.
     pub async fn wait_ready(&self) {
         loop {
@@ -126,25 +163,39 @@ impl RbacCache {
         }
     }
 
-    /// An informer's list of `resource`: replaces every object of that kind.
-    fn replace(&self, resource: Resource, objects: Vec<Object>) {
+    /// An informer's list of `resource` at `resource_version`: replaces every object of
+    /// that kind.
+    fn replace(&self, resource: Resource, objects: Vec<Object>, resource_version: i64) {
         {
             let mut state = self.lock();
             state.policy.replace(resource, objects);
             state.listed[kind_index(resource)] = true;
+            state.synced[kind_index(resource)] = resource_version;
             state.update_readiness();
         }
         self.inner.changed.notify_all();
     }
 
-    /// An informer's watch events.
-    fn apply(&self, events: Vec<api::WatchEvent>) {
+    /// An informer's watch answer for `resource`: its events, complete up to
+    /// `resource_version`.
+    fn apply(&self, resource: Resource, events: Vec<api::WatchEvent>, resource_version: i64) {
+        if events.is_empty() {
+            // Only the revision advances: nobody waits for that.
+            self.lock().synced[kind_index(resource)] = resource_version;
+            return;
+        }
         {
             let mut state = self.lock();
+            state.synced[kind_index(resource)] = resource_version;
             for event in events {
                 match event.kind {
                     WatchEventKind::Added | WatchEventKind::Modified => {
                         state.policy.put(event.object);
+                    }
+                    WatchEventKind::Deleted
+                        if state.ignores_binding_deletes && event.object.resource() == Resource::RoleBindings =>
+                    {
+                        // PLANTED BUG: the revoked binding stays in the policy.
                     }
                     WatchEventKind::Deleted => {
                         let meta = event.object.metadata();
@@ -176,7 +227,7 @@ pub async fn run_informer<B: Backend>(
     loop {
         let since = match registry.list(kind, "").await {
             Ok(ApiResponse::List { items, resource_version }) => {
-                cache.replace(kind, items);
+                cache.replace(kind, items, resource_version);
                 resource_version
             }
             Ok(other) => unreachable!("a list answered {other:?}"),
@@ -196,9 +247,7 @@ async fn follow(cache: &RbacCache, watch_cache: &WatchCache, kind: Resource, mut
     loop {
         match watch_cache.watch(kind, "", since, INFORMER_WATCH_WAIT).await {
             Ok((events, resource_version)) => {
-                if !events.is_empty() {
-                    cache.apply(events);
-                }
+                cache.apply(kind, events, resource_version);
                 since = resource_version;
             }
             Err(ApiError::Gone { .. }) => return,
@@ -235,5 +284,61 @@ pub async fn ensure_bootstrap_policy<B: Backend>(cache: &RbacCache, registry: &R
             }
             None => cache.inner.changed.changed(seen).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use api::rbac::{RoleBinding, RoleRef, RoleRefKind, Subject};
+    use api::{ObjectMeta, WatchEvent};
+
+    use super::*;
+
+    fn binding(revision: i64) -> Object {
+        let mut metadata = ObjectMeta::named("default", "alice-edit");
+        metadata.resource_version = revision;
+        Object::RoleBinding(RoleBinding {
+            metadata,
+            subjects: vec![Subject::user("alice")],
+            role_ref: RoleRef { kind: RoleRefKind::Role, name: "edit".into() },
+        })
+    }
+
+    fn event(kind: WatchEventKind, revision: i64) -> WatchEvent {
+        WatchEvent { kind, object: binding(revision), resource_version: revision }
+    }
+
+    fn synced(cache: &RbacCache) -> SyncedRevisions {
+        cache.with_policy_at(|_, synced| synced)
+    }
+
+    fn holds_binding(cache: &RbacCache) -> bool {
+        cache.lock().policy.contains(&binding(0))
+    }
+
+    /// Each kind's revision follows its informer: the list's, then each watch answer's,
+    /// with or without events.
+    #[test]
+    fn the_synced_revision_of_each_kind_follows_its_informer() {
+        let cache = RbacCache::new(&RbacPolicy::new());
+        cache.replace(Resource::RoleBindings, vec![], 10);
+        cache.replace(Resource::Roles, vec![], 11);
+        assert_eq!(synced(&cache), SyncedRevisions { roles: 11, role_bindings: 10, ..Default::default() });
+        cache.apply(Resource::RoleBindings, vec![event(WatchEventKind::Added, 12)], 12);
+        assert!(holds_binding(&cache));
+        cache.apply(Resource::Roles, vec![], 15);
+        cache.apply(Resource::RoleBindings, vec![event(WatchEventKind::Deleted, 16)], 16);
+        assert!(!holds_binding(&cache));
+        assert_eq!(synced(&cache), SyncedRevisions { roles: 15, role_bindings: 16, ..Default::default() });
+    }
+
+    /// The planted bug keeps a deleted RoleBinding while its revision moves past the delete.
+    #[test]
+    fn the_planted_bug_keeps_a_deleted_binding_past_its_delete() {
+        let cache = RbacCache::new(&RbacPolicy::new()).with_planted_bug_ignores_binding_deletes(true);
+        cache.replace(Resource::RoleBindings, vec![binding(5)], 5);
+        cache.apply(Resource::RoleBindings, vec![event(WatchEventKind::Deleted, 8)], 8);
+        assert!(holds_binding(&cache));
+        assert_eq!(synced(&cache).role_bindings, 8);
     }
 }

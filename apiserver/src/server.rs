@@ -17,7 +17,7 @@ use crate::authz::{self, Attributes, Decision};
 use crate::backend::Backend;
 use crate::config::{ApiServerConfig, UserInfo};
 use crate::rbac::RbacPolicy;
-use crate::rbac_cache::{self, RbacCache};
+use crate::rbac_cache::{self, RbacCache, SyncedRevisions};
 use crate::registry::Registry;
 use crate::watch_cache::{WatchCache, REGISTRY_PREFIX};
 
@@ -62,6 +62,21 @@ pub trait ApiServerObserver: Send + Sync {
         _window_start: i64,
     ) {
     }
+
+    /// Called for every request the RBAC authorizer decided (not `system:masters`, not
+    /// the Node authorizer's, not one refused while the cache was not ready), when the
+    /// configuration asks for it (`ApiServerConfig::record_authorizations`).
+    fn authorized(&self, _apiserver: &str, _decision: &AuthorizationDecision<'_>) {}
+}
+
+/// One decision of the RBAC authorizer ([`ApiServerObserver::authorized`]).
+#[derive(Clone, Copy, Debug)]
+pub struct AuthorizationDecision<'a> {
+    pub user: &'a UserInfo,
+    pub attributes: &'a Attributes<'a>,
+    pub allowed: bool,
+    /// The revisions up to which the RBAC cache's informers had applied changes.
+    pub synced: SyncedRevisions,
 }
 
 /// Namespaces the apiserver creates at start (kube-apiserver's bootstrap controller).
@@ -108,13 +123,15 @@ impl<B: Backend> ApiServer<B> {
         if config.garbage_collector_role {
             bootstrap = bootstrap.with_garbage_collector_role();
         }
+        let rbac = RbacCache::new(&bootstrap)
+            .with_planted_bug_ignores_binding_deletes(config.planted_bugs.rbac_cache_ignores_binding_deletes);
         Self {
             inner: Arc::new(Inner {
                 config,
                 backend,
                 registry,
                 watch_cache,
-                rbac: RbacCache::new(&bootstrap),
+                rbac,
                 observer,
                 terminating: AtomicBool::new(false),
             }),
@@ -218,13 +235,31 @@ impl<B: Backend> ApiServer<B> {
         let ApiRequest { credential, request_id, operation } = request;
         let user = authz::authenticate(&self.inner.config.tokens, &credential)?;
         let attributes = attributes(&operation);
-        let decision = self.inner.rbac.with_policy(|policy| authz::authorize(&user, &attributes, policy))?;
+        let decision = if self.inner.config.record_authorizations {
+            self.authorize_recorded(&user, &attributes)?
+        } else {
+            self.inner.rbac.with_policy(|policy| authz::authorize(&user, &attributes, policy))?
+        };
         self.inner.config.check_served(operation.resource())?;
         let result = self.dispatch(&user, &decision, operation).await;
         if let Err(e) = &result {
             tracing::debug!(user = %user.name, request_id, "request failed: {e}");
         }
         result
+    }
+
+    /// [`authz::authorize`], telling the observer of the decision when RBAC made it.
+    fn authorize_recorded(&self, user: &UserInfo, attributes: &Attributes<'_>) -> Result<Decision, ApiError> {
+        let (decision, synced, ready) = self
+            .inner
+            .rbac
+            .with_policy_at(|policy, synced| (authz::authorize(user, attributes, policy), synced, policy.is_some()));
+        if let (true, Some(observer)) = (ready && authz::decided_by_rbac(user, attributes), &self.inner.observer) {
+            let allowed = decision.is_ok();
+            let record = AuthorizationDecision { user, attributes, allowed, synced };
+            observer.authorized(&self.inner.config.name, &record);
+        }
+        decision
     }
 
     async fn dispatch(&self, user: &UserInfo, decision: &Decision, operation: Operation) -> ApiResult {

@@ -34,10 +34,11 @@ pub enum PlantedBug {
     ServiceIpsUnconditionalPut,
     UpdateReappliesOnConflict,
     RolloutIgnoresMaxSurge,
+    RbacCacheIgnoresBindingDeletes,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 21] = [
+    pub const ALL: [PlantedBug; 22] = [
         PlantedBug::StoreAckBeforeFsync,
         PlantedBug::VoteNotPersisted,
         PlantedBug::CommitPreviousTermByCounting,
@@ -59,6 +60,7 @@ impl PlantedBug {
         PlantedBug::ServiceIpsUnconditionalPut,
         PlantedBug::UpdateReappliesOnConflict,
         PlantedBug::RolloutIgnoresMaxSurge,
+        PlantedBug::RbacCacheIgnoresBindingDeletes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,6 +86,7 @@ impl PlantedBug {
             PlantedBug::ServiceIpsUnconditionalPut => "service-ips-unconditional-put",
             PlantedBug::UpdateReappliesOnConflict => "update-reapplies-on-conflict",
             PlantedBug::RolloutIgnoresMaxSurge => "rollout-ignores-max-surge",
+            PlantedBug::RbacCacheIgnoresBindingDeletes => "rbac-cache-ignores-binding-deletes",
         }
     }
 
@@ -153,6 +156,9 @@ impl PlantedBug {
             PlantedBug::RolloutIgnoresMaxSurge => {
                 "a rolling update makes (or scales) the new ReplicaSet straight to replicas, whatever the old ones still hold: up to twice the pods (controllers/src/rollout.rs; run it with --scenario rollout)"
             }
+            PlantedBug::RbacCacheIgnoresBindingDeletes => {
+                "the apiserver's RBAC cache ignores RoleBinding deletes: a revoked binding keeps granting while the cache claims to have synced past its delete (apiserver/src/rbac_cache.rs; run it with --scenario permissions)"
+            }
         }
     }
 
@@ -180,6 +186,7 @@ impl PlantedBug {
             PlantedBug::ServiceIpsUnconditionalPut => Invariant::ServiceIpsUnique,
             PlantedBug::UpdateReappliesOnConflict => Invariant::NoLostUpdate,
             PlantedBug::RolloutIgnoresMaxSurge => Invariant::RolloutBound,
+            PlantedBug::RbacCacheIgnoresBindingDeletes => Invariant::Permissions,
         }
     }
 
@@ -208,6 +215,9 @@ impl PlantedBug {
             PlantedBug::ServiceIpsUnconditionalPut => cluster.apiserver_bugs.service_ips_unconditional_put = true,
             PlantedBug::UpdateReappliesOnConflict => cluster.apiserver_bugs.update_reapplies_on_conflict = true,
             PlantedBug::RolloutIgnoresMaxSurge => cluster.rollout_ignores_max_surge = true,
+            PlantedBug::RbacCacheIgnoresBindingDeletes => {
+                cluster.apiserver_bugs.rbac_cache_ignores_binding_deletes = true
+            }
         }
     }
 }

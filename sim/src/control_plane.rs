@@ -80,6 +80,12 @@ pub struct ControlPlaneOptions {
     /// runs, and the apiservers write nothing for Services unless one is created, so
     /// those scenarios' trace hashes are what they were before Services existed.
     pub services: Option<ServicesOptions>,
+    /// Every apiserver records each request its RBAC authorizer decides, with the
+    /// revisions its RBAC cache had synced to (`HistoryEvent::Authorized`), and the
+    /// recorder each committed RBAC object (`HistoryEvent::RbacObjectCommitted`): the
+    /// permissions checker's evidence. Off by default (on in the `permissions` scenario),
+    /// so that other runs' histories and trace hashes do not move.
+    pub record_authorizations: bool,
 }
 
 /// How the control plane runs Services (see [`ControlPlaneOptions::services`]).
@@ -193,6 +199,7 @@ impl Default for ControlPlaneOptions {
             users: Vec::new(),
             operators: Vec::new(),
             services: None,
+            record_authorizations: false,
         }
     }
 }
@@ -234,6 +241,9 @@ impl ControlPlane {
     /// Creates and starts every node, registered in `nodes`. Must be called from the
     /// simulation's supervisor.
     pub fn start(options: &ControlPlaneOptions, recorder: &Recorder, nodes: &SeedNodes) -> Self {
+        if options.record_authorizations {
+            recorder.record_rbac_objects();
+        }
         let store = StoreCluster::start(&options.store, recorder, nodes);
         let apiserver_addrs: Vec<SocketAddr> = (0..options.n_apiservers).map(addresses::apiserver).collect();
         let mut users = vec![UserInfo::admin(), UserInfo::controller_manager(), UserInfo::scheduler()];
@@ -344,6 +354,7 @@ fn start_apiserver(
     }
     config.planted_bugs = options.apiserver_bugs;
     config.garbage_collector_role = options.garbage_collection;
+    config.record_authorizations = options.record_authorizations;
     config.compaction_interval = std::time::Duration::from_millis(options.tuning.compaction_interval_ms);
     config.watch_cache_capacity = options.tuning.watch_cache_capacity;
     config.event_ttl = std::time::Duration::from_millis(options.tuning.event_ttl_ms);

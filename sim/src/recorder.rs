@@ -38,6 +38,8 @@ struct Inner {
     /// Whether each Update's and UpdateStatus's resourceVersion is recorded
     /// ([`Recorder::record_update_preconditions`]).
     records_update_preconditions: bool,
+    /// Whether each committed RBAC object is recorded ([`Recorder::record_rbac_objects`]).
+    records_rbac_objects: bool,
 }
 
 /// Shared by every observer of one run. Cheap to clone.
@@ -69,6 +71,7 @@ impl Recorder {
                 leaders: Default::default(),
                 cancel,
                 records_update_preconditions: false,
+                records_rbac_objects: false,
             })),
         }
     }
@@ -106,6 +109,15 @@ impl Recorder {
     /// so other runs' histories and trace hashes stay as they were.
     pub fn record_update_preconditions(&self) {
         self.inner.lock().expect("recorder lock").records_update_preconditions = true;
+    }
+
+    /// From now on, records every committed put or delete of an RBAC object
+    /// (`HistoryEvent::RbacObjectCommitted`, with its revision's `Committed`): what the
+    /// permissions checker rebuilds the authorizer's view from. Only a control plane that
+    /// records authorizations asks for it (`ControlPlaneOptions::record_authorizations`),
+    /// so other runs' histories and trace hashes stay as they were.
+    pub fn record_rbac_objects(&self) {
+        self.inner.lock().expect("recorder lock").records_rbac_objects = true;
     }
 
     pub fn note(&self, text: impl Into<String>) {
@@ -166,6 +178,48 @@ fn service_changes(entry: &AppliedEntry<'_>) -> Vec<HistoryEvent> {
         .collect()
 }
 
+/// The RBAC objects an applied entry put or deleted, with their rules or subjects as
+/// stored.
+fn rbac_changes(entry: &AppliedEntry<'_>) -> Vec<HistoryEvent> {
+    use verdict::history::RbacObjectRecord;
+    entry
+        .events
+        .iter()
+        .filter_map(|event| {
+            let resource = api::Resource::from_key(&event.kv.key).filter(|r| api::Resource::RBAC.contains(r))?;
+            let (namespace, name) = match event.kv.key[resource.key_prefix().len()..].split_once('/') {
+                Some((namespace, name)) if resource.namespaced() => (namespace.to_string(), name.to_string()),
+                _ => (String::new(), event.kv.key[resource.key_prefix().len()..].to_string()),
+            };
+            let (object, value_hash) = match event.kind {
+                store::api::EventKind::Put => {
+                    let object = match apiserver::registry::decode(&event.kv).ok()? {
+                        api::Object::Role(role) => RbacObjectRecord::Rules(role.rules),
+                        api::Object::ClusterRole(role) => RbacObjectRecord::Rules(role.rules),
+                        api::Object::RoleBinding(b) => {
+                            RbacObjectRecord::Binding { subjects: b.subjects, role_ref: b.role_ref }
+                        }
+                        api::Object::ClusterRoleBinding(b) => {
+                            RbacObjectRecord::Binding { subjects: b.subjects, role_ref: b.role_ref }
+                        }
+                        _ => return None,
+                    };
+                    (Some(object), KeyState::of(&event.kv).value_hash)
+                }
+                store::api::EventKind::Delete => (None, None),
+            };
+            Some(HistoryEvent::RbacObjectCommitted {
+                revision: entry.revision,
+                resource,
+                namespace,
+                name,
+                object,
+                value_hash,
+            })
+        })
+        .collect()
+}
+
 impl StoreObserver for Recorder {
     fn role_changed(&self, member: MemberId, term: u64, role: Role, leader: Option<MemberId>) {
         self.record(HistoryEvent::RoleChanged { member, term, role, leader });
@@ -189,6 +243,11 @@ impl StoreObserver for Recorder {
             Self::push(&mut inner, Record { at_ns, event });
             for event in service_changes(entry) {
                 Self::push(&mut inner, Record { at_ns, event });
+            }
+            if inner.records_rbac_objects {
+                for event in rbac_changes(entry) {
+                    Self::push(&mut inner, Record { at_ns, event });
+                }
             }
         }
         let principal: &Principal = &entry.proposal.principal;
@@ -241,7 +300,32 @@ impl StoreObserver for Recorder {
     }
 }
 
+/// The history record of an RBAC decision.
+fn authorized_event(apiserver: &str, decision: &apiserver::AuthorizationDecision<'_>) -> HistoryEvent {
+    let synced = decision.synced;
+    HistoryEvent::Authorized {
+        apiserver: apiserver.into(),
+        user: decision.user.name.clone(),
+        groups: decision.user.groups.clone(),
+        verb: decision.attributes.verb,
+        resource: decision.attributes.resource,
+        namespace: decision.attributes.namespace.to_string(),
+        name: decision.attributes.name.to_string(),
+        allowed: decision.allowed,
+        rbac_revisions: verdict::history::RbacRevisions {
+            roles: synced.roles,
+            role_bindings: synced.role_bindings,
+            cluster_roles: synced.cluster_roles,
+            cluster_role_bindings: synced.cluster_role_bindings,
+        },
+    }
+}
+
 impl apiserver::ApiServerObserver for Recorder {
+    fn authorized(&self, apiserver: &str, decision: &apiserver::AuthorizationDecision<'_>) {
+        self.record(authorized_event(apiserver, decision));
+    }
+
     fn store_write(&self, apiserver: &str, user: &str, verb: Verb, key: &str, revision: i64) {
         self.record(HistoryEvent::StoreWrite {
             apiserver: apiserver.into(),
@@ -286,6 +370,10 @@ impl apiserver::ApiServerObserver for Recorder {
 pub struct ObjectMetadataRecorder(pub Recorder);
 
 impl apiserver::ApiServerObserver for ObjectMetadataRecorder {
+    fn authorized(&self, apiserver: &str, decision: &apiserver::AuthorizationDecision<'_>) {
+        self.0.authorized(apiserver, decision);
+    }
+
     fn store_write(&self, apiserver: &str, user: &str, verb: Verb, key: &str, revision: i64) {
         self.0.store_write(apiserver, user, verb, key, revision);
     }

@@ -17,7 +17,8 @@ use crate::nodes::SeedNodes;
 use crate::recorder::Recorder;
 use crate::report::{Check, RunReport};
 use crate::scenario::{
-    deploy_nginx, garbage_collection, read_modify_write, rollout, services, store_smoke, Scenario, UnsupportedFault,
+    deploy_nginx, garbage_collection, permissions, read_modify_write, rollout, services, store_smoke, Scenario,
+    UnsupportedFault,
 };
 use crate::workload::Shape;
 use store::api::{KeyRange, Principal, RangeRequest};
@@ -135,6 +136,7 @@ impl RunOptions {
             | Scenario::Services
             | Scenario::ReadModifyWrite
             | Scenario::Rollout
+            | Scenario::Permissions
             | Scenario::Custom(_) => Topology {
                 store_members,
                 apiservers: self.cluster.n_apiservers,
@@ -309,6 +311,7 @@ fn scenario_task(
             Scenario::Services => services::run(recorder, &nodes, options.cluster.clone(), plan).await,
             Scenario::ReadModifyWrite => read_modify_write::run(recorder, &nodes, options.cluster.clone(), plan).await,
             Scenario::Rollout => rollout::run(recorder, &nodes, options.cluster.clone(), plan).await,
+            Scenario::Permissions => permissions::run(recorder, &nodes, options.cluster.clone(), plan).await,
             Scenario::Custom(custom) => {
                 crate::scenario::custom::run(custom, recorder, &nodes, options.cluster.clone(), plan).await
             }
@@ -397,6 +400,7 @@ fn report_of(
         | Scenario::Services
         | Scenario::ReadModifyWrite
         | Scenario::Rollout
+        | Scenario::Permissions
         | Scenario::Custom(_) => (0..options.cluster.n_apiservers).map(|i| addresses::apiserver(i).ip()).collect(),
     };
     let input = CheckInput { history, end_state, apiserver_sources };
@@ -408,6 +412,11 @@ fn report_of(
     let judged = Outcome::of_run(&verdicts, total_loss);
     let mut stats = outcome.stats;
     recovery.add_to(&mut stats);
+    // Counted only when there are any, so other runs' lines are unchanged.
+    let security_windows = verdict::checkers::permissions::security_windows(history).len();
+    if security_windows > 0 {
+        *stats.entry("security-windows".to_string()).or_default() += security_windows as i64;
+    }
     add_event_stats(history, &mut stats);
     RunReport {
         seed: options.seed,

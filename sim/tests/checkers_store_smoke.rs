@@ -63,7 +63,7 @@ fn three_members() -> StoreOptions {
 }
 
 /// Kubernetes-level invariants, and lease expiry: only the apiserver's Events use leases.
-const KUBERNETES_INVARIANTS: [Invariant; 10] = [
+const KUBERNETES_INVARIANTS: [Invariant; 11] = [
     Invariant::ControllerSingleLeader,
     Invariant::WatchGuarantees,
     Invariant::PodBoundOnce,
@@ -74,6 +74,7 @@ const KUBERNETES_INVARIANTS: [Invariant; 10] = [
     Invariant::ServiceIpsUnique,
     Invariant::NoLostUpdate,
     Invariant::RolloutBound,
+    Invariant::Permissions,
 ];
 
 /// The backup checkers judge restores; a store-smoke run without disk-loss faults has none.

@@ -552,6 +552,76 @@ pub enum HistoryEvent {
         to: i32,
         observed: Vec<ObservedReplicaSetRecord>,
     },
+    /// A committed revision put (`object` set, with the value's hash as in
+    /// [`KeyState::value_hash`]) or deleted (`None`) the RBAC object `resource`
+    /// `namespace`/`name` (a Role, RoleBinding, ClusterRole or ClusterRoleBinding; the
+    /// namespace is empty for the cluster-scoped two): recorded with that revision's
+    /// `Committed`, from the value the store applied. Only a control plane that records
+    /// authorizations records it (`ControlPlaneOptions::record_authorizations`), so other
+    /// runs' histories and trace hashes stay as they were. The permissions checker rebuilds
+    /// the RBAC objects of every revision from these.
+    RbacObjectCommitted {
+        revision: Revision,
+        resource: Resource,
+        namespace: String,
+        name: String,
+        object: Option<RbacObjectRecord>,
+        value_hash: Option<u64>,
+    },
+    /// `apiserver`'s RBAC authorizer decided a request of `user` (with `groups`): `verb` on
+    /// `resource` `namespace`/`name` (empty name: list or watch; empty namespace:
+    /// cluster-scoped or all namespaces), `allowed` or denied, from the RBAC objects its
+    /// informers had applied up to `rbac_revisions`. Recorded only for requests RBAC
+    /// decided (not `system:masters`, not those the Node authorizer allowed), and only by
+    /// a control plane that records authorizations. What the permissions checker judges.
+    Authorized {
+        apiserver: NodeName,
+        user: String,
+        groups: Vec<String>,
+        verb: Verb,
+        resource: Resource,
+        namespace: String,
+        name: String,
+        allowed: bool,
+        rbac_revisions: RbacRevisions,
+    },
+}
+
+/// The store revision up to which an apiserver's informer of each RBAC kind had applied
+/// the kind's changes when its authorizer decided ([`HistoryEvent::Authorized`]): the
+/// cache held exactly the objects of that kind as of that revision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RbacRevisions {
+    pub roles: Revision,
+    pub role_bindings: Revision,
+    pub cluster_roles: Revision,
+    pub cluster_role_bindings: Revision,
+}
+
+impl RbacRevisions {
+    /// The revision of `resource`'s informer (0 for a kind that is not RBAC's).
+    pub fn of(&self, resource: Resource) -> Revision {
+        match resource {
+            Resource::Roles => self.roles,
+            Resource::RoleBindings => self.role_bindings,
+            Resource::ClusterRoles => self.cluster_roles,
+            Resource::ClusterRoleBindings => self.cluster_role_bindings,
+            _ => 0,
+        }
+    }
+
+    /// The lowest of the four.
+    pub fn min(&self) -> Revision {
+        self.roles.min(self.role_bindings).min(self.cluster_roles).min(self.cluster_role_bindings)
+    }
+}
+
+/// What the history keeps of a committed RBAC object ([`HistoryEvent::RbacObjectCommitted`]):
+/// the rules of a Role or ClusterRole, the subjects and role of a binding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RbacObjectRecord {
+    Rules(Vec<api::rbac::PolicyRule>),
+    Binding { subjects: Vec<api::rbac::Subject>, role_ref: api::rbac::RoleRef },
 }
 
 /// A deployment's rollout strategy with its budget resolved against its replicas

@@ -5,6 +5,7 @@
 pub mod custom;
 pub mod deploy_nginx;
 pub mod garbage_collection;
+pub mod permissions;
 pub mod read_modify_write;
 pub mod rollout;
 pub mod services;
@@ -39,6 +40,9 @@ pub enum Scenario {
     /// Rollouts: a deployment's RollingUpdate rolled out twice, rolled back, switched to
     /// Recreate and scaled down ([`rollout`]).
     Rollout,
+    /// Permissions: a user's RoleBinding granted, revoked and granted again while it works,
+    /// every RBAC decision recorded ([`permissions`]).
+    Permissions,
     /// A scenario a user registered ([`custom::register`]).
     Custom(Arc<dyn CustomScenario>),
 }
@@ -167,13 +171,14 @@ pub struct UnsupportedFault {
 
 impl Scenario {
     /// kubesim's own scenarios.
-    pub const BUILT_IN: [Scenario; 6] = [
+    pub const BUILT_IN: [Scenario; 7] = [
         Scenario::DeployNginx,
         Scenario::StoreSmoke,
         Scenario::GarbageCollection,
         Scenario::Services,
         Scenario::ReadModifyWrite,
         Scenario::Rollout,
+        Scenario::Permissions,
     ];
 
     /// Every scenario this process knows: the built-ins, then the registered ones by name.
@@ -189,6 +194,7 @@ impl Scenario {
         match self {
             Scenario::Services => services::configure(cluster),
             Scenario::ReadModifyWrite => read_modify_write::configure(cluster),
+            Scenario::Permissions => permissions::configure(cluster),
             _ => {}
         }
     }
@@ -231,6 +237,7 @@ impl Scenario {
             Scenario::Services => "services",
             Scenario::ReadModifyWrite => "read-modify-write",
             Scenario::Rollout => "rollout",
+            Scenario::Permissions => "permissions",
             Scenario::Custom(custom) => custom.name(),
         }
     }
@@ -251,6 +258,9 @@ impl Scenario {
             }
             Scenario::Rollout => {
                 "a RollingUpdate deployment rolled out twice, rolled back, switched to Recreate, scaled down"
+            }
+            Scenario::Permissions => {
+                "three apiservers; a user's RoleBinding granted, revoked and granted again while it works on ConfigMaps"
             }
             Scenario::Custom(custom) => custom.about(),
         }

@@ -19,6 +19,7 @@ mod informer_continuity;
 mod lease_expiry;
 mod linearizability;
 mod no_lost_update;
+pub mod permissions;
 mod pod_bound_once;
 mod raft_election_safety;
 mod raft_state_machine_safety;
@@ -155,13 +156,23 @@ pub enum Invariant {
     /// `pkg/controller/deployment` rolling and recreate arithmetic). The exact rule is in
     /// `checkers/rollout_bound.rs`. Judged for deployments that name a strategy.
     RolloutBound,
+    /// §4.19: no request is admitted that the RBAC objects its authorizer had seen deny
+    /// (Kubernetes' RBAC authorizer, `plugin/pkg/auth/authorizer/rbac`, decides from its
+    /// informers' Roles, RoleBindings, ClusterRoles and ClusterRoleBindings; rules only
+    /// add). The objects are rebuilt at the revision each decision's informers had synced
+    /// to, from the committed store writes, and evaluated by the checker's own evaluator. A
+    /// restore that brings back permissions revoked after its backup is the *security
+    /// window*: reported and counted, not a violation. The exact rule is in
+    /// `checkers/permissions.rs`. Judged only in runs that record authorizations (the
+    /// permissions scenario).
+    Permissions,
     /// An invariant a user's scenario defines and judges with its own [`Checker`] (the
     /// example `Database` operator's single primary, say).
     Custom(CustomInvariant),
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 18] = [
+    pub const ALL: [Invariant; 19] = [
         Invariant::StoreSingleWriter,
         Invariant::RaftElectionSafety,
         Invariant::RaftStateMachineSafety,
@@ -180,6 +191,7 @@ impl Invariant {
         Invariant::ServiceIpsUnique,
         Invariant::NoLostUpdate,
         Invariant::RolloutBound,
+        Invariant::Permissions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -202,6 +214,7 @@ impl Invariant {
             Invariant::ServiceIpsUnique => "service-ips-unique",
             Invariant::NoLostUpdate => "no-lost-update",
             Invariant::RolloutBound => "rollout-bound",
+            Invariant::Permissions => "permissions",
             Invariant::Custom(custom) => custom.name(),
         }
     }
@@ -533,6 +546,7 @@ pub fn check_all(input: &CheckInput) -> Vec<Verdict> {
     verdicts.push(service_ips_unique::check(input));
     verdicts.push(no_lost_update::check(input));
     verdicts.push(rollout_bound::check(input));
+    verdicts.push(permissions::check(input));
     // Every declared invariant gets exactly one verdict: none is left unchecked or judged twice.
     debug_assert_eq!(
         verdicts.iter().map(|v| v.invariant).collect::<std::collections::BTreeSet<_>>().len(),
