@@ -35,7 +35,9 @@
 //! history without them passes vacuously (checked 0). Leases and Events are not
 //! recorded (they own nothing and nothing owns them). Half 2 runs per cluster epoch: after
 //! a restore, objects restored from the backup are unknown until written again, and an
-//! unknown owner counts as absent, so a restore can hide a violation but never invent one.
+//! unknown owner counts as absent, so a restore can hide a violation but never invent one;
+//! likewise a removal, with no earlier write in the epoch, of an object recorded as marked
+//! for deletion (restored already marked) is counted but not judged.
 //!
 //! Cost: O(n log n) in the object writes (sorted by revision, maps by key and uid), plus
 //! one JSON decode per key of the end state.
@@ -153,6 +155,10 @@ fn check_collections(
             let was_marked = match before {
                 Some(KeyState::Known(meta)) => Some(meta.being_deleted),
                 Some(KeyState::Unknown) => None,
+                // Removed while marked, with no earlier write in this epoch: an object a
+                // restore brought back already marked (its mark is in the backup, not in
+                // this epoch's history). Unknown, not judged.
+                None if write.removed && write.meta.being_deleted => None,
                 None => Some(false),
             };
             let collects = write.removed || (write.meta.being_deleted && was_marked == Some(false));
@@ -404,6 +410,17 @@ mod tests {
             h.records.push(Record { at_ns: 0, event: HistoryEvent::Committed { revision, changes: vec![state] } });
         }
         h
+    }
+
+    /// A restored epoch: the deployment came back from the backup already marked for a
+    /// foreground delete, so the collector's removal completes a delete asked for before
+    /// the restore. Unmarked, with no write before it, the same removal still fires.
+    #[test]
+    fn removing_an_object_restored_already_marked_is_not_judged() {
+        let marked = [(GARBAGE_COLLECTOR_USER, RS, 1_000_128, meta("r", &[], &[], true), true)];
+        assert!(violations(&with_commits(&marked, &[])).is_empty());
+        let unmarked = [(GARBAGE_COLLECTOR_USER, RS, 1_000_128, meta("r", &[], &[], false), true)];
+        assert_eq!(violations(&with_commits(&unmarked, &[])).len(), 1);
     }
 
     #[test]

@@ -37,7 +37,8 @@
 //!    read-modify-write), answered at `r'` or without a definite answer (pending, or a 5xx
 //!    such as a timeout). So an ambiguous request that did commit, or one retried after an
 //!    apiserver restart, is judged by what it carried. A deletion of `k` overwrites
-//!    nothing.
+//!    nothing, and an update whose commit removed `k` (it emptied the finalizers of an
+//!    object marked for deletion) is overwritten by nothing: what follows is a new object.
 //! 3. *End to end.* A `CounterRead` of `k` saw counter `n` in the version committed at
 //!    `R`. The scenario's contract is that the object is created at 0 and each Update adds
 //!    one. Let `a` be the Updates of `k` acknowledged at revisions in `(c, R]`, where `c`
@@ -247,6 +248,12 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
         if let Some(message) = applied_to_version_read(versions, request, key, revision, read) {
             violations.push(request.answered_ns, message);
         }
+        // An update that emptied the finalizers of an object marked for deletion removed
+        // it (the garbage collector completing a foreground delete): a later create puts
+        // a new object, overwriting nothing.
+        if versions[&revision].deleted {
+            continue;
+        }
         let Some((&next_revision, next)) = versions.range(revision + 1..).next() else { continue };
         if next.deleted || acknowledged_updates.contains_key(&(epoch, key, next_revision)) {
             continue;
@@ -444,6 +451,18 @@ mod tests {
 /registry/configmaps/default/shared: the counter reads 1 at revision 4 but 2 increments were acknowledged since its creation at 2 and 0 more are in doubt: acknowledged increments were lost
 "#,
         );
+    }
+
+    #[test]
+    fn an_update_that_removed_the_object_is_followed_by_a_new_one_not_overwritten() {
+        // The collector's update emptied the finalizers of the object marked for
+        // deletion: the apiserver removed it at 3. A user creates the name again at 4.
+        let b = h().committed_put(2, KEY, "0", 2, 1);
+        let b = update(b, "gc", 1, 2);
+        let b = b.committed_delete(3, KEY).api_ok("gc", 1, 3);
+        let b = b.api_invoke("admin", 1, Verb::Create, Resource::ConfigMaps, "default", "shared");
+        let b = b.committed_put(4, KEY, "0", 4, 1).api_ok("admin", 1, 4);
+        check(b, "ok: checked 1");
     }
 
     #[test]
