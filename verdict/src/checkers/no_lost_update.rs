@@ -284,7 +284,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
     let checked = n_judged + n_counters;
     let recorded_any = reading.requests.iter().any(|r| r.precondition.is_some());
     let summary = if !recorded_any && reading.counter_reads.is_empty() {
-        "no update carried a recorded precondition (only the read-modify-write scenario records them)".to_string()
+        "no update carried a recorded precondition (only the read-modify-write scenario and a generated workload record them)".to_string()
     } else {
         format!(
             "{n_judged} acknowledged updates against the version they read ({n_unmatched} answered at a revision \
