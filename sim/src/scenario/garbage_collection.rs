@@ -18,7 +18,7 @@
 //!    `gc-foreground` in the foreground (it must stay, marked, until its ReplicaSet and
 //!    pods are gone); `gc-orphan` with orphan (its ReplicaSet and pods must stay, owned
 //!    by nothing); and `gc-held` (it must stay, marked, while its finalizer is there);
-//! 3. three quarters through (at least [`FINALIZER_HELD_FOR`] after the deletes), removes
+//! 3. three quarters through (at least `FINALIZER_HELD_FOR` after the deletes), removes
 //!    its finalizer from `gc-held` (which removes it);
 //! 4. once the faults healed, waits until the cluster is at rest: nothing marked for
 //!    deletion, no owner reference to a uid that is gone, the new `gc-background`'s pods

@@ -8,7 +8,7 @@
 //! `writers`, and update with the resourceVersion read. On 409 Conflict the user reads
 //! again and retries, up to [`MAX_CONFLICT_RETRIES`] times. Any other error (a timeout, an
 //! apiserver gone) leaves that increment in doubt, and the user moves on. One in
-//! [`DELETE_ONE_IN`] actions on [`SCRATCH`] deletes it instead (with the resourceVersion
+//! `DELETE_ONE_IN` actions on [`SCRATCH`] deletes it instead (with the resourceVersion
 //! read as precondition) and creates it again at 0. A user that finds a ConfigMap missing
 //! (not yet created, or lost to a restore) creates it at 0.
 //!

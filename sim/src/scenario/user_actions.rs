@@ -19,7 +19,7 @@
 //! timeline shows it beside the faults.
 //!
 //! **Intent.** What the users last asked for is the fold of their actions in time order
-//! ([`Intent::of`]): a create makes an object exist (unless it does), a scale or an image
+//! (`Intent::of`): a create makes an object exist (unless it does), a scale or an image
 //! change or a rollback changes an existing deployment, a delete removes it. A rollback
 //! goes to the previous revision's image, and that template becomes the newest revision
 //! (Kubernetes renumbers it), so two rollbacks in a row return. Nodes end uncordoned:
@@ -32,7 +32,7 @@
 //! deployment has exactly its replicas Running, of its current template, no other pod or
 //! ReplicaSet is left in the namespace, older ReplicaSets are at zero, the ConfigMaps,
 //! Secrets and Services are exactly the intended ones and every node is Ready and
-//! schedulable, and has stayed so for [`AT_REST_AFTER`]: recorded (`Awaited`, `Looked`)
+//! schedulable, and has stayed so for `AT_REST_AFTER` (5 s): recorded (`Awaited`, `Looked`)
 //! for the convergence checker, within the liveness phase. The garbage-collection
 //! invariant's at-rest half is judged on that state, and no-lost-update on every update
 //! of the run (the workload turns on `UpdatePrecondition` records).
