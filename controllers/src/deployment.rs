@@ -14,6 +14,9 @@
 //! written before strategies existed do and store exactly what they did (docs/design.md
 //! §4.16).
 //!
+//! Orphaned ReplicaSets (left by a delete with `propagationPolicy: Orphan`) whose labels a
+//! deployment selects are adopted, as Kubernetes' `ClaimReplicaSets` does.
+//!
 //! Simplifications (documented, deliberate): without a strategy, rollouts are
 //! Recreate-like without waiting (old ReplicaSets go to zero at once, no surge/unavailable
 //! budget); no hash collision handling
@@ -100,6 +103,29 @@ pub fn is_owned_by(rs: &ReplicaSet, deployment: &Deployment) -> bool {
     })
 }
 
+/// Whether `deployment` adopts `rs`: a ReplicaSet of its namespace that no controller
+/// owns, not being deleted, whose labels its selector matches, while it is not being
+/// deleted itself (Kubernetes' `ControllerRefManager.ClaimObject`).
+pub fn is_adoptable_by(rs: &ReplicaSet, deployment: &Deployment) -> bool {
+    rs.metadata.namespace == deployment.metadata.namespace
+        && rs.metadata.controller_owner().is_none()
+        && !rs.metadata.is_being_deleted()
+        && !deployment.metadata.is_being_deleted()
+        && !deployment.spec.selector.is_empty()
+        && api::selector_matches(&deployment.spec.selector, &rs.metadata.labels)
+}
+
+/// The controller reference a deployment puts on the ReplicaSets it owns.
+fn controller_reference(deployment: &Deployment, block_owner_deletion: bool) -> OwnerReference {
+    OwnerReference {
+        kind: "Deployment".into(),
+        name: deployment.metadata.name.clone(),
+        uid: deployment.metadata.uid.clone(),
+        controller: true,
+        block_owner_deletion,
+    }
+}
+
 /// The ReplicaSet the deployment's current template should run.
 pub fn new_replica_set(deployment: &Deployment) -> ReplicaSet {
     let hash = pod_template_hash(&deployment.spec.template);
@@ -110,13 +136,7 @@ pub fn new_replica_set(deployment: &Deployment) -> ReplicaSet {
     let mut metadata =
         ObjectMeta::named(&deployment.metadata.namespace, replica_set_name(&deployment.metadata.name, &hash));
     metadata.labels = template.labels.clone();
-    metadata.owner_references = vec![OwnerReference {
-        kind: "Deployment".into(),
-        name: deployment.metadata.name.clone(),
-        uid: deployment.metadata.uid.clone(),
-        controller: true,
-        block_owner_deletion: false,
-    }];
+    metadata.owner_references = vec![controller_reference(deployment, false)];
     ReplicaSet {
         metadata,
         spec: ReplicaSetSpec { replicas: deployment.spec.replicas, selector, template },
@@ -255,6 +275,28 @@ async fn sync(object: Arc<Object>, ctx: Arc<Context<Term>>) -> Result<Action, Sy
     let Some(deployment) = object.as_deployment() else {
         return Ok(Action::AwaitChange);
     };
+    // Kubernetes' `ClaimReplicaSets` (`ControllerRefManager`): an orphan whose labels the
+    // deployment selects is adopted, unless the deployment is being deleted. An orphan
+    // exists only after a delete with `propagationPolicy: Orphan` (the garbage collector
+    // removed its reference), so runs without one never get here. Without adoption, a
+    // deployment created again under the name would find its ReplicaSet's name taken
+    // (AlreadyExists) and own nothing until someone deleted the orphan.
+    let orphans: Vec<ReplicaSet> = ctx.cache(Resource::ReplicaSets).with_objects(|objects| {
+        objects.filter_map(Object::as_replica_set).filter(|rs| is_adoptable_by(rs, deployment)).cloned().collect()
+    });
+    if !orphans.is_empty() {
+        let fence = ctx.write_fence()?;
+        for mut rs in orphans {
+            rs.metadata.owner_references.push(controller_reference(deployment, ctx.data().block_owner_deletion));
+            match ctx.client().update(Object::ReplicaSet(rs), fence.clone()).await {
+                // Taken or gone meanwhile: the next sync sees it as it is.
+                Ok(_) | Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // The adopted ReplicaSets' update events bring the deployment back.
+        return Ok(Action::AwaitChange);
+    }
     let owned: Vec<ReplicaSet> = ctx.cache(Resource::ReplicaSets).with_objects(|objects| {
         objects.filter_map(Object::as_replica_set).filter(|rs| is_owned_by(rs, deployment)).cloned().collect()
     });

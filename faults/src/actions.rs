@@ -59,6 +59,10 @@ pub const DEPLOYMENTS: [&str; 3] = ["web", "api", "batch"];
 pub const CONFIG_MAPS: [&str; 2] = ["settings", "flags"];
 pub const SECRETS: [&str; 2] = ["token", "tls"];
 pub const SERVICES: [&str; 2] = ["web", "api"];
+/// The Role a grant binds a user to (get and update ConfigMaps and Secrets), and the prefix
+/// of the RoleBinding's name (`edit-<user>`).
+pub const EDITOR_ROLE: &str = "editor";
+pub const GRANT_PREFIX: &str = "edit-";
 /// The images a rollout switches between.
 pub const IMAGES: [&str; 3] = ["nginx:1.14.2", "nginx:1.16.1", "nginx:1.25.3"];
 
@@ -70,12 +74,18 @@ pub enum ActionGroup {
     Config,
     Services,
     Nodes,
+    Permissions,
 }
 
 impl ActionGroup {
     /// Every group: the `all` workload menu.
-    pub const ALL: [ActionGroup; 4] =
-        [ActionGroup::Deployments, ActionGroup::Config, ActionGroup::Services, ActionGroup::Nodes];
+    pub const ALL: [ActionGroup; 5] = [
+        ActionGroup::Deployments,
+        ActionGroup::Config,
+        ActionGroup::Services,
+        ActionGroup::Nodes,
+        ActionGroup::Permissions,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -83,6 +93,7 @@ impl ActionGroup {
             ActionGroup::Config => "config",
             ActionGroup::Services => "services",
             ActionGroup::Nodes => "nodes",
+            ActionGroup::Permissions => "permissions",
         }
     }
 
@@ -95,6 +106,10 @@ impl ActionGroup {
             ActionGroup::Config => "create, read-modify-write and delete ConfigMaps and Secrets",
             ActionGroup::Services => "create and delete Services (ClusterIPs allocated by the apiserver)",
             ActionGroup::Nodes => "cordon, drain and uncordon worker nodes",
+            ActionGroup::Permissions => {
+                "grant and revoke a user's RoleBinding to edit the namespace's ConfigMaps and Secrets; with it, \
+                 users read-modify-write them under their own names, every RBAC decision judged by permissions"
+            }
         }
     }
 }
@@ -215,6 +230,11 @@ pub enum Action {
     Drain { node: u32 },
     /// `kubectl uncordon NODE`.
     Uncordon { node: u32 },
+    /// `kubectl create rolebinding edit-WHO --role=editor --user=WHO`: WHO may now
+    /// read-modify-write the namespace's ConfigMaps and Secrets.
+    Grant { who: String },
+    /// `kubectl delete rolebinding edit-WHO`.
+    Revoke { who: String },
 }
 
 impl Action {
@@ -231,6 +251,7 @@ impl Action {
             }
             Action::Create { .. } | Action::ReadModifyWrite { .. } | Action::Delete { .. } => ActionGroup::Config,
             Action::Cordon { .. } | Action::Drain { .. } | Action::Uncordon { .. } => ActionGroup::Nodes,
+            Action::Grant { .. } | Action::Revoke { .. } => ActionGroup::Permissions,
         }
     }
 }
@@ -263,6 +284,10 @@ impl fmt::Display for Action {
             Action::Cordon { node } => write!(f, "kubectl cordon kubelet-{node}"),
             Action::Drain { node } => write!(f, "kubectl drain kubelet-{node}"),
             Action::Uncordon { node } => write!(f, "kubectl uncordon kubelet-{node}"),
+            Action::Grant { who } => {
+                write!(f, "kubectl create rolebinding {GRANT_PREFIX}{who} --role={EDITOR_ROLE} --user={who}")
+            }
+            Action::Revoke { who } => write!(f, "kubectl delete rolebinding {GRANT_PREFIX}{who}"),
         }
     }
 }
@@ -358,6 +383,7 @@ pub fn validate_action(action: &UserAction, safety_phase_ms: u64, topology: &Top
             name("name", n)
         }
         Action::Cordon { node: k } | Action::Drain { node: k } | Action::Uncordon { node: k } => node(*k),
+        Action::Grant { who } | Action::Revoke { who } => name("who", who),
     }
 }
 
@@ -407,7 +433,7 @@ pub fn generate_workload(
     for at_ms in times {
         let user = USERS[rng.gen_range(0..n_users)].to_string();
         let group = *groups.choose(&mut rng).expect("groups is not empty");
-        let action = generate_action(&mut rng, group, topology, &mut made);
+        let action = generate_action(&mut rng, group, topology, &mut made, n_users);
         if let Action::Drain { node } = action {
             let uncordon_at = (at_ms + rng.gen_range(DRAIN_FOR_MS)).min(safety_phase_ms - 1);
             actions.push(UserAction { at_ms: uncordon_at, user: user.clone(), action: Action::Uncordon { node } });
@@ -424,6 +450,7 @@ pub fn generate_workload(
 struct Made {
     deployments: Vec<String>,
     objects: Vec<(ObjectKind, String)>,
+    granted: Vec<String>,
 }
 
 fn pick<R: Rng>(rng: &mut R, names: &[&str]) -> String {
@@ -438,7 +465,13 @@ fn pick_made<R: Rng>(rng: &mut R, names: &[&str], made: &[String]) -> String {
     }
 }
 
-fn generate_action<R: Rng>(rng: &mut R, group: ActionGroup, topology: &Topology, made: &mut Made) -> Action {
+fn generate_action<R: Rng>(
+    rng: &mut R,
+    group: ActionGroup,
+    topology: &Topology,
+    made: &mut Made,
+    n_users: usize,
+) -> Action {
     match group {
         ActionGroup::Deployments => {
             // Creates while fewer than two exist, mostly changes after.
@@ -499,6 +532,18 @@ fn generate_action<R: Rng>(rng: &mut R, group: ActionGroup, topology: &Topology,
                 Action::Create { kind, name }
             } else {
                 Action::ReadModifyWrite { kind, name }
+            }
+        }
+        ActionGroup::Permissions => {
+            let who = USERS[rng.gen_range(0..n_users)].to_string();
+            if made.granted.contains(&who) && rng.gen_bool(0.6) {
+                made.granted.retain(|w| *w != who);
+                Action::Revoke { who }
+            } else {
+                if !made.granted.contains(&who) {
+                    made.granted.push(who.clone());
+                }
+                Action::Grant { who }
             }
         }
         ActionGroup::Nodes => {

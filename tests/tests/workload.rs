@@ -58,7 +58,9 @@ fn the_workload_is_saved_in_the_plan_shown_in_the_timeline_and_replays_from_it()
 /// Without faults the users still act, and the namespace comes to rest as they asked.
 #[test]
 fn without_faults_every_group_comes_to_rest() {
-    for (seed, menu) in [(1, "deployments"), (2, "config"), (3, "services"), (4, "nodes"), (5, "all")] {
+    for (seed, menu) in
+        [(1, "deployments"), (2, "config"), (3, "services"), (4, "nodes"), (6, "permissions,config"), (5, "all")]
+    {
         let options = with_workload(seed, Faults::None, menu);
         let plan = options.plan().expect("a workload makes a plan even without faults");
         assert!(plan.events.is_empty());
@@ -80,4 +82,39 @@ fn deployment_actions_reach_the_controllers() {
     let verdict = |name: &str| report.checks.iter().find(|c| c.name == name).expect(name).detail.clone();
     assert!(!verdict("rollout-bound").contains("vacuous"), "{}", verdict("rollout-bound"));
     assert!(!verdict("no-lost-update").contains(" 0 acknowledged updates"), "{}", verdict("no-lost-update"));
+}
+
+/// Grants and revokes: users read-modify-write under their own names, every RBAC decision
+/// is judged, a revoked grant is refused, and a restore that brings a revoked grant back is
+/// a security window, counted, not a violation.
+#[test]
+fn grants_and_revokes_are_judged_by_permissions() {
+    let report = run_seed(&with_workload(2, swarm(), "all"));
+    assert!(report.passed(), "{}", report.render());
+    let permissions = report.checks.iter().find(|c| c.name == "permissions").expect("a permissions verdict");
+    assert!(!permissions.detail.contains("vacuous"), "{}", permissions.detail);
+    assert!(timeline(&report).contains("forbidden: no grant"), "{}", report.render());
+
+    let disks = Faults::Swarm(faults::menus::menu("disks").unwrap().kinds);
+    let report = run_seed(&with_workload(20, disks, "all"));
+    assert!(report.passed(), "{}", report.render());
+    assert_eq!(report.stats.get("security-windows"), Some(&1), "{:?}", report.stats);
+}
+
+/// The generated workload catches planted bugs of the paths it drives: an RBAC cache that
+/// keeps a revoked grant (permissions), and a ReplicaSet controller without expectations
+/// (convergence).
+#[test]
+fn the_workload_catches_planted_bugs_of_the_paths_it_drives() {
+    use sim::bugs::PlantedBug;
+    for (seed, menu, bug) in [
+        (2, "permissions,config", PlantedBug::RbacCacheIgnoresBindingDeletes),
+        (14, "all", PlantedBug::ReplicasetNoExpectations),
+    ] {
+        let mut options = with_workload(seed, swarm(), menu);
+        bug.plant(&mut options);
+        let report = run_seed(&options);
+        let broken: BTreeSet<String> = report.outcome.broken().iter().map(|p| p.name().to_string()).collect();
+        assert!(broken.contains(bug.caught_by().name()), "{bug}: {}", report.render());
+    }
 }

@@ -63,7 +63,7 @@ pub async fn run(
     let workload = options.workload;
     let generated = plan.as_ref().is_some_and(|p| !p.workload.is_empty());
     if generated {
-        super::user_actions::configure(&mut options);
+        super::user_actions::configure(&mut options, plan.as_ref().expect("generated"));
         recorder.record_update_preconditions();
     }
     let plane = ControlPlane::start(&options, &recorder, nodes);

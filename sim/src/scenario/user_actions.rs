@@ -13,14 +13,21 @@
 //! propagation policy. A deployment deleted with `--cascade=orphan` leaves its ReplicaSets
 //! to the user, who deletes them at once (`kubectl delete rs -l app=NAME`), as one does
 //! after orphaning on purpose. A drain cordons the node and evicts (deletes) every pod
-//! bound to it. A user that finds its object missing (never created, deleted by another
+//! bound to it. A grant creates the RoleBinding `edit-<user>` of the Role `editor` (get
+//! and update ConfigMaps and Secrets, created with the namespace), a revoke deletes it;
+//! when the workload grants or revokes, every user's read-modify-writes go out under its
+//! own name through a second client, RBAC decides them (403 Forbidden is noted as "no
+//! grant"), and the apiservers record every decision for the permissions checker (with
+//! `--faults disks`, a restore that brings a revoked grant back is a security window).
+//! A user that finds its object missing (never created, deleted by another
 //! user, or rolled back by a restore) notes it and goes on; one whose retries outlast the
 //! safety phase gives the action up. Every action is noted in the history, so the
 //! timeline shows it beside the faults.
 //!
 //! **Intent.** What the users last asked for is the fold of their actions in time order
 //! (`Intent::of`): a create makes an object exist (unless it does), a scale or an image
-//! change or a rollback changes an existing deployment, a delete removes it. A rollback
+//! change or a rollback changes an existing deployment, a delete removes it, a grant or a
+//! revoke decides whether the user's RoleBinding should exist. A rollback
 //! goes to the previous revision's image, and that template becomes the newest revision
 //! (Kubernetes renumbers it), so two rollbacks in a row return. Nodes end uncordoned:
 //! the maintenance is over.
@@ -31,7 +38,8 @@
 //! restore may have taken the cluster anywhere earlier. It waits until every intended
 //! deployment has exactly its replicas Running, of its current template, no other pod or
 //! ReplicaSet is left in the namespace, older ReplicaSets are at zero, the ConfigMaps,
-//! Secrets and Services are exactly the intended ones and every node is Ready and
+//! Secrets, Services and grants' RoleBindings are exactly the intended ones and every
+//! node is Ready and
 //! schedulable, and has stayed so for `AT_REST_AFTER` (5 s): recorded (`Awaited`, `Looked`)
 //! for the convergence checker, within the liveness phase. The garbage-collection
 //! invariant's at-rest half is judged on that state, and no-lost-update on every update
@@ -41,13 +49,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use api::rbac::{PolicyRule, Role, RoleBinding, RoleRef, RoleRefKind, Subject};
 use api::{
     ApiClient, ApiError, ConfigMap, Container, DeleteOptions, Deployment, DeploymentSpec, DeploymentStrategy,
     IntOrPercent, Labels, Object, ObjectMeta, PodPhase, PodSpec, PodTemplateSpec, PropagationPolicy, ReplicaSet,
     Resource, RollingUpdateDeployment, Secret, Service, ServicePort, ServiceSpec,
 };
 use controllers::deployment::{pod_template_hash, POD_TEMPLATE_HASH_LABEL};
-use faults::actions::{Action, Cascade, ObjectKind, Strategy, UserAction, NAMESPACE};
+use faults::actions::{Action, Cascade, ObjectKind, Strategy, UserAction, EDITOR_ROLE, GRANT_PREFIX, NAMESPACE};
 use faults::FaultPlan;
 use madsim::task::JoinHandle;
 use madsim::time::Instant;
@@ -67,11 +76,27 @@ const MAX_CONFLICT_RETRIES: u32 = 10;
 const DRAINED_NAMESPACES: [&str; 2] = [NAMESPACE, super::deploy_nginx::NAMESPACE];
 
 /// What the workload needs of the cluster: the garbage collector (deletes with each
-/// propagation policy) and Services (ClusterIPs, Endpoints). Applied only when the plan
-/// has a workload, so that runs without one store and hash what they always did.
-pub(crate) fn configure(options: &mut ControlPlaneOptions) {
+/// propagation policy) and Services (ClusterIPs, Endpoints); with grants and revokes, the
+/// users known to the apiservers and every RBAC decision recorded (for permissions).
+/// Applied only when the plan has a workload, so that runs without one store and hash
+/// what they always did.
+pub(crate) fn configure(options: &mut ControlPlaneOptions, plan: &FaultPlan) {
     options.garbage_collection = true;
     options.services.get_or_insert_with(ServicesOptions::default);
+    if uses_permissions(plan) {
+        options.record_authorizations = true;
+        for user in plan.workload.iter().map(|a| a.user.as_str()).collect::<BTreeSet<_>>() {
+            if !options.users.iter().any(|u| u.name == user) {
+                options.users.push(apiserver::UserInfo::new(user, &["system:authenticated"]));
+            }
+        }
+    }
+}
+
+/// Whether the workload grants or revokes: then users read-modify-write under their own
+/// names, as RBAC allows.
+fn uses_permissions(plan: &FaultPlan) -> bool {
+    plan.workload.iter().any(|a| a.action.group() == faults::actions::ActionGroup::Permissions)
 }
 
 /// Starts the workload's users and its admin; the handle yields the admin's report once
@@ -94,9 +119,19 @@ pub(crate) async fn start(
         let server: SocketAddr = plane.apiserver_addrs[idx % plane.apiserver_addrs.len()];
         let ip = crate::addresses::client(USER_HOSTS + idx as u8);
         let (node, client) = plane.client_of("admin", name, ip, vec![server], recorder).await;
+        // With grants in play, the user's read-modify-writes go out under its own name.
+        let own = if uses_permissions(plan) {
+            let ip = crate::addresses::client(OWN_HOSTS + idx as u8);
+            Some(plane.client_of(name, &format!("{name}-self"), ip, vec![server], recorder).await.1)
+        } else {
+            None
+        };
         let actions: Vec<UserAction> = plan.workload.iter().filter(|a| a.user == name).cloned().collect();
         let recorder = recorder.clone();
-        users.push(node.spawn(async move { play(&client, &recorder, &actions, start, end_of_safety).await }));
+        users.push(node.spawn(async move {
+            let clients = Clients { admin: &client, own: own.as_ref().unwrap_or(&client) };
+            play(clients, &recorder, &actions, start, end_of_safety).await
+        }));
     }
     let (admin_node, admin) =
         plane.client_as("admin", "workload-admin", crate::addresses::client(ADMIN_HOST), recorder).await;
@@ -114,9 +149,18 @@ pub(crate) async fn start(
 }
 
 /// The client hosts of the workload's users (`USER_HOSTS + i`, at most
-/// [`faults::actions::MAX_USERS`] of them) and of its admin.
+/// [`faults::actions::MAX_USERS`] of them), of their own-name clients, and of its admin.
 const USER_HOSTS: u8 = 20;
+const OWN_HOSTS: u8 = 30;
 const ADMIN_HOST: u8 = 19;
+
+/// A user's clients: as the namespace's admin (every action but read-modify-write), and
+/// under its own name (read-modify-write, when grants are in play; else the same client).
+#[derive(Clone, Copy)]
+struct Clients<'c> {
+    admin: &'c ApiClient,
+    own: &'c ApiClient,
+}
 
 async fn sleep_until(deadline: Instant) {
     let now = Instant::now();
@@ -125,19 +169,39 @@ async fn sleep_until(deadline: Instant) {
     }
 }
 
-/// Creates the workload's namespace, retrying until it exists or `deadline`.
+/// Creates the workload's namespace and the editor Role, retrying until both exist or
+/// `deadline`.
 async fn ensure_namespace(admin: &ApiClient, deadline: Instant) {
     let namespace = api::Namespace { metadata: ObjectMeta::named("", NAMESPACE) };
-    while Instant::now() < deadline {
-        match admin.create(Object::Namespace(namespace.clone()), None).await {
-            Ok(_) | Err(ApiError::AlreadyExists { .. }) => return,
-            Err(_) => madsim::time::sleep(POLL).await,
+    for object in [Object::Namespace(namespace), Object::Role(editor_role())] {
+        while Instant::now() < deadline {
+            match admin.create(object.clone(), None).await {
+                Ok(_) | Err(ApiError::AlreadyExists { .. }) => break,
+                Err(_) => madsim::time::sleep(POLL).await,
+            }
         }
     }
 }
 
+/// The Role a grant binds: get and update the namespace's ConfigMaps and Secrets.
+fn editor_role() -> Role {
+    Role {
+        metadata: ObjectMeta::named(NAMESPACE, EDITOR_ROLE),
+        rules: vec![PolicyRule::new(&["get", "update"], &[""], &["configmaps", "secrets"])],
+    }
+}
+
+/// `who`'s grant: a RoleBinding `edit-<who>` of the editor Role.
+fn grant(who: &str) -> RoleBinding {
+    RoleBinding {
+        metadata: ObjectMeta::named(NAMESPACE, format!("{GRANT_PREFIX}{who}")),
+        subjects: vec![Subject::user(who)],
+        role_ref: RoleRef { kind: RoleRefKind::Role, name: EDITOR_ROLE.to_string() },
+    }
+}
+
 /// One user's actions, in order, each at its time or after the previous one.
-async fn play(client: &ApiClient, recorder: &Recorder, actions: &[UserAction], start: Instant, deadline: Instant) {
+async fn play(clients: Clients<'_>, recorder: &Recorder, actions: &[UserAction], start: Instant, deadline: Instant) {
     for action in actions {
         sleep_until(start + Duration::from_millis(action.at_ms)).await;
         let said = format!("{}: {}", action.user, action.action);
@@ -146,7 +210,7 @@ async fn play(client: &ApiClient, recorder: &Recorder, actions: &[UserAction], s
             continue;
         }
         recorder.note(said.clone());
-        match perform(client, recorder, &action.action, deadline).await {
+        match perform(clients, recorder, &action.action, deadline).await {
             Ok(Done::Done) => {}
             Ok(Done::Nothing(why)) => recorder.note(format!("{said}: {why}")),
             Err(e) => recorder.note(format!("{said}: gave up at the end of the safety phase ({e})")),
@@ -181,11 +245,12 @@ where
 }
 
 async fn perform(
-    client: &ApiClient,
+    clients: Clients<'_>,
     recorder: &Recorder,
     action: &Action,
     deadline: Instant,
 ) -> Result<Done, ApiError> {
+    let client = clients.admin;
     match action {
         Action::CreateDeployment { name, replicas, image, strategy } => {
             let object = deployment(name, *replicas as i32, image, *strategy);
@@ -244,7 +309,21 @@ async fn perform(
             Ok(done)
         }
         Action::Create { kind, name } => create(client, new_object(*kind, name), deadline).await,
-        Action::ReadModifyWrite { kind, name } => read_modify_write(client, *kind, name, deadline).await,
+        Action::ReadModifyWrite { kind, name } => match read_modify_write(clients.own, *kind, name, deadline).await {
+            Err(ApiError::Forbidden { .. }) => Ok(Done::Nothing("forbidden: no grant".into())),
+            other => other,
+        },
+        Action::Grant { who } => create(client, Object::RoleBinding(grant(who)), deadline).await,
+        Action::Revoke { who } => {
+            delete(
+                client,
+                Resource::RoleBindings,
+                &format!("{GRANT_PREFIX}{who}"),
+                PropagationPolicy::Background,
+                deadline,
+            )
+            .await
+        }
         Action::Delete { kind, name } => {
             delete(client, resource_of(*kind), name, PropagationPolicy::Background, deadline).await
         }
@@ -567,6 +646,8 @@ pub(crate) struct Intent {
     deployments: BTreeMap<String, DeploymentIntent>,
     /// ConfigMaps, Secrets and Services, and whether each should exist.
     objects: BTreeMap<(ObjectKind, String), bool>,
+    /// Users and whether each should hold its grant.
+    grants: BTreeMap<String, bool>,
 }
 
 impl Intent {
@@ -612,6 +693,12 @@ impl Intent {
                 Action::Delete { kind, name } => {
                     intent.objects.insert((*kind, name.clone()), false);
                 }
+                Action::Grant { who } => {
+                    intent.grants.insert(who.clone(), true);
+                }
+                Action::Revoke { who } => {
+                    intent.grants.insert(who.clone(), false);
+                }
                 Action::ReadModifyWrite { .. }
                 | Action::Cordon { .. }
                 | Action::Drain { .. }
@@ -619,6 +706,11 @@ impl Intent {
             }
         }
         intent
+    }
+
+    /// The RoleBindings the grants should leave.
+    fn bindings(&self) -> BTreeSet<String> {
+        self.grants.iter().filter(|(_, held)| **held).map(|(who, _)| format!("{GRANT_PREFIX}{who}")).collect()
     }
 
     fn wanted(&self, kind: ObjectKind) -> BTreeSet<&str> {
@@ -671,6 +763,22 @@ async fn apply(admin: &ApiClient, recorder: &Recorder, intent: &Intent, n_kubele
         }
     }
     delete_orphans(admin, None, deadline).await;
+    if let Err(ApiError::NotFound { .. }) = admin.get(Resource::Roles, NAMESPACE, EDITOR_ROLE).await {
+        let _ = admin.create(Object::Role(editor_role()), None).await;
+    }
+    if let Ok((items, _)) = admin.list(Resource::RoleBindings, NAMESPACE).await {
+        let have: BTreeSet<String> = items.iter().map(|o| o.metadata().name.clone()).collect();
+        let wanted = intent.bindings();
+        for name in wanted.difference(&have) {
+            recorder.note(format!("workload-admin: kubectl apply rolebinding {name}: it was missing"));
+            let who = name.trim_start_matches(GRANT_PREFIX);
+            let _ = admin.create(Object::RoleBinding(grant(who)), None).await;
+        }
+        for name in have.difference(&wanted) {
+            recorder.note(format!("workload-admin: kubectl delete rolebinding {name}: not asked for"));
+            let _ = admin.delete(Resource::RoleBindings, NAMESPACE, name, None, None).await;
+        }
+    }
     for kind in [ObjectKind::ConfigMap, ObjectKind::Secret, ObjectKind::Service] {
         let Ok((items, _)) = admin.list(resource_of(kind), NAMESPACE).await else { continue };
         let have: BTreeSet<String> = items.iter().map(|o| o.metadata().name.clone()).collect();
@@ -763,6 +871,11 @@ async fn look(admin: &ApiClient, intent: &Intent) -> Result<Result<String, Strin
         if have != wanted {
             unsettled.push(format!("{}s {have:?}, asked for {wanted:?}", kind.name()));
         }
+    }
+    let (bindings, _) = admin.list(Resource::RoleBindings, NAMESPACE).await?;
+    let have: BTreeSet<String> = bindings.iter().map(|o| o.metadata().name.clone()).collect();
+    if have != intent.bindings() {
+        unsettled.push(format!("rolebindings {have:?}, asked for {:?}", intent.bindings()));
     }
     if unsettled.is_empty() {
         let objects = intent.objects.values().filter(|present| **present).count();

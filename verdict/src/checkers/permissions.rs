@@ -555,7 +555,7 @@ pub(super) fn check(input: &CheckInput) -> Verdict {
     if !judged {
         return violations.into_verdict(
             0,
-            "no authorization decisions recorded (only the permissions scenario records them)".to_string(),
+            "no authorization decisions recorded (only the permissions scenario and a generated workload that grants record them)".to_string(),
         );
     }
     let reading = read(input.history);
