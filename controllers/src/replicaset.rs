@@ -10,8 +10,8 @@
 //! **Deviation, kubernetes/kubernetes#129795.** A pod the controller created can be
 //! deleted (a drain's eviction, say) while its informer is relisting after 410 Gone: the
 //! new list never holds it, no Added event ever comes, and Kubernetes' controller waits
-//! out the 5-minute expiry with the ReplicaSet short of pods (the generated workload's
-//! seed 732 of the default campaign: a drain during a relist, the deployment stuck at 2 of
+//! out the 5-minute expiry with the ReplicaSet short of pods (found by the generated
+//! workload, seed 732 of `--workload all` when it was first run: a drain during a relist, the deployment stuck at 2 of
 //! 5 pods through the whole liveness phase). kubesim does what that issue proposes:
 //! each expectation also remembers the highest resourceVersion its creates were answered
 //! with, and once every create was answered and the pod informer's resourceVersion has

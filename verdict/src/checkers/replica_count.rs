@@ -25,8 +25,8 @@
 //! Added/Deleted events watches delivered (which also show creates whose answer was
 //! lost), and the deletes of the store's own record of each revision (`Committed`),
 //! deduplicated by (key, revision). The last is needed for a delete whose answer was lost
-//! and that no watch delivered because every watcher relisted past it (the generated
-//! workload's seed 217: a drain's eviction committed during packet loss, the watch cache's
+//! and that no watch delivered because every watcher relisted past it (found by the
+//! generated workload, seed 217 when it was first run: a drain's eviction committed during packet loss, the watch cache's
 //! window too small to keep it): without it the pod would live on in the evidence while
 //! the controller rightly replaced it.
 //!
