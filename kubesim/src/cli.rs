@@ -66,8 +66,8 @@ pub struct SeedFlags {
     pub plan: Option<PathBuf>,
     #[arg(long = "bug", help = bugs_help())]
     pub bugs: Vec<PlantedBug>,
-    #[arg(long, default_value = "none", value_name = "MENU", conflicts_with = "plan", help = workload_help())]
-    pub workload: String,
+    #[arg(long, value_name = "MENU", conflicts_with = "plan", help = workload_help())]
+    pub workload: Option<String>,
     /// Worker nodes (kubelets, 4 CPUs each) in the control plane: 3 by default, at most 1000.
     #[arg(long, value_name = "N")]
     pub kubelets: Option<u32>,
@@ -114,7 +114,7 @@ fn workload_help() -> String {
         .collect();
     format!(
         "The generated workload: users' actions each seed draws beside deploy-nginx's own user, saved in its plan. \
-         `none` (the default), `all`, or comma-separated groups: {}",
+         `all` (deploy-nginx's default; no other scenario runs one), `none`, or comma-separated groups: {}",
         groups.join("; ")
     )
 }
@@ -354,8 +354,9 @@ impl SeedFlags {
             Some(path) => BadInput(format!("plan {}: {e}", path.display())),
             None => BadInput(format!("--faults: {e}")),
         })?;
-        options.workload =
-            faults::actions::parse_menu(&self.workload).map_err(|e| BadInput(format!("--workload: {e}")))?;
+        if let Some(menu) = &self.workload {
+            options.workload = faults::actions::parse_menu(menu).map_err(|e| BadInput(format!("--workload: {e}")))?;
+        }
         let plan_has_workload = matches!(&options.faults, Faults::Plan(plan) if !plan.workload.is_empty());
         if (!options.workload.is_empty() || plan_has_workload) && self.scenario != Scenario::DeployNginx {
             let source = match &self.plan {
@@ -439,8 +440,8 @@ impl SeedFlags {
             None if self.faults != "all" => flags.push_str(&format!(" --faults {}", shell_quote(&self.faults))),
             None => {}
         }
-        if self.workload != "none" {
-            flags.push_str(&format!(" --workload {}", shell_quote(&self.workload)));
+        if let Some(menu) = &self.workload {
+            flags.push_str(&format!(" --workload {}", shell_quote(menu)));
         }
         for bug in &self.bugs {
             flags.push_str(&format!(" --bug {bug}"));

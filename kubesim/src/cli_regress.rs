@@ -187,7 +187,7 @@ fn report_shrink(request: &ShrinkRequest, outcome: &ShrinkOutcome) -> Result<(),
     let mut replay_flags = request.flags.clone();
     replay_flags.faults = "all".into();
     // The plan carries the workload.
-    replay_flags.workload = "none".into();
+    replay_flags.workload = None;
     match &request.out {
         Some(destination) => {
             let path = &destination.path;

@@ -33,6 +33,8 @@ fn a_shrunk_plan_saved_with_out_reproduces_the_violation() {
         "shrink",
         "--seed",
         "37",
+        "--workload",
+        "none",
         "--bug",
         "replicaset-no-expectations",
         "--out",
@@ -69,7 +71,17 @@ fn a_passing_seed_has_nothing_to_shrink() {
 
 #[test]
 fn a_shrink_budget_that_runs_out_is_reported() {
-    let out = kubesim(&["shrink", "--seed", "23", "--bug", "replicaset-no-expectations", "--max-runs", "2"]);
+    let out = kubesim(&[
+        "shrink",
+        "--seed",
+        "23",
+        "--workload",
+        "none",
+        "--bug",
+        "replicaset-no-expectations",
+        "--max-runs",
+        "2",
+    ]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("shrunk in 2 runs"), "{}", out.stdout);
     assert!(out.stdout.contains("the run bound (--max-runs 2) was hit"), "{}", out.stdout);
@@ -80,11 +92,21 @@ fn bad_input_to_the_regression_commands_exits_2_with_one_line() {
     assert_bad_input(&["shrink", "--seed", "37", "--max-runs", "0"], "--max-runs: must be at least 1");
     assert_bad_input(&["shrink", "--seed", "37", "--invariant", "happiness"], "--invariant: unknown invariant");
     assert_bad_input(
-        &["shrink", "--seed", "37", "--bug", "replicaset-no-expectations", "--invariant", "linearizability"],
+        &[
+            "shrink",
+            "--seed",
+            "37",
+            "--workload",
+            "none",
+            "--bug",
+            "replicaset-no-expectations",
+            "--invariant",
+            "linearizability",
+        ],
         "seed 37 does not violate linearizability (it violates: convergence)",
     );
     assert_bad_input(
-        &["shrink", "--seed", "0", "--faults", "none", "--bug", "controller-writes-store"],
+        &["shrink", "--seed", "0", "--faults", "none", "--workload", "none", "--bug", "controller-writes-store"],
         "runs no fault plan (--faults none): nothing to shrink",
     );
     assert_refused_flags(&["campaign", "--seeds", "0..10", "--shard", "4/4"], "--shard: expected K/N with 0 <= K < N");

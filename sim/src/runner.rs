@@ -62,7 +62,8 @@ pub struct RunOptions {
     pub shape: Shape,
     /// The menu of the generated workload (`--workload`): each seed draws its users'
     /// actions from these groups into its plan ([`faults::actions::generate_workload`]).
-    /// Empty: no generated workload. A saved plan (`Faults::Plan`) carries its own.
+    /// Every group for deploy-nginx ([`RunOptions::new`]), empty (no generated workload)
+    /// for the other scenarios. A saved plan (`Faults::Plan`) carries its own.
     pub workload: BTreeSet<ActionGroup>,
 }
 
@@ -74,6 +75,9 @@ impl RunOptions {
         let mut cluster = ControlPlaneOptions::default();
         Knobs::for_seed(seed).apply(&mut cluster);
         scenario.configure(&mut cluster);
+        // deploy-nginx runs the generated workload of every group by default.
+        let workload =
+            if scenario == Scenario::DeployNginx { ActionGroup::ALL.into_iter().collect() } else { BTreeSet::new() };
         Self {
             seed,
             seed_picks_knobs: true,
@@ -81,7 +85,7 @@ impl RunOptions {
             cluster,
             faults: Faults::Swarm(FaultKind::all()),
             shape: Shape::default(),
-            workload: BTreeSet::new(),
+            workload,
         }
     }
 
@@ -119,9 +123,9 @@ impl RunOptions {
         Knobs::of(&self.cluster)
     }
 
-    /// The scenario's plain flow with no nemesis.
+    /// The scenario's plain flow: no nemesis, no generated workload.
     pub fn without_faults(seed: u64, scenario: Scenario) -> Self {
-        Self { faults: Faults::None, ..Self::new(seed, scenario) }
+        Self { faults: Faults::None, workload: BTreeSet::new(), ..Self::new(seed, scenario) }
     }
 
     /// The components a plan may target in this scenario.

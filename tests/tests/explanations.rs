@@ -9,8 +9,12 @@ use sim::scenario::Scenario;
 
 /// The explanations of `seed` with `bug` planted, under the default swarm of faults.
 fn explained(bug: PlantedBug, seed: u64) -> String {
-    let mut options =
-        RunOptions { faults: Faults::Swarm(faults::FaultKind::all()), ..RunOptions::new(seed, Scenario::DeployNginx) };
+    let mut options = RunOptions {
+        faults: Faults::Swarm(faults::FaultKind::all()),
+        // The pinned seeds are of deploy-nginx's own flow, without the generated workload.
+        workload: Default::default(),
+        ..RunOptions::new(seed, Scenario::DeployNginx)
+    };
     bug.plant(&mut options);
     let (report, history) = run_seed_with_history(&options);
     assert!(!report.outcome.broken().is_empty(), "{bug} seed {seed} no longer fails: {:?}", report.outcome);

@@ -25,10 +25,15 @@ fn timeline(report: &RunReport) -> String {
 }
 
 #[test]
-fn without_a_workload_menu_the_plan_has_no_actions() {
-    let plan = RunOptions::new(7, Scenario::DeployNginx).plan().expect("a swarm plan");
+fn deploy_nginx_draws_every_group_by_default_and_none_leaves_the_plan_as_it_was() {
+    let default = RunOptions::new(7, Scenario::DeployNginx);
+    assert_eq!(default.workload.len(), ActionGroup::ALL.len());
+    assert!(!default.plan().unwrap().workload.is_empty());
+    let plan = RunOptions { workload: BTreeSet::new(), ..default }.plan().expect("a swarm plan");
     assert!(plan.workload.is_empty());
     assert!(!plan.to_json_pretty().contains("workload"), "a plan without actions reads as it always did");
+    assert!(RunOptions::new(7, Scenario::Rollout).workload.is_empty(), "only deploy-nginx runs one");
+    assert!(RunOptions::without_faults(7, Scenario::DeployNginx).plan().is_none(), "the plain flow");
 }
 
 /// The actions are in the plan, in the timeline beside the faults, and the plan alone
