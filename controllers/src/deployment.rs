@@ -281,9 +281,15 @@ async fn sync(object: Arc<Object>, ctx: Arc<Context<Term>>) -> Result<Action, Sy
     // removed its reference), so runs without one never get here. Without adoption, a
     // deployment created again under the name would find its ReplicaSet's name taken
     // (AlreadyExists) and own nothing until someone deleted the orphan.
-    let orphans: Vec<ReplicaSet> = ctx.cache(Resource::ReplicaSets).with_objects(|objects| {
-        objects.filter_map(Object::as_replica_set).filter(|rs| is_adoptable_by(rs, deployment)).cloned().collect()
-    });
+    // One pass over the cache: the ReplicaSets the deployment owns, and the orphans it adopts.
+    let (owned, orphans): (Vec<ReplicaSet>, Vec<ReplicaSet>) =
+        ctx.cache(Resource::ReplicaSets).with_objects(|objects| {
+            objects
+                .filter_map(Object::as_replica_set)
+                .filter(|rs| is_owned_by(rs, deployment) || is_adoptable_by(rs, deployment))
+                .cloned()
+                .partition(|rs| is_owned_by(rs, deployment))
+        });
     if !orphans.is_empty() {
         let fence = ctx.write_fence()?;
         for mut rs in orphans {
@@ -297,9 +303,6 @@ async fn sync(object: Arc<Object>, ctx: Arc<Context<Term>>) -> Result<Action, Sy
         // The adopted ReplicaSets' update events bring the deployment back.
         return Ok(Action::AwaitChange);
     }
-    let owned: Vec<ReplicaSet> = ctx.cache(Resource::ReplicaSets).with_objects(|objects| {
-        objects.filter_map(Object::as_replica_set).filter(|rs| is_owned_by(rs, deployment)).cloned().collect()
-    });
     let client = ctx.client();
     for action in reconcile_deployment_with(deployment, &owned, ctx.data().rollout_bugs) {
         let fence = ctx.write_fence()?;

@@ -138,6 +138,81 @@ impl<'r> Awaiting<'r> {
     }
 }
 
+/// How long a scenario's end state must hold before it is judged at rest, and how often
+/// its user looks meanwhile.
+pub(crate) const AT_REST_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const AT_REST_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// What [`settle`] waits for: the goal recorded for the wait (`Awaited`, judged by the
+/// convergence checker), the goal of the last look, and what its notes and check name
+/// before "at rest" (`""`, `"workload "`).
+pub(crate) struct Settling {
+    pub goal: String,
+    pub last_look: &'static str,
+    pub subject: &'static str,
+    pub patience: std::time::Duration,
+}
+
+/// A scenario's end: `apply` what the user asked for (a `kubectl apply`, which a restore
+/// may have undone), then `look` whether the cluster is there (`Ok(Ok(summary))`,
+/// `Ok(Err(what is not yet))`, `Err` when it could not look), every [`AT_REST_POLL`],
+/// until it has stayed there for [`AT_REST_AFTER`] or `patience` ran out, recording each
+/// look; then one last look, recorded as the at-rest judgement, and a check saying what it
+/// saw.
+pub(crate) async fn settle<A, AF, L, LF>(
+    recorder: &crate::recorder::Recorder,
+    settling: Settling,
+    mut apply: A,
+    mut look: L,
+) -> Vec<crate::report::Check>
+where
+    A: FnMut() -> AF,
+    AF: std::future::Future<Output = ()>,
+    L: FnMut() -> LF,
+    LF: std::future::Future<Output = Result<Result<String, String>, api::ApiError>>,
+{
+    let Settling { goal, last_look, subject, patience } = settling;
+    let start = madsim::time::Instant::now();
+    let mut awaiting = Awaiting::begin(recorder, goal, 1, false, Some(start + patience));
+    let mut good_since: Option<madsim::time::Instant> = None;
+    loop {
+        apply().await;
+        let began = madsim::time::Instant::now();
+        match look().await {
+            Ok(Ok(summary)) => {
+                awaiting.looked(began, Some(1), summary.clone());
+                let since = *good_since.get_or_insert(began);
+                if began - since >= AT_REST_AFTER {
+                    recorder.note(format!("{subject}at rest after {:.1}s: {summary}", (began - start).as_secs_f64()));
+                    break;
+                }
+            }
+            Ok(Err(why)) => {
+                awaiting.looked(began, Some(0), why);
+                good_since = None;
+            }
+            Err(e) => {
+                awaiting.looked(began, None, format!("looking failed: {e}"));
+                good_since = None;
+            }
+        }
+        if began - start >= patience {
+            recorder.note(format!("{subject}not at rest after {}s: judged as it stands", patience.as_secs()));
+            break;
+        }
+        madsim::time::sleep(AT_REST_POLL).await;
+    }
+    let mut at_rest = Awaiting::begin(recorder, last_look, 1, true, None);
+    let began = madsim::time::Instant::now();
+    let (have, seen) = match look().await {
+        Ok(Ok(summary)) => (Some(1), summary),
+        Ok(Err(why)) => (Some(0), why),
+        Err(e) => (None, format!("looking failed: {e}")),
+    };
+    at_rest.looked(began, have, seen.clone());
+    vec![crate::report::Check::info(format!("{subject}at rest: {seen}"))]
+}
+
 /// `instant` as the history counts time: simulated ns since the run began.
 fn sim_ns(instant: madsim::time::Instant) -> u64 {
     let now = madsim::time::Instant::now();

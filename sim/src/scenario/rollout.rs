@@ -47,8 +47,6 @@ const IMAGES: [&str; 4] = ["nginx:1.14.2", "nginx:1.16.1", "nginx:1.17.0", "ngin
 /// The safety and liveness phases without a fault plan.
 const PLAIN_SAFETY: Duration = Duration::from_secs(40);
 const PLAIN_LIVENESS: Duration = Duration::from_secs(60);
-/// How long the deployment must stay rolled out before it is judged at rest.
-const AT_REST_AFTER: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(500);
 
 fn labels() -> Labels {
@@ -407,51 +405,14 @@ async fn reapply(kubectl: &ApiClient, recorder: &Recorder, want: &DeploymentSpec
 }
 
 /// Waits until the deployment is rolled out with the last spec and has stayed so for
-/// [`AT_REST_AFTER`], within `patience`, recording what it waits for and sees; then looks
-/// once more at rest.
+/// [`super::AT_REST_AFTER`], within `patience`, re-applying that spec, recording what it
+/// waits for and sees; then looks once more at rest.
 async fn wait_until_at_rest(kubectl: &ApiClient, recorder: &Recorder, patience: Duration) -> Vec<Check> {
     let want = final_spec();
-    let start = madsim::time::Instant::now();
     let goal =
         format!("{DEPLOYMENT} rolled out to {SCALED_DOWN} pods of its last template within {}s", patience.as_secs());
-    let mut awaiting = super::Awaiting::begin(recorder, goal, 1, false, Some(start + patience));
-    let mut good_since: Option<madsim::time::Instant> = None;
-    loop {
-        reapply(kubectl, recorder, &want).await;
-        let began = madsim::time::Instant::now();
-        match look(kubectl, Some(&want)).await {
-            Ok(Ok(summary)) => {
-                awaiting.looked(began, Some(1), summary.clone());
-                let since = *good_since.get_or_insert(began);
-                if began - since >= AT_REST_AFTER {
-                    recorder.note(format!("at rest after {:.1}s: {summary}", (began - start).as_secs_f64()));
-                    break;
-                }
-            }
-            Ok(Err(why)) => {
-                awaiting.looked(began, Some(0), why);
-                good_since = None;
-            }
-            Err(e) => {
-                awaiting.looked(began, None, format!("looking failed: {e}"));
-                good_since = None;
-            }
-        }
-        if began - start >= patience {
-            recorder.note(format!("not at rest after {}s: judged as it stands", patience.as_secs()));
-            break;
-        }
-        madsim::time::sleep(POLL).await;
-    }
-    let mut at_rest = super::Awaiting::begin(recorder, "at rest: rolled out to the last spec", 1, true, None);
-    let began = madsim::time::Instant::now();
-    let (have, seen) = match look(kubectl, Some(&want)).await {
-        Ok(Ok(summary)) => (Some(1), summary),
-        Ok(Err(why)) => (Some(0), why),
-        Err(e) => (None, format!("looking failed: {e}")),
-    };
-    at_rest.looked(began, have, seen.clone());
-    vec![Check::info(format!("at rest: {seen}"))]
+    let settling = super::Settling { goal, last_look: "at rest: rolled out to the last spec", subject: "", patience };
+    super::settle(recorder, settling, || reapply(kubectl, recorder, &want), || look(kubectl, Some(&want))).await
 }
 
 /// The user's notes, the faults and recoveries, and every scale the deployment

@@ -40,7 +40,7 @@
 //! ReplicaSet is left in the namespace, older ReplicaSets are at zero, the ConfigMaps,
 //! Secrets, Services and grants' RoleBindings are exactly the intended ones and every
 //! node is Ready and
-//! schedulable, and has stayed so for `AT_REST_AFTER` (5 s): recorded (`Awaited`, `Looked`)
+//! schedulable, and has stayed so for 5 s: recorded (`Awaited`, `Looked`)
 //! for the convergence checker, within the liveness phase. The garbage-collection
 //! invariant's at-rest half is judged on that state, and no-lost-update on every update
 //! of the run (the workload turns on `UpdatePrecondition` records).
@@ -66,8 +66,6 @@ use crate::history::HistoryEvent;
 use crate::recorder::Recorder;
 use crate::report::Check;
 
-/// How long the cluster must stay at the intent before it is judged at rest.
-const AT_REST_AFTER: Duration = Duration::from_secs(5);
 /// Pause between a user's retries, and between the admin's looks.
 const POLL: Duration = Duration::from_millis(500);
 /// client-go's `retry.DefaultRetry` allows 5 steps; a little more, as users contend.
@@ -430,6 +428,19 @@ fn record_desired(recorder: &Recorder, name: &str, replicas: i32) {
     });
 }
 
+/// Updates `object` under the resourceVersion it carries, retrying what a user retries
+/// until `deadline`, but not a 409 Conflict: that needs a fresh read. `Ok(true)` written,
+/// `Ok(false)` a conflict (the caller reads again, as client-go's `RetryOnConflict`).
+async fn update_or_conflict(client: &ApiClient, object: Object, deadline: Instant) -> Result<bool, ApiError> {
+    retrying(deadline, || async {
+        match client.update(object.clone(), None).await {
+            Err(ApiError::Conflict { .. }) => Ok(false),
+            other => other.map(|_| true),
+        }
+    })
+    .await
+}
+
 async fn create(client: &ApiClient, object: Object, deadline: Instant) -> Result<Done, ApiError> {
     // NotFound: the namespace is not there yet (the admin is creating it, or a restore
     // took it).
@@ -497,17 +508,9 @@ async fn change_deployment(
         if changed.spec.replicas != read.spec.replicas {
             record_desired(recorder, name, changed.spec.replicas);
         }
-        match retrying(deadline, || async {
-            // A conflict is not retried with the same object: read again.
-            match client.update(Object::Deployment(changed.clone()), None).await {
-                Err(ApiError::Conflict { reason }) => Ok(Err(ApiError::Conflict { reason })),
-                other => other.map(Ok),
-            }
-        })
-        .await
-        {
-            Ok(Ok(_)) => return Ok(Done::Done),
-            Ok(Err(_conflict)) => continue,
+        match update_or_conflict(client, Object::Deployment(changed), deadline).await {
+            Ok(true) => return Ok(Done::Done),
+            Ok(false) => continue,
             Err(ApiError::NotFound { .. }) => return Ok(Done::Nothing("not found".into())),
             Err(e) => return Err(e),
         }
@@ -541,16 +544,9 @@ async fn read_modify_write(
             }
             other => return Ok(Done::Nothing(format!("a {:?} has no data to change", other.resource()))),
         };
-        match retrying(deadline, || async {
-            match client.update(changed.clone(), None).await {
-                Err(ApiError::Conflict { reason }) => Ok(Err(ApiError::Conflict { reason })),
-                other => other.map(Ok),
-            }
-        })
-        .await
-        {
-            Ok(Ok(_)) => return Ok(Done::Done),
-            Ok(Err(_conflict)) => continue,
+        match update_or_conflict(client, changed, deadline).await {
+            Ok(true) => return Ok(Done::Done),
+            Ok(false) => continue,
             Err(ApiError::NotFound { .. }) => return Ok(Done::Nothing("not found".into())),
             Err(e) => return Err(e),
         }
@@ -580,16 +576,9 @@ async fn set_unschedulable(
             return Ok(Done::Nothing(if unschedulable { "already cordoned" } else { "not cordoned" }.into()));
         }
         read.spec.unschedulable = unschedulable;
-        match retrying(deadline, || async {
-            match client.update(Object::Node(read.clone()), None).await {
-                Err(ApiError::Conflict { reason }) => Ok(Err(ApiError::Conflict { reason })),
-                other => other.map(Ok),
-            }
-        })
-        .await
-        {
-            Ok(Ok(_)) => return Ok(Done::Done),
-            Ok(Err(_conflict)) => continue,
+        match update_or_conflict(client, Object::Node(read), deadline).await {
+            Ok(true) => return Ok(Done::Done),
+            Ok(false) => continue,
             Err(e) => return Err(e),
         }
     }
@@ -885,9 +874,9 @@ async fn look(admin: &ApiClient, intent: &Intent) -> Result<Result<String, Strin
     }
 }
 
-/// Applies the intent and waits until the cluster has stayed at it for [`AT_REST_AFTER`],
-/// within `patience`, recording what the admin waits for and sees; then looks once more
-/// at rest.
+/// Applies the intent and waits until the cluster has stayed at it for
+/// [`super::AT_REST_AFTER`], within `patience`, recording what the admin waits for and
+/// sees; then looks once more at rest.
 async fn wait_until_at_rest(
     admin: &ApiClient,
     recorder: &Recorder,
@@ -895,46 +884,15 @@ async fn wait_until_at_rest(
     n_kubelets: u32,
     patience: Duration,
 ) -> Vec<Check> {
-    let start = Instant::now();
-    let goal = format!("the workload's namespace {NAMESPACE} as its users asked, within {}s", patience.as_secs());
-    let mut awaiting = super::Awaiting::begin(recorder, goal, 1, false, Some(start + patience));
-    let mut good_since: Option<Instant> = None;
-    loop {
-        apply(admin, recorder, intent, n_kubelets, start + patience).await;
-        let began = Instant::now();
-        match look(admin, intent).await {
-            Ok(Ok(summary)) => {
-                awaiting.looked(began, Some(1), summary.clone());
-                let since = *good_since.get_or_insert(began);
-                if began - since >= AT_REST_AFTER {
-                    recorder.note(format!("workload at rest after {:.1}s: {summary}", (began - start).as_secs_f64()));
-                    break;
-                }
-            }
-            Ok(Err(why)) => {
-                awaiting.looked(began, Some(0), why);
-                good_since = None;
-            }
-            Err(e) => {
-                awaiting.looked(began, None, format!("looking failed: {e}"));
-                good_since = None;
-            }
-        }
-        if began - start >= patience {
-            recorder.note(format!("workload not at rest after {}s: judged as it stands", patience.as_secs()));
-            break;
-        }
-        madsim::time::sleep(POLL).await;
-    }
-    let mut at_rest = super::Awaiting::begin(recorder, "at rest: the workload's namespace as asked", 1, true, None);
-    let began = Instant::now();
-    let (have, seen) = match look(admin, intent).await {
-        Ok(Ok(summary)) => (Some(1), summary),
-        Ok(Err(why)) => (Some(0), why),
-        Err(e) => (None, format!("looking failed: {e}")),
+    let deadline = Instant::now() + patience;
+    let settling = super::Settling {
+        goal: format!("the workload's namespace {NAMESPACE} as its users asked, within {}s", patience.as_secs()),
+        last_look: "at rest: the workload's namespace as asked",
+        subject: "workload ",
+        patience,
     };
-    at_rest.looked(began, have, seen.clone());
-    vec![Check::info(format!("workload at rest: {seen}"))]
+    super::settle(recorder, settling, || apply(admin, recorder, intent, n_kubelets, deadline), || look(admin, intent))
+        .await
 }
 
 #[cfg(test)]
